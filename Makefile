@@ -1,0 +1,185 @@
+# splitnve build.  Everything lands under $(BUILD) (default build/); binaries in $(BUILD)/bin.
+#
+#   make            build libraries, daemons, ctl tools, tests and benchmarks
+#   make check      install missing packages, build, run every test (plain and ASan+UBSan),
+#                   replay the kept fuzz inputs
+#   make demo       install missing packages, build, run the whole system on this machine
+#   make fuzz       run each libFuzzer target for FUZZ_SECONDS (default 300)
+#   make bench      build and run the benchmarks in bench/
+#   make install    install into $(DESTDIR)$(PREFIX)
+#
+# Source layout conventions (new files need no Makefile change):
+#   lib/*.c                      -> libsplitnve.a / libsplitnve.so
+#   nnve-daemon/main.c           -> bin/nnve-daemon, nnve-daemon/nnvectl.c -> bin/nnvectl,
+#   nnve-daemon/*.c (the rest)   -> libnnve.a (linked into the daemon and the unit tests)
+#   tnve-agent/  likewise        -> bin/tnve-agent, bin/tnvectl, libtnve.a
+#   tests/unit/test-*.c          -> one Check suite each
+#   tests/tools/*.c              -> test programs used by the integration tests
+#   tests/fuzz/fuzz-*.c          -> libFuzzer targets (clang)
+#   bench/*.c                    -> benchmark programs
+
+BUILD   ?= build
+PREFIX  ?= /usr/local
+DESTDIR ?=
+SAN     ?= 0
+FUZZ_SECONDS ?= 300
+
+PKGS := libuv openssl libxml-2.0 libvirt jansson inih sqlite3 libmnl
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+CHECK_CFLAGS := $(shell pkg-config --cflags check 2>/dev/null)
+CHECK_LIBS   := $(shell pkg-config --libs check 2>/dev/null)
+
+ifeq ($(SAN),1)
+CC      := clang
+OPT     := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
+LDSAN   := -fsanitize=address,undefined
+else
+CC      ?= cc
+OPT     ?= -O2 -g
+LDSAN   :=
+endif
+
+WARN    := -Wall -Wextra -Werror -Wshadow -Wformat=2 -Wno-format-nonliteral -Wstrict-prototypes -Wmissing-prototypes
+CFLAGS  := -std=c11 -D_GNU_SOURCE $(OPT) $(WARN) -fPIC -MMD -MP -Ilib $(PKG_CFLAGS)
+LDFLAGS := $(LDSAN)
+LIBS    := $(PKG_LIBS) -lm -lpthread
+
+VERSION := $(shell cat VERSION 2>/dev/null || echo 0.0.0)
+SONAME_MAJOR := 1
+CFLAGS  += -DSPLITNVE_VERSION='"$(VERSION)"'
+
+LIB_SRC   := $(wildcard lib/*.c)
+NNVE_MAIN := nnve-daemon/main.c
+NNVE_CTL  := nnve-daemon/nnvectl.c
+NNVE_SRC  := $(filter-out $(NNVE_MAIN) $(NNVE_CTL),$(wildcard nnve-daemon/*.c))
+TNVE_MAIN := tnve-agent/main.c
+TNVE_CTL  := tnve-agent/tnvectl.c
+TNVE_SRC  := $(filter-out $(TNVE_MAIN) $(TNVE_CTL),$(wildcard tnve-agent/*.c))
+UNIT_SRC  := $(wildcard tests/unit/test-*.c)
+TOOL_SRC  := $(wildcard tests/tools/*.c)
+BENCH_SRC := $(wildcard bench/*.c)
+FUZZ_SRC  := $(wildcard tests/fuzz/fuzz-*.c)
+
+obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
+
+LIB_A    := $(BUILD)/lib/libsplitnve.a
+LIB_SO   := $(BUILD)/lib/libsplitnve.so.$(SONAME_MAJOR)
+NNVE_A   := $(BUILD)/lib/libnnve.a
+TNVE_A   := $(BUILD)/lib/libtnve.a
+BINS     := $(if $(wildcard $(NNVE_MAIN)),$(BUILD)/bin/nnve-daemon) \
+            $(if $(wildcard $(NNVE_CTL)),$(BUILD)/bin/nnvectl) \
+            $(if $(wildcard $(TNVE_MAIN)),$(BUILD)/bin/tnve-agent) \
+            $(if $(wildcard $(TNVE_CTL)),$(BUILD)/bin/tnvectl)
+UNITS    := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
+TOOLS    := $(patsubst tests/tools/%.c,$(BUILD)/tests/tools/%,$(TOOL_SRC))
+BENCHES  := $(patsubst bench/%.c,$(BUILD)/bench/%,$(BENCH_SRC))
+FUZZERS  := $(patsubst tests/fuzz/%.c,build/fuzz/%,$(FUZZ_SRC))
+
+# Archives listed in link order: daemon internals first, then the shared library.
+APP_ARCHIVES := $(if $(NNVE_SRC),$(NNVE_A)) $(if $(TNVE_SRC),$(TNVE_A)) $(LIB_A)
+
+.PHONY: all deps check check-plain check-san fuzz fuzz-replay bench demo demo-shell install clean
+.DEFAULT_GOAL := all
+
+all: $(LIB_A) $(LIB_SO) $(BINS) $(UNITS) $(TOOLS) $(BENCHES)
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c -o $@ $<
+
+$(LIB_A): $(call obj,$(LIB_SRC))
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+
+$(LIB_SO): $(call obj,$(LIB_SRC))
+	@mkdir -p $(dir $@)
+	$(CC) -shared -Wl,-soname,libsplitnve.so.$(SONAME_MAJOR) $(LDFLAGS) -o $@ $^ $(LIBS)
+	ln -sf libsplitnve.so.$(SONAME_MAJOR) $(BUILD)/lib/libsplitnve.so
+
+$(NNVE_A): $(call obj,$(NNVE_SRC))
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+
+$(TNVE_A): $(call obj,$(TNVE_SRC))
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+
+$(BUILD)/bin/nnve-daemon: $(call obj,$(NNVE_MAIN)) $(APP_ARCHIVES)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $< $(APP_ARCHIVES) $(LIBS)
+
+$(BUILD)/bin/nnvectl: $(call obj,$(NNVE_CTL)) $(APP_ARCHIVES)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $< $(APP_ARCHIVES) $(LIBS)
+
+$(BUILD)/bin/tnve-agent: $(call obj,$(TNVE_MAIN)) $(APP_ARCHIVES)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $< $(APP_ARCHIVES) $(LIBS)
+
+$(BUILD)/bin/tnvectl: $(call obj,$(TNVE_CTL)) $(APP_ARCHIVES)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $< $(APP_ARCHIVES) $(LIBS)
+
+$(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(APP_ARCHIVES)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $< $(APP_ARCHIVES) $(CHECK_LIBS) $(LIBS)
+
+$(BUILD)/obj/tests/unit/%.o: tests/unit/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(CHECK_CFLAGS) -Wno-missing-prototypes -DSRCDIR='"$(CURDIR)"' -c -o $@ $<
+
+$(BUILD)/tests/tools/%: $(BUILD)/obj/tests/tools/%.o $(APP_ARCHIVES)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $< $(APP_ARCHIVES) $(LIBS)
+
+$(BUILD)/bench/%: $(BUILD)/obj/bench/%.o $(APP_ARCHIVES)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $< $(APP_ARCHIVES) $(LIBS)
+
+# libFuzzer targets always use clang and compile the library sources in directly.
+FUZZ_CFLAGS := -std=c11 -D_GNU_SOURCE -g -O1 -Ilib $(PKG_CFLAGS) -DSPLITNVE_VERSION='"$(VERSION)"' \
+               -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
+build/fuzz/%: tests/fuzz/%.c $(LIB_SRC) $(wildcard lib/*.h)
+	@mkdir -p $(dir $@)
+	clang $(FUZZ_CFLAGS) -o $@ $< $(LIB_SRC) $(PKG_LIBS) -lm -lpthread
+
+deps:
+	@scripts/install-deps.sh
+
+check: deps
+	$(MAKE) check-plain
+	$(MAKE) check-san
+	$(MAKE) fuzz-replay
+	@echo "make check: all stages passed"
+
+check-plain: all
+	scripts/run-tests.sh $(BUILD)
+
+check-san:
+	$(MAKE) BUILD=build/asan SAN=1 all
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	    scripts/run-tests.sh build/asan
+
+fuzz-replay: $(FUZZERS)
+	scripts/fuzz.sh replay
+
+fuzz: $(FUZZERS)
+	scripts/fuzz.sh run $(FUZZ_SECONDS)
+
+bench: deps all
+	scripts/run-bench.sh $(BUILD)
+
+demo: deps all
+	scripts/demo.sh $(BUILD)
+
+demo-shell: deps all
+	scripts/demo.sh --shell $(BUILD)
+
+install: all
+	scripts/install.sh "$(BUILD)" "$(DESTDIR)" "$(PREFIX)" "$(VERSION)"
+
+clean:
+	rm -rf build
+
+-include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

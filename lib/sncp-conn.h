@@ -1,0 +1,77 @@
+/* sncp-conn.h: an SNCP session on a libuv transport (TLS over TCP today; the L2 channel
+ * plugs in behind the same calls through sncp-conn-provider.h).
+ *
+ * This is the I/O half that both daemons, the test client and the load generator share:
+ * it reads from the socket into the session, writes what the session outputs (bounded:
+ * a peer that stops reading is disconnected once max_write_queue bytes are queued), runs
+ * the session's timers on a uv_timer, and tears everything down through uv_close.
+ *
+ * Lifetime: `closed` runs exactly once per connection, from a libuv close callback, after
+ * which the library frees the connection: the owner drops its pointer there.  All other
+ * callbacks run before it.  sncp_conn_close() may be called at any time, also from a
+ * callback, and more than once.
+ */
+#ifndef SNCP_CONN_H
+#define SNCP_CONN_H 1
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <uv.h>
+
+#include "sncp-session.h"
+
+struct sncp_conn;
+struct sncp_listener;
+
+struct sncp_conn_cbs {
+    /* TLS done, identity checked; a client should now send its HELLO. */
+    void (*connected)(struct sncp_conn *c, const char *peer_identity);
+    void (*request)(struct sncp_conn *c, const struct sncp_msg *req);
+    void (*response)(struct sncp_conn *c, uint64_t cookie, const struct sncp_msg *rsp, int err);
+    /* Final: err 0 for an orderly close, else why (also connect failures: -ECONNREFUSED ...). */
+    void (*closed)(struct sncp_conn *c, int err);
+};
+
+struct sncp_conn_config {
+    struct sncp_session_config session; /* role is set by listen/connect */
+    size_t max_write_queue;             /* bytes; 0: 4 MiB */
+    unsigned max_conns;                 /* listener only: accepted beyond are closed; 0: 4096 */
+};
+
+/* Listens on addr:port ("0.0.0.0", "::", "127.0.0.1", ...).  Every accepted connection
+ * reports through `cbs` with sncp_conn_data() == ctx until the owner sets its own.
+ * Returns 0 and *out, or -errno (e.g. -EADDRINUSE). */
+int sncp_listener_create(uv_loop_t *loop, const char *addr, uint16_t port,
+                         const struct sncp_conn_config *cfg, const struct sncp_conn_cbs *cbs,
+                         void *ctx, struct sncp_listener **out);
+/* Stops accepting; established connections stay. Accepts NULL. */
+void sncp_listener_destroy(struct sncp_listener *l);
+/* The bound port (useful after listening on port 0). */
+uint16_t sncp_listener_port(const struct sncp_listener *l);
+unsigned sncp_listener_conns(const struct sncp_listener *l);
+
+/* Connects to host:port (numeric address or a name, resolved asynchronously).  Failures
+ * arrive through `closed`.  Returns 0 and *out, or -errno for an immediate failure. */
+int sncp_conn_connect(uv_loop_t *loop, const char *host, uint16_t port,
+                      const struct sncp_conn_config *cfg, const struct sncp_conn_cbs *cbs,
+                      void *ctx, struct sncp_conn **out);
+
+/* As sncp_session_send/respond/respond_error, with the loop's time. */
+int64_t sncp_conn_send(struct sncp_conn *c, struct sncp_msg *msg, uint64_t cookie);
+int sncp_conn_respond(struct sncp_conn *c, const struct sncp_msg *req, struct sncp_msg *rsp);
+int sncp_conn_respond_error(struct sncp_conn *c, const struct sncp_msg *req, int err,
+                            uint16_t bad_tlv, const char *reason);
+
+/* Orderly close (close_notify, then the transport). */
+void sncp_conn_close(struct sncp_conn *c);
+
+void sncp_conn_set_data(struct sncp_conn *c, void *data);
+void *sncp_conn_data(const struct sncp_conn *c);
+struct sncp_session *sncp_conn_session(struct sncp_conn *c);
+/* "192.0.2.1:40312" / "[2001:db8::1]:40312" (or the L2 peer MAC). */
+const char *sncp_conn_peer_name(const struct sncp_conn *c);
+/* Bytes queued for writing and not yet written. */
+size_t sncp_conn_write_queue(const struct sncp_conn *c);
+
+#endif

@@ -1,0 +1,73 @@
+/* sncp-tls.h: TLS 1.3 with mutual certificate authentication, on memory BIOs.
+ *
+ * The engine never touches a socket: the owner feeds it the ciphertext it received and
+ * sends the ciphertext it drains, over TCP or the L2 channel alike.  Both ends present a
+ * certificate chained to the configured CA; the peer's identity is the first DNS (or URI)
+ * subject alternative name of its certificate, or its subject CN when it has no SAN.
+ */
+#ifndef SNCP_TLS_H
+#define SNCP_TLS_H 1
+
+#include <stddef.h>
+#include <stdint.h>
+
+enum sncp_tls_role {
+    SNCP_TLS_CLIENT, /* the tNVE: connects */
+    SNCP_TLS_SERVER, /* the nNVE: accepts */
+};
+
+enum { SNCP_TLS_IDENTITY_MAX = 256 };
+
+struct sncp_tls_ctx;
+struct sncp_tls;
+
+/* Creates a context from PEM files: our certificate (chain), our private key, and the CA
+ * bundle that peers must chain to.  TLS 1.3 only; peer certificate required in both roles.
+ * Returns NULL on failure with a one-line reason in err[0..errlen).  Caller destroys. */
+struct sncp_tls_ctx *sncp_tls_ctx_create(enum sncp_tls_role role, const char *cert_file,
+                                         const char *key_file, const char *ca_file, char *err,
+                                         size_t errlen);
+/* Re-reads the same files (SIGHUP, certificate rotation).  Existing sessions keep theirs.
+ * Returns 0 or SNCP_E_CONFIG with the reason in err. */
+int sncp_tls_ctx_reload(struct sncp_tls_ctx *ctx, char *err, size_t errlen);
+void sncp_tls_ctx_destroy(struct sncp_tls_ctx *ctx);
+
+/* One TLS connection.  `expected_peer`, if non-NULL, must equal the peer's identity (any of
+ * its DNS/URI SANs, or the CN without SAN) or the handshake fails with SNCP_E_PEER_IDENTITY.
+ * Returns NULL only on allocation failure.  Caller destroys; the ctx must outlive it. */
+struct sncp_tls *sncp_tls_create(struct sncp_tls_ctx *ctx, const char *expected_peer);
+void sncp_tls_destroy(struct sncp_tls *t);
+
+/* Drives the handshake.  Returns 1 when established, 0 when it needs more input (drain the
+ * output and feed more), or a negative error (SNCP_E_TLS_HANDSHAKE, SNCP_E_PEER_IDENTITY)
+ * with the reason in sncp_tls_error(). */
+int sncp_tls_handshake(struct sncp_tls *t);
+
+/* Ciphertext received from the peer.  Returns 0 or -ENOMEM. */
+int sncp_tls_feed(struct sncp_tls *t, const uint8_t *data, size_t len);
+
+/* Plaintext from the peer: returns bytes read (> 0), 0 when nothing is available yet,
+ * SNCP_E_PEER_CLOSED on close_notify, or SNCP_E_TLS on a protocol failure. */
+int sncp_tls_read(struct sncp_tls *t, uint8_t *buf, size_t cap);
+
+/* Encrypts all of data[0..len) (after the handshake).  Returns 0 or a negative error. */
+int sncp_tls_write(struct sncp_tls *t, const uint8_t *data, size_t len);
+
+/* Ciphertext waiting to be sent: sncp_tls_pending() bytes; sncp_tls_drain() moves up to cap
+ * of them into buf and returns how many. */
+size_t sncp_tls_pending(const struct sncp_tls *t);
+size_t sncp_tls_drain(struct sncp_tls *t, uint8_t *buf, size_t cap);
+
+/* Sends close_notify (drain afterwards). */
+void sncp_tls_shutdown(struct sncp_tls *t);
+
+int sncp_tls_established(const struct sncp_tls *t);
+/* The peer identity after the handshake, "" before. */
+const char *sncp_tls_peer_identity(const struct sncp_tls *t);
+/* The negotiated protocol and cipher, e.g. "TLSv1.3 TLS_AES_256_GCM_SHA384". */
+const char *sncp_tls_description(const struct sncp_tls *t, char *buf, size_t cap);
+/* The last failure's reason, "" if none: e.g. "peer did not return a certificate",
+ * "certificate has expired", "plaintext received on a TLS session". */
+const char *sncp_tls_error(const struct sncp_tls *t);
+
+#endif

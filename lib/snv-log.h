@@ -1,0 +1,70 @@
+/* snv-log.h: logging for the daemons and tools.
+ *
+ * One line per event, "LEVEL module: text key=value key=value", to stderr (with an ISO-8601
+ * UTC timestamp) or to syslog.  Levels: err = something broke for someone; warn = it will
+ * repair itself; info = a state change; debug = behind a switch.  Anything a peer can
+ * trigger is logged through a rate limiter, which reports how many lines it suppressed.
+ */
+#ifndef SNV_LOG_H
+#define SNV_LOG_H 1
+
+#include <stdarg.h>
+#include <stdint.h>
+
+enum snv_log_level {
+    SNV_LOG_ERR = 0,
+    SNV_LOG_WARN = 1,
+    SNV_LOG_INFO = 2,
+    SNV_LOG_DEBUG = 3,
+};
+
+enum snv_log_dest {
+    SNV_LOG_STDERR = 0,
+    SNV_LOG_SYSLOG = 1,
+};
+
+/* Sets the program name and destination; may be called again (e.g. after daemonizing). */
+void snv_log_open(const char *program, enum snv_log_dest dest);
+void snv_log_set_level(enum snv_log_level level);
+enum snv_log_level snv_log_get_level(void);
+/* "err"/"error", "warn"/"warning", "info", "debug" -> 0 and *level; else -EINVAL. */
+int snv_log_level_parse(const char *s, enum snv_log_level *level);
+const char *snv_log_level_name(enum snv_log_level level);
+
+void snv_log(enum snv_log_level level, const char *module, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+void snv_vlog(enum snv_log_level level, const char *module, const char *fmt, va_list ap)
+    __attribute__((format(printf, 3, 0)));
+
+#define SNV_ERR(mod, ...) snv_log(SNV_LOG_ERR, mod, __VA_ARGS__)
+#define SNV_WARN(mod, ...) snv_log(SNV_LOG_WARN, mod, __VA_ARGS__)
+#define SNV_INFO(mod, ...) snv_log(SNV_LOG_INFO, mod, __VA_ARGS__)
+#define SNV_DBG(mod, ...)                                                                     \
+    do {                                                                                       \
+        if (snv_log_get_level() >= SNV_LOG_DEBUG)                                              \
+            snv_log(SNV_LOG_DEBUG, mod, __VA_ARGS__);                                          \
+    } while (0)
+
+/* Token bucket: `rate` lines per second, bursts of `burst`. */
+struct snv_ratelimit {
+    uint32_t rate;
+    uint32_t burst;
+    uint64_t tokens_milli; /* tokens * 1000 */
+    uint64_t last_ms;
+    uint64_t suppressed;
+    int primed;
+};
+#define SNV_RATELIMIT_INIT(rate_, burst_) { .rate = (rate_), .burst = (burst_) }
+
+/* Returns 1 if a line may be logged at now_ms, else 0 (and counts it as suppressed). */
+int snv_ratelimit_allow(struct snv_ratelimit *rl, uint64_t now_ms);
+
+/* Logs through `rl` using the monotonic clock; the first line after suppression ends with
+ * "suppressed=N". */
+void snv_log_rl(struct snv_ratelimit *rl, enum snv_log_level level, const char *module,
+                const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+/* Milliseconds on the monotonic clock (for the daemons; state machines take `now`). */
+uint64_t snv_now_ms(void);
+
+#endif
