@@ -81,6 +81,8 @@ APP_ARCHIVES := $(if $(NNVE_SRC),$(NNVE_A)) $(if $(TNVE_SRC),$(TNVE_A)) $(LIB_A)
 
 .PHONY: all deps check check-plain check-san fuzz fuzz-replay bench demo demo-shell install clean
 .DEFAULT_GOAL := all
+# Test, tool and bench objects are intermediates of pattern rules: keep them.
+.SECONDARY:
 
 all: $(LIB_A) $(LIB_SO) $(BINS) $(UNITS) $(TOOLS) $(BENCHES)
 
