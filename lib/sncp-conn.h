@@ -10,6 +10,9 @@
  * which the library frees the connection: the owner drops its pointer there.  All other
  * callbacks run before it.  sncp_conn_close() may be called at any time, also from a
  * callback, and more than once.
+ *
+ * A write to a socket the peer reset must fail, not kill the process: the first listen or
+ * connect sets SIGPIPE to ignored if it still has its default disposition.
  */
 #ifndef SNCP_CONN_H
 #define SNCP_CONN_H 1
@@ -62,6 +65,11 @@ int64_t sncp_conn_send(struct sncp_conn *c, struct sncp_msg *msg, uint64_t cooki
 int sncp_conn_respond(struct sncp_conn *c, const struct sncp_msg *req, struct sncp_msg *rsp);
 int sncp_conn_respond_error(struct sncp_conn *c, const struct sncp_msg *req, int err,
                             uint16_t bad_tlv, const char *reason);
+
+/* As sncp_session_cork/uncork: batch the messages sent between them into few TLS records
+ * and few writes.  Calls nest; every cork needs its uncork while the connection exists. */
+void sncp_conn_cork(struct sncp_conn *c);
+void sncp_conn_uncork(struct sncp_conn *c);
 
 /* Orderly close (close_notify, then the transport). */
 void sncp_conn_close(struct sncp_conn *c);

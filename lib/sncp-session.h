@@ -25,9 +25,13 @@
 struct sncp_session;
 
 struct sncp_session_cbs {
-    /* Ciphertext to put on the wire, in order; the bytes are valid only during the call. */
+    /* Ciphertext to put on the wire, in order; the bytes are valid only during the call.
+     * A transport failure noticed while writing is reported later (from the transport's
+     * close path), never by calling sncp_session_transport_closed() from in here. */
     void (*output)(void *ctx, const uint8_t *data, size_t len);
-    /* The TLS handshake completed and the peer's certificate identity checked out. */
+    /* The TLS handshake completed and the peer's certificate identity checked out.  With
+     * TLS 1.3 a client gets this before the server has judged the client's certificate: a
+     * refused client then sees `closed` (the server's alert) instead of its first response. */
     void (*connected)(void *ctx, const char *peer_identity);
     /* A well-formed request from the peer (anything but RESPONSE and KEEPALIVE).  Answer it,
      * now or later, with sncp_session_respond(). */
@@ -95,6 +99,18 @@ int sncp_session_respond(struct sncp_session *s, const struct sncp_msg *req,
  * reason text (NULL: the status's text), plus ERROR_TLV if bad_tlv != 0. */
 int sncp_session_respond_error(struct sncp_session *s, const struct sncp_msg *req, int err,
                                uint16_t bad_tlv, const char *reason, uint64_t now);
+
+/* Batches output.  Between cork and the matching uncork, messages sent or answered are
+ * only queued (up to one TLS record's worth at a time); they leave as a few large records
+ * and one `output` call when the outermost uncork returns.  Calls nest.  Use around loops
+ * that send many messages from outside the session's callbacks (inside callbacks, output is
+ * already batched until the callback's caller returns). */
+void sncp_session_cork(struct sncp_session *s);
+void sncp_session_uncork(struct sncp_session *s);
+
+/* Names the transport endpoint in the session's log lines (peer=...), e.g.
+ * "192.0.2.1:40312"; the string is copied.  Optional (sncp-conn sets it). */
+void sncp_session_set_name(struct sncp_session *s, const char *name);
 
 /* Sets the interval at which the peer promised keepalives (from its HELLO), for dead-peer
  * detection; 0 keeps the default (our own interval). */

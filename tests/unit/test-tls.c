@@ -1,0 +1,485 @@
+/* test-tls.c: the TLS engine (sncp-tls) with pairs of engines wired back to back in memory.
+ *
+ * The PKI is generated at test time by scripts/gen-pki.sh into a private temporary directory
+ * that is removed afterwards: a test CA with "server" and "client", an expired "old", and
+ * "evil" signed by an unrelated CA.
+ */
+#include <check.h>
+#include <errno.h>
+#include <ftw.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
+#include "sncp-error.h"
+#include "sncp-tls.h"
+
+static char pki_dir[256];
+
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st;
+    (void)flag;
+    (void)ftw;
+    return remove(path);
+}
+
+static int gen_pki(const char *dir)
+{
+    pid_t pid = fork();
+    if (pid < 0)
+        return -1;
+    if (pid == 0) {
+        execl(SRCDIR "/scripts/gen-pki.sh", "gen-pki.sh", "--expired", "old", "--other-ca", "evil",
+              dir, "server", "client", "other-client", (char *)NULL);
+        _exit(127);
+    }
+    int status;
+    if (waitpid(pid, &status, 0) != pid)
+        return -1;
+    return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : -1;
+}
+
+static const char *pki(const char *file)
+{
+    static char bufs[8][512];
+    static int next;
+    char *b = bufs[next++ % 8];
+    snprintf(b, 512, "%s/%s", pki_dir, file);
+    return b;
+}
+
+static struct sncp_tls_ctx *ctx_for(enum sncp_tls_role role, const char *name, const char *ca)
+{
+    char cert[64], key[64], err[256] = "";
+    snprintf(cert, sizeof cert, "%s.crt", name);
+    snprintf(key, sizeof key, "%s.key", name);
+    struct sncp_tls_ctx *c =
+        sncp_tls_ctx_create(role, pki(cert), pki(key), pki(ca), err, sizeof err);
+    ck_assert_msg(c != NULL, "ctx for %s: %s", name, err);
+    return c;
+}
+
+/* Moves everything a has to send into b.  Returns the number of bytes moved. */
+static size_t move(struct sncp_tls *from, struct sncp_tls *to)
+{
+    uint8_t buf[4096];
+    size_t total = 0, n;
+    while ((n = sncp_tls_drain(from, buf, sizeof buf)) > 0) {
+        ck_assert_int_eq(sncp_tls_feed(to, buf, n), 0);
+        total += n;
+    }
+    return total;
+}
+
+struct pair_result {
+    int client_rc, server_rc;     /* last handshake results */
+    int client_read, server_read; /* a read after the handshake (alerts arrive there) */
+};
+
+static struct pair_result run_pair(struct sncp_tls *c, struct sncp_tls *s)
+{
+    struct pair_result r = {0, 0, 0, 0};
+    for (int i = 0; i < 20; i++) {
+        if (r.client_rc == 0)
+            r.client_rc = sncp_tls_handshake(c);
+        size_t moved = move(c, s);
+        if (r.server_rc == 0)
+            r.server_rc = sncp_tls_handshake(s);
+        moved += move(s, c);
+        if (r.client_rc != 0 && r.server_rc != 0 && !moved)
+            break;
+        if ((r.client_rc < 0 || r.server_rc < 0) && !moved)
+            break;
+    }
+    uint8_t buf[256];
+    if (r.client_rc == 1)
+        r.client_read = sncp_tls_read(c, buf, sizeof buf);
+    if (r.server_rc == 1)
+        r.server_read = sncp_tls_read(s, buf, sizeof buf);
+    return r;
+}
+
+START_TEST(test_mutual_auth)
+{
+    struct sncp_tls_ctx *sc = ctx_for(SNCP_TLS_SERVER, "server", "ca.crt");
+    struct sncp_tls_ctx *cc = ctx_for(SNCP_TLS_CLIENT, "client", "ca.crt");
+    struct sncp_tls *s = sncp_tls_create(sc, NULL);
+    struct sncp_tls *c = sncp_tls_create(cc, "server");
+    ck_assert_ptr_nonnull(s);
+    ck_assert_ptr_nonnull(c);
+    ck_assert_str_eq(sncp_tls_peer_identity(c), "");
+    ck_assert_int_eq(sncp_tls_established(c), 0);
+    struct pair_result r = run_pair(c, s);
+    ck_assert_int_eq(r.client_rc, 1);
+    ck_assert_int_eq(r.server_rc, 1);
+    ck_assert_int_eq(r.client_read, 0);
+    ck_assert_int_eq(r.server_read, 0);
+    ck_assert_int_eq(sncp_tls_established(c), 1);
+    ck_assert_int_eq(sncp_tls_established(s), 1);
+    ck_assert_str_eq(sncp_tls_peer_identity(c), "server");
+    ck_assert_str_eq(sncp_tls_peer_identity(s), "client");
+    char desc[128];
+    ck_assert_ptr_nonnull(strstr(sncp_tls_description(c, desc, sizeof desc), "TLSv1.3"));
+    ck_assert_str_eq(sncp_tls_error(c), "");
+    ck_assert_str_eq(sncp_tls_error(s), "");
+    sncp_tls_destroy(c);
+    sncp_tls_destroy(s);
+    sncp_tls_ctx_destroy(cc);
+    sncp_tls_ctx_destroy(sc);
+}
+END_TEST
+
+START_TEST(test_round_trip)
+{
+    struct sncp_tls_ctx *sc = ctx_for(SNCP_TLS_SERVER, "server", "ca.crt");
+    struct sncp_tls_ctx *cc = ctx_for(SNCP_TLS_CLIENT, "client", "ca.crt");
+    struct sncp_tls *s = sncp_tls_create(sc, "client");
+    struct sncp_tls *c = sncp_tls_create(cc, "server");
+    struct pair_result r = run_pair(c, s);
+    ck_assert_int_eq(r.client_rc, 1);
+    ck_assert_int_eq(r.server_rc, 1);
+
+    /* Before the handshake nothing can be written; after it, data flows both ways, also
+     * larger than one TLS record. */
+    static uint8_t big[100000], got[100000];
+    for (size_t i = 0; i < sizeof big; i++)
+        big[i] = (uint8_t)(i * 7 + 3);
+    ck_assert_int_eq(sncp_tls_write(c, big, sizeof big), 0);
+    ck_assert_uint_gt(sncp_tls_pending(c), sizeof big);
+    move(c, s);
+    ck_assert_uint_eq(sncp_tls_pending(c), 0);
+    size_t total = 0;
+    int n;
+    while ((n = sncp_tls_read(s, got + total, sizeof got - total)) > 0)
+        total += (size_t)n;
+    ck_assert_int_eq(n, 0);
+    ck_assert_uint_eq(total, sizeof big);
+    ck_assert_int_eq(memcmp(big, got, sizeof big), 0);
+
+    ck_assert_int_eq(sncp_tls_write(s, (const uint8_t *)"pong", 4), 0);
+    move(s, c);
+    uint8_t small[16];
+    ck_assert_int_eq(sncp_tls_read(c, small, sizeof small), 4);
+    ck_assert_int_eq(memcmp(small, "pong", 4), 0);
+    ck_assert_int_eq(sncp_tls_read(c, small, sizeof small), 0);
+
+    /* Ciphertext fed one byte at a time gives the same plaintext. */
+    ck_assert_int_eq(sncp_tls_write(c, (const uint8_t *)"bytewise", 8), 0);
+    uint8_t ct[256];
+    size_t ctlen = sncp_tls_drain(c, ct, sizeof ct);
+    ck_assert_uint_gt(ctlen, 8);
+    for (size_t i = 0; i < ctlen; i++) {
+        ck_assert_int_eq(sncp_tls_feed(s, ct + i, 1), 0);
+        if (i + 1 < ctlen)
+            ck_assert_int_eq(sncp_tls_read(s, small, sizeof small), 0);
+    }
+    ck_assert_int_eq(sncp_tls_read(s, small, sizeof small), 8);
+    ck_assert_int_eq(memcmp(small, "bytewise", 8), 0);
+
+    sncp_tls_destroy(c);
+    sncp_tls_destroy(s);
+    sncp_tls_ctx_destroy(cc);
+    sncp_tls_ctx_destroy(sc);
+}
+END_TEST
+
+START_TEST(test_write_before_handshake)
+{
+    struct sncp_tls_ctx *cc = ctx_for(SNCP_TLS_CLIENT, "client", "ca.crt");
+    struct sncp_tls *c = sncp_tls_create(cc, NULL);
+    ck_assert_int_eq(sncp_tls_write(c, (const uint8_t *)"x", 1), SNCP_E_NOT_ESTABLISHED);
+    sncp_tls_destroy(c);
+    sncp_tls_ctx_destroy(cc);
+}
+END_TEST
+
+START_TEST(test_close_notify)
+{
+    struct sncp_tls_ctx *sc = ctx_for(SNCP_TLS_SERVER, "server", "ca.crt");
+    struct sncp_tls_ctx *cc = ctx_for(SNCP_TLS_CLIENT, "client", "ca.crt");
+    struct sncp_tls *s = sncp_tls_create(sc, NULL);
+    struct sncp_tls *c = sncp_tls_create(cc, NULL);
+    struct pair_result r = run_pair(c, s);
+    ck_assert_int_eq(r.client_rc, 1);
+    ck_assert_int_eq(r.server_rc, 1);
+    ck_assert_int_eq(sncp_tls_write(c, (const uint8_t *)"last", 4), 0);
+    sncp_tls_shutdown(c);
+    move(c, s);
+    uint8_t buf[16];
+    ck_assert_int_eq(sncp_tls_read(s, buf, sizeof buf), 4);
+    ck_assert_int_eq(sncp_tls_read(s, buf, sizeof buf), SNCP_E_PEER_CLOSED);
+    sncp_tls_destroy(c);
+    sncp_tls_destroy(s);
+    sncp_tls_ctx_destroy(cc);
+    sncp_tls_ctx_destroy(sc);
+}
+END_TEST
+
+/* The server side of a refused client: the server's handshake fails with `reason`, and the
+ * client learns it was refused (its handshake or its first read fails). */
+static void expect_refused_by_server(const char *client_name, const char *client_ca,
+                                     const char *reason)
+{
+    struct sncp_tls_ctx *sc = ctx_for(SNCP_TLS_SERVER, "server", "ca.crt");
+    struct sncp_tls_ctx *cc = ctx_for(SNCP_TLS_CLIENT, client_name, client_ca);
+    struct sncp_tls *s = sncp_tls_create(sc, NULL);
+    struct sncp_tls *c = sncp_tls_create(cc, "server");
+    struct pair_result r = run_pair(c, s);
+    ck_assert_int_eq(r.server_rc, SNCP_E_TLS_HANDSHAKE);
+    ck_assert_msg(strstr(sncp_tls_error(s), reason) != NULL, "server error '%s', want '%s'",
+                  sncp_tls_error(s), reason);
+    ck_assert_str_eq(sncp_tls_peer_identity(s), "");
+    /* TLS 1.3: the client may finish before the server's verdict, then reads the alert. */
+    ck_assert_msg(r.client_rc < 0 || r.client_read < 0, "client not refused: %d %d", r.client_rc,
+                  r.client_read);
+    ck_assert_msg(strstr(sncp_tls_error(c), "peer refused") != NULL, "client error '%s'",
+                  sncp_tls_error(c));
+    sncp_tls_destroy(c);
+    sncp_tls_destroy(s);
+    sncp_tls_ctx_destroy(cc);
+    sncp_tls_ctx_destroy(sc);
+}
+
+START_TEST(test_other_ca_client)
+{
+    expect_refused_by_server("evil", "ca.crt",
+                             "certificate verify failed: unable to get local issuer certificate");
+}
+END_TEST
+
+START_TEST(test_expired_client)
+{
+    expect_refused_by_server("old", "ca.crt", "certificate verify failed: certificate has expired");
+}
+END_TEST
+
+START_TEST(test_other_ca_server)
+{
+    /* The client refuses a server whose certificate comes from another CA. */
+    struct sncp_tls_ctx *sc = ctx_for(SNCP_TLS_SERVER, "evil", "ca.crt");
+    struct sncp_tls_ctx *cc = ctx_for(SNCP_TLS_CLIENT, "client", "ca.crt");
+    struct sncp_tls *s = sncp_tls_create(sc, NULL);
+    struct sncp_tls *c = sncp_tls_create(cc, NULL);
+    struct pair_result r = run_pair(c, s);
+    ck_assert_int_eq(r.client_rc, SNCP_E_TLS_HANDSHAKE);
+    ck_assert_str_eq(sncp_tls_error(c),
+                     "certificate verify failed: unable to get local issuer certificate");
+    ck_assert_int_ne(r.server_rc, 1);
+    ck_assert_ptr_nonnull(strstr(sncp_tls_error(s), "peer refused"));
+    sncp_tls_destroy(c);
+    sncp_tls_destroy(s);
+    sncp_tls_ctx_destroy(cc);
+    sncp_tls_ctx_destroy(sc);
+}
+END_TEST
+
+START_TEST(test_expired_server)
+{
+    struct sncp_tls_ctx *sc = ctx_for(SNCP_TLS_SERVER, "old", "ca.crt");
+    struct sncp_tls_ctx *cc = ctx_for(SNCP_TLS_CLIENT, "client", "ca.crt");
+    struct sncp_tls *s = sncp_tls_create(sc, NULL);
+    struct sncp_tls *c = sncp_tls_create(cc, NULL);
+    struct pair_result r = run_pair(c, s);
+    ck_assert_int_eq(r.client_rc, SNCP_E_TLS_HANDSHAKE);
+    ck_assert_str_eq(sncp_tls_error(c), "certificate verify failed: certificate has expired");
+    sncp_tls_destroy(c);
+    sncp_tls_destroy(s);
+    sncp_tls_ctx_destroy(cc);
+    sncp_tls_ctx_destroy(sc);
+}
+END_TEST
+
+START_TEST(test_no_client_certificate)
+{
+    /* The API always loads a certificate, so the certificate-less client is a bare OpenSSL
+     * client on its own memory BIOs. */
+    struct sncp_tls_ctx *sc = ctx_for(SNCP_TLS_SERVER, "server", "ca.crt");
+    struct sncp_tls *s = sncp_tls_create(sc, NULL);
+    SSL_CTX *raw_ctx = SSL_CTX_new(TLS_client_method());
+    ck_assert_ptr_nonnull(raw_ctx);
+    SSL_CTX_set_min_proto_version(raw_ctx, TLS1_3_VERSION);
+    SSL_CTX_set_verify(raw_ctx, SSL_VERIFY_NONE, NULL);
+    SSL *raw = SSL_new(raw_ctx);
+    BIO *rin = BIO_new(BIO_s_mem()), *rout = BIO_new(BIO_s_mem());
+    BIO_set_mem_eof_return(rin, -1);
+    SSL_set_bio(raw, rin, rout);
+    SSL_set_connect_state(raw);
+    int srv = 0;
+    for (int i = 0; i < 10 && srv == 0; i++) {
+        SSL_do_handshake(raw);
+        uint8_t buf[8192];
+        int n;
+        while ((n = BIO_read(rout, buf, sizeof buf)) > 0)
+            ck_assert_int_eq(sncp_tls_feed(s, buf, (size_t)n), 0);
+        srv = sncp_tls_handshake(s);
+        size_t m;
+        while ((m = sncp_tls_drain(s, buf, sizeof buf)) > 0)
+            BIO_write(rin, buf, (int)m);
+    }
+    ck_assert_int_eq(srv, SNCP_E_TLS_HANDSHAKE);
+    ck_assert_str_eq(sncp_tls_error(s), "peer did not return a certificate");
+    /* The raw client reads the server's alert. */
+    char b[16];
+    ck_assert_int_le(SSL_read(raw, b, sizeof b), 0);
+    ERR_clear_error();
+    SSL_free(raw);
+    SSL_CTX_free(raw_ctx);
+    sncp_tls_destroy(s);
+    sncp_tls_ctx_destroy(sc);
+}
+END_TEST
+
+START_TEST(test_wrong_identity)
+{
+    struct sncp_tls_ctx *sc = ctx_for(SNCP_TLS_SERVER, "server", "ca.crt");
+    struct sncp_tls_ctx *cc = ctx_for(SNCP_TLS_CLIENT, "client", "ca.crt");
+    /* Client expects another name than the server has. */
+    struct sncp_tls *s = sncp_tls_create(sc, NULL);
+    struct sncp_tls *c = sncp_tls_create(cc, "switch-7");
+    struct pair_result r = run_pair(c, s);
+    ck_assert_int_eq(r.client_rc, SNCP_E_PEER_IDENTITY);
+    ck_assert_str_eq(sncp_tls_error(c),
+                     "peer identity 'server' does not match expected 'switch-7'");
+    ck_assert_int_ne(r.server_rc, 1);
+    sncp_tls_destroy(c);
+    sncp_tls_destroy(s);
+
+    /* Server expects a specific client. */
+    s = sncp_tls_create(sc, "client");
+    struct sncp_tls_ctx *oc = ctx_for(SNCP_TLS_CLIENT, "other-client", "ca.crt");
+    c = sncp_tls_create(oc, "server");
+    r = run_pair(c, s);
+    ck_assert_int_eq(r.server_rc, SNCP_E_PEER_IDENTITY);
+    ck_assert_str_eq(sncp_tls_error(s),
+                     "peer identity 'other-client' does not match expected 'client'");
+    ck_assert_msg(r.client_rc < 0 || r.client_read < 0, "client not refused");
+    sncp_tls_destroy(c);
+    sncp_tls_destroy(s);
+    sncp_tls_ctx_destroy(oc);
+    sncp_tls_ctx_destroy(cc);
+    sncp_tls_ctx_destroy(sc);
+}
+END_TEST
+
+START_TEST(test_plaintext_to_server)
+{
+    struct sncp_tls_ctx *sc = ctx_for(SNCP_TLS_SERVER, "server", "ca.crt");
+    const char *inputs[] = {"GET / HTTP/1.0\r\n\r\n", "hello there, this is not TLS\n",
+                            "\x01\x02\x00\x0c\x00\x00\x00\x00\x00\x00\x00\x00"};
+    for (size_t i = 0; i < sizeof inputs / sizeof inputs[0]; i++) {
+        struct sncp_tls *s = sncp_tls_create(sc, NULL);
+        ck_assert_int_eq(sncp_tls_feed(s, (const uint8_t *)inputs[i], strlen(inputs[i]) + 1), 0);
+        ck_assert_int_eq(sncp_tls_handshake(s), SNCP_E_TLS_HANDSHAKE);
+        ck_assert_str_eq(sncp_tls_error(s),
+                         "plaintext received on a TLS session (not a TLS record)");
+        /* Sticky. */
+        ck_assert_int_eq(sncp_tls_handshake(s), SNCP_E_TLS_HANDSHAKE);
+        sncp_tls_destroy(s);
+    }
+    sncp_tls_ctx_destroy(sc);
+}
+END_TEST
+
+START_TEST(test_garbage_after_handshake)
+{
+    struct sncp_tls_ctx *sc = ctx_for(SNCP_TLS_SERVER, "server", "ca.crt");
+    struct sncp_tls_ctx *cc = ctx_for(SNCP_TLS_CLIENT, "client", "ca.crt");
+    struct sncp_tls *s = sncp_tls_create(sc, NULL);
+    struct sncp_tls *c = sncp_tls_create(cc, NULL);
+    struct pair_result r = run_pair(c, s);
+    ck_assert_int_eq(r.server_rc, 1);
+    /* A record with a valid header and a corrupted body fails authentication. */
+    ck_assert_int_eq(sncp_tls_write(c, (const uint8_t *)"payload", 7), 0);
+    uint8_t ct[256];
+    size_t n = sncp_tls_drain(c, ct, sizeof ct);
+    ct[n - 1] ^= 0x55;
+    ck_assert_int_eq(sncp_tls_feed(s, ct, n), 0);
+    uint8_t buf[64];
+    ck_assert_int_eq(sncp_tls_read(s, buf, sizeof buf), SNCP_E_TLS);
+    ck_assert_str_ne(sncp_tls_error(s), "");
+    sncp_tls_destroy(c);
+    sncp_tls_destroy(s);
+    sncp_tls_ctx_destroy(cc);
+    sncp_tls_ctx_destroy(sc);
+}
+END_TEST
+
+START_TEST(test_ctx_errors_and_reload)
+{
+    char err[256] = "";
+    ck_assert_ptr_null(sncp_tls_ctx_create(SNCP_TLS_SERVER, pki("server.crt"), pki("client.key"),
+                                           pki("ca.crt"), err, sizeof err));
+    ck_assert_ptr_nonnull(strstr(err, "does not match"));
+    ck_assert_ptr_null(sncp_tls_ctx_create(SNCP_TLS_SERVER, pki("server.crt"), pki("server.key"),
+                                           pki("missing-ca.crt"), err, sizeof err));
+    ck_assert_ptr_nonnull(strstr(err, "CA bundle"));
+    struct sncp_tls_ctx *sc = ctx_for(SNCP_TLS_SERVER, "server", "ca.crt");
+    ck_assert_int_eq(sncp_tls_ctx_reload(sc, err, sizeof err), 0);
+    /* A session created before a reload keeps working after it. */
+    struct sncp_tls *s = sncp_tls_create(sc, NULL);
+    ck_assert_int_eq(sncp_tls_ctx_reload(sc, err, sizeof err), 0);
+    struct sncp_tls_ctx *cc = ctx_for(SNCP_TLS_CLIENT, "client", "ca.crt");
+    struct sncp_tls *c = sncp_tls_create(cc, NULL);
+    struct pair_result r = run_pair(c, s);
+    ck_assert_int_eq(r.server_rc, 1);
+    ck_assert_int_eq(r.client_rc, 1);
+    sncp_tls_destroy(c);
+    sncp_tls_destroy(s);
+    sncp_tls_ctx_destroy(cc);
+    sncp_tls_ctx_destroy(sc);
+    sncp_tls_ctx_destroy(NULL);
+    sncp_tls_destroy(NULL);
+}
+END_TEST
+
+static Suite *tls_suite(void)
+{
+    Suite *s = suite_create("sncp-tls");
+    TCase *tc = tcase_create("tls");
+    tcase_set_timeout(tc, 30);
+    tcase_add_test(tc, test_mutual_auth);
+    tcase_add_test(tc, test_round_trip);
+    tcase_add_test(tc, test_write_before_handshake);
+    tcase_add_test(tc, test_close_notify);
+    tcase_add_test(tc, test_other_ca_client);
+    tcase_add_test(tc, test_expired_client);
+    tcase_add_test(tc, test_other_ca_server);
+    tcase_add_test(tc, test_expired_server);
+    tcase_add_test(tc, test_no_client_certificate);
+    tcase_add_test(tc, test_wrong_identity);
+    tcase_add_test(tc, test_plaintext_to_server);
+    tcase_add_test(tc, test_garbage_after_handshake);
+    tcase_add_test(tc, test_ctx_errors_and_reload);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    /* A private directory for the PKI (mkdir fails if the name exists). */
+    snprintf(pki_dir, sizeof pki_dir, "%s/sncp-test-tls-%ld-%ld",
+             getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp", (long)getpid(), (long)time(NULL));
+    if (mkdir(pki_dir, 0700) < 0) {
+        perror(pki_dir);
+        return 1;
+    }
+    if (gen_pki(pki_dir) < 0) {
+        fprintf(stderr, "gen-pki.sh failed\n");
+        nftw(pki_dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+        return 1;
+    }
+    SRunner *sr = srunner_create(tls_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    nftw(pki_dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+    return failed ? 1 : 0;
+}
