@@ -1,0 +1,266 @@
+/* snv-log.c: logging for the daemons and tools (see snv-log.h).
+ *
+ * A line goes either to stderr, as
+ *     2026-11-22T03:06:05.123Z nnve-daemon[1234]: info session: text key=value
+ * (UTC with milliseconds), or to syslog with the matching priority as "module: text".
+ * The formatted text has control characters replaced by '?', so a peer-supplied string
+ * cannot forge extra log lines.
+ *
+ * The module keeps its state in file-scope variables and is meant for a single-threaded
+ * event loop.  It is NOT async-signal-safe (it calls snprintf, gmtime_r, stdio and
+ * syslog): never log from a signal handler; the daemons receive signals through
+ * uv_signal_t and log from the loop.
+ */
+#include "snv-log.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+#include <syslog.h>
+#include <time.h>
+#include <unistd.h>
+
+enum {
+    SNV_LOG_PROGRAM_MAX = 64,
+    SNV_LOG_TEXT_MAX = 2048,
+    SNV_LOG_LINE_MAX = SNV_LOG_TEXT_MAX + 256,
+};
+
+static char log_program[SNV_LOG_PROGRAM_MAX];
+static enum snv_log_dest log_dest = SNV_LOG_STDERR;
+static enum snv_log_level log_level = SNV_LOG_INFO;
+static int log_syslog_open;
+
+static const char *const level_names[] = {
+    [SNV_LOG_ERR] = "err",
+    [SNV_LOG_WARN] = "warn",
+    [SNV_LOG_INFO] = "info",
+    [SNV_LOG_DEBUG] = "debug",
+};
+
+static const int level_priorities[] = {
+    [SNV_LOG_ERR] = LOG_ERR,
+    [SNV_LOG_WARN] = LOG_WARNING,
+    [SNV_LOG_INFO] = LOG_INFO,
+    [SNV_LOG_DEBUG] = LOG_DEBUG,
+};
+
+static const char *program_name(void)
+{
+    return log_program[0] ? log_program : program_invocation_short_name;
+}
+
+/* The program name is copied; syslog keeps a pointer to our static copy, which stays
+ * valid until the next snv_log_open(), which reopens syslog first. */
+void snv_log_open(const char *program, enum snv_log_dest dest)
+{
+    if (log_syslog_open) {
+        closelog();
+        log_syslog_open = 0;
+    }
+    if (program) {
+        const char *slash = strrchr(program, '/');
+        int n = snprintf(log_program, sizeof log_program, "%s", slash ? slash + 1 : program);
+        if (n < 0)
+            log_program[0] = '\0';
+    }
+    log_dest = dest == SNV_LOG_SYSLOG ? SNV_LOG_SYSLOG : SNV_LOG_STDERR;
+    if (log_dest == SNV_LOG_SYSLOG) {
+        openlog(program_name(), LOG_PID | LOG_NDELAY, LOG_DAEMON);
+        log_syslog_open = 1;
+    }
+}
+
+void snv_log_set_level(enum snv_log_level level)
+{
+    if (level < SNV_LOG_ERR)
+        level = SNV_LOG_ERR;
+    if (level > SNV_LOG_DEBUG)
+        level = SNV_LOG_DEBUG;
+    log_level = level;
+}
+
+enum snv_log_level snv_log_get_level(void)
+{
+    return log_level;
+}
+
+int snv_log_level_parse(const char *s, enum snv_log_level *level)
+{
+    static const struct {
+        const char *name;
+        enum snv_log_level level;
+    } names[] = {
+        {"err", SNV_LOG_ERR},      {"error", SNV_LOG_ERR}, {"warn", SNV_LOG_WARN},
+        {"warning", SNV_LOG_WARN}, {"info", SNV_LOG_INFO}, {"debug", SNV_LOG_DEBUG},
+    };
+
+    if (!s)
+        return -EINVAL;
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        if (strcasecmp(s, names[i].name) == 0) {
+            if (level)
+                *level = names[i].level;
+            return 0;
+        }
+    }
+    return -EINVAL;
+}
+
+const char *snv_log_level_name(enum snv_log_level level)
+{
+    if (level < SNV_LOG_ERR || level > SNV_LOG_DEBUG)
+        return "unknown";
+    return level_names[level];
+}
+
+/* Formats "text[ suffix]" into buf, marking truncation with "..." and neutralising control
+ * characters. */
+static void format_text(char *buf, size_t size, const char *suffix, const char *fmt, va_list ap)
+{
+    size_t suffix_len = suffix ? strlen(suffix) : 0;
+    if (suffix_len >= size / 2)
+        suffix_len = 0;
+    size_t avail = size - suffix_len; /* room for the text and its NUL */
+
+    int n = vsnprintf(buf, avail, fmt, ap);
+    if (n < 0) {
+        snprintf(buf, avail, "(log format error)");
+        n = (int)strlen(buf);
+    }
+    size_t len = (size_t)n;
+    if (len >= avail) {
+        len = avail - 1;
+        memcpy(buf + len - 3, "...", 4);
+    }
+    if (suffix_len)
+        memcpy(buf + len, suffix, suffix_len + 1);
+    for (char *p = buf; *p; p++) {
+        unsigned char c = (unsigned char)*p;
+        if (c < 0x20 || c == 0x7f)
+            *p = '?';
+    }
+}
+
+static void write_stderr(enum snv_log_level level, const char *module, const char *text)
+{
+    struct timespec ts;
+    struct tm tm;
+    char stamp[32];
+    char line[SNV_LOG_LINE_MAX];
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    time_t secs = ts.tv_sec;
+    if (!gmtime_r(&secs, &tm) || strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%S", &tm) == 0)
+        snprintf(stamp, sizeof stamp, "1970-01-01T00:00:00");
+
+    int n = snprintf(line, sizeof line, "%s.%03ldZ %s[%ld]: %s %s: %s\n", stamp,
+                     (long)(ts.tv_nsec / 1000000), program_name(), (long)getpid(),
+                     snv_log_level_name(level), module ? module : "-", text);
+    if (n < 0)
+        return;
+    size_t len = (size_t)n;
+    if (len >= sizeof line) {
+        len = sizeof line - 1;
+        line[len - 1] = '\n';
+    }
+    /* stderr is unbuffered: one fwrite is one write(2), so concurrent writers of the same
+     * file do not interleave inside a line. */
+    if (fwrite(line, 1, len, stderr) != len)
+        clearerr(stderr);
+}
+
+static void vlog_suffix(enum snv_log_level level, const char *module, const char *suffix,
+                        const char *fmt, va_list ap)
+{
+    char text[SNV_LOG_TEXT_MAX];
+
+    if (level < SNV_LOG_ERR)
+        level = SNV_LOG_ERR;
+    if (level > SNV_LOG_DEBUG)
+        level = SNV_LOG_DEBUG;
+    int saved_errno = errno;
+    format_text(text, sizeof text, suffix, fmt, ap);
+    if (log_dest == SNV_LOG_SYSLOG)
+        syslog(level_priorities[level], "%s: %s", module ? module : "-", text);
+    else
+        write_stderr(level, module, text);
+    errno = saved_errno;
+}
+
+void snv_vlog(enum snv_log_level level, const char *module, const char *fmt, va_list ap)
+{
+    if (level > log_level)
+        return;
+    vlog_suffix(level, module, NULL, fmt, ap);
+}
+
+void snv_log(enum snv_log_level level, const char *module, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (level > log_level)
+        return;
+    va_start(ap, fmt);
+    vlog_suffix(level, module, NULL, fmt, ap);
+    va_end(ap);
+}
+
+/* Tokens are kept in thousandths, so `rate` lines per second is `rate` milli-tokens per
+ * millisecond.  A burst of 0 is treated as 1.  Time that goes backwards refills nothing. */
+int snv_ratelimit_allow(struct snv_ratelimit *rl, uint64_t now_ms)
+{
+    uint64_t cap = (uint64_t)(rl->burst ? rl->burst : 1) * 1000;
+
+    if (!rl->primed) {
+        rl->primed = 1;
+        rl->tokens_milli = cap;
+        rl->last_ms = now_ms;
+    } else if (now_ms > rl->last_ms) {
+        uint64_t elapsed = now_ms - rl->last_ms;
+        uint64_t room = rl->tokens_milli < cap ? cap - rl->tokens_milli : 0;
+        if (rl->rate && elapsed >= (room + rl->rate - 1) / rl->rate)
+            rl->tokens_milli = cap;
+        else
+            rl->tokens_milli += elapsed * rl->rate;
+        rl->last_ms = now_ms;
+    }
+    if (rl->tokens_milli > cap)
+        rl->tokens_milli = cap;
+    if (rl->tokens_milli >= 1000) {
+        rl->tokens_milli -= 1000;
+        return 1;
+    }
+    rl->suppressed++;
+    return 0;
+}
+
+void snv_log_rl(struct snv_ratelimit *rl, enum snv_log_level level, const char *module,
+                const char *fmt, ...)
+{
+    char suffix[40];
+    va_list ap;
+
+    /* A line filtered by level neither spends a token nor counts as suppressed. */
+    if (level > log_level)
+        return;
+    if (!snv_ratelimit_allow(rl, snv_now_ms()))
+        return;
+    suffix[0] = '\0';
+    if (rl->suppressed) {
+        snprintf(suffix, sizeof suffix, " suppressed=%llu", (unsigned long long)rl->suppressed);
+        rl->suppressed = 0;
+    }
+    va_start(ap, fmt);
+    vlog_suffix(level, module, suffix, fmt, ap);
+    va_end(ap);
+}
+
+uint64_t snv_now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
