@@ -31,7 +31,7 @@ for t in "$build"/tests/test-*; do
 done
 for t in "$top"/tests/integration/test-*.sh; do
     [ -f "$t" ] || continue
-    run "$(basename "$t" .sh)" bash "$t"
+    run "$(basename "$t")" bash "$t"
 done
 
 echo "run-tests ($build): ${pass} passed, ${fail} failed"
