@@ -1,0 +1,901 @@
+/* sncp-conn-l2.c: the Layer-2 provider of sncp-conn (AF_PACKET on Linux).
+ *
+ * A port owns one AF_PACKET socket (SOCK_RAW, bound to the channel's EtherType on one
+ * interface) polled by libuv.  Received frames are demultiplexed to connections by peer
+ * MAC and connection id (proto/L2-TRANSPORT.md §6.1); discovery and unknown-connection
+ * answers are handled here, the reliable byte stream by lib/sncp-l2.c, whose deadlines run
+ * on one uv_timer per connection.  A connection's transport is released when that timer
+ * has closed: the timer is the only libuv handle a connection has of its own.
+ */
+#include "sncp-conn-l2.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <linux/filter.h>
+#include <linux/if_ether.h>
+#include <linux/if_packet.h>
+#include <net/ethernet.h>
+#include <net/if.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "sncp-conn-provider.h"
+#include "sncp-error.h"
+#include "snv-log.h"
+
+enum {
+    ETH_HDR = 14,
+    VLAN_HDR = 4,
+    ETH_MIN_FRAME = 60, /* without FCS: shorter frames are padded */
+    RX_BATCH = 64,      /* frames read per poll callback */
+    DEFAULT_MAX_CONNS_L2 = 4096,
+    SOLICIT_FIRST_MS = 1000,
+    DEFAULT_SOLICIT_MAX_MS = 30000,
+};
+
+struct l2c;
+
+struct sncp_l2_port {
+    uv_loop_t *loop;
+    uv_poll_t poll;
+    int fd;
+    int ifindex;
+    char ifname[IF_NAMESIZE];
+    uint8_t mac[6];
+    uint8_t group[6];
+    uint16_t ethertype;
+    struct sncp_l2_port_config pcfg;
+    char node_name[SNCP_L2_MAX_NAME_LEN + 1];
+    char nnve_name[SNCP_L2_MAX_NAME_LEN + 1];
+    struct sncp_conn_config cfg;
+    struct sncp_conn_cbs cbs;
+    void *ctx;
+    struct l2c *conns;
+    unsigned n_conns, n_accepted;
+    int destroying, poll_closed;
+    struct snv_ratelimit reply_rl, log_rl;
+    struct sncp_l2_port_stats stats;
+};
+
+struct l2c {
+    struct sncp_conn up;
+    struct sncp_l2_port *port;
+    struct sncp_l2_conn *l2;
+    uv_timer_t timer;
+    struct l2c *prev, *next;
+    uint8_t peer_mac[6];
+    uint16_t vlan;
+    int accepted;
+    int discovering;
+    uint32_t nonce;
+    uint64_t solicit_at;
+    uint32_t solicit_ivl;
+    int reading;
+    int nesting, rearm_pending;
+    int close_pending; /* graceful close waits for wq to drain into the channel */
+    int timer_closing;
+    uint8_t *wq; /* session output the channel's send buffer did not take yet */
+    size_t wq_len, wq_cap;
+};
+
+static const struct sncp_conn_class l2_class;
+
+static struct l2c *l2c_cast(const struct sncp_conn *c)
+{
+    return (struct l2c *)((char *)c - offsetof(struct l2c, up));
+}
+
+static uint32_t random_u32(void)
+{
+    uint32_t v = 0;
+    while (v == 0) {
+        if (getrandom(&v, sizeof v, 0) != (ssize_t)sizeof v) {
+            v = (uint32_t)uv_hrtime() ^ (uint32_t)(uintptr_t)&v;
+        }
+    }
+    return v;
+}
+
+/* ---- sending ---------------------------------------------------------------------------- */
+
+static void port_send(struct sncp_l2_port *p, const uint8_t dst[6], uint16_t vlan,
+                      const uint8_t *frame, size_t len)
+{
+    uint8_t buf[ETH_HDR + VLAN_HDR + SNCP_L2_MAX_MTU];
+    size_t off = 0;
+    if (len > SNCP_L2_MAX_MTU) {
+        return;
+    }
+    memcpy(buf, dst, 6);
+    memcpy(buf + 6, p->mac, 6);
+    off = 12;
+    if (vlan) {
+        uint16_t tpid = htons(ETHERTYPE_VLAN), tci = htons(vlan & 0x0fff);
+        memcpy(buf + off, &tpid, 2);
+        memcpy(buf + off + 2, &tci, 2);
+        off += 4;
+    }
+    uint16_t et = htons(p->ethertype);
+    memcpy(buf + off, &et, 2);
+    off += 2;
+    memcpy(buf + off, frame, len);
+    off += len;
+    if (off < ETH_MIN_FRAME) {
+        memset(buf + off, 0, ETH_MIN_FRAME - off);
+        off = ETH_MIN_FRAME;
+    }
+    struct sockaddr_ll sll = {
+        .sll_family = AF_PACKET,
+        .sll_ifindex = p->ifindex,
+        .sll_halen = 6,
+    };
+    memcpy(sll.sll_addr, dst, 6);
+    if (sendto(p->fd, buf, off, MSG_DONTWAIT, (struct sockaddr *)&sll, sizeof sll) < 0) {
+        /* A frame the kernel does not take is a lost frame: the channel retransmits. */
+        p->stats.send_errors++;
+        snv_log_rl(&p->log_rl, SNV_LOG_WARN, "l2", "send failed if=%s err=%s", p->ifname,
+                   strerror(errno));
+        return;
+    }
+    p->stats.frames_out++;
+}
+
+/* ---- per-connection timer --------------------------------------------------------------- */
+
+static void l2c_rearm(struct l2c *lc);
+
+static void l2c_enter(struct l2c *lc)
+{
+    lc->nesting++;
+}
+
+static void l2c_leave(struct l2c *lc)
+{
+    if (--lc->nesting == 0 && lc->rearm_pending) {
+        l2c_rearm(lc);
+    }
+}
+
+static void send_solicit(struct l2c *lc)
+{
+    struct sncp_l2_port *p = lc->port;
+    uint8_t buf[SNCP_L2_HEADER_LEN + SNCP_L2_DISC_BODY_LEN + SNCP_L2_MAX_NAME_LEN];
+    int n = sncp_l2_solicit_build(lc->nonce, (uint16_t)(p->pcfg.l2.mtu - SNCP_L2_HEADER_LEN),
+                                  p->node_name, buf, sizeof buf);
+    if (n > 0) {
+        p->stats.solicits_out++;
+        port_send(p, p->group, p->pcfg.vlan, buf, (size_t)n);
+    }
+}
+
+static void on_l2c_timer(uv_timer_t *t)
+{
+    struct l2c *lc = t->data;
+    if (lc->discovering && uv_now(lc->port->loop) >= lc->solicit_at) {
+        send_solicit(lc);
+        uint32_t max = lc->port->pcfg.solicit_max_ms;
+        lc->solicit_ivl = lc->solicit_ivl * 2 > max ? max : lc->solicit_ivl * 2;
+        lc->solicit_at = uv_now(lc->port->loop) + lc->solicit_ivl;
+    }
+    l2c_rearm(lc);
+}
+
+/* Runs the channel's timers and arms ours for its next deadline.  Deferred while a call
+ * into the channel is in progress (the channel is not re-entered from its callbacks). */
+static void l2c_rearm(struct l2c *lc)
+{
+    if (lc->timer_closing) {
+        return;
+    }
+    if (lc->nesting) {
+        lc->rearm_pending = 1;
+        return;
+    }
+    lc->rearm_pending = 0;
+    uint64_t now = uv_now(lc->port->loop);
+    l2c_enter(lc);
+    uint64_t due = sncp_l2_conn_tick(lc->l2, now);
+    lc->nesting--;
+    if (lc->timer_closing) {
+        return;
+    }
+    if (lc->discovering && lc->solicit_at < due) {
+        due = lc->solicit_at;
+    }
+    if (due == UINT64_MAX) {
+        uv_timer_stop(&lc->timer);
+    } else {
+        uv_timer_start(&lc->timer, on_l2c_timer, due > now ? due - now : 0, 0);
+    }
+}
+
+static void on_l2c_timer_closed(uv_handle_t *h)
+{
+    struct l2c *lc = h->data;
+    sncp_conn_transport_released(&lc->up);
+}
+
+static void l2c_release(struct l2c *lc)
+{
+    if (lc->timer_closing) {
+        return;
+    }
+    lc->timer_closing = 1;
+    lc->discovering = 0;
+    uv_close((uv_handle_t *)&lc->timer, on_l2c_timer_closed);
+}
+
+/* ---- channel callbacks ------------------------------------------------------------------ */
+
+static void set_peer_name(struct l2c *lc)
+{
+    char mac[SNCP_MAC_STRLEN], name[SNCP_CONN_PEER_NAME_MAX];
+    sncp_mac_format(lc->peer_mac, mac, sizeof mac);
+    if (lc->vlan) {
+        snprintf(name, sizeof name, "%s/%s/vlan%u", lc->port->ifname, mac, lc->vlan);
+    } else {
+        snprintf(name, sizeof name, "%s/%s", lc->port->ifname, mac);
+    }
+    sncp_conn_set_peer_name(&lc->up, name);
+}
+
+static void cb_output(void *ctx, const uint8_t *frame, size_t len)
+{
+    struct l2c *lc = ctx;
+    port_send(lc->port, lc->peer_mac, lc->vlan, frame, len);
+}
+
+static void cb_established(void *ctx)
+{
+    struct l2c *lc = ctx;
+    set_peer_name(lc);
+    SNV_DBG("l2", "channel established peer=%s local_id=%08x peer_id=%08x", lc->up.peer_name,
+            sncp_l2_conn_local_id(lc->l2), sncp_l2_conn_peer_id(lc->l2));
+    sncp_conn_transport_up(&lc->up);
+}
+
+static void cb_data(void *ctx, const uint8_t *data, size_t len)
+{
+    struct l2c *lc = ctx;
+    if (lc->reading) {
+        sncp_conn_transport_input(&lc->up, data, len);
+    }
+}
+
+/* Moves queued session output into the channel as its send buffer frees up. */
+static void drain_wq(struct l2c *lc)
+{
+    if (lc->wq_len && sncp_l2_conn_state(lc->l2) == SNCP_L2_STATE_ESTABLISHED) {
+        int64_t n = sncp_l2_conn_send(lc->l2, lc->wq, lc->wq_len, uv_now(lc->port->loop));
+        if (n > 0) {
+            memmove(lc->wq, lc->wq + n, lc->wq_len - (size_t)n);
+            lc->wq_len -= (size_t)n;
+        }
+    }
+    if (lc->close_pending && lc->wq_len == 0) {
+        lc->close_pending = 0;
+        sncp_l2_conn_close(lc->l2, uv_now(lc->port->loop));
+    }
+}
+
+static void cb_writable(void *ctx)
+{
+    drain_wq(ctx);
+}
+
+static void cb_closed(void *ctx, int err)
+{
+    struct l2c *lc = ctx;
+    SNV_DBG("l2", "channel closed peer=%s err=%s", lc->up.peer_name, sncp_error_token(err));
+    if (!lc->up.closing) {
+        sncp_conn_transport_failed(&lc->up, err); /* 0: the peer closed: EOF */
+    }
+    l2c_release(lc);
+}
+
+static const struct sncp_l2_cbs l2_cbs = {cb_output, cb_established, cb_data, cb_writable,
+                                          cb_closed};
+
+/* ---- class operations ------------------------------------------------------------------- */
+
+static int l2c_write(struct sncp_conn *c, const uint8_t *data, size_t len)
+{
+    struct l2c *lc = l2c_cast(c);
+    size_t done = 0;
+    if (lc->wq_len == 0) {
+        l2c_enter(lc);
+        int64_t n = sncp_l2_conn_send(lc->l2, data, len, uv_now(lc->port->loop));
+        lc->rearm_pending = 1;
+        l2c_leave(lc);
+        if (n < 0) {
+            return -EPIPE;
+        }
+        done = (size_t)n;
+    }
+    size_t rest = len - done;
+    if (rest == 0) {
+        return 0;
+    }
+    if (lc->wq_len + rest > lc->wq_cap) {
+        size_t cap = lc->wq_cap ? lc->wq_cap : 65536;
+        while (cap < lc->wq_len + rest) {
+            cap *= 2;
+        }
+        uint8_t *nq = realloc(lc->wq, cap);
+        if (!nq) {
+            return -ENOMEM;
+        }
+        lc->wq = nq;
+        lc->wq_cap = cap;
+    }
+    memcpy(lc->wq + lc->wq_len, data + done, rest);
+    lc->wq_len += rest;
+    return 0;
+}
+
+static size_t l2c_write_queue(const struct sncp_conn *c)
+{
+    const struct l2c *lc = l2c_cast(c);
+    return lc->wq_len + (lc->l2 ? sncp_l2_conn_unacked_bytes(lc->l2) : 0);
+}
+
+static int l2c_read_start(struct sncp_conn *c)
+{
+    l2c_cast(c)->reading = 1;
+    return 0;
+}
+
+static void l2c_read_stop(struct sncp_conn *c)
+{
+    l2c_cast(c)->reading = 0;
+}
+
+static void l2c_close(struct sncp_conn *c, int graceful)
+{
+    struct l2c *lc = l2c_cast(c);
+    if (lc->timer_closing) {
+        return;
+    }
+    lc->discovering = 0;
+    enum sncp_l2_state st = lc->l2 ? sncp_l2_conn_state(lc->l2) : SNCP_L2_STATE_IDLE;
+    if (st == SNCP_L2_STATE_IDLE || st == SNCP_L2_STATE_CLOSED) {
+        if (lc->l2) {
+            sncp_l2_conn_abort(lc->l2, uv_now(lc->port->loop));
+        }
+        l2c_release(lc);
+        return;
+    }
+    l2c_enter(lc);
+    if (graceful && st == SNCP_L2_STATE_ESTABLISHED) {
+        lc->close_pending = 1;
+        drain_wq(lc);
+    } else if (!graceful) {
+        sncp_l2_conn_abort(lc->l2, uv_now(lc->port->loop)); /* `closed` releases */
+    }
+    lc->rearm_pending = 1;
+    l2c_leave(lc);
+}
+
+static void port_maybe_free(struct sncp_l2_port *p)
+{
+    if (p->destroying && p->poll_closed && p->n_conns == 0) {
+        close(p->fd);
+        free(p);
+    }
+}
+
+static void l2c_destroy(struct sncp_conn *c)
+{
+    struct l2c *lc = l2c_cast(c);
+    struct sncp_l2_port *p = lc->port;
+    if (lc->prev) {
+        lc->prev->next = lc->next;
+    } else {
+        p->conns = lc->next;
+    }
+    if (lc->next) {
+        lc->next->prev = lc->prev;
+    }
+    p->n_conns--;
+    if (lc->accepted) {
+        p->n_accepted--;
+    }
+    sncp_l2_conn_destroy(lc->l2);
+    free(lc->wq);
+    free(lc);
+    port_maybe_free(p);
+}
+
+static const struct sncp_conn_class l2_class = {
+    .name = "l2",
+    .write = l2c_write,
+    .write_queue = l2c_write_queue,
+    .read_start = l2c_read_start,
+    .read_stop = l2c_read_stop,
+    .close = l2c_close,
+    .destroy = l2c_destroy,
+};
+
+const struct sncp_l2_conn *sncp_conn_l2(const struct sncp_conn *c)
+{
+    return c->cls == &l2_class ? l2c_cast(c)->l2 : NULL;
+}
+
+/* A random connection id no connection of the port has (L2-TRANSPORT.md §6.1). */
+static uint32_t unused_id(const struct sncp_l2_port *p)
+{
+    for (;;) {
+        uint32_t id = random_u32();
+        const struct l2c *lc = p->conns;
+        while (lc && !(lc->l2 && sncp_l2_conn_local_id(lc->l2) == id)) {
+            lc = lc->next;
+        }
+        if (!lc) {
+            return id;
+        }
+    }
+}
+
+/* Allocates a connection of port p (linked, timer initialised, channel created). */
+static struct l2c *l2c_new(struct sncp_l2_port *p, const struct sncp_conn_config *cfg,
+                           enum sncp_tls_role role, const struct sncp_conn_cbs *cbs, void *ctx,
+                           int *err)
+{
+    struct l2c *lc = calloc(1, sizeof *lc);
+    if (!lc) {
+        *err = -ENOMEM;
+        return NULL;
+    }
+    *err = sncp_conn_init(&lc->up, &l2_class, p->loop, cfg, role, cbs, ctx);
+    if (*err < 0) {
+        sncp_session_destroy(lc->up.session);
+        free(lc);
+        return NULL;
+    }
+    lc->port = p;
+    uv_timer_init(p->loop, &lc->timer);
+    lc->timer.data = lc;
+    lc->next = p->conns;
+    if (p->conns) {
+        p->conns->prev = lc;
+    }
+    p->conns = lc;
+    p->n_conns++;
+    struct sncp_l2_config l2cfg = p->pcfg.l2;
+    l2cfg.local_id = unused_id(p);
+    l2cfg.initial_seq = random_u32();
+    *err = sncp_l2_conn_create(&l2cfg, &l2_cbs, lc, &lc->l2);
+    if (*err < 0) {
+        /* The handles exist: tear down through the normal path, without owner callback. */
+        lc->up.silent = 1;
+        sncp_conn_transport_failed(&lc->up, *err);
+        return NULL;
+    }
+    return lc;
+}
+
+/* ---- receiving -------------------------------------------------------------------------- */
+
+static struct l2c *find_conn(struct sncp_l2_port *p, const uint8_t src[6],
+                             const struct sncp_l2_frame *f)
+{
+    for (struct l2c *lc = p->conns; lc; lc = lc->next) {
+        if (!lc->l2 || lc->discovering || memcmp(lc->peer_mac, src, 6) != 0) {
+            continue;
+        }
+        if (f->type == SNCP_L2_OPEN ? sncp_l2_conn_peer_id(lc->l2) == f->src_id
+                                    : sncp_l2_conn_local_id(lc->l2) == f->dst_id) {
+            return lc;
+        }
+    }
+    return NULL;
+}
+
+static void reply_unknown(struct sncp_l2_port *p, const uint8_t src[6], uint16_t vlan,
+                          const struct sncp_l2_frame *f)
+{
+    uint8_t buf[SNCP_L2_HEADER_LEN];
+    if (!snv_ratelimit_allow(&p->reply_rl, uv_now(p->loop))) {
+        return;
+    }
+    int n = sncp_l2_reply_unknown(f, buf, sizeof buf);
+    if (n > 0) {
+        p->stats.resets_out++;
+        port_send(p, src, vlan, buf, (size_t)n);
+    }
+}
+
+static void accept_open(struct sncp_l2_port *p, const uint8_t src[6], uint16_t vlan,
+                        const struct sncp_l2_frame *f)
+{
+    unsigned max = p->pcfg.max_conns ? p->pcfg.max_conns : DEFAULT_MAX_CONNS_L2;
+    if (!p->pcfg.accept || p->destroying || p->n_accepted >= max) {
+        p->stats.refused++;
+        reply_unknown(p, src, vlan, f);
+        return;
+    }
+    int err;
+    struct l2c *lc = l2c_new(p, &p->cfg, SNCP_TLS_SERVER, &p->cbs, p->ctx, &err);
+    if (!lc) {
+        snv_log_rl(&p->log_rl, SNV_LOG_ERR, "l2", "cannot accept a connection if=%s err=%s",
+                   p->ifname, sncp_error_token(err));
+        return;
+    }
+    lc->accepted = 1;
+    p->n_accepted++;
+    memcpy(lc->peer_mac, src, 6);
+    lc->vlan = vlan;
+    set_peer_name(lc);
+    l2c_enter(lc);
+    if (sncp_l2_conn_accept(lc->l2, f, uv_now(p->loop)) < 0) {
+        lc->up.silent = 1;
+        sncp_conn_transport_failed(&lc->up, -EPROTO);
+    }
+    lc->rearm_pending = 1;
+    l2c_leave(lc);
+}
+
+static void on_advertise(struct sncp_l2_port *p, const uint8_t src[6], uint16_t vlan,
+                         const struct sncp_l2_frame *f)
+{
+    struct sncp_l2_discovery d;
+    if (sncp_l2_discovery_parse(f, &d) < 0) {
+        return;
+    }
+    p->stats.advertises_in++;
+    if (p->nnve_name[0] && strcmp(p->nnve_name, d.name) != 0) {
+        return;
+    }
+    for (struct l2c *lc = p->conns; lc; lc = lc->next) {
+        if (lc->discovering && lc->nonce == d.nonce && !lc->timer_closing) {
+            lc->discovering = 0;
+            memcpy(lc->peer_mac, src, 6);
+            lc->vlan = vlan ? vlan : p->pcfg.vlan;
+            set_peer_name(lc);
+            SNV_INFO("l2", "nNVE found if=%s mac=%s name=%s", p->ifname, lc->up.peer_name,
+                     d.name[0] ? d.name : "-");
+            l2c_enter(lc);
+            sncp_l2_conn_open(lc->l2, uv_now(p->loop));
+            lc->rearm_pending = 1;
+            l2c_leave(lc);
+            return;
+        }
+    }
+}
+
+static void on_solicit(struct sncp_l2_port *p, const uint8_t src[6], uint16_t vlan,
+                       const struct sncp_l2_frame *f)
+{
+    p->stats.solicits_in++;
+    if (!p->pcfg.accept || p->destroying || !snv_ratelimit_allow(&p->reply_rl, uv_now(p->loop))) {
+        return;
+    }
+    uint8_t buf[SNCP_L2_HEADER_LEN + SNCP_L2_DISC_BODY_LEN + SNCP_L2_MAX_NAME_LEN];
+    int n = sncp_l2_advertise_build(f, (uint16_t)(p->pcfg.l2.mtu - SNCP_L2_HEADER_LEN),
+                                    p->node_name, buf, sizeof buf);
+    if (n > 0) {
+        p->stats.advertises_out++;
+        port_send(p, src, vlan, buf, (size_t)n);
+    }
+}
+
+static void dispatch(struct sncp_l2_port *p, const uint8_t *pkt, size_t len, uint16_t vlan)
+{
+    if (len < ETH_HDR) {
+        p->stats.malformed++;
+        return;
+    }
+    const uint8_t *dst = pkt, *src = pkt + 6;
+    uint16_t et;
+    memcpy(&et, pkt + 12, 2);
+    size_t off = ETH_HDR;
+    if (ntohs(et) == ETHERTYPE_VLAN && len >= ETH_HDR + VLAN_HDR) {
+        /* A tag the kernel left in the frame. */
+        uint16_t tci;
+        memcpy(&tci, pkt + 14, 2);
+        vlan = ntohs(tci) & 0x0fff;
+        memcpy(&et, pkt + 16, 2);
+        off += VLAN_HDR;
+    }
+    if (ntohs(et) != p->ethertype || (src[0] & 1)) {
+        return;
+    }
+    int to_us = memcmp(dst, p->mac, 6) == 0;
+    if (!to_us && memcmp(dst, p->group, 6) != 0) {
+        return;
+    }
+    struct sncp_l2_frame f;
+    if (sncp_l2_frame_decode(pkt + off, len - off, &f) < 0) {
+        p->stats.malformed++;
+        return;
+    }
+    p->stats.frames_in++;
+    if (f.type == SNCP_L2_SOLICIT) {
+        on_solicit(p, src, vlan, &f);
+        return;
+    }
+    if (!to_us) {
+        return; /* only SOLICIT goes to the group address */
+    }
+    if (f.type == SNCP_L2_ADVERTISE) {
+        on_advertise(p, src, vlan, &f);
+        return;
+    }
+    struct l2c *lc = find_conn(p, src, &f);
+    if (!lc || lc->timer_closing || sncp_l2_conn_state(lc->l2) == SNCP_L2_STATE_CLOSED) {
+        p->stats.unknown++;
+        if (f.type == SNCP_L2_OPEN && !lc) {
+            accept_open(p, src, vlan, &f);
+        } else {
+            reply_unknown(p, src, vlan, &f);
+        }
+        return;
+    }
+    l2c_enter(lc);
+    if (sncp_l2_conn_input(lc->l2, &f, uv_now(p->loop)) == 0 && lc->accepted && vlan != lc->vlan) {
+        /* The peer's VLAN is learned from its latest valid frame (§3). */
+        lc->vlan = vlan;
+        set_peer_name(lc);
+    }
+    lc->rearm_pending = 1;
+    l2c_leave(lc);
+}
+
+static void on_poll(uv_poll_t *h, int status, int events)
+{
+    struct sncp_l2_port *p = h->data;
+    if (status < 0 || !(events & UV_READABLE)) {
+        return;
+    }
+    static uint8_t pkt[ETH_HDR + VLAN_HDR + SNCP_L2_MAX_MTU + 64];
+    for (int i = 0; i < RX_BATCH && !p->destroying; i++) {
+        struct sockaddr_ll sll;
+        union {
+            struct cmsghdr align;
+            uint8_t buf[CMSG_SPACE(sizeof(struct tpacket_auxdata))];
+        } ctl;
+        struct iovec iov = {.iov_base = pkt, .iov_len = sizeof pkt};
+        struct msghdr msg = {
+            .msg_name = &sll,
+            .msg_namelen = sizeof sll,
+            .msg_iov = &iov,
+            .msg_iovlen = 1,
+            .msg_control = ctl.buf,
+            .msg_controllen = sizeof ctl.buf,
+        };
+        ssize_t n = recvmsg(p->fd, &msg, MSG_DONTWAIT | MSG_TRUNC);
+        if (n < 0) {
+            if (errno != EAGAIN && errno != EINTR) {
+                snv_log_rl(&p->log_rl, SNV_LOG_WARN, "l2", "receive failed if=%s err=%s", p->ifname,
+                           strerror(errno));
+            }
+            return;
+        }
+        if (sll.sll_pkttype == PACKET_OUTGOING || (size_t)n > sizeof pkt) {
+            continue;
+        }
+        uint16_t vlan = 0;
+        for (struct cmsghdr *cm = CMSG_FIRSTHDR(&msg); cm; cm = CMSG_NXTHDR(&msg, cm)) {
+            if (cm->cmsg_level == SOL_PACKET && cm->cmsg_type == PACKET_AUXDATA &&
+                cm->cmsg_len >= CMSG_LEN(sizeof(struct tpacket_auxdata))) {
+                struct tpacket_auxdata aux;
+                memcpy(&aux, CMSG_DATA(cm), sizeof aux);
+                if (aux.tp_status & TP_STATUS_VLAN_VALID) {
+                    vlan = aux.tp_vlan_tci & 0x0fff;
+                }
+            }
+        }
+        dispatch(p, pkt, (size_t)n, vlan);
+    }
+}
+
+/* ---- ports ------------------------------------------------------------------------------ */
+
+static void on_poll_closed(uv_handle_t *h)
+{
+    struct sncp_l2_port *p = h->data;
+    p->poll_closed = 1;
+    port_maybe_free(p);
+}
+
+/* The socket listens to every frame (ETH_P_ALL) with a filter for our EtherType: a socket
+ * bound to the EtherType itself gets VLAN-tagged frames only through a VLAN device (the
+ * kernel drops the tag before it reaches such sockets), while ETH_P_ALL sockets see every
+ * frame with its tag reported in PACKET_AUXDATA.  The filter reads the EtherType after the
+ * tag was taken out of the frame. */
+static int open_socket(struct sncp_l2_port *p)
+{
+    p->fd = socket(AF_PACKET, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, htons(ETH_P_ALL));
+    if (p->fd < 0) {
+        return -errno;
+    }
+    struct sock_filter code[] = {
+        BPF_STMT(BPF_LD | BPF_H | BPF_ABS, 12),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, p->ethertype, 0, 1),
+        BPF_STMT(BPF_RET | BPF_K, 0xffff),
+        BPF_STMT(BPF_RET | BPF_K, 0),
+    };
+    struct sock_fprog prog = {.len = sizeof code / sizeof code[0], .filter = code};
+    if (setsockopt(p->fd, SOL_SOCKET, SO_ATTACH_FILTER, &prog, sizeof prog) < 0) {
+        return -errno;
+    }
+    struct ifreq ifr;
+    memset(&ifr, 0, sizeof ifr);
+    memcpy(ifr.ifr_name, p->ifname, strlen(p->ifname) + 1);
+    if (ioctl(p->fd, SIOCGIFINDEX, &ifr) < 0) {
+        return errno == ENODEV ? -ENODEV : -errno;
+    }
+    p->ifindex = ifr.ifr_ifindex;
+    if (ioctl(p->fd, SIOCGIFHWADDR, &ifr) < 0) {
+        return -errno;
+    }
+    memcpy(p->mac, ifr.ifr_hwaddr.sa_data, 6);
+    struct sockaddr_ll sll = {
+        .sll_family = AF_PACKET,
+        .sll_protocol = htons(ETH_P_ALL),
+        .sll_ifindex = p->ifindex,
+    };
+    if (bind(p->fd, (struct sockaddr *)&sll, sizeof sll) < 0) {
+        return -errno;
+    }
+    int one = 1;
+    if (setsockopt(p->fd, SOL_PACKET, PACKET_AUXDATA, &one, sizeof one) < 0) {
+        return -errno;
+    }
+    /* Older kernels lack it; outgoing frames are then skipped by their packet type. */
+    (void)setsockopt(p->fd, SOL_PACKET, PACKET_IGNORE_OUTGOING, &one, sizeof one);
+    if (p->pcfg.accept) {
+        struct packet_mreq mr = {
+            .mr_ifindex = p->ifindex,
+            .mr_type = PACKET_MR_MULTICAST,
+            .mr_alen = 6,
+        };
+        memcpy(mr.mr_address, p->group, 6);
+        if (setsockopt(p->fd, SOL_PACKET, PACKET_ADD_MEMBERSHIP, &mr, sizeof mr) < 0) {
+            return -errno;
+        }
+    }
+    return 0;
+}
+
+int sncp_l2_port_create(uv_loop_t *loop, const struct sncp_l2_port_config *pcfg,
+                        const struct sncp_conn_config *cfg, const struct sncp_conn_cbs *cbs,
+                        void *ctx, struct sncp_l2_port **out)
+{
+    static const uint8_t default_group[6] = SNCP_L2_DISCOVERY_MAC_INIT;
+    *out = NULL;
+    if (!pcfg->ifname || strlen(pcfg->ifname) >= IF_NAMESIZE || !*pcfg->ifname ||
+        pcfg->vlan > 4094 || (pcfg->accept && (!cfg || !cbs))) {
+        return -EINVAL;
+    }
+    /* Check the channel parameters once, with placeholder ids. */
+    struct sncp_l2_config check = pcfg->l2;
+    check.local_id = 1;
+    struct sncp_l2_conn *probe;
+    static const struct sncp_l2_cbs none;
+    int rc = sncp_l2_conn_create(&check, &none, NULL, &probe);
+    if (rc < 0) {
+        return rc;
+    }
+    sncp_l2_conn_destroy(probe);
+
+    struct sncp_l2_port *p = calloc(1, sizeof *p);
+    if (!p) {
+        return -ENOMEM;
+    }
+    p->loop = loop;
+    p->pcfg = *pcfg;
+    if (!p->pcfg.l2.mtu) {
+        p->pcfg.l2.mtu = SNCP_L2_DEFAULT_MTU;
+    }
+    if (!p->pcfg.solicit_max_ms) {
+        p->pcfg.solicit_max_ms = DEFAULT_SOLICIT_MAX_MS;
+    }
+    p->ethertype = pcfg->ethertype ? pcfg->ethertype : SNCP_L2_DEFAULT_ETHERTYPE;
+    memcpy(p->group, pcfg->discovery_mac ? pcfg->discovery_mac : default_group, 6);
+    memcpy(p->ifname, pcfg->ifname, strlen(pcfg->ifname) + 1);
+    snprintf(p->node_name, sizeof p->node_name, "%s", pcfg->node_name ? pcfg->node_name : "");
+    snprintf(p->nnve_name, sizeof p->nnve_name, "%s", pcfg->nnve_name ? pcfg->nnve_name : "");
+    p->pcfg.ifname = p->ifname;
+    p->pcfg.node_name = p->node_name;
+    p->pcfg.nnve_name = p->nnve_name;
+    p->pcfg.discovery_mac = NULL;
+    if (cfg) {
+        p->cfg = *cfg;
+    }
+    if (cbs) {
+        p->cbs = *cbs;
+    }
+    p->ctx = ctx;
+    p->reply_rl = (struct snv_ratelimit)SNV_RATELIMIT_INIT(100, 200);
+    p->log_rl = (struct snv_ratelimit)SNV_RATELIMIT_INIT(5, 20);
+    rc = open_socket(p);
+    if (rc == 0) {
+        rc = uv_poll_init(loop, &p->poll, p->fd);
+    }
+    if (rc < 0) {
+        if (p->fd >= 0) {
+            close(p->fd);
+        }
+        free(p);
+        return rc;
+    }
+    p->poll.data = p;
+    rc = uv_poll_start(&p->poll, UV_READABLE, on_poll);
+    if (rc < 0) {
+        /* The poll handle exists: the port is freed from its close callback. */
+        sncp_l2_port_destroy(p);
+        return rc;
+    }
+    *out = p;
+    return 0;
+}
+
+void sncp_l2_port_destroy(struct sncp_l2_port *p)
+{
+    if (!p || p->destroying) {
+        return;
+    }
+    p->destroying = 1;
+    for (struct l2c *lc = p->conns; lc; lc = lc->next) {
+        if (!lc->up.closing) {
+            sncp_conn_transport_failed(&lc->up, -ECONNABORTED);
+        }
+    }
+    uv_close((uv_handle_t *)&p->poll, on_poll_closed);
+}
+
+void sncp_l2_port_mac(const struct sncp_l2_port *p, uint8_t mac[6])
+{
+    memcpy(mac, p->mac, 6);
+}
+
+unsigned sncp_l2_port_conns(const struct sncp_l2_port *p)
+{
+    return p->n_conns;
+}
+
+const struct sncp_l2_port_stats *sncp_l2_port_stats(const struct sncp_l2_port *p)
+{
+    return &p->stats;
+}
+
+int sncp_conn_connect_l2(struct sncp_l2_port *p, const uint8_t *nnve_mac,
+                         const struct sncp_conn_config *cfg, const struct sncp_conn_cbs *cbs,
+                         void *ctx, struct sncp_conn **out)
+{
+    *out = NULL;
+    if (p->destroying) {
+        return -ECONNABORTED;
+    }
+    int err;
+    struct l2c *lc = l2c_new(p, cfg, SNCP_TLS_CLIENT, cbs, ctx, &err);
+    if (!lc) {
+        return err;
+    }
+    lc->vlan = p->pcfg.vlan;
+    uint64_t now = uv_now(p->loop);
+    if (nnve_mac) {
+        memcpy(lc->peer_mac, nnve_mac, 6);
+        set_peer_name(lc);
+        l2c_enter(lc);
+        sncp_l2_conn_open(lc->l2, now);
+        lc->rearm_pending = 1;
+        l2c_leave(lc);
+    } else {
+        sncp_conn_set_peer_name(&lc->up, "discovering");
+        lc->discovering = 1;
+        lc->nonce = random_u32();
+        lc->solicit_ivl = SOLICIT_FIRST_MS;
+        lc->solicit_at = now + lc->solicit_ivl;
+        send_solicit(lc);
+        l2c_rearm(lc);
+    }
+    *out = &lc->up;
+    return 0;
+}

@@ -1,0 +1,577 @@
+/* test-l2-veth.c: SNCP sessions over the AF_PACKET provider (lib/sncp-conn-l2.c) on real
+ * veth interfaces.
+ *
+ * The test runs in a private network namespace (unshare(CLONE_NEWNET): everything it
+ * creates disappears with the process).  Topology: the nNVE's interface nnve0 is one end of
+ * a veth pair whose other end is a port of bridge br0; two hypervisors' interfaces hv1 and
+ * hv2 reach the same bridge over their own veth pairs: two hypervisors behind one nNVE port
+ * (RFC 8394 Req-1, Req-2).  TLS 1.3 with certificates from scripts/gen-pki.sh.
+ * Needs root (CAP_NET_ADMIN, CAP_NET_RAW, CAP_SYS_ADMIN): without it the test is skipped.
+ */
+#include <check.h>
+#include <errno.h>
+#include <ftw.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "sncp-conn-l2.h"
+#include "sncp-conn.h"
+#include "sncp-tls.h"
+
+static char pki_dir[256];
+static struct sncp_tls_ctx *nnve_ctx, *hv1_ctx, *hv2_ctx, *rogue_ctx;
+
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st;
+    (void)flag;
+    (void)ftw;
+    return remove(path);
+}
+
+/* Runs argv[0] (searched in PATH) and returns 0 if it exited with 0. */
+static int run(const char *const argv[])
+{
+    pid_t pid = fork();
+    if (pid < 0) {
+        return -1;
+    }
+    if (pid == 0) {
+        execvp(argv[0], (char *const *)argv);
+        _exit(127);
+    }
+    int status;
+    if (waitpid(pid, &status, 0) != pid) {
+        return -1;
+    }
+    return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : -1;
+}
+
+#define RUN(...)                                                                                   \
+    do {                                                                                           \
+        const char *const argv_[] = {__VA_ARGS__, NULL};                                           \
+        if (run(argv_) < 0) {                                                                      \
+            fprintf(stderr, "failed: %s %s %s %s\n", argv_[0], argv_[1], argv_[2],                 \
+                    argv_[3] ? argv_[3] : "");                                                     \
+            return -1;                                                                             \
+        }                                                                                          \
+    } while (0)
+
+static int make_topology(void)
+{
+    RUN("ip", "link", "add", "br0", "type", "bridge");
+    RUN("ip", "link", "add", "nnve0", "type", "veth", "peer", "name", "p0");
+    RUN("ip", "link", "add", "hv1", "type", "veth", "peer", "name", "p1");
+    RUN("ip", "link", "add", "hv2", "type", "veth", "peer", "name", "p2");
+    static const char *const ports[] = {"p0", "p1", "p2"};
+    for (int i = 0; i < 3; i++) {
+        RUN("ip", "link", "set", ports[i], "master", "br0");
+        RUN("ip", "link", "set", ports[i], "up");
+    }
+    static const char *const ifs[] = {"lo", "br0", "nnve0", "hv1", "hv2"};
+    for (int i = 0; i < 5; i++) {
+        RUN("ip", "link", "set", ifs[i], "up");
+    }
+    return 0;
+}
+
+static struct sncp_tls_ctx *ctx_for(enum sncp_tls_role role, const char *name)
+{
+    char cert[512], key[512], ca[512], err[256] = "";
+    snprintf(cert, sizeof cert, "%s/%s.crt", pki_dir, name);
+    snprintf(key, sizeof key, "%s/%s.key", pki_dir, name);
+    snprintf(ca, sizeof ca, "%s/ca.crt", pki_dir);
+    struct sncp_tls_ctx *c = sncp_tls_ctx_create(role, cert, key, ca, err, sizeof err);
+    if (!c) {
+        fprintf(stderr, "tls ctx %s: %s\n", name, err);
+    }
+    return c;
+}
+
+/* ---- the two sides ------------------------------------------------------------------------ */
+
+enum { N_REQ = 200, MAX_PEERS = 4, N_LAT = 500 };
+
+struct peer {
+    struct sncp_conn *c;
+    char identity[SNCP_TLS_IDENTITY_MAX];
+    char name[64];
+    int connected, closed, closed_err;
+    int n_sent, n_answered, order_errors, n_failed;
+    int n_requests; /* server side */
+    uint64_t sent_ns;
+    uint64_t lat_ns[N_LAT];
+};
+
+static struct {
+    uv_loop_t loop;
+    struct sncp_l2_port *nnve_port, *hv_port[2];
+    struct peer hv[2];          /* client ends */
+    struct peer srv[MAX_PEERS]; /* server ends, in order of connection */
+    int n_srv;
+    int n_req, window; /* requests per hypervisor, outstanding at most */
+} t;
+
+static void srv_connected(struct sncp_conn *c, const char *identity)
+{
+    ck_assert_int_lt(t.n_srv, MAX_PEERS);
+    struct peer *pe = &t.srv[t.n_srv++];
+    pe->c = c;
+    pe->connected = 1;
+    snprintf(pe->identity, sizeof pe->identity, "%s", identity);
+    snprintf(pe->name, sizeof pe->name, "%s", sncp_conn_peer_name(c));
+    sncp_conn_set_data(c, pe);
+}
+
+static void srv_request(struct sncp_conn *c, const struct sncp_msg *req)
+{
+    struct peer *pe = sncp_conn_data(c);
+    struct sncp_msg rsp;
+    sncp_msg_init(&rsp, SNCP_MSG_RESPONSE, 0);
+    rsp.status = SNCP_STATUS_SUCCESS;
+    rsp.vn_id = req->vn_id;
+    sncp_msg_set(&rsp, SNCP_TLV_VN_ID);
+    ck_assert_int_eq(sncp_conn_respond(c, req, &rsp), 0);
+    pe->n_requests++;
+}
+
+static void srv_closed(struct sncp_conn *c, int err)
+{
+    struct peer *pe = sncp_conn_data(c);
+    if (pe && pe != (void *)&t) {
+        pe->closed = 1;
+        pe->closed_err = err;
+        pe->c = NULL;
+    }
+}
+
+static const struct sncp_conn_cbs srv_cbs = {
+    .connected = srv_connected,
+    .request = srv_request,
+    .closed = srv_closed,
+};
+
+static void hv_send_more(struct peer *pe)
+{
+    while (pe->connected && !pe->closed && pe->n_sent < t.n_req &&
+           pe->n_sent - pe->n_answered < t.window) {
+        struct sncp_msg m;
+        sncp_msg_init(&m, SNCP_MSG_VN_CONNECT, 0);
+        m.vn_id = (uint32_t)pe->n_sent + 1;
+        sncp_msg_set(&m, SNCP_TLV_VN_ID);
+        pe->sent_ns = uv_hrtime();
+        ck_assert_int_gt(sncp_conn_send(pe->c, &m, (uint64_t)pe->n_sent), 0);
+        pe->n_sent++;
+    }
+}
+
+static void hv_connected(struct sncp_conn *c, const char *identity)
+{
+    struct peer *pe = sncp_conn_data(c);
+    pe->connected = 1;
+    snprintf(pe->identity, sizeof pe->identity, "%s", identity);
+    hv_send_more(pe);
+}
+
+static void hv_response(struct sncp_conn *c, uint64_t cookie, const struct sncp_msg *rsp, int err)
+{
+    struct peer *pe = sncp_conn_data(c);
+    if (err) {
+        pe->n_failed++;
+        return;
+    }
+    if (cookie != (uint64_t)pe->n_answered || rsp->vn_id != cookie + 1) {
+        pe->order_errors++;
+    }
+    if (pe->n_answered < N_LAT) {
+        pe->lat_ns[pe->n_answered] = uv_hrtime() - pe->sent_ns;
+    }
+    pe->n_answered++;
+    hv_send_more(pe);
+}
+
+static void hv_closed(struct sncp_conn *c, int err)
+{
+    struct peer *pe = sncp_conn_data(c);
+    pe->closed = 1;
+    pe->closed_err = err;
+    pe->c = NULL;
+}
+
+static const struct sncp_conn_cbs hv_cbs = {
+    .connected = hv_connected,
+    .response = hv_response,
+    .closed = hv_closed,
+};
+
+static void on_tick(uv_timer_t *h)
+{
+    (void)h;
+}
+
+typedef int cond_fn(void);
+
+/* Runs the loop until cond() or timeout_ms. */
+static int run_until(cond_fn *cond, uint64_t timeout_ms)
+{
+    uv_timer_t tick;
+    uv_timer_init(&t.loop, &tick);
+    uv_timer_start(&tick, on_tick, 10, 10);
+    uint64_t deadline = uv_now(&t.loop) + timeout_ms;
+    int ok;
+    while (!(ok = cond()) && uv_now(&t.loop) < deadline) {
+        uv_run(&t.loop, UV_RUN_ONCE);
+    }
+    uv_close((uv_handle_t *)&tick, NULL);
+    uv_run(&t.loop, UV_RUN_NOWAIT);
+    return ok;
+}
+
+static struct sncp_conn_config conn_cfg(struct sncp_tls_ctx *tls, const char *expected)
+{
+    struct sncp_conn_config cfg;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.session.tls = tls;
+    cfg.session.expected_peer = expected;
+    return cfg;
+}
+
+static void setup(void)
+{
+    memset(&t, 0, sizeof t);
+    t.n_req = N_REQ;
+    t.window = 20;
+    ck_assert_int_eq(uv_loop_init(&t.loop), 0);
+    struct sncp_conn_config scfg = conn_cfg(nnve_ctx, NULL);
+    struct sncp_l2_port_config pcfg = {.ifname = "nnve0", .accept = 1, .node_name = "nnve-test"};
+    ck_assert_int_eq(sncp_l2_port_create(&t.loop, &pcfg, &scfg, &srv_cbs, &t, &t.nnve_port), 0);
+    static const char *const names[2] = {"hv1", "hv2"};
+    for (int i = 0; i < 2; i++) {
+        struct sncp_l2_port_config hcfg = {.ifname = names[i], .node_name = names[i]};
+        ck_assert_int_eq(sncp_l2_port_create(&t.loop, &hcfg, NULL, NULL, NULL, &t.hv_port[i]), 0);
+    }
+}
+
+static int all_closed(void)
+{
+    for (int i = 0; i < 2; i++) {
+        if (t.hv[i].c) {
+            return 0;
+        }
+    }
+    for (int i = 0; i < t.n_srv; i++) {
+        if (t.srv[i].c) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+static void teardown(void)
+{
+    for (int i = 0; i < 2; i++) {
+        if (t.hv[i].c) {
+            sncp_conn_close(t.hv[i].c);
+        }
+    }
+    ck_assert(run_until(all_closed, 10000));
+    sncp_l2_port_destroy(t.nnve_port);
+    sncp_l2_port_destroy(t.hv_port[0]);
+    sncp_l2_port_destroy(t.hv_port[1]);
+    uv_run(&t.loop, UV_RUN_DEFAULT);
+    ck_assert_int_eq(uv_loop_close(&t.loop), 0);
+}
+
+static int both_done(void)
+{
+    return (t.hv[0].n_answered == t.n_req || t.hv[0].closed) &&
+           (t.hv[1].n_answered == t.n_req || t.hv[1].closed);
+}
+
+START_TEST(test_two_hypervisors_one_port)
+{
+    /* Both hypervisors find the nNVE by SOLICIT through the bridge and get sessions of
+     * their own on the nNVE's single port, told apart by MAC address. */
+    setup();
+    struct sncp_tls_ctx *ctxs[2] = {hv1_ctx, hv2_ctx};
+    for (int i = 0; i < 2; i++) {
+        struct sncp_conn_config cfg = conn_cfg(ctxs[i], "nnve");
+        ck_assert_int_eq(
+            sncp_conn_connect_l2(t.hv_port[i], NULL, &cfg, &hv_cbs, &t.hv[i], &t.hv[i].c), 0);
+    }
+    ck_assert(run_until(both_done, 20000));
+    for (int i = 0; i < 2; i++) {
+        ck_assert_msg(!t.hv[i].closed, "hv%d closed: %s", i + 1,
+                      sncp_error_token(t.hv[i].closed_err));
+        ck_assert_str_eq(t.hv[i].identity, "nnve");
+        ck_assert_int_eq(t.hv[i].n_answered, N_REQ);
+        ck_assert_int_eq(t.hv[i].order_errors, 0);
+        ck_assert_int_eq(t.hv[i].n_failed, 0);
+    }
+    ck_assert_int_eq(t.n_srv, 2);
+    ck_assert_uint_eq(sncp_l2_port_conns(t.nnve_port), 2);
+    ck_assert_str_ne(t.srv[0].identity, t.srv[1].identity);
+    ck_assert_str_ne(t.srv[0].name, t.srv[1].name);
+    uint8_t mac[2][6];
+    char macs[2][SNCP_MAC_STRLEN];
+    for (int i = 0; i < 2; i++) {
+        sncp_l2_port_mac(t.hv_port[i], mac[i]);
+        sncp_mac_format(mac[i], macs[i], sizeof macs[i]);
+    }
+    for (int i = 0; i < 2; i++) {
+        struct peer *s = &t.srv[i];
+        int h = strcmp(s->identity, "hv1") == 0 ? 0 : 1;
+        ck_assert_str_eq(s->identity, h == 0 ? "hv1" : "hv2");
+        ck_assert_int_eq(s->n_requests, N_REQ);
+        ck_assert_msg(strstr(s->name, "nnve0/") == s->name && strstr(s->name, macs[h]),
+                      "peer name %s", s->name);
+    }
+    const struct sncp_l2_port_stats *ps = sncp_l2_port_stats(t.nnve_port);
+    ck_assert_uint_ge(ps->solicits_in, 2);
+    ck_assert_uint_ge(ps->advertises_out, 2);
+    teardown();
+    for (int i = 0; i < 2; i++) {
+        ck_assert_int_eq(t.hv[i].closed_err, 0);
+        ck_assert_int_eq(t.srv[i].closed_err, 0);
+    }
+}
+END_TEST
+
+static int hv0_done(void)
+{
+    return t.hv[0].n_answered == t.n_req || t.hv[0].closed;
+}
+
+START_TEST(test_configured_mac_and_vlan)
+{
+    /* No discovery: hv1 is configured with the nNVE's MAC and runs the channel in VLAN 100;
+     * the nNVE learns the VLAN from the frames (PACKET_AUXDATA) and answers in it. */
+    setup();
+    sncp_l2_port_destroy(t.hv_port[0]);
+    struct sncp_l2_port_config hcfg = {.ifname = "hv1", .vlan = 100};
+    ck_assert_int_eq(sncp_l2_port_create(&t.loop, &hcfg, NULL, NULL, NULL, &t.hv_port[0]), 0);
+    uint8_t nnve_mac[6];
+    sncp_l2_port_mac(t.nnve_port, nnve_mac);
+    struct sncp_conn_config cfg = conn_cfg(hv1_ctx, "nnve");
+    ck_assert_int_eq(
+        sncp_conn_connect_l2(t.hv_port[0], nnve_mac, &cfg, &hv_cbs, &t.hv[0], &t.hv[0].c), 0);
+    ck_assert(run_until(hv0_done, 20000));
+    ck_assert_msg(!t.hv[0].closed, "closed: %s", sncp_error_token(t.hv[0].closed_err));
+    ck_assert_int_eq(t.hv[0].n_answered, N_REQ);
+    ck_assert_int_eq(t.n_srv, 1);
+    ck_assert_msg(strstr(t.srv[0].name, "/vlan100") != NULL, "peer name %s", t.srv[0].name);
+    ck_assert_uint_eq(sncp_l2_port_stats(t.nnve_port)->solicits_in, 0);
+    teardown();
+}
+END_TEST
+
+static int rogue_closed(void)
+{
+    return t.hv[0].closed;
+}
+
+START_TEST(test_bad_certificate_refused)
+{
+    setup();
+    struct sncp_conn_config cfg = conn_cfg(rogue_ctx, "nnve");
+    ck_assert_int_eq(sncp_conn_connect_l2(t.hv_port[0], NULL, &cfg, &hv_cbs, &t.hv[0], &t.hv[0].c),
+                     0);
+    ck_assert(run_until(rogue_closed, 20000));
+    ck_assert_int_ne(t.hv[0].closed_err, 0);
+    ck_assert_int_eq(t.hv[0].n_answered, 0);
+    ck_assert_int_eq(t.n_srv, 0); /* the nNVE never saw a verified peer */
+    teardown();
+}
+END_TEST
+
+static int hv0_connected(void)
+{
+    return t.hv[0].connected || t.hv[0].closed;
+}
+
+START_TEST(test_nnve_restart_resets)
+{
+    /* The nNVE's port goes away and comes back (a restart): the hypervisor's next frame is
+     * answered with RESET and its connection fails at once, long before any timeout. */
+    setup();
+    uint8_t nnve_mac[6];
+    sncp_l2_port_mac(t.nnve_port, nnve_mac);
+    struct sncp_conn_config cfg = conn_cfg(hv1_ctx, "nnve");
+    ck_assert_int_eq(
+        sncp_conn_connect_l2(t.hv_port[0], nnve_mac, &cfg, &hv_cbs, &t.hv[0], &t.hv[0].c), 0);
+    ck_assert(run_until(hv0_connected, 20000));
+    ck_assert_int_eq(t.hv[0].closed, 0);
+    ck_assert(run_until(hv0_done, 20000));
+    sncp_l2_port_destroy(t.nnve_port);
+    struct sncp_conn_config scfg = conn_cfg(nnve_ctx, NULL);
+    struct sncp_l2_port_config pcfg = {.ifname = "nnve0", .accept = 1};
+    ck_assert_int_eq(sncp_l2_port_create(&t.loop, &pcfg, &scfg, &srv_cbs, &t, &t.nnve_port), 0);
+    uint64_t t0 = uv_now(&t.loop);
+    ck_assert(run_until(rogue_closed, 20000));
+    ck_assert_int_ne(t.hv[0].closed_err, 0);
+    ck_assert_uint_lt(uv_now(&t.loop) - t0, 5000);
+    teardown();
+}
+END_TEST
+
+static int never(void)
+{
+    return 0;
+}
+
+START_TEST(test_discovery_name_filter)
+{
+    /* hv1 only accepts an nNVE named "other": it hears the ADVERTISE of "nnve-test" and
+     * keeps soliciting; closing the connection while it discovers ends it cleanly. */
+    setup();
+    sncp_l2_port_destroy(t.hv_port[0]);
+    struct sncp_l2_port_config hcfg = {.ifname = "hv1", .nnve_name = "other"};
+    ck_assert_int_eq(sncp_l2_port_create(&t.loop, &hcfg, NULL, NULL, NULL, &t.hv_port[0]), 0);
+    struct sncp_conn_config cfg = conn_cfg(hv1_ctx, "nnve");
+    ck_assert_int_eq(sncp_conn_connect_l2(t.hv_port[0], NULL, &cfg, &hv_cbs, &t.hv[0],
+                                          &t.hv[0].c),
+                     0);
+    run_until(never, 1500);
+    const struct sncp_l2_port_stats *st = sncp_l2_port_stats(t.hv_port[0]);
+    ck_assert_uint_ge(st->solicits_out, 2); /* the first, and the repeat after 1 s */
+    ck_assert_uint_ge(st->advertises_in, 2);
+    ck_assert_int_eq(t.hv[0].connected, 0);
+    ck_assert_int_eq(t.n_srv, 0);
+    ck_assert_str_eq(sncp_conn_peer_name(t.hv[0].c), "discovering");
+    sncp_conn_close(t.hv[0].c);
+    ck_assert(run_until(rogue_closed, 5000));
+    teardown();
+}
+END_TEST
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+static int hv1_connected(void)
+{
+    return t.hv[1].connected || t.hv[1].closed;
+}
+
+START_TEST(test_latency_l2_vs_tcp)
+{
+    /* One request at a time, N_LAT of them, over L2 (hv1 -> nnve0 through the bridge) and
+     * over TCP on loopback in the same process: informational numbers, correctness checked. */
+    setup();
+    t.n_req = N_LAT;
+    t.window = 1;
+    uint8_t nnve_mac[6];
+    sncp_l2_port_mac(t.nnve_port, nnve_mac);
+    struct sncp_conn_config cfg = conn_cfg(hv1_ctx, "nnve");
+    ck_assert_int_eq(
+        sncp_conn_connect_l2(t.hv_port[0], nnve_mac, &cfg, &hv_cbs, &t.hv[0], &t.hv[0].c), 0);
+    uint64_t t0 = uv_hrtime();
+    ck_assert(run_until(hv0_connected, 20000));
+    uint64_t l2_handshake = uv_hrtime() - t0;
+    ck_assert(run_until(hv0_done, 60000));
+    uint64_t l2_total = uv_hrtime() - t0 - l2_handshake;
+    ck_assert_int_eq(t.hv[0].n_answered, N_LAT);
+
+    struct sncp_conn_config scfg = conn_cfg(nnve_ctx, NULL);
+    struct sncp_listener *l;
+    ck_assert_int_eq(sncp_listener_create(&t.loop, "127.0.0.1", 0, &scfg, &srv_cbs, &t, &l), 0);
+    cfg = conn_cfg(hv2_ctx, "nnve");
+    ck_assert_int_eq(sncp_conn_connect(&t.loop, "127.0.0.1", sncp_listener_port(l), &cfg, &hv_cbs,
+                                       &t.hv[1], &t.hv[1].c),
+                     0);
+    t0 = uv_hrtime();
+    ck_assert(run_until(hv1_connected, 20000));
+    uint64_t tcp_handshake = uv_hrtime() - t0;
+    ck_assert(run_until(both_done, 60000));
+    uint64_t tcp_total = uv_hrtime() - t0 - tcp_handshake;
+    ck_assert_int_eq(t.hv[1].n_answered, N_LAT);
+    ck_assert_int_eq(t.hv[0].order_errors + t.hv[1].order_errors, 0);
+
+    for (int i = 0; i < 2; i++) {
+        qsort(t.hv[i].lat_ns, N_LAT, sizeof t.hv[i].lat_ns[0], cmp_u64);
+    }
+    fprintf(stderr,
+            "latency over veth+bridge, %d sequential requests: L2 p50=%.1f us p99=%.1f us "
+            "%.0f req/s handshake=%.1f ms | TCP loopback p50=%.1f us p99=%.1f us %.0f req/s "
+            "handshake=%.1f ms\n",
+            N_LAT, t.hv[0].lat_ns[N_LAT / 2] / 1e3, t.hv[0].lat_ns[N_LAT * 99 / 100] / 1e3,
+            N_LAT / (l2_total / 1e9), l2_handshake / 1e6, t.hv[1].lat_ns[N_LAT / 2] / 1e3,
+            t.hv[1].lat_ns[N_LAT * 99 / 100] / 1e3, N_LAT / (tcp_total / 1e9), tcp_handshake / 1e6);
+    sncp_listener_destroy(l);
+    teardown();
+}
+END_TEST
+
+static Suite *veth_suite(void)
+{
+    Suite *s = suite_create("sncp-l2-veth");
+    TCase *tc = tcase_create("veth");
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, test_two_hypervisors_one_port);
+    tcase_add_test(tc, test_configured_mac_and_vlan);
+    tcase_add_test(tc, test_bad_certificate_refused);
+    tcase_add_test(tc, test_nnve_restart_resets);
+    tcase_add_test(tc, test_discovery_name_filter);
+    tcase_add_test(tc, test_latency_l2_vs_tcp);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+static int gen_pki(void)
+{
+    const char *const argv[] = {
+        SRCDIR "/scripts/gen-pki.sh", "--other-ca", "rogue", pki_dir, "nnve", "hv1", "hv2", NULL};
+    return run(argv);
+}
+
+int main(void)
+{
+    if (geteuid() != 0) {
+        printf("SKIP: test-l2-veth needs root (network namespace, veth, AF_PACKET)\n");
+        return 0;
+    }
+    if (unshare(CLONE_NEWNET) < 0) {
+        perror("unshare(CLONE_NEWNET)");
+        return 1;
+    }
+    if (make_topology() < 0) {
+        return 1;
+    }
+    snprintf(pki_dir, sizeof pki_dir, "/tmp/test-l2-veth-%ld-%ld", (long)getpid(),
+             (long)time(NULL));
+    if (mkdir(pki_dir, 0700) < 0) {
+        perror(pki_dir);
+        return 1;
+    }
+    int failed = 1;
+    if (gen_pki() < 0) {
+        fprintf(stderr, "gen-pki.sh failed\n");
+        goto out;
+    }
+    nnve_ctx = ctx_for(SNCP_TLS_SERVER, "nnve");
+    hv1_ctx = ctx_for(SNCP_TLS_CLIENT, "hv1");
+    hv2_ctx = ctx_for(SNCP_TLS_CLIENT, "hv2");
+    rogue_ctx = ctx_for(SNCP_TLS_CLIENT, "rogue");
+    if (!nnve_ctx || !hv1_ctx || !hv2_ctx || !rogue_ctx) {
+        goto out;
+    }
+    SRunner *sr = srunner_create(veth_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+out:
+    sncp_tls_ctx_destroy(nnve_ctx);
+    sncp_tls_ctx_destroy(hv1_ctx);
+    sncp_tls_ctx_destroy(hv2_ctx);
+    sncp_tls_ctx_destroy(rogue_ctx);
+    nftw(pki_dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+    return failed ? 1 : 0;
+}
