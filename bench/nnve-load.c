@@ -1,0 +1,482 @@
+/* nnve-load.c: load generator for nnve-daemon: many SNCP sessions over TLS, pipelined.
+ *
+ *   nnve-load --gen-certs DIR COUNT         writes DIR/benchN.crt/.key (N = 1..COUNT), signed
+ *                                           by DIR/ca.crt + ca.key (e.g. from gen-pki.sh)
+ *   nnve-load --connect HOST:PORT --pki DIR --pid DAEMON_PID [--sessions 100]
+ *             [--tsis 100000] [--rate 5000] [--max-sessions 1000] [--window 64]
+ *
+ * Phases, each reported on stdout:
+ *   1. throughput: --sessions sessions (identities bench1..) each activate their share of
+ *      --tsis TSIs from Init (one TSI_ACTIVATE = the associate and activate transitions),
+ *      `window` requests in flight per session; the daemon's VmRSS is sampled every 10,000
+ *      TSIs (RSS per TSI from the growth);
+ *   2. latency: deactivate/activate toggles of existing TSIs at --rate requests/s spread over
+ *      the sessions, p50/p99/max of request latency (send to response);
+ *   3. sessions: more sessions up to --max-sessions concurrent ones, each through HELLO.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/ec.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
+#include <uv.h>
+
+#include "sncp-conn.h"
+#include "sncp-msg.h"
+#include "snv-log.h"
+
+/* ---- certificates ---- */
+
+static int gen_certs(const char *dir, int count)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/ca.key", dir);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return perror(path), 1;
+    EVP_PKEY *ca_key = PEM_read_PrivateKey(f, NULL, NULL, NULL);
+    fclose(f);
+    snprintf(path, sizeof path, "%s/ca.crt", dir);
+    f = fopen(path, "r");
+    if (!f)
+        return perror(path), 1;
+    X509 *ca = PEM_read_X509(f, NULL, NULL, NULL);
+    fclose(f);
+    if (!ca_key || !ca)
+        return fprintf(stderr, "cannot read the CA\n"), 1;
+    for (int i = 1; i <= count; i++) {
+        char name[64], san[80];
+        snprintf(name, sizeof name, "bench%d", i);
+        snprintf(san, sizeof san, "DNS:%s", name);
+        EVP_PKEY *key = EVP_EC_gen("P-256");
+        X509 *x = X509_new();
+        X509_set_version(x, 2);
+        ASN1_INTEGER_set(X509_get_serialNumber(x), 100000 + i);
+        X509_gmtime_adj(X509_getm_notBefore(x), -3600);
+        X509_gmtime_adj(X509_getm_notAfter(x), 86400);
+        X509_set_pubkey(x, key);
+        X509_NAME *n = X509_get_subject_name(x);
+        X509_NAME_add_entry_by_txt(n, "CN", MBSTRING_ASC, (const unsigned char *)name, -1, -1, 0);
+        X509_set_issuer_name(x, X509_get_subject_name(ca));
+        X509V3_CTX v3;
+        X509V3_set_ctx(&v3, ca, x, NULL, NULL, 0);
+        X509_EXTENSION *e = X509V3_EXT_conf_nid(NULL, &v3, NID_subject_alt_name, san);
+        X509_add_ext(x, e, -1);
+        X509_EXTENSION_free(e);
+        e = X509V3_EXT_conf_nid(NULL, &v3, NID_ext_key_usage, "serverAuth,clientAuth");
+        X509_add_ext(x, e, -1);
+        X509_EXTENSION_free(e);
+        X509_sign(x, ca_key, EVP_sha256());
+        snprintf(path, sizeof path, "%s/%s.crt", dir, name);
+        f = fopen(path, "w");
+        if (!f)
+            return perror(path), 1;
+        PEM_write_X509(f, x);
+        fclose(f);
+        snprintf(path, sizeof path, "%s/%s.key", dir, name);
+        f = fopen(path, "w");
+        if (!f)
+            return perror(path), 1;
+        PEM_write_PrivateKey(f, key, NULL, NULL, 0, NULL, NULL);
+        fclose(f);
+        X509_free(x);
+        EVP_PKEY_free(key);
+    }
+    X509_free(ca);
+    EVP_PKEY_free(ca_key);
+    return 0;
+}
+
+/* ---- load ---- */
+
+enum phase { P_THROUGHPUT, P_LATENCY, P_SESSIONS, P_DONE };
+enum { COOKIE_HELLO = 1, COOKIE_CONNECT = 2, COOKIE_TSI = 3, COOKIE_LAT = 4 };
+
+struct sess {
+    int idx;
+    struct sncp_conn *conn;
+    struct sncp_tls_ctx *tls;
+    int established;
+    unsigned next, acked, inflight, share;
+    unsigned toggle;
+};
+
+static uv_loop_t *loop;
+static const char *host, *pki;
+static uint16_t port;
+static int daemon_pid;
+static unsigned n_sessions = 100, max_sessions = 1000, window = 64;
+static unsigned total_tsis = 100000, rate = 5000;
+static struct sess *sessions;
+static unsigned n_open, n_established, n_closed;
+static enum phase phase = P_THROUGHPUT;
+static uint64_t t_start, t_end, total_acked, errors;
+static long rss_base_kb, rss_samples[64];
+static unsigned n_rss;
+static uv_timer_t timer;
+static uint64_t *lat_send, *lat_ns;
+static unsigned lat_cap, lat_sent, lat_done;
+static uint64_t lat_phase_end;
+static uint64_t sess_t0;
+
+static long daemon_rss_kb(void)
+{
+    char path[64], line[256];
+    snprintf(path, sizeof path, "/proc/%d/status", daemon_pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return -1;
+    long kb = -1;
+    while (fgets(line, sizeof line, f))
+        if (!strncmp(line, "VmRSS:", 6))
+            kb = strtol(line + 6, NULL, 10);
+    fclose(f);
+    return kb;
+}
+
+static void tsi_of(unsigned s, unsigned n, struct sncp_tsi_id *id)
+{
+    memset(id, 0, sizeof *id);
+    memcpy(id->uuid, &s, 4);
+    memcpy(id->uuid + 8, &n, 4);
+    id->uuid[6] = 0x40;
+    id->mac[0] = 0x52;
+    id->mac[1] = 0x54;
+    memcpy(id->mac + 2, &n, 4);
+    id->mac[5] = (uint8_t)s;
+}
+
+static void send_tsi(struct sess *s, enum sncp_msg_type type, unsigned n, uint64_t cookie)
+{
+    static struct sncp_msg m;
+    sncp_msg_init(&m, type, 0);
+    tsi_of((unsigned)s->idx, n, &m.tsi);
+    sncp_msg_set(&m, SNCP_TLV_TSI_ID);
+    if (type == SNCP_MSG_TSI_ACTIVATE) {
+        m.vn_id = 5000 + (unsigned)s->idx % 100;
+        sncp_msg_set(&m, SNCP_TLV_VN_ID);
+        m.n_addrs = 1;
+        m.addrs[0].type = SNCP_ADDR_IPV4;
+        m.addrs[0].ip[0] = 10;
+        m.addrs[0].ip[1] = (uint8_t)s->idx;
+        m.addrs[0].ip[2] = (uint8_t)(n >> 8);
+        m.addrs[0].ip[3] = (uint8_t)n;
+    }
+    if (sncp_conn_send(s->conn, &m, cookie) < 0)
+        errors++;
+    else
+        s->inflight++;
+}
+
+static void fill_window(struct sess *s)
+{
+    while (phase == P_THROUGHPUT && s->inflight < window && s->next < s->share)
+        send_tsi(s, SNCP_MSG_TSI_ACTIVATE, s->next++, COOKIE_TSI);
+}
+
+static void start_latency(void);
+static void start_sessions(void);
+static void open_session(unsigned i);
+
+static void on_connected(struct sncp_conn *c, const char *peer)
+{
+    (void)peer;
+    struct sess *s = sncp_conn_data(c);
+    struct sncp_msg m;
+    sncp_msg_init(&m, SNCP_MSG_HELLO, 0);
+    m.version_min = m.version_max = SNCP_VERSION;
+    sncp_msg_set(&m, SNCP_TLV_VERSION_RANGE);
+    snprintf(m.node_id, sizeof m.node_id, "bench%d", s->idx);
+    sncp_msg_set(&m, SNCP_TLV_NODE_ID);
+    m.session_epoch = 1;
+    sncp_msg_set(&m, SNCP_TLV_SESSION_EPOCH);
+    sncp_conn_send(c, &m, COOKIE_HELLO);
+}
+
+static void on_request(struct sncp_conn *c, const struct sncp_msg *req)
+{
+    struct sncp_msg rsp;
+    sncp_msg_init(&rsp, SNCP_MSG_RESPONSE, req->xid);
+    sncp_conn_respond(c, req, &rsp);
+}
+
+static void throughput_done(void)
+{
+    t_end = uv_hrtime();
+    double secs = (double)(t_end - t_start) / 1e9;
+    printf("throughput: %u sessions, %" PRIu64 " TSI_ACTIVATE from Init (associate+activate) in "
+           "%.2f s: %.0f activations/s = %.0f transitions/s, errors=%" PRIu64 "\n",
+           n_sessions, total_acked, secs, (double)total_acked / secs,
+           2.0 * (double)total_acked / secs, errors);
+    for (unsigned i = 0; i < n_rss; i++)
+        printf("rss: %6u TSIs: %ld KiB (+%ld KiB over the empty daemon, %.0f B/TSI)\n",
+               (i + 1) * 10000, rss_samples[i], rss_samples[i] - rss_base_kb,
+               1024.0 * (double)(rss_samples[i] - rss_base_kb) / ((i + 1) * 10000.0));
+    fflush(stdout);
+    start_latency();
+}
+
+static void on_response(struct sncp_conn *c, uint64_t cookie, const struct sncp_msg *rsp, int err)
+{
+    struct sess *s = sncp_conn_data(c);
+    int ok = !err && rsp && rsp->status == SNCP_STATUS_SUCCESS;
+    if (!ok) {
+        errors++;
+        if (errors < 5)
+            fprintf(stderr, "nnve-load: session %d: %s\n", s->idx,
+                    err ? sncp_error_token(err) : sncp_status_token(rsp->status));
+    }
+    if (cookie == COOKIE_HELLO) {
+        if (ok) {
+            s->established = 1;
+            n_established++;
+        }
+        if (phase == P_THROUGHPUT) {
+            struct sncp_msg m;
+            sncp_msg_init(&m, SNCP_MSG_VN_CONNECT, 0);
+            m.vn_id = 5000 + (unsigned)s->idx % 100;
+            sncp_msg_set(&m, SNCP_TLV_VN_ID);
+            sncp_conn_send(c, &m, COOKIE_CONNECT);
+        } else if (phase == P_SESSIONS && n_established == max_sessions) {
+            printf("sessions: %u concurrent sessions established (TLS + HELLO); the last %u in "
+                   "%.2f s; daemon RSS %ld KiB\n",
+                   n_established, max_sessions - n_sessions, (double)(uv_hrtime() - sess_t0) / 1e9,
+                   daemon_rss_kb());
+            fflush(stdout);
+            phase = P_DONE;
+            for (unsigned i = 0; i < max_sessions; i++)
+                if (sessions[i].conn)
+                    sncp_conn_close(sessions[i].conn);
+        }
+        return;
+    }
+    if (cookie == COOKIE_CONNECT) {
+        if (!t_start)
+            t_start = uv_hrtime();
+        fill_window(s);
+        return;
+    }
+    s->inflight--;
+    if (cookie == COOKIE_TSI) {
+        s->acked++;
+        total_acked++;
+        if (total_acked % 10000 == 0 && n_rss < 64)
+            rss_samples[n_rss++] = daemon_rss_kb();
+        fill_window(s);
+        if (total_acked == (uint64_t)total_tsis)
+            throughput_done();
+        return;
+    }
+    if (cookie >= COOKIE_LAT * 1000000000ull) {
+        unsigned k = (unsigned)(cookie - COOKIE_LAT * 1000000000ull);
+        if (k < lat_cap)
+            lat_ns[k] = uv_hrtime() - lat_send[k];
+        lat_done++;
+        if (lat_done == lat_sent && uv_now(loop) >= lat_phase_end)
+            start_sessions();
+    }
+}
+
+static void on_closed(struct sncp_conn *c, int err)
+{
+    struct sess *s = sncp_conn_data(c);
+    s->conn = NULL;
+    n_closed++;
+    if (err && phase != P_DONE)
+        fprintf(stderr, "nnve-load: session %d closed: %s\n", s->idx, sncp_error_token(err));
+    if (phase != P_DONE && err) {
+        phase = P_DONE;
+        for (unsigned i = 0; i < max_sessions; i++)
+            if (sessions[i].conn)
+                sncp_conn_close(sessions[i].conn);
+    }
+    if (n_closed == n_open && !uv_is_closing((uv_handle_t *)&timer))
+        uv_close((uv_handle_t *)&timer, NULL);
+}
+
+static const struct sncp_conn_cbs cbs = {on_connected, on_request, on_response, on_closed};
+
+static void open_session(unsigned i)
+{
+    struct sess *s = &sessions[i];
+    char crt[4096], key[4096], ca[4096], err[256];
+    s->idx = (int)i + 1;
+    snprintf(crt, sizeof crt, "%s/bench%d.crt", pki, s->idx);
+    snprintf(key, sizeof key, "%s/bench%d.key", pki, s->idx);
+    snprintf(ca, sizeof ca, "%s/ca.crt", pki);
+    s->tls = sncp_tls_ctx_create(SNCP_TLS_CLIENT, crt, key, ca, err, sizeof err);
+    if (!s->tls) {
+        fprintf(stderr, "nnve-load: %s\n", err);
+        exit(1);
+    }
+    struct sncp_conn_config cc;
+    memset(&cc, 0, sizeof cc);
+    cc.session.role = SNCP_TLS_CLIENT;
+    cc.session.tls = s->tls;
+    cc.session.handshake_timeout_ms = 30000;
+    cc.session.max_outstanding = 4096;
+    cc.max_write_queue = 64u << 20;
+    if (sncp_conn_connect(loop, host, port, &cc, &cbs, s, &s->conn) < 0) {
+        fprintf(stderr, "nnve-load: connect failed\n");
+        exit(1);
+    }
+    n_open++;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+static void on_lat_tick(uv_timer_t *t)
+{
+    (void)t;
+    if (uv_now(loop) >= lat_phase_end) {
+        uv_timer_stop(&timer);
+        if (lat_done == lat_sent)
+            start_sessions();
+        return;
+    }
+    /* keep up with rate requests/s since the phase began, round robin over the sessions */
+    uint64_t elapsed_ms = uv_now(loop) - (lat_phase_end - 3000);
+    uint64_t due = (uint64_t)rate * elapsed_ms / 1000;
+    while (lat_sent < due && lat_sent < lat_cap) {
+        struct sess *s = &sessions[lat_sent % n_sessions];
+        unsigned k = s->toggle++;
+        enum sncp_msg_type type = (k & 1) ? SNCP_MSG_TSI_ACTIVATE : SNCP_MSG_TSI_DEACTIVATE;
+        lat_send[lat_sent] = uv_hrtime();
+        send_tsi(s, type, (k / 2) % (s->share ? s->share : 1),
+                 COOKIE_LAT * 1000000000ull + lat_sent);
+        lat_sent++;
+    }
+}
+
+static void start_latency(void)
+{
+    phase = P_LATENCY;
+    lat_cap = rate * 4;
+    lat_send = calloc(lat_cap, sizeof *lat_send);
+    lat_ns = calloc(lat_cap, sizeof *lat_ns);
+    lat_phase_end = uv_now(loop) + 3000;
+    uv_timer_start(&timer, on_lat_tick, 1, 1);
+}
+
+static void start_sessions(void)
+{
+    if (phase != P_LATENCY)
+        return;
+    unsigned n = lat_done;
+    qsort(lat_ns, n, sizeof *lat_ns, cmp_u64);
+    if (n)
+        printf("latency: %u requests at %u/s over %u sessions: p50 %.3f ms, p99 %.3f ms, max "
+               "%.3f ms\n",
+               n, rate, n_sessions, lat_ns[n / 2] / 1e6, lat_ns[(size_t)(n * 0.99)] / 1e6,
+               lat_ns[n - 1] / 1e6);
+    fflush(stdout);
+    phase = P_SESSIONS;
+    sess_t0 = uv_hrtime();
+    if (max_sessions <= n_sessions) {
+        phase = P_DONE;
+        for (unsigned i = 0; i < n_sessions; i++)
+            if (sessions[i].conn)
+                sncp_conn_close(sessions[i].conn);
+        return;
+    }
+    for (unsigned i = n_sessions; i < max_sessions; i++)
+        open_session(i);
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"gen-certs", required_argument, NULL, 'g'}, {"connect", required_argument, NULL, 'C'},
+        {"pki", required_argument, NULL, 'P'},       {"pid", required_argument, NULL, 'p'},
+        {"sessions", required_argument, NULL, 's'},  {"tsis", required_argument, NULL, 'n'},
+        {"rate", required_argument, NULL, 'r'},      {"max-sessions", required_argument, NULL, 'm'},
+        {"window", required_argument, NULL, 'w'},    {NULL, 0, NULL, 0},
+    };
+    const char *gen = NULL, *target = NULL;
+    int opt;
+    while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (opt) {
+        case 'g':
+            gen = optarg;
+            break;
+        case 'C':
+            target = optarg;
+            break;
+        case 'P':
+            pki = optarg;
+            break;
+        case 'p':
+            daemon_pid = atoi(optarg);
+            break;
+        case 's':
+            n_sessions = (unsigned)atoi(optarg);
+            break;
+        case 'n':
+            total_tsis = (unsigned)atoi(optarg);
+            break;
+        case 'r':
+            rate = (unsigned)atoi(optarg);
+            break;
+        case 'm':
+            max_sessions = (unsigned)atoi(optarg);
+            break;
+        case 'w':
+            window = (unsigned)atoi(optarg);
+            break;
+        default:
+            return 2;
+        }
+    }
+    if (gen)
+        return optind < argc ? gen_certs(gen, atoi(argv[optind])) : 2;
+    if (!target || !pki || !daemon_pid || !n_sessions || total_tsis % n_sessions) {
+        fprintf(stderr, "usage: nnve-load --connect HOST:PORT --pki DIR --pid PID [--sessions N] "
+                        "[--tsis N (multiple of sessions)] [--rate N] [--max-sessions N]\n"
+                        "       nnve-load --gen-certs DIR COUNT\n");
+        return 2;
+    }
+    static char hbuf[128];
+    snprintf(hbuf, sizeof hbuf, "%s", target);
+    char *colon = strrchr(hbuf, ':');
+    if (!colon)
+        return 2;
+    *colon = '\0';
+    host = hbuf;
+    port = (uint16_t)atoi(colon + 1);
+    if (max_sessions < n_sessions)
+        max_sessions = n_sessions;
+    snv_log_open("nnve-load", SNV_LOG_STDERR);
+    snv_log_set_level(SNV_LOG_ERR);
+    loop = uv_default_loop();
+    uv_timer_init(loop, &timer);
+    sessions = calloc(max_sessions, sizeof *sessions);
+    rss_base_kb = daemon_rss_kb();
+    printf("daemon pid %d: VmRSS %ld KiB before the load\n", daemon_pid, rss_base_kb);
+    for (unsigned i = 0; i < n_sessions; i++) {
+        sessions[i].share = total_tsis / n_sessions;
+        open_session(i);
+    }
+    uv_run(loop, UV_RUN_DEFAULT);
+    int rc = errors ? 1 : 0;
+    if (phase != P_DONE || n_established < max_sessions)
+        rc = 1;
+    for (unsigned i = 0; i < max_sessions; i++)
+        sncp_tls_ctx_destroy(sessions[i].tls);
+    free(sessions);
+    free(lat_send);
+    free(lat_ns);
+    uv_loop_close(loop);
+    printf("errors: %" PRIu64 "\n", errors);
+    return rc;
+}

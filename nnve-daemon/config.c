@@ -1,0 +1,783 @@
+/* config.c: parsing and validation of nnve-daemon's INI configuration (see config.h).
+ *
+ * inih hands us (section, key, value) triples; a line-counting reader gives each one its line
+ * number so every error message points at the offending line.  Cross-section checks (a port
+ * in two domains, a hypervisor on a port no domain holds, overlapping ranges) run after the
+ * whole file is read.
+ */
+#include "config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <ini.h>
+
+#include "sncp-error.h"
+#include "sncp-msg.h"
+#include "snv-log.h"
+
+struct parser {
+    struct nnve_config *cfg;
+    const char *name;
+    unsigned line;
+    char *err;
+    size_t errlen;
+    int failed;
+    /* reader state */
+    FILE *file;
+    const char *text;
+};
+
+static void perr(struct parser *p, unsigned line, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void perr(struct parser *p, unsigned line, const char *fmt, ...)
+{
+    if (p->failed)
+        return;
+    p->failed = 1;
+    char msg[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (line)
+        snprintf(p->err, p->errlen, "%s:%u: %s", p->name, line, msg);
+    else
+        snprintf(p->err, p->errlen, "%s: %s", p->name, msg);
+}
+
+static char *trim(char *s)
+{
+    while (isspace((unsigned char)*s))
+        s++;
+    size_t n = strlen(s);
+    while (n && isspace((unsigned char)s[n - 1]))
+        s[--n] = '\0';
+    return s;
+}
+
+int nnve_config_parse_duration(const char *s, uint32_t *ms)
+{
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (end == s || errno || *s == '-')
+        return -EINVAL;
+    unsigned long long mult;
+    if (*end == '\0' || !strcmp(end, "s"))
+        mult = 1000;
+    else if (!strcmp(end, "ms"))
+        mult = 1;
+    else if (!strcmp(end, "m"))
+        mult = 60000;
+    else if (!strcmp(end, "h"))
+        mult = 3600000;
+    else
+        return -EINVAL;
+    if (v > UINT32_MAX / mult)
+        return -EINVAL;
+    *ms = (uint32_t)(v * mult);
+    return 0;
+}
+
+static int parse_uint(const char *s, unsigned long long max, unsigned long long *out)
+{
+    char *end;
+    errno = 0;
+    if (!isdigit((unsigned char)*s))
+        return -EINVAL;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (*end || errno || v > max)
+        return -EINVAL;
+    *out = v;
+    return 0;
+}
+
+static int set_str(char **dst, const char *v)
+{
+    char *d = strdup(v);
+    if (!d)
+        return -ENOMEM;
+    free(*dst);
+    *dst = d;
+    return 0;
+}
+
+/* Calls fn(item) for each comma-separated non-empty item of v. */
+static int for_each_item(struct parser *p, const char *v,
+                         int (*fn)(struct parser *, char *, void *), void *aux)
+{
+    char *copy = strdup(v);
+    if (!copy)
+        return -ENOMEM;
+    int ret = 0;
+    char *save = NULL;
+    for (char *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        char *item = trim(tok);
+        if (!*item)
+            continue;
+        ret = fn(p, item, aux);
+        if (ret)
+            break;
+    }
+    free(copy);
+    return ret;
+}
+
+static int grow_array(void **arr, unsigned n, size_t elem)
+{
+    void *a = realloc(*arr, (n + 1) * elem);
+    if (!a)
+        return -ENOMEM;
+    *arr = a;
+    memset((char *)a + n * elem, 0, elem);
+    return 0;
+}
+
+static int add_listen(struct parser *p, char *item, void *aux)
+{
+    (void)aux;
+    struct nnve_config *cfg = p->cfg;
+    char host[64];
+    const char *port_s;
+    if (item[0] == '[') {
+        char *close = strchr(item, ']');
+        if (!close || close[1] != ':' || (size_t)(close - item - 1) >= sizeof host) {
+            perr(p, p->line, "listen: bad address \"%s\" (use [ADDR]:PORT)", item);
+            return -EINVAL;
+        }
+        memcpy(host, item + 1, (size_t)(close - item - 1));
+        host[close - item - 1] = '\0';
+        port_s = close + 2;
+    } else {
+        char *colon = strrchr(item, ':');
+        if (!colon || strchr(item, ':') != colon || (size_t)(colon - item) >= sizeof host) {
+            perr(p, p->line, "listen: bad address \"%s\" (use ADDR:PORT or [ADDR]:PORT)", item);
+            return -EINVAL;
+        }
+        memcpy(host, item, (size_t)(colon - item));
+        host[colon - item] = '\0';
+        port_s = colon + 1;
+    }
+    unsigned long long port;
+    if (parse_uint(port_s, 65535, &port)) {
+        perr(p, p->line, "listen: bad port in \"%s\"", item);
+        return -EINVAL;
+    }
+    if (grow_array((void **)&cfg->listen, cfg->n_listen, sizeof *cfg->listen))
+        return -ENOMEM;
+    struct nnve_listen_addr *l = &cfg->listen[cfg->n_listen++];
+    snprintf(l->addr, sizeof l->addr, "%s", host);
+    l->port = (uint16_t)port;
+    return 0;
+}
+
+static int global_key(struct parser *p, const char *key, const char *value)
+{
+    struct nnve_config *cfg = p->cfg;
+    static const struct {
+        const char *key;
+        size_t off;
+    } strs[] = {
+        {"cert", offsetof(struct nnve_config, cert)},
+        {"key", offsetof(struct nnve_config, key)},
+        {"ca", offsetof(struct nnve_config, ca)},
+        {"node_id", offsetof(struct nnve_config, node_id)},
+        {"state_dir", offsetof(struct nnve_config, state_dir)},
+        {"control_socket", offsetof(struct nnve_config, control_socket)},
+        {"backend", offsetof(struct nnve_config, backend)},
+        {"dataplane_journal", offsetof(struct nnve_config, dataplane_journal)},
+        {"fdb_file", offsetof(struct nnve_config, fdb_file)},
+        {"metrics_file", offsetof(struct nnve_config, metrics_file)},
+    };
+    for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++)
+        if (!strcmp(key, strs[i].key))
+            return set_str((char **)((char *)cfg + strs[i].off), value);
+
+    static const struct {
+        const char *key;
+        size_t off;
+        uint32_t min;
+    } durs[] = {
+        {"hold_time", offsetof(struct nnve_config, hold_time_ms), 0},
+        {"tag_hold_down", offsetof(struct nnve_config, tag_hold_down_ms), 0},
+        {"keepalive", offsetof(struct nnve_config, keepalive_ms), SNCP_MIN_KEEPALIVE_MS},
+        {"handshake_timeout", offsetof(struct nnve_config, handshake_timeout_ms), 10},
+        {"metrics_interval", offsetof(struct nnve_config, metrics_interval_ms), 100},
+    };
+    for (size_t i = 0; i < sizeof durs / sizeof durs[0]; i++) {
+        if (strcmp(key, durs[i].key))
+            continue;
+        uint32_t ms;
+        if (nnve_config_parse_duration(value, &ms) || ms < durs[i].min) {
+            perr(p, p->line, "%s: bad duration \"%s\" (e.g. 30s, 500ms, 2m)", key, value);
+            return -EINVAL;
+        }
+        *(uint32_t *)((char *)cfg + durs[i].off) = ms;
+        return 0;
+    }
+
+    static const struct {
+        const char *key;
+        size_t off;
+        unsigned long long max;
+    } nums[] = {
+        {"max_sessions", offsetof(struct nnve_config, max_sessions), 1000000},
+        {"max_tsis_per_session", offsetof(struct nnve_config, max_tsis_per_session), 10000000},
+        {"max_addrs_per_tsi", offsetof(struct nnve_config, max_addrs_per_tsi), SNCP_MAX_ADDRS},
+        {"max_outstanding", offsetof(struct nnve_config, max_outstanding), 1000000},
+    };
+    for (size_t i = 0; i < sizeof nums / sizeof nums[0]; i++) {
+        if (strcmp(key, nums[i].key))
+            continue;
+        unsigned long long v;
+        if (parse_uint(value, nums[i].max, &v) || v == 0) {
+            perr(p, p->line, "%s: expected a number 1..%llu, got \"%s\"", key, nums[i].max, value);
+            return -EINVAL;
+        }
+        *(unsigned *)((char *)cfg + nums[i].off) = (unsigned)v;
+        return 0;
+    }
+
+    if (!strcmp(key, "listen")) {
+        cfg->n_listen = 0;
+        return for_each_item(p, value, add_listen, NULL);
+    }
+    if (!strcmp(key, "max_write_queue")) {
+        unsigned long long v;
+        if (parse_uint(value, (unsigned long long)1 << 32, &v) || v < 65536) {
+            perr(p, p->line, "max_write_queue: expected bytes >= 65536, got \"%s\"", value);
+            return -EINVAL;
+        }
+        cfg->max_write_queue = (size_t)v;
+        return 0;
+    }
+    if (!strcmp(key, "sync")) {
+        if (!strcmp(value, "full"))
+            cfg->sync = NNVE_SYNC_FULL;
+        else if (!strcmp(value, "normal"))
+            cfg->sync = NNVE_SYNC_NORMAL;
+        else {
+            perr(p, p->line, "sync: expected full or normal, got \"%s\"", value);
+            return -EINVAL;
+        }
+        return 0;
+    }
+    if (!strcmp(key, "log_level")) {
+        enum snv_log_level lvl;
+        if (snv_log_level_parse(value, &lvl)) {
+            perr(p, p->line, "log_level: expected err, warn, info or debug, got \"%s\"", value);
+            return -EINVAL;
+        }
+        cfg->log_level = (int)lvl;
+        return 0;
+    }
+    perr(p, p->line, "unknown key \"%s\" in [global]", key);
+    return -EINVAL;
+}
+
+static int add_port(struct parser *p, char *item, void *aux)
+{
+    struct nnve_domain_cfg *d = aux;
+    if (!strcmp(item, "*")) {
+        d->any_port = 1;
+        return 0;
+    }
+    if (strlen(item) > SNCP_MAX_PORT_LEN) {
+        perr(p, p->line, "port name \"%s\" longer than %d bytes", item, SNCP_MAX_PORT_LEN);
+        return -EINVAL;
+    }
+    if (grow_array((void **)&d->ports, d->n_ports, sizeof *d->ports))
+        return -ENOMEM;
+    d->ports[d->n_ports] = strdup(item);
+    if (!d->ports[d->n_ports])
+        return -ENOMEM;
+    d->n_ports++;
+    return 0;
+}
+
+/* "A" or "A-B" with max; returns 0 or -EINVAL. */
+static int parse_range(const char *item, unsigned long long max, unsigned long long *lo,
+                       unsigned long long *hi)
+{
+    char buf[64];
+    if (snprintf(buf, sizeof buf, "%s", item) >= (int)sizeof buf)
+        return -EINVAL;
+    char *dash = strchr(buf, '-');
+    if (dash) {
+        *dash = '\0';
+        if (parse_uint(trim(buf), max, lo) || parse_uint(trim(dash + 1), max, hi) || *lo > *hi)
+            return -EINVAL;
+        return 0;
+    }
+    if (parse_uint(buf, max, lo))
+        return -EINVAL;
+    *hi = *lo;
+    return 0;
+}
+
+static int add_tag_range(struct parser *p, char *item, void *aux)
+{
+    struct nnve_domain_cfg *d = aux;
+    unsigned long long lo, hi;
+    if (parse_range(item, SNCP_MAX_VID, &lo, &hi) || lo < SNCP_MIN_VID) {
+        perr(p, p->line, "tags: bad range \"%s\" (VLAN IDs %d..%d)", item, SNCP_MIN_VID,
+             SNCP_MAX_VID);
+        return -EINVAL;
+    }
+    for (unsigned i = 0; i < d->n_ranges; i++)
+        if (lo <= d->ranges[i].hi && d->ranges[i].lo <= hi) {
+            perr(p, p->line, "tags: range \"%s\" overlaps another", item);
+            return -EINVAL;
+        }
+    if (grow_array((void **)&d->ranges, d->n_ranges, sizeof *d->ranges))
+        return -ENOMEM;
+    d->ranges[d->n_ranges].lo = (uint16_t)lo;
+    d->ranges[d->n_ranges].hi = (uint16_t)hi;
+    d->n_ranges++;
+    return 0;
+}
+
+static int add_reserved(struct parser *p, char *item, void *aux)
+{
+    struct nnve_domain_cfg *d = aux;
+    unsigned long long lo, hi;
+    if (parse_range(item, SNCP_MAX_VID, &lo, &hi) || lo < SNCP_MIN_VID) {
+        perr(p, p->line, "reserved: bad value \"%s\"", item);
+        return -EINVAL;
+    }
+    for (unsigned long long v = lo; v <= hi; v++) {
+        if (grow_array((void **)&d->reserved, d->n_reserved, sizeof *d->reserved))
+            return -ENOMEM;
+        d->reserved[d->n_reserved++] = (uint16_t)v;
+    }
+    return 0;
+}
+
+static int add_vn_ref(struct parser *p, char *item, void *aux)
+{
+    struct nnve_hv_cfg *h = aux;
+    if (grow_array((void **)&h->vns, h->n_vns, sizeof *h->vns))
+        return -ENOMEM;
+    struct nnve_vn_ref *r = &h->vns[h->n_vns];
+    if (isdigit((unsigned char)item[0])) {
+        unsigned long long lo, hi;
+        if (parse_range(item, SNCP_MAX_VN_ID, &lo, &hi)) {
+            perr(p, p->line, "vns: bad VN ID or range \"%s\" (0..%d)", item, SNCP_MAX_VN_ID);
+            return -EINVAL;
+        }
+        r->lo = (uint32_t)lo;
+        r->hi = (uint32_t)hi;
+    } else {
+        if (strlen(item) > SNCP_MAX_VN_NAME_LEN) {
+            perr(p, p->line, "vns: VN name \"%s\" longer than %d bytes", item,
+                 SNCP_MAX_VN_NAME_LEN);
+            return -EINVAL;
+        }
+        r->name = strdup(item);
+        if (!r->name)
+            return -ENOMEM;
+    }
+    h->n_vns++;
+    return 0;
+}
+
+static int section_kind(const char *section, const char **name)
+{
+    static const char *kinds[] = {"domain", "hypervisor", "vn"};
+    for (int k = 0; k < 3; k++) {
+        size_t n = strlen(kinds[k]);
+        if (!strncmp(section, kinds[k], n) && isspace((unsigned char)section[n])) {
+            const char *s = section + n;
+            while (isspace((unsigned char)*s))
+                s++;
+            *name = s;
+            return k + 1;
+        }
+    }
+    return !strcmp(section, "global") ? 0 : -1;
+}
+
+static int handler(void *user, const char *section, const char *key, const char *value)
+{
+    struct parser *p = user;
+    struct nnve_config *cfg = p->cfg;
+    if (p->failed)
+        return 0;
+    const char *name = NULL;
+    int kind = section_kind(section, &name);
+    char vbuf[4096];
+    if (snprintf(vbuf, sizeof vbuf, "%s", value ? value : "") >= (int)sizeof vbuf) {
+        perr(p, p->line, "value too long");
+        return 0;
+    }
+    char *v = trim(vbuf);
+    int err = 0;
+    if (kind < 0) {
+        perr(p, p->line,
+             "unknown section [%s] (expected global, domain NAME, hypervisor ID, vn "
+             "NAME)",
+             section);
+        return 0;
+    }
+    if (kind > 0 && (!name || !*name)) {
+        perr(p, p->line, "section [%s] needs a name", section);
+        return 0;
+    }
+    if (!key) /* section start (INI_CALL_HANDLER_ON_NEW_SECTION builds) */
+        return 1;
+    if (kind == 0) {
+        err = global_key(p, key, v);
+    } else if (kind == 1) {
+        struct nnve_domain_cfg *d = NULL;
+        for (unsigned i = 0; i < cfg->n_domains; i++)
+            if (!strcmp(cfg->domains[i].name, name))
+                d = &cfg->domains[i];
+        if (!d) {
+            if (grow_array((void **)&cfg->domains, cfg->n_domains, sizeof *cfg->domains))
+                return 0;
+            d = &cfg->domains[cfg->n_domains++];
+            d->name = strdup(name);
+            d->line = p->line;
+            if (!d->name)
+                err = -ENOMEM;
+        }
+        if (err)
+            ;
+        else if (!strcmp(key, "ports"))
+            err = for_each_item(p, v, add_port, d);
+        else if (!strcmp(key, "tags"))
+            err = for_each_item(p, v, add_tag_range, d);
+        else if (!strcmp(key, "reserved"))
+            err = for_each_item(p, v, add_reserved, d);
+        else {
+            perr(p, p->line, "unknown key \"%s\" in [domain %s] (ports, tags, reserved)", key,
+                 name);
+            return 0;
+        }
+    } else if (kind == 2) {
+        struct nnve_hv_cfg *h = NULL;
+        for (unsigned i = 0; i < cfg->n_hvs; i++)
+            if (!strcmp(cfg->hvs[i].identity, name))
+                h = &cfg->hvs[i];
+        if (!h) {
+            if (grow_array((void **)&cfg->hvs, cfg->n_hvs, sizeof *cfg->hvs))
+                return 0;
+            h = &cfg->hvs[cfg->n_hvs++];
+            h->identity = strdup(name);
+            h->line = p->line;
+            if (!h->identity)
+                err = -ENOMEM;
+        }
+        if (err)
+            ;
+        else if (!strcmp(key, "port")) {
+            if (!strcmp(v, "learn")) {
+                h->learn = 1;
+                free(h->port);
+                h->port = NULL;
+            } else if (!*v || strlen(v) > SNCP_MAX_PORT_LEN) {
+                perr(p, p->line, "port: expected a port name or \"learn\"");
+                return 0;
+            } else {
+                h->learn = 0;
+                err = set_str(&h->port, v);
+            }
+        } else if (!strcmp(key, "vns"))
+            err = for_each_item(p, v, add_vn_ref, h);
+        else {
+            perr(p, p->line, "unknown key \"%s\" in [hypervisor %s] (port, vns)", key, name);
+            return 0;
+        }
+    } else {
+        if (strlen(name) > SNCP_MAX_VN_NAME_LEN) {
+            perr(p, p->line, "VN name \"%s\" longer than %d bytes", name, SNCP_MAX_VN_NAME_LEN);
+            return 0;
+        }
+        struct nnve_vn_cfg *vn = NULL;
+        for (unsigned i = 0; i < cfg->n_vns; i++)
+            if (!strcmp(cfg->vns[i].name, name))
+                vn = &cfg->vns[i];
+        if (!vn) {
+            if (grow_array((void **)&cfg->vns, cfg->n_vns, sizeof *cfg->vns))
+                return 0;
+            vn = &cfg->vns[cfg->n_vns++];
+            vn->name = strdup(name);
+            vn->line = p->line;
+            if (!vn->name)
+                err = -ENOMEM;
+        }
+        if (err)
+            ;
+        else if (!strcmp(key, "id")) {
+            unsigned long long id;
+            if (parse_uint(v, SNCP_MAX_VN_ID, &id)) {
+                perr(p, p->line, "id: expected a VN ID 0..%d, got \"%s\"", SNCP_MAX_VN_ID, v);
+                return 0;
+            }
+            vn->id = (uint32_t)id;
+            vn->has_id = 1;
+        } else {
+            perr(p, p->line, "unknown key \"%s\" in [vn %s] (id)", key, name);
+            return 0;
+        }
+    }
+    if (err == -ENOMEM)
+        perr(p, p->line, "out of memory");
+    return p->failed ? 0 : 1;
+}
+
+static char *reader_file(char *str, int num, void *stream)
+{
+    struct parser *p = stream;
+    char *r = fgets(str, num, p->file);
+    if (r)
+        p->line++;
+    return r;
+}
+
+static char *reader_string(char *str, int num, void *stream)
+{
+    struct parser *p = stream;
+    if (!*p->text)
+        return NULL;
+    const char *nl = strchr(p->text, '\n');
+    size_t n = nl ? (size_t)(nl - p->text + 1) : strlen(p->text);
+    if (n > (size_t)num - 1)
+        n = (size_t)num - 1;
+    memcpy(str, p->text, n);
+    str[n] = '\0';
+    p->text += n;
+    p->line++;
+    return str;
+}
+
+static void set_defaults(struct nnve_config *cfg)
+{
+    cfg->hold_time_ms = 30000;
+    cfg->tag_hold_down_ms = 60000;
+    cfg->keepalive_ms = 10000;
+    cfg->handshake_timeout_ms = 10000;
+    cfg->metrics_interval_ms = 10000;
+    cfg->max_sessions = 4096;
+    cfg->max_tsis_per_session = 100000;
+    cfg->max_addrs_per_tsi = SNCP_MAX_ADDRS;
+    cfg->max_outstanding = 1024;
+    cfg->max_write_queue = 4u << 20;
+    cfg->sync = NNVE_SYNC_FULL;
+    cfg->log_level = -1;
+}
+
+static int fill_defaults(struct nnve_config *cfg)
+{
+    if (!cfg->state_dir && set_str(&cfg->state_dir, NNVE_DEFAULT_STATE_DIR))
+        return -ENOMEM;
+    if (!cfg->control_socket && set_str(&cfg->control_socket, NNVE_DEFAULT_CTL))
+        return -ENOMEM;
+    if (!cfg->backend && set_str(&cfg->backend, "none"))
+        return -ENOMEM;
+    if (!cfg->n_listen) {
+        cfg->listen = calloc(1, sizeof *cfg->listen);
+        if (!cfg->listen)
+            return -ENOMEM;
+        snprintf(cfg->listen[0].addr, sizeof cfg->listen[0].addr, "::");
+        cfg->listen[0].port = SNCP_DEFAULT_PORT;
+        cfg->n_listen = 1;
+    }
+    return 0;
+}
+
+static void validate(struct parser *p)
+{
+    struct nnve_config *cfg = p->cfg;
+    if (!cfg->cert || !cfg->key || !cfg->ca)
+        perr(p, 0, "[global] needs cert, key and ca (PEM files)");
+    unsigned any = 0;
+    for (unsigned i = 0; i < cfg->n_domains; i++) {
+        struct nnve_domain_cfg *d = &cfg->domains[i];
+        if (!d->n_ranges)
+            perr(p, d->line, "[domain %s] has no tags", d->name);
+        if (!d->n_ports && !d->any_port)
+            perr(p, d->line, "[domain %s] has no ports", d->name);
+        if (d->any_port && any++)
+            perr(p, d->line, "[domain %s]: only one domain may have ports = *", d->name);
+        for (unsigned j = 0; j < d->n_ports; j++)
+            for (unsigned k = 0; k <= i; k++) {
+                struct nnve_domain_cfg *o = &cfg->domains[k];
+                for (unsigned l = 0; l < o->n_ports && (k < i || l < j); l++)
+                    if (!strcmp(o->ports[l], d->ports[j]))
+                        perr(p, d->line, "port %s is in [domain %s] and [domain %s]", d->ports[j],
+                             o->name, d->name);
+            }
+        for (unsigned j = 0; j < d->n_reserved; j++) {
+            int inside = 0;
+            for (unsigned k = 0; k < d->n_ranges; k++)
+                inside |= d->reserved[j] >= d->ranges[k].lo && d->reserved[j] <= d->ranges[k].hi;
+            if (!inside)
+                perr(p, d->line, "[domain %s]: reserved tag %u is not in its tags", d->name,
+                     d->reserved[j]);
+        }
+    }
+    for (unsigned i = 0; i < cfg->n_hvs; i++) {
+        struct nnve_hv_cfg *h = &cfg->hvs[i];
+        if (!h->port && !h->learn)
+            perr(p, h->line, "[hypervisor %s] needs port = PORT or port = learn", h->identity);
+        else if (h->port && !nnve_config_port_domain(cfg, h->port))
+            perr(p, h->line, "[hypervisor %s]: port %s is in no [domain]", h->identity, h->port);
+    }
+    for (unsigned i = 0; i < cfg->n_vns; i++) {
+        if (!cfg->vns[i].has_id)
+            perr(p, cfg->vns[i].line, "[vn %s] needs id = VN_ID", cfg->vns[i].name);
+        for (unsigned j = 0; j < i; j++)
+            if (cfg->vns[i].has_id && cfg->vns[j].has_id && cfg->vns[i].id == cfg->vns[j].id)
+                perr(p, cfg->vns[i].line, "[vn %s] has the same id %" PRIu32 " as [vn %s]",
+                     cfg->vns[i].name, cfg->vns[i].id, cfg->vns[j].name);
+    }
+}
+
+static int parse(struct parser *p, ini_reader reader, struct nnve_config **out)
+{
+    struct nnve_config *cfg = calloc(1, sizeof *cfg);
+    if (!cfg)
+        return -ENOMEM;
+    set_defaults(cfg);
+    p->cfg = cfg;
+    if (set_str(&cfg->path, p->name)) {
+        nnve_config_destroy(cfg);
+        return -ENOMEM;
+    }
+    int r = ini_parse_stream(reader, p, handler, p);
+    if (r > 0 && !p->failed)
+        perr(p, (unsigned)r, "syntax error");
+    else if (r < 0 && !p->failed)
+        perr(p, 0, "cannot parse (error %d)", r);
+    if (!p->failed && fill_defaults(cfg))
+        perr(p, 0, "out of memory");
+    if (!p->failed)
+        validate(p);
+    if (p->failed) {
+        nnve_config_destroy(cfg);
+        return SNCP_E_CONFIG;
+    }
+    *out = cfg;
+    return 0;
+}
+
+int nnve_config_load(const char *path, struct nnve_config **out, char *err, size_t errlen)
+{
+    struct parser p = {.name = path, .err = err, .errlen = errlen};
+    p.file = fopen(path, "r");
+    if (!p.file) {
+        int e = errno;
+        snprintf(err, errlen, "%s: %s", path, strerror(e));
+        return -e;
+    }
+    int r = parse(&p, reader_file, out);
+    fclose(p.file);
+    return r;
+}
+
+int nnve_config_parse_string(const char *text, const char *name, struct nnve_config **out,
+                             char *err, size_t errlen)
+{
+    struct parser p = {.name = name, .err = err, .errlen = errlen, .text = text};
+    return parse(&p, reader_string, out);
+}
+
+void nnve_config_destroy(struct nnve_config *cfg)
+{
+    if (!cfg)
+        return;
+    free(cfg->path);
+    free(cfg->listen);
+    free(cfg->cert);
+    free(cfg->key);
+    free(cfg->ca);
+    free(cfg->node_id);
+    free(cfg->state_dir);
+    free(cfg->control_socket);
+    free(cfg->backend);
+    free(cfg->dataplane_journal);
+    free(cfg->fdb_file);
+    free(cfg->metrics_file);
+    for (unsigned i = 0; i < cfg->n_domains; i++) {
+        struct nnve_domain_cfg *d = &cfg->domains[i];
+        free(d->name);
+        for (unsigned j = 0; j < d->n_ports; j++)
+            free(d->ports[j]);
+        free(d->ports);
+        free(d->ranges);
+        free(d->reserved);
+    }
+    free(cfg->domains);
+    for (unsigned i = 0; i < cfg->n_hvs; i++) {
+        struct nnve_hv_cfg *h = &cfg->hvs[i];
+        free(h->identity);
+        free(h->port);
+        for (unsigned j = 0; j < h->n_vns; j++)
+            free(h->vns[j].name);
+        free(h->vns);
+    }
+    free(cfg->hvs);
+    for (unsigned i = 0; i < cfg->n_vns; i++)
+        free(cfg->vns[i].name);
+    free(cfg->vns);
+    free(cfg);
+}
+
+const struct nnve_hv_cfg *nnve_config_find_hv(const struct nnve_config *cfg, const char *identity)
+{
+    for (unsigned i = 0; i < cfg->n_hvs; i++)
+        if (!strcmp(cfg->hvs[i].identity, identity))
+            return &cfg->hvs[i];
+    return NULL;
+}
+
+const struct nnve_domain_cfg *nnve_config_port_domain(const struct nnve_config *cfg,
+                                                      const char *port)
+{
+    const struct nnve_domain_cfg *any = NULL;
+    for (unsigned i = 0; i < cfg->n_domains; i++) {
+        for (unsigned j = 0; j < cfg->domains[i].n_ports; j++)
+            if (!strcmp(cfg->domains[i].ports[j], port))
+                return &cfg->domains[i];
+        if (cfg->domains[i].any_port)
+            any = &cfg->domains[i];
+    }
+    return any;
+}
+
+const struct nnve_vn_cfg *nnve_config_find_vn_name(const struct nnve_config *cfg, const char *name)
+{
+    for (unsigned i = 0; i < cfg->n_vns; i++)
+        if (!strcmp(cfg->vns[i].name, name))
+            return &cfg->vns[i];
+    return NULL;
+}
+
+const struct nnve_vn_cfg *nnve_config_find_vn_id(const struct nnve_config *cfg, uint32_t id)
+{
+    for (unsigned i = 0; i < cfg->n_vns; i++)
+        if (cfg->vns[i].has_id && cfg->vns[i].id == id)
+            return &cfg->vns[i];
+    return NULL;
+}
+
+int nnve_config_vn_allowed(const struct nnve_hv_cfg *hv, int has_id, uint32_t id, const char *name)
+{
+    for (unsigned i = 0; i < hv->n_vns; i++) {
+        const struct nnve_vn_ref *r = &hv->vns[i];
+        if (r->name) {
+            if (name && *name && !strcmp(r->name, name))
+                return 1;
+        } else if (has_id && id >= r->lo && id <= r->hi) {
+            return 1;
+        }
+    }
+    return 0;
+}

@@ -1,0 +1,127 @@
+/* config.h: nnve-daemon's configuration file (INI, read with inih).
+ *
+ *   [global]           listen, cert, key, ca, node_id, state_dir, control_socket, backend,
+ *                      dataplane_journal, fdb_file, hold_time, tag_hold_down, keepalive,
+ *                      handshake_timeout, max_sessions, max_tsis_per_session,
+ *                      max_addrs_per_tsi, max_outstanding, max_write_queue, metrics_file,
+ *                      metrics_interval, sync, log_level
+ *   [domain NAME]      ports = swp1, swp2 (or *: every port not named elsewhere);
+ *                      tags = 100-199, 300; reserved = 150
+ *   [hypervisor ID]    port = swp1 | learn; vns = 5000, 5001-5010, blue
+ *   [vn NAME]          id = 5001
+ *
+ * Default deny: an identity without a [hypervisor] section, or a VN not in its list, is not
+ * authorized.  Every error names the file and line.  etc/nnve-daemon.conf documents it all.
+ */
+#ifndef NNVE_CONFIG_H
+#define NNVE_CONFIG_H 1
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "tagpool.h"
+
+#define NNVE_DEFAULT_CONFIG "/etc/splitnve/nnve-daemon.conf"
+#define NNVE_DEFAULT_CTL "/run/splitnve/nnve-daemon.ctl"
+#define NNVE_DEFAULT_STATE_DIR "/var/lib/splitnve"
+
+struct nnve_listen_addr {
+    char addr[64]; /* numeric, without brackets */
+    uint16_t port;
+};
+
+struct nnve_domain_cfg {
+    char *name;
+    char **ports;
+    unsigned n_ports;
+    int any_port; /* ports = * */
+    struct nnve_tag_range *ranges;
+    unsigned n_ranges;
+    uint16_t *reserved;
+    unsigned n_reserved;
+    unsigned line;
+};
+
+/* One entry of a hypervisor's VN list: an ID range, or a name (lo = hi = 0, name set). */
+struct nnve_vn_ref {
+    uint32_t lo, hi;
+    char *name;
+};
+
+struct nnve_hv_cfg {
+    char *identity;
+    char *port; /* NULL when learned */
+    int learn;
+    struct nnve_vn_ref *vns;
+    unsigned n_vns;
+    unsigned line;
+};
+
+struct nnve_vn_cfg {
+    char *name;
+    uint32_t id;
+    int has_id;
+    unsigned line;
+};
+
+enum nnve_sync_mode {
+    NNVE_SYNC_FULL = 0,   /* fsync at every group commit (default) */
+    NNVE_SYNC_NORMAL = 1, /* WAL without fsync per commit: survives a process crash only */
+};
+
+struct nnve_config {
+    char *path;
+    struct nnve_listen_addr *listen;
+    unsigned n_listen;
+    char *cert, *key, *ca;
+    char *node_id;
+    char *state_dir;
+    char *control_socket;
+    char *backend;
+    char *dataplane_journal;
+    char *fdb_file;
+    char *metrics_file;
+    uint32_t metrics_interval_ms;
+    uint32_t hold_time_ms;
+    uint32_t tag_hold_down_ms;
+    uint32_t keepalive_ms;
+    uint32_t handshake_timeout_ms;
+    unsigned max_sessions;
+    unsigned max_tsis_per_session;
+    unsigned max_addrs_per_tsi;
+    unsigned max_outstanding;
+    size_t max_write_queue;
+    enum nnve_sync_mode sync;
+    int log_level; /* enum snv_log_level, or -1 when not set */
+
+    struct nnve_domain_cfg *domains;
+    unsigned n_domains;
+    struct nnve_hv_cfg *hvs;
+    unsigned n_hvs;
+    struct nnve_vn_cfg *vns;
+    unsigned n_vns;
+};
+
+/* Reads and validates `path`.  Returns 0 and *out (caller frees with nnve_config_destroy),
+ * or SNCP_E_CONFIG / -errno with "FILE:LINE: reason" in err[0..errlen). */
+int nnve_config_load(const char *path, struct nnve_config **out, char *err, size_t errlen);
+/* The same from a string (tests); `name` is used in messages. */
+int nnve_config_parse_string(const char *text, const char *name, struct nnve_config **out,
+                             char *err, size_t errlen);
+void nnve_config_destroy(struct nnve_config *cfg);
+
+/* Lookups.  NULL when absent. */
+const struct nnve_hv_cfg *nnve_config_find_hv(const struct nnve_config *cfg, const char *identity);
+const struct nnve_domain_cfg *nnve_config_port_domain(const struct nnve_config *cfg,
+                                                      const char *port);
+const struct nnve_vn_cfg *nnve_config_find_vn_name(const struct nnve_config *cfg, const char *name);
+const struct nnve_vn_cfg *nnve_config_find_vn_id(const struct nnve_config *cfg, uint32_t id);
+
+/* Whether the hypervisor may join the VN (id valid when has_id; name "" when unknown).
+ * Returns 1 or 0. */
+int nnve_config_vn_allowed(const struct nnve_hv_cfg *hv, int has_id, uint32_t id, const char *name);
+
+/* "30s", "500ms", "2m", "1h", plain seconds -> ms.  Returns 0 or -EINVAL. */
+int nnve_config_parse_duration(const char *s, uint32_t *ms);
+
+#endif

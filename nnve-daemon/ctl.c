@@ -1,0 +1,105 @@
+/* ctl.c: control-socket commands of nnve-daemon (see ctl.h). */
+#include "ctl.h"
+
+#include <stdlib.h>
+
+struct ctl_ctx {
+    struct nnve_state *state;
+    struct nnve_server *srv;
+    uv_loop_t *loop;
+};
+
+static struct ctl_ctx ctx_storage;
+
+static void cmd_sessions(struct snv_ctl_req *req, int argc, const char *const argv[], void *aux)
+{
+    (void)argc;
+    (void)argv;
+    struct ctl_ctx *c = aux;
+    snv_ctl_reply_ok(req, nnve_server_show_sessions(c->srv));
+}
+
+static void cmd_vns(struct snv_ctl_req *req, int argc, const char *const argv[], void *aux)
+{
+    (void)argc;
+    (void)argv;
+    struct ctl_ctx *c = aux;
+    snv_ctl_reply_ok(req, nnve_state_show_vns(c->state));
+}
+
+static void cmd_tsis(struct snv_ctl_req *req, int argc, const char *const argv[], void *aux)
+{
+    (void)argc;
+    (void)argv;
+    struct ctl_ctx *c = aux;
+    snv_ctl_reply_ok(req, nnve_state_show_tsis(c->state));
+}
+
+static void cmd_tags(struct snv_ctl_req *req, int argc, const char *const argv[], void *aux)
+{
+    (void)argc;
+    (void)argv;
+    struct ctl_ctx *c = aux;
+    snv_ctl_reply_ok(req, nnve_state_show_tags(c->state, uv_now(c->loop)));
+}
+
+static void cmd_counters(struct snv_ctl_req *req, int argc, const char *const argv[], void *aux)
+{
+    (void)argc;
+    (void)argv;
+    struct ctl_ctx *c = aux;
+    snv_ctl_reply_ok(req, nnve_server_show_counters(c->srv));
+}
+
+static void cmd_vn_disconnect(struct snv_ctl_req *req, int argc, const char *const argv[],
+                              void *aux)
+{
+    (void)argc;
+    struct ctl_ctx *c = aux;
+    nnve_server_op_vn_disconnect(c->srv, req, argv[0], argv[1]);
+}
+
+static void cmd_tsi_deactivate(struct snv_ctl_req *req, int argc, const char *const argv[],
+                               void *aux)
+{
+    struct ctl_ctx *c = aux;
+    nnve_server_op_tsi(c->srv, req, SNCP_MSG_TSI_DEACTIVATE, argv[0], argv + 1, argc - 1);
+}
+
+static void cmd_tsi_deassociate(struct snv_ctl_req *req, int argc, const char *const argv[],
+                                void *aux)
+{
+    (void)argc;
+    struct ctl_ctx *c = aux;
+    nnve_server_op_tsi(c->srv, req, SNCP_MSG_TSI_DEASSOCIATE, argv[0], NULL, 0);
+}
+
+int nnve_ctl_register(struct snv_ctl_server *ctl, struct nnve_state *state, struct nnve_server *srv,
+                      uv_loop_t *loop)
+{
+    struct ctl_ctx *c = &ctx_storage;
+    c->state = state;
+    c->srv = srv;
+    c->loop = loop;
+    static const struct {
+        const char *cmd, *usage;
+        int min, max;
+        snv_ctl_handler *fn;
+    } cmds[] = {
+        {"session/show", "", 0, 0, cmd_sessions},
+        {"vn/show", "", 0, 0, cmd_vns},
+        {"tsi/show", "", 0, 0, cmd_tsis},
+        {"tag/show", "", 0, 0, cmd_tags},
+        {"counters/show", "", 0, 0, cmd_counters},
+        {"vn/disconnect", "HYPERVISOR VN", 2, 2, cmd_vn_disconnect},
+        {"tsi/deactivate", "TSI [ADDRESS...]", 1, 1 + 64, cmd_tsi_deactivate},
+        {"tsi/deassociate", "TSI", 1, 1, cmd_tsi_deassociate},
+    };
+    for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
+        int r = snv_ctl_register(ctl, cmds[i].cmd, cmds[i].usage, cmds[i].min, cmds[i].max,
+                                 cmds[i].fn, c);
+        if (r < 0)
+            return r;
+    }
+    return 0;
+}

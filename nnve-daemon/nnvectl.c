@@ -1,0 +1,53 @@
+/* nnvectl.c: the control tool of nnve-daemon. */
+#include <stdlib.h>
+
+#include "config.h"
+#include "snv-ctl.h"
+
+static const char help[] =
+    "Usage: nnvectl [-s SOCKET] [--json] [-t SECONDS] COMMAND [ARGS...]\n"
+    "\n"
+    "Shows and changes the state of nnve-daemon, the switch side of splitnve (RFC 8394).\n"
+    "\n"
+    "Commands:\n"
+    "  show sessions                 SNCP sessions, and hypervisors held after losing theirs\n"
+    "  show vns                      VNs per domain: vn_id, vn_name, domain, tag, tsis\n"
+    "  show tsis                     TSI instances: tsi, vn_id, vn_name, port, hypervisor,\n"
+    "                                state, tag, addresses, migrating\n"
+    "  show tags                     local tag pools per domain (size, used, held, free)\n"
+    "  show counters                 counters (messages, statuses, sessions, TSIs, drops)\n"
+    "  vn disconnect HYPERVISOR VN   disconnect a hypervisor from a VN (VN ID or name); its\n"
+    "                                TSIs in the VN are de-associated; the agent is told\n"
+    "  tsi deactivate TSI [ADDRESS...]\n"
+    "                                deactivate a TSI, or withdraw only these addresses\n"
+    "  tsi deassociate TSI           de-associate a TSI (all its instances)\n"
+    "  help | version | log set LEVEL | log get\n"
+    "\n"
+    "TSI is \"<uuid>/<mac>\"; ADDRESS is a MAC, an IPv4 or IPv6 address, or IP@MAC.\n"
+    "\n"
+    "Options:\n"
+    "  -s, --socket SOCKET   control socket (default " NNVE_DEFAULT_CTL ")\n"
+    "      --json            print JSON (arrays of objects) instead of tables\n"
+    "  -t, --timeout SECONDS how long to wait for the daemon\n"
+    "  -h, --help            this text\n"
+    "\n"
+    "Exit status: 0 success, 1 the command failed (e.g. the agent did not confirm), 2 usage,\n"
+    "3 no such object, 4 daemon unreachable, 5 timeout.\n";
+
+int main(int argc, char **argv)
+{
+    static const struct snv_ctl_word_map words[] = {
+        {"show sessions", "session/show"},
+        {"show vns", "vn/show"},
+        {"show tsis", "tsi/show"},
+        {"show tags", "tag/show"},
+        {"show counters", "counters/show"},
+        {"vn disconnect", "vn/disconnect"},
+        {"tsi deactivate", "tsi/deactivate"},
+        {"tsi deassociate", "tsi/deassociate"},
+        {"log set", "log/set"},
+        {"log get", "log/get"},
+        {NULL, NULL},
+    };
+    return snv_ctl_tool_main(argc, argv, NNVE_DEFAULT_CTL, words, help);
+}

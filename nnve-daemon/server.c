@@ -1,0 +1,971 @@
+/* server.c: SNCP sessions of nnve-daemon (see server.h).
+ *
+ * A session object exists from the TLS handshake's end (`connected`) to the connection's
+ * `closed` callback.  Until HELLO it has no hypervisor; HELLO checks the version, the
+ * identity's authorization (default deny), finds the port (configured, or learned through
+ * the backend's forwarding table from the agent's uplink MACs), replaces an older session of
+ * the same identity, and binds the session to the hypervisor in the state.  Responses are
+ * queued per session and written by the uv_check handle after the store commit.
+ */
+#include "server.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "sncp-conn.h"
+#include "sncp-session.h"
+#include "snv-log.h"
+
+struct pending {
+    struct pending *next;
+    uint32_t xid;
+    uint8_t type;
+    uint8_t hello;       /* a successful HELLO: build its response at flush */
+    uint8_t close_after; /* refuse: close the session once this is written */
+    int err;
+    struct nnve_result res;
+};
+
+/* A connection's data is the server until TLS completes, then its session: both start with
+ * a tag telling them apart. */
+enum { TAG_SERVER = 0x5e5e0001, TAG_SESSION = 0x5e5e0002 };
+
+struct session {
+    uint32_t tag;
+    struct nnve_server *srv;
+    struct sncp_conn *conn;
+    struct session *prev, *next; /* server's list */
+    struct session *dirty_next;  /* in the server's flush list */
+    int dirty;
+    char identity[SNCP_TLS_IDENTITY_MAX];
+    char node_id[SNCP_MAX_NODE_ID_LEN + 1];
+    char peer[72];
+    char port[SNCP_MAX_PORT_LEN + 1];
+    uint64_t epoch;
+    uint32_t peer_keepalive_ms;
+    uint64_t connected_at;
+    struct nnve_hv *hv; /* after a successful HELLO */
+    int replaced;       /* a newer session took over the identity */
+    struct pending *pend_head, *pend_tail;
+    uint64_t requests, failures;
+};
+
+/* An operator action waiting for agents' answers. */
+struct op {
+    struct op *next;
+    uint64_t cookie;
+    struct snv_ctl_req *req;
+    unsigned waiting;
+    unsigned ok, failed;
+    json_t *answers;
+};
+
+struct counters {
+    uint64_t msgs_in[SNCP_MSG_TYPE_MAX + 1];
+    uint64_t status_out[SNCP_STATUS_COUNT_];
+    uint64_t sessions_accepted;    /* TLS completed */
+    uint64_t sessions_established; /* HELLO accepted */
+    uint64_t hello_refused;
+    uint64_t not_authorized; /* HELLO refusals and VN refusals */
+    uint64_t sessions_replaced;
+    uint64_t handshake_failures;
+    uint64_t sessions_closed_error;
+    uint64_t commit_failures;
+    uint64_t requests_sent, requests_failed;
+    /* from closed sessions' lib stats */
+    uint64_t malformed, busy_rejected, timeouts, unmatched;
+};
+
+struct nnve_server {
+    uint32_t tag;
+    uv_loop_t *loop;
+    const struct nnve_config *cfg;
+    struct sncp_tls_ctx *tls;
+    struct nnve_state *state;
+    struct nnve_store *store;
+    struct nnve_backend *be;
+    struct sncp_listener **listeners;
+    unsigned n_listeners;
+    struct session *sessions;
+    unsigned n_sessions, n_established;
+    struct session *dirty;
+    uv_check_t check;
+    uv_timer_t tick;
+    uv_work_t checkpoint;
+    int checkpoint_running;
+    char *state_dir;             /* the worker's copy: the config may be replaced meanwhile */
+    uint64_t checkpoint_commits; /* store commits at the last checkpoint */
+    unsigned ticks;
+    struct op *ops;
+    uint64_t next_cookie;
+    int shutting_down;
+    struct counters c;
+    struct snv_ratelimit rl, rl_auth, rl_req;
+};
+
+static void session_mark_dirty(struct session *s)
+{
+    if (s->dirty)
+        return;
+    s->dirty = 1;
+    s->dirty_next = s->srv->dirty;
+    s->srv->dirty = s;
+}
+
+static void queue(struct session *s, const struct sncp_msg *req, int err,
+                  const struct nnve_result *res, int hello, int close_after)
+{
+    struct pending *p = calloc(1, sizeof *p);
+    if (!p) {
+        sncp_conn_respond_error(s->conn, req, SNCP_E_INTERNAL, 0, "out of memory");
+        return;
+    }
+    p->xid = req->xid;
+    p->type = req->type;
+    p->err = err;
+    p->hello = (uint8_t)hello;
+    p->close_after = (uint8_t)close_after;
+    if (res)
+        p->res = *res;
+    if (s->pend_tail)
+        s->pend_tail->next = p;
+    else
+        s->pend_head = p;
+    s->pend_tail = p;
+    session_mark_dirty(s);
+}
+
+static void queue_error(struct session *s, const struct sncp_msg *req, int err, uint16_t bad_tlv,
+                        const char *reason, int close_after)
+{
+    struct nnve_result res;
+    memset(&res, 0, sizeof res);
+    res.error_tlv = bad_tlv;
+    res.reason = reason;
+    queue(s, req, err, &res, 0, close_after);
+}
+
+static void free_pending(struct session *s)
+{
+    for (struct pending *p = s->pend_head, *next; p; p = next) {
+        next = p->next;
+        free(p);
+    }
+    s->pend_head = s->pend_tail = NULL;
+}
+
+static void fill_vn(struct sncp_msg *m, const struct nnve_vn *vn)
+{
+    if (vn->has_id) {
+        m->vn_id = vn->id;
+        sncp_msg_set(m, SNCP_TLV_VN_ID);
+    }
+    if (vn->name[0]) {
+        snprintf(m->vn_name, sizeof m->vn_name, "%s", vn->name);
+        sncp_msg_set(m, SNCP_TLV_VN_NAME);
+    }
+}
+
+/* Writes s's queued responses. */
+static void flush_session(struct session *s, int commit_failed)
+{
+    static struct sncp_msg req, rsp;
+    struct nnve_server *srv = s->srv;
+    int close = 0;
+    for (struct pending *p = s->pend_head, *next; p; p = next) {
+        next = p->next;
+        if (sncp_session_is_closed(sncp_conn_session(s->conn))) {
+            free(p); /* the peer is gone (e.g. cut off for not reading) */
+            continue;
+        }
+        memset(&req, 0, offsetof(struct sncp_msg, capabilities));
+        req.version = SNCP_VERSION;
+        req.type = p->type;
+        req.xid = p->xid;
+        int err = p->err;
+        if (commit_failed && !err) {
+            err = SNCP_E_INTERNAL;
+            p->res.reason = "state could not be stored";
+        }
+        srv->c.status_out[sncp_status_from_error(err) < SNCP_STATUS_COUNT_
+                              ? sncp_status_from_error(err)
+                              : SNCP_STATUS_INTERNAL]++;
+        if (err) {
+            sncp_conn_respond_error(s->conn, &req, err, p->res.error_tlv, p->res.reason);
+        } else {
+            sncp_msg_init(&rsp, SNCP_MSG_RESPONSE, p->xid);
+            const struct nnve_result *r = &p->res;
+            rsp.flags = r->flags;
+            if (p->hello) {
+                rsp.version_min = rsp.version_max = SNCP_VERSION;
+                sncp_msg_set(&rsp, SNCP_TLV_VERSION_RANGE);
+                snprintf(rsp.node_id, sizeof rsp.node_id, "%s",
+                         srv->cfg->node_id ? srv->cfg->node_id : "nnve-daemon");
+                sncp_msg_set(&rsp, SNCP_TLV_NODE_ID);
+                rsp.keepalive_ms = srv->cfg->keepalive_ms;
+                sncp_msg_set(&rsp, SNCP_TLV_KEEPALIVE);
+                rsp.hold_time_ms = srv->cfg->hold_time_ms;
+                sncp_msg_set(&rsp, SNCP_TLV_HOLD_TIME);
+                rsp.capabilities = SNCP_CAP_MIGRATION | SNCP_CAP_SYNC | SNCP_CAP_ADDR_UPDATE;
+                sncp_msg_set(&rsp, SNCP_TLV_CAPABILITIES);
+                snprintf(rsp.port, sizeof rsp.port, "%s", s->port);
+                sncp_msg_set(&rsp, SNCP_TLV_PORT);
+            }
+            if (r->n_tags) {
+                rsp.tags[0] = r->tags[0];
+                rsp.n_tags = 1;
+            }
+            if (r->has_tsi_state) {
+                rsp.tsi_state = r->tsi_state;
+                sncp_msg_set(&rsp, SNCP_TLV_TSI_STATE);
+            }
+            if (r->has_vn)
+                fill_vn(&rsp, &r->vn);
+            int rc = sncp_conn_respond(s->conn, &req, &rsp);
+            if (rc < 0)
+                snv_log_rl(&srv->rl, SNV_LOG_ERR, "server",
+                           "cannot encode response hypervisor=%s type=%s err=%s", s->identity,
+                           sncp_msg_type_name(p->type), sncp_strerror(rc));
+        }
+        close |= p->close_after;
+        free(p);
+    }
+    s->pend_head = s->pend_tail = NULL;
+    if (close)
+        sncp_conn_close(s->conn);
+}
+
+/* Group commit, then the responses of this loop iteration. */
+static void on_check(uv_check_t *h)
+{
+    struct nnve_server *srv = h->data;
+    int failed = 0;
+    if (nnve_store_dirty(srv->store) && nnve_store_commit(srv->store)) {
+        srv->c.commit_failures++;
+        failed = 1;
+    }
+    while (srv->dirty) {
+        struct session *s = srv->dirty;
+        srv->dirty = s->dirty_next;
+        s->dirty = 0;
+        flush_session(s, failed);
+    }
+}
+
+static void checkpoint_work(uv_work_t *w)
+{
+    struct nnve_server *srv = w->data;
+    nnve_store_checkpoint(srv->state_dir);
+}
+
+static void checkpoint_done(uv_work_t *w, int status)
+{
+    struct nnve_server *srv = w->data;
+    (void)status;
+    srv->checkpoint_running = 0;
+}
+
+static void on_tick(uv_timer_t *t)
+{
+    struct nnve_server *srv = t->data;
+    nnve_state_tick(srv->state, uv_now(srv->loop));
+    /* About once a second, fold the write-ahead log into the database off the loop. */
+    if (srv->store && ++srv->ticks % 5 == 0 && !srv->checkpoint_running &&
+        nnve_store_stats(srv->store)->commits != srv->checkpoint_commits) {
+        srv->checkpoint_commits = nnve_store_stats(srv->store)->commits;
+        srv->checkpoint_running = 1;
+        srv->checkpoint.data = srv;
+        if (uv_queue_work(srv->loop, &srv->checkpoint, checkpoint_work, checkpoint_done) < 0)
+            srv->checkpoint_running = 0;
+    }
+}
+
+/* ---- HELLO ------------------------------------------------------------------------ */
+
+static void hello(struct session *s, const struct sncp_msg *req)
+{
+    struct nnve_server *srv = s->srv;
+    uint64_t now = uv_now(srv->loop);
+    snprintf(s->node_id, sizeof s->node_id, "%s", req->node_id);
+    s->epoch = req->session_epoch;
+    if (req->version_min > SNCP_VERSION || req->version_max < SNCP_VERSION) {
+        srv->c.hello_refused++;
+        snv_log_rl(&srv->rl_auth, SNV_LOG_WARN, "session",
+                   "refused: no common version hypervisor=%s peer=%s offered=%u-%u", s->identity,
+                   s->peer, req->version_min, req->version_max);
+        queue_error(s, req, SNCP_E_UNSUPPORTED_VERSION, SNCP_TLV_VERSION_RANGE,
+                    "this nNVE speaks SNCP version 1", 1);
+        return;
+    }
+    const struct nnve_hv_cfg *hc = nnve_config_find_hv(srv->cfg, s->identity);
+    if (!hc) {
+        srv->c.hello_refused++;
+        srv->c.not_authorized++;
+        snv_log_rl(&srv->rl_auth, SNV_LOG_WARN, "session",
+                   "refused: identity not authorized hypervisor=%s peer=%s node_id=%s", s->identity,
+                   s->peer, s->node_id);
+        queue_error(s, req, SNCP_E_NOT_AUTHORIZED, 0, "identity not authorized", 1);
+        return;
+    }
+    if (srv->n_established >= srv->cfg->max_sessions) {
+        srv->c.hello_refused++;
+        snv_log_rl(&srv->rl_auth, SNV_LOG_WARN, "session",
+                   "refused: max_sessions reached hypervisor=%s max_sessions=%u", s->identity,
+                   srv->cfg->max_sessions);
+        queue_error(s, req, SNCP_E_RESOURCE_LIMIT, 0, "too many sessions", 1);
+        return;
+    }
+    if (hc->port) {
+        snprintf(s->port, sizeof s->port, "%s", hc->port);
+    } else {
+        int found = 0;
+        for (unsigned i = 0; i < req->n_uplink_macs && !found; i++)
+            found = srv->be->cls->lookup_mac(srv->be, req->uplink_macs[i], s->port,
+                                             sizeof s->port) == 0;
+        if (!found) {
+            srv->c.hello_refused++;
+            snv_log_rl(&srv->rl_auth, SNV_LOG_WARN, "session",
+                       "refused: port unknown (no uplink MAC in the forwarding table) "
+                       "hypervisor=%s macs=%u",
+                       s->identity, req->n_uplink_macs);
+            queue_error(s, req, SNCP_E_NOT_AUTHORIZED, SNCP_TLV_UPLINK_MAC,
+                        "port of this hypervisor unknown", 1);
+            return;
+        }
+    }
+    /* A newer session replaces an older one of the same identity. */
+    struct nnve_hv *old_hv = nnve_state_hv_find(srv->state, s->identity);
+    struct session *old = old_hv ? nnve_state_hv_session(old_hv) : NULL;
+    if (old && old != s) {
+        old->replaced = 1;
+        old->hv = NULL;
+        nnve_state_hv_set_session(old_hv, NULL);
+        srv->n_established--;
+        srv->c.sessions_replaced++;
+        snv_log_rl(&srv->rl_auth, SNV_LOG_INFO, "session",
+                   "replaced by a new session hypervisor=%s old_peer=%s peer=%s", s->identity,
+                   old->peer, s->peer);
+        sncp_conn_close(old->conn);
+    }
+    struct nnve_hv *hv;
+    int r = nnve_state_hv_up(srv->state, s->identity, s->port, now, &hv);
+    if (r) {
+        srv->c.hello_refused++;
+        snv_log_rl(&srv->rl_auth, SNV_LOG_WARN, "session",
+                   "refused: port in no domain hypervisor=%s port=%s", s->identity, s->port);
+        queue_error(s, req, r, 0, "port of this hypervisor is in no domain", 1);
+        return;
+    }
+    s->hv = hv;
+    nnve_state_hv_set_session(hv, s);
+    srv->n_established++;
+    srv->c.sessions_established++;
+    if (sncp_msg_has(req, SNCP_TLV_KEEPALIVE)) {
+        s->peer_keepalive_ms = req->keepalive_ms;
+        sncp_session_set_peer_keepalive(sncp_conn_session(s->conn), req->keepalive_ms);
+    }
+    snv_log_rl(&srv->rl_auth, SNV_LOG_INFO, "session",
+               "established hypervisor=%s peer=%s node_id=%s port=%s epoch=%" PRIu64 " tsis=%u",
+               s->identity, s->peer, s->node_id, s->port, s->epoch, nnve_state_hv_tsis(hv));
+    queue(s, req, 0, NULL, 1, 0);
+}
+
+/* ---- connection callbacks ---------------------------------------------------------- */
+
+static void on_connected(struct sncp_conn *c, const char *identity)
+{
+    struct nnve_server *srv = sncp_conn_data(c);
+    struct session *s = calloc(1, sizeof *s);
+    if (!s) {
+        sncp_conn_close(c);
+        return;
+    }
+    s->tag = TAG_SESSION;
+    s->srv = srv;
+    s->conn = c;
+    snprintf(s->identity, sizeof s->identity, "%s", identity);
+    snprintf(s->peer, sizeof s->peer, "%s", sncp_conn_peer_name(c));
+    s->connected_at = uv_now(srv->loop);
+    s->next = srv->sessions;
+    if (srv->sessions)
+        srv->sessions->prev = s;
+    srv->sessions = s;
+    srv->n_sessions++;
+    srv->c.sessions_accepted++;
+    sncp_conn_set_data(c, s);
+    snv_log_rl(&srv->rl_auth, SNV_LOG_INFO, "session", "authenticated hypervisor=%s peer=%s",
+               identity, s->peer);
+    if (srv->shutting_down)
+        sncp_conn_close(c);
+}
+
+static void on_request(struct sncp_conn *c, const struct sncp_msg *req)
+{
+    struct session *s = sncp_conn_data(c);
+    struct nnve_server *srv = s->srv;
+    if (srv->shutting_down || s->replaced)
+        return;
+    if (req->type <= SNCP_MSG_TYPE_MAX)
+        srv->c.msgs_in[req->type]++;
+    s->requests++;
+    if (req->type == SNCP_MSG_HELLO) {
+        if (s->hv || s->pend_head) {
+            queue_error(s, req, SNCP_E_UNEXPECTED_MESSAGE, 0, "second HELLO", 0);
+            return;
+        }
+        hello(s, req);
+        return;
+    }
+    if (!s->hv) {
+        s->failures++;
+        snv_log_rl(&srv->rl_req, SNV_LOG_WARN, "session",
+                   "request before HELLO hypervisor=%s type=%s", s->identity,
+                   sncp_msg_type_name(req->type));
+        queue_error(s, req, SNCP_E_UNEXPECTED_MESSAGE, 0, "HELLO first", 0);
+        return;
+    }
+    struct nnve_result res;
+    int err = nnve_state_request(srv->state, s->hv, req, uv_now(srv->loop), &res);
+    if (err) {
+        s->failures++;
+        if (err == SNCP_E_NOT_AUTHORIZED)
+            srv->c.not_authorized++;
+        if (snv_log_get_level() >= SNV_LOG_DEBUG)
+            snv_log_rl(&srv->rl_req, SNV_LOG_DEBUG, "session",
+                       "request failed hypervisor=%s type=%s xid=%u status=%s", s->identity,
+                       sncp_msg_type_name(req->type), req->xid, sncp_error_token(err));
+    }
+    queue(s, req, err, &res, 0, 0);
+}
+
+static void op_answer(struct nnve_server *srv, uint64_t cookie, const char *identity, int err,
+                      const struct sncp_msg *rsp);
+
+static void on_response(struct sncp_conn *c, uint64_t cookie, const struct sncp_msg *rsp, int err)
+{
+    struct session *s = sncp_conn_data(c);
+    if (!err && rsp && rsp->status != SNCP_STATUS_SUCCESS)
+        err = sncp_error_from_status(rsp->status);
+    op_answer(s->srv, cookie, s->identity, err, rsp);
+}
+
+static void on_closed(struct sncp_conn *c, int err)
+{
+    void *data = sncp_conn_data(c);
+    struct nnve_server *srv;
+    struct session *s = NULL;
+    if (*(const uint32_t *)data == TAG_SESSION) {
+        s = data;
+        srv = s->srv;
+    } else {
+        srv = data; /* TLS never completed */
+    }
+    if (!s) {
+        if (err) {
+            srv->c.handshake_failures++;
+            snv_log_rl(&srv->rl_auth, SNV_LOG_WARN, "session",
+                       "TLS handshake failed peer=%s err=%s detail=%s", sncp_conn_peer_name(c),
+                       sncp_error_token(err), sncp_session_error(sncp_conn_session(c)));
+        }
+        return;
+    }
+    const struct sncp_session_stats *ss = sncp_session_stats(sncp_conn_session(c));
+    srv->c.malformed += ss->malformed;
+    srv->c.busy_rejected += ss->busy_rejected;
+    srv->c.timeouts += ss->timeouts;
+    srv->c.unmatched += ss->unmatched;
+    if (err)
+        srv->c.sessions_closed_error++;
+    if (err || !s->hv)
+        snv_log_rl(&srv->rl_auth, SNV_LOG_INFO, "session",
+                   "closed hypervisor=%s peer=%s reason=%s detail=%s", s->identity, s->peer,
+                   err ? sncp_error_token(err) : "orderly",
+                   sncp_session_error(sncp_conn_session(c)));
+    else
+        snv_log_rl(&srv->rl_auth, SNV_LOG_INFO, "session",
+                   "closed hypervisor=%s peer=%s reason=orderly", s->identity, s->peer);
+    if (s->hv) {
+        srv->n_established--;
+        nnve_state_hv_set_session(s->hv, NULL);
+        if (!srv->shutting_down)
+            nnve_state_hv_down(srv->state, s->hv, uv_now(srv->loop));
+        s->hv = NULL;
+    }
+    if (s->dirty) {
+        struct session **pp = &srv->dirty;
+        while (*pp != s)
+            pp = &(*pp)->dirty_next;
+        *pp = s->dirty_next;
+    }
+    free_pending(s);
+    if (s->prev)
+        s->prev->next = s->next;
+    else
+        srv->sessions = s->next;
+    if (s->next)
+        s->next->prev = s->prev;
+    srv->n_sessions--;
+    free(s);
+}
+
+static const struct sncp_conn_cbs conn_cbs = {
+    .connected = on_connected,
+    .request = on_request,
+    .response = on_response,
+    .closed = on_closed,
+};
+
+/* ---- operator actions ------------------------------------------------------------- */
+
+struct op_ctx {
+    struct nnve_server *srv;
+    struct op *op;
+};
+
+static void op_notify(void *aux, struct nnve_hv *hv, struct sncp_msg *msg)
+{
+    struct op_ctx *oc = aux;
+    struct session *s = nnve_state_hv_session(hv);
+    if (!s) {
+        oc->op->failed++;
+        return;
+    }
+    oc->srv->c.requests_sent++;
+    int64_t r = sncp_conn_send(s->conn, msg, oc->op->cookie);
+    if (r < 0) {
+        oc->srv->c.requests_failed++;
+        oc->op->failed++;
+        json_array_append_new(oc->op->answers, json_pack("{s:s, s:s}", "hypervisor", s->identity,
+                                                         "status", sncp_error_token((int)r)));
+        return;
+    }
+    oc->op->waiting++;
+}
+
+static void op_finish(struct nnve_server *srv, struct op *op)
+{
+    struct op **pp = &srv->ops;
+    while (*pp && *pp != op)
+        pp = &(*pp)->next;
+    if (*pp)
+        *pp = op->next;
+    if (op->req) {
+        if (op->failed) {
+            char *answers = json_dumps(op->answers, JSON_COMPACT);
+            snv_ctl_reply_error(op->req, SNV_CTL_FAILED,
+                                "applied here; %u of %u hypervisor(s) did not confirm: %s",
+                                op->failed, op->failed + op->ok, answers ? answers : "");
+            free(answers);
+        } else
+            snv_ctl_reply_ok(op->req, json_pack("{s:O}", "answers", op->answers));
+    }
+    json_decref(op->answers);
+    free(op);
+}
+
+static void op_answer(struct nnve_server *srv, uint64_t cookie, const char *identity, int err,
+                      const struct sncp_msg *rsp)
+{
+    (void)rsp;
+    struct op *op = srv->ops;
+    while (op && op->cookie != cookie)
+        op = op->next;
+    if (!op)
+        return;
+    if (err) {
+        op->failed++;
+        srv->c.requests_failed++;
+        SNV_WARN("operator", "agent did not confirm hypervisor=%s err=%s", identity,
+                 sncp_error_token(err));
+    } else {
+        op->ok++;
+    }
+    json_array_append_new(op->answers, json_pack("{s:s, s:s}", "hypervisor", identity, "status",
+                                                 err ? sncp_error_token(err) : "success"));
+    if (--op->waiting == 0)
+        op_finish(srv, op);
+}
+
+static struct op *op_new(struct nnve_server *srv, struct snv_ctl_req *req)
+{
+    struct op *op = calloc(1, sizeof *op);
+    if (!op)
+        return NULL;
+    op->req = req;
+    op->cookie = ++srv->next_cookie;
+    op->answers = json_array();
+    return op;
+}
+
+static void op_result(struct nnve_server *srv, struct snv_ctl_req *req, struct op *op, int r,
+                      const char *what)
+{
+    if (r < 0) {
+        json_decref(op->answers);
+        free(op);
+        if (r == -ENOENT)
+            snv_ctl_reply_error(req, SNV_CTL_NOT_FOUND, "no such %s", what);
+        else if (r == -ENOTCONN)
+            snv_ctl_reply_error(req, SNV_CTL_FAILED, "hypervisor has no session: nothing changed");
+        else if (r == SNCP_E_INVALID_VALUE)
+            snv_ctl_reply_error(req, SNV_CTL_USAGE, "invalid %s", what);
+        else
+            snv_ctl_reply_error(req, SNV_CTL_FAILED, "%s", sncp_strerror(r));
+        return;
+    }
+    if (op->waiting == 0) {
+        op->next = NULL;
+        op_finish(srv, op);
+        return;
+    }
+    op->next = srv->ops;
+    srv->ops = op;
+}
+
+void nnve_server_op_vn_disconnect(struct nnve_server *srv, struct snv_ctl_req *req,
+                                  const char *identity, const char *vn)
+{
+    struct op *op = op_new(srv, req);
+    if (!op) {
+        snv_ctl_reply_error(req, SNV_CTL_FAILED, "out of memory");
+        return;
+    }
+    struct op_ctx oc = {srv, op};
+    int r =
+        nnve_state_op_vn_disconnect(srv->state, identity, vn, uv_now(srv->loop), op_notify, &oc);
+    if (r > 0)
+        SNV_INFO("operator", "vn disconnect hypervisor=%s vn=%s", identity, vn);
+    op_result(srv, req, op, r, "hypervisor or VN connection");
+}
+
+void nnve_server_op_tsi(struct nnve_server *srv, struct snv_ctl_req *req, enum sncp_msg_type type,
+                        const char *tsi, const char *const *addrs, int n_addrs)
+{
+    struct op *op = op_new(srv, req);
+    if (!op) {
+        snv_ctl_reply_error(req, SNV_CTL_FAILED, "out of memory");
+        return;
+    }
+    struct op_ctx oc = {srv, op};
+    int r =
+        nnve_state_op_tsi(srv->state, type, tsi, addrs, n_addrs, uv_now(srv->loop), op_notify, &oc);
+    if (r > 0)
+        SNV_INFO("operator", "%s tsi=%s addrs=%d",
+                 type == SNCP_MSG_TSI_DEACTIVATE ? "tsi deactivate" : "tsi deassociate", tsi,
+                 n_addrs);
+    op_result(srv, req, op, r, "TSI (or TSI/address text)");
+}
+
+/* ---- views ------------------------------------------------------------------------ */
+
+json_t *nnve_server_show_sessions(const struct nnve_server *srv)
+{
+    json_t *arr = json_array();
+    uint64_t now = uv_now(srv->loop);
+    for (const struct session *s = srv->sessions; s; s = s->next) {
+        if (s->replaced)
+            continue;
+        const struct sncp_session_stats *ss = sncp_session_stats(sncp_conn_session(s->conn));
+        json_array_append_new(
+            arr,
+            json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:i, s:i, s:I, s:I, s:I, s:I}", "hypervisor",
+                      s->identity, "state", s->hv ? "established" : "hello-pending", "peer",
+                      s->peer, "port", s->port, "node_id", s->node_id, "epoch",
+                      (json_int_t)s->epoch, "tsis", s->hv ? (int)nnve_state_hv_tsis(s->hv) : 0,
+                      "vns", s->hv ? (int)nnve_state_hv_vns(s->hv) : 0, "uptime_ms",
+                      (json_int_t)(now - s->connected_at), "requests", (json_int_t)s->requests,
+                      "failures", (json_int_t)s->failures, "malformed", (json_int_t)ss->malformed));
+    }
+    /* Hypervisors in hold (session lost, state kept). */
+    size_t pos = 0;
+    struct nnve_hv *hv;
+    while ((hv = nnve_state_hv_next(srv->state, &pos)) != NULL) {
+        uint64_t until = nnve_state_hv_hold_until(hv);
+        if (!until)
+            continue;
+        json_array_append_new(
+            arr,
+            json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:i, s:i, s:I, s:I, s:I, s:I}", "hypervisor",
+                      nnve_state_hv_identity(hv), "state", "held", "peer", "", "port",
+                      nnve_state_hv_port(hv), "node_id", "", "epoch", (json_int_t)0, "tsis",
+                      (int)nnve_state_hv_tsis(hv), "vns", (int)nnve_state_hv_vns(hv), "uptime_ms",
+                      (json_int_t)0, "requests", (json_int_t)0, "failures", (json_int_t)0,
+                      "hold_remaining_ms", (json_int_t)(until > now ? until - now : 0)));
+    }
+    return arr;
+}
+
+typedef void counter_fn(void *aux, const char *name, const char *help, const char *lkey,
+                        const char *lval, uint64_t value);
+
+struct domain_aux {
+    counter_fn *fn;
+    void *aux;
+};
+
+static void domain_rows(void *aux, const char *domain, unsigned size, unsigned used, unsigned held)
+{
+    struct domain_aux *da = aux;
+    da->fn(da->aux, "tags_in_use", "local tags in use per domain", "domain", domain, used);
+    da->fn(da->aux, "tags_held", "local tags in hold-down per domain", "domain", domain, held);
+    da->fn(da->aux, "tags_pool_size", "local tags in the pool per domain", "domain", domain, size);
+}
+
+/* Calls fn for every counter (name, help, optional label). */
+static void each_counter(const struct nnve_server *srv, counter_fn *fn, void *aux)
+{
+    const struct counters *c = &srv->c;
+    struct nnve_state_counters sc;
+    nnve_state_counters(srv->state, &sc);
+    uint64_t malformed = c->malformed, busy = c->busy_rejected, timeouts = c->timeouts;
+    for (const struct session *s = srv->sessions; s; s = s->next) {
+        const struct sncp_session_stats *ss = sncp_session_stats(sncp_conn_session(s->conn));
+        malformed += ss->malformed;
+        busy += ss->busy_rejected;
+        timeouts += ss->timeouts;
+    }
+    fn(aux, "sessions", "established sessions", NULL, NULL, srv->n_established);
+    fn(aux, "sessions_accepted_total", "TLS sessions accepted", NULL, NULL, c->sessions_accepted);
+    fn(aux, "sessions_established_total", "HELLOs accepted", NULL, NULL, c->sessions_established);
+    fn(aux, "sessions_replaced_total", "sessions replaced by a newer one", NULL, NULL,
+       c->sessions_replaced);
+    fn(aux, "sessions_closed_error_total", "sessions closed on an error", NULL, NULL,
+       c->sessions_closed_error);
+    fn(aux, "hello_refused_total", "HELLOs refused", NULL, NULL, c->hello_refused);
+    fn(aux, "not_authorized_total", "requests refused by policy", NULL, NULL, c->not_authorized);
+    fn(aux, "tls_handshake_failures_total", "TLS handshakes that failed or timed out", NULL, NULL,
+       c->handshake_failures);
+    fn(aux, "malformed_total", "malformed messages dropped or answered", NULL, NULL, malformed);
+    fn(aux, "busy_rejected_total", "requests refused beyond max_outstanding", NULL, NULL, busy);
+    fn(aux, "request_timeouts_total", "our requests to agents that timed out", NULL, NULL,
+       timeouts);
+    fn(aux, "commit_failures_total", "group commits that failed", NULL, NULL, c->commit_failures);
+    fn(aux, "requests_sent_total", "operator requests sent to agents", NULL, NULL,
+       c->requests_sent);
+    for (unsigned t = 1; t <= SNCP_MSG_TYPE_MAX; t++)
+        if (t != SNCP_MSG_RESPONSE && t != SNCP_MSG_KEEPALIVE)
+            fn(aux, "messages_received_total", "requests received by type", "type",
+               sncp_msg_type_name(t), c->msgs_in[t]);
+    for (unsigned st = 0; st < SNCP_STATUS_COUNT_; st++)
+        fn(aux, "responses_sent_total", "responses sent by status", "status",
+           sncp_status_token((uint16_t)st), c->status_out[st]);
+    fn(aux, "hypervisors", "hypervisors with state", NULL, NULL, sc.hypervisors);
+    fn(aux, "hypervisors_held", "hypervisors in hold after session loss", NULL, NULL,
+       sc.hypervisors_held);
+    fn(aux, "vaps", "VAPs (domain, VN) with a tag", NULL, NULL, sc.vaps);
+    fn(aux, "vn_connections", "hypervisor VN connections", NULL, NULL, sc.vn_connections);
+    fn(aux, "tsis", "TSI instances by state", "state", "associated", sc.tsis_associated);
+    fn(aux, "tsis", "TSI instances by state", "state", "activated", sc.tsis_activated);
+    fn(aux, "tsis_migrating", "TSI instances marked migrating", NULL, NULL, sc.tsis_migrating);
+    fn(aux, "tsi_transitions_total", "TSI state transitions", NULL, NULL, sc.transitions);
+    fn(aux, "hold_expired_total", "hold timers that expired", NULL, NULL, sc.hold_expired);
+    fn(aux, "sync_swept_tsis_total", "TSIs removed by SYNC_END", NULL, NULL, sc.sync_swept_tsis);
+    fn(aux, "sync_swept_vns_total", "VN connections removed by SYNC_END", NULL, NULL,
+       sc.sync_swept_vns);
+    fn(aux, "backend_errors_total", "dataplane operations that failed", NULL, NULL,
+       sc.backend_errors);
+    fn(aux, "store_errors_total", "store writes that failed", NULL, NULL, sc.store_errors);
+    if (srv->store) {
+        fn(aux, "store_commits_total", "group commits", NULL, NULL,
+           nnve_store_stats(srv->store)->commits);
+        fn(aux, "store_writes_total", "rows written", NULL, NULL,
+           nnve_store_stats(srv->store)->writes);
+    }
+    struct domain_aux da = {fn, aux};
+    nnve_state_foreach_domain(srv->state, uv_now(srv->loop), domain_rows, &da);
+}
+
+static void json_row(void *aux, const char *name, const char *help, const char *lkey,
+                     const char *lval, uint64_t value)
+{
+    (void)help;
+    json_t *obj = aux;
+    if (!lkey) {
+        json_object_set_new(obj, name, json_integer((json_int_t)value));
+        return;
+    }
+    json_t *sub = json_object_get(obj, name);
+    if (!sub) {
+        sub = json_object();
+        json_object_set_new(obj, name, sub);
+    }
+    json_object_set_new(sub, lval, json_integer((json_int_t)value));
+    (void)lkey;
+}
+
+json_t *nnve_server_show_counters(const struct nnve_server *srv)
+{
+    json_t *obj = json_object();
+    each_counter(srv, json_row, obj);
+    return obj;
+}
+
+struct prom {
+    FILE *f;
+    char last[64];
+};
+
+static void prom_row(void *aux, const char *name, const char *help, const char *lkey,
+                     const char *lval, uint64_t value)
+{
+    struct prom *p = aux;
+    if (strcmp(p->last, name)) {
+        int counter = strstr(name, "_total") != NULL;
+        fprintf(p->f, "# HELP nnve_%s %s\n# TYPE nnve_%s %s\n", name, help, name,
+                counter ? "counter" : "gauge");
+        snprintf(p->last, sizeof p->last, "%s", name);
+    }
+    if (lkey)
+        fprintf(p->f, "nnve_%s{%s=\"%s\"} %" PRIu64 "\n", name, lkey, lval, value);
+    else
+        fprintf(p->f, "nnve_%s %" PRIu64 "\n", name, value);
+}
+
+int nnve_server_write_metrics(const struct nnve_server *srv, const char *path)
+{
+    char tmp[4096];
+    if (snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid()) >= (int)sizeof tmp)
+        return -ENAMETOOLONG;
+    FILE *f = fopen(tmp, "w");
+    if (!f)
+        return -errno;
+    struct prom p = {.f = f};
+    each_counter(srv, prom_row, &p);
+    int bad = ferror(f);
+    if (fclose(f) || bad || rename(tmp, path)) {
+        int e = errno ? errno : EIO;
+        unlink(tmp);
+        return -e;
+    }
+    return 0;
+}
+
+/* ---- life cycle ------------------------------------------------------------------- */
+
+static void conn_config(const struct nnve_config *cfg, struct sncp_tls_ctx *tls,
+                        struct sncp_conn_config *cc)
+{
+    memset(cc, 0, sizeof *cc);
+    cc->session.role = SNCP_TLS_SERVER;
+    cc->session.tls = tls;
+    cc->session.handshake_timeout_ms = cfg->handshake_timeout_ms;
+    cc->session.keepalive_ms = cfg->keepalive_ms;
+    cc->session.max_inflight = cfg->max_outstanding;
+    cc->max_write_queue = cfg->max_write_queue;
+    cc->max_conns = cfg->max_sessions + 64; /* slack for handshakes; HELLO enforces */
+}
+
+int nnve_server_create(uv_loop_t *loop, const struct nnve_config *cfg, struct sncp_tls_ctx *tls,
+                       struct nnve_state *state, struct nnve_store *store, struct nnve_backend *be,
+                       struct nnve_server **out, char *err, size_t errlen)
+{
+    struct nnve_server *srv = calloc(1, sizeof *srv);
+    if (!srv)
+        return -ENOMEM;
+    srv->tag = TAG_SERVER;
+    srv->loop = loop;
+    srv->cfg = cfg;
+    srv->tls = tls;
+    srv->state = state;
+    srv->store = store;
+    srv->be = be;
+    srv->rl = (struct snv_ratelimit)SNV_RATELIMIT_INIT(5, 20);
+    srv->rl_auth = (struct snv_ratelimit)SNV_RATELIMIT_INIT(50, 200);
+    srv->rl_req = (struct snv_ratelimit)SNV_RATELIMIT_INIT(10, 50);
+    srv->listeners = calloc(cfg->n_listen, sizeof *srv->listeners);
+    srv->state_dir = strdup(cfg->state_dir);
+    if (!srv->listeners || !srv->state_dir) {
+        free(srv->listeners);
+        free(srv->state_dir);
+        free(srv);
+        return -ENOMEM;
+    }
+    struct sncp_conn_config cc;
+    conn_config(cfg, tls, &cc);
+    for (unsigned i = 0; i < cfg->n_listen; i++) {
+        int r = sncp_listener_create(loop, cfg->listen[i].addr, cfg->listen[i].port, &cc, &conn_cbs,
+                                     srv, &srv->listeners[i]);
+        if (r < 0) {
+            snprintf(err, errlen, "cannot listen on %s port %u: %s", cfg->listen[i].addr,
+                     cfg->listen[i].port, sncp_strerror(r));
+            for (unsigned k = 0; k < i; k++)
+                sncp_listener_destroy(srv->listeners[k]);
+            free(srv->listeners);
+            free(srv->state_dir);
+            free(srv);
+            return r;
+        }
+        srv->n_listeners++;
+        SNV_INFO("server", "listening addr=%s port=%u", cfg->listen[i].addr,
+                 sncp_listener_port(srv->listeners[i]));
+    }
+    uv_check_init(loop, &srv->check);
+    srv->check.data = srv;
+    uv_check_start(&srv->check, on_check);
+    uv_timer_init(loop, &srv->tick);
+    srv->tick.data = srv;
+    uv_timer_start(&srv->tick, on_tick, 200, 200);
+    *out = srv;
+    return 0;
+}
+
+uint16_t nnve_server_port(const struct nnve_server *srv)
+{
+    return srv->n_listeners ? sncp_listener_port(srv->listeners[0]) : 0;
+}
+
+void nnve_server_reconfigure(struct nnve_server *srv, const struct nnve_config *cfg)
+{
+    srv->cfg = cfg;
+    for (struct session *s = srv->sessions; s; s = s->next) {
+        if (s->replaced || nnve_config_find_hv(cfg, s->identity))
+            continue;
+        srv->c.not_authorized++;
+        SNV_WARN("session", "closing: identity no longer authorized hypervisor=%s peer=%s",
+                 s->identity, s->peer);
+        sncp_conn_close(s->conn);
+    }
+}
+
+static void on_handle_closed(uv_handle_t *h)
+{
+    (void)h;
+}
+
+void nnve_server_shutdown(struct nnve_server *srv)
+{
+    if (!srv || srv->shutting_down)
+        return;
+    srv->shutting_down = 1;
+    on_check(&srv->check); /* commit and answer what is pending */
+    for (unsigned i = 0; i < srv->n_listeners; i++)
+        sncp_listener_destroy(srv->listeners[i]);
+    srv->n_listeners = 0;
+    while (srv->ops) {
+        struct op *op = srv->ops;
+        srv->ops = op->next;
+        if (op->req)
+            snv_ctl_reply_error(op->req, SNV_CTL_FAILED, "daemon shutting down");
+        json_decref(op->answers);
+        free(op);
+    }
+    for (struct session *s = srv->sessions; s; s = s->next)
+        sncp_conn_close(s->conn);
+    uv_check_stop(&srv->check);
+    uv_close((uv_handle_t *)&srv->check, on_handle_closed);
+    uv_timer_stop(&srv->tick);
+    uv_close((uv_handle_t *)&srv->tick, on_handle_closed);
+}
+
+void nnve_server_destroy(struct nnve_server *srv)
+{
+    if (!srv)
+        return;
+    free(srv->listeners);
+    free(srv->state_dir);
+    free(srv);
+}

@@ -1,0 +1,53 @@
+/* server.h: nnve-daemon's SNCP sessions: listeners, HELLO, dispatch into the state machines,
+ * group commit, operator actions toward agents, and counters.
+ *
+ * Every request is applied to the state at once but answered only after the changes of the
+ * whole event-loop iteration have been committed to the store (a uv_check handle), so an
+ * acknowledged change is durable.
+ */
+#ifndef NNVE_SERVER_H
+#define NNVE_SERVER_H 1
+
+#include <jansson.h>
+#include <uv.h>
+
+#include "backend-provider.h"
+#include "config.h"
+#include "sncp-tls.h"
+#include "snv-ctl.h"
+#include "state.h"
+#include "store.h"
+
+struct nnve_server;
+
+/* Creates the server and listens on every cfg->listen address.  cfg, tls, state, store (may
+ * be NULL) and be must outlive it (cfg: until nnve_server_reconfigure).  Returns 0 and *out,
+ * or < 0 with the reason in err. */
+int nnve_server_create(uv_loop_t *loop, const struct nnve_config *cfg, struct sncp_tls_ctx *tls,
+                       struct nnve_state *state, struct nnve_store *store, struct nnve_backend *be,
+                       struct nnve_server **out, char *err, size_t errlen);
+/* Stops listening, closes every session (orderly) and pending operator request, commits.
+ * Handles finish closing on the next loop turns; then call nnve_server_destroy(). */
+void nnve_server_shutdown(struct nnve_server *srv);
+/* Frees the server (after nnve_server_shutdown and the loop has run).  Accepts NULL. */
+void nnve_server_destroy(struct nnve_server *srv);
+
+/* New policy (SIGHUP): sessions whose identity is no longer authorized are closed (logged). */
+void nnve_server_reconfigure(struct nnve_server *srv, const struct nnve_config *cfg);
+
+/* Bound port of the first listener (tests listen on port 0). */
+uint16_t nnve_server_port(const struct nnve_server *srv);
+
+/* ctl: JSON views and operator actions (reply later, when the agents answered). */
+json_t *nnve_server_show_sessions(const struct nnve_server *srv);
+json_t *nnve_server_show_counters(const struct nnve_server *srv);
+void nnve_server_op_vn_disconnect(struct nnve_server *srv, struct snv_ctl_req *req,
+                                  const char *identity, const char *vn);
+void nnve_server_op_tsi(struct nnve_server *srv, struct snv_ctl_req *req, enum sncp_msg_type type,
+                        const char *tsi, const char *const *addrs, int n_addrs);
+
+/* Writes the counters in the Prometheus text format to `path` (atomically: a temporary file
+ * renamed over it), for node_exporter's textfile collector.  Returns 0 or -errno. */
+int nnve_server_write_metrics(const struct nnve_server *srv, const char *path);
+
+#endif

@@ -1,0 +1,120 @@
+/* state.h: the nNVE's RFC 8394 state machines, pure: no I/O, time passed in.
+ *
+ * Holds the hypervisors (by certificate identity, each on a port), the VAPs (one per
+ * significance domain and VN, with the VN's local tag), each hypervisor's VN connections,
+ * and the TSI instances (keyed by TSI_ID + hypervisor identity: Associated or Activated,
+ * with addresses and the migrating mark).  Requests from agents, session loss and its hold
+ * timer, SYNC mark-and-sweep, and operator actions (Req-6, Req-9) go through here; every
+ * change is handed to the dataplane backend and to the store (when one is attached) and
+ * logged at info.  The transition rules are those of proto/PROTOCOL.md.
+ */
+#ifndef NNVE_STATE_H
+#define NNVE_STATE_H 1
+
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "backend-provider.h"
+#include "config.h"
+#include "sncp-msg.h"
+#include "store.h"
+
+struct nnve_state;
+struct nnve_hv;
+
+/* What a request produced, for its RESPONSE. */
+struct nnve_result {
+    uint16_t flags; /* SNCP_F_IMPLICIT_CONNECT when the VN got connected */
+    uint8_t n_tags;
+    struct sncp_tag tags[1];
+    uint8_t has_tsi_state;
+    uint8_t tsi_state;
+    uint8_t has_vn;
+    struct nnve_vn vn;
+    uint16_t error_tlv; /* on failure: the TLV at fault, or 0 */
+    const char *reason; /* on failure: static text, or NULL */
+};
+
+struct nnve_state_counters {
+    uint64_t hypervisors, hypervisors_held;
+    uint64_t vaps, vn_connections;
+    uint64_t tsis_associated, tsis_activated, tsis_migrating;
+    uint64_t transitions;     /* TSI state changes */
+    uint64_t hold_expired;    /* hypervisors whose hold timer ran out */
+    uint64_t sync_swept_tsis; /* TSIs removed by SYNC_END */
+    uint64_t sync_swept_vns;
+    uint64_t backend_errors;
+    uint64_t store_errors;
+};
+
+/* Creates the state from `cfg` (the config must outlive the state, or be replaced through
+ * nnve_state_reconfigure).  With a store, loads what it holds and replays it to the backend
+ * between reconcile_begin and reconcile_end; loaded hypervisors start in hold (they must
+ * reconnect within hold_time).  be and store may be NULL.  Returns 0 and *out, or < 0
+ * with the reason in err. */
+int nnve_state_create(const struct nnve_config *cfg, struct nnve_backend *be,
+                      struct nnve_store *store, uint64_t now, struct nnve_state **out, char *err,
+                      size_t errlen);
+/* Frees everything, changing nothing in the backend or store.  Accepts NULL. */
+void nnve_state_destroy(struct nnve_state *st);
+
+/* Switches to a new config (SIGHUP): policy, limits, timers and tag pools.  Tags in use
+ * stay with their VNs even when a new pool no longer contains them (logged).  Returns 0 or
+ * < 0 (state unchanged). */
+int nnve_state_reconfigure(struct nnve_state *st, const struct nnve_config *cfg, uint64_t now);
+
+/* A session of `identity` is up on `port`: cancels its hold timer; a changed port moves
+ * its VN connections and TSIs (RFC 8394 §3.2).  Returns 0 and *out, SNCP_E_NOT_AUTHORIZED
+ * when the port is in no domain, or -ENOMEM. */
+int nnve_state_hv_up(struct nnve_state *st, const char *identity, const char *port, uint64_t now,
+                     struct nnve_hv **out);
+/* Its session is gone: state is kept until now + hold_time, then removed. */
+void nnve_state_hv_down(struct nnve_state *st, struct nnve_hv *hv, uint64_t now);
+struct nnve_hv *nnve_state_hv_find(const struct nnve_state *st, const char *identity);
+/* Iterates hypervisors: start with *pos = 0; NULL at the end. */
+struct nnve_hv *nnve_state_hv_next(const struct nnve_state *st, size_t *pos);
+const char *nnve_state_hv_identity(const struct nnve_hv *hv);
+const char *nnve_state_hv_port(const struct nnve_hv *hv);
+unsigned nnve_state_hv_tsis(const struct nnve_hv *hv);
+unsigned nnve_state_hv_vns(const struct nnve_hv *hv);
+/* 0 while connected, else the absolute hold expiry. */
+uint64_t nnve_state_hv_hold_until(const struct nnve_hv *hv);
+/* The server's session object for the hypervisor (NULL: none). */
+void nnve_state_hv_set_session(struct nnve_hv *hv, void *session);
+void *nnve_state_hv_session(const struct nnve_hv *hv);
+
+/* Applies one request of hypervisor `hv` (VN_CONNECT, VN_DISCONNECT, TSI_*, SYNC_*).
+ * Returns 0 with *res filled for the response, or a negative SNCP_E_* with res->error_tlv
+ * and res->reason; a failed request changes nothing. */
+int nnve_state_request(struct nnve_state *st, struct nnve_hv *hv, const struct sncp_msg *req,
+                       uint64_t now, struct nnve_result *res);
+
+/* Runs hold timers and tag hold-downs.  Returns the next deadline, or UINT64_MAX. */
+uint64_t nnve_state_tick(struct nnve_state *st, uint64_t now);
+
+/* Operator actions.  Each applies the change here and calls notify() with the request to
+ * send to each affected hypervisor (which has a session).  `vn` is a VN ID in decimal or a
+ * VN name; `tsi` is "<uuid>/<mac>"; addrs (may be empty) as text.  Return the number of
+ * notifications (> 0), or -ENOENT (no such hypervisor / VN / TSI), -ENOTCONN (the
+ * hypervisor has no session: nothing changed), SNCP_E_INVALID_VALUE (bad text; err says). */
+typedef void nnve_state_notify_fn(void *aux, struct nnve_hv *hv, struct sncp_msg *msg);
+int nnve_state_op_vn_disconnect(struct nnve_state *st, const char *identity, const char *vn,
+                                uint64_t now, nnve_state_notify_fn *notify, void *aux);
+int nnve_state_op_tsi(struct nnve_state *st, enum sncp_msg_type type, const char *tsi,
+                      const char *const *addrs, int n_addrs, uint64_t now,
+                      nnve_state_notify_fn *notify, void *aux);
+
+/* Show commands (JSON arrays of objects; caller owns the result). */
+json_t *nnve_state_show_tsis(const struct nnve_state *st);
+json_t *nnve_state_show_vns(const struct nnve_state *st);
+json_t *nnve_state_show_tags(const struct nnve_state *st, uint64_t now);
+
+void nnve_state_counters(const struct nnve_state *st, struct nnve_state_counters *c);
+/* Tags in use in each domain: calls fn for each. */
+void nnve_state_foreach_domain(const struct nnve_state *st, uint64_t now,
+                               void (*fn)(void *aux, const char *domain, unsigned size,
+                                          unsigned used, unsigned held),
+                               void *aux);
+
+#endif

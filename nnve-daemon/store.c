@@ -1,0 +1,434 @@
+/* store.c: persistence of nnve-daemon's state in SQLite (see store.h).
+ *
+ * Why SQLite: the state is a handful of small relations that must survive kill -9 and power
+ * loss, be rewritten a row at a time at tens of thousands of changes per second, and be
+ * inspectable by an operator (sqlite3 nnve-daemon.db).  SQLite in WAL mode with
+ * synchronous=FULL fsyncs the WAL at each commit: a committed transaction survives a crash
+ * of the process or the machine, and an uncommitted one vanishes whole (no torn records).
+ * An fsync per change would cap the rate at the disk's fsync rate, so the daemon groups all
+ * changes of one event-loop iteration into one transaction and commits it before sending
+ * that iteration's responses: nothing acknowledged can be lost, and the cost of an fsync is
+ * shared by every request that arrived together.  `sync = normal` in the config trades the
+ * power-loss guarantee for speed (WAL without fsync per commit; still safe against kill -9).
+ * WAL checkpoints (copying the log into the database file, with its own fsync) are not run
+ * inside commits: nnve_store_checkpoint() does them from a worker thread on a connection of
+ * its own (PASSIVE: never blocks the daemon's writes), so the event loop never waits for them.
+ *
+ * Schema (version 1): hypervisor(identity, port); vap(domain, vn_key, vn_id, vn_name, tag);
+ * vn_connection(identity, vn_key, vn_id, vn_name); tsi(tsi, identity, vn_key, state,
+ * migrating, addrs).  vn_key is "id:5000" or "name:blue"; tsi is the 22-byte TSI ID; addrs
+ * packs struct sncp_addr records (type, mac[6], ip[16]: 23 bytes each).
+ */
+#include "store.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <sqlite3.h>
+
+#include "snv-log.h"
+
+enum stmt_id {
+    ST_BEGIN,
+    ST_COMMIT,
+    ST_ROLLBACK,
+    ST_HV_PUT,
+    ST_HV_DEL,
+    ST_VAP_PUT,
+    ST_VAP_DEL,
+    ST_VC_PUT,
+    ST_VC_DEL,
+    ST_TSI_PUT,
+    ST_TSI_DEL,
+    ST_COUNT
+};
+
+static const char *const stmt_sql[ST_COUNT] = {
+    [ST_BEGIN] = "BEGIN",
+    [ST_COMMIT] = "COMMIT",
+    [ST_ROLLBACK] = "ROLLBACK",
+    [ST_HV_PUT] = "INSERT OR REPLACE INTO hypervisor(identity, port) VALUES (?1, ?2)",
+    [ST_HV_DEL] = "DELETE FROM hypervisor WHERE identity = ?1",
+    [ST_VAP_PUT] = "INSERT OR REPLACE INTO vap(domain, vn_key, vn_id, vn_name, tag) "
+                   "VALUES (?1, ?2, ?3, ?4, ?5)",
+    [ST_VAP_DEL] = "DELETE FROM vap WHERE domain = ?1 AND vn_key = ?2",
+    [ST_VC_PUT] = "INSERT OR REPLACE INTO vn_connection(identity, vn_key, vn_id, vn_name) "
+                  "VALUES (?1, ?2, ?3, ?4)",
+    [ST_VC_DEL] = "DELETE FROM vn_connection WHERE identity = ?1 AND vn_key = ?2",
+    [ST_TSI_PUT] = "INSERT OR REPLACE INTO tsi(tsi, identity, vn_key, state, migrating, addrs) "
+                   "VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    [ST_TSI_DEL] = "DELETE FROM tsi WHERE tsi = ?1 AND identity = ?2",
+};
+
+static const char schema[] =
+    "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+    "INSERT OR IGNORE INTO meta(key, value) VALUES ('schema', '1');"
+    "CREATE TABLE IF NOT EXISTS hypervisor(identity TEXT PRIMARY KEY, port TEXT NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS vap(domain TEXT NOT NULL, vn_key TEXT NOT NULL, vn_id INTEGER,"
+    " vn_name TEXT NOT NULL, tag INTEGER NOT NULL, PRIMARY KEY(domain, vn_key));"
+    "CREATE TABLE IF NOT EXISTS vn_connection(identity TEXT NOT NULL, vn_key TEXT NOT NULL,"
+    " vn_id INTEGER, vn_name TEXT NOT NULL, PRIMARY KEY(identity, vn_key));"
+    "CREATE TABLE IF NOT EXISTS tsi(tsi BLOB NOT NULL, identity TEXT NOT NULL,"
+    " vn_key TEXT NOT NULL, state INTEGER NOT NULL, migrating INTEGER NOT NULL,"
+    " addrs BLOB, PRIMARY KEY(tsi, identity)) WITHOUT ROWID;";
+
+struct nnve_store {
+    sqlite3 *db;
+    sqlite3_stmt *st[ST_COUNT];
+    int in_txn;
+    struct nnve_store_stats stats;
+    struct snv_ratelimit rl;
+};
+
+enum { ADDR_REC = 23 };
+
+static void vn_key(const struct nnve_vn *vn, char *buf, size_t cap)
+{
+    if (vn->has_id)
+        snprintf(buf, cap, "id:%u", (unsigned)vn->id);
+    else
+        snprintf(buf, cap, "name:%s", vn->name);
+}
+
+int nnve_store_open(const char *dir, enum nnve_sync_mode sync, struct nnve_store **out, char *err,
+                    size_t errlen)
+{
+    char path[4096];
+    if (snprintf(path, sizeof path, "%s/nnve-daemon.db", dir) >= (int)sizeof path) {
+        snprintf(err, errlen, "state_dir too long");
+        return -ENAMETOOLONG;
+    }
+    struct nnve_store *s = calloc(1, sizeof *s);
+    if (!s)
+        return -ENOMEM;
+    s->rl = (struct snv_ratelimit)SNV_RATELIMIT_INIT(1, 5);
+    int rc = sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL);
+    if (rc != SQLITE_OK) {
+        snprintf(err, errlen, "%s: %s", path, s->db ? sqlite3_errmsg(s->db) : "cannot open");
+        nnve_store_close(s);
+        return SNCP_E_INTERNAL;
+    }
+    char *emsg = NULL;
+    char pragmas[192];
+    snprintf(pragmas, sizeof pragmas,
+             "PRAGMA journal_mode=WAL; PRAGMA synchronous=%s; PRAGMA busy_timeout=1000; "
+             "PRAGMA wal_autocheckpoint=0;",
+             sync == NNVE_SYNC_FULL ? "FULL" : "NORMAL");
+    if (sqlite3_exec(s->db, pragmas, NULL, NULL, &emsg) != SQLITE_OK ||
+        sqlite3_exec(s->db, schema, NULL, NULL, &emsg) != SQLITE_OK) {
+        snprintf(err, errlen, "%s: %s", path, emsg ? emsg : sqlite3_errmsg(s->db));
+        sqlite3_free(emsg);
+        nnve_store_close(s);
+        return SNCP_E_INTERNAL;
+    }
+    for (int i = 0; i < ST_COUNT; i++) {
+        if (sqlite3_prepare_v3(s->db, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &s->st[i],
+                               NULL) != SQLITE_OK) {
+            snprintf(err, errlen, "%s: %s", path, sqlite3_errmsg(s->db));
+            nnve_store_close(s);
+            return SNCP_E_INTERNAL;
+        }
+    }
+    *out = s;
+    return 0;
+}
+
+void nnve_store_close(struct nnve_store *s)
+{
+    if (!s)
+        return;
+    if (s->in_txn)
+        nnve_store_commit(s);
+    for (int i = 0; i < ST_COUNT; i++)
+        sqlite3_finalize(s->st[i]);
+    sqlite3_close(s->db);
+    free(s);
+}
+
+static int fail(struct nnve_store *s, const char *what)
+{
+    s->stats.errors++;
+    snv_log_rl(&s->rl, SNV_LOG_ERR, "store", "%s failed: %s", what, sqlite3_errmsg(s->db));
+    return SNCP_E_INTERNAL;
+}
+
+static int step(struct nnve_store *s, enum stmt_id id)
+{
+    sqlite3_stmt *st = s->st[id];
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    if (rc != SQLITE_DONE && rc != SQLITE_ROW)
+        return fail(s, stmt_sql[id]);
+    return 0;
+}
+
+/* Opens the group transaction on the first write. */
+static int begin(struct nnve_store *s)
+{
+    if (s->in_txn)
+        return 0;
+    int r = step(s, ST_BEGIN);
+    if (!r)
+        s->in_txn = 1;
+    return r;
+}
+
+static int write_stmt(struct nnve_store *s, enum stmt_id id)
+{
+    s->stats.writes++;
+    return step(s, id);
+}
+
+int nnve_store_dirty(const struct nnve_store *s)
+{
+    return s && s->in_txn;
+}
+
+int nnve_store_commit(struct nnve_store *s)
+{
+    if (!s || !s->in_txn)
+        return 0;
+    s->in_txn = 0;
+    if (step(s, ST_COMMIT)) {
+        step(s, ST_ROLLBACK);
+        return SNCP_E_INTERNAL;
+    }
+    s->stats.commits++;
+    return 0;
+}
+
+const struct nnve_store_stats *nnve_store_stats(const struct nnve_store *s)
+{
+    return &s->stats;
+}
+
+int nnve_store_hv_put(struct nnve_store *s, const char *identity, const char *port)
+{
+    if (!s)
+        return 0;
+    if (begin(s))
+        return SNCP_E_INTERNAL;
+    sqlite3_bind_text(s->st[ST_HV_PUT], 1, identity, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s->st[ST_HV_PUT], 2, port, -1, SQLITE_STATIC);
+    return write_stmt(s, ST_HV_PUT);
+}
+
+int nnve_store_hv_del(struct nnve_store *s, const char *identity)
+{
+    if (!s)
+        return 0;
+    if (begin(s))
+        return SNCP_E_INTERNAL;
+    sqlite3_bind_text(s->st[ST_HV_DEL], 1, identity, -1, SQLITE_STATIC);
+    return write_stmt(s, ST_HV_DEL);
+}
+
+static void bind_vn(sqlite3_stmt *st, int col_key, char *key, size_t keycap,
+                    const struct nnve_vn *vn, int col_id)
+{
+    vn_key(vn, key, keycap);
+    sqlite3_bind_text(st, col_key, key, -1, SQLITE_STATIC);
+    if (col_id) {
+        if (vn->has_id)
+            sqlite3_bind_int64(st, col_id, vn->id);
+        else
+            sqlite3_bind_null(st, col_id);
+        sqlite3_bind_text(st, col_id + 1, vn->name, -1, SQLITE_STATIC);
+    }
+}
+
+int nnve_store_vap_put(struct nnve_store *s, const char *domain, const struct nnve_vn *vn,
+                       uint16_t tag)
+{
+    if (!s)
+        return 0;
+    if (begin(s))
+        return SNCP_E_INTERNAL;
+    char key[96];
+    sqlite3_stmt *st = s->st[ST_VAP_PUT];
+    sqlite3_bind_text(st, 1, domain, -1, SQLITE_STATIC);
+    bind_vn(st, 2, key, sizeof key, vn, 3);
+    sqlite3_bind_int(st, 5, tag);
+    return write_stmt(s, ST_VAP_PUT);
+}
+
+int nnve_store_vap_del(struct nnve_store *s, const char *domain, const struct nnve_vn *vn)
+{
+    if (!s)
+        return 0;
+    if (begin(s))
+        return SNCP_E_INTERNAL;
+    char key[96];
+    sqlite3_stmt *st = s->st[ST_VAP_DEL];
+    sqlite3_bind_text(st, 1, domain, -1, SQLITE_STATIC);
+    bind_vn(st, 2, key, sizeof key, vn, 0);
+    return write_stmt(s, ST_VAP_DEL);
+}
+
+int nnve_store_vn_connection_put(struct nnve_store *s, const char *identity,
+                                 const struct nnve_vn *vn)
+{
+    if (!s)
+        return 0;
+    if (begin(s))
+        return SNCP_E_INTERNAL;
+    char key[96];
+    sqlite3_stmt *st = s->st[ST_VC_PUT];
+    sqlite3_bind_text(st, 1, identity, -1, SQLITE_STATIC);
+    bind_vn(st, 2, key, sizeof key, vn, 3);
+    return write_stmt(s, ST_VC_PUT);
+}
+
+int nnve_store_vn_connection_del(struct nnve_store *s, const char *identity,
+                                 const struct nnve_vn *vn)
+{
+    if (!s)
+        return 0;
+    if (begin(s))
+        return SNCP_E_INTERNAL;
+    char key[96];
+    sqlite3_stmt *st = s->st[ST_VC_DEL];
+    sqlite3_bind_text(st, 1, identity, -1, SQLITE_STATIC);
+    bind_vn(st, 2, key, sizeof key, vn, 0);
+    return write_stmt(s, ST_VC_DEL);
+}
+
+static void tsi_blob(const struct sncp_tsi_id *tsi, uint8_t out[22])
+{
+    memcpy(out, tsi->uuid, 16);
+    memcpy(out + 16, tsi->mac, 6);
+}
+
+int nnve_store_tsi_put(struct nnve_store *s, const char *identity, const struct nnve_vn *vn,
+                       const struct sncp_tsi_id *tsi, uint8_t state, uint8_t migrating,
+                       const struct sncp_addr *addrs, unsigned n_addrs)
+{
+    if (!s)
+        return 0;
+    if (begin(s))
+        return SNCP_E_INTERNAL;
+    uint8_t id[22], packed[SNCP_MAX_ADDRS * ADDR_REC];
+    char key[96];
+    if (n_addrs > SNCP_MAX_ADDRS)
+        n_addrs = SNCP_MAX_ADDRS;
+    for (unsigned i = 0; i < n_addrs; i++) {
+        uint8_t *p = packed + i * ADDR_REC;
+        p[0] = addrs[i].type;
+        memcpy(p + 1, addrs[i].mac, 6);
+        memcpy(p + 7, addrs[i].ip, 16);
+    }
+    tsi_blob(tsi, id);
+    sqlite3_stmt *st = s->st[ST_TSI_PUT];
+    sqlite3_bind_blob(st, 1, id, sizeof id, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, identity, -1, SQLITE_STATIC);
+    bind_vn(st, 3, key, sizeof key, vn, 0);
+    sqlite3_bind_int(st, 4, state);
+    sqlite3_bind_int(st, 5, migrating);
+    sqlite3_bind_blob(st, 6, packed, (int)(n_addrs * ADDR_REC), SQLITE_STATIC);
+    return write_stmt(s, ST_TSI_PUT);
+}
+
+int nnve_store_tsi_del(struct nnve_store *s, const char *identity, const struct sncp_tsi_id *tsi)
+{
+    if (!s)
+        return 0;
+    if (begin(s))
+        return SNCP_E_INTERNAL;
+    uint8_t id[22];
+    tsi_blob(tsi, id);
+    sqlite3_stmt *st = s->st[ST_TSI_DEL];
+    sqlite3_bind_blob(st, 1, id, sizeof id, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, identity, -1, SQLITE_STATIC);
+    return write_stmt(s, ST_TSI_DEL);
+}
+
+static const char *col_text(sqlite3_stmt *st, int col)
+{
+    const unsigned char *t = sqlite3_column_text(st, col);
+    return t ? (const char *)t : "";
+}
+
+static void col_vn(sqlite3_stmt *st, int col_id, struct nnve_vn *vn)
+{
+    memset(vn, 0, sizeof *vn);
+    if (sqlite3_column_type(st, col_id) != SQLITE_NULL) {
+        vn->has_id = 1;
+        vn->id = (uint32_t)sqlite3_column_int64(st, col_id);
+    }
+    snprintf(vn->name, sizeof vn->name, "%s", col_text(st, col_id + 1));
+}
+
+int nnve_store_load(struct nnve_store *s, const struct nnve_store_loader *l, void *aux)
+{
+    static const char *const queries[] = {
+        "SELECT identity, port FROM hypervisor ORDER BY identity",
+        "SELECT domain, vn_id, vn_name, tag FROM vap ORDER BY domain, vn_key",
+        "SELECT identity, vn_id, vn_name FROM vn_connection ORDER BY identity, vn_key",
+        "SELECT t.identity, c.vn_id, c.vn_name, t.tsi, t.state, t.migrating, t.addrs "
+        "FROM tsi t JOIN vn_connection c ON c.identity = t.identity AND c.vn_key = t.vn_key "
+        "ORDER BY t.identity, t.tsi",
+    };
+    int ret = 0;
+    for (int q = 0; q < 4 && !ret; q++) {
+        sqlite3_stmt *st;
+        if (sqlite3_prepare_v2(s->db, queries[q], -1, &st, NULL) != SQLITE_OK)
+            return fail(s, queries[q]);
+        int rc;
+        while (!ret && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+            struct nnve_vn vn;
+            if (q == 0) {
+                ret = l->hv(aux, col_text(st, 0), col_text(st, 1));
+            } else if (q == 1) {
+                col_vn(st, 1, &vn);
+                ret = l->vap(aux, col_text(st, 0), &vn, (uint16_t)sqlite3_column_int(st, 3));
+            } else if (q == 2) {
+                col_vn(st, 1, &vn);
+                ret = l->vn_connection(aux, col_text(st, 0), &vn);
+            } else {
+                col_vn(st, 1, &vn);
+                struct sncp_tsi_id id;
+                struct sncp_addr addrs[SNCP_MAX_ADDRS];
+                if (sqlite3_column_bytes(st, 3) != 22)
+                    continue;
+                const uint8_t *b = sqlite3_column_blob(st, 3);
+                memcpy(id.uuid, b, 16);
+                memcpy(id.mac, b + 16, 6);
+                int alen = sqlite3_column_bytes(st, 6);
+                const uint8_t *a = sqlite3_column_blob(st, 6);
+                unsigned n = a ? (unsigned)alen / ADDR_REC : 0;
+                if (n > SNCP_MAX_ADDRS)
+                    n = SNCP_MAX_ADDRS;
+                for (unsigned i = 0; i < n; i++) {
+                    const uint8_t *p = a + i * ADDR_REC;
+                    addrs[i].type = p[0];
+                    memcpy(addrs[i].mac, p + 1, 6);
+                    memcpy(addrs[i].ip, p + 7, 16);
+                }
+                ret = l->tsi(aux, col_text(st, 0), &vn, &id, (uint8_t)sqlite3_column_int(st, 4),
+                             (uint8_t)sqlite3_column_int(st, 5), addrs, n);
+            }
+        }
+        if (!ret && rc != SQLITE_DONE)
+            ret = fail(s, queries[q]);
+        sqlite3_finalize(st);
+    }
+    return ret;
+}
+
+int nnve_store_checkpoint(const char *dir)
+{
+    char path[4096];
+    if (snprintf(path, sizeof path, "%s/nnve-daemon.db", dir) >= (int)sizeof path)
+        return -ENAMETOOLONG;
+    sqlite3 *db = NULL;
+    int ret = 0;
+    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) !=
+            SQLITE_OK ||
+        sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL) != SQLITE_OK)
+        ret = SNCP_E_INTERNAL;
+    sqlite3_close(db);
+    return ret;
+}

@@ -1,0 +1,72 @@
+/* store.h: nnve-daemon's persistent state (SQLite).
+ *
+ * What survives a restart: each hypervisor's port, each VAP's tag (per domain and VN), each
+ * hypervisor's VN connections and its TSI instances (state, addresses, migrating flag).
+ * Writes join one open transaction; nnve_store_commit() makes them durable together (group
+ * commit: the daemon commits once per event-loop iteration, before that iteration's
+ * responses are sent, so an acknowledged change is on disk).
+ */
+#ifndef NNVE_STORE_H
+#define NNVE_STORE_H 1
+
+#include <stdint.h>
+
+#include "backend-provider.h"
+#include "config.h"
+#include "sncp-msg.h"
+
+struct nnve_store;
+
+/* Called by nnve_store_load() for each record, in this order: hypervisors, VAPs, VN
+ * connections, TSIs.  A non-zero return stops the load and is returned. */
+struct nnve_store_loader {
+    int (*hv)(void *aux, const char *identity, const char *port);
+    int (*vap)(void *aux, const char *domain, const struct nnve_vn *vn, uint16_t tag);
+    int (*vn_connection)(void *aux, const char *identity, const struct nnve_vn *vn);
+    int (*tsi)(void *aux, const char *identity, const struct nnve_vn *vn,
+               const struct sncp_tsi_id *tsi, uint8_t state, uint8_t migrating,
+               const struct sncp_addr *addrs, unsigned n_addrs);
+};
+
+/* Opens (creating if needed) DIR/nnve-daemon.db.  Returns 0 and *out, or < 0 with the
+ * reason in err.  Caller destroys. */
+int nnve_store_open(const char *dir, enum nnve_sync_mode sync, struct nnve_store **out, char *err,
+                    size_t errlen);
+/* Commits what is pending and closes.  Accepts NULL. */
+void nnve_store_close(struct nnve_store *s);
+
+int nnve_store_load(struct nnve_store *s, const struct nnve_store_loader *l, void *aux);
+
+/* Record changes; each joins the open transaction (opened on demand).  Return 0 or
+ * SNCP_E_INTERNAL (logged). */
+int nnve_store_hv_put(struct nnve_store *s, const char *identity, const char *port);
+int nnve_store_hv_del(struct nnve_store *s, const char *identity);
+int nnve_store_vap_put(struct nnve_store *s, const char *domain, const struct nnve_vn *vn,
+                       uint16_t tag);
+int nnve_store_vap_del(struct nnve_store *s, const char *domain, const struct nnve_vn *vn);
+int nnve_store_vn_connection_put(struct nnve_store *s, const char *identity,
+                                 const struct nnve_vn *vn);
+int nnve_store_vn_connection_del(struct nnve_store *s, const char *identity,
+                                 const struct nnve_vn *vn);
+int nnve_store_tsi_put(struct nnve_store *s, const char *identity, const struct nnve_vn *vn,
+                       const struct sncp_tsi_id *tsi, uint8_t state, uint8_t migrating,
+                       const struct sncp_addr *addrs, unsigned n_addrs);
+int nnve_store_tsi_del(struct nnve_store *s, const char *identity, const struct sncp_tsi_id *tsi);
+
+/* Whether a transaction is open (changes not yet durable). */
+int nnve_store_dirty(const struct nnve_store *s);
+/* Commits the open transaction, if any.  Returns 0 or SNCP_E_INTERNAL (the transaction is
+ * rolled back; logged). */
+int nnve_store_commit(struct nnve_store *s);
+
+/* Copies the write-ahead log of the database in DIR into the database file (a PASSIVE
+ * checkpoint on a connection of its own).  Safe to call from another thread while the store
+ * is in use; blocks on disk I/O.  Returns 0 or SNCP_E_INTERNAL. */
+int nnve_store_checkpoint(const char *dir);
+
+struct nnve_store_stats {
+    uint64_t commits, writes, errors;
+};
+const struct nnve_store_stats *nnve_store_stats(const struct nnve_store *s);
+
+#endif

@@ -1,0 +1,177 @@
+/* test-nnve-config.c: nnve-daemon's configuration parser and its error messages. */
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "../../nnve-daemon/config.h"
+#include "sncp-error.h"
+
+static const char good[] = "# sample\n"
+                           "[global]\n"
+                           "listen = 127.0.0.1:9000, [::1]:9001\n"
+                           "cert = /x/n.crt\n"
+                           "key = /x/n.key\n"
+                           "ca = /x/ca.crt\n"
+                           "hold_time = 2m\n"
+                           "tag_hold_down = 500ms\n"
+                           "max_tsis_per_session = 10\n"
+                           "log_level = debug\n"
+                           "\n"
+                           "[domain rack1]\n"
+                           "ports = swp1, swp2\n"
+                           "tags = 100-199, 300\n"
+                           "reserved = 150\n"
+                           "[domain rest]\n"
+                           "ports = *\n"
+                           "tags = 2000-2100\n"
+                           "[hypervisor hv1.example]\n"
+                           "port = swp1\n"
+                           "vns = 5000, 5001-5010, blue\n"
+                           "[hypervisor hv2.example]\n"
+                           "port = learn\n"
+                           "vns = 6000\n"
+                           "[vn blue]\n"
+                           "id = 7000\n";
+
+START_TEST(test_good)
+{
+    struct nnve_config *c = NULL;
+    char err[256] = "";
+    ck_assert_int_eq(nnve_config_parse_string(good, "t.conf", &c, err, sizeof err), 0);
+    ck_assert_uint_eq(c->n_listen, 2);
+    ck_assert_str_eq(c->listen[0].addr, "127.0.0.1");
+    ck_assert_uint_eq(c->listen[0].port, 9000);
+    ck_assert_str_eq(c->listen[1].addr, "::1");
+    ck_assert_uint_eq(c->listen[1].port, 9001);
+    ck_assert_uint_eq(c->hold_time_ms, 120000);
+    ck_assert_uint_eq(c->tag_hold_down_ms, 500);
+    ck_assert_uint_eq(c->keepalive_ms, 10000);
+    ck_assert_uint_eq(c->max_tsis_per_session, 10);
+    ck_assert_int_eq(c->log_level, 3);
+    ck_assert_str_eq(c->backend, "none");
+    ck_assert_str_eq(c->control_socket, NNVE_DEFAULT_CTL);
+    ck_assert_uint_eq(c->n_domains, 2);
+    ck_assert_uint_eq(c->domains[0].n_ranges, 2);
+    ck_assert_uint_eq(c->domains[0].reserved[0], 150);
+    ck_assert_str_eq(nnve_config_port_domain(c, "swp2")->name, "rack1");
+    ck_assert_str_eq(nnve_config_port_domain(c, "swp9")->name, "rest");
+    const struct nnve_hv_cfg *h = nnve_config_find_hv(c, "hv1.example");
+    ck_assert_ptr_nonnull(h);
+    ck_assert_str_eq(h->port, "swp1");
+    ck_assert(nnve_config_vn_allowed(h, 1, 5000, ""));
+    ck_assert(nnve_config_vn_allowed(h, 1, 5010, ""));
+    ck_assert(!nnve_config_vn_allowed(h, 1, 5011, ""));
+    ck_assert(nnve_config_vn_allowed(h, 0, 0, "blue"));
+    ck_assert(!nnve_config_vn_allowed(h, 0, 0, "red"));
+    ck_assert(nnve_config_find_hv(c, "hv2.example")->learn);
+    ck_assert_ptr_null(nnve_config_find_hv(c, "nobody"));
+    ck_assert_uint_eq(nnve_config_find_vn_name(c, "blue")->id, 7000);
+    ck_assert_str_eq(nnve_config_find_vn_id(c, 7000)->name, "blue");
+    nnve_config_destroy(c);
+}
+END_TEST
+
+static void expect_error(const char *text, const char *needle)
+{
+    struct nnve_config *c = NULL;
+    char err[256] = "";
+    int r = nnve_config_parse_string(text, "t.conf", &c, err, sizeof err);
+    ck_assert_msg(r == SNCP_E_CONFIG, "expected failure for: %s", text);
+    ck_assert_ptr_null(c);
+    ck_assert_msg(strstr(err, needle) != NULL, "error \"%s\" lacks \"%s\"", err, needle);
+}
+
+#define G "[global]\ncert=a\nkey=b\nca=c\n"
+#define D "[domain d]\nports=swp1\ntags=10-20\n"
+
+START_TEST(test_errors)
+{
+    expect_error(G "bogus = 1\n", "t.conf:5: unknown key \"bogus\"");
+    expect_error(G "hold_time = 3x\n", "t.conf:5: hold_time: bad duration");
+    expect_error(G "listen = 1.2.3.4\n", "t.conf:5: listen: bad address");
+    expect_error(G "listen = ::1:80\n", "listen: bad address");
+    expect_error(G "listen = 1.2.3.4:99999\n", "bad port");
+    expect_error(G "[domain d]\nports=swp1\ntags=10-20, 15-30\n", "t.conf:7: tags: range");
+    expect_error(G "[domain d]\nports=swp1\ntags=0-20\n", "t.conf:7: tags: bad range");
+    expect_error(G "[domain d]\nports=swp1\ntags=10-4095\n", "bad range");
+    expect_error(G "[domain d]\nports=swp1\n", "[domain d] has no tags");
+    expect_error(G "[domain d]\ntags=5\n", "[domain d] has no ports");
+    expect_error(G D "[domain e]\nports=swp1\ntags=5\n",
+                 "port swp1 is in [domain d] and [domain e]");
+    expect_error(G D "reserved = 30\n", "reserved tag 30 is not in its tags");
+    expect_error(G D "[hypervisor h]\nport=swp7\n",
+                 "t.conf:9: [hypervisor h]: port swp7 is in no [domain]");
+    expect_error(G D "[hypervisor h]\nvns=1\n", "needs port");
+    expect_error(G D "[hypervisor h]\nport=swp1\nvns=1-x\n", "t.conf:10: vns: bad VN ID");
+    expect_error(G "[vn blue]\nid=99999999\n", "t.conf:6: id: expected a VN ID");
+    expect_error(G "[vn blue]\nid=5\n[vn red]\nid=5\n", "same id 5");
+    expect_error(G "[weird]\nx=1\n", "t.conf:6: unknown section [weird]");
+    expect_error(G "max_sessions = 0\n", "max_sessions: expected a number");
+    expect_error(G "max_addrs_per_tsi = 65\n", "max_addrs_per_tsi");
+    expect_error("[global]\n", "needs cert, key and ca");
+    expect_error(G "this is not ini\n", "t.conf:5:");
+    expect_error(G "log_level = loud\n", "log_level");
+}
+END_TEST
+
+START_TEST(test_duration)
+{
+    uint32_t ms;
+    ck_assert_int_eq(nnve_config_parse_duration("30", &ms), 0);
+    ck_assert_uint_eq(ms, 30000);
+    ck_assert_int_eq(nnve_config_parse_duration("30s", &ms), 0);
+    ck_assert_uint_eq(ms, 30000);
+    ck_assert_int_eq(nnve_config_parse_duration("250ms", &ms), 0);
+    ck_assert_uint_eq(ms, 250);
+    ck_assert_int_eq(nnve_config_parse_duration("2m", &ms), 0);
+    ck_assert_uint_eq(ms, 120000);
+    ck_assert_int_eq(nnve_config_parse_duration("1h", &ms), 0);
+    ck_assert_uint_eq(ms, 3600000);
+    ck_assert_int_ne(nnve_config_parse_duration("", &ms), 0);
+    ck_assert_int_ne(nnve_config_parse_duration("-1", &ms), 0);
+    ck_assert_int_ne(nnve_config_parse_duration("5d", &ms), 0);
+    ck_assert_int_ne(nnve_config_parse_duration("99999999999", &ms), 0);
+}
+END_TEST
+
+START_TEST(test_file)
+{
+    char path[64] = "/tmp/nnve-config-";
+    size_t n = strlen(path);
+    memset(path + n, 'X', 6); /* mkstemp's template */
+    path[n + 6] = '\0';
+    int fd = mkstemp(path);
+    ck_assert_int_ge(fd, 0);
+    FILE *f = fdopen(fd, "w");
+    fputs(good, f);
+    fputs("[hypervisor hv3]\nport = swp1\nfoo = bar\n", f);
+    fclose(f);
+    struct nnve_config *c = NULL;
+    char err[256] = "";
+    ck_assert_int_eq(nnve_config_load(path, &c, err, sizeof err), SNCP_E_CONFIG);
+    char want[300];
+    snprintf(want, sizeof want, "%s:29: unknown key \"foo\"", path);
+    ck_assert_msg(strstr(err, want) != NULL, "got %s", err);
+    unlink(path);
+    ck_assert_int_lt(nnve_config_load("/nonexistent/x.conf", &c, err, sizeof err), 0);
+    ck_assert(strstr(err, "/nonexistent/x.conf") != NULL);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("nnve-config");
+    TCase *tc = tcase_create("core");
+    tcase_add_test(tc, test_good);
+    tcase_add_test(tc, test_errors);
+    tcase_add_test(tc, test_duration);
+    tcase_add_test(tc, test_file);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
