@@ -1,0 +1,78 @@
+#!/bin/bash
+# bench/tnve.sh: tnve-agent event-to-acknowledged latency: from the moment the agent
+# receives a libvirt event to the moment the nNVE's response that completes the change
+# arrives (measured inside the agent, `tnvectl latency/show`).  A private libvirtd (test
+# driver), a real nnve-daemon and the agent over TLS on 127.0.0.1.
+#   1. one domain: TNVE_BENCH_CYCLES start/destroy cycles, one at a time (start = VN_CONNECT
+#      + TSI_ACTIVATE, destroy = TSI_DEASSOCIATE; VN_DISCONNECT follows, not timed);
+#   2. a start storm: TNVE_BENCH_STORM domains defined, then all started by one virsh.
+# Prints p50/p90/p99/max in microseconds.  Figures only: nothing fails on speed.
+. "$SPLITNVE_SRC/tests/tools/tnve-lib.sh"
+CYCLES=${TNVE_BENCH_CYCLES:-100}
+STORM=${TNVE_BENCH_STORM:-1000}
+
+start_libvirtd
+start_nnve
+start_agent
+session_ready() { tnvectl --json show session | jq -e '.state == "up" and .sync == "ready"'; }
+wait_for "agent session up" 10 session_ready
+virsh_c "destroy test; undefine test" >/dev/null 2>&1
+wait_for "test domain gone" 10 sh -c "[ \"\$('$B/bin/nnvectl' -s '$T/nnve.ctl' --json show tsis | jq length)\" = 0 ]"
+
+acked() { tnvectl --json show tsis | jq -e --arg t "$1" --arg s "$2" '[.[] | select(.tsi == $t and .acked == $s and .pending == "-")] | length == 1'; }
+gone() { tnvectl --json show tsis | jq -e --arg t "$1" '[.[] | select(.tsi == $t and .acked != "init")] | length == 0'; }
+
+domain_xml 1 rule >"$T/vm1.xml"
+TSI1="$(uuid_of 1)/$(mac_of 1 1)"
+virsh_c "define $T/vm1.xml" >/dev/null
+tnvectl latency/show reset >/dev/null
+for i in $(seq 1 "$CYCLES"); do
+    virsh_c "start vm1" >/dev/null
+    sleep 0.05 # let the measured exchange run without the poller competing for the CPU
+    wait_for "vm1 activated" 10 acked "$TSI1" activated
+    virsh_c "destroy vm1" >/dev/null
+    sleep 0.05
+    wait_for "vm1 gone" 10 gone "$TSI1"
+done
+single=$(tnvectl --json latency/show reset)
+echo "tnve single domain, first of its VN ($CYCLES start + $CYCLES destroy):" \
+    "$(jq -r '"samples=\(.samples) p50_us=\(.p50_us) p90_us=\(.p90_us) p99_us=\(.p99_us) max_us=\(.max_us)"' <<<"$single")"
+
+# the same with another domain keeping the VN connected (no VN_CONNECT / VN_DISCONNECT)
+domain_xml 0 rule >"$T/vm0.xml"
+virsh_c "define $T/vm0.xml; start vm0" >/dev/null
+wait_for "vm0 activated" 10 acked "$(uuid_of 0)/$(mac_of 0 1)" activated
+tnvectl latency/show reset >/dev/null
+for i in $(seq 1 "$CYCLES"); do
+    virsh_c "start vm1" >/dev/null
+    sleep 0.05
+    wait_for "vm1 activated" 10 acked "$TSI1" activated
+    virsh_c "destroy vm1" >/dev/null
+    sleep 0.05
+    wait_for "vm1 gone" 10 gone "$TSI1"
+done
+single=$(tnvectl --json latency/show reset)
+echo "tnve single domain, VN already connected ($CYCLES start + $CYCLES destroy):" \
+    "$(jq -r '"samples=\(.samples) p50_us=\(.p50_us) p90_us=\(.p90_us) p99_us=\(.p99_us) max_us=\(.max_us)"' <<<"$single")"
+
+# start storm
+cmds=""
+for n in $(seq 2 $((STORM + 1))); do
+    domain_xml "$n" rule >"$T/vm$n.xml"
+    cmds="${cmds}define $T/vm$n.xml; "
+done
+virsh -q -c "$URI" "$cmds" >/dev/null 2>&1
+wait_for "agent saw $STORM definitions" 60 sh -c "[ \"\$('$B/bin/tnvectl' -s '$T/agent.ctl' --json show domains | jq length)\" -ge $((STORM + 2)) ]"
+cmds=""
+for n in $(seq 2 $((STORM + 1))); do cmds="${cmds}start vm$n; "; done
+tnvectl latency/show reset >/dev/null
+t0=$(date +%s%N)
+virsh -q -c "$URI" "$cmds" >/dev/null 2>&1
+t1=$(date +%s%N)
+all_active() { [ "$(nnvectl --json show tsis | jq '[.[] | select(.state == "activated")] | length')" -ge $((STORM + 1)) ]; }
+wait_for "$STORM domains activated" 120 all_active
+t2=$(date +%s%N)
+storm=$(tnvectl --json latency/show)
+echo "tnve start storm ($STORM domains):" \
+    "$(jq -r '"samples=\(.samples) p50_us=\(.p50_us) p90_us=\(.p90_us) p99_us=\(.p99_us) max_us=\(.max_us)"' <<<"$storm")" \
+    "virsh_ms=$(((t1 - t0) / 1000000)) all_acked_ms=$(((t2 - t0) / 1000000))"

@@ -1,0 +1,200 @@
+# tnve-lib.sh: shared helpers of the tnve-agent integration tests (sourced, not run).
+# A private libvirtd (test driver, TESTBED.md recipe), a real nnve-daemon (none backend,
+# with its dataplane journal) and tnve-agent over TLS on 127.0.0.1, all in one temp dir,
+# started and stopped by PID.
+#
+# Needs: SPLITNVE_BUILD, SPLITNVE_SRC (set by scripts/run-tests.sh).
+
+set -u
+B=${SPLITNVE_BUILD:?SPLITNVE_BUILD not set}
+S=${SPLITNVE_SRC:?SPLITNVE_SRC not set}
+T=$(mktemp -d /tmp/tnve-it.XXXXXX)
+URI="test+unix:///default?socket=$T/run/libvirt-sock"
+LIBVIRTD_PID= NNVE_PID= AGENT_PID= KEEPER_PID=
+
+log() { echo "[$(date +%T.%3N)] $*"; }
+fail() {
+    log "FAIL: $*"
+    for f in agent.log nnve.log; do
+        [ -f "$T/$f" ] && { echo "--- $f (tail)"; tail -n 40 "$T/$f"; }
+    done
+    [ -f "$T/journal" ] && { echo "--- journal (tail)"; tail -n 20 "$T/journal"; }
+    exit 1
+}
+
+# Stops a daemon by PID; returns its exit status (SIGTERM, bounded wait, then SIGKILL).
+stop_pid() {
+    local pid=$1 i
+    [ -n "$pid" ] || return 0
+    kill -TERM "$pid" 2>/dev/null || return 0
+    for i in $(seq 1 100); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.05
+    done
+    if kill -0 "$pid" 2>/dev/null; then
+        kill -KILL "$pid" 2>/dev/null
+        wait "$pid" 2>/dev/null
+        return 99
+    fi
+    wait "$pid" 2>/dev/null
+}
+
+cleanup() {
+    local rc=$?
+    [ -n "$AGENT_PID" ] && stop_pid "$AGENT_PID"
+    [ -n "$KEEPER_PID" ] && kill -KILL "$KEEPER_PID" 2>/dev/null
+    [ -n "$NNVE_PID" ] && stop_pid "$NNVE_PID"
+    if [ -n "$LIBVIRTD_PID" ]; then kill -TERM "$LIBVIRTD_PID" 2>/dev/null; sleep 0.1; kill -KILL "$LIBVIRTD_PID" 2>/dev/null; fi
+    rm -rf "$T"
+    exit $rc
+}
+trap cleanup EXIT
+trap "exit 1" INT TERM HUP PIPE
+
+# wait_for DESCRIPTION SECONDS CMD...: polls CMD every 50 ms until it succeeds.
+wait_for() {
+    local what=$1 secs=$2 deadline
+    shift 2
+    deadline=$(($(date +%s%N) / 1000000 + secs * 1000))
+    while ! "$@" >/dev/null 2>&1; do
+        [ $(($(date +%s%N) / 1000000)) -lt $deadline ] || fail "timed out waiting for: $what"
+        sleep 0.05
+    done
+}
+
+start_libvirtd() {
+    mkdir -p "$T/run" "$T/nodrivers"
+    cat >"$T/libvirtd.conf" <<CONF
+unix_sock_dir="$T/run"
+unix_sock_rw_perms="0770"
+auth_unix_rw="none"
+auth_unix_ro="none"
+log_outputs="3:file:$T/libvirtd.log"
+CONF
+    rm -f "$T/libvirtd.pid"
+    LIBVIRT_DRIVER_DIR=$T/nodrivers /usr/sbin/libvirtd --daemon --config "$T/libvirtd.conf" \
+        --pid-file "$T/libvirtd.pid" || fail "libvirtd did not start"
+    wait_for "libvirtd socket" 10 test -S "$T/run/libvirt-sock"
+    wait_for "libvirtd pid" 10 test -s "$T/libvirtd.pid"
+    LIBVIRTD_PID=$(cat "$T/libvirtd.pid")
+    # The test driver forgets its domains when its last client leaves: a second client
+    # keeps them while the agent restarts.
+    [ -n "$KEEPER_PID" ] && kill -KILL "$KEEPER_PID" 2>/dev/null
+    virsh -q -c "$URI" event --all --loop >/dev/null 2>&1 &
+    KEEPER_PID=$!
+}
+
+# start_nnve [extra global lines]
+NNVE_PORT=
+start_nnve() {
+    [ -f "$T/pki/ca.crt" ] || "$S/scripts/gen-pki.sh" "$T/pki" nnve1 hv1 >/dev/null 2>&1 || fail "gen-pki"
+    [ -n "$NNVE_PORT" ] || NNVE_PORT=$((20000 + RANDOM % 20000))
+    mkdir -p "$T/nstate"
+    cat >"$T/nnve.conf" <<CONF
+[global]
+listen = 127.0.0.1:$NNVE_PORT
+cert = $T/pki/nnve1.crt
+key = $T/pki/nnve1.key
+ca = $T/pki/ca.crt
+state_dir = $T/nstate
+control_socket = $T/nnve.ctl
+backend = none
+dataplane_journal = $T/journal
+hold_time = ${HOLD_TIME:-20s}
+tag_hold_down = 60s
+sync = ${NNVE_SYNC:-full}
+
+[domain d1]
+ports = *
+tags = 100-199
+
+[hypervisor hv1]
+port = p1
+vns = blue, red, 5000-5999
+
+[vn blue]
+id = 5000
+[vn red]
+id = 5001
+CONF
+    "$B/bin/nnve-daemon" -c "$T/nnve.conf" >>"$T/nnve.log" 2>&1 &
+    NNVE_PID=$!
+    wait_for "nnve control socket" 10 test -S "$T/nnve.ctl"
+}
+
+start_agent() {
+    mkdir -p "$T/astate"
+    cat >"$T/agent.conf" <<CONF
+libvirt_uri = $URI
+nnve_address = 127.0.0.1
+nnve_port = $NNVE_PORT
+cert = $T/pki/hv1.crt
+key = $T/pki/hv1.key
+ca = $T/pki/ca.crt
+nnve_identity = nnve1
+node_id = hv1
+state_dir = $T/astate
+control_socket = $T/agent.ctl
+associate_on_define = ${ASSOCIATE_ON_DEFINE:-no}
+retry_min = 100ms
+retry_max = 1s
+libvirt_keepalive = 2s
+keepalive = 1s
+address_poll_interval = ${ADDRESS_POLL:-0}
+hook_timeout = 3s
+
+[map default-net]
+network = default
+vn_id = 5000
+vn_name = blue
+CONF
+    "$B/bin/tnve-agent" -c "$T/agent.conf" >>"$T/agent.log" 2>&1 &
+    AGENT_PID=$!
+    wait_for "agent control socket" 10 test -S "$T/agent.ctl"
+}
+
+virsh_c() { virsh -q -c "$URI" "$@"; }
+nnvectl() { "$B/bin/nnvectl" -s "$T/nnve.ctl" "$@"; }
+tnvectl() { "$B/bin/tnvectl" -s "$T/agent.ctl" "$@"; }
+
+# uuid_of N / mac_of N K: deterministic identifiers of test domain vmN.
+uuid_of() { printf '00000000-0000-4000-8000-%012x' "$1"; }
+mac_of() { printf '52:54:00:%02x:%02x:%02x' $(($1 / 256)) $(($1 % 256)) "$2"; }
+
+# domain_xml N MODE: vmN with one vNIC; MODE rule = network default (VN via config rule),
+# meta-red = bridge br-x with <metadata> naming VN 5001/red, none = no VN at all.
+domain_xml() {
+    local n=$1 mode=$2 meta="" iface
+    case $mode in
+    rule) iface="<interface type='network'><mac address='$(mac_of "$n" 1)'/><source network='default'/></interface>" ;;
+    meta-red)
+        meta="<metadata><splitnve:vnics xmlns:splitnve='urn:splitnve:vn:1'><splitnve:vnic mac='$(mac_of "$n" 1)' vn-id='5001' vn-name='red'/></splitnve:vnics></metadata>"
+        iface="<interface type='bridge'><mac address='$(mac_of "$n" 1)'/><source bridge='br-x'/></interface>" ;;
+    none) iface="<interface type='bridge'><mac address='$(mac_of "$n" 1)'/><source bridge='br-y'/></interface>" ;;
+    esac
+    cat <<XML
+<domain type='test'>
+  <name>vm$n</name>
+  <uuid>$(uuid_of "$n")</uuid>
+  <memory unit='KiB'>65536</memory>
+  <os><type arch='x86_64'>hvm</type></os>
+  $meta
+  <devices>$iface</devices>
+</domain>
+XML
+}
+
+# The nNVE's state of one TSI: "activated", "associated", or "absent"; tag_of: its tag.
+nnve_state() {
+    nnvectl --json show tsis | jq -r --arg t "$1" '[.[] | select(.tsi == $t)][0].state // "absent"'
+}
+tag_of() {
+    nnvectl --json show tsis | jq -r --arg t "$1" '[.[] | select(.tsi == $t)][0].tag // "none"'
+}
+# expect_state TSI STATE [SECONDS]: polls the nNVE until the TSI is in STATE.
+state_is() { [ "$(nnve_state "$1")" = "$2" ]; }
+expect_state() {
+    wait_for "tsi $1 -> $2 at the nNVE (now: $(nnve_state "$1"))" "${3:-10}" state_is "$1" "$2"
+}
+# Journal lines that change the dataplane (everything but reconcile markers).
+journal_changes() { grep -cv '^reconcile-' "$T/journal" 2>/dev/null || true; }

@@ -1,0 +1,796 @@
+/* test-tnve-reconcile.c: Check suite for tnve-agent's reconciler (tnve-agent/reconcile.c)
+ * with a fake transport and injected time: the SYNC sequence and its content, lifecycle
+ * transitions, VN connect/disconnect, one request per TSI and no duplicate sends, retries
+ * with bounded backoff, nNVE-initiated de-association and VN disconnect converging back,
+ * tags kept across an agent restart, hook waits (success, refusal, timeout), migration
+ * flags, address updates.
+ */
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "../../tnve-agent/reconcile.h"
+#include "sncp-error.h"
+#include "snv-log.h"
+
+enum { MAX_SENT = 512 };
+
+struct fake {
+    struct sncp_msg sent[MAX_SENT];
+    uint64_t cookie[MAX_SENT];
+    int answered[MAX_SENT];
+    int n;
+    struct sncp_msg resp[64];
+    uint8_t resp_req_type[64];
+    int n_resp;
+    int fail_send;
+    int wakes;
+    int xid;
+};
+
+static struct fake F;
+static struct sncp_msg RSP; /* scratch response */
+
+static int64_t f_send(void *aux, struct sncp_msg *m, uint64_t cookie)
+{
+    (void)aux;
+    if (F.fail_send)
+        return SNCP_E_NOT_ESTABLISHED;
+    ck_assert_int_lt(F.n, MAX_SENT);
+    m->xid = (uint32_t)++F.xid;
+    F.sent[F.n] = *m;
+    F.cookie[F.n] = cookie;
+    F.answered[F.n] = 0;
+    F.n++;
+    return m->xid;
+}
+
+static int f_respond(void *aux, const struct sncp_msg *req, struct sncp_msg *rsp)
+{
+    (void)aux;
+    ck_assert_int_lt(F.n_resp, 64);
+    F.resp[F.n_resp] = *rsp;
+    F.resp_req_type[F.n_resp] = req->type;
+    F.n_resp++;
+    return 0;
+}
+
+static void f_wake(void *aux)
+{
+    (void)aux;
+    F.wakes++;
+}
+
+static uint64_t acked_stamp;
+static int acked_calls;
+
+static void f_acked(void *aux, uint64_t stamp)
+{
+    (void)aux;
+    acked_calls++;
+    acked_stamp = stamp;
+}
+
+static const struct tnve_rec_ops OPS = {f_send, f_respond, f_wake, NULL, f_acked};
+
+static struct tnve_rec *mk(const char *state_file)
+{
+    memset(&F, 0, sizeof F);
+    struct tnve_rec_config cfg = {
+        .retry_min_ms = 100,
+        .retry_max_ms = 1600,
+        .state_file = state_file,
+        .dp_class = &tnve_dp_none_class,
+        .seed = 42,
+    };
+    static struct tnve_dp *dp;
+    if (!dp) {
+        struct tnve_dp_config dc = {NULL, NULL};
+        ck_assert_int_eq(tnve_dp_none_class.create(&dc, &dp), 0);
+    }
+    cfg.dp = dp;
+    struct tnve_rec *r = tnve_rec_create(&cfg, &OPS, NULL);
+    ck_assert_ptr_nonnull(r);
+    return r;
+}
+
+/* A domain with n vNICs 52:54:00:00:<d>:<i>, each in VN vn_ids[i] (0 = no VN). */
+static void mk_dom(struct tnve_domxml *x, int d, int n, const uint32_t *vn_ids)
+{
+    memset(x, 0, sizeof *x);
+    snprintf(x->name, sizeof x->name, "dom%d", d);
+    for (int i = 0; i < 16; i++)
+        x->uuid[i] = (uint8_t)(0x10 + d + i);
+    x->n_vnics = (unsigned)n;
+    for (int i = 0; i < n; i++) {
+        uint8_t mac[6] = {0x52, 0x54, 0, 0, (uint8_t)d, (uint8_t)i};
+        memcpy(x->vnics[i].mac, mac, 6);
+        snprintf(x->vnics[i].target, sizeof x->vnics[i].target, "vnet%d_%d", d, i);
+        x->vnics[i].vn.id = vn_ids[i];
+        if (vn_ids[i])
+            snprintf(x->vnics[i].vn.name, sizeof x->vnics[i].vn.name, "vn%u", vn_ids[i]);
+    }
+}
+
+/* Index of the first unanswered sent message of `type`, or -1. */
+static int pending(uint8_t type)
+{
+    for (int i = 0; i < F.n; i++)
+        if (!F.answered[i] && F.sent[i].type == type)
+            return i;
+    return -1;
+}
+
+static int count_type(uint8_t type)
+{
+    int c = 0;
+    for (int i = 0; i < F.n; i++)
+        if (F.sent[i].type == type)
+            c++;
+    return c;
+}
+
+static void answer(struct tnve_rec *r, int i, uint16_t status, uint16_t tag, int state,
+                   uint64_t now)
+{
+    ck_assert_int_ge(i, 0);
+    ck_assert(!F.answered[i]);
+    F.answered[i] = 1;
+    sncp_msg_init(&RSP, SNCP_MSG_RESPONSE, F.sent[i].xid);
+    RSP.status = status;
+    sncp_msg_set(&RSP, SNCP_TLV_STATUS);
+    if (tag) {
+        RSP.tags[0].vid = tag;
+        RSP.tags[0].pcp = SNCP_PCP_NONE;
+        RSP.n_tags = 1;
+        sncp_msg_set(&RSP, SNCP_TLV_LOCAL_TAG);
+    }
+    if (state >= 0) {
+        RSP.tsi_state = (uint8_t)state;
+        sncp_msg_set(&RSP, SNCP_TLV_TSI_STATE);
+    }
+    if (status != SNCP_STATUS_SUCCESS) {
+        snprintf(RSP.reason, sizeof RSP.reason, "test says %s", sncp_status_token(status));
+        sncp_msg_set(&RSP, SNCP_TLV_REASON);
+    }
+    tnve_rec_response(r, F.cookie[i], &RSP, 0, now);
+}
+
+static void answer_ok(struct tnve_rec *r, uint8_t type, uint16_t tag, int state, uint64_t now)
+{
+    answer(r, pending(type), SNCP_STATUS_SUCCESS, tag, state, now);
+}
+
+static const char *tsi_field(struct tnve_rec *r, int idx, const char *key, char *buf, size_t cap)
+{
+    json_t *a = tnve_rec_tsis_json(r);
+    json_t *o = json_array_get(a, (size_t)idx);
+    ck_assert_ptr_nonnull(o);
+    json_t *v = json_object_get(o, key);
+    if (json_is_string(v))
+        snprintf(buf, cap, "%s", json_string_value(v));
+    else if (json_is_integer(v))
+        snprintf(buf, cap, "%lld", (long long)json_integer_value(v));
+    else
+        snprintf(buf, cap, "null");
+    json_decref(a);
+    return buf;
+}
+
+static size_t n_tsis(struct tnve_rec *r)
+{
+    json_t *a = tnve_rec_tsis_json(r);
+    size_t n = json_array_size(a);
+    json_decref(a);
+    return n;
+}
+
+/* Brings one running domain with one vNIC in VN 5000 to Activated with tag 100 at t=1000. */
+static struct tnve_rec *steady(const char *state_file, struct tnve_domxml *x)
+{
+    struct tnve_rec *r = mk(state_file);
+    uint32_t vns[] = {5000};
+    mk_dom(x, 1, 1, vns);
+    tnve_rec_session_up(r, 1000);
+    ck_assert_int_eq(F.n, 0); /* no SYNC before the inventory is complete */
+    tnve_rec_inventory_begin(r);
+    ck_assert_int_eq(tnve_rec_domain_update(r, x, TNVE_EFFECT_ACTIVATE, 0, "running", 1000), 0);
+    tnve_rec_inventory_end(r, 1000);
+    ck_assert_int_eq(F.n, 1);
+    ck_assert_int_eq(F.sent[0].type, SNCP_MSG_SYNC_BEGIN);
+    tnve_rec_run(r, 1000);
+    ck_assert_int_eq(F.n, 1); /* nothing before SYNC_BEGIN is answered */
+    answer_ok(r, SNCP_MSG_SYNC_BEGIN, 0, -1, 1001);
+    tnve_rec_run(r, 1001);
+    ck_assert_int_eq(F.n, 2);
+    ck_assert_int_eq(F.sent[1].type, SNCP_MSG_VN_CONNECT);
+    ck_assert_uint_eq(F.sent[1].vn_id, 5000);
+    ck_assert_str_eq(F.sent[1].vn_name, "vn5000");
+    tnve_rec_run(r, 1002);
+    ck_assert_int_eq(F.n, 2); /* TSI waits for its VN */
+    answer_ok(r, SNCP_MSG_VN_CONNECT, 100, -1, 1003);
+    tnve_rec_run(r, 1003);
+    ck_assert_int_eq(F.n, 3);
+    ck_assert_int_eq(F.sent[2].type, SNCP_MSG_TSI_ACTIVATE);
+    ck_assert_uint_eq(F.sent[2].vn_id, 5000);
+    ck_assert_int_eq(F.sent[2].n_preferred_tags, 1);
+    ck_assert_uint_eq(F.sent[2].preferred_tags[0].vid, 100);
+    ck_assert_int_eq(memcmp(F.sent[2].tsi.uuid, x->uuid, 16), 0);
+    tnve_rec_run(r, 1004);
+    ck_assert_int_eq(F.n, 3);
+    answer_ok(r, SNCP_MSG_TSI_ACTIVATE, 100, SNCP_TSI_ACTIVATED, 1005);
+    tnve_rec_run(r, 1005);
+    ck_assert_int_eq(F.n, 4);
+    ck_assert_int_eq(F.sent[3].type, SNCP_MSG_SYNC_END);
+    answer_ok(r, SNCP_MSG_SYNC_END, 0, -1, 1006);
+    tnve_rec_run(r, 1006);
+    ck_assert_str_eq(tnve_rec_phase(r), "ready");
+    char b[64];
+    ck_assert_str_eq(tsi_field(r, 0, "acked", b, sizeof b), "activated");
+    ck_assert_str_eq(tsi_field(r, 0, "tag", b, sizeof b), "100");
+    return r;
+}
+
+START_TEST(test_sync_and_activate)
+{
+    struct tnve_domxml x;
+    struct tnve_rec *r = steady(NULL, &x);
+    /* Nothing more to do: repeated runs and identical updates send nothing. */
+    int n = F.n;
+    for (int i = 0; i < 5; i++) {
+        tnve_rec_run(r, 2000 + (uint64_t)i * 1000);
+        tnve_rec_domain_update(r, &x, TNVE_EFFECT_ACTIVATE, 0, "resumed", 2000);
+        tnve_rec_domain_effect(r, x.uuid, TNVE_EFFECT_NONE, 0, "suspended", 2000);
+    }
+    tnve_rec_run(r, 9000);
+    ck_assert_int_eq(F.n, n);
+    tnve_rec_destroy(r);
+}
+END_TEST
+
+START_TEST(test_lifecycle_and_disconnect)
+{
+    struct tnve_domxml x;
+    struct tnve_rec *r = steady(NULL, &x);
+    int n = F.n;
+    /* managed save / pmsuspend: Deactivate, stays associated */
+    acked_calls = 0;
+    tnve_rec_set_stamp(r, 123456);
+    tnve_rec_domain_effect(r, x.uuid, TNVE_EFFECT_ASSOCIATE, 0, "pmsuspended", 2000);
+    tnve_rec_set_stamp(r, 0);
+    tnve_rec_run(r, 2000);
+    ck_assert_int_eq(F.n, n + 1);
+    ck_assert_int_eq(F.sent[n].type, SNCP_MSG_TSI_DEACTIVATE);
+    ck_assert_int_eq(acked_calls, 0);
+    answer_ok(r, SNCP_MSG_TSI_DEACTIVATE, 0, SNCP_TSI_ASSOCIATED, 2001);
+    ck_assert_int_eq(acked_calls, 1); /* event-to-acknowledged latency probe */
+    ck_assert_uint_eq(acked_stamp, 123456);
+    tnve_rec_run(r, 2001);
+    ck_assert_int_eq(F.n, n + 1);
+    /* resume: Activate */
+    tnve_rec_domain_effect(r, x.uuid, TNVE_EFFECT_ACTIVATE, 0, "resumed", 2002);
+    tnve_rec_run(r, 2002);
+    ck_assert_int_eq(F.sent[n + 1].type, SNCP_MSG_TSI_ACTIVATE);
+    answer_ok(r, SNCP_MSG_TSI_ACTIVATE, 100, SNCP_TSI_ACTIVATED, 2003);
+    /* destroy: De-Associate, then the VN's last user is gone: VN_DISCONNECT */
+    tnve_rec_domain_effect(r, x.uuid, TNVE_EFFECT_DEASSOCIATE, 0, "stopped", 2004);
+    tnve_rec_run(r, 2004);
+    ck_assert_int_eq(F.sent[n + 2].type, SNCP_MSG_TSI_DEASSOCIATE);
+    ck_assert_int_eq(F.n, n + 3); /* no VN_DISCONNECT while the TSI may still be held */
+    answer_ok(r, SNCP_MSG_TSI_DEASSOCIATE, 0, SNCP_TSI_INIT, 2005);
+    tnve_rec_run(r, 2005);
+    ck_assert_int_eq(F.n, n + 4);
+    ck_assert_int_eq(F.sent[n + 3].type, SNCP_MSG_VN_DISCONNECT);
+    ck_assert_uint_eq(F.sent[n + 3].vn_id, 5000);
+    answer_ok(r, SNCP_MSG_VN_DISCONNECT, 0, -1, 2006);
+    tnve_rec_run(r, 2006);
+    ck_assert_int_eq(F.n, n + 4);
+    /* undefine: forgotten once nothing is left at the nNVE */
+    tnve_rec_domain_remove(r, x.uuid, 0, 2007);
+    tnve_rec_run(r, 2007);
+    ck_assert_uint_eq(n_tsis(r), 0);
+    ck_assert_int_eq(F.n, n + 4);
+    tnve_rec_destroy(r);
+}
+END_TEST
+
+START_TEST(test_backoff_growth)
+{
+    struct tnve_domxml x;
+    struct tnve_rec *r = steady(NULL, &x);
+    int base_n = F.n;
+    tnve_rec_domain_effect(r, x.uuid, TNVE_EFFECT_ASSOCIATE, 0, "saved", 10000);
+    uint64_t now = 10000;
+    tnve_rec_run(r, now);
+    ck_assert_int_eq(F.n, base_n + 1);
+    uint64_t delays[8];
+    for (int k = 0; k < 8; k++) {
+        int idx = F.n - 1;
+        ck_assert_int_eq(F.sent[idx].type, SNCP_MSG_TSI_DEACTIVATE);
+        answer(r, idx, SNCP_STATUS_BUSY, 0, -1, now);
+        /* no duplicate while waiting; exactly one resend when due */
+        uint64_t t = now;
+        while (F.n == idx + 1) {
+            t += 5;
+            ck_assert_uint_lt(t - now, 4000);
+            tnve_rec_run(r, t);
+        }
+        ck_assert_int_eq(F.n, idx + 2);
+        delays[k] = t - now;
+        now = t;
+    }
+    for (int k = 0; k < 8; k++) {
+        uint64_t base = 100u << k;
+        if (base > 1600)
+            base = 1600;
+        ck_assert_uint_ge(delays[k], base * 75 / 100);
+        ck_assert_uint_le(delays[k], base * 125 / 100 + 5 > 1605 ? 1605 : base * 125 / 100 + 5);
+    }
+    ck_assert_uint_le(delays[7], 1605);
+    /* success resets the backoff */
+    answer_ok(r, SNCP_MSG_TSI_DEACTIVATE, 0, SNCP_TSI_ASSOCIATED, now);
+    tnve_rec_run(r, now);
+    char b[64];
+    ck_assert_str_eq(tsi_field(r, 0, "acked", b, sizeof b), "associated");
+    ck_assert_str_eq(tsi_field(r, 0, "failures", b, sizeof b), "0");
+    tnve_rec_destroy(r);
+}
+END_TEST
+
+START_TEST(test_resync_content)
+{
+    struct tnve_domxml x, y;
+    struct tnve_rec *r = steady(NULL, &x);
+    /* a second domain in VN 6000 (Associated only) and one vNIC without VN */
+    uint32_t vns[] = {6000, 0};
+    mk_dom(&y, 2, 2, vns);
+    tnve_rec_domain_update(r, &y, TNVE_EFFECT_ASSOCIATE, 0, "pmsuspended", 2000);
+    tnve_rec_run(r, 2000);
+    answer_ok(r, SNCP_MSG_VN_CONNECT, 200, -1, 2001);
+    tnve_rec_run(r, 2001);
+    answer_ok(r, SNCP_MSG_TSI_ASSOCIATE, 200, SNCP_TSI_ASSOCIATED, 2002);
+    tnve_rec_run(r, 2002);
+    ck_assert_uint_eq(n_tsis(r), 2);
+    /* session lost; meanwhile dom1 was destroyed; then the session comes back */
+    tnve_rec_session_down(r, 3000);
+    tnve_rec_domain_effect(r, x.uuid, TNVE_EFFECT_DEASSOCIATE, 0, "stopped", 3001);
+    tnve_rec_run(r, 3001);
+    int n = F.n;
+    tnve_rec_run(r, 3002);
+    ck_assert_int_eq(F.n, n); /* nothing while down */
+    tnve_rec_session_up(r, 4000);
+    ck_assert_int_eq(F.sent[n].type, SNCP_MSG_SYNC_BEGIN);
+    answer_ok(r, SNCP_MSG_SYNC_BEGIN, 0, -1, 4001);
+    tnve_rec_run(r, 4001);
+    /* only VN 6000 is re-announced, with its last tag */
+    ck_assert_int_eq(F.n, n + 2);
+    ck_assert_int_eq(F.sent[n + 1].type, SNCP_MSG_VN_CONNECT);
+    ck_assert_uint_eq(F.sent[n + 1].vn_id, 6000);
+    ck_assert_uint_eq(F.sent[n + 1].preferred_tags[0].vid, 200);
+    answer_ok(r, SNCP_MSG_VN_CONNECT, 200, -1, 4002);
+    tnve_rec_run(r, 4002);
+    ck_assert_int_eq(F.n, n + 3);
+    ck_assert_int_eq(F.sent[n + 2].type, SNCP_MSG_TSI_ASSOCIATE);
+    ck_assert_uint_eq(F.sent[n + 2].preferred_tags[0].vid, 200);
+    answer_ok(r, SNCP_MSG_TSI_ASSOCIATE, 200, SNCP_TSI_ASSOCIATED, 4003);
+    tnve_rec_run(r, 4003);
+    ck_assert_int_eq(F.n, n + 4);
+    ck_assert_int_eq(F.sent[n + 3].type, SNCP_MSG_SYNC_END);
+    ck_assert_int_eq(count_type(SNCP_MSG_TSI_DEASSOCIATE), 0); /* the sweep does it */
+    answer_ok(r, SNCP_MSG_SYNC_END, 0, -1, 4004);
+    tnve_rec_run(r, 4004);
+    /* dom1's TSI was swept (acked Init) and VN 5000 too */
+    char b[64];
+    ck_assert_uint_eq(n_tsis(r), 2);
+    ck_assert_str_eq(tsi_field(r, 0, "acked", b, sizeof b), "init");
+    ck_assert_str_eq(tsi_field(r, 1, "acked", b, sizeof b), "associated");
+    tnve_rec_run(r, 5000);
+    ck_assert_int_eq(F.n, n + 4);
+    tnve_rec_destroy(r);
+}
+END_TEST
+
+START_TEST(test_sync_invalid_state)
+{
+    struct tnve_domxml x;
+    struct tnve_rec *r = steady(NULL, &x);
+    tnve_rec_domain_effect(r, x.uuid, TNVE_EFFECT_ASSOCIATE, 0, "saved", 2000);
+    tnve_rec_run(r, 2000);
+    answer_ok(r, SNCP_MSG_TSI_DEACTIVATE, 0, SNCP_TSI_ASSOCIATED, 2001);
+    tnve_rec_session_down(r, 3000);
+    tnve_rec_session_up(r, 3001);
+    answer_ok(r, SNCP_MSG_SYNC_BEGIN, 0, -1, 3002);
+    tnve_rec_run(r, 3002);
+    answer_ok(r, SNCP_MSG_VN_CONNECT, 100, -1, 3003);
+    tnve_rec_run(r, 3003);
+    int i = pending(SNCP_MSG_TSI_ASSOCIATE);
+    answer(r, i, SNCP_STATUS_INVALID_STATE, 0, SNCP_TSI_ACTIVATED, 3004);
+    tnve_rec_run(r, 3004);
+    ck_assert_int_ge(pending(SNCP_MSG_TSI_DEACTIVATE), 0);
+    ck_assert_int_lt(pending(SNCP_MSG_SYNC_END), 0);
+    answer_ok(r, SNCP_MSG_TSI_DEACTIVATE, 0, SNCP_TSI_ASSOCIATED, 3005);
+    tnve_rec_run(r, 3005);
+    answer_ok(r, SNCP_MSG_SYNC_END, 0, -1, 3006);
+    tnve_rec_run(r, 3006);
+    char b[64];
+    ck_assert_str_eq(tsi_field(r, 0, "acked", b, sizeof b), "associated");
+    tnve_rec_destroy(r);
+}
+END_TEST
+
+static void peer_req(struct tnve_rec *r, uint8_t type, const struct tnve_domxml *x, uint32_t vn,
+                     uint64_t now)
+{
+    struct sncp_msg m;
+    sncp_msg_init(&m, type, 77);
+    if (x) {
+        memcpy(m.tsi.uuid, x->uuid, 16);
+        memcpy(m.tsi.mac, x->vnics[0].mac, 6);
+        sncp_msg_set(&m, SNCP_TLV_TSI_ID);
+    }
+    if (vn) {
+        m.vn_id = vn;
+        sncp_msg_set(&m, SNCP_TLV_VN_ID);
+    }
+    tnve_rec_request(r, &m, now);
+}
+
+START_TEST(test_peer_deassociate_converges)
+{
+    struct tnve_domxml x;
+    struct tnve_rec *r = steady(NULL, &x);
+    int n = F.n;
+    peer_req(r, SNCP_MSG_TSI_DEASSOCIATE, &x, 0, 5000);
+    ck_assert_int_eq(F.n_resp, 1);
+    ck_assert_uint_eq(F.resp[0].status, SNCP_STATUS_SUCCESS);
+    char b[64];
+    ck_assert_str_eq(tsi_field(r, 0, "acked", b, sizeof b), "init");
+    tnve_rec_run(r, 5000);
+    ck_assert_int_eq(F.n, n); /* backoff first */
+    uint64_t t = 5000;
+    while (F.n == n) {
+        t += 10;
+        ck_assert_uint_lt(t, 7000);
+        tnve_rec_run(r, t);
+    }
+    ck_assert_uint_ge(t - 5000, 75);
+    ck_assert_int_eq(F.sent[n].type, SNCP_MSG_TSI_ACTIVATE);
+    answer_ok(r, SNCP_MSG_TSI_ACTIVATE, 100, SNCP_TSI_ACTIVATED, t);
+    ck_assert_str_eq(tsi_field(r, 0, "acked", b, sizeof b), "activated");
+    /* unknown TSI: NO_SUCH_TSI */
+    struct tnve_domxml other;
+    uint32_t vns[] = {5000};
+    mk_dom(&other, 9, 1, vns);
+    peer_req(r, SNCP_MSG_TSI_DEACTIVATE, &other, 0, t);
+    ck_assert_uint_eq(F.resp[1].status, SNCP_STATUS_NO_SUCH_TSI);
+    /* a request a tNVE never accepts */
+    peer_req(r, SNCP_MSG_VN_CONNECT, NULL, 5000, t);
+    ck_assert_uint_eq(F.resp[2].status, SNCP_STATUS_UNEXPECTED_MESSAGE);
+    tnve_rec_destroy(r);
+}
+END_TEST
+
+START_TEST(test_peer_vn_disconnect_converges)
+{
+    struct tnve_domxml x;
+    struct tnve_rec *r = steady(NULL, &x);
+    int n = F.n;
+    peer_req(r, SNCP_MSG_VN_DISCONNECT, NULL, 5000, 5000);
+    ck_assert_uint_eq(F.resp[0].status, SNCP_STATUS_SUCCESS);
+    char b[64];
+    ck_assert_str_eq(tsi_field(r, 0, "acked", b, sizeof b), "init");
+    uint64_t t = 5000;
+    while (F.n == n) {
+        t += 10;
+        ck_assert_uint_lt(t, 7000);
+        tnve_rec_run(r, t);
+    }
+    ck_assert_int_eq(F.sent[n].type, SNCP_MSG_VN_CONNECT);
+    ck_assert_uint_eq(F.sent[n].preferred_tags[0].vid, 100);
+    answer_ok(r, SNCP_MSG_VN_CONNECT, 100, -1, t);
+    tnve_rec_run(r, t);
+    ck_assert_int_eq(F.sent[n + 1].type, SNCP_MSG_TSI_ACTIVATE);
+    answer_ok(r, SNCP_MSG_TSI_ACTIVATE, 100, SNCP_TSI_ACTIVATED, t);
+    tnve_rec_run(r, t + 10000);
+    ck_assert_int_eq(F.n, n + 2);
+    tnve_rec_destroy(r);
+}
+END_TEST
+
+START_TEST(test_tags_persist)
+{
+    char dir[] = "/tmp/tnve-rec-XXXXXX";
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    char path[128];
+    snprintf(path, sizeof path, "%s/tags", dir);
+    struct tnve_domxml x;
+    struct tnve_rec *r = steady(path, &x);
+    tnve_rec_destroy(r);
+    /* a restarted agent prefers the same tag */
+    r = mk(path);
+    tnve_rec_inventory_begin(r);
+    tnve_rec_domain_update(r, &x, TNVE_EFFECT_ACTIVATE, 0, "running", 1);
+    tnve_rec_inventory_end(r, 1);
+    tnve_rec_session_up(r, 2);
+    answer_ok(r, SNCP_MSG_SYNC_BEGIN, 0, -1, 3);
+    tnve_rec_run(r, 3);
+    int i = pending(SNCP_MSG_VN_CONNECT);
+    ck_assert_int_ge(i, 0);
+    ck_assert_int_eq(F.sent[i].n_preferred_tags, 1);
+    ck_assert_uint_eq(F.sent[i].preferred_tags[0].vid, 100);
+    tnve_rec_destroy(r);
+    unlink(path);
+    rmdir(dir);
+}
+END_TEST
+
+struct hook_result {
+    int called, err;
+    char reason[700];
+};
+
+static void hook_cb(void *aux, int err, const char *reason)
+{
+    struct hook_result *h = aux;
+    h->called++;
+    h->err = err;
+    snprintf(h->reason, sizeof h->reason, "%s", reason ? reason : "");
+}
+
+START_TEST(test_hook_prepare)
+{
+    struct tnve_domxml x, y;
+    struct tnve_rec *r = steady(NULL, &x);
+    uint32_t vns[] = {7000};
+    mk_dom(&y, 3, 1, vns);
+    struct hook_result h = {0};
+    ck_assert_int_eq(tnve_rec_prepare(r, &y, 0, 12000, hook_cb, &h, 2000), 0);
+    ck_assert_int_eq(h.called, 0);
+    ck_assert_int_eq(tnve_rec_domain_busy(r, y.uuid), 1);
+    tnve_rec_run(r, 2000);
+    answer_ok(r, SNCP_MSG_VN_CONNECT, 300, -1, 2001);
+    tnve_rec_run(r, 2001);
+    ck_assert_int_eq(F.sent[pending(SNCP_MSG_TSI_ASSOCIATE)].type, SNCP_MSG_TSI_ASSOCIATE);
+    ck_assert_int_eq(h.called, 0);
+    answer_ok(r, SNCP_MSG_TSI_ASSOCIATE, 300, SNCP_TSI_ASSOCIATED, 2002);
+    ck_assert_int_eq(h.called, 1);
+    ck_assert_int_eq(h.err, 0);
+    ck_assert_int_eq(tnve_rec_domain_busy(r, y.uuid), 0);
+
+    /* refused: the VN is not authorized */
+    struct tnve_domxml z;
+    uint32_t vz[] = {8000};
+    mk_dom(&z, 4, 1, vz);
+    struct hook_result h2 = {0};
+    ck_assert_int_eq(tnve_rec_prepare(r, &z, 0, 12000, hook_cb, &h2, 3000), 0);
+    tnve_rec_run(r, 3000);
+    answer(r, pending(SNCP_MSG_VN_CONNECT), SNCP_STATUS_NOT_AUTHORIZED, 0, -1, 3001);
+    ck_assert_int_eq(h2.called, 1);
+    ck_assert_int_eq(h2.err, SNCP_E_NOT_AUTHORIZED);
+    ck_assert_ptr_nonnull(strstr(h2.reason, "8000"));
+    ck_assert_ptr_nonnull(strstr(h2.reason, "not-authorized"));
+    /* libvirt will not start it: the hook's association is undone, nothing is retried */
+    int sent = F.n;
+    for (uint64_t t = 3002; t < 20000; t += 250)
+        tnve_rec_run(r, t);
+    ck_assert_int_eq(F.n, sent);
+    ck_assert_int_eq(tnve_rec_domain_known(r, z.uuid), 0);
+
+    /* no answer at all: timeout at the deadline */
+    struct tnve_domxml w;
+    uint32_t vw[] = {7000};
+    mk_dom(&w, 5, 1, vw);
+    struct hook_result h3 = {0};
+    ck_assert_int_eq(tnve_rec_prepare(r, &w, SNCP_F_MIGRATION, 5000, hook_cb, &h3, 4000), 0);
+    uint64_t next = tnve_rec_run(r, 4000);
+    int i = pending(SNCP_MSG_TSI_ASSOCIATE);
+    ck_assert_int_ge(i, 0);
+    ck_assert_uint_eq(F.sent[i].flags & SNCP_F_MIGRATION, SNCP_F_MIGRATION);
+    ck_assert_uint_le(next, 5000);
+    tnve_rec_run(r, 4999);
+    ck_assert_int_eq(h3.called, 0);
+    tnve_rec_run(r, 5000);
+    ck_assert_int_eq(h3.called, 1);
+    ck_assert_int_eq(h3.err, SNCP_E_TIMEOUT);
+
+    /* a domain without VN vNICs has nothing to wait for */
+    struct tnve_domxml v;
+    uint32_t vv[] = {0};
+    mk_dom(&v, 6, 1, vv);
+    struct hook_result h4 = {0};
+    ck_assert_int_eq(tnve_rec_prepare(r, &v, 0, 9000, hook_cb, &h4, 6000), 0);
+    ck_assert_int_eq(h4.called, 1);
+    ck_assert_int_eq(h4.err, 0);
+
+    /* destroy answers a waiter still pending */
+    struct hook_result h5 = {0};
+    ck_assert_int_eq(tnve_rec_prepare(r, &w, 0, 99000, hook_cb, &h5, 7000), 0);
+    tnve_rec_destroy(r);
+    ck_assert_int_eq(h5.called, 1);
+    ck_assert_int_eq(h5.err, SNCP_E_CLOSED);
+}
+END_TEST
+
+START_TEST(test_migration_flags)
+{
+    struct tnve_domxml x;
+    struct tnve_rec *r = steady(NULL, &x);
+    int n = F.n;
+    tnve_rec_domain_effect(r, x.uuid, TNVE_EFFECT_DEASSOCIATE,
+                           SNCP_F_MIGRATION | SNCP_F_MIGRATION_SOURCE, "stopped/migrated", 3000);
+    tnve_rec_run(r, 3000);
+    ck_assert_int_eq(F.sent[n].type, SNCP_MSG_TSI_DEASSOCIATE);
+    ck_assert_uint_eq(F.sent[n].flags, SNCP_F_MIGRATION | SNCP_F_MIGRATION_SOURCE);
+    answer_ok(r, SNCP_MSG_TSI_DEASSOCIATE, 0, SNCP_TSI_INIT, 3001);
+    tnve_rec_run(r, 3001);
+    answer_ok(r, SNCP_MSG_VN_DISCONNECT, 0, -1, 3002);
+    /* incoming: Associate with MIGRATION, then Activate with MIGRATION */
+    tnve_rec_domain_effect(r, x.uuid, TNVE_EFFECT_ASSOCIATE, SNCP_F_MIGRATION, "started/migrated",
+                           4000);
+    tnve_rec_run(r, 4000);
+    answer_ok(r, SNCP_MSG_VN_CONNECT, 100, -1, 4001);
+    tnve_rec_run(r, 4001);
+    int i = pending(SNCP_MSG_TSI_ASSOCIATE);
+    ck_assert_uint_eq(F.sent[i].flags, SNCP_F_MIGRATION);
+    answer_ok(r, SNCP_MSG_TSI_ASSOCIATE, 100, SNCP_TSI_ASSOCIATED, 4002);
+    tnve_rec_domain_effect(r, x.uuid, TNVE_EFFECT_ACTIVATE, SNCP_F_MIGRATION, "resumed/migrated",
+                           4003);
+    tnve_rec_run(r, 4003);
+    i = pending(SNCP_MSG_TSI_ACTIVATE);
+    ck_assert_uint_eq(F.sent[i].flags, SNCP_F_MIGRATION);
+    answer_ok(r, SNCP_MSG_TSI_ACTIVATE, 100, SNCP_TSI_ACTIVATED, 4004);
+    /* a later plain transition carries no migration flag */
+    tnve_rec_domain_effect(r, x.uuid, TNVE_EFFECT_ASSOCIATE, 0, "saved", 4005);
+    tnve_rec_run(r, 4005);
+    i = pending(SNCP_MSG_TSI_DEACTIVATE);
+    ck_assert_uint_eq(F.sent[i].flags, 0);
+    tnve_rec_destroy(r);
+}
+END_TEST
+
+START_TEST(test_addresses_and_vnics)
+{
+    struct tnve_domxml x;
+    struct tnve_rec *r = steady(NULL, &x);
+    int n = F.n;
+    struct sncp_addr a[2];
+    ck_assert_int_eq(sncp_addr_parse("192.0.2.7@52:54:00:00:01:00", &a[0]), 0);
+    ck_assert_int_eq(sncp_addr_parse("2001:db8::7@52:54:00:00:01:00", &a[1]), 0);
+    ck_assert_int_eq(tnve_rec_set_addresses(r, x.uuid, x.vnics[0].mac, a, 2, 3000), 1);
+    ck_assert_int_eq(tnve_rec_set_addresses(r, x.uuid, x.vnics[0].mac, a, 2, 3000), 0);
+    tnve_rec_run(r, 3000);
+    ck_assert_int_eq(F.n, n + 1);
+    ck_assert_int_eq(F.sent[n].type, SNCP_MSG_TSI_UPDATE);
+    ck_assert_uint_eq(F.sent[n].update_op, SNCP_UPDATE_REPLACE);
+    ck_assert_uint_eq(F.sent[n].n_addrs, 2);
+    answer_ok(r, SNCP_MSG_TSI_UPDATE, 0, SNCP_TSI_ACTIVATED, 3001);
+    tnve_rec_run(r, 3001);
+    ck_assert_int_eq(F.n, n + 1);
+    /* reversed order is the same set */
+    struct sncp_addr b[2] = {a[1], a[0]};
+    ck_assert_int_eq(tnve_rec_set_addresses(r, x.uuid, x.vnics[0].mac, b, 2, 3002), 0);
+    /* hot-plug a second vNIC (VN 5000) and unplug the first */
+    struct tnve_domxml y = x;
+    uint8_t mac2[6] = {0x52, 0x54, 0, 0, 1, 9};
+    memcpy(y.vnics[0].mac, mac2, 6);
+    tnve_rec_domain_update(r, &y, TNVE_EFFECT_NONE, 0, "device-added", 4000);
+    tnve_rec_run(r, 4000);
+    ck_assert_int_ge(pending(SNCP_MSG_TSI_DEASSOCIATE), 0);
+    ck_assert_int_ge(pending(SNCP_MSG_TSI_ACTIVATE), 0);
+    ck_assert_int_lt(pending(SNCP_MSG_VN_DISCONNECT), 0);
+    answer_ok(r, SNCP_MSG_TSI_DEASSOCIATE, 0, SNCP_TSI_INIT, 4001);
+    answer_ok(r, SNCP_MSG_TSI_ACTIVATE, 100, SNCP_TSI_ACTIVATED, 4001);
+    tnve_rec_run(r, 4001);
+    ck_assert_uint_eq(n_tsis(r), 1);
+    ck_assert_int_lt(pending(SNCP_MSG_VN_DISCONNECT), 0);
+    tnve_rec_destroy(r);
+}
+END_TEST
+
+START_TEST(test_vn_change)
+{
+    struct tnve_domxml x;
+    struct tnve_rec *r = steady(NULL, &x);
+    struct tnve_domxml y = x;
+    y.vnics[0].vn.id = 6000;
+    snprintf(y.vnics[0].vn.name, sizeof y.vnics[0].vn.name, "vn6000");
+    tnve_rec_domain_update(r, &y, TNVE_EFFECT_NONE, 0, "metadata-change", 3000);
+    tnve_rec_run(r, 3000);
+    /* old instance first: no ACTIVATE in the new VN until it is gone */
+    ck_assert_int_ge(pending(SNCP_MSG_TSI_DEASSOCIATE), 0);
+    int c = pending(SNCP_MSG_VN_CONNECT);
+    ck_assert_int_ge(c, 0);
+    ck_assert_uint_eq(F.sent[c].vn_id, 6000);
+    answer_ok(r, SNCP_MSG_VN_CONNECT, 600, -1, 3001);
+    tnve_rec_run(r, 3001);
+    ck_assert_int_lt(pending(SNCP_MSG_TSI_ACTIVATE), 0);
+    answer_ok(r, SNCP_MSG_TSI_DEASSOCIATE, 0, SNCP_TSI_INIT, 3002);
+    tnve_rec_run(r, 3002);
+    int a = pending(SNCP_MSG_TSI_ACTIVATE);
+    ck_assert_int_ge(a, 0);
+    ck_assert_uint_eq(F.sent[a].vn_id, 6000);
+    ck_assert_int_ge(pending(SNCP_MSG_VN_DISCONNECT), 0);
+    tnve_rec_destroy(r);
+}
+END_TEST
+
+START_TEST(test_send_failure_retries)
+{
+    struct tnve_domxml x;
+    struct tnve_rec *r = steady(NULL, &x);
+    int n = F.n;
+    F.fail_send = 1;
+    tnve_rec_domain_effect(r, x.uuid, TNVE_EFFECT_ASSOCIATE, 0, "saved", 3000);
+    tnve_rec_run(r, 3000);
+    ck_assert_int_eq(F.n, n);
+    F.fail_send = 0;
+    tnve_rec_run(r, 3001);
+    ck_assert_int_eq(F.n, n); /* backs off */
+    tnve_rec_run(r, 3200);
+    ck_assert_int_eq(F.n, n + 1);
+    /* timeout of an outstanding request: retried after backoff */
+    tnve_rec_response(r, F.cookie[n], NULL, SNCP_E_TIMEOUT, 3300);
+    F.answered[n] = 1;
+    tnve_rec_run(r, 3301);
+    ck_assert_int_eq(F.n, n + 1);
+    tnve_rec_run(r, 3600);
+    ck_assert_int_eq(F.n, n + 2);
+    tnve_rec_destroy(r);
+}
+END_TEST
+
+START_TEST(test_inventory_sweeps_domains)
+{
+    struct tnve_domxml x;
+    struct tnve_rec *r = steady(NULL, &x);
+    int n = F.n;
+    /* libvirt restarted and the domain is gone from the new listing */
+    tnve_rec_inventory_begin(r);
+    tnve_rec_inventory_end(r, 3000);
+    tnve_rec_run(r, 3000);
+    ck_assert_int_eq(F.sent[n].type, SNCP_MSG_TSI_DEASSOCIATE);
+    answer_ok(r, SNCP_MSG_TSI_DEASSOCIATE, 0, SNCP_TSI_INIT, 3001);
+    tnve_rec_run(r, 3001);
+    answer_ok(r, SNCP_MSG_VN_DISCONNECT, 0, -1, 3002);
+    tnve_rec_run(r, 3002);
+    ck_assert_uint_eq(n_tsis(r), 0);
+    json_t *d = tnve_rec_domains_json(r);
+    ck_assert_uint_eq(json_array_size(d), 0);
+    json_decref(d);
+    tnve_rec_destroy(r);
+}
+END_TEST
+
+static Suite *suite(void)
+{
+    Suite *s = suite_create("tnve-reconcile");
+    TCase *tc = tcase_create("core");
+    tcase_add_test(tc, test_sync_and_activate);
+    tcase_add_test(tc, test_lifecycle_and_disconnect);
+    tcase_add_test(tc, test_backoff_growth);
+    tcase_add_test(tc, test_resync_content);
+    tcase_add_test(tc, test_sync_invalid_state);
+    tcase_add_test(tc, test_peer_deassociate_converges);
+    tcase_add_test(tc, test_peer_vn_disconnect_converges);
+    tcase_add_test(tc, test_tags_persist);
+    tcase_add_test(tc, test_hook_prepare);
+    tcase_add_test(tc, test_migration_flags);
+    tcase_add_test(tc, test_addresses_and_vnics);
+    tcase_add_test(tc, test_vn_change);
+    tcase_add_test(tc, test_send_failure_retries);
+    tcase_add_test(tc, test_inventory_sweeps_domains);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    snv_log_set_level(SNV_LOG_WARN);
+    SRunner *sr = srunner_create(suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}

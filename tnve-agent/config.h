@@ -1,0 +1,67 @@
+/* config.h: tnve-agent's configuration (INI, parsed with inih).
+ *
+ * Keys live at the top of the file or in an [agent] section; each [map NAME] section is
+ * one VN mapping rule.  See etc/tnve-agent.conf for the commented sample.  Durations
+ * accept "500ms", "30s", "2m", "1h"; a plain number means seconds.
+ */
+#ifndef TNVE_CONFIG_H
+#define TNVE_CONFIG_H 1
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "sncp-msg.h"
+#include "vn.h"
+
+enum { TNVE_CONFIG_STR = 256, TNVE_MAX_RULES = 256 };
+
+/* [map NAME]: a vNIC matches when every criterion given matches (network = the libvirt
+ * network of a type='network' interface, portgroup = its source portgroup, bridge = the
+ * source bridge (type='bridge') or the network's bridge as the live XML reports it).
+ * Rules are tried in file order; the first match wins. */
+struct tnve_map_rule {
+    char name[64];
+    char network[TNVE_CONFIG_STR];
+    char portgroup[TNVE_CONFIG_STR];
+    char bridge[64];
+    struct tnve_vn vn;
+};
+
+struct tnve_config {
+    char libvirt_uri[TNVE_CONFIG_STR];     /* default qemu:///system */
+    char nnve_address[TNVE_CONFIG_STR];    /* required */
+    uint16_t nnve_port;                    /* default 8394 */
+    char cert[TNVE_CONFIG_STR], key[TNVE_CONFIG_STR], ca[TNVE_CONFIG_STR]; /* required */
+    char nnve_identity[TNVE_CONFIG_STR];   /* expected nNVE certificate identity; "" = any */
+    char node_id[SNCP_MAX_NODE_ID_LEN + 1];/* default: the host name */
+    char uplink[64];                       /* "" = none */
+    char bridge[64];                       /* dataplane bridge; "" = the port's master */
+    char dataplane[32];                    /* "none" (default) or "linux" */
+    char state_dir[TNVE_CONFIG_STR];       /* default /var/lib/splitnve */
+    char control_socket[TNVE_CONFIG_STR];  /* default /run/splitnve/tnve-agent.ctl */
+    int associate_on_define;               /* default 0 */
+    uint32_t hook_timeout_ms;              /* default 10 s */
+    uint32_t keepalive_ms;                 /* SNCP keepalive, default 10 s */
+    uint32_t libvirt_keepalive_s;          /* default 5 (count 3) */
+    uint32_t retry_min_ms, retry_max_ms;   /* default 500 ms, 30 s */
+    uint32_t request_timeout_ms;           /* default 10 s */
+    uint32_t address_poll_ms;              /* default 30 s; 0 disables */
+    unsigned address_sources;              /* bit set of 1 << VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_* */
+    unsigned n_rules;
+    struct tnve_map_rule rules[TNVE_MAX_RULES];
+};
+
+/* Fills *cfg with the defaults. */
+void tnve_config_defaults(struct tnve_config *cfg);
+
+/* Parses `path` over the defaults.  Returns 0, or -errno when the file cannot be read, or
+ * SNCP_E_CONFIG with "file:line: reason" in err[0..errlen). */
+int tnve_config_load(const char *path, struct tnve_config *cfg, char *err, size_t errlen);
+
+/* Checks what a running agent needs (nNVE address, cert/key/CA).  0 or SNCP_E_CONFIG. */
+int tnve_config_validate(const struct tnve_config *cfg, char *err, size_t errlen);
+
+/* "500ms", "30s", "2m", "1h", "7" (seconds) -> milliseconds.  0 or -EINVAL. */
+int tnve_config_parse_duration(const char *s, uint32_t *ms);
+
+#endif

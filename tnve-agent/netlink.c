@@ -1,0 +1,441 @@
+/* netlink.c: rtnetlink socket, request/ack and dump loops, message builders and the link
+ * parser used by the Linux dataplane backend (see netlink.h).
+ *
+ * Everything received is read through libmnl's bounds-checked iterators; an attribute is only
+ * read after mnl_attr_validate() accepted its type and length.
+ */
+#include "netlink.h"
+
+#include <errno.h>
+#include <linux/if_link.h>
+#include <linux/netlink.h>
+#include <linux/rtnetlink.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+
+struct tnve_nl {
+    struct mnl_socket *sock;
+    uint32_t portid;
+    uint32_t seq;
+    char reason[256];
+    unsigned char rx[TNVE_NL_RX_SIZE];
+};
+
+int tnve_nl_create(struct tnve_nl **out)
+{
+    *out = NULL;
+    struct tnve_nl *nl = calloc(1, sizeof *nl);
+    if (nl == NULL)
+        return -ENOMEM;
+    nl->sock = mnl_socket_open2(NETLINK_ROUTE, SOCK_CLOEXEC);
+    if (nl->sock == NULL) {
+        int err = -errno;
+        free(nl);
+        return err;
+    }
+    if (mnl_socket_bind(nl->sock, 0, MNL_SOCKET_AUTOPID) < 0) {
+        int err = -errno;
+        mnl_socket_close(nl->sock);
+        free(nl);
+        return err;
+    }
+    /* Best effort: older kernels lack these; errors are then plain errno values. */
+    int one = 1;
+    (void)mnl_socket_setsockopt(nl->sock, NETLINK_EXT_ACK, &one, sizeof one);
+    (void)mnl_socket_setsockopt(nl->sock, NETLINK_CAP_ACK, &one, sizeof one);
+    /* The kernel answers synchronously; the timeout only keeps a daemon from hanging forever
+     * on a lost reply. */
+    struct timeval tv = {.tv_sec = 5};
+    (void)setsockopt(mnl_socket_get_fd(nl->sock), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    nl->portid = mnl_socket_get_portid(nl->sock);
+    nl->seq = 1;
+    *out = nl;
+    return 0;
+}
+
+void tnve_nl_destroy(struct tnve_nl *nl)
+{
+    if (nl == NULL)
+        return;
+    mnl_socket_close(nl->sock);
+    free(nl);
+}
+
+static int extack_attr_cb(const struct nlattr *attr, void *data)
+{
+    struct tnve_nl *nl = data;
+    if (mnl_attr_get_type(attr) == NLMSGERR_ATTR_MSG &&
+        mnl_attr_validate(attr, MNL_TYPE_NUL_STRING) == 0) {
+        int n = snprintf(nl->reason, sizeof nl->reason, "%s", mnl_attr_get_str(attr));
+        (void)n; /* a longer text is cut; it is only shown in a log line */
+    }
+    return MNL_CB_OK;
+}
+
+/* Reads the error code of an NLMSG_ERROR or NLMSG_DONE message and its extended-ack text
+ * into nl->reason.  Returns 0 and *error, or -EPROTO for a short message. */
+static int parse_status(struct tnve_nl *nl, const struct nlmsghdr *h, int *error)
+{
+    size_t plen = mnl_nlmsg_get_payload_len(h);
+    size_t offset;
+    if (h->nlmsg_type == NLMSG_ERROR) {
+        const struct nlmsgerr *e = mnl_nlmsg_get_payload(h);
+        if (plen < sizeof *e)
+            return -EPROTO;
+        *error = e->error;
+        offset = sizeof *e;
+        if (!(h->nlmsg_flags & NLM_F_CAPPED)) {
+            if (e->msg.nlmsg_len < sizeof(struct nlmsghdr))
+                return 0;
+            offset += e->msg.nlmsg_len - sizeof(struct nlmsghdr);
+        }
+    } else {
+        int code = 0;
+        if (plen >= sizeof code)
+            memcpy(&code, mnl_nlmsg_get_payload(h), sizeof code);
+        *error = code;
+        offset = sizeof code;
+    }
+    if ((h->nlmsg_flags & NLM_F_ACK_TLVS) && offset < plen)
+        (void)mnl_attr_parse(h, (unsigned int)offset, extack_attr_cb, nl);
+    return 0;
+}
+
+/* The common send/receive loop: `dump` decides whether NLMSG_DONE or the ack ends it. */
+static int nl_talk(struct tnve_nl *nl, struct nlmsghdr *req, int dump,
+                   int (*cb)(const struct nlmsghdr *nlh, void *data), void *data,
+                   const char **reason)
+{
+    if (reason != NULL)
+        *reason = NULL;
+    nl->reason[0] = '\0';
+    if (++nl->seq == 0)
+        nl->seq = 1;
+    uint32_t seq = nl->seq;
+    req->nlmsg_seq = seq;
+    req->nlmsg_pid = 0;
+    if (!dump)
+        req->nlmsg_flags |= NLM_F_ACK;
+    if (mnl_socket_sendto(nl->sock, req, req->nlmsg_len) < 0)
+        return -errno;
+
+    int result = 0;
+    for (;;) {
+        ssize_t n = mnl_socket_recvfrom(nl->sock, nl->rx, sizeof nl->rx);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK)
+                return -ETIMEDOUT;
+            return errno == ENOSPC ? -EMSGSIZE : -errno;
+        }
+        const struct nlmsghdr *h = (const struct nlmsghdr *)nl->rx;
+        int len = (int)n;
+        for (; mnl_nlmsg_ok(h, len); h = mnl_nlmsg_next(h, &len)) {
+            if (h->nlmsg_seq != seq || h->nlmsg_pid != nl->portid)
+                continue; /* left over from an earlier, aborted exchange */
+            if (h->nlmsg_type == NLMSG_NOOP)
+                continue;
+            if (h->nlmsg_type == NLMSG_ERROR || h->nlmsg_type == NLMSG_DONE) {
+                int error = 0;
+                if (parse_status(nl, h, &error) < 0)
+                    return -EPROTO;
+                if (reason != NULL && nl->reason[0] != '\0')
+                    *reason = nl->reason;
+                if (h->nlmsg_type == NLMSG_DONE && !dump)
+                    return -EPROTO;
+                if (error > 0)
+                    return -EPROTO;
+                return error != 0 ? error : result;
+            }
+            if (result == 0 && cb != NULL) {
+                int r = cb(h, data);
+                if (r < 0) {
+                    if (dump)
+                        return r; /* the rest of the dump is skipped by sequence number */
+                    result = r;   /* keep reading up to the ack */
+                }
+            }
+        }
+        if (len != 0)
+            return -EPROTO;
+    }
+}
+
+int tnve_nl_request(struct tnve_nl *nl, struct nlmsghdr *req,
+                    int (*cb)(const struct nlmsghdr *nlh, void *data), void *data,
+                    const char **reason)
+{
+    return nl_talk(nl, req, 0, cb, data, reason);
+}
+
+int tnve_nl_dump(struct tnve_nl *nl, struct nlmsghdr *req,
+                 int (*cb)(const struct nlmsghdr *nlh, void *data), void *data, const char **reason)
+{
+    if (!(req->nlmsg_flags & NLM_F_DUMP))
+        return -EINVAL;
+    return nl_talk(nl, req, 1, cb, data, reason);
+}
+
+/* Starts an rtnetlink link message: header + zeroed ifinfomsg.  NULL if `size` is short. */
+static struct nlmsghdr *put_link_header(void *buf, size_t size, uint16_t type, uint16_t flags,
+                                        unsigned char family, int ifindex)
+{
+    if (buf == NULL || size < TNVE_NL_MSG_MIN)
+        return NULL;
+    struct nlmsghdr *nlh = mnl_nlmsg_put_header(buf);
+    nlh->nlmsg_type = type;
+    nlh->nlmsg_flags = NLM_F_REQUEST | flags;
+    struct ifinfomsg *ifm = mnl_nlmsg_put_extra_header(nlh, sizeof *ifm);
+    ifm->ifi_family = family;
+    ifm->ifi_index = ifindex;
+    return nlh;
+}
+
+struct nlmsghdr *tnve_nl_msg_getlink(void *buf, size_t size, const char *name, int ifindex,
+                                     uint32_t ext_mask)
+{
+    if (name == NULL && ifindex <= 0)
+        return NULL;
+    if (name != NULL && (name[0] == '\0' || strlen(name) >= IF_NAMESIZE))
+        return NULL;
+    struct nlmsghdr *nlh =
+        put_link_header(buf, size, RTM_GETLINK, 0, AF_UNSPEC, name != NULL ? 0 : ifindex);
+    if (nlh == NULL)
+        return NULL;
+    if (name != NULL && !mnl_attr_put_strz_check(nlh, size, IFLA_IFNAME, name))
+        return NULL;
+    if (ext_mask != 0 && !mnl_attr_put_u32_check(nlh, size, IFLA_EXT_MASK, ext_mask))
+        return NULL;
+    return nlh;
+}
+
+struct nlmsghdr *tnve_nl_msg_bridge_dump(void *buf, size_t size, uint32_t ext_mask)
+{
+    struct nlmsghdr *nlh = put_link_header(buf, size, RTM_GETLINK, NLM_F_DUMP, AF_BRIDGE, 0);
+    if (nlh == NULL)
+        return NULL;
+    if (ext_mask != 0 && !mnl_attr_put_u32_check(nlh, size, IFLA_EXT_MASK, ext_mask))
+        return NULL;
+    return nlh;
+}
+
+struct nlmsghdr *tnve_nl_msg_bridge_vlan(void *buf, size_t size, uint16_t type, int ifindex,
+                                         const struct bridge_vlan_info *vinfo, size_t n)
+{
+    if ((type != RTM_SETLINK && type != RTM_DELLINK) || ifindex <= 0 || vinfo == NULL || n == 0 ||
+        n > TNVE_NL_VLANS_PER_MSG)
+        return NULL;
+    for (size_t i = 0; i < n; i++)
+        if (vinfo[i].vid < 1 || vinfo[i].vid > 4094)
+            return NULL;
+    /* AF_BRIDGE is what makes RTM_DELLINK remove VLANs instead of the device itself. */
+    struct nlmsghdr *nlh = put_link_header(buf, size, type, 0, AF_BRIDGE, ifindex);
+    if (nlh == NULL)
+        return NULL;
+    struct nlattr *spec = mnl_attr_nest_start_check(nlh, size, IFLA_AF_SPEC);
+    if (spec == NULL)
+        return NULL;
+    for (size_t i = 0; i < n; i++)
+        if (!mnl_attr_put_check(nlh, size, IFLA_BRIDGE_VLAN_INFO, sizeof vinfo[i], &vinfo[i]))
+            return NULL;
+    mnl_attr_nest_end(nlh, spec);
+    return nlh;
+}
+
+void tnve_nl_vlans_clear(struct tnve_nl_vlans *v)
+{
+    memset(v, 0, sizeof *v);
+}
+
+void tnve_nl_vlans_add(struct tnve_nl_vlans *v, uint16_t vid, uint16_t flags)
+{
+    if (vid < 1 || vid > 4094)
+        return;
+    uint64_t bit = UINT64_C(1) << (vid % 64);
+    if (!(v->member[vid / 64] & bit))
+        v->count++;
+    v->member[vid / 64] |= bit;
+    if (flags & BRIDGE_VLAN_INFO_UNTAGGED)
+        v->untagged[vid / 64] |= bit;
+    else
+        v->untagged[vid / 64] &= ~bit;
+    if (flags & BRIDGE_VLAN_INFO_PVID)
+        v->pvid = vid;
+}
+
+int tnve_nl_vlans_has(const struct tnve_nl_vlans *v, uint16_t vid)
+{
+    if (vid < 1 || vid > 4094)
+        return 0;
+    return (v->member[vid / 64] >> (vid % 64)) & 1;
+}
+
+int tnve_nl_vlans_untagged(const struct tnve_nl_vlans *v, uint16_t vid)
+{
+    if (vid < 1 || vid > 4094)
+        return 0;
+    return (v->untagged[vid / 64] >> (vid % 64)) & 1;
+}
+
+struct af_spec_state {
+    struct tnve_nl_vlans *vlans;
+    uint16_t range_begin; /* 0: not inside a range */
+    int bad;
+};
+
+static int af_spec_cb(const struct nlattr *attr, void *data)
+{
+    struct af_spec_state *st = data;
+    if (mnl_attr_get_type(attr) != IFLA_BRIDGE_VLAN_INFO)
+        return MNL_CB_OK;
+    struct bridge_vlan_info vi;
+    if (mnl_attr_get_payload_len(attr) < sizeof vi) {
+        st->bad = 1;
+        return MNL_CB_ERROR;
+    }
+    memcpy(&vi, mnl_attr_get_payload(attr), sizeof vi);
+    if (vi.vid < 1 || vi.vid > 4094)
+        return MNL_CB_OK; /* not a VLAN this bitmap can hold; nothing the agent sets */
+    if (vi.flags & BRIDGE_VLAN_INFO_RANGE_BEGIN) {
+        st->range_begin = vi.vid;
+        return MNL_CB_OK;
+    }
+    if (vi.flags & BRIDGE_VLAN_INFO_RANGE_END) {
+        if (st->range_begin == 0 || st->range_begin > vi.vid) {
+            st->bad = 1;
+            return MNL_CB_ERROR;
+        }
+        uint16_t flags = vi.flags & (uint16_t)~BRIDGE_VLAN_INFO_PVID;
+        for (unsigned v = st->range_begin; v <= vi.vid; v++)
+            tnve_nl_vlans_add(st->vlans, (uint16_t)v, flags);
+        st->range_begin = 0;
+        return MNL_CB_OK;
+    }
+    tnve_nl_vlans_add(st->vlans, vi.vid, vi.flags);
+    return MNL_CB_OK;
+}
+
+static int info_data_cb(const struct nlattr *attr, void *data)
+{
+    struct tnve_nl_link *link = data;
+    if (mnl_attr_get_type(attr) == IFLA_BR_VLAN_FILTERING &&
+        mnl_attr_validate(attr, MNL_TYPE_U8) == 0)
+        link->vlan_filtering = mnl_attr_get_u8(attr) != 0;
+    return MNL_CB_OK;
+}
+
+struct linkinfo_state {
+    struct tnve_nl_link *link;
+    const struct nlattr *data;
+};
+
+static int linkinfo_cb(const struct nlattr *attr, void *data)
+{
+    struct linkinfo_state *st = data;
+    switch (mnl_attr_get_type(attr)) {
+    case IFLA_INFO_KIND:
+        if (mnl_attr_validate(attr, MNL_TYPE_STRING) == 0) {
+            size_t n = mnl_attr_get_payload_len(attr);
+            const char *s = mnl_attr_get_str(attr);
+            size_t k = strnlen(s, n);
+            if (k < sizeof st->link->kind) {
+                memcpy(st->link->kind, s, k);
+                st->link->kind[k] = '\0';
+            }
+        }
+        break;
+    case IFLA_INFO_DATA:
+        if (mnl_attr_validate(attr, MNL_TYPE_NESTED) == 0)
+            st->data = attr;
+        break;
+    default:
+        break;
+    }
+    return MNL_CB_OK;
+}
+
+struct link_state {
+    struct tnve_nl_link *link;
+    const struct nlattr *af_spec;
+    const struct nlattr *linkinfo;
+    int bad;
+};
+
+static int link_attr_cb(const struct nlattr *attr, void *data)
+{
+    struct link_state *st = data;
+    switch (mnl_attr_get_type(attr)) {
+    case IFLA_IFNAME: {
+        if (mnl_attr_validate(attr, MNL_TYPE_NUL_STRING) < 0) {
+            st->bad = 1;
+            return MNL_CB_ERROR;
+        }
+        const char *s = mnl_attr_get_str(attr);
+        size_t k = strlen(s); /* NUL inside the payload: checked by the validation */
+        if (k == 0 || k >= sizeof st->link->name) {
+            st->bad = 1;
+            return MNL_CB_ERROR;
+        }
+        memcpy(st->link->name, s, k + 1);
+        break;
+    }
+    case IFLA_MASTER:
+        if (mnl_attr_validate(attr, MNL_TYPE_U32) < 0) {
+            st->bad = 1;
+            return MNL_CB_ERROR;
+        }
+        st->link->master = (int)mnl_attr_get_u32(attr);
+        break;
+    case IFLA_LINKINFO:
+        if (mnl_attr_validate(attr, MNL_TYPE_NESTED) == 0)
+            st->linkinfo = attr;
+        break;
+    case IFLA_AF_SPEC:
+        if (mnl_attr_validate(attr, MNL_TYPE_NESTED) == 0)
+            st->af_spec = attr;
+        break;
+    default:
+        break;
+    }
+    return MNL_CB_OK;
+}
+
+int tnve_nl_link_parse(const struct nlmsghdr *nlh, struct tnve_nl_link *link,
+                       struct tnve_nl_vlans *vlans)
+{
+    memset(link, 0, sizeof *link);
+    link->vlan_filtering = -1;
+    if (vlans != NULL)
+        tnve_nl_vlans_clear(vlans);
+    if (nlh->nlmsg_type != RTM_NEWLINK || nlh->nlmsg_len < mnl_nlmsg_size(sizeof(struct ifinfomsg)))
+        return -EINVAL;
+    const struct ifinfomsg *ifm = mnl_nlmsg_get_payload(nlh);
+    link->ifindex = ifm->ifi_index;
+    link->family = ifm->ifi_family;
+    if (link->ifindex <= 0)
+        return -EINVAL;
+
+    struct link_state st = {.link = link};
+    if (mnl_attr_parse(nlh, sizeof *ifm, link_attr_cb, &st) < 0 || st.bad)
+        return -EINVAL;
+    if (link->name[0] == '\0')
+        return -EINVAL;
+    if (st.linkinfo != NULL) {
+        struct linkinfo_state li = {.link = link};
+        (void)mnl_attr_parse_nested(st.linkinfo, linkinfo_cb, &li);
+        if (li.data != NULL && strcmp(link->kind, "bridge") == 0)
+            (void)mnl_attr_parse_nested(li.data, info_data_cb, link);
+    }
+    if (st.af_spec != NULL) {
+        link->has_af_spec = 1;
+        if (vlans != NULL) {
+            struct af_spec_state as = {.vlans = vlans};
+            if (mnl_attr_parse_nested(st.af_spec, af_spec_cb, &as) < 0 || as.bad)
+                return -EINVAL;
+        }
+    }
+    return 0;
+}

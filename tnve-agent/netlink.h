@@ -1,0 +1,108 @@
+/* netlink.h: small rtnetlink helpers over libmnl for the dataplane backends.
+ *
+ * A `struct tnve_nl` is one NETLINK_ROUTE socket with its receive buffer, allocated once.
+ * Requests are built by the tnve_nl_msg_* functions into a caller-provided buffer (pure
+ * functions, unit-testable without a kernel) and sent with tnve_nl_request() (waits for the
+ * kernel's ack or error) or tnve_nl_dump() (runs a callback on each reply until the end).
+ * Replies of other sequence numbers (e.g. the rest of an aborted dump) are skipped.
+ * Received messages are parsed with tnve_nl_link_parse(), which validates every attribute it
+ * reads.
+ */
+#ifndef TNVE_NETLINK_H
+#define TNVE_NETLINK_H 1
+
+#include <net/if.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <libmnl/libmnl.h>
+#include <linux/if_bridge.h>
+
+struct tnve_nl;
+
+/* Receive buffer size.  One page (MNL_SOCKET_BUFFER_SIZE) is too small for a link dump that
+ * reports an uplink carrying a few hundred VLANs: the kernel sizes a dump datagram for the
+ * largest link message and drops what does not fit (MSG_TRUNC, seen as -EMSGSIZE).  With
+ * RTEXT_FILTER_BRVLAN_COMPRESSED a port's VLAN list takes at most ~22 KiB (the worst case is
+ * 1365 two-VLAN ranges of 16 bytes each), so 32 KiB, the kernel's usual ceiling for a dump
+ * datagram, always holds one link message. */
+enum { TNVE_NL_RX_SIZE = 32768 };
+
+/* Smallest buffer a tnve_nl_msg_* builder accepts; requests are built into buffers of
+ * MNL_SOCKET_BUFFER_SIZE bytes. */
+enum { TNVE_NL_MSG_MIN = 256 };
+
+/* VLAN IDs 1..4094 as bitmaps, plus the PVID. */
+struct tnve_nl_vlans {
+    uint64_t member[64];
+    uint64_t untagged[64];
+    uint16_t pvid;  /* 0: none */
+    uint16_t count; /* number of member VLANs */
+};
+
+/* What tnve_nl_link_parse() extracts from an RTM_NEWLINK message. */
+struct tnve_nl_link {
+    int ifindex;
+    int master; /* IFLA_MASTER, 0 when absent */
+    char name[IF_NAMESIZE];
+    char kind[16];        /* IFLA_LINKINFO/IFLA_INFO_KIND, "" when absent */
+    int vlan_filtering;   /* bridges: IFLA_BR_VLAN_FILTERING 0/1; -1 when not reported */
+    int has_af_spec;      /* 1 when the message carried IFLA_AF_SPEC (bridge VLAN data) */
+    unsigned char family; /* ifi_family */
+};
+
+/* Opens a NETLINK_ROUTE socket (extended acks on, 5 s receive timeout).  Returns 0 and *out
+ * (caller destroys), or -errno. */
+int tnve_nl_create(struct tnve_nl **out);
+void tnve_nl_destroy(struct tnve_nl *nl);
+
+/* Sends `req` with NLM_F_ACK added and a fresh sequence number, then reads until the kernel's
+ * ack.  Replies other than the ack (e.g. the RTM_NEWLINK answering a GET) go to `cb` (may be
+ * NULL).  Returns 0, the kernel's -errno, or a local -errno (-ETIMEDOUT, -EMSGSIZE for a
+ * truncated datagram, -EPROTO for a malformed reply, or cb's negative return).  *reason
+ * (may be NULL) gets the kernel's extended-ack text or NULL; it stays valid until the next
+ * call on `nl`. */
+int tnve_nl_request(struct tnve_nl *nl, struct nlmsghdr *req,
+                    int (*cb)(const struct nlmsghdr *nlh, void *data), void *data,
+                    const char **reason);
+
+/* Sends `req` (built with NLM_F_DUMP) and runs `cb` on every reply until NLMSG_DONE.
+ * Returns 0, or -errno as tnve_nl_request(); a negative return of `cb` aborts the dump. */
+int tnve_nl_dump(struct tnve_nl *nl, struct nlmsghdr *req,
+                 int (*cb)(const struct nlmsghdr *nlh, void *data), void *data,
+                 const char **reason);
+
+/* Builders.  Each writes one request into `buf` (`size` bytes) and returns its header, or
+ * NULL when `size` is too small or an argument is invalid.  None sets NLM_F_ACK (the senders
+ * do) nor a sequence number. */
+
+/* RTM_GETLINK (AF_UNSPEC) for one link, by `name` when non-NULL, else by `ifindex`, with
+ * IFLA_EXT_MASK `ext_mask` (0: none). */
+struct nlmsghdr *tnve_nl_msg_getlink(void *buf, size_t size, const char *name, int ifindex,
+                                     uint32_t ext_mask);
+
+/* RTM_GETLINK dump of every bridge and bridge port (AF_BRIDGE) with IFLA_EXT_MASK
+ * `ext_mask` (RTEXT_FILTER_BRVLAN or RTEXT_FILTER_BRVLAN_COMPRESSED for the VLAN lists). */
+struct nlmsghdr *tnve_nl_msg_bridge_dump(void *buf, size_t size, uint32_t ext_mask);
+
+/* RTM_SETLINK (`type` RTM_SETLINK: add or update) or RTM_DELLINK (remove) of the VLANs
+ * `vinfo[0..n)` on bridge port `ifindex`: family AF_BRIDGE, IFLA_AF_SPEC holding one
+ * IFLA_BRIDGE_VLAN_INFO per entry.  n must be 1..TNVE_NL_VLANS_PER_MSG and each vid
+ * 1..4094. */
+enum { TNVE_NL_VLANS_PER_MSG = 256 };
+struct nlmsghdr *tnve_nl_msg_bridge_vlan(void *buf, size_t size, uint16_t type, int ifindex,
+                                         const struct bridge_vlan_info *vinfo, size_t n);
+
+/* Parses an RTM_NEWLINK message into *link and, when `vlans` is non-NULL and the message has
+ * IFLA_AF_SPEC, its bridge VLANs (single entries and RANGE_BEGIN/RANGE_END pairs) into
+ * *vlans.  Returns 0, or -EINVAL for a message that is not a well-formed RTM_NEWLINK. */
+int tnve_nl_link_parse(const struct nlmsghdr *nlh, struct tnve_nl_link *link,
+                       struct tnve_nl_vlans *vlans);
+
+/* VLAN bitmap helpers; vid outside 1..4094 is ignored / reads as absent. */
+void tnve_nl_vlans_clear(struct tnve_nl_vlans *v);
+void tnve_nl_vlans_add(struct tnve_nl_vlans *v, uint16_t vid, uint16_t flags);
+int tnve_nl_vlans_has(const struct tnve_nl_vlans *v, uint16_t vid);
+int tnve_nl_vlans_untagged(const struct tnve_nl_vlans *v, uint16_t vid);
+
+#endif

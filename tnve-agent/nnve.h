@@ -1,0 +1,65 @@
+/* nnve.h: the agent's SNCP client: one TLS session to the nNVE over sncp_conn.
+ *
+ * Connects to the configured nNVE address, checks its certificate identity, sends HELLO
+ * (NODE_ID, SESSION_EPOCH = the agent's start time in ms, KEEPALIVE, CAPABILITIES and the
+ * uplink's MAC when configured) and reports the session up once the HELLO is accepted.
+ * Any loss (refused connection, TLS failure, HELLO refused, dead peer) reports down and
+ * reconnects after a bounded, jittered exponential backoff.
+ */
+#ifndef TNVE_NNVE_H
+#define TNVE_NNVE_H 1
+
+#include <stdint.h>
+
+#include <jansson.h>
+#include <uv.h>
+
+#include "sncp-msg.h"
+
+struct tnve_nnve;
+
+struct tnve_nnve_config {
+    const char *address;
+    uint16_t port;
+    const char *cert, *key, *ca;
+    const char *identity;          /* expected nNVE identity; NULL/"" accepts any */
+    const char *node_id;
+    const char *uplink;            /* interface whose MAC goes into HELLO; NULL/"" none */
+    uint32_t keepalive_ms;
+    uint32_t request_timeout_ms;
+    uint32_t retry_min_ms, retry_max_ms;
+    uint64_t epoch;                /* SESSION_EPOCH */
+};
+
+struct tnve_nnve_cbs {
+    void (*up)(void *aux);         /* HELLO accepted */
+    void (*down)(void *aux);       /* the session is gone (before any CLOSED responses) */
+    void (*request)(void *aux, const struct sncp_msg *req);
+    void (*response)(void *aux, uint64_t cookie, const struct sncp_msg *rsp, int err);
+};
+
+/* Loads the TLS context and starts connecting.  Returns 0 and *out, or SNCP_E_CONFIG with
+ * the reason in err (certificate files unreadable, ...). */
+int tnve_nnve_create(uv_loop_t *loop, const struct tnve_nnve_config *cfg,
+                     const struct tnve_nnve_cbs *cbs, void *aux, struct tnve_nnve **out,
+                     char *err, size_t errlen);
+/* Closes the session (no callbacks run any more) and frees everything once libuv has
+ * closed the handles; run the loop afterwards.  Accepts NULL. */
+void tnve_nnve_destroy(struct tnve_nnve *n);
+
+/* As sncp_conn_send / sncp_conn_respond; SNCP_E_NOT_ESTABLISHED while the session is not up.
+ * Cookie 0 is reserved. */
+int64_t tnve_nnve_send(struct tnve_nnve *n, struct sncp_msg *msg, uint64_t cookie);
+int tnve_nnve_respond(struct tnve_nnve *n, const struct sncp_msg *req, struct sncp_msg *rsp);
+
+int tnve_nnve_is_up(const struct tnve_nnve *n);
+/* Re-reads the certificate files (SIGHUP).  0 or SNCP_E_CONFIG with err. */
+int tnve_nnve_reload(struct tnve_nnve *n, char *err, size_t errlen);
+/* Session state for session/show: state, peer, identity, node_id, port, hold_time_ms,
+ * keepalive_ms, epoch, connects, last_error, and the session counters.  New reference. */
+json_t *tnve_nnve_json(const struct tnve_nnve *n);
+
+/* Reads the MAC of interface `ifname` (/sys/class/net/IF/address).  0 or -errno. */
+int tnve_nnve_read_mac(const char *ifname, uint8_t mac[6]);
+
+#endif

@@ -1,0 +1,1766 @@
+/* reconcile.c: desired vs acknowledged TSI state, converged over SNCP (see reconcile.h).
+ *
+ * Objects: domains (from libvirt), TSIs (one per vNIC with a VN, keyed by TSI_ID and VN),
+ * VNs (kept for the process lifetime so their last tag survives a disconnect).  Lists are
+ * plain linked lists: a host has at most a few thousand vNICs and every pass is O(n).
+ *
+ * A TSI's desired state is its domain's while the vNIC exists, else Init.  acked is the
+ * state the nNVE last confirmed and stays across a session loss (it is what SYNC
+ * re-announces against and what the dataplane shows).  During SYNC every object carries
+ * sync_needed until it is re-announced (or swept by SYNC_END).
+ *
+ * Cookies: kind in the top 4 bits, the object's serial below; never 0 (the SNCP client
+ * uses 0 for its HELLO).
+ */
+#include "reconcile.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "sncp-error.h"
+#include "snv-log.h"
+
+enum rec_phase {
+    PHASE_DOWN,
+    PHASE_WAIT_INVENTORY,
+    PHASE_SYNC_BEGIN,
+    PHASE_SYNCING,
+    PHASE_SYNC_END,
+    PHASE_READY,
+};
+
+enum cookie_kind {
+    CK_TSI = 1,
+    CK_VN = 2,
+    CK_SYNC_BEGIN = 3,
+    CK_SYNC_END = 4,
+};
+#define COOKIE(kind, serial) (((uint64_t)(kind) << 60) | ((serial) & ((UINT64_C(1) << 60) - 1)))
+#define COOKIE_KIND(c) ((unsigned)((c) >> 60))
+#define COOKIE_SERIAL(c) ((c) & ((UINT64_C(1) << 60) - 1))
+
+struct rec_vn {
+    struct rec_vn *next;
+    uint64_t serial;
+    struct tnve_vn vn;
+    uint16_t tag;            /* last known local tag (0: none) */
+    int acked;               /* the nNVE confirmed our connection */
+    int sync_needed, sync_tried;
+    uint8_t out_type;        /* outstanding request type, 0 = none */
+    uint64_t retry_at;
+    unsigned failures, kicks;
+    uint64_t last_kick;
+    int last_err;
+    char last_reason[300];
+    uint64_t fail_time;
+};
+
+struct rec_domain {
+    struct rec_domain *next;
+    uint8_t uuid[16];
+    char uuid_str[40];
+    char name[256];
+    char state[40];
+    enum sncp_tsi_state desired;
+    uint16_t flags;          /* SNCP flags of the last desired-state change */
+    int inactive_policy;     /* desired follows associate_on_define */
+    int removed;             /* gone from libvirt: forget once all TSIs are Init */
+    int seen;
+    unsigned n_vnics, n_unmapped;
+    uint8_t unmapped_logged[TNVE_MAX_VNICS][6];
+    unsigned n_unmapped_logged;
+    uint64_t prepared_until; /* hook-prepared, not yet started */
+    int prepare_set;         /* the desired state is the hook's (no event since) */
+    int prepare_new;         /* the hook made the domain known */
+    enum sncp_tsi_state prepare_prev;
+};
+
+struct rec_tsi {
+    struct rec_tsi *next;
+    uint64_t serial;
+    struct rec_domain *dom;
+    struct rec_vn *vn;
+    struct sncp_tsi_id id;
+    char id_str[SNCP_TSI_ID_STRLEN];
+    char ifname[64];
+    int present;             /* the vNIC still exists with this VN */
+    enum sncp_tsi_state acked;
+    uint16_t flags;          /* SNCP flags for the next transition */
+    uint16_t tag;
+    uint8_t out_type;
+    enum sncp_tsi_state out_target;
+    uint32_t out_addr_gen;
+    int sync_needed, sync_tried;
+    int sync_deactivate;     /* SYNC: ASSOCIATE met INVALID_STATE, DEACTIVATE next */
+    uint64_t retry_at;
+    unsigned failures, kicks;
+    uint64_t last_kick;
+    int last_err;
+    char last_reason[300];
+    uint64_t fail_time;      /* when last_err was set */
+    struct sncp_addr addrs[SNCP_MAX_ADDRS];
+    unsigned n_addrs;
+    uint32_t addr_gen, addr_acked_gen;
+    uint16_t dp_vid;
+    char dp_ifname[64];
+    uint64_t stamp;          /* of the desired-state change not yet acknowledged */
+};
+
+struct rec_waiter {
+    struct rec_waiter *next;
+    uint8_t uuid[16];
+    uint64_t start, deadline;
+    tnve_rec_prepare_cb *cb;
+    void *aux;
+};
+
+struct tnve_rec {
+    struct tnve_rec_config cfg;
+    char *state_file;
+    struct tnve_rec_ops ops;
+    void *aux;
+    enum rec_phase phase;
+    int inventory_ready;
+    uint64_t next_serial;
+    uint64_t stamp;
+    uint32_t rng;
+    struct rec_domain *domains;
+    struct rec_tsi *tsis;
+    struct rec_vn *vns;
+    struct rec_waiter *waiters;
+    int any_gone;            /* some vNIC that went away is still held at the nNVE */
+    struct tnve_rec_stats st;
+    struct snv_ratelimit rl_peer;
+};
+
+/* ---------------------------------------------------------------- helpers */
+
+static uint32_t rng_next(struct tnve_rec *r)
+{
+    uint32_t x = r->rng;
+    x ^= x << 13;
+    x ^= x >> 17;
+    x ^= x << 5;
+    r->rng = x;
+    return x;
+}
+
+/* retry_min * 2^(n-1), capped at retry_max, times a jitter in [0.75, 1.25), still capped;
+ * never below the peer's RETRY_AFTER. */
+static uint64_t backoff(struct tnve_rec *r, unsigned n, uint32_t retry_after)
+{
+    uint64_t d = r->cfg.retry_min_ms;
+    for (unsigned i = 1; i < n && d < r->cfg.retry_max_ms; i++)
+        d *= 2;
+    if (d > r->cfg.retry_max_ms)
+        d = r->cfg.retry_max_ms;
+    d = d * (750 + rng_next(r) % 500) / 1000;
+    if (d > r->cfg.retry_max_ms)
+        d = r->cfg.retry_max_ms;
+    if (d < retry_after)
+        d = retry_after;
+    return d ? d : 1;
+}
+
+static void wake(struct tnve_rec *r)
+{
+    if (r->ops.wake)
+        r->ops.wake(r->aux);
+}
+
+static int session_usable(const struct tnve_rec *r)
+{
+    return r->phase == PHASE_SYNCING || r->phase == PHASE_SYNC_END || r->phase == PHASE_READY;
+}
+
+static enum sncp_tsi_state tsi_desired(const struct rec_tsi *t)
+{
+    if (!t->present || t->dom->removed)
+        return SNCP_TSI_INIT;
+    return t->dom->desired;
+}
+
+static const char *vn_text(const struct rec_vn *v, char *buf, size_t cap)
+{
+    tnve_vn_format(&v->vn, buf, cap);
+    return buf;
+}
+
+static const char *type_short(uint8_t type)
+{
+    switch (type) {
+    case SNCP_MSG_VN_CONNECT:
+        return "connect";
+    case SNCP_MSG_VN_DISCONNECT:
+        return "disconnect";
+    case SNCP_MSG_TSI_ASSOCIATE:
+        return "associate";
+    case SNCP_MSG_TSI_ACTIVATE:
+        return "activate";
+    case SNCP_MSG_TSI_DEACTIVATE:
+        return "deactivate";
+    case SNCP_MSG_TSI_DEASSOCIATE:
+        return "deassociate";
+    case SNCP_MSG_TSI_UPDATE:
+        return "update";
+    default:
+        return "-";
+    }
+}
+
+static void set_reason(char *dst, size_t cap, int err, const struct sncp_msg *rsp)
+{
+    if (rsp && rsp->reason[0])
+        snprintf(dst, cap, "%s: %s", sncp_error_token(err), rsp->reason);
+    else
+        snprintf(dst, cap, "%s", sncp_strerror(err));
+}
+
+/* ---------------------------------------------------------------- tag file */
+
+static void tags_save(struct tnve_rec *r)
+{
+    if (!r->state_file)
+        return;
+    char tmp[512];
+    int n = snprintf(tmp, sizeof tmp, "%s.tmp", r->state_file);
+    if (n < 0 || (size_t)n >= sizeof tmp)
+        return;
+    FILE *f = fopen(tmp, "w");
+    if (!f) {
+        SNV_WARN("rec", "cannot write tag file path=%s err=%s", tmp, strerror(errno));
+        return;
+    }
+    fprintf(f, "# tnve-agent: last local tag per VN (vn_id vn_name tag); rewritten by the "
+               "agent\n");
+    for (struct rec_vn *v = r->vns; v; v = v->next)
+        if (v->tag)
+            fprintf(f, "%u %s %u\n", v->vn.id, v->vn.name[0] ? v->vn.name : "-", v->tag);
+    int bad = ferror(f);
+    if (fclose(f) != 0 || bad || rename(tmp, r->state_file) != 0) {
+        SNV_WARN("rec", "cannot write tag file path=%s err=%s", r->state_file, strerror(errno));
+        unlink(tmp);
+    }
+}
+
+static struct rec_vn *vn_get(struct tnve_rec *r, const struct tnve_vn *vn, int create);
+
+static void tags_load(struct tnve_rec *r)
+{
+    if (!r->state_file)
+        return;
+    FILE *f = fopen(r->state_file, "r");
+    if (!f)
+        return;
+    char line[256];
+    unsigned loaded = 0;
+    while (fgets(line, sizeof line, f)) {
+        if (line[0] == '#')
+            continue;
+        unsigned id, tag;
+        char name[SNCP_MAX_VN_NAME_LEN + 2];
+        if (sscanf(line, "%u %65s %u", &id, name, &tag) != 3)
+            continue;
+        struct tnve_vn vn;
+        memset(&vn, 0, sizeof vn);
+        if (id > SNCP_MAX_VN_ID || tag < SNCP_MIN_VID || tag > SNCP_MAX_VID)
+            continue;
+        vn.id = id;
+        if (strcmp(name, "-") && tnve_vn_set_name(&vn, name))
+            continue;
+        if (!tnve_vn_is_set(&vn))
+            continue;
+        struct rec_vn *v = vn_get(r, &vn, 1);
+        if (v) {
+            v->tag = (uint16_t)tag;
+            loaded++;
+        }
+    }
+    fclose(f);
+    SNV_INFO("rec", "loaded last known tags path=%s vns=%u", r->state_file, loaded);
+}
+
+/* ---------------------------------------------------------------- objects */
+
+static struct rec_vn *vn_get(struct tnve_rec *r, const struct tnve_vn *vn, int create)
+{
+    for (struct rec_vn *v = r->vns; v; v = v->next) {
+        if (tnve_vn_equal(&v->vn, vn)) {
+            /* Learn the other half of the identifier when a later source gives it. */
+            if (!v->vn.id && vn->id)
+                v->vn.id = vn->id;
+            if (!v->vn.name[0] && vn->name[0])
+                memcpy(v->vn.name, vn->name, sizeof v->vn.name);
+            return v;
+        }
+    }
+    if (!create)
+        return NULL;
+    struct rec_vn *v = calloc(1, sizeof *v);
+    if (!v)
+        return NULL;
+    v->serial = ++r->next_serial;
+    v->vn = *vn;
+    v->next = r->vns;
+    r->vns = v;
+    r->st.vns++;
+    return v;
+}
+
+static struct rec_domain *dom_find(const struct tnve_rec *r, const uint8_t uuid[16])
+{
+    for (struct rec_domain *d = r->domains; d; d = d->next)
+        if (!memcmp(d->uuid, uuid, 16))
+            return d;
+    return NULL;
+}
+
+static struct rec_tsi *tsi_find_present(const struct tnve_rec *r, const uint8_t uuid[16],
+                                        const uint8_t mac[6])
+{
+    for (struct rec_tsi *t = r->tsis; t; t = t->next)
+        if (t->present && !memcmp(t->id.uuid, uuid, 16) && !memcmp(t->id.mac, mac, 6))
+            return t;
+    return NULL;
+}
+
+/* The TSI the nNVE means by a TSI_ID: the present one, else any with acked state. */
+static struct rec_tsi *tsi_find_id(const struct tnve_rec *r, const struct sncp_tsi_id *id)
+{
+    struct rec_tsi *any = NULL;
+    for (struct rec_tsi *t = r->tsis; t; t = t->next) {
+        if (memcmp(&t->id, id, sizeof *id))
+            continue;
+        if (t->present)
+            return t;
+        if (!any)
+            any = t;
+    }
+    return any;
+}
+
+/* A TSI waits while another object with its TSI_ID (an old VN) is not yet back to Init. */
+static int tsi_blocked(const struct tnve_rec *r, const struct rec_tsi *t)
+{
+    if (!t->present || !r->any_gone)
+        return 0;
+    for (const struct rec_tsi *o = r->tsis; o; o = o->next) {
+        if (o == t || o->present || memcmp(&o->id, &t->id, sizeof t->id))
+            continue;
+        if (o->acked != SNCP_TSI_INIT || o->out_type)
+            return 1;
+    }
+    return 0;
+}
+
+static unsigned vn_users(const struct tnve_rec *r, const struct rec_vn *v)
+{
+    unsigned n = 0;
+    for (const struct rec_tsi *t = r->tsis; t; t = t->next)
+        if (t->vn == v && tsi_desired(t) != SNCP_TSI_INIT)
+            n++;
+    return n;
+}
+
+/* TSIs of the VN that the nNVE still holds (or may hold: a request is out). */
+static unsigned vn_held(const struct tnve_rec *r, const struct rec_vn *v)
+{
+    unsigned n = 0;
+    for (const struct rec_tsi *t = r->tsis; t; t = t->next)
+        if (t->vn == v && (t->acked != SNCP_TSI_INIT || t->out_type))
+            n++;
+    return n;
+}
+
+/* ---------------------------------------------------------------- dataplane */
+
+static int uplink_in_use(const struct tnve_rec *r, const struct rec_tsi *except, uint16_t vid)
+{
+    for (const struct rec_tsi *t = r->tsis; t; t = t->next)
+        if (t != except && t->dp_vid == vid)
+            return 1;
+    return 0;
+}
+
+static void dp_sync(struct tnve_rec *r, struct rec_tsi *t)
+{
+    uint16_t want = t->acked == SNCP_TSI_ACTIVATED && t->ifname[0] ? t->tag : 0;
+    if (t->dp_vid == want && (!want || !strcmp(t->dp_ifname, t->ifname)))
+        return;
+    if (!r->cfg.dp_class) {
+        t->dp_vid = want;
+        snprintf(t->dp_ifname, sizeof t->dp_ifname, "%s", want ? t->ifname : "");
+        return;
+    }
+    if (t->dp_vid) {
+        int err = r->cfg.dp_class->port_clear(r->cfg.dp, t->dp_ifname, t->dp_vid,
+                                              uplink_in_use(r, t, t->dp_vid));
+        if (err < 0) {
+            r->st.dp_errors++;
+            SNV_ERR("rec", "dataplane clear failed tsi=%s port=%s tag=%u err=%s", t->id_str,
+                    t->dp_ifname, t->dp_vid, sncp_strerror(err));
+        }
+        t->dp_vid = 0;
+        t->dp_ifname[0] = '\0';
+    }
+    if (want) {
+        int err = r->cfg.dp_class->port_set(r->cfg.dp, t->ifname, want);
+        if (err < 0) {
+            r->st.dp_errors++;
+            SNV_ERR("rec", "dataplane set failed tsi=%s port=%s tag=%u err=%s", t->id_str,
+                    t->ifname, want, sncp_strerror(err));
+            return;
+        }
+        t->dp_vid = want;
+        snprintf(t->dp_ifname, sizeof t->dp_ifname, "%s", t->ifname);
+    }
+}
+
+static void tsi_set_acked(struct tnve_rec *r, struct rec_tsi *t, enum sncp_tsi_state s,
+                          const char *why)
+{
+    if (t->acked != s) {
+        char vbuf[TNVE_VN_STRLEN];
+        SNV_INFO("rec", "tsi state tsi=%s domain=%s vn=%s acked=%s was=%s tag=%u cause=%s",
+                 t->id_str, t->dom->name, vn_text(t->vn, vbuf, sizeof vbuf),
+                 sncp_tsi_state_name(s), sncp_tsi_state_name(t->acked), t->tag, why);
+        t->acked = s;
+    }
+    if (s == SNCP_TSI_INIT)
+        t->addr_acked_gen = 0;
+    dp_sync(r, t);
+}
+
+static void tsi_free(struct tnve_rec *r, struct rec_tsi *t)
+{
+    (void)r;
+    free(t);
+}
+
+/* ---------------------------------------------------------------- waiters */
+
+static void dom_revert_prepare(struct tnve_rec *r, const uint8_t uuid[16]);
+
+static void waiter_finish(struct tnve_rec *r, struct rec_waiter *w, int err, const char *reason)
+{
+    if (err && err != SNCP_E_CLOSED)
+        dom_revert_prepare(r, w->uuid);
+    struct rec_waiter **pw = &r->waiters;
+    while (*pw && *pw != w)
+        pw = &(*pw)->next;
+    if (*pw)
+        *pw = w->next;
+    if (err)
+        r->st.prepares_failed++;
+    else
+        r->st.prepares_ok++;
+    w->cb(w->aux, err, reason);
+    free(w);
+}
+
+/* Refusals that end a hook wait at once; anything else is retried until the deadline. */
+static int is_refusal(int err)
+{
+    return err == SNCP_E_NOT_AUTHORIZED || err == SNCP_E_TAG_POOL_EXHAUSTED ||
+           err == SNCP_E_RESOURCE_LIMIT || err == SNCP_E_CONFLICT || err == SNCP_E_NO_SUCH_VN ||
+           err == SNCP_E_INVALID_VALUE || err == SNCP_E_MISSING_TLV || err == SNCP_E_MALFORMED ||
+           err == SNCP_E_CRITICAL_TLV;
+}
+
+static void waiters_check(struct tnve_rec *r, uint64_t now)
+{
+    struct rec_waiter *w = r->waiters;
+    while (w) {
+        struct rec_waiter *next = w->next;
+        struct rec_domain *d = dom_find(r, w->uuid);
+        int pending = 0, err = 0;
+        char reason[700] = "";
+        for (struct rec_tsi *t = r->tsis; d && t; t = t->next) {
+            if (t->dom != d || !t->present)
+                continue;
+            if (t->acked == SNCP_TSI_INIT || t->sync_needed)
+                pending++;
+            if (err)
+                continue;
+            if (t->last_err && t->last_err != SNCP_E_NO_SUCH_VN && is_refusal(t->last_err) &&
+                t->fail_time >= w->start) {
+                err = t->last_err;
+                snprintf(reason, sizeof reason, "nNVE refused vNIC %s: %s", t->id_str,
+                         t->last_reason);
+            } else if (t->vn->last_err && is_refusal(t->vn->last_err) &&
+                       t->vn->fail_time >= w->start) {
+                char vbuf[TNVE_VN_STRLEN];
+                err = t->vn->last_err;
+                snprintf(reason, sizeof reason, "nNVE refused VN %s: %s",
+                         vn_text(t->vn, vbuf, sizeof vbuf), t->vn->last_reason);
+            }
+        }
+        if (!d) {
+            waiter_finish(r, w, SNCP_E_CLOSED, "domain no longer tracked");
+        } else if (err) {
+            waiter_finish(r, w, err, reason);
+        } else if (!pending) {
+            waiter_finish(r, w, 0, "associated");
+        } else if (now >= w->deadline) {
+            char last[340] = "";
+            for (struct rec_tsi *t = r->tsis; t; t = t->next)
+                if (t->dom == d && t->present && t->last_err && !last[0])
+                    snprintf(last, sizeof last, "; last error: %s", t->last_reason);
+            snprintf(reason, sizeof reason, "timed out waiting for the nNVE (%s%s)",
+                     r->phase == PHASE_DOWN ? "nNVE unreachable" : tnve_rec_phase(r), last);
+            waiter_finish(r, w, SNCP_E_TIMEOUT, reason);
+        }
+        w = next;
+    }
+}
+
+/* ---------------------------------------------------------------- create */
+
+struct tnve_rec *tnve_rec_create(const struct tnve_rec_config *cfg, const struct tnve_rec_ops *ops,
+                                 void *aux)
+{
+    struct tnve_rec *r = calloc(1, sizeof *r);
+    if (!r)
+        return NULL;
+    r->cfg = *cfg;
+    if (!r->cfg.retry_min_ms)
+        r->cfg.retry_min_ms = 500;
+    if (!r->cfg.retry_max_ms)
+        r->cfg.retry_max_ms = 30000;
+    if (r->cfg.retry_max_ms < r->cfg.retry_min_ms)
+        r->cfg.retry_max_ms = r->cfg.retry_min_ms;
+    if (!r->cfg.prepare_hold_ms)
+        r->cfg.prepare_hold_ms = 60000;
+    r->rng = cfg->seed ? cfg->seed : 0x9e3779b9u;
+    if (cfg->state_file) {
+        r->state_file = strdup(cfg->state_file);
+        if (!r->state_file) {
+            free(r);
+            return NULL;
+        }
+    }
+    r->cfg.state_file = r->state_file;
+    r->ops = *ops;
+    r->aux = aux;
+    r->phase = PHASE_DOWN;
+    struct snv_ratelimit rl = SNV_RATELIMIT_INIT(5, 20);
+    r->rl_peer = rl;
+    tags_load(r);
+    return r;
+}
+
+void tnve_rec_destroy(struct tnve_rec *r)
+{
+    if (!r)
+        return;
+    while (r->waiters)
+        waiter_finish(r, r->waiters, SNCP_E_CLOSED, "agent shutting down");
+    while (r->tsis) {
+        struct rec_tsi *t = r->tsis;
+        r->tsis = t->next;
+        tsi_free(r, t);
+    }
+    while (r->domains) {
+        struct rec_domain *d = r->domains;
+        r->domains = d->next;
+        free(d);
+    }
+    while (r->vns) {
+        struct rec_vn *v = r->vns;
+        r->vns = v->next;
+        free(v);
+    }
+    free(r->state_file);
+    free(r);
+}
+
+/* ---------------------------------------------------------------- desired state */
+
+static enum sncp_tsi_state effect_state(const struct tnve_rec *r, const struct rec_domain *d,
+                                        enum tnve_effect e)
+{
+    switch (e) {
+    case TNVE_EFFECT_ACTIVATE:
+        return SNCP_TSI_ACTIVATED;
+    case TNVE_EFFECT_ASSOCIATE:
+        return SNCP_TSI_ASSOCIATED;
+    case TNVE_EFFECT_DEASSOCIATE:
+    case TNVE_EFFECT_UNDEFINE:
+        return SNCP_TSI_INIT;
+    case TNVE_EFFECT_INACTIVE:
+        return r->cfg.associate_on_define ? SNCP_TSI_ASSOCIATED : SNCP_TSI_INIT;
+    case TNVE_EFFECT_NONE:
+        break;
+    }
+    return d->desired;
+}
+
+static void dom_apply(struct tnve_rec *r, struct rec_domain *d, enum tnve_effect e, uint16_t flags,
+                      const char *state)
+{
+    enum sncp_tsi_state want = effect_state(r, d, e);
+    if (e != TNVE_EFFECT_NONE)
+        d->inactive_policy = e == TNVE_EFFECT_INACTIVE;
+    if (state && *state)
+        snprintf(d->state, sizeof d->state, "%s", state);
+    if (e == TNVE_EFFECT_ACTIVATE || e == TNVE_EFFECT_DEASSOCIATE || e == TNVE_EFFECT_INACTIVE)
+        d->prepared_until = 0;
+    if (e != TNVE_EFFECT_NONE)
+        d->prepare_set = 0;
+    if (want == d->desired)
+        return;
+    SNV_INFO("rec", "domain desired domain=%s uuid=%s desired=%s was=%s cause=%s flags=0x%x",
+             d->name, d->uuid_str, sncp_tsi_state_name(want), sncp_tsi_state_name(d->desired),
+             state ? state : "-", flags);
+    d->desired = want;
+    d->flags = flags;
+    for (struct rec_tsi *t = r->tsis; t; t = t->next) {
+        if (t->dom != d)
+            continue;
+        t->flags = flags;
+        t->stamp = r->stamp;
+        /* A new desired state deserves a prompt attempt, not the old failure's backoff. */
+        t->retry_at = 0;
+        t->failures = 0;
+        t->last_err = 0;
+    }
+}
+
+static struct rec_domain *dom_get(struct tnve_rec *r, const struct tnve_domxml *x)
+{
+    struct rec_domain *d = dom_find(r, x->uuid);
+    if (d) {
+        if (strcmp(d->name, x->name))
+            snprintf(d->name, sizeof d->name, "%s", x->name);
+        d->removed = 0;
+        return d;
+    }
+    d = calloc(1, sizeof *d);
+    if (!d)
+        return NULL;
+    memcpy(d->uuid, x->uuid, 16);
+    sncp_uuid_format(d->uuid, d->uuid_str, sizeof d->uuid_str);
+    snprintf(d->name, sizeof d->name, "%s", x->name);
+    snprintf(d->state, sizeof d->state, "new");
+    d->desired = SNCP_TSI_INIT;
+    d->next = r->domains;
+    r->domains = d;
+    r->st.domains++;
+    return d;
+}
+
+/* Makes the TSI set of `d` match the vNICs of `x`. */
+static int dom_sync_vnics(struct tnve_rec *r, struct rec_domain *d, const struct tnve_domxml *x)
+{
+    for (struct rec_tsi *t = r->tsis; t; t = t->next)
+        if (t->dom == d)
+            t->present = -t->present; /* present ones become -1: "not yet seen" */
+    d->n_vnics = x->n_vnics;
+    d->n_unmapped = 0;
+    for (unsigned i = 0; i < x->n_vnics; i++) {
+        const struct tnve_vnic *v = &x->vnics[i];
+        char mac[SNCP_MAC_STRLEN];
+        sncp_mac_format(v->mac, mac, sizeof mac);
+        if (!tnve_vn_is_set(&v->vn)) {
+            d->n_unmapped++;
+            unsigned k;
+            for (k = 0; k < d->n_unmapped_logged; k++)
+                if (!memcmp(d->unmapped_logged[k], v->mac, 6))
+                    break;
+            if (k == d->n_unmapped_logged && k < TNVE_MAX_VNICS) {
+                memcpy(d->unmapped_logged[k], v->mac, 6);
+                d->n_unmapped_logged++;
+                SNV_INFO("rec", "vnic has no VN, left alone domain=%s mac=%s network=%s "
+                                "bridge=%s",
+                         d->name, mac, v->network[0] ? v->network : "-",
+                         v->bridge[0] ? v->bridge : "-");
+            }
+            continue;
+        }
+        struct rec_tsi *t = NULL, *same_id = NULL;
+        for (struct rec_tsi *o = r->tsis; o; o = o->next) {
+            if (o->dom != d || memcmp(o->id.mac, v->mac, 6) || o->present == 0)
+                continue;
+            same_id = o;
+            if (tnve_vn_equal(&o->vn->vn, &v->vn)) {
+                t = o;
+                break;
+            }
+        }
+        if (!t) {
+            struct rec_vn *vn = vn_get(r, &v->vn, 1);
+            t = calloc(1, sizeof *t);
+            if (!vn || !t) {
+                free(t);
+                return -ENOMEM;
+            }
+            t->serial = ++r->next_serial;
+            t->dom = d;
+            t->vn = vn;
+            memcpy(t->id.uuid, d->uuid, 16);
+            memcpy(t->id.mac, v->mac, 6);
+            sncp_tsi_id_format(&t->id, t->id_str, sizeof t->id_str);
+            t->acked = SNCP_TSI_INIT;
+            t->tag = vn->tag;
+            t->flags = d->flags;
+            t->stamp = r->stamp;
+            /* append: older objects with the same TSI_ID come first */
+            struct rec_tsi **pt = &r->tsis;
+            while (*pt)
+                pt = &(*pt)->next;
+            *pt = t;
+            r->st.tsis++;
+            char vbuf[TNVE_VN_STRLEN];
+            SNV_INFO("rec", "vnic tracked domain=%s tsi=%s vn=%s source=%s%s", d->name,
+                     t->id_str, vn_text(vn, vbuf, sizeof vbuf),
+                     tnve_domxml_vn_source_name(v->vn_source),
+                     same_id ? " (VN changed)" : "");
+        }
+        t->present = 1;
+        if (strcmp(t->ifname, v->target)) {
+            snprintf(t->ifname, sizeof t->ifname, "%s", v->target);
+            dp_sync(r, t);
+        }
+    }
+    for (struct rec_tsi *t = r->tsis; t; t = t->next) {
+        if (t->dom == d && t->present < 0) {
+            t->present = 0;
+            t->retry_at = 0;
+            SNV_INFO("rec", "vnic gone domain=%s tsi=%s", d->name, t->id_str);
+        }
+    }
+    return 0;
+}
+
+void tnve_rec_set_policy(struct tnve_rec *r, int associate_on_define, uint64_t now)
+{
+    (void)now;
+    if (r->cfg.associate_on_define == associate_on_define)
+        return;
+    r->cfg.associate_on_define = associate_on_define;
+    for (struct rec_domain *d = r->domains; d; d = d->next)
+        if (d->inactive_policy)
+            dom_apply(r, d, TNVE_EFFECT_INACTIVE, 0, NULL);
+    wake(r);
+}
+
+void tnve_rec_inventory_begin(struct tnve_rec *r)
+{
+    for (struct rec_domain *d = r->domains; d; d = d->next)
+        d->seen = 0;
+}
+
+void tnve_rec_inventory_end(struct tnve_rec *r, uint64_t now)
+{
+    for (struct rec_domain *d = r->domains; d; d = d->next)
+        if (!d->seen && !d->removed && !d->prepared_until)
+            tnve_rec_domain_remove(r, d->uuid, 0, now);
+    if (!r->inventory_ready) {
+        r->inventory_ready = 1;
+        SNV_INFO("rec", "domain inventory complete domains=%u tsis=%u", r->st.domains,
+                 r->st.tsis);
+        if (r->phase == PHASE_WAIT_INVENTORY)
+            tnve_rec_session_up(r, now);
+    }
+    wake(r);
+}
+
+int tnve_rec_domain_update(struct tnve_rec *r, const struct tnve_domxml *x, enum tnve_effect effect,
+                           uint16_t flags, const char *state, uint64_t now)
+{
+    (void)now;
+    struct rec_domain *d = dom_get(r, x);
+    if (!d)
+        return -ENOMEM;
+    d->seen = 1;
+    dom_apply(r, d, effect, flags, state);
+    int err = dom_sync_vnics(r, d, x);
+    waiters_check(r, now);
+    wake(r);
+    return err;
+}
+
+int tnve_rec_domain_effect(struct tnve_rec *r, const uint8_t uuid[16], enum tnve_effect effect,
+                           uint16_t flags, const char *state, uint64_t now)
+{
+    struct rec_domain *d = dom_find(r, uuid);
+    if (!d)
+        return -ENOENT;
+    d->seen = 1;
+    dom_apply(r, d, effect, flags, state);
+    waiters_check(r, now);
+    wake(r);
+    return 0;
+}
+
+void tnve_rec_domain_remove(struct tnve_rec *r, const uint8_t uuid[16], uint16_t flags,
+                            uint64_t now)
+{
+    struct rec_domain *d = dom_find(r, uuid);
+    if (!d || d->removed)
+        return;
+    dom_apply(r, d, TNVE_EFFECT_UNDEFINE, flags, "undefined");
+    d->removed = 1;
+    d->prepared_until = 0;
+    SNV_INFO("rec", "domain gone domain=%s uuid=%s", d->name, d->uuid_str);
+    waiters_check(r, now);
+    wake(r);
+}
+
+static int addr_cmp(const void *a, const void *b)
+{
+    return memcmp(a, b, sizeof(struct sncp_addr));
+}
+
+int tnve_rec_set_addresses(struct tnve_rec *r, const uint8_t uuid[16], const uint8_t mac[6],
+                           const struct sncp_addr *addrs, unsigned n, uint64_t now)
+{
+    (void)now;
+    struct rec_tsi *t = tsi_find_present(r, uuid, mac);
+    if (!t)
+        return -ENOENT;
+    struct sncp_addr sorted[SNCP_MAX_ADDRS];
+    if (n > SNCP_MAX_ADDRS)
+        n = SNCP_MAX_ADDRS;
+    memset(sorted, 0, sizeof sorted);
+    for (unsigned i = 0; i < n; i++) {
+        sorted[i].type = addrs[i].type;
+        memcpy(sorted[i].mac, addrs[i].mac, 6);
+        memcpy(sorted[i].ip, addrs[i].ip, 16);
+    }
+    qsort(sorted, n, sizeof sorted[0], addr_cmp);
+    if (n == t->n_addrs && !memcmp(sorted, t->addrs, n * sizeof sorted[0]))
+        return 0;
+    memcpy(t->addrs, sorted, n * sizeof sorted[0]);
+    t->n_addrs = n;
+    t->addr_gen++;
+    if (!t->addr_gen)
+        t->addr_gen = 1;
+    SNV_INFO("rec", "addresses learnt tsi=%s domain=%s count=%u", t->id_str, t->dom->name, n);
+    wake(r);
+    return 1;
+}
+
+void tnve_rec_set_stamp(struct tnve_rec *r, uint64_t stamp)
+{
+    r->stamp = stamp;
+}
+
+int tnve_rec_domain_known(const struct tnve_rec *r, const uint8_t uuid[16])
+{
+    const struct rec_domain *d = dom_find(r, uuid);
+    return d && !d->removed;
+}
+
+int tnve_rec_domain_busy(const struct tnve_rec *r, const uint8_t uuid[16])
+{
+    for (const struct rec_waiter *w = r->waiters; w; w = w->next)
+        if (!memcmp(w->uuid, uuid, 16))
+            return 1;
+    return 0;
+}
+
+unsigned tnve_rec_active_domains(const struct tnve_rec *r, uint8_t (*uuids)[16], unsigned cap)
+{
+    unsigned n = 0;
+    for (const struct rec_domain *d = r->domains; d && n < cap; d = d->next)
+        if (!d->removed && d->desired == SNCP_TSI_ACTIVATED)
+            memcpy(uuids[n++], d->uuid, 16);
+    return n;
+}
+
+/* ---------------------------------------------------------------- hook */
+
+int tnve_rec_prepare(struct tnve_rec *r, const struct tnve_domxml *x, uint16_t flags,
+                     uint64_t deadline, tnve_rec_prepare_cb *cb, void *aux, uint64_t now)
+{
+    struct rec_waiter *w = calloc(1, sizeof *w);
+    if (!w)
+        return -ENOMEM;
+    int was_known = tnve_rec_domain_known(r, x->uuid);
+    struct rec_domain *d = dom_get(r, x);
+    if (!d) {
+        free(w);
+        return -ENOMEM;
+    }
+    d->seen = 1;
+    if (d->desired == SNCP_TSI_INIT) {
+        dom_apply(r, d, TNVE_EFFECT_ASSOCIATE, flags,
+                  flags & SNCP_F_MIGRATION ? "hook/migrate" : "hook/prepare");
+        /* Undone if the start is refused: libvirt then does not start the domain and,
+         * holding it locked until we answer, sends no event about it. */
+        d->prepare_set = 1;
+        d->prepare_new = !was_known;
+        d->prepare_prev = SNCP_TSI_INIT;
+    }
+    d->prepared_until = now + r->cfg.prepare_hold_ms;
+    int err = dom_sync_vnics(r, d, x);
+    if (err) {
+        free(w);
+        return err;
+    }
+    /* A fresh attempt for every vNIC: old failures must not refuse this start. */
+    for (struct rec_tsi *t = r->tsis; t; t = t->next) {
+        if (t->dom == d && t->present) {
+            t->last_err = 0;
+            t->retry_at = 0;
+            t->vn->retry_at = 0;
+            t->vn->last_err = 0;
+        }
+    }
+    memcpy(w->uuid, d->uuid, 16);
+    w->start = now;
+    w->deadline = deadline;
+    w->cb = cb;
+    w->aux = aux;
+    w->next = r->waiters;
+    r->waiters = w;
+    SNV_INFO("rec", "hook %s domain=%s uuid=%s vnics=%u", flags & SNCP_F_MIGRATION ? "migrate"
+                                                                                     : "prepare",
+             d->name, d->uuid_str, d->n_vnics);
+    waiters_check(r, now);
+    wake(r);
+    return 0;
+}
+
+/* A refused or timed-out hook: the domain goes back to its state before the hook (a domain
+ * only the hook knew is forgotten), so nothing is retried for a start that did not happen. */
+static void dom_revert_prepare(struct tnve_rec *r, const uint8_t uuid[16])
+{
+    struct rec_domain *d = dom_find(r, uuid);
+    if (!d || !d->prepare_set)
+        return;
+    d->prepare_set = 0;
+    d->prepared_until = 0;
+    SNV_INFO("rec", "hook refused, reverting domain=%s uuid=%s", d->name, d->uuid_str);
+    if (d->prepare_new) {
+        d->removed = 1;
+        d->desired = SNCP_TSI_INIT;
+    } else {
+        d->desired = d->prepare_prev;
+        snprintf(d->state, sizeof d->state, "hook-refused");
+    }
+    for (struct rec_tsi *t = r->tsis; t; t = t->next) {
+        if (t->dom == d) {
+            t->flags = 0;
+            t->stamp = 0;
+        }
+    }
+    for (struct rec_vn *v = r->vns; v; v = v->next) {
+        if (v->last_err && !vn_users(r, v)) {
+            /* nobody needs it now: no more attempts for the refused VN */
+            v->retry_at = 0;
+            v->failures = 0;
+        }
+    }
+    wake(r);
+}
+
+/* ---------------------------------------------------------------- sending */
+
+static void fill_vn(struct sncp_msg *m, const struct rec_vn *v)
+{
+    if (v->vn.id) {
+        m->vn_id = v->vn.id;
+        sncp_msg_set(m, SNCP_TLV_VN_ID);
+    }
+    if (v->vn.name[0]) {
+        memcpy(m->vn_name, v->vn.name, sizeof m->vn_name);
+        sncp_msg_set(m, SNCP_TLV_VN_NAME);
+    }
+}
+
+static void fill_preferred(struct sncp_msg *m, uint16_t tag)
+{
+    if (!tag)
+        return;
+    m->preferred_tags[0].vid = tag;
+    m->preferred_tags[0].pcp = SNCP_PCP_NONE;
+    m->n_preferred_tags = 1;
+    sncp_msg_set(m, SNCP_TLV_PREFERRED_TAG);
+}
+
+static void fill_addrs(struct sncp_msg *m, const struct rec_tsi *t)
+{
+    for (unsigned i = 0; i < t->n_addrs; i++)
+        m->addrs[i] = t->addrs[i];
+    m->n_addrs = (uint8_t)t->n_addrs;
+    if (t->n_addrs)
+        sncp_msg_set(m, SNCP_TLV_ADDRESS);
+}
+
+static int do_send(struct tnve_rec *r, struct sncp_msg *m, uint64_t cookie)
+{
+    int64_t x = r->ops.send(r->aux, m, cookie);
+    if (x < 0)
+        return (int)x;
+    r->st.sent[m->type]++;
+    r->st.outstanding++;
+    return 0;
+}
+
+static void vn_send(struct tnve_rec *r, struct rec_vn *v, uint8_t type, uint64_t now)
+{
+    struct sncp_msg m;
+    sncp_msg_init(&m, type, 0);
+    fill_vn(&m, v);
+    if (type == SNCP_MSG_VN_CONNECT)
+        fill_preferred(&m, v->tag);
+    int err = do_send(r, &m, COOKIE(CK_VN, v->serial));
+    char vbuf[TNVE_VN_STRLEN];
+    if (err) {
+        v->retry_at = now + backoff(r, ++v->failures, 0);
+        SNV_WARN("rec", "send failed vn=%s request=%s err=%s", vn_text(v, vbuf, sizeof vbuf),
+                 sncp_msg_type_name(type), sncp_strerror(err));
+        return;
+    }
+    v->out_type = type;
+    SNV_INFO("rec", "request %s vn=%s preferred_tag=%u%s", sncp_msg_type_name(type),
+             vn_text(v, vbuf, sizeof vbuf), type == SNCP_MSG_VN_CONNECT ? v->tag : 0,
+             v->sync_needed ? " sync=1" : "");
+}
+
+static void tsi_send(struct tnve_rec *r, struct rec_tsi *t, uint8_t type,
+                     enum sncp_tsi_state target, uint64_t now)
+{
+    struct sncp_msg m;
+    sncp_msg_init(&m, type, 0);
+    m.tsi = t->id;
+    sncp_msg_set(&m, SNCP_TLV_TSI_ID);
+    t->out_addr_gen = t->addr_acked_gen;
+    switch (type) {
+    case SNCP_MSG_TSI_ASSOCIATE:
+    case SNCP_MSG_TSI_ACTIVATE:
+        fill_vn(&m, t->vn);
+        fill_preferred(&m, t->vn->tag ? t->vn->tag : t->tag);
+        if (type == SNCP_MSG_TSI_ASSOCIATE || t->acked == SNCP_TSI_INIT || t->sync_needed) {
+            fill_addrs(&m, t);
+            t->out_addr_gen = t->addr_gen;
+        }
+        m.flags = t->flags & (SNCP_F_MIGRATION | SNCP_F_MIGRATION_SOURCE);
+        break;
+    case SNCP_MSG_TSI_DEASSOCIATE:
+        m.flags = t->flags & (SNCP_F_MIGRATION | SNCP_F_MIGRATION_SOURCE);
+        break;
+    case SNCP_MSG_TSI_UPDATE:
+        m.update_op = SNCP_UPDATE_REPLACE;
+        sncp_msg_set(&m, SNCP_TLV_UPDATE_OP);
+        fill_addrs(&m, t);
+        t->out_addr_gen = t->addr_gen;
+        break;
+    default:
+        break;
+    }
+    int err = do_send(r, &m, COOKIE(CK_TSI, t->serial));
+    if (err) {
+        t->retry_at = now + backoff(r, ++t->failures, 0);
+        SNV_WARN("rec", "send failed tsi=%s request=%s err=%s", t->id_str,
+                 sncp_msg_type_name(type), sncp_strerror(err));
+        return;
+    }
+    t->out_type = type;
+    t->out_target = target;
+    char vbuf[TNVE_VN_STRLEN];
+    SNV_INFO("rec", "request %s tsi=%s domain=%s vn=%s flags=0x%x addresses=%u%s",
+             sncp_msg_type_name(type), t->id_str, t->dom->name,
+             vn_text(t->vn, vbuf, sizeof vbuf), m.flags, m.n_addrs,
+             t->sync_needed ? " sync=1" : "");
+}
+
+static void sync_send(struct tnve_rec *r, uint8_t type)
+{
+    struct sncp_msg m;
+    sncp_msg_init(&m, type, 0);
+    int err = do_send(r, &m, COOKIE(type == SNCP_MSG_SYNC_BEGIN ? CK_SYNC_BEGIN : CK_SYNC_END, 0));
+    if (err) {
+        SNV_WARN("rec", "send failed request=%s err=%s", sncp_msg_type_name(type),
+                 sncp_strerror(err));
+        return;
+    }
+    SNV_INFO("rec", "request %s", sncp_msg_type_name(type));
+    r->phase = type == SNCP_MSG_SYNC_BEGIN ? PHASE_SYNC_BEGIN : PHASE_SYNC_END;
+}
+
+/* Decides and sends the next step for one VN.  Returns the time it wants to run again. */
+static uint64_t vn_step(struct tnve_rec *r, struct rec_vn *v, uint64_t now)
+{
+    if (v->out_type)
+        return UINT64_MAX;
+    unsigned users = vn_users(r, v);
+    if (r->phase == PHASE_SYNCING && v->sync_needed) {
+        if (!users || v->sync_tried)
+            return UINT64_MAX;
+    } else if (v->sync_needed) {
+        return UINT64_MAX; /* waits for SYNC_END */
+    }
+    uint8_t type = 0;
+    if (users && (!v->acked || v->sync_needed))
+        type = SNCP_MSG_VN_CONNECT;
+    else if (!users && v->acked && !vn_held(r, v))
+        type = SNCP_MSG_VN_DISCONNECT;
+    if (!type)
+        return UINT64_MAX;
+    if (now < v->retry_at)
+        return v->retry_at;
+    if (v->failures)
+        r->st.retries++;
+    vn_send(r, v, type, now);
+    return v->out_type ? UINT64_MAX : v->retry_at;
+}
+
+static uint64_t tsi_step(struct tnve_rec *r, struct rec_tsi *t, uint64_t now)
+{
+    if (t->out_type)
+        return UINT64_MAX;
+    enum sncp_tsi_state want = tsi_desired(t);
+    uint8_t type = 0;
+    if (t->sync_needed) {
+        if (r->phase != PHASE_SYNCING || want == SNCP_TSI_INIT || t->sync_tried)
+            return UINT64_MAX;
+        type = want == SNCP_TSI_ACTIVATED ? SNCP_MSG_TSI_ACTIVATE
+               : t->sync_deactivate       ? SNCP_MSG_TSI_DEACTIVATE
+                                          : SNCP_MSG_TSI_ASSOCIATE;
+    } else if (want != t->acked) {
+        if (want == SNCP_TSI_INIT)
+            type = SNCP_MSG_TSI_DEASSOCIATE;
+        else if (want == SNCP_TSI_ACTIVATED)
+            type = SNCP_MSG_TSI_ACTIVATE;
+        else if (t->acked == SNCP_TSI_ACTIVATED)
+            type = SNCP_MSG_TSI_DEACTIVATE;
+        else
+            type = SNCP_MSG_TSI_ASSOCIATE;
+    } else if (want != SNCP_TSI_INIT && t->addr_gen != t->addr_acked_gen) {
+        type = SNCP_MSG_TSI_UPDATE;
+    }
+    if (!type)
+        return UINT64_MAX;
+    if ((type == SNCP_MSG_TSI_ASSOCIATE || type == SNCP_MSG_TSI_ACTIVATE) &&
+        (!t->vn->acked || t->vn->sync_needed || t->vn->out_type || tsi_blocked(r, t)))
+        return UINT64_MAX; /* the VN (or the old instance) goes first; it wakes us */
+    if (now < t->retry_at)
+        return t->retry_at;
+    if (t->failures)
+        r->st.retries++;
+    if (type == SNCP_MSG_TSI_DEACTIVATE && t->sync_needed)
+        want = SNCP_TSI_ASSOCIATED;
+    tsi_send(r, t, type, type == SNCP_MSG_TSI_DEASSOCIATE  ? SNCP_TSI_INIT
+                         : type == SNCP_MSG_TSI_DEACTIVATE ? SNCP_TSI_ASSOCIATED
+                         : type == SNCP_MSG_TSI_UPDATE     ? t->acked
+                                                           : want,
+             now);
+    return t->out_type ? UINT64_MAX : t->retry_at;
+}
+
+static int sync_complete(const struct tnve_rec *r)
+{
+    if (r->st.outstanding)
+        return 0;
+    for (const struct rec_vn *v = r->vns; v; v = v->next)
+        if (v->sync_needed && !v->sync_tried && vn_users(r, v))
+            return 0;
+    for (const struct rec_tsi *t = r->tsis; t; t = t->next)
+        if (t->sync_needed && !t->sync_tried && tsi_desired(t) != SNCP_TSI_INIT &&
+            !(t->vn->sync_tried && t->vn->sync_needed))
+            return 0;
+    return 1;
+}
+
+/* Frees TSIs of gone vNICs and domains once the nNVE holds nothing for them. */
+static void collect(struct tnve_rec *r)
+{
+    struct rec_tsi **pt = &r->tsis;
+    while (*pt) {
+        struct rec_tsi *t = *pt;
+        if (tsi_desired(t) == SNCP_TSI_INIT && !t->present && t->acked == SNCP_TSI_INIT &&
+            !t->out_type && !t->sync_needed) {
+            *pt = t->next;
+            r->st.tsis--;
+            tsi_free(r, t);
+            continue;
+        }
+        pt = &t->next;
+    }
+    struct rec_domain **pd = &r->domains;
+    while (*pd) {
+        struct rec_domain *d = *pd;
+        int busy = 0;
+        if (d->removed) {
+            for (struct rec_tsi *t = r->tsis; t && !busy; t = t->next)
+                if (t->dom == d && (t->acked != SNCP_TSI_INIT || t->out_type || t->sync_needed))
+                    busy = 1;
+        }
+        if (d->removed && !busy) {
+            struct rec_tsi **pp = &r->tsis;
+            while (*pp) {
+                struct rec_tsi *t = *pp;
+                if (t->dom == d) {
+                    *pp = t->next;
+                    r->st.tsis--;
+                    tsi_free(r, t);
+                    continue;
+                }
+                pp = &t->next;
+            }
+            *pd = d->next;
+            r->st.domains--;
+            free(d);
+            continue;
+        }
+        pd = &d->next;
+    }
+}
+
+uint64_t tnve_rec_run(struct tnve_rec *r, uint64_t now)
+{
+    uint64_t next = UINT64_MAX;
+    r->any_gone = 0;
+    for (const struct rec_tsi *t = r->tsis; t && !r->any_gone; t = t->next)
+        if (!t->present && (t->acked != SNCP_TSI_INIT || t->out_type))
+            r->any_gone = 1;
+    if (r->phase == PHASE_SYNCING || r->phase == PHASE_SYNC_END || r->phase == PHASE_READY) {
+        for (struct rec_vn *v = r->vns; v; v = v->next) {
+            uint64_t n = vn_step(r, v, now);
+            if (n < next)
+                next = n;
+        }
+        for (struct rec_tsi *t = r->tsis; t; t = t->next) {
+            uint64_t n = tsi_step(r, t, now);
+            if (n < next)
+                next = n;
+        }
+        if (r->phase == PHASE_SYNCING && sync_complete(r))
+            sync_send(r, SNCP_MSG_SYNC_END);
+    }
+    collect(r);
+    for (struct rec_domain *d = r->domains; d; d = d->next) {
+        if (!d->prepared_until)
+            continue;
+        if (now >= d->prepared_until) {
+            d->prepared_until = 0;
+            SNV_INFO("rec", "hook-prepared domain did not start, re-reading domain=%s",
+                     d->name);
+            if (r->ops.refresh_domain)
+                r->ops.refresh_domain(r->aux, d->uuid);
+        } else if (d->prepared_until < next) {
+            next = d->prepared_until;
+        }
+    }
+    waiters_check(r, now);
+    for (struct rec_waiter *w = r->waiters; w; w = w->next)
+        if (w->deadline < next)
+            next = w->deadline;
+    return next;
+}
+
+/* ---------------------------------------------------------------- session */
+
+void tnve_rec_session_up(struct tnve_rec *r, uint64_t now)
+{
+    (void)now;
+    if (!r->inventory_ready) {
+        r->phase = PHASE_WAIT_INVENTORY;
+        SNV_INFO("rec", "session up, waiting for the domain inventory before SYNC");
+        return;
+    }
+    for (struct rec_vn *v = r->vns; v; v = v->next) {
+        v->sync_needed = v->acked || vn_users(r, v) > 0;
+        v->sync_tried = 0;
+        v->retry_at = 0;
+        v->failures = 0;
+    }
+    for (struct rec_tsi *t = r->tsis; t; t = t->next) {
+        t->sync_needed = t->acked != SNCP_TSI_INIT || tsi_desired(t) != SNCP_TSI_INIT;
+        t->sync_tried = 0;
+        t->sync_deactivate = 0;
+        t->retry_at = 0;
+        t->failures = 0;
+    }
+    r->st.syncs++;
+    sync_send(r, SNCP_MSG_SYNC_BEGIN);
+    if (r->phase != PHASE_SYNC_BEGIN)
+        r->phase = PHASE_DOWN;
+    wake(r);
+}
+
+void tnve_rec_session_down(struct tnve_rec *r, uint64_t now)
+{
+    (void)now;
+    if (r->phase != PHASE_DOWN)
+        SNV_INFO("rec", "session down phase=%s", tnve_rec_phase(r));
+    r->phase = PHASE_DOWN;
+    r->st.outstanding = 0;
+    for (struct rec_vn *v = r->vns; v; v = v->next)
+        v->out_type = 0;
+    for (struct rec_tsi *t = r->tsis; t; t = t->next)
+        t->out_type = 0;
+    wake(r);
+}
+
+int tnve_rec_resync(struct tnve_rec *r, uint64_t now)
+{
+    if (!session_usable(r) && r->phase != PHASE_SYNC_BEGIN)
+        return SNCP_E_NOT_ESTABLISHED;
+    if (r->phase != PHASE_READY)
+        return 0; /* a SYNC is running already */
+    tnve_rec_session_up(r, now);
+    return 0;
+}
+
+/* ---------------------------------------------------------------- responses */
+
+static void vn_response(struct tnve_rec *r, struct rec_vn *v, const struct sncp_msg *rsp, int err,
+                        uint64_t now)
+{
+    uint8_t type = v->out_type;
+    v->out_type = 0;
+    char vbuf[TNVE_VN_STRLEN];
+    vn_text(v, vbuf, sizeof vbuf);
+    if (err == SNCP_E_CLOSED)
+        return;
+    if (!err && rsp->status != SNCP_STATUS_SUCCESS)
+        err = sncp_error_from_status(rsp->status);
+    if (type == SNCP_MSG_VN_DISCONNECT && err == SNCP_E_NO_SUCH_VN)
+        err = 0;
+    if (!err) {
+        r->st.ok++;
+        v->failures = 0;
+        v->last_err = 0;
+        if (type == SNCP_MSG_VN_CONNECT) {
+            v->acked = 1;
+            v->sync_needed = 0;
+            uint16_t tag = rsp->n_tags ? rsp->tags[0].vid : v->tag;
+            if (rsp->vn_id && !v->vn.id && sncp_msg_has(rsp, SNCP_TLV_VN_ID))
+                v->vn.id = rsp->vn_id;
+            SNV_INFO("rec", "response VN_CONNECT vn=%s status=success tag=%u", vbuf, tag);
+            if (tag != v->tag) {
+                v->tag = tag;
+                tags_save(r);
+            }
+            for (struct rec_tsi *t = r->tsis; t; t = t->next) {
+                if (t->vn == v && t->tag != tag && t->acked != SNCP_TSI_INIT) {
+                    t->tag = tag;
+                    dp_sync(r, t);
+                }
+            }
+        } else {
+            v->acked = 0;
+            SNV_INFO("rec", "response VN_DISCONNECT vn=%s status=success", vbuf);
+            for (struct rec_tsi *t = r->tsis; t; t = t->next)
+                if (t->vn == v && t->acked != SNCP_TSI_INIT)
+                    tsi_set_acked(r, t, SNCP_TSI_INIT, "vn disconnected");
+        }
+        return;
+    }
+    if (err == SNCP_E_TIMEOUT)
+        r->st.timeouts++;
+    r->st.failed++;
+    v->failures++;
+    v->last_err = err;
+    set_reason(v->last_reason, sizeof v->last_reason, err, rsp);
+    v->retry_at = now + backoff(r, v->failures, rsp ? rsp->retry_after_ms : 0);
+    if (v->sync_needed) {
+        v->sync_tried = 1;
+        for (struct rec_tsi *t = r->tsis; t; t = t->next)
+            if (t->vn == v)
+                t->sync_tried = 1;
+    }
+    v->fail_time = now;
+    snv_log_rl(&r->rl_peer, SNV_LOG_WARN, "rec",
+               "response %s vn=%s status=%s reason=\"%s\" retry_in_ms=%llu",
+               sncp_msg_type_name(type), vbuf, sncp_error_token(err), v->last_reason,
+               (unsigned long long)(v->retry_at - now));
+}
+
+static void tsi_response(struct tnve_rec *r, struct rec_tsi *t, const struct sncp_msg *rsp,
+                         int err, uint64_t now)
+{
+    uint8_t type = t->out_type;
+    t->out_type = 0;
+    if (err == SNCP_E_CLOSED)
+        return;
+    if (!err && rsp->status != SNCP_STATUS_SUCCESS)
+        err = sncp_error_from_status(rsp->status);
+    if (err == SNCP_E_NO_SUCH_TSI &&
+        (type == SNCP_MSG_TSI_DEACTIVATE || type == SNCP_MSG_TSI_DEASSOCIATE ||
+         type == SNCP_MSG_TSI_UPDATE)) {
+        /* Nothing at the nNVE: that is Init. */
+        t->failures = 0;
+        t->last_err = 0;
+        tsi_set_acked(r, t, SNCP_TSI_INIT, "no such tsi at the nNVE");
+        r->st.ok++;
+        return;
+    }
+    if (!err) {
+        r->st.ok++;
+        t->failures = 0;
+        t->last_err = 0;
+        t->flags = 0;
+        int was_sync = t->sync_needed;
+        t->sync_needed = 0;
+        t->sync_deactivate = 0;
+        enum sncp_tsi_state s = t->out_target;
+        if (sncp_msg_has(rsp, SNCP_TLV_TSI_STATE) && rsp->tsi_state <= SNCP_TSI_ACTIVATED)
+            s = (enum sncp_tsi_state)rsp->tsi_state;
+        if (rsp->n_tags) {
+            uint16_t tag = rsp->tags[0].vid;
+            t->tag = tag;
+            if (tag != t->vn->tag) {
+                t->vn->tag = tag;
+                tags_save(r);
+            }
+        } else if (!t->tag) {
+            t->tag = t->vn->tag;
+        }
+        if (type == SNCP_MSG_TSI_ASSOCIATE || type == SNCP_MSG_TSI_ACTIVATE) {
+            t->vn->acked = 1;
+            t->addr_acked_gen = t->out_addr_gen;
+        } else if (type == SNCP_MSG_TSI_UPDATE) {
+            t->addr_acked_gen = t->out_addr_gen;
+        }
+        SNV_INFO("rec", "response %s tsi=%s status=success state=%s tag=%u%s",
+                 sncp_msg_type_name(type), t->id_str, sncp_tsi_state_name(s), t->tag,
+                 was_sync ? " sync=1" : "");
+        tsi_set_acked(r, t, s, type_short(type));
+        if (t->stamp && s == tsi_desired(t)) {
+            if (r->ops.acked)
+                r->ops.acked(r->aux, t->stamp);
+            t->stamp = 0;
+        }
+        return;
+    }
+    if (err == SNCP_E_TIMEOUT)
+        r->st.timeouts++;
+    r->st.failed++;
+    t->last_err = err;
+    t->fail_time = now;
+    set_reason(t->last_reason, sizeof t->last_reason, err, rsp);
+    uint64_t delay;
+    if (err == SNCP_E_INVALID_STATE && type == SNCP_MSG_TSI_ASSOCIATE && t->sync_needed &&
+        !t->sync_deactivate) {
+        /* PROTOCOL.md §10.5: the nNVE has it Activated; confirm it with TSI_DEACTIVATE. */
+        t->sync_deactivate = 1;
+        t->last_err = 0;
+        t->retry_at = now;
+        return;
+    }
+    if (t->sync_needed)
+        t->sync_tried = 1;
+    if (err == SNCP_E_NO_SUCH_VN) {
+        /* Our VN connection is gone at the nNVE: connect it again first. */
+        t->vn->acked = 0;
+        t->failures++;
+        delay = r->cfg.retry_min_ms;
+    } else if (err == SNCP_E_INVALID_STATE && type == SNCP_MSG_TSI_ASSOCIATE) {
+        /* It is Activated there: record that and step down with DEACTIVATE. */
+        enum sncp_tsi_state s = SNCP_TSI_ACTIVATED;
+        if (rsp && sncp_msg_has(rsp, SNCP_TLV_TSI_STATE) && rsp->tsi_state <= SNCP_TSI_ACTIVATED)
+            s = (enum sncp_tsi_state)rsp->tsi_state;
+        tsi_set_acked(r, t, s, "invalid-state");
+        delay = 0;
+    } else {
+        t->failures++;
+        delay = backoff(r, t->failures, rsp ? rsp->retry_after_ms : 0);
+    }
+    t->retry_at = now + delay;
+    snv_log_rl(&r->rl_peer, SNV_LOG_WARN, "rec",
+               "response %s tsi=%s status=%s reason=\"%s\" retry_in_ms=%llu",
+               sncp_msg_type_name(type), t->id_str, sncp_error_token(err), t->last_reason,
+               (unsigned long long)delay);
+}
+
+static void sync_response(struct tnve_rec *r, unsigned kind, const struct sncp_msg *rsp, int err,
+                          uint64_t now)
+{
+    (void)now;
+    if (err == SNCP_E_CLOSED)
+        return;
+    if (!err && rsp->status != SNCP_STATUS_SUCCESS)
+        err = sncp_error_from_status(rsp->status);
+    if (kind == CK_SYNC_BEGIN) {
+        if (r->phase != PHASE_SYNC_BEGIN)
+            return;
+        if (err) {
+            /* A peer without SYNC: re-announce all the same, just without the sweep. */
+            SNV_WARN("rec", "SYNC_BEGIN refused status=%s; re-announcing without sweep",
+                     sncp_error_token(err));
+        } else {
+            SNV_INFO("rec", "response SYNC_BEGIN status=success");
+        }
+        r->phase = PHASE_SYNCING;
+        return;
+    }
+    if (r->phase != PHASE_SYNC_END)
+        return;
+    r->phase = PHASE_READY;
+    unsigned swept = 0;
+    for (struct rec_vn *v = r->vns; v; v = v->next) {
+        if (v->sync_needed) {
+            v->sync_needed = 0;
+            if (!err)
+                v->acked = 0;
+            swept++;
+        }
+    }
+    for (struct rec_tsi *t = r->tsis; t; t = t->next) {
+        if (t->sync_needed) {
+            t->sync_needed = 0;
+            if (!err)
+                tsi_set_acked(r, t, SNCP_TSI_INIT, "swept by sync");
+            swept++;
+        }
+    }
+    SNV_INFO("rec", "response SYNC_END status=%s swept=%u", err ? sncp_error_token(err)
+                                                               : "success",
+             swept);
+}
+
+void tnve_rec_response(struct tnve_rec *r, uint64_t cookie, const struct sncp_msg *rsp, int err,
+                       uint64_t now)
+{
+    if (r->st.outstanding)
+        r->st.outstanding--;
+    if (!rsp && !err)
+        err = SNCP_E_INTERNAL;
+    unsigned kind = COOKIE_KIND(cookie);
+    uint64_t serial = COOKIE_SERIAL(cookie);
+    if (kind == CK_TSI) {
+        for (struct rec_tsi *t = r->tsis; t; t = t->next)
+            if (t->serial == serial) {
+                if (t->out_type)
+                    tsi_response(r, t, rsp, err, now);
+                break;
+            }
+    } else if (kind == CK_VN) {
+        for (struct rec_vn *v = r->vns; v; v = v->next)
+            if (v->serial == serial) {
+                if (v->out_type)
+                    vn_response(r, v, rsp, err, now);
+                break;
+            }
+    } else if (kind == CK_SYNC_BEGIN || kind == CK_SYNC_END) {
+        sync_response(r, kind, rsp, err, now);
+    }
+    waiters_check(r, now);
+    wake(r);
+}
+
+/* ---------------------------------------------------------------- peer requests */
+
+static uint64_t kick_delay(struct tnve_rec *r, unsigned *kicks, uint64_t *last_kick, uint64_t now)
+{
+    if (now - *last_kick > r->cfg.retry_max_ms)
+        *kicks = 0;
+    *last_kick = now;
+    return backoff(r, ++*kicks, 0);
+}
+
+static void respond_status(struct tnve_rec *r, const struct sncp_msg *req, uint16_t status,
+                           const char *reason)
+{
+    struct sncp_msg rsp;
+    sncp_msg_init(&rsp, SNCP_MSG_RESPONSE, req->xid);
+    rsp.status = status;
+    sncp_msg_set(&rsp, SNCP_TLV_STATUS);
+    if (reason) {
+        snprintf(rsp.reason, sizeof rsp.reason, "%s", reason);
+        sncp_msg_set(&rsp, SNCP_TLV_REASON);
+    }
+    r->ops.respond(r->aux, req, &rsp);
+}
+
+void tnve_rec_request(struct tnve_rec *r, const struct sncp_msg *req, uint64_t now)
+{
+    r->st.peer_requests++;
+    switch (req->type) {
+    case SNCP_MSG_VN_DISCONNECT: {
+        struct tnve_vn vn;
+        memset(&vn, 0, sizeof vn);
+        if (sncp_msg_has(req, SNCP_TLV_VN_ID))
+            vn.id = req->vn_id;
+        if (sncp_msg_has(req, SNCP_TLV_VN_NAME))
+            memcpy(vn.name, req->vn_name, sizeof vn.name);
+        struct rec_vn *v = NULL;
+        for (struct rec_vn *o = r->vns; o && !v; o = o->next)
+            if ((vn.id && o->vn.id == vn.id) || (vn.name[0] && !strcmp(o->vn.name, vn.name)))
+                v = o;
+        respond_status(r, req, SNCP_STATUS_SUCCESS, NULL);
+        if (!v)
+            break;
+        char vbuf[TNVE_VN_STRLEN];
+        v->acked = 0;
+        v->sync_needed = 0;
+        for (struct rec_tsi *t = r->tsis; t; t = t->next) {
+            if (t->vn == v) {
+                t->sync_needed = 0;
+                tsi_set_acked(r, t, SNCP_TSI_INIT, "nNVE disconnected the vn");
+            }
+        }
+        v->retry_at = now + kick_delay(r, &v->kicks, &v->last_kick, now);
+        SNV_INFO("rec", "nNVE disconnected vn=%s; reconnecting in %llu ms",
+                 vn_text(v, vbuf, sizeof vbuf), (unsigned long long)(v->retry_at - now));
+        break;
+    }
+    case SNCP_MSG_TSI_DEACTIVATE:
+    case SNCP_MSG_TSI_DEASSOCIATE:
+    case SNCP_MSG_TSI_UPDATE: {
+        struct rec_tsi *t = tsi_find_id(r, &req->tsi);
+        if (!t || t->acked == SNCP_TSI_INIT) {
+            respond_status(r, req, SNCP_STATUS_NO_SUCH_TSI, NULL);
+            break;
+        }
+        respond_status(r, req, SNCP_STATUS_SUCCESS, NULL);
+        uint64_t d = kick_delay(r, &t->kicks, &t->last_kick, now);
+        t->retry_at = now + d;
+        t->sync_needed = 0;
+        if (req->type == SNCP_MSG_TSI_DEASSOCIATE) {
+            tsi_set_acked(r, t, SNCP_TSI_INIT, "nNVE de-associated");
+        } else if (req->type == SNCP_MSG_TSI_DEACTIVATE && !req->n_addrs) {
+            if (t->acked == SNCP_TSI_ACTIVATED)
+                tsi_set_acked(r, t, SNCP_TSI_ASSOCIATED, "nNVE deactivated");
+        } else {
+            /* Addresses withdrawn or changed by the nNVE: ours are re-sent later. */
+            t->addr_acked_gen = t->addr_gen + 1;
+        }
+        SNV_INFO("rec", "nNVE %s tsi=%s; converging back in %llu ms",
+                 sncp_msg_type_name(req->type), t->id_str, (unsigned long long)d);
+        break;
+    }
+    default:
+        snv_log_rl(&r->rl_peer, SNV_LOG_WARN, "rec", "unexpected request from the nNVE type=%s",
+                   sncp_msg_type_name(req->type));
+        respond_status(r, req, SNCP_STATUS_UNEXPECTED_MESSAGE, "not accepted by a tNVE");
+        break;
+    }
+    wake(r);
+}
+
+/* ---------------------------------------------------------------- inspection */
+
+const char *tnve_rec_phase(const struct tnve_rec *r)
+{
+    switch (r->phase) {
+    case PHASE_DOWN:
+        return "down";
+    case PHASE_WAIT_INVENTORY:
+        return "waiting-inventory";
+    case PHASE_SYNC_BEGIN:
+        return "sync-begin";
+    case PHASE_SYNCING:
+        return "syncing";
+    case PHASE_SYNC_END:
+        return "sync-end";
+    case PHASE_READY:
+        return "ready";
+    }
+    return "unknown";
+}
+
+json_t *tnve_rec_tsis_json(const struct tnve_rec *r)
+{
+    json_t *a = json_array();
+    for (const struct rec_tsi *t = r->tsis; t; t = t->next) {
+        char mac[SNCP_MAC_STRLEN];
+        sncp_mac_format(t->id.mac, mac, sizeof mac);
+        json_t *addrs = json_array();
+        for (unsigned i = 0; i < t->n_addrs; i++) {
+            char ab[SNCP_ADDR_STRLEN];
+            sncp_addr_format(&t->addrs[i], ab, sizeof ab);
+            json_array_append_new(addrs, json_string(ab));
+        }
+        json_t *o = json_object();
+        json_object_set_new(o, "domain", json_string(t->dom->name));
+        json_object_set_new(o, "uuid", json_string(t->dom->uuid_str));
+        json_object_set_new(o, "mac", json_string(mac));
+        json_object_set_new(o, "vn_id", t->vn->vn.id ? json_integer(t->vn->vn.id) : json_null());
+        json_object_set_new(o, "vn_name", json_string(t->vn->vn.name));
+        json_object_set_new(o, "desired", json_string(sncp_tsi_state_name(tsi_desired(t))));
+        json_object_set_new(o, "acked", json_string(sncp_tsi_state_name(t->acked)));
+        json_object_set_new(o, "tag", json_integer(t->tag));
+        json_object_set_new(o, "port", json_string(t->ifname));
+        json_object_set_new(o, "pending", json_string(type_short(t->out_type)));
+        json_object_set_new(o, "failures", json_integer(t->failures));
+        json_object_set_new(o, "error", json_string(t->last_err ? t->last_reason : ""));
+        json_object_set_new(o, "addresses", addrs);
+        json_object_set_new(o, "tsi", json_string(t->id_str));
+        json_array_append_new(a, o);
+    }
+    return a;
+}
+
+json_t *tnve_rec_domains_json(const struct tnve_rec *r)
+{
+    json_t *a = json_array();
+    for (const struct rec_domain *d = r->domains; d; d = d->next) {
+        unsigned n = 0;
+        for (const struct rec_tsi *t = r->tsis; t; t = t->next)
+            if (t->dom == d && t->present)
+                n++;
+        json_t *o = json_object();
+        json_object_set_new(o, "name", json_string(d->name));
+        json_object_set_new(o, "uuid", json_string(d->uuid_str));
+        json_object_set_new(o, "state", json_string(d->removed ? "undefined" : d->state));
+        json_object_set_new(o, "desired", json_string(sncp_tsi_state_name(d->removed
+                                                                             ? SNCP_TSI_INIT
+                                                                             : d->desired)));
+        json_object_set_new(o, "vnics", json_integer(d->n_vnics));
+        json_object_set_new(o, "tsis", json_integer(n));
+        json_object_set_new(o, "unmapped", json_integer(d->n_unmapped));
+        json_array_append_new(a, o);
+    }
+    return a;
+}
+
+json_t *tnve_rec_vns_json(const struct tnve_rec *r)
+{
+    json_t *a = json_array();
+    for (const struct rec_vn *v = r->vns; v; v = v->next) {
+        json_t *o = json_object();
+        json_object_set_new(o, "vn_id", v->vn.id ? json_integer(v->vn.id) : json_null());
+        json_object_set_new(o, "vn_name", json_string(v->vn.name));
+        json_object_set_new(o, "users", json_integer(vn_users(r, v)));
+        json_object_set_new(o, "connected", json_boolean(v->acked));
+        json_object_set_new(o, "tag", json_integer(v->tag));
+        json_object_set_new(o, "pending", json_string(type_short(v->out_type)));
+        json_object_set_new(o, "error", json_string(v->last_err ? v->last_reason : ""));
+        json_array_append_new(a, o);
+    }
+    return a;
+}
+
+json_t *tnve_rec_counters_json(const struct tnve_rec *r)
+{
+    json_t *o = json_object();
+    json_object_set_new(o, "phase", json_string(tnve_rec_phase(r)));
+    json_object_set_new(o, "domains", json_integer(r->st.domains));
+    json_object_set_new(o, "tsis", json_integer(r->st.tsis));
+    json_object_set_new(o, "vns", json_integer(r->st.vns));
+    json_object_set_new(o, "outstanding", json_integer(r->st.outstanding));
+    for (unsigned t = 1; t <= SNCP_MSG_TYPE_MAX; t++) {
+        if (!r->st.sent[t])
+            continue;
+        char key[64];
+        snprintf(key, sizeof key, "sent_%s", sncp_msg_type_name(t));
+        for (char *p = key; *p; p++)
+            if (*p >= 'A' && *p <= 'Z')
+                *p = (char)(*p - 'A' + 'a');
+        json_object_set_new(o, key, json_integer((json_int_t)r->st.sent[t]));
+    }
+    json_object_set_new(o, "responses_ok", json_integer((json_int_t)r->st.ok));
+    json_object_set_new(o, "responses_failed", json_integer((json_int_t)r->st.failed));
+    json_object_set_new(o, "timeouts", json_integer((json_int_t)r->st.timeouts));
+    json_object_set_new(o, "retries", json_integer((json_int_t)r->st.retries));
+    json_object_set_new(o, "peer_requests", json_integer((json_int_t)r->st.peer_requests));
+    json_object_set_new(o, "syncs", json_integer((json_int_t)r->st.syncs));
+    json_object_set_new(o, "dataplane_errors", json_integer((json_int_t)r->st.dp_errors));
+    json_object_set_new(o, "hook_ok", json_integer((json_int_t)r->st.prepares_ok));
+    json_object_set_new(o, "hook_failed", json_integer((json_int_t)r->st.prepares_failed));
+    return o;
+}
+
+void tnve_rec_get_stats(const struct tnve_rec *r, struct tnve_rec_stats *st)
+{
+    *st = r->st;
+}

@@ -1,0 +1,629 @@
+/* virt.c: libvirt connection, events, domain XML and addresses (see virt.h).
+ *
+ * Handles: `timer` (reconnect and deferred teardown after a close callback), `work` (a 0 ms
+ * timer draining the event queue; started when the queue becomes non-empty, never re-armed
+ * from inside its own callback), `poll` (address polling).  All libvirt calls run on the
+ * loop thread; libvirt callbacks only queue work.
+ */
+#include "virt.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <libvirt/libvirt.h>
+#include <libvirt/virterror.h>
+
+#include "domxml.h"
+#include "events.h"
+#include "sncp-error.h"
+#include "snv-log.h"
+
+enum { VIRT_MAX_QUEUE = 100000, VIRT_MAX_POLL = 4096 };
+
+struct virt_event {
+    struct virt_event *next;
+    uint8_t uuid[16];
+    char name[256];
+    int event, detail;
+    uint64_t received;    /* uv_now, ms */
+    uint64_t received_ns; /* uv_hrtime */
+    virDomainPtr dom;     /* a reference of our own */
+};
+
+struct tnve_virt {
+    uv_loop_t *loop;
+    struct tnve_virt_config cfg;
+    char *uri;
+    struct tnve_rec *rec;
+    virConnectPtr conn;
+    int cb_ids[4];
+    int close_registered;
+    int lost;              /* the close callback ran: tear down from the timer */
+    uv_timer_t timer, work, poll;
+    int open_handles;
+    int destroying;
+    unsigned failures;
+    uint32_t rng;
+    struct virt_event *q_head, *q_tail;
+    unsigned q_len;
+    int q_overflow;
+    uint64_t events, reconnects, listings, xml_errors, dropped;
+    uint64_t current_event_time;
+    char last_error[256];
+};
+
+static void virt_connect(struct tnve_virt *v);
+static void virt_list(struct tnve_virt *v);
+
+static void silent_error(void *ud, virErrorPtr err)
+{
+    (void)ud;
+    if (err && err->message)
+        SNV_DBG("virt", "libvirt: %s", err->message);
+}
+
+static const char *last_verr(void)
+{
+    const char *m = virGetLastErrorMessage();
+    return m ? m : "unknown libvirt error";
+}
+
+/* ---------------------------------------------------------------- domain refresh */
+
+static uint64_t now_ms(struct tnve_virt *v)
+{
+    return uv_now(v->loop);
+}
+
+static int domain_gone_error(void)
+{
+    virErrorPtr e = virGetLastError();
+    return e && e->code == VIR_ERR_NO_DOMAIN;
+}
+
+/* Reads what is needed of `dom` (state, XML) and hands it to the reconciler with the
+ * event's effect, or (listing == 1) the effect the domain's state implies.  Returns 1 when
+ * libvirt says the domain no longer exists, else 0. */
+static int refresh(struct tnve_virt *v, virDomainPtr dom, const struct tnve_event_action *a,
+                   int listing)
+{
+    uint8_t uuid[16];
+    if (virDomainGetUUID(dom, uuid) < 0)
+        return 0;
+    int known = tnve_rec_domain_known(v->rec, uuid);
+    enum tnve_effect effect = listing ? TNVE_EFFECT_NONE : a->effect;
+    uint16_t flags = listing ? 0 : a->flags;
+    const char *what = listing ? "listed" : a->name;
+    int need_xml = listing || a->refresh || !known;
+    /* "Not running" effects (define, undefine, stop) follow the domain's state as it is
+     * now, exactly as a listing would: a config change or an undefine of a running domain
+     * does not stop it, a redefined managed-saved domain stays Associated, and an event
+     * processed late never undoes a newer state.  Other events need no state read. */
+    if (listing || effect == TNVE_EFFECT_INACTIVE || effect == TNVE_EFFECT_UNDEFINE) {
+        int state = 0, reason = 0;
+        if (virDomainGetState(dom, &state, &reason, 0) < 0)
+            return domain_gone_error();
+        if (listing)
+            effect = tnve_event_effect_for_state(state, reason, known, &what);
+        else
+            effect = tnve_event_effect_for_state(state, reason, 1, NULL);
+    }
+    uint64_t now = now_ms(v);
+    if (!need_xml) {
+        if (tnve_rec_domain_effect(v->rec, uuid, effect, flags, what, now) == 0)
+            return 0;
+    }
+    char *xml = virDomainGetXMLDesc(dom, 0);
+    if (!xml) {
+        if (domain_gone_error())
+            return 1;
+        v->xml_errors++;
+        SNV_WARN("virt", "cannot read domain XML domain=%s err=%s", virDomainGetName(dom),
+                 last_verr());
+        tnve_rec_domain_effect(v->rec, uuid, effect, flags, what, now);
+        return 0;
+    }
+    struct tnve_domxml *x = malloc(sizeof *x);
+    if (!x) {
+        free(xml);
+        return 0;
+    }
+    char err[256];
+    if (tnve_domxml_parse(xml, strlen(xml), x, err, sizeof err) < 0) {
+        v->xml_errors++;
+        SNV_WARN("virt", "domain XML rejected domain=%s err=%s", virDomainGetName(dom), err);
+        tnve_rec_domain_effect(v->rec, uuid, effect, flags, what, now);
+    } else {
+        tnve_domxml_resolve(x, v->cfg.rules, v->cfg.n_rules);
+        tnve_rec_domain_update(v->rec, x, effect, flags, what, now);
+    }
+    free(x);
+    free(xml);
+    return 0;
+}
+
+static void process_event(struct tnve_virt *v, const struct virt_event *e)
+{
+    const struct tnve_event_action *a = tnve_event_lookup(e->event, e->detail);
+    char us[40];
+    sncp_uuid_format(e->uuid, us, sizeof us);
+    SNV_INFO("virt", "event %s domain=%s uuid=%s effect=%s", a->name, e->name, us,
+             tnve_effect_name(a->effect));
+    if (!v->conn || v->lost)
+        return;
+    if (refresh(v, e->dom, a, 0)) {
+        /* Gone (undefined, or a transient domain that stopped). */
+        SNV_INFO("virt", "domain gone domain=%s uuid=%s", e->name, us);
+        tnve_rec_domain_remove(v->rec, e->uuid, a->flags, now_ms(v));
+    }
+}
+
+static void event_free(struct virt_event *e)
+{
+    if (e->dom)
+        virDomainFree(e->dom);
+    free(e);
+}
+
+/* Drops every queued event (the connection they came from is gone; the listing after the
+ * reconnect covers them). */
+static void queue_flush(struct tnve_virt *v)
+{
+    while (v->q_head) {
+        struct virt_event *e = v->q_head;
+        v->q_head = e->next;
+        event_free(e);
+    }
+    v->q_tail = NULL;
+    v->q_len = 0;
+}
+
+static void work_cb(uv_timer_t *t)
+{
+    struct tnve_virt *v = t->data;
+    if (v->destroying)
+        return;
+    if (v->q_overflow && v->conn) {
+        v->q_overflow = 0;
+        SNV_WARN("virt", "event queue overflowed dropped=%llu; re-listing all domains",
+                 (unsigned long long)v->dropped);
+        virt_list(v);
+    }
+    struct virt_event **pe = &v->q_head;
+    struct virt_event *prev = NULL;
+    while (*pe) {
+        struct virt_event *e = *pe;
+        /* libvirt holds a domain whose hook we are answering: leave its events queued. */
+        if (tnve_rec_domain_busy(v->rec, e->uuid)) {
+            prev = e;
+            pe = &e->next;
+            continue;
+        }
+        *pe = e->next;
+        if (v->q_tail == e)
+            v->q_tail = prev;
+        v->q_len--;
+        v->current_event_time = e->received;
+        tnve_rec_set_stamp(v->rec, e->received_ns);
+        process_event(v, e);
+        tnve_rec_set_stamp(v->rec, 0);
+        v->current_event_time = 0;
+        event_free(e);
+    }
+}
+
+static void queue_event(struct tnve_virt *v, virDomainPtr dom, int event, int detail)
+{
+    v->events++;
+    if (v->q_len >= VIRT_MAX_QUEUE) {
+        v->dropped++;
+        v->q_overflow = 1;
+        uv_timer_start(&v->work, work_cb, 0, 0);
+        return;
+    }
+    struct virt_event *e = calloc(1, sizeof *e);
+    if (!e || virDomainGetUUID(dom, e->uuid) < 0) {
+        free(e);
+        v->dropped++;
+        v->q_overflow = 1;
+        uv_timer_start(&v->work, work_cb, 0, 0);
+        return;
+    }
+    const char *name = virDomainGetName(dom);
+    snprintf(e->name, sizeof e->name, "%s", name ? name : "-");
+    if (virDomainRef(dom) < 0) {
+        free(e);
+        v->dropped++;
+        v->q_overflow = 1;
+        uv_timer_start(&v->work, work_cb, 0, 0);
+        return;
+    }
+    e->dom = dom;
+    e->event = event;
+    e->detail = detail;
+    e->received = uv_now(v->loop);
+    e->received_ns = uv_hrtime();
+    if (v->q_tail)
+        v->q_tail->next = e;
+    else
+        v->q_head = e;
+    v->q_tail = e;
+    v->q_len++;
+    if (!uv_is_active((uv_handle_t *)&v->work))
+        uv_timer_start(&v->work, work_cb, 0, 0);
+}
+
+static int on_lifecycle(virConnectPtr conn, virDomainPtr dom, int event, int detail, void *opaque)
+{
+    (void)conn;
+    queue_event(opaque, dom, event, detail);
+    return 0;
+}
+
+static void on_device_added(virConnectPtr conn, virDomainPtr dom, const char *alias, void *opaque)
+{
+    (void)conn;
+    (void)alias;
+    queue_event(opaque, dom, TNVE_EVENT_DEVICE_ADDED, 0);
+}
+
+static void on_device_removed(virConnectPtr conn, virDomainPtr dom, const char *alias,
+                              void *opaque)
+{
+    (void)conn;
+    (void)alias;
+    queue_event(opaque, dom, TNVE_EVENT_DEVICE_REMOVED, 0);
+}
+
+static void on_metadata(virConnectPtr conn, virDomainPtr dom, int type, const char *nsuri,
+                        void *opaque)
+{
+    (void)conn;
+    if (type == VIR_DOMAIN_METADATA_ELEMENT && nsuri && !strcmp(nsuri, TNVE_DOMXML_NS))
+        queue_event(opaque, dom, TNVE_EVENT_METADATA_CHANGE, 0);
+}
+
+/* ---------------------------------------------------------------- listing */
+
+static void poll_domain(struct tnve_virt *v, const uint8_t uuid[16]);
+
+static void virt_list(struct tnve_virt *v)
+{
+    virDomainPtr *doms = NULL;
+    int n = virConnectListAllDomains(v->conn, &doms, 0);
+    if (n < 0) {
+        SNV_WARN("virt", "listing domains failed err=%s", last_verr());
+        return;
+    }
+    v->listings++;
+    tnve_rec_inventory_begin(v->rec);
+    for (int i = 0; i < n; i++) {
+        uint8_t uuid[16];
+        if (virDomainGetUUID(doms[i], uuid) == 0 && tnve_rec_domain_busy(v->rec, uuid)) {
+            /* answered by the hook right now: keep it as it is */
+            tnve_rec_domain_effect(v->rec, uuid, TNVE_EFFECT_NONE, 0, NULL, now_ms(v));
+        } else {
+            refresh(v, doms[i], NULL, 1);
+            /* addresses before the SYNC re-announces the domain */
+            if (v->cfg.address_poll_ms && virDomainIsActive(doms[i]) == 1)
+                poll_domain(v, uuid);
+        }
+        virDomainFree(doms[i]);
+    }
+    free(doms);
+    tnve_rec_inventory_end(v->rec, now_ms(v));
+    SNV_INFO("virt", "listed domains count=%d uri=%s", n, v->cfg.uri);
+}
+
+/* ---------------------------------------------------------------- connection */
+
+static uint64_t next_delay(struct tnve_virt *v)
+{
+    uint64_t d = v->cfg.retry_min_ms;
+    for (unsigned i = 1; i < v->failures && d < v->cfg.retry_max_ms; i++)
+        d *= 2;
+    if (d > v->cfg.retry_max_ms)
+        d = v->cfg.retry_max_ms;
+    v->rng ^= v->rng << 13;
+    v->rng ^= v->rng >> 17;
+    v->rng ^= v->rng << 5;
+    d = d * (750 + v->rng % 500) / 1000;
+    return d ? d : 1;
+}
+
+static void drop_connection(struct tnve_virt *v)
+{
+    queue_flush(v);
+    if (!v->conn)
+        return;
+    for (int i = 0; i < 4; i++) {
+        if (v->cb_ids[i] >= 0)
+            virConnectDomainEventDeregisterAny(v->conn, v->cb_ids[i]);
+        v->cb_ids[i] = -1;
+    }
+    if (v->close_registered)
+        virConnectUnregisterCloseCallback(v->conn, NULL);
+    v->close_registered = 0;
+    virConnectClose(v->conn);
+    v->conn = NULL;
+}
+
+static void timer_cb(uv_timer_t *t)
+{
+    struct tnve_virt *v = t->data;
+    if (v->destroying)
+        return;
+    if (v->lost) {
+        v->lost = 0;
+        drop_connection(v);
+        v->failures = 0;
+    }
+    if (!v->conn)
+        virt_connect(v);
+}
+
+static void schedule_reconnect(struct tnve_virt *v)
+{
+    v->failures++;
+    uint64_t d = next_delay(v);
+    SNV_INFO("virt", "reconnecting to libvirt in %llu ms uri=%s", (unsigned long long)d,
+             v->cfg.uri);
+    uv_timer_start(&v->timer, timer_cb, d, 0);
+}
+
+static void on_close(virConnectPtr conn, int reason, void *opaque)
+{
+    (void)conn;
+    struct tnve_virt *v = opaque;
+    static const char *const reasons[] = {"error", "eof", "keepalive", "client"};
+    const char *why = reason >= 0 && reason < 4 ? reasons[reason] : "unknown";
+    snprintf(v->last_error, sizeof v->last_error, "connection closed: %s", why);
+    SNV_WARN("virt", "libvirt connection lost uri=%s reason=%s", v->cfg.uri, why);
+    if (v->destroying || v->lost)
+        return;
+    /* Not from inside libvirt's callback: tear down and reconnect from our timer. */
+    v->lost = 1;
+    v->failures = 0;
+    uv_timer_start(&v->timer, timer_cb, 0, 0);
+}
+
+static void virt_connect(struct tnve_virt *v)
+{
+    v->reconnects++;
+    virConnectPtr conn = virConnectOpen(v->cfg.uri);
+    if (!conn) {
+        snprintf(v->last_error, sizeof v->last_error, "%s", last_verr());
+        SNV_WARN("virt", "cannot connect to libvirt uri=%s err=%s", v->cfg.uri, v->last_error);
+        schedule_reconnect(v);
+        return;
+    }
+    v->conn = conn;
+    if (v->cfg.keepalive_s && virConnectSetKeepAlive(conn, (int)v->cfg.keepalive_s, 3) < 0)
+        SNV_WARN("virt", "libvirt keepalive not enabled err=%s", last_verr());
+    if (virConnectRegisterCloseCallback(conn, on_close, v, NULL) == 0)
+        v->close_registered = 1;
+    struct {
+        int id;
+        virConnectDomainEventGenericCallback cb;
+        int required;
+    } subs[4] = {
+        {VIR_DOMAIN_EVENT_ID_LIFECYCLE, VIR_DOMAIN_EVENT_CALLBACK(on_lifecycle), 1},
+        {VIR_DOMAIN_EVENT_ID_DEVICE_ADDED, VIR_DOMAIN_EVENT_CALLBACK(on_device_added), 0},
+        {VIR_DOMAIN_EVENT_ID_DEVICE_REMOVED, VIR_DOMAIN_EVENT_CALLBACK(on_device_removed), 0},
+        {VIR_DOMAIN_EVENT_ID_METADATA_CHANGE, VIR_DOMAIN_EVENT_CALLBACK(on_metadata), 0},
+    };
+    for (int i = 0; i < 4; i++) {
+        v->cb_ids[i] = virConnectDomainEventRegisterAny(conn, NULL, subs[i].id, subs[i].cb, v,
+                                                        NULL);
+        if (v->cb_ids[i] < 0 && subs[i].required) {
+            snprintf(v->last_error, sizeof v->last_error, "event registration failed: %s",
+                     last_verr());
+            SNV_ERR("virt", "%s uri=%s", v->last_error, v->cfg.uri);
+            drop_connection(v);
+            schedule_reconnect(v);
+            return;
+        }
+    }
+    v->failures = 0;
+    v->last_error[0] = '\0';
+    SNV_INFO("virt", "connected to libvirt uri=%s", v->cfg.uri);
+    virt_list(v);
+}
+
+/* ---------------------------------------------------------------- addresses */
+
+static int add_addr(struct sncp_addr *out, unsigned *n, const uint8_t mac[6],
+                    const virDomainIPAddress *ip)
+{
+    if (*n >= SNCP_MAX_ADDRS || !ip->addr)
+        return 0;
+    struct sncp_addr a;
+    memset(&a, 0, sizeof a);
+    char text[128];
+    char macs[SNCP_MAC_STRLEN];
+    sncp_mac_format(mac, macs, sizeof macs);
+    snprintf(text, sizeof text, "%s@%s", ip->addr, macs);
+    if (sncp_addr_parse(text, &a) != 0)
+        return 0;
+    for (unsigned i = 0; i < *n; i++)
+        if (!memcmp(&out[i], &a, sizeof a))
+            return 0;
+    out[(*n)++] = a;
+    return 1;
+}
+
+static void poll_domain(struct tnve_virt *v, const uint8_t uuid[16])
+{
+    virDomainPtr dom = virDomainLookupByUUID(v->conn, uuid);
+    if (!dom)
+        return;
+    struct per_mac {
+        uint8_t mac[6];
+        unsigned n;
+        struct sncp_addr addrs[SNCP_MAX_ADDRS];
+    };
+    struct per_mac *macs = calloc(TNVE_MAX_VNICS, sizeof *macs);
+    unsigned n_macs = 0;
+    if (!macs) {
+        virDomainFree(dom);
+        return;
+    }
+    for (unsigned src = 0; src < 8; src++) {
+        if (!(v->cfg.address_sources & (1u << src)))
+            continue;
+        virDomainInterfacePtr *ifs = NULL;
+        int n = virDomainInterfaceAddresses(dom, &ifs, src, 0);
+        if (n < 0) {
+            SNV_DBG("virt", "interface addresses unavailable domain=%s source=%u err=%s",
+                    virDomainGetName(dom), src, last_verr());
+            continue;
+        }
+        for (int i = 0; i < n; i++) {
+            uint8_t mac[6];
+            if (ifs[i]->hwaddr && sncp_mac_parse(ifs[i]->hwaddr, mac) == 0) {
+                unsigned k;
+                for (k = 0; k < n_macs; k++)
+                    if (!memcmp(macs[k].mac, mac, 6))
+                        break;
+                if (k == n_macs && n_macs < TNVE_MAX_VNICS)
+                    memcpy(macs[n_macs++].mac, mac, 6);
+                if (k < n_macs)
+                    for (unsigned j = 0; j < ifs[i]->naddrs; j++)
+                        add_addr(macs[k].addrs, &macs[k].n, mac, &ifs[i]->addrs[j]);
+            }
+            virDomainInterfaceFree(ifs[i]);
+        }
+        free(ifs);
+    }
+    for (unsigned k = 0; k < n_macs; k++)
+        tnve_rec_set_addresses(v->rec, uuid, macs[k].mac, macs[k].addrs, macs[k].n, now_ms(v));
+    free(macs);
+    virDomainFree(dom);
+}
+
+static void poll_cb(uv_timer_t *t)
+{
+    struct tnve_virt *v = t->data;
+    if (v->destroying || !v->conn || v->lost)
+        return;
+    uint8_t(*uuids)[16] = calloc(VIRT_MAX_POLL, 16);
+    if (!uuids)
+        return;
+    unsigned n = tnve_rec_active_domains(v->rec, uuids, VIRT_MAX_POLL);
+    for (unsigned i = 0; i < n; i++)
+        if (!tnve_rec_domain_busy(v->rec, uuids[i]))
+            poll_domain(v, uuids[i]);
+    free(uuids);
+}
+
+/* ---------------------------------------------------------------- public */
+
+int tnve_virt_create(uv_loop_t *loop, const struct tnve_virt_config *cfg, struct tnve_rec *rec,
+                     struct tnve_virt **out)
+{
+    struct tnve_virt *v = calloc(1, sizeof *v);
+    if (!v)
+        return -ENOMEM;
+    v->loop = loop;
+    v->cfg = *cfg;
+    v->uri = strdup(cfg->uri ? cfg->uri : "qemu:///system");
+    if (!v->uri) {
+        free(v);
+        return -ENOMEM;
+    }
+    v->cfg.uri = v->uri;
+    if (!v->cfg.retry_min_ms)
+        v->cfg.retry_min_ms = 500;
+    if (v->cfg.retry_max_ms < v->cfg.retry_min_ms)
+        v->cfg.retry_max_ms = v->cfg.retry_min_ms;
+    v->rec = rec;
+    v->rng = (uint32_t)uv_hrtime() | 1;
+    for (int i = 0; i < 4; i++)
+        v->cb_ids[i] = -1;
+    virSetErrorFunc(NULL, silent_error);
+    uv_timer_init(loop, &v->timer);
+    uv_timer_init(loop, &v->work);
+    uv_timer_init(loop, &v->poll);
+    v->timer.data = v->work.data = v->poll.data = v;
+    v->open_handles = 3;
+    if (v->cfg.address_poll_ms)
+        uv_timer_start(&v->poll, poll_cb, v->cfg.address_poll_ms, v->cfg.address_poll_ms);
+    *out = v;
+    virt_connect(v);
+    return 0;
+}
+
+static void handle_closed(uv_handle_t *h)
+{
+    struct tnve_virt *v = h->data;
+    if (--v->open_handles > 0)
+        return;
+    free(v->uri);
+    free(v);
+}
+
+void tnve_virt_destroy(struct tnve_virt *v)
+{
+    if (!v || v->destroying)
+        return;
+    v->destroying = 1;
+    drop_connection(v);
+    uv_close((uv_handle_t *)&v->timer, handle_closed);
+    uv_close((uv_handle_t *)&v->work, handle_closed);
+    uv_close((uv_handle_t *)&v->poll, handle_closed);
+}
+
+void tnve_virt_set_rules(struct tnve_virt *v, const struct tnve_map_rule *rules, unsigned n)
+{
+    v->cfg.rules = rules;
+    v->cfg.n_rules = n;
+    tnve_virt_resync(v);
+}
+
+void tnve_virt_resync(struct tnve_virt *v)
+{
+    if (v->conn && !v->lost && !v->destroying)
+        virt_list(v);
+}
+
+void tnve_virt_refresh_domain(struct tnve_virt *v, const uint8_t uuid[16])
+{
+    if (!v->conn || v->lost || v->destroying || tnve_rec_domain_busy(v->rec, uuid))
+        return;
+    virDomainPtr dom = virDomainLookupByUUID(v->conn, uuid);
+    if (!dom || refresh(v, dom, NULL, 1)) {
+        tnve_rec_domain_remove(v->rec, uuid, 0, now_ms(v));
+        if (dom)
+            virDomainFree(dom);
+        return;
+    }
+    virDomainFree(dom);
+}
+
+void tnve_virt_kick(struct tnve_virt *v)
+{
+    if (v->q_head && !v->destroying && !uv_is_active((uv_handle_t *)&v->work))
+        uv_timer_start(&v->work, work_cb, 0, 0);
+}
+
+json_t *tnve_virt_json(const struct tnve_virt *v)
+{
+    json_t *o = json_object();
+    json_object_set_new(o, "connected", json_boolean(v->conn && !v->lost));
+    json_object_set_new(o, "uri", json_string(v->cfg.uri));
+    json_object_set_new(o, "events", json_integer((json_int_t)v->events));
+    json_object_set_new(o, "queued", json_integer(v->q_len));
+    json_object_set_new(o, "dropped", json_integer((json_int_t)v->dropped));
+    json_object_set_new(o, "connects", json_integer((json_int_t)v->reconnects));
+    json_object_set_new(o, "listings", json_integer((json_int_t)v->listings));
+    json_object_set_new(o, "xml_errors", json_integer((json_int_t)v->xml_errors));
+    json_object_set_new(o, "last_error", json_string(v->last_error));
+    return o;
+}
+
+uint64_t tnve_virt_event_time(const struct tnve_virt *v)
+{
+    return v->current_event_time;
+}
