@@ -1,0 +1,769 @@
+#!/bin/bash
+# demo.sh: the whole splitnve system on one machine, driven by a VM lifecycle story.
+#
+#   scripts/demo.sh [--shell] [--keep] BUILD_DIR       (make demo / make demo-shell)
+#
+# Starts, as local processes under one temporary directory: a private libvirtd serving the
+# built-in test driver (no KVM needed), nnve-daemon (the switch side, "none" dataplane
+# backend) and tnve-agent (the hypervisor side), with TLS 1.3 between them on 127.0.0.1 and
+# a throwaway PKI.  Then it runs a story with virsh: two tenants, "blue" (VN 5001, chosen
+# per vNIC through the domain metadata) and "green" (VN 5002, chosen by an agent mapping
+# rule on the bridge name); define, start, pause, resume, managed save, restore, destroy,
+# undefine.  After each step it waits (bounded) until the switch's state matches what the
+# step must produce, then prints what an operator would look at.  A step that does not
+# converge ends the demo with a message naming it and exit status 1.
+#
+#   --shell   set everything up, define the demo domains (not started) and open an
+#             interactive shell with virsh, nnvectl and tnvectl pointing at the sandbox;
+#             everything is torn down when the shell exits.
+#   --keep    keep the temporary directory (logs, configs) after the run.
+#
+# Environment: DATAPLANE=none (default; the only dataplane of this version),
+# DEMO_TIMEOUT=SECONDS (per-step convergence deadline, default 10),
+# DEMO_TAG_HOLD_DOWN (nnve-daemon tag_hold_down for the demo, default 4s), DEMO_KEEP=1 (as
+# --keep), LIBVIRTD (the libvirtd binary, default /usr/sbin/libvirtd).
+# Exit status: 0 the story ran and everything stopped cleanly; 1 a step failed or a daemon
+# did not stop cleanly; 2 usage or a missing prerequisite.
+set -uo pipefail
+
+prog=demo.sh
+shell_mode=0
+keep=${DEMO_KEEP:-0}
+while [ $# -gt 0 ]; do
+    case $1 in
+    --shell) shell_mode=1; shift ;;
+    --keep) keep=1; shift ;;
+    -h | --help) sed -n '2,/^set -uo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+    --) shift; break ;;
+    -*) echo "$prog: unknown option $1 (try --help)" >&2; exit 2 ;;
+    *) break ;;
+    esac
+done
+if [ $# -ne 1 ]; then
+    echo "usage: $prog [--shell] [--keep] BUILD_DIR" >&2
+    exit 2
+fi
+
+top=$(cd "$(dirname "$0")/.." && pwd)
+case $1 in
+/*) build=$1 ;;
+*) build=$top/$1 ;;
+esac
+bin=$build/bin
+step_timeout=${DEMO_TIMEOUT:-10}
+tag_hold_down=${DEMO_TAG_HOLD_DOWN:-4s}
+
+case ${DATAPLANE:-none} in
+none) ;;
+uml)
+    echo "$prog: DATAPLANE=uml: the two-rack User-Mode Linux topology is not available in" \
+        "this version of splitnve; run the demo without DATAPLANE (control plane with the" \
+        "\"none\" dataplane backend)." >&2
+    exit 2
+    ;;
+*)
+    echo "$prog: unknown DATAPLANE=${DATAPLANE} (this version supports: none)" >&2
+    exit 2
+    ;;
+esac
+
+# ---- output ---------------------------------------------------------------------------
+
+if [ -t 1 ]; then
+    c_head=$'\e[1;34m' c_note=$'\e[2m' c_ok=$'\e[1;32m' c_bad=$'\e[1;31m' c_cmd=$'\e[1m'
+    c_off=$'\e[0m'
+else
+    c_head='' c_note='' c_ok='' c_bad='' c_cmd='' c_off=''
+fi
+
+say() { printf '%s\n' "$*"; }
+heading() {
+    printf '\n%s==== %s ====%s\n' "$c_head" "$1" "$c_off"
+    shift
+    local line
+    for line in "$@"; do
+        printf '  %s\n' "$line"
+    done
+}
+sub() { printf '\n%s-- %s%s\n' "$c_cmd" "$*" "$c_off"; }
+note() { printf '%s%s%s\n' "$c_note" "$*" "$c_off"; }
+die() {
+    printf '\n%s%s: %s%s\n' "$c_bad" "$prog" "$*" "$c_off" >&2
+    exit 1
+}
+
+# ---- prerequisites --------------------------------------------------------------------
+
+libvirtd_bin=${LIBVIRTD:-/usr/sbin/libvirtd}
+missing=()
+for t in virsh jq openssl; do
+    command -v "$t" >/dev/null 2>&1 || missing+=("$t")
+done
+[ -x "$libvirtd_bin" ] || missing+=("$libvirtd_bin")
+for b in nnve-daemon nnvectl tnve-agent tnvectl; do
+    [ -x "$bin/$b" ] || missing+=("$bin/$b")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "$prog: missing: ${missing[*]}" >&2
+    echo "$prog: run 'make demo' (installs the packages and builds) or build into $build" >&2
+    exit 2
+fi
+
+# ---- sandbox and teardown -------------------------------------------------------------
+
+dir=$(mktemp -d "${TMPDIR:-/tmp}/splitnve-demo.XXXXXX") || exit 2
+uri="test+unix:///default?socket=$dir/run/libvirt-sock"
+nnve_ctl=$dir/run/nnve-daemon.ctl
+tnve_ctl=$dir/run/tnve-agent.ctl
+nnve_log=$dir/log/nnve-daemon.log
+tnve_log=$dir/log/tnve-agent.log
+libvirtd_log=$dir/log/libvirtd.log
+journal=$dir/nnve-state/dataplane.journal
+libvirtd_pid='' nnve_pid='' tnve_pid=''
+teardown_failed=0
+torn_down=0
+
+# stop_pid NAME PID: SIGTERM, wait up to 10 s, then SIGKILL.  A process that needed SIGKILL
+# or exited non-zero (e.g. a leak report under ASan) marks the teardown as failed.
+stop_pid() {
+    local name=$1 pid=$2 i rc
+    [ -n "$pid" ] || return 0
+    kill -0 "$pid" 2>/dev/null || {
+        wait "$pid" 2>/dev/null
+        rc=$?
+        if [ "$rc" -ne 0 ]; then
+            note "$name (pid $pid) had already exited with status $rc"
+            teardown_failed=1
+        fi
+        return 0
+    }
+    kill -TERM "$pid" 2>/dev/null
+    for ((i = 0; i < 100; i++)); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    if kill -0 "$pid" 2>/dev/null; then
+        note "$name (pid $pid) did not stop within 10 s of SIGTERM: killing it"
+        kill -KILL "$pid" 2>/dev/null
+        teardown_failed=1
+    fi
+    wait "$pid" 2>/dev/null
+    rc=$?
+    if [ "$rc" -ne 0 ]; then
+        note "$name (pid $pid) exited with status $rc at shutdown"
+        teardown_failed=1
+    fi
+}
+
+teardown() {
+    [ "$torn_down" = 0 ] || return 0
+    torn_down=1
+    # Agent first (it holds the libvirt connection), then the switch, then libvirtd.
+    stop_pid tnve-agent "$tnve_pid"
+    tnve_pid=''
+    stop_pid nnve-daemon "$nnve_pid"
+    nnve_pid=''
+    stop_pid libvirtd "$libvirtd_pid"
+    libvirtd_pid=''
+    if [ "$teardown_failed" = 1 ]; then
+        show_log_tail "nnve-daemon" "$nnve_log" 15
+        show_log_tail "tnve-agent" "$tnve_log" 15
+    fi
+    if [ "$keep" = 1 ]; then
+        note "kept $dir"
+    else
+        rm -rf "$dir"
+    fi
+}
+
+on_exit() {
+    local rc=$?
+    trap - EXIT INT TERM
+    teardown
+    [ "$teardown_failed" = 0 ] || [ "$rc" -ne 0 ] || rc=1
+    exit "$rc"
+}
+trap on_exit EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+show_log_tail() { # NAME FILE LINES
+    [ -s "$2" ] || return 0
+    printf '\n%s-- last %s lines of %s (%s)%s\n' "$c_cmd" "$3" "$1" "$2" "$c_off" >&2
+    tail -n "$3" "$2" | sed 's/^/   /' >&2
+}
+
+# fail MESSAGE...: a step did not converge or a component failed.
+fail() {
+    printf '\n%s%s: FAILED: %s%s\n' "$c_bad" "$prog" "$1" "$c_off" >&2
+    shift
+    local line
+    for line in "$@"; do
+        printf '  %s\n' "$line" >&2
+    done
+    show_log_tail "nnve-daemon" "$nnve_log" 25
+    show_log_tail "tnve-agent" "$tnve_log" 25
+    [ "$keep" = 1 ] || note "(rerun with --keep, or DEMO_KEEP=1 make demo, to keep the sandbox's logs and configs)" >&2
+    exit 1
+}
+
+# wait_until DESCRIPTION SECONDS CMD...: polls CMD every 50 ms until it succeeds; fails
+# after SECONDS (DESCRIPTION documents the call).
+wait_until() {
+    local secs=$2 deadline
+    shift 2
+    deadline=$((SECONDS + secs))
+    while ! "$@" >/dev/null 2>&1; do
+        [ "$SECONDS" -lt "$deadline" ] || return 1
+        sleep 0.05
+    done
+    return 0
+}
+
+alive() { # NAME PID: fails the demo if the process died
+    kill -0 "$2" 2>/dev/null || fail "$1 (pid $2) exited during start-up" "see its log below"
+}
+
+mkdir -p "$dir/run" "$dir/log" "$dir/pki" "$dir/nodrivers" "$dir/nnve-state" \
+    "$dir/tnve-state" "$dir/domains" "$dir/bin" || exit 2
+
+# ---- throwaway PKI ----------------------------------------------------------------------
+
+"$top/scripts/gen-pki.sh" "$dir/pki" nnve1 hv1 || fail "scripts/gen-pki.sh failed"
+
+# ---- private libvirtd (test driver only) ----------------------------------------------
+
+cat >"$dir/libvirtd.conf" <<CONF
+unix_sock_dir="$dir/run"
+unix_sock_rw_perms="0770"
+auth_unix_rw="none"
+auth_unix_ro="none"
+log_outputs="3:file:$libvirtd_log"
+CONF
+# An empty driver directory keeps only the built-in test driver: no system users, no KVM.
+LIBVIRT_DRIVER_DIR=$dir/nodrivers "$libvirtd_bin" --config "$dir/libvirtd.conf" \
+    --pid-file "$dir/run/libvirtd.pid" >"$dir/log/libvirtd.out" 2>&1 &
+libvirtd_pid=$!
+wait_until "libvirtd socket" 10 test -S "$dir/run/libvirt-sock" ||
+    fail "the private libvirtd did not create $dir/run/libvirt-sock within 10 s" \
+        "$(cat "$dir/log/libvirtd.out" 2>/dev/null)"
+alive libvirtd "$libvirtd_pid"
+
+# ---- nnve-daemon ----------------------------------------------------------------------
+
+# pick_port: a TCP port nothing listens on at 127.0.0.1 (the daemon's bind is the real
+# test; start_nnve retries with another port if it loses a race).
+pick_port() {
+    local p i
+    for ((i = 0; i < 50; i++)); do
+        p=$((20000 + RANDOM % 40000))
+        if command -v ss >/dev/null 2>&1; then
+            [ -z "$(ss -Htln "sport = :$p" 2>/dev/null)" ] && { echo "$p"; return 0; }
+        elif ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+            echo "$p"
+            return 0
+        fi
+    done
+    return 1
+}
+
+write_nnve_conf() {
+    cat >"$dir/nnve-daemon.conf" <<CONF
+# nnve-daemon configuration written by the demo (see README.md, "Configuration").
+[global]
+listen = 127.0.0.1:$1
+cert = $dir/pki/nnve1.crt
+key = $dir/pki/nnve1.key
+ca = $dir/pki/ca.crt
+node_id = nnve1
+state_dir = $dir/nnve-state
+control_socket = $nnve_ctl
+backend = none
+dataplane_journal = $journal
+hold_time = 30s
+tag_hold_down = $tag_hold_down
+log_level = info
+
+# One significance domain: the switch port the demo hypervisor is cabled to.
+[domain rack1]
+ports = swp1
+tags = 100-199
+
+# The demo hypervisor: its identity is its certificate's name (DNS SAN "hv1").
+[hypervisor hv1]
+port = swp1
+vns = blue, green
+
+[vn blue]
+id = 5001
+
+[vn green]
+id = 5002
+CONF
+}
+
+nnvectl() { "$bin/nnvectl" -s "$nnve_ctl" "$@"; }
+tnvectl() { "$bin/tnvectl" -s "$tnve_ctl" "$@"; }
+
+nnve_port=''
+for _ in 1 2 3; do
+    nnve_port=$(pick_port) || fail "no free TCP port found on 127.0.0.1"
+    write_nnve_conf "$nnve_port"
+    "$bin/nnve-daemon" -f -c "$dir/nnve-daemon.conf" >"$nnve_log" 2>&1 &
+    nnve_pid=$!
+    if wait_until "nnve-daemon control socket" 10 nnvectl show sessions; then
+        break
+    fi
+    if ! kill -0 "$nnve_pid" 2>/dev/null && grep -qi 'in use' "$nnve_log"; then
+        wait "$nnve_pid" 2>/dev/null
+        nnve_pid=''
+        continue
+    fi
+    fail "nnve-daemon did not answer on its control socket $nnve_ctl within 10 s"
+done
+[ -n "$nnve_pid" ] || fail "nnve-daemon could not bind a port on 127.0.0.1 (3 attempts)"
+alive nnve-daemon "$nnve_pid"
+
+# ---- tnve-agent -----------------------------------------------------------------------
+
+cat >"$dir/tnve-agent.conf" <<CONF
+# tnve-agent configuration written by the demo (see README.md, "Configuration").
+libvirt_uri = $uri
+nnve_address = 127.0.0.1
+nnve_port = $nnve_port
+nnve_identity = nnve1
+cert = $dir/pki/hv1.crt
+key = $dir/pki/hv1.key
+ca = $dir/pki/ca.crt
+node_id = hv1
+dataplane = none
+state_dir = $dir/tnve-state
+control_socket = $tnve_ctl
+
+# Tenant green: every vNIC plugged into bridge br-green is in VN 5002 ("green").
+# (Tenant blue's vNICs name their VN in the domain metadata instead.)
+[map green]
+bridge = br-green
+vn_id = 5002
+vn_name = green
+CONF
+
+"$bin/tnve-agent" -f -c "$dir/tnve-agent.conf" >"$tnve_log" 2>&1 &
+tnve_pid=$!
+wait_until "tnve-agent control socket" 10 tnvectl show session ||
+    { alive tnve-agent "$tnve_pid"; fail "tnve-agent did not answer on $tnve_ctl within 10 s"; }
+
+session_up() {
+    nnvectl --json show sessions | jq -e 'map(select(.hypervisor == "hv1")) | length == 1' \
+        >/dev/null
+}
+wait_until "SNCP session" "$step_timeout" session_up || {
+    alive tnve-agent "$tnve_pid"
+    fail "no SNCP session from hv1 at nnve-daemon after ${step_timeout} s" \
+        "nnvectl show sessions: $(nnvectl show sessions 2>&1)" \
+        "tnvectl show session: $(tnvectl show session 2>&1)"
+}
+
+# ---- the demo domains -----------------------------------------------------------------
+
+# name uuid mac bridge tenant
+domains=(
+    "blue-web  0b1e0000-0000-4000-8000-000000000001 52:54:00:b1:00:01 br-tenants blue"
+    "blue-db   0b1e0000-0000-4000-8000-000000000002 52:54:00:b1:00:02 br-tenants blue"
+    "green-app 06ee0000-0000-4000-8000-000000000003 52:54:00:9e:00:01 br-green   green"
+)
+names_json='{}'
+for d in "${domains[@]}"; do
+    read -r name uuid mac bridge tenant <<<"$d"
+    cat >"$dir/domains/$name.xml" <<XML
+<domain type='test'>
+  <name>$name</name>
+  <uuid>$uuid</uuid>
+  <memory unit='MiB'>128</memory>
+  <vcpu>1</vcpu>
+  <os><type>hvm</type></os>
+  <devices>
+    <interface type='bridge'>
+      <mac address='$mac'/>
+      <source bridge='$bridge'/>
+    </interface>
+  </devices>
+</domain>
+XML
+    names_json=$(jq -c --arg m "$mac" --arg n "$name" '. + {($m): $n}' <<<"$names_json")
+done
+
+virsh_run() { # shows and runs one virsh command line (several commands separated by ;)
+    printf '%s$ virsh %s%s\n' "$c_cmd" "$*" "$c_off"
+    local out
+    if ! out=$(virsh -c "$uri" -q "$@" 2>&1); then
+        printf '%s\n' "$out" | sed 's/^/  /'
+        fail "virsh $* failed"
+    fi
+    [ -z "$out" ] || printf '%s\n' "$out" | sed '/^$/d; s/^/  /'
+}
+
+# ---- state of the switch, as the operator sees it --------------------------------------
+
+# check: one look at both daemons (three nnvectl calls, one tnvectl call, one jq) that
+# prints four lines:
+#   sig=blue-web=activated blue-db=absent green-app=associated vn5001=connected
+#       vn5002=absent tags-in-use=1 tags-held=0      (on one line: what steps compare)
+#   settled=true|false       every TSI at the agent has its desired state acknowledged
+#   tags={"5001":100}        each VN's tag at the switch
+#   problems=...             broken tag rules: a TSI whose tag is not its VN's tag, or a
+#                            VN whose tag changed while its VAP existed ("" when none)
+check_prog='
+def tsi_state($mac): [.tsis[] | select((.tsi | ascii_downcase | split("/") | last) == $mac)]
+    | if length == 0 then "absent" elif length == 1 then .[0].state
+      else "duplicated(\(length))" end;
+def vn_state($id): [.vns[] | select(.vn_id == $id)]
+    | if length == 0 then "absent" else .[0].state end;
+. as $s
+| ($s.vns | map({key: "\(.vn_id)", value: .tag}) | from_entries) as $tags
+| "sig=" + ([ ($names | to_entries[] | .key as $mac | "\(.value)=\($s | tsi_state($mac))"),
+    "vn5001=\(vn_state(5001))", "vn5002=\(vn_state(5002))",
+    "tags-in-use=\([.tags[].used] | add // 0)", "tags-held=\([.tags[].held] | add // 0)" ]
+    | join(" ")),
+  "settled=\(all(.agent[]; .desired == .acked))",
+  "tags=\($tags | tojson)",
+  "problems=" + ([ (.tsis[] | select(.tag != $tags["\(.vn_id)"])
+        | "TSI \(.tsi) has tag \(.tag), its VN \(.vn_id) has \($tags["\(.vn_id)"])"),
+      ($tags | to_entries[] | select($prev[.key] != null and $prev[.key] != .value)
+        | "VN \(.key) changed tag from \($prev[.key]) to \(.value) while its VAP existed") ]
+    | join("; "))'
+vn_tags='{}'
+check() {
+    local tsis vns tags agent
+    tsis=$(nnvectl --json show tsis) && vns=$(nnvectl --json show vns) &&
+        tags=$(nnvectl --json show tags) && agent=$(tnvectl --json show tsis) || return 1
+    jq -rn --argjson tsis "$tsis" --argjson vns "$vns" --argjson tags "$tags" \
+        --argjson agent "$agent" --argjson names "$names_json" --argjson prev "$vn_tags" \
+        '{tsis: $tsis, vns: $vns, tags: $tags, agent: $agent} | '"$check_prog"
+}
+
+now_ms() { date +%s%3N; }
+
+# converge STEP EXPECTED: waits until the switch's signature equals EXPECTED, the tag rules
+# hold and the agent has nothing left to do, at most $step_timeout seconds.
+converge() {
+    local step=$1 expected=$2 t0 deadline out seen='' settled='' problems='' tags=''
+    t0=$(now_ms)
+    deadline=$((SECONDS + step_timeout))
+    while :; do
+        if out=$(check 2>/dev/null); then
+            seen=$(sed -n 's/^sig=//p' <<<"$out")
+            settled=$(sed -n 's/^settled=//p' <<<"$out")
+            tags=$(sed -n 's/^tags=//p' <<<"$out")
+            problems=$(sed -n 's/^problems=//p' <<<"$out")
+            if [ "$seen" = "$expected" ] && [ -z "$problems" ] && [ "$settled" = true ]; then
+                break
+            fi
+        fi
+        if [ "$SECONDS" -ge "$deadline" ]; then
+            kill -0 "$nnve_pid" 2>/dev/null || seen="$seen (nnve-daemon is not running)"
+            kill -0 "$tnve_pid" 2>/dev/null || seen="$seen (tnve-agent is not running)"
+            fail "step \"$step\" did not converge within ${step_timeout} s" \
+                "expected: $expected" \
+                "seen:     ${seen:-(no answer from nnvectl/tnvectl)}" \
+                ${problems:+"tags:     $problems"} \
+                "agent:    $(if [ "$settled" = true ]; then
+                    echo "every TSI acknowledged as desired"
+                else
+                    echo "TSIs not acknowledged as desired:"
+                    tnvectl show tsis 2>&1
+                fi)"
+        fi
+        sleep 0.05
+    done
+    vn_tags=$tags
+    printf '%s   converged in %d ms: %s%s\n' "$c_ok" $(($(now_ms) - t0)) "$seen" "$c_off"
+}
+
+# agent_domain_is NAME REGEX: the agent's view of the domain's state (its last event, e.g.
+# "suspended") matches REGEX.
+agent_domain_is() {
+    tnvectl --json show domains |
+        jq -e --arg n "$1" --arg re "$2" 'any(.[]; .name == $n and (.state | test($re)))' \
+            >/dev/null
+}
+agent_has_no_demo_domains() {
+    tnvectl --json show domains |
+        jq -e 'map(select(.name | test("^(blue|green)-"))) | length == 0' >/dev/null
+}
+ST_PAUSED='^(suspended|paused)'
+
+# ---- what the operator looks at after each step ---------------------------------------
+
+declare -A log_mark=()
+log_mark[nnve]=0 log_mark[tnve]=0 log_mark[journal]=0
+
+# new_lines KEY FILE: writes the lines of FILE added since the previous call to
+# $dir/new-lines (run it in the main shell: it keeps its position in log_mark).
+new_lines() {
+    local key=$1 file=$2 n=0
+    : >"$dir/new-lines"
+    [ -f "$file" ] || return 0
+    n=$(wc -l <"$file")
+    if [ "$n" -gt "${log_mark[$key]}" ]; then
+        tail -n +"$((log_mark[$key] + 1))" "$file" | head -n "$((n - log_mark[$key]))" \
+            >"$dir/new-lines"
+    fi
+    log_mark[$key]=$n
+}
+
+# Log lines are "TIME PROG[PID]: LEVEL module: text"; show time (HH:MM:SS.mmm), level
+# when not info, and the text; leave out debug lines, and the "none" backend's info lines
+# (its journal is shown instead).
+format_log() {
+    sed -n -E '/\]: debug /d
+        /\]: info backend: none: /d
+        s/^[0-9-]+T([0-9:.]+)Z [^ ]+\]: info /  \1  /p
+        t
+        s/^[0-9-]+T([0-9:.]+)Z [^ ]+\]: (warn|err) /  \1  \2: /p
+        t
+        /^[0-9-]+T/d
+        s/^/  /p'
+}
+
+# indent: prints its input indented, or "(none)" when it is empty.
+indent() {
+    local text
+    text=$(cat)
+    if [ -n "$text" ]; then
+        printf '%s\n' "$text" | sed 's/^/  /'
+    else
+        note "  (none)"
+    fi
+}
+
+show_state() { # [tags]
+    sub "nnvectl show vns          (the switch: one VAP per VN, its local tag)"
+    nnvectl show vns | indent
+    sub "nnvectl show tsis         (the switch: one instance per vNIC)"
+    nnvectl show tsis | indent
+    if [ "${1:-}" = tags ]; then
+        sub "nnvectl show tags         (the tag pool of each significance domain)"
+        nnvectl show tags | indent
+    fi
+    sub "tnvectl show tsis         (the hypervisor agent: desired vs acknowledged;"
+    say "                             some columns: domain, mac, vn, desired, acked, tag, pending)"
+    tnvectl --json show tsis | jq -r '
+        def pad($w): . + (" " * ($w - length) // "");
+        if length == 0 then empty else
+            ([["DOMAIN", "MAC", "VN", "DESIRED", "ACKED", "TAG", "PENDING"]] +
+             map([.domain, .mac, "\(.vn_id // "-")/\(.vn_name // "-")", .desired, .acked,
+                  (if .tag == 0 then "-" else .tag end), .pending] | map(tostring))) as $rows
+            | ($rows | transpose | map(map(length) | max)) as $w
+            | $rows[] | [range(0; length) as $i | .[$i] | pad($w[$i])] | join("  ")
+            | sub(" +$"; "")
+        end' | indent
+    local lines
+    new_lines nnve "$nnve_log"
+    lines=$(format_log <"$dir/new-lines")
+    if [ -n "$lines" ]; then
+        sub "nnve-daemon log (new lines)"
+        printf '%s\n' "$lines"
+    fi
+    new_lines tnve "$tnve_log"
+    lines=$(format_log <"$dir/new-lines")
+    if [ -n "$lines" ]; then
+        sub "tnve-agent log (new lines)"
+        printf '%s\n' "$lines"
+    fi
+    new_lines journal "$journal"
+    if [ -s "$dir/new-lines" ]; then
+        sub "switch dataplane: what the \"none\" backend would program (its journal)"
+        sed 's/^/  /' "$dir/new-lines"
+    fi
+}
+
+# Absent expectations are spelled out once here.
+S_NONE="blue-web=absent blue-db=absent green-app=absent"
+
+# ---- set-up summary --------------------------------------------------------------------
+
+heading "splitnve demo: a hypervisor (tnve-agent) and its top-of-rack switch (nnve-daemon)" \
+    "sandbox     $dir" \
+    "libvirt     $uri   (private libvirtd, test driver)" \
+    "switch      nnve-daemon pid $nnve_pid, SNCP over TLS 1.3 on 127.0.0.1:$nnve_port," \
+    "            identity nnve1, port swp1 in significance domain rack1, tags 100-199," \
+    "            tag hold-down $tag_hold_down, dataplane backend \"none\" (records only)" \
+    "hypervisor  tnve-agent pid $tnve_pid, identity hv1 (from its certificate)" \
+    "tenants     blue  = VN 5001, per vNIC in the domain metadata (urn:splitnve:vn:1)" \
+    "            green = VN 5002, by the agent's [map green] rule on bridge br-green"
+sub "nnvectl show sessions"
+nnvectl show sessions | sed 's/^/  /'
+show_state
+
+define_domains() {
+    local d name uuid mac bridge tenant
+    for d in "${domains[@]}"; do
+        read -r name uuid mac bridge tenant <<<"$d"
+        virsh_run define "$dir/domains/$name.xml"
+        if [ "$tenant" = blue ]; then
+            virsh_run metadata "$name" --uri urn:splitnve:vn:1 --key splitnve --config \
+                --set "<vnics><vnic mac='$mac' vn-id='5001' vn-name='blue'/></vnics>"
+        fi
+    done
+}
+
+# ---- interactive mode -----------------------------------------------------------------
+
+if [ "$shell_mode" = 1 ]; then
+    heading "Defining the demo domains (not started)" \
+        "blue-web and blue-db get VN 5001 through 'virsh metadata'; green-app is on br-green."
+    define_domains
+    for t in nnvectl:"$nnve_ctl" tnvectl:"$tnve_ctl"; do
+        cat >"$dir/bin/${t%%:*}" <<WRAP
+#!/bin/sh
+exec "$bin/${t%%:*}" -s "${t#*:}" "\$@"
+WRAP
+        chmod +x "$dir/bin/${t%%:*}"
+    done
+    cat >"$dir/bashrc" <<RC
+[ -f ~/.bashrc ] && . ~/.bashrc
+export LIBVIRT_DEFAULT_URI='$uri'
+export PATH='$dir/bin:$bin':\$PATH
+PS1='(splitnve-demo) \\\$ '
+RC
+    heading "Interactive sandbox (exit the shell to tear everything down)" \
+        "virsh list --all                     the demo domains (LIBVIRT_DEFAULT_URI is set)" \
+        "virsh start blue-web                 start a VM: its vNIC is associated + activated" \
+        "virsh suspend|resume blue-web        pause keeps the association (RFC 8394 2.4)" \
+        "virsh managedsave green-app          deactivate (stays associated)" \
+        "virsh destroy blue-web               de-associate; last vNIC of a VN: disconnect" \
+        "nnvectl show sessions|vns|tsis|tags|counters      the switch (add --json)" \
+        "nnvectl tsi deactivate|deassociate TSI            operator actions at the switch," \
+        "   e.g. TSI = 0b1e0000-0000-4000-8000-000000000001/52:54:00:b1:00:01 (blue-web)" \
+        "nnvectl vn disconnect hv1 5001                    (the agent converges back)" \
+        "tnvectl show domains|tsis|session|counters        the hypervisor agent" \
+        "logs: $dir/log/   configs: $dir/*.conf"
+    echo
+    # Ctrl-C belongs to the interactive shell: here it must not end the sandbox.
+    trap : INT
+    bash --rcfile "$dir/bashrc" -i
+    trap 'exit 130' INT
+    echo
+    note "tearing down the sandbox"
+    exit 0
+fi
+
+# ---- the story ------------------------------------------------------------------------
+
+heading "1. Define three VMs" \
+    "virsh define only writes a configuration: nothing runs yet, so nothing is associated" \
+    "at the switch (RFC 8394 2.1; the agent can associate ahead of start with" \
+    "associate_on_define = yes).  blue-web and blue-db name their VN in the domain" \
+    "metadata with 'virsh metadata'; green-app's VN comes from the agent's [map] rule."
+define_domains
+converge "define" "$S_NONE vn5001=absent vn5002=absent tags-in-use=0 tags-held=0"
+show_state
+
+heading "2. Start blue-web" \
+    "A VM starts: its vNIC (a TSI) must be associated and activated at the External NVE." \
+    "The agent connects VN 5001 (VN_CONNECT, RFC 8394 Req-5); the switch creates a VAP for" \
+    "(rack1, VN 5001) and allocates a local VLAN tag; then TSI_ACTIVATE takes the TSI from" \
+    "Init to Activated in one step (Figure 6)."
+virsh_run start blue-web
+converge "start blue-web" \
+    "blue-web=activated blue-db=absent green-app=absent vn5001=connected vn5002=absent tags-in-use=1 tags-held=0"
+show_state
+
+heading "3. Start blue-db and green-app" \
+    "blue-db joins VN 5001, already connected: it gets the same tag as blue-web (one tag per" \
+    "VN and significance domain).  green-app is tenant green: VN 5002 gets its own tag."
+virsh_run "start blue-db; start green-app"
+converge "start blue-db and green-app" \
+    "blue-web=activated blue-db=activated green-app=activated vn5001=connected vn5002=connected tags-in-use=2 tags-held=0"
+show_state
+
+heading "4. Pause blue-web" \
+    "A paused VM keeps its association and activation (RFC 8394 2.4): nothing is sent."
+virsh_run suspend blue-web
+wait_until "agent saw the pause" "$step_timeout" agent_domain_is blue-web "$ST_PAUSED" ||
+    fail "step \"pause blue-web\": the agent does not show blue-web as paused" \
+        "$(tnvectl show domains 2>&1)"
+converge "pause blue-web" \
+    "blue-web=activated blue-db=activated green-app=activated vn5001=connected vn5002=connected tags-in-use=2 tags-held=0"
+show_state
+
+heading "5. Resume blue-web" \
+    "Resuming a paused VM: the TSI is still Activated, TSI_ACTIVATE is idempotent."
+virsh_run resume blue-web
+converge "resume blue-web" \
+    "blue-web=activated blue-db=activated green-app=activated vn5001=connected vn5002=connected tags-in-use=2 tags-held=0"
+show_state
+
+heading "6. Managed save of green-app" \
+    "The VM is saved to disk and stops running: TSI_DEACTIVATE.  The TSI goes back to" \
+    "Associated (Figure 6): forwarding entries are removed, the reservation and the VN's" \
+    "tag stay, so the VM can come back quickly."
+virsh_run managedsave green-app
+converge "managed save green-app" \
+    "blue-web=activated blue-db=activated green-app=associated vn5001=connected vn5002=connected tags-in-use=2 tags-held=0"
+show_state
+
+heading "7. Restore green-app (virsh start after a managed save)" \
+    "The VM runs again: TSI_ACTIVATE, Associated -> Activated, same tag as before."
+virsh_run start green-app
+converge "restore green-app" \
+    "blue-web=activated blue-db=activated green-app=activated vn5001=connected vn5002=connected tags-in-use=2 tags-held=0"
+show_state
+
+heading "8. The switch operator deactivates blue-db" \
+    "The External NVE can act on its own (RFC 8394 Req-6, Req-9): 'nnvectl tsi deactivate'" \
+    "moves the TSI to Associated at the switch and tells the agent (TSI_DEACTIVATE from the" \
+    "nNVE).  The agent acknowledges, but libvirt still runs the VM: after a short backoff it" \
+    "converges back and activates the TSI again."
+blue_db_tsi=0b1e0000-0000-4000-8000-000000000002/52:54:00:b1:00:02
+printf '%s$ nnvectl tsi deactivate %s%s\n' "$c_cmd" "$blue_db_tsi" "$c_off"
+nnvectl tsi deactivate "$blue_db_tsi" | indent ||
+    fail "step \"operator deactivate\": nnvectl tsi deactivate failed"
+converge "operator deactivate, agent converges back" \
+    "blue-web=activated blue-db=activated green-app=activated vn5001=connected vn5002=connected tags-in-use=2 tags-held=0"
+show_state
+
+heading "9. Destroy blue-web" \
+    "The VM stops: TSI_DEASSOCIATE, back to Init (the instance is removed).  VN 5001 still" \
+    "has blue-db on this hypervisor, so it stays connected with its tag."
+virsh_run destroy blue-web
+converge "destroy blue-web" \
+    "blue-web=absent blue-db=activated green-app=activated vn5001=connected vn5002=connected tags-in-use=2 tags-held=0"
+show_state
+
+heading "10. Destroy blue-db and green-app" \
+    "The last TSI of each VN goes: the agent disconnects the VN (VN_DISCONNECT).  The VAP" \
+    "ends and its tag enters the hold-down ($tag_hold_down here): reserved for that VN, so a" \
+    "VM that comes back soon gets the same tag, and no other VN can take it yet."
+virsh_run "destroy blue-db; destroy green-app"
+converge "destroy blue-db and green-app" \
+    "$S_NONE vn5001=hold-down vn5002=hold-down tags-in-use=0 tags-held=2"
+show_state tags
+
+heading "11. Tag hold-down expires" \
+    "After tag_hold_down the two tags return to the pool of domain rack1."
+converge "tag hold-down expiry" \
+    "$S_NONE vn5001=absent vn5002=absent tags-in-use=0 tags-held=0"
+show_state tags
+
+heading "12. Undefine the VMs" \
+    "The configurations are removed; the agent forgets the domains and makes sure nothing" \
+    "is left at the switch."
+virsh_run "undefine blue-web; undefine blue-db; undefine green-app --managed-save"
+converge "undefine" "$S_NONE vn5001=absent vn5002=absent tags-in-use=0 tags-held=0"
+wait_until "agent forgot the domains" "$step_timeout" agent_has_no_demo_domains ||
+    fail "step \"undefine\": the agent still tracks demo domains after ${step_timeout} s" \
+        "$(tnvectl show domains 2>&1)"
+show_state
+
+sub "nnvectl show counters"
+nnvectl show counters | sed 's/^/  /'
+
+heading "Stopping everything" "tnve-agent, nnve-daemon and libvirtd get SIGTERM."
+teardown
+if [ "$teardown_failed" = 1 ]; then
+    die "a daemon did not stop cleanly (see above)"
+fi
+printf '\n%sdemo finished: every step converged, everything stopped (%d s).%s\n' "$c_ok" \
+    "$SECONDS" "$c_off"
