@@ -17,6 +17,7 @@
 
 #include <ini.h>
 
+#include "backend-provider.h"
 #include "sncp-error.h"
 #include "sncp-msg.h"
 #include "snv-log.h"
@@ -597,6 +598,9 @@ static void validate(struct parser *p)
     struct nnve_config *cfg = p->cfg;
     if (!cfg->cert || !cfg->key || !cfg->ca)
         perr(p, 0, "[global] needs cert, key and ca (PEM files)");
+    if (cfg->backend && !nnve_backend_class_find(cfg->backend))
+        perr(p, 0, "[global] backend \"%s\" is not a known dataplane backend (none)",
+             cfg->backend);
     unsigned any = 0;
     for (unsigned i = 0; i < cfg->n_domains; i++) {
         struct nnve_domain_cfg *d = &cfg->domains[i];

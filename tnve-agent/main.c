@@ -31,7 +31,8 @@ static const char usage_text[] =
     "Options:\n"
     "  -c, --config FILE     configuration file (default " DEFAULT_CONFIG ")\n"
     "  -f, --foreground      stay in the foreground (the default)\n"
-    "  -d, --daemon          detach from the terminal and run in the background\n"
+    "  -d, --daemon          detach from the terminal, run in the background and log\n"
+    "                        to syslog\n"
     "      --pidfile FILE    write the process id to FILE (removed at exit)\n"
     "  -s, --socket PATH     control socket (overrides control_socket; default\n"
     "                        /run/splitnve/tnve-agent.ctl)\n"
@@ -241,6 +242,9 @@ int main(int argc, char **argv)
         free(cfg);
         return 1;
     }
+    /* stderr is /dev/null once detached: keep the log lines. */
+    if (daemonize)
+        snv_log_open("tnve-agent", SNV_LOG_SYSLOG);
     if (pidfile && write_pidfile(pidfile) < 0)
         SNV_WARN("main", "cannot write pidfile path=%s", pidfile);
     signal(SIGPIPE, SIG_IGN);

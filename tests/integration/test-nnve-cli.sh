@@ -16,6 +16,11 @@ printf '[hypervisor hv5]\nport = swp9\n' >>"$T/n.conf"
 rc=0; msg=$("$BIN/nnve-daemon" --check-config -c "$T/n.conf" 2>&1) || rc=$?
 [ $rc -eq 1 ] || fail "bad config: exit $rc"
 echo "$msg" | grep -q "n.conf:[0-9]*: \[hypervisor hv5\]: port swp9 is in no \[domain\]" || fail "error message: $msg"
+write_conf
+sed -i 's/^\[global\]$/[global]\nbackend = bogus/' "$T/n.conf"
+rc=0; msg=$("$BIN/nnve-daemon" --check-config -c "$T/n.conf" 2>&1) || rc=$?
+[ $rc -eq 1 ] || fail "unknown backend: exit $rc"
+echo "$msg" | grep -q 'backend "bogus" is not a known dataplane backend' || fail "backend message: $msg"
 ok "--help, --version, --check-config"
 
 write_conf "listen = 127.0.0.1:0, [::1]:0" "metrics_file = $T/nnve.prom" "metrics_interval = 200ms"
