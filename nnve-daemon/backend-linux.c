@@ -1946,8 +1946,6 @@ static int linux_reconcile_end(struct nnve_backend *b)
 
 /* ---------------------------------------------------------------- create/destroy --- */
 
-static const struct nnve_linux_config *class_defaults;
-
 void nnve_linux_config_init(struct nnve_linux_config *cfg)
 {
     memset(cfg, 0, sizeof *cfg);
@@ -1968,11 +1966,6 @@ int nnve_linux_vxlan_mode_parse(const char *s, enum nnve_linux_vxlan_mode *mode)
     else
         return -EINVAL;
     return 0;
-}
-
-void nnve_backend_linux_set_defaults(const struct nnve_linux_config *cfg)
-{
-    class_defaults = cfg;
 }
 
 static int parse_ip(const char *s, int *family, uint8_t ip[16])
@@ -2131,8 +2124,7 @@ int nnve_backend_linux_create(const struct nnve_linux_config *cfg, struct nnve_b
 
 static int linux_create(const struct nnve_backend_config *cfg, struct nnve_backend **out)
 {
-    (void)cfg;
-    return nnve_backend_linux_create(class_defaults, out);
+    return nnve_backend_linux_create(cfg ? cfg->linux_cfg : NULL, out);
 }
 
 /* Counts operations and failures around each class entry point. */

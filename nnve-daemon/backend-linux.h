@@ -61,12 +61,6 @@ int nnve_linux_vxlan_mode_parse(const char *s, enum nnve_linux_vxlan_mode *mode)
  * strings are copied. */
 int nnve_backend_linux_create(const struct nnve_linux_config *cfg, struct nnve_backend **out);
 
-/* The configuration nnve_backend_linux_class.create() uses (the generic
- * nnve_backend_config has no linux fields): call this before nnve_backend_open("linux").
- * The pointer is kept, not copied: `cfg` must stay valid until that open returns (the
- * backend copies what it needs).  NULL restores the defaults. */
-void nnve_backend_linux_set_defaults(const struct nnve_linux_config *cfg);
-
 extern const struct nnve_backend_class nnve_backend_linux_class;
 
 /* ---- message builders and parsers (pure; exported for the unit tests) ----

@@ -30,9 +30,12 @@ struct nnve_vn {
     char name[SNCP_MAX_VN_NAME_LEN + 1]; /* "" when unknown */
 };
 
+struct nnve_linux_config;
+
 struct nnve_backend_config {
     const char *journal;  /* none backend: append one line per operation to this file */
     const char *fdb_file; /* none backend: "MAC PORT" lines answering lookup_mac */
+    const struct nnve_linux_config *linux_cfg; /* linux backend; NULL: its defaults */
 };
 
 struct nnve_backend;

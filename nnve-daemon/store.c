@@ -240,60 +240,45 @@ static void bind_vn(sqlite3_stmt *st, int col_key, char *key, size_t keycap,
     }
 }
 
-int nnve_store_vap_put(struct nnve_store *s, const char *domain, const struct nnve_vn *vn,
-                       uint16_t tag)
+/* One row keyed by (owner, VN): a domain's VAP or a hypervisor's VN connection.  Puts bind
+ * the VN's ID and name (and the VAP's tag when tag >= 0); deletes bind the key alone. */
+static int write_vn_row(struct nnve_store *s, enum stmt_id id, const char *owner,
+                        const struct nnve_vn *vn, int put, int tag)
 {
     if (!s)
         return 0;
     if (begin(s))
         return SNCP_E_INTERNAL;
     char key[96];
-    sqlite3_stmt *st = s->st[ST_VAP_PUT];
-    sqlite3_bind_text(st, 1, domain, -1, SQLITE_STATIC);
-    bind_vn(st, 2, key, sizeof key, vn, 3);
-    sqlite3_bind_int(st, 5, tag);
-    return write_stmt(s, ST_VAP_PUT);
+    sqlite3_stmt *st = s->st[id];
+    sqlite3_bind_text(st, 1, owner, -1, SQLITE_STATIC);
+    bind_vn(st, 2, key, sizeof key, vn, put ? 3 : 0);
+    if (tag >= 0)
+        sqlite3_bind_int(st, 5, tag);
+    return write_stmt(s, id);
+}
+
+int nnve_store_vap_put(struct nnve_store *s, const char *domain, const struct nnve_vn *vn,
+                       uint16_t tag)
+{
+    return write_vn_row(s, ST_VAP_PUT, domain, vn, 1, tag);
 }
 
 int nnve_store_vap_del(struct nnve_store *s, const char *domain, const struct nnve_vn *vn)
 {
-    if (!s)
-        return 0;
-    if (begin(s))
-        return SNCP_E_INTERNAL;
-    char key[96];
-    sqlite3_stmt *st = s->st[ST_VAP_DEL];
-    sqlite3_bind_text(st, 1, domain, -1, SQLITE_STATIC);
-    bind_vn(st, 2, key, sizeof key, vn, 0);
-    return write_stmt(s, ST_VAP_DEL);
+    return write_vn_row(s, ST_VAP_DEL, domain, vn, 0, -1);
 }
 
 int nnve_store_vn_connection_put(struct nnve_store *s, const char *identity,
                                  const struct nnve_vn *vn)
 {
-    if (!s)
-        return 0;
-    if (begin(s))
-        return SNCP_E_INTERNAL;
-    char key[96];
-    sqlite3_stmt *st = s->st[ST_VC_PUT];
-    sqlite3_bind_text(st, 1, identity, -1, SQLITE_STATIC);
-    bind_vn(st, 2, key, sizeof key, vn, 3);
-    return write_stmt(s, ST_VC_PUT);
+    return write_vn_row(s, ST_VC_PUT, identity, vn, 1, -1);
 }
 
 int nnve_store_vn_connection_del(struct nnve_store *s, const char *identity,
                                  const struct nnve_vn *vn)
 {
-    if (!s)
-        return 0;
-    if (begin(s))
-        return SNCP_E_INTERNAL;
-    char key[96];
-    sqlite3_stmt *st = s->st[ST_VC_DEL];
-    sqlite3_bind_text(st, 1, identity, -1, SQLITE_STATIC);
-    bind_vn(st, 2, key, sizeof key, vn, 0);
-    return write_stmt(s, ST_VC_DEL);
+    return write_vn_row(s, ST_VC_DEL, identity, vn, 0, -1);
 }
 
 static void tsi_blob(const struct sncp_tsi_id *tsi, uint8_t out[22])

@@ -152,10 +152,9 @@ int main(int argc, char **argv)
         return 2;
     }
     /* Through the class entry point, as nnve-daemon opens it. */
-    nnve_backend_linux_set_defaults(&cfg);
+    struct nnve_backend_config bc = {.linux_cfg = &cfg};
     struct nnve_backend *b = NULL;
-    int r = nnve_backend_linux_class.create(NULL, &b);
-    nnve_backend_linux_set_defaults(NULL);
+    int r = nnve_backend_linux_class.create(&bc, &b);
     if (r < 0) {
         printf("create -> error %d (%s)\n", r, strerror(-r));
         return 3;

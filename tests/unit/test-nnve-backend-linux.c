@@ -543,12 +543,11 @@ START_TEST(create_rejects_bad_config)
     nnve_linux_config_init(&c);
     c.bridge = "a-bridge-name-too-long";
     ck_assert_int_eq(nnve_backend_linux_create(&c, &b), -EINVAL);
-    /* the class entry point uses the defaults set before it */
+    /* the class entry point uses the linux config in the generic backend config */
     nnve_linux_config_init(&c);
     c.vxlan_device = "0123456789abcdefg";
-    nnve_backend_linux_set_defaults(&c);
-    ck_assert_int_eq(nnve_backend_linux_class.create(NULL, &b), -EINVAL);
-    nnve_backend_linux_set_defaults(NULL);
+    struct nnve_backend_config bc = {.linux_cfg = &c};
+    ck_assert_int_eq(nnve_backend_linux_class.create(&bc, &b), -EINVAL);
     ck_assert_str_eq(nnve_backend_linux_class.name, "linux");
 }
 END_TEST
