@@ -62,6 +62,7 @@
 #include <sys/time.h>
 
 #include "snv-log.h"
+#include "snv-netlink.h"
 
 #define MOD "backend"
 
@@ -72,7 +73,7 @@ static struct snv_ratelimit rl_info = SNV_RATELIMIT_INIT(200, 2000);
 #define OP_ERR(...) snv_log_rl(&rl_err, SNV_LOG_ERR, MOD, __VA_ARGS__)
 #define OP_INFO(...) snv_log_rl(&rl_info, SNV_LOG_INFO, MOD, __VA_ARGS__)
 
-enum { RX_SIZE = 32768, VID_MAX = 4094, VNI_MAX = 0xffffff };
+enum { VID_MAX = 4094, VNI_MAX = 0xffffff };
 
 static const uint8_t zero_mac[6];
 
@@ -456,140 +457,6 @@ static int vlan_untagged(const struct nnve_linux_port *p, uint16_t vid)
     return vid >= 1 && vid <= VID_MAX && (p->untagged[vid / 64] >> (vid % 64)) & 1;
 }
 
-/* ------------------------------------------------------------------ netlink socket --- */
-
-struct lnx_nl {
-    struct mnl_socket *sock;
-    uint32_t portid;
-    uint32_t seq;
-    char reason[256];
-    unsigned char rx[RX_SIZE];
-};
-
-static void nl_close(struct lnx_nl *nl)
-{
-    if (nl != NULL) {
-        mnl_socket_close(nl->sock);
-        free(nl);
-    }
-}
-
-static int nl_open(struct lnx_nl **out)
-{
-    struct lnx_nl *nl = calloc(1, sizeof *nl);
-    if (nl == NULL)
-        return -ENOMEM;
-    nl->sock = mnl_socket_open2(NETLINK_ROUTE, SOCK_CLOEXEC);
-    if (nl->sock == NULL) {
-        int err = -errno;
-        free(nl);
-        return err;
-    }
-    if (mnl_socket_bind(nl->sock, 0, MNL_SOCKET_AUTOPID) < 0) {
-        int err = -errno;
-        nl_close(nl);
-        return err;
-    }
-    int one = 1;
-    (void)mnl_socket_setsockopt(nl->sock, NETLINK_EXT_ACK, &one, sizeof one);
-    (void)mnl_socket_setsockopt(nl->sock, NETLINK_CAP_ACK, &one, sizeof one);
-    struct timeval tv = {.tv_sec = 5};
-    (void)setsockopt(mnl_socket_get_fd(nl->sock), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    nl->portid = mnl_socket_get_portid(nl->sock);
-    *out = nl;
-    return 0;
-}
-
-static int extack_cb(const struct nlattr *attr, void *data)
-{
-    struct lnx_nl *nl = data;
-    if (mnl_attr_get_type(attr) == NLMSGERR_ATTR_MSG &&
-        mnl_attr_validate(attr, MNL_TYPE_NUL_STRING) == 0) {
-        int n = snprintf(nl->reason, sizeof nl->reason, "%s", mnl_attr_get_str(attr));
-        (void)n; /* a longer text is cut: it only goes into a log line */
-    }
-    return MNL_CB_OK;
-}
-
-static int nl_status(struct lnx_nl *nl, const struct nlmsghdr *h, int *error)
-{
-    size_t plen = mnl_nlmsg_get_payload_len(h);
-    size_t off;
-    if (h->nlmsg_type == NLMSG_ERROR) {
-        const struct nlmsgerr *e = mnl_nlmsg_get_payload(h);
-        if (plen < sizeof *e)
-            return -EPROTO;
-        *error = e->error;
-        off = sizeof *e;
-        if (!(h->nlmsg_flags & NLM_F_CAPPED) && e->msg.nlmsg_len >= sizeof(struct nlmsghdr))
-            off += e->msg.nlmsg_len - sizeof(struct nlmsghdr);
-    } else {
-        int code = 0;
-        if (plen >= sizeof code)
-            memcpy(&code, mnl_nlmsg_get_payload(h), sizeof code);
-        *error = code;
-        off = sizeof code;
-    }
-    if ((h->nlmsg_flags & NLM_F_ACK_TLVS) && off < plen)
-        (void)mnl_attr_parse(h, (unsigned int)off, extack_cb, nl);
-    return 0;
-}
-
-typedef int nl_cb(const struct nlmsghdr *nlh, void *data);
-
-/* Sends `req` and reads up to its ack (dump = 0) or NLMSG_DONE (dump = 1), passing other
- * replies to cb.  Returns 0 or -errno (the kernel's, or -ETIMEDOUT/-EPROTO/-EMSGSIZE). */
-static int nl_talk(struct lnx_nl *nl, struct nlmsghdr *req, int dump, nl_cb *cb, void *data)
-{
-    nl->reason[0] = '\0';
-    if (++nl->seq == 0)
-        nl->seq = 1;
-    uint32_t seq = nl->seq;
-    req->nlmsg_seq = seq;
-    req->nlmsg_pid = 0;
-    if (dump)
-        req->nlmsg_flags |= NLM_F_DUMP;
-    else
-        req->nlmsg_flags |= NLM_F_ACK;
-    if (mnl_socket_sendto(nl->sock, req, req->nlmsg_len) < 0)
-        return -errno;
-    int result = 0;
-    for (;;) {
-        ssize_t n = mnl_socket_recvfrom(nl->sock, nl->rx, sizeof nl->rx);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            if (errno == EAGAIN || errno == EWOULDBLOCK)
-                return -ETIMEDOUT;
-            return errno == ENOSPC ? -EMSGSIZE : -errno;
-        }
-        const struct nlmsghdr *h = (const struct nlmsghdr *)nl->rx;
-        int len = (int)n;
-        for (; mnl_nlmsg_ok(h, len); h = mnl_nlmsg_next(h, &len)) {
-            if (h->nlmsg_seq != seq || h->nlmsg_pid != nl->portid || h->nlmsg_type == NLMSG_NOOP)
-                continue;
-            if (h->nlmsg_type == NLMSG_ERROR || h->nlmsg_type == NLMSG_DONE) {
-                int error = 0;
-                if (nl_status(nl, h, &error) < 0 || error > 0)
-                    return -EPROTO;
-                if (h->nlmsg_type == NLMSG_DONE && !dump)
-                    return -EPROTO;
-                return error != 0 ? error : result;
-            }
-            if (result == 0 && cb != NULL) {
-                int r = cb(h, data);
-                if (r < 0) {
-                    if (dump)
-                        return r;
-                    result = r;
-                }
-            }
-        }
-        if (len != 0)
-            return -EPROTO;
-    }
-}
-
 /* ------------------------------------------------------------------------- model --- */
 
 /* A VN on a port: the port is a tagged member of `tag`, mapped to `vni`. */
@@ -651,7 +518,7 @@ struct kview {
 
 struct linux_backend {
     struct nnve_backend up;
-    struct lnx_nl *nl;
+    struct snv_nl *nl;
     char bridge[IF_NAMESIZE];
     int br_ifindex;
     uint16_t default_pvid;
@@ -697,22 +564,30 @@ static void *vec_reserve(void *arr, size_t n, size_t *cap, size_t elem)
 
 static const char *reason_of(const struct linux_backend *lb)
 {
-    return lb->nl->reason[0] ? lb->nl->reason : "";
+    return snv_nl_reason(lb->nl);
 }
 
 static const char *reason_sep(const struct linux_backend *lb)
 {
-    return lb->nl->reason[0] ? ": " : "";
+    return snv_nl_reason(lb->nl)[0] ? ": " : "";
 }
 
 /* Sends a built request and waits for the ack. */
+/* Dumps: the builders leave the request type's flags to the sender. */
+static int dump(struct linux_backend *lb, struct nlmsghdr *nlh,
+                int (*cb)(const struct nlmsghdr *nlh, void *data), void *data)
+{
+    nlh->nlmsg_flags |= NLM_F_DUMP;
+    return snv_nl_dump(lb->nl, nlh, cb, data, NULL);
+}
+
 static int request(struct linux_backend *lb, struct nlmsghdr *nlh)
 {
     if (nlh == NULL)
         return -EINVAL;
     SNV_DBG(MOD, "linux: request type=%u flags=%#x len=%u", nlh->nlmsg_type, nlh->nlmsg_flags,
             nlh->nlmsg_len);
-    return nl_talk(lb->nl, nlh, 0, NULL, NULL);
+    return snv_nl_request(lb->nl, nlh, NULL, NULL, NULL);
 }
 
 /* ---------------------------------------------------------------- link look-ups --- */
@@ -822,7 +697,7 @@ static int link_get(struct linux_backend *lb, const char *name, struct link_info
         return -ENODEV;
     mnl_attr_put_strz(nlh, IFLA_IFNAME, name);
     li->ifindex = 0;
-    int r = nl_talk(lb->nl, nlh, 0, getlink_cb, li);
+    int r = snv_nl_request(lb->nl, nlh, getlink_cb, li, NULL);
     if (r == -ENODEV || (r == 0 && li->ifindex <= 0))
         return -ENODEV;
     return r;
@@ -849,7 +724,7 @@ static int svi_find(struct linux_backend *lb, uint16_t vid)
 {
     struct nlmsghdr *nlh = put_link(lb->req, sizeof lb->req, RTM_GETLINK, 0, AF_UNSPEC, 0);
     struct svi_find sf = {.br = lb->br_ifindex, .vid = vid};
-    int r = nl_talk(lb->nl, nlh, 1, svi_cb, &sf);
+    int r = dump(lb, nlh, svi_cb, &sf);
     if (r < 0) {
         SNV_WARN(MOD, "linux: cannot list links to find the vlan interface vlan=%u: %s", vid,
                  strerror(-r));
@@ -1011,14 +886,14 @@ static int kview_load(struct linux_backend *lb)
     struct kview_ctx c = {.lb = lb};
     struct nlmsghdr *nlh = put_link(lb->req, sizeof lb->req, RTM_GETLINK, 0, AF_BRIDGE, 0);
     mnl_attr_put_u32(nlh, IFLA_EXT_MASK, RTEXT_FILTER_BRVLAN);
-    int r = nl_talk(lb->nl, nlh, 1, kview_link_cb, &c);
+    int r = dump(lb, nlh, kview_link_cb, &c);
     if (r < 0) {
         OP_ERR("linux: cannot read the bridge ports bridge=%s: %s%s%s", lb->bridge, strerror(-r),
                reason_sep(lb), reason_of(lb));
         return r;
     }
     nlh = put_neigh(lb->req, sizeof lb->req, RTM_GETNEIGH, 0, AF_BRIDGE, 0, 0, 0);
-    r = nl_talk(lb->nl, nlh, 1, kview_fdb_cb, &c);
+    r = dump(lb, nlh, kview_fdb_cb, &c);
     if (r < 0) {
         OP_ERR("linux: cannot read the forwarding table bridge=%s: %s", lb->bridge, strerror(-r));
         return r;
@@ -1026,7 +901,7 @@ static int kview_load(struct linux_backend *lb)
     static const unsigned char families[] = {AF_INET, AF_INET6};
     for (size_t i = 0; i < sizeof families; i++) {
         nlh = put_neigh(lb->req, sizeof lb->req, RTM_GETNEIGH, 0, families[i], 0, 0, 0);
-        r = nl_talk(lb->nl, nlh, 1, kview_neigh_cb, &c);
+        r = dump(lb, nlh, kview_neigh_cb, &c);
         if (r == -EAFNOSUPPORT)
             continue;
         if (r < 0) {
@@ -1771,7 +1646,7 @@ static int linux_lookup_mac(struct nnve_backend *b, const uint8_t mac[6], char *
     struct linux_backend *lb = lb_cast(b);
     struct nlmsghdr *nlh = put_neigh(lb->req, sizeof lb->req, RTM_GETNEIGH, 0, AF_BRIDGE, 0, 0, 0);
     struct mac_find mf = {.br = lb->br_ifindex, .mac = mac};
-    int r = nl_talk(lb->nl, nlh, 1, mac_find_cb, &mf);
+    int r = dump(lb, nlh, mac_find_cb, &mf);
     char m[SNCP_MAC_STRLEN];
     sncp_mac_format(mac, m, sizeof m);
     if (r < 0) {
@@ -2029,7 +1904,7 @@ static void linux_destroy(struct nnve_backend *b)
     free(lb->tsis);
     free(lb->remotes);
     kview_free(&lb->kv);
-    nl_close(lb->nl);
+    snv_nl_destroy(lb->nl);
     free(lb);
 }
 
@@ -2071,7 +1946,7 @@ int nnve_backend_linux_create(const struct nnve_linux_config *cfg, struct nnve_b
     if (r == 0)
         r = parse_remotes(lb, cfg->remote_vteps);
     if (r == 0) {
-        r = nl_open(&lb->nl);
+        r = snv_nl_create(&lb->nl);
         if (r < 0)
             SNV_ERR(MOD, "linux: cannot open an rtnetlink socket: %s", strerror(-r));
     }

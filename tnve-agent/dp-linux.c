@@ -28,7 +28,7 @@ struct dp_port {
 };
 
 struct tnve_dp {
-    struct tnve_nl *nl;
+    struct snv_nl *nl;
     char uplink[IF_NAMESIZE]; /* "" for none */
     char bridge[IF_NAMESIZE]; /* "" for the vNIC port's own master */
     size_t txsize;
@@ -77,7 +77,7 @@ static int dp_getlink(struct tnve_dp *dp, const char *name, int ifindex, struct 
         return -EINVAL;
     struct getlink_result r = {.link = link};
     const char *reason;
-    int err = tnve_nl_request(dp->nl, req, getlink_cb, &r, &reason);
+    int err = snv_nl_request(dp->nl, req, getlink_cb, &r, &reason);
     if (err == -ENODEV || (err == 0 && !r.got))
         return -ENODEV;
     if (err < 0)
@@ -123,7 +123,7 @@ static int dp_snapshot(struct tnve_dp *dp, const char *port)
     if (req == NULL)
         return -EINVAL;
     const char *reason;
-    int err = tnve_nl_dump(dp->nl, req, dump_cb, dp, &reason);
+    int err = snv_nl_dump(dp->nl, req, dump_cb, dp, &reason);
     if (err < 0)
         SNV_ERR(MOD, "cannot dump bridge ports port=%s err=%s reason=%s", nz(port), strerror(-err),
                 nz(reason));
@@ -179,7 +179,7 @@ static int send_vlans(struct tnve_dp *dp, uint16_t type, const struct tnve_nl_li
         if (req == NULL)
             return -EINVAL;
         const char *reason;
-        int err = tnve_nl_request(dp->nl, req, NULL, NULL, &reason);
+        int err = snv_nl_request(dp->nl, req, NULL, NULL, &reason);
         if (err == -ENOENT && type == RTM_DELLINK)
             err = 0;
         if (err < 0) {
@@ -385,7 +385,7 @@ static void dp_linux_destroy(struct tnve_dp *dp)
 {
     if (dp == NULL)
         return;
-    tnve_nl_destroy(dp->nl);
+    snv_nl_destroy(dp->nl);
     free(dp->tx);
     free(dp);
 }
@@ -452,7 +452,7 @@ static int dp_linux_create(const struct tnve_dp_config *cfg, struct tnve_dp **ou
         dp_linux_destroy(dp);
         return -ENOMEM;
     }
-    int err = tnve_nl_create(&dp->nl);
+    int err = snv_nl_create(&dp->nl);
     if (err < 0) {
         SNV_ERR(MOD, "cannot open rtnetlink socket err=%s", strerror(-err));
         dp_linux_destroy(dp);

@@ -1,12 +1,7 @@
-/* netlink.h: small rtnetlink helpers over libmnl for the dataplane backends.
- *
- * A `struct tnve_nl` is one NETLINK_ROUTE socket with its receive buffer, allocated once.
- * Requests are built by the tnve_nl_msg_* functions into a caller-provided buffer (pure
- * functions, unit-testable without a kernel) and sent with tnve_nl_request() (waits for the
- * kernel's ack or error) or tnve_nl_dump() (runs a callback on each reply until the end).
- * Replies of other sequence numbers (e.g. the rest of an aborted dump) are skipped.
- * Received messages are parsed with tnve_nl_link_parse(), which validates every attribute it
- * reads.
+/* netlink.h: the agent's rtnetlink messages: builders for the requests its bridge backend
+ * sends (pure functions into a caller-provided buffer, unit-testable without a kernel) and
+ * tnve_nl_link_parse(), which validates every attribute it reads.  They travel over the
+ * shared channel of snv-netlink.h (snv_nl_request / snv_nl_dump).
  */
 #ifndef TNVE_NETLINK_H
 #define TNVE_NETLINK_H 1
@@ -16,17 +11,10 @@
 #include <stdint.h>
 
 #include <libmnl/libmnl.h>
+
 #include <linux/if_bridge.h>
 
-struct tnve_nl;
-
-/* Receive buffer size.  One page (MNL_SOCKET_BUFFER_SIZE) is too small for a link dump that
- * reports an uplink carrying a few hundred VLANs: the kernel sizes a dump datagram for the
- * largest link message and drops what does not fit (MSG_TRUNC, seen as -EMSGSIZE).  With
- * RTEXT_FILTER_BRVLAN_COMPRESSED a port's VLAN list takes at most ~22 KiB (the worst case is
- * 1365 two-VLAN ranges of 16 bytes each), so 32 KiB, the kernel's usual ceiling for a dump
- * datagram, always holds one link message. */
-enum { TNVE_NL_RX_SIZE = 32768 };
+#include "snv-netlink.h"
 
 /* Smallest buffer a tnve_nl_msg_* builder accepts; requests are built into buffers of
  * MNL_SOCKET_BUFFER_SIZE bytes. */
@@ -50,27 +38,6 @@ struct tnve_nl_link {
     int has_af_spec;      /* 1 when the message carried IFLA_AF_SPEC (bridge VLAN data) */
     unsigned char family; /* ifi_family */
 };
-
-/* Opens a NETLINK_ROUTE socket (extended acks on, 5 s receive timeout).  Returns 0 and *out
- * (caller destroys), or -errno. */
-int tnve_nl_create(struct tnve_nl **out);
-void tnve_nl_destroy(struct tnve_nl *nl);
-
-/* Sends `req` with NLM_F_ACK added and a fresh sequence number, then reads until the kernel's
- * ack.  Replies other than the ack (e.g. the RTM_NEWLINK answering a GET) go to `cb` (may be
- * NULL).  Returns 0, the kernel's -errno, or a local -errno (-ETIMEDOUT, -EMSGSIZE for a
- * truncated datagram, -EPROTO for a malformed reply, or cb's negative return).  *reason
- * (may be NULL) gets the kernel's extended-ack text or NULL; it stays valid until the next
- * call on `nl`. */
-int tnve_nl_request(struct tnve_nl *nl, struct nlmsghdr *req,
-                    int (*cb)(const struct nlmsghdr *nlh, void *data), void *data,
-                    const char **reason);
-
-/* Sends `req` (built with NLM_F_DUMP) and runs `cb` on every reply until NLMSG_DONE.
- * Returns 0, or -errno as tnve_nl_request(); a negative return of `cb` aborts the dump. */
-int tnve_nl_dump(struct tnve_nl *nl, struct nlmsghdr *req,
-                 int (*cb)(const struct nlmsghdr *nlh, void *data), void *data,
-                 const char **reason);
 
 /* Builders.  Each writes one request into `buf` (`size` bytes) and returns its header, or
  * NULL when `size` is too small or an argument is invalid.  None sets NLM_F_ACK (the senders

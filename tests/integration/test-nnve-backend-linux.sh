@@ -475,7 +475,7 @@ if grep -q -a __asan_init "$tool"; then
         -I"$src/lib" $(pkg-config --cflags libmnl) -o "$tmp/nnve-backend-check" \
         "$src/tests/tools/nnve-backend-check.c" "$src/nnve-daemon/backend-linux.c" \
         "$src/nnve-daemon/backend.c" "$src/nnve-daemon/backend-none.c" \
-        "$src/nnve-daemon/hmap.c" "$src/lib/snv-log.c" "$src/lib/sncp-msg.c" \
+        "$src/nnve-daemon/hmap.c" "$src/lib/snv-log.c" "$src/lib/snv-netlink.c" "$src/lib/sncp-msg.c" \
         "$src/lib/sncp-error.c" $(pkg-config --libs libmnl); then
         echo "FAIL: cannot build the UBSan variant of nnve-backend-check"
         exit 1

@@ -254,7 +254,7 @@ if grep -q -a __asan_init "$tool"; then
     if ! ${CC:-cc} -std=c11 -D_GNU_SOURCE -O1 -g -fsanitize=undefined -fno-sanitize-recover=all \
         -I"$src/lib" $(pkg-config --cflags libmnl) -o "$tmp/tnve-dp-check" \
         "$src/tests/tools/tnve-dp-check.c" "$src/tnve-agent/dp-linux.c" \
-        "$src/tnve-agent/netlink.c" "$src/lib/snv-log.c" $(pkg-config --libs libmnl); then
+        "$src/tnve-agent/netlink.c" "$src/lib/snv-log.c" "$src/lib/snv-netlink.c" $(pkg-config --libs libmnl); then
         echo "FAIL: cannot build the UBSan variant of tnve-dp-check"
         exit 1
     fi

@@ -478,32 +478,32 @@ static int link_cb(const struct nlmsghdr *nlh, void *data)
  * checks. */
 START_TEST(host_kernel)
 {
-    struct tnve_nl *nl = NULL;
-    ck_assert_int_eq(tnve_nl_create(&nl), 0);
+    struct snv_nl *nl = NULL;
+    ck_assert_int_eq(snv_nl_create(&nl), 0);
     struct nlmsghdr *req = tnve_nl_msg_getlink(buf, sizeof buf, "lo", 0, RTEXT_FILTER_SKIP_STATS);
     struct tnve_nl_link link = {0};
     struct link_ctx ctx = {.link = &link};
-    ck_assert_int_eq(tnve_nl_request(nl, req, link_cb, &ctx, NULL), 0);
+    ck_assert_int_eq(snv_nl_request(nl, req, link_cb, &ctx, NULL), 0);
     ck_assert_int_eq(ctx.got, 1);
     ck_assert_str_eq(link.name, "lo");
     ck_assert_int_gt(link.ifindex, 0);
 
     const char *reason = "unset";
     req = tnve_nl_msg_getlink(buf, sizeof buf, "nosuch-if0", 0, 0);
-    ck_assert_int_eq(tnve_nl_request(nl, req, NULL, NULL, &reason), -ENODEV);
+    ck_assert_int_eq(snv_nl_request(nl, req, NULL, NULL, &reason), -ENODEV);
 
     req = tnve_nl_msg_bridge_dump(buf, sizeof buf, RTEXT_FILTER_BRVLAN_COMPRESSED);
-    ck_assert_int_eq(tnve_nl_dump(nl, req, NULL, NULL, NULL), 0);
+    ck_assert_int_eq(snv_nl_dump(nl, req, NULL, NULL, NULL), 0);
     /* A dump needs NLM_F_DUMP. */
     req = tnve_nl_msg_getlink(buf, sizeof buf, "lo", 0, 0);
-    ck_assert_int_eq(tnve_nl_dump(nl, req, NULL, NULL, NULL), -EINVAL);
+    ck_assert_int_eq(snv_nl_dump(nl, req, NULL, NULL, NULL), -EINVAL);
     /* Requests after an error keep working (sequence numbers). */
     req = tnve_nl_msg_getlink(buf, sizeof buf, "lo", 0, 0);
     ctx.got = 0;
-    ck_assert_int_eq(tnve_nl_request(nl, req, link_cb, &ctx, NULL), 0);
+    ck_assert_int_eq(snv_nl_request(nl, req, link_cb, &ctx, NULL), 0);
     ck_assert_int_eq(ctx.got, 1);
-    tnve_nl_destroy(nl);
-    tnve_nl_destroy(NULL);
+    snv_nl_destroy(nl);
+    snv_nl_destroy(NULL);
 
     const struct tnve_dp_class *c = &tnve_dp_linux_class;
     struct tnve_dp *dp = NULL;
