@@ -7,6 +7,7 @@
 #   make fuzz       run each libFuzzer target for FUZZ_SECONDS (default 300)
 #   make bench      build and run the benchmarks in bench/
 #   make install    install into $(DESTDIR)$(PREFIX)
+#   SAN=1           build with ASan+UBSan (clang); SAN=ubsan: UBSan only (runs inside UML)
 #
 # Source layout conventions (new files need no Makefile change):
 #   lib/*.c                      -> libsplitnve.a / libsplitnve.so
@@ -24,7 +25,7 @@ DESTDIR ?=
 SAN     ?= 0
 FUZZ_SECONDS ?= 300
 
-PKGS := libuv openssl libxml-2.0 libvirt jansson inih sqlite3 libmnl
+PKGS := libuv openssl libxml-2.0 libvirt jansson inih sqlite3 libmnl libnftables
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 CHECK_CFLAGS := $(shell pkg-config --cflags check 2>/dev/null)
@@ -34,6 +35,11 @@ ifeq ($(SAN),1)
 CC      := clang
 OPT     := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
 LDSAN   := -fsanitize=address,undefined
+else ifeq ($(SAN),ubsan)
+# UBSan alone: for programs that run inside User-Mode Linux, where ASan cannot map its shadow.
+CC      := clang
+OPT     := -O1 -g -fno-omit-frame-pointer -fsanitize=undefined -fno-sanitize-recover=all
+LDSAN   := -fsanitize=undefined
 else
 CC      ?= cc
 OPT     ?= -O2 -g
@@ -79,12 +85,15 @@ FUZZERS  := $(patsubst tests/fuzz/%.c,build/fuzz/%,$(FUZZ_SRC))
 # Archives listed in link order: daemon internals first, then the shared library.
 APP_ARCHIVES := $(if $(NNVE_SRC),$(NNVE_A)) $(if $(TNVE_SRC),$(TNVE_A)) $(LIB_A)
 
-.PHONY: all deps check check-plain check-san fuzz fuzz-replay bench demo demo-shell install clean
+.PHONY: all bins deps check check-plain check-san fuzz fuzz-replay bench demo demo-shell install clean
 .DEFAULT_GOAL := all
 # Test, tool and bench objects are intermediates of pattern rules: keep them.
 .SECONDARY:
 
 all: $(LIB_A) $(LIB_SO) $(BINS) $(UNITS) $(TOOLS) $(BENCHES)
+
+# The daemons and ctl tools alone (e.g. `make BUILD=build/ubsan SAN=ubsan bins` for UML).
+bins: $(BINS)
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
