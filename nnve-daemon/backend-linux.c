@@ -530,7 +530,7 @@ struct linux_backend {
     uint16_t vxlan_port;
     struct remote *remotes;
     size_t n_remotes;
-    int anti_spoofing;
+    enum nnve_linux_anti_spoofing anti_spoofing;
 
     struct vlan_ent **vlans;
     size_t n_vlans, cap_vlans;
@@ -1829,7 +1829,27 @@ void nnve_linux_config_init(struct nnve_linux_config *cfg)
     cfg->vxlan_device = "vxlan0";
     cfg->vxlan_port = 4789;
     cfg->remote_vteps = "evpn";
-    cfg->anti_spoofing = 1;
+    cfg->anti_spoofing = NNVE_LINUX_ANTI_SPOOFING_ON;
+}
+
+int nnve_linux_anti_spoofing_parse(const char *s, enum nnve_linux_anti_spoofing *as)
+{
+    if (s && !strcmp(s, "on"))
+        *as = NNVE_LINUX_ANTI_SPOOFING_ON;
+    else if (s && !strcmp(s, "mac"))
+        *as = NNVE_LINUX_ANTI_SPOOFING_MAC;
+    else if (s && !strcmp(s, "off"))
+        *as = NNVE_LINUX_ANTI_SPOOFING_OFF;
+    else
+        return -EINVAL;
+    return 0;
+}
+
+const char *nnve_linux_anti_spoofing_name(enum nnve_linux_anti_spoofing as)
+{
+    return as == NNVE_LINUX_ANTI_SPOOFING_ON    ? "on"
+           : as == NNVE_LINUX_ANTI_SPOOFING_MAC ? "mac"
+                                                : "off";
 }
 
 int nnve_linux_vxlan_mode_parse(const char *s, enum nnve_linux_vxlan_mode *mode)
@@ -1931,7 +1951,14 @@ int nnve_backend_linux_create(const struct nnve_linux_config *cfg, struct nnve_b
         return -ENOMEM;
     lb->up.cls = &nnve_backend_linux_class;
     lb->mode = cfg->vxlan_mode;
-    lb->anti_spoofing = cfg->anti_spoofing ? 1 : 0;
+    lb->anti_spoofing = cfg->anti_spoofing;
+    if (lb->anti_spoofing != NNVE_LINUX_ANTI_SPOOFING_OFF &&
+        lb->anti_spoofing != NNVE_LINUX_ANTI_SPOOFING_ON &&
+        lb->anti_spoofing != NNVE_LINUX_ANTI_SPOOFING_MAC) {
+        SNV_ERR(MOD, "linux: invalid anti_spoofing value %d", (int)lb->anti_spoofing);
+        free(lb);
+        return -EINVAL;
+    }
     lb->vxlan_port = cfg->vxlan_port ? cfg->vxlan_port : 4789;
     int r = name_copy(lb->bridge, cfg->bridge, "br0", "bridge");
     if (r == 0)
@@ -1986,13 +2013,13 @@ int nnve_backend_linux_create(const struct nnve_linux_config *cfg, struct nnve_b
         SNV_INFO(MOD,
                  "linux: opened bridge=%s vxlan=external dev=%s remotes=%zu "
                  "anti_spoofing=%s",
-                 lb->bridge, lb->vxdev, lb->n_remotes, lb->anti_spoofing ? "on" : "off");
+                 lb->bridge, lb->vxdev, lb->n_remotes, nnve_linux_anti_spoofing_name(lb->anti_spoofing));
     else
         SNV_INFO(MOD,
                  "linux: opened bridge=%s vxlan=per-vni local_ip=%s port=%u remotes=%zu "
                  "anti_spoofing=%s",
                  lb->bridge, cfg->local_ip && cfg->local_ip[0] ? cfg->local_ip : "none",
-                 lb->vxlan_port, lb->n_remotes, lb->anti_spoofing ? "on" : "off");
+                 lb->vxlan_port, lb->n_remotes, nnve_linux_anti_spoofing_name(lb->anti_spoofing));
     *out = &lb->up;
     return 0;
 }

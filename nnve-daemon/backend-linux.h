@@ -32,6 +32,20 @@ enum nnve_linux_vxlan_mode {
     NNVE_LINUX_VXLAN_PER_VNI = 1,
 };
 
+/* What is accepted from a port carrying VNs. */
+enum nnve_linux_anti_spoofing {
+    /* Ports are left as found: any source passes. */
+    NNVE_LINUX_ANTI_SPOOFING_OFF = 0,
+    /* Default.  The ports carrying VNs are locked (IFLA_BRPORT_LOCKED), so that only source
+     * MACs with a static FDB entry on (port, VLAN), i.e. those of Activated TSIs, are
+     * accepted; and, in the daemon's nftables table (bridge family, "splitnve"), frames
+     * from (port, VLAN) of an Activated TSI that has IP addresses pass only with one of its
+     * source IPs (IPv4 source, ARP sender, IPv6 source incl. neighbour discovery). */
+    NNVE_LINUX_ANTI_SPOOFING_ON = 1,
+    /* Port locking only (source MACs); no nftables rules. */
+    NNVE_LINUX_ANTI_SPOOFING_MAC = 2,
+};
+
 struct nnve_linux_config {
     const char *bridge; /* NULL or "": "br0" */
     enum nnve_linux_vxlan_mode vxlan_mode;
@@ -42,14 +56,16 @@ struct nnve_linux_config {
      * and/or blanks) installs an all-zero-MAC flood entry per remote VTEP and VN (head-end
      * replication); "evpn", NULL or "" installs none (left to an EVPN speaker). */
     const char *remote_vteps;
-    /* 1 (default): the ports carrying VNs are locked (IFLA_BRPORT_LOCKED), so that only
-     * the source MACs with a static FDB entry on (port, VLAN), i.e. those of Activated
-     * TSIs, are accepted from them.  0: ports are left as found. */
-    int anti_spoofing;
+    enum nnve_linux_anti_spoofing anti_spoofing;
 };
 
 /* Fills *cfg with the defaults: br0, external, vxlan0, no local IP, 4789, evpn, on. */
 void nnve_linux_config_init(struct nnve_linux_config *cfg);
+
+/* "on" / "mac" / "off" -> 0 and *as; else -EINVAL. */
+int nnve_linux_anti_spoofing_parse(const char *s, enum nnve_linux_anti_spoofing *as);
+/* The configuration word of `as`. */
+const char *nnve_linux_anti_spoofing_name(enum nnve_linux_anti_spoofing as);
 
 /* "external" / "per-vni" -> 0 and *mode; else -EINVAL. */
 int nnve_linux_vxlan_mode_parse(const char *s, enum nnve_linux_vxlan_mode *mode);

@@ -1,12 +1,15 @@
 /* backend.c: the registry of dataplane backends (see backend-provider.h). */
 #include "backend-provider.h"
 
+#include "backend-linux.h"
+
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
 
 static const struct nnve_backend_class *const classes[] = {
     &nnve_backend_none_class,
+    &nnve_backend_linux_class,
 };
 
 const struct nnve_backend_class *nnve_backend_class_find(const char *name)

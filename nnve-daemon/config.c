@@ -15,6 +15,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <arpa/inet.h>
+#include <net/if.h>
+#include <sys/socket.h>
+
 #include <ini.h>
 
 #include "backend-provider.h"
@@ -282,6 +286,133 @@ static int global_key(struct parser *p, const char *key, const char *value)
     return -EINVAL;
 }
 
+/* A Linux interface name: 1..15 bytes, none of '/', ':' or blanks, not "." or "..". */
+static int ifname_valid(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n >= IF_NAMESIZE || !strcmp(s, ".") || !strcmp(s, ".."))
+        return 0;
+    for (const char *c = s; *c; c++)
+        if (*c == '/' || *c == ':' || isspace((unsigned char)*c) || !isprint((unsigned char)*c))
+            return 0;
+    return 1;
+}
+
+/* AF_INET or AF_INET6 for a numeric address; 0 otherwise. */
+static int ip_family(const char *s, unsigned char ip[16])
+{
+    memset(ip, 0, 16);
+    if (inet_pton(AF_INET, s, ip) == 1)
+        return AF_INET;
+    if (inet_pton(AF_INET6, s, ip) == 1)
+        return AF_INET6;
+    return 0;
+}
+
+/* remote_vteps: "evpn", or IPv4/IPv6 addresses separated by commas and/or blanks, each
+ * once. */
+static int check_remote_vteps(struct parser *p, const char *v)
+{
+    if (!strcmp(v, "evpn"))
+        return 0;
+    if (!*v) {
+        perr(p, p->line, "remote_vteps: expected addresses or \"evpn\"");
+        return -EINVAL;
+    }
+    unsigned char seen[64][17];
+    unsigned n_seen = 0;
+    const char *c = v;
+    while (*c) {
+        c += strspn(c, ", \t");
+        size_t len = strcspn(c, ", \t");
+        if (len == 0)
+            break;
+        char tok[INET6_ADDRSTRLEN + 1];
+        unsigned char ip[16];
+        int fam = 0;
+        if (len < sizeof tok) {
+            memcpy(tok, c, len);
+            tok[len] = '\0';
+            fam = ip_family(tok, ip);
+        }
+        if (!fam) {
+            perr(p, p->line,
+                 "remote_vteps: \"%.*s\" is not an IPv4 or IPv6 address (a list of "
+                 "addresses, or \"evpn\" alone)",
+                 (int)(len > 64 ? 64 : len), c);
+            return -EINVAL;
+        }
+        for (unsigned i = 0; i < n_seen; i++)
+            if (seen[i][16] == fam && !memcmp(seen[i], ip, 16)) {
+                perr(p, p->line, "remote_vteps: %s is listed twice", tok);
+                return -EINVAL;
+            }
+        if (n_seen == sizeof seen / sizeof seen[0]) {
+            perr(p, p->line, "remote_vteps: more than %zu addresses", sizeof seen / sizeof seen[0]);
+            return -EINVAL;
+        }
+        memcpy(seen[n_seen], ip, 16);
+        seen[n_seen++][16] = (unsigned char)fam;
+        c += len;
+    }
+    return 0;
+}
+
+static int linux_key(struct parser *p, const char *key, const char *value)
+{
+    struct nnve_config *cfg = p->cfg;
+    if (!strcmp(key, "bridge") || !strcmp(key, "vxlan_device")) {
+        if (!ifname_valid(value)) {
+            perr(p, p->line, "%s: \"%s\" is not a valid interface name (1..%d bytes)", key,
+                 value, IF_NAMESIZE - 1);
+            return -EINVAL;
+        }
+        return set_str(!strcmp(key, "bridge") ? &cfg->linux_bridge : &cfg->linux_vxlan_device,
+                       value);
+    }
+    if (!strcmp(key, "vxlan_mode")) {
+        if (nnve_linux_vxlan_mode_parse(value, &cfg->linux_cfg.vxlan_mode)) {
+            perr(p, p->line, "vxlan_mode: expected external or per-vni, got \"%s\"", value);
+            return -EINVAL;
+        }
+        return 0;
+    }
+    if (!strcmp(key, "local_ip")) {
+        unsigned char ip[16];
+        if (!ip_family(value, ip)) {
+            perr(p, p->line, "local_ip: \"%s\" is not an IPv4 or IPv6 address", value);
+            return -EINVAL;
+        }
+        return set_str(&cfg->linux_local_ip, value);
+    }
+    if (!strcmp(key, "vxlan_port")) {
+        unsigned long long v;
+        if (parse_uint(value, 65535, &v) || v == 0) {
+            perr(p, p->line, "vxlan_port: expected a UDP port 1..65535, got \"%s\"", value);
+            return -EINVAL;
+        }
+        cfg->linux_cfg.vxlan_port = (uint16_t)v;
+        return 0;
+    }
+    if (!strcmp(key, "remote_vteps")) {
+        if (check_remote_vteps(p, value))
+            return -EINVAL;
+        return set_str(&cfg->linux_remote_vteps, value);
+    }
+    if (!strcmp(key, "anti_spoofing")) {
+        if (nnve_linux_anti_spoofing_parse(value, &cfg->linux_cfg.anti_spoofing)) {
+            perr(p, p->line, "anti_spoofing: expected on, mac or off, got \"%s\"", value);
+            return -EINVAL;
+        }
+        return 0;
+    }
+    perr(p, p->line,
+         "unknown key \"%s\" in [linux] (bridge, vxlan_mode, vxlan_device, local_ip, "
+         "vxlan_port, remote_vteps, anti_spoofing)",
+         key);
+    return -EINVAL;
+}
+
 static int add_port(struct parser *p, char *item, void *aux)
 {
     struct nnve_domain_cfg *d = aux;
@@ -401,6 +532,8 @@ static int section_kind(const char *section, const char **name)
             return k + 1;
         }
     }
+    if (!strcmp(section, "linux"))
+        return 4;
     return !strcmp(section, "global") ? 0 : -1;
 }
 
@@ -421,19 +554,23 @@ static int handler(void *user, const char *section, const char *key, const char 
     int err = 0;
     if (kind < 0) {
         perr(p, p->line,
-             "unknown section [%s] (expected global, domain NAME, hypervisor ID, vn "
-             "NAME)",
+             "unknown section [%s] (expected global, linux, domain NAME, hypervisor ID, "
+             "vn NAME)",
              section);
         return 0;
     }
-    if (kind > 0 && (!name || !*name)) {
+    if (kind > 0 && kind < 4 && (!name || !*name)) {
         perr(p, p->line, "section [%s] needs a name", section);
         return 0;
     }
+    if (kind == 4 && !cfg->linux_line)
+        cfg->linux_line = p->line;
     if (!key) /* section start (INI_CALL_HANDLER_ON_NEW_SECTION builds) */
         return 1;
     if (kind == 0) {
         err = global_key(p, key, v);
+    } else if (kind == 4) {
+        err = linux_key(p, key, v);
     } else if (kind == 1) {
         struct nnve_domain_cfg *d = NULL;
         for (unsigned i = 0; i < cfg->n_domains; i++)
@@ -572,10 +709,23 @@ static void set_defaults(struct nnve_config *cfg)
     cfg->max_write_queue = 4u << 20;
     cfg->sync = NNVE_SYNC_FULL;
     cfg->log_level = -1;
+    nnve_linux_config_init(&cfg->linux_cfg);
+}
+
+static void linux_cfg_point(struct nnve_config *cfg)
+{
+    struct nnve_linux_config dflt;
+    nnve_linux_config_init(&dflt);
+    struct nnve_linux_config *lc = &cfg->linux_cfg;
+    lc->bridge = cfg->linux_bridge ? cfg->linux_bridge : dflt.bridge;
+    lc->vxlan_device = cfg->linux_vxlan_device ? cfg->linux_vxlan_device : dflt.vxlan_device;
+    lc->local_ip = cfg->linux_local_ip ? cfg->linux_local_ip : dflt.local_ip;
+    lc->remote_vteps = cfg->linux_remote_vteps ? cfg->linux_remote_vteps : dflt.remote_vteps;
 }
 
 static int fill_defaults(struct nnve_config *cfg)
 {
+    linux_cfg_point(cfg);
     if (!cfg->state_dir && set_str(&cfg->state_dir, NNVE_DEFAULT_STATE_DIR))
         return -ENOMEM;
     if (!cfg->control_socket && set_str(&cfg->control_socket, NNVE_DEFAULT_CTL))
@@ -599,8 +749,27 @@ static void validate(struct parser *p)
     if (!cfg->cert || !cfg->key || !cfg->ca)
         perr(p, 0, "[global] needs cert, key and ca (PEM files)");
     if (cfg->backend && !nnve_backend_class_find(cfg->backend))
-        perr(p, 0, "[global] backend \"%s\" is not a known dataplane backend (none)",
+        perr(p, 0, "[global] backend \"%s\" is not a known dataplane backend (none, linux)",
              cfg->backend);
+    /* A per-VNI VXLAN device has one local address: every remote VTEP must be of its
+     * family, or the kernel refuses the flood entries one VN at a time. */
+    const struct nnve_linux_config *lc = &cfg->linux_cfg;
+    if (lc->vxlan_mode == NNVE_LINUX_VXLAN_PER_VNI && cfg->linux_local_ip &&
+        cfg->linux_remote_vteps && strcmp(cfg->linux_remote_vteps, "evpn")) {
+        unsigned char ip[16];
+        int fam = ip_family(cfg->linux_local_ip, ip);
+        char *copy = strdup(cfg->linux_remote_vteps);
+        char *save = NULL;
+        for (char *t = copy ? strtok_r(copy, ", \t", &save) : NULL; t;
+             t = strtok_r(NULL, ", \t", &save))
+            if (ip_family(t, ip) != fam) {
+                perr(p, cfg->linux_line,
+                     "[linux]: remote VTEP %s is not of the address family of local_ip %s", t,
+                     cfg->linux_local_ip);
+                break;
+            }
+        free(copy);
+    }
     unsigned any = 0;
     for (unsigned i = 0; i < cfg->n_domains; i++) {
         struct nnve_domain_cfg *d = &cfg->domains[i];
@@ -709,6 +878,10 @@ void nnve_config_destroy(struct nnve_config *cfg)
     free(cfg->dataplane_journal);
     free(cfg->fdb_file);
     free(cfg->metrics_file);
+    free(cfg->linux_bridge);
+    free(cfg->linux_vxlan_device);
+    free(cfg->linux_local_ip);
+    free(cfg->linux_remote_vteps);
     for (unsigned i = 0; i < cfg->n_domains; i++) {
         struct nnve_domain_cfg *d = &cfg->domains[i];
         free(d->name);
@@ -732,6 +905,37 @@ void nnve_config_destroy(struct nnve_config *cfg)
         free(cfg->vns[i].name);
     free(cfg->vns);
     free(cfg);
+}
+
+static int str_same(const char *a, const char *b)
+{
+    return (!a && !b) || (a && b && !strcmp(a, b));
+}
+
+int nnve_config_linux_equal(const struct nnve_config *a, const struct nnve_config *b)
+{
+    const struct nnve_linux_config *x = &a->linux_cfg, *y = &b->linux_cfg;
+    return str_same(x->bridge, y->bridge) && x->vxlan_mode == y->vxlan_mode &&
+           str_same(x->vxlan_device, y->vxlan_device) && str_same(x->local_ip, y->local_ip) &&
+           x->vxlan_port == y->vxlan_port && str_same(x->remote_vteps, y->remote_vteps) &&
+           x->anti_spoofing == y->anti_spoofing;
+}
+
+void nnve_config_linux_swap(struct nnve_config *a, struct nnve_config *b)
+{
+#define SWAP(field)                                                                                \
+    do {                                                                                           \
+        __typeof__(a->field) t_ = a->field;                                                        \
+        a->field = b->field;                                                                       \
+        b->field = t_;                                                                             \
+    } while (0)
+    SWAP(linux_cfg);
+    SWAP(linux_bridge);
+    SWAP(linux_vxlan_device);
+    SWAP(linux_local_ip);
+    SWAP(linux_remote_vteps);
+    SWAP(linux_line);
+#undef SWAP
 }
 
 const struct nnve_hv_cfg *nnve_config_find_hv(const struct nnve_config *cfg, const char *identity)

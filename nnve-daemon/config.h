@@ -9,6 +9,8 @@
  *                      tags = 100-199, 300; reserved = 150
  *   [hypervisor ID]    port = swp1 | learn; vns = 5000, 5001-5010, blue
  *   [vn NAME]          id = 5001
+ *   [linux]            bridge, vxlan_mode, vxlan_device, local_ip, vxlan_port, remote_vteps,
+ *                      anti_spoofing (settings of the linux dataplane backend)
  *
  * Default deny: an identity without a [hypervisor] section, or a VN not in its list, is not
  * authorized.  Every error names the file and line.  etc/nnve-daemon.conf documents it all.
@@ -19,6 +21,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "backend-linux.h"
 #include "tagpool.h"
 
 #define NNVE_DEFAULT_CONFIG "/etc/splitnve/nnve-daemon.conf"
@@ -100,6 +103,12 @@ struct nnve_config {
     unsigned n_hvs;
     struct nnve_vn_cfg *vns;
     unsigned n_vns;
+
+    /* [linux]: the linux backend's settings, defaults filled in.  Its strings point at the
+     * linux_* fields below (owned by the config) or at constant defaults. */
+    struct nnve_linux_config linux_cfg;
+    char *linux_bridge, *linux_vxlan_device, *linux_local_ip, *linux_remote_vteps;
+    unsigned linux_line; /* line of the first [linux] key; 0 when there is none */
 };
 
 /* Reads and validates `path`.  Returns 0 and *out (caller frees with nnve_config_destroy),
@@ -109,6 +118,12 @@ int nnve_config_load(const char *path, struct nnve_config **out, char *err, size
 int nnve_config_parse_string(const char *text, const char *name, struct nnve_config **out,
                              char *err, size_t errlen);
 void nnve_config_destroy(struct nnve_config *cfg);
+
+/* Whether the [linux] settings of a and b are the same.  Returns 1 or 0. */
+int nnve_config_linux_equal(const struct nnve_config *a, const struct nnve_config *b);
+/* Swaps the [linux] settings of a and b (a reload keeps the running ones, which apply only
+ * at start-up). */
+void nnve_config_linux_swap(struct nnve_config *a, struct nnve_config *b);
 
 /* Lookups.  NULL when absent. */
 const struct nnve_hv_cfg *nnve_config_find_hv(const struct nnve_config *cfg, const char *identity);

@@ -57,7 +57,9 @@ static const char usage_text[] =
     "    SIGHUP            reload the configuration: authorization policy, limits, timers\n"
     "                      and tag pools, and the TLS certificate files; sessions stay up,\n"
     "                      except those whose identity is no longer authorized.  Listen\n"
-    "                      addresses, state_dir, backend and control_socket need a restart.\n"
+    "                      addresses, state_dir, backend, the [linux] section and\n"
+    "                      control_socket need a restart (a changed [linux] section is\n"
+    "                      logged and the running settings stay in force).\n"
     "\n"
     "FILES\n"
     "    " NNVE_DEFAULT_CONFIG "   configuration (INI; see the commented sample)\n"
@@ -123,6 +125,16 @@ static void on_hup(uv_signal_t *h, int signum)
         SNV_ERR("daemon", "reload failed: cannot rebuild the tag pools");
         nnve_config_destroy(ncfg);
         return;
+    }
+    /* The dataplane backend is opened once: its settings apply at the next start. */
+    if (strcmp(ncfg->backend, d->cfg->backend))
+        SNV_WARN("daemon", "backend changed from %s to %s: restart nnve-daemon to apply",
+                 d->cfg->backend, ncfg->backend);
+    if (!nnve_config_linux_equal(ncfg, d->cfg)) {
+        if (!strcmp(d->cfg->backend, "linux"))
+            SNV_WARN("daemon", "[linux] settings changed: restart nnve-daemon to apply them; "
+                               "the running ones stay in force");
+        nnve_config_linux_swap(ncfg, d->cfg);
     }
     nnve_server_reconfigure(d->srv, ncfg);
     if (sncp_tls_ctx_reload(d->tls, err, sizeof err))
@@ -262,8 +274,17 @@ int main(int argc, char **argv)
         return 1;
     }
     if (check) {
-        printf("%s: OK: %u listen address(es), %u domain(s), %u hypervisor(s), %u VN(s)\n",
-               d.config_path, d.cfg->n_listen, d.cfg->n_domains, d.cfg->n_hvs, d.cfg->n_vns);
+        printf("%s: OK: %u listen address(es), %u domain(s), %u hypervisor(s), %u VN(s), "
+               "backend %s\n",
+               d.config_path, d.cfg->n_listen, d.cfg->n_domains, d.cfg->n_hvs, d.cfg->n_vns,
+               d.cfg->backend);
+        const struct nnve_linux_config *lc = &d.cfg->linux_cfg;
+        if (!strcmp(d.cfg->backend, "linux"))
+            printf("linux: bridge=%s vxlan_mode=%s vxlan_device=%s local_ip=%s vxlan_port=%u "
+                   "remote_vteps=%s anti_spoofing=%s\n",
+                   lc->bridge, lc->vxlan_mode == NNVE_LINUX_VXLAN_PER_VNI ? "per-vni" : "external",
+                   lc->vxlan_device, lc->local_ip ? lc->local_ip : "none", lc->vxlan_port,
+                   lc->remote_vteps, nnve_linux_anti_spoofing_name(lc->anti_spoofing));
         nnve_config_destroy(d.cfg);
         return 0;
     }
@@ -292,7 +313,8 @@ int main(int argc, char **argv)
         goto out;
     }
     struct nnve_backend_config bc = {.journal = d.cfg->dataplane_journal,
-                                     .fdb_file = d.cfg->fdb_file};
+                                     .fdb_file = d.cfg->fdb_file,
+                                     .linux_cfg = &d.cfg->linux_cfg};
     int r = nnve_backend_open(d.cfg->backend, &bc, &d.be);
     if (r < 0) {
         SNV_ERR("daemon", "cannot open backend=%s: %s", d.cfg->backend, sncp_strerror(r));

@@ -137,7 +137,7 @@ int main(int argc, char **argv)
             cfg.remote_vteps = optarg;
             break;
         case 'A':
-            cfg.anti_spoofing = 0;
+            cfg.anti_spoofing = NNVE_LINUX_ANTI_SPOOFING_OFF;
             break;
         case 'h':
             usage(stdout);

@@ -517,7 +517,7 @@ START_TEST(config_defaults)
     ck_assert_int_eq(c.vxlan_mode, NNVE_LINUX_VXLAN_EXTERNAL);
     ck_assert_uint_eq(c.vxlan_port, 4789);
     ck_assert_str_eq(c.remote_vteps, "evpn");
-    ck_assert_int_eq(c.anti_spoofing, 1);
+    ck_assert_int_eq(c.anti_spoofing, NNVE_LINUX_ANTI_SPOOFING_ON);
     ck_assert_ptr_null(c.local_ip);
     enum nnve_linux_vxlan_mode m;
     ck_assert_int_eq(nnve_linux_vxlan_mode_parse("per-vni", &m), 0);

@@ -116,6 +116,91 @@ START_TEST(test_errors)
 }
 END_TEST
 
+START_TEST(test_linux)
+{
+    struct nnve_config *c = NULL;
+    char err[256] = "";
+    /* defaults without a [linux] section */
+    ck_assert_int_eq(nnve_config_parse_string(G "backend = linux\n", "t.conf", &c, err, sizeof err),
+                     0);
+    ck_assert_str_eq(c->backend, "linux");
+    ck_assert_str_eq(c->linux_cfg.bridge, "br0");
+    ck_assert_int_eq(c->linux_cfg.vxlan_mode, NNVE_LINUX_VXLAN_EXTERNAL);
+    ck_assert_str_eq(c->linux_cfg.vxlan_device, "vxlan0");
+    ck_assert_ptr_null(c->linux_cfg.local_ip);
+    ck_assert_uint_eq(c->linux_cfg.vxlan_port, 4789);
+    ck_assert_str_eq(c->linux_cfg.remote_vteps, "evpn");
+    ck_assert_int_eq(c->linux_cfg.anti_spoofing, NNVE_LINUX_ANTI_SPOOFING_ON);
+    ck_assert_uint_eq(c->linux_line, 0);
+    struct nnve_config *d = NULL;
+    static const char full[] = G "backend = linux\n"
+                                 "[linux]\n"
+                                 "bridge = swbr\n"
+                                 "vxlan_mode = per-vni\n"
+                                 "vxlan_device = vx9\n"
+                                 "local_ip = 198.51.100.1\n"
+                                 "vxlan_port = 8472\n"
+                                 "remote_vteps = 198.51.100.2, 198.51.100.3 198.51.100.4\n"
+                                 "anti_spoofing = mac\n";
+    ck_assert_int_eq(nnve_config_parse_string(full, "t.conf", &d, err, sizeof err), 0);
+    ck_assert_str_eq(d->linux_cfg.bridge, "swbr");
+    ck_assert_int_eq(d->linux_cfg.vxlan_mode, NNVE_LINUX_VXLAN_PER_VNI);
+    ck_assert_str_eq(d->linux_cfg.vxlan_device, "vx9");
+    ck_assert_str_eq(d->linux_cfg.local_ip, "198.51.100.1");
+    ck_assert_uint_eq(d->linux_cfg.vxlan_port, 8472);
+    ck_assert_str_eq(d->linux_cfg.remote_vteps, "198.51.100.2, 198.51.100.3 198.51.100.4");
+    ck_assert_int_eq(d->linux_cfg.anti_spoofing, NNVE_LINUX_ANTI_SPOOFING_MAC);
+    ck_assert_uint_eq(d->linux_line, 7);
+    /* a reload keeps the running [linux] settings: equal/swap */
+    ck_assert(!nnve_config_linux_equal(c, d));
+    nnve_config_linux_swap(c, d);
+    ck_assert_str_eq(c->linux_cfg.bridge, "swbr");
+    ck_assert_str_eq(d->linux_cfg.bridge, "br0");
+    ck_assert_str_eq(c->linux_cfg.remote_vteps, "198.51.100.2, 198.51.100.3 198.51.100.4");
+    nnve_config_destroy(d);
+    d = NULL;
+    ck_assert_int_eq(nnve_config_parse_string(full, "u.conf", &d, err, sizeof err), 0);
+    ck_assert(nnve_config_linux_equal(c, d));
+    nnve_config_destroy(c);
+    nnve_config_destroy(d);
+    ck_assert_int_eq(nnve_config_parse_string(G "[linux]\nanti_spoofing = off\n"
+                                                "remote_vteps = 2001:db8::1,2001:db8::2\n",
+                                              "t.conf", &c, err, sizeof err),
+                     0);
+    ck_assert_int_eq(c->linux_cfg.anti_spoofing, NNVE_LINUX_ANTI_SPOOFING_OFF);
+    nnve_config_destroy(c);
+}
+END_TEST
+
+START_TEST(test_linux_errors)
+{
+    expect_error(G "[linux]\nbogus = 1\n", "t.conf:6: unknown key \"bogus\" in [linux]");
+    expect_error(G "[linux]\nbridge = a-bridge-name-too-long\n",
+                 "t.conf:6: bridge: \"a-bridge-name-too-long\" is not a valid interface name");
+    expect_error(G "[linux]\nbridge = a/b\n", "t.conf:6: bridge:");
+    expect_error(G "[linux]\nvxlan_device = \n", "t.conf:6: vxlan_device:");
+    expect_error(G "[linux]\nvxlan_mode = vni\n",
+                 "t.conf:6: vxlan_mode: expected external or per-vni");
+    expect_error(G "[linux]\nlocal_ip = 198.51.100.300\n", "t.conf:6: local_ip:");
+    expect_error(G "[linux]\nvxlan_port = 0\n", "t.conf:6: vxlan_port: expected a UDP port");
+    expect_error(G "[linux]\nvxlan_port = 65536\n", "t.conf:6: vxlan_port");
+    expect_error(G "[linux]\nremote_vteps = 198.51.100.2, nope\n",
+                 "t.conf:6: remote_vteps: \"nope\" is not an IPv4 or IPv6 address");
+    expect_error(G "[linux]\nremote_vteps = evpn, 198.51.100.2\n",
+                 "t.conf:6: remote_vteps: \"evpn\"");
+    expect_error(G "[linux]\nremote_vteps = 198.51.100.2 198.51.100.2\n",
+                 "t.conf:6: remote_vteps: 198.51.100.2 is listed twice");
+    expect_error(G "[linux]\nremote_vteps =\n", "t.conf:6: remote_vteps: expected");
+    expect_error(G "[linux]\nanti_spoofing = yes\n",
+                 "t.conf:6: anti_spoofing: expected on, mac or off");
+    expect_error(G "[linux]\nvxlan_mode = per-vni\nlocal_ip = 198.51.100.1\n"
+                   "remote_vteps = 2001:db8::2\n",
+                 "t.conf:6: [linux]: remote VTEP 2001:db8::2 is not of the address family");
+    expect_error(G "backend = fast\n", "backend \"fast\" is not a known dataplane backend (none, "
+                                        "linux)");
+}
+END_TEST
+
 START_TEST(test_duration)
 {
     uint32_t ms;
@@ -166,6 +251,8 @@ int main(void)
     TCase *tc = tcase_create("core");
     tcase_add_test(tc, test_good);
     tcase_add_test(tc, test_errors);
+    tcase_add_test(tc, test_linux);
+    tcase_add_test(tc, test_linux_errors);
     tcase_add_test(tc, test_duration);
     tcase_add_test(tc, test_file);
     suite_add_tcase(s, tc);
