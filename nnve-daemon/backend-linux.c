@@ -61,6 +61,7 @@
 #include <sys/socket.h>
 #include <sys/time.h>
 
+#include "nft-filter.h"
 #include "snv-log.h"
 #include "snv-netlink.h"
 
@@ -491,6 +492,8 @@ struct tsi_ent {
     uint8_t macs[SNCP_MAX_ADDRS + 1][6]; /* installed static FDB entries on (port, tag) */
     unsigned n_ips;
     struct ip_ent ips[SNCP_MAX_ADDRS];
+    struct nnve_nft_elem *fl; /* installed IP anti-spoofing elements */
+    unsigned n_fl;
 };
 
 struct remote {
@@ -514,6 +517,8 @@ struct kview {
     size_t n_fdb, cap_fdb;
     struct kneigh *neighs; /* NUD_NOARP IPv4/IPv6 neighbour entries */
     size_t n_neighs, cap_neighs;
+    struct nnve_nft_elem *nft; /* elements of the anti-spoofing table */
+    size_t n_nft;
 };
 
 struct linux_backend {
@@ -531,6 +536,7 @@ struct linux_backend {
     struct remote *remotes;
     size_t n_remotes;
     enum nnve_linux_anti_spoofing anti_spoofing;
+    struct nnve_nft *nft; /* anti_spoofing on: the IP filter table */
 
     struct vlan_ent **vlans;
     size_t n_vlans, cap_vlans;
@@ -763,6 +769,7 @@ static int port_resolve(struct linux_backend *lb, const char *port, uint16_t tag
 
 static void kview_free(struct kview *kv)
 {
+    free(kv->nft);
     free(kv->neighs);
     free(kv->ports);
     free(kv->vni_of_vid);
@@ -909,6 +916,8 @@ static int kview_load(struct linux_backend *lb)
             return r;
         }
     }
+    if (lb->nft != NULL)
+        return nnve_nft_read(lb->nft, &lb->kv.nft, &lb->kv.n_nft);
     return 0;
 }
 
@@ -1454,6 +1463,91 @@ static int neigh_op(struct linux_backend *lb, int add, int svi, uint16_t tag,
     return r;
 }
 
+/* Whether a TSI other than `self` holds filter element `e`. */
+static int elem_shared(const struct linux_backend *lb, const struct tsi_ent *self,
+                       const struct nnve_nft_elem *e)
+{
+    for (size_t i = 0; i < lb->n_tsis; i++) {
+        const struct tsi_ent *t = lb->tsis[i];
+        if (t == self || t->n_fl == 0 || strcmp(t->port, e->port))
+            continue;
+        for (unsigned j = 0; j < t->n_fl; j++)
+            if (nnve_nft_elem_equal(&t->fl[j], e))
+                return 1;
+    }
+    return 0;
+}
+
+static int elem_in(const struct nnve_nft_elem *v, size_t n, const struct nnve_nft_elem *e)
+{
+    for (size_t i = 0; i < n; i++)
+        if (nnve_nft_elem_equal(&v[i], e))
+            return 1;
+    return 0;
+}
+
+/* Converges the IP anti-spoofing elements of TSI `t` on (port, tag): with `w` (an Activated
+ * TSI that has IP addresses) its MACs under control and its (MAC, IP) pairs; else none.
+ * One nftables transaction. */
+static int filter_apply(struct linux_backend *lb, struct tsi_ent *t, const struct want *w,
+                        const char *port, uint16_t tag, const char *tbuf)
+{
+    if (lb->nft == NULL || (t->n_fl == 0 && (w == NULL || w->n_ips == 0)))
+        return 0;
+    unsigned n_want = 0;
+    struct nnve_nft_elem *want = NULL;
+    if (w != NULL && w->n_ips > 0) {
+        want = calloc(w->n_macs + w->n_ips, sizeof *want);
+        if (want == NULL)
+            return -ENOMEM;
+        for (unsigned i = 0; i < w->n_macs; i++) {
+            struct nnve_nft_elem *e = &want[n_want++];
+            snprintf(e->port, sizeof e->port, "%s", port);
+            e->vid = tag;
+            memcpy(e->mac, w->macs[i], 6);
+        }
+        for (unsigned i = 0; i < w->n_ips; i++) {
+            struct nnve_nft_elem *e = &want[n_want++];
+            snprintf(e->port, sizeof e->port, "%s", port);
+            e->vid = tag;
+            memcpy(e->mac, w->ips[i].mac, 6);
+            e->family = w->ips[i].family;
+            memcpy(e->ip, w->ips[i].ip, 16);
+        }
+    }
+    struct nnve_nft_elem *add = calloc(n_want ? n_want : 1, sizeof *add);
+    struct nnve_nft_elem *del = calloc(t->n_fl ? t->n_fl : 1, sizeof *del);
+    if (add == NULL || del == NULL) {
+        free(want);
+        free(add);
+        free(del);
+        return -ENOMEM;
+    }
+    size_t n_add = 0, n_del = 0;
+    for (unsigned i = 0; i < n_want; i++)
+        if (!elem_in(t->fl, t->n_fl, &want[i]) && !elem_shared(lb, t, &want[i]) &&
+            !(lb->reconciling && elem_in(lb->kv.nft, lb->kv.n_nft, &want[i])))
+            add[n_add++] = want[i];
+    for (unsigned i = 0; i < t->n_fl; i++)
+        if (!elem_in(want, n_want, &t->fl[i]) && !elem_shared(lb, t, &t->fl[i]))
+            del[n_del++] = t->fl[i];
+    int r = nnve_nft_apply(lb->nft, add, n_add, del, n_del);
+    if (r == 0) {
+        free(t->fl);
+        t->fl = want;
+        t->n_fl = n_want;
+        want = NULL;
+        if (n_add || n_del)
+            OP_INFO("linux: ip filter %s port=%s vlan=%u tsi=%s macs=%u ips=%u",
+                    n_want ? "set" : "removed", port, tag, tbuf, w && n_want ? w->n_macs : 0,
+                    w && n_want ? w->n_ips : 0);
+    }
+    free(want);
+    free(add);
+    free(del);
+    return r;
+}
+
 enum tsi_target { T_REMOVE, T_ASSOCIATE, T_ACTIVATE, T_UPDATE, T_DEACTIVATE };
 
 /* Converges the kernel entries of one TSI instance to `target`. */
@@ -1571,8 +1665,14 @@ static int tsi_apply(struct linux_backend *lb, enum tsi_target target, const cha
         ie.svi = svi;
         t->ips[t->n_ips++] = ie;
     }
-    if (target == T_REMOVE && t->n_macs == 0 && t->n_ips == 0) {
+    if (t->tag == tag || t->n_fl > 0) {
+        int r = filter_apply(lb, t, active ? &w : NULL, port, tag, tbuf);
+        if (r < 0)
+            ret = ret ? ret : r;
+    }
+    if (target == T_REMOVE && t->n_macs == 0 && t->n_ips == 0 && t->n_fl == 0) {
         lb->tsis[idx] = lb->tsis[--lb->n_tsis];
+        free(t->fl);
         free(t);
         return ret;
     }
@@ -1799,6 +1899,25 @@ static int linux_reconcile_end(struct nnve_backend *b)
             removed++;
         }
     }
+    /* anti-spoofing elements no TSI holds (the whole table is ours) */
+    if (lb->reconciling && lb->nft != NULL && lb->kv.n_nft > 0) {
+        struct nnve_nft_elem *del = calloc(lb->kv.n_nft, sizeof *del);
+        size_t n_del = 0;
+        for (size_t i = 0; del && i < lb->kv.n_nft; i++) {
+            int held = 0;
+            for (size_t j = 0; j < lb->n_tsis && !held; j++)
+                held = elem_in(lb->tsis[j]->fl, lb->tsis[j]->n_fl, &lb->kv.nft[i]);
+            if (!held)
+                del[n_del++] = lb->kv.nft[i];
+        }
+        int r = del ? nnve_nft_apply(lb->nft, NULL, 0, del, n_del) : -ENOMEM;
+        if (r < 0)
+            ret = ret ? ret : r;
+        else if (n_del > 0)
+            OP_INFO("linux: stale ip filter elements removed count=%zu", n_del);
+        removed += (unsigned)n_del;
+        free(del);
+    }
     /* VN memberships this process installed and nobody declared */
     for (size_t i = 0; i < lb->n_vlans;) {
         if (lb->vlans[i]->declared) {
@@ -1917,13 +2036,16 @@ static void linux_destroy(struct nnve_backend *b)
         free(lb->vlans[i]);
     for (size_t i = 0; i < lb->n_ports; i++)
         free(lb->ports[i]);
-    for (size_t i = 0; i < lb->n_tsis; i++)
+    for (size_t i = 0; i < lb->n_tsis; i++) {
+        free(lb->tsis[i]->fl);
         free(lb->tsis[i]);
+    }
     free(lb->vlans);
     free(lb->ports);
     free(lb->tsis);
     free(lb->remotes);
     kview_free(&lb->kv);
+    nnve_nft_destroy(lb->nft);
     snv_nl_destroy(lb->nl);
     free(lb);
 }
@@ -2005,6 +2127,10 @@ int nnve_backend_linux_create(const struct nnve_linux_config *cfg, struct nnve_b
             lb->vx_ifindex = li.ifindex;
         }
     }
+    if (r == 0 && lb->anti_spoofing == NNVE_LINUX_ANTI_SPOOFING_ON)
+        r = nnve_nft_create(NULL, &lb->nft);
+    else if (r == 0)
+        (void)nnve_nft_remove_table(NULL);
     if (r < 0) {
         linux_destroy(&lb->up);
         return r;

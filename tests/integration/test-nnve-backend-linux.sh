@@ -11,7 +11,9 @@
 # check reconcile.  Then the per-VNI VXLAN mode, and two "racks" (switch namespaces joined by
 # an underlay link, each programmed by its own backend instance) where VMs of one VN behind
 # different local tags ping each other over VXLAN in both modes, with their ports locked,
-# and a VM of another VN stays unreachable.  When UML cannot run, the test fails (it never
+# and a VM of another VN stays unreachable.  IP anti-spoofing (the nftables table
+# `bridge splitnve`): a namespace sending with a wrong source IP from its own MAC is dropped
+# while the right source passes, and nothing is left after deassociate.  When UML cannot run, the test fails (it never
 # skips).
 #
 # ASan binaries cannot run inside UML (its 512 GiB user address space has no room for ASan's
@@ -120,6 +122,15 @@ if [ "${1:-}" = "--inside" ]; then
             [ .[] | "\(.dst)/\(.lladdr)/\(.state | join(","))" ] | sort | join(" ")'
     }
     locked() { bridge -j -d link show dev "$1" 2>/dev/null | jq -r '.[0].locked // false'; }
+    nftel() { # elements of the anti-spoofing table: "SET:PORT/VID/MAC[/IP] ..."
+        nft -j list table bridge splitnve 2>/dev/null | jq -r '
+            [ .nftables[] | select(.set) | .set as $s | ($s.elem // [])[]
+              | "\($s.name):" + (.concat | map(tostring) | join("/")) ] | sort | join(" ")'
+    }
+    drops() { # packets dropped by the anti-spoofing table
+        nft -j list chain bridge splitnve guard 2>/dev/null | jq -r '
+            [ .nftables[] | select(.rule) | .rule.expr[] | select(.counter) | .counter.packets ] | add // 0'
+    }
     expect() { # WHAT GOT WANT
         [ "$2" = "$3" ] && ok "$1 [$2]" || fail "$1: [$2], want [$3]"
     }
@@ -133,6 +144,7 @@ if [ "${1:-}" = "--inside" ]; then
             bridge -j fdb show | jq -c '[ .[] | select(.state != "") ] | sort_by(.ifname, .mac, .vlan)'
             bridge -j -d link show | jq -c '[ .[] | {ifname, locked} ]'
             ip -j neigh show nud noarp
+            nft -s list table bridge splitnve
         } 2>&1
     }
     pingable() { # NS DST
@@ -215,6 +227,21 @@ if [ "${1:-}" = "--inside" ]; then
     ip netns exec ns2 ip neigh flush dev h2.100
     pingable ns1 192.0.2.2 && ok "ping again with the associated MAC" || fail "no ping after restoring the MAC"
 
+    step "IP anti-spoofing: a wrong source IP from the associated MAC is dropped"
+    expect "ip filter elements" "$(nftel)" "macs:swp1/100/$M1 macs:swp2/100/$M2 src4:swp1/100/$M1/192.0.2.1 src4:swp2/100/$M2/192.0.2.2"
+    d0=$(drops)
+    ip netns exec ns1 ip addr add 192.0.2.9/24 dev h1.100
+    ip netns exec ns1 ping -c 1 -W 1 -I 192.0.2.9 192.0.2.2 >/dev/null 2>&1 &&
+        fail "a spoofed source IP passed swp1" || ok "spoofed source IP dropped"
+    d1=$(drops)
+    [ "$d1" -gt "$d0" ] && ok "the nftables guard chain counted drops ($d0 -> $d1)" ||
+        fail "no drop counted by the guard chain ($d0 -> $d1)"
+    ip netns exec ns1 ip addr del 192.0.2.9/24 dev h1.100
+    ip netns exec ns1 ip neigh flush dev h1.100
+    ip netns exec ns2 ip neigh flush dev h2.100
+    pingable ns1 192.0.2.2 && ok "the associated source IP passes (ARP and IPv4)" ||
+        fail "no ping from the associated IP"
+
     step "tsi update: the difference only; deactivate removes exactly what activate installed"
     drv ok update swp1 100 5000 $T1 192.0.2.1@$M1 02:00:00:00:00:11
     expect "after update" "$(statics)" "swp1/100/$M1 swp1/100/02:00:00:00:00:11 swp2/100/$M2"
@@ -225,6 +252,7 @@ if [ "${1:-}" = "--inside" ]; then
     drv ok deactivate swp1 100 5000 $T1 192.0.2.1@$M1
     expect "after deactivate" "$(statics)" "swp1/1/02:00:00:00:00:55 swp2/100/$M2"
     expect "neighbours after deactivate" "$(neighs)" "192.0.2.2/$M2/NOARP"
+    expect "ip filter after deactivate" "$(nftel)" "macs:swp2/100/$M2 src4:swp2/100/$M2/192.0.2.2"
     pingable ns1 192.0.2.2 && fail "ping passed after deactivate" || ok "no ping after deactivate"
     drv ok deactivate swp1 100 5000 $T1 192.0.2.1@$M1
     drv ok deassociate swp1 100 5000 $T1
@@ -245,6 +273,7 @@ if [ "${1:-}" = "--inside" ]; then
     step "vn_remove: the map stays while a port carries the tag; the last port removes it"
     drv ok deassociate swp2 100 5000 $T2
     expect "neighbours after deassociate" "$(neighs)" ""
+    expect "ip filter after deassociate" "$(nftel)" ""
     drv ok vn-remove swp1 100 5000
     expect "swp1 vlans" "$(vl swp1)" "1=PU"
     expect "swp1 unlocked" "$(locked swp1)" "false"
@@ -306,7 +335,7 @@ if [ "${1:-}" = "--inside" ]; then
     grep -v "state forwarding" /tmp/mon >/tmp/mon.counted
     [ -s /tmp/mon.counted ] && { sed 's/^/   monitor| /' /tmp/mon.counted; fail "the kernel notified VLAN/FDB changes"; } ||
         ok "no VLAN or FDB notification"
-    grep -E "(entry|vlan) (added|removed)|mapped|locked|device (created|deleted)|request" "$log" && fail "the restart logged changes" ||
+    grep -E "(entry|vlan) (added|removed)|mapped|locked|device (created|deleted)|request|ip filter|splitnve (created|deleted|differed)" "$log" && fail "the restart logged changes" ||
         ok "no change logged"
     pingable ns1 192.0.2.2 && ok "ping after restart" || fail "no ping after restart"
 
@@ -314,6 +343,8 @@ if [ "${1:-}" = "--inside" ]; then
     bridge fdb del $M2 dev swp2 vlan 100 master || fail "bridge fdb del"
     bridge fdb add 02:00:00:00:00:77 dev swp1 vlan 100 master static || fail "bridge fdb add stale"
     bridge fdb add 02:00:00:00:00:88 dev swp1 vlan 1 master static || fail "bridge fdb add foreign"
+    nft delete element bridge splitnve src4 "{ \"swp2\" . 100 . $M2 . 192.0.2.2 }" || fail "nft delete element"
+    nft add element bridge splitnve src4 '{ "swp1" . 100 . 02:00:00:00:00:77 . 192.0.2.77 }' || fail "nft add stale element"
     drv_start -r 198.51.100.3
     drv ok reconcile-begin
     declare_state
@@ -327,6 +358,9 @@ if [ "${1:-}" = "--inside" ]; then
     log_has "stale flood entry removed" "old remote VTEP removed"
     expect "static entries" "$(statics)" "swp1/1/02:00:00:00:00:88 swp1/100/$M1 swp2/100/$M2"
     expect "flood entries" "$(floods vxlan0)" "198.51.100.3/5000"
+    log_has "ip filter set port=swp2 vlan=100" "missing ip filter element re-added"
+    log_has "stale ip filter elements removed count=1" "stale ip filter element removed"
+    expect "ip filter elements" "$(nftel)" "macs:swp1/100/$M1 macs:swp2/100/$M2 src4:swp1/100/$M1/192.0.2.1 src4:swp2/100/$M2/192.0.2.2"
     bridge fdb del 02:00:00:00:00:88 dev swp1 vlan 1 master
 
     step "a TSI not declared after a restart is removed at reconcile_end"
@@ -347,6 +381,7 @@ if [ "${1:-}" = "--inside" ]; then
     expect "tunnel map after cleanup" "$(tun)" ""
     expect "static entries after cleanup" "$(statics)" ""
     expect "neighbour entries after cleanup" "$(neighs)" ""
+    expect "ip filter elements after cleanup" "$(nftel)" ""
 
     step "a tunnel map already in the kernel: same VNI accepted, another VNI refused"
     bridge vlan add dev vxlan0 vid 400 && bridge vlan add dev vxlan0 vid 400 tunnel_info id 5400 ||
@@ -363,6 +398,8 @@ if [ "${1:-}" = "--inside" ]; then
     log_has "vlan already mapped to another vni dev=vxlan0 vlan=400 vni=5401 mapped=5400" "map conflict"
     expect "swp1 left as it was" "$(vl swp1)" "1=PU"
     expect "anti-spoofing off: swp1 not locked" "$(locked swp1)" "false"
+    nft list table bridge splitnve >/dev/null 2>&1 && fail "anti-spoofing off left the nftables table" ||
+        ok "anti-spoofing off: the nftables table is gone"
     drv_stop
     expect "tunnel map untouched" "$(tun)" "400=5400"
     bridge vlan del dev vxlan0 vid 400
@@ -472,11 +509,12 @@ if grep -q -a __asan_init "$tool"; then
     echo "note: $tool is an ASan build, which cannot run inside UML; using a UBSan build of it"
     # shellcheck disable=SC2046
     if ! ${CC:-cc} -std=c11 -D_GNU_SOURCE -O1 -g -fsanitize=undefined -fno-sanitize-recover=all \
-        -I"$src/lib" $(pkg-config --cflags libmnl) -o "$tmp/nnve-backend-check" \
+        -I"$src/lib" $(pkg-config --cflags libmnl jansson libnftables) -o "$tmp/nnve-backend-check" \
         "$src/tests/tools/nnve-backend-check.c" "$src/nnve-daemon/backend-linux.c" \
         "$src/nnve-daemon/backend.c" "$src/nnve-daemon/backend-none.c" \
+        "$src/nnve-daemon/nft-filter.c" \
         "$src/nnve-daemon/hmap.c" "$src/lib/snv-log.c" "$src/lib/snv-netlink.c" "$src/lib/sncp-msg.c" \
-        "$src/lib/sncp-error.c" $(pkg-config --libs libmnl); then
+        "$src/lib/sncp-error.c" $(pkg-config --libs libmnl jansson libnftables); then
         echo "FAIL: cannot build the UBSan variant of nnve-backend-check"
         exit 1
     fi

@@ -2,9 +2,10 @@
  * integration tests (inside User-Mode Linux) and for operators checking a switch set-up.
  *
  *   nnve-backend-check [-v] [-b BRIDGE] [-m external|per-vni] [-x VXLAN_DEV] [-l LOCAL_IP]
- *                      [-r REMOTES|evpn] [-A] < SCRIPT
+ *                      [-r REMOTES|evpn] [-a on|mac|off] [-A] < SCRIPT
  *
- * -A turns anti-spoofing (port locking) off.  SCRIPT has one command per line, run in order
+ * -a sets anti_spoofing (default on: port locking and the nftables IP filter; mac: port
+ * locking only); -A is -a off.  SCRIPT has one command per line, run in order
  * on one backend instance ('#' starts a comment):
  *   vn-add PORT TAG VNI               vn-remove PORT TAG VNI
  *   associate PORT TAG VNI TSI [ADDR...]     (likewise activate, deactivate, deassociate,
@@ -29,7 +30,8 @@ enum { MAX_WORDS = 4 + SNCP_MAX_ADDRS + 1 };
 static void usage(FILE *f)
 {
     fprintf(f, "usage: nnve-backend-check [-v] [-b BRIDGE] [-m external|per-vni] [-x DEV]\n"
-               "                          [-l LOCAL_IP] [-r REMOTES|evpn] [-A] < SCRIPT\n");
+               "                          [-l LOCAL_IP] [-r REMOTES|evpn] [-a on|mac|off] [-A]\n"
+               "                          < SCRIPT\n");
 }
 
 static int parse_u32(const char *s, uint32_t max, uint32_t *out)
@@ -113,7 +115,7 @@ int main(int argc, char **argv)
     nnve_linux_config_init(&cfg);
     snv_log_open("nnve-backend-check", SNV_LOG_STDERR);
     int opt;
-    while ((opt = getopt(argc, argv, "vb:m:x:l:r:Ah")) != -1) {
+    while ((opt = getopt(argc, argv, "vb:m:x:l:r:a:Ah")) != -1) {
         switch (opt) {
         case 'v':
             snv_log_set_level(SNV_LOG_DEBUG);
@@ -135,6 +137,12 @@ int main(int argc, char **argv)
             break;
         case 'r':
             cfg.remote_vteps = optarg;
+            break;
+        case 'a':
+            if (nnve_linux_anti_spoofing_parse(optarg, &cfg.anti_spoofing) < 0) {
+                usage(stderr);
+                return 2;
+            }
             break;
         case 'A':
             cfg.anti_spoofing = NNVE_LINUX_ANTI_SPOOFING_OFF;

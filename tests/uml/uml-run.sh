@@ -7,7 +7,7 @@
 #
 # The UML root file system is the host's own root (hostfs, read-only), so host-built binaries
 # run unchanged inside.  The init script mounts proc, sysfs, tmpfs on /run and /tmp, creates
-# /run/netns, loads the modules 8021q bridge vxlan veth, runs SCRIPT ARGS as root with the
+# /run/netns, loads the modules 8021q bridge vxlan veth nf_tables, runs SCRIPT ARGS as root with the
 # environment below, and powers off.  Output and exit status come back through a writable
 # hostfs directory; this harness prints the output and exits with SCRIPT's status.
 #
@@ -182,7 +182,7 @@ echo "$t_init" >/run/uml/results/t_init
 mount -t tmpfs -o mode=1777 tmpfs /tmp || fail "mount /tmp"
 [ "$(uname -r)" = "$kver" ] || fail "kernel $(uname -r) is not the expected $kver"
 ln -s /usr/lib/uml/modules /run/uml-modules/lib/modules
-for m in 8021q bridge vxlan veth; do
+for m in 8021q bridge vxlan veth nf_tables; do
     modprobe -d /run/uml-modules "$m" || fail "modprobe $m failed"
 done
 . /run/uml/cmd.sh
