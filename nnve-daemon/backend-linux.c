@@ -17,30 +17,36 @@
  *    an EVPN speaker then advertises MAC-only routes).  associate installs nothing
  *    (reservation is bookkeeping); deactivate/deassociate remove exactly what activate
  *    installed; update installs/removes the difference.
- *  - Anti-spoofing: bridge port locking (IFLA_BRPORT_LOCKED, Linux >= 6.1).  A locked port
- *    accepts a frame only when its source MAC has an FDB entry on that port in the frame's
- *    VLAN, so the static entries above are at once the forwarding state and the filter: only
- *    the associated MACs of Activated TSIs, per (port, VLAN), get through; deactivate closes
- *    the filter in the same netlink operation that withdraws the entry.  It was chosen over
- *    nftables bridge rules because it needs no new library (libnftables) nor a second
- *    ruleset to keep consistent with the FDB, costs nothing per packet beyond the FDB lookup
- *    the bridge does anyway, and cannot drift from the forwarding state.  Its limits: it
- *    filters source MACs, not source IPs (IP filtering needs nftables bridge rules); and it
- *    applies to the whole port: the hypervisor's own traffic through a locked port passes
- *    only from MACs that have an FDB entry on the port (an entry learned before the lock
- *    stays, and is refreshed, while traffic keeps it alive; an operator may add static
- *    entries for it in VLANs carrying no VN, which this backend never touches).  A port is
- *    locked with its first VN and unlocked with its last one, unless it was locked before.
+ *  - Anti-spoofing, source MACs: bridge port locking (IFLA_BRPORT_LOCKED, Linux >= 6.1).  A
+ *    locked port accepts a frame only when its source MAC has an FDB entry on that port in
+ *    the frame's VLAN, so the static entries above are at once the forwarding state and the
+ *    MAC filter: only the associated MACs of Activated TSIs, per (port, VLAN), get through;
+ *    deactivate closes the filter in the same netlink operation that withdraws the entry.
+ *    It costs nothing per packet beyond the FDB lookup the bridge does anyway and cannot drift
+ *    from the forwarding state.  It applies to the whole port: the hypervisor's own traffic
+ *    through a locked port passes only from MACs that have an FDB entry on the port (an entry
+ *    learned before the lock stays, and is refreshed, while traffic keeps it alive; an
+ *    operator may add static entries for it in VLANs carrying no VN, which this backend
+ *    never touches).  A port is locked with its first VN and unlocked with its last one,
+ *    unless it was locked before.
+ *  - Anti-spoofing, source IPs (anti_spoofing = on): port locking cannot look at IPs, so the
+ *    TSIs that have IP addresses also get elements in the daemon's own nftables table (see
+ *    nft-filter.h): their (port, VLAN, MAC) is put under control and only their (MAC, IP)
+ *    pairs pass as IPv4 source, ARP sender or IPv6 source.  Elements are added on activate
+ *    and removed on deactivate/deassociate in one nftables transaction per TSI; the rules
+ *    themselves never change.
  *  - lookup_mac: a bridge FDB dump; the port of the first non-local entry for the MAC.
  *
  * What is ours: VLAN memberships, tunnel maps, flood entries and vx-<VNI> devices this
  * process installed for a declared VN; static FDB entries (NUD_NOARP, not extern_learn) on a
  * (port, VLAN) pair that carries a declared VN; neighbour entries this process installed.
- * reconcile_begin() reads the kernel (ports, VLANs, tunnel map, lock flags, FDB);
+ * reconcile_begin() reads the kernel (ports, VLANs, tunnel map, lock flags, FDB, neighbour
+ * entries, the nftables table's elements);
  * the declarations that follow install only what is missing; reconcile_end() removes what
  * is ours and was not declared (stale static FDB entries of managed pairs with the
  * NUD_NOARP neighbour entries of their MAC on the VLAN's interface, flood entries of managed
- * VNIs toward VTEPs no longer configured, and what this process installed earlier).  VLAN
+ * VNIs toward VTEPs no longer configured, elements of the nftables table that no declared TSI
+ * holds, and what this process installed earlier).  VLAN
  * memberships present in the kernel but neither declared nor installed by this process are left
  * alone: nothing in the kernel tells them from an operator's.
  */
@@ -237,6 +243,8 @@ struct nlmsghdr *nnve_linux_msg_neigh(void *buf, size_t size, uint16_t type, int
         return NULL;
     mnl_attr_put(nlh, NDA_DST, ip_len(family), ip);
     mnl_attr_put(nlh, NDA_LLADDR, 6, mac);
+    if (type == RTM_NEWNEIGH)
+        mnl_attr_put_u8(nlh, NDA_PROTOCOL, NNVE_LINUX_NEIGH_PROTO);
     return nlh;
 }
 
@@ -270,6 +278,13 @@ static int fdb_attr_cb(const struct nlattr *attr, void *data)
         if (mnl_attr_validate(attr, MNL_TYPE_U32) == 0)
             f->src_vni = mnl_attr_get_u32(attr);
         break;
+    case NDA_CACHEINFO:
+        if (mnl_attr_get_payload_len(attr) >= sizeof(struct nda_cacheinfo)) {
+            struct nda_cacheinfo ci;
+            memcpy(&ci, mnl_attr_get_payload(attr), sizeof ci);
+            f->updated = ci.ndm_updated;
+        }
+        break;
     case NDA_DST: {
         uint16_t len = mnl_attr_get_payload_len(attr);
         if (len == 4 || len == 16) {
@@ -295,6 +310,7 @@ int nnve_linux_fdb_parse(const struct nlmsghdr *nlh, struct nnve_linux_fdb *out)
     out->ifindex = ndm->ndm_ifindex;
     out->state = ndm->ndm_state;
     out->flags = ndm->ndm_flags;
+    out->updated = UINT32_MAX;
     struct fdb_parse fp = {.f = out};
     if (mnl_attr_parse(nlh, sizeof *ndm, fdb_attr_cb, &fp) < 0 || !fp.mac_seen) {
         memset(out, 0, sizeof *out);
@@ -504,6 +520,8 @@ struct remote {
 struct kneigh {
     int ifindex;
     int family;
+    uint8_t proto; /* NDA_PROTOCOL, 0 when absent */
+    uint8_t flags; /* ndm_flags */
     uint8_t ip[16];
     uint8_t mac[6];
 };
@@ -739,6 +757,17 @@ static int svi_find(struct linux_backend *lb, uint16_t vid)
     return sf.found;
 }
 
+/* The VLAN ID of layer-3 interface `ifindex` (an 802.1Q device), for log lines; 0 when
+ * unknown. */
+static uint16_t svi_vid(struct linux_backend *lb, int ifindex)
+{
+    char name[IF_NAMESIZE];
+    struct link_info li;
+    if (if_indextoname((unsigned)ifindex, name) == NULL || link_get(lb, name, &li) < 0)
+        return 0;
+    return li.vlan_id;
+}
+
 /* Resolves a switch port: it must exist and be a port of our bridge.  Returns its
  * ifindex, -ENODEV (absent), -EINVAL (not on the bridge), or -errno; logs with `what`. */
 static int port_resolve(struct linux_backend *lb, const char *port, uint16_t tag, const char *what,
@@ -844,6 +873,8 @@ static int neigh_attr_cb(const struct nlattr *attr, void *data)
     } else if (mnl_attr_get_type(attr) == NDA_LLADDR && len == 6) {
         memcpy(np->n->mac, mnl_attr_get_payload(attr), 6);
         np->have_mac = 1;
+    } else if (mnl_attr_get_type(attr) == NDA_PROTOCOL && len == 1) {
+        np->n->proto = mnl_attr_get_u8(attr);
     }
     return MNL_CB_OK;
 }
@@ -857,7 +888,8 @@ static int kview_neigh_cb(const struct nlmsghdr *nlh, void *data)
     const struct ndmsg *ndm = mnl_nlmsg_get_payload(nlh);
     if ((ndm->ndm_family != AF_INET && ndm->ndm_family != AF_INET6) || ndm->ndm_state != NUD_NOARP)
         return 0;
-    struct kneigh n = {.ifindex = ndm->ndm_ifindex, .family = ndm->ndm_family};
+    struct kneigh n = {
+        .ifindex = ndm->ndm_ifindex, .family = ndm->ndm_family, .flags = ndm->ndm_flags};
     struct neigh_parse np = {.n = &n};
     if (mnl_attr_parse(nlh, sizeof *ndm, neigh_attr_cb, &np) < 0 || !np.have_dst || !np.have_mac)
         return 0;
@@ -1725,22 +1757,52 @@ static int linux_tsi_update(struct nnve_backend *b, const char *port, uint16_t t
 
 /* -------------------------------------------------------------------- lookup_mac --- */
 
+struct mac_hit {
+    int ifindex;
+    uint32_t updated;
+};
+
 struct mac_find {
     int br;
     const uint8_t *mac;
-    int ifindex;
+    struct mac_hit hits[16]; /* one entry per VLAN the MAC is in, at most */
+    size_t n_hits;
 };
 
 static int mac_find_cb(const struct nlmsghdr *nlh, void *data)
 {
     struct mac_find *mf = data;
     struct nnve_linux_fdb f;
-    if (mf->ifindex == 0 && nnve_linux_fdb_parse(nlh, &f) == 0 && f.master == mf->br &&
-        f.ifindex != mf->br && !(f.state & NUD_PERMANENT) && !memcmp(f.mac, mf->mac, 6))
-        mf->ifindex = f.ifindex;
+    if (nnve_linux_fdb_parse(nlh, &f) < 0 || f.master != mf->br || f.ifindex == mf->br ||
+        (f.state & NUD_PERMANENT) || memcmp(f.mac, mf->mac, 6))
+        return 0;
+    /* keep the most recently updated entries */
+    size_t at = mf->n_hits;
+    if (at == sizeof mf->hits / sizeof mf->hits[0]) {
+        at = 0;
+        for (size_t i = 1; i < mf->n_hits; i++)
+            if (mf->hits[i].updated > mf->hits[at].updated)
+                at = i;
+        if (mf->hits[at].updated <= f.updated)
+            return 0;
+    } else {
+        mf->n_hits++;
+    }
+    mf->hits[at].ifindex = f.ifindex;
+    mf->hits[at].updated = f.updated;
     return 0;
 }
 
+static int hit_cmp(const void *a, const void *b)
+{
+    const struct mac_hit *x = a, *y = b;
+    return x->updated < y->updated ? -1 : x->updated > y->updated;
+}
+
+/* The port is the bridge port the MAC was last seen on, in any VLAN.  Entries on VXLAN
+ * devices are skipped: a MAC behind the overlay (learned from a remote VTEP, or installed by
+ * an EVPN speaker) is not behind a port of this switch.  The bridge's own addresses
+ * (permanent entries) are skipped too. */
 static int linux_lookup_mac(struct nnve_backend *b, const uint8_t mac[6], char *port, size_t cap)
 {
     struct linux_backend *lb = lb_cast(b);
@@ -1754,13 +1816,17 @@ static int linux_lookup_mac(struct nnve_backend *b, const uint8_t mac[6], char *
                strerror(-r));
         return r;
     }
-    if (mf.ifindex == 0)
-        return -ENOENT;
-    char name[IF_NAMESIZE];
-    if (if_indextoname((unsigned)mf.ifindex, name) == NULL)
-        return -ENOENT;
-    int n = snprintf(port, cap, "%s", name);
-    return n < 0 || (size_t)n >= cap ? -ENAMETOOLONG : 0;
+    qsort(mf.hits, mf.n_hits, sizeof mf.hits[0], hit_cmp);
+    for (size_t i = 0; i < mf.n_hits; i++) {
+        char name[IF_NAMESIZE];
+        struct link_info li;
+        if (if_indextoname((unsigned)mf.hits[i].ifindex, name) == NULL ||
+            link_get(lb, name, &li) < 0 || !strcmp(li.kind, "vxlan"))
+            continue;
+        int n = snprintf(port, cap, "%s", name);
+        return n < 0 || (size_t)n >= cap ? -ENAMETOOLONG : 0;
+    }
+    return -ENOENT;
 }
 
 /* --------------------------------------------------------------------- reconcile --- */
@@ -1861,20 +1927,31 @@ static int linux_reconcile_end(struct nnve_backend *b)
             if (r < 0)
                 ret = ret ? ret : r;
             removed++;
-            /* and the neighbour entries of that MAC on the VLAN's layer-3 interface */
-            int svi = lb->kv.n_neighs > 0 ? svi_find(lb, f->vid) : 0;
-            for (size_t j = 0; j < lb->kv.n_neighs && svi > 0; j++) {
-                const struct kneigh *n = &lb->kv.neighs[j];
-                if (n->ifindex != svi || memcmp(n->mac, f->mac, 6))
-                    continue;
-                struct ip_ent ie = {.family = n->family, .svi = svi};
-                memcpy(ie.ip, n->ip, 16);
-                memcpy(ie.mac, n->mac, 6);
-                r = neigh_op(lb, 0, svi, f->vid, &ie, "stale");
-                if (r < 0)
-                    ret = ret ? ret : r;
-                removed++;
+        }
+        /* neighbour entries of ours (by their protocol) that no declared TSI holds: the
+         * entries of stale MACs, and the old IPs of TSIs whose addresses changed while the
+         * daemon was down; an operator's or an EVPN speaker's entries are never touched */
+        for (size_t i = 0; i < lb->kv.n_neighs; i++) {
+            const struct kneigh *n = &lb->kv.neighs[i];
+            if (n->proto != NNVE_LINUX_NEIGH_PROTO || (n->flags & NTF_EXT_LEARNED))
+                continue;
+            struct ip_ent ie = {.family = n->family, .svi = n->ifindex};
+            memcpy(ie.ip, n->ip, 16);
+            memcpy(ie.mac, n->mac, 6);
+            int held = 0;
+            for (size_t j = 0; j < lb->n_tsis && !held; j++) {
+                const struct tsi_ent *t = lb->tsis[j];
+                for (unsigned k = 0; k < t->n_ips && !held; k++)
+                    held = t->ips[k].svi == n->ifindex && t->ips[k].family == n->family &&
+                           !memcmp(t->ips[k].ip, n->ip, ip_len(n->family)) &&
+                           !memcmp(t->ips[k].mac, n->mac, 6);
             }
+            if (held)
+                continue;
+            int r = neigh_op(lb, 0, n->ifindex, svi_vid(lb, n->ifindex), &ie, "stale");
+            if (r < 0)
+                ret = ret ? ret : r;
+            removed++;
         }
         /* flood entries of managed VNIs toward VTEPs no longer configured */
         for (size_t i = 0; i < lb->kv.n_fdb && lb->n_remotes > 0; i++) {

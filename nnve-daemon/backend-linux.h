@@ -115,8 +115,13 @@ struct nlmsghdr *nnve_linux_msg_vxlan_new(void *buf, size_t size, const char *na
                                           int family, const uint8_t *local, uint16_t port,
                                           int master);
 
-/* RTM_NEWNEIGH (NLM_F_CREATE|NLM_F_REPLACE) or RTM_DELNEIGH of a NUD_NOARP neighbour entry
- * ip -> mac on device `ifindex` (family AF_INET or AF_INET6). */
+/* The originator (NDA_PROTOCOL) of the neighbour entries this backend installs: it tells
+ * them from an operator's or an EVPN speaker's entries ("proto 201" in `ip neigh`). */
+enum { NNVE_LINUX_NEIGH_PROTO = 201 };
+
+/* RTM_NEWNEIGH (NLM_F_CREATE|NLM_F_REPLACE, NDA_PROTOCOL NNVE_LINUX_NEIGH_PROTO) or
+ * RTM_DELNEIGH of a NUD_NOARP neighbour entry ip -> mac on device `ifindex` (family AF_INET
+ * or AF_INET6). */
 struct nlmsghdr *nnve_linux_msg_neigh(void *buf, size_t size, uint16_t type, int ifindex,
                                       int family, const uint8_t *ip, const uint8_t mac[6]);
 
@@ -131,6 +136,8 @@ struct nnve_linux_fdb {
     int dst_family; /* NDA_DST: AF_INET, AF_INET6, or 0 when absent */
     uint8_t dst[16];
     uint32_t src_vni; /* NDA_SRC_VNI, 0 when absent */
+    uint32_t updated; /* NDA_CACHEINFO ndm_updated (clock ticks since the last update),
+                       * UINT32_MAX when absent */
 };
 
 /* Parses an AF_BRIDGE RTM_NEWNEIGH message.  Returns 0, or -EINVAL when it is not one or

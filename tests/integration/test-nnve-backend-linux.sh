@@ -219,6 +219,21 @@ if [ "${1:-}" = "--inside" ]; then
     drv swp1 lookup $M1
     drv none lookup 02:00:00:00:00:99
 
+    step "port learning: the port a MAC was last seen on; never a VXLAN device"
+    bridge fdb add 02:00:00:00:00:aa dev vxlan0 vlan 100 master static || fail "fdb on vxlan0"
+    drv none lookup 02:00:00:00:00:aa
+    # (swp3 carries VLAN 1 only, swp2 VLANs 1 and 100)
+    bridge fdb add 02:00:00:00:00:bb dev swp3 vlan 1 master static &&
+        bridge fdb add 02:00:00:00:00:cc dev swp2 vlan 100 master static || fail "fdb add"
+    sleep 0.2 # the forwarding table ages in clock ticks (10 ms)
+    bridge fdb add 02:00:00:00:00:bb dev swp2 vlan 100 master static &&
+        bridge fdb add 02:00:00:00:00:cc dev swp3 vlan 1 master static || fail "fdb add"
+    drv swp2 lookup 02:00:00:00:00:bb
+    drv swp3 lookup 02:00:00:00:00:cc
+    for m in aa bb cc; do bridge fdb show | grep "^02:00:00:00:00:$m " | while read -r _ _ dev _ vid _; do
+        bridge fdb del 02:00:00:00:00:$m dev "$dev" vlan "$vid" master; done; done
+    expect "test entries gone" "$(bridge fdb show | grep -cE '^02:00:00:00:00:(aa|bb|cc) ')" 0
+
     step "anti-spoofing: a foreign source MAC is dropped"
     ip netns exec ns1 ip link set h1.100 address 02:00:00:00:00:99
     ip netns exec ns2 ip neigh flush dev h2.100
@@ -364,6 +379,8 @@ if [ "${1:-}" = "--inside" ]; then
     bridge fdb del 02:00:00:00:00:88 dev swp1 vlan 1 master
 
     step "a TSI not declared after a restart is removed at reconcile_end"
+    # an operator's neighbour entry for the stale MAC is not ours: it stays
+    ip neigh add 192.0.2.66 lladdr $M2 dev br0.100 nud noarp || fail "ip neigh add"
     drv_start -r 198.51.100.3
     drv ok reconcile-begin
     drv ok vn-add swp1 100 5000
@@ -373,10 +390,22 @@ if [ "${1:-}" = "--inside" ]; then
     log_has "static fdb entry removed port=swp2 vlan=100 mac=$M2" "undeclared TSI removed"
     expect "static entries" "$(statics)" "swp1/100/$M1"
     log_has "neighbour entry removed dev=br0.100 vlan=100 ip=192.0.2.2 mac=$M2 tsi=stale" "undeclared neighbour removed"
-    expect "neighbour entries" "$(neighs)" "192.0.2.1/$M1/NOARP"
+    expect "neighbour entries" "$(neighs)" "192.0.2.1/$M1/NOARP 192.0.2.66/$M2/NOARP"
+    ip neigh del 192.0.2.66 dev br0.100
+    drv_stop
+
+    step "a TSI whose IP changed while the daemon was down: the old neighbour entry goes"
+    drv_start -r 198.51.100.3
+    drv ok reconcile-begin
+    drv ok vn-add swp1 100 5000
+    drv ok activate swp1 100 5000 $T1 192.0.2.5@$M1
+    drv ok reconcile-end
+    log_has "neighbour entry removed dev=br0.100 vlan=100 ip=192.0.2.1 mac=$M1 tsi=stale" "old IP removed"
+    expect "neighbour entries" "$(neighs)" "192.0.2.5/$M1/NOARP"
+    expect "ip filter elements" "$(nftel)" "macs:swp1/100/$M1 src4:swp1/100/$M1/192.0.2.5"
+    log_count "static fdb entry" 0 "the FDB entry of the unchanged MAC was touched"
     drv ok deassociate swp1 100 5000 $T1
     drv ok vn-remove swp1 100 5000
-    drv ok vn-remove swp2 100 5000
     drv_stop
     expect "tunnel map after cleanup" "$(tun)" ""
     expect "static entries after cleanup" "$(statics)" ""

@@ -222,9 +222,16 @@ START_TEST(neighbour)
     ck_assert_uint_eq(ndm->ndm_flags, 0);
     struct attrs a;
     top_attrs(nlh, sizeof *ndm, &a);
-    ck_assert_int_eq(a.count, 2);
+    ck_assert_int_eq(a.count, 3);
     ck_assert_mem_eq(mnl_attr_get_payload(a.tb[NDA_DST]), ip, 4);
     ck_assert_mem_eq(mnl_attr_get_payload(a.tb[NDA_LLADDR]), mac1, 6);
+    /* the entries are marked as ours */
+    ck_assert_uint_eq(mnl_attr_get_u8(a.tb[NDA_PROTOCOL]), NNVE_LINUX_NEIGH_PROTO);
+    nlh = nnve_linux_msg_neigh(buf, sizeof buf, RTM_DELNEIGH, 12, AF_INET, ip, mac1);
+    ck_assert_ptr_nonnull(nlh);
+    top_attrs(nlh, sizeof *ndm, &a);
+    ck_assert_int_eq(a.count, 2);
+    ck_assert_ptr_null(a.tb[NDA_PROTOCOL]);
     ck_assert_ptr_null(
         nnve_linux_msg_neigh(buf, sizeof buf, RTM_NEWNEIGH, 12, AF_BRIDGE, ip, mac1));
     ck_assert_ptr_null(nnve_linux_msg_neigh(buf, sizeof buf, RTM_NEWNEIGH, 0, AF_INET, ip, mac1));
@@ -337,6 +344,11 @@ START_TEST(fdb_parse)
     ck_assert_uint_eq(f.state, NUD_NOARP);
     ck_assert_mem_eq(f.mac, mac1, 6);
     ck_assert_int_eq(f.dst_family, 0);
+    ck_assert_uint_eq(f.updated, UINT32_MAX); /* no cache info */
+    struct nda_cacheinfo ci = {.ndm_used = 5, .ndm_updated = 42};
+    mnl_attr_put(nlh, NDA_CACHEINFO, sizeof ci, &ci);
+    ck_assert_int_eq(nnve_linux_fdb_parse(nlh, &f), 0);
+    ck_assert_uint_eq(f.updated, 42);
 
     /* a VXLAN flood entry, DST before LLADDR */
     uint8_t v4[4] = {198, 51, 100, 2};
