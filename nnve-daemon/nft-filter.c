@@ -1,21 +1,29 @@
 /* nft-filter.c: the linux backend's IP anti-spoofing table (see nft-filter.h).
  *
- * libnftables takes nft's own language: every change is one text buffer, which libnftables
- * sends as one netlink batch (one transaction).  Element lists are built here from validated
- * fields only (interface names without quotes, numeric VLANs, formatted MACs and IPs).
- * Reading back uses the JSON listing, parsed with jansson.
+ * The table is made and checked with libnftables, in nft's own language, and read back from
+ * its JSON listing (parsed with jansson).  Elements are added and deleted over nfnetlink
+ * directly (libmnl), as one batch (one transaction) per change: nft itself reads every
+ * element of a set before deleting one, which makes a deactivation cost grow with the number
+ * of TSIs on the switch.  A key is the concatenation nft builds for the rules' lookups: each
+ * field in network order, padded to 4 bytes (iifname 16, vlan id 2+2, ether 6+2, then 4 or
+ * 16 for the IP).
  */
 #include "nft-filter.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
 #include <jansson.h>
+#include <libmnl/libmnl.h>
+#include <linux/netfilter.h>
+#include <linux/netfilter/nf_tables.h>
+#include <linux/netfilter/nfnetlink.h>
 #include <nftables/libnftables.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 
 #include "sncp-msg.h"
 #include "snv-log.h"
@@ -27,10 +35,16 @@ static struct snv_ratelimit rl_err = SNV_RATELIMIT_INIT(20, 100);
 
 struct nnve_nft {
     struct nft_ctx *ctx;
+    struct mnl_socket *nl; /* NETLINK_NETFILTER, for the elements */
+    uint32_t seq;
     char table[64];
-    char *buf; /* command text */
+    char *buf; /* batch */
     size_t cap;
 };
+
+/* Elements per batch: a TSI's change always fits in one; a large clean-up at start-up is
+ * split (each batch is a transaction of its own). */
+enum { BATCH_ELEMS = 512, ELEM_MSG_ROOM = 96 };
 
 static const char *const set_names[] = {"macs", "src4", "src6"};
 
@@ -96,41 +110,24 @@ static int elem_valid(const struct nnve_nft_elem *e)
     return 1;
 }
 
-int nnve_nft_elements_text(char *buf, size_t cap, size_t *len, const char *table, const char *verb,
-                           const struct nnve_nft_elem *e, size_t n)
+int nnve_nft_elem_key(const struct nnve_nft_elem *e, uint8_t key[NNVE_NFT_KEY_MAX])
 {
-    for (size_t i = 0; i < n; i++)
-        if (!elem_valid(&e[i]))
-            return -EINVAL;
-    for (int s = 0; s < 3; s++) {
-        int first = 1;
-        for (size_t i = 0; i < n; i++) {
-            if (family_set(e[i].family) != s)
-                continue;
-            int r = 0;
-            if (first)
-                r = append(buf, cap, len, "%s element bridge %s %s { ", verb, table, set_names[s]);
-            char mac[SNCP_MAC_STRLEN];
-            sncp_mac_format(e[i].mac, mac, sizeof mac);
-            if (r == 0)
-                r = append(buf, cap, len, "%s\"%s\" . %u . %s", first ? "" : ", ", e[i].port,
-                           (unsigned)e[i].vid, mac);
-            if (r == 0 && e[i].family != 0) {
-                char ip[INET6_ADDRSTRLEN];
-                inet_ntop(e[i].family, e[i].ip, ip, sizeof ip);
-                r = append(buf, cap, len, " . %s", ip);
-            }
-            if (r < 0)
-                return r;
-            first = 0;
-        }
-        if (!first) {
-            int r = append(buf, cap, len, " }\n");
-            if (r < 0)
-                return r;
-        }
+    if (!elem_valid(e))
+        return -EINVAL;
+    memset(key, 0, NNVE_NFT_KEY_MAX);
+    memcpy(key, e->port, strnlen(e->port, sizeof e->port)); /* ifname: 16 bytes */
+    uint16_t vid = htons(e->vid);
+    memcpy(key + 16, &vid, 2);  /* vlan id: 2 bytes, padded to 4 */
+    memcpy(key + 20, e->mac, 6); /* ether: 6 bytes, padded to 8 */
+    if (e->family == AF_INET) {
+        memcpy(key + 28, e->ip, 4);
+        return 32;
     }
-    return 0;
+    if (e->family == AF_INET6) {
+        memcpy(key + 28, e->ip, 16);
+        return 44;
+    }
+    return 28;
 }
 
 int nnve_nft_elem_equal(const struct nnve_nft_elem *a, const struct nnve_nft_elem *b)
@@ -327,6 +324,17 @@ int nnve_nft_create(const char *table, struct nnve_nft **out)
         nnve_nft_destroy(nft);
         return -ENOMEM;
     }
+    nft->nl = mnl_socket_open(NETLINK_NETFILTER);
+    int one = 1;
+    struct timeval tv = {.tv_sec = 5};
+    if (nft->nl == NULL || mnl_socket_bind(nft->nl, 0, MNL_SOCKET_AUTOPID) < 0 ||
+        mnl_socket_setsockopt(nft->nl, NETLINK_CAP_ACK, &one, sizeof one) < 0 ||
+        setsockopt(mnl_socket_get_fd(nft->nl), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) < 0) {
+        int e = errno;
+        SNV_ERR(MOD, "linux: nftables: cannot open a netfilter netlink socket: %s", strerror(e));
+        nnve_nft_destroy(nft);
+        return -e;
+    }
     /* What the table must be: nft's own listing of a scratch table made from the
      * definition, compared with the listing of ours. */
     char chk[80], def[2048], line[256];
@@ -390,65 +398,135 @@ void nnve_nft_destroy(struct nnve_nft *nft)
         return;
     if (nft->ctx)
         nft_ctx_free(nft->ctx);
+    if (nft->nl)
+        mnl_socket_close(nft->nl);
     free(nft->buf);
     free(nft);
 }
 
-/* Builds the commands for add/del into nft->buf, growing it.  Returns 0 or < 0. */
-static int build(struct nnve_nft *nft, const struct nnve_nft_elem *add, size_t n_add,
+static struct nlmsghdr *batch_msg(struct nnve_nft *nft, char *at, uint16_t type,
+                                  uint16_t flags, uint8_t family, uint16_t res_id)
+{
+    struct nlmsghdr *nlh = mnl_nlmsg_put_header(at);
+    nlh->nlmsg_type = type;
+    nlh->nlmsg_flags = NLM_F_REQUEST | flags;
+    nlh->nlmsg_seq = ++nft->seq;
+    struct nfgenmsg *nfg = mnl_nlmsg_put_extra_header(nlh, sizeof *nfg);
+    nfg->nfgen_family = family;
+    nfg->version = NFNETLINK_V0;
+    nfg->res_id = htons(res_id);
+    return nlh;
+}
+
+/* Sends one batch adding add[0..n_add) and deleting del[0..n_del), and reads the kernel's
+ * answer to each message.  Returns 0, the first error (-ENOENT when a deleted element was
+ * absent), or a local -errno. */
+static int batch(struct nnve_nft *nft, const struct nnve_nft_elem *add, size_t n_add,
                  const struct nnve_nft_elem *del, size_t n_del)
 {
-    for (;;) {
-        size_t len = 0;
-        nft->buf[0] = '\0';
-        int r = nnve_nft_elements_text(nft->buf, nft->cap, &len, nft->table, "add", add, n_add);
-        if (r == 0)
-            r = nnve_nft_elements_text(nft->buf, nft->cap, &len, nft->table, "delete", del,
-                                       n_del);
-        if (r != -ENOSPC)
-            return r;
-        char *nb = realloc(nft->buf, nft->cap * 2);
+    size_t need = (n_add + n_del) * ELEM_MSG_ROOM + 8 * 256;
+    if (need > nft->cap) {
+        char *nb = realloc(nft->buf, need);
         if (nb == NULL)
             return -ENOMEM;
         nft->buf = nb;
-        nft->cap *= 2;
+        nft->cap = need;
     }
+    size_t off = 0;
+    struct nlmsghdr *nlh =
+        batch_msg(nft, nft->buf, NFNL_MSG_BATCH_BEGIN, 0, AF_UNSPEC, NFNL_SUBSYS_NFTABLES);
+    off += nlh->nlmsg_len;
+    unsigned n_msgs = 0;
+    for (int op = 0; op < 2; op++) {
+        const struct nnve_nft_elem *v = op == 0 ? add : del;
+        size_t n = op == 0 ? n_add : n_del;
+        for (int set = 0; set < 3; set++) {
+            struct nlmsghdr *m = NULL;
+            struct nlattr *list = NULL;
+            for (size_t i = 0; i < n; i++) {
+                if (family_set(v[i].family) != set)
+                    continue;
+                uint8_t key[NNVE_NFT_KEY_MAX];
+                int klen = nnve_nft_elem_key(&v[i], key);
+                if (klen < 0)
+                    return klen;
+                if (m == NULL) {
+                    m = batch_msg(nft, nft->buf + off,
+                                  (NFNL_SUBSYS_NFTABLES << 8) |
+                                      (op == 0 ? NFT_MSG_NEWSETELEM : NFT_MSG_DELSETELEM),
+                                  NLM_F_ACK | (op == 0 ? NLM_F_CREATE : 0), NFPROTO_BRIDGE, 0);
+                    mnl_attr_put_strz(m, NFTA_SET_ELEM_LIST_TABLE, nft->table);
+                    mnl_attr_put_strz(m, NFTA_SET_ELEM_LIST_SET, set_names[set]);
+                    list = mnl_attr_nest_start(m, NFTA_SET_ELEM_LIST_ELEMENTS);
+                }
+                struct nlattr *el = mnl_attr_nest_start(m, NFTA_LIST_ELEM);
+                struct nlattr *k = mnl_attr_nest_start(m, NFTA_SET_ELEM_KEY);
+                mnl_attr_put(m, NFTA_DATA_VALUE, (size_t)klen, key);
+                mnl_attr_nest_end(m, k);
+                mnl_attr_nest_end(m, el);
+            }
+            if (m != NULL) {
+                mnl_attr_nest_end(m, list);
+                off += m->nlmsg_len;
+                n_msgs++;
+            }
+        }
+    }
+    nlh = batch_msg(nft, nft->buf + off, NFNL_MSG_BATCH_END, 0, AF_UNSPEC, NFNL_SUBSYS_NFTABLES);
+    off += nlh->nlmsg_len;
+    if (mnl_socket_sendto(nft->nl, nft->buf, off) < 0)
+        return -errno;
+    /* The kernel runs the batch within sendmsg(): its answers (one per message, errors
+     * first-class) are queued by now. */
+    int ret = 0;
+    unsigned answered = 0;
+    char rx[8192] __attribute__((aligned(NLMSG_ALIGNTO)));
+    while (answered < n_msgs) {
+        ssize_t len = recv(mnl_socket_get_fd(nft->nl), rx, sizeof rx, 0);
+        if (len < 0)
+            return ret ? ret : -errno;
+        int left = (int)len;
+        for (const struct nlmsghdr *h = (const struct nlmsghdr *)rx; mnl_nlmsg_ok(h, left);
+             h = mnl_nlmsg_next(h, &left)) {
+            if (h->nlmsg_type != NLMSG_ERROR ||
+                mnl_nlmsg_get_payload_len(h) < sizeof(struct nlmsgerr))
+                continue;
+            const struct nlmsgerr *e = mnl_nlmsg_get_payload(h);
+            answered++;
+            if (e->error != 0 && ret == 0)
+                ret = e->error;
+        }
+    }
+    return ret;
 }
 
 int nnve_nft_apply(struct nnve_nft *nft, const struct nnve_nft_elem *add, size_t n_add,
                    const struct nnve_nft_elem *del, size_t n_del)
 {
+    if (n_add > BATCH_ELEMS || n_del > BATCH_ELEMS) {
+        size_t a = n_add > BATCH_ELEMS ? BATCH_ELEMS : n_add;
+        size_t d = n_del > BATCH_ELEMS ? BATCH_ELEMS : n_del;
+        int r = nnve_nft_apply(nft, add, a, del, d);
+        int r2 = nnve_nft_apply(nft, n_add ? add + a : NULL, n_add - a, n_del ? del + d : NULL,
+                                n_del - d);
+        return r < 0 ? r : r2;
+    }
     if (n_add == 0 && n_del == 0)
         return 0;
-    char line[256];
-    const char *err = "";
-    int r = build(nft, add, n_add, del, n_del);
-    if (r == -EINVAL) {
-        OP_ERR("linux: nftables: an element has a port name or VLAN nft cannot take");
-        return r;
-    }
-    if (r == 0)
-        r = run(nft->ctx, nft->buf, NULL, &err);
-    if (r == 0)
-        return 0;
-    if (r == -EIO && n_del > 0 && strstr(err, "No such file or directory")) {
+    int r = batch(nft, add, n_add, del, n_del);
+    if (r == -ENOENT && n_del > 0) {
         /* some element to delete is gone already: apply the rest one at a time */
-        r = n_add ? build(nft, add, n_add, NULL, 0) : 0;
-        if (r == 0 && n_add)
-            r = run(nft->ctx, nft->buf, NULL, &err);
+        r = n_add ? batch(nft, add, n_add, NULL, 0) : 0;
         for (size_t i = 0; r == 0 && i < n_del; i++) {
-            r = build(nft, NULL, 0, &del[i], 1);
-            if (r == 0)
-                r = run(nft->ctx, nft->buf, NULL, &err);
-            if (r == -EIO && strstr(err, "No such file or directory"))
+            r = batch(nft, NULL, 0, &del[i], 1);
+            if (r == -ENOENT)
                 r = 0;
         }
-        if (r == 0)
-            return 0;
     }
-    OP_ERR("linux: nftables: cannot change the elements of table bridge %s (add=%zu "
-           "delete=%zu): %s",
-           nft->table, n_add, n_del, r == -EIO ? first_line(err, line, sizeof line) : strerror(-r));
+    if (r < 0)
+        OP_ERR("linux: nftables: cannot change the elements of table bridge %s (add=%zu "
+               "delete=%zu): %s",
+               nft->table, n_add, n_del, strerror(-r));
     return r;
 }
 

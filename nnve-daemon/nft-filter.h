@@ -54,9 +54,10 @@ void nnve_nft_destroy(struct nnve_nft *nft);
  * anti-spoofing no longer filters IPs.  Returns 0 (also when absent), or < 0 logged. */
 int nnve_nft_remove_table(const char *table);
 
-/* One transaction: adds `add` (present elements are fine) and deletes `del`.  When a
- * deletion fails because an element is already gone, the adds are applied and the deletions
- * retried one by one, ignoring the missing ones.  Returns 0, or < 0 with a logged reason. */
+/* One transaction (for up to 512 elements; more are split): adds `add` (present elements
+ * are fine) and deletes `del`.  When a deletion fails because an element is already gone,
+ * the adds are applied and the deletions retried one by one, ignoring the missing ones.
+ * Returns 0, or < 0 with a logged reason. */
 int nnve_nft_apply(struct nnve_nft *nft, const struct nnve_nft_elem *add, size_t n_add,
                    const struct nnve_nft_elem *del, size_t n_del);
 
@@ -73,12 +74,12 @@ int nnve_nft_elem_equal(const struct nnve_nft_elem *a, const struct nnve_nft_ele
  * written to buf[0..cap) or -ENOSPC. */
 int nnve_nft_table_text(char *buf, size_t cap, const char *table);
 
-/* Appends to buf[0..cap) (at *len) the commands `verb` ("add" or "delete") for the elements
- * e[0..n), one command per set, and updates *len.  Returns 0, -ENOSPC, or -EINVAL for an
- * element nft cannot carry (port name with a quote or backslash, VLAN out of 1..4094,
- * unknown family). */
-int nnve_nft_elements_text(char *buf, size_t cap, size_t *len, const char *table, const char *verb,
-                           const struct nnve_nft_elem *e, size_t n);
+/* The set key of `e` as the kernel stores it (the concatenation of its fields, each padded
+ * to 4 bytes).  Returns its length (28 for @macs, 32 for @src4, 44 for @src6), or -EINVAL
+ * for an element nft cannot carry (empty or non-printable port name, one with a quote or
+ * backslash, VLAN out of 1..4094, unknown family). */
+enum { NNVE_NFT_KEY_MAX = 44 };
+int nnve_nft_elem_key(const struct nnve_nft_elem *e, uint8_t key[NNVE_NFT_KEY_MAX]);
 
 /* Parses the JSON of `list set` (any of the three sets) and appends its elements to
  * *out[0..*n) (capacity *cap, grown with realloc).  Returns 0, -EINVAL for a malformed

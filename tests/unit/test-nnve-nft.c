@@ -31,41 +31,41 @@ static struct nnve_nft_elem elem(const char *port, uint16_t vid, uint8_t last, i
     return e;
 }
 
-START_TEST(text_elements)
+START_TEST(keys)
 {
-    struct nnve_nft_elem e[3] = {
-        elem("swp1", 100, 1, 0, NULL),
-        elem("swp1", 100, 1, AF_INET, "192.0.2.1"),
-        elem("swp2", 200, 2, AF_INET6, "2001:db8::2"),
+    /* the bytes nft itself puts in the set for "swp1" . 100 . 02:00:00:00:00:01 . 192.0.2.1 */
+    static const uint8_t want4[32] = {
+        's', 'w', 'p', '1', 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, /* iifname */
+        0,   0x64, 0,  0,                                       /* vlan id */
+        2,   0,    0,  0,   0, 1, 0, 0,                         /* ether saddr */
+        192, 0,    2,  1,                                       /* ip saddr */
     };
+    uint8_t key[NNVE_NFT_KEY_MAX];
+    struct nnve_nft_elem e = elem("swp1", 100, 1, AF_INET, "192.0.2.1");
+    ck_assert_int_eq(nnve_nft_elem_key(&e, key), 32);
+    ck_assert_mem_eq(key, want4, 32);
+    e = elem("swp1", 100, 1, 0, NULL);
+    ck_assert_int_eq(nnve_nft_elem_key(&e, key), 28);
+    ck_assert_mem_eq(key, want4, 28);
+    e = elem("swp1", 4094, 1, AF_INET6, "2001:db8::1");
+    ck_assert_int_eq(nnve_nft_elem_key(&e, key), 44);
+    ck_assert_uint_eq(key[16], 0x0f);
+    ck_assert_uint_eq(key[17], 0xfe);
+    ck_assert_uint_eq(key[28], 0x20);
+    ck_assert_uint_eq(key[43], 0x01);
+    /* what nft cannot carry */
+    e = elem("sw\"p", 100, 1, 0, NULL);
+    ck_assert_int_eq(nnve_nft_elem_key(&e, key), -EINVAL);
+    e = elem("swp1", 4095, 1, 0, NULL);
+    ck_assert_int_eq(nnve_nft_elem_key(&e, key), -EINVAL);
+    e = elem("swp1", 0, 1, 0, NULL);
+    ck_assert_int_eq(nnve_nft_elem_key(&e, key), -EINVAL);
+    e = elem("", 100, 1, 0, NULL);
+    ck_assert_int_eq(nnve_nft_elem_key(&e, key), -EINVAL);
+    e = elem("swp1", 100, 1, 0, NULL);
+    e.family = 99;
+    ck_assert_int_eq(nnve_nft_elem_key(&e, key), -EINVAL);
     char buf[1024];
-    size_t len = 0;
-    buf[0] = '\0';
-    ck_assert_int_eq(nnve_nft_elements_text(buf, sizeof buf, &len, "splitnve", "add", e, 3), 0);
-    ck_assert_str_eq(buf,
-                     "add element bridge splitnve macs { \"swp1\" . 100 . 02:00:00:00:00:01 }\n"
-                     "add element bridge splitnve src4 { \"swp1\" . 100 . 02:00:00:00:00:01 . "
-                     "192.0.2.1 }\n"
-                     "add element bridge splitnve src6 { \"swp2\" . 200 . 02:00:00:00:00:02 . "
-                     "2001:db8::2 }\n");
-    ck_assert_uint_eq(len, strlen(buf));
-    /* two of one set go in one command */
-    struct nnve_nft_elem two[2] = {elem("a", 1, 1, 0, NULL), elem("b", 4094, 2, 0, NULL)};
-    len = 0;
-    ck_assert_int_eq(nnve_nft_elements_text(buf, sizeof buf, &len, "t", "delete", two, 2), 0);
-    ck_assert_str_eq(buf, "delete element bridge t macs { \"a\" . 1 . 02:00:00:00:00:01, \"b\" . "
-                          "4094 . 02:00:00:00:00:02 }\n");
-    /* what nft cannot carry, and no room */
-    struct nnve_nft_elem bad = elem("sw\"p", 100, 1, 0, NULL);
-    len = 0;
-    ck_assert_int_eq(nnve_nft_elements_text(buf, sizeof buf, &len, "t", "add", &bad, 1), -EINVAL);
-    bad = elem("swp1", 4095, 1, 0, NULL);
-    ck_assert_int_eq(nnve_nft_elements_text(buf, sizeof buf, &len, "t", "add", &bad, 1), -EINVAL);
-    bad = elem("swp1", 100, 1, 0, NULL);
-    bad.family = 99;
-    ck_assert_int_eq(nnve_nft_elements_text(buf, sizeof buf, &len, "t", "add", &bad, 1), -EINVAL);
-    len = 0;
-    ck_assert_int_eq(nnve_nft_elements_text(buf, 20, &len, "t", "add", e, 3), -ENOSPC);
     ck_assert_int_eq(nnve_nft_table_text(buf, 40, "t"), -ENOSPC);
     ck_assert_int_gt(nnve_nft_table_text(buf, sizeof buf, "t"), 0);
     ck_assert_ptr_nonnull(strstr(buf, "table bridge t {"));
@@ -180,6 +180,19 @@ START_TEST(kernel_table)
     struct nnve_nft_elem extra = elem("swp3", 300, 3, AF_INET, "192.0.2.3");
     ck_assert_int_eq(nnve_nft_apply(nft, &extra, 1, &e[2], 2), 0);
     ck_assert_uint_eq(count_elems(nft), 3);
+    /* more than one batch: added and deleted in pieces */
+    enum { BIG = 1200 };
+    struct nnve_nft_elem *big = calloc(BIG, sizeof *big);
+    for (unsigned i = 0; i < BIG; i++) {
+        char ip[32];
+        snprintf(ip, sizeof ip, "198.51.100.%u", i % 250);
+        big[i] = elem("swp9", (uint16_t)(1 + i / 250), (uint8_t)i, AF_INET, ip);
+    }
+    ck_assert_int_eq(nnve_nft_apply(nft, big, BIG, NULL, 0), 0);
+    ck_assert_uint_eq(count_elems(nft), 3 + BIG);
+    ck_assert_int_eq(nnve_nft_apply(nft, NULL, 0, big, BIG), 0);
+    ck_assert_uint_eq(count_elems(nft), 3);
+    free(big);
     /* a second open keeps a table that is right, with its elements */
     struct nnve_nft *again = NULL;
     ck_assert_int_eq(nnve_nft_create(NULL, &again), 0);
@@ -222,7 +235,7 @@ int main(void)
     snv_log_set_level(SNV_LOG_ERR);
     Suite *s = suite_create("nnve-nft");
     TCase *tc = tcase_create("text");
-    tcase_add_test(tc, text_elements);
+    tcase_add_test(tc, keys);
     tcase_add_test(tc, json_parse);
     suite_add_tcase(s, tc);
     tc = tcase_create("kernel");
