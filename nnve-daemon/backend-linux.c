@@ -1580,6 +1580,24 @@ static int filter_apply(struct linux_backend *lb, struct tsi_ent *t, const struc
     return r;
 }
 
+/* Whether IPv6 is off on interface `ifindex` (disable_ipv6, or no IPv6 in the kernel): it
+ * then takes no IPv6 neighbour entries, which is a set-up choice, not a failure. */
+static int ipv6_disabled(int ifindex)
+{
+    char name[IF_NAMESIZE], path[96];
+    if (if_indextoname((unsigned)ifindex, name) == NULL)
+        return 0;
+    snprintf(path, sizeof path, "/proc/sys/net/ipv6/conf/%s/disable_ipv6", name);
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return 1;
+    int v = 0;
+    if (fscanf(f, "%d", &v) != 1)
+        v = 0;
+    fclose(f);
+    return v != 0;
+}
+
 enum tsi_target { T_REMOVE, T_ASSOCIATE, T_ACTIVATE, T_UPDATE, T_DEACTIVATE };
 
 /* Converges the kernel entries of one TSI instance to `target`. */
@@ -1673,7 +1691,7 @@ static int tsi_apply(struct linux_backend *lb, enum tsi_target target, const cha
         }
         memcpy(t->macs[t->n_macs++], w.macs[i], 6);
     }
-    int svi = -1;
+    int svi = -1, v6_off = -1;
     for (unsigned i = 0; i < w.n_ips && t->tag == tag; i++) {
         if (ip_in(t->ips, t->n_ips, &w.ips[i]))
             continue;
@@ -1687,6 +1705,15 @@ static int tsi_apply(struct linux_backend *lb, enum tsi_target target, const cha
             break;
         }
         struct ip_ent ie = w.ips[i];
+        if (ie.family == AF_INET6 && v6_off < 0)
+            v6_off = ipv6_disabled(svi);
+        if (ie.family == AF_INET6 && v6_off) {
+            SNV_DBG(MOD,
+                    "linux: ipv6 is disabled on the layer-3 interface of the vlan, ipv6 "
+                    "neighbour entries skipped vlan=%u tsi=%s",
+                    tag, tbuf);
+            continue;
+        }
         int r = lb->reconciling && kview_has_neigh(lb, svi, &ie)
                     ? 0
                     : neigh_op(lb, 1, svi, tag, &ie, tbuf);

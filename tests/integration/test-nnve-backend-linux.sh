@@ -257,6 +257,32 @@ if [ "${1:-}" = "--inside" ]; then
     pingable ns1 192.0.2.2 && ok "the associated source IP passes (ARP and IPv4)" ||
         fail "no ping from the associated IP"
 
+    step "IP anti-spoofing, IPv6: a wrong source address is dropped, neighbour discovery works"
+    for i in 1 2; do
+        ip netns exec "ns$i" sh -c "sysctl -qw net.ipv6.conf.h$i/100.disable_ipv6=0 &&
+            ip addr add 2001:db8::$i/64 dev h$i.100 nodad" || fail "IPv6 on ns$i"
+    done
+    drv ok update swp1 100 5000 $T1 192.0.2.1@$M1 2001:db8::1@$M1
+    drv ok update swp2 100 5000 $T2 $M2 192.0.2.2 2001:db8::2
+    # IPv6 is off on br0.100: no IPv6 neighbour entries there, and no error either
+    expect "no IPv6 neighbour entries" "$(neighs)" "192.0.2.1/$M1/NOARP 192.0.2.2/$M2/NOARP"
+    expect "ip filter elements" "$(nftel)" "macs:swp1/100/$M1 macs:swp2/100/$M2 src4:swp1/100/$M1/192.0.2.1 src4:swp2/100/$M2/192.0.2.2 src6:swp1/100/$M1/2001:db8::1 src6:swp2/100/$M2/2001:db8::2"
+    ip netns exec ns1 ping -6 -c 1 -W 2 2001:db8::2 >/dev/null 2>&1 &&
+        ok "IPv6 ping from the associated address (neighbour discovery passes)" ||
+        fail "no IPv6 ping from the associated address"
+    ip netns exec ns1 ip addr add 2001:db8::9/64 dev h1.100 nodad
+    d0=$(drops)
+    ip netns exec ns1 ping -6 -c 1 -W 1 -I 2001:db8::9 2001:db8::2 >/dev/null 2>&1 &&
+        fail "a spoofed IPv6 source passed swp1" || ok "spoofed IPv6 source dropped"
+    d1=$(drops)
+    [ "$d1" -gt "$d0" ] && ok "IPv6 drops counted ($d0 -> $d1)" || fail "no IPv6 drop counted ($d0 -> $d1)"
+    for i in 1 2; do
+        ip netns exec "ns$i" sysctl -qw "net.ipv6.conf.h$i/100.disable_ipv6=1"
+    done
+    drv ok update swp1 100 5000 $T1 192.0.2.1@$M1
+    drv ok update swp2 100 5000 $T2 $M2 192.0.2.2
+    expect "IPv6 elements withdrawn by update" "$(nftel)" "macs:swp1/100/$M1 macs:swp2/100/$M2 src4:swp1/100/$M1/192.0.2.1 src4:swp2/100/$M2/192.0.2.2"
+
     step "tsi update: the difference only; deactivate removes exactly what activate installed"
     drv ok update swp1 100 5000 $T1 192.0.2.1@$M1 02:00:00:00:00:11
     expect "after update" "$(statics)" "swp1/100/$M1 swp1/100/02:00:00:00:00:11 swp2/100/$M2"
