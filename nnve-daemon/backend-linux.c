@@ -2243,7 +2243,8 @@ int nnve_backend_linux_create(const struct nnve_linux_config *cfg, struct nnve_b
         SNV_INFO(MOD,
                  "linux: opened bridge=%s vxlan=external dev=%s remotes=%zu "
                  "anti_spoofing=%s",
-                 lb->bridge, lb->vxdev, lb->n_remotes, nnve_linux_anti_spoofing_name(lb->anti_spoofing));
+                 lb->bridge, lb->vxdev, lb->n_remotes,
+                 nnve_linux_anti_spoofing_name(lb->anti_spoofing));
     else
         SNV_INFO(MOD,
                  "linux: opened bridge=%s vxlan=per-vni local_ip=%s port=%u remotes=%zu "

@@ -363,8 +363,8 @@ static int linux_key(struct parser *p, const char *key, const char *value)
     struct nnve_config *cfg = p->cfg;
     if (!strcmp(key, "bridge") || !strcmp(key, "vxlan_device")) {
         if (!ifname_valid(value)) {
-            perr(p, p->line, "%s: \"%s\" is not a valid interface name (1..%d bytes)", key,
-                 value, IF_NAMESIZE - 1);
+            perr(p, p->line, "%s: \"%s\" is not a valid interface name (1..%d bytes)", key, value,
+                 IF_NAMESIZE - 1);
             return -EINVAL;
         }
         return set_str(!strcmp(key, "bridge") ? &cfg->linux_bridge : &cfg->linux_vxlan_device,

@@ -55,30 +55,30 @@ static int family_set(int family)
 
 int nnve_nft_table_text(char *buf, size_t cap, const char *table)
 {
-    int n = snprintf(
-        buf, cap,
-        "table bridge %s {\n"
-        "  set macs { typeof iifname . vlan id . ether saddr; }\n"
-        "  set src4 { typeof iifname . vlan id . ether saddr . ip saddr; }\n"
-        "  set src6 { typeof iifname . vlan id . ether saddr . ip6 saddr; }\n"
-        "  chain prerouting {\n"
-        "    type filter hook prerouting priority filter; policy accept;\n"
-        "    iifname . vlan id . ether saddr @macs jump guard\n"
-        "  }\n"
-        "  chain guard {\n"
-        "    vlan type ip iifname . vlan id . ether saddr . ip saddr @src4 accept\n"
-        "    vlan type arp iifname . vlan id . ether saddr . arp saddr ip @src4 accept\n"
-        "    vlan type ip6 iifname . vlan id . ether saddr . ip6 saddr @src6 accept\n"
-        "    vlan type ip ip saddr 0.0.0.0 udp sport 68 udp dport 67 accept\n"
-        "    vlan type arp arp saddr ip 0.0.0.0 accept\n"
-        "    vlan type ip6 ip6 saddr :: icmpv6 type { nd-neighbor-solicit, "
-        "mld2-listener-report } accept\n"
-        "    vlan type ip6 ip6 saddr fe80::/10 icmpv6 type { nd-router-solicit, "
-        "nd-neighbor-solicit, nd-neighbor-advert, mld2-listener-report } accept\n"
-        "    vlan type { ip, arp, ip6 } counter drop\n"
-        "  }\n"
-        "}\n",
-        table);
+    int n =
+        snprintf(buf, cap,
+                 "table bridge %s {\n"
+                 "  set macs { typeof iifname . vlan id . ether saddr; }\n"
+                 "  set src4 { typeof iifname . vlan id . ether saddr . ip saddr; }\n"
+                 "  set src6 { typeof iifname . vlan id . ether saddr . ip6 saddr; }\n"
+                 "  chain prerouting {\n"
+                 "    type filter hook prerouting priority filter; policy accept;\n"
+                 "    iifname . vlan id . ether saddr @macs jump guard\n"
+                 "  }\n"
+                 "  chain guard {\n"
+                 "    vlan type ip iifname . vlan id . ether saddr . ip saddr @src4 accept\n"
+                 "    vlan type arp iifname . vlan id . ether saddr . arp saddr ip @src4 accept\n"
+                 "    vlan type ip6 iifname . vlan id . ether saddr . ip6 saddr @src6 accept\n"
+                 "    vlan type ip ip saddr 0.0.0.0 udp sport 68 udp dport 67 accept\n"
+                 "    vlan type arp arp saddr ip 0.0.0.0 accept\n"
+                 "    vlan type ip6 ip6 saddr :: icmpv6 type { nd-neighbor-solicit, "
+                 "mld2-listener-report } accept\n"
+                 "    vlan type ip6 ip6 saddr fe80::/10 icmpv6 type { nd-router-solicit, "
+                 "nd-neighbor-solicit, nd-neighbor-advert, mld2-listener-report } accept\n"
+                 "    vlan type { ip, arp, ip6 } counter drop\n"
+                 "  }\n"
+                 "}\n",
+                 table);
     return n < 0 || (size_t)n >= cap ? -ENOSPC : n;
 }
 
@@ -101,8 +101,8 @@ static int append(char *buf, size_t cap, size_t *len, const char *fmt, ...)
 static int elem_valid(const struct nnve_nft_elem *e)
 {
     size_t n = strnlen(e->port, sizeof e->port);
-    if (n == 0 || n == sizeof e->port || strpbrk(e->port, "\"\\") || e->vid < 1 ||
-        e->vid > 4094 || family_set(e->family) < 0)
+    if (n == 0 || n == sizeof e->port || strpbrk(e->port, "\"\\") || e->vid < 1 || e->vid > 4094 ||
+        family_set(e->family) < 0)
         return 0;
     for (size_t i = 0; i < n; i++)
         if ((unsigned char)e->port[i] < 0x21 || (unsigned char)e->port[i] > 0x7e)
@@ -117,7 +117,7 @@ int nnve_nft_elem_key(const struct nnve_nft_elem *e, uint8_t key[NNVE_NFT_KEY_MA
     memset(key, 0, NNVE_NFT_KEY_MAX);
     memcpy(key, e->port, strnlen(e->port, sizeof e->port)); /* ifname: 16 bytes */
     uint16_t vid = htons(e->vid);
-    memcpy(key + 16, &vid, 2);  /* vlan id: 2 bytes, padded to 4 */
+    memcpy(key + 16, &vid, 2);   /* vlan id: 2 bytes, padded to 4 */
     memcpy(key + 20, e->mac, 6); /* ether: 6 bytes, padded to 8 */
     if (e->family == AF_INET) {
         memcpy(key + 28, e->ip, 4);
@@ -296,8 +296,9 @@ int nnve_nft_remove_table(const char *table)
         SNV_ERR(MOD, "linux: nftables: cannot delete table bridge %s: %s", table,
                 first_line(err, line, sizeof line));
     else
-        SNV_INFO(MOD, "linux: nftables: table bridge %s deleted (anti_spoofing does not filter "
-                      "IPs)",
+        SNV_INFO(MOD,
+                 "linux: nftables: table bridge %s deleted (anti_spoofing does not filter "
+                 "IPs)",
                  table);
     nft_ctx_free(ctx);
     return r;
@@ -372,8 +373,9 @@ int nnve_nft_create(const char *table, struct nnve_nft **out)
                 SNV_ERR(MOD, "linux: nftables: cannot create table bridge %s: %s", table,
                         first_line(err, line, sizeof line));
             else if (had)
-                SNV_WARN(MOD, "linux: nftables: table bridge %s differed from ours, created "
-                              "again",
+                SNV_WARN(MOD,
+                         "linux: nftables: table bridge %s differed from ours, created "
+                         "again",
                          table);
             else
                 SNV_INFO(MOD, "linux: nftables: table bridge %s created", table);
@@ -404,8 +406,8 @@ void nnve_nft_destroy(struct nnve_nft *nft)
     free(nft);
 }
 
-static struct nlmsghdr *batch_msg(struct nnve_nft *nft, char *at, uint16_t type,
-                                  uint16_t flags, uint8_t family, uint16_t res_id)
+static struct nlmsghdr *batch_msg(struct nnve_nft *nft, char *at, uint16_t type, uint16_t flags,
+                                  uint8_t family, uint16_t res_id)
 {
     struct nlmsghdr *nlh = mnl_nlmsg_put_header(at);
     nlh->nlmsg_type = type;

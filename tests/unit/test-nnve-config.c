@@ -197,7 +197,7 @@ START_TEST(test_linux_errors)
                    "remote_vteps = 2001:db8::2\n",
                  "t.conf:6: [linux]: remote VTEP 2001:db8::2 is not of the address family");
     expect_error(G "backend = fast\n", "backend \"fast\" is not a known dataplane backend (none, "
-                                        "linux)");
+                                       "linux)");
 }
 END_TEST
 

@@ -35,10 +35,10 @@ START_TEST(keys)
 {
     /* the bytes nft itself puts in the set for "swp1" . 100 . 02:00:00:00:00:01 . 192.0.2.1 */
     static const uint8_t want4[32] = {
-        's', 'w', 'p', '1', 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, /* iifname */
-        0,   0x64, 0,  0,                                       /* vlan id */
-        2,   0,    0,  0,   0, 1, 0, 0,                         /* ether saddr */
-        192, 0,    2,  1,                                       /* ip saddr */
+        's', 'w',  'p', '1', 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, /* iifname */
+        0,   0x64, 0,   0,                                       /* vlan id */
+        2,   0,    0,   0,   0, 1, 0, 0,                         /* ether saddr */
+        192, 0,    2,   1,                                       /* ip saddr */
     };
     uint8_t key[NNVE_NFT_KEY_MAX];
     struct nnve_nft_elem e = elem("swp1", 100, 1, AF_INET, "192.0.2.1");
@@ -224,9 +224,10 @@ START_TEST(kernel_bad_name)
     struct nnve_nft *nft = (struct nnve_nft *)1;
     ck_assert_int_eq(nnve_nft_create("bad name", &nft), -EINVAL);
     ck_assert_ptr_null(nft);
-    ck_assert_int_eq(nnve_nft_create("a-very-long-table-name-that-is-far-too-long-for-the-backend-to-ever-use",
-                                     &nft),
-                     -EINVAL);
+    ck_assert_int_eq(
+        nnve_nft_create("a-very-long-table-name-that-is-far-too-long-for-the-backend-to-ever-use",
+                        &nft),
+        -EINVAL);
 }
 END_TEST
 
