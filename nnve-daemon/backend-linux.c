@@ -747,6 +747,10 @@ static int svi_cb(const struct nlmsghdr *nlh, void *data)
 static int svi_find(struct linux_backend *lb, uint16_t vid)
 {
     struct nlmsghdr *nlh = put_link(lb->req, sizeof lb->req, RTM_GETLINK, 0, AF_UNSPEC, 0);
+    /* the kernel dumps only 802.1Q devices (a filter older kernels ignore: svi_cb checks) */
+    struct nlattr *li = mnl_attr_nest_start(nlh, IFLA_LINKINFO);
+    mnl_attr_put_strz(nlh, IFLA_INFO_KIND, "vlan");
+    mnl_attr_nest_end(nlh, li);
     struct svi_find sf = {.br = lb->br_ifindex, .vid = vid};
     int r = dump(lb, nlh, svi_cb, &sf);
     if (r < 0) {
