@@ -164,6 +164,7 @@ int tnve_agent_create(uv_loop_t *loop, struct tnve_config *cfg, const char *conf
         return rc;
     }
     snprintf(a->state_file, sizeof a->state_file, "%s/tnve-agent.tags", cfg->state_dir);
+    snprintf(a->dp_state_file, sizeof a->dp_state_file, "%s/tnve-agent.ports", cfg->state_dir);
 
     a->dp_class = tnve_dp_class_find(cfg->dataplane);
     if (!a->dp_class) {
@@ -183,6 +184,7 @@ int tnve_agent_create(uv_loop_t *loop, struct tnve_config *cfg, const char *conf
         .retry_max_ms = cfg->retry_max_ms,
         .associate_on_define = cfg->associate_on_define,
         .state_file = a->state_file,
+        .dp_state_file = a->dp_state_file,
         .dp_class = a->dp_class,
         .dp = a->dp,
         .seed = (uint32_t)a->epoch | 1,

@@ -24,6 +24,7 @@ struct tnve_agent {
     char *config_path;             /* for reload; NULL when none */
     uint64_t epoch;                /* SESSION_EPOCH: start time, ms since the Unix epoch */
     char state_file[TNVE_CONFIG_STR + 32];
+    char dp_state_file[TNVE_CONFIG_STR + 32];
     const struct tnve_dp_class *dp_class;
     struct tnve_dp *dp;
     struct tnve_rec *rec;

@@ -109,6 +109,14 @@ struct rec_tsi {
     uint64_t stamp;          /* of the desired-state change not yet acknowledged */
 };
 
+/* A vNIC port the previous run of the agent had set (from the ports file), kept until the
+ * first SYNC shows whether a TSI still owns it. */
+struct rec_dp_port {
+    struct rec_dp_port *next;
+    char ifname[64];
+    uint16_t vid;
+};
+
 struct rec_waiter {
     struct rec_waiter *next;
     uint8_t uuid[16];
@@ -120,6 +128,8 @@ struct rec_waiter {
 struct tnve_rec {
     struct tnve_rec_config cfg;
     char *state_file;
+    char *dp_state_file;
+    struct rec_dp_port *dp_inherited; /* until the first SYNC_END */
     struct tnve_rec_ops ops;
     void *aux;
     enum rec_phase phase;
@@ -385,6 +395,96 @@ static int uplink_in_use(const struct tnve_rec *r, const struct rec_tsi *except,
     return 0;
 }
 
+/* Rewrites the ports file: every port set now, plus the inherited ones still undecided. */
+static void dp_save(struct tnve_rec *r)
+{
+    if (!r->dp_state_file)
+        return;
+    char tmp[512];
+    int n = snprintf(tmp, sizeof tmp, "%s.tmp", r->dp_state_file);
+    if (n < 0 || (size_t)n >= sizeof tmp)
+        return;
+    FILE *f = fopen(tmp, "w");
+    if (!f) {
+        SNV_WARN("rec", "cannot write ports file path=%s err=%s", tmp, strerror(errno));
+        return;
+    }
+    fprintf(f, "# tnve-agent: vNIC ports carrying a local tag (port vid); rewritten by the "
+               "agent\n");
+    for (const struct rec_tsi *t = r->tsis; t; t = t->next)
+        if (t->dp_vid)
+            fprintf(f, "%s %u\n", t->dp_ifname, t->dp_vid);
+    for (const struct rec_dp_port *p = r->dp_inherited; p; p = p->next)
+        fprintf(f, "%s %u\n", p->ifname, p->vid);
+    int bad = ferror(f);
+    if (fclose(f) != 0 || bad || rename(tmp, r->dp_state_file) != 0) {
+        SNV_WARN("rec", "cannot write ports file path=%s err=%s", r->dp_state_file,
+                 strerror(errno));
+        unlink(tmp);
+    }
+}
+
+static void dp_load(struct tnve_rec *r)
+{
+    if (!r->dp_state_file)
+        return;
+    FILE *f = fopen(r->dp_state_file, "r");
+    if (!f)
+        return;
+    char line[256];
+    unsigned loaded = 0;
+    while (fgets(line, sizeof line, f)) {
+        char ifname[64];
+        unsigned vid;
+        if (line[0] == '#' || sscanf(line, "%63s %u", ifname, &vid) != 2 ||
+            vid < SNCP_MIN_VID || vid > SNCP_MAX_VID || strlen(ifname) >= 16)
+            continue;
+        struct rec_dp_port *p = calloc(1, sizeof *p);
+        if (!p)
+            break;
+        snprintf(p->ifname, sizeof p->ifname, "%s", ifname);
+        p->vid = (uint16_t)vid;
+        p->next = r->dp_inherited;
+        r->dp_inherited = p;
+        loaded++;
+    }
+    fclose(f);
+    SNV_INFO("rec", "loaded vnic ports of the previous run path=%s ports=%u", r->dp_state_file,
+             loaded);
+}
+
+static int uplink_in_use(const struct tnve_rec *r, const struct rec_tsi *except, uint16_t vid);
+
+/* After the first SYNC: an inherited port that no TSI has set again lost its VM while the
+ * agent was down (destroyed, moved, unplugged); its tag goes, and the uplink's when unused.
+ * Ports set again were left untouched by port_set (it sends nothing for what is in place). */
+static void dp_sweep_inherited(struct tnve_rec *r)
+{
+    unsigned removed = 0;
+    while (r->dp_inherited) {
+        struct rec_dp_port *p = r->dp_inherited;
+        r->dp_inherited = p->next;
+        int owned = 0;
+        for (const struct rec_tsi *t = r->tsis; t && !owned; t = t->next)
+            owned = t->dp_vid == p->vid && !strcmp(t->dp_ifname, p->ifname);
+        if (!owned && r->cfg.dp_class) {
+            SNV_INFO("rec", "stale vnic port from the previous run port=%s tag=%u", p->ifname,
+                     p->vid);
+            int err = r->cfg.dp_class->port_clear(r->cfg.dp, p->ifname, p->vid,
+                                                  uplink_in_use(r, NULL, p->vid));
+            if (err < 0) {
+                r->st.dp_errors++;
+                SNV_ERR("rec", "dataplane clear of a stale port failed port=%s tag=%u err=%s",
+                        p->ifname, p->vid, sncp_strerror(err));
+            }
+            removed++;
+        }
+        free(p);
+    }
+    SNV_INFO("rec", "dataplane reconciled with the previous run stale_ports=%u", removed);
+    dp_save(r);
+}
+
 static void dp_sync(struct tnve_rec *r, struct rec_tsi *t)
 {
     uint16_t want = t->acked == SNCP_TSI_ACTIVATED && t->ifname[0] ? t->tag : 0;
@@ -412,11 +512,13 @@ static void dp_sync(struct tnve_rec *r, struct rec_tsi *t)
             r->st.dp_errors++;
             SNV_ERR("rec", "dataplane set failed tsi=%s port=%s tag=%u err=%s", t->id_str,
                     t->ifname, want, sncp_strerror(err));
+            dp_save(r);
             return;
         }
         t->dp_vid = want;
         snprintf(t->dp_ifname, sizeof t->dp_ifname, "%s", t->ifname);
     }
+    dp_save(r);
 }
 
 static void tsi_set_acked(struct tnve_rec *r, struct rec_tsi *t, enum sncp_tsi_state s,
@@ -543,12 +645,22 @@ struct tnve_rec *tnve_rec_create(const struct tnve_rec_config *cfg, const struct
         }
     }
     r->cfg.state_file = r->state_file;
+    if (cfg->dp_state_file) {
+        r->dp_state_file = strdup(cfg->dp_state_file);
+        if (!r->dp_state_file) {
+            free(r->state_file);
+            free(r);
+            return NULL;
+        }
+    }
+    r->cfg.dp_state_file = r->dp_state_file;
     r->ops = *ops;
     r->aux = aux;
     r->phase = PHASE_DOWN;
     struct snv_ratelimit rl = SNV_RATELIMIT_INIT(5, 20);
     r->rl_peer = rl;
     tags_load(r);
+    dp_load(r);
     return r;
 }
 
@@ -573,6 +685,12 @@ void tnve_rec_destroy(struct tnve_rec *r)
         r->vns = v->next;
         free(v);
     }
+    while (r->dp_inherited) {
+        struct rec_dp_port *p = r->dp_inherited;
+        r->dp_inherited = p->next;
+        free(p);
+    }
+    free(r->dp_state_file);
     free(r->state_file);
     free(r);
 }
@@ -1515,6 +1633,8 @@ static void sync_response(struct tnve_rec *r, unsigned kind, const struct sncp_m
     SNV_INFO("rec", "response SYNC_END status=%s swept=%u", err ? sncp_error_token(err)
                                                                : "success",
              swept);
+    if (r->dp_inherited)
+        dp_sweep_inherited(r);
 }
 
 void tnve_rec_response(struct tnve_rec *r, uint64_t cookie, const struct sncp_msg *rsp, int err,
