@@ -18,7 +18,7 @@
 # When UML cannot run, the test fails (it never skips).
 #
 # ASan programs cannot run inside UML: for an ASan build the daemons are rebuilt with UBSan
-# only (make SAN=ubsan bins) next to it, in BUILD/../ubsan.
+# only (make SAN=ubsan bins) next to it, in BUILD-ubsan.
 set -u
 
 here=$(cd "$(dirname "$0")" && pwd)

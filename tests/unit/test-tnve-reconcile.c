@@ -75,6 +75,32 @@ static void f_acked(void *aux, uint64_t stamp)
 
 static const struct tnve_rec_ops OPS = {f_send, f_respond, f_wake, NULL, f_acked};
 
+/* A dataplane that records its calls, "set PORT VID" / "clear PORT VID IN_USE". */
+static char dp_calls[16][64];
+static int n_dp_calls;
+
+static int rec_port_set(struct tnve_dp *dp, const char *ifname, uint16_t vid)
+{
+    (void)dp;
+    ck_assert_int_lt(n_dp_calls, 16);
+    snprintf(dp_calls[n_dp_calls++], sizeof dp_calls[0], "set %s %u", ifname, vid);
+    return 0;
+}
+
+static int rec_port_clear(struct tnve_dp *dp, const char *ifname, uint16_t vid, int in_use)
+{
+    (void)dp;
+    ck_assert_int_lt(n_dp_calls, 16);
+    snprintf(dp_calls[n_dp_calls++], sizeof dp_calls[0], "clear %s %u %d", ifname, vid, in_use);
+    return 0;
+}
+
+static const struct tnve_dp_class recording_dp_class = {
+    .name = "recording", .port_set = rec_port_set, .port_clear = rec_port_clear};
+
+/* When set, mk() uses the recording dataplane and this ports file. */
+static const char *mk_dp_state_file;
+
 static struct tnve_rec *mk(const char *state_file)
 {
     memset(&F, 0, sizeof F);
@@ -82,7 +108,8 @@ static struct tnve_rec *mk(const char *state_file)
         .retry_min_ms = 100,
         .retry_max_ms = 1600,
         .state_file = state_file,
-        .dp_class = &tnve_dp_none_class,
+        .dp_state_file = mk_dp_state_file,
+        .dp_class = mk_dp_state_file ? &recording_dp_class : &tnve_dp_none_class,
         .seed = 42,
     };
     static struct tnve_dp *dp;
@@ -247,6 +274,70 @@ START_TEST(test_sync_and_activate)
     tnve_rec_run(r, 9000);
     ck_assert_int_eq(F.n, n);
     tnve_rec_destroy(r);
+}
+END_TEST
+
+static void read_file(const char *path, char *buf, size_t cap)
+{
+    FILE *f = fopen(path, "r");
+    ck_assert_ptr_nonnull(f);
+    size_t n = fread(buf, 1, cap - 1, f);
+    buf[n] = '\0';
+    fclose(f);
+}
+
+/* The ports file: what a run tagged survives it; after the next run's first SYNC, ports no
+ * TSI set again are cleared (uplink too when unused), the others are not touched. */
+START_TEST(test_dataplane_ports_across_restart)
+{
+    char dir[] = "/tmp/tnve-rec-XXXXXX";
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    char path[128], buf[512];
+    snprintf(path, sizeof path, "%s/ports", dir);
+    mk_dp_state_file = path;
+    n_dp_calls = 0;
+    struct tnve_domxml x;
+    struct tnve_rec *r = steady(NULL, &x);
+    ck_assert_int_eq(n_dp_calls, 1);
+    ck_assert_str_eq(dp_calls[0], "set vnet1_0 100");
+    read_file(path, buf, sizeof buf);
+    ck_assert_ptr_nonnull(strstr(buf, "\nvnet1_0 100\n"));
+    tnve_rec_destroy(r); /* an agent stop (or kill -9) leaves the dataplane as it is */
+    ck_assert_int_eq(n_dp_calls, 1);
+
+    /* The previous run also had vnet9 on tag 77 and vnet8 on tag 100 (VMs gone since). */
+    FILE *f = fopen(path, "a");
+    ck_assert_ptr_nonnull(f);
+    fprintf(f, "vnet9 77\nvnet8 100\nbad line\nvnet7 4095\n");
+    fclose(f);
+    n_dp_calls = 0;
+    r = steady(NULL, &x);
+    /* steady() answered SYNC_END last: the port still in use was set again, then the stale
+     * ones were cleared; tag 100 stays on the uplink for vnet1_0. */
+    ck_assert_int_eq(n_dp_calls, 3);
+    ck_assert_str_eq(dp_calls[0], "set vnet1_0 100");
+    int seen77 = 0, seen100 = 0;
+    for (int i = 1; i < 3; i++) {
+        seen77 += !strcmp(dp_calls[i], "clear vnet9 77 0");
+        seen100 += !strcmp(dp_calls[i], "clear vnet8 100 1");
+    }
+    ck_assert_int_eq(seen77 + seen100, 2);
+    read_file(path, buf, sizeof buf);
+    ck_assert_ptr_nonnull(strstr(buf, "\nvnet1_0 100\n"));
+    ck_assert_ptr_null(strstr(buf, "vnet9"));
+    ck_assert_ptr_null(strstr(buf, "vnet8"));
+    /* De-Associate clears the port and the file. */
+    tnve_rec_domain_effect(r, x.uuid, TNVE_EFFECT_DEASSOCIATE, 0, "stopped", 3000);
+    tnve_rec_run(r, 3000);
+    answer_ok(r, SNCP_MSG_TSI_DEASSOCIATE, 0, SNCP_TSI_INIT, 3001);
+    ck_assert_int_eq(n_dp_calls, 4);
+    ck_assert_str_eq(dp_calls[3], "clear vnet1_0 100 0");
+    read_file(path, buf, sizeof buf);
+    ck_assert_ptr_null(strstr(buf, "vnet1_0"));
+    tnve_rec_destroy(r);
+    mk_dp_state_file = NULL;
+    unlink(path);
+    rmdir(dir);
 }
 END_TEST
 
@@ -781,6 +872,7 @@ static Suite *suite(void)
     tcase_add_test(tc, test_vn_change);
     tcase_add_test(tc, test_send_failure_retries);
     tcase_add_test(tc, test_inventory_sweeps_domains);
+    tcase_add_test(tc, test_dataplane_ports_across_restart);
     suite_add_tcase(s, tc);
     return s;
 }
