@@ -434,6 +434,8 @@ static int batch(struct nnve_nft *nft, const struct nnve_nft_elem *add, size_t n
         nft->buf = nb;
         nft->cap = need;
     }
+    /* attribute padding is left unwritten by some libmnl versions: no stray bytes out */
+    memset(nft->buf, 0, need);
     size_t off = 0;
     struct nlmsghdr *nlh =
         batch_msg(nft, nft->buf, NFNL_MSG_BATCH_BEGIN, 0, AF_UNSPEC, NFNL_SUBSYS_NFTABLES);
