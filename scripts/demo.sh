@@ -18,7 +18,8 @@
 #             everything is torn down when the shell exits.
 #   --keep    keep the temporary directory (logs, configs) after the run.
 #
-# Environment: DATAPLANE=none (default; the only dataplane of this version),
+# Environment: DATAPLANE=none (default: control plane only, "none" backends) or uml (two
+# racks with real packets inside User-Mode Linux: tests/uml/racks-lib.bash, driven by virsh),
 # DEMO_TIMEOUT=SECONDS (per-step convergence deadline, default 10),
 # DEMO_TAG_HOLD_DOWN (nnve-daemon tag_hold_down for the demo, default 4s), DEMO_KEEP=1 (as
 # --keep), LIBVIRTD (the libvirtd binary, default /usr/sbin/libvirtd).
@@ -53,16 +54,138 @@ bin=$build/bin
 step_timeout=${DEMO_TIMEOUT:-10}
 tag_hold_down=${DEMO_TAG_HOLD_DOWN:-4s}
 
+# ---- DATAPLANE=uml: two racks with real packets inside User-Mode Linux ----------------------
+
+# uml_story: runs inside UML (tests/uml/uml-run.sh) on the topology of
+# tests/uml/racks-lib.bash; prints what an operator would look at after each step.
+uml_story() {
+    . "$top/tests/uml/racks-lib.bash"
+    trap 'racks_stop' EXIT
+    local failed=0 vm hv
+    h() { printf '\n==== %s ====\n' "$*"; }
+    show() { # NODE COMMAND...: prints the command as run on NODE and its output, indented
+        local node=$1
+        shift
+        printf '\n-- [%s] %s\n' "$node" "$*"
+        case $1 in
+        nnvectl | tnvectl) "$RB/$1" -s "$R/$node/ctl" "${@:2}" ;;
+        *) ip netns exec "$node" "$@" ;;
+        esac 2>&1 | sed 's/^/   /'
+    }
+    check_ping() { # FROM TO WANT(reaches|blocked)
+        local got=blocked tries=3
+        [ "$3" = blocked ] && tries=1
+        vm_ping "$1" "$(vm_ip "$2")" "$tries" && got=reaches
+        printf '   ping %s (%s) -> %s (%s): %s' "$1" "$(vm_field "$1" 4)" "$2" "$(vm_field "$2" 4)" "$got"
+        if [ "$got" = "$3" ]; then echo "  [as expected]"; else echo "  [UNEXPECTED: want $3]"; failed=1; fi
+    }
+    converge() { # WHAT CMD...
+        racks_wait "$@" >/dev/null || { echo "demo: step did not converge: $1"; failed=1; return 1; }
+    }
+    all_acked() { # STATE VM...
+        local st=$1 v
+        shift
+        for v in "$@"; do agent_acked "$v" "$st" || return 1; done
+    }
+
+    h "Topology"
+    sed -n '/^#   rack 1/,/^#           and 203/p' "$top/tests/uml/racks-lib.bash" | sed 's/^#/ /'
+    racks_start >/dev/null || { echo "demo: start-up failed"; return 1; }
+    echo "   2 nnve-daemons (backend linux), 4 tnve-agents (dataplane linux), 4 private libvirtds: up"
+
+    h "virsh define + start: vm1 hv1a blue, vm2 hv1b blue, vm3 hv1b red, vm4 hv2a blue, vm5 hv2b red"
+    for vm in vm1 vm2 vm3 vm4 vm5; do vm_xml "$vm" >"$R/$vm.xml"; done
+    for hv in $RACKS_HVS; do
+        local cmds=""
+        for vm in vm1 vm2 vm3 vm4 vm5; do
+            [ "$(vm_field "$vm" 2)" = "$hv" ] && cmds+="define $R/$vm.xml; start $vm; "
+        done
+        echo "   virsh -c $(racks_uri "$hv") \"$cmds\""
+        racks_virsh "$hv" "$cmds" >/dev/null || failed=1
+    done
+    converge "every VM activated" 20 all_acked activated vm1 vm2 vm3 vm4 vm5
+    show "sw1" nnvectl show tsis
+    show "sw1" nnvectl show vns
+    show "sw2" nnvectl show tsis
+    show "hv1b" tnvectl show tsis
+    show "hv1b" bridge vlan show
+    show "sw1" bridge vlan show
+    show "sw1" bridge vlan tunnelshow
+    show "sw1" bridge fdb show br br0 state static
+    if ip netns exec sw1 nft list table bridge splitnve >/dev/null 2>&1; then
+        show "sw1" nft list table bridge splitnve
+    fi
+
+    h "Traffic: one VN crosses the racks over VXLAN, VNs stay apart"
+    check_ping vm1 vm4 reaches
+    check_ping vm2 vm1 reaches
+    check_ping vm3 vm5 reaches
+    check_ping vm3 vm1 blocked
+    check_ping vm5 vm4 blocked
+
+    h "virsh managedsave vm4: its TSI goes back to Associated, its traffic stops"
+    racks_virsh hv2a "managedsave vm4" >/dev/null || failed=1
+    converge "vm4 associated" 10 agent_acked vm4 associated
+    show "hv2a" tnvectl show tsis
+    check_ping vm1 vm4 blocked
+    h "virsh start vm4 (restore): Activated again, same tag, traffic flows"
+    racks_virsh hv2a "start vm4" >/dev/null || failed=1
+    converge "vm4 activated" 10 agent_acked vm4 activated
+    show "sw2" nnvectl show tsis
+    check_ping vm1 vm4 reaches
+
+    h "virsh destroy every VM: nothing is left on the switches or the hypervisors"
+    for hv in $RACKS_HVS; do
+        local cmds=""
+        for vm in vm1 vm2 vm3 vm4 vm5; do
+            [ "$(vm_field "$vm" 2)" = "$hv" ] && cmds+="destroy $vm; "
+        done
+        racks_virsh "$hv" "$cmds" >/dev/null || failed=1
+    done
+    converge "every VM de-associated" 15 all_acked init vm1 vm2 vm3 vm4 vm5
+    show "sw1" nnvectl show tsis
+    show "sw1" bridge vlan show
+    show "sw1" bridge vlan tunnelshow
+    show "hv1b" bridge vlan show
+
+    h "Stopping the daemons"
+    for n in hv1a hv1b hv2a hv2b sw1 sw2; do
+        racks_kill "$n" || { echo "   $n did not exit cleanly"; failed=1; }
+    done
+    racks_stop
+    [ "$failed" = 0 ] && echo "   all stopped; demo complete" || echo "demo: some steps failed (see above)"
+    return "$failed"
+}
+
 case ${DATAPLANE:-none} in
 none) ;;
 uml)
-    echo "$prog: DATAPLANE=uml: the two-rack User-Mode Linux topology is not available in" \
-        "this version of splitnve; run the demo without DATAPLANE (control plane with the" \
-        "\"none\" dataplane backend)." >&2
-    exit 2
+    if [ "${DEMO_UML_INSIDE:-}" = 1 ]; then
+        uml_story
+        exit $?
+    fi
+    for t in jq openssl virsh /usr/sbin/libvirtd; do
+        command -v "$t" >/dev/null 2>&1 || { echo "$prog: missing $t: run 'make demo' (installs the packages)" >&2; exit 2; }
+    done
+    . "$top/tests/uml/racks-host.bash"
+    ubin=$(racks_host_bins "$build" "$top") || { echo "$prog: $ubin" >&2; exit 2; }
+    udir=$(mktemp -d "${TMPDIR:-/tmp}/splitnve-demo-uml.XXXXXX") || exit 2
+    trap 'rm -rf "$udir"' EXIT
+    "$top/scripts/gen-pki.sh" "$udir/pki" nnve1 nnve2 hv1a hv1b hv2a hv2b || exit 2
+    echo "$prog: booting User-Mode Linux with two racks (about a minute)..."
+    "$top/tests/uml/uml-run.sh" --mem 1G --timeout 240 --share "$udir" \
+        --env "RACKS_BIN=$ubin" --env "RACKS_PKI=$udir/pki" --env DATAPLANE=uml \
+        --env DEMO_UML_INSIDE=1 "$top/scripts/demo.sh" "$build"
+    st=$?
+    case $st in
+    0) ;;
+    124 | 125) echo "$prog: User-Mode Linux could not run the demo (uml-run exit $st)" >&2; st=1 ;;
+    *) st=1 ;;
+    esac
+    exit "$st"
     ;;
 *)
-    echo "$prog: unknown DATAPLANE=${DATAPLANE} (this version supports: none)" >&2
+    echo "$prog: unknown DATAPLANE=${DATAPLANE} (this version supports: none, uml)" >&2
     exit 2
     ;;
 esac

@@ -288,16 +288,19 @@ racks_kill() {
     local name=$1 sig=${2:-TERM} pid=${RACKS_PID[$1]:-} i
     [ -n "$pid" ] || return 0
     unset "RACKS_PID[$name]"
+    # a job killed by SIGKILL would be reported by bash ("Killed"): not for an intended kill
+    [ "$sig" = KILL ] && disown "$pid" 2>/dev/null
     kill "-$sig" "$pid" 2>/dev/null || return 0
     for i in $(seq 1 100); do
         kill -0 "$pid" 2>/dev/null || break
         sleep 0.05
     done
     if kill -0 "$pid" 2>/dev/null; then
+        disown "$pid" 2>/dev/null
         kill -KILL "$pid" 2>/dev/null
-        wait "$pid" 2>/dev/null
         return 99
     fi
+    [ "$sig" = KILL ] && return 0
     wait "$pid" 2>/dev/null
 }
 
