@@ -13,11 +13,14 @@
 # different local tags ping each other over VXLAN in both modes, with their ports locked,
 # and a VM of another VN stays unreachable.  IP anti-spoofing (the nftables table
 # `bridge splitnve`): a namespace sending with a wrong source IP from its own MAC is dropped
-# while the right source passes, and nothing is left after deassociate.  When UML cannot run, the test fails (it never
+# while the right source passes, and nothing is left after deassociate.  Last, nnve-daemon
+# itself with backend = linux: --check-config on [linux], the settings reaching the backend,
+# and SIGHUP with a changed [linux] section asking for a restart.  When UML cannot run, the test fails (it never
 # skips).
 #
 # ASan binaries cannot run inside UML (its 512 GiB user address space has no room for ASan's
-# shadow), so for an ASan build the tool is rebuilt here from the same sources with UBSan only.
+# shadow), so for an ASan build the tool is rebuilt here from the same sources with UBSan only,
+# and the daemons come from a UBSan-only build (tests/uml/racks-host.bash).
 set -u
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -459,6 +462,47 @@ if [ "${1:-}" = "--inside" ]; then
     expect "tunnel map untouched" "$(tun)" "400=5400"
     bridge vlan del dev vxlan0 vid 400
 
+    step "nnve-daemon with backend = linux: the [linux] section reaches the backend; SIGHUP"
+    D=${NNVE_BIN:?NNVE_BIN not set} P=${NNVE_PKI:?NNVE_PKI not set}
+    mkdir -p /tmp/nd
+    daemon_conf() { # ANTI_SPOOFING VXLAN_MODE
+        printf '[global]\nlisten = 127.0.0.1:8394\ncert = %s\nkey = %s\nca = %s\n' \
+            "$P/nnve.crt" "$P/nnve.key" "$P/ca.crt"
+        printf 'state_dir = /tmp/nd/state\ncontrol_socket = /tmp/nd/ctl\nbackend = linux\n'
+        printf '[linux]\nbridge = br0\nvxlan_mode = %s\nremote_vteps = 198.51.100.9\n' "$2"
+        printf 'anti_spoofing = %s\n' "$1"
+    }
+    daemon_conf mac bogus >/tmp/nd/bad.conf
+    "$D/nnve-daemon" --check-config -c /tmp/nd/bad.conf >/tmp/nd/check.out 2>&1
+    [ $? = 1 ] && grep -q "/tmp/nd/bad.conf:11: vxlan_mode: expected external or per-vni" /tmp/nd/check.out &&
+        ok "--check-config names the bad [linux] line" || fail "--check-config: $(cat /tmp/nd/check.out)"
+    daemon_conf mac external >/tmp/nd/n.conf
+    "$D/nnve-daemon" --check-config -c /tmp/nd/n.conf | grep -q "anti_spoofing=mac" &&
+        ok "--check-config shows the [linux] settings" || fail "--check-config of a good file"
+    "$D/nnve-daemon" -c /tmp/nd/n.conf 2>/tmp/nd/log &
+    dpid=$!
+    for _ in $(seq 50); do
+        "$D/nnvectl" -s /tmp/nd/ctl version >/dev/null 2>&1 && break
+        sleep 0.1
+    done
+    grep -q "linux: opened bridge=br0 vxlan=external dev=vxlan0 remotes=1 anti_spoofing=mac" /tmp/nd/log &&
+        ok "the daemon opened the linux backend with its [linux] settings" ||
+        fail "no 'linux: opened' line with the settings: $(cat /tmp/nd/log)"
+    nft list table bridge splitnve >/dev/null 2>&1 && fail "anti_spoofing = mac made an nftables table" ||
+        ok "anti_spoofing = mac: no nftables table"
+    daemon_conf on external >/tmp/nd/n.conf
+    hups() { grep -c "\[linux\] settings changed: restart nnve-daemon to apply them" /tmp/nd/log; }
+    for want in 1 2; do # the running settings stay: the second reload still differs
+        kill -HUP "$dpid"
+        for _ in $(seq 50); do [ "$(hups)" = "$want" ] && break; sleep 0.1; done
+        expect "SIGHUP $want: restart needed logged" "$(hups)" "$want"
+    done
+    nft list table bridge splitnve >/dev/null 2>&1 && fail "a reload applied anti_spoofing = on" ||
+        ok "the reload did not apply the [linux] change"
+    kill -TERM "$dpid"
+    wait "$dpid"
+    expect "daemon exit status" "$?" 0
+
     step "per-VNI mode: vx-<VNI> created with the tag as untagged PVID, deleted with the VN"
     ip link del vxlan0 # it owns UDP port 4789 as an external device
     drv_start -m per-vni -l 198.51.100.1 -r 198.51.100.2
@@ -576,7 +620,13 @@ if grep -q -a __asan_init "$tool"; then
     tool=$tmp/nnve-backend-check
 fi
 
+# the daemons (a UBSan build of them for an ASan build) and a PKI for the daemon step
+. "$src/tests/uml/racks-host.bash"
+bins=$(racks_host_bins "$build" "$src") || { echo "$bins"; exit 1; }
+"$src/scripts/gen-pki.sh" "$tmp/pki" nnve >/dev/null || { echo "FAIL: gen-pki.sh"; exit 1; }
+
 "$src/tests/uml/uml-run.sh" --timeout 120 --share "$tmp" --env "BACKEND_CHECK=$tool" \
+    --env "NNVE_BIN=$bins" --env "NNVE_PKI=$tmp/pki" \
     "$here/test-nnve-backend-linux.sh" --inside
 st=$?
 case $st in
