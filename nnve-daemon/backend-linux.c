@@ -952,8 +952,6 @@ static int kview_load(struct linux_backend *lb)
             return r;
         }
     }
-    if (lb->nft != NULL)
-        return nnve_nft_read(lb->nft, &lb->kv.nft, &lb->kv.n_nft);
     return 0;
 }
 
@@ -1870,13 +1868,15 @@ static int linux_reconcile_begin(struct nnve_backend *b)
     for (size_t i = 0; i < lb->n_tsis; i++)
         lb->tsis[i]->declared = 0;
     int r = kview_load(lb);
+    if (r == 0 && lb->nft != NULL)
+        r = nnve_nft_read(lb->nft, &lb->kv.nft, &lb->kv.n_nft);
     if (r < 0) {
         kview_free(&lb->kv);
         return r;
     }
     lb->reconciling = 1;
-    OP_INFO("linux: reconcile begins bridge=%s ports=%zu fdb=%zu", lb->bridge, lb->kv.n_ports,
-            lb->kv.n_fdb);
+    OP_INFO("linux: reconcile begins bridge=%s ports=%zu fdb=%zu neighbours=%zu filter=%zu",
+            lb->bridge, lb->kv.n_ports, lb->kv.n_fdb, lb->kv.n_neighs, lb->kv.n_nft);
     return 0;
 }
 
