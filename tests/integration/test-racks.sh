@@ -13,8 +13,8 @@
 #   - kill -9 and restart of nnve-daemon and tnve-agent: a continuous ping loses nothing,
 #     `bridge monitor` / `nft monitor` see no entry removed or added, tags are unchanged
 #   - an agent restarted after its VM was destroyed behind its back removes the stale tag
-#   - destroy: no VLAN membership, FDB entry, tunnel map or filter of the VM remains on
-#     either side
+#   - destroy: no VLAN membership, FDB entry, neighbour entry, tunnel map or filter of the
+#     VM remains on either side
 # When UML cannot run, the test fails (it never skips).
 #
 # ASan programs cannot run inside UML: for an ASan build the daemons are rebuilt with UBSan
@@ -76,6 +76,12 @@ if [ "${1:-}" = "--inside" ]; then
                 | "fdb:\(.ifname)/\(.vlan // 0)/\(.mac)" ] | sort | join(" ")'
         } 2>/dev/null | tr '\n' ' '
     }
+    # neighs SW: the neighbour entries of VM MACs in SW, "DEV/IP/MAC ..." sorted (the
+    # kernel's own IPv6 multicast entries on the layer-3 interfaces left out).
+    neighs() {
+        ip -n "$1" -j neigh show nud noarp 2>/dev/null | jq -r '[ .[] | select((.dev | startswith("br0.")) and (.lladdr // "" | startswith("52:54:00:")))
+            | "\(.dev)/\(.dst)/\(.lladdr)" ] | sort | join(" ")'
+    }
     # nft_rules SW: the daemon's nftables table of SW, one line ("" when there is none).
     nft_rules() { ip netns exec "$1" nft list table bridge splitnve 2>/dev/null | tr -s ' \n\t' ' '; }
     tag_of() { local s; s=$(tsi_state "$1" "$2"); echo "${s#* }"; }
@@ -114,7 +120,7 @@ if [ "${1:-}" = "--inside" ]; then
     blue1=$(tag_of sw1 vm1) red1=$(tag_of sw1 vm3) blue2=$(tag_of sw2 vm4) red2=$(tag_of sw2 vm5)
     expect "vm2 (hv1b) has vm1's (hv1a) blue tag" "$(tag_of sw1 vm2)" "$blue1"
     [ "$blue1" != "$red1" ] && ok "blue $blue1 and red $red1 differ on swp1" || fail "blue and red share tag $blue1"
-    [[ $blue1 =~ ^1[0-9][0-9]$ && $red1 =~ ^1[0-9][0-9]$ && $blue2 =~ ^2[0-9][0-9]$ && $red2 =~ ^2[0-9][0-9]$ ]] &&
+    [[ $blue1 =~ ^10[01]$ && $red1 =~ ^10[01]$ && $blue2 =~ ^20[01]$ && $red2 =~ ^20[01]$ ]] &&
         ok "tags from each rack's pool (rack1 $blue1/$red1, rack2 $blue2/$red2)" ||
         fail "tags outside the pools: $blue1 $red1 $blue2 $red2"
 
@@ -135,6 +141,9 @@ if [ "${1:-}" = "--inside" ]; then
         fail "sw1 tunnel map: $st1"
     [[ $st1 == *"fdb:swp1/$blue1/$(vm_mac vm1)"* && $st1 == *"fdb:swp1/$red1/$(vm_mac vm3)"* ]] &&
         ok "sw1 static FDB entries for vm1 and vm3" || fail "sw1 static FDB: $st1"
+
+    expect "sw1 neighbour entries" "$(neighs sw1)" "$(printf '%s\n' "br0.$blue1/$(vm_ip vm1)/$(vm_mac vm1)" \
+        "br0.$blue1/$(vm_ip vm2)/$(vm_mac vm2)" "br0.$red1/$(vm_ip vm3)/$(vm_mac vm3)" | sort | tr '\n' ' ' | sed 's/ $//')"
 
     step "pings: one VN across racks and across hypervisors; none between VNs"
     vm_ping vm1 "$(vm_ip vm4)" 5 && ok "vm1 (rack1, blue $blue1) -> vm4 (rack2, blue $blue2)" || fail "vm1 cannot reach vm4"
@@ -187,6 +196,8 @@ if [ "${1:-}" = "--inside" ]; then
     mon2=$!
     ip netns exec sw1 nft monitor >"$R/mon.nft" 2>&1 &
     mon3=$!
+    ip -n sw1 monitor neigh >"$R/mon.neigh" 2>&1 &
+    mon4=$!
     ip netns exec vm1 ping -n -i 0.1 -w 60 "$(vm_ip vm4)" >"$R/ping.out" 2>&1 &
     pinger=$!
     sleep 0.5
@@ -198,10 +209,16 @@ if [ "${1:-}" = "--inside" ]; then
     racks_wait "hv1b synced" 20 agent_ready hv1b || fail "hv1b agent not ready after restart"
     racks_wait "rack 1 activated after restart" 20 all_activated sw1 vm1 vm2 vm3 || fail "rack 1 not activated after restart"
     sleep 1
+    # Positive control: the monitors do report a static FDB entry and a VLAN added/removed.
+    bridge -n sw1 fdb add 02:00:00:00:00:aa dev swp1 vlan 1 master static &&
+        bridge -n sw1 fdb del 02:00:00:00:00:aa dev swp1 vlan 1 master &&
+        bridge -n hv1a vlan add dev up0 vid 3999 && bridge -n hv1a vlan del dev up0 vid 3999 ||
+        fail "control changes for the monitors"
+    sleep 0.3
     kill -INT "$pinger"
     wait "$pinger"
-    kill "$mon1" "$mon2" "$mon3" 2>/dev/null
-    wait "$mon1" "$mon2" "$mon3" 2>/dev/null
+    kill "$mon1" "$mon2" "$mon3" "$mon4" 2>/dev/null
+    wait "$mon1" "$mon2" "$mon3" "$mon4" 2>/dev/null
     # (no process substitution: UML's /dev has no /dev/fd)
     set -- $(awk '/packets transmitted/ { print $1, $4 }' "$R/ping.out")
     sent=${1:-} got=${2:-}
@@ -211,11 +228,20 @@ if [ "${1:-}" = "--inside" ]; then
     expect "tags after the restart" "$(tag_of sw1 vm1) $(tag_of sw1 vm2) $(tag_of sw1 vm3) $(tag_of sw2 vm4)" "$tags_before"
     # Learned FDB entries come and go with the traffic (and age out); VLAN, static FDB and
     # nftables events are the daemons' work and must not happen.
-    grep -h -v -E '^$|^(Deleted )?([0-9a-f]{2}:){5}[0-9a-f]{2} dev ' "$R/mon.sw1" "$R/mon.hv1a" >"$R/mon.counted"
+    # (VLAN state lines "state forwarding mcast_router 1" come from the kernel's multicast
+    # router timers, not from a request.)
+    grep -h -v -E '^$|^(Deleted )?([0-9a-f]{2}:){5}[0-9a-f]{2} dev |^ +state forwarding' \
+        "$R/mon.sw1" "$R/mon.hv1a" >"$R/mon.counted"
     grep -h -E '^(Deleted )?([0-9a-f]{2}:){5}[0-9a-f]{2} dev .*(static|permanent)' "$R/mon.sw1" "$R/mon.hv1a" >>"$R/mon.counted"
     grep -h -E 'bridge splitnve( |$)' "$R/mon.nft" >>"$R/mon.counted"
+    grep -h -E ' dev br0\..*lladdr 52:54:00:' "$R/mon.neigh" >>"$R/mon.counted"
+    controls=$(grep -c -E '02:00:00:00:00:aa|3999' "$R/mon.counted")
+    [ "$controls" -ge 3 ] && ok "monitors saw the control changes ($controls events)" ||
+        fail "monitors missed the control changes: $(cat "$R/mon.sw1" "$R/mon.hv1a")"
+    grep -v -E '02:00:00:00:00:aa|3999' "$R/mon.counted" >"$R/mon.changes"
+    mv "$R/mon.changes" "$R/mon.counted"
     [ -s "$R/mon.counted" ] && { sed 's/^/   monitor| /' "$R/mon.counted" | head -n 20; fail "kernel entries changed across the restart"; } ||
-        ok "no VLAN, static FDB or nftables change during the restart"
+        ok "no VLAN, static FDB, neighbour or nftables change during the restart"
     # only lines logged after the restart count: the second "started" line of each log
     changed=0
     for f in "$R/sw1/nnve.log" "$R/hv1a/agent.log"; do
@@ -251,6 +277,7 @@ if [ "${1:-}" = "--inside" ]; then
         fail "sw1 kept vm3's state: $st1"
     rules=$(nft_rules sw1)
     [[ $rules != *"$(vm_ip vm3)"* && $rules != *"$(vm_mac vm3)"* ]] && ok "sw1: no filter of vm3" || fail "sw1 kept a filter of vm3: $rules"
+    [[ $(neighs sw1) != *"$(vm_mac vm3)"* ]] && ok "sw1: no neighbour entry of vm3" || fail "sw1 kept vm3's neighbour entry: $(neighs sw1)"
     vm_ping vm3 "$(vm_ip vm5)" && fail "destroyed vm3 still reaches vm5" || ok "vm3's port carries nothing"
 
     step "destroy every VM: both sides back to empty"
@@ -271,6 +298,7 @@ if [ "${1:-}" = "--inside" ]; then
     expect "sw2 swp1 swp2" "$(port_vlans swp1) $(port_vlans swp2)" "1=PU 1=PU"
     for sw in sw1 sw2; do
         expect "$sw tunnel map and static FDB" "$(sw_state "$sw" | tr -s ' ' | sed 's/^ //; s/ $//')" ""
+        expect "$sw neighbour entries" "$(neighs "$sw")" ""
         rules=$(nft_rules "$sw")
         [[ $rules != *192.168.0.* && $rules != *52:54:00:00:00:* ]] && ok "$sw: no TSI filter left" || fail "$sw filters left: $rules"
     done
@@ -295,7 +323,7 @@ fi
 build=${SPLITNVE_BUILD:-$src/build}
 command -v jq >/dev/null || { echo "FAIL: jq is not installed (scripts/install-deps.sh)"; exit 1; }
 . "$src/tests/uml/racks-host.bash"
-bin=$(racks_host_bins "$build" "$src") || exit 1
+bin=$(racks_host_bins "$build" "$src") || { echo "$bin"; exit 1; }
 
 tmp=$(mktemp -d) || exit 1
 trap 'rm -rf "$tmp"' EXIT

@@ -10,6 +10,8 @@
 #   underlay: sw1 u1 198.51.100.1/24 <-> sw2 u2 198.51.100.2/24 (VXLAN, UDP 4789)
 #   management (SNCP over TLS): bridge mgmt in each switch namespace, 203.0.113.1/28 (sw1)
 #           and 203.0.113.17/28 (sw2), one veth per hypervisor (m0)
+#   layer-3 interfaces br0.100, br0.101 (sw1) and br0.200, br0.201 (sw2): the first tags of
+#           each rack's pool (100-199, 200-299), where the backend adds neighbour entries
 #
 # Each hypervisor namespace has a VLAN-aware bridge br0 (vlan_default_pvid 0: a new vNIC port
 # carries no VLAN until the agent gives it its tag) with the uplink up0, its own private
@@ -102,6 +104,12 @@ racks_topology() {
             done
             echo "link set vxlan0 up"
             echo "link set br0 up"
+            # layer-3 interfaces (no address) of the rack's first two tags: the backend
+            # installs neighbour entries of Activated TSIs there, for an EVPN speaker
+            for n in 0 1; do
+                echo "link add link br0 name br0.$((s * 100 + n)) type vlan id $((s * 100 + n))"
+                echo "link set br0.$((s * 100 + n)) up"
+            done
         } >"$b"
         ip -n "sw$s" -batch "$b" || return 1
     done
