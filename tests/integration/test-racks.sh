@@ -242,11 +242,11 @@ if [ "${1:-}" = "--inside" ]; then
     mv "$R/mon.changes" "$R/mon.counted"
     [ -s "$R/mon.counted" ] && { sed 's/^/   monitor| /' "$R/mon.counted" | head -n 20; fail "kernel entries changed across the restart"; } ||
         ok "no VLAN, static FDB, neighbour or nftables change during the restart"
-    # only lines logged after the restart count: the second "started" line of each log
+    # only the restarted processes' lines count (the log line names the process ID)
     changed=0
-    for f in "$R/sw1/nnve.log" "$R/hv1a/agent.log"; do
-        n=$(awk '/(daemon|agent): started|dataplane ready/ { s = NR } END { print s + 0 }' "$f")
-        tail -n +"$((n + 1))" "$f" | grep -E "vlan (added|removed)|entry (added|removed)|vnic port (set|cleared)|uplink (carries|no longer)" && changed=1
+    for f in "sw1/nnve.log:nnve-daemon[${RACKS_PID[sw1]}]" "hv1a/agent.log:tnve-agent[${RACKS_PID[hv1a]}]"; do
+        grep -qF "${f#*:}" "$R/${f%%:*}" || fail "no log line of the restarted ${f#*:}"
+        grep -F "${f#*:}" "$R/${f%%:*}" | grep -E "linux: .*(added|removed|mapped|locked|created|deleted)|vnic port (set|cleared)|uplink (carries|no longer)|stale vnic" && changed=1
     done
     [ "$changed" = 0 ] && ok "no dataplane change logged after the restart" || fail "the restarted daemons changed the dataplane"
 
