@@ -219,9 +219,8 @@ if [ "${1:-}" = "--inside" ]; then
     wait "$pinger"
     kill "$mon1" "$mon2" "$mon3" "$mon4" 2>/dev/null
     wait "$mon1" "$mon2" "$mon3" "$mon4" 2>/dev/null
-    # (no process substitution: UML's /dev has no /dev/fd)
-    set -- $(awk '/packets transmitted/ { print $1, $4 }' "$R/ping.out")
-    sent=${1:-} got=${2:-}
+    # (a here-string, not process substitution: UML's /dev has no /dev/fd)
+    read -r sent got <<<"$(awk '/packets transmitted/ { print $1, $4 }' "$R/ping.out")"
     [ -n "${sent:-}" ] && [ "$sent" -ge 20 ] && [ $((sent - got)) -le 1 ] &&
         ok "continuous ping: $got of $sent answered (the one in flight at the stop may be lost)" ||
         { fail "continuous ping lost packets across the restart: ${got:-?} of ${sent:-?}"; tail -n 3 "$R/ping.out"; }

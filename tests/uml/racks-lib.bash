@@ -351,15 +351,6 @@ racks_virsh() {
     virsh -q -c "$(racks_uri "$hv")" "$*"
 }
 
-# racks_define VM...: writes the XML and defines each VM on its hypervisor.
-racks_define() {
-    local vm
-    for vm in "$@"; do
-        vm_xml "$vm" >"$R/$vm.xml"
-        racks_virsh "$(vm_field "$vm" 2)" "define $R/$vm.xml" >/dev/null || return 1
-    done
-}
-
 nnvectl_sw() { local sw=$1; shift; "$RB/nnvectl" -s "$R/$sw/ctl" "$@"; }
 tnvectl_hv() { local hv=$1; shift; "$RB/tnvectl" -s "$R/$hv/ctl" "$@"; }
 
