@@ -49,6 +49,7 @@ struct sncp_l2_port {
     uint8_t mac[6];
     uint8_t group[6];
     uint16_t ethertype;
+    uint16_t conf_mtu; /* as configured; pcfg.l2.mtu may be lowered to the interface's */
     struct sncp_l2_port_config pcfg;
     char node_name[SNCP_L2_MAX_NAME_LEN + 1];
     char nnve_name[SNCP_L2_MAX_NAME_LEN + 1];
@@ -426,6 +427,25 @@ const struct sncp_l2_conn *sncp_conn_l2(const struct sncp_conn *c)
     return c->cls == &l2_class ? l2c_cast(c)->l2 : NULL;
 }
 
+int sncp_conn_l2_peer(const struct sncp_conn *c, const char **ifname, uint8_t mac[6],
+                      uint16_t *vlan)
+{
+    if (c->cls != &l2_class) {
+        return -EINVAL;
+    }
+    const struct l2c *lc = l2c_cast(c);
+    if (ifname) {
+        *ifname = lc->port->ifname;
+    }
+    if (mac) {
+        memcpy(mac, lc->peer_mac, 6);
+    }
+    if (vlan) {
+        *vlan = lc->vlan;
+    }
+    return 0;
+}
+
 /* A random connection id no connection of the port has (L2-TRANSPORT.md §6.1). */
 static uint32_t unused_id(const struct sncp_l2_port *p)
 {
@@ -735,6 +755,18 @@ static int open_socket(struct sncp_l2_port *p)
         return -errno;
     }
     memcpy(p->mac, ifr.ifr_hwaddr.sa_data, 6);
+    /* Frames larger than the interface takes would be lost for good: the channel uses the
+     * smaller of both (the tag of a tagged frame is allowed on top by the kernel). */
+    if (ioctl(p->fd, SIOCGIFMTU, &ifr) == 0 && ifr.ifr_mtu > 0 && ifr.ifr_mtu < p->pcfg.l2.mtu) {
+        if (ifr.ifr_mtu < SNCP_L2_MIN_MTU) {
+            SNV_ERR("l2", "interface MTU too small for the channel if=%s mtu=%d min=%d", p->ifname,
+                    ifr.ifr_mtu, SNCP_L2_MIN_MTU);
+            return -EMSGSIZE;
+        }
+        SNV_INFO("l2", "frame size lowered to the interface MTU if=%s mtu=%d", p->ifname,
+                 ifr.ifr_mtu);
+        p->pcfg.l2.mtu = (uint16_t)ifr.ifr_mtu;
+    }
     struct sockaddr_ll sll = {
         .sll_family = AF_PACKET,
         .sll_protocol = htons(ETH_P_ALL),
@@ -793,6 +825,7 @@ int sncp_l2_port_create(uv_loop_t *loop, const struct sncp_l2_port_config *pcfg,
     if (!p->pcfg.l2.mtu) {
         p->pcfg.l2.mtu = SNCP_L2_DEFAULT_MTU;
     }
+    p->conf_mtu = p->pcfg.l2.mtu;
     if (!p->pcfg.solicit_max_ms) {
         p->pcfg.solicit_max_ms = DEFAULT_SOLICIT_MAX_MS;
     }
@@ -853,6 +886,45 @@ void sncp_l2_port_destroy(struct sncp_l2_port *p)
 void sncp_l2_port_mac(const struct sncp_l2_port *p, uint8_t mac[6])
 {
     memcpy(mac, p->mac, 6);
+}
+
+const char *sncp_l2_port_ifname(const struct sncp_l2_port *p)
+{
+    return p->ifname;
+}
+
+unsigned sncp_l2_port_mtu(const struct sncp_l2_port *p)
+{
+    return p->pcfg.l2.mtu;
+}
+
+int sncp_l2_port_check(struct sncp_l2_port *p)
+{
+    struct ifreq ifr;
+    memset(&ifr, 0, sizeof ifr);
+    memcpy(ifr.ifr_name, p->ifname, strlen(p->ifname) + 1);
+    if (ioctl(p->fd, SIOCGIFINDEX, &ifr) < 0 || ifr.ifr_ifindex != p->ifindex) {
+        return -ENODEV;
+    }
+    if (ioctl(p->fd, SIOCGIFHWADDR, &ifr) == 0 && memcmp(p->mac, ifr.ifr_hwaddr.sa_data, 6)) {
+        char old[SNCP_MAC_STRLEN], now[SNCP_MAC_STRLEN];
+        sncp_mac_format(p->mac, old, sizeof old);
+        memcpy(p->mac, ifr.ifr_hwaddr.sa_data, 6);
+        sncp_mac_format(p->mac, now, sizeof now);
+        SNV_INFO("l2", "interface MAC changed if=%s old_mac=%s mac=%s", p->ifname, old, now);
+    }
+    uint16_t want = p->pcfg.l2.mtu;
+    if (ioctl(p->fd, SIOCGIFMTU, &ifr) == 0 && ifr.ifr_mtu >= SNCP_L2_MIN_MTU &&
+        ifr.ifr_mtu != p->pcfg.l2.mtu) {
+        /* New connections use it; established ones keep what they negotiated. */
+        unsigned conf = p->conf_mtu;
+        want = (uint16_t)((unsigned)ifr.ifr_mtu < conf ? (unsigned)ifr.ifr_mtu : conf);
+    }
+    if (want != p->pcfg.l2.mtu) {
+        SNV_INFO("l2", "frame size follows the interface MTU if=%s mtu=%u", p->ifname, want);
+        p->pcfg.l2.mtu = want;
+    }
+    return 0;
 }
 
 unsigned sncp_l2_port_conns(const struct sncp_l2_port *p)

@@ -57,6 +57,16 @@ int sncp_l2_port_create(uv_loop_t *loop, const struct sncp_l2_port_config *pcfg,
 void sncp_l2_port_destroy(struct sncp_l2_port *p);
 /* The interface's MAC address. */
 void sncp_l2_port_mac(const struct sncp_l2_port *p, uint8_t mac[6]);
+const char *sncp_l2_port_ifname(const struct sncp_l2_port *p);
+/* The channel's frame size on this port: the configured mtu, lowered to the interface's
+ * MTU when that is smaller. */
+unsigned sncp_l2_port_mtu(const struct sncp_l2_port *p);
+/* Checks that the port's interface still exists under its name with the index the socket
+ * is bound to, and follows a change of its MAC address (logged).  An interface that was
+ * deleted (and perhaps created again under the same name) leaves the socket bound to
+ * nothing: the owner should destroy the port and create it again when the name is back.
+ * Returns 0, or -ENODEV (gone or replaced). */
+int sncp_l2_port_check(struct sncp_l2_port *p);
 unsigned sncp_l2_port_conns(const struct sncp_l2_port *p);
 const struct sncp_l2_port_stats *sncp_l2_port_stats(const struct sncp_l2_port *p);
 
@@ -71,5 +81,11 @@ int sncp_conn_connect_l2(struct sncp_l2_port *p, const uint8_t *nnve_mac,
 /* The L2 connection under an sncp_conn of this provider (stats, state), or NULL for a
  * connection of another provider. */
 const struct sncp_l2_conn *sncp_conn_l2(const struct sncp_conn *c);
+
+/* Where the peer of an L2 connection is: the interface its frames arrive on, its MAC
+ * address and its VLAN (0: untagged; the latest valid frame's tag).  Any output may be
+ * NULL.  Returns 0, or -EINVAL for a connection of another provider. */
+int sncp_conn_l2_peer(const struct sncp_conn *c, const char **ifname, uint8_t mac[6],
+                      uint16_t *vlan);
 
 #endif
