@@ -5,9 +5,12 @@
  *   nnve-load --connect HOST:PORT --pki DIR --pid DAEMON_PID [--sessions 100]
  *             [--tsis 100000] [--rate 5000] [--max-sessions 1000] [--window 64]
  *             [--serial N]
- *   nnve-load --l2 IFNAME [--nnve-mac MAC] ...   the same over the Layer-2 channel: all
- *             sessions from one AF_PACKET port on IFNAME (the nNVE found by discovery
- *             unless --nnve-mac is given); needs CAP_NET_RAW
+ *   nnve-load --l2 IFNAME [--nnve-mac MAC] [--vlan VID] ...   the same over the Layer-2
+ *             channel: all sessions from one AF_PACKET port on IFNAME (the nNVE found by
+ *             discovery unless --nnve-mac is given; frames tagged with VID); needs
+ *             CAP_NET_RAW
+ *   --first N: the identities are benchN, benchN+1, ...; --hold MS: keep the sessions open
+ *             MS milliseconds after the last phase (printed "hold: ..."), for tests
  *
  * Phases, each reported on stdout:
  *   1. throughput: --sessions sessions (identities bench1..) each activate their share of
@@ -133,6 +136,8 @@ static unsigned lat_cap, lat_sent, lat_done;
 static uint64_t lat_phase_end;
 static uint64_t sess_t0;
 static const char *l2_ifname;
+static unsigned first_id = 1, hold_ms;
+static uint16_t l2_vlan;
 static uint8_t l2_nnve_mac[6];
 static int l2_has_mac;
 static struct sncp_l2_port *l2_port;
@@ -192,6 +197,32 @@ static void fill_window(struct sess *s)
 {
     while (phase == P_THROUGHPUT && s->inflight < window && s->next < s->share)
         send_tsi(s, SNCP_MSG_TSI_ACTIVATE, s->next++, COOKIE_TSI);
+}
+
+static void close_all(void)
+{
+    for (unsigned i = 0; i < max_sessions; i++)
+        if (sessions[i].conn)
+            sncp_conn_close(sessions[i].conn);
+}
+
+static void on_hold_done(uv_timer_t *t)
+{
+    (void)t;
+    close_all();
+}
+
+/* All phases done: close the sessions, after --hold ms (tests look at them meanwhile). */
+static void finish(void)
+{
+    phase = P_DONE;
+    if (!hold_ms) {
+        close_all();
+        return;
+    }
+    printf("hold: %u sessions open for %u ms\n", n_established, hold_ms);
+    fflush(stdout);
+    uv_timer_start(&timer, on_hold_done, hold_ms, 0);
 }
 
 static void start_latency(void);
@@ -264,10 +295,7 @@ static void on_response(struct sncp_conn *c, uint64_t cookie, const struct sncp_
                    n_established, max_sessions - n_sessions, (double)(uv_hrtime() - sess_t0) / 1e9,
                    daemon_rss_kb());
             fflush(stdout);
-            phase = P_DONE;
-            for (unsigned i = 0; i < max_sessions; i++)
-                if (sessions[i].conn)
-                    sncp_conn_close(sessions[i].conn);
+            finish();
         }
         return;
     }
@@ -332,7 +360,7 @@ static void open_session(unsigned i)
 {
     struct sess *s = &sessions[i];
     char crt[4096], key[4096], ca[4096], err[256];
-    s->idx = (int)i + 1;
+    s->idx = (int)(i + first_id);
     snprintf(crt, sizeof crt, "%s/bench%d.crt", pki, s->idx);
     snprintf(key, sizeof key, "%s/bench%d.key", pki, s->idx);
     snprintf(ca, sizeof ca, "%s/ca.crt", pki);
@@ -390,6 +418,10 @@ static void on_lat_tick(uv_timer_t *t)
 static void start_latency(void)
 {
     phase = P_LATENCY;
+    if (!rate) { /* --rate 0: no latency phase */
+        start_serial();
+        return;
+    }
     lat_cap = rate * 4;
     lat_send = calloc(lat_cap, sizeof *lat_send);
     lat_ns = calloc(lat_cap, sizeof *lat_ns);
@@ -442,10 +474,7 @@ static void start_sessions(void)
     phase = P_SESSIONS;
     sess_t0 = uv_hrtime();
     if (max_sessions <= n_sessions) {
-        phase = P_DONE;
-        for (unsigned i = 0; i < n_sessions; i++)
-            if (sessions[i].conn)
-                sncp_conn_close(sessions[i].conn);
+        finish();
         return;
     }
     for (unsigned i = n_sessions; i < max_sessions; i++)
@@ -461,6 +490,8 @@ int main(int argc, char **argv)
         {"rate", required_argument, NULL, 'r'},      {"max-sessions", required_argument, NULL, 'm'},
         {"window", required_argument, NULL, 'w'},    {"serial", required_argument, NULL, 'S'},
         {"l2", required_argument, NULL, 'L'},        {"nnve-mac", required_argument, NULL, 'M'},
+        {"vlan", required_argument, NULL, 'V'},      {"first", required_argument, NULL, 'F'},
+        {"hold", required_argument, NULL, 'H'},
         {NULL, 0, NULL, 0},
     };
     const char *gen = NULL, *target = NULL;
@@ -500,6 +531,15 @@ int main(int argc, char **argv)
         case 'L':
             l2_ifname = optarg;
             break;
+        case 'V':
+            l2_vlan = (uint16_t)atoi(optarg);
+            break;
+        case 'F':
+            first_id = (unsigned)atoi(optarg);
+            break;
+        case 'H':
+            hold_ms = (unsigned)atoi(optarg);
+            break;
         case 'M':
             if (sncp_mac_parse(optarg, l2_nnve_mac)) {
                 fprintf(stderr, "nnve-load: bad MAC address \"%s\"\n", optarg);
@@ -519,6 +559,8 @@ int main(int argc, char **argv)
                         "--pki DIR --pid PID [--sessions N]\n"
                         "                 [--tsis N (multiple of sessions)] [--rate N] "
                         "[--max-sessions N] [--window N] [--serial N]\n"
+                        "                 [--vlan VID] [--first N (identity benchN first)] "
+                        "[--hold MS]\n"
                         "       nnve-load --gen-certs DIR COUNT\n");
         return 2;
     }
@@ -539,7 +581,8 @@ int main(int argc, char **argv)
     loop = uv_default_loop();
     uv_timer_init(loop, &timer);
     if (l2_ifname) {
-        struct sncp_l2_port_config pcfg = {.ifname = l2_ifname, .node_name = "nnve-load"};
+        struct sncp_l2_port_config pcfg = {
+            .ifname = l2_ifname, .node_name = "nnve-load", .vlan = l2_vlan};
         int r = sncp_l2_port_create(loop, &pcfg, NULL, NULL, NULL, &l2_port);
         if (r < 0) {
             fprintf(stderr, "nnve-load: cannot open L2 port on %s: %s\n", l2_ifname,
