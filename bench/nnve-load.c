@@ -434,7 +434,8 @@ static void start_serial(void)
 {
     if (phase == P_LATENCY) {
         unsigned n = lat_done;
-        qsort(lat_ns, n, sizeof *lat_ns, cmp_u64);
+        if (n)
+            qsort(lat_ns, n, sizeof *lat_ns, cmp_u64);
         if (n)
             printf("latency: %u requests at %u/s over %u sessions: p50 %.3f ms, p99 %.3f ms, "
                    "max %.3f ms\n",

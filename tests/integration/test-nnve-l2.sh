@@ -91,6 +91,15 @@ finished() {
     wait "$pid" || rc=$?
     return $rc
 }
+# holding NAME: waits (<= 30 s) until the load NAME has its sessions up and holds them
+holding() {
+    local i
+    for i in $(seq 300); do
+        grep -q '^hold:' "$T/$1.out" && return 0
+        sleep 0.1
+    done
+    fail "nnve-load $1 did not get its sessions up: $(cat "$T/$1.out")"
+}
 session() { ctl show sessions | jq -c --arg h "$1" '.[] | select(.hypervisor==$h)'; }
 
 # Two hypervisors behind the bridge: bench1 by discovery, bench2 with the nNVE's MAC and
@@ -98,8 +107,8 @@ session() { ctl show sessions | jq -c --arg h "$1" '.[] | select(.hypervisor==$h
 SWP1_MAC=$(ip -n "$NS_SW" -br link show swp1 | awk '{print $3}')
 load h1 "$NS_H1" --l2 up0 --first 1 --hold 8000
 load h2 "$NS_H2" --l2 up0 --first 2 --hold 8000 --nnve-mac "$SWP1_MAC" --vlan 10
-wait_for "bench1 holding" 20 grep -q '^hold:' "$T/h1.out"
-wait_for "bench2 holding" 20 grep -q '^hold:' "$T/h2.out"
+holding h1
+holding h2
 H1_MAC=$(ip -n "$NS_H1" -br link show up0 | awk '{print $3}')
 H2_MAC=$(ip -n "$NS_H2" -br link show up0 | awk '{print $3}')
 s1=$(session bench1)
@@ -124,7 +133,7 @@ ok "bench3 (port = swp2) arriving on swp1: refused with a clear log line"
 
 # bench1 shows up on swp2: its session and TSIs move there.
 load h3 "$NS_H3" --l2 up0 --first 1 --hold 3000
-wait_for "bench1 holding on swp2" 20 grep -q '^hold:' "$T/h3.out"
+holding h3
 grep -q 'port changed hypervisor=bench1 old_port=swp1 port=swp2' "$T/daemon.log" || fail "no port move"
 [ "$(session bench1 | jq -r '.interface + " " + .port')" = "swp2 swp2" ] || fail "bench1 not on swp2"
 [ "$(ctl show tsis | jq '[.[] | select(.hypervisor=="bench1" and .port=="swp2")] | length')" = 10 ] ||
@@ -134,7 +143,7 @@ ok "bench1 reappearing on swp2: port changed, TSIs moved"
 
 # TCP alongside.
 load tcp "$NS_SW" --connect "127.0.0.1:$PORT" --first 4 --hold 3000
-wait_for "bench4 over TCP holding" 20 grep -q '^hold:' "$T/tcp.out"
+holding tcp
 [ "$(session bench4 | jq -r '.transport + " " + .port')" = "tcp swp1" ] || fail "bench4 TCP session"
 finished tcp || fail "TCP load: $(cat "$T/tcp.out")"
 ok "a TCP session alongside"
