@@ -1,21 +1,22 @@
 #!/bin/bash
 # test-l2-daemons.sh: tnve-agent and nnve-daemon speaking SNCP over the Layer-2 channel, in
-# network namespaces on the host kernel (plain bridge, no VLANs).
+# network namespaces on the host kernel (a plain bridge: VLAN tags pass through it).
 #
 #   sw:  nnve-daemon, transport = tcp, l2 on swp1 (192.0.2.1 for TCP)
 #   br:  bridge br0, the access network: swp1 and hv1..hv3 each plug into one of its ports
 #   hv1: tnve-agent, transport = l2, nNVE found by discovery (nnve_name = tor1); its eth0
 #        does not exist yet when the agent starts
-#   hv2: tnve-agent, transport = l2, nnve_mac configured
-#   hv3: tnve-agent, transport = tcp to 192.0.2.1 (and the rogue L2 peer, sncp-client)
+#   hv2: tnve-agent, transport = l2, nnve_mac configured, channel in VLAN 10
+#   hv3: tnve-agent, transport = tcp to 192.0.2.1 (and, on its interface, the rogue L2 peer
+#        and hv4, both sncp-client, and hv5, an agent looking for an nNVE named tor9)
 #
 # Each hypervisor has its own private libvirtd (test driver) and dataplane none.  Checked
 # through nnvectl/tnvectl --json: both L2 hypervisors hold their own session on the one
 # nNVE port swp1, told apart by MAC; virsh start activates each one's TSI with the same tag
 # as the TCP hypervisor's (same VN, same port); destroy de-associates; an L2 peer with a
 # certificate of another CA is refused and logged; an L2 interface going down and up ends
-# and re-establishes the session without losing the TSI; every daemon exits 0 on SIGTERM
-# (under ASan: without leaks).
+# and re-establishes the session without losing the TSI; an unanswered discovery times out
+# and is retried; every daemon exits 0 on SIGTERM (under ASan: without leaks).
 . "$SPLITNVE_SRC/tests/tools/tnve-lib.sh"
 
 command -v ip >/dev/null || fail "ip (iproute2) is required"
@@ -63,7 +64,7 @@ ip -n "$NS_H3" addr add 192.0.2.3/24 dev eth0 || fail "address of hv3"
 log "namespaces: ${NSS[*]}"
 
 # ---- nnve-daemon: TCP and L2 at once -----------------------------------------------------
-"$S/scripts/gen-pki.sh" --other-ca rogue "$T/pki" nnve1 hv1 hv2 hv3 hv4 >/dev/null 2>&1 || fail "gen-pki"
+"$S/scripts/gen-pki.sh" --other-ca rogue "$T/pki" nnve1 hv1 hv2 hv3 hv4 hv5 >/dev/null 2>&1 || fail "gen-pki"
 NNVE_PORT=$((20000 + RANDOM % 20000))
 mkdir -p "$T/nstate"
 cat >"$T/nnve.conf" <<CONF
@@ -111,11 +112,11 @@ wait_for "nnve control socket" 10 test -S "$T/nnve.ctl"
 wait_for "nnve L2 channel on swp1" 10 grep -q "L2 channel open if=swp1" "$T/nnve.log"
 
 # ---- agents ------------------------------------------------------------------------------
-# start_hv N TRANSPORT-KEYS...: libvirtd and tnve-agent of hypervisor hvN in its namespace.
+# start_hv N TRANSPORT-KEYS...: libvirtd and tnve-agent of hypervisor hvN in its namespace
+# (HV_NS overrides it).
 start_hv() {
-    local n=$1 d=$T/hv$1 ns
+    local n=$1 d=$T/hv$1 ns=${HV_NS:-$P-h$1}
     shift
-    ns=$P-h$n
     mkdir -p "$d"
     start_libvirtd_in "$d"
     {
@@ -136,7 +137,7 @@ has_line() { local o=$1; shift; local e=${*: -1}; echo "$o" | jq -s -e "${@:1:$#
 virsh_hv() { local n=$1; shift; virsh -q -c "test+unix:///default?socket=$T/hv$n/run/libvirt-sock" "$@"; }
 
 start_hv 1 "transport = l2" "l2_interface = eth0" "nnve_name = tor1"
-start_hv 2 "transport = l2" "l2_interface = eth0" "nnve_mac = $MAC_SW"
+start_hv 2 "transport = l2" "l2_interface = eth0" "nnve_mac = $MAC_SW" "l2_vlan = 10"
 start_hv 3 "nnve_address = 192.0.2.1" "nnve_port = $NNVE_PORT"
 grep -q "transport=l2 l2_interface=eth0 nnve_mac=(discovery)" "$T/hv1/check.out" || fail "hv1 --check-config: $(cat "$T/hv1/check.out")"
 grep -q "nnve_mac=$MAC_SW" "$T/hv2/check.out" || fail "hv2 --check-config: $(cat "$T/hv2/check.out")"
@@ -155,7 +156,7 @@ log "three sessions up"
 # tnvectl: the transport, the interface and the nNVE MAC (found by discovery on hv1).
 session_json 1 | jq -e --arg m "$MAC_SW" '.transport == "l2" and .interface == "eth0" and .nnve_mac == $m and .discovery == true and .nnve == "eth0/" + $m and .identity == "nnve1" and .port == "swp1"' >/dev/null ||
     fail "hv1 status: $(session_json 1)"
-session_json 2 | jq -e --arg m "$MAC_SW" '.transport == "l2" and .nnve_mac == $m and .discovery == false and .l2_frames_in > 0' >/dev/null ||
+session_json 2 | jq -e --arg m "$MAC_SW" '.transport == "l2" and .nnve_mac == $m and .discovery == false and .vlan == 10 and .nnve == "eth0/" + $m + "/vlan10" and .l2_frames_in > 0' >/dev/null ||
     fail "hv2 status: $(session_json 2)"
 session_json 3 | jq -e --arg a "192.0.2.1:$NNVE_PORT" '.transport == "tcp" and .nnve == $a and (has("nnve_mac") | not)' >/dev/null ||
     fail "hv3 status: $(session_json 3)"
@@ -166,8 +167,8 @@ grep -q "session up transport=tcp" "$T/hv3/agent.log" || fail "hv3 session-up lo
 # nnvectl: two L2 sessions on the one port swp1, told apart by MAC, and the TCP one.
 sessions() { nnvectl --json show sessions; }
 srow() { sessions | jq -e --arg h "$1" ".[] | select(.hypervisor == \$h and .state == \"established\") | $2"; }
-srow hv1 '.transport == "l2" and .port == "swp1" and .interface == "swp1" and .peer_mac == "02:00:5e:10:00:11"' >/dev/null || fail "hv1 session at the nNVE: $(sessions)"
-srow hv2 '.transport == "l2" and .port == "swp1" and .interface == "swp1" and .peer_mac == "02:00:5e:10:00:12"' >/dev/null || fail "hv2 session at the nNVE: $(sessions)"
+srow hv1 '.transport == "l2" and .port == "swp1" and .interface == "swp1" and .peer_mac == "02:00:5e:10:00:11" and .vlan == 0' >/dev/null || fail "hv1 session at the nNVE: $(sessions)"
+srow hv2 '.transport == "l2" and .port == "swp1" and .interface == "swp1" and .peer_mac == "02:00:5e:10:00:12" and .vlan == 10' >/dev/null || fail "hv2 session at the nNVE: $(sessions)"
 srow hv3 '.transport == "tcp" and .port == "swp1"' >/dev/null || fail "hv3 session at the nNVE: $(sessions)"
 log "nnve: hv1 and hv2 share port swp1 over L2 (own sessions), hv3 on TCP"
 
@@ -199,6 +200,7 @@ echo "$out"
 # (TLS 1.3: the client finishes its side before the nNVE rejects its certificate)
 ! has_line "$out" '.type == "RESPONSE"' || fail "rogue L2 peer got a HELLO answered"
 has_line "$out" '.type == "CLOSED" and .reason == "tls-error"' || fail "rogue L2 peer not closed by TLS"
+! grep -q "Sanitizer" "$T/rogue.err" || fail "sncp-client: $(cat "$T/rogue.err")"
 wait_for "handshake failure counted" 5 sh -c "'$B/bin/nnvectl' -s '$T/nnve.ctl' --json show counters | jq -e '.tls_handshake_failures_total > $n0'"
 grep -q "TLS handshake failed peer=swp1/02:00:5e:10:00:13" "$T/nnve.log" || fail "rogue refusal not logged with its L2 peer"
 srow hv1 '.transport == "l2"' >/dev/null || fail "hv1 lost its session to the rogue peer"
@@ -245,8 +247,16 @@ virsh_hv 2 "destroy vm2" >/dev/null || fail "destroy vm2"
 expect_state "$TSI2" absent 15
 log "destroy: vm1 and vm2 de-associated over L2, vm3 still activated"
 
-# ---- clean exits ---------------------------------------------------------------------------
-for h in hv1 hv2 hv3; do
+# ---- discovery that nobody answers: nnve_name names another nNVE ---------------------------
+HV_NS=$NS_H3 start_hv 5 "transport = l2" "l2_interface = eth0" "nnve_name = tor9"
+FAIL_LOGS+=(hv5/agent.log)
+wait_for "hv5 gives up an unanswered discovery" 10 grep -q "connect timed out transport=l2 if=eth0 nnve_mac=discovery err=no session within 3000 ms (no nNVE answered the discovery)" "$T/hv5/agent.log"
+wait_for "hv5 retries" 10 sh -c "'$B/bin/tnvectl' -s '$T/hv5/agent.ctl' --json show status | jq -e '.state != \"up\" and .connects >= 2 and (.last_error | test(\"no nNVE answered\"))'"
+! grep -q "hypervisor=hv5\|node_id=hv5" "$T/nnve.log" || fail "hv5 reached an nNVE of another name"
+log "hv5: nnve_name = tor9 ignores tor1's answers; the attempt times out and is retried"
+
+# ---- clean exits (hv5 while it discovers) --------------------------------------------------
+for h in hv5 hv1 hv2 hv3; do
     stop_pid "${AGENT_PIDS[$h]}"; rc=$?
     unset "AGENT_PIDS[$h]"
     [ $rc = 0 ] || fail "$h agent exit status $rc after SIGTERM"
