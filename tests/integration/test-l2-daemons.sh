@@ -14,8 +14,8 @@
 # through nnvectl/tnvectl --json: both L2 hypervisors hold their own session on the one
 # nNVE port swp1, told apart by MAC; virsh start activates each one's TSI with the same tag
 # as the TCP hypervisor's (same VN, same port); destroy de-associates; an L2 peer with a
-# certificate of another CA is refused and logged; an L2 interface going down and up ends
-# and re-establishes the session without losing the TSI; an unanswered discovery times out
+# certificate of another CA is refused and logged; an L2 interface going down and up, or
+# deleted and created again, ends and re-establishes the session without losing the TSI; an unanswered discovery times out
 # and is retried; every daemon exits 0 on SIGTERM (under ASan: without leaks).
 . "$SPLITNVE_SRC/tests/tools/tnve-lib.sh"
 
@@ -235,6 +235,17 @@ expect_state "$TSI1" activated 15
 [ "$(tag_of "$TSI1")" = "$TAG" ] || fail "vm1's tag changed over the interface flap"
 srow hv1 '.transport == "l2" and .port == "swp1"' >/dev/null || fail "hv1 session after the flap: $(sessions)"
 log "hv1: eth0 down -> session closed at once, up -> new session, vm1 still activated, tag $TAG"
+
+# ---- hv2's interface is deleted and created again (a new ifindex) --------------------------
+c0=$(session_json 2 | jq .sessions)
+ip -n "$NS_H2" link del eth0 || fail "delete hv2's eth0"
+plug "$NS_H2" eth0 acc2 02:00:5e:10:00:12
+wait_for "hv2 notices its interface replaced" 10 grep -q "l2 interface lost if=eth0 err=interface eth0 \(was re-created\|does not exist\)" "$T/hv2/agent.log"
+wait_for "hv2 session up again" 20 sh -c "'$B/bin/tnvectl' -s '$T/hv2/agent.ctl' --json show status | jq -e '.state == \"up\" and .sync == \"ready\" and .sessions > $c0'"
+expect_state "$TSI2" activated 15
+[ "$(tag_of "$TSI2")" = "$TAG" ] || fail "vm2's tag changed over the new interface"
+srow hv2 '.transport == "l2" and .port == "swp1" and .vlan == 10' >/dev/null || fail "hv2 session on the new interface: $(sessions)"
+log "hv2: eth0 re-created -> $(grep -o 'l2 interface lost if=eth0 err=[^,]*' "$T/hv2/agent.log" | tail -1), new session, vm2 still activated"
 
 # ---- destroy: de-associated, the others keep the VN ----------------------------------------
 virsh_hv 1 "destroy vm1" >/dev/null || fail "destroy vm1"
