@@ -331,9 +331,24 @@ static void on_response(struct sncp_conn *c, uint64_t cookie, const struct sncp_
     }
 }
 
+/* L2 channel counters summed over the closed sessions (this side's). */
+static struct sncp_l2_stats l2_sum;
+
 static void on_closed(struct sncp_conn *c, int err)
 {
     struct sess *s = sncp_conn_data(c);
+    const struct sncp_l2_conn *l2 = sncp_conn_l2(c);
+    if (l2) {
+        const struct sncp_l2_stats *st = sncp_l2_conn_stats(l2);
+        l2_sum.frames_in += st->frames_in;
+        l2_sum.frames_out += st->frames_out;
+        l2_sum.data_frames_in += st->data_frames_in;
+        l2_sum.data_frames_out += st->data_frames_out;
+        l2_sum.acks_out += st->acks_out;
+        l2_sum.retransmits += st->retransmits;
+        l2_sum.timeouts += st->timeouts;
+        l2_sum.fast_retransmits += st->fast_retransmits;
+    }
     s->conn = NULL;
     n_closed++;
     if (phase != P_DONE) {
@@ -610,6 +625,12 @@ int main(int argc, char **argv)
     free(lat_ns);
     free(serial_ns);
     uv_loop_close(loop);
+    if (l2_ifname)
+        printf("l2 (load side): frames out %" PRIu64 " (DATA %" PRIu64 ", ACK %" PRIu64
+               "), in %" PRIu64 " (DATA %" PRIu64 "); retransmits %" PRIu64 " (timeouts %" PRIu64
+               ", fast %" PRIu64 ")\n",
+               l2_sum.frames_out, l2_sum.data_frames_out, l2_sum.acks_out, l2_sum.frames_in,
+               l2_sum.data_frames_in, l2_sum.retransmits, l2_sum.timeouts, l2_sum.fast_retransmits);
     printf("errors: %" PRIu64 "\n", errors);
     return rc;
 }

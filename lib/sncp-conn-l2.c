@@ -35,6 +35,7 @@ enum {
     RX_BATCH = 64,      /* frames read per poll callback */
     DEFAULT_MAX_CONNS_L2 = 4096,
     SOLICIT_FIRST_MS = 1000,
+    SOCKET_BUFFER = 4 << 20, /* bytes, receive and send */
     DEFAULT_SOLICIT_MAX_MS = 30000,
 };
 
@@ -774,6 +775,17 @@ static int open_socket(struct sncp_l2_port *p)
     };
     if (bind(p->fd, (struct sockaddr *)&sll, sizeof sll) < 0) {
         return -errno;
+    }
+    /* One socket carries every connection of the interface: bursts of many sessions must
+     * not overflow the default buffers (a lost frame costs a retransmission).  The forced
+     * variants pass the system limits with CAP_NET_ADMIN; without it the plain ones give
+     * what the limits allow. */
+    int bufsz = SOCKET_BUFFER;
+    if (setsockopt(p->fd, SOL_SOCKET, SO_RCVBUFFORCE, &bufsz, sizeof bufsz) < 0) {
+        (void)setsockopt(p->fd, SOL_SOCKET, SO_RCVBUF, &bufsz, sizeof bufsz);
+    }
+    if (setsockopt(p->fd, SOL_SOCKET, SO_SNDBUFFORCE, &bufsz, sizeof bufsz) < 0) {
+        (void)setsockopt(p->fd, SOL_SOCKET, SO_SNDBUF, &bufsz, sizeof bufsz);
     }
     int one = 1;
     if (setsockopt(p->fd, SOL_PACKET, PACKET_AUXDATA, &one, sizeof one) < 0) {

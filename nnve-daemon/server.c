@@ -205,6 +205,9 @@ static void flush_session(struct session *s, int commit_failed)
     static struct sncp_msg req, rsp;
     struct nnve_server *srv = s->srv;
     int close = 0;
+    /* One loop turn's responses of a session leave together: few TLS records, few writes
+     * (TCP) or full frames (L2). */
+    sncp_conn_cork(s->conn);
     for (struct pending *p = s->pend_head, *next; p; p = next) {
         next = p->next;
         if (sncp_session_is_closed(sncp_conn_session(s->conn))) {
@@ -264,6 +267,7 @@ static void flush_session(struct session *s, int commit_failed)
         free(p);
     }
     s->pend_head = s->pend_tail = NULL;
+    sncp_conn_uncork(s->conn);
     if (close)
         sncp_conn_close(s->conn);
 }
