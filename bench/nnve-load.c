@@ -227,6 +227,7 @@ static void finish(void)
 
 static void start_latency(void);
 static void start_serial(void);
+static void serial_next(void);
 static void start_sessions(void);
 static void open_session(unsigned i);
 
@@ -318,7 +319,7 @@ static void on_response(struct sncp_conn *c, uint64_t cookie, const struct sncp_
     }
     if (cookie == COOKIE_SERIAL) {
         serial_ns[serial_done++] = uv_hrtime() - serial_sent_at;
-        start_serial();
+        serial_next();
         return;
     }
     if (cookie >= COOKIE_LAT * 1000000000ull) {
@@ -444,24 +445,30 @@ static void start_latency(void)
     uv_timer_start(&timer, on_lat_tick, 1, 1);
 }
 
-/* Window 1: the next toggle goes out when the previous one is answered. */
+/* Ends the latency phase (once, from whichever of its timer or its last response sees the
+ * end first) and starts the serial one. */
 static void start_serial(void)
 {
-    if (phase == P_LATENCY) {
-        unsigned n = lat_done;
-        if (n)
-            qsort(lat_ns, n, sizeof *lat_ns, cmp_u64);
-        if (n)
-            printf("latency: %u requests at %u/s over %u sessions: p50 %.3f ms, p99 %.3f ms, "
-                   "max %.3f ms\n",
-                   n, rate, n_sessions, lat_ns[n / 2] / 1e6, lat_ns[(size_t)(n * 0.99)] / 1e6,
-                   lat_ns[n - 1] / 1e6);
-        fflush(stdout);
-        phase = P_SERIAL;
-        serial_t0 = uv_hrtime();
-    }
-    if (phase != P_SERIAL)
+    if (phase != P_LATENCY)
         return;
+    uv_timer_stop(&timer);
+    unsigned n = lat_done;
+    if (n) {
+        qsort(lat_ns, n, sizeof *lat_ns, cmp_u64);
+        printf("latency: %u requests at %u/s over %u sessions: p50 %.3f ms, p99 %.3f ms, "
+               "max %.3f ms\n",
+               n, rate, n_sessions, lat_ns[n / 2] / 1e6, lat_ns[(size_t)(n * 0.99)] / 1e6,
+               lat_ns[n - 1] / 1e6);
+        fflush(stdout);
+    }
+    phase = P_SERIAL;
+    serial_t0 = uv_hrtime();
+    serial_next();
+}
+
+/* Window 1: the next toggle goes out when the previous one is answered. */
+static void serial_next(void)
+{
     struct sess *s = &sessions[0];
     if (serial_done < serial_n && s->conn) {
         unsigned k = s->toggle++;
