@@ -235,8 +235,7 @@ int tnve_agent_create(uv_loop_t *loop, struct tnve_config *cfg, const char *conf
         .ca = cfg->ca,
         .identity = cfg->nnve_identity,
         .node_id = cfg->node_id,
-        /* over L2 the channel's interface is the uplink unless another one is named */
-        .uplink = cfg->uplink[0] || !l2 ? cfg->uplink : tnve_config_l2_interface(cfg),
+        .uplink = cfg->uplink,
         .keepalive_ms = cfg->keepalive_ms,
         .request_timeout_ms = cfg->request_timeout_ms,
         .retry_min_ms = cfg->retry_min_ms,

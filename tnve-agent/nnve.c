@@ -249,13 +249,16 @@ static void on_connected(struct sncp_conn *c, const char *peer_identity)
     sncp_msg_set(&m, SNCP_TLV_CAPABILITIES);
     m.keepalive_ms = n->cfg.keepalive_ms;
     sncp_msg_set(&m, SNCP_TLV_KEEPALIVE);
-    if (n->cfg.uplink && *n->cfg.uplink) {
-        if (tnve_nnve_read_mac(n->cfg.uplink, m.uplink_macs[0]) == 0) {
+    /* over L2 the channel's interface is the uplink unless another one is named */
+    const char *uplink = n->cfg.uplink && *n->cfg.uplink ? n->cfg.uplink
+                         : n->l2                         ? n->cfg.l2_interface
+                                                         : NULL;
+    if (uplink) {
+        if (tnve_nnve_read_mac(uplink, m.uplink_macs[0]) == 0) {
             m.n_uplink_macs = 1;
             sncp_msg_set(&m, SNCP_TLV_UPLINK_MAC);
         } else {
-            snv_log_rl(&n->rl, SNV_LOG_WARN, "nnve", "cannot read uplink MAC uplink=%s",
-                       n->cfg.uplink);
+            snv_log_rl(&n->rl, SNV_LOG_WARN, "nnve", "cannot read uplink MAC uplink=%s", uplink);
         }
     }
     int64_t x = sncp_conn_send(c, &m, 0);
@@ -617,17 +620,20 @@ json_t *tnve_nnve_json(const struct tnve_nnve *n)
 
 int tnve_nnve_read_mac(const char *ifname, uint8_t mac[6])
 {
-    if (!ifname || !*ifname || strchr(ifname, '/') || strlen(ifname) > 15)
+    /* ioctl, not /sys/class/net: sysfs shows the namespace it was mounted in, which need
+     * not be ours (a namespace entered without remounting /sys) */
+    if (!ifname || !*ifname || strlen(ifname) >= IFNAMSIZ)
         return -EINVAL;
-    char path[96], buf[64];
-    snprintf(path, sizeof path, "/sys/class/net/%s/address", ifname);
-    FILE *f = fopen(path, "r");
-    if (!f)
+    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
         return -errno;
-    char *ok = fgets(buf, sizeof buf, f);
-    fclose(f);
-    if (!ok)
-        return -EIO;
-    buf[strcspn(buf, "\n")] = '\0';
-    return sncp_mac_parse(buf, mac) == 0 ? 0 : -EINVAL;
+    struct ifreq ifr;
+    memset(&ifr, 0, sizeof ifr);
+    snprintf(ifr.ifr_name, sizeof ifr.ifr_name, "%s", ifname);
+    int rc = ioctl(fd, SIOCGIFHWADDR, &ifr) < 0 ? -errno : 0;
+    close(fd);
+    if (rc < 0)
+        return rc;
+    memcpy(mac, ifr.ifr_hwaddr.sa_data, 6);
+    return 0;
 }

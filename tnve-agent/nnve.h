@@ -36,7 +36,8 @@ struct tnve_nnve_config {
     const char *cert, *key, *ca;
     const char *identity;          /* expected nNVE identity; NULL/"" accepts any */
     const char *node_id;
-    const char *uplink;            /* interface whose MAC goes into HELLO; NULL/"" none */
+    const char *uplink;            /* interface whose MAC goes into HELLO; NULL/"": the
+                                    * L2 interface over L2, none over TCP */
     uint32_t keepalive_ms;
     uint32_t request_timeout_ms;
     uint32_t retry_min_ms, retry_max_ms;
@@ -73,7 +74,8 @@ int tnve_nnve_reload(struct tnve_nnve *n, char *err, size_t errlen);
  * discovery, vlan and the channel's counters.  New reference. */
 json_t *tnve_nnve_json(const struct tnve_nnve *n);
 
-/* Reads the MAC of interface `ifname` (/sys/class/net/IF/address).  0 or -errno. */
+/* Reads the MAC of interface `ifname` in our network namespace.  0 or -errno (-ENODEV: no
+ * such interface). */
 int tnve_nnve_read_mac(const char *ifname, uint8_t mac[6]);
 
 #endif
