@@ -348,8 +348,9 @@ int tnve_config_validate(const struct tnve_config *cfg, char *err, size_t errlen
     }
     if (cfg->transport == TNVE_TRANSPORT_TCP) {
         if (!cfg->nnve_address[0]) {
-            snprintf(err, errlen, "configuration key 'nnve_address' is required with "
-                                  "transport = tcp");
+            snprintf(err, errlen,
+                     "configuration key 'nnve_address' is required with "
+                     "transport = tcp");
             return SNCP_E_CONFIG;
         }
         /* L2 keys in a TCP configuration are a mistake worth stopping for: the operator
@@ -370,8 +371,9 @@ int tnve_config_validate(const struct tnve_config *cfg, char *err, size_t errlen
         return SNCP_E_CONFIG;
     }
     if (cfg->nnve_address[0]) {
-        snprintf(err, errlen, "'nnve_address' needs transport = tcp (transport is l2; use "
-                              "nnve_mac, or leave it out for discovery)");
+        snprintf(err, errlen,
+                 "'nnve_address' needs transport = tcp (transport is l2; use "
+                 "nnve_mac, or leave it out for discovery)");
         return SNCP_E_CONFIG;
     }
     return 0;

@@ -35,13 +35,13 @@ struct tnve_nnve {
     uv_loop_t *loop;
     struct tnve_nnve_config cfg;
     char *address, *cert, *key, *ca, *identity, *node_id, *uplink, *l2_interface, *nnve_name;
-    int l2;                        /* the L2 transport */
-    uint8_t nnve_mac[6];           /* configured (cfg.nnve_mac points here) */
+    int l2;              /* the L2 transport */
+    uint8_t nnve_mac[6]; /* configured (cfg.nnve_mac points here) */
     uint8_t discovery_mac[6];
-    struct sncp_l2_port *port;     /* L2: the port of the current connection */
-    int ifindex;                   /* L2: the interface's index when the port opened */
-    uint8_t found_mac[6];          /* L2: the nNVE's MAC of the current/last session */
-    int found;                     /* found_mac is valid */
+    struct sncp_l2_port *port;         /* L2: the port of the current connection */
+    int ifindex;                       /* L2: the interface's index when the port opened */
+    uint8_t found_mac[6];              /* L2: the nNVE's MAC of the current/last session */
+    int found;                         /* found_mac is valid */
     char via[SNCP_CONN_PEER_NAME_MAX]; /* transport peer of the current/last connection */
     struct tnve_nnve_cbs cbs;
     void *aux;
@@ -176,8 +176,8 @@ static void check_link(struct tnve_nnve *n)
     }
     snprintf(n->last_error, sizeof n->last_error, "interface %s %s", n->cfg.l2_interface,
              rc == -ENODEV && ifindex ? "was re-created" : link_problem(rc));
-    SNV_WARN("nnve", "l2 interface lost if=%s err=%s, closing the session",
-             n->cfg.l2_interface, n->last_error);
+    SNV_WARN("nnve", "l2 interface lost if=%s err=%s, closing the session", n->cfg.l2_interface,
+             n->last_error);
     drop_port(n); /* aborts the connection: on_closed follows */
 }
 
@@ -195,8 +195,7 @@ static void timer_cb(uv_timer_t *t)
         char where[160];
         snprintf(n->last_error, sizeof n->last_error, "no session within %u ms%s",
                  n->cfg.connect_timeout_ms,
-                 n->l2 && !n->cfg.nnve_mac && !n->found ? " (no nNVE answered the discovery)"
-                                                        : "");
+                 n->l2 && !n->cfg.nnve_mac && !n->found ? " (no nNVE answered the discovery)" : "");
         snv_log_rl(&n->rl, SNV_LOG_WARN, "nnve", "connect timed out %s err=%s",
                    target(n, where, sizeof where), n->last_error);
         if (n->l2)
@@ -280,8 +279,7 @@ static void hello_response(struct tnve_nnve *n, struct sncp_conn *c, const struc
         err = sncp_error_from_status(rsp->status);
     if (err) {
         snprintf(n->last_error, sizeof n->last_error, "HELLO refused: %s%s%s",
-                 sncp_error_token(err), rsp && rsp->reason[0] ? ": " : "",
-                 rsp ? rsp->reason : "");
+                 sncp_error_token(err), rsp && rsp->reason[0] ? ": " : "", rsp ? rsp->reason : "");
         snv_log_rl(&n->rl, SNV_LOG_ERR, "nnve", "%s", n->last_error);
         sncp_conn_close(c);
         return;
@@ -299,8 +297,9 @@ static void hello_response(struct tnve_nnve *n, struct sncp_conn *c, const struc
     n->last_error[0] = '\0';
     n->prev_error[0] = '\0';
     n->up_since = uv_now(n->loop);
-    SNV_INFO("nnve", "session up transport=%s peer=%s identity=%s node_id=%s port=%s "
-                     "hold_time_ms=%u keepalive_ms=%u",
+    SNV_INFO("nnve",
+             "session up transport=%s peer=%s identity=%s node_id=%s port=%s "
+             "hold_time_ms=%u keepalive_ms=%u",
              n->l2 ? "l2" : "tcp", n->via, n->peer_identity, n->peer_node_id,
              n->peer_port[0] ? n->peer_port : "-", n->hold_time_ms, n->peer_keepalive_ms);
     uv_timer_stop(&n->timer);
@@ -386,8 +385,8 @@ static int l2_connect(struct tnve_nnve *n, const struct sncp_conn_config *cc,
     if (rc < 0) {
         n->port = NULL;
         snprintf(n->last_error, sizeof n->last_error, "cannot open interface %s: %s",
-                 n->cfg.l2_interface, rc == -EPERM ? "permission denied (needs CAP_NET_RAW)"
-                                                   : sncp_strerror(rc));
+                 n->cfg.l2_interface,
+                 rc == -EPERM ? "permission denied (needs CAP_NET_RAW)" : sncp_strerror(rc));
         return rc;
     }
     return sncp_conn_connect_l2(n->port, n->cfg.nnve_mac, cc, cbs, n, &n->conn);
@@ -409,9 +408,9 @@ static void nnve_connect(struct tnve_nnve *n)
     n->state = ST_CONNECTING;
     n->found = 0;
     n->via[0] = '\0';
-    int err = n->l2 ? l2_connect(n, &cc, &cbs)
-                    : sncp_conn_connect(n->loop, n->cfg.address, n->cfg.port, &cc, &cbs, n,
-                                        &n->conn);
+    int err = n->l2
+                  ? l2_connect(n, &cc, &cbs)
+                  : sncp_conn_connect(n->loop, n->cfg.address, n->cfg.port, &cc, &cbs, n, &n->conn);
     if (err < 0) {
         n->conn = NULL;
         n->state = ST_IDLE;
@@ -433,8 +432,8 @@ static char *dup_or_null(const char *s)
 }
 
 int tnve_nnve_create(uv_loop_t *loop, const struct tnve_nnve_config *cfg,
-                     const struct tnve_nnve_cbs *cbs, void *aux, struct tnve_nnve **out,
-                     char *err, size_t errlen)
+                     const struct tnve_nnve_cbs *cbs, void *aux, struct tnve_nnve **out, char *err,
+                     size_t errlen)
 {
     struct tnve_nnve *n = calloc(1, sizeof *n);
     if (!n) {
@@ -592,13 +591,13 @@ json_t *tnve_nnve_json(const struct tnve_nnve *n)
     json_object_set_new(o, "epoch", json_integer((json_int_t)n->cfg.epoch));
     json_object_set_new(o, "hold_time_ms", json_integer(n->hold_time_ms));
     json_object_set_new(o, "peer_keepalive_ms", json_integer(n->peer_keepalive_ms));
-    json_object_set_new(o, "up_for_ms", json_integer(n->state == ST_UP
-                                                         ? (json_int_t)(uv_now(n->loop) -
-                                                                        n->up_since)
-                                                         : 0));
+    json_object_set_new(
+        o, "up_for_ms",
+        json_integer(n->state == ST_UP ? (json_int_t)(uv_now(n->loop) - n->up_since) : 0));
     json_object_set_new(o, "connects", json_integer((json_int_t)n->connects));
     json_object_set_new(o, "sessions", json_integer((json_int_t)n->ups));
-    json_object_set_new(o, "last_error", json_string(n->last_error[0] ? n->last_error : n->prev_error));
+    json_object_set_new(o, "last_error",
+                        json_string(n->last_error[0] ? n->last_error : n->prev_error));
     if (n->conn && n->state == ST_UP) {
         const struct sncp_session_stats *st = sncp_session_stats(sncp_conn_session(n->conn));
         json_object_set_new(o, "bytes_in", json_integer((json_int_t)st->bytes_in));

@@ -104,7 +104,7 @@ START_TEST(test_bad_values)
         "transport = L2\n",
         "l2_interface =\n",
         "nnve_mac = 02:00:00:00:00\n",
-        "nnve_mac = 03:00:00:00:00:01\n", /* a group address is not an nNVE */
+        "nnve_mac = 03:00:00:00:00:01\n",         /* a group address is not an nNVE */
         "l2_discovery_mac = 02:00:00:00:00:01\n", /* discovery needs a group address */
         "l2_vlan = 4095\n",
         "l2_vlan = -1\n",
