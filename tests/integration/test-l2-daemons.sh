@@ -15,8 +15,9 @@
 # nNVE port swp1, told apart by MAC; virsh start activates each one's TSI with the same tag
 # as the TCP hypervisor's (same VN, same port); destroy de-associates; an L2 peer with a
 # certificate of another CA is refused and logged; an L2 interface going down and up, or
-# deleted and created again, ends and re-establishes the session without losing the TSI; an unanswered discovery times out
-# and is retried; every daemon exits 0 on SIGTERM (under ASan: without leaks).
+# deleted and created again, ends and re-establishes the session without losing the TSI, and
+# so does a restart of nnve-daemon; an unanswered discovery times out and is retried; every
+# daemon exits 0 on SIGTERM (under ASan: without leaks).
 . "$SPLITNVE_SRC/tests/tools/tnve-lib.sh"
 
 command -v ip >/dev/null || fail "ip (iproute2) is required"
@@ -246,6 +247,24 @@ expect_state "$TSI2" activated 15
 [ "$(tag_of "$TSI2")" = "$TAG" ] || fail "vm2's tag changed over the new interface"
 srow hv2 '.transport == "l2" and .port == "swp1" and .vlan == 10' >/dev/null || fail "hv2 session on the new interface: $(sessions)"
 log "hv2: eth0 re-created -> $(grep -o 'l2 interface lost if=eth0 err=[^,]*' "$T/hv2/agent.log" | tail -1), new session, vm2 still activated"
+
+# ---- nnve-daemon restarts: every agent comes back on its own transport, tags kept ----------
+declare -A C0=()
+for n in 1 2 3; do C0[$n]=$(session_json "$n" | jq .sessions); done
+stop_pid "$NNVE_PID"; rc=$?; NNVE_PID=
+[ $rc = 0 ] || fail "nnve-daemon exit status $rc after SIGTERM"
+ip netns exec "$NS_SW" "$B/bin/nnve-daemon" -c "$T/nnve.conf" >>"$T/nnve.log" 2>&1 &
+NNVE_PID=$!
+for n in 1 2 3; do
+    wait_for "hv$n session back after the nNVE restart" 20 sh -c "'$B/bin/tnvectl' -s '$T/hv$n/agent.ctl' --json show status | jq -e '.state == \"up\" and .sync == \"ready\" and .sessions > ${C0[$n]}'"
+done
+for t in "$TSI1" "$TSI2" "$TSI3"; do
+    expect_state "$t" activated 15
+    [ "$(tag_of "$t")" = "$TAG" ] || fail "tag of $t changed over the nNVE restart"
+done
+srow hv1 '.transport == "l2"' >/dev/null && srow hv2 '.transport == "l2" and .vlan == 10' >/dev/null &&
+    srow hv3 '.transport == "tcp"' >/dev/null || fail "sessions after the nNVE restart: $(sessions)"
+log "nnve-daemon restart: hv1, hv2 (L2) and hv3 (TCP) back, TSIs activated, tag $TAG"
 
 # ---- destroy: de-associated, the others keep the VN ----------------------------------------
 virsh_hv 1 "destroy vm1" >/dev/null || fail "destroy vm1"
