@@ -36,6 +36,7 @@ enum {
     DEFAULT_MAX_CONNS_L2 = 4096,
     SOLICIT_FIRST_MS = 1000,
     SOCKET_BUFFER = 4 << 20, /* bytes, receive and send */
+    ADVERTISE_RATE = 1000,   /* ADVERTISEs per second after the burst */
     DEFAULT_SOLICIT_MAX_MS = 30000,
 };
 
@@ -58,9 +59,11 @@ struct sncp_l2_port {
     struct sncp_conn_cbs cbs;
     void *ctx;
     struct l2c *conns;
+    struct l2c **by_id; /* hash of conns by local connection id (chains through id_next) */
+    unsigned id_buckets;   /* a power of two */
     unsigned n_conns, n_accepted;
     int destroying, poll_closed;
-    struct snv_ratelimit reply_rl, log_rl;
+    struct snv_ratelimit reply_rl, adv_rl, log_rl;
     struct sncp_l2_port_stats stats;
 };
 
@@ -70,6 +73,8 @@ struct l2c {
     struct sncp_l2_conn *l2;
     uv_timer_t timer;
     struct l2c *prev, *next;
+    struct l2c *id_next;
+    uint32_t local_id; /* 0 until the channel exists */
     uint8_t peer_mac[6];
     uint16_t vlan;
     int accepted;
@@ -101,6 +106,70 @@ static uint32_t random_u32(void)
         }
     }
     return v;
+}
+
+/* ---- connections by id: every frame but OPEN names our id, so a port with thousands of
+ * connections finds each in a short hash chain. ---- */
+
+static struct l2c **id_bucket(const struct sncp_l2_port *p, uint32_t id)
+{
+    uint32_t h = id * 0x9e3779b1u; /* ids are random; the multiply only spreads the bits */
+    return &p->by_id[(h >> 16) & (p->id_buckets - 1)];
+}
+
+static struct l2c *id_find(const struct sncp_l2_port *p, uint32_t id)
+{
+    if (!p->id_buckets) {
+        return NULL;
+    }
+    struct l2c *lc = *id_bucket(p, id);
+    while (lc && lc->local_id != id) {
+        lc = lc->id_next;
+    }
+    return lc;
+}
+
+/* Adds lc under its local_id, growing the table to keep chains short.  Returns 0 or
+ * -ENOMEM. */
+static int id_insert(struct sncp_l2_port *p, struct l2c *lc)
+{
+    if (p->n_conns > p->id_buckets) {
+        unsigned nb = p->id_buckets ? p->id_buckets * 2 : 64;
+        struct l2c **nt = calloc(nb, sizeof *nt);
+        if (!nt) {
+            return -ENOMEM;
+        }
+        struct l2c **old = p->by_id;
+        unsigned ob = p->id_buckets;
+        p->by_id = nt;
+        p->id_buckets = nb;
+        for (unsigned i = 0; i < ob; i++) {
+            for (struct l2c *c = old[i], *next; c; c = next) {
+                next = c->id_next;
+                struct l2c **b = id_bucket(p, c->local_id);
+                c->id_next = *b;
+                *b = c;
+            }
+        }
+        free(old);
+    }
+    struct l2c **b = id_bucket(p, lc->local_id);
+    lc->id_next = *b;
+    *b = lc;
+    return 0;
+}
+
+static void id_remove(struct sncp_l2_port *p, struct l2c *lc)
+{
+    if (!lc->local_id) {
+        return;
+    }
+    for (struct l2c **pp = id_bucket(p, lc->local_id); *pp; pp = &(*pp)->id_next) {
+        if (*pp == lc) {
+            *pp = lc->id_next;
+            return;
+        }
+    }
 }
 
 /* ---- sending ---------------------------------------------------------------------------- */
@@ -387,6 +456,7 @@ static void port_maybe_free(struct sncp_l2_port *p)
 {
     if (p->destroying && p->poll_closed && p->n_conns == 0) {
         close(p->fd);
+        free(p->by_id);
         free(p);
     }
 }
@@ -403,6 +473,7 @@ static void l2c_destroy(struct sncp_conn *c)
     if (lc->next) {
         lc->next->prev = lc->prev;
     }
+    id_remove(p, lc);
     p->n_conns--;
     if (lc->accepted) {
         p->n_accepted--;
@@ -452,11 +523,7 @@ static uint32_t unused_id(const struct sncp_l2_port *p)
 {
     for (;;) {
         uint32_t id = random_u32();
-        const struct l2c *lc = p->conns;
-        while (lc && !(lc->l2 && sncp_l2_conn_local_id(lc->l2) == id)) {
-            lc = lc->next;
-        }
-        if (!lc) {
+        if (!id_find(p, id)) {
             return id;
         }
     }
@@ -491,6 +558,10 @@ static struct l2c *l2c_new(struct sncp_l2_port *p, const struct sncp_conn_config
     l2cfg.local_id = unused_id(p);
     l2cfg.initial_seq = random_u32();
     *err = sncp_l2_conn_create(&l2cfg, &l2_cbs, lc, &lc->l2);
+    if (*err == 0) {
+        lc->local_id = l2cfg.local_id;
+        *err = id_insert(p, lc);
+    }
     if (*err < 0) {
         /* The handles exist: tear down through the normal path, without owner callback. */
         lc->up.silent = 1;
@@ -505,6 +576,11 @@ static struct l2c *l2c_new(struct sncp_l2_port *p, const struct sncp_conn_config
 static struct l2c *find_conn(struct sncp_l2_port *p, const uint8_t src[6],
                              const struct sncp_l2_frame *f)
 {
+    if (f->type != SNCP_L2_OPEN) {
+        struct l2c *lc = id_find(p, f->dst_id);
+        return lc && lc->l2 && !lc->discovering && !memcmp(lc->peer_mac, src, 6) ? lc : NULL;
+    }
+    /* A repeated OPEN names only the peer's id: rare, a walk is fine. */
     for (struct l2c *lc = p->conns; lc; lc = lc->next) {
         if (!lc->l2 || lc->discovering || memcmp(lc->peer_mac, src, 6) != 0) {
             continue;
@@ -593,7 +669,7 @@ static void on_solicit(struct sncp_l2_port *p, const uint8_t src[6], uint16_t vl
                        const struct sncp_l2_frame *f)
 {
     p->stats.solicits_in++;
-    if (!p->pcfg.accept || p->destroying || !snv_ratelimit_allow(&p->reply_rl, uv_now(p->loop))) {
+    if (!p->pcfg.accept || p->destroying || !snv_ratelimit_allow(&p->adv_rl, uv_now(p->loop))) {
         return;
     }
     uint8_t buf[SNCP_L2_HEADER_LEN + SNCP_L2_DISC_BODY_LEN + SNCP_L2_MAX_NAME_LEN];
@@ -858,6 +934,10 @@ int sncp_l2_port_create(uv_loop_t *loop, const struct sncp_l2_port_config *pcfg,
     }
     p->ctx = ctx;
     p->reply_rl = (struct snv_ratelimit)SNV_RATELIMIT_INIT(100, 200);
+    /* Every hypervisor of a rack may solicit at once (after a power cut): a burst of one
+     * answer per connection we accept; a flood is held to ADVERTISE_RATE frames/s. */
+    unsigned max = pcfg->max_conns ? pcfg->max_conns : DEFAULT_MAX_CONNS_L2;
+    p->adv_rl = (struct snv_ratelimit)SNV_RATELIMIT_INIT(ADVERTISE_RATE, max);
     p->log_rl = (struct snv_ratelimit)SNV_RATELIMIT_INIT(5, 20);
     rc = open_socket(p);
     if (rc == 0) {
@@ -912,6 +992,11 @@ unsigned sncp_l2_port_mtu(const struct sncp_l2_port *p)
 
 int sncp_l2_port_check(struct sncp_l2_port *p)
 {
+    struct tpacket_stats ts;
+    socklen_t tl = sizeof ts;
+    if (getsockopt(p->fd, SOL_PACKET, PACKET_STATISTICS, &ts, &tl) == 0) {
+        p->stats.rx_dropped += ts.tp_drops; /* the kernel resets them on every read */
+    }
     struct ifreq ifr;
     memset(&ifr, 0, sizeof ifr);
     memcpy(ifr.ifr_name, p->ifname, strlen(p->ifname) + 1);

@@ -44,6 +44,8 @@ struct sncp_l2_port_stats {
     uint64_t solicits_in, advertises_out, solicits_out, advertises_in;
     uint64_t refused;     /* OPENs refused (max_conns, not accepting) */
     uint64_t send_errors; /* frames the kernel did not take (the channel retransmits) */
+    uint64_t rx_dropped;  /* frames the kernel dropped for want of socket buffer (read by
+                           * sncp_l2_port_check) */
 };
 
 /* Opens the port.  With pcfg->accept, accepted connections report through `cbs` with
@@ -65,7 +67,8 @@ unsigned sncp_l2_port_mtu(const struct sncp_l2_port *p);
  * is bound to, and follows a change of its MAC address (logged).  An interface that was
  * deleted (and perhaps created again under the same name) leaves the socket bound to
  * nothing: the owner should destroy the port and create it again when the name is back.
- * Returns 0, or -ENODEV (gone or replaced). */
+ * Also reads the kernel's drop count into the stats.  Returns 0, or -ENODEV (gone or
+ * replaced). */
 int sncp_l2_port_check(struct sncp_l2_port *p);
 unsigned sncp_l2_port_conns(const struct sncp_l2_port *p);
 const struct sncp_l2_port_stats *sncp_l2_port_stats(const struct sncp_l2_port *p);

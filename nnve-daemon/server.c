@@ -842,7 +842,7 @@ static void each_counter(const struct nnve_server *srv, counter_fn *fn, void *au
     /* Per L2 interface (the frame counters restart when the interface is opened again);
      * one name's rows together, as the text format wants. */
     enum { L2_UP, L2_CONNS, L2_OPENS, L2_IN, L2_OUT, L2_MALFORMED, L2_UNKNOWN, L2_REFUSED,
-           L2_SOLICITS, L2_SEND_ERRORS, L2_N };
+           L2_SOLICITS, L2_SEND_ERRORS, L2_RX_DROPPED, L2_N };
     static const char *const l2_names[L2_N][2] = {
         {"l2_interface_up", "L2 channel open on the interface"},
         {"l2_connections", "L2 connections on the interface"},
@@ -854,6 +854,7 @@ static void each_counter(const struct nnve_server *srv, counter_fn *fn, void *au
         {"l2_refused_total", "L2 connections refused"},
         {"l2_solicits_received_total", "discovery solicitations received"},
         {"l2_send_errors_total", "L2 frames the kernel did not take"},
+        {"l2_rx_dropped_total", "L2 frames dropped by the kernel: socket buffer full"},
     };
     for (unsigned k = 0; k < L2_N; k++) {
         for (unsigned i = 0; i < srv->n_l2_ifs; i++) {
@@ -866,6 +867,7 @@ static void each_counter(const struct nnve_server *srv, counter_fn *fn, void *au
                 ps->frames_out,     ps->malformed,
                 ps->unknown,        ps->refused,
                 ps->solicits_in,    ps->send_errors,
+                ps->rx_dropped,
             };
             fn(aux, l2_names[k][0], l2_names[k][1], "interface", li->name, v[k]);
         }
