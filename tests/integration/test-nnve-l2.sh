@@ -42,7 +42,7 @@ link "$NS_H2" up0 "$NS_BR" p-h2
 link "$NS_SW" swp2 "$NS_H3" up0
 for p in p-sw p-h1 p-h2; do ip -n "$NS_BR" link set "$p" master br0; done
 
-"$LOAD" --gen-certs "$T/pki" 4
+"$LOAD" --gen-certs "$T/pki" 24
 write_conf "transport = tcp, l2" "l2_interfaces = swp1, swp2, swp3" "sync = normal"
 cat >>"$T/n.conf" <<EOF
 [hypervisor bench1]
@@ -58,6 +58,7 @@ vns = 5000-5099
 port = swp1
 vns = 5000-5099
 EOF
+for i in $(seq 5 24); do printf '[hypervisor bench%d]\nport = learn\nvns = 5000-5099\n' "$i"; done >>"$T/n.conf"
 "$BIN/nnve-daemon" --check-config -c "$T/n.conf" | grep -q "transport tcp,l2, 1 listen address(es), 3 L2 interface" ||
     fail "--check-config summary"
 
@@ -153,8 +154,14 @@ opens() { ctl show counters | jq -r '.l2_interface_opens_total.swp3'; }
 link "$NS_SW" swp3 "$NS_H3" up3
 wait_for "swp3 opened" 10 grep -q 'L2 channel open if=swp3' "$T/daemon.log"
 [ "$(opens)" = 1 ] || fail "swp3 opens: $(opens)"
-load h3b "$NS_H3" --l2 up3 --first 2
-finished h3b || fail "bench2 over swp3: $(cat "$T/h3b.out")"
+# Twenty sessions from one MAC address (told apart by connection id), found by twenty
+# discoveries at once (swp3's domain has tags for twenty VNs).
+load many "$NS_H3" --l2 up3 --first 5 --sessions 20 --max-sessions 20 --tsis 200
+finished many || fail "20 sessions from one MAC: $(cat "$T/many.out")"
+grep -q "throughput: 20 sessions, 200 TSI_ACTIVATE" "$T/many.out" || fail "20 sessions: $(cat "$T/many.out")"
+[ "$(ctl show tsis | jq '[.[] | select(.port=="swp3")] | length')" = 200 ] ||
+    fail "TSIs of the 20 sessions on swp3: $(ctl show tsis | jq -c '[.[] | .port] | group_by(.) | map([.[0], length])')"
+ok "20 sessions from one MAC on swp3"
 ip -n "$NS_SW" link del swp3
 wait_for "swp3 gone" 10 grep -q 'L2 interface gone or replaced if=swp3' "$T/daemon.log"
 [ "$(ctl show counters | jq -r '.l2_interface_up.swp3')" = 0 ] || fail "swp3 still up"
