@@ -12,6 +12,7 @@
 
 #include "agent.h"
 #include "config.h"
+#include "sncp-error.h"
 #include "snv-log.h"
 #include "virt-loop.h"
 
@@ -218,10 +219,16 @@ int main(int argc, char **argv)
             rc = -ENAMETOOLONG;
         }
     }
-    if (rc == 0)
-        rc = tnve_config_validate(cfg, err, sizeof err);
+    int invalid = 0; /* keys that do not fit together: name the file they came from */
+    if (rc == 0 && tnve_config_validate(cfg, err, sizeof err) < 0) {
+        invalid = 1;
+        rc = SNCP_E_CONFIG;
+    }
     if (rc < 0) {
-        fprintf(stderr, "tnve-agent: %s\n", err);
+        if (invalid)
+            fprintf(stderr, "tnve-agent: %s: %s\n", config_path ? config_path : "(defaults)", err);
+        else
+            fprintf(stderr, "tnve-agent: %s\n", err);
         free(cfg);
         return 1;
     }

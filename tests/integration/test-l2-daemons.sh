@@ -137,6 +137,14 @@ session_up() { session_json "$1" | jq -e '.state == "up" and .sync == "ready"'; 
 has_line() { local o=$1; shift; local e=${*: -1}; echo "$o" | jq -s -e "${@:1:$#-1}" "any(.[]; $e)" >/dev/null; }
 virsh_hv() { local n=$1; shift; virsh -q -c "test+unix:///default?socket=$T/hv$n/run/libvirt-sock" "$@"; }
 
+# configuration errors name the file (and the line, for a bad value); exit status 1
+printf 'cert = /c\nkey = /k\nca = /ca\ntransport = l2\nl2_interface = eth0\nl2_vlan = 4095\n' >"$T/bad1.conf"
+printf 'cert = /c\nkey = /k\nca = /ca\ntransport = l2\nnnve_address = 192.0.2.1\n' >"$T/bad2.conf"
+msg=$("$B/bin/tnve-agent" --check-config -c "$T/bad1.conf" 2>&1); rc=$?
+[ $rc = 1 ] && [ "$msg" = "tnve-agent: $T/bad1.conf:6: bad value for 'l2_vlan': '4095'" ] || fail "bad l2_vlan: rc=$rc $msg"
+msg=$("$B/bin/tnve-agent" --check-config -c "$T/bad2.conf" 2>&1); rc=$?
+[ $rc = 1 ] && echo "$msg" | grep -q "^tnve-agent: $T/bad2.conf: transport = l2 needs 'l2_interface' (or 'uplink')" || fail "l2 without interface: rc=$rc $msg"
+
 start_hv 1 "transport = l2" "l2_interface = eth0" "nnve_name = tor1"
 start_hv 2 "transport = l2" "l2_interface = eth0" "nnve_mac = $MAC_SW" "l2_vlan = 10"
 start_hv 3 "nnve_address = 192.0.2.1" "nnve_port = $NNVE_PORT"
