@@ -117,6 +117,11 @@ struct nnve_server {
     unsigned n_listeners;
     struct l2_if *l2_ifs;
     unsigned n_l2_ifs;
+    /* The L2 settings of the start (a reload does not change them: an interface that
+     * comes back is opened as its siblings are). */
+    uint16_t l2_ethertype;
+    uint8_t l2_discovery_mac[6];
+    char l2_node_name[SNCP_L2_MAX_NAME_LEN + 1];
     uv_timer_t l2_timer;
     uint64_t l2_drain_until; /* shutdown: abort what is left on the L2 ports after this */
     struct session *sessions;
@@ -963,9 +968,9 @@ static int l2_open(struct nnve_server *srv, struct l2_if *li)
     conn_config(cfg, srv->tls, &cc);
     struct sncp_l2_port_config pcfg = {
         .ifname = li->name,
-        .ethertype = cfg->l2_ethertype,
-        .discovery_mac = cfg->l2_discovery_mac,
-        .node_name = cfg->node_id ? cfg->node_id : "nnve-daemon",
+        .ethertype = srv->l2_ethertype,
+        .discovery_mac = srv->l2_discovery_mac,
+        .node_name = srv->l2_node_name,
         .accept = 1,
         .max_conns = cc.max_conns,
     };
@@ -984,9 +989,9 @@ static int l2_open(struct nnve_server *srv, struct l2_if *li)
     char mbuf[SNCP_MAC_STRLEN], gbuf[SNCP_MAC_STRLEN];
     sncp_l2_port_mac(li->port, mac);
     sncp_mac_format(mac, mbuf, sizeof mbuf);
-    sncp_mac_format(cfg->l2_discovery_mac, gbuf, sizeof gbuf);
+    sncp_mac_format(srv->l2_discovery_mac, gbuf, sizeof gbuf);
     SNV_INFO("server", "L2 channel open if=%s mac=%s ethertype=0x%04x discovery=%s mtu=%u",
-             li->name, mbuf, cfg->l2_ethertype, gbuf, sncp_l2_port_mtu(li->port));
+             li->name, mbuf, srv->l2_ethertype, gbuf, sncp_l2_port_mtu(li->port));
     return 0;
 }
 
@@ -1045,6 +1050,10 @@ static int l2_start(struct nnve_server *srv, char *err, size_t errlen)
     if (!srv->l2_ifs)
         return -ENOMEM;
     srv->n_l2_ifs = cfg->n_l2_interfaces;
+    srv->l2_ethertype = cfg->l2_ethertype;
+    memcpy(srv->l2_discovery_mac, cfg->l2_discovery_mac, 6);
+    snprintf(srv->l2_node_name, sizeof srv->l2_node_name, "%s",
+             cfg->node_id ? cfg->node_id : "nnve-daemon");
     for (unsigned i = 0; i < srv->n_l2_ifs; i++) {
         struct l2_if *li = &srv->l2_ifs[i];
         snprintf(li->name, sizeof li->name, "%s", cfg->l2_interfaces[i]);
@@ -1131,8 +1140,29 @@ uint16_t nnve_server_port(const struct nnve_server *srv)
     return srv->n_listeners ? sncp_listener_port(srv->listeners[0]) : 0;
 }
 
+/* Whether cfg asks for other transports than the running ones (those need a restart). */
+static int transports_changed(const struct nnve_server *srv, const struct nnve_config *old,
+                              const struct nnve_config *cfg)
+{
+    if (cfg->transports != old->transports || cfg->n_listen != old->n_listen ||
+        memcmp(cfg->listen, old->listen, cfg->n_listen * sizeof *cfg->listen))
+        return 1;
+    if (!(cfg->transports & NNVE_TRANSPORT_L2))
+        return 0;
+    if (cfg->n_l2_interfaces != srv->n_l2_ifs || cfg->l2_ethertype != srv->l2_ethertype ||
+        memcmp(cfg->l2_discovery_mac, srv->l2_discovery_mac, 6))
+        return 1;
+    for (unsigned i = 0; i < srv->n_l2_ifs; i++)
+        if (strcmp(cfg->l2_interfaces[i], srv->l2_ifs[i].name))
+            return 1;
+    return 0;
+}
+
 void nnve_server_reconfigure(struct nnve_server *srv, const struct nnve_config *cfg)
 {
+    if (transports_changed(srv, srv->cfg, cfg))
+        SNV_WARN("server", "transport, listen and l2_* changes take effect at the next "
+                           "restart; still serving the ones of the start");
     srv->cfg = cfg;
     for (struct session *s = srv->sessions; s; s = s->next) {
         if (s->replaced || nnve_config_find_hv(cfg, s->identity))

@@ -9,9 +9,10 @@
 # Two hypervisors behind one bridge share swp1 with sessions of their own (told apart by
 # source MAC), the port is learned from the interface (port = learn) or must match the
 # configured one (bench3: refused), discovery and a configured nNVE MAC both work, a tagged
-# hypervisor's VLAN is shown, a hypervisor showing up on swp2 takes its TSIs along, a TCP
-# session runs alongside, interfaces coming and going never stop the daemon, and SIGTERM
-# ends it cleanly (ASan build: no leaks).  bench/nnve-load is the L2 SNCP client.
+# hypervisor's VLAN is shown, a hypervisor showing up on swp2 takes its TSIs along, a
+# session survives its link going down and up, twenty sessions from one MAC are told apart,
+# a TCP session runs alongside, interfaces coming and going never stop the daemon, and
+# SIGTERM ends it cleanly (ASan build: no leaks).  bench/nnve-load is the L2 SNCP client.
 source "$(dirname "$0")/nnve-lib.bash"
 
 LOAD=$SPLITNVE_BUILD/bench/nnve-load
@@ -133,14 +134,23 @@ grep -q 'refused: frames arrive on another port than configured hypervisor=bench
 ok "bench3 (port = swp2) arriving on swp1: refused with a clear log line"
 
 # bench1 shows up on swp2: its session and TSIs move there.
-load h3 "$NS_H3" --l2 up0 --first 1 --hold 3000
+load h3 "$NS_H3" --l2 up0 --first 1 --hold 5000
 holding h3
 grep -q 'port changed hypervisor=bench1 old_port=swp1 port=swp2' "$T/daemon.log" || fail "no port move"
 [ "$(session bench1 | jq -r '.interface + " " + .port')" = "swp2 swp2" ] || fail "bench1 not on swp2"
 [ "$(ctl show tsis | jq '[.[] | select(.hypervisor=="bench1" and .port=="swp2")] | length')" = 10 ] ||
     fail "bench1's TSIs did not move: $(ctl show tsis)"
-finished h3 || fail "bench1 on swp2: $(cat "$T/h3.out")"
 ok "bench1 reappearing on swp2: port changed, TSIs moved"
+
+# swp2 down for two seconds (the socket stays; frames sent meanwhile are lost and sent
+# again): the session lives on and closes in order.
+ip -n "$NS_SW" link set swp2 down
+sleep 2
+ip -n "$NS_SW" link set swp2 up
+[ "$(session bench1 | jq -r '.state + " " + .interface')" = "established swp2" ] ||
+    fail "bench1's session did not survive swp2 down/up: $(session bench1)"
+finished h3 || fail "bench1 on swp2 after down/up: $(cat "$T/h3.out")"
+ok "swp2 down and up again: the session survives"
 
 # TCP alongside.
 load tcp "$NS_SW" --connect "127.0.0.1:$PORT" --first 4 --hold 3000
@@ -148,6 +158,13 @@ holding tcp
 [ "$(session bench4 | jq -r '.transport + " " + .port')" = "tcp swp1" ] || fail "bench4 TCP session"
 finished tcp || fail "TCP load: $(cat "$T/tcp.out")"
 ok "a TCP session alongside"
+
+# A reload cannot change the transports: said in the log, the running set stays (swp3 is
+# still watched below).
+sed -i 's/^l2_interfaces = .*/l2_interfaces = swp1, swp2/' "$T/n.conf"
+kill -HUP "$DPID"
+wait_for "reload warning" 10 grep -q 'l2_\* changes take effect at the next restart' "$T/daemon.log"
+ok "SIGHUP with other l2_interfaces: logged, the running ones stay"
 
 # swp3 appears, goes away, comes back; the daemon stays.
 opens() { ctl show counters | jq -r '.l2_interface_opens_total.swp3'; }
