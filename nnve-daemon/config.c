@@ -260,13 +260,10 @@ static int l2_key(struct parser *p, const char *key, const char *value)
     }
     if (!strcmp(key, "l2_discovery_mac")) {
         uint8_t mac[6];
-        static const uint8_t reserved[5] = {0x01, 0x80, 0xc2, 0x00, 0x00};
-        static const uint8_t broadcast[6] = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff};
-        if (sncp_mac_parse(value, mac) || !(mac[0] & 1) || !memcmp(mac, reserved, 5) ||
-            !memcmp(mac, broadcast, 6)) {
+        if (sncp_mac_parse(value, mac) || !sncp_l2_discovery_mac_valid(mac)) {
             perr(p, p->line,
-                 "l2_discovery_mac: expected a multicast MAC address outside the reserved "
-                 "01:80:c2:00:00:xx block (e.g. 03:53:4e:43:50:01), got \"%s\"",
+                 "l2_discovery_mac: expected a group MAC address outside the reserved and "
+                 "IP multicast ranges (e.g. 03:53:4e:43:50:01), got \"%s\"",
                  value);
             return -EINVAL;
         }

@@ -182,8 +182,13 @@ START_TEST(test_transport_errors)
     expect_error(G "l2_ethertype = 0x10000\n", "l2_ethertype: expected");
     expect_error(G "l2_ethertype = x88b5\n", "l2_ethertype: expected");
     expect_error(G "l2_discovery_mac = 02:00:00:00:00:01\n",
-                 "t.conf:5: l2_discovery_mac: expected a multicast MAC");
+                 "t.conf:5: l2_discovery_mac: expected a group MAC");
     expect_error(G "l2_discovery_mac = 01:80:c2:00:00:0e\n", "l2_discovery_mac: expected");
+    expect_error(G "l2_discovery_mac = 01:80:c2:00:00:21\n", "l2_discovery_mac: expected");
+    expect_error(G "l2_discovery_mac = 01:00:5e:00:00:fb\n", "l2_discovery_mac: expected");
+    expect_error(G "l2_discovery_mac = 33:33:00:00:00:01\n", "l2_discovery_mac: expected");
+    expect_error(G "l2_discovery_mac = 01:1b:19:00:00:00\n", "l2_discovery_mac: expected");
+    expect_error(G "l2_discovery_mac = 03:00:00:00:00:01\n", "l2_discovery_mac: expected");
     expect_error(G "l2_discovery_mac = ff:ff:ff:ff:ff:ff\n", "l2_discovery_mac: expected");
     expect_error(G "l2_discovery_mac = 03:53:4e\n", "l2_discovery_mac: expected");
 }
