@@ -725,10 +725,10 @@ static void dispatch(struct sncp_l2_port *p, const uint8_t *pkt, size_t len, uin
     }
     struct l2c *lc = find_conn(p, src, &f);
     if (!lc || lc->timer_closing || sncp_l2_conn_state(lc->l2) == SNCP_L2_STATE_CLOSED) {
-        p->stats.unknown++;
         if (f.type == SNCP_L2_OPEN && !lc) {
-            accept_open(p, src, vlan, &f);
+            accept_open(p, src, vlan, &f); /* a new connection, or counted as refused */
         } else {
+            p->stats.unknown++;
             reply_unknown(p, src, vlan, &f);
         }
         return;

@@ -39,7 +39,7 @@ struct sncp_l2_port_config {
 struct sncp_l2_port_stats {
     uint64_t frames_in, frames_out;
     uint64_t malformed;  /* frames that failed decoding */
-    uint64_t unknown;    /* valid frames for no connection */
+    uint64_t unknown;    /* valid frames for no connection (but OPENs: accepted or refused) */
     uint64_t resets_out; /* answers to unknown frames (rate-limited) */
     uint64_t solicits_in, advertises_out, solicits_out, advertises_in;
     uint64_t refused;     /* OPENs refused (max_conns, not accepting) */
