@@ -367,6 +367,16 @@ START_TEST(test_configured_mac_and_vlan)
     ck_assert_int_eq(t.n_srv, 1);
     ck_assert_msg(strstr(t.srv[0].name, "/vlan100") != NULL, "peer name %s", t.srv[0].name);
     ck_assert_uint_eq(sncp_l2_port_stats(t.nnve_port)->solicits_in, 0);
+    /* What nnve-daemon shows of the session: transport, interface, peer MAC, VLAN. */
+    const char *ifname = NULL;
+    uint8_t peer_mac[6], hv_mac[6];
+    uint16_t vlan = 0;
+    ck_assert_str_eq(sncp_conn_transport(t.srv[0].c), "l2");
+    ck_assert_int_eq(sncp_conn_l2_peer(t.srv[0].c, &ifname, peer_mac, &vlan), 0);
+    ck_assert_str_eq(ifname, "nnve0");
+    sncp_l2_port_mac(t.hv_port[0], hv_mac);
+    ck_assert_mem_eq(peer_mac, hv_mac, 6);
+    ck_assert_uint_eq(vlan, 100);
     teardown();
 }
 END_TEST
@@ -493,6 +503,8 @@ START_TEST(test_latency_l2_vs_tcp)
     ck_assert(run_until(both_done, 60000));
     uint64_t tcp_total = uv_hrtime() - t0 - tcp_handshake;
     ck_assert_int_eq(t.hv[1].n_answered, N_LAT);
+    ck_assert_str_eq(sncp_conn_transport(t.hv[1].c), "tcp");
+    ck_assert_int_eq(sncp_conn_l2_peer(t.hv[1].c, NULL, NULL, NULL), -EINVAL);
     ck_assert_int_eq(t.hv[0].order_errors + t.hv[1].order_errors, 0);
 
     for (int i = 0; i < 2; i++) {
