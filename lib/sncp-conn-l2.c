@@ -836,8 +836,9 @@ static int open_socket(struct sncp_l2_port *p)
      * smaller of both (the tag of a tagged frame is allowed on top by the kernel). */
     if (ioctl(p->fd, SIOCGIFMTU, &ifr) == 0 && ifr.ifr_mtu > 0 && ifr.ifr_mtu < p->pcfg.l2.mtu) {
         if (ifr.ifr_mtu < SNCP_L2_MIN_MTU) {
-            SNV_ERR("l2", "interface MTU too small for the channel if=%s mtu=%d min=%d", p->ifname,
-                    ifr.ifr_mtu, SNCP_L2_MIN_MTU);
+            /* The owner reports it (and may retry every second). */
+            SNV_DBG("l2", "interface MTU too small for the channel if=%s mtu=%d min=%d",
+                    p->ifname, ifr.ifr_mtu, SNCP_L2_MIN_MTU);
             return -EMSGSIZE;
         }
         SNV_INFO("l2", "frame size lowered to the interface MTU if=%s mtu=%d", p->ifname,

@@ -50,7 +50,8 @@ struct sncp_l2_port_stats {
 
 /* Opens the port.  With pcfg->accept, accepted connections report through `cbs` with
  * sncp_conn_data() == ctx (as sncp_listener_create); cfg and cbs may be NULL otherwise.
- * Needs CAP_NET_RAW.  Returns 0 and *out, or -errno (-ENODEV: no such interface). */
+ * Needs CAP_NET_RAW.  Returns 0 and *out, or -errno (-ENODEV: no such interface;
+ * -EMSGSIZE: its MTU is below SNCP_L2_MIN_MTU; -EPERM: no CAP_NET_RAW). */
 int sncp_l2_port_create(uv_loop_t *loop, const struct sncp_l2_port_config *pcfg,
                         const struct sncp_conn_config *cfg, const struct sncp_conn_cbs *cbs,
                         void *ctx, struct sncp_l2_port **out);

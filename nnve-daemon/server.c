@@ -976,9 +976,15 @@ static int l2_open(struct nnve_server *srv, struct l2_if *li)
     };
     int r = sncp_l2_port_create(srv->loop, &pcfg, &cc, &conn_cbs, srv, &li->port);
     if (r < 0) {
+        char why[64];
+        if (r == -EMSGSIZE)
+            snprintf(why, sizeof why, "interface MTU below the channel's minimum of %d",
+                     SNCP_L2_MIN_MTU);
+        else
+            snprintf(why, sizeof why, "%s", sncp_strerror(r));
         if (r != li->last_err)
             SNV_WARN("server", "L2 interface unavailable, retrying every %u ms if=%s err=%s",
-                     L2_CHECK_MS, li->name, sncp_strerror(r));
+                     L2_CHECK_MS, li->name, why);
         li->last_err = r;
         li->port = NULL;
         return r;
@@ -1047,8 +1053,10 @@ static int l2_start(struct nnve_server *srv, char *err, size_t errlen)
     if (!(cfg->transports & NNVE_TRANSPORT_L2))
         return 0;
     srv->l2_ifs = calloc(cfg->n_l2_interfaces, sizeof *srv->l2_ifs);
-    if (!srv->l2_ifs)
+    if (!srv->l2_ifs) {
+        snprintf(err, errlen, "out of memory");
         return -ENOMEM;
+    }
     srv->n_l2_ifs = cfg->n_l2_interfaces;
     srv->l2_ethertype = cfg->l2_ethertype;
     memcpy(srv->l2_discovery_mac, cfg->l2_discovery_mac, 6);
