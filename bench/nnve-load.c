@@ -514,8 +514,7 @@ int main(int argc, char **argv)
         {"window", required_argument, NULL, 'w'},    {"serial", required_argument, NULL, 'S'},
         {"l2", required_argument, NULL, 'L'},        {"nnve-mac", required_argument, NULL, 'M'},
         {"vlan", required_argument, NULL, 'V'},      {"first", required_argument, NULL, 'F'},
-        {"hold", required_argument, NULL, 'H'},
-        {NULL, 0, NULL, 0},
+        {"hold", required_argument, NULL, 'H'},      {NULL, 0, NULL, 0},
     };
     const char *gen = NULL, *target = NULL;
     int opt;
@@ -576,8 +575,7 @@ int main(int argc, char **argv)
     }
     if (gen)
         return optind < argc ? gen_certs(gen, atoi(argv[optind])) : 2;
-    if ((!target == !l2_ifname) || !pki || !daemon_pid || !n_sessions ||
-        total_tsis % n_sessions) {
+    if ((!target == !l2_ifname) || !pki || !daemon_pid || !n_sessions || total_tsis % n_sessions) {
         fprintf(stderr, "usage: nnve-load {--connect HOST:PORT | --l2 IFNAME [--nnve-mac MAC]} "
                         "--pki DIR --pid PID [--sessions N]\n"
                         "                 [--tsis N (multiple of sessions)] [--rate N] "

@@ -59,8 +59,8 @@ struct sncp_l2_port {
     struct sncp_conn_cbs cbs;
     void *ctx;
     struct l2c *conns;
-    struct l2c **by_id; /* hash of conns by local connection id (chains through id_next) */
-    unsigned id_buckets;   /* a power of two */
+    struct l2c **by_id;  /* hash of conns by local connection id (chains through id_next) */
+    unsigned id_buckets; /* a power of two */
     unsigned n_conns, n_accepted;
     int destroying, poll_closed;
     struct snv_ratelimit reply_rl, adv_rl, log_rl;
@@ -837,8 +837,8 @@ static int open_socket(struct sncp_l2_port *p)
     if (ioctl(p->fd, SIOCGIFMTU, &ifr) == 0 && ifr.ifr_mtu > 0 && ifr.ifr_mtu < p->pcfg.l2.mtu) {
         if (ifr.ifr_mtu < SNCP_L2_MIN_MTU) {
             /* The owner reports it (and may retry every second). */
-            SNV_DBG("l2", "interface MTU too small for the channel if=%s mtu=%d min=%d",
-                    p->ifname, ifr.ifr_mtu, SNCP_L2_MIN_MTU);
+            SNV_DBG("l2", "interface MTU too small for the channel if=%s mtu=%d min=%d", p->ifname,
+                    ifr.ifr_mtu, SNCP_L2_MIN_MTU);
             return -EMSGSIZE;
         }
         SNV_INFO("l2", "frame size lowered to the interface MTU if=%s mtu=%d", p->ifname,

@@ -200,8 +200,8 @@ static int add_l2_interface(struct parser *p, char *item, void *aux)
     struct nnve_config *cfg = p->cfg;
     if (strlen(item) >= IF_NAMESIZE || strlen(item) > SNCP_MAX_PORT_LEN || strchr(item, '/') ||
         strchr(item, ' ')) {
-        perr(p, p->line, "l2_interfaces: \"%s\" is not an interface name (at most %d bytes)",
-             item, IF_NAMESIZE - 1);
+        perr(p, p->line, "l2_interfaces: \"%s\" is not an interface name (at most %d bytes)", item,
+             IF_NAMESIZE - 1);
         return -EINVAL;
     }
     for (unsigned i = 0; i < cfg->n_l2_interfaces; i++)
@@ -209,8 +209,7 @@ static int add_l2_interface(struct parser *p, char *item, void *aux)
             perr(p, p->line, "l2_interfaces: %s is listed twice", item);
             return -EINVAL;
         }
-    if (grow_array((void **)&cfg->l2_interfaces, cfg->n_l2_interfaces,
-                   sizeof *cfg->l2_interfaces))
+    if (grow_array((void **)&cfg->l2_interfaces, cfg->n_l2_interfaces, sizeof *cfg->l2_interfaces))
         return -ENOMEM;
     cfg->l2_interfaces[cfg->n_l2_interfaces] = strdup(item);
     if (!cfg->l2_interfaces[cfg->n_l2_interfaces])
@@ -712,13 +711,13 @@ static void validate(struct parser *p)
     if (!cfg->cert || !cfg->key || !cfg->ca)
         perr(p, 0, "[global] needs cert, key and ca (PEM files)");
     if (cfg->backend && !nnve_backend_class_find(cfg->backend))
-        perr(p, 0, "[global] backend \"%s\" is not a known dataplane backend (none)",
-             cfg->backend);
+        perr(p, 0, "[global] backend \"%s\" is not a known dataplane backend (none)", cfg->backend);
     if (!(cfg->transports & NNVE_TRANSPORT_TCP) && cfg->listen_line)
         perr(p, cfg->listen_line, "listen is set but transport has no tcp");
     if ((cfg->transports & NNVE_TRANSPORT_L2) && !cfg->n_l2_interfaces)
-        perr(p, 0, "[global] transport = l2 needs l2_interfaces (the switch ports the channel "
-                   "runs on)");
+        perr(p, 0,
+             "[global] transport = l2 needs l2_interfaces (the switch ports the channel "
+             "runs on)");
     if (!(cfg->transports & NNVE_TRANSPORT_L2) && cfg->n_l2_interfaces)
         perr(p, cfg->l2_line, "l2_interfaces is set but transport has no l2");
     for (unsigned i = 0; i < cfg->n_l2_interfaces; i++)

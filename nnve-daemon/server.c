@@ -100,8 +100,8 @@ struct l2_if {
 };
 
 enum {
-    L2_CHECK_MS = 1000,   /* interface watch period */
-    L2_DRAIN_MS = 20,     /* at shutdown: poll for the connections' orderly close */
+    L2_CHECK_MS = 1000,     /* interface watch period */
+    L2_DRAIN_MS = 20,       /* at shutdown: poll for the connections' orderly close */
     L2_DRAIN_MAX_MS = 1500, /* ... for at most this long, then abort the rest */
 };
 
@@ -728,10 +728,9 @@ json_t *nnve_server_show_sessions(const struct nnve_server *srv)
         json_t *row = json_pack(
             "{s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:i, s:i, s:I, s:I, s:I, s:I}", "hypervisor",
             s->identity, "state", s->hv ? "established" : "hello-pending", "transport",
-            sncp_conn_transport(s->conn), "peer", s->peer, "port", s->port, "node_id",
-            s->node_id, "epoch", (json_int_t)s->epoch, "tsis",
-            s->hv ? (int)nnve_state_hv_tsis(s->hv) : 0, "vns",
-            s->hv ? (int)nnve_state_hv_vns(s->hv) : 0, "uptime_ms",
+            sncp_conn_transport(s->conn), "peer", s->peer, "port", s->port, "node_id", s->node_id,
+            "epoch", (json_int_t)s->epoch, "tsis", s->hv ? (int)nnve_state_hv_tsis(s->hv) : 0,
+            "vns", s->hv ? (int)nnve_state_hv_vns(s->hv) : 0, "uptime_ms",
             (json_int_t)(now - s->connected_at), "requests", (json_int_t)s->requests, "failures",
             (json_int_t)s->failures, "malformed", (json_int_t)ss->malformed);
         /* L2: where the peer is now (its VLAN follows its latest frame). */
@@ -846,8 +845,20 @@ static void each_counter(const struct nnve_server *srv, counter_fn *fn, void *au
     nnve_state_foreach_domain(srv->state, uv_now(srv->loop), domain_rows, &da);
     /* Per L2 interface (the frame counters restart when the interface is opened again);
      * one name's rows together, as the text format wants. */
-    enum { L2_UP, L2_CONNS, L2_OPENS, L2_IN, L2_OUT, L2_MALFORMED, L2_UNKNOWN, L2_REFUSED,
-           L2_SOLICITS, L2_SEND_ERRORS, L2_RX_DROPPED, L2_N };
+    enum {
+        L2_UP,
+        L2_CONNS,
+        L2_OPENS,
+        L2_IN,
+        L2_OUT,
+        L2_MALFORMED,
+        L2_UNKNOWN,
+        L2_REFUSED,
+        L2_SOLICITS,
+        L2_SEND_ERRORS,
+        L2_RX_DROPPED,
+        L2_N
+    };
     static const char *const l2_names[L2_N][2] = {
         {"l2_interface_up", "L2 channel open on the interface"},
         {"l2_connections", "L2 connections on the interface"},
@@ -867,11 +878,11 @@ static void each_counter(const struct nnve_server *srv, counter_fn *fn, void *au
             static const struct sncp_l2_port_stats none;
             const struct sncp_l2_port_stats *ps = li->port ? sncp_l2_port_stats(li->port) : &none;
             const uint64_t v[L2_N] = {
-                li->port != NULL,   li->port ? sncp_l2_port_conns(li->port) : 0,
-                li->opened,         ps->frames_in,
-                ps->frames_out,     ps->malformed,
-                ps->unknown,        ps->refused,
-                ps->solicits_in,    ps->send_errors,
+                li->port != NULL, li->port ? sncp_l2_port_conns(li->port) : 0,
+                li->opened,       ps->frames_in,
+                ps->frames_out,   ps->malformed,
+                ps->unknown,      ps->refused,
+                ps->solicits_in,  ps->send_errors,
                 ps->rx_dropped,
             };
             fn(aux, l2_names[k][0], l2_names[k][1], "interface", li->name, v[k]);

@@ -444,8 +444,7 @@ START_TEST(test_discovery_name_filter)
     struct sncp_l2_port_config hcfg = {.ifname = "hv1", .nnve_name = "other"};
     ck_assert_int_eq(sncp_l2_port_create(&t.loop, &hcfg, NULL, NULL, NULL, &t.hv_port[0]), 0);
     struct sncp_conn_config cfg = conn_cfg(hv1_ctx, "nnve");
-    ck_assert_int_eq(sncp_conn_connect_l2(t.hv_port[0], NULL, &cfg, &hv_cbs, &t.hv[0],
-                                          &t.hv[0].c),
+    ck_assert_int_eq(sncp_conn_connect_l2(t.hv_port[0], NULL, &cfg, &hv_cbs, &t.hv[0], &t.hv[0].c),
                      0);
     run_until(never, 1500);
     const struct sncp_l2_port_stats *st = sncp_l2_port_stats(t.hv_port[0]);
@@ -589,8 +588,7 @@ START_TEST(test_many_connections_one_mac)
     ck_assert_int_eq(uv_loop_init(&t.loop), 0);
     struct sncp_conn_config scfg = conn_cfg(nnve_ctx, NULL);
     struct sncp_l2_port_config pcfg = {.ifname = "nnve0", .accept = 1};
-    ck_assert_int_eq(sncp_l2_port_create(&t.loop, &pcfg, &scfg, &many_srv_cbs, NULL,
-                                         &t.nnve_port),
+    ck_assert_int_eq(sncp_l2_port_create(&t.loop, &pcfg, &scfg, &many_srv_cbs, NULL, &t.nnve_port),
                      0);
     struct sncp_l2_port_config hcfg = {.ifname = "hv1"};
     ck_assert_int_eq(sncp_l2_port_create(&t.loop, &hcfg, NULL, NULL, NULL, &t.hv_port[0]), 0);
@@ -668,8 +666,7 @@ START_TEST(test_port_follows_interface)
     sncp_l2_port_destroy(t.nnve_port);
     IP("link", "set", "tmp0", "mtu", "500");
     struct sncp_l2_port *small;
-    ck_assert_int_eq(sncp_l2_port_create(&t.loop, &pcfg, &scfg, &srv_cbs, &t, &small),
-                     -EMSGSIZE);
+    ck_assert_int_eq(sncp_l2_port_create(&t.loop, &pcfg, &scfg, &srv_cbs, &t, &small), -EMSGSIZE);
     ck_assert_ptr_null(small);
     IP("link", "del", "tmp0");
     uv_run(&t.loop, UV_RUN_DEFAULT);
