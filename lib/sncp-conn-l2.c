@@ -37,6 +37,7 @@ enum {
     SOLICIT_FIRST_MS = 1000,
     SOCKET_BUFFER = 4 << 20, /* bytes, receive and send */
     ADVERTISE_RATE = 1000,   /* ADVERTISEs per second after the burst */
+    MAX_POLL_ERRORS = 100,   /* socket errors in a row before the port is given up */
     DEFAULT_SOLICIT_MAX_MS = 30000,
 };
 
@@ -63,6 +64,8 @@ struct sncp_l2_port {
     unsigned id_buckets; /* a power of two */
     unsigned n_conns, n_accepted;
     int destroying, poll_closed;
+    unsigned poll_errors; /* socket errors since the last readable event */
+    int failed;           /* the socket cannot be used any more: -errno */
     struct snv_ratelimit reply_rl, adv_rl, log_rl;
     struct sncp_l2_port_stats stats;
 };
@@ -743,12 +746,45 @@ static void dispatch(struct sncp_l2_port *p, const uint8_t *pkt, size_t len, uin
     l2c_leave(lc);
 }
 
+static void on_poll(uv_poll_t *h, int status, int events);
+
+/* A socket error (the interface went down: the kernel reports ENETDOWN) made libuv stop
+ * polling: take the error off the socket and poll again, so frames are read once the link
+ * is back.  Errors that keep coming without a frame in between, or a poll that cannot
+ * restart, fail the port: sncp_l2_port_check() reports it and the owner opens it anew. */
+static void on_poll_error(struct sncp_l2_port *p, int status)
+{
+    int soerr = 0;
+    socklen_t sl = sizeof soerr;
+    if (getsockopt(p->fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) < 0) {
+        soerr = errno;
+    }
+    snv_log_rl(&p->log_rl, SNV_LOG_WARN, "l2", "socket error if=%s err=%s", p->ifname,
+               soerr ? strerror(soerr) : uv_strerror(status));
+    if (++p->poll_errors > MAX_POLL_ERRORS) {
+        p->failed = soerr ? -soerr : -EIO;
+        return;
+    }
+    int rc = uv_poll_start(&p->poll, UV_READABLE, on_poll);
+    if (rc < 0) {
+        p->failed = rc;
+    }
+}
+
 static void on_poll(uv_poll_t *h, int status, int events)
 {
     struct sncp_l2_port *p = h->data;
-    if (status < 0 || !(events & UV_READABLE)) {
+    if (p->destroying) {
         return;
     }
+    if (status < 0) {
+        on_poll_error(p, status);
+        return;
+    }
+    if (!(events & UV_READABLE)) {
+        return;
+    }
+    p->poll_errors = 0;
     static uint8_t pkt[ETH_HDR + VLAN_HDR + SNCP_L2_MAX_MTU + 64];
     for (int i = 0; i < RX_BATCH && !p->destroying; i++) {
         struct sockaddr_ll sll;
@@ -993,6 +1029,9 @@ unsigned sncp_l2_port_mtu(const struct sncp_l2_port *p)
 
 int sncp_l2_port_check(struct sncp_l2_port *p)
 {
+    if (p->failed) {
+        return p->failed;
+    }
     struct tpacket_stats ts;
     socklen_t tl = sizeof ts;
     if (getsockopt(p->fd, SOL_PACKET, PACKET_STATISTICS, &ts, &tl) == 0) {

@@ -68,8 +68,10 @@ unsigned sncp_l2_port_mtu(const struct sncp_l2_port *p);
  * is bound to, and follows a change of its MAC address (logged).  An interface that was
  * deleted (and perhaps created again under the same name) leaves the socket bound to
  * nothing: the owner should destroy the port and create it again when the name is back.
- * Also reads the kernel's drop count into the stats.  Returns 0, or -ENODEV (gone or
- * replaced). */
+ * Also reads the kernel's drop count into the stats.  Returns 0, -ENODEV (gone or
+ * replaced), or another -errno when the socket failed for good (destroy and create the
+ * port again).  An interface that goes down and up again needs nothing: the port reads
+ * again once it is up. */
 int sncp_l2_port_check(struct sncp_l2_port *p);
 unsigned sncp_l2_port_conns(const struct sncp_l2_port *p);
 const struct sncp_l2_port_stats *sncp_l2_port_stats(const struct sncp_l2_port *p);

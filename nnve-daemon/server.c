@@ -1042,11 +1042,13 @@ static void on_l2_timer(uv_timer_t *t)
     }
     for (unsigned i = 0; i < srv->n_l2_ifs; i++) {
         struct l2_if *li = &srv->l2_ifs[i];
-        if (li->port && sncp_l2_port_check(li->port) < 0) {
+        int r = li->port ? sncp_l2_port_check(li->port) : 0;
+        if (r < 0) {
             SNV_WARN("server",
-                     "L2 interface gone or replaced if=%s connections=%u: closing them, "
+                     "L2 interface lost if=%s reason=%s connections=%u: closing them, "
                      "reopening when it is back",
-                     li->name, sncp_l2_port_conns(li->port));
+                     li->name, r == -ENODEV ? "gone or replaced" : sncp_strerror(r),
+                     sncp_l2_port_conns(li->port));
             sncp_l2_port_destroy(li->port);
             li->port = NULL;
             li->last_err = -ENODEV;

@@ -149,6 +149,11 @@ sleep 2
 ip -n "$NS_SW" link set swp2 up
 [ "$(session bench1 | jq -r '.state + " " + .interface')" = "established swp2" ] ||
     fail "bench1's session did not survive swp2 down/up: $(session bench1)"
+# ... and the port reads again: the peer's keepalive probes arrive within a few seconds.
+rx() { ctl show counters | jq -r '.l2_frames_received_total.swp2'; }
+rx_after_up=$(rx)
+rx_moves() { [ "$(rx)" -gt "$rx_after_up" ]; }
+wait_for "frames on swp2 after it came back up" 5 rx_moves
 finished h3 || fail "bench1 on swp2 after down/up: $(cat "$T/h3.out")"
 ok "swp2 down and up again: the session survives"
 
@@ -180,7 +185,7 @@ grep -q "throughput: 20 sessions, 200 TSI_ACTIVATE" "$T/many.out" || fail "20 se
     fail "TSIs of the 20 sessions on swp3: $(ctl show tsis | jq -c '[.[] | .port] | group_by(.) | map([.[0], length])')"
 ok "20 sessions from one MAC on swp3"
 ip -n "$NS_SW" link del swp3
-wait_for "swp3 gone" 10 grep -q 'L2 interface gone or replaced if=swp3' "$T/daemon.log"
+wait_for "swp3 gone" 10 grep -q 'L2 interface lost if=swp3 reason=gone or replaced' "$T/daemon.log"
 [ "$(ctl show counters | jq -r '.l2_interface_up.swp3')" = 0 ] || fail "swp3 still up"
 link "$NS_SW" swp3 "$NS_H3" up3
 opened_twice() { [ "$(opens)" = 2 ]; }

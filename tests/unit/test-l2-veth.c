@@ -521,6 +521,48 @@ START_TEST(test_latency_l2_vs_tcp)
 }
 END_TEST
 
+/* Runs an `ip` command (in the test's network namespace) and asserts it succeeded. */
+#define IP(...)                                                                                    \
+    do {                                                                                           \
+        const char *const argv_[] = {"ip", __VA_ARGS__, NULL};                                     \
+        ck_assert_msg(run(argv_) == 0, "ip %s %s %s failed", argv_[1], argv_[2], argv_[3]);        \
+    } while (0)
+
+static int hv0_answered_all(void)
+{
+    return t.hv[0].n_answered == t.n_req || t.hv[0].closed;
+}
+
+static int never_true(void)
+{
+    return 0;
+}
+
+START_TEST(test_link_down_up)
+{
+    /* The nNVE's interface goes down (the kernel reports ENETDOWN on the socket, which
+     * makes libuv stop polling it) and up again: the port reads again and the session
+     * carries on. */
+    setup();
+    uint8_t nnve_mac[6];
+    sncp_l2_port_mac(t.nnve_port, nnve_mac);
+    struct sncp_conn_config cfg = conn_cfg(hv1_ctx, "nnve");
+    ck_assert_int_eq(
+        sncp_conn_connect_l2(t.hv_port[0], nnve_mac, &cfg, &hv_cbs, &t.hv[0], &t.hv[0].c), 0);
+    ck_assert(run_until(hv0_answered_all, 20000));
+    IP("link", "set", "nnve0", "down");
+    run_until(never_true, 300);
+    IP("link", "set", "nnve0", "up");
+    t.n_req += 20;
+    hv_send_more(&t.hv[0]);
+    ck_assert(run_until(hv0_answered_all, 5000));
+    ck_assert_msg(!t.hv[0].closed, "closed: %s", sncp_error_token(t.hv[0].closed_err));
+    ck_assert_int_eq(t.hv[0].n_answered, t.n_req);
+    ck_assert_int_eq(sncp_l2_port_check(t.nnve_port), 0);
+    teardown();
+}
+END_TEST
+
 /* ---- many connections on one port ---- */
 
 enum { N_MANY = 100, MANY_REQ = 5 };
@@ -621,12 +663,6 @@ END_TEST
 
 /* ---- the port follows its interface ---- */
 
-/* Runs an `ip` command (in the test's network namespace) and asserts it succeeded. */
-#define IP(...)                                                                                    \
-    do {                                                                                           \
-        const char *const argv_[] = {"ip", __VA_ARGS__, NULL};                                     \
-        ck_assert_msg(run(argv_) == 0, "ip %s %s %s failed", argv_[1], argv_[2], argv_[3]);        \
-    } while (0)
 
 static unsigned port_mtu_now(void)
 {
@@ -687,6 +723,7 @@ static Suite *veth_suite(void)
     tcase_add_test(tc, test_latency_l2_vs_tcp);
     tcase_add_test(tc, test_many_connections_one_mac);
     tcase_add_test(tc, test_port_follows_interface);
+    tcase_add_test(tc, test_link_down_up);
     suite_add_tcase(s, tc);
     return s;
 }
