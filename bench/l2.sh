@@ -9,7 +9,9 @@
 #   serial      the same, one request in flight on one session (window 1): p50/p99, req/s.
 # sync = normal by default, so the figures are the transports' and not the disk's
 # (NNVE_BENCH_SYNC=full to include the fsync).  Figures only; the goal is L2 within 2x of
-# TCP.  Sizes: NNVE_L2_BENCH_SESSIONS (10), _TSIS (20000), _RATE (2000/s), _SERIAL (2000).
+# TCP.  The two alternate for NNVE_L2_BENCH_ROUNDS rounds (3), then a summary gives the
+# median of each figure and the L2/TCP ratio (the tails move with the machine's load).
+# Sizes: NNVE_L2_BENCH_SESSIONS (10), _TSIS (20000), _RATE (2000/s), _SERIAL (2000).
 set -euo pipefail
 : "${SPLITNVE_BUILD:?}" "${SPLITNVE_SRC:?}"
 sessions=${NNVE_L2_BENCH_SESSIONS:-10}
@@ -17,6 +19,7 @@ tsis=${NNVE_L2_BENCH_TSIS:-20000}
 rate=${NNVE_L2_BENCH_RATE:-2000}
 serial=${NNVE_L2_BENCH_SERIAL:-2000}
 sync=${NNVE_BENCH_SYNC:-normal}
+rounds=${NNVE_L2_BENCH_ROUNDS:-3}
 
 T=$(mktemp -d)
 NS_N=l2bench-$$-n NS_H=l2bench-$$-h
@@ -67,11 +70,28 @@ run() {
     echo "-- $transport over veth: nnve-daemon sync=$sync pid $DPID; $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg)"
     ip netns exec "$NS_H" "$SPLITNVE_BUILD/bench/nnve-load" "${target[@]}" --pki "$T/pki" --pid "$DPID" \
         --sessions "$sessions" --max-sessions "$sessions" --tsis "$tsis" --rate "$rate" --serial "$serial" |
-        grep -v '^daemon pid\|^rss:'
+        grep -v '^daemon pid\|^rss:' | tee -a "$T/figures-$transport"
     kill -TERM "$DPID"
     wait "$DPID" || true
     DPID=
+    rm -rf "$T/state-$transport"
 }
 
-run tcp
-run l2
+for r in $(seq "$rounds"); do
+    run tcp
+    run l2
+done
+
+# median FILE PATTERN FIELD: the median of the number before FIELD's unit on lines matching
+median() {
+    grep "$2" "$1" | sed -n "s/.*$3 \([0-9.]*\).*/\1/p" | sort -g | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'
+}
+echo "-- summary: medians of $rounds rounds, [L2/TCP]"
+for fig in "throughput|activations/s|in [0-9.]* s:" "latency|p50 ms|p50" "latency|p99 ms|p99" \
+    "serial|p50 ms|p50" "serial|p99 ms|p99" "serial|requests/s|max [0-9.]* ms,"; do
+    IFS='|' read -r line name field <<<"$fig"
+    tcp=$(median "$T/figures-tcp" "^$line" "$field")
+    l2=$(median "$T/figures-l2" "^$line" "$field")
+    printf '%-10s %-15s tcp %10s   l2 %10s   [%s]\n' "$line" "$name" "$tcp" "$l2" \
+        "$(awk -v a="$l2" -v b="$tcp" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }')"
+done
