@@ -156,9 +156,9 @@ static int agent_key(struct tnve_config *c, const char *k, const char *v)
         return 0;
     }
     if (!strcmp(k, "l2_discovery_mac")) {
-        /* a group address: SOLICITs go to every nNVE listening on it */
+        /* a group address bridges forward: SOLICITs go to every nNVE listening on it */
         uint8_t mac[6];
-        if (sncp_mac_parse(v, mac) < 0 || !(mac[0] & 1))
+        if (sncp_mac_parse(v, mac) < 0 || !sncp_l2_discovery_mac_valid(mac))
             return -EINVAL;
         memcpy(c->l2_discovery_mac, mac, sizeof mac);
         return 0;

@@ -16,7 +16,7 @@
 # as the TCP hypervisor's (same VN, same port); destroy de-associates; an L2 peer with a
 # certificate of another CA is refused and logged; an L2 interface going down and up, or
 # deleted and created again, ends and re-establishes the session without losing the TSI, and
-# so does a restart of nnve-daemon; an unanswered discovery times out and is retried; every
+# so do the nNVE's interface going down and up and a restart of nnve-daemon; an unanswered discovery times out and is retried; every
 # daemon exits 0 on SIGTERM (under ASan: without leaks).
 . "$SPLITNVE_SRC/tests/tools/tnve-lib.sh"
 
@@ -256,8 +256,22 @@ expect_state "$TSI2" activated 15
 srow hv2 '.transport == "l2" and .port == "swp1" and .vlan == 10' >/dev/null || fail "hv2 session on the new interface: $(sessions)"
 log "hv2: eth0 re-created -> $(grep -o 'l2 interface lost if=eth0 err=[^,]*' "$T/hv2/agent.log" | tail -1), new session, vm2 still activated"
 
-# ---- nnve-daemon restarts: every agent comes back on its own transport, tags kept ----------
+# ---- the nNVE's interface goes down and up: the L2 hypervisors come back -------------------
 declare -A C0=()
+for n in 1 2; do C0[$n]=$(session_json "$n" | jq .sessions); done
+ip -n "$NS_SW" link set swp1 down
+wait_for "hv1 session lost with swp1 down" 15 sh -c "'$B/bin/tnvectl' -s '$T/hv1/agent.ctl' --json show status | jq -e '.state != \"up\"'"
+ip -n "$NS_SW" link set swp1 up
+for n in 1 2; do
+    wait_for "hv$n session back after swp1 came up" 20 sh -c "'$B/bin/tnvectl' -s '$T/hv$n/agent.ctl' --json show status | jq -e '.state == \"up\" and .sync == \"ready\" and .sessions > ${C0[$n]}'"
+done
+expect_state "$TSI1" activated 15
+expect_state "$TSI2" activated 15
+srow hv1 '.transport == "l2" and .port == "swp1"' >/dev/null && srow hv2 '.transport == "l2" and .vlan == 10' >/dev/null ||
+    fail "L2 sessions after the swp1 flap: $(sessions)"
+log "swp1 down and up at the nNVE: hv1 and hv2 re-established their L2 sessions"
+
+# ---- nnve-daemon restarts: every agent comes back on its own transport, tags kept ----------
 for n in 1 2 3; do C0[$n]=$(session_json "$n" | jq .sessions); done
 stop_pid "$NNVE_PID"; rc=$?; NNVE_PID=
 [ $rc = 0 ] || fail "nnve-daemon exit status $rc after SIGTERM"

@@ -61,7 +61,7 @@ START_TEST(test_l2_keys)
     char err[512], text[1024];
     snprintf(text, sizeof text,
              "%stransport = l2\nl2_interface = eth1\nnnve_mac = 02:00:00:00:00:01\n"
-             "l2_vlan = 4094\nl2_ethertype = 0x88B6\nl2_discovery_mac = 03:00:00:00:00:07\n"
+             "l2_vlan = 4094\nl2_ethertype = 0x88B6\nl2_discovery_mac = 03:53:4e:43:50:07\n"
              "nnve_name = tor1\nconnect_timeout = 3s\nuplink = bond0\n",
              CERTS);
     ck_assert_msg(load(c, text, err, sizeof err) == 0, "%s", err);
@@ -70,7 +70,7 @@ START_TEST(test_l2_keys)
     ck_assert_str_eq(tnve_transport_name(c->transport), "l2");
     ck_assert_str_eq(tnve_config_l2_interface(c), "eth1"); /* not the uplink */
     ck_assert_int_eq(c->nnve_mac_set, 1);
-    static const uint8_t mac[6] = {2, 0, 0, 0, 0, 1}, group[6] = {3, 0, 0, 0, 0, 7};
+    static const uint8_t mac[6] = {2, 0, 0, 0, 0, 1}, group[6] = {3, 0x53, 0x4e, 0x43, 0x50, 7};
     ck_assert_mem_eq(c->nnve_mac, mac, 6);
     ck_assert_mem_eq(c->l2_discovery_mac, group, 6);
     ck_assert_uint_eq(c->l2_vlan, 4094);
@@ -106,6 +106,9 @@ START_TEST(test_bad_values)
         "nnve_mac = 02:00:00:00:00\n",
         "nnve_mac = 03:00:00:00:00:01\n",         /* a group address is not an nNVE */
         "l2_discovery_mac = 02:00:00:00:00:01\n", /* discovery needs a group address */
+        "l2_discovery_mac = 01:80:c2:00:00:0e\n", /* 802.1Q reserved: bridges keep it */
+        "l2_discovery_mac = 01:00:5e:00:00:01\n", /* IPv4 multicast */
+        "l2_discovery_mac = ff:ff:ff:ff:ff:ff\n",
         "l2_vlan = 4095\n",
         "l2_vlan = -1\n",
         "l2_vlan = ten\n",
