@@ -970,9 +970,16 @@ static void conn_config(const struct nnve_config *cfg, struct sncp_tls_ctx *tls,
     cc->max_conns = cfg->max_sessions + 64; /* slack for handshakes; HELLO enforces */
 }
 
+/* Errors that no retry mends: the daemon lacks the permission (CAP_NET_RAW). */
+static int l2_fatal(int err)
+{
+    return err == -EPERM || err == -EACCES || err == -EAFNOSUPPORT;
+}
+
 /* Opens the L2 port of interface li.  Returns 0 or the port's error (logged once per
- * change of error: a missing interface is retried every L2_CHECK_MS). */
-static int l2_open(struct nnve_server *srv, struct l2_if *li)
+ * change of error: a missing interface is retried every L2_CHECK_MS; at start, the caller
+ * reports fatal ones). */
+static int l2_open(struct nnve_server *srv, struct l2_if *li, int at_start)
 {
     const struct nnve_config *cfg = srv->cfg;
     struct sncp_conn_config cc;
@@ -993,7 +1000,7 @@ static int l2_open(struct nnve_server *srv, struct l2_if *li)
                      SNCP_L2_MIN_MTU);
         else
             snprintf(why, sizeof why, "%s", sncp_strerror(r));
-        if (r != li->last_err)
+        if (r != li->last_err && !(at_start && l2_fatal(r)))
             SNV_WARN("server", "L2 interface unavailable, retrying every %u ms if=%s err=%s",
                      L2_CHECK_MS, li->name, why);
         li->last_err = r;
@@ -1054,7 +1061,7 @@ static void on_l2_timer(uv_timer_t *t)
             li->last_err = -ENODEV;
         }
         if (!li->port)
-            l2_open(srv, li);
+            l2_open(srv, li, 0);
     }
 }
 
@@ -1078,8 +1085,8 @@ static int l2_start(struct nnve_server *srv, char *err, size_t errlen)
     for (unsigned i = 0; i < srv->n_l2_ifs; i++) {
         struct l2_if *li = &srv->l2_ifs[i];
         snprintf(li->name, sizeof li->name, "%s", cfg->l2_interfaces[i]);
-        int r = l2_open(srv, li);
-        if (r == -EPERM || r == -EACCES || r == -EAFNOSUPPORT) {
+        int r = l2_open(srv, li, 1);
+        if (l2_fatal(r)) {
             snprintf(err, errlen, "cannot open L2 interface %s: %s (needs CAP_NET_RAW)", li->name,
                      sncp_strerror(r));
             l2_close_all(srv);

@@ -63,6 +63,22 @@ for i in $(seq 5 24); do printf '[hypervisor bench%d]\nport = learn\nvns = 5000-
 "$BIN/nnve-daemon" --check-config -c "$T/n.conf" | grep -q "transport tcp,l2, 1 listen address(es), 3 L2 interface" ||
     fail "--check-config summary"
 
+# Without CAP_NET_RAW the start fails with a clear message (exit status 3).
+mkdir "$T/nobody"
+chmod a+rx "$T" "$T/pki"
+chmod a+r "$T/pki/nnve.key" "$T/pki/nnve.crt" "$T/pki/ca.crt"
+chown 65534 "$T/nobody"
+sed -e "s|^state_dir = .*|state_dir = $T/nobody/state|" -e "s|^control_socket = .*|control_socket = $T/nobody/ctl|" \
+    -e '/^dataplane_journal/d' -e '/^fdb_file/d' "$T/n.conf" >"$T/nobody/n.conf"
+rc=0
+ip netns exec "$NS_SW" setpriv --reuid=65534 --regid=65534 --clear-groups --inh-caps=-all \
+    "$BIN/nnve-daemon" -c "$T/nobody/n.conf" 2>"$T/nobody/log" || rc=$?
+[ "$rc" = 3 ] || fail "without CAP_NET_RAW: exit status $rc, want 3: $(cat "$T/nobody/log")"
+grep -q 'cannot open L2 interface swp1: Operation not permitted (needs CAP_NET_RAW)' "$T/nobody/log" ||
+    fail "without CAP_NET_RAW: $(cat "$T/nobody/log")"
+grep -q 'retrying' "$T/nobody/log" && fail "without CAP_NET_RAW: a retry was promised: $(cat "$T/nobody/log")"
+ok "without CAP_NET_RAW: exit status 3, needs CAP_NET_RAW"
+
 # The daemon in its namespace; the control socket is a path, reachable from here.
 : >"$T/daemon.log"
 ip netns exec "$NS_SW" "$BIN/nnve-daemon" -c "$T/n.conf" 2>>"$T/daemon.log" &
