@@ -4,6 +4,13 @@
  *                                           by DIR/ca.crt + ca.key (e.g. from gen-pki.sh)
  *   nnve-load --connect HOST:PORT --pki DIR --pid DAEMON_PID [--sessions 100]
  *             [--tsis 100000] [--rate 5000] [--max-sessions 1000] [--window 64]
+ *             [--serial N]
+ *   nnve-load --l2 IFNAME [--nnve-mac MAC] [--vlan VID] ...   the same over the Layer-2
+ *             channel: all sessions from one AF_PACKET port on IFNAME (the nNVE found by
+ *             discovery unless --nnve-mac is given; frames tagged with VID); needs
+ *             CAP_NET_RAW
+ *   --first N: the identities are benchN, benchN+1, ...; --hold MS: keep the sessions open
+ *             MS milliseconds after the last phase (printed "hold: ..."), for tests
  *
  * Phases, each reported on stdout:
  *   1. throughput: --sessions sessions (identities bench1..) each activate their share of
@@ -12,7 +19,9 @@
  *      TSIs (RSS per TSI from the growth);
  *   2. latency: deactivate/activate toggles of existing TSIs at --rate requests/s spread over
  *      the sessions, p50/p99/max of request latency (send to response);
- *   3. sessions: more sessions up to --max-sessions concurrent ones, each through HELLO.
+ *   3. serial (with --serial N): N deactivate/activate toggles on one session, one request
+ *      in flight (window 1): p50/p99 latency and requests/s;
+ *   4. sessions: more sessions up to --max-sessions concurrent ones, each through HELLO.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -28,6 +37,7 @@
 #include <openssl/x509v3.h>
 #include <uv.h>
 
+#include "sncp-conn-l2.h"
 #include "sncp-conn.h"
 #include "sncp-msg.h"
 #include "snv-log.h"
@@ -96,8 +106,8 @@ static int gen_certs(const char *dir, int count)
 
 /* ---- load ---- */
 
-enum phase { P_THROUGHPUT, P_LATENCY, P_SESSIONS, P_DONE };
-enum { COOKIE_HELLO = 1, COOKIE_CONNECT = 2, COOKIE_TSI = 3, COOKIE_LAT = 4 };
+enum phase { P_THROUGHPUT, P_LATENCY, P_SERIAL, P_SESSIONS, P_DONE };
+enum { COOKIE_HELLO = 1, COOKIE_CONNECT = 2, COOKIE_TSI = 3, COOKIE_LAT = 4, COOKIE_SERIAL = 5 };
 
 struct sess {
     int idx;
@@ -125,6 +135,14 @@ static uint64_t *lat_send, *lat_ns;
 static unsigned lat_cap, lat_sent, lat_done;
 static uint64_t lat_phase_end;
 static uint64_t sess_t0;
+static const char *l2_ifname;
+static unsigned first_id = 1, hold_ms;
+static uint16_t l2_vlan;
+static uint8_t l2_nnve_mac[6];
+static int l2_has_mac;
+static struct sncp_l2_port *l2_port;
+static unsigned serial_n, serial_done;
+static uint64_t *serial_ns, serial_t0, serial_sent_at;
 
 static long daemon_rss_kb(void)
 {
@@ -181,7 +199,35 @@ static void fill_window(struct sess *s)
         send_tsi(s, SNCP_MSG_TSI_ACTIVATE, s->next++, COOKIE_TSI);
 }
 
+static void close_all(void)
+{
+    for (unsigned i = 0; i < max_sessions; i++)
+        if (sessions[i].conn)
+            sncp_conn_close(sessions[i].conn);
+}
+
+static void on_hold_done(uv_timer_t *t)
+{
+    (void)t;
+    close_all();
+}
+
+/* All phases done: close the sessions, after --hold ms (tests look at them meanwhile). */
+static void finish(void)
+{
+    phase = P_DONE;
+    if (!hold_ms) {
+        close_all();
+        return;
+    }
+    printf("hold: %u sessions open for %u ms\n", n_established, hold_ms);
+    fflush(stdout);
+    uv_timer_start(&timer, on_hold_done, hold_ms, 0);
+}
+
 static void start_latency(void);
+static void start_serial(void);
+static void serial_next(void);
 static void start_sessions(void);
 static void open_session(unsigned i);
 
@@ -250,10 +296,7 @@ static void on_response(struct sncp_conn *c, uint64_t cookie, const struct sncp_
                    n_established, max_sessions - n_sessions, (double)(uv_hrtime() - sess_t0) / 1e9,
                    daemon_rss_kb());
             fflush(stdout);
-            phase = P_DONE;
-            for (unsigned i = 0; i < max_sessions; i++)
-                if (sessions[i].conn)
-                    sncp_conn_close(sessions[i].conn);
+            finish();
         }
         return;
     }
@@ -274,31 +317,57 @@ static void on_response(struct sncp_conn *c, uint64_t cookie, const struct sncp_
             throughput_done();
         return;
     }
+    if (cookie == COOKIE_SERIAL) {
+        serial_ns[serial_done++] = uv_hrtime() - serial_sent_at;
+        serial_next();
+        return;
+    }
     if (cookie >= COOKIE_LAT * 1000000000ull) {
         unsigned k = (unsigned)(cookie - COOKIE_LAT * 1000000000ull);
         if (k < lat_cap)
             lat_ns[k] = uv_hrtime() - lat_send[k];
         lat_done++;
         if (lat_done == lat_sent && uv_now(loop) >= lat_phase_end)
-            start_sessions();
+            start_serial();
     }
 }
+
+/* L2 channel counters summed over the closed sessions (this side's). */
+static struct sncp_l2_stats l2_sum;
 
 static void on_closed(struct sncp_conn *c, int err)
 {
     struct sess *s = sncp_conn_data(c);
+    const struct sncp_l2_conn *l2 = sncp_conn_l2(c);
+    if (l2) {
+        const struct sncp_l2_stats *st = sncp_l2_conn_stats(l2);
+        l2_sum.frames_in += st->frames_in;
+        l2_sum.frames_out += st->frames_out;
+        l2_sum.data_frames_in += st->data_frames_in;
+        l2_sum.data_frames_out += st->data_frames_out;
+        l2_sum.acks_out += st->acks_out;
+        l2_sum.retransmits += st->retransmits;
+        l2_sum.timeouts += st->timeouts;
+        l2_sum.fast_retransmits += st->fast_retransmits;
+    }
     s->conn = NULL;
     n_closed++;
-    if (err && phase != P_DONE)
-        fprintf(stderr, "nnve-load: session %d closed: %s\n", s->idx, sncp_error_token(err));
-    if (phase != P_DONE && err) {
+    if (phase != P_DONE) {
+        /* Before the end, any close (also the daemon's orderly one after a refusal) fails
+         * the run. */
+        errors++;
+        fprintf(stderr, "nnve-load: session %d closed: %s\n", s->idx,
+                err ? sncp_error_token(err) : "by the daemon");
         phase = P_DONE;
         for (unsigned i = 0; i < max_sessions; i++)
             if (sessions[i].conn)
                 sncp_conn_close(sessions[i].conn);
     }
-    if (n_closed == n_open && !uv_is_closing((uv_handle_t *)&timer))
+    if (n_closed == n_open && !uv_is_closing((uv_handle_t *)&timer)) {
         uv_close((uv_handle_t *)&timer, NULL);
+        sncp_l2_port_destroy(l2_port);
+        l2_port = NULL;
+    }
 }
 
 static const struct sncp_conn_cbs cbs = {on_connected, on_request, on_response, on_closed};
@@ -307,7 +376,7 @@ static void open_session(unsigned i)
 {
     struct sess *s = &sessions[i];
     char crt[4096], key[4096], ca[4096], err[256];
-    s->idx = (int)i + 1;
+    s->idx = (int)(i + first_id);
     snprintf(crt, sizeof crt, "%s/bench%d.crt", pki, s->idx);
     snprintf(key, sizeof key, "%s/bench%d.key", pki, s->idx);
     snprintf(ca, sizeof ca, "%s/ca.crt", pki);
@@ -323,8 +392,11 @@ static void open_session(unsigned i)
     cc.session.handshake_timeout_ms = 30000;
     cc.session.max_outstanding = 4096;
     cc.max_write_queue = 64u << 20;
-    if (sncp_conn_connect(loop, host, port, &cc, &cbs, s, &s->conn) < 0) {
-        fprintf(stderr, "nnve-load: connect failed\n");
+    int r = l2_port ? sncp_conn_connect_l2(l2_port, l2_has_mac ? l2_nnve_mac : NULL, &cc, &cbs, s,
+                                           &s->conn)
+                    : sncp_conn_connect(loop, host, port, &cc, &cbs, s, &s->conn);
+    if (r < 0) {
+        fprintf(stderr, "nnve-load: connect failed: %s\n", sncp_strerror(r));
         exit(1);
     }
     n_open++;
@@ -342,7 +414,7 @@ static void on_lat_tick(uv_timer_t *t)
     if (uv_now(loop) >= lat_phase_end) {
         uv_timer_stop(&timer);
         if (lat_done == lat_sent)
-            start_sessions();
+            start_serial();
         return;
     }
     /* keep up with rate requests/s since the phase began, round robin over the sessions */
@@ -362,6 +434,10 @@ static void on_lat_tick(uv_timer_t *t)
 static void start_latency(void)
 {
     phase = P_LATENCY;
+    if (!rate) { /* --rate 0: no latency phase */
+        start_serial();
+        return;
+    }
     lat_cap = rate * 4;
     lat_send = calloc(lat_cap, sizeof *lat_send);
     lat_ns = calloc(lat_cap, sizeof *lat_ns);
@@ -369,25 +445,59 @@ static void start_latency(void)
     uv_timer_start(&timer, on_lat_tick, 1, 1);
 }
 
-static void start_sessions(void)
+/* Ends the latency phase (once, from whichever of its timer or its last response sees the
+ * end first) and starts the serial one. */
+static void start_serial(void)
 {
     if (phase != P_LATENCY)
         return;
+    uv_timer_stop(&timer);
     unsigned n = lat_done;
-    qsort(lat_ns, n, sizeof *lat_ns, cmp_u64);
-    if (n)
-        printf("latency: %u requests at %u/s over %u sessions: p50 %.3f ms, p99 %.3f ms, max "
-               "%.3f ms\n",
+    if (n) {
+        qsort(lat_ns, n, sizeof *lat_ns, cmp_u64);
+        printf("latency: %u requests at %u/s over %u sessions: p50 %.3f ms, p99 %.3f ms, "
+               "max %.3f ms\n",
                n, rate, n_sessions, lat_ns[n / 2] / 1e6, lat_ns[(size_t)(n * 0.99)] / 1e6,
                lat_ns[n - 1] / 1e6);
-    fflush(stdout);
+        fflush(stdout);
+    }
+    phase = P_SERIAL;
+    serial_t0 = uv_hrtime();
+    serial_next();
+}
+
+/* Window 1: the next toggle goes out when the previous one is answered. */
+static void serial_next(void)
+{
+    struct sess *s = &sessions[0];
+    if (serial_done < serial_n && s->conn) {
+        unsigned k = s->toggle++;
+        serial_sent_at = uv_hrtime();
+        send_tsi(s, (k & 1) ? SNCP_MSG_TSI_ACTIVATE : SNCP_MSG_TSI_DEACTIVATE,
+                 (k / 2) % (s->share ? s->share : 1), COOKIE_SERIAL);
+        return;
+    }
+    unsigned n = serial_done;
+    if (n) {
+        double secs = (double)(uv_hrtime() - serial_t0) / 1e9;
+        qsort(serial_ns, n, sizeof *serial_ns, cmp_u64);
+        printf("serial: %u requests, window 1, one session: p50 %.3f ms, p99 %.3f ms, max "
+               "%.3f ms, %.0f requests/s\n",
+               n, serial_ns[n / 2] / 1e6, serial_ns[(size_t)(n * 0.99)] / 1e6,
+               serial_ns[n - 1] / 1e6, (double)n / secs);
+        fflush(stdout);
+    }
+    start_sessions();
+}
+
+static void start_sessions(void)
+{
+    if (phase != P_SERIAL)
+        return;
     phase = P_SESSIONS;
     sess_t0 = uv_hrtime();
     if (max_sessions <= n_sessions) {
-        phase = P_DONE;
-        for (unsigned i = 0; i < n_sessions; i++)
-            if (sessions[i].conn)
-                sncp_conn_close(sessions[i].conn);
+        finish();
         return;
     }
     for (unsigned i = n_sessions; i < max_sessions; i++)
@@ -401,7 +511,10 @@ int main(int argc, char **argv)
         {"pki", required_argument, NULL, 'P'},       {"pid", required_argument, NULL, 'p'},
         {"sessions", required_argument, NULL, 's'},  {"tsis", required_argument, NULL, 'n'},
         {"rate", required_argument, NULL, 'r'},      {"max-sessions", required_argument, NULL, 'm'},
-        {"window", required_argument, NULL, 'w'},    {NULL, 0, NULL, 0},
+        {"window", required_argument, NULL, 'w'},    {"serial", required_argument, NULL, 'S'},
+        {"l2", required_argument, NULL, 'L'},        {"nnve-mac", required_argument, NULL, 'M'},
+        {"vlan", required_argument, NULL, 'V'},      {"first", required_argument, NULL, 'F'},
+        {"hold", required_argument, NULL, 'H'},      {NULL, 0, NULL, 0},
     };
     const char *gen = NULL, *target = NULL;
     int opt;
@@ -434,32 +547,71 @@ int main(int argc, char **argv)
         case 'w':
             window = (unsigned)atoi(optarg);
             break;
+        case 'S':
+            serial_n = (unsigned)atoi(optarg);
+            break;
+        case 'L':
+            l2_ifname = optarg;
+            break;
+        case 'V':
+            l2_vlan = (uint16_t)atoi(optarg);
+            break;
+        case 'F':
+            first_id = (unsigned)atoi(optarg);
+            break;
+        case 'H':
+            hold_ms = (unsigned)atoi(optarg);
+            break;
+        case 'M':
+            if (sncp_mac_parse(optarg, l2_nnve_mac)) {
+                fprintf(stderr, "nnve-load: bad MAC address \"%s\"\n", optarg);
+                return 2;
+            }
+            l2_has_mac = 1;
+            break;
         default:
             return 2;
         }
     }
     if (gen)
         return optind < argc ? gen_certs(gen, atoi(argv[optind])) : 2;
-    if (!target || !pki || !daemon_pid || !n_sessions || total_tsis % n_sessions) {
-        fprintf(stderr, "usage: nnve-load --connect HOST:PORT --pki DIR --pid PID [--sessions N] "
-                        "[--tsis N (multiple of sessions)] [--rate N] [--max-sessions N]\n"
+    if ((!target == !l2_ifname) || !pki || !daemon_pid || !n_sessions || total_tsis % n_sessions) {
+        fprintf(stderr, "usage: nnve-load {--connect HOST:PORT | --l2 IFNAME [--nnve-mac MAC]} "
+                        "--pki DIR --pid PID [--sessions N]\n"
+                        "                 [--tsis N (multiple of sessions)] [--rate N] "
+                        "[--max-sessions N] [--window N] [--serial N]\n"
+                        "                 [--vlan VID] [--first N (identity benchN first)] "
+                        "[--hold MS]\n"
                         "       nnve-load --gen-certs DIR COUNT\n");
         return 2;
     }
-    static char hbuf[128];
-    snprintf(hbuf, sizeof hbuf, "%s", target);
-    char *colon = strrchr(hbuf, ':');
-    if (!colon)
-        return 2;
-    *colon = '\0';
-    host = hbuf;
-    port = (uint16_t)atoi(colon + 1);
+    if (target) {
+        static char hbuf[128];
+        snprintf(hbuf, sizeof hbuf, "%s", target);
+        char *colon = strrchr(hbuf, ':');
+        if (!colon)
+            return 2;
+        *colon = '\0';
+        host = hbuf;
+        port = (uint16_t)atoi(colon + 1);
+    }
     if (max_sessions < n_sessions)
         max_sessions = n_sessions;
     snv_log_open("nnve-load", SNV_LOG_STDERR);
     snv_log_set_level(SNV_LOG_ERR);
     loop = uv_default_loop();
     uv_timer_init(loop, &timer);
+    if (l2_ifname) {
+        struct sncp_l2_port_config pcfg = {
+            .ifname = l2_ifname, .node_name = "nnve-load", .vlan = l2_vlan};
+        int r = sncp_l2_port_create(loop, &pcfg, NULL, NULL, NULL, &l2_port);
+        if (r < 0) {
+            fprintf(stderr, "nnve-load: cannot open L2 port on %s: %s\n", l2_ifname,
+                    sncp_strerror(r));
+            return 1;
+        }
+    }
+    serial_ns = calloc(serial_n ? serial_n : 1, sizeof *serial_ns);
     sessions = calloc(max_sessions, sizeof *sessions);
     rss_base_kb = daemon_rss_kb();
     printf("daemon pid %d: VmRSS %ld KiB before the load\n", daemon_pid, rss_base_kb);
@@ -476,7 +628,14 @@ int main(int argc, char **argv)
     free(sessions);
     free(lat_send);
     free(lat_ns);
+    free(serial_ns);
     uv_loop_close(loop);
+    if (l2_ifname)
+        printf("l2 (load side): frames out %" PRIu64 " (DATA %" PRIu64 ", ACK %" PRIu64
+               "), in %" PRIu64 " (DATA %" PRIu64 "); retransmits %" PRIu64 " (timeouts %" PRIu64
+               ", fast %" PRIu64 ")\n",
+               l2_sum.frames_out, l2_sum.data_frames_out, l2_sum.acks_out, l2_sum.frames_in,
+               l2_sum.data_frames_in, l2_sum.retransmits, l2_sum.timeouts, l2_sum.fast_retransmits);
     printf("errors: %" PRIu64 "\n", errors);
     return rc;
 }

@@ -35,6 +35,9 @@ enum {
     RX_BATCH = 64,      /* frames read per poll callback */
     DEFAULT_MAX_CONNS_L2 = 4096,
     SOLICIT_FIRST_MS = 1000,
+    SOCKET_BUFFER = 4 << 20, /* bytes, receive and send */
+    ADVERTISE_RATE = 1000,   /* ADVERTISEs per second after the burst */
+    MAX_POLL_ERRORS = 100,   /* socket errors in a row before the port is given up */
     DEFAULT_SOLICIT_MAX_MS = 30000,
 };
 
@@ -49,6 +52,7 @@ struct sncp_l2_port {
     uint8_t mac[6];
     uint8_t group[6];
     uint16_t ethertype;
+    uint16_t conf_mtu; /* as configured; pcfg.l2.mtu may be lowered to the interface's */
     struct sncp_l2_port_config pcfg;
     char node_name[SNCP_L2_MAX_NAME_LEN + 1];
     char nnve_name[SNCP_L2_MAX_NAME_LEN + 1];
@@ -56,9 +60,13 @@ struct sncp_l2_port {
     struct sncp_conn_cbs cbs;
     void *ctx;
     struct l2c *conns;
+    struct l2c **by_id;  /* hash of conns by local connection id (chains through id_next) */
+    unsigned id_buckets; /* a power of two */
     unsigned n_conns, n_accepted;
     int destroying, poll_closed;
-    struct snv_ratelimit reply_rl, log_rl;
+    unsigned poll_errors; /* socket errors since the last readable event */
+    int failed;           /* the socket cannot be used any more: -errno */
+    struct snv_ratelimit reply_rl, adv_rl, log_rl;
     struct sncp_l2_port_stats stats;
 };
 
@@ -68,6 +76,8 @@ struct l2c {
     struct sncp_l2_conn *l2;
     uv_timer_t timer;
     struct l2c *prev, *next;
+    struct l2c *id_next;
+    uint32_t local_id; /* 0 until the channel exists */
     uint8_t peer_mac[6];
     uint16_t vlan;
     int accepted;
@@ -99,6 +109,70 @@ static uint32_t random_u32(void)
         }
     }
     return v;
+}
+
+/* ---- connections by id: every frame but OPEN names our id, so a port with thousands of
+ * connections finds each in a short hash chain. ---- */
+
+static struct l2c **id_bucket(const struct sncp_l2_port *p, uint32_t id)
+{
+    uint32_t h = id * 0x9e3779b1u; /* ids are random; the multiply only spreads the bits */
+    return &p->by_id[(h >> 16) & (p->id_buckets - 1)];
+}
+
+static struct l2c *id_find(const struct sncp_l2_port *p, uint32_t id)
+{
+    if (!p->id_buckets) {
+        return NULL;
+    }
+    struct l2c *lc = *id_bucket(p, id);
+    while (lc && lc->local_id != id) {
+        lc = lc->id_next;
+    }
+    return lc;
+}
+
+/* Adds lc under its local_id, growing the table to keep chains short.  Returns 0 or
+ * -ENOMEM. */
+static int id_insert(struct sncp_l2_port *p, struct l2c *lc)
+{
+    if (p->n_conns > p->id_buckets) {
+        unsigned nb = p->id_buckets ? p->id_buckets * 2 : 64;
+        struct l2c **nt = calloc(nb, sizeof *nt);
+        if (!nt) {
+            return -ENOMEM;
+        }
+        struct l2c **old = p->by_id;
+        unsigned ob = p->id_buckets;
+        p->by_id = nt;
+        p->id_buckets = nb;
+        for (unsigned i = 0; i < ob; i++) {
+            for (struct l2c *c = old[i], *next; c; c = next) {
+                next = c->id_next;
+                struct l2c **b = id_bucket(p, c->local_id);
+                c->id_next = *b;
+                *b = c;
+            }
+        }
+        free(old);
+    }
+    struct l2c **b = id_bucket(p, lc->local_id);
+    lc->id_next = *b;
+    *b = lc;
+    return 0;
+}
+
+static void id_remove(struct sncp_l2_port *p, struct l2c *lc)
+{
+    if (!lc->local_id) {
+        return;
+    }
+    for (struct l2c **pp = id_bucket(p, lc->local_id); *pp; pp = &(*pp)->id_next) {
+        if (*pp == lc) {
+            *pp = lc->id_next;
+            return;
+        }
+    }
 }
 
 /* ---- sending ---------------------------------------------------------------------------- */
@@ -385,6 +459,7 @@ static void port_maybe_free(struct sncp_l2_port *p)
 {
     if (p->destroying && p->poll_closed && p->n_conns == 0) {
         close(p->fd);
+        free(p->by_id);
         free(p);
     }
 }
@@ -401,6 +476,7 @@ static void l2c_destroy(struct sncp_conn *c)
     if (lc->next) {
         lc->next->prev = lc->prev;
     }
+    id_remove(p, lc);
     p->n_conns--;
     if (lc->accepted) {
         p->n_accepted--;
@@ -426,16 +502,31 @@ const struct sncp_l2_conn *sncp_conn_l2(const struct sncp_conn *c)
     return c->cls == &l2_class ? l2c_cast(c)->l2 : NULL;
 }
 
+int sncp_conn_l2_peer(const struct sncp_conn *c, const char **ifname, uint8_t mac[6],
+                      uint16_t *vlan)
+{
+    if (c->cls != &l2_class) {
+        return -EINVAL;
+    }
+    const struct l2c *lc = l2c_cast(c);
+    if (ifname) {
+        *ifname = lc->port->ifname;
+    }
+    if (mac) {
+        memcpy(mac, lc->peer_mac, 6);
+    }
+    if (vlan) {
+        *vlan = lc->vlan;
+    }
+    return 0;
+}
+
 /* A random connection id no connection of the port has (L2-TRANSPORT.md §6.1). */
 static uint32_t unused_id(const struct sncp_l2_port *p)
 {
     for (;;) {
         uint32_t id = random_u32();
-        const struct l2c *lc = p->conns;
-        while (lc && !(lc->l2 && sncp_l2_conn_local_id(lc->l2) == id)) {
-            lc = lc->next;
-        }
-        if (!lc) {
+        if (!id_find(p, id)) {
             return id;
         }
     }
@@ -470,6 +561,10 @@ static struct l2c *l2c_new(struct sncp_l2_port *p, const struct sncp_conn_config
     l2cfg.local_id = unused_id(p);
     l2cfg.initial_seq = random_u32();
     *err = sncp_l2_conn_create(&l2cfg, &l2_cbs, lc, &lc->l2);
+    if (*err == 0) {
+        lc->local_id = l2cfg.local_id;
+        *err = id_insert(p, lc);
+    }
     if (*err < 0) {
         /* The handles exist: tear down through the normal path, without owner callback. */
         lc->up.silent = 1;
@@ -484,6 +579,11 @@ static struct l2c *l2c_new(struct sncp_l2_port *p, const struct sncp_conn_config
 static struct l2c *find_conn(struct sncp_l2_port *p, const uint8_t src[6],
                              const struct sncp_l2_frame *f)
 {
+    if (f->type != SNCP_L2_OPEN) {
+        struct l2c *lc = id_find(p, f->dst_id);
+        return lc && lc->l2 && !lc->discovering && !memcmp(lc->peer_mac, src, 6) ? lc : NULL;
+    }
+    /* A repeated OPEN names only the peer's id: rare, a walk is fine. */
     for (struct l2c *lc = p->conns; lc; lc = lc->next) {
         if (!lc->l2 || lc->discovering || memcmp(lc->peer_mac, src, 6) != 0) {
             continue;
@@ -572,7 +672,7 @@ static void on_solicit(struct sncp_l2_port *p, const uint8_t src[6], uint16_t vl
                        const struct sncp_l2_frame *f)
 {
     p->stats.solicits_in++;
-    if (!p->pcfg.accept || p->destroying || !snv_ratelimit_allow(&p->reply_rl, uv_now(p->loop))) {
+    if (!p->pcfg.accept || p->destroying || !snv_ratelimit_allow(&p->adv_rl, uv_now(p->loop))) {
         return;
     }
     uint8_t buf[SNCP_L2_HEADER_LEN + SNCP_L2_DISC_BODY_LEN + SNCP_L2_MAX_NAME_LEN];
@@ -628,10 +728,10 @@ static void dispatch(struct sncp_l2_port *p, const uint8_t *pkt, size_t len, uin
     }
     struct l2c *lc = find_conn(p, src, &f);
     if (!lc || lc->timer_closing || sncp_l2_conn_state(lc->l2) == SNCP_L2_STATE_CLOSED) {
-        p->stats.unknown++;
         if (f.type == SNCP_L2_OPEN && !lc) {
-            accept_open(p, src, vlan, &f);
+            accept_open(p, src, vlan, &f); /* a new connection, or counted as refused */
         } else {
+            p->stats.unknown++;
             reply_unknown(p, src, vlan, &f);
         }
         return;
@@ -646,12 +746,45 @@ static void dispatch(struct sncp_l2_port *p, const uint8_t *pkt, size_t len, uin
     l2c_leave(lc);
 }
 
+static void on_poll(uv_poll_t *h, int status, int events);
+
+/* A socket error (the interface went down: the kernel reports ENETDOWN) made libuv stop
+ * polling: take the error off the socket and poll again, so frames are read once the link
+ * is back.  Errors that keep coming without a frame in between, or a poll that cannot
+ * restart, fail the port: sncp_l2_port_check() reports it and the owner opens it anew. */
+static void on_poll_error(struct sncp_l2_port *p, int status)
+{
+    int soerr = 0;
+    socklen_t sl = sizeof soerr;
+    if (getsockopt(p->fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) < 0) {
+        soerr = errno;
+    }
+    snv_log_rl(&p->log_rl, SNV_LOG_WARN, "l2", "socket error if=%s err=%s", p->ifname,
+               soerr ? strerror(soerr) : uv_strerror(status));
+    if (++p->poll_errors > MAX_POLL_ERRORS) {
+        p->failed = soerr ? -soerr : -EIO;
+        return;
+    }
+    int rc = uv_poll_start(&p->poll, UV_READABLE, on_poll);
+    if (rc < 0) {
+        p->failed = rc;
+    }
+}
+
 static void on_poll(uv_poll_t *h, int status, int events)
 {
     struct sncp_l2_port *p = h->data;
-    if (status < 0 || !(events & UV_READABLE)) {
+    if (p->destroying) {
         return;
     }
+    if (status < 0) {
+        on_poll_error(p, status);
+        return;
+    }
+    if (!(events & UV_READABLE)) {
+        return;
+    }
+    p->poll_errors = 0;
     static uint8_t pkt[ETH_HDR + VLAN_HDR + SNCP_L2_MAX_MTU + 64];
     for (int i = 0; i < RX_BATCH && !p->destroying; i++) {
         struct sockaddr_ll sll;
@@ -735,6 +868,19 @@ static int open_socket(struct sncp_l2_port *p)
         return -errno;
     }
     memcpy(p->mac, ifr.ifr_hwaddr.sa_data, 6);
+    /* Frames larger than the interface takes would be lost for good: the channel uses the
+     * smaller of both (the tag of a tagged frame is allowed on top by the kernel). */
+    if (ioctl(p->fd, SIOCGIFMTU, &ifr) == 0 && ifr.ifr_mtu > 0 && ifr.ifr_mtu < p->pcfg.l2.mtu) {
+        if (ifr.ifr_mtu < SNCP_L2_MIN_MTU) {
+            /* The owner reports it (and may retry every second). */
+            SNV_DBG("l2", "interface MTU too small for the channel if=%s mtu=%d min=%d", p->ifname,
+                    ifr.ifr_mtu, SNCP_L2_MIN_MTU);
+            return -EMSGSIZE;
+        }
+        SNV_INFO("l2", "frame size lowered to the interface MTU if=%s mtu=%d", p->ifname,
+                 ifr.ifr_mtu);
+        p->pcfg.l2.mtu = (uint16_t)ifr.ifr_mtu;
+    }
     struct sockaddr_ll sll = {
         .sll_family = AF_PACKET,
         .sll_protocol = htons(ETH_P_ALL),
@@ -742,6 +888,17 @@ static int open_socket(struct sncp_l2_port *p)
     };
     if (bind(p->fd, (struct sockaddr *)&sll, sizeof sll) < 0) {
         return -errno;
+    }
+    /* One socket carries every connection of the interface: bursts of many sessions must
+     * not overflow the default buffers (a lost frame costs a retransmission).  The forced
+     * variants pass the system limits with CAP_NET_ADMIN; without it the plain ones give
+     * what the limits allow. */
+    int bufsz = SOCKET_BUFFER;
+    if (setsockopt(p->fd, SOL_SOCKET, SO_RCVBUFFORCE, &bufsz, sizeof bufsz) < 0) {
+        (void)setsockopt(p->fd, SOL_SOCKET, SO_RCVBUF, &bufsz, sizeof bufsz);
+    }
+    if (setsockopt(p->fd, SOL_SOCKET, SO_SNDBUFFORCE, &bufsz, sizeof bufsz) < 0) {
+        (void)setsockopt(p->fd, SOL_SOCKET, SO_SNDBUF, &bufsz, sizeof bufsz);
     }
     int one = 1;
     if (setsockopt(p->fd, SOL_PACKET, PACKET_AUXDATA, &one, sizeof one) < 0) {
@@ -793,6 +950,7 @@ int sncp_l2_port_create(uv_loop_t *loop, const struct sncp_l2_port_config *pcfg,
     if (!p->pcfg.l2.mtu) {
         p->pcfg.l2.mtu = SNCP_L2_DEFAULT_MTU;
     }
+    p->conf_mtu = p->pcfg.l2.mtu;
     if (!p->pcfg.solicit_max_ms) {
         p->pcfg.solicit_max_ms = DEFAULT_SOLICIT_MAX_MS;
     }
@@ -813,6 +971,10 @@ int sncp_l2_port_create(uv_loop_t *loop, const struct sncp_l2_port_config *pcfg,
     }
     p->ctx = ctx;
     p->reply_rl = (struct snv_ratelimit)SNV_RATELIMIT_INIT(100, 200);
+    /* Every hypervisor of a rack may solicit at once (after a power cut): a burst of one
+     * answer per connection we accept; a flood is held to ADVERTISE_RATE frames/s. */
+    unsigned max = pcfg->max_conns ? pcfg->max_conns : DEFAULT_MAX_CONNS_L2;
+    p->adv_rl = (struct snv_ratelimit)SNV_RATELIMIT_INIT(ADVERTISE_RATE, max);
     p->log_rl = (struct snv_ratelimit)SNV_RATELIMIT_INIT(5, 20);
     rc = open_socket(p);
     if (rc == 0) {
@@ -853,6 +1015,53 @@ void sncp_l2_port_destroy(struct sncp_l2_port *p)
 void sncp_l2_port_mac(const struct sncp_l2_port *p, uint8_t mac[6])
 {
     memcpy(mac, p->mac, 6);
+}
+
+const char *sncp_l2_port_ifname(const struct sncp_l2_port *p)
+{
+    return p->ifname;
+}
+
+unsigned sncp_l2_port_mtu(const struct sncp_l2_port *p)
+{
+    return p->pcfg.l2.mtu;
+}
+
+int sncp_l2_port_check(struct sncp_l2_port *p)
+{
+    if (p->failed) {
+        return p->failed;
+    }
+    struct tpacket_stats ts;
+    socklen_t tl = sizeof ts;
+    if (getsockopt(p->fd, SOL_PACKET, PACKET_STATISTICS, &ts, &tl) == 0) {
+        p->stats.rx_dropped += ts.tp_drops; /* the kernel resets them on every read */
+    }
+    struct ifreq ifr;
+    memset(&ifr, 0, sizeof ifr);
+    memcpy(ifr.ifr_name, p->ifname, strlen(p->ifname) + 1);
+    if (ioctl(p->fd, SIOCGIFINDEX, &ifr) < 0 || ifr.ifr_ifindex != p->ifindex) {
+        return -ENODEV;
+    }
+    if (ioctl(p->fd, SIOCGIFHWADDR, &ifr) == 0 && memcmp(p->mac, ifr.ifr_hwaddr.sa_data, 6)) {
+        char old[SNCP_MAC_STRLEN], now[SNCP_MAC_STRLEN];
+        sncp_mac_format(p->mac, old, sizeof old);
+        memcpy(p->mac, ifr.ifr_hwaddr.sa_data, 6);
+        sncp_mac_format(p->mac, now, sizeof now);
+        SNV_INFO("l2", "interface MAC changed if=%s old_mac=%s mac=%s", p->ifname, old, now);
+    }
+    uint16_t want = p->pcfg.l2.mtu;
+    if (ioctl(p->fd, SIOCGIFMTU, &ifr) == 0 && ifr.ifr_mtu >= SNCP_L2_MIN_MTU &&
+        ifr.ifr_mtu != p->pcfg.l2.mtu) {
+        /* New connections use it; established ones keep what they negotiated. */
+        unsigned conf = p->conf_mtu;
+        want = (uint16_t)((unsigned)ifr.ifr_mtu < conf ? (unsigned)ifr.ifr_mtu : conf);
+    }
+    if (want != p->pcfg.l2.mtu) {
+        SNV_INFO("l2", "frame size follows the interface MTU if=%s mtu=%u", p->ifname, want);
+        p->pcfg.l2.mtu = want;
+    }
+    return 0;
 }
 
 unsigned sncp_l2_port_conns(const struct sncp_l2_port *p)

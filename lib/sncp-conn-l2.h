@@ -39,16 +39,19 @@ struct sncp_l2_port_config {
 struct sncp_l2_port_stats {
     uint64_t frames_in, frames_out;
     uint64_t malformed;  /* frames that failed decoding */
-    uint64_t unknown;    /* valid frames for no connection */
+    uint64_t unknown;    /* valid frames for no connection (but OPENs: accepted or refused) */
     uint64_t resets_out; /* answers to unknown frames (rate-limited) */
     uint64_t solicits_in, advertises_out, solicits_out, advertises_in;
     uint64_t refused;     /* OPENs refused (max_conns, not accepting) */
     uint64_t send_errors; /* frames the kernel did not take (the channel retransmits) */
+    uint64_t rx_dropped;  /* frames the kernel dropped for want of socket buffer (read by
+                           * sncp_l2_port_check) */
 };
 
 /* Opens the port.  With pcfg->accept, accepted connections report through `cbs` with
  * sncp_conn_data() == ctx (as sncp_listener_create); cfg and cbs may be NULL otherwise.
- * Needs CAP_NET_RAW.  Returns 0 and *out, or -errno (-ENODEV: no such interface). */
+ * Needs CAP_NET_RAW.  Returns 0 and *out, or -errno (-ENODEV: no such interface;
+ * -EMSGSIZE: its MTU is below SNCP_L2_MIN_MTU; -EPERM: no CAP_NET_RAW). */
 int sncp_l2_port_create(uv_loop_t *loop, const struct sncp_l2_port_config *pcfg,
                         const struct sncp_conn_config *cfg, const struct sncp_conn_cbs *cbs,
                         void *ctx, struct sncp_l2_port **out);
@@ -57,6 +60,19 @@ int sncp_l2_port_create(uv_loop_t *loop, const struct sncp_l2_port_config *pcfg,
 void sncp_l2_port_destroy(struct sncp_l2_port *p);
 /* The interface's MAC address. */
 void sncp_l2_port_mac(const struct sncp_l2_port *p, uint8_t mac[6]);
+const char *sncp_l2_port_ifname(const struct sncp_l2_port *p);
+/* The channel's frame size on this port: the configured mtu, lowered to the interface's
+ * MTU when that is smaller. */
+unsigned sncp_l2_port_mtu(const struct sncp_l2_port *p);
+/* Checks that the port's interface still exists under its name with the index the socket
+ * is bound to, and follows a change of its MAC address (logged).  An interface that was
+ * deleted (and perhaps created again under the same name) leaves the socket bound to
+ * nothing: the owner should destroy the port and create it again when the name is back.
+ * Also reads the kernel's drop count into the stats.  Returns 0, -ENODEV (gone or
+ * replaced), or another -errno when the socket failed for good (destroy and create the
+ * port again).  An interface that goes down and up again needs nothing: the port reads
+ * again once it is up. */
+int sncp_l2_port_check(struct sncp_l2_port *p);
 unsigned sncp_l2_port_conns(const struct sncp_l2_port *p);
 const struct sncp_l2_port_stats *sncp_l2_port_stats(const struct sncp_l2_port *p);
 
@@ -71,5 +87,11 @@ int sncp_conn_connect_l2(struct sncp_l2_port *p, const uint8_t *nnve_mac,
 /* The L2 connection under an sncp_conn of this provider (stats, state), or NULL for a
  * connection of another provider. */
 const struct sncp_l2_conn *sncp_conn_l2(const struct sncp_conn *c);
+
+/* Where the peer of an L2 connection is: the interface its frames arrive on, its MAC
+ * address and its VLAN (0: untagged; the latest valid frame's tag).  Any output may be
+ * NULL.  Returns 0, or -EINVAL for a connection of another provider. */
+int sncp_conn_l2_peer(const struct sncp_conn *c, const char **ifname, uint8_t mac[6],
+                      uint16_t *vlan);
 
 #endif

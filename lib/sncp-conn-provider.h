@@ -50,8 +50,6 @@ struct sncp_conn_class {
     void (*destroy)(struct sncp_conn *c);
 };
 
-enum { SNCP_CONN_PEER_NAME_MAX = 64 };
-
 /* The transport-independent part of a connection.  Providers embed it; only sncp-conn.c
  * and providers look inside. */
 struct sncp_conn {

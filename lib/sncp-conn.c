@@ -324,3 +324,8 @@ size_t sncp_conn_write_queue(const struct sncp_conn *c)
 {
     return c->released ? 0 : c->cls->write_queue(c);
 }
+
+const char *sncp_conn_transport(const struct sncp_conn *c)
+{
+    return c->cls->name;
+}

@@ -77,8 +77,12 @@ void sncp_conn_close(struct sncp_conn *c);
 void sncp_conn_set_data(struct sncp_conn *c, void *data);
 void *sncp_conn_data(const struct sncp_conn *c);
 struct sncp_session *sncp_conn_session(struct sncp_conn *c);
-/* "192.0.2.1:40312" / "[2001:db8::1]:40312" (or the L2 peer MAC). */
+enum { SNCP_CONN_PEER_NAME_MAX = 64 }; /* sncp_conn_peer_name(), NUL included */
+
+/* "192.0.2.1:40312" / "[2001:db8::1]:40312", or for L2 "IFNAME/PEER_MAC[/vlanN]". */
 const char *sncp_conn_peer_name(const struct sncp_conn *c);
+/* The transport's name: "tcp" or "l2". */
+const char *sncp_conn_transport(const struct sncp_conn *c);
 /* Bytes queued for writing and not yet written. */
 size_t sncp_conn_write_queue(const struct sncp_conn *c);
 

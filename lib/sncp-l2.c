@@ -304,6 +304,26 @@ int sncp_l2_discovery_parse(const struct sncp_l2_frame *f, struct sncp_l2_discov
     return 0;
 }
 
+int sncp_l2_discovery_mac_valid(const uint8_t mac[6])
+{
+    static const uint8_t bridge[5] = {0x01, 0x80, 0xc2, 0x00, 0x00};
+    static const uint8_t ipv4[3] = {0x01, 0x00, 0x5e};
+    static const uint8_t ptp[6] = {0x01, 0x1b, 0x19, 0x00, 0x00, 0x00};
+    static const uint8_t token_ring[3] = {0x03, 0x00, 0x00};
+    static const uint8_t broadcast[6] = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff};
+    if (!(mac[0] & 1)) {
+        return 0; /* not a group address */
+    }
+    if (!memcmp(mac, bridge, 5) && mac[5] <= 0x2f) {
+        return 0;
+    }
+    if (!memcmp(mac, ipv4, 3) || (mac[0] == 0x33 && mac[1] == 0x33) || !memcmp(mac, ptp, 6) ||
+        !memcmp(mac, token_ring, 3) || !memcmp(mac, broadcast, 6)) {
+        return 0;
+    }
+    return 1;
+}
+
 int sncp_l2_reply_unknown(const struct sncp_l2_frame *in, uint8_t *buf, size_t cap)
 {
     struct sncp_l2_frame f = {.src_id = in->dst_id, .dst_id = in->src_id};

@@ -133,6 +133,12 @@ int sncp_l2_discovery_parse(const struct sncp_l2_frame *f, struct sncp_l2_discov
  * -ENOBUFS.  The owner should rate-limit these. */
 int sncp_l2_reply_unknown(const struct sncp_l2_frame *in, uint8_t *buf, size_t cap);
 
+/* Whether mac may serve as the discovery group address (L2-TRANSPORT.md §5): a group
+ * address outside the IEEE 802.1Q reserved 01:80:C2:00:00:00..2F, the IANA IPv4 and IPv6
+ * multicast ranges 01:00:5E and 33:33, the PTP address 01:1B:19:00:00:00, the Token Ring
+ * functional addresses 03:00:00, and broadcast.  Returns 1 or 0. */
+int sncp_l2_discovery_mac_valid(const uint8_t mac[6]);
+
 /* ---- connections ---- */
 
 enum sncp_l2_state {

@@ -10,6 +10,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <net/if.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,6 +24,7 @@
 
 #include "backend-provider.h"
 #include "sncp-error.h"
+#include "sncp-l2.h"
 #include "sncp-msg.h"
 #include "snv-log.h"
 
@@ -182,6 +184,98 @@ static int add_listen(struct parser *p, char *item, void *aux)
     return 0;
 }
 
+static int add_transport(struct parser *p, char *item, void *aux)
+{
+    unsigned *set = aux;
+    if (!strcmp(item, "tcp"))
+        *set |= NNVE_TRANSPORT_TCP;
+    else if (!strcmp(item, "l2"))
+        *set |= NNVE_TRANSPORT_L2;
+    else {
+        perr(p, p->line, "transport: expected tcp, l2 or both (tcp, l2), got \"%s\"", item);
+        return -EINVAL;
+    }
+    return 0;
+}
+
+static int add_l2_interface(struct parser *p, char *item, void *aux)
+{
+    (void)aux;
+    struct nnve_config *cfg = p->cfg;
+    if (strlen(item) >= IF_NAMESIZE || strlen(item) > SNCP_MAX_PORT_LEN || strchr(item, '/') ||
+        strchr(item, ' ')) {
+        perr(p, p->line, "l2_interfaces: \"%s\" is not an interface name (at most %d bytes)", item,
+             IF_NAMESIZE - 1);
+        return -EINVAL;
+    }
+    for (unsigned i = 0; i < cfg->n_l2_interfaces; i++)
+        if (!strcmp(cfg->l2_interfaces[i], item)) {
+            perr(p, p->line, "l2_interfaces: %s is listed twice", item);
+            return -EINVAL;
+        }
+    if (grow_array((void **)&cfg->l2_interfaces, cfg->n_l2_interfaces, sizeof *cfg->l2_interfaces))
+        return -ENOMEM;
+    cfg->l2_interfaces[cfg->n_l2_interfaces] = strdup(item);
+    if (!cfg->l2_interfaces[cfg->n_l2_interfaces])
+        return -ENOMEM;
+    cfg->n_l2_interfaces++;
+    return 0;
+}
+
+static void free_l2_interfaces(struct nnve_config *cfg)
+{
+    for (unsigned i = 0; i < cfg->n_l2_interfaces; i++)
+        free(cfg->l2_interfaces[i]);
+    free(cfg->l2_interfaces);
+    cfg->l2_interfaces = NULL;
+    cfg->n_l2_interfaces = 0;
+}
+
+/* The L2 keys of [global]; returns 1 when `key` is not one of them. */
+static int l2_key(struct parser *p, const char *key, const char *value)
+{
+    struct nnve_config *cfg = p->cfg;
+    if (!strcmp(key, "l2_interfaces")) {
+        free_l2_interfaces(cfg);
+        cfg->l2_line = p->line;
+        int r = for_each_item(p, value, add_l2_interface, NULL);
+        if (!r && !cfg->n_l2_interfaces) {
+            perr(p, p->line, "l2_interfaces: expected interface names (swp1, swp2)");
+            return -EINVAL;
+        }
+        return r;
+    }
+    if (!strcmp(key, "l2_ethertype")) {
+        char *end;
+        errno = 0;
+        unsigned long v = strtoul(value, &end, 0);
+        /* Not a length (< 0x600), not a VLAN tag protocol identifier. */
+        if (!isdigit((unsigned char)*value) || *end || errno || v < 0x600 || v > 0xffff ||
+            v == 0x8100 || v == 0x88a8 || v == 0x9100) {
+            perr(p, p->line,
+                 "l2_ethertype: expected an EtherType 0x0600..0xffff other than a VLAN TPID "
+                 "(e.g. 0x88B5), got \"%s\"",
+                 value);
+            return -EINVAL;
+        }
+        cfg->l2_ethertype = (uint16_t)v;
+        return 0;
+    }
+    if (!strcmp(key, "l2_discovery_mac")) {
+        uint8_t mac[6];
+        if (sncp_mac_parse(value, mac) || !sncp_l2_discovery_mac_valid(mac)) {
+            perr(p, p->line,
+                 "l2_discovery_mac: expected a group MAC address outside the reserved and "
+                 "IP multicast ranges (e.g. 03:53:4e:43:50:01), got \"%s\"",
+                 value);
+            return -EINVAL;
+        }
+        memcpy(cfg->l2_discovery_mac, mac, 6);
+        return 0;
+    }
+    return 1;
+}
+
 static int global_key(struct parser *p, const char *key, const char *value)
 {
     struct nnve_config *cfg = p->cfg;
@@ -251,8 +345,22 @@ static int global_key(struct parser *p, const char *key, const char *value)
 
     if (!strcmp(key, "listen")) {
         cfg->n_listen = 0;
+        cfg->listen_line = p->line;
         return for_each_item(p, value, add_listen, NULL);
     }
+    if (!strcmp(key, "transport")) {
+        unsigned set = 0;
+        int r = for_each_item(p, value, add_transport, &set);
+        if (!r && !set) {
+            perr(p, p->line, "transport: expected tcp, l2 or both (tcp, l2)");
+            return -EINVAL;
+        }
+        cfg->transports = set;
+        return r;
+    }
+    int r = l2_key(p, key, value);
+    if (r <= 0)
+        return r;
     if (!strcmp(key, "max_write_queue")) {
         unsigned long long v;
         if (parse_uint(value, (unsigned long long)1 << 32, &v) || v < 65536) {
@@ -709,6 +817,10 @@ static void set_defaults(struct nnve_config *cfg)
     cfg->max_write_queue = 4u << 20;
     cfg->sync = NNVE_SYNC_FULL;
     cfg->log_level = -1;
+    cfg->transports = NNVE_TRANSPORT_TCP;
+    cfg->l2_ethertype = SNCP_L2_DEFAULT_ETHERTYPE;
+    static const uint8_t group[6] = SNCP_L2_DISCOVERY_MAC_INIT;
+    memcpy(cfg->l2_discovery_mac, group, 6);
     nnve_linux_config_init(&cfg->linux_cfg);
 }
 
@@ -732,7 +844,7 @@ static int fill_defaults(struct nnve_config *cfg)
         return -ENOMEM;
     if (!cfg->backend && set_str(&cfg->backend, "none"))
         return -ENOMEM;
-    if (!cfg->n_listen) {
+    if (!cfg->n_listen && (cfg->transports & NNVE_TRANSPORT_TCP)) {
         cfg->listen = calloc(1, sizeof *cfg->listen);
         if (!cfg->listen)
             return -ENOMEM;
@@ -770,6 +882,20 @@ static void validate(struct parser *p)
             }
         free(copy);
     }
+    if (!(cfg->transports & NNVE_TRANSPORT_TCP) && cfg->listen_line)
+        perr(p, cfg->listen_line, "listen is set but transport has no tcp");
+    if ((cfg->transports & NNVE_TRANSPORT_L2) && !cfg->n_l2_interfaces)
+        perr(p, 0,
+             "[global] transport = l2 needs l2_interfaces (the switch ports the channel "
+             "runs on)");
+    if (!(cfg->transports & NNVE_TRANSPORT_L2) && cfg->n_l2_interfaces)
+        perr(p, cfg->l2_line, "l2_interfaces is set but transport has no l2");
+    for (unsigned i = 0; i < cfg->n_l2_interfaces; i++)
+        if (!nnve_config_port_domain(cfg, cfg->l2_interfaces[i]))
+            perr(p, cfg->l2_line,
+                 "l2_interfaces: %s is in no [domain] (the interface a hypervisor's frames "
+                 "arrive on is its port)",
+                 cfg->l2_interfaces[i]);
     unsigned any = 0;
     for (unsigned i = 0; i < cfg->n_domains; i++) {
         struct nnve_domain_cfg *d = &cfg->domains[i];
@@ -882,6 +1008,7 @@ void nnve_config_destroy(struct nnve_config *cfg)
     free(cfg->linux_vxlan_device);
     free(cfg->linux_local_ip);
     free(cfg->linux_remote_vteps);
+    free_l2_interfaces(cfg);
     for (unsigned i = 0; i < cfg->n_domains; i++) {
         struct nnve_domain_cfg *d = &cfg->domains[i];
         free(d->name);

@@ -1,6 +1,7 @@
 /* config.h: nnve-daemon's configuration file (INI, read with inih).
  *
- *   [global]           listen, cert, key, ca, node_id, state_dir, control_socket, backend,
+ *   [global]           transport, listen, l2_interfaces, l2_ethertype, l2_discovery_mac,
+ *                      cert, key, ca, node_id, state_dir, control_socket, backend,
  *                      dataplane_journal, fdb_file, hold_time, tag_hold_down, keepalive,
  *                      handshake_timeout, max_sessions, max_tsis_per_session,
  *                      max_addrs_per_tsi, max_outstanding, max_write_queue, metrics_file,
@@ -67,6 +68,12 @@ struct nnve_vn_cfg {
     unsigned line;
 };
 
+/* Transports sessions may arrive on (a set). */
+enum nnve_transport {
+    NNVE_TRANSPORT_TCP = 1, /* TLS over TCP on the listen addresses */
+    NNVE_TRANSPORT_L2 = 2,  /* TLS over the Layer-2 channel on l2_interfaces */
+};
+
 enum nnve_sync_mode {
     NNVE_SYNC_FULL = 0,   /* fsync at every group commit (default) */
     NNVE_SYNC_NORMAL = 1, /* WAL without fsync per commit: survives a process crash only */
@@ -74,8 +81,15 @@ enum nnve_sync_mode {
 
 struct nnve_config {
     char *path;
+    unsigned transports; /* enum nnve_transport bits; default TCP */
     struct nnve_listen_addr *listen;
     unsigned n_listen;
+    unsigned listen_line; /* 0: not set (default address) */
+    char **l2_interfaces; /* the switch ports the L2 channel runs on */
+    unsigned n_l2_interfaces;
+    unsigned l2_line;
+    uint16_t l2_ethertype;       /* default SNCP_L2_DEFAULT_ETHERTYPE */
+    uint8_t l2_discovery_mac[6]; /* default 03:53:4e:43:50:01 */
     char *cert, *key, *ca;
     char *node_id;
     char *state_dir;

@@ -29,8 +29,10 @@ static const char usage_text[] =
     "\n"
     "DESCRIPTION\n"
     "    nnve-daemon runs on a top-of-rack switch.  It accepts SNCP sessions (TLS 1.3 with\n"
-    "    mutual certificate authentication, default port 8394) from the tnve-agent of each\n"
-    "    hypervisor below it, authorizes each hypervisor identity (its certificate's name)\n"
+    "    mutual certificate authentication) over TCP (default port 8394) and/or over the\n"
+    "    Layer-2 channel on switch ports (EtherType 0x88B5; transport = tcp, l2) from the\n"
+    "    tnve-agent of each hypervisor below it, authorizes each hypervisor identity (its "
+    "certificate's name)\n"
     "    for ports and VNs from its configuration (default deny), runs the RFC 8394 state\n"
     "    machines (a VAP per significance domain and VN; a TSI instance per vNIC), allocates\n"
     "    a local VLAN tag per domain and VN, keeps its state in an SQLite database across\n"
@@ -56,10 +58,11 @@ static const char usage_text[] =
     "                      freed (the hypervisors' state stays in the database)\n"
     "    SIGHUP            reload the configuration: authorization policy, limits, timers\n"
     "                      and tag pools, and the TLS certificate files; sessions stay up,\n"
-    "                      except those whose identity is no longer authorized.  Listen\n"
-    "                      addresses, state_dir, backend, the [linux] section and\n"
-    "                      control_socket need a restart (a changed [linux] section is\n"
-    "                      logged and the running settings stay in force).\n"
+    "                      except those whose identity is no longer authorized.  transport,\n"
+    "                      listen, the l2_* keys, state_dir, backend, the [linux] section\n"
+    "                      and control_socket need a restart (a changed transport, backend\n"
+    "                      or [linux] section is logged and the running settings stay in\n"
+    "                      force).\n"
     "\n"
     "FILES\n"
     "    " NNVE_DEFAULT_CONFIG "   configuration (INI; see the commented sample)\n"
@@ -69,7 +72,8 @@ static const char usage_text[] =
     "\n"
     "EXIT STATUS\n"
     "    0 clean shutdown or valid configuration; 1 configuration error; 2 usage error;\n"
-    "    3 start-up failure (TLS files, listen address, state database, control socket);\n"
+    "    3 start-up failure (TLS files, listen address, L2 socket permission, state\n"
+    "    database, control socket);\n"
     "    4 the event loop did not close cleanly at shutdown.\n";
 
 struct daemon_ctx {
@@ -183,6 +187,13 @@ static int write_pidfile(const char *path)
     return fclose(f) ? -errno : 0;
 }
 
+static const char *transports_text(unsigned t)
+{
+    if (t == (NNVE_TRANSPORT_TCP | NNVE_TRANSPORT_L2))
+        return "tcp,l2";
+    return t == NNVE_TRANSPORT_L2 ? "l2" : "tcp";
+}
+
 static void on_walk(uv_handle_t *h, void *arg)
 {
     (void)arg;
@@ -274,9 +285,10 @@ int main(int argc, char **argv)
         return 1;
     }
     if (check) {
-        printf("%s: OK: %u listen address(es), %u domain(s), %u hypervisor(s), %u VN(s), "
-               "backend %s\n",
-               d.config_path, d.cfg->n_listen, d.cfg->n_domains, d.cfg->n_hvs, d.cfg->n_vns,
+        printf("%s: OK: transport %s, %u listen address(es), %u L2 interface(s), %u domain(s), "
+               "%u hypervisor(s), %u VN(s), backend %s\n",
+               d.config_path, transports_text(d.cfg->transports), d.cfg->n_listen,
+               d.cfg->n_l2_interfaces, d.cfg->n_domains, d.cfg->n_hvs, d.cfg->n_vns,
                d.cfg->backend);
         const struct nnve_linux_config *lc = &d.cfg->linux_cfg;
         if (!strcmp(d.cfg->backend, "linux"))
@@ -352,8 +364,9 @@ int main(int argc, char **argv)
     uv_timer_start(&d.metrics, on_metrics, d.cfg->metrics_interval_ms, d.cfg->metrics_interval_ms);
     d.metrics_on = 1;
     write_metrics(&d);
-    SNV_INFO("daemon", "started version=%s config=%s port=%u backend=%s", SPLITNVE_VERSION,
-             d.config_path, nnve_server_port(d.srv), d.cfg->backend);
+    SNV_INFO("daemon", "started version=%s config=%s transport=%s port=%u backend=%s",
+             SPLITNVE_VERSION, d.config_path, transports_text(d.cfg->transports),
+             nnve_server_port(d.srv), d.cfg->backend);
 
     uv_run(&d.loop, UV_RUN_DEFAULT);
     status = 0;

@@ -6,16 +6,26 @@
  * the backend's forwarding table from the agent's uplink MACs), replaces an older session of
  * the same identity, and binds the session to the hypervisor in the state.  Responses are
  * queued per session and written by the uv_check handle after the store commit.
+ *
+ * Sessions arrive over TCP (the listeners) and over the Layer-2 channel (one AF_PACKET
+ * port per l2_interfaces entry), into the same session code.  An L2 session's port is the
+ * interface its frames arrive on.  A hypervisor that shows up on another interface opens a
+ * new connection there (frames of the old one match no connection on the new port and are
+ * answered with a reset); its HELLO replaces the old session and the state moves its VN
+ * connections and TSIs to the new port.  A timer watches the interfaces: one that is
+ * missing, deleted or replaced is (re)opened once it exists, the daemon never stops for it.
  */
 #include "server.h"
 
 #include <errno.h>
 #include <inttypes.h>
+#include <net/if.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "sncp-conn-l2.h"
 #include "sncp-conn.h"
 #include "sncp-session.h"
 #include "snv-log.h"
@@ -45,6 +55,7 @@ struct session {
     char node_id[SNCP_MAX_NODE_ID_LEN + 1];
     char peer[72];
     char port[SNCP_MAX_PORT_LEN + 1];
+    char l2_if[IF_NAMESIZE]; /* L2 sessions: the interface the frames arrive on */
     uint64_t epoch;
     uint32_t peer_keepalive_ms;
     uint64_t connected_at;
@@ -80,6 +91,20 @@ struct counters {
     uint64_t malformed, busy_rejected, timeouts, unmatched;
 };
 
+/* One interface of l2_interfaces. */
+struct l2_if {
+    char name[IF_NAMESIZE];
+    struct sncp_l2_port *port; /* NULL while the interface is missing */
+    int last_err;              /* of the last attempt to open it (logged once per change) */
+    uint64_t opened;           /* times the port was opened */
+};
+
+enum {
+    L2_CHECK_MS = 1000,     /* interface watch period */
+    L2_DRAIN_MS = 20,       /* at shutdown: poll for the connections' orderly close */
+    L2_DRAIN_MAX_MS = 1500, /* ... for at most this long, then abort the rest */
+};
+
 struct nnve_server {
     uint32_t tag;
     uv_loop_t *loop;
@@ -90,6 +115,15 @@ struct nnve_server {
     struct nnve_backend *be;
     struct sncp_listener **listeners;
     unsigned n_listeners;
+    struct l2_if *l2_ifs;
+    unsigned n_l2_ifs;
+    /* The L2 settings of the start (a reload does not change them: an interface that
+     * comes back is opened as its siblings are). */
+    uint16_t l2_ethertype;
+    uint8_t l2_discovery_mac[6];
+    char l2_node_name[SNCP_L2_MAX_NAME_LEN + 1];
+    uv_timer_t l2_timer;
+    uint64_t l2_drain_until; /* shutdown: abort what is left on the L2 ports after this */
     struct session *sessions;
     unsigned n_sessions, n_established;
     struct session *dirty;
@@ -176,6 +210,9 @@ static void flush_session(struct session *s, int commit_failed)
     static struct sncp_msg req, rsp;
     struct nnve_server *srv = s->srv;
     int close = 0;
+    /* One loop turn's responses of a session leave together: few TLS records, few writes
+     * (TCP) or full frames (L2). */
+    sncp_conn_cork(s->conn);
     for (struct pending *p = s->pend_head, *next; p; p = next) {
         next = p->next;
         if (sncp_session_is_closed(sncp_conn_session(s->conn))) {
@@ -235,6 +272,7 @@ static void flush_session(struct session *s, int commit_failed)
         free(p);
     }
     s->pend_head = s->pend_tail = NULL;
+    sncp_conn_uncork(s->conn);
     if (close)
         sncp_conn_close(s->conn);
 }
@@ -319,7 +357,21 @@ static void hello(struct session *s, const struct sncp_msg *req)
         queue_error(s, req, SNCP_E_RESOURCE_LIMIT, 0, "too many sessions", 1);
         return;
     }
-    if (hc->port) {
+    if (s->l2_if[0]) {
+        /* Over L2 the port is where the frames arrive; a configured port must agree. */
+        if (hc->port && strcmp(hc->port, s->l2_if)) {
+            srv->c.hello_refused++;
+            srv->c.not_authorized++;
+            snv_log_rl(&srv->rl_auth, SNV_LOG_WARN, "session",
+                       "refused: frames arrive on another port than configured hypervisor=%s "
+                       "peer=%s interface=%s port=%s",
+                       s->identity, s->peer, s->l2_if, hc->port);
+            queue_error(s, req, SNCP_E_NOT_AUTHORIZED, 0,
+                        "this hypervisor is configured on another port", 1);
+            return;
+        }
+        snprintf(s->port, sizeof s->port, "%s", s->l2_if);
+    } else if (hc->port) {
         snprintf(s->port, sizeof s->port, "%s", hc->port);
     } else {
         int found = 0;
@@ -389,6 +441,9 @@ static void on_connected(struct sncp_conn *c, const char *identity)
     s->conn = c;
     snprintf(s->identity, sizeof s->identity, "%s", identity);
     snprintf(s->peer, sizeof s->peer, "%s", sncp_conn_peer_name(c));
+    const char *ifname;
+    if (sncp_conn_l2_peer(c, &ifname, NULL, NULL) == 0)
+        snprintf(s->l2_if, sizeof s->l2_if, "%s", ifname);
     s->connected_at = uv_now(srv->loop);
     s->next = srv->sessions;
     if (srv->sessions)
@@ -670,15 +725,26 @@ json_t *nnve_server_show_sessions(const struct nnve_server *srv)
         if (s->replaced)
             continue;
         const struct sncp_session_stats *ss = sncp_session_stats(sncp_conn_session(s->conn));
-        json_array_append_new(
-            arr,
-            json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:i, s:i, s:I, s:I, s:I, s:I}", "hypervisor",
-                      s->identity, "state", s->hv ? "established" : "hello-pending", "peer",
-                      s->peer, "port", s->port, "node_id", s->node_id, "epoch",
-                      (json_int_t)s->epoch, "tsis", s->hv ? (int)nnve_state_hv_tsis(s->hv) : 0,
-                      "vns", s->hv ? (int)nnve_state_hv_vns(s->hv) : 0, "uptime_ms",
-                      (json_int_t)(now - s->connected_at), "requests", (json_int_t)s->requests,
-                      "failures", (json_int_t)s->failures, "malformed", (json_int_t)ss->malformed));
+        json_t *row = json_pack(
+            "{s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:i, s:i, s:I, s:I, s:I, s:I}", "hypervisor",
+            s->identity, "state", s->hv ? "established" : "hello-pending", "transport",
+            sncp_conn_transport(s->conn), "peer", s->peer, "port", s->port, "node_id", s->node_id,
+            "epoch", (json_int_t)s->epoch, "tsis", s->hv ? (int)nnve_state_hv_tsis(s->hv) : 0,
+            "vns", s->hv ? (int)nnve_state_hv_vns(s->hv) : 0, "uptime_ms",
+            (json_int_t)(now - s->connected_at), "requests", (json_int_t)s->requests, "failures",
+            (json_int_t)s->failures, "malformed", (json_int_t)ss->malformed);
+        /* L2: where the peer is now (its VLAN follows its latest frame). */
+        const char *ifname;
+        uint8_t mac[6];
+        uint16_t vlan;
+        if (sncp_conn_l2_peer(s->conn, &ifname, mac, &vlan) == 0) {
+            char mbuf[SNCP_MAC_STRLEN];
+            sncp_mac_format(mac, mbuf, sizeof mbuf);
+            json_object_set_new(row, "interface", json_string(ifname));
+            json_object_set_new(row, "peer_mac", json_string(mbuf));
+            json_object_set_new(row, "vlan", json_integer(vlan));
+        }
+        json_array_append_new(arr, row);
     }
     /* Hypervisors in hold (session lost, state kept). */
     size_t pos = 0;
@@ -777,6 +843,51 @@ static void each_counter(const struct nnve_server *srv, counter_fn *fn, void *au
     }
     struct domain_aux da = {fn, aux};
     nnve_state_foreach_domain(srv->state, uv_now(srv->loop), domain_rows, &da);
+    /* Per L2 interface (the frame counters restart when the interface is opened again);
+     * one name's rows together, as the text format wants. */
+    enum {
+        L2_UP,
+        L2_CONNS,
+        L2_OPENS,
+        L2_IN,
+        L2_OUT,
+        L2_MALFORMED,
+        L2_UNKNOWN,
+        L2_REFUSED,
+        L2_SOLICITS,
+        L2_SEND_ERRORS,
+        L2_RX_DROPPED,
+        L2_N
+    };
+    static const char *const l2_names[L2_N][2] = {
+        {"l2_interface_up", "L2 channel open on the interface"},
+        {"l2_connections", "L2 connections on the interface"},
+        {"l2_interface_opens_total", "times the interface was opened"},
+        {"l2_frames_received_total", "L2 channel frames received"},
+        {"l2_frames_sent_total", "L2 channel frames sent"},
+        {"l2_malformed_total", "L2 frames that failed decoding"},
+        {"l2_unknown_total", "L2 frames for no connection"},
+        {"l2_refused_total", "L2 connections refused"},
+        {"l2_solicits_received_total", "discovery solicitations received"},
+        {"l2_send_errors_total", "L2 frames the kernel did not take"},
+        {"l2_rx_dropped_total", "L2 frames dropped by the kernel: socket buffer full"},
+    };
+    for (unsigned k = 0; k < L2_N; k++) {
+        for (unsigned i = 0; i < srv->n_l2_ifs; i++) {
+            const struct l2_if *li = &srv->l2_ifs[i];
+            static const struct sncp_l2_port_stats none;
+            const struct sncp_l2_port_stats *ps = li->port ? sncp_l2_port_stats(li->port) : &none;
+            const uint64_t v[L2_N] = {
+                li->port != NULL, li->port ? sncp_l2_port_conns(li->port) : 0,
+                li->opened,       ps->frames_in,
+                ps->frames_out,   ps->malformed,
+                ps->unknown,      ps->refused,
+                ps->solicits_in,  ps->send_errors,
+                ps->rx_dropped,
+            };
+            fn(aux, l2_names[k][0], l2_names[k][1], "interface", li->name, v[k]);
+        }
+    }
 }
 
 static void json_row(void *aux, const char *name, const char *help, const char *lkey,
@@ -859,6 +970,135 @@ static void conn_config(const struct nnve_config *cfg, struct sncp_tls_ctx *tls,
     cc->max_conns = cfg->max_sessions + 64; /* slack for handshakes; HELLO enforces */
 }
 
+/* Errors that no retry mends: the daemon lacks the permission (CAP_NET_RAW). */
+static int l2_fatal(int err)
+{
+    return err == -EPERM || err == -EACCES || err == -EAFNOSUPPORT;
+}
+
+/* Opens the L2 port of interface li.  Returns 0 or the port's error (logged once per
+ * change of error: a missing interface is retried every L2_CHECK_MS; at start, the caller
+ * reports fatal ones). */
+static int l2_open(struct nnve_server *srv, struct l2_if *li, int at_start)
+{
+    const struct nnve_config *cfg = srv->cfg;
+    struct sncp_conn_config cc;
+    conn_config(cfg, srv->tls, &cc);
+    struct sncp_l2_port_config pcfg = {
+        .ifname = li->name,
+        .ethertype = srv->l2_ethertype,
+        .discovery_mac = srv->l2_discovery_mac,
+        .node_name = srv->l2_node_name,
+        .accept = 1,
+        .max_conns = cc.max_conns,
+    };
+    int r = sncp_l2_port_create(srv->loop, &pcfg, &cc, &conn_cbs, srv, &li->port);
+    if (r < 0) {
+        char why[64];
+        if (r == -EMSGSIZE)
+            snprintf(why, sizeof why, "interface MTU below the channel's minimum of %d",
+                     SNCP_L2_MIN_MTU);
+        else
+            snprintf(why, sizeof why, "%s", sncp_strerror(r));
+        if (r != li->last_err && !(at_start && l2_fatal(r)))
+            SNV_WARN("server", "L2 interface unavailable, retrying every %u ms if=%s err=%s",
+                     L2_CHECK_MS, li->name, why);
+        li->last_err = r;
+        li->port = NULL;
+        return r;
+    }
+    li->last_err = 0;
+    li->opened++;
+    uint8_t mac[6];
+    char mbuf[SNCP_MAC_STRLEN], gbuf[SNCP_MAC_STRLEN];
+    sncp_l2_port_mac(li->port, mac);
+    sncp_mac_format(mac, mbuf, sizeof mbuf);
+    sncp_mac_format(srv->l2_discovery_mac, gbuf, sizeof gbuf);
+    SNV_INFO("server", "L2 channel open if=%s mac=%s ethertype=0x%04x discovery=%s mtu=%u",
+             li->name, mbuf, srv->l2_ethertype, gbuf, sncp_l2_port_mtu(li->port));
+    return 0;
+}
+
+static void l2_close_all(struct nnve_server *srv)
+{
+    for (unsigned i = 0; i < srv->n_l2_ifs; i++) {
+        sncp_l2_port_destroy(srv->l2_ifs[i].port);
+        srv->l2_ifs[i].port = NULL;
+    }
+}
+
+static void on_handle_closed(uv_handle_t *h)
+{
+    (void)h;
+}
+
+/* Watches the interfaces; at shutdown, waits for the L2 connections' orderly close. */
+static void on_l2_timer(uv_timer_t *t)
+{
+    struct nnve_server *srv = t->data;
+    if (srv->shutting_down) {
+        unsigned conns = 0;
+        for (unsigned i = 0; i < srv->n_l2_ifs; i++)
+            conns += srv->l2_ifs[i].port ? sncp_l2_port_conns(srv->l2_ifs[i].port) : 0;
+        if (conns && uv_now(srv->loop) < srv->l2_drain_until)
+            return;
+        l2_close_all(srv);
+        uv_timer_stop(t);
+        uv_close((uv_handle_t *)t, on_handle_closed);
+        return;
+    }
+    for (unsigned i = 0; i < srv->n_l2_ifs; i++) {
+        struct l2_if *li = &srv->l2_ifs[i];
+        int r = li->port ? sncp_l2_port_check(li->port) : 0;
+        if (r < 0) {
+            SNV_WARN("server",
+                     "L2 interface lost if=%s reason=%s connections=%u: closing them, "
+                     "reopening when it is back",
+                     li->name, r == -ENODEV ? "gone or replaced" : sncp_strerror(r),
+                     sncp_l2_port_conns(li->port));
+            sncp_l2_port_destroy(li->port);
+            li->port = NULL;
+            li->last_err = -ENODEV;
+        }
+        if (!li->port)
+            l2_open(srv, li, 0);
+    }
+}
+
+/* Opens every L2 interface.  A missing one is retried later; one the daemon may not open
+ * (no CAP_NET_RAW) fails the start.  Returns 0 or < 0 with err set. */
+static int l2_start(struct nnve_server *srv, char *err, size_t errlen)
+{
+    const struct nnve_config *cfg = srv->cfg;
+    if (!(cfg->transports & NNVE_TRANSPORT_L2))
+        return 0;
+    srv->l2_ifs = calloc(cfg->n_l2_interfaces, sizeof *srv->l2_ifs);
+    if (!srv->l2_ifs) {
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    srv->n_l2_ifs = cfg->n_l2_interfaces;
+    srv->l2_ethertype = cfg->l2_ethertype;
+    memcpy(srv->l2_discovery_mac, cfg->l2_discovery_mac, 6);
+    snprintf(srv->l2_node_name, sizeof srv->l2_node_name, "%s",
+             cfg->node_id ? cfg->node_id : "nnve-daemon");
+    for (unsigned i = 0; i < srv->n_l2_ifs; i++) {
+        struct l2_if *li = &srv->l2_ifs[i];
+        snprintf(li->name, sizeof li->name, "%s", cfg->l2_interfaces[i]);
+        int r = l2_open(srv, li, 1);
+        if (l2_fatal(r)) {
+            snprintf(err, errlen, "cannot open L2 interface %s: %s (needs CAP_NET_RAW)", li->name,
+                     sncp_strerror(r));
+            l2_close_all(srv);
+            return r;
+        }
+    }
+    uv_timer_init(srv->loop, &srv->l2_timer);
+    srv->l2_timer.data = srv;
+    uv_timer_start(&srv->l2_timer, on_l2_timer, L2_CHECK_MS, L2_CHECK_MS);
+    return 0;
+}
+
 int nnve_server_create(uv_loop_t *loop, const struct nnve_config *cfg, struct sncp_tls_ctx *tls,
                        struct nnve_state *state, struct nnve_store *store, struct nnve_backend *be,
                        struct nnve_server **out, char *err, size_t errlen)
@@ -876,7 +1116,7 @@ int nnve_server_create(uv_loop_t *loop, const struct nnve_config *cfg, struct sn
     srv->rl = (struct snv_ratelimit)SNV_RATELIMIT_INIT(5, 20);
     srv->rl_auth = (struct snv_ratelimit)SNV_RATELIMIT_INIT(50, 200);
     srv->rl_req = (struct snv_ratelimit)SNV_RATELIMIT_INIT(10, 50);
-    srv->listeners = calloc(cfg->n_listen, sizeof *srv->listeners);
+    srv->listeners = calloc(cfg->n_listen ? cfg->n_listen : 1, sizeof *srv->listeners);
     srv->state_dir = strdup(cfg->state_dir);
     if (!srv->listeners || !srv->state_dir) {
         free(srv->listeners);
@@ -886,7 +1126,7 @@ int nnve_server_create(uv_loop_t *loop, const struct nnve_config *cfg, struct sn
     }
     struct sncp_conn_config cc;
     conn_config(cfg, tls, &cc);
-    for (unsigned i = 0; i < cfg->n_listen; i++) {
+    for (unsigned i = 0; i < ((cfg->transports & NNVE_TRANSPORT_TCP) ? cfg->n_listen : 0); i++) {
         int r = sncp_listener_create(loop, cfg->listen[i].addr, cfg->listen[i].port, &cc, &conn_cbs,
                                      srv, &srv->listeners[i]);
         if (r < 0) {
@@ -903,6 +1143,16 @@ int nnve_server_create(uv_loop_t *loop, const struct nnve_config *cfg, struct sn
         SNV_INFO("server", "listening addr=%s port=%u", cfg->listen[i].addr,
                  sncp_listener_port(srv->listeners[i]));
     }
+    int r = l2_start(srv, err, errlen);
+    if (r < 0) {
+        for (unsigned k = 0; k < srv->n_listeners; k++)
+            sncp_listener_destroy(srv->listeners[k]);
+        free(srv->l2_ifs);
+        free(srv->listeners);
+        free(srv->state_dir);
+        free(srv);
+        return r;
+    }
     uv_check_init(loop, &srv->check);
     srv->check.data = srv;
     uv_check_start(&srv->check, on_check);
@@ -918,8 +1168,29 @@ uint16_t nnve_server_port(const struct nnve_server *srv)
     return srv->n_listeners ? sncp_listener_port(srv->listeners[0]) : 0;
 }
 
+/* Whether cfg asks for other transports than the running ones (those need a restart). */
+static int transports_changed(const struct nnve_server *srv, const struct nnve_config *old,
+                              const struct nnve_config *cfg)
+{
+    if (cfg->transports != old->transports || cfg->n_listen != old->n_listen ||
+        memcmp(cfg->listen, old->listen, cfg->n_listen * sizeof *cfg->listen))
+        return 1;
+    if (!(cfg->transports & NNVE_TRANSPORT_L2))
+        return 0;
+    if (cfg->n_l2_interfaces != srv->n_l2_ifs || cfg->l2_ethertype != srv->l2_ethertype ||
+        memcmp(cfg->l2_discovery_mac, srv->l2_discovery_mac, 6))
+        return 1;
+    for (unsigned i = 0; i < srv->n_l2_ifs; i++)
+        if (strcmp(cfg->l2_interfaces[i], srv->l2_ifs[i].name))
+            return 1;
+    return 0;
+}
+
 void nnve_server_reconfigure(struct nnve_server *srv, const struct nnve_config *cfg)
 {
+    if (transports_changed(srv, srv->cfg, cfg))
+        SNV_WARN("server", "transport, listen and l2_* changes take effect at the next "
+                           "restart; still serving the ones of the start");
     srv->cfg = cfg;
     for (struct session *s = srv->sessions; s; s = s->next) {
         if (s->replaced || nnve_config_find_hv(cfg, s->identity))
@@ -929,11 +1200,6 @@ void nnve_server_reconfigure(struct nnve_server *srv, const struct nnve_config *
                  s->identity, s->peer);
         sncp_conn_close(s->conn);
     }
-}
-
-static void on_handle_closed(uv_handle_t *h)
-{
-    (void)h;
 }
 
 void nnve_server_shutdown(struct nnve_server *srv)
@@ -955,6 +1221,11 @@ void nnve_server_shutdown(struct nnve_server *srv)
     }
     for (struct session *s = srv->sessions; s; s = s->next)
         sncp_conn_close(s->conn);
+    if (srv->n_l2_ifs) {
+        /* The L2 ports carry the orderly closes: they go once those are done. */
+        srv->l2_drain_until = uv_now(srv->loop) + L2_DRAIN_MAX_MS;
+        uv_timer_start(&srv->l2_timer, on_l2_timer, 0, L2_DRAIN_MS);
+    }
     uv_check_stop(&srv->check);
     uv_close((uv_handle_t *)&srv->check, on_handle_closed);
     uv_timer_stop(&srv->tick);
@@ -966,6 +1237,7 @@ void nnve_server_destroy(struct nnve_server *srv)
     if (!srv)
         return;
     free(srv->listeners);
+    free(srv->l2_ifs);
     free(srv->state_dir);
     free(srv);
 }

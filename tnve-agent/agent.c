@@ -221,9 +221,17 @@ int tnve_agent_create(uv_loop_t *loop, struct tnve_config *cfg, const char *conf
         return rc;
     }
 
+    int l2 = cfg->transport == TNVE_TRANSPORT_L2;
     struct tnve_nnve_config nc = {
         .address = cfg->nnve_address,
         .port = cfg->nnve_port,
+        .l2_interface = l2 ? tnve_config_l2_interface(cfg) : NULL,
+        .nnve_mac = l2 && cfg->nnve_mac_set ? cfg->nnve_mac : NULL,
+        .l2_discovery_mac = cfg->l2_discovery_mac,
+        .l2_vlan = cfg->l2_vlan,
+        .l2_ethertype = cfg->l2_ethertype,
+        .nnve_name = cfg->nnve_name,
+        .connect_timeout_ms = cfg->connect_timeout_ms,
         .cert = cfg->cert,
         .key = cfg->key,
         .ca = cfg->ca,
@@ -259,9 +267,19 @@ int tnve_agent_create(uv_loop_t *loop, struct tnve_config *cfg, const char *conf
         snprintf(err, errlen, "libvirt: %s", strerror(-rc));
         return rc;
     }
-    SNV_INFO("agent", "started node_id=%s nnve=%s:%u libvirt=%s dataplane=%s epoch=%llu",
-             cfg->node_id, cfg->nnve_address, cfg->nnve_port, cfg->libvirt_uri, cfg->dataplane,
-             (unsigned long long)a->epoch);
+    char nnve[300];
+    if (l2) {
+        char mac[SNCP_MAC_STRLEN] = "discovery";
+        if (cfg->nnve_mac_set)
+            sncp_mac_format(cfg->nnve_mac, mac, sizeof mac);
+        snprintf(nnve, sizeof nnve, "%s/%s", tnve_config_l2_interface(cfg), mac);
+    } else {
+        snprintf(nnve, sizeof nnve, "%s:%u", cfg->nnve_address, cfg->nnve_port);
+    }
+    SNV_INFO("agent", "started node_id=%s transport=%s nnve=%s libvirt=%s dataplane=%s "
+                      "epoch=%llu",
+             cfg->node_id, tnve_transport_name(cfg->transport), nnve, cfg->libvirt_uri,
+             cfg->dataplane, (unsigned long long)a->epoch);
     return 0;
 }
 
@@ -304,9 +322,17 @@ int tnve_agent_reload(struct tnve_agent *a)
         return rc;
     }
     a->reloads++;
-    if (strcmp(c->libvirt_uri, a->cfg->libvirt_uri) || strcmp(c->nnve_address, a->cfg->nnve_address) ||
-        c->nnve_port != a->cfg->nnve_port || strcmp(c->control_socket, a->cfg->control_socket) ||
-        strcmp(c->dataplane, a->cfg->dataplane) || strcmp(c->state_dir, a->cfg->state_dir))
+    const struct tnve_config *o = a->cfg;
+    int transport_changed =
+        c->transport != o->transport || strcmp(c->l2_interface, o->l2_interface) ||
+        c->nnve_mac_set != o->nnve_mac_set || memcmp(c->nnve_mac, o->nnve_mac, 6) ||
+        c->l2_vlan != o->l2_vlan || c->l2_ethertype != o->l2_ethertype ||
+        memcmp(c->l2_discovery_mac, o->l2_discovery_mac, 6) || strcmp(c->nnve_name, o->nnve_name) ||
+        c->connect_timeout_ms != o->connect_timeout_ms;
+    if (transport_changed || strcmp(c->libvirt_uri, a->cfg->libvirt_uri) ||
+        strcmp(c->nnve_address, a->cfg->nnve_address) || c->nnve_port != a->cfg->nnve_port ||
+        strcmp(c->control_socket, a->cfg->control_socket) || strcmp(c->dataplane, a->cfg->dataplane) ||
+        strcmp(c->state_dir, a->cfg->state_dir))
         SNV_WARN("agent", "reload: changed connection, socket, dataplane or state_dir keys "
                           "take effect after a restart");
     /* The rules array moves into the live config; virt keeps a pointer to it. */

@@ -17,7 +17,11 @@ void tnve_config_defaults(struct tnve_config *cfg)
 {
     memset(cfg, 0, sizeof *cfg);
     snprintf(cfg->libvirt_uri, sizeof cfg->libvirt_uri, "qemu:///system");
+    cfg->transport = TNVE_TRANSPORT_TCP;
     cfg->nnve_port = SNCP_DEFAULT_PORT;
+    cfg->l2_ethertype = SNCP_L2_DEFAULT_ETHERTYPE;
+    static const uint8_t group[6] = SNCP_L2_DISCOVERY_MAC_INIT;
+    memcpy(cfg->l2_discovery_mac, group, sizeof group);
     snprintf(cfg->dataplane, sizeof cfg->dataplane, "none");
     snprintf(cfg->state_dir, sizeof cfg->state_dir, "/var/lib/splitnve");
     snprintf(cfg->control_socket, sizeof cfg->control_socket, "/run/splitnve/tnve-agent.ctl");
@@ -28,6 +32,7 @@ void tnve_config_defaults(struct tnve_config *cfg)
     cfg->libvirt_keepalive_s = 5;
     cfg->retry_min_ms = 500;
     cfg->retry_max_ms = 30000;
+    cfg->connect_timeout_ms = 15000;
     cfg->request_timeout_ms = 10000;
     cfg->address_poll_ms = 30000;
     cfg->address_sources = (1u << VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_LEASE) |
@@ -81,6 +86,29 @@ static int set_str(char *dst, size_t cap, const char *v)
     return n < 0 || (size_t)n >= cap ? -EINVAL : 0;
 }
 
+/* A number in decimal or 0x-hex within [min, max]. */
+static int parse_u16(const char *v, unsigned min, unsigned max, uint16_t *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long n = strtoul(v, &end, 0);
+    if (errno || end == v || *end || *v == '-' || n < min || n > max)
+        return -EINVAL;
+    *out = (uint16_t)n;
+    return 0;
+}
+
+static int parse_transport(const char *v, enum tnve_transport *out)
+{
+    if (!strcmp(v, "tcp"))
+        *out = TNVE_TRANSPORT_TCP;
+    else if (!strcmp(v, "l2"))
+        *out = TNVE_TRANSPORT_L2;
+    else
+        return -EINVAL;
+    return 0;
+}
+
 static int parse_sources(const char *v, unsigned *out)
 {
     char buf[128];
@@ -116,6 +144,37 @@ static int agent_key(struct tnve_config *c, const char *k, const char *v)
         return set_str(c->libvirt_uri, sizeof c->libvirt_uri, v);
     if (!strcmp(k, "nnve_address"))
         return set_str(c->nnve_address, sizeof c->nnve_address, v);
+    if (!strcmp(k, "transport"))
+        return parse_transport(v, &c->transport);
+    if (!strcmp(k, "l2_interface"))
+        return *v ? set_str(c->l2_interface, sizeof c->l2_interface, v) : -EINVAL;
+    if (!strcmp(k, "nnve_mac")) {
+        /* a unicast MAC: the nNVE's port address */
+        if (sncp_mac_parse(v, c->nnve_mac) < 0 || (c->nnve_mac[0] & 1))
+            return -EINVAL;
+        c->nnve_mac_set = 1;
+        return 0;
+    }
+    if (!strcmp(k, "l2_discovery_mac")) {
+        /* a group address bridges forward: SOLICITs go to every nNVE listening on it */
+        uint8_t mac[6];
+        if (sncp_mac_parse(v, mac) < 0 || !sncp_l2_discovery_mac_valid(mac))
+            return -EINVAL;
+        memcpy(c->l2_discovery_mac, mac, sizeof mac);
+        return 0;
+    }
+    if (!strcmp(k, "l2_vlan"))
+        return parse_u16(v, 0, 4094, &c->l2_vlan);
+    if (!strcmp(k, "l2_ethertype")) {
+        /* EtherTypes start at 0x0600; the VLAN TPIDs cannot carry the channel */
+        uint16_t et;
+        if (parse_u16(v, 0x0600, 0xffff, &et) < 0 || et == 0x8100 || et == 0x88a8)
+            return -EINVAL;
+        c->l2_ethertype = et;
+        return 0;
+    }
+    if (!strcmp(k, "nnve_name"))
+        return set_str(c->nnve_name, sizeof c->nnve_name, v);
     if (!strcmp(k, "nnve_port")) {
         char *end;
         unsigned long p = strtoul(v, &end, 10);
@@ -161,6 +220,7 @@ static int agent_key(struct tnve_config *c, const char *k, const char *v)
         {"retry_min", &c->retry_min_ms, 10},
         {"retry_max", &c->retry_max_ms, 10},
         {"request_timeout", &c->request_timeout_ms, 100},
+        {"connect_timeout", &c->connect_timeout_ms, 100},
         {"address_poll_interval", &c->address_poll_ms, 0},
     };
     for (size_t i = 0; i < sizeof durations / sizeof durations[0]; i++) {
@@ -269,15 +329,51 @@ int tnve_config_load(const char *path, struct tnve_config *cfg, char *err, size_
     return 0;
 }
 
+const char *tnve_transport_name(enum tnve_transport t)
+{
+    return t == TNVE_TRANSPORT_L2 ? "l2" : "tcp";
+}
+
+const char *tnve_config_l2_interface(const struct tnve_config *cfg)
+{
+    return cfg->l2_interface[0] ? cfg->l2_interface : cfg->uplink;
+}
+
 int tnve_config_validate(const struct tnve_config *cfg, char *err, size_t errlen)
 {
-    const char *missing = !cfg->nnve_address[0] ? "nnve_address"
-                          : !cfg->cert[0]       ? "cert"
-                          : !cfg->key[0]        ? "key"
-                          : !cfg->ca[0]         ? "ca"
-                                                : NULL;
+    const char *missing = !cfg->cert[0] ? "cert" : !cfg->key[0] ? "key" : !cfg->ca[0] ? "ca" : NULL;
     if (missing) {
         snprintf(err, errlen, "configuration key '%s' is required", missing);
+        return SNCP_E_CONFIG;
+    }
+    if (cfg->transport == TNVE_TRANSPORT_TCP) {
+        if (!cfg->nnve_address[0]) {
+            snprintf(err, errlen,
+                     "configuration key 'nnve_address' is required with "
+                     "transport = tcp");
+            return SNCP_E_CONFIG;
+        }
+        /* L2 keys in a TCP configuration are a mistake worth stopping for: the operator
+         * meant one transport and wrote the keys of the other. */
+        const char *l2_key = cfg->l2_interface[0] ? "l2_interface"
+                             : cfg->nnve_mac_set  ? "nnve_mac"
+                             : cfg->l2_vlan       ? "l2_vlan"
+                             : cfg->nnve_name[0]  ? "nnve_name"
+                                                  : NULL;
+        if (l2_key) {
+            snprintf(err, errlen, "'%s' needs transport = l2 (transport is tcp)", l2_key);
+            return SNCP_E_CONFIG;
+        }
+        return 0;
+    }
+    if (!tnve_config_l2_interface(cfg)[0]) {
+        snprintf(err, errlen, "transport = l2 needs 'l2_interface' (or 'uplink')");
+        return SNCP_E_CONFIG;
+    }
+    if (cfg->nnve_address[0]) {
+        snprintf(err, errlen,
+                 "'nnve_address' needs transport = tcp (transport is l2; use "
+                 "nnve_mac, or leave it out for discovery)");
         return SNCP_E_CONFIG;
     }
     return 0;

@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "sncp-l2.h"
 #include "sncp-msg.h"
 #include "vn.h"
 
@@ -27,10 +28,24 @@ struct tnve_map_rule {
     struct tnve_vn vn;
 };
 
+/* How the agent reaches the nNVE. */
+enum tnve_transport {
+    TNVE_TRANSPORT_TCP, /* TLS over TCP to nnve_address:nnve_port */
+    TNVE_TRANSPORT_L2,  /* TLS over the SNCP Layer-2 channel on l2_interface */
+};
+
 struct tnve_config {
     char libvirt_uri[TNVE_CONFIG_STR];     /* default qemu:///system */
-    char nnve_address[TNVE_CONFIG_STR];    /* required */
+    enum tnve_transport transport;         /* default tcp */
+    char nnve_address[TNVE_CONFIG_STR];    /* required for tcp */
     uint16_t nnve_port;                    /* default 8394 */
+    char l2_interface[64];                 /* l2: the channel's interface; "" = uplink */
+    uint8_t nnve_mac[6];                   /* l2: the nNVE's MAC when nnve_mac_set */
+    int nnve_mac_set;                      /* 0: find the nNVE by discovery */
+    uint16_t l2_vlan;                      /* l2: VLAN ID of the channel; 0 = untagged */
+    uint16_t l2_ethertype;                 /* l2: default 0x88B5 */
+    uint8_t l2_discovery_mac[6];           /* l2: SOLICIT group, default 03:53:4e:43:50:01 */
+    char nnve_name[SNCP_L2_MAX_NAME_LEN + 1]; /* l2: only ADVERTISEs of this name; "" any */
     char cert[TNVE_CONFIG_STR], key[TNVE_CONFIG_STR], ca[TNVE_CONFIG_STR]; /* required */
     char nnve_identity[TNVE_CONFIG_STR];   /* expected nNVE certificate identity; "" = any */
     char node_id[SNCP_MAX_NODE_ID_LEN + 1];/* default: the host name */
@@ -44,6 +59,7 @@ struct tnve_config {
     uint32_t keepalive_ms;                 /* SNCP keepalive, default 10 s */
     uint32_t libvirt_keepalive_s;          /* default 5 (count 3) */
     uint32_t retry_min_ms, retry_max_ms;   /* default 500 ms, 30 s */
+    uint32_t connect_timeout_ms;           /* connection attempt until TLS up, default 15 s */
     uint32_t request_timeout_ms;           /* default 10 s */
     uint32_t address_poll_ms;              /* default 30 s; 0 disables */
     unsigned address_sources;              /* bit set of 1 << VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_* */
@@ -58,8 +74,15 @@ void tnve_config_defaults(struct tnve_config *cfg);
  * SNCP_E_CONFIG with "file:line: reason" in err[0..errlen). */
 int tnve_config_load(const char *path, struct tnve_config *cfg, char *err, size_t errlen);
 
-/* Checks what a running agent needs (nNVE address, cert/key/CA).  0 or SNCP_E_CONFIG. */
+/* Checks what a running agent needs (cert/key/CA; nnve_address for tcp, an interface for
+ * l2) and keys that do not fit the transport.  0 or SNCP_E_CONFIG with the reason in err. */
 int tnve_config_validate(const struct tnve_config *cfg, char *err, size_t errlen);
+
+/* The interface the L2 channel runs on: l2_interface, else uplink ("" when neither). */
+const char *tnve_config_l2_interface(const struct tnve_config *cfg);
+
+/* "tcp" / "l2". */
+const char *tnve_transport_name(enum tnve_transport t);
 
 /* "500ms", "30s", "2m", "1h", "7" (seconds) -> milliseconds.  0 or -EINVAL. */
 int tnve_config_parse_duration(const char *s, uint32_t *ms);

@@ -12,6 +12,7 @@
 
 #include "agent.h"
 #include "config.h"
+#include "sncp-error.h"
 #include "snv-log.h"
 #include "virt-loop.h"
 
@@ -45,8 +46,17 @@ static const char usage_text[] =
     "\n"
     "Configuration (INI; every key optional unless marked):\n"
     "  libvirt_uri           libvirt connection URI (qemu:///system)\n"
-    "  nnve_address          nNVE host name or address (required)\n"
-    "  nnve_port             nNVE TCP port (8394)\n"
+    "  transport             tcp (default) or l2: TLS over TCP, or over the SNCP Layer-2\n"
+    "                        channel on an interface (EtherType 0x88B5)\n"
+    "  nnve_address          tcp: nNVE host name or address (required)\n"
+    "  nnve_port             tcp: nNVE TCP port (8394)\n"
+    "  l2_interface          l2: the interface towards the nNVE (default: uplink)\n"
+    "  nnve_mac              l2: the nNVE's MAC address (default: found by discovery)\n"
+    "  l2_vlan               l2: VLAN ID the channel runs in (0: untagged, default)\n"
+    "  l2_ethertype          l2: the channel's EtherType (0x88B5)\n"
+    "  l2_discovery_mac      l2: group address of discovery (03:53:4e:43:50:01)\n"
+    "  nnve_name             l2: accept only the nNVE advertising this name (any)\n"
+    "  connect_timeout       limit of one connection attempt up to the accepted HELLO (15s)\n"
     "  cert, key, ca         PEM files: our certificate, its key, the CA (required)\n"
     "  nnve_identity         the nNVE certificate identity to insist on (any if unset)\n"
     "  node_id               NODE_ID sent in HELLO (the host name)\n"
@@ -209,18 +219,36 @@ int main(int argc, char **argv)
             rc = -ENAMETOOLONG;
         }
     }
-    if (rc == 0)
-        rc = tnve_config_validate(cfg, err, sizeof err);
+    int invalid = 0; /* keys that do not fit together: name the file they came from */
+    if (rc == 0 && tnve_config_validate(cfg, err, sizeof err) < 0) {
+        invalid = 1;
+        rc = SNCP_E_CONFIG;
+    }
     if (rc < 0) {
-        fprintf(stderr, "tnve-agent: %s\n", err);
+        if (invalid)
+            fprintf(stderr, "tnve-agent: %s: %s\n", config_path ? config_path : "(defaults)", err);
+        else
+            fprintf(stderr, "tnve-agent: %s\n", err);
         free(cfg);
         return 1;
     }
     if (check_only) {
         printf("configuration OK: %s\n", config_path ? config_path : "(defaults)");
-        printf("  libvirt_uri=%s nnve=%s:%u identity=%s node_id=%s\n", cfg->libvirt_uri,
-               cfg->nnve_address, cfg->nnve_port,
-               cfg->nnve_identity[0] ? cfg->nnve_identity : "(any)", cfg->node_id);
+        if (cfg->transport == TNVE_TRANSPORT_L2) {
+            char mac[SNCP_MAC_STRLEN] = "(discovery)", group[SNCP_MAC_STRLEN];
+            if (cfg->nnve_mac_set)
+                sncp_mac_format(cfg->nnve_mac, mac, sizeof mac);
+            sncp_mac_format(cfg->l2_discovery_mac, group, sizeof group);
+            printf("  transport=l2 l2_interface=%s nnve_mac=%s l2_vlan=%u l2_ethertype=0x%04x\n",
+                   tnve_config_l2_interface(cfg), mac, cfg->l2_vlan, cfg->l2_ethertype);
+            printf("  l2_discovery_mac=%s nnve_name=%s\n", group,
+                   cfg->nnve_name[0] ? cfg->nnve_name : "(any)");
+        } else {
+            printf("  transport=tcp nnve=%s:%u\n", cfg->nnve_address, cfg->nnve_port);
+        }
+        printf("  libvirt_uri=%s identity=%s node_id=%s connect_timeout=%ums\n",
+               cfg->libvirt_uri, cfg->nnve_identity[0] ? cfg->nnve_identity : "(any)",
+               cfg->node_id, cfg->connect_timeout_ms);
         printf("  dataplane=%s uplink=%s state_dir=%s control_socket=%s\n", cfg->dataplane,
                cfg->uplink[0] ? cfg->uplink : "-", cfg->state_dir, cfg->control_socket);
         printf("  associate_on_define=%s hook_timeout=%ums retry=%u..%ums rules=%u\n",

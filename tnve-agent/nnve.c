@@ -1,26 +1,48 @@
 /* nnve.c: the SNCP client session to the nNVE (see nnve.h).
  *
- * States: IDLE (waiting for the reconnect timer) -> CONNECTING (TCP + TLS) -> HELLO (sent,
- * awaiting the answer) -> UP.  The struct owns one uv_timer (reconnect) and at most one
- * sncp_conn; destroy closes both and the struct is freed when the last close callback ran.
+ * States: IDLE (waiting for the reconnect timer) -> CONNECTING (TCP or L2 discovery/open,
+ * then TLS) -> HELLO (sent, awaiting the answer) -> UP.  The struct owns one uv_timer, at
+ * most one sncp_conn and, over L2, at most one sncp_l2_port.  The timer's meaning follows
+ * the state: IDLE: reconnect; CONNECTING/HELLO: the attempt's deadline; UP over L2: the
+ * interface check.  The port lives as long as one connection: it is destroyed when that
+ * connection closed (the port frees itself once its socket and connections are gone).
+ * destroy closes everything and the struct is freed when the last close callback ran.
  */
 #include "nnve.h"
 
 #include <errno.h>
+#include <net/if.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
+#include "sncp-conn-l2.h"
 #include "sncp-conn.h"
 #include "sncp-error.h"
 #include "snv-log.h"
 
 enum nnve_state { ST_IDLE, ST_CONNECTING, ST_HELLO, ST_UP };
 
+enum {
+    DEFAULT_CONNECT_TIMEOUT_MS = 15000,
+    LINK_CHECK_MS = 1000, /* how often an L2 session checks its interface */
+};
+
 struct tnve_nnve {
     uv_loop_t *loop;
     struct tnve_nnve_config cfg;
-    char *address, *cert, *key, *ca, *identity, *node_id, *uplink;
+    char *address, *cert, *key, *ca, *identity, *node_id, *uplink, *l2_interface, *nnve_name;
+    int l2;              /* the L2 transport */
+    uint8_t nnve_mac[6]; /* configured (cfg.nnve_mac points here) */
+    uint8_t discovery_mac[6];
+    struct sncp_l2_port *port;         /* L2: the port of the current connection */
+    int ifindex;                       /* L2: the interface's index when the port opened */
+    uint8_t found_mac[6];              /* L2: the nNVE's MAC of the current/last session */
+    int found;                         /* found_mac is valid */
+    char via[SNCP_CONN_PEER_NAME_MAX]; /* transport peer of the current/last connection */
     struct tnve_nnve_cbs cbs;
     void *aux;
     struct sncp_tls_ctx *tls;
@@ -36,12 +58,14 @@ struct tnve_nnve {
     char peer_port[SNCP_MAX_PORT_LEN + 1];
     char peer_identity[256];
     uint32_t hold_time_ms, peer_keepalive_ms, peer_caps;
-    char last_error[512];
+    char last_error[512]; /* of the current attempt or session */
+    char prev_error[512]; /* of the attempt before, shown while the next one runs */
     uint64_t up_since;
     struct snv_ratelimit rl;
 };
 
 static void nnve_connect(struct tnve_nnve *n);
+static void timer_cb(uv_timer_t *t);
 
 static void maybe_free(struct tnve_nnve *n)
 {
@@ -55,7 +79,70 @@ static void maybe_free(struct tnve_nnve *n)
     free(n->identity);
     free(n->node_id);
     free(n->uplink);
+    free(n->l2_interface);
+    free(n->nnve_name);
     free(n);
+}
+
+/* Where the agent connects, for log lines: "address=A port=P" or "transport=l2 if=I
+ * nnve_mac=M" (M: "discovery" when not configured). */
+static const char *target(const struct tnve_nnve *n, char *buf, size_t len)
+{
+    if (!n->l2) {
+        snprintf(buf, len, "address=%s port=%u", n->cfg.address, n->cfg.port);
+        return buf;
+    }
+    char mac[SNCP_MAC_STRLEN] = "discovery";
+    if (n->cfg.nnve_mac)
+        sncp_mac_format(n->cfg.nnve_mac, mac, sizeof mac);
+    snprintf(buf, len, "transport=l2 if=%s nnve_mac=%s", n->cfg.l2_interface, mac);
+    return buf;
+}
+
+/* The L2 interface's state: 0 when it exists, is up and has a carrier (*ifindex set),
+ * -ENODEV when it does not exist, -ENETDOWN when it is administratively down, -ENOLINK
+ * without carrier, or another -errno. */
+static int link_state(const char *ifname, int *ifindex)
+{
+    unsigned idx = if_nametoindex(ifname);
+    if (!idx)
+        return errno == ENODEV || errno == ENXIO ? -ENODEV : -errno;
+    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    struct ifreq ifr;
+    memset(&ifr, 0, sizeof ifr);
+    snprintf(ifr.ifr_name, sizeof ifr.ifr_name, "%s", ifname);
+    int rc = ioctl(fd, SIOCGIFFLAGS, &ifr) < 0 ? -errno : 0;
+    close(fd);
+    if (rc < 0)
+        return rc == -ENXIO ? -ENODEV : rc;
+    *ifindex = (int)idx;
+    if (!(ifr.ifr_flags & IFF_UP))
+        return -ENETDOWN;
+    if (!(ifr.ifr_flags & IFF_RUNNING))
+        return -ENOLINK;
+    return 0;
+}
+
+static const char *link_problem(int err)
+{
+    switch (err) {
+    case -ENODEV:
+        return "does not exist";
+    case -ENETDOWN:
+        return "is down";
+    case -ENOLINK:
+        return "has no carrier";
+    default:
+        return strerror(-err);
+    }
+}
+
+static void drop_port(struct tnve_nnve *n)
+{
+    sncp_l2_port_destroy(n->port);
+    n->port = NULL;
 }
 
 static uint64_t next_delay(struct tnve_nnve *n)
@@ -72,11 +159,50 @@ static uint64_t next_delay(struct tnve_nnve *n)
     return d ? d : 1;
 }
 
+/* UP over L2: an interface that went away, was re-created or went down leaves the port
+ * deaf (the kernel detaches its socket), so the session cannot recover on it: end it now
+ * rather than after the channel's dead-peer time. */
+static void check_link(struct tnve_nnve *n)
+{
+    int ifindex = 0;
+    int rc = link_state(n->cfg.l2_interface, &ifindex);
+    if (rc == -ENOLINK)
+        rc = 0; /* carrier loss alone: the channel rides out a short one */
+    if (rc == 0 && ifindex != n->ifindex)
+        rc = -ENODEV;
+    if (rc == 0) {
+        uv_timer_start(&n->timer, timer_cb, LINK_CHECK_MS, 0);
+        return;
+    }
+    snprintf(n->last_error, sizeof n->last_error, "interface %s %s", n->cfg.l2_interface,
+             rc == -ENODEV && ifindex ? "was re-created" : link_problem(rc));
+    SNV_WARN("nnve", "l2 interface lost if=%s err=%s, closing the session", n->cfg.l2_interface,
+             n->last_error);
+    drop_port(n); /* aborts the connection: on_closed follows */
+}
+
 static void timer_cb(uv_timer_t *t)
 {
     struct tnve_nnve *n = t->data;
-    if (!n->destroying && !n->conn)
+    if (n->destroying)
+        return;
+    if (!n->conn) {
         nnve_connect(n);
+    } else if (n->state == ST_UP) {
+        if (n->l2)
+            check_link(n);
+    } else {
+        char where[160];
+        snprintf(n->last_error, sizeof n->last_error, "no session within %u ms%s",
+                 n->cfg.connect_timeout_ms,
+                 n->l2 && !n->cfg.nnve_mac && !n->found ? " (no nNVE answered the discovery)" : "");
+        snv_log_rl(&n->rl, SNV_LOG_WARN, "nnve", "connect timed out %s err=%s",
+                   target(n, where, sizeof where), n->last_error);
+        if (n->l2)
+            drop_port(n); /* aborts at once, whatever the channel's state */
+        else
+            sncp_conn_close(n->conn);
+    }
 }
 
 static void schedule_reconnect(struct tnve_nnve *n)
@@ -85,8 +211,9 @@ static void schedule_reconnect(struct tnve_nnve *n)
         return;
     n->failures++;
     uint64_t d = next_delay(n);
-    SNV_INFO("nnve", "reconnecting in %llu ms address=%s port=%u", (unsigned long long)d,
-             n->cfg.address, n->cfg.port);
+    char where[160];
+    SNV_INFO("nnve", "reconnecting in %llu ms %s", (unsigned long long)d,
+             target(n, where, sizeof where));
     uv_timer_start(&n->timer, timer_cb, d, 0);
 }
 
@@ -94,8 +221,8 @@ static void go_down(struct tnve_nnve *n)
 {
     if (n->state == ST_UP) {
         n->state = ST_CONNECTING;
-        SNV_WARN("nnve", "session lost peer=%s identity=%s err=%s", n->cfg.address,
-                 n->peer_identity, n->last_error[0] ? n->last_error : "-");
+        SNV_WARN("nnve", "session lost peer=%s identity=%s err=%s", n->via, n->peer_identity,
+                 n->last_error[0] ? n->last_error : "-");
         if (n->cbs.down)
             n->cbs.down(n->aux);
     }
@@ -105,6 +232,9 @@ static void on_connected(struct sncp_conn *c, const char *peer_identity)
 {
     struct tnve_nnve *n = sncp_conn_data(c);
     snprintf(n->peer_identity, sizeof n->peer_identity, "%s", peer_identity);
+    snprintf(n->via, sizeof n->via, "%s", sncp_conn_peer_name(c));
+    if (n->l2 && sncp_conn_l2_peer(c, NULL, n->found_mac, NULL) == 0)
+        n->found = 1;
     struct sncp_msg m;
     sncp_msg_init(&m, SNCP_MSG_HELLO, 0);
     m.version_min = SNCP_VERSION;
@@ -118,13 +248,16 @@ static void on_connected(struct sncp_conn *c, const char *peer_identity)
     sncp_msg_set(&m, SNCP_TLV_CAPABILITIES);
     m.keepalive_ms = n->cfg.keepalive_ms;
     sncp_msg_set(&m, SNCP_TLV_KEEPALIVE);
-    if (n->cfg.uplink && *n->cfg.uplink) {
-        if (tnve_nnve_read_mac(n->cfg.uplink, m.uplink_macs[0]) == 0) {
+    /* over L2 the channel's interface is the uplink unless another one is named */
+    const char *uplink = n->cfg.uplink && *n->cfg.uplink ? n->cfg.uplink
+                         : n->l2                         ? n->cfg.l2_interface
+                                                         : NULL;
+    if (uplink) {
+        if (tnve_nnve_read_mac(uplink, m.uplink_macs[0]) == 0) {
             m.n_uplink_macs = 1;
             sncp_msg_set(&m, SNCP_TLV_UPLINK_MAC);
         } else {
-            snv_log_rl(&n->rl, SNV_LOG_WARN, "nnve", "cannot read uplink MAC uplink=%s",
-                       n->cfg.uplink);
+            snv_log_rl(&n->rl, SNV_LOG_WARN, "nnve", "cannot read uplink MAC uplink=%s", uplink);
         }
     }
     int64_t x = sncp_conn_send(c, &m, 0);
@@ -146,8 +279,7 @@ static void hello_response(struct tnve_nnve *n, struct sncp_conn *c, const struc
         err = sncp_error_from_status(rsp->status);
     if (err) {
         snprintf(n->last_error, sizeof n->last_error, "HELLO refused: %s%s%s",
-                 sncp_error_token(err), rsp && rsp->reason[0] ? ": " : "",
-                 rsp ? rsp->reason : "");
+                 sncp_error_token(err), rsp && rsp->reason[0] ? ": " : "", rsp ? rsp->reason : "");
         snv_log_rl(&n->rl, SNV_LOG_ERR, "nnve", "%s", n->last_error);
         sncp_conn_close(c);
         return;
@@ -163,10 +295,16 @@ static void hello_response(struct tnve_nnve *n, struct sncp_conn *c, const struc
     n->failures = 0;
     n->ups++;
     n->last_error[0] = '\0';
+    n->prev_error[0] = '\0';
     n->up_since = uv_now(n->loop);
-    SNV_INFO("nnve", "session up identity=%s node_id=%s port=%s hold_time_ms=%u keepalive_ms=%u",
-             n->peer_identity, n->peer_node_id, n->peer_port[0] ? n->peer_port : "-",
-             n->hold_time_ms, n->peer_keepalive_ms);
+    SNV_INFO("nnve",
+             "session up transport=%s peer=%s identity=%s node_id=%s port=%s "
+             "hold_time_ms=%u keepalive_ms=%u",
+             n->l2 ? "l2" : "tcp", n->via, n->peer_identity, n->peer_node_id,
+             n->peer_port[0] ? n->peer_port : "-", n->hold_time_ms, n->peer_keepalive_ms);
+    uv_timer_stop(&n->timer);
+    if (n->l2)
+        uv_timer_start(&n->timer, timer_cb, LINK_CHECK_MS, 0);
     if (n->cbs.up)
         n->cbs.up(n->aux);
 }
@@ -201,6 +339,8 @@ static void on_closed(struct sncp_conn *c, int err)
 {
     struct tnve_nnve *n = sncp_conn_data(c);
     n->conn = NULL;
+    uv_timer_stop(&n->timer);
+    drop_port(n);
     if (err && !n->last_error[0]) {
         const char *detail = sncp_session_error(sncp_conn_session(c));
         snprintf(n->last_error, sizeof n->last_error, "%s%s%s", sncp_strerror(err),
@@ -209,16 +349,47 @@ static void on_closed(struct sncp_conn *c, int err)
         snprintf(n->last_error, sizeof n->last_error, "closed by the nNVE");
     }
     if (!n->destroying) {
+        char where[160];
         if (n->state == ST_UP)
             go_down(n);
         else
-            snv_log_rl(&n->rl, SNV_LOG_WARN, "nnve", "connection failed address=%s port=%u "
-                                                    "err=%s",
-                       n->cfg.address, n->cfg.port, n->last_error);
+            snv_log_rl(&n->rl, SNV_LOG_WARN, "nnve", "connection failed %s err=%s",
+                       target(n, where, sizeof where), n->last_error);
         n->state = ST_IDLE;
         schedule_reconnect(n);
     }
     maybe_free(n);
+}
+
+/* Opens the L2 port on the interface (afresh for every attempt) and a connection to the
+ * configured nNVE MAC or by discovery.  0, or -errno with last_error set for interface
+ * problems. */
+static int l2_connect(struct tnve_nnve *n, const struct sncp_conn_config *cc,
+                      const struct sncp_conn_cbs *cbs)
+{
+    int rc = link_state(n->cfg.l2_interface, &n->ifindex);
+    if (rc < 0) {
+        snprintf(n->last_error, sizeof n->last_error, "interface %s %s", n->cfg.l2_interface,
+                 link_problem(rc));
+        return rc;
+    }
+    struct sncp_l2_port_config pcfg = {
+        .ifname = n->cfg.l2_interface,
+        .ethertype = n->cfg.l2_ethertype,
+        .discovery_mac = n->discovery_mac,
+        .node_name = n->cfg.node_id,
+        .vlan = n->cfg.l2_vlan,
+        .nnve_name = n->cfg.nnve_name && *n->cfg.nnve_name ? n->cfg.nnve_name : NULL,
+    };
+    rc = sncp_l2_port_create(n->loop, &pcfg, NULL, NULL, NULL, &n->port);
+    if (rc < 0) {
+        n->port = NULL;
+        snprintf(n->last_error, sizeof n->last_error, "cannot open interface %s: %s",
+                 n->cfg.l2_interface,
+                 rc == -EPERM ? "permission denied (needs CAP_NET_RAW)" : sncp_strerror(rc));
+        return rc;
+    }
+    return sncp_conn_connect_l2(n->port, n->cfg.nnve_mac, cc, cbs, n, &n->conn);
 }
 
 static void nnve_connect(struct tnve_nnve *n)
@@ -230,18 +401,29 @@ static void nnve_connect(struct tnve_nnve *n)
     cc.session.expected_peer = n->cfg.identity && *n->cfg.identity ? n->cfg.identity : NULL;
     cc.session.keepalive_ms = n->cfg.keepalive_ms;
     cc.session.request_timeout_ms = n->cfg.request_timeout_ms;
+    if (n->last_error[0])
+        memcpy(n->prev_error, n->last_error, sizeof n->prev_error);
     n->last_error[0] = '\0';
     n->connects++;
     n->state = ST_CONNECTING;
-    int err = sncp_conn_connect(n->loop, n->cfg.address, n->cfg.port, &cc, &cbs, n, &n->conn);
+    n->found = 0;
+    n->via[0] = '\0';
+    int err = n->l2
+                  ? l2_connect(n, &cc, &cbs)
+                  : sncp_conn_connect(n->loop, n->cfg.address, n->cfg.port, &cc, &cbs, n, &n->conn);
     if (err < 0) {
         n->conn = NULL;
         n->state = ST_IDLE;
-        snprintf(n->last_error, sizeof n->last_error, "%s", sncp_strerror(err));
-        snv_log_rl(&n->rl, SNV_LOG_WARN, "nnve", "connect failed address=%s port=%u err=%s",
-                   n->cfg.address, n->cfg.port, n->last_error);
+        drop_port(n);
+        if (!n->last_error[0])
+            snprintf(n->last_error, sizeof n->last_error, "%s", sncp_strerror(err));
+        char where[160];
+        snv_log_rl(&n->rl, SNV_LOG_WARN, "nnve", "connect failed %s err=%s",
+                   target(n, where, sizeof where), n->last_error);
         schedule_reconnect(n);
+        return;
     }
+    uv_timer_start(&n->timer, timer_cb, n->cfg.connect_timeout_ms, 0);
 }
 
 static char *dup_or_null(const char *s)
@@ -250,8 +432,8 @@ static char *dup_or_null(const char *s)
 }
 
 int tnve_nnve_create(uv_loop_t *loop, const struct tnve_nnve_config *cfg,
-                     const struct tnve_nnve_cbs *cbs, void *aux, struct tnve_nnve **out,
-                     char *err, size_t errlen)
+                     const struct tnve_nnve_cbs *cbs, void *aux, struct tnve_nnve **out, char *err,
+                     size_t errlen)
 {
     struct tnve_nnve *n = calloc(1, sizeof *n);
     if (!n) {
@@ -267,6 +449,20 @@ int tnve_nnve_create(uv_loop_t *loop, const struct tnve_nnve_config *cfg,
     n->identity = dup_or_null(cfg->identity);
     n->node_id = dup_or_null(cfg->node_id ? cfg->node_id : "tnve-agent");
     n->uplink = dup_or_null(cfg->uplink);
+    n->l2_interface = dup_or_null(cfg->l2_interface);
+    n->nnve_name = dup_or_null(cfg->nnve_name);
+    n->l2 = cfg->l2_interface && *cfg->l2_interface;
+    if (cfg->nnve_mac) {
+        memcpy(n->nnve_mac, cfg->nnve_mac, 6);
+        n->cfg.nnve_mac = n->nnve_mac;
+    }
+    static const uint8_t default_group[6] = SNCP_L2_DISCOVERY_MAC_INIT;
+    memcpy(n->discovery_mac, cfg->l2_discovery_mac ? cfg->l2_discovery_mac : default_group, 6);
+    n->cfg.l2_discovery_mac = n->discovery_mac;
+    n->cfg.l2_interface = n->l2_interface;
+    n->cfg.nnve_name = n->nnve_name;
+    if (!n->cfg.connect_timeout_ms)
+        n->cfg.connect_timeout_ms = DEFAULT_CONNECT_TIMEOUT_MS;
     n->cfg.address = n->address;
     n->cfg.cert = n->cert;
     n->cfg.key = n->key;
@@ -282,8 +478,8 @@ int tnve_nnve_create(uv_loop_t *loop, const struct tnve_nnve_config *cfg,
     n->aux = aux;
     n->rng = (uint32_t)(cfg->epoch ^ (cfg->epoch >> 32)) | 1;
     n->rl = (struct snv_ratelimit)SNV_RATELIMIT_INIT(1, 5);
-    if (!n->address || !n->cert || !n->key || !n->ca || !n->node_id) {
-        snprintf(err, errlen, "nNVE address, cert, key and ca are required");
+    if ((!n->l2 && !n->address) || !n->cert || !n->key || !n->ca || !n->node_id) {
+        snprintf(err, errlen, "nNVE address (or L2 interface), cert, key and ca are required");
         n->destroying = 1;
         maybe_free(n);
         return SNCP_E_CONFIG;
@@ -315,7 +511,9 @@ void tnve_nnve_destroy(struct tnve_nnve *n)
         return;
     n->destroying = 1;
     if (n->conn)
-        sncp_conn_close(n->conn);
+        sncp_conn_close(n->conn); /* the port goes when the connection closed */
+    else
+        drop_port(n);
     uv_close((uv_handle_t *)&n->timer, timer_close_cb);
 }
 
@@ -362,9 +560,30 @@ json_t *tnve_nnve_json(const struct tnve_nnve *n)
 {
     json_t *o = json_object();
     json_object_set_new(o, "state", json_string(state_name(n->state)));
+    json_object_set_new(o, "transport", json_string(n->l2 ? "l2" : "tcp"));
     char addr[300];
-    snprintf(addr, sizeof addr, "%s:%u", n->cfg.address, n->cfg.port);
+    if (!n->l2) {
+        snprintf(addr, sizeof addr, "%s:%u", n->cfg.address, n->cfg.port);
+    } else if (n->via[0]) {
+        snprintf(addr, sizeof addr, "%s", n->via);
+    } else {
+        char mac[SNCP_MAC_STRLEN] = "discovery";
+        if (n->cfg.nnve_mac)
+            sncp_mac_format(n->cfg.nnve_mac, mac, sizeof mac);
+        snprintf(addr, sizeof addr, "%s/%s", n->cfg.l2_interface, mac);
+    }
     json_object_set_new(o, "nnve", json_string(addr));
+    if (n->l2) {
+        char mac[SNCP_MAC_STRLEN] = "";
+        if (n->found)
+            sncp_mac_format(n->found_mac, mac, sizeof mac);
+        else if (n->cfg.nnve_mac)
+            sncp_mac_format(n->cfg.nnve_mac, mac, sizeof mac);
+        json_object_set_new(o, "interface", json_string(n->cfg.l2_interface));
+        json_object_set_new(o, "nnve_mac", json_string(mac));
+        json_object_set_new(o, "discovery", json_boolean(!n->cfg.nnve_mac));
+        json_object_set_new(o, "vlan", json_integer(n->cfg.l2_vlan));
+    }
     json_object_set_new(o, "identity", json_string(n->state >= ST_HELLO ? n->peer_identity : ""));
     json_object_set_new(o, "peer_node_id", json_string(n->peer_node_id));
     json_object_set_new(o, "port", json_string(n->peer_port));
@@ -372,13 +591,13 @@ json_t *tnve_nnve_json(const struct tnve_nnve *n)
     json_object_set_new(o, "epoch", json_integer((json_int_t)n->cfg.epoch));
     json_object_set_new(o, "hold_time_ms", json_integer(n->hold_time_ms));
     json_object_set_new(o, "peer_keepalive_ms", json_integer(n->peer_keepalive_ms));
-    json_object_set_new(o, "up_for_ms", json_integer(n->state == ST_UP
-                                                         ? (json_int_t)(uv_now(n->loop) -
-                                                                        n->up_since)
-                                                         : 0));
+    json_object_set_new(
+        o, "up_for_ms",
+        json_integer(n->state == ST_UP ? (json_int_t)(uv_now(n->loop) - n->up_since) : 0));
     json_object_set_new(o, "connects", json_integer((json_int_t)n->connects));
     json_object_set_new(o, "sessions", json_integer((json_int_t)n->ups));
-    json_object_set_new(o, "last_error", json_string(n->last_error));
+    json_object_set_new(o, "last_error",
+                        json_string(n->last_error[0] ? n->last_error : n->prev_error));
     if (n->conn && n->state == ST_UP) {
         const struct sncp_session_stats *st = sncp_session_stats(sncp_conn_session(n->conn));
         json_object_set_new(o, "bytes_in", json_integer((json_int_t)st->bytes_in));
@@ -386,23 +605,34 @@ json_t *tnve_nnve_json(const struct tnve_nnve *n)
         json_object_set_new(o, "outstanding",
                             json_integer(sncp_session_outstanding(sncp_conn_session(n->conn))));
         json_object_set_new(o, "request_timeouts", json_integer((json_int_t)st->timeouts));
+        const struct sncp_l2_conn *l2c = sncp_conn_l2(n->conn);
+        if (l2c) {
+            const struct sncp_l2_stats *ls = sncp_l2_conn_stats(l2c);
+            json_object_set_new(o, "l2_frames_in", json_integer((json_int_t)ls->frames_in));
+            json_object_set_new(o, "l2_frames_out", json_integer((json_int_t)ls->frames_out));
+            json_object_set_new(o, "l2_retransmits", json_integer((json_int_t)ls->retransmits));
+            json_object_set_new(o, "l2_srtt_ms", json_integer(ls->srtt_ms));
+        }
     }
     return o;
 }
 
 int tnve_nnve_read_mac(const char *ifname, uint8_t mac[6])
 {
-    if (!ifname || !*ifname || strchr(ifname, '/') || strlen(ifname) > 15)
+    /* ioctl, not /sys/class/net: sysfs shows the namespace it was mounted in, which need
+     * not be ours (a namespace entered without remounting /sys) */
+    if (!ifname || !*ifname || strlen(ifname) >= IFNAMSIZ)
         return -EINVAL;
-    char path[96], buf[64];
-    snprintf(path, sizeof path, "/sys/class/net/%s/address", ifname);
-    FILE *f = fopen(path, "r");
-    if (!f)
+    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
         return -errno;
-    char *ok = fgets(buf, sizeof buf, f);
-    fclose(f);
-    if (!ok)
-        return -EIO;
-    buf[strcspn(buf, "\n")] = '\0';
-    return sncp_mac_parse(buf, mac) == 0 ? 0 : -EINVAL;
+    struct ifreq ifr;
+    memset(&ifr, 0, sizeof ifr);
+    snprintf(ifr.ifr_name, sizeof ifr.ifr_name, "%s", ifname);
+    int rc = ioctl(fd, SIOCGIFHWADDR, &ifr) < 0 ? -errno : 0;
+    close(fd);
+    if (rc < 0)
+        return rc;
+    memcpy(mac, ifr.ifr_hwaddr.sa_data, 6);
+    return 0;
 }

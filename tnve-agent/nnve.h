@@ -1,10 +1,15 @@
 /* nnve.h: the agent's SNCP client: one TLS session to the nNVE over sncp_conn.
  *
- * Connects to the configured nNVE address, checks its certificate identity, sends HELLO
- * (NODE_ID, SESSION_EPOCH = the agent's start time in ms, KEEPALIVE, CAPABILITIES and the
- * uplink's MAC when configured) and reports the session up once the HELLO is accepted.
- * Any loss (refused connection, TLS failure, HELLO refused, dead peer) reports down and
- * reconnects after a bounded, jittered exponential backoff.
+ * Connects to the nNVE over TCP (its address and port) or over the SNCP Layer-2 channel
+ * (an AF_PACKET port on one interface; the nNVE's MAC configured, or found by discovery),
+ * checks its certificate identity, sends HELLO (NODE_ID, SESSION_EPOCH = the agent's start
+ * time in ms, KEEPALIVE, CAPABILITIES and the uplink's MAC when known) and reports the
+ * session up once the HELLO is accepted.  Any loss (refused connection, TLS failure, HELLO
+ * refused, dead peer, an attempt not up within connect_timeout_ms, the L2 interface missing
+ * or going down) reports down and reconnects after a bounded, jittered exponential backoff.
+ * Over L2 every attempt opens the interface afresh, so an interface that was re-created or
+ * changed its MAC is picked up; while the session is up the interface is checked every
+ * second and an interface that went away or down ends the session at once.
  */
 #ifndef TNVE_NNVE_H
 #define TNVE_NNVE_H 1
@@ -19,12 +24,20 @@
 struct tnve_nnve;
 
 struct tnve_nnve_config {
-    const char *address;
-    uint16_t port;
+    const char *address;           /* TCP: host name or address */
+    uint16_t port;                 /* TCP port */
+    const char *l2_interface;      /* non-empty: the L2 transport on this interface, not TCP */
+    const uint8_t *nnve_mac;       /* L2: the nNVE's MAC; NULL: discovery */
+    const uint8_t *l2_discovery_mac; /* L2: SOLICIT group; NULL: the default */
+    uint16_t l2_vlan;              /* L2: channel VLAN ID, 0 untagged */
+    uint16_t l2_ethertype;         /* L2: 0: the default 0x88B5 */
+    const char *nnve_name;         /* L2: only an nNVE advertising this name; NULL/"" any */
+    uint32_t connect_timeout_ms;   /* attempt until HELLO accepted; 0: 15 s */
     const char *cert, *key, *ca;
     const char *identity;          /* expected nNVE identity; NULL/"" accepts any */
     const char *node_id;
-    const char *uplink;            /* interface whose MAC goes into HELLO; NULL/"" none */
+    const char *uplink;            /* interface whose MAC goes into HELLO; NULL/"": the
+                                    * L2 interface over L2, none over TCP */
     uint32_t keepalive_ms;
     uint32_t request_timeout_ms;
     uint32_t retry_min_ms, retry_max_ms;
@@ -55,11 +68,14 @@ int tnve_nnve_respond(struct tnve_nnve *n, const struct sncp_msg *req, struct sn
 int tnve_nnve_is_up(const struct tnve_nnve *n);
 /* Re-reads the certificate files (SIGHUP).  0 or SNCP_E_CONFIG with err. */
 int tnve_nnve_reload(struct tnve_nnve *n, char *err, size_t errlen);
-/* Session state for session/show: state, peer, identity, node_id, port, hold_time_ms,
- * keepalive_ms, epoch, connects, last_error, and the session counters.  New reference. */
+/* Session state for session/show: state, transport, nnve (TCP address:port or L2
+ * interface/MAC), identity, node_id, port, hold_time_ms, keepalive_ms, epoch, connects,
+ * last_error, the session counters; over L2 also interface, nnve_mac (configured or found),
+ * discovery, vlan and the channel's counters.  New reference. */
 json_t *tnve_nnve_json(const struct tnve_nnve *n);
 
-/* Reads the MAC of interface `ifname` (/sys/class/net/IF/address).  0 or -errno. */
+/* Reads the MAC of interface `ifname` in our network namespace.  0 or -errno (-ENODEV: no
+ * such interface). */
 int tnve_nnve_read_mac(const char *ifname, uint8_t mac[6]);
 
 #endif

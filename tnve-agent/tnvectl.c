@@ -27,8 +27,9 @@ static const char help_text[] =
     "                        state acknowledged by the nNVE, local tag, port, pending\n"
     "                        request, failures, last error, addresses\n"
     "  show vns              VNs: users on this host, connected, tag\n"
-    "  show session          the nNVE session (state, identity, hold time, SYNC phase)\n"
-    "                        and the libvirt connection\n"
+    "  show session          the nNVE session (state, transport, nNVE address or, over\n"
+    "                        L2, interface and nNVE MAC, identity, hold time, SYNC phase)\n"
+    "                        and the libvirt connection; \"show status\" is the same\n"
     "  show counters         counters of every module\n"
     "  resync                re-list libvirt domains and run a full SYNC with the nNVE\n"
     "  hook OPERATION DOMAIN [SUBOP [EXTRA]]\n"
@@ -57,6 +58,7 @@ static const struct snv_ctl_word_map words[] = {
     {"show tsis", "tsi/show"},
     {"show vns", "vn/show"},
     {"show session", "session/show"},
+    {"show status", "session/show"},
     {"show counters", "counters/show"},
     {"resync", "resync"},
     {NULL, NULL},

@@ -2,7 +2,11 @@
  *
  *   sncp-client --connect HOST:PORT --cert FILE --key FILE --ca FILE [--expect-peer NAME]
  *               [--timeout MS] < script
+ *   sncp-client --l2 IFNAME [--nnve-mac MAC] [--vlan VID] [--ethertype N] --cert ... < script
  *
+ * --l2 runs the session over the SNCP Layer-2 channel on interface IFNAME (needs
+ * CAP_NET_RAW) to the nNVE at MAC, or, without --nnve-mac, to the first nNVE that answers
+ * discovery; --timeout then also bounds discovery and the channel's open.
  * Reads one command per line from stdin and runs them in order; each request waits for its
  * response.  Every response and every request from the nNVE is printed as one JSON line:
  *   {"type":"RESPONSE","request":"TSI_ACTIVATE","xid":3,"status":"success","tags":[100],
@@ -21,6 +25,8 @@
  *   wait-request [MS]  wait for a request from the nNVE (printed when it arrives)
  *   wait-close [MS]    wait until the nNVE closes the session
  *   sleep MS | quit
+ * The first line is {"type":"CONNECTED","peer":IDENTITY,"via":TRANSPORT_PEER} once TLS is
+ * up ("via": "IP:PORT", or "IFNAME/MAC[/vlanN]" over L2).
  * Exit status: 0 when the script ran to its end, 1 on a timeout or an unexpected close,
  * 2 on usage errors.
  */
@@ -33,6 +39,7 @@
 #include <jansson.h>
 #include <uv.h>
 
+#include "sncp-conn-l2.h"
 #include "sncp-conn.h"
 #include "sncp-msg.h"
 #include "sncp-session.h"
@@ -43,6 +50,7 @@ enum wait_kind { W_NONE, W_RESPONSE, W_REQUEST, W_CLOSE, W_SLEEP };
 
 static uv_loop_t *loop;
 static struct sncp_conn *conn;
+static struct sncp_l2_port *port; /* --l2 */
 static uv_timer_t timer;
 static char **lines;
 static size_t n_lines, cur;
@@ -152,8 +160,8 @@ static void arm(enum wait_kind w, uint32_t ms)
 
 static void on_connected(struct sncp_conn *c, const char *peer)
 {
-    (void)c;
-    print_json(json_pack("{s:s, s:s}", "type", "CONNECTED", "peer", peer));
+    print_json(json_pack("{s:s, s:s, s:s}", "type", "CONNECTED", "peer", peer, "via",
+                         sncp_conn_peer_name(c)));
     uv_timer_stop(&timer);
     waiting = W_NONE;
     run_next();
@@ -215,6 +223,8 @@ static void on_closed(struct sncp_conn *c, int err)
     (void)c;
     closed = 1;
     conn = NULL;
+    sncp_l2_port_destroy(port); /* frees itself once the connection is gone */
+    port = NULL;
     print_json(json_pack("{s:s, s:s}", "type", "CLOSED", "reason",
                          err ? sncp_error_token(err) : "orderly"));
     if (waiting == W_CLOSE) {
@@ -472,9 +482,18 @@ int main(int argc, char **argv)
         {"ca", required_argument, NULL, 'a'},
         {"expect-peer", required_argument, NULL, 'e'},
         {"timeout", required_argument, NULL, 't'},
+        {"l2", required_argument, NULL, 'L'},
+        {"nnve-mac", required_argument, NULL, 'M'},
+        {"vlan", required_argument, NULL, 'V'},
+        {"ethertype", required_argument, NULL, 'E'},
         {NULL, 0, NULL, 0},
     };
     const char *target = NULL, *cert = NULL, *key = NULL, *ca = NULL, *peer = NULL;
+    const char *l2_if = NULL;
+    uint8_t nnve_mac[6];
+    int have_mac = 0;
+    unsigned long vlan = 0, ethertype = 0;
+    char *end;
     int opt;
     while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (opt) {
@@ -496,13 +515,39 @@ int main(int argc, char **argv)
         case 't':
             timeout_ms = (uint32_t)atoi(optarg);
             break;
+        case 'L':
+            l2_if = optarg;
+            break;
+        case 'M':
+            if (sncp_mac_parse(optarg, nnve_mac) != 0) {
+                fprintf(stderr, "sncp-client: bad MAC \"%s\"\n", optarg);
+                return 2;
+            }
+            have_mac = 1;
+            break;
+        case 'V':
+            vlan = strtoul(optarg, &end, 0);
+            if (*end || vlan > 4094) {
+                fprintf(stderr, "sncp-client: bad VLAN \"%s\"\n", optarg);
+                return 2;
+            }
+            break;
+        case 'E':
+            ethertype = strtoul(optarg, &end, 0);
+            if (*end || ethertype < 0x0600 || ethertype > 0xffff) {
+                fprintf(stderr, "sncp-client: bad EtherType \"%s\"\n", optarg);
+                return 2;
+            }
+            break;
         default:
             return 2;
         }
     }
-    if (!target || !cert || !key || !ca) {
-        fprintf(stderr, "usage: sncp-client --connect HOST:PORT --cert F --key F --ca F "
-                        "[--expect-peer NAME] [--timeout MS] < script\n");
+    if (!(target || l2_if) || (target && l2_if) || !cert || !key || !ca) {
+        fprintf(stderr, "usage: sncp-client --connect HOST:PORT | --l2 IFNAME [--nnve-mac MAC] "
+                        "[--vlan VID] [--ethertype N]\n"
+                        "       --cert F --key F --ca F [--expect-peer NAME] [--timeout MS] "
+                        "< script\n");
         return 2;
     }
     snv_log_open("sncp-client", SNV_LOG_STDERR);
@@ -516,17 +561,20 @@ int main(int argc, char **argv)
         lines = nl;
         lines[n_lines++] = strdup(line);
     }
-    char host[128];
-    snprintf(host, sizeof host, "%s", target);
-    char *colon = strrchr(host, ':');
-    if (!colon)
-        return 2;
-    *colon = '\0';
-    uint16_t port = (uint16_t)atoi(colon + 1);
+    char host[128] = "";
+    uint16_t tcp_port = 0;
     char *h = host;
-    if (h[0] == '[') {
-        h++;
-        h[strlen(h) - 1] = '\0';
+    if (target) {
+        snprintf(host, sizeof host, "%s", target);
+        char *colon = strrchr(host, ':');
+        if (!colon)
+            return 2;
+        *colon = '\0';
+        tcp_port = (uint16_t)atoi(colon + 1);
+        if (h[0] == '[') {
+            h++;
+            h[strlen(h) - 1] = '\0';
+        }
     }
     char err[256];
     struct sncp_tls_ctx *tls = sncp_tls_ctx_create(SNCP_TLS_CLIENT, cert, key, ca, err, sizeof err);
@@ -543,9 +591,39 @@ int main(int argc, char **argv)
     cc.session.expected_peer = peer;
     cc.session.handshake_timeout_ms = timeout_ms;
     static const struct sncp_conn_cbs cbs = {on_connected, on_request, on_response, on_closed};
-    int r = sncp_conn_connect(loop, h, port, &cc, &cbs, NULL, &conn);
+    int r;
+    if (l2_if) {
+        struct sncp_l2_port_config pcfg = {
+            .ifname = l2_if,
+            .ethertype = (uint16_t)ethertype,
+            .node_name = "sncp-client",
+            .vlan = (uint16_t)vlan,
+        };
+        r = sncp_l2_port_create(loop, &pcfg, NULL, NULL, NULL, &port);
+        if (r < 0) {
+            fprintf(stderr, "sncp-client: interface %s: %s\n", l2_if, sncp_strerror(r));
+            port = NULL;
+        } else {
+            r = sncp_conn_connect_l2(port, have_mac ? nnve_mac : NULL, &cc, &cbs, NULL, &conn);
+            if (r < 0) {
+                fprintf(stderr, "sncp-client: connect over %s: %s\n", l2_if, sncp_strerror(r));
+                sncp_l2_port_destroy(port);
+                port = NULL;
+            }
+        }
+    } else {
+        r = sncp_conn_connect(loop, h, tcp_port, &cc, &cbs, NULL, &conn);
+        if (r < 0)
+            fprintf(stderr, "sncp-client: connect: %s\n", sncp_strerror(r));
+    }
     if (r < 0) {
-        fprintf(stderr, "sncp-client: connect: %s\n", sncp_strerror(r));
+        uv_close((uv_handle_t *)&timer, NULL);
+        uv_run(loop, UV_RUN_DEFAULT);
+        uv_loop_close(loop);
+        sncp_tls_ctx_destroy(tls);
+        for (size_t i = 0; i < n_lines; i++)
+            free(lines[i]);
+        free(lines);
         return 1;
     }
     arm(W_RESPONSE, timeout_ms);

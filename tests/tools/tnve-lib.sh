@@ -11,11 +11,15 @@ S=${SPLITNVE_SRC:?SPLITNVE_SRC not set}
 T=$(mktemp -d /tmp/tnve-it.XXXXXX)
 URI="test+unix:///default?socket=$T/run/libvirt-sock"
 LIBVIRTD_PID= NNVE_PID= AGENT_PID= KEEPER_PID=
+# More libvirtds (start_libvirtd_in), killed at exit; logs under $T shown by fail(); a
+# test may define cleanup_more, run first at exit (stop its own processes there).
+LIBVIRTD_PIDS=()
+FAIL_LOGS=(agent.log nnve.log)
 
 log() { echo "[$(date +%T.%3N)] $*"; }
 fail() {
     log "FAIL: $*"
-    for f in agent.log nnve.log; do
+    for f in "${FAIL_LOGS[@]}"; do
         [ -f "$T/$f" ] && { echo "--- $f (tail)"; tail -n 40 "$T/$f"; }
     done
     [ -f "$T/journal" ] && { echo "--- journal (tail)"; tail -n 20 "$T/journal"; }
@@ -40,7 +44,11 @@ stop_pid() {
 }
 
 cleanup() {
-    local rc=$?
+    local rc=$? p
+    declare -F cleanup_more >/dev/null && cleanup_more
+    for p in "${LIBVIRTD_PIDS[@]}"; do kill -TERM "$p" 2>/dev/null; done
+    [ ${#LIBVIRTD_PIDS[@]} -gt 0 ] && sleep 0.1
+    for p in "${LIBVIRTD_PIDS[@]}"; do kill -KILL "$p" 2>/dev/null; done
     [ -n "$AGENT_PID" ] && stop_pid "$AGENT_PID"
     [ -n "$KEEPER_PID" ] && kill -KILL "$KEEPER_PID" 2>/dev/null
     [ -n "$NNVE_PID" ] && stop_pid "$NNVE_PID"
@@ -62,21 +70,36 @@ wait_for() {
     done
 }
 
-start_libvirtd() {
-    mkdir -p "$T/run" "$T/nodrivers"
-    cat >"$T/libvirtd.conf" <<CONF
-unix_sock_dir="$T/run"
+# libvirtd_setup DIR: a private libvirtd (test driver only) with its files in DIR, its
+# socket DIR/run/libvirt-sock (URI test+unix:///default?socket=DIR/run/libvirt-sock); sets
+# LAST_LIBVIRTD_PID.
+libvirtd_setup() {
+    local d=$1
+    mkdir -p "$d/run" "$d/nodrivers"
+    cat >"$d/libvirtd.conf" <<CONF
+unix_sock_dir="$d/run"
 unix_sock_rw_perms="0770"
 auth_unix_rw="none"
 auth_unix_ro="none"
-log_outputs="3:file:$T/libvirtd.log"
+log_outputs="3:file:$d/libvirtd.log"
 CONF
-    rm -f "$T/libvirtd.pid"
-    LIBVIRT_DRIVER_DIR=$T/nodrivers /usr/sbin/libvirtd --daemon --config "$T/libvirtd.conf" \
-        --pid-file "$T/libvirtd.pid" || fail "libvirtd did not start"
-    wait_for "libvirtd socket" 10 test -S "$T/run/libvirt-sock"
-    wait_for "libvirtd pid" 10 test -s "$T/libvirtd.pid"
-    LIBVIRTD_PID=$(cat "$T/libvirtd.pid")
+    rm -f "$d/libvirtd.pid"
+    LIBVIRT_DRIVER_DIR=$d/nodrivers /usr/sbin/libvirtd --daemon --config "$d/libvirtd.conf" \
+        --pid-file "$d/libvirtd.pid" || fail "libvirtd did not start"
+    wait_for "libvirtd socket" 10 test -S "$d/run/libvirt-sock"
+    wait_for "libvirtd pid" 10 test -s "$d/libvirtd.pid"
+    LAST_LIBVIRTD_PID=$(cat "$d/libvirtd.pid")
+}
+
+# start_libvirtd_in DIR: as libvirtd_setup, stopped at exit.
+start_libvirtd_in() {
+    libvirtd_setup "$1"
+    LIBVIRTD_PIDS+=("$LAST_LIBVIRTD_PID")
+}
+
+start_libvirtd() {
+    libvirtd_setup "$T"
+    LIBVIRTD_PID=$LAST_LIBVIRTD_PID
     # The test driver forgets its domains when its last client leaves: a second client
     # keeps them while the agent restarts.
     [ -n "$KEEPER_PID" ] && kill -KILL "$KEEPER_PID" 2>/dev/null
@@ -122,32 +145,44 @@ CONF
     wait_for "nnve control socket" 10 test -S "$T/nnve.ctl"
 }
 
-start_agent() {
-    mkdir -p "$T/astate"
-    cat >"$T/agent.conf" <<CONF
-libvirt_uri = $URI
-nnve_address = 127.0.0.1
-nnve_port = $NNVE_PORT
-cert = $T/pki/hv1.crt
-key = $T/pki/hv1.key
+# agent_conf_common NAME DIR URI: the keys every test agent shares (certificate and node_id
+# NAME, state_dir and control socket under DIR, libvirt at URI, short retry and keepalive
+# times); the caller adds the transport keys and any [map] sections.
+agent_conf_common() {
+    local name=$1 d=$2 uri=$3
+    mkdir -p "$d/astate"
+    cat <<CONF
+libvirt_uri = $uri
+cert = $T/pki/$name.crt
+key = $T/pki/$name.key
 ca = $T/pki/ca.crt
 nnve_identity = nnve1
-node_id = hv1
-state_dir = $T/astate
-control_socket = $T/agent.ctl
-associate_on_define = ${ASSOCIATE_ON_DEFINE:-no}
+node_id = $name
+state_dir = $d/astate
+control_socket = $d/agent.ctl
 retry_min = 100ms
 retry_max = 1s
 libvirt_keepalive = 2s
 keepalive = 1s
-address_poll_interval = ${ADDRESS_POLL:-0}
 hook_timeout = 3s
+CONF
+}
+
+start_agent() {
+    {
+        agent_conf_common hv1 "$T" "$URI"
+        cat <<CONF
+nnve_address = 127.0.0.1
+nnve_port = $NNVE_PORT
+associate_on_define = ${ASSOCIATE_ON_DEFINE:-no}
+address_poll_interval = ${ADDRESS_POLL:-0}
 
 [map default-net]
 network = default
 vn_id = 5000
 vn_name = blue
 CONF
+    } >"$T/agent.conf"
     "$B/bin/tnve-agent" -c "$T/agent.conf" >>"$T/agent.log" 2>&1 &
     AGENT_PID=$!
     wait_for "agent control socket" 10 test -S "$T/agent.ctl"

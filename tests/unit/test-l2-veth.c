@@ -367,6 +367,16 @@ START_TEST(test_configured_mac_and_vlan)
     ck_assert_int_eq(t.n_srv, 1);
     ck_assert_msg(strstr(t.srv[0].name, "/vlan100") != NULL, "peer name %s", t.srv[0].name);
     ck_assert_uint_eq(sncp_l2_port_stats(t.nnve_port)->solicits_in, 0);
+    /* What nnve-daemon shows of the session: transport, interface, peer MAC, VLAN. */
+    const char *ifname = NULL;
+    uint8_t peer_mac[6], hv_mac[6];
+    uint16_t vlan = 0;
+    ck_assert_str_eq(sncp_conn_transport(t.srv[0].c), "l2");
+    ck_assert_int_eq(sncp_conn_l2_peer(t.srv[0].c, &ifname, peer_mac, &vlan), 0);
+    ck_assert_str_eq(ifname, "nnve0");
+    sncp_l2_port_mac(t.hv_port[0], hv_mac);
+    ck_assert_mem_eq(peer_mac, hv_mac, 6);
+    ck_assert_uint_eq(vlan, 100);
     teardown();
 }
 END_TEST
@@ -434,8 +444,7 @@ START_TEST(test_discovery_name_filter)
     struct sncp_l2_port_config hcfg = {.ifname = "hv1", .nnve_name = "other"};
     ck_assert_int_eq(sncp_l2_port_create(&t.loop, &hcfg, NULL, NULL, NULL, &t.hv_port[0]), 0);
     struct sncp_conn_config cfg = conn_cfg(hv1_ctx, "nnve");
-    ck_assert_int_eq(sncp_conn_connect_l2(t.hv_port[0], NULL, &cfg, &hv_cbs, &t.hv[0],
-                                          &t.hv[0].c),
+    ck_assert_int_eq(sncp_conn_connect_l2(t.hv_port[0], NULL, &cfg, &hv_cbs, &t.hv[0], &t.hv[0].c),
                      0);
     run_until(never, 1500);
     const struct sncp_l2_port_stats *st = sncp_l2_port_stats(t.hv_port[0]);
@@ -493,6 +502,8 @@ START_TEST(test_latency_l2_vs_tcp)
     ck_assert(run_until(both_done, 60000));
     uint64_t tcp_total = uv_hrtime() - t0 - tcp_handshake;
     ck_assert_int_eq(t.hv[1].n_answered, N_LAT);
+    ck_assert_str_eq(sncp_conn_transport(t.hv[1].c), "tcp");
+    ck_assert_int_eq(sncp_conn_l2_peer(t.hv[1].c, NULL, NULL, NULL), -EINVAL);
     ck_assert_int_eq(t.hv[0].order_errors + t.hv[1].order_errors, 0);
 
     for (int i = 0; i < 2; i++) {
@@ -510,6 +521,195 @@ START_TEST(test_latency_l2_vs_tcp)
 }
 END_TEST
 
+/* Runs an `ip` command (in the test's network namespace) and asserts it succeeded. */
+#define IP(...)                                                                                    \
+    do {                                                                                           \
+        const char *const argv_[] = {"ip", __VA_ARGS__, NULL};                                     \
+        ck_assert_msg(run(argv_) == 0, "ip %s %s %s failed", argv_[1], argv_[2], argv_[3]);        \
+    } while (0)
+
+static int hv0_answered_all(void)
+{
+    return t.hv[0].n_answered == t.n_req || t.hv[0].closed;
+}
+
+static int never_true(void)
+{
+    return 0;
+}
+
+START_TEST(test_link_down_up)
+{
+    /* The nNVE's interface goes down (the kernel reports ENETDOWN on the socket, which
+     * makes libuv stop polling it) and up again: the port reads again and the session
+     * carries on. */
+    setup();
+    uint8_t nnve_mac[6];
+    sncp_l2_port_mac(t.nnve_port, nnve_mac);
+    struct sncp_conn_config cfg = conn_cfg(hv1_ctx, "nnve");
+    ck_assert_int_eq(
+        sncp_conn_connect_l2(t.hv_port[0], nnve_mac, &cfg, &hv_cbs, &t.hv[0], &t.hv[0].c), 0);
+    ck_assert(run_until(hv0_answered_all, 20000));
+    IP("link", "set", "nnve0", "down");
+    run_until(never_true, 300);
+    IP("link", "set", "nnve0", "up");
+    t.n_req += 20;
+    hv_send_more(&t.hv[0]);
+    ck_assert(run_until(hv0_answered_all, 5000));
+    ck_assert_msg(!t.hv[0].closed, "closed: %s", sncp_error_token(t.hv[0].closed_err));
+    ck_assert_int_eq(t.hv[0].n_answered, t.n_req);
+    ck_assert_int_eq(sncp_l2_port_check(t.nnve_port), 0);
+    teardown();
+}
+END_TEST
+
+/* ---- many connections on one port ---- */
+
+enum { N_MANY = 100, MANY_REQ = 5 };
+static struct peer many[N_MANY];
+static int many_srv;
+
+static void many_srv_connected(struct sncp_conn *c, const char *identity)
+{
+    (void)identity;
+    sncp_conn_set_data(c, NULL);
+    many_srv++;
+}
+
+static void many_srv_request(struct sncp_conn *c, const struct sncp_msg *req)
+{
+    struct sncp_msg rsp;
+    sncp_msg_init(&rsp, SNCP_MSG_RESPONSE, 0);
+    rsp.status = SNCP_STATUS_SUCCESS;
+    rsp.vn_id = req->vn_id;
+    sncp_msg_set(&rsp, SNCP_TLV_VN_ID);
+    ck_assert_int_eq(sncp_conn_respond(c, req, &rsp), 0);
+}
+
+static void many_srv_closed(struct sncp_conn *c, int err)
+{
+    (void)c;
+    (void)err;
+}
+
+static const struct sncp_conn_cbs many_srv_cbs = {
+    .connected = many_srv_connected,
+    .request = many_srv_request,
+    .closed = many_srv_closed,
+};
+
+static int many_done(void)
+{
+    for (int i = 0; i < N_MANY; i++) {
+        if (many[i].n_answered < MANY_REQ && !many[i].closed) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+static int many_closed(void)
+{
+    for (int i = 0; i < N_MANY; i++) {
+        if (many[i].c) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+START_TEST(test_many_connections_one_mac)
+{
+    /* A hundred connections from one MAC address to one port (more than the id table's
+     * first size): each is found by its id, all requests answered in order. */
+    memset(&t, 0, sizeof t);
+    memset(many, 0, sizeof many);
+    many_srv = 0;
+    t.n_req = MANY_REQ;
+    t.window = MANY_REQ;
+    ck_assert_int_eq(uv_loop_init(&t.loop), 0);
+    struct sncp_conn_config scfg = conn_cfg(nnve_ctx, NULL);
+    struct sncp_l2_port_config pcfg = {.ifname = "nnve0", .accept = 1};
+    ck_assert_int_eq(sncp_l2_port_create(&t.loop, &pcfg, &scfg, &many_srv_cbs, NULL, &t.nnve_port),
+                     0);
+    struct sncp_l2_port_config hcfg = {.ifname = "hv1"};
+    ck_assert_int_eq(sncp_l2_port_create(&t.loop, &hcfg, NULL, NULL, NULL, &t.hv_port[0]), 0);
+    uint8_t nnve_mac[6];
+    sncp_l2_port_mac(t.nnve_port, nnve_mac);
+    struct sncp_conn_config cfg = conn_cfg(hv1_ctx, "nnve");
+    for (int i = 0; i < N_MANY; i++) {
+        ck_assert_int_eq(
+            sncp_conn_connect_l2(t.hv_port[0], nnve_mac, &cfg, &hv_cbs, &many[i], &many[i].c), 0);
+    }
+    ck_assert(run_until(many_done, 30000));
+    ck_assert_int_eq(many_srv, N_MANY);
+    ck_assert_uint_eq(sncp_l2_port_conns(t.nnve_port), N_MANY);
+    for (int i = 0; i < N_MANY; i++) {
+        ck_assert_int_eq(many[i].closed, 0);
+        ck_assert_int_eq(many[i].n_answered, MANY_REQ);
+        ck_assert_int_eq(many[i].order_errors, 0);
+    }
+    ck_assert_uint_eq(sncp_l2_port_stats(t.nnve_port)->unknown, 0);
+    for (int i = 0; i < N_MANY; i++) {
+        sncp_conn_close(many[i].c);
+    }
+    ck_assert(run_until(many_closed, 10000));
+    sncp_l2_port_destroy(t.nnve_port);
+    sncp_l2_port_destroy(t.hv_port[0]);
+    uv_run(&t.loop, UV_RUN_DEFAULT);
+    ck_assert_int_eq(uv_loop_close(&t.loop), 0);
+}
+END_TEST
+
+/* ---- the port follows its interface ---- */
+
+
+static unsigned port_mtu_now(void)
+{
+    ck_assert_int_eq(sncp_l2_port_check(t.nnve_port), 0);
+    return sncp_l2_port_mtu(t.nnve_port);
+}
+
+START_TEST(test_port_follows_interface)
+{
+    /* MTU below the channel's frame size lowers it; a new MAC address is followed; a
+     * deleted interface is reported; an MTU too small for the channel is refused. */
+    memset(&t, 0, sizeof t);
+    ck_assert_int_eq(uv_loop_init(&t.loop), 0);
+    IP("link", "add", "tmp0", "type", "veth", "peer", "name", "tmp1");
+    IP("link", "set", "tmp0", "mtu", "1000");
+    IP("link", "set", "tmp0", "up");
+    struct sncp_conn_config scfg = conn_cfg(nnve_ctx, NULL);
+    struct sncp_l2_port_config pcfg = {.ifname = "tmp0", .accept = 1};
+    ck_assert_int_eq(sncp_l2_port_create(&t.loop, &pcfg, &scfg, &srv_cbs, &t, &t.nnve_port), 0);
+    ck_assert_str_eq(sncp_l2_port_ifname(t.nnve_port), "tmp0");
+    ck_assert_uint_eq(sncp_l2_port_mtu(t.nnve_port), 1000);
+    IP("link", "set", "tmp0", "mtu", "1400");
+    ck_assert_uint_eq(port_mtu_now(), 1400);
+    IP("link", "set", "tmp0", "mtu", "9000");
+    ck_assert_uint_eq(port_mtu_now(), SNCP_L2_DEFAULT_MTU); /* the configured size caps it */
+    IP("link", "set", "tmp0", "address", "02:00:00:00:00:42");
+    ck_assert_uint_eq(port_mtu_now(), SNCP_L2_DEFAULT_MTU);
+    uint8_t mac[6];
+    static const uint8_t want[6] = {0x02, 0x00, 0x00, 0x00, 0x00, 0x42};
+    sncp_l2_port_mac(t.nnve_port, mac);
+    ck_assert_mem_eq(mac, want, 6);
+    IP("link", "del", "tmp0");
+    ck_assert_int_eq(sncp_l2_port_check(t.nnve_port), -ENODEV);
+    /* The same name again is another interface. */
+    IP("link", "add", "tmp0", "type", "veth", "peer", "name", "tmp1");
+    ck_assert_int_eq(sncp_l2_port_check(t.nnve_port), -ENODEV);
+    sncp_l2_port_destroy(t.nnve_port);
+    IP("link", "set", "tmp0", "mtu", "500");
+    struct sncp_l2_port *small;
+    ck_assert_int_eq(sncp_l2_port_create(&t.loop, &pcfg, &scfg, &srv_cbs, &t, &small), -EMSGSIZE);
+    ck_assert_ptr_null(small);
+    IP("link", "del", "tmp0");
+    uv_run(&t.loop, UV_RUN_DEFAULT);
+    ck_assert_int_eq(uv_loop_close(&t.loop), 0);
+}
+END_TEST
+
 static Suite *veth_suite(void)
 {
     Suite *s = suite_create("sncp-l2-veth");
@@ -521,6 +721,9 @@ static Suite *veth_suite(void)
     tcase_add_test(tc, test_nnve_restart_resets);
     tcase_add_test(tc, test_discovery_name_filter);
     tcase_add_test(tc, test_latency_l2_vs_tcp);
+    tcase_add_test(tc, test_many_connections_one_mac);
+    tcase_add_test(tc, test_port_follows_interface);
+    tcase_add_test(tc, test_link_down_up);
     suite_add_tcase(s, tc);
     return s;
 }

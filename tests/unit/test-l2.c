@@ -1335,11 +1335,37 @@ START_TEST(test_throughput)
 }
 END_TEST
 
+START_TEST(test_discovery_mac_valid)
+{
+    static const struct {
+        uint8_t mac[6];
+        int valid;
+    } cases[] = {
+        {{0x03, 0x53, 0x4e, 0x43, 0x50, 0x01}, 1}, /* the default */
+        {{0x03, 0x00, 0x5e, 0x00, 0x00, 0x07}, 1},
+        {{0x01, 0x80, 0xc2, 0x00, 0x00, 0x30}, 1}, /* past the reserved block */
+        {{0x02, 0x53, 0x4e, 0x43, 0x50, 0x01}, 0}, /* unicast */
+        {{0x01, 0x80, 0xc2, 0x00, 0x00, 0x00}, 0}, /* bridge filtered */
+        {{0x01, 0x80, 0xc2, 0x00, 0x00, 0x0e}, 0},
+        {{0x01, 0x80, 0xc2, 0x00, 0x00, 0x21}, 0}, /* GARP / MRP */
+        {{0x01, 0x80, 0xc2, 0x00, 0x00, 0x2f}, 0},
+        {{0x01, 0x00, 0x5e, 0x00, 0x00, 0xfb}, 0}, /* IPv4 multicast */
+        {{0x33, 0x33, 0x00, 0x00, 0x00, 0x01}, 0}, /* IPv6 multicast */
+        {{0x01, 0x1b, 0x19, 0x00, 0x00, 0x00}, 0}, /* PTP */
+        {{0x03, 0x00, 0x00, 0x00, 0x00, 0x01}, 0}, /* Token Ring functional */
+        {{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}, 0},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        ck_assert_msg(sncp_l2_discovery_mac_valid(cases[i].mac) == cases[i].valid, "case %zu", i);
+}
+END_TEST
+
 static Suite *l2_suite(void)
 {
     Suite *s = suite_create("sncp-l2");
     TCase *tc = tcase_create("codec");
     tcase_add_test(tc, test_codec_round_trip);
+    tcase_add_test(tc, test_discovery_mac_valid);
     tcase_add_test(tc, test_codec_layout);
     tcase_add_test(tc, test_spec_examples);
     tcase_add_test(tc, test_codec_malformed);

@@ -172,6 +172,51 @@ START_TEST(test_linux)
 }
 END_TEST
 
+START_TEST(test_transport)
+{
+    struct nnve_config *c = NULL;
+    char err[256] = "";
+    /* Default: TCP on the default address, L2 defaults filled in. */
+    ck_assert_int_eq(nnve_config_parse_string(G D, "t.conf", &c, err, sizeof err), 0);
+    ck_assert_uint_eq(c->transports, NNVE_TRANSPORT_TCP);
+    ck_assert_uint_eq(c->n_listen, 1);
+    ck_assert_uint_eq(c->n_l2_interfaces, 0);
+    ck_assert_uint_eq(c->l2_ethertype, 0x88B5);
+    ck_assert_uint_eq(c->l2_discovery_mac[0], 0x03);
+    ck_assert_uint_eq(c->l2_discovery_mac[5], 0x01);
+    nnve_config_destroy(c);
+
+    /* Both, every L2 key. */
+    ck_assert_int_eq(nnve_config_parse_string(G "transport = tcp, l2\n"
+                                                "l2_interfaces = swp1, swp9\n"
+                                                "l2_ethertype = 0x88b6\n"
+                                                "l2_discovery_mac = 03:00:5e:00:00:07\n" D
+                                                "[domain e]\nports = *\ntags = 30\n",
+                                              "t.conf", &c, err, sizeof err),
+                     0);
+    ck_assert_uint_eq(c->transports, NNVE_TRANSPORT_TCP | NNVE_TRANSPORT_L2);
+    ck_assert_uint_eq(c->n_listen, 1);
+    ck_assert_uint_eq(c->n_l2_interfaces, 2);
+    ck_assert_str_eq(c->l2_interfaces[0], "swp1");
+    ck_assert_str_eq(c->l2_interfaces[1], "swp9");
+    ck_assert_uint_eq(c->l2_ethertype, 0x88b6);
+    ck_assert_uint_eq(c->l2_discovery_mac[0], 0x03);
+    ck_assert_uint_eq(c->l2_discovery_mac[5], 0x07);
+    nnve_config_destroy(c);
+
+    /* L2 only: no listener; a later l2_interfaces line replaces the earlier one. */
+    ck_assert_int_eq(nnve_config_parse_string(G "transport = l2\nl2_interfaces = swp7\n"
+                                                "l2_interfaces = swp1\n" D,
+                                              "t.conf", &c, err, sizeof err),
+                     0);
+    ck_assert_uint_eq(c->transports, NNVE_TRANSPORT_L2);
+    ck_assert_uint_eq(c->n_listen, 0);
+    ck_assert_uint_eq(c->n_l2_interfaces, 1);
+    ck_assert_str_eq(c->l2_interfaces[0], "swp1");
+    nnve_config_destroy(c);
+}
+END_TEST
+
 START_TEST(test_linux_errors)
 {
     expect_error(G "[linux]\nbogus = 1\n", "t.conf:6: unknown key \"bogus\" in [linux]");
@@ -198,6 +243,39 @@ START_TEST(test_linux_errors)
                  "t.conf:6: [linux]: remote VTEP 2001:db8::2 is not of the address family");
     expect_error(G "backend = fast\n", "backend \"fast\" is not a known dataplane backend (none, "
                                        "linux)");
+}
+END_TEST
+
+START_TEST(test_transport_errors)
+{
+    expect_error(G "transport = udp\n" D, "t.conf:5: transport: expected tcp, l2 or both");
+    expect_error(G "transport = ,\n" D, "t.conf:5: transport: expected");
+    expect_error(G "transport = l2\n" D, "transport = l2 needs l2_interfaces");
+    expect_error(G "l2_interfaces = swp1\n" D,
+                 "t.conf:5: l2_interfaces is set but transport has no l2");
+    expect_error(G "transport = l2\nlisten = 127.0.0.1:1\nl2_interfaces = swp1\n" D,
+                 "t.conf:6: listen is set but transport has no tcp");
+    expect_error(G "transport = l2\nl2_interfaces = swp1, swp2\n" D,
+                 "t.conf:6: l2_interfaces: swp2 is in no [domain]");
+    expect_error(G "transport = l2\nl2_interfaces = swp1, swp1\n" D,
+                 "t.conf:6: l2_interfaces: swp1 is listed twice");
+    expect_error(G "transport = l2\nl2_interfaces = a-name-too-long-for-linux\n" D,
+                 "t.conf:6: l2_interfaces: \"a-name-too-long-for-linux\" is not an interface");
+    expect_error(G "transport = l2\nl2_interfaces = ,\n" D, "t.conf:6: l2_interfaces: expected");
+    expect_error(G "l2_ethertype = 0x8100\n", "t.conf:5: l2_ethertype: expected an EtherType");
+    expect_error(G "l2_ethertype = 1500\n", "l2_ethertype: expected");
+    expect_error(G "l2_ethertype = 0x10000\n", "l2_ethertype: expected");
+    expect_error(G "l2_ethertype = x88b5\n", "l2_ethertype: expected");
+    expect_error(G "l2_discovery_mac = 02:00:00:00:00:01\n",
+                 "t.conf:5: l2_discovery_mac: expected a group MAC");
+    expect_error(G "l2_discovery_mac = 01:80:c2:00:00:0e\n", "l2_discovery_mac: expected");
+    expect_error(G "l2_discovery_mac = 01:80:c2:00:00:21\n", "l2_discovery_mac: expected");
+    expect_error(G "l2_discovery_mac = 01:00:5e:00:00:fb\n", "l2_discovery_mac: expected");
+    expect_error(G "l2_discovery_mac = 33:33:00:00:00:01\n", "l2_discovery_mac: expected");
+    expect_error(G "l2_discovery_mac = 01:1b:19:00:00:00\n", "l2_discovery_mac: expected");
+    expect_error(G "l2_discovery_mac = 03:00:00:00:00:01\n", "l2_discovery_mac: expected");
+    expect_error(G "l2_discovery_mac = ff:ff:ff:ff:ff:ff\n", "l2_discovery_mac: expected");
+    expect_error(G "l2_discovery_mac = 03:53:4e\n", "l2_discovery_mac: expected");
 }
 END_TEST
 
@@ -253,6 +331,8 @@ int main(void)
     tcase_add_test(tc, test_errors);
     tcase_add_test(tc, test_linux);
     tcase_add_test(tc, test_linux_errors);
+    tcase_add_test(tc, test_transport);
+    tcase_add_test(tc, test_transport_errors);
     tcase_add_test(tc, test_duration);
     tcase_add_test(tc, test_file);
     suite_add_tcase(s, tc);

@@ -1,0 +1,192 @@
+/* test-tnve-config.c: Check suite for tnve-agent's transport configuration
+ * (tnve-agent/config.c): `transport = tcp | l2` and the L2 keys, their defaults, their
+ * FILE:LINE errors, and the checks across keys in tnve_config_validate().
+ */
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "../../tnve-agent/config.h"
+#include "sncp-error.h"
+
+static const char CERTS[] = "cert = /c\nkey = /k\nca = /ca\n";
+
+/* Writes text to a fresh temporary file; returns its path (static buffer). */
+static const char *write_tmp(const char *text)
+{
+    static char path[64];
+    snprintf(path, sizeof path, "/tmp/tnve-config-test.XXXXXX");
+    int fd = mkstemp(path);
+    ck_assert_int_ge(fd, 0);
+    FILE *f = fdopen(fd, "w");
+    ck_assert_ptr_nonnull(f);
+    fputs(text, f);
+    fclose(f);
+    return path;
+}
+
+/* Loads text over the defaults into *c; returns the load result, err filled. */
+static int load(struct tnve_config *c, const char *text, char *err, size_t errlen)
+{
+    tnve_config_defaults(c);
+    const char *p = write_tmp(text);
+    err[0] = '\0';
+    int rc = tnve_config_load(p, c, err, errlen);
+    unlink(p);
+    return rc;
+}
+
+START_TEST(test_defaults)
+{
+    struct tnve_config *c = malloc(sizeof *c);
+    tnve_config_defaults(c);
+    ck_assert_int_eq(c->transport, TNVE_TRANSPORT_TCP);
+    ck_assert_str_eq(tnve_transport_name(c->transport), "tcp");
+    ck_assert_uint_eq(c->l2_ethertype, 0x88B5);
+    static const uint8_t group[6] = {0x03, 0x53, 0x4e, 0x43, 0x50, 0x01};
+    ck_assert_mem_eq(c->l2_discovery_mac, group, 6);
+    ck_assert_int_eq(c->nnve_mac_set, 0);
+    ck_assert_uint_eq(c->l2_vlan, 0);
+    ck_assert_uint_eq(c->connect_timeout_ms, 15000);
+    ck_assert_str_eq(tnve_config_l2_interface(c), "");
+    free(c);
+}
+END_TEST
+
+START_TEST(test_l2_keys)
+{
+    struct tnve_config *c = malloc(sizeof *c);
+    char err[512], text[1024];
+    snprintf(text, sizeof text,
+             "%stransport = l2\nl2_interface = eth1\nnnve_mac = 02:00:00:00:00:01\n"
+             "l2_vlan = 4094\nl2_ethertype = 0x88B6\nl2_discovery_mac = 03:53:4e:43:50:07\n"
+             "nnve_name = tor1\nconnect_timeout = 3s\nuplink = bond0\n",
+             CERTS);
+    ck_assert_msg(load(c, text, err, sizeof err) == 0, "%s", err);
+    ck_assert_msg(tnve_config_validate(c, err, sizeof err) == 0, "%s", err);
+    ck_assert_int_eq(c->transport, TNVE_TRANSPORT_L2);
+    ck_assert_str_eq(tnve_transport_name(c->transport), "l2");
+    ck_assert_str_eq(tnve_config_l2_interface(c), "eth1"); /* not the uplink */
+    ck_assert_int_eq(c->nnve_mac_set, 1);
+    static const uint8_t mac[6] = {2, 0, 0, 0, 0, 1}, group[6] = {3, 0x53, 0x4e, 0x43, 0x50, 7};
+    ck_assert_mem_eq(c->nnve_mac, mac, 6);
+    ck_assert_mem_eq(c->l2_discovery_mac, group, 6);
+    ck_assert_uint_eq(c->l2_vlan, 4094);
+    ck_assert_uint_eq(c->l2_ethertype, 0x88B6);
+    ck_assert_str_eq(c->nnve_name, "tor1");
+    ck_assert_uint_eq(c->connect_timeout_ms, 3000);
+
+    /* decimal EtherType; the interface defaults to the uplink; no nnve_mac: discovery */
+    snprintf(text, sizeof text, "%s[agent]\ntransport = l2\nuplink = bond0\nl2_ethertype = 35000\n",
+             CERTS);
+    ck_assert_msg(load(c, text, err, sizeof err) == 0, "%s", err);
+    ck_assert_msg(tnve_config_validate(c, err, sizeof err) == 0, "%s", err);
+    ck_assert_str_eq(tnve_config_l2_interface(c), "bond0");
+    ck_assert_int_eq(c->nnve_mac_set, 0);
+    ck_assert_uint_eq(c->l2_ethertype, 35000);
+
+    /* tcp stays the default and needs nnve_address */
+    snprintf(text, sizeof text, "%snnve_address = 192.0.2.1\n", CERTS);
+    ck_assert_msg(load(c, text, err, sizeof err) == 0, "%s", err);
+    ck_assert_int_eq(tnve_config_validate(c, err, sizeof err), 0);
+    ck_assert_int_eq(c->transport, TNVE_TRANSPORT_TCP);
+    free(c);
+}
+END_TEST
+
+/* Every bad value is refused with FILE:LINE naming the key's line. */
+START_TEST(test_bad_values)
+{
+    static const char *const bad[] = {
+        "transport = udp\n",
+        "transport = L2\n",
+        "l2_interface =\n",
+        "nnve_mac = 02:00:00:00:00\n",
+        "nnve_mac = 03:00:00:00:00:01\n",         /* a group address is not an nNVE */
+        "l2_discovery_mac = 02:00:00:00:00:01\n", /* discovery needs a group address */
+        "l2_discovery_mac = 01:80:c2:00:00:0e\n", /* 802.1Q reserved: bridges keep it */
+        "l2_discovery_mac = 01:00:5e:00:00:01\n", /* IPv4 multicast */
+        "l2_discovery_mac = ff:ff:ff:ff:ff:ff\n",
+        "l2_vlan = 4095\n",
+        "l2_vlan = -1\n",
+        "l2_vlan = ten\n",
+        "l2_ethertype = 0x05ff\n",
+        "l2_ethertype = 0x8100\n",
+        "l2_ethertype = 0x88a8\n",
+        "l2_ethertype = 0x10000\n",
+        "nnve_name = 0123456789012345678901234567890123456789012345678901234567890123456789\n",
+        "connect_timeout = 50ms\n",
+    };
+    struct tnve_config *c = malloc(sizeof *c);
+    char err[512], text[512], expect[128];
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        /* the bad line is line 3, after a comment and the transport */
+        snprintf(text, sizeof text, "# agent\ntransport = l2\n%s", bad[i]);
+        tnve_config_defaults(c);
+        const char *p = write_tmp(text);
+        err[0] = '\0';
+        ck_assert_msg(tnve_config_load(p, c, err, sizeof err) == SNCP_E_CONFIG, "accepted: %s",
+                      bad[i]);
+        snprintf(expect, sizeof expect, "%s:3: bad value for", p);
+        ck_assert_msg(strstr(err, expect) != NULL, "%s -> %s", bad[i], err);
+        unlink(p);
+    }
+    free(c);
+}
+END_TEST
+
+/* Keys of one transport in a configuration of the other are refused by validate. */
+START_TEST(test_validate_across_keys)
+{
+    static const struct {
+        const char *text, *reason;
+    } cases[] = {
+        {"transport = l2\n", "needs 'l2_interface' (or 'uplink')"},
+        {"transport = l2\nl2_interface = eth0\nnnve_address = 192.0.2.1\n",
+         "'nnve_address' needs transport = tcp"},
+        {"nnve_address = 192.0.2.1\nl2_interface = eth0\n", "'l2_interface' needs transport = l2"},
+        {"nnve_address = 192.0.2.1\nnnve_mac = 02:00:00:00:00:01\n",
+         "'nnve_mac' needs transport = l2"},
+        {"nnve_address = 192.0.2.1\nl2_vlan = 10\n", "'l2_vlan' needs transport = l2"},
+        {"nnve_address = 192.0.2.1\nnnve_name = tor1\n", "'nnve_name' needs transport = l2"},
+        {"transport = tcp\n", "'nnve_address' is required"},
+    };
+    struct tnve_config *c = malloc(sizeof *c);
+    char err[512], text[512];
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        snprintf(text, sizeof text, "%s%s", CERTS, cases[i].text);
+        ck_assert_msg(load(c, text, err, sizeof err) == 0, "%s", err);
+        err[0] = '\0';
+        ck_assert_int_eq(tnve_config_validate(c, err, sizeof err), SNCP_E_CONFIG);
+        ck_assert_msg(strstr(err, cases[i].reason) != NULL, "case %zu: %s", i, err);
+    }
+    /* certificates come first, whatever the transport */
+    ck_assert_int_eq(load(c, "transport = l2\nl2_interface = eth0\n", err, sizeof err), 0);
+    ck_assert_int_eq(tnve_config_validate(c, err, sizeof err), SNCP_E_CONFIG);
+    ck_assert_ptr_nonnull(strstr(err, "'cert' is required"));
+    free(c);
+}
+END_TEST
+
+static Suite *suite(void)
+{
+    Suite *s = suite_create("tnve-config");
+    TCase *tc = tcase_create("transport");
+    tcase_add_test(tc, test_defaults);
+    tcase_add_test(tc, test_l2_keys);
+    tcase_add_test(tc, test_bad_values);
+    tcase_add_test(tc, test_validate_across_keys);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
