@@ -99,6 +99,19 @@ static const char *target(const struct tnve_nnve *n, char *buf, size_t len)
     return buf;
 }
 
+/* Runs the interface ioctl req on ifname with *ifr zeroed and named; 0 or -errno. */
+static int if_ioctl(const char *ifname, unsigned long req, struct ifreq *ifr)
+{
+    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    memset(ifr, 0, sizeof *ifr);
+    snprintf(ifr->ifr_name, sizeof ifr->ifr_name, "%s", ifname);
+    int rc = ioctl(fd, req, ifr) < 0 ? -errno : 0;
+    close(fd);
+    return rc;
+}
+
 /* The L2 interface's state: 0 when it exists, is up and has a carrier (*ifindex set),
  * -ENODEV when it does not exist, -ENETDOWN when it is administratively down, -ENOLINK
  * without carrier, or another -errno. */
@@ -107,14 +120,8 @@ static int link_state(const char *ifname, int *ifindex)
     unsigned idx = if_nametoindex(ifname);
     if (!idx)
         return errno == ENODEV || errno == ENXIO ? -ENODEV : -errno;
-    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return -errno;
     struct ifreq ifr;
-    memset(&ifr, 0, sizeof ifr);
-    snprintf(ifr.ifr_name, sizeof ifr.ifr_name, "%s", ifname);
-    int rc = ioctl(fd, SIOCGIFFLAGS, &ifr) < 0 ? -errno : 0;
-    close(fd);
+    int rc = if_ioctl(ifname, SIOCGIFFLAGS, &ifr);
     if (rc < 0)
         return rc == -ENXIO ? -ENODEV : rc;
     *ifindex = (int)idx;
@@ -623,14 +630,8 @@ int tnve_nnve_read_mac(const char *ifname, uint8_t mac[6])
      * not be ours (a namespace entered without remounting /sys) */
     if (!ifname || !*ifname || strlen(ifname) >= IFNAMSIZ)
         return -EINVAL;
-    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return -errno;
     struct ifreq ifr;
-    memset(&ifr, 0, sizeof ifr);
-    snprintf(ifr.ifr_name, sizeof ifr.ifr_name, "%s", ifname);
-    int rc = ioctl(fd, SIOCGIFHWADDR, &ifr) < 0 ? -errno : 0;
-    close(fd);
+    int rc = if_ioctl(ifname, SIOCGIFHWADDR, &ifr);
     if (rc < 0)
         return rc;
     memcpy(mac, ifr.ifr_hwaddr.sa_data, 6);

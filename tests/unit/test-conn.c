@@ -7,12 +7,10 @@
  */
 #include <check.h>
 #include <errno.h>
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -22,40 +20,14 @@
 #include "sncp-error.h"
 #include "sncp-session.h"
 #include "sncp-tls.h"
+#include "testutil.h"
 
 static char pki_dir[256];
 
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
-static int gen_pki(const char *dir)
-{
-    pid_t pid = fork();
-    if (pid < 0)
-        return -1;
-    if (pid == 0) {
-        execl(SRCDIR "/scripts/gen-pki.sh", "gen-pki.sh", "--other-ca", "evil", dir, "server",
-              "client", (char *)NULL);
-        _exit(127);
-    }
-    int status;
-    if (waitpid(pid, &status, 0) != pid)
-        return -1;
-    return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : -1;
-}
-
 static struct sncp_tls_ctx *ctx_for(enum sncp_tls_role role, const char *name)
 {
-    char cert[512], key[512], ca[512], err[256] = "";
-    snprintf(cert, sizeof cert, "%s/%s.crt", pki_dir, name);
-    snprintf(key, sizeof key, "%s/%s.key", pki_dir, name);
-    snprintf(ca, sizeof ca, "%s/ca.crt", pki_dir);
-    struct sncp_tls_ctx *c = sncp_tls_ctx_create(role, cert, key, ca, err, sizeof err);
+    char err[256] = "";
+    struct sncp_tls_ctx *c = testutil_tls_ctx(pki_dir, role, name, err, sizeof err);
     ck_assert_msg(c != NULL, "ctx %s: %s", name, err);
     return c;
 }
@@ -710,22 +682,14 @@ static Suite *conn_suite(void)
 
 int main(void)
 {
-    /* A private directory for the PKI (mkdir fails if the name exists). */
-    snprintf(pki_dir, sizeof pki_dir, "%s/sncp-test-conn-%ld-%ld",
-             getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp", (long)getpid(), (long)time(NULL));
-    if (mkdir(pki_dir, 0700) < 0) {
-        perror(pki_dir);
+    static const char *const gen[] = {
+        SRCDIR "/scripts/gen-pki.sh", "--other-ca", "evil", pki_dir, "server", "client", NULL};
+    if (testutil_pki_create(pki_dir, sizeof pki_dir, "sncp-test-conn", gen) < 0)
         return 1;
-    }
-    if (gen_pki(pki_dir) < 0) {
-        fprintf(stderr, "gen-pki.sh failed\n");
-        nftw(pki_dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
-        return 1;
-    }
     SRunner *sr = srunner_create(conn_suite());
     srunner_run_all(sr, CK_NORMAL);
     int failed = srunner_ntests_failed(sr);
     srunner_free(sr);
-    nftw(pki_dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+    testutil_rm_tree(pki_dir);
     return failed ? 1 : 0;
 }

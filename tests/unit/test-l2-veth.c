@@ -10,84 +10,42 @@
  */
 #include <check.h>
 #include <errno.h>
-#include <ftw.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "sncp-conn-l2.h"
 #include "sncp-conn.h"
 #include "sncp-tls.h"
+#include "testutil.h"
 
 static char pki_dir[256];
 static struct sncp_tls_ctx *nnve_ctx, *hv1_ctx, *hv2_ctx, *rogue_ctx;
 
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
-/* Runs argv[0] (searched in PATH) and returns 0 if it exited with 0. */
-static int run(const char *const argv[])
-{
-    pid_t pid = fork();
-    if (pid < 0) {
-        return -1;
-    }
-    if (pid == 0) {
-        execvp(argv[0], (char *const *)argv);
-        _exit(127);
-    }
-    int status;
-    if (waitpid(pid, &status, 0) != pid) {
-        return -1;
-    }
-    return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : -1;
-}
-
-#define RUN(...)                                                                                   \
-    do {                                                                                           \
-        const char *const argv_[] = {__VA_ARGS__, NULL};                                           \
-        if (run(argv_) < 0) {                                                                      \
-            fprintf(stderr, "failed: %s %s %s %s\n", argv_[0], argv_[1], argv_[2],                 \
-                    argv_[3] ? argv_[3] : "");                                                     \
-            return -1;                                                                             \
-        }                                                                                          \
-    } while (0)
-
 static int make_topology(void)
 {
-    RUN("ip", "link", "add", "br0", "type", "bridge");
-    RUN("ip", "link", "add", "nnve0", "type", "veth", "peer", "name", "p0");
-    RUN("ip", "link", "add", "hv1", "type", "veth", "peer", "name", "p1");
-    RUN("ip", "link", "add", "hv2", "type", "veth", "peer", "name", "p2");
+    TESTUTIL_RUN("ip", "link", "add", "br0", "type", "bridge");
+    TESTUTIL_RUN("ip", "link", "add", "nnve0", "type", "veth", "peer", "name", "p0");
+    TESTUTIL_RUN("ip", "link", "add", "hv1", "type", "veth", "peer", "name", "p1");
+    TESTUTIL_RUN("ip", "link", "add", "hv2", "type", "veth", "peer", "name", "p2");
     static const char *const ports[] = {"p0", "p1", "p2"};
     for (int i = 0; i < 3; i++) {
-        RUN("ip", "link", "set", ports[i], "master", "br0");
-        RUN("ip", "link", "set", ports[i], "up");
+        TESTUTIL_RUN("ip", "link", "set", ports[i], "master", "br0");
+        TESTUTIL_RUN("ip", "link", "set", ports[i], "up");
     }
     static const char *const ifs[] = {"lo", "br0", "nnve0", "hv1", "hv2"};
     for (int i = 0; i < 5; i++) {
-        RUN("ip", "link", "set", ifs[i], "up");
+        TESTUTIL_RUN("ip", "link", "set", ifs[i], "up");
     }
     return 0;
 }
 
 static struct sncp_tls_ctx *ctx_for(enum sncp_tls_role role, const char *name)
 {
-    char cert[512], key[512], ca[512], err[256] = "";
-    snprintf(cert, sizeof cert, "%s/%s.crt", pki_dir, name);
-    snprintf(key, sizeof key, "%s/%s.key", pki_dir, name);
-    snprintf(ca, sizeof ca, "%s/ca.crt", pki_dir);
-    struct sncp_tls_ctx *c = sncp_tls_ctx_create(role, cert, key, ca, err, sizeof err);
+    char err[256] = "";
+    struct sncp_tls_ctx *c = testutil_tls_ctx(pki_dir, role, name, err, sizeof err);
     if (!c) {
         fprintf(stderr, "tls ctx %s: %s\n", name, err);
     }
@@ -210,27 +168,10 @@ static const struct sncp_conn_cbs hv_cbs = {
     .closed = hv_closed,
 };
 
-static void on_tick(uv_timer_t *h)
+/* Runs the loop until cond() or timeout_ms; returns cond(). */
+static int run_until(int (*cond)(void), uint64_t timeout_ms)
 {
-    (void)h;
-}
-
-typedef int cond_fn(void);
-
-/* Runs the loop until cond() or timeout_ms. */
-static int run_until(cond_fn *cond, uint64_t timeout_ms)
-{
-    uv_timer_t tick;
-    uv_timer_init(&t.loop, &tick);
-    uv_timer_start(&tick, on_tick, 10, 10);
-    uint64_t deadline = uv_now(&t.loop) + timeout_ms;
-    int ok;
-    while (!(ok = cond()) && uv_now(&t.loop) < deadline) {
-        uv_run(&t.loop, UV_RUN_ONCE);
-    }
-    uv_close((uv_handle_t *)&tick, NULL);
-    uv_run(&t.loop, UV_RUN_NOWAIT);
-    return ok;
+    return testutil_run_until(&t.loop, cond, timeout_ms);
 }
 
 static struct sncp_conn_config conn_cfg(struct sncp_tls_ctx *tls, const char *expected)
@@ -256,6 +197,17 @@ static void setup(void)
         struct sncp_l2_port_config hcfg = {.ifname = names[i], .node_name = names[i]};
         ck_assert_int_eq(sncp_l2_port_create(&t.loop, &hcfg, NULL, NULL, NULL, &t.hv_port[i]), 0);
     }
+}
+
+/* hv1 (client end t.hv[0], on port t.hv_port[0]) connects to the nNVE's MAC address:
+ * no discovery. */
+static void connect_hv1_by_mac(void)
+{
+    uint8_t nnve_mac[6];
+    sncp_l2_port_mac(t.nnve_port, nnve_mac);
+    struct sncp_conn_config cfg = conn_cfg(hv1_ctx, "nnve");
+    ck_assert_int_eq(
+        sncp_conn_connect_l2(t.hv_port[0], nnve_mac, &cfg, &hv_cbs, &t.hv[0], &t.hv[0].c), 0);
 }
 
 static int all_closed(void)
@@ -356,11 +308,7 @@ START_TEST(test_configured_mac_and_vlan)
     sncp_l2_port_destroy(t.hv_port[0]);
     struct sncp_l2_port_config hcfg = {.ifname = "hv1", .vlan = 100};
     ck_assert_int_eq(sncp_l2_port_create(&t.loop, &hcfg, NULL, NULL, NULL, &t.hv_port[0]), 0);
-    uint8_t nnve_mac[6];
-    sncp_l2_port_mac(t.nnve_port, nnve_mac);
-    struct sncp_conn_config cfg = conn_cfg(hv1_ctx, "nnve");
-    ck_assert_int_eq(
-        sncp_conn_connect_l2(t.hv_port[0], nnve_mac, &cfg, &hv_cbs, &t.hv[0], &t.hv[0].c), 0);
+    connect_hv1_by_mac();
     ck_assert(run_until(hv0_done, 20000));
     ck_assert_msg(!t.hv[0].closed, "closed: %s", sncp_error_token(t.hv[0].closed_err));
     ck_assert_int_eq(t.hv[0].n_answered, N_REQ);
@@ -410,11 +358,7 @@ START_TEST(test_nnve_restart_resets)
     /* The nNVE's port goes away and comes back (a restart): the hypervisor's next frame is
      * answered with RESET and its connection fails at once, long before any timeout. */
     setup();
-    uint8_t nnve_mac[6];
-    sncp_l2_port_mac(t.nnve_port, nnve_mac);
-    struct sncp_conn_config cfg = conn_cfg(hv1_ctx, "nnve");
-    ck_assert_int_eq(
-        sncp_conn_connect_l2(t.hv_port[0], nnve_mac, &cfg, &hv_cbs, &t.hv[0], &t.hv[0].c), 0);
+    connect_hv1_by_mac();
     ck_assert(run_until(hv0_connected, 20000));
     ck_assert_int_eq(t.hv[0].closed, 0);
     ck_assert(run_until(hv0_done, 20000));
@@ -430,11 +374,6 @@ START_TEST(test_nnve_restart_resets)
 }
 END_TEST
 
-static int never(void)
-{
-    return 0;
-}
-
 START_TEST(test_discovery_name_filter)
 {
     /* hv1 only accepts an nNVE named "other": it hears the ADVERTISE of "nnve-test" and
@@ -446,7 +385,7 @@ START_TEST(test_discovery_name_filter)
     struct sncp_conn_config cfg = conn_cfg(hv1_ctx, "nnve");
     ck_assert_int_eq(sncp_conn_connect_l2(t.hv_port[0], NULL, &cfg, &hv_cbs, &t.hv[0], &t.hv[0].c),
                      0);
-    run_until(never, 1500);
+    run_until(testutil_never, 1500);
     const struct sncp_l2_port_stats *st = sncp_l2_port_stats(t.hv_port[0]);
     ck_assert_uint_ge(st->solicits_out, 2); /* the first, and the repeat after 1 s */
     ck_assert_uint_ge(st->advertises_in, 2);
@@ -477,11 +416,7 @@ START_TEST(test_latency_l2_vs_tcp)
     setup();
     t.n_req = N_LAT;
     t.window = 1;
-    uint8_t nnve_mac[6];
-    sncp_l2_port_mac(t.nnve_port, nnve_mac);
-    struct sncp_conn_config cfg = conn_cfg(hv1_ctx, "nnve");
-    ck_assert_int_eq(
-        sncp_conn_connect_l2(t.hv_port[0], nnve_mac, &cfg, &hv_cbs, &t.hv[0], &t.hv[0].c), 0);
+    connect_hv1_by_mac();
     uint64_t t0 = uv_hrtime();
     ck_assert(run_until(hv0_connected, 20000));
     uint64_t l2_handshake = uv_hrtime() - t0;
@@ -492,7 +427,7 @@ START_TEST(test_latency_l2_vs_tcp)
     struct sncp_conn_config scfg = conn_cfg(nnve_ctx, NULL);
     struct sncp_listener *l;
     ck_assert_int_eq(sncp_listener_create(&t.loop, "127.0.0.1", 0, &scfg, &srv_cbs, &t, &l), 0);
-    cfg = conn_cfg(hv2_ctx, "nnve");
+    struct sncp_conn_config cfg = conn_cfg(hv2_ctx, "nnve");
     ck_assert_int_eq(sncp_conn_connect(&t.loop, "127.0.0.1", sncp_listener_port(l), &cfg, &hv_cbs,
                                        &t.hv[1], &t.hv[1].c),
                      0);
@@ -525,18 +460,9 @@ END_TEST
 #define IP(...)                                                                                    \
     do {                                                                                           \
         const char *const argv_[] = {"ip", __VA_ARGS__, NULL};                                     \
-        ck_assert_msg(run(argv_) == 0, "ip %s %s %s failed", argv_[1], argv_[2], argv_[3]);        \
+        ck_assert_msg(testutil_run(argv_) == 0, "ip %s %s %s failed", argv_[1], argv_[2],          \
+                      argv_[3]);                                                                   \
     } while (0)
-
-static int hv0_answered_all(void)
-{
-    return t.hv[0].n_answered == t.n_req || t.hv[0].closed;
-}
-
-static int never_true(void)
-{
-    return 0;
-}
 
 START_TEST(test_link_down_up)
 {
@@ -544,18 +470,14 @@ START_TEST(test_link_down_up)
      * makes libuv stop polling it) and up again: the port reads again and the session
      * carries on. */
     setup();
-    uint8_t nnve_mac[6];
-    sncp_l2_port_mac(t.nnve_port, nnve_mac);
-    struct sncp_conn_config cfg = conn_cfg(hv1_ctx, "nnve");
-    ck_assert_int_eq(
-        sncp_conn_connect_l2(t.hv_port[0], nnve_mac, &cfg, &hv_cbs, &t.hv[0], &t.hv[0].c), 0);
-    ck_assert(run_until(hv0_answered_all, 20000));
+    connect_hv1_by_mac();
+    ck_assert(run_until(hv0_done, 20000));
     IP("link", "set", "nnve0", "down");
-    run_until(never_true, 300);
+    run_until(testutil_never, 300);
     IP("link", "set", "nnve0", "up");
     t.n_req += 20;
     hv_send_more(&t.hv[0]);
-    ck_assert(run_until(hv0_answered_all, 5000));
+    ck_assert(run_until(hv0_done, 5000));
     ck_assert_msg(!t.hv[0].closed, "closed: %s", sncp_error_token(t.hv[0].closed_err));
     ck_assert_int_eq(t.hv[0].n_answered, t.n_req);
     ck_assert_int_eq(sncp_l2_port_check(t.nnve_port), 0);
@@ -663,7 +585,6 @@ END_TEST
 
 /* ---- the port follows its interface ---- */
 
-
 static unsigned port_mtu_now(void)
 {
     ck_assert_int_eq(sncp_l2_port_check(t.nnve_port), 0);
@@ -728,13 +649,6 @@ static Suite *veth_suite(void)
     return s;
 }
 
-static int gen_pki(void)
-{
-    const char *const argv[] = {
-        SRCDIR "/scripts/gen-pki.sh", "--other-ca", "rogue", pki_dir, "nnve", "hv1", "hv2", NULL};
-    return run(argv);
-}
-
 int main(void)
 {
     if (geteuid() != 0) {
@@ -748,17 +662,12 @@ int main(void)
     if (make_topology() < 0) {
         return 1;
     }
-    snprintf(pki_dir, sizeof pki_dir, "/tmp/test-l2-veth-%ld-%ld", (long)getpid(),
-             (long)time(NULL));
-    if (mkdir(pki_dir, 0700) < 0) {
-        perror(pki_dir);
+    static const char *const gen[] = {
+        SRCDIR "/scripts/gen-pki.sh", "--other-ca", "rogue", pki_dir, "nnve", "hv1", "hv2", NULL};
+    if (testutil_pki_create(pki_dir, sizeof pki_dir, "test-l2-veth", gen) < 0) {
         return 1;
     }
     int failed = 1;
-    if (gen_pki() < 0) {
-        fprintf(stderr, "gen-pki.sh failed\n");
-        goto out;
-    }
     nnve_ctx = ctx_for(SNCP_TLS_SERVER, "nnve");
     hv1_ctx = ctx_for(SNCP_TLS_CLIENT, "hv1");
     hv2_ctx = ctx_for(SNCP_TLS_CLIENT, "hv2");
@@ -775,6 +684,6 @@ out:
     sncp_tls_ctx_destroy(hv1_ctx);
     sncp_tls_ctx_destroy(hv2_ctx);
     sncp_tls_ctx_destroy(rogue_ctx);
-    nftw(pki_dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+    testutil_rm_tree(pki_dir);
     return failed ? 1 : 0;
 }

@@ -6,12 +6,10 @@
  */
 #include <check.h>
 #include <errno.h>
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -20,32 +18,9 @@
 
 #include "sncp-error.h"
 #include "sncp-tls.h"
+#include "testutil.h"
 
 static char pki_dir[256];
-
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
-static int gen_pki(const char *dir)
-{
-    pid_t pid = fork();
-    if (pid < 0)
-        return -1;
-    if (pid == 0) {
-        execl(SRCDIR "/scripts/gen-pki.sh", "gen-pki.sh", "--expired", "old", "--other-ca", "evil",
-              dir, "server", "client", "other-client", (char *)NULL);
-        _exit(127);
-    }
-    int status;
-    if (waitpid(pid, &status, 0) != pid)
-        return -1;
-    return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : -1;
-}
 
 static const char *pki(const char *file)
 {
@@ -464,22 +439,22 @@ static Suite *tls_suite(void)
 
 int main(void)
 {
-    /* A private directory for the PKI (mkdir fails if the name exists). */
-    snprintf(pki_dir, sizeof pki_dir, "%s/sncp-test-tls-%ld-%ld",
-             getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp", (long)getpid(), (long)time(NULL));
-    if (mkdir(pki_dir, 0700) < 0) {
-        perror(pki_dir);
+    static const char *const gen[] = {SRCDIR "/scripts/gen-pki.sh",
+                                      "--expired",
+                                      "old",
+                                      "--other-ca",
+                                      "evil",
+                                      pki_dir,
+                                      "server",
+                                      "client",
+                                      "other-client",
+                                      NULL};
+    if (testutil_pki_create(pki_dir, sizeof pki_dir, "sncp-test-tls", gen) < 0)
         return 1;
-    }
-    if (gen_pki(pki_dir) < 0) {
-        fprintf(stderr, "gen-pki.sh failed\n");
-        nftw(pki_dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
-        return 1;
-    }
     SRunner *sr = srunner_create(tls_suite());
     srunner_run_all(sr, CK_NORMAL);
     int failed = srunner_ntests_failed(sr);
     srunner_free(sr);
-    nftw(pki_dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+    testutil_rm_tree(pki_dir);
     return failed ? 1 : 0;
 }

@@ -12,14 +12,10 @@
  */
 #include <check.h>
 #include <errno.h>
-#include <ftw.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "../../tnve-agent/nnve.h"
@@ -27,58 +23,25 @@
 #include "sncp-conn.h"
 #include "sncp-error.h"
 #include "sncp-tls.h"
+#include "testutil.h"
 
 static char pki_dir[256];
-
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
-/* Runs argv (searched in PATH); 0 if it exited with 0. */
-static int run(const char *const argv[])
-{
-    pid_t pid = fork();
-    if (pid < 0)
-        return -1;
-    if (pid == 0) {
-        execvp(argv[0], (char *const *)argv);
-        _exit(127);
-    }
-    int status;
-    if (waitpid(pid, &status, 0) != pid)
-        return -1;
-    return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : -1;
-}
-
-#define RUN(...)                                                                                   \
-    do {                                                                                           \
-        const char *const argv_[] = {__VA_ARGS__, NULL};                                           \
-        if (run(argv_) < 0) {                                                                      \
-            fprintf(stderr, "failed: %s %s %s %s\n", argv_[0], argv_[1], argv_[2],                 \
-                    argv_[3] ? argv_[3] : "");                                                     \
-            return -1;                                                                             \
-        }                                                                                          \
-    } while (0)
 
 /* A veth pair IF <-> PORT, PORT in br0, both up. */
 static int plug(const char *ifname, const char *port)
 {
-    RUN("ip", "link", "add", ifname, "type", "veth", "peer", "name", port);
-    RUN("ip", "link", "set", port, "master", "br0");
-    RUN("ip", "link", "set", port, "up");
-    RUN("ip", "link", "set", ifname, "up");
+    TESTUTIL_RUN("ip", "link", "add", ifname, "type", "veth", "peer", "name", port);
+    TESTUTIL_RUN("ip", "link", "set", port, "master", "br0");
+    TESTUTIL_RUN("ip", "link", "set", port, "up");
+    TESTUTIL_RUN("ip", "link", "set", ifname, "up");
     return 0;
 }
 
 static int make_topology(void)
 {
-    RUN("ip", "link", "set", "lo", "up");
-    RUN("ip", "link", "add", "br0", "type", "bridge");
-    RUN("ip", "link", "set", "br0", "up");
+    TESTUTIL_RUN("ip", "link", "set", "lo", "up");
+    TESTUTIL_RUN("ip", "link", "add", "br0", "type", "bridge");
+    TESTUTIL_RUN("ip", "link", "set", "br0", "up");
     if (plug("nnve0", "p0") < 0 || plug("hv1", "p1") < 0 || plug("hv2", "p2") < 0)
         return -1;
     return 0;
@@ -143,31 +106,10 @@ static void agent_down(void *aux)
     t.downs++;
 }
 
-static void on_tick(uv_timer_t *h)
-{
-    (void)h;
-}
-
-typedef int cond_fn(void);
-
 /* Runs the loop until cond() or timeout_ms; returns cond(). */
-static int run_until(cond_fn *cond, uint64_t timeout_ms)
+static int run_until(int (*cond)(void), uint64_t timeout_ms)
 {
-    uv_timer_t tick;
-    uv_timer_init(&t.loop, &tick);
-    uv_timer_start(&tick, on_tick, 10, 10);
-    uint64_t deadline = uv_now(&t.loop) + timeout_ms;
-    int ok;
-    while (!(ok = cond()) && uv_now(&t.loop) < deadline)
-        uv_run(&t.loop, UV_RUN_ONCE);
-    uv_close((uv_handle_t *)&tick, NULL);
-    uv_run(&t.loop, UV_RUN_NOWAIT);
-    return ok;
-}
-
-static int never(void)
-{
-    return 0;
+    return testutil_run_until(&t.loop, cond, timeout_ms);
 }
 
 static int is_up(void)
@@ -179,11 +121,8 @@ static void setup(void)
 {
     memset(&t, 0, sizeof t);
     ck_assert_int_eq(uv_loop_init(&t.loop), 0);
-    char cert[512], key[512], ca[512], err[256] = "";
-    path_of(cert, sizeof cert, "nnve", "crt");
-    path_of(key, sizeof key, "nnve", "key");
-    path_of(ca, sizeof ca, "ca", "crt");
-    t.nnve_tls = sncp_tls_ctx_create(SNCP_TLS_SERVER, cert, key, ca, err, sizeof err);
+    char err[256] = "";
+    t.nnve_tls = testutil_tls_ctx(pki_dir, SNCP_TLS_SERVER, "nnve", err, sizeof err);
     ck_assert_msg(t.nnve_tls != NULL, "%s", err);
     struct sncp_conn_config scfg;
     memset(&scfg, 0, sizeof scfg);
@@ -227,7 +166,7 @@ static void teardown(void)
 {
     tnve_nnve_destroy(t.n);
     t.n = NULL;
-    run_until(never, 300); /* let orderly closes go out while the nNVE still listens */
+    run_until(testutil_never, 300); /* let orderly closes go out while the nNVE still listens */
     sncp_l2_port_destroy(t.port);
     uv_run(&t.loop, UV_RUN_DEFAULT);
     ck_assert_int_eq(uv_loop_close(&t.loop), 0);
@@ -325,15 +264,15 @@ START_TEST(test_interface_down_and_up)
     start_agent("hv2", NULL, 0, NULL, 0);
     ck_assert(run_until(is_up, 10000));
     const char *down[] = {"ip", "link", "set", "hv2", "down", NULL};
-    ck_assert_int_eq(run(down), 0);
+    ck_assert_int_eq(testutil_run(down), 0);
     ck_assert(run_until(is_down, 2000)); /* the interface check, not the 3 s dead peer */
     ck_assert(!tnve_nnve_is_up(t.n));
-    run_until(never, 500);
+    run_until(testutil_never, 500);
     json_t *o = tnve_nnve_json(t.n);
     ck_assert_str_eq(jstr(o, "last_error"), "interface hv2 is down");
     json_decref(o);
     const char *up[] = {"ip", "link", "set", "hv2", "up", NULL};
-    ck_assert_int_eq(run(up), 0);
+    ck_assert_int_eq(testutil_run(up), 0);
     ck_assert(run_until(is_up, 10000));
     ck_assert_int_eq(t.ups, 2);
     ck_assert_int_eq(t.hellos, 2);
@@ -365,7 +304,7 @@ START_TEST(test_destroy_while_opening)
     setup();
     static const uint8_t nobody[6] = {0x02, 0x00, 0x5e, 0x00, 0x53, 0x99};
     start_agent("hv1", nobody, 0, NULL, 0);
-    run_until(never, 300);
+    run_until(testutil_never, 300);
     ck_assert(!tnve_nnve_is_up(t.n));
     teardown();
 }
@@ -398,22 +337,13 @@ int main(void)
     }
     if (make_topology() < 0)
         return 1;
-    snprintf(pki_dir, sizeof pki_dir, "/tmp/test-tnve-nnve-l2-%ld-%ld", (long)getpid(),
-             (long)time(NULL));
-    if (mkdir(pki_dir, 0700) < 0) {
-        perror(pki_dir);
+    static const char *const gen[] = {SRCDIR "/scripts/gen-pki.sh", pki_dir, "nnve", "hv1", NULL};
+    if (testutil_pki_create(pki_dir, sizeof pki_dir, "test-tnve-nnve-l2", gen) < 0)
         return 1;
-    }
-    const char *const gen[] = {SRCDIR "/scripts/gen-pki.sh", pki_dir, "nnve", "hv1", NULL};
-    int failed = 1;
-    if (run(gen) < 0) {
-        fprintf(stderr, "gen-pki.sh failed\n");
-    } else {
-        SRunner *sr = srunner_create(suite());
-        srunner_run_all(sr, CK_NORMAL);
-        failed = srunner_ntests_failed(sr);
-        srunner_free(sr);
-    }
-    nftw(pki_dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+    SRunner *sr = srunner_create(suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    testutil_rm_tree(pki_dir);
     return failed ? 1 : 0;
 }
