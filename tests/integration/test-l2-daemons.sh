@@ -67,20 +67,13 @@ log "namespaces: ${NSS[*]}"
 # ---- nnve-daemon: TCP and L2 at once -----------------------------------------------------
 "$S/scripts/gen-pki.sh" --other-ca rogue "$T/pki" nnve1 hv1 hv2 hv3 hv4 hv5 >/dev/null 2>&1 || fail "gen-pki"
 NNVE_PORT=$((20000 + RANDOM % 20000))
-mkdir -p "$T/nstate"
 cat >"$T/nnve.conf" <<CONF
 [global]
 transport = tcp, l2
 listen = 192.0.2.1:$NNVE_PORT
 l2_interfaces = swp1
 node_id = tor1
-cert = $T/pki/nnve1.crt
-key = $T/pki/nnve1.key
-ca = $T/pki/ca.crt
-state_dir = $T/nstate
-control_socket = $T/nnve.ctl
-backend = none
-dataplane_journal = $T/journal
+$(nnve_conf_common)
 hold_time = 30s
 sync = normal
 

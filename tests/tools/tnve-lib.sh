@@ -107,15 +107,12 @@ start_libvirtd() {
     KEEPER_PID=$!
 }
 
-# start_nnve [extra global lines]
-NNVE_PORT=
-start_nnve() {
-    [ -f "$T/pki/ca.crt" ] || "$S/scripts/gen-pki.sh" "$T/pki" nnve1 hv1 >/dev/null 2>&1 || fail "gen-pki"
-    [ -n "$NNVE_PORT" ] || NNVE_PORT=$((20000 + RANDOM % 20000))
+# nnve_conf_common: the [global] keys every test nnve-daemon shares (certificate nnve1,
+# state_dir, control socket $T/nnve.ctl, backend none with its journal $T/journal); the
+# caller adds the transport keys and the rest.
+nnve_conf_common() {
     mkdir -p "$T/nstate"
-    cat >"$T/nnve.conf" <<CONF
-[global]
-listen = 127.0.0.1:$NNVE_PORT
+    cat <<CONF
 cert = $T/pki/nnve1.crt
 key = $T/pki/nnve1.key
 ca = $T/pki/ca.crt
@@ -123,6 +120,18 @@ state_dir = $T/nstate
 control_socket = $T/nnve.ctl
 backend = none
 dataplane_journal = $T/journal
+CONF
+}
+
+# start_nnve [extra global lines]
+NNVE_PORT=
+start_nnve() {
+    [ -f "$T/pki/ca.crt" ] || "$S/scripts/gen-pki.sh" "$T/pki" nnve1 hv1 >/dev/null 2>&1 || fail "gen-pki"
+    [ -n "$NNVE_PORT" ] || NNVE_PORT=$((20000 + RANDOM % 20000))
+    cat >"$T/nnve.conf" <<CONF
+[global]
+listen = 127.0.0.1:$NNVE_PORT
+$(nnve_conf_common)
 hold_time = ${HOLD_TIME:-20s}
 tag_hold_down = 60s
 sync = ${NNVE_SYNC:-full}
