@@ -3,7 +3,9 @@
  * number, the kernel's errors as -errno and its extended-ack text for log lines. */
 #include "snv-netlink.h"
 
+#include <ctype.h>
 #include <errno.h>
+#include <net/if.h>
 #include <linux/netlink.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -178,4 +180,15 @@ int snv_nl_dump(struct snv_nl *nl, struct nlmsghdr *req,
 const char *snv_nl_reason(const struct snv_nl *nl)
 {
     return nl->reason;
+}
+
+int snv_ifname_valid(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n >= IF_NAMESIZE || !strcmp(s, ".") || !strcmp(s, ".."))
+        return 0;
+    for (const char *c = s; *c; c++)
+        if (*c == '/' || *c == ':' || isspace((unsigned char)*c) || !isprint((unsigned char)*c))
+            return 0;
+    return 1;
 }

@@ -43,4 +43,10 @@ int snv_nl_dump(struct snv_nl *nl, struct nlmsghdr *req,
 /* The kernel's extended-ack text of the last exchange, "" if it gave none. */
 const char *snv_nl_reason(const struct snv_nl *nl);
 
+/* 1 when `s` can name a Linux network interface: 1..15 bytes (IF_NAMESIZE - 1), printable,
+ * none of '/', ':' or blanks, not "." or "..".  The kernel refuses the others (dev_valid_name);
+ * configuration checks this so that a bad name stops the daemon at load time with its line,
+ * not at the first netlink or socket call. */
+int snv_ifname_valid(const char *s);
+
 #endif

@@ -27,6 +27,7 @@
 #include "sncp-l2.h"
 #include "sncp-msg.h"
 #include "snv-log.h"
+#include "snv-netlink.h"
 
 struct parser {
     struct nnve_config *cfg;
@@ -202,8 +203,7 @@ static int add_l2_interface(struct parser *p, char *item, void *aux)
 {
     (void)aux;
     struct nnve_config *cfg = p->cfg;
-    if (strlen(item) >= IF_NAMESIZE || strlen(item) > SNCP_MAX_PORT_LEN || strchr(item, '/') ||
-        strchr(item, ' ')) {
+    if (!snv_ifname_valid(item) || strlen(item) > SNCP_MAX_PORT_LEN) {
         perr(p, p->line, "l2_interfaces: \"%s\" is not an interface name (at most %d bytes)", item,
              IF_NAMESIZE - 1);
         return -EINVAL;
@@ -394,18 +394,6 @@ static int global_key(struct parser *p, const char *key, const char *value)
     return -EINVAL;
 }
 
-/* A Linux interface name: 1..15 bytes, none of '/', ':' or blanks, not "." or "..". */
-static int ifname_valid(const char *s)
-{
-    size_t n = strlen(s);
-    if (n == 0 || n >= IF_NAMESIZE || !strcmp(s, ".") || !strcmp(s, ".."))
-        return 0;
-    for (const char *c = s; *c; c++)
-        if (*c == '/' || *c == ':' || isspace((unsigned char)*c) || !isprint((unsigned char)*c))
-            return 0;
-    return 1;
-}
-
 /* AF_INET or AF_INET6 for a numeric address; 0 otherwise. */
 static int ip_family(const char *s, unsigned char ip[16])
 {
@@ -470,7 +458,7 @@ static int linux_key(struct parser *p, const char *key, const char *value)
 {
     struct nnve_config *cfg = p->cfg;
     if (!strcmp(key, "bridge") || !strcmp(key, "vxlan_device")) {
-        if (!ifname_valid(value)) {
+        if (!snv_ifname_valid(value)) {
             perr(p, p->line, "%s: \"%s\" is not a valid interface name (1..%d bytes)", key, value,
                  IF_NAMESIZE - 1);
             return -EINVAL;

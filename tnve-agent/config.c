@@ -12,6 +12,7 @@
 #include <libvirt/libvirt.h>
 
 #include "sncp-error.h"
+#include "snv-netlink.h"
 
 void tnve_config_defaults(struct tnve_config *cfg)
 {
@@ -137,6 +138,14 @@ struct parse_state {
     char err[200];
 };
 
+/* An interface name key: a valid Linux name, or "" where `empty_ok` (the key unset). */
+static int set_ifname(char *dst, size_t size, const char *v, int empty_ok)
+{
+    if (*v ? !snv_ifname_valid(v) : !empty_ok)
+        return -EINVAL;
+    return set_str(dst, size, v);
+}
+
 static int agent_key(struct tnve_config *c, const char *k, const char *v)
 {
     uint32_t ms;
@@ -147,7 +156,7 @@ static int agent_key(struct tnve_config *c, const char *k, const char *v)
     if (!strcmp(k, "transport"))
         return parse_transport(v, &c->transport);
     if (!strcmp(k, "l2_interface"))
-        return *v ? set_str(c->l2_interface, sizeof c->l2_interface, v) : -EINVAL;
+        return set_ifname(c->l2_interface, sizeof c->l2_interface, v, 0);
     if (!strcmp(k, "nnve_mac")) {
         /* a unicast MAC: the nNVE's port address */
         if (sncp_mac_parse(v, c->nnve_mac) < 0 || (c->nnve_mac[0] & 1))
@@ -166,9 +175,11 @@ static int agent_key(struct tnve_config *c, const char *k, const char *v)
     if (!strcmp(k, "l2_vlan"))
         return parse_u16(v, 0, 4094, &c->l2_vlan);
     if (!strcmp(k, "l2_ethertype")) {
-        /* EtherTypes start at 0x0600; the VLAN TPIDs cannot carry the channel */
+        /* EtherTypes start at 0x0600; the VLAN TPIDs (802.1Q, 802.1ad and the older
+         * 0x9100 of QinQ switches) cannot carry the channel */
         uint16_t et;
-        if (parse_u16(v, 0x0600, 0xffff, &et) < 0 || et == 0x8100 || et == 0x88a8)
+        if (parse_u16(v, 0x0600, 0xffff, &et) < 0 || et == 0x8100 || et == 0x88a8 ||
+            et == 0x9100)
             return -EINVAL;
         c->l2_ethertype = et;
         return 0;
@@ -194,9 +205,9 @@ static int agent_key(struct tnve_config *c, const char *k, const char *v)
     if (!strcmp(k, "node_id"))
         return *v ? set_str(c->node_id, sizeof c->node_id, v) : -EINVAL;
     if (!strcmp(k, "uplink"))
-        return set_str(c->uplink, sizeof c->uplink, v);
+        return set_ifname(c->uplink, sizeof c->uplink, v, 1);
     if (!strcmp(k, "bridge"))
-        return set_str(c->bridge, sizeof c->bridge, v);
+        return set_ifname(c->bridge, sizeof c->bridge, v, 1);
     if (!strcmp(k, "dataplane")) {
         if (strcmp(v, "none") && strcmp(v, "linux"))
             return -EINVAL;
@@ -374,6 +385,15 @@ int tnve_config_validate(const struct tnve_config *cfg, char *err, size_t errlen
         snprintf(err, errlen,
                  "'nnve_address' needs transport = tcp (transport is l2; use "
                  "nnve_mac, or leave it out for discovery)");
+        return SNCP_E_CONFIG;
+    }
+    /* Over TCP the operator chose the address; on a shared segment any host can answer the
+     * discovery or take the nNVE's MAC, and every hypervisor holds a certificate from the
+     * same CA: only the certificate identity tells the nNVE apart. */
+    if (!cfg->nnve_identity[0]) {
+        snprintf(err, errlen,
+                 "transport = l2 needs 'nnve_identity' (the switch certificate's name): "
+                 "any host on the segment can answer as the nNVE");
         return SNCP_E_CONFIG;
     }
     return 0;

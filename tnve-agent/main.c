@@ -58,7 +58,8 @@ static const char usage_text[] =
     "  nnve_name             l2: accept only the nNVE advertising this name (any)\n"
     "  connect_timeout       limit of one connection attempt up to the accepted HELLO (15s)\n"
     "  cert, key, ca         PEM files: our certificate, its key, the CA (required)\n"
-    "  nnve_identity         the nNVE certificate identity to insist on (any if unset)\n"
+    "  nnve_identity         the nNVE certificate identity to insist on (any if unset;\n"
+    "                        required with transport = l2)\n"
     "  node_id               NODE_ID sent in HELLO (the host name)\n"
     "  uplink                uplink interface: its MAC goes into HELLO; the dataplane\n"
     "                        carries tags on it\n"
@@ -275,6 +276,10 @@ int main(int argc, char **argv)
         snv_log_open("tnve-agent", SNV_LOG_SYSLOG);
     if (pidfile && write_pidfile(pidfile) < 0)
         SNV_WARN("main", "cannot write pidfile path=%s", pidfile);
+    if (!cfg->nnve_identity[0])
+        SNV_WARN("main", "nnve_identity is unset: any certificate from %s is accepted as the "
+                         "nNVE, including other hypervisors'",
+                 cfg->ca);
     signal(SIGPIPE, SIG_IGN);
     xmlInitParser();
 

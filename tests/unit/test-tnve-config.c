@@ -62,7 +62,7 @@ START_TEST(test_l2_keys)
     snprintf(text, sizeof text,
              "%stransport = l2\nl2_interface = eth1\nnnve_mac = 02:00:00:00:00:01\n"
              "l2_vlan = 4094\nl2_ethertype = 0x88B6\nl2_discovery_mac = 03:53:4e:43:50:07\n"
-             "nnve_name = tor1\nconnect_timeout = 3s\nuplink = bond0\n",
+             "nnve_name = tor1\nconnect_timeout = 3s\nuplink = bond0\nnnve_identity = tor1\n",
              CERTS);
     ck_assert_msg(load(c, text, err, sizeof err) == 0, "%s", err);
     ck_assert_msg(tnve_config_validate(c, err, sizeof err) == 0, "%s", err);
@@ -79,7 +79,8 @@ START_TEST(test_l2_keys)
     ck_assert_uint_eq(c->connect_timeout_ms, 3000);
 
     /* decimal EtherType; the interface defaults to the uplink; no nnve_mac: discovery */
-    snprintf(text, sizeof text, "%s[agent]\ntransport = l2\nuplink = bond0\nl2_ethertype = 35000\n",
+    snprintf(text, sizeof text, "%s[agent]\ntransport = l2\nuplink = bond0\nl2_ethertype = 35000\n"
+             "nnve_identity = tor1\n",
              CERTS);
     ck_assert_msg(load(c, text, err, sizeof err) == 0, "%s", err);
     ck_assert_msg(tnve_config_validate(c, err, sizeof err) == 0, "%s", err);
@@ -103,6 +104,10 @@ START_TEST(test_bad_values)
         "transport = udp\n",
         "transport = L2\n",
         "l2_interface =\n",
+        "l2_interface = a-name-too-long-for-linux\n",
+        "l2_interface = eth0/1\n",
+        "uplink = eth 0\n",
+        "bridge = ..\n",
         "nnve_mac = 02:00:00:00:00\n",
         "nnve_mac = 03:00:00:00:00:01\n",         /* a group address is not an nNVE */
         "l2_discovery_mac = 02:00:00:00:00:01\n", /* discovery needs a group address */
@@ -115,6 +120,7 @@ START_TEST(test_bad_values)
         "l2_ethertype = 0x05ff\n",
         "l2_ethertype = 0x8100\n",
         "l2_ethertype = 0x88a8\n",
+        "l2_ethertype = 0x9100\n",
         "l2_ethertype = 0x10000\n",
         "nnve_name = 0123456789012345678901234567890123456789012345678901234567890123456789\n",
         "connect_timeout = 50ms\n",
@@ -144,6 +150,7 @@ START_TEST(test_validate_across_keys)
         const char *text, *reason;
     } cases[] = {
         {"transport = l2\n", "needs 'l2_interface' (or 'uplink')"},
+        {"transport = l2\nl2_interface = eth0\n", "transport = l2 needs 'nnve_identity'"},
         {"transport = l2\nl2_interface = eth0\nnnve_address = 192.0.2.1\n",
          "'nnve_address' needs transport = tcp"},
         {"nnve_address = 192.0.2.1\nl2_interface = eth0\n", "'l2_interface' needs transport = l2"},
