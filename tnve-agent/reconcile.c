@@ -106,6 +106,7 @@ struct rec_tsi {
     uint32_t addr_gen, addr_acked_gen;
     uint16_t dp_vid;
     char dp_ifname[64];
+    int dp_adopted;          /* dp_vid is the previous run's, kept for the activation under way */
     uint64_t stamp;          /* of the desired-state change not yet acknowledged */
 };
 
@@ -231,29 +232,41 @@ static void set_reason(char *dst, size_t cap, int err, const struct sncp_msg *rs
 
 /* ---------------------------------------------------------------- tag file */
 
+/* The agent's small state files are replaced whole: written to PATH.tmp, synced, renamed,
+ * so a crash leaves the old file or the complete new one.  save_open() returns the .tmp
+ * stream (NULL after logging); save_commit() closes it and renames, or logs and unlinks. */
+static FILE *save_open(const char *path, const char *what, char *tmp, size_t cap)
+{
+    int n = snprintf(tmp, cap, "%s.tmp", path);
+    if (n < 0 || (size_t)n >= cap)
+        return NULL;
+    FILE *f = fopen(tmp, "w");
+    if (!f)
+        SNV_WARN("rec", "cannot write %s path=%s err=%s", what, tmp, strerror(errno));
+    return f;
+}
+
+static void save_commit(FILE *f, const char *tmp, const char *path, const char *what)
+{
+    int bad = fflush(f) != 0 || ferror(f) || fsync(fileno(f)) != 0;
+    if (fclose(f) != 0 || bad || rename(tmp, path) != 0) {
+        SNV_WARN("rec", "cannot write %s path=%s err=%s", what, path, strerror(errno));
+        unlink(tmp);
+    }
+}
+
 static void tags_save(struct tnve_rec *r)
 {
-    if (!r->state_file)
-        return;
     char tmp[512];
-    int n = snprintf(tmp, sizeof tmp, "%s.tmp", r->state_file);
-    if (n < 0 || (size_t)n >= sizeof tmp)
+    FILE *f = r->state_file ? save_open(r->state_file, "tag file", tmp, sizeof tmp) : NULL;
+    if (!f)
         return;
-    FILE *f = fopen(tmp, "w");
-    if (!f) {
-        SNV_WARN("rec", "cannot write tag file path=%s err=%s", tmp, strerror(errno));
-        return;
-    }
     fprintf(f, "# tnve-agent: last local tag per VN (vn_id vn_name tag); rewritten by the "
                "agent\n");
     for (struct rec_vn *v = r->vns; v; v = v->next)
         if (v->tag)
             fprintf(f, "%u %s %u\n", v->vn.id, v->vn.name[0] ? v->vn.name : "-", v->tag);
-    int bad = ferror(f);
-    if (fclose(f) != 0 || bad || rename(tmp, r->state_file) != 0) {
-        SNV_WARN("rec", "cannot write tag file path=%s err=%s", r->state_file, strerror(errno));
-        unlink(tmp);
-    }
+    save_commit(f, tmp, r->state_file, "tag file");
 }
 
 static struct rec_vn *vn_get(struct tnve_rec *r, const struct tnve_vn *vn, int create);
@@ -387,10 +400,15 @@ static unsigned vn_held(const struct tnve_rec *r, const struct rec_vn *v)
 
 /* ---------------------------------------------------------------- dataplane */
 
+/* Whether a vNIC port other than `except`'s still carries `vid`, so the uplink keeps it:
+ * ports set in this run, and those of the previous run not decided yet. */
 static int uplink_in_use(const struct tnve_rec *r, const struct rec_tsi *except, uint16_t vid)
 {
     for (const struct rec_tsi *t = r->tsis; t; t = t->next)
         if (t != except && t->dp_vid == vid)
+            return 1;
+    for (const struct rec_dp_port *p = r->dp_inherited; p; p = p->next)
+        if (p->vid == vid)
             return 1;
     return 0;
 }
@@ -398,17 +416,11 @@ static int uplink_in_use(const struct tnve_rec *r, const struct rec_tsi *except,
 /* Rewrites the ports file: every port set now, plus the inherited ones still undecided. */
 static void dp_save(struct tnve_rec *r)
 {
-    if (!r->dp_state_file)
-        return;
     char tmp[512];
-    int n = snprintf(tmp, sizeof tmp, "%s.tmp", r->dp_state_file);
-    if (n < 0 || (size_t)n >= sizeof tmp)
+    FILE *f = r->dp_state_file ? save_open(r->dp_state_file, "ports file", tmp, sizeof tmp)
+                               : NULL;
+    if (!f)
         return;
-    FILE *f = fopen(tmp, "w");
-    if (!f) {
-        SNV_WARN("rec", "cannot write ports file path=%s err=%s", tmp, strerror(errno));
-        return;
-    }
     fprintf(f, "# tnve-agent: vNIC ports carrying a local tag (port vid); rewritten by the "
                "agent\n");
     for (const struct rec_tsi *t = r->tsis; t; t = t->next)
@@ -416,12 +428,7 @@ static void dp_save(struct tnve_rec *r)
             fprintf(f, "%s %u\n", t->dp_ifname, t->dp_vid);
     for (const struct rec_dp_port *p = r->dp_inherited; p; p = p->next)
         fprintf(f, "%s %u\n", p->ifname, p->vid);
-    int bad = ferror(f);
-    if (fclose(f) != 0 || bad || rename(tmp, r->dp_state_file) != 0) {
-        SNV_WARN("rec", "cannot write ports file path=%s err=%s", r->dp_state_file,
-                 strerror(errno));
-        unlink(tmp);
-    }
+    save_commit(f, tmp, r->dp_state_file, "ports file");
 }
 
 static void dp_load(struct tnve_rec *r)
@@ -453,21 +460,42 @@ static void dp_load(struct tnve_rec *r)
              loaded);
 }
 
-static int uplink_in_use(const struct tnve_rec *r, const struct rec_tsi *except, uint16_t vid);
+/* The TSI that may still own an inherited port whose activation is not acknowledged yet:
+ * its vNIC is the port, it is meant to be Activated, and its tag is the port's or not
+ * known yet.  NULL when none. */
+static struct rec_tsi *dp_pending_owner(struct tnve_rec *r, const struct rec_dp_port *p)
+{
+    for (struct rec_tsi *t = r->tsis; t; t = t->next)
+        if (!t->dp_vid && !strcmp(t->ifname, p->ifname) &&
+            tsi_desired(t) == SNCP_TSI_ACTIVATED && (t->tag == p->vid || !t->tag))
+            return t;
+    return NULL;
+}
 
 /* After the first SYNC: an inherited port that no TSI has set again lost its VM while the
  * agent was down (destroyed, moved, unplugged); its tag goes, and the uplink's when unused.
- * Ports set again were left untouched by port_set (it sends nothing for what is in place). */
+ * Ports set again were left untouched by port_set (it sends nothing for what is in place).
+ * A port whose running VM's activation is still under way (a request out, or being retried
+ * after the nNVE lost the TSI) is handed to that TSI as set: its traffic keeps flowing, and
+ * the acknowledgement keeps it, moves it to another tag, or clears it on failure. */
 static void dp_sweep_inherited(struct tnve_rec *r)
 {
-    unsigned removed = 0;
+    unsigned removed = 0, adopted = 0;
     while (r->dp_inherited) {
         struct rec_dp_port *p = r->dp_inherited;
         r->dp_inherited = p->next;
         int owned = 0;
         for (const struct rec_tsi *t = r->tsis; t && !owned; t = t->next)
             owned = t->dp_vid == p->vid && !strcmp(t->dp_ifname, p->ifname);
-        if (!owned && r->cfg.dp_class) {
+        struct rec_tsi *pending = owned ? NULL : dp_pending_owner(r, p);
+        if (pending) {
+            SNV_INFO("rec", "vnic port kept for its pending activation tsi=%s port=%s tag=%u",
+                     pending->id_str, p->ifname, p->vid);
+            pending->dp_vid = p->vid;
+            pending->dp_adopted = 1;
+            snprintf(pending->dp_ifname, sizeof pending->dp_ifname, "%s", p->ifname);
+            adopted++;
+        } else if (!owned && r->cfg.dp_class) {
             SNV_INFO("rec", "stale vnic port from the previous run port=%s tag=%u", p->ifname,
                      p->vid);
             int err = r->cfg.dp_class->port_clear(r->cfg.dp, p->ifname, p->vid,
@@ -481,13 +509,21 @@ static void dp_sweep_inherited(struct tnve_rec *r)
         }
         free(p);
     }
-    SNV_INFO("rec", "dataplane reconciled with the previous run stale_ports=%u", removed);
+    SNV_INFO("rec", "dataplane reconciled with the previous run stale_ports=%u pending_ports=%u",
+             removed, adopted);
     dp_save(r);
 }
 
 static void dp_sync(struct tnve_rec *r, struct rec_tsi *t)
 {
     uint16_t want = t->acked == SNCP_TSI_ACTIVATED && t->ifname[0] ? t->tag : 0;
+    if (t->dp_adopted) {
+        /* Steps on the way back to Activated (Associated first, after the nNVE lost the
+         * TSI) keep the previous run's tag on the port; anything else ends the adoption. */
+        if (!want && tsi_desired(t) == SNCP_TSI_ACTIVATED && !strcmp(t->dp_ifname, t->ifname))
+            return;
+        t->dp_adopted = 0;
+    }
     if (t->dp_vid == want && (!want || !strcmp(t->dp_ifname, t->ifname)))
         return;
     if (!r->cfg.dp_class) {
@@ -1566,6 +1602,12 @@ static void tsi_response(struct tnve_rec *r, struct rec_tsi *t, const struct snc
     }
     if (t->sync_needed)
         t->sync_tried = 1;
+    if (t->dp_adopted && err != SNCP_E_BUSY && err != SNCP_E_TIMEOUT &&
+        err != SNCP_E_PEER_CLOSED && err != SNCP_E_NOT_ESTABLISHED) {
+        /* The nNVE refused the activation that would have kept the inherited port. */
+        t->dp_adopted = 0;
+        dp_sync(r, t);
+    }
     if (err == SNCP_E_NO_SUCH_VN) {
         /* Our VN connection is gone at the nNVE: connect it again first. */
         t->vn->acked = 0;
@@ -1715,6 +1757,7 @@ void tnve_rec_request(struct tnve_rec *r, const struct sncp_msg *req, uint64_t n
         for (struct rec_tsi *t = r->tsis; t; t = t->next) {
             if (t->vn == v) {
                 t->sync_needed = 0;
+                t->dp_adopted = 0;
                 tsi_set_acked(r, t, SNCP_TSI_INIT, "nNVE disconnected the vn");
             }
         }
@@ -1736,6 +1779,7 @@ void tnve_rec_request(struct tnve_rec *r, const struct sncp_msg *req, uint64_t n
         t->retry_at = now + d;
         t->sync_needed = 0;
         if (req->type == SNCP_MSG_TSI_DEASSOCIATE) {
+            t->dp_adopted = 0;
             tsi_set_acked(r, t, SNCP_TSI_INIT, "nNVE de-associated");
         } else if (req->type == SNCP_MSG_TSI_DEACTIVATE && !req->n_addrs) {
             if (t->acked == SNCP_TSI_ACTIVATED)

@@ -286,6 +286,90 @@ static void read_file(const char *path, char *buf, size_t cap)
     fclose(f);
 }
 
+/* Call `call` of the recording dataplane cleared vnet1_0's tag 100 (uplink unused) and the
+ * ports file no longer lists it. */
+static void assert_vnet1_cleared(const char *path, int call)
+{
+    char buf[512];
+    ck_assert_str_eq(dp_calls[call], "clear vnet1_0 100 0");
+    read_file(path, buf, sizeof buf);
+    ck_assert_ptr_null(strstr(buf, "vnet1_0"));
+}
+
+static void ports_file_done(const char *path, const char *dir)
+{
+    mk_dp_state_file = NULL;
+    unlink(path);
+    rmdir(dir);
+}
+
+/* Restarts onto a ports file holding vnet1_0 on tag 100, with the nNVE answering the first
+ * TSI_ACTIVATE with `status`; returns after SYNC_END is answered. */
+static struct tnve_rec *restart_failing_activate(const char *path, struct tnve_domxml *x,
+                                                 uint16_t status)
+{
+    FILE *f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    fprintf(f, "# ports\nvnet1_0 100\n");
+    fclose(f);
+    n_dp_calls = 0;
+    struct tnve_rec *r = mk(NULL);
+    uint32_t vns[] = {5000};
+    mk_dom(x, 1, 1, vns);
+    tnve_rec_session_up(r, 1000);
+    tnve_rec_inventory_begin(r);
+    tnve_rec_domain_update(r, x, TNVE_EFFECT_ACTIVATE, 0, "running", 1000);
+    tnve_rec_inventory_end(r, 1000);
+    answer_ok(r, SNCP_MSG_SYNC_BEGIN, 0, -1, 1001);
+    tnve_rec_run(r, 1001);
+    answer_ok(r, SNCP_MSG_VN_CONNECT, 100, -1, 1002);
+    tnve_rec_run(r, 1002);
+    answer(r, pending(SNCP_MSG_TSI_ACTIVATE), status, 0, -1, 1003);
+    tnve_rec_run(r, 1003);
+    answer_ok(r, SNCP_MSG_SYNC_END, 0, -1, 1004);
+    tnve_rec_run(r, 1004);
+    ck_assert_str_eq(tnve_rec_phase(r), "ready");
+    return r;
+}
+
+/* A running VM whose activation is still being retried at the first SYNC_END keeps the
+ * previous run's tag on its port: no clear, then no set once the retry succeeds with the
+ * same tag.  A refusal ends that: the port is cleared. */
+START_TEST(test_dataplane_pending_activation_keeps_port)
+{
+    char dir[] = "/tmp/tnve-rec-XXXXXX";
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    char path[128], buf[512];
+    snprintf(path, sizeof path, "%s/ports", dir);
+    mk_dp_state_file = path;
+    struct tnve_domxml x;
+
+    struct tnve_rec *r = restart_failing_activate(path, &x, SNCP_STATUS_BUSY);
+    ck_assert_int_eq(n_dp_calls, 0);
+    read_file(path, buf, sizeof buf);
+    ck_assert_ptr_nonnull(strstr(buf, "\nvnet1_0 100\n"));
+    tnve_rec_run(r, 60000);
+    answer_ok(r, SNCP_MSG_TSI_ACTIVATE, 100, SNCP_TSI_ACTIVATED, 60001);
+    tnve_rec_run(r, 60001);
+    char b[64];
+    ck_assert_str_eq(tsi_field(r, 0, "acked", b, sizeof b), "activated");
+    ck_assert_int_eq(n_dp_calls, 0);
+    read_file(path, buf, sizeof buf);
+    ck_assert_ptr_nonnull(strstr(buf, "\nvnet1_0 100\n"));
+    tnve_rec_destroy(r);
+
+    /* Busy at SYNC time, then refused: the kept port goes. */
+    r = restart_failing_activate(path, &x, SNCP_STATUS_BUSY);
+    ck_assert_int_eq(n_dp_calls, 0);
+    tnve_rec_run(r, 60000);
+    answer(r, pending(SNCP_MSG_TSI_ACTIVATE), SNCP_STATUS_NOT_AUTHORIZED, 0, -1, 60001);
+    ck_assert_int_eq(n_dp_calls, 1);
+    assert_vnet1_cleared(path, 0);
+    tnve_rec_destroy(r);
+    ports_file_done(path, dir);
+}
+END_TEST
+
 /* The ports file: what a run tagged survives it; after the next run's first SYNC, ports no
  * TSI set again are cleared (uplink too when unused), the others are not touched. */
 START_TEST(test_dataplane_ports_across_restart)
@@ -331,13 +415,9 @@ START_TEST(test_dataplane_ports_across_restart)
     tnve_rec_run(r, 3000);
     answer_ok(r, SNCP_MSG_TSI_DEASSOCIATE, 0, SNCP_TSI_INIT, 3001);
     ck_assert_int_eq(n_dp_calls, 4);
-    ck_assert_str_eq(dp_calls[3], "clear vnet1_0 100 0");
-    read_file(path, buf, sizeof buf);
-    ck_assert_ptr_null(strstr(buf, "vnet1_0"));
+    assert_vnet1_cleared(path, 3);
     tnve_rec_destroy(r);
-    mk_dp_state_file = NULL;
-    unlink(path);
-    rmdir(dir);
+    ports_file_done(path, dir);
 }
 END_TEST
 
@@ -873,6 +953,7 @@ static Suite *suite(void)
     tcase_add_test(tc, test_send_failure_retries);
     tcase_add_test(tc, test_inventory_sweeps_domains);
     tcase_add_test(tc, test_dataplane_ports_across_restart);
+    tcase_add_test(tc, test_dataplane_pending_activation_keeps_port);
     suite_add_tcase(s, tc);
     return s;
 }
