@@ -352,7 +352,8 @@ static void vap_release(struct nnve_state *st, struct nnve_vap *v, uint64_t now)
 /* ---- VN resolution and policy ------------------------------------------------------ */
 
 /* The canonical VN of a request: the ID when known (from the request or the [vn] table),
- * the name when known.  Returns 0, SNCP_E_MISSING_TLV, or SNCP_E_INVALID_VALUE. */
+ * the name when known.  Returns 0, SNCP_E_MISSING_TLV, SNCP_E_INVALID_VALUE (an ID out of
+ * range), or SNCP_E_CONFLICT (an ID and a name naming different VNs, PROTOCOL.md §4.4). */
 static int vn_resolve(const struct nnve_config *cfg, int has_id, uint32_t id, const char *name,
                       struct nnve_vn *out, struct nnve_result *res)
 {
@@ -371,7 +372,7 @@ static int vn_resolve(const struct nnve_config *cfg, int has_id, uint32_t id, co
         if (vc && has_id && vc->id != id) {
             res->error_tlv = SNCP_TLV_VN_NAME;
             res->reason = "VN_NAME names another VN_ID";
-            return SNCP_E_INVALID_VALUE;
+            return SNCP_E_CONFLICT;
         }
         if (vc) {
             has_id = 1;
@@ -381,7 +382,7 @@ static int vn_resolve(const struct nnve_config *cfg, int has_id, uint32_t id, co
             if (byid && strcmp(byid->name, name)) {
                 res->error_tlv = SNCP_TLV_VN_NAME;
                 res->reason = "VN_ID has another VN_NAME";
-                return SNCP_E_INVALID_VALUE;
+                return SNCP_E_CONFLICT;
             }
         }
         snprintf(out->name, sizeof out->name, "%s", name);

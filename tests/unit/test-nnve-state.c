@@ -249,7 +249,12 @@ START_TEST(test_vn_authorization_and_names)
     mm = msg(SNCP_MSG_VN_CONNECT, 5000, 0);
     snprintf(mm->vn_name, sizeof mm->vn_name, "blue");
     sncp_msg_set(mm, SNCP_TLV_VN_NAME);
-    ck_assert_int_eq(req(hv1, mm, 0), SNCP_E_INVALID_VALUE);
+    ck_assert_int_eq(req(hv1, mm, 0), SNCP_E_CONFLICT);
+    ck_assert_int_eq(res.error_tlv, SNCP_TLV_VN_NAME);
+    mm = msg(SNCP_MSG_VN_CONNECT, 6000, 0); /* [vn blue] has ID 6000 */
+    snprintf(mm->vn_name, sizeof mm->vn_name, "red");
+    sncp_msg_set(mm, SNCP_TLV_VN_NAME);
+    ck_assert_int_eq(req(hv1, mm, 0), SNCP_E_CONFLICT);
     /* a VN known only by name */
     mm = msg(SNCP_MSG_VN_CONNECT, 0, 0);
     snprintf(mm->vn_name, sizeof mm->vn_name, "green");
