@@ -333,7 +333,9 @@ static void session_fail(struct sncp_session *s, int err, uint64_t now, const ch
     va_start(ap, fmt);
     vsnprintf(s->error, sizeof s->error, fmt, ap);
     va_end(ap);
-    snv_log_rl(&session_rl, SNV_LOG_WARN, "session",
+    /* Debug only: the owner's closed callback logs the failure with its own context
+     * (hypervisor, port, counters), and one failure should be one warning. */
+    snv_log_rl(&session_rl, SNV_LOG_DEBUG, "session",
                "closed peer=%s identity=%s err=%s reason=\"%s\"", peer_name(s), peer_id(s),
                sncp_error_token(err), s->error);
     /* Queued plaintext is dropped, but a TLS alert already written still goes out. */

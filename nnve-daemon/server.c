@@ -536,7 +536,7 @@ static void on_closed(struct sncp_conn *c, int err)
     if (err)
         srv->c.sessions_closed_error++;
     if (err || !s->hv)
-        snv_log_rl(&srv->rl_auth, SNV_LOG_INFO, "session",
+        snv_log_rl(&srv->rl_auth, err ? SNV_LOG_WARN : SNV_LOG_INFO, "session",
                    "closed hypervisor=%s peer=%s reason=%s detail=%s", s->identity, s->peer,
                    err ? sncp_error_token(err) : "orderly",
                    sncp_session_error(sncp_conn_session(c)));

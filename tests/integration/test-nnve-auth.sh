@@ -26,6 +26,8 @@ echo "$out"
 [ -z "$(status_of "$out" HELLO)" ] || fail "rogue certificate got a HELLO answered"
 wait_for "handshake failure counted" 5 sh -c "'$BIN/nnvectl' -s '$T/ctl' --json show counters | jq -e '.tls_handshake_failures_total >= 1'"
 grep -q 'TLS handshake failed' "$T/daemon.log" || fail "handshake failure not logged"
+[ "$(grep -c 'tls-handshake-failed' "$T/daemon.log")" = 1 ] ||
+    fail "one handshake failure, not one log line: $(grep tls-handshake-failed "$T/daemon.log")"
 ok "certificate of another CA refused"
 
 n0=$(ctl show counters | jq .tls_handshake_failures_total)
