@@ -98,5 +98,7 @@ void sncp_conn_transport_released(struct sncp_conn *c);
 /* Implemented by the listener (sncp-conn-tcp.c): an accepted connection is finished and
  * leaves the listener's list and count. */
 void sncp_listener_conn_finished(struct sncp_listener *l, struct sncp_conn *c);
+/* ... and no longer counts as a connection before HELLO. */
+void sncp_listener_conn_hello_done(struct sncp_listener *l, struct sncp_conn *c);
 
 #endif

@@ -37,6 +37,10 @@ struct tcp_conn {
     int close_started; /* uv_close(tcp) called */
     char host[256];
     uint16_t port;
+    /* Accepted connections that have not completed HELLO: the listener's pending list. */
+    struct tcp_conn *p_prev, *p_next;
+    int hello_pending;
+    struct sockaddr_storage src; /* the peer's address (port ignored in comparisons) */
 };
 
 struct tcp_wreq {
@@ -54,8 +58,12 @@ struct sncp_listener {
     void *ctx;
     unsigned max_conns;
     unsigned n_conns;
+    unsigned max_pending, max_pending_per_source; /* 0: no limit */
+    unsigned n_pending;
     uint16_t port;
     struct sncp_conn *conns;
+    struct tcp_conn *pending; /* connections before HELLO, newest first */
+    struct sncp_listener_stats stats;
     struct snv_ratelimit rl;
 };
 
@@ -375,7 +383,60 @@ int sncp_conn_connect(uv_loop_t *loop, const char *host, uint16_t port,
 
 static void on_refused_closed(uv_handle_t *h)
 {
-    free(h);
+    free(h->data);
+}
+
+/* Same address, port ignored. */
+static int same_source(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
+{
+    if (a->ss_family != b->ss_family)
+        return 0;
+    if (a->ss_family == AF_INET)
+        return ((const struct sockaddr_in *)a)->sin_addr.s_addr ==
+               ((const struct sockaddr_in *)b)->sin_addr.s_addr;
+    if (a->ss_family == AF_INET6)
+        return !memcmp(&((const struct sockaddr_in6 *)a)->sin6_addr,
+                       &((const struct sockaddr_in6 *)b)->sin6_addr, sizeof(struct in6_addr));
+    return 0;
+}
+
+/* Why a new connection from src may not start its TLS handshake, or NULL if it may.
+ * Checked right after accept(), before anything is allocated for the session. */
+static const char *admission_refusal(struct sncp_listener *l, const struct sockaddr_storage *src)
+{
+    if (l->n_conns >= l->max_conns) {
+        l->stats.refused_max_conns++;
+        return "max_conns reached";
+    }
+    if (l->max_pending && l->n_pending >= l->max_pending) {
+        l->stats.refused_hello_pending++;
+        return "too many connections before HELLO";
+    }
+    if (l->max_pending_per_source) {
+        unsigned n = 0;
+        for (const struct tcp_conn *p = l->pending; p; p = p->p_next)
+            n += same_source(&p->src, src);
+        if (n >= l->max_pending_per_source) {
+            l->stats.refused_per_source++;
+            return "too many connections before HELLO from this address";
+        }
+    }
+    return NULL;
+}
+
+static void pending_remove(struct sncp_listener *l, struct tcp_conn *tc)
+{
+    if (!tc->hello_pending)
+        return;
+    if (tc->p_prev)
+        tc->p_prev->p_next = tc->p_next;
+    else
+        l->pending = tc->p_next;
+    if (tc->p_next)
+        tc->p_next->p_prev = tc->p_prev;
+    tc->p_prev = tc->p_next = NULL;
+    tc->hello_pending = 0;
+    l->n_pending--;
 }
 
 static void on_connection(uv_stream_t *server, int status)
@@ -386,49 +447,53 @@ static void on_connection(uv_stream_t *server, int status)
                    uv_strerror(status));
         return;
     }
-    if (l->n_conns >= l->max_conns) {
-        uv_tcp_t *t = malloc(sizeof *t);
-        if (!t)
-            return;
-        uv_tcp_init(l->loop, t);
-        if (uv_accept(server, (uv_stream_t *)t) == 0) {
-            struct sockaddr_storage ss;
-            int len = sizeof ss;
-            char name[SNCP_CONN_PEER_NAME_MAX] = "?";
-            if (uv_tcp_getpeername(t, (struct sockaddr *)&ss, &len) == 0)
-                format_addr(&ss, name, sizeof name);
-            snv_log_rl(&l->rl, SNV_LOG_WARN, "conn",
-                       "refused connection beyond max_conns peer=%s max_conns=%u", name,
-                       l->max_conns);
-        }
-        uv_close((uv_handle_t *)t, on_refused_closed);
-        return;
-    }
     struct tcp_conn *tc = calloc(1, sizeof *tc);
-    if (!tc)
-        return;
-    if (sncp_conn_init(&tc->up, &tcp_class, l->loop, &l->cfg, SNCP_TLS_SERVER, &l->cbs, l->ctx) <
-        0) {
-        sncp_session_destroy(tc->up.session);
-        free(tc);
+    if (!tc) {
         snv_log_rl(&l->rl, SNV_LOG_ERR, "conn", "cannot allocate a connection port=%u", l->port);
         return;
     }
     uv_tcp_init(l->loop, &tc->tcp);
     tc->tcp.data = tc;
     int rc = uv_accept(server, (uv_stream_t *)&tc->tcp);
+    int len = sizeof tc->src;
+    if (rc == 0)
+        rc = uv_tcp_getpeername(&tc->tcp, (struct sockaddr *)&tc->src, &len);
+    const char *refusal = rc == 0 ? admission_refusal(l, &tc->src) : NULL;
+    if (refusal) {
+        char name[SNCP_CONN_PEER_NAME_MAX];
+        format_addr(&tc->src, name, sizeof name);
+        snv_log_rl(&l->rl, SNV_LOG_WARN, "conn",
+                   "refused connection: %s peer=%s port=%u connections=%u before_hello=%u", refusal,
+                   name, l->port, l->n_conns, l->n_pending);
+    }
+    if (rc < 0 || refusal ||
+        sncp_conn_init(&tc->up, &tcp_class, l->loop, &l->cfg, SNCP_TLS_SERVER, &l->cbs, l->ctx) <
+            0) {
+        if (!rc && !refusal)
+            snv_log_rl(&l->rl, SNV_LOG_ERR, "conn", "cannot allocate a connection port=%u",
+                       l->port);
+        sncp_session_destroy(tc->up.session);
+        uv_close((uv_handle_t *)&tc->tcp, on_refused_closed);
+        return;
+    }
     tc->up.listener = l;
     tc->up.l_next = l->conns;
     if (l->conns)
         l->conns->l_prev = &tc->up;
     l->conns = &tc->up;
     l->n_conns++;
-    if (rc < 0) {
-        tc->up.silent = 1;
-        sncp_conn_transport_failed(&tc->up, rc);
-        return;
-    }
+    tc->hello_pending = 1;
+    tc->p_next = l->pending;
+    if (l->pending)
+        l->pending->p_prev = tc;
+    l->pending = tc;
+    l->n_pending++;
     tcp_established(tc);
+}
+
+void sncp_listener_conn_hello_done(struct sncp_listener *l, struct sncp_conn *c)
+{
+    pending_remove(l, tcp_conn_cast(c));
 }
 
 void sncp_listener_conn_finished(struct sncp_listener *l, struct sncp_conn *c)
@@ -442,6 +507,7 @@ void sncp_listener_conn_finished(struct sncp_listener *l, struct sncp_conn *c)
     c->l_prev = c->l_next = NULL;
     c->listener = NULL;
     l->n_conns--;
+    pending_remove(l, tcp_conn_cast(c));
 }
 
 static void on_listener_closed(uv_handle_t *h)
@@ -466,6 +532,8 @@ int sncp_listener_create(uv_loop_t *loop, const char *addr, uint16_t port,
     l->cbs = *cbs;
     l->ctx = ctx;
     l->max_conns = cfg->max_conns ? cfg->max_conns : DEFAULT_MAX_CONNS;
+    l->max_pending = cfg->max_hello_pending;
+    l->max_pending_per_source = cfg->max_hello_pending_per_source;
     l->rl = (struct snv_ratelimit)SNV_RATELIMIT_INIT(5, 20);
     int rc = uv_tcp_init(loop, &l->tcp);
     if (rc < 0) {
@@ -500,8 +568,13 @@ void sncp_listener_destroy(struct sncp_listener *l)
         next = c->l_next;
         c->listener = NULL;
         c->l_prev = c->l_next = NULL;
+        struct tcp_conn *tc = tcp_conn_cast(c);
+        tc->hello_pending = 0;
+        tc->p_prev = tc->p_next = NULL;
     }
     l->conns = NULL;
+    l->pending = NULL;
+    l->n_pending = 0;
     uv_close((uv_handle_t *)&l->tcp, on_listener_closed);
 }
 
@@ -513,4 +586,10 @@ uint16_t sncp_listener_port(const struct sncp_listener *l)
 unsigned sncp_listener_conns(const struct sncp_listener *l)
 {
     return l->n_conns;
+}
+
+void sncp_listener_stats(const struct sncp_listener *l, struct sncp_listener_stats *out)
+{
+    *out = l->stats;
+    out->hello_pending = l->n_pending;
 }

@@ -291,6 +291,13 @@ void sncp_conn_uncork(struct sncp_conn *c)
     leave_session(c);
 }
 
+void sncp_conn_hello_done(struct sncp_conn *c)
+{
+    if (c->listener)
+        sncp_listener_conn_hello_done(c->listener, c);
+    sncp_session_hello_done(c->session);
+}
+
 void sncp_conn_close(struct sncp_conn *c)
 {
     if (c->closing || c->session_done)

@@ -40,6 +40,20 @@ struct sncp_conn_config {
     struct sncp_session_config session; /* role is set by listen/connect */
     size_t max_write_queue;             /* bytes; 0: 4 MiB */
     unsigned max_conns;                 /* listener only: accepted beyond are closed; 0: 4096 */
+    /* Listener only, 0: no limit.  Connections that have not completed HELLO (from accept to
+     * sncp_conn_hello_done()), in all and from one source address: a connection beyond
+     * either is closed right after accept, before its TLS handshake costs anything. */
+    unsigned max_hello_pending;
+    unsigned max_hello_pending_per_source;
+};
+
+/* A listener's refusals at accept (counters since its creation) and its connections before
+ * HELLO now. */
+struct sncp_listener_stats {
+    uint64_t refused_max_conns;
+    uint64_t refused_hello_pending;
+    uint64_t refused_per_source;
+    unsigned hello_pending;
 };
 
 /* Listens on addr:port ("0.0.0.0", "::", "127.0.0.1", ...).  Every accepted connection
@@ -53,6 +67,7 @@ void sncp_listener_destroy(struct sncp_listener *l);
 /* The bound port (useful after listening on port 0). */
 uint16_t sncp_listener_port(const struct sncp_listener *l);
 unsigned sncp_listener_conns(const struct sncp_listener *l);
+void sncp_listener_stats(const struct sncp_listener *l, struct sncp_listener_stats *out);
 
 /* Connects to host:port (numeric address or a name, resolved asynchronously).  Failures
  * arrive through `closed`.  Returns 0 and *out, or -errno for an immediate failure. */
@@ -70,6 +85,10 @@ int sncp_conn_respond_error(struct sncp_conn *c, const struct sncp_msg *req, int
  * and few writes.  Calls nest; every cork needs its uncork while the connection exists. */
 void sncp_conn_cork(struct sncp_conn *c);
 void sncp_conn_uncork(struct sncp_conn *c);
+
+/* The owner accepted the peer's HELLO: the connection no longer counts against the
+ * listener's max_hello_pending limits and the session's HELLO deadline stops. */
+void sncp_conn_hello_done(struct sncp_conn *c);
 
 /* Orderly close (close_notify, then the transport). */
 void sncp_conn_close(struct sncp_conn *c);

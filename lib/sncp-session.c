@@ -82,6 +82,8 @@ struct sncp_session {
     uint32_t inflight; /* peer requests delivered and not yet answered */
     uint32_t peer_keepalive_ms;
     uint64_t started, last_rx, last_tx;
+    uint64_t established_at; /* the TLS handshake's end */
+    int hello_done;          /* sncp_session_hello_done() called */
 
     int close_err;
     char error[SESSION_ERROR_MAX];
@@ -416,6 +418,7 @@ static int on_frame(void *ctx, const uint8_t *data, size_t len)
 static void established(struct sncp_session *s, uint64_t now)
 {
     s->state = S_ESTABLISHED;
+    s->established_at = now;
     s->last_rx = now;
     s->last_tx = now;
     char desc[128];
@@ -653,6 +656,11 @@ void sncp_session_uncork(struct sncp_session *s)
         leave(s);
 }
 
+void sncp_session_hello_done(struct sncp_session *s)
+{
+    s->hello_done = 1;
+}
+
 void sncp_session_set_peer_keepalive(struct sncp_session *s, uint32_t ms)
 {
     s->peer_keepalive_ms = ms;
@@ -689,6 +697,19 @@ uint64_t sncp_session_tick(struct sncp_session *s, uint64_t now)
         return UINT64_MAX;
     }
     next = s->last_rx + dead_after;
+
+    if (s->cfg.hello_timeout_ms && !s->hello_done) {
+        uint64_t dl = s->established_at + s->cfg.hello_timeout_ms;
+        if (now >= dl) {
+            session_fail(s, SNCP_E_TIMEOUT, now,
+                         "HELLO not completed within %u ms after the TLS handshake",
+                         s->cfg.hello_timeout_ms);
+            leave(s);
+            return UINT64_MAX;
+        }
+        if (dl < next)
+            next = dl;
+    }
 
     while (s->head != NIL && s->slots[s->head].deadline <= now && s->state == S_ESTABLISHED) {
         uint32_t slot = s->head;

@@ -55,16 +55,20 @@ struct sncp_session_config {
     uint32_t request_timeout_ms;   /* 0: 30000 */
     uint32_t max_outstanding;      /* our unanswered requests; 0: 1024 */
     uint32_t max_inflight;         /* the peer's requests we have not answered; 0: 1024 */
+    /* The accepting side's HELLO deadline: a session for which the owner has not called
+     * sncp_session_hello_done() this long after the TLS handshake fails with SNCP_E_TIMEOUT.
+     * 0: no deadline. */
+    uint32_t hello_timeout_ms;
 };
 
 struct sncp_session_stats {
     uint64_t bytes_in, bytes_out;
     uint64_t msgs_in[SNCP_MSG_TYPE_MAX + 1], msgs_out[SNCP_MSG_TYPE_MAX + 1];
     uint64_t status_out[SNCP_STATUS_COUNT_], status_in[SNCP_STATUS_COUNT_];
-    uint64_t malformed;        /* messages we rejected as malformed / critical TLV / ... */
-    uint64_t unmatched;        /* responses with no outstanding request */
-    uint64_t busy_rejected;    /* peer requests refused beyond max_inflight */
-    uint64_t timeouts;         /* our requests that timed out */
+    uint64_t malformed;     /* messages we rejected as malformed / critical TLV / ... */
+    uint64_t unmatched;     /* responses with no outstanding request */
+    uint64_t busy_rejected; /* peer requests refused beyond max_inflight */
+    uint64_t timeouts;      /* our requests that timed out */
 };
 
 /* Creates a session; nothing is sent until sncp_session_start().  The config's strings and
@@ -93,8 +97,8 @@ int64_t sncp_session_send(struct sncp_session *s, struct sncp_msg *msg, uint64_t
 
 /* Answers `req` with rsp (type, xid and REQUEST_TYPE are filled in from req; the STATUS TLV
  * is always sent).  Returns 0 or a negative error. */
-int sncp_session_respond(struct sncp_session *s, const struct sncp_msg *req,
-                         struct sncp_msg *rsp, uint64_t now);
+int sncp_session_respond(struct sncp_session *s, const struct sncp_msg *req, struct sncp_msg *rsp,
+                         uint64_t now);
 /* Shorthand: a RESPONSE with status from `err` (any error, see sncp_status_from_error) and
  * reason text (NULL: the status's text), plus ERROR_TLV if bad_tlv != 0. */
 int sncp_session_respond_error(struct sncp_session *s, const struct sncp_msg *req, int err,
@@ -111,6 +115,9 @@ void sncp_session_uncork(struct sncp_session *s);
 /* Names the transport endpoint in the session's log lines (peer=...), e.g.
  * "192.0.2.1:40312"; the string is copied.  Optional (sncp-conn sets it). */
 void sncp_session_set_name(struct sncp_session *s, const char *name);
+
+/* The owner accepted the peer's HELLO: stops the HELLO deadline (hello_timeout_ms). */
+void sncp_session_hello_done(struct sncp_session *s);
 
 /* Sets the interval at which the peer promised keepalives (from its HELLO), for dead-peer
  * detection; 0 keeps the default (our own interval). */

@@ -17,12 +17,14 @@
 #include <string.h>
 
 #include <openssl/bio.h>
+#include <openssl/bn.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
 #include "sncp-error.h"
+#include "sncp-msg.h"
 
 enum { TLS_ERROR_MAX = 256, TLS_PATH_MAX = 4096 };
 
@@ -32,6 +34,7 @@ struct sncp_tls_ctx {
     char cert_file[TLS_PATH_MAX];
     char key_file[TLS_PATH_MAX];
     char ca_file[TLS_PATH_MAX];
+    char crl_file[TLS_PATH_MAX]; /* "" when no CRL is configured */
 };
 
 struct sncp_tls {
@@ -46,6 +49,7 @@ struct sncp_tls {
     uint8_t first_byte;
     char expected[SNCP_TLS_IDENTITY_MAX];
     char mismatch_identity[SNCP_TLS_IDENTITY_MAX];
+    char bad_identity[TLS_ERROR_MAX]; /* why the certificate has no usable identity */
     char identity[SNCP_TLS_IDENTITY_MAX];
     char error[TLS_ERROR_MAX];
 };
@@ -102,68 +106,114 @@ static void openssl_reason(char *buf, size_t cap)
         ERR_error_string_n(last, buf, cap);
 }
 
-/* Copies an ASN1 string if it is printable text without NULs and fits. */
-static int copy_asn1_text(const ASN1_STRING *s, char *out, size_t cap)
+/* Decodes an ASN.1 string into an identity (PROTOCOL.md §11.1): converted to UTF-8 with
+ * ASN1_STRING_to_UTF8, then 1..SNCP_TLS_IDENTITY_MAX-1 bytes of valid UTF-8 with no NUL and
+ * no control character (C0, DEL, C1), so that it can be logged and shown as it is.  `ia5`:
+ * the string is an IA5String (dNSName, URI; also a commonName of that type): ASCII only, where
+ * ASN1_STRING_to_UTF8 would read other bytes as Latin-1.  Returns 0, or -1 with what
+ * is wrong in *why. */
+static int identity_decode(const ASN1_STRING *s, int ia5, char *out, size_t cap, const char **why)
 {
-    const unsigned char *p = ASN1_STRING_get0_data(s);
-    int len = ASN1_STRING_length(s);
-    if (!p || len <= 0 || (size_t)len >= cap)
+    if (ia5 || ASN1_STRING_type(s) == V_ASN1_IA5STRING) {
+        const unsigned char *raw = ASN1_STRING_get0_data(s);
+        int rawlen = ASN1_STRING_length(s);
+        for (int i = 0; raw && i < rawlen; i++)
+            if (raw[i] >= 0x80) {
+                *why = "not ASCII";
+                return -1;
+            }
+    }
+    unsigned char *u = NULL;
+    int n = ASN1_STRING_to_UTF8(&u, s);
+    if (n < 0) {
+        clear_errors();
+        *why = "not valid text (cannot be converted to UTF-8)";
         return -1;
-    for (int i = 0; i < len; i++)
-        if (p[i] < 0x20 || p[i] == 0x7f)
-            return -1;
-    memcpy(out, p, (size_t)len);
-    out[len] = '\0';
-    return 0;
+    }
+    int rc = -1;
+    if (n == 0)
+        *why = "empty";
+    else if ((size_t)n >= cap || n >= SNCP_TLS_IDENTITY_MAX)
+        *why = "longer than 255 bytes";
+    else if (memchr(u, '\0', (size_t)n))
+        *why = "contains a NUL byte";
+    else if (!sncp_utf8_valid(u, (size_t)n))
+        *why = "not valid UTF-8";
+    else
+        rc = 0;
+    for (int i = 0; rc == 0 && i < n; i++) {
+        /* C0 and DEL; C1 (U+0080..U+009F) is C2 80..C2 9F in UTF-8. */
+        if (u[i] < 0x20 || u[i] == 0x7f || (u[i] == 0xc2 && i + 1 < n && u[i + 1] < 0xa0)) {
+            *why = "contains a control character";
+            rc = -1;
+        }
+    }
+    if (rc == 0) {
+        memcpy(out, u, (size_t)n);
+        out[n] = '\0';
+    }
+    OPENSSL_free(u);
+    return rc;
 }
 
-/* Identity of a certificate: first DNS or URI SAN, else the subject CN.  Returns 0 or -1.
- * If `expected` is non-NULL, returns 1 when any DNS/URI SAN (or the CN without SANs)
- * equals it. */
-static int cert_identity(X509 *cert, char *out, size_t cap, const char *expected)
+/* The identity of a certificate (PROTOCOL.md §11.1): its first subjectAltName of type
+ * dNSName or uniformResourceIdentifier, in certificate order; without one, its subject
+ * commonName (exactly one).  Returns 0 with the identity in out, or -1 with the reason in
+ * why[0..whylen): the certificate is refused then (a bad first name is never skipped for
+ * a later one).  If `expected` is non-NULL, *match is set when any valid DNS/URI name (or
+ * the commonName, without such names) equals it. */
+static int cert_identity(X509 *cert, char *out, size_t cap, const char *expected, int *match,
+                         char *why, size_t whylen)
 {
-    int have_san = 0, found = -1, match = 0;
+    int have_san = 0, rc = 0;
+    const char *bad = NULL;
+    if (match)
+        *match = 0;
     GENERAL_NAMES *names = X509_get_ext_d2i(cert, NID_subject_alt_name, NULL, NULL);
-    if (names) {
-        for (int i = 0; i < sk_GENERAL_NAME_num(names); i++) {
-            const GENERAL_NAME *gn = sk_GENERAL_NAME_value(names, i);
-            const ASN1_STRING *s;
-            if (gn->type == GEN_DNS)
-                s = gn->d.dNSName;
-            else if (gn->type == GEN_URI)
-                s = gn->d.uniformResourceIdentifier;
-            else
-                continue;
-            char tmp[SNCP_TLS_IDENTITY_MAX];
-            if (copy_asn1_text(s, tmp, sizeof tmp) < 0)
-                continue;
+    for (int i = 0; names && i < sk_GENERAL_NAME_num(names); i++) {
+        const GENERAL_NAME *gn = sk_GENERAL_NAME_value(names, i);
+        const ASN1_STRING *s;
+        if (gn->type == GEN_DNS)
+            s = gn->d.dNSName;
+        else if (gn->type == GEN_URI)
+            s = gn->d.uniformResourceIdentifier;
+        else
+            continue;
+        char tmp[SNCP_TLS_IDENTITY_MAX];
+        int ok = identity_decode(s, 1, tmp, sizeof tmp, &bad) == 0;
+        if (!have_san) {
             have_san = 1;
-            if (found < 0) {
-                snprintf(out, cap, "%s", tmp);
-                found = 0;
+            if (!ok) {
+                snprintf(why, whylen, "its first DNS/URI subjectAltName is %s", bad);
+                rc = -1;
+                break;
             }
-            if (expected && strcmp(tmp, expected) == 0)
-                match = 1;
+            snprintf(out, cap, "%s", tmp);
         }
-        GENERAL_NAMES_free(names);
+        if (ok && expected && match && strcmp(tmp, expected) == 0)
+            *match = 1;
     }
-    if (!have_san) {
-        X509_NAME *subj = X509_get_subject_name(cert);
-        int idx = subj ? X509_NAME_get_index_by_NID(subj, NID_commonName, -1) : -1;
-        if (idx >= 0) {
-            const ASN1_STRING *cn = X509_NAME_ENTRY_get_data(X509_NAME_get_entry(subj, idx));
-            char tmp[SNCP_TLS_IDENTITY_MAX];
-            if (cn && copy_asn1_text(cn, tmp, sizeof tmp) == 0) {
-                snprintf(out, cap, "%s", tmp);
-                found = 0;
-                if (expected && strcmp(tmp, expected) == 0)
-                    match = 1;
-            }
-        }
-    }
-    if (found < 0)
+    GENERAL_NAMES_free(names);
+    if (rc < 0 || have_san)
+        return rc;
+    X509_NAME *subj = X509_get_subject_name(cert);
+    int idx = subj ? X509_NAME_get_index_by_NID(subj, NID_commonName, -1) : -1;
+    if (idx < 0) {
+        snprintf(why, whylen, "it has no DNS/URI subjectAltName and no commonName");
         return -1;
-    return expected ? match : 0;
+    }
+    if (X509_NAME_get_index_by_NID(subj, NID_commonName, idx) >= 0) {
+        snprintf(why, whylen, "it has no DNS/URI subjectAltName and several commonNames");
+        return -1;
+    }
+    const ASN1_STRING *cn = X509_NAME_ENTRY_get_data(X509_NAME_get_entry(subj, idx));
+    if (!cn || identity_decode(cn, 0, out, cap, &bad) < 0) {
+        snprintf(why, whylen, "its commonName is %s", cn ? bad : "missing");
+        return -1;
+    }
+    if (expected && match && strcmp(out, expected) == 0)
+        *match = 1;
+    return 0;
 }
 
 static int verify_cb(int preverify_ok, X509_STORE_CTX *store)
@@ -176,24 +226,60 @@ static int verify_cb(int preverify_ok, X509_STORE_CTX *store)
         return preverify_ok;
     X509 *cert = X509_STORE_CTX_get_current_cert(store);
     char id[SNCP_TLS_IDENTITY_MAX];
-    int r = cert_identity(cert, id, sizeof id, t->expected[0] ? t->expected : NULL);
-    if (r < 0) {
+    int match = 0;
+    if (cert_identity(cert, id, sizeof id, t->expected[0] ? t->expected : NULL, &match,
+                      t->bad_identity, sizeof t->bad_identity) < 0 ||
+        (t->expected[0] && !match)) {
         t->identity_mismatch = 1;
-        snprintf(t->mismatch_identity, sizeof t->mismatch_identity, "%s", "");
-        X509_STORE_CTX_set_error(store, X509_V_ERR_HOSTNAME_MISMATCH);
-        return 0;
-    }
-    if (t->expected[0] && r == 0) {
-        t->identity_mismatch = 1;
-        snprintf(t->mismatch_identity, sizeof t->mismatch_identity, "%s", id);
+        if (!t->bad_identity[0])
+            snprintf(t->mismatch_identity, sizeof t->mismatch_identity, "%s", id);
         X509_STORE_CTX_set_error(store, X509_V_ERR_HOSTNAME_MISMATCH);
         return 0;
     }
     return 1;
 }
 
+/* Loads the CRLs of crl_file into c's store and turns revocation checking on for the whole
+ * chain: every CA a peer chains through needs a CRL in the file.  Each CRL must come from a
+ * CA of the bundle and carry its valid signature (a wrong file would otherwise refuse every
+ * peer at its handshake).  Returns 0 or -1 with the reason in err. */
+static int load_crl(SSL_CTX *c, const char *crl_file, char *err, size_t errlen)
+{
+    char reason[TLS_ERROR_MAX];
+    X509_STORE *store = SSL_CTX_get_cert_store(c);
+    X509_LOOKUP *lu = X509_STORE_add_lookup(store, X509_LOOKUP_file());
+    if (!lu || X509_load_crl_file(lu, crl_file, X509_FILETYPE_PEM) <= 0) {
+        openssl_reason(reason, sizeof reason);
+        put_err(err, errlen, "cannot load CRL file %s: %s", crl_file, reason);
+        return -1;
+    }
+    STACK_OF(X509_OBJECT) *objs = X509_STORE_get0_objects(store);
+    for (int i = 0; i < sk_X509_OBJECT_num(objs); i++) {
+        X509_CRL *crl = X509_OBJECT_get0_X509_CRL(sk_X509_OBJECT_value(objs, i));
+        if (!crl)
+            continue;
+        int signed_by_ca = 0;
+        for (int k = 0; k < sk_X509_OBJECT_num(objs) && !signed_by_ca; k++) {
+            X509 *ca = X509_OBJECT_get0_X509(sk_X509_OBJECT_value(objs, k));
+            signed_by_ca = ca &&
+                           !X509_NAME_cmp(X509_get_subject_name(ca), X509_CRL_get_issuer(crl)) &&
+                           X509_CRL_verify(crl, X509_get0_pubkey(ca)) == 1;
+        }
+        if (!signed_by_ca) {
+            char issuer[TLS_ERROR_MAX];
+            X509_NAME_oneline(X509_CRL_get_issuer(crl), issuer, sizeof issuer);
+            clear_errors();
+            put_err(err, errlen, "CRL file %s: the CRL of %s is not signed by a CA of the bundle",
+                    crl_file, issuer);
+            return -1;
+        }
+    }
+    X509_STORE_set_flags(store, X509_V_FLAG_CRL_CHECK | X509_V_FLAG_CRL_CHECK_ALL);
+    return 0;
+}
+
 static SSL_CTX *build_ssl_ctx(enum sncp_tls_role role, const char *cert_file, const char *key_file,
-                              const char *ca_file, char *err, size_t errlen)
+                              const char *ca_file, const char *crl_file, char *err, size_t errlen)
 {
     char reason[TLS_ERROR_MAX];
     clear_errors();
@@ -235,6 +321,8 @@ static SSL_CTX *build_ssl_ctx(enum sncp_tls_role role, const char *cert_file, co
         put_err(err, errlen, "cannot load CA bundle %s: %s", ca_file, reason);
         goto fail;
     }
+    if (crl_file && *crl_file && load_crl(c, crl_file, err, errlen) < 0)
+        goto fail;
     if (role == SNCP_TLS_SERVER) {
         STACK_OF(X509_NAME) *cas = SSL_load_client_CA_file(ca_file);
         if (cas)
@@ -285,7 +373,7 @@ struct sncp_tls_ctx *sncp_tls_ctx_create(enum sncp_tls_role role, const char *ce
         free(ctx);
         return NULL;
     }
-    ctx->ssl_ctx = build_ssl_ctx(role, cert_file, key_file, ca_file, err, errlen);
+    ctx->ssl_ctx = build_ssl_ctx(role, cert_file, key_file, ca_file, NULL, err, errlen);
     if (!ctx->ssl_ctx) {
         free(ctx);
         return NULL;
@@ -295,12 +383,61 @@ struct sncp_tls_ctx *sncp_tls_ctx_create(enum sncp_tls_role role, const char *ce
 
 int sncp_tls_ctx_reload(struct sncp_tls_ctx *ctx, char *err, size_t errlen)
 {
-    SSL_CTX *c = build_ssl_ctx(ctx->role, ctx->cert_file, ctx->key_file, ctx->ca_file, err, errlen);
+    SSL_CTX *c = build_ssl_ctx(ctx->role, ctx->cert_file, ctx->key_file, ctx->ca_file,
+                               ctx->crl_file, err, errlen);
     if (!c)
         return SNCP_E_CONFIG;
     /* Connections created earlier hold their own reference on the old SSL_CTX. */
     SSL_CTX_free(ctx->ssl_ctx);
     ctx->ssl_ctx = c;
+    return 0;
+}
+
+int sncp_tls_ctx_set_crl(struct sncp_tls_ctx *ctx, const char *crl_file, char *err, size_t errlen)
+{
+    char old[TLS_PATH_MAX];
+    memcpy(old, ctx->crl_file, sizeof old);
+    int n = snprintf(ctx->crl_file, sizeof ctx->crl_file, "%s", crl_file ? crl_file : "");
+    int rc = n < 0 || (size_t)n >= sizeof ctx->crl_file ? SNCP_E_CONFIG : 0;
+    if (rc)
+        put_err(err, errlen, "CRL file name too long");
+    else
+        rc = sncp_tls_ctx_reload(ctx, err, errlen);
+    if (rc)
+        memcpy(ctx->crl_file, old, sizeof old);
+    return rc;
+}
+
+int sncp_tls_revoked(const struct sncp_tls *t, const struct sncp_tls_ctx *ctx, char *why,
+                     size_t whylen)
+{
+    if (!t->established || !ctx->crl_file[0])
+        return 0;
+    STACK_OF(X509) *chain = SSL_get0_verified_chain(t->ssl);
+    STACK_OF(X509_OBJECT) *objs = X509_STORE_get0_objects(SSL_CTX_get_cert_store(ctx->ssl_ctx));
+    for (int i = 0; i < sk_X509_num(chain); i++) {
+        X509 *cert = sk_X509_value(chain, i);
+        for (int k = 0; k < sk_X509_OBJECT_num(objs); k++) {
+            X509_CRL *crl = X509_OBJECT_get0_X509_CRL(sk_X509_OBJECT_value(objs, k));
+            X509_REVOKED *rev = NULL;
+            if (!crl || X509_NAME_cmp(X509_CRL_get_issuer(crl), X509_get_issuer_name(cert)))
+                continue;
+            if (X509_CRL_get0_by_cert(crl, &rev, cert) == 1) {
+                char serial[80] = "?";
+                BIGNUM *bn = ASN1_INTEGER_to_BN(X509_get0_serialNumber(cert), NULL);
+                char *hex = bn ? BN_bn2hex(bn) : NULL;
+                if (hex)
+                    snprintf(serial, sizeof serial, "%s", hex);
+                OPENSSL_free(hex);
+                BN_free(bn);
+                put_err(why, whylen, "%s certificate (serial %s) is revoked",
+                        i == 0 ? "the peer's" : "a CA", serial);
+                clear_errors();
+                return 1;
+            }
+        }
+    }
+    clear_errors();
     return 0;
 }
 
@@ -380,11 +517,11 @@ static int record_failure(struct sncp_tls *t, int during_handshake)
     t->failed = 1;
 
     if (t->identity_mismatch) {
-        if (t->mismatch_identity[0])
+        if (t->bad_identity[0])
+            set_error(t, "peer certificate has no usable identity: %s", t->bad_identity);
+        else
             set_error(t, "peer identity '%s' does not match expected '%s'", t->mismatch_identity,
                       t->expected);
-        else
-            set_error(t, "peer certificate carries no usable identity (no DNS/URI SAN or CN)");
         return SNCP_E_PEER_IDENTITY;
     }
     if (looks_like_plaintext(t) || lib_reason == SSL_R_HTTP_REQUEST ||
@@ -434,9 +571,11 @@ int sncp_tls_handshake(struct sncp_tls *t)
     int r = SSL_do_handshake(t->ssl);
     if (r == 1) {
         X509 *peer = SSL_get1_peer_certificate(t->ssl);
+        char why[TLS_ERROR_MAX];
         if (!peer || SSL_get_verify_result(t->ssl) != X509_V_OK ||
-            cert_identity(peer, t->identity, sizeof t->identity, NULL) < 0) {
-            /* Unreachable with SSL_VERIFY_FAIL_IF_NO_PEER_CERT, kept as a safety net. */
+            cert_identity(peer, t->identity, sizeof t->identity, NULL, NULL, why, sizeof why) < 0) {
+            /* Unreachable with SSL_VERIFY_FAIL_IF_NO_PEER_CERT and the verify callback's
+             * identity check, kept as a safety net. */
             X509_free(peer);
             t->failed = 1;
             t->identity[0] = '\0';

@@ -2,8 +2,10 @@
  *
  * The engine never touches a socket: the owner feeds it the ciphertext it received and
  * sends the ciphertext it drains, over TCP or the L2 channel alike.  Both ends present a
- * certificate chained to the configured CA; the peer's identity is the first DNS (or URI)
- * subject alternative name of its certificate, or its subject CN when it has no SAN.
+ * certificate chained to the configured CA (and not revoked, when a CRL is configured); the
+ * peer's identity is the first DNS (or URI) subject alternative name of its certificate, or
+ * its subject CN when it has no such name, as printable UTF-8 (PROTOCOL.md §11.1): a
+ * certificate whose identity is not is refused.
  */
 #ifndef SNCP_TLS_H
 #define SNCP_TLS_H 1
@@ -30,6 +32,13 @@ struct sncp_tls_ctx *sncp_tls_ctx_create(enum sncp_tls_role role, const char *ce
 /* Re-reads the same files (SIGHUP, certificate rotation).  Existing sessions keep theirs.
  * Returns 0 or SNCP_E_CONFIG with the reason in err. */
 int sncp_tls_ctx_reload(struct sncp_tls_ctx *ctx, char *err, size_t errlen);
+/* Sets the CRL file (PEM, one or more CRLs; NULL or "" for none) and rebuilds the context
+ * with it, re-reading the other files too.  With a CRL, every handshake checks the whole
+ * peer chain against it (X509_V_FLAG_CRL_CHECK | X509_V_FLAG_CRL_CHECK_ALL): every CA the
+ * peer chains through needs a current CRL in the file.  sncp_tls_ctx_reload() re-reads it.
+ * Returns 0, or SNCP_E_CONFIG with the reason in err; the context then keeps its previous
+ * files, CRL included. */
+int sncp_tls_ctx_set_crl(struct sncp_tls_ctx *ctx, const char *crl_file, char *err, size_t errlen);
 void sncp_tls_ctx_destroy(struct sncp_tls_ctx *ctx);
 
 /* One TLS connection.  `expected_peer`, if non-NULL, must equal the peer's identity (any of
@@ -69,5 +78,11 @@ const char *sncp_tls_description(const struct sncp_tls *t, char *buf, size_t cap
 /* The last failure's reason, "" if none: e.g. "peer did not return a certificate",
  * "certificate has expired", "plaintext received on a TLS session". */
 const char *sncp_tls_error(const struct sncp_tls *t);
+
+/* 1 if the established peer's certificate, or a CA of its verified chain, is revoked by a
+ * CRL ctx holds now (after a reload), with the reason in why; 0 otherwise (also before the
+ * handshake and without a CRL). */
+int sncp_tls_revoked(const struct sncp_tls *t, const struct sncp_tls_ctx *ctx, char *why,
+                     size_t whylen);
 
 #endif

@@ -286,6 +286,7 @@ static int global_key(struct parser *p, const char *key, const char *value)
         {"cert", offsetof(struct nnve_config, cert)},
         {"key", offsetof(struct nnve_config, key)},
         {"ca", offsetof(struct nnve_config, ca)},
+        {"crl", offsetof(struct nnve_config, crl)},
         {"node_id", offsetof(struct nnve_config, node_id)},
         {"state_dir", offsetof(struct nnve_config, state_dir)},
         {"control_socket", offsetof(struct nnve_config, control_socket)},
@@ -307,6 +308,7 @@ static int global_key(struct parser *p, const char *key, const char *value)
         {"tag_hold_down", offsetof(struct nnve_config, tag_hold_down_ms), 0},
         {"keepalive", offsetof(struct nnve_config, keepalive_ms), SNCP_MIN_KEEPALIVE_MS},
         {"handshake_timeout", offsetof(struct nnve_config, handshake_timeout_ms), 10},
+        {"hello_timeout", offsetof(struct nnve_config, hello_timeout_ms), 10},
         {"metrics_interval", offsetof(struct nnve_config, metrics_interval_ms), 100},
     };
     for (size_t i = 0; i < sizeof durs / sizeof durs[0]; i++) {
@@ -327,6 +329,9 @@ static int global_key(struct parser *p, const char *key, const char *value)
         unsigned long long max;
     } nums[] = {
         {"max_sessions", offsetof(struct nnve_config, max_sessions), 1000000},
+        {"max_hello_pending", offsetof(struct nnve_config, max_hello_pending), 1000000},
+        {"max_hello_pending_per_source", offsetof(struct nnve_config, max_hello_pending_per_source),
+         1000000},
         {"max_tsis_per_session", offsetof(struct nnve_config, max_tsis_per_session), 10000000},
         {"max_addrs_per_tsi", offsetof(struct nnve_config, max_addrs_per_tsi), SNCP_MAX_ADDRS},
         {"max_outstanding", offsetof(struct nnve_config, max_outstanding), 1000000},
@@ -797,6 +802,9 @@ static void set_defaults(struct nnve_config *cfg)
     cfg->tag_hold_down_ms = 60000;
     cfg->keepalive_ms = 10000;
     cfg->handshake_timeout_ms = 10000;
+    cfg->hello_timeout_ms = 10000;
+    cfg->max_hello_pending = 64;
+    cfg->max_hello_pending_per_source = 8;
     cfg->metrics_interval_ms = 10000;
     cfg->max_sessions = 4096;
     cfg->max_tsis_per_session = 100000;
@@ -985,6 +993,7 @@ void nnve_config_destroy(struct nnve_config *cfg)
     free(cfg->cert);
     free(cfg->key);
     free(cfg->ca);
+    free(cfg->crl);
     free(cfg->node_id);
     free(cfg->state_dir);
     free(cfg->control_socket);

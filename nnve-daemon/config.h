@@ -91,6 +91,7 @@ struct nnve_config {
     uint16_t l2_ethertype;       /* default SNCP_L2_DEFAULT_ETHERTYPE */
     uint8_t l2_discovery_mac[6]; /* default 03:53:4e:43:50:01 */
     char *cert, *key, *ca;
+    char *crl; /* PEM CRL file checked at every handshake, NULL: none */
     char *node_id;
     char *state_dir;
     char *control_socket;
@@ -103,6 +104,9 @@ struct nnve_config {
     uint32_t tag_hold_down_ms;
     uint32_t keepalive_ms;
     uint32_t handshake_timeout_ms;
+    uint32_t hello_timeout_ms;             /* HELLO deadline after the TLS handshake */
+    unsigned max_hello_pending;            /* TCP connections before HELLO, in all */
+    unsigned max_hello_pending_per_source; /* ... from one address */
     unsigned max_sessions;
     unsigned max_tsis_per_session;
     unsigned max_addrs_per_tsi;

@@ -57,9 +57,11 @@ static const char usage_text[] =
     "    SIGTERM, SIGINT   orderly shutdown: sessions closed, state committed, everything\n"
     "                      freed (the hypervisors' state stays in the database)\n"
     "    SIGHUP            reload the configuration: authorization policy, limits, timers\n"
-    "                      and tag pools, and the TLS certificate files; sessions stay up,\n"
-    "                      except those whose identity is no longer authorized.  transport,\n"
-    "                      listen, the l2_* keys, state_dir, backend, the [linux] section\n"
+    "                      and tag pools, and the TLS certificate files and CRL; sessions\n"
+    "                      stay up, except those whose identity is no longer authorized or\n"
+    "                      whose certificate the CRL now revokes.  transport, listen,\n"
+    "                      hello_timeout, max_hello_pending*, the l2_* keys, state_dir,\n"
+    "                      backend, the [linux] section\n"
     "                      and control_socket need a restart (a changed transport, backend\n"
     "                      or [linux] section is logged and the running settings stay in\n"
     "                      force).\n"
@@ -141,8 +143,11 @@ static void on_hup(uv_signal_t *h, int signum)
         nnve_config_linux_swap(ncfg, d->cfg);
     }
     nnve_server_reconfigure(d->srv, ncfg);
-    if (sncp_tls_ctx_reload(d->tls, err, sizeof err))
-        SNV_WARN("daemon", "TLS files not reloaded: %s", err);
+    /* The CRL is re-read with the other TLS files; sessions of peers it now revokes end. */
+    if (sncp_tls_ctx_set_crl(d->tls, ncfg->crl, err, sizeof err))
+        SNV_ERR("daemon", "TLS files not reloaded, keeping the running ones: %s", err);
+    else
+        nnve_server_tls_reloaded(d->srv);
     if (!d->log_override && ncfg->log_level >= 0)
         snv_log_set_level((enum snv_log_level)ncfg->log_level);
     nnve_config_destroy(d->cfg);
@@ -320,7 +325,7 @@ int main(int argc, char **argv)
     }
     d.tls =
         sncp_tls_ctx_create(SNCP_TLS_SERVER, d.cfg->cert, d.cfg->key, d.cfg->ca, err, sizeof err);
-    if (!d.tls) {
+    if (!d.tls || (d.cfg->crl && sncp_tls_ctx_set_crl(d.tls, d.cfg->crl, err, sizeof err))) {
         SNV_ERR("daemon", "TLS: %s", err);
         goto out;
     }

@@ -84,6 +84,8 @@ struct counters {
     uint64_t not_authorized; /* HELLO refusals and VN refusals */
     uint64_t sessions_replaced;
     uint64_t handshake_failures;
+    uint64_t hello_timeouts; /* sessions closed for not completing HELLO in time */
+    uint64_t revoked_closed; /* sessions closed at a reload that revoked their peer */
     uint64_t sessions_closed_error;
     uint64_t commit_failures;
     uint64_t requests_sent, requests_failed;
@@ -414,6 +416,7 @@ static void hello(struct session *s, const struct sncp_msg *req)
     }
     s->hv = hv;
     nnve_state_hv_set_session(hv, s);
+    sncp_conn_hello_done(s->conn);
     srv->n_established++;
     srv->c.sessions_established++;
     if (sncp_msg_has(req, SNCP_TLV_KEEPALIVE)) {
@@ -535,6 +538,8 @@ static void on_closed(struct sncp_conn *c, int err)
     srv->c.unmatched += ss->unmatched;
     if (err)
         srv->c.sessions_closed_error++;
+    if (err == SNCP_E_TIMEOUT && !s->hv && !s->replaced)
+        srv->c.hello_timeouts++;
     if (err || !s->hv)
         snv_log_rl(&srv->rl_auth, err ? SNV_LOG_WARN : SNV_LOG_INFO, "session",
                    "closed hypervisor=%s peer=%s reason=%s detail=%s", s->identity, s->peer,
@@ -717,6 +722,23 @@ void nnve_server_op_tsi(struct nnve_server *srv, struct snv_ctl_req *req, enum s
 
 /* ---- views ------------------------------------------------------------------------ */
 
+/* A JSON string for text that should be UTF-8.  Identities (sncp-tls) and the names a peer
+ * sends (the codec) are checked before they get here; should anything else slip through,
+ * its row still shows, with the offending bytes as \xNN, instead of vanishing (jansson
+ * refuses invalid UTF-8). */
+static json_t *json_text(const char *text)
+{
+    json_t *j = json_string(text);
+    if (j)
+        return j;
+    char buf[4 * SNCP_TLS_IDENTITY_MAX + 1];
+    size_t o = 0;
+    for (const unsigned char *p = (const unsigned char *)text; *p && o + 5 < sizeof buf; p++)
+        o += (size_t)snprintf(buf + o, sizeof buf - o, *p >= 0x20 && *p < 0x7f ? "%c" : "\\x%02x",
+                              *p);
+    return json_string(buf);
+}
+
 json_t *nnve_server_show_sessions(const struct nnve_server *srv)
 {
     json_t *arr = json_array();
@@ -726,11 +748,12 @@ json_t *nnve_server_show_sessions(const struct nnve_server *srv)
             continue;
         const struct sncp_session_stats *ss = sncp_session_stats(sncp_conn_session(s->conn));
         json_t *row = json_pack(
-            "{s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:i, s:i, s:I, s:I, s:I, s:I}", "hypervisor",
-            s->identity, "state", s->hv ? "established" : "hello-pending", "transport",
-            sncp_conn_transport(s->conn), "peer", s->peer, "port", s->port, "node_id", s->node_id,
-            "epoch", (json_int_t)s->epoch, "tsis", s->hv ? (int)nnve_state_hv_tsis(s->hv) : 0,
-            "vns", s->hv ? (int)nnve_state_hv_vns(s->hv) : 0, "uptime_ms",
+            "{s:o, s:s, s:s, s:o, s:o, s:o, s:I, s:i, s:i, s:I, s:I, s:I, s:I}", "hypervisor",
+            json_text(s->identity), "state", s->hv ? "established" : "hello-pending", "transport",
+            sncp_conn_transport(s->conn), "peer", json_text(s->peer), "port", json_text(s->port),
+            "node_id", json_text(s->node_id), "epoch", (json_int_t)s->epoch, "tsis",
+            s->hv ? (int)nnve_state_hv_tsis(s->hv) : 0, "vns",
+            s->hv ? (int)nnve_state_hv_vns(s->hv) : 0, "uptime_ms",
             (json_int_t)(now - s->connected_at), "requests", (json_int_t)s->requests, "failures",
             (json_int_t)s->failures, "malformed", (json_int_t)ss->malformed);
         /* L2: where the peer is now (its VLAN follows its latest frame). */
@@ -754,13 +777,13 @@ json_t *nnve_server_show_sessions(const struct nnve_server *srv)
         if (!until)
             continue;
         json_array_append_new(
-            arr,
-            json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:i, s:i, s:I, s:I, s:I, s:I}", "hypervisor",
-                      nnve_state_hv_identity(hv), "state", "held", "peer", "", "port",
-                      nnve_state_hv_port(hv), "node_id", "", "epoch", (json_int_t)0, "tsis",
-                      (int)nnve_state_hv_tsis(hv), "vns", (int)nnve_state_hv_vns(hv), "uptime_ms",
-                      (json_int_t)0, "requests", (json_int_t)0, "failures", (json_int_t)0,
-                      "hold_remaining_ms", (json_int_t)(until > now ? until - now : 0)));
+            arr, json_pack("{s:o, s:s, s:s, s:o, s:s, s:I, s:i, s:i, s:I, s:I, s:I, s:I}",
+                           "hypervisor", json_text(nnve_state_hv_identity(hv)), "state", "held",
+                           "peer", "", "port", json_text(nnve_state_hv_port(hv)), "node_id", "",
+                           "epoch", (json_int_t)0, "tsis", (int)nnve_state_hv_tsis(hv), "vns",
+                           (int)nnve_state_hv_vns(hv), "uptime_ms", (json_int_t)0, "requests",
+                           (json_int_t)0, "failures", (json_int_t)0, "hold_remaining_ms",
+                           (json_int_t)(until > now ? until - now : 0)));
     }
     return arr;
 }
@@ -805,6 +828,27 @@ static void each_counter(const struct nnve_server *srv, counter_fn *fn, void *au
     fn(aux, "not_authorized_total", "requests refused by policy", NULL, NULL, c->not_authorized);
     fn(aux, "tls_handshake_failures_total", "TLS handshakes that failed or timed out", NULL, NULL,
        c->handshake_failures);
+    struct sncp_listener_stats ls = {0};
+    for (unsigned i = 0; i < srv->n_listeners; i++) {
+        struct sncp_listener_stats one;
+        sncp_listener_stats(srv->listeners[i], &one);
+        ls.refused_max_conns += one.refused_max_conns;
+        ls.refused_hello_pending += one.refused_hello_pending;
+        ls.refused_per_source += one.refused_per_source;
+        ls.hello_pending += one.hello_pending;
+    }
+    fn(aux, "hello_pending", "TCP connections that have not completed HELLO", NULL, NULL,
+       ls.hello_pending);
+    fn(aux, "hello_timeouts_total", "sessions closed for not completing HELLO in time", NULL, NULL,
+       c->hello_timeouts);
+    fn(aux, "connections_refused_total", "TCP connections refused at accept by limit", "limit",
+       "max_sessions", ls.refused_max_conns);
+    fn(aux, "connections_refused_total", "TCP connections refused at accept by limit", "limit",
+       "max_hello_pending", ls.refused_hello_pending);
+    fn(aux, "connections_refused_total", "TCP connections refused at accept by limit", "limit",
+       "max_hello_pending_per_source", ls.refused_per_source);
+    fn(aux, "sessions_revoked_total", "sessions closed because a new CRL revokes their peer", NULL,
+       NULL, c->revoked_closed);
     fn(aux, "malformed_total", "malformed messages dropped or answered", NULL, NULL, malformed);
     fn(aux, "busy_rejected_total", "requests refused beyond max_outstanding", NULL, NULL, busy);
     fn(aux, "request_timeouts_total", "our requests to agents that timed out", NULL, NULL,
@@ -967,7 +1011,10 @@ static void conn_config(const struct nnve_config *cfg, struct sncp_tls_ctx *tls,
     cc->session.keepalive_ms = cfg->keepalive_ms;
     cc->session.max_inflight = cfg->max_outstanding;
     cc->max_write_queue = cfg->max_write_queue;
-    cc->max_conns = cfg->max_sessions + 64; /* slack for handshakes; HELLO enforces */
+    cc->max_conns = cfg->max_sessions + cfg->max_hello_pending; /* HELLO enforces */
+    cc->max_hello_pending = cfg->max_hello_pending;
+    cc->max_hello_pending_per_source = cfg->max_hello_pending_per_source;
+    cc->session.hello_timeout_ms = cfg->hello_timeout_ms;
 }
 
 /* Errors that no retry mends: the daemon lacks the permission (CAP_NET_RAW). */
@@ -1198,6 +1245,20 @@ void nnve_server_reconfigure(struct nnve_server *srv, const struct nnve_config *
         srv->c.not_authorized++;
         SNV_WARN("session", "closing: identity no longer authorized hypervisor=%s peer=%s",
                  s->identity, s->peer);
+        sncp_conn_close(s->conn);
+    }
+}
+
+void nnve_server_tls_reloaded(struct nnve_server *srv)
+{
+    for (struct session *s = srv->sessions; s; s = s->next) {
+        char why[256];
+        const struct sncp_tls *t = sncp_session_tls(sncp_conn_session(s->conn));
+        if (s->replaced || !t || !sncp_tls_revoked(t, srv->tls, why, sizeof why))
+            continue;
+        srv->c.revoked_closed++;
+        SNV_WARN("session", "closing: certificate revoked hypervisor=%s peer=%s detail=%s",
+                 s->identity, s->peer, why);
         sncp_conn_close(s->conn);
     }
 }

@@ -34,6 +34,9 @@ void nnve_server_destroy(struct nnve_server *srv);
 
 /* New policy (SIGHUP): sessions whose identity is no longer authorized are closed (logged). */
 void nnve_server_reconfigure(struct nnve_server *srv, const struct nnve_config *cfg);
+/* The TLS context was reloaded: closes every session whose peer certificate (or a CA of its
+ * chain) the new CRL revokes, as an operator disconnect would. */
+void nnve_server_tls_reloaded(struct nnve_server *srv);
 
 /* Bound port of the first listener (tests listen on port 0). */
 uint16_t nnve_server_port(const struct nnve_server *srv);

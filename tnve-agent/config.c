@@ -178,8 +178,7 @@ static int agent_key(struct tnve_config *c, const char *k, const char *v)
         /* EtherTypes start at 0x0600; the VLAN TPIDs (802.1Q, 802.1ad and the older
          * 0x9100 of QinQ switches) cannot carry the channel */
         uint16_t et;
-        if (parse_u16(v, 0x0600, 0xffff, &et) < 0 || et == 0x8100 || et == 0x88a8 ||
-            et == 0x9100)
+        if (parse_u16(v, 0x0600, 0xffff, &et) < 0 || et == 0x8100 || et == 0x88a8 || et == 0x9100)
             return -EINVAL;
         c->l2_ethertype = et;
         return 0;
@@ -202,6 +201,8 @@ static int agent_key(struct tnve_config *c, const char *k, const char *v)
         return set_str(c->ca, sizeof c->ca, v);
     if (!strcmp(k, "nnve_identity"))
         return set_str(c->nnve_identity, sizeof c->nnve_identity, v);
+    if (!strcmp(k, "crl"))
+        return set_str(c->crl, sizeof c->crl, v);
     if (!strcmp(k, "node_id"))
         return *v ? set_str(c->node_id, sizeof c->node_id, v) : -EINVAL;
     if (!strcmp(k, "uplink"))
@@ -375,25 +376,23 @@ int tnve_config_validate(const struct tnve_config *cfg, char *err, size_t errlen
             snprintf(err, errlen, "'%s' needs transport = l2 (transport is tcp)", l2_key);
             return SNCP_E_CONFIG;
         }
-        return 0;
-    }
-    if (!tnve_config_l2_interface(cfg)[0]) {
+    } else if (!tnve_config_l2_interface(cfg)[0]) {
         snprintf(err, errlen, "transport = l2 needs 'l2_interface' (or 'uplink')");
         return SNCP_E_CONFIG;
-    }
-    if (cfg->nnve_address[0]) {
+    } else if (cfg->nnve_address[0]) {
         snprintf(err, errlen,
                  "'nnve_address' needs transport = tcp (transport is l2; use "
                  "nnve_mac, or leave it out for discovery)");
         return SNCP_E_CONFIG;
     }
-    /* Over TCP the operator chose the address; on a shared segment any host can answer the
-     * discovery or take the nNVE's MAC, and every hypervisor holds a certificate from the
-     * same CA: only the certificate identity tells the nNVE apart. */
+    /* Every hypervisor holds a certificate from the same CA: only the certificate identity
+     * tells the nNVE apart, over TCP (an address can be redirected) as over L2 (any host on
+     * the segment can answer the discovery or take the nNVE's MAC). */
     if (!cfg->nnve_identity[0]) {
         snprintf(err, errlen,
-                 "transport = l2 needs 'nnve_identity' (the switch certificate's name): "
-                 "any host on the segment can answer as the nNVE");
+                 "configuration key 'nnve_identity' is required (the switch certificate's "
+                 "name): without it any certificate of the CA, another hypervisor's "
+                 "included, is accepted as the nNVE");
         return SNCP_E_CONFIG;
     }
     return 0;

@@ -58,8 +58,9 @@ static const char usage_text[] =
     "  nnve_name             l2: accept only the nNVE advertising this name (any)\n"
     "  connect_timeout       limit of one connection attempt up to the accepted HELLO (15s)\n"
     "  cert, key, ca         PEM files: our certificate, its key, the CA (required)\n"
-    "  nnve_identity         the nNVE certificate identity to insist on (any if unset;\n"
-    "                        required with transport = l2)\n"
+    "  nnve_identity         the nNVE certificate identity to insist on (required)\n"
+    "  crl                   PEM file of CRLs checked at every handshake (re-read on\n"
+    "                        SIGHUP; a revoked nNVE certificate ends the session)\n"
     "  node_id               NODE_ID sent in HELLO (the host name)\n"
     "  uplink                uplink interface: its MAC goes into HELLO; the dataplane\n"
     "                        carries tags on it\n"
@@ -247,19 +248,19 @@ int main(int argc, char **argv)
         } else {
             printf("  transport=tcp nnve=%s:%u\n", cfg->nnve_address, cfg->nnve_port);
         }
-        printf("  libvirt_uri=%s identity=%s node_id=%s connect_timeout=%ums\n",
-               cfg->libvirt_uri, cfg->nnve_identity[0] ? cfg->nnve_identity : "(any)",
-               cfg->node_id, cfg->connect_timeout_ms);
+        printf("  libvirt_uri=%s identity=%s node_id=%s connect_timeout=%ums\n", cfg->libvirt_uri,
+               cfg->nnve_identity[0] ? cfg->nnve_identity : "(any)", cfg->node_id,
+               cfg->connect_timeout_ms);
         printf("  dataplane=%s uplink=%s state_dir=%s control_socket=%s\n", cfg->dataplane,
                cfg->uplink[0] ? cfg->uplink : "-", cfg->state_dir, cfg->control_socket);
         printf("  associate_on_define=%s hook_timeout=%ums retry=%u..%ums rules=%u\n",
-               cfg->associate_on_define ? "yes" : "no", cfg->hook_timeout_ms,
-               cfg->retry_min_ms, cfg->retry_max_ms, cfg->n_rules);
+               cfg->associate_on_define ? "yes" : "no", cfg->hook_timeout_ms, cfg->retry_min_ms,
+               cfg->retry_max_ms, cfg->n_rules);
         for (unsigned i = 0; i < cfg->n_rules; i++) {
             char vn[TNVE_VN_STRLEN];
             tnve_vn_format(&cfg->rules[i].vn, vn, sizeof vn);
-            printf("  [map %s] network=%s portgroup=%s bridge=%s -> vn %s\n",
-                   cfg->rules[i].name, cfg->rules[i].network[0] ? cfg->rules[i].network : "*",
+            printf("  [map %s] network=%s portgroup=%s bridge=%s -> vn %s\n", cfg->rules[i].name,
+                   cfg->rules[i].network[0] ? cfg->rules[i].network : "*",
                    cfg->rules[i].portgroup[0] ? cfg->rules[i].portgroup : "*",
                    cfg->rules[i].bridge[0] ? cfg->rules[i].bridge : "*", vn);
         }
@@ -276,10 +277,6 @@ int main(int argc, char **argv)
         snv_log_open("tnve-agent", SNV_LOG_SYSLOG);
     if (pidfile && write_pidfile(pidfile) < 0)
         SNV_WARN("main", "cannot write pidfile path=%s", pidfile);
-    if (!cfg->nnve_identity[0])
-        SNV_WARN("main", "nnve_identity is unset: any certificate from %s is accepted as the "
-                         "nNVE, including other hypervisors'",
-                 cfg->ca);
     signal(SIGPIPE, SIG_IGN);
     xmlInitParser();
 

@@ -492,6 +492,11 @@ int tnve_nnve_create(uv_loop_t *loop, const struct tnve_nnve_config *cfg,
         return SNCP_E_CONFIG;
     }
     n->tls = sncp_tls_ctx_create(SNCP_TLS_CLIENT, n->cert, n->key, n->ca, err, errlen);
+    if (n->tls && cfg->crl && *cfg->crl && sncp_tls_ctx_set_crl(n->tls, cfg->crl, err, errlen)) {
+        sncp_tls_ctx_destroy(n->tls);
+        n->tls = NULL;
+    }
+    n->cfg.crl = NULL; /* the context keeps its own copy of the name */
     if (!n->tls) {
         n->destroying = 1;
         maybe_free(n);
@@ -543,9 +548,22 @@ int tnve_nnve_is_up(const struct tnve_nnve *n)
     return n->state == ST_UP;
 }
 
-int tnve_nnve_reload(struct tnve_nnve *n, char *err, size_t errlen)
+int tnve_nnve_reload(struct tnve_nnve *n, const char *crl, char *err, size_t errlen)
 {
-    return sncp_tls_ctx_reload(n->tls, err, errlen);
+    int rc = sncp_tls_ctx_set_crl(n->tls, crl, err, errlen);
+    if (rc)
+        return rc;
+    const struct sncp_tls *t = n->conn ? sncp_session_tls(sncp_conn_session(n->conn)) : NULL;
+    char why[256];
+    if (t && sncp_tls_revoked(t, n->tls, why, sizeof why)) {
+        SNV_WARN("nnve",
+                 "closing the session: the nNVE's certificate is revoked peer=%s "
+                 "identity=%s detail=%s",
+                 sncp_conn_peer_name(n->conn), sncp_tls_peer_identity(t), why);
+        snprintf(n->last_error, sizeof n->last_error, "%s", why);
+        sncp_conn_close(n->conn);
+    }
+    return 0;
 }
 
 static const char *state_name(enum nnve_state s)

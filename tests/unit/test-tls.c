@@ -2,7 +2,8 @@
  *
  * The PKI is generated at test time by scripts/gen-pki.sh into a private temporary directory
  * that is removed afterwards: a test CA with "server" and "client", an expired "old", and
- * "evil" signed by an unrelated CA.
+ * "evil" signed by an unrelated CA.  Certificates with unusual names (NULs, invalid UTF-8,
+ * URI names) are issued with the OpenSSL API, CRLs by scripts/gen-crl.sh.
  */
 #include <check.h>
 #include <errno.h>
@@ -14,7 +15,11 @@
 #include <unistd.h>
 
 #include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/rand.h>
 #include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 
 #include "sncp-error.h"
 #include "sncp-tls.h"
@@ -415,6 +420,359 @@ START_TEST(test_ctx_errors_and_reload)
 }
 END_TEST
 
+/* ---- certificate identity (PROTOCOL.md §11.1) -------------------------------------------- */
+
+struct name_spec {
+    int type; /* GEN_DNS, GEN_URI, GEN_EMAIL; for subject CNs: an ASN.1 string type */
+    const char *data;
+    int len; /* -1: strlen(data) */
+};
+
+/* Issues BASE.crt/BASE.key in the PKI directory, signed by the test CA, with the given subject
+ * commonNames (any count, any string type, any bytes) and subjectAltNames in this order: what
+ * the openssl CLI cannot write (NULs, invalid UTF-8), built with the OpenSSL API. */
+static void make_cert(const char *base, const struct name_spec *cns, int n_cns,
+                      const struct name_spec *sans, int n_sans)
+{
+    char file[64];
+    FILE *f = fopen(pki("ca.key"), "r");
+    ck_assert_ptr_nonnull(f);
+    EVP_PKEY *ca_key = PEM_read_PrivateKey(f, NULL, NULL, NULL);
+    fclose(f);
+    f = fopen(pki("ca.crt"), "r");
+    ck_assert_ptr_nonnull(f);
+    X509 *ca = PEM_read_X509(f, NULL, NULL, NULL);
+    fclose(f);
+    ck_assert(ca_key && ca);
+
+    EVP_PKEY *key = EVP_EC_gen("P-256");
+    X509 *x = X509_new();
+    ck_assert(key && x);
+    X509_set_version(x, 2);
+    unsigned char serial[16];
+    RAND_bytes(serial, sizeof serial);
+    serial[0] &= 0x7f;
+    BIGNUM *bn = BN_bin2bn(serial, sizeof serial, NULL);
+    BN_to_ASN1_INTEGER(bn, X509_get_serialNumber(x));
+    BN_free(bn);
+    X509_gmtime_adj(X509_getm_notBefore(x), -300);
+    X509_gmtime_adj(X509_getm_notAfter(x), 86400);
+    X509_set_issuer_name(x, X509_get_subject_name(ca));
+    X509_NAME *subj = X509_get_subject_name(x);
+    for (int i = 0; i < n_cns; i++) {
+        int len = cns[i].len < 0 ? (int)strlen(cns[i].data) : cns[i].len;
+        ck_assert(X509_NAME_add_entry_by_NID(subj, NID_commonName, cns[i].type,
+                                             (const unsigned char *)cns[i].data, len, -1, 0));
+    }
+    if (n_sans) {
+        GENERAL_NAMES *gens = sk_GENERAL_NAME_new_null();
+        for (int i = 0; i < n_sans; i++) {
+            GENERAL_NAME *gn = GENERAL_NAME_new();
+            ASN1_IA5STRING *ia5 = ASN1_IA5STRING_new();
+            int len = sans[i].len < 0 ? (int)strlen(sans[i].data) : sans[i].len;
+            ASN1_STRING_set(ia5, sans[i].data, len);
+            GENERAL_NAME_set0_value(gn, sans[i].type, ia5);
+            sk_GENERAL_NAME_push(gens, gn);
+        }
+        X509_add1_ext_i2d(x, NID_subject_alt_name, gens, 0, X509V3_ADD_DEFAULT);
+        GENERAL_NAMES_free(gens);
+    }
+    X509_set_pubkey(x, key);
+    ck_assert_msg(X509_sign(x, ca_key, EVP_sha256()) > 0, "%s: %s", base,
+                  ERR_error_string(ERR_get_error(), NULL));
+
+    snprintf(file, sizeof file, "%s.crt", base);
+    f = fopen(pki(file), "w");
+    ck_assert_ptr_nonnull(f);
+    PEM_write_X509(f, x);
+    fclose(f);
+    snprintf(file, sizeof file, "%s.key", base);
+    f = fopen(pki(file), "w");
+    ck_assert_ptr_nonnull(f);
+    PEM_write_PrivateKey(f, key, NULL, NULL, 0, NULL, NULL);
+    fclose(f);
+    X509_free(x);
+    X509_free(ca);
+    EVP_PKEY_free(key);
+    EVP_PKEY_free(ca_key);
+}
+
+/* Handshakes a client holding BASE's certificate with the "server"; returns the server's
+ * result and copies its identity or error into out. */
+static int server_sees(const char *base, char *out, size_t cap)
+{
+    struct sncp_tls_ctx *sc = ctx_for(SNCP_TLS_SERVER, "server", "ca.crt");
+    struct sncp_tls_ctx *cc = ctx_for(SNCP_TLS_CLIENT, base, "ca.crt");
+    struct sncp_tls *s = sncp_tls_create(sc, NULL);
+    struct sncp_tls *c = sncp_tls_create(cc, "server");
+    struct pair_result r = run_pair(c, s);
+    snprintf(out, cap, "%s", r.server_rc == 1 ? sncp_tls_peer_identity(s) : sncp_tls_error(s));
+    if (r.server_rc != 1)
+        ck_assert_msg(r.client_rc < 0 || r.client_read < 0, "%s: client not refused", base);
+    sncp_tls_destroy(c);
+    sncp_tls_destroy(s);
+    sncp_tls_ctx_destroy(cc);
+    sncp_tls_ctx_destroy(sc);
+    return r.server_rc;
+}
+
+START_TEST(test_identity_rule)
+{
+    static const struct {
+        const char *base;
+        struct name_spec cns[2];
+        int n_cns;
+        struct name_spec sans[3];
+        int n_sans;
+        int ok;
+        const char *want; /* the identity, or a part of the refusal */
+    } cases[] = {
+        /* the first DNS/URI name, in certificate order, whatever follows */
+        {"id-dns",
+         {{V_ASN1_UTF8STRING, "cn-ignored", -1}},
+         1,
+         {{GEN_EMAIL, "a@example.org", -1}, {GEN_DNS, "hv-a", -1}, {GEN_URI, "spiffe://x/a", -1}},
+         3,
+         1,
+         "hv-a"},
+        {"id-uri",
+         {{V_ASN1_UTF8STRING, "cn-ignored", -1}},
+         1,
+         {{GEN_URI, "spiffe://example.org/hv/b", -1}, {GEN_DNS, "hv-b", -1}},
+         2,
+         1,
+         "spiffe://example.org/hv/b"},
+        /* no DNS/URI name (an e-mail address does not count): the commonName */
+        {"id-cn",
+         {{V_ASN1_UTF8STRING, "Hypervisor \xc3\xa9t\xc3\xa9 7", -1}},
+         1,
+         {{GEN_EMAIL, "a@example.org", -1}},
+         1,
+         1,
+         "Hypervisor \xc3\xa9t\xc3\xa9 7"},
+        {"id-cn-bmp", {{V_ASN1_BMPSTRING, "\0h\0v\0-\0c", 8}}, 1, {{0, NULL, 0}}, 0, 1, "hv-c"},
+        /* refused: a bad first name is not skipped for a good later one */
+        {"id-dns-nul",
+         {{V_ASN1_UTF8STRING, "cn", -1}},
+         1,
+         {{GEN_DNS, "hv-a\0.evil", 10}, {GEN_DNS, "hv-a", -1}},
+         2,
+         0,
+         "NUL"},
+        {"id-dns-8bit",
+         {{V_ASN1_UTF8STRING, "cn", -1}},
+         1,
+         {{GEN_DNS, "hv-\xc3\xa9", -1}},
+         1,
+         0,
+         "not ASCII"},
+        {"id-dns-ctl",
+         {{V_ASN1_UTF8STRING, "cn", -1}},
+         1,
+         {{GEN_DNS, "hv\n-d", -1}},
+         1,
+         0,
+         "control character"},
+        {"id-cn-nul", {{V_ASN1_UTF8STRING, "hv-e\0admin", 10}}, 1, {{0, NULL, 0}}, 0, 0, "NUL"},
+        {"id-cn-ia5", {{V_ASN1_IA5STRING, "hv-\xff", -1}}, 1, {{0, NULL, 0}}, 0, 0, "not ASCII"},
+        {"id-cn-printable",
+         {{V_ASN1_PRINTABLESTRING, "hv\x01", -1}},
+         1,
+         {{0, NULL, 0}},
+         0,
+         0,
+         "control character"},
+        {"id-cn-c1",
+         {{V_ASN1_UTF8STRING, "hv-\xc2\x9b", -1}},
+         1,
+         {{0, NULL, 0}},
+         0,
+         0,
+         "control character"},
+        {"id-cn-two",
+         {{V_ASN1_UTF8STRING, "hv-f", -1}, {V_ASN1_UTF8STRING, "hv-g", -1}},
+         2,
+         {{0, NULL, 0}},
+         0,
+         0,
+         "several commonNames"},
+        {"id-none",
+         {{0, NULL, 0}},
+         0,
+         {{GEN_EMAIL, "a@example.org", -1}},
+         1,
+         0,
+         "no DNS/URI subjectAltName and no commonName"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        make_cert(cases[i].base, cases[i].cns, cases[i].n_cns, cases[i].sans, cases[i].n_sans);
+        char seen[512];
+        int rc = server_sees(cases[i].base, seen, sizeof seen);
+        if (cases[i].ok) {
+            ck_assert_msg(rc == 1, "%s refused: %s", cases[i].base, seen);
+            ck_assert_str_eq(seen, cases[i].want);
+        } else {
+            ck_assert_msg(rc == SNCP_E_PEER_IDENTITY, "%s: rc %d (%s)", cases[i].base, rc, seen);
+            ck_assert_msg(strstr(seen, "no usable identity") && strstr(seen, cases[i].want),
+                          "%s: %s", cases[i].base, seen);
+        }
+    }
+    /* A UTF8String commonName that is not UTF-8 (here a surrogate) never gets as far as the
+     * identity rule: OpenSSL refuses to decode such a certificate, so the peer's handshake
+     * fails.  Checked here because the rule above relies on it. */
+    struct name_spec cn = {V_ASN1_UTF8STRING, "hv-QQQ", -1};
+    make_cert("id-cn-patch", &cn, 1, NULL, 0);
+    FILE *f = fopen(pki("id-cn-patch.crt"), "r");
+    X509 *x = PEM_read_X509(f, NULL, NULL, NULL);
+    fclose(f);
+    unsigned char *der = NULL;
+    int len = i2d_X509(x, &der);
+    X509_free(x);
+    unsigned char *at = memmem(der, (size_t)len, "hv-QQQ", 6);
+    ck_assert_ptr_nonnull(at);
+    memcpy(at + 3, "\xed\xa0\x80", 3);
+    const unsigned char *p = der;
+    ck_assert_ptr_null(d2i_X509(NULL, &p, len));
+    ERR_clear_error();
+    OPENSSL_free(der);
+
+    /* A 255-byte identity is accepted, 256 bytes are not. */
+    char longname[300];
+    memset(longname, 'a', sizeof longname);
+    struct name_spec dns = {GEN_DNS, longname, 255};
+    make_cert("id-255", NULL, 0, &dns, 1);
+    char seen[512];
+    ck_assert_int_eq(server_sees("id-255", seen, sizeof seen), 1);
+    ck_assert_uint_eq(strlen(seen), 255);
+    dns.len = 256;
+    make_cert("id-256", NULL, 0, &dns, 1);
+    ck_assert_int_eq(server_sees("id-256", seen, sizeof seen), SNCP_E_PEER_IDENTITY);
+    ck_assert_ptr_nonnull(strstr(seen, "longer than 255 bytes"));
+}
+END_TEST
+
+/* The client's expected identity matches any valid DNS/URI name of the server, not only the
+ * first; a bad first name still refuses the server. */
+START_TEST(test_expected_identity_any_name)
+{
+    struct name_spec sans[] = {{GEN_URI, "spiffe://example.org/tor1", -1}, {GEN_DNS, "tor1", -1}};
+    make_cert("sw-two", NULL, 0, sans, 2);
+    struct sncp_tls_ctx *sc = ctx_for(SNCP_TLS_SERVER, "sw-two", "ca.crt");
+    struct sncp_tls_ctx *cc = ctx_for(SNCP_TLS_CLIENT, "client", "ca.crt");
+    struct sncp_tls *s = sncp_tls_create(sc, NULL);
+    struct sncp_tls *c = sncp_tls_create(cc, "tor1");
+    struct pair_result r = run_pair(c, s);
+    ck_assert_int_eq(r.client_rc, 1);
+    ck_assert_str_eq(sncp_tls_peer_identity(c), "spiffe://example.org/tor1");
+    sncp_tls_destroy(c);
+    sncp_tls_destroy(s);
+    sncp_tls_ctx_destroy(sc);
+
+    struct name_spec bad[] = {{GEN_DNS, "tor1\0x", 6}, {GEN_DNS, "tor1", -1}};
+    make_cert("sw-bad", NULL, 0, bad, 2);
+    sc = ctx_for(SNCP_TLS_SERVER, "sw-bad", "ca.crt");
+    s = sncp_tls_create(sc, NULL);
+    c = sncp_tls_create(cc, "tor1");
+    r = run_pair(c, s);
+    ck_assert_int_eq(r.client_rc, SNCP_E_PEER_IDENTITY);
+    ck_assert_ptr_nonnull(strstr(sncp_tls_error(c), "NUL"));
+    sncp_tls_destroy(c);
+    sncp_tls_destroy(s);
+    sncp_tls_ctx_destroy(sc);
+    sncp_tls_ctx_destroy(cc);
+}
+END_TEST
+
+/* ---- revocation -------------------------------------------------------------------------- */
+
+static void gen_crl(const char *file, const char *revoke1, const char *revoke2)
+{
+    const char *argv[] = {SRCDIR "/scripts/gen-crl.sh", pki_dir, pki(file), revoke1, revoke2, NULL};
+    ck_assert_int_eq(testutil_run(argv), 0);
+}
+
+START_TEST(test_crl)
+{
+    char err[512] = "";
+    gen_crl("crl-client.pem", "client", NULL);
+    gen_crl("crl-empty.pem", NULL, NULL);
+    struct sncp_tls_ctx *sc = ctx_for(SNCP_TLS_SERVER, "server", "ca.crt");
+    struct sncp_tls_ctx *cc = ctx_for(SNCP_TLS_CLIENT, "client", "ca.crt");
+    struct sncp_tls_ctx *oc = ctx_for(SNCP_TLS_CLIENT, "other-client", "ca.crt");
+    /* Established before any CRL. */
+    struct sncp_tls *s0 = sncp_tls_create(sc, NULL);
+    struct sncp_tls *c0 = sncp_tls_create(cc, "server");
+    ck_assert_int_eq(run_pair(c0, s0).server_rc, 1);
+    ck_assert_int_eq(sncp_tls_revoked(s0, sc, err, sizeof err), 0);
+
+    ck_assert_msg(sncp_tls_ctx_set_crl(sc, pki("crl-client.pem"), err, sizeof err) == 0, "%s", err);
+    /* The revoked client is refused at its next handshake ... */
+    struct sncp_tls *s = sncp_tls_create(sc, NULL);
+    struct sncp_tls *c = sncp_tls_create(cc, "server");
+    struct pair_result r = run_pair(c, s);
+    ck_assert_int_eq(r.server_rc, SNCP_E_TLS_HANDSHAKE);
+    ck_assert_str_eq(sncp_tls_error(s), "certificate verify failed: certificate revoked");
+    ck_assert_msg(r.client_rc < 0 || r.client_read < 0, "revoked client not told");
+    sncp_tls_destroy(c);
+    sncp_tls_destroy(s);
+    /* ... a client the CRL does not name is not ... */
+    s = sncp_tls_create(sc, NULL);
+    c = sncp_tls_create(oc, "server");
+    r = run_pair(c, s);
+    ck_assert_int_eq(r.server_rc, 1);
+    ck_assert_int_eq(sncp_tls_revoked(s, sc, err, sizeof err), 0);
+    sncp_tls_destroy(c);
+    sncp_tls_destroy(s);
+    /* ... and the session established before the CRL is found revoked now. */
+    ck_assert_int_eq(sncp_tls_revoked(s0, sc, err, sizeof err), 1);
+    ck_assert_ptr_nonnull(strstr(err, "the peer's certificate (serial "));
+
+    /* A missing file, a file without a CRL, a CRL of another CA: refused, the old one stays. */
+    ck_assert_int_eq(sncp_tls_ctx_set_crl(sc, pki("missing.pem"), err, sizeof err), SNCP_E_CONFIG);
+    ck_assert_ptr_nonnull(strstr(err, "cannot load CRL file"));
+    ck_assert_int_eq(sncp_tls_ctx_set_crl(sc, pki("client.crt"), err, sizeof err), SNCP_E_CONFIG);
+    ck_assert_ptr_nonnull(strstr(err, "cannot load CRL file"));
+    {
+        const char *argv[] = {SRCDIR "/scripts/gen-crl.sh", "--ca", "other-ca", pki_dir,
+                              pki("crl-forged.pem"),        NULL};
+        ck_assert_int_eq(testutil_run(argv), 0);
+    }
+    ck_assert_int_eq(sncp_tls_ctx_set_crl(sc, pki("crl-forged.pem"), err, sizeof err),
+                     SNCP_E_CONFIG);
+    ck_assert_ptr_nonnull(strstr(err, "not signed by a CA of the bundle"));
+    s = sncp_tls_create(sc, NULL);
+    c = sncp_tls_create(cc, "server");
+    ck_assert_int_eq(run_pair(c, s).server_rc, SNCP_E_TLS_HANDSHAKE);
+    sncp_tls_destroy(c);
+    sncp_tls_destroy(s);
+    /* reload re-reads the file: an empty CRL lets the client in again */
+    ck_assert_msg(sncp_tls_ctx_set_crl(sc, pki("crl-empty.pem"), err, sizeof err) == 0, "%s", err);
+    s = sncp_tls_create(sc, NULL);
+    c = sncp_tls_create(cc, "server");
+    ck_assert_int_eq(run_pair(c, s).server_rc, 1);
+    sncp_tls_destroy(c);
+    sncp_tls_destroy(s);
+    /* The client side checks the server the same way. */
+    gen_crl("crl-server.pem", "server", NULL);
+    ck_assert_msg(sncp_tls_ctx_set_crl(cc, pki("crl-server.pem"), err, sizeof err) == 0, "%s", err);
+    s = sncp_tls_create(sc, NULL);
+    c = sncp_tls_create(cc, "server");
+    r = run_pair(c, s);
+    ck_assert_int_eq(r.client_rc, SNCP_E_TLS_HANDSHAKE);
+    ck_assert_str_eq(sncp_tls_error(c), "certificate verify failed: certificate revoked");
+    sncp_tls_destroy(c);
+    sncp_tls_destroy(s);
+    /* No CRL any more. */
+    ck_assert_int_eq(sncp_tls_ctx_set_crl(cc, NULL, err, sizeof err), 0);
+    ck_assert_int_eq(sncp_tls_revoked(c0, cc, err, sizeof err), 0);
+    sncp_tls_destroy(c0);
+    sncp_tls_destroy(s0);
+    sncp_tls_ctx_destroy(oc);
+    sncp_tls_ctx_destroy(cc);
+    sncp_tls_ctx_destroy(sc);
+}
+END_TEST
+
 static Suite *tls_suite(void)
 {
     Suite *s = suite_create("sncp-tls");
@@ -433,6 +791,9 @@ static Suite *tls_suite(void)
     tcase_add_test(tc, test_plaintext_to_server);
     tcase_add_test(tc, test_garbage_after_handshake);
     tcase_add_test(tc, test_ctx_errors_and_reload);
+    tcase_add_test(tc, test_identity_rule);
+    tcase_add_test(tc, test_expected_identity_any_name);
+    tcase_add_test(tc, test_crl);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -79,7 +79,8 @@ START_TEST(test_l2_keys)
     ck_assert_uint_eq(c->connect_timeout_ms, 3000);
 
     /* decimal EtherType; the interface defaults to the uplink; no nnve_mac: discovery */
-    snprintf(text, sizeof text, "%s[agent]\ntransport = l2\nuplink = bond0\nl2_ethertype = 35000\n"
+    snprintf(text, sizeof text,
+             "%s[agent]\ntransport = l2\nuplink = bond0\nl2_ethertype = 35000\n"
              "nnve_identity = tor1\n",
              CERTS);
     ck_assert_msg(load(c, text, err, sizeof err) == 0, "%s", err);
@@ -89,7 +90,7 @@ START_TEST(test_l2_keys)
     ck_assert_uint_eq(c->l2_ethertype, 35000);
 
     /* tcp stays the default and needs nnve_address */
-    snprintf(text, sizeof text, "%snnve_address = 192.0.2.1\n", CERTS);
+    snprintf(text, sizeof text, "%snnve_address = 192.0.2.1\nnnve_identity = tor1\n", CERTS);
     ck_assert_msg(load(c, text, err, sizeof err) == 0, "%s", err);
     ck_assert_int_eq(tnve_config_validate(c, err, sizeof err), 0);
     ck_assert_int_eq(c->transport, TNVE_TRANSPORT_TCP);
@@ -150,7 +151,9 @@ START_TEST(test_validate_across_keys)
         const char *text, *reason;
     } cases[] = {
         {"transport = l2\n", "needs 'l2_interface' (or 'uplink')"},
-        {"transport = l2\nl2_interface = eth0\n", "transport = l2 needs 'nnve_identity'"},
+        {"transport = l2\nl2_interface = eth0\n", "'nnve_identity' is required"},
+        /* the switch is authenticated over TCP too */
+        {"nnve_address = 192.0.2.1\n", "'nnve_identity' is required"},
         {"transport = l2\nl2_interface = eth0\nnnve_address = 192.0.2.1\n",
          "'nnve_address' needs transport = tcp"},
         {"nnve_address = 192.0.2.1\nl2_interface = eth0\n", "'l2_interface' needs transport = l2"},
