@@ -47,6 +47,7 @@ if [ "${1:-}" = "--inside" ]; then
             printf 'cert = %s\nkey = %s\nca = %s\n' "$W/pki/nnve.crt" "$W/pki/nnve.key" "$W/pki/ca.crt"
             printf 'state_dir = %s/state\ncontrol_socket = %s/ctl\nbackend = %s\n' "$dir" "$dir" "$2"
             printf 'max_tsis_per_session = 1000000\n'
+            printf 'max_hello_pending = 4096\nmax_hello_pending_per_source = 4096\n'
             printf '[linux]\nbridge = br0\nvxlan_device = vxlan0\nanti_spoofing = %s\n' "$3"
             printf '[domain rack]\nports = *\ntags = 100-3999\n'
             for i in $(seq "$ports"); do

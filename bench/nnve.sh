@@ -30,6 +30,8 @@ run_mode() {
         printf 'cert = %s\nkey = %s\nca = %s\n' "$T/pki/nnve.crt" "$T/pki/nnve.key" "$T/pki/ca.crt"
         printf 'state_dir = %s\ncontrol_socket = %s\nsync = %s\n' "$T/state-$mode" "$T/ctl-$mode" "$mode"
         printf 'max_sessions = 2000\nmax_tsis_per_session = 100000\n'
+        # every session comes from 127.0.0.1, all at once
+        printf 'max_hello_pending = 2000\nmax_hello_pending_per_source = 2000\n'
         printf '[domain rack]\nports = *\ntags = 1-4094\n'
         for i in $(seq "$max_sessions"); do
             printf '[hypervisor bench%d]\nport = swp%d\nvns = 5000-5099\n' "$i" "$i"

@@ -350,8 +350,12 @@ static void on_closed(struct sncp_conn *c, int err)
     drop_port(n);
     if (err && !n->last_error[0]) {
         const char *detail = sncp_session_error(sncp_conn_session(c));
-        snprintf(n->last_error, sizeof n->last_error, "%s%s%s", sncp_strerror(err),
-                 detail && *detail ? ": " : "", detail ? detail : "");
+        const char *what = sncp_strerror(err);
+        /* The detail often starts with the error's own text ("TLS handshake failed: ..."). */
+        if (detail && !strncmp(detail, what, strlen(what)))
+            what = "";
+        snprintf(n->last_error, sizeof n->last_error, "%s%s%s", what,
+                 *what && detail && *detail ? ": " : "", detail ? detail : "");
     } else if (!err && !n->last_error[0]) {
         snprintf(n->last_error, sizeof n->last_error, "closed by the nNVE");
     }

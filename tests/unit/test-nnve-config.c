@@ -184,6 +184,21 @@ START_TEST(test_transport)
     ck_assert_uint_eq(c->l2_ethertype, 0x88B5);
     ck_assert_uint_eq(c->l2_discovery_mac[0], 0x03);
     ck_assert_uint_eq(c->l2_discovery_mac[5], 0x01);
+    /* Sessions before HELLO: PROTOCOL.md §9.1's 10 s deadline, small caps, no CRL. */
+    ck_assert_uint_eq(c->hello_timeout_ms, 10000);
+    ck_assert_uint_eq(c->max_hello_pending, 64);
+    ck_assert_uint_eq(c->max_hello_pending_per_source, 8);
+    ck_assert_ptr_null(c->crl);
+    nnve_config_destroy(c);
+    ck_assert_int_eq(nnve_config_parse_string(G "hello_timeout = 2s\nmax_hello_pending = 5\n"
+                                                "max_hello_pending_per_source = 2\n"
+                                                "crl = /etc/splitnve/crl.pem\n" D,
+                                              "t.conf", &c, err, sizeof err),
+                     0);
+    ck_assert_uint_eq(c->hello_timeout_ms, 2000);
+    ck_assert_uint_eq(c->max_hello_pending, 5);
+    ck_assert_uint_eq(c->max_hello_pending_per_source, 2);
+    ck_assert_str_eq(c->crl, "/etc/splitnve/crl.pem");
     nnve_config_destroy(c);
 
     /* Both, every L2 key. */
