@@ -210,37 +210,41 @@ mkdir -p "$T/astate"
 agent_conf >"$T/a0.conf"
 msg=$("$BIN/tnve-agent" --check-config -c "$T/a0.conf" 2>&1) && fail "agent without nnve_identity accepted: $msg"
 echo "$msg" | grep -q "'nnve_identity' is required" || fail "missing nnve_identity not explained: $msg"
-# run_agent NAME CONF EXPECTED-LOG: the agent must never get to HELLO.
+# run_agent NAME CONF EXPECTED-LOG: starts an agent (pid in APID) that must never get to
+# HELLO; stop_agent: SIGTERM, exit status 0 (ASan build: no leaks).
 run_agent() {
     local name=$1 conf=$2 expect=$3
     local est0
     est0=$(counter .sessions_established_total)
     "$BIN/tnve-agent" -c "$conf" >"$T/$name.log" 2>&1 &
-    local apid=$!
-    CPIDS+=($apid)
+    APID=$!
+    CPIDS+=($APID)
     wait_for "$name: $expect" 10 grep -q "$expect" "$T/$name.log"
     [ "$(counter .sessions_established_total)" = "$est0" ] || fail "$name: HELLO reached the daemon"
     [ "$(hv_state hv1)" = "" ] || fail "$name: hv1 has a session"
-    echo "$apid"
+}
+stop_agent() {
+    kill -TERM "$APID"
+    local rc=0
+    wait "$APID" || rc=$?
+    [ "$rc" = 0 ] || fail "agent exited with status $rc after SIGTERM"
 }
 agent_conf "nnve_identity = tor9" >"$T/a1.conf"
-apid=$(run_agent wrong-id "$T/a1.conf" "peer identity 'nnve' does not match expected 'tor9'")
-kill "$apid"
-wait "$apid" 2>/dev/null || true
+run_agent wrong-id "$T/a1.conf" "peer identity 'nnve' does not match expected 'tor9'"
+stop_agent
 # The right name, but a CRL that revokes the switch's certificate.
 gen_crl "$T/agent-crl.pem" nnve
 agent_conf "nnve_identity = nnve" "crl = $T/agent-crl.pem" >"$T/a2.conf"
-apid=$(run_agent revoked-sw "$T/a2.conf" "certificate revoked")
+run_agent revoked-sw "$T/a2.conf" "certificate revoked"
 # SIGHUP with a CRL that no longer names the switch: the agent connects.
 gen_crl "$T/agent-crl.pem"
-kill -HUP "$apid"
+kill -HUP "$APID"
 wait_for "agent up after CRL reload" 10 sh -c "'$BIN/nnvectl' -s '$T/ctl' --json show sessions | jq -e '.[] | select(.hypervisor==\"hv1\" and .state==\"established\")'"
 # ... and SIGHUP with one that names it again ends the session from the agent's side.
 gen_crl "$T/agent-crl.pem" nnve
-kill -HUP "$apid"
+kill -HUP "$APID"
 wait_for "agent closes the revoked switch" 10 grep -q "closing the session: the nNVE's certificate is revoked" "$T/revoked-sw.log"
-kill "$apid"
-wait "$apid" 2>/dev/null || true
+stop_agent
 hv2_same 4
 ok "attack 4: the agent refuses a switch without the configured identity or with a revoked certificate"
 
