@@ -431,6 +431,21 @@ static void hello(struct session *s, const struct sncp_msg *req)
 
 /* ---- connection callbacks ---------------------------------------------------------- */
 
+/* Closes s if the CRL loaded now revokes its peer's certificate: at a reload, and when a
+ * handshake that began under an older CRL completes.  Returns 1 if it did. */
+static int close_if_revoked(struct session *s)
+{
+    char why[256];
+    const struct sncp_tls *t = sncp_session_tls(sncp_conn_session(s->conn));
+    if (!t || !sncp_tls_revoked(t, s->srv->tls, why, sizeof why))
+        return 0;
+    s->srv->c.revoked_closed++;
+    SNV_WARN("session", "closing: certificate revoked hypervisor=%s peer=%s detail=%s", s->identity,
+             s->peer, why);
+    sncp_conn_close(s->conn);
+    return 1;
+}
+
 static void on_connected(struct sncp_conn *c, const char *identity)
 {
     struct nnve_server *srv = sncp_conn_data(c);
@@ -459,6 +474,8 @@ static void on_connected(struct sncp_conn *c, const char *identity)
                identity, s->peer);
     if (srv->shutting_down)
         sncp_conn_close(c);
+    else
+        close_if_revoked(s);
 }
 
 static void on_request(struct sncp_conn *c, const struct sncp_msg *req)
@@ -1251,16 +1268,9 @@ void nnve_server_reconfigure(struct nnve_server *srv, const struct nnve_config *
 
 void nnve_server_tls_reloaded(struct nnve_server *srv)
 {
-    for (struct session *s = srv->sessions; s; s = s->next) {
-        char why[256];
-        const struct sncp_tls *t = sncp_session_tls(sncp_conn_session(s->conn));
-        if (s->replaced || !t || !sncp_tls_revoked(t, srv->tls, why, sizeof why))
-            continue;
-        srv->c.revoked_closed++;
-        SNV_WARN("session", "closing: certificate revoked hypervisor=%s peer=%s detail=%s",
-                 s->identity, s->peer, why);
-        sncp_conn_close(s->conn);
-    }
+    for (struct session *s = srv->sessions; s; s = s->next)
+        if (!s->replaced)
+            close_if_revoked(s);
 }
 
 void nnve_server_shutdown(struct nnve_server *srv)

@@ -235,9 +235,28 @@ static void go_down(struct tnve_nnve *n)
     }
 }
 
+/* Closes the session if the nNVE's certificate is revoked by the CRL loaded now (the
+ * handshake may have started under an older one).  Returns 1 if it did. */
+static int close_if_revoked(struct tnve_nnve *n)
+{
+    const struct sncp_tls *t = n->conn ? sncp_session_tls(sncp_conn_session(n->conn)) : NULL;
+    char why[256];
+    if (!t || !sncp_tls_revoked(t, n->tls, why, sizeof why))
+        return 0;
+    SNV_WARN("nnve",
+             "closing the session: the nNVE's certificate is revoked peer=%s identity=%s "
+             "detail=%s",
+             sncp_conn_peer_name(n->conn), sncp_tls_peer_identity(t), why);
+    snprintf(n->last_error, sizeof n->last_error, "%s", why);
+    sncp_conn_close(n->conn);
+    return 1;
+}
+
 static void on_connected(struct sncp_conn *c, const char *peer_identity)
 {
     struct tnve_nnve *n = sncp_conn_data(c);
+    if (close_if_revoked(n))
+        return;
     snprintf(n->peer_identity, sizeof n->peer_identity, "%s", peer_identity);
     snprintf(n->via, sizeof n->via, "%s", sncp_conn_peer_name(c));
     if (n->l2 && sncp_conn_l2_peer(c, NULL, n->found_mac, NULL) == 0)
@@ -557,16 +576,7 @@ int tnve_nnve_reload(struct tnve_nnve *n, const char *crl, char *err, size_t err
     int rc = sncp_tls_ctx_set_crl(n->tls, crl, err, errlen);
     if (rc)
         return rc;
-    const struct sncp_tls *t = n->conn ? sncp_session_tls(sncp_conn_session(n->conn)) : NULL;
-    char why[256];
-    if (t && sncp_tls_revoked(t, n->tls, why, sizeof why)) {
-        SNV_WARN("nnve",
-                 "closing the session: the nNVE's certificate is revoked peer=%s "
-                 "identity=%s detail=%s",
-                 sncp_conn_peer_name(n->conn), sncp_tls_peer_identity(t), why);
-        snprintf(n->last_error, sizeof n->last_error, "%s", why);
-        sncp_conn_close(n->conn);
-    }
+    close_if_revoked(n);
     return 0;
 }
 
