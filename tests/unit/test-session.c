@@ -523,6 +523,47 @@ START_TEST(test_peer_keepalive_interval)
 }
 END_TEST
 
+START_TEST(test_hello_deadline)
+{
+    struct sncp_session_config scfg = base_cfg(SNCP_TLS_SERVER);
+    scfg.hello_timeout_ms = 2500;
+    for (int done = 0; done <= 1; done++) {
+        setup_pair(NULL, &scfg, 1);
+        uint64_t t0 = now;
+        ck_assert_uint_le(sncp_session_tick(srv.s, now), t0 + 2500);
+        if (done)
+            sncp_session_hello_done(srv.s);
+        /* Traffic both ways (keepalives, a request) does not move the deadline. */
+        send_vn_connect(&cli, 1, 1);
+        while (now < t0 + 2499) {
+            now = now + 500 < t0 + 2499 ? now + 500 : t0 + 2499;
+            sncp_session_tick(cli.s, now);
+            sncp_session_tick(srv.s, now);
+            pump();
+        }
+        ck_assert_int_eq(srv.n_closed, 0);
+        now = t0 + 2500;
+        sncp_session_tick(srv.s, now);
+        if (!done) {
+            ck_assert_int_eq(srv.n_closed, 1);
+            ck_assert_int_eq(srv.closed_err, SNCP_E_TIMEOUT);
+            ck_assert_str_eq(sncp_session_error(srv.s),
+                             "HELLO not completed within 2500 ms after the TLS handshake");
+        } else {
+            ck_assert_int_eq(srv.n_closed, 0);
+        }
+        teardown_pair();
+    }
+    /* The client side (no hello_timeout_ms) has no deadline. */
+    setup_pair(NULL, NULL, 1);
+    now += 2900;
+    sncp_session_tick(cli.s, now);
+    sncp_session_tick(srv.s, now);
+    ck_assert_int_eq(cli.n_closed + srv.n_closed, 0);
+    teardown_pair();
+}
+END_TEST
+
 START_TEST(test_handshake_timeout)
 {
     setup_pair(NULL, NULL, 0);
@@ -839,6 +880,7 @@ static Suite *session_suite(void)
     tcase_add_unchecked_fixture(tc, unchecked_setup, unchecked_teardown);
     tcase_set_timeout(tc, 30);
     tcase_add_test(tc, test_handshake);
+    tcase_add_test(tc, test_hello_deadline);
     tcase_add_test(tc, test_wrong_peer_identity);
     tcase_add_test(tc, test_request_response);
     tcase_add_test(tc, test_pipelining);
