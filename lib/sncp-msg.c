@@ -172,8 +172,7 @@ static const struct tlv_policy tlv_policies[SNCP_TLV_TYPE_MAX + 1] = {
     [SNCP_TLV_VN_ID] = {4, 4, 1, M_VN_REQ | M_RESPONSE},
     [SNCP_TLV_VN_NAME] = {1, SNCP_MAX_VN_NAME_LEN, 1, M_VN_REQ | M_RESPONSE},
     [SNCP_TLV_TSI_ID] = {22, 22, 1, M_TSI_REQ | M_RESPONSE},
-    [SNCP_TLV_ADDRESS] = {5, 23, SNCP_MAX_ADDRS,
-                          M_ASSOCIATE | M_ACTIVATE | M_DEACTIVATE | M_UPDATE},
+    [SNCP_TLV_ADDRESS] = {5, 23, SNCP_MAX_ADDRS, M_ASSOCIATE | M_ACTIVATE | M_DEACTIVATE | M_UPDATE},
     [SNCP_TLV_LOCAL_TAG] = {4, 4, SNCP_MAX_TAGS, M_RESPONSE},
     [SNCP_TLV_PREFERRED_TAG] = {4, 4, SNCP_MAX_TAGS, M_VN_CONNECT | M_ASSOCIATE | M_ACTIVATE},
     [SNCP_TLV_STATUS] = {2, 2, 1, M_RESPONSE},
@@ -645,11 +644,11 @@ static int encoded_size(const struct sncp_msg *m, size_t *size)
         case SNCP_TLV_VN_NAME:
         case SNCP_TLV_REASON:
         case SNCP_TLV_PORT: {
-            const char *s = t == SNCP_TLV_NODE_ID   ? m->node_id
+            const char *s = t == SNCP_TLV_NODE_ID  ? m->node_id
                             : t == SNCP_TLV_VN_NAME ? m->vn_name
                             : t == SNCP_TLV_REASON  ? m->reason
                                                     : m->port;
-            size_t cap = t == SNCP_TLV_NODE_ID   ? sizeof m->node_id
+            size_t cap = t == SNCP_TLV_NODE_ID  ? sizeof m->node_id
                          : t == SNCP_TLV_VN_NAME ? sizeof m->vn_name
                          : t == SNCP_TLV_REASON  ? sizeof m->reason
                                                  : sizeof m->port;
@@ -660,8 +659,7 @@ static int encoded_size(const struct sncp_msg *m, size_t *size)
             break;
         }
         case SNCP_TLV_KEEPALIVE:
-            if (m->keepalive_ms < SNCP_MIN_KEEPALIVE_MS ||
-                m->keepalive_ms > SNCP_MAX_KEEPALIVE_MS) {
+            if (m->keepalive_ms < SNCP_MIN_KEEPALIVE_MS || m->keepalive_ms > SNCP_MAX_KEEPALIVE_MS) {
                 return SNCP_E_INVALID_VALUE;
             }
             break;

@@ -22,17 +22,17 @@
 
 /* Every limit of the protocol and its implementation, in one place. */
 enum sncp_limits {
-    SNCP_MAX_MSG_LEN = 16384,   /* header + TLVs, bytes */
-    SNCP_MAX_TLVS = 256,        /* TLVs in one message, including unknown ones */
-    SNCP_MAX_NODE_ID_LEN = 255, /* bytes of UTF-8 */
-    SNCP_MAX_VN_NAME_LEN = 64,  /* bytes of UTF-8 */
-    SNCP_MAX_REASON_LEN = 255,  /* bytes of UTF-8 */
-    SNCP_MAX_PORT_LEN = 64,     /* bytes of UTF-8 */
-    SNCP_MAX_ADDRS = 64,        /* ADDRESS TLVs in one message (and per TSI) */
-    SNCP_MAX_TAGS = 4,          /* LOCAL_TAG / PREFERRED_TAG TLVs in one message */
-    SNCP_MAX_UPLINK_MACS = 8,   /* UPLINK_MAC TLVs in one HELLO */
-    SNCP_MAX_VN_ID = 0xFFFFFF,  /* 24-bit VN ID */
-    SNCP_MIN_VID = 1,           /* 802.1Q VLAN IDs usable as local tags */
+    SNCP_MAX_MSG_LEN = 16384,      /* header + TLVs, bytes */
+    SNCP_MAX_TLVS = 256,           /* TLVs in one message, including unknown ones */
+    SNCP_MAX_NODE_ID_LEN = 255,    /* bytes of UTF-8 */
+    SNCP_MAX_VN_NAME_LEN = 64,     /* bytes of UTF-8 */
+    SNCP_MAX_REASON_LEN = 255,     /* bytes of UTF-8 */
+    SNCP_MAX_PORT_LEN = 64,        /* bytes of UTF-8 */
+    SNCP_MAX_ADDRS = 64,           /* ADDRESS TLVs in one message (and per TSI) */
+    SNCP_MAX_TAGS = 4,             /* LOCAL_TAG / PREFERRED_TAG TLVs in one message */
+    SNCP_MAX_UPLINK_MACS = 8,      /* UPLINK_MAC TLVs in one HELLO */
+    SNCP_MAX_VN_ID = 0xFFFFFF,     /* 24-bit VN ID */
+    SNCP_MIN_VID = 1,              /* 802.1Q VLAN IDs usable as local tags */
     SNCP_MAX_VID = 4094,
     SNCP_MIN_KEEPALIVE_MS = 100,
     SNCP_MAX_KEEPALIVE_MS = 3600000,
@@ -91,10 +91,10 @@ enum sncp_tlv_type {
 #define SNCP_TLV_BIT(t) (UINT32_C(1) << (t))
 
 enum sncp_capability {
-    SNCP_CAP_MIGRATION = 0x1,   /* understands the migration flags */
-    SNCP_CAP_SYNC = 0x2,        /* SYNC_BEGIN / SYNC_END */
-    SNCP_CAP_MULTI_TAG = 0x4,   /* more than one tag per VN */
-    SNCP_CAP_ADDR_UPDATE = 0x8, /* TSI_UPDATE */
+    SNCP_CAP_MIGRATION = 0x1,  /* understands the migration flags */
+    SNCP_CAP_SYNC = 0x2,       /* SYNC_BEGIN / SYNC_END */
+    SNCP_CAP_MULTI_TAG = 0x4,  /* more than one tag per VN */
+    SNCP_CAP_ADDR_UPDATE = 0x8,/* TSI_UPDATE */
 };
 
 enum sncp_update_op {
@@ -110,23 +110,23 @@ enum sncp_tsi_state {
 };
 
 enum sncp_addr_type {
-    SNCP_ADDR_MAC = 1,      /* 6 bytes */
-    SNCP_ADDR_IPV4 = 2,     /* 4 bytes */
-    SNCP_ADDR_IPV6 = 3,     /* 16 bytes */
-    SNCP_ADDR_IPV4_MAC = 4, /* 4 + 6 bytes */
-    SNCP_ADDR_IPV6_MAC = 5, /* 16 + 6 bytes */
+    SNCP_ADDR_MAC = 1,       /* 6 bytes */
+    SNCP_ADDR_IPV4 = 2,      /* 4 bytes */
+    SNCP_ADDR_IPV6 = 3,      /* 16 bytes */
+    SNCP_ADDR_IPV4_MAC = 4,  /* 4 + 6 bytes */
+    SNCP_ADDR_IPV6_MAC = 5,  /* 16 + 6 bytes */
 };
 
 struct sncp_addr {
-    uint8_t type;   /* enum sncp_addr_type */
-    uint8_t mac[6]; /* for MAC, IPV4_MAC, IPV6_MAC */
-    uint8_t ip[16]; /* IPv4 in ip[0..3] */
+    uint8_t type;    /* enum sncp_addr_type */
+    uint8_t mac[6];  /* for MAC, IPV4_MAC, IPV6_MAC */
+    uint8_t ip[16];  /* IPv4 in ip[0..3] */
 };
 
 #define SNCP_PCP_NONE 0xFF
 struct sncp_tag {
-    uint16_t vid; /* SNCP_MIN_VID..SNCP_MAX_VID */
-    uint8_t pcp;  /* 0..7 or SNCP_PCP_NONE */
+    uint16_t vid;    /* SNCP_MIN_VID..SNCP_MAX_VID */
+    uint8_t pcp;     /* 0..7 or SNCP_PCP_NONE */
 };
 
 /* A TSI is the domain's UUID plus the vNIC's MAC (PROTOCOL.md §4.3). */
@@ -139,10 +139,10 @@ struct sncp_tsi_id {
  * TLV present; repeatable ones are present when their count is non-zero (the encoder emits
  * them from the counts, and the decoder sets their bit too).  Strings are NUL-terminated. */
 struct sncp_msg {
-    uint8_t version; /* header version; the encoder always writes SNCP_VERSION */
-    uint8_t type;    /* enum sncp_msg_type */
-    uint16_t flags;  /* enum sncp_msg_flags */
-    uint32_t xid;    /* transaction id; a RESPONSE echoes its request's */
+    uint8_t version;           /* header version; the encoder always writes SNCP_VERSION */
+    uint8_t type;              /* enum sncp_msg_type */
+    uint16_t flags;            /* enum sncp_msg_flags */
+    uint32_t xid;              /* transaction id; a RESPONSE echoes its request's */
     uint32_t tlvs;
 
     uint8_t version_min, version_max;

@@ -65,10 +65,10 @@ struct sncp_session_stats {
     uint64_t bytes_in, bytes_out;
     uint64_t msgs_in[SNCP_MSG_TYPE_MAX + 1], msgs_out[SNCP_MSG_TYPE_MAX + 1];
     uint64_t status_out[SNCP_STATUS_COUNT_], status_in[SNCP_STATUS_COUNT_];
-    uint64_t malformed;     /* messages we rejected as malformed / critical TLV / ... */
-    uint64_t unmatched;     /* responses with no outstanding request */
-    uint64_t busy_rejected; /* peer requests refused beyond max_inflight */
-    uint64_t timeouts;      /* our requests that timed out */
+    uint64_t malformed;        /* messages we rejected as malformed / critical TLV / ... */
+    uint64_t unmatched;        /* responses with no outstanding request */
+    uint64_t busy_rejected;    /* peer requests refused beyond max_inflight */
+    uint64_t timeouts;         /* our requests that timed out */
 };
 
 /* Creates a session; nothing is sent until sncp_session_start().  The config's strings and
@@ -97,8 +97,8 @@ int64_t sncp_session_send(struct sncp_session *s, struct sncp_msg *msg, uint64_t
 
 /* Answers `req` with rsp (type, xid and REQUEST_TYPE are filled in from req; the STATUS TLV
  * is always sent).  Returns 0 or a negative error. */
-int sncp_session_respond(struct sncp_session *s, const struct sncp_msg *req, struct sncp_msg *rsp,
-                         uint64_t now);
+int sncp_session_respond(struct sncp_session *s, const struct sncp_msg *req,
+                         struct sncp_msg *rsp, uint64_t now);
 /* Shorthand: a RESPONSE with status from `err` (any error, see sncp_status_from_error) and
  * reason text (NULL: the status's text), plus ERROR_TLV if bad_tlv != 0. */
 int sncp_session_respond_error(struct sncp_session *s, const struct sncp_msg *req, int err,

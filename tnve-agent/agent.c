@@ -277,9 +277,8 @@ int tnve_agent_create(uv_loop_t *loop, struct tnve_config *cfg, const char *conf
     } else {
         snprintf(nnve, sizeof nnve, "%s:%u", cfg->nnve_address, cfg->nnve_port);
     }
-    SNV_INFO("agent",
-             "started node_id=%s transport=%s nnve=%s libvirt=%s dataplane=%s "
-             "epoch=%llu",
+    SNV_INFO("agent", "started node_id=%s transport=%s nnve=%s libvirt=%s dataplane=%s "
+                      "epoch=%llu",
              cfg->node_id, tnve_transport_name(cfg->transport), nnve, cfg->libvirt_uri,
              cfg->dataplane, (unsigned long long)a->epoch);
     return 0;
@@ -333,8 +332,8 @@ int tnve_agent_reload(struct tnve_agent *a)
         c->connect_timeout_ms != o->connect_timeout_ms;
     if (transport_changed || strcmp(c->libvirt_uri, a->cfg->libvirt_uri) ||
         strcmp(c->nnve_address, a->cfg->nnve_address) || c->nnve_port != a->cfg->nnve_port ||
-        strcmp(c->control_socket, a->cfg->control_socket) ||
-        strcmp(c->dataplane, a->cfg->dataplane) || strcmp(c->state_dir, a->cfg->state_dir))
+        strcmp(c->control_socket, a->cfg->control_socket) || strcmp(c->dataplane, a->cfg->dataplane) ||
+        strcmp(c->state_dir, a->cfg->state_dir))
         SNV_WARN("agent", "reload: changed connection, socket, dataplane or state_dir keys "
                           "take effect after a restart");
     /* The rules array moves into the live config; virt keeps a pointer to it. */
@@ -348,7 +347,7 @@ int tnve_agent_reload(struct tnve_agent *a)
     free(c);
     tnve_rec_set_policy(a->rec, a->cfg->associate_on_define, uv_now(a->loop));
     tnve_virt_set_rules(a->virt, a->cfg->rules, a->cfg->n_rules);
-    SNV_INFO("agent", "configuration reloaded rules=%u associate_on_define=%d", a->cfg->n_rules,
-             a->cfg->associate_on_define);
+    SNV_INFO("agent", "configuration reloaded rules=%u associate_on_define=%d",
+             a->cfg->n_rules, a->cfg->associate_on_define);
     return 0;
 }

@@ -178,7 +178,8 @@ static int agent_key(struct tnve_config *c, const char *k, const char *v)
         /* EtherTypes start at 0x0600; the VLAN TPIDs (802.1Q, 802.1ad and the older
          * 0x9100 of QinQ switches) cannot carry the channel */
         uint16_t et;
-        if (parse_u16(v, 0x0600, 0xffff, &et) < 0 || et == 0x8100 || et == 0x88a8 || et == 0x9100)
+        if (parse_u16(v, 0x0600, 0xffff, &et) < 0 || et == 0x8100 || et == 0x88a8 ||
+            et == 0x9100)
             return -EINVAL;
         c->l2_ethertype = et;
         return 0;

@@ -35,35 +35,35 @@ enum tnve_transport {
 };
 
 struct tnve_config {
-    char libvirt_uri[TNVE_CONFIG_STR];        /* default qemu:///system */
-    enum tnve_transport transport;            /* default tcp */
-    char nnve_address[TNVE_CONFIG_STR];       /* required for tcp */
-    uint16_t nnve_port;                       /* default 8394 */
-    char l2_interface[64];                    /* l2: the channel's interface; "" = uplink */
-    uint8_t nnve_mac[6];                      /* l2: the nNVE's MAC when nnve_mac_set */
-    int nnve_mac_set;                         /* 0: find the nNVE by discovery */
-    uint16_t l2_vlan;                         /* l2: VLAN ID of the channel; 0 = untagged */
-    uint16_t l2_ethertype;                    /* l2: default 0x88B5 */
-    uint8_t l2_discovery_mac[6];              /* l2: SOLICIT group, default 03:53:4e:43:50:01 */
+    char libvirt_uri[TNVE_CONFIG_STR];     /* default qemu:///system */
+    enum tnve_transport transport;         /* default tcp */
+    char nnve_address[TNVE_CONFIG_STR];    /* required for tcp */
+    uint16_t nnve_port;                    /* default 8394 */
+    char l2_interface[64];                 /* l2: the channel's interface; "" = uplink */
+    uint8_t nnve_mac[6];                   /* l2: the nNVE's MAC when nnve_mac_set */
+    int nnve_mac_set;                      /* 0: find the nNVE by discovery */
+    uint16_t l2_vlan;                      /* l2: VLAN ID of the channel; 0 = untagged */
+    uint16_t l2_ethertype;                 /* l2: default 0x88B5 */
+    uint8_t l2_discovery_mac[6];           /* l2: SOLICIT group, default 03:53:4e:43:50:01 */
     char nnve_name[SNCP_L2_MAX_NAME_LEN + 1]; /* l2: only ADVERTISEs of this name; "" any */
     char cert[TNVE_CONFIG_STR], key[TNVE_CONFIG_STR], ca[TNVE_CONFIG_STR]; /* required */
-    char nnve_identity[TNVE_CONFIG_STR];    /* expected nNVE certificate identity (required) */
-    char crl[TNVE_CONFIG_STR];              /* PEM CRL checked at every handshake; "" none */
-    char node_id[SNCP_MAX_NODE_ID_LEN + 1]; /* default: the host name */
-    char uplink[64];                        /* "" = none */
-    char bridge[64];                        /* dataplane bridge; "" = the port's master */
-    char dataplane[32];                     /* "none" (default) or "linux" */
-    char state_dir[TNVE_CONFIG_STR];        /* default /var/lib/splitnve */
-    char control_socket[TNVE_CONFIG_STR];   /* default /run/splitnve/tnve-agent.ctl */
-    int associate_on_define;                /* default 0 */
-    uint32_t hook_timeout_ms;               /* default 10 s */
-    uint32_t keepalive_ms;                  /* SNCP keepalive, default 10 s */
-    uint32_t libvirt_keepalive_s;           /* default 5 (count 3) */
-    uint32_t retry_min_ms, retry_max_ms;    /* default 500 ms, 30 s */
-    uint32_t connect_timeout_ms;            /* connection attempt until TLS up, default 15 s */
-    uint32_t request_timeout_ms;            /* default 10 s */
-    uint32_t address_poll_ms;               /* default 30 s; 0 disables */
-    unsigned address_sources; /* bit set of 1 << VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_* */
+    char nnve_identity[TNVE_CONFIG_STR];   /* expected nNVE certificate identity (required) */
+    char crl[TNVE_CONFIG_STR];             /* PEM CRL checked at every handshake; "" none */
+    char node_id[SNCP_MAX_NODE_ID_LEN + 1];/* default: the host name */
+    char uplink[64];                       /* "" = none */
+    char bridge[64];                       /* dataplane bridge; "" = the port's master */
+    char dataplane[32];                    /* "none" (default) or "linux" */
+    char state_dir[TNVE_CONFIG_STR];       /* default /var/lib/splitnve */
+    char control_socket[TNVE_CONFIG_STR];  /* default /run/splitnve/tnve-agent.ctl */
+    int associate_on_define;               /* default 0 */
+    uint32_t hook_timeout_ms;              /* default 10 s */
+    uint32_t keepalive_ms;                 /* SNCP keepalive, default 10 s */
+    uint32_t libvirt_keepalive_s;          /* default 5 (count 3) */
+    uint32_t retry_min_ms, retry_max_ms;   /* default 500 ms, 30 s */
+    uint32_t connect_timeout_ms;           /* connection attempt until TLS up, default 15 s */
+    uint32_t request_timeout_ms;           /* default 10 s */
+    uint32_t address_poll_ms;              /* default 30 s; 0 disables */
+    unsigned address_sources;              /* bit set of 1 << VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_* */
     unsigned n_rules;
     struct tnve_map_rule rules[TNVE_MAX_RULES];
 };

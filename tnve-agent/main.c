@@ -248,19 +248,19 @@ int main(int argc, char **argv)
         } else {
             printf("  transport=tcp nnve=%s:%u\n", cfg->nnve_address, cfg->nnve_port);
         }
-        printf("  libvirt_uri=%s identity=%s node_id=%s connect_timeout=%ums\n", cfg->libvirt_uri,
-               cfg->nnve_identity[0] ? cfg->nnve_identity : "(any)", cfg->node_id,
-               cfg->connect_timeout_ms);
+        printf("  libvirt_uri=%s identity=%s node_id=%s connect_timeout=%ums\n",
+               cfg->libvirt_uri, cfg->nnve_identity[0] ? cfg->nnve_identity : "(any)",
+               cfg->node_id, cfg->connect_timeout_ms);
         printf("  dataplane=%s uplink=%s state_dir=%s control_socket=%s\n", cfg->dataplane,
                cfg->uplink[0] ? cfg->uplink : "-", cfg->state_dir, cfg->control_socket);
         printf("  associate_on_define=%s hook_timeout=%ums retry=%u..%ums rules=%u\n",
-               cfg->associate_on_define ? "yes" : "no", cfg->hook_timeout_ms, cfg->retry_min_ms,
-               cfg->retry_max_ms, cfg->n_rules);
+               cfg->associate_on_define ? "yes" : "no", cfg->hook_timeout_ms,
+               cfg->retry_min_ms, cfg->retry_max_ms, cfg->n_rules);
         for (unsigned i = 0; i < cfg->n_rules; i++) {
             char vn[TNVE_VN_STRLEN];
             tnve_vn_format(&cfg->rules[i].vn, vn, sizeof vn);
-            printf("  [map %s] network=%s portgroup=%s bridge=%s -> vn %s\n", cfg->rules[i].name,
-                   cfg->rules[i].network[0] ? cfg->rules[i].network : "*",
+            printf("  [map %s] network=%s portgroup=%s bridge=%s -> vn %s\n",
+                   cfg->rules[i].name, cfg->rules[i].network[0] ? cfg->rules[i].network : "*",
                    cfg->rules[i].portgroup[0] ? cfg->rules[i].portgroup : "*",
                    cfg->rules[i].bridge[0] ? cfg->rules[i].bridge : "*", vn);
         }

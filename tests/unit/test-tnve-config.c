@@ -79,8 +79,7 @@ START_TEST(test_l2_keys)
     ck_assert_uint_eq(c->connect_timeout_ms, 3000);
 
     /* decimal EtherType; the interface defaults to the uplink; no nnve_mac: discovery */
-    snprintf(text, sizeof text,
-             "%s[agent]\ntransport = l2\nuplink = bond0\nl2_ethertype = 35000\n"
+    snprintf(text, sizeof text, "%s[agent]\ntransport = l2\nuplink = bond0\nl2_ethertype = 35000\n"
              "nnve_identity = tor1\n",
              CERTS);
     ck_assert_msg(load(c, text, err, sizeof err) == 0, "%s", err);

@@ -115,8 +115,8 @@ START_TEST(test_resolve_metadata_and_rules)
 }
 END_TEST
 
-#define XXE_DOC                                                                                    \
-    ("<!DOCTYPE d [<!ENTITY x SYSTEM \"file:///etc/passwd\">]><domain><name>&x;</name>"            \
+#define XXE_DOC                                                                             \
+    ("<!DOCTYPE d [<!ENTITY x SYSTEM \"file:///etc/passwd\">]><domain><name>&x;</name>"     \
      "<uuid>4d5e6f70-1111-2222-3333-444455556666</uuid></domain>")
 
 START_TEST(test_parse_errors)
@@ -215,11 +215,16 @@ START_TEST(test_config)
     ck_assert_str_eq(c->rules[1].vn.name, "red");
 
     const char *bad[] = {
-        "nnve_port = 70000\n",       "bogus = 1\n",
-        "[wrong]\nx = 1\n",          "[map a]\nnetwork = n\n",
-        "[map a]\nvn_id = 5\n",      "[map a]\nnetwork = n\nvn_id = 0\n",
-        "hook_timeout = 5parsecs\n", "retry_min = 10s\nretry_max = 1s\n",
-        "dataplane = ovs\n",         "associate_on_define = maybe\n",
+        "nnve_port = 70000\n",
+        "bogus = 1\n",
+        "[wrong]\nx = 1\n",
+        "[map a]\nnetwork = n\n",
+        "[map a]\nvn_id = 5\n",
+        "[map a]\nnetwork = n\nvn_id = 0\n",
+        "hook_timeout = 5parsecs\n",
+        "retry_min = 10s\nretry_max = 1s\n",
+        "dataplane = ovs\n",
+        "associate_on_define = maybe\n",
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         tnve_config_defaults(c);
