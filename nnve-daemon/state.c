@@ -527,20 +527,19 @@ static unsigned addr_keys(const struct sncp_tsi_id *id, const struct sncp_addr *
                           struct addr_key *out)
 {
     unsigned k = 0;
-    memset(out, 0, ADDR_KEYS_MAX * sizeof *out);
-    out[k].kind = SNCP_ADDR_MAC;
+    out[k] = (struct addr_key){.kind = SNCP_ADDR_MAC};
     memcpy(out[k++].bytes, id->mac, 6);
     for (unsigned i = 0; i < n && i < SNCP_MAX_ADDRS; i++) {
         uint8_t t = a[i].type;
         if (t == SNCP_ADDR_MAC || t == SNCP_ADDR_IPV4_MAC || t == SNCP_ADDR_IPV6_MAC) {
-            out[k].kind = SNCP_ADDR_MAC;
+            out[k] = (struct addr_key){.kind = SNCP_ADDR_MAC};
             memcpy(out[k++].bytes, a[i].mac, 6);
         }
         if (t == SNCP_ADDR_IPV4 || t == SNCP_ADDR_IPV4_MAC) {
-            out[k].kind = SNCP_ADDR_IPV4;
+            out[k] = (struct addr_key){.kind = SNCP_ADDR_IPV4};
             memcpy(out[k++].bytes, a[i].ip, 4);
         } else if (t == SNCP_ADDR_IPV6 || t == SNCP_ADDR_IPV6_MAC) {
-            out[k].kind = SNCP_ADDR_IPV6;
+            out[k] = (struct addr_key){.kind = SNCP_ADDR_IPV6};
             memcpy(out[k++].bytes, a[i].ip, 16);
         }
     }
