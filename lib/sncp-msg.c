@@ -1098,6 +1098,82 @@ int sncp_addr_parse(const char *s, struct sncp_addr *a)
     return 0;
 }
 
+int sncp_mac_check(const uint8_t mac[6], const char **why)
+{
+    static const uint8_t zero[6];
+    if (!memcmp(mac, zero, 6)) {
+        *why = "zero MAC";
+        return SNCP_E_INVALID_VALUE;
+    }
+    if (mac[0] & 0x01) {
+        *why = "multicast or broadcast MAC";
+        return SNCP_E_INVALID_VALUE;
+    }
+    return 0;
+}
+
+static int ipv4_check(const uint8_t ip[4], const char **why)
+{
+    if (ip[0] == 0) {
+        *why = "unspecified IPv4 address (0.0.0.0/8)";
+        return SNCP_E_INVALID_VALUE;
+    }
+    if (ip[0] == 127) {
+        *why = "loopback IPv4 address";
+        return SNCP_E_INVALID_VALUE;
+    }
+    if ((ip[0] & 0xf0) == 224) {
+        *why = ip[0] == 224 && ip[1] == 0 && ip[2] == 0 ? "link-local multicast IPv4 address"
+                                                        : "multicast IPv4 address";
+        return SNCP_E_INVALID_VALUE;
+    }
+    if (ip[0] == 255 && ip[1] == 255 && ip[2] == 255 && ip[3] == 255) {
+        *why = "broadcast IPv4 address";
+        return SNCP_E_INVALID_VALUE;
+    }
+    return 0;
+}
+
+static int ipv6_check(const uint8_t ip[16], const char **why)
+{
+    static const uint8_t zero[16];
+    static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+    if (!memcmp(ip, mapped, sizeof mapped))
+        return ipv4_check(ip + 12, why);
+    if (!memcmp(ip, zero, 16)) {
+        *why = "unspecified IPv6 address";
+        return SNCP_E_INVALID_VALUE;
+    }
+    if (!memcmp(ip, zero, 15) && ip[15] == 1) {
+        *why = "loopback IPv6 address";
+        return SNCP_E_INVALID_VALUE;
+    }
+    if (ip[0] == 0xff) {
+        *why = (ip[1] & 0x0f) == 2 ? "link-local multicast IPv6 address" : "multicast IPv6 address";
+        return SNCP_E_INVALID_VALUE;
+    }
+    return 0;
+}
+
+int sncp_addr_check(const struct sncp_addr *a, const char **why)
+{
+    switch (a->type) {
+    case SNCP_ADDR_MAC:
+        return sncp_mac_check(a->mac, why);
+    case SNCP_ADDR_IPV4:
+        return ipv4_check(a->ip, why);
+    case SNCP_ADDR_IPV6:
+        return ipv6_check(a->ip, why);
+    case SNCP_ADDR_IPV4_MAC:
+        return ipv4_check(a->ip, why) ? SNCP_E_INVALID_VALUE : sncp_mac_check(a->mac, why);
+    case SNCP_ADDR_IPV6_MAC:
+        return ipv6_check(a->ip, why) ? SNCP_E_INVALID_VALUE : sncp_mac_check(a->mac, why);
+    default:
+        *why = "unknown address type";
+        return SNCP_E_INVALID_VALUE;
+    }
+}
+
 /* snprintf-style text builder: counts what it wanted even after running out of room. */
 struct text {
     char *buf;

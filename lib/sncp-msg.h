@@ -229,6 +229,16 @@ int sncp_mac_parse(const char *s, uint8_t mac[6]);
 int sncp_uuid_format(const uint8_t uuid[16], char *buf, size_t cap);
 int sncp_uuid_parse(const char *s, uint8_t uuid[16]);
 
+/* Whether a MAC / an address can be a tenant system's own (PROTOCOL.md §4.5): every MAC in
+ * it unicast and non-zero; its IP neither unspecified (0.0.0.0/8, ::), loopback
+ * (127.0.0.0/8, ::1), multicast (224.0.0.0/4, ff00::/8: link-local multicast included) nor
+ * the IPv4 limited broadcast 255.255.255.255; an IPv4-mapped IPv6 address (::ffff:0:0/96) is
+ * judged as its IPv4 address.  The codec accepts all of these (they are well-formed): this
+ * is the policy the nNVE applies and the tNVE follows.  Return 0, or SNCP_E_INVALID_VALUE
+ * with *why set to a static text. */
+int sncp_mac_check(const uint8_t mac[6], const char **why);
+int sncp_addr_check(const struct sncp_addr *a, const char **why);
+
 /* Size of buffers big enough for the text forms above. */
 enum { SNCP_TSI_ID_STRLEN = 56, SNCP_ADDR_STRLEN = 72, SNCP_MAC_STRLEN = 18 };
 

@@ -1453,6 +1453,110 @@ static int mac_shared(const struct linux_backend *lb, const struct tsi_ent *self
     return 0;
 }
 
+/* An instance other than `self` that has `mac` installed on VLAN `tag`, at any port: of
+ * self's own TSI_ID with `twin` (its migration twin), else of another TSI.  The bridge keeps
+ * one FDB entry per (MAC, VLAN), so adding it for self (NLM_F_REPLACE) would take it from
+ * that instance: the entry may move between the two instances of one TSI (it follows the
+ * latest activation, PROTOCOL.md §9.3), never from another TSI. */
+static struct tsi_ent *mac_holder(const struct linux_backend *lb, const struct tsi_ent *self,
+                                  uint16_t tag, const uint8_t mac[6], int twin)
+{
+    for (size_t i = 0; i < lb->n_tsis; i++) {
+        struct tsi_ent *t = lb->tsis[i];
+        if (t != self && t->tag == tag && !memcmp(&t->id, &self->id, sizeof t->id) == !!twin &&
+            mac_in((const uint8_t(*)[6])t->macs, t->n_macs, mac))
+            return t;
+    }
+    return NULL;
+}
+
+/* Whether instance t has the IP of `ie` on VLAN `tag`: a neighbour entry, or an
+ * anti-spoofing element. */
+static int ip_held(const struct tsi_ent *t, uint16_t tag, const struct ip_ent *ie)
+{
+    for (unsigned j = 0; j < t->n_ips; j++)
+        if (t->tag == tag && t->ips[j].family == ie->family && !memcmp(t->ips[j].ip, ie->ip, 16))
+            return 1;
+    for (unsigned j = 0; j < t->n_fl; j++)
+        if (t->fl[j].vid == tag && t->fl[j].family == ie->family &&
+            !memcmp(t->fl[j].ip, ie->ip, 16))
+            return 1;
+    return 0;
+}
+
+/* An instance of another TSI than self's with the IP of `ie` on VLAN `tag`, or NULL. */
+static const struct tsi_ent *ip_holder(const struct linux_backend *lb, const struct tsi_ent *self,
+                                       uint16_t tag, const struct ip_ent *ie)
+{
+    for (size_t i = 0; i < lb->n_tsis; i++) {
+        const struct tsi_ent *t = lb->tsis[i];
+        if (t != self && memcmp(&t->id, &self->id, sizeof t->id) && ip_held(t, tag, ie))
+            return t;
+    }
+    return NULL;
+}
+
+/* Another instance of self's TSI_ID with the very neighbour entry `ie` (same interface, IP
+ * and MAC): the entry is shared and stays while that instance holds it. */
+static int ip_twin_holds(const struct linux_backend *lb, const struct tsi_ent *self,
+                         const struct ip_ent *ie)
+{
+    for (size_t i = 0; i < lb->n_tsis; i++) {
+        const struct tsi_ent *t = lb->tsis[i];
+        if (t == self || memcmp(&t->id, &self->id, sizeof t->id))
+            continue;
+        for (unsigned j = 0; j < t->n_ips; j++)
+            if (t->ips[j].svi == ie->svi && t->ips[j].family == ie->family &&
+                !memcmp(t->ips[j].ip, ie->ip, 16) && !memcmp(t->ips[j].mac, ie->mac, 6))
+                return 1;
+    }
+    return 0;
+}
+
+/* Drops from `w` every MAC and IP that an instance of another TSI holds on VLAN `tag`
+ * (logged): self gets no FDB entry, neighbour entry or anti-spoofing element for them, so
+ * it can neither take the other TSI's entries over (NLM_F_REPLACE) nor send as it.  The
+ * control plane refuses such claims (CONFLICT); this keeps the dataplane safe from any
+ * state that slipped past it.  Returns 0, or -EEXIST when something was dropped. */
+static int want_drop_held(const struct linux_backend *lb, const struct tsi_ent *self, uint16_t tag,
+                          struct want *w, const char *port, const char *tbuf)
+{
+    int ret = 0;
+    char key[INET6_ADDRSTRLEN + 8], hbuf[SNCP_TSI_ID_STRLEN];
+    for (unsigned i = 0; i < w->n_macs;) {
+        const struct tsi_ent *h = mac_holder(lb, self, tag, w->macs[i], 0);
+        if (!h) {
+            i++;
+            continue;
+        }
+        sncp_mac_format(w->macs[i], key, sizeof key);
+        sncp_tsi_id_format(&h->id, hbuf, sizeof hbuf);
+        OP_ERR("linux: static fdb entry refused, held by another tsi port=%s vlan=%u mac=%s "
+               "tsi=%s holder=%s holder_port=%s",
+               port, tag, key, tbuf, hbuf, h->port);
+        memmove(w->macs[i], w->macs[i + 1], (w->n_macs - i - 1) * 6);
+        w->n_macs--;
+        ret = -EEXIST;
+    }
+    for (unsigned i = 0; i < w->n_ips;) {
+        const struct tsi_ent *h = ip_holder(lb, self, tag, &w->ips[i]);
+        if (!h && mac_in((const uint8_t(*)[6])w->macs, w->n_macs, w->ips[i].mac)) {
+            i++;
+            continue;
+        }
+        inet_ntop(w->ips[i].family, w->ips[i].ip, key, sizeof key);
+        if (h) {
+            sncp_tsi_id_format(&h->id, hbuf, sizeof hbuf);
+            OP_ERR("linux: neighbour entry refused, held by another tsi port=%s vlan=%u ip=%s "
+                   "tsi=%s holder=%s holder_port=%s",
+                   port, tag, key, tbuf, hbuf, h->port);
+        }
+        w->ips[i] = w->ips[--w->n_ips];
+        ret = -EEXIST;
+    }
+    return ret;
+}
+
 static int fdb_op(struct linux_backend *lb, int add, const char *port, int ifindex, uint16_t tag,
                   const uint8_t mac[6], const char *tsi)
 {
@@ -1640,7 +1744,7 @@ static int tsi_apply(struct linux_backend *lb, enum tsi_target target, const cha
         w.n_ips = 0;
     }
 
-    int ret = 0;
+    int ret = want_drop_held(lb, t, tag, &w, port, tbuf);
     int ifindex = 0;
     if (t->n_macs > 0 || w.n_macs > 0) {
         ifindex = port_resolve(lb, port, tag, "tsi", !active, NULL);
@@ -1654,8 +1758,13 @@ static int tsi_apply(struct linux_backend *lb, enum tsi_target target, const cha
             continue;
         }
         int r = 0;
-        if (ifindex > 0 && !mac_shared(lb, t, t->macs[i]))
+        if (ifindex > 0 && !mac_shared(lb, t, t->macs[i])) {
             r = fdb_op(lb, 0, port, ifindex, t->tag, t->macs[i], tbuf);
+            struct tsi_ent *twin = r == 0 ? mac_holder(lb, t, t->tag, t->macs[i], 1) : NULL;
+            int tif = twin ? port_resolve(lb, twin->port, twin->tag, "tsi", 1, NULL) : 0;
+            if (tif > 0) /* the entry goes back to the other instance of the TSI */
+                fdb_op(lb, 1, twin->port, tif, twin->tag, t->macs[i], tbuf);
+        }
         if (r < 0) {
             ret = ret ? ret : r;
             i++;
@@ -1669,7 +1778,9 @@ static int tsi_apply(struct linux_backend *lb, enum tsi_target target, const cha
             i++;
             continue;
         }
-        int r = t->ips[i].svi ? neigh_op(lb, 0, t->ips[i].svi, t->tag, &t->ips[i], tbuf) : 0;
+        int r = t->ips[i].svi && !ip_twin_holds(lb, t, &t->ips[i])
+                    ? neigh_op(lb, 0, t->ips[i].svi, t->tag, &t->ips[i], tbuf)
+                    : 0;
         if (r < 0) {
             ret = ret ? ret : r;
             i++;

@@ -10,6 +10,10 @@
  *   vnconn   hypervisor x VAP.
  *   tsi      an instance: TSI_ID x hypervisor; all instances of one TSI_ID share a hash slot
  *            chain in the TSI table, which is how migration finds the other instance.
+ *   owner    (VAP, address) -> the TSI_ID that holds it: every MAC (the TSI_ID's and each
+ *            address's) and IP of every instance, counted per declaration, so that another
+ *            TSI claiming one in the same VAP is refused in O(1) (the two instances of a
+ *            migrating TSI share their entries).
  * Memory per TSI instance: the struct (80 bytes), its address array, and a hash slot.
  */
 #include "state.h"
@@ -96,6 +100,7 @@ struct nnve_state {
     struct nnve_hmap ports; /* by name */
     struct nnve_hmap vaps;  /* by (domain, key) */
     struct nnve_hmap tsis;  /* by TSI_ID */
+    struct nnve_hmap addrs; /* by (VAP, address): struct addr_owner */
     struct nnve_state_counters c;
     struct snv_ratelimit rl;
 };
@@ -497,6 +502,189 @@ static void vnconn_remove(struct nnve_state *st, struct nnve_vnconn *vc, uint64_
     free(vc);
 }
 
+/* ---- address ownership ----------------------------------------------------------- */
+
+/* One MAC, IPv4 or IPv6 address (kind: SNCP_ADDR_MAC, _IPV4 or _IPV6). */
+struct addr_key {
+    uint8_t kind;
+    uint8_t bytes[16];
+};
+
+/* Instances of `owner` declare `key` in `vap` `refs` times.  Normally one owner per (vap,
+ * key); state loaded from an older store may hold more, each counted on its own. */
+struct addr_owner {
+    const struct nnve_vap *vap;
+    struct addr_key key;
+    struct sncp_tsi_id owner;
+    unsigned refs;
+};
+
+enum { ADDR_KEYS_MAX = 1 + 2 * SNCP_MAX_ADDRS };
+
+/* The keys instance (id, addrs[0..n)) declares: its TSI_ID MAC first, then each address's
+ * MAC and IP (repeats included: counted per declaration).  Returns the count. */
+static unsigned addr_keys(const struct sncp_tsi_id *id, const struct sncp_addr *a, unsigned n,
+                          struct addr_key *out)
+{
+    unsigned k = 0;
+    out[k] = (struct addr_key){.kind = SNCP_ADDR_MAC};
+    memcpy(out[k++].bytes, id->mac, 6);
+    for (unsigned i = 0; i < n && i < SNCP_MAX_ADDRS; i++) {
+        uint8_t t = a[i].type;
+        if (t == SNCP_ADDR_MAC || t == SNCP_ADDR_IPV4_MAC || t == SNCP_ADDR_IPV6_MAC) {
+            out[k] = (struct addr_key){.kind = SNCP_ADDR_MAC};
+            memcpy(out[k++].bytes, a[i].mac, 6);
+        }
+        if (t == SNCP_ADDR_IPV4 || t == SNCP_ADDR_IPV4_MAC) {
+            out[k] = (struct addr_key){.kind = SNCP_ADDR_IPV4};
+            memcpy(out[k++].bytes, a[i].ip, 4);
+        } else if (t == SNCP_ADDR_IPV6 || t == SNCP_ADDR_IPV6_MAC) {
+            out[k] = (struct addr_key){.kind = SNCP_ADDR_IPV6};
+            memcpy(out[k++].bytes, a[i].ip, 16);
+        }
+    }
+    return k;
+}
+
+static uint32_t owner_hash(const struct nnve_vap *vap, const struct addr_key *key)
+{
+    return nnve_hash_bytes(key, sizeof *key, vap->hash);
+}
+
+static const char *addr_key_str(const struct addr_key *key, char *buf, size_t cap)
+{
+    struct sncp_addr a = {.type = key->kind};
+    if (key->kind == SNCP_ADDR_MAC)
+        memcpy(a.mac, key->bytes, 6);
+    else
+        memcpy(a.ip, key->bytes, 16);
+    sncp_addr_format(&a, buf, cap);
+    return buf;
+}
+
+/* The entry of (vap, key) held by `id`; with `other`, one held by any TSI_ID but `id`. */
+static struct addr_owner *owner_find(const struct nnve_state *st, const struct nnve_vap *vap,
+                                     const struct addr_key *key, const struct sncp_tsi_id *id,
+                                     int other)
+{
+    struct nnve_hmap_iter it;
+    for (struct addr_owner *o = nnve_hmap_first(&st->addrs, owner_hash(vap, key), &it); o;
+         o = nnve_hmap_next(&st->addrs, &it))
+        if (o->vap == vap && !memcmp(&o->key, key, sizeof *key) &&
+            tsi_id_eq(&o->owner, id) != other)
+            return o;
+    return NULL;
+}
+
+static void owners_del(struct nnve_state *st, const struct nnve_vap *vap,
+                       const struct sncp_tsi_id *id, const struct addr_key *keys, unsigned n)
+{
+    for (unsigned i = 0; i < n; i++) {
+        struct addr_owner *o = owner_find(st, vap, &keys[i], id, 0);
+        if (o && --o->refs == 0) {
+            nnve_hmap_remove(&st->addrs, owner_hash(vap, &o->key), o);
+            free(o);
+        }
+    }
+}
+
+/* Counts one more declaration of each key by `id`.  Returns 0, or -ENOMEM (unchanged). */
+static int owners_add(struct nnve_state *st, const struct nnve_vap *vap,
+                      const struct sncp_tsi_id *id, const struct addr_key *keys, unsigned n)
+{
+    for (unsigned i = 0; i < n; i++) {
+        struct addr_owner *o = owner_find(st, vap, &keys[i], id, 0);
+        if (o) {
+            o->refs++;
+            continue;
+        }
+        o = calloc(1, sizeof *o);
+        if (!o || nnve_hmap_insert(&st->addrs, owner_hash(vap, &keys[i]), o)) {
+            free(o);
+            owners_del(st, vap, id, keys, i);
+            return -ENOMEM;
+        }
+        *o = (struct addr_owner){.vap = vap, .key = keys[i], .owner = *id, .refs = 1};
+    }
+    return 0;
+}
+
+/* The policy on the addresses hypervisor hv asks for TSI `id` in `vap` (NULL: a VAP that
+ * does not exist yet): the TSI MAC and every address usable by a host (sncp_addr_check) and
+ * none held by another TSI in the VAP.  Returns 0, SNCP_E_INVALID_VALUE or SNCP_E_CONFLICT
+ * with res->error_tlv and res->reason; each refusal is logged (rate-limited). */
+static int addrs_claim_check(struct nnve_state *st, const struct nnve_hv *hv,
+                             const struct nnve_vap *vap, const struct nnve_vn *vn,
+                             const struct sncp_tsi_id *id, const struct sncp_addr *addrs,
+                             unsigned n, struct nnve_result *res)
+{
+    char tbuf[SNCP_TSI_ID_STRLEN], vbuf[80], abuf[SNCP_ADDR_STRLEN];
+    const char *why = NULL;
+    if (sncp_mac_check(id->mac, &why)) {
+        res->error_tlv = SNCP_TLV_TSI_ID;
+        res->reason = why;
+        snv_log_rl(&st->rl, SNV_LOG_WARN, "policy",
+                   "invalid TSI MAC refused hypervisor=%s tsi=%s vn=%s reason=\"%s\"", hv->identity,
+                   tsi_str(id, tbuf, sizeof tbuf), nnve_vn_format(vn, vbuf, sizeof vbuf), why);
+        return SNCP_E_INVALID_VALUE;
+    }
+    for (unsigned i = 0; i < n; i++)
+        if (sncp_addr_check(&addrs[i], &why)) {
+            res->error_tlv = SNCP_TLV_ADDRESS;
+            res->reason = why;
+            sncp_addr_format(&addrs[i], abuf, sizeof abuf);
+            snv_log_rl(&st->rl, SNV_LOG_WARN, "policy",
+                       "invalid address refused hypervisor=%s tsi=%s vn=%s address=%s "
+                       "reason=\"%s\"",
+                       hv->identity, tsi_str(id, tbuf, sizeof tbuf),
+                       nnve_vn_format(vn, vbuf, sizeof vbuf), abuf, why);
+            return SNCP_E_INVALID_VALUE;
+        }
+    if (!vap || !nnve_hmap_count(&st->addrs))
+        return 0;
+    struct addr_key keys[ADDR_KEYS_MAX];
+    unsigned nk = addr_keys(id, addrs, n, keys);
+    for (unsigned i = 0; i < nk; i++) {
+        const struct addr_owner *o = owner_find(st, vap, &keys[i], id, 1);
+        if (!o)
+            continue;
+        char obuf[SNCP_TSI_ID_STRLEN];
+        res->error_tlv = i == 0 ? SNCP_TLV_TSI_ID : SNCP_TLV_ADDRESS;
+        res->reason = i == 0 ? "TSI MAC held by another TSI in this VN"
+                             : "address held by another TSI in this VN";
+        snv_log_rl(&st->rl, SNV_LOG_WARN, "policy",
+                   "address conflict refused hypervisor=%s tsi=%s vn=%s domain=%s address=%s "
+                   "owner=%s",
+                   hv->identity, tsi_str(id, tbuf, sizeof tbuf),
+                   nnve_vn_format(vn, vbuf, sizeof vbuf), vap->domain->name,
+                   addr_key_str(&keys[i], abuf, sizeof abuf),
+                   tsi_str(&o->owner, obuf, sizeof obuf));
+        return SNCP_E_CONFLICT;
+    }
+    return 0;
+}
+
+static int addrs_set(struct nnve_tsi *t, const struct sncp_addr *a, unsigned n);
+
+/* Replaces the address set of t, keeping the owner index in step.  Returns 0 or -ENOMEM
+ * (unchanged). */
+static int tsi_addrs_set(struct nnve_state *st, struct nnve_tsi *t, const struct sncp_addr *a,
+                         unsigned n)
+{
+    struct addr_key old[ADDR_KEYS_MAX], keys[ADDR_KEYS_MAX];
+    unsigned n_old = addr_keys(&t->id, t->addrs, t->n_addrs, old);
+    unsigned nk = addr_keys(&t->id, a, n, keys);
+    const struct nnve_vap *vap = t->vc->vap;
+    if (owners_add(st, vap, &t->id, keys, nk))
+        return -ENOMEM;
+    if (addrs_set(t, a, n)) {
+        owners_del(st, vap, &t->id, keys, nk);
+        return -ENOMEM;
+    }
+    owners_del(st, vap, &t->id, old, n_old);
+    return 0;
+}
+
 /* ---- TSI instances ---------------------------------------------------------------- */
 
 static struct nnve_tsi *tsi_find(const struct nnve_state *st, const struct sncp_tsi_id *id,
@@ -618,7 +806,14 @@ static struct nnve_tsi *tsi_create(struct nnve_state *st, struct nnve_hv *hv,
     t->hv = hv;
     t->vc = vc;
     t->state = SNCP_TSI_INIT;
-    if (addrs_set(t, addrs, n) || nnve_hmap_insert(&st->tsis, tsi_hash(id), t)) {
+    struct addr_key keys[ADDR_KEYS_MAX];
+    unsigned nk = addr_keys(id, addrs, n, keys);
+    if (addrs_set(t, addrs, n) || owners_add(st, vc->vap, id, keys, nk)) {
+        tsi_free(t);
+        return NULL;
+    }
+    if (nnve_hmap_insert(&st->tsis, tsi_hash(id), t)) {
+        owners_del(st, vc->vap, id, keys, nk);
         tsi_free(t);
         return NULL;
     }
@@ -673,6 +868,8 @@ static void tsi_remove(struct nnve_state *st, struct nnve_tsi *t, uint64_t now, 
     t->vc->n_tsis--;
     t->vc->vap->n_tsis--;
     nnve_hmap_remove(&st->tsis, tsi_hash(&t->id), t);
+    struct addr_key keys[ADDR_KEYS_MAX];
+    owners_del(st, t->vc->vap, &t->id, keys, addr_keys(&t->id, t->addrs, t->n_addrs, keys));
     struct sncp_tsi_id id = t->id;
     int was_migrating = t->migrating;
     tsi_free(t);
@@ -905,6 +1102,28 @@ static int req_vn_disconnect(struct nnve_state *st, struct nnve_hv *hv, const st
     return 0;
 }
 
+/* A TSI has at most two instances: the source and the destination of a migration.
+ * Returns 0, or SNCP_E_CONFLICT (logged) when `id` has two already. */
+static int tsi_third_check(struct nnve_state *st, const struct nnve_hv *hv,
+                           const struct nnve_vn *vn, const struct sncp_tsi_id *id,
+                           struct nnve_result *res)
+{
+    unsigned n = 0;
+    struct nnve_hmap_iter it;
+    for (struct nnve_tsi *t = nnve_hmap_first(&st->tsis, tsi_hash(id), &it); t;
+         t = nnve_hmap_next(&st->tsis, &it))
+        n += tsi_id_eq(&t->id, id);
+    if (n < 2)
+        return 0;
+    char tbuf[SNCP_TSI_ID_STRLEN], vbuf[80];
+    snv_log_rl(&st->rl, SNV_LOG_WARN, "policy",
+               "third TSI instance refused hypervisor=%s tsi=%s vn=%s instances=%u", hv->identity,
+               tsi_str(id, tbuf, sizeof tbuf), nnve_vn_format(vn, vbuf, sizeof vbuf), n);
+    res->error_tlv = SNCP_TLV_TSI_ID;
+    res->reason = "TSI has two instances already (migration source and destination)";
+    return SNCP_E_CONFLICT;
+}
+
 /* TSI_ASSOCIATE and TSI_ACTIVATE. */
 static int req_tsi_attach(struct nnve_state *st, struct nnve_hv *hv, const struct sncp_msg *req,
                           uint64_t now, struct nnve_result *res)
@@ -941,6 +1160,8 @@ static int req_tsi_attach(struct nnve_state *st, struct nnve_hv *hv, const struc
             res->reason = "TSI exists at another hypervisor (no migration flag)";
             return SNCP_E_CONFLICT;
         }
+        if (other && (r = tsi_third_check(st, hv, &vn, &req->tsi, res)))
+            return r;
         char key[80];
         vn_key(&vn, key, sizeof key);
         if (other && strcmp(other->vc->vap->key, key)) {
@@ -953,6 +1174,9 @@ static int req_tsi_attach(struct nnve_state *st, struct nnve_hv *hv, const struc
             return SNCP_E_RESOURCE_LIMIT;
         }
     }
+    if ((!t || req->n_addrs) &&
+        (r = addrs_claim_check(st, hv, vap, &vn, &req->tsi, req->addrs, req->n_addrs, res)))
+        return r;
     if (!vc) {
         if (!(req->flags & SNCP_F_IMPLICIT_CONNECT)) {
             res->error_tlv = vn.has_id ? SNCP_TLV_VN_ID : SNCP_TLV_VN_NAME;
@@ -990,7 +1214,7 @@ static int req_tsi_attach(struct nnve_state *st, struct nnve_hv *hv, const struc
         tsi_log(t, "associated", NULL);
         changed = 1;
     } else if (req->n_addrs && !addrs_equal(t, req->addrs, req->n_addrs)) {
-        if (addrs_set(t, req->addrs, req->n_addrs))
+        if (tsi_addrs_set(st, t, req->addrs, req->n_addrs))
             return -ENOMEM;
         be_tsi(st, t->state == SNCP_TSI_ACTIVATED ? BE_UPDATE : BE_ASSOCIATE, t);
         tsi_log(t, "addresses-replaced", NULL);
@@ -1076,7 +1300,8 @@ static int req_tsi_update(struct nnve_state *st, struct nnve_hv *hv, const struc
     unsigned n = 0;
     switch (req->update_op) {
     case SNCP_UPDATE_ADD:
-        memcpy(next, t->addrs, t->n_addrs * sizeof *next);
+        if (t->n_addrs) /* t->addrs is NULL without addresses */
+            memcpy(next, t->addrs, t->n_addrs * sizeof *next);
         n = t->n_addrs;
         for (unsigned i = 0; i < req->n_addrs; i++)
             if (addr_index(next, n, &req->addrs[i]) < 0)
@@ -1101,8 +1326,13 @@ static int req_tsi_update(struct nnve_state *st, struct nnve_hv *hv, const struc
         res->reason = "too many addresses for one TSI";
         return SNCP_E_RESOURCE_LIMIT;
     }
+    int r;
+    if (req->update_op != SNCP_UPDATE_REMOVE &&
+        (r = addrs_claim_check(st, hv, t->vc->vap, &t->vc->vap->vn, &t->id, req->addrs,
+                               req->n_addrs, res)))
+        return r;
     if (!addrs_equal(t, next, n)) {
-        if (addrs_set(t, next, n))
+        if (tsi_addrs_set(st, t, next, n))
             return -ENOMEM;
         be_tsi(st, BE_UPDATE, t);
         tsi_log(t, "addresses-updated", NULL);
@@ -1301,7 +1531,7 @@ int nnve_state_op_tsi(struct nnve_state *st, enum sncp_msg_type type, const char
             for (unsigned i = 0; i < t->n_addrs; i++)
                 if (addr_index(addrs, (unsigned)n_addr_s, &t->addrs[i]) < 0)
                     keep[nk++] = t->addrs[i];
-            if (nk != t->n_addrs && !addrs_set(t, keep, nk)) {
+            if (nk != t->n_addrs && !tsi_addrs_set(st, t, keep, nk)) {
                 be_tsi(st, BE_UPDATE, t);
                 tsi_log(t, "addresses-withdrawn", "operator");
                 tsi_persist(st, t);
@@ -1537,6 +1767,14 @@ static int load_tsi(void *aux, const char *identity, const struct nnve_vn *vn,
     struct nnve_vnconn *vc = vap ? vnconn_find(hv, vap) : NULL;
     if (!vc)
         return 0;
+    struct nnve_result chk = {0};
+    if (addrs_claim_check(st, hv, vap, vn, id, addrs, n_addrs, &chk)) {
+        char tbuf[SNCP_TSI_ID_STRLEN];
+        SNV_WARN("state",
+                 "stored TSI loaded although the policy refuses it now hypervisor=%s "
+                 "tsi=%s reason=\"%s\"",
+                 identity, tsi_str(id, tbuf, sizeof tbuf), chk.reason);
+    }
     struct nnve_tsi *t = tsi_create(st, hv, vc, id, addrs, n_addrs);
     if (!t)
         return -ENOMEM;
@@ -1564,6 +1802,7 @@ int nnve_state_create(const struct nnve_config *cfg, struct nnve_backend *be,
     nnve_hmap_init(&st->ports);
     nnve_hmap_init(&st->vaps);
     nnve_hmap_init(&st->tsis);
+    nnve_hmap_init(&st->addrs);
     int r = sync_domains(st, cfg, now);
     if (r) {
         snprintf(err, errlen, "cannot build tag pools: %s", sncp_strerror(r));
@@ -1649,6 +1888,10 @@ void nnve_state_destroy(struct nnve_state *st)
         free(d->name);
         free(d);
     }
+    struct addr_owner *o;
+    for (size_t i = 0; (o = nnve_hmap_at(&st->addrs, &i)) != NULL;)
+        free(o);
+    nnve_hmap_uninit(&st->addrs);
     nnve_hmap_uninit(&st->tsis);
     nnve_hmap_uninit(&st->hvs);
     nnve_hmap_uninit(&st->vaps);

@@ -9,6 +9,10 @@
 #include <libxml/tree.h>
 
 #include "sncp-msg.h"
+#include "snv-log.h"
+
+/* Domain XML comes from libvirt clients: its complaints are rate-limited. */
+static struct snv_ratelimit bad_mac_rl = SNV_RATELIMIT_INIT(1, 10);
 
 static int is_elem(const xmlNode *n, const char *name)
 {
@@ -48,6 +52,15 @@ static void parse_interface(const xmlNode *ifn, struct tnve_domxml *d)
             get_attr(c, "network", v.network, sizeof v.network);
             get_attr(c, "portgroup", v.portgroup, sizeof v.portgroup);
         }
+    }
+    const char *why = NULL;
+    if (have_mac && sncp_mac_check(v.mac, &why) != 0) {
+        /* the nNVE would refuse it (INVALID_VALUE): never sent */
+        char m[SNCP_MAC_STRLEN];
+        sncp_mac_format(v.mac, m, sizeof m);
+        snv_log_rl(&bad_mac_rl, SNV_LOG_WARN, "domxml", "vNIC skipped: %s domain=%s mac=%s", why,
+                   d->name, m);
+        have_mac = 0;
     }
     if (!have_mac || d->n_vnics >= TNVE_MAX_VNICS) {
         d->skipped++;

@@ -434,6 +434,9 @@ static void virt_connect(struct tnve_virt *v)
 
 /* ---------------------------------------------------------------- addresses */
 
+/* Addresses come from the guest (agent, leases): complaints about them are rate-limited. */
+static struct snv_ratelimit bad_addr_rl = SNV_RATELIMIT_INIT(1, 10);
+
 static int add_addr(struct sncp_addr *out, unsigned *n, const uint8_t mac[6],
                     const virDomainIPAddress *ip)
 {
@@ -447,6 +450,12 @@ static int add_addr(struct sncp_addr *out, unsigned *n, const uint8_t mac[6],
     snprintf(text, sizeof text, "%s@%s", ip->addr, macs);
     if (sncp_addr_parse(text, &a) != 0)
         return 0;
+    const char *why;
+    if (sncp_addr_check(&a, &why) != 0) {
+        /* reported by the guest, but the nNVE would refuse it (INVALID_VALUE) */
+        snv_log_rl(&bad_addr_rl, SNV_LOG_INFO, "virt", "address skipped: %s address=%s", why, text);
+        return 0;
+    }
     for (unsigned i = 0; i < *n; i++)
         if (!memcmp(&out[i], &a, sizeof a))
             return 0;

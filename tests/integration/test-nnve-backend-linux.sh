@@ -286,10 +286,29 @@ if [ "${1:-}" = "--inside" ]; then
     drv ok update swp2 100 5000 $T2 $M2 192.0.2.2
     expect "IPv6 elements withdrawn by update" "$(nftel)" "macs:swp1/100/$M1 macs:swp2/100/$M2 src4:swp1/100/$M1/192.0.2.1 src4:swp2/100/$M2/192.0.2.2"
 
+    step "no REPLACE across TSIs; a migration twin takes the entry and gives it back"
+    T3=33333333-3333-3333-3333-333333333333/02:00:00:00:00:03
+    drv error activate swp2 100 5000 $T3 $M1 192.0.2.1@02:00:00:00:00:03
+    expect "another TSI's FDB entry stays on its port" "$(statics)" \
+        "swp1/100/$M1 swp2/100/$M2 swp2/100/02:00:00:00:00:03"
+    expect "another TSI's neighbour entry stays" "$(neighs)" "192.0.2.1/$M1/NOARP 192.0.2.2/$M2/NOARP"
+    log_has "static fdb entry refused, held by another tsi port=swp2 vlan=100 mac=$M1 tsi=$T3" "fdb"
+    log_has "neighbour entry refused, held by another tsi port=swp2 vlan=100 ip=192.0.2.1 tsi=$T3" "neigh"
+    expect "no anti-spoofing permit for another TSI's MAC or IP" "$(nftel)" \
+        "macs:swp1/100/$M1 macs:swp2/100/$M2 src4:swp1/100/$M1/192.0.2.1 src4:swp2/100/$M2/192.0.2.2"
+    drv ok deassociate swp2 100 5000 $T3
+    expect "the refused TSI left nothing" "$(statics)" "swp1/100/$M1 swp2/100/$M2"
+    drv ok activate swp2 100 5000 $T1 192.0.2.1@$M1
+    expect "twin: the entry follows the latest activation" "$(statics)" "swp2/100/$M1 swp2/100/$M2"
+    drv ok deassociate swp2 100 5000 $T1
+    expect "twin gone: the entry is back at the source" "$(statics)" "swp1/100/$M1 swp2/100/$M2"
+    expect "twin gone: the neighbour entry stays" "$(neighs)" "192.0.2.1/$M1/NOARP 192.0.2.2/$M2/NOARP"
+
     step "tsi update: the difference only; deactivate removes exactly what activate installed"
     drv ok update swp1 100 5000 $T1 192.0.2.1@$M1 02:00:00:00:00:11
     expect "after update" "$(statics)" "swp1/100/$M1 swp1/100/02:00:00:00:00:11 swp2/100/$M2"
-    log_count "static fdb entry added port=swp1 vlan=100 mac=$M1" 1 "update re-added an entry"
+    # twice: at activation, and when the twin above gave it back
+    log_count "static fdb entry added port=swp1 vlan=100 mac=$M1" 2 "update re-added an entry"
     drv ok update swp1 100 5000 $T1 192.0.2.1@$M1
     expect "after update back" "$(statics)" "swp1/100/$M1 swp2/100/$M2"
     bridge fdb add 02:00:00:00:00:55 dev swp1 vlan 1 master static
@@ -625,7 +644,7 @@ fi
 bins=$(racks_host_bins "$build" "$src") || { echo "$bins"; exit 1; }
 "$src/scripts/gen-pki.sh" "$tmp/pki" nnve >/dev/null || { echo "FAIL: gen-pki.sh"; exit 1; }
 
-"$src/tests/uml/uml-run.sh" --timeout 120 --share "$tmp" --env "BACKEND_CHECK=$tool" \
+"$src/tests/uml/uml-run.sh" --timeout 240 --share "$tmp" --env "BACKEND_CHECK=$tool" \
     --env "NNVE_BIN=$bins" --env "NNVE_PKI=$tmp/pki" \
     "$here/test-nnve-backend-linux.sh" --inside
 st=$?

@@ -2,10 +2,12 @@
  * backend: every transition row, VN connect/disconnect, tags, migration, limits, SYNC,
  * the hold timer, operator actions, and port moves. */
 #include <check.h>
+#include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "../../nnve-daemon/state.h"
 #include "sncp-error.h"
@@ -697,6 +699,295 @@ START_TEST(test_reconfigure)
 }
 END_TEST
 
+/* ---- addresses: validity and ownership ---- */
+
+START_TEST(test_addr_check)
+{
+    static const char *const good[] = {
+        "192.0.2.1",        "10.0.0.1",    "255.255.255.254",
+        "240.0.0.1",        "2001:db8::1", "fe80::1",
+        "::ffff:192.0.2.1", "::2",         "192.0.2.9@02:00:00:00:00:01"};
+    static const char *const bad[] = {"0.0.0.0",
+                                      "0.1.2.3",
+                                      "127.0.0.1",
+                                      "127.255.0.9",
+                                      "224.0.0.251",
+                                      "239.255.255.250",
+                                      "255.255.255.255",
+                                      "::",
+                                      "::1",
+                                      "ff02::1",
+                                      "ff05::1:3",
+                                      "::ffff:127.0.0.1",
+                                      "::ffff:255.255.255.255",
+                                      "00:00:00:00:00:00",
+                                      "01:00:5e:00:00:fb",
+                                      "ff:ff:ff:ff:ff:ff",
+                                      "33:33:00:00:00:01",
+                                      "192.0.2.1@01:00:5e:00:00:01",
+                                      "192.0.2.1@00:00:00:00:00:00",
+                                      "ff02::2@52:54:00:00:00:01",
+                                      "2001:db8::1@ff:ff:ff:ff:ff:ff"};
+    struct sncp_addr a;
+    const char *why;
+    for (size_t i = 0; i < sizeof good / sizeof *good; i++) {
+        ck_assert_int_eq(sncp_addr_parse(good[i], &a), 0);
+        why = NULL;
+        ck_assert_msg(sncp_addr_check(&a, &why) == 0, "%s refused: %s", good[i], why);
+    }
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        ck_assert_int_eq(sncp_addr_parse(bad[i], &a), 0);
+        why = NULL;
+        ck_assert_msg(sncp_addr_check(&a, &why) == SNCP_E_INVALID_VALUE, "%s accepted", bad[i]);
+        ck_assert_ptr_nonnull(why);
+    }
+    ck_assert_int_eq(sncp_addr_parse("224.0.0.1", &a), 0);
+    sncp_addr_check(&a, &why);
+    ck_assert_str_eq(why, "link-local multicast IPv4 address");
+    ck_assert_int_eq(sncp_addr_parse("ff02::1", &a), 0);
+    sncp_addr_check(&a, &why);
+    ck_assert_str_eq(why, "link-local multicast IPv6 address");
+    a.type = 9;
+    ck_assert_int_eq(sncp_addr_check(&a, &why), SNCP_E_INVALID_VALUE);
+    const uint8_t uni[6] = {0x52, 0x54, 0, 0, 0, 1}, local[6] = {0x02, 0, 0, 0, 0, 1};
+    ck_assert_int_eq(sncp_mac_check(uni, &why), 0);
+    ck_assert_int_eq(sncp_mac_check(local, &why), 0);
+}
+END_TEST
+
+static void add_text_addr(struct sncp_msg *mm, const char *text)
+{
+    ck_assert_int_eq(sncp_addr_parse(text, &mm->addrs[mm->n_addrs++]), 0);
+}
+
+static struct sncp_msg *update(int tsi, uint8_t op, const char *text)
+{
+    struct sncp_msg *mm = msg(SNCP_MSG_TSI_UPDATE, 0, tsi);
+    mm->update_op = op;
+    sncp_msg_set(mm, SNCP_TLV_UPDATE_OP);
+    if (text)
+        add_text_addr(mm, text);
+    return mm;
+}
+
+START_TEST(test_addr_invalid_refused)
+{
+    /* an invalid address in ASSOCIATE: nothing happens, not even the implicit connect */
+    struct sncp_msg *mm = msg(SNCP_MSG_TSI_ACTIVATE, 5000, 1);
+    mm->flags = SNCP_F_IMPLICIT_CONNECT;
+    add_text_addr(mm, "192.0.2.1");
+    add_text_addr(mm, "224.0.0.251");
+    ck_assert_int_eq(req(hv1, mm, 0), SNCP_E_INVALID_VALUE);
+    ck_assert_int_eq(res.error_tlv, SNCP_TLV_ADDRESS);
+    ck_assert_ptr_nonnull(res.reason);
+    ck_assert_uint_eq(nnve_state_hv_vns(hv1), 0);
+    ck_assert_uint_eq(nnve_state_hv_tsis(hv1), 0);
+    ck_assert_uint_eq(n_ops, 0);
+    /* a multicast / zero TSI MAC */
+    mm = msg(SNCP_MSG_TSI_ASSOCIATE, 5000, 1);
+    mm->flags = SNCP_F_IMPLICIT_CONNECT;
+    mm->tsi.mac[0] = 0x01;
+    ck_assert_int_eq(req(hv1, mm, 0), SNCP_E_INVALID_VALUE);
+    ck_assert_int_eq(res.error_tlv, SNCP_TLV_TSI_ID);
+    memset(mm->tsi.mac, 0, 6);
+    ck_assert_int_eq(req(hv1, mm, 0), SNCP_E_INVALID_VALUE);
+    ck_assert_uint_eq(n_ops, 0);
+    /* UPDATE ADD / REPLACE with one: unchanged; REMOVE of it is harmless */
+    mm = msg(SNCP_MSG_TSI_ACTIVATE, 5000, 1);
+    mm->flags = SNCP_F_IMPLICIT_CONNECT;
+    add_text_addr(mm, "192.0.2.1");
+    ck_assert_int_eq(req(hv1, mm, 0), 0);
+    ck_assert_int_eq(req(hv1, update(1, SNCP_UPDATE_ADD, "ff:ff:ff:ff:ff:ff"), 0),
+                     SNCP_E_INVALID_VALUE);
+    ck_assert_int_eq(req(hv1, update(1, SNCP_UPDATE_REPLACE, "::1"), 0), SNCP_E_INVALID_VALUE);
+    ck_assert_int_eq(req(hv1, update(1, SNCP_UPDATE_REPLACE, "255.255.255.255"), 0),
+                     SNCP_E_INVALID_VALUE);
+    ck_assert_int_eq(req(hv1, update(1, SNCP_UPDATE_REMOVE, "0.0.0.0"), 0), 0);
+    ck_assert_int_eq(count_ops("update"), 0);
+    json_t *tsis = nnve_state_show_tsis(st);
+    json_t *addrs = json_object_get(json_array_get(tsis, 0), "addresses");
+    ck_assert_uint_eq(json_array_size(addrs), 1);
+    ck_assert_str_eq(json_string_value(json_array_get(addrs, 0)), "192.0.2.1");
+    json_decref(tsis);
+}
+END_TEST
+
+START_TEST(test_addr_ownership)
+{
+    ck_assert_int_eq(req(hv1, msg(SNCP_MSG_VN_CONNECT, 5000, 0), 0), 0);
+    struct sncp_msg *mm = msg(SNCP_MSG_TSI_ACTIVATE, 5000, 1);
+    add_text_addr(mm, "192.0.2.1@52:00:00:00:00:01");
+    add_text_addr(mm, "2001:db8::1");
+    add_text_addr(mm, "52:00:00:00:aa:01");
+    ck_assert_int_eq(req(hv1, mm, 0), 0);
+    ops[0] = '\0';
+    n_ops = 0;
+    /* hv2 claims TSI 1's IP, IPv6, extra MAC, and TSI MAC: each refused, nothing done */
+    static const char *const stolen[] = {"192.0.2.1", "2001:db8::1", "52:00:00:00:aa:01",
+                                         "198.51.100.7@52:00:00:00:00:01"};
+    for (size_t i = 0; i < sizeof stolen / sizeof *stolen; i++) {
+        mm = msg(SNCP_MSG_TSI_ACTIVATE, 5000, 2);
+        mm->flags = SNCP_F_IMPLICIT_CONNECT;
+        add_text_addr(mm, "198.51.100.2");
+        add_text_addr(mm, stolen[i]);
+        ck_assert_int_eq(req(hv2, mm, 0), SNCP_E_CONFLICT);
+        ck_assert_int_eq(res.error_tlv, SNCP_TLV_ADDRESS);
+    }
+    /* a TSI_ID (another VM) with TSI 1's MAC, at hv2 and at hv1 itself */
+    mm = msg(SNCP_MSG_TSI_ASSOCIATE, 5000, 2);
+    mm->flags = SNCP_F_IMPLICIT_CONNECT;
+    mm->tsi.mac[5] = 1;
+    ck_assert_int_eq(req(hv2, mm, 0), SNCP_E_CONFLICT);
+    ck_assert_int_eq(res.error_tlv, SNCP_TLV_TSI_ID);
+    ck_assert_int_eq(req(hv1, mm, 0), SNCP_E_CONFLICT);
+    ck_assert_uint_eq(nnve_state_hv_vns(hv2), 0);
+    ck_assert_uint_eq(nnve_state_hv_tsis(hv2), 0);
+    ck_assert_uint_eq(nnve_state_hv_tsis(hv1), 1);
+    ck_assert_uint_eq(n_ops, 0);
+    /* the same addresses in another VN, or another significance domain: allowed */
+    ck_assert_int_eq(req(hv2, msg(SNCP_MSG_VN_CONNECT, 5001, 0), 0), 0);
+    mm = msg(SNCP_MSG_TSI_ACTIVATE, 5001, 2);
+    add_text_addr(mm, "192.0.2.1@52:00:00:00:00:01");
+    ck_assert_int_eq(req(hv2, mm, 0), 0);
+    mm = msg(SNCP_MSG_TSI_ACTIVATE, 5000, 3);
+    mm->flags = SNCP_F_IMPLICIT_CONNECT;
+    add_text_addr(mm, "192.0.2.1@52:00:00:00:00:01");
+    ck_assert_int_eq(req(hv3, mm, 0), 0);
+    /* UPDATE ADD / REPLACE and a refreshing ACTIVATE that claim it: refused, unchanged */
+    ck_assert_int_eq(req(hv2, msg(SNCP_MSG_VN_CONNECT, 5000, 0), 0), 0);
+    ck_assert_int_eq(req(hv2, msg(SNCP_MSG_TSI_ACTIVATE, 5000, 4), 0), 0);
+    ops[0] = '\0';
+    ck_assert_int_eq(req(hv2, update(4, SNCP_UPDATE_ADD, "2001:db8::1"), 0), SNCP_E_CONFLICT);
+    ck_assert_int_eq(req(hv2, update(4, SNCP_UPDATE_REPLACE, "192.0.2.1"), 0), SNCP_E_CONFLICT);
+    mm = msg(SNCP_MSG_TSI_ACTIVATE, 5000, 4);
+    add_text_addr(mm, "52:00:00:00:aa:01");
+    ck_assert_int_eq(req(hv2, mm, 0), SNCP_E_CONFLICT);
+    ck_assert_int_eq(count_ops("update"), 0);
+    /* the owner may re-declare its own addresses in any form */
+    mm = msg(SNCP_MSG_TSI_ACTIVATE, 5000, 1);
+    add_text_addr(mm, "192.0.2.1");
+    add_text_addr(mm, "52:00:00:00:00:01");
+    add_text_addr(mm, "2001:db8::1@52:00:00:00:aa:01");
+    ck_assert_int_eq(req(hv1, mm, 0), 0);
+    /* released by UPDATE REMOVE: the address may move (the MAC 52:..:aa:01 is still held) */
+    ck_assert_int_eq(req(hv1, update(1, SNCP_UPDATE_REMOVE, "192.0.2.1"), 0), 0);
+    ck_assert_int_eq(req(hv2, update(4, SNCP_UPDATE_ADD, "192.0.2.1"), 0), 0);
+    ck_assert_int_eq(req(hv1, update(1, SNCP_UPDATE_ADD, "192.0.2.1"), 0), SNCP_E_CONFLICT);
+    ck_assert_int_eq(req(hv2, update(4, SNCP_UPDATE_ADD, "52:00:00:00:aa:01"), 0), SNCP_E_CONFLICT);
+    /* withdrawn by the operator */
+    char t1[SNCP_TSI_ID_STRLEN];
+    msg(0, 0, 1);
+    sncp_tsi_id_format(&m.tsi, t1, sizeof t1);
+    const char *w[] = {"2001:db8::1@52:00:00:00:aa:01"};
+    n_sent = 0;
+    ck_assert_int_eq(nnve_state_op_tsi(st, SNCP_MSG_TSI_DEACTIVATE, t1, w, 1, 0, notify, NULL), 1);
+    ck_assert_int_eq(req(hv2, update(4, SNCP_UPDATE_ADD, "52:00:00:00:aa:01"), 0), 0);
+    /* released by DEASSOCIATE: TSI 1's own MAC becomes free */
+    mm = msg(SNCP_MSG_TSI_ASSOCIATE, 5000, 2);
+    mm->tsi.mac[5] = 1;
+    ck_assert_int_eq(req(hv2, mm, 0), SNCP_E_CONFLICT);
+    ck_assert_int_eq(req(hv1, msg(SNCP_MSG_TSI_DEASSOCIATE, 0, 1), 0), 0);
+    mm = msg(SNCP_MSG_TSI_ASSOCIATE, 5000, 2);
+    mm->tsi.mac[5] = 1;
+    ck_assert_int_eq(req(hv2, mm, 0), 0);
+    /* released by VN disconnect and the hold timer */
+    ck_assert_int_eq(req(hv2, msg(SNCP_MSG_VN_DISCONNECT, 5000, 0), 0), 0);
+    mm = msg(SNCP_MSG_TSI_ACTIVATE, 5000, 1);
+    add_text_addr(mm, "192.0.2.1@52:00:00:00:aa:01");
+    ck_assert_int_eq(req(hv1, mm, 0), 0);
+    nnve_state_hv_down(st, hv1, 0);
+    nnve_state_tick(st, 31000);
+    mm = msg(SNCP_MSG_TSI_ACTIVATE, 5000, 5);
+    mm->flags = SNCP_F_IMPLICIT_CONNECT;
+    add_text_addr(mm, "192.0.2.1@52:00:00:00:aa:01");
+    ck_assert_int_eq(req(hv2, mm, 0), 0);
+}
+END_TEST
+
+START_TEST(test_addr_migration_twin)
+{
+    ck_assert_int_eq(req(hv1, msg(SNCP_MSG_VN_CONNECT, 5000, 0), 0), 0);
+    ck_assert_int_eq(req(hv2, msg(SNCP_MSG_VN_CONNECT, 5000, 0), 0), 0);
+    struct sncp_msg *mm = msg(SNCP_MSG_TSI_ACTIVATE, 5000, 1);
+    add_text_addr(mm, "192.0.2.1@52:00:00:00:00:01");
+    ck_assert_int_eq(req(hv1, mm, 0), 0);
+    /* the destination declares the same (and more) addresses: its own TSI */
+    mm = msg(SNCP_MSG_TSI_ASSOCIATE, 5000, 1);
+    mm->flags = SNCP_F_MIGRATION;
+    add_text_addr(mm, "192.0.2.1@52:00:00:00:00:01");
+    add_text_addr(mm, "2001:db8::1");
+    ck_assert_int_eq(req(hv2, mm, 0), 0);
+    ck_assert_uint_eq(cnt().tsis_migrating, 2);
+    /* a third instance, even with the flag, from another domain: CONFLICT, nothing done */
+    ops[0] = '\0';
+    n_ops = 0;
+    mm = msg(SNCP_MSG_TSI_ACTIVATE, 5000, 1);
+    mm->flags = SNCP_F_MIGRATION | SNCP_F_IMPLICIT_CONNECT;
+    ck_assert_int_eq(req(hv3, mm, 0), SNCP_E_CONFLICT);
+    ck_assert_int_eq(res.error_tlv, SNCP_TLV_TSI_ID);
+    ck_assert_uint_eq(nnve_state_hv_tsis(hv3), 0);
+    ck_assert_uint_eq(nnve_state_hv_vns(hv3), 0);
+    ck_assert_uint_eq(n_ops, 0);
+    /* another TSI cannot take the twin's addresses */
+    mm = msg(SNCP_MSG_TSI_ASSOCIATE, 5000, 2);
+    add_text_addr(mm, "2001:db8::1");
+    ck_assert_int_eq(req(hv1, mm, 0), SNCP_E_CONFLICT);
+    /* switch-over: the source leaves; the destination keeps everything it declared */
+    ck_assert_int_eq(req(hv2, msg(SNCP_MSG_TSI_ACTIVATE, 5000, 1), 0), 0);
+    mm = msg(SNCP_MSG_TSI_DEASSOCIATE, 0, 1);
+    mm->flags = SNCP_F_MIGRATION | SNCP_F_MIGRATION_SOURCE;
+    ck_assert_int_eq(req(hv1, mm, 0), 0);
+    ck_assert_uint_eq(cnt().tsis_migrating, 0);
+    mm = msg(SNCP_MSG_TSI_ASSOCIATE, 5000, 2);
+    add_text_addr(mm, "192.0.2.1");
+    ck_assert_int_eq(req(hv1, mm, 0), SNCP_E_CONFLICT);
+    /* a new migration is possible again (two instances at most, not two ever) */
+    mm = msg(SNCP_MSG_TSI_ASSOCIATE, 5000, 1);
+    mm->flags = SNCP_F_MIGRATION | SNCP_F_IMPLICIT_CONNECT;
+    ck_assert_int_eq(req(hv3, mm, 0), 0);
+}
+END_TEST
+
+START_TEST(test_addr_restored)
+{
+    char dir[] = "/tmp/nnve-state-XXXXXX", err[256];
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    struct nnve_store *store;
+    ck_assert_int_eq(nnve_store_open(dir, NNVE_SYNC_NORMAL, &store, err, sizeof err), 0);
+    nnve_state_destroy(st);
+    ck_assert_int_eq(nnve_state_create(cfg, &rec_be, store, 0, &st, err, sizeof err), 0);
+    ck_assert_int_eq(nnve_state_hv_up(st, "hv1", "swp1", 0, &hv1), 0);
+    struct sncp_msg *mm = msg(SNCP_MSG_TSI_ACTIVATE, 5000, 1);
+    mm->flags = SNCP_F_IMPLICIT_CONNECT;
+    add_text_addr(mm, "192.0.2.1@52:00:00:00:00:01");
+    ck_assert_int_eq(req(hv1, mm, 0), 0);
+    ck_assert_int_eq(nnve_store_commit(store), 0);
+    nnve_state_destroy(st);
+    /* restart: the loaded TSI owns its addresses again */
+    ck_assert_int_eq(nnve_state_create(cfg, &rec_be, store, 0, &st, err, sizeof err), 0);
+    ck_assert_int_eq(nnve_state_hv_up(st, "hv2", "swp2", 0, &hv2), 0);
+    mm = msg(SNCP_MSG_TSI_ACTIVATE, 5000, 2);
+    mm->flags = SNCP_F_IMPLICIT_CONNECT;
+    add_text_addr(mm, "192.0.2.1");
+    ck_assert_int_eq(req(hv2, mm, 0), SNCP_E_CONFLICT);
+    mm = msg(SNCP_MSG_TSI_ACTIVATE, 5000, 2);
+    mm->flags = SNCP_F_IMPLICIT_CONNECT;
+    mm->tsi.mac[5] = 1;
+    ck_assert_int_eq(req(hv2, mm, 0), SNCP_E_CONFLICT);
+    ck_assert_uint_eq(nnve_state_hv_tsis(hv2), 0);
+    nnve_state_destroy(st);
+    st = NULL;
+    nnve_store_close(store);
+    DIR *d = opendir(dir);
+    ck_assert_ptr_nonnull(d);
+    for (struct dirent *e; (e = readdir(d)) != NULL;)
+        if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
+            unlinkat(dirfd(d), e->d_name, 0);
+    closedir(d);
+    ck_assert_int_eq(rmdir(dir), 0);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("nnve-state");
@@ -715,6 +1006,11 @@ int main(void)
     tcase_add_test(tc, test_operator);
     tcase_add_test(tc, test_port_move);
     tcase_add_test(tc, test_reconfigure);
+    tcase_add_test(tc, test_addr_check);
+    tcase_add_test(tc, test_addr_invalid_refused);
+    tcase_add_test(tc, test_addr_ownership);
+    tcase_add_test(tc, test_addr_migration_twin);
+    tcase_add_test(tc, test_addr_restored);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

@@ -46,6 +46,8 @@ static const char DOM_XML[] =
     "      <mac address='52:54:00:00:00:04'/>\n"
     "    </interface>\n"
     "    <interface type='network'><source network='nomac'/></interface>\n"
+    "    <interface type='bridge'><mac address='01:00:5e:00:00:01'/></interface>\n"
+    "    <interface type='bridge'><mac address='00:00:00:00:00:00'/></interface>\n"
     "  </devices>\n"
     "</domain>\n";
 
@@ -59,7 +61,7 @@ START_TEST(test_parse_interfaces)
     sncp_uuid_format(x->uuid, u, sizeof u);
     ck_assert_str_eq(u, "4d5e6f70-1111-2222-3333-444455556666");
     ck_assert_uint_eq(x->n_vnics, 4);
-    ck_assert_uint_eq(x->skipped, 1);
+    ck_assert_uint_eq(x->skipped, 3); /* no MAC; a multicast and a zero MAC */
     ck_assert_str_eq(x->vnics[0].type, "bridge");
     ck_assert_str_eq(x->vnics[0].bridge, "br0");
     ck_assert_str_eq(x->vnics[0].target, "vnet3");
