@@ -351,9 +351,12 @@ static void vap_release(struct nnve_state *st, struct nnve_vap *v, uint64_t now)
 
 /* ---- VN resolution and policy ------------------------------------------------------ */
 
-/* The canonical VN of a request: the ID when known (from the request or the [vn] table),
- * the name when known.  Returns 0, SNCP_E_MISSING_TLV, SNCP_E_INVALID_VALUE (an ID out of
- * range), or SNCP_E_CONFLICT (an ID and a name naming different VNs, PROTOCOL.md §4.4). */
+/* The catalogue VN a request names (PROTOCOL.md §4.4).  VN_ID alone: the VN with that ID
+ * (with its [vn] name when it has one).  VN_NAME: a [vn] entry, else NO_SUCH_VN.  Both: the
+ * same entry, else CONFLICT.  The result always has an ID, and only the catalogue's name:
+ * never a name the peer added, so authorization and the VAP key see the VN itself.
+ * Returns 0, SNCP_E_MISSING_TLV, SNCP_E_INVALID_VALUE (an ID out of range),
+ * SNCP_E_NO_SUCH_VN or SNCP_E_CONFLICT, with res->error_tlv and res->reason. */
 static int vn_resolve(const struct nnve_config *cfg, int has_id, uint32_t id, const char *name,
                       struct nnve_vn *out, struct nnve_result *res)
 {
@@ -369,30 +372,27 @@ static int vn_resolve(const struct nnve_config *cfg, int has_id, uint32_t id, co
     }
     if (name && *name) {
         const struct nnve_vn_cfg *vc = nnve_config_find_vn_name(cfg, name);
-        if (vc && has_id && vc->id != id) {
+        if (!vc || !vc->has_id) {
+            res->error_tlv = SNCP_TLV_VN_NAME;
+            if (has_id && nnve_config_find_vn_id(cfg, id)) {
+                res->reason = "VN_ID has another VN_NAME";
+                return SNCP_E_CONFLICT;
+            }
+            res->reason = "no such VN_NAME in the catalogue";
+            return SNCP_E_NO_SUCH_VN;
+        }
+        if (has_id && vc->id != id) {
             res->error_tlv = SNCP_TLV_VN_NAME;
             res->reason = "VN_NAME names another VN_ID";
             return SNCP_E_CONFLICT;
         }
-        if (vc) {
-            has_id = 1;
-            id = vc->id;
-        } else if (has_id) {
-            const struct nnve_vn_cfg *byid = nnve_config_find_vn_id(cfg, id);
-            if (byid && strcmp(byid->name, name)) {
-                res->error_tlv = SNCP_TLV_VN_NAME;
-                res->reason = "VN_ID has another VN_NAME";
-                return SNCP_E_CONFLICT;
-            }
-        }
-        snprintf(out->name, sizeof out->name, "%s", name);
-    } else {
-        const struct nnve_vn_cfg *byid = nnve_config_find_vn_id(cfg, id);
-        if (byid)
-            snprintf(out->name, sizeof out->name, "%s", byid->name);
+        id = vc->id;
     }
-    out->has_id = (uint8_t)has_id;
-    out->id = has_id ? id : 0;
+    const struct nnve_vn_cfg *byid = nnve_config_find_vn_id(cfg, id);
+    if (byid)
+        snprintf(out->name, sizeof out->name, "%s", byid->name);
+    out->has_id = 1;
+    out->id = id;
     return 0;
 }
 
@@ -403,18 +403,45 @@ static int vn_resolve_msg(const struct nnve_config *cfg, const struct sncp_msg *
                       sncp_msg_has(req, SNCP_TLV_VN_NAME) ? req->vn_name : NULL, out, res);
 }
 
-static int vn_authorize(struct nnve_state *st, const struct nnve_hv *hv, const struct nnve_vn *vn,
-                        struct nnve_result *res)
+/* Whether the configuration grants the (resolved) VN to the hypervisor. */
+static int vn_granted(const struct nnve_state *st, const char *identity, const struct nnve_vn *vn)
 {
-    const struct nnve_hv_cfg *hc = nnve_config_find_hv(st->cfg, hv->identity);
-    if (hc && nnve_config_vn_allowed(hc, vn->has_id, vn->id, vn->name))
+    const struct nnve_hv_cfg *hc = nnve_config_find_hv(st->cfg, identity);
+    return hc && vn->has_id && nnve_config_vn_allowed(st->cfg, hc, vn->id);
+}
+
+/* Authorizes a request of hv about the resolved VN `vn`: NOT_AUTHORIZED unless granted.
+ * Refusals are logged (`policy: refused`, rate-limited). */
+static int vn_authorize(struct nnve_state *st, const struct nnve_hv *hv, const struct nnve_vn *vn,
+                        const struct sncp_msg *req, struct nnve_result *res)
+{
+    if (vn_granted(st, hv->identity, vn))
         return 0;
     char vbuf[80];
-    snv_log_rl(&st->rl, SNV_LOG_WARN, "policy", "VN not authorized hypervisor=%s vn=%s",
-               hv->identity, nnve_vn_format(vn, vbuf, sizeof vbuf));
-    res->error_tlv = vn->has_id ? SNCP_TLV_VN_ID : SNCP_TLV_VN_NAME;
+    snv_log_rl(&st->rl, SNV_LOG_WARN, "policy",
+               "refused: VN not authorized hypervisor=%s vn=%s request=%s status=not-authorized",
+               hv->identity, nnve_vn_format(vn, vbuf, sizeof vbuf), sncp_msg_type_name(req->type));
+    res->error_tlv = sncp_msg_has(req, SNCP_TLV_VN_ID) || !sncp_msg_has(req, SNCP_TLV_VN_NAME)
+                         ? SNCP_TLV_VN_ID
+                         : SNCP_TLV_VN_NAME;
     res->reason = "VN not authorized for this hypervisor";
     return SNCP_E_NOT_AUTHORIZED;
+}
+
+/* A per-hypervisor limit refusal: RESOURCE_LIMIT with the reason, logged. */
+static int limit_refuse(struct nnve_state *st, const struct nnve_hv *hv, const char *limit,
+                        unsigned value, const char *reason, struct nnve_result *res)
+{
+    snv_log_rl(&st->rl, SNV_LOG_WARN, "policy",
+               "refused: limit reached hypervisor=%s limit=%s value=%u status=resource-limit",
+               hv->identity, limit, value);
+    res->reason = reason;
+    return SNCP_E_RESOURCE_LIMIT;
+}
+
+static struct nnve_hv_limits hv_limits(const struct nnve_state *st, const struct nnve_hv *hv)
+{
+    return nnve_config_hv_limits(st->cfg, nnve_config_find_hv(st->cfg, hv->identity));
 }
 
 static void result_vn(struct nnve_result *res, const struct nnve_vap *vap)
@@ -859,16 +886,43 @@ void *nnve_state_hv_session(const struct nnve_hv *hv)
 
 /* ---- requests --------------------------------------------------------------------- */
 
+/* Whether hv may connect the VN `vn` (not connected yet): its VN connection limit, and its
+ * share of the domain's tag pool when the connection needs a tag nobody else holds (a VAP
+ * shared with other hypervisors costs the pool nothing).  Returns 0 or
+ * SNCP_E_RESOURCE_LIMIT (logged). */
+static int vnconn_admit(struct nnve_state *st, const struct nnve_hv *hv, const struct nnve_vn *vn,
+                        struct nnve_result *res)
+{
+    struct nnve_hv_limits l = hv_limits(st, hv);
+    if (hv->n_vnconns >= l.vns)
+        return limit_refuse(st, hv, "max_vns", l.vns, "VN connection limit of this hypervisor",
+                            res);
+    struct nnve_domain *d = hv->port->domain;
+    const struct nnve_vap *vap = vap_find(st, d, vn);
+    if (vap && vap->n_users > 0)
+        return 0;
+    unsigned max_tags = l.tags ? l.tags : (nnve_tagpool_size(d->pool) + 1) / 2;
+    unsigned alone = 0;
+    for (const struct nnve_vnconn *vc = hv->vnconns; vc; vc = vc->next)
+        alone += vc->vap->n_users == 1;
+    if (alone >= max_tags)
+        return limit_refuse(st, hv, "max_tags", max_tags,
+                            "tag share limit of this hypervisor in its domain", res);
+    return 0;
+}
+
 static int req_vn_connect(struct nnve_state *st, struct nnve_hv *hv, const struct sncp_msg *req,
                           uint64_t now, struct nnve_result *res)
 {
     struct nnve_vn vn;
     int r = vn_resolve_msg(st->cfg, req, &vn, res);
-    if (r || (r = vn_authorize(st, hv, &vn, res)))
+    if (r || (r = vn_authorize(st, hv, &vn, req, res)))
         return r;
     struct nnve_vap *vap = vap_find(st, hv->port->domain, &vn);
     struct nnve_vnconn *vc = vap ? vnconn_find(hv, vap) : NULL;
     if (!vc) {
+        if ((r = vnconn_admit(st, hv, &vn, res)))
+            return r;
         r = vnconn_create(st, hv, &vn, req->preferred_tags, req->n_preferred_tags, now, &vc);
         if (r) {
             if (r == SNCP_E_TAG_POOL_EXHAUSTED) {
@@ -912,12 +966,13 @@ static int req_tsi_attach(struct nnve_state *st, struct nnve_hv *hv, const struc
     int activate = req->type == SNCP_MSG_TSI_ACTIVATE;
     struct nnve_vn vn;
     int r = vn_resolve_msg(st->cfg, req, &vn, res);
-    if (r || (r = vn_authorize(st, hv, &vn, res)))
+    if (r || (r = vn_authorize(st, hv, &vn, req, res)))
         return r;
-    if (req->n_addrs > st->cfg->max_addrs_per_tsi) {
+    struct nnve_hv_limits lim = hv_limits(st, hv);
+    if (req->n_addrs > lim.addrs_per_tsi) {
         res->error_tlv = SNCP_TLV_ADDRESS;
-        res->reason = "too many addresses for one TSI";
-        return SNCP_E_RESOURCE_LIMIT;
+        return limit_refuse(st, hv, "max_addrs_per_tsi", lim.addrs_per_tsi,
+                            "too many addresses for one TSI", res);
     }
     struct nnve_vap *vap = vap_find(st, hv->port->domain, &vn);
     struct nnve_vnconn *vc = vap ? vnconn_find(hv, vap) : NULL;
@@ -948,10 +1003,9 @@ static int req_tsi_attach(struct nnve_state *st, struct nnve_hv *hv, const struc
             res->reason = "TSI is in another VN at its other hypervisor";
             return SNCP_E_CONFLICT;
         }
-        if (hv->n_tsis >= st->cfg->max_tsis_per_session) {
-            res->reason = "TSI limit of this hypervisor reached";
-            return SNCP_E_RESOURCE_LIMIT;
-        }
+        if (hv->n_tsis >= lim.tsis)
+            return limit_refuse(st, hv, "max_tsis", lim.tsis,
+                                "TSI limit of this hypervisor reached", res);
     }
     if (!vc) {
         if (!(req->flags & SNCP_F_IMPLICIT_CONNECT)) {
@@ -959,6 +1013,8 @@ static int req_tsi_attach(struct nnve_state *st, struct nnve_hv *hv, const struc
             res->reason = "VN not connected (no IMPLICIT_CONNECT)";
             return SNCP_E_NO_SUCH_VN;
         }
+        if ((r = vnconn_admit(st, hv, &vn, res)))
+            return r;
         r = vnconn_create(st, hv, &vn, req->preferred_tags, req->n_preferred_tags, now, &vc);
         if (r) {
             if (r == SNCP_E_TAG_POOL_EXHAUSTED)
@@ -1011,23 +1067,41 @@ static int req_tsi_attach(struct nnve_state *st, struct nnve_hv *hv, const struc
     return 0;
 }
 
-static struct nnve_tsi *tsi_lookup_req(struct nnve_state *st, struct nnve_hv *hv,
-                                       const struct sncp_msg *req, struct nnve_result *res)
+/* The instance a TSI request of hv is about: only hv's own (TSI_ID x identity), and
+ * authorized against the VN the instance is in (a VN_ID or VN_NAME the peer adds is not
+ * looked at).  `changes` says whether the request adds to what the instance holds
+ * (TSI_UPDATE): that needs the VN granted now; DEACTIVATE and DEASSOCIATE only take away
+ * and are allowed on every own instance.  Returns 0 and *out, SNCP_E_NO_SUCH_TSI or
+ * SNCP_E_NOT_AUTHORIZED. */
+static int tsi_lookup_req(struct nnve_state *st, struct nnve_hv *hv, const struct sncp_msg *req,
+                          int changes, struct nnve_result *res, struct nnve_tsi **out)
 {
     struct nnve_tsi *t = tsi_find(st, &req->tsi, hv);
     if (!t) {
         res->error_tlv = SNCP_TLV_TSI_ID;
         res->reason = "no such TSI at this hypervisor";
+        return SNCP_E_NO_SUCH_TSI;
     }
-    return t;
+    if (changes) {
+        int r = vn_authorize(st, hv, &t->vc->vap->vn, req, res);
+        if (r) {
+            res->error_tlv = SNCP_TLV_TSI_ID;
+            res->has_tsi_state = 1;
+            res->tsi_state = t->state;
+            return r;
+        }
+    }
+    *out = t;
+    return 0;
 }
 
 static int req_tsi_deactivate(struct nnve_state *st, struct nnve_hv *hv, const struct sncp_msg *req,
                               struct nnve_result *res)
 {
-    struct nnve_tsi *t = tsi_lookup_req(st, hv, req, res);
-    if (!t)
-        return SNCP_E_NO_SUCH_TSI;
+    struct nnve_tsi *t;
+    int r = tsi_lookup_req(st, hv, req, 0, res, &t);
+    if (r)
+        return r;
     if (t->state == SNCP_TSI_ACTIVATED) {
         tsi_set_state(st, t, SNCP_TSI_ASSOCIATED);
         be_tsi(st, BE_DEACTIVATE, t);
@@ -1044,9 +1118,10 @@ static int req_tsi_deactivate(struct nnve_state *st, struct nnve_hv *hv, const s
 static int req_tsi_deassociate(struct nnve_state *st, struct nnve_hv *hv,
                                const struct sncp_msg *req, uint64_t now, struct nnve_result *res)
 {
-    struct nnve_tsi *t = tsi_lookup_req(st, hv, req, res);
-    if (!t)
-        return SNCP_E_NO_SUCH_TSI;
+    struct nnve_tsi *t;
+    int r = tsi_lookup_req(st, hv, req, 0, res, &t);
+    if (r)
+        return r;
     result_vn(res, t->vc->vap);
     tsi_remove(st, t, now, (req->flags & SNCP_F_MIGRATION) ? "migrated" : NULL);
     res->has_tsi_state = 1;
@@ -1065,9 +1140,10 @@ static int addr_index(const struct sncp_addr *a, unsigned n, const struct sncp_a
 static int req_tsi_update(struct nnve_state *st, struct nnve_hv *hv, const struct sncp_msg *req,
                           struct nnve_result *res)
 {
-    struct nnve_tsi *t = tsi_lookup_req(st, hv, req, res);
-    if (!t)
-        return SNCP_E_NO_SUCH_TSI;
+    struct nnve_tsi *t;
+    int r = tsi_lookup_req(st, hv, req, 1, res, &t);
+    if (r)
+        return r;
     if (!sncp_msg_has(req, SNCP_TLV_UPDATE_OP)) {
         res->error_tlv = SNCP_TLV_UPDATE_OP;
         return SNCP_E_MISSING_TLV;
@@ -1096,10 +1172,11 @@ static int req_tsi_update(struct nnve_state *st, struct nnve_hv *hv, const struc
         res->reason = "unknown UPDATE_OP";
         return SNCP_E_INVALID_VALUE;
     }
-    if (n > st->cfg->max_addrs_per_tsi || n > SNCP_MAX_ADDRS) {
+    unsigned max_addrs = hv_limits(st, hv).addrs_per_tsi;
+    if (n > max_addrs || n > SNCP_MAX_ADDRS) {
         res->error_tlv = SNCP_TLV_ADDRESS;
-        res->reason = "too many addresses for one TSI";
-        return SNCP_E_RESOURCE_LIMIT;
+        return limit_refuse(st, hv, "max_addrs_per_tsi", max_addrs,
+                            "too many addresses for one TSI", res);
     }
     if (!addrs_equal(t, next, n)) {
         if (addrs_set(t, next, n))
@@ -1223,6 +1300,68 @@ uint64_t nnve_state_tick(struct nnve_state *st, uint64_t now)
 
 /* ---- operator actions ------------------------------------------------------------- */
 
+static void vn_disconnect_msg(struct sncp_msg *msg, const struct nnve_vn *vn)
+{
+    sncp_msg_init(msg, SNCP_MSG_VN_DISCONNECT, 0);
+    if (vn->has_id) {
+        msg->vn_id = vn->id;
+        sncp_msg_set(msg, SNCP_TLV_VN_ID);
+    }
+    if (vn->name[0]) {
+        snprintf(msg->vn_name, sizeof msg->vn_name, "%s", vn->name);
+        sncp_msg_set(msg, SNCP_TLV_VN_NAME);
+    }
+}
+
+/* Withdraws from hv what the configuration no longer grants it: every VN connection (with
+ * its TSIs) when its identity is gone or its port is no longer where the configuration
+ * puts it (another configured port, or a port in no domain or in another domain), else
+ * each VN connection to a VN it is not granted.  Each withdrawal is an operator VN
+ * disconnect (Req-6): notify() is called with the VN_DISCONNECT when hv has a session.
+ * Returns the number of VN connections removed. */
+static unsigned hv_enforce(struct nnve_state *st, struct nnve_hv *hv, uint64_t now,
+                           nnve_state_notify_fn *notify, void *aux)
+{
+    const struct nnve_hv_cfg *hc = nnve_config_find_hv(st->cfg, hv->identity);
+    const struct nnve_domain_cfg *dc = nnve_config_port_domain(st->cfg, hv->port->name);
+    const char *why = !hc ? "identity-withdrawn"
+                      : (hc->port && strcmp(hc->port, hv->port->name)) || !dc ||
+                              strcmp(dc->name, hv->port->domain->name)
+                          ? "port-withdrawn"
+                          : NULL;
+    unsigned n = 0;
+    for (struct nnve_vnconn *vc = hv->vnconns, *next; vc; vc = next) {
+        next = vc->next;
+        if (!why && vn_granted(st, hv->identity, &vc->vap->vn))
+            continue;
+        struct sncp_msg msg;
+        char vbuf[80];
+        vn_disconnect_msg(&msg, &vc->vap->vn);
+        SNV_WARN("policy", "withdrawn hypervisor=%s vn=%s port=%s tsis=%u reason=%s", hv->identity,
+                 nnve_vn_format(&vc->vap->vn, vbuf, sizeof vbuf), hv->port->name, vc->n_tsis,
+                 why ? why : "vn-withdrawn");
+        vnconn_remove(st, vc, now, why ? why : "vn-withdrawn");
+        n++;
+        if (notify && hv->session)
+            notify(aux, hv, &msg);
+    }
+    return n;
+}
+
+int nnve_state_enforce(struct nnve_state *st, uint64_t now, nnve_state_notify_fn *notify, void *aux)
+{
+    unsigned n = 0;
+    struct nnve_hv *hv;
+    for (size_t i = 0; (hv = nnve_hmap_at(&st->hvs, &i)) != NULL;) {
+        n += hv_enforce(st, hv, now, notify, aux);
+        if (hv->hold_until && !hv->vnconns && !hv->session) {
+            hv_maybe_free(st, hv);
+            i = 0; /* the table changed: restart (freed ones are gone) */
+        }
+    }
+    return (int)n;
+}
+
 int nnve_state_op_vn_disconnect(struct nnve_state *st, const char *identity, const char *vn_s,
                                 uint64_t now, nnve_state_notify_fn *notify, void *aux)
 {
@@ -1244,15 +1383,7 @@ int nnve_state_op_vn_disconnect(struct nnve_state *st, const char *identity, con
     if (!vc)
         return -ENOENT;
     struct sncp_msg msg;
-    sncp_msg_init(&msg, SNCP_MSG_VN_DISCONNECT, 0);
-    if (vap->vn.has_id) {
-        msg.vn_id = vap->vn.id;
-        sncp_msg_set(&msg, SNCP_TLV_VN_ID);
-    }
-    if (vap->vn.name[0]) {
-        snprintf(msg.vn_name, sizeof msg.vn_name, "%s", vap->vn.name);
-        sncp_msg_set(&msg, SNCP_TLV_VN_NAME);
-    }
+    vn_disconnect_msg(&msg, &vap->vn);
     vnconn_remove(st, vc, now, "operator");
     notify(aux, hv, &msg);
     return 1;
@@ -1602,6 +1733,8 @@ int nnve_state_create(const struct nnve_config *cfg, struct nnve_backend *be,
             if (!hv->hold_until)
                 hv->hold_until = 1;
         }
+        /* What was stored under an older configuration is held to the current one. */
+        nnve_state_enforce(st, now, NULL, NULL);
         SNV_INFO("state", "loaded hypervisors=%" PRIu64 " vaps=%" PRIu64 " tsis=%" PRIu64,
                  st->c.hypervisors, st->c.vaps, st->c.tsis_associated + st->c.tsis_activated);
     }

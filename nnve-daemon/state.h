@@ -105,6 +105,16 @@ int nnve_state_op_tsi(struct nnve_state *st, enum sncp_msg_type type, const char
                       const char *const *addrs, int n_addrs, uint64_t now,
                       nnve_state_notify_fn *notify, void *aux);
 
+/* Applies the configuration's grants to the state (after nnve_state_reconfigure, and at
+ * start after the load): a hypervisor loses every VN connection (and its TSIs) whose VN it
+ * is no longer granted, and all of them when its identity is no longer configured or its
+ * port is no longer the configured one (or in the same domain).  Each removal is logged
+ * (`policy: withdrawn ...`) and, for a hypervisor with a session, handed to notify() as a
+ * VN_DISCONNECT, as an operator disconnect is.  notify may be NULL.  Returns the number of
+ * VN connections removed. */
+int nnve_state_enforce(struct nnve_state *st, uint64_t now, nnve_state_notify_fn *notify,
+                       void *aux);
+
 /* Show commands (JSON arrays of objects; caller owns the result). */
 json_t *nnve_state_show_tsis(const struct nnve_state *st);
 json_t *nnve_state_show_vns(const struct nnve_state *st);
