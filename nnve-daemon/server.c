@@ -349,7 +349,10 @@ static void hello(struct session *s, const struct sncp_msg *req)
         queue_error(s, req, SNCP_E_NOT_AUTHORIZED, 0, "identity not authorized", 1);
         return;
     }
-    if (srv->n_established >= srv->cfg->max_sessions) {
+    /* A session that replaces one of its identity takes no new place. */
+    struct nnve_hv *prev_hv = nnve_state_hv_find(srv->state, s->identity);
+    unsigned replacing = prev_hv && nnve_state_hv_session(prev_hv) ? 1 : 0;
+    if (srv->n_established - replacing >= srv->cfg->max_sessions) {
         srv->c.hello_refused++;
         snv_log_rl(&srv->rl_auth, SNV_LOG_WARN, "session",
                    "refused: max_sessions reached hypervisor=%s max_sessions=%u", s->identity,
