@@ -868,13 +868,14 @@ START_TEST(test_hv_limits)
     add_addr(mm, 2);
     ck_assert_int_eq(req(hv1, mm, 0), SNCP_E_RESOURCE_LIMIT);
     ck_assert_int_eq(res.error_tlv, SNCP_TLV_ADDRESS);
-    ck_assert_int_eq(req(hv1, msg(SNCP_MSG_TSI_ACTIVATE, 5000, 1), 0), 0);
+    mm = msg(SNCP_MSG_TSI_ACTIVATE, 5000, 1);
+    add_addr(mm, 1);
+    ck_assert_int_eq(req(hv1, mm, 0), 0);
     ck_assert_int_eq(req(hv1, msg(SNCP_MSG_TSI_ACTIVATE, 5000, 2), 0), 0);
     ck_assert_int_eq(req(hv1, msg(SNCP_MSG_TSI_ACTIVATE, 5000, 3), 0), SNCP_E_RESOURCE_LIMIT);
     mm = msg(SNCP_MSG_TSI_UPDATE, 0, 1);
     mm->update_op = SNCP_UPDATE_ADD;
     sncp_msg_set(mm, SNCP_TLV_UPDATE_OP);
-    add_addr(mm, 1);
     add_addr(mm, 2);
     ck_assert_int_eq(req(hv1, mm, 0), SNCP_E_RESOURCE_LIMIT);
     /* hv2 has the global limits */
