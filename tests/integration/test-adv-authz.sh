@@ -46,6 +46,13 @@ echo "$V0" | grep -q '"vn_id":7000' || fail "victim not set up: $V0"
 unchanged() { [ "$(victim)" = "$V0" ] || fail "$1: the victim's state changed: $(diff <(echo "$V0") <(victim))"; }
 
 # ---- 1. VN identity: authorized against the catalogue entry the request resolves to ----
+# A name granted without a [vn] section used to resolve to nothing, so "that name plus any
+# VN_ID" reached the VN of that ID (another tenant's): such a grant is a load error now.
+sed 's/^vns = 5000-5010, blue$/vns = 5000-5010, blue, green/' "$T/n.conf" >"$T/bad.conf"
+rc=0; msg=$("$BIN/nnve-daemon" --check-config -c "$T/bad.conf" 2>&1) || rc=$?
+line=$(grep -n '^vns = 5000-5010, blue, green$' "$T/bad.conf" | cut -d: -f1)
+[ $rc -ne 0 ] && echo "$msg" | grep -qF "$T/bad.conf:$line: [hypervisor hv1] vns: VN \"green\" has no [vn green] section" ||
+    fail "name-only grant accepted: rc=$rc $msg"
 out=$(client hv1 <<EOF
 hello node=hv1 epoch=1
 connect vn=7000 name=blue
