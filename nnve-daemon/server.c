@@ -679,8 +679,6 @@ static void op_result(struct nnve_server *srv, struct snv_ctl_req *req, struct o
         free(op);
         if (r == -ENOENT)
             snv_ctl_reply_error(req, SNV_CTL_NOT_FOUND, "no such %s", what);
-        else if (r == -ENOTCONN)
-            snv_ctl_reply_error(req, SNV_CTL_FAILED, "hypervisor has no session: nothing changed");
         else if (r == SNCP_E_INVALID_VALUE)
             snv_ctl_reply_error(req, SNV_CTL_USAGE, "invalid %s", what);
         else
@@ -707,8 +705,8 @@ void nnve_server_op_vn_disconnect(struct nnve_server *srv, struct snv_ctl_req *r
     struct op_ctx oc = {srv, op};
     int r =
         nnve_state_op_vn_disconnect(srv->state, identity, vn, uv_now(srv->loop), op_notify, &oc);
-    if (r > 0)
-        SNV_INFO("operator", "vn disconnect hypervisor=%s vn=%s", identity, vn);
+    if (r >= 0)
+        SNV_INFO("operator", "vn disconnect hypervisor=%s vn=%s notified=%d", identity, vn, r);
     op_result(srv, req, op, r, "hypervisor or VN connection");
 }
 
@@ -723,10 +721,10 @@ void nnve_server_op_tsi(struct nnve_server *srv, struct snv_ctl_req *req, enum s
     struct op_ctx oc = {srv, op};
     int r =
         nnve_state_op_tsi(srv->state, type, tsi, addrs, n_addrs, uv_now(srv->loop), op_notify, &oc);
-    if (r > 0)
-        SNV_INFO("operator", "%s tsi=%s addrs=%d",
+    if (r >= 0)
+        SNV_INFO("operator", "%s tsi=%s addrs=%d notified=%d",
                  type == SNCP_MSG_TSI_DEACTIVATE ? "tsi deactivate" : "tsi deassociate", tsi,
-                 n_addrs);
+                 n_addrs, r);
     op_result(srv, req, op, r, "TSI (or TSI/address text)");
 }
 

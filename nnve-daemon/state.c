@@ -1366,10 +1366,8 @@ int nnve_state_op_vn_disconnect(struct nnve_state *st, const char *identity, con
                                 uint64_t now, nnve_state_notify_fn *notify, void *aux)
 {
     struct nnve_hv *hv = nnve_state_hv_find(st, identity);
-    if (!hv)
+    if (!hv || (!hv->session && !hv->hold_until))
         return -ENOENT;
-    if (!hv->session)
-        return -ENOTCONN;
     char *end;
     unsigned long id = strtoul(vn_s, &end, 10);
     int numeric = *vn_s && !*end;
@@ -1385,6 +1383,11 @@ int nnve_state_op_vn_disconnect(struct nnve_state *st, const char *identity, con
     struct sncp_msg msg;
     vn_disconnect_msg(&msg, &vap->vn);
     vnconn_remove(st, vc, now, "operator");
+    if (!hv->session) {
+        /* Held: nobody to tell now; the agent resynchronises when it is back. */
+        hv_maybe_free(st, hv);
+        return 0;
+    }
     notify(aux, hv, &msg);
     return 1;
 }
@@ -1403,20 +1406,15 @@ int nnve_state_op_tsi(struct nnve_state *st, enum sncp_msg_type type, const char
         if (sncp_addr_parse(addr_s[i], &addrs[i]))
             return SNCP_E_INVALID_VALUE;
     struct nnve_tsi *found[8];
-    unsigned n_found = 0, n_any = 0;
+    unsigned n_found = 0;
     struct nnve_hmap_iter it;
     for (struct nnve_tsi *t = nnve_hmap_first(&st->tsis, tsi_hash(&id), &it); t;
-         t = nnve_hmap_next(&st->tsis, &it)) {
-        if (!tsi_id_eq(&t->id, &id))
-            continue;
-        n_any++;
-        if (t->hv->session && n_found < 8)
+         t = nnve_hmap_next(&st->tsis, &it))
+        if (tsi_id_eq(&t->id, &id) && n_found < 8)
             found[n_found++] = t;
-    }
-    if (!n_any)
-        return -ENOENT;
     if (!n_found)
-        return -ENOTCONN;
+        return -ENOENT;
+    int n_notified = 0;
     for (unsigned k = 0; k < n_found; k++) {
         struct nnve_tsi *t = found[k];
         struct nnve_hv *hv = t->hv;
@@ -1445,9 +1443,12 @@ int nnve_state_op_tsi(struct nnve_state *st, enum sncp_msg_type type, const char
             tsi_log(t, "deactivated", "operator");
             tsi_persist(st, t);
         }
-        notify(aux, hv, &msg);
+        if (hv->session) { /* a held hypervisor learns it when it resynchronises */
+            notify(aux, hv, &msg);
+            n_notified++;
+        }
     }
-    return (int)n_found;
+    return n_notified;
 }
 
 /* ---- show ------------------------------------------------------------------------- */

@@ -656,9 +656,24 @@ START_TEST(test_operator)
     /* VN disconnect (Req-6) */
     ck_assert_int_eq(nnve_state_op_vn_disconnect(st, "hv1", "5001", 0, notify, NULL), -ENOENT);
     ck_assert_int_eq(nnve_state_op_vn_disconnect(st, "nobody", "5000", 0, notify, NULL), -ENOENT);
-    nnve_state_hv_set_session(hv1, NULL);
-    ck_assert_int_eq(nnve_state_op_vn_disconnect(st, "hv1", "5000", 0, notify, NULL), -ENOTCONN);
+    /* a held hypervisor: changed all the same, nobody to tell */
+    ck_assert_int_eq(req(hv1, msg(SNCP_MSG_TSI_ACTIVATE, 5001, 3), 0), SNCP_E_NO_SUCH_VN);
+    ck_assert_int_eq(req(hv1, msg(SNCP_MSG_VN_CONNECT, 5001, 0), 0), 0);
+    ck_assert_int_eq(req(hv1, msg(SNCP_MSG_TSI_ACTIVATE, 5001, 3), 0), 0);
+    nnve_state_hv_down(st, hv1, 0);
+    char t3[SNCP_TSI_ID_STRLEN];
+    msg(0, 0, 3);
+    sncp_tsi_id_format(&m.tsi, t3, sizeof t3);
+    ck_assert_int_eq(nnve_state_op_tsi(st, SNCP_MSG_TSI_DEACTIVATE, t3, NULL, 0, 0, notify, NULL),
+                     0);
+    ck_assert_int_eq(count_ops("deact swp1 102 5001 3"), 1);
+    ck_assert_int_eq(nnve_state_op_vn_disconnect(st, "hv1", "5001", 0, notify, NULL), 0);
     ck_assert_uint_eq(nnve_state_hv_vns(hv1), 1);
+    ck_assert_uint_eq(nnve_state_hv_tsis(hv1), 1);
+    ck_assert_int_eq(count_ops("remove-vn swp1 102 5001"), 1);
+    ck_assert_int_eq(n_sent, 3);
+    ck_assert_uint_eq(nnve_state_hv_hold_until(hv1), 30000); /* the hold timer still runs */
+    ck_assert_int_eq(nnve_state_hv_up(st, "hv1", "swp1", 1, &hv1), 0);
     nnve_state_hv_set_session(hv1, &sess);
     ck_assert_int_eq(nnve_state_op_vn_disconnect(st, "hv1", "5000", 0, notify, NULL), 1);
     ck_assert_int_eq(sent[3].type, SNCP_MSG_VN_DISCONNECT);
