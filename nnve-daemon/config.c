@@ -953,10 +953,15 @@ static void validate(struct parser *p)
             perr(p, h->line, "[hypervisor %s]: port %s is in no [domain]", h->identity, h->port);
         /* The catalogue: a name a hypervisor is granted must be a [vn] (PROTOCOL.md §4.4:
          * an unknown name is NO_SUCH_VN, so a grant of one would be a grant of nothing). */
-        for (unsigned j = 0; j < h->n_vns; j++)
-            if (h->vns[j].name && !nnve_config_find_vn_name(cfg, h->vns[j].name))
-                perr(p, h->vns[j].line, "[hypervisor %s] vns: VN \"%s\" has no [vn %s] section",
-                     h->identity, h->vns[j].name, h->vns[j].name);
+        for (unsigned j = 0; j < h->n_vns; j++) {
+            struct nnve_vn_ref *r = &h->vns[j];
+            const struct nnve_vn_cfg *vc = r->name ? nnve_config_find_vn_name(cfg, r->name) : NULL;
+            if (r->name && !vc)
+                perr(p, r->line, "[hypervisor %s] vns: VN \"%s\" has no [vn %s] section",
+                     h->identity, r->name, r->name);
+            else if (vc)
+                r->lo = r->hi = vc->id; /* the grant is of the ID (checked below: it has one) */
+        }
     }
     for (unsigned i = 0; i < cfg->n_vns; i++) {
         if (!cfg->vns[i].has_id)
@@ -1132,17 +1137,12 @@ const struct nnve_vn_cfg *nnve_config_find_vn_id(const struct nnve_config *cfg, 
     return NULL;
 }
 
-int nnve_config_vn_allowed(const struct nnve_config *cfg, const struct nnve_hv_cfg *hv, uint32_t id)
+int nnve_config_vn_allowed(const struct nnve_hv_cfg *hv, uint32_t id)
 {
     for (unsigned i = 0; i < hv->n_vns; i++) {
         const struct nnve_vn_ref *r = &hv->vns[i];
-        if (r->name) {
-            const struct nnve_vn_cfg *vc = nnve_config_find_vn_name(cfg, r->name);
-            if (vc && vc->has_id && vc->id == id)
-                return 1;
-        } else if (id >= r->lo && id <= r->hi) {
+        if (id >= r->lo && id <= r->hi)
             return 1;
-        }
     }
     return 0;
 }

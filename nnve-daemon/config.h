@@ -50,7 +50,8 @@ struct nnve_domain_cfg {
     unsigned line;
 };
 
-/* One entry of a hypervisor's VN list: an ID range, or a name (lo = hi = 0, name set). */
+/* One entry of a hypervisor's VN list: an ID range, or a name (name set; lo = hi = the ID
+ * of its [vn] section, filled in at load). */
 struct nnve_vn_ref {
     uint32_t lo, hi;
     char *name;
@@ -164,8 +165,7 @@ const struct nnve_vn_cfg *nnve_config_find_vn_id(const struct nnve_config *cfg, 
 
 /* Whether the hypervisor may use the VN with this ID: an ID range of its `vns` holds it, or
  * a name of its `vns` whose [vn] section has this ID.  Returns 1 or 0. */
-int nnve_config_vn_allowed(const struct nnve_config *cfg, const struct nnve_hv_cfg *hv,
-                           uint32_t id);
+int nnve_config_vn_allowed(const struct nnve_hv_cfg *hv, uint32_t id);
 /* The limits of hypervisor `hv` (may be NULL: the globals). */
 struct nnve_hv_limits nnve_config_hv_limits(const struct nnve_config *cfg,
                                             const struct nnve_hv_cfg *hv);

@@ -84,6 +84,7 @@ struct nnve_hv {
     uint64_t hold_until; /* 0: connected */
     uint8_t syncing;
     void *session;
+    const struct nnve_hv_cfg *hc; /* its [hypervisor] section in st->cfg, or NULL */
 };
 
 struct nnve_state {
@@ -404,10 +405,9 @@ static int vn_resolve_msg(const struct nnve_config *cfg, const struct sncp_msg *
 }
 
 /* Whether the configuration grants the (resolved) VN to the hypervisor. */
-static int vn_granted(const struct nnve_state *st, const char *identity, const struct nnve_vn *vn)
+static int vn_granted(const struct nnve_hv *hv, const struct nnve_vn *vn)
 {
-    const struct nnve_hv_cfg *hc = nnve_config_find_hv(st->cfg, identity);
-    return hc && vn->has_id && nnve_config_vn_allowed(st->cfg, hc, vn->id);
+    return hv->hc && vn->has_id && nnve_config_vn_allowed(hv->hc, vn->id);
 }
 
 /* Authorizes a request of hv about the resolved VN `vn`: NOT_AUTHORIZED unless granted.
@@ -415,7 +415,7 @@ static int vn_granted(const struct nnve_state *st, const char *identity, const s
 static int vn_authorize(struct nnve_state *st, const struct nnve_hv *hv, const struct nnve_vn *vn,
                         const struct sncp_msg *req, struct nnve_result *res)
 {
-    if (vn_granted(st, hv->identity, vn))
+    if (vn_granted(hv, vn))
         return 0;
     char vbuf[80];
     snv_log_rl(&st->rl, SNV_LOG_WARN, "policy",
@@ -441,7 +441,7 @@ static int limit_refuse(struct nnve_state *st, const struct nnve_hv *hv, const c
 
 static struct nnve_hv_limits hv_limits(const struct nnve_state *st, const struct nnve_hv *hv)
 {
-    return nnve_config_hv_limits(st->cfg, nnve_config_find_hv(st->cfg, hv->identity));
+    return nnve_config_hv_limits(st->cfg, hv->hc);
 }
 
 static void result_vn(struct nnve_result *res, const struct nnve_vap *vap)
@@ -736,6 +736,7 @@ static struct nnve_hv *hv_create(struct nnve_state *st, const char *identity,
         return NULL;
     }
     hv->port = port;
+    hv->hc = nnve_config_find_hv(st->cfg, identity);
     port->n_hvs++;
     st->c.hypervisors++;
     return hv;
@@ -1322,7 +1323,7 @@ static void vn_disconnect_msg(struct sncp_msg *msg, const struct nnve_vn *vn)
 static unsigned hv_enforce(struct nnve_state *st, struct nnve_hv *hv, uint64_t now,
                            nnve_state_notify_fn *notify, void *aux)
 {
-    const struct nnve_hv_cfg *hc = nnve_config_find_hv(st->cfg, hv->identity);
+    const struct nnve_hv_cfg *hc = hv->hc;
     const struct nnve_domain_cfg *dc = nnve_config_port_domain(st->cfg, hv->port->name);
     const char *why = !hc ? "identity-withdrawn"
                       : (hc->port && strcmp(hc->port, hv->port->name)) || !dc ||
@@ -1332,7 +1333,7 @@ static unsigned hv_enforce(struct nnve_state *st, struct nnve_hv *hv, uint64_t n
     unsigned n = 0;
     for (struct nnve_vnconn *vc = hv->vnconns, *next; vc; vc = next) {
         next = vc->next;
-        if (!why && vn_granted(st, hv->identity, &vc->vap->vn))
+        if (!why && vn_granted(hv, &vc->vap->vn))
             continue;
         struct sncp_msg msg;
         char vbuf[80];
@@ -1749,6 +1750,9 @@ int nnve_state_reconfigure(struct nnve_state *st, const struct nnve_config *cfg,
     if (r)
         return r;
     st->cfg = cfg;
+    struct nnve_hv *hv;
+    for (size_t i = 0; (hv = nnve_hmap_at(&st->hvs, &i)) != NULL;)
+        hv->hc = nnve_config_find_hv(cfg, hv->identity);
     return 0;
 }
 

@@ -64,12 +64,12 @@ START_TEST(test_good)
     const struct nnve_hv_cfg *h = nnve_config_find_hv(c, "hv1.example");
     ck_assert_ptr_nonnull(h);
     ck_assert_str_eq(h->port, "swp1");
-    ck_assert(nnve_config_vn_allowed(c, h, 5000));
-    ck_assert(nnve_config_vn_allowed(c, h, 5010));
-    ck_assert(!nnve_config_vn_allowed(c, h, 5011));
+    ck_assert(nnve_config_vn_allowed(h, 5000));
+    ck_assert(nnve_config_vn_allowed(h, 5010));
+    ck_assert(!nnve_config_vn_allowed(h, 5011));
     /* the name grants the VN it names in the catalogue: its ID */
-    ck_assert(nnve_config_vn_allowed(c, h, 7000));
-    ck_assert(!nnve_config_vn_allowed(c, nnve_config_find_hv(c, "hv2.example"), 7000));
+    ck_assert(nnve_config_vn_allowed(h, 7000));
+    ck_assert(!nnve_config_vn_allowed(nnve_config_find_hv(c, "hv2.example"), 7000));
     ck_assert(nnve_config_find_hv(c, "hv2.example")->learn);
     /* limits: globals, and a hypervisor's own keys over them */
     struct nnve_hv_limits l = nnve_config_hv_limits(c, h);
