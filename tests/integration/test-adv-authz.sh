@@ -230,5 +230,16 @@ grep -q CLOSED "$T/hv2b.out" && fail "a refused HELLO closed the identity's sess
 unchanged "failed replacement HELLO"
 ok "6. a failed replacement HELLO changes nothing"
 
+# ---- 3b. a restart applies the configuration to the stored state as a reload does ----
+[ "$(ctl show tsis | jq '[.[] | select(.hypervisor=="hv2" and .vn_id==7000)] | length')" = 1 ] || fail "hv2's TSI in 7000 before the restart"
+stop_daemon
+sed -i 's/^vns = 5000-5010, 7000$/vns = 5000-5010/' "$T/n.conf"
+start_daemon
+t=$(ctl show tsis)
+[ "$(echo "$t" | jq '[.[] | select(.vn_id==7000)] | length')" = 0 ] || fail "stored TSI of a VN no longer granted kept: $t"
+[ "$(echo "$t" | jq '[.[] | select(.hypervisor=="hv2" and .vn_id==5000)] | length')" = 1 ] || fail "hv2's granted TSI lost at restart: $t"
+grep -q "policy: withdrawn hypervisor=hv2 vn=7000 .*reason=vn-withdrawn" "$T/daemon.log" || fail "restart withdrawal not logged"
+ok "3b. a restart withdraws stored state the configuration no longer grants"
+
 stop_daemon
 ok "clean shutdown"
