@@ -1224,7 +1224,8 @@ void nnve_server_reconfigure(struct nnve_server *srv, const struct nnve_config *
         const char *why = !hc ? "identity no longer authorized"
                           : s->hv && hc->port && strcmp(hc->port, s->port)
                               ? "port no longer the configured one"
-                              : NULL;
+                          : s->hv && !nnve_config_port_domain(cfg, s->port) ? "port in no domain"
+                                                                            : NULL;
         if (!why)
             continue;
         srv->c.not_authorized++;

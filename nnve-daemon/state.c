@@ -1360,6 +1360,18 @@ int nnve_state_enforce(struct nnve_state *st, uint64_t now, nnve_state_notify_fn
             i = 0; /* the table changed: restart (freed ones are gone) */
         }
     }
+    /* A port moved to another domain carries no VN now (withdrawn above): its new VNs take
+     * their tags from the new domain. */
+    struct nnve_port *p;
+    for (size_t i = 0; (p = nnve_hmap_at(&st->ports, &i)) != NULL;) {
+        const struct nnve_domain_cfg *dc = nnve_config_port_domain(st->cfg, p->name);
+        struct nnve_domain *d = dc ? domain_find(st, dc->name) : NULL;
+        if (d && d != p->domain && !p->n_vns) {
+            SNV_INFO("policy", "port moved port=%s old_domain=%s domain=%s", p->name,
+                     p->domain->name, d->name);
+            p->domain = d;
+        }
+    }
     return (int)n;
 }
 

@@ -850,6 +850,35 @@ START_TEST(test_withdraw_on_reload)
 }
 END_TEST
 
+/* A reload that moves a port to another domain: its VNs are withdrawn, new ones take their
+ * tags from the new domain. */
+START_TEST(test_port_changes_domain)
+{
+    n_sent = 0;
+    ck_assert_int_eq(req(hv1, msg(SNCP_MSG_VN_CONNECT, 5000, 0), 0), 0);
+    ck_assert_int_eq(req(hv3, msg(SNCP_MSG_VN_CONNECT, 5000, 0), 0), 0);
+    ck_assert_uint_eq(res.tags[0].vid, 200);
+    char err[256];
+    struct nnve_config *c2;
+    ck_assert_int_eq(nnve_config_parse_string("[global]\ncert=a\nkey=b\nca=c\n"
+                                              "[domain d1]\nports=swp1,swp2,swp3\ntags=100-109\n"
+                                              "[domain d2]\nports=swp4\ntags=200-299\n"
+                                              "[hypervisor hv1]\nport=swp1\nvns=5000-5010\n"
+                                              "[hypervisor hv3]\nport=swp3\nvns=5000\n",
+                                              "t2", &c2, err, sizeof err),
+                     0);
+    ck_assert_int_eq(nnve_state_reconfigure(st, c2, 0), 0);
+    nnve_config_destroy(cfg);
+    cfg = c2;
+    ck_assert_int_eq(nnve_state_enforce(st, 0, notify, NULL), 1);
+    ck_assert_ptr_eq(sent_to[0], hv3);
+    ck_assert_uint_eq(nnve_state_hv_vns(hv1), 1);
+    ck_assert_int_eq(req(hv3, msg(SNCP_MSG_VN_CONNECT, 5000, 0), 0), 0);
+    ck_assert_uint_eq(res.tags[0].vid, 100); /* d1's VAP of 5000, shared with hv1 */
+    ck_assert_int_eq(nnve_state_enforce(st, 0, notify, NULL), 0);
+}
+END_TEST
+
 /* Per-hypervisor limits: VN connections, tags held alone in a domain, TSIs, addresses. */
 START_TEST(test_hv_limits)
 {
@@ -921,6 +950,7 @@ int main(void)
     tcase_add_test(tc, test_tsi_authorization);
     tcase_add_test(tc, test_withdraw_on_reload);
     tcase_add_test(tc, test_hv_limits);
+    tcase_add_test(tc, test_port_changes_domain);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
