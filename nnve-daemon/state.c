@@ -397,11 +397,43 @@ static int vn_resolve(const struct nnve_config *cfg, int has_id, uint32_t id, co
     return 0;
 }
 
-static int vn_resolve_msg(const struct nnve_config *cfg, const struct sncp_msg *req,
-                          struct nnve_vn *out, struct nnve_result *res)
+/* A peer's string for a log line: '"' and '\\' escaped, bytes outside 0x20..0x7e as \\xNN,
+ * so it cannot forge a line or a field. */
+static const char *log_str(const char *s, char *buf, size_t cap)
 {
-    return vn_resolve(cfg, sncp_msg_has(req, SNCP_TLV_VN_ID), req->vn_id,
-                      sncp_msg_has(req, SNCP_TLV_VN_NAME) ? req->vn_name : NULL, out, res);
+    size_t o = 0;
+    for (; *s && o + 5 < cap; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\')
+            o += (size_t)snprintf(buf + o, cap - o, "\\%c", c);
+        else if (c < 0x20 || c > 0x7e)
+            o += (size_t)snprintf(buf + o, cap - o, "\\x%02x", c);
+        else
+            buf[o++] = (char)c;
+    }
+    buf[o] = '\0';
+    return buf;
+}
+
+/* vn_resolve for a request of hv; a refusal about the VN's identity (NO_SUCH_VN, CONFLICT)
+ * is logged (`policy: refused: VN not in the catalogue`, rate-limited). */
+static int vn_resolve_msg(struct nnve_state *st, const struct nnve_hv *hv,
+                          const struct sncp_msg *req, struct nnve_vn *out, struct nnve_result *res)
+{
+    int has_id = sncp_msg_has(req, SNCP_TLV_VN_ID);
+    const char *name = sncp_msg_has(req, SNCP_TLV_VN_NAME) ? req->vn_name : NULL;
+    int r = vn_resolve(st->cfg, has_id, req->vn_id, name, out, res);
+    if (r == SNCP_E_NO_SUCH_VN || r == SNCP_E_CONFLICT) {
+        char idbuf[16] = "none", nbuf[4 * SNCP_MAX_VN_NAME_LEN + 1];
+        if (has_id)
+            snprintf(idbuf, sizeof idbuf, "%u", (unsigned)req->vn_id);
+        snv_log_rl(&st->rl, SNV_LOG_WARN, "policy",
+                   "refused: VN not in the catalogue hypervisor=%s vn_id=%s vn_name=\"%s\" "
+                   "request=%s status=%s",
+                   hv->identity, idbuf, log_str(name ? name : "", nbuf, sizeof nbuf),
+                   sncp_msg_type_name(req->type), sncp_error_token(r));
+    }
+    return r;
 }
 
 /* Whether the configuration grants the (resolved) VN to the hypervisor. */
@@ -916,7 +948,7 @@ static int req_vn_connect(struct nnve_state *st, struct nnve_hv *hv, const struc
                           uint64_t now, struct nnve_result *res)
 {
     struct nnve_vn vn;
-    int r = vn_resolve_msg(st->cfg, req, &vn, res);
+    int r = vn_resolve_msg(st, hv, req, &vn, res);
     if (r || (r = vn_authorize(st, hv, &vn, req, res)))
         return r;
     struct nnve_vap *vap = vap_find(st, hv->port->domain, &vn);
@@ -945,7 +977,7 @@ static int req_vn_disconnect(struct nnve_state *st, struct nnve_hv *hv, const st
                              uint64_t now, struct nnve_result *res)
 {
     struct nnve_vn vn;
-    int r = vn_resolve_msg(st->cfg, req, &vn, res);
+    int r = vn_resolve_msg(st, hv, req, &vn, res);
     if (r)
         return r;
     struct nnve_vap *vap = vap_find(st, hv->port->domain, &vn);
@@ -966,7 +998,7 @@ static int req_tsi_attach(struct nnve_state *st, struct nnve_hv *hv, const struc
 {
     int activate = req->type == SNCP_MSG_TSI_ACTIVATE;
     struct nnve_vn vn;
-    int r = vn_resolve_msg(st->cfg, req, &vn, res);
+    int r = vn_resolve_msg(st, hv, req, &vn, res);
     if (r || (r = vn_authorize(st, hv, &vn, req, res)))
         return r;
     struct nnve_hv_limits lim = hv_limits(st, hv);

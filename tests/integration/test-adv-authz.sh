@@ -72,6 +72,7 @@ echo "$out"
 [ "$(status_of "$out" VN_CONNECT 4)" = no-such-vn ] || fail "unknown VN_NAME alone"
 [ "$(ctl show tsis | jq '[.[] | select(.hypervisor=="hv1")] | length')" = 0 ] || fail "attacker got a TSI"
 grep -q 'policy: refused: VN not authorized hypervisor=hv1 vn=7000 request=VN_CONNECT' "$T/daemon.log" || fail "refusal not logged"
+grep -q 'policy: refused: VN not in the catalogue hypervisor=hv1 vn_id=7000 vn_name="tenant-b" request=VN_CONNECT status=no-such-vn' "$T/daemon.log" || fail "unknown name refusal not logged"
 unchanged "VN reach-in"
 ok "1. no VN beyond the grant, whatever name is added"
 
