@@ -334,6 +334,9 @@ static int global_key(struct parser *p, const char *key, const char *value)
          1000000},
         {"max_tsis_per_session", offsetof(struct nnve_config, max_tsis_per_session), 10000000},
         {"max_addrs_per_tsi", offsetof(struct nnve_config, max_addrs_per_tsi), SNCP_MAX_ADDRS},
+        {"max_vns_per_hypervisor", offsetof(struct nnve_config, max_vns_per_hypervisor),
+         SNCP_MAX_VN_ID + 1},
+        {"max_tags_per_hypervisor", offsetof(struct nnve_config, max_tags_per_hypervisor), 4094},
         {"max_outstanding", offsetof(struct nnve_config, max_outstanding), 1000000},
     };
     for (size_t i = 0; i < sizeof nums / sizeof nums[0]; i++) {
@@ -616,8 +619,40 @@ static int add_vn_ref(struct parser *p, char *item, void *aux)
         if (!r->name)
             return -ENOMEM;
     }
+    r->line = p->line;
     h->n_vns++;
     return 0;
+}
+
+/* The per-hypervisor limit keys.  Returns 0, or < 0 (reported). */
+static int hv_limit_key(struct parser *p, struct nnve_hv_cfg *h, const char *key, const char *v)
+{
+    static const struct {
+        const char *key;
+        size_t off;
+        unsigned long long max;
+    } nums[] = {
+        {"max_vns", offsetof(struct nnve_hv_limits, vns), SNCP_MAX_VN_ID + 1},
+        {"max_tsis", offsetof(struct nnve_hv_limits, tsis), 10000000},
+        {"max_addrs_per_tsi", offsetof(struct nnve_hv_limits, addrs_per_tsi), SNCP_MAX_ADDRS},
+        {"max_tags", offsetof(struct nnve_hv_limits, tags), 4094},
+    };
+    for (size_t i = 0; i < sizeof nums / sizeof nums[0]; i++) {
+        if (strcmp(key, nums[i].key))
+            continue;
+        unsigned long long n;
+        if (parse_uint(v, nums[i].max, &n) || n == 0) {
+            perr(p, p->line, "%s: expected a number 1..%llu, got \"%s\"", key, nums[i].max, v);
+            return -EINVAL;
+        }
+        *(unsigned *)((char *)&h->limits + nums[i].off) = (unsigned)n;
+        return 0;
+    }
+    perr(p, p->line,
+         "unknown key \"%s\" in [hypervisor %s] (port, vns, max_vns, max_tsis, "
+         "max_addrs_per_tsi, max_tags)",
+         key, h->identity);
+    return -EINVAL;
 }
 
 static int section_kind(const char *section, const char **name)
@@ -729,10 +764,8 @@ static int handler(void *user, const char *section, const char *key, const char 
             }
         } else if (!strcmp(key, "vns"))
             err = for_each_item(p, v, add_vn_ref, h);
-        else {
-            perr(p, p->line, "unknown key \"%s\" in [hypervisor %s] (port, vns)", key, name);
+        else if (hv_limit_key(p, h, key, v) < 0)
             return 0;
-        }
     } else {
         if (strlen(name) > SNCP_MAX_VN_NAME_LEN) {
             perr(p, p->line, "VN name \"%s\" longer than %d bytes", name, SNCP_MAX_VN_NAME_LEN);
@@ -809,6 +842,8 @@ static void set_defaults(struct nnve_config *cfg)
     cfg->max_sessions = 4096;
     cfg->max_tsis_per_session = 100000;
     cfg->max_addrs_per_tsi = SNCP_MAX_ADDRS;
+    cfg->max_vns_per_hypervisor = 4094;
+    cfg->max_tags_per_hypervisor = 0;
     cfg->max_outstanding = 1024;
     cfg->max_write_queue = 4u << 20;
     cfg->sync = NNVE_SYNC_FULL;
@@ -924,6 +959,17 @@ static void validate(struct parser *p)
             perr(p, h->line, "[hypervisor %s] needs port = PORT or port = learn", h->identity);
         else if (h->port && !nnve_config_port_domain(cfg, h->port))
             perr(p, h->line, "[hypervisor %s]: port %s is in no [domain]", h->identity, h->port);
+        /* The catalogue: a name a hypervisor is granted must be a [vn] (PROTOCOL.md §4.4:
+         * an unknown name is NO_SUCH_VN, so a grant of one would be a grant of nothing). */
+        for (unsigned j = 0; j < h->n_vns; j++) {
+            struct nnve_vn_ref *r = &h->vns[j];
+            const struct nnve_vn_cfg *vc = r->name ? nnve_config_find_vn_name(cfg, r->name) : NULL;
+            if (r->name && !vc)
+                perr(p, r->line, "[hypervisor %s] vns: VN \"%s\" has no [vn %s] section",
+                     h->identity, r->name, r->name);
+            else if (vc)
+                r->lo = r->hi = vc->id; /* the grant is of the ID (checked below: it has one) */
+        }
     }
     for (unsigned i = 0; i < cfg->n_vns; i++) {
         if (!cfg->vns[i].has_id)
@@ -1100,16 +1146,32 @@ const struct nnve_vn_cfg *nnve_config_find_vn_id(const struct nnve_config *cfg, 
     return NULL;
 }
 
-int nnve_config_vn_allowed(const struct nnve_hv_cfg *hv, int has_id, uint32_t id, const char *name)
+int nnve_config_vn_allowed(const struct nnve_hv_cfg *hv, uint32_t id)
 {
     for (unsigned i = 0; i < hv->n_vns; i++) {
         const struct nnve_vn_ref *r = &hv->vns[i];
-        if (r->name) {
-            if (name && *name && !strcmp(r->name, name))
-                return 1;
-        } else if (has_id && id >= r->lo && id <= r->hi) {
+        if (id >= r->lo && id <= r->hi)
             return 1;
-        }
     }
     return 0;
+}
+
+struct nnve_hv_limits nnve_config_hv_limits(const struct nnve_config *cfg,
+                                            const struct nnve_hv_cfg *hv)
+{
+    struct nnve_hv_limits l = {
+        .vns = cfg->max_vns_per_hypervisor,
+        .tsis = cfg->max_tsis_per_session,
+        .addrs_per_tsi = cfg->max_addrs_per_tsi,
+        .tags = cfg->max_tags_per_hypervisor,
+    };
+    if (hv && hv->limits.vns)
+        l.vns = hv->limits.vns;
+    if (hv && hv->limits.tsis)
+        l.tsis = hv->limits.tsis;
+    if (hv && hv->limits.addrs_per_tsi)
+        l.addrs_per_tsi = hv->limits.addrs_per_tsi;
+    if (hv && hv->limits.tags)
+        l.tags = hv->limits.tags;
+    return l;
 }

@@ -4,17 +4,21 @@
  *                      cert, key, ca, node_id, state_dir, control_socket, backend,
  *                      dataplane_journal, fdb_file, hold_time, tag_hold_down, keepalive,
  *                      handshake_timeout, max_sessions, max_tsis_per_session,
- *                      max_addrs_per_tsi, max_outstanding, max_write_queue, metrics_file,
- *                      metrics_interval, sync, log_level
+ *                      max_addrs_per_tsi, max_vns_per_hypervisor, max_tags_per_hypervisor,
+ *                      max_outstanding, max_write_queue, metrics_file, metrics_interval,
+ *                      sync, log_level
  *   [domain NAME]      ports = swp1, swp2 (or *: every port not named elsewhere);
  *                      tags = 100-199, 300; reserved = 150
- *   [hypervisor ID]    port = swp1 | learn; vns = 5000, 5001-5010, blue
+ *   [hypervisor ID]    port = swp1 | learn; vns = 5000, 5001-5010, blue;
+ *                      max_vns, max_tsis, max_addrs_per_tsi, max_tags (override the globals)
  *   [vn NAME]          id = 5001
  *   [linux]            bridge, vxlan_mode, vxlan_device, local_ip, vxlan_port, remote_vteps,
  *                      anti_spoofing (settings of the linux dataplane backend)
  *
  * Default deny: an identity without a [hypervisor] section, or a VN not in its list, is not
- * authorized.  Every error names the file and line.  etc/nnve-daemon.conf documents it all.
+ * authorized.  The VN catalogue is the [vn] sections (name -> ID) plus the bare IDs that
+ * `vns` lists grant; a name in `vns` must have a [vn] section.  Every error names the file and
+ * line.  etc/nnve-daemon.conf documents it all.
  */
 #ifndef NNVE_CONFIG_H
 #define NNVE_CONFIG_H 1
@@ -46,10 +50,20 @@ struct nnve_domain_cfg {
     unsigned line;
 };
 
-/* One entry of a hypervisor's VN list: an ID range, or a name (lo = hi = 0, name set). */
+/* One entry of a hypervisor's VN list: an ID range, or a name (name set; lo = hi = the ID
+ * of its [vn] section, filled in at load). */
 struct nnve_vn_ref {
     uint32_t lo, hi;
     char *name;
+    unsigned line;
+};
+
+/* A hypervisor's limits: its own keys, else the [global] ones. */
+struct nnve_hv_limits {
+    unsigned vns;  /* VN connections */
+    unsigned tsis; /* TSI instances */
+    unsigned addrs_per_tsi;
+    unsigned tags; /* tags it alone holds in its domain; 0: half the domain's pool */
 };
 
 struct nnve_hv_cfg {
@@ -58,6 +72,7 @@ struct nnve_hv_cfg {
     int learn;
     struct nnve_vn_ref *vns;
     unsigned n_vns;
+    struct nnve_hv_limits limits; /* 0: the global value */
     unsigned line;
 };
 
@@ -110,6 +125,8 @@ struct nnve_config {
     unsigned max_sessions;
     unsigned max_tsis_per_session;
     unsigned max_addrs_per_tsi;
+    unsigned max_vns_per_hypervisor;
+    unsigned max_tags_per_hypervisor; /* 0: half of the domain's pool, rounded up */
     unsigned max_outstanding;
     size_t max_write_queue;
     enum nnve_sync_mode sync;
@@ -150,9 +167,12 @@ const struct nnve_domain_cfg *nnve_config_port_domain(const struct nnve_config *
 const struct nnve_vn_cfg *nnve_config_find_vn_name(const struct nnve_config *cfg, const char *name);
 const struct nnve_vn_cfg *nnve_config_find_vn_id(const struct nnve_config *cfg, uint32_t id);
 
-/* Whether the hypervisor may join the VN (id valid when has_id; name "" when unknown).
- * Returns 1 or 0. */
-int nnve_config_vn_allowed(const struct nnve_hv_cfg *hv, int has_id, uint32_t id, const char *name);
+/* Whether the hypervisor may use the VN with this ID: an ID range of its `vns` holds it, or
+ * a name of its `vns` whose [vn] section has this ID.  Returns 1 or 0. */
+int nnve_config_vn_allowed(const struct nnve_hv_cfg *hv, uint32_t id);
+/* The limits of hypervisor `hv` (may be NULL: the globals). */
+struct nnve_hv_limits nnve_config_hv_limits(const struct nnve_config *cfg,
+                                            const struct nnve_hv_cfg *hv);
 
 /* "30s", "500ms", "2m", "1h", plain seconds -> ms.  Returns 0 or -EINVAL. */
 int nnve_config_parse_duration(const char *s, uint32_t *ms);

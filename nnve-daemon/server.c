@@ -351,7 +351,10 @@ static void hello(struct session *s, const struct sncp_msg *req)
         queue_error(s, req, SNCP_E_NOT_AUTHORIZED, 0, "identity not authorized", 1);
         return;
     }
-    if (srv->n_established >= srv->cfg->max_sessions) {
+    /* A session that replaces one of its identity takes no new place. */
+    struct nnve_hv *prev_hv = nnve_state_hv_find(srv->state, s->identity);
+    unsigned replacing = prev_hv && nnve_state_hv_session(prev_hv) ? 1 : 0;
+    if (srv->n_established - replacing >= srv->cfg->max_sessions) {
         srv->c.hello_refused++;
         snv_log_rl(&srv->rl_auth, SNV_LOG_WARN, "session",
                    "refused: max_sessions reached hypervisor=%s max_sessions=%u", s->identity,
@@ -376,20 +379,27 @@ static void hello(struct session *s, const struct sncp_msg *req)
     } else if (hc->port) {
         snprintf(s->port, sizeof s->port, "%s", hc->port);
     } else {
-        int found = 0;
-        for (unsigned i = 0; i < req->n_uplink_macs && !found; i++)
-            found = srv->be->cls->lookup_mac(srv->be, req->uplink_macs[i], s->port,
-                                             sizeof s->port) == 0;
-        if (!found) {
-            srv->c.hello_refused++;
-            snv_log_rl(&srv->rl_auth, SNV_LOG_WARN, "session",
-                       "refused: port unknown (no uplink MAC in the forwarding table) "
-                       "hypervisor=%s macs=%u",
-                       s->identity, req->n_uplink_macs);
-            queue_error(s, req, SNCP_E_NOT_AUTHORIZED, SNCP_TLV_UPLINK_MAC,
-                        "port of this hypervisor unknown", 1);
-            return;
-        }
+        /* port = learn over TCP: the UPLINK_MACs are the peer's word, and any MAC it names
+         * (another hypervisor's) is in the forwarding table.  Nothing ties this TLS
+         * connection to a switch port, so the port is not learned: refused. */
+        srv->c.hello_refused++;
+        srv->c.not_authorized++;
+        snv_log_rl(&srv->rl_auth, SNV_LOG_WARN, "session",
+                   "refused: port = learn cannot be confirmed over TCP hypervisor=%s peer=%s "
+                   "macs=%u status=not-authorized",
+                   s->identity, s->peer, req->n_uplink_macs);
+        queue_error(s, req, SNCP_E_NOT_AUTHORIZED, SNCP_TLV_UPLINK_MAC,
+                    "port = learn needs the Layer-2 transport (the port is where the frames "
+                    "arrive)",
+                    1);
+        return;
+    }
+    if (!nnve_config_port_domain(srv->cfg, s->port)) {
+        srv->c.hello_refused++;
+        snv_log_rl(&srv->rl_auth, SNV_LOG_WARN, "session",
+                   "refused: port in no domain hypervisor=%s port=%s", s->identity, s->port);
+        queue_error(s, req, SNCP_E_NOT_AUTHORIZED, 0, "port of this hypervisor is in no domain", 1);
+        return;
     }
     /* A newer session replaces an older one of the same identity. */
     struct nnve_hv *old_hv = nnve_state_hv_find(srv->state, s->identity);
@@ -410,8 +420,13 @@ static void hello(struct session *s, const struct sncp_msg *req)
     if (r) {
         srv->c.hello_refused++;
         snv_log_rl(&srv->rl_auth, SNV_LOG_WARN, "session",
-                   "refused: port in no domain hypervisor=%s port=%s", s->identity, s->port);
-        queue_error(s, req, r, 0, "port of this hypervisor is in no domain", 1);
+                   "refused: cannot bind the session hypervisor=%s port=%s err=%s", s->identity,
+                   s->port, sncp_error_token(r));
+        /* The replaced session's state is not orphaned: it is held, as at a session loss. */
+        if (old_hv && (old_hv = nnve_state_hv_find(srv->state, s->identity)) != NULL &&
+            !nnve_state_hv_session(old_hv))
+            nnve_state_hv_down(srv->state, old_hv, now);
+        queue_error(s, req, r, 0, "cannot bind the session", 1);
         return;
     }
     s->hv = hv;
@@ -686,8 +701,6 @@ static void op_result(struct nnve_server *srv, struct snv_ctl_req *req, struct o
         free(op);
         if (r == -ENOENT)
             snv_ctl_reply_error(req, SNV_CTL_NOT_FOUND, "no such %s", what);
-        else if (r == -ENOTCONN)
-            snv_ctl_reply_error(req, SNV_CTL_FAILED, "hypervisor has no session: nothing changed");
         else if (r == SNCP_E_INVALID_VALUE)
             snv_ctl_reply_error(req, SNV_CTL_USAGE, "invalid %s", what);
         else
@@ -714,8 +727,8 @@ void nnve_server_op_vn_disconnect(struct nnve_server *srv, struct snv_ctl_req *r
     struct op_ctx oc = {srv, op};
     int r =
         nnve_state_op_vn_disconnect(srv->state, identity, vn, uv_now(srv->loop), op_notify, &oc);
-    if (r > 0)
-        SNV_INFO("operator", "vn disconnect hypervisor=%s vn=%s", identity, vn);
+    if (r >= 0)
+        SNV_INFO("operator", "vn disconnect hypervisor=%s vn=%s notified=%d", identity, vn, r);
     op_result(srv, req, op, r, "hypervisor or VN connection");
 }
 
@@ -730,10 +743,10 @@ void nnve_server_op_tsi(struct nnve_server *srv, struct snv_ctl_req *req, enum s
     struct op_ctx oc = {srv, op};
     int r =
         nnve_state_op_tsi(srv->state, type, tsi, addrs, n_addrs, uv_now(srv->loop), op_notify, &oc);
-    if (r > 0)
-        SNV_INFO("operator", "%s tsi=%s addrs=%d",
+    if (r >= 0)
+        SNV_INFO("operator", "%s tsi=%s addrs=%d notified=%d",
                  type == SNCP_MSG_TSI_DEACTIVATE ? "tsi deactivate" : "tsi deassociate", tsi,
-                 n_addrs);
+                 n_addrs, r);
     op_result(srv, req, op, r, "TSI (or TSI/address text)");
 }
 
@@ -1256,12 +1269,32 @@ void nnve_server_reconfigure(struct nnve_server *srv, const struct nnve_config *
         SNV_WARN("server", "transport, listen and l2_* changes take effect at the next "
                            "restart; still serving the ones of the start");
     srv->cfg = cfg;
+    /* What the new configuration no longer grants is withdrawn at once, each VN as an
+     * operator disconnect (the agent is told; its answers are logged). */
+    struct op *op = op_new(srv, NULL);
+    if (op) {
+        struct op_ctx oc = {srv, op};
+        int n = nnve_state_enforce(srv->state, uv_now(srv->loop), op_notify, &oc);
+        if (n > 0)
+            SNV_INFO("policy", "reload withdrew vn_connections=%d notified=%u", n, op->waiting);
+        op_result(srv, NULL, op, 0, "");
+    } else {
+        nnve_state_enforce(srv->state, uv_now(srv->loop), NULL, NULL);
+    }
     for (struct session *s = srv->sessions; s; s = s->next) {
-        if (s->replaced || nnve_config_find_hv(cfg, s->identity))
+        if (s->replaced)
+            continue;
+        const struct nnve_hv_cfg *hc = nnve_config_find_hv(cfg, s->identity);
+        const char *why = !hc ? "identity no longer authorized"
+                          : s->hv && hc->port && strcmp(hc->port, s->port)
+                              ? "port no longer the configured one"
+                          : s->hv && !nnve_config_port_domain(cfg, s->port) ? "port in no domain"
+                                                                            : NULL;
+        if (!why)
             continue;
         srv->c.not_authorized++;
-        SNV_WARN("session", "closing: identity no longer authorized hypervisor=%s peer=%s",
-                 s->identity, s->peer);
+        SNV_WARN("session", "closing: %s hypervisor=%s peer=%s port=%s", why, s->identity, s->peer,
+                 s->port);
         sncp_conn_close(s->conn);
     }
 }

@@ -88,6 +88,7 @@ struct nnve_hv {
     uint64_t hold_until; /* 0: connected */
     uint8_t syncing;
     void *session;
+    const struct nnve_hv_cfg *hc; /* its [hypervisor] section in st->cfg, or NULL */
 };
 
 struct nnve_state {
@@ -356,9 +357,12 @@ static void vap_release(struct nnve_state *st, struct nnve_vap *v, uint64_t now)
 
 /* ---- VN resolution and policy ------------------------------------------------------ */
 
-/* The canonical VN of a request: the ID when known (from the request or the [vn] table),
- * the name when known.  Returns 0, SNCP_E_MISSING_TLV, SNCP_E_INVALID_VALUE (an ID out of
- * range), or SNCP_E_CONFLICT (an ID and a name naming different VNs, PROTOCOL.md §4.4). */
+/* The catalogue VN a request names (PROTOCOL.md §4.4).  VN_ID alone: the VN with that ID
+ * (with its [vn] name when it has one).  VN_NAME: a [vn] entry, else NO_SUCH_VN.  Both: the
+ * same entry, else CONFLICT.  The result always has an ID, and only the catalogue's name:
+ * never a name the peer added, so authorization and the VAP key see the VN itself.
+ * Returns 0, SNCP_E_MISSING_TLV, SNCP_E_INVALID_VALUE (an ID out of range),
+ * SNCP_E_NO_SUCH_VN or SNCP_E_CONFLICT, with res->error_tlv and res->reason. */
 static int vn_resolve(const struct nnve_config *cfg, int has_id, uint32_t id, const char *name,
                       struct nnve_vn *out, struct nnve_result *res)
 {
@@ -374,52 +378,107 @@ static int vn_resolve(const struct nnve_config *cfg, int has_id, uint32_t id, co
     }
     if (name && *name) {
         const struct nnve_vn_cfg *vc = nnve_config_find_vn_name(cfg, name);
-        if (vc && has_id && vc->id != id) {
+        if (!vc || !vc->has_id) {
+            res->error_tlv = SNCP_TLV_VN_NAME;
+            if (has_id && nnve_config_find_vn_id(cfg, id)) {
+                res->reason = "VN_ID has another VN_NAME";
+                return SNCP_E_CONFLICT;
+            }
+            res->reason = "no such VN_NAME in the catalogue";
+            return SNCP_E_NO_SUCH_VN;
+        }
+        if (has_id && vc->id != id) {
             res->error_tlv = SNCP_TLV_VN_NAME;
             res->reason = "VN_NAME names another VN_ID";
             return SNCP_E_CONFLICT;
         }
-        if (vc) {
-            has_id = 1;
-            id = vc->id;
-        } else if (has_id) {
-            const struct nnve_vn_cfg *byid = nnve_config_find_vn_id(cfg, id);
-            if (byid && strcmp(byid->name, name)) {
-                res->error_tlv = SNCP_TLV_VN_NAME;
-                res->reason = "VN_ID has another VN_NAME";
-                return SNCP_E_CONFLICT;
-            }
-        }
-        snprintf(out->name, sizeof out->name, "%s", name);
-    } else {
-        const struct nnve_vn_cfg *byid = nnve_config_find_vn_id(cfg, id);
-        if (byid)
-            snprintf(out->name, sizeof out->name, "%s", byid->name);
+        id = vc->id;
     }
-    out->has_id = (uint8_t)has_id;
-    out->id = has_id ? id : 0;
+    const struct nnve_vn_cfg *byid = nnve_config_find_vn_id(cfg, id);
+    if (byid)
+        snprintf(out->name, sizeof out->name, "%s", byid->name);
+    out->has_id = 1;
+    out->id = id;
     return 0;
 }
 
-static int vn_resolve_msg(const struct nnve_config *cfg, const struct sncp_msg *req,
-                          struct nnve_vn *out, struct nnve_result *res)
+/* A peer's string for a log line: '"' and '\\' escaped, bytes outside 0x20..0x7e as \\xNN,
+ * so it cannot forge a line or a field. */
+static const char *log_str(const char *s, char *buf, size_t cap)
 {
-    return vn_resolve(cfg, sncp_msg_has(req, SNCP_TLV_VN_ID), req->vn_id,
-                      sncp_msg_has(req, SNCP_TLV_VN_NAME) ? req->vn_name : NULL, out, res);
+    size_t o = 0;
+    for (; *s && o + 5 < cap; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\')
+            o += (size_t)snprintf(buf + o, cap - o, "\\%c", c);
+        else if (c < 0x20 || c > 0x7e)
+            o += (size_t)snprintf(buf + o, cap - o, "\\x%02x", c);
+        else
+            buf[o++] = (char)c;
+    }
+    buf[o] = '\0';
+    return buf;
 }
 
-static int vn_authorize(struct nnve_state *st, const struct nnve_hv *hv, const struct nnve_vn *vn,
-                        struct nnve_result *res)
+/* vn_resolve for a request of hv; a refusal about the VN's identity (NO_SUCH_VN, CONFLICT)
+ * is logged (`policy: refused: VN not in the catalogue`, rate-limited). */
+static int vn_resolve_msg(struct nnve_state *st, const struct nnve_hv *hv,
+                          const struct sncp_msg *req, struct nnve_vn *out, struct nnve_result *res)
 {
-    const struct nnve_hv_cfg *hc = nnve_config_find_hv(st->cfg, hv->identity);
-    if (hc && nnve_config_vn_allowed(hc, vn->has_id, vn->id, vn->name))
+    int has_id = sncp_msg_has(req, SNCP_TLV_VN_ID);
+    const char *name = sncp_msg_has(req, SNCP_TLV_VN_NAME) ? req->vn_name : NULL;
+    int r = vn_resolve(st->cfg, has_id, req->vn_id, name, out, res);
+    if (r == SNCP_E_NO_SUCH_VN || r == SNCP_E_CONFLICT) {
+        char idbuf[16] = "none", nbuf[4 * SNCP_MAX_VN_NAME_LEN + 1];
+        if (has_id)
+            snprintf(idbuf, sizeof idbuf, "%u", (unsigned)req->vn_id);
+        snv_log_rl(&st->rl, SNV_LOG_WARN, "policy",
+                   "refused: VN not in the catalogue hypervisor=%s vn_id=%s vn_name=\"%s\" "
+                   "request=%s status=%s",
+                   hv->identity, idbuf, log_str(name ? name : "", nbuf, sizeof nbuf),
+                   sncp_msg_type_name(req->type), sncp_error_token(r));
+    }
+    return r;
+}
+
+/* Whether the configuration grants the (resolved) VN to the hypervisor. */
+static int vn_granted(const struct nnve_hv *hv, const struct nnve_vn *vn)
+{
+    return hv->hc && vn->has_id && nnve_config_vn_allowed(hv->hc, vn->id);
+}
+
+/* Authorizes a request of hv about the resolved VN `vn`: NOT_AUTHORIZED unless granted.
+ * Refusals are logged (`policy: refused`, rate-limited). */
+static int vn_authorize(struct nnve_state *st, const struct nnve_hv *hv, const struct nnve_vn *vn,
+                        const struct sncp_msg *req, struct nnve_result *res)
+{
+    if (vn_granted(hv, vn))
         return 0;
     char vbuf[80];
-    snv_log_rl(&st->rl, SNV_LOG_WARN, "policy", "VN not authorized hypervisor=%s vn=%s",
-               hv->identity, nnve_vn_format(vn, vbuf, sizeof vbuf));
-    res->error_tlv = vn->has_id ? SNCP_TLV_VN_ID : SNCP_TLV_VN_NAME;
+    snv_log_rl(&st->rl, SNV_LOG_WARN, "policy",
+               "refused: VN not authorized hypervisor=%s vn=%s request=%s status=not-authorized",
+               hv->identity, nnve_vn_format(vn, vbuf, sizeof vbuf), sncp_msg_type_name(req->type));
+    res->error_tlv = sncp_msg_has(req, SNCP_TLV_VN_ID) || !sncp_msg_has(req, SNCP_TLV_VN_NAME)
+                         ? SNCP_TLV_VN_ID
+                         : SNCP_TLV_VN_NAME;
     res->reason = "VN not authorized for this hypervisor";
     return SNCP_E_NOT_AUTHORIZED;
+}
+
+/* A per-hypervisor limit refusal: RESOURCE_LIMIT with the reason, logged. */
+static int limit_refuse(struct nnve_state *st, const struct nnve_hv *hv, const char *limit,
+                        unsigned value, const char *reason, struct nnve_result *res)
+{
+    snv_log_rl(&st->rl, SNV_LOG_WARN, "policy",
+               "refused: limit reached hypervisor=%s limit=%s value=%u status=resource-limit",
+               hv->identity, limit, value);
+    res->reason = reason;
+    return SNCP_E_RESOURCE_LIMIT;
+}
+
+static struct nnve_hv_limits hv_limits(const struct nnve_state *st, const struct nnve_hv *hv)
+{
+    return nnve_config_hv_limits(st->cfg, hv->hc);
 }
 
 static void result_vn(struct nnve_result *res, const struct nnve_vap *vap)
@@ -906,6 +965,7 @@ static struct nnve_hv *hv_create(struct nnve_state *st, const char *identity,
         return NULL;
     }
     hv->port = port;
+    hv->hc = nnve_config_find_hv(st->cfg, identity);
     port->n_hvs++;
     st->c.hypervisors++;
     return hv;
@@ -1056,16 +1116,43 @@ void *nnve_state_hv_session(const struct nnve_hv *hv)
 
 /* ---- requests --------------------------------------------------------------------- */
 
+/* Whether hv may connect the VN `vn` (not connected yet): its VN connection limit, and its
+ * share of the domain's tag pool when the connection needs a tag nobody else holds (a VAP
+ * shared with other hypervisors costs the pool nothing).  Returns 0 or
+ * SNCP_E_RESOURCE_LIMIT (logged). */
+static int vnconn_admit(struct nnve_state *st, const struct nnve_hv *hv, const struct nnve_vn *vn,
+                        struct nnve_result *res)
+{
+    struct nnve_hv_limits l = hv_limits(st, hv);
+    if (hv->n_vnconns >= l.vns)
+        return limit_refuse(st, hv, "max_vns", l.vns, "VN connection limit of this hypervisor",
+                            res);
+    struct nnve_domain *d = hv->port->domain;
+    const struct nnve_vap *vap = vap_find(st, d, vn);
+    if (vap && vap->n_users > 0)
+        return 0;
+    unsigned max_tags = l.tags ? l.tags : (nnve_tagpool_size(d->pool) + 1) / 2;
+    unsigned alone = 0;
+    for (const struct nnve_vnconn *vc = hv->vnconns; vc; vc = vc->next)
+        alone += vc->vap->n_users == 1;
+    if (alone >= max_tags)
+        return limit_refuse(st, hv, "max_tags", max_tags,
+                            "tag share limit of this hypervisor in its domain", res);
+    return 0;
+}
+
 static int req_vn_connect(struct nnve_state *st, struct nnve_hv *hv, const struct sncp_msg *req,
                           uint64_t now, struct nnve_result *res)
 {
     struct nnve_vn vn;
-    int r = vn_resolve_msg(st->cfg, req, &vn, res);
-    if (r || (r = vn_authorize(st, hv, &vn, res)))
+    int r = vn_resolve_msg(st, hv, req, &vn, res);
+    if (r || (r = vn_authorize(st, hv, &vn, req, res)))
         return r;
     struct nnve_vap *vap = vap_find(st, hv->port->domain, &vn);
     struct nnve_vnconn *vc = vap ? vnconn_find(hv, vap) : NULL;
     if (!vc) {
+        if ((r = vnconn_admit(st, hv, &vn, res)))
+            return r;
         r = vnconn_create(st, hv, &vn, req->preferred_tags, req->n_preferred_tags, now, &vc);
         if (r) {
             if (r == SNCP_E_TAG_POOL_EXHAUSTED) {
@@ -1087,7 +1174,7 @@ static int req_vn_disconnect(struct nnve_state *st, struct nnve_hv *hv, const st
                              uint64_t now, struct nnve_result *res)
 {
     struct nnve_vn vn;
-    int r = vn_resolve_msg(st->cfg, req, &vn, res);
+    int r = vn_resolve_msg(st, hv, req, &vn, res);
     if (r)
         return r;
     struct nnve_vap *vap = vap_find(st, hv->port->domain, &vn);
@@ -1130,13 +1217,14 @@ static int req_tsi_attach(struct nnve_state *st, struct nnve_hv *hv, const struc
 {
     int activate = req->type == SNCP_MSG_TSI_ACTIVATE;
     struct nnve_vn vn;
-    int r = vn_resolve_msg(st->cfg, req, &vn, res);
-    if (r || (r = vn_authorize(st, hv, &vn, res)))
+    int r = vn_resolve_msg(st, hv, req, &vn, res);
+    if (r || (r = vn_authorize(st, hv, &vn, req, res)))
         return r;
-    if (req->n_addrs > st->cfg->max_addrs_per_tsi) {
+    struct nnve_hv_limits lim = hv_limits(st, hv);
+    if (req->n_addrs > lim.addrs_per_tsi) {
         res->error_tlv = SNCP_TLV_ADDRESS;
-        res->reason = "too many addresses for one TSI";
-        return SNCP_E_RESOURCE_LIMIT;
+        return limit_refuse(st, hv, "max_addrs_per_tsi", lim.addrs_per_tsi,
+                            "too many addresses for one TSI", res);
     }
     struct nnve_vap *vap = vap_find(st, hv->port->domain, &vn);
     struct nnve_vnconn *vc = vap ? vnconn_find(hv, vap) : NULL;
@@ -1169,10 +1257,9 @@ static int req_tsi_attach(struct nnve_state *st, struct nnve_hv *hv, const struc
             res->reason = "TSI is in another VN at its other hypervisor";
             return SNCP_E_CONFLICT;
         }
-        if (hv->n_tsis >= st->cfg->max_tsis_per_session) {
-            res->reason = "TSI limit of this hypervisor reached";
-            return SNCP_E_RESOURCE_LIMIT;
-        }
+        if (hv->n_tsis >= lim.tsis)
+            return limit_refuse(st, hv, "max_tsis", lim.tsis,
+                                "TSI limit of this hypervisor reached", res);
     }
     if ((!t || req->n_addrs) &&
         (r = addrs_claim_check(st, hv, vap, &vn, &req->tsi, req->addrs, req->n_addrs, res)))
@@ -1183,6 +1270,8 @@ static int req_tsi_attach(struct nnve_state *st, struct nnve_hv *hv, const struc
             res->reason = "VN not connected (no IMPLICIT_CONNECT)";
             return SNCP_E_NO_SUCH_VN;
         }
+        if ((r = vnconn_admit(st, hv, &vn, res)))
+            return r;
         r = vnconn_create(st, hv, &vn, req->preferred_tags, req->n_preferred_tags, now, &vc);
         if (r) {
             if (r == SNCP_E_TAG_POOL_EXHAUSTED)
@@ -1235,23 +1324,41 @@ static int req_tsi_attach(struct nnve_state *st, struct nnve_hv *hv, const struc
     return 0;
 }
 
-static struct nnve_tsi *tsi_lookup_req(struct nnve_state *st, struct nnve_hv *hv,
-                                       const struct sncp_msg *req, struct nnve_result *res)
+/* The instance a TSI request of hv is about: only hv's own (TSI_ID x identity), and
+ * authorized against the VN the instance is in (a VN_ID or VN_NAME the peer adds is not
+ * looked at).  `changes` says whether the request adds to what the instance holds
+ * (TSI_UPDATE): that needs the VN granted now; DEACTIVATE and DEASSOCIATE only take away
+ * and are allowed on every own instance.  Returns 0 and *out, SNCP_E_NO_SUCH_TSI or
+ * SNCP_E_NOT_AUTHORIZED. */
+static int tsi_lookup_req(struct nnve_state *st, struct nnve_hv *hv, const struct sncp_msg *req,
+                          int changes, struct nnve_result *res, struct nnve_tsi **out)
 {
     struct nnve_tsi *t = tsi_find(st, &req->tsi, hv);
     if (!t) {
         res->error_tlv = SNCP_TLV_TSI_ID;
         res->reason = "no such TSI at this hypervisor";
+        return SNCP_E_NO_SUCH_TSI;
     }
-    return t;
+    if (changes) {
+        int r = vn_authorize(st, hv, &t->vc->vap->vn, req, res);
+        if (r) {
+            res->error_tlv = SNCP_TLV_TSI_ID;
+            res->has_tsi_state = 1;
+            res->tsi_state = t->state;
+            return r;
+        }
+    }
+    *out = t;
+    return 0;
 }
 
 static int req_tsi_deactivate(struct nnve_state *st, struct nnve_hv *hv, const struct sncp_msg *req,
                               struct nnve_result *res)
 {
-    struct nnve_tsi *t = tsi_lookup_req(st, hv, req, res);
-    if (!t)
-        return SNCP_E_NO_SUCH_TSI;
+    struct nnve_tsi *t;
+    int r = tsi_lookup_req(st, hv, req, 0, res, &t);
+    if (r)
+        return r;
     if (t->state == SNCP_TSI_ACTIVATED) {
         tsi_set_state(st, t, SNCP_TSI_ASSOCIATED);
         be_tsi(st, BE_DEACTIVATE, t);
@@ -1268,9 +1375,10 @@ static int req_tsi_deactivate(struct nnve_state *st, struct nnve_hv *hv, const s
 static int req_tsi_deassociate(struct nnve_state *st, struct nnve_hv *hv,
                                const struct sncp_msg *req, uint64_t now, struct nnve_result *res)
 {
-    struct nnve_tsi *t = tsi_lookup_req(st, hv, req, res);
-    if (!t)
-        return SNCP_E_NO_SUCH_TSI;
+    struct nnve_tsi *t;
+    int r = tsi_lookup_req(st, hv, req, 0, res, &t);
+    if (r)
+        return r;
     result_vn(res, t->vc->vap);
     tsi_remove(st, t, now, (req->flags & SNCP_F_MIGRATION) ? "migrated" : NULL);
     res->has_tsi_state = 1;
@@ -1289,9 +1397,10 @@ static int addr_index(const struct sncp_addr *a, unsigned n, const struct sncp_a
 static int req_tsi_update(struct nnve_state *st, struct nnve_hv *hv, const struct sncp_msg *req,
                           struct nnve_result *res)
 {
-    struct nnve_tsi *t = tsi_lookup_req(st, hv, req, res);
-    if (!t)
-        return SNCP_E_NO_SUCH_TSI;
+    struct nnve_tsi *t;
+    int r = tsi_lookup_req(st, hv, req, 1, res, &t);
+    if (r)
+        return r;
     if (!sncp_msg_has(req, SNCP_TLV_UPDATE_OP)) {
         res->error_tlv = SNCP_TLV_UPDATE_OP;
         return SNCP_E_MISSING_TLV;
@@ -1321,12 +1430,12 @@ static int req_tsi_update(struct nnve_state *st, struct nnve_hv *hv, const struc
         res->reason = "unknown UPDATE_OP";
         return SNCP_E_INVALID_VALUE;
     }
-    if (n > st->cfg->max_addrs_per_tsi || n > SNCP_MAX_ADDRS) {
+    unsigned max_addrs = hv_limits(st, hv).addrs_per_tsi;
+    if (n > max_addrs || n > SNCP_MAX_ADDRS) {
         res->error_tlv = SNCP_TLV_ADDRESS;
-        res->reason = "too many addresses for one TSI";
-        return SNCP_E_RESOURCE_LIMIT;
+        return limit_refuse(st, hv, "max_addrs_per_tsi", max_addrs,
+                            "too many addresses for one TSI", res);
     }
-    int r;
     if (req->update_op != SNCP_UPDATE_REMOVE &&
         (r = addrs_claim_check(st, hv, t->vc->vap, &t->vc->vap->vn, &t->id, req->addrs,
                                req->n_addrs, res)))
@@ -1453,14 +1562,86 @@ uint64_t nnve_state_tick(struct nnve_state *st, uint64_t now)
 
 /* ---- operator actions ------------------------------------------------------------- */
 
+static void vn_disconnect_msg(struct sncp_msg *msg, const struct nnve_vn *vn)
+{
+    sncp_msg_init(msg, SNCP_MSG_VN_DISCONNECT, 0);
+    if (vn->has_id) {
+        msg->vn_id = vn->id;
+        sncp_msg_set(msg, SNCP_TLV_VN_ID);
+    }
+    if (vn->name[0]) {
+        snprintf(msg->vn_name, sizeof msg->vn_name, "%s", vn->name);
+        sncp_msg_set(msg, SNCP_TLV_VN_NAME);
+    }
+}
+
+/* Withdraws from hv what the configuration no longer grants it: every VN connection (with
+ * its TSIs) when its identity is gone or its port is no longer where the configuration
+ * puts it (another configured port, or a port in no domain or in another domain), else
+ * each VN connection to a VN it is not granted.  Each withdrawal is an operator VN
+ * disconnect (Req-6): notify() is called with the VN_DISCONNECT when hv has a session.
+ * Returns the number of VN connections removed. */
+static unsigned hv_enforce(struct nnve_state *st, struct nnve_hv *hv, uint64_t now,
+                           nnve_state_notify_fn *notify, void *aux)
+{
+    const struct nnve_hv_cfg *hc = hv->hc;
+    const struct nnve_domain_cfg *dc = nnve_config_port_domain(st->cfg, hv->port->name);
+    const char *why = !hc ? "identity-withdrawn"
+                      : (hc->port && strcmp(hc->port, hv->port->name)) || !dc ||
+                              strcmp(dc->name, hv->port->domain->name)
+                          ? "port-withdrawn"
+                          : NULL;
+    unsigned n = 0;
+    for (struct nnve_vnconn *vc = hv->vnconns, *next; vc; vc = next) {
+        next = vc->next;
+        if (!why && vn_granted(hv, &vc->vap->vn))
+            continue;
+        struct sncp_msg msg;
+        char vbuf[80];
+        vn_disconnect_msg(&msg, &vc->vap->vn);
+        SNV_WARN("policy", "withdrawn hypervisor=%s vn=%s port=%s tsis=%u reason=%s", hv->identity,
+                 nnve_vn_format(&vc->vap->vn, vbuf, sizeof vbuf), hv->port->name, vc->n_tsis,
+                 why ? why : "vn-withdrawn");
+        vnconn_remove(st, vc, now, why ? why : "vn-withdrawn");
+        n++;
+        if (notify && hv->session)
+            notify(aux, hv, &msg);
+    }
+    return n;
+}
+
+int nnve_state_enforce(struct nnve_state *st, uint64_t now, nnve_state_notify_fn *notify, void *aux)
+{
+    unsigned n = 0;
+    struct nnve_hv *hv;
+    for (size_t i = 0; (hv = nnve_hmap_at(&st->hvs, &i)) != NULL;) {
+        n += hv_enforce(st, hv, now, notify, aux);
+        if (hv->hold_until && !hv->vnconns && !hv->session) {
+            hv_maybe_free(st, hv);
+            i = 0; /* the table changed: restart (freed ones are gone) */
+        }
+    }
+    /* A port moved to another domain carries no VN now (withdrawn above): its new VNs take
+     * their tags from the new domain. */
+    struct nnve_port *p;
+    for (size_t i = 0; (p = nnve_hmap_at(&st->ports, &i)) != NULL;) {
+        const struct nnve_domain_cfg *dc = nnve_config_port_domain(st->cfg, p->name);
+        struct nnve_domain *d = dc ? domain_find(st, dc->name) : NULL;
+        if (d && d != p->domain && !p->n_vns) {
+            SNV_INFO("policy", "port moved port=%s old_domain=%s domain=%s", p->name,
+                     p->domain->name, d->name);
+            p->domain = d;
+        }
+    }
+    return (int)n;
+}
+
 int nnve_state_op_vn_disconnect(struct nnve_state *st, const char *identity, const char *vn_s,
                                 uint64_t now, nnve_state_notify_fn *notify, void *aux)
 {
     struct nnve_hv *hv = nnve_state_hv_find(st, identity);
-    if (!hv)
+    if (!hv || (!hv->session && !hv->hold_until))
         return -ENOENT;
-    if (!hv->session)
-        return -ENOTCONN;
     char *end;
     unsigned long id = strtoul(vn_s, &end, 10);
     int numeric = *vn_s && !*end;
@@ -1474,16 +1655,13 @@ int nnve_state_op_vn_disconnect(struct nnve_state *st, const char *identity, con
     if (!vc)
         return -ENOENT;
     struct sncp_msg msg;
-    sncp_msg_init(&msg, SNCP_MSG_VN_DISCONNECT, 0);
-    if (vap->vn.has_id) {
-        msg.vn_id = vap->vn.id;
-        sncp_msg_set(&msg, SNCP_TLV_VN_ID);
-    }
-    if (vap->vn.name[0]) {
-        snprintf(msg.vn_name, sizeof msg.vn_name, "%s", vap->vn.name);
-        sncp_msg_set(&msg, SNCP_TLV_VN_NAME);
-    }
+    vn_disconnect_msg(&msg, &vap->vn);
     vnconn_remove(st, vc, now, "operator");
+    if (!hv->session) {
+        /* Held: nobody to tell now; the agent resynchronises when it is back. */
+        hv_maybe_free(st, hv);
+        return 0;
+    }
     notify(aux, hv, &msg);
     return 1;
 }
@@ -1502,20 +1680,15 @@ int nnve_state_op_tsi(struct nnve_state *st, enum sncp_msg_type type, const char
         if (sncp_addr_parse(addr_s[i], &addrs[i]))
             return SNCP_E_INVALID_VALUE;
     struct nnve_tsi *found[8];
-    unsigned n_found = 0, n_any = 0;
+    unsigned n_found = 0;
     struct nnve_hmap_iter it;
     for (struct nnve_tsi *t = nnve_hmap_first(&st->tsis, tsi_hash(&id), &it); t;
-         t = nnve_hmap_next(&st->tsis, &it)) {
-        if (!tsi_id_eq(&t->id, &id))
-            continue;
-        n_any++;
-        if (t->hv->session && n_found < 8)
+         t = nnve_hmap_next(&st->tsis, &it))
+        if (tsi_id_eq(&t->id, &id) && n_found < 8)
             found[n_found++] = t;
-    }
-    if (!n_any)
-        return -ENOENT;
     if (!n_found)
-        return -ENOTCONN;
+        return -ENOENT;
+    int n_notified = 0;
     for (unsigned k = 0; k < n_found; k++) {
         struct nnve_tsi *t = found[k];
         struct nnve_hv *hv = t->hv;
@@ -1544,9 +1717,12 @@ int nnve_state_op_tsi(struct nnve_state *st, enum sncp_msg_type type, const char
             tsi_log(t, "deactivated", "operator");
             tsi_persist(st, t);
         }
-        notify(aux, hv, &msg);
+        if (hv->session) { /* a held hypervisor learns it when it resynchronises */
+            notify(aux, hv, &msg);
+            n_notified++;
+        }
     }
-    return (int)n_found;
+    return n_notified;
 }
 
 /* ---- show ------------------------------------------------------------------------- */
@@ -1841,6 +2017,8 @@ int nnve_state_create(const struct nnve_config *cfg, struct nnve_backend *be,
             if (!hv->hold_until)
                 hv->hold_until = 1;
         }
+        /* What was stored under an older configuration is held to the current one. */
+        nnve_state_enforce(st, now, NULL, NULL);
         SNV_INFO("state", "loaded hypervisors=%" PRIu64 " vaps=%" PRIu64 " tsis=%" PRIu64,
                  st->c.hypervisors, st->c.vaps, st->c.tsis_associated + st->c.tsis_activated);
     }
@@ -1854,6 +2032,9 @@ int nnve_state_reconfigure(struct nnve_state *st, const struct nnve_config *cfg,
     if (r)
         return r;
     st->cfg = cfg;
+    struct nnve_hv *hv;
+    for (size_t i = 0; (hv = nnve_hmap_at(&st->hvs, &i)) != NULL;)
+        hv->hc = nnve_config_find_hv(cfg, hv->identity);
     return 0;
 }
 

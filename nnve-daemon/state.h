@@ -94,16 +94,27 @@ int nnve_state_request(struct nnve_state *st, struct nnve_hv *hv, const struct s
 uint64_t nnve_state_tick(struct nnve_state *st, uint64_t now);
 
 /* Operator actions.  Each applies the change here and calls notify() with the request to
- * send to each affected hypervisor (which has a session).  `vn` is a VN ID in decimal or a
- * VN name; `tsi` is "<uuid>/<mac>"; addrs (may be empty) as text.  Return the number of
- * notifications (> 0), or -ENOENT (no such hypervisor / VN / TSI), -ENOTCONN (the
- * hypervisor has no session: nothing changed), SNCP_E_INVALID_VALUE (bad text; err says). */
+ * send to each affected hypervisor that has a session; a held hypervisor (session lost,
+ * hold timer running) is changed too and learns it when it resynchronises.  `vn` is a VN
+ * ID in decimal or a VN name; `tsi` is "<uuid>/<mac>"; addrs (may be empty) as text.
+ * Return the number of notifications (>= 0), or -ENOENT (no such hypervisor / VN / TSI),
+ * SNCP_E_INVALID_VALUE (bad text; err says). */
 typedef void nnve_state_notify_fn(void *aux, struct nnve_hv *hv, struct sncp_msg *msg);
 int nnve_state_op_vn_disconnect(struct nnve_state *st, const char *identity, const char *vn,
                                 uint64_t now, nnve_state_notify_fn *notify, void *aux);
 int nnve_state_op_tsi(struct nnve_state *st, enum sncp_msg_type type, const char *tsi,
                       const char *const *addrs, int n_addrs, uint64_t now,
                       nnve_state_notify_fn *notify, void *aux);
+
+/* Applies the configuration's grants to the state (after nnve_state_reconfigure, and at
+ * start after the load): a hypervisor loses every VN connection (and its TSIs) whose VN it
+ * is no longer granted, and all of them when its identity is no longer configured or its
+ * port is no longer the configured one (or in the same domain).  Each removal is logged
+ * (`policy: withdrawn ...`) and, for a hypervisor with a session, handed to notify() as a
+ * VN_DISCONNECT, as an operator disconnect is.  notify may be NULL.  Returns the number of
+ * VN connections removed. */
+int nnve_state_enforce(struct nnve_state *st, uint64_t now, nnve_state_notify_fn *notify,
+                       void *aux);
 
 /* Show commands (JSON arrays of objects; caller owns the result). */
 json_t *nnve_state_show_tsis(const struct nnve_state *st);

@@ -32,6 +32,10 @@ static const char good[] = "# sample\n"
                            "[hypervisor hv2.example]\n"
                            "port = learn\n"
                            "vns = 6000\n"
+                           "max_tsis = 3\n"
+                           "max_vns = 2\n"
+                           "max_addrs_per_tsi = 4\n"
+                           "max_tags = 1\n"
                            "[vn blue]\n"
                            "id = 7000\n";
 
@@ -60,12 +64,24 @@ START_TEST(test_good)
     const struct nnve_hv_cfg *h = nnve_config_find_hv(c, "hv1.example");
     ck_assert_ptr_nonnull(h);
     ck_assert_str_eq(h->port, "swp1");
-    ck_assert(nnve_config_vn_allowed(h, 1, 5000, ""));
-    ck_assert(nnve_config_vn_allowed(h, 1, 5010, ""));
-    ck_assert(!nnve_config_vn_allowed(h, 1, 5011, ""));
-    ck_assert(nnve_config_vn_allowed(h, 0, 0, "blue"));
-    ck_assert(!nnve_config_vn_allowed(h, 0, 0, "red"));
+    ck_assert(nnve_config_vn_allowed(h, 5000));
+    ck_assert(nnve_config_vn_allowed(h, 5010));
+    ck_assert(!nnve_config_vn_allowed(h, 5011));
+    /* the name grants the VN it names in the catalogue: its ID */
+    ck_assert(nnve_config_vn_allowed(h, 7000));
+    ck_assert(!nnve_config_vn_allowed(nnve_config_find_hv(c, "hv2.example"), 7000));
     ck_assert(nnve_config_find_hv(c, "hv2.example")->learn);
+    /* limits: globals, and a hypervisor's own keys over them */
+    struct nnve_hv_limits l = nnve_config_hv_limits(c, h);
+    ck_assert_uint_eq(l.tsis, 10);
+    ck_assert_uint_eq(l.vns, 4094);
+    ck_assert_uint_eq(l.addrs_per_tsi, 64);
+    ck_assert_uint_eq(l.tags, 0);
+    l = nnve_config_hv_limits(c, nnve_config_find_hv(c, "hv2.example"));
+    ck_assert_uint_eq(l.tsis, 3);
+    ck_assert_uint_eq(l.vns, 2);
+    ck_assert_uint_eq(l.addrs_per_tsi, 4);
+    ck_assert_uint_eq(l.tags, 1);
     ck_assert_ptr_null(nnve_config_find_hv(c, "nobody"));
     ck_assert_uint_eq(nnve_config_find_vn_name(c, "blue")->id, 7000);
     ck_assert_str_eq(nnve_config_find_vn_id(c, 7000)->name, "blue");
@@ -113,6 +129,17 @@ START_TEST(test_errors)
     expect_error("[global]\n", "needs cert, key and ca");
     expect_error(G "this is not ini\n", "t.conf:5:");
     expect_error(G "log_level = loud\n", "log_level");
+    /* the catalogue: a granted name must be a [vn] (wherever it is in the file) */
+    expect_error(G D "[hypervisor h]\nport=swp1\nvns=5000,\n  red\n[vn blue]\nid=1\n",
+                 "t.conf:11: [hypervisor h] vns: VN \"red\" has no [vn red] section");
+    expect_error(G D "[hypervisor h]\nport=swp1\nvns=red\n",
+                 "t.conf:10: [hypervisor h] vns: VN \"red\"");
+    expect_error(G D "[hypervisor h]\nport=swp1\nmax_tsis=0\n", "t.conf:10: max_tsis: expected");
+    expect_error(G D "[hypervisor h]\nport=swp1\nmax_addrs_per_tsi=65\n", "t.conf:10:");
+    expect_error(G D "[hypervisor h]\nport=swp1\nmax_tags=x\n", "t.conf:10: max_tags");
+    expect_error(G D "[hypervisor h]\nport=swp1\nlimit=1\n", "t.conf:10: unknown key");
+    expect_error(G "max_vns_per_hypervisor = 0\n", "t.conf:5: max_vns_per_hypervisor");
+    expect_error(G "max_tags_per_hypervisor = 4095\n", "t.conf:5: max_tags_per_hypervisor");
 }
 END_TEST
 
@@ -330,7 +357,7 @@ START_TEST(test_file)
     char err[256] = "";
     ck_assert_int_eq(nnve_config_load(path, &c, err, sizeof err), SNCP_E_CONFIG);
     char want[300];
-    snprintf(want, sizeof want, "%s:29: unknown key \"foo\"", path);
+    snprintf(want, sizeof want, "%s:33: unknown key \"foo\"", path);
     ck_assert_msg(strstr(err, want) != NULL, "got %s", err);
     unlink(path);
     ck_assert_int_lt(nnve_config_load("/nonexistent/x.conf", &c, err, sizeof err), 0);

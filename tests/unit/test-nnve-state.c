@@ -102,9 +102,10 @@ static struct nnve_backend rec_be = {.cls = &rec_class};
 
 static const char cfg_text[] = "[global]\ncert=a\nkey=b\nca=c\nhold_time=30s\n"
                                "tag_hold_down=60s\nmax_tsis_per_session=4\nmax_addrs_per_tsi=3\n"
+                               "max_tags_per_hypervisor=2\n"
                                "[domain d1]\nports=swp1,swp2\ntags=100-102\nreserved=101\n"
                                "[domain d2]\nports=swp3\ntags=200-299\n"
-                               "[hypervisor hv1]\nport=swp1\nvns=5000-5010,blue,green\n"
+                               "[hypervisor hv1]\nport=swp1\nvns=5000-5010,blue\n"
                                "[hypervisor hv2]\nport=swp2\nvns=5000-5010\n"
                                "[hypervisor hv3]\nport=swp3\nvns=5000\n"
                                "[vn blue]\nid=6000\n";
@@ -257,24 +258,41 @@ START_TEST(test_vn_authorization_and_names)
     snprintf(mm->vn_name, sizeof mm->vn_name, "red");
     sncp_msg_set(mm, SNCP_TLV_VN_NAME);
     ck_assert_int_eq(req(hv1, mm, 0), SNCP_E_CONFLICT);
-    /* a VN known only by name */
+    /* a name the catalogue does not have: NO_SUCH_VN, alone or next to a granted ID */
+    unsigned before = n_ops;
     mm = msg(SNCP_MSG_VN_CONNECT, 0, 0);
     snprintf(mm->vn_name, sizeof mm->vn_name, "green");
     sncp_msg_set(mm, SNCP_TLV_VN_NAME);
-    ck_assert_int_eq(req(hv1, mm, 0), 0);
-    ck_assert(!res.vn.has_id);
+    ck_assert_int_eq(req(hv1, mm, 0), SNCP_E_NO_SUCH_VN);
+    ck_assert_int_eq(res.error_tlv, SNCP_TLV_VN_NAME);
+    mm = msg(SNCP_MSG_VN_CONNECT, 5003, 0);
+    snprintf(mm->vn_name, sizeof mm->vn_name, "green");
+    sncp_msg_set(mm, SNCP_TLV_VN_NAME);
+    ck_assert_int_eq(req(hv1, mm, 0), SNCP_E_NO_SUCH_VN);
+    ck_assert_uint_eq(n_ops, before);
+    /* the VN a request resolves to is what is authorized, and what the VAP is keyed by:
+     * hv2 is granted 5000-5010, not blue (6000): adding the name of its own VN does not
+     * make 6000 its own, and ID 6000 with a made-up name is no new VN either */
+    mm = msg(SNCP_MSG_VN_CONNECT, 6000, 0);
+    snprintf(mm->vn_name, sizeof mm->vn_name, "blue");
+    sncp_msg_set(mm, SNCP_TLV_VN_NAME);
+    ck_assert_int_eq(req(hv2, mm, 0), SNCP_E_NOT_AUTHORIZED);
+    mm = msg(SNCP_MSG_VN_CONNECT, 6000, 0);
+    snprintf(mm->vn_name, sizeof mm->vn_name, "x5000");
+    sncp_msg_set(mm, SNCP_TLV_VN_NAME);
+    ck_assert_int_eq(req(hv2, mm, 0), SNCP_E_CONFLICT);
+    mm = msg(SNCP_MSG_TSI_ACTIVATE, 6000, 9);
+    mm->flags = SNCP_F_IMPLICIT_CONNECT;
+    ck_assert_int_eq(req(hv2, mm, 0), SNCP_E_NOT_AUTHORIZED);
+    ck_assert_uint_eq(n_ops, before);
+    ck_assert_uint_eq(nnve_state_hv_vns(hv2), 0);
+    /* the response names the VN as the catalogue does */
+    ck_assert_int_eq(req(hv1, msg(SNCP_MSG_VN_CONNECT, 6000, 0), 0), 0);
+    ck_assert_str_eq(res.vn.name, "blue");
     json_t *vns = nnve_state_show_vns(st);
-    int found = 0;
     size_t i;
     json_t *o;
-    json_array_foreach(vns, i, o)
-    {
-        if (json_is_null(json_object_get(o, "vn_id"))) {
-            ck_assert_str_eq(json_string_value(json_object_get(o, "vn_name")), "green");
-            found++;
-        }
-    }
-    ck_assert_int_eq(found, 1);
+    json_array_foreach(vns, i, o) ck_assert(json_is_integer(json_object_get(o, "vn_id")));
     json_decref(vns);
     /* neither ID nor name */
     ck_assert_int_eq(req(hv1, msg(SNCP_MSG_VN_CONNECT, 0, 0), 0), SNCP_E_MISSING_TLV);
@@ -640,9 +658,24 @@ START_TEST(test_operator)
     /* VN disconnect (Req-6) */
     ck_assert_int_eq(nnve_state_op_vn_disconnect(st, "hv1", "5001", 0, notify, NULL), -ENOENT);
     ck_assert_int_eq(nnve_state_op_vn_disconnect(st, "nobody", "5000", 0, notify, NULL), -ENOENT);
-    nnve_state_hv_set_session(hv1, NULL);
-    ck_assert_int_eq(nnve_state_op_vn_disconnect(st, "hv1", "5000", 0, notify, NULL), -ENOTCONN);
+    /* a held hypervisor: changed all the same, nobody to tell */
+    ck_assert_int_eq(req(hv1, msg(SNCP_MSG_TSI_ACTIVATE, 5001, 3), 0), SNCP_E_NO_SUCH_VN);
+    ck_assert_int_eq(req(hv1, msg(SNCP_MSG_VN_CONNECT, 5001, 0), 0), 0);
+    ck_assert_int_eq(req(hv1, msg(SNCP_MSG_TSI_ACTIVATE, 5001, 3), 0), 0);
+    nnve_state_hv_down(st, hv1, 0);
+    char t3[SNCP_TSI_ID_STRLEN];
+    msg(0, 0, 3);
+    sncp_tsi_id_format(&m.tsi, t3, sizeof t3);
+    ck_assert_int_eq(nnve_state_op_tsi(st, SNCP_MSG_TSI_DEACTIVATE, t3, NULL, 0, 0, notify, NULL),
+                     0);
+    ck_assert_int_eq(count_ops("deact swp1 102 5001 3"), 1);
+    ck_assert_int_eq(nnve_state_op_vn_disconnect(st, "hv1", "5001", 0, notify, NULL), 0);
     ck_assert_uint_eq(nnve_state_hv_vns(hv1), 1);
+    ck_assert_uint_eq(nnve_state_hv_tsis(hv1), 1);
+    ck_assert_int_eq(count_ops("remove-vn swp1 102 5001"), 1);
+    ck_assert_int_eq(n_sent, 3);
+    ck_assert_uint_eq(nnve_state_hv_hold_until(hv1), 30000); /* the hold timer still runs */
+    ck_assert_int_eq(nnve_state_hv_up(st, "hv1", "swp1", 1, &hv1), 0);
     nnve_state_hv_set_session(hv1, &sess);
     ck_assert_int_eq(nnve_state_op_vn_disconnect(st, "hv1", "5000", 0, notify, NULL), 1);
     ck_assert_int_eq(sent[3].type, SNCP_MSG_VN_DISCONNECT);
@@ -682,6 +715,7 @@ START_TEST(test_reconfigure)
     struct nnve_config *c2;
     char err[256];
     const char *t2 = "[global]\ncert=a\nkey=b\nca=c\n"
+                     "max_tags_per_hypervisor=2\n"
                      "[domain d1]\nports=swp1,swp2\ntags=300-301\n"
                      "[domain d2]\nports=swp3\ntags=200-299\n"
                      "[hypervisor hv1]\nport=swp1\nvns=5000-5010\n";
@@ -988,6 +1022,204 @@ START_TEST(test_addr_restored)
 }
 END_TEST
 
+/* Replaces the fixture's config and state with `text` (hv1..hv3 up with sessions). */
+static void reload_fixture(const char *text)
+{
+    char err[256];
+    nnve_state_destroy(st);
+    nnve_config_destroy(cfg);
+    ops[0] = '\0';
+    n_ops = 0;
+    ck_assert_msg(nnve_config_parse_string(text, "t", &cfg, err, sizeof err) == 0, "%s", err);
+    ck_assert_int_eq(nnve_state_create(cfg, &rec_be, NULL, 0, &st, err, sizeof err), 0);
+    ck_assert_int_eq(nnve_state_hv_up(st, "hv1", "swp1", 0, &hv1), 0);
+    ck_assert_int_eq(nnve_state_hv_up(st, "hv2", "swp2", 0, &hv2), 0);
+    nnve_state_hv_set_session(hv1, &sess);
+    nnve_state_hv_set_session(hv2, &sess);
+}
+
+/* SIGHUP: the fixture's domains and blue, with `hvs` as the [hypervisor] sections. */
+static void reconfigure_hvs(const char *hvs)
+{
+    char text[1024], err[256];
+    snprintf(text, sizeof text,
+             "[global]\ncert=a\nkey=b\nca=c\nmax_tags_per_hypervisor=2\n"
+             "[domain d1]\nports=swp1,swp2\ntags=100-102\nreserved=101\n"
+             "[domain d2]\nports=swp3\ntags=200-299\n[vn blue]\nid=6000\n%s",
+             hvs);
+    struct nnve_config *c2;
+    ck_assert_msg(nnve_config_parse_string(text, "t2", &c2, err, sizeof err) == 0, "%s", err);
+    ck_assert_int_eq(nnve_state_reconfigure(st, c2, 0), 0);
+    nnve_config_destroy(cfg);
+    cfg = c2;
+}
+
+/* Every TSI request is authorized against the VN its instance is in. */
+START_TEST(test_tsi_authorization)
+{
+    struct sncp_msg *mm = msg(SNCP_MSG_TSI_ACTIVATE, 6000, 1); /* blue, hv1 only */
+    mm->flags = SNCP_F_IMPLICIT_CONNECT;
+    add_addr(mm, 1);
+    ck_assert_int_eq(req(hv1, mm, 0), 0);
+    /* hv2 cannot touch hv1's instance: it is keyed by (TSI_ID, identity) */
+    mm = msg(SNCP_MSG_TSI_UPDATE, 6000, 1);
+    mm->update_op = SNCP_UPDATE_ADD;
+    sncp_msg_set(mm, SNCP_TLV_UPDATE_OP);
+    add_addr(mm, 2);
+    ck_assert_int_eq(req(hv2, mm, 0), SNCP_E_NO_SUCH_TSI);
+    ck_assert_int_eq(req(hv2, msg(SNCP_MSG_TSI_DEACTIVATE, 6000, 1), 0), SNCP_E_NO_SUCH_TSI);
+    ck_assert_int_eq(req(hv2, msg(SNCP_MSG_TSI_DEASSOCIATE, 6000, 1), 0), SNCP_E_NO_SUCH_TSI);
+    ck_assert_uint_eq(cnt().tsis_activated, 1);
+    /* the grant goes away (the reload's enforcement not run yet): UPDATE is refused, a VN
+     * named in the request does not matter; DEACTIVATE and DEASSOCIATE only take away */
+    reconfigure_hvs("[hypervisor hv1]\nport=swp1\nvns=5000-5010\n"
+                    "[hypervisor hv2]\nport=swp2\nvns=5000-5010\n"
+                    "[hypervisor hv3]\nport=swp3\nvns=5000\n");
+    unsigned before = n_ops;
+    mm = msg(SNCP_MSG_TSI_UPDATE, 5000, 1);
+    mm->update_op = SNCP_UPDATE_REPLACE;
+    sncp_msg_set(mm, SNCP_TLV_UPDATE_OP);
+    add_addr(mm, 9);
+    ck_assert_int_eq(req(hv1, mm, 0), SNCP_E_NOT_AUTHORIZED);
+    ck_assert_int_eq(res.tsi_state, SNCP_TSI_ACTIVATED);
+    ck_assert_uint_eq(n_ops, before);
+    /* re-activating it is refused too (its VN is resolved and authorized) */
+    ck_assert_int_eq(req(hv1, msg(SNCP_MSG_TSI_ACTIVATE, 6000, 1), 0), SNCP_E_NOT_AUTHORIZED);
+    ck_assert_int_eq(req(hv1, msg(SNCP_MSG_TSI_ACTIVATE, 5000, 1), 0), SNCP_E_CONFLICT);
+    ck_assert_uint_eq(n_ops, before);
+    ck_assert_int_eq(req(hv1, msg(SNCP_MSG_TSI_DEACTIVATE, 0, 1), 0), 0);
+    ck_assert_int_eq(count_ops("deact swp1 100 6000 1"), 1);
+    ck_assert_int_eq(req(hv1, msg(SNCP_MSG_TSI_DEASSOCIATE, 0, 1), 0), 0);
+    ck_assert_uint_eq(nnve_state_hv_tsis(hv1), 0);
+}
+END_TEST
+
+/* A reload withdraws at once what it no longer grants (VN, identity, port), as operator
+ * disconnects, and touches nothing else. */
+START_TEST(test_withdraw_on_reload)
+{
+    n_sent = 0;
+    ck_assert_int_eq(req(hv1, msg(SNCP_MSG_VN_CONNECT, 5000, 0), 0), 0);
+    ck_assert_int_eq(req(hv2, msg(SNCP_MSG_VN_CONNECT, 5000, 0), 0), 0);
+    ck_assert_int_eq(req(hv3, msg(SNCP_MSG_VN_CONNECT, 5000, 0), 0), 0);
+    ck_assert_int_eq(req(hv1, msg(SNCP_MSG_TSI_ACTIVATE, 5000, 1), 0), 0);
+    ck_assert_int_eq(req(hv1, msg(SNCP_MSG_VN_CONNECT, 6000, 0), 0), 0);
+    ck_assert_int_eq(req(hv1, msg(SNCP_MSG_TSI_ACTIVATE, 6000, 2), 0), 0);
+    ck_assert_int_eq(req(hv2, msg(SNCP_MSG_TSI_ACTIVATE, 5000, 3), 0), 0);
+    ck_assert_int_eq(req(hv3, msg(SNCP_MSG_TSI_ACTIVATE, 5000, 4), 0), 0);
+    struct nnve_hv *hv4;
+    ck_assert_int_eq(nnve_state_hv_up(st, "hv4", "swp2", 0, &hv4), 0); /* held, no config */
+    nnve_state_hv_down(st, hv4, 0);
+    /* hv1 loses blue; hv2 is moved to swp1 by the operator; hv3 is gone */
+    reconfigure_hvs("[hypervisor hv1]\nport=swp1\nvns=5000-5010\n"
+                    "[hypervisor hv2]\nport=swp1\nvns=5000-5010\n");
+    ops[0] = '\0';
+    ck_assert_int_eq(nnve_state_enforce(st, 5, notify, NULL), 3);
+    ck_assert_int_eq(n_sent, 3);
+    for (int i = 0; i < n_sent; i++) {
+        ck_assert_int_eq(sent[i].type, SNCP_MSG_VN_DISCONNECT);
+        if (sent_to[i] == hv1)
+            ck_assert(sent[i].vn_id == 6000 && !strcmp(sent[i].vn_name, "blue"));
+        else
+            ck_assert(sent[i].vn_id == 5000 && (sent_to[i] == hv2 || sent_to[i] == hv3));
+    }
+    ck_assert_int_eq(count_ops("deassoc swp1 102 6000 2"), 1);
+    ck_assert_int_eq(count_ops("deassoc swp2 100 5000 3"), 1);
+    ck_assert_int_eq(count_ops("deassoc swp3 200 5000 4"), 1);
+    ck_assert_int_eq(count_ops("remove-vn swp1 102 6000"), 1);
+    ck_assert_int_eq(count_ops("remove-vn swp2 100 5000"), 1);
+    /* hv1 keeps what it is still granted, untouched */
+    ck_assert_int_eq(count_ops("swp1 100 5000"), 0);
+    ck_assert_uint_eq(nnve_state_hv_tsis(hv1), 1);
+    ck_assert_uint_eq(nnve_state_hv_vns(hv1), 1);
+    ck_assert_uint_eq(nnve_state_hv_vns(hv2), 0);
+    ck_assert_uint_eq(nnve_state_hv_vns(hv3), 0);
+    ck_assert_ptr_null(nnve_state_hv_find(st, "hv4")); /* held without state: gone */
+    /* a second run changes nothing */
+    ck_assert_int_eq(nnve_state_enforce(st, 6, notify, NULL), 0);
+    ck_assert_int_eq(req(hv1, msg(SNCP_MSG_VN_CONNECT, 6000, 0), 0), SNCP_E_NOT_AUTHORIZED);
+}
+END_TEST
+
+/* A reload that moves a port to another domain: its VNs are withdrawn, new ones take their
+ * tags from the new domain. */
+START_TEST(test_port_changes_domain)
+{
+    n_sent = 0;
+    ck_assert_int_eq(req(hv1, msg(SNCP_MSG_VN_CONNECT, 5000, 0), 0), 0);
+    ck_assert_int_eq(req(hv3, msg(SNCP_MSG_VN_CONNECT, 5000, 0), 0), 0);
+    ck_assert_uint_eq(res.tags[0].vid, 200);
+    char err[256];
+    struct nnve_config *c2;
+    ck_assert_int_eq(nnve_config_parse_string("[global]\ncert=a\nkey=b\nca=c\n"
+                                              "[domain d1]\nports=swp1,swp2,swp3\ntags=100-109\n"
+                                              "[domain d2]\nports=swp4\ntags=200-299\n"
+                                              "[hypervisor hv1]\nport=swp1\nvns=5000-5010\n"
+                                              "[hypervisor hv3]\nport=swp3\nvns=5000\n",
+                                              "t2", &c2, err, sizeof err),
+                     0);
+    ck_assert_int_eq(nnve_state_reconfigure(st, c2, 0), 0);
+    nnve_config_destroy(cfg);
+    cfg = c2;
+    ck_assert_int_eq(nnve_state_enforce(st, 0, notify, NULL), 1);
+    ck_assert_ptr_eq(sent_to[0], hv3);
+    ck_assert_uint_eq(nnve_state_hv_vns(hv1), 1);
+    ck_assert_int_eq(req(hv3, msg(SNCP_MSG_VN_CONNECT, 5000, 0), 0), 0);
+    ck_assert_uint_eq(res.tags[0].vid, 100); /* d1's VAP of 5000, shared with hv1 */
+    ck_assert_int_eq(nnve_state_enforce(st, 0, notify, NULL), 0);
+}
+END_TEST
+
+/* Per-hypervisor limits: VN connections, tags held alone in a domain, TSIs, addresses. */
+START_TEST(test_hv_limits)
+{
+    reload_fixture("[global]\ncert=a\nkey=b\nca=c\n"
+                   "[domain d1]\nports=swp1,swp2\ntags=100-103\n"
+                   "[hypervisor hv1]\nport=swp1\nvns=5000-5010\n"
+                   "max_vns=3\nmax_tsis=2\nmax_addrs_per_tsi=1\n"
+                   "[hypervisor hv2]\nport=swp2\nvns=5000-5010\n");
+    ck_assert_int_eq(req(hv1, msg(SNCP_MSG_VN_CONNECT, 5000, 0), 0), 0);
+    ck_assert_int_eq(req(hv1, msg(SNCP_MSG_VN_CONNECT, 5001, 0), 0), 0);
+    /* the pool has 4 tags: hv1 may hold 2 alone */
+    unsigned before = n_ops;
+    ck_assert_int_eq(req(hv1, msg(SNCP_MSG_VN_CONNECT, 5002, 0), 0), SNCP_E_RESOURCE_LIMIT);
+    ck_assert_ptr_nonnull(strstr(res.reason, "tag share"));
+    struct sncp_msg *mm = msg(SNCP_MSG_TSI_ASSOCIATE, 5002, 1);
+    mm->flags = SNCP_F_IMPLICIT_CONNECT;
+    ck_assert_int_eq(req(hv1, mm, 0), SNCP_E_RESOURCE_LIMIT);
+    ck_assert_uint_eq(n_ops, before);
+    ck_assert_uint_eq(nnve_state_hv_tsis(hv1), 0);
+    /* a shared VN costs the pool nothing: hv1 may take one more */
+    ck_assert_int_eq(req(hv2, msg(SNCP_MSG_VN_CONNECT, 5000, 0), 0), 0);
+    ck_assert_int_eq(req(hv1, msg(SNCP_MSG_VN_CONNECT, 5002, 0), 0), 0);
+    /* max_vns = 3 */
+    ck_assert_int_eq(req(hv1, msg(SNCP_MSG_VN_CONNECT, 5003, 0), 0), SNCP_E_RESOURCE_LIMIT);
+    ck_assert_ptr_nonnull(strstr(res.reason, "VN connection limit"));
+    /* the others still get a tag */
+    ck_assert_int_eq(req(hv2, msg(SNCP_MSG_VN_CONNECT, 5004, 0), 0), 0);
+    /* TSIs and addresses */
+    mm = msg(SNCP_MSG_TSI_ACTIVATE, 5000, 1);
+    add_addr(mm, 1);
+    add_addr(mm, 2);
+    ck_assert_int_eq(req(hv1, mm, 0), SNCP_E_RESOURCE_LIMIT);
+    ck_assert_int_eq(res.error_tlv, SNCP_TLV_ADDRESS);
+    mm = msg(SNCP_MSG_TSI_ACTIVATE, 5000, 1);
+    add_addr(mm, 1);
+    ck_assert_int_eq(req(hv1, mm, 0), 0);
+    ck_assert_int_eq(req(hv1, msg(SNCP_MSG_TSI_ACTIVATE, 5000, 2), 0), 0);
+    ck_assert_int_eq(req(hv1, msg(SNCP_MSG_TSI_ACTIVATE, 5000, 3), 0), SNCP_E_RESOURCE_LIMIT);
+    mm = msg(SNCP_MSG_TSI_UPDATE, 0, 1);
+    mm->update_op = SNCP_UPDATE_ADD;
+    sncp_msg_set(mm, SNCP_TLV_UPDATE_OP);
+    add_addr(mm, 2);
+    ck_assert_int_eq(req(hv1, mm, 0), SNCP_E_RESOURCE_LIMIT);
+    /* hv2 has the global limits */
+    for (int i = 4; i < 8; i++)
+        ck_assert_int_eq(req(hv2, msg(SNCP_MSG_TSI_ACTIVATE, 5000, i), 0), 0);
+    ck_assert_uint_eq(nnve_state_hv_tsis(hv1), 2);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("nnve-state");
@@ -1011,6 +1243,10 @@ int main(void)
     tcase_add_test(tc, test_addr_ownership);
     tcase_add_test(tc, test_addr_migration_twin);
     tcase_add_test(tc, test_addr_restored);
+    tcase_add_test(tc, test_tsi_authorization);
+    tcase_add_test(tc, test_withdraw_on_reload);
+    tcase_add_test(tc, test_hv_limits);
+    tcase_add_test(tc, test_port_changes_domain);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
