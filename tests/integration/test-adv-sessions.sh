@@ -53,6 +53,8 @@ gen_crl "$T/crl.pem" hv9
 
 write_conf "hello_timeout = 2s" "max_hello_pending = 4" "max_hello_pending_per_source = 2" \
     "crl = $T/crl.pem"
+# hv3 on a configured port: port = learn is refused over TCP.
+sed -i '/^\[hypervisor hv3\]/,/^\[/s/^port = learn$/port = swp3/' "$T/n.conf"
 cat >>"$T/n.conf" <<EOF
 [hypervisor hv9]
 port = swp2
