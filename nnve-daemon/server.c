@@ -848,8 +848,8 @@ static void each_counter(const struct nnve_server *srv, counter_fn *fn, void *au
        NULL, sc.degraded);
     fn(aux, "degraded_entered_total", "times degraded mode was entered", NULL, NULL,
        sc.degraded_entered);
-    fn(aux, "state_reverts_total", "failed groups undone by reloading the stored state", NULL,
-       NULL, sc.reverts);
+    fn(aux, "state_reverts_total", "failed groups undone by reloading the stored state", NULL, NULL,
+       sc.reverts);
     if (srv->store) {
         const struct nnve_store_stats *ss = nnve_store_stats(srv->store);
         uint64_t db_bytes, wal_bytes;

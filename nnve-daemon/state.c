@@ -1763,8 +1763,8 @@ static int revert(struct nnve_state *st, uint64_t now)
     nnve_hmap_init(&st->ports);
     nnve_hmap_init(&st->vaps);
     nnve_hmap_init(&st->tsis);
-    uint64_t keep[] = {st->c.transitions,    st->c.hold_expired,   st->c.sync_swept_tsis,
-                       st->c.sync_swept_vns, st->c.backend_errors, st->c.store_errors,
+    uint64_t keep[] = {st->c.transitions,    st->c.hold_expired,     st->c.sync_swept_tsis,
+                       st->c.sync_swept_vns, st->c.backend_errors,   st->c.store_errors,
                        st->c.degraded,       st->c.degraded_entered, st->c.reverts};
     memset(&st->c, 0, sizeof st->c);
     st->c.transitions = keep[0];

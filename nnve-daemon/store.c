@@ -99,8 +99,8 @@ struct nnve_store {
 
 enum {
     ADDR_REC = 23,
-    WAL_CHECKPOINT_FRAMES = 1000,        /* ~4 MiB of pages: the loop checkpoints beyond */
-    WAL_SIZE_LIMIT = 4 * 1024 * 1024,    /* journal_size_limit: restarted log cut to this */
+    WAL_CHECKPOINT_FRAMES = 1000,     /* ~4 MiB of pages: the loop checkpoints beyond */
+    WAL_SIZE_LIMIT = 4 * 1024 * 1024, /* journal_size_limit: restarted log cut to this */
 };
 
 static int wal_hook(void *aux, sqlite3 *db, const char *name, int frames);
@@ -157,7 +157,9 @@ int nnve_store_open(const char *dir, enum nnve_sync_mode sync, struct nnve_store
         sqlite3_exec(s->ckpt_db, "PRAGMA busy_timeout=0; SELECT count(*) FROM meta;", NULL, NULL,
                      &emsg) != SQLITE_OK) {
         snprintf(err, errlen, "%s: checkpoint connection: %s", path,
-                 emsg ? emsg : s->ckpt_db ? sqlite3_errmsg(s->ckpt_db) : "cannot open");
+                 emsg         ? emsg
+                 : s->ckpt_db ? sqlite3_errmsg(s->ckpt_db)
+                              : "cannot open");
         sqlite3_free(emsg);
         nnve_store_close(s);
         return SNCP_E_INTERNAL;
