@@ -131,6 +131,8 @@ struct nnve_server {
     uv_timer_t tick;
     uv_work_t checkpoint;
     int checkpoint_running;
+    uint64_t recover_at;         /* degraded: next attempt to store the whole state */
+    uint32_t recover_ms;         /* ... and the interval, doubled after each failure */
     uint64_t checkpoint_commits; /* store commits at the last checkpoint */
     unsigned ticks;
     struct op *ops;
@@ -317,9 +319,19 @@ static void on_tick(uv_timer_t *t)
     struct nnve_server *srv = t->data;
     nnve_state_tick(srv->state, uv_now(srv->loop));
     ++srv->ticks;
-    /* Degraded: about once a second, try to store the whole state again. */
-    if (srv->ticks % 5 == 0 && nnve_state_degraded(srv->state))
-        nnve_state_recover(srv->state, uv_now(srv->loop));
+    /* Degraded: try to store the whole state again, after 1 s, 2 s, ... then every 8 s (a
+     * full rewrite of a large state is not free, and a full disk stays full a while). */
+    uint64_t now = uv_now(srv->loop);
+    if (nnve_state_degraded(srv->state) && now >= srv->recover_at) {
+        if (nnve_state_recover(srv->state, now) == 0) {
+            srv->recover_ms = 0;
+        } else {
+            srv->recover_ms = srv->recover_ms ? srv->recover_ms * 2 : 1000;
+            if (srv->recover_ms > 8000)
+                srv->recover_ms = 8000;
+            srv->recover_at = now + srv->recover_ms;
+        }
+    }
     /* About once a second, fold the write-ahead log into the database off the loop. */
     if (srv->store && srv->ticks % 5 == 0 && !srv->checkpoint_running &&
         nnve_store_stats(srv->store)->commits != srv->checkpoint_commits) {

@@ -114,7 +114,7 @@ ok "full disk: retries refused, memory = acknowledged changes"
 
 # ---- 2. space comes back; then kill -9 --------------------------------------------------
 rm -f "$T/state/fill"
-wait_for "leaving degraded mode" 10 grep -q 'info state: leaving degraded mode' "$T/daemon.log"
+wait_for "leaving degraded mode" 20 grep -q 'info state: leaving degraded mode' "$T/daemon.log"
 [ "$(counter degraded)" = 0 ] || fail "still degraded"
 out=$(client hv1 <<EOF
 hello node=hv1 epoch=4
