@@ -278,9 +278,24 @@ static void flush_session(struct session *s, int commit_failed)
         sncp_conn_close(s->conn);
 }
 
+/* After the state was rebuilt from the store its hypervisor objects are new: sessions find
+ * theirs again by identity (a session the state could not keep is closed). */
+static void sessions_rebind(struct nnve_server *srv)
+{
+    for (struct session *s = srv->sessions; s; s = s->next) {
+        if (!s->hv)
+            continue;
+        s->hv = nnve_state_hv_find(srv->state, s->identity);
+        if (!s->hv || nnve_state_hv_session(s->hv) != s) {
+            s->hv = NULL;
+            srv->n_established--;
+            sncp_conn_close(s->conn);
+        }
+    }
+}
+
 /* Group commit, then the responses of this loop iteration.  A failed group is undone in
- * the state (rebuilt from the store), so its hypervisor objects are new: sessions find
- * theirs again by identity. */
+ * the state (rebuilt from the store). */
 static void on_check(uv_check_t *h)
 {
     struct nnve_server *srv = h->data;
@@ -288,9 +303,7 @@ static void on_check(uv_check_t *h)
     if (nnve_state_commit(srv->state, uv_now(srv->loop))) {
         srv->c.commit_failures++;
         failed = 1;
-        for (struct session *s = srv->sessions; s; s = s->next)
-            if (s->hv)
-                s->hv = nnve_state_hv_find(srv->state, s->identity);
+        sessions_rebind(srv);
     }
     while (srv->dirty) {
         struct session *s = srv->dirty;
@@ -323,7 +336,11 @@ static void on_tick(uv_timer_t *t)
      * full rewrite of a large state is not free, and a full disk stays full a while). */
     uint64_t now = uv_now(srv->loop);
     if (nnve_state_degraded(srv->state) && now >= srv->recover_at) {
-        if (nnve_state_recover(srv->state, now) == 0) {
+        uint64_t reverts = nnve_state_reverts(srv->state);
+        int r = nnve_state_recover(srv->state, now);
+        if (nnve_state_reverts(srv->state) != reverts)
+            sessions_rebind(srv); /* it reloaded the state from the store */
+        if (r == 0) {
             srv->recover_ms = 0;
         } else {
             srv->recover_ms = srv->recover_ms ? srv->recover_ms * 2 : 1000;

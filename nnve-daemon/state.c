@@ -1209,7 +1209,7 @@ int nnve_state_request(struct nnve_state *st, struct nnve_hv *hv, const struct s
 {
     memset(res, 0, sizeof *res);
     if (st->degraded) {
-        res->reason = "degraded: the switch cannot store its state; nothing changed";
+        res->reason = "degraded: the switch cannot store or program its state; nothing changed";
         return SNCP_E_INTERNAL;
     }
     if (st->failed) {
@@ -1789,7 +1789,9 @@ static int revert(struct nnve_state *st, uint64_t now)
             hv = nnve_state_hv_find(st, b[i].identity);
             struct nnve_port *p = b[i].port ? port_get(st, b[i].port) : NULL;
             if (!p) {
-                r = -ENOMEM;
+                /* port in no domain any more (or no memory): the session is let go */
+                SNV_WARN("state", "session not kept across the revert hypervisor=%s",
+                         b[i].identity);
             } else if (!hv) {
                 hv = hv_create(st, b[i].identity, p);
                 if (!hv)
@@ -1802,7 +1804,7 @@ static int revert(struct nnve_state *st, uint64_t now)
                 if (hv->port != p)
                     r = hv_move(st, hv, p, now);
             }
-            if (!r) {
+            if (!r && p) {
                 hv->hold_until = 0;
                 hv->session = b[i].session;
             }
@@ -1848,22 +1850,29 @@ int nnve_state_commit(struct nnve_state *st, uint64_t now)
 }
 
 /* Declares every VN on a port and every TSI to the backend between reconcile_begin and
- * reconcile_end.  Returns 0 or < 0. */
+ * reconcile_end.  Every declaration is made even after one fails: reconcile_end removes
+ * what was not declared, which must never be a correct entry.  Returns 0 or the first
+ * error. */
 static int replay(struct nnve_state *st)
 {
     struct nnve_backend *be = st->be;
     const struct nnve_backend_class *c = be->cls;
     int r = c->reconcile_begin(be);
+    if (r < 0)
+        return r;
     struct nnve_port *p;
     for (size_t i = 0; (p = nnve_hmap_at(&st->ports, &i)) != NULL;)
-        for (unsigned k = 0; k < p->n_vns && !r; k++)
-            if (p->vns[k].refs)
-                r = c->vn_add(be, p->name, p->vns[k].vap->tag, &p->vns[k].vap->vn);
+        for (unsigned k = 0; k < p->n_vns; k++) {
+            int e =
+                p->vns[k].refs ? c->vn_add(be, p->name, p->vns[k].vap->tag, &p->vns[k].vap->vn) : 0;
+            r = r ? r : e;
+        }
     struct nnve_tsi *t;
-    for (size_t i = 0; !r && (t = nnve_hmap_at(&st->tsis, &i)) != NULL;) {
+    for (size_t i = 0; (t = nnve_hmap_at(&st->tsis, &i)) != NULL;) {
         const struct nnve_vap *vap = t->vc->vap;
-        r = (t->state == SNCP_TSI_ACTIVATED ? c->tsi_activate : c->tsi_associate)(
+        int e = (t->state == SNCP_TSI_ACTIVATED ? c->tsi_activate : c->tsi_associate)(
             be, t->hv->port->name, vap->tag, &vap->vn, &t->id, t->addrs, t->n_addrs);
+        r = r ? r : e;
     }
     int e = c->reconcile_end(be);
     return r ? r : e;
@@ -1933,4 +1942,9 @@ int nnve_state_recover(struct nnve_state *st, uint64_t now)
 int nnve_state_degraded(const struct nnve_state *st)
 {
     return st->degraded;
+}
+
+uint64_t nnve_state_reverts(const struct nnve_state *st)
+{
+    return st->c.reverts;
 }

@@ -103,11 +103,15 @@ int nnve_state_request(struct nnve_state *st, struct nnve_hv *hv, const struct s
  * Hypervisor objects are new afterwards: find them again by identity (sessions stay bound).
  * A store failure, or a rebuild that fails, enters degraded mode (logged at error). */
 int nnve_state_commit(struct nnve_state *st, uint64_t now);
-/* In degraded mode, tries to leave it: rewrites the whole store from memory in one
- * transaction and, when a dataplane operation failed meanwhile, replays the dataplane.
+/* In degraded mode, tries to leave it: reloads memory from the store first when an earlier
+ * rebuild failed (new hypervisor objects, as after nnve_state_commit), then rewrites the
+ * whole store from memory in one transaction and, when a dataplane operation failed
+ * meanwhile, replays the dataplane.
  * Returns 0 (not degraded any more; logged at info) or < 0 (still degraded). */
 int nnve_state_recover(struct nnve_state *st, uint64_t now);
 int nnve_state_degraded(const struct nnve_state *st);
+/* How many times the state was rebuilt from the store (each makes new hypervisor objects). */
+uint64_t nnve_state_reverts(const struct nnve_state *st);
 
 /* Runs hold timers and tag hold-downs.  Returns the next deadline, or UINT64_MAX. */
 uint64_t nnve_state_tick(struct nnve_state *st, uint64_t now);
