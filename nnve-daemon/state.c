@@ -1843,7 +1843,8 @@ int nnve_state_commit(struct nnve_state *st, uint64_t now)
     if (r || st->failed) {
         st->dp_dirty = 1;
         st->need_reload = r != 0;
-        degraded_enter(st, "the state could not be rebuilt from the store");
+        degraded_enter(st, r ? "the state could not be reloaded from the store"
+                             : "the dataplane could not be programmed with the stored state");
     }
     st->failed = 0;
     return SNCP_E_INTERNAL;

@@ -760,6 +760,30 @@ START_TEST(test_backend_failure_undone)
     ck_assert_uint_eq(nnve_state_hv_tsis(hv1), 2);
     ck_assert_uint_ge(cnt().backend_errors, 2);
 
+    /* The dataplane also fails while it is declared again (TSI 1 is activated): degraded
+     * until a full replay of the dataplane succeeds. */
+    fail_verb = "act";
+    ck_assert_int_eq(req(hv1, msg(SNCP_MSG_TSI_ACTIVATE, 5000, 2), 30), SNCP_E_INTERNAL);
+    ck_assert_int_eq(nnve_state_commit(st, 30), SNCP_E_INTERNAL);
+    ck_assert(nnve_state_degraded(st));
+    hv1 = nnve_state_hv_find(st, "hv1");
+    ck_assert_int_eq(req(hv1, msg(SNCP_MSG_TSI_DEACTIVATE, 0, 1), 40), SNCP_E_INTERNAL);
+    ck_assert_int_ne(nnve_state_recover(st, 50), 0);
+    ck_assert(nnve_state_degraded(st));
+    fail_verb = NULL;
+    ops[0] = '\0';
+    ck_assert_int_eq(nnve_state_recover(st, 60), 0);
+    ck_assert(!nnve_state_degraded(st));
+    ck_assert_uint_eq(cnt().degraded, 0);
+    ck_assert_uint_eq(cnt().degraded_entered, 1);
+    ck_assert_int_eq(count_ops("reconcile"), 2);
+    ck_assert_int_eq(count_ops("act swp1 100 5000 1"), 1);
+    ck_assert_int_eq(count_ops("assoc swp1 100 5000 2"), 1);
+    ck_assert_int_eq(count_ops("add-vn swp1 100 5000"), 1);
+    ck_assert_int_eq(req(hv1, msg(SNCP_MSG_TSI_ACTIVATE, 5000, 2), 70), 0);
+    ck_assert_int_eq(nnve_state_commit(st, 70), 0);
+    ck_assert_uint_eq(cnt().tsis_activated, 2);
+
     nnve_state_destroy(st);
     nnve_store_close(store);
     ck_assert_int_eq(nnve_state_create(cfg, NULL, NULL, 0, &st, err, sizeof err), 0);
