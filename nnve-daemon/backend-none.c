@@ -5,7 +5,10 @@
  * journal at start-up, appends a line only for an operation that changes something
  * ("add-vn port=swp1 tag=100 vn=5000", "activate-tsi port=... tsi=... addrs=..."), and at
  * reconcile_end removes what was installed but not declared.  Tests read the journal to
- * check that a restart re-adds nothing that was already there.
+ * check that a restart re-adds nothing that was already there.  An operation whose journal
+ * line cannot be written in full (e.g. the file system is full) fails with -errno and changes
+ * nothing: the partial line is cut off and the entry is not recorded, as a kernel that
+ * refused the change would leave it.
  */
 #include "backend-provider.h"
 
@@ -13,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "hmap.h"
 #include "snv-log.h"
@@ -88,15 +92,31 @@ static int entry_set(struct none_backend *nb, const char *key, const char *line,
     return 0;
 }
 
-static void journal(struct none_backend *nb, const char *verb, const char *rest)
+/* Appends one line with a single write(2) (no stdio buffer that could keep a failed line
+ * and write it later).  Returns 0, or -errno with the file as it was. */
+static int journal(struct none_backend *nb, const char *verb, const char *rest)
 {
     /* Peers drive these operations: the log line is rate-limited, the journal is not. */
     static struct snv_ratelimit rl = SNV_RATELIMIT_INIT(2000, 10000);
+    static struct snv_ratelimit rl_err = SNV_RATELIMIT_INIT(1, 5);
     snv_log_rl(&rl, SNV_LOG_INFO, "backend", "none: %s %s", verb, rest);
-    if (nb->journal) {
-        fprintf(nb->journal, "%s %s\n", verb, rest);
-        fflush(nb->journal);
-    }
+    if (!nb->journal)
+        return 0;
+    char line[8192];
+    int n = snprintf(line, sizeof line, "%s %s\n", verb, rest);
+    if (n < 0 || (size_t)n >= sizeof line)
+        return -ENAMETOOLONG;
+    int fd = fileno(nb->journal);
+    off_t end = lseek(fd, 0, SEEK_END);
+    ssize_t w = write(fd, line, (size_t)n);
+    if (w == n)
+        return 0;
+    int e = w < 0 ? errno : ENOSPC;
+    if (end >= 0 && ftruncate(fd, end) < 0)
+        e = errno;
+    snv_log_rl(&rl_err, SNV_LOG_ERR, "backend", "none: cannot write the journal: %s (%s %s)",
+               strerror(e), verb, rest);
+    return -e;
 }
 
 /* Replays the journal's lines into the model of what is installed. */
@@ -188,7 +208,7 @@ static int none_reconcile_begin(struct nnve_backend *b)
     for (size_t i = 0; (e = nnve_hmap_at(&nb->entries, &i)) != NULL;)
         e->seen = 0;
     nb->reconciling = 1;
-    journal(nb, "reconcile-begin", "");
+    journal(nb, "reconcile-begin", ""); /* a marker: its loss changes nothing */
     return 0;
 }
 
@@ -196,20 +216,25 @@ static int none_reconcile_end(struct nnve_backend *b)
 {
     struct none_backend *nb = none_cast(b);
     /* TSIs first, then VNs, as a real backend would unwind them. */
+    int ret = 0;
     for (int pass = 0; pass < 2; pass++) {
         const char *prefix = pass == 0 ? "tsi " : "vn ";
         struct entry *e;
         for (size_t i = 0; (e = nnve_hmap_at(&nb->entries, &i)) != NULL;) {
             if (e->seen || strncmp(e->key, prefix, strlen(prefix)))
                 continue;
-            journal(nb, pass == 0 ? "deassociate-tsi" : "remove-vn", e->line);
+            int r = journal(nb, pass == 0 ? "deassociate-tsi" : "remove-vn", e->line);
+            if (r) {
+                ret = r; /* still installed: the next reconcile retries */
+                continue;
+            }
             entry_remove(nb, e);
             i = 0;
         }
     }
     nb->reconciling = 0;
     journal(nb, "reconcile-end", "");
-    return 0;
+    return ret;
 }
 
 static int vn_op(struct nnve_backend *b, int add, const char *port, uint16_t tag,
@@ -219,10 +244,8 @@ static int vn_op(struct nnve_backend *b, int add, const char *port, uint16_t tag
     char vbuf[80], rest[256], key[300];
     snprintf(rest, sizeof rest, "port=%s tag=%u vn=%s", port, tag,
              nnve_vn_format(vn, vbuf, sizeof vbuf));
-    if (!nb->journal) {
-        journal(nb, add ? "add-vn" : "remove-vn", rest);
-        return 0;
-    }
+    if (!nb->journal)
+        return journal(nb, add ? "add-vn" : "remove-vn", rest);
     snprintf(key, sizeof key, "vn %s", rest);
     struct entry *e = entry_find(nb, key);
     if (add) {
@@ -230,11 +253,13 @@ static int vn_op(struct nnve_backend *b, int add, const char *port, uint16_t tag
             e->seen = 1;
             return 0;
         }
-        journal(nb, "add-vn", rest);
-        return entry_set(nb, key, rest, 1);
+        int r = journal(nb, "add-vn", rest);
+        return r ? r : entry_set(nb, key, rest, 1);
     }
     if (e) {
-        journal(nb, "remove-vn", rest);
+        int r = journal(nb, "remove-vn", rest);
+        if (r)
+            return r;
         entry_remove(nb, e);
     }
     return 0;
@@ -270,16 +295,16 @@ static int tsi_op(struct nnve_backend *b, enum tsi_verb verb, const char *port, 
         sncp_addr_format(&addrs[i], abuf, sizeof abuf);
         n += snprintf(rest + n, sizeof rest - (size_t)n, "%s%s", i ? "," : "", abuf);
     }
-    if (!nb->journal) {
-        journal(nb, verbs[verb], rest);
-        return 0;
-    }
+    if (!nb->journal)
+        return journal(nb, verbs[verb], rest);
     snprintf(key, sizeof key, "tsi port=%s tsi=%s", port, tbuf);
     struct entry *e = entry_find(nb, key);
     int want = verb == V_ACTIVATE ? 2 : verb == V_UPDATE ? (e ? e->state : 1) : 1;
     if (verb == V_DEASSOCIATE) {
         if (e) {
-            journal(nb, verbs[verb], rest);
+            int r = journal(nb, verbs[verb], rest);
+            if (r)
+                return r;
             entry_remove(nb, e);
         }
         return 0;
@@ -288,8 +313,8 @@ static int tsi_op(struct nnve_backend *b, enum tsi_verb verb, const char *port, 
         e->seen = 1;
         return 0;
     }
-    journal(nb, verbs[verb], rest);
-    return entry_set(nb, key, rest, want);
+    int r = journal(nb, verbs[verb], rest);
+    return r ? r : entry_set(nb, key, rest, want);
 }
 
 static int none_tsi_associate(struct nnve_backend *b, const char *port, uint16_t tag,

@@ -133,7 +133,8 @@ struct nnve_server {
     uv_timer_t tick;
     uv_work_t checkpoint;
     int checkpoint_running;
-    char *state_dir;             /* the worker's copy: the config may be replaced meanwhile */
+    uint64_t recover_at;         /* degraded: next attempt to store the whole state */
+    uint32_t recover_ms;         /* ... and the interval, doubled after each failure */
     uint64_t checkpoint_commits; /* store commits at the last checkpoint */
     unsigned ticks;
     struct op *ops;
@@ -279,14 +280,32 @@ static void flush_session(struct session *s, int commit_failed)
         sncp_conn_close(s->conn);
 }
 
-/* Group commit, then the responses of this loop iteration. */
+/* After the state was rebuilt from the store its hypervisor objects are new: sessions find
+ * theirs again by identity (a session the state could not keep is closed). */
+static void sessions_rebind(struct nnve_server *srv)
+{
+    for (struct session *s = srv->sessions; s; s = s->next) {
+        if (!s->hv)
+            continue;
+        s->hv = nnve_state_hv_find(srv->state, s->identity);
+        if (!s->hv || nnve_state_hv_session(s->hv) != s) {
+            s->hv = NULL;
+            srv->n_established--;
+            sncp_conn_close(s->conn);
+        }
+    }
+}
+
+/* Group commit, then the responses of this loop iteration.  A failed group is undone in
+ * the state (rebuilt from the store). */
 static void on_check(uv_check_t *h)
 {
     struct nnve_server *srv = h->data;
     int failed = 0;
-    if (nnve_store_dirty(srv->store) && nnve_store_commit(srv->store)) {
+    if (nnve_state_commit(srv->state, uv_now(srv->loop))) {
         srv->c.commit_failures++;
         failed = 1;
+        sessions_rebind(srv);
     }
     while (srv->dirty) {
         struct session *s = srv->dirty;
@@ -299,13 +318,14 @@ static void on_check(uv_check_t *h)
 static void checkpoint_work(uv_work_t *w)
 {
     struct nnve_server *srv = w->data;
-    nnve_store_checkpoint(srv->state_dir);
+    nnve_store_checkpoint(srv->store);
 }
 
 static void checkpoint_done(uv_work_t *w, int status)
 {
     struct nnve_server *srv = w->data;
-    (void)status;
+    if (status == 0)
+        nnve_store_checkpoint_done(srv->store);
     srv->checkpoint_running = 0;
 }
 
@@ -313,8 +333,26 @@ static void on_tick(uv_timer_t *t)
 {
     struct nnve_server *srv = t->data;
     nnve_state_tick(srv->state, uv_now(srv->loop));
+    ++srv->ticks;
+    /* Degraded: try to store the whole state again, after 1 s, 2 s, ... then every 8 s (a
+     * full rewrite of a large state is not free, and a full disk stays full a while). */
+    uint64_t now = uv_now(srv->loop);
+    if (nnve_state_degraded(srv->state) && now >= srv->recover_at) {
+        uint64_t reverts = nnve_state_reverts(srv->state);
+        int r = nnve_state_recover(srv->state, now);
+        if (nnve_state_reverts(srv->state) != reverts)
+            sessions_rebind(srv); /* it reloaded the state from the store */
+        if (r == 0) {
+            srv->recover_ms = 0;
+        } else {
+            srv->recover_ms = srv->recover_ms ? srv->recover_ms * 2 : 1000;
+            if (srv->recover_ms > 8000)
+                srv->recover_ms = 8000;
+            srv->recover_at = now + srv->recover_ms;
+        }
+    }
     /* About once a second, fold the write-ahead log into the database off the loop. */
-    if (srv->store && ++srv->ticks % 5 == 0 && !srv->checkpoint_running &&
+    if (srv->store && srv->ticks % 5 == 0 && !srv->checkpoint_running &&
         nnve_store_stats(srv->store)->commits != srv->checkpoint_commits) {
         srv->checkpoint_commits = nnve_store_stats(srv->store)->commits;
         srv->checkpoint_running = 1;
@@ -909,7 +947,21 @@ static void each_counter(const struct nnve_server *srv, counter_fn *fn, void *au
     fn(aux, "backend_errors_total", "dataplane operations that failed", NULL, NULL,
        sc.backend_errors);
     fn(aux, "store_errors_total", "store writes that failed", NULL, NULL, sc.store_errors);
+    fn(aux, "degraded", "1 while every request is refused until the state is stored again", NULL,
+       NULL, sc.degraded);
+    fn(aux, "degraded_entered_total", "times degraded mode was entered", NULL, NULL,
+       sc.degraded_entered);
+    fn(aux, "state_reverts_total", "failed groups undone by reloading the stored state", NULL, NULL,
+       sc.reverts);
     if (srv->store) {
+        const struct nnve_store_stats *ss = nnve_store_stats(srv->store);
+        uint64_t db_bytes, wal_bytes;
+        nnve_store_sizes(srv->store, &db_bytes, &wal_bytes);
+        fn(aux, "store_db_bytes", "size of the database file", NULL, NULL, db_bytes);
+        fn(aux, "store_wal_bytes", "size of the write-ahead log file", NULL, NULL, wal_bytes);
+        fn(aux, "store_checkpoints_total", "WAL checkpoints run", NULL, NULL, ss->checkpoints);
+        fn(aux, "store_checkpoint_failures_total", "WAL checkpoints that failed", NULL, NULL,
+           ss->checkpoint_failures);
         fn(aux, "store_commits_total", "group commits", NULL, NULL,
            nnve_store_stats(srv->store)->commits);
         fn(aux, "store_writes_total", "rows written", NULL, NULL,
@@ -1194,10 +1246,7 @@ int nnve_server_create(uv_loop_t *loop, const struct nnve_config *cfg, struct sn
     srv->rl_auth = (struct snv_ratelimit)SNV_RATELIMIT_INIT(50, 200);
     srv->rl_req = (struct snv_ratelimit)SNV_RATELIMIT_INIT(10, 50);
     srv->listeners = calloc(cfg->n_listen ? cfg->n_listen : 1, sizeof *srv->listeners);
-    srv->state_dir = strdup(cfg->state_dir);
-    if (!srv->listeners || !srv->state_dir) {
-        free(srv->listeners);
-        free(srv->state_dir);
+    if (!srv->listeners) {
         free(srv);
         return -ENOMEM;
     }
@@ -1212,7 +1261,6 @@ int nnve_server_create(uv_loop_t *loop, const struct nnve_config *cfg, struct sn
             for (unsigned k = 0; k < i; k++)
                 sncp_listener_destroy(srv->listeners[k]);
             free(srv->listeners);
-            free(srv->state_dir);
             free(srv);
             return r;
         }
@@ -1226,7 +1274,6 @@ int nnve_server_create(uv_loop_t *loop, const struct nnve_config *cfg, struct sn
             sncp_listener_destroy(srv->listeners[k]);
         free(srv->l2_ifs);
         free(srv->listeners);
-        free(srv->state_dir);
         free(srv);
         return r;
     }
@@ -1342,6 +1389,5 @@ void nnve_server_destroy(struct nnve_server *srv)
         return;
     free(srv->listeners);
     free(srv->l2_ifs);
-    free(srv->state_dir);
     free(srv);
 }

@@ -15,6 +15,15 @@
  *            TSI claiming one in the same VAP is refused in O(1) (the two instances of a
  *            migrating TSI share their entries).
  * Memory per TSI instance: the struct (80 bytes), its address array, and a hash slot.
+ *
+ * Failures.  Every change goes to the backend and into the store's open transaction (one per
+ * event-loop iteration, see store.h).  A backend or store failure marks the whole group
+ * failed: the rest of the iteration's requests are refused, and nnve_state_commit() rolls
+ * the transaction back and rebuilds memory and dataplane from the store (the last committed
+ * state: exactly what was acknowledged), so a failed request has no effect.  A store failure
+ * (or a rebuild that fails) also enters degraded mode: every request is refused and the store
+ * is not written until nnve_state_recover() has rewritten all of it from memory in one
+ * transaction (and replayed the dataplane if an operation failed meanwhile).
  */
 #include "state.h"
 
@@ -91,10 +100,17 @@ struct nnve_hv {
     const struct nnve_hv_cfg *hc; /* its [hypervisor] section in st->cfg, or NULL */
 };
 
+enum { FAIL_BACKEND = 1, FAIL_STORE = 2 };
+
 struct nnve_state {
     const struct nnve_config *cfg;
     struct nnve_backend *be;
-    struct nnve_store *store;
+    struct nnve_store *store; /* where changes go: db, or NULL while degraded */
+    struct nnve_store *db;    /* the attached store */
+    unsigned failed;          /* FAIL_*: the current group failed */
+    int degraded;
+    int dp_dirty;    /* a backend operation failed while degraded: replay before leaving */
+    int need_reload; /* a revert failed: memory is not the stored state, reload it */
     int restoring;
     struct nnve_domain *domains;
     struct nnve_hmap hvs;   /* by identity */
@@ -145,13 +161,19 @@ static void be_count(struct nnve_state *st, int r)
     if (r < 0) {
         st->be->errors++;
         st->c.backend_errors++;
+        if (st->degraded)
+            st->dp_dirty = 1;
+        else
+            st->failed |= FAIL_BACKEND;
     }
 }
 
 static void store_count(struct nnve_state *st, int r)
 {
-    if (r < 0)
+    if (r < 0) {
         st->c.store_errors++;
+        st->failed |= FAIL_STORE;
+    }
 }
 
 /* ---- domains and ports ------------------------------------------------------------- */
@@ -1492,10 +1514,9 @@ static void sync_end(struct nnve_state *st, struct nnve_hv *hv, uint64_t now)
                hv->n_tsis, hv->n_vnconns, swept_tsis, swept_vns);
 }
 
-int nnve_state_request(struct nnve_state *st, struct nnve_hv *hv, const struct sncp_msg *req,
-                       uint64_t now, struct nnve_result *res)
+static int state_request(struct nnve_state *st, struct nnve_hv *hv, const struct sncp_msg *req,
+                         uint64_t now, struct nnve_result *res)
 {
-    memset(res, 0, sizeof *res);
     switch (req->type) {
     case SNCP_MSG_VN_CONNECT:
         return req_vn_connect(st, hv, req, now, res);
@@ -1520,6 +1541,31 @@ int nnve_state_request(struct nnve_state *st, struct nnve_hv *hv, const struct s
         res->reason = "message not allowed here";
         return SNCP_E_UNEXPECTED_MESSAGE;
     }
+}
+
+int nnve_state_request(struct nnve_state *st, struct nnve_hv *hv, const struct sncp_msg *req,
+                       uint64_t now, struct nnve_result *res)
+{
+    memset(res, 0, sizeof *res);
+    if (st->degraded) {
+        res->reason = "degraded: the switch cannot store or program its state; nothing changed";
+        return SNCP_E_INTERNAL;
+    }
+    if (st->failed) {
+        res->reason = "dataplane or store failure in this batch; nothing changed";
+        return SNCP_E_INTERNAL;
+    }
+    int r = state_request(st, hv, req, now, res);
+    if (st->failed) {
+        /* Undone with the whole group by nnve_state_commit() before any response leaves. */
+        memset(res, 0, sizeof *res);
+        res->reason = (st->failed & FAIL_STORE) ? "the switch could not store the change; "
+                                                  "nothing changed"
+                                                : "the switch could not program its dataplane; "
+                                                  "nothing changed";
+        return SNCP_E_INTERNAL;
+    }
+    return r;
 }
 
 /* ---- timers ----------------------------------------------------------------------- */
@@ -1963,6 +2009,40 @@ static int load_tsi(void *aux, const char *identity, const struct nnve_vn *vn,
     return 0;
 }
 
+/* Loads what the store holds and declares it to the backend between reconcile_begin and
+ * reconcile_end; loaded hypervisors go into hold, unused VAPs into hold-down. */
+static int restore(struct nnve_state *st, uint64_t now)
+{
+    static const struct nnve_store_loader loader = {
+        .hv = load_hv,
+        .vap = load_vap,
+        .vn_connection = load_vn_connection,
+        .tsi = load_tsi,
+    };
+    if (st->be)
+        be_count(st, st->be->cls->reconcile_begin(st->be));
+    st->restoring = 1;
+    int r = nnve_store_load(st->db, &loader, st);
+    st->restoring = 0;
+    if (st->be)
+        be_count(st, st->be->cls->reconcile_end(st->be));
+    if (r)
+        return r;
+    struct nnve_vap *v;
+    for (size_t i = 0; (v = nnve_hmap_at(&st->vaps, &i)) != NULL;)
+        if (!v->n_users) {
+            v->n_users = 1;
+            vap_release(st, v, now);
+        }
+    struct nnve_hv *hv;
+    for (size_t i = 0; (hv = nnve_hmap_at(&st->hvs, &i)) != NULL;) {
+        hv->hold_until = now + st->cfg->hold_time_ms;
+        if (!hv->hold_until)
+            hv->hold_until = 1;
+    }
+    return 0;
+}
+
 int nnve_state_create(const struct nnve_config *cfg, struct nnve_backend *be,
                       struct nnve_store *store, uint64_t now, struct nnve_state **out, char *err,
                       size_t errlen)
@@ -1972,7 +2052,7 @@ int nnve_state_create(const struct nnve_config *cfg, struct nnve_backend *be,
         return -ENOMEM;
     st->cfg = cfg;
     st->be = be;
-    st->store = store;
+    st->store = st->db = store;
     st->rl = (struct snv_ratelimit)SNV_RATELIMIT_INIT(5, 20);
     nnve_hmap_init(&st->hvs);
     nnve_hmap_init(&st->ports);
@@ -1986,36 +2066,11 @@ int nnve_state_create(const struct nnve_config *cfg, struct nnve_backend *be,
         return r;
     }
     if (store) {
-        static const struct nnve_store_loader loader = {
-            .hv = load_hv,
-            .vap = load_vap,
-            .vn_connection = load_vn_connection,
-            .tsi = load_tsi,
-        };
-        if (be)
-            be_count(st, be->cls->reconcile_begin(be));
-        st->restoring = 1;
-        r = nnve_store_load(store, &loader, st);
-        st->restoring = 0;
-        if (be)
-            be_count(st, be->cls->reconcile_end(be));
+        r = restore(st, now);
         if (r) {
             snprintf(err, errlen, "cannot load the stored state: %s", sncp_strerror(r));
             nnve_state_destroy(st);
             return r;
-        }
-        /* Loaded VAPs nobody uses go into hold-down; loaded hypervisors into hold. */
-        struct nnve_vap *v;
-        for (size_t i = 0; (v = nnve_hmap_at(&st->vaps, &i)) != NULL;)
-            if (!v->n_users) {
-                v->n_users = 1;
-                vap_release(st, v, now);
-            }
-        struct nnve_hv *hv;
-        for (size_t i = 0; (hv = nnve_hmap_at(&st->hvs, &i)) != NULL;) {
-            hv->hold_until = now + cfg->hold_time_ms;
-            if (!hv->hold_until)
-                hv->hold_until = 1;
         }
         /* What was stored under an older configuration is held to the current one. */
         nnve_state_enforce(st, now, NULL, NULL);
@@ -2038,10 +2093,9 @@ int nnve_state_reconfigure(struct nnve_state *st, const struct nnve_config *cfg,
     return 0;
 }
 
-void nnve_state_destroy(struct nnve_state *st)
+/* Frees every hypervisor, VN connection, TSI, VAP and port (not the domains). */
+static void objects_free(struct nnve_state *st)
 {
-    if (!st)
-        return;
     struct nnve_tsi *t;
     for (size_t i = 0; (t = nnve_hmap_at(&st->tsis, &i)) != NULL;)
         tsi_free(t);
@@ -2063,12 +2117,6 @@ void nnve_state_destroy(struct nnve_state *st)
         free(p->name);
         free(p);
     }
-    for (struct nnve_domain *d = st->domains, *next; d; d = next) {
-        next = d->next;
-        nnve_tagpool_destroy(d->pool);
-        free(d->name);
-        free(d);
-    }
     struct addr_owner *o;
     for (size_t i = 0; (o = nnve_hmap_at(&st->addrs, &i)) != NULL;)
         free(o);
@@ -2077,5 +2125,252 @@ void nnve_state_destroy(struct nnve_state *st)
     nnve_hmap_uninit(&st->hvs);
     nnve_hmap_uninit(&st->vaps);
     nnve_hmap_uninit(&st->ports);
+}
+
+void nnve_state_destroy(struct nnve_state *st)
+{
+    if (!st)
+        return;
+    objects_free(st);
+    for (struct nnve_domain *d = st->domains, *next; d; d = next) {
+        next = d->next;
+        nnve_tagpool_destroy(d->pool);
+        free(d->name);
+        free(d);
+    }
     free(st);
+}
+
+/* ---- failures: revert, degraded mode ------------------------------------------------ */
+
+static void degraded_enter(struct nnve_state *st, const char *why)
+{
+    if (st->degraded)
+        return;
+    st->degraded = 1;
+    nnve_store_rollback(st->db);
+    st->store = NULL;
+    st->c.degraded = 1;
+    st->c.degraded_entered++;
+    SNV_ERR("state",
+            "entering degraded mode: %s; every request is refused until the whole state is "
+            "stored again",
+            why);
+}
+
+/* A session's hypervisor, kept across a revert. */
+struct bound_hv {
+    char *identity;
+    char *port;
+    void *session;
+};
+
+/* Rebuilds memory and dataplane from the store (the last committed state), keeping the
+ * hypervisors that have a session bound to them.  Returns 0 or < 0 (logged). */
+static int revert(struct nnve_state *st, uint64_t now)
+{
+    size_t n = 0, cap = nnve_hmap_count(&st->hvs);
+    struct bound_hv *b = calloc(cap ? cap : 1, sizeof *b);
+    if (!b)
+        return -ENOMEM;
+    struct nnve_hv *hv;
+    for (size_t i = 0; (hv = nnve_hmap_at(&st->hvs, &i)) != NULL;) {
+        if (!hv->session)
+            continue;
+        b[n].identity = hv->identity;
+        hv->identity = NULL;
+        b[n].port = strdup(hv->port->name);
+        b[n++].session = hv->session;
+    }
+    objects_free(st);
+    nnve_hmap_init(&st->hvs);
+    nnve_hmap_init(&st->ports);
+    nnve_hmap_init(&st->vaps);
+    nnve_hmap_init(&st->tsis);
+    nnve_hmap_init(&st->addrs);
+    uint64_t keep[] = {st->c.transitions,    st->c.hold_expired,     st->c.sync_swept_tsis,
+                       st->c.sync_swept_vns, st->c.backend_errors,   st->c.store_errors,
+                       st->c.degraded,       st->c.degraded_entered, st->c.reverts};
+    memset(&st->c, 0, sizeof st->c);
+    st->c.transitions = keep[0];
+    st->c.hold_expired = keep[1];
+    st->c.sync_swept_tsis = keep[2];
+    st->c.sync_swept_vns = keep[3];
+    st->c.backend_errors = keep[4];
+    st->c.store_errors = keep[5];
+    st->c.degraded = keep[6];
+    st->c.degraded_entered = keep[7];
+    st->c.reverts = keep[8] + 1;
+    /* Fresh pools: the loaded VAPs claim their tags again. */
+    for (struct nnve_domain *d = st->domains; d; d = d->next) {
+        nnve_tagpool_destroy(d->pool);
+        d->pool = NULL;
+    }
+    int r = sync_domains(st, st->cfg, now);
+    if (!r)
+        r = restore(st, now);
+    for (size_t i = 0; i < n; i++) {
+        if (!r) {
+            hv = nnve_state_hv_find(st, b[i].identity);
+            struct nnve_port *p = b[i].port ? port_get(st, b[i].port) : NULL;
+            if (!p) {
+                /* port in no domain any more (or no memory): the session is let go */
+                SNV_WARN("state", "session not kept across the revert hypervisor=%s",
+                         b[i].identity);
+            } else if (!hv) {
+                hv = hv_create(st, b[i].identity, p);
+                if (!hv)
+                    r = -ENOMEM;
+                else
+                    store_count(st, nnve_store_hv_put(st->store, hv->identity, p->name));
+            } else {
+                st->c.hypervisors_held--;
+                hv->hold_until = 0;
+                if (hv->port != p)
+                    r = hv_move(st, hv, p, now);
+            }
+            if (!r && p) {
+                hv->hold_until = 0;
+                hv->session = b[i].session;
+            }
+        }
+        free(b[i].identity);
+        free(b[i].port);
+    }
+    free(b);
+    SNV_INFO("state", "reverted to the stored state hypervisors=%" PRIu64 " tsis=%" PRIu64 "%s",
+             st->c.hypervisors, st->c.tsis_associated + st->c.tsis_activated,
+             r ? " (incomplete)" : "");
+    return r;
+}
+
+int nnve_state_commit(struct nnve_state *st, uint64_t now)
+{
+    if (!st->failed) {
+        if (!nnve_store_dirty(st->store) || !nnve_store_commit(st->store))
+            return 0;
+        st->failed |= FAIL_STORE;
+    }
+    unsigned failed = st->failed;
+    st->failed = 0;
+    nnve_store_rollback(st->db);
+    if (failed & FAIL_STORE)
+        degraded_enter(st, "the state store failed");
+    if (!st->db) {
+        /* Nothing to rebuild from: refuse until the dataplane replays. */
+        st->dp_dirty = 1;
+        degraded_enter(st, "a dataplane operation failed (no store to revert to)");
+        return SNCP_E_INTERNAL;
+    }
+    int r = revert(st, now);
+    if (st->failed & FAIL_BACKEND)
+        st->dp_dirty = 1;
+    if (r || st->failed) {
+        st->dp_dirty = 1;
+        st->need_reload = r != 0;
+        degraded_enter(st, r ? "the state could not be reloaded from the store"
+                             : "the dataplane could not be programmed with the stored state");
+    }
+    st->failed = 0;
+    return SNCP_E_INTERNAL;
+}
+
+/* Declares every VN on a port and every TSI to the backend between reconcile_begin and
+ * reconcile_end.  Every declaration is made even after one fails: reconcile_end removes
+ * what was not declared, which must never be a correct entry.  Returns 0 or the first
+ * error. */
+static int replay(struct nnve_state *st)
+{
+    struct nnve_backend *be = st->be;
+    const struct nnve_backend_class *c = be->cls;
+    int r = c->reconcile_begin(be);
+    if (r < 0)
+        return r;
+    struct nnve_port *p;
+    for (size_t i = 0; (p = nnve_hmap_at(&st->ports, &i)) != NULL;)
+        for (unsigned k = 0; k < p->n_vns; k++) {
+            int e =
+                p->vns[k].refs ? c->vn_add(be, p->name, p->vns[k].vap->tag, &p->vns[k].vap->vn) : 0;
+            r = r ? r : e;
+        }
+    struct nnve_tsi *t;
+    for (size_t i = 0; (t = nnve_hmap_at(&st->tsis, &i)) != NULL;) {
+        const struct nnve_vap *vap = t->vc->vap;
+        int e = (t->state == SNCP_TSI_ACTIVATED ? c->tsi_activate : c->tsi_associate)(
+            be, t->hv->port->name, vap->tag, &vap->vn, &t->id, t->addrs, t->n_addrs);
+        r = r ? r : e;
+    }
+    int e = c->reconcile_end(be);
+    return r ? r : e;
+}
+
+/* Writes every record from memory into one transaction of the store. */
+static int rewrite(struct nnve_state *st)
+{
+    struct nnve_store *db = st->db;
+    int r = nnve_store_clear(db);
+    struct nnve_hv *hv;
+    for (size_t i = 0; !r && (hv = nnve_hmap_at(&st->hvs, &i)) != NULL;) {
+        r = nnve_store_hv_put(db, hv->identity, hv->port->name);
+        for (struct nnve_vnconn *vc = hv->vnconns; vc && !r; vc = vc->next)
+            r = nnve_store_vn_connection_put(db, hv->identity, &vc->vap->vn);
+        for (struct nnve_tsi *t = hv->tsis; t && !r; t = t->next)
+            r = nnve_store_tsi_put(db, hv->identity, &t->vc->vap->vn, &t->id, t->state,
+                                   t->migrating, t->addrs, t->n_addrs);
+    }
+    struct nnve_vap *v;
+    for (size_t i = 0; !r && (v = nnve_hmap_at(&st->vaps, &i)) != NULL;)
+        if (v->n_users)
+            r = nnve_store_vap_put(db, v->domain->name, &v->vn, v->tag);
+    if (r) {
+        nnve_store_rollback(db);
+        return r;
+    }
+    return nnve_store_commit(db);
+}
+
+int nnve_state_recover(struct nnve_state *st, uint64_t now)
+{
+    if (!st->degraded)
+        return 0;
+    if (st->need_reload) {
+        /* Memory may be partial: what is on disk is the truth, never the other way round. */
+        st->failed = 0;
+        int r = revert(st, now);
+        st->failed = 0;
+        if (r)
+            return r;
+        st->need_reload = 0;
+    }
+    if (st->db && rewrite(st))
+        return SNCP_E_INTERNAL;
+    if (st->dp_dirty && st->be) {
+        int r = replay(st);
+        st->be->ops++;
+        if (r < 0) {
+            st->be->errors++;
+            st->c.backend_errors++;
+            return r;
+        }
+    }
+    st->dp_dirty = 0;
+    st->degraded = 0;
+    st->store = st->db;
+    st->c.degraded = 0;
+    SNV_INFO("state",
+             "leaving degraded mode: the whole state is stored%s hypervisors=%" PRIu64
+             " tsis=%" PRIu64,
+             st->be ? " and in the dataplane" : "", st->c.hypervisors,
+             st->c.tsis_associated + st->c.tsis_activated);
+    return 0;
+}
+
+int nnve_state_degraded(const struct nnve_state *st)
+{
+    return st->degraded;
+}
+
+uint64_t nnve_state_reverts(const struct nnve_state *st)
+{
+    return st->c.reverts;
 }

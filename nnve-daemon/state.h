@@ -46,6 +46,9 @@ struct nnve_state_counters {
     uint64_t sync_swept_vns;
     uint64_t backend_errors;
     uint64_t store_errors;
+    uint64_t degraded;         /* 1 while in degraded mode */
+    uint64_t degraded_entered; /* times degraded mode was entered */
+    uint64_t reverts;          /* failed groups undone by reloading the stored state */
 };
 
 /* Creates the state from `cfg` (the config must outlive the state, or be replaced through
@@ -86,9 +89,29 @@ void *nnve_state_hv_session(const struct nnve_hv *hv);
 
 /* Applies one request of hypervisor `hv` (VN_CONNECT, VN_DISCONNECT, TSI_*, SYNC_*).
  * Returns 0 with *res filled for the response, or a negative SNCP_E_* with res->error_tlv
- * and res->reason; a failed request changes nothing. */
+ * and res->reason; a failed request changes nothing.  SNCP_E_INTERNAL: a backend or store
+ * operation failed (this request's, or an earlier one's of the same group), or the state is
+ * degraded; the group's changes are undone by nnve_state_commit(). */
 int nnve_state_request(struct nnve_state *st, struct nnve_hv *hv, const struct sncp_msg *req,
                        uint64_t now, struct nnve_result *res);
+
+/* Ends a group of changes (one event-loop iteration) before its responses are sent.
+ * Returns 0: committed (or nothing to commit, or degraded and nothing stored).
+ * SNCP_E_INTERNAL: a backend or store operation of the group failed, or the commit did: the
+ * transaction is rolled back and memory and dataplane are rebuilt from the store, so none of
+ * the group's changes remain; every success response of the group must become an error.
+ * Hypervisor objects are new afterwards: find them again by identity (sessions stay bound).
+ * A store failure, or a rebuild that fails, enters degraded mode (logged at error). */
+int nnve_state_commit(struct nnve_state *st, uint64_t now);
+/* In degraded mode, tries to leave it: reloads memory from the store first when an earlier
+ * rebuild failed (new hypervisor objects, as after nnve_state_commit), then rewrites the
+ * whole store from memory in one transaction and, when a dataplane operation failed
+ * meanwhile, replays the dataplane.
+ * Returns 0 (not degraded any more; logged at info) or < 0 (still degraded). */
+int nnve_state_recover(struct nnve_state *st, uint64_t now);
+int nnve_state_degraded(const struct nnve_state *st);
+/* How many times the state was rebuilt from the store (each makes new hypervisor objects). */
+uint64_t nnve_state_reverts(const struct nnve_state *st);
 
 /* Runs hold timers and tag hold-downs.  Returns the next deadline, or UINT64_MAX. */
 uint64_t nnve_state_tick(struct nnve_state *st, uint64_t now);

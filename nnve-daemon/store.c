@@ -10,9 +10,19 @@
  * that iteration's responses: nothing acknowledged can be lost, and the cost of an fsync is
  * shared by every request that arrived together.  `sync = normal` in the config trades the
  * power-loss guarantee for speed (WAL without fsync per commit; still safe against kill -9).
- * WAL checkpoints (copying the log into the database file, with its own fsync) are not run
- * inside commits: nnve_store_checkpoint() does them from a worker thread on a connection of
- * its own (PASSIVE: never blocks the daemon's writes), so the event loop never waits for them.
+ * WAL checkpoints (copying the log into the database file, with its own fsync) mostly run off
+ * the event loop: nnve_store_checkpoint() does them from a worker thread on a second, long-lived
+ * connection (PASSIVE: never blocks the daemon's writes).  That connection reads the database
+ * once when opened: a connection that has never read does not know the WAL exists, and a
+ * checkpoint on it does nothing.  Under sustained churn the worker never catches the writer
+ * (the log is only restarted when a checkpoint has copied every frame before the next write),
+ * so the main connection also checkpoints, PASSIVE, right after a commit that leaves more than
+ * WAL_CHECKPOINT_FRAMES frames: with no transaction of its own open that one completes (the
+ * worker already copied most frames), and journal_size_limit truncates the restarted log file.
+ *
+ * A failed write poisons the open transaction: SQLite may have rolled it back already, and
+ * the writes after it must not run in autocommit mode.  They are refused and the commit rolls
+ * back (the caller then restores its memory from what is on disk, see state.c).
  *
  * Schema (version 1): hypervisor(identity, port); vap(domain, vn_key, vn_id, vn_name, tag);
  * vn_connection(identity, vn_key, vn_id, vn_name); tsi(tsi, identity, vn_key, state,
@@ -25,6 +35,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include <sqlite3.h>
 
@@ -76,13 +87,23 @@ static const char schema[] =
 
 struct nnve_store {
     sqlite3 *db;
+    sqlite3 *ckpt_db; /* the checkpoint worker's connection */
     sqlite3_stmt *st[ST_COUNT];
     int in_txn;
+    int txn_failed; /* a write of the open transaction failed */
+    int ckpt_rc;    /* of the last worker checkpoint (read after it is done) */
+    char *path;
     struct nnve_store_stats stats;
     struct snv_ratelimit rl;
 };
 
-enum { ADDR_REC = 23 };
+enum {
+    ADDR_REC = 23,
+    WAL_CHECKPOINT_FRAMES = 1000,     /* ~4 MiB of pages: the loop checkpoints beyond */
+    WAL_SIZE_LIMIT = 4 * 1024 * 1024, /* journal_size_limit: restarted log cut to this */
+};
+
+static int wal_hook(void *aux, sqlite3 *db, const char *name, int frames);
 
 static void vn_key(const struct nnve_vn *vn, char *buf, size_t cap)
 {
@@ -104,6 +125,11 @@ int nnve_store_open(const char *dir, enum nnve_sync_mode sync, struct nnve_store
     if (!s)
         return -ENOMEM;
     s->rl = (struct snv_ratelimit)SNV_RATELIMIT_INIT(1, 5);
+    s->path = strdup(path);
+    if (!s->path) {
+        free(s);
+        return -ENOMEM;
+    }
     int rc = sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL);
     if (rc != SQLITE_OK) {
         snprintf(err, errlen, "%s: %s", path, s->db ? sqlite3_errmsg(s->db) : "cannot open");
@@ -111,14 +137,29 @@ int nnve_store_open(const char *dir, enum nnve_sync_mode sync, struct nnve_store
         return SNCP_E_INTERNAL;
     }
     char *emsg = NULL;
-    char pragmas[192];
+    char pragmas[256];
     snprintf(pragmas, sizeof pragmas,
              "PRAGMA journal_mode=WAL; PRAGMA synchronous=%s; PRAGMA busy_timeout=1000; "
-             "PRAGMA wal_autocheckpoint=0;",
-             sync == NNVE_SYNC_FULL ? "FULL" : "NORMAL");
+             "PRAGMA wal_autocheckpoint=0; PRAGMA journal_size_limit=%d;",
+             sync == NNVE_SYNC_FULL ? "FULL" : "NORMAL", (int)WAL_SIZE_LIMIT);
     if (sqlite3_exec(s->db, pragmas, NULL, NULL, &emsg) != SQLITE_OK ||
         sqlite3_exec(s->db, schema, NULL, NULL, &emsg) != SQLITE_OK) {
         snprintf(err, errlen, "%s: %s", path, emsg ? emsg : sqlite3_errmsg(s->db));
+        sqlite3_free(emsg);
+        nnve_store_close(s);
+        return SNCP_E_INTERNAL;
+    }
+    sqlite3_wal_hook(s->db, wal_hook, s);
+    /* The worker's connection reads once so that it has the WAL open (see above); it never
+     * waits for a lock (busy_timeout 0): a checkpoint that would is simply partial. */
+    if (sqlite3_open_v2(path, &s->ckpt_db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) !=
+            SQLITE_OK ||
+        sqlite3_exec(s->ckpt_db, "PRAGMA busy_timeout=0; SELECT count(*) FROM meta;", NULL, NULL,
+                     &emsg) != SQLITE_OK) {
+        snprintf(err, errlen, "%s: checkpoint connection: %s", path,
+                 emsg         ? emsg
+                 : s->ckpt_db ? sqlite3_errmsg(s->ckpt_db)
+                              : "cannot open");
         sqlite3_free(emsg);
         nnve_store_close(s);
         return SNCP_E_INTERNAL;
@@ -143,7 +184,9 @@ void nnve_store_close(struct nnve_store *s)
         nnve_store_commit(s);
     for (int i = 0; i < ST_COUNT; i++)
         sqlite3_finalize(s->st[i]);
+    sqlite3_close(s->ckpt_db);
     sqlite3_close(s->db);
+    free(s->path);
     free(s);
 }
 
@@ -160,19 +203,28 @@ static int step(struct nnve_store *s, enum stmt_id id)
     int rc = sqlite3_step(st);
     sqlite3_reset(st);
     sqlite3_clear_bindings(st);
-    if (rc != SQLITE_DONE && rc != SQLITE_ROW)
+    if (rc != SQLITE_DONE && rc != SQLITE_ROW) {
+        if (s->in_txn)
+            s->txn_failed = 1;
         return fail(s, stmt_sql[id]);
+    }
     return 0;
 }
 
-/* Opens the group transaction on the first write. */
+/* Opens the group transaction on the first write; refuses writes once one has failed. */
 static int begin(struct nnve_store *s)
 {
-    if (s->in_txn)
-        return 0;
+    if (s->in_txn) {
+        if (!s->txn_failed)
+            return 0;
+        s->stats.errors++;
+        return SNCP_E_INTERNAL;
+    }
     int r = step(s, ST_BEGIN);
-    if (!r)
+    if (!r) {
         s->in_txn = 1;
+        s->txn_failed = 0;
+    }
     return r;
 }
 
@@ -180,6 +232,38 @@ static int write_stmt(struct nnve_store *s, enum stmt_id id)
 {
     s->stats.writes++;
     return step(s, id);
+}
+
+void nnve_store_rollback(struct nnve_store *s)
+{
+    if (!s || !s->in_txn)
+        return;
+    s->in_txn = 0;
+    s->txn_failed = 0;
+    /* SQLite may have rolled back on its own already (e.g. SQLITE_FULL). */
+    if (!sqlite3_get_autocommit(s->db))
+        step(s, ST_ROLLBACK);
+}
+
+int nnve_store_clear(struct nnve_store *s)
+{
+    if (!s)
+        return 0;
+    if (begin(s))
+        return SNCP_E_INTERNAL;
+    char *emsg = NULL;
+    if (sqlite3_exec(s->db,
+                     "DELETE FROM tsi; DELETE FROM vn_connection; DELETE FROM vap; "
+                     "DELETE FROM hypervisor;",
+                     NULL, NULL, &emsg) != SQLITE_OK) {
+        s->txn_failed = 1;
+        s->stats.errors++;
+        snv_log_rl(&s->rl, SNV_LOG_ERR, "store", "clearing the tables failed: %s",
+                   emsg ? emsg : sqlite3_errmsg(s->db));
+        sqlite3_free(emsg);
+        return SNCP_E_INTERNAL;
+    }
+    return 0;
 }
 
 int nnve_store_dirty(const struct nnve_store *s)
@@ -191,11 +275,17 @@ int nnve_store_commit(struct nnve_store *s)
 {
     if (!s || !s->in_txn)
         return 0;
-    s->in_txn = 0;
-    if (step(s, ST_COMMIT)) {
-        step(s, ST_ROLLBACK);
+    if (s->txn_failed || sqlite3_get_autocommit(s->db)) {
+        if (!s->txn_failed)
+            fail(s, "transaction (rolled back by SQLite)");
+        nnve_store_rollback(s);
         return SNCP_E_INTERNAL;
     }
+    if (step(s, ST_COMMIT)) {
+        nnve_store_rollback(s);
+        return SNCP_E_INTERNAL;
+    }
+    s->in_txn = 0;
     s->stats.commits++;
     return 0;
 }
@@ -403,17 +493,51 @@ int nnve_store_load(struct nnve_store *s, const struct nnve_store_loader *l, voi
     return ret;
 }
 
-int nnve_store_checkpoint(const char *dir)
+/* After each commit on the main connection: checkpoint there when the worker lags behind. */
+static int wal_hook(void *aux, sqlite3 *db, const char *name, int frames)
 {
-    char path[4096];
-    if (snprintf(path, sizeof path, "%s/nnve-daemon.db", dir) >= (int)sizeof path)
-        return -ENAMETOOLONG;
-    sqlite3 *db = NULL;
-    int ret = 0;
-    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) !=
-            SQLITE_OK ||
-        sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL) != SQLITE_OK)
-        ret = SNCP_E_INTERNAL;
-    sqlite3_close(db);
-    return ret;
+    struct nnve_store *s = aux;
+    if (frames < WAL_CHECKPOINT_FRAMES)
+        return SQLITE_OK;
+    int rc = sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+    if (rc == SQLITE_OK) {
+        s->stats.checkpoints++;
+    } else if (rc != SQLITE_BUSY) { /* busy: the worker is checkpointing */
+        s->stats.checkpoint_failures++;
+        snv_log_rl(&s->rl, SNV_LOG_ERR, "store", "checkpoint failed: %s", sqlite3_errmsg(db));
+    }
+    return SQLITE_OK;
+}
+
+int nnve_store_checkpoint(struct nnve_store *s)
+{
+    int rc = sqlite3_wal_checkpoint_v2(s->ckpt_db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+    /* SQLITE_BUSY: another checkpoint runs, or a lock was held: partial, not a failure. */
+    s->ckpt_rc = rc == SQLITE_OK || rc == SQLITE_BUSY ? 0 : rc;
+    return s->ckpt_rc ? SNCP_E_INTERNAL : 0;
+}
+
+void nnve_store_checkpoint_done(struct nnve_store *s)
+{
+    if (s->ckpt_rc) {
+        s->stats.checkpoint_failures++;
+        snv_log_rl(&s->rl, SNV_LOG_ERR, "store", "checkpoint failed: %s",
+                   sqlite3_errstr(s->ckpt_rc));
+    } else {
+        s->stats.checkpoints++;
+    }
+}
+
+static uint64_t file_size(const char *path)
+{
+    struct stat sb;
+    return stat(path, &sb) ? 0 : (uint64_t)sb.st_size;
+}
+
+void nnve_store_sizes(const struct nnve_store *s, uint64_t *db_bytes, uint64_t *wal_bytes)
+{
+    char wal[4200];
+    *db_bytes = file_size(s->path);
+    snprintf(wal, sizeof wal, "%s-wal", s->path);
+    *wal_bytes = file_size(wal);
 }

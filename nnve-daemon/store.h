@@ -55,18 +55,28 @@ int nnve_store_tsi_del(struct nnve_store *s, const char *identity, const struct 
 
 /* Whether a transaction is open (changes not yet durable). */
 int nnve_store_dirty(const struct nnve_store *s);
-/* Commits the open transaction, if any.  Returns 0 or SNCP_E_INTERNAL (the transaction is
- * rolled back; logged). */
+/* Commits the open transaction, if any.  Returns 0 or SNCP_E_INTERNAL: a write of the
+ * transaction or the commit failed, and the whole transaction is rolled back (logged). */
 int nnve_store_commit(struct nnve_store *s);
+/* Rolls back the open transaction, if any (what is on disk stays as last committed). */
+void nnve_store_rollback(struct nnve_store *s);
+/* Deletes every record, in the open transaction (to rewrite them all before one commit).
+ * Returns 0 or SNCP_E_INTERNAL (logged). */
+int nnve_store_clear(struct nnve_store *s);
 
-/* Copies the write-ahead log of the database in DIR into the database file (a PASSIVE
- * checkpoint on a connection of its own).  Safe to call from another thread while the store
- * is in use; blocks on disk I/O.  Returns 0 or SNCP_E_INTERNAL. */
-int nnve_store_checkpoint(const char *dir);
+/* Copies the write-ahead log into the database file: a PASSIVE checkpoint on the store's
+ * second connection.  Meant for one worker thread at a time while the event loop keeps using
+ * the store; blocks on disk I/O.  Returns 0 or SNCP_E_INTERNAL.  Call
+ * nnve_store_checkpoint_done() on the loop's thread once it has returned (counts it). */
+int nnve_store_checkpoint(struct nnve_store *s);
+void nnve_store_checkpoint_done(struct nnve_store *s);
 
 struct nnve_store_stats {
     uint64_t commits, writes, errors;
+    uint64_t checkpoints, checkpoint_failures; /* by the worker and by the loop */
 };
 const struct nnve_store_stats *nnve_store_stats(const struct nnve_store *s);
+/* Current sizes of the database file and of its write-ahead log (0 when absent). */
+void nnve_store_sizes(const struct nnve_store *s, uint64_t *db_bytes, uint64_t *wal_bytes);
 
 #endif

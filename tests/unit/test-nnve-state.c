@@ -1,6 +1,7 @@
 /* test-nnve-state.c: nnve-daemon's state machines with injected time and a recording
  * backend: every transition row, VN connect/disconnect, tags, migration, limits, SYNC,
- * the hold timer, operator actions, and port moves. */
+ * the hold timer, operator actions, port moves, and a backend that fails (the group is
+ * undone from the store). */
 #include <check.h>
 #include <dirent.h>
 #include <errno.h>
@@ -17,15 +18,19 @@
 
 static char ops[65536];
 static unsigned n_ops;
+static const char *fail_verb; /* operations with this verb fail (-EIO), not recorded */
 
-static void rec(const char *verb, const char *port, uint16_t tag, const struct nnve_vn *vn,
-                const struct sncp_tsi_id *tsi, unsigned n_addrs)
+static int rec(const char *verb, const char *port, uint16_t tag, const struct nnve_vn *vn,
+               const struct sncp_tsi_id *tsi, unsigned n_addrs)
 {
+    if (fail_verb && !strcmp(verb, fail_verb))
+        return -EIO;
     char vbuf[80];
     size_t len = strlen(ops);
     snprintf(ops + len, sizeof ops - len, "%s %s %u %s %u %u;", verb, port, tag,
              nnve_vn_format(vn, vbuf, sizeof vbuf), tsi ? tsi->mac[5] : 0, n_addrs);
     n_ops++;
+    return 0;
 }
 
 static int r_create(const struct nnve_backend_config *c, struct nnve_backend **out)
@@ -41,21 +46,19 @@ static void r_destroy(struct nnve_backend *b)
 static int r_rb(struct nnve_backend *b)
 {
     (void)b;
-    return 0;
+    return rec("reconcile", "-", 0, &(struct nnve_vn){.name = "-"}, NULL, 0);
 }
 static int r_vn_add(struct nnve_backend *b, const char *port, uint16_t tag,
                     const struct nnve_vn *vn)
 {
     (void)b;
-    rec("add-vn", port, tag, vn, NULL, 0);
-    return 0;
+    return rec("add-vn", port, tag, vn, NULL, 0);
 }
 static int r_vn_remove(struct nnve_backend *b, const char *port, uint16_t tag,
                        const struct nnve_vn *vn)
 {
     (void)b;
-    rec("remove-vn", port, tag, vn, NULL, 0);
-    return 0;
+    return rec("remove-vn", port, tag, vn, NULL, 0);
 }
 #define TSI_OP(fn, verb)                                                                           \
     static int fn(struct nnve_backend *b, const char *port, uint16_t tag,                          \
@@ -64,8 +67,7 @@ static int r_vn_remove(struct nnve_backend *b, const char *port, uint16_t tag,
     {                                                                                              \
         (void)b;                                                                                   \
         (void)addrs;                                                                               \
-        rec(verb, port, tag, vn, tsi, n);                                                          \
-        return 0;                                                                                  \
+        return rec(verb, port, tag, vn, tsi, n);                                                   \
     }
 TSI_OP(r_assoc, "assoc")
 TSI_OP(r_act, "act")
@@ -121,6 +123,7 @@ static void setup(void)
     char err[256];
     ops[0] = '\0';
     n_ops = 0;
+    fail_verb = NULL;
     ck_assert_int_eq(nnve_config_parse_string(cfg_text, "t", &cfg, err, sizeof err), 0);
     ck_assert_int_eq(nnve_state_create(cfg, &rec_be, NULL, 0, &st, err, sizeof err), 0);
     ck_assert_int_eq(nnve_state_hv_up(st, "hv1", "swp1", 0, &hv1), 0);
@@ -533,6 +536,7 @@ START_TEST(test_sync)
     ck_assert_int_eq(req(hv2, msg(SNCP_MSG_VN_CONNECT, 5001, 0), 0), 0);
     ops[0] = '\0';
     n_ops = 0;
+    fail_verb = NULL;
     ck_assert_int_eq(req(hv1, msg(SNCP_MSG_SYNC_BEGIN, 0, 0), 0), 0);
     /* re-announce VN 5000 (with its tag as preference) and TSI 1 as it was */
     mm = msg(SNCP_MSG_VN_CONNECT, 5000, 0);
@@ -1220,6 +1224,100 @@ START_TEST(test_hv_limits)
 }
 END_TEST
 
+/* ---- failures ---- */
+
+/* A dataplane operation fails: the request is INTERNAL_ERROR, so is every later request of
+ * the same group, and committing the group rebuilds memory and dataplane from the store:
+ * nothing of the group remains, nothing before it is lost, and the daemon is not degraded
+ * (the store is fine). */
+START_TEST(test_backend_failure_undone)
+{
+    char dir[] = "/tmp/nnve-state-XXXXXX", path[128], err[256];
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    struct nnve_store *store;
+    nnve_state_destroy(st);
+    ck_assert_int_eq(nnve_store_open(dir, NNVE_SYNC_NORMAL, &store, err, sizeof err), 0);
+    ck_assert_int_eq(nnve_state_create(cfg, &rec_be, store, 0, &st, err, sizeof err), 0);
+    ck_assert_int_eq(nnve_state_hv_up(st, "hv1", "swp1", 0, &hv1), 0);
+    ck_assert_int_eq(nnve_state_hv_up(st, "hv2", "swp2", 0, &hv2), 0);
+    nnve_state_hv_set_session(hv1, &sess);
+    nnve_state_hv_set_session(hv2, &sess);
+    struct sncp_msg *mm = msg(SNCP_MSG_TSI_ACTIVATE, 5000, 1);
+    mm->flags |= SNCP_F_IMPLICIT_CONNECT;
+    ck_assert_int_eq(req(hv1, mm, 0), 0);
+    ck_assert_int_eq(nnve_state_commit(st, 0), 0);
+
+    for (int round = 0; round < 2; round++) {
+        ops[0] = '\0';
+        /* round 0: a new TSI whose associate fails; round 1: a deassociate that fails */
+        fail_verb = round == 0 ? "assoc" : "deassoc";
+        mm =
+            round == 0 ? msg(SNCP_MSG_TSI_ASSOCIATE, 5000, 2) : msg(SNCP_MSG_TSI_DEASSOCIATE, 0, 1);
+        ck_assert_int_eq(req(hv1, mm, 10), SNCP_E_INTERNAL);
+        ck_assert_ptr_nonnull(res.reason);
+        ck_assert_int_eq(req(hv2, msg(SNCP_MSG_VN_CONNECT, 5001, 0), 10), SNCP_E_INTERNAL);
+        ck_assert_int_eq(nnve_state_commit(st, 10), SNCP_E_INTERNAL);
+        ck_assert(!nnve_state_degraded(st));
+        hv1 = nnve_state_hv_find(st, "hv1");
+        hv2 = nnve_state_hv_find(st, "hv2");
+        ck_assert_ptr_eq(nnve_state_hv_session(hv1), &sess);
+        ck_assert_uint_eq(nnve_state_hv_hold_until(hv1), 0);
+        ck_assert_uint_eq(nnve_state_hv_tsis(hv1), 1);
+        ck_assert_uint_eq(nnve_state_hv_vns(hv2), 0);
+        ck_assert_uint_eq(cnt().tsis_activated, 1);
+        ck_assert_uint_eq(cnt().tsis_associated, 0);
+        ck_assert_uint_eq(cnt().reverts, (uint64_t)round + 1);
+        /* the dataplane was declared again (TSI 1 activated) and reconciled; the refused
+         * VN_CONNECT never reached it */
+        ck_assert_int_eq(count_ops("act swp1 100 5000 1"), 1);
+        ck_assert_int_eq(count_ops("reconcile"), 2);
+        const char *end = "reconcile - 0 - 0 0;";
+        ck_assert_str_eq(ops + strlen(ops) - strlen(end), end);
+        ck_assert_int_eq(count_ops("5001"), 0);
+    }
+    /* the store holds TSI 1 only; the retry succeeds once the dataplane works */
+    fail_verb = NULL;
+    ck_assert_int_eq(req(hv1, msg(SNCP_MSG_TSI_ASSOCIATE, 5000, 2), 20), 0);
+    ck_assert_int_eq(nnve_state_commit(st, 20), 0);
+    ck_assert_uint_eq(nnve_state_hv_tsis(hv1), 2);
+    ck_assert_uint_ge(cnt().backend_errors, 2);
+
+    /* The dataplane also fails while it is declared again (TSI 1 is activated): degraded
+     * until a full replay of the dataplane succeeds. */
+    fail_verb = "act";
+    ck_assert_int_eq(req(hv1, msg(SNCP_MSG_TSI_ACTIVATE, 5000, 2), 30), SNCP_E_INTERNAL);
+    ck_assert_int_eq(nnve_state_commit(st, 30), SNCP_E_INTERNAL);
+    ck_assert(nnve_state_degraded(st));
+    hv1 = nnve_state_hv_find(st, "hv1");
+    ck_assert_int_eq(req(hv1, msg(SNCP_MSG_TSI_DEACTIVATE, 0, 1), 40), SNCP_E_INTERNAL);
+    ck_assert_int_ne(nnve_state_recover(st, 50), 0);
+    ck_assert(nnve_state_degraded(st));
+    fail_verb = NULL;
+    ops[0] = '\0';
+    ck_assert_int_eq(nnve_state_recover(st, 60), 0);
+    ck_assert(!nnve_state_degraded(st));
+    ck_assert_uint_eq(cnt().degraded, 0);
+    ck_assert_uint_eq(cnt().degraded_entered, 1);
+    ck_assert_int_eq(count_ops("reconcile"), 2);
+    ck_assert_int_eq(count_ops("act swp1 100 5000 1"), 1);
+    ck_assert_int_eq(count_ops("assoc swp1 100 5000 2"), 1);
+    ck_assert_int_eq(count_ops("add-vn swp1 100 5000"), 1);
+    ck_assert_int_eq(req(hv1, msg(SNCP_MSG_TSI_ACTIVATE, 5000, 2), 70), 0);
+    ck_assert_int_eq(nnve_state_commit(st, 70), 0);
+    ck_assert_uint_eq(cnt().tsis_activated, 2);
+
+    nnve_state_destroy(st);
+    nnve_store_close(store);
+    ck_assert_int_eq(nnve_state_create(cfg, NULL, NULL, 0, &st, err, sizeof err), 0);
+    const char *const files[] = {"nnve-daemon.db", "nnve-daemon.db-wal", "nnve-daemon.db-shm"};
+    for (unsigned i = 0; i < 3; i++) {
+        snprintf(path, sizeof path, "%s/%s", dir, files[i]);
+        unlink(path);
+    }
+    rmdir(dir);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("nnve-state");
@@ -1247,6 +1345,7 @@ int main(void)
     tcase_add_test(tc, test_withdraw_on_reload);
     tcase_add_test(tc, test_hv_limits);
     tcase_add_test(tc, test_port_changes_domain);
+    tcase_add_test(tc, test_backend_failure_undone);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

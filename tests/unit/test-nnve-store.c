@@ -1,7 +1,11 @@
 /* test-nnve-store.c: persistence round trip: records through the store API, then the whole
  * state through a restart, with the none backend's journal showing that the replay at
- * start-up re-adds nothing that was already installed. */
+ * start-up re-adds nothing that was already installed.  Failures: a write that fails
+ * poisons its transaction (nothing of it reaches the disk), the state reverts to what is
+ * on disk and stays degraded until the whole state is stored again; WAL checkpoints run
+ * and bound the log. */
 #include <check.h>
+#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -277,6 +281,177 @@ START_TEST(test_state_restart)
 }
 END_TEST
 
+static int rows(const char *sql)
+{
+    char path[128];
+    snprintf(path, sizeof path, "%s/nnve-daemon.db", dir);
+    sqlite3 *db;
+    sqlite3_stmt *q;
+    ck_assert_int_eq(sqlite3_open(path, &db), SQLITE_OK);
+    ck_assert_int_eq(sqlite3_prepare_v2(db, sql, -1, &q, NULL), SQLITE_OK);
+    ck_assert_int_eq(sqlite3_step(q), SQLITE_ROW);
+    int n = sqlite3_column_int(q, 0);
+    sqlite3_finalize(q);
+    sqlite3_close(db);
+    return n;
+}
+
+/* Another process holding the write lock: the daemon's writes fail (busy) like on a full or
+ * broken disk.  Returns the connection holding it; sqlite3_close() releases it. */
+static sqlite3 *lock_db(void)
+{
+    char path[128];
+    snprintf(path, sizeof path, "%s/nnve-daemon.db", dir);
+    sqlite3 *db;
+    ck_assert_int_eq(sqlite3_open(path, &db), SQLITE_OK);
+    ck_assert_int_eq(sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
+    return db;
+}
+
+START_TEST(test_failed_write_poisons_transaction)
+{
+    struct nnve_store *s;
+    char err[256];
+    ck_assert_int_eq(nnve_store_open(dir, NNVE_SYNC_FULL, &s, err, sizeof err), 0);
+    ck_assert_int_eq(nnve_store_hv_put(s, "hv1", "swp1"), 0);
+    ck_assert_int_eq(nnve_store_commit(s), 0);
+    sqlite3 *lock = lock_db();
+    ck_assert_int_eq(nnve_store_hv_put(s, "hv2", "swp2"), SNCP_E_INTERNAL);
+    sqlite3_close(lock);
+    /* the lock is gone, but the transaction failed: the next write must not autocommit */
+    ck_assert_int_eq(nnve_store_hv_put(s, "hv3", "swp3"), SNCP_E_INTERNAL);
+    ck_assert_int_eq(nnve_store_commit(s), SNCP_E_INTERNAL);
+    ck_assert(!nnve_store_dirty(s));
+    ck_assert_int_eq(rows("SELECT count(*) FROM hypervisor"), 1);
+    /* a new transaction works again; clear + rewrite replace everything in one commit */
+    ck_assert_int_eq(nnve_store_clear(s), 0);
+    ck_assert_int_eq(nnve_store_hv_put(s, "hv4", "swp4"), 0);
+    ck_assert_int_eq(rows("SELECT count(*) FROM hypervisor WHERE identity = 'hv1'"), 1);
+    ck_assert_int_eq(nnve_store_commit(s), 0);
+    ck_assert_int_eq(rows("SELECT count(*) FROM hypervisor"), 1);
+    ck_assert_int_eq(rows("SELECT count(*) FROM hypervisor WHERE identity = 'hv4'"), 1);
+    ck_assert_uint_ge(nnve_store_stats(s)->errors, 2);
+    nnve_store_close(s);
+}
+END_TEST
+
+START_TEST(test_checkpoint)
+{
+    struct nnve_store *s;
+    char err[256];
+    uint64_t db0, wal0, db1, wal1;
+    ck_assert_int_eq(nnve_store_open(dir, NNVE_SYNC_NORMAL, &s, err, sizeof err), 0);
+    struct nnve_vn vn = {.id = 5000, .has_id = 1};
+    struct sncp_tsi_id tsi = {.mac = {0x52}};
+    struct sncp_addr a = {.type = SNCP_ADDR_IPV4, .ip = {192, 0, 2, 8}};
+    for (int i = 0; i < 200; i++) {
+        memcpy(tsi.uuid, &i, sizeof i);
+        ck_assert_int_eq(nnve_store_tsi_put(s, "hv1", &vn, &tsi, 2, 0, &a, 1), 0);
+        ck_assert_int_eq(nnve_store_commit(s), 0);
+    }
+    nnve_store_sizes(s, &db0, &wal0);
+    ck_assert_uint_gt(wal0, 0);
+    /* The worker's checkpoint copies the log into the database file. */
+    ck_assert_int_eq(nnve_store_checkpoint(s), 0);
+    nnve_store_checkpoint_done(s);
+    ck_assert_uint_eq(nnve_store_stats(s)->checkpoints, 1);
+    nnve_store_sizes(s, &db1, &wal1);
+    ck_assert_msg(db1 > db0, "checkpoint copied nothing: db %llu -> %llu bytes",
+                  (unsigned long long)db0, (unsigned long long)db1);
+    ck_assert_int_eq(rows("SELECT count(*) FROM tsi"), 200);
+    /* Sustained churn without the worker: the commits' own checkpoints bound the log
+     * (one frame or more per commit: unbounded this would pass 20 MiB). */
+    for (int i = 0; i < 5000; i++) {
+        int k = i % 300;
+        memcpy(tsi.uuid, &k, sizeof k);
+        ck_assert_int_eq(nnve_store_tsi_put(s, "hv1", &vn, &tsi, (uint8_t)(1 + i % 2), 0, &a, 1),
+                         0);
+        ck_assert_int_eq(nnve_store_commit(s), 0);
+    }
+    nnve_store_sizes(s, &db1, &wal1);
+    ck_assert_uint_ge(nnve_store_stats(s)->checkpoints, 2);
+    ck_assert_uint_eq(nnve_store_stats(s)->checkpoint_failures, 0);
+    ck_assert_msg(wal1 <= 6u * 1024 * 1024, "WAL not bounded: %llu bytes",
+                  (unsigned long long)wal1);
+    nnve_store_close(s);
+    ck_assert_int_eq(rows("SELECT count(*) FROM tsi"), 300);
+}
+END_TEST
+
+/* The state over a store that fails: the group is undone, the daemon stays degraded (every
+ * request refused, nothing written) until the whole state is stored again. */
+START_TEST(test_state_store_failure)
+{
+    struct nnve_config *cfg;
+    char err[256];
+    ck_assert_int_eq(nnve_config_parse_string(cfg_text, "t", &cfg, err, sizeof err), 0);
+    struct nnve_store *store;
+    struct nnve_state *st;
+    struct nnve_hv *hv1, *hv2;
+    struct nnve_result res;
+    static int sess1, sess2;
+    ck_assert_int_eq(nnve_store_open(dir, NNVE_SYNC_FULL, &store, err, sizeof err), 0);
+    ck_assert_int_eq(nnve_state_create(cfg, NULL, store, 0, &st, err, sizeof err), 0);
+    ck_assert_int_eq(nnve_state_hv_up(st, "hv1", "swp1", 0, &hv1), 0);
+    ck_assert_int_eq(nnve_state_hv_up(st, "hv2", "swp2", 0, &hv2), 0);
+    nnve_state_hv_set_session(hv1, &sess1);
+    nnve_state_hv_set_session(hv2, &sess2);
+    ck_assert_int_eq(nnve_state_request(st, hv1, msg(SNCP_MSG_TSI_ACTIVATE, 5000, 1), 0, &res),
+                     SNCP_E_NO_SUCH_VN);
+    struct sncp_msg *mm = msg(SNCP_MSG_TSI_ACTIVATE, 5000, 1);
+    mm->flags |= SNCP_F_IMPLICIT_CONNECT;
+    ck_assert_int_eq(nnve_state_request(st, hv1, mm, 0, &res), 0);
+    ck_assert_int_eq(nnve_state_commit(st, 0), 0);
+
+    /* The disk refuses the next group: a new TSI of hv1 and a deassociate. */
+    sqlite3 *lock = lock_db();
+    ck_assert_int_eq(nnve_state_request(st, hv1, msg(SNCP_MSG_TSI_ASSOCIATE, 5000, 2), 0, &res),
+                     SNCP_E_INTERNAL);
+    ck_assert_ptr_nonnull(res.reason);
+    /* later requests of the failed group are refused without being applied */
+    ck_assert_int_eq(nnve_state_request(st, hv1, msg(SNCP_MSG_TSI_DEASSOCIATE, 0, 1), 0, &res),
+                     SNCP_E_INTERNAL);
+    ck_assert_int_eq(nnve_state_commit(st, 10), SNCP_E_INTERNAL);
+    ck_assert(nnve_state_degraded(st));
+    struct nnve_state_counters c;
+    nnve_state_counters(st, &c);
+    ck_assert_uint_eq(c.degraded, 1);
+    ck_assert_uint_eq(c.degraded_entered, 1);
+    ck_assert_uint_eq(c.reverts, 1);
+    ck_assert_uint_eq(c.tsis_activated, 1);
+    ck_assert_uint_eq(c.tsis_associated, 0);
+    /* the hypervisors are new objects, still bound to their sessions, not held */
+    hv1 = nnve_state_hv_find(st, "hv1");
+    hv2 = nnve_state_hv_find(st, "hv2");
+    ck_assert_ptr_nonnull(hv1);
+    ck_assert_ptr_nonnull(hv2);
+    ck_assert_ptr_eq(nnve_state_hv_session(hv1), &sess1);
+    ck_assert_ptr_eq(nnve_state_hv_session(hv2), &sess2);
+    ck_assert_uint_eq(nnve_state_hv_hold_until(hv1), 0);
+    ck_assert_uint_eq(nnve_state_hv_tsis(hv1), 1);
+
+    /* Degraded: the retry is refused at once, even a valid one, and nothing is written. */
+    ck_assert_int_eq(nnve_state_request(st, hv1, msg(SNCP_MSG_TSI_ASSOCIATE, 5000, 2), 20, &res),
+                     SNCP_E_INTERNAL);
+    ck_assert_int_eq(nnve_state_commit(st, 20), 0);
+    ck_assert(!nnve_store_dirty(store));
+    ck_assert_int_ne(nnve_state_recover(st, 30), 0); /* still locked */
+    ck_assert(nnve_state_degraded(st));
+    sqlite3_close(lock);
+    ck_assert_int_eq(nnve_state_recover(st, 40), 0);
+    ck_assert(!nnve_state_degraded(st));
+    ck_assert_int_eq(rows("SELECT count(*) FROM tsi"), 1);
+    ck_assert_int_eq(rows("SELECT count(*) FROM hypervisor"), 2);
+    ck_assert_int_eq(nnve_state_request(st, hv1, msg(SNCP_MSG_TSI_ASSOCIATE, 5000, 2), 50, &res),
+                     0);
+    ck_assert_int_eq(nnve_state_commit(st, 50), 0);
+    ck_assert_int_eq(rows("SELECT count(*) FROM tsi"), 2);
+    nnve_state_destroy(st);
+    nnve_store_close(store);
+    nnve_config_destroy(cfg);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("nnve-store");
@@ -284,6 +459,10 @@ int main(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, test_records);
     tcase_add_test(tc, test_state_restart);
+    tcase_add_test(tc, test_failed_write_poisons_transaction);
+    tcase_add_test(tc, test_checkpoint);
+    tcase_add_test(tc, test_state_store_failure);
+    tcase_set_timeout(tc, 30);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
