@@ -15,6 +15,7 @@
 #include "config.h"
 #include "ctl.h"
 #include "server.h"
+#include "snv-file.h"
 #include "snv-log.h"
 #include "state.h"
 #include "store.h"
@@ -178,15 +179,6 @@ static int daemonize(void)
     return 0;
 }
 
-static int write_pidfile(const char *path)
-{
-    FILE *f = fopen(path, "w");
-    if (!f)
-        return -errno;
-    fprintf(f, "%d\n", (int)getpid());
-    return fclose(f) ? -errno : 0;
-}
-
 static const char *transports_text(unsigned t)
 {
     if (t == (NNVE_TRANSPORT_TCP | NNVE_TRANSPORT_L2))
@@ -309,8 +301,9 @@ int main(int argc, char **argv)
         nnve_config_destroy(d.cfg);
         return 3;
     }
-    if (pidfile && write_pidfile(pidfile) < 0)
-        SNV_WARN("daemon", "cannot write pidfile=%s: %s", pidfile, strerror(errno));
+    int pr = pidfile ? snv_file_write_pidfile(pidfile) : 0;
+    if (pr < 0)
+        SNV_WARN("daemon", "cannot write pidfile=%s: %s", pidfile, strerror(-pr));
 
     int status = 3;
     uv_loop_init(&d.loop);
@@ -393,7 +386,7 @@ out:
         SNV_ERR("daemon", "event loop did not close cleanly");
         status = 4;
     }
-    if (pidfile)
+    if (pidfile && pr == 0) /* never remove what another wrote */
         unlink(pidfile);
     if (!status)
         SNV_INFO("daemon", "stopped");

@@ -28,6 +28,7 @@
 #include "sncp-conn-l2.h"
 #include "sncp-conn.h"
 #include "sncp-session.h"
+#include "snv-file.h"
 #include "snv-log.h"
 
 struct pending {
@@ -936,23 +937,16 @@ static void prom_row(void *aux, const char *name, const char *help, const char *
         fprintf(p->f, "nnve_%s %" PRIu64 "\n", name, value);
 }
 
+static int prom_write(FILE *f, void *aux)
+{
+    struct prom p = {.f = f};
+    each_counter(aux, prom_row, &p);
+    return 0;
+}
+
 int nnve_server_write_metrics(const struct nnve_server *srv, const char *path)
 {
-    char tmp[4096];
-    if (snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid()) >= (int)sizeof tmp)
-        return -ENAMETOOLONG;
-    FILE *f = fopen(tmp, "w");
-    if (!f)
-        return -errno;
-    struct prom p = {.f = f};
-    each_counter(srv, prom_row, &p);
-    int bad = ferror(f);
-    if (fclose(f) || bad || rename(tmp, path)) {
-        int e = errno ? errno : EIO;
-        unlink(tmp);
-        return -e;
-    }
-    return 0;
+    return snv_file_write_atomic(path, 0644, prom_write, (void *)srv);
 }
 
 /* ---- life cycle ------------------------------------------------------------------- */
