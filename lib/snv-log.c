@@ -31,6 +31,7 @@ static char log_program[SNV_LOG_PROGRAM_MAX];
 static enum snv_log_dest log_dest = SNV_LOG_STDERR;
 static enum snv_log_level log_level = SNV_LOG_INFO;
 static int log_syslog_open;
+static uint64_t audit_lines;
 
 static const char *const level_names[] = {
     [SNV_LOG_ERR] = "err",
@@ -110,6 +111,8 @@ int snv_log_level_parse(const char *s, enum snv_log_level *level)
 
 const char *snv_log_level_name(enum snv_log_level level)
 {
+    if (level == SNV_LOG_AUDIT)
+        return "audit";
     if (level < SNV_LOG_ERR || level > SNV_LOG_DEBUG)
         return "unknown";
     return level_names[level];
@@ -176,13 +179,15 @@ static void vlog_suffix(enum snv_log_level level, const char *module, const char
 {
     char text[SNV_LOG_TEXT_MAX];
 
-    if (level < SNV_LOG_ERR)
+    if (level < SNV_LOG_AUDIT)
         level = SNV_LOG_ERR;
     if (level > SNV_LOG_DEBUG)
         level = SNV_LOG_DEBUG;
     int saved_errno = errno;
     format_text(text, sizeof text, suffix, fmt, ap);
-    if (log_dest == SNV_LOG_SYSLOG)
+    if (log_dest == SNV_LOG_SYSLOG && level == SNV_LOG_AUDIT)
+        syslog(LOG_NOTICE, "audit %s: %s", module ? module : "-", text);
+    else if (log_dest == SNV_LOG_SYSLOG)
         syslog(level_priorities[level], "%s: %s", module ? module : "-", text);
     else
         write_stderr(level, module, text);
@@ -205,6 +210,21 @@ void snv_log(enum snv_log_level level, const char *module, const char *fmt, ...)
     va_start(ap, fmt);
     vlog_suffix(level, module, NULL, fmt, ap);
     va_end(ap);
+}
+
+void snv_audit(const char *module, const char *fmt, ...)
+{
+    va_list ap;
+
+    audit_lines++;
+    va_start(ap, fmt);
+    vlog_suffix(SNV_LOG_AUDIT, module, NULL, fmt, ap);
+    va_end(ap);
+}
+
+uint64_t snv_audit_count(void)
+{
+    return audit_lines;
 }
 
 /* Tokens are kept in thousandths, so `rate` lines per second is `rate` milli-tokens per

@@ -111,7 +111,7 @@ static void on_metrics(uv_timer_t *t)
 static void on_stop(uv_signal_t *h, int signum)
 {
     struct daemon_ctx *d = h->data;
-    SNV_INFO("daemon", "shutting down signal=%s", strsignal(signum));
+    snv_audit("daemon", "shutting down signal=%s", strsignal(signum));
     write_metrics(d);
     uv_stop(&d->loop);
 }
@@ -148,8 +148,8 @@ static void on_hup(uv_signal_t *h, int signum)
         snv_log_set_level((enum snv_log_level)ncfg->log_level);
     nnve_config_destroy(d->cfg);
     d->cfg = ncfg;
-    SNV_INFO("daemon", "configuration reloaded file=%s hypervisors=%u domains=%u", d->config_path,
-             ncfg->n_hvs, ncfg->n_domains);
+    snv_audit("daemon", "configuration reloaded file=%s hypervisors=%u domains=%u", d->config_path,
+              ncfg->n_hvs, ncfg->n_domains);
 }
 
 static int daemonize(void)
@@ -357,9 +357,9 @@ int main(int argc, char **argv)
     uv_timer_start(&d.metrics, on_metrics, d.cfg->metrics_interval_ms, d.cfg->metrics_interval_ms);
     d.metrics_on = 1;
     write_metrics(&d);
-    SNV_INFO("daemon", "started version=%s config=%s transport=%s port=%u backend=%s",
-             SPLITNVE_VERSION, d.config_path, transports_text(d.cfg->transports),
-             nnve_server_port(d.srv), d.cfg->backend);
+    snv_audit("daemon", "started version=%s config=%s transport=%s port=%u backend=%s",
+              SPLITNVE_VERSION, d.config_path, transports_text(d.cfg->transports),
+              nnve_server_port(d.srv), d.cfg->backend);
 
     uv_run(&d.loop, UV_RUN_DEFAULT);
     status = 0;
@@ -389,7 +389,7 @@ out:
     if (pidfile && pr == 0) /* never remove what another wrote */
         unlink(pidfile);
     if (!status)
-        SNV_INFO("daemon", "stopped");
+        snv_audit("daemon", "stopped");
     nnve_config_destroy(d.cfg);
     return status;
 }

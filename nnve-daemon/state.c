@@ -100,9 +100,8 @@ struct nnve_state {
     struct snv_ratelimit rl;
 };
 
-/* State changes are logged at info but a peer can trigger them at will: they go through a
- * generous rate limiter (the suppressed count is reported) so a flood cannot fill the disk. */
-static struct snv_ratelimit change_rl = SNV_RATELIMIT_INIT(2000, 10000);
+/* Every state change is an audit line (snv_audit(), never rate-limited: RFC 8394 section
+ * 10).  What a peer can make of them is bounded by the changes its limits allow. */
 
 /* ---- helpers ---------------------------------------------------------------------- */
 
@@ -309,8 +308,8 @@ static int vap_acquire(struct nnve_state *st, struct nnve_domain *d, const struc
         v->linger_until = 0;
         if (!st->restoring)
             store_count(st, nnve_store_vap_put(st->store, d->name, &v->vn, v->tag));
-        snv_log_rl(&change_rl, SNV_LOG_INFO, "vap", "revived domain=%s vn=%s tag=%u", d->name,
-                   nnve_vn_format(&v->vn, vbuf, sizeof vbuf), v->tag);
+        snv_audit("vap", "revived domain=%s vn=%s tag=%u", d->name,
+                  nnve_vn_format(&v->vn, vbuf, sizeof vbuf), v->tag);
     } else if (!v) {
         uint16_t p[SNCP_MAX_TAGS], tag;
         for (unsigned i = 0; i < n_prefs && i < SNCP_MAX_TAGS; i++)
@@ -326,8 +325,8 @@ static int vap_acquire(struct nnve_state *st, struct nnve_domain *d, const struc
         }
         if (!st->restoring)
             store_count(st, nnve_store_vap_put(st->store, d->name, &v->vn, v->tag));
-        snv_log_rl(&change_rl, SNV_LOG_INFO, "vap", "created domain=%s vn=%s tag=%u", d->name,
-                   nnve_vn_format(&v->vn, vbuf, sizeof vbuf), v->tag);
+        snv_audit("vap", "created domain=%s vn=%s tag=%u", d->name,
+                  nnve_vn_format(&v->vn, vbuf, sizeof vbuf), v->tag);
     }
     v->n_users++;
     *out = v;
@@ -344,9 +343,8 @@ static void vap_release(struct nnve_state *st, struct nnve_vap *v, uint64_t now)
     if (v->linger_until == 0)
         v->linger_until = 1;
     store_count(st, nnve_store_vap_del(st->store, v->domain->name, &v->vn));
-    snv_log_rl(&change_rl, SNV_LOG_INFO, "vap", "released domain=%s vn=%s tag=%u hold_down_ms=%u",
-               v->domain->name, nnve_vn_format(&v->vn, vbuf, sizeof vbuf), v->tag,
-               st->cfg->tag_hold_down_ms);
+    snv_audit("vap", "released domain=%s vn=%s tag=%u hold_down_ms=%u", v->domain->name,
+              nnve_vn_format(&v->vn, vbuf, sizeof vbuf), v->tag, st->cfg->tag_hold_down_ms);
 }
 
 /* ---- VN resolution and policy ------------------------------------------------------ */
@@ -463,8 +461,8 @@ static int vnconn_create(struct nnve_state *st, struct nnve_hv *hv, const struct
     char vbuf[80];
     if (!st->restoring)
         store_count(st, nnve_store_vn_connection_put(st->store, hv->identity, &vap->vn));
-    snv_log_rl(&change_rl, SNV_LOG_INFO, "vn", "connected hypervisor=%s vn=%s port=%s tag=%u",
-               hv->identity, nnve_vn_format(&vap->vn, vbuf, sizeof vbuf), hv->port->name, vap->tag);
+    snv_audit("vn", "connected hypervisor=%s vn=%s port=%s tag=%u", hv->identity,
+              nnve_vn_format(&vap->vn, vbuf, sizeof vbuf), hv->port->name, vap->tag);
     *out = vc;
     return 0;
 }
@@ -488,9 +486,8 @@ static void vnconn_remove(struct nnve_state *st, struct nnve_vnconn *vc, uint64_
     st->c.vn_connections--;
     char vbuf[80];
     struct nnve_vap *vap = vc->vap;
-    snv_log_rl(&change_rl, SNV_LOG_INFO, "vn",
-               "disconnected hypervisor=%s vn=%s port=%s tag=%u reason=%s", hv->identity,
-               nnve_vn_format(&vap->vn, vbuf, sizeof vbuf), hv->port->name, vap->tag, why);
+    snv_audit("vn", "disconnected hypervisor=%s vn=%s port=%s tag=%u reason=%s", hv->identity,
+              nnve_vn_format(&vap->vn, vbuf, sizeof vbuf), hv->port->name, vap->tag, why);
     store_count(st, nnve_store_vn_connection_del(st->store, hv->identity, &vap->vn));
     port_vn_ref(st, hv->port, vap, -1);
     vap_release(st, vap, now);
@@ -565,15 +562,12 @@ static void tsi_set_state(struct nnve_state *st, struct nnve_tsi *t, uint8_t sta
 
 static void tsi_log(const struct nnve_tsi *t, const char *what, const char *why)
 {
-    if (snv_log_get_level() < SNV_LOG_INFO)
-        return;
     char tbuf[SNCP_TSI_ID_STRLEN], vbuf[80];
     const struct nnve_vap *vap = t->vc->vap;
-    snv_log_rl(&change_rl, SNV_LOG_INFO, "tsi",
-               "%s tsi=%s vn=%s port=%s tag=%u hypervisor=%s addrs=%u%s%s%s", what,
-               tsi_str(&t->id, tbuf, sizeof tbuf), nnve_vn_format(&vap->vn, vbuf, sizeof vbuf),
-               t->hv->port->name, vap->tag, t->hv->identity, t->n_addrs,
-               t->migrating ? " migrating=yes" : "", why ? " reason=" : "", why ? why : "");
+    snv_audit("tsi", "%s tsi=%s vn=%s port=%s tag=%u hypervisor=%s addrs=%u%s%s%s", what,
+              tsi_str(&t->id, tbuf, sizeof tbuf), nnve_vn_format(&vap->vn, vbuf, sizeof vbuf),
+              t->hv->port->name, vap->tag, t->hv->identity, t->n_addrs,
+              t->migrating ? " migrating=yes" : "", why ? " reason=" : "", why ? why : "");
 }
 
 static int addrs_equal(const struct nnve_tsi *t, const struct sncp_addr *a, unsigned n)
@@ -745,8 +739,8 @@ static void hv_maybe_free(struct nnve_state *st, struct nnve_hv *hv)
 static int hv_move(struct nnve_state *st, struct nnve_hv *hv, struct nnve_port *np, uint64_t now)
 {
     struct nnve_port *op = hv->port;
-    SNV_INFO("hypervisor", "port changed hypervisor=%s old_port=%s port=%s", hv->identity, op->name,
-             np->name);
+    snv_audit("hypervisor", "port changed hypervisor=%s old_port=%s port=%s", hv->identity,
+              op->name, np->name);
     if (op->domain != np->domain) {
         hv_purge(st, hv, now, "port-moved-domain");
     } else {
@@ -787,7 +781,7 @@ int nnve_state_hv_up(struct nnve_state *st, const char *identity, const char *po
     } else {
         if (hv->hold_until) {
             st->c.hypervisors_held--;
-            SNV_INFO("hypervisor", "hold cancelled hypervisor=%s tsis=%u", identity, hv->n_tsis);
+            snv_audit("hypervisor", "hold cancelled hypervisor=%s tsis=%u", identity, hv->n_tsis);
         }
         hv->hold_until = 0;
         if (hv->port != p && hv_move(st, hv, p, now))
@@ -809,10 +803,10 @@ void nnve_state_hv_down(struct nnve_state *st, struct nnve_hv *hv, uint64_t now)
     if (hv->hold_until == 0)
         hv->hold_until = 1;
     st->c.hypervisors_held++;
-    SNV_INFO("hypervisor",
-             "session lost, holding state hypervisor=%s tsis=%u vns=%u "
-             "hold_ms=%u",
-             hv->identity, hv->n_tsis, hv->n_vnconns, st->cfg->hold_time_ms);
+    snv_audit("hypervisor",
+              "session lost, holding state hypervisor=%s tsis=%u vns=%u "
+              "hold_ms=%u",
+              hv->identity, hv->n_tsis, hv->n_vnconns, st->cfg->hold_time_ms);
     if (!hv->vnconns)
         hv_maybe_free(st, hv);
 }
@@ -1122,8 +1116,8 @@ static void sync_begin(struct nnve_state *st, struct nnve_hv *hv)
         vc->unconfirmed = 1;
     for (struct nnve_tsi *t = hv->tsis; t; t = t->next)
         t->unconfirmed = 1;
-    snv_log_rl(&change_rl, SNV_LOG_INFO, "sync", "begin hypervisor=%s tsis=%u vns=%u", hv->identity,
-               hv->n_tsis, hv->n_vnconns);
+    snv_audit("sync", "begin hypervisor=%s tsis=%u vns=%u", hv->identity, hv->n_tsis,
+              hv->n_vnconns);
 }
 
 static void sync_end(struct nnve_state *st, struct nnve_hv *hv, uint64_t now)
@@ -1148,9 +1142,8 @@ static void sync_end(struct nnve_state *st, struct nnve_hv *hv, uint64_t now)
     hv->syncing = 0;
     st->c.sync_swept_tsis += swept_tsis;
     st->c.sync_swept_vns += swept_vns;
-    snv_log_rl(&change_rl, SNV_LOG_INFO, "sync",
-               "end hypervisor=%s tsis=%u vns=%u swept_tsis=%u swept_vns=%u", hv->identity,
-               hv->n_tsis, hv->n_vnconns, swept_tsis, swept_vns);
+    snv_audit("sync", "end hypervisor=%s tsis=%u vns=%u swept_tsis=%u swept_vns=%u", hv->identity,
+              hv->n_tsis, hv->n_vnconns, swept_tsis, swept_vns);
 }
 
 int nnve_state_request(struct nnve_state *st, struct nnve_hv *hv, const struct sncp_msg *req,
@@ -1193,10 +1186,10 @@ uint64_t nnve_state_tick(struct nnve_state *st, uint64_t now)
         if (!hv->hold_until)
             continue;
         if (hv->hold_until <= now) {
-            SNV_INFO("hypervisor",
-                     "hold timer expired, removing state hypervisor=%s tsis=%u "
-                     "vns=%u",
-                     hv->identity, hv->n_tsis, hv->n_vnconns);
+            snv_audit("hypervisor",
+                      "hold timer expired, removing state hypervisor=%s tsis=%u "
+                      "vns=%u",
+                      hv->identity, hv->n_tsis, hv->n_vnconns);
             st->c.hold_expired++;
             hv_purge(st, hv, now, "hold-expired");
             hv_maybe_free(st, hv);
