@@ -2,7 +2,6 @@
 #include "config.h"
 
 #include <errno.h>
-#include <ini.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +11,7 @@
 #include <libvirt/libvirt.h>
 
 #include "sncp-error.h"
+#include "snv-ini.h"
 #include "snv-netlink.h"
 
 void tnve_config_defaults(struct tnve_config *cfg)
@@ -315,10 +315,17 @@ int tnve_config_load(const char *path, struct tnve_config *cfg, char *err, size_
     }
     struct parse_state st = {.cfg = cfg};
     st.section[0] = '\0';
-    int line = ini_parse_file(f, ini_cb, &st);
+    /* Long lines, repeated keys and repeated sections are refused there. */
+    char ierr[256];
+    int line = snv_ini_parse(f, NULL, ini_cb, &st, NULL, ierr, sizeof ierr);
     fclose(f);
+    if (line < 0) {
+        snprintf(err, errlen, "%s: %s", path, strerror(-line));
+        return line;
+    }
     if (line != 0) {
-        snprintf(err, errlen, "%s:%d: %s", path, line, st.err[0] ? st.err : "syntax error");
+        snprintf(err, errlen, "%s:%d: %s", path, line,
+                 st.err[0] ? st.err : ierr[0] ? ierr : "syntax error");
         return SNCP_E_CONFIG;
     }
     for (unsigned i = 0; i < cfg->n_rules; i++) {
