@@ -40,6 +40,12 @@ int snv_ctl_server_create(uv_loop_t *loop, const char *path, struct snv_ctl_serv
  * dropped) and unlinks the socket; handles finish closing on the next loop turns. */
 void snv_ctl_server_destroy(struct snv_ctl_server *s);
 
+/* Raises the longest request line the server accepts (default and minimum 64 KiB) to
+ * `bytes`, for commands that carry documents (the libvirt hook's domain XML).  Buffers
+ * past 64 KiB come out of a budget of 2 * `bytes` shared by all open requests: a request
+ * that would exceed it is refused (status 1, "retry") rather than buffered. */
+void snv_ctl_server_set_line_max(struct snv_ctl_server *s, size_t bytes);
+
 /* Registers `command` (e.g. "vn/show") taking min_args..max_args arguments (max -1: any).
  * `usage` is shown by "help".  Returns 0 or -EEXIST / -ENOMEM. */
 int snv_ctl_register(struct snv_ctl_server *s, const char *command, const char *usage,

@@ -107,6 +107,21 @@ domain_xml 6 meta-red >"$T/vm6.xml"
 "$B/bin/tnvectl" -s "$T/agent.ctl" -t 5 hook prepare vm6 <"$T/vm6.xml" 2>"$T/hook.err" || fail "hook refused an authorized domain: $(cat "$T/hook.err")"
 expect_state "$(uuid_of 6)/$(mac_of 6 1)" associated
 log "hook: vm6 associated before start"
+# hook: a domain XML far over 64 KiB (a long description full of characters JSON escapes,
+# as many vNICs or big metadata make it) is passed whole
+domain_xml 16 meta-red >"$T/vm16.xml"
+{
+    echo "<description>"
+    yes '"""""""""""""""""""""""""""""""""""""""""""""""""\' | head -n 3000
+    echo "</description>"
+} >"$T/desc.txt"
+awk -v f="$T/desc.txt" '/<os>/ { while ((getline l < f) > 0) print l } { print }' \
+    "$T/vm16.xml" >"$T/vm16big.xml"
+[ "$(stat -c %s "$T/vm16big.xml")" -gt 150000 ] || fail "vm16 XML not large"
+"$B/bin/tnvectl" -s "$T/agent.ctl" -t 5 hook prepare vm16 <"$T/vm16big.xml" 2>"$T/hook.err" ||
+    fail "hook refused a large domain XML: $(cat "$T/hook.err")"
+expect_state "$(uuid_of 16)/$(mac_of 16 1)" associated
+log "hook: vm16 with $(stat -c %s "$T/vm16big.xml") bytes of domain XML associated"
 # the hook script itself, with a non-hook operation
 SPLITNVE_TNVECTL="$B/bin/tnvectl" SPLITNVE_SOCKET="$T/agent.ctl" "$S/etc/libvirt/hooks/qemu.d/splitnve" vm6 started begin - </dev/null || fail "hook script, started"
 SPLITNVE_TNVECTL="$B/bin/tnvectl" SPLITNVE_SOCKET="$T/agent.ctl" "$S/etc/libvirt/hooks/qemu.d/splitnve" vm6 prepare begin - <"$T/vm6.xml" || fail "hook script, prepare"
