@@ -1100,6 +1100,79 @@ void snv_ctl_print(FILE *out, const json_t *result, int json)
 
 /* ---- ctl tool main ---- */
 
+/* A page of a long listing: {"items": [...], "next": CURSOR or null}. */
+static int is_page(const json_t *r)
+{
+    return json_is_object(r) && json_object_size(r) == 2 &&
+           json_is_array(json_object_get(r, "items")) &&
+           (json_is_string(json_object_get(r, "next")) || json_is_null(json_object_get(r, "next")));
+}
+
+/* Asks for the pages after the first (*result), each with "after CURSOR" added to argv, and
+ * replaces *result with all their items in one array.  Returns the status of the calls. */
+static int follow_pages(const char *path, int argc, const char **argv, int timeout_ms,
+                        json_t **result, char *err, size_t errlen)
+{
+    json_t *all = json_incref(json_object_get(*result, "items"));
+    json_t *page = *result;
+    const char **next_argv = calloc((size_t)argc + 3, sizeof *next_argv);
+    char *cursor = NULL;
+    int status = SNV_CTL_OK;
+
+    if (!next_argv) {
+        status = call_fail(SNV_CTL_FAILED, err, errlen, "out of memory");
+        goto out;
+    }
+    memcpy(next_argv, argv, (size_t)argc * sizeof *argv);
+    while (json_is_string(json_object_get(page, "next"))) {
+        const char *next = json_string_value(json_object_get(page, "next"));
+        if (cursor && strcmp(cursor, next) == 0) {
+            status = call_fail(SNV_CTL_FAILED, err, errlen, "the listing did not advance");
+            goto out;
+        }
+        free(cursor);
+        cursor = strdup(next);
+        if (!cursor) {
+            status = call_fail(SNV_CTL_FAILED, err, errlen, "out of memory");
+            goto out;
+        }
+        next_argv[argc] = "after";
+        next_argv[argc + 1] = cursor;
+        json_decref(page);
+        page = NULL;
+        status = snv_ctl_call(path, argc + 2, next_argv, timeout_ms, &page, err, errlen);
+        if (status != SNV_CTL_OK)
+            goto out;
+        if (!is_page(page)) {
+            status = call_fail(SNV_CTL_FAILED, err, errlen, "invalid page from %s", path);
+            goto out;
+        }
+        if (json_array_extend(all, json_object_get(page, "items")) < 0) {
+            status = call_fail(SNV_CTL_FAILED, err, errlen, "out of memory");
+            goto out;
+        }
+    }
+out:
+    free(cursor);
+    free(next_argv);
+    json_decref(page);
+    if (status == SNV_CTL_OK) {
+        *result = all;
+    } else {
+        json_decref(all);
+        *result = json_string(err);
+    }
+    return status;
+}
+
+static int has_word(int argc, const char *const argv[], const char *word)
+{
+    for (int i = 1; i < argc; i++)
+        if (strcmp(argv[i], word) == 0)
+            return 1;
+    return 0;
+}
+
 /* Number of words in `phrase` if they equal words[0..] (all of them), else 0. */
 static int match_words(const char *phrase, int nwords, char *const words[])
 {
@@ -1206,10 +1279,21 @@ int snv_ctl_tool_main(int argc, char **argv, const char *default_socket,
     char err[SNV_CTL_ERROR_MAX];
     int status =
         snv_ctl_call(socket_path, call_argc, call_argv, timeout_ms, &result, err, sizeof err);
+    /* A paged listing is followed to its end, unless one page was asked for. */
+    int one_page =
+        has_word(call_argc, call_argv, "limit") || has_word(call_argc, call_argv, "after");
+    if (status == SNV_CTL_OK && is_page(result) && !one_page)
+        status =
+            follow_pages(socket_path, call_argc, call_argv, timeout_ms, &result, err, sizeof err);
     free(call_argv);
-    if (status == SNV_CTL_OK)
+    if (status == SNV_CTL_OK && is_page(result) && !json) {
+        snv_ctl_print(stdout, json_object_get(result, "items"), 0);
+        if (json_is_string(json_object_get(result, "next")))
+            fprintf(stderr, "%s: more: add \"after %s\"\n", prog,
+                    json_string_value(json_object_get(result, "next")));
+    } else if (status == SNV_CTL_OK) {
         snv_ctl_print(stdout, result, json);
-    else
+    } else
         fprintf(stderr, "%s: %s\n", prog, err[0] ? err : "failed");
     json_decref(result);
     if (fflush(stdout) != 0 && status == SNV_CTL_OK)

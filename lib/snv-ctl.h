@@ -71,7 +71,10 @@ void snv_ctl_print(FILE *out, const json_t *result, int json);
 /* A ctl tool's whole main(): parses [-s SOCKET] [--json] [-t SECONDS] [-h] and the words,
  * maps them through `words` (e.g. {"show vns", "vn/show"}: the longest matching prefix of
  * words gives the command; remaining words are its arguments; unmapped words are passed as
- * a raw command), calls the daemon and prints.  `help` is the text of --help.  Returns the
+ * a raw command), calls the daemon and prints.  A reply {"items": [...], "next": CURSOR} is one page
+ * of a long listing: the tool asks for the next pages (the same words plus "after
+ * CURSOR", each request bounded by the server) and prints all items as one array, unless
+ * the words hold "limit" or "after" (one page asked for: printed with its "next").  `help` is the text of --help.  Returns the
  * process exit status. */
 struct snv_ctl_word_map {
     const char *words;

@@ -1324,27 +1324,204 @@ static json_t *vn_name_json(const struct nnve_vn *vn)
     return vn->name[0] ? json_string(vn->name) : json_null();
 }
 
+static json_t *tsi_json(const struct nnve_tsi *t)
+{
+    char tbuf[SNCP_TSI_ID_STRLEN];
+    json_t *addrs = json_array();
+    for (unsigned a = 0; a < t->n_addrs; a++) {
+        char abuf[SNCP_ADDR_STRLEN];
+        sncp_addr_format(&t->addrs[a], abuf, sizeof abuf);
+        json_array_append_new(addrs, json_string(abuf));
+    }
+    const struct nnve_vap *vap = t->vc->vap;
+    return json_pack("{s:s, s:o, s:o, s:s, s:s, s:s, s:i, s:o, s:b}", "tsi",
+                     tsi_str(&t->id, tbuf, sizeof tbuf), "vn_id", vn_id_json(&vap->vn), "vn_name",
+                     vn_name_json(&vap->vn), "port", t->hv->port->name, "hypervisor",
+                     t->hv->identity, "state", sncp_tsi_state_name(t->state), "tag", (int)vap->tag,
+                     "addresses", addrs, "migrating", t->migrating);
+}
+
 json_t *nnve_state_show_tsis(const struct nnve_state *st)
 {
     json_t *arr = json_array();
     struct nnve_tsi *t;
-    for (size_t i = 0; (t = nnve_hmap_at(&st->tsis, &i)) != NULL;) {
-        char tbuf[SNCP_TSI_ID_STRLEN];
-        json_t *addrs = json_array();
-        for (unsigned a = 0; a < t->n_addrs; a++) {
-            char abuf[SNCP_ADDR_STRLEN];
-            sncp_addr_format(&t->addrs[a], abuf, sizeof abuf);
-            json_array_append_new(addrs, json_string(abuf));
-        }
-        const struct nnve_vap *vap = t->vc->vap;
-        json_array_append_new(
-            arr, json_pack("{s:s, s:o, s:o, s:s, s:s, s:s, s:i, s:o, s:b}", "tsi",
-                           tsi_str(&t->id, tbuf, sizeof tbuf), "vn_id", vn_id_json(&vap->vn),
-                           "vn_name", vn_name_json(&vap->vn), "port", t->hv->port->name,
-                           "hypervisor", t->hv->identity, "state", sncp_tsi_state_name(t->state),
-                           "tag", (int)vap->tag, "addresses", addrs, "migrating", t->migrating));
-    }
+    for (size_t i = 0; (t = nnve_hmap_at(&st->tsis, &i)) != NULL;)
+        json_array_append_new(arr, tsi_json(t));
     return arr;
+}
+
+/* ---- paged TSI listing ----
+ * Pages follow the order of (TSI ID bytes, hypervisor identity): the two instances of a
+ * migrating TSI are two rows.  A cursor names the last row of a page, so the next page
+ * is the rows after it whatever changed in between: a TSI present all along is listed
+ * exactly once, one added or removed meanwhile may or may not be.  A page is the `limit`
+ * smallest matching rows after the cursor, kept in a max-heap during one pass over the
+ * table: O(n log limit) per page, no state kept between requests. */
+
+struct tsi_key {
+    struct sncp_tsi_id id;
+    const char *identity;
+};
+
+static int tsi_key_cmp(const struct sncp_tsi_id *id, const char *identity, const struct tsi_key *k)
+{
+    int c = memcmp(id, &k->id, sizeof *id);
+    return c ? c : strcmp(identity, k->identity);
+}
+
+static int tsi_cmp(const struct nnve_tsi *a, const struct nnve_tsi *b)
+{
+    struct tsi_key kb = {b->id, b->hv->identity};
+    return tsi_key_cmp(&a->id, a->hv->identity, &kb);
+}
+
+static int tsi_qsort_cmp(const void *a, const void *b)
+{
+    return tsi_cmp(*(const struct nnve_tsi *const *)a, *(const struct nnve_tsi *const *)b);
+}
+
+static void heap_sift_down(const struct nnve_tsi **h, size_t n, size_t i)
+{
+    for (;;) {
+        size_t l = 2 * i + 1, r = l + 1, m = i;
+        if (l < n && tsi_cmp(h[l], h[m]) > 0)
+            m = l;
+        if (r < n && tsi_cmp(h[r], h[m]) > 0)
+            m = r;
+        if (m == i)
+            return;
+        const struct nnve_tsi *x = h[i];
+        h[i] = h[m];
+        h[m] = x;
+        i = m;
+    }
+}
+
+static void heap_push(const struct nnve_tsi **h, size_t *n, const struct nnve_tsi *t)
+{
+    size_t i = (*n)++;
+    h[i] = t;
+    while (i && tsi_cmp(h[(i - 1) / 2], h[i]) < 0) {
+        const struct nnve_tsi *x = h[i];
+        h[i] = h[(i - 1) / 2];
+        h[(i - 1) / 2] = x;
+        i = (i - 1) / 2;
+    }
+}
+
+static int tsi_matches(const struct nnve_tsi *t, const struct nnve_tsi_filter *f)
+{
+    if (f->hypervisor && strcmp(t->hv->identity, f->hypervisor))
+        return 0;
+    if (f->port && strcmp(t->hv->port->name, f->port))
+        return 0;
+    if (f->state >= 0 && t->state != f->state)
+        return 0;
+    if (f->vn) {
+        const struct nnve_vn *vn = &t->vc->vap->vn;
+        char *end;
+        unsigned long id = strtoul(f->vn, &end, 10);
+        int numeric = *f->vn >= '0' && *f->vn <= '9' && !*end;
+        if (numeric ? !vn->has_id || vn->id != id : strcmp(vn->name, f->vn) != 0)
+            return 0;
+    }
+    return 1;
+}
+
+/* Cursor text: "<TSI>@<hypervisor>". */
+static int cursor_parse(const char *s, struct sncp_tsi_id *id, const char **identity)
+{
+    const char *at = strchr(s, '@');
+    char tbuf[SNCP_TSI_ID_STRLEN];
+    if (!at || (size_t)(at - s) >= sizeof tbuf)
+        return -EINVAL;
+    memcpy(tbuf, s, (size_t)(at - s));
+    tbuf[at - s] = '\0';
+    if (sncp_tsi_id_parse(tbuf, id))
+        return -EINVAL;
+    *identity = at + 1;
+    return 0;
+}
+
+int nnve_state_tsi_filter_set(struct nnve_tsi_filter *f, const char *key, const char *value)
+{
+    if (!strcmp(key, "hypervisor")) {
+        f->hypervisor = value;
+    } else if (!strcmp(key, "port")) {
+        f->port = value;
+    } else if (!strcmp(key, "vn")) {
+        f->vn = value;
+    } else if (!strcmp(key, "state")) {
+        if (!strcmp(value, "associated"))
+            f->state = SNCP_TSI_ASSOCIATED;
+        else if (!strcmp(value, "activated"))
+            f->state = SNCP_TSI_ACTIVATED;
+        else
+            return -EINVAL;
+    } else if (!strcmp(key, "limit")) {
+        char *end;
+        unsigned long n = strtoul(value, &end, 10);
+        if (*value < '1' || *value > '9' || *end || n > NNVE_SHOW_PAGE_MAX)
+            return -EINVAL;
+        f->limit = n;
+    } else if (!strcmp(key, "after")) {
+        struct sncp_tsi_id id;
+        const char *identity;
+        if (cursor_parse(value, &id, &identity))
+            return -EINVAL;
+        f->after = value;
+    } else {
+        return -ENOENT;
+    }
+    return 0;
+}
+
+json_t *nnve_state_show_tsis_page(const struct nnve_state *st, const struct nnve_tsi_filter *f)
+{
+    size_t limit = f->limit ? f->limit : NNVE_SHOW_PAGE_DEFAULT;
+    struct tsi_key after;
+    int has_after = f->after && !cursor_parse(f->after, &after.id, &after.identity);
+    const struct nnve_tsi **heap = malloc(limit * sizeof *heap);
+    if (!heap)
+        return NULL;
+    size_t n = 0, matched = 0;
+    struct nnve_tsi *t;
+    for (size_t i = 0; (t = nnve_hmap_at(&st->tsis, &i)) != NULL;) {
+        if (!tsi_matches(t, f) || (has_after && tsi_key_cmp(&t->id, t->hv->identity, &after) <= 0))
+            continue;
+        matched++;
+        if (n < limit) {
+            heap_push(heap, &n, t);
+        } else if (tsi_cmp(t, heap[0]) < 0) {
+            heap[0] = t;
+            heap_sift_down(heap, n, 0);
+        }
+    }
+    qsort(heap, n, sizeof *heap, tsi_qsort_cmp);
+    json_t *items = json_array();
+    for (size_t i = 0; items && i < n; i++)
+        if (json_array_append_new(items, tsi_json(heap[i])) < 0) {
+            json_decref(items);
+            items = NULL;
+        }
+    json_t *next = json_null();
+    if (items && matched > n) {
+        char tbuf[SNCP_TSI_ID_STRLEN];
+        char *cursor = NULL;
+        if (asprintf(&cursor, "%s@%s", tsi_str(&heap[n - 1]->id, tbuf, sizeof tbuf),
+                     heap[n - 1]->hv->identity) >= 0) {
+            next = json_string(cursor);
+            free(cursor);
+        } else {
+            json_decref(items);
+            items = NULL;
+        }
+    }
+    free(heap);
+    json_t *page = items ? json_pack("{s:o, s:o}", "items", items, "next", next) : NULL;
+    if (!items)
+        json_decref(next);
+    return page;
 }
 
 json_t *nnve_state_show_vns(const struct nnve_state *st)
