@@ -40,11 +40,17 @@ grep -q '^nnve_' "$T/shared/nnve.prom" || fail "metrics file content"
 [ -L "$T/shared/nnve.pid" ] || fail "pidfile symlink replaced"
 grep -q "cannot write pidfile=$T/shared/nnve.pid: Too many levels of symbolic links" \
     "$T/daemon.log" || fail "pidfile refusal not logged"
-# A symlink planted while the daemon runs is replaced at the next write, not followed.
+# A symlink planted while the daemon runs is replaced at the next write, not followed; nor
+# is one at a predictable temporary name.
 rm "$T/shared/nnve.prom"
 ln -s "$T/victim-metrics" "$T/shared/nnve.prom"
+ln -s "$T/victim-metrics" "$T/shared/nnve.prom.tmp.$DPID"
+ln -s "$T/victim-metrics" "$T/shared/nnve.prom.tmp"
 wait_for "metrics file replaced again" 10 test ! -L "$T/shared/nnve.prom"
 [ "$(cat "$T/victim-metrics")" = precious-metrics ] || fail "metrics symlink followed"
+sleep 0.5 # more writes
+[ "$(cat "$T/victim-metrics")" = precious-metrics ] || fail "metrics temporary symlink followed"
+rm "$T/shared/nnve.prom.tmp.$DPID" "$T/shared/nnve.prom.tmp"
 [ -z "$(ls "$T/shared" | grep -v '^nnve\.p')" ] || fail "temporary files left: $(ls "$T/shared")"
 stop_daemon
 ok "metrics file, pidfile and journal never follow a planted symlink"
