@@ -350,8 +350,8 @@ static void hello(struct session *s, const struct sncp_msg *req)
     }
     if (srv->n_established >= srv->cfg->max_sessions) {
         srv->c.hello_refused++;
-        snv_audit("session", "refused: max_sessions reached hypervisor=%s max_sessions=%u",
-                  s->identity, srv->cfg->max_sessions);
+        snv_audit("session", "refused: max_sessions reached hypervisor=%s peer=%s max_sessions=%u",
+                  s->identity, s->peer, srv->cfg->max_sessions);
         queue_error(s, req, SNCP_E_RESOURCE_LIMIT, 0, "too many sessions", 1);
         return;
     }
@@ -380,8 +380,8 @@ static void hello(struct session *s, const struct sncp_msg *req)
             srv->c.hello_refused++;
             snv_audit("session",
                       "refused: port unknown (no uplink MAC in the forwarding table) "
-                      "hypervisor=%s macs=%u",
-                      s->identity, req->n_uplink_macs);
+                      "hypervisor=%s peer=%s macs=%u",
+                      s->identity, s->peer, req->n_uplink_macs);
             queue_error(s, req, SNCP_E_NOT_AUTHORIZED, SNCP_TLV_UPLINK_MAC,
                         "port of this hypervisor unknown", 1);
             return;
@@ -404,8 +404,8 @@ static void hello(struct session *s, const struct sncp_msg *req)
     int r = nnve_state_hv_up(srv->state, s->identity, s->port, now, &hv);
     if (r) {
         srv->c.hello_refused++;
-        snv_audit("session", "refused: port in no domain hypervisor=%s port=%s", s->identity,
-                  s->port);
+        snv_audit("session", "refused: port in no domain hypervisor=%s peer=%s port=%s",
+                  s->identity, s->peer, s->port);
         queue_error(s, req, r, 0, "port of this hypervisor is in no domain", 1);
         return;
     }
