@@ -136,6 +136,7 @@ struct parse_state {
     char section[128];
     struct tnve_map_rule *rule; /* the [map] section being read */
     char err[200];
+    char agent_keys[4096]; /* "\nkey\n..." given at the top or in [agent]: one place */
 };
 
 /* An interface name key: a valid Linux name, or "" where `empty_ok` (the key unset). */
@@ -292,6 +293,21 @@ static int ini_cb(void *user, const char *section, const char *name, const char 
             snprintf(st->err, sizeof st->err, "unknown section [%s]", section);
             return 0;
         }
+    }
+    if (!st->rule) {
+        /* snv_ini_parse refuses a key twice in one section; the top of the file and
+         * [agent] are one section under two names. */
+        size_t used = strlen(st->agent_keys), n = strlen(name);
+        char key[128];
+        snprintf(key, sizeof key, "\n%s\n", name);
+        if (strstr(st->agent_keys, key)) {
+            snprintf(st->err, sizeof st->err, "key \"%s\" repeated (at the top and in [agent])",
+                     name);
+            return 0;
+        }
+        if (used + n + 2 < sizeof st->agent_keys)
+            snprintf(st->agent_keys + used, sizeof st->agent_keys - used, "%s%s\n",
+                     used ? "" : "\n", name);
     }
     int r = st->rule ? rule_key(st->rule, name, value) : agent_key(c, name, value);
     if (r == -ENOENT) {

@@ -207,6 +207,12 @@ START_TEST(test_strict_lines)
     ck_assert_msg(strstr(err, ":7: key \"vn_id\" repeated in [map a] (first at line 6)") != NULL,
                   "%s", err);
 
+    /* the top of the file and [agent] are one section */
+    snprintf(text, sizeof text, "%sretry_min = 1s\n[agent]\nretry_min = 2s\n", CERTS);
+    ck_assert_int_eq(load(c, text, err, sizeof err), SNCP_E_CONFIG);
+    ck_assert_msg(strstr(err, ":6: key \"retry_min\" repeated (at the top and in [agent])"), "%s",
+                  err);
+
     snprintf(text, sizeof text, "%s[map a]\nnetwork =\n    n1\nvn_id = 5000\n", CERTS);
     ck_assert_msg(load(c, text, err, sizeof err) == 0, "%s", err);
     ck_assert_str_eq(c->rules[0].network, "n1");
