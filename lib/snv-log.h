@@ -52,6 +52,11 @@ void snv_vlog(enum snv_log_level level, const char *module, const char *fmt, va_
  * changes peers are allowed to make (the configured limits), not by a throttle; repeated
  * errors of a peer stay on snv_log_rl(). */
 void snv_audit(const char *module, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Also appends every audit line (in the stderr format, whatever the destination) to
+ * `path`, opened O_APPEND and refusing a symlink; NULL stops.  Called again (SIGHUP) it
+ * reopens, so a rotated file is followed.  Returns 0, or -errno (the previous file, if
+ * any, is kept). */
+int snv_audit_file_open(const char *path);
 /* Number of audit lines written since start (a counter for the daemons). */
 uint64_t snv_audit_count(void);
 

@@ -70,6 +70,7 @@ static const char usage_text[] =
     "    " NNVE_DEFAULT_STATE_DIR "/nnve-daemon.db   persistent state (state_dir)\n"
     "    " NNVE_DEFAULT_CTL "   control socket\n"
     "    metrics_file      Prometheus textfile for node_exporter, if configured\n"
+    "    audit_file        audit lines (state changes, authentication), if configured\n"
     "\n"
     "EXIT STATUS\n"
     "    0 clean shutdown or valid configuration; 1 configuration error; 2 usage error;\n"
@@ -146,6 +147,11 @@ static void on_hup(uv_signal_t *h, int signum)
         SNV_WARN("daemon", "TLS files not reloaded: %s", err);
     if (!d->log_override && ncfg->log_level >= 0)
         snv_log_set_level((enum snv_log_level)ncfg->log_level);
+    /* Reopened at every reload, so that a rotated audit file is followed. */
+    int ar = snv_audit_file_open(ncfg->audit_file);
+    if (ar < 0)
+        SNV_ERR("daemon", "cannot open audit_file=%s, keeping the previous one: %s",
+                ncfg->audit_file, strerror(-ar));
     nnve_config_destroy(d->cfg);
     d->cfg = ncfg;
     snv_audit("daemon", "configuration reloaded file=%s hypervisors=%u domains=%u", d->config_path,
@@ -304,6 +310,14 @@ int main(int argc, char **argv)
     int pr = pidfile ? snv_file_write_pidfile(pidfile) : 0;
     if (pr < 0)
         SNV_WARN("daemon", "cannot write pidfile=%s: %s", pidfile, strerror(-pr));
+    int ar = d.cfg->audit_file ? snv_audit_file_open(d.cfg->audit_file) : 0;
+    if (ar < 0) {
+        SNV_ERR("daemon", "cannot open audit_file=%s: %s", d.cfg->audit_file, strerror(-ar));
+        if (pidfile && pr == 0)
+            unlink(pidfile);
+        nnve_config_destroy(d.cfg);
+        return 3;
+    }
 
     int status = 3;
     uv_loop_init(&d.loop);
@@ -390,6 +404,7 @@ out:
         unlink(pidfile);
     if (!status)
         snv_audit("daemon", "stopped");
+    snv_audit_file_open(NULL);
     nnve_config_destroy(d.cfg);
     return status;
 }

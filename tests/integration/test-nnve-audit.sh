@@ -3,8 +3,9 @@
 # the log as an "audit" line, even with log_level = err and in bursts a rate limiter would
 # have cut; only peer errors stay throttled.
 source "$(dirname "$0")/nnve-lib.bash"
-write_conf "log_level = err"
+write_conf "log_level = err" "audit_file = $T/audit.log"
 start_daemon
+grep -q 'audit daemon: started ' "$T/audit.log" || fail "start not in the audit file"
 
 # An identity the CA signed but the configuration does not know: refused, audited with the
 # peer's address.
@@ -52,5 +53,23 @@ grep -q 'audit vn: disconnected hypervisor=hv1 vn=5000 .*reason=operator' "$T/da
     fail "VN disconnect not audited"
 grep -q 'suppressed=' "$T/daemon.log" && fail "an audit line was throttled"
 grep -v ' audit ' "$T/daemon.log" | grep -q ' info ' && fail "info lines at log_level err"
+# The audit file holds exactly the audit lines of the log; after a rotation and SIGHUP the
+# daemon writes to the new file.
+[ "$(grep -c ' audit ' "$T/daemon.log")" -eq "$(wc -l <"$T/audit.log")" ] ||
+    fail "audit file: $(wc -l <"$T/audit.log") lines, log: $(grep -c ' audit ' "$T/daemon.log")"
+grep -q "audit tsi: activated tsi=$U/52:54:00:01:00:01 " "$T/audit.log" || fail "audit file content"
+mv "$T/audit.log" "$T/audit.log.1"
+kill -HUP "$DPID"
+wait_for "audit file reopened" 10 grep -q 'audit daemon: configuration reloaded' "$T/audit.log"
 stop_daemon
+grep -q 'audit daemon: stopped' "$T/audit.log" || fail "stop not in the audit file"
+grep -q 'audit daemon: configuration reloaded' "$T/audit.log.1" && fail "reload in the rotated file"
+# A symlink planted at the audit file path is refused, not followed.
+rm "$T/audit.log"
+ln -s "$T/victim" "$T/audit.log"
+rc=0
+"$BIN/nnve-daemon" -c "$T/n.conf" 2>>"$T/daemon.log" || rc=$?
+[ $rc -eq 3 ] || fail "daemon started with a symlink as audit_file (exit $rc)"
+[ ! -e "$T/victim" ] || fail "audit file symlink followed"
 ok "state changes and authentication outcomes audited at log_level err, none throttled"
+ok "audit_file: the same lines, reopened on SIGHUP, symlink refused"
