@@ -1,7 +1,8 @@
 /* snv-ctl.c: the control socket server, its client and the ctl tools' main (see snv-ctl.h).
  *
  * Wire format: the client sends one line, a JSON array of strings ending in "\n" (at most
- * SNV_CTL_LINE_MAX bytes before the newline); the server sends one line,
+ * SNV_CTL_LINE_MAX bytes before the newline, unless the server raised its limit); the
+ * server sends one line,
  * {"status":0,"result":R} or {"status":N,"error":"text"} (compact JSON, then "\n"), and
  * closes.  A client must keep its write side open until it has read the reply: end of
  * input after the request line means the client went away.
@@ -73,6 +74,8 @@ struct snv_ctl_server {
     size_t n_reqs;
     uint64_t n_requests;
     uint64_t n_rejected; /* malformed, too long, too many open */
+    size_t line_max;     /* request line limit (snv_ctl_server_set_line_max) */
+    size_t large_bytes;  /* line buffer bytes past SNV_CTL_LINE_MAX, all requests */
 };
 
 struct snv_ctl_req {
@@ -83,6 +86,7 @@ struct snv_ctl_req {
     char *line;
     size_t len;
     size_t cap;
+    size_t large;      /* bytes of cap counted in server->large_bytes */
     char scratch[256]; /* sink for bytes read after the request line */
     uv_write_t write_req;
     char *reply; /* the reply line while it is being written */
@@ -110,10 +114,22 @@ static void req_maybe_free(struct snv_ctl_req *req)
         req_free(req);
 }
 
+/* Frees the request line (once dispatched or refused it is not needed any more). */
+static void req_drop_line(struct snv_ctl_req *req)
+{
+    if (req->server)
+        req->server->large_bytes -= req->large;
+    req->large = 0;
+    free(req->line);
+    req->line = NULL;
+    req->len = req->cap = 0;
+}
+
 static void req_unlink(struct snv_ctl_req *req)
 {
     struct snv_ctl_server *s = req->server;
 
+    req_drop_line(req);
     if (!s)
         return;
     if (req->prev)
@@ -166,6 +182,8 @@ static void req_send(struct snv_ctl_req *req, json_t *reply)
         return;
     }
     req->replied = 1;
+    if (!req->dispatched)
+        req_drop_line(req); /* refused before dispatch; dispatch() drops it itself */
     if (req->closing) {
         json_decref(reply);
         req_maybe_free(req);
@@ -320,16 +338,24 @@ static void on_req_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
         *buf = uv_buf_init(req->scratch, sizeof req->scratch);
         return;
     }
-    /* Room for one byte past the limit, so an over-long line is detected. */
-    size_t limit = SNV_CTL_LINE_MAX + 1;
+    /* Room for one byte past the limit, so an over-long line is detected.  The buffer
+     * doubles (a long line is not copied over and over); what it holds past
+     * SNV_CTL_LINE_MAX comes out of a budget shared by all requests. */
+    struct snv_ctl_server *s = req->server;
+    size_t limit = (s ? s->line_max : SNV_CTL_LINE_MAX) + 1;
     if (req->cap - req->len < SNV_CTL_READ_CHUNK && req->cap < limit) {
-        size_t cap = req->cap + SNV_CTL_READ_CHUNK * 4;
+        size_t cap = req->cap < SNV_CTL_READ_CHUNK * 4 ? SNV_CTL_READ_CHUNK * 4 : req->cap * 2;
         if (cap > limit)
             cap = limit;
-        char *p = realloc(req->line, cap);
+        size_t large = cap > SNV_CTL_LINE_MAX + 1 ? cap - (SNV_CTL_LINE_MAX + 1) : 0;
+        int fits = !s || s->large_bytes - req->large + large <= 2 * s->line_max;
+        char *p = fits ? realloc(req->line, cap) : NULL;
         if (p) {
             req->line = p;
             req->cap = cap;
+            if (s)
+                s->large_bytes = s->large_bytes - req->large + large;
+            req->large = large;
         }
     }
     if (req->cap == req->len) {
@@ -352,8 +378,13 @@ static void on_req_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
     if (nread == 0 || req->dispatched || req->replied || !req->server)
         return;
     if (buf->base != req->line + req->len) {
-        /* Out of memory while growing the buffer. */
-        req_reject(req, SNV_CTL_FAILED, "out of memory");
+        /* The buffer could not grow: out of memory, or the budget for long lines is held
+         * by other requests. */
+        snv_log_rl(&ctl_rl, SNV_LOG_WARN, "ctl", "request not buffered len=%zu", req->len);
+        req_reject(req, SNV_CTL_FAILED,
+                   "request of more than %zu bytes cannot be buffered now (out of memory, or "
+                   "other long requests are being read): retry",
+                   req->len);
         return;
     }
     size_t old = req->len;
@@ -361,17 +392,18 @@ static void on_req_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
     char *nl = memchr(req->line + old, '\n', req->len - old);
     if (nl) {
         size_t len = (size_t)(nl - req->line);
-        if (len > SNV_CTL_LINE_MAX)
+        if (len > req->server->line_max)
             goto too_long;
         dispatch(req, req->line, len);
+        req_drop_line(req);
         return;
     }
-    if (req->len > SNV_CTL_LINE_MAX)
+    if (req->len > req->server->line_max)
         goto too_long;
     return;
 too_long:
-    snv_log_rl(&ctl_rl, SNV_LOG_WARN, "ctl", "request too long max=%d", SNV_CTL_LINE_MAX);
-    req_reject(req, SNV_CTL_USAGE, "request line longer than %d bytes", SNV_CTL_LINE_MAX);
+    snv_log_rl(&ctl_rl, SNV_LOG_WARN, "ctl", "request too long max=%zu", req->server->line_max);
+    req_reject(req, SNV_CTL_USAGE, "request line longer than %zu bytes", req->server->line_max);
 }
 
 static void on_rejected_close(uv_handle_t *h)
@@ -593,6 +625,7 @@ int snv_ctl_server_create(uv_loop_t *loop, const char *path, struct snv_ctl_serv
     if (!s)
         return -ENOMEM;
     s->loop = loop;
+    s->line_max = SNV_CTL_LINE_MAX;
     s->path = strdup(path);
     if (!s->path) {
         free(s);
@@ -640,6 +673,11 @@ int snv_ctl_server_create(uv_loop_t *loop, const char *path, struct snv_ctl_serv
     ignore_sigpipe();
     *out = s;
     return 0;
+}
+
+void snv_ctl_server_set_line_max(struct snv_ctl_server *s, size_t bytes)
+{
+    s->line_max = bytes > SNV_CTL_LINE_MAX ? bytes : SNV_CTL_LINE_MAX;
 }
 
 void snv_ctl_server_destroy(struct snv_ctl_server *s)
@@ -1062,6 +1100,79 @@ void snv_ctl_print(FILE *out, const json_t *result, int json)
 
 /* ---- ctl tool main ---- */
 
+/* A page of a long listing: {"items": [...], "next": CURSOR or null}. */
+static int is_page(const json_t *r)
+{
+    return json_is_object(r) && json_object_size(r) == 2 &&
+           json_is_array(json_object_get(r, "items")) &&
+           (json_is_string(json_object_get(r, "next")) || json_is_null(json_object_get(r, "next")));
+}
+
+/* Asks for the pages after the first (*result), each with "after CURSOR" added to argv, and
+ * replaces *result with all their items in one array.  Returns the status of the calls. */
+static int follow_pages(const char *path, int argc, const char **argv, int timeout_ms,
+                        json_t **result, char *err, size_t errlen)
+{
+    json_t *all = json_incref(json_object_get(*result, "items"));
+    json_t *page = *result;
+    const char **next_argv = calloc((size_t)argc + 3, sizeof *next_argv);
+    char *cursor = NULL;
+    int status = SNV_CTL_OK;
+
+    if (!next_argv) {
+        status = call_fail(SNV_CTL_FAILED, err, errlen, "out of memory");
+        goto out;
+    }
+    memcpy(next_argv, argv, (size_t)argc * sizeof *argv);
+    while (json_is_string(json_object_get(page, "next"))) {
+        const char *next = json_string_value(json_object_get(page, "next"));
+        if (cursor && strcmp(cursor, next) == 0) {
+            status = call_fail(SNV_CTL_FAILED, err, errlen, "the listing did not advance");
+            goto out;
+        }
+        free(cursor);
+        cursor = strdup(next);
+        if (!cursor) {
+            status = call_fail(SNV_CTL_FAILED, err, errlen, "out of memory");
+            goto out;
+        }
+        next_argv[argc] = "after";
+        next_argv[argc + 1] = cursor;
+        json_decref(page);
+        page = NULL;
+        status = snv_ctl_call(path, argc + 2, next_argv, timeout_ms, &page, err, errlen);
+        if (status != SNV_CTL_OK)
+            goto out;
+        if (!is_page(page)) {
+            status = call_fail(SNV_CTL_FAILED, err, errlen, "invalid page from %s", path);
+            goto out;
+        }
+        if (json_array_extend(all, json_object_get(page, "items")) < 0) {
+            status = call_fail(SNV_CTL_FAILED, err, errlen, "out of memory");
+            goto out;
+        }
+    }
+out:
+    free(cursor);
+    free(next_argv);
+    json_decref(page);
+    if (status == SNV_CTL_OK) {
+        *result = all;
+    } else {
+        json_decref(all);
+        *result = json_string(err);
+    }
+    return status;
+}
+
+static int has_word(int argc, const char *const argv[], const char *word)
+{
+    for (int i = 1; i < argc; i++)
+        if (strcmp(argv[i], word) == 0)
+            return 1;
+    return 0;
+}
+
 /* Number of words in `phrase` if they equal words[0..] (all of them), else 0. */
 static int match_words(const char *phrase, int nwords, char *const words[])
 {
@@ -1168,10 +1279,21 @@ int snv_ctl_tool_main(int argc, char **argv, const char *default_socket,
     char err[SNV_CTL_ERROR_MAX];
     int status =
         snv_ctl_call(socket_path, call_argc, call_argv, timeout_ms, &result, err, sizeof err);
+    /* A paged listing is followed to its end, unless one page was asked for. */
+    int one_page =
+        has_word(call_argc, call_argv, "limit") || has_word(call_argc, call_argv, "after");
+    if (status == SNV_CTL_OK && is_page(result) && !one_page)
+        status =
+            follow_pages(socket_path, call_argc, call_argv, timeout_ms, &result, err, sizeof err);
     free(call_argv);
-    if (status == SNV_CTL_OK)
+    if (status == SNV_CTL_OK && is_page(result) && !json) {
+        snv_ctl_print(stdout, json_object_get(result, "items"), 0);
+        if (json_is_string(json_object_get(result, "next")))
+            fprintf(stderr, "%s: more: add \"after %s\"\n", prog,
+                    json_string_value(json_object_get(result, "next")));
+    } else if (status == SNV_CTL_OK) {
         snv_ctl_print(stdout, result, json);
-    else
+    } else
         fprintf(stderr, "%s: %s\n", prog, err[0] ? err : "failed");
     json_decref(result);
     if (fflush(stdout) != 0 && status == SNV_CTL_OK)

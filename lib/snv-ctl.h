@@ -40,6 +40,12 @@ int snv_ctl_server_create(uv_loop_t *loop, const char *path, struct snv_ctl_serv
  * dropped) and unlinks the socket; handles finish closing on the next loop turns. */
 void snv_ctl_server_destroy(struct snv_ctl_server *s);
 
+/* Raises the longest request line the server accepts (default and minimum 64 KiB) to
+ * `bytes`, for commands that carry documents (the libvirt hook's domain XML).  Buffers
+ * past 64 KiB come out of a budget of 2 * `bytes` shared by all open requests: a request
+ * that would exceed it is refused (status 1, "retry") rather than buffered. */
+void snv_ctl_server_set_line_max(struct snv_ctl_server *s, size_t bytes);
+
 /* Registers `command` (e.g. "vn/show") taking min_args..max_args arguments (max -1: any).
  * `usage` is shown by "help".  Returns 0 or -EEXIST / -ENOMEM. */
 int snv_ctl_register(struct snv_ctl_server *s, const char *command, const char *usage,
@@ -65,7 +71,10 @@ void snv_ctl_print(FILE *out, const json_t *result, int json);
 /* A ctl tool's whole main(): parses [-s SOCKET] [--json] [-t SECONDS] [-h] and the words,
  * maps them through `words` (e.g. {"show vns", "vn/show"}: the longest matching prefix of
  * words gives the command; remaining words are its arguments; unmapped words are passed as
- * a raw command), calls the daemon and prints.  `help` is the text of --help.  Returns the
+ * a raw command), calls the daemon and prints.  A reply {"items": [...], "next": CURSOR} is one page
+ * of a long listing: the tool asks for the next pages (the same words plus "after
+ * CURSOR", each request bounded by the server) and prints all items as one array, unless
+ * the words hold "limit" or "after" (one page asked for: printed with its "next").  `help` is the text of --help.  Returns the
  * process exit status. */
 struct snv_ctl_word_map {
     const char *words;

@@ -14,6 +14,7 @@
 #include "snv-log.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -31,6 +32,8 @@ static char log_program[SNV_LOG_PROGRAM_MAX];
 static enum snv_log_dest log_dest = SNV_LOG_STDERR;
 static enum snv_log_level log_level = SNV_LOG_INFO;
 static int log_syslog_open;
+static uint64_t audit_lines;
+static int audit_fd = -1;
 
 static const char *const level_names[] = {
     [SNV_LOG_ERR] = "err",
@@ -110,6 +113,8 @@ int snv_log_level_parse(const char *s, enum snv_log_level *level)
 
 const char *snv_log_level_name(enum snv_log_level level)
 {
+    if (level == SNV_LOG_AUDIT)
+        return "audit";
     if (level < SNV_LOG_ERR || level > SNV_LOG_DEBUG)
         return "unknown";
     return level_names[level];
@@ -143,28 +148,38 @@ static void format_text(char *buf, size_t size, const char *suffix, const char *
     }
 }
 
-static void write_stderr(enum snv_log_level level, const char *module, const char *text)
+/* Formats the stderr form of a line into `line`; returns its length (0 on failure). */
+static size_t format_line(char *line, size_t cap, enum snv_log_level level, const char *module,
+                          const char *text)
 {
     struct timespec ts;
     struct tm tm;
     char stamp[32];
-    char line[SNV_LOG_LINE_MAX];
 
     clock_gettime(CLOCK_REALTIME, &ts);
     time_t secs = ts.tv_sec;
     if (!gmtime_r(&secs, &tm) || strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%S", &tm) == 0)
         snprintf(stamp, sizeof stamp, "1970-01-01T00:00:00");
 
-    int n = snprintf(line, sizeof line, "%s.%03ldZ %s[%ld]: %s %s: %s\n", stamp,
+    int n = snprintf(line, cap, "%s.%03ldZ %s[%ld]: %s %s: %s\n", stamp,
                      (long)(ts.tv_nsec / 1000000), program_name(), (long)getpid(),
                      snv_log_level_name(level), module ? module : "-", text);
     if (n < 0)
-        return;
+        return 0;
     size_t len = (size_t)n;
-    if (len >= sizeof line) {
-        len = sizeof line - 1;
+    if (len >= cap) {
+        len = cap - 1;
         line[len - 1] = '\n';
     }
+    return len;
+}
+
+static void write_stderr(enum snv_log_level level, const char *module, const char *text)
+{
+    char line[SNV_LOG_LINE_MAX];
+    size_t len = format_line(line, sizeof line, level, module, text);
+    if (!len)
+        return;
     /* stderr is unbuffered: one fwrite is one write(2), so concurrent writers of the same
      * file do not interleave inside a line. */
     if (fwrite(line, 1, len, stderr) != len)
@@ -176,13 +191,23 @@ static void vlog_suffix(enum snv_log_level level, const char *module, const char
 {
     char text[SNV_LOG_TEXT_MAX];
 
-    if (level < SNV_LOG_ERR)
+    if (level < SNV_LOG_AUDIT)
         level = SNV_LOG_ERR;
     if (level > SNV_LOG_DEBUG)
         level = SNV_LOG_DEBUG;
     int saved_errno = errno;
     format_text(text, sizeof text, suffix, fmt, ap);
-    if (log_dest == SNV_LOG_SYSLOG)
+    if (level == SNV_LOG_AUDIT && audit_fd >= 0) {
+        char line[SNV_LOG_LINE_MAX];
+        size_t len = format_line(line, sizeof line, level, module, text);
+        /* one write(2) per line: O_APPEND keeps concurrent lines whole */
+        if (len && write(audit_fd, line, len) < 0) {
+            /* not retried: the line still reaches the log below */
+        }
+    }
+    if (log_dest == SNV_LOG_SYSLOG && level == SNV_LOG_AUDIT)
+        syslog(LOG_NOTICE, "audit %s: %s", module ? module : "-", text);
+    else if (log_dest == SNV_LOG_SYSLOG)
         syslog(level_priorities[level], "%s: %s", module ? module : "-", text);
     else
         write_stderr(level, module, text);
@@ -205,6 +230,35 @@ void snv_log(enum snv_log_level level, const char *module, const char *fmt, ...)
     va_start(ap, fmt);
     vlog_suffix(level, module, NULL, fmt, ap);
     va_end(ap);
+}
+
+void snv_audit(const char *module, const char *fmt, ...)
+{
+    va_list ap;
+
+    audit_lines++;
+    va_start(ap, fmt);
+    vlog_suffix(SNV_LOG_AUDIT, module, NULL, fmt, ap);
+    va_end(ap);
+}
+
+int snv_audit_file_open(const char *path)
+{
+    int fd = -1;
+    if (path) {
+        fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0640);
+        if (fd < 0)
+            return -errno;
+    }
+    if (audit_fd >= 0)
+        close(audit_fd);
+    audit_fd = fd;
+    return 0;
+}
+
+uint64_t snv_audit_count(void)
+{
+    return audit_lines;
 }
 
 /* Tokens are kept in thousandths, so `rate` lines per second is `rate` milli-tokens per

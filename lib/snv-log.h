@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 enum snv_log_level {
+    SNV_LOG_AUDIT = -1, /* snv_audit(): not a filter level */
     SNV_LOG_ERR = 0,
     SNV_LOG_WARN = 1,
     SNV_LOG_INFO = 2,
@@ -39,11 +40,25 @@ void snv_vlog(enum snv_log_level level, const char *module, const char *fmt, va_
 #define SNV_ERR(mod, ...) snv_log(SNV_LOG_ERR, mod, __VA_ARGS__)
 #define SNV_WARN(mod, ...) snv_log(SNV_LOG_WARN, mod, __VA_ARGS__)
 #define SNV_INFO(mod, ...) snv_log(SNV_LOG_INFO, mod, __VA_ARGS__)
-#define SNV_DBG(mod, ...)                                                                     \
-    do {                                                                                       \
-        if (snv_log_get_level() >= SNV_LOG_DEBUG)                                              \
-            snv_log(SNV_LOG_DEBUG, mod, __VA_ARGS__);                                          \
+#define SNV_DBG(mod, ...)                                                                          \
+    do {                                                                                           \
+        if (snv_log_get_level() >= SNV_LOG_DEBUG)                                                  \
+            snv_log(SNV_LOG_DEBUG, mod, __VA_ARGS__);                                              \
     } while (0)
+
+/* Audit (RFC 8394 section 10: state changes are logged).  A state change or an
+ * authentication outcome, "audit module: text key=value ...": never rate-limited and never
+ * filtered by the log level, at syslog priority NOTICE.  Its volume is bounded by the
+ * changes peers are allowed to make (the configured limits), not by a throttle; repeated
+ * errors of a peer stay on snv_log_rl(). */
+void snv_audit(const char *module, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Also appends every audit line (in the stderr format, whatever the destination) to
+ * `path`, opened O_APPEND and refusing a symlink; NULL stops.  Called again (SIGHUP) it
+ * reopens, so a rotated file is followed.  Returns 0, or -errno (the previous file, if
+ * any, is kept). */
+int snv_audit_file_open(const char *path);
+/* Number of audit lines written since start (a counter for the daemons). */
+uint64_t snv_audit_count(void);
 
 /* Token bucket: `rate` lines per second, bursts of `burst`. */
 struct snv_ratelimit {
@@ -54,7 +69,10 @@ struct snv_ratelimit {
     uint64_t suppressed;
     int primed;
 };
-#define SNV_RATELIMIT_INIT(rate_, burst_) { .rate = (rate_), .burst = (burst_) }
+#define SNV_RATELIMIT_INIT(rate_, burst_)                                                          \
+    {                                                                                              \
+        .rate = (rate_), .burst = (burst_)                                                         \
+    }
 
 /* Returns 1 if a line may be logged at now_ms, else 0 (and counts it as suppressed). */
 int snv_ratelimit_allow(struct snv_ratelimit *rl, uint64_t now_ms);

@@ -13,6 +13,7 @@
 #include "backend-provider.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -176,9 +177,13 @@ static int none_create(const struct nnve_backend_config *cfg, struct nnve_backen
             replay(nb, old);
             fclose(old);
         }
-        nb->journal = fopen(cfg->journal, "a");
+        /* Appended in place: O_NOFOLLOW refuses a symlink planted at the path. */
+        int fd = open(cfg->journal, O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0644);
+        nb->journal = fd >= 0 ? fdopen(fd, "a") : NULL;
         if (!nb->journal) {
             int e = errno;
+            if (fd >= 0)
+                close(fd);
             SNV_ERR("backend", "none: cannot open journal file=%s: %s", cfg->journal, strerror(e));
             nb->up.cls->destroy(&nb->up);
             return -e;

@@ -20,12 +20,11 @@
 #include <net/if.h>
 #include <sys/socket.h>
 
-#include <ini.h>
-
 #include "backend-provider.h"
 #include "sncp-error.h"
 #include "sncp-l2.h"
 #include "sncp-msg.h"
+#include "snv-ini.h"
 #include "snv-log.h"
 #include "snv-netlink.h"
 
@@ -294,6 +293,7 @@ static int global_key(struct parser *p, const char *key, const char *value)
         {"dataplane_journal", offsetof(struct nnve_config, dataplane_journal)},
         {"fdb_file", offsetof(struct nnve_config, fdb_file)},
         {"metrics_file", offsetof(struct nnve_config, metrics_file)},
+        {"audit_file", offsetof(struct nnve_config, audit_file)},
     };
     for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++)
         if (!strcmp(key, strs[i].key))
@@ -804,31 +804,6 @@ static int handler(void *user, const char *section, const char *key, const char 
     return p->failed ? 0 : 1;
 }
 
-static char *reader_file(char *str, int num, void *stream)
-{
-    struct parser *p = stream;
-    char *r = fgets(str, num, p->file);
-    if (r)
-        p->line++;
-    return r;
-}
-
-static char *reader_string(char *str, int num, void *stream)
-{
-    struct parser *p = stream;
-    if (!*p->text)
-        return NULL;
-    const char *nl = strchr(p->text, '\n');
-    size_t n = nl ? (size_t)(nl - p->text + 1) : strlen(p->text);
-    if (n > (size_t)num - 1)
-        n = (size_t)num - 1;
-    memcpy(str, p->text, n);
-    str[n] = '\0';
-    p->text += n;
-    p->line++;
-    return str;
-}
-
 static void set_defaults(struct nnve_config *cfg)
 {
     cfg->hold_time_ms = 30000;
@@ -981,7 +956,7 @@ static void validate(struct parser *p)
     }
 }
 
-static int parse(struct parser *p, ini_reader reader, struct nnve_config **out)
+static int parse(struct parser *p, struct nnve_config **out)
 {
     struct nnve_config *cfg = calloc(1, sizeof *cfg);
     if (!cfg)
@@ -992,11 +967,13 @@ static int parse(struct parser *p, ini_reader reader, struct nnve_config **out)
         nnve_config_destroy(cfg);
         return -ENOMEM;
     }
-    int r = ini_parse_stream(reader, p, handler, p);
+    /* Long lines, repeated keys and repeated sections are refused there. */
+    char ierr[256];
+    int r = snv_ini_parse(p->file, p->text, handler, p, &p->line, ierr, sizeof ierr);
     if (r > 0 && !p->failed)
-        perr(p, (unsigned)r, "syntax error");
+        perr(p, (unsigned)r, "%s", ierr[0] ? ierr : "syntax error");
     else if (r < 0 && !p->failed)
-        perr(p, 0, "cannot parse (error %d)", r);
+        perr(p, 0, "cannot parse: %s", strerror(-r));
     if (!p->failed && fill_defaults(cfg))
         perr(p, 0, "out of memory");
     if (!p->failed)
@@ -1018,7 +995,7 @@ int nnve_config_load(const char *path, struct nnve_config **out, char *err, size
         snprintf(err, errlen, "%s: %s", path, strerror(e));
         return -e;
     }
-    int r = parse(&p, reader_file, out);
+    int r = parse(&p, out);
     fclose(p.file);
     return r;
 }
@@ -1027,7 +1004,7 @@ int nnve_config_parse_string(const char *text, const char *name, struct nnve_con
                              char *err, size_t errlen)
 {
     struct parser p = {.name = name, .err = err, .errlen = errlen, .text = text};
-    return parse(&p, reader_string, out);
+    return parse(&p, out);
 }
 
 void nnve_config_destroy(struct nnve_config *cfg)
@@ -1047,6 +1024,7 @@ void nnve_config_destroy(struct nnve_config *cfg)
     free(cfg->dataplane_journal);
     free(cfg->fdb_file);
     free(cfg->metrics_file);
+    free(cfg->audit_file);
     free(cfg->linux_bridge);
     free(cfg->linux_vxlan_device);
     free(cfg->linux_local_ip);

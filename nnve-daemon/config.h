@@ -6,7 +6,7 @@
  *                      handshake_timeout, max_sessions, max_tsis_per_session,
  *                      max_addrs_per_tsi, max_vns_per_hypervisor, max_tags_per_hypervisor,
  *                      max_outstanding, max_write_queue, metrics_file, metrics_interval,
- *                      sync, log_level
+ *                      audit_file, sync, log_level
  *   [domain NAME]      ports = swp1, swp2 (or *: every port not named elsewhere);
  *                      tags = 100-199, 300; reserved = 150
  *   [hypervisor ID]    port = swp1 | learn; vns = 5000, 5001-5010, blue;
@@ -114,6 +114,7 @@ struct nnve_config {
     char *dataplane_journal;
     char *fdb_file;
     char *metrics_file;
+    char *audit_file; /* audit lines also appended here (snv_audit_file_open) */
     uint32_t metrics_interval_ms;
     uint32_t hold_time_ms;
     uint32_t tag_hold_down_ms;

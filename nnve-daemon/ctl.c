@@ -1,6 +1,7 @@
 /* ctl.c: control-socket commands of nnve-daemon (see ctl.h). */
 #include "ctl.h"
 
+#include <errno.h>
 #include <stdlib.h>
 
 struct ctl_ctx {
@@ -27,12 +28,34 @@ static void cmd_vns(struct snv_ctl_req *req, int argc, const char *const argv[],
     snv_ctl_reply_ok(req, nnve_state_show_vns(c->state));
 }
 
+#define TSI_SHOW_USAGE                                                                             \
+    "[hypervisor H] [vn VN] [port P] [state associated|activated] [limit 1..10000] "               \
+    "[after CURSOR]"
+
+/* One page per request (see nnve_state_show_tsis_page), so a large table never stalls the
+ * loop nor makes a reply larger than a client takes; nnvectl asks for the pages in turn. */
 static void cmd_tsis(struct snv_ctl_req *req, int argc, const char *const argv[], void *aux)
 {
-    (void)argc;
-    (void)argv;
     struct ctl_ctx *c = aux;
-    snv_ctl_reply_ok(req, nnve_state_show_tsis(c->state));
+    struct nnve_tsi_filter f = NNVE_TSI_FILTER_INIT;
+    for (int i = 0; i < argc; i += 2) {
+        int r = i + 1 < argc ? nnve_state_tsi_filter_set(&f, argv[i], argv[i + 1]) : -ENOENT;
+        if (r == -EINVAL) {
+            snv_ctl_reply_error(req, SNV_CTL_USAGE, "bad value for %s: \"%s\"", argv[i],
+                                argv[i + 1]);
+            return;
+        }
+        if (r < 0) {
+            snv_ctl_reply_error(req, SNV_CTL_USAGE, "usage: tsi/show " TSI_SHOW_USAGE);
+            return;
+        }
+    }
+    json_t *page = nnve_state_show_tsis_page(c->state, &f);
+    if (!page) {
+        snv_ctl_reply_error(req, SNV_CTL_FAILED, "out of memory");
+        return;
+    }
+    snv_ctl_reply_ok(req, page);
 }
 
 static void cmd_tags(struct snv_ctl_req *req, int argc, const char *const argv[], void *aux)
@@ -88,7 +111,7 @@ int nnve_ctl_register(struct snv_ctl_server *ctl, struct nnve_state *state, stru
     } cmds[] = {
         {"session/show", "", 0, 0, cmd_sessions},
         {"vn/show", "", 0, 0, cmd_vns},
-        {"tsi/show", "", 0, 0, cmd_tsis},
+        {"tsi/show", TSI_SHOW_USAGE, 0, 12, cmd_tsis},
         {"tag/show", "", 0, 0, cmd_tags},
         {"counters/show", "", 0, 0, cmd_counters},
         {"vn/disconnect", "HYPERVISOR VN", 2, 2, cmd_vn_disconnect},

@@ -15,6 +15,7 @@
 #include "config.h"
 #include "ctl.h"
 #include "server.h"
+#include "snv-file.h"
 #include "snv-log.h"
 #include "state.h"
 #include "store.h"
@@ -71,6 +72,7 @@ static const char usage_text[] =
     "    " NNVE_DEFAULT_STATE_DIR "/nnve-daemon.db   persistent state (state_dir)\n"
     "    " NNVE_DEFAULT_CTL "   control socket\n"
     "    metrics_file      Prometheus textfile for node_exporter, if configured\n"
+    "    audit_file        audit lines (state changes, authentication), if configured\n"
     "\n"
     "EXIT STATUS\n"
     "    0 clean shutdown or valid configuration; 1 configuration error; 2 usage error;\n"
@@ -112,7 +114,7 @@ static void on_metrics(uv_timer_t *t)
 static void on_stop(uv_signal_t *h, int signum)
 {
     struct daemon_ctx *d = h->data;
-    SNV_INFO("daemon", "shutting down signal=%s", strsignal(signum));
+    snv_audit("daemon", "shutting down signal=%s", strsignal(signum));
     write_metrics(d);
     uv_stop(&d->loop);
 }
@@ -150,10 +152,15 @@ static void on_hup(uv_signal_t *h, int signum)
         nnve_server_tls_reloaded(d->srv);
     if (!d->log_override && ncfg->log_level >= 0)
         snv_log_set_level((enum snv_log_level)ncfg->log_level);
+    /* Reopened at every reload, so that a rotated audit file is followed. */
+    int ar = snv_audit_file_open(ncfg->audit_file);
+    if (ar < 0)
+        SNV_ERR("daemon", "cannot open audit_file=%s, keeping the previous one: %s",
+                ncfg->audit_file, strerror(-ar));
     nnve_config_destroy(d->cfg);
     d->cfg = ncfg;
-    SNV_INFO("daemon", "configuration reloaded file=%s hypervisors=%u domains=%u", d->config_path,
-             ncfg->n_hvs, ncfg->n_domains);
+    snv_audit("daemon", "configuration reloaded file=%s hypervisors=%u domains=%u", d->config_path,
+              ncfg->n_hvs, ncfg->n_domains);
 }
 
 static int daemonize(void)
@@ -181,15 +188,6 @@ static int daemonize(void)
             close(fd);
     }
     return 0;
-}
-
-static int write_pidfile(const char *path)
-{
-    FILE *f = fopen(path, "w");
-    if (!f)
-        return -errno;
-    fprintf(f, "%d\n", (int)getpid());
-    return fclose(f) ? -errno : 0;
 }
 
 static const char *transports_text(unsigned t)
@@ -314,8 +312,17 @@ int main(int argc, char **argv)
         nnve_config_destroy(d.cfg);
         return 3;
     }
-    if (pidfile && write_pidfile(pidfile) < 0)
-        SNV_WARN("daemon", "cannot write pidfile=%s: %s", pidfile, strerror(errno));
+    int pr = pidfile ? snv_file_write_pidfile(pidfile) : 0;
+    if (pr < 0)
+        SNV_WARN("daemon", "cannot write pidfile=%s: %s", pidfile, strerror(-pr));
+    int ar = d.cfg->audit_file ? snv_audit_file_open(d.cfg->audit_file) : 0;
+    if (ar < 0) {
+        SNV_ERR("daemon", "cannot open audit_file=%s: %s", d.cfg->audit_file, strerror(-ar));
+        if (pidfile && pr == 0)
+            unlink(pidfile);
+        nnve_config_destroy(d.cfg);
+        return 3;
+    }
 
     int status = 3;
     uv_loop_init(&d.loop);
@@ -369,9 +376,9 @@ int main(int argc, char **argv)
     uv_timer_start(&d.metrics, on_metrics, d.cfg->metrics_interval_ms, d.cfg->metrics_interval_ms);
     d.metrics_on = 1;
     write_metrics(&d);
-    SNV_INFO("daemon", "started version=%s config=%s transport=%s port=%u backend=%s",
-             SPLITNVE_VERSION, d.config_path, transports_text(d.cfg->transports),
-             nnve_server_port(d.srv), d.cfg->backend);
+    snv_audit("daemon", "started version=%s config=%s transport=%s port=%u backend=%s",
+              SPLITNVE_VERSION, d.config_path, transports_text(d.cfg->transports),
+              nnve_server_port(d.srv), d.cfg->backend);
 
     uv_run(&d.loop, UV_RUN_DEFAULT);
     status = 0;
@@ -398,10 +405,11 @@ out:
         SNV_ERR("daemon", "event loop did not close cleanly");
         status = 4;
     }
-    if (pidfile)
+    if (pidfile && pr == 0) /* never remove what another wrote */
         unlink(pidfile);
     if (!status)
-        SNV_INFO("daemon", "stopped");
+        snv_audit("daemon", "stopped");
+    snv_audit_file_open(NULL);
     nnve_config_destroy(d.cfg);
     return status;
 }

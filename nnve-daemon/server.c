@@ -28,6 +28,7 @@
 #include "sncp-conn-l2.h"
 #include "sncp-conn.h"
 #include "sncp-session.h"
+#include "snv-file.h"
 #include "snv-log.h"
 
 struct pending {
@@ -372,9 +373,8 @@ static void hello(struct session *s, const struct sncp_msg *req)
     s->epoch = req->session_epoch;
     if (req->version_min > SNCP_VERSION || req->version_max < SNCP_VERSION) {
         srv->c.hello_refused++;
-        snv_log_rl(&srv->rl_auth, SNV_LOG_WARN, "session",
-                   "refused: no common version hypervisor=%s peer=%s offered=%u-%u", s->identity,
-                   s->peer, req->version_min, req->version_max);
+        snv_audit("session", "refused: no common version hypervisor=%s peer=%s offered=%u-%u",
+                  s->identity, s->peer, req->version_min, req->version_max);
         queue_error(s, req, SNCP_E_UNSUPPORTED_VERSION, SNCP_TLV_VERSION_RANGE,
                     "this nNVE speaks SNCP version 1", 1);
         return;
@@ -383,9 +383,8 @@ static void hello(struct session *s, const struct sncp_msg *req)
     if (!hc) {
         srv->c.hello_refused++;
         srv->c.not_authorized++;
-        snv_log_rl(&srv->rl_auth, SNV_LOG_WARN, "session",
-                   "refused: identity not authorized hypervisor=%s peer=%s node_id=%s", s->identity,
-                   s->peer, s->node_id);
+        snv_audit("session", "refused: identity not authorized hypervisor=%s peer=%s node_id=%s",
+                  s->identity, s->peer, s->node_id);
         queue_error(s, req, SNCP_E_NOT_AUTHORIZED, 0, "identity not authorized", 1);
         return;
     }
@@ -394,9 +393,8 @@ static void hello(struct session *s, const struct sncp_msg *req)
     unsigned replacing = prev_hv && nnve_state_hv_session(prev_hv) ? 1 : 0;
     if (srv->n_established - replacing >= srv->cfg->max_sessions) {
         srv->c.hello_refused++;
-        snv_log_rl(&srv->rl_auth, SNV_LOG_WARN, "session",
-                   "refused: max_sessions reached hypervisor=%s max_sessions=%u", s->identity,
-                   srv->cfg->max_sessions);
+        snv_audit("session", "refused: max_sessions reached hypervisor=%s peer=%s max_sessions=%u",
+                  s->identity, s->peer, srv->cfg->max_sessions);
         queue_error(s, req, SNCP_E_RESOURCE_LIMIT, 0, "too many sessions", 1);
         return;
     }
@@ -405,10 +403,10 @@ static void hello(struct session *s, const struct sncp_msg *req)
         if (hc->port && strcmp(hc->port, s->l2_if)) {
             srv->c.hello_refused++;
             srv->c.not_authorized++;
-            snv_log_rl(&srv->rl_auth, SNV_LOG_WARN, "session",
-                       "refused: frames arrive on another port than configured hypervisor=%s "
-                       "peer=%s interface=%s port=%s",
-                       s->identity, s->peer, s->l2_if, hc->port);
+            snv_audit("session",
+                      "refused: frames arrive on another port than configured hypervisor=%s "
+                      "peer=%s interface=%s port=%s",
+                      s->identity, s->peer, s->l2_if, hc->port);
             queue_error(s, req, SNCP_E_NOT_AUTHORIZED, 0,
                         "this hypervisor is configured on another port", 1);
             return;
@@ -422,10 +420,10 @@ static void hello(struct session *s, const struct sncp_msg *req)
          * connection to a switch port, so the port is not learned: refused. */
         srv->c.hello_refused++;
         srv->c.not_authorized++;
-        snv_log_rl(&srv->rl_auth, SNV_LOG_WARN, "session",
-                   "refused: port = learn cannot be confirmed over TCP hypervisor=%s peer=%s "
-                   "macs=%u status=not-authorized",
-                   s->identity, s->peer, req->n_uplink_macs);
+        snv_audit("session",
+                  "refused: port = learn cannot be confirmed over TCP hypervisor=%s peer=%s "
+                  "macs=%u status=not-authorized",
+                  s->identity, s->peer, req->n_uplink_macs);
         queue_error(s, req, SNCP_E_NOT_AUTHORIZED, SNCP_TLV_UPLINK_MAC,
                     "port = learn needs the Layer-2 transport (the port is where the frames "
                     "arrive)",
@@ -434,8 +432,8 @@ static void hello(struct session *s, const struct sncp_msg *req)
     }
     if (!nnve_config_port_domain(srv->cfg, s->port)) {
         srv->c.hello_refused++;
-        snv_log_rl(&srv->rl_auth, SNV_LOG_WARN, "session",
-                   "refused: port in no domain hypervisor=%s port=%s", s->identity, s->port);
+        snv_audit("session", "refused: port in no domain hypervisor=%s port=%s", s->identity,
+                  s->port);
         queue_error(s, req, SNCP_E_NOT_AUTHORIZED, 0, "port of this hypervisor is in no domain", 1);
         return;
     }
@@ -448,18 +446,16 @@ static void hello(struct session *s, const struct sncp_msg *req)
         nnve_state_hv_set_session(old_hv, NULL);
         srv->n_established--;
         srv->c.sessions_replaced++;
-        snv_log_rl(&srv->rl_auth, SNV_LOG_INFO, "session",
-                   "replaced by a new session hypervisor=%s old_peer=%s peer=%s", s->identity,
-                   old->peer, s->peer);
+        snv_audit("session", "replaced by a new session hypervisor=%s old_peer=%s peer=%s",
+                  s->identity, old->peer, s->peer);
         sncp_conn_close(old->conn);
     }
     struct nnve_hv *hv;
     int r = nnve_state_hv_up(srv->state, s->identity, s->port, now, &hv);
     if (r) {
         srv->c.hello_refused++;
-        snv_log_rl(&srv->rl_auth, SNV_LOG_WARN, "session",
-                   "refused: cannot bind the session hypervisor=%s port=%s err=%s", s->identity,
-                   s->port, sncp_error_token(r));
+        snv_audit("session", "refused: cannot bind the session hypervisor=%s port=%s err=%s",
+                  s->identity, s->port, sncp_error_token(r));
         /* The replaced session's state is not orphaned: it is held, as at a session loss. */
         if (old_hv && (old_hv = nnve_state_hv_find(srv->state, s->identity)) != NULL &&
             !nnve_state_hv_session(old_hv))
@@ -476,9 +472,9 @@ static void hello(struct session *s, const struct sncp_msg *req)
         s->peer_keepalive_ms = req->keepalive_ms;
         sncp_session_set_peer_keepalive(sncp_conn_session(s->conn), req->keepalive_ms);
     }
-    snv_log_rl(&srv->rl_auth, SNV_LOG_INFO, "session",
-               "established hypervisor=%s peer=%s node_id=%s port=%s epoch=%" PRIu64 " tsis=%u",
-               s->identity, s->peer, s->node_id, s->port, s->epoch, nnve_state_hv_tsis(hv));
+    snv_audit("session",
+              "established hypervisor=%s peer=%s node_id=%s port=%s epoch=%" PRIu64 " tsis=%u",
+              s->identity, s->peer, s->node_id, s->port, s->epoch, nnve_state_hv_tsis(hv));
     queue(s, req, 0, NULL, 1, 0);
 }
 
@@ -523,8 +519,7 @@ static void on_connected(struct sncp_conn *c, const char *identity)
     srv->n_sessions++;
     srv->c.sessions_accepted++;
     sncp_conn_set_data(c, s);
-    snv_log_rl(&srv->rl_auth, SNV_LOG_INFO, "session", "authenticated hypervisor=%s peer=%s",
-               identity, s->peer);
+    snv_audit("session", "authenticated hypervisor=%s peer=%s", identity, s->peer);
     if (srv->shutting_down)
         sncp_conn_close(c);
     else
@@ -611,13 +606,11 @@ static void on_closed(struct sncp_conn *c, int err)
     if (err == SNCP_E_TIMEOUT && !s->hv && !s->replaced)
         srv->c.hello_timeouts++;
     if (err || !s->hv)
-        snv_log_rl(&srv->rl_auth, err ? SNV_LOG_WARN : SNV_LOG_INFO, "session",
-                   "closed hypervisor=%s peer=%s reason=%s detail=%s", s->identity, s->peer,
-                   err ? sncp_error_token(err) : "orderly",
-                   sncp_session_error(sncp_conn_session(c)));
+        snv_audit("session", "closed hypervisor=%s peer=%s reason=%s detail=%s", s->identity,
+                  s->peer, err ? sncp_error_token(err) : "orderly",
+                  sncp_session_error(sncp_conn_session(c)));
     else
-        snv_log_rl(&srv->rl_auth, SNV_LOG_INFO, "session",
-                   "closed hypervisor=%s peer=%s reason=orderly", s->identity, s->peer);
+        snv_audit("session", "closed hypervisor=%s peer=%s reason=orderly", s->identity, s->peer);
     if (s->hv) {
         srv->n_established--;
         nnve_state_hv_set_session(s->hv, NULL);
@@ -766,7 +759,7 @@ void nnve_server_op_vn_disconnect(struct nnve_server *srv, struct snv_ctl_req *r
     int r =
         nnve_state_op_vn_disconnect(srv->state, identity, vn, uv_now(srv->loop), op_notify, &oc);
     if (r >= 0)
-        SNV_INFO("operator", "vn disconnect hypervisor=%s vn=%s notified=%d", identity, vn, r);
+        snv_audit("operator", "vn disconnect hypervisor=%s vn=%s notified=%d", identity, vn, r);
     op_result(srv, req, op, r, "hypervisor or VN connection");
 }
 
@@ -782,9 +775,9 @@ void nnve_server_op_tsi(struct nnve_server *srv, struct snv_ctl_req *req, enum s
     int r =
         nnve_state_op_tsi(srv->state, type, tsi, addrs, n_addrs, uv_now(srv->loop), op_notify, &oc);
     if (r >= 0)
-        SNV_INFO("operator", "%s tsi=%s addrs=%d notified=%d",
-                 type == SNCP_MSG_TSI_DEACTIVATE ? "tsi deactivate" : "tsi deassociate", tsi,
-                 n_addrs, r);
+        snv_audit("operator", "%s tsi=%s addrs=%d notified=%d",
+                  type == SNCP_MSG_TSI_DEACTIVATE ? "tsi deactivate" : "tsi deassociate", tsi,
+                  n_addrs, r);
     op_result(srv, req, op, r, "TSI (or TSI/address text)");
 }
 
@@ -1062,23 +1055,16 @@ static void prom_row(void *aux, const char *name, const char *help, const char *
         fprintf(p->f, "nnve_%s %" PRIu64 "\n", name, value);
 }
 
+static int prom_write(FILE *f, void *aux)
+{
+    struct prom p = {.f = f};
+    each_counter(aux, prom_row, &p);
+    return 0;
+}
+
 int nnve_server_write_metrics(const struct nnve_server *srv, const char *path)
 {
-    char tmp[4096];
-    if (snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid()) >= (int)sizeof tmp)
-        return -ENAMETOOLONG;
-    FILE *f = fopen(tmp, "w");
-    if (!f)
-        return -errno;
-    struct prom p = {.f = f};
-    each_counter(srv, prom_row, &p);
-    int bad = ferror(f);
-    if (fclose(f) || bad || rename(tmp, path)) {
-        int e = errno ? errno : EIO;
-        unlink(tmp);
-        return -e;
-    }
-    return 0;
+    return snv_file_write_atomic(path, 0644, prom_write, (void *)srv);
 }
 
 /* ---- life cycle ------------------------------------------------------------------- */
@@ -1340,8 +1326,8 @@ void nnve_server_reconfigure(struct nnve_server *srv, const struct nnve_config *
         if (!why)
             continue;
         srv->c.not_authorized++;
-        SNV_WARN("session", "closing: %s hypervisor=%s peer=%s port=%s", why, s->identity, s->peer,
-                 s->port);
+        snv_audit("session", "closing: %s hypervisor=%s peer=%s port=%s", why, s->identity, s->peer,
+                  s->port);
         sncp_conn_close(s->conn);
     }
 }

@@ -122,9 +122,8 @@ struct nnve_state {
     struct snv_ratelimit rl;
 };
 
-/* State changes are logged at info but a peer can trigger them at will: they go through a
- * generous rate limiter (the suppressed count is reported) so a flood cannot fill the disk. */
-static struct snv_ratelimit change_rl = SNV_RATELIMIT_INIT(2000, 10000);
+/* Every state change is an audit line (snv_audit(), never rate-limited: RFC 8394 section
+ * 10).  What a peer can make of them is bounded by the changes its limits allow. */
 
 /* ---- helpers ---------------------------------------------------------------------- */
 
@@ -337,8 +336,8 @@ static int vap_acquire(struct nnve_state *st, struct nnve_domain *d, const struc
         v->linger_until = 0;
         if (!st->restoring)
             store_count(st, nnve_store_vap_put(st->store, d->name, &v->vn, v->tag));
-        snv_log_rl(&change_rl, SNV_LOG_INFO, "vap", "revived domain=%s vn=%s tag=%u", d->name,
-                   nnve_vn_format(&v->vn, vbuf, sizeof vbuf), v->tag);
+        snv_audit("vap", "revived domain=%s vn=%s tag=%u", d->name,
+                  nnve_vn_format(&v->vn, vbuf, sizeof vbuf), v->tag);
     } else if (!v) {
         uint16_t p[SNCP_MAX_TAGS], tag;
         for (unsigned i = 0; i < n_prefs && i < SNCP_MAX_TAGS; i++)
@@ -354,8 +353,8 @@ static int vap_acquire(struct nnve_state *st, struct nnve_domain *d, const struc
         }
         if (!st->restoring)
             store_count(st, nnve_store_vap_put(st->store, d->name, &v->vn, v->tag));
-        snv_log_rl(&change_rl, SNV_LOG_INFO, "vap", "created domain=%s vn=%s tag=%u", d->name,
-                   nnve_vn_format(&v->vn, vbuf, sizeof vbuf), v->tag);
+        snv_audit("vap", "created domain=%s vn=%s tag=%u", d->name,
+                  nnve_vn_format(&v->vn, vbuf, sizeof vbuf), v->tag);
     }
     v->n_users++;
     *out = v;
@@ -372,9 +371,8 @@ static void vap_release(struct nnve_state *st, struct nnve_vap *v, uint64_t now)
     if (v->linger_until == 0)
         v->linger_until = 1;
     store_count(st, nnve_store_vap_del(st->store, v->domain->name, &v->vn));
-    snv_log_rl(&change_rl, SNV_LOG_INFO, "vap", "released domain=%s vn=%s tag=%u hold_down_ms=%u",
-               v->domain->name, nnve_vn_format(&v->vn, vbuf, sizeof vbuf), v->tag,
-               st->cfg->tag_hold_down_ms);
+    snv_audit("vap", "released domain=%s vn=%s tag=%u hold_down_ms=%u", v->domain->name,
+              nnve_vn_format(&v->vn, vbuf, sizeof vbuf), v->tag, st->cfg->tag_hold_down_ms);
 }
 
 /* ---- VN resolution and policy ------------------------------------------------------ */
@@ -549,8 +547,8 @@ static int vnconn_create(struct nnve_state *st, struct nnve_hv *hv, const struct
     char vbuf[80];
     if (!st->restoring)
         store_count(st, nnve_store_vn_connection_put(st->store, hv->identity, &vap->vn));
-    snv_log_rl(&change_rl, SNV_LOG_INFO, "vn", "connected hypervisor=%s vn=%s port=%s tag=%u",
-               hv->identity, nnve_vn_format(&vap->vn, vbuf, sizeof vbuf), hv->port->name, vap->tag);
+    snv_audit("vn", "connected hypervisor=%s vn=%s port=%s tag=%u", hv->identity,
+              nnve_vn_format(&vap->vn, vbuf, sizeof vbuf), hv->port->name, vap->tag);
     *out = vc;
     return 0;
 }
@@ -574,9 +572,8 @@ static void vnconn_remove(struct nnve_state *st, struct nnve_vnconn *vc, uint64_
     st->c.vn_connections--;
     char vbuf[80];
     struct nnve_vap *vap = vc->vap;
-    snv_log_rl(&change_rl, SNV_LOG_INFO, "vn",
-               "disconnected hypervisor=%s vn=%s port=%s tag=%u reason=%s", hv->identity,
-               nnve_vn_format(&vap->vn, vbuf, sizeof vbuf), hv->port->name, vap->tag, why);
+    snv_audit("vn", "disconnected hypervisor=%s vn=%s port=%s tag=%u reason=%s", hv->identity,
+              nnve_vn_format(&vap->vn, vbuf, sizeof vbuf), hv->port->name, vap->tag, why);
     store_count(st, nnve_store_vn_connection_del(st->store, hv->identity, &vap->vn));
     port_vn_ref(st, hv->port, vap, -1);
     vap_release(st, vap, now);
@@ -834,15 +831,12 @@ static void tsi_set_state(struct nnve_state *st, struct nnve_tsi *t, uint8_t sta
 
 static void tsi_log(const struct nnve_tsi *t, const char *what, const char *why)
 {
-    if (snv_log_get_level() < SNV_LOG_INFO)
-        return;
     char tbuf[SNCP_TSI_ID_STRLEN], vbuf[80];
     const struct nnve_vap *vap = t->vc->vap;
-    snv_log_rl(&change_rl, SNV_LOG_INFO, "tsi",
-               "%s tsi=%s vn=%s port=%s tag=%u hypervisor=%s addrs=%u%s%s%s", what,
-               tsi_str(&t->id, tbuf, sizeof tbuf), nnve_vn_format(&vap->vn, vbuf, sizeof vbuf),
-               t->hv->port->name, vap->tag, t->hv->identity, t->n_addrs,
-               t->migrating ? " migrating=yes" : "", why ? " reason=" : "", why ? why : "");
+    snv_audit("tsi", "%s tsi=%s vn=%s port=%s tag=%u hypervisor=%s addrs=%u%s%s%s", what,
+              tsi_str(&t->id, tbuf, sizeof tbuf), nnve_vn_format(&vap->vn, vbuf, sizeof vbuf),
+              t->hv->port->name, vap->tag, t->hv->identity, t->n_addrs,
+              t->migrating ? " migrating=yes" : "", why ? " reason=" : "", why ? why : "");
 }
 
 static int addrs_equal(const struct nnve_tsi *t, const struct sncp_addr *a, unsigned n)
@@ -1024,8 +1018,8 @@ static void hv_maybe_free(struct nnve_state *st, struct nnve_hv *hv)
 static int hv_move(struct nnve_state *st, struct nnve_hv *hv, struct nnve_port *np, uint64_t now)
 {
     struct nnve_port *op = hv->port;
-    SNV_INFO("hypervisor", "port changed hypervisor=%s old_port=%s port=%s", hv->identity, op->name,
-             np->name);
+    snv_audit("hypervisor", "port changed hypervisor=%s old_port=%s port=%s", hv->identity,
+              op->name, np->name);
     if (op->domain != np->domain) {
         hv_purge(st, hv, now, "port-moved-domain");
     } else {
@@ -1066,7 +1060,7 @@ int nnve_state_hv_up(struct nnve_state *st, const char *identity, const char *po
     } else {
         if (hv->hold_until) {
             st->c.hypervisors_held--;
-            SNV_INFO("hypervisor", "hold cancelled hypervisor=%s tsis=%u", identity, hv->n_tsis);
+            snv_audit("hypervisor", "hold cancelled hypervisor=%s tsis=%u", identity, hv->n_tsis);
         }
         hv->hold_until = 0;
         if (hv->port != p && hv_move(st, hv, p, now))
@@ -1088,10 +1082,10 @@ void nnve_state_hv_down(struct nnve_state *st, struct nnve_hv *hv, uint64_t now)
     if (hv->hold_until == 0)
         hv->hold_until = 1;
     st->c.hypervisors_held++;
-    SNV_INFO("hypervisor",
-             "session lost, holding state hypervisor=%s tsis=%u vns=%u "
-             "hold_ms=%u",
-             hv->identity, hv->n_tsis, hv->n_vnconns, st->cfg->hold_time_ms);
+    snv_audit("hypervisor",
+              "session lost, holding state hypervisor=%s tsis=%u vns=%u "
+              "hold_ms=%u",
+              hv->identity, hv->n_tsis, hv->n_vnconns, st->cfg->hold_time_ms);
     if (!hv->vnconns)
         hv_maybe_free(st, hv);
 }
@@ -1483,8 +1477,8 @@ static void sync_begin(struct nnve_state *st, struct nnve_hv *hv)
         vc->unconfirmed = 1;
     for (struct nnve_tsi *t = hv->tsis; t; t = t->next)
         t->unconfirmed = 1;
-    snv_log_rl(&change_rl, SNV_LOG_INFO, "sync", "begin hypervisor=%s tsis=%u vns=%u", hv->identity,
-               hv->n_tsis, hv->n_vnconns);
+    snv_audit("sync", "begin hypervisor=%s tsis=%u vns=%u", hv->identity, hv->n_tsis,
+              hv->n_vnconns);
 }
 
 static void sync_end(struct nnve_state *st, struct nnve_hv *hv, uint64_t now)
@@ -1509,9 +1503,8 @@ static void sync_end(struct nnve_state *st, struct nnve_hv *hv, uint64_t now)
     hv->syncing = 0;
     st->c.sync_swept_tsis += swept_tsis;
     st->c.sync_swept_vns += swept_vns;
-    snv_log_rl(&change_rl, SNV_LOG_INFO, "sync",
-               "end hypervisor=%s tsis=%u vns=%u swept_tsis=%u swept_vns=%u", hv->identity,
-               hv->n_tsis, hv->n_vnconns, swept_tsis, swept_vns);
+    snv_audit("sync", "end hypervisor=%s tsis=%u vns=%u swept_tsis=%u swept_vns=%u", hv->identity,
+              hv->n_tsis, hv->n_vnconns, swept_tsis, swept_vns);
 }
 
 static int state_request(struct nnve_state *st, struct nnve_hv *hv, const struct sncp_msg *req,
@@ -1578,10 +1571,10 @@ uint64_t nnve_state_tick(struct nnve_state *st, uint64_t now)
         if (!hv->hold_until)
             continue;
         if (hv->hold_until <= now) {
-            SNV_INFO("hypervisor",
-                     "hold timer expired, removing state hypervisor=%s tsis=%u "
-                     "vns=%u",
-                     hv->identity, hv->n_tsis, hv->n_vnconns);
+            snv_audit("hypervisor",
+                      "hold timer expired, removing state hypervisor=%s tsis=%u "
+                      "vns=%u",
+                      hv->identity, hv->n_tsis, hv->n_vnconns);
             st->c.hold_expired++;
             hv_purge(st, hv, now, "hold-expired");
             hv_maybe_free(st, hv);
@@ -1783,27 +1776,204 @@ static json_t *vn_name_json(const struct nnve_vn *vn)
     return vn->name[0] ? json_string(vn->name) : json_null();
 }
 
+static json_t *tsi_json(const struct nnve_tsi *t)
+{
+    char tbuf[SNCP_TSI_ID_STRLEN];
+    json_t *addrs = json_array();
+    for (unsigned a = 0; a < t->n_addrs; a++) {
+        char abuf[SNCP_ADDR_STRLEN];
+        sncp_addr_format(&t->addrs[a], abuf, sizeof abuf);
+        json_array_append_new(addrs, json_string(abuf));
+    }
+    const struct nnve_vap *vap = t->vc->vap;
+    return json_pack("{s:s, s:o, s:o, s:s, s:s, s:s, s:i, s:o, s:b}", "tsi",
+                     tsi_str(&t->id, tbuf, sizeof tbuf), "vn_id", vn_id_json(&vap->vn), "vn_name",
+                     vn_name_json(&vap->vn), "port", t->hv->port->name, "hypervisor",
+                     t->hv->identity, "state", sncp_tsi_state_name(t->state), "tag", (int)vap->tag,
+                     "addresses", addrs, "migrating", t->migrating);
+}
+
 json_t *nnve_state_show_tsis(const struct nnve_state *st)
 {
     json_t *arr = json_array();
     struct nnve_tsi *t;
-    for (size_t i = 0; (t = nnve_hmap_at(&st->tsis, &i)) != NULL;) {
-        char tbuf[SNCP_TSI_ID_STRLEN];
-        json_t *addrs = json_array();
-        for (unsigned a = 0; a < t->n_addrs; a++) {
-            char abuf[SNCP_ADDR_STRLEN];
-            sncp_addr_format(&t->addrs[a], abuf, sizeof abuf);
-            json_array_append_new(addrs, json_string(abuf));
-        }
-        const struct nnve_vap *vap = t->vc->vap;
-        json_array_append_new(
-            arr, json_pack("{s:s, s:o, s:o, s:s, s:s, s:s, s:i, s:o, s:b}", "tsi",
-                           tsi_str(&t->id, tbuf, sizeof tbuf), "vn_id", vn_id_json(&vap->vn),
-                           "vn_name", vn_name_json(&vap->vn), "port", t->hv->port->name,
-                           "hypervisor", t->hv->identity, "state", sncp_tsi_state_name(t->state),
-                           "tag", (int)vap->tag, "addresses", addrs, "migrating", t->migrating));
-    }
+    for (size_t i = 0; (t = nnve_hmap_at(&st->tsis, &i)) != NULL;)
+        json_array_append_new(arr, tsi_json(t));
     return arr;
+}
+
+/* ---- paged TSI listing ----
+ * Pages follow the order of (TSI ID bytes, hypervisor identity): the two instances of a
+ * migrating TSI are two rows.  A cursor names the last row of a page, so the next page
+ * is the rows after it whatever changed in between: a TSI present all along is listed
+ * exactly once, one added or removed meanwhile may or may not be.  A page is the `limit`
+ * smallest matching rows after the cursor, kept in a max-heap during one pass over the
+ * table: O(n log limit) per page, no state kept between requests. */
+
+struct tsi_key {
+    struct sncp_tsi_id id;
+    const char *identity;
+};
+
+static int tsi_key_cmp(const struct sncp_tsi_id *id, const char *identity, const struct tsi_key *k)
+{
+    int c = memcmp(id, &k->id, sizeof *id);
+    return c ? c : strcmp(identity, k->identity);
+}
+
+static int tsi_cmp(const struct nnve_tsi *a, const struct nnve_tsi *b)
+{
+    struct tsi_key kb = {b->id, b->hv->identity};
+    return tsi_key_cmp(&a->id, a->hv->identity, &kb);
+}
+
+static int tsi_qsort_cmp(const void *a, const void *b)
+{
+    return tsi_cmp(*(const struct nnve_tsi *const *)a, *(const struct nnve_tsi *const *)b);
+}
+
+static void heap_sift_down(const struct nnve_tsi **h, size_t n, size_t i)
+{
+    for (;;) {
+        size_t l = 2 * i + 1, r = l + 1, m = i;
+        if (l < n && tsi_cmp(h[l], h[m]) > 0)
+            m = l;
+        if (r < n && tsi_cmp(h[r], h[m]) > 0)
+            m = r;
+        if (m == i)
+            return;
+        const struct nnve_tsi *x = h[i];
+        h[i] = h[m];
+        h[m] = x;
+        i = m;
+    }
+}
+
+static void heap_push(const struct nnve_tsi **h, size_t *n, const struct nnve_tsi *t)
+{
+    size_t i = (*n)++;
+    h[i] = t;
+    while (i && tsi_cmp(h[(i - 1) / 2], h[i]) < 0) {
+        const struct nnve_tsi *x = h[i];
+        h[i] = h[(i - 1) / 2];
+        h[(i - 1) / 2] = x;
+        i = (i - 1) / 2;
+    }
+}
+
+static int tsi_matches(const struct nnve_tsi *t, const struct nnve_tsi_filter *f)
+{
+    if (f->hypervisor && strcmp(t->hv->identity, f->hypervisor))
+        return 0;
+    if (f->port && strcmp(t->hv->port->name, f->port))
+        return 0;
+    if (f->state >= 0 && t->state != f->state)
+        return 0;
+    if (f->vn) {
+        const struct nnve_vn *vn = &t->vc->vap->vn;
+        char *end;
+        unsigned long id = strtoul(f->vn, &end, 10);
+        int numeric = *f->vn >= '0' && *f->vn <= '9' && !*end;
+        if (numeric ? !vn->has_id || vn->id != id : strcmp(vn->name, f->vn) != 0)
+            return 0;
+    }
+    return 1;
+}
+
+/* Cursor text: "<TSI>@<hypervisor>". */
+static int cursor_parse(const char *s, struct sncp_tsi_id *id, const char **identity)
+{
+    const char *at = strchr(s, '@');
+    char tbuf[SNCP_TSI_ID_STRLEN];
+    if (!at || (size_t)(at - s) >= sizeof tbuf)
+        return -EINVAL;
+    memcpy(tbuf, s, (size_t)(at - s));
+    tbuf[at - s] = '\0';
+    if (sncp_tsi_id_parse(tbuf, id))
+        return -EINVAL;
+    *identity = at + 1;
+    return 0;
+}
+
+int nnve_state_tsi_filter_set(struct nnve_tsi_filter *f, const char *key, const char *value)
+{
+    if (!strcmp(key, "hypervisor")) {
+        f->hypervisor = value;
+    } else if (!strcmp(key, "port")) {
+        f->port = value;
+    } else if (!strcmp(key, "vn")) {
+        f->vn = value;
+    } else if (!strcmp(key, "state")) {
+        if (!strcmp(value, "associated"))
+            f->state = SNCP_TSI_ASSOCIATED;
+        else if (!strcmp(value, "activated"))
+            f->state = SNCP_TSI_ACTIVATED;
+        else
+            return -EINVAL;
+    } else if (!strcmp(key, "limit")) {
+        char *end;
+        unsigned long n = strtoul(value, &end, 10);
+        if (*value < '1' || *value > '9' || *end || n > NNVE_SHOW_PAGE_MAX)
+            return -EINVAL;
+        f->limit = n;
+    } else if (!strcmp(key, "after")) {
+        struct sncp_tsi_id id;
+        const char *identity;
+        if (cursor_parse(value, &id, &identity))
+            return -EINVAL;
+        f->after = value;
+    } else {
+        return -ENOENT;
+    }
+    return 0;
+}
+
+json_t *nnve_state_show_tsis_page(const struct nnve_state *st, const struct nnve_tsi_filter *f)
+{
+    size_t limit = f->limit ? f->limit : NNVE_SHOW_PAGE_DEFAULT;
+    struct tsi_key after;
+    int has_after = f->after && !cursor_parse(f->after, &after.id, &after.identity);
+    const struct nnve_tsi **heap = malloc(limit * sizeof *heap);
+    if (!heap)
+        return NULL;
+    size_t n = 0, matched = 0;
+    struct nnve_tsi *t;
+    for (size_t i = 0; (t = nnve_hmap_at(&st->tsis, &i)) != NULL;) {
+        if (!tsi_matches(t, f) || (has_after && tsi_key_cmp(&t->id, t->hv->identity, &after) <= 0))
+            continue;
+        matched++;
+        if (n < limit) {
+            heap_push(heap, &n, t);
+        } else if (tsi_cmp(t, heap[0]) < 0) {
+            heap[0] = t;
+            heap_sift_down(heap, n, 0);
+        }
+    }
+    qsort(heap, n, sizeof *heap, tsi_qsort_cmp);
+    json_t *items = json_array();
+    for (size_t i = 0; items && i < n; i++)
+        if (json_array_append_new(items, tsi_json(heap[i])) < 0) {
+            json_decref(items);
+            items = NULL;
+        }
+    json_t *next = json_null();
+    if (items && matched > n) {
+        char tbuf[SNCP_TSI_ID_STRLEN];
+        char *cursor = NULL;
+        if (asprintf(&cursor, "%s@%s", tsi_str(&heap[n - 1]->id, tbuf, sizeof tbuf),
+                     heap[n - 1]->hv->identity) >= 0) {
+            next = json_string(cursor);
+            free(cursor);
+        } else {
+            json_decref(items);
+            items = NULL;
+        }
+    }
+    free(heap);
+    json_t *page = items ? json_pack("{s:o, s:o}", "items", items, "next", next) : NULL;
+    if (!items)
+        json_decref(next);
+    return page;
 }
 
 json_t *nnve_state_show_vns(const struct nnve_state *st)

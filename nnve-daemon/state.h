@@ -141,6 +141,29 @@ int nnve_state_enforce(struct nnve_state *st, uint64_t now, nnve_state_notify_fn
 
 /* Show commands (JSON arrays of objects; caller owns the result). */
 json_t *nnve_state_show_tsis(const struct nnve_state *st);
+/* A page of TSI instances for "tsi/show": those matching every filter that is set (NULL,
+ * or state -1, matches anything; vn is a VN ID in decimal or a VN name), at most `limit`
+ * (0: NNVE_SHOW_PAGE_DEFAULT) in (TSI, hypervisor) order, starting after the cursor
+ * `after` (the "next" of a previous page) or from the beginning. */
+enum { NNVE_SHOW_PAGE_DEFAULT = 1000, NNVE_SHOW_PAGE_MAX = 10000 };
+struct nnve_tsi_filter {
+    const char *hypervisor;
+    const char *port;
+    const char *vn;
+    int state;
+    size_t limit;
+    const char *after;
+};
+#define NNVE_TSI_FILTER_INIT                                                                       \
+    {                                                                                              \
+        .state = -1                                                                                \
+    }
+/* Sets filter `key` (hypervisor, port, vn, state, limit, after) to `value` (kept by
+ * reference).  Returns 0, -ENOENT for an unknown key, -EINVAL for a bad value. */
+int nnve_state_tsi_filter_set(struct nnve_tsi_filter *f, const char *key, const char *value);
+/* Returns {"items": [rows as in nnve_state_show_tsis], "next": cursor or null when this
+ * is the last page}; NULL when out of memory.  Caller owns it. */
+json_t *nnve_state_show_tsis_page(const struct nnve_state *st, const struct nnve_tsi_filter *f);
 json_t *nnve_state_show_vns(const struct nnve_state *st);
 json_t *nnve_state_show_tags(const struct nnve_state *st, uint64_t now);
 

@@ -636,12 +636,12 @@ new_lines() {
 }
 
 # Log lines are "TIME PROG[PID]: LEVEL module: text"; show time (HH:MM:SS.mmm), level
-# when not info, and the text; leave out debug lines, and the "none" backend's info lines
+# when not info or audit (state changes), and the text; leave out debug lines, and the "none" backend's info lines
 # (its journal is shown instead).
 format_log() {
     sed -n -E '/\]: debug /d
         /\]: info backend: none: /d
-        s/^[0-9-]+T([0-9:.]+)Z [^ ]+\]: info /  \1  /p
+        s/^[0-9-]+T([0-9:.]+)Z [^ ]+\]: (info|audit) /  \1  /p
         t
         s/^[0-9-]+T([0-9:.]+)Z [^ ]+\]: (warn|err) /  \1  \2: /p
         t

@@ -2,7 +2,6 @@
 #include "config.h"
 
 #include <errno.h>
-#include <ini.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +11,7 @@
 #include <libvirt/libvirt.h>
 
 #include "sncp-error.h"
+#include "snv-ini.h"
 #include "snv-netlink.h"
 
 void tnve_config_defaults(struct tnve_config *cfg)
@@ -136,6 +136,7 @@ struct parse_state {
     char section[128];
     struct tnve_map_rule *rule; /* the [map] section being read */
     char err[200];
+    char agent_keys[4096]; /* "\nkey\n..." given at the top or in [agent]: one place */
 };
 
 /* An interface name key: a valid Linux name, or "" where `empty_ok` (the key unset). */
@@ -295,6 +296,21 @@ static int ini_cb(void *user, const char *section, const char *name, const char 
             return 0;
         }
     }
+    if (!st->rule) {
+        /* snv_ini_parse refuses a key twice in one section; the top of the file and
+         * [agent] are one section under two names. */
+        size_t used = strlen(st->agent_keys), n = strlen(name);
+        char key[128];
+        snprintf(key, sizeof key, "\n%s\n", name);
+        if (strstr(st->agent_keys, key)) {
+            snprintf(st->err, sizeof st->err, "key \"%s\" repeated (at the top and in [agent])",
+                     name);
+            return 0;
+        }
+        if (used + n + 2 < sizeof st->agent_keys)
+            snprintf(st->agent_keys + used, sizeof st->agent_keys - used, "%s%s\n",
+                     used ? "" : "\n", name);
+    }
     int r = st->rule ? rule_key(st->rule, name, value) : agent_key(c, name, value);
     if (r == -ENOENT) {
         snprintf(st->err, sizeof st->err, "unknown key '%s'", name);
@@ -317,10 +333,17 @@ int tnve_config_load(const char *path, struct tnve_config *cfg, char *err, size_
     }
     struct parse_state st = {.cfg = cfg};
     st.section[0] = '\0';
-    int line = ini_parse_file(f, ini_cb, &st);
+    /* Long lines, repeated keys and repeated sections are refused there. */
+    char ierr[256];
+    int line = snv_ini_parse(f, NULL, ini_cb, &st, NULL, ierr, sizeof ierr);
     fclose(f);
+    if (line < 0) {
+        snprintf(err, errlen, "%s: %s", path, strerror(-line));
+        return line;
+    }
     if (line != 0) {
-        snprintf(err, errlen, "%s:%d: %s", path, line, st.err[0] ? st.err : "syntax error");
+        snprintf(err, errlen, "%s:%d: %s", path, line,
+                 st.err[0] ? st.err : ierr[0] ? ierr : "syntax error");
         return SNCP_E_CONFIG;
     }
     for (unsigned i = 0; i < cfg->n_rules; i++) {

@@ -217,6 +217,7 @@ int tnve_ctl_register(struct tnve_agent *a)
          3, 4,
          cmd_hook},
     };
+    snv_ctl_server_set_line_max(a->ctl, TNVE_CTL_LINE_MAX); /* hook/prepare's domain XML */
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
         int rc = snv_ctl_register(a->ctl, cmds[i].name, cmds[i].usage, cmds[i].min, cmds[i].max,
                                   cmds[i].fn, a);

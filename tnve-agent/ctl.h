@@ -16,8 +16,15 @@
 #define TNVE_CTL_H 1
 
 #include "agent.h"
+#include "domxml.h"
 
-enum { TNVE_HOOK_XML_MAX = 60000 }; /* bytes of domain XML a hook request may carry */
+/* A hook request carries the whole domain XML, as large as the agent parses (libvirt's own
+ * limit on a domain XML over its API is 4 MiB); in the request's JSON line, escaping at
+ * most doubles it (XML has no control characters but tab, CR and LF). */
+enum {
+    TNVE_HOOK_XML_MAX = TNVE_DOMXML_MAX,
+    TNVE_CTL_LINE_MAX = 2 * TNVE_HOOK_XML_MAX + 64 * 1024,
+};
 
 /* Registers the commands above on a->ctl.  Returns 0 or a negative error. */
 int tnve_ctl_register(struct tnve_agent *a);

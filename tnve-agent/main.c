@@ -13,6 +13,7 @@
 #include "agent.h"
 #include "config.h"
 #include "sncp-error.h"
+#include "snv-file.h"
 #include "snv-log.h"
 #include "virt-loop.h"
 
@@ -119,15 +120,6 @@ static void on_signal(uv_signal_t *h, int signum)
     }
     SNV_INFO("main", "signal %s: shutting down", signum == SIGTERM ? "SIGTERM" : "SIGINT");
     stop_all(m);
-}
-
-static int write_pidfile(const char *path)
-{
-    FILE *f = fopen(path, "w");
-    if (!f)
-        return -errno;
-    fprintf(f, "%ld\n", (long)getpid());
-    return fclose(f) == 0 ? 0 : -errno;
 }
 
 int main(int argc, char **argv)
@@ -275,8 +267,9 @@ int main(int argc, char **argv)
     /* stderr is /dev/null once detached: keep the log lines. */
     if (daemonize)
         snv_log_open("tnve-agent", SNV_LOG_SYSLOG);
-    if (pidfile && write_pidfile(pidfile) < 0)
-        SNV_WARN("main", "cannot write pidfile path=%s", pidfile);
+    int pr = pidfile ? snv_file_write_pidfile(pidfile) : 0;
+    if (pr < 0)
+        SNV_WARN("main", "cannot write pidfile path=%s err=%s", pidfile, strerror(-pr));
     signal(SIGPIPE, SIG_IGN);
     xmlInitParser();
 
@@ -307,7 +300,7 @@ int main(int argc, char **argv)
         status = 1;
     }
     xmlCleanupParser();
-    if (pidfile)
+    if (pidfile && pr == 0) /* never remove what another wrote */
         unlink(pidfile);
     SNV_INFO("main", "exit status=%d", status);
     return status;

@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "sncp-error.h"
+#include "snv-file.h"
 #include "snv-log.h"
 
 enum rec_phase {
@@ -232,41 +233,31 @@ static void set_reason(char *dst, size_t cap, int err, const struct sncp_msg *rs
 
 /* ---------------------------------------------------------------- tag file */
 
-/* The agent's small state files are replaced whole: written to PATH.tmp, synced, renamed,
- * so a crash leaves the old file or the complete new one.  save_open() returns the .tmp
- * stream (NULL after logging); save_commit() closes it and renames, or logs and unlinks. */
-static FILE *save_open(const char *path, const char *what, char *tmp, size_t cap)
+/* The agent's small state files are replaced whole through snv_file_write_atomic(), so a
+ * crash leaves the old file or the complete new one, and a symlink planted at the path is
+ * replaced, never followed. */
+static void save_file(const char *path, const char *what, snv_file_writer *writer, void *aux)
 {
-    int n = snprintf(tmp, cap, "%s.tmp", path);
-    if (n < 0 || (size_t)n >= cap)
-        return NULL;
-    FILE *f = fopen(tmp, "w");
-    if (!f)
-        SNV_WARN("rec", "cannot write %s path=%s err=%s", what, tmp, strerror(errno));
-    return f;
+    int err = snv_file_write_atomic(path, 0644, writer, aux);
+    if (err < 0)
+        SNV_WARN("rec", "cannot write %s path=%s err=%s", what, path, strerror(-err));
 }
 
-static void save_commit(FILE *f, const char *tmp, const char *path, const char *what)
+static int tags_write(FILE *f, void *aux)
 {
-    int bad = fflush(f) != 0 || ferror(f) || fsync(fileno(f)) != 0;
-    if (fclose(f) != 0 || bad || rename(tmp, path) != 0) {
-        SNV_WARN("rec", "cannot write %s path=%s err=%s", what, path, strerror(errno));
-        unlink(tmp);
-    }
+    const struct tnve_rec *r = aux;
+    fprintf(f, "# tnve-agent: last local tag per VN (vn_id vn_name tag); rewritten by the "
+               "agent\n");
+    for (const struct rec_vn *v = r->vns; v; v = v->next)
+        if (v->tag)
+            fprintf(f, "%u %s %u\n", v->vn.id, v->vn.name[0] ? v->vn.name : "-", v->tag);
+    return 0;
 }
 
 static void tags_save(struct tnve_rec *r)
 {
-    char tmp[512];
-    FILE *f = r->state_file ? save_open(r->state_file, "tag file", tmp, sizeof tmp) : NULL;
-    if (!f)
-        return;
-    fprintf(f, "# tnve-agent: last local tag per VN (vn_id vn_name tag); rewritten by the "
-               "agent\n");
-    for (struct rec_vn *v = r->vns; v; v = v->next)
-        if (v->tag)
-            fprintf(f, "%u %s %u\n", v->vn.id, v->vn.name[0] ? v->vn.name : "-", v->tag);
-    save_commit(f, tmp, r->state_file, "tag file");
+    if (r->state_file)
+        save_file(r->state_file, "tag file", tags_write, r);
 }
 
 static struct rec_vn *vn_get(struct tnve_rec *r, const struct tnve_vn *vn, int create);
@@ -413,14 +404,9 @@ static int uplink_in_use(const struct tnve_rec *r, const struct rec_tsi *except,
     return 0;
 }
 
-/* Rewrites the ports file: every port set now, plus the inherited ones still undecided. */
-static void dp_save(struct tnve_rec *r)
+static int dp_write(FILE *f, void *aux)
 {
-    char tmp[512];
-    FILE *f = r->dp_state_file ? save_open(r->dp_state_file, "ports file", tmp, sizeof tmp)
-                               : NULL;
-    if (!f)
-        return;
+    const struct tnve_rec *r = aux;
     fprintf(f, "# tnve-agent: vNIC ports carrying a local tag (port vid); rewritten by the "
                "agent\n");
     for (const struct rec_tsi *t = r->tsis; t; t = t->next)
@@ -428,7 +414,14 @@ static void dp_save(struct tnve_rec *r)
             fprintf(f, "%s %u\n", t->dp_ifname, t->dp_vid);
     for (const struct rec_dp_port *p = r->dp_inherited; p; p = p->next)
         fprintf(f, "%s %u\n", p->ifname, p->vid);
-    save_commit(f, tmp, r->dp_state_file, "ports file");
+    return 0;
+}
+
+/* Rewrites the ports file: every port set now, plus the inherited ones still undecided. */
+static void dp_save(struct tnve_rec *r)
+{
+    if (r->dp_state_file)
+        save_file(r->dp_state_file, "ports file", dp_write, r);
 }
 
 static void dp_load(struct tnve_rec *r)

@@ -11,10 +11,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ctl.h"
 #include "snv-ctl.h"
 
 #define DEFAULT_SOCKET "/run/splitnve/tnve-agent.ctl"
-enum { HOOK_XML_MAX = 60000, HOOK_DEFAULT_TIMEOUT_S = 15 };
+enum { HOOK_DEFAULT_TIMEOUT_S = 15 };
 
 static const char help_text[] =
     "Usage: tnvectl [-s SOCKET] [--json] [-t SECONDS] COMMAND\n"
@@ -148,11 +149,13 @@ static int hook_main(int argc, char **argv)
         return SNV_CTL_OK; /* nothing to do for other operations; stdin is not needed */
     size_t len = 0;
     int too_big;
-    char *xml = read_stdin(HOOK_XML_MAX, &len, &too_big);
+    char *xml = read_stdin(TNVE_HOOK_XML_MAX, &len, &too_big);
     if (!xml) {
-        fprintf(stderr, "splitnve: domain %s: %s\n", domain,
-                too_big ? "domain XML exceeds the hook limit of 60000 bytes"
-                        : "cannot read the domain XML from stdin");
+        if (too_big)
+            fprintf(stderr, "splitnve: domain %s: domain XML longer than %d bytes\n", domain,
+                    TNVE_HOOK_XML_MAX);
+        else
+            fprintf(stderr, "splitnve: domain %s: cannot read the domain XML from stdin\n", domain);
         return SNV_CTL_FAILED;
     }
     /* The agent answers a little before our own deadline, with its reason. */

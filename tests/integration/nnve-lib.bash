@@ -30,20 +30,19 @@ ok() { echo "ok - $*"; }
 "$SPLITNVE_SRC/scripts/gen-pki.sh" --other-ca rogue --expired stale "$T/pki" nnve hv1 hv2 hv3 hv9
 
 # write_conf [extra global lines...]: the config with three hypervisors and two domains;
+# an extra line "KEY = VALUE" replaces the default of KEY (a key may appear only once);
 # further sections may be appended to $T/n.conf afterwards.
 write_conf() {
+    local d l
     {
         echo "[global]"
-        echo "listen = 127.0.0.1:0"
-        echo "cert = $T/pki/nnve.crt"
-        echo "key = $T/pki/nnve.key"
-        echo "ca = $T/pki/ca.crt"
-        echo "node_id = tor1"
-        echo "state_dir = $T/state"
-        echo "control_socket = $T/ctl"
-        echo "dataplane_journal = $T/journal"
-        echo "fdb_file = $T/fdb"
-        echo "hold_time = 30s"
+        for d in "listen = 127.0.0.1:0" "cert = $T/pki/nnve.crt" "key = $T/pki/nnve.key" \
+            "ca = $T/pki/ca.crt" "node_id = tor1" "state_dir = $T/state" \
+            "control_socket = $T/ctl" "dataplane_journal = $T/journal" "fdb_file = $T/fdb" \
+            "hold_time = 30s"; do
+            for l in "$@"; do [ "${l%% =*}" != "${d%% =*}" ] || continue 2; done
+            echo "$d"
+        done
         for l in "$@"; do echo "$l"; done
         echo "[domain rack1]"
         echo "ports = swp1, swp2"

@@ -13,6 +13,14 @@ start_nnve
 start_agent
 wait_for "agent session up" 10 sh -c "'$B/bin/tnvectl' -s '$T/agent.ctl' --json show session | jq -e '.state == \"up\" and .sync == \"ready\"'"
 log "agent up and in sync"
+# someone able to write the state directory plants symlinks where the agent writes its
+# tags and ports files: the next write replaces them, the files they point to stay intact
+echo precious >"$T/victim-tags"
+echo precious >"$T/victim-ports"
+ln -sf "$T/victim-tags" "$T/astate/tnve-agent.tags"
+ln -sf "$T/victim-ports" "$T/astate/tnve-agent.ports"
+ln -sf "$T/victim-tags" "$T/astate/tnve-agent.tags.tmp" # a predictable temporary name
+ln -sf "$T/victim-ports" "$T/astate/tnve-agent.ports.tmp"
 # the test driver's own domain "test" sits in network default (VN 5000): take it away
 TSI0=6695eb01-f6a4-8304-79aa-97f2502e193f/aa:bb:cc:dd:ee:ff
 expect_state "$TSI0" activated
@@ -38,6 +46,10 @@ expect_state "$TSI1" activated
 TAG1=$(tag_of "$TSI1")
 expect_state "$TSI2" activated
 TAG2=$(tag_of "$TSI2")
+wait_for "tags file rewritten" 10 sh -c "[ ! -L '$T/astate/tnve-agent.tags' ] && grep -q '^5001 red ' '$T/astate/tnve-agent.tags'"
+[ "$(cat "$T/victim-tags")" = precious ] || fail "tags file written through a planted symlink"
+[ "$(cat "$T/victim-ports")" = precious ] || fail "ports file written through a planted symlink"
+log "planted symlinks at the tags and ports files replaced, not followed"
 [ "$TAG1" != "$TAG2" ] || fail "two VNs got the same tag $TAG1"
 nnvectl --json show tsis | jq -e --arg t "$TSI1" '.[] | select(.tsi == $t) | .vn_id == 5000 and .vn_name == "blue"' >/dev/null || fail "vm1 not in VN 5000/blue"
 nnvectl --json show tsis | jq -e --arg t "$TSI2" '.[] | select(.tsi == $t) | .vn_id == 5001' >/dev/null || fail "vm2 not in VN 5001"
@@ -107,6 +119,21 @@ domain_xml 6 meta-red >"$T/vm6.xml"
 "$B/bin/tnvectl" -s "$T/agent.ctl" -t 5 hook prepare vm6 <"$T/vm6.xml" 2>"$T/hook.err" || fail "hook refused an authorized domain: $(cat "$T/hook.err")"
 expect_state "$(uuid_of 6)/$(mac_of 6 1)" associated
 log "hook: vm6 associated before start"
+# hook: a domain XML far over 64 KiB (a long description full of characters JSON escapes,
+# as many vNICs or big metadata make it) is passed whole
+domain_xml 16 meta-red >"$T/vm16.xml"
+{
+    echo "<description>"
+    yes '"""""""""""""""""""""""""""""""""""""""""""""""""\' | head -n 3000
+    echo "</description>"
+} >"$T/desc.txt"
+awk -v f="$T/desc.txt" '/<os>/ { while ((getline l < f) > 0) print l } { print }' \
+    "$T/vm16.xml" >"$T/vm16big.xml"
+[ "$(stat -c %s "$T/vm16big.xml")" -gt 150000 ] || fail "vm16 XML not large"
+"$B/bin/tnvectl" -s "$T/agent.ctl" -t 5 hook prepare vm16 <"$T/vm16big.xml" 2>"$T/hook.err" ||
+    fail "hook refused a large domain XML: $(cat "$T/hook.err")"
+expect_state "$(uuid_of 16)/$(mac_of 16 1)" associated
+log "hook: vm16 with $(stat -c %s "$T/vm16big.xml") bytes of domain XML associated"
 # the hook script itself, with a non-hook operation
 SPLITNVE_TNVECTL="$B/bin/tnvectl" SPLITNVE_SOCKET="$T/agent.ctl" "$S/etc/libvirt/hooks/qemu.d/splitnve" vm6 started begin - </dev/null || fail "hook script, started"
 SPLITNVE_TNVECTL="$B/bin/tnvectl" SPLITNVE_SOCKET="$T/agent.ctl" "$S/etc/libvirt/hooks/qemu.d/splitnve" vm6 prepare begin - <"$T/vm6.xml" || fail "hook script, prepare"

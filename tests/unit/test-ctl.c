@@ -115,7 +115,15 @@ static void *server_thread(void *arg)
     return NULL;
 }
 
+static void server_start_line_max(size_t line_max);
+
 static void server_start(void)
+{
+    server_start_line_max(0);
+}
+
+/* line_max 0: the default limit. */
+static void server_start_line_max(size_t line_max)
 {
     memset(&ctx, 0, sizeof ctx);
     snprintf(ctx.dir, sizeof ctx.dir, "/tmp/snv-ctl-XXXXXX");
@@ -124,6 +132,8 @@ static void server_start(void)
     snprintf(ctx.path, sizeof ctx.path, "%s/test.ctl", ctx.sub);
     ck_assert_int_eq(uv_loop_init(&ctx.loop), 0);
     ck_assert_int_eq(snv_ctl_server_create(&ctx.loop, ctx.path, &ctx.server), 0);
+    if (line_max)
+        snv_ctl_server_set_line_max(ctx.server, line_max);
     ck_assert_int_eq(snv_ctl_register(ctx.server, "test/echo", "[WORD...]", 0, -1, h_echo, &ctx),
                      0);
     ck_assert_int_eq(snv_ctl_register(ctx.server, "test/fail", "", 0, 0, h_fail, &ctx), 0);
@@ -440,6 +450,72 @@ START_TEST(test_request_line_limit)
     const char *argv[] = {"test/echo", arg};
     ck_assert_int_eq(call(&r, 5000, 2, argv), SNV_CTL_USAGE);
     json_decref(r);
+    free(arg);
+    assert_echo_works();
+    server_stop();
+}
+END_TEST
+
+/* A server that raised its limit (the agent, for the hook's domain XML) serves long lines;
+ * past the limit, or past the budget shared by long requests, it refuses them. */
+START_TEST(test_request_line_raised)
+{
+    server_start_line_max(4 << 20);
+    /* 3 MiB of argument, with quotes and newlines that JSON escaping doubles: 4.5 MiB. */
+    size_t n = 3u << 20;
+    char *arg = malloc(n + 1);
+    ck_assert_ptr_nonnull(arg);
+    for (size_t i = 0; i < n; i++)
+        arg[i] = i % 4 == 0 ? '"' : i % 4 == 1 ? '\n' : 'x';
+    arg[n] = '\0';
+    json_t *r = NULL;
+    const char *argv[] = {"test/echo", arg};
+    ck_assert_int_eq(call(&r, 5000, 2, argv), SNV_CTL_USAGE); /* 4.5 MiB > 4 MiB */
+    json_decref(r);
+    for (size_t i = 0; i < n; i++)
+        arg[i] = i % 64 == 0 ? '"' : 'x';
+    ck_assert_int_eq(call(&r, 10000, 2, argv), SNV_CTL_OK); /* ~3.05 MiB */
+    ck_assert_int_eq(json_array_size(r), 1);
+    ck_assert_uint_eq(strlen(json_string_value(json_array_get(r, 0))), n);
+    ck_assert_int_eq(memcmp(json_string_value(json_array_get(r, 0)), arg, n), 0);
+    json_decref(r);
+
+    /* Three clients each hold 3 MiB of an unfinished line: the budget (2 * 4 MiB) takes
+     * two; the third is refused and told to retry; the others finish. */
+    int fds[3];
+    char *chunk = malloc(n);
+    ck_assert_ptr_nonnull(chunk);
+    memset(chunk, 'z', n);
+    const char *head = "[\"test/echo\",\"";
+    for (int c = 0; c < 3; c++) {
+        fds[c] = raw_connect();
+        ck_assert_int_eq(send(fds[c], head, strlen(head), MSG_NOSIGNAL), (ssize_t)strlen(head));
+        size_t off = 0;
+        while (off < n) {
+            struct pollfd pfd = {.fd = fds[c], .events = POLLOUT};
+            if (poll(&pfd, 1, 2000) <= 0)
+                break; /* the server stopped reading this one */
+            ssize_t k = send(fds[c], chunk + off, n - off, MSG_NOSIGNAL | MSG_DONTWAIT);
+            if (k <= 0)
+                break;
+            off += (size_t)k;
+        }
+    }
+    int refused = 0;
+    for (int c = 0; c < 3; c++) {
+        send(fds[c], "\"]\n", 3, MSG_NOSIGNAL);
+        char buf[256] = "";
+        struct pollfd pfd = {.fd = fds[c], .events = POLLIN};
+        if (poll(&pfd, 1, 5000) > 0)
+            recv(fds[c], buf, sizeof buf - 1, 0);
+        if (strstr(buf, "cannot be buffered now"))
+            refused++;
+        else
+            ck_assert_msg(strncmp(buf, "{\"status\":0,", 12) == 0, "client %d: %.80s", c, buf);
+        close(fds[c]);
+    }
+    ck_assert_int_eq(refused, 1);
+    free(chunk);
     free(arg);
     assert_echo_works();
     server_stop();
@@ -838,6 +914,7 @@ static Suite *ctl_suite(void)
     tcase_add_test(tc, test_usage_errors);
     tcase_add_test(tc, test_malformed_requests);
     tcase_add_test(tc, test_request_line_limit);
+    tcase_add_test(tc, test_request_line_raised);
     tcase_add_test(tc, test_incomplete_request_times_out);
     tcase_add_test(tc, test_deferred_reply);
     tcase_add_test(tc, test_client_timeout);

@@ -133,6 +133,34 @@ START_TEST(test_line_format)
 }
 END_TEST
 
+/* Audit lines: always written whatever the level, never throttled, one line each. */
+START_TEST(test_audit_never_filtered_or_throttled)
+{
+    struct capture c;
+    char pattern[256];
+
+    snv_log_open("test-prog", SNV_LOG_STDERR);
+    snv_log_set_level(SNV_LOG_ERR);
+    uint64_t before = snv_audit_count();
+    capture_begin(&c);
+    for (int i = 0; i < 20000; i++)
+        snv_audit("tsi", "activated tsi=t%d hypervisor=hv1", i);
+    SNV_INFO("tsi", "filtered");
+    char *text = capture_end(&c);
+    ck_assert_int_eq(count_lines(text), 20000);
+    ck_assert_uint_eq(snv_audit_count() - before, 20000);
+    snprintf(pattern, sizeof pattern,
+             "^[0-9T:.-]+Z test-prog\\[%ld\\]: audit tsi: activated tsi=t0 hypervisor=hv1\n",
+             (long)getpid());
+    assert_matches(text, pattern);
+    ck_assert_ptr_nonnull(strstr(text, "audit tsi: activated tsi=t19999 hypervisor=hv1\n"));
+    ck_assert_ptr_null(strstr(text, "suppressed"));
+    ck_assert_str_eq(snv_log_level_name(SNV_LOG_AUDIT), "audit");
+    free(text);
+    snv_log_set_level(SNV_LOG_INFO);
+}
+END_TEST
+
 START_TEST(test_line_time_is_utc_now)
 {
     struct capture c;
@@ -358,6 +386,7 @@ static Suite *log_suite(void)
     tcase_add_test(tc, test_level_filter);
     tcase_add_test(tc, test_control_chars_neutralised);
     tcase_add_test(tc, test_long_line_truncated);
+    tcase_add_test(tc, test_audit_never_filtered_or_throttled);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("ratelimit");

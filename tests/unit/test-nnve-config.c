@@ -246,9 +246,8 @@ START_TEST(test_transport)
     ck_assert_uint_eq(c->l2_discovery_mac[5], 0x07);
     nnve_config_destroy(c);
 
-    /* L2 only: no listener; a later l2_interfaces line replaces the earlier one. */
-    ck_assert_int_eq(nnve_config_parse_string(G "transport = l2\nl2_interfaces = swp7\n"
-                                                "l2_interfaces = swp1\n" D,
+    /* L2 only: no listener. */
+    ck_assert_int_eq(nnve_config_parse_string(G "transport = l2\nl2_interfaces = swp1\n" D,
                                               "t.conf", &c, err, sizeof err),
                      0);
     ck_assert_uint_eq(c->transports, NNVE_TRANSPORT_L2);
@@ -341,6 +340,59 @@ START_TEST(test_duration)
 }
 END_TEST
 
+/* A line longer than the INI parser's buffer, a repeated key or a repeated section is an
+ * error at its line; nothing is split or silently overridden.  An indented line continues
+ * the value before it. */
+START_TEST(test_strict_lines)
+{
+    char text[1024], want[128], big[400];
+    /* inih's buffer holds 198 bytes and the newline: a comment of that length passes. */
+    memset(big, 'x', sizeof big);
+    snprintf(text, sizeof text, G "#%.197s\n" D, big);
+    struct nnve_config *c = NULL;
+    char err[256] = "";
+    ck_assert_msg(nnve_config_parse_string(text, "t.conf", &c, err, sizeof err) == 0, "%s", err);
+    nnve_config_destroy(c);
+    snprintf(text, sizeof text, G "#%.198s\n" D, big);
+    expect_error(text, "t.conf:5: line longer than 198 bytes");
+    /* Split, the tail of this value would have become a line "swp9" of its own. */
+    snprintf(text, sizeof text, G D "[hypervisor hv1]\nport = swp1\nvns = 1,%.190s swp9\n", big);
+    expect_error(text, "t.conf:10: line longer than 198 bytes");
+
+    expect_error(G "hold_time = 1s\nhold_time = 2s\n" D,
+                 "t.conf:6: key \"hold_time\" repeated in [global] (first at line 5)");
+    expect_error(G D "[hypervisor hv1]\nport = swp1\nport = swp2\n",
+                 "t.conf:10: key \"port\" repeated in [hypervisor hv1] (first at line 9)");
+    /* The same section twice (blanks do not make it another one) would merge. */
+    expect_error(G D "[hypervisor hv1]\nport = swp1\n[domain  d]\nports = swp2\n",
+                 "t.conf:10: section [domain d] repeated (first at line 5)");
+    expect_error(G D "[hypervisor hv1]\nport = swp1\n[hypervisor hv1]\nvns = 7\n",
+                 "t.conf:10: section [hypervisor hv1] repeated (first at line 8)");
+    expect_error(G D "[global]\nnode_id = x\n", "t.conf:8: section [global] repeated");
+
+    /* Continuation lines: one value, its errors at the key's line. */
+    ck_assert_msg(nnve_config_parse_string(G "[domain d]\nports = swp1,\n  swp2, ; two\n"
+                                             "\tswp3\ntags=10-20\n",
+                                           "t.conf", &c, err, sizeof err) == 0,
+                  "%s", err);
+    ck_assert_uint_eq(c->domains[0].n_ports, 3);
+    ck_assert_str_eq(c->domains[0].ports[2], "swp3");
+    nnve_config_destroy(c);
+
+    /* From a file too. */
+    char path[] = "/tmp/nnve-config-XXXXXX";
+    int fd = mkstemp(path);
+    ck_assert_int_ge(fd, 0);
+    FILE *f = fdopen(fd, "w");
+    fprintf(f, G D "[hypervisor hv1]\nport = swp1\nvns = 1,%.300s\n", big);
+    fclose(f);
+    ck_assert_int_eq(nnve_config_load(path, &c, err, sizeof err), SNCP_E_CONFIG);
+    snprintf(want, sizeof want, "%s:10: line longer than 198 bytes", path);
+    ck_assert_msg(strstr(err, want) != NULL, "got %s", err);
+    unlink(path);
+}
+END_TEST
+
 START_TEST(test_file)
 {
     char path[64] = "/tmp/nnve-config-";
@@ -377,6 +429,7 @@ int main(void)
     tcase_add_test(tc, test_transport_errors);
     tcase_add_test(tc, test_duration);
     tcase_add_test(tc, test_file);
+    tcase_add_test(tc, test_strict_lines);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

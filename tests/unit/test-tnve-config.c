@@ -79,7 +79,8 @@ START_TEST(test_l2_keys)
     ck_assert_uint_eq(c->connect_timeout_ms, 3000);
 
     /* decimal EtherType; the interface defaults to the uplink; no nnve_mac: discovery */
-    snprintf(text, sizeof text, "%s[agent]\ntransport = l2\nuplink = bond0\nl2_ethertype = 35000\n"
+    snprintf(text, sizeof text,
+             "%s[agent]\ntransport = l2\nuplink = bond0\nl2_ethertype = 35000\n"
              "nnve_identity = tor1\n",
              CERTS);
     ck_assert_msg(load(c, text, err, sizeof err) == 0, "%s", err);
@@ -129,7 +130,8 @@ START_TEST(test_bad_values)
     char err[512], text[512], expect[128];
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         /* the bad line is line 3, after a comment and the transport */
-        snprintf(text, sizeof text, "# agent\ntransport = l2\n%s", bad[i]);
+        snprintf(text, sizeof text, "# agent\n%s\n%s",
+                 strncmp(bad[i], "transport", 9) ? "transport = l2" : "# -", bad[i]);
         tnve_config_defaults(c);
         const char *p = write_tmp(text);
         err[0] = '\0';
@@ -179,6 +181,47 @@ START_TEST(test_validate_across_keys)
 }
 END_TEST
 
+/* A line longer than the INI parser's buffer, a repeated key or a repeated section is an
+ * error with FILE:LINE; an indented line continues the value before it. */
+START_TEST(test_strict_lines)
+{
+    struct tnve_config *c = malloc(sizeof *c);
+    char err[512], text[1024], big[300];
+    memset(big, 'a', sizeof big);
+    snprintf(text, sizeof text, "%sstate_dir = /%.250s\n", CERTS, big);
+    ck_assert_int_eq(load(c, text, err, sizeof err), SNCP_E_CONFIG);
+    ck_assert_msg(strstr(err, ":4: line longer than 198 bytes") != NULL, "%s", err);
+
+    snprintf(text, sizeof text, "%stransport = tcp\ntransport = l2\n", CERTS);
+    ck_assert_int_eq(load(c, text, err, sizeof err), SNCP_E_CONFIG);
+    ck_assert_msg(strstr(err, ":5: key \"transport\" repeated (first at line 4)") != NULL, "%s",
+                  err);
+
+    snprintf(text, sizeof text,
+             "%s[map a]\nnetwork = n1\nvn_id = 5000\n[map b]\nnetwork = n2\nvn_id = 5001\n"
+             "[map a]\nbridge = br0\n",
+             CERTS);
+    ck_assert_int_eq(load(c, text, err, sizeof err), SNCP_E_CONFIG);
+    ck_assert_msg(strstr(err, ":10: section [map a] repeated (first at line 4)") != NULL, "%s",
+                  err);
+    snprintf(text, sizeof text, "%s[map a]\nnetwork = n1\nvn_id = 1\nvn_id = 2\n", CERTS);
+    ck_assert_int_eq(load(c, text, err, sizeof err), SNCP_E_CONFIG);
+    ck_assert_msg(strstr(err, ":7: key \"vn_id\" repeated in [map a] (first at line 6)") != NULL,
+                  "%s", err);
+
+    /* the top of the file and [agent] are one section */
+    snprintf(text, sizeof text, "%sretry_min = 1s\n[agent]\nretry_min = 2s\n", CERTS);
+    ck_assert_int_eq(load(c, text, err, sizeof err), SNCP_E_CONFIG);
+    ck_assert_msg(strstr(err, ":6: key \"retry_min\" repeated (at the top and in [agent])"), "%s",
+                  err);
+
+    snprintf(text, sizeof text, "%s[map a]\nnetwork =\n    n1\nvn_id = 5000\n", CERTS);
+    ck_assert_msg(load(c, text, err, sizeof err) == 0, "%s", err);
+    ck_assert_str_eq(c->rules[0].network, "n1");
+    free(c);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("tnve-config");
@@ -187,6 +230,7 @@ static Suite *suite(void)
     tcase_add_test(tc, test_l2_keys);
     tcase_add_test(tc, test_bad_values);
     tcase_add_test(tc, test_validate_across_keys);
+    tcase_add_test(tc, test_strict_lines);
     suite_add_tcase(s, tc);
     return s;
 }
