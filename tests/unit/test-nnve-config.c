@@ -131,7 +131,7 @@ START_TEST(test_errors)
     expect_error(G "log_level = loud\n", "log_level");
     /* the catalogue: a granted name must be a [vn] (wherever it is in the file) */
     expect_error(G D "[hypervisor h]\nport=swp1\nvns=5000,\n  red\n[vn blue]\nid=1\n",
-                 "t.conf:11: [hypervisor h] vns: VN \"red\" has no [vn red] section");
+                 "t.conf:10: [hypervisor h] vns: VN \"red\" has no [vn red] section");
     expect_error(G D "[hypervisor h]\nport=swp1\nvns=red\n",
                  "t.conf:10: [hypervisor h] vns: VN \"red\"");
     expect_error(G D "[hypervisor h]\nport=swp1\nmax_tsis=0\n", "t.conf:10: max_tsis: expected");
