@@ -24,8 +24,11 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <openssl/crypto.h>
+
 #include "sncp-conn-provider.h"
 #include "sncp-error.h"
+#include "sncp-session.h"
 #include "snv-log.h"
 
 enum {
@@ -39,6 +42,20 @@ enum {
     ADVERTISE_RATE = 1000,   /* ADVERTISEs per second after the burst */
     MAX_POLL_ERRORS = 100,   /* socket errors in a row before the port is given up */
     DEFAULT_SOLICIT_MAX_MS = 30000,
+    DEFAULT_MAX_UNAUTH = 32,
+    DEFAULT_OPEN_RATE = 2000,   /* cookie answers per second and port */
+    DEFAULT_OPEN_RATE_MAC = 10, /* OPENs per second and source MAC */
+    ACCEPT_RATE = 200,          /* connections created per second and port (cookie valid) */
+    MAC_TABLE_SIZE = 1024,      /* per-MAC rate limit entries (2-way set associative) */
+};
+
+/* The OPEN rate of one source MAC.  The table is bounded: a new MAC takes the less recently
+ * used entry of its pair, so a flood from random MACs costs no memory; an evicted MAC just
+ * starts again with a full bucket, and the per-port limit still holds. */
+struct mac_rl {
+    uint8_t mac[6];
+    uint8_t used;
+    struct snv_ratelimit rl;
 };
 
 struct l2c;
@@ -67,6 +84,13 @@ struct sncp_l2_port {
     unsigned poll_errors; /* socket errors since the last readable event */
     int failed;           /* the socket cannot be used any more: -errno */
     struct snv_ratelimit reply_rl, adv_rl, log_rl;
+    struct snv_ratelimit open_rl, accept_rl; /* cookie answers; connections created */
+    struct mac_rl *mac_rl;                   /* MAC_TABLE_SIZE entries, allocated at the first
+                                              * OPEN */
+    uint64_t mac_seed;
+    uint8_t cookie_secret[2][SNCP_L2_COOKIE_SECRET_LEN]; /* current, previous */
+    uint64_t cookie_secret_at;                           /* when [0] was drawn */
+    int cookie_primed;
     struct sncp_l2_port_stats stats;
 };
 
@@ -81,6 +105,7 @@ struct l2c {
     uint8_t peer_mac[6];
     uint16_t vlan;
     int accepted;
+    int authenticated; /* accepted: its TLS handshake completed (seen once, kept) */
     int discovering;
     uint32_t nonce;
     uint64_t solicit_at;
@@ -460,6 +485,8 @@ static void port_maybe_free(struct sncp_l2_port *p)
     if (p->destroying && p->poll_closed && p->n_conns == 0) {
         close(p->fd);
         free(p->by_id);
+        free(p->mac_rl);
+        OPENSSL_cleanse(p->cookie_secret, sizeof p->cookie_secret);
         free(p);
     }
 }
@@ -610,13 +637,140 @@ static void reply_unknown(struct sncp_l2_port *p, const uint8_t src[6], uint16_t
     }
 }
 
+static void random_bytes(void *buf, size_t len)
+{
+    uint8_t *b = buf;
+    while (len) {
+        ssize_t n = getrandom(b, len, 0);
+        if (n <= 0) {
+            /* getrandom does not fail for small requests once the pool is up; never leave
+             * a predictable secret all the same. */
+            uint32_t v = random_u32();
+            size_t k = len < sizeof v ? len : sizeof v;
+            memcpy(b, &v, k);
+            n = (ssize_t)k;
+        }
+        b += n;
+        len -= (size_t)n;
+    }
+}
+
+/* Replaces the cookie secret every SNCP_L2_COOKIE_SECRET_MS; cookies made with the
+ * previous one stay valid for one more period (both when the port was quiet longer). */
+static void cookie_rotate(struct sncp_l2_port *p, uint64_t now)
+{
+    if (!p->cookie_primed || now - p->cookie_secret_at >= 2 * (uint64_t)SNCP_L2_COOKIE_SECRET_MS) {
+        random_bytes(p->cookie_secret, sizeof p->cookie_secret);
+        p->cookie_secret_at = now;
+        p->cookie_primed = 1;
+    } else if (now - p->cookie_secret_at >= SNCP_L2_COOKIE_SECRET_MS) {
+        memcpy(p->cookie_secret[1], p->cookie_secret[0], sizeof p->cookie_secret[0]);
+        random_bytes(p->cookie_secret[0], sizeof p->cookie_secret[0]);
+        p->cookie_secret_at = now;
+    }
+}
+
+/* Whether one more OPEN from src may be taken now (per-MAC token bucket). */
+static int mac_allow(struct sncp_l2_port *p, const uint8_t src[6], uint64_t now)
+{
+    if (!p->mac_rl) {
+        p->mac_rl = calloc(MAC_TABLE_SIZE, sizeof *p->mac_rl);
+        if (!p->mac_rl) {
+            return 1; /* the per-port limits still hold */
+        }
+        random_bytes(&p->mac_seed, sizeof p->mac_seed);
+    }
+    uint64_t h = p->mac_seed;
+    for (int i = 0; i < 6; i++) {
+        h = (h ^ src[i]) * 0x100000001b3ull;
+    }
+    h ^= h >> 29;
+    struct mac_rl *set = &p->mac_rl[(h % (MAC_TABLE_SIZE / 2)) * 2], *e = NULL;
+    for (int i = 0; i < 2 && !e; i++) {
+        if (set[i].used && !memcmp(set[i].mac, src, 6)) {
+            e = &set[i];
+        }
+    }
+    if (!e) {
+        e = !set[0].used                             ? &set[0]
+            : !set[1].used                           ? &set[1]
+            : set[0].rl.last_ms <= set[1].rl.last_ms ? &set[0]
+                                                     : &set[1];
+        uint32_t rate =
+            p->pcfg.open_rate_per_mac ? p->pcfg.open_rate_per_mac : DEFAULT_OPEN_RATE_MAC;
+        memcpy(e->mac, src, 6);
+        e->used = 1;
+        e->rl = (struct snv_ratelimit)SNV_RATELIMIT_INIT(rate, 2 * rate);
+    }
+    return snv_ratelimit_allow(&e->rl, now);
+}
+
+unsigned sncp_l2_port_unauth(struct sncp_l2_port *p)
+{
+    unsigned n = 0;
+    for (struct l2c *lc = p->conns; lc; lc = lc->next) {
+        if (!lc->accepted || lc->authenticated) {
+            continue;
+        }
+        if (lc->up.session && sncp_session_is_established(lc->up.session)) {
+            lc->authenticated = 1;
+        } else if (!lc->timer_closing) {
+            n++;
+        }
+    }
+    return n;
+}
+
+/* An OPEN for no connection (L2-TRANSPORT.md §6.2).  Without a valid cookie it is answered
+ * with one and nothing is kept; with one, a connection is created unless the port is at
+ * its limits.  Per-MAC and per-port rate limits come first: a dropped OPEN is retransmitted
+ * by a real opener. */
 static void accept_open(struct sncp_l2_port *p, const uint8_t src[6], uint16_t vlan,
                         const struct sncp_l2_frame *f)
 {
     unsigned max = p->pcfg.max_conns ? p->pcfg.max_conns : DEFAULT_MAX_CONNS_L2;
-    if (!p->pcfg.accept || p->destroying || p->n_accepted >= max) {
+    if (!p->pcfg.accept || p->destroying) {
         p->stats.refused++;
         reply_unknown(p, src, vlan, f);
+        return;
+    }
+    uint64_t now = uv_now(p->loop);
+    if (!mac_allow(p, src, now)) {
+        p->stats.rate_limited++;
+        return;
+    }
+    cookie_rotate(p, now);
+    if (!sncp_l2_cookie_check(p->cookie_secret, 2, p->mac, src, vlan, f)) {
+        if (sncp_l2_open_cookie(f)) {
+            p->stats.cookie_failures++; /* forged, or older than two secrets: a fresh one */
+        }
+        if (!snv_ratelimit_allow(&p->open_rl, now)) {
+            p->stats.rate_limited++;
+            return;
+        }
+        uint8_t cookie[SNCP_L2_COOKIE_LEN], buf[SNCP_L2_HEADER_LEN + SNCP_L2_COOKIE_LEN];
+        int n = sncp_l2_cookie_compute(p->cookie_secret[0], p->mac, src, vlan, f, cookie);
+        if (n == 0) {
+            n = sncp_l2_cookie_build(f, cookie, buf, sizeof buf);
+        }
+        if (n > 0) {
+            p->stats.cookies_out++;
+            port_send(p, src, vlan, buf, (size_t)n);
+        }
+        return;
+    }
+    unsigned max_unauth = p->pcfg.max_unauth ? p->pcfg.max_unauth : DEFAULT_MAX_UNAUTH;
+    unsigned unauth = sncp_l2_port_unauth(p);
+    if (p->n_accepted >= max || unauth >= max_unauth) {
+        if (p->n_accepted < max) {
+            p->stats.unauth_refused++;
+        }
+        p->stats.refused++;
+        reply_unknown(p, src, vlan, f);
+        return;
+    }
+    if (!snv_ratelimit_allow(&p->accept_rl, now)) {
+        p->stats.rate_limited++;
         return;
     }
     int err;
@@ -628,11 +782,14 @@ static void accept_open(struct sncp_l2_port *p, const uint8_t src[6], uint16_t v
     }
     lc->accepted = 1;
     p->n_accepted++;
+    if (unauth + 1 > p->stats.unauth_peak) {
+        p->stats.unauth_peak = unauth + 1;
+    }
     memcpy(lc->peer_mac, src, 6);
     lc->vlan = vlan;
     set_peer_name(lc);
     l2c_enter(lc);
-    if (sncp_l2_conn_accept(lc->l2, f, uv_now(p->loop)) < 0) {
+    if (sncp_l2_conn_accept(lc->l2, f, now) < 0) {
         lc->up.silent = 1;
         sncp_conn_transport_failed(&lc->up, -EPROTO);
     }
@@ -976,6 +1133,9 @@ int sncp_l2_port_create(uv_loop_t *loop, const struct sncp_l2_port_config *pcfg,
     unsigned max = pcfg->max_conns ? pcfg->max_conns : DEFAULT_MAX_CONNS_L2;
     p->adv_rl = (struct snv_ratelimit)SNV_RATELIMIT_INIT(ADVERTISE_RATE, max);
     p->log_rl = (struct snv_ratelimit)SNV_RATELIMIT_INIT(5, 20);
+    uint32_t open_rate = pcfg->open_rate ? pcfg->open_rate : DEFAULT_OPEN_RATE;
+    p->open_rl = (struct snv_ratelimit)SNV_RATELIMIT_INIT(open_rate, 2 * open_rate);
+    p->accept_rl = (struct snv_ratelimit)SNV_RATELIMIT_INIT(ACCEPT_RATE, ACCEPT_RATE);
     rc = open_socket(p);
     if (rc == 0) {
         rc = uv_poll_init(loop, &p->poll, p->fd);

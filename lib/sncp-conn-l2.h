@@ -31,6 +31,12 @@ struct sncp_l2_port_config {
                                    * at random for every connection */
     int accept;                   /* nNVE: answer SOLICIT, accept OPEN */
     unsigned max_conns;           /* accepted connections beyond are refused; 0: 4096 */
+    unsigned max_unauth;          /* nNVE: accepted connections whose TLS handshake has not
+                                   * completed; OPENs beyond are refused; 0: 32 */
+    uint32_t open_rate;           /* nNVE: OPENs without a valid cookie answered per second
+                                   * on the port (burst: twice as many); 0: 2000 */
+    uint32_t open_rate_per_mac;   /* nNVE: OPENs taken per second from one source MAC
+                                   * (burst: twice as many); 0: 10 */
     uint32_t solicit_max_ms;      /* discovery repeats 1 s, 2 s, ... up to this; 0: 30000 */
     const char *nnve_name;        /* tNVE: accept only ADVERTISEs with this node name (not
                                    * authentication: TLS checks the nNVE); NULL: any */
@@ -42,10 +48,15 @@ struct sncp_l2_port_stats {
     uint64_t unknown;    /* valid frames for no connection (but OPENs: accepted or refused) */
     uint64_t resets_out; /* answers to unknown frames (rate-limited) */
     uint64_t solicits_in, advertises_out, solicits_out, advertises_in;
-    uint64_t refused;     /* OPENs refused (max_conns, not accepting) */
-    uint64_t send_errors; /* frames the kernel did not take (the channel retransmits) */
-    uint64_t rx_dropped;  /* frames the kernel dropped for want of socket buffer (read by
-                           * sncp_l2_port_check) */
+    uint64_t refused;         /* OPENs refused (max_conns, max_unauth, not accepting) */
+    uint64_t cookies_out;     /* COOKIE answers to OPENs without a valid cookie */
+    uint64_t cookie_failures; /* OPENs carrying a cookie that is not (or no longer) valid */
+    uint64_t rate_limited;    /* OPENs dropped by the per-port or per-MAC rate limits */
+    uint64_t unauth_refused;  /* OPENs refused at max_unauth (also counted in refused) */
+    uint64_t unauth_peak;     /* the most unauthenticated connections the port held */
+    uint64_t send_errors;     /* frames the kernel did not take (the channel retransmits) */
+    uint64_t rx_dropped;      /* frames the kernel dropped for want of socket buffer (read by
+                               * sncp_l2_port_check) */
 };
 
 /* Opens the port.  With pcfg->accept, accepted connections report through `cbs` with
@@ -74,6 +85,9 @@ unsigned sncp_l2_port_mtu(const struct sncp_l2_port *p);
  * again once it is up. */
 int sncp_l2_port_check(struct sncp_l2_port *p);
 unsigned sncp_l2_port_conns(const struct sncp_l2_port *p);
+/* Accepted connections whose TLS handshake has not completed (counted against
+ * max_unauth). */
+unsigned sncp_l2_port_unauth(struct sncp_l2_port *p);
 const struct sncp_l2_port_stats *sncp_l2_port_stats(const struct sncp_l2_port *p);
 
 /* Opens a connection (tNVE side) to the nNVE at nnve_mac, or, with nnve_mac NULL, to the
