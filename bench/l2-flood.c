@@ -12,7 +12,8 @@
  * OPEN with its cookie, as an attacker who sees the segment's traffic can: the nNVE then
  * creates connections, which its cap on unauthenticated connections bounds.  It never
  * answers an OPEN_ACK (the connections it makes never authenticate).
- * Prints one summary line: frames sent and answers seen by type.  Needs CAP_NET_RAW.
+ * SIGINT or SIGTERM ends the flood early.  Prints one summary line: frames sent and answers
+ * seen by type.  Needs CAP_NET_RAW.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -20,6 +21,7 @@
 #include <linux/if_packet.h>
 #include <net/ethernet.h>
 #include <net/if.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,6 +42,14 @@ static struct {
     uint64_t opens, forged, echoes, send_errors;
     uint64_t seen[SNCP_L2_TYPE_MAX + 1];
 } fl;
+
+static volatile sig_atomic_t stopping;
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    stopping = 1;
+}
 
 static uint64_t now_ns(void)
 {
@@ -184,15 +194,17 @@ int main(int argc, char **argv)
         fprintf(stderr, "l2-flood: bind %s: %s\n", ifname, strerror(errno));
         return 1;
     }
+    signal(SIGINT, on_signal);
+    signal(SIGTERM, on_signal);
     uint64_t t0 = now_ns(), end = t0 + (uint64_t)seconds * 1000000000u;
     for (unsigned long i = 0; i < count; i++) {
         uint64_t t = now_ns();
-        if (t >= end) {
+        if (t >= end || stopping) {
             break;
         }
         if (rate) {
             uint64_t due = t0 + (uint64_t)i * 1000000000u / rate;
-            while (t < due) {
+            while (t < due && !stopping) {
                 drain(echo);
                 struct timespec ts = {0, (long)(due - t < 200000 ? due - t : 200000)};
                 nanosleep(&ts, NULL);

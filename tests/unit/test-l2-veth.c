@@ -8,12 +8,17 @@
  * (RFC 8394 Req-1, Req-2).  TLS 1.3 with certificates from scripts/gen-pki.sh.
  * Needs root (CAP_NET_ADMIN, CAP_NET_RAW, CAP_SYS_ADMIN): without it the test is skipped.
  */
+#include <arpa/inet.h>
 #include <check.h>
 #include <errno.h>
+#include <linux/if_ether.h>
+#include <linux/if_packet.h>
+#include <net/if.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "sncp-conn-l2.h"
@@ -583,6 +588,103 @@ START_TEST(test_many_connections_one_mac)
 }
 END_TEST
 
+/* ---- OPENs from an attacker on the wire ---- */
+
+static int hv1_done(void)
+{
+    return t.hv[0].n_answered == t.n_req || t.hv[0].closed;
+}
+
+/* Sends an OPEN to `dst` from `src` out of interface `ifname` through its own raw socket,
+ * with `cookie` (16 bytes, NULL: none). */
+static void raw_open(int fd, int ifindex, const uint8_t dst[6], const uint8_t src[6], uint32_t id,
+                     const uint8_t *cookie)
+{
+    uint8_t body[SNCP_L2_OPEN_COOKIE_BODY_LEN] = {0x05, 0xc4, 0, 0};
+    if (cookie) {
+        memcpy(body + SNCP_L2_OPEN_BODY_LEN, cookie, SNCP_L2_COOKIE_LEN);
+    }
+    struct sncp_l2_frame f = {.type = SNCP_L2_OPEN,
+                              .src_id = id,
+                              .seq = id * 7,
+                              .window = 32,
+                              .len = cookie ? SNCP_L2_OPEN_COOKIE_BODY_LEN : SNCP_L2_OPEN_BODY_LEN,
+                              .payload = body};
+    uint8_t pkt[64] = {0};
+    memcpy(pkt, dst, 6);
+    memcpy(pkt + 6, src, 6);
+    pkt[12] = 0x88;
+    pkt[13] = 0xb5;
+    ck_assert_int_gt(sncp_l2_frame_encode(&f, pkt + 14, sizeof pkt - 14), 0);
+    struct sockaddr_ll sll = {.sll_family = AF_PACKET, .sll_ifindex = ifindex, .sll_halen = 6};
+    memcpy(sll.sll_addr, dst, 6);
+    ck_assert_int_eq(sendto(fd, pkt, 60, 0, (struct sockaddr *)&sll, sizeof sll), 60);
+}
+
+static unsigned flood_expected;
+
+static int flood_counted(void)
+{
+    const struct sncp_l2_port_stats *ps = sncp_l2_port_stats(t.nnve_port);
+    return ps->cookies_out + ps->rate_limited >= flood_expected;
+}
+
+START_TEST(test_open_flood)
+{
+    /* From one MAC, 200 OPENs at once: at most the per-MAC burst (20) plus 10/s are
+     * answered, the rest dropped.  Another MAC is answered meanwhile.  A forged cookie is
+     * counted and answered with a fresh one.  None of it creates a connection, and an
+     * established session goes on. */
+    setup();
+    connect_hv1_by_mac();
+    t.n_req = 10;
+    ck_assert(run_until(hv1_done, 10000));
+    ck_assert_uint_eq(sncp_l2_port_conns(t.nnve_port), 1);
+    const struct sncp_l2_port_stats *ps = sncp_l2_port_stats(t.nnve_port);
+    uint64_t cookies0 = ps->cookies_out;
+    ck_assert_uint_eq(cookies0, 1); /* hv1's own open */
+    ck_assert_uint_eq(ps->unauth_peak, 1);
+
+    int fd = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, htons(ETH_P_ALL));
+    ck_assert_int_ge(fd, 0);
+    int ifindex = (int)if_nametoindex("hv2");
+    ck_assert_int_gt(ifindex, 0);
+    uint8_t nnve_mac[6];
+    sncp_l2_port_mac(t.nnve_port, nnve_mac);
+    static const uint8_t mac1[6] = {0x02, 0xaa, 0, 0, 0, 1}, mac2[6] = {0x02, 0xaa, 0, 0, 0, 2};
+    uint64_t t0 = uv_hrtime();
+    for (uint32_t i = 1; i <= 200; i++) {
+        raw_open(fd, ifindex, nnve_mac, mac1, i, NULL);
+    }
+    flood_expected = 1 + 200;
+    ck_assert(run_until(flood_counted, 10000));
+    uint64_t secs = (uv_hrtime() - t0) / 1000000000u + 1;
+    uint64_t answered = ps->cookies_out - cookies0;
+    ck_assert_uint_ge(answered, 1);
+    ck_assert_uint_le(answered, 20 + 10 * secs);
+    ck_assert_uint_eq(ps->rate_limited, 200 - answered);
+    /* Another MAC has its own budget; a forged cookie gets a fresh one. */
+    uint8_t forged[SNCP_L2_COOKIE_LEN] = {0xde, 0xad};
+    raw_open(fd, ifindex, nnve_mac, mac2, 1, forged);
+    flood_expected = 1 + 200 + 1;
+    ck_assert(run_until(flood_counted, 10000));
+    ck_assert_uint_eq(ps->cookies_out, cookies0 + answered + 1);
+    ck_assert_uint_eq(ps->cookie_failures, 1);
+    ck_assert_uint_eq(sncp_l2_port_conns(t.nnve_port), 1);
+    ck_assert_uint_eq(sncp_l2_port_unauth(t.nnve_port), 0);
+    ck_assert_uint_eq(ps->unauth_peak, 1);
+    close(fd);
+    /* hv1's session still answers. */
+    t.n_req = 20;
+    hv_send_more(&t.hv[0]);
+    ck_assert(run_until(hv1_done, 10000));
+    ck_assert_int_eq(t.hv[0].n_answered, 20);
+    ck_assert_int_eq(t.hv[0].order_errors, 0);
+    ck_assert_int_eq(t.hv[0].closed, 0);
+    teardown();
+}
+END_TEST
+
 /* ---- the port follows its interface ---- */
 
 static unsigned port_mtu_now(void)
@@ -645,6 +747,7 @@ static Suite *veth_suite(void)
     tcase_add_test(tc, test_many_connections_one_mac);
     tcase_add_test(tc, test_port_follows_interface);
     tcase_add_test(tc, test_link_down_up);
+    tcase_add_test(tc, test_open_flood);
     suite_add_tcase(s, tc);
     return s;
 }
