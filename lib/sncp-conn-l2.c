@@ -88,6 +88,8 @@ struct sncp_l2_port {
     struct mac_rl *mac_rl;                   /* MAC_TABLE_SIZE entries, allocated at the first
                                               * OPEN */
     uint64_t mac_seed;
+    struct sncp_l2_unauth own_unauth, *unauth;           /* pcfg.unauth, or own_unauth */
+    unsigned n_unauth;                                   /* this port's share of unauth->n */
     uint8_t cookie_secret[2][SNCP_L2_COOKIE_SECRET_LEN]; /* current, previous */
     uint64_t cookie_secret_at;                           /* when [0] was drawn */
     int cookie_primed;
@@ -105,7 +107,7 @@ struct l2c {
     uint8_t peer_mac[6];
     uint16_t vlan;
     int accepted;
-    int authenticated; /* accepted: its TLS handshake completed (seen once, kept) */
+    int unauth_counted; /* accepted, TLS handshake not completed: counted in the budget */
     int discovering;
     uint32_t nonce;
     uint64_t solicit_at;
@@ -331,6 +333,16 @@ static void l2c_release(struct l2c *lc)
 
 /* ---- channel callbacks ------------------------------------------------------------------ */
 
+/* lc (accepted) completed its TLS handshake or goes: it leaves the budget. */
+static void unauth_release(struct l2c *lc)
+{
+    if (lc->unauth_counted) {
+        lc->unauth_counted = 0;
+        lc->port->unauth->n--;
+        lc->port->n_unauth--;
+    }
+}
+
 static void set_peer_name(struct l2c *lc)
 {
     char mac[SNCP_MAC_STRLEN], name[SNCP_CONN_PEER_NAME_MAX];
@@ -363,6 +375,11 @@ static void cb_data(void *ctx, const uint8_t *data, size_t len)
     struct l2c *lc = ctx;
     if (lc->reading) {
         sncp_conn_transport_input(&lc->up, data, len);
+        /* The server's TLS handshake completes on the client's Finished: the connection
+         * leaves the unauthenticated budget then. */
+        if (lc->unauth_counted && lc->up.session && sncp_session_is_established(lc->up.session)) {
+            unauth_release(lc);
+        }
     }
 }
 
@@ -504,6 +521,7 @@ static void l2c_destroy(struct sncp_conn *c)
         lc->next->prev = lc->prev;
     }
     id_remove(p, lc);
+    unauth_release(lc);
     p->n_conns--;
     if (lc->accepted) {
         p->n_accepted--;
@@ -705,20 +723,9 @@ static int mac_allow(struct sncp_l2_port *p, const uint8_t src[6], uint64_t now)
     return snv_ratelimit_allow(&e->rl, now);
 }
 
-unsigned sncp_l2_port_unauth(struct sncp_l2_port *p)
+unsigned sncp_l2_port_unauth(const struct sncp_l2_port *p)
 {
-    unsigned n = 0;
-    for (struct l2c *lc = p->conns; lc; lc = lc->next) {
-        if (!lc->accepted || lc->authenticated) {
-            continue;
-        }
-        if (lc->up.session && sncp_session_is_established(lc->up.session)) {
-            lc->authenticated = 1;
-        } else if (!lc->timer_closing) {
-            n++;
-        }
-    }
-    return n;
+    return p->n_unauth;
 }
 
 /* An OPEN for no connection (L2-TRANSPORT.md §6.2).  Without a valid cookie it is answered
@@ -759,9 +766,8 @@ static void accept_open(struct sncp_l2_port *p, const uint8_t src[6], uint16_t v
         }
         return;
     }
-    unsigned max_unauth = p->pcfg.max_unauth ? p->pcfg.max_unauth : DEFAULT_MAX_UNAUTH;
-    unsigned unauth = sncp_l2_port_unauth(p);
-    if (p->n_accepted >= max || unauth >= max_unauth) {
+    unsigned max_unauth = p->unauth->max ? p->unauth->max : DEFAULT_MAX_UNAUTH;
+    if (p->n_accepted >= max || p->unauth->n >= max_unauth) {
         if (p->n_accepted < max) {
             p->stats.unauth_refused++;
         }
@@ -782,8 +788,13 @@ static void accept_open(struct sncp_l2_port *p, const uint8_t src[6], uint16_t v
     }
     lc->accepted = 1;
     p->n_accepted++;
-    if (unauth + 1 > p->stats.unauth_peak) {
-        p->stats.unauth_peak = unauth + 1;
+    lc->unauth_counted = 1;
+    p->n_unauth++;
+    if (++p->unauth->n > p->unauth->peak) {
+        p->unauth->peak = p->unauth->n;
+    }
+    if (p->unauth->n > p->stats.unauth_peak) {
+        p->stats.unauth_peak = p->unauth->n;
     }
     memcpy(lc->peer_mac, src, 6);
     lc->vlan = vlan;
@@ -1127,6 +1138,8 @@ int sncp_l2_port_create(uv_loop_t *loop, const struct sncp_l2_port_config *pcfg,
         p->cbs = *cbs;
     }
     p->ctx = ctx;
+    p->unauth = pcfg->unauth ? pcfg->unauth : &p->own_unauth;
+    p->pcfg.unauth = NULL;
     p->reply_rl = (struct snv_ratelimit)SNV_RATELIMIT_INIT(100, 200);
     /* Every hypervisor of a rack may solicit at once (after a power cut): a burst of one
      * answer per connection we accept; a flood is held to ADVERTISE_RATE frames/s. */

@@ -117,6 +117,7 @@ struct nnve_server {
     unsigned n_listeners;
     struct l2_if *l2_ifs;
     unsigned n_l2_ifs;
+    struct sncp_l2_unauth l2_unauth; /* l2_max_unauthenticated, over all L2 interfaces */
     /* The L2 settings of the start (a reload does not change them: an interface that
      * comes back is opened as its siblings are). */
     uint16_t l2_ethertype;
@@ -999,6 +1000,7 @@ static int l2_open(struct nnve_server *srv, struct l2_if *li, int at_start)
     const struct nnve_config *cfg = srv->cfg;
     struct sncp_conn_config cc;
     conn_config(cfg, srv->tls, &cc);
+    srv->l2_unauth.max = cfg->l2_max_unauth;
     struct sncp_l2_port_config pcfg = {
         .ifname = li->name,
         .ethertype = srv->l2_ethertype,
@@ -1006,7 +1008,7 @@ static int l2_open(struct nnve_server *srv, struct l2_if *li, int at_start)
         .node_name = srv->l2_node_name,
         .accept = 1,
         .max_conns = cc.max_conns,
-        .max_unauth = cfg->l2_max_unauth,
+        .unauth = &srv->l2_unauth,
     };
     int r = sncp_l2_port_create(srv->loop, &pcfg, &cc, &conn_cbs, srv, &li->port);
     if (r < 0) {
