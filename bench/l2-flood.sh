@@ -1,10 +1,11 @@
 #!/bin/bash
 # Benchmark: an established hypervisor session over the Layer-2 channel while an attacker
 # floods nnve-daemon's port with OPENs from random source MACs (run by scripts/run-bench.sh
-# with SPLITNVE_BUILD and SPLITNVE_SRC; needs root).  One veth pair between two network
-# namespaces: nnve-daemon (transport = l2) on swp1; on up0 bench/nnve-load (one session,
-# identity bench1) and bench/l2-flood (random MACs on the same wire).  Three runs of the same
-# load, each with a fresh state database:
+# with SPLITNVE_BUILD and SPLITNVE_SRC; needs root).  An access network (a bridge in its own
+# namespace) joins nnve-daemon (transport = l2) on swp1, the hypervisor's up0 with
+# bench/nnve-load (one session, identity bench1) and the attacker's atk0 with bench/l2-flood
+# (random MACs; the bridge learns them, so the answers go back to the attacker's port only).
+# Three runs of the same load, each with a fresh state database:
 #   quiet   no flood;
 #   flood   l2-flood at NNVE_FLOOD_RATE OPENs/s (20000), a fifth with forged cookies;
 #   echo    l2-flood at NNVE_FLOOD_ECHO_RATE (5000) that also returns every cookie it sees
@@ -24,26 +25,34 @@ serial=${NNVE_FLOOD_SERIAL:-3000}
 MAC_N=02:00:5e:10:00:01
 
 T=$(mktemp -d)
-NS_N=l2flood-$$-n NS_H=l2flood-$$-h
+NS_N=l2flood-$$-n NS_H=l2flood-$$-h NS_A=l2flood-$$-a NS_B=l2flood-$$-b
 DPID= FPID= SPID=
 stop() { if [ -n "$1" ]; then kill -TERM "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; fi; }
 cleanup() {
     stop "$FPID"
     stop "$SPID"
     stop "$DPID"
-    ip netns del "$NS_N" 2>/dev/null || true
-    ip netns del "$NS_H" 2>/dev/null || true
+    for ns in "$NS_N" "$NS_H" "$NS_A" "$NS_B"; do ip netns del "$ns" 2>/dev/null || true; done
     rm -rf "$T"
 }
 trap cleanup EXIT
 
-ip netns add "$NS_N"
-ip netns add "$NS_H"
-ip link add swp1 netns "$NS_N" type veth peer name up0 netns "$NS_H"
+for ns in "$NS_N" "$NS_H" "$NS_A" "$NS_B"; do
+    ip netns add "$ns"
+    ip -n "$ns" link set lo up
+done
+ip -n "$NS_B" link add br0 type bridge
+ip -n "$NS_B" link set br0 up
+# plug NS IF PORT: a veth pair from IF in NS to PORT of br0
+plug() {
+    ip link add "$2" netns "$1" type veth peer name "$3" netns "$NS_B"
+    ip -n "$NS_B" link set "$3" master br0 up
+    ip -n "$1" link set "$2" up
+}
+plug "$NS_N" swp1 p-sw
+plug "$NS_H" up0 p-hv
+plug "$NS_A" atk0 p-atk
 ip -n "$NS_N" link set swp1 address "$MAC_N"
-for ns in "$NS_N" "$NS_H"; do ip -n "$ns" link set lo up; done
-ip -n "$NS_N" link set swp1 up
-ip -n "$NS_H" link set up0 up
 
 "$SPLITNVE_SRC/scripts/gen-pki.sh" "$T/pki" nnve >/dev/null
 "$SPLITNVE_BUILD/bench/nnve-load" --gen-certs "$T/pki" 1 >/dev/null
@@ -88,7 +97,7 @@ run() {
         done
         local args=(--rate "$flood_rate" --bad-cookies 20)
         [ "$name" = echo ] && args=(--rate "$echo_rate" --echo-cookies)
-        ip netns exec "$NS_H" "$SPLITNVE_BUILD/bench/l2-flood" --if up0 --dst "$MAC_N" \
+        ip netns exec "$NS_A" "$SPLITNVE_BUILD/bench/l2-flood" --if atk0 --dst "$MAC_N" \
             --count 10000000 --seconds 120 "${args[@]}" >"$T/flood-$name.out" &
         FPID=$!
     fi
