@@ -60,6 +60,8 @@ struct mac_rl {
 
 struct l2c;
 
+enum { BY_ID, BY_PEER, N_TABLES };
+
 struct sncp_l2_port {
     uv_loop_t *loop;
     uv_poll_t poll;
@@ -77,19 +79,19 @@ struct sncp_l2_port {
     struct sncp_conn_cbs cbs;
     void *ctx;
     struct l2c *conns;
-    struct l2c **by_id;  /* hash of conns by local connection id (chains through id_next) */
-    unsigned id_buckets; /* a power of two */
+    struct l2c **tables[N_TABLES]; /* conns by local id; accepted conns by peer MAC and id */
+    unsigned buckets[N_TABLES];    /* a power of two */
+    uint64_t hash_seed;
     unsigned n_conns, n_accepted;
     int destroying, poll_closed;
     unsigned poll_errors; /* socket errors since the last readable event */
     int failed;           /* the socket cannot be used any more: -errno */
     struct snv_ratelimit reply_rl, adv_rl, log_rl;
-    struct snv_ratelimit open_rl, accept_rl; /* cookie answers; connections created */
-    struct mac_rl *mac_rl;                   /* MAC_TABLE_SIZE entries, allocated at the first
-                                              * OPEN */
-    uint64_t mac_seed;
-    struct sncp_l2_unauth own_unauth, *unauth;           /* pcfg.unauth, or own_unauth */
-    unsigned n_unauth;                                   /* this port's share of unauth->n */
+    struct snv_ratelimit open_rl, accept_rl;   /* cookie answers; connections created */
+    struct mac_rl *mac_rl;                     /* MAC_TABLE_SIZE entries, allocated at the first
+                                                * OPEN */
+    struct sncp_l2_unauth own_unauth, *unauth; /* pcfg.unauth, or own_unauth */
+    unsigned n_unauth;                         /* this port's share of unauth->n */
     uint8_t cookie_secret[2][SNCP_L2_COOKIE_SECRET_LEN]; /* current, previous */
     uint64_t cookie_secret_at;                           /* when [0] was drawn */
     int cookie_primed;
@@ -102,7 +104,9 @@ struct l2c {
     struct sncp_l2_conn *l2;
     uv_timer_t timer;
     struct l2c *prev, *next;
-    struct l2c *id_next;
+    struct l2c *chain[N_TABLES];
+    uint32_t key[N_TABLES];
+    int in_table[N_TABLES];
     uint32_t local_id; /* 0 until the channel exists */
     uint8_t peer_mac[6];
     uint16_t vlan;
@@ -138,68 +142,90 @@ static uint32_t random_u32(void)
     return v;
 }
 
-/* ---- connections by id: every frame but OPEN names our id, so a port with thousands of
- * connections finds each in a short hash chain. ---- */
+/* ---- connections by id: every frame but OPEN names our id, and an OPEN names the peer's
+ * (with its MAC), so a port with thousands of connections finds each in a short hash chain,
+ * also for every OPEN of a flood. ---- */
 
-static struct l2c **id_bucket(const struct sncp_l2_port *p, uint32_t id)
+/* A keyed hash of a MAC address and a u32 (the seed is random per port: an attacker who
+ * picks MACs cannot pick collisions). */
+static uint32_t mac_hash(uint64_t seed, const uint8_t mac[6], uint32_t v)
 {
-    uint32_t h = id * 0x9e3779b1u; /* ids are random; the multiply only spreads the bits */
-    return &p->by_id[(h >> 16) & (p->id_buckets - 1)];
+    uint64_t h = seed;
+    for (int i = 0; i < 6; i++) {
+        h = (h ^ mac[i]) * 0x100000001b3ull;
+    }
+    h = (h ^ v) * 0x100000001b3ull;
+    return (uint32_t)(h ^ (h >> 29) ^ (h >> 47));
 }
 
-static struct l2c *id_find(const struct sncp_l2_port *p, uint32_t id)
+static struct l2c **bucket(const struct sncp_l2_port *p, int t, uint32_t key)
 {
-    if (!p->id_buckets) {
+    uint32_t h = key * 0x9e3779b1u; /* spreads the bits of ids and hashes alike */
+    return &p->tables[t][(h >> 16) & (p->buckets[t] - 1)];
+}
+
+/* The first connection in table t under key (the caller checks the rest), or NULL. */
+static struct l2c *table_find(const struct sncp_l2_port *p, int t, uint32_t key)
+{
+    if (!p->buckets[t]) {
         return NULL;
     }
-    struct l2c *lc = *id_bucket(p, id);
-    while (lc && lc->local_id != id) {
-        lc = lc->id_next;
+    struct l2c *lc = *bucket(p, t, key);
+    while (lc && lc->key[t] != key) {
+        lc = lc->chain[t];
     }
     return lc;
 }
 
-/* Adds lc under its local_id, growing the table to keep chains short.  Returns 0 or
+/* Adds lc to table t under key, growing the table to keep chains short.  Returns 0 or
  * -ENOMEM. */
-static int id_insert(struct sncp_l2_port *p, struct l2c *lc)
+static int table_insert(struct sncp_l2_port *p, int t, struct l2c *lc, uint32_t key)
 {
-    if (p->n_conns > p->id_buckets) {
-        unsigned nb = p->id_buckets ? p->id_buckets * 2 : 64;
+    if (p->n_conns > p->buckets[t]) {
+        unsigned nb = p->buckets[t] ? p->buckets[t] * 2 : 64;
         struct l2c **nt = calloc(nb, sizeof *nt);
         if (!nt) {
             return -ENOMEM;
         }
-        struct l2c **old = p->by_id;
-        unsigned ob = p->id_buckets;
-        p->by_id = nt;
-        p->id_buckets = nb;
+        struct l2c **old = p->tables[t];
+        unsigned ob = p->buckets[t];
+        p->tables[t] = nt;
+        p->buckets[t] = nb;
         for (unsigned i = 0; i < ob; i++) {
             for (struct l2c *c = old[i], *next; c; c = next) {
-                next = c->id_next;
-                struct l2c **b = id_bucket(p, c->local_id);
-                c->id_next = *b;
+                next = c->chain[t];
+                struct l2c **b = bucket(p, t, c->key[t]);
+                c->chain[t] = *b;
                 *b = c;
             }
         }
         free(old);
     }
-    struct l2c **b = id_bucket(p, lc->local_id);
-    lc->id_next = *b;
+    struct l2c **b = bucket(p, t, key);
+    lc->key[t] = key;
+    lc->chain[t] = *b;
+    lc->in_table[t] = 1;
     *b = lc;
     return 0;
 }
 
-static void id_remove(struct sncp_l2_port *p, struct l2c *lc)
+static void table_remove(struct sncp_l2_port *p, int t, struct l2c *lc)
 {
-    if (!lc->local_id) {
+    if (!lc->in_table[t]) {
         return;
     }
-    for (struct l2c **pp = id_bucket(p, lc->local_id); *pp; pp = &(*pp)->id_next) {
+    for (struct l2c **pp = bucket(p, t, lc->key[t]); *pp; pp = &(*pp)->chain[t]) {
         if (*pp == lc) {
-            *pp = lc->id_next;
+            *pp = lc->chain[t];
+            lc->in_table[t] = 0;
             return;
         }
     }
+}
+
+static struct l2c *id_find(const struct sncp_l2_port *p, uint32_t id)
+{
+    return table_find(p, BY_ID, id);
 }
 
 /* ---- sending ---------------------------------------------------------------------------- */
@@ -501,7 +527,8 @@ static void port_maybe_free(struct sncp_l2_port *p)
 {
     if (p->destroying && p->poll_closed && p->n_conns == 0) {
         close(p->fd);
-        free(p->by_id);
+        free(p->tables[BY_ID]);
+        free(p->tables[BY_PEER]);
         free(p->mac_rl);
         OPENSSL_cleanse(p->cookie_secret, sizeof p->cookie_secret);
         free(p);
@@ -520,7 +547,8 @@ static void l2c_destroy(struct sncp_conn *c)
     if (lc->next) {
         lc->next->prev = lc->prev;
     }
-    id_remove(p, lc);
+    table_remove(p, BY_ID, lc);
+    table_remove(p, BY_PEER, lc);
     unauth_release(lc);
     p->n_conns--;
     if (lc->accepted) {
@@ -608,7 +636,7 @@ static struct l2c *l2c_new(struct sncp_l2_port *p, const struct sncp_conn_config
     *err = sncp_l2_conn_create(&l2cfg, &l2_cbs, lc, &lc->l2);
     if (*err == 0) {
         lc->local_id = l2cfg.local_id;
-        *err = id_insert(p, lc);
+        *err = table_insert(p, BY_ID, lc, lc->local_id);
     }
     if (*err < 0) {
         /* The handles exist: tear down through the normal path, without owner callback. */
@@ -628,13 +656,11 @@ static struct l2c *find_conn(struct sncp_l2_port *p, const uint8_t src[6],
         struct l2c *lc = id_find(p, f->dst_id);
         return lc && lc->l2 && !lc->discovering && !memcmp(lc->peer_mac, src, 6) ? lc : NULL;
     }
-    /* A repeated OPEN names only the peer's id: rare, a walk is fine. */
-    for (struct l2c *lc = p->conns; lc; lc = lc->next) {
-        if (!lc->l2 || lc->discovering || memcmp(lc->peer_mac, src, 6) != 0) {
-            continue;
-        }
-        if (f->type == SNCP_L2_OPEN ? sncp_l2_conn_peer_id(lc->l2) == f->src_id
-                                    : sncp_l2_conn_local_id(lc->l2) == f->dst_id) {
+    /* An OPEN names the peer's id: accepted connections are found by MAC and that id. */
+    uint32_t key = mac_hash(p->hash_seed, src, f->src_id);
+    for (struct l2c *lc = table_find(p, BY_PEER, key); lc; lc = lc->chain[BY_PEER]) {
+        if (lc->key[BY_PEER] == key && lc->l2 && !memcmp(lc->peer_mac, src, 6) &&
+            sncp_l2_conn_peer_id(lc->l2) == f->src_id) {
             return lc;
         }
     }
@@ -696,13 +722,8 @@ static int mac_allow(struct sncp_l2_port *p, const uint8_t src[6], uint64_t now)
         if (!p->mac_rl) {
             return 1; /* the per-port limits still hold */
         }
-        random_bytes(&p->mac_seed, sizeof p->mac_seed);
     }
-    uint64_t h = p->mac_seed;
-    for (int i = 0; i < 6; i++) {
-        h = (h ^ src[i]) * 0x100000001b3ull;
-    }
-    h ^= h >> 29;
+    uint32_t h = mac_hash(p->hash_seed, src, 0);
     struct mac_rl *set = &p->mac_rl[(h % (MAC_TABLE_SIZE / 2)) * 2], *e = NULL;
     for (int i = 0; i < 2 && !e; i++) {
         if (set[i].used && !memcmp(set[i].mac, src, 6)) {
@@ -784,6 +805,11 @@ static void accept_open(struct sncp_l2_port *p, const uint8_t src[6], uint16_t v
     if (!lc) {
         snv_log_rl(&p->log_rl, SNV_LOG_ERR, "l2", "cannot accept a connection if=%s err=%s",
                    p->ifname, sncp_error_token(err));
+        return;
+    }
+    if (table_insert(p, BY_PEER, lc, mac_hash(p->hash_seed, src, f->src_id)) < 0) {
+        lc->up.silent = 1;
+        sncp_conn_transport_failed(&lc->up, -ENOMEM);
         return;
     }
     lc->accepted = 1;
@@ -1139,6 +1165,7 @@ int sncp_l2_port_create(uv_loop_t *loop, const struct sncp_l2_port_config *pcfg,
     }
     p->ctx = ctx;
     p->unauth = pcfg->unauth ? pcfg->unauth : &p->own_unauth;
+    random_bytes(&p->hash_seed, sizeof p->hash_seed);
     p->pcfg.unauth = NULL;
     p->reply_rl = (struct snv_ratelimit)SNV_RATELIMIT_INIT(100, 200);
     /* Every hypervisor of a rack may solicit at once (after a power cut): a burst of one

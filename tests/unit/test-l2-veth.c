@@ -622,6 +622,12 @@ static void raw_open(int fd, int ifindex, const uint8_t dst[6], const uint8_t sr
 }
 
 static unsigned flood_expected;
+static uint64_t srv_rejected_base;
+
+static int srv_rejected_more(void)
+{
+    return sncp_l2_conn_stats(sncp_conn_l2(t.srv[0].c))->rejected > srv_rejected_base;
+}
 
 static int flood_counted(void)
 {
@@ -673,6 +679,19 @@ START_TEST(test_open_flood)
     ck_assert_uint_eq(sncp_l2_port_conns(t.nnve_port), 1);
     ck_assert_uint_eq(sncp_l2_port_unauth(t.nnve_port), 0);
     ck_assert_uint_eq(ps->unauth_peak, 1);
+    /* An OPEN naming hv1's connection (a repeat, here with another ISN) reaches that
+     * connection, found by MAC and id, not the cookie path. */
+    uint8_t hv1_mac[6];
+    sncp_l2_port_mac(t.hv_port[0], hv1_mac);
+    const struct sncp_l2_conn *srv_l2 = sncp_conn_l2(t.srv[0].c);
+    ck_assert_ptr_nonnull(srv_l2);
+    uint64_t rejected0 = sncp_l2_conn_stats(srv_l2)->rejected;
+    srv_rejected_base = rejected0;
+    uint64_t cookies1 = ps->cookies_out;
+    raw_open(fd, (int)if_nametoindex("hv1"), nnve_mac, hv1_mac, sncp_l2_conn_peer_id(srv_l2), NULL);
+    ck_assert(run_until(srv_rejected_more, 5000));
+    ck_assert_uint_eq(sncp_l2_conn_stats(srv_l2)->rejected, rejected0 + 1);
+    ck_assert_uint_eq(ps->cookies_out, cookies1);
     close(fd);
     /* hv1's session still answers. */
     t.n_req = 20;
