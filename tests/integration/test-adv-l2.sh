@@ -94,6 +94,8 @@ refused=$(counter l2_unauthenticated_refused_total)
 [ "$refused" -gt 0 ] || fail "no OPEN refused at the cap: $(cat "$T/flood2.out")"
 [ "$conns" -le 5 ] || fail "$conns connections with a cap of 4 unauthenticated"
 grep -q 'OPEN_ACK [1-9]' "$T/flood2.out" || fail "echoed cookies made no connection: $(cat "$T/flood2.out")"
+ctl show sessions | jq -e '[.[] | select(.hypervisor != "hv1")] | length == 0' >/dev/null ||
+    fail "sessions besides hv1's: $(ctl show sessions)"
 ok "echoed cookies: at most 4 unauthenticated connections, $refused OPENs refused at the cap"
 gone() { [ "$(counter l2_unauthenticated)" = 0 ]; }
 wait_for "the attacker's connections to time out" 15 gone
