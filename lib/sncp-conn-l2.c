@@ -791,6 +791,10 @@ static void accept_open(struct sncp_l2_port *p, const uint8_t src[6], uint16_t v
     if (p->n_accepted >= max || p->unauth->n >= max_unauth) {
         if (p->n_accepted < max) {
             p->stats.unauth_refused++;
+            snv_log_rl(&p->log_rl, SNV_LOG_WARN, "l2",
+                       "OPEN refused: connections not yet authenticated at the limit if=%s "
+                       "limit=%u",
+                       p->ifname, max_unauth);
         }
         p->stats.refused++;
         reply_unknown(p, src, vlan, f);
