@@ -703,11 +703,12 @@ static void random_bytes(void *buf, size_t len)
  * previous one stay valid for one more period (both when the port was quiet longer). */
 static void cookie_rotate(struct sncp_l2_port *p, uint64_t now)
 {
-    if (!p->cookie_primed || now - p->cookie_secret_at >= 2 * (uint64_t)SNCP_L2_COOKIE_SECRET_MS) {
+    uint64_t life = p->pcfg.cookie_secret_ms ? p->pcfg.cookie_secret_ms : SNCP_L2_COOKIE_SECRET_MS;
+    if (!p->cookie_primed || now - p->cookie_secret_at >= 2 * life) {
         random_bytes(p->cookie_secret, sizeof p->cookie_secret);
         p->cookie_secret_at = now;
         p->cookie_primed = 1;
-    } else if (now - p->cookie_secret_at >= SNCP_L2_COOKIE_SECRET_MS) {
+    } else if (now - p->cookie_secret_at >= life) {
         memcpy(p->cookie_secret[1], p->cookie_secret[0], sizeof p->cookie_secret[0]);
         random_bytes(p->cookie_secret[0], sizeof p->cookie_secret[0]);
         p->cookie_secret_at = now;

@@ -47,6 +47,8 @@ struct sncp_l2_port_config {
                                     * on the port (burst: twice as many); 0: 2000 */
     uint32_t open_rate_per_mac;    /* nNVE: OPENs taken per second from one source MAC
                                     * (burst: twice as many); 0: 10 */
+    uint32_t cookie_secret_ms;     /* nNVE: cookie secret lifetime (for tests); 0:
+                                    * SNCP_L2_COOKIE_SECRET_MS */
     uint32_t solicit_max_ms;       /* discovery repeats 1 s, 2 s, ... up to this; 0: 30000 */
     const char *nnve_name;         /* tNVE: accept only ADVERTISEs with this node name (not
                                     * authentication: TLS checks the nNVE); NULL: any */

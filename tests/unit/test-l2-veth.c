@@ -704,6 +704,113 @@ START_TEST(test_open_flood)
 }
 END_TEST
 
+/* What rx_cookie() looks for, and what it found. */
+static struct {
+    int fd;
+    uint8_t mac[6];
+    uint32_t id;
+    int got;
+    uint8_t cookie[SNCP_L2_COOKIE_LEN];
+} ck;
+
+/* Reads the raw socket for the COOKIE answering ck.id at ck.mac. */
+static int rx_cookie(void)
+{
+    uint8_t pkt[2048];
+    ssize_t n;
+    while (!ck.got && (n = recv(ck.fd, pkt, sizeof pkt, MSG_DONTWAIT)) > 0) {
+        struct sncp_l2_frame f;
+        if (n < 14 || memcmp(pkt, ck.mac, 6) != 0 || pkt[12] != 0x88 || pkt[13] != 0xb5 ||
+            sncp_l2_frame_decode(pkt + 14, (size_t)n - 14, &f) != 0) {
+            continue;
+        }
+        if (f.type == SNCP_L2_COOKIE && f.dst_id == ck.id && f.ack == ck.id * 7) {
+            memcpy(ck.cookie, f.payload, sizeof ck.cookie);
+            ck.got = 1;
+        }
+    }
+    return ck.got;
+}
+
+static void get_cookie(int ifindex, const uint8_t nnve_mac[6], const uint8_t mac[6], uint32_t id)
+{
+    memcpy(ck.mac, mac, 6);
+    ck.id = id;
+    ck.got = 0;
+    raw_open(ck.fd, ifindex, nnve_mac, mac, id, NULL);
+    ck_assert(run_until(rx_cookie, 5000));
+}
+
+static uint64_t failures_before;
+
+static int failed_and_one_conn(void)
+{
+    return sncp_l2_port_stats(t.nnve_port)->cookie_failures > failures_before &&
+           sncp_l2_port_conns(t.nnve_port) == 1;
+}
+
+static int failed_more(void)
+{
+    return sncp_l2_port_stats(t.nnve_port)->cookie_failures > failures_before;
+}
+
+START_TEST(test_cookie_expiry)
+{
+    /* With a secret lifetime P of 1 s: a cookie still opens a connection after 1.2 s (made
+     * with the previous secret), and no longer after more than 2 P; nor does a cookie
+     * made for another ISN. */
+    enum { P = 1000 };
+    memset(&t, 0, sizeof t);
+    ck_assert_int_eq(uv_loop_init(&t.loop), 0);
+    struct sncp_conn_config scfg = conn_cfg(nnve_ctx, NULL);
+    struct sncp_l2_port_config pcfg = {.ifname = "nnve0", .accept = 1, .cookie_secret_ms = P};
+    ck_assert_int_eq(sncp_l2_port_create(&t.loop, &pcfg, &scfg, &srv_cbs, &t, &t.nnve_port), 0);
+    uint8_t nnve_mac[6];
+    sncp_l2_port_mac(t.nnve_port, nnve_mac);
+    ck.fd = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, htons(ETH_P_ALL));
+    ck_assert_int_ge(ck.fd, 0);
+    int ifindex = (int)if_nametoindex("hv2");
+    struct sockaddr_ll sll = {
+        .sll_family = AF_PACKET, .sll_protocol = htons(ETH_P_ALL), .sll_ifindex = ifindex};
+    ck_assert_int_eq(bind(ck.fd, (struct sockaddr *)&sll, sizeof sll), 0);
+    const struct sncp_l2_port_stats *ps = sncp_l2_port_stats(t.nnve_port);
+    static const uint8_t mac3[6] = {0x02, 0xbb, 0, 0, 0, 3}, mac4[6] = {0x02, 0xbb, 0, 0, 0, 4};
+
+    get_cookie(ifindex, nnve_mac, mac3, 0x3003);
+    uint64_t t0 = uv_hrtime();
+    run_until(testutil_never, P + P / 5);
+    /* A cookie for another ISN (the OPEN is not the one it answered) is refused. */
+    uint8_t body_cookie[SNCP_L2_COOKIE_LEN];
+    memcpy(body_cookie, ck.cookie, sizeof body_cookie);
+    failures_before = ps->cookie_failures;
+    raw_open(ck.fd, ifindex, nnve_mac, mac3, 0x3004, body_cookie);
+    uint64_t elapsed_ms = (uv_hrtime() - t0) / 1000000u;
+    raw_open(ck.fd, ifindex, nnve_mac, mac3, 0x3003, body_cookie);
+    if (elapsed_ms < 2 * P - 100) {
+        /* Sent within the previous secret's life (else the machine stalled: not judged). */
+        ck_assert(run_until(failed_and_one_conn, 5000));
+        ck_assert_uint_eq(ps->cookie_failures, 1);
+        ck_assert_uint_eq(ps->unauth_peak, 1);
+    } else {
+        ck_assert(run_until(failed_more, 5000));
+    }
+
+    get_cookie(ifindex, nnve_mac, mac4, 0x4004);
+    run_until(testutil_never, 2 * P + P / 5);
+    uint64_t conns = sncp_l2_port_conns(t.nnve_port), cookies = ps->cookies_out;
+    failures_before = ps->cookie_failures;
+    raw_open(ck.fd, ifindex, nnve_mac, mac4, 0x4004, ck.cookie);
+    ck_assert(run_until(failed_more, 5000));
+    ck_assert_uint_eq(ps->cookie_failures, failures_before + 1);
+    ck_assert_uint_eq(sncp_l2_port_conns(t.nnve_port), conns);
+    ck_assert_uint_eq(ps->cookies_out, cookies + 1); /* a fresh one instead */
+    close(ck.fd);
+    sncp_l2_port_destroy(t.nnve_port);
+    uv_run(&t.loop, UV_RUN_DEFAULT);
+    ck_assert_int_eq(uv_loop_close(&t.loop), 0);
+}
+END_TEST
+
 /* ---- the port follows its interface ---- */
 
 static unsigned port_mtu_now(void)
@@ -767,6 +874,7 @@ static Suite *veth_suite(void)
     tcase_add_test(tc, test_port_follows_interface);
     tcase_add_test(tc, test_link_down_up);
     tcase_add_test(tc, test_open_flood);
+    tcase_add_test(tc, test_cookie_expiry);
     suite_add_tcase(s, tc);
     return s;
 }
