@@ -46,15 +46,20 @@ enum {
     DEFAULT_OPEN_RATE = 2000,   /* cookie answers per second and port */
     DEFAULT_OPEN_RATE_MAC = 10, /* OPENs per second and source MAC */
     ACCEPT_RATE = 200,          /* connections created per second and port (cookie valid) */
-    MAC_TABLE_SIZE = 1024,      /* per-MAC rate limit entries (2-way set associative) */
+    MAC_TABLE_SIZE = 1024,      /* per-MAC rate limit entries */
+    MAC_WAYS = 4,               /* ... in sets of this many */
 };
 
-/* The OPEN rate of one source MAC.  The table is bounded: a new MAC takes the less recently
- * used entry of its pair, so a flood from random MACs costs no memory; an evicted MAC just
- * starts again with a full bucket, and the per-port limit still holds. */
+/* The OPEN rate of one source MAC.  The table is bounded: a new MAC takes the least
+ * recently used entry of its set, so a flood from random MACs costs no memory; an evicted
+ * MAC just starts again with a full bucket, and the per-port limit still holds.  A MAC
+ * that has authenticated a connection is `known`: its OPENs skip the per-port limit (a
+ * hypervisor reconnecting during a flood is answered at once), and a new MAC evicts a known
+ * one only when its whole set is known. */
 struct mac_rl {
     uint8_t mac[6];
     uint8_t used;
+    uint8_t known;
     struct snv_ratelimit rl;
 };
 
@@ -125,6 +130,8 @@ struct l2c {
 };
 
 static const struct sncp_conn_class l2_class;
+
+static struct mac_rl *mac_entry(struct sncp_l2_port *p, const uint8_t src[6]);
 
 static struct l2c *l2c_cast(const struct sncp_conn *c)
 {
@@ -405,6 +412,10 @@ static void cb_data(void *ctx, const uint8_t *data, size_t len)
          * leaves the unauthenticated budget then. */
         if (lc->unauth_counted && lc->up.session && sncp_session_is_established(lc->up.session)) {
             unauth_release(lc);
+            struct mac_rl *e = mac_entry(lc->port, lc->peer_mac);
+            if (e) {
+                e->known = 1;
+            }
         }
     }
 }
@@ -715,34 +726,49 @@ static void cookie_rotate(struct sncp_l2_port *p, uint64_t now)
     }
 }
 
-/* Whether one more OPEN from src may be taken now (per-MAC token bucket). */
-static int mac_allow(struct sncp_l2_port *p, const uint8_t src[6], uint64_t now)
+/* The per-MAC entry of src, made (evicting) if there is none; NULL without memory. */
+static struct mac_rl *mac_entry(struct sncp_l2_port *p, const uint8_t src[6])
 {
     if (!p->mac_rl) {
         p->mac_rl = calloc(MAC_TABLE_SIZE, sizeof *p->mac_rl);
         if (!p->mac_rl) {
-            return 1; /* the per-port limits still hold */
+            return NULL;
         }
     }
     uint32_t h = mac_hash(p->hash_seed, src, 0);
-    struct mac_rl *set = &p->mac_rl[(h % (MAC_TABLE_SIZE / 2)) * 2], *e = NULL;
-    for (int i = 0; i < 2 && !e; i++) {
+    struct mac_rl *set = &p->mac_rl[(h % (MAC_TABLE_SIZE / MAC_WAYS)) * MAC_WAYS], *e = NULL;
+    for (int i = 0; i < MAC_WAYS; i++) {
         if (set[i].used && !memcmp(set[i].mac, src, 6)) {
-            e = &set[i];
+            return &set[i];
         }
     }
-    if (!e) {
-        e = !set[0].used                             ? &set[0]
-            : !set[1].used                           ? &set[1]
-            : set[0].rl.last_ms <= set[1].rl.last_ms ? &set[0]
-                                                     : &set[1];
-        uint32_t rate =
-            p->pcfg.open_rate_per_mac ? p->pcfg.open_rate_per_mac : DEFAULT_OPEN_RATE_MAC;
-        memcpy(e->mac, src, 6);
-        e->used = 1;
-        e->rl = (struct snv_ratelimit)SNV_RATELIMIT_INIT(rate, 2 * rate);
+    /* The victim: a free entry, else the least recently used of the unknown ones, else of
+     * all. */
+    for (int i = 0; i < MAC_WAYS; i++) {
+        struct mac_rl *c = &set[i];
+        if (!c->used) {
+            e = c;
+            break;
+        }
+        if (!e || c->known < e->known || (c->known == e->known && c->rl.last_ms < e->rl.last_ms)) {
+            e = c;
+        }
     }
-    return snv_ratelimit_allow(&e->rl, now);
+    uint32_t rate = p->pcfg.open_rate_per_mac ? p->pcfg.open_rate_per_mac : DEFAULT_OPEN_RATE_MAC;
+    memset(e, 0, sizeof *e);
+    memcpy(e->mac, src, 6);
+    e->used = 1;
+    e->rl = (struct snv_ratelimit)SNV_RATELIMIT_INIT(rate, 2 * rate);
+    return e;
+}
+
+/* Whether one more OPEN from src may be taken now (per-MAC token bucket); *known: whether
+ * src has authenticated a connection here. */
+static int mac_allow(struct sncp_l2_port *p, const uint8_t src[6], uint64_t now, int *known)
+{
+    struct mac_rl *e = mac_entry(p, src);
+    *known = e && e->known;
+    return !e || snv_ratelimit_allow(&e->rl, now); /* without memory the port limit holds */
 }
 
 unsigned sncp_l2_port_unauth(const struct sncp_l2_port *p)
@@ -764,7 +790,8 @@ static void accept_open(struct sncp_l2_port *p, const uint8_t src[6], uint16_t v
         return;
     }
     uint64_t now = uv_now(p->loop);
-    if (!mac_allow(p, src, now)) {
+    int known;
+    if (!mac_allow(p, src, now, &known)) {
         p->stats.rate_limited++;
         return;
     }
@@ -773,7 +800,7 @@ static void accept_open(struct sncp_l2_port *p, const uint8_t src[6], uint16_t v
         if (sncp_l2_open_cookie(f)) {
             p->stats.cookie_failures++; /* forged, or older than two secrets: a fresh one */
         }
-        if (!snv_ratelimit_allow(&p->open_rl, now)) {
+        if (!known && !snv_ratelimit_allow(&p->open_rl, now)) {
             p->stats.rate_limited++;
             return;
         }

@@ -188,6 +188,8 @@ static struct sncp_conn_config conn_cfg(struct sncp_tls_ctx *tls, const char *ex
     return cfg;
 }
 
+static uint32_t setup_open_rate; /* the nNVE port's open_rate for the next setup() */
+
 static void setup(void)
 {
     memset(&t, 0, sizeof t);
@@ -195,7 +197,9 @@ static void setup(void)
     t.window = 20;
     ck_assert_int_eq(uv_loop_init(&t.loop), 0);
     struct sncp_conn_config scfg = conn_cfg(nnve_ctx, NULL);
-    struct sncp_l2_port_config pcfg = {.ifname = "nnve0", .accept = 1, .node_name = "nnve-test"};
+    struct sncp_l2_port_config pcfg = {
+        .ifname = "nnve0", .accept = 1, .node_name = "nnve-test", .open_rate = setup_open_rate};
+    setup_open_rate = 0;
     ck_assert_int_eq(sncp_l2_port_create(&t.loop, &pcfg, &scfg, &srv_cbs, &t, &t.nnve_port), 0);
     static const char *const names[2] = {"hv1", "hv2"};
     for (int i = 0; i < 2; i++) {
@@ -811,6 +815,50 @@ START_TEST(test_cookie_expiry)
 }
 END_TEST
 
+START_TEST(test_known_mac_during_flood)
+{
+    /* The port answers 1 OPEN/s (burst 2).  hv1 authenticated a connection, so its MAC is
+     * known: in a burst of OPENs from new MACs that the port limit drops, a new OPEN from
+     * hv1's MAC (a reconnection) is still answered with a cookie. */
+    setup_open_rate = 1;
+    setup();
+    connect_hv1_by_mac();
+    t.n_req = 5;
+    ck_assert(run_until(hv1_done, 10000));
+    const struct sncp_l2_port_stats *ps = sncp_l2_port_stats(t.nnve_port);
+    uint8_t nnve_mac[6];
+    sncp_l2_port_mac(t.nnve_port, nnve_mac);
+    int hv2_if = (int)if_nametoindex("hv2"), hv1_if = (int)if_nametoindex("hv1");
+    int out = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, htons(ETH_P_ALL));
+    ck.fd = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, htons(ETH_P_ALL));
+    ck_assert_int_ge(out, 0);
+    ck_assert_int_ge(ck.fd, 0);
+    struct sockaddr_ll sll = {
+        .sll_family = AF_PACKET, .sll_protocol = htons(ETH_P_ALL), .sll_ifindex = hv1_if};
+    ck_assert_int_eq(bind(ck.fd, (struct sockaddr *)&sll, sizeof sll), 0);
+    sncp_l2_port_mac(t.hv_port[0], ck.mac);
+    ck.id = 0x7777;
+    ck.got = 0;
+    uint64_t cookies0 = ps->cookies_out, limited0 = ps->rate_limited;
+    /* All queued before the loop reads any: one batch, one `now`, no refill in between. */
+    for (uint8_t i = 0; i < 20; i++) {
+        uint8_t mac[6] = {0x02, 0xcc, 0, 0, 0, i};
+        raw_open(out, hv2_if, nnve_mac, mac, 0x100u + i, NULL);
+        if (i == 9) {
+            raw_open(out, hv1_if, nnve_mac, ck.mac, ck.id, NULL);
+        }
+    }
+    flood_expected = (unsigned)(cookies0 + limited0 + 21);
+    ck_assert(run_until(flood_counted, 10000));
+    ck_assert(run_until(rx_cookie, 5000));
+    ck_assert_uint_le(ps->cookies_out - cookies0, 1 + 2);
+    ck_assert_uint_ge(ps->rate_limited - limited0, 18);
+    close(out);
+    close(ck.fd);
+    teardown();
+}
+END_TEST
+
 /* ---- the port follows its interface ---- */
 
 static unsigned port_mtu_now(void)
@@ -875,6 +923,7 @@ static Suite *veth_suite(void)
     tcase_add_test(tc, test_link_down_up);
     tcase_add_test(tc, test_open_flood);
     tcase_add_test(tc, test_cookie_expiry);
+    tcase_add_test(tc, test_known_mac_during_flood);
     suite_add_tcase(s, tc);
     return s;
 }
