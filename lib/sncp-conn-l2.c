@@ -24,8 +24,11 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <openssl/crypto.h>
+
 #include "sncp-conn-provider.h"
 #include "sncp-error.h"
+#include "sncp-session.h"
 #include "snv-log.h"
 
 enum {
@@ -39,9 +42,30 @@ enum {
     ADVERTISE_RATE = 1000,   /* ADVERTISEs per second after the burst */
     MAX_POLL_ERRORS = 100,   /* socket errors in a row before the port is given up */
     DEFAULT_SOLICIT_MAX_MS = 30000,
+    DEFAULT_MAX_UNAUTH = 32,
+    DEFAULT_OPEN_RATE = 2000,   /* cookie answers per second and port */
+    DEFAULT_OPEN_RATE_MAC = 10, /* OPENs per second and source MAC */
+    ACCEPT_RATE = 200,          /* connections created per second and port (cookie valid) */
+    MAC_TABLE_SIZE = 1024,      /* per-MAC rate limit entries */
+    MAC_WAYS = 4,               /* ... in sets of this many */
+};
+
+/* The OPEN rate of one source MAC.  The table is bounded: a new MAC takes the least
+ * recently used entry of its set, so a flood from random MACs costs no memory; an evicted
+ * MAC just starts again with a full bucket, and the per-port limit still holds.  A MAC
+ * that has authenticated a connection is `known`: its OPENs skip the per-port limit (a
+ * hypervisor reconnecting during a flood is answered at once), and a new MAC evicts a known
+ * one only when its whole set is known. */
+struct mac_rl {
+    uint8_t mac[6];
+    uint8_t used;
+    uint8_t known;
+    struct snv_ratelimit rl;
 };
 
 struct l2c;
+
+enum { BY_ID, BY_PEER, N_TABLES };
 
 struct sncp_l2_port {
     uv_loop_t *loop;
@@ -60,13 +84,22 @@ struct sncp_l2_port {
     struct sncp_conn_cbs cbs;
     void *ctx;
     struct l2c *conns;
-    struct l2c **by_id;  /* hash of conns by local connection id (chains through id_next) */
-    unsigned id_buckets; /* a power of two */
+    struct l2c **tables[N_TABLES]; /* conns by local id; accepted conns by peer MAC and id */
+    unsigned buckets[N_TABLES];    /* a power of two */
+    uint64_t hash_seed;
     unsigned n_conns, n_accepted;
     int destroying, poll_closed;
     unsigned poll_errors; /* socket errors since the last readable event */
     int failed;           /* the socket cannot be used any more: -errno */
     struct snv_ratelimit reply_rl, adv_rl, log_rl;
+    struct snv_ratelimit open_rl, accept_rl;   /* cookie answers; connections created */
+    struct mac_rl *mac_rl;                     /* MAC_TABLE_SIZE entries, allocated at the first
+                                                * OPEN */
+    struct sncp_l2_unauth own_unauth, *unauth; /* pcfg.unauth, or own_unauth */
+    unsigned n_unauth;                         /* this port's share of unauth->n */
+    uint8_t cookie_secret[2][SNCP_L2_COOKIE_SECRET_LEN]; /* current, previous */
+    uint64_t cookie_secret_at;                           /* when [0] was drawn */
+    int cookie_primed;
     struct sncp_l2_port_stats stats;
 };
 
@@ -76,11 +109,14 @@ struct l2c {
     struct sncp_l2_conn *l2;
     uv_timer_t timer;
     struct l2c *prev, *next;
-    struct l2c *id_next;
+    struct l2c *chain[N_TABLES];
+    uint32_t key[N_TABLES];
+    int in_table[N_TABLES];
     uint32_t local_id; /* 0 until the channel exists */
     uint8_t peer_mac[6];
     uint16_t vlan;
     int accepted;
+    int unauth_counted; /* accepted, TLS handshake not completed: counted in the budget */
     int discovering;
     uint32_t nonce;
     uint64_t solicit_at;
@@ -94,6 +130,8 @@ struct l2c {
 };
 
 static const struct sncp_conn_class l2_class;
+
+static struct mac_rl *mac_entry(struct sncp_l2_port *p, const uint8_t src[6]);
 
 static struct l2c *l2c_cast(const struct sncp_conn *c)
 {
@@ -111,68 +149,90 @@ static uint32_t random_u32(void)
     return v;
 }
 
-/* ---- connections by id: every frame but OPEN names our id, so a port with thousands of
- * connections finds each in a short hash chain. ---- */
+/* ---- connections by id: every frame but OPEN names our id, and an OPEN names the peer's
+ * (with its MAC), so a port with thousands of connections finds each in a short hash chain,
+ * also for every OPEN of a flood. ---- */
 
-static struct l2c **id_bucket(const struct sncp_l2_port *p, uint32_t id)
+/* A keyed hash of a MAC address and a u32 (the seed is random per port: an attacker who
+ * picks MACs cannot pick collisions). */
+static uint32_t mac_hash(uint64_t seed, const uint8_t mac[6], uint32_t v)
 {
-    uint32_t h = id * 0x9e3779b1u; /* ids are random; the multiply only spreads the bits */
-    return &p->by_id[(h >> 16) & (p->id_buckets - 1)];
+    uint64_t h = seed;
+    for (int i = 0; i < 6; i++) {
+        h = (h ^ mac[i]) * 0x100000001b3ull;
+    }
+    h = (h ^ v) * 0x100000001b3ull;
+    return (uint32_t)(h ^ (h >> 29) ^ (h >> 47));
 }
 
-static struct l2c *id_find(const struct sncp_l2_port *p, uint32_t id)
+static struct l2c **bucket(const struct sncp_l2_port *p, int t, uint32_t key)
 {
-    if (!p->id_buckets) {
+    uint32_t h = key * 0x9e3779b1u; /* spreads the bits of ids and hashes alike */
+    return &p->tables[t][(h >> 16) & (p->buckets[t] - 1)];
+}
+
+/* The first connection in table t under key (the caller checks the rest), or NULL. */
+static struct l2c *table_find(const struct sncp_l2_port *p, int t, uint32_t key)
+{
+    if (!p->buckets[t]) {
         return NULL;
     }
-    struct l2c *lc = *id_bucket(p, id);
-    while (lc && lc->local_id != id) {
-        lc = lc->id_next;
+    struct l2c *lc = *bucket(p, t, key);
+    while (lc && lc->key[t] != key) {
+        lc = lc->chain[t];
     }
     return lc;
 }
 
-/* Adds lc under its local_id, growing the table to keep chains short.  Returns 0 or
+/* Adds lc to table t under key, growing the table to keep chains short.  Returns 0 or
  * -ENOMEM. */
-static int id_insert(struct sncp_l2_port *p, struct l2c *lc)
+static int table_insert(struct sncp_l2_port *p, int t, struct l2c *lc, uint32_t key)
 {
-    if (p->n_conns > p->id_buckets) {
-        unsigned nb = p->id_buckets ? p->id_buckets * 2 : 64;
+    if (p->n_conns > p->buckets[t]) {
+        unsigned nb = p->buckets[t] ? p->buckets[t] * 2 : 64;
         struct l2c **nt = calloc(nb, sizeof *nt);
         if (!nt) {
             return -ENOMEM;
         }
-        struct l2c **old = p->by_id;
-        unsigned ob = p->id_buckets;
-        p->by_id = nt;
-        p->id_buckets = nb;
+        struct l2c **old = p->tables[t];
+        unsigned ob = p->buckets[t];
+        p->tables[t] = nt;
+        p->buckets[t] = nb;
         for (unsigned i = 0; i < ob; i++) {
             for (struct l2c *c = old[i], *next; c; c = next) {
-                next = c->id_next;
-                struct l2c **b = id_bucket(p, c->local_id);
-                c->id_next = *b;
+                next = c->chain[t];
+                struct l2c **b = bucket(p, t, c->key[t]);
+                c->chain[t] = *b;
                 *b = c;
             }
         }
         free(old);
     }
-    struct l2c **b = id_bucket(p, lc->local_id);
-    lc->id_next = *b;
+    struct l2c **b = bucket(p, t, key);
+    lc->key[t] = key;
+    lc->chain[t] = *b;
+    lc->in_table[t] = 1;
     *b = lc;
     return 0;
 }
 
-static void id_remove(struct sncp_l2_port *p, struct l2c *lc)
+static void table_remove(struct sncp_l2_port *p, int t, struct l2c *lc)
 {
-    if (!lc->local_id) {
+    if (!lc->in_table[t]) {
         return;
     }
-    for (struct l2c **pp = id_bucket(p, lc->local_id); *pp; pp = &(*pp)->id_next) {
+    for (struct l2c **pp = bucket(p, t, lc->key[t]); *pp; pp = &(*pp)->chain[t]) {
         if (*pp == lc) {
-            *pp = lc->id_next;
+            *pp = lc->chain[t];
+            lc->in_table[t] = 0;
             return;
         }
     }
+}
+
+static struct l2c *id_find(const struct sncp_l2_port *p, uint32_t id)
+{
+    return table_find(p, BY_ID, id);
 }
 
 /* ---- sending ---------------------------------------------------------------------------- */
@@ -306,6 +366,16 @@ static void l2c_release(struct l2c *lc)
 
 /* ---- channel callbacks ------------------------------------------------------------------ */
 
+/* lc (accepted) completed its TLS handshake or goes: it leaves the budget. */
+static void unauth_release(struct l2c *lc)
+{
+    if (lc->unauth_counted) {
+        lc->unauth_counted = 0;
+        lc->port->unauth->n--;
+        lc->port->n_unauth--;
+    }
+}
+
 static void set_peer_name(struct l2c *lc)
 {
     char mac[SNCP_MAC_STRLEN], name[SNCP_CONN_PEER_NAME_MAX];
@@ -338,6 +408,15 @@ static void cb_data(void *ctx, const uint8_t *data, size_t len)
     struct l2c *lc = ctx;
     if (lc->reading) {
         sncp_conn_transport_input(&lc->up, data, len);
+        /* The server's TLS handshake completes on the client's Finished: the connection
+         * leaves the unauthenticated budget then. */
+        if (lc->unauth_counted && lc->up.session && sncp_session_is_established(lc->up.session)) {
+            unauth_release(lc);
+            struct mac_rl *e = mac_entry(lc->port, lc->peer_mac);
+            if (e) {
+                e->known = 1;
+            }
+        }
     }
 }
 
@@ -459,7 +538,10 @@ static void port_maybe_free(struct sncp_l2_port *p)
 {
     if (p->destroying && p->poll_closed && p->n_conns == 0) {
         close(p->fd);
-        free(p->by_id);
+        free(p->tables[BY_ID]);
+        free(p->tables[BY_PEER]);
+        free(p->mac_rl);
+        OPENSSL_cleanse(p->cookie_secret, sizeof p->cookie_secret);
         free(p);
     }
 }
@@ -476,7 +558,9 @@ static void l2c_destroy(struct sncp_conn *c)
     if (lc->next) {
         lc->next->prev = lc->prev;
     }
-    id_remove(p, lc);
+    table_remove(p, BY_ID, lc);
+    table_remove(p, BY_PEER, lc);
+    unauth_release(lc);
     p->n_conns--;
     if (lc->accepted) {
         p->n_accepted--;
@@ -563,7 +647,7 @@ static struct l2c *l2c_new(struct sncp_l2_port *p, const struct sncp_conn_config
     *err = sncp_l2_conn_create(&l2cfg, &l2_cbs, lc, &lc->l2);
     if (*err == 0) {
         lc->local_id = l2cfg.local_id;
-        *err = id_insert(p, lc);
+        *err = table_insert(p, BY_ID, lc, lc->local_id);
     }
     if (*err < 0) {
         /* The handles exist: tear down through the normal path, without owner callback. */
@@ -583,13 +667,11 @@ static struct l2c *find_conn(struct sncp_l2_port *p, const uint8_t src[6],
         struct l2c *lc = id_find(p, f->dst_id);
         return lc && lc->l2 && !lc->discovering && !memcmp(lc->peer_mac, src, 6) ? lc : NULL;
     }
-    /* A repeated OPEN names only the peer's id: rare, a walk is fine. */
-    for (struct l2c *lc = p->conns; lc; lc = lc->next) {
-        if (!lc->l2 || lc->discovering || memcmp(lc->peer_mac, src, 6) != 0) {
-            continue;
-        }
-        if (f->type == SNCP_L2_OPEN ? sncp_l2_conn_peer_id(lc->l2) == f->src_id
-                                    : sncp_l2_conn_local_id(lc->l2) == f->dst_id) {
+    /* An OPEN names the peer's id: accepted connections are found by MAC and that id. */
+    uint32_t key = mac_hash(p->hash_seed, src, f->src_id);
+    for (struct l2c *lc = table_find(p, BY_PEER, key); lc; lc = lc->chain[BY_PEER]) {
+        if (lc->key[BY_PEER] == key && lc->l2 && !memcmp(lc->peer_mac, src, 6) &&
+            sncp_l2_conn_peer_id(lc->l2) == f->src_id) {
             return lc;
         }
     }
@@ -610,13 +692,144 @@ static void reply_unknown(struct sncp_l2_port *p, const uint8_t src[6], uint16_t
     }
 }
 
+static void random_bytes(void *buf, size_t len)
+{
+    uint8_t *b = buf;
+    while (len) {
+        ssize_t n = getrandom(b, len, 0);
+        if (n <= 0) {
+            /* getrandom does not fail for small requests once the pool is up; never leave
+             * a predictable secret all the same. */
+            uint32_t v = random_u32();
+            size_t k = len < sizeof v ? len : sizeof v;
+            memcpy(b, &v, k);
+            n = (ssize_t)k;
+        }
+        b += n;
+        len -= (size_t)n;
+    }
+}
+
+/* Replaces the cookie secret every SNCP_L2_COOKIE_SECRET_MS; cookies made with the
+ * previous one stay valid for one more period (both when the port was quiet longer). */
+static void cookie_rotate(struct sncp_l2_port *p, uint64_t now)
+{
+    uint64_t life = p->pcfg.cookie_secret_ms ? p->pcfg.cookie_secret_ms : SNCP_L2_COOKIE_SECRET_MS;
+    if (!p->cookie_primed || now - p->cookie_secret_at >= 2 * life) {
+        random_bytes(p->cookie_secret, sizeof p->cookie_secret);
+        p->cookie_secret_at = now;
+        p->cookie_primed = 1;
+    } else if (now - p->cookie_secret_at >= life) {
+        memcpy(p->cookie_secret[1], p->cookie_secret[0], sizeof p->cookie_secret[0]);
+        random_bytes(p->cookie_secret[0], sizeof p->cookie_secret[0]);
+        p->cookie_secret_at = now;
+    }
+}
+
+/* The per-MAC entry of src, made (evicting) if there is none; NULL without memory. */
+static struct mac_rl *mac_entry(struct sncp_l2_port *p, const uint8_t src[6])
+{
+    if (!p->mac_rl) {
+        p->mac_rl = calloc(MAC_TABLE_SIZE, sizeof *p->mac_rl);
+        if (!p->mac_rl) {
+            return NULL;
+        }
+    }
+    uint32_t h = mac_hash(p->hash_seed, src, 0);
+    struct mac_rl *set = &p->mac_rl[(h % (MAC_TABLE_SIZE / MAC_WAYS)) * MAC_WAYS], *e = NULL;
+    for (int i = 0; i < MAC_WAYS; i++) {
+        if (set[i].used && !memcmp(set[i].mac, src, 6)) {
+            return &set[i];
+        }
+    }
+    /* The victim: a free entry, else the least recently used of the unknown ones, else of
+     * all. */
+    for (int i = 0; i < MAC_WAYS; i++) {
+        struct mac_rl *c = &set[i];
+        if (!c->used) {
+            e = c;
+            break;
+        }
+        if (!e || c->known < e->known || (c->known == e->known && c->rl.last_ms < e->rl.last_ms)) {
+            e = c;
+        }
+    }
+    uint32_t rate = p->pcfg.open_rate_per_mac ? p->pcfg.open_rate_per_mac : DEFAULT_OPEN_RATE_MAC;
+    memset(e, 0, sizeof *e);
+    memcpy(e->mac, src, 6);
+    e->used = 1;
+    e->rl = (struct snv_ratelimit)SNV_RATELIMIT_INIT(rate, 2 * rate);
+    return e;
+}
+
+/* Whether one more OPEN from src may be taken now (per-MAC token bucket); *known: whether
+ * src has authenticated a connection here. */
+static int mac_allow(struct sncp_l2_port *p, const uint8_t src[6], uint64_t now, int *known)
+{
+    struct mac_rl *e = mac_entry(p, src);
+    *known = e && e->known;
+    return !e || snv_ratelimit_allow(&e->rl, now); /* without memory the port limit holds */
+}
+
+unsigned sncp_l2_port_unauth(const struct sncp_l2_port *p)
+{
+    return p->n_unauth;
+}
+
+/* An OPEN for no connection (L2-TRANSPORT.md §6.2).  Without a valid cookie it is answered
+ * with one and nothing is kept; with one, a connection is created unless the port is at
+ * its limits.  Per-MAC and per-port rate limits come first: a dropped OPEN is retransmitted
+ * by a real opener. */
 static void accept_open(struct sncp_l2_port *p, const uint8_t src[6], uint16_t vlan,
                         const struct sncp_l2_frame *f)
 {
     unsigned max = p->pcfg.max_conns ? p->pcfg.max_conns : DEFAULT_MAX_CONNS_L2;
-    if (!p->pcfg.accept || p->destroying || p->n_accepted >= max) {
+    if (!p->pcfg.accept || p->destroying) {
         p->stats.refused++;
         reply_unknown(p, src, vlan, f);
+        return;
+    }
+    uint64_t now = uv_now(p->loop);
+    int known;
+    if (!mac_allow(p, src, now, &known)) {
+        p->stats.rate_limited++;
+        return;
+    }
+    cookie_rotate(p, now);
+    if (!sncp_l2_cookie_check(p->cookie_secret, 2, p->mac, src, vlan, f)) {
+        if (sncp_l2_open_cookie(f)) {
+            p->stats.cookie_failures++; /* forged, or older than two secrets: a fresh one */
+        }
+        if (!known && !snv_ratelimit_allow(&p->open_rl, now)) {
+            p->stats.rate_limited++;
+            return;
+        }
+        uint8_t cookie[SNCP_L2_COOKIE_LEN], buf[SNCP_L2_HEADER_LEN + SNCP_L2_COOKIE_LEN];
+        int n = sncp_l2_cookie_compute(p->cookie_secret[0], p->mac, src, vlan, f, cookie);
+        if (n == 0) {
+            n = sncp_l2_cookie_build(f, cookie, buf, sizeof buf);
+        }
+        if (n > 0) {
+            p->stats.cookies_out++;
+            port_send(p, src, vlan, buf, (size_t)n);
+        }
+        return;
+    }
+    unsigned max_unauth = p->unauth->max ? p->unauth->max : DEFAULT_MAX_UNAUTH;
+    if (p->n_accepted >= max || p->unauth->n >= max_unauth) {
+        if (p->n_accepted < max) {
+            p->stats.unauth_refused++;
+            snv_log_rl(&p->log_rl, SNV_LOG_WARN, "l2",
+                       "OPEN refused: connections not yet authenticated at the limit if=%s "
+                       "limit=%u",
+                       p->ifname, max_unauth);
+        }
+        p->stats.refused++;
+        reply_unknown(p, src, vlan, f);
+        return;
+    }
+    if (!snv_ratelimit_allow(&p->accept_rl, now)) {
+        p->stats.rate_limited++;
         return;
     }
     int err;
@@ -626,13 +839,26 @@ static void accept_open(struct sncp_l2_port *p, const uint8_t src[6], uint16_t v
                    p->ifname, sncp_error_token(err));
         return;
     }
+    if (table_insert(p, BY_PEER, lc, mac_hash(p->hash_seed, src, f->src_id)) < 0) {
+        lc->up.silent = 1;
+        sncp_conn_transport_failed(&lc->up, -ENOMEM);
+        return;
+    }
     lc->accepted = 1;
     p->n_accepted++;
+    lc->unauth_counted = 1;
+    p->n_unauth++;
+    if (++p->unauth->n > p->unauth->peak) {
+        p->unauth->peak = p->unauth->n;
+    }
+    if (p->unauth->n > p->stats.unauth_peak) {
+        p->stats.unauth_peak = p->unauth->n;
+    }
     memcpy(lc->peer_mac, src, 6);
     lc->vlan = vlan;
     set_peer_name(lc);
     l2c_enter(lc);
-    if (sncp_l2_conn_accept(lc->l2, f, uv_now(p->loop)) < 0) {
+    if (sncp_l2_conn_accept(lc->l2, f, now) < 0) {
         lc->up.silent = 1;
         sncp_conn_transport_failed(&lc->up, -EPROTO);
     }
@@ -970,12 +1196,18 @@ int sncp_l2_port_create(uv_loop_t *loop, const struct sncp_l2_port_config *pcfg,
         p->cbs = *cbs;
     }
     p->ctx = ctx;
+    p->unauth = pcfg->unauth ? pcfg->unauth : &p->own_unauth;
+    random_bytes(&p->hash_seed, sizeof p->hash_seed);
+    p->pcfg.unauth = NULL;
     p->reply_rl = (struct snv_ratelimit)SNV_RATELIMIT_INIT(100, 200);
     /* Every hypervisor of a rack may solicit at once (after a power cut): a burst of one
      * answer per connection we accept; a flood is held to ADVERTISE_RATE frames/s. */
     unsigned max = pcfg->max_conns ? pcfg->max_conns : DEFAULT_MAX_CONNS_L2;
     p->adv_rl = (struct snv_ratelimit)SNV_RATELIMIT_INIT(ADVERTISE_RATE, max);
     p->log_rl = (struct snv_ratelimit)SNV_RATELIMIT_INIT(5, 20);
+    uint32_t open_rate = pcfg->open_rate ? pcfg->open_rate : DEFAULT_OPEN_RATE;
+    p->open_rl = (struct snv_ratelimit)SNV_RATELIMIT_INIT(open_rate, 2 * open_rate);
+    p->accept_rl = (struct snv_ratelimit)SNV_RATELIMIT_INIT(ACCEPT_RATE, ACCEPT_RATE);
     rc = open_socket(p);
     if (rc == 0) {
         rc = uv_poll_init(loop, &p->poll, p->fd);

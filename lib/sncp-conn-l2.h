@@ -19,21 +19,39 @@
 
 struct sncp_l2_port;
 
+/* A budget of accepted connections whose TLS handshake has not completed, which several
+ * ports may share (nnve-daemon: all its L2 interfaces).  The owner sets max and keeps the
+ * struct until every port that uses it is gone (their connections included). */
+struct sncp_l2_unauth {
+    unsigned max;  /* 0: 32 */
+    unsigned n;    /* such connections now, over the ports sharing it */
+    unsigned peak; /* the most there were at once */
+};
+
 struct sncp_l2_port_config {
-    const char *ifname;           /* the interface; its MAC is our address */
-    uint16_t ethertype;           /* 0: SNCP_L2_DEFAULT_ETHERTYPE */
-    const uint8_t *discovery_mac; /* NULL: 03:53:4e:43:50:01 */
-    const char *node_name;        /* in SOLICIT / ADVERTISE; NULL: none */
-    uint16_t vlan;                /* tNVE: send our frames tagged with this VLAN ID (the
-                                   * channel runs in that VLAN); 0: untagged.  The nNVE
-                                   * learns each connection's VLAN from its frames. */
-    struct sncp_l2_config l2;     /* channel parameters; local_id and initial_seq are drawn
-                                   * at random for every connection */
-    int accept;                   /* nNVE: answer SOLICIT, accept OPEN */
-    unsigned max_conns;           /* accepted connections beyond are refused; 0: 4096 */
-    uint32_t solicit_max_ms;      /* discovery repeats 1 s, 2 s, ... up to this; 0: 30000 */
-    const char *nnve_name;        /* tNVE: accept only ADVERTISEs with this node name (not
-                                   * authentication: TLS checks the nNVE); NULL: any */
+    const char *ifname;            /* the interface; its MAC is our address */
+    uint16_t ethertype;            /* 0: SNCP_L2_DEFAULT_ETHERTYPE */
+    const uint8_t *discovery_mac;  /* NULL: 03:53:4e:43:50:01 */
+    const char *node_name;         /* in SOLICIT / ADVERTISE; NULL: none */
+    uint16_t vlan;                 /* tNVE: send our frames tagged with this VLAN ID (the
+                                    * channel runs in that VLAN); 0: untagged.  The nNVE
+                                    * learns each connection's VLAN from its frames. */
+    struct sncp_l2_config l2;      /* channel parameters; local_id and initial_seq are drawn
+                                    * at random for every connection */
+    int accept;                    /* nNVE: answer SOLICIT, accept OPEN */
+    unsigned max_conns;            /* accepted connections beyond are refused; 0: 4096 */
+    struct sncp_l2_unauth *unauth; /* nNVE: accepted connections whose TLS handshake has
+                                    * not completed are counted there, OPENs beyond its max
+                                    * refused; NULL: a budget of the port's own, max 32 */
+    uint32_t open_rate;            /* nNVE: OPENs without a valid cookie answered per second
+                                    * on the port (burst: twice as many); 0: 2000 */
+    uint32_t open_rate_per_mac;    /* nNVE: OPENs taken per second from one source MAC
+                                    * (burst: twice as many); 0: 10 */
+    uint32_t cookie_secret_ms;     /* nNVE: cookie secret lifetime (for tests); 0:
+                                    * SNCP_L2_COOKIE_SECRET_MS */
+    uint32_t solicit_max_ms;       /* discovery repeats 1 s, 2 s, ... up to this; 0: 30000 */
+    const char *nnve_name;         /* tNVE: accept only ADVERTISEs with this node name (not
+                                    * authentication: TLS checks the nNVE); NULL: any */
 };
 
 struct sncp_l2_port_stats {
@@ -42,10 +60,16 @@ struct sncp_l2_port_stats {
     uint64_t unknown;    /* valid frames for no connection (but OPENs: accepted or refused) */
     uint64_t resets_out; /* answers to unknown frames (rate-limited) */
     uint64_t solicits_in, advertises_out, solicits_out, advertises_in;
-    uint64_t refused;     /* OPENs refused (max_conns, not accepting) */
-    uint64_t send_errors; /* frames the kernel did not take (the channel retransmits) */
-    uint64_t rx_dropped;  /* frames the kernel dropped for want of socket buffer (read by
-                           * sncp_l2_port_check) */
+    uint64_t refused;         /* OPENs refused (max_conns, max_unauth, not accepting) */
+    uint64_t cookies_out;     /* COOKIE answers to OPENs without a valid cookie */
+    uint64_t cookie_failures; /* OPENs carrying a cookie that is not (or no longer) valid */
+    uint64_t rate_limited;    /* OPENs dropped by the per-port or per-MAC rate limits */
+    uint64_t unauth_refused;  /* OPENs refused at max_unauth (also counted in refused) */
+    uint64_t unauth_peak;     /* the most unauthenticated connections of the budget (shared
+                               * or not) seen when this port accepted one */
+    uint64_t send_errors;     /* frames the kernel did not take (the channel retransmits) */
+    uint64_t rx_dropped;      /* frames the kernel dropped for want of socket buffer (read by
+                               * sncp_l2_port_check) */
 };
 
 /* Opens the port.  With pcfg->accept, accepted connections report through `cbs` with
@@ -74,6 +98,8 @@ unsigned sncp_l2_port_mtu(const struct sncp_l2_port *p);
  * again once it is up. */
 int sncp_l2_port_check(struct sncp_l2_port *p);
 unsigned sncp_l2_port_conns(const struct sncp_l2_port *p);
+/* This port's accepted connections whose TLS handshake has not completed. */
+unsigned sncp_l2_port_unauth(const struct sncp_l2_port *p);
 const struct sncp_l2_port_stats *sncp_l2_port_stats(const struct sncp_l2_port *p);
 
 /* Opens a connection (tNVE side) to the nNVE at nnve_mac, or, with nnve_mac NULL, to the

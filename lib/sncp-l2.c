@@ -14,6 +14,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+
 /* ---- bounds-checked cursors ---- */
 
 struct l2_rd {
@@ -96,7 +100,7 @@ static void wr_u32(struct l2_wr *w, uint32_t v)
 static const char *const type_names[SNCP_L2_TYPE_MAX + 1] = {
     [SNCP_L2_SOLICIT] = "SOLICIT",   [SNCP_L2_ADVERTISE] = "ADVERTISE", [SNCP_L2_OPEN] = "OPEN",
     [SNCP_L2_OPEN_ACK] = "OPEN_ACK", [SNCP_L2_DATA] = "DATA",           [SNCP_L2_ACK] = "ACK",
-    [SNCP_L2_CLOSE] = "CLOSE",       [SNCP_L2_CLOSE_ACK] = "CLOSE_ACK",
+    [SNCP_L2_CLOSE] = "CLOSE",       [SNCP_L2_CLOSE_ACK] = "CLOSE_ACK", [SNCP_L2_COOKIE] = "COOKIE",
 };
 
 const char *sncp_l2_frame_type_name(unsigned type)
@@ -175,6 +179,11 @@ static int frame_check(const struct sncp_l2_frame *f)
         return 0;
     case SNCP_L2_CLOSE:
         if (f->dst_id == 0 || f->len != 0 || (f->src_id == 0 && !(f->flags & SNCP_L2_F_RESET))) {
+            return SNCP_E_MALFORMED;
+        }
+        return 0;
+    case SNCP_L2_COOKIE:
+        if (f->src_id != 0 || f->dst_id == 0 || f->len != SNCP_L2_COOKIE_LEN) {
             return SNCP_E_MALFORMED;
         }
         return 0;
@@ -304,6 +313,79 @@ int sncp_l2_discovery_parse(const struct sncp_l2_frame *f, struct sncp_l2_discov
     return 0;
 }
 
+/* ---- stateless open cookies ---- */
+
+int sncp_l2_cookie_compute(const uint8_t secret[SNCP_L2_COOKIE_SECRET_LEN],
+                           const uint8_t local_mac[6], const uint8_t peer_mac[6], uint16_t vlan,
+                           const struct sncp_l2_frame *open, uint8_t cookie[SNCP_L2_COOKIE_LEN])
+{
+    static const char label[] = "SNCP-L2-COOKIE";
+    uint8_t in[sizeof label - 1 + 6 + 6 + 2 + 4 + 4 + 2];
+    struct l2_wr w = {.p = in, .left = sizeof in};
+
+    if (open->type != SNCP_L2_OPEN || open->len < SNCP_L2_OPEN_BODY_LEN || !open->payload) {
+        return SNCP_E_INVALID_VALUE;
+    }
+    wr_bytes(&w, label, sizeof label - 1);
+    wr_bytes(&w, local_mac, 6);
+    wr_bytes(&w, peer_mac, 6);
+    wr_u16(&w, vlan);
+    wr_u32(&w, open->src_id);
+    wr_u32(&w, open->seq);
+    wr_u16(&w, body_max_payload(open));
+    uint8_t md[EVP_MAX_MD_SIZE];
+    unsigned mdlen = 0;
+    if (w.err ||
+        !HMAC(EVP_sha256(), secret, SNCP_L2_COOKIE_SECRET_LEN, in, sizeof in, md, &mdlen) ||
+        mdlen < SNCP_L2_COOKIE_LEN) {
+        return SNCP_E_INVALID_VALUE;
+    }
+    memcpy(cookie, md, SNCP_L2_COOKIE_LEN);
+    return 0;
+}
+
+const uint8_t *sncp_l2_open_cookie(const struct sncp_l2_frame *open)
+{
+    if (open->type != SNCP_L2_OPEN || open->len < SNCP_L2_OPEN_COOKIE_BODY_LEN) {
+        return NULL;
+    }
+    return open->payload + SNCP_L2_OPEN_BODY_LEN;
+}
+
+int sncp_l2_cookie_check(const uint8_t (*secrets)[SNCP_L2_COOKIE_SECRET_LEN], unsigned n_secrets,
+                         const uint8_t local_mac[6], const uint8_t peer_mac[6], uint16_t vlan,
+                         const struct sncp_l2_frame *open)
+{
+    const uint8_t *got = sncp_l2_open_cookie(open);
+    if (!got) {
+        return 0;
+    }
+    for (unsigned i = 0; i < n_secrets; i++) {
+        uint8_t want[SNCP_L2_COOKIE_LEN];
+        if (sncp_l2_cookie_compute(secrets[i], local_mac, peer_mac, vlan, open, want) == 0 &&
+            CRYPTO_memcmp(want, got, SNCP_L2_COOKIE_LEN) == 0) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+int sncp_l2_cookie_build(const struct sncp_l2_frame *open, const uint8_t cookie[SNCP_L2_COOKIE_LEN],
+                         uint8_t *buf, size_t cap)
+{
+    if (open->type != SNCP_L2_OPEN) {
+        return SNCP_E_INVALID_VALUE;
+    }
+    struct sncp_l2_frame f = {
+        .type = SNCP_L2_COOKIE,
+        .dst_id = open->src_id,
+        .ack = open->seq,
+        .len = SNCP_L2_COOKIE_LEN,
+        .payload = cookie,
+    };
+    return sncp_l2_frame_encode(&f, buf, cap);
+}
+
 int sncp_l2_discovery_mac_valid(const uint8_t mac[6])
 {
     static const uint8_t bridge[5] = {0x01, 0x80, 0xc2, 0x00, 0x00};
@@ -357,6 +439,11 @@ int sncp_l2_reply_unknown(const struct sncp_l2_frame *in, uint8_t *buf, size_t c
 #define TIME_NONE UINT64_MAX
 #define MAX_BACKOFF_SHIFT 16
 
+enum {
+    SBUF_MIN = 4096,  /* the send ring starts this small and doubles up to send_buffer */
+    SBUF_KEEP = 16384 /* a ring larger than this is released once drained */
+};
+
 struct l2_txslot {
     uint64_t off;     /* stream offset of the first byte */
     uint64_t sent_at; /* last transmission, ms */
@@ -384,9 +471,10 @@ struct sncp_l2_conn {
     uint16_t peer_mru; /* largest the peer accepts */
     uint16_t peer_window;
 
-    /* Send side: the ring holds stream bytes from s_off (oldest unacknowledged) on. */
+    /* Send side: the ring holds stream bytes from s_off (oldest unacknowledged) on.  It is
+     * allocated on the first send, grows up to slimit, and is released when drained. */
     uint8_t *sbuf;
-    size_t scap, shead, slen;
+    size_t scap, slimit, shead, slen;
     uint64_t s_off, snd_off; /* snd_off: first byte not yet sent */
     uint32_t snd_una, snd_nxt;
     struct l2_txslot *tx; /* cfg.window slots; tx_head is snd_una's */
@@ -395,24 +483,27 @@ struct sncp_l2_conn {
     unsigned backoff;
     uint32_t ctl_xmits; /* OPEN / OPEN_ACK / CLOSE transmissions */
     int confirmed;      /* acceptor: a frame after the OPEN showed our OPEN_ACK arrived */
+    int have_cookie;    /* opener: the acceptor's cookie, repeated in our OPEN */
+    uint8_t cookie[SNCP_L2_COOKIE_LEN];
     uint64_t ctl_sent_at;
     uint32_t srtt8, rttvar8, rto_base; /* srtt and rttvar in 1/8 ms */
     int have_rtt;
     uint64_t tx_order; /* DATA transmissions so far */
     int want_writable;
 
-    /* Receive side: a reorder buffer of cfg.window slots of mru bytes; rx_head is rcv_nxt's. */
+    /* Receive side: a reorder buffer of cfg.window slots of mru bytes; rx_head is rcv_nxt's.
+     * In-order frames are delivered straight from the received frame: rbuf exists only
+     * while out-of-order frames are held (rx_held). */
     uint32_t rcv_nxt;
     uint8_t *rbuf;
     struct l2_rxslot *rx;
-    unsigned rx_head;
+    unsigned rx_head, rx_held;
     unsigned rx_unacked;
     uint64_t ack_deadline;
     uint64_t last_rx;
     uint64_t probe_at;
 
     struct sncp_l2_stats stats;
-    uint8_t frame[SNCP_L2_MAX_MTU];
 };
 
 static int seq_lt(uint32_t a, uint32_t b)
@@ -475,12 +566,10 @@ int sncp_l2_conn_create(const struct sncp_l2_config *cfg, const struct sncp_l2_c
     c->cbs = *cbs;
     c->ctx = ctx;
     c->mru = (uint16_t)(rc.mtu - SNCP_L2_HEADER_LEN);
-    c->scap = rc.send_buffer;
-    c->sbuf = malloc(c->scap);
+    c->slimit = rc.send_buffer;
     c->tx = calloc(rc.window, sizeof *c->tx);
     c->rx = calloc(rc.window, sizeof *c->rx);
-    c->rbuf = malloc((size_t)rc.window * c->mru);
-    if (!c->sbuf || !c->tx || !c->rx || !c->rbuf) {
+    if (!c->tx || !c->rx) {
         sncp_l2_conn_destroy(c);
         return -ENOMEM;
     }
@@ -564,7 +653,8 @@ static void emit(struct sncp_l2_conn *c, uint8_t type, uint16_t flags, uint32_t 
         .len = len,
         .payload = payload,
     };
-    int n = sncp_l2_frame_encode(&f, c->frame, sizeof c->frame);
+    uint8_t frame[SNCP_L2_MAX_MTU];
+    int n = sncp_l2_frame_encode(&f, frame, sizeof frame);
     if (n < 0) {
         return; /* cannot happen for frames built here; nothing to send */
     }
@@ -573,16 +663,20 @@ static void emit(struct sncp_l2_conn *c, uint8_t type, uint16_t flags, uint32_t 
         c->ack_deadline = TIME_NONE;
     }
     c->stats.frames_out++;
-    c->cbs.output(c->ctx, c->frame, (size_t)n);
+    c->cbs.output(c->ctx, frame, (size_t)n);
 }
 
+/* OPEN (with the acceptor's cookie once we have it) or OPEN_ACK. */
 static void emit_open(struct sncp_l2_conn *c, uint8_t type)
 {
-    uint8_t body[SNCP_L2_OPEN_BODY_LEN];
+    uint8_t body[SNCP_L2_OPEN_COOKIE_BODY_LEN];
     struct l2_wr w = {.p = body, .left = sizeof body};
     wr_u16(&w, c->mru);
     wr_u16(&w, 0);
-    emit(c, type, 0, c->cfg.initial_seq, body, sizeof body);
+    if (type == SNCP_L2_OPEN && c->have_cookie) {
+        wr_bytes(&w, c->cookie, sizeof c->cookie);
+    }
+    emit(c, type, 0, c->cfg.initial_seq, body, (uint16_t)(sizeof body - w.left));
 }
 
 static void emit_ack(struct sncp_l2_conn *c, uint16_t flags)
@@ -817,6 +911,12 @@ static void process_ack(struct sncp_l2_conn *c, const struct sncp_l2_frame *f, u
         c->shead = (c->shead + freed) % c->scap;
         c->slen -= freed;
         c->s_off = end;
+        if (c->slen == 0 && c->scap > SBUF_KEEP) {
+            /* A burst is over: give its memory back; the next send starts small again. */
+            free(c->sbuf);
+            c->sbuf = NULL;
+            c->scap = c->shead = 0;
+        }
         c->tx_head = (c->tx_head + newly) % c->cfg.window;
         c->snd_una = ack;
         c->rtx_deadline = c->snd_una == c->snd_nxt ? TIME_NONE : now + cur_rto(c);
@@ -830,7 +930,19 @@ static void process_ack(struct sncp_l2_conn *c, const struct sncp_l2_frame *f, u
     }
 }
 
-/* Stores one DATA frame and delivers what became contiguous. */
+/* Delivers one in-order payload and advances rcv_nxt. */
+static void deliver(struct sncp_l2_conn *c, const uint8_t *data, uint16_t len)
+{
+    c->rx_head = (c->rx_head + 1) % c->cfg.window;
+    c->rcv_nxt++;
+    c->rx_unacked++;
+    c->stats.data_frames_in++;
+    c->stats.bytes_in += len;
+    c->cbs.data(c->ctx, data, len);
+}
+
+/* Stores one DATA frame (only when it is out of order) and delivers what became
+ * contiguous. */
 static void process_data(struct sncp_l2_conn *c, const struct sncp_l2_frame *f, uint64_t now)
 {
     uint32_t d = f->seq - c->rcv_nxt;
@@ -850,28 +962,36 @@ static void process_data(struct sncp_l2_conn *c, const struct sncp_l2_frame *f, 
         emit_ack(c, 0);
         return;
     }
-    memcpy(c->rbuf + (size_t)idx * c->mru, f->payload, f->len);
-    c->rx[idx].len = f->len;
-    c->rx[idx].present = 1;
     if (d > 0) {
+        if (!c->rbuf) {
+            c->rbuf = malloc((size_t)c->cfg.window * c->mru);
+            if (!c->rbuf) {
+                return; /* as if lost: the peer retransmits it */
+            }
+        }
+        memcpy(c->rbuf + (size_t)idx * c->mru, f->payload, f->len);
+        c->rx[idx].len = f->len;
+        c->rx[idx].present = 1;
+        c->rx_held++;
         c->stats.out_of_order++;
         emit_ack(c, 0); /* a duplicate ACK tells the sender about the gap */
         return;
     }
-    while (c->rx[c->rx_head].present) {
+    deliver(c, f->payload, f->len);
+    while (c->state != SNCP_L2_STATE_CLOSED && c->rx[c->rx_head].present) {
         unsigned h = c->rx_head;
         c->rx[h].present = 0;
-        c->rx_head = (h + 1) % c->cfg.window;
-        c->rcv_nxt++;
-        c->rx_unacked++;
-        c->stats.data_frames_in++;
-        c->stats.bytes_in += c->rx[h].len;
+        c->rx_held--;
         /* The slot stays intact during the callback: nothing can refill it before the
          * reorder window moves on by a full turn. */
-        c->cbs.data(c->ctx, c->rbuf + (size_t)h * c->mru, c->rx[h].len);
-        if (c->state == SNCP_L2_STATE_CLOSED) {
-            return;
-        }
+        deliver(c, c->rbuf + (size_t)h * c->mru, c->rx[h].len);
+    }
+    if (c->rx_held == 0 && c->rbuf) {
+        free(c->rbuf); /* the gap is filled: no reorder buffer until the next one */
+        c->rbuf = NULL;
+    }
+    if (c->state == SNCP_L2_STATE_CLOSED) {
+        return;
     }
     if (c->rx_unacked >= 2) {
         emit_ack(c, 0);
@@ -888,12 +1008,39 @@ static int reject(struct sncp_l2_conn *c)
 
 static void maybe_writable(struct sncp_l2_conn *c)
 {
-    if (c->want_writable && c->slen < c->scap && (c->state == SNCP_L2_STATE_ESTABLISHED)) {
+    if (c->want_writable && c->slen < c->slimit && (c->state == SNCP_L2_STATE_ESTABLISHED)) {
         c->want_writable = 0;
         if (c->cbs.writable) {
             c->cbs.writable(c->ctx);
         }
     }
+}
+
+/* The acceptor answered our OPEN with a cookie: repeat the OPEN with it at once.  The
+ * first cookie starts the OPEN's transmission count afresh (the exchange costs one round
+ * trip, not a retransmission); later ones (a restarted acceptor, new secrets) count as
+ * retransmissions, so a stream of forged COOKIEs cannot keep the open alive forever. */
+static int take_cookie(struct sncp_l2_conn *c, const struct sncp_l2_frame *f, uint64_t now)
+{
+    if (c->state != SNCP_L2_STATE_OPEN_SENT || f->ack != c->cfg.initial_seq) {
+        return reject(c);
+    }
+    c->stats.frames_in++;
+    c->stats.cookies_in++;
+    if (!c->have_cookie) {
+        c->ctl_xmits = 0;
+    } else if (c->ctl_xmits > c->cfg.max_retransmits) {
+        return 0; /* the timer gives up */
+    } else {
+        c->stats.retransmits++;
+    }
+    c->have_cookie = 1;
+    memcpy(c->cookie, f->payload, sizeof c->cookie);
+    c->ctl_xmits++;
+    c->ctl_sent_at = now;
+    c->rtx_deadline = now + cur_rto(c);
+    emit_open(c, SNCP_L2_OPEN);
+    return 0;
 }
 
 int sncp_l2_conn_input(struct sncp_l2_conn *c, const struct sncp_l2_frame *f, uint64_t now)
@@ -919,6 +1066,9 @@ int sncp_l2_conn_input(struct sncp_l2_conn *c, const struct sncp_l2_frame *f, ui
     if (f->dst_id != c->cfg.local_id || f->type == SNCP_L2_SOLICIT ||
         f->type == SNCP_L2_ADVERTISE) {
         return reject(c);
+    }
+    if (f->type == SNCP_L2_COOKIE) {
+        return take_cookie(c, f, now);
     }
     if (c->state == SNCP_L2_STATE_OPEN_SENT) {
         if (f->type == SNCP_L2_CLOSE && (f->flags & SNCP_L2_F_RESET) && f->src_id == 0) {
@@ -1007,6 +1157,33 @@ int sncp_l2_conn_input(struct sncp_l2_conn *c, const struct sncp_l2_frame *f, ui
     return 0;
 }
 
+/* Makes the send ring hold at least `need` bytes (need <= slimit): doubles it from
+ * SBUF_MIN, keeping the queued bytes in order.  Returns 0 or -ENOMEM (the ring is kept). */
+static int grow_sbuf(struct sncp_l2_conn *c, size_t need)
+{
+    size_t cap = c->scap ? c->scap : SBUF_MIN;
+    while (cap < need) {
+        cap *= 2;
+    }
+    if (cap > c->slimit) {
+        cap = c->slimit;
+    }
+    uint8_t *nb = malloc(cap);
+    if (!nb) {
+        return -ENOMEM;
+    }
+    if (c->slen) {
+        size_t first = c->scap - c->shead < c->slen ? c->scap - c->shead : c->slen;
+        memcpy(nb, c->sbuf + c->shead, first);
+        memcpy(nb + first, c->sbuf, c->slen - first);
+    }
+    free(c->sbuf);
+    c->sbuf = nb;
+    c->scap = cap;
+    c->shead = 0;
+    return 0;
+}
+
 int64_t sncp_l2_conn_send(struct sncp_l2_conn *c, const uint8_t *data, size_t len, uint64_t now)
 {
     if (c->state == SNCP_L2_STATE_IDLE || c->state == SNCP_L2_STATE_OPEN_SENT) {
@@ -1015,12 +1192,22 @@ int64_t sncp_l2_conn_send(struct sncp_l2_conn *c, const uint8_t *data, size_t le
     if (c->state != SNCP_L2_STATE_ESTABLISHED) {
         return SNCP_E_CLOSED;
     }
-    size_t n = c->scap - c->slen;
+    size_t n = c->slimit - c->slen;
     if (n > len) {
         n = len;
     }
     if (n < len) {
         c->want_writable = 1;
+    }
+    if (n == 0) {
+        return 0;
+    }
+    if (c->slen + n > c->scap && grow_sbuf(c, c->slen + n) < 0) {
+        n = c->scap - c->slen; /* take what fits; `writable` follows when acked */
+        c->want_writable = 1;
+        if (n == 0) {
+            return 0;
+        }
     }
     size_t pos = (c->shead + c->slen) % c->scap;
     size_t first = c->scap - pos < n ? c->scap - pos : n;
@@ -1183,7 +1370,7 @@ uint32_t sncp_l2_conn_peer_id(const struct sncp_l2_conn *c)
 
 size_t sncp_l2_conn_send_space(const struct sncp_l2_conn *c)
 {
-    return c->state == SNCP_L2_STATE_ESTABLISHED ? c->scap - c->slen : 0;
+    return c->state == SNCP_L2_STATE_ESTABLISHED ? c->slimit - c->slen : 0;
 }
 
 size_t sncp_l2_conn_unacked_bytes(const struct sncp_l2_conn *c)
@@ -1199,6 +1386,11 @@ unsigned sncp_l2_conn_in_flight(const struct sncp_l2_conn *c)
 uint16_t sncp_l2_conn_max_payload(const struct sncp_l2_conn *c)
 {
     return max_payload(c);
+}
+
+size_t sncp_l2_conn_buffer_bytes(const struct sncp_l2_conn *c)
+{
+    return c->scap + (c->rbuf ? (size_t)c->cfg.window * c->mru : 0);
 }
 
 const struct sncp_l2_stats *sncp_l2_conn_stats(const struct sncp_l2_conn *c)

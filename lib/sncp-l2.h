@@ -60,6 +60,11 @@ enum sncp_l2_limits {
     SNCP_L2_MAX_NAME_LEN = 64,                     /* node name in SOLICIT / ADVERTISE */
     SNCP_L2_OPEN_BODY_LEN = 4,                     /* u16 max payload, u16 reserved */
     SNCP_L2_DISC_BODY_LEN = 4, /* u16 max payload, u16 reserved, then the name */
+    SNCP_L2_COOKIE_LEN = 16,   /* the acceptor's stateless open cookie (§6.2) */
+    SNCP_L2_OPEN_COOKIE_BODY_LEN = SNCP_L2_OPEN_BODY_LEN + SNCP_L2_COOKIE_LEN,
+    SNCP_L2_COOKIE_SECRET_LEN = 32,
+    SNCP_L2_COOKIE_SECRET_MS = 60000, /* a cookie secret is replaced after this long; the
+                                       * previous one stays valid as long again */
 };
 
 enum sncp_l2_frame_type {
@@ -71,7 +76,8 @@ enum sncp_l2_frame_type {
     SNCP_L2_ACK = 6,
     SNCP_L2_CLOSE = 7,
     SNCP_L2_CLOSE_ACK = 8,
-    SNCP_L2_TYPE_MAX = 8,
+    SNCP_L2_COOKIE = 9, /* the acceptor's stateless answer to an OPEN without a valid cookie */
+    SNCP_L2_TYPE_MAX = 9,
 };
 
 enum sncp_l2_flags {
@@ -133,6 +139,30 @@ int sncp_l2_discovery_parse(const struct sncp_l2_frame *f, struct sncp_l2_discov
  * -ENOBUFS.  The owner should rate-limit these. */
 int sncp_l2_reply_unknown(const struct sncp_l2_frame *in, uint8_t *buf, size_t cap);
 
+/* Stateless open cookies (L2-TRANSPORT.md §6.2).  The acceptor answers an OPEN that carries
+ * no valid cookie with a COOKIE frame and keeps nothing; the opener repeats its OPEN with
+ * the cookie, and only then does the acceptor create the connection.  The cookie is the
+ * first SNCP_L2_COOKIE_LEN bytes of HMAC-SHA256(secret, acceptor MAC, opener MAC, VLAN,
+ * the OPEN's src_id, Sequence and max payload). */
+
+/* Computes the cookie for `open` (a valid OPEN, cookie or not) that came from peer_mac to
+ * local_mac on vlan.  Returns 0, or SNCP_E_INVALID_VALUE if `open` is not an OPEN. */
+int sncp_l2_cookie_compute(const uint8_t secret[SNCP_L2_COOKIE_SECRET_LEN],
+                           const uint8_t local_mac[6], const uint8_t peer_mac[6], uint16_t vlan,
+                           const struct sncp_l2_frame *open, uint8_t cookie[SNCP_L2_COOKIE_LEN]);
+/* The cookie an OPEN carries (its body bytes 4..19), or NULL when it carries none. */
+const uint8_t *sncp_l2_open_cookie(const struct sncp_l2_frame *open);
+/* Whether the cookie of `open` is valid under any of the n_secrets secrets (constant time
+ * per secret).  Returns 1 or 0 (also for an OPEN without a cookie). */
+int sncp_l2_cookie_check(const uint8_t (*secrets)[SNCP_L2_COOKIE_SECRET_LEN], unsigned n_secrets,
+                         const uint8_t local_mac[6], const uint8_t peer_mac[6], uint16_t vlan,
+                         const struct sncp_l2_frame *open);
+/* Builds the COOKIE frame answering `open` (src_id 0, dst_id and Acknowledgement echo the
+ * OPEN's src_id and Sequence).  Returns the frame length or a negative error as
+ * sncp_l2_frame_encode. */
+int sncp_l2_cookie_build(const struct sncp_l2_frame *open, const uint8_t cookie[SNCP_L2_COOKIE_LEN],
+                         uint8_t *buf, size_t cap);
+
 /* Whether mac may serve as the discovery group address (L2-TRANSPORT.md §5): a group
  * address outside the IEEE 802.1Q reserved 01:80:C2:00:00:00..2F, the IANA IPv4 and IPv6
  * multicast ranges 01:00:5E and 33:33, the PTP address 01:1B:19:00:00:00, the Token Ring
@@ -193,6 +223,7 @@ struct sncp_l2_stats {
     uint64_t out_of_order;     /* DATA frames buffered ahead of a gap */
     uint64_t out_of_window;    /* DATA frames beyond our window, dropped */
     uint64_t rejected;         /* frames not valid for this connection or state */
+    uint64_t cookies_in;       /* COOKIE frames taken (opener) */
     uint64_t acks_out, probes_out;
     uint64_t rtt_samples;
     uint32_t srtt_ms, rttvar_ms, rto_ms; /* current; rto_ms includes backoff */
@@ -213,14 +244,15 @@ void sncp_l2_conn_destroy(struct sncp_l2_conn *c);
  * the connection is IDLE. */
 int sncp_l2_conn_open(struct sncp_l2_conn *c, uint64_t now);
 
-/* Passive open from a received OPEN: answers OPEN_ACK, becomes ESTABLISHED and runs
- * `established`.  Returns 0, -EINVAL unless IDLE, or SNCP_E_MALFORMED if `open` is not a
- * valid OPEN (nothing is sent then). */
+/* Passive open from a received OPEN (the owner has checked its cookie): answers OPEN_ACK, becomes
+ * ESTABLISHED and runs `established`.  Returns 0, -EINVAL unless IDLE, or SNCP_E_MALFORMED if
+ * `open` is not a valid OPEN (nothing is sent then). */
 int sncp_l2_conn_accept(struct sncp_l2_conn *c, const struct sncp_l2_frame *open, uint64_t now);
 
-/* A decoded frame from this connection's peer.  Returns 0 when the frame was used or
- * harmlessly ignored (duplicates, stale ACKs), SNCP_E_UNEXPECTED_MESSAGE when it does not
- * belong to this connection or state (counted in stats.rejected), SNCP_E_CLOSED when the
+/* A decoded frame from this connection's peer.  An opener waiting for OPEN_ACK takes a
+ * COOKIE answering its OPEN and repeats the OPEN with the cookie at once.  Returns 0 when the frame
+ * was used or harmlessly ignored (duplicates, stale ACKs), SNCP_E_UNEXPECTED_MESSAGE when it does
+ * not belong to this connection or state (counted in stats.rejected), SNCP_E_CLOSED when the
  * connection is closed.  Callbacks may run. */
 int sncp_l2_conn_input(struct sncp_l2_conn *c, const struct sncp_l2_frame *f, uint64_t now);
 
@@ -252,6 +284,9 @@ size_t sncp_l2_conn_unacked_bytes(const struct sncp_l2_conn *c);
 unsigned sncp_l2_conn_in_flight(const struct sncp_l2_conn *c);
 /* Largest DATA payload we send (our MTU and the peer's announced maximum). */
 uint16_t sncp_l2_conn_max_payload(const struct sncp_l2_conn *c);
+/* Bytes the connection holds in buffers now (send ring and reorder buffer are allocated
+ * when first needed and released when idle), for tests and accounting. */
+size_t sncp_l2_conn_buffer_bytes(const struct sncp_l2_conn *c);
 /* The stats, with srtt/rttvar/rto current. */
 const struct sncp_l2_stats *sncp_l2_conn_stats(const struct sncp_l2_conn *c);
 

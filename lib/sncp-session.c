@@ -427,6 +427,29 @@ static void established(struct sncp_session *s, uint64_t now)
     s->cbs.connected(s->ctx, sncp_tls_peer_identity(s->tls));
 }
 
+/* Allocates what a session needs only once TLS is up (message reassembly, plaintext
+ * queue, request table): a peer that never completes the handshake costs none of it.
+ * Returns 0 or -ENOMEM (what was allocated is freed with the session). */
+static int alloc_established(struct sncp_session *s)
+{
+    uint32_t hsize = s->hash_mask + 1;
+    s->framer = malloc(sizeof *s->framer);
+    s->rx = malloc(sizeof *s->rx);
+    s->tx = malloc(sizeof *s->tx);
+    s->pt = malloc(PT_CAP);
+    s->rxbuf = malloc(RX_BUF);
+    s->slots = calloc(s->cfg.max_outstanding, sizeof *s->slots);
+    s->hash = malloc(hsize * sizeof *s->hash);
+    if (!s->framer || !s->rx || !s->tx || !s->pt || !s->rxbuf || !s->slots || !s->hash)
+        return -ENOMEM;
+    memset(s->hash, 0xff, hsize * sizeof *s->hash);
+    for (uint32_t i = 0; i < s->cfg.max_outstanding; i++)
+        s->slots[i].next = i + 1 < s->cfg.max_outstanding ? i + 1 : NIL;
+    s->free_head = 0;
+    sncp_framer_init(s->framer);
+    return 0;
+}
+
 /* Runs the handshake if needed and reads everything TLS has decrypted. */
 static void process_input(struct sncp_session *s, uint64_t now)
 {
@@ -438,6 +461,10 @@ static void process_input(struct sncp_session *s, uint64_t now)
         }
         if (r == 0)
             return;
+        if (alloc_established(s) < 0) {
+            session_fail(s, -ENOMEM, now, "%s", "out of memory for the session");
+            return;
+        }
         established(s, now);
     }
     while (s->state == S_ESTABLISHED) {
@@ -499,24 +526,11 @@ struct sncp_session *sncp_session_create(const struct sncp_session_config *cfg,
         hsize <<= 1;
     s->hash_mask = hsize - 1;
     s->tls = sncp_tls_create(cfg->tls, cfg->expected_peer);
-    s->framer = malloc(sizeof *s->framer);
-    s->rx = malloc(sizeof *s->rx);
-    s->tx = malloc(sizeof *s->tx);
-    s->pt = malloc(PT_CAP);
-    s->rxbuf = malloc(RX_BUF);
     s->txbuf = malloc(TX_BUF);
-    s->slots = calloc(s->cfg.max_outstanding, sizeof *s->slots);
-    s->hash = malloc(hsize * sizeof *s->hash);
-    if (!s->tls || !s->framer || !s->rx || !s->tx || !s->pt || !s->rxbuf || !s->txbuf ||
-        !s->slots || !s->hash) {
+    if (!s->tls || !s->txbuf) {
         sncp_session_destroy(s);
         return NULL;
     }
-    memset(s->hash, 0xff, hsize * sizeof *s->hash);
-    for (uint32_t i = 0; i < s->cfg.max_outstanding; i++)
-        s->slots[i].next = i + 1 < s->cfg.max_outstanding ? i + 1 : NIL;
-    s->free_head = 0;
-    sncp_framer_init(s->framer);
     return s;
 }
 
@@ -628,6 +642,8 @@ int sncp_session_respond(struct sncp_session *s, const struct sncp_msg *req, str
 int sncp_session_respond_error(struct sncp_session *s, const struct sncp_msg *req, int err,
                                uint16_t bad_tlv, const char *reason, uint64_t now)
 {
+    if (!s->tx) /* never established: there is no request to answer */
+        return s->state == S_CLOSED ? SNCP_E_CLOSED : SNCP_E_NOT_ESTABLISHED;
     struct sncp_msg *m = s->tx;
     sncp_msg_init(m, SNCP_MSG_RESPONSE, req->xid);
     m->status = sncp_status_from_error(err);

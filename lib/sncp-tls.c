@@ -333,6 +333,8 @@ static SSL_CTX *build_ssl_ctx(enum sncp_tls_role role, const char *cert_file, co
         SSL_CTX_set_session_cache_mode(c, SSL_SESS_CACHE_OFF);
     }
     SSL_CTX_set_options(c, SSL_OP_NO_TICKET);
+    /* Record buffers only while a record is in transit: idle sessions hold none. */
+    SSL_CTX_set_mode(c, SSL_MODE_RELEASE_BUFFERS);
     SSL_CTX_set_verify(c, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, verify_cb);
     SSL_CTX_set_verify_depth(c, 8);
     clear_errors();

@@ -260,6 +260,16 @@ static int l2_key(struct parser *p, const char *key, const char *value)
         cfg->l2_ethertype = (uint16_t)v;
         return 0;
     }
+    if (!strcmp(key, "l2_max_unauthenticated")) {
+        unsigned long long v;
+        if (parse_uint(value, 65535, &v) || v == 0) {
+            perr(p, p->line, "l2_max_unauthenticated: expected a number 1..65535, got \"%s\"",
+                 value);
+            return -EINVAL;
+        }
+        cfg->l2_max_unauth = (unsigned)v;
+        return 0;
+    }
     if (!strcmp(key, "l2_discovery_mac")) {
         uint8_t mac[6];
         if (sncp_mac_parse(value, mac) || !sncp_l2_discovery_mac_valid(mac)) {
@@ -825,6 +835,7 @@ static void set_defaults(struct nnve_config *cfg)
     cfg->log_level = -1;
     cfg->transports = NNVE_TRANSPORT_TCP;
     cfg->l2_ethertype = SNCP_L2_DEFAULT_ETHERTYPE;
+    cfg->l2_max_unauth = 32;
     static const uint8_t group[6] = SNCP_L2_DISCOVERY_MAC_INIT;
     memcpy(cfg->l2_discovery_mac, group, 6);
     nnve_linux_config_init(&cfg->linux_cfg);

@@ -105,6 +105,7 @@ struct nnve_config {
     unsigned l2_line;
     uint16_t l2_ethertype;       /* default SNCP_L2_DEFAULT_ETHERTYPE */
     uint8_t l2_discovery_mac[6]; /* default 03:53:4e:43:50:01 */
+    unsigned l2_max_unauth;      /* l2_max_unauthenticated: over all L2 interfaces; default 32 */
     char *cert, *key, *ca;
     char *crl; /* PEM CRL file checked at every handshake, NULL: none */
     char *node_id;

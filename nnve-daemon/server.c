@@ -120,6 +120,7 @@ struct nnve_server {
     unsigned n_listeners;
     struct l2_if *l2_ifs;
     unsigned n_l2_ifs;
+    struct sncp_l2_unauth l2_unauth; /* l2_max_unauthenticated, over all L2 interfaces */
     /* The L2 settings of the start (a reload does not change them: an interface that
      * comes back is opened as its siblings are). */
     uint16_t l2_ethertype;
@@ -976,6 +977,12 @@ static void each_counter(const struct nnve_server *srv, counter_fn *fn, void *au
         L2_SOLICITS,
         L2_SEND_ERRORS,
         L2_RX_DROPPED,
+        L2_UNAUTH,
+        L2_UNAUTH_PEAK,
+        L2_COOKIES,
+        L2_COOKIE_FAILURES,
+        L2_RATE_LIMITED,
+        L2_UNAUTH_REFUSED,
         L2_N
     };
     static const char *const l2_names[L2_N][2] = {
@@ -990,6 +997,12 @@ static void each_counter(const struct nnve_server *srv, counter_fn *fn, void *au
         {"l2_solicits_received_total", "discovery solicitations received"},
         {"l2_send_errors_total", "L2 frames the kernel did not take"},
         {"l2_rx_dropped_total", "L2 frames dropped by the kernel: socket buffer full"},
+        {"l2_unauthenticated", "L2 connections whose TLS handshake has not completed"},
+        {"l2_unauthenticated_peak", "most L2 connections not yet authenticated at once"},
+        {"l2_cookies_sent_total", "OPENs answered with a cookie (nothing allocated)"},
+        {"l2_cookie_failures_total", "OPENs with a cookie that is not valid"},
+        {"l2_open_rate_limited_total", "OPENs dropped by the per-port or per-MAC rate limit"},
+        {"l2_unauthenticated_refused_total", "OPENs refused at l2_max_unauthenticated"},
     };
     for (unsigned k = 0; k < L2_N; k++) {
         for (unsigned i = 0; i < srv->n_l2_ifs; i++) {
@@ -997,12 +1010,15 @@ static void each_counter(const struct nnve_server *srv, counter_fn *fn, void *au
             static const struct sncp_l2_port_stats none;
             const struct sncp_l2_port_stats *ps = li->port ? sncp_l2_port_stats(li->port) : &none;
             const uint64_t v[L2_N] = {
-                li->port != NULL, li->port ? sncp_l2_port_conns(li->port) : 0,
-                li->opened,       ps->frames_in,
-                ps->frames_out,   ps->malformed,
-                ps->unknown,      ps->refused,
-                ps->solicits_in,  ps->send_errors,
-                ps->rx_dropped,
+                li->port != NULL,    li->port ? sncp_l2_port_conns(li->port) : 0,
+                li->opened,          ps->frames_in,
+                ps->frames_out,      ps->malformed,
+                ps->unknown,         ps->refused,
+                ps->solicits_in,     ps->send_errors,
+                ps->rx_dropped,      li->port ? sncp_l2_port_unauth(li->port) : 0,
+                ps->unauth_peak,     ps->cookies_out,
+                ps->cookie_failures, ps->rate_limited,
+                ps->unauth_refused,
             };
             fn(aux, l2_names[k][0], l2_names[k][1], "interface", li->name, v[k]);
         }
@@ -1099,6 +1115,7 @@ static int l2_open(struct nnve_server *srv, struct l2_if *li, int at_start)
     const struct nnve_config *cfg = srv->cfg;
     struct sncp_conn_config cc;
     conn_config(cfg, srv->tls, &cc);
+    srv->l2_unauth.max = cfg->l2_max_unauth;
     struct sncp_l2_port_config pcfg = {
         .ifname = li->name,
         .ethertype = srv->l2_ethertype,
@@ -1106,6 +1123,7 @@ static int l2_open(struct nnve_server *srv, struct l2_if *li, int at_start)
         .node_name = srv->l2_node_name,
         .accept = 1,
         .max_conns = cc.max_conns,
+        .unauth = &srv->l2_unauth,
     };
     int r = sncp_l2_port_create(srv->loop, &pcfg, &cc, &conn_cbs, srv, &li->port);
     if (r < 0) {

@@ -1,13 +1,14 @@
 /* fuzz-l2.c: libFuzzer target for the Layer-2 channel (lib/sncp-l2.c).
  *
  * 1. The whole input is decoded as one frame.  A frame that decodes must re-encode to the
- *    same bytes (header and payload), and the discovery and unknown-connection helpers
- *    must cope with it.
+ *    same bytes (header and payload), and the discovery, unknown-connection and cookie
+ *    helpers must cope with it (an OPEN's cookie, once computed, answers and checks).
  * 2. The input is then read as a script driving two connected connections A and B over an
  *    in-memory link: forged frames (raw, or built from fuzzed fields with the right ids
  *    so they reach deep states) go to A, queued frames move between A and B, time
  *    advances, the application sends, closes, aborts.  Invariant: B only ever delivers a
- *    prefix of the stream A's application sent, however A is lied to.
+ *    prefix of the stream A's application sent, however A is lied to.  The open goes
+ *    through the cookie exchange, after forged COOKIEs when the input starts odd.
  * Seeds: tests/fuzz/corpus/l2/ (valid frames and short scripts).
  */
 #include <stdint.h>
@@ -123,11 +124,66 @@ static void check_frame(const uint8_t *data, size_t size)
     if (sncp_l2_discovery_parse(&f, &d) == 0 && strlen(d.name) > SNCP_L2_MAX_NAME_LEN) {
         abort();
     }
+    if (f.type == SNCP_L2_OPEN) {
+        /* The cookie of any OPEN: its COOKIE decodes, and the OPEN repeated with it checks. */
+        static const uint8_t secret[SNCP_L2_COOKIE_SECRET_LEN] = {1};
+        static const uint8_t mac_a[6] = {2, 0, 0, 0, 0, 1}, mac_b[6] = {2, 0, 0, 0, 0, 2};
+        uint8_t cookie[SNCP_L2_COOKIE_LEN], cf[64], body[SNCP_L2_OPEN_COOKIE_BODY_LEN];
+        struct sncp_l2_frame c;
+        if (sncp_l2_cookie_compute(secret, mac_b, mac_a, 7, &f, cookie) != 0) {
+            abort();
+        }
+        int cn = sncp_l2_cookie_build(&f, cookie, cf, sizeof cf);
+        if (cn <= 0 || sncp_l2_frame_decode(cf, (size_t)cn, &c) != 0 || c.dst_id != f.src_id ||
+            c.ack != f.seq) {
+            abort();
+        }
+        struct sncp_l2_frame o = f;
+        memcpy(body, f.payload, SNCP_L2_OPEN_BODY_LEN);
+        memcpy(body + SNCP_L2_OPEN_BODY_LEN, cookie, sizeof cookie);
+        o.payload = body;
+        o.len = sizeof body;
+        if (!sncp_l2_cookie_check(&secret, 1, mac_b, mac_a, 7, &o) ||
+            sncp_l2_cookie_check(&secret, 1, mac_b, mac_a, 8, &o)) {
+            abort();
+        }
+    }
     uint8_t reply[64];
     n = sncp_l2_reply_unknown(&f, reply, sizeof reply);
     if (n < 0 || (n > 0 && sncp_l2_frame_decode(reply, (size_t)n, &f) != 0)) {
         abort();
     }
+}
+
+/* The acceptor's side of the cookie exchange for A's latest frame, an OPEN: a COOKIE when
+ * it has no valid cookie (returns 0), else accepts it into B (returns 1). */
+static int cookie_accept(void)
+{
+    static const uint8_t secret[SNCP_L2_COOKIE_SECRET_LEN] = {9};
+    static const uint8_t mac_a[6] = {2, 0, 0, 0, 0, 1}, mac_b[6] = {2, 0, 0, 0, 0, 2};
+    struct sncp_l2_frame open;
+    if (ends[0].nq == 0 ||
+        sncp_l2_frame_decode(ends[0].q[ends[0].nq - 1].data, ends[0].q[ends[0].nq - 1].len,
+                             &open) != 0 ||
+        open.type != SNCP_L2_OPEN) {
+        abort();
+    }
+    ends[0].nq = 0;
+    if (sncp_l2_cookie_check(&secret, 1, mac_b, mac_a, 0, &open)) {
+        if (sncp_l2_conn_accept(ends[1].c, &open, now) != 0) {
+            abort();
+        }
+        return 1;
+    }
+    uint8_t cookie[SNCP_L2_COOKIE_LEN], buf[64];
+    struct sncp_l2_frame c;
+    int n;
+    if (sncp_l2_cookie_compute(secret, mac_b, mac_a, 0, &open, cookie) != 0 ||
+        (n = sncp_l2_cookie_build(&open, cookie, buf, sizeof buf)) <= 0 ||
+        sncp_l2_frame_decode(buf, (size_t)n, &c) != 0 || sncp_l2_conn_input(ends[0].c, &c, now)) {
+        abort();
+    }
+    return 0;
 }
 
 struct script {
@@ -227,14 +283,24 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             abort();
         }
     }
-    /* Open A -> B over a perfect link. */
+    /* Open A -> B over a perfect link, through the cookie exchange; before it, COOKIEs with
+     * fuzzed cookies and acknowledgements (A must take only those for its ISN, and count
+     * them against its retransmissions). */
     sncp_l2_conn_open(ends[0].c, now);
-    struct sncp_l2_frame open;
-    if (ends[0].nq != 1 || sncp_l2_frame_decode(ends[0].q[0].data, ends[0].q[0].len, &open) != 0 ||
-        sncp_l2_conn_accept(ends[1].c, &open, now) != 0) {
+    for (size_t i = 0; size && (data[0] & 1) && i + 17 <= size && i < 3 * 17; i += 17) {
+        struct sncp_l2_frame c = {
+            .type = SNCP_L2_COOKIE,
+            .dst_id = sncp_l2_conn_local_id(ends[0].c),
+            .ack = 1000 + (data[i] & 1),
+            .len = SNCP_L2_COOKIE_LEN,
+            .payload = data + i + 1,
+        };
+        sncp_l2_conn_input(ends[0].c, &c, now);
+    }
+    if (sncp_l2_conn_state(ends[0].c) != SNCP_L2_STATE_OPEN_SENT || cookie_accept() != 0 ||
+        cookie_accept() != 1) {
         abort();
     }
-    ends[0].nq = 0;
     deliver(1, 0);
     if (sncp_l2_conn_state(ends[0].c) != SNCP_L2_STATE_ESTABLISHED) {
         abort();

@@ -8,12 +8,17 @@
  * (RFC 8394 Req-1, Req-2).  TLS 1.3 with certificates from scripts/gen-pki.sh.
  * Needs root (CAP_NET_ADMIN, CAP_NET_RAW, CAP_SYS_ADMIN): without it the test is skipped.
  */
+#include <arpa/inet.h>
 #include <check.h>
 #include <errno.h>
+#include <linux/if_ether.h>
+#include <linux/if_packet.h>
+#include <net/if.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "sncp-conn-l2.h"
@@ -183,6 +188,8 @@ static struct sncp_conn_config conn_cfg(struct sncp_tls_ctx *tls, const char *ex
     return cfg;
 }
 
+static uint32_t setup_open_rate; /* the nNVE port's open_rate for the next setup() */
+
 static void setup(void)
 {
     memset(&t, 0, sizeof t);
@@ -190,7 +197,9 @@ static void setup(void)
     t.window = 20;
     ck_assert_int_eq(uv_loop_init(&t.loop), 0);
     struct sncp_conn_config scfg = conn_cfg(nnve_ctx, NULL);
-    struct sncp_l2_port_config pcfg = {.ifname = "nnve0", .accept = 1, .node_name = "nnve-test"};
+    struct sncp_l2_port_config pcfg = {
+        .ifname = "nnve0", .accept = 1, .node_name = "nnve-test", .open_rate = setup_open_rate};
+    setup_open_rate = 0;
     ck_assert_int_eq(sncp_l2_port_create(&t.loop, &pcfg, &scfg, &srv_cbs, &t, &t.nnve_port), 0);
     static const char *const names[2] = {"hv1", "hv2"};
     for (int i = 0; i < 2; i++) {
@@ -583,6 +592,273 @@ START_TEST(test_many_connections_one_mac)
 }
 END_TEST
 
+/* ---- OPENs from an attacker on the wire ---- */
+
+static int hv1_done(void)
+{
+    return t.hv[0].n_answered == t.n_req || t.hv[0].closed;
+}
+
+/* Sends an OPEN to `dst` from `src` out of interface `ifname` through its own raw socket,
+ * with `cookie` (16 bytes, NULL: none). */
+static void raw_open(int fd, int ifindex, const uint8_t dst[6], const uint8_t src[6], uint32_t id,
+                     const uint8_t *cookie)
+{
+    uint8_t body[SNCP_L2_OPEN_COOKIE_BODY_LEN] = {0x05, 0xc4, 0, 0};
+    if (cookie) {
+        memcpy(body + SNCP_L2_OPEN_BODY_LEN, cookie, SNCP_L2_COOKIE_LEN);
+    }
+    struct sncp_l2_frame f = {.type = SNCP_L2_OPEN,
+                              .src_id = id,
+                              .seq = id * 7,
+                              .window = 32,
+                              .len = cookie ? SNCP_L2_OPEN_COOKIE_BODY_LEN : SNCP_L2_OPEN_BODY_LEN,
+                              .payload = body};
+    uint8_t pkt[64] = {0};
+    memcpy(pkt, dst, 6);
+    memcpy(pkt + 6, src, 6);
+    pkt[12] = 0x88;
+    pkt[13] = 0xb5;
+    ck_assert_int_gt(sncp_l2_frame_encode(&f, pkt + 14, sizeof pkt - 14), 0);
+    struct sockaddr_ll sll = {.sll_family = AF_PACKET, .sll_ifindex = ifindex, .sll_halen = 6};
+    memcpy(sll.sll_addr, dst, 6);
+    ck_assert_int_eq(sendto(fd, pkt, 60, 0, (struct sockaddr *)&sll, sizeof sll), 60);
+}
+
+static unsigned flood_expected;
+static uint64_t srv_rejected_base;
+
+static int srv_rejected_more(void)
+{
+    return sncp_l2_conn_stats(sncp_conn_l2(t.srv[0].c))->rejected > srv_rejected_base;
+}
+
+static int flood_counted(void)
+{
+    const struct sncp_l2_port_stats *ps = sncp_l2_port_stats(t.nnve_port);
+    return ps->cookies_out + ps->rate_limited >= flood_expected;
+}
+
+START_TEST(test_open_flood)
+{
+    /* From one MAC, 200 OPENs at once: at most the per-MAC burst (20) plus 10/s are
+     * answered, the rest dropped.  Another MAC is answered meanwhile.  A forged cookie is
+     * counted and answered with a fresh one.  None of it creates a connection, and an
+     * established session goes on. */
+    setup();
+    connect_hv1_by_mac();
+    t.n_req = 10;
+    ck_assert(run_until(hv1_done, 10000));
+    ck_assert_uint_eq(sncp_l2_port_conns(t.nnve_port), 1);
+    const struct sncp_l2_port_stats *ps = sncp_l2_port_stats(t.nnve_port);
+    uint64_t cookies0 = ps->cookies_out;
+    ck_assert_uint_eq(cookies0, 1); /* hv1's own open */
+    ck_assert_uint_eq(ps->unauth_peak, 1);
+
+    int fd = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, htons(ETH_P_ALL));
+    ck_assert_int_ge(fd, 0);
+    int ifindex = (int)if_nametoindex("hv2");
+    ck_assert_int_gt(ifindex, 0);
+    uint8_t nnve_mac[6];
+    sncp_l2_port_mac(t.nnve_port, nnve_mac);
+    static const uint8_t mac1[6] = {0x02, 0xaa, 0, 0, 0, 1}, mac2[6] = {0x02, 0xaa, 0, 0, 0, 2};
+    uint64_t t0 = uv_hrtime();
+    for (uint32_t i = 1; i <= 200; i++) {
+        raw_open(fd, ifindex, nnve_mac, mac1, i, NULL);
+    }
+    flood_expected = 1 + 200;
+    ck_assert(run_until(flood_counted, 10000));
+    uint64_t secs = (uv_hrtime() - t0) / 1000000000u + 1;
+    uint64_t answered = ps->cookies_out - cookies0;
+    ck_assert_uint_ge(answered, 1);
+    ck_assert_uint_le(answered, 20 + 10 * secs);
+    ck_assert_uint_eq(ps->rate_limited, 200 - answered);
+    /* Another MAC has its own budget; a forged cookie gets a fresh one. */
+    uint8_t forged[SNCP_L2_COOKIE_LEN] = {0xde, 0xad};
+    raw_open(fd, ifindex, nnve_mac, mac2, 1, forged);
+    flood_expected = 1 + 200 + 1;
+    ck_assert(run_until(flood_counted, 10000));
+    ck_assert_uint_eq(ps->cookies_out, cookies0 + answered + 1);
+    ck_assert_uint_eq(ps->cookie_failures, 1);
+    ck_assert_uint_eq(sncp_l2_port_conns(t.nnve_port), 1);
+    ck_assert_uint_eq(sncp_l2_port_unauth(t.nnve_port), 0);
+    ck_assert_uint_eq(ps->unauth_peak, 1);
+    /* An OPEN naming hv1's connection (a repeat, here with another ISN) reaches that
+     * connection, found by MAC and id, not the cookie path. */
+    uint8_t hv1_mac[6];
+    sncp_l2_port_mac(t.hv_port[0], hv1_mac);
+    const struct sncp_l2_conn *srv_l2 = sncp_conn_l2(t.srv[0].c);
+    ck_assert_ptr_nonnull(srv_l2);
+    uint64_t rejected0 = sncp_l2_conn_stats(srv_l2)->rejected;
+    srv_rejected_base = rejected0;
+    uint64_t cookies1 = ps->cookies_out;
+    raw_open(fd, (int)if_nametoindex("hv1"), nnve_mac, hv1_mac, sncp_l2_conn_peer_id(srv_l2), NULL);
+    ck_assert(run_until(srv_rejected_more, 5000));
+    ck_assert_uint_eq(sncp_l2_conn_stats(srv_l2)->rejected, rejected0 + 1);
+    ck_assert_uint_eq(ps->cookies_out, cookies1);
+    close(fd);
+    /* hv1's session still answers. */
+    t.n_req = 20;
+    hv_send_more(&t.hv[0]);
+    ck_assert(run_until(hv1_done, 10000));
+    ck_assert_int_eq(t.hv[0].n_answered, 20);
+    ck_assert_int_eq(t.hv[0].order_errors, 0);
+    ck_assert_int_eq(t.hv[0].closed, 0);
+    teardown();
+}
+END_TEST
+
+/* What rx_cookie() looks for, and what it found. */
+static struct {
+    int fd;
+    uint8_t mac[6];
+    uint32_t id;
+    int got;
+    uint8_t cookie[SNCP_L2_COOKIE_LEN];
+} ck;
+
+/* Reads the raw socket for the COOKIE answering ck.id at ck.mac. */
+static int rx_cookie(void)
+{
+    uint8_t pkt[2048];
+    ssize_t n;
+    while (!ck.got && (n = recv(ck.fd, pkt, sizeof pkt, MSG_DONTWAIT)) > 0) {
+        struct sncp_l2_frame f;
+        if (n < 14 || memcmp(pkt, ck.mac, 6) != 0 || pkt[12] != 0x88 || pkt[13] != 0xb5 ||
+            sncp_l2_frame_decode(pkt + 14, (size_t)n - 14, &f) != 0) {
+            continue;
+        }
+        if (f.type == SNCP_L2_COOKIE && f.dst_id == ck.id && f.ack == ck.id * 7) {
+            memcpy(ck.cookie, f.payload, sizeof ck.cookie);
+            ck.got = 1;
+        }
+    }
+    return ck.got;
+}
+
+static void get_cookie(int ifindex, const uint8_t nnve_mac[6], const uint8_t mac[6], uint32_t id)
+{
+    memcpy(ck.mac, mac, 6);
+    ck.id = id;
+    ck.got = 0;
+    raw_open(ck.fd, ifindex, nnve_mac, mac, id, NULL);
+    ck_assert(run_until(rx_cookie, 5000));
+}
+
+static uint64_t failures_before;
+
+static int failed_and_one_conn(void)
+{
+    return sncp_l2_port_stats(t.nnve_port)->cookie_failures > failures_before &&
+           sncp_l2_port_conns(t.nnve_port) == 1;
+}
+
+static int failed_more(void)
+{
+    return sncp_l2_port_stats(t.nnve_port)->cookie_failures > failures_before;
+}
+
+START_TEST(test_cookie_expiry)
+{
+    /* With a secret lifetime P of 1 s: a cookie still opens a connection after 1.2 s (made
+     * with the previous secret), and no longer after more than 2 P; nor does a cookie
+     * made for another ISN. */
+    enum { P = 1000 };
+    memset(&t, 0, sizeof t);
+    ck_assert_int_eq(uv_loop_init(&t.loop), 0);
+    struct sncp_conn_config scfg = conn_cfg(nnve_ctx, NULL);
+    struct sncp_l2_port_config pcfg = {.ifname = "nnve0", .accept = 1, .cookie_secret_ms = P};
+    ck_assert_int_eq(sncp_l2_port_create(&t.loop, &pcfg, &scfg, &srv_cbs, &t, &t.nnve_port), 0);
+    uint8_t nnve_mac[6];
+    sncp_l2_port_mac(t.nnve_port, nnve_mac);
+    ck.fd = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, htons(ETH_P_ALL));
+    ck_assert_int_ge(ck.fd, 0);
+    int ifindex = (int)if_nametoindex("hv2");
+    struct sockaddr_ll sll = {
+        .sll_family = AF_PACKET, .sll_protocol = htons(ETH_P_ALL), .sll_ifindex = ifindex};
+    ck_assert_int_eq(bind(ck.fd, (struct sockaddr *)&sll, sizeof sll), 0);
+    const struct sncp_l2_port_stats *ps = sncp_l2_port_stats(t.nnve_port);
+    static const uint8_t mac3[6] = {0x02, 0xbb, 0, 0, 0, 3}, mac4[6] = {0x02, 0xbb, 0, 0, 0, 4};
+
+    get_cookie(ifindex, nnve_mac, mac3, 0x3003);
+    uint64_t t0 = uv_hrtime();
+    run_until(testutil_never, P + P / 5);
+    /* A cookie for another ISN (the OPEN is not the one it answered) is refused. */
+    uint8_t body_cookie[SNCP_L2_COOKIE_LEN];
+    memcpy(body_cookie, ck.cookie, sizeof body_cookie);
+    failures_before = ps->cookie_failures;
+    raw_open(ck.fd, ifindex, nnve_mac, mac3, 0x3004, body_cookie);
+    uint64_t elapsed_ms = (uv_hrtime() - t0) / 1000000u;
+    raw_open(ck.fd, ifindex, nnve_mac, mac3, 0x3003, body_cookie);
+    if (elapsed_ms < 2 * P - 100) {
+        /* Sent within the previous secret's life (else the machine stalled: not judged). */
+        ck_assert(run_until(failed_and_one_conn, 5000));
+        ck_assert_uint_eq(ps->cookie_failures, 1);
+        ck_assert_uint_eq(ps->unauth_peak, 1);
+    } else {
+        ck_assert(run_until(failed_more, 5000));
+    }
+
+    get_cookie(ifindex, nnve_mac, mac4, 0x4004);
+    run_until(testutil_never, 2 * P + P / 5);
+    uint64_t conns = sncp_l2_port_conns(t.nnve_port), cookies = ps->cookies_out;
+    failures_before = ps->cookie_failures;
+    raw_open(ck.fd, ifindex, nnve_mac, mac4, 0x4004, ck.cookie);
+    ck_assert(run_until(failed_more, 5000));
+    ck_assert_uint_eq(ps->cookie_failures, failures_before + 1);
+    ck_assert_uint_eq(sncp_l2_port_conns(t.nnve_port), conns);
+    ck_assert_uint_eq(ps->cookies_out, cookies + 1); /* a fresh one instead */
+    close(ck.fd);
+    sncp_l2_port_destroy(t.nnve_port);
+    uv_run(&t.loop, UV_RUN_DEFAULT);
+    ck_assert_int_eq(uv_loop_close(&t.loop), 0);
+}
+END_TEST
+
+START_TEST(test_known_mac_during_flood)
+{
+    /* The port answers 1 OPEN/s (burst 2).  hv1 authenticated a connection, so its MAC is
+     * known: in a burst of OPENs from new MACs that the port limit drops, a new OPEN from
+     * hv1's MAC (a reconnection) is still answered with a cookie. */
+    setup_open_rate = 1;
+    setup();
+    connect_hv1_by_mac();
+    t.n_req = 5;
+    ck_assert(run_until(hv1_done, 10000));
+    const struct sncp_l2_port_stats *ps = sncp_l2_port_stats(t.nnve_port);
+    uint8_t nnve_mac[6];
+    sncp_l2_port_mac(t.nnve_port, nnve_mac);
+    int hv2_if = (int)if_nametoindex("hv2"), hv1_if = (int)if_nametoindex("hv1");
+    int out = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, htons(ETH_P_ALL));
+    ck.fd = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, htons(ETH_P_ALL));
+    ck_assert_int_ge(out, 0);
+    ck_assert_int_ge(ck.fd, 0);
+    struct sockaddr_ll sll = {
+        .sll_family = AF_PACKET, .sll_protocol = htons(ETH_P_ALL), .sll_ifindex = hv1_if};
+    ck_assert_int_eq(bind(ck.fd, (struct sockaddr *)&sll, sizeof sll), 0);
+    sncp_l2_port_mac(t.hv_port[0], ck.mac);
+    ck.id = 0x7777;
+    ck.got = 0;
+    uint64_t cookies0 = ps->cookies_out, limited0 = ps->rate_limited;
+    /* All queued before the loop reads any: one batch, one `now`, no refill in between. */
+    for (uint8_t i = 0; i < 20; i++) {
+        uint8_t mac[6] = {0x02, 0xcc, 0, 0, 0, i};
+        raw_open(out, hv2_if, nnve_mac, mac, 0x100u + i, NULL);
+        if (i == 9) {
+            raw_open(out, hv1_if, nnve_mac, ck.mac, ck.id, NULL);
+        }
+    }
+    flood_expected = (unsigned)(cookies0 + limited0 + 21);
+    ck_assert(run_until(flood_counted, 10000));
+    ck_assert(run_until(rx_cookie, 5000));
+    ck_assert_uint_le(ps->cookies_out - cookies0, 1 + 2);
+    ck_assert_uint_ge(ps->rate_limited - limited0, 18);
+    close(out);
+    close(ck.fd);
+    teardown();
+}
+END_TEST
+
 /* ---- the port follows its interface ---- */
 
 static unsigned port_mtu_now(void)
@@ -645,6 +921,9 @@ static Suite *veth_suite(void)
     tcase_add_test(tc, test_many_connections_one_mac);
     tcase_add_test(tc, test_port_follows_interface);
     tcase_add_test(tc, test_link_down_up);
+    tcase_add_test(tc, test_open_flood);
+    tcase_add_test(tc, test_cookie_expiry);
+    tcase_add_test(tc, test_known_mac_during_flood);
     suite_add_tcase(s, tc);
     return s;
 }

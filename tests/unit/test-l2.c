@@ -5,6 +5,7 @@
  * (this file's fault injector: seeded PRNG, latency, loss, duplication, reordering) and
  * drive both from one virtual clock.
  */
+#include <arpa/inet.h>
 #include <check.h>
 #include <errno.h>
 #include <inttypes.h>
@@ -36,6 +37,7 @@ struct end {
     int drop_next;          /* frames this end sends that the link loses */
     uint64_t drop_data_nth; /* the link loses this end's n-th DATA frame (1-based) */
     int refuse;             /* answers OPEN with RESET instead */
+    int cookies;            /* passive: demands the open cookie (COOKIE first) */
     int established;
     int closed;
     int closed_err;
@@ -209,6 +211,13 @@ static void end_create(struct end *e)
     ck_assert_int_eq(sncp_l2_conn_create(&e->cfg, &test_cbs, e, &e->c), 0);
 }
 
+/* The simulated acceptor's cookie secret and the two ends' MAC addresses. */
+static const uint8_t test_secret[SNCP_L2_COOKIE_SECRET_LEN] = {
+    0x00, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08, 0x09, 0x0a, 0x0b, 0x0c, 0x0d, 0x0e, 0x0f,
+    0x10, 0x11, 0x12, 0x13, 0x14, 0x15, 0x16, 0x17, 0x18, 0x19, 0x1a, 0x1b, 0x1c, 0x1d, 0x1e, 0x1f};
+static const uint8_t test_mac[2][6] = {{0x52, 0x54, 0x00, 0x12, 0x34, 0x56},
+                                       {0x02, 0x00, 0x5e, 0x10, 0x00, 0x01}};
+
 static void deliver(struct net *n, struct pkt *p)
 {
     struct end *e = &n->e[p->to];
@@ -216,6 +225,22 @@ static void deliver(struct net *n, struct pkt *p)
     ck_assert_int_eq(sncp_l2_frame_decode(p->data, p->len, &f), 0);
     if (e->c && sncp_l2_conn_state(e->c) != SNCP_L2_STATE_CLOSED) {
         (void)sncp_l2_conn_input(e->c, &f, n->now);
+        return;
+    }
+    if (f.type == SNCP_L2_OPEN && e->passive && e->cookies && !e->c &&
+        !sncp_l2_cookie_check(&test_secret, 1, test_mac[p->to], test_mac[1 - p->to], 0, &f)) {
+        uint8_t cookie[SNCP_L2_COOKIE_LEN], buf[SNCP_L2_HEADER_LEN + SNCP_L2_COOKIE_LEN];
+        ck_assert_int_eq(sncp_l2_cookie_compute(test_secret, test_mac[p->to], test_mac[1 - p->to],
+                                                0, &f, cookie),
+                         0);
+        int len = sncp_l2_cookie_build(&f, cookie, buf, sizeof buf);
+        ck_assert_int_eq(len, SNCP_L2_HEADER_LEN + SNCP_L2_COOKIE_LEN);
+        e->types_sent[SNCP_L2_COOKIE]++;
+        if (e->drop_next > 0) {
+            e->drop_next--;
+            return;
+        }
+        link_send(n, 1 - p->to, buf, (size_t)len);
         return;
     }
     if (f.type == SNCP_L2_OPEN && e->passive && !e->refuse && !e->c) {
@@ -377,6 +402,8 @@ static const uint8_t open_body[4] = {0x05, 0xdc, 0, 0}; /* max payload 1500 */
 static const uint8_t data_body[5] = {'h', 'e', 'l', 'l', 'o'};
 static const uint8_t sack_body[2] = {0xa0, 0x01};
 static const uint8_t disc_body[9] = {0x05, 0xc4, 0, 0, 'n', 'n', 'v', 'e', '1'};
+static const uint8_t cookie_body[SNCP_L2_COOKIE_LEN] = {1, 2,  3,  4,  5,  6,  7,  8,
+                                                        9, 10, 11, 12, 13, 14, 15, 16};
 
 static const struct sncp_l2_frame valid_frames[] = {
     {.type = SNCP_L2_SOLICIT, .src_id = 0xabcdef01, .len = 9, .payload = disc_body},
@@ -414,6 +441,7 @@ static const struct sncp_l2_frame valid_frames[] = {
     {.type = SNCP_L2_CLOSE, .src_id = 7, .dst_id = 9, .seq = 11},
     {.type = SNCP_L2_CLOSE, .flags = SNCP_L2_F_RESET, .dst_id = 9},
     {.type = SNCP_L2_CLOSE_ACK, .src_id = 9, .dst_id = 7, .ack = 11},
+    {.type = SNCP_L2_COOKIE, .dst_id = 7, .ack = 0xfffffff0, .len = 16, .payload = cookie_body},
     {.type = SNCP_L2_ACK,
      .src_id = 7,
      .dst_id = 9,
@@ -645,6 +673,255 @@ START_TEST(test_codec_malformed)
     ck_assert_str_eq(sncp_l2_frame_type_name(SNCP_L2_OPEN_ACK), "OPEN_ACK");
     ck_assert_str_eq(sncp_l2_frame_type_name(0), "UNKNOWN");
     ck_assert_str_eq(sncp_l2_frame_type_name(200), "UNKNOWN");
+}
+END_TEST
+
+/* ---- open cookies ---- */
+
+/* An OPEN from id 0x101, ISN 5000, max payload 1476, with `cookie` (NULL: none) in body. */
+static struct sncp_l2_frame cookie_open(uint8_t body[SNCP_L2_OPEN_COOKIE_BODY_LEN],
+                                        const uint8_t *cookie)
+{
+    static const uint8_t mp[4] = {0x05, 0xc4, 0, 0};
+    memcpy(body, mp, sizeof mp);
+    if (cookie) {
+        memcpy(body + 4, cookie, SNCP_L2_COOKIE_LEN);
+    }
+    return (struct sncp_l2_frame){.type = SNCP_L2_OPEN,
+                                  .src_id = 0x101,
+                                  .seq = 5000,
+                                  .window = 32,
+                                  .len = cookie ? SNCP_L2_OPEN_COOKIE_BODY_LEN : 4,
+                                  .payload = body};
+}
+
+START_TEST(test_cookie_codec)
+{
+    const uint8_t *nnve = test_mac[1], *hv = test_mac[0];
+    uint8_t body[SNCP_L2_OPEN_COOKIE_BODY_LEN], cookie[SNCP_L2_COOKIE_LEN];
+    struct sncp_l2_frame open = cookie_open(body, NULL);
+    ck_assert_ptr_null(sncp_l2_open_cookie(&open));
+    ck_assert_int_eq(sncp_l2_cookie_compute(test_secret, nnve, hv, 0, &open, cookie), 0);
+
+    /* The examples of proto/L2-TRANSPORT.md §10: the cookie for this OPEN with the secret
+     * 00 01 .. 1f, and the COOKIE frame carrying it. */
+    uint8_t want[128], got[128];
+    size_t wlen;
+    hex_to_bytes("57 3f 4a 09  78 b3 d7 b0  f8 9c 1b 9b  c3 13 2a c9", want, &wlen);
+    ck_assert_uint_eq(wlen, SNCP_L2_COOKIE_LEN);
+    ck_assert_mem_eq(cookie, want, wlen);
+    int n = sncp_l2_cookie_build(&open, cookie, got, sizeof got);
+    hex_to_bytes("01 09 00 00  00 00 00 00  00 00 01 01  00 00 00 00  00 00 13 88  00 00 00 10"
+                 " 57 3f 4a 09  78 b3 d7 b0  f8 9c 1b 9b  c3 13 2a c9",
+                 want, &wlen);
+    ck_assert_int_eq(n, (int)wlen);
+    ck_assert_mem_eq(got, want, wlen);
+    struct sncp_l2_frame f;
+    ck_assert_int_eq(sncp_l2_frame_decode(got, (size_t)n, &f), 0);
+    ck_assert_uint_eq(f.type, SNCP_L2_COOKIE);
+    ck_assert_str_eq(sncp_l2_frame_type_name(SNCP_L2_COOKIE), "COOKIE");
+    /* The repeated OPEN. */
+    struct sncp_l2_frame open2 = cookie_open(body, cookie);
+    n = encode(&open2, got, sizeof got);
+    hex_to_bytes("01 03 00 00  00 00 01 01  00 00 00 00  00 00 13 88  00 00 00 00  00 20 00 14"
+                 " 05 c4 00 00  57 3f 4a 09  78 b3 d7 b0  f8 9c 1b 9b  c3 13 2a c9",
+                 want, &wlen);
+    ck_assert_int_eq(n, (int)wlen);
+    ck_assert_mem_eq(got, want, wlen);
+    ck_assert_int_eq(sncp_l2_frame_decode(got, (size_t)n, &f), 0);
+    ck_assert_ptr_nonnull(sncp_l2_open_cookie(&f));
+    ck_assert_mem_eq(sncp_l2_open_cookie(&f), cookie, SNCP_L2_COOKIE_LEN);
+
+    /* Valid under the current or the previous secret; bound to every input. */
+    uint8_t secrets[2][SNCP_L2_COOKIE_SECRET_LEN];
+    memset(secrets[0], 0xee, sizeof secrets[0]);
+    memcpy(secrets[1], test_secret, sizeof secrets[1]);
+    ck_assert_int_eq(sncp_l2_cookie_check(secrets, 2, nnve, hv, 0, &f), 1);
+    ck_assert_int_eq(sncp_l2_cookie_check(secrets, 1, nnve, hv, 0, &f), 0);
+    ck_assert_int_eq(sncp_l2_cookie_check(&secrets[1], 1, hv, nnve, 0, &f), 0);
+    ck_assert_int_eq(sncp_l2_cookie_check(&secrets[1], 1, nnve, hv, 10, &f), 0);
+    uint8_t other_mac[6] = {0x52, 0x54, 0x00, 0x12, 0x34, 0x57};
+    ck_assert_int_eq(sncp_l2_cookie_check(&secrets[1], 1, nnve, other_mac, 0, &f), 0);
+    struct sncp_l2_frame g = f;
+    g.src_id++;
+    ck_assert_int_eq(sncp_l2_cookie_check(&secrets[1], 1, nnve, hv, 0, &g), 0);
+    g = f;
+    g.seq++;
+    ck_assert_int_eq(sncp_l2_cookie_check(&secrets[1], 1, nnve, hv, 0, &g), 0);
+    uint8_t body2[SNCP_L2_OPEN_COOKIE_BODY_LEN];
+    memcpy(body2, f.payload, sizeof body2);
+    body2[1] ^= 1; /* another max payload */
+    g = f;
+    g.payload = body2;
+    ck_assert_int_eq(sncp_l2_cookie_check(&secrets[1], 1, nnve, hv, 0, &g), 0);
+    for (size_t i = 4; i < sizeof body2; i++) {
+        memcpy(body2, f.payload, sizeof body2);
+        body2[i] ^= 0x80;
+        ck_assert_int_eq(sncp_l2_cookie_check(&secrets[1], 1, nnve, hv, 0, &g), 0);
+    }
+    /* A body of 5..19 bytes carries no cookie (the extra bytes are ignored). */
+    g = f;
+    g.len = SNCP_L2_OPEN_COOKIE_BODY_LEN - 1;
+    ck_assert_ptr_null(sncp_l2_open_cookie(&g));
+    ck_assert_int_eq(sncp_l2_cookie_check(&secrets[1], 1, nnve, hv, 0, &g), 0);
+    /* Only OPENs have cookies. */
+    g = f;
+    g.type = SNCP_L2_OPEN_ACK;
+    ck_assert_ptr_null(sncp_l2_open_cookie(&g));
+    ck_assert_int_eq(sncp_l2_cookie_compute(test_secret, nnve, hv, 0, &g, cookie),
+                     SNCP_E_INVALID_VALUE);
+    ck_assert_int_eq(sncp_l2_cookie_build(&g, cookie, got, sizeof got), SNCP_E_INVALID_VALUE);
+    ck_assert_int_eq(sncp_l2_cookie_build(&f, cookie, got, SNCP_L2_HEADER_LEN + 15), -ENOBUFS);
+
+    /* Malformed COOKIE frames: a sender id, no receiver id, a cookie of another length. */
+    static const struct {
+        uint32_t src, dst;
+        uint16_t len;
+    } bad[] = {{1, 0x101, 16}, {0, 0, 16}, {0, 0x101, 15}, {0, 0x101, 17}, {0, 0x101, 0}};
+    uint8_t big[32] = {0};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        struct sncp_l2_frame c = {.type = SNCP_L2_COOKIE,
+                                  .src_id = bad[i].src,
+                                  .dst_id = bad[i].dst,
+                                  .len = bad[i].len,
+                                  .payload = big};
+        ck_assert_int_eq(sncp_l2_frame_encode(&c, got, sizeof got), SNCP_E_INVALID_VALUE);
+        uint8_t raw[SNCP_L2_HEADER_LEN + 32] = {1, SNCP_L2_COOKIE};
+        uint32_t v = htonl(bad[i].src);
+        memcpy(raw + 4, &v, 4);
+        v = htonl(bad[i].dst);
+        memcpy(raw + 8, &v, 4);
+        uint16_t l = htons(bad[i].len);
+        memcpy(raw + 22, &l, 2);
+        ck_assert_int_eq(sncp_l2_frame_decode(raw, sizeof raw, &f), SNCP_E_MALFORMED);
+    }
+    /* A COOKIE for no connection is never answered. */
+    n = sncp_l2_cookie_build(&open, cookie, got, sizeof got);
+    ck_assert_int_eq(sncp_l2_frame_decode(got, (size_t)n, &f), 0);
+    ck_assert_int_eq(sncp_l2_reply_unknown(&f, want, sizeof want), 0);
+}
+END_TEST
+
+START_TEST(test_handshake_cookie)
+{
+    /* _i == 0: no loss; _i == 1: the first COOKIE is lost (the OPEN goes again on the timer,
+     * without a cookie, and gets another); _i == 2: the OPEN with the cookie is lost. */
+    struct net n;
+    net_init(&n, 11);
+    n.latency_ms = 2;
+    n.e[1].cookies = 1;
+    if (_i == 1) {
+        n.e[1].drop_next = 1;
+    }
+    end_create(&n.e[0]);
+    ck_assert_int_eq(sncp_l2_conn_open(n.e[0].c, n.now), 0);
+    if (_i == 2) {
+        /* The first OPEN passes (it is sent by open), the second (with the cookie) not. */
+        n.e[0].drop_next = 1;
+    }
+    ck_assert(net_run(&n, both_established, 60000));
+    struct end *a = &n.e[0], *b = &n.e[1];
+    ck_assert_uint_eq(a->types_sent[SNCP_L2_OPEN], _i == 0 ? 2 : 3);
+    ck_assert_uint_eq(b->types_sent[SNCP_L2_COOKIE], _i == 1 ? 2 : 1);
+    ck_assert_uint_eq(sncp_l2_conn_stats(a->c)->cookies_in, 1);
+    if (_i == 0) {
+        /* The cookie round trip does not count as a retransmission: the OPEN with the cookie
+         * gives the RTT sample. */
+        ck_assert_uint_eq(sncp_l2_conn_stats(a->c)->retransmits, 0);
+        ck_assert_uint_eq(sncp_l2_conn_stats(a->c)->rtt_samples, 1);
+        ck_assert_uint_eq(sncp_l2_conn_stats(a->c)->srtt_ms, 4);
+    }
+    uint8_t *x = random_bytes(5000, 3);
+    set_stream(a, b, x, 5000);
+    ck_assert(net_run(&n, all_acked, 10000));
+    ck_assert_mem_eq(b->rx, x, 5000);
+    /* A COOKIE once established is not for this state. */
+    uint8_t body[SNCP_L2_OPEN_COOKIE_BODY_LEN], buf[64];
+    struct sncp_l2_frame open = cookie_open(body, NULL), f;
+    open.src_id = sncp_l2_conn_local_id(a->c);
+    open.seq = 0;
+    int len = sncp_l2_cookie_build(&open, cookie_body, buf, sizeof buf);
+    ck_assert_int_eq(sncp_l2_frame_decode(buf, (size_t)len, &f), 0);
+    ck_assert_int_eq(sncp_l2_conn_input(a->c, &f, n.now), SNCP_E_UNEXPECTED_MESSAGE);
+    net_free(&n);
+    free(x);
+}
+END_TEST
+
+START_TEST(test_cookie_forged)
+{
+    /* COOKIEs that do not answer our OPEN (another ISN) are rejected; a stream of different
+     * cookies answering it counts against max_retransmits: the open still ends. */
+    struct net n;
+    net_init(&n, 12);
+    n.cut = 1;
+    n.e[0].cfg.max_retransmits = 3;
+    end_create(&n.e[0]);
+    struct end *a = &n.e[0];
+    ck_assert_int_eq(sncp_l2_conn_open(a->c, n.now), 0);
+    uint8_t body[SNCP_L2_OPEN_COOKIE_BODY_LEN], buf[64], ck[SNCP_L2_COOKIE_LEN] = {0};
+    struct sncp_l2_frame open = cookie_open(body, NULL), f;
+    open.src_id = sncp_l2_conn_local_id(a->c);
+    open.seq = a->cfg.initial_seq + 1;
+    int len = sncp_l2_cookie_build(&open, ck, buf, sizeof buf);
+    ck_assert_int_eq(sncp_l2_frame_decode(buf, (size_t)len, &f), 0);
+    ck_assert_int_eq(sncp_l2_conn_input(a->c, &f, n.now), SNCP_E_UNEXPECTED_MESSAGE);
+    open.seq = a->cfg.initial_seq;
+    for (int i = 0; i < 50; i++) {
+        ck[0] = (uint8_t)i;
+        len = sncp_l2_cookie_build(&open, ck, buf, sizeof buf);
+        ck_assert_int_eq(sncp_l2_frame_decode(buf, (size_t)len, &f), 0);
+        ck_assert_int_eq(sncp_l2_conn_input(a->c, &f, n.now), 0);
+    }
+    /* One OPEN from open(), one for the first cookie, then 3 retransmissions at most. */
+    ck_assert_uint_eq(a->types_sent[SNCP_L2_OPEN], 5);
+    ck_assert(net_run(&n, e0_closed, 60000));
+    ck_assert_int_eq(a->closed_err, -ETIMEDOUT);
+    ck_assert_uint_eq(a->types_sent[SNCP_L2_OPEN], 5);
+    net_free(&n);
+}
+END_TEST
+
+START_TEST(test_lazy_buffers)
+{
+    /* A connection holds no send ring or reorder buffer until it needs one; a small exchange
+     * keeps a small ring; a burst's ring is released once acknowledged; the reorder buffer
+     * exists only while frames after a gap are held. */
+    struct net n;
+    net_init(&n, 13);
+    n.latency_ms = 1;
+    net_connect(&n);
+    struct end *a = &n.e[0], *b = &n.e[1];
+    ck_assert_uint_eq(sncp_l2_conn_buffer_bytes(a->c), 0);
+    ck_assert_uint_eq(sncp_l2_conn_buffer_bytes(b->c), 0);
+    uint8_t *x = random_bytes(200000, 4);
+    set_stream(a, b, x, 100);
+    ck_assert(net_run(&n, all_acked, 10000));
+    ck_assert_uint_eq(sncp_l2_conn_buffer_bytes(a->c), 4096);
+    ck_assert_uint_eq(sncp_l2_conn_buffer_bytes(b->c), 0);
+    ck_assert_uint_eq(sncp_l2_conn_send_space(a->c), SNCP_L2_DEFAULT_SEND_BUFFER);
+    /* A burst: the ring grows (queued bytes kept in order across the growth). */
+    set_stream(a, b, x, 200000);
+    ck_assert_int_eq(sncp_l2_conn_send(a->c, x, 1000, n.now), 1000);
+    ck_assert_int_eq(sncp_l2_conn_send(a->c, x + 1000, 199000, n.now), 199000);
+    a->tx_off = 200000;
+    ck_assert_uint_ge(sncp_l2_conn_buffer_bytes(a->c), 200000);
+    ck_assert(net_run(&n, all_acked, 20000));
+    ck_assert_mem_eq(b->rx, x, 200000);
+    ck_assert_uint_eq(sncp_l2_conn_buffer_bytes(a->c), 0);
+    /* A gap: the reorder buffer holds the frames after it, and goes when it is filled. */
+    a->drop_data_nth = a->types_sent[SNCP_L2_DATA] + 1;
+    set_stream(a, b, x, 5000);
+    ck_assert_int_eq(sncp_l2_conn_send(a->c, x, 5000, n.now), 5000);
+    a->tx_off = 5000;
+    ck_assert(net_run(&n, NULL, 1) == 0);
+    ck_assert_uint_eq(sncp_l2_conn_buffer_bytes(b->c), 32u * 1476);
+    ck_assert(net_run(&n, all_acked, 10000));
+    ck_assert_mem_eq(b->rx, x, 5000);
+    ck_assert_uint_eq(sncp_l2_conn_buffer_bytes(b->c), 0);
+    ck_assert_uint_eq(sncp_l2_conn_stats(b->c)->out_of_order, 3);
+    net_free(&n);
+    free(x);
 }
 END_TEST
 
@@ -1372,12 +1649,16 @@ static Suite *l2_suite(void)
     tcase_add_test(tc, test_codec_random_bytes);
     tcase_add_test(tc, test_discovery);
     tcase_add_test(tc, test_reply_unknown);
+    tcase_add_test(tc, test_cookie_codec);
     tcase_add_test(tc, test_config);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("conn");
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_handshake);
+    tcase_add_loop_test(tc, test_handshake_cookie, 0, 3);
+    tcase_add_test(tc, test_cookie_forged);
+    tcase_add_test(tc, test_lazy_buffers);
     tcase_add_loop_test(tc, test_handshake_loss, 0, 2);
     tcase_add_test(tc, test_open_timeout_and_refused);
     tcase_add_loop_test(tc, test_transfer_loss, 0, sizeof loss_rates / sizeof loss_rates[0]);

@@ -211,6 +211,7 @@ START_TEST(test_transport)
     ck_assert_uint_eq(c->l2_ethertype, 0x88B5);
     ck_assert_uint_eq(c->l2_discovery_mac[0], 0x03);
     ck_assert_uint_eq(c->l2_discovery_mac[5], 0x01);
+    ck_assert_uint_eq(c->l2_max_unauth, 32);
     /* Sessions before HELLO: PROTOCOL.md §9.1's 10 s deadline, small caps, no CRL. */
     ck_assert_uint_eq(c->hello_timeout_ms, 10000);
     ck_assert_uint_eq(c->max_hello_pending, 64);
@@ -232,7 +233,8 @@ START_TEST(test_transport)
     ck_assert_int_eq(nnve_config_parse_string(G "transport = tcp, l2\n"
                                                 "l2_interfaces = swp1, swp9\n"
                                                 "l2_ethertype = 0x88b6\n"
-                                                "l2_discovery_mac = 03:00:5e:00:00:07\n" D
+                                                "l2_discovery_mac = 03:00:5e:00:00:07\n"
+                                                "l2_max_unauthenticated = 5\n" D
                                                 "[domain e]\nports = *\ntags = 30\n",
                                               "t.conf", &c, err, sizeof err),
                      0);
@@ -244,6 +246,7 @@ START_TEST(test_transport)
     ck_assert_uint_eq(c->l2_ethertype, 0x88b6);
     ck_assert_uint_eq(c->l2_discovery_mac[0], 0x03);
     ck_assert_uint_eq(c->l2_discovery_mac[5], 0x07);
+    ck_assert_uint_eq(c->l2_max_unauth, 5);
     nnve_config_destroy(c);
 
     /* L2 only: no listener. */
@@ -304,6 +307,9 @@ START_TEST(test_transport_errors)
                  "t.conf:6: l2_interfaces: \"a-name-too-long-for-linux\" is not an interface");
     expect_error(G "transport = l2\nl2_interfaces = ,\n" D, "t.conf:6: l2_interfaces: expected");
     expect_error(G "l2_ethertype = 0x8100\n", "t.conf:5: l2_ethertype: expected an EtherType");
+    expect_error(G "l2_max_unauthenticated = 0\n", "t.conf:5: l2_max_unauthenticated: expected");
+    expect_error(G "l2_max_unauthenticated = 65536\n", "l2_max_unauthenticated: expected");
+    expect_error(G "l2_max_unauthenticated = many\n", "l2_max_unauthenticated: expected");
     expect_error(G "l2_ethertype = 1500\n", "l2_ethertype: expected");
     expect_error(G "l2_ethertype = 0x10000\n", "l2_ethertype: expected");
     expect_error(G "l2_ethertype = x88b5\n", "l2_ethertype: expected");
