@@ -45,7 +45,8 @@ enum cookie_kind {
 struct rec_vn {
     struct rec_vn *next;
     uint64_t serial;
-    struct tnve_vn vn;
+    struct tnve_vn vn;       /* the nNVE's catalogue entry once resolved, else the vNIC's form */
+    int resolved;            /* vn is what the nNVE returned (PROTOCOL.md §4.4) */
     uint16_t tag;            /* last known local tag (0: none) */
     int acked;               /* the nNVE confirmed our connection */
     int sync_needed, sync_tried;
@@ -95,6 +96,7 @@ struct rec_tsi {
     uint32_t out_addr_gen;
     int sync_needed, sync_tried;
     int sync_deactivate;     /* SYNC: ASSOCIATE met INVALID_STATE, DEACTIVATE next */
+    int evict, evicted;      /* CONFLICT: the nNVE has the TSI_ID in a VN we do not know */
     uint64_t retry_at;
     unsigned failures, kicks;
     uint64_t last_kick;
@@ -298,6 +300,7 @@ static void tags_load(struct tnve_rec *r)
             continue;
         struct rec_vn *v = vn_get(r, &vn, 1);
         if (v) {
+            v->resolved = 1; /* written from the nNVE's answers */
             v->tag = (uint16_t)tag;
             loaded++;
         }
@@ -308,20 +311,28 @@ static void tags_load(struct tnve_rec *r)
 
 /* ---------------------------------------------------------------- objects */
 
+/* Whether the vNIC form `q` names the VN object `v` (see vn.h): a resolved VN by the rule
+ * of PROTOCOL.md §4.4, one not resolved yet by the same form only. */
+static int vn_matches(const struct rec_vn *v, const struct tnve_vn *q)
+{
+    return v->resolved ? tnve_vn_designates(&v->vn, q) : tnve_vn_equal(&v->vn, q);
+}
+
+/* The VN object a vNIC form names: a resolved one it designates, else one of the same form
+ * not resolved yet, else (create) a new one.  Only the nNVE's answers resolve a VN, so a
+ * vNIC's ID and name never complete each other (a disagreeing pair stays its own VN and
+ * gets the nNVE's CONFLICT). */
 static struct rec_vn *vn_get(struct tnve_rec *r, const struct tnve_vn *vn, int create)
 {
+    struct rec_vn *same_form = NULL;
     for (struct rec_vn *v = r->vns; v; v = v->next) {
-        if (tnve_vn_equal(&v->vn, vn)) {
-            /* Learn the other half of the identifier when a later source gives it. */
-            if (!v->vn.id && vn->id)
-                v->vn.id = vn->id;
-            if (!v->vn.name[0] && vn->name[0])
-                memcpy(v->vn.name, vn->name, sizeof v->vn.name);
+        if (v->resolved && tnve_vn_designates(&v->vn, vn))
             return v;
-        }
+        if (!v->resolved && !same_form && tnve_vn_equal(&v->vn, vn))
+            same_form = v;
     }
-    if (!create)
-        return NULL;
+    if (same_form || !create)
+        return same_form;
     struct rec_vn *v = calloc(1, sizeof *v);
     if (!v)
         return NULL;
@@ -376,6 +387,29 @@ static int tsi_blocked(const struct tnve_rec *r, const struct rec_tsi *t)
         if (o->acked != SNCP_TSI_INIT || o->out_type)
             return 1;
     }
+    return 0;
+}
+
+/* An instance of a vNIC that left its VN and stands in the way of the vNIC's present one
+ * (PROTOCOL.md §4.3: one VN per TSI_ID and hypervisor): it is de-associated first. */
+static int tsi_blocks_move(const struct tnve_rec *r, const struct rec_tsi *t)
+{
+    if (t->present || tsi_desired(t) != SNCP_TSI_INIT || t->acked == SNCP_TSI_INIT)
+        return 0;
+    for (const struct rec_tsi *o = r->tsis; o; o = o->next)
+        if (o != t && o->present && tsi_desired(o) != SNCP_TSI_INIT &&
+            !memcmp(&o->id, &t->id, sizeof t->id))
+            return 1;
+    return 0;
+}
+
+/* During SYNC: the present instance waits for an old one whose de-association failed. */
+static int tsi_blocked_by_tried(const struct tnve_rec *r, const struct rec_tsi *t)
+{
+    for (const struct rec_tsi *o = r->tsis; o; o = o->next)
+        if (o != t && !o->present && o->sync_needed && o->sync_tried &&
+            !memcmp(&o->id, &t->id, sizeof t->id))
+            return 1;
     return 0;
 }
 
@@ -839,9 +873,23 @@ static int dom_sync_vnics(struct tnve_rec *r, struct rec_domain *d, const struct
             if (o->dom != d || memcmp(o->id.mac, v->mac, 6) || o->present == 0)
                 continue;
             same_id = o;
-            if (tnve_vn_equal(&o->vn->vn, &v->vn)) {
+            if (vn_matches(o->vn, &v->vn)) {
                 t = o;
                 break;
+            }
+        }
+        if (!t) {
+            /* Back to a VN it left a moment ago: that instance is still held at the nNVE
+             * (or on its way out) and is taken back as it is, with no remove/re-add. */
+            for (struct rec_tsi *o = r->tsis; o && !t; o = o->next)
+                if (o->dom == d && !o->present && !memcmp(o->id.mac, v->mac, 6) &&
+                    vn_matches(o->vn, &v->vn))
+                    t = o;
+            if (t) {
+                char vbuf[TNVE_VN_STRLEN];
+                t->retry_at = 0;
+                SNV_INFO("rec", "vnic back in its previous vn domain=%s tsi=%s vn=%s",
+                         d->name, t->id_str, vn_text(t->vn, vbuf, sizeof vbuf));
             }
         }
         if (!t) {
@@ -1271,10 +1319,18 @@ static uint64_t tsi_step(struct tnve_rec *r, struct rec_tsi *t, uint64_t now)
         return UINT64_MAX;
     enum sncp_tsi_state want = tsi_desired(t);
     uint8_t type = 0;
-    if (t->sync_needed) {
-        if (r->phase != PHASE_SYNCING || want == SNCP_TSI_INIT || t->sync_tried)
+    if (t->evict && want != SNCP_TSI_INIT) {
+        type = SNCP_MSG_TSI_DEASSOCIATE;
+    } else if (t->sync_needed) {
+        if (r->phase != PHASE_SYNCING || t->sync_tried)
             return UINT64_MAX;
-        type = want == SNCP_TSI_ACTIVATED ? SNCP_MSG_TSI_ACTIVATE
+        if (want == SNCP_TSI_INIT) {
+            /* Left alone, SYNC_END sweeps it; an old VN of a moved vNIC goes first. */
+            if (!tsi_blocks_move(r, t))
+                return UINT64_MAX;
+            type = SNCP_MSG_TSI_DEASSOCIATE;
+        } else
+            type = want == SNCP_TSI_ACTIVATED ? SNCP_MSG_TSI_ACTIVATE
                : t->sync_deactivate       ? SNCP_MSG_TSI_DEACTIVATE
                                           : SNCP_MSG_TSI_ASSOCIATE;
     } else if (want != t->acked) {
@@ -1317,7 +1373,7 @@ static int sync_complete(const struct tnve_rec *r)
             return 0;
     for (const struct rec_tsi *t = r->tsis; t; t = t->next)
         if (t->sync_needed && !t->sync_tried && tsi_desired(t) != SNCP_TSI_INIT &&
-            !(t->vn->sync_tried && t->vn->sync_needed))
+            !(t->vn->sync_tried && t->vn->sync_needed) && !tsi_blocked_by_tried(r, t))
             return 0;
     return 1;
 }
@@ -1465,6 +1521,44 @@ int tnve_rec_resync(struct tnve_rec *r, uint64_t now)
 
 /* ---------------------------------------------------------------- responses */
 
+/* The nNVE resolved `v` to its catalogue entry `entry` (VN_CONNECT's answer): `v` becomes
+ * that entry, or, when another object already is (the same VN named another way, e.g. by
+ * name on one vNIC and by ID on another), `v`'s TSIs join it and `v` goes: one VN, one
+ * object, so the last user of one form never disconnects a VN another form still uses.
+ * Returns the object that now stands for the VN. */
+static struct rec_vn *vn_settle(struct tnve_rec *r, struct rec_vn *v, const struct tnve_vn *entry)
+{
+    struct rec_vn *w = NULL;
+    for (struct rec_vn *o = r->vns; o && !w; o = o->next)
+        if (o != v && o->resolved && o->vn.id == entry->id &&
+            (entry->id || !strcmp(o->vn.name, entry->name)))
+            w = o;
+    if (!w) {
+        v->vn = *entry;
+        v->resolved = 1;
+        return v;
+    }
+    char vbuf[TNVE_VN_STRLEN], wbuf[TNVE_VN_STRLEN];
+    SNV_INFO("rec", "vn form joins its catalogue entry form=%s vn=%s", vn_text(v, vbuf, sizeof vbuf),
+             vn_text(w, wbuf, sizeof wbuf));
+    for (struct rec_tsi *t = r->tsis; t; t = t->next)
+        if (t->vn == v)
+            t->vn = w;
+    if (!w->out_type) {
+        w->acked = 1;
+        w->sync_needed = 0;
+        w->failures = 0;
+        w->last_err = 0;
+    }
+    struct rec_vn **pv = &r->vns;
+    while (*pv != v)
+        pv = &(*pv)->next;
+    *pv = v->next;
+    r->st.vns--;
+    free(v);
+    return w;
+}
+
 static void vn_response(struct tnve_rec *r, struct rec_vn *v, const struct sncp_msg *rsp, int err,
                         uint64_t now)
 {
@@ -1486,8 +1580,16 @@ static void vn_response(struct tnve_rec *r, struct rec_vn *v, const struct sncp_
             v->acked = 1;
             v->sync_needed = 0;
             uint16_t tag = rsp->n_tags ? rsp->tags[0].vid : v->tag;
-            if (rsp->vn_id && !v->vn.id && sncp_msg_has(rsp, SNCP_TLV_VN_ID))
-                v->vn.id = rsp->vn_id;
+            if (sncp_msg_has(rsp, SNCP_TLV_VN_ID) || sncp_msg_has(rsp, SNCP_TLV_VN_NAME)) {
+                struct tnve_vn entry;
+                memset(&entry, 0, sizeof entry);
+                if (sncp_msg_has(rsp, SNCP_TLV_VN_ID))
+                    entry.id = rsp->vn_id;
+                if (sncp_msg_has(rsp, SNCP_TLV_VN_NAME))
+                    memcpy(entry.name, rsp->vn_name, sizeof entry.name);
+                v = vn_settle(r, v, &entry);
+                vn_text(v, vbuf, sizeof vbuf);
+            }
             SNV_INFO("rec", "response VN_CONNECT vn=%s status=success tag=%u", vbuf, tag);
             if (tag != v->tag) {
                 v->tag = tag;
@@ -1543,6 +1645,7 @@ static void tsi_response(struct tnve_rec *r, struct rec_tsi *t, const struct snc
         /* Nothing at the nNVE: that is Init. */
         t->failures = 0;
         t->last_err = 0;
+        t->evict = 0;
         tsi_set_acked(r, t, SNCP_TSI_INIT, "no such tsi at the nNVE");
         r->st.ok++;
         return;
@@ -1555,6 +1658,10 @@ static void tsi_response(struct tnve_rec *r, struct rec_tsi *t, const struct snc
         int was_sync = t->sync_needed;
         t->sync_needed = 0;
         t->sync_deactivate = 0;
+        if (t->evict)
+            t->evict = 0;
+        else
+            t->evicted = 0;
         enum sncp_tsi_state s = t->out_target;
         if (sncp_msg_has(rsp, SNCP_TLV_TSI_STATE) && rsp->tsi_state <= SNCP_TSI_ACTIVATED)
             s = (enum sncp_tsi_state)rsp->tsi_state;
@@ -1598,6 +1705,18 @@ static void tsi_response(struct tnve_rec *r, struct rec_tsi *t, const struct snc
         t->sync_deactivate = 1;
         t->last_err = 0;
         t->retry_at = now;
+        return;
+    }
+    if (err == SNCP_E_CONFLICT && !t->evicted && t->present && t->acked == SNCP_TSI_INIT &&
+        (type == SNCP_MSG_TSI_ASSOCIATE || type == SNCP_MSG_TSI_ACTIVATE) &&
+        !tsi_blocked(r, t)) {
+        /* The nNVE holds this TSI_ID in a VN we hold nothing of (it moved while we were
+         * away): de-associate it there, once, then associate in the VN it is in now. */
+        t->evict = t->evicted = 1;
+        t->retry_at = now;
+        SNV_INFO("rec", "tsi held by the nNVE elsewhere, de-associating it first tsi=%s "
+                        "reason=\"%s\"",
+                 t->id_str, t->last_reason);
         return;
     }
     if (t->sync_needed)
@@ -1822,10 +1941,39 @@ const char *tnve_rec_phase(const struct tnve_rec *r)
     return "unknown";
 }
 
+/* The instance a vNIC is shown by: its present one, else the first still tracked. */
+static const struct rec_tsi *tsi_shown(const struct tnve_rec *r, const struct rec_tsi *t)
+{
+    const struct rec_tsi *first = NULL;
+    for (const struct rec_tsi *o = r->tsis; o; o = o->next) {
+        if (memcmp(&o->id, &t->id, sizeof t->id))
+            continue;
+        if (o->present)
+            return o;
+        if (!first)
+            first = o;
+    }
+    return first;
+}
+
+/* One row per vNIC: a vNIC that moved shows its new VN, and in `previous_vn` the old one
+ * while the nNVE still holds it there.  `error` is the TSI's last refusal, else its VN's
+ * while the VN is not connected (e.g. a VN this hypervisor may not use). */
 json_t *tnve_rec_tsis_json(const struct tnve_rec *r)
 {
     json_t *a = json_array();
     for (const struct rec_tsi *t = r->tsis; t; t = t->next) {
+        if (tsi_shown(r, t) != t)
+            continue;
+        const struct rec_tsi *prev = NULL;
+        for (const struct rec_tsi *o = r->tsis; o && !prev; o = o->next)
+            if (o != t && !o->present && !memcmp(&o->id, &t->id, sizeof t->id) &&
+                (o->acked != SNCP_TSI_INIT || o->out_type))
+                prev = o;
+        char pbuf[TNVE_VN_STRLEN];
+        const char *err = t->last_err                       ? t->last_reason
+                          : !t->vn->acked && t->vn->last_err ? t->vn->last_reason
+                                                             : "";
         char mac[SNCP_MAC_STRLEN];
         sncp_mac_format(t->id.mac, mac, sizeof mac);
         json_t *addrs = json_array();
@@ -1846,7 +1994,9 @@ json_t *tnve_rec_tsis_json(const struct tnve_rec *r)
         json_object_set_new(o, "port", json_string(t->ifname));
         json_object_set_new(o, "pending", json_string(type_short(t->out_type)));
         json_object_set_new(o, "failures", json_integer(t->failures));
-        json_object_set_new(o, "error", json_string(t->last_err ? t->last_reason : ""));
+        json_object_set_new(o, "error", json_string(err));
+        json_object_set_new(o, "previous_vn",
+                            prev ? json_string(vn_text(prev->vn, pbuf, sizeof pbuf)) : json_null());
         json_object_set_new(o, "addresses", addrs);
         json_object_set_new(o, "tsi", json_string(t->id_str));
         json_array_append_new(a, o);
