@@ -45,12 +45,12 @@ enum cookie_kind {
 struct rec_vn {
     struct rec_vn *next;
     uint64_t serial;
-    struct tnve_vn vn;       /* the nNVE's catalogue entry once resolved, else the vNIC's form */
-    int resolved;            /* vn is what the nNVE returned (PROTOCOL.md §4.4) */
-    uint16_t tag;            /* last known local tag (0: none) */
-    int acked;               /* the nNVE confirmed our connection */
+    struct tnve_vn vn; /* the nNVE's catalogue entry once resolved, else the vNIC's form */
+    int resolved;      /* vn is what the nNVE returned (PROTOCOL.md §4.4) */
+    uint16_t tag;      /* last known local tag (0: none) */
+    int acked;         /* the nNVE confirmed our connection */
     int sync_needed, sync_tried;
-    uint8_t out_type;        /* outstanding request type, 0 = none */
+    uint8_t out_type; /* outstanding request type, 0 = none */
     uint64_t retry_at;
     unsigned failures, kicks;
     uint64_t last_kick;
@@ -66,9 +66,9 @@ struct rec_domain {
     char name[256];
     char state[40];
     enum sncp_tsi_state desired;
-    uint16_t flags;          /* SNCP flags of the last desired-state change */
-    int inactive_policy;     /* desired follows associate_on_define */
-    int removed;             /* gone from libvirt: forget once all TSIs are Init */
+    uint16_t flags;      /* SNCP flags of the last desired-state change */
+    int inactive_policy; /* desired follows associate_on_define */
+    int removed;         /* gone from libvirt: forget once all TSIs are Init */
     int seen;
     unsigned n_vnics, n_unmapped;
     uint8_t unmapped_logged[TNVE_MAX_VNICS][6];
@@ -87,29 +87,29 @@ struct rec_tsi {
     struct sncp_tsi_id id;
     char id_str[SNCP_TSI_ID_STRLEN];
     char ifname[64];
-    int present;             /* the vNIC still exists with this VN */
+    int present; /* the vNIC still exists with this VN */
     enum sncp_tsi_state acked;
-    uint16_t flags;          /* SNCP flags for the next transition */
+    uint16_t flags; /* SNCP flags for the next transition */
     uint16_t tag;
     uint8_t out_type;
     enum sncp_tsi_state out_target;
     uint32_t out_addr_gen;
     int sync_needed, sync_tried;
-    int sync_deactivate;     /* SYNC: ASSOCIATE met INVALID_STATE, DEACTIVATE next */
-    int evict, evicted;      /* CONFLICT: the nNVE has the TSI_ID in a VN we do not know */
+    int sync_deactivate; /* SYNC: ASSOCIATE met INVALID_STATE, DEACTIVATE next */
+    int evict, evicted;  /* CONFLICT: the nNVE has the TSI_ID in a VN we do not know */
     uint64_t retry_at;
     unsigned failures, kicks;
     uint64_t last_kick;
     int last_err;
     char last_reason[300];
-    uint64_t fail_time;      /* when last_err was set */
+    uint64_t fail_time; /* when last_err was set */
     struct sncp_addr addrs[SNCP_MAX_ADDRS];
     unsigned n_addrs;
     uint32_t addr_gen, addr_acked_gen;
     uint16_t dp_vid;
     char dp_ifname[64];
-    int dp_adopted;          /* dp_vid is the previous run's, kept for the activation under way */
-    uint64_t stamp;          /* of the desired-state change not yet acknowledged */
+    int dp_adopted; /* dp_vid is the previous run's, kept for the activation under way */
+    uint64_t stamp; /* of the desired-state change not yet acknowledged */
 };
 
 /* A vNIC port the previous run of the agent had set (from the ports file), kept until the
@@ -144,7 +144,7 @@ struct tnve_rec {
     struct rec_tsi *tsis;
     struct rec_vn *vns;
     struct rec_waiter *waiters;
-    int any_gone;            /* some vNIC that went away is still held at the nNVE */
+    int any_gone; /* some vNIC that went away is still held at the nNVE */
     struct tnve_rec_stats st;
     struct snv_ratelimit rl_peer;
 };
@@ -451,8 +451,7 @@ static int uplink_in_use(const struct tnve_rec *r, const struct rec_tsi *except,
 static void dp_save(struct tnve_rec *r)
 {
     char tmp[512];
-    FILE *f = r->dp_state_file ? save_open(r->dp_state_file, "ports file", tmp, sizeof tmp)
-                               : NULL;
+    FILE *f = r->dp_state_file ? save_open(r->dp_state_file, "ports file", tmp, sizeof tmp) : NULL;
     if (!f)
         return;
     fprintf(f, "# tnve-agent: vNIC ports carrying a local tag (port vid); rewritten by the "
@@ -477,8 +476,8 @@ static void dp_load(struct tnve_rec *r)
     while (fgets(line, sizeof line, f)) {
         char ifname[64];
         unsigned vid;
-        if (line[0] == '#' || sscanf(line, "%63s %u", ifname, &vid) != 2 ||
-            vid < SNCP_MIN_VID || vid > SNCP_MAX_VID || strlen(ifname) >= 16)
+        if (line[0] == '#' || sscanf(line, "%63s %u", ifname, &vid) != 2 || vid < SNCP_MIN_VID ||
+            vid > SNCP_MAX_VID || strlen(ifname) >= 16)
             continue;
         struct rec_dp_port *p = calloc(1, sizeof *p);
         if (!p)
@@ -500,8 +499,8 @@ static void dp_load(struct tnve_rec *r)
 static struct rec_tsi *dp_pending_owner(struct tnve_rec *r, const struct rec_dp_port *p)
 {
     for (struct rec_tsi *t = r->tsis; t; t = t->next)
-        if (!t->dp_vid && !strcmp(t->ifname, p->ifname) &&
-            tsi_desired(t) == SNCP_TSI_ACTIVATED && (t->tag == p->vid || !t->tag))
+        if (!t->dp_vid && !strcmp(t->ifname, p->ifname) && tsi_desired(t) == SNCP_TSI_ACTIVATED &&
+            (t->tag == p->vid || !t->tag))
             return t;
     return NULL;
 }
@@ -597,8 +596,8 @@ static void tsi_set_acked(struct tnve_rec *r, struct rec_tsi *t, enum sncp_tsi_s
     if (t->acked != s) {
         char vbuf[TNVE_VN_STRLEN];
         SNV_INFO("rec", "tsi state tsi=%s domain=%s vn=%s acked=%s was=%s tag=%u cause=%s",
-                 t->id_str, t->dom->name, vn_text(t->vn, vbuf, sizeof vbuf),
-                 sncp_tsi_state_name(s), sncp_tsi_state_name(t->acked), t->tag, why);
+                 t->id_str, t->dom->name, vn_text(t->vn, vbuf, sizeof vbuf), sncp_tsi_state_name(s),
+                 sncp_tsi_state_name(t->acked), t->tag, why);
         t->acked = s;
     }
     if (s == SNCP_TSI_INIT)
@@ -861,8 +860,9 @@ static int dom_sync_vnics(struct tnve_rec *r, struct rec_domain *d, const struct
             if (k == d->n_unmapped_logged && k < TNVE_MAX_VNICS) {
                 memcpy(d->unmapped_logged[k], v->mac, 6);
                 d->n_unmapped_logged++;
-                SNV_INFO("rec", "vnic has no VN, left alone domain=%s mac=%s network=%s "
-                                "bridge=%s",
+                SNV_INFO("rec",
+                         "vnic has no VN, left alone domain=%s mac=%s network=%s "
+                         "bridge=%s",
                          d->name, mac, v->network[0] ? v->network : "-",
                          v->bridge[0] ? v->bridge : "-");
             }
@@ -888,8 +888,8 @@ static int dom_sync_vnics(struct tnve_rec *r, struct rec_domain *d, const struct
             if (t) {
                 char vbuf[TNVE_VN_STRLEN];
                 t->retry_at = 0;
-                SNV_INFO("rec", "vnic back in its previous vn domain=%s tsi=%s vn=%s",
-                         d->name, t->id_str, vn_text(t->vn, vbuf, sizeof vbuf));
+                SNV_INFO("rec", "vnic back in its previous vn domain=%s tsi=%s vn=%s", d->name,
+                         t->id_str, vn_text(t->vn, vbuf, sizeof vbuf));
             }
         }
         if (!t) {
@@ -916,9 +916,8 @@ static int dom_sync_vnics(struct tnve_rec *r, struct rec_domain *d, const struct
             *pt = t;
             r->st.tsis++;
             char vbuf[TNVE_VN_STRLEN];
-            SNV_INFO("rec", "vnic tracked domain=%s tsi=%s vn=%s source=%s%s", d->name,
-                     t->id_str, vn_text(vn, vbuf, sizeof vbuf),
-                     tnve_domxml_vn_source_name(v->vn_source),
+            SNV_INFO("rec", "vnic tracked domain=%s tsi=%s vn=%s source=%s%s", d->name, t->id_str,
+                     vn_text(vn, vbuf, sizeof vbuf), tnve_domxml_vn_source_name(v->vn_source),
                      same_id ? " (VN changed)" : "");
         }
         t->present = 1;
@@ -962,8 +961,7 @@ void tnve_rec_inventory_end(struct tnve_rec *r, uint64_t now)
             tnve_rec_domain_remove(r, d->uuid, 0, now);
     if (!r->inventory_ready) {
         r->inventory_ready = 1;
-        SNV_INFO("rec", "domain inventory complete domains=%u tsis=%u", r->st.domains,
-                 r->st.tsis);
+        SNV_INFO("rec", "domain inventory complete domains=%u tsis=%u", r->st.domains, r->st.tsis);
         if (r->phase == PHASE_WAIT_INVENTORY)
             tnve_rec_session_up(r, now);
     }
@@ -1120,9 +1118,8 @@ int tnve_rec_prepare(struct tnve_rec *r, const struct tnve_domxml *x, uint16_t f
     w->aux = aux;
     w->next = r->waiters;
     r->waiters = w;
-    SNV_INFO("rec", "hook %s domain=%s uuid=%s vnics=%u", flags & SNCP_F_MIGRATION ? "migrate"
-                                                                                     : "prepare",
-             d->name, d->uuid_str, d->n_vnics);
+    SNV_INFO("rec", "hook %s domain=%s uuid=%s vnics=%u",
+             flags & SNCP_F_MIGRATION ? "migrate" : "prepare", d->name, d->uuid_str, d->n_vnics);
     waiters_check(r, now);
     wake(r);
     return 0;
@@ -1259,17 +1256,16 @@ static void tsi_send(struct tnve_rec *r, struct rec_tsi *t, uint8_t type,
     int err = do_send(r, &m, COOKIE(CK_TSI, t->serial));
     if (err) {
         t->retry_at = now + backoff(r, ++t->failures, 0);
-        SNV_WARN("rec", "send failed tsi=%s request=%s err=%s", t->id_str,
-                 sncp_msg_type_name(type), sncp_strerror(err));
+        SNV_WARN("rec", "send failed tsi=%s request=%s err=%s", t->id_str, sncp_msg_type_name(type),
+                 sncp_strerror(err));
         return;
     }
     t->out_type = type;
     t->out_target = target;
     char vbuf[TNVE_VN_STRLEN];
     SNV_INFO("rec", "request %s tsi=%s domain=%s vn=%s flags=0x%x addresses=%u%s",
-             sncp_msg_type_name(type), t->id_str, t->dom->name,
-             vn_text(t->vn, vbuf, sizeof vbuf), m.flags, m.n_addrs,
-             t->sync_needed ? " sync=1" : "");
+             sncp_msg_type_name(type), t->id_str, t->dom->name, vn_text(t->vn, vbuf, sizeof vbuf),
+             m.flags, m.n_addrs, t->sync_needed ? " sync=1" : "");
 }
 
 static void sync_send(struct tnve_rec *r, uint8_t type)
@@ -1331,8 +1327,8 @@ static uint64_t tsi_step(struct tnve_rec *r, struct rec_tsi *t, uint64_t now)
             type = SNCP_MSG_TSI_DEASSOCIATE;
         } else
             type = want == SNCP_TSI_ACTIVATED ? SNCP_MSG_TSI_ACTIVATE
-               : t->sync_deactivate       ? SNCP_MSG_TSI_DEACTIVATE
-                                          : SNCP_MSG_TSI_ASSOCIATE;
+                   : t->sync_deactivate       ? SNCP_MSG_TSI_DEACTIVATE
+                                              : SNCP_MSG_TSI_ASSOCIATE;
     } else if (want != t->acked) {
         if (want == SNCP_TSI_INIT)
             type = SNCP_MSG_TSI_DEASSOCIATE;
@@ -1356,10 +1352,11 @@ static uint64_t tsi_step(struct tnve_rec *r, struct rec_tsi *t, uint64_t now)
         r->st.retries++;
     if (type == SNCP_MSG_TSI_DEACTIVATE && t->sync_needed)
         want = SNCP_TSI_ASSOCIATED;
-    tsi_send(r, t, type, type == SNCP_MSG_TSI_DEASSOCIATE  ? SNCP_TSI_INIT
-                         : type == SNCP_MSG_TSI_DEACTIVATE ? SNCP_TSI_ASSOCIATED
-                         : type == SNCP_MSG_TSI_UPDATE     ? t->acked
-                                                           : want,
+    tsi_send(r, t, type,
+             type == SNCP_MSG_TSI_DEASSOCIATE  ? SNCP_TSI_INIT
+             : type == SNCP_MSG_TSI_DEACTIVATE ? SNCP_TSI_ASSOCIATED
+             : type == SNCP_MSG_TSI_UPDATE     ? t->acked
+                                               : want,
              now);
     return t->out_type ? UINT64_MAX : t->retry_at;
 }
@@ -1450,8 +1447,7 @@ uint64_t tnve_rec_run(struct tnve_rec *r, uint64_t now)
             continue;
         if (now >= d->prepared_until) {
             d->prepared_until = 0;
-            SNV_INFO("rec", "hook-prepared domain did not start, re-reading domain=%s",
-                     d->name);
+            SNV_INFO("rec", "hook-prepared domain did not start, re-reading domain=%s", d->name);
             if (r->ops.refresh_domain)
                 r->ops.refresh_domain(r->aux, d->uuid);
         } else if (d->prepared_until < next) {
@@ -1526,7 +1522,42 @@ int tnve_rec_resync(struct tnve_rec *r, uint64_t now)
  * name on one vNIC and by ID on another), `v`'s TSIs join it and `v` goes: one VN, one
  * object, so the last user of one form never disconnects a VN another form still uses.
  * Returns the object that now stands for the VN. */
+/* Moves the TSIs of `from` to `to` and frees `from`. */
+static void vn_merge(struct tnve_rec *r, struct rec_vn *from, struct rec_vn *to)
+{
+    char vbuf[TNVE_VN_STRLEN], wbuf[TNVE_VN_STRLEN];
+    SNV_INFO("rec", "vn form joins its catalogue entry form=%s vn=%s",
+             vn_text(from, vbuf, sizeof vbuf), vn_text(to, wbuf, sizeof wbuf));
+    for (struct rec_tsi *t = r->tsis; t; t = t->next)
+        if (t->vn == from)
+            t->vn = to;
+    struct rec_vn **pv = &r->vns;
+    while (*pv != from)
+        pv = &(*pv)->next;
+    *pv = from->next;
+    r->st.vns--;
+    free(from);
+}
+
+static struct rec_vn *vn_settle_one(struct tnve_rec *r, struct rec_vn *v,
+                                    const struct tnve_vn *entry);
+
 static struct rec_vn *vn_settle(struct tnve_rec *r, struct rec_vn *v, const struct tnve_vn *entry)
+{
+    struct rec_vn *w = vn_settle_one(r, v, entry);
+    /* Forms of the same entry not resolved yet and idle (no users since they were made)
+     * join it too. */
+    for (struct rec_vn *o = r->vns, *next; o; o = next) {
+        next = o->next;
+        if (o != w && !o->resolved && !o->out_type && !o->acked &&
+            tnve_vn_designates(&w->vn, &o->vn))
+            vn_merge(r, o, w);
+    }
+    return w;
+}
+
+static struct rec_vn *vn_settle_one(struct tnve_rec *r, struct rec_vn *v,
+                                    const struct tnve_vn *entry)
 {
     struct rec_vn *w = NULL;
     for (struct rec_vn *o = r->vns; o && !w; o = o->next)
@@ -1538,24 +1569,13 @@ static struct rec_vn *vn_settle(struct tnve_rec *r, struct rec_vn *v, const stru
         v->resolved = 1;
         return v;
     }
-    char vbuf[TNVE_VN_STRLEN], wbuf[TNVE_VN_STRLEN];
-    SNV_INFO("rec", "vn form joins its catalogue entry form=%s vn=%s", vn_text(v, vbuf, sizeof vbuf),
-             vn_text(w, wbuf, sizeof wbuf));
-    for (struct rec_tsi *t = r->tsis; t; t = t->next)
-        if (t->vn == v)
-            t->vn = w;
     if (!w->out_type) {
         w->acked = 1;
         w->sync_needed = 0;
         w->failures = 0;
         w->last_err = 0;
     }
-    struct rec_vn **pv = &r->vns;
-    while (*pv != v)
-        pv = &(*pv)->next;
-    *pv = v->next;
-    r->st.vns--;
-    free(v);
+    vn_merge(r, v, w);
     return w;
 }
 
@@ -1630,8 +1650,8 @@ static void vn_response(struct tnve_rec *r, struct rec_vn *v, const struct sncp_
                (unsigned long long)(v->retry_at - now));
 }
 
-static void tsi_response(struct tnve_rec *r, struct rec_tsi *t, const struct sncp_msg *rsp,
-                         int err, uint64_t now)
+static void tsi_response(struct tnve_rec *r, struct rec_tsi *t, const struct sncp_msg *rsp, int err,
+                         uint64_t now)
 {
     uint8_t type = t->out_type;
     t->out_type = 0;
@@ -1708,21 +1728,21 @@ static void tsi_response(struct tnve_rec *r, struct rec_tsi *t, const struct snc
         return;
     }
     if (err == SNCP_E_CONFLICT && !t->evicted && t->present && t->acked == SNCP_TSI_INIT &&
-        (type == SNCP_MSG_TSI_ASSOCIATE || type == SNCP_MSG_TSI_ACTIVATE) &&
-        !tsi_blocked(r, t)) {
+        (type == SNCP_MSG_TSI_ASSOCIATE || type == SNCP_MSG_TSI_ACTIVATE) && !tsi_blocked(r, t)) {
         /* The nNVE holds this TSI_ID in a VN we hold nothing of (it moved while we were
          * away): de-associate it there, once, then associate in the VN it is in now. */
         t->evict = t->evicted = 1;
         t->retry_at = now;
-        SNV_INFO("rec", "tsi held by the nNVE elsewhere, de-associating it first tsi=%s "
-                        "reason=\"%s\"",
+        SNV_INFO("rec",
+                 "tsi held by the nNVE elsewhere, de-associating it first tsi=%s "
+                 "reason=\"%s\"",
                  t->id_str, t->last_reason);
         return;
     }
     if (t->sync_needed)
         t->sync_tried = 1;
-    if (t->dp_adopted && err != SNCP_E_BUSY && err != SNCP_E_TIMEOUT &&
-        err != SNCP_E_PEER_CLOSED && err != SNCP_E_NOT_ESTABLISHED) {
+    if (t->dp_adopted && err != SNCP_E_BUSY && err != SNCP_E_TIMEOUT && err != SNCP_E_PEER_CLOSED &&
+        err != SNCP_E_NOT_ESTABLISHED) {
         /* The nNVE refused the activation that would have kept the inherited port. */
         t->dp_adopted = 0;
         dp_sync(r, t);
@@ -1791,8 +1811,7 @@ static void sync_response(struct tnve_rec *r, unsigned kind, const struct sncp_m
             swept++;
         }
     }
-    SNV_INFO("rec", "response SYNC_END status=%s swept=%u", err ? sncp_error_token(err)
-                                                               : "success",
+    SNV_INFO("rec", "response SYNC_END status=%s swept=%u", err ? sncp_error_token(err) : "success",
              swept);
     if (r->dp_inherited)
         dp_sweep_inherited(r);
@@ -1907,8 +1926,8 @@ void tnve_rec_request(struct tnve_rec *r, const struct sncp_msg *req, uint64_t n
             /* Addresses withdrawn or changed by the nNVE: ours are re-sent later. */
             t->addr_acked_gen = t->addr_gen + 1;
         }
-        SNV_INFO("rec", "nNVE %s tsi=%s; converging back in %llu ms",
-                 sncp_msg_type_name(req->type), t->id_str, (unsigned long long)d);
+        SNV_INFO("rec", "nNVE %s tsi=%s; converging back in %llu ms", sncp_msg_type_name(req->type),
+                 t->id_str, (unsigned long long)d);
         break;
     }
     default:
@@ -1971,7 +1990,7 @@ json_t *tnve_rec_tsis_json(const struct tnve_rec *r)
                 (o->acked != SNCP_TSI_INIT || o->out_type))
                 prev = o;
         char pbuf[TNVE_VN_STRLEN];
-        const char *err = t->last_err                       ? t->last_reason
+        const char *err = t->last_err                        ? t->last_reason
                           : !t->vn->acked && t->vn->last_err ? t->vn->last_reason
                                                              : "";
         char mac[SNCP_MAC_STRLEN];
@@ -2016,9 +2035,9 @@ json_t *tnve_rec_domains_json(const struct tnve_rec *r)
         json_object_set_new(o, "name", json_string(d->name));
         json_object_set_new(o, "uuid", json_string(d->uuid_str));
         json_object_set_new(o, "state", json_string(d->removed ? "undefined" : d->state));
-        json_object_set_new(o, "desired", json_string(sncp_tsi_state_name(d->removed
-                                                                             ? SNCP_TSI_INIT
-                                                                             : d->desired)));
+        json_object_set_new(
+            o, "desired",
+            json_string(sncp_tsi_state_name(d->removed ? SNCP_TSI_INIT : d->desired)));
         json_object_set_new(o, "vnics", json_integer(d->n_vnics));
         json_object_set_new(o, "tsis", json_integer(n));
         json_object_set_new(o, "unmapped", json_integer(d->n_unmapped));
