@@ -17,6 +17,7 @@
 # operations (a burst, or a restart with operations while down) the touched domains may go
 # through intermediate states; nothing of the other domains may move.
 #
+# No process substitution: under load bash 5.2 can lose track of its child and wait for ever.
 # Seeded: TNVE_MODEL_SEED (printed, with a replay line, on failure); TNVE_MODEL_OPS steps.
 . "$SPLITNVE_SRC/tests/tools/tnve-lib.sh"
 
@@ -154,7 +155,7 @@ model_domain() {
         attrs=${BASH_REMATCH[2]}
         form_key "$attrs"
         EXP[$uuid/$mac]="$FK $state"
-    done < <(grep -o '<splitnve:vnic [^>]*>' <<<"$out")
+    done <<<"$(grep -o '<splitnve:vnic [^>]*>' <<<"$out")"
 }
 model_all() { local n; for n in $(seq 1 "$NDOM"); do model_domain "$n"; done; }
 expected_tsis() { local t; for t in "${!EXP[@]}"; do echo "$t ${EXP[$t]}"; done | sort; }
@@ -242,7 +243,7 @@ check_journal() {
             fi
             ;;
         esac
-    done < <(tail -n +"$((JLINES + 1))" "$T/journal" 2>/dev/null)
+    done <<<"$(tail -n +"$((JLINES + 1))" "$T/journal" 2>/dev/null)"
 }
 # tags: one per VN, the same for the whole run, never another VN's, every TSI with its VN's
 check_tags() {
