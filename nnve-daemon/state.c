@@ -343,8 +343,7 @@ static int vap_acquire(struct nnve_state *st, struct nnve_domain *d, const struc
 static void vap_hold(struct nnve_state *st, struct nnve_vap *v, uint64_t now, uint32_t hold_ms)
 {
     uint32_t full = st->cfg->tag_hold_down_ms;
-    nnve_tagpool_release(v->domain->pool, v->tag,
-                         now + hold_ms >= full ? now + hold_ms - full : 0);
+    nnve_tagpool_release(v->domain->pool, v->tag, now + hold_ms >= full ? now + hold_ms - full : 0);
     v->linger_until = now + hold_ms;
     if (v->linger_until == 0)
         v->linger_until = 1;
@@ -1509,8 +1508,7 @@ static int load_vap(void *aux, const char *domain, const struct nnve_vn *vn, uin
     return vap_new(st, d, vn, tag) ? 0 : -ENOMEM;
 }
 
-static int load_vap_hold(void *aux, const char *domain, const struct nnve_vn *vn,
-                         uint32_t hold_ms)
+static int load_vap_hold(void *aux, const char *domain, const struct nnve_vn *vn, uint32_t hold_ms)
 {
     struct nnve_state *st = aux;
     struct nnve_domain *d = domain_find(st, domain);
@@ -1623,8 +1621,7 @@ int nnve_state_create(const struct nnve_config *cfg, struct nnve_backend *be,
         struct nnve_vap *v;
         for (size_t i = 0; (v = nnve_hmap_at(&st->vaps, &i)) != NULL;) {
             if (!v->n_users)
-                vap_hold(st, v, now,
-                         v->loaded_hold ? v->loaded_hold_ms : cfg->tag_hold_down_ms);
+                vap_hold(st, v, now, v->loaded_hold ? v->loaded_hold_ms : cfg->tag_hold_down_ms);
             else if (v->loaded_hold)
                 store_count(st, nnve_store_vap_hold_del(st->store, v->domain->name, &v->vn));
             v->loaded_hold = 0;

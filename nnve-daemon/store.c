@@ -414,7 +414,9 @@ int nnve_store_load(struct nnve_store *s, const struct nnve_store_loader *l, voi
                 col_vn(st, 1, &vn);
                 if (l->vap_hold)
                     ret = l->vap_hold(aux, col_text(st, 0), &vn,
-                                      left <= 0 ? 0 : left > UINT32_MAX ? UINT32_MAX : (uint32_t)left);
+                                      left <= 0           ? 0
+                                      : left > UINT32_MAX ? UINT32_MAX
+                                                          : (uint32_t)left);
             } else if (q == 3) {
                 col_vn(st, 1, &vn);
                 ret = l->vn_connection(aux, col_text(st, 0), &vn);

@@ -14,8 +14,8 @@
 #include "sncp-msg.h"
 
 struct tnve_vn {
-    uint32_t id;                          /* 0 = not given */
-    char name[SNCP_MAX_VN_NAME_LEN + 1];  /* "" = not given */
+    uint32_t id;                         /* 0 = not given */
+    char name[SNCP_MAX_VN_NAME_LEN + 1]; /* "" = not given */
 };
 
 /* An all-digit string is an ID (1..SNCP_MAX_VN_ID), anything else a name (1..64 bytes).
