@@ -180,6 +180,7 @@ fuzz: $(FUZZERS)
 
 bench: deps all
 	scripts/run-bench.sh $(BUILD)
+soak: all ; scripts/soak.sh $(BUILD)  # the long model-based random test (SOAK_SEEDS, SOAK_OPS)
 
 demo: deps all
 	scripts/demo.sh $(BUILD)

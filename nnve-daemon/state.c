@@ -65,6 +65,8 @@ struct nnve_vap {
     unsigned n_users;
     unsigned n_tsis;
     uint64_t linger_until; /* n_users == 0: removed at this time */
+    int loaded_hold;       /* loaded with a stored hold-down of loaded_hold_ms left */
+    uint32_t loaded_hold_ms;
 };
 
 struct nnve_vnconn {
@@ -334,8 +336,10 @@ static int vap_acquire(struct nnve_state *st, struct nnve_domain *d, const struc
             nnve_tagpool_claim(d->pool, v->tag, now);
         }
         v->linger_until = 0;
-        if (!st->restoring)
+        if (!st->restoring) {
             store_count(st, nnve_store_vap_put(st->store, d->name, &v->vn, v->tag));
+            store_count(st, nnve_store_vap_hold_del(st->store, d->name, &v->vn));
+        }
         snv_audit("vap", "revived domain=%s vn=%s tag=%u", d->name,
                   nnve_vn_format(&v->vn, vbuf, sizeof vbuf), v->tag);
     } else if (!v) {
@@ -361,16 +365,24 @@ static int vap_acquire(struct nnve_state *st, struct nnve_domain *d, const struc
     return 0;
 }
 
+/* Puts an unused VAP's tag in hold-down for hold_ms: it goes to no other VN before then,
+ * across restarts too (the VAP's row stays, with the deadline, until the VAP is reaped). */
+static void vap_hold(struct nnve_state *st, struct nnve_vap *v, uint64_t now, uint32_t hold_ms)
+{
+    uint32_t full = st->cfg->tag_hold_down_ms;
+    nnve_tagpool_release(v->domain->pool, v->tag, now + hold_ms >= full ? now + hold_ms - full : 0);
+    v->linger_until = now + hold_ms;
+    if (v->linger_until == 0)
+        v->linger_until = 1;
+    store_count(st, nnve_store_vap_hold_put(st->store, v->domain->name, &v->vn, hold_ms));
+}
+
 static void vap_release(struct nnve_state *st, struct nnve_vap *v, uint64_t now)
 {
     if (--v->n_users > 0)
         return;
     char vbuf[80];
-    nnve_tagpool_release(v->domain->pool, v->tag, now);
-    v->linger_until = now + st->cfg->tag_hold_down_ms;
-    if (v->linger_until == 0)
-        v->linger_until = 1;
-    store_count(st, nnve_store_vap_del(st->store, v->domain->name, &v->vn));
+    vap_hold(st, v, now, st->cfg->tag_hold_down_ms);
     snv_audit("vap", "released domain=%s vn=%s tag=%u hold_down_ms=%u", v->domain->name,
               nnve_vn_format(&v->vn, vbuf, sizeof vbuf), v->tag, st->cfg->tag_hold_down_ms);
 }
@@ -1589,6 +1601,8 @@ uint64_t nnve_state_tick(struct nnve_state *st, uint64_t now)
         if (v->n_users || !v->linger_until)
             continue;
         if (v->linger_until <= now) {
+            store_count(st, nnve_store_vap_del(st->store, v->domain->name, &v->vn));
+            store_count(st, nnve_store_vap_hold_del(st->store, v->domain->name, &v->vn));
             vap_free(st, v);
             i = 0;
             continue;
@@ -2116,6 +2130,18 @@ static int load_vap(void *aux, const char *domain, const struct nnve_vn *vn, uin
     return vap_new(st, d, vn, tag) ? 0 : -ENOMEM;
 }
 
+static int load_vap_hold(void *aux, const char *domain, const struct nnve_vn *vn, uint32_t hold_ms)
+{
+    struct nnve_state *st = aux;
+    struct nnve_domain *d = domain_find(st, domain);
+    struct nnve_vap *v = d ? vap_find(st, d, vn) : NULL;
+    if (v) {
+        v->loaded_hold = 1;
+        v->loaded_hold_ms = hold_ms;
+    }
+    return 0;
+}
+
 static int load_vn_connection(void *aux, const char *identity, const struct nnve_vn *vn)
 {
     struct nnve_state *st = aux;
@@ -2186,6 +2212,7 @@ static int restore(struct nnve_state *st, uint64_t now)
     static const struct nnve_store_loader loader = {
         .hv = load_hv,
         .vap = load_vap,
+        .vap_hold = load_vap_hold,
         .vn_connection = load_vn_connection,
         .tsi = load_tsi,
     };
@@ -2198,12 +2225,16 @@ static int restore(struct nnve_state *st, uint64_t now)
         be_count(st, st->be->cls->reconcile_end(st->be));
     if (r)
         return r;
+    /* Loaded VAPs nobody uses go into hold-down (what was left of a stored one, else a full
+     * one); loaded hypervisors into hold. */
     struct nnve_vap *v;
-    for (size_t i = 0; (v = nnve_hmap_at(&st->vaps, &i)) != NULL;)
-        if (!v->n_users) {
-            v->n_users = 1;
-            vap_release(st, v, now);
-        }
+    for (size_t i = 0; (v = nnve_hmap_at(&st->vaps, &i)) != NULL;) {
+        if (!v->n_users)
+            vap_hold(st, v, now, v->loaded_hold ? v->loaded_hold_ms : st->cfg->tag_hold_down_ms);
+        else if (v->loaded_hold)
+            store_count(st, nnve_store_vap_hold_del(st->store, v->domain->name, &v->vn));
+        v->loaded_hold = 0;
+    }
     struct nnve_hv *hv;
     for (size_t i = 0; (hv = nnve_hmap_at(&st->hvs, &i)) != NULL;) {
         hv->hold_until = now + st->cfg->hold_time_ms;
@@ -2474,8 +2505,9 @@ static int replay(struct nnve_state *st)
     return r ? r : e;
 }
 
-/* Writes every record from memory into one transaction of the store. */
-static int rewrite(struct nnve_state *st)
+/* Writes every record from memory into one transaction of the store, lingering VAPs with
+ * what is left of their tag hold-down. */
+static int rewrite(struct nnve_state *st, uint64_t now)
 {
     struct nnve_store *db = st->db;
     int r = nnve_store_clear(db);
@@ -2489,9 +2521,13 @@ static int rewrite(struct nnve_state *st)
                                    t->migrating, t->addrs, t->n_addrs);
     }
     struct nnve_vap *v;
-    for (size_t i = 0; !r && (v = nnve_hmap_at(&st->vaps, &i)) != NULL;)
-        if (v->n_users)
-            r = nnve_store_vap_put(db, v->domain->name, &v->vn, v->tag);
+    for (size_t i = 0; !r && (v = nnve_hmap_at(&st->vaps, &i)) != NULL;) {
+        r = nnve_store_vap_put(db, v->domain->name, &v->vn, v->tag);
+        if (!r && !v->n_users)
+            r = nnve_store_vap_hold_put(db, v->domain->name, &v->vn,
+                                        v->linger_until > now ? (uint32_t)(v->linger_until - now)
+                                                              : 0);
+    }
     if (r) {
         nnve_store_rollback(db);
         return r;
@@ -2512,7 +2548,7 @@ int nnve_state_recover(struct nnve_state *st, uint64_t now)
             return r;
         st->need_reload = 0;
     }
-    if (st->db && rewrite(st))
+    if (st->db && rewrite(st, now))
         return SNCP_E_INTERNAL;
     if (st->dp_dirty && st->be) {
         int r = replay(st);

@@ -28,11 +28,15 @@
  * vn_connection(identity, vn_key, vn_id, vn_name); tsi(tsi, identity, vn_key, state,
  * migrating, addrs).  vn_key is "id:5000" or "name:blue"; tsi is the 22-byte TSI ID; addrs
  * packs struct sncp_addr records (type, mac[6], ip[16]: 23 bytes each).
+ * tag_hold(domain, vn_key, until_ms): a VAP nobody uses whose tag is in hold-down until
+ * until_ms (wall clock, ms since the epoch, so the deadline survives a restart); its vap row
+ * stays until the hold-down ends.  A database of an older build simply gains the table.
  */
 #include "store.h"
 
 #include <errno.h>
 #include <stdio.h>
+#include <time.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -53,6 +57,8 @@ enum stmt_id {
     ST_VC_DEL,
     ST_TSI_PUT,
     ST_TSI_DEL,
+    ST_HOLD_PUT,
+    ST_HOLD_DEL,
     ST_COUNT
 };
 
@@ -71,6 +77,8 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_TSI_PUT] = "INSERT OR REPLACE INTO tsi(tsi, identity, vn_key, state, migrating, addrs) "
                    "VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     [ST_TSI_DEL] = "DELETE FROM tsi WHERE tsi = ?1 AND identity = ?2",
+    [ST_HOLD_PUT] = "INSERT OR REPLACE INTO tag_hold(domain, vn_key, until_ms) VALUES (?1, ?2, ?3)",
+    [ST_HOLD_DEL] = "DELETE FROM tag_hold WHERE domain = ?1 AND vn_key = ?2",
 };
 
 static const char schema[] =
@@ -83,7 +91,9 @@ static const char schema[] =
     " vn_id INTEGER, vn_name TEXT NOT NULL, PRIMARY KEY(identity, vn_key));"
     "CREATE TABLE IF NOT EXISTS tsi(tsi BLOB NOT NULL, identity TEXT NOT NULL,"
     " vn_key TEXT NOT NULL, state INTEGER NOT NULL, migrating INTEGER NOT NULL,"
-    " addrs BLOB, PRIMARY KEY(tsi, identity)) WITHOUT ROWID;";
+    " addrs BLOB, PRIMARY KEY(tsi, identity)) WITHOUT ROWID;"
+    "CREATE TABLE IF NOT EXISTS tag_hold(domain TEXT NOT NULL, vn_key TEXT NOT NULL,"
+    " until_ms INTEGER NOT NULL, PRIMARY KEY(domain, vn_key));";
 
 struct nnve_store {
     sqlite3 *db;
@@ -253,8 +263,8 @@ int nnve_store_clear(struct nnve_store *s)
         return SNCP_E_INTERNAL;
     char *emsg = NULL;
     if (sqlite3_exec(s->db,
-                     "DELETE FROM tsi; DELETE FROM vn_connection; DELETE FROM vap; "
-                     "DELETE FROM hypervisor;",
+                     "DELETE FROM tsi; DELETE FROM vn_connection; DELETE FROM tag_hold; "
+                     "DELETE FROM vap; DELETE FROM hypervisor;",
                      NULL, NULL, &emsg) != SQLITE_OK) {
         s->txn_failed = 1;
         s->stats.errors++;
@@ -359,6 +369,33 @@ int nnve_store_vap_del(struct nnve_store *s, const char *domain, const struct nn
     return write_vn_row(s, ST_VAP_DEL, domain, vn, 0, -1);
 }
 
+static int64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int nnve_store_vap_hold_put(struct nnve_store *s, const char *domain, const struct nnve_vn *vn,
+                            uint32_t hold_ms)
+{
+    if (!s)
+        return 0;
+    if (begin(s))
+        return SNCP_E_INTERNAL;
+    char key[96];
+    sqlite3_stmt *st = s->st[ST_HOLD_PUT];
+    sqlite3_bind_text(st, 1, domain, -1, SQLITE_STATIC);
+    bind_vn(st, 2, key, sizeof key, vn, 0);
+    sqlite3_bind_int64(st, 3, wall_ms() + hold_ms);
+    return write_stmt(s, ST_HOLD_PUT);
+}
+
+int nnve_store_vap_hold_del(struct nnve_store *s, const char *domain, const struct nnve_vn *vn)
+{
+    return write_vn_row(s, ST_HOLD_DEL, domain, vn, 0, -1);
+}
+
 int nnve_store_vn_connection_put(struct nnve_store *s, const char *identity,
                                  const struct nnve_vn *vn)
 {
@@ -441,13 +478,16 @@ int nnve_store_load(struct nnve_store *s, const struct nnve_store_loader *l, voi
     static const char *const queries[] = {
         "SELECT identity, port FROM hypervisor ORDER BY identity",
         "SELECT domain, vn_id, vn_name, tag FROM vap ORDER BY domain, vn_key",
+        "SELECT v.domain, v.vn_id, v.vn_name, h.until_ms FROM tag_hold h JOIN vap v ON "
+        "v.domain = h.domain AND v.vn_key = h.vn_key ORDER BY v.domain, v.vn_key",
         "SELECT identity, vn_id, vn_name FROM vn_connection ORDER BY identity, vn_key",
         "SELECT t.identity, c.vn_id, c.vn_name, t.tsi, t.state, t.migrating, t.addrs "
         "FROM tsi t JOIN vn_connection c ON c.identity = t.identity AND c.vn_key = t.vn_key "
         "ORDER BY t.identity, t.tsi",
     };
     int ret = 0;
-    for (int q = 0; q < 4 && !ret; q++) {
+    int64_t now_wall = wall_ms();
+    for (int q = 0; q < 5 && !ret; q++) {
         sqlite3_stmt *st;
         if (sqlite3_prepare_v2(s->db, queries[q], -1, &st, NULL) != SQLITE_OK)
             return fail(s, queries[q]);
@@ -460,6 +500,14 @@ int nnve_store_load(struct nnve_store *s, const struct nnve_store_loader *l, voi
                 col_vn(st, 1, &vn);
                 ret = l->vap(aux, col_text(st, 0), &vn, (uint16_t)sqlite3_column_int(st, 3));
             } else if (q == 2) {
+                int64_t left = sqlite3_column_int64(st, 3) - now_wall;
+                col_vn(st, 1, &vn);
+                if (l->vap_hold)
+                    ret = l->vap_hold(aux, col_text(st, 0), &vn,
+                                      left <= 0           ? 0
+                                      : left > UINT32_MAX ? UINT32_MAX
+                                                          : (uint32_t)left);
+            } else if (q == 3) {
                 col_vn(st, 1, &vn);
                 ret = l->vn_connection(aux, col_text(st, 0), &vn);
             } else {

@@ -17,8 +17,9 @@
 
 struct nnve_store;
 
-/* Called by nnve_store_load() for each record, in this order: hypervisors, VAPs, VN
- * connections, TSIs.  A non-zero return stops the load and is returned. */
+/* Called by nnve_store_load() for each record, in this order: hypervisors, VAPs, tag
+ * hold-downs (optional), VN connections, TSIs.  A non-zero return stops the load and is
+ * returned. */
 struct nnve_store_loader {
     int (*hv)(void *aux, const char *identity, const char *port);
     int (*vap)(void *aux, const char *domain, const struct nnve_vn *vn, uint16_t tag);
@@ -26,6 +27,8 @@ struct nnve_store_loader {
     int (*tsi)(void *aux, const char *identity, const struct nnve_vn *vn,
                const struct sncp_tsi_id *tsi, uint8_t state, uint8_t migrating,
                const struct sncp_addr *addrs, unsigned n_addrs);
+    /* A loaded VAP's tag is in hold-down for hold_ms more (0: it ended while stopped). */
+    int (*vap_hold)(void *aux, const char *domain, const struct nnve_vn *vn, uint32_t hold_ms);
 };
 
 /* Opens (creating if needed) DIR/nnve-daemon.db.  Returns 0 and *out, or < 0 with the
@@ -44,6 +47,11 @@ int nnve_store_hv_del(struct nnve_store *s, const char *identity);
 int nnve_store_vap_put(struct nnve_store *s, const char *domain, const struct nnve_vn *vn,
                        uint16_t tag);
 int nnve_store_vap_del(struct nnve_store *s, const char *domain, const struct nnve_vn *vn);
+/* The VAP of vn in domain is unused and its tag held for hold_ms (stored as a wall-clock
+ * deadline); _del: used again, or gone. */
+int nnve_store_vap_hold_put(struct nnve_store *s, const char *domain, const struct nnve_vn *vn,
+                            uint32_t hold_ms);
+int nnve_store_vap_hold_del(struct nnve_store *s, const char *domain, const struct nnve_vn *vn);
 int nnve_store_vn_connection_put(struct nnve_store *s, const char *identity,
                                  const struct nnve_vn *vn);
 int nnve_store_vn_connection_del(struct nnve_store *s, const char *identity,

@@ -21,10 +21,10 @@
  * | RESUMED / MIGRATED, POSTCOPY       | Activate (incoming migration    | MIGRATION        | yes |
  * |                                    |   finished)                     |                  |     |
  * | RESUMED / POSTCOPY_FAILED          | nothing                         | -                | no  |
- * | STOPPED / SHUTDOWN, DESTROYED,     | De-Associate                    | -                | no  |
+ * | STOPPED / SHUTDOWN, DESTROYED,     | De-Associate                    | -                | yes |
  * |   CRASHED, FAILED, FROM_SNAPSHOT   |   (inactive rule when           |                  |     |
  * |                                    |   associate_on_define)          |                  |     |
- * | STOPPED / SAVED (managed save)     | Deactivate (stays Associated)   | -                | no  |
+ * | STOPPED / SAVED (managed save)     | Deactivate (stays Associated)   | -                | yes |
  * | STOPPED / MIGRATED (source done)   | De-Associate                    | MIGRATION|SOURCE | no  |
  * | SHUTDOWN / any                     | nothing (STOPPED follows)       | -                | no  |
  * | PMSUSPENDED / MEMORY, DISK         | Deactivate (stays Associated)   | -                | no  |
@@ -71,23 +71,25 @@ static const struct tnve_event_action event_table[] = {
 
     {VIR_DOMAIN_EVENT_SUSPENDED, VIR_DOMAIN_EVENT_SUSPENDED_RESTORED, "suspended/restored",
      TNVE_EFFECT_ASSOCIATE, 0, 1},
-    {VIR_DOMAIN_EVENT_SUSPENDED, VIR_DOMAIN_EVENT_SUSPENDED_FROM_SNAPSHOT,
-     "suspended/snapshot", TNVE_EFFECT_ASSOCIATE, 0, 1},
+    {VIR_DOMAIN_EVENT_SUSPENDED, VIR_DOMAIN_EVENT_SUSPENDED_FROM_SNAPSHOT, "suspended/snapshot",
+     TNVE_EFFECT_ASSOCIATE, 0, 1},
     {VIR_DOMAIN_EVENT_SUSPENDED, -1, "suspended", TNVE_EFFECT_NONE, 0, 0},
 
     {VIR_DOMAIN_EVENT_RESUMED, VIR_DOMAIN_EVENT_RESUMED_MIGRATED, "resumed/migrated",
      TNVE_EFFECT_ACTIVATE, MIG, 1},
     {VIR_DOMAIN_EVENT_RESUMED, VIR_DOMAIN_EVENT_RESUMED_POSTCOPY, "resumed/postcopy",
      TNVE_EFFECT_ACTIVATE, MIG, 1},
-    {VIR_DOMAIN_EVENT_RESUMED, VIR_DOMAIN_EVENT_RESUMED_POSTCOPY_FAILED,
-     "resumed/postcopy-failed", TNVE_EFFECT_NONE, 0, 0},
+    {VIR_DOMAIN_EVENT_RESUMED, VIR_DOMAIN_EVENT_RESUMED_POSTCOPY_FAILED, "resumed/postcopy-failed",
+     TNVE_EFFECT_NONE, 0, 0},
     {VIR_DOMAIN_EVENT_RESUMED, -1, "resumed", TNVE_EFFECT_ACTIVATE, 0, 0},
 
+    /* A stopped domain is its persistent definition again (a --config VN change made
+     * while it ran applies now): re-read, as a listing would. */
     {VIR_DOMAIN_EVENT_STOPPED, VIR_DOMAIN_EVENT_STOPPED_SAVED, "stopped/saved",
-     TNVE_EFFECT_ASSOCIATE, 0, 0},
+     TNVE_EFFECT_ASSOCIATE, 0, 1},
     {VIR_DOMAIN_EVENT_STOPPED, VIR_DOMAIN_EVENT_STOPPED_MIGRATED, "stopped/migrated",
      TNVE_EFFECT_DEASSOCIATE, MIG_SRC, 0},
-    {VIR_DOMAIN_EVENT_STOPPED, -1, "stopped", TNVE_EFFECT_INACTIVE, 0, 0},
+    {VIR_DOMAIN_EVENT_STOPPED, -1, "stopped", TNVE_EFFECT_INACTIVE, 0, 1},
 
     {VIR_DOMAIN_EVENT_SHUTDOWN, -1, "shutdown", TNVE_EFFECT_NONE, 0, 0},
     {VIR_DOMAIN_EVENT_PMSUSPENDED, -1, "pmsuspended", TNVE_EFFECT_ASSOCIATE, 0, 0},
@@ -98,8 +100,7 @@ static const struct tnve_event_action event_table[] = {
     {TNVE_EVENT_METADATA_CHANGE, -1, "metadata-change", TNVE_EFFECT_NONE, 0, 1},
 };
 
-static const struct tnve_event_action unknown_action = {-1, -1, "unknown", TNVE_EFFECT_NONE,
-                                                        0, 0};
+static const struct tnve_event_action unknown_action = {-1, -1, "unknown", TNVE_EFFECT_NONE, 0, 0};
 
 const struct tnve_event_action *tnve_event_lookup(int event, int detail)
 {

@@ -46,11 +46,12 @@ enum cookie_kind {
 struct rec_vn {
     struct rec_vn *next;
     uint64_t serial;
-    struct tnve_vn vn;
-    uint16_t tag;            /* last known local tag (0: none) */
-    int acked;               /* the nNVE confirmed our connection */
+    struct tnve_vn vn; /* the nNVE's catalogue entry once resolved, else the vNIC's form */
+    int resolved;      /* vn is what the nNVE returned (PROTOCOL.md §4.4) */
+    uint16_t tag;      /* last known local tag (0: none) */
+    int acked;         /* the nNVE confirmed our connection */
     int sync_needed, sync_tried;
-    uint8_t out_type;        /* outstanding request type, 0 = none */
+    uint8_t out_type; /* outstanding request type, 0 = none */
     uint64_t retry_at;
     unsigned failures, kicks;
     uint64_t last_kick;
@@ -66,9 +67,9 @@ struct rec_domain {
     char name[256];
     char state[40];
     enum sncp_tsi_state desired;
-    uint16_t flags;          /* SNCP flags of the last desired-state change */
-    int inactive_policy;     /* desired follows associate_on_define */
-    int removed;             /* gone from libvirt: forget once all TSIs are Init */
+    uint16_t flags;      /* SNCP flags of the last desired-state change */
+    int inactive_policy; /* desired follows associate_on_define */
+    int removed;         /* gone from libvirt: forget once all TSIs are Init */
     int seen;
     unsigned n_vnics, n_unmapped;
     uint8_t unmapped_logged[TNVE_MAX_VNICS][6];
@@ -87,28 +88,29 @@ struct rec_tsi {
     struct sncp_tsi_id id;
     char id_str[SNCP_TSI_ID_STRLEN];
     char ifname[64];
-    int present;             /* the vNIC still exists with this VN */
+    int present; /* the vNIC still exists with this VN */
     enum sncp_tsi_state acked;
-    uint16_t flags;          /* SNCP flags for the next transition */
+    uint16_t flags; /* SNCP flags for the next transition */
     uint16_t tag;
     uint8_t out_type;
     enum sncp_tsi_state out_target;
     uint32_t out_addr_gen;
     int sync_needed, sync_tried;
-    int sync_deactivate;     /* SYNC: ASSOCIATE met INVALID_STATE, DEACTIVATE next */
+    int sync_deactivate; /* SYNC: ASSOCIATE met INVALID_STATE, DEACTIVATE next */
+    int evict, evicted;  /* CONFLICT: the nNVE has the TSI_ID in a VN we do not know */
     uint64_t retry_at;
     unsigned failures, kicks;
     uint64_t last_kick;
     int last_err;
     char last_reason[300];
-    uint64_t fail_time;      /* when last_err was set */
+    uint64_t fail_time; /* when last_err was set */
     struct sncp_addr addrs[SNCP_MAX_ADDRS];
     unsigned n_addrs;
     uint32_t addr_gen, addr_acked_gen;
     uint16_t dp_vid;
     char dp_ifname[64];
-    int dp_adopted;          /* dp_vid is the previous run's, kept for the activation under way */
-    uint64_t stamp;          /* of the desired-state change not yet acknowledged */
+    int dp_adopted; /* dp_vid is the previous run's, kept for the activation under way */
+    uint64_t stamp; /* of the desired-state change not yet acknowledged */
 };
 
 /* A vNIC port the previous run of the agent had set (from the ports file), kept until the
@@ -143,7 +145,7 @@ struct tnve_rec {
     struct rec_tsi *tsis;
     struct rec_vn *vns;
     struct rec_waiter *waiters;
-    int any_gone;            /* some vNIC that went away is still held at the nNVE */
+    int any_gone; /* some vNIC that went away is still held at the nNVE */
     struct tnve_rec_stats st;
     struct snv_ratelimit rl_peer;
 };
@@ -289,6 +291,7 @@ static void tags_load(struct tnve_rec *r)
             continue;
         struct rec_vn *v = vn_get(r, &vn, 1);
         if (v) {
+            v->resolved = 1; /* written from the nNVE's answers */
             v->tag = (uint16_t)tag;
             loaded++;
         }
@@ -299,20 +302,28 @@ static void tags_load(struct tnve_rec *r)
 
 /* ---------------------------------------------------------------- objects */
 
+/* Whether the vNIC form `q` names the VN object `v` (see vn.h): a resolved VN by the rule
+ * of PROTOCOL.md §4.4, one not resolved yet by the same form only. */
+static int vn_matches(const struct rec_vn *v, const struct tnve_vn *q)
+{
+    return v->resolved ? tnve_vn_designates(&v->vn, q) : tnve_vn_equal(&v->vn, q);
+}
+
+/* The VN object a vNIC form names: a resolved one it designates, else one of the same form
+ * not resolved yet, else (create) a new one.  Only the nNVE's answers resolve a VN, so a
+ * vNIC's ID and name never complete each other (a disagreeing pair stays its own VN and
+ * gets the nNVE's CONFLICT). */
 static struct rec_vn *vn_get(struct tnve_rec *r, const struct tnve_vn *vn, int create)
 {
+    struct rec_vn *same_form = NULL;
     for (struct rec_vn *v = r->vns; v; v = v->next) {
-        if (tnve_vn_equal(&v->vn, vn)) {
-            /* Learn the other half of the identifier when a later source gives it. */
-            if (!v->vn.id && vn->id)
-                v->vn.id = vn->id;
-            if (!v->vn.name[0] && vn->name[0])
-                memcpy(v->vn.name, vn->name, sizeof v->vn.name);
+        if (v->resolved && tnve_vn_designates(&v->vn, vn))
             return v;
-        }
+        if (!v->resolved && !same_form && tnve_vn_equal(&v->vn, vn))
+            same_form = v;
     }
-    if (!create)
-        return NULL;
+    if (same_form || !create)
+        return same_form;
     struct rec_vn *v = calloc(1, sizeof *v);
     if (!v)
         return NULL;
@@ -367,6 +378,29 @@ static int tsi_blocked(const struct tnve_rec *r, const struct rec_tsi *t)
         if (o->acked != SNCP_TSI_INIT || o->out_type)
             return 1;
     }
+    return 0;
+}
+
+/* An instance of a vNIC that left its VN and stands in the way of the vNIC's present one
+ * (PROTOCOL.md §4.3: one VN per TSI_ID and hypervisor): it is de-associated first. */
+static int tsi_blocks_move(const struct tnve_rec *r, const struct rec_tsi *t)
+{
+    if (t->present || tsi_desired(t) != SNCP_TSI_INIT || t->acked == SNCP_TSI_INIT)
+        return 0;
+    for (const struct rec_tsi *o = r->tsis; o; o = o->next)
+        if (o != t && o->present && tsi_desired(o) != SNCP_TSI_INIT &&
+            !memcmp(&o->id, &t->id, sizeof t->id))
+            return 1;
+    return 0;
+}
+
+/* During SYNC: the present instance waits for an old one whose de-association failed. */
+static int tsi_blocked_by_tried(const struct tnve_rec *r, const struct rec_tsi *t)
+{
+    for (const struct rec_tsi *o = r->tsis; o; o = o->next)
+        if (o != t && !o->present && o->sync_needed && o->sync_tried &&
+            !memcmp(&o->id, &t->id, sizeof t->id))
+            return 1;
     return 0;
 }
 
@@ -436,8 +470,8 @@ static void dp_load(struct tnve_rec *r)
     while (fgets(line, sizeof line, f)) {
         char ifname[64];
         unsigned vid;
-        if (line[0] == '#' || sscanf(line, "%63s %u", ifname, &vid) != 2 ||
-            vid < SNCP_MIN_VID || vid > SNCP_MAX_VID || strlen(ifname) >= 16)
+        if (line[0] == '#' || sscanf(line, "%63s %u", ifname, &vid) != 2 || vid < SNCP_MIN_VID ||
+            vid > SNCP_MAX_VID || strlen(ifname) >= 16)
             continue;
         struct rec_dp_port *p = calloc(1, sizeof *p);
         if (!p)
@@ -459,8 +493,8 @@ static void dp_load(struct tnve_rec *r)
 static struct rec_tsi *dp_pending_owner(struct tnve_rec *r, const struct rec_dp_port *p)
 {
     for (struct rec_tsi *t = r->tsis; t; t = t->next)
-        if (!t->dp_vid && !strcmp(t->ifname, p->ifname) &&
-            tsi_desired(t) == SNCP_TSI_ACTIVATED && (t->tag == p->vid || !t->tag))
+        if (!t->dp_vid && !strcmp(t->ifname, p->ifname) && tsi_desired(t) == SNCP_TSI_ACTIVATED &&
+            (t->tag == p->vid || !t->tag))
             return t;
     return NULL;
 }
@@ -556,8 +590,8 @@ static void tsi_set_acked(struct tnve_rec *r, struct rec_tsi *t, enum sncp_tsi_s
     if (t->acked != s) {
         char vbuf[TNVE_VN_STRLEN];
         SNV_INFO("rec", "tsi state tsi=%s domain=%s vn=%s acked=%s was=%s tag=%u cause=%s",
-                 t->id_str, t->dom->name, vn_text(t->vn, vbuf, sizeof vbuf),
-                 sncp_tsi_state_name(s), sncp_tsi_state_name(t->acked), t->tag, why);
+                 t->id_str, t->dom->name, vn_text(t->vn, vbuf, sizeof vbuf), sncp_tsi_state_name(s),
+                 sncp_tsi_state_name(t->acked), t->tag, why);
         t->acked = s;
     }
     if (s == SNCP_TSI_INIT)
@@ -820,8 +854,9 @@ static int dom_sync_vnics(struct tnve_rec *r, struct rec_domain *d, const struct
             if (k == d->n_unmapped_logged && k < TNVE_MAX_VNICS) {
                 memcpy(d->unmapped_logged[k], v->mac, 6);
                 d->n_unmapped_logged++;
-                SNV_INFO("rec", "vnic has no VN, left alone domain=%s mac=%s network=%s "
-                                "bridge=%s",
+                SNV_INFO("rec",
+                         "vnic has no VN, left alone domain=%s mac=%s network=%s "
+                         "bridge=%s",
                          d->name, mac, v->network[0] ? v->network : "-",
                          v->bridge[0] ? v->bridge : "-");
             }
@@ -832,9 +867,23 @@ static int dom_sync_vnics(struct tnve_rec *r, struct rec_domain *d, const struct
             if (o->dom != d || memcmp(o->id.mac, v->mac, 6) || o->present == 0)
                 continue;
             same_id = o;
-            if (tnve_vn_equal(&o->vn->vn, &v->vn)) {
+            if (vn_matches(o->vn, &v->vn)) {
                 t = o;
                 break;
+            }
+        }
+        if (!t) {
+            /* Back to a VN it left a moment ago: that instance is still held at the nNVE
+             * (or on its way out) and is taken back as it is, with no remove/re-add. */
+            for (struct rec_tsi *o = r->tsis; o && !t; o = o->next)
+                if (o->dom == d && !o->present && !memcmp(o->id.mac, v->mac, 6) &&
+                    vn_matches(o->vn, &v->vn))
+                    t = o;
+            if (t) {
+                char vbuf[TNVE_VN_STRLEN];
+                t->retry_at = 0;
+                SNV_INFO("rec", "vnic back in its previous vn domain=%s tsi=%s vn=%s", d->name,
+                         t->id_str, vn_text(t->vn, vbuf, sizeof vbuf));
             }
         }
         if (!t) {
@@ -861,9 +910,8 @@ static int dom_sync_vnics(struct tnve_rec *r, struct rec_domain *d, const struct
             *pt = t;
             r->st.tsis++;
             char vbuf[TNVE_VN_STRLEN];
-            SNV_INFO("rec", "vnic tracked domain=%s tsi=%s vn=%s source=%s%s", d->name,
-                     t->id_str, vn_text(vn, vbuf, sizeof vbuf),
-                     tnve_domxml_vn_source_name(v->vn_source),
+            SNV_INFO("rec", "vnic tracked domain=%s tsi=%s vn=%s source=%s%s", d->name, t->id_str,
+                     vn_text(vn, vbuf, sizeof vbuf), tnve_domxml_vn_source_name(v->vn_source),
                      same_id ? " (VN changed)" : "");
         }
         t->present = 1;
@@ -907,8 +955,7 @@ void tnve_rec_inventory_end(struct tnve_rec *r, uint64_t now)
             tnve_rec_domain_remove(r, d->uuid, 0, now);
     if (!r->inventory_ready) {
         r->inventory_ready = 1;
-        SNV_INFO("rec", "domain inventory complete domains=%u tsis=%u", r->st.domains,
-                 r->st.tsis);
+        SNV_INFO("rec", "domain inventory complete domains=%u tsis=%u", r->st.domains, r->st.tsis);
         if (r->phase == PHASE_WAIT_INVENTORY)
             tnve_rec_session_up(r, now);
     }
@@ -1065,9 +1112,8 @@ int tnve_rec_prepare(struct tnve_rec *r, const struct tnve_domxml *x, uint16_t f
     w->aux = aux;
     w->next = r->waiters;
     r->waiters = w;
-    SNV_INFO("rec", "hook %s domain=%s uuid=%s vnics=%u", flags & SNCP_F_MIGRATION ? "migrate"
-                                                                                     : "prepare",
-             d->name, d->uuid_str, d->n_vnics);
+    SNV_INFO("rec", "hook %s domain=%s uuid=%s vnics=%u",
+             flags & SNCP_F_MIGRATION ? "migrate" : "prepare", d->name, d->uuid_str, d->n_vnics);
     waiters_check(r, now);
     wake(r);
     return 0;
@@ -1204,17 +1250,16 @@ static void tsi_send(struct tnve_rec *r, struct rec_tsi *t, uint8_t type,
     int err = do_send(r, &m, COOKIE(CK_TSI, t->serial));
     if (err) {
         t->retry_at = now + backoff(r, ++t->failures, 0);
-        SNV_WARN("rec", "send failed tsi=%s request=%s err=%s", t->id_str,
-                 sncp_msg_type_name(type), sncp_strerror(err));
+        SNV_WARN("rec", "send failed tsi=%s request=%s err=%s", t->id_str, sncp_msg_type_name(type),
+                 sncp_strerror(err));
         return;
     }
     t->out_type = type;
     t->out_target = target;
     char vbuf[TNVE_VN_STRLEN];
     SNV_INFO("rec", "request %s tsi=%s domain=%s vn=%s flags=0x%x addresses=%u%s",
-             sncp_msg_type_name(type), t->id_str, t->dom->name,
-             vn_text(t->vn, vbuf, sizeof vbuf), m.flags, m.n_addrs,
-             t->sync_needed ? " sync=1" : "");
+             sncp_msg_type_name(type), t->id_str, t->dom->name, vn_text(t->vn, vbuf, sizeof vbuf),
+             m.flags, m.n_addrs, t->sync_needed ? " sync=1" : "");
 }
 
 static void sync_send(struct tnve_rec *r, uint8_t type)
@@ -1264,12 +1309,20 @@ static uint64_t tsi_step(struct tnve_rec *r, struct rec_tsi *t, uint64_t now)
         return UINT64_MAX;
     enum sncp_tsi_state want = tsi_desired(t);
     uint8_t type = 0;
-    if (t->sync_needed) {
-        if (r->phase != PHASE_SYNCING || want == SNCP_TSI_INIT || t->sync_tried)
+    if (t->evict && want != SNCP_TSI_INIT) {
+        type = SNCP_MSG_TSI_DEASSOCIATE;
+    } else if (t->sync_needed) {
+        if (r->phase != PHASE_SYNCING || t->sync_tried)
             return UINT64_MAX;
-        type = want == SNCP_TSI_ACTIVATED ? SNCP_MSG_TSI_ACTIVATE
-               : t->sync_deactivate       ? SNCP_MSG_TSI_DEACTIVATE
-                                          : SNCP_MSG_TSI_ASSOCIATE;
+        if (want == SNCP_TSI_INIT) {
+            /* Left alone, SYNC_END sweeps it; an old VN of a moved vNIC goes first. */
+            if (!tsi_blocks_move(r, t))
+                return UINT64_MAX;
+            type = SNCP_MSG_TSI_DEASSOCIATE;
+        } else
+            type = want == SNCP_TSI_ACTIVATED ? SNCP_MSG_TSI_ACTIVATE
+                   : t->sync_deactivate       ? SNCP_MSG_TSI_DEACTIVATE
+                                              : SNCP_MSG_TSI_ASSOCIATE;
     } else if (want != t->acked) {
         if (want == SNCP_TSI_INIT)
             type = SNCP_MSG_TSI_DEASSOCIATE;
@@ -1293,10 +1346,11 @@ static uint64_t tsi_step(struct tnve_rec *r, struct rec_tsi *t, uint64_t now)
         r->st.retries++;
     if (type == SNCP_MSG_TSI_DEACTIVATE && t->sync_needed)
         want = SNCP_TSI_ASSOCIATED;
-    tsi_send(r, t, type, type == SNCP_MSG_TSI_DEASSOCIATE  ? SNCP_TSI_INIT
-                         : type == SNCP_MSG_TSI_DEACTIVATE ? SNCP_TSI_ASSOCIATED
-                         : type == SNCP_MSG_TSI_UPDATE     ? t->acked
-                                                           : want,
+    tsi_send(r, t, type,
+             type == SNCP_MSG_TSI_DEASSOCIATE  ? SNCP_TSI_INIT
+             : type == SNCP_MSG_TSI_DEACTIVATE ? SNCP_TSI_ASSOCIATED
+             : type == SNCP_MSG_TSI_UPDATE     ? t->acked
+                                               : want,
              now);
     return t->out_type ? UINT64_MAX : t->retry_at;
 }
@@ -1310,7 +1364,7 @@ static int sync_complete(const struct tnve_rec *r)
             return 0;
     for (const struct rec_tsi *t = r->tsis; t; t = t->next)
         if (t->sync_needed && !t->sync_tried && tsi_desired(t) != SNCP_TSI_INIT &&
-            !(t->vn->sync_tried && t->vn->sync_needed))
+            !(t->vn->sync_tried && t->vn->sync_needed) && !tsi_blocked_by_tried(r, t))
             return 0;
     return 1;
 }
@@ -1387,8 +1441,7 @@ uint64_t tnve_rec_run(struct tnve_rec *r, uint64_t now)
             continue;
         if (now >= d->prepared_until) {
             d->prepared_until = 0;
-            SNV_INFO("rec", "hook-prepared domain did not start, re-reading domain=%s",
-                     d->name);
+            SNV_INFO("rec", "hook-prepared domain did not start, re-reading domain=%s", d->name);
             if (r->ops.refresh_domain)
                 r->ops.refresh_domain(r->aux, d->uuid);
         } else if (d->prepared_until < next) {
@@ -1458,6 +1511,68 @@ int tnve_rec_resync(struct tnve_rec *r, uint64_t now)
 
 /* ---------------------------------------------------------------- responses */
 
+/* The nNVE resolved `v` to its catalogue entry `entry` (VN_CONNECT's answer): `v` becomes
+ * that entry, or, when another object already is (the same VN named another way, e.g. by
+ * name on one vNIC and by ID on another), `v`'s TSIs join it and `v` goes: one VN, one
+ * object, so the last user of one form never disconnects a VN another form still uses.
+ * Returns the object that now stands for the VN. */
+/* Moves the TSIs of `from` to `to` and frees `from`. */
+static void vn_merge(struct tnve_rec *r, struct rec_vn *from, struct rec_vn *to)
+{
+    char vbuf[TNVE_VN_STRLEN], wbuf[TNVE_VN_STRLEN];
+    SNV_INFO("rec", "vn form joins its catalogue entry form=%s vn=%s",
+             vn_text(from, vbuf, sizeof vbuf), vn_text(to, wbuf, sizeof wbuf));
+    for (struct rec_tsi *t = r->tsis; t; t = t->next)
+        if (t->vn == from)
+            t->vn = to;
+    struct rec_vn **pv = &r->vns;
+    while (*pv != from)
+        pv = &(*pv)->next;
+    *pv = from->next;
+    r->st.vns--;
+    free(from);
+}
+
+static struct rec_vn *vn_settle_one(struct tnve_rec *r, struct rec_vn *v,
+                                    const struct tnve_vn *entry);
+
+static struct rec_vn *vn_settle(struct tnve_rec *r, struct rec_vn *v, const struct tnve_vn *entry)
+{
+    struct rec_vn *w = vn_settle_one(r, v, entry);
+    /* Forms of the same entry not resolved yet and idle (no users since they were made)
+     * join it too. */
+    for (struct rec_vn *o = r->vns, *next; o; o = next) {
+        next = o->next;
+        if (o != w && !o->resolved && !o->out_type && !o->acked &&
+            tnve_vn_designates(&w->vn, &o->vn))
+            vn_merge(r, o, w);
+    }
+    return w;
+}
+
+static struct rec_vn *vn_settle_one(struct tnve_rec *r, struct rec_vn *v,
+                                    const struct tnve_vn *entry)
+{
+    struct rec_vn *w = NULL;
+    for (struct rec_vn *o = r->vns; o && !w; o = o->next)
+        if (o != v && o->resolved && o->vn.id == entry->id &&
+            (entry->id || !strcmp(o->vn.name, entry->name)))
+            w = o;
+    if (!w) {
+        v->vn = *entry;
+        v->resolved = 1;
+        return v;
+    }
+    if (!w->out_type) {
+        w->acked = 1;
+        w->sync_needed = 0;
+        w->failures = 0;
+        w->last_err = 0;
+    }
+    vn_merge(r, v, w);
+    return w;
+}
+
 static void vn_response(struct tnve_rec *r, struct rec_vn *v, const struct sncp_msg *rsp, int err,
                         uint64_t now)
 {
@@ -1479,8 +1594,16 @@ static void vn_response(struct tnve_rec *r, struct rec_vn *v, const struct sncp_
             v->acked = 1;
             v->sync_needed = 0;
             uint16_t tag = rsp->n_tags ? rsp->tags[0].vid : v->tag;
-            if (rsp->vn_id && !v->vn.id && sncp_msg_has(rsp, SNCP_TLV_VN_ID))
-                v->vn.id = rsp->vn_id;
+            if (sncp_msg_has(rsp, SNCP_TLV_VN_ID) || sncp_msg_has(rsp, SNCP_TLV_VN_NAME)) {
+                struct tnve_vn entry;
+                memset(&entry, 0, sizeof entry);
+                if (sncp_msg_has(rsp, SNCP_TLV_VN_ID))
+                    entry.id = rsp->vn_id;
+                if (sncp_msg_has(rsp, SNCP_TLV_VN_NAME))
+                    memcpy(entry.name, rsp->vn_name, sizeof entry.name);
+                v = vn_settle(r, v, &entry);
+                vn_text(v, vbuf, sizeof vbuf);
+            }
             SNV_INFO("rec", "response VN_CONNECT vn=%s status=success tag=%u", vbuf, tag);
             if (tag != v->tag) {
                 v->tag = tag;
@@ -1521,8 +1644,8 @@ static void vn_response(struct tnve_rec *r, struct rec_vn *v, const struct sncp_
                (unsigned long long)(v->retry_at - now));
 }
 
-static void tsi_response(struct tnve_rec *r, struct rec_tsi *t, const struct sncp_msg *rsp,
-                         int err, uint64_t now)
+static void tsi_response(struct tnve_rec *r, struct rec_tsi *t, const struct sncp_msg *rsp, int err,
+                         uint64_t now)
 {
     uint8_t type = t->out_type;
     t->out_type = 0;
@@ -1536,6 +1659,7 @@ static void tsi_response(struct tnve_rec *r, struct rec_tsi *t, const struct snc
         /* Nothing at the nNVE: that is Init. */
         t->failures = 0;
         t->last_err = 0;
+        t->evict = 0;
         tsi_set_acked(r, t, SNCP_TSI_INIT, "no such tsi at the nNVE");
         r->st.ok++;
         return;
@@ -1548,6 +1672,10 @@ static void tsi_response(struct tnve_rec *r, struct rec_tsi *t, const struct snc
         int was_sync = t->sync_needed;
         t->sync_needed = 0;
         t->sync_deactivate = 0;
+        if (t->evict)
+            t->evict = 0;
+        else
+            t->evicted = 0;
         enum sncp_tsi_state s = t->out_target;
         if (sncp_msg_has(rsp, SNCP_TLV_TSI_STATE) && rsp->tsi_state <= SNCP_TSI_ACTIVATED)
             s = (enum sncp_tsi_state)rsp->tsi_state;
@@ -1593,10 +1721,22 @@ static void tsi_response(struct tnve_rec *r, struct rec_tsi *t, const struct snc
         t->retry_at = now;
         return;
     }
+    if (err == SNCP_E_CONFLICT && !t->evicted && t->present && t->acked == SNCP_TSI_INIT &&
+        (type == SNCP_MSG_TSI_ASSOCIATE || type == SNCP_MSG_TSI_ACTIVATE) && !tsi_blocked(r, t)) {
+        /* The nNVE holds this TSI_ID in a VN we hold nothing of (it moved while we were
+         * away): de-associate it there, once, then associate in the VN it is in now. */
+        t->evict = t->evicted = 1;
+        t->retry_at = now;
+        SNV_INFO("rec",
+                 "tsi held by the nNVE elsewhere, de-associating it first tsi=%s "
+                 "reason=\"%s\"",
+                 t->id_str, t->last_reason);
+        return;
+    }
     if (t->sync_needed)
         t->sync_tried = 1;
-    if (t->dp_adopted && err != SNCP_E_BUSY && err != SNCP_E_TIMEOUT &&
-        err != SNCP_E_PEER_CLOSED && err != SNCP_E_NOT_ESTABLISHED) {
+    if (t->dp_adopted && err != SNCP_E_BUSY && err != SNCP_E_TIMEOUT && err != SNCP_E_PEER_CLOSED &&
+        err != SNCP_E_NOT_ESTABLISHED) {
         /* The nNVE refused the activation that would have kept the inherited port. */
         t->dp_adopted = 0;
         dp_sync(r, t);
@@ -1665,8 +1805,7 @@ static void sync_response(struct tnve_rec *r, unsigned kind, const struct sncp_m
             swept++;
         }
     }
-    SNV_INFO("rec", "response SYNC_END status=%s swept=%u", err ? sncp_error_token(err)
-                                                               : "success",
+    SNV_INFO("rec", "response SYNC_END status=%s swept=%u", err ? sncp_error_token(err) : "success",
              swept);
     if (r->dp_inherited)
         dp_sweep_inherited(r);
@@ -1781,8 +1920,8 @@ void tnve_rec_request(struct tnve_rec *r, const struct sncp_msg *req, uint64_t n
             /* Addresses withdrawn or changed by the nNVE: ours are re-sent later. */
             t->addr_acked_gen = t->addr_gen + 1;
         }
-        SNV_INFO("rec", "nNVE %s tsi=%s; converging back in %llu ms",
-                 sncp_msg_type_name(req->type), t->id_str, (unsigned long long)d);
+        SNV_INFO("rec", "nNVE %s tsi=%s; converging back in %llu ms", sncp_msg_type_name(req->type),
+                 t->id_str, (unsigned long long)d);
         break;
     }
     default:
@@ -1815,10 +1954,39 @@ const char *tnve_rec_phase(const struct tnve_rec *r)
     return "unknown";
 }
 
+/* The instance a vNIC is shown by: its present one, else the first still tracked. */
+static const struct rec_tsi *tsi_shown(const struct tnve_rec *r, const struct rec_tsi *t)
+{
+    const struct rec_tsi *first = NULL;
+    for (const struct rec_tsi *o = r->tsis; o; o = o->next) {
+        if (memcmp(&o->id, &t->id, sizeof t->id))
+            continue;
+        if (o->present)
+            return o;
+        if (!first)
+            first = o;
+    }
+    return first;
+}
+
+/* One row per vNIC: a vNIC that moved shows its new VN, and in `previous_vn` the old one
+ * while the nNVE still holds it there.  `error` is the TSI's last refusal, else its VN's
+ * while the VN is not connected (e.g. a VN this hypervisor may not use). */
 json_t *tnve_rec_tsis_json(const struct tnve_rec *r)
 {
     json_t *a = json_array();
     for (const struct rec_tsi *t = r->tsis; t; t = t->next) {
+        if (tsi_shown(r, t) != t)
+            continue;
+        const struct rec_tsi *prev = NULL;
+        for (const struct rec_tsi *o = r->tsis; o && !prev; o = o->next)
+            if (o != t && !o->present && !memcmp(&o->id, &t->id, sizeof t->id) &&
+                (o->acked != SNCP_TSI_INIT || o->out_type))
+                prev = o;
+        char pbuf[TNVE_VN_STRLEN];
+        const char *err = t->last_err                        ? t->last_reason
+                          : !t->vn->acked && t->vn->last_err ? t->vn->last_reason
+                                                             : "";
         char mac[SNCP_MAC_STRLEN];
         sncp_mac_format(t->id.mac, mac, sizeof mac);
         json_t *addrs = json_array();
@@ -1839,7 +2007,9 @@ json_t *tnve_rec_tsis_json(const struct tnve_rec *r)
         json_object_set_new(o, "port", json_string(t->ifname));
         json_object_set_new(o, "pending", json_string(type_short(t->out_type)));
         json_object_set_new(o, "failures", json_integer(t->failures));
-        json_object_set_new(o, "error", json_string(t->last_err ? t->last_reason : ""));
+        json_object_set_new(o, "error", json_string(err));
+        json_object_set_new(o, "previous_vn",
+                            prev ? json_string(vn_text(prev->vn, pbuf, sizeof pbuf)) : json_null());
         json_object_set_new(o, "addresses", addrs);
         json_object_set_new(o, "tsi", json_string(t->id_str));
         json_array_append_new(a, o);
@@ -1859,9 +2029,9 @@ json_t *tnve_rec_domains_json(const struct tnve_rec *r)
         json_object_set_new(o, "name", json_string(d->name));
         json_object_set_new(o, "uuid", json_string(d->uuid_str));
         json_object_set_new(o, "state", json_string(d->removed ? "undefined" : d->state));
-        json_object_set_new(o, "desired", json_string(sncp_tsi_state_name(d->removed
-                                                                             ? SNCP_TSI_INIT
-                                                                             : d->desired)));
+        json_object_set_new(
+            o, "desired",
+            json_string(sncp_tsi_state_name(d->removed ? SNCP_TSI_INIT : d->desired)));
         json_object_set_new(o, "vnics", json_integer(d->n_vnics));
         json_object_set_new(o, "tsis", json_integer(n));
         json_object_set_new(o, "unmapped", json_integer(d->n_unmapped));

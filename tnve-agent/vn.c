@@ -57,9 +57,14 @@ int tnve_vn_is_set(const struct tnve_vn *vn)
 
 int tnve_vn_equal(const struct tnve_vn *a, const struct tnve_vn *b)
 {
-    if (a->id && b->id)
-        return a->id == b->id;
-    if (a->id || b->id)
+    return a->id == b->id && strcmp(a->name, b->name) == 0;
+}
+
+int tnve_vn_designates(const struct tnve_vn *entry, const struct tnve_vn *q)
+{
+    if (!tnve_vn_is_set(q))
         return 0;
-    return strcmp(a->name, b->name) == 0;
+    if (q->id && q->id != entry->id)
+        return 0;
+    return !q->name[0] || strcmp(q->name, entry->name) == 0;
 }

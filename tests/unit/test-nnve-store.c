@@ -118,7 +118,7 @@ START_TEST(test_records)
     nnve_store_close(s);
 
     ck_assert_int_eq(nnve_store_open(dir, NNVE_SYNC_FULL, &s, err, sizeof err), 0);
-    static const struct nnve_store_loader l = {l_hv, l_vap, l_vc, l_tsi};
+    static const struct nnve_store_loader l = {l_hv, l_vap, l_vc, l_tsi, NULL};
     ck_assert_int_eq(nnve_store_load(s, &l, NULL), 0);
     ck_assert_int_eq(n_hv, 1);
     ck_assert_int_eq(n_vap, 1);
@@ -181,6 +181,7 @@ START_TEST(test_state_restart)
     snprintf(journal, sizeof journal, "%s/journal", dir);
     ck_assert_int_eq(nnve_config_parse_string(cfg_text, "t", &cfg, err, sizeof err), 0);
     struct nnve_backend_config bc = {.journal = journal};
+    uint16_t held_tag = 0;
 
     for (int round = 0; round < 2; round++) {
         struct nnve_backend *be;
@@ -217,6 +218,7 @@ START_TEST(test_state_restart)
             /* a VN released before the restart */
             ck_assert_int_eq(
                 nnve_state_request(st, hv2, msg(SNCP_MSG_VN_CONNECT, 5001, 0), 0, &res), 0);
+            held_tag = res.tags[0].vid;
             ck_assert_int_eq(
                 nnve_state_request(st, hv2, msg(SNCP_MSG_VN_DISCONNECT, 5001, 0), 0, &res), 0);
             ck_assert_int_eq(nnve_store_commit(store), 0);
@@ -255,6 +257,14 @@ START_TEST(test_state_restart)
                              0);
             /* VN 5003 and TSI 2 were not re-announced: swept */
             ck_assert_uint_eq(nnve_state_hv_vns(hv1), 1);
+            /* 5001's tag, released before the restart, is still held: a new VN gets
+             * another, and 5001 gets its own back. */
+            ck_assert_int_eq(
+                nnve_state_request(st, hv1, msg(SNCP_MSG_VN_CONNECT, 5002, 0), 2000, &res), 0);
+            ck_assert_uint_ne(res.tags[0].vid, held_tag);
+            ck_assert_int_eq(
+                nnve_state_request(st, hv1, msg(SNCP_MSG_VN_CONNECT, 5001, 0), 2000, &res), 0);
+            ck_assert_uint_eq(res.tags[0].vid, held_tag);
             ck_assert_int_eq(nnve_store_commit(store), 0);
         }
         nnve_state_destroy(st);
@@ -275,7 +285,8 @@ START_TEST(test_state_restart)
     /* then only the sweep of round 2 */
     ck_assert_int_eq(count(re, "deassociate-tsi port=swp1 tag=150 vn=5003"), 1);
     ck_assert_int_eq(count(re, "remove-vn port=swp1 tag=150 vn=5003"), 1);
-    ck_assert_int_eq(count(re, "add-vn"), 0);
+    ck_assert_int_eq(count(re, "add-vn"), 2); /* 5002 and 5001, after the sweep */
+    ck_assert_int_eq(count(re, "add-vn port=swp1 tag=100 vn=5000"), 0);
     ck_assert_int_eq(count(re, "activate-tsi"), 0);
     ck_assert_int_eq(count(j, "add-vn port=swp1 tag=100 vn=5000"), 1);
 }

@@ -163,8 +163,18 @@ START_TEST(test_vn_text)
     longname[70] = '\0';
     ck_assert_int_eq(tnve_vn_parse(longname, &a), -EINVAL);
     struct tnve_vn c = {5000, "blue"}, d = {5000, ""}, e = {0, "blue"};
-    ck_assert(tnve_vn_equal(&c, &d));
+    ck_assert(!tnve_vn_equal(&c, &d));
     ck_assert(!tnve_vn_equal(&d, &e));
+    ck_assert(tnve_vn_equal(&c, &c));
+    /* The catalogue entry 5000/blue is designated by 5000, blue and 5000/blue only. */
+    struct tnve_vn f = {5000, "red"}, g = {5001, ""}, z = {0, ""};
+    ck_assert(tnve_vn_designates(&c, &c));
+    ck_assert(tnve_vn_designates(&c, &d));
+    ck_assert(tnve_vn_designates(&c, &e));
+    ck_assert(!tnve_vn_designates(&c, &f));
+    ck_assert(!tnve_vn_designates(&c, &g));
+    ck_assert(!tnve_vn_designates(&c, &z));
+    ck_assert(!tnve_vn_designates(&d, &e));
     char buf[TNVE_VN_STRLEN];
     tnve_vn_format(&c, buf, sizeof buf);
     ck_assert_str_eq(buf, "5000/blue");

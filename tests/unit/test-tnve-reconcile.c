@@ -887,6 +887,116 @@ START_TEST(test_vn_change)
 }
 END_TEST
 
+/* The VN of a running vNIC changes while the session is down: the SYNC after it
+ * de-associates the old instance, then activates the new one, then ends. */
+START_TEST(test_vn_change_during_outage)
+{
+    struct tnve_domxml x;
+    struct tnve_rec *r = steady(NULL, &x);
+    tnve_rec_session_down(r, 2000);
+    struct tnve_domxml y = x;
+    y.vnics[0].vn.id = 6000;
+    snprintf(y.vnics[0].vn.name, sizeof y.vnics[0].vn.name, "vn6000");
+    tnve_rec_domain_update(r, &y, TNVE_EFFECT_NONE, 0, "metadata-change", 2500);
+    int base = F.n;
+    tnve_rec_session_up(r, 3000);
+    answer_ok(r, SNCP_MSG_SYNC_BEGIN, 0, -1, 3001);
+    tnve_rec_run(r, 3001);
+    int d = pending(SNCP_MSG_TSI_DEASSOCIATE);
+    ck_assert_int_gt(d, base);
+    answer_ok(r, SNCP_MSG_VN_CONNECT, 600, -1, 3002);
+    tnve_rec_run(r, 3002);
+    ck_assert_int_lt(pending(SNCP_MSG_TSI_ACTIVATE), 0); /* the old instance goes first */
+    ck_assert_int_lt(pending(SNCP_MSG_SYNC_END), 0);
+    answer_ok(r, SNCP_MSG_TSI_DEASSOCIATE, 0, SNCP_TSI_INIT, 3003);
+    tnve_rec_run(r, 3003);
+    int a = pending(SNCP_MSG_TSI_ACTIVATE);
+    ck_assert_int_gt(a, d);
+    ck_assert_uint_eq(F.sent[a].vn_id, 6000);
+    answer_ok(r, SNCP_MSG_TSI_ACTIVATE, 600, SNCP_TSI_ACTIVATED, 3004);
+    tnve_rec_run(r, 3004);
+    answer_ok(r, SNCP_MSG_SYNC_END, 0, -1, 3005);
+    tnve_rec_run(r, 3005);
+    ck_assert_str_eq(tnve_rec_phase(r), "ready");
+    ck_assert_uint_eq(n_tsis(r), 1); /* one row per vNIC */
+    char b[64];
+    ck_assert_str_eq(tsi_field(r, 0, "vn_id", b, sizeof b), "6000");
+    ck_assert_str_eq(tsi_field(r, 0, "acked", b, sizeof b), "activated");
+    tnve_rec_destroy(r);
+}
+END_TEST
+
+/* Answers the pending VN_CONNECT as an nNVE that resolved it to the entry id/name. */
+static void answer_connect(struct tnve_rec *r, uint16_t tag, uint32_t id, const char *name,
+                           uint64_t now)
+{
+    int i = pending(SNCP_MSG_VN_CONNECT);
+    ck_assert_int_ge(i, 0);
+    F.answered[i] = 1;
+    sncp_msg_init(&RSP, SNCP_MSG_RESPONSE, F.sent[i].xid);
+    RSP.status = SNCP_STATUS_SUCCESS;
+    sncp_msg_set(&RSP, SNCP_TLV_STATUS);
+    RSP.tags[0].vid = tag;
+    RSP.n_tags = 1;
+    sncp_msg_set(&RSP, SNCP_TLV_LOCAL_TAG);
+    RSP.vn_id = id;
+    sncp_msg_set(&RSP, SNCP_TLV_VN_ID);
+    snprintf(RSP.vn_name, sizeof RSP.vn_name, "%s", name);
+    sncp_msg_set(&RSP, SNCP_TLV_VN_NAME);
+    tnve_rec_response(r, F.cookie[i], &RSP, 0, now);
+}
+
+/* One VN named by name on one vNIC and by ID on another is one VN (PROTOCOL.md 4.4): one
+ * row in show vns, and the last user of one form does not disconnect it. */
+START_TEST(test_vn_forms_one_vn)
+{
+    struct tnve_rec *r = mk(NULL);
+    uint32_t none[] = {0};
+    struct tnve_domxml a, b;
+    mk_dom(&a, 1, 1, none);
+    mk_dom(&b, 2, 1, none);
+    snprintf(a.vnics[0].vn.name, sizeof a.vnics[0].vn.name, "blue");
+    b.vnics[0].vn.id = 5000;
+    tnve_rec_inventory_begin(r);
+    tnve_rec_domain_update(r, &a, TNVE_EFFECT_ACTIVATE, 0, "running", 1000);
+    tnve_rec_domain_update(r, &b, TNVE_EFFECT_ACTIVATE, 0, "running", 1000);
+    tnve_rec_inventory_end(r, 1000);
+    tnve_rec_session_up(r, 1000);
+    answer_ok(r, SNCP_MSG_SYNC_BEGIN, 0, -1, 1001);
+    tnve_rec_run(r, 1001);
+    ck_assert_int_eq(count_type(SNCP_MSG_VN_CONNECT), 2); /* two forms, not resolved yet */
+    answer_connect(r, 100, 5000, "blue", 1002);
+    answer_connect(r, 100, 5000, "blue", 1003);
+    tnve_rec_run(r, 1003);
+    json_t *vns = tnve_rec_vns_json(r);
+    ck_assert_uint_eq(json_array_size(vns), 1);
+    json_decref(vns);
+    while (pending(SNCP_MSG_TSI_ACTIVATE) >= 0)
+        answer_ok(r, SNCP_MSG_TSI_ACTIVATE, 100, SNCP_TSI_ACTIVATED, 1004);
+    tnve_rec_run(r, 1004);
+    answer_ok(r, SNCP_MSG_SYNC_END, 0, -1, 1005);
+    tnve_rec_run(r, 1005);
+    /* the name-only domain goes: its TSI leaves, the VN stays for the other */
+    tnve_rec_domain_remove(r, a.uuid, 0, 2000);
+    tnve_rec_run(r, 2000);
+    answer_ok(r, SNCP_MSG_TSI_DEASSOCIATE, 0, SNCP_TSI_INIT, 2001);
+    tnve_rec_run(r, 2001);
+    ck_assert_int_eq(count_type(SNCP_MSG_VN_DISCONNECT), 0);
+    /* a third vNIC naming it by name joins the connected VN: no new VN_CONNECT */
+    struct tnve_domxml c;
+    mk_dom(&c, 3, 1, none);
+    snprintf(c.vnics[0].vn.name, sizeof c.vnics[0].vn.name, "blue");
+    int connects = count_type(SNCP_MSG_VN_CONNECT);
+    tnve_rec_domain_update(r, &c, TNVE_EFFECT_ACTIVATE, 0, "running", 3000);
+    tnve_rec_run(r, 3000);
+    ck_assert_int_eq(count_type(SNCP_MSG_VN_CONNECT), connects);
+    int i = pending(SNCP_MSG_TSI_ACTIVATE);
+    ck_assert_int_ge(i, 0);
+    ck_assert_uint_eq(F.sent[i].vn_id, 5000);
+    tnve_rec_destroy(r);
+}
+END_TEST
+
 START_TEST(test_send_failure_retries)
 {
     struct tnve_domxml x;
@@ -950,6 +1060,8 @@ static Suite *suite(void)
     tcase_add_test(tc, test_migration_flags);
     tcase_add_test(tc, test_addresses_and_vnics);
     tcase_add_test(tc, test_vn_change);
+    tcase_add_test(tc, test_vn_change_during_outage);
+    tcase_add_test(tc, test_vn_forms_one_vn);
     tcase_add_test(tc, test_send_failure_retries);
     tcase_add_test(tc, test_inventory_sweeps_domains);
     tcase_add_test(tc, test_dataplane_ports_across_restart);

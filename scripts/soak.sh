@@ -1,0 +1,31 @@
+#!/bin/bash
+# soak.sh: the long run of the model-based random test (tests/integration/test-tnve-model.sh)
+#   scripts/soak.sh BUILD_DIR
+# SOAK_SEEDS (default "1 2 3 4") runs side by side, SOAK_OPS steps each (default 2500: 10,000
+# operations in all).  Each run's log is BUILD_DIR/test-logs/soak-SEED.log; prints one line
+# per seed and exits non-zero if any failed.
+set -u
+build=$(cd "${1:?usage: soak.sh BUILD_DIR}" && pwd)
+top=$(cd "$(dirname "$0")/.." && pwd)
+mkdir -p "$build/test-logs"
+# bash reads a script as it runs it: the runs use a copy, so the tree may change meanwhile
+copy=$(mktemp /tmp/soak-model.XXXXXX)
+trap 'rm -f "$copy"' EXIT
+cp "$top/tests/integration/test-tnve-model.sh" "$copy"
+pids=() seeds=()
+for seed in ${SOAK_SEEDS:-1 2 3 4}; do
+    SPLITNVE_BUILD=$build SPLITNVE_SRC=$top TNVE_MODEL_SEED=$seed TNVE_MODEL_OPS=${SOAK_OPS:-2500} \
+        bash "$copy" >"$build/test-logs/soak-$seed.log" 2>&1 &
+    pids+=($!) seeds+=("$seed")
+done
+rc=0
+for i in "${!pids[@]}"; do
+    if wait "${pids[$i]}"; then
+        grep 'PASS' "$build/test-logs/soak-${seeds[$i]}.log" | tail -1
+    else
+        rc=1
+        echo "FAIL seed=${seeds[$i]} (log: $build/test-logs/soak-${seeds[$i]}.log)"
+        grep -E 'FAIL|--- step' "$build/test-logs/soak-${seeds[$i]}.log" | tail -2
+    fi
+done
+exit $rc
