@@ -934,6 +934,69 @@ START_TEST(test_inventory_sweeps_domains)
 }
 END_TEST
 
+/* VN_DISCONNECT from the nNVE for a VN this hypervisor does not have: NO_SUCH_VN, and
+ * nothing of ours changes or is sent. */
+START_TEST(test_peer_vn_disconnect_unknown)
+{
+    struct tnve_domxml x;
+    struct tnve_rec *r = steady(NULL, &x);
+    int n = F.n;
+    peer_req(r, SNCP_MSG_VN_DISCONNECT, NULL, 6001, 5000);
+    ck_assert_int_eq(F.n_resp, 1);
+    ck_assert_uint_eq(F.resp[0].status, SNCP_STATUS_NO_SUCH_VN);
+    char b[64];
+    ck_assert_str_eq(tsi_field(r, 0, "acked", b, sizeof b), "activated");
+    tnve_rec_run(r, 9000);
+    ck_assert_int_eq(F.n, n);
+    tnve_rec_destroy(r);
+}
+END_TEST
+
+/* An nNVE that advertised no capability gets no SYNC_BEGIN / SYNC_END, no TSI_UPDATE (the
+ * addresses ride on a repeated TSI_ACTIVATE) and no migration flag. */
+START_TEST(test_peer_caps_none)
+{
+    struct tnve_rec *r = mk(NULL);
+    struct tnve_domxml x;
+    uint32_t vns[] = {5000};
+    mk_dom(&x, 1, 1, vns);
+    tnve_rec_set_peer_caps(r, 0);
+    tnve_rec_inventory_begin(r);
+    tnve_rec_domain_update(r, &x, TNVE_EFFECT_ACTIVATE, 0, "running", 1000);
+    tnve_rec_inventory_end(r, 1000);
+    tnve_rec_session_up(r, 1000);
+    tnve_rec_run(r, 1000);
+    ck_assert_int_eq(F.n, 1);
+    ck_assert_int_eq(F.sent[0].type, SNCP_MSG_VN_CONNECT);
+    answer_ok(r, SNCP_MSG_VN_CONNECT, 100, -1, 1001);
+    tnve_rec_run(r, 1001);
+    answer_ok(r, SNCP_MSG_TSI_ACTIVATE, 100, SNCP_TSI_ACTIVATED, 1002);
+    tnve_rec_run(r, 1002);
+    ck_assert_str_eq(tnve_rec_phase(r), "ready");
+    ck_assert_int_eq(count_type(SNCP_MSG_SYNC_BEGIN), 0);
+    ck_assert_int_eq(count_type(SNCP_MSG_SYNC_END), 0);
+    int n = F.n;
+    struct sncp_addr a;
+    ck_assert_int_eq(sncp_addr_parse("192.0.2.7@52:54:00:00:01:00", &a), 0);
+    ck_assert_int_eq(tnve_rec_set_addresses(r, x.uuid, x.vnics[0].mac, &a, 1, 2000), 1);
+    tnve_rec_run(r, 2000);
+    ck_assert_int_eq(F.n, n + 1);
+    ck_assert_int_eq(F.sent[n].type, SNCP_MSG_TSI_ACTIVATE);
+    ck_assert_uint_eq(F.sent[n].n_addrs, 1);
+    answer_ok(r, SNCP_MSG_TSI_ACTIVATE, 100, SNCP_TSI_ACTIVATED, 2001);
+    tnve_rec_run(r, 2001);
+    ck_assert_int_eq(F.n, n + 1); /* the addresses count as acknowledged */
+    ck_assert_int_eq(count_type(SNCP_MSG_TSI_UPDATE), 0);
+    tnve_rec_domain_effect(r, x.uuid, TNVE_EFFECT_DEASSOCIATE,
+                           SNCP_F_MIGRATION | SNCP_F_MIGRATION_SOURCE, "stopped/migrated", 3000);
+    tnve_rec_run(r, 3000);
+    int i = pending(SNCP_MSG_TSI_DEASSOCIATE);
+    ck_assert_int_ge(i, 0);
+    ck_assert_uint_eq(F.sent[i].flags, 0);
+    tnve_rec_destroy(r);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("tnve-reconcile");
@@ -945,6 +1008,8 @@ static Suite *suite(void)
     tcase_add_test(tc, test_sync_invalid_state);
     tcase_add_test(tc, test_peer_deassociate_converges);
     tcase_add_test(tc, test_peer_vn_disconnect_converges);
+    tcase_add_test(tc, test_peer_vn_disconnect_unknown);
+    tcase_add_test(tc, test_peer_caps_none);
     tcase_add_test(tc, test_tags_persist);
     tcase_add_test(tc, test_hook_prepare);
     tcase_add_test(tc, test_migration_flags);
