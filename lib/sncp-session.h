@@ -38,7 +38,8 @@ struct sncp_session_cbs {
     void (*request)(void *ctx, const struct sncp_msg *req);
     /* The answer to a request we sent with `cookie`: err 0 and rsp set (rsp->status may still
      * be a failure), or rsp NULL and err SNCP_E_TIMEOUT / SNCP_E_CLOSED (the session ended
-     * with it outstanding: every outstanding request gets exactly one callback). */
+     * with it outstanding) / SNCP_E_MALFORMED (its RESPONSE did not decode).  Every
+     * outstanding request gets exactly one callback. */
     void (*response)(void *ctx, uint64_t cookie, const struct sncp_msg *rsp, int err);
     /* The session is over: err is 0 after the peer's orderly close, else why (TLS failure,
      * broken framing, keepalive timeout, ...), with detail in sncp_session_error(). */
@@ -57,7 +58,8 @@ struct sncp_session_config {
     uint32_t max_inflight;         /* the peer's requests we have not answered; 0: 1024 */
     /* The accepting side's HELLO deadline: a session for which the owner has not called
      * sncp_session_hello_done() this long after the TLS handshake fails with SNCP_E_TIMEOUT.
-     * 0: no deadline. */
+     * Set, it also makes a HELLO that does not decode before then end the session once the
+     * session's own failure RESPONSE is out (closed with the decode error).  0: neither. */
     uint32_t hello_timeout_ms;
 };
 

@@ -270,7 +270,7 @@ static void on_connected(struct sncp_conn *c, const char *peer_identity)
     sncp_msg_set(&m, SNCP_TLV_NODE_ID);
     m.session_epoch = n->cfg.epoch;
     sncp_msg_set(&m, SNCP_TLV_SESSION_EPOCH);
-    m.capabilities = SNCP_CAP_MIGRATION | SNCP_CAP_SYNC | SNCP_CAP_ADDR_UPDATE;
+    m.capabilities = SNCP_CAPS_IMPLEMENTED;
     sncp_msg_set(&m, SNCP_TLV_CAPABILITIES);
     m.keepalive_ms = n->cfg.keepalive_ms;
     sncp_msg_set(&m, SNCP_TLV_KEEPALIVE);

@@ -128,7 +128,7 @@ int tnve_rec_prepare(struct tnve_rec *r, const struct tnve_domxml *d, uint16_t f
 /* ---- the SNCP session ---- */
 
 /* What the reconciler may use towards the nNVE. */
-#define TNVE_REC_CAPS_ALL (SNCP_CAP_MIGRATION | SNCP_CAP_SYNC | SNCP_CAP_ADDR_UPDATE)
+#define TNVE_REC_CAPS_ALL SNCP_CAPS_IMPLEMENTED
 /* The nNVE's CAPABILITIES from the HELLO response; call before tnve_rec_session_up().
  * Without SYNC the re-announcement runs without SYNC_BEGIN / SYNC_END (nothing is swept);
  * without ADDR_UPDATE address changes go by a repeated TSI_ASSOCIATE / TSI_ACTIVATE;
