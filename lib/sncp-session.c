@@ -84,6 +84,8 @@ struct sncp_session {
     uint64_t started, last_rx, last_tx;
     uint64_t established_at; /* the TLS handshake's end */
     int hello_done;          /* sncp_session_hello_done() called */
+    sncp_session_tap_fn *tap; /* sncp_session_set_tap() */
+    void *tap_ctx;
 
     int close_err;
     char error[SESSION_ERROR_MAX];
@@ -399,6 +401,8 @@ static int on_frame(void *ctx, const uint8_t *data, size_t len)
         return 1;
     uint16_t bad_tlv = 0;
     struct sncp_msg *m = s->rx;
+    if (s->tap)
+        s->tap(s->tap_ctx, data, len);
     int rc = sncp_msg_decode(data, len, m, &bad_tlv);
     uint8_t type = m->type;
     uint64_t now = s->last_rx;
@@ -705,6 +709,12 @@ void sncp_session_uncork(struct sncp_session *s)
 {
     if (s->depth > 0)
         leave(s);
+}
+
+void sncp_session_set_tap(struct sncp_session *s, sncp_session_tap_fn *fn, void *ctx)
+{
+    s->tap = fn;
+    s->tap_ctx = ctx;
 }
 
 void sncp_session_hello_done(struct sncp_session *s)

@@ -118,6 +118,11 @@ void sncp_session_uncork(struct sncp_session *s);
  * "192.0.2.1:40312"; the string is copied.  Optional (sncp-conn sets it). */
 void sncp_session_set_name(struct sncp_session *s, const char *name);
 
+/* Hands every framed message received to fn (the bytes as they arrived, before decoding),
+ * for test and capture tools; fn NULL stops it. */
+typedef void sncp_session_tap_fn(void *ctx, const uint8_t *msg, size_t len);
+void sncp_session_set_tap(struct sncp_session *s, sncp_session_tap_fn *fn, void *ctx);
+
 /* The owner accepted the peer's HELLO: stops the HELLO deadline (hello_timeout_ms). */
 void sncp_session_hello_done(struct sncp_session *s);
 
