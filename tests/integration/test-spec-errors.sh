@@ -58,6 +58,9 @@ EOF
 )
 echo "$out"
 [ "$(echo "$out" | jq -r 'select(.request=="HELLO") | .capabilities')" = 11 ] || fail "HELLO capabilities are not 0xB"
+[ "$(echo "$out" | jq -r 'select(.request=="VN_CONNECT") | .tags | length' | sort -u)" = 1 ] ||
+    fail "more than one LOCAL_TAG for a VN"
+ok "HELLO response advertises capabilities 0xB (no MULTI_TAG); one tag per VN"
 [ "$(status_of "$out" SYNC_END)" = unexpected-message ] || fail "SYNC_END without SYNC_BEGIN"
 [ "$(ctl show tsis | jq 'length')" = 1 ] || fail "SYNC_END outside a resync swept something"
 [ "$(status_of "$out" TSI_ASSOCIATE)" = invalid-state ] || fail "associate on Activated"
