@@ -157,13 +157,13 @@ static void session_mark_dirty(struct session *s)
     s->srv->dirty = s;
 }
 
-static void queue(struct session *s, const struct sncp_msg *req, int err,
-                  const struct nnve_result *res, int hello, int close_after)
+static struct pending *queue(struct session *s, const struct sncp_msg *req, int err,
+                             const struct nnve_result *res, int hello, int close_after)
 {
     struct pending *p = calloc(1, sizeof *p);
     if (!p) {
         sncp_conn_respond_error(s->conn, req, SNCP_E_INTERNAL, 0, "out of memory");
-        return;
+        return NULL;
     }
     p->xid = req->xid;
     p->type = req->type;
@@ -178,16 +178,18 @@ static void queue(struct session *s, const struct sncp_msg *req, int err,
         s->pend_head = p;
     s->pend_tail = p;
     session_mark_dirty(s);
+    return p;
 }
 
-static void queue_error(struct session *s, const struct sncp_msg *req, int err, uint16_t bad_tlv,
-                        const char *reason, int close_after)
+/* Queues a failure; returns its pending answer, or NULL (out of memory: answered now). */
+static struct pending *queue_error(struct session *s, const struct sncp_msg *req, int err,
+                                   uint16_t bad_tlv, const char *reason, int close_after)
 {
     struct nnve_result res;
     memset(&res, 0, sizeof res);
     res.error_tlv = bad_tlv;
     res.reason = reason;
-    queue(s, req, err, &res, 0, close_after);
+    return queue(s, req, err, &res, 0, close_after);
 }
 
 static void free_pending(struct session *s)
@@ -226,7 +228,8 @@ static void respond_failure(struct session *s, const struct sncp_msg *req, int e
         rsp.error_tlv = p->res.error_tlv;
         sncp_msg_set(&rsp, SNCP_TLV_ERROR_TLV);
     }
-    if (p->res.has_tsi_state) {
+    /* Not on a success turned INTERNAL by a failed commit: that state was undone. */
+    if (p->res.has_tsi_state && (err == SNCP_E_INVALID_STATE || err == SNCP_E_CONFLICT)) {
         rsp.tsi_state = p->res.tsi_state;
         sncp_msg_set(&rsp, SNCP_TLV_TSI_STATE);
     }
@@ -418,9 +421,10 @@ static void hello(struct session *s, const struct sncp_msg *req)
         srv->c.hello_refused++;
         snv_audit("session", "refused: no common version hypervisor=%s peer=%s offered=%u-%u",
                   s->identity, s->peer, req->version_min, req->version_max);
-        queue_error(s, req, SNCP_E_UNSUPPORTED_VERSION, SNCP_TLV_VERSION_RANGE,
-                    "this nNVE speaks SNCP version 1", 1);
-        s->pend_tail->version_range = 1;
+        struct pending *p = queue_error(s, req, SNCP_E_UNSUPPORTED_VERSION, SNCP_TLV_VERSION_RANGE,
+                                        "this nNVE speaks SNCP version 1", 1);
+        if (p)
+            p->version_range = 1;
         return;
     }
     /* A session that replaces one of its identity takes no new place. */
