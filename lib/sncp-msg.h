@@ -96,6 +96,9 @@ enum sncp_capability {
     SNCP_CAP_MULTI_TAG = 0x4,  /* more than one tag per VN */
     SNCP_CAP_ADDR_UPDATE = 0x8,/* TSI_UPDATE */
 };
+/* What splitnve implements and advertises on both sides (0xB): MULTI_TAG is not
+ * implemented in version 1 (PROTOCOL.md §8.2). */
+#define SNCP_CAPS_IMPLEMENTED (SNCP_CAP_MIGRATION | SNCP_CAP_SYNC | SNCP_CAP_ADDR_UPDATE)
 
 enum sncp_update_op {
     SNCP_UPDATE_ADD = 1,

@@ -84,6 +84,8 @@ struct sncp_session {
     uint64_t started, last_rx, last_tx;
     uint64_t established_at; /* the TLS handshake's end */
     int hello_done;          /* sncp_session_hello_done() called */
+    sncp_session_tap_fn *tap; /* sncp_session_set_tap() */
+    void *tap_ctx;
 
     int close_err;
     char error[SESSION_ERROR_MAX];
@@ -345,6 +347,35 @@ static void session_fail(struct sncp_session *s, int err, uint64_t now, const ch
     finish_close(s, err);
 }
 
+/* A RESPONSE for xid that did not decode: its request, if outstanding, fails with
+ * SNCP_E_MALFORMED. */
+static void fail_pending(struct sncp_session *s, uint32_t xid)
+{
+    uint32_t pos = pending_find(s, xid);
+    if (pos == NIL)
+        return;
+    uint64_t cookie = pending_remove(s, pos);
+    s->cbs.response(s->ctx, cookie, NULL, SNCP_E_MALFORMED);
+}
+
+/* Closes after what is queued (an answer) has gone out: close_notify follows it. */
+static void close_after_answer(struct sncp_session *s, int err, const char *fmt, ...)
+{
+    if (s->state == S_CLOSED)
+        return;
+    flush_output(s);
+    if (s->state == S_CLOSED)
+        return;
+    sncp_tls_shutdown(s->tls);
+    s->state = S_CLOSED;
+    s->close_err = err;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(s->error, sizeof s->error, fmt, ap);
+    va_end(ap);
+    finish_close(s, err);
+}
+
 /* ---- input ---------------------------------------------------------------------------- */
 
 static void handle_response(struct sncp_session *s, const struct sncp_msg *m)
@@ -370,6 +401,8 @@ static int on_frame(void *ctx, const uint8_t *data, size_t len)
         return 1;
     uint16_t bad_tlv = 0;
     struct sncp_msg *m = s->rx;
+    if (s->tap)
+        s->tap(s->tap_ctx, data, len);
     int rc = sncp_msg_decode(data, len, m, &bad_tlv);
     uint8_t type = m->type;
     uint64_t now = s->last_rx;
@@ -387,9 +420,15 @@ static int on_frame(void *ctx, const uint8_t *data, size_t len)
                    "rejected message peer=%s identity=%s type=%s xid=%u err=%s tlv=%u",
                    peer_name(s), peer_id(s), sncp_msg_type_name(type), m->xid, sncp_error_token(rc),
                    bad_tlv);
-        /* Never answer a response or a keepalive: that could ping-pong forever. */
-        if (type != SNCP_MSG_RESPONSE && type != SNCP_MSG_KEEPALIVE)
+        /* Never answer a response or a keepalive: that could ping-pong forever.  A
+         * response we cannot read still ends its request, now rather than at the timeout. */
+        if (type == SNCP_MSG_RESPONSE)
+            fail_pending(s, m->xid);
+        else if (type != SNCP_MSG_KEEPALIVE)
             answer_internal(s, m->xid, type, rc, bad_tlv, reason, now);
+        /* A HELLO that failed ends the session once its answer is out (PROTOCOL.md §6.1). */
+        if (type == SNCP_MSG_HELLO && s->cfg.hello_timeout_ms && !s->hello_done)
+            close_after_answer(s, rc, "HELLO failed: %s", reason);
         return s->state == S_CLOSED;
     }
     switch (type) {
@@ -670,6 +709,12 @@ void sncp_session_uncork(struct sncp_session *s)
 {
     if (s->depth > 0)
         leave(s);
+}
+
+void sncp_session_set_tap(struct sncp_session *s, sncp_session_tap_fn *fn, void *ctx)
+{
+    s->tap = fn;
+    s->tap_ctx = ctx;
 }
 
 void sncp_session_hello_done(struct sncp_session *s)

@@ -38,7 +38,8 @@ struct sncp_session_cbs {
     void (*request)(void *ctx, const struct sncp_msg *req);
     /* The answer to a request we sent with `cookie`: err 0 and rsp set (rsp->status may still
      * be a failure), or rsp NULL and err SNCP_E_TIMEOUT / SNCP_E_CLOSED (the session ended
-     * with it outstanding: every outstanding request gets exactly one callback). */
+     * with it outstanding) / SNCP_E_MALFORMED (its RESPONSE did not decode).  Every
+     * outstanding request gets exactly one callback. */
     void (*response)(void *ctx, uint64_t cookie, const struct sncp_msg *rsp, int err);
     /* The session is over: err is 0 after the peer's orderly close, else why (TLS failure,
      * broken framing, keepalive timeout, ...), with detail in sncp_session_error(). */
@@ -57,7 +58,8 @@ struct sncp_session_config {
     uint32_t max_inflight;         /* the peer's requests we have not answered; 0: 1024 */
     /* The accepting side's HELLO deadline: a session for which the owner has not called
      * sncp_session_hello_done() this long after the TLS handshake fails with SNCP_E_TIMEOUT.
-     * 0: no deadline. */
+     * Set, it also makes a HELLO that does not decode before then end the session once the
+     * session's own failure RESPONSE is out (closed with the decode error).  0: neither. */
     uint32_t hello_timeout_ms;
 };
 
@@ -115,6 +117,11 @@ void sncp_session_uncork(struct sncp_session *s);
 /* Names the transport endpoint in the session's log lines (peer=...), e.g.
  * "192.0.2.1:40312"; the string is copied.  Optional (sncp-conn sets it). */
 void sncp_session_set_name(struct sncp_session *s, const char *name);
+
+/* Hands every framed message received to fn (the bytes as they arrived, before decoding),
+ * for test and capture tools; fn NULL stops it. */
+typedef void sncp_session_tap_fn(void *ctx, const uint8_t *msg, size_t len);
+void sncp_session_set_tap(struct sncp_session *s, sncp_session_tap_fn *fn, void *ctx);
 
 /* The owner accepted the peer's HELLO: stops the HELLO deadline (hello_timeout_ms). */
 void sncp_session_hello_done(struct sncp_session *s);

@@ -37,6 +37,7 @@ struct pending {
     uint8_t type;
     uint8_t hello;       /* a successful HELLO: build its response at flush */
     uint8_t close_after; /* refuse: close the session once this is written */
+    uint8_t version_range; /* a failure that carries our VERSION_RANGE (HELLO, §8.3) */
     int err;
     struct nnve_result res;
 };
@@ -57,6 +58,7 @@ struct session {
     char peer[72];
     char port[SNCP_MAX_PORT_LEN + 1];
     char l2_if[IF_NAMESIZE]; /* L2 sessions: the interface the frames arrive on */
+    uint32_t peer_caps;      /* the tNVE's CAPABILITIES from its HELLO */
     uint64_t epoch;
     uint32_t peer_keepalive_ms;
     uint64_t connected_at;
@@ -155,13 +157,13 @@ static void session_mark_dirty(struct session *s)
     s->srv->dirty = s;
 }
 
-static void queue(struct session *s, const struct sncp_msg *req, int err,
-                  const struct nnve_result *res, int hello, int close_after)
+static struct pending *queue(struct session *s, const struct sncp_msg *req, int err,
+                             const struct nnve_result *res, int hello, int close_after)
 {
     struct pending *p = calloc(1, sizeof *p);
     if (!p) {
         sncp_conn_respond_error(s->conn, req, SNCP_E_INTERNAL, 0, "out of memory");
-        return;
+        return NULL;
     }
     p->xid = req->xid;
     p->type = req->type;
@@ -176,16 +178,18 @@ static void queue(struct session *s, const struct sncp_msg *req, int err,
         s->pend_head = p;
     s->pend_tail = p;
     session_mark_dirty(s);
+    return p;
 }
 
-static void queue_error(struct session *s, const struct sncp_msg *req, int err, uint16_t bad_tlv,
-                        const char *reason, int close_after)
+/* Queues a failure; returns its pending answer, or NULL (out of memory: answered now). */
+static struct pending *queue_error(struct session *s, const struct sncp_msg *req, int err,
+                                   uint16_t bad_tlv, const char *reason, int close_after)
 {
     struct nnve_result res;
     memset(&res, 0, sizeof res);
     res.error_tlv = bad_tlv;
     res.reason = reason;
-    queue(s, req, err, &res, 0, close_after);
+    return queue(s, req, err, &res, 0, close_after);
 }
 
 static void free_pending(struct session *s)
@@ -207,6 +211,37 @@ static void fill_vn(struct sncp_msg *m, const struct nnve_vn *vn)
         snprintf(m->vn_name, sizeof m->vn_name, "%s", vn->name);
         sncp_msg_set(m, SNCP_TLV_VN_NAME);
     }
+}
+
+/* A failure RESPONSE with its detail: REASON, ERROR_TLV, the instance's TSI_STATE
+ * (INVALID_STATE, CONFLICT) and, for a HELLO refused for its version, our VERSION_RANGE. */
+static void respond_failure(struct session *s, const struct sncp_msg *req, int err,
+                            const struct pending *p)
+{
+    static struct sncp_msg rsp;
+    sncp_msg_init(&rsp, SNCP_MSG_RESPONSE, req->xid);
+    rsp.status = sncp_status_from_error(err);
+    snprintf(rsp.reason, sizeof rsp.reason, "%s",
+             p->res.reason ? p->res.reason : sncp_status_text(rsp.status));
+    sncp_msg_set(&rsp, SNCP_TLV_REASON);
+    if (p->res.error_tlv) {
+        rsp.error_tlv = p->res.error_tlv;
+        sncp_msg_set(&rsp, SNCP_TLV_ERROR_TLV);
+    }
+    /* Not on a success turned INTERNAL by a failed commit: that state was undone. */
+    if (p->res.has_tsi_state && (err == SNCP_E_INVALID_STATE || err == SNCP_E_CONFLICT)) {
+        rsp.tsi_state = p->res.tsi_state;
+        sncp_msg_set(&rsp, SNCP_TLV_TSI_STATE);
+    }
+    if (p->version_range) {
+        rsp.version_min = rsp.version_max = SNCP_VERSION;
+        sncp_msg_set(&rsp, SNCP_TLV_VERSION_RANGE);
+    }
+    int rc = sncp_conn_respond(s->conn, req, &rsp);
+    if (rc < 0)
+        snv_log_rl(&s->srv->rl, SNV_LOG_ERR, "server",
+                   "cannot encode response hypervisor=%s type=%s err=%s", s->identity,
+                   sncp_msg_type_name(req->type), sncp_error_token(rc));
 }
 
 /* Writes s's queued responses. */
@@ -237,7 +272,7 @@ static void flush_session(struct session *s, int commit_failed)
                               ? sncp_status_from_error(err)
                               : SNCP_STATUS_INTERNAL]++;
         if (err) {
-            sncp_conn_respond_error(s->conn, &req, err, p->res.error_tlv, p->res.reason);
+            respond_failure(s, &req, err, p);
         } else {
             sncp_msg_init(&rsp, SNCP_MSG_RESPONSE, p->xid);
             const struct nnve_result *r = &p->res;
@@ -252,7 +287,7 @@ static void flush_session(struct session *s, int commit_failed)
                 sncp_msg_set(&rsp, SNCP_TLV_KEEPALIVE);
                 rsp.hold_time_ms = srv->cfg->hold_time_ms;
                 sncp_msg_set(&rsp, SNCP_TLV_HOLD_TIME);
-                rsp.capabilities = SNCP_CAP_MIGRATION | SNCP_CAP_SYNC | SNCP_CAP_ADDR_UPDATE;
+                rsp.capabilities = SNCP_CAPS_IMPLEMENTED;
                 sncp_msg_set(&rsp, SNCP_TLV_CAPABILITIES);
                 snprintf(rsp.port, sizeof rsp.port, "%s", s->port);
                 sncp_msg_set(&rsp, SNCP_TLV_PORT);
@@ -372,14 +407,7 @@ static void hello(struct session *s, const struct sncp_msg *req)
     uint64_t now = uv_now(srv->loop);
     snprintf(s->node_id, sizeof s->node_id, "%s", req->node_id);
     s->epoch = req->session_epoch;
-    if (req->version_min > SNCP_VERSION || req->version_max < SNCP_VERSION) {
-        srv->c.hello_refused++;
-        snv_audit("session", "refused: no common version hypervisor=%s peer=%s offered=%u-%u",
-                  s->identity, s->peer, req->version_min, req->version_max);
-        queue_error(s, req, SNCP_E_UNSUPPORTED_VERSION, SNCP_TLV_VERSION_RANGE,
-                    "this nNVE speaks SNCP version 1", 1);
-        return;
-    }
+    /* PROTOCOL.md §6.1: authorization first, then the version. */
     const struct nnve_hv_cfg *hc = nnve_config_find_hv(srv->cfg, s->identity);
     if (!hc) {
         srv->c.hello_refused++;
@@ -387,6 +415,16 @@ static void hello(struct session *s, const struct sncp_msg *req)
         snv_audit("session", "refused: identity not authorized hypervisor=%s peer=%s node_id=%s",
                   s->identity, s->peer, s->node_id);
         queue_error(s, req, SNCP_E_NOT_AUTHORIZED, 0, "identity not authorized", 1);
+        return;
+    }
+    if (req->version_min > SNCP_VERSION || req->version_max < SNCP_VERSION) {
+        srv->c.hello_refused++;
+        snv_audit("session", "refused: no common version hypervisor=%s peer=%s offered=%u-%u",
+                  s->identity, s->peer, req->version_min, req->version_max);
+        struct pending *p = queue_error(s, req, SNCP_E_UNSUPPORTED_VERSION, SNCP_TLV_VERSION_RANGE,
+                                        "this nNVE speaks SNCP version 1", 1);
+        if (p)
+            p->version_range = 1;
         return;
     }
     /* A session that replaces one of its identity takes no new place. */
@@ -465,6 +503,7 @@ static void hello(struct session *s, const struct sncp_msg *req)
         return;
     }
     s->hv = hv;
+    s->peer_caps = sncp_msg_has(req, SNCP_TLV_CAPABILITIES) ? req->capabilities : 0;
     nnve_state_hv_set_session(hv, s);
     sncp_conn_hello_done(s->conn);
     srv->n_established++;
@@ -656,6 +695,17 @@ static void op_notify(void *aux, struct nnve_hv *hv, struct sncp_msg *msg)
     struct session *s = nnve_state_hv_session(hv);
     if (!s) {
         oc->op->failed++;
+        return;
+    }
+    /* Only what the tNVE advertised (PROTOCOL.md §8.2). */
+    if (!(s->peer_caps & SNCP_CAP_MIGRATION))
+        msg->flags &= (uint16_t) ~(SNCP_F_MIGRATION | SNCP_F_MIGRATION_SOURCE);
+    if (msg->type == SNCP_MSG_TSI_UPDATE && !(s->peer_caps & SNCP_CAP_ADDR_UPDATE)) {
+        oc->op->failed++;
+        json_array_append_new(oc->op->answers,
+                              json_pack("{s:s, s:s, s:s}", "hypervisor", s->identity, "status",
+                                        sncp_error_token(SNCP_E_UNEXPECTED_MESSAGE), "reason",
+                                        "the hypervisor did not advertise ADDR_UPDATE"));
         return;
     }
     oc->srv->c.requests_sent++;

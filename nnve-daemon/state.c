@@ -1540,6 +1540,10 @@ static int state_request(struct nnve_state *st, struct nnve_hv *hv, const struct
         sync_begin(st, hv);
         return 0;
     case SNCP_MSG_SYNC_END:
+        if (!hv->syncing) {
+            res->reason = "SYNC_END without SYNC_BEGIN";
+            return SNCP_E_UNEXPECTED_MESSAGE;
+        }
         sync_end(st, hv, now);
         return 0;
     default:
@@ -1561,6 +1565,15 @@ int nnve_state_request(struct nnve_state *st, struct nnve_hv *hv, const struct s
         return SNCP_E_INTERNAL;
     }
     int r = state_request(st, hv, req, now, res);
+    if ((r == SNCP_E_INVALID_STATE || r == SNCP_E_CONFLICT) && !res->has_tsi_state &&
+        sncp_msg_has(req, SNCP_TLV_TSI_ID)) {
+        /* A failure about an existing instance tells its state (PROTOCOL.md §6.5). */
+        const struct nnve_tsi *t = tsi_find(st, &req->tsi, hv);
+        if (t) {
+            res->has_tsi_state = 1;
+            res->tsi_state = t->state;
+        }
+    }
     if (st->failed) {
         /* Undone with the whole group by nnve_state_commit() before any response leaves. */
         memset(res, 0, sizeof *res);

@@ -84,6 +84,7 @@ static void op_acked(void *aux, uint64_t stamp)
 static void nnve_up(void *aux)
 {
     struct tnve_agent *a = aux;
+    tnve_rec_set_peer_caps(a->rec, tnve_nnve_peer_caps(a->nnve));
     tnve_rec_session_up(a->rec, uv_now(a->loop));
 }
 

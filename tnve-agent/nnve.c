@@ -270,7 +270,7 @@ static void on_connected(struct sncp_conn *c, const char *peer_identity)
     sncp_msg_set(&m, SNCP_TLV_NODE_ID);
     m.session_epoch = n->cfg.epoch;
     sncp_msg_set(&m, SNCP_TLV_SESSION_EPOCH);
-    m.capabilities = SNCP_CAP_MIGRATION | SNCP_CAP_SYNC | SNCP_CAP_ADDR_UPDATE;
+    m.capabilities = SNCP_CAPS_IMPLEMENTED;
     sncp_msg_set(&m, SNCP_TLV_CAPABILITIES);
     m.keepalive_ms = n->cfg.keepalive_ms;
     sncp_msg_set(&m, SNCP_TLV_KEEPALIVE);
@@ -304,8 +304,13 @@ static void hello_response(struct tnve_nnve *n, struct sncp_conn *c, const struc
     if (!err && rsp->status != SNCP_STATUS_SUCCESS)
         err = sncp_error_from_status(rsp->status);
     if (err) {
-        snprintf(n->last_error, sizeof n->last_error, "HELLO refused: %s%s%s",
-                 sncp_error_token(err), rsp && rsp->reason[0] ? ": " : "", rsp ? rsp->reason : "");
+        char range[64] = "";
+        if (rsp && sncp_msg_has(rsp, SNCP_TLV_VERSION_RANGE))
+            snprintf(range, sizeof range, " (nNVE versions %u-%u, ours %u-%u)", rsp->version_min,
+                     rsp->version_max, SNCP_VERSION, SNCP_VERSION);
+        snprintf(n->last_error, sizeof n->last_error, "HELLO refused: %s%s%s%s",
+                 sncp_error_token(err), rsp && rsp->reason[0] ? ": " : "", rsp ? rsp->reason : "",
+                 range);
         snv_log_rl(&n->rl, SNV_LOG_ERR, "nnve", "%s", n->last_error);
         sncp_conn_close(c);
         return;
@@ -564,6 +569,11 @@ int tnve_nnve_respond(struct tnve_nnve *n, const struct sncp_msg *req, struct sn
     if (!n->conn || n->destroying)
         return SNCP_E_NOT_ESTABLISHED;
     return sncp_conn_respond(n->conn, req, rsp);
+}
+
+uint32_t tnve_nnve_peer_caps(const struct tnve_nnve *n)
+{
+    return n->state == ST_UP ? n->peer_caps : 0;
 }
 
 int tnve_nnve_is_up(const struct tnve_nnve *n)

@@ -67,6 +67,8 @@ int64_t tnve_nnve_send(struct tnve_nnve *n, struct sncp_msg *msg, uint64_t cooki
 int tnve_nnve_respond(struct tnve_nnve *n, const struct sncp_msg *req, struct sncp_msg *rsp);
 
 int tnve_nnve_is_up(const struct tnve_nnve *n);
+/* The CAPABILITIES the nNVE advertised in its HELLO response (0 when absent or not up). */
+uint32_t tnve_nnve_peer_caps(const struct tnve_nnve *n);
 /* Re-reads the certificate files and the CRL crl (SIGHUP; NULL/"": none), and closes the
  * session if the CRL now revokes the nNVE's certificate.  0 or SNCP_E_CONFIG with err (the
  * running files stay in force). */

@@ -137,6 +137,7 @@ struct tnve_rec {
     struct tnve_rec_ops ops;
     void *aux;
     enum rec_phase phase;
+    uint32_t peer_caps; /* the nNVE's CAPABILITIES of the current session */
     int inventory_ready;
     uint64_t next_serial;
     uint64_t stamp;
@@ -720,6 +721,7 @@ struct tnve_rec *tnve_rec_create(const struct tnve_rec_config *cfg, const struct
     r->ops = *ops;
     r->aux = aux;
     r->phase = PHASE_DOWN;
+    r->peer_caps = TNVE_REC_CAPS_ALL;
     struct snv_ratelimit rl = SNV_RATELIMIT_INIT(5, 20);
     r->rl_peer = rl;
     tags_load(r);
@@ -1216,6 +1218,15 @@ static void vn_send(struct tnve_rec *r, struct rec_vn *v, uint8_t type, uint64_t
              v->sync_needed ? " sync=1" : "");
 }
 
+/* The migration flags of t's next request, sent only to an nNVE that advertised the
+ * MIGRATION capability (PROTOCOL.md §5, §8.2). */
+static uint16_t migration_flags(const struct tnve_rec *r, const struct rec_tsi *t)
+{
+    if (!(r->peer_caps & SNCP_CAP_MIGRATION))
+        return 0;
+    return t->flags & (SNCP_F_MIGRATION | SNCP_F_MIGRATION_SOURCE);
+}
+
 static void tsi_send(struct tnve_rec *r, struct rec_tsi *t, uint8_t type,
                      enum sncp_tsi_state target, uint64_t now)
 {
@@ -1229,14 +1240,15 @@ static void tsi_send(struct tnve_rec *r, struct rec_tsi *t, uint8_t type,
     case SNCP_MSG_TSI_ACTIVATE:
         fill_vn(&m, t->vn);
         fill_preferred(&m, t->vn->tag ? t->vn->tag : t->tag);
-        if (type == SNCP_MSG_TSI_ASSOCIATE || t->acked == SNCP_TSI_INIT || t->sync_needed) {
+        if (type == SNCP_MSG_TSI_ASSOCIATE || t->acked == SNCP_TSI_INIT || t->sync_needed ||
+            t->addr_gen != t->addr_acked_gen) {
             fill_addrs(&m, t);
             t->out_addr_gen = t->addr_gen;
         }
-        m.flags = t->flags & (SNCP_F_MIGRATION | SNCP_F_MIGRATION_SOURCE);
+        m.flags = migration_flags(r, t);
         break;
     case SNCP_MSG_TSI_DEASSOCIATE:
-        m.flags = t->flags & (SNCP_F_MIGRATION | SNCP_F_MIGRATION_SOURCE);
+        m.flags = migration_flags(r, t);
         break;
     case SNCP_MSG_TSI_UPDATE:
         m.update_op = SNCP_UPDATE_REPLACE;
@@ -1333,7 +1345,11 @@ static uint64_t tsi_step(struct tnve_rec *r, struct rec_tsi *t, uint64_t now)
         else
             type = SNCP_MSG_TSI_ASSOCIATE;
     } else if (want != SNCP_TSI_INIT && t->addr_gen != t->addr_acked_gen) {
-        type = SNCP_MSG_TSI_UPDATE;
+        /* Without ADDR_UPDATE at the nNVE, the addresses go with a repeated ASSOCIATE or
+         * ACTIVATE, whose ADDRESS TLVs replace the set (PROTOCOL.md §6.5, §8.2). */
+        type = (r->peer_caps & SNCP_CAP_ADDR_UPDATE) ? SNCP_MSG_TSI_UPDATE
+               : t->acked == SNCP_TSI_ACTIVATED      ? SNCP_MSG_TSI_ACTIVATE
+                                                     : SNCP_MSG_TSI_ASSOCIATE;
     }
     if (!type)
         return UINT64_MAX;
@@ -1414,6 +1430,8 @@ static void collect(struct tnve_rec *r)
     }
 }
 
+static unsigned sync_finish(struct tnve_rec *r, int sweep);
+
 uint64_t tnve_rec_run(struct tnve_rec *r, uint64_t now)
 {
     uint64_t next = UINT64_MAX;
@@ -1432,8 +1450,14 @@ uint64_t tnve_rec_run(struct tnve_rec *r, uint64_t now)
             if (n < next)
                 next = n;
         }
-        if (r->phase == PHASE_SYNCING && sync_complete(r))
-            sync_send(r, SNCP_MSG_SYNC_END);
+        if (r->phase == PHASE_SYNCING && sync_complete(r)) {
+            if (r->peer_caps & SNCP_CAP_SYNC) {
+                sync_send(r, SNCP_MSG_SYNC_END);
+            } else {
+                r->phase = PHASE_SYNC_END;
+                sync_finish(r, 0);
+            }
+        }
     }
     collect(r);
     for (struct rec_domain *d = r->domains; d; d = d->next) {
@@ -1457,6 +1481,11 @@ uint64_t tnve_rec_run(struct tnve_rec *r, uint64_t now)
 
 /* ---------------------------------------------------------------- session */
 
+void tnve_rec_set_peer_caps(struct tnve_rec *r, uint32_t caps)
+{
+    r->peer_caps = caps;
+}
+
 void tnve_rec_session_up(struct tnve_rec *r, uint64_t now)
 {
     (void)now;
@@ -1479,6 +1508,13 @@ void tnve_rec_session_up(struct tnve_rec *r, uint64_t now)
         t->failures = 0;
     }
     r->st.syncs++;
+    if (!(r->peer_caps & SNCP_CAP_SYNC)) {
+        /* The nNVE did not advertise SYNC: re-announce everything, sweep nothing. */
+        SNV_INFO("rec", "nNVE without the SYNC capability: re-announcing without SYNC");
+        r->phase = PHASE_SYNCING;
+        wake(r);
+        return;
+    }
     sync_send(r, SNCP_MSG_SYNC_BEGIN);
     if (r->phase != PHASE_SYNC_BEGIN)
         r->phase = PHASE_DOWN;
@@ -1764,6 +1800,34 @@ static void tsi_response(struct tnve_rec *r, struct rec_tsi *t, const struct snc
                (unsigned long long)delay);
 }
 
+/* Ends a resynchronisation: what was not re-announced is forgotten (`sweep`: the nNVE
+ * swept it at SYNC_END) or kept as acknowledged (no SYNC_END, or it failed).  Returns how
+ * many VNs and TSIs were left unconfirmed. */
+static unsigned sync_finish(struct tnve_rec *r, int sweep)
+{
+    r->phase = PHASE_READY;
+    unsigned swept = 0;
+    for (struct rec_vn *v = r->vns; v; v = v->next) {
+        if (v->sync_needed) {
+            v->sync_needed = 0;
+            if (sweep)
+                v->acked = 0;
+            swept++;
+        }
+    }
+    for (struct rec_tsi *t = r->tsis; t; t = t->next) {
+        if (t->sync_needed) {
+            t->sync_needed = 0;
+            if (sweep)
+                tsi_set_acked(r, t, SNCP_TSI_INIT, "swept by sync");
+            swept++;
+        }
+    }
+    if (r->dp_inherited)
+        dp_sweep_inherited(r);
+    return swept;
+}
+
 static void sync_response(struct tnve_rec *r, unsigned kind, const struct sncp_msg *rsp, int err,
                           uint64_t now)
 {
@@ -1787,28 +1851,9 @@ static void sync_response(struct tnve_rec *r, unsigned kind, const struct sncp_m
     }
     if (r->phase != PHASE_SYNC_END)
         return;
-    r->phase = PHASE_READY;
-    unsigned swept = 0;
-    for (struct rec_vn *v = r->vns; v; v = v->next) {
-        if (v->sync_needed) {
-            v->sync_needed = 0;
-            if (!err)
-                v->acked = 0;
-            swept++;
-        }
-    }
-    for (struct rec_tsi *t = r->tsis; t; t = t->next) {
-        if (t->sync_needed) {
-            t->sync_needed = 0;
-            if (!err)
-                tsi_set_acked(r, t, SNCP_TSI_INIT, "swept by sync");
-            swept++;
-        }
-    }
+    unsigned swept = sync_finish(r, !err);
     SNV_INFO("rec", "response SYNC_END status=%s swept=%u", err ? sncp_error_token(err) : "success",
              swept);
-    if (r->dp_inherited)
-        dp_sweep_inherited(r);
 }
 
 void tnve_rec_response(struct tnve_rec *r, uint64_t cookie, const struct sncp_msg *rsp, int err,
@@ -1880,9 +1925,12 @@ void tnve_rec_request(struct tnve_rec *r, const struct sncp_msg *req, uint64_t n
         for (struct rec_vn *o = r->vns; o && !v; o = o->next)
             if ((vn.id && o->vn.id == vn.id) || (vn.name[0] && !strcmp(o->vn.name, vn.name)))
                 v = o;
-        respond_status(r, req, SNCP_STATUS_SUCCESS, NULL);
-        if (!v)
+        if (!v) {
+            /* Nothing of ours to disconnect: "already done" (PROTOCOL.md §6.4, §6.13). */
+            respond_status(r, req, SNCP_STATUS_NO_SUCH_VN, "no such VN at this hypervisor");
             break;
+        }
+        respond_status(r, req, SNCP_STATUS_SUCCESS, NULL);
         char vbuf[TNVE_VN_STRLEN];
         v->acked = 0;
         v->sync_needed = 0;

@@ -127,6 +127,13 @@ int tnve_rec_prepare(struct tnve_rec *r, const struct tnve_domxml *d, uint16_t f
 
 /* ---- the SNCP session ---- */
 
+/* What the reconciler may use towards the nNVE. */
+#define TNVE_REC_CAPS_ALL SNCP_CAPS_IMPLEMENTED
+/* The nNVE's CAPABILITIES from the HELLO response; call before tnve_rec_session_up().
+ * Without SYNC the re-announcement runs without SYNC_BEGIN / SYNC_END (nothing is swept);
+ * without ADDR_UPDATE address changes go by a repeated TSI_ASSOCIATE / TSI_ACTIVATE;
+ * without MIGRATION no migration flag is sent.  Until called: TNVE_REC_CAPS_ALL. */
+void tnve_rec_set_peer_caps(struct tnve_rec *r, uint32_t caps);
 void tnve_rec_session_up(struct tnve_rec *r, uint64_t now);
 void tnve_rec_session_down(struct tnve_rec *r, uint64_t now);
 /* Feed every response (or SNCP_E_TIMEOUT / SNCP_E_CLOSED) for a cookie the reconciler used. */

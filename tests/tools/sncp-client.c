@@ -1,9 +1,10 @@
 /* sncp-client.c: a scripted SNCP client (the tNVE side) for integration tests.
  *
  *   sncp-client --connect HOST:PORT --cert FILE --key FILE --ca FILE [--expect-peer NAME]
- *               [--timeout MS] < script
+ *               [--timeout MS] [--dump FILE] < script
  *   sncp-client --l2 IFNAME [--nnve-mac MAC] [--vlan VID] [--ethertype N] --cert ... < script
  *
+ * --dump FILE writes every message received, as the bytes arrived, one "hex: ..." line each.
  * --l2 runs the session over the SNCP Layer-2 channel on interface IFNAME (needs
  * CAP_NET_RAW) to the nNVE at MAC, or, without --nnve-mac, to the first nNVE that answers
  * discovery; --timeout then also bounds discovery and the channel's open.
@@ -13,7 +14,7 @@
  *    "tsi_state":"activated","vn_id":5000,...}
  *   {"type":"REQUEST","request":"VN_DISCONNECT","xid":1,"vn_id":5000}   (answered SUCCESS)
  * Commands:
- *   hello node=hv1 epoch=1 [uplink=MAC]... [version=MIN-MAX] [keepalive=MS]
+ *   hello node=hv1 epoch=1 [uplink=MAC]... [version=MIN-MAX] [keepalive=MS] [caps=N]
  *   connect|disconnect vn=ID [name=NAME] [pref=TAG]...
  *   associate|activate tsi=UUID/MAC vn=ID [name=NAME] [addr=ADDR]... [pref=TAG]...
  *                      [flags=migration,source,implicit]
@@ -58,6 +59,7 @@ static enum wait_kind waiting;
 static int closed, exit_code = 0, requests_seen, requests_consumed;
 static uint32_t timeout_ms = 5000;
 static int raw_pending;
+static FILE *dump; /* --dump: every message received, as "hex: ..." lines */
 static uint64_t raw_status_before[SNCP_STATUS_COUNT_];
 
 static void run_next(void);
@@ -119,8 +121,12 @@ static void msg_fields(json_t *o, const struct sncp_msg *m)
         json_object_set_new(o, "hold_time_ms", json_integer(m->hold_time_ms));
     if (sncp_msg_has(m, SNCP_TLV_KEEPALIVE))
         json_object_set_new(o, "keepalive_ms", json_integer(m->keepalive_ms));
-    if (sncp_msg_has(m, SNCP_TLV_VERSION_RANGE))
+    if (sncp_msg_has(m, SNCP_TLV_VERSION_RANGE)) {
         json_object_set_new(o, "version", json_integer(m->version_max));
+        json_object_set_new(o, "version_min", json_integer(m->version_min));
+    }
+    if (sncp_msg_has(m, SNCP_TLV_CAPABILITIES))
+        json_object_set_new(o, "capabilities", json_integer(m->capabilities));
     if (sncp_msg_has(m, SNCP_TLV_NODE_ID))
         json_object_set_new(o, "node_id", json_string(m->node_id));
     if (sncp_msg_has(m, SNCP_TLV_REASON))
@@ -158,8 +164,20 @@ static void arm(enum wait_kind w, uint32_t ms)
     uv_timer_start(&timer, on_timeout, ms, 0);
 }
 
+static void dump_frame(void *ctx, const uint8_t *msg, size_t len)
+{
+    (void)ctx;
+    fputs("hex: ", dump);
+    for (size_t i = 0; i < len; i++)
+        fprintf(dump, "%02x", msg[i]);
+    fputc('\n', dump);
+    fflush(dump);
+}
+
 static void on_connected(struct sncp_conn *c, const char *peer)
 {
+    if (dump)
+        sncp_session_set_tap(sncp_conn_session(c), dump_frame, NULL);
     print_json(json_pack("{s:s, s:s, s:s}", "type", "CONNECTED", "peer", peer, "via",
                          sncp_conn_peer_name(c)));
     uv_timer_stop(&timer);
@@ -386,7 +404,7 @@ static void run_command(char *line)
         sncp_msg_set(&m, SNCP_TLV_NODE_ID);
         m.session_epoch = 1;
         sncp_msg_set(&m, SNCP_TLV_SESSION_EPOCH);
-        m.capabilities = SNCP_CAP_MIGRATION | SNCP_CAP_SYNC | SNCP_CAP_ADDR_UPDATE;
+        m.capabilities = SNCP_CAPS_IMPLEMENTED;
         sncp_msg_set(&m, SNCP_TLV_CAPABILITIES);
     }
     for (int i = 1; i < argc; i++) {
@@ -403,6 +421,8 @@ static void run_command(char *line)
             snprintf(m.node_id, sizeof m.node_id, "%s", v);
         } else if (!strcmp(k, "epoch")) {
             m.session_epoch = strtoull(v, NULL, 10);
+        } else if (!strcmp(k, "caps")) {
+            m.capabilities = (uint32_t)strtoul(v, NULL, 0);
         } else if (!strcmp(k, "keepalive")) {
             m.keepalive_ms = (uint32_t)atoi(v);
             sncp_msg_set(&m, SNCP_TLV_KEEPALIVE);
@@ -476,17 +496,12 @@ static void run_next(void)
 int main(int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"connect", required_argument, NULL, 'C'},
-        {"cert", required_argument, NULL, 'c'},
-        {"key", required_argument, NULL, 'k'},
-        {"ca", required_argument, NULL, 'a'},
-        {"expect-peer", required_argument, NULL, 'e'},
-        {"timeout", required_argument, NULL, 't'},
-        {"l2", required_argument, NULL, 'L'},
-        {"nnve-mac", required_argument, NULL, 'M'},
-        {"vlan", required_argument, NULL, 'V'},
-        {"ethertype", required_argument, NULL, 'E'},
-        {NULL, 0, NULL, 0},
+        {"connect", required_argument, NULL, 'C'},     {"cert", required_argument, NULL, 'c'},
+        {"key", required_argument, NULL, 'k'},         {"ca", required_argument, NULL, 'a'},
+        {"expect-peer", required_argument, NULL, 'e'}, {"timeout", required_argument, NULL, 't'},
+        {"l2", required_argument, NULL, 'L'},          {"nnve-mac", required_argument, NULL, 'M'},
+        {"vlan", required_argument, NULL, 'V'},        {"ethertype", required_argument, NULL, 'E'},
+        {"dump", required_argument, NULL, 'D'},        {NULL, 0, NULL, 0},
     };
     const char *target = NULL, *cert = NULL, *key = NULL, *ca = NULL, *peer = NULL;
     const char *l2_if = NULL;
@@ -514,6 +529,13 @@ int main(int argc, char **argv)
             break;
         case 't':
             timeout_ms = (uint32_t)atoi(optarg);
+            break;
+        case 'D':
+            dump = fopen(optarg, "w");
+            if (!dump) {
+                fprintf(stderr, "sncp-client: cannot write %s\n", optarg);
+                return 2;
+            }
             break;
         case 'L':
             l2_if = optarg;
@@ -633,5 +655,7 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < n_lines; i++)
         free(lines[i]);
     free(lines);
+    if (dump)
+        fclose(dump);
     return exit_code;
 }

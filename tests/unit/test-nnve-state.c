@@ -560,9 +560,43 @@ START_TEST(test_sync)
     ck_assert_uint_eq(cnt().sync_swept_vns, 1);
     /* hv2's VN 5001 is another hypervisor's: untouched, VN keeps its tag */
     ck_assert_uint_eq(nnve_state_hv_vns(hv2), 1);
-    /* SYNC_END without SYNC_BEGIN sweeps nothing */
-    ck_assert_int_eq(req(hv1, msg(SNCP_MSG_SYNC_END, 0, 0), 0), 0);
+    /* SYNC_END without SYNC_BEGIN: UNEXPECTED_MESSAGE, sweeps nothing */
+    ck_assert_int_eq(req(hv1, msg(SNCP_MSG_SYNC_END, 0, 0), 0), SNCP_E_UNEXPECTED_MESSAGE);
     ck_assert_uint_eq(nnve_state_hv_tsis(hv1), 1);
+}
+END_TEST
+
+/* Failures about an existing instance carry its state (TSI_STATE); SYNC_END outside a
+ * resync is UNEXPECTED_MESSAGE and changes nothing. */
+START_TEST(test_error_detail)
+{
+    ck_assert_int_eq(req(hv1, msg(SNCP_MSG_VN_CONNECT, 5000, 0), 0), 0);
+    ck_assert_int_eq(req(hv1, msg(SNCP_MSG_VN_CONNECT, 5001, 0), 0), 0);
+    ck_assert_int_eq(req(hv1, msg(SNCP_MSG_TSI_ACTIVATE, 5000, 1), 0), 0);
+    unsigned before = n_ops;
+    ck_assert_int_eq(req(hv1, msg(SNCP_MSG_TSI_ASSOCIATE, 5000, 1), 0), SNCP_E_INVALID_STATE);
+    ck_assert_int_eq(res.has_tsi_state, 1);
+    ck_assert_int_eq(res.tsi_state, SNCP_TSI_ACTIVATED);
+    ck_assert_int_eq(req(hv1, msg(SNCP_MSG_TSI_ASSOCIATE, 5001, 1), 0), SNCP_E_CONFLICT);
+    ck_assert_int_eq(res.has_tsi_state, 1);
+    ck_assert_int_eq(res.tsi_state, SNCP_TSI_ACTIVATED);
+    ck_assert_int_eq(req(hv1, msg(SNCP_MSG_TSI_DEACTIVATE, 0, 1), 0), 0);
+    ck_assert_int_eq(req(hv1, msg(SNCP_MSG_TSI_ACTIVATE, 5001, 1), 0), SNCP_E_CONFLICT);
+    ck_assert_int_eq(res.tsi_state, SNCP_TSI_ASSOCIATED);
+    /* no instance at this hypervisor: no TSI_STATE */
+    ck_assert_int_eq(req(hv2, msg(SNCP_MSG_VN_CONNECT, 5000, 0), 0), 0);
+    ck_assert_int_eq(req(hv2, msg(SNCP_MSG_TSI_ASSOCIATE, 5000, 1), 0), SNCP_E_CONFLICT);
+    ck_assert_int_eq(res.has_tsi_state, 0);
+    before = n_ops;
+    ck_assert_int_eq(req(hv1, msg(SNCP_MSG_SYNC_END, 0, 0), 0), SNCP_E_UNEXPECTED_MESSAGE);
+    ck_assert_ptr_nonnull(res.reason);
+    ck_assert_uint_eq(n_ops, before);
+    ck_assert_uint_eq(nnve_state_hv_tsis(hv1), 1);
+    ck_assert_uint_eq(nnve_state_hv_vns(hv1), 2);
+    /* inside a resync SYNC_END is accepted once */
+    ck_assert_int_eq(req(hv1, msg(SNCP_MSG_SYNC_BEGIN, 0, 0), 0), 0);
+    ck_assert_int_eq(req(hv1, msg(SNCP_MSG_SYNC_END, 0, 0), 0), 0);
+    ck_assert_int_eq(req(hv1, msg(SNCP_MSG_SYNC_END, 0, 0), 0), SNCP_E_UNEXPECTED_MESSAGE);
 }
 END_TEST
 
@@ -1332,6 +1366,7 @@ int main(void)
     tcase_add_test(tc, test_update);
     tcase_add_test(tc, test_migration);
     tcase_add_test(tc, test_sync);
+    tcase_add_test(tc, test_error_detail);
     tcase_add_test(tc, test_hold_timer);
     tcase_add_test(tc, test_operator);
     tcase_add_test(tc, test_port_move);

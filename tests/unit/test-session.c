@@ -656,6 +656,81 @@ START_TEST(test_malformed_answered)
 }
 END_TEST
 
+/* A RESPONSE that does not decode ends its request at once with SNCP_E_MALFORMED (not at
+ * the request timeout); the session stays up and later requests work. */
+START_TEST(test_malformed_response_fails_request)
+{
+    setup_pair(NULL, NULL, 1);
+    int64_t xid = send_vn_connect(&cli, 5, 555);
+    pump();
+    ck_assert_int_eq(srv.n_requests, 1);
+    /* RESPONSE with a 2-byte STATUS TLV (STATUS is a u16 but say length 1). */
+    uint8_t b[64];
+    size_t n = put_header(b, SNCP_MSG_RESPONSE, 12 + 5, (uint32_t)xid);
+    const uint8_t tlv[] = {0x00, 0x0d, 0x00, 0x01, 0x00};
+    memcpy(b + n, tlv, sizeof tlv);
+    inject_plaintext(&srv, &cli, b, n + sizeof tlv);
+    pump();
+    ck_assert_int_eq(cli.n_responses, 1);
+    ck_assert_uint_eq(cli.resp_cookie[0], 555);
+    ck_assert_int_eq(cli.resp_err[0], SNCP_E_MALFORMED);
+    ck_assert_uint_eq(sncp_session_outstanding(cli.s), 0);
+    ck_assert_uint_eq(sncp_session_stats(cli.s)->malformed, 1);
+    ck_assert_uint_eq(sncp_session_stats(cli.s)->timeouts, 0);
+    /* The server's real answer now is late: counted as unmatched, no second callback. */
+    ck_assert_int_eq(
+        sncp_session_respond_error(srv.s, &srv.requests[0], SNCP_E_INTERNAL, 0, "late", now), 0);
+    pump();
+    ck_assert_int_eq(cli.n_responses, 1);
+    ck_assert_uint_eq(sncp_session_stats(cli.s)->unmatched, 1);
+    srv.auto_respond = 1;
+    ck_assert_int_gt(send_vn_connect(&cli, 6, 666), 0);
+    pump();
+    ck_assert_int_eq(cli.n_responses, 2);
+    ck_assert_int_eq(cli.resp_status[1], SNCP_STATUS_SUCCESS);
+    ck_assert_int_eq(cli.n_closed + srv.n_closed, 0);
+    teardown_pair();
+}
+END_TEST
+
+/* On the accepting side (a HELLO deadline is set), a HELLO that does not decode is answered
+ * and then ends the session; after sncp_session_hello_done() a bad second HELLO does not. */
+START_TEST(test_malformed_hello_closes)
+{
+    struct sncp_session_config scfg = base_cfg(SNCP_TLS_SERVER);
+    scfg.hello_timeout_ms = 10000;
+    for (int done = 0; done <= 1; done++) {
+        setup_pair(NULL, &scfg, 1);
+        if (done)
+            sncp_session_hello_done(srv.s);
+        int64_t xid = send_vn_connect(&cli, 1, 77); /* an xid the client waits on */
+        ck_assert_int_gt(xid, 0);
+        pump();
+        ck_assert_int_eq(srv.n_requests, 1); /* left unanswered */
+        /* HELLO with a VERSION_RANGE TLV of length 1. */
+        uint8_t b[64];
+        size_t n = put_header(b, SNCP_MSG_HELLO, 12 + 5, (uint32_t)xid);
+        const uint8_t tlv[] = {0x00, 0x01, 0x00, 0x01, 0x01};
+        memcpy(b + n, tlv, sizeof tlv);
+        inject_plaintext(&cli, &srv, b, n + sizeof tlv);
+        pump();
+        ck_assert_int_eq(srv.n_requests, 1); /* the HELLO was not delivered */
+        ck_assert_int_eq(cli.n_responses, 1);
+        ck_assert_uint_eq(cli.resp_cookie[0], 77);
+        ck_assert_int_eq(cli.resp_status[0], SNCP_STATUS_MALFORMED);
+        if (!done) {
+            ck_assert_int_eq(srv.n_closed, 1);
+            ck_assert_int_eq(srv.closed_err, SNCP_E_MALFORMED);
+            ck_assert_ptr_nonnull(strstr(sncp_session_error(srv.s), "HELLO failed"));
+            ck_assert_int_eq(cli.n_closed, 1); /* the server's close_notify arrived */
+        } else {
+            ck_assert_int_eq(srv.n_closed + cli.n_closed, 0);
+        }
+        teardown_pair();
+    }
+}
+END_TEST
+
 START_TEST(test_random_bodies_never_break_session)
 {
     /* Well-framed messages with random types and random TLV bytes: each one is delivered,
@@ -891,6 +966,8 @@ static Suite *session_suite(void)
     tcase_add_test(tc, test_peer_keepalive_interval);
     tcase_add_test(tc, test_handshake_timeout);
     tcase_add_test(tc, test_malformed_answered);
+    tcase_add_test(tc, test_malformed_response_fails_request);
+    tcase_add_test(tc, test_malformed_hello_closes);
     tcase_add_test(tc, test_random_bodies_never_break_session);
     tcase_add_test(tc, test_framing_error_closes);
     tcase_add_test(tc, test_busy_beyond_max_inflight);

@@ -13,6 +13,7 @@
 
 #include "../../tnve-agent/reconcile.h"
 #include "sncp-error.h"
+#include "sncp-msg.h"
 #include "snv-log.h"
 
 enum { MAX_SENT = 512 };
@@ -1044,6 +1045,163 @@ START_TEST(test_inventory_sweeps_domains)
 }
 END_TEST
 
+/* VN_DISCONNECT from the nNVE for a VN this hypervisor does not have: NO_SUCH_VN, and
+ * nothing of ours changes or is sent. */
+START_TEST(test_peer_vn_disconnect_unknown)
+{
+    struct tnve_domxml x;
+    struct tnve_rec *r = steady(NULL, &x);
+    int n = F.n;
+    peer_req(r, SNCP_MSG_VN_DISCONNECT, NULL, 6001, 5000);
+    ck_assert_int_eq(F.n_resp, 1);
+    ck_assert_uint_eq(F.resp[0].status, SNCP_STATUS_NO_SUCH_VN);
+    char b[64];
+    ck_assert_str_eq(tsi_field(r, 0, "acked", b, sizeof b), "activated");
+    tnve_rec_run(r, 9000);
+    ck_assert_int_eq(F.n, n);
+    tnve_rec_destroy(r);
+}
+END_TEST
+
+/* An nNVE that advertised no capability gets no SYNC_BEGIN / SYNC_END, no TSI_UPDATE (the
+ * addresses ride on a repeated TSI_ACTIVATE) and no migration flag. */
+START_TEST(test_peer_caps_none)
+{
+    struct tnve_rec *r = mk(NULL);
+    struct tnve_domxml x;
+    uint32_t vns[] = {5000};
+    mk_dom(&x, 1, 1, vns);
+    tnve_rec_set_peer_caps(r, 0);
+    tnve_rec_inventory_begin(r);
+    tnve_rec_domain_update(r, &x, TNVE_EFFECT_ACTIVATE, 0, "running", 1000);
+    tnve_rec_inventory_end(r, 1000);
+    tnve_rec_session_up(r, 1000);
+    tnve_rec_run(r, 1000);
+    ck_assert_int_eq(F.n, 1);
+    ck_assert_int_eq(F.sent[0].type, SNCP_MSG_VN_CONNECT);
+    answer_ok(r, SNCP_MSG_VN_CONNECT, 100, -1, 1001);
+    tnve_rec_run(r, 1001);
+    answer_ok(r, SNCP_MSG_TSI_ACTIVATE, 100, SNCP_TSI_ACTIVATED, 1002);
+    tnve_rec_run(r, 1002);
+    ck_assert_str_eq(tnve_rec_phase(r), "ready");
+    ck_assert_int_eq(count_type(SNCP_MSG_SYNC_BEGIN), 0);
+    ck_assert_int_eq(count_type(SNCP_MSG_SYNC_END), 0);
+    int n = F.n;
+    struct sncp_addr a;
+    ck_assert_int_eq(sncp_addr_parse("192.0.2.7@52:54:00:00:01:00", &a), 0);
+    ck_assert_int_eq(tnve_rec_set_addresses(r, x.uuid, x.vnics[0].mac, &a, 1, 2000), 1);
+    tnve_rec_run(r, 2000);
+    ck_assert_int_eq(F.n, n + 1);
+    ck_assert_int_eq(F.sent[n].type, SNCP_MSG_TSI_ACTIVATE);
+    ck_assert_uint_eq(F.sent[n].n_addrs, 1);
+    answer_ok(r, SNCP_MSG_TSI_ACTIVATE, 100, SNCP_TSI_ACTIVATED, 2001);
+    tnve_rec_run(r, 2001);
+    ck_assert_int_eq(F.n, n + 1); /* the addresses count as acknowledged */
+    ck_assert_int_eq(count_type(SNCP_MSG_TSI_UPDATE), 0);
+    tnve_rec_domain_effect(r, x.uuid, TNVE_EFFECT_DEASSOCIATE,
+                           SNCP_F_MIGRATION | SNCP_F_MIGRATION_SOURCE, "stopped/migrated", 3000);
+    tnve_rec_run(r, 3000);
+    int i = pending(SNCP_MSG_TSI_DEASSOCIATE);
+    ck_assert_int_ge(i, 0);
+    ck_assert_uint_eq(F.sent[i].flags, 0);
+    tnve_rec_destroy(r);
+}
+END_TEST
+
+/* ---- the vectors of messages the agent sends ---- */
+
+/* Format of a vector file's message (its "hex:" lines decoded). */
+static void vector_text(const char *name, char *text, size_t cap)
+{
+    char path[512], line[256], hex[4096] = "";
+    snprintf(path, sizeof path, "%s/proto/vectors/valid/%s.vec", SRCDIR, name);
+    FILE *f = fopen(path, "r");
+    ck_assert_msg(f != NULL, "%s", path);
+    while (fgets(line, sizeof line, f))
+        if (!strncmp(line, "hex: ", 5))
+            strncat(hex, line + 5, strcspn(line + 5, "\r\n"));
+    fclose(f);
+    static uint8_t b[2048];
+    size_t n = strlen(hex) / 2;
+    for (size_t i = 0; i < n; i++) {
+        unsigned v;
+        ck_assert_int_eq(sscanf(hex + 2 * i, "%2x", &v), 1);
+        b[i] = (uint8_t)v;
+    }
+    static struct sncp_msg m;
+    uint16_t bad;
+    ck_assert_int_eq(sncp_msg_decode(b, n, &m, &bad), 0);
+    sncp_msg_format(&m, text, cap);
+}
+
+/* Format of a message as it goes on the wire (encoded, then decoded). */
+static void sent_text(const struct sncp_msg *sent, char *text, size_t cap)
+{
+    static uint8_t b[SNCP_MAX_MSG_LEN];
+    static struct sncp_msg m;
+    int n = sncp_msg_encode(sent, b, sizeof b);
+    ck_assert_int_gt(n, 0);
+    uint16_t bad;
+    ck_assert_int_eq(sncp_msg_decode(b, (size_t)n, &m, &bad), 0);
+    sncp_msg_format(&m, text, cap);
+}
+
+/* The same fields in the same order; values compared except run-dependent ones. */
+static void assert_like_vector(const char *vector, const struct sncp_msg *sent)
+{
+    static const char *const masked[] = {
+        "xid",     "node_id", "session_epoch", "keepalive_ms",  "vn_id",
+        "vn_name", "tsi",     "addr",          "preferred_tag", NULL};
+    char vt[2048], st[2048];
+    vector_text(vector, vt, sizeof vt);
+    sent_text(sent, st, sizeof st);
+    char *vs = NULL, *ss = NULL;
+    char *v = strtok_r(vt, " ", &vs), *w = strtok_r(st, " ", &ss);
+    for (; v || w; v = strtok_r(NULL, " ", &vs), w = strtok_r(NULL, " ", &ss)) {
+        ck_assert_msg(v && w, "%s: field count differs (agent sends %s)", vector, st);
+        size_t k = strcspn(v, "=");
+        ck_assert_msg(strcspn(w, "=") == k && !strncmp(v, w, k), "%s: field %s, agent %s", vector,
+                      v, w);
+        int mask = 0;
+        for (int i = 0; masked[i]; i++)
+            mask |= strlen(masked[i]) == k && !strncmp(masked[i], v, k);
+        ck_assert_msg(mask || !strcmp(v, w), "%s: %s, agent %s", vector, v, w);
+    }
+}
+
+/* What the reconciler sends is what the vectors of those messages show. */
+START_TEST(test_vectors_as_sent)
+{
+    struct tnve_domxml x;
+    struct tnve_rec *r = steady(NULL, &x);
+    assert_like_vector("14-sync-begin", &F.sent[0]);
+    assert_like_vector("15-sync-end", &F.sent[3]);
+    int n = F.n;
+    struct sncp_addr a;
+    ck_assert_int_eq(sncp_addr_parse("02:00:00:00:00:ff", &a), 0);
+    ck_assert_int_eq(tnve_rec_set_addresses(r, x.uuid, x.vnics[0].mac, &a, 1, 3000), 1);
+    tnve_rec_run(r, 3000);
+    ck_assert_int_eq(F.sent[n].type, SNCP_MSG_TSI_UPDATE);
+    assert_like_vector("12-tsi-update-replace", &F.sent[n]);
+    answer_ok(r, SNCP_MSG_TSI_UPDATE, 0, SNCP_TSI_ACTIVATED, 3001);
+    tnve_rec_domain_effect(r, x.uuid, TNVE_EFFECT_DEASSOCIATE,
+                           SNCP_F_MIGRATION | SNCP_F_MIGRATION_SOURCE, "stopped/migrated", 3002);
+    tnve_rec_run(r, 3002);
+    int i = pending(SNCP_MSG_TSI_DEASSOCIATE);
+    ck_assert_int_ge(i, 0);
+    assert_like_vector("10-tsi-deassociate", &F.sent[i]);
+    answer_ok(r, SNCP_MSG_TSI_DEASSOCIATE, 0, SNCP_TSI_INIT, 3003);
+    tnve_rec_run(r, 3003);
+    answer_ok(r, SNCP_MSG_VN_DISCONNECT, 0, -1, 3004);
+    tnve_rec_domain_effect(r, x.uuid, TNVE_EFFECT_ACTIVATE, 0, "started", 3005);
+    tnve_rec_run(r, 3005);
+    i = pending(SNCP_MSG_VN_CONNECT);
+    ck_assert_int_ge(i, 0);
+    assert_like_vector("04-vn-connect", &F.sent[i]);
+    tnve_rec_destroy(r);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("tnve-reconcile");
@@ -1055,6 +1213,9 @@ static Suite *suite(void)
     tcase_add_test(tc, test_sync_invalid_state);
     tcase_add_test(tc, test_peer_deassociate_converges);
     tcase_add_test(tc, test_peer_vn_disconnect_converges);
+    tcase_add_test(tc, test_peer_vn_disconnect_unknown);
+    tcase_add_test(tc, test_peer_caps_none);
+    tcase_add_test(tc, test_vectors_as_sent);
     tcase_add_test(tc, test_tags_persist);
     tcase_add_test(tc, test_hook_prepare);
     tcase_add_test(tc, test_migration_flags);
