@@ -73,6 +73,8 @@ struct nnve_vnconn {
     struct nnve_vnconn *next;
     unsigned n_tsis;
     uint8_t unconfirmed;
+    uint8_t implicit; /* made by IMPLICIT_CONNECT: ends with its last TSI (§9.2) */
+    uint8_t removing; /* vnconn_remove() is taking its TSIs away */
 };
 
 struct nnve_tsi {
@@ -521,7 +523,7 @@ static struct nnve_vnconn *vnconn_find(const struct nnve_hv *hv, const struct nn
 }
 
 static int vnconn_create(struct nnve_state *st, struct nnve_hv *hv, const struct nnve_vn *vn,
-                         const struct sncp_tag *prefs, unsigned n_prefs, uint64_t now,
+                         const struct sncp_tag *prefs, unsigned n_prefs, int implicit, uint64_t now,
                          struct nnve_vnconn **out)
 {
     struct nnve_vnconn *vc = calloc(1, sizeof *vc);
@@ -540,15 +542,17 @@ static int vnconn_create(struct nnve_state *st, struct nnve_hv *hv, const struct
     }
     vc->vap = vap;
     vc->hv = hv;
+    vc->implicit = (uint8_t) !!implicit;
     vc->next = hv->vnconns;
     hv->vnconns = vc;
     hv->n_vnconns++;
     st->c.vn_connections++;
     char vbuf[80];
     if (!st->restoring)
-        store_count(st, nnve_store_vn_connection_put(st->store, hv->identity, &vap->vn));
-    snv_audit("vn", "connected hypervisor=%s vn=%s port=%s tag=%u", hv->identity,
-              nnve_vn_format(&vap->vn, vbuf, sizeof vbuf), hv->port->name, vap->tag);
+        store_count(st, nnve_store_vn_connection_put(st->store, hv->identity, &vap->vn, implicit));
+    snv_audit("vn", "connected hypervisor=%s vn=%s port=%s tag=%u%s", hv->identity,
+              nnve_vn_format(&vap->vn, vbuf, sizeof vbuf), hv->port->name, vap->tag,
+              implicit ? " implicit=yes" : "");
     *out = vc;
     return 0;
 }
@@ -559,6 +563,7 @@ static void vnconn_remove(struct nnve_state *st, struct nnve_vnconn *vc, uint64_
                           const char *why)
 {
     struct nnve_hv *hv = vc->hv;
+    vc->removing = 1;
     for (struct nnve_tsi *t = hv->tsis, *next; t; t = next) {
         next = t->next;
         if (t->vc == vc)
@@ -922,10 +927,13 @@ static void migration_settle(struct nnve_state *st, const struct sncp_tsi_id *id
     }
 }
 
+/* Removes instance t (-> Init).  When t was the last TSI of an implicit VN connection, the
+ * connection ends too ("last TSI gone", PROTOCOL.md §9.2): callers must not use t's VN
+ * connection afterwards. */
 static void tsi_remove(struct nnve_state *st, struct nnve_tsi *t, uint64_t now, const char *why)
 {
-    (void)now;
     struct nnve_hv *hv = t->hv;
+    struct nnve_vnconn *vc = t->vc;
     be_tsi(st, BE_DEASSOCIATE, t);
     tsi_log(t, "deassociated", why);
     store_count(st, nnve_store_tsi_del(st->store, hv->identity, &t->id));
@@ -950,6 +958,8 @@ static void tsi_remove(struct nnve_state *st, struct nnve_tsi *t, uint64_t now, 
     tsi_free(t);
     if (was_migrating)
         migration_settle(st, &id);
+    if (vc->implicit && !vc->n_tsis && !vc->removing)
+        vnconn_remove(st, vc, now, "last-tsi-gone");
 }
 
 /* ---- hypervisors ------------------------------------------------------------------ */
@@ -1169,7 +1179,7 @@ static int req_vn_connect(struct nnve_state *st, struct nnve_hv *hv, const struc
     if (!vc) {
         if ((r = vnconn_admit(st, hv, &vn, res)))
             return r;
-        r = vnconn_create(st, hv, &vn, req->preferred_tags, req->n_preferred_tags, now, &vc);
+        r = vnconn_create(st, hv, &vn, req->preferred_tags, req->n_preferred_tags, 0, now, &vc);
         if (r) {
             if (r == SNCP_E_TAG_POOL_EXHAUSTED) {
                 res->reason = "local tag pool exhausted";
@@ -1180,6 +1190,13 @@ static int req_vn_connect(struct nnve_state *st, struct nnve_hv *hv, const struc
             }
             return r;
         }
+    }
+    if (vc->implicit) {
+        vc->implicit = 0;
+        store_count(st, nnve_store_vn_connection_put(st->store, hv->identity, &vc->vap->vn, 0));
+        char vbuf[80];
+        snv_audit("vn", "connection made explicit hypervisor=%s vn=%s", hv->identity,
+                  nnve_vn_format(&vc->vap->vn, vbuf, sizeof vbuf));
     }
     vc->unconfirmed = 0;
     result_vn(res, vc->vap);
@@ -1288,7 +1305,7 @@ static int req_tsi_attach(struct nnve_state *st, struct nnve_hv *hv, const struc
         }
         if ((r = vnconn_admit(st, hv, &vn, res)))
             return r;
-        r = vnconn_create(st, hv, &vn, req->preferred_tags, req->n_preferred_tags, now, &vc);
+        r = vnconn_create(st, hv, &vn, req->preferred_tags, req->n_preferred_tags, 1, now, &vc);
         if (r) {
             if (r == SNCP_E_TAG_POOL_EXHAUSTED)
                 res->reason = "local tag pool exhausted";
@@ -1735,8 +1752,11 @@ int nnve_state_op_tsi(struct nnve_state *st, enum sncp_msg_type type, const char
         sncp_msg_init(&msg, type, 0);
         msg.tsi = id;
         sncp_msg_set(&msg, SNCP_TLV_TSI_ID);
+        int has_session = hv->session != NULL;
         if (type == SNCP_MSG_TSI_DEASSOCIATE) {
             tsi_remove(st, t, now, "operator");
+            if (!has_session) /* its last implicit VN connection may have ended */
+                hv_maybe_free(st, hv);
         } else if (n_addr_s > 0) {
             struct sncp_addr keep[SNCP_MAX_ADDRS];
             unsigned nk = 0;
@@ -1756,7 +1776,7 @@ int nnve_state_op_tsi(struct nnve_state *st, enum sncp_msg_type type, const char
             tsi_log(t, "deactivated", "operator");
             tsi_persist(st, t);
         }
-        if (hv->session) { /* a held hypervisor learns it when it resynchronises */
+        if (has_session) { /* a held hypervisor learns it when it resynchronises */
             notify(aux, hv, &msg);
             n_notified++;
         }
@@ -2116,7 +2136,8 @@ static int load_vap(void *aux, const char *domain, const struct nnve_vn *vn, uin
     return vap_new(st, d, vn, tag) ? 0 : -ENOMEM;
 }
 
-static int load_vn_connection(void *aux, const char *identity, const struct nnve_vn *vn)
+static int load_vn_connection(void *aux, const char *identity, const struct nnve_vn *vn,
+                              int implicit)
 {
     struct nnve_state *st = aux;
     struct nnve_hv *hv = nnve_state_hv_find(st, identity);
@@ -2135,6 +2156,7 @@ static int load_vn_connection(void *aux, const char *identity, const struct nnve
         vap->n_users++;
         vc->vap = vap;
         vc->hv = hv;
+        vc->implicit = (uint8_t) !!implicit;
         vc->next = hv->vnconns;
         hv->vnconns = vc;
         hv->n_vnconns++;
@@ -2142,7 +2164,7 @@ static int load_vn_connection(void *aux, const char *identity, const struct nnve
         return 0;
     }
     st->restoring = 0; /* a new VAP must be stored */
-    r = vnconn_create(st, hv, vn, NULL, 0, 0, &vc);
+    r = vnconn_create(st, hv, vn, NULL, 0, implicit, 0, &vc);
     st->restoring = 1;
     return r == SNCP_E_TAG_POOL_EXHAUSTED ? 0 : r;
 }
@@ -2483,7 +2505,7 @@ static int rewrite(struct nnve_state *st)
     for (size_t i = 0; !r && (hv = nnve_hmap_at(&st->hvs, &i)) != NULL;) {
         r = nnve_store_hv_put(db, hv->identity, hv->port->name);
         for (struct nnve_vnconn *vc = hv->vnconns; vc && !r; vc = vc->next)
-            r = nnve_store_vn_connection_put(db, hv->identity, &vc->vap->vn);
+            r = nnve_store_vn_connection_put(db, hv->identity, &vc->vap->vn, vc->implicit);
         for (struct nnve_tsi *t = hv->tsis; t && !r; t = t->next)
             r = nnve_store_tsi_put(db, hv->identity, &t->vc->vap->vn, &t->id, t->state,
                                    t->migrating, t->addrs, t->n_addrs);

@@ -190,6 +190,34 @@ static int count_ops(const char *needle)
     return n;
 }
 
+/* Makes the temporary directory `dir` (a mkdtemp() template) with a store in it and
+ * replaces the fixture's state by one on that store (no hypervisor up).  Returns the store. */
+static struct nnve_store *open_store_dir(char *dir)
+{
+    char err[256];
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    struct nnve_store *store;
+    ck_assert_int_eq(nnve_store_open(dir, NNVE_SYNC_NORMAL, &store, err, sizeof err), 0);
+    nnve_state_destroy(st);
+    ck_assert_int_eq(nnve_state_create(cfg, &rec_be, store, 0, &st, err, sizeof err), 0);
+    return store;
+}
+
+/* Ends the state (st = NULL), closes `store` and removes its directory `dir`. */
+static void close_store_dir(struct nnve_store *store, const char *dir)
+{
+    nnve_state_destroy(st);
+    st = NULL;
+    nnve_store_close(store);
+    DIR *d = opendir(dir);
+    ck_assert_ptr_nonnull(d);
+    for (struct dirent *e; (e = readdir(d)) != NULL;)
+        if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
+            unlinkat(dirfd(d), e->d_name, 0);
+    closedir(d);
+    ck_assert_int_eq(rmdir(dir), 0);
+}
+
 /* ---- VN connect and tags ---- */
 
 START_TEST(test_vn_connect_tags)
@@ -691,6 +719,105 @@ START_TEST(test_operator)
 }
 END_TEST
 
+/* §9.2 "last TSI gone": an implicit VN connection ends with its hypervisor's last TSI in the
+ * VN (de-associate, sync sweep, operator de-associate); an explicit one stays; VN_CONNECT
+ * makes an implicit connection explicit; the mark survives a restart. */
+static struct sncp_msg *implicit_msg(enum sncp_msg_type type, uint32_t vn, int tsi)
+{
+    struct sncp_msg *mm = msg(type, vn, tsi);
+    mm->flags = SNCP_F_IMPLICIT_CONNECT;
+    return mm;
+}
+
+static const char *vap_state(uint32_t vn)
+{
+    static char buf[32];
+    snprintf(buf, sizeof buf, "none");
+    json_t *vns = nnve_state_show_vns(st);
+    for (size_t i = 0; i < json_array_size(vns); i++) {
+        json_t *v = json_array_get(vns, i);
+        if (json_integer_value(json_object_get(v, "vn_id")) == (json_int_t)vn)
+            snprintf(buf, sizeof buf, "%s/%zu", json_string_value(json_object_get(v, "state")),
+                     json_array_size(json_object_get(v, "hypervisors")));
+    }
+    json_decref(vns);
+    return buf;
+}
+
+START_TEST(test_implicit_release)
+{
+    char dir[] = "/tmp/nnve-state-XXXXXX", err[256];
+    struct nnve_store *store = open_store_dir(dir);
+    ck_assert_int_eq(nnve_state_hv_up(st, "hv1", "swp1", 0, &hv1), 0);
+    ck_assert_int_eq(nnve_state_hv_up(st, "hv2", "swp2", 0, &hv2), 0);
+    nnve_state_hv_set_session(hv1, &sess);
+    nnve_state_hv_set_session(hv2, &sess);
+
+    /* two TSIs of hv1 in 5000 (implicit), hv2 also in 5000 (explicit) */
+    ck_assert_int_eq(req(hv1, implicit_msg(SNCP_MSG_TSI_ACTIVATE, 5000, 1), 0), 0);
+    ck_assert(res.flags & SNCP_F_IMPLICIT_CONNECT);
+    ck_assert_int_eq(req(hv1, implicit_msg(SNCP_MSG_TSI_ASSOCIATE, 5000, 2), 0), 0);
+    ck_assert_int_eq(req(hv2, msg(SNCP_MSG_VN_CONNECT, 5000, 0), 0), 0);
+    ck_assert_int_eq(req(hv2, msg(SNCP_MSG_TSI_ACTIVATE, 5000, 3), 0), 0);
+    ck_assert_int_eq(req(hv1, msg(SNCP_MSG_TSI_DEASSOCIATE, 0, 1), 0), 0);
+    ck_assert_uint_eq(nnve_state_hv_vns(hv1), 1);
+    ck_assert_int_eq(count_ops("remove-vn"), 0);
+    /* the last one: hv1 leaves the VN; swp2 (hv2) keeps it */
+    ck_assert_int_eq(req(hv1, msg(SNCP_MSG_TSI_DEASSOCIATE, 0, 2), 0), 0);
+    ck_assert_int_eq(res.tsi_state, SNCP_TSI_INIT);
+    ck_assert_uint_eq(nnve_state_hv_vns(hv1), 0);
+    ck_assert_int_eq(count_ops("remove-vn swp1 100 5000"), 1);
+    ck_assert_str_eq(vap_state(5000), "connected/1");
+    ck_assert_uint_eq(cnt().vn_connections, 1);
+    /* hv2's explicit connection outlives its TSI */
+    ck_assert_int_eq(req(hv2, msg(SNCP_MSG_TSI_DEASSOCIATE, 0, 3), 0), 0);
+    ck_assert_uint_eq(nnve_state_hv_vns(hv2), 1);
+    ck_assert_int_eq(count_ops("remove-vn swp2"), 0);
+    ck_assert_int_eq(req(hv2, msg(SNCP_MSG_VN_DISCONNECT, 5000, 0), 0), 0);
+    ck_assert_str_eq(vap_state(5000), "hold-down/0");
+
+    /* implicit, then VN_CONNECT: explicit from then on */
+    ck_assert_int_eq(req(hv1, implicit_msg(SNCP_MSG_TSI_ACTIVATE, 5001, 4), 0), 0);
+    ck_assert_int_eq(req(hv1, msg(SNCP_MSG_VN_CONNECT, 5001, 0), 0), 0);
+    ck_assert_int_eq(req(hv1, msg(SNCP_MSG_TSI_DEASSOCIATE, 0, 4), 0), 0);
+    ck_assert_uint_eq(nnve_state_hv_vns(hv1), 1);
+
+    /* a resync that does not confirm the TSI sweeps it, and its implicit connection */
+    ck_assert_int_eq(req(hv2, implicit_msg(SNCP_MSG_TSI_ACTIVATE, 5000, 5), 0), 0);
+    ck_assert_int_eq(req(hv2, msg(SNCP_MSG_SYNC_BEGIN, 0, 0), 0), 0);
+    ck_assert_int_eq(req(hv2, msg(SNCP_MSG_SYNC_END, 0, 0), 0), 0);
+    ck_assert_uint_eq(nnve_state_hv_vns(hv2), 0);
+    ck_assert_str_eq(vap_state(5000), "hold-down/0");
+
+    /* the mark is stored: after a restart the last TSI still takes the connection along */
+    ck_assert_int_eq(req(hv2, implicit_msg(SNCP_MSG_TSI_ACTIVATE, 5000, 6), 0), 0);
+    ck_assert_int_eq(req(hv2, implicit_msg(SNCP_MSG_TSI_ACTIVATE, 5000, 7), 0), 0);
+    ck_assert_int_eq(nnve_state_commit(st, 0), 0);
+    nnve_state_destroy(st);
+    ck_assert_int_eq(nnve_state_create(cfg, &rec_be, store, 0, &st, err, sizeof err), 0);
+    ck_assert_int_eq(nnve_state_hv_up(st, "hv2", "swp2", 0, &hv2), 0);
+    nnve_state_hv_set_session(hv2, &sess);
+    ck_assert_uint_eq(nnve_state_hv_vns(hv2), 1);
+    ops[0] = '\0';
+    ck_assert_int_eq(req(hv2, msg(SNCP_MSG_TSI_DEASSOCIATE, 0, 6), 0), 0);
+    ck_assert_uint_eq(nnve_state_hv_vns(hv2), 1);
+    /* operator de-associate of the last TSI of a held hypervisor: it is gone altogether */
+    nnve_state_hv_down(st, hv2, 0);
+    char t7[SNCP_TSI_ID_STRLEN];
+    msg(0, 0, 7);
+    sncp_tsi_id_format(&m.tsi, t7, sizeof t7);
+    ck_assert_int_eq(nnve_state_op_tsi(st, SNCP_MSG_TSI_DEASSOCIATE, t7, NULL, 0, 0, notify, NULL),
+                     0);
+    ck_assert_int_eq(count_ops("remove-vn swp2"), 1);
+    ck_assert_ptr_null(nnve_state_hv_find(st, "hv2"));
+    ck_assert_int_eq(nnve_state_commit(st, 0), 0);
+    /* hv1 (held since the restart) kept its explicit 5001 */
+    ck_assert_uint_eq(nnve_state_hv_vns(nnve_state_hv_find(st, "hv1")), 1);
+
+    close_store_dir(store, dir);
+}
+END_TEST
+
 START_TEST(test_port_move)
 {
     ck_assert_int_eq(req(hv1, msg(SNCP_MSG_VN_CONNECT, 5000, 0), 0), 0);
@@ -989,11 +1116,7 @@ END_TEST
 START_TEST(test_addr_restored)
 {
     char dir[] = "/tmp/nnve-state-XXXXXX", err[256];
-    ck_assert_ptr_nonnull(mkdtemp(dir));
-    struct nnve_store *store;
-    ck_assert_int_eq(nnve_store_open(dir, NNVE_SYNC_NORMAL, &store, err, sizeof err), 0);
-    nnve_state_destroy(st);
-    ck_assert_int_eq(nnve_state_create(cfg, &rec_be, store, 0, &st, err, sizeof err), 0);
+    struct nnve_store *store = open_store_dir(dir);
     ck_assert_int_eq(nnve_state_hv_up(st, "hv1", "swp1", 0, &hv1), 0);
     struct sncp_msg *mm = msg(SNCP_MSG_TSI_ACTIVATE, 5000, 1);
     mm->flags = SNCP_F_IMPLICIT_CONNECT;
@@ -1013,16 +1136,7 @@ START_TEST(test_addr_restored)
     mm->tsi.mac[5] = 1;
     ck_assert_int_eq(req(hv2, mm, 0), SNCP_E_CONFLICT);
     ck_assert_uint_eq(nnve_state_hv_tsis(hv2), 0);
-    nnve_state_destroy(st);
-    st = NULL;
-    nnve_store_close(store);
-    DIR *d = opendir(dir);
-    ck_assert_ptr_nonnull(d);
-    for (struct dirent *e; (e = readdir(d)) != NULL;)
-        if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
-            unlinkat(dirfd(d), e->d_name, 0);
-    closedir(d);
-    ck_assert_int_eq(rmdir(dir), 0);
+    close_store_dir(store, dir);
 }
 END_TEST
 
@@ -1334,6 +1448,7 @@ int main(void)
     tcase_add_test(tc, test_sync);
     tcase_add_test(tc, test_hold_timer);
     tcase_add_test(tc, test_operator);
+    tcase_add_test(tc, test_implicit_release);
     tcase_add_test(tc, test_port_move);
     tcase_add_test(tc, test_reconfigure);
     tcase_add_test(tc, test_addr_check);
