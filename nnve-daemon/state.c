@@ -1244,7 +1244,25 @@ static int tsi_third_check(struct nnve_state *st, const struct nnve_hv *hv,
     return SNCP_E_CONFLICT;
 }
 
-/* TSI_ASSOCIATE and TSI_ACTIVATE. */
+/* Copies addrs[0..n) to out without repeats (first occurrence kept, order kept): a repeated
+ * ADDRESS counts once against the limits and in the owner index.  Returns the count. */
+static unsigned addrs_unique(const struct sncp_addr *addrs, unsigned n, struct sncp_addr *out)
+{
+    unsigned k = 0;
+    for (unsigned i = 0; i < n && i < SNCP_MAX_ADDRS; i++) {
+        int seen = 0;
+        for (unsigned j = 0; j < k && !seen; j++)
+            seen = !memcmp(&out[j], &addrs[i], sizeof *out);
+        if (!seen)
+            out[k++] = addrs[i];
+    }
+    return k;
+}
+
+/* TSI_ASSOCIATE and TSI_ACTIVATE.  Guards in the order of PROTOCOL.md §9.3: VN ok
+ * (resolves, granted, connected or IMPLICIT_CONNECT with the connection limits), VN match
+ * and state, other instance, limits, addresses; all before anything changes, except that
+ * the tag of an implicit connection is allocated last (TAG_POOL_EXHAUSTED). */
 static int req_tsi_attach(struct nnve_state *st, struct nnve_hv *hv, const struct sncp_msg *req,
                           uint64_t now, struct nnve_result *res)
 {
@@ -1253,14 +1271,17 @@ static int req_tsi_attach(struct nnve_state *st, struct nnve_hv *hv, const struc
     int r = vn_resolve_msg(st, hv, req, &vn, res);
     if (r || (r = vn_authorize(st, hv, &vn, req, res)))
         return r;
-    struct nnve_hv_limits lim = hv_limits(st, hv);
-    if (req->n_addrs > lim.addrs_per_tsi) {
-        res->error_tlv = SNCP_TLV_ADDRESS;
-        return limit_refuse(st, hv, "max_addrs_per_tsi", lim.addrs_per_tsi,
-                            "too many addresses for one TSI", res);
-    }
     struct nnve_vap *vap = vap_find(st, hv->port->domain, &vn);
     struct nnve_vnconn *vc = vap ? vnconn_find(hv, vap) : NULL;
+    if (!vc) {
+        if (!(req->flags & SNCP_F_IMPLICIT_CONNECT)) {
+            res->error_tlv = vn.has_id ? SNCP_TLV_VN_ID : SNCP_TLV_VN_NAME;
+            res->reason = "VN not connected (no IMPLICIT_CONNECT)";
+            return SNCP_E_NO_SUCH_VN;
+        }
+        if ((r = vnconn_admit(st, hv, &vn, res)))
+            return r;
+    }
     struct nnve_tsi *t = tsi_find(st, &req->tsi, hv);
     int migration_dest = (req->flags & SNCP_F_MIGRATION) && !(req->flags & SNCP_F_MIGRATION_SOURCE);
 
@@ -1290,21 +1311,22 @@ static int req_tsi_attach(struct nnve_state *st, struct nnve_hv *hv, const struc
             res->reason = "TSI is in another VN at its other hypervisor";
             return SNCP_E_CONFLICT;
         }
-        if (hv->n_tsis >= lim.tsis)
-            return limit_refuse(st, hv, "max_tsis", lim.tsis,
-                                "TSI limit of this hypervisor reached", res);
     }
-    if ((!t || req->n_addrs) &&
-        (r = addrs_claim_check(st, hv, vap, &vn, &req->tsi, req->addrs, req->n_addrs, res)))
+    struct nnve_hv_limits lim = hv_limits(st, hv);
+    struct sncp_addr addrs[SNCP_MAX_ADDRS];
+    unsigned n_addrs = addrs_unique(req->addrs, req->n_addrs, addrs);
+    if (n_addrs > lim.addrs_per_tsi) {
+        res->error_tlv = SNCP_TLV_ADDRESS;
+        return limit_refuse(st, hv, "max_addrs_per_tsi", lim.addrs_per_tsi,
+                            "too many addresses for one TSI", res);
+    }
+    if (!t && hv->n_tsis >= lim.tsis)
+        return limit_refuse(st, hv, "max_tsis", lim.tsis, "TSI limit of this hypervisor reached",
+                            res);
+    if ((!t || n_addrs) &&
+        (r = addrs_claim_check(st, hv, vap, &vn, &req->tsi, addrs, n_addrs, res)))
         return r;
     if (!vc) {
-        if (!(req->flags & SNCP_F_IMPLICIT_CONNECT)) {
-            res->error_tlv = vn.has_id ? SNCP_TLV_VN_ID : SNCP_TLV_VN_NAME;
-            res->reason = "VN not connected (no IMPLICIT_CONNECT)";
-            return SNCP_E_NO_SUCH_VN;
-        }
-        if ((r = vnconn_admit(st, hv, &vn, res)))
-            return r;
         r = vnconn_create(st, hv, &vn, req->preferred_tags, req->n_preferred_tags, 1, now, &vc);
         if (r) {
             if (r == SNCP_E_TAG_POOL_EXHAUSTED)
@@ -1317,7 +1339,7 @@ static int req_tsi_attach(struct nnve_state *st, struct nnve_hv *hv, const struc
 
     int changed = 0;
     if (!t) {
-        t = tsi_create(st, hv, vc, &req->tsi, req->addrs, req->n_addrs);
+        t = tsi_create(st, hv, vc, &req->tsi, addrs, n_addrs);
         if (!t)
             return -ENOMEM;
         struct nnve_tsi *other = tsi_other(st, &req->tsi, hv);
@@ -1335,8 +1357,8 @@ static int req_tsi_attach(struct nnve_state *st, struct nnve_hv *hv, const struc
         be_tsi(st, BE_ASSOCIATE, t);
         tsi_log(t, "associated", NULL);
         changed = 1;
-    } else if (req->n_addrs && !addrs_equal(t, req->addrs, req->n_addrs)) {
-        if (tsi_addrs_set(st, t, req->addrs, req->n_addrs))
+    } else if (n_addrs && !addrs_equal(t, addrs, n_addrs)) {
+        if (tsi_addrs_set(st, t, addrs, n_addrs))
             return -ENOMEM;
         be_tsi(st, t->state == SNCP_TSI_ACTIVATED ? BE_UPDATE : BE_ASSOCIATE, t);
         tsi_log(t, "addresses-replaced", NULL);
@@ -1455,8 +1477,7 @@ static int req_tsi_update(struct nnve_state *st, struct nnve_hv *hv, const struc
                 next[n++] = t->addrs[i];
         break;
     case SNCP_UPDATE_REPLACE:
-        memcpy(next, req->addrs, req->n_addrs * sizeof *next);
-        n = req->n_addrs;
+        n = addrs_unique(req->addrs, req->n_addrs, next);
         break;
     default:
         res->error_tlv = SNCP_TLV_UPDATE_OP;

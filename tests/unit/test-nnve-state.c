@@ -818,6 +818,91 @@ START_TEST(test_implicit_release)
 }
 END_TEST
 
+/* §9.3 guard order: VN ok, VN match, other instance, limits, addresses.  A repeated
+ * ADDRESS counts once, against the limit and in the ownership of the address. */
+static unsigned tsi_addr_count(const char *identity)
+{
+    json_t *tsis = nnve_state_show_tsis(st);
+    unsigned n = 0;
+    for (size_t i = 0; i < json_array_size(tsis); i++) {
+        json_t *t = json_array_get(tsis, i);
+        if (!strcmp(json_string_value(json_object_get(t, "hypervisor")), identity))
+            n += (unsigned)json_array_size(json_object_get(t, "addresses"));
+    }
+    json_decref(tsis);
+    return n;
+}
+
+static struct sncp_msg *update_msg(uint8_t op, int tsi)
+{
+    struct sncp_msg *mm = msg(SNCP_MSG_TSI_UPDATE, 0, tsi);
+    mm->update_op = op;
+    sncp_msg_set(mm, SNCP_TLV_UPDATE_OP);
+    return mm;
+}
+
+START_TEST(test_guard_order)
+{
+    /* not connected beats too many addresses */
+    struct sncp_msg *mm = msg(SNCP_MSG_TSI_ASSOCIATE, 5000, 1);
+    for (uint8_t a = 1; a <= 4; a++)
+        add_addr(mm, a);
+    ck_assert_int_eq(req(hv1, mm, 0), SNCP_E_NO_SUCH_VN);
+    /* with IMPLICIT_CONNECT the limit refuses it, and no connection is left behind */
+    mm->flags = SNCP_F_IMPLICIT_CONNECT;
+    ck_assert_int_eq(req(hv1, mm, 0), SNCP_E_RESOURCE_LIMIT);
+    ck_assert_uint_eq(nnve_state_hv_vns(hv1), 0);
+    ck_assert_uint_eq(n_ops, 0);
+    /* 5 ADDRESS TLVs, 3 different: within max_addrs_per_tsi = 3, held once each */
+    mm = implicit_msg(SNCP_MSG_TSI_ACTIVATE, 5000, 1);
+    add_addr(mm, 1);
+    add_addr(mm, 2);
+    add_addr(mm, 1);
+    add_addr(mm, 3);
+    add_addr(mm, 2);
+    ck_assert_int_eq(req(hv1, mm, 0), 0);
+    ck_assert_uint_eq(tsi_addr_count("hv1"), 3);
+    ck_assert_int_eq(count_ops("act swp1 100 5000 1 3"), 1);
+    /* the same by TSI_UPDATE REPLACE */
+    mm = update_msg(SNCP_UPDATE_REPLACE, 1);
+    add_addr(mm, 4);
+    add_addr(mm, 4);
+    add_addr(mm, 1);
+    add_addr(mm, 5);
+    ck_assert_int_eq(req(hv1, mm, 0), 0);
+    ck_assert_uint_eq(tsi_addr_count("hv1"), 3);
+    /* removing a repeated address once frees it for another TSI */
+    mm = update_msg(SNCP_UPDATE_REMOVE, 1);
+    add_addr(mm, 4);
+    ck_assert_int_eq(req(hv1, mm, 0), 0);
+    mm = msg(SNCP_MSG_TSI_ACTIVATE, 5000, 2);
+    add_addr(mm, 4);
+    ck_assert_int_eq(req(hv1, mm, 0), 0);
+    /* VN match beats the address limit: TSI 1 is in 5000 */
+    ck_assert_int_eq(req(hv1, msg(SNCP_MSG_VN_CONNECT, 5001, 0), 0), 0);
+    mm = msg(SNCP_MSG_TSI_ACTIVATE, 5001, 1);
+    for (uint8_t a = 10; a <= 14; a++)
+        add_addr(mm, a);
+    ck_assert_int_eq(req(hv1, mm, 0), SNCP_E_CONFLICT);
+    ck_assert_uint_eq(res.error_tlv, SNCP_TLV_VN_ID);
+    /* the other instance beats the TSI limit (hv2 full: 4 TSIs) */
+    ck_assert_int_eq(req(hv2, msg(SNCP_MSG_VN_CONNECT, 5000, 0), 0), 0);
+    for (int i = 20; i < 24; i++)
+        ck_assert_int_eq(req(hv2, msg(SNCP_MSG_TSI_ASSOCIATE, 5000, i), 0), 0);
+    ck_assert_int_eq(req(hv2, msg(SNCP_MSG_TSI_ASSOCIATE, 5000, 1), 0), SNCP_E_CONFLICT);
+    ck_assert_uint_eq(res.error_tlv, SNCP_TLV_TSI_ID);
+    ck_assert_int_eq(req(hv2, msg(SNCP_MSG_TSI_ASSOCIATE, 5000, 24), 0), SNCP_E_RESOURCE_LIMIT);
+    /* the limit beats an address held by another TSI */
+    mm = msg(SNCP_MSG_TSI_ASSOCIATE, 5000, 24);
+    add_addr(mm, 1);
+    ck_assert_int_eq(req(hv2, mm, 0), SNCP_E_RESOURCE_LIMIT);
+    mm = msg(SNCP_MSG_TSI_ASSOCIATE, 5000, 20);
+    add_addr(mm, 1);
+    ck_assert_int_eq(req(hv2, mm, 0), SNCP_E_CONFLICT);
+    ck_assert_uint_eq(res.error_tlv, SNCP_TLV_ADDRESS);
+}
+END_TEST
+
 START_TEST(test_port_move)
 {
     ck_assert_int_eq(req(hv1, msg(SNCP_MSG_VN_CONNECT, 5000, 0), 0), 0);
@@ -1203,7 +1288,10 @@ START_TEST(test_tsi_authorization)
     ck_assert_uint_eq(n_ops, before);
     /* re-activating it is refused too (its VN is resolved and authorized) */
     ck_assert_int_eq(req(hv1, msg(SNCP_MSG_TSI_ACTIVATE, 6000, 1), 0), SNCP_E_NOT_AUTHORIZED);
-    ck_assert_int_eq(req(hv1, msg(SNCP_MSG_TSI_ACTIVATE, 5000, 1), 0), SNCP_E_CONFLICT);
+    /* another VN: not connected is checked first (§9.3), then the VN match */
+    ck_assert_int_eq(req(hv1, msg(SNCP_MSG_TSI_ACTIVATE, 5000, 1), 0), SNCP_E_NO_SUCH_VN);
+    ck_assert_int_eq(req(hv1, implicit_msg(SNCP_MSG_TSI_ACTIVATE, 5000, 1), 0), SNCP_E_CONFLICT);
+    ck_assert_uint_eq(nnve_state_hv_vns(hv1), 1); /* no implicit connection left behind */
     ck_assert_uint_eq(n_ops, before);
     ck_assert_int_eq(req(hv1, msg(SNCP_MSG_TSI_DEACTIVATE, 0, 1), 0), 0);
     ck_assert_int_eq(count_ops("deact swp1 100 6000 1"), 1);
@@ -1449,6 +1537,7 @@ int main(void)
     tcase_add_test(tc, test_hold_timer);
     tcase_add_test(tc, test_operator);
     tcase_add_test(tc, test_implicit_release);
+    tcase_add_test(tc, test_guard_order);
     tcase_add_test(tc, test_port_move);
     tcase_add_test(tc, test_reconfigure);
     tcase_add_test(tc, test_addr_check);
