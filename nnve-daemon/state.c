@@ -82,6 +82,7 @@ struct nnve_tsi {
     uint8_t state;
     uint8_t migrating;
     uint8_t unconfirmed;
+    uint8_t handover; /* activated by the nNVE at the migration source's leave (§9.3) */
     uint8_t n_addrs;
     struct nnve_hv *hv;
     struct nnve_vnconn *vc;
@@ -793,14 +794,26 @@ static struct nnve_tsi *tsi_other(const struct nnve_state *st, const struct sncp
     return NULL;
 }
 
+enum be_tsi_op { BE_ASSOCIATE, BE_ACTIVATE, BE_DEACTIVATE, BE_DEASSOCIATE, BE_UPDATE };
+
+static void be_tsi(struct nnve_state *st, enum be_tsi_op op, const struct nnve_tsi *t);
+
+/* After t's forwarding entries went (deactivated or removed): the other instance of its
+ * TSI_ID, if Activated, is declared again so that every backend puts back the entries the
+ * two shared (FDB of the TSI's MACs, neighbours), whatever it did with them (§9.3). */
+static void twin_redeclare(struct nnve_state *st, const struct nnve_tsi *t)
+{
+    const struct nnve_tsi *o = tsi_other(st, &t->id, t->hv);
+    if (o && o->state == SNCP_TSI_ACTIVATED)
+        be_tsi(st, BE_ACTIVATE, o);
+}
+
 static void tsi_persist(struct nnve_state *st, const struct nnve_tsi *t)
 {
     if (!st->restoring)
         store_count(st, nnve_store_tsi_put(st->store, t->hv->identity, &t->vc->vap->vn, &t->id,
                                            t->state, t->migrating, t->addrs, t->n_addrs));
 }
-
-enum be_tsi_op { BE_ASSOCIATE, BE_ACTIVATE, BE_DEACTIVATE, BE_DEASSOCIATE, BE_UPDATE };
 
 static void be_tsi(struct nnve_state *st, enum be_tsi_op op, const struct nnve_tsi *t)
 {
@@ -935,6 +948,7 @@ static void tsi_remove(struct nnve_state *st, struct nnve_tsi *t, uint64_t now, 
     struct nnve_hv *hv = t->hv;
     struct nnve_vnconn *vc = t->vc;
     be_tsi(st, BE_DEASSOCIATE, t);
+    twin_redeclare(st, t);
     tsi_log(t, "deassociated", why);
     store_count(st, nnve_store_tsi_del(st->store, hv->identity, &t->id));
     tsi_count_state(st, t->state, -1);
@@ -1291,7 +1305,7 @@ static int req_tsi_attach(struct nnve_state *st, struct nnve_hv *hv, const struc
             res->reason = "TSI is in another VN";
             return SNCP_E_CONFLICT;
         }
-        if (!activate && t->state == SNCP_TSI_ACTIVATED) {
+        if (!activate && t->state == SNCP_TSI_ACTIVATED && !t->handover) {
             res->reason = "TSI is activated: deactivate first";
             return SNCP_E_INVALID_STATE;
         }
@@ -1364,6 +1378,8 @@ static int req_tsi_attach(struct nnve_state *st, struct nnve_hv *hv, const struc
         tsi_log(t, "addresses-replaced", NULL);
         changed = 1;
     }
+    if (activate)
+        t->handover = 0;
     if (activate && t->state != SNCP_TSI_ACTIVATED) {
         tsi_set_state(st, t, SNCP_TSI_ACTIVATED);
         be_tsi(st, BE_ACTIVATE, t);
@@ -1407,6 +1423,35 @@ static int tsi_lookup_req(struct nnve_state *st, struct nnve_hv *hv, const struc
     return 0;
 }
 
+/* RFC 8394 §3.3: the source leaves Activated only after the destination is Activated.  When
+ * the migration source (MIGRATION|MIGRATION_SOURCE) deactivates or de-associates its
+ * Activated instance while the destination's is still Associated, the VM runs (or is about
+ * to run) at the destination: the nNVE activates the destination's instance first. */
+static void migration_handover(struct nnve_state *st, const struct nnve_tsi *src,
+                               const struct sncp_msg *req)
+{
+    const uint16_t f = SNCP_F_MIGRATION | SNCP_F_MIGRATION_SOURCE;
+    if ((req->flags & f) != f || src->state != SNCP_TSI_ACTIVATED)
+        return;
+    struct nnve_tsi *dst = tsi_other(st, &src->id, src->hv);
+    if (!dst || dst->state != SNCP_TSI_ASSOCIATED)
+        return;
+    tsi_set_state(st, dst, SNCP_TSI_ACTIVATED);
+    dst->handover = 1;
+    be_tsi(st, BE_ACTIVATE, dst);
+    tsi_log(dst, "activated", "migration-handover");
+    tsi_persist(st, dst);
+}
+
+/* Activated -> Associated (the caller persists and logs). */
+static void tsi_deactivate(struct nnve_state *st, struct nnve_tsi *t)
+{
+    tsi_set_state(st, t, SNCP_TSI_ASSOCIATED);
+    t->handover = 0;
+    be_tsi(st, BE_DEACTIVATE, t);
+    twin_redeclare(st, t);
+}
+
 static int req_tsi_deactivate(struct nnve_state *st, struct nnve_hv *hv, const struct sncp_msg *req,
                               struct nnve_result *res)
 {
@@ -1415,8 +1460,8 @@ static int req_tsi_deactivate(struct nnve_state *st, struct nnve_hv *hv, const s
     if (r)
         return r;
     if (t->state == SNCP_TSI_ACTIVATED) {
-        tsi_set_state(st, t, SNCP_TSI_ASSOCIATED);
-        be_tsi(st, BE_DEACTIVATE, t);
+        migration_handover(st, t, req);
+        tsi_deactivate(st, t);
         tsi_log(t, "deactivated", NULL);
         tsi_persist(st, t);
     }
@@ -1435,6 +1480,7 @@ static int req_tsi_deassociate(struct nnve_state *st, struct nnve_hv *hv,
     if (r)
         return r;
     result_vn(res, t->vc->vap);
+    migration_handover(st, t, req);
     tsi_remove(st, t, now, (req->flags & SNCP_F_MIGRATION) ? "migrated" : NULL);
     res->has_tsi_state = 1;
     res->tsi_state = SNCP_TSI_INIT;
@@ -1792,8 +1838,7 @@ int nnve_state_op_tsi(struct nnve_state *st, enum sncp_msg_type type, const char
             memcpy(msg.addrs, addrs, (size_t)n_addr_s * sizeof *addrs);
             msg.n_addrs = (uint8_t)n_addr_s;
         } else if (t->state == SNCP_TSI_ACTIVATED) {
-            tsi_set_state(st, t, SNCP_TSI_ASSOCIATED);
-            be_tsi(st, BE_DEACTIVATE, t);
+            tsi_deactivate(st, t);
             tsi_log(t, "deactivated", "operator");
             tsi_persist(st, t);
         }

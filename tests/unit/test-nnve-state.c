@@ -903,6 +903,97 @@ START_TEST(test_guard_order)
 }
 END_TEST
 
+/* Migration at the nNVE (§9.3): the source never leaves Activated before the destination
+ * is (the nNVE activates the destination when the source leaves with MIGRATION_SOURCE), and
+ * the instance that stays is declared again to the backend when the other goes. */
+static const char *tsi_state_of(const char *identity, int tsi)
+{
+    static char buf[32];
+    struct sncp_msg *mm = msg(0, 0, tsi);
+    char tbuf[SNCP_TSI_ID_STRLEN];
+    sncp_tsi_id_format(&mm->tsi, tbuf, sizeof tbuf);
+    snprintf(buf, sizeof buf, "init");
+    json_t *tsis = nnve_state_show_tsis(st);
+    for (size_t i = 0; i < json_array_size(tsis); i++) {
+        json_t *t = json_array_get(tsis, i);
+        if (!strcmp(json_string_value(json_object_get(t, "hypervisor")), identity) &&
+            !strcmp(json_string_value(json_object_get(t, "tsi")), tbuf))
+            snprintf(buf, sizeof buf, "%s", json_string_value(json_object_get(t, "state")));
+    }
+    json_decref(tsis);
+    return buf;
+}
+
+static struct sncp_msg *mig_msg(enum sncp_msg_type type, uint32_t vn, int tsi, int source)
+{
+    struct sncp_msg *mm = msg(type, vn, tsi);
+    mm->flags = SNCP_F_MIGRATION | (source ? SNCP_F_MIGRATION_SOURCE : 0);
+    return mm;
+}
+
+START_TEST(test_migration_rules)
+{
+    ck_assert_int_eq(req(hv1, msg(SNCP_MSG_VN_CONNECT, 5000, 0), 0), 0);
+    ck_assert_int_eq(req(hv2, msg(SNCP_MSG_VN_CONNECT, 5000, 0), 0), 0);
+    /* the source de-associates before the destination activated: handed over first */
+    ck_assert_int_eq(req(hv1, msg(SNCP_MSG_TSI_ACTIVATE, 5000, 1), 0), 0);
+    ck_assert_int_eq(req(hv2, mig_msg(SNCP_MSG_TSI_ASSOCIATE, 5000, 1, 0), 0), 0);
+    ops[0] = '\0';
+    ck_assert_int_eq(req(hv1, mig_msg(SNCP_MSG_TSI_DEASSOCIATE, 0, 1, 1), 0), 0);
+    ck_assert_str_eq(tsi_state_of("hv2", 1), "activated");
+    ck_assert_str_eq(tsi_state_of("hv1", 1), "init");
+    const char *act = strstr(ops, "act swp2 100 5000 1"), *gone = strstr(ops, "deassoc swp1");
+    ck_assert(act && gone && act < gone);
+    ck_assert_uint_eq(cnt().tsis_activated, 1);
+    ck_assert_uint_eq(cnt().tsis_migrating, 0);
+    /* the destination's own ACTIVATE (late) changes nothing; nor would an ASSOCIATE */
+    ops[0] = '\0';
+    ck_assert_int_eq(req(hv2, mig_msg(SNCP_MSG_TSI_ASSOCIATE, 5000, 1, 0), 0), 0);
+    ck_assert_int_eq(res.tsi_state, SNCP_TSI_ACTIVATED);
+    ck_assert_int_eq(req(hv2, mig_msg(SNCP_MSG_TSI_ACTIVATE, 5000, 1, 0), 0), 0);
+    ck_assert_int_eq(res.tsi_state, SNCP_TSI_ACTIVATED);
+    ck_assert_str_eq(ops, "");
+    /* once activated by its own request, row 6 holds again */
+    ck_assert_int_eq(req(hv2, msg(SNCP_MSG_TSI_ASSOCIATE, 5000, 1), 0), SNCP_E_INVALID_STATE);
+
+    /* the source deactivates at switch-over (MIGRATION|MIGRATION_SOURCE): same handover */
+    ck_assert_int_eq(req(hv1, msg(SNCP_MSG_TSI_ACTIVATE, 5000, 2), 0), 0);
+    ck_assert_int_eq(req(hv2, mig_msg(SNCP_MSG_TSI_ASSOCIATE, 5000, 2, 0), 0), 0);
+    ck_assert_int_eq(req(hv1, mig_msg(SNCP_MSG_TSI_DEACTIVATE, 0, 2, 1), 0), 0);
+    ck_assert_int_eq(res.tsi_state, SNCP_TSI_ASSOCIATED);
+    ck_assert_str_eq(tsi_state_of("hv2", 2), "activated");
+    /* without the migration flags a deactivate hands nothing over */
+    ck_assert_int_eq(req(hv1, msg(SNCP_MSG_TSI_ACTIVATE, 5000, 3), 0), 0);
+    ck_assert_int_eq(req(hv2, mig_msg(SNCP_MSG_TSI_ASSOCIATE, 5000, 3, 0), 0), 0);
+    ck_assert_int_eq(req(hv1, msg(SNCP_MSG_TSI_DEACTIVATE, 0, 3), 0), 0);
+    ck_assert_str_eq(tsi_state_of("hv2", 3), "associated");
+    ck_assert_int_eq(req(hv1, msg(SNCP_MSG_TSI_DEASSOCIATE, 0, 3), 0), 0);
+    ck_assert_int_eq(req(hv2, msg(SNCP_MSG_TSI_DEASSOCIATE, 0, 3), 0), 0);
+
+    /* both Activated; the destination fails and leaves: the source is declared again */
+    ck_assert_int_eq(req(hv1, msg(SNCP_MSG_TSI_DEASSOCIATE, 0, 2), 0), 0);
+    ck_assert_int_eq(req(hv2, msg(SNCP_MSG_TSI_DEASSOCIATE, 0, 2), 0), 0);
+    ck_assert_int_eq(req(hv1, msg(SNCP_MSG_TSI_ACTIVATE, 5000, 2), 0), 0);
+    ck_assert_int_eq(req(hv2, mig_msg(SNCP_MSG_TSI_ACTIVATE, 5000, 2, 0), 0), 0);
+    ops[0] = '\0';
+    ck_assert_int_eq(req(hv2, mig_msg(SNCP_MSG_TSI_DEACTIVATE, 0, 2, 0), 0), 0);
+    ck_assert_str_eq(ops, "deact swp2 100 5000 2 0;act swp1 100 5000 2 0;");
+    ops[0] = '\0';
+    ck_assert_int_eq(req(hv2, mig_msg(SNCP_MSG_TSI_ACTIVATE, 5000, 2, 0), 0), 0);
+    ck_assert_int_eq(req(hv2, mig_msg(SNCP_MSG_TSI_DEASSOCIATE, 0, 2, 0), 0), 0);
+    ck_assert_str_eq(ops, "act swp2 100 5000 2 0;deassoc swp2 100 5000 2 0;act swp1 100 5000 2 0;");
+    ck_assert_str_eq(tsi_state_of("hv1", 2), "activated");
+    ck_assert_uint_eq(cnt().tsis_migrating, 0);
+    /* the same when the destination's hold timer removes it */
+    ck_assert_int_eq(req(hv2, mig_msg(SNCP_MSG_TSI_ACTIVATE, 5000, 2, 0), 0), 0);
+    nnve_state_hv_down(st, hv2, 0);
+    ops[0] = '\0';
+    nnve_state_tick(st, 30000);
+    ck_assert_ptr_nonnull(strstr(ops, "act swp1 100 5000 2 0;"));
+    ck_assert_str_eq(tsi_state_of("hv1", 2), "activated");
+}
+END_TEST
+
 START_TEST(test_port_move)
 {
     ck_assert_int_eq(req(hv1, msg(SNCP_MSG_VN_CONNECT, 5000, 0), 0), 0);
@@ -1538,6 +1629,7 @@ int main(void)
     tcase_add_test(tc, test_operator);
     tcase_add_test(tc, test_implicit_release);
     tcase_add_test(tc, test_guard_order);
+    tcase_add_test(tc, test_migration_rules);
     tcase_add_test(tc, test_port_move);
     tcase_add_test(tc, test_reconfigure);
     tcase_add_test(tc, test_addr_check);
