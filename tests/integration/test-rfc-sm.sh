@@ -1,0 +1,87 @@
+#!/bin/bash
+# RFC 8394 state machines through the real daemon (PROTOCOL.md §9.2, §9.3): an implicit VN
+# connection ends with its last TSI (the VN leaves the port), an explicit one stays; the
+# guards run in the order §9.3 gives and a repeated address counts once; a migration
+# source leaving before the destination activated hands the TSI over first.
+source "$(dirname "$0")/nnve-lib.bash"
+write_conf "max_addrs_per_tsi = 2"
+start_daemon
+
+# --- implicit connection released with its last TSI; explicit one kept ---
+out=$(client hv1 <<EOF
+hello node=hv1 epoch=1
+associate tsi=$(tsi 01) vn=5000 addr=192.0.2.1 addr=192.0.2.2 addr=192.0.2.3
+associate tsi=$(tsi 01) vn=5000 flags=implicit addr=192.0.2.1 addr=192.0.2.2 addr=192.0.2.3
+activate tsi=$(tsi 01) vn=5000 flags=implicit addr=192.0.2.1 addr=192.0.2.1 addr=192.0.2.2
+activate tsi=$(tsi 02) vn=5000 flags=implicit
+connect vn=5001
+activate tsi=$(tsi 03) vn=5001
+deassociate tsi=$(tsi 01)
+deassociate tsi=$(tsi 03)
+EOF
+)
+echo "$out"
+s() { status_of "$out" "$@"; }
+[ "$(s TSI_ASSOCIATE 1)" = no-such-vn ] || fail "VN check before the address limit"
+[ "$(s TSI_ASSOCIATE 2)" = resource-limit ] || fail "address limit with implicit connect"
+[ "$(s TSI_ACTIVATE 1)" = success ] || fail "repeated address counted once"
+[ "$(ctl show tsis | jq -r --arg t "$(tsi 01)" '.[] | select(.tsi==$t) | .addresses | length')" = "" ] ||
+    fail "tsi 01 should be gone"
+vns=$(ctl show vns)
+echo "$vns" | jq -c '.[]'
+[ "$(echo "$vns" | jq -r '.[] | select(.vn_id==5000) | "\(.state) \(.hypervisors | length)"')" = "connected 1" ] ||
+    fail "5000 still used by tsi 02: $vns"
+[ "$(echo "$vns" | jq -r '.[] | select(.vn_id==5001) | "\(.state) \(.hypervisors | length)"')" = "connected 1" ] ||
+    fail "explicit 5001 kept without TSIs: $vns"
+grep -q "remove-vn port=swp1 tag=100" "$T/journal" && fail "5000 left the port too early"
+out=$(client hv1 <<EOF
+hello node=hv1 epoch=2
+deassociate tsi=$(tsi 02)
+EOF
+)
+[ "$(status_of "$out" TSI_DEASSOCIATE)" = success ] || fail "deassociate tsi 02"
+vns=$(ctl show vns)
+[ "$(echo "$vns" | jq -r '.[] | select(.vn_id==5000) | "\(.state) \(.hypervisors | length)"')" = "hold-down 0" ] ||
+    fail "implicit 5000 released with its last TSI: $vns"
+grep -q "remove-vn port=swp1 tag=100 vn=5000" "$T/journal" || fail "journal: 5000 off swp1"
+ok "implicit VN connection released with its last TSI, explicit kept"
+
+# --- migration: the source leaves before the destination activated ---
+out=$(client hv1 <<EOF
+hello node=hv1 epoch=3
+connect vn=5002
+activate tsi=$(tsi 04) vn=5002
+EOF
+)
+[ "$(status_of "$out" TSI_ACTIVATE)" = success ] || fail "source activate"
+out=$(client hv2 <<EOF
+hello node=hv2 epoch=1
+connect vn=5002
+associate tsi=$(tsi 04) vn=5002 flags=migration
+EOF
+)
+[ "$(status_of "$out" TSI_ASSOCIATE)" = success ] || fail "destination associate"
+out=$(client hv1 <<EOF
+hello node=hv1 epoch=4
+deassociate tsi=$(tsi 04) flags=migration,source
+EOF
+)
+[ "$(status_of "$out" TSI_DEASSOCIATE)" = success ] || fail "source de-associate"
+m=$(ctl show tsis | jq -c --arg t "$(tsi 04)" '[.[] | select(.tsi==$t)]')
+[ "$(echo "$m" | jq -r '.[0].hypervisor, .[0].state, .[0].migrating, length' | tr '\n' ' ')" = \
+  "hv2 activated false 1 " ] || fail "destination handed over: $m"
+act=$(grep -n "^activate-tsi port=swp2 .*tsi=$(tsi 04)" "$T/journal" | head -1 | cut -d: -f1)
+gone=$(grep -n "^deassociate-tsi port=swp1 .*tsi=$(tsi 04)" "$T/journal" | head -1 | cut -d: -f1)
+[ -n "$act" ] && [ -n "$gone" ] && [ "$act" -lt "$gone" ] ||
+    fail "journal: destination activated (line ${act:-none}) before the source left (line ${gone:-none})"
+out=$(client hv2 <<EOF
+hello node=hv2 epoch=2
+activate tsi=$(tsi 04) vn=5002 flags=migration
+EOF
+)
+[ "$(echo "$out" | jq -r 'select(.request=="TSI_ACTIVATE") | "\(.status) \(.tsi_state)"')" = "success activated" ] ||
+    fail "late destination activate"
+ok "migration handover before the source leaves"
+
+stop_daemon
+ok "clean shutdown"
