@@ -366,6 +366,8 @@ static void on_tick(uv_timer_t *t)
 
 /* ---- HELLO ------------------------------------------------------------------------ */
 
+static void hello_moved_notify(struct nnve_server *srv, struct nnve_hv *hv);
+
 static void hello(struct session *s, const struct sncp_msg *req)
 {
     struct nnve_server *srv = s->srv;
@@ -477,6 +479,7 @@ static void hello(struct session *s, const struct sncp_msg *req)
               "established hypervisor=%s peer=%s node_id=%s port=%s epoch=%" PRIu64 " tsis=%u",
               s->identity, s->peer, s->node_id, s->port, s->epoch, nnve_state_hv_tsis(hv));
     queue(s, req, 0, NULL, 1, 0);
+    hello_moved_notify(srv, hv);
 }
 
 /* ---- connection callbacks ---------------------------------------------------------- */
@@ -746,6 +749,24 @@ static void op_result(struct nnve_server *srv, struct snv_ctl_req *req, struct o
     }
     op->next = srv->ops;
     srv->ops = op;
+}
+
+/* A HELLO that moved the hypervisor to a port in another significance domain: each VN
+ * connection the move ended is an nNVE VN_DISCONNECT to it (PROTOCOL.md §6.9); the answers
+ * are logged like those of a reload's withdrawals. */
+static void hello_moved_notify(struct nnve_server *srv, struct nnve_hv *hv)
+{
+    struct op *op = op_new(srv, NULL);
+    if (!op) {
+        nnve_state_hv_moved_notify(srv->state, hv, NULL, NULL);
+        return;
+    }
+    struct op_ctx oc = {srv, op};
+    unsigned n = nnve_state_hv_moved_notify(srv->state, hv, op_notify, &oc);
+    if (n)
+        SNV_INFO("policy", "port moved to another domain: withdrew vn_connections=%u notified=%u",
+                 n, op->waiting);
+    op_result(srv, NULL, op, 0, "");
 }
 
 void nnve_server_op_vn_disconnect(struct nnve_server *srv, struct snv_ctl_req *req,

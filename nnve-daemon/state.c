@@ -101,6 +101,8 @@ struct nnve_hv {
     uint8_t syncing;
     void *session;
     const struct nnve_hv_cfg *hc; /* its [hypervisor] section in st->cfg, or NULL */
+    struct nnve_vn *moved;        /* VNs removed by a move to another domain, to notify */
+    unsigned n_moved;
 };
 
 enum { FAIL_BACKEND = 1, FAIL_STORE = 2 };
@@ -1017,6 +1019,7 @@ static void hv_free(struct nnve_state *st, struct nnve_hv *hv)
     hv->port->n_hvs--;
     port_maybe_free(st, hv->port);
     st->c.hypervisors--;
+    free(hv->moved);
     free(hv->identity);
     free(hv);
 }
@@ -1045,6 +1048,17 @@ static int hv_move(struct nnve_state *st, struct nnve_hv *hv, struct nnve_port *
     snv_audit("hypervisor", "port changed hypervisor=%s old_port=%s port=%s", hv->identity,
               op->name, np->name);
     if (op->domain != np->domain) {
+        /* The tags belong to the old domain: the connections end here, and the agent is
+         * told (nnve_state_hv_moved_notify) so that it connects again in the new one. */
+        free(hv->moved);
+        hv->n_moved = 0;
+        hv->moved = hv->n_vnconns ? calloc(hv->n_vnconns, sizeof *hv->moved) : NULL;
+        for (struct nnve_vnconn *vc = hv->vnconns; vc && hv->moved; vc = vc->next)
+            hv->moved[hv->n_moved++] = vc->vap->vn;
+        SNV_WARN("state",
+                 "port moved to another domain: VN connections withdrawn hypervisor=%s "
+                 "old_domain=%s domain=%s vns=%u tsis=%u",
+                 hv->identity, op->domain->name, np->domain->name, hv->n_vnconns, hv->n_tsis);
         hv_purge(st, hv, now, "port-moved-domain");
     } else {
         for (struct nnve_tsi *t = hv->tsis; t; t = t->next)
@@ -1759,6 +1773,22 @@ int nnve_state_enforce(struct nnve_state *st, uint64_t now, nnve_state_notify_fn
     return (int)n;
 }
 
+unsigned nnve_state_hv_moved_notify(struct nnve_state *st, struct nnve_hv *hv,
+                                    nnve_state_notify_fn *notify, void *aux)
+{
+    (void)st;
+    unsigned n = hv->n_moved;
+    for (unsigned i = 0; i < n && hv->session && notify; i++) {
+        struct sncp_msg msg;
+        vn_disconnect_msg(&msg, &hv->moved[i]);
+        notify(aux, hv, &msg);
+    }
+    free(hv->moved);
+    hv->moved = NULL;
+    hv->n_moved = 0;
+    return n;
+}
+
 int nnve_state_op_vn_disconnect(struct nnve_state *st, const char *identity, const char *vn_s,
                                 uint64_t now, nnve_state_notify_fn *notify, void *aux)
 {
@@ -2363,6 +2393,7 @@ static void objects_free(struct nnve_state *st)
             next = vc->next;
             free(vc);
         }
+        free(hv->moved);
         free(hv->identity);
         free(hv);
     }

@@ -1007,9 +1007,30 @@ START_TEST(test_port_move)
     ck_assert_int_eq(count_ops("remove-vn swp1 100 5000"), 1);
     ck_assert_int_eq(count_ops("act swp2 100 5000 1"), 1);
     ck_assert_uint_eq(nnve_state_hv_tsis(hv1), 1);
-    /* another domain: state dropped (the agent's SYNC re-creates it) */
+    /* another domain (§6.9): the tags do not move; the VN connections end, and once the
+     * session is bound the agent is sent VN_DISCONNECT for each, then connects again and
+     * gets the new domain's tag */
+    ck_assert_int_eq(req(hv1, msg(SNCP_MSG_VN_CONNECT, 5001, 0), 0), 0);
+    nnve_state_hv_down(st, hv1, 10);
+    ops[0] = '\0';
+    n_sent = 0;
     ck_assert_int_eq(nnve_state_hv_up(st, "hv1", "swp3", 20, &hv1), 0);
     ck_assert_uint_eq(nnve_state_hv_tsis(hv1), 0);
+    ck_assert_uint_eq(nnve_state_hv_vns(hv1), 0);
+    ck_assert_int_eq(count_ops("remove-vn swp2 100 5000"), 1);
+    ck_assert_int_eq(count_ops("deassoc swp2 100 5000 1"), 1);
+    nnve_state_hv_set_session(hv1, &sess);
+    ck_assert_uint_eq(nnve_state_hv_moved_notify(st, hv1, notify, NULL), 2);
+    ck_assert_int_eq(n_sent, 2);
+    ck_assert_int_eq(sent[0].type, SNCP_MSG_VN_DISCONNECT);
+    ck_assert_ptr_eq(sent_to[0], hv1);
+    ck_assert_uint_eq(sent[0].vn_id + sent[1].vn_id, 5000 + 5001);
+    ck_assert_uint_eq(nnve_state_hv_moved_notify(st, hv1, notify, NULL), 0); /* once */
+    ck_assert_int_eq(req(hv1, msg(SNCP_MSG_VN_CONNECT, 5000, 0), 0), 0);
+    ck_assert_uint_eq(res.tags[0].vid, 200);
+    /* a move back that nobody is told about (no session yet) frees its list */
+    nnve_state_hv_down(st, hv1, 30);
+    ck_assert_int_eq(nnve_state_hv_up(st, "hv1", "swp1", 40, &hv1), 0);
     /* a port in no domain is refused */
     struct nnve_hv *x;
     ck_assert_int_eq(nnve_state_hv_up(st, "hv9", "swp99", 0, &x), SNCP_E_NOT_AUTHORIZED);
