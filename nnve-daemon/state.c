@@ -1466,6 +1466,30 @@ static void tsi_deactivate(struct nnve_state *st, struct nnve_tsi *t)
     twin_redeclare(st, t);
 }
 
+static int addr_index(const struct sncp_addr *a, unsigned n, const struct sncp_addr *x);
+
+/* Req-8/Req-9 for some addresses (TSI_DEACTIVATE with ADDRESS, §6.7): the listed addresses
+ * leave t's set, and with them their FDB, neighbour and anti-spoofing entries (the backend's
+ * update removes only what the new set lacks); t's state does not change.  Addresses t does
+ * not hold are ignored.  Returns 0 or -ENOMEM (unchanged). */
+static int tsi_withdraw_addrs(struct nnve_state *st, struct nnve_tsi *t,
+                              const struct sncp_addr *addrs, unsigned n, const char *why)
+{
+    struct sncp_addr keep[SNCP_MAX_ADDRS];
+    unsigned nk = 0;
+    for (unsigned i = 0; i < t->n_addrs; i++)
+        if (addr_index(addrs, n, &t->addrs[i]) < 0)
+            keep[nk++] = t->addrs[i];
+    if (nk == t->n_addrs)
+        return 0;
+    if (tsi_addrs_set(st, t, keep, nk))
+        return -ENOMEM;
+    be_tsi(st, BE_UPDATE, t);
+    tsi_log(t, "addresses-withdrawn", why);
+    tsi_persist(st, t);
+    return 0;
+}
+
 static int req_tsi_deactivate(struct nnve_state *st, struct nnve_hv *hv, const struct sncp_msg *req,
                               struct nnve_result *res)
 {
@@ -1473,7 +1497,10 @@ static int req_tsi_deactivate(struct nnve_state *st, struct nnve_hv *hv, const s
     int r = tsi_lookup_req(st, hv, req, 0, res, &t);
     if (r)
         return r;
-    if (t->state == SNCP_TSI_ACTIVATED) {
+    if (req->n_addrs) {
+        if (tsi_withdraw_addrs(st, t, req->addrs, req->n_addrs, NULL))
+            return -ENOMEM;
+    } else if (t->state == SNCP_TSI_ACTIVATED) {
         migration_handover(st, t, req);
         tsi_deactivate(st, t);
         tsi_log(t, "deactivated", NULL);
@@ -1855,16 +1882,7 @@ int nnve_state_op_tsi(struct nnve_state *st, enum sncp_msg_type type, const char
             if (!has_session) /* its last implicit VN connection may have ended */
                 hv_maybe_free(st, hv);
         } else if (n_addr_s > 0) {
-            struct sncp_addr keep[SNCP_MAX_ADDRS];
-            unsigned nk = 0;
-            for (unsigned i = 0; i < t->n_addrs; i++)
-                if (addr_index(addrs, (unsigned)n_addr_s, &t->addrs[i]) < 0)
-                    keep[nk++] = t->addrs[i];
-            if (nk != t->n_addrs && !tsi_addrs_set(st, t, keep, nk)) {
-                be_tsi(st, BE_UPDATE, t);
-                tsi_log(t, "addresses-withdrawn", "operator");
-                tsi_persist(st, t);
-            }
+            tsi_withdraw_addrs(st, t, addrs, (unsigned)n_addr_s, "operator");
             memcpy(msg.addrs, addrs, (size_t)n_addr_s * sizeof *addrs);
             msg.n_addrs = (uint8_t)n_addr_s;
         } else if (t->state == SNCP_TSI_ACTIVATED) {

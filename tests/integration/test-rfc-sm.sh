@@ -2,7 +2,8 @@
 # RFC 8394 state machines through the real daemon (PROTOCOL.md §9.2, §9.3): an implicit VN
 # connection ends with its last TSI (the VN leaves the port), an explicit one stays; the
 # guards run in the order §9.3 gives and a repeated address counts once; a migration
-# source leaving before the destination activated hands the TSI over first.
+# source leaving before the destination activated hands the TSI over first; TSI_DEACTIVATE
+# with ADDRESS withdraws only those addresses.
 source "$(dirname "$0")/nnve-lib.bash"
 write_conf "max_addrs_per_tsi = 2"
 start_daemon
@@ -82,6 +83,22 @@ EOF
 [ "$(echo "$out" | jq -r 'select(.request=="TSI_ACTIVATE") | "\(.status) \(.tsi_state)"')" = "success activated" ] ||
     fail "late destination activate"
 ok "migration handover before the source leaves"
+
+# --- Req-8 for some addresses: TSI_DEACTIVATE with ADDRESS (§6.7) ---
+out=$(client hv1 <<EOF
+hello node=hv1 epoch=5
+activate tsi=$(tsi 06) vn=5001 addr=192.0.2.61 addr=192.0.2.62@52:54:00:00:00:06
+deactivate tsi=$(tsi 06) addr=192.0.2.61
+EOF
+)
+echo "$out"
+[ "$(echo "$out" | jq -r 'select(.request=="TSI_DEACTIVATE") | "\(.status) \(.tsi_state)"')" = "success activated" ] ||
+    fail "partial deactivate keeps the state"
+[ "$(ctl show tsis | jq -r --arg t "$(tsi 06)" '.[] | select(.tsi==$t) | "\(.state) \(.addresses | join(","))"')" = \
+  "activated 192.0.2.62@52:54:00:00:00:06" ] || fail "only the listed address withdrawn"
+tail -n 1 "$T/journal" | grep -q "^update-tsi port=swp1 tag=.* tsi=$(tsi 06) addrs=192.0.2.62@52:54:00:00:00:06$" ||
+    fail "journal: the dataplane keeps the other address: $(tail -n 1 "$T/journal")"
+ok "TSI_DEACTIVATE with ADDRESS withdraws only those addresses"
 
 stop_daemon
 ok "clean shutdown"

@@ -994,6 +994,50 @@ START_TEST(test_migration_rules)
 }
 END_TEST
 
+/* Req-8 for some addresses (§6.7): TSI_DEACTIVATE with ADDRESS withdraws only those
+ * addresses (their entries go, the set shrinks, the address is free again), the state
+ * stays. */
+START_TEST(test_deactivate_addresses)
+{
+    ck_assert_int_eq(req(hv1, msg(SNCP_MSG_VN_CONNECT, 5000, 0), 0), 0);
+    struct sncp_msg *mm = msg(SNCP_MSG_TSI_ACTIVATE, 5000, 1);
+    add_addr(mm, 1);
+    add_addr(mm, 2);
+    add_addr(mm, 3);
+    ck_assert_int_eq(req(hv1, mm, 0), 0);
+    ops[0] = '\0';
+    mm = msg(SNCP_MSG_TSI_DEACTIVATE, 0, 1);
+    add_addr(mm, 2);
+    add_addr(mm, 9); /* not held: ignored */
+    ck_assert_int_eq(req(hv1, mm, 0), 0);
+    ck_assert_int_eq(res.tsi_state, SNCP_TSI_ACTIVATED);
+    ck_assert_str_eq(tsi_state_of("hv1", 1), "activated");
+    ck_assert_uint_eq(tsi_addr_count("hv1"), 2);
+    ck_assert_str_eq(ops, "update swp1 100 5000 1 2;");
+    ck_assert_uint_eq(cnt().tsis_activated, 1);
+    /* repeated: nothing left to withdraw, nothing changes */
+    ops[0] = '\0';
+    mm = msg(SNCP_MSG_TSI_DEACTIVATE, 0, 1);
+    add_addr(mm, 2);
+    ck_assert_int_eq(req(hv1, mm, 0), 0);
+    ck_assert_str_eq(ops, "");
+    /* the withdrawn address is free for another TSI of the VN */
+    mm = msg(SNCP_MSG_TSI_ASSOCIATE, 5000, 2);
+    add_addr(mm, 2);
+    ck_assert_int_eq(req(hv1, mm, 0), 0);
+    /* in Associated the same (no forwarding entries to remove, the set shrinks) */
+    mm = msg(SNCP_MSG_TSI_DEACTIVATE, 0, 2);
+    add_addr(mm, 2);
+    ck_assert_int_eq(req(hv1, mm, 0), 0);
+    ck_assert_int_eq(res.tsi_state, SNCP_TSI_ASSOCIATED);
+    ck_assert_uint_eq(tsi_addr_count("hv1"), 2);
+    /* without ADDRESS the whole TSI deactivates */
+    ck_assert_int_eq(req(hv1, msg(SNCP_MSG_TSI_DEACTIVATE, 0, 1), 0), 0);
+    ck_assert_int_eq(res.tsi_state, SNCP_TSI_ASSOCIATED);
+    ck_assert_uint_eq(cnt().tsis_activated, 0);
+}
+END_TEST
+
 START_TEST(test_port_move)
 {
     ck_assert_int_eq(req(hv1, msg(SNCP_MSG_VN_CONNECT, 5000, 0), 0), 0);
@@ -1651,6 +1695,7 @@ int main(void)
     tcase_add_test(tc, test_implicit_release);
     tcase_add_test(tc, test_guard_order);
     tcase_add_test(tc, test_migration_rules);
+    tcase_add_test(tc, test_deactivate_addresses);
     tcase_add_test(tc, test_port_move);
     tcase_add_test(tc, test_reconfigure);
     tcase_add_test(tc, test_addr_check);
