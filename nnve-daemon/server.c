@@ -803,6 +803,30 @@ void nnve_server_op_tsi(struct nnve_server *srv, struct snv_ctl_req *req, enum s
     op_result(srv, req, op, r, "TSI (or TSI/address text)");
 }
 
+void nnve_server_op_tsi_update(struct nnve_server *srv, struct snv_ctl_req *req, const char *tsi,
+                               const char *op_s, const char *const *addrs, int n_addrs)
+{
+    struct op *op = op_new(srv, req);
+    if (!op) {
+        snv_ctl_reply_error(req, SNV_CTL_FAILED, "out of memory");
+        return;
+    }
+    struct op_ctx oc = {srv, op};
+    const char *reason = NULL;
+    int r =
+        nnve_state_op_tsi_update(srv->state, tsi, op_s, addrs, n_addrs, op_notify, &oc, &reason);
+    if (r >= 0)
+        snv_audit("operator", "tsi update tsi=%s op=%s addrs=%d notified=%d", tsi, op_s, n_addrs,
+                  r);
+    if (reason && r < 0) { /* refused by policy: nothing changed */
+        snv_ctl_reply_error(req, SNV_CTL_FAILED, "%s: %s", sncp_strerror(r), reason);
+        json_decref(op->answers);
+        free(op);
+        return;
+    }
+    op_result(srv, req, op, r, "TSI, update operation or address");
+}
+
 /* ---- views ------------------------------------------------------------------------ */
 
 /* A JSON string for text that should be UTF-8.  Identities (sncp-tls) and the names a peer

@@ -1536,6 +1536,65 @@ static int addr_index(const struct sncp_addr *a, unsigned n, const struct sncp_a
     return -1;
 }
 
+/* The address set that TSI_UPDATE `op` with addrs[0..n) makes of t's, in next[] (room for
+ * 2 * SNCP_MAX_ADDRS), checked against t's hypervisor's limit and the addresses other TSIs
+ * hold.  Changes nothing.  Returns 0 and *n_next, or SNCP_E_INVALID_VALUE (unknown op, or
+ * an address no host may use), SNCP_E_RESOURCE_LIMIT or SNCP_E_CONFLICT, with res filled
+ * (logged). */
+static int update_check(struct nnve_state *st, const struct nnve_tsi *t, uint8_t op,
+                        const struct sncp_addr *addrs, unsigned n, struct sncp_addr *next,
+                        unsigned *n_next, struct nnve_result *res)
+{
+    unsigned k = 0;
+    switch (op) {
+    case SNCP_UPDATE_ADD:
+        if (t->n_addrs) /* t->addrs is NULL without addresses */
+            memcpy(next, t->addrs, t->n_addrs * sizeof *next);
+        k = t->n_addrs;
+        for (unsigned i = 0; i < n; i++)
+            if (addr_index(next, k, &addrs[i]) < 0)
+                next[k++] = addrs[i];
+        break;
+    case SNCP_UPDATE_REMOVE:
+        for (unsigned i = 0; i < t->n_addrs; i++)
+            if (addr_index(addrs, n, &t->addrs[i]) < 0)
+                next[k++] = t->addrs[i];
+        break;
+    case SNCP_UPDATE_REPLACE:
+        k = addrs_unique(addrs, n, next);
+        break;
+    default:
+        res->error_tlv = SNCP_TLV_UPDATE_OP;
+        res->reason = "unknown UPDATE_OP";
+        return SNCP_E_INVALID_VALUE;
+    }
+    unsigned max_addrs = hv_limits(st, t->hv).addrs_per_tsi;
+    if (k > max_addrs || k > SNCP_MAX_ADDRS) {
+        res->error_tlv = SNCP_TLV_ADDRESS;
+        return limit_refuse(st, t->hv, "max_addrs_per_tsi", max_addrs,
+                            "too many addresses for one TSI", res);
+    }
+    int r = op == SNCP_UPDATE_REMOVE
+                ? 0
+                : addrs_claim_check(st, t->hv, t->vc->vap, &t->vc->vap->vn, &t->id, addrs, n, res);
+    *n_next = k;
+    return r;
+}
+
+/* Makes next[0..n) t's address set; the dataplane follows.  Returns 0 or -ENOMEM. */
+static int update_apply(struct nnve_state *st, struct nnve_tsi *t, const struct sncp_addr *next,
+                        unsigned n, const char *why)
+{
+    if (addrs_equal(t, next, n))
+        return 0;
+    if (tsi_addrs_set(st, t, next, n))
+        return -ENOMEM;
+    be_tsi(st, BE_UPDATE, t);
+    tsi_log(t, "addresses-updated", why);
+    tsi_persist(st, t);
+    return 0;
+}
+
 static int req_tsi_update(struct nnve_state *st, struct nnve_hv *hv, const struct sncp_msg *req,
                           struct nnve_result *res)
 {
@@ -1548,46 +1607,10 @@ static int req_tsi_update(struct nnve_state *st, struct nnve_hv *hv, const struc
         return SNCP_E_MISSING_TLV;
     }
     struct sncp_addr next[SNCP_MAX_ADDRS * 2];
-    unsigned n = 0;
-    switch (req->update_op) {
-    case SNCP_UPDATE_ADD:
-        if (t->n_addrs) /* t->addrs is NULL without addresses */
-            memcpy(next, t->addrs, t->n_addrs * sizeof *next);
-        n = t->n_addrs;
-        for (unsigned i = 0; i < req->n_addrs; i++)
-            if (addr_index(next, n, &req->addrs[i]) < 0)
-                next[n++] = req->addrs[i];
-        break;
-    case SNCP_UPDATE_REMOVE:
-        for (unsigned i = 0; i < t->n_addrs; i++)
-            if (addr_index(req->addrs, req->n_addrs, &t->addrs[i]) < 0)
-                next[n++] = t->addrs[i];
-        break;
-    case SNCP_UPDATE_REPLACE:
-        n = addrs_unique(req->addrs, req->n_addrs, next);
-        break;
-    default:
-        res->error_tlv = SNCP_TLV_UPDATE_OP;
-        res->reason = "unknown UPDATE_OP";
-        return SNCP_E_INVALID_VALUE;
-    }
-    unsigned max_addrs = hv_limits(st, hv).addrs_per_tsi;
-    if (n > max_addrs || n > SNCP_MAX_ADDRS) {
-        res->error_tlv = SNCP_TLV_ADDRESS;
-        return limit_refuse(st, hv, "max_addrs_per_tsi", max_addrs,
-                            "too many addresses for one TSI", res);
-    }
-    if (req->update_op != SNCP_UPDATE_REMOVE &&
-        (r = addrs_claim_check(st, hv, t->vc->vap, &t->vc->vap->vn, &t->id, req->addrs,
-                               req->n_addrs, res)))
+    unsigned n;
+    r = update_check(st, t, req->update_op, req->addrs, req->n_addrs, next, &n, res);
+    if (r || (r = update_apply(st, t, next, n, NULL)))
         return r;
-    if (!addrs_equal(t, next, n)) {
-        if (tsi_addrs_set(st, t, next, n))
-            return -ENOMEM;
-        be_tsi(st, BE_UPDATE, t);
-        tsi_log(t, "addresses-updated", NULL);
-        tsi_persist(st, t);
-    }
     result_vn(res, t->vc->vap);
     res->has_tsi_state = 1;
     res->tsi_state = t->state;
@@ -1846,28 +1869,90 @@ int nnve_state_op_vn_disconnect(struct nnve_state *st, const char *identity, con
     return 1;
 }
 
+/* An operator command's TSI and addresses, as text, and the instances of that TSI (at most
+ * `cap`).  Returns the number of instances (> 0), SNCP_E_INVALID_VALUE or -ENOENT. */
+static int op_tsi_parse(struct nnve_state *st, const char *tsi_s, const char *const *addr_s,
+                        int n_addr_s, struct sncp_tsi_id *id, struct sncp_addr *addrs,
+                        struct nnve_tsi **found, unsigned cap)
+{
+    if (sncp_tsi_id_parse(tsi_s, id) || n_addr_s > SNCP_MAX_ADDRS)
+        return SNCP_E_INVALID_VALUE;
+    for (int i = 0; i < n_addr_s; i++)
+        if (sncp_addr_parse(addr_s[i], &addrs[i]))
+            return SNCP_E_INVALID_VALUE;
+    unsigned n_found = 0;
+    struct nnve_hmap_iter it;
+    for (struct nnve_tsi *t = nnve_hmap_first(&st->tsis, tsi_hash(id), &it); t;
+         t = nnve_hmap_next(&st->tsis, &it))
+        if (tsi_id_eq(&t->id, id) && n_found < cap)
+            found[n_found++] = t;
+    return n_found ? (int)n_found : -ENOENT;
+}
+
+int nnve_state_op_tsi_update(struct nnve_state *st, const char *tsi_s, const char *op_s,
+                             const char *const *addr_s, int n_addr_s, nnve_state_notify_fn *notify,
+                             void *aux, const char **reason)
+{
+    static const char *const ops[] = {[SNCP_UPDATE_ADD] = "add",
+                                      [SNCP_UPDATE_REMOVE] = "remove",
+                                      [SNCP_UPDATE_REPLACE] = "replace"};
+    uint8_t op = 0;
+    for (uint8_t i = 1; i < sizeof ops / sizeof ops[0]; i++)
+        if (ops[i] && !strcmp(op_s, ops[i]))
+            op = i;
+    struct sncp_tsi_id id;
+    struct sncp_addr addrs[SNCP_MAX_ADDRS];
+    struct nnve_tsi *found[8];
+    int n_found =
+        op ? op_tsi_parse(st, tsi_s, addr_s, n_addr_s, &id, addrs, found, 8) : SNCP_E_INVALID_VALUE;
+    if (n_found < 0)
+        return n_found;
+    /* every instance is checked before any changes: a refused update changes nothing */
+    struct sncp_addr next[8][SNCP_MAX_ADDRS * 2];
+    unsigned n_next[8];
+    for (int k = 0; k < n_found; k++) {
+        struct nnve_result res = {0};
+        int r =
+            update_check(st, found[k], op, addrs, (unsigned)n_addr_s, next[k], &n_next[k], &res);
+        if (r) {
+            *reason = res.reason;
+            return r;
+        }
+    }
+    int n_notified = 0;
+    for (int k = 0; k < n_found; k++) {
+        struct nnve_tsi *t = found[k];
+        if (update_apply(st, t, next[k], n_next[k], "operator"))
+            return -ENOMEM;
+        if (!t->hv->session) /* a held hypervisor learns it when it resynchronises */
+            continue;
+        struct sncp_msg msg;
+        sncp_msg_init(&msg, SNCP_MSG_TSI_UPDATE, 0);
+        msg.tsi = id;
+        sncp_msg_set(&msg, SNCP_TLV_TSI_ID);
+        msg.update_op = op;
+        sncp_msg_set(&msg, SNCP_TLV_UPDATE_OP);
+        memcpy(msg.addrs, addrs, (size_t)n_addr_s * sizeof *addrs);
+        msg.n_addrs = (uint8_t)n_addr_s;
+        notify(aux, t->hv, &msg);
+        n_notified++;
+    }
+    return n_notified;
+}
+
 int nnve_state_op_tsi(struct nnve_state *st, enum sncp_msg_type type, const char *tsi_s,
                       const char *const *addr_s, int n_addr_s, uint64_t now,
                       nnve_state_notify_fn *notify, void *aux)
 {
     struct sncp_tsi_id id;
     struct sncp_addr addrs[SNCP_MAX_ADDRS];
-    if (sncp_tsi_id_parse(tsi_s, &id) || n_addr_s > SNCP_MAX_ADDRS)
-        return SNCP_E_INVALID_VALUE;
+    struct nnve_tsi *found[8];
     if (type == SNCP_MSG_TSI_DEASSOCIATE && n_addr_s > 0)
         return SNCP_E_INVALID_VALUE;
-    for (int i = 0; i < n_addr_s; i++)
-        if (sncp_addr_parse(addr_s[i], &addrs[i]))
-            return SNCP_E_INVALID_VALUE;
-    struct nnve_tsi *found[8];
-    unsigned n_found = 0;
-    struct nnve_hmap_iter it;
-    for (struct nnve_tsi *t = nnve_hmap_first(&st->tsis, tsi_hash(&id), &it); t;
-         t = nnve_hmap_next(&st->tsis, &it))
-        if (tsi_id_eq(&t->id, &id) && n_found < 8)
-            found[n_found++] = t;
-    if (!n_found)
-        return -ENOENT;
+    int r = op_tsi_parse(st, tsi_s, addr_s, n_addr_s, &id, addrs, found, 8);
+    if (r < 0)
+        return r;
+    unsigned n_found = (unsigned)r;
     int n_notified = 0;
     for (unsigned k = 0; k < n_found; k++) {
         struct nnve_tsi *t = found[k];

@@ -135,6 +135,15 @@ int nnve_state_op_vn_disconnect(struct nnve_state *st, const char *identity, con
 int nnve_state_op_tsi(struct nnve_state *st, enum sncp_msg_type type, const char *tsi,
                       const char *const *addrs, int n_addrs, uint64_t now,
                       nnve_state_notify_fn *notify, void *aux);
+/* Operator address change (PROTOCOL.md §9.3 row 24): TSI_UPDATE `op` ("add", "remove",
+ * "replace") with addrs on every instance of `tsi`, checked like a TSI_UPDATE from the tNVE
+ * (the hypervisor's address limit, addresses held by other TSIs) before anything changes;
+ * then notify() gets the TSI_UPDATE for each instance whose hypervisor has a session.
+ * Returns the number of notifications (>= 0), -ENOENT, SNCP_E_INVALID_VALUE (bad text or
+ * address), SNCP_E_RESOURCE_LIMIT or SNCP_E_CONFLICT (with *reason; nothing changed). */
+int nnve_state_op_tsi_update(struct nnve_state *st, const char *tsi, const char *op,
+                             const char *const *addrs, int n_addrs, nnve_state_notify_fn *notify,
+                             void *aux, const char **reason);
 
 /* Applies the configuration's grants to the state (after nnve_state_reconfigure, and at
  * start after the load): a hypervisor loses every VN connection (and its TSIs) whose VN it

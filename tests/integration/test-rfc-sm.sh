@@ -3,7 +3,7 @@
 # connection ends with its last TSI (the VN leaves the port), an explicit one stays; the
 # guards run in the order §9.3 gives and a repeated address counts once; a migration
 # source leaving before the destination activated hands the TSI over first; TSI_DEACTIVATE
-# with ADDRESS withdraws only those addresses.
+# with ADDRESS withdraws only those addresses; nnvectl tsi update sends TSI_UPDATE.
 source "$(dirname "$0")/nnve-lib.bash"
 write_conf "max_addrs_per_tsi = 2"
 start_daemon
@@ -99,6 +99,32 @@ echo "$out"
 tail -n 1 "$T/journal" | grep -q "^update-tsi port=swp1 tag=.* tsi=$(tsi 06) addrs=192.0.2.62@52:54:00:00:00:06$" ||
     fail "journal: the dataplane keeps the other address: $(tail -n 1 "$T/journal")"
 ok "TSI_DEACTIVATE with ADDRESS withdraws only those addresses"
+
+# --- nNVE-side address change (§9.3 row 24): nnvectl tsi update -> TSI_UPDATE ---
+cat >"$T/hv2.script" <<EOF
+hello node=hv2 epoch=3
+connect vn=5003
+activate tsi=$(tsi 07) vn=5003 addr=192.0.2.71
+wait-request 20000
+quit
+EOF
+bg_client hv2 "$T/hv2.out"
+wait_for "TSI 07 activated" 10 sh -c "'$BIN/nnvectl' -s '$T/ctl' --json show tsis | jq -e '[.[] | select(.state==\"activated\" and .hypervisor==\"hv2\" and (.addresses | length) == 1)] | length > 0'"
+t7() { ctl show tsis | jq -r --arg t "$(tsi 07)" '.[] | select(.tsi==$t) | .addresses | join(",")'; }
+rc=0; ctl tsi update "$(tsi 07)" add 192.0.2.72 192.0.2.73 >/dev/null 2>&1 || rc=$?
+[ $rc -eq 1 ] || fail "update beyond max_addrs_per_tsi: exit $rc"
+[ "$(t7)" = 192.0.2.71 ] || fail "refused update changed the TSI: $(t7)"
+rc=0; ctl tsi update "$(tsi 07)" frobnicate 192.0.2.72 >/dev/null 2>&1 || rc=$?
+[ $rc -eq 2 ] || fail "unknown operation: exit $rc"
+ctl tsi update "$(tsi 07)" replace 192.0.2.72 >/dev/null || fail "tsi update replace"
+[ "$(t7)" = 192.0.2.72 ] || fail "address replaced: $(t7)"
+tail -n 1 "$T/journal" | grep -q "^update-tsi port=swp2 .*tsi=$(tsi 07) addrs=192.0.2.72$" ||
+    fail "journal: dataplane follows: $(tail -n 1 "$T/journal")"
+wait_for "client done" 10 sh -c "! kill -0 ${CPIDS[0]} 2>/dev/null"
+req=$(jq -c 'select(.type=="REQUEST")' "$T/hv2.out")
+[ "$(echo "$req" | jq -r '"\(.request) \(.update_op) \(.addresses | join(","))"')" = "TSI_UPDATE replace 192.0.2.72" ] ||
+    fail "agent told: $req"
+ok "nnvectl tsi update: checked, applied, agent told (TSI_UPDATE)"
 
 stop_daemon
 ok "clean shutdown"

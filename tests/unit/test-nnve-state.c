@@ -1038,6 +1038,59 @@ START_TEST(test_deactivate_addresses)
 }
 END_TEST
 
+/* nNVE-side address change (§9.3 row 24): checked like a TSI_UPDATE from the tNVE before
+ * anything changes, applied to the dataplane, sent to the agent as TSI_UPDATE. */
+START_TEST(test_operator_update)
+{
+    n_sent = 0;
+    ck_assert_int_eq(req(hv1, msg(SNCP_MSG_VN_CONNECT, 5000, 0), 0), 0);
+    ck_assert_int_eq(req(hv2, msg(SNCP_MSG_VN_CONNECT, 5000, 0), 0), 0);
+    struct sncp_msg *mm = msg(SNCP_MSG_TSI_ACTIVATE, 5000, 1);
+    add_addr(mm, 1);
+    ck_assert_int_eq(req(hv1, mm, 0), 0);
+    mm = msg(SNCP_MSG_TSI_ACTIVATE, 5000, 2);
+    add_addr(mm, 2);
+    ck_assert_int_eq(req(hv2, mm, 0), 0);
+    char t1[SNCP_TSI_ID_STRLEN];
+    msg(0, 0, 1);
+    sncp_tsi_id_format(&m.tsi, t1, sizeof t1);
+    ops[0] = '\0';
+    const char *reason = NULL;
+    const char *held[] = {"192.0.2.2"}, *many[] = {"192.0.2.3", "192.0.2.4", "192.0.2.5"},
+               *one[] = {"192.0.2.3"};
+    ck_assert_int_eq(nnve_state_op_tsi_update(st, t1, "add", held, 1, notify, NULL, &reason),
+                     SNCP_E_CONFLICT);
+    ck_assert_ptr_nonnull(reason);
+    ck_assert_int_eq(nnve_state_op_tsi_update(st, t1, "add", many, 3, notify, NULL, &reason),
+                     SNCP_E_RESOURCE_LIMIT);
+    ck_assert_int_eq(nnve_state_op_tsi_update(st, t1, "swap", one, 1, notify, NULL, &reason),
+                     SNCP_E_INVALID_VALUE);
+    ck_assert_int_eq(nnve_state_op_tsi_update(st, "junk", "add", one, 1, notify, NULL, &reason),
+                     SNCP_E_INVALID_VALUE);
+    ck_assert_str_eq(ops, "");
+    ck_assert_int_eq(n_sent, 0);
+    ck_assert_int_eq(nnve_state_op_tsi_update(st, t1, "replace", one, 1, notify, NULL, &reason), 1);
+    ck_assert_str_eq(ops, "update swp1 100 5000 1 1;");
+    ck_assert_int_eq(sent[0].type, SNCP_MSG_TSI_UPDATE);
+    ck_assert_int_eq(sent[0].update_op, SNCP_UPDATE_REPLACE);
+    ck_assert_uint_eq(sent[0].n_addrs, 1);
+    ck_assert_ptr_eq(sent_to[0], hv1);
+    /* the old address is free, the new one held */
+    mm = msg(SNCP_MSG_TSI_UPDATE, 0, 2);
+    mm->update_op = SNCP_UPDATE_ADD;
+    sncp_msg_set(mm, SNCP_TLV_UPDATE_OP);
+    add_addr(mm, 1);
+    ck_assert_int_eq(req(hv2, mm, 0), 0);
+    add_addr(mm, 3);
+    ck_assert_int_eq(req(hv2, mm, 0), SNCP_E_CONFLICT);
+    /* a held hypervisor: changed, nobody told */
+    nnve_state_hv_down(st, hv1, 0);
+    ck_assert_int_eq(nnve_state_op_tsi_update(st, t1, "remove", one, 1, notify, NULL, &reason), 0);
+    ck_assert_uint_eq(tsi_addr_count("hv1"), 0);
+    ck_assert_int_eq(n_sent, 1);
+}
+END_TEST
+
 START_TEST(test_port_move)
 {
     ck_assert_int_eq(req(hv1, msg(SNCP_MSG_VN_CONNECT, 5000, 0), 0), 0);
@@ -1696,6 +1749,7 @@ int main(void)
     tcase_add_test(tc, test_guard_order);
     tcase_add_test(tc, test_migration_rules);
     tcase_add_test(tc, test_deactivate_addresses);
+    tcase_add_test(tc, test_operator_update);
     tcase_add_test(tc, test_port_move);
     tcase_add_test(tc, test_reconfigure);
     tcase_add_test(tc, test_addr_check);
