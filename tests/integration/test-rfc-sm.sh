@@ -3,7 +3,8 @@
 # connection ends with its last TSI (the VN leaves the port), an explicit one stays; the
 # guards run in the order §9.3 gives and a repeated address counts once; a migration
 # source leaving before the destination activated hands the TSI over first; TSI_DEACTIVATE
-# with ADDRESS withdraws only those addresses; nnvectl tsi update sends TSI_UPDATE.
+# with ADDRESS withdraws only those addresses; nnvectl tsi update sends TSI_UPDATE; a store
+# of schema 1 is upgraded.
 source "$(dirname "$0")/nnve-lib.bash"
 write_conf "max_addrs_per_tsi = 2"
 start_daemon
@@ -128,3 +129,37 @@ ok "nnvectl tsi update: checked, applied, agent told (TSI_UPDATE)"
 
 stop_daemon
 ok "clean shutdown"
+
+# --- a store of schema 1 (no implicit mark) is upgraded; its connections stay explicit ---
+rm -f "$T/state/nnve-daemon.db" "$T/state/nnve-daemon.db-wal" "$T/state/nnve-daemon.db-shm"
+sqlite3 "$T/state/nnve-daemon.db" <<'EOF'
+CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+INSERT INTO meta VALUES ('schema', '1');
+CREATE TABLE hypervisor(identity TEXT PRIMARY KEY, port TEXT NOT NULL);
+CREATE TABLE vap(domain TEXT NOT NULL, vn_key TEXT NOT NULL, vn_id INTEGER, vn_name TEXT NOT NULL,
+ tag INTEGER NOT NULL, PRIMARY KEY(domain, vn_key));
+CREATE TABLE vn_connection(identity TEXT NOT NULL, vn_key TEXT NOT NULL, vn_id INTEGER,
+ vn_name TEXT NOT NULL, PRIMARY KEY(identity, vn_key));
+CREATE TABLE tsi(tsi BLOB NOT NULL, identity TEXT NOT NULL, vn_key TEXT NOT NULL,
+ state INTEGER NOT NULL, migrating INTEGER NOT NULL, addrs BLOB, PRIMARY KEY(tsi, identity))
+ WITHOUT ROWID;
+INSERT INTO hypervisor VALUES ('hv1', 'swp1');
+INSERT INTO vap VALUES ('rack1', 'id:5004', 5004, '', 104);
+INSERT INTO vn_connection VALUES ('hv1', 'id:5004', 5004, '');
+EOF
+: >"$T/daemon.log"
+start_daemon
+grep -q "upgrading the stored state to schema 2" "$T/daemon.log" || fail "upgrade not logged"
+[ "$(sqlite3 "file:$T/state/nnve-daemon.db?mode=ro" "SELECT value FROM meta WHERE key='schema'")" = 2 ] ||
+    fail "schema not upgraded"
+out=$(client hv1 <<EOF
+hello node=hv1 epoch=9
+activate tsi=$(tsi 08) vn=5004 flags=implicit
+deassociate tsi=$(tsi 08)
+EOF
+)
+[ "$(status_of "$out" TSI_DEASSOCIATE)" = success ] || fail "TSI in the stored VN connection: $out"
+[ "$(ctl show vns | jq -r '.[] | select(.vn_id==5004) | "\(.tag) \(.state)"')" = "104 connected" ] ||
+    fail "stored (explicit) connection released: $(ctl show vns)"
+stop_daemon
+ok "schema 1 store upgraded, its connections explicit"
