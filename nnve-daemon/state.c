@@ -810,11 +810,20 @@ static void twin_redeclare(struct nnve_state *st, const struct nnve_tsi *t)
         be_tsi(st, BE_ACTIVATE, o);
 }
 
+/* The store's migrating column: bit 0 migrating, bit 1 handover (activated by the nNVE at
+ * the migration source's leave, until the instance's own TSI_ACTIVATE or DEACTIVATE). */
+enum { STORED_MIGRATING = 1, STORED_HANDOVER = 2 };
+
+static uint8_t tsi_stored_flags(const struct nnve_tsi *t)
+{
+    return (uint8_t)((t->migrating ? STORED_MIGRATING : 0) | (t->handover ? STORED_HANDOVER : 0));
+}
+
 static void tsi_persist(struct nnve_state *st, const struct nnve_tsi *t)
 {
     if (!st->restoring)
         store_count(st, nnve_store_tsi_put(st->store, t->hv->identity, &t->vc->vap->vn, &t->id,
-                                           t->state, t->migrating, t->addrs, t->n_addrs));
+                                           t->state, tsi_stored_flags(t), t->addrs, t->n_addrs));
 }
 
 static void be_tsi(struct nnve_state *st, enum be_tsi_op op, const struct nnve_tsi *t)
@@ -1392,8 +1401,10 @@ static int req_tsi_attach(struct nnve_state *st, struct nnve_hv *hv, const struc
         tsi_log(t, "addresses-replaced", NULL);
         changed = 1;
     }
-    if (activate)
+    if (activate && t->handover) {
         t->handover = 0;
+        changed = 1;
+    }
     if (activate && t->state != SNCP_TSI_ACTIVATED) {
         tsi_set_state(st, t, SNCP_TSI_ACTIVATED);
         be_tsi(st, BE_ACTIVATE, t);
@@ -2393,8 +2404,9 @@ static int load_tsi(void *aux, const char *identity, const struct nnve_vn *vn,
         return -ENOMEM;
     tsi_count_state(st, state, 1);
     t->state = state;
-    t->migrating = migrating;
-    if (migrating)
+    t->migrating = (migrating & STORED_MIGRATING) != 0;
+    t->handover = state == SNCP_TSI_ACTIVATED && (migrating & STORED_HANDOVER);
+    if (t->migrating)
         st->c.tsis_migrating++;
     be_tsi(st, state == SNCP_TSI_ACTIVATED ? BE_ACTIVATE : BE_ASSOCIATE, t);
     return 0;
@@ -2708,7 +2720,7 @@ static int rewrite(struct nnve_state *st)
             r = nnve_store_vn_connection_put(db, hv->identity, &vc->vap->vn, vc->implicit);
         for (struct nnve_tsi *t = hv->tsis; t && !r; t = t->next)
             r = nnve_store_tsi_put(db, hv->identity, &t->vc->vap->vn, &t->id, t->state,
-                                   t->migrating, t->addrs, t->n_addrs);
+                                   tsi_stored_flags(t), t->addrs, t->n_addrs);
     }
     struct nnve_vap *v;
     for (size_t i = 0; !r && (v = nnve_hmap_at(&st->vaps, &i)) != NULL;)

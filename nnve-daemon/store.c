@@ -26,10 +26,10 @@
  *
  * Schema (version 2): hypervisor(identity, port); vap(domain, vn_key, vn_id, vn_name, tag);
  * vn_connection(identity, vn_key, vn_id, vn_name, implicit); tsi(tsi, identity, vn_key, state,
- * migrating, addrs).  Version 1 lacked vn_connection.implicit: opening such a store adds the
- * column (its connections count as explicit, which is what version 1 did with them).  vn_key is
- * "id:5000" or "name:blue"; tsi is the 22-byte TSI ID; addrs packs struct sncp_addr records (type,
- * mac[6], ip[16]: 23 bytes each).
+ * migrating, addrs); migrating holds flags (state.c: migrating, handover).  Version 1 lacked
+ * vn_connection.implicit: opening such a store adds the column (its connections count as explicit,
+ * which is what version 1 did with them).  vn_key is "id:5000" or "name:blue"; tsi is the 22-byte
+ * TSI ID; addrs packs struct sncp_addr records (type, mac[6], ip[16]: 23 bytes each).
  */
 #include "store.h"
 

@@ -190,6 +190,15 @@ static int count_ops(const char *needle)
     return n;
 }
 
+/* hv1 (swp1) and hv2 (swp2) up, with sessions. */
+static void hvs_up(void)
+{
+    ck_assert_int_eq(nnve_state_hv_up(st, "hv1", "swp1", 0, &hv1), 0);
+    ck_assert_int_eq(nnve_state_hv_up(st, "hv2", "swp2", 0, &hv2), 0);
+    nnve_state_hv_set_session(hv1, &sess);
+    nnve_state_hv_set_session(hv2, &sess);
+}
+
 /* Makes the temporary directory `dir` (a mkdtemp() template) with a store in it and
  * replaces the fixture's state by one on that store (no hypervisor up).  Returns the store. */
 static struct nnve_store *open_store_dir(char *dir)
@@ -748,10 +757,7 @@ START_TEST(test_implicit_release)
 {
     char dir[] = "/tmp/nnve-state-XXXXXX", err[256];
     struct nnve_store *store = open_store_dir(dir);
-    ck_assert_int_eq(nnve_state_hv_up(st, "hv1", "swp1", 0, &hv1), 0);
-    ck_assert_int_eq(nnve_state_hv_up(st, "hv2", "swp2", 0, &hv2), 0);
-    nnve_state_hv_set_session(hv1, &sess);
-    nnve_state_hv_set_session(hv2, &sess);
+    hvs_up();
 
     /* two TSIs of hv1 in 5000 (implicit), hv2 also in 5000 (explicit) */
     ck_assert_int_eq(req(hv1, implicit_msg(SNCP_MSG_TSI_ACTIVATE, 5000, 1), 0), 0);
@@ -1088,6 +1094,41 @@ START_TEST(test_operator_update)
     ck_assert_int_eq(nnve_state_op_tsi_update(st, t1, "remove", one, 1, notify, NULL, &reason), 0);
     ck_assert_uint_eq(tsi_addr_count("hv1"), 0);
     ck_assert_int_eq(n_sent, 1);
+}
+END_TEST
+
+/* The handover exception (a destination activated by the nNVE answers TSI_ASSOCIATE with
+ * SUCCESS until its own TSI_ACTIVATE) survives a restart, and so does its end. */
+static void restart_with(struct nnve_store *store, const char *identity, const char *port,
+                         struct nnve_hv **hv)
+{
+    char err[256];
+    ck_assert_int_eq(nnve_state_commit(st, 0), 0);
+    nnve_state_destroy(st);
+    ck_assert_int_eq(nnve_state_create(cfg, &rec_be, store, 0, &st, err, sizeof err), 0);
+    ck_assert_int_eq(nnve_state_hv_up(st, identity, port, 0, hv), 0);
+    nnve_state_hv_set_session(*hv, &sess);
+}
+
+START_TEST(test_handover_stored)
+{
+    char dir[] = "/tmp/nnve-state-XXXXXX";
+    struct nnve_store *store = open_store_dir(dir);
+    hvs_up();
+    ck_assert_int_eq(req(hv1, implicit_msg(SNCP_MSG_TSI_ACTIVATE, 5000, 1), 0), 0);
+    struct sncp_msg *mm = mig_msg(SNCP_MSG_TSI_ASSOCIATE, 5000, 1, 0);
+    mm->flags |= SNCP_F_IMPLICIT_CONNECT;
+    ck_assert_int_eq(req(hv2, mm, 0), 0);
+    ck_assert_int_eq(req(hv1, mig_msg(SNCP_MSG_TSI_DEASSOCIATE, 0, 1, 1), 0), 0);
+    restart_with(store, "hv2", "swp2", &hv2);
+    ck_assert_str_eq(tsi_state_of("hv2", 1), "activated");
+    ck_assert_uint_eq(cnt().tsis_migrating, 0);
+    ck_assert_int_eq(req(hv2, msg(SNCP_MSG_TSI_ASSOCIATE, 5000, 1), 0), 0);
+    ck_assert_int_eq(res.tsi_state, SNCP_TSI_ACTIVATED);
+    ck_assert_int_eq(req(hv2, mig_msg(SNCP_MSG_TSI_ACTIVATE, 5000, 1, 0), 0), 0);
+    restart_with(store, "hv2", "swp2", &hv2);
+    ck_assert_int_eq(req(hv2, msg(SNCP_MSG_TSI_ASSOCIATE, 5000, 1), 0), SNCP_E_INVALID_STATE);
+    close_store_dir(store, dir);
 }
 END_TEST
 
@@ -1444,10 +1485,7 @@ static void reload_fixture(const char *text)
     n_ops = 0;
     ck_assert_msg(nnve_config_parse_string(text, "t", &cfg, err, sizeof err) == 0, "%s", err);
     ck_assert_int_eq(nnve_state_create(cfg, &rec_be, NULL, 0, &st, err, sizeof err), 0);
-    ck_assert_int_eq(nnve_state_hv_up(st, "hv1", "swp1", 0, &hv1), 0);
-    ck_assert_int_eq(nnve_state_hv_up(st, "hv2", "swp2", 0, &hv2), 0);
-    nnve_state_hv_set_session(hv1, &sess);
-    nnve_state_hv_set_session(hv2, &sess);
+    hvs_up();
 }
 
 /* SIGHUP: the fixture's domains and blue, with `hvs` as the [hypervisor] sections. */
@@ -1649,10 +1687,7 @@ START_TEST(test_backend_failure_undone)
     nnve_state_destroy(st);
     ck_assert_int_eq(nnve_store_open(dir, NNVE_SYNC_NORMAL, &store, err, sizeof err), 0);
     ck_assert_int_eq(nnve_state_create(cfg, &rec_be, store, 0, &st, err, sizeof err), 0);
-    ck_assert_int_eq(nnve_state_hv_up(st, "hv1", "swp1", 0, &hv1), 0);
-    ck_assert_int_eq(nnve_state_hv_up(st, "hv2", "swp2", 0, &hv2), 0);
-    nnve_state_hv_set_session(hv1, &sess);
-    nnve_state_hv_set_session(hv2, &sess);
+    hvs_up();
     struct sncp_msg *mm = msg(SNCP_MSG_TSI_ACTIVATE, 5000, 1);
     mm->flags |= SNCP_F_IMPLICIT_CONNECT;
     ck_assert_int_eq(req(hv1, mm, 0), 0);
@@ -1748,6 +1783,7 @@ int main(void)
     tcase_add_test(tc, test_implicit_release);
     tcase_add_test(tc, test_guard_order);
     tcase_add_test(tc, test_migration_rules);
+    tcase_add_test(tc, test_handover_stored);
     tcase_add_test(tc, test_deactivate_addresses);
     tcase_add_test(tc, test_operator_update);
     tcase_add_test(tc, test_port_move);
