@@ -97,6 +97,12 @@ static void cmd_tsi_deassociate(struct snv_ctl_req *req, int argc, const char *c
     nnve_server_op_tsi(c->srv, req, SNCP_MSG_TSI_DEASSOCIATE, argv[0], NULL, 0);
 }
 
+static void cmd_tsi_update(struct snv_ctl_req *req, int argc, const char *const argv[], void *aux)
+{
+    struct ctl_ctx *c = aux;
+    nnve_server_op_tsi_update(c->srv, req, argv[0], argv[1], argv + 2, argc - 2);
+}
+
 int nnve_ctl_register(struct snv_ctl_server *ctl, struct nnve_state *state, struct nnve_server *srv,
                       uv_loop_t *loop)
 {
@@ -117,6 +123,7 @@ int nnve_ctl_register(struct snv_ctl_server *ctl, struct nnve_state *state, stru
         {"vn/disconnect", "HYPERVISOR VN", 2, 2, cmd_vn_disconnect},
         {"tsi/deactivate", "TSI [ADDRESS...]", 1, 1 + 64, cmd_tsi_deactivate},
         {"tsi/deassociate", "TSI", 1, 1, cmd_tsi_deassociate},
+        {"tsi/update", "TSI add|remove|replace [ADDRESS...]", 2, 2 + 64, cmd_tsi_update},
     };
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
         int r = snv_ctl_register(ctl, cmds[i].cmd, cmds[i].usage, cmds[i].min, cmds[i].max,

@@ -25,6 +25,8 @@ static const char help[] =
     "  tsi deactivate TSI [ADDRESS...]\n"
     "                                deactivate a TSI, or withdraw only these addresses\n"
     "  tsi deassociate TSI           de-associate a TSI (all its instances)\n"
+    "  tsi update TSI add|remove|replace [ADDRESS...]\n"
+    "                                change a TSI's addresses here; the agent is told\n"
     "  help | version | log set LEVEL | log get\n"
     "\n"
     "TSI is \"<uuid>/<mac>\"; ADDRESS is a MAC, an IPv4 or IPv6 address, or IP@MAC.\n"
@@ -49,6 +51,7 @@ int main(int argc, char **argv)
         {"vn disconnect", "vn/disconnect"},
         {"tsi deactivate", "tsi/deactivate"},
         {"tsi deassociate", "tsi/deassociate"},
+        {"tsi update", "tsi/update"},
         {"log set", "log/set"},
         {"log get", "log/get"},
         {NULL, NULL},

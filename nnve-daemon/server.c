@@ -401,6 +401,8 @@ static void on_tick(uv_timer_t *t)
 
 /* ---- HELLO ------------------------------------------------------------------------ */
 
+static void hello_moved_notify(struct nnve_server *srv, struct nnve_hv *hv);
+
 static void hello(struct session *s, const struct sncp_msg *req)
 {
     struct nnve_server *srv = s->srv;
@@ -516,6 +518,7 @@ static void hello(struct session *s, const struct sncp_msg *req)
               "established hypervisor=%s peer=%s node_id=%s port=%s epoch=%" PRIu64 " tsis=%u",
               s->identity, s->peer, s->node_id, s->port, s->epoch, nnve_state_hv_tsis(hv));
     queue(s, req, 0, NULL, 1, 0);
+    hello_moved_notify(srv, hv);
 }
 
 /* ---- connection callbacks ---------------------------------------------------------- */
@@ -798,6 +801,24 @@ static void op_result(struct nnve_server *srv, struct snv_ctl_req *req, struct o
     srv->ops = op;
 }
 
+/* A HELLO that moved the hypervisor to a port in another significance domain: each VN
+ * connection the move ended is an nNVE VN_DISCONNECT to it (PROTOCOL.md §6.9); the answers
+ * are logged like those of a reload's withdrawals. */
+static void hello_moved_notify(struct nnve_server *srv, struct nnve_hv *hv)
+{
+    struct op *op = op_new(srv, NULL);
+    if (!op) {
+        nnve_state_hv_moved_notify(srv->state, hv, NULL, NULL);
+        return;
+    }
+    struct op_ctx oc = {srv, op};
+    unsigned n = nnve_state_hv_moved_notify(srv->state, hv, op_notify, &oc);
+    if (n)
+        SNV_INFO("policy", "port moved to another domain: withdrew vn_connections=%u notified=%u",
+                 n, op->waiting);
+    op_result(srv, NULL, op, 0, "");
+}
+
 void nnve_server_op_vn_disconnect(struct nnve_server *srv, struct snv_ctl_req *req,
                                   const char *identity, const char *vn)
 {
@@ -830,6 +851,30 @@ void nnve_server_op_tsi(struct nnve_server *srv, struct snv_ctl_req *req, enum s
                   type == SNCP_MSG_TSI_DEACTIVATE ? "tsi deactivate" : "tsi deassociate", tsi,
                   n_addrs, r);
     op_result(srv, req, op, r, "TSI (or TSI/address text)");
+}
+
+void nnve_server_op_tsi_update(struct nnve_server *srv, struct snv_ctl_req *req, const char *tsi,
+                               const char *op_s, const char *const *addrs, int n_addrs)
+{
+    struct op *op = op_new(srv, req);
+    if (!op) {
+        snv_ctl_reply_error(req, SNV_CTL_FAILED, "out of memory");
+        return;
+    }
+    struct op_ctx oc = {srv, op};
+    const char *reason = NULL;
+    int r =
+        nnve_state_op_tsi_update(srv->state, tsi, op_s, addrs, n_addrs, op_notify, &oc, &reason);
+    if (r >= 0)
+        snv_audit("operator", "tsi update tsi=%s op=%s addrs=%d notified=%d", tsi, op_s, n_addrs,
+                  r);
+    if (reason && r < 0) { /* refused by policy: nothing changed */
+        snv_ctl_reply_error(req, SNV_CTL_FAILED, "%s: %s", sncp_strerror(r), reason);
+        json_decref(op->answers);
+        free(op);
+        return;
+    }
+    op_result(srv, req, op, r, "TSI, update operation or address");
 }
 
 /* ---- views ------------------------------------------------------------------------ */

@@ -48,6 +48,11 @@ void nnve_server_op_vn_disconnect(struct nnve_server *srv, struct snv_ctl_req *r
                                   const char *identity, const char *vn);
 void nnve_server_op_tsi(struct nnve_server *srv, struct snv_ctl_req *req, enum sncp_msg_type type,
                         const char *tsi, const char *const *addrs, int n_addrs);
+/* nnvectl tsi update TSI add|remove|replace [ADDRESS...]: the address change at the nNVE
+ * (PROTOCOL.md §9.3 row 24), then TSI_UPDATE to each hypervisor of the TSI with a session;
+ * replies when they have answered (as nnve_server_op_tsi). */
+void nnve_server_op_tsi_update(struct nnve_server *srv, struct snv_ctl_req *req, const char *tsi,
+                               const char *op, const char *const *addrs, int n_addrs);
 
 /* Writes the counters in the Prometheus text format to `path` (atomically: a temporary file
  * renamed over it), for node_exporter's textfile collector.  Returns 0 or -errno. */

@@ -75,6 +75,8 @@ struct nnve_vnconn {
     struct nnve_vnconn *next;
     unsigned n_tsis;
     uint8_t unconfirmed;
+    uint8_t implicit; /* made by IMPLICIT_CONNECT: ends with its last TSI (§9.2) */
+    uint8_t removing; /* vnconn_remove() is taking its TSIs away */
 };
 
 struct nnve_tsi {
@@ -82,6 +84,7 @@ struct nnve_tsi {
     uint8_t state;
     uint8_t migrating;
     uint8_t unconfirmed;
+    uint8_t handover; /* activated by the nNVE at the migration source's leave (§9.3) */
     uint8_t n_addrs;
     struct nnve_hv *hv;
     struct nnve_vnconn *vc;
@@ -100,6 +103,8 @@ struct nnve_hv {
     uint8_t syncing;
     void *session;
     const struct nnve_hv_cfg *hc; /* its [hypervisor] section in st->cfg, or NULL */
+    struct nnve_vn *moved;        /* VNs removed by a move to another domain, to notify */
+    unsigned n_moved;
 };
 
 enum { FAIL_BACKEND = 1, FAIL_STORE = 2 };
@@ -533,7 +538,7 @@ static struct nnve_vnconn *vnconn_find(const struct nnve_hv *hv, const struct nn
 }
 
 static int vnconn_create(struct nnve_state *st, struct nnve_hv *hv, const struct nnve_vn *vn,
-                         const struct sncp_tag *prefs, unsigned n_prefs, uint64_t now,
+                         const struct sncp_tag *prefs, unsigned n_prefs, int implicit, uint64_t now,
                          struct nnve_vnconn **out)
 {
     struct nnve_vnconn *vc = calloc(1, sizeof *vc);
@@ -552,15 +557,17 @@ static int vnconn_create(struct nnve_state *st, struct nnve_hv *hv, const struct
     }
     vc->vap = vap;
     vc->hv = hv;
+    vc->implicit = (uint8_t) !!implicit;
     vc->next = hv->vnconns;
     hv->vnconns = vc;
     hv->n_vnconns++;
     st->c.vn_connections++;
     char vbuf[80];
     if (!st->restoring)
-        store_count(st, nnve_store_vn_connection_put(st->store, hv->identity, &vap->vn));
-    snv_audit("vn", "connected hypervisor=%s vn=%s port=%s tag=%u", hv->identity,
-              nnve_vn_format(&vap->vn, vbuf, sizeof vbuf), hv->port->name, vap->tag);
+        store_count(st, nnve_store_vn_connection_put(st->store, hv->identity, &vap->vn, implicit));
+    snv_audit("vn", "connected hypervisor=%s vn=%s port=%s tag=%u%s", hv->identity,
+              nnve_vn_format(&vap->vn, vbuf, sizeof vbuf), hv->port->name, vap->tag,
+              implicit ? " implicit=yes" : "");
     *out = vc;
     return 0;
 }
@@ -571,6 +578,7 @@ static void vnconn_remove(struct nnve_state *st, struct nnve_vnconn *vc, uint64_
                           const char *why)
 {
     struct nnve_hv *hv = vc->hv;
+    vc->removing = 1;
     for (struct nnve_tsi *t = hv->tsis, *next; t; t = next) {
         next = t->next;
         if (t->vc == vc)
@@ -800,14 +808,35 @@ static struct nnve_tsi *tsi_other(const struct nnve_state *st, const struct sncp
     return NULL;
 }
 
+enum be_tsi_op { BE_ASSOCIATE, BE_ACTIVATE, BE_DEACTIVATE, BE_DEASSOCIATE, BE_UPDATE };
+
+static void be_tsi(struct nnve_state *st, enum be_tsi_op op, const struct nnve_tsi *t);
+
+/* After t's forwarding entries went (deactivated or removed): the other instance of its
+ * TSI_ID, if Activated, is declared again so that every backend puts back the entries the
+ * two shared (FDB of the TSI's MACs, neighbours), whatever it did with them (§9.3). */
+static void twin_redeclare(struct nnve_state *st, const struct nnve_tsi *t)
+{
+    const struct nnve_tsi *o = tsi_other(st, &t->id, t->hv);
+    if (o && o->state == SNCP_TSI_ACTIVATED)
+        be_tsi(st, BE_ACTIVATE, o);
+}
+
+/* The store's migrating column: bit 0 migrating, bit 1 handover (activated by the nNVE at
+ * the migration source's leave, until the instance's own TSI_ACTIVATE or DEACTIVATE). */
+enum { STORED_MIGRATING = 1, STORED_HANDOVER = 2 };
+
+static uint8_t tsi_stored_flags(const struct nnve_tsi *t)
+{
+    return (uint8_t)((t->migrating ? STORED_MIGRATING : 0) | (t->handover ? STORED_HANDOVER : 0));
+}
+
 static void tsi_persist(struct nnve_state *st, const struct nnve_tsi *t)
 {
     if (!st->restoring)
         store_count(st, nnve_store_tsi_put(st->store, t->hv->identity, &t->vc->vap->vn, &t->id,
-                                           t->state, t->migrating, t->addrs, t->n_addrs));
+                                           t->state, tsi_stored_flags(t), t->addrs, t->n_addrs));
 }
-
-enum be_tsi_op { BE_ASSOCIATE, BE_ACTIVATE, BE_DEACTIVATE, BE_DEASSOCIATE, BE_UPDATE };
 
 static void be_tsi(struct nnve_state *st, enum be_tsi_op op, const struct nnve_tsi *t)
 {
@@ -934,11 +963,15 @@ static void migration_settle(struct nnve_state *st, const struct sncp_tsi_id *id
     }
 }
 
+/* Removes instance t (-> Init).  When t was the last TSI of an implicit VN connection, the
+ * connection ends too ("last TSI gone", PROTOCOL.md §9.2): callers must not use t's VN
+ * connection afterwards. */
 static void tsi_remove(struct nnve_state *st, struct nnve_tsi *t, uint64_t now, const char *why)
 {
-    (void)now;
     struct nnve_hv *hv = t->hv;
+    struct nnve_vnconn *vc = t->vc;
     be_tsi(st, BE_DEASSOCIATE, t);
+    twin_redeclare(st, t);
     tsi_log(t, "deassociated", why);
     store_count(st, nnve_store_tsi_del(st->store, hv->identity, &t->id));
     tsi_count_state(st, t->state, -1);
@@ -962,6 +995,8 @@ static void tsi_remove(struct nnve_state *st, struct nnve_tsi *t, uint64_t now, 
     tsi_free(t);
     if (was_migrating)
         migration_settle(st, &id);
+    if (vc->implicit && !vc->n_tsis && !vc->removing)
+        vnconn_remove(st, vc, now, "last-tsi-gone");
 }
 
 /* ---- hypervisors ------------------------------------------------------------------ */
@@ -1005,6 +1040,7 @@ static void hv_free(struct nnve_state *st, struct nnve_hv *hv)
     hv->port->n_hvs--;
     port_maybe_free(st, hv->port);
     st->c.hypervisors--;
+    free(hv->moved);
     free(hv->identity);
     free(hv);
 }
@@ -1033,6 +1069,17 @@ static int hv_move(struct nnve_state *st, struct nnve_hv *hv, struct nnve_port *
     snv_audit("hypervisor", "port changed hypervisor=%s old_port=%s port=%s", hv->identity,
               op->name, np->name);
     if (op->domain != np->domain) {
+        /* The tags belong to the old domain: the connections end here, and the agent is
+         * told (nnve_state_hv_moved_notify) so that it connects again in the new one. */
+        free(hv->moved);
+        hv->n_moved = 0;
+        hv->moved = hv->n_vnconns ? calloc(hv->n_vnconns, sizeof *hv->moved) : NULL;
+        for (struct nnve_vnconn *vc = hv->vnconns; vc && hv->moved; vc = vc->next)
+            hv->moved[hv->n_moved++] = vc->vap->vn;
+        SNV_WARN("state",
+                 "port moved to another domain: VN connections withdrawn hypervisor=%s "
+                 "old_domain=%s domain=%s vns=%u tsis=%u",
+                 hv->identity, op->domain->name, np->domain->name, hv->n_vnconns, hv->n_tsis);
         hv_purge(st, hv, now, "port-moved-domain");
     } else {
         for (struct nnve_tsi *t = hv->tsis; t; t = t->next)
@@ -1181,7 +1228,7 @@ static int req_vn_connect(struct nnve_state *st, struct nnve_hv *hv, const struc
     if (!vc) {
         if ((r = vnconn_admit(st, hv, &vn, res)))
             return r;
-        r = vnconn_create(st, hv, &vn, req->preferred_tags, req->n_preferred_tags, now, &vc);
+        r = vnconn_create(st, hv, &vn, req->preferred_tags, req->n_preferred_tags, 0, now, &vc);
         if (r) {
             if (r == SNCP_E_TAG_POOL_EXHAUSTED) {
                 res->reason = "local tag pool exhausted";
@@ -1192,6 +1239,13 @@ static int req_vn_connect(struct nnve_state *st, struct nnve_hv *hv, const struc
             }
             return r;
         }
+    }
+    if (vc->implicit) {
+        vc->implicit = 0;
+        store_count(st, nnve_store_vn_connection_put(st->store, hv->identity, &vc->vap->vn, 0));
+        char vbuf[80];
+        snv_audit("vn", "connection made explicit hypervisor=%s vn=%s", hv->identity,
+                  nnve_vn_format(&vc->vap->vn, vbuf, sizeof vbuf));
     }
     vc->unconfirmed = 0;
     result_vn(res, vc->vap);
@@ -1239,7 +1293,25 @@ static int tsi_third_check(struct nnve_state *st, const struct nnve_hv *hv,
     return SNCP_E_CONFLICT;
 }
 
-/* TSI_ASSOCIATE and TSI_ACTIVATE. */
+/* Copies addrs[0..n) to out without repeats (first occurrence kept, order kept): a repeated
+ * ADDRESS counts once against the limits and in the owner index.  Returns the count. */
+static unsigned addrs_unique(const struct sncp_addr *addrs, unsigned n, struct sncp_addr *out)
+{
+    unsigned k = 0;
+    for (unsigned i = 0; i < n && i < SNCP_MAX_ADDRS; i++) {
+        int seen = 0;
+        for (unsigned j = 0; j < k && !seen; j++)
+            seen = !memcmp(&out[j], &addrs[i], sizeof *out);
+        if (!seen)
+            out[k++] = addrs[i];
+    }
+    return k;
+}
+
+/* TSI_ASSOCIATE and TSI_ACTIVATE.  Guards in the order of PROTOCOL.md §9.3: VN ok
+ * (resolves, granted, connected or IMPLICIT_CONNECT with the connection limits), VN match
+ * and state, other instance, limits, addresses; all before anything changes, except that
+ * the tag of an implicit connection is allocated last (TAG_POOL_EXHAUSTED). */
 static int req_tsi_attach(struct nnve_state *st, struct nnve_hv *hv, const struct sncp_msg *req,
                           uint64_t now, struct nnve_result *res)
 {
@@ -1248,14 +1320,17 @@ static int req_tsi_attach(struct nnve_state *st, struct nnve_hv *hv, const struc
     int r = vn_resolve_msg(st, hv, req, &vn, res);
     if (r || (r = vn_authorize(st, hv, &vn, req, res)))
         return r;
-    struct nnve_hv_limits lim = hv_limits(st, hv);
-    if (req->n_addrs > lim.addrs_per_tsi) {
-        res->error_tlv = SNCP_TLV_ADDRESS;
-        return limit_refuse(st, hv, "max_addrs_per_tsi", lim.addrs_per_tsi,
-                            "too many addresses for one TSI", res);
-    }
     struct nnve_vap *vap = vap_find(st, hv->port->domain, &vn);
     struct nnve_vnconn *vc = vap ? vnconn_find(hv, vap) : NULL;
+    if (!vc) {
+        if (!(req->flags & SNCP_F_IMPLICIT_CONNECT)) {
+            res->error_tlv = vn.has_id ? SNCP_TLV_VN_ID : SNCP_TLV_VN_NAME;
+            res->reason = "VN not connected (no IMPLICIT_CONNECT)";
+            return SNCP_E_NO_SUCH_VN;
+        }
+        if ((r = vnconn_admit(st, hv, &vn, res)))
+            return r;
+    }
     struct nnve_tsi *t = tsi_find(st, &req->tsi, hv);
     int migration_dest = (req->flags & SNCP_F_MIGRATION) && !(req->flags & SNCP_F_MIGRATION_SOURCE);
 
@@ -1265,7 +1340,7 @@ static int req_tsi_attach(struct nnve_state *st, struct nnve_hv *hv, const struc
             res->reason = "TSI is in another VN";
             return SNCP_E_CONFLICT;
         }
-        if (!activate && t->state == SNCP_TSI_ACTIVATED) {
+        if (!activate && t->state == SNCP_TSI_ACTIVATED && !t->handover) {
             res->reason = "TSI is activated: deactivate first";
             return SNCP_E_INVALID_STATE;
         }
@@ -1285,22 +1360,23 @@ static int req_tsi_attach(struct nnve_state *st, struct nnve_hv *hv, const struc
             res->reason = "TSI is in another VN at its other hypervisor";
             return SNCP_E_CONFLICT;
         }
-        if (hv->n_tsis >= lim.tsis)
-            return limit_refuse(st, hv, "max_tsis", lim.tsis,
-                                "TSI limit of this hypervisor reached", res);
     }
-    if ((!t || req->n_addrs) &&
-        (r = addrs_claim_check(st, hv, vap, &vn, &req->tsi, req->addrs, req->n_addrs, res)))
+    struct nnve_hv_limits lim = hv_limits(st, hv);
+    struct sncp_addr addrs[SNCP_MAX_ADDRS];
+    unsigned n_addrs = addrs_unique(req->addrs, req->n_addrs, addrs);
+    if (n_addrs > lim.addrs_per_tsi) {
+        res->error_tlv = SNCP_TLV_ADDRESS;
+        return limit_refuse(st, hv, "max_addrs_per_tsi", lim.addrs_per_tsi,
+                            "too many addresses for one TSI", res);
+    }
+    if (!t && hv->n_tsis >= lim.tsis)
+        return limit_refuse(st, hv, "max_tsis", lim.tsis, "TSI limit of this hypervisor reached",
+                            res);
+    if ((!t || n_addrs) &&
+        (r = addrs_claim_check(st, hv, vap, &vn, &req->tsi, addrs, n_addrs, res)))
         return r;
     if (!vc) {
-        if (!(req->flags & SNCP_F_IMPLICIT_CONNECT)) {
-            res->error_tlv = vn.has_id ? SNCP_TLV_VN_ID : SNCP_TLV_VN_NAME;
-            res->reason = "VN not connected (no IMPLICIT_CONNECT)";
-            return SNCP_E_NO_SUCH_VN;
-        }
-        if ((r = vnconn_admit(st, hv, &vn, res)))
-            return r;
-        r = vnconn_create(st, hv, &vn, req->preferred_tags, req->n_preferred_tags, now, &vc);
+        r = vnconn_create(st, hv, &vn, req->preferred_tags, req->n_preferred_tags, 1, now, &vc);
         if (r) {
             if (r == SNCP_E_TAG_POOL_EXHAUSTED)
                 res->reason = "local tag pool exhausted";
@@ -1312,7 +1388,7 @@ static int req_tsi_attach(struct nnve_state *st, struct nnve_hv *hv, const struc
 
     int changed = 0;
     if (!t) {
-        t = tsi_create(st, hv, vc, &req->tsi, req->addrs, req->n_addrs);
+        t = tsi_create(st, hv, vc, &req->tsi, addrs, n_addrs);
         if (!t)
             return -ENOMEM;
         struct nnve_tsi *other = tsi_other(st, &req->tsi, hv);
@@ -1330,11 +1406,15 @@ static int req_tsi_attach(struct nnve_state *st, struct nnve_hv *hv, const struc
         be_tsi(st, BE_ASSOCIATE, t);
         tsi_log(t, "associated", NULL);
         changed = 1;
-    } else if (req->n_addrs && !addrs_equal(t, req->addrs, req->n_addrs)) {
-        if (tsi_addrs_set(st, t, req->addrs, req->n_addrs))
+    } else if (n_addrs && !addrs_equal(t, addrs, n_addrs)) {
+        if (tsi_addrs_set(st, t, addrs, n_addrs))
             return -ENOMEM;
         be_tsi(st, t->state == SNCP_TSI_ACTIVATED ? BE_UPDATE : BE_ASSOCIATE, t);
         tsi_log(t, "addresses-replaced", NULL);
+        changed = 1;
+    }
+    if (activate && t->handover) {
+        t->handover = 0;
         changed = 1;
     }
     if (activate && t->state != SNCP_TSI_ACTIVATED) {
@@ -1380,6 +1460,59 @@ static int tsi_lookup_req(struct nnve_state *st, struct nnve_hv *hv, const struc
     return 0;
 }
 
+/* RFC 8394 §3.3: the source leaves Activated only after the destination is Activated.  When
+ * the migration source (MIGRATION|MIGRATION_SOURCE) deactivates or de-associates its
+ * Activated instance while the destination's is still Associated, the VM runs (or is about
+ * to run) at the destination: the nNVE activates the destination's instance first. */
+static void migration_handover(struct nnve_state *st, const struct nnve_tsi *src,
+                               const struct sncp_msg *req)
+{
+    const uint16_t f = SNCP_F_MIGRATION | SNCP_F_MIGRATION_SOURCE;
+    if ((req->flags & f) != f || src->state != SNCP_TSI_ACTIVATED)
+        return;
+    struct nnve_tsi *dst = tsi_other(st, &src->id, src->hv);
+    if (!dst || dst->state != SNCP_TSI_ASSOCIATED)
+        return;
+    tsi_set_state(st, dst, SNCP_TSI_ACTIVATED);
+    dst->handover = 1;
+    be_tsi(st, BE_ACTIVATE, dst);
+    tsi_log(dst, "activated", "migration-handover");
+    tsi_persist(st, dst);
+}
+
+/* Activated -> Associated (the caller persists and logs). */
+static void tsi_deactivate(struct nnve_state *st, struct nnve_tsi *t)
+{
+    tsi_set_state(st, t, SNCP_TSI_ASSOCIATED);
+    t->handover = 0;
+    be_tsi(st, BE_DEACTIVATE, t);
+    twin_redeclare(st, t);
+}
+
+static int addr_index(const struct sncp_addr *a, unsigned n, const struct sncp_addr *x);
+
+/* Req-8/Req-9 for some addresses (TSI_DEACTIVATE with ADDRESS, §6.7): the listed addresses
+ * leave t's set, and with them their FDB, neighbour and anti-spoofing entries (the backend's
+ * update removes only what the new set lacks); t's state does not change.  Addresses t does
+ * not hold are ignored.  Returns 0 or -ENOMEM (unchanged). */
+static int tsi_withdraw_addrs(struct nnve_state *st, struct nnve_tsi *t,
+                              const struct sncp_addr *addrs, unsigned n, const char *why)
+{
+    struct sncp_addr keep[SNCP_MAX_ADDRS];
+    unsigned nk = 0;
+    for (unsigned i = 0; i < t->n_addrs; i++)
+        if (addr_index(addrs, n, &t->addrs[i]) < 0)
+            keep[nk++] = t->addrs[i];
+    if (nk == t->n_addrs)
+        return 0;
+    if (tsi_addrs_set(st, t, keep, nk))
+        return -ENOMEM;
+    be_tsi(st, BE_UPDATE, t);
+    tsi_log(t, "addresses-withdrawn", why);
+    tsi_persist(st, t);
+    return 0;
+}
+
 static int req_tsi_deactivate(struct nnve_state *st, struct nnve_hv *hv, const struct sncp_msg *req,
                               struct nnve_result *res)
 {
@@ -1387,9 +1520,12 @@ static int req_tsi_deactivate(struct nnve_state *st, struct nnve_hv *hv, const s
     int r = tsi_lookup_req(st, hv, req, 0, res, &t);
     if (r)
         return r;
-    if (t->state == SNCP_TSI_ACTIVATED) {
-        tsi_set_state(st, t, SNCP_TSI_ASSOCIATED);
-        be_tsi(st, BE_DEACTIVATE, t);
+    if (req->n_addrs) {
+        if (tsi_withdraw_addrs(st, t, req->addrs, req->n_addrs, NULL))
+            return -ENOMEM;
+    } else if (t->state == SNCP_TSI_ACTIVATED) {
+        migration_handover(st, t, req);
+        tsi_deactivate(st, t);
         tsi_log(t, "deactivated", NULL);
         tsi_persist(st, t);
     }
@@ -1408,6 +1544,7 @@ static int req_tsi_deassociate(struct nnve_state *st, struct nnve_hv *hv,
     if (r)
         return r;
     result_vn(res, t->vc->vap);
+    migration_handover(st, t, req);
     tsi_remove(st, t, now, (req->flags & SNCP_F_MIGRATION) ? "migrated" : NULL);
     res->has_tsi_state = 1;
     res->tsi_state = SNCP_TSI_INIT;
@@ -1422,6 +1559,65 @@ static int addr_index(const struct sncp_addr *a, unsigned n, const struct sncp_a
     return -1;
 }
 
+/* The address set that TSI_UPDATE `op` with addrs[0..n) makes of t's, in next[] (room for
+ * 2 * SNCP_MAX_ADDRS), checked against t's hypervisor's limit and the addresses other TSIs
+ * hold.  Changes nothing.  Returns 0 and *n_next, or SNCP_E_INVALID_VALUE (unknown op, or
+ * an address no host may use), SNCP_E_RESOURCE_LIMIT or SNCP_E_CONFLICT, with res filled
+ * (logged). */
+static int update_check(struct nnve_state *st, const struct nnve_tsi *t, uint8_t op,
+                        const struct sncp_addr *addrs, unsigned n, struct sncp_addr *next,
+                        unsigned *n_next, struct nnve_result *res)
+{
+    unsigned k = 0;
+    switch (op) {
+    case SNCP_UPDATE_ADD:
+        if (t->n_addrs) /* t->addrs is NULL without addresses */
+            memcpy(next, t->addrs, t->n_addrs * sizeof *next);
+        k = t->n_addrs;
+        for (unsigned i = 0; i < n; i++)
+            if (addr_index(next, k, &addrs[i]) < 0)
+                next[k++] = addrs[i];
+        break;
+    case SNCP_UPDATE_REMOVE:
+        for (unsigned i = 0; i < t->n_addrs; i++)
+            if (addr_index(addrs, n, &t->addrs[i]) < 0)
+                next[k++] = t->addrs[i];
+        break;
+    case SNCP_UPDATE_REPLACE:
+        k = addrs_unique(addrs, n, next);
+        break;
+    default:
+        res->error_tlv = SNCP_TLV_UPDATE_OP;
+        res->reason = "unknown UPDATE_OP";
+        return SNCP_E_INVALID_VALUE;
+    }
+    unsigned max_addrs = hv_limits(st, t->hv).addrs_per_tsi;
+    if (k > max_addrs || k > SNCP_MAX_ADDRS) {
+        res->error_tlv = SNCP_TLV_ADDRESS;
+        return limit_refuse(st, t->hv, "max_addrs_per_tsi", max_addrs,
+                            "too many addresses for one TSI", res);
+    }
+    int r = op == SNCP_UPDATE_REMOVE
+                ? 0
+                : addrs_claim_check(st, t->hv, t->vc->vap, &t->vc->vap->vn, &t->id, addrs, n, res);
+    *n_next = k;
+    return r;
+}
+
+/* Makes next[0..n) t's address set; the dataplane follows.  Returns 0 or -ENOMEM. */
+static int update_apply(struct nnve_state *st, struct nnve_tsi *t, const struct sncp_addr *next,
+                        unsigned n, const char *why)
+{
+    if (addrs_equal(t, next, n))
+        return 0;
+    if (tsi_addrs_set(st, t, next, n))
+        return -ENOMEM;
+    be_tsi(st, BE_UPDATE, t);
+    tsi_log(t, "addresses-updated", why);
+    tsi_persist(st, t);
+    return 0;
+}
+
 static int req_tsi_update(struct nnve_state *st, struct nnve_hv *hv, const struct sncp_msg *req,
                           struct nnve_result *res)
 {
@@ -1434,47 +1630,10 @@ static int req_tsi_update(struct nnve_state *st, struct nnve_hv *hv, const struc
         return SNCP_E_MISSING_TLV;
     }
     struct sncp_addr next[SNCP_MAX_ADDRS * 2];
-    unsigned n = 0;
-    switch (req->update_op) {
-    case SNCP_UPDATE_ADD:
-        if (t->n_addrs) /* t->addrs is NULL without addresses */
-            memcpy(next, t->addrs, t->n_addrs * sizeof *next);
-        n = t->n_addrs;
-        for (unsigned i = 0; i < req->n_addrs; i++)
-            if (addr_index(next, n, &req->addrs[i]) < 0)
-                next[n++] = req->addrs[i];
-        break;
-    case SNCP_UPDATE_REMOVE:
-        for (unsigned i = 0; i < t->n_addrs; i++)
-            if (addr_index(req->addrs, req->n_addrs, &t->addrs[i]) < 0)
-                next[n++] = t->addrs[i];
-        break;
-    case SNCP_UPDATE_REPLACE:
-        memcpy(next, req->addrs, req->n_addrs * sizeof *next);
-        n = req->n_addrs;
-        break;
-    default:
-        res->error_tlv = SNCP_TLV_UPDATE_OP;
-        res->reason = "unknown UPDATE_OP";
-        return SNCP_E_INVALID_VALUE;
-    }
-    unsigned max_addrs = hv_limits(st, hv).addrs_per_tsi;
-    if (n > max_addrs || n > SNCP_MAX_ADDRS) {
-        res->error_tlv = SNCP_TLV_ADDRESS;
-        return limit_refuse(st, hv, "max_addrs_per_tsi", max_addrs,
-                            "too many addresses for one TSI", res);
-    }
-    if (req->update_op != SNCP_UPDATE_REMOVE &&
-        (r = addrs_claim_check(st, hv, t->vc->vap, &t->vc->vap->vn, &t->id, req->addrs,
-                               req->n_addrs, res)))
+    unsigned n;
+    r = update_check(st, t, req->update_op, req->addrs, req->n_addrs, next, &n, res);
+    if (r || (r = update_apply(st, t, next, n, NULL)))
         return r;
-    if (!addrs_equal(t, next, n)) {
-        if (tsi_addrs_set(st, t, next, n))
-            return -ENOMEM;
-        be_tsi(st, BE_UPDATE, t);
-        tsi_log(t, "addresses-updated", NULL);
-        tsi_persist(st, t);
-    }
     result_vn(res, t->vc->vap);
     res->has_tsi_state = 1;
     res->tsi_state = t->state;
@@ -1702,6 +1861,22 @@ int nnve_state_enforce(struct nnve_state *st, uint64_t now, nnve_state_notify_fn
     return (int)n;
 }
 
+unsigned nnve_state_hv_moved_notify(struct nnve_state *st, struct nnve_hv *hv,
+                                    nnve_state_notify_fn *notify, void *aux)
+{
+    (void)st;
+    unsigned n = hv->n_moved;
+    for (unsigned i = 0; i < n && hv->session && notify; i++) {
+        struct sncp_msg msg;
+        vn_disconnect_msg(&msg, &hv->moved[i]);
+        notify(aux, hv, &msg);
+    }
+    free(hv->moved);
+    hv->moved = NULL;
+    hv->n_moved = 0;
+    return n;
+}
+
 int nnve_state_op_vn_disconnect(struct nnve_state *st, const char *identity, const char *vn_s,
                                 uint64_t now, nnve_state_notify_fn *notify, void *aux)
 {
@@ -1732,28 +1907,90 @@ int nnve_state_op_vn_disconnect(struct nnve_state *st, const char *identity, con
     return 1;
 }
 
+/* An operator command's TSI and addresses, as text, and the instances of that TSI (at most
+ * `cap`).  Returns the number of instances (> 0), SNCP_E_INVALID_VALUE or -ENOENT. */
+static int op_tsi_parse(struct nnve_state *st, const char *tsi_s, const char *const *addr_s,
+                        int n_addr_s, struct sncp_tsi_id *id, struct sncp_addr *addrs,
+                        struct nnve_tsi **found, unsigned cap)
+{
+    if (sncp_tsi_id_parse(tsi_s, id) || n_addr_s > SNCP_MAX_ADDRS)
+        return SNCP_E_INVALID_VALUE;
+    for (int i = 0; i < n_addr_s; i++)
+        if (sncp_addr_parse(addr_s[i], &addrs[i]))
+            return SNCP_E_INVALID_VALUE;
+    unsigned n_found = 0;
+    struct nnve_hmap_iter it;
+    for (struct nnve_tsi *t = nnve_hmap_first(&st->tsis, tsi_hash(id), &it); t;
+         t = nnve_hmap_next(&st->tsis, &it))
+        if (tsi_id_eq(&t->id, id) && n_found < cap)
+            found[n_found++] = t;
+    return n_found ? (int)n_found : -ENOENT;
+}
+
+int nnve_state_op_tsi_update(struct nnve_state *st, const char *tsi_s, const char *op_s,
+                             const char *const *addr_s, int n_addr_s, nnve_state_notify_fn *notify,
+                             void *aux, const char **reason)
+{
+    static const char *const ops[] = {[SNCP_UPDATE_ADD] = "add",
+                                      [SNCP_UPDATE_REMOVE] = "remove",
+                                      [SNCP_UPDATE_REPLACE] = "replace"};
+    uint8_t op = 0;
+    for (uint8_t i = 1; i < sizeof ops / sizeof ops[0]; i++)
+        if (ops[i] && !strcmp(op_s, ops[i]))
+            op = i;
+    struct sncp_tsi_id id;
+    struct sncp_addr addrs[SNCP_MAX_ADDRS];
+    struct nnve_tsi *found[8];
+    int n_found =
+        op ? op_tsi_parse(st, tsi_s, addr_s, n_addr_s, &id, addrs, found, 8) : SNCP_E_INVALID_VALUE;
+    if (n_found < 0)
+        return n_found;
+    /* every instance is checked before any changes: a refused update changes nothing */
+    struct sncp_addr next[8][SNCP_MAX_ADDRS * 2];
+    unsigned n_next[8];
+    for (int k = 0; k < n_found; k++) {
+        struct nnve_result res = {0};
+        int r =
+            update_check(st, found[k], op, addrs, (unsigned)n_addr_s, next[k], &n_next[k], &res);
+        if (r) {
+            *reason = res.reason;
+            return r;
+        }
+    }
+    int n_notified = 0;
+    for (int k = 0; k < n_found; k++) {
+        struct nnve_tsi *t = found[k];
+        if (update_apply(st, t, next[k], n_next[k], "operator"))
+            return -ENOMEM;
+        if (!t->hv->session) /* a held hypervisor learns it when it resynchronises */
+            continue;
+        struct sncp_msg msg;
+        sncp_msg_init(&msg, SNCP_MSG_TSI_UPDATE, 0);
+        msg.tsi = id;
+        sncp_msg_set(&msg, SNCP_TLV_TSI_ID);
+        msg.update_op = op;
+        sncp_msg_set(&msg, SNCP_TLV_UPDATE_OP);
+        memcpy(msg.addrs, addrs, (size_t)n_addr_s * sizeof *addrs);
+        msg.n_addrs = (uint8_t)n_addr_s;
+        notify(aux, t->hv, &msg);
+        n_notified++;
+    }
+    return n_notified;
+}
+
 int nnve_state_op_tsi(struct nnve_state *st, enum sncp_msg_type type, const char *tsi_s,
                       const char *const *addr_s, int n_addr_s, uint64_t now,
                       nnve_state_notify_fn *notify, void *aux)
 {
     struct sncp_tsi_id id;
     struct sncp_addr addrs[SNCP_MAX_ADDRS];
-    if (sncp_tsi_id_parse(tsi_s, &id) || n_addr_s > SNCP_MAX_ADDRS)
-        return SNCP_E_INVALID_VALUE;
+    struct nnve_tsi *found[8];
     if (type == SNCP_MSG_TSI_DEASSOCIATE && n_addr_s > 0)
         return SNCP_E_INVALID_VALUE;
-    for (int i = 0; i < n_addr_s; i++)
-        if (sncp_addr_parse(addr_s[i], &addrs[i]))
-            return SNCP_E_INVALID_VALUE;
-    struct nnve_tsi *found[8];
-    unsigned n_found = 0;
-    struct nnve_hmap_iter it;
-    for (struct nnve_tsi *t = nnve_hmap_first(&st->tsis, tsi_hash(&id), &it); t;
-         t = nnve_hmap_next(&st->tsis, &it))
-        if (tsi_id_eq(&t->id, &id) && n_found < 8)
-            found[n_found++] = t;
-    if (!n_found)
-        return -ENOENT;
+    int r = op_tsi_parse(st, tsi_s, addr_s, n_addr_s, &id, addrs, found, 8);
+    if (r < 0)
+        return r;
+    unsigned n_found = (unsigned)r;
     int n_notified = 0;
     for (unsigned k = 0; k < n_found; k++) {
         struct nnve_tsi *t = found[k];
@@ -1762,28 +1999,21 @@ int nnve_state_op_tsi(struct nnve_state *st, enum sncp_msg_type type, const char
         sncp_msg_init(&msg, type, 0);
         msg.tsi = id;
         sncp_msg_set(&msg, SNCP_TLV_TSI_ID);
+        int has_session = hv->session != NULL;
         if (type == SNCP_MSG_TSI_DEASSOCIATE) {
             tsi_remove(st, t, now, "operator");
+            if (!has_session) /* its last implicit VN connection may have ended */
+                hv_maybe_free(st, hv);
         } else if (n_addr_s > 0) {
-            struct sncp_addr keep[SNCP_MAX_ADDRS];
-            unsigned nk = 0;
-            for (unsigned i = 0; i < t->n_addrs; i++)
-                if (addr_index(addrs, (unsigned)n_addr_s, &t->addrs[i]) < 0)
-                    keep[nk++] = t->addrs[i];
-            if (nk != t->n_addrs && !tsi_addrs_set(st, t, keep, nk)) {
-                be_tsi(st, BE_UPDATE, t);
-                tsi_log(t, "addresses-withdrawn", "operator");
-                tsi_persist(st, t);
-            }
+            tsi_withdraw_addrs(st, t, addrs, (unsigned)n_addr_s, "operator");
             memcpy(msg.addrs, addrs, (size_t)n_addr_s * sizeof *addrs);
             msg.n_addrs = (uint8_t)n_addr_s;
         } else if (t->state == SNCP_TSI_ACTIVATED) {
-            tsi_set_state(st, t, SNCP_TSI_ASSOCIATED);
-            be_tsi(st, BE_DEACTIVATE, t);
+            tsi_deactivate(st, t);
             tsi_log(t, "deactivated", "operator");
             tsi_persist(st, t);
         }
-        if (hv->session) { /* a held hypervisor learns it when it resynchronises */
+        if (has_session) { /* a held hypervisor learns it when it resynchronises */
             notify(aux, hv, &msg);
             n_notified++;
         }
@@ -2155,7 +2385,8 @@ static int load_vap_hold(void *aux, const char *domain, const struct nnve_vn *vn
     return 0;
 }
 
-static int load_vn_connection(void *aux, const char *identity, const struct nnve_vn *vn)
+static int load_vn_connection(void *aux, const char *identity, const struct nnve_vn *vn,
+                              int implicit)
 {
     struct nnve_state *st = aux;
     struct nnve_hv *hv = nnve_state_hv_find(st, identity);
@@ -2174,6 +2405,7 @@ static int load_vn_connection(void *aux, const char *identity, const struct nnve
         vap->n_users++;
         vc->vap = vap;
         vc->hv = hv;
+        vc->implicit = (uint8_t) !!implicit;
         vc->next = hv->vnconns;
         hv->vnconns = vc;
         hv->n_vnconns++;
@@ -2181,7 +2413,7 @@ static int load_vn_connection(void *aux, const char *identity, const struct nnve
         return 0;
     }
     st->restoring = 0; /* a new VAP must be stored */
-    r = vnconn_create(st, hv, vn, NULL, 0, 0, &vc);
+    r = vnconn_create(st, hv, vn, NULL, 0, implicit, 0, &vc);
     st->restoring = 1;
     return r == SNCP_E_TAG_POOL_EXHAUSTED ? 0 : r;
 }
@@ -2211,8 +2443,9 @@ static int load_tsi(void *aux, const char *identity, const struct nnve_vn *vn,
         return -ENOMEM;
     tsi_count_state(st, state, 1);
     t->state = state;
-    t->migrating = migrating;
-    if (migrating)
+    t->migrating = (migrating & STORED_MIGRATING) != 0;
+    t->handover = state == SNCP_TSI_ACTIVATED && (migrating & STORED_HANDOVER);
+    if (t->migrating)
         st->c.tsis_migrating++;
     be_tsi(st, state == SNCP_TSI_ACTIVATED ? BE_ACTIVATE : BE_ASSOCIATE, t);
     return 0;
@@ -2319,6 +2552,7 @@ static void objects_free(struct nnve_state *st)
             next = vc->next;
             free(vc);
         }
+        free(hv->moved);
         free(hv->identity);
         free(hv);
     }
@@ -2528,10 +2762,10 @@ static int rewrite(struct nnve_state *st, uint64_t now)
     for (size_t i = 0; !r && (hv = nnve_hmap_at(&st->hvs, &i)) != NULL;) {
         r = nnve_store_hv_put(db, hv->identity, hv->port->name);
         for (struct nnve_vnconn *vc = hv->vnconns; vc && !r; vc = vc->next)
-            r = nnve_store_vn_connection_put(db, hv->identity, &vc->vap->vn);
+            r = nnve_store_vn_connection_put(db, hv->identity, &vc->vap->vn, vc->implicit);
         for (struct nnve_tsi *t = hv->tsis; t && !r; t = t->next)
             r = nnve_store_tsi_put(db, hv->identity, &t->vc->vap->vn, &t->id, t->state,
-                                   t->migrating, t->addrs, t->n_addrs);
+                                   tsi_stored_flags(t), t->addrs, t->n_addrs);
     }
     struct nnve_vap *v;
     for (size_t i = 0; !r && (v = nnve_hmap_at(&st->vaps, &i)) != NULL;) {

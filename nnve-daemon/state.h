@@ -68,8 +68,10 @@ void nnve_state_destroy(struct nnve_state *st);
 int nnve_state_reconfigure(struct nnve_state *st, const struct nnve_config *cfg, uint64_t now);
 
 /* A session of `identity` is up on `port`: cancels its hold timer; a changed port moves
- * its VN connections and TSIs (RFC 8394 §3.2).  Returns 0 and *out, SNCP_E_NOT_AUTHORIZED
- * when the port is in no domain, or -ENOMEM. */
+ * its VN connections and TSIs (RFC 8394 §3.2).  A port in another significance domain
+ * cannot keep the tags: the VN connections (and their TSIs) are removed and remembered for
+ * nnve_state_hv_moved_notify() (PROTOCOL.md §6.9).  Returns 0 and *out,
+ * SNCP_E_NOT_AUTHORIZED when the port is in no domain, or -ENOMEM. */
 int nnve_state_hv_up(struct nnve_state *st, const char *identity, const char *port, uint64_t now,
                      struct nnve_hv **out);
 /* Its session is gone: state is kept until now + hold_time, then removed. */
@@ -123,11 +125,25 @@ uint64_t nnve_state_tick(struct nnve_state *st, uint64_t now);
  * Return the number of notifications (>= 0), or -ENOENT (no such hypervisor / VN / TSI),
  * SNCP_E_INVALID_VALUE (bad text; err says). */
 typedef void nnve_state_notify_fn(void *aux, struct nnve_hv *hv, struct sncp_msg *msg);
+/* After nnve_state_hv_up() moved hv to a port in another domain: hands notify() a
+ * VN_DISCONNECT for each VN connection the move removed (the agent then connects again and
+ * gets the new domain's tags, §6.9), and forgets them.  Returns how many. */
+unsigned nnve_state_hv_moved_notify(struct nnve_state *st, struct nnve_hv *hv,
+                                    nnve_state_notify_fn *notify, void *aux);
 int nnve_state_op_vn_disconnect(struct nnve_state *st, const char *identity, const char *vn,
                                 uint64_t now, nnve_state_notify_fn *notify, void *aux);
 int nnve_state_op_tsi(struct nnve_state *st, enum sncp_msg_type type, const char *tsi,
                       const char *const *addrs, int n_addrs, uint64_t now,
                       nnve_state_notify_fn *notify, void *aux);
+/* Operator address change (PROTOCOL.md §9.3 row 24): TSI_UPDATE `op` ("add", "remove",
+ * "replace") with addrs on every instance of `tsi`, checked like a TSI_UPDATE from the tNVE
+ * (the hypervisor's address limit, addresses held by other TSIs) before anything changes;
+ * then notify() gets the TSI_UPDATE for each instance whose hypervisor has a session.
+ * Returns the number of notifications (>= 0), -ENOENT, SNCP_E_INVALID_VALUE (bad text or
+ * address), SNCP_E_RESOURCE_LIMIT or SNCP_E_CONFLICT (with *reason; nothing changed). */
+int nnve_state_op_tsi_update(struct nnve_state *st, const char *tsi, const char *op,
+                             const char *const *addrs, int n_addrs, nnve_state_notify_fn *notify,
+                             void *aux, const char **reason);
 
 /* Applies the configuration's grants to the state (after nnve_state_reconfigure, and at
  * start after the load): a hypervisor loses every VN connection (and its TSIs) whose VN it

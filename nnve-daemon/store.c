@@ -24,10 +24,12 @@
  * the writes after it must not run in autocommit mode.  They are refused and the commit rolls
  * back (the caller then restores its memory from what is on disk, see state.c).
  *
- * Schema (version 1): hypervisor(identity, port); vap(domain, vn_key, vn_id, vn_name, tag);
- * vn_connection(identity, vn_key, vn_id, vn_name); tsi(tsi, identity, vn_key, state,
- * migrating, addrs).  vn_key is "id:5000" or "name:blue"; tsi is the 22-byte TSI ID; addrs
- * packs struct sncp_addr records (type, mac[6], ip[16]: 23 bytes each).
+ * Schema (version 2): hypervisor(identity, port); vap(domain, vn_key, vn_id, vn_name, tag);
+ * vn_connection(identity, vn_key, vn_id, vn_name, implicit); tsi(tsi, identity, vn_key, state,
+ * migrating, addrs); migrating holds flags (state.c: migrating, handover).  Version 1 lacked
+ * vn_connection.implicit: opening such a store adds the column (its connections count as explicit,
+ * which is what version 1 did with them).  vn_key is "id:5000" or "name:blue"; tsi is the 22-byte
+ * TSI ID; addrs packs struct sncp_addr records (type, mac[6], ip[16]: 23 bytes each).
  * tag_hold(domain, vn_key, until_ms): a VAP nobody uses whose tag is in hold-down until
  * until_ms (wall clock, ms since the epoch, so the deadline survives a restart); its vap row
  * stays until the hold-down ends.  A database of an older build simply gains the table.
@@ -71,8 +73,8 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_VAP_PUT] = "INSERT OR REPLACE INTO vap(domain, vn_key, vn_id, vn_name, tag) "
                    "VALUES (?1, ?2, ?3, ?4, ?5)",
     [ST_VAP_DEL] = "DELETE FROM vap WHERE domain = ?1 AND vn_key = ?2",
-    [ST_VC_PUT] = "INSERT OR REPLACE INTO vn_connection(identity, vn_key, vn_id, vn_name) "
-                  "VALUES (?1, ?2, ?3, ?4)",
+    [ST_VC_PUT] = "INSERT OR REPLACE INTO vn_connection(identity, vn_key, vn_id, vn_name, "
+                  "implicit) VALUES (?1, ?2, ?3, ?4, ?5)",
     [ST_VC_DEL] = "DELETE FROM vn_connection WHERE identity = ?1 AND vn_key = ?2",
     [ST_TSI_PUT] = "INSERT OR REPLACE INTO tsi(tsi, identity, vn_key, state, migrating, addrs) "
                    "VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -83,12 +85,13 @@ static const char *const stmt_sql[ST_COUNT] = {
 
 static const char schema[] =
     "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);"
-    "INSERT OR IGNORE INTO meta(key, value) VALUES ('schema', '1');"
+    "INSERT OR IGNORE INTO meta(key, value) VALUES ('schema', '2');"
     "CREATE TABLE IF NOT EXISTS hypervisor(identity TEXT PRIMARY KEY, port TEXT NOT NULL);"
     "CREATE TABLE IF NOT EXISTS vap(domain TEXT NOT NULL, vn_key TEXT NOT NULL, vn_id INTEGER,"
     " vn_name TEXT NOT NULL, tag INTEGER NOT NULL, PRIMARY KEY(domain, vn_key));"
     "CREATE TABLE IF NOT EXISTS vn_connection(identity TEXT NOT NULL, vn_key TEXT NOT NULL,"
-    " vn_id INTEGER, vn_name TEXT NOT NULL, PRIMARY KEY(identity, vn_key));"
+    " vn_id INTEGER, vn_name TEXT NOT NULL, implicit INTEGER NOT NULL DEFAULT 0,"
+    " PRIMARY KEY(identity, vn_key));"
     "CREATE TABLE IF NOT EXISTS tsi(tsi BLOB NOT NULL, identity TEXT NOT NULL,"
     " vn_key TEXT NOT NULL, state INTEGER NOT NULL, migrating INTEGER NOT NULL,"
     " addrs BLOB, PRIMARY KEY(tsi, identity)) WITHOUT ROWID;"
@@ -114,6 +117,23 @@ enum {
 };
 
 static int wal_hook(void *aux, sqlite3 *db, const char *name, int frames);
+
+/* Brings a version 1 store to version 2 (see the top).  Returns SQLITE_OK or the error
+ * (message in *emsg). */
+static int schema_upgrade(sqlite3 *db, char **emsg)
+{
+    sqlite3_stmt *probe;
+    if (sqlite3_prepare_v2(db, "SELECT implicit FROM vn_connection LIMIT 0", -1, &probe, NULL) ==
+        SQLITE_OK) {
+        sqlite3_finalize(probe);
+        return SQLITE_OK;
+    }
+    SNV_INFO("store", "upgrading the stored state to schema 2 (implicit VN connections)");
+    return sqlite3_exec(db,
+                        "BEGIN; ALTER TABLE vn_connection ADD COLUMN implicit INTEGER NOT NULL "
+                        "DEFAULT 0; UPDATE meta SET value = '2' WHERE key = 'schema'; COMMIT;",
+                        NULL, NULL, emsg);
+}
 
 static void vn_key(const struct nnve_vn *vn, char *buf, size_t cap)
 {
@@ -153,7 +173,8 @@ int nnve_store_open(const char *dir, enum nnve_sync_mode sync, struct nnve_store
              "PRAGMA wal_autocheckpoint=0; PRAGMA journal_size_limit=%d;",
              sync == NNVE_SYNC_FULL ? "FULL" : "NORMAL", (int)WAL_SIZE_LIMIT);
     if (sqlite3_exec(s->db, pragmas, NULL, NULL, &emsg) != SQLITE_OK ||
-        sqlite3_exec(s->db, schema, NULL, NULL, &emsg) != SQLITE_OK) {
+        sqlite3_exec(s->db, schema, NULL, NULL, &emsg) != SQLITE_OK ||
+        schema_upgrade(s->db, &emsg) != SQLITE_OK) {
         snprintf(err, errlen, "%s: %s", path, emsg ? emsg : sqlite3_errmsg(s->db));
         sqlite3_free(emsg);
         nnve_store_close(s);
@@ -341,7 +362,8 @@ static void bind_vn(sqlite3_stmt *st, int col_key, char *key, size_t keycap,
 }
 
 /* One row keyed by (owner, VN): a domain's VAP or a hypervisor's VN connection.  Puts bind
- * the VN's ID and name (and the VAP's tag when tag >= 0); deletes bind the key alone. */
+ * the VN's ID and name (and, when tag >= 0, the VAP's tag or the connection's implicit
+ * mark); deletes bind the key alone. */
 static int write_vn_row(struct nnve_store *s, enum stmt_id id, const char *owner,
                         const struct nnve_vn *vn, int put, int tag)
 {
@@ -397,9 +419,9 @@ int nnve_store_vap_hold_del(struct nnve_store *s, const char *domain, const stru
 }
 
 int nnve_store_vn_connection_put(struct nnve_store *s, const char *identity,
-                                 const struct nnve_vn *vn)
+                                 const struct nnve_vn *vn, int implicit)
 {
-    return write_vn_row(s, ST_VC_PUT, identity, vn, 1, -1);
+    return write_vn_row(s, ST_VC_PUT, identity, vn, 1, !!implicit);
 }
 
 int nnve_store_vn_connection_del(struct nnve_store *s, const char *identity,
@@ -480,7 +502,8 @@ int nnve_store_load(struct nnve_store *s, const struct nnve_store_loader *l, voi
         "SELECT domain, vn_id, vn_name, tag FROM vap ORDER BY domain, vn_key",
         "SELECT v.domain, v.vn_id, v.vn_name, h.until_ms FROM tag_hold h JOIN vap v ON "
         "v.domain = h.domain AND v.vn_key = h.vn_key ORDER BY v.domain, v.vn_key",
-        "SELECT identity, vn_id, vn_name FROM vn_connection ORDER BY identity, vn_key",
+        "SELECT identity, vn_id, vn_name, implicit FROM vn_connection "
+        "ORDER BY identity, vn_key",
         "SELECT t.identity, c.vn_id, c.vn_name, t.tsi, t.state, t.migrating, t.addrs "
         "FROM tsi t JOIN vn_connection c ON c.identity = t.identity AND c.vn_key = t.vn_key "
         "ORDER BY t.identity, t.tsi",
@@ -509,7 +532,7 @@ int nnve_store_load(struct nnve_store *s, const struct nnve_store_loader *l, voi
                                                           : (uint32_t)left);
             } else if (q == 3) {
                 col_vn(st, 1, &vn);
-                ret = l->vn_connection(aux, col_text(st, 0), &vn);
+                ret = l->vn_connection(aux, col_text(st, 0), &vn, sqlite3_column_int(st, 3));
             } else {
                 col_vn(st, 1, &vn);
                 struct sncp_tsi_id id;

@@ -1,9 +1,9 @@
 /* store.h: nnve-daemon's persistent state (SQLite).
  *
  * What survives a restart: each hypervisor's port, each VAP's tag (per domain and VN), each
- * hypervisor's VN connections and its TSI instances (state, addresses, migrating flag).
- * Writes join one open transaction; nnve_store_commit() makes them durable together (group
- * commit: the daemon commits once per event-loop iteration, before that iteration's
+ * hypervisor's VN connections (explicit or implicit) and its TSI instances (state, addresses,
+ * migrating flag). Writes join one open transaction; nnve_store_commit() makes them durable
+ * together (group commit: the daemon commits once per event-loop iteration, before that iteration's
  * responses are sent, so an acknowledged change is on disk).
  */
 #ifndef NNVE_STORE_H
@@ -23,7 +23,7 @@ struct nnve_store;
 struct nnve_store_loader {
     int (*hv)(void *aux, const char *identity, const char *port);
     int (*vap)(void *aux, const char *domain, const struct nnve_vn *vn, uint16_t tag);
-    int (*vn_connection)(void *aux, const char *identity, const struct nnve_vn *vn);
+    int (*vn_connection)(void *aux, const char *identity, const struct nnve_vn *vn, int implicit);
     int (*tsi)(void *aux, const char *identity, const struct nnve_vn *vn,
                const struct sncp_tsi_id *tsi, uint8_t state, uint8_t migrating,
                const struct sncp_addr *addrs, unsigned n_addrs);
@@ -52,8 +52,10 @@ int nnve_store_vap_del(struct nnve_store *s, const char *domain, const struct nn
 int nnve_store_vap_hold_put(struct nnve_store *s, const char *domain, const struct nnve_vn *vn,
                             uint32_t hold_ms);
 int nnve_store_vap_hold_del(struct nnve_store *s, const char *domain, const struct nnve_vn *vn);
+/* implicit: the connection was made by a TSI request with IMPLICIT_CONNECT (PROTOCOL.md
+ * §9.2) and ends with the hypervisor's last TSI in the VN. */
 int nnve_store_vn_connection_put(struct nnve_store *s, const char *identity,
-                                 const struct nnve_vn *vn);
+                                 const struct nnve_vn *vn, int implicit);
 int nnve_store_vn_connection_del(struct nnve_store *s, const char *identity,
                                  const struct nnve_vn *vn);
 int nnve_store_tsi_put(struct nnve_store *s, const char *identity, const struct nnve_vn *vn,

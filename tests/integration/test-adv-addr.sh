@@ -157,7 +157,7 @@ EOF
 out=$(client hv1 <<EOF
 hello node=hv1 epoch=2
 deassociate tsi=$(tsi 01) flags=migration,source
-associate tsi=$(tsi 07) vn=5000 addr=192.0.2.1
+associate tsi=$(tsi 07) vn=5000 flags=implicit addr=192.0.2.1
 EOF
 )
 [ "$(status_of "$out" TSI_DEASSOCIATE)" = success ] || fail "source de-associate"

@@ -84,7 +84,7 @@ deactivate tsi=$(tsi 21)
 deactivate tsi=$(tsi 21) addr=192.0.2.21
 deassociate tsi=$(tsi 22)
 activate tsi=$(tsi 21) vn=7000
-activate tsi=$(tsi 22) vn=5000
+activate tsi=$(tsi 22) vn=5000 flags=implicit
 EOF
 )
 echo "$out"

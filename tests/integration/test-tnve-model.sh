@@ -2,8 +2,8 @@
 # test-tnve-model.sh: model-based random test of tnve-agent and nnve-daemon together.
 #
 # Random operations on TNVE_MODEL_DOMAINS domains (1-3 vNICs each, VNs named six ways over
-# five VNs: ID and name, name only, ID only of a catalogued VN, a name the catalogue does not
-# know, an uncatalogued ID): define, start, suspend, resume, destroy, shutdown, managed save,
+# five VNs: ID and name, name only, ID only of a catalogued VN, another name only, an
+# uncatalogued ID; the switch serves a name only from its [vn] catalogue): define, start, suspend, resume, destroy, shutdown, managed save,
 # undefine (running domains too), `virsh metadata` VN changes (--live, --config, both), bursts
 # of those with no pause between them, and restarts of the agent and of nnve-daemon (SIGTERM
 # and kill -9, with operations while the daemon is down).  The model is the README's event table applied to libvirt's state as it
@@ -43,7 +43,7 @@ NFORMS=${#FORM_ATTR[@]}
 form_key() {
     case $1 in
     *vn-id=?5000*) FK=5000 ;; *vn-name=?red*) FK=5001 ;; *vn-id=?5001*) FK=5001 ;;
-    *vn-name=?green*) FK=green ;; *vn-id=?5002*) FK=5002 ;; *vn-name=?yellow*) FK=5003 ;;
+    *vn-name=?green*) FK=5004 ;; *vn-id=?5002*) FK=5002 ;; *vn-name=?yellow*) FK=5003 ;;
     *) FK="?" ;;
     esac
 }
@@ -76,6 +76,8 @@ id = 5000
 id = 5001
 [vn yellow]
 id = 5003
+[vn green]
+id = 5004
 CONF
     rm -f "$T/nnve.ctl"
     "$B/bin/nnve-daemon" -c "$T/nnve.conf" >>"$T/nnve.log" 2>&1 &

@@ -13,6 +13,7 @@
  *   {"type":"RESPONSE","request":"TSI_ACTIVATE","xid":3,"status":"success","tags":[100],
  *    "tsi_state":"activated","vn_id":5000,...}
  *   {"type":"REQUEST","request":"VN_DISCONNECT","xid":1,"vn_id":5000}   (answered SUCCESS)
+ *   (a TSI_UPDATE also shows "update_op":"add"|"remove"|"replace")
  * Commands:
  *   hello node=hv1 epoch=1 [uplink=MAC]... [version=MIN-MAX] [keepalive=MS] [caps=N]
  *   connect|disconnect vn=ID [name=NAME] [pref=TAG]...
@@ -113,6 +114,12 @@ static void msg_fields(json_t *o, const struct sncp_msg *m)
         }
         json_object_set_new(o, "addresses", a);
     }
+    if (sncp_msg_has(m, SNCP_TLV_UPDATE_OP))
+        json_object_set_new(o, "update_op",
+                            json_string(m->update_op == SNCP_UPDATE_ADD       ? "add"
+                                        : m->update_op == SNCP_UPDATE_REMOVE  ? "remove"
+                                        : m->update_op == SNCP_UPDATE_REPLACE ? "replace"
+                                                                              : "unknown"));
     if (sncp_msg_has(m, SNCP_TLV_TSI_STATE))
         json_object_set_new(o, "tsi_state", json_string(sncp_tsi_state_name(m->tsi_state)));
     if (sncp_msg_has(m, SNCP_TLV_PORT))

@@ -190,6 +190,43 @@ static int count_ops(const char *needle)
     return n;
 }
 
+/* hv1 (swp1) and hv2 (swp2) up, with sessions. */
+static void hvs_up(void)
+{
+    ck_assert_int_eq(nnve_state_hv_up(st, "hv1", "swp1", 0, &hv1), 0);
+    ck_assert_int_eq(nnve_state_hv_up(st, "hv2", "swp2", 0, &hv2), 0);
+    nnve_state_hv_set_session(hv1, &sess);
+    nnve_state_hv_set_session(hv2, &sess);
+}
+
+/* Makes the temporary directory `dir` (a mkdtemp() template) with a store in it and
+ * replaces the fixture's state by one on that store (no hypervisor up).  Returns the store. */
+static struct nnve_store *open_store_dir(char *dir)
+{
+    char err[256];
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    struct nnve_store *store;
+    ck_assert_int_eq(nnve_store_open(dir, NNVE_SYNC_NORMAL, &store, err, sizeof err), 0);
+    nnve_state_destroy(st);
+    ck_assert_int_eq(nnve_state_create(cfg, &rec_be, store, 0, &st, err, sizeof err), 0);
+    return store;
+}
+
+/* Ends the state (st = NULL), closes `store` and removes its directory `dir`. */
+static void close_store_dir(struct nnve_store *store, const char *dir)
+{
+    nnve_state_destroy(st);
+    st = NULL;
+    nnve_store_close(store);
+    DIR *d = opendir(dir);
+    ck_assert_ptr_nonnull(d);
+    for (struct dirent *e; (e = readdir(d)) != NULL;)
+        if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
+            unlinkat(dirfd(d), e->d_name, 0);
+    closedir(d);
+    ck_assert_int_eq(rmdir(dir), 0);
+}
+
 /* ---- VN connect and tags ---- */
 
 START_TEST(test_vn_connect_tags)
@@ -725,6 +762,410 @@ START_TEST(test_operator)
 }
 END_TEST
 
+/* §9.2 "last TSI gone": an implicit VN connection ends with its hypervisor's last TSI in the
+ * VN (de-associate, sync sweep, operator de-associate); an explicit one stays; VN_CONNECT
+ * makes an implicit connection explicit; the mark survives a restart. */
+static struct sncp_msg *implicit_msg(enum sncp_msg_type type, uint32_t vn, int tsi)
+{
+    struct sncp_msg *mm = msg(type, vn, tsi);
+    mm->flags = SNCP_F_IMPLICIT_CONNECT;
+    return mm;
+}
+
+static const char *vap_state(uint32_t vn)
+{
+    static char buf[32];
+    snprintf(buf, sizeof buf, "none");
+    json_t *vns = nnve_state_show_vns(st);
+    for (size_t i = 0; i < json_array_size(vns); i++) {
+        json_t *v = json_array_get(vns, i);
+        if (json_integer_value(json_object_get(v, "vn_id")) == (json_int_t)vn)
+            snprintf(buf, sizeof buf, "%s/%zu", json_string_value(json_object_get(v, "state")),
+                     json_array_size(json_object_get(v, "hypervisors")));
+    }
+    json_decref(vns);
+    return buf;
+}
+
+START_TEST(test_implicit_release)
+{
+    char dir[] = "/tmp/nnve-state-XXXXXX", err[256];
+    struct nnve_store *store = open_store_dir(dir);
+    hvs_up();
+
+    /* two TSIs of hv1 in 5000 (implicit), hv2 also in 5000 (explicit) */
+    ck_assert_int_eq(req(hv1, implicit_msg(SNCP_MSG_TSI_ACTIVATE, 5000, 1), 0), 0);
+    ck_assert(res.flags & SNCP_F_IMPLICIT_CONNECT);
+    ck_assert_int_eq(req(hv1, implicit_msg(SNCP_MSG_TSI_ASSOCIATE, 5000, 2), 0), 0);
+    ck_assert_int_eq(req(hv2, msg(SNCP_MSG_VN_CONNECT, 5000, 0), 0), 0);
+    ck_assert_int_eq(req(hv2, msg(SNCP_MSG_TSI_ACTIVATE, 5000, 3), 0), 0);
+    ck_assert_int_eq(req(hv1, msg(SNCP_MSG_TSI_DEASSOCIATE, 0, 1), 0), 0);
+    ck_assert_uint_eq(nnve_state_hv_vns(hv1), 1);
+    ck_assert_int_eq(count_ops("remove-vn"), 0);
+    /* the last one: hv1 leaves the VN; swp2 (hv2) keeps it */
+    ck_assert_int_eq(req(hv1, msg(SNCP_MSG_TSI_DEASSOCIATE, 0, 2), 0), 0);
+    ck_assert_int_eq(res.tsi_state, SNCP_TSI_INIT);
+    ck_assert_uint_eq(nnve_state_hv_vns(hv1), 0);
+    ck_assert_int_eq(count_ops("remove-vn swp1 100 5000"), 1);
+    ck_assert_str_eq(vap_state(5000), "connected/1");
+    ck_assert_uint_eq(cnt().vn_connections, 1);
+    /* hv2's explicit connection outlives its TSI */
+    ck_assert_int_eq(req(hv2, msg(SNCP_MSG_TSI_DEASSOCIATE, 0, 3), 0), 0);
+    ck_assert_uint_eq(nnve_state_hv_vns(hv2), 1);
+    ck_assert_int_eq(count_ops("remove-vn swp2"), 0);
+    ck_assert_int_eq(req(hv2, msg(SNCP_MSG_VN_DISCONNECT, 5000, 0), 0), 0);
+    ck_assert_str_eq(vap_state(5000), "hold-down/0");
+
+    /* implicit, then VN_CONNECT: explicit from then on */
+    ck_assert_int_eq(req(hv1, implicit_msg(SNCP_MSG_TSI_ACTIVATE, 5001, 4), 0), 0);
+    ck_assert_int_eq(req(hv1, msg(SNCP_MSG_VN_CONNECT, 5001, 0), 0), 0);
+    ck_assert_int_eq(req(hv1, msg(SNCP_MSG_TSI_DEASSOCIATE, 0, 4), 0), 0);
+    ck_assert_uint_eq(nnve_state_hv_vns(hv1), 1);
+
+    /* a resync that does not confirm the TSI sweeps it, and its implicit connection */
+    ck_assert_int_eq(req(hv2, implicit_msg(SNCP_MSG_TSI_ACTIVATE, 5000, 5), 0), 0);
+    ck_assert_int_eq(req(hv2, msg(SNCP_MSG_SYNC_BEGIN, 0, 0), 0), 0);
+    ck_assert_int_eq(req(hv2, msg(SNCP_MSG_SYNC_END, 0, 0), 0), 0);
+    ck_assert_uint_eq(nnve_state_hv_vns(hv2), 0);
+    ck_assert_str_eq(vap_state(5000), "hold-down/0");
+
+    /* the mark is stored: after a restart the last TSI still takes the connection along */
+    ck_assert_int_eq(req(hv2, implicit_msg(SNCP_MSG_TSI_ACTIVATE, 5000, 6), 0), 0);
+    ck_assert_int_eq(req(hv2, implicit_msg(SNCP_MSG_TSI_ACTIVATE, 5000, 7), 0), 0);
+    ck_assert_int_eq(nnve_state_commit(st, 0), 0);
+    nnve_state_destroy(st);
+    ck_assert_int_eq(nnve_state_create(cfg, &rec_be, store, 0, &st, err, sizeof err), 0);
+    ck_assert_int_eq(nnve_state_hv_up(st, "hv2", "swp2", 0, &hv2), 0);
+    nnve_state_hv_set_session(hv2, &sess);
+    ck_assert_uint_eq(nnve_state_hv_vns(hv2), 1);
+    ops[0] = '\0';
+    ck_assert_int_eq(req(hv2, msg(SNCP_MSG_TSI_DEASSOCIATE, 0, 6), 0), 0);
+    ck_assert_uint_eq(nnve_state_hv_vns(hv2), 1);
+    /* operator de-associate of the last TSI of a held hypervisor: it is gone altogether */
+    nnve_state_hv_down(st, hv2, 0);
+    char t7[SNCP_TSI_ID_STRLEN];
+    msg(0, 0, 7);
+    sncp_tsi_id_format(&m.tsi, t7, sizeof t7);
+    ck_assert_int_eq(nnve_state_op_tsi(st, SNCP_MSG_TSI_DEASSOCIATE, t7, NULL, 0, 0, notify, NULL),
+                     0);
+    ck_assert_int_eq(count_ops("remove-vn swp2"), 1);
+    ck_assert_ptr_null(nnve_state_hv_find(st, "hv2"));
+    ck_assert_int_eq(nnve_state_commit(st, 0), 0);
+    /* hv1 (held since the restart) kept its explicit 5001 */
+    ck_assert_uint_eq(nnve_state_hv_vns(nnve_state_hv_find(st, "hv1")), 1);
+
+    close_store_dir(store, dir);
+}
+END_TEST
+
+/* §9.3 guard order: VN ok, VN match, other instance, limits, addresses.  A repeated
+ * ADDRESS counts once, against the limit and in the ownership of the address. */
+static unsigned tsi_addr_count(const char *identity)
+{
+    json_t *tsis = nnve_state_show_tsis(st);
+    unsigned n = 0;
+    for (size_t i = 0; i < json_array_size(tsis); i++) {
+        json_t *t = json_array_get(tsis, i);
+        if (!strcmp(json_string_value(json_object_get(t, "hypervisor")), identity))
+            n += (unsigned)json_array_size(json_object_get(t, "addresses"));
+    }
+    json_decref(tsis);
+    return n;
+}
+
+static struct sncp_msg *update_msg(uint8_t op, int tsi)
+{
+    struct sncp_msg *mm = msg(SNCP_MSG_TSI_UPDATE, 0, tsi);
+    mm->update_op = op;
+    sncp_msg_set(mm, SNCP_TLV_UPDATE_OP);
+    return mm;
+}
+
+START_TEST(test_guard_order)
+{
+    /* not connected beats too many addresses */
+    struct sncp_msg *mm = msg(SNCP_MSG_TSI_ASSOCIATE, 5000, 1);
+    for (uint8_t a = 1; a <= 4; a++)
+        add_addr(mm, a);
+    ck_assert_int_eq(req(hv1, mm, 0), SNCP_E_NO_SUCH_VN);
+    /* with IMPLICIT_CONNECT the limit refuses it, and no connection is left behind */
+    mm->flags = SNCP_F_IMPLICIT_CONNECT;
+    ck_assert_int_eq(req(hv1, mm, 0), SNCP_E_RESOURCE_LIMIT);
+    ck_assert_uint_eq(nnve_state_hv_vns(hv1), 0);
+    ck_assert_uint_eq(n_ops, 0);
+    /* 5 ADDRESS TLVs, 3 different: within max_addrs_per_tsi = 3, held once each */
+    mm = implicit_msg(SNCP_MSG_TSI_ACTIVATE, 5000, 1);
+    add_addr(mm, 1);
+    add_addr(mm, 2);
+    add_addr(mm, 1);
+    add_addr(mm, 3);
+    add_addr(mm, 2);
+    ck_assert_int_eq(req(hv1, mm, 0), 0);
+    ck_assert_uint_eq(tsi_addr_count("hv1"), 3);
+    ck_assert_int_eq(count_ops("act swp1 100 5000 1 3"), 1);
+    /* the same by TSI_UPDATE REPLACE */
+    mm = update_msg(SNCP_UPDATE_REPLACE, 1);
+    add_addr(mm, 4);
+    add_addr(mm, 4);
+    add_addr(mm, 1);
+    add_addr(mm, 5);
+    ck_assert_int_eq(req(hv1, mm, 0), 0);
+    ck_assert_uint_eq(tsi_addr_count("hv1"), 3);
+    /* removing a repeated address once frees it for another TSI */
+    mm = update_msg(SNCP_UPDATE_REMOVE, 1);
+    add_addr(mm, 4);
+    ck_assert_int_eq(req(hv1, mm, 0), 0);
+    mm = msg(SNCP_MSG_TSI_ACTIVATE, 5000, 2);
+    add_addr(mm, 4);
+    ck_assert_int_eq(req(hv1, mm, 0), 0);
+    /* VN match beats the address limit: TSI 1 is in 5000 */
+    ck_assert_int_eq(req(hv1, msg(SNCP_MSG_VN_CONNECT, 5001, 0), 0), 0);
+    mm = msg(SNCP_MSG_TSI_ACTIVATE, 5001, 1);
+    for (uint8_t a = 10; a <= 14; a++)
+        add_addr(mm, a);
+    ck_assert_int_eq(req(hv1, mm, 0), SNCP_E_CONFLICT);
+    ck_assert_uint_eq(res.error_tlv, SNCP_TLV_VN_ID);
+    /* the other instance beats the TSI limit (hv2 full: 4 TSIs) */
+    ck_assert_int_eq(req(hv2, msg(SNCP_MSG_VN_CONNECT, 5000, 0), 0), 0);
+    for (int i = 20; i < 24; i++)
+        ck_assert_int_eq(req(hv2, msg(SNCP_MSG_TSI_ASSOCIATE, 5000, i), 0), 0);
+    ck_assert_int_eq(req(hv2, msg(SNCP_MSG_TSI_ASSOCIATE, 5000, 1), 0), SNCP_E_CONFLICT);
+    ck_assert_uint_eq(res.error_tlv, SNCP_TLV_TSI_ID);
+    ck_assert_int_eq(req(hv2, msg(SNCP_MSG_TSI_ASSOCIATE, 5000, 24), 0), SNCP_E_RESOURCE_LIMIT);
+    /* the limit beats an address held by another TSI */
+    mm = msg(SNCP_MSG_TSI_ASSOCIATE, 5000, 24);
+    add_addr(mm, 1);
+    ck_assert_int_eq(req(hv2, mm, 0), SNCP_E_RESOURCE_LIMIT);
+    mm = msg(SNCP_MSG_TSI_ASSOCIATE, 5000, 20);
+    add_addr(mm, 1);
+    ck_assert_int_eq(req(hv2, mm, 0), SNCP_E_CONFLICT);
+    ck_assert_uint_eq(res.error_tlv, SNCP_TLV_ADDRESS);
+}
+END_TEST
+
+/* Migration at the nNVE (§9.3): the source never leaves Activated before the destination
+ * is (the nNVE activates the destination when the source leaves with MIGRATION_SOURCE), and
+ * the instance that stays is declared again to the backend when the other goes. */
+static const char *tsi_state_of(const char *identity, int tsi)
+{
+    static char buf[32];
+    struct sncp_msg *mm = msg(0, 0, tsi);
+    char tbuf[SNCP_TSI_ID_STRLEN];
+    sncp_tsi_id_format(&mm->tsi, tbuf, sizeof tbuf);
+    snprintf(buf, sizeof buf, "init");
+    json_t *tsis = nnve_state_show_tsis(st);
+    for (size_t i = 0; i < json_array_size(tsis); i++) {
+        json_t *t = json_array_get(tsis, i);
+        if (!strcmp(json_string_value(json_object_get(t, "hypervisor")), identity) &&
+            !strcmp(json_string_value(json_object_get(t, "tsi")), tbuf))
+            snprintf(buf, sizeof buf, "%s", json_string_value(json_object_get(t, "state")));
+    }
+    json_decref(tsis);
+    return buf;
+}
+
+static struct sncp_msg *mig_msg(enum sncp_msg_type type, uint32_t vn, int tsi, int source)
+{
+    struct sncp_msg *mm = msg(type, vn, tsi);
+    mm->flags = SNCP_F_MIGRATION | (source ? SNCP_F_MIGRATION_SOURCE : 0);
+    return mm;
+}
+
+START_TEST(test_migration_rules)
+{
+    ck_assert_int_eq(req(hv1, msg(SNCP_MSG_VN_CONNECT, 5000, 0), 0), 0);
+    ck_assert_int_eq(req(hv2, msg(SNCP_MSG_VN_CONNECT, 5000, 0), 0), 0);
+    /* the source de-associates before the destination activated: handed over first */
+    ck_assert_int_eq(req(hv1, msg(SNCP_MSG_TSI_ACTIVATE, 5000, 1), 0), 0);
+    ck_assert_int_eq(req(hv2, mig_msg(SNCP_MSG_TSI_ASSOCIATE, 5000, 1, 0), 0), 0);
+    ops[0] = '\0';
+    ck_assert_int_eq(req(hv1, mig_msg(SNCP_MSG_TSI_DEASSOCIATE, 0, 1, 1), 0), 0);
+    ck_assert_str_eq(tsi_state_of("hv2", 1), "activated");
+    ck_assert_str_eq(tsi_state_of("hv1", 1), "init");
+    const char *act = strstr(ops, "act swp2 100 5000 1"), *gone = strstr(ops, "deassoc swp1");
+    ck_assert(act && gone && act < gone);
+    ck_assert_uint_eq(cnt().tsis_activated, 1);
+    ck_assert_uint_eq(cnt().tsis_migrating, 0);
+    /* the destination's own ACTIVATE (late) changes nothing; nor would an ASSOCIATE */
+    ops[0] = '\0';
+    ck_assert_int_eq(req(hv2, mig_msg(SNCP_MSG_TSI_ASSOCIATE, 5000, 1, 0), 0), 0);
+    ck_assert_int_eq(res.tsi_state, SNCP_TSI_ACTIVATED);
+    ck_assert_int_eq(req(hv2, mig_msg(SNCP_MSG_TSI_ACTIVATE, 5000, 1, 0), 0), 0);
+    ck_assert_int_eq(res.tsi_state, SNCP_TSI_ACTIVATED);
+    ck_assert_str_eq(ops, "");
+    /* once activated by its own request, row 6 holds again */
+    ck_assert_int_eq(req(hv2, msg(SNCP_MSG_TSI_ASSOCIATE, 5000, 1), 0), SNCP_E_INVALID_STATE);
+
+    /* the source deactivates at switch-over (MIGRATION|MIGRATION_SOURCE): same handover */
+    ck_assert_int_eq(req(hv1, msg(SNCP_MSG_TSI_ACTIVATE, 5000, 2), 0), 0);
+    ck_assert_int_eq(req(hv2, mig_msg(SNCP_MSG_TSI_ASSOCIATE, 5000, 2, 0), 0), 0);
+    ck_assert_int_eq(req(hv1, mig_msg(SNCP_MSG_TSI_DEACTIVATE, 0, 2, 1), 0), 0);
+    ck_assert_int_eq(res.tsi_state, SNCP_TSI_ASSOCIATED);
+    ck_assert_str_eq(tsi_state_of("hv2", 2), "activated");
+    /* without the migration flags a deactivate hands nothing over */
+    ck_assert_int_eq(req(hv1, msg(SNCP_MSG_TSI_ACTIVATE, 5000, 3), 0), 0);
+    ck_assert_int_eq(req(hv2, mig_msg(SNCP_MSG_TSI_ASSOCIATE, 5000, 3, 0), 0), 0);
+    ck_assert_int_eq(req(hv1, msg(SNCP_MSG_TSI_DEACTIVATE, 0, 3), 0), 0);
+    ck_assert_str_eq(tsi_state_of("hv2", 3), "associated");
+    ck_assert_int_eq(req(hv1, msg(SNCP_MSG_TSI_DEASSOCIATE, 0, 3), 0), 0);
+    ck_assert_int_eq(req(hv2, msg(SNCP_MSG_TSI_DEASSOCIATE, 0, 3), 0), 0);
+
+    /* both Activated; the destination fails and leaves: the source is declared again */
+    ck_assert_int_eq(req(hv1, msg(SNCP_MSG_TSI_DEASSOCIATE, 0, 2), 0), 0);
+    ck_assert_int_eq(req(hv2, msg(SNCP_MSG_TSI_DEASSOCIATE, 0, 2), 0), 0);
+    ck_assert_int_eq(req(hv1, msg(SNCP_MSG_TSI_ACTIVATE, 5000, 2), 0), 0);
+    ck_assert_int_eq(req(hv2, mig_msg(SNCP_MSG_TSI_ACTIVATE, 5000, 2, 0), 0), 0);
+    ops[0] = '\0';
+    ck_assert_int_eq(req(hv2, mig_msg(SNCP_MSG_TSI_DEACTIVATE, 0, 2, 0), 0), 0);
+    ck_assert_str_eq(ops, "deact swp2 100 5000 2 0;act swp1 100 5000 2 0;");
+    ops[0] = '\0';
+    ck_assert_int_eq(req(hv2, mig_msg(SNCP_MSG_TSI_ACTIVATE, 5000, 2, 0), 0), 0);
+    ck_assert_int_eq(req(hv2, mig_msg(SNCP_MSG_TSI_DEASSOCIATE, 0, 2, 0), 0), 0);
+    ck_assert_str_eq(ops, "act swp2 100 5000 2 0;deassoc swp2 100 5000 2 0;act swp1 100 5000 2 0;");
+    ck_assert_str_eq(tsi_state_of("hv1", 2), "activated");
+    ck_assert_uint_eq(cnt().tsis_migrating, 0);
+    /* the same when the destination's hold timer removes it */
+    ck_assert_int_eq(req(hv2, mig_msg(SNCP_MSG_TSI_ACTIVATE, 5000, 2, 0), 0), 0);
+    nnve_state_hv_down(st, hv2, 0);
+    ops[0] = '\0';
+    nnve_state_tick(st, 30000);
+    ck_assert_ptr_nonnull(strstr(ops, "act swp1 100 5000 2 0;"));
+    ck_assert_str_eq(tsi_state_of("hv1", 2), "activated");
+}
+END_TEST
+
+/* Req-8 for some addresses (§6.7): TSI_DEACTIVATE with ADDRESS withdraws only those
+ * addresses (their entries go, the set shrinks, the address is free again), the state
+ * stays. */
+START_TEST(test_deactivate_addresses)
+{
+    ck_assert_int_eq(req(hv1, msg(SNCP_MSG_VN_CONNECT, 5000, 0), 0), 0);
+    struct sncp_msg *mm = msg(SNCP_MSG_TSI_ACTIVATE, 5000, 1);
+    add_addr(mm, 1);
+    add_addr(mm, 2);
+    add_addr(mm, 3);
+    ck_assert_int_eq(req(hv1, mm, 0), 0);
+    ops[0] = '\0';
+    mm = msg(SNCP_MSG_TSI_DEACTIVATE, 0, 1);
+    add_addr(mm, 2);
+    add_addr(mm, 9); /* not held: ignored */
+    ck_assert_int_eq(req(hv1, mm, 0), 0);
+    ck_assert_int_eq(res.tsi_state, SNCP_TSI_ACTIVATED);
+    ck_assert_str_eq(tsi_state_of("hv1", 1), "activated");
+    ck_assert_uint_eq(tsi_addr_count("hv1"), 2);
+    ck_assert_str_eq(ops, "update swp1 100 5000 1 2;");
+    ck_assert_uint_eq(cnt().tsis_activated, 1);
+    /* repeated: nothing left to withdraw, nothing changes */
+    ops[0] = '\0';
+    mm = msg(SNCP_MSG_TSI_DEACTIVATE, 0, 1);
+    add_addr(mm, 2);
+    ck_assert_int_eq(req(hv1, mm, 0), 0);
+    ck_assert_str_eq(ops, "");
+    /* the withdrawn address is free for another TSI of the VN */
+    mm = msg(SNCP_MSG_TSI_ASSOCIATE, 5000, 2);
+    add_addr(mm, 2);
+    ck_assert_int_eq(req(hv1, mm, 0), 0);
+    /* in Associated the same (no forwarding entries to remove, the set shrinks) */
+    mm = msg(SNCP_MSG_TSI_DEACTIVATE, 0, 2);
+    add_addr(mm, 2);
+    ck_assert_int_eq(req(hv1, mm, 0), 0);
+    ck_assert_int_eq(res.tsi_state, SNCP_TSI_ASSOCIATED);
+    ck_assert_uint_eq(tsi_addr_count("hv1"), 2);
+    /* without ADDRESS the whole TSI deactivates */
+    ck_assert_int_eq(req(hv1, msg(SNCP_MSG_TSI_DEACTIVATE, 0, 1), 0), 0);
+    ck_assert_int_eq(res.tsi_state, SNCP_TSI_ASSOCIATED);
+    ck_assert_uint_eq(cnt().tsis_activated, 0);
+}
+END_TEST
+
+/* nNVE-side address change (§9.3 row 24): checked like a TSI_UPDATE from the tNVE before
+ * anything changes, applied to the dataplane, sent to the agent as TSI_UPDATE. */
+START_TEST(test_operator_update)
+{
+    n_sent = 0;
+    ck_assert_int_eq(req(hv1, msg(SNCP_MSG_VN_CONNECT, 5000, 0), 0), 0);
+    ck_assert_int_eq(req(hv2, msg(SNCP_MSG_VN_CONNECT, 5000, 0), 0), 0);
+    struct sncp_msg *mm = msg(SNCP_MSG_TSI_ACTIVATE, 5000, 1);
+    add_addr(mm, 1);
+    ck_assert_int_eq(req(hv1, mm, 0), 0);
+    mm = msg(SNCP_MSG_TSI_ACTIVATE, 5000, 2);
+    add_addr(mm, 2);
+    ck_assert_int_eq(req(hv2, mm, 0), 0);
+    char t1[SNCP_TSI_ID_STRLEN];
+    msg(0, 0, 1);
+    sncp_tsi_id_format(&m.tsi, t1, sizeof t1);
+    ops[0] = '\0';
+    const char *reason = NULL;
+    const char *held[] = {"192.0.2.2"}, *many[] = {"192.0.2.3", "192.0.2.4", "192.0.2.5"},
+               *one[] = {"192.0.2.3"};
+    ck_assert_int_eq(nnve_state_op_tsi_update(st, t1, "add", held, 1, notify, NULL, &reason),
+                     SNCP_E_CONFLICT);
+    ck_assert_ptr_nonnull(reason);
+    ck_assert_int_eq(nnve_state_op_tsi_update(st, t1, "add", many, 3, notify, NULL, &reason),
+                     SNCP_E_RESOURCE_LIMIT);
+    ck_assert_int_eq(nnve_state_op_tsi_update(st, t1, "swap", one, 1, notify, NULL, &reason),
+                     SNCP_E_INVALID_VALUE);
+    ck_assert_int_eq(nnve_state_op_tsi_update(st, "junk", "add", one, 1, notify, NULL, &reason),
+                     SNCP_E_INVALID_VALUE);
+    ck_assert_str_eq(ops, "");
+    ck_assert_int_eq(n_sent, 0);
+    ck_assert_int_eq(nnve_state_op_tsi_update(st, t1, "replace", one, 1, notify, NULL, &reason), 1);
+    ck_assert_str_eq(ops, "update swp1 100 5000 1 1;");
+    ck_assert_int_eq(sent[0].type, SNCP_MSG_TSI_UPDATE);
+    ck_assert_int_eq(sent[0].update_op, SNCP_UPDATE_REPLACE);
+    ck_assert_uint_eq(sent[0].n_addrs, 1);
+    ck_assert_ptr_eq(sent_to[0], hv1);
+    /* the old address is free, the new one held */
+    mm = msg(SNCP_MSG_TSI_UPDATE, 0, 2);
+    mm->update_op = SNCP_UPDATE_ADD;
+    sncp_msg_set(mm, SNCP_TLV_UPDATE_OP);
+    add_addr(mm, 1);
+    ck_assert_int_eq(req(hv2, mm, 0), 0);
+    add_addr(mm, 3);
+    ck_assert_int_eq(req(hv2, mm, 0), SNCP_E_CONFLICT);
+    /* a held hypervisor: changed, nobody told */
+    nnve_state_hv_down(st, hv1, 0);
+    ck_assert_int_eq(nnve_state_op_tsi_update(st, t1, "remove", one, 1, notify, NULL, &reason), 0);
+    ck_assert_uint_eq(tsi_addr_count("hv1"), 0);
+    ck_assert_int_eq(n_sent, 1);
+}
+END_TEST
+
+/* The handover exception (a destination activated by the nNVE answers TSI_ASSOCIATE with
+ * SUCCESS until its own TSI_ACTIVATE) survives a restart, and so does its end. */
+static void restart_with(struct nnve_store *store, const char *identity, const char *port,
+                         struct nnve_hv **hv)
+{
+    char err[256];
+    ck_assert_int_eq(nnve_state_commit(st, 0), 0);
+    nnve_state_destroy(st);
+    ck_assert_int_eq(nnve_state_create(cfg, &rec_be, store, 0, &st, err, sizeof err), 0);
+    ck_assert_int_eq(nnve_state_hv_up(st, identity, port, 0, hv), 0);
+    nnve_state_hv_set_session(*hv, &sess);
+}
+
+START_TEST(test_handover_stored)
+{
+    char dir[] = "/tmp/nnve-state-XXXXXX";
+    struct nnve_store *store = open_store_dir(dir);
+    hvs_up();
+    ck_assert_int_eq(req(hv1, implicit_msg(SNCP_MSG_TSI_ACTIVATE, 5000, 1), 0), 0);
+    struct sncp_msg *mm = mig_msg(SNCP_MSG_TSI_ASSOCIATE, 5000, 1, 0);
+    mm->flags |= SNCP_F_IMPLICIT_CONNECT;
+    ck_assert_int_eq(req(hv2, mm, 0), 0);
+    ck_assert_int_eq(req(hv1, mig_msg(SNCP_MSG_TSI_DEASSOCIATE, 0, 1, 1), 0), 0);
+    restart_with(store, "hv2", "swp2", &hv2);
+    ck_assert_str_eq(tsi_state_of("hv2", 1), "activated");
+    ck_assert_uint_eq(cnt().tsis_migrating, 0);
+    ck_assert_int_eq(req(hv2, msg(SNCP_MSG_TSI_ASSOCIATE, 5000, 1), 0), 0);
+    ck_assert_int_eq(res.tsi_state, SNCP_TSI_ACTIVATED);
+    ck_assert_int_eq(req(hv2, mig_msg(SNCP_MSG_TSI_ACTIVATE, 5000, 1, 0), 0), 0);
+    restart_with(store, "hv2", "swp2", &hv2);
+    ck_assert_int_eq(req(hv2, msg(SNCP_MSG_TSI_ASSOCIATE, 5000, 1), 0), SNCP_E_INVALID_STATE);
+    close_store_dir(store, dir);
+}
+END_TEST
+
 START_TEST(test_port_move)
 {
     ck_assert_int_eq(req(hv1, msg(SNCP_MSG_VN_CONNECT, 5000, 0), 0), 0);
@@ -738,9 +1179,30 @@ START_TEST(test_port_move)
     ck_assert_int_eq(count_ops("remove-vn swp1 100 5000"), 1);
     ck_assert_int_eq(count_ops("act swp2 100 5000 1"), 1);
     ck_assert_uint_eq(nnve_state_hv_tsis(hv1), 1);
-    /* another domain: state dropped (the agent's SYNC re-creates it) */
+    /* another domain (§6.9): the tags do not move; the VN connections end, and once the
+     * session is bound the agent is sent VN_DISCONNECT for each, then connects again and
+     * gets the new domain's tag */
+    ck_assert_int_eq(req(hv1, msg(SNCP_MSG_VN_CONNECT, 5001, 0), 0), 0);
+    nnve_state_hv_down(st, hv1, 10);
+    ops[0] = '\0';
+    n_sent = 0;
     ck_assert_int_eq(nnve_state_hv_up(st, "hv1", "swp3", 20, &hv1), 0);
     ck_assert_uint_eq(nnve_state_hv_tsis(hv1), 0);
+    ck_assert_uint_eq(nnve_state_hv_vns(hv1), 0);
+    ck_assert_int_eq(count_ops("remove-vn swp2 100 5000"), 1);
+    ck_assert_int_eq(count_ops("deassoc swp2 100 5000 1"), 1);
+    nnve_state_hv_set_session(hv1, &sess);
+    ck_assert_uint_eq(nnve_state_hv_moved_notify(st, hv1, notify, NULL), 2);
+    ck_assert_int_eq(n_sent, 2);
+    ck_assert_int_eq(sent[0].type, SNCP_MSG_VN_DISCONNECT);
+    ck_assert_ptr_eq(sent_to[0], hv1);
+    ck_assert_uint_eq(sent[0].vn_id + sent[1].vn_id, 5000 + 5001);
+    ck_assert_uint_eq(nnve_state_hv_moved_notify(st, hv1, notify, NULL), 0); /* once */
+    ck_assert_int_eq(req(hv1, msg(SNCP_MSG_VN_CONNECT, 5000, 0), 0), 0);
+    ck_assert_uint_eq(res.tags[0].vid, 200);
+    /* a move back that nobody is told about (no session yet) frees its list */
+    nnve_state_hv_down(st, hv1, 30);
+    ck_assert_int_eq(nnve_state_hv_up(st, "hv1", "swp1", 40, &hv1), 0);
     /* a port in no domain is refused */
     struct nnve_hv *x;
     ck_assert_int_eq(nnve_state_hv_up(st, "hv9", "swp99", 0, &x), SNCP_E_NOT_AUTHORIZED);
@@ -1023,11 +1485,7 @@ END_TEST
 START_TEST(test_addr_restored)
 {
     char dir[] = "/tmp/nnve-state-XXXXXX", err[256];
-    ck_assert_ptr_nonnull(mkdtemp(dir));
-    struct nnve_store *store;
-    ck_assert_int_eq(nnve_store_open(dir, NNVE_SYNC_NORMAL, &store, err, sizeof err), 0);
-    nnve_state_destroy(st);
-    ck_assert_int_eq(nnve_state_create(cfg, &rec_be, store, 0, &st, err, sizeof err), 0);
+    struct nnve_store *store = open_store_dir(dir);
     ck_assert_int_eq(nnve_state_hv_up(st, "hv1", "swp1", 0, &hv1), 0);
     struct sncp_msg *mm = msg(SNCP_MSG_TSI_ACTIVATE, 5000, 1);
     mm->flags = SNCP_F_IMPLICIT_CONNECT;
@@ -1047,16 +1505,7 @@ START_TEST(test_addr_restored)
     mm->tsi.mac[5] = 1;
     ck_assert_int_eq(req(hv2, mm, 0), SNCP_E_CONFLICT);
     ck_assert_uint_eq(nnve_state_hv_tsis(hv2), 0);
-    nnve_state_destroy(st);
-    st = NULL;
-    nnve_store_close(store);
-    DIR *d = opendir(dir);
-    ck_assert_ptr_nonnull(d);
-    for (struct dirent *e; (e = readdir(d)) != NULL;)
-        if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
-            unlinkat(dirfd(d), e->d_name, 0);
-    closedir(d);
-    ck_assert_int_eq(rmdir(dir), 0);
+    close_store_dir(store, dir);
 }
 END_TEST
 
@@ -1070,10 +1519,7 @@ static void reload_fixture(const char *text)
     n_ops = 0;
     ck_assert_msg(nnve_config_parse_string(text, "t", &cfg, err, sizeof err) == 0, "%s", err);
     ck_assert_int_eq(nnve_state_create(cfg, &rec_be, NULL, 0, &st, err, sizeof err), 0);
-    ck_assert_int_eq(nnve_state_hv_up(st, "hv1", "swp1", 0, &hv1), 0);
-    ck_assert_int_eq(nnve_state_hv_up(st, "hv2", "swp2", 0, &hv2), 0);
-    nnve_state_hv_set_session(hv1, &sess);
-    nnve_state_hv_set_session(hv2, &sess);
+    hvs_up();
 }
 
 /* SIGHUP: the fixture's domains and blue, with `hvs` as the [hypervisor] sections. */
@@ -1123,7 +1569,10 @@ START_TEST(test_tsi_authorization)
     ck_assert_uint_eq(n_ops, before);
     /* re-activating it is refused too (its VN is resolved and authorized) */
     ck_assert_int_eq(req(hv1, msg(SNCP_MSG_TSI_ACTIVATE, 6000, 1), 0), SNCP_E_NOT_AUTHORIZED);
-    ck_assert_int_eq(req(hv1, msg(SNCP_MSG_TSI_ACTIVATE, 5000, 1), 0), SNCP_E_CONFLICT);
+    /* another VN: not connected is checked first (§9.3), then the VN match */
+    ck_assert_int_eq(req(hv1, msg(SNCP_MSG_TSI_ACTIVATE, 5000, 1), 0), SNCP_E_NO_SUCH_VN);
+    ck_assert_int_eq(req(hv1, implicit_msg(SNCP_MSG_TSI_ACTIVATE, 5000, 1), 0), SNCP_E_CONFLICT);
+    ck_assert_uint_eq(nnve_state_hv_vns(hv1), 1); /* no implicit connection left behind */
     ck_assert_uint_eq(n_ops, before);
     ck_assert_int_eq(req(hv1, msg(SNCP_MSG_TSI_DEACTIVATE, 0, 1), 0), 0);
     ck_assert_int_eq(count_ops("deact swp1 100 6000 1"), 1);
@@ -1272,10 +1721,7 @@ START_TEST(test_backend_failure_undone)
     nnve_state_destroy(st);
     ck_assert_int_eq(nnve_store_open(dir, NNVE_SYNC_NORMAL, &store, err, sizeof err), 0);
     ck_assert_int_eq(nnve_state_create(cfg, &rec_be, store, 0, &st, err, sizeof err), 0);
-    ck_assert_int_eq(nnve_state_hv_up(st, "hv1", "swp1", 0, &hv1), 0);
-    ck_assert_int_eq(nnve_state_hv_up(st, "hv2", "swp2", 0, &hv2), 0);
-    nnve_state_hv_set_session(hv1, &sess);
-    nnve_state_hv_set_session(hv2, &sess);
+    hvs_up();
     struct sncp_msg *mm = msg(SNCP_MSG_TSI_ACTIVATE, 5000, 1);
     mm->flags |= SNCP_F_IMPLICIT_CONNECT;
     ck_assert_int_eq(req(hv1, mm, 0), 0);
@@ -1369,6 +1815,12 @@ int main(void)
     tcase_add_test(tc, test_error_detail);
     tcase_add_test(tc, test_hold_timer);
     tcase_add_test(tc, test_operator);
+    tcase_add_test(tc, test_implicit_release);
+    tcase_add_test(tc, test_guard_order);
+    tcase_add_test(tc, test_migration_rules);
+    tcase_add_test(tc, test_handover_stored);
+    tcase_add_test(tc, test_deactivate_addresses);
+    tcase_add_test(tc, test_operator_update);
     tcase_add_test(tc, test_port_move);
     tcase_add_test(tc, test_reconfigure);
     tcase_add_test(tc, test_addr_check);

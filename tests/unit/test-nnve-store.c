@@ -62,11 +62,12 @@ static int l_vap(void *aux, const char *domain, const struct nnve_vn *vn, uint16
     n_vap++;
     return 0;
 }
-static int l_vc(void *aux, const char *identity, const struct nnve_vn *vn)
+static int l_vc(void *aux, const char *identity, const struct nnve_vn *vn, int implicit)
 {
     (void)aux;
     ck_assert_str_eq(identity, "hv1");
     ck_assert(vn->has_id ? vn->id == 5000 : !strcmp(vn->name, "green"));
+    ck_assert_int_eq(implicit, !vn->has_id); /* green is implicit */
     n_vc++;
     return 0;
 }
@@ -103,8 +104,8 @@ START_TEST(test_records)
     ck_assert_int_eq(nnve_store_hv_del(s, "hv2"), 0);
     ck_assert_int_eq(nnve_store_vap_put(s, "d1", &vn, 100), 0);
     ck_assert_int_eq(nnve_store_vap_put(s, "d1", &vn, 123), 0); /* replaces */
-    ck_assert_int_eq(nnve_store_vn_connection_put(s, "hv1", &vn), 0);
-    ck_assert_int_eq(nnve_store_vn_connection_put(s, "hv1", &green), 0);
+    ck_assert_int_eq(nnve_store_vn_connection_put(s, "hv1", &vn, 0), 0);
+    ck_assert_int_eq(nnve_store_vn_connection_put(s, "hv1", &green, 1), 0);
     ck_assert_int_eq(nnve_store_tsi_put(s, "hv1", &vn, &tsi, 1, 0, a, 1), 0);
     ck_assert_int_eq(nnve_store_tsi_put(s, "hv1", &vn, &tsi, 2, 1, a, 2), 0);
     tsi.mac[5] = 8;
@@ -125,6 +126,51 @@ START_TEST(test_records)
     ck_assert_int_eq(n_vc, 2);
     ck_assert_int_eq(n_tsi, 1);
     nnve_store_close(s);
+}
+END_TEST
+
+/* A store written by schema version 1 (no vn_connection.implicit) opens as version 2: its
+ * connections load as explicit, and new rows keep their implicit mark. */
+START_TEST(test_schema_upgrade)
+{
+    char path[128];
+    snprintf(path, sizeof path, "%s/nnve-daemon.db", dir);
+    sqlite3 *db;
+    ck_assert_int_eq(sqlite3_open(path, &db), SQLITE_OK);
+    ck_assert_int_eq(
+        sqlite3_exec(db,
+                     "CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+                     "INSERT INTO meta VALUES ('schema', '1');"
+                     "CREATE TABLE hypervisor(identity TEXT PRIMARY KEY, port TEXT NOT NULL);"
+                     "CREATE TABLE vn_connection(identity TEXT NOT NULL, vn_key TEXT NOT NULL,"
+                     " vn_id INTEGER, vn_name TEXT NOT NULL, PRIMARY KEY(identity, vn_key));"
+                     "INSERT INTO hypervisor VALUES ('hv1', 'swp1');"
+                     "INSERT INTO vn_connection VALUES ('hv1', 'id:5000', 5000, 'blue');",
+                     NULL, NULL, NULL),
+        SQLITE_OK);
+    sqlite3_close(db);
+    struct nnve_store *s;
+    char err[256];
+    ck_assert_int_eq(nnve_store_open(dir, NNVE_SYNC_FULL, &s, err, sizeof err), 0);
+    struct nnve_vn green = {.name = "green"};
+    ck_assert_int_eq(nnve_store_vn_connection_put(s, "hv1", &green, 1), 0);
+    ck_assert_int_eq(nnve_store_commit(s), 0);
+    nnve_store_close(s);
+    ck_assert_int_eq(nnve_store_open(dir, NNVE_SYNC_FULL, &s, err, sizeof err), 0);
+    static const struct nnve_store_loader l = {l_hv, l_vap, l_vc, l_tsi};
+    n_vc = 0;
+    ck_assert_int_eq(nnve_store_load(s, &l, NULL), 0);
+    ck_assert_int_eq(n_vc, 2);
+    nnve_store_close(s);
+    ck_assert_int_eq(sqlite3_open(path, &db), SQLITE_OK);
+    sqlite3_stmt *q;
+    ck_assert_int_eq(
+        sqlite3_prepare_v2(db, "SELECT value FROM meta WHERE key = 'schema'", -1, &q, NULL),
+        SQLITE_OK);
+    ck_assert_int_eq(sqlite3_step(q), SQLITE_ROW);
+    ck_assert_str_eq((const char *)sqlite3_column_text(q, 0), "2");
+    sqlite3_finalize(q);
+    sqlite3_close(db);
 }
 END_TEST
 
@@ -469,6 +515,7 @@ int main(void)
     TCase *tc = tcase_create("core");
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, test_records);
+    tcase_add_test(tc, test_schema_upgrade);
     tcase_add_test(tc, test_state_restart);
     tcase_add_test(tc, test_failed_write_poisons_transaction);
     tcase_add_test(tc, test_checkpoint);
