@@ -157,7 +157,8 @@ START_TEST(test_schema_upgrade)
     ck_assert_int_eq(nnve_store_commit(s), 0);
     nnve_store_close(s);
     ck_assert_int_eq(nnve_store_open(dir, NNVE_SYNC_FULL, &s, err, sizeof err), 0);
-    static const struct nnve_store_loader l = {l_hv, l_vap, l_vc, l_tsi};
+    static const struct nnve_store_loader l = {
+        .hv = l_hv, .vap = l_vap, .vn_connection = l_vc, .tsi = l_tsi};
     n_vc = 0;
     ck_assert_int_eq(nnve_store_load(s, &l, NULL), 0);
     ck_assert_int_eq(n_vc, 2);
