@@ -66,7 +66,9 @@ log "namespaces: ${NSS[*]}"
 
 # ---- nnve-daemon: TCP and L2 at once -----------------------------------------------------
 "$S/scripts/gen-pki.sh" --other-ca rogue "$T/pki" nnve1 hv1 hv2 hv3 hv4 hv5 >/dev/null 2>&1 || fail "gen-pki"
-NNVE_PORT=$((20000 + RANDOM % 20000))
+# The SNCP port: the daemon listens in its own network namespace, where nothing else can
+# take it, and a restart finds it again.
+NNVE_PORT=8394
 cat >"$T/nnve.conf" <<CONF
 [global]
 transport = tcp, l2
