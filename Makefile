@@ -1,13 +1,18 @@
 # splitnve build.  Everything lands under $(BUILD) (default build/); binaries in $(BUILD)/bin.
 #
-#   make            build libraries, daemons, ctl tools, tests and benchmarks
+#   make            build libraries, daemons, ctl tools, tests and benchmarks (stops, naming
+#                   them, if packages are missing: `make deps` as root installs them)
+#   make deps       install the missing Debian packages (scripts/install-deps.sh)
 #   make check      install missing packages, build, run every test (plain and ASan+UBSan),
 #                   replay the kept fuzz inputs
 #   make demo       install missing packages, build, run the whole system on this machine
 #   make fuzz       run each libFuzzer target for FUZZ_SECONDS (default 300)
-#   make bench      build and run the benchmarks in bench/
+#   make bench      install missing packages, build and run the benchmarks in bench/
 #   make install    install into $(DESTDIR)$(PREFIX)
 #   SAN=1           build with ASan+UBSan (clang); SAN=ubsan: UBSan only (runs inside UML)
+#
+# $(BUILD)/.build-flags records what the build was made with (compiler, flags, sanitizer
+# mode, libraries, version); everything built depends on it, so a change rebuilds it all.
 #
 # Source layout conventions (new files need no Makefile change):
 #   lib/*.c                      -> libsplitnve.a / libsplitnve.so
@@ -26,6 +31,19 @@ SAN     ?= 0
 FUZZ_SECONDS ?= 300
 
 PKGS := libuv openssl libxml-2.0 libvirt jansson inih sqlite3 libmnl libnftables
+# The Debian package that provides each pkg-config module (scripts/install-deps.sh installs them).
+DEB_libuv := libuv1-dev
+DEB_openssl := libssl-dev
+DEB_libxml-2.0 := libxml2-dev
+DEB_libvirt := libvirt-dev
+DEB_jansson := libjansson-dev
+DEB_inih := libinih-dev
+DEB_sqlite3 := libsqlite3-dev
+DEB_libmnl := libmnl-dev
+DEB_libnftables := libnftables-dev
+DEB_check := check
+# Evaluated only when something is about to be built (see $(FLAGS_STAMP)).
+PKG_MISSING = $(foreach p,$(PKGS) check,$(if $(shell pkg-config --exists $(p) 2>/dev/null && echo y),,$(p)))
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 CHECK_CFLAGS := $(shell pkg-config --cflags check 2>/dev/null)
@@ -69,6 +87,14 @@ FUZZ_SRC  := $(wildcard tests/fuzz/fuzz-*.c)
 
 obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
 
+# What the build was made with.  The stamp is rewritten only when this text changes, and
+# every object, archive, library and program depends on it: a change of compiler, flags,
+# sanitizer mode, libraries or version rebuilds everything it affects.
+FLAGS_STAMP := $(BUILD)/.build-flags
+BUILD_FLAGS := CC=$(CC) CFLAGS=$(CFLAGS) CHECK_CFLAGS=$(CHECK_CFLAGS) LDFLAGS=$(LDFLAGS) \
+               LIBS=$(LIBS) CHECK_LIBS=$(CHECK_LIBS) VERSION=$(VERSION)
+FUZZ_STAMP  := build/fuzz/.build-flags
+
 LIB_A    := $(BUILD)/lib/libsplitnve.a
 LIB_SO   := $(BUILD)/lib/libsplitnve.so.$(SONAME_MAJOR)
 NNVE_A   := $(BUILD)/lib/libnnve.a
@@ -85,7 +111,7 @@ FUZZERS  := $(patsubst tests/fuzz/%.c,build/fuzz/%,$(FUZZ_SRC))
 # Archives listed in link order: daemon internals first, then the shared library.
 APP_ARCHIVES := $(if $(NNVE_SRC),$(NNVE_A)) $(if $(TNVE_SRC),$(TNVE_A)) $(LIB_A)
 
-.PHONY: all bins deps check check-plain check-san fuzz fuzz-replay bench demo demo-shell install clean
+.PHONY: FORCE all bins deps check check-plain check-san fuzz fuzz-replay bench demo demo-shell install clean
 .DEFAULT_GOAL := all
 # Test, tool and bench objects are intermediates of pattern rules: keep them.
 .SECONDARY:
@@ -95,68 +121,90 @@ all: $(LIB_A) $(LIB_SO) $(BINS) $(UNITS) $(TOOLS) $(BENCHES)
 # The daemons and ctl tools alone (e.g. `make BUILD=build/ubsan SAN=ubsan bins` for UML).
 bins: $(BINS)
 
-$(BUILD)/obj/%.o: %.c
+# stamp_rule: refuses to build while packages are missing, then writes BUILD_FLAGS-like
+# text ($1) into $@ only if it differs from what is there.
+define stamp_rule
+	@missing='$(strip $(PKG_MISSING))'; if [ -n "$$missing" ]; then \
+	    echo "splitnve: cannot build: missing pkg-config module(s): $$missing" >&2; \
+	    echo "splitnve: Debian package(s): $(foreach p,$(PKG_MISSING),$(or $(DEB_$(p)),$(p)))$(if $(shell command -v pkg-config),, pkg-config)" >&2; \
+	    echo "splitnve: run 'make deps' as root to install them (make demo and make check do it first)" >&2; \
+	    exit 1; fi
+	@mkdir -p $(dir $@)
+	@printf '%s\n' '$(subst ','\'',$(1))' >$@.tmp
+	@if cmp -s $@.tmp $@; then rm -f $@.tmp; else \
+	    [ ! -f $@ ] || echo "build flags changed: rebuilding $(dir $@)"; mv -f $@.tmp $@; fi
+endef
+
+$(FLAGS_STAMP): FORCE
+	$(call stamp_rule,$(BUILD_FLAGS))
+
+$(BUILD)/obj/%.o: %.c $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c -o $@ $<
 
-$(LIB_A): $(call obj,$(LIB_SRC))
+$(LIB_A): $(call obj,$(LIB_SRC)) $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
-	rm -f $@ && ar rcs $@ $^
+	rm -f $@ && ar rcs $@ $(filter %.o,$^)
 
-$(LIB_SO): $(call obj,$(LIB_SRC))
+$(LIB_SO): $(call obj,$(LIB_SRC)) $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
-	$(CC) -shared -Wl,-soname,libsplitnve.so.$(SONAME_MAJOR) $(LDFLAGS) -o $@ $^ $(LIBS)
+	$(CC) -shared -Wl,-soname,libsplitnve.so.$(SONAME_MAJOR) $(LDFLAGS) -o $@ $(filter %.o,$^) $(LIBS)
 	ln -sf libsplitnve.so.$(SONAME_MAJOR) $(BUILD)/lib/libsplitnve.so
 
-$(NNVE_A): $(call obj,$(NNVE_SRC))
+$(NNVE_A): $(call obj,$(NNVE_SRC)) $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
-	rm -f $@ && ar rcs $@ $^
+	rm -f $@ && ar rcs $@ $(filter %.o,$^)
 
-$(TNVE_A): $(call obj,$(TNVE_SRC))
+$(TNVE_A): $(call obj,$(TNVE_SRC)) $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
-	rm -f $@ && ar rcs $@ $^
+	rm -f $@ && ar rcs $@ $(filter %.o,$^)
 
-$(BUILD)/bin/nnve-daemon: $(call obj,$(NNVE_MAIN)) $(APP_ARCHIVES)
-	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $< $(APP_ARCHIVES) $(LIBS)
-
-$(BUILD)/bin/nnvectl: $(call obj,$(NNVE_CTL)) $(APP_ARCHIVES)
+$(BUILD)/bin/nnve-daemon: $(call obj,$(NNVE_MAIN)) $(APP_ARCHIVES) $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $< $(APP_ARCHIVES) $(LIBS)
 
-$(BUILD)/bin/tnve-agent: $(call obj,$(TNVE_MAIN)) $(APP_ARCHIVES)
+$(BUILD)/bin/nnvectl: $(call obj,$(NNVE_CTL)) $(APP_ARCHIVES) $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $< $(APP_ARCHIVES) $(LIBS)
 
-$(BUILD)/bin/tnvectl: $(call obj,$(TNVE_CTL)) $(APP_ARCHIVES)
+$(BUILD)/bin/tnve-agent: $(call obj,$(TNVE_MAIN)) $(APP_ARCHIVES) $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $< $(APP_ARCHIVES) $(LIBS)
 
-$(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(APP_ARCHIVES)
+$(BUILD)/bin/tnvectl: $(call obj,$(TNVE_CTL)) $(APP_ARCHIVES) $(FLAGS_STAMP)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $< $(APP_ARCHIVES) $(LIBS)
+
+$(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(APP_ARCHIVES) $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $< $(APP_ARCHIVES) $(CHECK_LIBS) $(LIBS)
 
-$(BUILD)/obj/tests/unit/%.o: tests/unit/%.c
+$(BUILD)/obj/tests/unit/%.o: tests/unit/%.c $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(CHECK_CFLAGS) -Wno-missing-prototypes -DSRCDIR='"$(CURDIR)"' -c -o $@ $<
 
-$(BUILD)/tests/tools/%: $(BUILD)/obj/tests/tools/%.o $(APP_ARCHIVES)
+$(BUILD)/tests/tools/%: $(BUILD)/obj/tests/tools/%.o $(APP_ARCHIVES) $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $< $(APP_ARCHIVES) $(LIBS)
 
-$(BUILD)/bench/%: $(BUILD)/obj/bench/%.o $(APP_ARCHIVES)
+$(BUILD)/bench/%: $(BUILD)/obj/bench/%.o $(APP_ARCHIVES) $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $< $(APP_ARCHIVES) $(LIBS)
 
 # libFuzzer targets always use clang and compile the library sources in directly.
 FUZZ_CFLAGS := -std=c11 -D_GNU_SOURCE -g -O1 -Ilib $(PKG_CFLAGS) -DSPLITNVE_VERSION='"$(VERSION)"' \
                -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
-build/fuzz/%: tests/fuzz/%.c $(LIB_SRC) $(wildcard lib/*.h)
+$(FUZZ_STAMP): FORCE
+	$(call stamp_rule,FUZZ_CFLAGS=$(FUZZ_CFLAGS) LIBS=$(PKG_LIBS) -lm -lpthread)
+
+build/fuzz/%: tests/fuzz/%.c $(LIB_SRC) $(wildcard lib/*.h) $(FUZZ_STAMP)
 	@mkdir -p $(dir $@)
 	clang $(FUZZ_CFLAGS) -o $@ $< $(LIB_SRC) $(PKG_LIBS) -lm -lpthread
 
 deps:
 	@scripts/install-deps.sh
+
+FORCE:
 
 check: deps
 	$(MAKE) check-plain
@@ -178,14 +226,19 @@ fuzz-replay: $(FUZZERS)
 fuzz: $(FUZZERS)
 	scripts/fuzz.sh run $(FUZZ_SECONDS)
 
-bench: deps all
+# demo, demo-shell and bench install what is missing, then build in a new make: its
+# pkg-config flags are read after the install, never before.
+bench: deps
+	$(MAKE) all
 	scripts/run-bench.sh $(BUILD)
 soak: all ; scripts/soak.sh $(BUILD)  # the long model-based random test (SOAK_SEEDS, SOAK_OPS)
 
-demo: deps all
+demo: deps
+	$(MAKE) all
 	scripts/demo.sh $(BUILD)
 
-demo-shell: deps all
+demo-shell: deps
+	$(MAKE) all
 	scripts/demo.sh --shell $(BUILD)
 
 install: all

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "sncp-conn-provider.h"
 #include "sncp-error.h"
@@ -515,18 +516,19 @@ static void on_listener_closed(uv_handle_t *h)
     free(h->data);
 }
 
-int sncp_listener_create(uv_loop_t *loop, const char *addr, uint16_t port,
-                         const struct sncp_conn_config *cfg, const struct sncp_conn_cbs *cbs,
-                         void *ctx, struct sncp_listener **out)
+/* listener_start: a listener bound to bind_addr or, when bind_addr is NULL, on the socket
+ * fd already bound by someone else (closed on failure).  Returns 0 and *out, or -errno. */
+static int listener_start(uv_loop_t *loop, const struct sockaddr *bind_addr, int fd,
+                          const struct sncp_conn_config *cfg, const struct sncp_conn_cbs *cbs,
+                          void *ctx, struct sncp_listener **out)
 {
-    *out = NULL;
     ignore_sigpipe();
-    struct sockaddr_storage ss;
-    if (!addr || parse_numeric(addr, port, &ss) < 0)
-        return -EINVAL;
     struct sncp_listener *l = calloc(1, sizeof *l);
-    if (!l)
+    if (!l) {
+        if (!bind_addr)
+            close(fd);
         return -ENOMEM;
+    }
     l->loop = loop;
     l->cfg = *cfg;
     l->cbs = *cbs;
@@ -537,11 +539,17 @@ int sncp_listener_create(uv_loop_t *loop, const char *addr, uint16_t port,
     l->rl = (struct snv_ratelimit)SNV_RATELIMIT_INIT(5, 20);
     int rc = uv_tcp_init(loop, &l->tcp);
     if (rc < 0) {
+        if (!bind_addr)
+            close(fd);
         free(l);
         return rc;
     }
     l->tcp.data = l;
-    rc = uv_tcp_bind(&l->tcp, (const struct sockaddr *)&ss, 0);
+    if (bind_addr) {
+        rc = uv_tcp_bind(&l->tcp, bind_addr, 0);
+    } else if ((rc = uv_tcp_open(&l->tcp, fd)) < 0) {
+        close(fd); /* not the handle's yet */
+    }
     if (rc == 0)
         rc = uv_listen((uv_stream_t *)&l->tcp, LISTEN_BACKLOG, on_connection);
     if (rc == 0) {
@@ -558,6 +566,26 @@ int sncp_listener_create(uv_loop_t *loop, const char *addr, uint16_t port,
     }
     *out = l;
     return 0;
+}
+
+int sncp_listener_create(uv_loop_t *loop, const char *addr, uint16_t port,
+                         const struct sncp_conn_config *cfg, const struct sncp_conn_cbs *cbs,
+                         void *ctx, struct sncp_listener **out)
+{
+    *out = NULL;
+    struct sockaddr_storage ss;
+    if (!addr || parse_numeric(addr, port, &ss) < 0)
+        return -EINVAL;
+    return listener_start(loop, (const struct sockaddr *)&ss, -1, cfg, cbs, ctx, out);
+}
+
+int sncp_listener_open(uv_loop_t *loop, int fd, const struct sncp_conn_config *cfg,
+                       const struct sncp_conn_cbs *cbs, void *ctx, struct sncp_listener **out)
+{
+    *out = NULL;
+    if (fd < 0)
+        return -EBADF;
+    return listener_start(loop, NULL, fd, cfg, cbs, ctx, out);
 }
 
 void sncp_listener_destroy(struct sncp_listener *l)

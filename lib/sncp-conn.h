@@ -62,6 +62,12 @@ struct sncp_listener_stats {
 int sncp_listener_create(uv_loop_t *loop, const char *addr, uint16_t port,
                          const struct sncp_conn_config *cfg, const struct sncp_conn_cbs *cbs,
                          void *ctx, struct sncp_listener **out);
+/* As sncp_listener_create, on fd, a TCP socket already bound (e.g. passed by a service
+ * manager, see sd_listen_fds(3)); it may already listen.  The listener owns fd: it is closed
+ * with the listener, or before returning on failure unless that is -EBADF (fd < 0).
+ * Returns 0 and *out, or -errno (-ENOTSOCK, -EINVAL for a socket that is not TCP...). */
+int sncp_listener_open(uv_loop_t *loop, int fd, const struct sncp_conn_config *cfg,
+                       const struct sncp_conn_cbs *cbs, void *ctx, struct sncp_listener **out);
 /* Stops accepting; established connections stay. Accepts NULL. */
 void sncp_listener_destroy(struct sncp_listener *l);
 /* The bound port (useful after listening on port 0). */

@@ -25,6 +25,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "activation.h"
 #include "sncp-conn-l2.h"
 #include "sncp-conn.h"
 #include "sncp-session.h"
@@ -1352,8 +1353,11 @@ int nnve_server_create(uv_loop_t *loop, const struct nnve_config *cfg, struct sn
     struct sncp_conn_config cc;
     conn_config(cfg, tls, &cc);
     for (unsigned i = 0; i < ((cfg->transports & NNVE_TRANSPORT_TCP) ? cfg->n_listen : 0); i++) {
-        int r = sncp_listener_create(loop, cfg->listen[i].addr, cfg->listen[i].port, &cc, &conn_cbs,
-                                     srv, &srv->listeners[i]);
+        /* A socket passed by the service manager (activation.h) replaces our own bind. */
+        int fd = nnve_activation_take(cfg->listen[i].addr, cfg->listen[i].port);
+        int r = fd >= 0 ? sncp_listener_open(loop, fd, &cc, &conn_cbs, srv, &srv->listeners[i])
+                        : sncp_listener_create(loop, cfg->listen[i].addr, cfg->listen[i].port, &cc,
+                                               &conn_cbs, srv, &srv->listeners[i]);
         if (r < 0) {
             snprintf(err, errlen, "cannot listen on %s port %u: %s", cfg->listen[i].addr,
                      cfg->listen[i].port, sncp_strerror(r));
@@ -1364,9 +1368,10 @@ int nnve_server_create(uv_loop_t *loop, const struct nnve_config *cfg, struct sn
             return r;
         }
         srv->n_listeners++;
-        SNV_INFO("server", "listening addr=%s port=%u", cfg->listen[i].addr,
-                 sncp_listener_port(srv->listeners[i]));
+        SNV_INFO("server", "listening addr=%s port=%u%s", cfg->listen[i].addr,
+                 sncp_listener_port(srv->listeners[i]), fd >= 0 ? " socket=passed" : "");
     }
+    nnve_activation_finish();
     int r = l2_start(srv, err, errlen);
     if (r < 0) {
         for (unsigned k = 0; k < srv->n_listeners; k++)

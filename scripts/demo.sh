@@ -374,27 +374,12 @@ alive libvirtd "$libvirtd_pid"
 
 # ---- nnve-daemon ----------------------------------------------------------------------
 
-# pick_port: a TCP port nothing listens on at 127.0.0.1 (the daemon's bind is the real
-# test; start_nnve retries with another port if it loses a race).
-pick_port() {
-    local p i
-    for ((i = 0; i < 50; i++)); do
-        p=$((20000 + RANDOM % 40000))
-        if command -v ss >/dev/null 2>&1; then
-            [ -z "$(ss -Htln "sport = :$p" 2>/dev/null)" ] && { echo "$p"; return 0; }
-        elif ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
-            echo "$p"
-            return 0
-        fi
-    done
-    return 1
-}
-
 write_nnve_conf() {
     cat >"$dir/nnve-daemon.conf" <<CONF
 # nnve-daemon configuration written by the demo (see README.md, "Configuration").
+# Port 0: the kernel picks a free port, which the daemon's start line reports.
 [global]
-listen = 127.0.0.1:$1
+listen = 127.0.0.1:0
 cert = $dir/pki/nnve1.crt
 key = $dir/pki/nnve1.key
 ca = $dir/pki/ca.crt
@@ -428,23 +413,15 @@ CONF
 nnvectl() { "$bin/nnvectl" -s "$nnve_ctl" "$@"; }
 tnvectl() { "$bin/tnvectl" -s "$tnve_ctl" "$@"; }
 
-nnve_port=''
-for _ in 1 2 3; do
-    nnve_port=$(pick_port) || fail "no free TCP port found on 127.0.0.1"
-    write_nnve_conf "$nnve_port"
-    "$bin/nnve-daemon" -f -c "$dir/nnve-daemon.conf" >"$nnve_log" 2>&1 &
-    nnve_pid=$!
-    if wait_until "nnve-daemon control socket" 10 nnvectl show sessions; then
-        break
-    fi
-    if ! kill -0 "$nnve_pid" 2>/dev/null && grep -qi 'in use' "$nnve_log"; then
-        wait "$nnve_pid" 2>/dev/null
-        nnve_pid=''
-        continue
-    fi
+write_nnve_conf
+"$bin/nnve-daemon" -f -c "$dir/nnve-daemon.conf" >"$nnve_log" 2>&1 &
+nnve_pid=$!
+wait_until "nnve-daemon control socket" 10 nnvectl show sessions ||
     fail "nnve-daemon did not answer on its control socket $nnve_ctl within 10 s"
-done
-[ -n "$nnve_pid" ] || fail "nnve-daemon could not bind a port on 127.0.0.1 (3 attempts)"
+wait_until "nnve-daemon start line" 10 grep -q 'daemon: started' "$nnve_log" ||
+    fail "nnve-daemon logged no start line within 10 s"
+nnve_port=$(grep -m1 'daemon: started' "$nnve_log" | sed -n 's/.* port=\([0-9]*\).*/\1/p')
+[ -n "$nnve_port" ] && [ "$nnve_port" != 0 ] || fail "no port in nnve-daemon's start line"
 alive nnve-daemon "$nnve_pid"
 
 # ---- tnve-agent -----------------------------------------------------------------------

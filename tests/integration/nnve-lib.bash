@@ -67,11 +67,13 @@ write_conf() {
 }
 
 # start_daemon: starts nnve-daemon, waits (<= 10 s) until it listens; sets DPID and PORT.
+# DAEMON_WRAP (array): a command that execs the daemon (e.g. listen-socket run SOCK).
+DAEMON_WRAP=()
 start_daemon() {
     : >>"$T/daemon.log"
     local before
     before=$(grep -c 'daemon: started' "$T/daemon.log" || true)
-    "$BIN/nnve-daemon" -c "$T/n.conf" 2>>"$T/daemon.log" &
+    ${DAEMON_WRAP[@]+"${DAEMON_WRAP[@]}"} "$BIN/nnve-daemon" -c "$T/n.conf" 2>>"$T/daemon.log" &
     DPID=$!
     local i
     for i in $(seq 100); do

@@ -66,7 +66,9 @@ log "namespaces: ${NSS[*]}"
 
 # ---- nnve-daemon: TCP and L2 at once -----------------------------------------------------
 "$S/scripts/gen-pki.sh" --other-ca rogue "$T/pki" nnve1 hv1 hv2 hv3 hv4 hv5 >/dev/null 2>&1 || fail "gen-pki"
-NNVE_PORT=$((20000 + RANDOM % 20000))
+# The SNCP port: the daemon listens in its own network namespace, where nothing else can
+# take it, and a restart finds it again.
+NNVE_PORT=8394
 cat >"$T/nnve.conf" <<CONF
 [global]
 transport = tcp, l2
@@ -240,9 +242,11 @@ log "hv1: eth0 down -> session closed at once, up -> new session, vm1 still acti
 
 # ---- hv2's interface is deleted and created again (a new ifindex) --------------------------
 c0=$(session_json 2 | jq .sessions)
+n0=$(wc -l <"$T/hv2/agent.log")
 ip -n "$NS_H2" link del eth0 || fail "delete hv2's eth0"
 plug "$NS_H2" eth0 acc2 02:00:5e:10:00:12
-wait_for "hv2 notices its interface replaced" 10 grep -q "l2 interface lost if=eth0 err=interface eth0 \(was re-created\|does not exist\)" "$T/hv2/agent.log"
+# (a deleted veth goes down first: the agent may see that before the deletion)
+wait_for "hv2 notices its interface replaced" 10 sh -c "tail -n +$((n0 + 1)) '$T/hv2/agent.log' | grep -q 'l2 interface lost if=eth0 err=interface eth0 \(was re-created\|does not exist\|is down\)'"
 wait_for "hv2 session up again" 20 sh -c "'$B/bin/tnvectl' -s '$T/hv2/agent.ctl' --json show status | jq -e '.state == \"up\" and .sync == \"ready\" and .sessions > $c0'"
 expect_state "$TSI2" activated 15
 [ "$(tag_of "$TSI2")" = "$TAG" ] || fail "vm2's tag changed over the new interface"

@@ -644,7 +644,7 @@ fi
 bins=$(racks_host_bins "$build" "$src") || { echo "$bins"; exit 1; }
 "$src/scripts/gen-pki.sh" "$tmp/pki" nnve >/dev/null || { echo "FAIL: gen-pki.sh"; exit 1; }
 
-"$src/tests/uml/uml-run.sh" --timeout 240 --share "$tmp" --env "BACKEND_CHECK=$tool" \
+"$src/tests/uml/uml-run.sh" --timeout 300 --share "$tmp" --env "BACKEND_CHECK=$tool" \
     --env "NNVE_BIN=$bins" --env "NNVE_PKI=$tmp/pki" \
     "$here/test-nnve-backend-linux.sh" --inside
 st=$?

@@ -328,7 +328,7 @@ tmp=$(mktemp -d) || exit 1
 trap 'rm -rf "$tmp"' EXIT
 "$src/scripts/gen-pki.sh" "$tmp/pki" nnve1 nnve2 hv1a hv1b hv2a hv2b || { echo "FAIL: gen-pki"; exit 1; }
 
-"$src/tests/uml/uml-run.sh" --mem 1G --timeout 150 --share "$tmp" \
+"$src/tests/uml/uml-run.sh" --mem 1G --timeout 400 --share "$tmp" \
     --env "RACKS_BIN=$bin" --env "RACKS_PKI=$tmp/pki" "$here/test-racks.sh" --inside
 st=$?
 case $st in

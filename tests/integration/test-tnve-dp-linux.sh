@@ -261,7 +261,7 @@ if grep -q -a __asan_init "$tool"; then
     tool=$tmp/tnve-dp-check
 fi
 
-"$src/tests/uml/uml-run.sh" --timeout 90 --share "$tmp" --env "DP_CHECK=$tool" \
+"$src/tests/uml/uml-run.sh" --timeout 240 --share "$tmp" --env "DP_CHECK=$tool" \
     "$here/test-tnve-dp-linux.sh" --inside
 st=$?
 case $st in

@@ -71,6 +71,8 @@ log "events flow again after the libvirt reconnect"
 TAG1=$(tag_of "$TSI1")
 stop_pid "$NNVE_PID"; NNVE_PID=
 rm -f "$T/nnve.ctl"
+# The port stays held (listen-socket) while no nnve-daemon runs: connections wait in the backlog.
+(exec 3<>"/dev/tcp/127.0.0.1/$NNVE_PORT") 2>/dev/null || fail "port $NNVE_PORT not kept while nnve-daemon is down"
 wait_for "agent saw the session go" 10 sh -c "'$B/bin/tnvectl' -s '$T/agent.ctl' --json show session | jq -e '.state != \"up\"'"
 start_nnve
 wait_for "agent back in sync with the new nnve-daemon" 15 session_ready

@@ -10,7 +10,7 @@ B=${SPLITNVE_BUILD:?SPLITNVE_BUILD not set}
 S=${SPLITNVE_SRC:?SPLITNVE_SRC not set}
 T=$(mktemp -d /tmp/tnve-it.XXXXXX)
 URI="test+unix:///default?socket=$T/run/libvirt-sock"
-LIBVIRTD_PID= NNVE_PID= AGENT_PID= KEEPER_PID=
+LIBVIRTD_PID= NNVE_PID= AGENT_PID= KEEPER_PID= LISTEN_PID=
 # More libvirtds (start_libvirtd_in), killed at exit; logs under $T shown by fail(); a
 # test may define cleanup_more, run first at exit (stop its own processes there).
 LIBVIRTD_PIDS=()
@@ -52,6 +52,7 @@ cleanup() {
     [ -n "$AGENT_PID" ] && stop_pid "$AGENT_PID"
     [ -n "$KEEPER_PID" ] && kill -KILL "$KEEPER_PID" 2>/dev/null
     [ -n "$NNVE_PID" ] && stop_pid "$NNVE_PID"
+    [ -n "$LISTEN_PID" ] && stop_pid "$LISTEN_PID"
     if [ -n "$LIBVIRTD_PID" ]; then kill -TERM "$LIBVIRTD_PID" 2>/dev/null; sleep 0.1; kill -KILL "$LIBVIRTD_PID" 2>/dev/null; fi
     rm -rf "$T"
     exit $rc
@@ -123,11 +124,22 @@ dataplane_journal = $T/journal
 CONF
 }
 
-# start_nnve [extra global lines]
+# hold_nnve_port: a listening socket on 127.0.0.1, port chosen by the kernel, kept by
+# listen-socket for the whole test and passed to every nnve-daemon start (socket
+# activation): a restarted daemon is at the same address and nothing else can take the
+# port meanwhile.  Sets NNVE_PORT.
+hold_nnve_port() {
+    "$B/tests/tools/listen-socket" hold 127.0.0.1 "$T/nnve-listen.sock" >"$T/nnve-listen.port" 2>>"$T/nnve.log" &
+    LISTEN_PID=$!
+    wait_for "listen-socket holds a port" 10 test -s "$T/nnve-listen.port"
+    NNVE_PORT=$(cat "$T/nnve-listen.port")
+}
+
+# start_nnve: nnve-daemon on the held port (see hold_nnve_port).
 NNVE_PORT=
 start_nnve() {
     [ -f "$T/pki/ca.crt" ] || "$S/scripts/gen-pki.sh" "$T/pki" nnve1 hv1 >/dev/null 2>&1 || fail "gen-pki"
-    [ -n "$NNVE_PORT" ] || NNVE_PORT=$((20000 + RANDOM % 20000))
+    [ -n "$NNVE_PORT" ] || hold_nnve_port
     cat >"$T/nnve.conf" <<CONF
 [global]
 listen = 127.0.0.1:$NNVE_PORT
@@ -149,9 +161,14 @@ id = 5000
 [vn red]
 id = 5001
 CONF
-    "$B/bin/nnve-daemon" -c "$T/nnve.conf" >>"$T/nnve.log" 2>&1 &
+    local before
+    before=$(cat "$T/nnve.log" 2>/dev/null | wc -l)
+    # (listen-socket run execs the daemon: $! is its PID)
+    "$B/tests/tools/listen-socket" run "$T/nnve-listen.sock" "$B/bin/nnve-daemon" -c "$T/nnve.conf" >>"$T/nnve.log" 2>&1 &
     NNVE_PID=$!
     wait_for "nnve control socket" 10 test -S "$T/nnve.ctl"
+    wait_for "nnve-daemon listens on the passed socket" 10 sh -c \
+        "tail -n +$((before + 1)) '$T/nnve.log' | grep -q 'listening addr=127.0.0.1 port=$NNVE_PORT socket=passed'"
 }
 
 # agent_conf_common NAME DIR URI: the keys every test agent shares (certificate and node_id

@@ -584,9 +584,20 @@ START_TEST(test_connect_by_name)
     loop_setup();
     struct peer srv = {.label = "server"}, cli = {.label = "client"};
     struct sncp_conn_config scfg = conn_cfg(server_ctx);
-    struct sncp_listener *l4 = listen_on(&srv, &scfg), *l6 = NULL;
-    /* "localhost" may resolve to ::1 first: listen there too when the host has IPv6. */
-    sncp_listener_create(&loop, "::1", sncp_listener_port(l4), &scfg, &peer_cbs, &srv, &l6);
+    struct sncp_listener *l4 = NULL, *l6 = NULL;
+    /* "localhost" may resolve to ::1 first: listen there too, on the same port, when the
+     * host has IPv6.  Another process may hold that port on ::1: then both are let go and
+     * the kernel picks another (bounded); once both are bound, nobody can take them. */
+    for (int attempt = 0; attempt < 20; attempt++) {
+        l4 = listen_on(&srv, &scfg);
+        int rc =
+            sncp_listener_create(&loop, "::1", sncp_listener_port(l4), &scfg, &peer_cbs, &srv, &l6);
+        if (rc != -EADDRINUSE)
+            break;
+        sncp_listener_destroy(l4);
+        l4 = NULL;
+    }
+    ck_assert_ptr_nonnull(l4);
     struct sncp_conn_config ccfg = conn_cfg(client_ctx);
     struct sncp_conn *c = NULL;
     ck_assert_int_eq(
