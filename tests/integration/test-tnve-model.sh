@@ -50,13 +50,14 @@ form_key() {
 
 # ---- daemons ------------------------------------------------------------------------------
 NNVE_LOGS=0
-# start_model_nnve: nnve-daemon on port 0 the first time (the port is read from its log),
-# on that same port after a restart (the agent is configured with it).
+# start_model_nnve: nnve-daemon on the port held for the whole test (hold_nnve_port: socket
+# activation), so a restarted daemon is where the agent looks and nothing takes the port.
 start_model_nnve() {
     [ -f "$T/pki/ca.crt" ] || "$S/scripts/gen-pki.sh" "$T/pki" nnve1 hv1 >/dev/null 2>&1 || fail "gen-pki"
+    [ -n "${NNVE_PORT:-}" ] || hold_nnve_port
     cat >"$T/nnve.conf" <<CONF
 [global]
-listen = 127.0.0.1:${NNVE_PORT:-0}
+listen = 127.0.0.1:$NNVE_PORT
 $(nnve_conf_common)
 hold_time = 60s
 tag_hold_down = 1h
@@ -80,13 +81,13 @@ id = 5003
 id = 5004
 CONF
     rm -f "$T/nnve.ctl"
-    "$B/bin/nnve-daemon" -c "$T/nnve.conf" >>"$T/nnve.log" 2>&1 &
+    # (listen-socket run execs the daemon: $! is its PID)
+    "$B/tests/tools/listen-socket" run "$T/nnve-listen.sock" "$B/bin/nnve-daemon" \
+        -c "$T/nnve.conf" >>"$T/nnve.log" 2>&1 &
     NNVE_PID=$!
     NNVE_LOGS=$((NNVE_LOGS + 1))
     started() { [ "$(grep -c 'daemon: started' "$T/nnve.log")" -ge "$NNVE_LOGS" ]; }
     wait_for "nnve-daemon start" 20 started
-    [ -n "${NNVE_PORT:-}" ] ||
-        NNVE_PORT=$(grep 'daemon: started' "$T/nnve.log" | tail -1 | sed 's/.* port=\([0-9]*\).*/\1/')
     wait_for "nnve control socket" 10 test -S "$T/nnve.ctl"
 }
 # stop_proc PID SIG: SIGTERM must end it with status 0; SIGKILL just ends it.
