@@ -51,16 +51,26 @@ static struct {
     uv_loop_t *loop;
     int registered;
     int shutting_down;
-    struct vl_watch *watches;  /* active */
-    struct vl_watch *doomed;   /* removed, free callback pending */
-    struct vl_poll *polls;     /* open and not closing */
+    struct vl_watch *watches;    /* active */
+    struct vl_watch *doomed;     /* removed, free callback pending */
+    struct vl_poll *polls;       /* open and not closing */
     struct vl_timeout *timeouts; /* active */
     unsigned n_watches, n_polls, n_timeouts, n_pending;
     int next_watch, next_timeout;
     uv_idle_t reaper;
     int reaper_open;
     unsigned long long dispatched;
+    uv_thread_t owner; /* the loop's thread */
 } vl;
+
+/* A connection opened by another thread (virt.c's reader) gets no watch and no timeout:
+ * libvirt then runs that connection's calls synchronously in the calling thread, without
+ * events or keepalive, and the loop's handles are never touched from two threads. */
+static int foreign_thread(void)
+{
+    uv_thread_t self = uv_thread_self();
+    return !uv_thread_equal(&self, &vl.owner);
+}
 
 static int to_uv_events(int vir_events)
 {
@@ -160,8 +170,7 @@ static void poll_cb(uv_poll_t *h, int status, int events)
     /* Callbacks may add, update or remove watches (this one included): collect the ids
      * first and look each up again before calling it. */
     int ids[16], n = 0;
-    for (struct vl_watch *w = vl.watches; w && n < (int)(sizeof ids / sizeof ids[0]);
-         w = w->next)
+    for (struct vl_watch *w = vl.watches; w && n < (int)(sizeof ids / sizeof ids[0]); w = w->next)
         if (w->p == p)
             ids[n++] = w->id;
     for (int i = 0; i < n; i++) {
@@ -208,7 +217,7 @@ static void reaper_cb(uv_idle_t *h)
 int tnve_virt_loop_add_handle(int fd, int events, virEventHandleCallback cb, void *opaque,
                               virFreeCallback ff)
 {
-    if (!vl.loop || vl.shutting_down || fd < 0 || !cb)
+    if (foreign_thread() || !vl.loop || vl.shutting_down || fd < 0 || !cb)
         return -1;
     struct vl_watch *w = calloc(1, sizeof *w);
     if (!w)
@@ -251,6 +260,8 @@ int tnve_virt_loop_add_handle(int fd, int events, virEventHandleCallback cb, voi
 
 void tnve_virt_loop_update_handle(int watch, int events)
 {
+    if (foreign_thread())
+        return;
     struct vl_watch *w = watch_find(watch);
     if (!w)
         return;
@@ -260,6 +271,8 @@ void tnve_virt_loop_update_handle(int watch, int events)
 
 int tnve_virt_loop_remove_handle(int watch)
 {
+    if (foreign_thread())
+        return -1;
     struct vl_watch **pw = &vl.watches;
     while (*pw && (*pw)->id != watch)
         pw = &(*pw)->next;
@@ -308,7 +321,7 @@ static void timeout_arm(struct vl_timeout *t)
 int tnve_virt_loop_add_timeout(int period_ms, virEventTimeoutCallback cb, void *opaque,
                                virFreeCallback ff)
 {
-    if (!vl.loop || vl.shutting_down || !cb)
+    if (foreign_thread() || !vl.loop || vl.shutting_down || !cb)
         return -1;
     struct vl_timeout *t = calloc(1, sizeof *t);
     if (!t)
@@ -333,6 +346,8 @@ int tnve_virt_loop_add_timeout(int period_ms, virEventTimeoutCallback cb, void *
 
 void tnve_virt_loop_update_timeout(int timer, int period_ms)
 {
+    if (foreign_thread())
+        return;
     struct vl_timeout *t = timeout_find(timer);
     if (!t)
         return;
@@ -353,6 +368,8 @@ static void timeout_close_cb(uv_handle_t *h)
 
 int tnve_virt_loop_remove_timeout(int timer)
 {
+    if (foreign_thread())
+        return -1;
     struct vl_timeout **pt = &vl.timeouts;
     while (*pt && (*pt)->id != timer)
         pt = &(*pt)->next;
@@ -373,6 +390,7 @@ int tnve_virt_loop_init(uv_loop_t *loop)
     if (vl.loop)
         return vl.loop == loop && !vl.shutting_down ? 0 : -EBUSY;
     vl.loop = loop;
+    vl.owner = uv_thread_self();
     vl.shutting_down = 0;
     uv_idle_init(loop, &vl.reaper);
     vl.reaper_open = 1;

@@ -13,8 +13,9 @@
  * idle callback), and memory is released only there.
  *
  * libvirt's event interface is process-global, so this module is a singleton bound to one
- * loop.  Like the rest of the agent it is single-threaded: libvirt is only ever called from
- * the loop thread.
+ * loop.  Its handles live on the loop thread only: registrations libvirt attempts from any
+ * other thread are refused, so a connection opened by another thread (virt.c's domain
+ * reader) works without events or keepalive and never touches the loop's handles.
  */
 #ifndef TNVE_VIRT_LOOP_H
 #define TNVE_VIRT_LOOP_H 1

@@ -2,12 +2,21 @@
  *
  * Handles: `timer` (reconnect and deferred teardown after a close callback), `work` (a 0 ms
  * timer draining the event queue; started when the queue becomes non-empty, never re-armed
- * from inside its own callback), `poll` (address polling).  All libvirt calls run on the
- * loop thread; libvirt callbacks only queue work.
+ * from inside its own callback), `poll` (address polling), `read_async` (an event's domain
+ * read finished).  libvirt callbacks only queue work.
+ *
+ * Reading a domain (state, XML) waits for libvirtd's lock on that domain, and libvirtd
+ * holds that lock while it runs the qemu hook, which waits for this agent's answer on the
+ * control socket: an event of a domain that is being started, read from the loop, would
+ * stop the loop until the hook times out.  So events are read by a thread of their own
+ * (the "reader") over a connection of its own (with no events or keepalive, see
+ * virt-loop.h); one event is in flight at a time and its result is applied on the loop, so
+ * events still take effect in order.  Everything else runs on the loop thread.
  */
 #include "virt.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,6 +41,30 @@ struct virt_event {
     virDomainPtr dom;     /* a reference of our own */
 };
 
+/* One domain read by the reader thread: the request is set by the loop, the rest by the
+ * reader. */
+struct virt_read {
+    uint8_t uuid[16];
+    int want_state;
+    int gone;     /* libvirt has no such domain */
+    int state_ok; /* state and reason are valid */
+    int state, reason;
+    char *xml; /* NULL: not readable, see err */
+    char err[256];
+};
+
+/* Shared by the loop and the reader thread (under lock).  The thread frees it once `quit`
+ * is set, possibly after the loop side is gone. */
+struct virt_reader {
+    uv_mutex_t lock;
+    uv_cond_t cond;
+    char *uri;
+    struct virt_read *job;  /* to read */
+    struct virt_read *done; /* read, not yet taken by the loop */
+    uv_async_t *async;      /* NULL once the loop side is gone */
+    int quit;
+};
+
 struct tnve_virt {
     uv_loop_t *loop;
     struct tnve_virt_config cfg;
@@ -40,8 +73,13 @@ struct tnve_virt {
     virConnectPtr conn;
     int cb_ids[4];
     int close_registered;
-    int lost;              /* the close callback ran: tear down from the timer */
+    int lost; /* the close callback ran: tear down from the timer */
     uv_timer_t timer, work, poll;
+    uv_async_t read_async;
+    struct virt_reader *reader;     /* NULL: no thread, events are read on the loop */
+    struct virt_event *reading;     /* the event whose domain the reader reads */
+    int reading_need_xml;           /* its XML is needed (else only its state) */
+    unsigned conn_gen, reading_gen; /* a read started on an older connection is dropped */
     int open_handles;
     int destroying;
     unsigned failures;
@@ -83,6 +121,33 @@ static int domain_gone_error(void)
     return e && e->code == VIR_ERR_NO_DOMAIN;
 }
 
+/* Hands the domain's XML (NULL: unreadable for the reason `why`) to the reconciler with the
+ * effect; without a usable XML only the effect is applied. */
+static void take_xml(struct tnve_virt *v, const uint8_t uuid[16], const char *name, const char *xml,
+                     const char *why, enum tnve_effect effect, uint16_t flags, const char *what,
+                     uint64_t now)
+{
+    if (!xml) {
+        v->xml_errors++;
+        SNV_WARN("virt", "cannot read domain XML domain=%s err=%s", name, why);
+        tnve_rec_domain_effect(v->rec, uuid, effect, flags, what, now);
+        return;
+    }
+    struct tnve_domxml *x = malloc(sizeof *x);
+    if (!x)
+        return;
+    char err[256];
+    if (tnve_domxml_parse(xml, strlen(xml), x, err, sizeof err) < 0) {
+        v->xml_errors++;
+        SNV_WARN("virt", "domain XML rejected domain=%s err=%s", name, err);
+        tnve_rec_domain_effect(v->rec, uuid, effect, flags, what, now);
+    } else {
+        tnve_domxml_resolve(x, v->cfg.rules, v->cfg.n_rules);
+        tnve_rec_domain_update(v->rec, x, effect, flags, what, now);
+    }
+    free(x);
+}
+
 /* Reads what is needed of `dom` (state, XML) and hands it to the reconciler with the
  * event's effect, or (listing == 1) the effect the domain's state implies.  Returns 1 when
  * libvirt says the domain no longer exists, else 0. */
@@ -116,48 +181,11 @@ static int refresh(struct tnve_virt *v, virDomainPtr dom, const struct tnve_even
             return 0;
     }
     char *xml = virDomainGetXMLDesc(dom, 0);
-    if (!xml) {
-        if (domain_gone_error())
-            return 1;
-        v->xml_errors++;
-        SNV_WARN("virt", "cannot read domain XML domain=%s err=%s", virDomainGetName(dom),
-                 last_verr());
-        tnve_rec_domain_effect(v->rec, uuid, effect, flags, what, now);
-        return 0;
-    }
-    struct tnve_domxml *x = malloc(sizeof *x);
-    if (!x) {
-        free(xml);
-        return 0;
-    }
-    char err[256];
-    if (tnve_domxml_parse(xml, strlen(xml), x, err, sizeof err) < 0) {
-        v->xml_errors++;
-        SNV_WARN("virt", "domain XML rejected domain=%s err=%s", virDomainGetName(dom), err);
-        tnve_rec_domain_effect(v->rec, uuid, effect, flags, what, now);
-    } else {
-        tnve_domxml_resolve(x, v->cfg.rules, v->cfg.n_rules);
-        tnve_rec_domain_update(v->rec, x, effect, flags, what, now);
-    }
-    free(x);
+    if (!xml && domain_gone_error())
+        return 1;
+    take_xml(v, uuid, virDomainGetName(dom), xml, last_verr(), effect, flags, what, now);
     free(xml);
     return 0;
-}
-
-static void process_event(struct tnve_virt *v, const struct virt_event *e)
-{
-    const struct tnve_event_action *a = tnve_event_lookup(e->event, e->detail);
-    char us[40];
-    sncp_uuid_format(e->uuid, us, sizeof us);
-    SNV_INFO("virt", "event %s domain=%s uuid=%s effect=%s", a->name, e->name, us,
-             tnve_effect_name(a->effect));
-    if (!v->conn || v->lost)
-        return;
-    if (refresh(v, e->dom, a, 0)) {
-        /* Gone (undefined, or a transient domain that stopped). */
-        SNV_INFO("virt", "domain gone domain=%s uuid=%s", e->name, us);
-        tnve_rec_domain_remove(v->rec, e->uuid, a->flags, now_ms(v));
-    }
 }
 
 static void event_free(struct virt_event *e)
@@ -180,11 +208,259 @@ static void queue_flush(struct tnve_virt *v)
     v->q_len = 0;
 }
 
+/* ---------------------------------------------------------------- the reader thread */
+
+static void read_free(struct virt_read *j)
+{
+    if (j) {
+        free(j->xml);
+        free(j);
+    }
+}
+
+/* Reader thread: reads j's domain over *conn (opened, and opened again after an error that
+ * is not "no such domain", as needed). */
+static void read_domain(virConnectPtr *conn, const char *uri, struct virt_read *j)
+{
+    for (int attempt = 0; attempt < 2; attempt++) {
+        if (!*conn && !(*conn = virConnectOpen(uri))) {
+            snprintf(j->err, sizeof j->err, "cannot connect: %s", last_verr());
+            return;
+        }
+        virDomainPtr dom = virDomainLookupByUUID(*conn, j->uuid);
+        if (!dom) {
+            j->gone = domain_gone_error();
+            snprintf(j->err, sizeof j->err, "%s", last_verr());
+            if (j->gone)
+                return;
+            /* libvirtd may have restarted: a new connection, once */
+            virConnectClose(*conn);
+            *conn = NULL;
+            continue;
+        }
+        if (j->want_state) {
+            if (virDomainGetState(dom, &j->state, &j->reason, 0) < 0) {
+                j->gone = domain_gone_error();
+                snprintf(j->err, sizeof j->err, "%s", last_verr());
+                virDomainFree(dom);
+                return;
+            }
+            j->state_ok = 1;
+        }
+        j->xml = virDomainGetXMLDesc(dom, 0);
+        if (!j->xml) {
+            j->gone = domain_gone_error();
+            snprintf(j->err, sizeof j->err, "%s", last_verr());
+        }
+        virDomainFree(dom);
+        return;
+    }
+}
+
+static void reader_free(struct virt_reader *r)
+{
+    read_free(r->job);
+    read_free(r->done);
+    uv_cond_destroy(&r->cond);
+    uv_mutex_destroy(&r->lock);
+    free(r->uri);
+    free(r);
+}
+
+static void *reader_main(void *arg)
+{
+    struct virt_reader *r = arg;
+    virConnectPtr conn = NULL;
+    uv_mutex_lock(&r->lock);
+    for (;;) {
+        while (!r->job && !r->quit)
+            uv_cond_wait(&r->cond, &r->lock);
+        if (r->quit)
+            break;
+        struct virt_read *j = r->job;
+        r->job = NULL;
+        uv_mutex_unlock(&r->lock);
+        read_domain(&conn, r->uri, j);
+        uv_mutex_lock(&r->lock);
+        r->done = j;
+        if (r->quit)
+            break;
+        uv_async_send(r->async);
+    }
+    uv_mutex_unlock(&r->lock);
+    if (conn)
+        virConnectClose(conn);
+    reader_free(r);
+    return NULL;
+}
+
+static struct virt_reader *reader_start(const char *uri)
+{
+    struct virt_reader *r = calloc(1, sizeof *r);
+    if (!r)
+        return NULL;
+    r->uri = strdup(uri);
+    if (!r->uri || uv_mutex_init(&r->lock) < 0) {
+        free(r->uri);
+        free(r);
+        return NULL;
+    }
+    if (uv_cond_init(&r->cond) < 0) {
+        uv_mutex_destroy(&r->lock);
+        free(r->uri);
+        free(r);
+        return NULL;
+    }
+    pthread_t th;
+    if (pthread_create(&th, NULL, reader_main, r) != 0) {
+        reader_free(r);
+        return NULL;
+    }
+    pthread_detach(th);
+    return r;
+}
+
+/* Loop side: the thread finishes (and frees the reader) on its own, after a read in
+ * progress, which may wait for libvirtd for a long time. */
+static void reader_stop(struct virt_reader *r)
+{
+    uv_mutex_lock(&r->lock);
+    r->quit = 1;
+    r->async = NULL;
+    uv_cond_signal(&r->cond);
+    uv_mutex_unlock(&r->lock);
+}
+
+/* ---------------------------------------------------------------- event processing */
+
+/* Applies a finished read of e's domain (j NULL: the read is not needed: the event's
+ * effect alone). */
+static void event_apply(struct tnve_virt *v, const struct virt_event *e, const struct virt_read *j)
+{
+    const struct tnve_event_action *a = tnve_event_lookup(e->event, e->detail);
+    uint64_t now = now_ms(v);
+    char us[40];
+    sncp_uuid_format(e->uuid, us, sizeof us);
+    v->current_event_time = e->received;
+    tnve_rec_set_stamp(v->rec, e->received_ns);
+    if (!j) {
+        tnve_rec_domain_effect(v->rec, e->uuid, a->effect, a->flags, a->name, now);
+    } else if (j->gone) {
+        /* Gone (undefined, or a transient domain that stopped). */
+        SNV_INFO("virt", "domain gone domain=%s uuid=%s", e->name, us);
+        tnve_rec_domain_remove(v->rec, e->uuid, a->flags, now);
+    } else if (j->want_state && !j->state_ok) {
+        SNV_WARN("virt", "cannot read domain state domain=%s err=%s", e->name, j->err);
+    } else {
+        /* "Not running" effects (define, undefine, stop) follow the domain's state as it
+         * is now (see refresh()). */
+        enum tnve_effect effect = a->effect;
+        if (j->want_state)
+            effect = tnve_event_effect_for_state(j->state, j->reason, 1, NULL);
+        if (v->reading_need_xml ||
+            tnve_rec_domain_effect(v->rec, e->uuid, effect, a->flags, a->name, now) != 0)
+            take_xml(v, e->uuid, e->name, j->xml, j->err, effect, a->flags, a->name, now);
+    }
+    tnve_rec_set_stamp(v->rec, 0);
+    v->current_event_time = 0;
+}
+
+/* Logs e; returns its action, or NULL when there is no connection to read it from. */
+static const struct tnve_event_action *event_begin(struct tnve_virt *v, const struct virt_event *e)
+{
+    const struct tnve_event_action *a = tnve_event_lookup(e->event, e->detail);
+    char us[40];
+    sncp_uuid_format(e->uuid, us, sizeof us);
+    SNV_INFO("virt", "event %s domain=%s uuid=%s effect=%s", a->name, e->name, us,
+             tnve_effect_name(a->effect));
+    if (!v->conn || v->lost)
+        return NULL;
+    return a;
+}
+
+/* Starts processing e: returns 1 when its domain is being read (e is then v->reading),
+ * 0 when it is done (e is to be freed). */
+static int event_start(struct tnve_virt *v, struct virt_event *e)
+{
+    const struct tnve_event_action *a = event_begin(v, e);
+    if (!a)
+        return 0;
+    int need_state = a->effect == TNVE_EFFECT_INACTIVE || a->effect == TNVE_EFFECT_UNDEFINE;
+    int need_xml = a->refresh || !tnve_rec_domain_known(v->rec, e->uuid);
+    if (!need_state && !need_xml) {
+        /* no libvirt call needed, unless the reconciler wants the domain's XML */
+        if (tnve_rec_domain_effect(v->rec, e->uuid, a->effect, a->flags, a->name, now_ms(v)) == 0)
+            return 0;
+        need_xml = 1;
+    }
+    struct virt_read *j = calloc(1, sizeof *j);
+    if (!j) {
+        event_apply(v, e, NULL);
+        return 0;
+    }
+    memcpy(j->uuid, e->uuid, 16);
+    j->want_state = need_state;
+    v->reading = e;
+    v->reading_need_xml = need_xml;
+    v->reading_gen = v->conn_gen;
+    uv_mutex_lock(&v->reader->lock);
+    v->reader->job = j;
+    uv_cond_signal(&v->reader->cond);
+    uv_mutex_unlock(&v->reader->lock);
+    return 1;
+}
+
+static void work_cb(uv_timer_t *t);
+
+static void read_done_cb(uv_async_t *h)
+{
+    struct tnve_virt *v = h->data;
+    if (v->destroying || !v->reader)
+        return;
+    uv_mutex_lock(&v->reader->lock);
+    struct virt_read *j = v->reader->done;
+    v->reader->done = NULL;
+    uv_mutex_unlock(&v->reader->lock);
+    struct virt_event *e = v->reading;
+    if (!e) {
+        read_free(j);
+        return;
+    }
+    if (!j)
+        return;
+    v->reading = NULL;
+    /* A read from before a reconnect is dropped: the listing after it covers the event. */
+    if (v->conn && !v->lost && v->reading_gen == v->conn_gen)
+        event_apply(v, e, j);
+    event_free(e);
+    read_free(j);
+    if (v->q_head || v->q_overflow)
+        uv_timer_start(&v->work, work_cb, 0, 0);
+}
+
+/* Without a reader thread (it could not be started): the event is read on the loop. */
+static void process_event_here(struct tnve_virt *v, const struct virt_event *e)
+{
+    const struct tnve_event_action *a = event_begin(v, e);
+    if (!a)
+        return;
+    char us[40];
+    sncp_uuid_format(e->uuid, us, sizeof us);
+    v->current_event_time = e->received;
+    tnve_rec_set_stamp(v->rec, e->received_ns);
+    if (refresh(v, e->dom, a, 0)) {
+        SNV_INFO("virt", "domain gone domain=%s uuid=%s", e->name, us);
+        tnve_rec_domain_remove(v->rec, e->uuid, a->flags, now_ms(v));
+    }
+    tnve_rec_set_stamp(v->rec, 0);
+    v->current_event_time = 0;
+}
+
 static void work_cb(uv_timer_t *t)
 {
     struct tnve_virt *v = t->data;
-    if (v->destroying)
-        return;
+    if (v->destroying || v->reading)
+        return; /* read_done_cb starts the next */
     if (v->q_overflow && v->conn) {
         v->q_overflow = 0;
         SNV_WARN("virt", "event queue overflowed dropped=%llu; re-listing all domains",
@@ -205,11 +481,12 @@ static void work_cb(uv_timer_t *t)
         if (v->q_tail == e)
             v->q_tail = prev;
         v->q_len--;
-        v->current_event_time = e->received;
-        tnve_rec_set_stamp(v->rec, e->received_ns);
-        process_event(v, e);
-        tnve_rec_set_stamp(v->rec, 0);
-        v->current_event_time = 0;
+        e->next = NULL;
+        if (!v->reader) {
+            process_event_here(v, e);
+        } else if (event_start(v, e)) {
+            return; /* one read at a time */
+        }
         event_free(e);
     }
 }
@@ -251,7 +528,7 @@ static void queue_event(struct tnve_virt *v, virDomainPtr dom, int event, int de
         v->q_head = e;
     v->q_tail = e;
     v->q_len++;
-    if (!uv_is_active((uv_handle_t *)&v->work))
+    if (!v->reading && !uv_is_active((uv_handle_t *)&v->work))
         uv_timer_start(&v->work, work_cb, 0, 0);
 }
 
@@ -269,8 +546,7 @@ static void on_device_added(virConnectPtr conn, virDomainPtr dom, const char *al
     queue_event(opaque, dom, TNVE_EVENT_DEVICE_ADDED, 0);
 }
 
-static void on_device_removed(virConnectPtr conn, virDomainPtr dom, const char *alias,
-                              void *opaque)
+static void on_device_removed(virConnectPtr conn, virDomainPtr dom, const char *alias, void *opaque)
 {
     (void)conn;
     (void)alias;
@@ -415,8 +691,8 @@ static void virt_connect(struct tnve_virt *v)
         {VIR_DOMAIN_EVENT_ID_METADATA_CHANGE, VIR_DOMAIN_EVENT_CALLBACK(on_metadata), 0},
     };
     for (int i = 0; i < 4; i++) {
-        v->cb_ids[i] = virConnectDomainEventRegisterAny(conn, NULL, subs[i].id, subs[i].cb, v,
-                                                        NULL);
+        v->cb_ids[i] =
+            virConnectDomainEventRegisterAny(conn, NULL, subs[i].id, subs[i].cb, v, NULL);
         if (v->cb_ids[i] < 0 && subs[i].required) {
             snprintf(v->last_error, sizeof v->last_error, "event registration failed: %s",
                      last_verr());
@@ -427,6 +703,7 @@ static void virt_connect(struct tnve_virt *v)
         }
     }
     v->failures = 0;
+    v->conn_gen++;
     v->last_error[0] = '\0';
     SNV_INFO("virt", "connected to libvirt uri=%s", v->cfg.uri);
     virt_list(v);
@@ -555,8 +832,15 @@ int tnve_virt_create(uv_loop_t *loop, const struct tnve_virt_config *cfg, struct
     uv_timer_init(loop, &v->timer);
     uv_timer_init(loop, &v->work);
     uv_timer_init(loop, &v->poll);
-    v->timer.data = v->work.data = v->poll.data = v;
-    v->open_handles = 3;
+    uv_async_init(loop, &v->read_async, read_done_cb);
+    v->timer.data = v->work.data = v->poll.data = v->read_async.data = v;
+    v->open_handles = 4;
+    v->reader = reader_start(v->uri);
+    if (v->reader)
+        v->reader->async = &v->read_async;
+    else
+        SNV_WARN("virt", "no domain reader thread: events are read on the loop, where a start "
+                         "hook can stall them");
     if (v->cfg.address_poll_ms)
         uv_timer_start(&v->poll, poll_cb, v->cfg.address_poll_ms, v->cfg.address_poll_ms);
     *out = v;
@@ -578,10 +862,17 @@ void tnve_virt_destroy(struct tnve_virt *v)
     if (!v || v->destroying)
         return;
     v->destroying = 1;
+    if (v->reader)
+        reader_stop(v->reader);
+    v->reader = NULL;
+    if (v->reading)
+        event_free(v->reading);
+    v->reading = NULL;
     drop_connection(v);
     uv_close((uv_handle_t *)&v->timer, handle_closed);
     uv_close((uv_handle_t *)&v->work, handle_closed);
     uv_close((uv_handle_t *)&v->poll, handle_closed);
+    uv_close((uv_handle_t *)&v->read_async, handle_closed);
 }
 
 void tnve_virt_set_rules(struct tnve_virt *v, const struct tnve_map_rule *rules, unsigned n)
@@ -613,7 +904,7 @@ void tnve_virt_refresh_domain(struct tnve_virt *v, const uint8_t uuid[16])
 
 void tnve_virt_kick(struct tnve_virt *v)
 {
-    if (v->q_head && !v->destroying && !uv_is_active((uv_handle_t *)&v->work))
+    if (v->q_head && !v->destroying && !v->reading && !uv_is_active((uv_handle_t *)&v->work))
         uv_timer_start(&v->work, work_cb, 0, 0);
 }
 

@@ -11,6 +11,8 @@
 #   (c) a domain in VN 6666 (not authorized): `virsh start` fails with the nNVE's reason in
 #       libvirt's error, the domain is not running, no TSI of it is left at the nNVE, and
 #       the agent does not go on asking for the refused VN;
+#   (c2) a domain's start while the agent reads that domain for its "defined" event
+#       (libvirtd holds the domain during the hook): the hook is answered, the start succeeds;
 #   (d) destroy -> the TSI is gone; nnve-daemon exits 0 on SIGTERM;
 #   (e) with the nNVE gone, `virsh start` fails (within the agent's hook_timeout + 15 s)
 #       with the agent's reason in libvirt's error; the agent then exits 0 on SIGTERM.
@@ -122,9 +124,12 @@ NNVE_PORT=$(grep 'daemon: started' "$T/nnve.log" | head -n 1 | sed -n 's/.* port
 qemu_poll 20 test -S "$T/nnve.ctl" || fail "no nnve control socket"
 
 # --- hook, virtlogd, libvirtd (hooks are found when libvirtd starts) ----------------------
-# after a successful prepare (QEMU not started yet): what the nNVE holds at that moment
+# after a successful prepare (QEMU not started yet): what the nNVE holds at that moment;
+# before the prepare of $DOM_C: 2 s with libvirtd holding the domain (case (c2))
+DOM_C=splitnve-qt-$$-c
 qemu_install_hook "$S/etc/libvirt/hooks/qemu.d/splitnve" "$B/bin/tnvectl" "$T/agent.ctl" 30 \
-    "'$B/bin/nnvectl' -s '$T/nnve.ctl' --json show tsis >'$T/at-prepare-'\"\$1\"'.json' 2>&1" ||
+    "'$B/bin/nnvectl' -s '$T/nnve.ctl' --json show tsis >'$T/at-prepare-'\"\$1\"'.json' 2>&1" \
+    "case \"\$1 \$2\" in '$DOM_C prepare') sleep 2 ;; esac" ||
     fail "cannot install the hook wrapper into $QEMU_HOOK_DIR"
 t0=$(qemu_now_ms)
 qemu_start_virtlogd || fail "virtlogd did not start"
@@ -256,6 +261,35 @@ state_is "$TSI_B1" absent || fail "TSI $TSI_B1 appeared at the nNVE after the re
         jq -c --arg m "$MAC_B1" '[.[] | select(.mac == $m) | {desired, acked, failures, error}]'))"
 state_is "$TSI_A1" activated || fail "TSI $TSI_A1 changed with the refused start of $DOM_B"
 ok "(c) refused start: virsh shows the nNVE's reason; no TSI of $DOM_B at the nNVE"
+
+# --- (c2) an event of a domain read while libvirtd runs that domain's start hook ----------------
+# The agent is stopped while $DOM_C is defined, and continued once libvirtd runs the hook of
+# its start (libvirtd holds the domain until the hook returns; the hook waits 2 s before it
+# asks the agent): the agent reads the domain for the queued "defined" event while the
+# domain is held.  That read must not keep the agent from answering the hook, or the start
+# fails when the hook gives up.
+UUID_C=5e000000-0000-4000-8000-00000000000c MAC_C1=52:54:00:5e:0c:01 TAP_C1=sqt$$c1
+TSI_C1=$UUID_C/$MAC_C1
+qemu_domain_xml "$DOM_C" "$UUID_C" "$T/kernel" "$T/initrd.img" "$T/console-c.log" \
+    "$(meta "$MAC_C1=5001")" "$(qemu_nic_xml "$MAC_C1" "$TAP_C1")" >"$T/c.xml"
+kill -STOP "$AGENT_PID" || fail "cannot stop the agent"
+qemu_define "$T/c.xml" || { kill -CONT "$AGENT_PID"; fail "define $DOM_C"; }
+t0=$(qemu_now_ms)
+virsh_c start "$DOM_C" >"$T/start-c.out" 2>&1 &
+start_c=$!
+qemu_poll 60 grep -q "$DOM_C prepare begin" "$T/hook-calls.log"
+held=$?
+kill -CONT "$AGENT_PID"
+[ "$held" -eq 0 ] || fail "libvirtd did not run the hook for $DOM_C prepare"
+wait "$start_c" || fail "start $DOM_C while the agent read it: $(cat "$T/start-c.out")"
+log "virsh start $DOM_C returned after $(elapsed "$t0")"
+grep -q "event defined domain=$DOM_C" "$T/agent.log" || fail "the agent saw no defined event of $DOM_C"
+expect_state "$TSI_C1" activated 30
+state_is "$TSI_A1" activated || fail "TSI $TSI_A1 changed with the start of $DOM_C"
+virsh_c destroy "$DOM_C" >/dev/null || fail "destroy $DOM_C"
+expect_state "$TSI_C1" absent 30
+virsh_c undefine "$DOM_C" >/dev/null || fail "undefine $DOM_C"
+ok "(c2) $DOM_C started while the agent read it for its defined event"
 
 # --- (d) destroy --------------------------------------------------------------------------------
 t0=$(qemu_now_ms)

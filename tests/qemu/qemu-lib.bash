@@ -155,10 +155,11 @@ qemu_sweep_stale() {
 # of this run (libvirtd runs hooks with a scrubbed environment, so they are written into the
 # wrapper), keeps HOOK's exit status, and after a successful "prepare" runs the shell
 # snippet AFTER_PREPARE (the domain name in $1): what held while libvirt had not yet started
-# QEMU.  Every call is logged to $T/hook-calls.log.  Never replaces an existing file; inert
-# once $T is gone; removed by qemu_cleanup.
+# QEMU; the optional shell snippet BEFORE runs before HOOK (arguments as libvirt passes them).
+# Every call is logged to $T/hook-calls.log.  Never replaces an existing file; inert once $T
+# is gone; removed by qemu_cleanup.
 qemu_install_hook() {
-    local hook=$1 tnvectl=$2 sock=$3 timeout=$4 after=${5:-:} name v
+    local hook=$1 tnvectl=$2 sock=$3 timeout=$4 after=${5:-:} before=${6:-:} name v
     if [ ! -d "$QEMU_HOOK_DIR" ]; then
         mkdir -p "$QEMU_HOOK_DIR" || return 1
         QEMU_HOOK_DIR_CREATED=1
@@ -176,6 +177,7 @@ qemu_install_hook() {
             [ -n "${!v:-}" ] && echo "export $v='${!v}'"
         done
         echo "export SPLITNVE_TNVECTL='$tnvectl' SPLITNVE_SOCKET='$sock' SPLITNVE_HOOK_TIMEOUT='$timeout'"
+        echo "$before"
         echo "/bin/sh '$hook' \"\$@\" || exit \$?"
         echo "if [ \"\$2\" = prepare ]; then"
         echo "    $after"
