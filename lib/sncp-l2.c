@@ -489,6 +489,7 @@ struct sncp_l2_conn {
     uint32_t srtt8, rttvar8, rto_base; /* srtt and rttvar in 1/8 ms */
     int have_rtt;
     uint64_t tx_order; /* DATA transmissions so far */
+    uint64_t rto_mark; /* tx_order when the retransmission timer last expired */
     int want_writable;
 
     /* Receive side: a reorder buffer of cfg.window slots of mru bytes; rx_head is rcv_nxt's.
@@ -920,6 +921,15 @@ static void process_ack(struct sncp_l2_conn *c, const struct sncp_l2_frame *f, u
         c->tx_head = (c->tx_head + newly) % c->cfg.window;
         c->snd_una = ack;
         c->rtx_deadline = c->snd_una == c->snd_nxt ? TIME_NONE : now + cur_rto(c);
+        /* After a timeout, an acknowledgement that stops short of a frame last sent before
+         * the timeout shows that frame lost too (a burst loss leaves no later frame for
+         * the selective bitmap to report): it goes again at once, as after a partial ACK
+         * of RFC 6582, instead of one frame per (backed-off) timer expiry. */
+        struct l2_txslot *next = tx_slot(c, c->snd_una);
+        if (c->snd_una != c->snd_nxt && !next->sacked && next->order <= c->rto_mark &&
+            next->xmits <= c->cfg.max_retransmits) {
+            retransmit(c, c->snd_una, now);
+        }
     }
     if (f->type == SNCP_L2_ACK && f->len > 0 && c->snd_una != c->snd_nxt) {
         const struct l2_txslot *s = apply_sack(c, f->payload, f->len);
@@ -1260,6 +1270,7 @@ void sncp_l2_conn_close(struct sncp_l2_conn *c, uint64_t now)
 static void on_rto(struct sncp_l2_conn *c, uint64_t now)
 {
     c->stats.timeouts++;
+    c->rto_mark = c->tx_order;
     if (c->backoff < MAX_BACKOFF_SHIFT) {
         c->backoff++;
     }

@@ -1257,6 +1257,37 @@ START_TEST(test_transfer_loss)
 }
 END_TEST
 
+START_TEST(test_burst_loss)
+{
+    /* A burst of DATA frames is lost whole (a link that was down, a full queue): no later
+     * frame is held for the selective bitmap to report, so the timer finds the first; the
+     * acknowledgement of its retransmission then shows the next lost, and so on: one timer
+     * expiry for the burst, each frame sent again once (§6.4 "After a timeout"), not one
+     * backed-off expiry per frame. */
+    enum { BURST = 20 };
+    struct net n;
+    net_init(&n, 17);
+    n.latency_ms = 1;
+    net_connect(&n);
+    struct end *a = &n.e[0], *b = &n.e[1];
+    size_t len = (size_t)BURST * 1476;
+    uint8_t *x = random_bytes(len, 5);
+    set_stream(a, b, x, len);
+    a->drop_next = BURST;
+    ck_assert_int_eq(sncp_l2_conn_send(a->c, x, len, n.now), (int64_t)len);
+    a->tx_off = len;
+    ck_assert(net_run(&n, all_acked, 60000));
+    ck_assert_mem_eq(b->rx, x, len);
+    const struct sncp_l2_stats *st = sncp_l2_conn_stats(a->c);
+    ck_assert_uint_eq(st->data_frames_out, BURST);
+    ck_assert_uint_eq(st->timeouts, 1);
+    ck_assert_uint_eq(st->retransmits, BURST);
+    ck_assert_int_eq(a->closed | b->closed, 0);
+    net_free(&n);
+    free(x);
+}
+END_TEST
+
 START_TEST(test_transfer_soak)
 {
     /* Many seeds and shapes, smaller streams: 30% loss, 5% duplication, 20% reordering. */
@@ -1662,6 +1693,7 @@ static Suite *l2_suite(void)
     tcase_add_loop_test(tc, test_handshake_loss, 0, 2);
     tcase_add_test(tc, test_open_timeout_and_refused);
     tcase_add_loop_test(tc, test_transfer_loss, 0, sizeof loss_rates / sizeof loss_rates[0]);
+    tcase_add_test(tc, test_burst_loss);
     tcase_add_loop_test(tc, test_transfer_soak, 0, 36);
     tcase_add_test(tc, test_window);
     tcase_add_loop_test(tc, test_selective_ack, 0, 2);
