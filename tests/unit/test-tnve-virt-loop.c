@@ -66,10 +66,10 @@ START_TEST(test_pipe_watches)
     ck_assert_int_eq(tnve_virt_loop_init(&loop), 0);
     int p[2];
     ck_assert_int_eq(pipe2(p, O_NONBLOCK), 0);
-    int w1 = tnve_virt_loop_add_handle(p[0], VIR_EVENT_HANDLE_READABLE, handle_cb, (void *)0,
-                                       free_cb);
-    int w2 = tnve_virt_loop_add_handle(p[0], VIR_EVENT_HANDLE_READABLE, handle_cb, (void *)1,
-                                       free_cb);
+    int w1 =
+        tnve_virt_loop_add_handle(p[0], VIR_EVENT_HANDLE_READABLE, handle_cb, (void *)0, free_cb);
+    int w2 =
+        tnve_virt_loop_add_handle(p[0], VIR_EVENT_HANDLE_READABLE, handle_cb, (void *)1, free_cb);
     int w3 = tnve_virt_loop_add_handle(p[1], 0, handle_cb, (void *)2, free_cb);
     ck_assert_int_gt(w1, 0);
     ck_assert_int_gt(w2, 0);
@@ -117,8 +117,8 @@ START_TEST(test_pipe_watches)
     ck_assert_uint_eq(st.polls, 1);
 
     /* the same fd registered again after its poll closed */
-    int w4 = tnve_virt_loop_add_handle(p[0], VIR_EVENT_HANDLE_READABLE, handle_cb, (void *)3,
-                                       free_cb);
+    int w4 =
+        tnve_virt_loop_add_handle(p[0], VIR_EVENT_HANDLE_READABLE, handle_cb, (void *)3, free_cb);
     ck_assert_int_gt(w4, 0);
     uv_run(&loop, UV_RUN_NOWAIT);
     ck_assert_int_ge(hits[3], 1);
@@ -249,8 +249,8 @@ static int start_libvirtd(char *uri, size_t cap)
     snprintf(env, sizeof env, "LIBVIRT_DRIVER_DIR=%s/nodrivers", tmpdir);
     char pidfile[256];
     snprintf(pidfile, sizeof pidfile, "%s/libvirtd.pid", tmpdir);
-    char *argv[] = {"/usr/sbin/libvirtd", "--daemon", "--config", path, "--pid-file", pidfile,
-                    NULL};
+    char *argv[] = {"/usr/sbin/libvirtd", "--daemon", "--config", path,
+                    "--pid-file",         pidfile,    NULL};
     if (run_wait(argv, env) != 0)
         return -1;
     snprintf(uri, cap, "test+unix:///default?socket=%s/run/libvirt-sock", tmpdir);
@@ -300,6 +300,27 @@ static void silent(void *ud, virErrorPtr e)
     (void)e;
 }
 
+/* A connection of another thread: synchronous calls, without the loop running. */
+struct foreign {
+    const char *uri;
+    int opened, active;
+};
+
+static void foreign_main(void *arg)
+{
+    struct foreign *f = arg;
+    virConnectPtr c = virConnectOpen(f->uri);
+    if (!c)
+        return;
+    f->opened = 1;
+    virDomainPtr d = virDomainLookupByName(c, "test");
+    if (d) {
+        f->active = virDomainIsActive(d);
+        virDomainFree(d);
+    }
+    virConnectClose(c);
+}
+
 START_TEST(test_real_libvirtd)
 {
     char uri[256];
@@ -316,8 +337,7 @@ START_TEST(test_real_libvirtd)
     ck_assert_ptr_nonnull(conn);
     ck_assert_int_eq(virConnectSetKeepAlive(conn, 5, 3), 0);
     int id = virConnectDomainEventRegisterAny(conn, NULL, VIR_DOMAIN_EVENT_ID_LIFECYCLE,
-                                              VIR_DOMAIN_EVENT_CALLBACK(lifecycle_cb), NULL,
-                                              NULL);
+                                              VIR_DOMAIN_EVENT_CALLBACK(lifecycle_cb), NULL, NULL);
     ck_assert_int_ge(id, 0);
     struct tnve_virt_loop_stats st;
     tnve_virt_loop_get_stats(&st);
@@ -348,6 +368,20 @@ START_TEST(test_real_libvirtd)
     ck_assert_ptr_nonnull(d);
     ck_assert_int_eq(virDomainIsActive(d), 0);
     virDomainFree(d);
+    /* Another thread's connection gets no watch or timeout on the loop (they would be
+     * libuv handles touched from two threads) and works without it. */
+    tnve_virt_loop_get_stats(&st);
+    struct foreign f = {.uri = uri, .active = -1};
+    uv_thread_t th;
+    ck_assert_int_eq(uv_thread_create(&th, foreign_main, &f), 0);
+    ck_assert_int_eq(uv_thread_join(&th), 0);
+    ck_assert_int_eq(f.opened, 1);
+    ck_assert_int_eq(f.active, 0);
+    struct tnve_virt_loop_stats st2;
+    tnve_virt_loop_get_stats(&st2);
+    ck_assert_uint_eq(st2.watches, st.watches);
+    ck_assert_uint_eq(st2.timeouts, st.timeouts);
+    ck_assert_uint_eq(st2.pending, st.pending);
     virConnectDomainEventDeregisterAny(conn, id);
     ck_assert_int_eq(virConnectClose(conn), 0);
     finish(&loop);
