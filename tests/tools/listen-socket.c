@@ -36,11 +36,11 @@ static int unix_addr(const char *path, struct sockaddr_un *sun)
 {
     memset(sun, 0, sizeof *sun);
     sun->sun_family = AF_UNIX;
-    if (strlen(path) >= sizeof sun->sun_path) {
+    if ((size_t)snprintf(sun->sun_path, sizeof sun->sun_path, "%s", path) >=
+        sizeof sun->sun_path) {
         errno = ENAMETOOLONG;
         return -1;
     }
-    strcpy(sun->sun_path, path);
     return 0;
 }
 
