@@ -345,10 +345,51 @@ XML
 }
 
 # racks_virsh HV COMMANDS: one virsh call (each costs ~0.3 s in UML) against HV's libvirtd.
+# A call still running after RACKS_VIRSH_LIMIT seconds (default 60) is killed and fails with
+# 124, after the stacks of virsh, HV's libvirtd and agent and their logs' tails are printed on
+# stderr: a hang shows where it is instead of running into the whole test's time limit.
 racks_virsh() {
-    local hv=$1
+    local hv=$1 out pid rc i limit=${RACKS_VIRSH_LIMIT:-60}
     shift
-    virsh -q -c "$(racks_uri "$hv")" "$*"
+    out=$(mktemp "$R/virsh.XXXXXX")
+    virsh -q -c "$(racks_uri "$hv")" "$*" >"$out" &
+    pid=$!
+    for ((i = 0; i < limit * 10; i++)); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    if kill -0 "$pid" 2>/dev/null; then
+        racks_log "virsh '$*' on $hv still running after ${limit} s: stacks and logs follow" >&2
+        racks_stacks "virsh" "$pid" "libvirtd of $hv" "${RACKS_PID[lv-$hv]:-}" \
+            "tnve-agent of $hv" "${RACKS_PID[$hv]:-}" >&2
+        tail -n 40 "$R/$hv/libvirtd.log" "$R/$hv/agent.log" >&2 2>/dev/null
+        kill -KILL "$pid" 2>/dev/null
+        wait "$pid" 2>/dev/null
+        rm -f "$out"
+        return 124
+    fi
+    wait "$pid"
+    rc=$?
+    cat "$out"
+    rm -f "$out"
+    return $rc
+}
+
+# racks_stacks NAME PID ...: every thread's stack of each process (gdb when it is installed,
+# else the kernel's wait channel per thread).
+racks_stacks() {
+    local name pid t
+    while [ $# -ge 2 ]; do
+        name=$1 pid=$2
+        shift 2
+        [ -n "$pid" ] && [ -d "/proc/$pid" ] || continue
+        echo "--- $name (pid $pid)"
+        if command -v gdb >/dev/null; then
+            timeout 30 gdb -q -n -batch -p "$pid" -ex "thread apply all bt" 2>&1 | grep -v '^\[' | head -n 200
+        else
+            for t in /proc/"$pid"/task/*; do echo "${t##*/} $(cat "$t/wchan" 2>/dev/null) $(cat "$t/comm")"; done
+        fi
+    done
 }
 
 nnvectl_sw() { local sw=$1; shift; "$RB/nnvectl" -s "$R/$sw/ctl" "$@"; }
