@@ -527,6 +527,25 @@ static int linux_key(struct parser *p, const char *key, const char *value)
     return -EINVAL;
 }
 
+/* A port name is one word: "swp1 swp2" is two ports written without the comma, not a port. */
+static int check_port_name(struct parser *p, const char *name)
+{
+    if (!*name) {
+        perr(p, p->line, "empty port name");
+        return -EINVAL;
+    }
+    if (strlen(name) > SNCP_MAX_PORT_LEN) {
+        perr(p, p->line, "port name \"%s\" longer than %d bytes", name, SNCP_MAX_PORT_LEN);
+        return -EINVAL;
+    }
+    if (name[strcspn(name, " \t")]) {
+        perr(p, p->line, "port name \"%s\" contains white space (separate ports with commas)",
+             name);
+        return -EINVAL;
+    }
+    return 0;
+}
+
 static int add_port(struct parser *p, char *item, void *aux)
 {
     struct nnve_domain_cfg *d = aux;
@@ -534,10 +553,8 @@ static int add_port(struct parser *p, char *item, void *aux)
         d->any_port = 1;
         return 0;
     }
-    if (strlen(item) > SNCP_MAX_PORT_LEN) {
-        perr(p, p->line, "port name \"%s\" longer than %d bytes", item, SNCP_MAX_PORT_LEN);
+    if (check_port_name(p, item))
         return -EINVAL;
-    }
     if (grow_array((void **)&d->ports, d->n_ports, sizeof *d->ports))
         return -ENOMEM;
     d->ports[d->n_ports] = strdup(item);
@@ -765,8 +782,7 @@ static int handler(void *user, const char *section, const char *key, const char 
                 h->learn = 1;
                 free(h->port);
                 h->port = NULL;
-            } else if (!*v || strlen(v) > SNCP_MAX_PORT_LEN) {
-                perr(p, p->line, "port: expected a port name or \"learn\"");
+            } else if (check_port_name(p, v)) {
                 return 0;
             } else {
                 h->learn = 0;

@@ -112,6 +112,11 @@ START_TEST(test_errors)
     expect_error(G "[domain d]\nports=swp1\ntags=10-20, 15-30\n", "t.conf:7: tags: range");
     expect_error(G "[domain d]\nports=swp1\ntags=0-20\n", "t.conf:7: tags: bad range");
     expect_error(G "[domain d]\nports=swp1\ntags=10-4095\n", "bad range");
+    expect_error(
+        G "[domain d]\nports=swp1 swp2\ntags=5\n",
+        "t.conf:6: port name \"swp1 swp2\" contains white space (separate ports with commas)");
+    expect_error(G D "[hypervisor h]\nport=swp1 swp2\n",
+                 "t.conf:9: port name \"swp1 swp2\" contains white space");
     expect_error(G "[domain d]\nports=swp1\n", "[domain d] has no tags");
     expect_error(G "[domain d]\ntags=5\n", "[domain d] has no ports");
     expect_error(G D "[domain e]\nports=swp1\ntags=5\n",
