@@ -330,7 +330,7 @@ lifecycle_op() { # one random libvirt operation; sets OP and TOUCHED
             OP="metadata vm$n --uri urn:splitnve:vn:1 --key splitnve --set \"$(meta_of "$n" LIVEF)\" $flags"
         fi
     fi
-    virsh -q -c "$URI" "$OP" >/dev/null 2>&1 || true
+    virsh_c "$OP" >/dev/null 2>&1 || true
     NOPS_DONE=$((NOPS_DONE + 1))
     # the shadow of libvirt's two definitions (only used to write whole metadata sets)
     case $OP in
