@@ -129,8 +129,9 @@ START_TEST(test_records)
 }
 END_TEST
 
-/* A store written by schema version 1 (no vn_connection.implicit) opens as version 2: its
- * connections load as explicit, and new rows keep their implicit mark. */
+/* A store written by schema version 1 (no vn_connection.implicit) opens as version 3: its
+ * connections load as explicit, new rows keep their implicit mark, and the pair tag table
+ * exists (empty). */
 START_TEST(test_schema_upgrade)
 {
     char path[128];
@@ -169,7 +170,12 @@ START_TEST(test_schema_upgrade)
         sqlite3_prepare_v2(db, "SELECT value FROM meta WHERE key = 'schema'", -1, &q, NULL),
         SQLITE_OK);
     ck_assert_int_eq(sqlite3_step(q), SQLITE_ROW);
-    ck_assert_str_eq((const char *)sqlite3_column_text(q, 0), "2");
+    ck_assert_str_eq((const char *)sqlite3_column_text(q, 0), "3");
+    sqlite3_finalize(q);
+    ck_assert_int_eq(sqlite3_prepare_v2(db, "SELECT count(*) FROM pair_tag", -1, &q, NULL),
+                     SQLITE_OK);
+    ck_assert_int_eq(sqlite3_step(q), SQLITE_ROW);
+    ck_assert_int_eq(sqlite3_column_int(q, 0), 0);
     sqlite3_finalize(q);
     sqlite3_close(db);
 }
