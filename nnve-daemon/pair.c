@@ -156,8 +156,7 @@ static struct out *out_add(struct nnve_pair *p)
     return o;
 }
 
-static void queue_request(struct nnve_pair *p, uint8_t type, const struct nnve_vn *vn,
-                          uint16_t tag)
+static void queue_request(struct nnve_pair *p, uint8_t type, const struct nnve_vn *vn, uint16_t tag)
 {
     struct out *o = out_add(p);
     if (!o)
@@ -356,8 +355,8 @@ static void on_request(struct sncp_conn *c, const struct sncp_msg *req)
             snprintf(p->last_error, sizeof p->last_error, "peer's domain \"%s\" is not %s",
                      req->node_id, p->domain);
             SNV_ERR("pair", "refused peer identity=%s: %s", p->peer_identity, p->last_error);
-            queue_response(p, req, SNCP_E_NOT_AUTHORIZED, "not the same significance domain",
-                           NULL, 0, 1);
+            queue_response(p, req, SNCP_E_NOT_AUTHORIZED, "not the same significance domain", NULL,
+                           0, 1);
             return;
         }
         sncp_conn_hello_done(c);
@@ -430,8 +429,7 @@ static void on_request(struct sncp_conn *c, const struct sncp_msg *req)
         if (r) {
             snv_log_rl(&p->rl, SNV_LOG_WARN, "pair", "claim refused vn=%s domain=%s: %s",
                        nnve_vn_format(&vn, vbuf, sizeof vbuf), p->domain, sncp_strerror(r));
-            queue_response(p, req, r, "the allocator's half of the pool is exhausted", NULL, 0,
-                           0);
+            queue_response(p, req, r, "the allocator's half of the pool is exhausted", NULL, 0, 0);
             return;
         }
         persist(p);
@@ -469,8 +467,7 @@ static struct req *req_take(struct nnve_pair *p, uint64_t cookie)
     return NULL;
 }
 
-static void on_response(struct sncp_conn *c, uint64_t cookie, const struct sncp_msg *rsp,
-                        int err)
+static void on_response(struct sncp_conn *c, uint64_t cookie, const struct sncp_msg *rsp, int err)
 {
     struct nnve_pair *p = sncp_conn_data(c);
     struct req *r = req_take(p, cookie);
@@ -700,8 +697,8 @@ static int policy_acquire(void *aux, const struct nnve_vn *vn, const uint16_t *p
     char vbuf[80];
     int up = p->state == PS_UP;
     int known = nnve_pairtab_lookup(&p->tab, vn) != 0;
-    int r = nnve_pairtab_acquire(&p->tab, vn, prefs, n_prefs,
-                                 up && p->role == NNVE_PAIR_FOLLOWER, tag);
+    int r =
+        nnve_pairtab_acquire(&p->tab, vn, prefs, n_prefs, up && p->role == NNVE_PAIR_FOLLOWER, tag);
     if (r == SNCP_E_BUSY) {
         if (!has_claim(p, vn)) {
             queue_request(p, SNCP_MSG_VN_CONNECT, vn, 0);
@@ -816,15 +813,12 @@ int nnve_pair_create(uv_loop_t *loop, const struct nnve_config *cfg, struct nnve
     }
     uv_timer_init(loop, &p->timer);
     p->timer.data = p;
-    p->policy = (struct nnve_tag_policy){.domain = p->domain,
-                                         .acquire = policy_acquire,
-                                         .release = policy_release,
-                                         .aux = p};
+    p->policy = (struct nnve_tag_policy){
+        .domain = p->domain, .acquire = policy_acquire, .release = policy_release, .aux = p};
     nnve_state_set_tag_policy(st, &p->policy);
     SNV_INFO("pair", "started domain=%s role=%s peer_identity=%s port=%u pool=%u own=%u rows=%u",
-             p->domain, p->role == NNVE_PAIR_ALLOCATOR ? "allocator" : "follower",
-             p->peer_identity, nnve_pair_port(p), p->tab.pool_size, p->tab.own_size,
-             p->tab.n_rows);
+             p->domain, p->role == NNVE_PAIR_ALLOCATOR ? "allocator" : "follower", p->peer_identity,
+             nnve_pair_port(p), p->tab.pool_size, p->tab.own_size, p->tab.n_rows);
     if (p->role == NNVE_PAIR_FOLLOWER)
         connect_peer(p);
     *out = p;
@@ -952,19 +946,18 @@ json_t *nnve_pair_show(const struct nnve_pair *p)
         "{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}",
         "sessions_up", (json_int_t)c->sessions_up, "sessions_down", (json_int_t)c->sessions_down,
         "peer_refused", (json_int_t)c->peer_refused, "peer_errors", (json_int_t)c->peer_errors,
-        "claims_sent", (json_int_t)c->claims_sent, "claims_granted",
-        (json_int_t)c->claims_granted, "claims_failed", (json_int_t)c->claims_failed, "grants",
-        (json_int_t)c->grants, "holds_sent", (json_int_t)c->holds_sent, "holds_received",
-        (json_int_t)c->holds_received, "releases_sent", (json_int_t)c->releases_sent,
-        "releases_received", (json_int_t)c->releases_received, "partition_binds",
-        (json_int_t)c->partition_binds, "conflicts", (json_int_t)c->conflicts, "splits_seen",
-        (json_int_t)c->splits_seen, "syncs", (json_int_t)c->syncs);
-    return json_pack("{s:s, s:s, s:s, s:s, s:s, s:b, s:s, s:i, s:i, s:i, s:s, s:o, s:o}",
-                     "domain", p->domain, "role",
-                     p->role == NNVE_PAIR_ALLOCATOR ? "allocator" : "follower", "peer_identity",
-                     p->peer_identity, "peer", peer, "state", state_names[p->state], "synced",
-                     p->state == PS_UP && p->peer_synced, "half", half, "pool_size",
-                     (int)p->tab.pool_size, "rows_count", (int)p->tab.n_rows, "splits",
-                     (int)nnve_pairtab_splits(&p->tab), "last_error", p->last_error, "rows", rows,
-                     "counters", cnt);
+        "claims_sent", (json_int_t)c->claims_sent, "claims_granted", (json_int_t)c->claims_granted,
+        "claims_failed", (json_int_t)c->claims_failed, "grants", (json_int_t)c->grants,
+        "holds_sent", (json_int_t)c->holds_sent, "holds_received", (json_int_t)c->holds_received,
+        "releases_sent", (json_int_t)c->releases_sent, "releases_received",
+        (json_int_t)c->releases_received, "partition_binds", (json_int_t)c->partition_binds,
+        "conflicts", (json_int_t)c->conflicts, "splits_seen", (json_int_t)c->splits_seen, "syncs",
+        (json_int_t)c->syncs);
+    return json_pack("{s:s, s:s, s:s, s:s, s:s, s:b, s:s, s:i, s:i, s:i, s:s, s:o, s:o}", "domain",
+                     p->domain, "role", p->role == NNVE_PAIR_ALLOCATOR ? "allocator" : "follower",
+                     "peer_identity", p->peer_identity, "peer", peer, "state",
+                     state_names[p->state], "synced", p->state == PS_UP && p->peer_synced, "half",
+                     half, "pool_size", (int)p->tab.pool_size, "rows_count", (int)p->tab.n_rows,
+                     "splits", (int)nnve_pairtab_splits(&p->tab), "last_error", p->last_error,
+                     "rows", rows, "counters", cnt);
 }

@@ -26,18 +26,18 @@
 struct nnve_pair;
 
 struct nnve_pair_counters {
-    uint64_t sessions_up;      /* pair sessions that completed HELLO */
-    uint64_t sessions_down;    /* ... that ended */
-    uint64_t peer_refused;     /* handshakes or HELLOs refused (identity, domain) */
-    uint64_t peer_errors;      /* sessions closed for a malformed or contradicting message */
+    uint64_t sessions_up;   /* pair sessions that completed HELLO */
+    uint64_t sessions_down; /* ... that ended */
+    uint64_t peer_refused;  /* handshakes or HELLOs refused (identity, domain) */
+    uint64_t peer_errors;   /* sessions closed for a malformed or contradicting message */
     uint64_t claims_sent, claims_granted, claims_failed;
-    uint64_t grants;           /* allocator: claims answered with a tag */
+    uint64_t grants; /* allocator: claims answered with a tag */
     uint64_t holds_sent, holds_received;
     uint64_t releases_sent, releases_received;
-    uint64_t partition_binds;  /* new tags bound from our half while the session was down */
-    uint64_t conflicts;        /* peer claims of a tag bound to another VN (refused) */
-    uint64_t splits_seen;      /* VNs found with two tags after a partition */
-    uint64_t syncs;            /* peer resynchronisations completed */
+    uint64_t partition_binds; /* new tags bound from our half while the session was down */
+    uint64_t conflicts;       /* peer claims of a tag bound to another VN (refused) */
+    uint64_t splits_seen;     /* VNs found with two tags after a partition */
+    uint64_t syncs;           /* peer resynchronisations completed */
 };
 
 /* Creates the pair of cfg->pair (nothing when there is no [pair] section: *out = NULL):

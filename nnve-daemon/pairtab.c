@@ -13,7 +13,8 @@ int nnve_pairtab_init(struct nnve_pairtab *t, enum nnve_pair_role role,
     memset(t, 0, sizeof *t);
     t->role = role;
     for (unsigned i = 0; i < n_ranges; i++) {
-        if (ranges[i].lo < SNCP_MIN_VID || ranges[i].hi > SNCP_MAX_VID || ranges[i].lo > ranges[i].hi)
+        if (ranges[i].lo < SNCP_MIN_VID || ranges[i].hi > SNCP_MAX_VID ||
+            ranges[i].lo > ranges[i].hi)
             return -EINVAL;
         for (unsigned v = ranges[i].lo; v <= ranges[i].hi; v++)
             t->inpool[v] = 1;
@@ -97,8 +98,7 @@ uint16_t nnve_pairtab_lookup(const struct nnve_pairtab *t, const struct nnve_vn 
 }
 
 /* A new tag of this side's half: the first free preference, else the lowest free. */
-static int bind_new(struct nnve_pairtab *t, const uint16_t *prefs, unsigned n_prefs,
-                    uint16_t *tag)
+static int bind_new(struct nnve_pairtab *t, const uint16_t *prefs, unsigned n_prefs, uint16_t *tag)
 {
     for (unsigned i = 0; i < n_prefs; i++)
         if (prefs[i] >= SNCP_MIN_VID && prefs[i] <= SNCP_MAX_VID && t->own[prefs[i]] &&
@@ -256,8 +256,7 @@ void nnve_pairtab_sync_abort(struct nnve_pairtab *t)
 }
 
 void nnve_pairtab_foreach_tombstone(const struct nnve_pairtab *t,
-                                    void (*fn)(void *aux, uint16_t tag,
-                                               const struct nnve_vn *vn),
+                                    void (*fn)(void *aux, uint16_t tag, const struct nnve_vn *vn),
                                     void *aux)
 {
     for (unsigned v = SNCP_MIN_VID; v <= SNCP_MAX_VID; v++) {

@@ -106,8 +106,7 @@ void nnve_pairtab_sync_abort(struct nnve_pairtab *t);
 
 /* Rows nobody holds (RELEASE not answered yet): calls fn for each. */
 void nnve_pairtab_foreach_tombstone(const struct nnve_pairtab *t,
-                                    void (*fn)(void *aux, uint16_t tag,
-                                               const struct nnve_vn *vn),
+                                    void (*fn)(void *aux, uint16_t tag, const struct nnve_vn *vn),
                                     void *aux);
 /* Number of VNs that have more than one row (split during a partition). */
 unsigned nnve_pairtab_splits(const struct nnve_pairtab *t);

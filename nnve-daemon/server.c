@@ -37,8 +37,8 @@ struct pending {
     struct pending *next;
     uint32_t xid;
     uint8_t type;
-    uint8_t hello;       /* a successful HELLO: build its response at flush */
-    uint8_t close_after; /* refuse: close the session once this is written */
+    uint8_t hello;         /* a successful HELLO: build its response at flush */
+    uint8_t close_after;   /* refuse: close the session once this is written */
     uint8_t version_range; /* a failure that carries our VERSION_RANGE (HELLO, §8.3) */
     int err;
     struct nnve_result res;
@@ -1056,8 +1056,7 @@ static void each_counter(const struct nnve_server *srv, counter_fn *fn, void *au
            pc->claims_granted);
         fn(aux, "pair_claims_total", "tag claims sent to the allocator", "result", "failed",
            pc->claims_failed);
-        fn(aux, "pair_grants_total", "tag claims of the follower granted", NULL, NULL,
-           pc->grants);
+        fn(aux, "pair_grants_total", "tag claims of the follower granted", NULL, NULL, pc->grants);
         fn(aux, "pair_partition_binds_total", "tags bound from our half while apart", NULL, NULL,
            pc->partition_binds);
         fn(aux, "pair_conflicts_total", "peer messages contradicting our tag table", NULL, NULL,

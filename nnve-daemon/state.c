@@ -128,7 +128,7 @@ struct nnve_state {
     struct nnve_state_counters c;
     struct snv_ratelimit rl;
     const struct nnve_tag_policy *tag_policy; /* a domain shared with a ToR pair peer */
-    uint32_t retry_after_ms; /* set by tag_policy->acquire with SNCP_E_BUSY */
+    uint32_t retry_after_ms;                  /* set by tag_policy->acquire with SNCP_E_BUSY */
 };
 
 /* Every state change is an audit line (snv_audit(), never rate-limited: RFC 8394 section
