@@ -168,7 +168,7 @@ static void on_timeout(uv_timer_t *t)
     }
     if (waiting == W_RETRY) {
         struct sncp_msg m = last_req;
-        if (!conn || sncp_conn_send(conn, &m, 0) < 0) {
+        if (!conn || sncp_conn_send(conn, &m, 1) < 0) {
             finish(1);
             return;
         }
