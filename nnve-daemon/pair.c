@@ -274,6 +274,8 @@ static void send_out(struct nnve_pair *p, const struct out *o)
         free(r);
         return;
     }
+    if (o->type == SNCP_MSG_VN_DISCONNECT)
+        nnve_pairtab_release_sent(&p->tab, &o->vn);
     r->next = p->reqs;
     p->reqs = r;
 }
@@ -441,13 +443,18 @@ static void on_request(struct sncp_conn *c, const struct sncp_msg *req)
     }
     case SNCP_MSG_VN_DISCONNECT: { /* RELEASE */
         msg_vn(req, &vn);
-        int r = nnve_pairtab_peer_release(&p->tab, &vn);
+        int tombstoned;
+        int r = nnve_pairtab_peer_release(&p->tab, &vn, &tombstoned);
         p->c.releases_received++;
         persist(p);
         if (r < 0)
             queue_response(p, req, r, NULL, NULL, 0, 0);
         else
             queue_response(p, req, 0, NULL, &vn, (uint16_t)r, 0);
+        if (tombstoned) { /* nobody holds it now: ours goes once the peer confirms */
+            queue_request(p, SNCP_MSG_VN_DISCONNECT, &vn, 0);
+            p->c.releases_sent++;
+        }
         return;
     }
     default:
@@ -571,8 +578,7 @@ static void on_closed(struct sncp_conn *c, int err)
     } else if (err) {
         snprintf(p->last_error, sizeof p->last_error, "%s", sncp_strerror(err));
     }
-    if (p->in_peer_sync)
-        nnve_pairtab_sync_abort(&p->tab); /* what was not re-announced yet stays held */
+    nnve_pairtab_session_lost(&p->tab); /* what was not re-announced yet stays held */
     p->conn = NULL;
     p->state = PS_DOWN;
     p->in_peer_sync = 0;
@@ -785,8 +791,10 @@ int nnve_pair_create(uv_loop_t *loop, const struct nnve_config *cfg, struct nnve
         nnve_pair_destroy(p);
         return -ENOMEM;
     }
-    memcpy(p->ranges, dc->ranges, dc->n_ranges * sizeof *p->ranges);
-    memcpy(p->reserved, dc->reserved, dc->n_reserved * sizeof *p->reserved);
+    if (dc->n_ranges)
+        memcpy(p->ranges, dc->ranges, dc->n_ranges * sizeof *p->ranges);
+    if (dc->n_reserved)
+        memcpy(p->reserved, dc->reserved, dc->n_reserved * sizeof *p->reserved);
     int r = table_load(p);
     if (r) {
         snprintf(err, errlen, "[pair] cannot load the pair tag table: %s", sncp_strerror(r));

@@ -78,6 +78,20 @@ static void row_delete(struct nnve_pairtab *t, uint16_t tag)
     touch(t, tag);
 }
 
+/* Whether the peer's word that it binds `tag` to vn may stand: nothing here binds the tag
+ * to another VN, or only a record of the peer's own binding of a tag of its half, which
+ * the peer (its owner) has changed since (its release and our record's clean-up crossed). */
+static int peer_may_bind(struct nnve_pairtab *t, const struct nnve_vn *vn, uint16_t tag)
+{
+    struct nnve_pair_row *r = &t->rows[tag];
+    if (!r->used || nnve_pairtab_vn_eq(&r->vn, vn))
+        return 1;
+    if (r->mine || t->own[tag])
+        return 0;
+    row_delete(t, tag);
+    return 1;
+}
+
 /* The held row of vn: one this side holds first, then one the peer holds (own half
  * first); 0 if none. */
 uint16_t nnve_pairtab_lookup(const struct nnve_pairtab *t, const struct nnve_vn *vn)
@@ -137,13 +151,9 @@ int nnve_pairtab_acquire(struct nnve_pairtab *t, const struct nnve_vn *vn, const
 int nnve_pairtab_grant(struct nnve_pairtab *t, const struct nnve_vn *vn, const uint16_t *prefs,
                        unsigned n_prefs, uint16_t *tag)
 {
+    /* A tombstone (nobody holds it, our RELEASE is unanswered) is not given again: the
+     * answer would delete it under the new holder. */
     uint16_t v = nnve_pairtab_lookup(t, vn);
-    if (!v) {
-        /* A row of vn in our half that nobody holds any more is still ours to give. */
-        for (unsigned i = SNCP_MIN_VID; i <= SNCP_MAX_VID && !v; i++)
-            if (t->rows[i].used && t->own[i] && nnve_pairtab_vn_eq(&t->rows[i].vn, vn))
-                v = (uint16_t)i;
-    }
     if (!v) {
         int r = bind_new(t, prefs, n_prefs, &v);
         if (r)
@@ -158,8 +168,7 @@ int nnve_pairtab_granted(struct nnve_pairtab *t, const struct nnve_vn *vn, uint1
 {
     if (tag < SNCP_MIN_VID || tag > SNCP_MAX_VID || !t->inpool[tag])
         return SNCP_E_INVALID_VALUE;
-    struct nnve_pair_row *r = &t->rows[tag];
-    if (r->used && !nnve_pairtab_vn_eq(&r->vn, vn))
+    if (!peer_may_bind(t, vn, tag))
         return SNCP_E_CONFLICT;
     /* The allocator holds it or will keep it until our RELEASE: count it as held. */
     row_set(t, tag, vn, 1, 1);
@@ -186,7 +195,7 @@ int nnve_pairtab_peer_hold(struct nnve_pairtab *t, const struct nnve_vn *vn, uin
     if (tag < SNCP_MIN_VID || tag > SNCP_MAX_VID || !t->inpool[tag])
         return SNCP_E_INVALID_VALUE;
     struct nnve_pair_row *r = &t->rows[tag];
-    if (r->used && !nnve_pairtab_vn_eq(&r->vn, vn))
+    if (!peer_may_bind(t, vn, tag))
         return SNCP_E_CONFLICT;
     for (unsigned v = SNCP_MIN_VID; v <= SNCP_MAX_VID; v++)
         if (v != tag && t->rows[v].used && nnve_pairtab_vn_eq(&t->rows[v].vn, vn))
@@ -196,25 +205,34 @@ int nnve_pairtab_peer_hold(struct nnve_pairtab *t, const struct nnve_vn *vn, uin
     return 0;
 }
 
-int nnve_pairtab_peer_release(struct nnve_pairtab *t, const struct nnve_vn *vn)
+int nnve_pairtab_peer_release(struct nnve_pairtab *t, const struct nnve_vn *vn, int *tombstoned)
 {
     int found = 0;
     uint16_t held = 0;
+    *tombstoned = 0;
     for (unsigned v = SNCP_MIN_VID; v <= SNCP_MAX_VID; v++) {
         struct nnve_pair_row *r = &t->rows[v];
         if (!r->used || !nnve_pairtab_vn_eq(&r->vn, vn))
             continue;
         found = 1;
-        if (r->mine) {
-            row_set(t, (uint16_t)v, vn, 1, 0);
+        if (r->mine)
             held = (uint16_t)v;
-        } else {
-            row_delete(t, (uint16_t)v);
-        }
+        else if (r->peer)
+            (*tombstoned)++;
+        if (r->peer)
+            row_set(t, (uint16_t)v, vn, r->mine, 0);
     }
     if (!found)
         return SNCP_E_NO_SUCH_VN;
     return held;
+}
+
+void nnve_pairtab_release_sent(struct nnve_pairtab *t, const struct nnve_vn *vn)
+{
+    for (unsigned v = SNCP_MIN_VID; v <= SNCP_MAX_VID; v++)
+        if (t->rows[v].used && nnve_pairtab_vn_eq(&t->rows[v].vn, vn) &&
+            t->rows[v].releasing < UINT16_MAX)
+            t->rows[v].releasing++;
 }
 
 void nnve_pairtab_release_answered(struct nnve_pairtab *t, const struct nnve_vn *vn,
@@ -224,12 +242,15 @@ void nnve_pairtab_release_answered(struct nnve_pairtab *t, const struct nnve_vn 
         struct nnve_pair_row *r = &t->rows[v];
         if (!r->used || !nnve_pairtab_vn_eq(&r->vn, vn))
             continue;
+        if (r->releasing)
+            r->releasing--;
+        /* Only tombstones go, and only on the answer to our last RELEASE: a `peer` mark set
+         * after it left (a grant) is newer than the answer, a stale one is cleared by the
+         * next SYNC. */
         if (v == held_tag)
             row_set(t, (uint16_t)v, vn, r->mine, 1);
-        else if (!r->mine)
+        else if (!r->mine && !r->peer && !r->releasing)
             row_delete(t, (uint16_t)v);
-        else if (r->peer)
-            row_set(t, (uint16_t)v, vn, 1, 0);
     }
 }
 
@@ -249,10 +270,12 @@ void nnve_pairtab_sync_end(struct nnve_pairtab *t)
     }
 }
 
-void nnve_pairtab_sync_abort(struct nnve_pairtab *t)
+void nnve_pairtab_session_lost(struct nnve_pairtab *t)
 {
-    for (unsigned v = SNCP_MIN_VID; v <= SNCP_MAX_VID; v++)
+    for (unsigned v = SNCP_MIN_VID; v <= SNCP_MAX_VID; v++) {
         t->rows[v].unconfirmed = 0;
+        t->rows[v].releasing = 0;
+    }
 }
 
 void nnve_pairtab_foreach_tombstone(const struct nnve_pairtab *t,

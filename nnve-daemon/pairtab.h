@@ -9,7 +9,7 @@
  *   - each side binds a *new* tag only from its own half of the pool (the allocator the
  *     lower half of the pool's VIDs, rounded up, the follower the rest);
  *   - a tag with a row is never bound again; a row is deleted only when neither side holds
- *     it and the peer has said so (its answer to RELEASE, or its own RELEASE);
+ *     it and the peer has answered our RELEASE (it then no longer counts on us holding it);
  *   - a side adopts an existing row for a VN (sets `mine`) only when a side holds it; a
  *     row nobody holds (a tombstone waiting for the peer's word) is never adopted.
  * No I/O and no clock: the caller persists dirty rows and talks to the peer.
@@ -33,6 +33,7 @@ struct nnve_pair_row {
     uint8_t mine;        /* this side holds the binding */
     uint8_t peer;        /* the peer holds it (as last known) */
     uint8_t unconfirmed; /* during the peer's SYNC: `peer` not re-announced yet */
+    uint16_t releasing;  /* our RELEASEs of the VN sent on this session, not answered */
     uint8_t dirty;       /* changed since nnve_pairtab_clean() */
 };
 
@@ -65,9 +66,9 @@ uint16_t nnve_pairtab_lookup(const struct nnve_pairtab *t, const struct nnve_vn 
 int nnve_pairtab_acquire(struct nnve_pairtab *t, const struct nnve_vn *vn, const uint16_t *prefs,
                          unsigned n_prefs, int claim_first, uint16_t *tag);
 
-/* The allocator answers the follower's CLAIM for vn: a row for vn that a side holds or
- * that is in the allocator's half (not a tombstone of the other half), else a new tag of
- * its half; the row gets `peer`.  Returns 0 and *tag, or SNCP_E_TAG_POOL_EXHAUSTED. */
+/* The allocator answers the follower's CLAIM for vn: a row for vn that a side holds (never
+ * a tombstone), else a new tag of its half; the row gets `peer`.  Returns 0 and *tag, or
+ * SNCP_E_TAG_POOL_EXHAUSTED. */
 int nnve_pairtab_grant(struct nnve_pairtab *t, const struct nnve_vn *vn, const uint16_t *prefs,
                        unsigned n_prefs, uint16_t *tag);
 
@@ -87,13 +88,20 @@ uint16_t nnve_pairtab_release(struct nnve_pairtab *t, const struct nnve_vn *vn);
 int nnve_pairtab_peer_hold(struct nnve_pairtab *t, const struct nnve_vn *vn, uint16_t tag,
                            int *split);
 
-/* The peer's RELEASE of vn: its `peer` marks go; rows nobody holds are deleted.  Returns
- * the tag this side still holds for vn (the answer carries it), 0 if none, or
- * SNCP_E_NO_SUCH_VN when no row for vn exists. */
-int nnve_pairtab_peer_release(struct nnve_pairtab *t, const struct nnve_vn *vn);
+/* The peer's RELEASE of vn: its `peer` marks go (rows are deleted only on the answer to
+ * our own RELEASE, so neither side can still count on a row the other has freed).
+ * *tombstoned: rows that nobody holds now (send a RELEASE for vn).  Returns the tag this
+ * side still holds for vn (the answer carries it), 0 if none, or SNCP_E_NO_SUCH_VN when no
+ * row for vn exists. */
+int nnve_pairtab_peer_release(struct nnve_pairtab *t, const struct nnve_vn *vn, int *tombstoned);
+
+/* A RELEASE of vn went to the peer.  Only the answer to the last one may delete the
+ * tombstones of vn: an earlier answer predates what we told the peer since (a HOLD). */
+void nnve_pairtab_release_sent(struct nnve_pairtab *t, const struct nnve_vn *vn);
 
 /* The answer to our RELEASE of vn: held_tag is the tag the peer still holds (0: none).
- * Rows of vn nobody holds are deleted; the peer's is marked. */
+ * When it answers the last RELEASE sent, the tombstones of vn are deleted; the peer's row
+ * is marked. */
 void nnve_pairtab_release_answered(struct nnve_pairtab *t, const struct nnve_vn *vn,
                                    uint16_t held_tag);
 
@@ -101,8 +109,9 @@ void nnve_pairtab_release_answered(struct nnve_pairtab *t, const struct nnve_vn 
  * what stayed unconfirmed (rows nobody holds then wait for RELEASE). */
 void nnve_pairtab_sync_begin(struct nnve_pairtab *t);
 void nnve_pairtab_sync_end(struct nnve_pairtab *t);
-/* The session ended inside the peer's SYNC: nothing is cleared (unconfirmed stays held). */
-void nnve_pairtab_sync_abort(struct nnve_pairtab *t);
+/* The session ended: no RELEASE will be answered, and a SYNC of the peer that was under
+ * way clears nothing (what was not re-announced yet stays held). */
+void nnve_pairtab_session_lost(struct nnve_pairtab *t);
 
 /* Rows nobody holds (RELEASE not answered yet): calls fn for each. */
 void nnve_pairtab_foreach_tombstone(const struct nnve_pairtab *t,
