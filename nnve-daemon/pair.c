@@ -138,6 +138,23 @@ static int table_load(struct nnve_pair *p)
     return p->store ? nnve_store_pair_load(p->store, p->domain, load_row, p) : 0;
 }
 
+/* A VAP of the domain that the table does not know (the domain had VAPs before [pair] was
+ * configured): it is this side's holding from now on. */
+static void import_vap(void *aux, const struct nnve_vn *vn, uint16_t tag)
+{
+    struct nnve_pair *p = aux;
+    char vbuf[80];
+    int r = nnve_pairtab_hold_local(&p->tab, vn, tag);
+    if (r == 1)
+        SNV_WARN("pair", "existing VAP taken into the pair table domain=%s vn=%s tag=%u", p->domain,
+                 nnve_vn_format(vn, vbuf, sizeof vbuf), tag);
+    else if (r < 0)
+        SNV_ERR("pair", "existing VAP left out of the pair table domain=%s vn=%s tag=%u: %s",
+                p->domain, nnve_vn_format(vn, vbuf, sizeof vbuf), tag,
+                r == SNCP_E_CONFLICT ? "the table binds the tag to another VN"
+                                     : "tag outside the pool");
+}
+
 /* ---- outbox ---------------------------------------------------------------------- */
 
 static struct out *out_add(struct nnve_pair *p)
@@ -801,6 +818,8 @@ int nnve_pair_create(uv_loop_t *loop, const struct nnve_config *cfg, struct nnve
         nnve_pair_destroy(p);
         return r;
     }
+    nnve_state_foreach_vap(st, p->domain, import_vap, p);
+    persist(p);
     p->tls = sncp_tls_ctx_create(p->role == NNVE_PAIR_ALLOCATOR ? SNCP_TLS_SERVER : SNCP_TLS_CLIENT,
                                  cfg->cert, cfg->key, cfg->ca, err, errlen);
     if (!p->tls || (cfg->crl && sncp_tls_ctx_set_crl(p->tls, cfg->crl, err, errlen))) {

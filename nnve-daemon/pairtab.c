@@ -304,6 +304,19 @@ unsigned nnve_pairtab_splits(const struct nnve_pairtab *t)
     return n;
 }
 
+int nnve_pairtab_hold_local(struct nnve_pairtab *t, const struct nnve_vn *vn, uint16_t tag)
+{
+    if (tag < SNCP_MIN_VID || tag > SNCP_MAX_VID || !t->inpool[tag])
+        return SNCP_E_INVALID_VALUE;
+    struct nnve_pair_row *r = &t->rows[tag];
+    if (r->used && !nnve_pairtab_vn_eq(&r->vn, vn))
+        return SNCP_E_CONFLICT;
+    if (r->used && r->mine)
+        return 0;
+    row_set(t, tag, vn, 1, r->used ? r->peer : 0);
+    return 1;
+}
+
 int nnve_pairtab_load(struct nnve_pairtab *t, uint16_t tag, const struct nnve_vn *vn, int mine,
                       int peer)
 {

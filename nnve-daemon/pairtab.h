@@ -120,6 +120,11 @@ void nnve_pairtab_foreach_tombstone(const struct nnve_pairtab *t,
 /* Number of VNs that have more than one row (split during a partition). */
 unsigned nnve_pairtab_splits(const struct nnve_pairtab *t);
 
+/* This side holds vn on tag already (a VAP older than the table).  Returns 1 (row added or
+ * marked), 0 (already so), SNCP_E_CONFLICT (tag bound to another VN) or
+ * SNCP_E_INVALID_VALUE (outside the pool); nothing changes on failure. */
+int nnve_pairtab_hold_local(struct nnve_pairtab *t, const struct nnve_vn *vn, uint16_t tag);
+
 /* Loads a stored row (at start-up).  Returns 0 or SNCP_E_CONFLICT (tag already bound). */
 int nnve_pairtab_load(struct nnve_pairtab *t, uint16_t tag, const struct nnve_vn *vn, int mine,
                       int peer);

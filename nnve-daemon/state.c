@@ -1808,6 +1808,16 @@ uint64_t nnve_state_tick(struct nnve_state *st, uint64_t now)
     return next;
 }
 
+void nnve_state_foreach_vap(const struct nnve_state *st, const char *domain,
+                            void (*fn)(void *aux, const struct nnve_vn *vn, uint16_t tag),
+                            void *aux)
+{
+    struct nnve_vap *v;
+    for (size_t i = 0; (v = nnve_hmap_at(&st->vaps, &i)) != NULL;)
+        if (!strcmp(v->domain->name, domain))
+            fn(aux, &v->vn, v->tag);
+}
+
 void nnve_state_set_tag_policy(struct nnve_state *st, const struct nnve_tag_policy *p)
 {
     st->tag_policy = p;

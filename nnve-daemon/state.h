@@ -32,8 +32,8 @@ struct nnve_result {
     uint8_t tsi_state;
     uint8_t has_vn;
     struct nnve_vn vn;
-    uint16_t error_tlv; /* on failure: the TLV at fault, or 0 */
-    const char *reason; /* on failure: static text, or NULL */
+    uint16_t error_tlv;      /* on failure: the TLV at fault, or 0 */
+    const char *reason;      /* on failure: static text, or NULL */
     uint32_t retry_after_ms; /* on failure (BUSY): RETRY_AFTER, or 0 */
 };
 
@@ -128,6 +128,10 @@ struct nnve_tag_policy {
     void (*release)(void *aux, const struct nnve_vn *vn, uint16_t tag);
     void *aux;
 };
+/* Calls fn for each VAP of `domain` (lingering ones included) with its VN and tag. */
+void nnve_state_foreach_vap(const struct nnve_state *st, const char *domain,
+                            void (*fn)(void *aux, const struct nnve_vn *vn, uint16_t tag),
+                            void *aux);
 /* Sets (or with NULL clears) the policy; *p must outlive the state or the next call. */
 void nnve_state_set_tag_policy(struct nnve_state *st, const struct nnve_tag_policy *p);
 

@@ -186,6 +186,13 @@ START_TEST(test_sync_clears_what_the_peer_dropped)
     ck_assert_int_eq(nnve_pairtab_load(&b, 101, &v2, 1, 0), SNCP_E_CONFLICT);
     ck_assert_uint_eq(b.n_dirty, 0);
     ck_assert_uint_eq(nnve_pairtab_lookup(&b, &v1), 101);
+    /* A VAP older than the table is taken in as ours, once; never over another VN's row. */
+    struct nnve_vn v9 = vn(5009);
+    ck_assert_int_eq(nnve_pairtab_hold_local(&b, &v9, 107), 1);
+    ck_assert_int_eq(nnve_pairtab_hold_local(&b, &v9, 107), 0);
+    ck_assert(b.rows[107].mine && !b.rows[107].peer);
+    ck_assert_int_eq(nnve_pairtab_hold_local(&b, &v9, 101), SNCP_E_CONFLICT);
+    ck_assert_int_eq(nnve_pairtab_hold_local(&b, &v9, 105), SNCP_E_INVALID_VALUE);
 }
 END_TEST
 
@@ -358,7 +365,8 @@ START_TEST(test_random_partitions)
             }
         }
         check_invariant();
-        splits += nnve_pairtab_splits(&S[0].t) > 0;
+        if (step % 64 == 0)
+            splits += nnve_pairtab_splits(&S[0].t) > 0;
     }
     /* Heal for good and let everything be delivered: both tables agree, no tombstone is
      * left, and each binding one side holds is recorded on the other. */
