@@ -1162,6 +1162,15 @@ static int str_same(const char *a, const char *b)
     return (!a && !b) || (a && b && !strcmp(a, b));
 }
 
+int nnve_config_pair_equal(const struct nnve_config *a, const struct nnve_config *b)
+{
+    const struct nnve_pair_cfg *x = &a->pair, *y = &b->pair;
+    return !x->line == !y->line && str_same(x->domain, y->domain) && x->role == y->role &&
+           str_same(x->peer_identity, y->peer_identity) && str_same(x->peer_host, y->peer_host) &&
+           x->peer_port == y->peer_port && !strcmp(x->listen_addr, y->listen_addr) &&
+           x->listen_port == y->listen_port && x->retry_ms == y->retry_ms;
+}
+
 int nnve_config_linux_equal(const struct nnve_config *a, const struct nnve_config *b)
 {
     const struct nnve_linux_config *x = &a->linux_cfg, *y = &b->linux_cfg;

@@ -176,6 +176,8 @@ void nnve_config_destroy(struct nnve_config *cfg);
 
 /* Whether the [linux] settings of a and b are the same.  Returns 1 or 0. */
 int nnve_config_linux_equal(const struct nnve_config *a, const struct nnve_config *b);
+/* Whether the [pair] settings of a and b are the same.  Returns 1 or 0. */
+int nnve_config_pair_equal(const struct nnve_config *a, const struct nnve_config *b);
 /* Swaps the [linux] settings of a and b (a reload keeps the running ones, which apply only
  * at start-up). */
 void nnve_config_linux_swap(struct nnve_config *a, struct nnve_config *b);

@@ -146,6 +146,9 @@ static void on_hup(uv_signal_t *h, int signum)
                                "the running ones stay in force");
         nnve_config_linux_swap(ncfg, d->cfg);
     }
+    if (!nnve_config_pair_equal(ncfg, d->cfg))
+        SNV_WARN("daemon", "[pair] settings changed: restart nnve-daemon to apply them; "
+                           "the running ones stay in force");
     nnve_server_reconfigure(d->srv, ncfg);
     /* The CRL is re-read with the other TLS files; sessions of peers it now revokes end. */
     if (sncp_tls_ctx_set_crl(d->tls, ncfg->crl, err, sizeof err))
