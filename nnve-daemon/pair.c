@@ -37,7 +37,8 @@ static const char *const state_names[] = {"down", "connecting", "handshake", "up
 
 enum {
     PAIR_MAX_INFLIGHT = 2 * (SNCP_MAX_VID + 16), /* a whole SYNC fits */
-    CLAIM_RETRY_MS = 100,                        /* RETRY_AFTER of a pending claim */
+    CLAIM_RETRY_MIN_MS = 10,  /* RETRY_AFTER of a pending claim: twice the last claim's */
+    CLAIM_RETRY_MAX_MS = 1000, /* round trip, within these bounds */
 };
 
 /* A message waiting for the group commit. */
@@ -63,6 +64,7 @@ struct req {
     uint8_t type;
     uint8_t claim;
     struct nnve_vn vn;
+    uint64_t sent_at; /* loop time */
 };
 
 struct nnve_pair {
@@ -95,6 +97,7 @@ struct nnve_pair {
     struct out *out_head, *out_tail;
     struct req *reqs;
     uint64_t next_cookie;
+    uint32_t claim_rtt_ms; /* of the last claim answered */
     struct nnve_tag_policy policy;
     struct nnve_pair_counters c;
     char last_error[640];
@@ -284,6 +287,7 @@ static void send_out(struct nnve_pair *p, const struct out *o)
     r->type = o->type;
     r->claim = o->type == SNCP_MSG_VN_CONNECT && !o->tag;
     r->vn = o->vn;
+    r->sent_at = uv_now(p->loop);
     int64_t x = sncp_conn_send(p->conn, &m, r->cookie);
     if (x < 0) {
         snv_log_rl(&p->rl, SNV_LOG_WARN, "pair", "cannot send %s to the peer: %s",
@@ -530,6 +534,7 @@ static void on_response(struct sncp_conn *c, uint64_t cookie, const struct sncp_
                            nnve_vn_format(&r->vn, vbuf, sizeof vbuf), sncp_strerror(status));
             break;
         }
+        p->claim_rtt_ms = (uint32_t)(uv_now(p->loop) - r->sent_at);
         if (status || rsp->n_tags != 1) {
             p->c.claims_failed++;
             snv_log_rl(&p->rl, SNV_LOG_WARN, "pair", "claim failed vn=%s domain=%s: %s",
@@ -727,7 +732,8 @@ static int policy_acquire(void *aux, const struct nnve_vn *vn, const uint16_t *p
             queue_request(p, SNCP_MSG_VN_CONNECT, vn, 0);
             p->c.claims_sent++;
         }
-        *retry_after_ms = CLAIM_RETRY_MS;
+        uint32_t ms = 2 * p->claim_rtt_ms + CLAIM_RETRY_MIN_MS;
+        *retry_after_ms = ms > CLAIM_RETRY_MAX_MS ? CLAIM_RETRY_MAX_MS : ms;
         return r;
     }
     if (r) {
