@@ -37,7 +37,7 @@ static const char *const state_names[] = {"down", "connecting", "handshake", "up
 
 enum {
     PAIR_MAX_INFLIGHT = 2 * (SNCP_MAX_VID + 16), /* a whole SYNC fits */
-    CLAIM_RETRY_MIN_MS = 10,  /* RETRY_AFTER of a pending claim: twice the last claim's */
+    CLAIM_RETRY_MIN_MS = 10,   /* RETRY_AFTER of a pending claim: twice the last claim's */
     CLAIM_RETRY_MAX_MS = 1000, /* round trip, within these bounds */
 };
 
@@ -319,9 +319,9 @@ static void session_up(struct nnve_pair *p)
     p->state = PS_UP;
     p->c.sessions_up++;
     p->last_error[0] = '\0';
-    SNV_INFO("pair", "session up domain=%s role=%s peer=%s via=%s", p->domain,
-             p->role == NNVE_PAIR_ALLOCATOR ? "allocator" : "follower", p->peer_identity,
-             sncp_conn_peer_name(p->conn));
+    snv_log_rl(&p->rl, SNV_LOG_INFO, "pair", "session up domain=%s role=%s peer=%s via=%s",
+               p->domain, p->role == NNVE_PAIR_ALLOCATOR ? "allocator" : "follower",
+               p->peer_identity, sncp_conn_peer_name(p->conn));
     send_sync(p);
 }
 
@@ -368,6 +368,13 @@ static void on_request(struct sncp_conn *c, const struct sncp_msg *req)
         sncp_conn_close(c);
         return;
     }
+    if (nnve_state_degraded(p->st)) {
+        /* Nothing can be stored: be apart until the store recovers (each side keeps to
+         * its half meanwhile), rather than tell the peer what a crash could lose. */
+        snprintf(p->last_error, sizeof p->last_error, "degraded: the state cannot be stored");
+        queue_response(p, req, SNCP_E_INTERNAL, "the switch cannot store its state", NULL, 0, 1);
+        return;
+    }
     if (req->type == SNCP_MSG_HELLO) {
         if (p->role != NNVE_PAIR_ALLOCATOR || p->state != PS_HANDSHAKE) {
             session_fail(p, c, "unexpected HELLO");
@@ -377,7 +384,8 @@ static void on_request(struct sncp_conn *c, const struct sncp_msg *req)
             p->c.peer_refused++;
             snprintf(p->last_error, sizeof p->last_error, "peer's domain \"%s\" is not %s",
                      req->node_id, p->domain);
-            SNV_ERR("pair", "refused peer identity=%s: %s", p->peer_identity, p->last_error);
+            snv_log_rl(&p->rl, SNV_LOG_ERR, "pair", "refused peer identity=%s: %s",
+                       p->peer_identity, p->last_error);
             queue_response(p, req, SNCP_E_NOT_AUTHORIZED, "not the same significance domain", NULL,
                            0, 1);
             return;
@@ -435,9 +443,10 @@ static void on_request(struct sncp_conn *c, const struct sncp_msg *req)
             p->c.holds_received++;
             if (split) {
                 p->c.splits_seen++;
-                SNV_WARN("pair", "split vn=%s has two tags in domain=%s (peer tag=%u, ours=%u)",
-                         nnve_vn_format(&vn, vbuf, sizeof vbuf), p->domain, tag,
-                         nnve_pairtab_lookup(&p->tab, &vn));
+                snv_log_rl(&p->rl, SNV_LOG_WARN, "pair",
+                           "split vn=%s has two tags in domain=%s (peer tag=%u, ours=%u)",
+                           nnve_vn_format(&vn, vbuf, sizeof vbuf), p->domain, tag,
+                           nnve_pairtab_lookup(&p->tab, &vn));
             }
             persist(p);
             queue_response(p, req, 0, NULL, &vn, tag, 0);
@@ -517,7 +526,8 @@ static void on_response(struct sncp_conn *c, uint64_t cookie, const struct sncp_
             else
                 snprintf(p->last_error, sizeof p->last_error,
                          "HELLO refused: the allocator serves domain \"%s\"", rsp->node_id);
-            SNV_ERR("pair", "refused by peer identity=%s: %s", p->peer_identity, p->last_error);
+            snv_log_rl(&p->rl, SNV_LOG_ERR, "pair", "refused by peer identity=%s: %s",
+                       p->peer_identity, p->last_error);
             sncp_conn_close(c);
             break;
         }
@@ -590,8 +600,9 @@ static void on_closed(struct sncp_conn *c, int err)
     p->reqs = NULL;
     if (p->state == PS_UP) {
         p->c.sessions_down++;
-        SNV_WARN("pair", "session down domain=%s peer=%s err=%s: allocating from our half",
-                 p->domain, p->peer_identity, err ? sncp_error_token(err) : "closed");
+        snv_log_rl(&p->rl, SNV_LOG_WARN, "pair",
+                   "session down domain=%s peer=%s err=%s: allocating from our half", p->domain,
+                   p->peer_identity, err ? sncp_error_token(err) : "closed");
     } else if (err == SNCP_E_PEER_IDENTITY || err == SNCP_E_TLS_HANDSHAKE) {
         p->c.peer_refused++;
         snprintf(p->last_error, sizeof p->last_error, "%s", sncp_strerror(err));
@@ -629,13 +640,15 @@ static void on_connected(struct sncp_conn *c, const char *identity)
     struct nnve_pair *p = sncp_conn_data(c);
     if (strcmp(identity, p->peer_identity)) { /* the TLS layer checked it already */
         p->c.peer_refused++;
-        SNV_ERR("pair", "refused peer identity=%s expected=%s", identity, p->peer_identity);
+        snv_log_rl(&p->rl, SNV_LOG_ERR, "pair", "refused peer identity=%s expected=%s", identity,
+                   p->peer_identity);
         sncp_conn_close(c);
         return;
     }
     sncp_session_set_tap(sncp_conn_session(c), on_tap, c);
     if (p->conn && p->conn != c) {
-        SNV_INFO("pair", "a new session of the peer replaces the old one domain=%s", p->domain);
+        snv_log_rl(&p->rl, SNV_LOG_INFO, "pair",
+                   "a new session of the peer replaces the old one domain=%s", p->domain);
         struct sncp_conn *old = p->conn;
         p->conn = NULL;
         if (p->state == PS_UP)
