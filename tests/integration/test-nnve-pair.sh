@@ -220,6 +220,7 @@ peer_client() {
     "$CLIENT" --connect "127.0.0.1:$PAIRPORT" --cert "$T/pki/$1.crt" --key "$T/pki/$1.key" \
         --ca "$T/pki/ca.crt" --expect-peer tora --timeout 5000
 }
+stop torb # the real follower would take its session back from the attacker's
 table0=$(rows tora)
 refused0=$(sctl tora show pair | jq .counters.peer_refused)
 errors0=$(sctl tora show pair | jq .counters.peer_errors)
@@ -259,6 +260,7 @@ echo "$out" | grep -q '"CLOSED"' || fail "a conflicting HOLD did not close the s
 [ "$(tag_of tora 5000)" = "$t5000a" ] || fail "an attack changed vn 5000"
 grep -q 'pair: peer error, closing the session domain=rack1' "$T/tora.log" || fail "no log line"
 # The real follower comes back and everything is as before.
+start torb
 wait_for "torb back" 20 synced torb
 wait_for "tora back" 20 synced tora
 no_shared_tag
