@@ -2,11 +2,12 @@
 # A ToR pair: two nnve-daemons (tora the allocator, torb the follower) share the significance
 # domain rack1 (tags 100-109: tora's half 100-104, torb's 105-109).  Hypervisors connect VNs
 # on both: each VN gets one tag on both.  A partition (torb restarted with its peer pointing
-# at a closed port) while new VNs connect on both sides: never two VNs on one tag across
-# the two.  The heal converges and changes no tag of a VN with TSIs; kill -9 and restart of
-# either changes no tag.  Attacks on the pair listener: a certificate with another identity
-# (refused at the handshake), the peer's own identity with garbage, with another domain and
-# with a HOLD of a tag bound to another VN (each closes the session, nothing changes).
+# at a closed port, then frozen with kill -STOP) while new VNs connect on both sides: never
+# two VNs on one tag across the two.  The heal converges and changes no tag of a VN with
+# TSIs; kill -9 and restart of either changes no tag.  Attacks on the pair listener: a
+# certificate with another identity (refused at the handshake), the peer's own identity
+# with garbage, with another domain and with a HOLD of a tag bound to another VN (each
+# closes the session, nothing changes).
 source "$(dirname "$0")/nnve-lib.bash"
 "$SPLITNVE_SRC/scripts/gen-pki.sh" "$T/pki" tora torb mallory
 
@@ -192,6 +193,18 @@ done
 grep -q "pair: split vn=5004" "$T/tora.log" || fail "the split is not logged"
 no_shared_tag
 ok "heal: tables converged, no tag of a VN with TSIs changed, vn 5004 shown split"
+
+# ---- a frozen peer (kill -STOP) is a partition too: keepalives tell ---------------------
+kill -STOP "${SPID[torb]}"
+wait_for "tora sees torb silent" 20 state_is tora down
+t5005a=$(connect tora hv1 5005 09)
+in_half 100-104 "$t5005a" || fail "tora bound $t5005a outside its half while torb was frozen"
+kill -CONT "${SPID[torb]}"
+wait_for "tora synced after SIGCONT" 20 synced tora
+wait_for "torb synced after SIGCONT" 20 synced torb
+[ "$(connect torb hv2 5005)" = "$t5005a" ] || fail "torb: vn 5005 not on tora's tag"
+no_shared_tag
+ok "kill -STOP: the allocator saw the silence, bound $t5005a from its half; converged"
 
 # ---- kill -9 and restart: tags unchanged ----------------------------------------------
 rows() { sctl "$1" show pair | jq -c '[.rows[] | {tag, vn_id, mine}]'; }
