@@ -146,25 +146,26 @@ static int grow_array(void **arr, unsigned n, size_t elem)
     return 0;
 }
 
-static int add_listen(struct parser *p, char *item, void *aux)
+/* "ADDR:PORT" or "[ADDR]:PORT" (what `key` names in messages) into host and port.
+ * Returns 0, or -EINVAL (reported). */
+static int parse_hostport(struct parser *p, const char *key, const char *item, char *host,
+                          size_t hostcap, uint16_t *port_out)
 {
-    (void)aux;
-    struct nnve_config *cfg = p->cfg;
-    char host[64];
     const char *port_s;
     if (item[0] == '[') {
-        char *close = strchr(item, ']');
-        if (!close || close[1] != ':' || (size_t)(close - item - 1) >= sizeof host) {
-            perr(p, p->line, "listen: bad address \"%s\" (use [ADDR]:PORT)", item);
+        const char *close = strchr(item, ']');
+        if (!close || close[1] != ':' || (size_t)(close - item - 1) >= hostcap) {
+            perr(p, p->line, "%s: bad address \"%s\" (use [ADDR]:PORT)", key, item);
             return -EINVAL;
         }
         memcpy(host, item + 1, (size_t)(close - item - 1));
         host[close - item - 1] = '\0';
         port_s = close + 2;
     } else {
-        char *colon = strrchr(item, ':');
-        if (!colon || strchr(item, ':') != colon || (size_t)(colon - item) >= sizeof host) {
-            perr(p, p->line, "listen: bad address \"%s\" (use ADDR:PORT or [ADDR]:PORT)", item);
+        const char *colon = strrchr(item, ':');
+        if (!colon || strchr(item, ':') != colon || colon == item ||
+            (size_t)(colon - item) >= hostcap) {
+            perr(p, p->line, "%s: bad address \"%s\" (use ADDR:PORT or [ADDR]:PORT)", key, item);
             return -EINVAL;
         }
         memcpy(host, item, (size_t)(colon - item));
@@ -173,14 +174,26 @@ static int add_listen(struct parser *p, char *item, void *aux)
     }
     unsigned long long port;
     if (parse_uint(port_s, 65535, &port)) {
-        perr(p, p->line, "listen: bad port in \"%s\"", item);
+        perr(p, p->line, "%s: bad port in \"%s\"", key, item);
         return -EINVAL;
     }
+    *port_out = (uint16_t)port;
+    return 0;
+}
+
+static int add_listen(struct parser *p, char *item, void *aux)
+{
+    (void)aux;
+    struct nnve_config *cfg = p->cfg;
+    char host[64];
+    uint16_t port;
+    if (parse_hostport(p, "listen", item, host, sizeof host, &port))
+        return -EINVAL;
     if (grow_array((void **)&cfg->listen, cfg->n_listen, sizeof *cfg->listen))
         return -ENOMEM;
     struct nnve_listen_addr *l = &cfg->listen[cfg->n_listen++];
     snprintf(l->addr, sizeof l->addr, "%s", host);
-    l->port = (uint16_t)port;
+    l->port = port;
     return 0;
 }
 
@@ -682,6 +695,61 @@ static int hv_limit_key(struct parser *p, struct nnve_hv_cfg *h, const char *key
     return -EINVAL;
 }
 
+/* [pair]: the ToR pair peer sharing one significance domain (PROTOCOL.md §17). */
+static int pair_key(struct parser *p, const char *key, const char *v)
+{
+    struct nnve_pair_cfg *pc = &p->cfg->pair;
+    if (!pc->line)
+        pc->line = p->line;
+    if (!strcmp(key, "domain"))
+        return set_str(&pc->domain, v);
+    if (!strcmp(key, "peer_identity")) {
+        if (!*v || strlen(v) >= 256) {
+            perr(p, p->line, "peer_identity: expected 1..255 bytes");
+            return -EINVAL;
+        }
+        return set_str(&pc->peer_identity, v);
+    }
+    if (!strcmp(key, "role")) {
+        if (!strcmp(v, "allocator"))
+            pc->role = 0;
+        else if (!strcmp(v, "follower"))
+            pc->role = 1;
+        else {
+            perr(p, p->line, "role: expected allocator or follower, got \"%s\"", v);
+            return -EINVAL;
+        }
+        pc->has_role = 1;
+        return 0;
+    }
+    if (!strcmp(key, "listen")) {
+        if (parse_hostport(p, key, v, pc->listen_addr, sizeof pc->listen_addr, &pc->listen_port))
+            return -EINVAL;
+        pc->has_listen = 1;
+        return 0;
+    }
+    if (!strcmp(key, "peer")) {
+        char host[256];
+        if (parse_hostport(p, key, v, host, sizeof host, &pc->peer_port))
+            return -EINVAL;
+        if (pc->peer_port == 0) {
+            perr(p, p->line, "peer: port 0");
+            return -EINVAL;
+        }
+        return set_str(&pc->peer_host, host);
+    }
+    if (!strcmp(key, "retry")) {
+        if (nnve_config_parse_duration(v, &pc->retry_ms) || pc->retry_ms < 10) {
+            perr(p, p->line, "retry: bad duration \"%s\" (at least 10ms)", v);
+            return -EINVAL;
+        }
+        return 0;
+    }
+    perr(p, p->line,
+         "unknown key \"%s\" in [pair] (domain, role, peer_identity, listen, peer, retry)", key);
+    return -EINVAL;
+}
+
 static int section_kind(const char *section, const char **name)
 {
     static const char *kinds[] = {"domain", "hypervisor", "vn"};
@@ -697,6 +765,8 @@ static int section_kind(const char *section, const char **name)
     }
     if (!strcmp(section, "linux"))
         return 4;
+    if (!strcmp(section, "pair"))
+        return 5;
     return !strcmp(section, "global") ? 0 : -1;
 }
 
@@ -717,7 +787,7 @@ static int handler(void *user, const char *section, const char *key, const char 
     int err = 0;
     if (kind < 0) {
         perr(p, p->line,
-             "unknown section [%s] (expected global, linux, domain NAME, hypervisor ID, "
+             "unknown section [%s] (expected global, linux, pair, domain NAME, hypervisor ID, "
              "vn NAME)",
              section);
         return 0;
@@ -732,6 +802,9 @@ static int handler(void *user, const char *section, const char *key, const char 
         return 1;
     if (kind == 0) {
         err = global_key(p, key, v);
+    } else if (kind == 5) {
+        if (pair_key(p, key, v) < 0)
+            return 0;
     } else if (kind == 4) {
         err = linux_key(p, key, v);
     } else if (kind == 1) {
@@ -973,6 +1046,21 @@ static void validate(struct parser *p)
                 r->lo = r->hi = vc->id; /* the grant is of the ID (checked below: it has one) */
         }
     }
+    const struct nnve_pair_cfg *pc = &cfg->pair;
+    if (pc->line) {
+        const struct nnve_domain_cfg *pd = NULL;
+        for (unsigned i = 0; pc->domain && i < cfg->n_domains; i++)
+            if (!strcmp(cfg->domains[i].name, pc->domain))
+                pd = &cfg->domains[i];
+        if (!pc->domain || !pc->has_role || !pc->peer_identity)
+            perr(p, pc->line, "[pair] needs domain, role and peer_identity");
+        else if (!pd)
+            perr(p, pc->line, "[pair] domain %s is not a [domain]", pc->domain);
+        else if (pc->role == 0 && !pc->has_listen)
+            perr(p, pc->line, "[pair] role = allocator needs listen = ADDR:PORT");
+        else if (pc->role == 1 && !pc->peer_host)
+            perr(p, pc->line, "[pair] role = follower needs peer = HOST:PORT");
+    }
     for (unsigned i = 0; i < cfg->n_vns; i++) {
         if (!cfg->vns[i].has_id)
             perr(p, cfg->vns[i].line, "[vn %s] needs id = VN_ID", cfg->vns[i].name);
@@ -1052,6 +1140,9 @@ void nnve_config_destroy(struct nnve_config *cfg)
     free(cfg->fdb_file);
     free(cfg->metrics_file);
     free(cfg->audit_file);
+    free(cfg->pair.domain);
+    free(cfg->pair.peer_identity);
+    free(cfg->pair.peer_host);
     free(cfg->linux_bridge);
     free(cfg->linux_vxlan_device);
     free(cfg->linux_local_ip);
@@ -1085,6 +1176,15 @@ void nnve_config_destroy(struct nnve_config *cfg)
 static int str_same(const char *a, const char *b)
 {
     return (!a && !b) || (a && b && !strcmp(a, b));
+}
+
+int nnve_config_pair_equal(const struct nnve_config *a, const struct nnve_config *b)
+{
+    const struct nnve_pair_cfg *x = &a->pair, *y = &b->pair;
+    return !x->line == !y->line && str_same(x->domain, y->domain) && x->role == y->role &&
+           str_same(x->peer_identity, y->peer_identity) && str_same(x->peer_host, y->peer_host) &&
+           x->peer_port == y->peer_port && !strcmp(x->listen_addr, y->listen_addr) &&
+           x->listen_port == y->listen_port && x->retry_ms == y->retry_ms;
 }
 
 int nnve_config_linux_equal(const struct nnve_config *a, const struct nnve_config *b)

@@ -12,6 +12,8 @@
  *   [hypervisor ID]    port = swp1 | learn; vns = 5000, 5001-5010, blue;
  *                      max_vns, max_tsis, max_addrs_per_tsi, max_tags (override the globals)
  *   [vn NAME]          id = 5001
+ *   [pair]             domain, role = allocator|follower, peer_identity, listen (allocator),
+ *                      peer (follower), retry: the ToR pair peer sharing the domain's tags
  *   [linux]            bridge, vxlan_mode, vxlan_device, local_ip, vxlan_port, remote_vteps,
  *                      anti_spoofing (settings of the linux dataplane backend)
  *
@@ -94,6 +96,21 @@ enum nnve_sync_mode {
     NNVE_SYNC_NORMAL = 1, /* WAL without fsync per commit: survives a process crash only */
 };
 
+/* [pair] (PROTOCOL.md §17); line 0: no [pair] section. */
+struct nnve_pair_cfg {
+    char *domain;
+    int role; /* enum nnve_pair_role: 0 allocator, 1 follower */
+    int has_role;
+    char *peer_identity;
+    char listen_addr[64]; /* allocator: where the follower connects */
+    uint16_t listen_port;
+    int has_listen;
+    char *peer_host; /* follower: the allocator's pair listener */
+    uint16_t peer_port;
+    uint32_t retry_ms; /* reconnect interval and RETRY_AFTER of a pending claim; 0: 1000 */
+    unsigned line;
+};
+
 struct nnve_config {
     char *path;
     unsigned transports; /* enum nnve_transport bits; default TCP */
@@ -140,6 +157,7 @@ struct nnve_config {
     unsigned n_hvs;
     struct nnve_vn_cfg *vns;
     unsigned n_vns;
+    struct nnve_pair_cfg pair;
 
     /* [linux]: the linux backend's settings, defaults filled in.  Its strings point at the
      * linux_* fields below (owned by the config) or at constant defaults. */
@@ -158,6 +176,8 @@ void nnve_config_destroy(struct nnve_config *cfg);
 
 /* Whether the [linux] settings of a and b are the same.  Returns 1 or 0. */
 int nnve_config_linux_equal(const struct nnve_config *a, const struct nnve_config *b);
+/* Whether the [pair] settings of a and b are the same.  Returns 1 or 0. */
+int nnve_config_pair_equal(const struct nnve_config *a, const struct nnve_config *b);
 /* Swaps the [linux] settings of a and b (a reload keeps the running ones, which apply only
  * at start-up). */
 void nnve_config_linux_swap(struct nnve_config *a, struct nnve_config *b);

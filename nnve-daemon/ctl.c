@@ -1,6 +1,8 @@
 /* ctl.c: control-socket commands of nnve-daemon (see ctl.h). */
 #include "ctl.h"
 
+#include "pair.h"
+
 #include <errno.h>
 #include <stdlib.h>
 
@@ -66,6 +68,24 @@ static void cmd_tags(struct snv_ctl_req *req, int argc, const char *const argv[]
     snv_ctl_reply_ok(req, nnve_state_show_tags(c->state, uv_now(c->loop)));
 }
 
+static void cmd_pair(struct snv_ctl_req *req, int argc, const char *const argv[], void *aux)
+{
+    (void)argc;
+    (void)argv;
+    struct ctl_ctx *c = aux;
+    struct nnve_pair *p = nnve_server_pair(c->srv);
+    if (!p) {
+        snv_ctl_reply_error(req, SNV_CTL_FAILED, "no [pair] configured");
+        return;
+    }
+    json_t *o = nnve_pair_show(p);
+    if (!o) {
+        snv_ctl_reply_error(req, SNV_CTL_FAILED, "out of memory");
+        return;
+    }
+    snv_ctl_reply_ok(req, o);
+}
+
 static void cmd_counters(struct snv_ctl_req *req, int argc, const char *const argv[], void *aux)
 {
     (void)argc;
@@ -119,6 +139,7 @@ int nnve_ctl_register(struct snv_ctl_server *ctl, struct nnve_state *state, stru
         {"vn/show", "", 0, 0, cmd_vns},
         {"tsi/show", TSI_SHOW_USAGE, 0, 12, cmd_tsis},
         {"tag/show", "", 0, 0, cmd_tags},
+        {"pair/show", "", 0, 0, cmd_pair},
         {"counters/show", "", 0, 0, cmd_counters},
         {"vn/disconnect", "HYPERVISOR VN", 2, 2, cmd_vn_disconnect},
         {"tsi/deactivate", "TSI [ADDRESS...]", 1, 1 + 64, cmd_tsi_deactivate},

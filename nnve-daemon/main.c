@@ -14,6 +14,7 @@
 #include "backend-provider.h"
 #include "config.h"
 #include "ctl.h"
+#include "pair.h"
 #include "server.h"
 #include "snv-file.h"
 #include "snv-log.h"
@@ -89,6 +90,7 @@ struct daemon_ctx {
     struct nnve_store *store;
     struct nnve_state *state;
     struct nnve_server *srv;
+    struct nnve_pair *pair;
     struct snv_ctl_server *ctl;
     uv_signal_t sigterm, sigint, sighup;
     uv_timer_t metrics;
@@ -144,6 +146,9 @@ static void on_hup(uv_signal_t *h, int signum)
                                "the running ones stay in force");
         nnve_config_linux_swap(ncfg, d->cfg);
     }
+    if (!nnve_config_pair_equal(ncfg, d->cfg))
+        SNV_WARN("daemon", "[pair] settings changed: restart nnve-daemon to apply them; "
+                           "the running ones stay in force");
     nnve_server_reconfigure(d->srv, ncfg);
     /* The CRL is re-read with the other TLS files; sessions of peers it now revokes end. */
     if (sncp_tls_ctx_set_crl(d->tls, ncfg->crl, err, sizeof err))
@@ -358,6 +363,11 @@ int main(int argc, char **argv)
         SNV_ERR("daemon", "%s", err);
         goto out;
     }
+    if (nnve_pair_create(&d.loop, d.cfg, d.state, d.store, &d.pair, err, sizeof err)) {
+        SNV_ERR("daemon", "%s", err);
+        goto out;
+    }
+    nnve_server_set_pair(d.srv, d.pair);
     const char *sock = d.socket_override ? d.socket_override : d.cfg->control_socket;
     r = snv_ctl_server_create(&d.loop, sock, &d.ctl);
     if (r < 0 || nnve_ctl_register(d.ctl, d.state, d.srv, &d.loop) < 0) {
@@ -396,6 +406,7 @@ out:
     uv_run(&d.loop, UV_RUN_DEFAULT); /* sessions close, handles finish */
     nnve_store_commit(d.store);
     nnve_server_destroy(d.srv);
+    nnve_pair_destroy(d.pair);
     nnve_state_destroy(d.state);
     nnve_store_close(d.store);
     nnve_backend_close(d.be);

@@ -20,6 +20,8 @@ static const char help[] =
     "                                [limit N] [after CURSOR], one page and its next cursor\n"
     "  show tags                     local tag pools per domain (size, used, held, free)\n"
     "  show counters                 counters (messages, statuses, sessions, TSIs, drops)\n"
+    "  show pair                     the ToR pair sharing a domain: peer, state, role, the\n"
+    "                                half this switch allocates from, the shared tag table\n"
     "  vn disconnect HYPERVISOR VN   disconnect a hypervisor from a VN (VN ID or name); its\n"
     "                                TSIs in the VN are de-associated; the agent is told\n"
     "  tsi deactivate TSI [ADDRESS...]\n"
@@ -48,6 +50,7 @@ int main(int argc, char **argv)
         {"show tsis", "tsi/show"},
         {"show tags", "tag/show"},
         {"show counters", "counters/show"},
+        {"show pair", "pair/show"},
         {"vn disconnect", "vn/disconnect"},
         {"tsi deactivate", "tsi/deactivate"},
         {"tsi deassociate", "tsi/deassociate"},

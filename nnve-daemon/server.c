@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "activation.h"
+#include "pair.h"
 #include "sncp-conn-l2.h"
 #include "sncp-conn.h"
 #include "sncp-session.h"
@@ -36,8 +37,8 @@ struct pending {
     struct pending *next;
     uint32_t xid;
     uint8_t type;
-    uint8_t hello;       /* a successful HELLO: build its response at flush */
-    uint8_t close_after; /* refuse: close the session once this is written */
+    uint8_t hello;         /* a successful HELLO: build its response at flush */
+    uint8_t close_after;   /* refuse: close the session once this is written */
     uint8_t version_range; /* a failure that carries our VERSION_RANGE (HELLO, §8.3) */
     int err;
     struct nnve_result res;
@@ -147,6 +148,7 @@ struct nnve_server {
     int shutting_down;
     struct counters c;
     struct snv_ratelimit rl, rl_auth, rl_req;
+    struct nnve_pair *pair;
 };
 
 static void session_mark_dirty(struct session *s)
@@ -237,6 +239,10 @@ static void respond_failure(struct session *s, const struct sncp_msg *req, int e
     if (p->version_range) {
         rsp.version_min = rsp.version_max = SNCP_VERSION;
         sncp_msg_set(&rsp, SNCP_TLV_VERSION_RANGE);
+    }
+    if (p->res.retry_after_ms && err == SNCP_E_BUSY) {
+        rsp.retry_after_ms = p->res.retry_after_ms;
+        sncp_msg_set(&rsp, SNCP_TLV_RETRY_AFTER);
     }
     int rc = sncp_conn_respond(s->conn, req, &rsp);
     if (rc < 0)
@@ -351,6 +357,17 @@ static void on_check(uv_check_t *h)
         s->dirty = 0;
         flush_session(s, failed);
     }
+    nnve_pair_flush(srv->pair, failed);
+}
+
+void nnve_server_set_pair(struct nnve_server *srv, struct nnve_pair *pair)
+{
+    srv->pair = pair;
+}
+
+struct nnve_pair *nnve_server_pair(const struct nnve_server *srv)
+{
+    return srv->pair;
 }
 
 static void checkpoint_work(uv_work_t *w)
@@ -1021,6 +1038,33 @@ static void each_counter(const struct nnve_server *srv, counter_fn *fn, void *au
     for (unsigned st = 0; st < SNCP_STATUS_COUNT_; st++)
         fn(aux, "responses_sent_total", "responses sent by status", "status",
            sncp_status_token((uint16_t)st), c->status_out[st]);
+    if (srv->pair) {
+        const struct nnve_pair_counters *pc = nnve_pair_counters(srv->pair);
+        fn(aux, "pair_up", "1 while the ToR pair session is up", NULL, NULL,
+           (uint64_t)nnve_pair_connected(srv->pair));
+        fn(aux, "pair_sessions_total", "ToR pair sessions that came up", NULL, NULL,
+           pc->sessions_up);
+        fn(aux, "pair_sessions_down_total", "ToR pair sessions that ended", NULL, NULL,
+           pc->sessions_down);
+        fn(aux, "pair_peer_refused_total", "pair peers refused (identity, domain)", NULL, NULL,
+           pc->peer_refused);
+        fn(aux, "pair_peer_errors_total", "pair sessions closed for a bad message", NULL, NULL,
+           pc->peer_errors);
+        fn(aux, "pair_claims_total", "tag claims sent to the allocator", "result", "sent",
+           pc->claims_sent);
+        fn(aux, "pair_claims_total", "tag claims sent to the allocator", "result", "granted",
+           pc->claims_granted);
+        fn(aux, "pair_claims_total", "tag claims sent to the allocator", "result", "failed",
+           pc->claims_failed);
+        fn(aux, "pair_grants_total", "tag claims of the follower granted", NULL, NULL, pc->grants);
+        fn(aux, "pair_partition_binds_total", "tags bound from our half while apart", NULL, NULL,
+           pc->partition_binds);
+        fn(aux, "pair_conflicts_total", "peer messages contradicting our tag table", NULL, NULL,
+           pc->conflicts);
+        fn(aux, "pair_splits_total", "VNs seen with two tags after a partition", NULL, NULL,
+           pc->splits_seen);
+        fn(aux, "pair_syncs_total", "pair resynchronisations completed", NULL, NULL, pc->syncs);
+    }
     fn(aux, "hypervisors", "hypervisors with state", NULL, NULL, sc.hypervisors);
     fn(aux, "hypervisors_held", "hypervisors in hold after session loss", NULL, NULL,
        sc.hypervisors_held);
@@ -1463,6 +1507,7 @@ void nnve_server_shutdown(struct nnve_server *srv)
         return;
     srv->shutting_down = 1;
     on_check(&srv->check); /* commit and answer what is pending */
+    nnve_pair_shutdown(srv->pair);
     for (unsigned i = 0; i < srv->n_listeners; i++)
         sncp_listener_destroy(srv->listeners[i]);
     srv->n_listeners = 0;

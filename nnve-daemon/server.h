@@ -26,6 +26,12 @@ struct nnve_server;
 int nnve_server_create(uv_loop_t *loop, const struct nnve_config *cfg, struct sncp_tls_ctx *tls,
                        struct nnve_state *state, struct nnve_store *store, struct nnve_backend *be,
                        struct nnve_server **out, char *err, size_t errlen);
+struct nnve_pair;
+/* Attaches the ToR pair (pair.h): its messages leave after each group commit, its counters
+ * join counters/show, and shutdown closes it.  pair may be NULL. */
+void nnve_server_set_pair(struct nnve_server *srv, struct nnve_pair *pair);
+struct nnve_pair *nnve_server_pair(const struct nnve_server *srv);
+
 /* Stops listening, closes every session (orderly) and pending operator request, commits.
  * Handles finish closing on the next loop turns; then call nnve_server_destroy(). */
 void nnve_server_shutdown(struct nnve_server *srv);

@@ -127,6 +127,8 @@ struct nnve_state {
     struct nnve_hmap addrs; /* by (VAP, address): struct addr_owner */
     struct nnve_state_counters c;
     struct snv_ratelimit rl;
+    const struct nnve_tag_policy *tag_policy; /* a domain shared with a ToR pair peer */
+    uint32_t retry_after_ms;                  /* set by tag_policy->acquire with SNCP_E_BUSY */
 };
 
 /* Every state change is an audit line (snv_audit(), never rate-limited: RFC 8394 section
@@ -349,10 +351,23 @@ static int vap_acquire(struct nnve_state *st, struct nnve_domain *d, const struc
                   nnve_vn_format(&v->vn, vbuf, sizeof vbuf), v->tag);
     } else if (!v) {
         uint16_t p[SNCP_MAX_TAGS], tag;
-        for (unsigned i = 0; i < n_prefs && i < SNCP_MAX_TAGS; i++)
+        unsigned n = n_prefs < SNCP_MAX_TAGS ? n_prefs : SNCP_MAX_TAGS;
+        for (unsigned i = 0; i < n; i++)
             p[i] = prefs[i].vid;
-        int r = nnve_tagpool_alloc(d->pool, p, n_prefs < SNCP_MAX_TAGS ? n_prefs : SNCP_MAX_TAGS,
-                                   now, &tag);
+        const struct nnve_tag_policy *tp = st->tag_policy;
+        int r;
+        if (tp && !st->restoring && !strcmp(tp->domain, d->name)) {
+            /* The pair decides; the local pool only mirrors it (a tag it cannot take, in
+             * use by a lingering VAP of another VN, would break the one-VN-per-tag rule). */
+            r = tp->acquire(tp->aux, vn, p, n, &tag, &st->retry_after_ms);
+            if (!r && nnve_tagpool_claim(d->pool, tag, now) == -EBUSY) {
+                SNV_ERR("pair", "agreed tag in local use domain=%s vn=%s tag=%u", d->name,
+                        nnve_vn_format(vn, vbuf, sizeof vbuf), tag);
+                r = SNCP_E_INTERNAL;
+            }
+        } else {
+            r = nnve_tagpool_alloc(d->pool, p, n, now, &tag);
+        }
         if (r)
             return r;
         v = vap_new(st, d, vn, tag);
@@ -1723,7 +1738,12 @@ int nnve_state_request(struct nnve_state *st, struct nnve_hv *hv, const struct s
         res->reason = "dataplane or store failure in this batch; nothing changed";
         return SNCP_E_INTERNAL;
     }
+    st->retry_after_ms = 0;
     int r = state_request(st, hv, req, now, res);
+    if (r == SNCP_E_BUSY && st->retry_after_ms) {
+        res->retry_after_ms = st->retry_after_ms;
+        res->reason = "the VN's tag is being agreed with the ToR pair peer";
+    }
     if ((r == SNCP_E_INVALID_STATE || r == SNCP_E_CONFLICT) && !res->has_tsi_state &&
         sncp_msg_has(req, SNCP_TLV_TSI_ID)) {
         /* A failure about an existing instance tells its state (PROTOCOL.md §6.5). */
@@ -1775,6 +1795,9 @@ uint64_t nnve_state_tick(struct nnve_state *st, uint64_t now)
         if (v->linger_until <= now) {
             store_count(st, nnve_store_vap_del(st->store, v->domain->name, &v->vn));
             store_count(st, nnve_store_vap_hold_del(st->store, v->domain->name, &v->vn));
+            const struct nnve_tag_policy *tp = st->tag_policy;
+            if (tp && !strcmp(tp->domain, v->domain->name))
+                tp->release(tp->aux, &v->vn, v->tag);
             vap_free(st, v);
             i = 0;
             continue;
@@ -1783,6 +1806,21 @@ uint64_t nnve_state_tick(struct nnve_state *st, uint64_t now)
             next = v->linger_until;
     }
     return next;
+}
+
+void nnve_state_foreach_vap(const struct nnve_state *st, const char *domain,
+                            void (*fn)(void *aux, const struct nnve_vn *vn, uint16_t tag),
+                            void *aux)
+{
+    struct nnve_vap *v;
+    for (size_t i = 0; (v = nnve_hmap_at(&st->vaps, &i)) != NULL;)
+        if (!strcmp(v->domain->name, domain))
+            fn(aux, &v->vn, v->tag);
+}
+
+void nnve_state_set_tag_policy(struct nnve_state *st, const struct nnve_tag_policy *p)
+{
+    st->tag_policy = p;
 }
 
 /* ---- operator actions ------------------------------------------------------------- */

@@ -32,8 +32,9 @@ struct nnve_result {
     uint8_t tsi_state;
     uint8_t has_vn;
     struct nnve_vn vn;
-    uint16_t error_tlv; /* on failure: the TLV at fault, or 0 */
-    const char *reason; /* on failure: static text, or NULL */
+    uint16_t error_tlv;      /* on failure: the TLV at fault, or 0 */
+    const char *reason;      /* on failure: static text, or NULL */
+    uint32_t retry_after_ms; /* on failure (BUSY): RETRY_AFTER, or 0 */
 };
 
 struct nnve_state_counters {
@@ -114,6 +115,25 @@ int nnve_state_recover(struct nnve_state *st, uint64_t now);
 int nnve_state_degraded(const struct nnve_state *st);
 /* How many times the state was rebuilt from the store (each makes new hypervisor objects). */
 uint64_t nnve_state_reverts(const struct nnve_state *st);
+
+/* Who decides the tags of one significance domain instead of its local pool: the ToR pair
+ * (pair.c, PROTOCOL.md §17).  acquire gives the tag of a new VAP of vn: 0 and *tag, or
+ * SNCP_E_BUSY (being agreed with the peer: *retry_after_ms set) or
+ * SNCP_E_TAG_POOL_EXHAUSTED.  release: the VAP of vn, on tag, ended (its hold-down ran
+ * out). */
+struct nnve_tag_policy {
+    const char *domain;
+    int (*acquire)(void *aux, const struct nnve_vn *vn, const uint16_t *prefs, unsigned n_prefs,
+                   uint16_t *tag, uint32_t *retry_after_ms);
+    void (*release)(void *aux, const struct nnve_vn *vn, uint16_t tag);
+    void *aux;
+};
+/* Calls fn for each VAP of `domain` (lingering ones included) with its VN and tag. */
+void nnve_state_foreach_vap(const struct nnve_state *st, const char *domain,
+                            void (*fn)(void *aux, const struct nnve_vn *vn, uint16_t tag),
+                            void *aux);
+/* Sets (or with NULL clears) the policy; *p must outlive the state or the next call. */
+void nnve_state_set_tag_policy(struct nnve_state *st, const struct nnve_tag_policy *p);
 
 /* Runs hold timers and tag hold-downs.  Returns the next deadline, or UINT64_MAX. */
 uint64_t nnve_state_tick(struct nnve_state *st, uint64_t now);

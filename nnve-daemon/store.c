@@ -24,7 +24,7 @@
  * the writes after it must not run in autocommit mode.  They are refused and the commit rolls
  * back (the caller then restores its memory from what is on disk, see state.c).
  *
- * Schema (version 2): hypervisor(identity, port); vap(domain, vn_key, vn_id, vn_name, tag);
+ * Schema (version 3): hypervisor(identity, port); vap(domain, vn_key, vn_id, vn_name, tag);
  * vn_connection(identity, vn_key, vn_id, vn_name, implicit); tsi(tsi, identity, vn_key, state,
  * migrating, addrs); migrating holds flags (state.c: migrating, handover).  Version 1 lacked
  * vn_connection.implicit: opening such a store adds the column (its connections count as explicit,
@@ -33,6 +33,8 @@
  * tag_hold(domain, vn_key, until_ms): a VAP nobody uses whose tag is in hold-down until
  * until_ms (wall clock, ms since the epoch, so the deadline survives a restart); its vap row
  * stays until the hold-down ends.  A database of an older build simply gains the table.
+ * pair_tag(domain, tag, vn_key, vn_id, vn_name, mine, peer) (version 3): the tag table of a
+ * domain shared with a ToR pair peer (pairtab.h); a version 2 store gains it, empty.
  */
 #include "store.h"
 
@@ -61,6 +63,8 @@ enum stmt_id {
     ST_TSI_DEL,
     ST_HOLD_PUT,
     ST_HOLD_DEL,
+    ST_PAIR_PUT,
+    ST_PAIR_DEL,
     ST_COUNT
 };
 
@@ -81,11 +85,14 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_TSI_DEL] = "DELETE FROM tsi WHERE tsi = ?1 AND identity = ?2",
     [ST_HOLD_PUT] = "INSERT OR REPLACE INTO tag_hold(domain, vn_key, until_ms) VALUES (?1, ?2, ?3)",
     [ST_HOLD_DEL] = "DELETE FROM tag_hold WHERE domain = ?1 AND vn_key = ?2",
+    [ST_PAIR_PUT] = "INSERT OR REPLACE INTO pair_tag(domain, tag, vn_key, vn_id, vn_name, mine, "
+                    "peer) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    [ST_PAIR_DEL] = "DELETE FROM pair_tag WHERE domain = ?1 AND tag = ?2",
 };
 
 static const char schema[] =
     "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);"
-    "INSERT OR IGNORE INTO meta(key, value) VALUES ('schema', '2');"
+    "INSERT OR IGNORE INTO meta(key, value) VALUES ('schema', '3');"
     "CREATE TABLE IF NOT EXISTS hypervisor(identity TEXT PRIMARY KEY, port TEXT NOT NULL);"
     "CREATE TABLE IF NOT EXISTS vap(domain TEXT NOT NULL, vn_key TEXT NOT NULL, vn_id INTEGER,"
     " vn_name TEXT NOT NULL, tag INTEGER NOT NULL, PRIMARY KEY(domain, vn_key));"
@@ -96,7 +103,10 @@ static const char schema[] =
     " vn_key TEXT NOT NULL, state INTEGER NOT NULL, migrating INTEGER NOT NULL,"
     " addrs BLOB, PRIMARY KEY(tsi, identity)) WITHOUT ROWID;"
     "CREATE TABLE IF NOT EXISTS tag_hold(domain TEXT NOT NULL, vn_key TEXT NOT NULL,"
-    " until_ms INTEGER NOT NULL, PRIMARY KEY(domain, vn_key));";
+    " until_ms INTEGER NOT NULL, PRIMARY KEY(domain, vn_key));"
+    "CREATE TABLE IF NOT EXISTS pair_tag(domain TEXT NOT NULL, tag INTEGER NOT NULL,"
+    " vn_key TEXT NOT NULL, vn_id INTEGER, vn_name TEXT NOT NULL, mine INTEGER NOT NULL,"
+    " peer INTEGER NOT NULL, PRIMARY KEY(domain, tag));";
 
 struct nnve_store {
     sqlite3 *db;
@@ -118,21 +128,34 @@ enum {
 
 static int wal_hook(void *aux, sqlite3 *db, const char *name, int frames);
 
-/* Brings a version 1 store to version 2 (see the top).  Returns SQLITE_OK or the error
- * (message in *emsg). */
+/* Brings a version 1 or 2 store to version 3 (see the top): the schema text has already
+ * created what is missing (pair_tag); version 1 also lacks vn_connection.implicit.  Returns
+ * SQLITE_OK or the error (message in *emsg). */
 static int schema_upgrade(sqlite3 *db, char **emsg)
 {
     sqlite3_stmt *probe;
-    if (sqlite3_prepare_v2(db, "SELECT implicit FROM vn_connection LIMIT 0", -1, &probe, NULL) ==
+    if (sqlite3_prepare_v2(db, "SELECT implicit FROM vn_connection LIMIT 0", -1, &probe, NULL) !=
         SQLITE_OK) {
+        SNV_INFO("store", "upgrading the stored state to schema 2 (implicit VN connections)");
+        int rc = sqlite3_exec(db,
+                              "BEGIN; ALTER TABLE vn_connection ADD COLUMN implicit INTEGER NOT "
+                              "NULL DEFAULT 0; UPDATE meta SET value = '2' WHERE key = 'schema'; "
+                              "COMMIT;",
+                              NULL, NULL, emsg);
+        if (rc != SQLITE_OK)
+            return rc;
+    } else {
         sqlite3_finalize(probe);
-        return SQLITE_OK;
     }
-    SNV_INFO("store", "upgrading the stored state to schema 2 (implicit VN connections)");
-    return sqlite3_exec(db,
-                        "BEGIN; ALTER TABLE vn_connection ADD COLUMN implicit INTEGER NOT NULL "
-                        "DEFAULT 0; UPDATE meta SET value = '2' WHERE key = 'schema'; COMMIT;",
-                        NULL, NULL, emsg);
+    if (sqlite3_prepare_v2(db, "SELECT 1 FROM meta WHERE key = 'schema' AND value = '2'", -1,
+                           &probe, NULL) != SQLITE_OK)
+        return SQLITE_ERROR;
+    int old = sqlite3_step(probe) == SQLITE_ROW;
+    sqlite3_finalize(probe);
+    if (!old)
+        return SQLITE_OK;
+    SNV_INFO("store", "upgrading the stored state to schema 3 (ToR pair tag table)");
+    return sqlite3_exec(db, "UPDATE meta SET value = '3' WHERE key = 'schema';", NULL, NULL, emsg);
 }
 
 static void vn_key(const struct nnve_vn *vn, char *buf, size_t cap)
@@ -561,6 +584,60 @@ int nnve_store_load(struct nnve_store *s, const struct nnve_store_loader *l, voi
             ret = fail(s, queries[q]);
         sqlite3_finalize(st);
     }
+    return ret;
+}
+
+int nnve_store_pair_put(struct nnve_store *s, const char *domain, uint16_t tag,
+                        const struct nnve_vn *vn, int mine, int peer)
+{
+    if (!s)
+        return 0;
+    if (begin(s))
+        return SNCP_E_INTERNAL;
+    char key[96];
+    sqlite3_stmt *st = s->st[ST_PAIR_PUT];
+    sqlite3_bind_text(st, 1, domain, -1, SQLITE_STATIC);
+    sqlite3_bind_int(st, 2, tag);
+    bind_vn(st, 3, key, sizeof key, vn, 4);
+    sqlite3_bind_int(st, 6, !!mine);
+    sqlite3_bind_int(st, 7, !!peer);
+    return write_stmt(s, ST_PAIR_PUT);
+}
+
+int nnve_store_pair_del(struct nnve_store *s, const char *domain, uint16_t tag)
+{
+    if (!s)
+        return 0;
+    if (begin(s))
+        return SNCP_E_INTERNAL;
+    sqlite3_bind_text(s->st[ST_PAIR_DEL], 1, domain, -1, SQLITE_STATIC);
+    sqlite3_bind_int(s->st[ST_PAIR_DEL], 2, tag);
+    return write_stmt(s, ST_PAIR_DEL);
+}
+
+int nnve_store_pair_load(struct nnve_store *s, const char *domain,
+                         int (*fn)(void *aux, uint16_t tag, const struct nnve_vn *vn, int mine,
+                                   int peer),
+                         void *aux)
+{
+    static const char q[] =
+        "SELECT tag, vn_id, vn_name, mine, peer FROM pair_tag WHERE domain = ?1 ORDER BY tag";
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(s->db, q, -1, &st, NULL) != SQLITE_OK)
+        return fail(s, q);
+    sqlite3_bind_text(st, 1, domain, -1, SQLITE_STATIC);
+    int rc, ret = 0;
+    while (!ret && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        struct nnve_vn vn;
+        col_vn(st, 1, &vn);
+        int tag = sqlite3_column_int(st, 0);
+        if (tag < SNCP_MIN_VID || tag > SNCP_MAX_VID)
+            continue;
+        ret = fn(aux, (uint16_t)tag, &vn, sqlite3_column_int(st, 3), sqlite3_column_int(st, 4));
+    }
+    if (!ret && rc != SQLITE_DONE)
+        ret = fail(s, q);
+    sqlite3_finalize(st);
     return ret;
 }
 

@@ -63,6 +63,17 @@ int nnve_store_tsi_put(struct nnve_store *s, const char *identity, const struct 
                        const struct sncp_addr *addrs, unsigned n_addrs);
 int nnve_store_tsi_del(struct nnve_store *s, const char *identity, const struct sncp_tsi_id *tsi);
 
+/* The tag table of a domain shared with a ToR pair peer (pairtab.h): one row per bound
+ * tag.  _load calls fn for each row of `domain` (a non-zero return stops it and is
+ * returned); it reads what is committed and in the open transaction. */
+int nnve_store_pair_put(struct nnve_store *s, const char *domain, uint16_t tag,
+                        const struct nnve_vn *vn, int mine, int peer);
+int nnve_store_pair_del(struct nnve_store *s, const char *domain, uint16_t tag);
+int nnve_store_pair_load(struct nnve_store *s, const char *domain,
+                         int (*fn)(void *aux, uint16_t tag, const struct nnve_vn *vn, int mine,
+                                   int peer),
+                         void *aux);
+
 /* Whether a transaction is open (changes not yet durable). */
 int nnve_store_dirty(const struct nnve_store *s);
 /* Commits the open transaction, if any.  Returns 0 or SNCP_E_INTERNAL: a write of the

@@ -150,7 +150,7 @@ EOF
 : >"$T/daemon.log"
 start_daemon
 grep -q "upgrading the stored state to schema 2" "$T/daemon.log" || fail "upgrade not logged"
-[ "$(sqlite3 "file:$T/state/nnve-daemon.db?mode=ro" "SELECT value FROM meta WHERE key='schema'")" = 2 ] ||
+[ "$(sqlite3 "file:$T/state/nnve-daemon.db?mode=ro" "SELECT value FROM meta WHERE key='schema'")" = 3 ] ||
     fail "schema not upgraded"
 out=$(client hv1 <<EOF
 hello node=hv1 epoch=9

@@ -4,6 +4,9 @@
  *               [--timeout MS] [--dump FILE] < script
  *   sncp-client --l2 IFNAME [--nnve-mac MAC] [--vlan VID] [--ethertype N] --cert ... < script
  *
+ * --retry-busy N repeats a request answered BUSY with RETRY_AFTER, after that many ms, up
+ * to N times; only its last response is printed (a switch of a ToR pair answers BUSY while
+ * it agrees a VN's tag with its peer).
  * --dump FILE writes every message received, as the bytes arrived, one "hex: ..." line each.
  * --l2 runs the session over the SNCP Layer-2 channel on interface IFNAME (needs
  * CAP_NET_RAW) to the nNVE at MAC, or, without --nnve-mac, to the first nNVE that answers
@@ -48,7 +51,7 @@
 #include "sncp-tls.h"
 #include "snv-log.h"
 
-enum wait_kind { W_NONE, W_RESPONSE, W_REQUEST, W_CLOSE, W_SLEEP };
+enum wait_kind { W_NONE, W_RESPONSE, W_REQUEST, W_CLOSE, W_SLEEP, W_RETRY };
 
 static uv_loop_t *loop;
 static struct sncp_conn *conn;
@@ -62,8 +65,11 @@ static uint32_t timeout_ms = 5000;
 static int raw_pending;
 static FILE *dump; /* --dump: every message received, as "hex: ..." lines */
 static uint64_t raw_status_before[SNCP_STATUS_COUNT_];
+static unsigned retry_busy, busy_left; /* --retry-busy */
+static struct sncp_msg last_req;       /* the request of the command waiting for its answer */
 
 static void run_next(void);
+static void arm(enum wait_kind w, uint32_t ms);
 
 static void print_json(json_t *o)
 {
@@ -160,6 +166,15 @@ static void on_timeout(uv_timer_t *t)
         run_next();
         return;
     }
+    if (waiting == W_RETRY) {
+        struct sncp_msg m = last_req;
+        if (!conn || sncp_conn_send(conn, &m, 1) < 0) {
+            finish(1);
+            return;
+        }
+        arm(W_RESPONSE, timeout_ms);
+        return;
+    }
     print_json(json_pack("{s:s, s:s}", "type", "TIMEOUT", "command",
                          cur > 0 && cur <= n_lines ? lines[cur - 1] : ""));
     finish(1);
@@ -212,7 +227,12 @@ static void on_request(struct sncp_conn *c, const struct sncp_msg *req)
 
 static void on_response(struct sncp_conn *c, uint64_t cookie, const struct sncp_msg *rsp, int err)
 {
-    (void)cookie;
+    if (rsp && cookie == 1 && waiting == W_RESPONSE && busy_left &&
+        rsp->status == SNCP_STATUS_BUSY && sncp_msg_has(rsp, SNCP_TLV_RETRY_AFTER)) {
+        busy_left--;
+        arm(W_RETRY, rsp->retry_after_ms < 60000 ? rsp->retry_after_ms : 60000);
+        return;
+    }
     if (!rsp) {
         print_json(json_pack("{s:s, s:s}", "type", "ERROR", "error", sncp_error_token(err)));
     } else {
@@ -480,7 +500,9 @@ static void run_command(char *line)
             return;
         }
     }
-    int64_t r = sncp_conn_send(conn, &m, 0);
+    last_req = m;
+    busy_left = retry_busy;
+    int64_t r = sncp_conn_send(conn, &m, 1);
     if (r < 0) {
         print_json(json_pack("{s:s, s:s}", "type", "ERROR", "error", sncp_error_token((int)r)));
         finish(1);
@@ -503,12 +525,19 @@ static void run_next(void)
 int main(int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"connect", required_argument, NULL, 'C'},     {"cert", required_argument, NULL, 'c'},
-        {"key", required_argument, NULL, 'k'},         {"ca", required_argument, NULL, 'a'},
-        {"expect-peer", required_argument, NULL, 'e'}, {"timeout", required_argument, NULL, 't'},
-        {"l2", required_argument, NULL, 'L'},          {"nnve-mac", required_argument, NULL, 'M'},
-        {"vlan", required_argument, NULL, 'V'},        {"ethertype", required_argument, NULL, 'E'},
-        {"dump", required_argument, NULL, 'D'},        {NULL, 0, NULL, 0},
+        {"connect", required_argument, NULL, 'C'},
+        {"cert", required_argument, NULL, 'c'},
+        {"key", required_argument, NULL, 'k'},
+        {"ca", required_argument, NULL, 'a'},
+        {"expect-peer", required_argument, NULL, 'e'},
+        {"timeout", required_argument, NULL, 't'},
+        {"l2", required_argument, NULL, 'L'},
+        {"nnve-mac", required_argument, NULL, 'M'},
+        {"vlan", required_argument, NULL, 'V'},
+        {"ethertype", required_argument, NULL, 'E'},
+        {"dump", required_argument, NULL, 'D'},
+        {"retry-busy", required_argument, NULL, 'R'},
+        {NULL, 0, NULL, 0},
     };
     const char *target = NULL, *cert = NULL, *key = NULL, *ca = NULL, *peer = NULL;
     const char *l2_if = NULL;
@@ -536,6 +565,9 @@ int main(int argc, char **argv)
             break;
         case 't':
             timeout_ms = (uint32_t)atoi(optarg);
+            break;
+        case 'R':
+            retry_busy = (unsigned)atoi(optarg);
             break;
         case 'D':
             dump = fopen(optarg, "w");

@@ -428,12 +428,53 @@ START_TEST(test_file)
 }
 END_TEST
 
+/* [pair]: the ToR pair keys, and the errors with file and line. */
+START_TEST(test_pair)
+{
+    struct nnve_config *c = NULL;
+    char err[256] = "";
+    ck_assert_int_eq(nnve_config_parse_string(G D "[pair]\ndomain=d\nrole=follower\n"
+                                                  "peer_identity=tor1\npeer=[2001:db8::1]:8395\n"
+                                                  "retry=250ms\n",
+                                              "t.conf", &c, err, sizeof err),
+                     0);
+    ck_assert_str_eq(c->pair.domain, "d");
+    ck_assert_int_eq(c->pair.role, 1);
+    ck_assert_str_eq(c->pair.peer_identity, "tor1");
+    ck_assert_str_eq(c->pair.peer_host, "2001:db8::1");
+    ck_assert_uint_eq(c->pair.peer_port, 8395);
+    ck_assert_uint_eq(c->pair.retry_ms, 250);
+    ck_assert_uint_eq(c->pair.line, 9);
+    nnve_config_destroy(c);
+    ck_assert_int_eq(nnve_config_parse_string(G D "[pair]\ndomain=d\nrole=allocator\n"
+                                                  "peer_identity=tor2\nlisten=127.0.0.1:0\n",
+                                              "t.conf", &c, err, sizeof err),
+                     0);
+    ck_assert_int_eq(c->pair.role, 0);
+    ck_assert(c->pair.has_listen);
+    nnve_config_destroy(c);
+    expect_error(G D "[pair]\nrole=boss\n", "t.conf:9: role: expected allocator or follower");
+    expect_error(G D "[pair]\nfoo=1\n", "t.conf:9: unknown key \"foo\" in [pair]");
+    expect_error(G D "[pair]\ndomain=d\nrole=allocator\n", "t.conf:9: [pair] needs domain");
+    expect_error(G D "[pair]\ndomain=x\nrole=allocator\npeer_identity=p\nlisten=1.2.3.4:1\n",
+                 "t.conf:9: [pair] domain x is not a [domain]");
+    expect_error(G D "[pair]\ndomain=d\nrole=allocator\npeer_identity=p\n",
+                 "role = allocator needs listen");
+    expect_error(G D "[pair]\ndomain=d\nrole=follower\npeer_identity=p\n",
+                 "role = follower needs peer");
+    expect_error(G D "[pair]\npeer=tor1\n", "t.conf:9: peer: bad address");
+    expect_error(G D "[pair]\npeer=tor1:0\n", "t.conf:9: peer: port 0");
+    expect_error(G D "[pair]\nretry=1ms\n", "t.conf:9: retry: bad duration");
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("nnve-config");
     TCase *tc = tcase_create("core");
     tcase_add_test(tc, test_good);
     tcase_add_test(tc, test_errors);
+    tcase_add_test(tc, test_pair);
     tcase_add_test(tc, test_linux);
     tcase_add_test(tc, test_linux_errors);
     tcase_add_test(tc, test_transport);

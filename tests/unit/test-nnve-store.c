@@ -129,8 +129,9 @@ START_TEST(test_records)
 }
 END_TEST
 
-/* A store written by schema version 1 (no vn_connection.implicit) opens as version 2: its
- * connections load as explicit, and new rows keep their implicit mark. */
+/* A store written by schema version 1 (no vn_connection.implicit) opens as version 3: its
+ * connections load as explicit, new rows keep their implicit mark, and the pair tag table
+ * exists (empty). */
 START_TEST(test_schema_upgrade)
 {
     char path[128];
@@ -169,9 +170,66 @@ START_TEST(test_schema_upgrade)
         sqlite3_prepare_v2(db, "SELECT value FROM meta WHERE key = 'schema'", -1, &q, NULL),
         SQLITE_OK);
     ck_assert_int_eq(sqlite3_step(q), SQLITE_ROW);
-    ck_assert_str_eq((const char *)sqlite3_column_text(q, 0), "2");
+    ck_assert_str_eq((const char *)sqlite3_column_text(q, 0), "3");
+    sqlite3_finalize(q);
+    ck_assert_int_eq(sqlite3_prepare_v2(db, "SELECT count(*) FROM pair_tag", -1, &q, NULL),
+                     SQLITE_OK);
+    ck_assert_int_eq(sqlite3_step(q), SQLITE_ROW);
+    ck_assert_int_eq(sqlite3_column_int(q, 0), 0);
     sqlite3_finalize(q);
     sqlite3_close(db);
+}
+END_TEST
+
+/* The ToR pair's tag table: rows per domain and tag, replaced, deleted, committed or rolled
+ * back with the group transaction, and read back after a reopen. */
+static int pair_rows[8][5];
+static unsigned n_pair_rows;
+static int l_pair(void *aux, uint16_t tag, const struct nnve_vn *vn, int mine, int peer)
+{
+    (void)aux;
+    ck_assert_uint_lt(n_pair_rows, 8);
+    int *r = pair_rows[n_pair_rows++];
+    r[0] = tag, r[1] = vn->has_id ? (int)vn->id : -1, r[2] = mine, r[3] = peer;
+    r[4] = !strcmp(vn->name, "blue");
+    return 0;
+}
+
+START_TEST(test_pair_rows)
+{
+    struct nnve_store *s;
+    char err[256];
+    ck_assert_int_eq(nnve_store_open(dir, NNVE_SYNC_FULL, &s, err, sizeof err), 0);
+    struct nnve_vn blue = {.id = 5000, .has_id = 1, .name = "blue"},
+                   red = {.id = 5001, .has_id = 1};
+    ck_assert_int_eq(nnve_store_pair_put(s, "rack1", 100, &blue, 1, 0), 0);
+    ck_assert_int_eq(nnve_store_pair_put(s, "rack1", 106, &red, 0, 1), 0);
+    ck_assert_int_eq(nnve_store_pair_put(s, "rack2", 100, &red, 1, 1), 0);
+    ck_assert_int_eq(nnve_store_commit(s), 0);
+    ck_assert_int_eq(nnve_store_pair_put(s, "rack1", 100, &blue, 1, 1), 0); /* replaced */
+    ck_assert_int_eq(nnve_store_pair_del(s, "rack1", 106), 0);
+    ck_assert_int_eq(nnve_store_pair_put(s, "rack1", 107, &red, 1, 0), 0);
+    nnve_store_rollback(s); /* none of these */
+    ck_assert_int_eq(nnve_store_pair_put(s, "rack1", 100, &blue, 1, 1), 0);
+    ck_assert_int_eq(nnve_store_commit(s), 0);
+    nnve_store_close(s);
+    ck_assert_int_eq(nnve_store_open(dir, NNVE_SYNC_FULL, &s, err, sizeof err), 0);
+    n_pair_rows = 0;
+    ck_assert_int_eq(nnve_store_pair_load(s, "rack1", l_pair, NULL), 0);
+    ck_assert_uint_eq(n_pair_rows, 2);
+    ck_assert_int_eq(pair_rows[0][0], 100);
+    ck_assert_int_eq(pair_rows[0][1], 5000);
+    ck_assert_int_eq(pair_rows[0][2], 1);
+    ck_assert_int_eq(pair_rows[0][3], 1);
+    ck_assert_int_eq(pair_rows[0][4], 1);
+    ck_assert_int_eq(pair_rows[1][0], 106);
+    ck_assert_int_eq(pair_rows[1][1], 5001);
+    ck_assert_int_eq(pair_rows[1][2], 0);
+    ck_assert_int_eq(pair_rows[1][3], 1);
+    n_pair_rows = 0;
+    ck_assert_int_eq(nnve_store_pair_load(s, "rack9", l_pair, NULL), 0);
+    ck_assert_uint_eq(n_pair_rows, 0);
+    nnve_store_close(s);
 }
 END_TEST
 
@@ -517,6 +575,7 @@ int main(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, test_records);
     tcase_add_test(tc, test_schema_upgrade);
+    tcase_add_test(tc, test_pair_rows);
     tcase_add_test(tc, test_state_restart);
     tcase_add_test(tc, test_failed_write_poisons_transaction);
     tcase_add_test(tc, test_checkpoint);
