@@ -22,12 +22,20 @@ durable_cleanup() {
     local rc=$?
     if [ -n "$DPID" ]; then kill -9 "$DPID" 2>/dev/null || true; wait "$DPID" 2>/dev/null || true; fi
     DPID=
+    release_reader
     umount -l "$T/state" 2>/dev/null || true
     umount -l "$T/jfs" 2>/dev/null || true
     (exit $rc)
     cleanup
 }
 trap durable_cleanup EXIT
+# release_reader: ends the snapshot reader of part 1 (closing its input ends sqlite3).
+release_reader() {
+    [ -n "${RPID:-}" ] || return 0
+    exec 7>&-
+    wait "$RPID" 2>/dev/null || true
+    RPID=
+}
 
 # fill DIR: writes until the file system is full (bounded: a small tmpfs).
 fill() {
@@ -73,6 +81,17 @@ printf 'hv1 %s activated\nhv1 %s activated\nhv2 %s activated\n' "$(tsi 01)" "$(t
 hv2_before=$(ctl show tsis | jq -c 'map(select(.hypervisor=="hv2"))')
 
 # ---- 1. the state directory fills up -------------------------------------------------
+# A reader holds a snapshot of the store through part 1, so SQLite cannot restart its log
+# at the start of the file after a checkpoint: every commit needs new blocks, as on a disk
+# that is really full.  (Without it, the commit that leaves degraded mode may fit in blocks
+# the log already owns, and then the retry below is rightly acknowledged.)
+RPID=
+mkfifo "$T/reader.in"
+sqlite3 "file:$T/state/nnve-daemon.db?mode=ro" <"$T/reader.in" >"$T/reader.out" 2>&1 &
+RPID=$!
+exec 7>"$T/reader.in"
+echo "BEGIN; SELECT 'snapshot', count(*) FROM tsi;" >&7
+wait_for "a reader holding a snapshot" 10 grep -q '^snapshot|3$' "$T/reader.out"
 fill "$T/state"
 {
     echo "hello node=hv1 epoch=2"
@@ -118,6 +137,7 @@ EOF
 ok "full disk: retries refused, memory = acknowledged changes"
 
 # ---- 2. space comes back; then kill -9 --------------------------------------------------
+release_reader
 rm -f "$T/state/fill"
 wait_for "leaving degraded mode" 20 grep -q 'info state: leaving degraded mode' "$T/daemon.log"
 [ "$(counter degraded)" = 0 ] || fail "still degraded"
