@@ -146,6 +146,7 @@ struct nnve_config {
     struct nnve_linux_config linux_cfg;
     char *linux_bridge, *linux_vxlan_device, *linux_local_ip, *linux_remote_vteps;
     unsigned linux_line; /* line of the first [linux] key; 0 when there is none */
+    unsigned linux_vxlan_mode_line, linux_remote_vteps_line; /* 0 when unset */
 };
 
 /* Reads and validates `path`.  Returns 0 and *out (caller frees with nnve_config_destroy),

@@ -336,9 +336,10 @@ int main(int argc, char **argv)
         SNV_ERR("daemon", "TLS: %s", err);
         goto out;
     }
-    struct nnve_backend_config bc = {.journal = d.cfg->dataplane_journal,
-                                     .fdb_file = d.cfg->fdb_file,
-                                     .linux_cfg = &d.cfg->linux_cfg};
+    struct nnve_linux_config lc = d.cfg->linux_cfg;
+    lc.state_dir = d.cfg->state_dir;
+    struct nnve_backend_config bc = {
+        .journal = d.cfg->dataplane_journal, .fdb_file = d.cfg->fdb_file, .linux_cfg = &lc};
     int r = nnve_backend_open(d.cfg->backend, &bc, &d.be);
     if (r < 0) {
         SNV_ERR("daemon", "cannot open backend=%s: %s", d.cfg->backend, sncp_strerror(r));
