@@ -303,6 +303,7 @@ static int global_key(struct parser *p, const char *key, const char *value)
         {"dataplane_journal", offsetof(struct nnve_config, dataplane_journal)},
         {"fdb_file", offsetof(struct nnve_config, fdb_file)},
         {"metrics_file", offsetof(struct nnve_config, metrics_file)},
+        {"mappings_file", offsetof(struct nnve_config, mappings_file)},
         {"audit_file", offsetof(struct nnve_config, audit_file)},
     };
     for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++)
@@ -1065,6 +1066,7 @@ void nnve_config_destroy(struct nnve_config *cfg)
     free(cfg->dataplane_journal);
     free(cfg->fdb_file);
     free(cfg->metrics_file);
+    free(cfg->mappings_file);
     free(cfg->audit_file);
     free(cfg->linux_bridge);
     free(cfg->linux_vxlan_device);

@@ -5,7 +5,8 @@
  *                      dataplane_journal, fdb_file, hold_time, tag_hold_down, keepalive,
  *                      handshake_timeout, max_sessions, max_tsis_per_session,
  *                      max_addrs_per_tsi, max_vns_per_hypervisor, max_tags_per_hypervisor,
- *                      max_outstanding, max_write_queue, metrics_file, metrics_interval,
+ *                      max_outstanding, max_write_queue, metrics_file, mappings_file,
+ *                      metrics_interval,
  *                      audit_file, sync, log_level
  *   [domain NAME]      ports = swp1, swp2 (or *: every port not named elsewhere);
  *                      tags = 100-199, 300; reserved = 150
@@ -115,7 +116,8 @@ struct nnve_config {
     char *dataplane_journal;
     char *fdb_file;
     char *metrics_file;
-    char *audit_file; /* audit lines also appended here (snv_audit_file_open) */
+    char *mappings_file; /* JSON mapping table for an external NVA, rewritten with metrics */
+    char *audit_file;    /* audit lines also appended here (snv_audit_file_open) */
     uint32_t metrics_interval_ms;
     uint32_t hold_time_ms;
     uint32_t tag_hold_down_ms;
