@@ -9,9 +9,10 @@
 # EVPN_BENCH_VMS VMs (default 10; 100 for the full figure), one after the other: start, wait
 # until sw2 has the MAC, next; then the same for destroy.  The VMs are test-driver domains
 # with one vNIC (a veth port on hv1a's bridge), VN blue, MAC-only (address_sources = none).
-# Times are kernel event timestamps (`bridge -timestamp monitor fdb` in sw1 and sw2, one UML
-# clock) against the time taken just before the virsh call; they include virsh itself
-# (~0.3 s in UML, where every exec costs 50-100 ms).  Prints min/p50/p99/max in ms of:
+# Times are the timestamps of `bridge -timestamp monitor fdb` in sw1 and sw2 (one UML clock,
+# taken when the monitor reads the event, so a loaded machine adds a few ms of noise either
+# way) against the time taken just before the virsh call; they include virsh itself (~0.3 s
+# in UML, where every exec costs 50-100 ms).  Prints min/p50/p99/max in ms of:
 #   start -> sw1 static FDB entry (splitnve: libvirt event, agent, SNCP, nnve-daemon)
 #   sw1 entry -> sw2 kernel entry (zebra, bgpd, BGP, remote zebra)
 #   start -> sw2 kernel entry (the whole), and the same three for destroy.

@@ -9,6 +9,9 @@
  *    id VNI; per-vni: device "vx-<VNI>" is created with the tag as untagged PVID) and, with
  *    a remote VTEP list, installs the all-zero-MAC flood entries of the VNI.  The last port
  *    leaving a tag removes the mapping (a refcount of ports per tag, rebuilt by reconcile).
+ *    With remote_vteps = evpn (per-vni only) the device's bridge port also gets learning off
+ *    and neigh_suppress on: FRR's zebra installs the remote MACs and neighbour entries, and
+ *    the bridge answers ARP/ND for remote TSIs from the latter.
  *  - tsi_activate: one static FDB entry (NTF_MASTER, NUD_NOARP: "static" in `bridge fdb`)
  *    per MAC of the TSI (its TSI_ID MAC and every address's MAC) on (port, tag); for each
  *    IP+MAC pair a NUD_NOARP neighbour entry on the VLAN's layer-3 interface, which is the
@@ -40,6 +43,10 @@
  * What is ours: VLAN memberships, tunnel maps, flood entries and vx-<VNI> devices this
  * process installed for a declared VN; static FDB entries (NUD_NOARP, not extern_learn) on a
  * (port, VLAN) pair that carries a declared VN; neighbour entries this process installed.
+ * The remote VTEPs of the configured list are recorded in state_dir/linux-remote-vteps at
+ * each reconcile_end(), so that after a change of the list (to evpn or none included) the next
+ * start removes the flood entries toward the old VTEPs, which the kernel cannot tell from an
+ * EVPN speaker's.
  * reconcile_begin() reads the kernel (ports, VLANs, tunnel map, lock flags, FDB, neighbour
  * entries, the nftables table's elements);
  * the declarations that follow install only what is missing; reconcile_end() removes what
