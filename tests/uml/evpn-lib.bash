@@ -24,13 +24,21 @@ evpn_topology() {
     ip -n sw1 link del vxlan0 && ip -n sw2 link del vxlan0
 }
 
-# evpn_start_hvs: every hypervisor's libvirtd and agent.
+# evpn_start_hvs: every hypervisor's libvirtd (side by side: each takes seconds in UML) and
+# agent.
 evpn_start_hvs() {
-    local hv
+    local hv p
     for hv in $RACKS_HVS; do
-        racks_start_libvirtd "$hv" || return 1
-        racks_start_agent "$hv" || return 1
+        (racks_start_libvirtd "$hv" >"$R/lv-$hv.out" 2>&1 &&
+            echo "${RACKS_PID[lv-$hv]} ${RACKS_PID[keep-$hv]}" >"$R/lv-$hv.pids") &
+        p+=" $!"
     done
+    wait $p
+    for hv in $RACKS_HVS; do
+        [ -s "$R/lv-$hv.pids" ] || { cat "$R/lv-$hv.out"; return 1; }
+        read -r "RACKS_PID[lv-$hv]" "RACKS_PID[keep-$hv]" <"$R/lv-$hv.pids"
+    done
+    for hv in $RACKS_HVS; do racks_start_agent "$hv" || return 1; done
 }
 
 # vt SWITCH CMD...: vtysh commands in the switch's FRR instance.
