@@ -36,8 +36,8 @@ struct pending {
     struct pending *next;
     uint32_t xid;
     uint8_t type;
-    uint8_t hello;         /* a successful HELLO: build its response at flush */
-    uint8_t close_after;   /* refuse: close the session once this is written */
+    uint8_t hello;       /* a successful HELLO: build its response at flush */
+    uint8_t close_after; /* refuse: close the session once this is written */
     uint8_t version_range; /* a failure that carries our VERSION_RANGE (HELLO, §8.3) */
     int err;
     struct nnve_result res;

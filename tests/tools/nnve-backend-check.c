@@ -29,9 +29,10 @@ enum { MAX_WORDS = 4 + SNCP_MAX_ADDRS + 1 };
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: nnve-backend-check [-v] [-b BRIDGE] [-m external|per-vni] [-x DEV]\n"
-               "                          [-l LOCAL_IP] [-r REMOTES|evpn|none] [-a on|mac|off] [-A]\n"
-               "                          < SCRIPT\n");
+    fprintf(f,
+            "usage: nnve-backend-check [-v] [-b BRIDGE] [-m external|per-vni] [-x DEV]\n"
+            "                          [-l LOCAL_IP] [-r REMOTES|evpn|none] [-a on|mac|off] [-A]\n"
+            "                          < SCRIPT\n");
 }
 
 static int parse_u32(const char *s, uint32_t max, uint32_t *out)
