@@ -9,6 +9,9 @@
  *    id VNI; per-vni: device "vx-<VNI>" is created with the tag as untagged PVID) and, with
  *    a remote VTEP list, installs the all-zero-MAC flood entries of the VNI.  The last port
  *    leaving a tag removes the mapping (a refcount of ports per tag, rebuilt by reconcile).
+ *    With remote_vteps = evpn (per-vni only) the device's bridge port also gets learning off
+ *    and neigh_suppress on: FRR's zebra installs the remote MACs and neighbour entries, and
+ *    the bridge answers ARP/ND for remote TSIs from the latter.
  *  - tsi_activate: one static FDB entry (NTF_MASTER, NUD_NOARP: "static" in `bridge fdb`)
  *    per MAC of the TSI (its TSI_ID MAC and every address's MAC) on (port, tag); for each
  *    IP+MAC pair a NUD_NOARP neighbour entry on the VLAN's layer-3 interface, which is the
@@ -40,6 +43,10 @@
  * What is ours: VLAN memberships, tunnel maps, flood entries and vx-<VNI> devices this
  * process installed for a declared VN; static FDB entries (NUD_NOARP, not extern_learn) on a
  * (port, VLAN) pair that carries a declared VN; neighbour entries this process installed.
+ * The remote VTEPs of the configured list are recorded in state_dir/linux-remote-vteps at
+ * each reconcile_end(), so that after a change of the list (to evpn or none included) the next
+ * start removes the flood entries toward the old VTEPs, which the kernel cannot tell from an
+ * EVPN speaker's.
  * reconcile_begin() reads the kernel (ports, VLANs, tunnel map, lock flags, FDB, neighbour
  * entries, the nftables table's elements);
  * the declarations that follow install only what is missing; reconcile_end() removes what
@@ -68,6 +75,7 @@
 #include <sys/time.h>
 
 #include "nft-filter.h"
+#include "snv-file.h"
 #include "snv-log.h"
 #include "snv-netlink.h"
 
@@ -184,7 +192,10 @@ struct nlmsghdr *nnve_linux_msg_flood(void *buf, size_t size, uint16_t type, int
     return nlh;
 }
 
-struct nlmsghdr *nnve_linux_msg_port_locked(void *buf, size_t size, int ifindex, int locked)
+/* RTM_SETLINK of bridge port `ifindex` with the u8 port flags (type, value) of `flags` in
+ * IFLA_PROTINFO; n pairs. */
+static struct nlmsghdr *put_port_flags(void *buf, size_t size, int ifindex, const uint16_t *flags,
+                                       const int *values, size_t n)
 {
     if (ifindex <= 0)
         return NULL;
@@ -194,9 +205,24 @@ struct nlmsghdr *nnve_linux_msg_port_locked(void *buf, size_t size, int ifindex,
     struct nlattr *pi = mnl_attr_nest_start(nlh, IFLA_PROTINFO);
     /* The bridge reads IFLA_PROTINFO as a flat u8 port state unless NLA_F_NESTED is set. */
     pi->nla_type |= NLA_F_NESTED;
-    mnl_attr_put_u8(nlh, IFLA_BRPORT_LOCKED, locked ? 1 : 0);
+    for (size_t i = 0; i < n; i++)
+        mnl_attr_put_u8(nlh, flags[i], values[i] ? 1 : 0);
     mnl_attr_nest_end(nlh, pi);
     return nlh;
+}
+
+struct nlmsghdr *nnve_linux_msg_port_locked(void *buf, size_t size, int ifindex, int locked)
+{
+    static const uint16_t flags[] = {IFLA_BRPORT_LOCKED};
+    return put_port_flags(buf, size, ifindex, flags, &locked, 1);
+}
+
+struct nlmsghdr *nnve_linux_msg_port_evpn(void *buf, size_t size, int ifindex, int learning,
+                                          int neigh_suppress)
+{
+    static const uint16_t flags[] = {IFLA_BRPORT_LEARNING, IFLA_BRPORT_NEIGH_SUPPRESS};
+    const int values[] = {learning, neigh_suppress};
+    return put_port_flags(buf, size, ifindex, flags, values, 2);
 }
 
 struct nlmsghdr *nnve_linux_msg_vxlan_new(void *buf, size_t size, const char *name, uint32_t vni,
@@ -553,6 +579,11 @@ struct linux_backend {
     uint16_t vxlan_port;
     struct remote *remotes;
     size_t n_remotes;
+    int evpn;                /* remote_vteps = evpn */
+    char *vteps_file;        /* <state_dir>/linux-remote-vteps, NULL without a state_dir */
+    struct remote *recorded; /* the remote VTEPs of the last run (vteps_file) */
+    size_t n_recorded;
+    int old_vx_ifindex; /* per-vni mode: the external device, if there is one (reconcile) */
     enum nnve_linux_anti_spoofing anti_spoofing;
     struct nnve_nft *nft; /* anti_spoofing on: the IP filter table */
 
@@ -624,14 +655,29 @@ struct link_info {
     uint16_t vlan_id;
     int vlan_filtering;
     uint16_t default_pvid;
-    int locked; /* bridge ports: IFLA_BRPORT_LOCKED; -1 when not reported */
+    int locked;         /* bridge ports: IFLA_BRPORT_LOCKED; -1 when not reported */
+    int learning;       /* bridge ports: IFLA_BRPORT_LEARNING; -1 when not reported */
+    int neigh_suppress; /* bridge ports: IFLA_BRPORT_NEIGH_SUPPRESS; -1 when not reported */
 };
 
 static int slave_data_cb(const struct nlattr *attr, void *data)
 {
     struct link_info *li = data;
-    if (mnl_attr_get_type(attr) == IFLA_BRPORT_LOCKED && mnl_attr_validate(attr, MNL_TYPE_U8) == 0)
+    if (mnl_attr_validate(attr, MNL_TYPE_U8) < 0)
+        return MNL_CB_OK;
+    switch (mnl_attr_get_type(attr)) {
+    case IFLA_BRPORT_LOCKED:
         li->locked = mnl_attr_get_u8(attr) ? 1 : 0;
+        break;
+    case IFLA_BRPORT_LEARNING:
+        li->learning = mnl_attr_get_u8(attr) ? 1 : 0;
+        break;
+    case IFLA_BRPORT_NEIGH_SUPPRESS:
+        li->neigh_suppress = mnl_attr_get_u8(attr) ? 1 : 0;
+        break;
+    default:
+        break;
+    }
     return MNL_CB_OK;
 }
 
@@ -682,6 +728,8 @@ static int link_parse(const struct nlmsghdr *nlh, struct link_info *li)
     memset(li, 0, sizeof *li);
     li->vlan_filtering = -1;
     li->locked = -1;
+    li->learning = -1;
+    li->neigh_suppress = -1;
     if (nlh->nlmsg_type != RTM_NEWLINK || mnl_nlmsg_get_payload_len(nlh) < sizeof(struct ifinfomsg))
         return -EINVAL;
     const struct ifinfomsg *ifm = mnl_nlmsg_get_payload(nlh);
@@ -716,6 +764,8 @@ static int link_get(struct linux_backend *lb, const char *name, struct link_info
 {
     memset(li, 0, sizeof *li);
     li->locked = -1;
+    li->learning = -1;
+    li->neigh_suppress = -1;
     struct nlmsghdr *nlh = put_link(lb->req, sizeof lb->req, RTM_GETLINK, 0, AF_UNSPEC, 0);
     if (strlen(name) >= IF_NAMESIZE)
         return -ENODEV;
@@ -1156,6 +1206,19 @@ static int tag_map(struct linux_backend *lb, uint16_t tag, uint32_t vni)
             return r;
         }
     }
+    /* EVPN: the speaker installs the remote MACs, so the bridge must not learn them from the
+     * tunnel; and it installs the remote neighbour entries that let the bridge answer ARP
+     * and ND for remote TSIs itself (neigh_suppress) instead of flooding them to every VTEP. */
+    if (lb->evpn && (li.learning != 0 || li.neigh_suppress != 1)) {
+        r = request(lb, nnve_linux_msg_port_evpn(lb->req, sizeof lb->req, li.ifindex, 0, 1));
+        if (r < 0) {
+            OP_ERR("linux: cannot set learning off and neigh_suppress on dev=%s vni=%u: %s%s%s",
+                   name, (unsigned)vni, strerror(-r), reason_sep(lb), reason_of(lb));
+            return r;
+        }
+        OP_INFO("linux: vxlan port set for evpn dev=%s vni=%u learning=off neigh_suppress=on", name,
+                (unsigned)vni);
+    }
     return flood_set(lb, 1, li.ifindex, vni, name);
 }
 
@@ -1576,12 +1639,60 @@ static int fdb_op(struct linux_backend *lb, int add, const char *port, int ifind
     return r;
 }
 
+struct neigh_get {
+    struct kneigh n;
+    uint16_t state;
+    int found;
+};
+
+static int neigh_get_cb(const struct nlmsghdr *nlh, void *data)
+{
+    struct neigh_get *g = data;
+    if (nlh->nlmsg_type != RTM_NEWNEIGH || mnl_nlmsg_get_payload_len(nlh) < sizeof(struct ndmsg))
+        return 0;
+    const struct ndmsg *ndm = mnl_nlmsg_get_payload(nlh);
+    struct kneigh n = {
+        .ifindex = ndm->ndm_ifindex, .family = ndm->ndm_family, .flags = ndm->ndm_flags};
+    struct neigh_parse np = {.n = &n};
+    if (mnl_attr_parse(nlh, sizeof *ndm, neigh_attr_cb, &np) < 0 || !np.have_dst)
+        return 0;
+    g->n = n;
+    g->state = ndm->ndm_state;
+    g->found = 1;
+    return 0;
+}
+
+/* Whether the kernel's neighbour entry for ie's IP on `svi` is still the one this backend
+ * installed (NUD_NOARP, our protocol, ie's MAC, not extern_learn).  An EVPN speaker replaces
+ * the entry of a TSI that moved to another switch with its own (extern_learn, protocol
+ * zebra): that one is not ours to delete.  1 yes, 0 no or absent; on a read error 1 (the
+ * delete then decides). */
+static int neigh_is_ours(struct linux_backend *lb, int svi, const struct ip_ent *ie)
+{
+    struct nlmsghdr *nlh =
+        put_neigh(lb->req, sizeof lb->req, RTM_GETNEIGH, 0, (unsigned char)ie->family, svi, 0, 0);
+    mnl_attr_put(nlh, NDA_DST, ip_len(ie->family), ie->ip);
+    struct neigh_get g = {.found = 0};
+    int r = snv_nl_request(lb->nl, nlh, neigh_get_cb, &g, NULL);
+    if (r == -ENOENT || (r == 0 && !g.found))
+        return 0;
+    if (r < 0)
+        return 1;
+    return g.state == NUD_NOARP && g.n.proto == NNVE_LINUX_NEIGH_PROTO &&
+           !(g.n.flags & NTF_EXT_LEARNED) && !memcmp(g.n.mac, ie->mac, 6);
+}
+
 static int neigh_op(struct linux_backend *lb, int add, int svi, uint16_t tag,
                     const struct ip_ent *ie, const char *tsi)
 {
     char ip[INET6_ADDRSTRLEN], m[SNCP_MAC_STRLEN];
     inet_ntop(ie->family, ie->ip, ip, sizeof ip);
     sncp_mac_format(ie->mac, m, sizeof m);
+    if (!add && !neigh_is_ours(lb, svi, ie)) {
+        SNV_DBG(MOD, "linux: neighbour entry no longer ours, left ifindex=%d ip=%s mac=%s tsi=%s",
+                svi, ip, m, tsi);
+        return 0;
+    }
     int r =
         request(lb, nnve_linux_msg_neigh(lb->req, sizeof lb->req, add ? RTM_NEWNEIGH : RTM_DELNEIGH,
                                          svi, ie->family, ie->ip, ie->mac));
@@ -1981,6 +2092,11 @@ static int linux_reconcile_begin(struct nnve_backend *b)
     int r = kview_load(lb);
     if (r == 0 && lb->nft != NULL)
         r = nnve_nft_read(lb->nft, &lb->kv.nft, &lb->kv.n_nft);
+    lb->old_vx_ifindex = 0;
+    struct link_info li;
+    if (r == 0 && lb->mode == NNVE_LINUX_VXLAN_PER_VNI && lb->n_recorded > 0 &&
+        link_get(lb, lb->vxdev, &li) == 0 && !strcmp(li.kind, "vxlan"))
+        lb->old_vx_ifindex = li.ifindex;
     if (r < 0) {
         kview_free(&lb->kv);
         return r;
@@ -2007,6 +2123,10 @@ static int declared_vni_dev(const struct linux_backend *lb, int ifindex, uint32_
             continue;
         if (lb->mode == NNVE_LINUX_VXLAN_EXTERNAL && ifindex == lb->vx_ifindex && src_vni == vni)
             return 1;
+        /* the external device of an earlier run in external mode */
+        if (lb->mode == NNVE_LINUX_VXLAN_PER_VNI && lb->old_vx_ifindex > 0 &&
+            ifindex == lb->old_vx_ifindex && src_vni == vni)
+            return 1;
         if (lb->mode == NNVE_LINUX_VXLAN_PER_VNI) {
             char name[IF_NAMESIZE];
             per_vni_name(vni, name);
@@ -2018,13 +2138,36 @@ static int declared_vni_dev(const struct linux_backend *lb, int ifindex, uint32_
     return 0;
 }
 
-static int remote_configured(const struct linux_backend *lb, const struct nnve_linux_fdb *f)
+static int remote_in(const struct remote *v, size_t n, const struct nnve_linux_fdb *f)
 {
-    for (size_t i = 0; i < lb->n_remotes; i++)
-        if (lb->remotes[i].family == f->dst_family &&
-            !memcmp(lb->remotes[i].ip, f->dst, ip_len(f->dst_family)))
+    for (size_t i = 0; i < n; i++)
+        if (v[i].family == f->dst_family && !memcmp(v[i].ip, f->dst, ip_len(f->dst_family)))
             return 1;
     return 0;
+}
+
+/* Whether flood entry `f` is one of ours that is no longer wanted.  With a list of remote
+ * VTEPs, every flood entry of a managed VNI toward another address (an EVPN speaker does not
+ * share a switch with a static list).  With evpn or none, the entries toward the VTEPs of the
+ * previous run's list (vteps_file), which an EVPN speaker may also have installed: it then
+ * installs its entry again when it sees ours deleted. */
+static int flood_stale(const struct linux_backend *lb, const struct nnve_linux_fdb *f)
+{
+    if (lb->n_remotes > 0)
+        return !remote_in(lb->remotes, lb->n_remotes, f);
+    return remote_in(lb->recorded, lb->n_recorded, f);
+}
+
+static int vteps_write(FILE *f, void *aux)
+{
+    const struct linux_backend *lb = aux;
+    fputs("# remote VTEPs nnve-daemon's linux backend installs flood entries toward\n", f);
+    for (size_t i = 0; i < lb->n_remotes; i++) {
+        char ip[INET6_ADDRSTRLEN];
+        inet_ntop(lb->remotes[i].family, lb->remotes[i].ip, ip, sizeof ip);
+        fprintf(f, "%s\n", ip);
+    }
+    return ferror(f) ? -EIO : 0;
 }
 
 static int linux_reconcile_end(struct nnve_backend *b)
@@ -2096,10 +2239,10 @@ static int linux_reconcile_end(struct nnve_backend *b)
             removed++;
         }
         /* flood entries of managed VNIs toward VTEPs no longer configured */
-        for (size_t i = 0; i < lb->kv.n_fdb && lb->n_remotes > 0; i++) {
+        for (size_t i = 0; i < lb->kv.n_fdb; i++) {
             const struct nnve_linux_fdb *f = &lb->kv.fdb[i];
-            if (!(f->flags & NTF_SELF) || f->dst_family == 0 || remote_configured(lb, f) ||
-                !declared_vni_dev(lb, f->ifindex, f->src_vni))
+            if (!(f->flags & NTF_SELF) || f->dst_family == 0 || memcmp(f->mac, zero_mac, 6) ||
+                !flood_stale(lb, f) || !declared_vni_dev(lb, f->ifindex, f->src_vni))
                 continue;
             int r =
                 request(lb, nnve_linux_msg_flood(lb->req, sizeof lb->req, RTM_DELNEIGH, f->ifindex,
@@ -2151,6 +2294,19 @@ static int linux_reconcile_end(struct nnve_backend *b)
         if (lb->n_vlans == before)
             i++;
     }
+    /* what the next start removes after a change of remote_vteps */
+    if (lb->reconciling && lb->vteps_file) {
+        int r = snv_file_write_atomic(lb->vteps_file, 0640, vteps_write, lb);
+        if (r < 0) {
+            OP_ERR("linux: cannot write file=%s: %s", lb->vteps_file, strerror(-r));
+            ret = ret ? ret : r;
+        } else {
+            free(lb->recorded);
+            lb->recorded = NULL;
+            lb->n_recorded = 0;
+        }
+    }
+    lb->old_vx_ifindex = 0;
     lb->reconciling = 0;
     kview_free(&lb->kv);
     OP_INFO("linux: reconcile ends bridge=%s withdrawn=%u", lb->bridge, removed);
@@ -2166,7 +2322,7 @@ void nnve_linux_config_init(struct nnve_linux_config *cfg)
     cfg->vxlan_mode = NNVE_LINUX_VXLAN_EXTERNAL;
     cfg->vxlan_device = "vxlan0";
     cfg->vxlan_port = 4789;
-    cfg->remote_vteps = "evpn";
+    cfg->remote_vteps = "none";
     cfg->anti_spoofing = NNVE_LINUX_ANTI_SPOOFING_ON;
 }
 
@@ -2213,15 +2369,14 @@ static int parse_ip(const char *s, int *family, uint8_t ip[16])
     return 0;
 }
 
-static int parse_remotes(struct linux_backend *lb, const char *s)
+/* Appends the addresses of `s` ("A, B C") to *v.  Returns 0, -EINVAL (logged), -ENOMEM. */
+static int remotes_parse(const char *s, struct remote **v, size_t *n)
 {
-    if (s == NULL || s[0] == '\0' || !strcmp(s, "evpn"))
-        return 0;
     const char *p = s;
     while (*p) {
-        size_t skip = strspn(p, ", \t");
+        size_t skip = strspn(p, ", \t\n");
         p += skip;
-        size_t len = strcspn(p, ", \t");
+        size_t len = strcspn(p, ", \t\n");
         if (len == 0)
             break;
         char tok[INET6_ADDRSTRLEN];
@@ -2236,14 +2391,45 @@ static int parse_remotes(struct linux_backend *lb, const char *s)
             SNV_ERR(MOD, "linux: invalid remote vtep address remote=%s", tok);
             return -EINVAL;
         }
-        struct remote *nr = realloc(lb->remotes, (lb->n_remotes + 1) * sizeof *nr);
+        struct remote *nr = realloc(*v, (*n + 1) * sizeof *nr);
         if (nr == NULL)
             return -ENOMEM;
-        lb->remotes = nr;
-        lb->remotes[lb->n_remotes++] = rm;
+        *v = nr;
+        (*v)[(*n)++] = rm;
         p += len;
     }
     return 0;
+}
+
+/* Reads the remote VTEPs of the previous run from vteps_file (absent: none). */
+static int recorded_load(struct linux_backend *lb)
+{
+    if (lb->vteps_file == NULL)
+        return 0;
+    FILE *f = fopen(lb->vteps_file, "re");
+    if (f == NULL)
+        return errno == ENOENT ? 0 : -errno;
+    char line[128];
+    int r = 0;
+    while (r == 0 && fgets(line, sizeof line, f))
+        if (line[0] != '#')
+            r = remotes_parse(line, &lb->recorded, &lb->n_recorded);
+    fclose(f);
+    if (r == -EINVAL) {
+        SNV_WARN(MOD, "linux: ignoring file=%s", lb->vteps_file);
+        free(lb->recorded);
+        lb->recorded = NULL;
+        lb->n_recorded = 0;
+        r = 0;
+    }
+    return r;
+}
+
+static int parse_remotes(struct linux_backend *lb, const char *s)
+{
+    if (s == NULL || s[0] == '\0' || !strcmp(s, "evpn") || !strcmp(s, "none"))
+        return 0;
+    return remotes_parse(s, &lb->remotes, &lb->n_remotes);
 }
 
 static void linux_destroy(struct nnve_backend *b)
@@ -2263,6 +2449,8 @@ static void linux_destroy(struct nnve_backend *b)
     free(lb->ports);
     free(lb->tsis);
     free(lb->remotes);
+    free(lb->recorded);
+    free(lb->vteps_file);
     kview_free(&lb->kv);
     nnve_nft_destroy(lb->nft);
     snv_nl_destroy(lb->nl);
@@ -2313,6 +2501,25 @@ int nnve_backend_linux_create(const struct nnve_linux_config *cfg, struct nnve_b
         r = -EINVAL;
     if (r == 0)
         r = parse_remotes(lb, cfg->remote_vteps);
+    lb->evpn = cfg->remote_vteps && !strcmp(cfg->remote_vteps, "evpn");
+    /* what FRR 8.4 can serve (the configuration refuses the rest with its line) */
+    if (r == 0 && lb->evpn && lb->mode != NNVE_LINUX_VXLAN_PER_VNI) {
+        SNV_ERR(MOD, "linux: remote_vteps=evpn needs vxlan_mode=per-vni");
+        r = -EINVAL;
+    } else if (r == 0 && lb->evpn && lb->local_family != AF_INET) {
+        SNV_ERR(MOD, "linux: remote_vteps=evpn needs an IPv4 local_ip");
+        r = -EINVAL;
+    }
+    if (r == 0 && cfg->state_dir && cfg->state_dir[0] &&
+        asprintf(&lb->vteps_file, "%s/linux-remote-vteps", cfg->state_dir) < 0) {
+        lb->vteps_file = NULL;
+        r = -ENOMEM;
+    }
+    if (r == 0) {
+        r = recorded_load(lb);
+        if (r < 0)
+            SNV_ERR(MOD, "linux: cannot read file=%s: %s", lb->vteps_file, strerror(-r));
+    }
     if (r == 0) {
         r = snv_nl_create(&lb->nl);
         if (r < 0)
@@ -2362,10 +2569,14 @@ int nnve_backend_linux_create(const struct nnve_linux_config *cfg, struct nnve_b
                  nnve_linux_anti_spoofing_name(lb->anti_spoofing));
     else
         SNV_INFO(MOD,
-                 "linux: opened bridge=%s vxlan=per-vni local_ip=%s port=%u remotes=%zu "
+                 "linux: opened bridge=%s vxlan=per-vni local_ip=%s port=%u remotes=%s "
                  "anti_spoofing=%s",
                  lb->bridge, cfg->local_ip && cfg->local_ip[0] ? cfg->local_ip : "none",
-                 lb->vxlan_port, lb->n_remotes, nnve_linux_anti_spoofing_name(lb->anti_spoofing));
+                 lb->vxlan_port,
+                 lb->evpn            ? "evpn"
+                 : cfg->remote_vteps ? cfg->remote_vteps
+                                     : "none",
+                 nnve_linux_anti_spoofing_name(lb->anti_spoofing));
     *out = &lb->up;
     return 0;
 }

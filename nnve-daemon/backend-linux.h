@@ -54,12 +54,19 @@ struct nnve_linux_config {
     uint16_t vxlan_port;      /* UDP destination port of per-VNI devices; 0: 4789 */
     /* BUM traffic: "198.51.100.2, 198.51.100.3" (IPv4 and/or IPv6, separated by commas
      * and/or blanks) installs an all-zero-MAC flood entry per remote VTEP and VN (head-end
-     * replication); "evpn", NULL or "" installs none (left to an EVPN speaker). */
+     * replication); "none", NULL or "" installs none (the operator's business); "evpn"
+     * installs none and programs what an EVPN speaker reading the kernel (FRR 8.4's zebra)
+     * needs: per-VNI devices only, with an IPv4 local_ip, bridge learning off and ARP/ND
+     * suppression (neigh_suppress) on their bridge ports. */
     const char *remote_vteps;
     enum nnve_linux_anti_spoofing anti_spoofing;
+    /* Directory of the daemon's state: the backend keeps there the remote VTEPs it installed
+     * flood entries toward (file linux-remote-vteps), so that after a change of remote_vteps
+     * it removes its own stale entries and no one else's.  NULL: nothing kept. */
+    const char *state_dir;
 };
 
-/* Fills *cfg with the defaults: br0, external, vxlan0, no local IP, 4789, evpn, on. */
+/* Fills *cfg with the defaults: br0, external, vxlan0, no local IP, 4789, none, on. */
 void nnve_linux_config_init(struct nnve_linux_config *cfg);
 
 /* "on" / "mac" / "off" -> 0 and *as; else -EINVAL. */
@@ -107,6 +114,12 @@ struct nlmsghdr *nnve_linux_msg_flood(void *buf, size_t size, uint16_t type, int
 /* RTM_SETLINK, family AF_BRIDGE, of port `ifindex`: IFLA_PROTINFO (nested) with
  * IFLA_BRPORT_LOCKED = locked. */
 struct nlmsghdr *nnve_linux_msg_port_locked(void *buf, size_t size, int ifindex, int locked);
+
+/* RTM_SETLINK, family AF_BRIDGE, of port `ifindex`: IFLA_PROTINFO (nested) with
+ * IFLA_BRPORT_LEARNING = learning and IFLA_BRPORT_NEIGH_SUPPRESS = neigh_suppress (the
+ * bridge port of a per-VNI device under EVPN: learning off, ARP/ND suppression on). */
+struct nlmsghdr *nnve_linux_msg_port_evpn(void *buf, size_t size, int ifindex, int learning,
+                                          int neigh_suppress);
 
 /* RTM_NEWLINK (NLM_F_CREATE|NLM_F_EXCL) of VXLAN device `name` with VNI `vni`, local
  * address (family AF_INET/AF_INET6, or 0 for none), UDP port `port`, learning off,

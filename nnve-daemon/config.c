@@ -316,6 +316,7 @@ static int global_key(struct parser *p, const char *key, const char *value)
         {"dataplane_journal", offsetof(struct nnve_config, dataplane_journal)},
         {"fdb_file", offsetof(struct nnve_config, fdb_file)},
         {"metrics_file", offsetof(struct nnve_config, metrics_file)},
+        {"mappings_file", offsetof(struct nnve_config, mappings_file)},
         {"audit_file", offsetof(struct nnve_config, audit_file)},
     };
     for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++)
@@ -436,14 +437,14 @@ static int ip_family(const char *s, unsigned char ip[16])
     return 0;
 }
 
-/* remote_vteps: "evpn", or IPv4/IPv6 addresses separated by commas and/or blanks, each
- * once. */
+/* remote_vteps: "evpn", "none", or IPv4/IPv6 addresses separated by commas and/or blanks,
+ * each once. */
 static int check_remote_vteps(struct parser *p, const char *v)
 {
-    if (!strcmp(v, "evpn"))
+    if (!strcmp(v, "evpn") || !strcmp(v, "none"))
         return 0;
     if (!*v) {
-        perr(p, p->line, "remote_vteps: expected addresses or \"evpn\"");
+        perr(p, p->line, "remote_vteps: expected addresses, \"evpn\" or \"none\"");
         return -EINVAL;
     }
     unsigned char seen[64][17];
@@ -465,7 +466,7 @@ static int check_remote_vteps(struct parser *p, const char *v)
         if (!fam) {
             perr(p, p->line,
                  "remote_vteps: \"%.*s\" is not an IPv4 or IPv6 address (a list of "
-                 "addresses, or \"evpn\" alone)",
+                 "addresses, or \"evpn\" or \"none\" alone)",
                  (int)(len > 64 ? 64 : len), c);
             return -EINVAL;
         }
@@ -498,6 +499,7 @@ static int linux_key(struct parser *p, const char *key, const char *value)
                        value);
     }
     if (!strcmp(key, "vxlan_mode")) {
+        cfg->linux_vxlan_mode_line = p->line;
         if (nnve_linux_vxlan_mode_parse(value, &cfg->linux_cfg.vxlan_mode)) {
             perr(p, p->line, "vxlan_mode: expected external or per-vni, got \"%s\"", value);
             return -EINVAL;
@@ -524,6 +526,7 @@ static int linux_key(struct parser *p, const char *key, const char *value)
     if (!strcmp(key, "remote_vteps")) {
         if (check_remote_vteps(p, value))
             return -EINVAL;
+        cfg->linux_remote_vteps_line = p->line;
         return set_str(&cfg->linux_remote_vteps, value);
     }
     if (!strcmp(key, "anti_spoofing")) {
@@ -961,6 +964,32 @@ static int fill_defaults(struct nnve_config *cfg)
     return 0;
 }
 
+/* remote_vteps = evpn: what an EVPN speaker reading the kernel (FRR 8.4's zebra, Debian 12)
+ * can serve.  It maps a VNI only from a VXLAN device of its own (with the single `external`
+ * device it reads VNI 0 and ignores every local MAC), and it advertises the device's IPv4
+ * local address as the VTEP. */
+static void validate_evpn(struct parser *p)
+{
+    struct nnve_config *cfg = p->cfg;
+    const struct nnve_linux_config *lc = &cfg->linux_cfg;
+    if (!cfg->linux_remote_vteps || strcmp(cfg->linux_remote_vteps, "evpn"))
+        return;
+    unsigned line = cfg->linux_remote_vteps_line;
+    unsigned char ip[16];
+    if (lc->vxlan_mode != NNVE_LINUX_VXLAN_PER_VNI)
+        perr(p, cfg->linux_vxlan_mode_line ? cfg->linux_vxlan_mode_line : line,
+             "remote_vteps = evpn needs vxlan_mode = per-vni (FRR 8.4 maps a VNI only from "
+             "its own VXLAN device; on one external device it sees VNI 0)");
+    else if (!cfg->linux_local_ip)
+        perr(p, line,
+             "remote_vteps = evpn needs local_ip (the VTEP address the EVPN speaker "
+             "advertises)");
+    else if (ip_family(cfg->linux_local_ip, ip) != AF_INET)
+        perr(p, line,
+             "remote_vteps = evpn needs an IPv4 local_ip (FRR 8.4 has IPv4 VTEPs only), got %s",
+             cfg->linux_local_ip);
+}
+
 static void validate(struct parser *p)
 {
     struct nnve_config *cfg = p->cfg;
@@ -972,8 +1001,10 @@ static void validate(struct parser *p)
     /* A per-VNI VXLAN device has one local address: every remote VTEP must be of its
      * family, or the kernel refuses the flood entries one VN at a time. */
     const struct nnve_linux_config *lc = &cfg->linux_cfg;
+    validate_evpn(p);
     if (lc->vxlan_mode == NNVE_LINUX_VXLAN_PER_VNI && cfg->linux_local_ip &&
-        cfg->linux_remote_vteps && strcmp(cfg->linux_remote_vteps, "evpn")) {
+        cfg->linux_remote_vteps && strcmp(cfg->linux_remote_vteps, "evpn") &&
+        strcmp(cfg->linux_remote_vteps, "none")) {
         unsigned char ip[16];
         int fam = ip_family(cfg->linux_local_ip, ip);
         char *copy = strdup(cfg->linux_remote_vteps);
@@ -1139,6 +1170,7 @@ void nnve_config_destroy(struct nnve_config *cfg)
     free(cfg->dataplane_journal);
     free(cfg->fdb_file);
     free(cfg->metrics_file);
+    free(cfg->mappings_file);
     free(cfg->audit_file);
     free(cfg->pair.domain);
     free(cfg->pair.peer_identity);
@@ -1210,6 +1242,8 @@ void nnve_config_linux_swap(struct nnve_config *a, struct nnve_config *b)
     SWAP(linux_local_ip);
     SWAP(linux_remote_vteps);
     SWAP(linux_line);
+    SWAP(linux_vxlan_mode_line);
+    SWAP(linux_remote_vteps_line);
 #undef SWAP
 }
 

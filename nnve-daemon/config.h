@@ -5,7 +5,8 @@
  *                      dataplane_journal, fdb_file, hold_time, tag_hold_down, keepalive,
  *                      handshake_timeout, max_sessions, max_tsis_per_session,
  *                      max_addrs_per_tsi, max_vns_per_hypervisor, max_tags_per_hypervisor,
- *                      max_outstanding, max_write_queue, metrics_file, metrics_interval,
+ *                      max_outstanding, max_write_queue, metrics_file, mappings_file,
+ *                      metrics_interval,
  *                      audit_file, sync, log_level
  *   [domain NAME]      ports = swp1, swp2 (or *: every port not named elsewhere);
  *                      tags = 100-199, 300; reserved = 150
@@ -132,7 +133,8 @@ struct nnve_config {
     char *dataplane_journal;
     char *fdb_file;
     char *metrics_file;
-    char *audit_file; /* audit lines also appended here (snv_audit_file_open) */
+    char *mappings_file; /* JSON mapping table for an external NVA, rewritten with metrics */
+    char *audit_file;    /* audit lines also appended here (snv_audit_file_open) */
     uint32_t metrics_interval_ms;
     uint32_t hold_time_ms;
     uint32_t tag_hold_down_ms;
@@ -164,6 +166,7 @@ struct nnve_config {
     struct nnve_linux_config linux_cfg;
     char *linux_bridge, *linux_vxlan_device, *linux_local_ip, *linux_remote_vteps;
     unsigned linux_line; /* line of the first [linux] key; 0 when there is none */
+    unsigned linux_vxlan_mode_line, linux_remote_vteps_line; /* 0 when unset */
 };
 
 /* Reads and validates `path`.  Returns 0 and *out (caller frees with nnve_config_destroy),

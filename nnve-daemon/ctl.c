@@ -4,12 +4,14 @@
 #include "pair.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 struct ctl_ctx {
     struct nnve_state *state;
     struct nnve_server *srv;
     uv_loop_t *loop;
+    char vtep[64]; /* local VTEP address for mapping/show, "" when none */
 };
 
 static struct ctl_ctx ctx_storage;
@@ -36,9 +38,9 @@ static void cmd_vns(struct snv_ctl_req *req, int argc, const char *const argv[],
 
 /* One page per request (see nnve_state_show_tsis_page), so a large table never stalls the
  * loop nor makes a reply larger than a client takes; nnvectl asks for the pages in turn. */
-static void cmd_tsis(struct snv_ctl_req *req, int argc, const char *const argv[], void *aux)
+static void show_paged(struct snv_ctl_req *req, int argc, const char *const argv[],
+                       struct ctl_ctx *c, const char *cmd, int mappings)
 {
-    struct ctl_ctx *c = aux;
     struct nnve_tsi_filter f = NNVE_TSI_FILTER_INIT;
     for (int i = 0; i < argc; i += 2) {
         int r = i + 1 < argc ? nnve_state_tsi_filter_set(&f, argv[i], argv[i + 1]) : -ENOENT;
@@ -48,16 +50,27 @@ static void cmd_tsis(struct snv_ctl_req *req, int argc, const char *const argv[]
             return;
         }
         if (r < 0) {
-            snv_ctl_reply_error(req, SNV_CTL_USAGE, "usage: tsi/show " TSI_SHOW_USAGE);
+            snv_ctl_reply_error(req, SNV_CTL_USAGE, "usage: %s " TSI_SHOW_USAGE, cmd);
             return;
         }
     }
-    json_t *page = nnve_state_show_tsis_page(c->state, &f);
+    json_t *page = mappings ? nnve_state_show_mappings_page(c->state, &f, c->vtep)
+                            : nnve_state_show_tsis_page(c->state, &f);
     if (!page) {
         snv_ctl_reply_error(req, SNV_CTL_FAILED, "out of memory");
         return;
     }
     snv_ctl_reply_ok(req, page);
+}
+
+static void cmd_tsis(struct snv_ctl_req *req, int argc, const char *const argv[], void *aux)
+{
+    show_paged(req, argc, argv, aux, "tsi/show", 0);
+}
+
+static void cmd_mappings(struct snv_ctl_req *req, int argc, const char *const argv[], void *aux)
+{
+    show_paged(req, argc, argv, aux, "mapping/show", 1);
 }
 
 static void cmd_tags(struct snv_ctl_req *req, int argc, const char *const argv[], void *aux)
@@ -138,6 +151,7 @@ int nnve_ctl_register(struct snv_ctl_server *ctl, struct nnve_state *state, stru
         {"session/show", "", 0, 0, cmd_sessions},
         {"vn/show", "", 0, 0, cmd_vns},
         {"tsi/show", TSI_SHOW_USAGE, 0, 12, cmd_tsis},
+        {"mapping/show", TSI_SHOW_USAGE, 0, 12, cmd_mappings},
         {"tag/show", "", 0, 0, cmd_tags},
         {"pair/show", "", 0, 0, cmd_pair},
         {"counters/show", "", 0, 0, cmd_counters},
@@ -153,4 +167,9 @@ int nnve_ctl_register(struct snv_ctl_server *ctl, struct nnve_state *state, stru
             return r;
     }
     return 0;
+}
+
+void nnve_ctl_set_vtep(const char *addr)
+{
+    snprintf(ctx_storage.vtep, sizeof ctx_storage.vtep, "%s", addr ? addr : "");
 }

@@ -97,15 +97,28 @@ struct daemon_ctx {
     int metrics_on;
     int log_override;
     const char *socket_override;
+    char vtep[64]; /* the local VTEP address (linux backend's local_ip), "" when none */
 };
 
+static int mappings_write(FILE *f, void *aux)
+{
+    json_t *m = aux;
+    return json_dumpf(m, f, JSON_INDENT(1)) < 0 || fputc('\n', f) == EOF ? -EIO : 0;
+}
+
+/* The metrics file and the NVE-to-NVE mapping table (mappings_file), when configured. */
 static void write_metrics(struct daemon_ctx *d)
 {
-    if (!d->cfg->metrics_file)
-        return;
-    int r = nnve_server_write_metrics(d->srv, d->cfg->metrics_file);
+    int r = d->cfg->metrics_file ? nnve_server_write_metrics(d->srv, d->cfg->metrics_file) : 0;
     if (r < 0)
         SNV_WARN("metrics", "cannot write file=%s err=%s", d->cfg->metrics_file, sncp_strerror(r));
+    if (!d->cfg->mappings_file)
+        return;
+    json_t *m = nnve_state_show_mappings(d->state, d->vtep);
+    r = m ? snv_file_write_atomic(d->cfg->mappings_file, 0644, mappings_write, m) : -ENOMEM;
+    json_decref(m);
+    if (r < 0)
+        SNV_WARN("metrics", "cannot write file=%s err=%s", d->cfg->mappings_file, sncp_strerror(r));
 }
 
 static void on_metrics(uv_timer_t *t)
@@ -341,9 +354,10 @@ int main(int argc, char **argv)
         SNV_ERR("daemon", "TLS: %s", err);
         goto out;
     }
-    struct nnve_backend_config bc = {.journal = d.cfg->dataplane_journal,
-                                     .fdb_file = d.cfg->fdb_file,
-                                     .linux_cfg = &d.cfg->linux_cfg};
+    struct nnve_linux_config lc = d.cfg->linux_cfg;
+    lc.state_dir = d.cfg->state_dir;
+    struct nnve_backend_config bc = {
+        .journal = d.cfg->dataplane_journal, .fdb_file = d.cfg->fdb_file, .linux_cfg = &lc};
     int r = nnve_backend_open(d.cfg->backend, &bc, &d.be);
     if (r < 0) {
         SNV_ERR("daemon", "cannot open backend=%s: %s", d.cfg->backend, sncp_strerror(r));
@@ -374,6 +388,10 @@ int main(int argc, char **argv)
         SNV_ERR("daemon", "control socket %s: %s", sock, sncp_strerror(r));
         goto out;
     }
+    /* [linux] changes only with a restart: the address the mappings report stays right */
+    if (!strcmp(d.cfg->backend, "linux") && d.cfg->linux_cfg.local_ip)
+        snprintf(d.vtep, sizeof d.vtep, "%s", d.cfg->linux_cfg.local_ip);
+    nnve_ctl_set_vtep(d.vtep);
     uv_signal_init(&d.loop, &d.sigterm);
     uv_signal_init(&d.loop, &d.sigint);
     uv_signal_init(&d.loop, &d.sighup);

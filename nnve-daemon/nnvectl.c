@@ -18,6 +18,9 @@ static const char help[] =
     "                                state, tag, addresses, migrating; only those matching\n"
     "                                the filters.  Fetched in pages of 1,000; with\n"
     "                                [limit N] [after CURSOR], one page and its next cursor\n"
+    "  show mappings [hypervisor H] [vn VN] [port P] [state associated|activated]\n"
+    "                                the NVE-to-NVE mapping table: per TSI instance its\n"
+    "                                vn_id, vn_name, vni, macs, ips, local vtep, state\n"
     "  show tags                     local tag pools per domain (size, used, held, free)\n"
     "  show counters                 counters (messages, statuses, sessions, TSIs, drops)\n"
     "  show pair                     the ToR pair sharing a domain: peer, state, role, the\n"
@@ -48,6 +51,7 @@ int main(int argc, char **argv)
         {"show sessions", "session/show"},
         {"show vns", "vn/show"},
         {"show tsis", "tsi/show"},
+        {"show mappings", "mapping/show"},
         {"show tags", "tag/show"},
         {"show counters", "counters/show"},
         {"show pair", "pair/show"},

@@ -27,6 +27,7 @@
  */
 #include "state.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -2088,6 +2089,61 @@ static json_t *tsi_json(const struct nnve_tsi *t)
                      "addresses", addrs, "migrating", t->migrating);
 }
 
+static int json_has_string(const json_t *arr, const char *v)
+{
+    size_t i;
+    const json_t *e;
+    json_array_foreach(arr, i, e) if (!strcmp(json_string_value(e), v)) return 1;
+    return 0;
+}
+
+/* The NVE-to-NVE mapping of one TSI instance: what a remote NVE needs to reach it (its VN and
+ * VNI, MACs, IPs, the local VTEP address) and whether it is Activated. */
+static json_t *mapping_json(const struct nnve_tsi *t, const void *aux)
+{
+    const char *vtep = aux;
+    char tbuf[SNCP_TSI_ID_STRLEN], buf[SNCP_ADDR_STRLEN];
+    static const uint8_t zero[6];
+    json_t *macs = json_array(), *ips = json_array();
+    if (memcmp(t->id.mac, zero, 6)) {
+        sncp_mac_format(t->id.mac, buf, sizeof buf);
+        json_array_append_new(macs, json_string(buf));
+    }
+    for (unsigned a = 0; a < t->n_addrs; a++) {
+        const struct sncp_addr *ad = &t->addrs[a];
+        int has_mac = ad->type == SNCP_ADDR_MAC || ad->type == SNCP_ADDR_IPV4_MAC ||
+                      ad->type == SNCP_ADDR_IPV6_MAC;
+        if (has_mac && memcmp(ad->mac, zero, 6)) {
+            sncp_mac_format(ad->mac, buf, sizeof buf);
+            if (!json_has_string(macs, buf))
+                json_array_append_new(macs, json_string(buf));
+        }
+        int fam = ad->type == SNCP_ADDR_IPV4 || ad->type == SNCP_ADDR_IPV4_MAC   ? AF_INET
+                  : ad->type == SNCP_ADDR_IPV6 || ad->type == SNCP_ADDR_IPV6_MAC ? AF_INET6
+                                                                                 : 0;
+        if (fam && inet_ntop(fam, ad->ip, buf, sizeof buf) && !json_has_string(ips, buf))
+            json_array_append_new(ips, json_string(buf));
+    }
+    const struct nnve_vap *vap = t->vc->vap;
+    return json_pack("{s:s, s:o, s:o, s:o, s:o, s:o, s:o, s:s, s:s}", "tsi",
+                     tsi_str(&t->id, tbuf, sizeof tbuf), "vn_id", vn_id_json(&vap->vn), "vn_name",
+                     vn_name_json(&vap->vn), "vni", vn_id_json(&vap->vn), "macs", macs, "ips", ips,
+                     "vtep", vtep && *vtep ? json_string(vtep) : json_null(), "state",
+                     sncp_tsi_state_name(t->state), "hypervisor", t->hv->identity);
+}
+
+json_t *nnve_state_show_mappings(const struct nnve_state *st, const char *vtep)
+{
+    json_t *arr = json_array();
+    struct nnve_tsi *t;
+    for (size_t i = 0; arr && (t = nnve_hmap_at(&st->tsis, &i)) != NULL;)
+        if (json_array_append_new(arr, mapping_json(t, vtep)) < 0) {
+            json_decref(arr);
+            arr = NULL;
+        }
+    return arr;
+}
+
 json_t *nnve_state_show_tsis(const struct nnve_state *st)
 {
     json_t *arr = json_array();
@@ -2223,7 +2279,29 @@ int nnve_state_tsi_filter_set(struct nnve_tsi_filter *f, const char *key, const 
     return 0;
 }
 
+static json_t *tsi_row(const struct nnve_tsi *t, const void *aux)
+{
+    (void)aux;
+    return tsi_json(t);
+}
+
+static json_t *show_page(const struct nnve_state *st, const struct nnve_tsi_filter *f,
+                         json_t *(*row)(const struct nnve_tsi *t, const void *aux),
+                         const void *aux);
+
 json_t *nnve_state_show_tsis_page(const struct nnve_state *st, const struct nnve_tsi_filter *f)
+{
+    return show_page(st, f, tsi_row, NULL);
+}
+
+json_t *nnve_state_show_mappings_page(const struct nnve_state *st, const struct nnve_tsi_filter *f,
+                                      const char *vtep)
+{
+    return show_page(st, f, mapping_json, vtep);
+}
+
+static json_t *show_page(const struct nnve_state *st, const struct nnve_tsi_filter *f,
+                         json_t *(*row)(const struct nnve_tsi *t, const void *aux), const void *aux)
 {
     size_t limit = f->limit ? f->limit : NNVE_SHOW_PAGE_DEFAULT;
     struct tsi_key after;
@@ -2247,7 +2325,7 @@ json_t *nnve_state_show_tsis_page(const struct nnve_state *st, const struct nnve
     qsort(heap, n, sizeof *heap, tsi_qsort_cmp);
     json_t *items = json_array();
     for (size_t i = 0; items && i < n; i++)
-        if (json_array_append_new(items, tsi_json(heap[i])) < 0) {
+        if (json_array_append_new(items, row(heap[i], aux)) < 0) {
             json_decref(items);
             items = NULL;
         }

@@ -200,6 +200,13 @@ int nnve_state_tsi_filter_set(struct nnve_tsi_filter *f, const char *key, const 
 /* Returns {"items": [rows as in nnve_state_show_tsis], "next": cursor or null when this
  * is the last page}; NULL when out of memory.  Caller owns it. */
 json_t *nnve_state_show_tsis_page(const struct nnve_state *st, const struct nnve_tsi_filter *f);
+/* The NVE-to-NVE mapping table (draft-ietf-nvo3-nve-nve-mapping's view of the local TSIs):
+ * per TSI instance {tsi, vn_id, vn_name, vni, macs, ips, vtep, state, hypervisor}, with
+ * `vtep` the local VTEP address (NULL or "": null).  The whole table (NULL when out of
+ * memory), or a page as nnve_state_show_tsis_page() gives.  Caller owns the result. */
+json_t *nnve_state_show_mappings(const struct nnve_state *st, const char *vtep);
+json_t *nnve_state_show_mappings_page(const struct nnve_state *st, const struct nnve_tsi_filter *f,
+                                      const char *vtep);
 json_t *nnve_state_show_vns(const struct nnve_state *st);
 json_t *nnve_state_show_tags(const struct nnve_state *st, uint64_t now);
 

@@ -632,6 +632,7 @@ if grep -q -a __asan_init "$tool"; then
         "$src/nnve-daemon/backend.c" "$src/nnve-daemon/backend-none.c" \
         "$src/nnve-daemon/nft-filter.c" \
         "$src/nnve-daemon/hmap.c" "$src/lib/snv-log.c" "$src/lib/snv-netlink.c" "$src/lib/sncp-msg.c" \
+        "$src/lib/snv-file.c" \
         "$src/lib/sncp-error.c" $(pkg-config --libs libmnl jansson libnftables); then
         echo "FAIL: cannot build the UBSan variant of nnve-backend-check"
         exit 1

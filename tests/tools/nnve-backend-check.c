@@ -2,7 +2,7 @@
  * integration tests (inside User-Mode Linux) and for operators checking a switch set-up.
  *
  *   nnve-backend-check [-v] [-b BRIDGE] [-m external|per-vni] [-x VXLAN_DEV] [-l LOCAL_IP]
- *                      [-r REMOTES|evpn] [-a on|mac|off] [-A] < SCRIPT
+ *                      [-r REMOTES|evpn|none] [-a on|mac|off] [-A] < SCRIPT
  *
  * -a sets anti_spoofing (default on: port locking and the nftables IP filter; mac: port
  * locking only); -A is -a off.  SCRIPT has one command per line, run in order
@@ -29,9 +29,10 @@ enum { MAX_WORDS = 4 + SNCP_MAX_ADDRS + 1 };
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: nnve-backend-check [-v] [-b BRIDGE] [-m external|per-vni] [-x DEV]\n"
-               "                          [-l LOCAL_IP] [-r REMOTES|evpn] [-a on|mac|off] [-A]\n"
-               "                          < SCRIPT\n");
+    fprintf(f,
+            "usage: nnve-backend-check [-v] [-b BRIDGE] [-m external|per-vni] [-x DEV]\n"
+            "                          [-l LOCAL_IP] [-r REMOTES|evpn|none] [-a on|mac|off] [-A]\n"
+            "                          < SCRIPT\n");
 }
 
 static int parse_u32(const char *s, uint32_t max, uint32_t *out)

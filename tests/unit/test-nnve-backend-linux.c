@@ -240,29 +240,49 @@ END_TEST
 
 /* ---- port lock and VXLAN device ---- */
 
+/* A RTM_SETLINK of bridge port `ifindex` with only IFLA_PROTINFO: its attributes in *pi. */
+static void check_port_flags(const struct nlmsghdr *nlh, int ifindex, struct attrs *pi)
+{
+    ck_assert_ptr_nonnull(nlh);
+    check_whole(nlh, sizeof(struct ifinfomsg));
+    ck_assert_uint_eq(nlh->nlmsg_type, RTM_SETLINK);
+    const struct ifinfomsg *ifm = mnl_nlmsg_get_payload(nlh);
+    ck_assert_uint_eq(ifm->ifi_family, AF_BRIDGE);
+    ck_assert_int_eq(ifm->ifi_index, ifindex);
+    struct attrs top;
+    top_attrs(nlh, sizeof *ifm, &top);
+    ck_assert_int_eq(top.count, 1);
+    const struct nlattr *p = top.tb[IFLA_PROTINFO];
+    ck_assert_ptr_nonnull(p);
+    /* without NLA_F_NESTED the bridge reads IFLA_PROTINFO as a port state byte */
+    ck_assert(p->nla_type & NLA_F_NESTED);
+    nested_attrs(p, pi);
+}
+
 START_TEST(port_locked)
 {
     for (int lock = 0; lock <= 1; lock++) {
-        struct nlmsghdr *nlh = nnve_linux_msg_port_locked(buf, sizeof buf, 5, lock);
-        ck_assert_ptr_nonnull(nlh);
-        check_whole(nlh, sizeof(struct ifinfomsg));
-        ck_assert_uint_eq(nlh->nlmsg_type, RTM_SETLINK);
-        const struct ifinfomsg *ifm = mnl_nlmsg_get_payload(nlh);
-        ck_assert_uint_eq(ifm->ifi_family, AF_BRIDGE);
-        ck_assert_int_eq(ifm->ifi_index, 5);
-        struct attrs top, pi;
-        top_attrs(nlh, sizeof *ifm, &top);
-        ck_assert_int_eq(top.count, 1);
-        const struct nlattr *p = top.tb[IFLA_PROTINFO];
-        ck_assert_ptr_nonnull(p);
-        /* without NLA_F_NESTED the bridge reads IFLA_PROTINFO as a port state byte */
-        ck_assert(p->nla_type & NLA_F_NESTED);
-        nested_attrs(p, &pi);
+        struct attrs pi;
+        check_port_flags(nnve_linux_msg_port_locked(buf, sizeof buf, 5, lock), 5, &pi);
         ck_assert_int_eq(pi.count, 1);
         ck_assert_int_eq(mnl_attr_validate(pi.tb[IFLA_BRPORT_LOCKED], MNL_TYPE_U8), 0);
         ck_assert_uint_eq(mnl_attr_get_u8(pi.tb[IFLA_BRPORT_LOCKED]), (unsigned)lock);
     }
     ck_assert_ptr_null(nnve_linux_msg_port_locked(buf, sizeof buf, 0, 1));
+}
+END_TEST
+
+START_TEST(port_evpn)
+{
+    struct attrs pi;
+    check_port_flags(nnve_linux_msg_port_evpn(buf, sizeof buf, 7, 0, 1), 7, &pi);
+    ck_assert_int_eq(pi.count, 2);
+    ck_assert_int_eq(mnl_attr_validate(pi.tb[IFLA_BRPORT_LEARNING], MNL_TYPE_U8), 0);
+    ck_assert_uint_eq(mnl_attr_get_u8(pi.tb[IFLA_BRPORT_LEARNING]), 0);
+    ck_assert_int_eq(mnl_attr_validate(pi.tb[IFLA_BRPORT_NEIGH_SUPPRESS], MNL_TYPE_U8), 0);
+    ck_assert_uint_eq(mnl_attr_get_u8(pi.tb[IFLA_BRPORT_NEIGH_SUPPRESS]), 1);
+    ck_assert_ptr_null(nnve_linux_msg_port_evpn(buf, sizeof buf, 0, 0, 1));
+    ck_assert_ptr_null(nnve_linux_msg_port_evpn(buf, NNVE_LINUX_MSG_MIN - 1, 7, 0, 1));
 }
 END_TEST
 
@@ -528,7 +548,7 @@ START_TEST(config_defaults)
     ck_assert_str_eq(c.vxlan_device, "vxlan0");
     ck_assert_int_eq(c.vxlan_mode, NNVE_LINUX_VXLAN_EXTERNAL);
     ck_assert_uint_eq(c.vxlan_port, 4789);
-    ck_assert_str_eq(c.remote_vteps, "evpn");
+    ck_assert_str_eq(c.remote_vteps, "none");
     ck_assert_int_eq(c.anti_spoofing, NNVE_LINUX_ANTI_SPOOFING_ON);
     ck_assert_ptr_null(c.local_ip);
     enum nnve_linux_vxlan_mode m;
@@ -555,6 +575,17 @@ START_TEST(create_rejects_bad_config)
     nnve_linux_config_init(&c);
     c.bridge = "a-bridge-name-too-long";
     ck_assert_int_eq(nnve_backend_linux_create(&c, &b), -EINVAL);
+    /* evpn: per-VNI devices with an IPv4 local address only (before any kernel access) */
+    nnve_linux_config_init(&c);
+    c.remote_vteps = "evpn";
+    c.local_ip = "198.51.100.1";
+    ck_assert_int_eq(nnve_backend_linux_create(&c, &b), -EINVAL);
+    c.vxlan_mode = NNVE_LINUX_VXLAN_PER_VNI;
+    c.local_ip = "2001:db8::1";
+    ck_assert_int_eq(nnve_backend_linux_create(&c, &b), -EINVAL);
+    c.local_ip = NULL;
+    ck_assert_int_eq(nnve_backend_linux_create(&c, &b), -EINVAL);
+    ck_assert_ptr_null(b);
     /* the class entry point uses the linux config in the generic backend config */
     nnve_linux_config_init(&c);
     c.vxlan_device = "0123456789abcdefg";
@@ -572,6 +603,7 @@ static Suite *backend_linux_suite(void)
     tcase_add_test(tc, vlan_plain_and_flags);
     tcase_add_test(tc, vlan_invalid);
     tcase_add_test(tc, fdb_static);
+    tcase_add_test(tc, port_evpn);
     tcase_add_test(tc, flood_entries);
     tcase_add_test(tc, neighbour);
     tcase_add_test(tc, port_locked);

@@ -161,7 +161,7 @@ START_TEST(test_linux)
     ck_assert_str_eq(c->linux_cfg.vxlan_device, "vxlan0");
     ck_assert_ptr_null(c->linux_cfg.local_ip);
     ck_assert_uint_eq(c->linux_cfg.vxlan_port, 4789);
-    ck_assert_str_eq(c->linux_cfg.remote_vteps, "evpn");
+    ck_assert_str_eq(c->linux_cfg.remote_vteps, "none");
     ck_assert_int_eq(c->linux_cfg.anti_spoofing, NNVE_LINUX_ANTI_SPOOFING_ON);
     ck_assert_uint_eq(c->linux_line, 0);
     struct nnve_config *d = NULL;
@@ -200,6 +200,18 @@ START_TEST(test_linux)
                                               "t.conf", &c, err, sizeof err),
                      0);
     ck_assert_int_eq(c->linux_cfg.anti_spoofing, NNVE_LINUX_ANTI_SPOOFING_OFF);
+    nnve_config_destroy(c);
+    /* what FRR 8.4 serves: per-VNI devices with an IPv4 VTEP address; "none" with any mode */
+    ck_assert_int_eq(nnve_config_parse_string(G "[linux]\nvxlan_mode = per-vni\n"
+                                                "local_ip = 198.51.100.1\nremote_vteps = evpn\n",
+                                              "t.conf", &c, err, sizeof err),
+                     0);
+    ck_assert_str_eq(c->linux_cfg.remote_vteps, "evpn");
+    nnve_config_destroy(c);
+    ck_assert_int_eq(
+        nnve_config_parse_string(G "[linux]\nremote_vteps = none\n", "t.conf", &c, err, sizeof err),
+        0);
+    ck_assert_str_eq(c->linux_cfg.remote_vteps, "none");
     nnve_config_destroy(c);
 }
 END_TEST
@@ -290,6 +302,19 @@ START_TEST(test_linux_errors)
     expect_error(G "[linux]\nvxlan_mode = per-vni\nlocal_ip = 198.51.100.1\n"
                    "remote_vteps = 2001:db8::2\n",
                  "t.conf:6: [linux]: remote VTEP 2001:db8::2 is not of the address family");
+    /* remote_vteps = evpn: only what FRR 8.4 can serve, refused at the line that decides */
+    expect_error(G "[linux]\nremote_vteps = evpn\n",
+                 "t.conf:6: remote_vteps = evpn needs vxlan_mode = per-vni");
+    expect_error(G "[linux]\nvxlan_mode = external\nlocal_ip = 198.51.100.1\nremote_vteps = evpn\n",
+                 "t.conf:6: remote_vteps = evpn needs vxlan_mode = per-vni (FRR 8.4 maps a VNI "
+                 "only from its own VXLAN device; on one external device it sees VNI 0)");
+    expect_error(G "[linux]\nvxlan_mode = per-vni\nremote_vteps = evpn\n",
+                 "t.conf:7: remote_vteps = evpn needs local_ip");
+    expect_error(G "[linux]\nvxlan_mode = per-vni\nremote_vteps = evpn\nlocal_ip = 2001:db8::1\n",
+                 "t.conf:7: remote_vteps = evpn needs an IPv4 local_ip (FRR 8.4 has IPv4 VTEPs "
+                 "only), got 2001:db8::1");
+    expect_error(G "[linux]\nremote_vteps = none, 198.51.100.2\n",
+                 "t.conf:6: remote_vteps: \"none\"");
     expect_error(G "backend = fast\n", "backend \"fast\" is not a known dataplane backend (none, "
                                        "linux)");
 }
