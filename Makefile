@@ -206,14 +206,15 @@ deps:
 
 FORCE:
 
+# The tests that boot User-Mode Linux run once, in the sanitizer stage (UBSan inside UML).
 check: deps
-	$(MAKE) check-plain
+	$(MAKE) check-plain RUN_TESTS_FLAGS=--no-uml
 	$(MAKE) check-san
 	$(MAKE) fuzz-replay
 	@echo "make check: all stages passed"
 
 check-plain: all
-	scripts/run-tests.sh $(BUILD)
+	scripts/run-tests.sh $(RUN_TESTS_FLAGS) $(BUILD)
 
 check-san:
 	$(MAKE) BUILD=build/asan SAN=1 all
