@@ -74,7 +74,16 @@ static void f_acked(void *aux, uint64_t stamp)
     acked_stamp = stamp;
 }
 
-static const struct tnve_rec_ops OPS = {f_send, f_respond, f_wake, NULL, f_acked};
+/* The VN this nNVE does not serve (a dual-homed host's standby), 0: every VN. */
+static uint32_t unserved_vn;
+
+static int f_serves(void *aux, const struct tnve_vn *vn)
+{
+    (void)aux;
+    return !unserved_vn || vn->id != unserved_vn;
+}
+
+static const struct tnve_rec_ops OPS = {f_send, f_respond, f_wake, NULL, f_acked, f_serves};
 
 /* A dataplane that records its calls, "set PORT VID" / "clear PORT VID IN_USE". */
 static char dp_calls[16][64];
