@@ -35,33 +35,33 @@ struct agent_prepare;
 /* One nNVE of the host and what talks to it. */
 struct tnve_home {
     struct tnve_agent *a;
-    unsigned index;                      /* configuration order = preference */
+    unsigned index;                /* configuration order = preference */
     const struct tnve_config_nnve *ncfg; /* in a->cfg */
     char state_file[TNVE_CONFIG_STR + 64];
     char dp_state_file[TNVE_CONFIG_STR + 64];
     struct tnve_nnve *nnve;
     struct tnve_rec *rec;
-    int lost;             /* failed (session or attempt) since it was last up */
-    uint64_t activations; /* times it became the active nNVE */
+    int lost;                      /* failed (session or attempt) since it was last up */
+    uint64_t activations;          /* times it became the active nNVE */
 };
 
 struct tnve_agent {
     uv_loop_t *loop;
-    struct tnve_config *cfg; /* owned */
-    char *config_path;       /* for reload; NULL when none */
-    uint64_t epoch;          /* SESSION_EPOCH: start time, ms since the Unix epoch */
+    struct tnve_config *cfg;       /* owned */
+    char *config_path;             /* for reload; NULL when none */
+    uint64_t epoch;                /* SESSION_EPOCH: start time, ms since the Unix epoch */
     const struct tnve_dp_class *dp_class;
     struct tnve_dp *dp;
-    struct tnve_dp_mux *mux; /* several nNVEs: the reconcilers' shared dataplane */
+    struct tnve_dp_mux *mux;       /* several nNVEs: the reconcilers' shared dataplane */
     unsigned n_homes;
     struct tnve_home homes[TNVE_MAX_NNVES];
-    unsigned active; /* the home serving active-standby VNs */
+    unsigned active;               /* the home serving active-standby VNs */
     uint64_t failovers;
     struct agent_prepare *prepares; /* hook requests not answered yet */
     struct tnve_virt *virt;
     struct snv_ctl_server *ctl;
-    uv_idle_t wake;   /* runs the reconciler on the next loop iteration */
-    uv_timer_t timer; /* runs it at its next deadline */
+    uv_idle_t wake;                /* runs the reconciler on the next loop iteration */
+    uv_timer_t timer;              /* runs it at its next deadline */
     int handles_open;
     int destroying;
     uint64_t reloads;

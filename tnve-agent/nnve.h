@@ -24,30 +24,30 @@
 struct tnve_nnve;
 
 struct tnve_nnve_config {
-    const char *address;             /* TCP: host name or address */
-    uint16_t port;                   /* TCP port */
-    const char *l2_interface;        /* non-empty: the L2 transport on this interface, not TCP */
-    const uint8_t *nnve_mac;         /* L2: the nNVE's MAC; NULL: discovery */
+    const char *address;           /* TCP: host name or address */
+    uint16_t port;                 /* TCP port */
+    const char *l2_interface;      /* non-empty: the L2 transport on this interface, not TCP */
+    const uint8_t *nnve_mac;       /* L2: the nNVE's MAC; NULL: discovery */
     const uint8_t *l2_discovery_mac; /* L2: SOLICIT group; NULL: the default */
-    uint16_t l2_vlan;                /* L2: channel VLAN ID, 0 untagged */
-    uint16_t l2_ethertype;           /* L2: 0: the default 0x88B5 */
-    const char *nnve_name;           /* L2: only an nNVE advertising this name; NULL/"" any */
-    uint32_t connect_timeout_ms;     /* attempt until HELLO accepted; 0: 15 s */
+    uint16_t l2_vlan;              /* L2: channel VLAN ID, 0 untagged */
+    uint16_t l2_ethertype;         /* L2: 0: the default 0x88B5 */
+    const char *nnve_name;         /* L2: only an nNVE advertising this name; NULL/"" any */
+    uint32_t connect_timeout_ms;   /* attempt until HELLO accepted; 0: 15 s */
     const char *cert, *key, *ca;
-    const char *crl;      /* PEM CRL checked at every handshake; NULL/"": none */
-    const char *identity; /* expected nNVE identity; NULL/"" accepts any */
+    const char *crl;               /* PEM CRL checked at every handshake; NULL/"": none */
+    const char *identity;          /* expected nNVE identity; NULL/"" accepts any */
     const char *node_id;
-    const char *uplink; /* interface whose MAC goes into HELLO; NULL/"": the
-                         * L2 interface over L2, none over TCP */
+    const char *uplink;            /* interface whose MAC goes into HELLO; NULL/"": the
+                                    * L2 interface over L2, none over TCP */
     uint32_t keepalive_ms;
     uint32_t request_timeout_ms;
     uint32_t retry_min_ms, retry_max_ms;
-    uint64_t epoch; /* SESSION_EPOCH */
+    uint64_t epoch;                /* SESSION_EPOCH */
 };
 
 struct tnve_nnve_cbs {
-    void (*up)(void *aux);   /* HELLO accepted */
-    void (*down)(void *aux); /* the session is gone (before any CLOSED responses) */
+    void (*up)(void *aux);         /* HELLO accepted */
+    void (*down)(void *aux);       /* the session is gone (before any CLOSED responses) */
     void (*request)(void *aux, const struct sncp_msg *req);
     void (*response)(void *aux, uint64_t cookie, const struct sncp_msg *rsp, int err);
     /* A connection attempt or the session failed; a reconnect is scheduled.  May be NULL. */
@@ -57,8 +57,8 @@ struct tnve_nnve_cbs {
 /* Loads the TLS context and starts connecting.  Returns 0 and *out, or SNCP_E_CONFIG with
  * the reason in err (certificate files unreadable, ...). */
 int tnve_nnve_create(uv_loop_t *loop, const struct tnve_nnve_config *cfg,
-                     const struct tnve_nnve_cbs *cbs, void *aux, struct tnve_nnve **out, char *err,
-                     size_t errlen);
+                     const struct tnve_nnve_cbs *cbs, void *aux, struct tnve_nnve **out,
+                     char *err, size_t errlen);
 /* Closes the session (no callbacks run any more) and frees everything once libuv has
  * closed the handles; run the loop afterwards.  Accepts NULL. */
 void tnve_nnve_destroy(struct tnve_nnve *n);

@@ -53,18 +53,18 @@ struct tnve_rec_ops {
 };
 
 struct tnve_rec_config {
-    uint32_t retry_min_ms;                /* first retry delay; 0: 500 */
-    uint32_t retry_max_ms;                /* cap; 0: 30000 */
-    int associate_on_define;              /* inactive domains desired Associated */
-    const char *state_file;               /* last known tags; NULL: not persisted */
-    const char *dp_state_file;            /* the vNIC ports the dataplane set, "PORT VID" per line,
-                                           * so that a restarted agent can remove what became stale
-                                           * while it was down; NULL: not persisted */
+    uint32_t retry_min_ms;         /* first retry delay; 0: 500 */
+    uint32_t retry_max_ms;         /* cap; 0: 30000 */
+    int associate_on_define;       /* inactive domains desired Associated */
+    const char *state_file;        /* last known tags; NULL: not persisted */
+    const char *dp_state_file;     /* the vNIC ports the dataplane set, "PORT VID" per line,
+                                    * so that a restarted agent can remove what became stale
+                                    * while it was down; NULL: not persisted */
     const struct tnve_dp_class *dp_class; /* NULL: no dataplane */
     struct tnve_dp *dp;
-    uint32_t seed;            /* jitter PRNG seed; 0: fixed default */
-    uint32_t prepare_hold_ms; /* a hook-prepared domain that does not start within this
-                               * is re-read from libvirt; 0: 60000 */
+    uint32_t seed;                 /* jitter PRNG seed; 0: fixed default */
+    uint32_t prepare_hold_ms;      /* a hook-prepared domain that does not start within this
+                                    * is re-read from libvirt; 0: 60000 */
 };
 
 /* Creates the reconciler (loads the tag file when configured; a missing file is fine).

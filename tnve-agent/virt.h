@@ -24,10 +24,10 @@ struct tnve_virt;
 
 struct tnve_virt_config {
     const char *uri;
-    uint32_t keepalive_s; /* libvirt keepalive interval (count 3); 0 disables */
+    uint32_t keepalive_s;          /* libvirt keepalive interval (count 3); 0 disables */
     uint32_t retry_min_ms, retry_max_ms;
-    uint32_t address_poll_ms;          /* 0 disables */
-    unsigned address_sources;          /* 1 << VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_* */
+    uint32_t address_poll_ms;      /* 0 disables */
+    unsigned address_sources;      /* 1 << VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_* */
     const struct tnve_map_rule *rules; /* must stay valid until replaced */
     unsigned n_rules;
 };
