@@ -23,6 +23,79 @@ static void timer_cb(uv_timer_t *t)
     run_rec(t->data);
 }
 
+enum { VN_CHECK_MS = 200 };
+
+static int vn_mismatch_find(const struct tnve_agent *a, const char *vn)
+{
+    for (unsigned i = 0; i < a->n_vn_mismatch; i++)
+        if (!strcmp(a->vn_mismatch[i], vn))
+            return (int)i;
+    return -1;
+}
+
+/* One tag per VN across the nNVEs of the host (they share one significance domain): a VN
+ * connected at two nNVEs under two tags is reported (error, counter) once per episode.
+ * The dataplane applies the active nNVE's tag (dp-mux.h). */
+static void check_vn_tags(struct tnve_agent *a)
+{
+    /* "VN" -> {"tags": "sw1=101,sw2=150", "first": the first tag, "differ": bool} */
+    json_t *seen = json_object();
+    struct tnve_rec_vn_tag *buf = NULL;
+    unsigned cap = 0;
+    for (unsigned i = 0; i < a->n_homes; i++) {
+        unsigned n = tnve_rec_vn_tags(a->homes[i].rec, buf, cap);
+        if (n > cap) {
+            free(buf);
+            cap = n;
+            buf = calloc(cap, sizeof *buf);
+            if (!buf)
+                break;
+            n = tnve_rec_vn_tags(a->homes[i].rec, buf, cap);
+        }
+        for (unsigned k = 0; k < n; k++) {
+            char key[TNVE_VN_STRLEN];
+            tnve_vn_format(&buf[k].vn, key, sizeof key);
+            json_t *e = json_object_get(seen, key);
+            char part[128];
+            snprintf(part, sizeof part, "%s=%u", a->homes[i].ncfg->name, buf[k].tag);
+            if (!e) {
+                e = json_pack("{s:s, s:i, s:b}", "tags", part, "first", buf[k].tag, "differ", 0);
+                json_object_set_new(seen, key, e);
+                continue;
+            }
+            char tags[512];
+            snprintf(tags, sizeof tags, "%s,%s", json_string_value(json_object_get(e, "tags")),
+                     part);
+            json_object_set_new(e, "tags", json_string(tags));
+            if (json_integer_value(json_object_get(e, "first")) != buf[k].tag)
+                json_object_set_new(e, "differ", json_true());
+        }
+    }
+    free(buf);
+    const char *key;
+    json_t *e;
+    json_object_foreach(seen, key, e)
+    {
+        int idx = vn_mismatch_find(a, key);
+        int differ = json_is_true(json_object_get(e, "differ"));
+        if (differ && idx < 0) {
+            a->vn_tag_mismatches++;
+            SNV_ERR("agent",
+                    "tag mismatch between nNVEs vn=%s tags=%s: the dataplane uses the active "
+                    "nNVE's tag active=%s; the pair must agree on one tag per VN",
+                    key, json_string_value(json_object_get(e, "tags")), tnve_agent_active_name(a));
+            if (a->n_vn_mismatch < sizeof a->vn_mismatch / sizeof a->vn_mismatch[0])
+                snprintf(a->vn_mismatch[a->n_vn_mismatch++], sizeof a->vn_mismatch[0], "%s", key);
+        } else if (!differ && idx >= 0) {
+            SNV_INFO("agent", "tag mismatch over vn=%s tags=%s", key,
+                     json_string_value(json_object_get(e, "tags")));
+            memcpy(a->vn_mismatch[idx], a->vn_mismatch[--a->n_vn_mismatch],
+                   sizeof a->vn_mismatch[0]);
+        }
+    }
+    json_decref(seen);
+}
+
 static void run_rec(struct tnve_agent *a)
 {
     if (a->destroying)
@@ -33,6 +106,17 @@ static void run_rec(struct tnve_agent *a)
         uint64_t n = tnve_rec_run(a->homes[i].rec, now);
         if (n < next)
             next = n;
+    }
+    if (a->n_homes > 1) {
+        if (now >= a->vn_check_at) {
+            check_vn_tags(a);
+            a->vn_check_at = now + VN_CHECK_MS;
+            a->vn_check_due = 0;
+        } else {
+            a->vn_check_due = 1;
+        }
+        if (a->vn_check_due && a->vn_check_at < next)
+            next = a->vn_check_at;
     }
     if (a->virt)
         tnve_virt_kick(a->virt);
@@ -258,6 +342,13 @@ static void prepare_finish(struct agent_prepare *p, int err, const char *reason)
         pp = &(*pp)->next;
     if (*pp)
         *pp = p->next;
+    if (a->n_homes > 1) {
+        if (err)
+            SNV_WARN("agent", "hook refused domain=%s err=%s reason=%s", p->domain,
+                     sncp_error_token(err), reason);
+        else
+            SNV_INFO("agent", "hook answered domain=%s result=%s", p->domain, reason);
+    }
     p->cb(p->aux, err, reason);
     free(p);
 }

@@ -57,6 +57,12 @@ struct tnve_agent {
     struct tnve_home homes[TNVE_MAX_NNVES];
     unsigned active;               /* the home serving active-standby VNs */
     uint64_t failovers;
+    /* VNs whose tag differs between the nNVEs (reported once per episode) */
+    char vn_mismatch[64][80];      /* the VNs' text forms (tnve_vn_format) */
+    unsigned n_vn_mismatch;
+    uint64_t vn_tag_mismatches;
+    uint64_t vn_check_at;          /* next comparison of the nNVEs' tags (uv_now) */
+    int vn_check_due;
     struct agent_prepare *prepares; /* hook requests not answered yet */
     struct tnve_virt *virt;
     struct snv_ctl_server *ctl;

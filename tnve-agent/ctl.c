@@ -166,6 +166,24 @@ static void cmd_session(struct snv_ctl_req *req, int argc, const char *const arg
     snv_ctl_reply_ok(req, o);
 }
 
+static void cmd_nnves(struct snv_ctl_req *req, int argc, const char *const argv[], void *aux)
+{
+    (void)argc;
+    (void)argv;
+    struct tnve_agent *a = aux;
+    json_t *arr = json_array();
+    for (unsigned i = 0; i < a->n_homes; i++) {
+        json_t *full = home_session_json(a, i), *o = json_object();
+        const char *keys[] = {"name",     "role",     "state",       "sync",      "nnve",
+                              "identity", "sessions", "activations", "last_error"};
+        for (size_t k = 0; k < sizeof keys / sizeof keys[0]; k++)
+            json_object_set(o, keys[k], json_object_get(full, keys[k]));
+        json_decref(full);
+        json_array_append_new(arr, o);
+    }
+    snv_ctl_reply_ok(req, arr);
+}
+
 static void cmd_counters(struct snv_ctl_req *req, int argc, const char *const argv[], void *aux)
 {
     (void)argc;
@@ -189,6 +207,8 @@ static void cmd_counters(struct snv_ctl_req *req, int argc, const char *const ar
     if (a->n_homes > 1) {
         json_object_set_new(o, "failovers", json_integer((json_int_t)a->failovers));
         json_object_set_new(o, "active_nnve", json_string(tnve_agent_active_name(a)));
+        json_object_set_new(o, "vn_tag_mismatches", json_integer((json_int_t)a->vn_tag_mismatches));
+        json_object_set_new(o, "vns_mismatched", json_integer(a->n_vn_mismatch));
         json_t *mx = tnve_dp_mux_json(a->mux);
         json_object_update(o, mx);
         json_decref(mx);
@@ -376,6 +396,7 @@ int tnve_ctl_register(struct tnve_agent *a)
         {"counters/show", "counters", 0, 0, cmd_counters},
         {"resync", "re-list libvirt domains and resynchronise with the nNVE", 0, 0, cmd_resync},
         {"latency/show", "[reset]: event-to-acknowledged latency (then reset)", 0, 1, cmd_latency},
+        {"nnve/show", "the configured nNVEs: role, session, SYNC phase", 0, 0, cmd_nnves},
         {"nnve/activate", "NAME: serve active-standby VNs by nNVE NAME (its session up)", 1, 1,
          cmd_activate},
         {"hook/prepare", "OPERATION DOMAIN XML [WAIT_MS]: associate before libvirt starts DOMAIN",

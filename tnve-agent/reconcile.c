@@ -2164,6 +2164,21 @@ json_t *tnve_rec_vns_json(const struct tnve_rec *r)
     return a;
 }
 
+unsigned tnve_rec_vn_tags(const struct tnve_rec *r, struct tnve_rec_vn_tag *out, unsigned cap)
+{
+    unsigned n = 0;
+    for (const struct rec_vn *v = r->vns; v; v = v->next) {
+        if (!v->acked || !v->tag)
+            continue;
+        if (n < cap) {
+            out[n].vn = v->vn;
+            out[n].tag = v->tag;
+        }
+        n++;
+    }
+    return n;
+}
+
 json_t *tnve_rec_counters_json(const struct tnve_rec *r)
 {
     json_t *o = json_object();

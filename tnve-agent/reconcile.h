@@ -174,6 +174,13 @@ json_t *tnve_rec_tsis_json(const struct tnve_rec *r);
 json_t *tnve_rec_domains_json(const struct tnve_rec *r);
 /* Every VN: vn_id, vn_name, desired users, connected, tag, served.  New reference. */
 json_t *tnve_rec_vns_json(const struct tnve_rec *r);
+/* The VNs connected at the nNVE (acknowledged) and their local tags: at most cap written
+ * to out; returns how many there are. */
+struct tnve_rec_vn_tag {
+    struct tnve_vn vn;
+    uint16_t tag;
+};
+unsigned tnve_rec_vn_tags(const struct tnve_rec *r, struct tnve_rec_vn_tag *out, unsigned cap);
 /* Counters object.  New reference. */
 json_t *tnve_rec_counters_json(const struct tnve_rec *r);
 
