@@ -336,7 +336,7 @@ static void prepare_finish(struct agent_prepare *p, int err, const char *reason)
     struct tnve_agent *a = p->a;
     for (unsigned i = 0; i < a->n_homes; i++)
         if (p->result[i] == PREP_PENDING)
-            tnve_rec_prepare_cancel(a->homes[i].rec, &p->legs[i]);
+            tnve_rec_prepare_cancel(a->homes[i].rec, &p->legs[i], err && !is_soft(err));
     struct agent_prepare **pp = &a->prepares;
     while (*pp && *pp != p)
         pp = &(*pp)->next;
@@ -362,7 +362,11 @@ static void prepare_eval(struct agent_prepare *p)
     char reason[TNVE_MAX_NNVES * 300];
     for (unsigned i = 0; i < a->n_homes; i++) {
         if (p->result[i] != PREP_PENDING && p->result[i] && !is_soft(p->result[i])) {
-            snprintf(reason, sizeof reason, "nNVE %s: %s", a->homes[i].ncfg->name, p->reason[i]);
+            if (a->n_homes == 1)
+                snprintf(reason, sizeof reason, "%s", p->reason[i]);
+            else
+                snprintf(reason, sizeof reason, "nNVE %s: %s", a->homes[i].ncfg->name,
+                         p->reason[i]);
             prepare_finish(p, p->result[i], reason);
             return;
         }

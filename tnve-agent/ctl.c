@@ -373,9 +373,7 @@ static void cmd_hook(struct snv_ctl_req *req, int argc, const char *const argv[]
         if (ms < wait_ms)
             wait_ms = ms;
     }
-    uint64_t now = uv_now(a->loop);
-    (void)now;
-    int rc = tnve_agent_prepare(a, x, flags, now + wait_ms, prepare_done, req);
+    int rc = tnve_agent_prepare(a, x, flags, uv_now(a->loop) + wait_ms, prepare_done, req);
     free(x);
     if (rc < 0)
         snv_ctl_reply_error(req, SNV_CTL_FAILED, "cannot prepare domain %s: %s", domain,

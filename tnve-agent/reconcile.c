@@ -1123,7 +1123,7 @@ int tnve_rec_prepare(struct tnve_rec *r, const struct tnve_domxml *x, uint16_t f
     return 0;
 }
 
-unsigned tnve_rec_prepare_cancel(struct tnve_rec *r, void *aux)
+unsigned tnve_rec_prepare_cancel(struct tnve_rec *r, void *aux, int refused)
 {
     unsigned n = 0;
     struct rec_waiter **pw = &r->waiters;
@@ -1134,6 +1134,8 @@ unsigned tnve_rec_prepare_cancel(struct tnve_rec *r, void *aux)
             continue;
         }
         *pw = w->next;
+        if (refused)
+            dom_revert_prepare(r, w->uuid);
         free(w);
         n++;
     }

@@ -130,10 +130,11 @@ typedef void tnve_rec_prepare_cb(void *aux, int err, const char *reason);
 int tnve_rec_prepare(struct tnve_rec *r, const struct tnve_domxml *d, uint16_t flags,
                      uint64_t deadline, tnve_rec_prepare_cb *cb, void *aux, uint64_t now);
 
-/* Withdraws the hook requests made with `aux` without calling their callback (another
- * nNVE of a dual-homed host answered the hook); the domain keeps the desired state the hook
- * gave it.  Returns how many were withdrawn. */
-unsigned tnve_rec_prepare_cancel(struct tnve_rec *r, void *aux);
+/* Withdraws the hook requests made with `aux` without calling their callback (the hook
+ * was answered from another nNVE of a dual-homed host).  The domain keeps the desired state
+ * the hook gave it, unless `refused` (the start was refused elsewhere): then it goes back
+ * as after a refusal here.  Returns how many were withdrawn. */
+unsigned tnve_rec_prepare_cancel(struct tnve_rec *r, void *aux, int refused);
 
 /* ---- the SNCP session ---- */
 

@@ -265,6 +265,15 @@ tnvectl --json show tsis | jq -e --arg t "$TSI5" --argjson g "$G1" '.[] | select
 [ "$(grep -c 'tag mismatch between nNVEs vn=5002' "$T/agent.log")" = 1 ] || fail "the mismatch was logged more than once"
 log "green: tag $G1 at sw1, $G2 at sw2: error logged once, counted, the active nNVE's tag used"
 
+# a start both nNVEs refuse (a VN hv1 may not use) is refused, with the nNVE's reason
+sed -e 's/vm2/vm6/; s/000000000002/000000000006/' -e "s/vn-id='5001' vn-name='red'/vn-id='4000'/" \
+    -e "s/$(mac_of 2 1)/$(mac_of 6 1)/g" "$T/vm2.xml" >"$T/vm6.xml"
+out=$(tnvectl -t 10 hook prepare vm6 <"$T/vm6.xml" 2>&1) && fail "hook for an unauthorized VN accepted"
+echo "$out" | grep -q "nNVE sw1: .*NOT_AUTHORIZED\|nNVE sw1: .*not authorized" || fail "refusal without the nNVE's reason: $out"
+sleep 0.3
+[ "$(state_at 2 "$(uuid_of 6)/$(mac_of 6 1)")" = absent ] || fail "refused domain left at sw2"
+log "hook for VN 4000 refused: $out"
+
 stop_pid "$AGENT_PID" || fail "agent did not exit cleanly"
 AGENT_PID=
 log "PASS"

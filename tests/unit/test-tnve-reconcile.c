@@ -785,7 +785,7 @@ START_TEST(test_serves_failover)
     ck_assert_int_eq(tnve_rec_prepare(r, &z, 0, 12000, hook_cb, &h2, 9004), 0);
     ck_assert_int_eq(h2.called, 0);
     ck_assert_int_eq(tnve_rec_domain_busy(r, z.uuid), 1);
-    ck_assert_uint_eq(tnve_rec_prepare_cancel(r, &h2), 1);
+    ck_assert_uint_eq(tnve_rec_prepare_cancel(r, &h2, 0), 1);
     ck_assert_int_eq(tnve_rec_domain_busy(r, z.uuid), 0);
     tnve_rec_domain_remove(r, z.uuid, 0, 9005);
 
