@@ -155,8 +155,10 @@ echo "setup: $N_AS active-standby + $((N_DOM * PER)) active-active TSIs at both 
 lines2=$(wc -l <"$T/n2.log")
 j2=$(wc -l <"$T/n2/journal")
 t_kill=$(date +%s%3N)
-kill -KILL "${SW_PID[1]}"
-wait "${SW_PID[1]}" 2>/dev/null
+{
+    kill -KILL "${SW_PID[1]}"
+    wait "${SW_PID[1]}"
+} 2>/dev/null
 SW_PID[1]=
 wait_for "$N_AS red TSIs at sw2" 300 count_is 2 5001 "$N_AS"
 tail -n +$((lines2 + 1)) "$T/n2.log" | grep 'audit tsi: activated' | grep 'vn=5001' | awk '{print $1}' >"$T/as-times"
