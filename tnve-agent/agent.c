@@ -80,15 +80,16 @@ static void check_vn_tags(struct tnve_agent *a)
         int differ = json_is_true(json_object_get(e, "differ"));
         if (differ && idx < 0) {
             a->vn_tag_mismatches++;
-            SNV_ERR("agent",
-                    "tag mismatch between nNVEs vn=%s tags=%s: the dataplane uses the active "
-                    "nNVE's tag active=%s; the pair must agree on one tag per VN",
-                    key, json_string_value(json_object_get(e, "tags")), tnve_agent_active_name(a));
+            snv_log_rl(&a->vn_check_rl, SNV_LOG_ERR, "agent",
+                       "tag mismatch between nNVEs vn=%s tags=%s: the dataplane uses the active "
+                       "nNVE's tag active=%s; the pair must agree on one tag per VN",
+                       key, json_string_value(json_object_get(e, "tags")),
+                       tnve_agent_active_name(a));
             if (a->n_vn_mismatch < sizeof a->vn_mismatch / sizeof a->vn_mismatch[0])
                 snprintf(a->vn_mismatch[a->n_vn_mismatch++], sizeof a->vn_mismatch[0], "%s", key);
         } else if (!differ && idx >= 0) {
-            SNV_INFO("agent", "tag mismatch over vn=%s tags=%s", key,
-                     json_string_value(json_object_get(e, "tags")));
+            snv_log_rl(&a->vn_check_rl, SNV_LOG_INFO, "agent", "tag mismatch over vn=%s tags=%s",
+                       key, json_string_value(json_object_get(e, "tags")));
             memcpy(a->vn_mismatch[idx], a->vn_mismatch[--a->n_vn_mismatch],
                    sizeof a->vn_mismatch[0]);
         }
@@ -642,6 +643,7 @@ int tnve_agent_create(uv_loop_t *loop, struct tnve_config *cfg, const char *conf
     uv_timer_init(loop, &a->timer);
     a->wake.data = a->timer.data = a;
     a->handles_open = 2;
+    a->vn_check_rl = (struct snv_ratelimit)SNV_RATELIMIT_INIT(5, 20);
     *out = a;
     if (!cfg->n_nnves) {
         tnve_config_single_nnve(cfg, &cfg->nnves[0]);

@@ -26,6 +26,7 @@
 #include "nnve.h"
 #include "reconcile.h"
 #include "snv-ctl.h"
+#include "snv-log.h"
 #include "virt.h"
 
 struct tnve_agent;
@@ -62,6 +63,7 @@ struct tnve_agent {
     unsigned n_vn_mismatch;
     uint64_t vn_tag_mismatches;
     uint64_t vn_check_at;          /* next comparison of the nNVEs' tags (uv_now) */
+    struct snv_ratelimit vn_check_rl; /* its log lines (the tags come from the nNVEs) */
     int vn_check_due;
     struct agent_prepare *prepares; /* hook requests not answered yet */
     struct tnve_virt *virt;

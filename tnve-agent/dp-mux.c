@@ -36,6 +36,7 @@ struct tnve_dp_mux {
     struct mux_port *ports;
     unsigned n_ports, n_mismatched;
     uint64_t mismatches, errors;
+    struct snv_ratelimit rl; /* the tags come from the nNVEs: a flapping one is not a flood */
 };
 
 static struct mux_port *port_find(struct tnve_dp_mux *m, const char *ifname)
@@ -106,7 +107,8 @@ static void check_mismatch(struct tnve_dp_mux *m, struct mux_port *p, int best)
     } else if (!differ && p->mismatch) {
         p->mismatch = 0;
         m->n_mismatched--;
-        SNV_INFO("dp", "tag mismatch over port=%s tag=%u", p->ifname, first);
+        snv_log_rl(&m->rl, SNV_LOG_INFO, "dp", "tag mismatch over port=%s tag=%u", p->ifname,
+                   first);
     }
 }
 
@@ -240,6 +242,7 @@ struct tnve_dp_mux *tnve_dp_mux_create(const struct tnve_dp_class *cls, struct t
     m->n_legs = n_legs;
     m->rank = rank;
     m->aux = aux;
+    m->rl = (struct snv_ratelimit)SNV_RATELIMIT_INIT(5, 20);
     for (unsigned i = 0; i < n_legs; i++) {
         m->legs[i].mux = m;
         m->legs[i].index = i;
