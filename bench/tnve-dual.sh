@@ -16,43 +16,10 @@ N_AS=${TNVE_DUAL_AS:-100}
 N_AA=${TNVE_DUAL_TSIS:-10000}
 PER=10
 N_DOM=$(((N_AA + PER - 1) / PER))
-declare -A SW_PID=() HOLD_PID=() SW_PORT=()
 FAIL_LOGS=(agent.log n1.log n2.log)
-
-cleanup_more() {
-    local n
-    for n in 1 2; do
-        [ -n "${SW_PID[$n]:-}" ] && stop_pid "${SW_PID[$n]}"
-        [ -n "${HOLD_PID[$n]:-}" ] && stop_pid "${HOLD_PID[$n]}"
-    done
-}
-
-hold_port() {
-    local n=$1
-    mkdir -p "$T/n$n/state"
-    "$B/tests/tools/listen-socket" hold 127.0.0.1 "$T/n$n/listen.sock" >"$T/n$n/port" 2>>"$T/n$n.log" &
-    HOLD_PID[$n]=$!
-    wait_for "listen-socket of sw$n" 10 test -s "$T/n$n/port"
-    SW_PORT[$n]=$(cat "$T/n$n/port")
-}
-
-start_sw() {
-    local n=$1 before
-    cat >"$T/n$n/nnve.conf" <<CONF
-[global]
-listen = 127.0.0.1:${SW_PORT[$n]}
-cert = $T/pki/nnve$n.crt
-key = $T/pki/nnve$n.key
-ca = $T/pki/ca.crt
-state_dir = $T/n$n/state
-control_socket = $T/n$n/ctl
-backend = none
-dataplane_journal = $T/n$n/journal
-hold_time = 60s
-sync = full
-max_tsis_per_session = 100000
-
-[domain d1]
+SW_GLOBAL="hold_time = 60s
+max_tsis_per_session = 100000"
+SW_SECTIONS="[domain d1]
 ports = *
 tags = 100-199
 
@@ -64,27 +31,18 @@ max_tsis = 100000
 [vn blue]
 id = 5000
 [vn red]
-id = 5001
-CONF
-    before=$(wc -l <"$T/n$n.log" 2>/dev/null || echo 0)
-    "$B/tests/tools/listen-socket" run "$T/n$n/listen.sock" "$B/bin/nnve-daemon" -c "$T/n$n/nnve.conf" >>"$T/n$n.log" 2>&1 &
-    SW_PID[$n]=$!
-    wait_for "sw$n listens" 30 sh -c \
-        "tail -n +$((before + 1)) '$T/n$n.log' | grep -q 'listening addr=127.0.0.1 port=${SW_PORT[$n]} socket=passed'"
-}
+id = 5001"
 
-count_at() { "$B/bin/nnvectl" -s "$T/n$1/ctl" --json show tsis | jq --arg v "$2" '[.[] | select(.state == "activated" and (.vn_id | tostring) == $v)] | length'; }
+count_at() { swctl "$1" --json show tsis | jq --arg v "$2" '[.[] | select(.state == "activated" and (.vn_id | tostring) == $v)] | length'; }
 count_is() { [ "$(count_at "$1" "$2")" = "$3" ]; }
 ms_of() { date -d "$1" +%s%3N; } # an ISO log timestamp in ms since the epoch
 nnve_ready() { tnvectl --json show session | jq -e --arg n "$1" '.nnves[] | select(.name == $n) | .state == "up" and .sync == "ready"'; }
 table() { echo "TABLE|$1|$2|-|-"; }
 
 "$S/scripts/gen-pki.sh" "$T/pki" nnve1 nnve2 hv1 >/dev/null 2>&1 || fail "gen-pki"
-hold_port 1
-hold_port 2
 start_libvirtd
-start_sw 1
-start_sw 2
+sw_start 1
+sw_start 2
 cat >"$T/agent.conf" <<CONF
 libvirt_uri = $URI
 cert = $T/pki/hv1.crt
@@ -101,16 +59,7 @@ request_timeout = 30s
 address_poll_interval = 0
 mode = active-standby
 
-[nnve sw1]
-nnve_address = 127.0.0.1
-nnve_port = ${SW_PORT[1]}
-nnve_identity = nnve1
-
-[nnve sw2]
-nnve_address = 127.0.0.1
-nnve_port = ${SW_PORT[2]}
-nnve_identity = nnve2
-
+$(agent_pair_conf 1 2)
 [map default-net]
 network = default
 vn_id = 5000
@@ -155,11 +104,7 @@ echo "setup: $N_AS active-standby + $((N_DOM * PER)) active-active TSIs at both 
 lines2=$(wc -l <"$T/n2.log")
 j2=$(wc -l <"$T/n2/journal")
 t_kill=$(date +%s%3N)
-{
-    kill -KILL "${SW_PID[1]}"
-    wait "${SW_PID[1]}"
-} 2>/dev/null
-SW_PID[1]=
+sw_kill 1
 wait_for "$N_AS red TSIs at sw2" 300 count_is 2 5001 "$N_AS"
 tail -n +$((lines2 + 1)) "$T/n2.log" | grep 'audit tsi: activated' | grep 'vn=5001' | awk '{print $1}' >"$T/as-times"
 first=$(ms_of "$(head -n 1 "$T/as-times")")
@@ -176,7 +121,7 @@ table "failover active-active (ms; TSIs changed at survivor: $aa_changed)" 0
 # ---- 2. resync of the returning nNVE
 lines1=$(wc -l <"$T/n1.log")
 t_start=$(date +%s%3N)
-start_sw 1
+sw_start 1
 wait_for "sw1 resynchronised" 900 nnve_ready sw1
 t_ready=$(date +%s%3N)
 est=$(tail -n +$((lines1 + 1)) "$T/n1.log" | grep -m1 'session: established hypervisor=hv1' | awk '{print $1}')

@@ -354,6 +354,18 @@ static void prepare_finish(struct agent_prepare *p, int err, const char *reason)
     free(p);
 }
 
+/* Answers a hook request with nNVE i's error (named when there are several). */
+static void prepare_fail(struct agent_prepare *p, unsigned i)
+{
+    const struct tnve_agent *a = p->a;
+    char reason[300];
+    if (a->n_homes == 1)
+        snprintf(reason, sizeof reason, "%s", p->reason[i]);
+    else
+        snprintf(reason, sizeof reason, "nNVE %s: %s", a->homes[i].ncfg->name, p->reason[i]);
+    prepare_finish(p, p->result[i], reason);
+}
+
 /* Decides a hook request when it can be (see tnve_agent_prepare). */
 static void prepare_eval(struct agent_prepare *p)
 {
@@ -363,12 +375,7 @@ static void prepare_eval(struct agent_prepare *p)
     char reason[TNVE_MAX_NNVES * 300];
     for (unsigned i = 0; i < a->n_homes; i++) {
         if (p->result[i] != PREP_PENDING && p->result[i] && !is_soft(p->result[i])) {
-            if (a->n_homes == 1)
-                snprintf(reason, sizeof reason, "%s", p->reason[i]);
-            else
-                snprintf(reason, sizeof reason, "nNVE %s: %s", a->homes[i].ncfg->name,
-                         p->reason[i]);
-            prepare_finish(p, p->result[i], reason);
+            prepare_fail(p, i);
             return;
         }
     }
@@ -415,12 +422,7 @@ static void prepare_eval(struct agent_prepare *p)
     /* every nNVE answered and not enough succeeded: the first error */
     for (unsigned i = 0; i < a->n_homes; i++) {
         if (p->result[i] != 0) {
-            if (a->n_homes == 1)
-                snprintf(reason, sizeof reason, "%s", p->reason[i]);
-            else
-                snprintf(reason, sizeof reason, "nNVE %s: %s", a->homes[i].ncfg->name,
-                         p->reason[i]);
-            prepare_finish(p, p->result[i], reason);
+            prepare_fail(p, i);
             return;
         }
     }

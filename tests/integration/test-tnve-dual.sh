@@ -17,44 +17,9 @@
 . "$SPLITNVE_SRC/tests/tools/tnve-lib.sh"
 
 FAIL_LOGS=(agent.log n1.log n2.log)
-declare -A SW_PID=() HOLD_PID=() SW_PORT=()
-
-cleanup_more() {
-    local n
-    for n in 1 2; do
-        [ -n "${SW_PID[$n]:-}" ] && stop_pid "${SW_PID[$n]}"
-        [ -n "${HOLD_PID[$n]:-}" ] && stop_pid "${HOLD_PID[$n]}"
-    done
-}
-
-# hold_port N: the listening socket of switch N, held for the whole test (SW_PORT[N]).
-hold_port() {
-    local n=$1
-    mkdir -p "$T/n$n/state"
-    "$B/tests/tools/listen-socket" hold 127.0.0.1 "$T/n$n/listen.sock" >"$T/n$n/port" 2>>"$T/n$n.log" &
-    HOLD_PID[$n]=$!
-    wait_for "listen-socket of sw$n" 10 test -s "$T/n$n/port"
-    SW_PORT[$n]=$(cat "$T/n$n/port")
-}
-
-# start_sw N: nnve-daemon sw$N (certificate nnve$N) on its held port.
-start_sw() {
-    local n=$1 before
-    cat >"$T/n$n/nnve.conf" <<CONF
-[global]
-listen = 127.0.0.1:${SW_PORT[$n]}
-cert = $T/pki/nnve$n.crt
-key = $T/pki/nnve$n.key
-ca = $T/pki/ca.crt
-state_dir = $T/n$n/state
-control_socket = $T/n$n/ctl
-backend = none
-dataplane_journal = $T/n$n/journal
-hold_time = 20s
-tag_hold_down = 60s
-sync = full
-
-[domain d1]
+SW_GLOBAL="hold_time = 20s
+tag_hold_down = 60s"
+SW_SECTIONS="[domain d1]
 ports = *
 tags = 100-199
 
@@ -67,16 +32,8 @@ id = 5000
 [vn red]
 id = 5001
 [vn green]
-id = 5002
-CONF
-    before=$(wc -l <"$T/n$n.log" 2>/dev/null || echo 0)
-    "$B/tests/tools/listen-socket" run "$T/n$n/listen.sock" "$B/bin/nnve-daemon" -c "$T/n$n/nnve.conf" >>"$T/n$n.log" 2>&1 &
-    SW_PID[$n]=$!
-    wait_for "sw$n listens on the passed socket" 10 sh -c \
-        "tail -n +$((before + 1)) '$T/n$n.log' | grep -q 'listening addr=127.0.0.1 port=${SW_PORT[$n]} socket=passed'"
-}
+id = 5002"
 
-swctl() { local n=$1; shift; "$B/bin/nnvectl" -s "$T/n$n/ctl" "$@"; }
 # state_at N TSI / tag_at N TSI: the TSI at switch N ("absent" when not there).
 state_at() { swctl "$1" --json show tsis | jq -r --arg t "$2" '[.[] | select(.tsi == $t)][0].state // "absent"'; }
 tag_at() { swctl "$1" --json show tsis | jq -r --arg t "$2" '[.[] | select(.tsi == $t)][0].tag // "none"'; }
@@ -91,11 +48,9 @@ both_ready() {
 nnve_ready() { session | jq -e --arg n "$1" '.nnves[] | select(.name == $n) | .state == "up" and .sync == "ready"'; }
 
 "$S/scripts/gen-pki.sh" "$T/pki" nnve1 nnve2 hv1 >/dev/null 2>&1 || fail "gen-pki"
-hold_port 1
-hold_port 2
 start_libvirtd
-start_sw 1
-start_sw 2
+sw_start 1
+sw_start 2
 
 # the agent's memory of sw2's tags: green had 150 there (sw1 will give it its lowest free)
 mkdir -p "$T/astate"
@@ -115,16 +70,7 @@ keepalive = 1s
 hook_timeout = 5s
 mode = active-standby
 
-[nnve sw1]
-nnve_address = 127.0.0.1
-nnve_port = ${SW_PORT[1]}
-nnve_identity = nnve1
-
-[nnve sw2]
-nnve_address = 127.0.0.1
-nnve_port = ${SW_PORT[2]}
-nnve_identity = nnve2
-
+$(agent_pair_conf 1 2)
 [map default-net]
 network = default
 vn_id = 5000
@@ -183,11 +129,7 @@ log "start: blue (active-active, tag $BLUE) at both nNVEs, red (active-standby, 
 
 # ---- sw1 dies
 cp "$T/n2/journal" "$T/j2.before"
-{
-    kill -KILL "${SW_PID[1]}"
-    wait "${SW_PID[1]}"
-} 2>/dev/null
-SW_PID[1]=
+sw_kill 1
 expect_at 2 "$TSI2" activated 15
 [ "$(session | jq -r .active)" = sw2 ] || fail "sw2 did not become active"
 [ "$(tag_at 2 "$TSI2")" = "$RED" ] || fail "red got tag $(tag_at 2 "$TSI2") at sw2, $RED at sw1"
@@ -217,7 +159,7 @@ log "sw1 down: hook answered ($out), vm4 and vm3 started, vm1 stopped: all at sw
 # ---- sw1 returns
 sleep 0.5
 cp "$T/n2/journal" "$T/j2.mid"
-start_sw 1
+sw_start 1
 wait_for "sw1 session up and in sync again" 20 nnve_ready sw1
 # sw1 holds exactly the active-active TSIs of running domains (test, vm4)
 want1=$(printf '%s activated\n' "$TSI0" "$TSI4" | sort)
