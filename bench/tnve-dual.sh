@@ -43,18 +43,9 @@ table() { echo "TABLE|$1|$2|-|-"; }
 start_libvirtd
 sw_start 1
 sw_start 2
-cat >"$T/agent.conf" <<CONF
-libvirt_uri = $URI
-cert = $T/pki/hv1.crt
-key = $T/pki/hv1.key
-ca = $T/pki/ca.crt
-node_id = hv1
-state_dir = $T/astate
-control_socket = $T/agent.ctl
-retry_min = 100ms
-retry_max = 1s
-libvirt_keepalive = 5s
-keepalive = 2s
+{
+    agent_conf_common hv1 "$T" "$URI" pair
+    cat <<CONF
 request_timeout = 30s
 address_poll_interval = 0
 mode = active-standby
@@ -66,7 +57,7 @@ vn_id = 5000
 vn_name = blue
 mode = active-active
 CONF
-mkdir -p "$T/astate"
+} >"$T/agent.conf"
 "$B/bin/tnve-agent" -c "$T/agent.conf" --log-level warn >>"$T/agent.log" 2>&1 &
 AGENT_PID=$!
 wait_for "agent control socket" 10 test -S "$T/agent.ctl"

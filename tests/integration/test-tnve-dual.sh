@@ -55,19 +55,9 @@ sw_start 2
 # the agent's memory of sw2's tags: green had 150 there (sw1 will give it its lowest free)
 mkdir -p "$T/astate"
 printf '5002 green 150\n' >"$T/astate/tnve-agent.sw2.tags"
-cat >"$T/agent.conf" <<CONF
-libvirt_uri = $URI
-cert = $T/pki/hv1.crt
-key = $T/pki/hv1.key
-ca = $T/pki/ca.crt
-node_id = hv1
-state_dir = $T/astate
-control_socket = $T/agent.ctl
-retry_min = 100ms
-retry_max = 1s
-libvirt_keepalive = 2s
-keepalive = 1s
-hook_timeout = 5s
+{
+    agent_conf_common hv1 "$T" "$URI" pair
+    cat <<CONF
 mode = active-standby
 
 $(agent_pair_conf 1 2)
@@ -83,6 +73,7 @@ vn_id = 5002
 vn_name = green
 mode = active-active
 CONF
+} >"$T/agent.conf"
 "$B/bin/tnve-agent" --check-config -c "$T/agent.conf" >"$T/check.out" 2>&1 || { cat "$T/check.out"; fail "check-config"; }
 grep -q "nnve sw2" "$T/check.out" || fail "check-config does not list the nNVEs: $(cat "$T/check.out")"
 # the single-nNVE keys and [nnve] sections do not mix: refused with the file and line

@@ -172,9 +172,10 @@ CONF
         "tail -n +$((before + 1)) '$T/nnve.log' | grep -q 'listening addr=127.0.0.1 port=$NNVE_PORT socket=passed'"
 }
 
-# agent_conf_common NAME DIR URI: the keys every test agent shares (certificate and node_id
-# NAME, state_dir and control socket under DIR, libvirt at URI, short retry and keepalive
-# times); the caller adds the transport keys and any [map] sections.
+# agent_conf_common NAME DIR URI [pair]: the keys every test agent shares (certificate and
+# node_id NAME, state_dir and control socket under DIR, libvirt at URI, short retry and
+# keepalive times); the caller adds the transport keys and any [map] sections.  With
+# "pair" the nNVE identities are left to the [nnve] sections (agent_pair_conf).
 agent_conf_common() {
     local name=$1 d=$2 uri=$3
     mkdir -p "$d/astate"
@@ -183,7 +184,7 @@ libvirt_uri = $uri
 cert = $T/pki/$name.crt
 key = $T/pki/$name.key
 ca = $T/pki/ca.crt
-nnve_identity = nnve1
+$([ "${4:-}" = pair ] || echo "nnve_identity = nnve1")
 node_id = $name
 state_dir = $d/astate
 control_socket = $d/agent.ctl
