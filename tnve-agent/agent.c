@@ -90,9 +90,18 @@ static void check_vn_tags(struct tnve_agent *a)
         } else if (!differ && idx >= 0) {
             snv_log_rl(&a->vn_check_rl, SNV_LOG_INFO, "agent", "tag mismatch over vn=%s tags=%s",
                        key, json_string_value(json_object_get(e, "tags")));
-            memcpy(a->vn_mismatch[idx], a->vn_mismatch[--a->n_vn_mismatch],
-                   sizeof a->vn_mismatch[0]);
+            memmove(a->vn_mismatch[idx], a->vn_mismatch[--a->n_vn_mismatch],
+                    sizeof a->vn_mismatch[0]);
         }
+    }
+    /* a VN no nNVE holds any more ends its episode too */
+    for (unsigned i = 0; i < a->n_vn_mismatch;) {
+        if (json_object_get(seen, a->vn_mismatch[i])) {
+            i++;
+            continue;
+        }
+        SNV_INFO("agent", "tag mismatch over vn=%s (no longer connected)", a->vn_mismatch[i]);
+        memmove(a->vn_mismatch[i], a->vn_mismatch[--a->n_vn_mismatch], sizeof a->vn_mismatch[0]);
     }
     json_decref(seen);
 }
