@@ -242,7 +242,7 @@ static void select_active(struct tnve_agent *a)
         return;
     for (unsigned i = 0; i < a->n_homes; i++) {
         if (i != a->active && home_up(&a->homes[i])) {
-            set_active(a, i, "session lost");
+            set_active(a, i, cur->lost_why ? cur->lost_why : "session lost");
             return;
         }
     }
@@ -269,6 +269,7 @@ static void nnve_down(void *aux)
 {
     struct tnve_home *h = aux;
     h->lost = 1;
+    h->lost_why = "session lost";
     tnve_rec_session_down(h->rec, uv_now(h->a->loop));
     home_changed(h->a);
 }
@@ -279,6 +280,7 @@ static void nnve_failed(void *aux)
     if (h->lost || h->a->destroying)
         return;
     h->lost = 1;
+    h->lost_why = "connection attempt failed";
     if (h->rec)
         home_changed(h->a);
 }

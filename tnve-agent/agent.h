@@ -43,6 +43,7 @@ struct tnve_home {
     struct tnve_nnve *nnve;
     struct tnve_rec *rec;
     int lost;                      /* failed (session or attempt) since it was last up */
+    const char *lost_why;          /* "session lost", "connection attempt failed" */
     uint64_t activations;          /* times it became the active nNVE */
 };
 

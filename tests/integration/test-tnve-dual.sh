@@ -13,7 +13,9 @@
 #  - sw1 comes back: it is resynchronised to exactly what libvirt says it serves, and sw2's
 #    journal does not change (no failback);
 #  - nnve activate sw1 moves the active-standby TSIs back by hand;
-#  - the two nNVEs giving one VN two tags is reported (error log, counters).
+#  - the two nNVEs giving one VN two tags is reported (error log, counters);
+#  - a hook both nNVEs would refuse is refused with the reason;
+#  - the agent restarting while sw1 is down makes sw2 active once sw1's attempt failed.
 . "$SPLITNVE_SRC/tests/tools/tnve-lib.sh"
 
 FAIL_LOGS=(agent.log n1.log n2.log)
@@ -57,8 +59,13 @@ mkdir -p "$T/astate"
 printf '5002 green 150\n' >"$T/astate/tnve-agent.sw2.tags"
 {
     agent_conf_common hv1 "$T" "$URI" pair
+    # the test driver gives every domain one address: not learnt (the nNVE would see two
+    # TSIs of a VN claim it); a dead switch's held port accepts and never answers: an
+    # attempt gives up after connect_timeout
     cat <<CONF
 mode = active-standby
+address_poll_interval = 0
+connect_timeout = 3s
 
 $(agent_pair_conf 1 2)
 [map default-net]
@@ -125,7 +132,7 @@ expect_at 2 "$TSI2" activated 15
 [ "$(session | jq -r .active)" = sw2 ] || fail "sw2 did not become active"
 [ "$(tag_at 2 "$TSI2")" = "$RED" ] || fail "red got tag $(tag_at 2 "$TSI2") at sw2, $RED at sw1"
 tnvectl --json show counters | jq -e '.failovers == 1' >/dev/null || fail "failovers counter: $(tnvectl --json show counters | jq -c '{failovers}')"
-grep -q "active nNVE changed nnve=sw2 was=sw1" "$T/agent.log" || fail "no log line for the failover"
+grep -q "active nNVE changed nnve=sw2 was=sw1 cause=session lost" "$T/agent.log" || fail "no log line for the failover"
 size=$(stat -c %s "$T/j2.before")
 cmp -n "$size" "$T/j2.before" "$T/n2/journal" || fail "sw2's journal was rewritten"
 tail -c +$((size + 1)) "$T/n2/journal" >"$T/j2.new"
@@ -206,6 +213,21 @@ echo "$out" | grep -q "nNVE sw1: .*NOT_AUTHORIZED\|nNVE sw1: .*not authorized" |
 sleep 0.3
 [ "$(state_at 2 "$(uuid_of 6)/$(mac_of 6 1)")" = absent ] || fail "refused domain left at sw2"
 log "hook for VN 4000 refused: $out"
+
+# ---- the agent restarts while sw1 is down: sw1's first attempt fails, sw2 takes over
+stop_pid "$AGENT_PID" || fail "agent did not exit cleanly"
+AGENT_PID=
+sw_kill 1
+[ -s "$T/astate/tnve-agent.sw2.tags" ] || fail "no tags file for sw2"
+"$B/bin/tnve-agent" -c "$T/agent.conf" >>"$T/agent.log" 2>&1 &
+AGENT_PID=$!
+wait_for "agent control socket" 10 test -S "$T/agent.ctl"
+wait_for "sw2 active after sw1's first attempt failed" 20 sh -c "'$B/bin/tnvectl' -s '$T/agent.ctl' --json show session | jq -e '.active == \"sw2\"'"
+expect_at 2 "$TSI2" activated
+expect_at 2 "$TSI3" activated
+[ "$(tag_at 2 "$TSI4")" = "$BLUE" ] || fail "blue's tag at sw2 changed across the agent restart"
+grep -q "active nNVE changed nnve=sw2 was=sw1 cause=connection attempt failed" "$T/agent.log" || fail "no failover log line"
+log "agent restarted with sw1 down: sw2 active once sw1's attempt timed out, red there"
 
 stop_pid "$AGENT_PID" || fail "agent did not exit cleanly"
 AGENT_PID=
