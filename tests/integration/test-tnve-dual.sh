@@ -229,6 +229,71 @@ expect_at 2 "$TSI3" activated
 grep -q "active nNVE changed nnve=sw2 was=sw1 cause=connection attempt failed" "$T/agent.log" || fail "no failover log line"
 log "agent restarted with sw1 down: sw2 active once sw1's attempt timed out, red there"
 
+# ---- soak (scripts/soak.sh: TNVE_DUAL_SOAK_OPS random steps): VM starts and stops, kill -9
+# and restart of either switch, moves of the active role; at the end both switches hold
+# exactly what libvirt's running domains need: the active-active TSIs at both, the
+# active-standby ones at the active nNVE.
+OPS=${TNVE_DUAL_SOAK_OPS:-0}
+if [ "$OPS" -gt 0 ]; then
+    RANDOM=${TNVE_DUAL_SOAK_SEED:-1}
+    sw_start 1
+    wait_for "both sessions up" 30 both_ready
+    soak_vm() { echo $((10 + $1)); }
+    cmds=""
+    for k in $(seq 0 9); do
+        n=$(soak_vm "$k")
+        if [ $((k % 2)) = 0 ]; then domain_xml "$n" rule; else domain_xml "$n" meta-red; fi >"$T/vm$n.xml"
+        cmds="${cmds}define $T/vm$n.xml; "
+    done
+    virsh_c "$cmds" >/dev/null || fail "soak: define"
+    down=""
+    for step in $(seq 1 "$OPS"); do
+        r=$((RANDOM % 10))
+        if [ $r -le 4 ]; then
+            n=$(soak_vm $((RANDOM % 10)))
+            if virsh_c domstate "vm$n" | grep -q running; then op="destroy vm$n"; else op="start vm$n"; fi
+            virsh_c "$op" >/dev/null 2>&1 || fail "soak step $step: $op"
+        elif [ $r -le 6 ] && [ -z "$down" ]; then
+            down=$((1 + RANDOM % 2))
+            op="kill -9 sw$down"
+            sw_kill "$down"
+        elif [ $r -le 8 ] && [ -n "$down" ]; then
+            op="restart sw$down"
+            sw_start "$down"
+            down=""
+        elif [ -z "$down" ] && both_ready >/dev/null 2>&1; then
+            op="activate the standby"
+            other=$(session | jq -r '[.nnves[] | select(.role == "standby")][0].name')
+            tnvectl nnve activate "$other" >/dev/null 2>&1 || op="$op (refused: not up)"
+        else
+            op="-"
+        fi
+        echo "--- step $step: $op" >>"$T/soak.log"
+        sleep 0.$((RANDOM % 3))
+    done
+    [ -n "$down" ] && sw_start "$down"
+    wait_for "both sessions up and in sync after the soak" 60 both_ready
+    # what libvirt says: the TSI of every running domain, by mode
+    soak_want() { # N: the sorted "tsi activated" lines switch N must hold
+        local n=$1 active d mode
+        active=$(session | jq -r .active)
+        for d in $(virsh_c list --name); do
+            case $d in
+            test) echo "$TSI0 aa" ;;
+            vm*) n2=${d#vm}
+                 case $n2 in 2 | 3) mode=as ;; 4 | 5) mode=aa ;; *) mode=$([ $((n2 % 2)) = 0 ] && echo aa || echo as) ;; esac
+                 echo "$(uuid_of "$n2")/$(mac_of "$n2" 1) $mode" ;;
+            esac
+        done | while read -r t m; do
+            [ "$m" = aa ] || [ "sw$n" = "$active" ] && echo "$t activated"
+        done | sort
+    }
+    soak_ok() { [ "$(tsis_at 1)" = "$(soak_want 1)" ] && [ "$(tsis_at 2)" = "$(soak_want 2)" ]; }
+    wait_for "both switches equal to libvirt after $OPS soak steps" 60 soak_ok ||
+        fail "soak: sw1 $(tsis_at 1 | tr '\n' ' ') / want $(soak_want 1 | tr '\n' ' ')"
+    log "soak: $OPS steps ($(grep -c 'kill -9' "$T/soak.log") switch kills), both switches equal to libvirt's running domains"
+fi
+
 stop_pid "$AGENT_PID" || fail "agent did not exit cleanly"
 AGENT_PID=
 log "PASS"
