@@ -268,7 +268,7 @@ if [ "$OPS" -gt 0 ]; then
         else
             op="-"
         fi
-        echo "--- step $step: $op" >>"$T/soak.log"
+        echo "--- step $step: $op" | tee -a "$T/soak.log"
         sleep 0.$((RANDOM % 3))
     done
     [ -n "$down" ] && sw_start "$down"
@@ -291,6 +291,7 @@ if [ "$OPS" -gt 0 ]; then
     soak_ok() { [ "$(tsis_at 1)" = "$(soak_want 1)" ] && [ "$(tsis_at 2)" = "$(soak_want 2)" ]; }
     wait_for "both switches equal to libvirt after $OPS soak steps" 60 soak_ok ||
         fail "soak: sw1 $(tsis_at 1 | tr '\n' ' ') / want $(soak_want 1 | tr '\n' ' ')"
+    ! grep "tag mismatch between nNVEs vn=500[01]" "$T/agent.log" || fail "soak: blue or red got two tags"
     log "soak: $OPS steps ($(grep -c 'kill -9' "$T/soak.log") switch kills), both switches equal to libvirt's running domains"
 fi
 
