@@ -2,7 +2,8 @@
 # soak.sh: the long run of the model-based random test (tests/integration/test-tnve-model.sh)
 #   scripts/soak.sh BUILD_DIR
 # SOAK_SEEDS (default "1 2 3 4") runs side by side, SOAK_OPS steps each (default 2500: 10,000
-# operations in all).  Each run's log is BUILD_DIR/test-logs/soak-SEED.log; prints one line
+# operations in all); beside them the dual-homed agent's soak (test-tnve-dual.sh with
+# SOAK_DUAL_OPS random steps, default 1000; log soak-dual.log).  Each run's log is BUILD_DIR/test-logs/soak-SEED.log; prints one line
 # per seed and exits non-zero if any failed.
 set -u
 build=$(cd "${1:?usage: soak.sh BUILD_DIR}" && pwd)
@@ -18,6 +19,13 @@ for seed in ${SOAK_SEEDS:-1 2 3 4}; do
         bash "$copy" >"$build/test-logs/soak-$seed.log" 2>&1 &
     pids+=($!) seeds+=("$seed")
 done
+# the dual-homed agent: random VM lifecycle, switch kills and restarts (test-tnve-dual.sh)
+dual_copy=$(mktemp /tmp/soak-dual.XXXXXX)
+trap 'rm -f "$copy" "$dual_copy"' EXIT
+cp "$top/tests/integration/test-tnve-dual.sh" "$dual_copy"
+SPLITNVE_BUILD=$build SPLITNVE_SRC=$top TNVE_DUAL_SOAK_OPS=${SOAK_DUAL_OPS:-1000} \
+    bash "$dual_copy" >"$build/test-logs/soak-dual.log" 2>&1 &
+pids+=($!) seeds+=("dual")
 rc=0
 for i in "${!pids[@]}"; do
     if wait "${pids[$i]}"; then

@@ -1,6 +1,16 @@
 /* agent.h: tnve-agent assembled: config, libvirt side, reconciler, SNCP client,
  * dataplane backend and control socket on one libuv loop.
  *
+ * A dual-homed host (several [nnve NAME] sections) has one "home" per nNVE: its SNCP
+ * session (own reconnect, backoff, SYNC) and its reconciler, each holding the whole desired
+ * state from libvirt.  An active-active VN is served by every nNVE; an active-standby VN
+ * by the active nNVE only: the first configured one at start; when its session fails (or
+ * its first attempts fail) the first other nNVE whose session is up takes over at once.
+ * There is no automatic failback: a returning nNVE is resynchronised (SYNC) with what it
+ * serves (its active-active TSIs) and the survivor stays active, so nothing moves twice;
+ * `tnvectl nnve activate NAME` moves the active-standby VNs by hand.  The reconcilers
+ * share the dataplane through a mux (dp-mux.h) that applies one tag per port.
+ *
  * main() parses options and the config file, creates the agent, runs the loop, and on
  * SIGTERM destroys the agent and runs the loop until every handle has closed.
  */
@@ -16,19 +26,47 @@
 #include "nnve.h"
 #include "reconcile.h"
 #include "snv-ctl.h"
+#include "snv-log.h"
 #include "virt.h"
+
+struct tnve_agent;
+struct tnve_dp_mux;
+struct agent_prepare;
+
+/* One nNVE of the host and what talks to it. */
+struct tnve_home {
+    struct tnve_agent *a;
+    unsigned index;                /* configuration order = preference */
+    const struct tnve_config_nnve *ncfg; /* in a->cfg */
+    char state_file[TNVE_CONFIG_STR + 64];
+    char dp_state_file[TNVE_CONFIG_STR + 64];
+    struct tnve_nnve *nnve;
+    struct tnve_rec *rec;
+    int lost;                      /* failed (session or attempt) since it was last up */
+    const char *lost_why;          /* "session lost", "connection attempt failed" */
+    uint64_t activations;          /* times it became the active nNVE */
+};
 
 struct tnve_agent {
     uv_loop_t *loop;
     struct tnve_config *cfg;       /* owned */
     char *config_path;             /* for reload; NULL when none */
     uint64_t epoch;                /* SESSION_EPOCH: start time, ms since the Unix epoch */
-    char state_file[TNVE_CONFIG_STR + 32];
-    char dp_state_file[TNVE_CONFIG_STR + 32];
     const struct tnve_dp_class *dp_class;
     struct tnve_dp *dp;
-    struct tnve_rec *rec;
-    struct tnve_nnve *nnve;
+    struct tnve_dp_mux *mux;       /* several nNVEs: the reconcilers' shared dataplane */
+    unsigned n_homes;
+    struct tnve_home homes[TNVE_MAX_NNVES];
+    unsigned active;               /* the home serving active-standby VNs */
+    uint64_t failovers;
+    /* VNs whose tag differs between the nNVEs (reported once per episode) */
+    char vn_mismatch[64][80];      /* the VNs' text forms (tnve_vn_format) */
+    unsigned n_vn_mismatch;
+    uint64_t vn_tag_mismatches;
+    uint64_t vn_check_at;          /* next comparison of the nNVEs' tags (uv_now) */
+    struct snv_ratelimit vn_check_rl; /* its log lines (the tags come from the nNVEs) */
+    int vn_check_due;
+    struct agent_prepare *prepares; /* hook requests not answered yet */
     struct tnve_virt *virt;
     struct snv_ctl_server *ctl;
     uv_idle_t wake;                /* runs the reconciler on the next loop iteration */
@@ -53,6 +91,21 @@ int tnve_agent_create(uv_loop_t *loop, struct tnve_config *cfg, const char *conf
 /* Tears everything down (the dataplane keeps its state; the nNVE keeps ours for its hold
  * time).  The struct is freed once its handles closed: run the loop afterwards. */
 void tnve_agent_destroy(struct tnve_agent *a);
+/* A hook request (tnvectl hook prepare/migrate) for domain x, answered through cb once
+ * every vNIC is associated where its VN's mode needs it: an active-standby VN at the
+ * active nNVE; an active-active VN at every nNVE whose session is up, and at least one.
+ * An nNVE that is down does not hold a start up; any nNVE's refusal refuses it.  cb runs
+ * once (perhaps before this returns).  0, or < 0 when the request was not taken. */
+typedef void tnve_agent_prepare_cb(void *aux, int err, const char *reason);
+int tnve_agent_prepare(struct tnve_agent *a, const struct tnve_domxml *x, uint16_t flags,
+                       uint64_t deadline, tnve_agent_prepare_cb *cb, void *aux);
+/* Makes home `name` the active nNVE (its session must be up).  0, -ENOENT, -ENETDOWN. */
+int tnve_agent_activate(struct tnve_agent *a, const char *name);
+/* The name of the active nNVE. */
+const char *tnve_agent_active_name(const struct tnve_agent *a);
+/* Whether home h's nNVE serves VN vn now. */
+int tnve_agent_serves(const struct tnve_home *h, const struct tnve_vn *vn);
+
 /* SIGHUP: re-reads the config file; applies the VN mapping rules, associate_on_define and
  * the TLS files; other keys need a restart (logged).  0 or < 0 (the old config stays). */
 int tnve_agent_reload(struct tnve_agent *a);

@@ -134,7 +134,9 @@ static int parse_sources(const char *v, unsigned *out)
 struct parse_state {
     struct tnve_config *cfg;
     char section[128];
-    struct tnve_map_rule *rule; /* the [map] section being read */
+    struct tnve_map_rule *rule;    /* the [map] section being read */
+    struct tnve_config_nnve *nnve; /* the [nnve] section being read */
+    int top_nnve_keys;             /* single-nNVE keys given at the top or in [agent] */
     char err[200];
     char agent_keys[4096]; /* "\nkey\n..." given at the top or in [agent]: one place */
 };
@@ -147,22 +149,31 @@ static int set_ifname(char *dst, size_t size, const char *v, int empty_ok)
     return set_str(dst, size, v);
 }
 
-static int agent_key(struct tnve_config *c, const char *k, const char *v)
+static void nnve_defaults(struct tnve_config_nnve *e)
 {
-    uint32_t ms;
-    if (!strcmp(k, "libvirt_uri"))
-        return set_str(c->libvirt_uri, sizeof c->libvirt_uri, v);
+    memset(e, 0, sizeof *e);
+    e->transport = TNVE_TRANSPORT_TCP;
+    e->nnve_port = SNCP_DEFAULT_PORT;
+    e->l2_ethertype = SNCP_L2_DEFAULT_ETHERTYPE;
+    static const uint8_t group[6] = SNCP_L2_DISCOVERY_MAC_INIT;
+    memcpy(e->l2_discovery_mac, group, sizeof group);
+}
+
+/* The keys of one nNVE (top level or an [nnve NAME] section): 0, -EINVAL, or -ENOENT for
+ * another key. */
+static int nnve_key(struct tnve_config_nnve *e, const char *k, const char *v)
+{
     if (!strcmp(k, "nnve_address"))
-        return set_str(c->nnve_address, sizeof c->nnve_address, v);
+        return set_str(e->nnve_address, sizeof e->nnve_address, v);
     if (!strcmp(k, "transport"))
-        return parse_transport(v, &c->transport);
+        return parse_transport(v, &e->transport);
     if (!strcmp(k, "l2_interface"))
-        return set_ifname(c->l2_interface, sizeof c->l2_interface, v, 0);
+        return set_ifname(e->l2_interface, sizeof e->l2_interface, v, 0);
     if (!strcmp(k, "nnve_mac")) {
         /* a unicast MAC: the nNVE's port address */
-        if (sncp_mac_parse(v, c->nnve_mac) < 0 || (c->nnve_mac[0] & 1))
+        if (sncp_mac_parse(v, e->nnve_mac) < 0 || (e->nnve_mac[0] & 1))
             return -EINVAL;
-        c->nnve_mac_set = 1;
+        e->nnve_mac_set = 1;
         return 0;
     }
     if (!strcmp(k, "l2_discovery_mac")) {
@@ -170,39 +181,116 @@ static int agent_key(struct tnve_config *c, const char *k, const char *v)
         uint8_t mac[6];
         if (sncp_mac_parse(v, mac) < 0 || !sncp_l2_discovery_mac_valid(mac))
             return -EINVAL;
-        memcpy(c->l2_discovery_mac, mac, sizeof mac);
+        memcpy(e->l2_discovery_mac, mac, sizeof mac);
         return 0;
     }
     if (!strcmp(k, "l2_vlan"))
-        return parse_u16(v, 0, 4094, &c->l2_vlan);
+        return parse_u16(v, 0, 4094, &e->l2_vlan);
     if (!strcmp(k, "l2_ethertype")) {
         /* EtherTypes start at 0x0600; the VLAN TPIDs (802.1Q, 802.1ad and the older
          * 0x9100 of QinQ switches) cannot carry the channel */
         uint16_t et;
-        if (parse_u16(v, 0x0600, 0xffff, &et) < 0 || et == 0x8100 || et == 0x88a8 ||
-            et == 0x9100)
+        if (parse_u16(v, 0x0600, 0xffff, &et) < 0 || et == 0x8100 || et == 0x88a8 || et == 0x9100)
             return -EINVAL;
-        c->l2_ethertype = et;
+        e->l2_ethertype = et;
         return 0;
     }
     if (!strcmp(k, "nnve_name"))
-        return set_str(c->nnve_name, sizeof c->nnve_name, v);
+        return set_str(e->nnve_name, sizeof e->nnve_name, v);
     if (!strcmp(k, "nnve_port")) {
         char *end;
         unsigned long p = strtoul(v, &end, 10);
         if (*end || p < 1 || p > 65535)
             return -EINVAL;
-        c->nnve_port = (uint16_t)p;
+        e->nnve_port = (uint16_t)p;
         return 0;
     }
+    if (!strcmp(k, "nnve_identity"))
+        return set_str(e->nnve_identity, sizeof e->nnve_identity, v);
+    return -ENOENT;
+}
+
+void tnve_config_single_nnve(const struct tnve_config *c, struct tnve_config_nnve *e)
+{
+    memset(e, 0, sizeof *e);
+    snprintf(e->name, sizeof e->name, "nnve");
+    e->transport = c->transport;
+    memcpy(e->nnve_address, c->nnve_address, sizeof e->nnve_address);
+    e->nnve_port = c->nnve_port;
+    memcpy(e->l2_interface, c->l2_interface, sizeof e->l2_interface);
+    memcpy(e->nnve_mac, c->nnve_mac, 6);
+    e->nnve_mac_set = c->nnve_mac_set;
+    e->l2_vlan = c->l2_vlan;
+    e->l2_ethertype = c->l2_ethertype;
+    memcpy(e->l2_discovery_mac, c->l2_discovery_mac, 6);
+    memcpy(e->nnve_name, c->nnve_name, sizeof e->nnve_name);
+    memcpy(e->nnve_identity, c->nnve_identity, sizeof e->nnve_identity);
+}
+
+/* A top-level nNVE key: parsed on the single-nNVE entry, stored in the top-level fields. */
+static int top_nnve_key(struct tnve_config *c, const char *k, const char *v)
+{
+    struct tnve_config_nnve e;
+    tnve_config_single_nnve(c, &e);
+    int rc = nnve_key(&e, k, v);
+    if (rc < 0)
+        return rc;
+    c->transport = e.transport;
+    memcpy(c->nnve_address, e.nnve_address, sizeof c->nnve_address);
+    c->nnve_port = e.nnve_port;
+    memcpy(c->l2_interface, e.l2_interface, sizeof c->l2_interface);
+    memcpy(c->nnve_mac, e.nnve_mac, 6);
+    c->nnve_mac_set = e.nnve_mac_set;
+    c->l2_vlan = e.l2_vlan;
+    c->l2_ethertype = e.l2_ethertype;
+    memcpy(c->l2_discovery_mac, e.l2_discovery_mac, 6);
+    memcpy(c->nnve_name, e.nnve_name, sizeof c->nnve_name);
+    memcpy(c->nnve_identity, e.nnve_identity, sizeof c->nnve_identity);
+    return 0;
+}
+
+static int parse_mode(const char *v, enum tnve_mode *out)
+{
+    if (!strcmp(v, "active-standby"))
+        *out = TNVE_MODE_ACTIVE_STANDBY;
+    else if (!strcmp(v, "active-active"))
+        *out = TNVE_MODE_ACTIVE_ACTIVE;
+    else
+        return -EINVAL;
+    return 0;
+}
+
+const char *tnve_mode_name(enum tnve_mode m)
+{
+    return m == TNVE_MODE_ACTIVE_ACTIVE ? "active-active" : "active-standby";
+}
+
+enum tnve_mode tnve_config_vn_mode(const struct tnve_config *cfg, const struct tnve_vn *vn)
+{
+    for (unsigned i = 0; i < cfg->n_rules; i++) {
+        const struct tnve_map_rule *r = &cfg->rules[i];
+        if (r->mode != TNVE_MODE_UNSET &&
+            (tnve_vn_equal(&r->vn, vn) || tnve_vn_designates(vn, &r->vn) ||
+             tnve_vn_designates(&r->vn, vn)))
+            return r->mode;
+    }
+    return cfg->mode == TNVE_MODE_ACTIVE_ACTIVE ? TNVE_MODE_ACTIVE_ACTIVE
+                                                : TNVE_MODE_ACTIVE_STANDBY;
+}
+
+static int agent_key(struct tnve_config *c, const char *k, const char *v)
+{
+    uint32_t ms;
+    if (!strcmp(k, "libvirt_uri"))
+        return set_str(c->libvirt_uri, sizeof c->libvirt_uri, v);
+    if (!strcmp(k, "mode"))
+        return parse_mode(v, &c->mode);
     if (!strcmp(k, "cert"))
         return set_str(c->cert, sizeof c->cert, v);
     if (!strcmp(k, "key"))
         return set_str(c->key, sizeof c->key, v);
     if (!strcmp(k, "ca"))
         return set_str(c->ca, sizeof c->ca, v);
-    if (!strcmp(k, "nnve_identity"))
-        return set_str(c->nnve_identity, sizeof c->nnve_identity, v);
     if (!strcmp(k, "crl"))
         return set_str(c->crl, sizeof c->crl, v);
     if (!strcmp(k, "node_id"))
@@ -266,6 +354,8 @@ static int rule_key(struct tnve_map_rule *r, const char *k, const char *v)
         return tnve_vn_set_id(&r->vn, v);
     if (!strcmp(k, "vn_name"))
         return tnve_vn_set_name(&r->vn, v);
+    if (!strcmp(k, "mode"))
+        return parse_mode(v, &r->mode);
     return -ENOENT;
 }
 
@@ -276,7 +366,36 @@ static int ini_cb(void *user, const char *section, const char *name, const char 
     if (strcmp(section, st->section)) {
         snprintf(st->section, sizeof st->section, "%s", section);
         st->rule = NULL;
-        if (!strncmp(section, "map ", 4)) {
+        st->nnve = NULL;
+        if (!strncmp(section, "nnve ", 5)) {
+            const char *nn = section + 5;
+            while (*nn == ' ')
+                nn++;
+            if (st->top_nnve_keys) {
+                snprintf(st->err, sizeof st->err,
+                         "[%s] after single-nNVE keys (nnve_address, nnve_identity, ...): "
+                         "give every nNVE its own [nnve NAME] section",
+                         section);
+                return 0;
+            }
+            if (c->n_nnves >= TNVE_MAX_NNVES) {
+                snprintf(st->err, sizeof st->err, "too many [nnve] sections (max %d)",
+                         TNVE_MAX_NNVES);
+                return 0;
+            }
+            st->nnve = &c->nnves[c->n_nnves++];
+            nnve_defaults(st->nnve);
+            if (set_str(st->nnve->name, sizeof st->nnve->name, nn) || !*nn || strchr(nn, ' ')) {
+                snprintf(st->err, sizeof st->err, "bad nNVE name [%s]", section);
+                return 0;
+            }
+            for (unsigned i = 0; i + 1 < c->n_nnves; i++) {
+                if (!strcmp(c->nnves[i].name, nn)) {
+                    snprintf(st->err, sizeof st->err, "[nnve %s] given twice", nn);
+                    return 0;
+                }
+            }
+        } else if (!strncmp(section, "map ", 4)) {
             const char *rn = section + 4;
             while (*rn == ' ')
                 rn++;
@@ -296,6 +415,15 @@ static int ini_cb(void *user, const char *section, const char *name, const char 
             return 0;
         }
     }
+    if (st->nnve) {
+        int r = nnve_key(st->nnve, name, value);
+        if (r == -ENOENT)
+            snprintf(st->err, sizeof st->err, "unknown key '%s' in [nnve %s]", name,
+                     st->nnve->name);
+        else if (r < 0)
+            snprintf(st->err, sizeof st->err, "bad value for '%s': '%s'", name, value);
+        return r == 0;
+    }
     if (!st->rule) {
         /* snv_ini_parse refuses a key twice in one section; the top of the file and
          * [agent] are one section under two names. */
@@ -311,7 +439,18 @@ static int ini_cb(void *user, const char *section, const char *name, const char 
             snprintf(st->agent_keys + used, sizeof st->agent_keys - used, "%s%s\n",
                      used ? "" : "\n", name);
     }
-    int r = st->rule ? rule_key(st->rule, name, value) : agent_key(c, name, value);
+    int r = st->rule ? rule_key(st->rule, name, value) : top_nnve_key(c, name, value);
+    if (!st->rule && r != -ENOENT) {
+        if (c->n_nnves) {
+            snprintf(st->err, sizeof st->err,
+                     "'%s' is a single-nNVE key: with [nnve NAME] sections it belongs in one",
+                     name);
+            return 0;
+        }
+        st->top_nnve_keys++;
+    } else if (!st->rule) {
+        r = agent_key(c, name, value);
+    }
     if (r == -ENOENT) {
         snprintf(st->err, sizeof st->err, "unknown key '%s'", name);
         return 0;
@@ -343,7 +482,9 @@ int tnve_config_load(const char *path, struct tnve_config *cfg, char *err, size_
     }
     if (line != 0) {
         snprintf(err, errlen, "%s:%d: %s", path, line,
-                 st.err[0] ? st.err : ierr[0] ? ierr : "syntax error");
+                 st.err[0] ? st.err
+                 : ierr[0] ? ierr
+                           : "syntax error");
         return SNCP_E_CONFIG;
     }
     for (unsigned i = 0; i < cfg->n_rules; i++) {
@@ -362,6 +503,22 @@ int tnve_config_load(const char *path, struct tnve_config *cfg, char *err, size_
         snprintf(err, errlen, "%s: retry_max is below retry_min", path);
         return SNCP_E_CONFIG;
     }
+    for (unsigned i = 0; i < cfg->n_rules; i++) {
+        for (unsigned j = 0; j < i; j++) {
+            const struct tnve_map_rule *a = &cfg->rules[j], *b = &cfg->rules[i];
+            if (a->mode && b->mode && a->mode != b->mode &&
+                (tnve_vn_equal(&a->vn, &b->vn) || tnve_vn_designates(&a->vn, &b->vn) ||
+                 tnve_vn_designates(&b->vn, &a->vn))) {
+                snprintf(err, errlen, "%s: [map %s] and [map %s] give one VN two modes", path,
+                         a->name, b->name);
+                return SNCP_E_CONFIG;
+            }
+        }
+    }
+    if (!cfg->n_nnves) {
+        tnve_config_single_nnve(cfg, &cfg->nnves[0]);
+        cfg->n_nnves = 1;
+    }
     return 0;
 }
 
@@ -370,9 +527,65 @@ const char *tnve_transport_name(enum tnve_transport t)
     return t == TNVE_TRANSPORT_L2 ? "l2" : "tcp";
 }
 
+const char *tnve_config_nnve_l2_interface(const struct tnve_config *cfg,
+                                          const struct tnve_config_nnve *e)
+{
+    return e->l2_interface[0] ? e->l2_interface : cfg->uplink;
+}
+
 const char *tnve_config_l2_interface(const struct tnve_config *cfg)
 {
     return cfg->l2_interface[0] ? cfg->l2_interface : cfg->uplink;
+}
+
+/* The transport and identity keys of one nNVE.  0 or SNCP_E_CONFIG with err. */
+static int validate_nnve(const struct tnve_config *cfg, const struct tnve_config_nnve *e, int multi,
+                         char *err, size_t errlen)
+{
+    char where[96] = "";
+    if (multi)
+        snprintf(where, sizeof where, "[nnve %s]: ", e->name);
+    if (e->transport == TNVE_TRANSPORT_TCP) {
+        if (!e->nnve_address[0]) {
+            snprintf(err, errlen,
+                     "%sconfiguration key 'nnve_address' is required with "
+                     "transport = tcp",
+                     where);
+            return SNCP_E_CONFIG;
+        }
+        /* L2 keys in a TCP configuration are a mistake worth stopping for: the operator
+         * meant one transport and wrote the keys of the other. */
+        const char *l2_key = e->l2_interface[0] ? "l2_interface"
+                             : e->nnve_mac_set  ? "nnve_mac"
+                             : e->l2_vlan       ? "l2_vlan"
+                             : e->nnve_name[0]  ? "nnve_name"
+                                                : NULL;
+        if (l2_key) {
+            snprintf(err, errlen, "%s'%s' needs transport = l2 (transport is tcp)", where, l2_key);
+            return SNCP_E_CONFIG;
+        }
+    } else if (!e->l2_interface[0] && !cfg->uplink[0]) {
+        snprintf(err, errlen, "%stransport = l2 needs 'l2_interface' (or 'uplink')", where);
+        return SNCP_E_CONFIG;
+    } else if (e->nnve_address[0]) {
+        snprintf(err, errlen,
+                 "%s'nnve_address' needs transport = tcp (transport is l2; use "
+                 "nnve_mac, or leave it out for discovery)",
+                 where);
+        return SNCP_E_CONFIG;
+    }
+    /* Every hypervisor holds a certificate from the same CA: only the certificate identity
+     * tells the nNVE apart, over TCP (an address can be redirected) as over L2 (any host on
+     * the segment can answer the discovery or take the nNVE's MAC). */
+    if (!e->nnve_identity[0]) {
+        snprintf(err, errlen,
+                 "%sconfiguration key 'nnve_identity' is required (the switch certificate's "
+                 "name): without it any certificate of the CA, another hypervisor's "
+                 "included, is accepted as the nNVE",
+                 where);
+        return SNCP_E_CONFIG;
+    }
+    return 0;
 }
 
 int tnve_config_validate(const struct tnve_config *cfg, char *err, size_t errlen)
@@ -382,42 +595,24 @@ int tnve_config_validate(const struct tnve_config *cfg, char *err, size_t errlen
         snprintf(err, errlen, "configuration key '%s' is required", missing);
         return SNCP_E_CONFIG;
     }
-    if (cfg->transport == TNVE_TRANSPORT_TCP) {
-        if (!cfg->nnve_address[0]) {
-            snprintf(err, errlen,
-                     "configuration key 'nnve_address' is required with "
-                     "transport = tcp");
-            return SNCP_E_CONFIG;
-        }
-        /* L2 keys in a TCP configuration are a mistake worth stopping for: the operator
-         * meant one transport and wrote the keys of the other. */
-        const char *l2_key = cfg->l2_interface[0] ? "l2_interface"
-                             : cfg->nnve_mac_set  ? "nnve_mac"
-                             : cfg->l2_vlan       ? "l2_vlan"
-                             : cfg->nnve_name[0]  ? "nnve_name"
-                                                  : NULL;
-        if (l2_key) {
-            snprintf(err, errlen, "'%s' needs transport = l2 (transport is tcp)", l2_key);
-            return SNCP_E_CONFIG;
-        }
-    } else if (!tnve_config_l2_interface(cfg)[0]) {
-        snprintf(err, errlen, "transport = l2 needs 'l2_interface' (or 'uplink')");
-        return SNCP_E_CONFIG;
-    } else if (cfg->nnve_address[0]) {
-        snprintf(err, errlen,
-                 "'nnve_address' needs transport = tcp (transport is l2; use "
-                 "nnve_mac, or leave it out for discovery)");
-        return SNCP_E_CONFIG;
+    if (!cfg->n_nnves) {
+        struct tnve_config_nnve e;
+        tnve_config_single_nnve(cfg, &e);
+        return validate_nnve(cfg, &e, 0, err, errlen);
     }
-    /* Every hypervisor holds a certificate from the same CA: only the certificate identity
-     * tells the nNVE apart, over TCP (an address can be redirected) as over L2 (any host on
-     * the segment can answer the discovery or take the nNVE's MAC). */
-    if (!cfg->nnve_identity[0]) {
-        snprintf(err, errlen,
-                 "configuration key 'nnve_identity' is required (the switch certificate's "
-                 "name): without it any certificate of the CA, another hypervisor's "
-                 "included, is accepted as the nNVE");
-        return SNCP_E_CONFIG;
+    for (unsigned i = 0; i < cfg->n_nnves; i++) {
+        int rc = validate_nnve(cfg, &cfg->nnves[i], cfg->n_nnves > 1, err, errlen);
+        if (rc < 0)
+            return rc;
+        for (unsigned j = 0; j < i; j++) {
+            if (!strcmp(cfg->nnves[j].nnve_identity, cfg->nnves[i].nnve_identity)) {
+                snprintf(err, errlen,
+                         "[nnve %s] and [nnve %s] have the same nnve_identity: each switch "
+                         "of a pair has its own certificate",
+                         cfg->nnves[j].name, cfg->nnves[i].name);
+                return SNCP_E_CONFIG;
+            }
+        }
     }
     return 0;
 }

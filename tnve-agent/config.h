@@ -14,7 +14,14 @@
 #include "sncp-msg.h"
 #include "vn.h"
 
-enum { TNVE_CONFIG_STR = 256, TNVE_MAX_RULES = 256 };
+enum { TNVE_CONFIG_STR = 256, TNVE_MAX_RULES = 256, TNVE_MAX_NNVES = 4 };
+
+/* How the nNVEs of a dual-homed host serve a VN (RFC 8394 §4 Req-3, Req-4). */
+enum tnve_mode {
+    TNVE_MODE_UNSET = 0,       /* [map]: the host's mode */
+    TNVE_MODE_ACTIVE_STANDBY,  /* one nNVE (the active one) holds the VN's TSIs */
+    TNVE_MODE_ACTIVE_ACTIVE,   /* every nNVE holds them at the same time */
+};
 
 /* [map NAME]: a vNIC matches when every criterion given matches (network = the libvirt
  * network of a type='network' interface, portgroup = its source portgroup, bridge = the
@@ -26,12 +33,30 @@ struct tnve_map_rule {
     char portgroup[TNVE_CONFIG_STR];
     char bridge[64];
     struct tnve_vn vn;
+    enum tnve_mode mode; /* the VN's mode; UNSET: the host's */
 };
 
 /* How the agent reaches the nNVE. */
 enum tnve_transport {
     TNVE_TRANSPORT_TCP, /* TLS over TCP to nnve_address:nnve_port */
     TNVE_TRANSPORT_L2,  /* TLS over the SNCP Layer-2 channel on l2_interface */
+};
+
+/* One nNVE the agent keeps a session with: the single-nNVE keys at the top of the file,
+ * or one [nnve NAME] section each (the same key names). */
+struct tnve_config_nnve {
+    char name[64];                         /* section name; "nnve" for the top-level keys */
+    enum tnve_transport transport;
+    char nnve_address[TNVE_CONFIG_STR];
+    uint16_t nnve_port;
+    char l2_interface[64];
+    uint8_t nnve_mac[6];
+    int nnve_mac_set;
+    uint16_t l2_vlan;
+    uint16_t l2_ethertype;
+    uint8_t l2_discovery_mac[6];
+    char nnve_name[SNCP_L2_MAX_NAME_LEN + 1];
+    char nnve_identity[TNVE_CONFIG_STR];
 };
 
 struct tnve_config {
@@ -64,6 +89,11 @@ struct tnve_config {
     uint32_t request_timeout_ms;           /* default 10 s */
     uint32_t address_poll_ms;              /* default 30 s; 0 disables */
     unsigned address_sources;              /* bit set of 1 << VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_* */
+    enum tnve_mode mode;                   /* the host's mode, default active-standby */
+    /* The nNVEs in preference order: the [nnve NAME] sections, else one entry from the
+     * top-level keys above (filled by tnve_config_load). */
+    unsigned n_nnves;
+    struct tnve_config_nnve nnves[TNVE_MAX_NNVES];
     unsigned n_rules;
     struct tnve_map_rule rules[TNVE_MAX_RULES];
 };
@@ -81,6 +111,21 @@ int tnve_config_validate(const struct tnve_config *cfg, char *err, size_t errlen
 
 /* The interface the L2 channel runs on: l2_interface, else uplink ("" when neither). */
 const char *tnve_config_l2_interface(const struct tnve_config *cfg);
+
+/* The same for one nNVE of the list. */
+const char *tnve_config_nnve_l2_interface(const struct tnve_config *cfg,
+                                          const struct tnve_config_nnve *e);
+
+/* The single-nNVE entry the top-level keys make (name "nnve"). */
+void tnve_config_single_nnve(const struct tnve_config *cfg, struct tnve_config_nnve *e);
+
+/* "active-standby" / "active-active". */
+const char *tnve_mode_name(enum tnve_mode m);
+
+/* The mode of VN `vn` (a vNIC's form or the nNVE's catalogue entry): the mode of the first
+ * [map] section with a mode whose VN names the same VN (equal forms, or one designating
+ * the other), else the host's. */
+enum tnve_mode tnve_config_vn_mode(const struct tnve_config *cfg, const struct tnve_vn *vn);
 
 /* "tcp" / "l2". */
 const char *tnve_transport_name(enum tnve_transport t);

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "domxml.h"
+#include "dp-mux.h"
 #include "sncp-error.h"
 #include "snv-log.h"
 #include "virt-loop.h"
@@ -16,7 +17,82 @@ static void cmd_domains(struct snv_ctl_req *req, int argc, const char *const arg
     (void)argc;
     (void)argv;
     struct tnve_agent *a = aux;
-    snv_ctl_reply_ok(req, tnve_rec_domains_json(a->rec));
+    snv_ctl_reply_ok(req, tnve_rec_domains_json(a->homes[0].rec));
+}
+
+static const char *json_str(json_t *o, const char *key)
+{
+    const char *v = json_string_value(json_object_get(o, key));
+    return v ? v : "";
+}
+
+/* The key a TSI row is matched by across the nNVEs' reconcilers. */
+static void tsi_key(json_t *row, char *buf, size_t cap)
+{
+    json_t *id = json_object_get(row, "vn_id");
+    snprintf(buf, cap, "%s|%lld|%s", json_str(row, "tsi"),
+             json_is_integer(id) ? (long long)json_integer_value(id) : -1LL,
+             json_str(row, "vn_name"));
+}
+
+/* Several nNVEs: one row per TSI (the first nNVE's rows), its state at each nNVE under
+ * "nnves", the nNVEs that hold it in "served_by", and the top-level state, tag, pending
+ * and error of the nNVE that serves it (the active one first). */
+static json_t *tsis_merged(struct tnve_agent *a)
+{
+    json_t *per[TNVE_MAX_NNVES], *index[TNVE_MAX_NNVES];
+    for (unsigned i = 0; i < a->n_homes; i++) {
+        per[i] = tnve_rec_tsis_json(a->homes[i].rec);
+        index[i] = json_object();
+        size_t k;
+        json_t *row;
+        json_array_foreach(per[i], k, row)
+        {
+            char key[200];
+            tsi_key(row, key, sizeof key);
+            json_object_set(index[i], key, row);
+        }
+    }
+    json_t *out = json_array();
+    size_t k;
+    json_t *row;
+    json_array_foreach(per[0], k, row)
+    {
+        char key[200];
+        tsi_key(row, key, sizeof key);
+        json_t *nnves = json_object(), *served = json_array();
+        json_t *primary = NULL;
+        for (unsigned n = 0; n < a->n_homes; n++) {
+            unsigned i = n == 0 ? a->active : n <= a->active ? n - 1 : n;
+            json_t *r = json_object_get(index[i], key);
+            if (!r)
+                continue;
+            const char *name = a->homes[i].ncfg->name;
+            json_t *o = json_object();
+            const char *fields[] = {"desired", "acked", "tag", "pending", "error"};
+            for (size_t f = 0; f < sizeof fields / sizeof fields[0]; f++)
+                json_object_set(o, fields[f], json_object_get(r, fields[f]));
+            json_object_set_new(nnves, name, o);
+            if (strcmp(json_str(r, "acked"), "init"))
+                json_array_append_new(served, json_string(name));
+            if (!primary && strcmp(json_str(r, "desired"), "init"))
+                primary = r;
+        }
+        json_t *o = json_deep_copy(row);
+        if (primary) {
+            const char *fields[] = {"desired", "acked", "tag", "pending", "error", "failures"};
+            for (size_t f = 0; f < sizeof fields / sizeof fields[0]; f++)
+                json_object_set(o, fields[f], json_object_get(primary, fields[f]));
+        }
+        json_object_set_new(o, "served_by", served);
+        json_object_set_new(o, "nnves", nnves);
+        json_array_append_new(out, o);
+    }
+    for (unsigned i = 0; i < a->n_homes; i++) {
+        json_decref(per[i]);
+        json_decref(index[i]);
+    }
+    return out;
 }
 
 static void cmd_tsis(struct snv_ctl_req *req, int argc, const char *const argv[], void *aux)
@@ -24,7 +100,7 @@ static void cmd_tsis(struct snv_ctl_req *req, int argc, const char *const argv[]
     (void)argc;
     (void)argv;
     struct tnve_agent *a = aux;
-    snv_ctl_reply_ok(req, tnve_rec_tsis_json(a->rec));
+    snv_ctl_reply_ok(req, a->n_homes == 1 ? tnve_rec_tsis_json(a->homes[0].rec) : tsis_merged(a));
 }
 
 static void cmd_vns(struct snv_ctl_req *req, int argc, const char *const argv[], void *aux)
@@ -32,7 +108,40 @@ static void cmd_vns(struct snv_ctl_req *req, int argc, const char *const argv[],
     (void)argc;
     (void)argv;
     struct tnve_agent *a = aux;
-    snv_ctl_reply_ok(req, tnve_rec_vns_json(a->rec));
+    if (a->n_homes == 1) {
+        snv_ctl_reply_ok(req, tnve_rec_vns_json(a->homes[0].rec));
+        return;
+    }
+    /* one row per VN and nNVE */
+    json_t *out = json_array();
+    for (unsigned i = 0; i < a->n_homes; i++) {
+        json_t *rows = tnve_rec_vns_json(a->homes[i].rec);
+        size_t k;
+        json_t *row;
+        json_array_foreach(rows, k, row)
+        {
+            json_t *o = json_object();
+            json_object_set_new(o, "nnve", json_string(a->homes[i].ncfg->name));
+            json_object_update(o, row);
+            json_array_append_new(out, o);
+        }
+        json_decref(rows);
+    }
+    snv_ctl_reply_ok(req, out);
+}
+
+static json_t *home_session_json(struct tnve_agent *a, unsigned i)
+{
+    struct tnve_home *h = &a->homes[i];
+    json_t *o = json_object();
+    json_object_set_new(o, "name", json_string(h->ncfg->name));
+    json_object_set_new(o, "role", json_string(i == a->active ? "active" : "standby"));
+    json_t *n = tnve_nnve_json(h->nnve);
+    json_object_update(o, n);
+    json_decref(n);
+    json_object_set_new(o, "sync", json_string(tnve_rec_phase(h->rec)));
+    json_object_set_new(o, "activations", json_integer((json_int_t)h->activations));
+    return o;
 }
 
 static void cmd_session(struct snv_ctl_req *req, int argc, const char *const argv[], void *aux)
@@ -40,13 +149,39 @@ static void cmd_session(struct snv_ctl_req *req, int argc, const char *const arg
     (void)argc;
     (void)argv;
     struct tnve_agent *a = aux;
-    json_t *o = tnve_nnve_json(a->nnve);
-    json_object_set_new(o, "sync", json_string(tnve_rec_phase(a->rec)));
+    json_t *o = tnve_nnve_json(a->homes[0].nnve);
+    json_object_set_new(o, "sync", json_string(tnve_rec_phase(a->homes[0].rec)));
     json_t *lv = tnve_virt_json(a->virt);
     json_object_set(o, "libvirt", json_object_get(lv, "connected"));
     json_object_set(o, "libvirt_uri", json_object_get(lv, "uri"));
     json_decref(lv);
+    if (a->n_homes > 1) {
+        json_t *arr = json_array();
+        for (unsigned i = 0; i < a->n_homes; i++)
+            json_array_append_new(arr, home_session_json(a, i));
+        json_object_set_new(o, "nnves", arr);
+        json_object_set_new(o, "active", json_string(tnve_agent_active_name(a)));
+        json_object_set_new(o, "mode", json_string(tnve_mode_name(a->cfg->mode)));
+    }
     snv_ctl_reply_ok(req, o);
+}
+
+static void cmd_nnves(struct snv_ctl_req *req, int argc, const char *const argv[], void *aux)
+{
+    (void)argc;
+    (void)argv;
+    struct tnve_agent *a = aux;
+    json_t *arr = json_array();
+    for (unsigned i = 0; i < a->n_homes; i++) {
+        json_t *full = home_session_json(a, i), *o = json_object();
+        const char *keys[] = {"name",     "role",     "state",       "sync",      "nnve",
+                              "identity", "sessions", "activations", "last_error"};
+        for (size_t k = 0; k < sizeof keys / sizeof keys[0]; k++)
+            json_object_set(o, keys[k], json_object_get(full, keys[k]));
+        json_decref(full);
+        json_array_append_new(arr, o);
+    }
+    snv_ctl_reply_ok(req, arr);
 }
 
 static void cmd_counters(struct snv_ctl_req *req, int argc, const char *const argv[], void *aux)
@@ -54,7 +189,7 @@ static void cmd_counters(struct snv_ctl_req *req, int argc, const char *const ar
     (void)argc;
     (void)argv;
     struct tnve_agent *a = aux;
-    json_t *o = tnve_rec_counters_json(a->rec);
+    json_t *o = tnve_rec_counters_json(a->homes[0].rec);
     json_t *lv = tnve_virt_json(a->virt);
     const char *k;
     json_t *val;
@@ -65,10 +200,33 @@ static void cmd_counters(struct snv_ctl_req *req, int argc, const char *const ar
         json_object_set(o, key, val);
     }
     json_decref(lv);
-    json_t *nv = tnve_nnve_json(a->nnve);
+    json_t *nv = tnve_nnve_json(a->homes[0].nnve);
     json_object_set(o, "nnve_connects", json_object_get(nv, "connects"));
     json_object_set(o, "nnve_sessions", json_object_get(nv, "sessions"));
     json_decref(nv);
+    if (a->n_homes > 1) {
+        json_object_set_new(o, "failovers", json_integer((json_int_t)a->failovers));
+        json_object_set_new(o, "active_nnve", json_string(tnve_agent_active_name(a)));
+        json_object_set_new(o, "vn_tag_mismatches", json_integer((json_int_t)a->vn_tag_mismatches));
+        json_object_set_new(o, "vns_mismatched", json_integer(a->n_vn_mismatch));
+        json_t *mx = tnve_dp_mux_json(a->mux);
+        json_object_update(o, mx);
+        json_decref(mx);
+        json_t *arr = json_array();
+        for (unsigned i = 0; i < a->n_homes; i++) {
+            json_t *c = json_object();
+            json_object_set_new(c, "name", json_string(a->homes[i].ncfg->name));
+            json_t *rc = tnve_rec_counters_json(a->homes[i].rec);
+            json_object_update(c, rc);
+            json_decref(rc);
+            json_t *n = tnve_nnve_json(a->homes[i].nnve);
+            json_object_set(c, "nnve_connects", json_object_get(n, "connects"));
+            json_object_set(c, "nnve_sessions", json_object_get(n, "sessions"));
+            json_decref(n);
+            json_array_append_new(arr, c);
+        }
+        json_object_set_new(o, "nnves", arr);
+    }
     struct tnve_virt_loop_stats vs;
     tnve_virt_loop_get_stats(&vs);
     json_object_set_new(o, "evloop_watches", json_integer(vs.watches));
@@ -84,10 +242,34 @@ static void cmd_resync(struct snv_ctl_req *req, int argc, const char *const argv
     (void)argv;
     struct tnve_agent *a = aux;
     tnve_virt_resync(a->virt);
-    int rc = tnve_rec_resync(a->rec, uv_now(a->loop));
+    unsigned started = 0;
+    for (unsigned i = 0; i < a->n_homes; i++)
+        if (tnve_rec_resync(a->homes[i].rec, uv_now(a->loop)) == 0)
+            started++;
     json_t *o = json_object();
     json_object_set_new(o, "libvirt", json_string("re-listed"));
-    json_object_set_new(o, "nnve", json_string(rc == 0 ? "sync started" : "session not up"));
+    json_object_set_new(o, "nnve",
+                        json_string(started == a->n_homes ? "sync started"
+                                    : started             ? "sync started where up"
+                                                          : "session not up"));
+    snv_ctl_reply_ok(req, o);
+}
+
+static void cmd_activate(struct snv_ctl_req *req, int argc, const char *const argv[], void *aux)
+{
+    (void)argc;
+    struct tnve_agent *a = aux;
+    int rc = tnve_agent_activate(a, argv[0]);
+    if (rc == -ENOENT) {
+        snv_ctl_reply_error(req, SNV_CTL_NOT_FOUND, "no nNVE named '%s'", argv[0]);
+        return;
+    }
+    if (rc < 0) {
+        snv_ctl_reply_error(req, SNV_CTL_FAILED, "nNVE %s: session not up", argv[0]);
+        return;
+    }
+    json_t *o = json_object();
+    json_object_set_new(o, "active", json_string(tnve_agent_active_name(a)));
     snv_ctl_reply_ok(req, o);
 }
 
@@ -158,8 +340,9 @@ static void cmd_hook(struct snv_ctl_req *req, int argc, const char *const argv[]
     }
     size_t len = strlen(xml);
     if (len > TNVE_HOOK_XML_MAX) {
-        snv_ctl_reply_error(req, SNV_CTL_USAGE, "domain XML of %zu bytes exceeds the hook "
-                                                "limit of %d bytes",
+        snv_ctl_reply_error(req, SNV_CTL_USAGE,
+                            "domain XML of %zu bytes exceeds the hook "
+                            "limit of %d bytes",
                             len, TNVE_HOOK_XML_MAX);
         return;
     }
@@ -190,8 +373,7 @@ static void cmd_hook(struct snv_ctl_req *req, int argc, const char *const argv[]
         if (ms < wait_ms)
             wait_ms = ms;
     }
-    uint64_t now = uv_now(a->loop);
-    int rc = tnve_rec_prepare(a->rec, x, flags, now + wait_ms, prepare_done, req, now);
+    int rc = tnve_agent_prepare(a, x, flags, uv_now(a->loop) + wait_ms, prepare_done, req);
     free(x);
     if (rc < 0)
         snv_ctl_reply_error(req, SNV_CTL_FAILED, "cannot prepare domain %s: %s", domain,
@@ -211,11 +393,12 @@ int tnve_ctl_register(struct tnve_agent *a)
         {"session/show", "the nNVE session and the libvirt connection", 0, 0, cmd_session},
         {"counters/show", "counters", 0, 0, cmd_counters},
         {"resync", "re-list libvirt domains and resynchronise with the nNVE", 0, 0, cmd_resync},
-        {"latency/show", "[reset]: event-to-acknowledged latency (then reset)", 0, 1,
-         cmd_latency},
+        {"latency/show", "[reset]: event-to-acknowledged latency (then reset)", 0, 1, cmd_latency},
+        {"nnve/show", "the configured nNVEs: role, session, SYNC phase", 0, 0, cmd_nnves},
+        {"nnve/activate", "NAME: serve active-standby VNs by nNVE NAME (its session up)", 1, 1,
+         cmd_activate},
         {"hook/prepare", "OPERATION DOMAIN XML [WAIT_MS]: associate before libvirt starts DOMAIN",
-         3, 4,
-         cmd_hook},
+         3, 4, cmd_hook},
     };
     snv_ctl_server_set_line_max(a->ctl, TNVE_CTL_LINE_MAX); /* hook/prepare's domain XML */
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {

@@ -78,7 +78,17 @@ static const char usage_text[] =
     "  address_poll_interval how often running domains' IP addresses are read (30s; 0 off)\n"
     "  address_sources       lease, arp, agent (comma separated; lease,arp)\n"
     "  [map NAME]            a VN mapping rule: network = / portgroup = / bridge = (all\n"
-    "                        given must match) and vn_id = and/or vn_name =\n"
+    "                        given must match) and vn_id = and/or vn_name =; mode =\n"
+    "                        gives the VN's mode on a dual-homed host\n"
+    "Dual-homed host (a pair of top-of-rack switches, RFC 8394 Req-3/Req-4):\n"
+    "  [nnve NAME]           one section per nNVE, in preference order, instead of the\n"
+    "                        single-nNVE keys: transport, nnve_address, nnve_port,\n"
+    "                        l2_interface, nnve_mac, l2_vlan, l2_ethertype,\n"
+    "                        l2_discovery_mac, nnve_name, nnve_identity (required)\n"
+    "  mode                  active-standby (default: the active nNVE, the first one\n"
+    "                        up, serves the VN; the next takes over when its session\n"
+    "                        fails; no automatic failback) or active-active (every nNVE\n"
+    "                        serves it); per VN with mode = in its [map] section\n"
     "Durations take ms, s, m, h suffixes; a plain number is seconds.\n"
     "\n"
     "VN of a vNIC: the domain <metadata> element in namespace urn:splitnve:vn:1, e.g.\n"
@@ -228,33 +238,51 @@ int main(int argc, char **argv)
     }
     if (check_only) {
         printf("configuration OK: %s\n", config_path ? config_path : "(defaults)");
-        if (cfg->transport == TNVE_TRANSPORT_L2) {
-            char mac[SNCP_MAC_STRLEN] = "(discovery)", group[SNCP_MAC_STRLEN];
-            if (cfg->nnve_mac_set)
-                sncp_mac_format(cfg->nnve_mac, mac, sizeof mac);
-            sncp_mac_format(cfg->l2_discovery_mac, group, sizeof group);
-            printf("  transport=l2 l2_interface=%s nnve_mac=%s l2_vlan=%u l2_ethertype=0x%04x\n",
-                   tnve_config_l2_interface(cfg), mac, cfg->l2_vlan, cfg->l2_ethertype);
-            printf("  l2_discovery_mac=%s nnve_name=%s\n", group,
-                   cfg->nnve_name[0] ? cfg->nnve_name : "(any)");
-        } else {
-            printf("  transport=tcp nnve=%s:%u\n", cfg->nnve_address, cfg->nnve_port);
+        const struct tnve_config_nnve *list = cfg->nnves;
+        struct tnve_config_nnve single;
+        unsigned n_nnves = cfg->n_nnves;
+        if (!n_nnves) {
+            tnve_config_single_nnve(cfg, &single);
+            list = &single;
+            n_nnves = 1;
         }
-        printf("  libvirt_uri=%s identity=%s node_id=%s connect_timeout=%ums\n",
-               cfg->libvirt_uri, cfg->nnve_identity[0] ? cfg->nnve_identity : "(any)",
-               cfg->node_id, cfg->connect_timeout_ms);
+        for (unsigned i = 0; i < n_nnves; i++) {
+            const struct tnve_config_nnve *e = &list[i];
+            if (n_nnves > 1)
+                printf("  [nnve %s] identity=%s preference=%u\n", e->name, e->nnve_identity, i);
+            if (e->transport == TNVE_TRANSPORT_L2) {
+                char mac[SNCP_MAC_STRLEN] = "(discovery)", group[SNCP_MAC_STRLEN];
+                if (e->nnve_mac_set)
+                    sncp_mac_format(e->nnve_mac, mac, sizeof mac);
+                sncp_mac_format(e->l2_discovery_mac, group, sizeof group);
+                printf("  transport=l2 l2_interface=%s nnve_mac=%s l2_vlan=%u "
+                       "l2_ethertype=0x%04x\n",
+                       tnve_config_nnve_l2_interface(cfg, e), mac, e->l2_vlan, e->l2_ethertype);
+                printf("  l2_discovery_mac=%s nnve_name=%s\n", group,
+                       e->nnve_name[0] ? e->nnve_name : "(any)");
+            } else {
+                printf("  transport=tcp nnve=%s:%u\n", e->nnve_address, e->nnve_port);
+            }
+        }
+        if (n_nnves > 1)
+            printf("  mode=%s (per VN: [map] mode)\n", tnve_mode_name(cfg->mode));
+        printf("  libvirt_uri=%s identity=%s node_id=%s connect_timeout=%ums\n", cfg->libvirt_uri,
+               cfg->nnve_identity[0] ? cfg->nnve_identity : "(any)", cfg->node_id,
+               cfg->connect_timeout_ms);
         printf("  dataplane=%s uplink=%s state_dir=%s control_socket=%s\n", cfg->dataplane,
                cfg->uplink[0] ? cfg->uplink : "-", cfg->state_dir, cfg->control_socket);
         printf("  associate_on_define=%s hook_timeout=%ums retry=%u..%ums rules=%u\n",
-               cfg->associate_on_define ? "yes" : "no", cfg->hook_timeout_ms,
-               cfg->retry_min_ms, cfg->retry_max_ms, cfg->n_rules);
+               cfg->associate_on_define ? "yes" : "no", cfg->hook_timeout_ms, cfg->retry_min_ms,
+               cfg->retry_max_ms, cfg->n_rules);
         for (unsigned i = 0; i < cfg->n_rules; i++) {
             char vn[TNVE_VN_STRLEN];
             tnve_vn_format(&cfg->rules[i].vn, vn, sizeof vn);
-            printf("  [map %s] network=%s portgroup=%s bridge=%s -> vn %s\n",
+            printf("  [map %s] network=%s portgroup=%s bridge=%s -> vn %s%s%s\n",
                    cfg->rules[i].name, cfg->rules[i].network[0] ? cfg->rules[i].network : "*",
                    cfg->rules[i].portgroup[0] ? cfg->rules[i].portgroup : "*",
-                   cfg->rules[i].bridge[0] ? cfg->rules[i].bridge : "*", vn);
+                   cfg->rules[i].bridge[0] ? cfg->rules[i].bridge : "*", vn,
+                   cfg->rules[i].mode ? " mode=" : "",
+                   cfg->rules[i].mode ? tnve_mode_name(cfg->rules[i].mode) : "");
         }
         free(cfg);
         return 0;

@@ -222,6 +222,8 @@ static void schedule_reconnect(struct tnve_nnve *n)
     SNV_INFO("nnve", "reconnecting in %llu ms %s", (unsigned long long)d,
              target(n, where, sizeof where));
     uv_timer_start(&n->timer, timer_cb, d, 0);
+    if (n->cbs.failed)
+        n->cbs.failed(n->aux);
 }
 
 static void go_down(struct tnve_nnve *n)

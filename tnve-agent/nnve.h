@@ -50,6 +50,8 @@ struct tnve_nnve_cbs {
     void (*down)(void *aux);       /* the session is gone (before any CLOSED responses) */
     void (*request)(void *aux, const struct sncp_msg *req);
     void (*response)(void *aux, uint64_t cookie, const struct sncp_msg *rsp, int err);
+    /* A connection attempt or the session failed; a reconnect is scheduled.  May be NULL. */
+    void (*failed)(void *aux);
 };
 
 /* Loads the TLS context and starts connecting.  Returns 0 and *out, or SNCP_E_CONFIG with

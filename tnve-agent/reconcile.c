@@ -49,6 +49,7 @@ struct rec_vn {
     struct tnve_vn vn; /* the nNVE's catalogue entry once resolved, else the vNIC's form */
     int resolved;      /* vn is what the nNVE returned (PROTOCOL.md §4.4) */
     uint16_t tag;      /* last known local tag (0: none) */
+    int served;        /* ops->serves: this nNVE is to hold the VN's TSIs */
     int acked;         /* the nNVE confirmed our connection */
     int sync_needed, sync_tried;
     uint8_t out_type; /* outstanding request type, 0 = none */
@@ -193,7 +194,7 @@ static int session_usable(const struct tnve_rec *r)
 
 static enum sncp_tsi_state tsi_desired(const struct rec_tsi *t)
 {
-    if (!t->present || t->dom->removed)
+    if (!t->present || t->dom->removed || !t->vn->served)
         return SNCP_TSI_INIT;
     return t->dom->desired;
 }
@@ -330,6 +331,7 @@ static struct rec_vn *vn_get(struct tnve_rec *r, const struct tnve_vn *vn, int c
         return NULL;
     v->serial = ++r->next_serial;
     v->vn = *vn;
+    v->served = r->ops.serves ? r->ops.serves(r->aux, vn) != 0 : 1;
     v->next = r->vns;
     r->vns = v;
     r->st.vns++;
@@ -645,7 +647,7 @@ static void waiters_check(struct tnve_rec *r, uint64_t now)
         int pending = 0, err = 0;
         char reason[700] = "";
         for (struct rec_tsi *t = r->tsis; d && t; t = t->next) {
-            if (t->dom != d || !t->present)
+            if (t->dom != d || !t->present || !t->vn->served)
                 continue;
             if (t->acked == SNCP_TSI_INIT || t->sync_needed)
                 pending++;
@@ -1121,6 +1123,25 @@ int tnve_rec_prepare(struct tnve_rec *r, const struct tnve_domxml *x, uint16_t f
     return 0;
 }
 
+unsigned tnve_rec_prepare_cancel(struct tnve_rec *r, void *aux, int refused)
+{
+    unsigned n = 0;
+    struct rec_waiter **pw = &r->waiters;
+    while (*pw) {
+        struct rec_waiter *w = *pw;
+        if (w->aux != aux) {
+            pw = &w->next;
+            continue;
+        }
+        *pw = w->next;
+        if (refused)
+            dom_revert_prepare(r, w->uuid);
+        free(w);
+        n++;
+    }
+    return n;
+}
+
 /* A refused or timed-out hook: the domain goes back to its state before the hook (a domain
  * only the hook knew is forgotten), so nothing is retried for a start that did not happen. */
 static void dom_revert_prepare(struct tnve_rec *r, const uint8_t uuid[16])
@@ -1432,8 +1453,47 @@ static void collect(struct tnve_rec *r)
 
 static unsigned sync_finish(struct tnve_rec *r, int sweep);
 
+/* Re-reads ops->serves for every VN; a VN whose answer changed gets a prompt attempt for
+ * it and its TSIs (the change is a failover, not a failure).  Returns the count changed. */
+static unsigned serve_refresh(struct tnve_rec *r)
+{
+    if (!r->ops.serves)
+        return 0;
+    unsigned changed = 0;
+    for (struct rec_vn *v = r->vns; v; v = v->next) {
+        int s = r->ops.serves(r->aux, &v->vn) != 0;
+        if (s == v->served)
+            continue;
+        char vbuf[TNVE_VN_STRLEN];
+        SNV_INFO("rec", "vn %s here vn=%s", s ? "served" : "no longer served",
+                 vn_text(v, vbuf, sizeof vbuf));
+        v->served = s;
+        v->retry_at = 0;
+        v->failures = 0;
+        v->last_err = 0;
+        for (struct rec_tsi *t = r->tsis; t; t = t->next) {
+            if (t->vn != v)
+                continue;
+            t->retry_at = 0;
+            t->failures = 0;
+            t->last_err = 0;
+            t->flags = 0;
+        }
+        changed++;
+    }
+    return changed;
+}
+
+void tnve_rec_serve_changed(struct tnve_rec *r, uint64_t now)
+{
+    if (serve_refresh(r))
+        wake(r);
+    waiters_check(r, now);
+}
+
 uint64_t tnve_rec_run(struct tnve_rec *r, uint64_t now)
 {
+    serve_refresh(r);
     uint64_t next = UINT64_MAX;
     r->any_gone = 0;
     for (const struct rec_tsi *t = r->tsis; t && !r->any_gone; t = t->next)
@@ -2098,11 +2158,27 @@ json_t *tnve_rec_vns_json(const struct tnve_rec *r)
         json_object_set_new(o, "users", json_integer(vn_users(r, v)));
         json_object_set_new(o, "connected", json_boolean(v->acked));
         json_object_set_new(o, "tag", json_integer(v->tag));
+        json_object_set_new(o, "served", json_boolean(v->served));
         json_object_set_new(o, "pending", json_string(type_short(v->out_type)));
         json_object_set_new(o, "error", json_string(v->last_err ? v->last_reason : ""));
         json_array_append_new(a, o);
     }
     return a;
+}
+
+unsigned tnve_rec_vn_tags(const struct tnve_rec *r, struct tnve_rec_vn_tag *out, unsigned cap)
+{
+    unsigned n = 0;
+    for (const struct rec_vn *v = r->vns; v; v = v->next) {
+        if (!v->acked || !v->tag)
+            continue;
+        if (n < cap) {
+            out[n].vn = v->vn;
+            out[n].tag = v->tag;
+        }
+        n++;
+    }
+    return n;
 }
 
 json_t *tnve_rec_counters_json(const struct tnve_rec *r)

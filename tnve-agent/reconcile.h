@@ -45,6 +45,11 @@ struct tnve_rec_ops {
     /* A TSI reached the desired state set while the stamp `stamp` was current (see
      * tnve_rec_set_stamp): for event-to-acknowledged latency.  May be NULL. */
     void (*acked)(void *aux, uint64_t stamp);
+    /* Whether this reconciler's nNVE is to hold the TSIs of VN `vn` now (a dual-homed host:
+     * an active-standby VN is held by the active nNVE only).  The TSIs of a VN it does not
+     * serve are desired Init here, and a hook does not wait for them.  Asked again at every
+     * tnve_rec_run() and tnve_rec_serve_changed().  May be NULL: every VN is served. */
+    int (*serves)(void *aux, const struct tnve_vn *vn);
 };
 
 struct tnve_rec_config {
@@ -125,7 +130,18 @@ typedef void tnve_rec_prepare_cb(void *aux, int err, const char *reason);
 int tnve_rec_prepare(struct tnve_rec *r, const struct tnve_domxml *d, uint16_t flags,
                      uint64_t deadline, tnve_rec_prepare_cb *cb, void *aux, uint64_t now);
 
+/* Withdraws the hook requests made with `aux` without calling their callback (the hook
+ * was answered from another nNVE of a dual-homed host).  The domain keeps the desired state
+ * the hook gave it, unless `refused` (the start was refused elsewhere): then it goes back
+ * as after a refusal here.  Returns how many were withdrawn. */
+unsigned tnve_rec_prepare_cancel(struct tnve_rec *r, void *aux, int refused);
+
 /* ---- the SNCP session ---- */
+
+/* ops->serves answers differently now (the active nNVE changed): re-reads it for every VN
+ * and converges (TSIs of a VN no longer served are de-associated, newly served ones
+ * associated and activated, at once, without the previous failures' backoff). */
+void tnve_rec_serve_changed(struct tnve_rec *r, uint64_t now);
 
 /* What the reconciler may use towards the nNVE. */
 #define TNVE_REC_CAPS_ALL SNCP_CAPS_IMPLEMENTED
@@ -157,8 +173,15 @@ const char *tnve_rec_phase(const struct tnve_rec *r);
 json_t *tnve_rec_tsis_json(const struct tnve_rec *r);
 /* Every domain: name, uuid, state, desired, vnics, tsis, unmapped.  New reference. */
 json_t *tnve_rec_domains_json(const struct tnve_rec *r);
-/* Every VN: vn_id, vn_name, desired users, connected, tag.  New reference. */
+/* Every VN: vn_id, vn_name, desired users, connected, tag, served.  New reference. */
 json_t *tnve_rec_vns_json(const struct tnve_rec *r);
+/* The VNs connected at the nNVE (acknowledged) and their local tags: at most cap written
+ * to out; returns how many there are. */
+struct tnve_rec_vn_tag {
+    struct tnve_vn vn;
+    uint16_t tag;
+};
+unsigned tnve_rec_vn_tags(const struct tnve_rec *r, struct tnve_rec_vn_tag *out, unsigned cap);
 /* Counters object.  New reference. */
 json_t *tnve_rec_counters_json(const struct tnve_rec *r);
 

@@ -28,12 +28,19 @@ static const char help_text[] =
     "                        state, state acknowledged by the nNVE, local tag, port, pending\n"
     "                        request, failures, last error (its VN's if refused), the VN\n"
     "                        it is leaving (previous_vn), addresses\n"
+    "                        (with several nNVEs: the serving nNVE's state, served_by and\n"
+    "                        the state at each nNVE under nnves)\n"
     "  show vns              VNs: users on this host, connected, tag\n"
     "  show session          the nNVE session (state, transport, nNVE address or, over\n"
     "                        L2, interface and nNVE MAC, identity, hold time, SYNC phase)\n"
     "                        and the libvirt connection; \"show status\" is the same\n"
     "  show counters         counters of every module\n"
+    "  show nnves            one row per configured nNVE: name, role (active/standby),\n"
+    "                        session state, SYNC phase, address, identity, sessions\n"
     "  resync                re-list libvirt domains and run a full SYNC with the nNVE\n"
+    "                        (with several nNVEs: with each one whose session is up)\n"
+    "  nnve activate NAME    dual-homed host: nNVE NAME (its session up) serves the\n"
+    "                        active-standby VNs from now on (the failback, by hand)\n"
     "  hook OPERATION DOMAIN [SUBOP [EXTRA]]\n"
     "                        for the libvirt hook: reads the domain XML on stdin; for\n"
     "                        OPERATION prepare (start) and migrate (incoming migration) asks\n"
@@ -63,6 +70,8 @@ static const struct snv_ctl_word_map words[] = {
     {"show status", "session/show"},
     {"show counters", "counters/show"},
     {"resync", "resync"},
+    {"show nnves", "nnve/show"},
+    {"nnve activate", "nnve/activate"},
     {NULL, NULL},
 };
 

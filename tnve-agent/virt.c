@@ -69,7 +69,8 @@ struct tnve_virt {
     uv_loop_t *loop;
     struct tnve_virt_config cfg;
     char *uri;
-    struct tnve_rec *rec;
+    struct tnve_rec *recs[TNVE_MAX_NNVES]; /* one per nNVE, each told every change */
+    unsigned n_recs;
     virConnectPtr conn;
     int cb_ids[4];
     int close_registered;
@@ -91,6 +92,79 @@ struct tnve_virt {
     uint64_t current_event_time;
     char last_error[256];
 };
+
+/* ---------------------------------------------------------------- the reconcilers
+ * Every nNVE's reconciler holds the whole desired state; each decides what its nNVE
+ * serves.  A domain is busy while any of them holds a hook request for it. */
+
+static int recs_domain_effect(struct tnve_virt *v, const uint8_t uuid[16], enum tnve_effect e,
+                              uint16_t flags, const char *state, uint64_t now)
+{
+    int rc = 0;
+    for (unsigned i = 0; i < v->n_recs; i++) {
+        int r = tnve_rec_domain_effect(v->recs[i], uuid, e, flags, state, now);
+        if (i == 0)
+            rc = r;
+    }
+    return rc;
+}
+
+static int recs_domain_update(struct tnve_virt *v, const struct tnve_domxml *x, enum tnve_effect e,
+                              uint16_t flags, const char *state, uint64_t now)
+{
+    int rc = 0;
+    for (unsigned i = 0; i < v->n_recs; i++) {
+        int r = tnve_rec_domain_update(v->recs[i], x, e, flags, state, now);
+        if (r < 0 && !rc)
+            rc = r;
+    }
+    return rc;
+}
+
+static int recs_domain_known(struct tnve_virt *v, const uint8_t uuid[16])
+{
+    return tnve_rec_domain_known(v->recs[0], uuid);
+}
+
+static int recs_domain_busy(struct tnve_virt *v, const uint8_t uuid[16])
+{
+    for (unsigned i = 0; i < v->n_recs; i++)
+        if (tnve_rec_domain_busy(v->recs[i], uuid))
+            return 1;
+    return 0;
+}
+
+static void recs_set_stamp(struct tnve_virt *v, uint64_t stamp)
+{
+    for (unsigned i = 0; i < v->n_recs; i++)
+        tnve_rec_set_stamp(v->recs[i], stamp);
+}
+
+static void recs_domain_remove(struct tnve_virt *v, const uint8_t uuid[16], uint16_t flags,
+                               uint64_t now)
+{
+    for (unsigned i = 0; i < v->n_recs; i++)
+        tnve_rec_domain_remove(v->recs[i], uuid, flags, now);
+}
+
+static void recs_inventory_begin(struct tnve_virt *v)
+{
+    for (unsigned i = 0; i < v->n_recs; i++)
+        tnve_rec_inventory_begin(v->recs[i]);
+}
+
+static void recs_inventory_end(struct tnve_virt *v, uint64_t now)
+{
+    for (unsigned i = 0; i < v->n_recs; i++)
+        tnve_rec_inventory_end(v->recs[i], now);
+}
+
+static void recs_set_addresses(struct tnve_virt *v, const uint8_t uuid[16], const uint8_t mac[6],
+                               const struct sncp_addr *addrs, unsigned n, uint64_t now)
+{
+    for (unsigned i = 0; i < v->n_recs; i++)
+        tnve_rec_set_addresses(v->recs[i], uuid, mac, addrs, n, now);
+}
 
 static void virt_connect(struct tnve_virt *v);
 static void virt_list(struct tnve_virt *v);
@@ -130,7 +204,7 @@ static void take_xml(struct tnve_virt *v, const uint8_t uuid[16], const char *na
     if (!xml) {
         v->xml_errors++;
         SNV_WARN("virt", "cannot read domain XML domain=%s err=%s", name, why);
-        tnve_rec_domain_effect(v->rec, uuid, effect, flags, what, now);
+        recs_domain_effect(v, uuid, effect, flags, what, now);
         return;
     }
     struct tnve_domxml *x = malloc(sizeof *x);
@@ -140,10 +214,10 @@ static void take_xml(struct tnve_virt *v, const uint8_t uuid[16], const char *na
     if (tnve_domxml_parse(xml, strlen(xml), x, err, sizeof err) < 0) {
         v->xml_errors++;
         SNV_WARN("virt", "domain XML rejected domain=%s err=%s", name, err);
-        tnve_rec_domain_effect(v->rec, uuid, effect, flags, what, now);
+        recs_domain_effect(v, uuid, effect, flags, what, now);
     } else {
         tnve_domxml_resolve(x, v->cfg.rules, v->cfg.n_rules);
-        tnve_rec_domain_update(v->rec, x, effect, flags, what, now);
+        recs_domain_update(v, x, effect, flags, what, now);
     }
     free(x);
 }
@@ -157,7 +231,7 @@ static int refresh(struct tnve_virt *v, virDomainPtr dom, const struct tnve_even
     uint8_t uuid[16];
     if (virDomainGetUUID(dom, uuid) < 0)
         return 0;
-    int known = tnve_rec_domain_known(v->rec, uuid);
+    int known = recs_domain_known(v, uuid);
     enum tnve_effect effect = listing ? TNVE_EFFECT_NONE : a->effect;
     uint16_t flags = listing ? 0 : a->flags;
     const char *what = listing ? "listed" : a->name;
@@ -177,7 +251,7 @@ static int refresh(struct tnve_virt *v, virDomainPtr dom, const struct tnve_even
     }
     uint64_t now = now_ms(v);
     if (!need_xml) {
-        if (tnve_rec_domain_effect(v->rec, uuid, effect, flags, what, now) == 0)
+        if (recs_domain_effect(v, uuid, effect, flags, what, now) == 0)
             return 0;
     }
     char *xml = virDomainGetXMLDesc(dom, 0);
@@ -342,13 +416,13 @@ static void event_apply(struct tnve_virt *v, const struct virt_event *e, const s
     char us[40];
     sncp_uuid_format(e->uuid, us, sizeof us);
     v->current_event_time = e->received;
-    tnve_rec_set_stamp(v->rec, e->received_ns);
+    recs_set_stamp(v, e->received_ns);
     if (!j) {
-        tnve_rec_domain_effect(v->rec, e->uuid, a->effect, a->flags, a->name, now);
+        recs_domain_effect(v, e->uuid, a->effect, a->flags, a->name, now);
     } else if (j->gone) {
         /* Gone (undefined, or a transient domain that stopped). */
         SNV_INFO("virt", "domain gone domain=%s uuid=%s", e->name, us);
-        tnve_rec_domain_remove(v->rec, e->uuid, a->flags, now);
+        recs_domain_remove(v, e->uuid, a->flags, now);
     } else if (j->want_state && !j->state_ok) {
         SNV_WARN("virt", "cannot read domain state domain=%s err=%s", e->name, j->err);
     } else {
@@ -358,10 +432,10 @@ static void event_apply(struct tnve_virt *v, const struct virt_event *e, const s
         if (j->want_state)
             effect = tnve_event_effect_for_state(j->state, j->reason, 1, NULL);
         if (v->reading_need_xml ||
-            tnve_rec_domain_effect(v->rec, e->uuid, effect, a->flags, a->name, now) != 0)
+            recs_domain_effect(v, e->uuid, effect, a->flags, a->name, now) != 0)
             take_xml(v, e->uuid, e->name, j->xml, j->err, effect, a->flags, a->name, now);
     }
-    tnve_rec_set_stamp(v->rec, 0);
+    recs_set_stamp(v, 0);
     v->current_event_time = 0;
 }
 
@@ -386,10 +460,10 @@ static int event_start(struct tnve_virt *v, struct virt_event *e)
     if (!a)
         return 0;
     int need_state = a->effect == TNVE_EFFECT_INACTIVE || a->effect == TNVE_EFFECT_UNDEFINE;
-    int need_xml = a->refresh || !tnve_rec_domain_known(v->rec, e->uuid);
+    int need_xml = a->refresh || !recs_domain_known(v, e->uuid);
     if (!need_state && !need_xml) {
         /* no libvirt call needed, unless the reconciler wants the domain's XML */
-        if (tnve_rec_domain_effect(v->rec, e->uuid, a->effect, a->flags, a->name, now_ms(v)) == 0)
+        if (recs_domain_effect(v, e->uuid, a->effect, a->flags, a->name, now_ms(v)) == 0)
             return 0;
         need_xml = 1;
     }
@@ -447,12 +521,12 @@ static void process_event_here(struct tnve_virt *v, const struct virt_event *e)
     char us[40];
     sncp_uuid_format(e->uuid, us, sizeof us);
     v->current_event_time = e->received;
-    tnve_rec_set_stamp(v->rec, e->received_ns);
+    recs_set_stamp(v, e->received_ns);
     if (refresh(v, e->dom, a, 0)) {
         SNV_INFO("virt", "domain gone domain=%s uuid=%s", e->name, us);
-        tnve_rec_domain_remove(v->rec, e->uuid, a->flags, now_ms(v));
+        recs_domain_remove(v, e->uuid, a->flags, now_ms(v));
     }
-    tnve_rec_set_stamp(v->rec, 0);
+    recs_set_stamp(v, 0);
     v->current_event_time = 0;
 }
 
@@ -472,7 +546,7 @@ static void work_cb(uv_timer_t *t)
     while (*pe) {
         struct virt_event *e = *pe;
         /* libvirt holds a domain whose hook we are answering: leave its events queued. */
-        if (tnve_rec_domain_busy(v->rec, e->uuid)) {
+        if (recs_domain_busy(v, e->uuid)) {
             prev = e;
             pe = &e->next;
             continue;
@@ -574,12 +648,12 @@ static void virt_list(struct tnve_virt *v)
         return;
     }
     v->listings++;
-    tnve_rec_inventory_begin(v->rec);
+    recs_inventory_begin(v);
     for (int i = 0; i < n; i++) {
         uint8_t uuid[16];
-        if (virDomainGetUUID(doms[i], uuid) == 0 && tnve_rec_domain_busy(v->rec, uuid)) {
+        if (virDomainGetUUID(doms[i], uuid) == 0 && recs_domain_busy(v, uuid)) {
             /* answered by the hook right now: keep it as it is */
-            tnve_rec_domain_effect(v->rec, uuid, TNVE_EFFECT_NONE, 0, NULL, now_ms(v));
+            recs_domain_effect(v, uuid, TNVE_EFFECT_NONE, 0, NULL, now_ms(v));
         } else {
             refresh(v, doms[i], NULL, 1);
             /* addresses before the SYNC re-announces the domain */
@@ -589,7 +663,7 @@ static void virt_list(struct tnve_virt *v)
         virDomainFree(doms[i]);
     }
     free(doms);
-    tnve_rec_inventory_end(v->rec, now_ms(v));
+    recs_inventory_end(v, now_ms(v));
     SNV_INFO("virt", "listed domains count=%d uri=%s", n, v->cfg.uri);
 }
 
@@ -784,7 +858,7 @@ static void poll_domain(struct tnve_virt *v, const uint8_t uuid[16])
         free(ifs);
     }
     for (unsigned k = 0; k < n_macs; k++)
-        tnve_rec_set_addresses(v->rec, uuid, macs[k].mac, macs[k].addrs, macs[k].n, now_ms(v));
+        recs_set_addresses(v, uuid, macs[k].mac, macs[k].addrs, macs[k].n, now_ms(v));
     free(macs);
     virDomainFree(dom);
 }
@@ -797,18 +871,20 @@ static void poll_cb(uv_timer_t *t)
     uint8_t(*uuids)[16] = calloc(VIRT_MAX_POLL, 16);
     if (!uuids)
         return;
-    unsigned n = tnve_rec_active_domains(v->rec, uuids, VIRT_MAX_POLL);
+    unsigned n = tnve_rec_active_domains(v->recs[0], uuids, VIRT_MAX_POLL);
     for (unsigned i = 0; i < n; i++)
-        if (!tnve_rec_domain_busy(v->rec, uuids[i]))
+        if (!recs_domain_busy(v, uuids[i]))
             poll_domain(v, uuids[i]);
     free(uuids);
 }
 
 /* ---------------------------------------------------------------- public */
 
-int tnve_virt_create(uv_loop_t *loop, const struct tnve_virt_config *cfg, struct tnve_rec *rec,
-                     struct tnve_virt **out)
+int tnve_virt_create(uv_loop_t *loop, const struct tnve_virt_config *cfg,
+                     struct tnve_rec *const *recs, unsigned n_recs, struct tnve_virt **out)
 {
+    if (!n_recs || n_recs > TNVE_MAX_NNVES)
+        return -EINVAL;
     struct tnve_virt *v = calloc(1, sizeof *v);
     if (!v)
         return -ENOMEM;
@@ -824,7 +900,8 @@ int tnve_virt_create(uv_loop_t *loop, const struct tnve_virt_config *cfg, struct
         v->cfg.retry_min_ms = 500;
     if (v->cfg.retry_max_ms < v->cfg.retry_min_ms)
         v->cfg.retry_max_ms = v->cfg.retry_min_ms;
-    v->rec = rec;
+    memcpy(v->recs, recs, n_recs * sizeof *recs);
+    v->n_recs = n_recs;
     v->rng = (uint32_t)uv_hrtime() | 1;
     for (int i = 0; i < 4; i++)
         v->cb_ids[i] = -1;
@@ -890,11 +967,11 @@ void tnve_virt_resync(struct tnve_virt *v)
 
 void tnve_virt_refresh_domain(struct tnve_virt *v, const uint8_t uuid[16])
 {
-    if (!v->conn || v->lost || v->destroying || tnve_rec_domain_busy(v->rec, uuid))
+    if (!v->conn || v->lost || v->destroying || recs_domain_busy(v, uuid))
         return;
     virDomainPtr dom = virDomainLookupByUUID(v->conn, uuid);
     if (!dom || refresh(v, dom, NULL, 1)) {
-        tnve_rec_domain_remove(v->rec, uuid, 0, now_ms(v));
+        recs_domain_remove(v, uuid, 0, now_ms(v));
         if (dom)
             virDomainFree(dom);
         return;

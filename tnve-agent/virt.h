@@ -33,9 +33,11 @@ struct tnve_virt_config {
 };
 
 /* Registers nothing with libvirt by itself: tnve_virt_loop_init() must have run.  Starts
- * connecting at once (a failure schedules a retry).  Returns 0 and *out, or -ENOMEM. */
-int tnve_virt_create(uv_loop_t *loop, const struct tnve_virt_config *cfg, struct tnve_rec *rec,
-                     struct tnve_virt **out);
+ * connecting at once (a failure schedules a retry).  Every desired-state change goes to
+ * each of the n_recs reconcilers (one per nNVE; 1..TNVE_MAX_NNVES).  Returns 0 and *out,
+ * -EINVAL or -ENOMEM. */
+int tnve_virt_create(uv_loop_t *loop, const struct tnve_virt_config *cfg,
+                     struct tnve_rec *const *recs, unsigned n_recs, struct tnve_virt **out);
 /* Closes the libvirt connection and the handles; the struct is freed from the last close
  * callback.  Run the loop afterwards.  Accepts NULL. */
 void tnve_virt_destroy(struct tnve_virt *v);

@@ -50,6 +50,7 @@ cleanup() {
     [ ${#LIBVIRTD_PIDS[@]} -gt 0 ] && sleep 0.1
     for p in "${LIBVIRTD_PIDS[@]}"; do kill -KILL "$p" 2>/dev/null; done
     [ -n "$AGENT_PID" ] && stop_pid "$AGENT_PID"
+    for p in "${SW_PID[@]}" "${SW_HOLD_PID[@]}"; do [ -n "$p" ] && stop_pid "$p"; done
     [ -n "$KEEPER_PID" ] && kill -KILL "$KEEPER_PID" 2>/dev/null
     [ -n "$NNVE_PID" ] && stop_pid "$NNVE_PID"
     [ -n "$LISTEN_PID" ] && stop_pid "$LISTEN_PID"
@@ -171,9 +172,10 @@ CONF
         "tail -n +$((before + 1)) '$T/nnve.log' | grep -q 'listening addr=127.0.0.1 port=$NNVE_PORT socket=passed'"
 }
 
-# agent_conf_common NAME DIR URI: the keys every test agent shares (certificate and node_id
-# NAME, state_dir and control socket under DIR, libvirt at URI, short retry and keepalive
-# times); the caller adds the transport keys and any [map] sections.
+# agent_conf_common NAME DIR URI [pair]: the keys every test agent shares (certificate and
+# node_id NAME, state_dir and control socket under DIR, libvirt at URI, short retry and
+# keepalive times); the caller adds the transport keys and any [map] sections.  With
+# "pair" the nNVE identities are left to the [nnve] sections (agent_pair_conf).
 agent_conf_common() {
     local name=$1 d=$2 uri=$3
     mkdir -p "$d/astate"
@@ -182,7 +184,7 @@ libvirt_uri = $uri
 cert = $T/pki/$name.crt
 key = $T/pki/$name.key
 ca = $T/pki/ca.crt
-nnve_identity = nnve1
+$([ "${4:-}" = pair ] || echo "nnve_identity = nnve1")
 node_id = $name
 state_dir = $d/astate
 control_socket = $d/agent.ctl
@@ -212,6 +214,67 @@ CONF
     "$B/bin/tnve-agent" -c "$T/agent.conf" >>"$T/agent.log" 2>&1 &
     AGENT_PID=$!
     wait_for "agent control socket" 10 test -S "$T/agent.ctl"
+}
+
+# A pair of switches (dual-homing tests): nnve-daemon swN with certificate nnveN, the none
+# backend with its journal $T/nN/journal, control socket $T/nN/ctl, log $T/nN.log, on a
+# port held for the whole test (SW_PORT[N]; a restart is at the same address).  The caller
+# gives the rest of [global] in SW_GLOBAL and the other sections in SW_SECTIONS.  Stopped
+# at exit.
+declare -A SW_PID=() SW_HOLD_PID=() SW_PORT=()
+SW_GLOBAL= SW_SECTIONS=
+sw_hold_port() {
+    local n=$1
+    mkdir -p "$T/n$n/state"
+    "$B/tests/tools/listen-socket" hold 127.0.0.1 "$T/n$n/listen.sock" >"$T/n$n/port" 2>>"$T/n$n.log" &
+    SW_HOLD_PID[$n]=$!
+    wait_for "listen-socket of sw$n" 10 test -s "$T/n$n/port"
+    SW_PORT[$n]=$(cat "$T/n$n/port")
+}
+sw_start() {
+    local n=$1 before
+    [ -n "${SW_PORT[$n]:-}" ] || sw_hold_port "$n"
+    cat >"$T/n$n/nnve.conf" <<CONF
+[global]
+listen = 127.0.0.1:${SW_PORT[$n]}
+cert = $T/pki/nnve$n.crt
+key = $T/pki/nnve$n.key
+ca = $T/pki/ca.crt
+state_dir = $T/n$n/state
+control_socket = $T/n$n/ctl
+backend = none
+dataplane_journal = $T/n$n/journal
+sync = full
+$SW_GLOBAL
+
+$SW_SECTIONS
+CONF
+    before=$(wc -l <"$T/n$n.log" 2>/dev/null || echo 0)
+    "$B/tests/tools/listen-socket" run "$T/n$n/listen.sock" "$B/bin/nnve-daemon" -c "$T/n$n/nnve.conf" >>"$T/n$n.log" 2>&1 &
+    SW_PID[$n]=$!
+    wait_for "sw$n listens on the passed socket" 30 sh -c \
+        "tail -n +$((before + 1)) '$T/n$n.log' | grep -q 'listening addr=127.0.0.1 port=${SW_PORT[$n]} socket=passed'"
+}
+# sw_kill N: kill -9 of swN (its port stays held).
+sw_kill() {
+    {
+        kill -KILL "${SW_PID[$1]}"
+        wait "${SW_PID[$1]}"
+    } 2>/dev/null
+    SW_PID[$1]=
+}
+swctl() {
+    local n=$1
+    shift
+    "$B/bin/nnvectl" -s "$T/n$n/ctl" "$@"
+}
+# agent_pair_conf N1 N2: the [nnve swN] sections of an agent of the pair.
+agent_pair_conf() {
+    local n
+    for n in "$@"; do
+        printf '[nnve sw%s]\nnnve_address = 127.0.0.1\nnnve_port = %s\nnnve_identity = nnve%s\n\n' \
+            "$n" "${SW_PORT[$n]}" "$n"
+    done
 }
 
 # virsh_c ARGS: one virsh command line against the test's libvirtd.  `managedsave DOMAIN`

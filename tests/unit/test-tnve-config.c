@@ -222,6 +222,110 @@ START_TEST(test_strict_lines)
 }
 END_TEST
 
+/* [nnve NAME] sections: a list of nNVEs in file order; single-nNVE keys make a list of one
+ * named "nnve"; mixing both, a duplicate name or identity, an unknown key: refused. */
+START_TEST(test_nnve_sections)
+{
+    struct tnve_config *c = malloc(sizeof *c);
+    char err[512];
+    char text[2048];
+    snprintf(text, sizeof text, "%snnve_address = 192.0.2.1\nnnve_identity = nnve1\n", CERTS);
+    ck_assert_int_eq(load(c, text, err, sizeof err), 0);
+    ck_assert_uint_eq(c->n_nnves, 1);
+    ck_assert_str_eq(c->nnves[0].name, "nnve");
+    ck_assert_str_eq(c->nnves[0].nnve_address, "192.0.2.1");
+    ck_assert_str_eq(c->nnves[0].nnve_identity, "nnve1");
+    ck_assert_uint_eq(c->nnves[0].nnve_port, 8394);
+    ck_assert_int_eq(tnve_config_validate(c, err, sizeof err), 0);
+
+    snprintf(text, sizeof text,
+             "%smode = active-active\n[nnve sw1]\nnnve_address = 192.0.2.1\nnnve_port = 9000\n"
+             "nnve_identity = nnve1\n[nnve sw2]\ntransport = l2\nl2_interface = eth1\n"
+             "nnve_identity = nnve2\n",
+             CERTS);
+    ck_assert_int_eq(load(c, text, err, sizeof err), 0);
+    ck_assert_uint_eq(c->n_nnves, 2);
+    ck_assert_str_eq(c->nnves[0].name, "sw1");
+    ck_assert_uint_eq(c->nnves[0].nnve_port, 9000);
+    ck_assert_str_eq(c->nnves[1].name, "sw2");
+    ck_assert_int_eq(c->nnves[1].transport, TNVE_TRANSPORT_L2);
+    ck_assert_uint_eq(c->nnves[1].l2_ethertype, 0x88B5);
+    ck_assert_int_eq(c->mode, TNVE_MODE_ACTIVE_ACTIVE);
+    ck_assert_int_eq(tnve_config_validate(c, err, sizeof err), 0);
+
+    /* single-nNVE keys before or after the sections */
+    snprintf(text, sizeof text, "%snnve_identity = x\n[nnve sw1]\nnnve_address = a\n", CERTS);
+    ck_assert_int_eq(load(c, text, err, sizeof err), SNCP_E_CONFIG);
+    ck_assert_ptr_nonnull(strstr(err, ":6: [nnve sw1] after single-nNVE keys"));
+    snprintf(text, sizeof text, "%s[nnve sw1]\nnnve_address = a\n[agent]\nnnve_port = 1\n", CERTS);
+    ck_assert_int_eq(load(c, text, err, sizeof err), SNCP_E_CONFIG);
+    ck_assert_ptr_nonnull(strstr(err, ":7: 'nnve_port' is a single-nNVE key"));
+    /* a key that is not an nNVE's */
+    snprintf(text, sizeof text, "%s[nnve sw1]\ncert = /x\n", CERTS);
+    ck_assert_int_eq(load(c, text, err, sizeof err), SNCP_E_CONFIG);
+    ck_assert_ptr_nonnull(strstr(err, ":5: unknown key 'cert' in [nnve sw1]"));
+    /* the same name twice, the same identity twice, an identity missing */
+    snprintf(text, sizeof text, "%s[nnve sw1]\nnnve_address = a\n[nnve sw1]\nnnve_port = 2\n",
+             CERTS);
+    ck_assert_int_eq(load(c, text, err, sizeof err), SNCP_E_CONFIG);
+    snprintf(text, sizeof text,
+             "%s[nnve sw1]\nnnve_address = a\nnnve_identity = n\n[nnve sw2]\n"
+             "nnve_address = b\nnnve_identity = n\n",
+             CERTS);
+    ck_assert_int_eq(load(c, text, err, sizeof err), 0);
+    ck_assert_int_eq(tnve_config_validate(c, err, sizeof err), SNCP_E_CONFIG);
+    ck_assert_ptr_nonnull(strstr(err, "same nnve_identity"));
+    snprintf(text, sizeof text, "%s[nnve sw1]\nnnve_address = a\n", CERTS);
+    ck_assert_int_eq(load(c, text, err, sizeof err), 0);
+    ck_assert_int_eq(tnve_config_validate(c, err, sizeof err), SNCP_E_CONFIG);
+    ck_assert_ptr_nonnull(strstr(err, "nnve_identity"));
+    /* five nNVEs */
+    text[0] = '\0';
+    snprintf(text, sizeof text, "%s", CERTS);
+    for (int i = 0; i < 5; i++) {
+        size_t used = strlen(text);
+        snprintf(text + used, sizeof text - used, "[nnve s%d]\nnnve_address = a%d\n", i, i);
+    }
+    ck_assert_int_eq(load(c, text, err, sizeof err), SNCP_E_CONFIG);
+    ck_assert_ptr_nonnull(strstr(err, ":13: too many [nnve] sections"));
+    free(c);
+}
+END_TEST
+
+/* mode per host and per VN ([map] mode), looked up by ID, name or both. */
+START_TEST(test_vn_modes)
+{
+    struct tnve_config *c = malloc(sizeof *c);
+    char err[512];
+    char text[1024];
+    snprintf(text, sizeof text,
+             "%s[map a]\nnetwork = n1\nvn_id = 5000\nmode = active-active\n"
+             "[map b]\nnetwork = n2\nvn_name = red\n",
+             CERTS);
+    ck_assert_int_eq(load(c, text, err, sizeof err), 0);
+    ck_assert_int_eq(c->mode, TNVE_MODE_UNSET);
+    struct tnve_vn blue = {5000, "blue"}, red = {5001, "red"}, by_id = {5000, ""},
+                   by_name = {0, "blue"};
+    ck_assert_int_eq(tnve_config_vn_mode(c, &blue), TNVE_MODE_ACTIVE_ACTIVE);
+    ck_assert_int_eq(tnve_config_vn_mode(c, &by_id), TNVE_MODE_ACTIVE_ACTIVE);
+    ck_assert_int_eq(tnve_config_vn_mode(c, &by_name), TNVE_MODE_ACTIVE_STANDBY);
+    ck_assert_int_eq(tnve_config_vn_mode(c, &red), TNVE_MODE_ACTIVE_STANDBY);
+    ck_assert_str_eq(tnve_mode_name(TNVE_MODE_ACTIVE_ACTIVE), "active-active");
+    ck_assert_str_eq(tnve_mode_name(TNVE_MODE_UNSET), "active-standby");
+    /* two rules giving one VN two modes */
+    snprintf(text, sizeof text,
+             "%s[map a]\nnetwork = n1\nvn_id = 5000\nmode = active-active\n"
+             "[map b]\nnetwork = n2\nvn_id = 5000\nvn_name = blue\nmode = active-standby\n",
+             CERTS);
+    ck_assert_int_eq(load(c, text, err, sizeof err), SNCP_E_CONFIG);
+    ck_assert_ptr_nonnull(strstr(err, "[map a] and [map b] give one VN two modes"));
+    snprintf(text, sizeof text, "%smode = both\n", CERTS);
+    ck_assert_int_eq(load(c, text, err, sizeof err), SNCP_E_CONFIG);
+    ck_assert_ptr_nonnull(strstr(err, ":4: bad value for 'mode'"));
+    free(c);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("tnve-config");
@@ -231,6 +335,8 @@ static Suite *suite(void)
     tcase_add_test(tc, test_bad_values);
     tcase_add_test(tc, test_validate_across_keys);
     tcase_add_test(tc, test_strict_lines);
+    tcase_add_test(tc, test_nnve_sections);
+    tcase_add_test(tc, test_vn_modes);
     suite_add_tcase(s, tc);
     return s;
 }

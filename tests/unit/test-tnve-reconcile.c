@@ -74,7 +74,16 @@ static void f_acked(void *aux, uint64_t stamp)
     acked_stamp = stamp;
 }
 
-static const struct tnve_rec_ops OPS = {f_send, f_respond, f_wake, NULL, f_acked};
+/* The VN this nNVE does not serve (a dual-homed host's standby), 0: every VN. */
+static uint32_t unserved_vn;
+
+static int f_serves(void *aux, const struct tnve_vn *vn)
+{
+    (void)aux;
+    return !unserved_vn || vn->id != unserved_vn;
+}
+
+static const struct tnve_rec_ops OPS = {f_send, f_respond, f_wake, NULL, f_acked, f_serves};
 
 /* A dataplane that records its calls, "set PORT VID" / "clear PORT VID IN_USE". */
 static char dp_calls[16][64];
@@ -711,6 +720,98 @@ static void hook_cb(void *aux, int err, const char *reason)
     snprintf(h->reason, sizeof h->reason, "%s", reason ? reason : "");
 }
 
+static int vn_served(struct tnve_rec *r, uint32_t id)
+{
+    json_t *a = tnve_rec_vns_json(r);
+    size_t i;
+    json_t *o;
+    int served = -1;
+    json_array_foreach(a, i, o)
+    {
+        if (json_integer_value(json_object_get(o, "vn_id")) == id)
+            served = json_is_true(json_object_get(o, "served"));
+    }
+    json_decref(a);
+    return served;
+}
+
+/* A dual-homed host's standby nNVE: a VN it does not serve gets nothing sent and does not
+ * hold a hook up; when it is served (failover) its TSIs are associated and activated at
+ * once; when it no longer is (failback), they are de-associated, and the VN's other TSIs
+ * and the served VN are not touched. */
+START_TEST(test_serves_failover)
+{
+    struct tnve_domxml x, y;
+    struct tnve_rec *r = steady(NULL, &x);
+    unserved_vn = 5001;
+    uint32_t vns[] = {5001};
+    mk_dom(&y, 2, 1, vns);
+    struct hook_result h = {0};
+    ck_assert_int_eq(tnve_rec_prepare(r, &y, 0, 12000, hook_cb, &h, 2000), 0);
+    ck_assert_int_eq(h.called, 1); /* nothing to wait for here */
+    ck_assert_int_eq(h.err, 0);
+    tnve_rec_domain_update(r, &y, TNVE_EFFECT_ACTIVATE, 0, "running", 2001);
+    int n = F.n;
+    tnve_rec_run(r, 2002);
+    tnve_rec_run(r, 9000);
+    ck_assert_int_eq(F.n, n);
+    ck_assert_int_eq(vn_served(r, 5001), 0);
+    char b[64];
+    ck_assert_str_eq(tsi_field(r, 1, "desired", b, sizeof b), "init");
+
+    /* failover: served now */
+    unserved_vn = 0;
+    tnve_rec_serve_changed(r, 9001);
+    tnve_rec_run(r, 9001);
+    ck_assert_int_eq(vn_served(r, 5001), 1);
+    ck_assert_int_eq(F.n, n + 1);
+    ck_assert_int_eq(F.sent[n].type, SNCP_MSG_VN_CONNECT);
+    ck_assert_uint_eq(F.sent[n].vn_id, 5001);
+    answer_ok(r, SNCP_MSG_VN_CONNECT, 101, -1, 9002);
+    tnve_rec_run(r, 9002);
+    int i = pending(SNCP_MSG_TSI_ACTIVATE);
+    ck_assert_int_ge(i, 0);
+    ck_assert_uint_eq(F.sent[i].vn_id, 5001);
+    ck_assert_uint_eq(F.sent[i].flags & SNCP_F_MIGRATION, 0);
+    answer_ok(r, SNCP_MSG_TSI_ACTIVATE, 101, SNCP_TSI_ACTIVATED, 9003);
+    tnve_rec_run(r, 9003);
+    ck_assert_str_eq(tsi_field(r, 1, "acked", b, sizeof b), "activated");
+
+    /* a hook for another domain in the served VN waits for its association; withdrawn,
+     * its callback never runs and the domain is no longer busy */
+    struct tnve_domxml z;
+    mk_dom(&z, 3, 1, vns);
+    struct hook_result h2 = {0};
+    ck_assert_int_eq(tnve_rec_prepare(r, &z, 0, 12000, hook_cb, &h2, 9004), 0);
+    ck_assert_int_eq(h2.called, 0);
+    ck_assert_int_eq(tnve_rec_domain_busy(r, z.uuid), 1);
+    ck_assert_uint_eq(tnve_rec_prepare_cancel(r, &h2, 0), 1);
+    ck_assert_int_eq(tnve_rec_domain_busy(r, z.uuid), 0);
+    tnve_rec_domain_remove(r, z.uuid, 0, 9005);
+
+    /* failback: no longer served, de-associated; VN 5000's TSI untouched */
+    unserved_vn = 5001;
+    tnve_rec_serve_changed(r, 9006);
+    int before = F.n;
+    for (uint64_t t = 9006; t < 9100; t++) {
+        tnve_rec_run(r, t);
+        for (int k = before; k < F.n; k++) {
+            if (F.answered[k])
+                continue;
+            ck_assert_uint_ne(F.sent[k].vn_id, 5000);
+            int st = F.sent[k].type == SNCP_MSG_TSI_DEACTIVATE    ? SNCP_TSI_ASSOCIATED
+                     : F.sent[k].type == SNCP_MSG_TSI_DEASSOCIATE ? SNCP_TSI_INIT
+                                                                  : -1;
+            answer(r, k, SNCP_STATUS_SUCCESS, 0, st, t);
+        }
+    }
+    ck_assert_int_ge(count_type(SNCP_MSG_TSI_DEASSOCIATE), 1);
+    ck_assert_str_eq(tsi_field(r, 0, "acked", b, sizeof b), "activated");
+    unserved_vn = 0;
+    tnve_rec_destroy(r);
+}
+END_TEST
+
 START_TEST(test_hook_prepare)
 {
     struct tnve_domxml x, y;
@@ -1227,6 +1328,7 @@ static Suite *suite(void)
     tcase_add_test(tc, test_inventory_sweeps_domains);
     tcase_add_test(tc, test_dataplane_ports_across_restart);
     tcase_add_test(tc, test_dataplane_pending_activation_keeps_port);
+    tcase_add_test(tc, test_serves_failover);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -1,0 +1,124 @@
+#!/bin/bash
+# bench/tnve-dual.sh: a dual-homed hypervisor's failover and resync times.  One tnve-agent
+# with two [nnve] sections, two nnve-daemons (none backend) over TLS on 127.0.0.1, a
+# private libvirtd (test driver).  TNVE_DUAL_AS domains with one vNIC in VN red
+# (active-standby) and TNVE_DUAL_TSIS vNICs in VN blue (active-active, 10 per domain).
+#   1. kill -9 the active nNVE (sw1); failover = from the kill to the first and to the last
+#      active-standby TSI activated at sw2 (timestamps of sw2's audit log); the active-active
+#      TSIs are served by sw2 throughout (failover 0; checked: sw2 logs no change for them);
+#   2. sw1 restarts; resync = from its "session established" to its "sync: end" with the
+#      agent (sw1's log), the TSIs it holds re-announced one by one, the active-standby
+#      ones swept.
+# The control plane's times: the dataplane keeps forwarding on the survivor meanwhile.
+# Figures only: nothing fails on speed.  Also prints TABLE|figure|value|-|- lines.
+. "$SPLITNVE_SRC/tests/tools/tnve-lib.sh"
+N_AS=${TNVE_DUAL_AS:-100}
+N_AA=${TNVE_DUAL_TSIS:-10000}
+PER=10
+N_DOM=$(((N_AA + PER - 1) / PER))
+FAIL_LOGS=(agent.log n1.log n2.log)
+SW_GLOBAL="hold_time = 60s
+max_tsis_per_session = 100000"
+SW_SECTIONS="[domain d1]
+ports = *
+tags = 100-199
+
+[hypervisor hv1]
+port = p1
+vns = blue, red
+max_tsis = 100000
+
+[vn blue]
+id = 5000
+[vn red]
+id = 5001"
+
+count_at() { swctl "$1" --json show tsis | jq --arg v "$2" '[.[] | select(.state == "activated" and (.vn_id | tostring) == $v)] | length'; }
+count_is() { [ "$(count_at "$1" "$2")" = "$3" ]; }
+ms_of() { date -d "$1" +%s%3N; } # an ISO log timestamp in ms since the epoch
+nnve_ready() { tnvectl --json show session | jq -e --arg n "$1" '.nnves[] | select(.name == $n) | .state == "up" and .sync == "ready"'; }
+table() { echo "TABLE|$1|$2|-|-"; }
+
+"$S/scripts/gen-pki.sh" "$T/pki" nnve1 nnve2 hv1 >/dev/null 2>&1 || fail "gen-pki"
+start_libvirtd
+sw_start 1
+sw_start 2
+{
+    agent_conf_common hv1 "$T" "$URI" pair
+    cat <<CONF
+request_timeout = 30s
+address_poll_interval = 0
+mode = active-standby
+
+$(agent_pair_conf 1 2)
+[map default-net]
+network = default
+vn_id = 5000
+vn_name = blue
+mode = active-active
+CONF
+} >"$T/agent.conf"
+"$B/bin/tnve-agent" -c "$T/agent.conf" --log-level warn >>"$T/agent.log" 2>&1 &
+AGENT_PID=$!
+wait_for "agent control socket" 10 test -S "$T/agent.ctl"
+wait_for "sw1 ready" 30 nnve_ready sw1
+wait_for "sw2 ready" 30 nnve_ready sw2
+virsh_c "destroy test; undefine test" >/dev/null 2>&1
+
+# the domains: N_AS in red (metadata), N_DOM with PER vNICs in blue (network default)
+cmds=""
+for n in $(seq 1 "$N_AS"); do
+    domain_xml "$n" meta-red >"$T/r$n.xml"
+    cmds="${cmds}define $T/r$n.xml; start vm$n; "
+done
+for d in $(seq 1 "$N_DOM"); do
+    n=$((1000 + d))
+    ifs=""
+    for k in $(seq 1 "$PER"); do
+        ifs="$ifs<interface type='network'><mac address='$(mac_of "$n" "$k")'/><source network='default'/></interface>"
+    done
+    cat >"$T/b$d.xml" <<XML
+<domain type='test'><name>bvm$d</name><uuid>$(uuid_of "$n")</uuid><memory unit='KiB'>65536</memory>
+<os><type arch='x86_64'>hvm</type></os><devices>$ifs</devices></domain>
+XML
+    cmds="${cmds}define $T/b$d.xml; start bvm$d; "
+done
+t0=$(date +%s%N)
+virsh -q -c "$URI" "$cmds" >/dev/null 2>&1 || fail "defining the domains"
+wait_for "$N_AS red TSIs at sw1" 900 count_is 1 5001 "$N_AS"
+wait_for "$((N_DOM * PER)) blue TSIs at sw1" 900 count_is 1 5000 $((N_DOM * PER))
+wait_for "$((N_DOM * PER)) blue TSIs at sw2" 900 count_is 2 5000 $((N_DOM * PER))
+t1=$(date +%s%N)
+echo "setup: $N_AS active-standby + $((N_DOM * PER)) active-active TSIs at both nNVEs in $(((t1 - t0) / 1000000)) ms"
+
+# ---- 1. failover
+lines2=$(wc -l <"$T/n2.log")
+j2=$(wc -l <"$T/n2/journal")
+t_kill=$(date +%s%3N)
+sw_kill 1
+wait_for "$N_AS red TSIs at sw2" 300 count_is 2 5001 "$N_AS"
+tail -n +$((lines2 + 1)) "$T/n2.log" | grep 'audit tsi: activated' | grep 'vn=5001' | awk '{print $1}' >"$T/as-times"
+first=$(ms_of "$(head -n 1 "$T/as-times")")
+last=$(ms_of "$(tail -n 1 "$T/as-times")")
+detect=$(grep -m1 'active nNVE changed' "$T/agent.log" | awk '{print $1}')
+aa_changed=$(tail -n +$((j2 + 1)) "$T/n2/journal" | grep -v '^reconcile-' | grep -c 'vn=5000' || true)
+echo "failover active-standby ($N_AS TSIs): kill->first_activated_ms=$((first - t_kill)) kill->all_activated_ms=$((last - t_kill))" \
+    "kill->agent_switched_ms=$(($(ms_of "$detect") - t_kill))"
+echo "failover active-active ($((N_DOM * PER)) TSIs): 0 ms (already served by sw2; sw2 journal lines about them since the kill: $aa_changed)"
+table "failover active-standby first TSI (ms)" $((first - t_kill))
+table "failover active-standby all $N_AS TSIs (ms)" $((last - t_kill))
+table "failover active-active (ms; TSIs changed at survivor: $aa_changed)" 0
+
+# ---- 2. resync of the returning nNVE
+lines1=$(wc -l <"$T/n1.log")
+t_start=$(date +%s%3N)
+sw_start 1
+wait_for "sw1 resynchronised" 900 nnve_ready sw1
+t_ready=$(date +%s%3N)
+est=$(tail -n +$((lines1 + 1)) "$T/n1.log" | grep -m1 'session: established hypervisor=hv1' | awk '{print $1}')
+endl=$(tail -n +$((lines1 + 1)) "$T/n1.log" | grep -m1 'sync: end hypervisor=hv1')
+[ -n "$est" ] && [ -n "$endl" ] || fail "no session or SYNC lines in sw1's log"
+resync=$(($(ms_of "$(echo "$endl" | awk '{print $1}')") - $(ms_of "$est")))
+echo "resync of the returning nNVE ($(count_at 1 5000) TSIs kept): established->sync_end_ms=$resync" \
+    "restart->agent_ready_ms=$((t_ready - t_start)) ($(echo "$endl" | grep -o 'tsis=[0-9]* vns=[0-9]* swept_tsis=[0-9]*'))"
+table "resync of a returning nNVE, $((N_DOM * PER)) TSIs (ms)" "$resync"
