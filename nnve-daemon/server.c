@@ -19,6 +19,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <malloc.h>
 #include <net/if.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,8 +37,8 @@ struct pending {
     struct pending *next;
     uint32_t xid;
     uint8_t type;
-    uint8_t hello;       /* a successful HELLO: build its response at flush */
-    uint8_t close_after; /* refuse: close the session once this is written */
+    uint8_t hello;         /* a successful HELLO: build its response at flush */
+    uint8_t close_after;   /* refuse: close the session once this is written */
     uint8_t version_range; /* a failure that carries our VERSION_RANGE (HELLO, §8.3) */
     int err;
     struct nnve_result res;
@@ -142,6 +143,8 @@ struct nnve_server {
     uint32_t recover_ms;         /* ... and the interval, doubled after each failure */
     uint64_t checkpoint_commits; /* store commits at the last checkpoint */
     unsigned ticks;
+    int busy;      /* requests were answered since the last idle check */
+    int heap_used; /* ... and the heap was not trimmed since */
     struct op *ops;
     uint64_t next_cookie;
     int shutting_down;
@@ -345,6 +348,8 @@ static void on_check(uv_check_t *h)
         failed = 1;
         sessions_rebind(srv);
     }
+    if (srv->dirty)
+        srv->busy = srv->heap_used = 1;
     while (srv->dirty) {
         struct session *s = srv->dirty;
         srv->dirty = s->dirty_next;
@@ -388,6 +393,15 @@ static void on_tick(uv_timer_t *t)
                 srv->recover_ms = 8000;
             srv->recover_at = now + srv->recover_ms;
         }
+    }
+    /* A second without a request after a busy spell: hand the heap's free pages back (a
+     * burst of handshakes or requests leaves them resident, the idle sessions need none). */
+    if (srv->ticks % 5 == 0) {
+        if (!srv->busy && srv->heap_used) {
+            malloc_trim(0);
+            srv->heap_used = 0;
+        }
+        srv->busy = 0;
     }
     /* About once a second, fold the write-ahead log into the database off the loop. */
     if (srv->store && srv->ticks % 5 == 0 && !srv->checkpoint_running &&
