@@ -46,6 +46,15 @@ void snv_vlog(enum snv_log_level level, const char *module, const char *fmt, va_
             snv_log(SNV_LOG_DEBUG, mod, __VA_ARGS__);                                              \
     } while (0)
 
+/* Batching, for a daemon's event loop: while on, the lines for stderr and the audit file are
+ * gathered (up to 4 KiB, one pipe write's atomic size: lines never interleave with another
+ * writer's) and written by snv_log_flush(), when the next line would not fit, or at once
+ * after an error line.  The owner flushes before anything that depends on the lines having
+ * been written leaves (e.g. before a response is sent) and before the loop blocks.  Turning
+ * it off flushes.  syslog lines are never held. */
+void snv_log_set_buffered(int on);
+void snv_log_flush(void);
+
 /* Audit (RFC 8394 section 10: state changes are logged).  A state change or an
  * authentication outcome, "audit module: text key=value ...": never rate-limited and never
  * filtered by the log level, at syslog priority NOTICE.  Its volume is bounded by the

@@ -136,6 +136,7 @@ struct nnve_server {
     unsigned n_sessions, n_established;
     struct session *dirty;
     uv_check_t check;
+    uv_prepare_t log_flush; /* before the loop blocks: the batched log lines go out */
     uv_timer_t tick;
     uv_work_t checkpoint;
     int checkpoint_running;
@@ -348,6 +349,7 @@ static void on_check(uv_check_t *h)
         failed = 1;
         sessions_rebind(srv);
     }
+    snv_log_flush(); /* the audit lines of what is acknowledged below are written first */
     if (srv->dirty)
         srv->busy = srv->heap_used = 1;
     while (srv->dirty) {
@@ -356,6 +358,12 @@ static void on_check(uv_check_t *h)
         s->dirty = 0;
         flush_session(s, failed);
     }
+}
+
+static void on_log_flush(uv_prepare_t *h)
+{
+    (void)h;
+    snv_log_flush();
 }
 
 static void checkpoint_work(uv_work_t *w)
@@ -1398,6 +1406,9 @@ int nnve_server_create(uv_loop_t *loop, const struct nnve_config *cfg, struct sn
     uv_check_init(loop, &srv->check);
     srv->check.data = srv;
     uv_check_start(&srv->check, on_check);
+    uv_prepare_init(loop, &srv->log_flush);
+    uv_prepare_start(&srv->log_flush, on_log_flush);
+    snv_log_set_buffered(1);
     uv_timer_init(loop, &srv->tick);
     srv->tick.data = srv;
     uv_timer_start(&srv->tick, on_tick, 200, 200);
@@ -1497,6 +1508,9 @@ void nnve_server_shutdown(struct nnve_server *srv)
     }
     uv_check_stop(&srv->check);
     uv_close((uv_handle_t *)&srv->check, on_handle_closed);
+    snv_log_set_buffered(0);
+    uv_prepare_stop(&srv->log_flush);
+    uv_close((uv_handle_t *)&srv->log_flush, on_handle_closed);
     uv_timer_stop(&srv->tick);
     uv_close((uv_handle_t *)&srv->tick, on_handle_closed);
 }
