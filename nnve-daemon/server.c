@@ -338,6 +338,8 @@ static void sessions_rebind(struct nnve_server *srv)
     }
 }
 
+static void checkpoint_start(struct nnve_server *srv);
+
 /* Group commit, then the responses of this loop iteration.  A failed group is undone in
  * the state (rebuilt from the store). */
 static void on_check(uv_check_t *h)
@@ -350,6 +352,8 @@ static void on_check(uv_check_t *h)
         sessions_rebind(srv);
     }
     snv_log_flush(); /* the audit lines of what is acknowledged below are written first */
+    if (nnve_store_checkpoint_wanted(srv->store))
+        checkpoint_start(srv);
     if (srv->dirty)
         srv->busy = srv->heap_used = 1;
     while (srv->dirty) {
@@ -378,6 +382,18 @@ static void checkpoint_done(uv_work_t *w, int status)
     if (status == 0)
         nnve_store_checkpoint_done(srv->store);
     srv->checkpoint_running = 0;
+}
+
+/* Runs a checkpoint on the worker thread, unless one is running. */
+static void checkpoint_start(struct nnve_server *srv)
+{
+    if (!srv->store || srv->checkpoint_running)
+        return;
+    srv->checkpoint_commits = nnve_store_stats(srv->store)->commits;
+    srv->checkpoint_running = 1;
+    srv->checkpoint.data = srv;
+    if (uv_queue_work(srv->loop, &srv->checkpoint, checkpoint_work, checkpoint_done) < 0)
+        srv->checkpoint_running = 0;
 }
 
 static void on_tick(uv_timer_t *t)
@@ -412,14 +428,9 @@ static void on_tick(uv_timer_t *t)
         srv->busy = 0;
     }
     /* About once a second, fold the write-ahead log into the database off the loop. */
-    if (srv->store && srv->ticks % 5 == 0 && !srv->checkpoint_running &&
-        nnve_store_stats(srv->store)->commits != srv->checkpoint_commits) {
-        srv->checkpoint_commits = nnve_store_stats(srv->store)->commits;
-        srv->checkpoint_running = 1;
-        srv->checkpoint.data = srv;
-        if (uv_queue_work(srv->loop, &srv->checkpoint, checkpoint_work, checkpoint_done) < 0)
-            srv->checkpoint_running = 0;
-    }
+    if (srv->store && srv->ticks % 5 == 0 &&
+        nnve_store_stats(srv->store)->commits != srv->checkpoint_commits)
+        checkpoint_start(srv);
 }
 
 /* ---- HELLO ------------------------------------------------------------------------ */
