@@ -137,6 +137,16 @@ const char *snv_log_level_name(enum snv_log_level level)
     return level_names[level];
 }
 
+/* Replaces control characters, so that a peer-supplied string cannot forge lines. */
+static void neutralise(char *p)
+{
+    for (; *p; p++) {
+        unsigned char c = (unsigned char)*p;
+        if (c < 0x20 || c == 0x7f)
+            *p = '?';
+    }
+}
+
 /* Formats "text[ suffix]" into buf, marking truncation with "..." and neutralising control
  * characters. */
 static void format_text(char *buf, size_t size, const char *suffix, const char *fmt, va_list ap)
@@ -158,11 +168,7 @@ static void format_text(char *buf, size_t size, const char *suffix, const char *
     }
     if (suffix_len)
         memcpy(buf + len, suffix, suffix_len + 1);
-    for (char *p = buf; *p; p++) {
-        unsigned char c = (unsigned char)*p;
-        if (c < 0x20 || c == 0x7f)
-            *p = '?';
-    }
+    neutralise(buf);
 }
 
 /* Copies the string s to p, stopping at end; returns the new end of the text. */
@@ -266,17 +272,9 @@ static void write_stderr(enum snv_log_level level, const char *module, const cha
         clearerr(stderr);
 }
 
-static void vlog_suffix(enum snv_log_level level, const char *module, const char *suffix,
-                        const char *fmt, va_list ap)
+/* Writes a formatted, neutralised text to its destinations. */
+static void emit(enum snv_log_level level, const char *module, const char *text)
 {
-    char text[SNV_LOG_TEXT_MAX];
-
-    if (level < SNV_LOG_AUDIT)
-        level = SNV_LOG_ERR;
-    if (level > SNV_LOG_DEBUG)
-        level = SNV_LOG_DEBUG;
-    int saved_errno = errno;
-    format_text(text, sizeof text, suffix, fmt, ap);
     if (level == SNV_LOG_AUDIT && audit_fd >= 0) {
         char line[SNV_LOG_LINE_MAX];
         size_t len = format_line(line, sizeof line, level, module, text);
@@ -295,6 +293,40 @@ static void vlog_suffix(enum snv_log_level level, const char *module, const char
         write_stderr(level, module, text);
     if (level == SNV_LOG_ERR && log_buffered)
         snv_log_flush(); /* an error is seen at once, after what led to it */
+}
+
+static void vlog_suffix(enum snv_log_level level, const char *module, const char *suffix,
+                        const char *fmt, va_list ap)
+{
+    char text[SNV_LOG_TEXT_MAX];
+
+    if (level < SNV_LOG_AUDIT)
+        level = SNV_LOG_ERR;
+    if (level > SNV_LOG_DEBUG)
+        level = SNV_LOG_DEBUG;
+    int saved_errno = errno;
+    format_text(text, sizeof text, suffix, fmt, ap);
+    emit(level, module, text);
+    errno = saved_errno;
+}
+
+void snv_audit_text(const char *module, const char *text)
+{
+    char buf[SNV_LOG_TEXT_MAX];
+    size_t len = strlen(text);
+
+    audit_lines++;
+    int saved_errno = errno;
+    if (len >= sizeof buf) {
+        len = sizeof buf - 1;
+        memcpy(buf, text, len - 3);
+        memcpy(buf + len - 3, "...", 3);
+    } else {
+        memcpy(buf, text, len);
+    }
+    buf[len] = '\0';
+    neutralise(buf);
+    emit(SNV_LOG_AUDIT, module, buf);
     errno = saved_errno;
 }
 

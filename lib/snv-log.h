@@ -61,6 +61,9 @@ void snv_log_flush(void);
  * changes peers are allowed to make (the configured limits), not by a throttle; repeated
  * errors of a peer stay on snv_log_rl(). */
 void snv_audit(const char *module, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* The same with the text already built (no printf on hot paths); control characters in it
+ * are replaced as in every line. */
+void snv_audit_text(const char *module, const char *text);
 /* Also appends every audit line (in the stderr format, whatever the destination) to
  * `path`, opened O_APPEND and refusing a symlink; NULL stops.  Called again (SIGHUP) it
  * reopens, so a rotated file is followed.  Returns 0, or -errno (the previous file, if
