@@ -17,6 +17,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -46,8 +47,7 @@ static int audit_fd = -1;
 static int log_buffered;
 static struct batch batch_stderr, batch_audit;
 /* The part of a line's prefix that changes at most once a second: the date and time, and
- * "program[pid]: " (a fork starts a new second's worth of lines with its own pid).
- * snv_log_open() resets it. */
+ * "program[pid]: ".  snv_log_open() and a fork (in the child) reset it. */
 static time_t prefix_secs = -1;
 static char prefix_stamp[32], prefix_program[SNV_LOG_PROGRAM_MAX + 32];
 
@@ -64,6 +64,11 @@ static const int level_priorities[] = {
     [SNV_LOG_INFO] = LOG_INFO,
     [SNV_LOG_DEBUG] = LOG_DEBUG,
 };
+
+static void prefix_reset(void)
+{
+    prefix_secs = -1;
+}
 
 static const char *program_name(void)
 {
@@ -84,7 +89,10 @@ void snv_log_open(const char *program, enum snv_log_dest dest)
         if (n < 0)
             log_program[0] = '\0';
     }
-    prefix_secs = -1; /* the program name in the prefix may have changed */
+    static int atfork_done;
+    if (!atfork_done && pthread_atfork(NULL, NULL, prefix_reset) == 0)
+        atfork_done = 1;
+    prefix_reset(); /* the program name in the prefix may have changed */
     log_dest = dest == SNV_LOG_SYSLOG ? SNV_LOG_SYSLOG : SNV_LOG_STDERR;
     if (log_dest == SNV_LOG_SYSLOG) {
         openlog(program_name(), LOG_PID | LOG_NDELAY, LOG_DAEMON);
