@@ -253,6 +253,8 @@ static void batch_add(struct batch *b, int fd, const char *line, size_t len)
 
 void snv_log_flush(void)
 {
+    if (!batch_stderr.len && !batch_audit.len)
+        return;
     batch_flush(&batch_stderr, STDERR_FILENO);
     batch_flush(&batch_audit, audit_fd);
 }
