@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -349,6 +350,7 @@ static int echo_floor(void)
         return perror("fork"), 1;
     if (child == 0) {
         close(fds[0]);
+        prctl(PR_SET_PDEATHSIG, SIGTERM); /* never outlive the measurement */
         serve(fds[1]);
     }
     close(fds[1]);
