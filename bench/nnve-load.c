@@ -11,6 +11,11 @@
  *             CAP_NET_RAW
  *   --first N: the identities are benchN, benchN+1, ...; --hold MS: keep the sessions open
  *             MS milliseconds after the last phase (printed "hold: ..."), for tests
+ *   --label L: names the run in the TABLE lines (e.g. "sync=full"); --latency-floor MS and
+ *             --echo-rate N: the floors measured in the same run (bench/floor): the latency
+ *             p99's floor, and a bare TLS echo's round trips/s over as many sessions (its
+ *             floor for transitions/s is twice that: one activation is two transitions); the
+ *             throughput row is printed only with --echo-rate
  *
  * Phases, each reported on stdout:
  *   1. throughput: --sessions sessions (identities bench1..) each activate their share of
@@ -21,7 +26,9 @@
  *      the sessions, p50/p99/max of request latency (send to response);
  *   3. serial (with --serial N): N deactivate/activate toggles on one session, one request
  *      in flight (window 1): p50/p99 latency and requests/s;
- *   4. sessions: more sessions up to --max-sessions concurrent ones, each through HELLO.
+ *   4. sessions: more sessions up to --max-sessions concurrent ones, each through HELLO;
+ *      2.5 s after the last one the daemon's VmRSS growth per added session (idle memory).
+ * The figures are also printed as TABLE|figure|value|floor|ratio lines (run-bench.sh).
  */
 #include <errno.h>
 #include <getopt.h>
@@ -143,6 +150,21 @@ static int l2_has_mac;
 static struct sncp_l2_port *l2_port;
 static unsigned serial_n, serial_done;
 static uint64_t *serial_ns, serial_t0, serial_sent_at;
+static const char *label = "";
+static double latency_floor_ms, echo_rate;
+static long rss_sess0_kb;
+
+/* One TABLE line; floor <= 0 prints "-" for the floor and the ratio. */
+static void table(const char *figure, double value, double floor, int decimals)
+{
+    if (!label[0]) /* an unnamed run (a test's, a detail's) prints no table rows */
+        return;
+    if (floor > 0)
+        printf("TABLE|%s|%.*f|%.*f|%.2f\n", figure, decimals, value, decimals, floor,
+               value / floor);
+    else
+        printf("TABLE|%s|%.*f|-|-\n", figure, decimals, value);
+}
 
 static long daemon_rss_kb(void)
 {
@@ -231,6 +253,22 @@ static void serial_next(void);
 static void start_sessions(void);
 static void open_session(unsigned i);
 
+/* 2.5 s after the last session of phase 4 came up (the daemon has seen a second without
+ * requests): what each idle session costs it. */
+static void on_sessions_idle(uv_timer_t *t)
+{
+    (void)t;
+    long rss = daemon_rss_kb();
+    unsigned added = max_sessions - n_sessions;
+    double per = added ? (double)(rss - rss_sess0_kb) / added : 0;
+    printf("sessions: idle, daemon RSS %ld KiB: %.1f KiB per added session\n", rss, per);
+    char fig[160];
+    snprintf(fig, sizeof fig, "nnve-daemon idle memory per session (KiB)");
+    table(fig, per, 0, 1);
+    fflush(stdout);
+    finish();
+}
+
 static void on_connected(struct sncp_conn *c, const char *peer)
 {
     (void)peer;
@@ -261,6 +299,11 @@ static void throughput_done(void)
            "%.2f s: %.0f activations/s = %.0f transitions/s, errors=%" PRIu64 "\n",
            n_sessions, total_acked, secs, (double)total_acked / secs,
            2.0 * (double)total_acked / secs, errors);
+    char fig[160];
+    snprintf(fig, sizeof fig, "nnve-daemon associate+activate, %u sessions, %s (transitions/s)",
+             n_sessions, label);
+    if (echo_rate > 0) /* a throughput run (not one that only opens sessions) */
+        table(fig, 2.0 * (double)total_acked / secs, 2.0 * echo_rate, 0);
     for (unsigned i = 0; i < n_rss; i++)
         printf("rss: %6u TSIs: %ld KiB (+%ld KiB over the empty daemon, %.0f B/TSI)\n",
                (i + 1) * 10000, rss_samples[i], rss_samples[i] - rss_base_kb,
@@ -296,7 +339,7 @@ static void on_response(struct sncp_conn *c, uint64_t cookie, const struct sncp_
                    n_established, max_sessions - n_sessions, (double)(uv_hrtime() - sess_t0) / 1e9,
                    daemon_rss_kb());
             fflush(stdout);
-            finish();
+            uv_timer_start(&timer, on_sessions_idle, 2500, 0);
         }
         return;
     }
@@ -459,6 +502,9 @@ static void start_serial(void)
                "max %.3f ms\n",
                n, rate, n_sessions, lat_ns[n / 2] / 1e6, lat_ns[(size_t)(n * 0.99)] / 1e6,
                lat_ns[n - 1] / 1e6);
+        char fig[160];
+        snprintf(fig, sizeof fig, "nnve-daemon request p99 at %u/s, %s (ms)", rate, label);
+        table(fig, lat_ns[(size_t)(n * 0.99)] / 1e6, latency_floor_ms, 3);
         fflush(stdout);
     }
     phase = P_SERIAL;
@@ -496,6 +542,7 @@ static void start_sessions(void)
         return;
     phase = P_SESSIONS;
     sess_t0 = uv_hrtime();
+    rss_sess0_kb = daemon_rss_kb();
     if (max_sessions <= n_sessions) {
         finish();
         return;
@@ -507,14 +554,25 @@ static void start_sessions(void)
 int main(int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"gen-certs", required_argument, NULL, 'g'}, {"connect", required_argument, NULL, 'C'},
-        {"pki", required_argument, NULL, 'P'},       {"pid", required_argument, NULL, 'p'},
-        {"sessions", required_argument, NULL, 's'},  {"tsis", required_argument, NULL, 'n'},
-        {"rate", required_argument, NULL, 'r'},      {"max-sessions", required_argument, NULL, 'm'},
-        {"window", required_argument, NULL, 'w'},    {"serial", required_argument, NULL, 'S'},
-        {"l2", required_argument, NULL, 'L'},        {"nnve-mac", required_argument, NULL, 'M'},
-        {"vlan", required_argument, NULL, 'V'},      {"first", required_argument, NULL, 'F'},
-        {"hold", required_argument, NULL, 'H'},      {NULL, 0, NULL, 0},
+        {"gen-certs", required_argument, NULL, 'g'},
+        {"connect", required_argument, NULL, 'C'},
+        {"pki", required_argument, NULL, 'P'},
+        {"pid", required_argument, NULL, 'p'},
+        {"sessions", required_argument, NULL, 's'},
+        {"tsis", required_argument, NULL, 'n'},
+        {"rate", required_argument, NULL, 'r'},
+        {"max-sessions", required_argument, NULL, 'm'},
+        {"window", required_argument, NULL, 'w'},
+        {"serial", required_argument, NULL, 'S'},
+        {"l2", required_argument, NULL, 'L'},
+        {"nnve-mac", required_argument, NULL, 'M'},
+        {"vlan", required_argument, NULL, 'V'},
+        {"first", required_argument, NULL, 'F'},
+        {"hold", required_argument, NULL, 'H'},
+        {"label", required_argument, NULL, 'l'},
+        {"latency-floor", required_argument, NULL, 'f'},
+        {"echo-rate", required_argument, NULL, 'e'},
+        {NULL, 0, NULL, 0},
     };
     const char *gen = NULL, *target = NULL;
     int opt;
@@ -561,6 +619,15 @@ int main(int argc, char **argv)
             break;
         case 'H':
             hold_ms = (unsigned)atoi(optarg);
+            break;
+        case 'l':
+            label = optarg;
+            break;
+        case 'f':
+            latency_floor_ms = atof(optarg);
+            break;
+        case 'e':
+            echo_rate = atof(optarg);
             break;
         case 'M':
             if (sncp_mac_parse(optarg, l2_nnve_mac)) {

@@ -26,6 +26,8 @@ serial=${NNVE_WAL_SERIAL:-20000}
     printf '[global]\nlisten = 127.0.0.1:0\nlog_level = warn\n'
     printf 'cert = %s\nkey = %s\nca = %s\n' "$T/pki/nnve.crt" "$T/pki/nnve.key" "$T/pki/ca.crt"
     printf 'state_dir = %s\ncontrol_socket = %s\nsync = full\n' "$T/state" "$T/ctl"
+    # every session comes from 127.0.0.1, all at once
+    printf 'max_hello_pending = 2000\nmax_hello_pending_per_source = 2000\n'
     printf 'max_tsis_per_session = 100000\n[domain rack]\nports = *\ntags = 1-4094\n'
     for i in $(seq "$sessions"); do
         printf '[hypervisor bench%d]\nport = swp%d\nvns = 5000-5099\n' "$i" "$i"

@@ -2,10 +2,17 @@
 # Benchmark of nnve-daemon (run by scripts/run-bench.sh with SPLITNVE_BUILD/SPLITNVE_SRC):
 # a private PKI (CA + 1,000 hypervisor identities), a daemon on loopback with the none
 # backend and its state database in a temp dir, then bench/nnve-load: associate+activate
-# throughput with 100 sessions up to 100,000 TSIs (RSS sampled every 10,000), request latency
-# at 5,000 requests/s, and 1,000 concurrent sessions.  Figures only.
+# throughput with 100 sessions up to 100,000 TSIs (RSS sampled every 10,000) and request
+# latency at 5,000 requests/s; then 1,000 concurrent sessions on a fresh daemon.  Figures only.
 # Runs twice: sync=full (fsync at every group commit: acknowledged = on disk even across a
-# power loss) and sync=normal (acknowledged = survives kill -9); NNVE_BENCH_SYNC picks one.
+# power loss) and sync=normal (acknowledged = survives kill -9); NNVE_BENCH_SYNC picks
+# (empty: only the idle-memory run).
+# Before each run, bench/floor measures this run's floors: fdatasync p99 of a 4 KiB write in
+# the state directory's file system and a bare TLS echo over loopback (one session's round
+# trip p99; round trips/s over as many sessions).  The latency goal's floor is
+# 2 x fdatasync p99 + TLS round trip p99 (sync=full), the throughput's is the echo's rate.
+# The idle memory per session comes from a third, fresh daemon: 1 session, then up to
+# NNVE_BENCH_MAX_SESSIONS idle ones.  TABLE lines: see scripts/run-bench.sh.
 set -euo pipefail
 : "${SPLITNVE_BUILD:?}" "${SPLITNVE_SRC:?}"
 T=$(mktemp -d)
@@ -23,12 +30,18 @@ max_sessions=${NNVE_BENCH_MAX_SESSIONS:-1000}
 "$SPLITNVE_SRC/scripts/gen-pki.sh" "$T/pki" nnve
 "$SPLITNVE_BUILD/bench/nnve-load" --gen-certs "$T/pki" "$max_sessions"
 
+# Prints the value of the TABLE line whose figure starts with $1 in file $2.
+table_value() {
+    awk -F'|' -v f="$1" '$1 == "TABLE" && index($2, f) == 1 { print $3 }' "$2"
+}
+
 run_mode() {
-    local mode=$1 port=
+    local mode=$1 port= load_opts
     {
         printf '[global]\nlisten = 127.0.0.1:0\nlog_level = warn\n'
         printf 'cert = %s\nkey = %s\nca = %s\n' "$T/pki/nnve.crt" "$T/pki/nnve.key" "$T/pki/ca.crt"
-        printf 'state_dir = %s\ncontrol_socket = %s\nsync = %s\n' "$T/state-$mode" "$T/ctl-$mode" "$mode"
+        printf 'state_dir = %s\ncontrol_socket = %s\nsync = %s\n' "$T/state-$mode" "$T/ctl-$mode" \
+            "${mode/idle/full}"
         printf 'max_sessions = 2000\nmax_tsis_per_session = 100000\n'
         # every session comes from 127.0.0.1, all at once
         printf 'max_hello_pending = 2000\nmax_hello_pending_per_source = 2000\n'
@@ -37,6 +50,22 @@ run_mode() {
             printf '[hypervisor bench%d]\nport = swp%d\nvns = 5000-5099\n' "$i" "$i"
         done
     } >"$T/n.conf"
+    if [ "$mode" = idle ]; then
+        load_opts=(--sessions 1 --tsis 1 --rate 0 --max-sessions "$max_sessions" --label idle)
+    else
+        mkdir -p "$T/state-$mode"
+        "$SPLITNVE_BUILD/bench/floor" --fdatasync "$T/state-$mode" >"$T/floor-$mode"
+        "$SPLITNVE_BUILD/bench/floor" --echo --pki "$T/pki" --sessions "$sessions" >>"$T/floor-$mode"
+        # the table shows the floors of the sync=full run (its goals)
+        if [ "$mode" = full ]; then cat "$T/floor-$mode"; else sed "s/^TABLE|/($mode run) /" "$T/floor-$mode"; fi
+        local fsync_p99 rtt_p99 echo floor_ms=0
+        fsync_p99=$(table_value "fdatasync p99" "$T/floor-$mode")
+        rtt_p99=$(table_value "loopback TLS round trip p99" "$T/floor-$mode")
+        echo=$(table_value "bare TLS echo" "$T/floor-$mode")
+        [ "$mode" = full ] && floor_ms=$(awk -v f="$fsync_p99" -v r="$rtt_p99" 'BEGIN { print 2 * f + r }')
+        load_opts=(--sessions "$sessions" --tsis "$tsis" --rate 5000 --max-sessions "$sessions"
+            --label "sync=$mode" --latency-floor "$floor_ms" --echo-rate "$echo")
+    fi
     "$SPLITNVE_BUILD/bin/nnve-daemon" -c "$T/n.conf" 2>"$T/daemon-$mode.log" &
     DPID=$!
     # log_level=warn hides the start-up line: ask the kernel for the port.
@@ -48,12 +77,12 @@ run_mode() {
     [ -n "$port" ] || { echo "nnve bench: daemon did not start"; cat "$T/daemon-$mode.log"; exit 1; }
     echo "-- nnve-daemon sync=$mode on 127.0.0.1:$port, pid $DPID; $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg)"
     "$SPLITNVE_BUILD/bench/nnve-load" --connect "127.0.0.1:$port" --pki "$T/pki" --pid "$DPID" \
-        --sessions "$sessions" --tsis "$tsis" --rate 5000 --max-sessions "$max_sessions"
+        "${load_opts[@]}"
     kill -TERM "$DPID"
     wait "$DPID" || true
     DPID=
 }
 
-for mode in ${NNVE_BENCH_SYNC:-full normal}; do
+for mode in ${NNVE_BENCH_SYNC-full normal} idle; do
     run_mode "$mode"
 done

@@ -40,6 +40,9 @@ static void on_output(void *ctx, const uint8_t *data, size_t len)
     struct sncp_conn *c = ctx;
     if (c->closing)
         return;
+    /* What was logged before these bytes leaves first (a no-op unless lines are batched and
+     * some are waiting): a peer never sees an effect before its log line is written. */
+    snv_log_flush();
     int rc = c->cls->write(c, data, len);
     if (rc < 0) {
         sncp_conn_transport_failed(c, rc);
@@ -153,6 +156,7 @@ static void begin_teardown(struct sncp_conn *c, int graceful)
     if (graceful)
         uv_timer_start(&c->timer, on_timer, CLOSE_GUARD_MS, 0);
     c->cls->read_stop(c);
+    snv_log_flush(); /* as in on_output: the reason is logged before the peer sees the end */
     c->cls->close(c, graceful);
 }
 

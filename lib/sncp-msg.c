@@ -172,7 +172,8 @@ static const struct tlv_policy tlv_policies[SNCP_TLV_TYPE_MAX + 1] = {
     [SNCP_TLV_VN_ID] = {4, 4, 1, M_VN_REQ | M_RESPONSE},
     [SNCP_TLV_VN_NAME] = {1, SNCP_MAX_VN_NAME_LEN, 1, M_VN_REQ | M_RESPONSE},
     [SNCP_TLV_TSI_ID] = {22, 22, 1, M_TSI_REQ | M_RESPONSE},
-    [SNCP_TLV_ADDRESS] = {5, 23, SNCP_MAX_ADDRS, M_ASSOCIATE | M_ACTIVATE | M_DEACTIVATE | M_UPDATE},
+    [SNCP_TLV_ADDRESS] = {5, 23, SNCP_MAX_ADDRS,
+                          M_ASSOCIATE | M_ACTIVATE | M_DEACTIVATE | M_UPDATE},
     [SNCP_TLV_LOCAL_TAG] = {4, 4, SNCP_MAX_TAGS, M_RESPONSE},
     [SNCP_TLV_PREFERRED_TAG] = {4, 4, SNCP_MAX_TAGS, M_VN_CONNECT | M_ASSOCIATE | M_ACTIVATE},
     [SNCP_TLV_STATUS] = {2, 2, 1, M_RESPONSE},
@@ -644,11 +645,11 @@ static int encoded_size(const struct sncp_msg *m, size_t *size)
         case SNCP_TLV_VN_NAME:
         case SNCP_TLV_REASON:
         case SNCP_TLV_PORT: {
-            const char *s = t == SNCP_TLV_NODE_ID  ? m->node_id
+            const char *s = t == SNCP_TLV_NODE_ID   ? m->node_id
                             : t == SNCP_TLV_VN_NAME ? m->vn_name
                             : t == SNCP_TLV_REASON  ? m->reason
                                                     : m->port;
-            size_t cap = t == SNCP_TLV_NODE_ID  ? sizeof m->node_id
+            size_t cap = t == SNCP_TLV_NODE_ID   ? sizeof m->node_id
                          : t == SNCP_TLV_VN_NAME ? sizeof m->vn_name
                          : t == SNCP_TLV_REASON  ? sizeof m->reason
                                                  : sizeof m->port;
@@ -659,7 +660,8 @@ static int encoded_size(const struct sncp_msg *m, size_t *size)
             break;
         }
         case SNCP_TLV_KEEPALIVE:
-            if (m->keepalive_ms < SNCP_MIN_KEEPALIVE_MS || m->keepalive_ms > SNCP_MAX_KEEPALIVE_MS) {
+            if (m->keepalive_ms < SNCP_MIN_KEEPALIVE_MS ||
+                m->keepalive_ms > SNCP_MAX_KEEPALIVE_MS) {
                 return SNCP_E_INVALID_VALUE;
             }
             break;
@@ -930,10 +932,39 @@ static const char *update_op_name(unsigned op)
     }
 }
 
+/* Writes b[0..n) as lowercase hex digit pairs, `sep` (if not '\0') before each byte whose
+ * bit is set in `sep_before`; returns the end.  The formatters below run several times per
+ * TSI transition (audit lines, dataplane keys): snprintf with a conversion per byte cost more
+ * than the rest of a request. */
+static char *hex_bytes(char *p, const uint8_t *b, size_t n, char sep, uint32_t sep_before)
+{
+    static const char digits[] = "0123456789abcdef";
+    for (size_t i = 0; i < n; i++) {
+        if (sep && (sep_before >> i & 1))
+            *p++ = sep;
+        *p++ = digits[b[i] >> 4];
+        *p++ = digits[b[i] & 15];
+    }
+    return p;
+}
+
+/* Copies the len bytes at text into buf as snprintf would (truncated, NUL-terminated when
+ * cap > 0); returns len. */
+static int put_text(char *buf, size_t cap, const char *text, size_t len)
+{
+    if (cap) {
+        size_t n = len < cap ? len : cap - 1;
+        memcpy(buf, text, n);
+        buf[n] = '\0';
+    }
+    return (int)len;
+}
+
 int sncp_mac_format(const uint8_t mac[6], char *buf, size_t cap)
 {
-    return snprintf(buf, cap, "%02x:%02x:%02x:%02x:%02x:%02x", mac[0], mac[1], mac[2], mac[3],
-                    mac[4], mac[5]);
+    char text[SNCP_MAC_STRLEN];
+    char *end = hex_bytes(text, mac, 6, ':', 0x3e);
+    return put_text(buf, cap, text, (size_t)(end - text));
 }
 
 static int hex_digit(char c)
@@ -989,12 +1020,14 @@ int sncp_mac_parse(const char *s, uint8_t mac[6])
     return 0;
 }
 
+/* Bytes of a canonical UUID preceded by '-': 4, 6, 8 and 10. */
+enum { UUID_DASHES = 1u << 4 | 1u << 6 | 1u << 8 | 1u << 10 };
+
 int sncp_uuid_format(const uint8_t u[16], char *buf, size_t cap)
 {
-    return snprintf(buf, cap,
-                    "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", u[0],
-                    u[1], u[2], u[3], u[4], u[5], u[6], u[7], u[8], u[9], u[10], u[11], u[12],
-                    u[13], u[14], u[15]);
+    char text[40];
+    char *end = hex_bytes(text, u, 16, '-', UUID_DASHES);
+    return put_text(buf, cap, text, (size_t)(end - text));
 }
 
 /* Parses a canonical 8-4-4-4-12 UUID at *s, advancing *s past it. */
@@ -1026,10 +1059,11 @@ int sncp_uuid_parse(const char *s, uint8_t uuid[16])
 
 int sncp_tsi_id_format(const struct sncp_tsi_id *id, char *buf, size_t cap)
 {
-    char uuid[40], mac[SNCP_MAC_STRLEN];
-    sncp_uuid_format(id->uuid, uuid, sizeof uuid);
-    sncp_mac_format(id->mac, mac, sizeof mac);
-    return snprintf(buf, cap, "%s/%s", uuid, mac);
+    char text[64];
+    char *p = hex_bytes(text, id->uuid, 16, '-', UUID_DASHES);
+    *p++ = '/';
+    p = hex_bytes(p, id->mac, 6, ':', 0x3e);
+    return put_text(buf, cap, text, (size_t)(p - text));
 }
 
 int sncp_tsi_id_parse(const char *s, struct sncp_tsi_id *id)

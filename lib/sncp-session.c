@@ -7,10 +7,19 @@
  * per API call (when the outermost call returns), so a burst of responses produced while
  * handling one input chunk leaves as a few large records and one write.
  *
- * Our outstanding requests live in a fixed pool of max_outstanding slots, found by xid through
- * an open-addressing hash table, and chained in send order.  Every request gets the same
- * timeout, so send order is deadline order and the timeout scan in tick only looks at the
- * head of the chain: every operation is O(1).
+ * Our outstanding requests live in a pool of slots, found by xid through an open-addressing
+ * hash table, and chained in send order.  Every request gets the same timeout, so send order
+ * is deadline order and the timeout scan in tick only looks at the head of the chain: every
+ * operation is O(1).  The pool doubles when full, up to max_outstanding, and is released by
+ * a tick that finds no request outstanding.
+ *
+ * Memory: an idle session holds no buffer.  The working buffers (decrypted input, the
+ * decoded message, ciphertext on its way out, the queued plaintext) are borrowed for the
+ * length of a call from a per-thread pool shared by all sessions; a call that runs nested in
+ * another session's (an in-memory transport hands one session's output straight to another's
+ * input) finds a buffer taken and allocates its own for the call.  The reassembly buffer
+ * exists only while a partial message is pending.  A daemon with thousands of quiet sessions
+ * pays for the sessions' state, not for their peak traffic.
  */
 #include "sncp-session.h"
 
@@ -30,6 +39,7 @@ enum {
     PT_FLUSH_AT = 16 * 1024, /* plaintext queued before it is pushed through TLS:
                                 one full TLS record */
     PT_CAP = PT_FLUSH_AT + SNCP_MAX_MSG_LEN,
+    SLOTS_MIN = 16,     /* outstanding-request slots allocated at first */
     RX_BUF = 16 * 1024, /* plaintext read per sncp_tls_read() call */
     TX_BUF = 34 * 1024, /* ciphertext handed to `output` per call (PT_CAP plus
                            record overhead: one call per flush) */
@@ -60,18 +70,15 @@ struct sncp_session {
 
     struct sncp_tls *tls;
     struct sncp_framer *framer;
-    struct sncp_msg *rx; /* decoded incoming message (scratch, reused) */
-    struct sncp_msg *tx; /* internally generated messages (scratch, reused) */
-    uint8_t *pt;         /* queued plaintext, PT_CAP bytes */
+    uint8_t *pt; /* queued plaintext, PT_CAP bytes, borrowed while pt_len > 0 */
     size_t pt_len;
-    uint8_t *rxbuf; /* RX_BUF */
-    uint8_t *txbuf; /* TX_BUF */
-    int depth;      /* nesting of API calls; output is flushed at depth 0 */
+    int depth; /* nesting of API calls; output is flushed at depth 0 */
     int flushing;
     int transport_gone;
 
-    /* Our requests awaiting a response. */
+    /* Our requests awaiting a response: n_slots slots (0 until the first request). */
     struct pending *slots;
+    uint32_t n_slots;
     uint32_t *hash;
     uint32_t hash_mask;
     uint32_t free_head;
@@ -82,8 +89,8 @@ struct sncp_session {
     uint32_t inflight; /* peer requests delivered and not yet answered */
     uint32_t peer_keepalive_ms;
     uint64_t started, last_rx, last_tx;
-    uint64_t established_at; /* the TLS handshake's end */
-    int hello_done;          /* sncp_session_hello_done() called */
+    uint64_t established_at;  /* the TLS handshake's end */
+    int hello_done;           /* sncp_session_hello_done() called */
     sncp_session_tap_fn *tap; /* sncp_session_set_tap() */
     void *tap_ctx;
 
@@ -111,6 +118,46 @@ static const char *peer_id(const struct sncp_session *s)
     return id[0] ? id : "-";
 }
 
+/* ---- borrowed buffers ----------------------------------------------------------------- */
+
+enum scratch_kind { SCRATCH_RX, SCRATCH_TX, SCRATCH_RXBUF, SCRATCH_TXBUF, SCRATCH_PT, SCRATCH_N };
+
+static const size_t scratch_size[SCRATCH_N] = {
+    [SCRATCH_RX] = sizeof(struct sncp_msg),
+    [SCRATCH_TX] = sizeof(struct sncp_msg),
+    [SCRATCH_RXBUF] = RX_BUF,
+    [SCRATCH_TXBUF] = TX_BUF,
+    [SCRATCH_PT] = PT_CAP,
+};
+
+/* The thread's buffers (allocated at first use, kept for the thread's life) and whether a
+ * call has borrowed each. */
+static _Thread_local struct {
+    void *buf;
+    int busy;
+} scratch[SCRATCH_N];
+
+/* Lends the thread's buffer of that kind, or allocates one when it is lent already.
+ * Returns NULL when out of memory.  Give it back with scratch_put(). */
+static void *scratch_get(enum scratch_kind k)
+{
+    if (scratch[k].busy)
+        return malloc(scratch_size[k]);
+    if (!scratch[k].buf)
+        scratch[k].buf = malloc(scratch_size[k]);
+    if (scratch[k].buf)
+        scratch[k].busy = 1;
+    return scratch[k].buf;
+}
+
+static void scratch_put(enum scratch_kind k, void *p)
+{
+    if (p && p == scratch[k].buf)
+        scratch[k].busy = 0;
+    else
+        free(p);
+}
+
 /* ---- outstanding requests ------------------------------------------------------------- */
 
 static uint32_t hash_pos(const struct sncp_session *s, uint32_t xid)
@@ -121,6 +168,8 @@ static uint32_t hash_pos(const struct sncp_session *s, uint32_t xid)
 /* Position in the hash table of xid's entry, or NIL. */
 static uint32_t pending_find(const struct sncp_session *s, uint32_t xid)
 {
+    if (!s->hash)
+        return NIL;
     for (uint32_t i = hash_pos(s, xid);; i = (i + 1) & s->hash_mask) {
         uint32_t slot = s->hash[i];
         if (slot == NIL)
@@ -171,6 +220,51 @@ static void chain_unlink(struct sncp_session *s, uint32_t slot)
         s->tail = p->prev;
 }
 
+/* Doubles the pool of slots (to max_outstanding at most) when every slot is taken, and
+ * rebuilds the hash table for the new size.  Returns 0 or -ENOMEM (the pool unchanged). */
+static int pending_grow(struct sncp_session *s)
+{
+    uint32_t cap = s->n_slots ? s->n_slots * 2 : SLOTS_MIN;
+    if (cap > s->cfg.max_outstanding)
+        cap = s->cfg.max_outstanding;
+    uint32_t hsize = 16;
+    while (hsize < 2 * cap)
+        hsize <<= 1;
+    uint32_t *hash = malloc(hsize * sizeof *hash);
+    struct pending *slots = hash ? realloc(s->slots, cap * sizeof *slots) : NULL;
+    if (!slots) {
+        free(hash);
+        return -ENOMEM;
+    }
+    s->slots = slots;
+    free(s->hash);
+    s->hash = hash;
+    s->hash_mask = hsize - 1;
+    memset(hash, 0xff, hsize * sizeof *hash);
+    for (uint32_t i = s->head; i != NIL; i = s->slots[i].next)
+        hash_insert(s, i);
+    for (uint32_t i = s->n_slots; i < cap; i++)
+        s->slots[i].next = i + 1 < cap ? i + 1 : s->free_head;
+    if (cap > s->n_slots)
+        s->free_head = s->n_slots;
+    s->n_slots = cap;
+    return 0;
+}
+
+/* Frees the pool while no request is outstanding (an idle session holds none). */
+static void pending_release(struct sncp_session *s)
+{
+    if (s->n_outstanding || !s->slots)
+        return;
+    free(s->slots);
+    free(s->hash);
+    s->slots = NULL;
+    s->hash = NULL;
+    s->n_slots = 0;
+    s->hash_mask = 0;
+    s->free_head = NIL;
+}
+
 static uint32_t pending_add(struct sncp_session *s, uint32_t xid, uint64_t cookie,
                             uint64_t deadline)
 {
@@ -216,6 +310,14 @@ static uint32_t xid_alloc(struct sncp_session *s)
 
 /* ---- output --------------------------------------------------------------------------- */
 
+/* Gives the plaintext buffer back (its content is dropped). */
+static void pt_release(struct sncp_session *s)
+{
+    scratch_put(SCRATCH_PT, s->pt);
+    s->pt = NULL;
+    s->pt_len = 0;
+}
+
 /* Pushes queued plaintext through TLS and hands all pending ciphertext to `output`. */
 static void flush_output(struct sncp_session *s)
 {
@@ -224,22 +326,29 @@ static void flush_output(struct sncp_session *s)
     s->flushing = 1;
     if (s->pt_len) {
         size_t len = s->pt_len;
-        s->pt_len = 0;
-        if (sncp_tls_established(s->tls)) {
-            int rc = sncp_tls_write(s->tls, s->pt, len);
-            if (rc < 0 && s->state != S_CLOSED) {
-                s->flushing = 0;
-                session_fail(s, rc, s->last_tx, "TLS write failed: %s", sncp_tls_error(s->tls));
-                return;
-            }
+        int rc = sncp_tls_established(s->tls) ? sncp_tls_write(s->tls, s->pt, len) : 0;
+        pt_release(s);
+        if (rc < 0 && s->state != S_CLOSED) {
+            s->flushing = 0;
+            session_fail(s, rc, s->last_tx, "TLS write failed: %s", sncp_tls_error(s->tls));
+            return;
         }
     }
-    size_t n;
-    while ((n = sncp_tls_drain(s->tls, s->txbuf, TX_BUF)) > 0) {
-        if (s->transport_gone)
-            continue;
-        s->stats.bytes_out += n;
-        s->cbs.output(s->ctx, s->txbuf, n);
+    if (sncp_tls_pending(s->tls)) {
+        uint8_t *txbuf = scratch_get(SCRATCH_TXBUF);
+        size_t n;
+        while (txbuf && (n = sncp_tls_drain(s->tls, txbuf, TX_BUF)) > 0) {
+            if (s->transport_gone)
+                continue;
+            s->stats.bytes_out += n;
+            s->cbs.output(s->ctx, txbuf, n);
+        }
+        scratch_put(SCRATCH_TXBUF, txbuf);
+        if (!txbuf && s->state != S_CLOSED) {
+            s->flushing = 0;
+            session_fail(s, -ENOMEM, s->last_tx, "%s", "out of memory for output");
+            return;
+        }
     }
     s->flushing = 0;
 }
@@ -249,10 +358,14 @@ static void enter(struct sncp_session *s)
     s->depth++;
 }
 
+/* The outermost call's end: the output leaves, and the session drops its TLS buffers until
+ * the next burst. */
 static void leave(struct sncp_session *s)
 {
-    if (--s->depth == 0)
+    if (--s->depth == 0) {
         flush_output(s);
+        sncp_tls_trim(s->tls);
+    }
 }
 
 /* Encodes msg at the end of the plaintext buffer. */
@@ -263,7 +376,11 @@ static int queue_msg(struct sncp_session *s, const struct sncp_msg *msg, uint64_
         if (s->state == S_CLOSED)
             return SNCP_E_CLOSED;
     }
+    if (!s->pt && !(s->pt = scratch_get(SCRATCH_PT)))
+        return -ENOMEM;
     int n = sncp_msg_encode(msg, s->pt + s->pt_len, PT_CAP - s->pt_len);
+    if (n < 0 && !s->pt_len)
+        pt_release(s);
     if (n < 0)
         return n;
     s->pt_len += (size_t)n;
@@ -280,7 +397,11 @@ static int queue_msg(struct sncp_session *s, const struct sncp_msg *msg, uint64_
 static void answer_internal(struct sncp_session *s, uint32_t xid, uint8_t req_type, int err,
                             uint16_t bad_tlv, const char *reason, uint64_t now)
 {
-    struct sncp_msg *m = s->tx;
+    struct sncp_msg *m = scratch_get(SCRATCH_TX);
+    if (!m) {
+        session_fail(s, -ENOMEM, now, "%s", "out of memory for an error response");
+        return;
+    }
     sncp_msg_init(m, SNCP_MSG_RESPONSE, xid);
     m->status = sncp_status_from_error(err);
     sncp_msg_set(m, SNCP_TLV_STATUS);
@@ -299,6 +420,7 @@ static void answer_internal(struct sncp_session *s, uint32_t xid, uint8_t req_ty
         sncp_msg_set(m, SNCP_TLV_RETRY_AFTER);
     }
     int rc = queue_msg(s, m, now);
+    scratch_put(SCRATCH_TX, m);
     if (rc < 0 && s->state != S_CLOSED)
         snv_log_rl(&session_rl, SNV_LOG_ERR, "session",
                    "cannot encode error response peer=%s identity=%s err=%s", peer_name(s),
@@ -320,7 +442,7 @@ static void flush_outstanding(struct sncp_session *s)
 static void finish_close(struct sncp_session *s, int err)
 {
     flush_output(s);
-    s->pt_len = 0;
+    pt_release(s);
     flush_outstanding(s);
     s->inflight = 0;
     s->cbs.closed(s->ctx, err);
@@ -394,13 +516,10 @@ static void handle_response(struct sncp_session *s, const struct sncp_msg *m)
     s->cbs.response(s->ctx, cookie, m, 0);
 }
 
-static int on_frame(void *ctx, const uint8_t *data, size_t len)
+/* Decodes one message into m and acts on it.  Returns nonzero when the session closed. */
+static int handle_frame(struct sncp_session *s, struct sncp_msg *m, const uint8_t *data, size_t len)
 {
-    struct sncp_session *s = ctx;
-    if (s->state != S_ESTABLISHED)
-        return 1;
     uint16_t bad_tlv = 0;
-    struct sncp_msg *m = s->rx;
     if (s->tap)
         s->tap(s->tap_ctx, data, len);
     int rc = sncp_msg_decode(data, len, m, &bad_tlv);
@@ -454,6 +573,21 @@ static int on_frame(void *ctx, const uint8_t *data, size_t len)
     return s->state == S_CLOSED;
 }
 
+static int on_frame(void *ctx, const uint8_t *data, size_t len)
+{
+    struct sncp_session *s = ctx;
+    if (s->state != S_ESTABLISHED)
+        return 1;
+    struct sncp_msg *m = scratch_get(SCRATCH_RX);
+    if (!m) {
+        session_fail(s, -ENOMEM, s->last_rx, "%s", "out of memory for a message");
+        return 1;
+    }
+    int closed = handle_frame(s, m, data, len);
+    scratch_put(SCRATCH_RX, m);
+    return closed;
+}
+
 static void established(struct sncp_session *s, uint64_t now)
 {
     s->state = S_ESTABLISHED;
@@ -466,48 +600,17 @@ static void established(struct sncp_session *s, uint64_t now)
     s->cbs.connected(s->ctx, sncp_tls_peer_identity(s->tls));
 }
 
-/* Allocates what a session needs only once TLS is up (message reassembly, plaintext
- * queue, request table): a peer that never completes the handshake costs none of it.
- * Returns 0 or -ENOMEM (what was allocated is freed with the session). */
-static int alloc_established(struct sncp_session *s)
+/* Reads everything TLS has decrypted into the framer, which exists while a partial message
+ * is pending (allocated here, freed by the outermost call that leaves it empty). */
+static void read_plaintext(struct sncp_session *s, uint64_t now)
 {
-    uint32_t hsize = s->hash_mask + 1;
-    s->framer = malloc(sizeof *s->framer);
-    s->rx = malloc(sizeof *s->rx);
-    s->tx = malloc(sizeof *s->tx);
-    s->pt = malloc(PT_CAP);
-    s->rxbuf = malloc(RX_BUF);
-    s->slots = calloc(s->cfg.max_outstanding, sizeof *s->slots);
-    s->hash = malloc(hsize * sizeof *s->hash);
-    if (!s->framer || !s->rx || !s->tx || !s->pt || !s->rxbuf || !s->slots || !s->hash)
-        return -ENOMEM;
-    memset(s->hash, 0xff, hsize * sizeof *s->hash);
-    for (uint32_t i = 0; i < s->cfg.max_outstanding; i++)
-        s->slots[i].next = i + 1 < s->cfg.max_outstanding ? i + 1 : NIL;
-    s->free_head = 0;
-    sncp_framer_init(s->framer);
-    return 0;
-}
-
-/* Runs the handshake if needed and reads everything TLS has decrypted. */
-static void process_input(struct sncp_session *s, uint64_t now)
-{
-    if (s->state == S_HANDSHAKE) {
-        int r = sncp_tls_handshake(s->tls);
-        if (r < 0) {
-            session_fail(s, r, now, "TLS handshake failed: %s", sncp_tls_error(s->tls));
-            return;
-        }
-        if (r == 0)
-            return;
-        if (alloc_established(s) < 0) {
-            session_fail(s, -ENOMEM, now, "%s", "out of memory for the session");
-            return;
-        }
-        established(s, now);
-    }
+    uint8_t *rxbuf = NULL;
     while (s->state == S_ESTABLISHED) {
-        int n = sncp_tls_read(s->tls, s->rxbuf, RX_BUF);
+        if (!rxbuf && !(rxbuf = scratch_get(SCRATCH_RXBUF))) {
+            session_fail(s, -ENOMEM, now, "%s", "out of memory for input");
+            break;
+        }
+        int n = sncp_tls_read(s->tls, rxbuf, RX_BUF);
         if (n == 0)
             break;
         if (n == SNCP_E_PEER_CLOSED) {
@@ -525,10 +628,40 @@ static void process_input(struct sncp_session *s, uint64_t now)
             session_fail(s, n, now, "TLS failure: %s", sncp_tls_error(s->tls));
             break;
         }
-        int rc = sncp_framer_feed(s->framer, s->rxbuf, (size_t)n, on_frame, s);
+        if (!s->framer) {
+            s->framer = malloc(sizeof *s->framer);
+            if (!s->framer) {
+                session_fail(s, -ENOMEM, now, "%s", "out of memory for input");
+                break;
+            }
+            sncp_framer_init(s->framer);
+        }
+        int rc = sncp_framer_feed(s->framer, rxbuf, (size_t)n, on_frame, s);
         if (rc < 0 && s->state != S_CLOSED)
             session_fail(s, rc, now, "broken framing: %s", sncp_strerror(rc));
     }
+    scratch_put(SCRATCH_RXBUF, rxbuf);
+    /* Not inside a nested call: an outer one may be feeding this framer. */
+    if (s->depth == 1 && s->framer && s->state != S_CLOSED && !sncp_framer_pending(s->framer)) {
+        free(s->framer);
+        s->framer = NULL;
+    }
+}
+
+/* Runs the handshake if needed and reads everything TLS has decrypted. */
+static void process_input(struct sncp_session *s, uint64_t now)
+{
+    if (s->state == S_HANDSHAKE) {
+        int r = sncp_tls_handshake(s->tls);
+        if (r < 0) {
+            session_fail(s, r, now, "TLS handshake failed: %s", sncp_tls_error(s->tls));
+            return;
+        }
+        if (r == 0)
+            return;
+        established(s, now);
+    }
+    read_plaintext(s, now);
 }
 
 /* ---- public API ----------------------------------------------------------------------- */
@@ -560,13 +693,9 @@ struct sncp_session *sncp_session_create(const struct sncp_session_config *cfg,
     s->head = s->tail = NIL;
     s->next_xid = 1;
 
-    uint32_t hsize = 16;
-    while (hsize < 2 * s->cfg.max_outstanding)
-        hsize <<= 1;
-    s->hash_mask = hsize - 1;
+    s->free_head = NIL;
     s->tls = sncp_tls_create(cfg->tls, cfg->expected_peer);
-    s->txbuf = malloc(TX_BUF);
-    if (!s->tls || !s->txbuf) {
+    if (!s->tls) {
         sncp_session_destroy(s);
         return NULL;
     }
@@ -579,11 +708,7 @@ void sncp_session_destroy(struct sncp_session *s)
         return;
     sncp_tls_destroy(s->tls);
     free(s->framer);
-    free(s->rx);
-    free(s->tx);
-    free(s->pt);
-    free(s->rxbuf);
-    free(s->txbuf);
+    scratch_put(SCRATCH_PT, s->pt);
     free(s->slots);
     free(s->hash);
     free(s);
@@ -646,6 +771,8 @@ int64_t sncp_session_send(struct sncp_session *s, struct sncp_msg *msg, uint64_t
         return SNCP_E_INVALID_VALUE;
     if (s->n_outstanding >= s->cfg.max_outstanding)
         return SNCP_E_BUSY;
+    if (s->free_head == NIL && pending_grow(s) < 0)
+        return -ENOMEM;
     uint32_t xid = xid_alloc(s);
     msg->xid = xid;
     enter(s);
@@ -681,9 +808,11 @@ int sncp_session_respond(struct sncp_session *s, const struct sncp_msg *req, str
 int sncp_session_respond_error(struct sncp_session *s, const struct sncp_msg *req, int err,
                                uint16_t bad_tlv, const char *reason, uint64_t now)
 {
-    if (!s->tx) /* never established: there is no request to answer */
+    if (s->state != S_ESTABLISHED) /* there is no request to answer */
         return s->state == S_CLOSED ? SNCP_E_CLOSED : SNCP_E_NOT_ESTABLISHED;
-    struct sncp_msg *m = s->tx;
+    struct sncp_msg *m = scratch_get(SCRATCH_TX);
+    if (!m)
+        return -ENOMEM;
     sncp_msg_init(m, SNCP_MSG_RESPONSE, req->xid);
     m->status = sncp_status_from_error(err);
     const char *text = reason ? reason : sncp_status_text(m->status);
@@ -697,7 +826,9 @@ int sncp_session_respond_error(struct sncp_session *s, const struct sncp_msg *re
         m->error_tlv = bad_tlv;
         sncp_msg_set(m, SNCP_TLV_ERROR_TLV);
     }
-    return sncp_session_respond(s, req, m, now);
+    int rc = sncp_session_respond(s, req, m, now);
+    scratch_put(SCRATCH_TX, m);
+    return rc;
 }
 
 void sncp_session_cork(struct sncp_session *s)
@@ -790,10 +921,14 @@ uint64_t sncp_session_tick(struct sncp_session *s, uint64_t now)
         next = s->slots[s->head].deadline;
 
     if (now >= s->last_tx && now - s->last_tx >= s->cfg.keepalive_ms) {
-        struct sncp_msg *m = s->tx;
-        sncp_msg_init(m, SNCP_MSG_KEEPALIVE, 0);
-        queue_msg(s, m, now);
+        struct sncp_msg *m = scratch_get(SCRATCH_TX);
+        if (m) {
+            sncp_msg_init(m, SNCP_MSG_KEEPALIVE, 0);
+            queue_msg(s, m, now);
+        }
+        scratch_put(SCRATCH_TX, m);
     }
+    pending_release(s);
     uint64_t ka = s->last_tx + s->cfg.keepalive_ms;
     if (ka < next)
         next = ka;

@@ -18,6 +18,7 @@
 
 #include <openssl/bio.h>
 #include <openssl/bn.h>
+#include <openssl/buffer.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
@@ -694,6 +695,27 @@ size_t sncp_tls_drain(struct sncp_tls *t, uint8_t *buf, size_t cap)
         return 0;
     }
     return (size_t)n;
+}
+
+/* A memory BIO keeps its buffer at the largest size it ever held: give an empty one a new,
+ * empty buffer (BIO_set_mem_buf frees the old one). */
+static void bio_trim(BIO *b)
+{
+    BUF_MEM *bm = NULL;
+    if (BIO_ctrl_pending(b) || BIO_get_mem_ptr(b, &bm) != 1 || !bm || !bm->max)
+        return;
+    BUF_MEM *fresh = BUF_MEM_new();
+    if (fresh)
+        BIO_set_mem_buf(b, fresh, BIO_CLOSE);
+}
+
+void sncp_tls_trim(struct sncp_tls *t)
+{
+    /* SSL_free_buffers() refuses (returns 0) while a record is in transit: nothing to do. */
+    SSL_free_buffers(t->ssl);
+    bio_trim(t->rbio);
+    bio_trim(t->wbio);
+    clear_errors();
 }
 
 void sncp_tls_shutdown(struct sncp_tls *t)

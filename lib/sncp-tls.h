@@ -67,6 +67,12 @@ int sncp_tls_write(struct sncp_tls *t, const uint8_t *data, size_t len);
 size_t sncp_tls_pending(const struct sncp_tls *t);
 size_t sncp_tls_drain(struct sncp_tls *t, uint8_t *buf, size_t cap);
 
+/* Frees what the connection holds only for data in transit: OpenSSL's record buffers (when
+ * no record is partly read or written) and the ciphertext buffers (when empty).  Call it
+ * when a burst of work is over: an idle connection then holds only its TLS state.  The
+ * next feed, read or write allocates again. */
+void sncp_tls_trim(struct sncp_tls *t);
+
 /* Sends close_notify (drain afterwards). */
 void sncp_tls_shutdown(struct sncp_tls *t);
 

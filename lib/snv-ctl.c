@@ -208,6 +208,7 @@ static void req_send(struct snv_ctl_req *req, json_t *reply)
 
     req->reply = line;
     req->write_req.data = req;
+    snv_log_flush(); /* a command's log lines are out before its reply (when batching) */
     uv_buf_t buf = uv_buf_init(line, (unsigned int)(n + 1));
     int err = uv_write(&req->write_req, (uv_stream_t *)&req->pipe, &buf, 1, on_reply_written);
     if (err < 0) {

@@ -7,7 +7,9 @@
  * cannot forge extra log lines.
  *
  * The module keeps its state in file-scope variables and is meant for a single-threaded
- * event loop.  It is NOT async-signal-safe (it calls snprintf, gmtime_r, stdio and
+ * event loop.  A daemon batches its lines (snv_log_set_buffered()): at tens of thousands of
+ * audited state changes per second a write(2) and a timestamp per line would cost more than
+ * the changes themselves.  It is NOT async-signal-safe (it calls snprintf, gmtime_r, stdio and
  * syslog): never log from a signal handler; the daemons receive signals through
  * uv_signal_t and log from the loop.
  */
@@ -15,6 +17,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -26,6 +29,13 @@ enum {
     SNV_LOG_PROGRAM_MAX = 64,
     SNV_LOG_TEXT_MAX = 2048,
     SNV_LOG_LINE_MAX = SNV_LOG_TEXT_MAX + 256,
+    SNV_LOG_BATCH = 4096, /* PIPE_BUF: a write of a batch stays whole */
+};
+
+/* Lines gathered for one file descriptor while batching. */
+struct batch {
+    size_t len;
+    char data[SNV_LOG_BATCH];
 };
 
 static char log_program[SNV_LOG_PROGRAM_MAX];
@@ -34,6 +44,12 @@ static enum snv_log_level log_level = SNV_LOG_INFO;
 static int log_syslog_open;
 static uint64_t audit_lines;
 static int audit_fd = -1;
+static int log_buffered;
+static struct batch batch_stderr, batch_audit;
+/* The part of a line's prefix that changes at most once a second: the date and time, and
+ * "program[pid]: ".  snv_log_open() and a fork (in the child) reset it. */
+static time_t prefix_secs = -1;
+static char prefix_stamp[32], prefix_program[SNV_LOG_PROGRAM_MAX + 32];
 
 static const char *const level_names[] = {
     [SNV_LOG_ERR] = "err",
@@ -48,6 +64,11 @@ static const int level_priorities[] = {
     [SNV_LOG_INFO] = LOG_INFO,
     [SNV_LOG_DEBUG] = LOG_DEBUG,
 };
+
+static void prefix_reset(void)
+{
+    prefix_secs = -1;
+}
 
 static const char *program_name(void)
 {
@@ -68,6 +89,10 @@ void snv_log_open(const char *program, enum snv_log_dest dest)
         if (n < 0)
             log_program[0] = '\0';
     }
+    static int atfork_done;
+    if (!atfork_done && pthread_atfork(NULL, NULL, prefix_reset) == 0)
+        atfork_done = 1;
+    prefix_reset(); /* the program name in the prefix may have changed */
     log_dest = dest == SNV_LOG_SYSLOG ? SNV_LOG_SYSLOG : SNV_LOG_STDERR;
     if (log_dest == SNV_LOG_SYSLOG) {
         openlog(program_name(), LOG_PID | LOG_NDELAY, LOG_DAEMON);
@@ -120,6 +145,16 @@ const char *snv_log_level_name(enum snv_log_level level)
     return level_names[level];
 }
 
+/* Replaces control characters, so that a peer-supplied string cannot forge lines. */
+static void neutralise(char *p)
+{
+    for (; *p; p++) {
+        unsigned char c = (unsigned char)*p;
+        if (c < 0x20 || c == 0x7f)
+            *p = '?';
+    }
+}
+
 /* Formats "text[ suffix]" into buf, marking truncation with "..." and neutralising control
  * characters. */
 static void format_text(char *buf, size_t size, const char *suffix, const char *fmt, va_list ap)
@@ -141,37 +176,94 @@ static void format_text(char *buf, size_t size, const char *suffix, const char *
     }
     if (suffix_len)
         memcpy(buf + len, suffix, suffix_len + 1);
-    for (char *p = buf; *p; p++) {
-        unsigned char c = (unsigned char)*p;
-        if (c < 0x20 || c == 0x7f)
-            *p = '?';
-    }
+    neutralise(buf);
 }
 
-/* Formats the stderr form of a line into `line`; returns its length (0 on failure). */
+/* Copies the string s to p, stopping at end; returns the new end of the text. */
+static char *append(char *p, const char *end, const char *s)
+{
+    size_t n = strlen(s);
+    if (n > (size_t)(end - p))
+        n = (size_t)(end - p);
+    memcpy(p, s, n);
+    return p + n;
+}
+
+/* Formats the stderr form of a line into `line` (cap >= 2), truncated to cap - 1 bytes
+ * ending in a newline; returns its length.  No printf: a daemon writes tens of thousands
+ * of audit lines a second. */
 static size_t format_line(char *line, size_t cap, enum snv_log_level level, const char *module,
                           const char *text)
 {
     struct timespec ts;
-    struct tm tm;
-    char stamp[32];
-
     clock_gettime(CLOCK_REALTIME, &ts);
-    time_t secs = ts.tv_sec;
-    if (!gmtime_r(&secs, &tm) || strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%S", &tm) == 0)
-        snprintf(stamp, sizeof stamp, "1970-01-01T00:00:00");
-
-    int n = snprintf(line, cap, "%s.%03ldZ %s[%ld]: %s %s: %s\n", stamp,
-                     (long)(ts.tv_nsec / 1000000), program_name(), (long)getpid(),
-                     snv_log_level_name(level), module ? module : "-", text);
-    if (n < 0)
-        return 0;
-    size_t len = (size_t)n;
-    if (len >= cap) {
-        len = cap - 1;
-        line[len - 1] = '\n';
+    if (ts.tv_sec != prefix_secs) {
+        struct tm tm;
+        time_t secs = ts.tv_sec;
+        if (!gmtime_r(&secs, &tm) ||
+            strftime(prefix_stamp, sizeof prefix_stamp, "%Y-%m-%dT%H:%M:%S", &tm) == 0)
+            snprintf(prefix_stamp, sizeof prefix_stamp, "1970-01-01T00:00:00");
+        snprintf(prefix_program, sizeof prefix_program, "%s[%ld]: ", program_name(),
+                 (long)getpid());
+        prefix_secs = ts.tv_sec;
     }
-    return len;
+    long ms = ts.tv_nsec / 1000000;
+    char frac[7] = {
+        '.', (char)('0' + ms / 100), (char)('0' + ms / 10 % 10), (char)('0' + ms % 10), 'Z', ' ',
+        '\0'};
+    char *p = line, *end = line + cap - 2; /* room for the newline and the NUL */
+    p = append(p, end, prefix_stamp);
+    p = append(p, end, frac);
+    p = append(p, end, prefix_program);
+    p = append(p, end, snv_log_level_name(level));
+    p = append(p, end, " ");
+    p = append(p, end, module ? module : "-");
+    p = append(p, end, ": ");
+    p = append(p, end, text);
+    *p++ = '\n';
+    *p = '\0';
+    return (size_t)(p - line);
+}
+
+/* Writes what b holds to fd, in one write(2) (not retried: a log that cannot be written
+ * must not stop the daemon). */
+static void batch_flush(struct batch *b, int fd)
+{
+    if (b->len && fd >= 0 && write(fd, b->data, b->len) < 0) {
+        /* dropped */
+    }
+    b->len = 0;
+}
+
+/* Appends a line to b, writing b first when the line does not fit; a line longer than a
+ * batch goes out alone. */
+static void batch_add(struct batch *b, int fd, const char *line, size_t len)
+{
+    if (b->len + len > sizeof b->data)
+        batch_flush(b, fd);
+    if (len > sizeof b->data) {
+        if (write(fd, line, len) < 0) {
+            /* dropped */
+        }
+        return;
+    }
+    memcpy(b->data + b->len, line, len);
+    b->len += len;
+}
+
+void snv_log_flush(void)
+{
+    if (!batch_stderr.len && !batch_audit.len)
+        return;
+    batch_flush(&batch_stderr, STDERR_FILENO);
+    batch_flush(&batch_audit, audit_fd);
+}
+
+void snv_log_set_buffered(int on)
+{
+    if (!on)
+        snv_log_flush();
+    log_buffered = on;
 }
 
 static void write_stderr(enum snv_log_level level, const char *module, const char *text)
@@ -180,10 +272,37 @@ static void write_stderr(enum snv_log_level level, const char *module, const cha
     size_t len = format_line(line, sizeof line, level, module, text);
     if (!len)
         return;
+    if (log_buffered) {
+        batch_add(&batch_stderr, STDERR_FILENO, line, len);
+        return;
+    }
     /* stderr is unbuffered: one fwrite is one write(2), so concurrent writers of the same
      * file do not interleave inside a line. */
     if (fwrite(line, 1, len, stderr) != len)
         clearerr(stderr);
+}
+
+/* Writes a formatted, neutralised text to its destinations. */
+static void emit(enum snv_log_level level, const char *module, const char *text)
+{
+    if (level == SNV_LOG_AUDIT && audit_fd >= 0) {
+        char line[SNV_LOG_LINE_MAX];
+        size_t len = format_line(line, sizeof line, level, module, text);
+        /* one write(2) per line or batch: O_APPEND keeps concurrent lines whole */
+        if (len && log_buffered)
+            batch_add(&batch_audit, audit_fd, line, len);
+        else if (len && write(audit_fd, line, len) < 0) {
+            /* not retried: the line still reaches the log below */
+        }
+    }
+    if (log_dest == SNV_LOG_SYSLOG && level == SNV_LOG_AUDIT)
+        syslog(LOG_NOTICE, "audit %s: %s", module ? module : "-", text);
+    else if (log_dest == SNV_LOG_SYSLOG)
+        syslog(level_priorities[level], "%s: %s", module ? module : "-", text);
+    else
+        write_stderr(level, module, text);
+    if (level == SNV_LOG_ERR && log_buffered)
+        snv_log_flush(); /* an error is seen at once, after what led to it */
 }
 
 static void vlog_suffix(enum snv_log_level level, const char *module, const char *suffix,
@@ -197,20 +316,27 @@ static void vlog_suffix(enum snv_log_level level, const char *module, const char
         level = SNV_LOG_DEBUG;
     int saved_errno = errno;
     format_text(text, sizeof text, suffix, fmt, ap);
-    if (level == SNV_LOG_AUDIT && audit_fd >= 0) {
-        char line[SNV_LOG_LINE_MAX];
-        size_t len = format_line(line, sizeof line, level, module, text);
-        /* one write(2) per line: O_APPEND keeps concurrent lines whole */
-        if (len && write(audit_fd, line, len) < 0) {
-            /* not retried: the line still reaches the log below */
-        }
+    emit(level, module, text);
+    errno = saved_errno;
+}
+
+void snv_audit_text(const char *module, const char *text)
+{
+    char buf[SNV_LOG_TEXT_MAX];
+    size_t len = strlen(text);
+
+    audit_lines++;
+    int saved_errno = errno;
+    if (len >= sizeof buf) {
+        len = sizeof buf - 1;
+        memcpy(buf, text, len - 3);
+        memcpy(buf + len - 3, "...", 3);
+    } else {
+        memcpy(buf, text, len);
     }
-    if (log_dest == SNV_LOG_SYSLOG && level == SNV_LOG_AUDIT)
-        syslog(LOG_NOTICE, "audit %s: %s", module ? module : "-", text);
-    else if (log_dest == SNV_LOG_SYSLOG)
-        syslog(level_priorities[level], "%s: %s", module ? module : "-", text);
-    else
-        write_stderr(level, module, text);
+    buf[len] = '\0';
+    neutralise(buf);
+    emit(SNV_LOG_AUDIT, module, buf);
     errno = saved_errno;
 }
 
@@ -250,6 +376,7 @@ int snv_audit_file_open(const char *path)
         if (fd < 0)
             return -errno;
     }
+    batch_flush(&batch_audit, audit_fd); /* the lines so far go to the file they were for */
     if (audit_fd >= 0)
         close(audit_fd);
     audit_fd = fd;

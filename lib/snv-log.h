@@ -46,12 +46,24 @@ void snv_vlog(enum snv_log_level level, const char *module, const char *fmt, va_
             snv_log(SNV_LOG_DEBUG, mod, __VA_ARGS__);                                              \
     } while (0)
 
+/* Batching, for a daemon's event loop: while on, the lines for stderr and the audit file are
+ * gathered (up to 4 KiB, one pipe write's atomic size: lines never interleave with another
+ * writer's) and written by snv_log_flush(), when the next line would not fit, or at once
+ * after an error line.  The owner flushes before anything that depends on the lines having
+ * been written leaves (e.g. before a response is sent) and before the loop blocks.  Turning
+ * it off flushes.  syslog lines are never held. */
+void snv_log_set_buffered(int on);
+void snv_log_flush(void);
+
 /* Audit (RFC 8394 section 10: state changes are logged).  A state change or an
  * authentication outcome, "audit module: text key=value ...": never rate-limited and never
  * filtered by the log level, at syslog priority NOTICE.  Its volume is bounded by the
  * changes peers are allowed to make (the configured limits), not by a throttle; repeated
  * errors of a peer stay on snv_log_rl(). */
 void snv_audit(const char *module, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* The same with the text already built (no printf on hot paths); control characters in it
+ * are replaced as in every line. */
+void snv_audit_text(const char *module, const char *text);
 /* Also appends every audit line (in the stderr format, whatever the destination) to
  * `path`, opened O_APPEND and refusing a symlink; NULL stops.  Called again (SIGHUP) it
  * reopens, so a rotated file is followed.  Returns 0, or -errno (the previous file, if

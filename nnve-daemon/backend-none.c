@@ -291,6 +291,9 @@ static int tsi_op(struct nnve_backend *b, enum tsi_verb verb, const char *port, 
     static const char *const verbs[] = {"associate-tsi", "activate-tsi", "deactivate-tsi",
                                         "deassociate-tsi", "update-tsi"};
     struct none_backend *nb = none_cast(b);
+    /* Without a journal the line is only for the info log: do not build it for nothing. */
+    if (!nb->journal && snv_log_get_level() < SNV_LOG_INFO)
+        return 0;
     char vbuf[80], tbuf[SNCP_TSI_ID_STRLEN], rest[6144], key[512];
     sncp_tsi_id_format(tsi, tbuf, sizeof tbuf);
     int n = snprintf(rest, sizeof rest, "port=%s tag=%u vn=%s tsi=%s addrs=", port, tag,

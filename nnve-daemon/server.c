@@ -19,6 +19,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <malloc.h>
 #include <net/if.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -136,6 +137,7 @@ struct nnve_server {
     unsigned n_sessions, n_established;
     struct session *dirty;
     uv_check_t check;
+    uv_prepare_t log_flush; /* before the loop blocks: the batched log lines go out */
     uv_timer_t tick;
     uv_work_t checkpoint;
     int checkpoint_running;
@@ -143,6 +145,8 @@ struct nnve_server {
     uint32_t recover_ms;         /* ... and the interval, doubled after each failure */
     uint64_t checkpoint_commits; /* store commits at the last checkpoint */
     unsigned ticks;
+    int busy;      /* requests were answered since the last idle check */
+    int heap_used; /* ... and the heap was not trimmed since */
     struct op *ops;
     uint64_t next_cookie;
     int shutting_down;
@@ -340,6 +344,8 @@ static void sessions_rebind(struct nnve_server *srv)
     }
 }
 
+static void checkpoint_start(struct nnve_server *srv);
+
 /* Group commit, then the responses of this loop iteration.  A failed group is undone in
  * the state (rebuilt from the store). */
 static void on_check(uv_check_t *h)
@@ -351,6 +357,11 @@ static void on_check(uv_check_t *h)
         failed = 1;
         sessions_rebind(srv);
     }
+    snv_log_flush(); /* the audit lines of what is acknowledged below are written first */
+    if (nnve_store_checkpoint_wanted(srv->store))
+        checkpoint_start(srv);
+    if (srv->dirty)
+        srv->busy = srv->heap_used = 1;
     while (srv->dirty) {
         struct session *s = srv->dirty;
         srv->dirty = s->dirty_next;
@@ -370,6 +381,12 @@ struct nnve_pair *nnve_server_pair(const struct nnve_server *srv)
     return srv->pair;
 }
 
+static void on_log_flush(uv_prepare_t *h)
+{
+    (void)h;
+    snv_log_flush();
+}
+
 static void checkpoint_work(uv_work_t *w)
 {
     struct nnve_server *srv = w->data;
@@ -382,6 +399,18 @@ static void checkpoint_done(uv_work_t *w, int status)
     if (status == 0)
         nnve_store_checkpoint_done(srv->store);
     srv->checkpoint_running = 0;
+}
+
+/* Runs a checkpoint on the worker thread, unless one is running. */
+static void checkpoint_start(struct nnve_server *srv)
+{
+    if (!srv->store || srv->checkpoint_running)
+        return;
+    srv->checkpoint_commits = nnve_store_stats(srv->store)->commits;
+    srv->checkpoint_running = 1;
+    srv->checkpoint.data = srv;
+    if (uv_queue_work(srv->loop, &srv->checkpoint, checkpoint_work, checkpoint_done) < 0)
+        srv->checkpoint_running = 0;
 }
 
 static void on_tick(uv_timer_t *t)
@@ -406,15 +435,19 @@ static void on_tick(uv_timer_t *t)
             srv->recover_at = now + srv->recover_ms;
         }
     }
-    /* About once a second, fold the write-ahead log into the database off the loop. */
-    if (srv->store && srv->ticks % 5 == 0 && !srv->checkpoint_running &&
-        nnve_store_stats(srv->store)->commits != srv->checkpoint_commits) {
-        srv->checkpoint_commits = nnve_store_stats(srv->store)->commits;
-        srv->checkpoint_running = 1;
-        srv->checkpoint.data = srv;
-        if (uv_queue_work(srv->loop, &srv->checkpoint, checkpoint_work, checkpoint_done) < 0)
-            srv->checkpoint_running = 0;
+    /* A second without a request after a busy spell: hand the heap's free pages back (a
+     * burst of handshakes or requests leaves them resident, the idle sessions need none). */
+    if (srv->ticks % 5 == 0) {
+        if (!srv->busy && srv->heap_used) {
+            malloc_trim(0);
+            srv->heap_used = 0;
+        }
+        srv->busy = 0;
     }
+    /* About once a second, fold the write-ahead log into the database off the loop. */
+    if (srv->store && srv->ticks % 5 == 0 &&
+        nnve_store_stats(srv->store)->commits != srv->checkpoint_commits)
+        checkpoint_start(srv);
 }
 
 /* ---- HELLO ------------------------------------------------------------------------ */
@@ -1428,6 +1461,9 @@ int nnve_server_create(uv_loop_t *loop, const struct nnve_config *cfg, struct sn
     uv_check_init(loop, &srv->check);
     srv->check.data = srv;
     uv_check_start(&srv->check, on_check);
+    uv_prepare_init(loop, &srv->log_flush);
+    uv_prepare_start(&srv->log_flush, on_log_flush);
+    snv_log_set_buffered(1);
     uv_timer_init(loop, &srv->tick);
     srv->tick.data = srv;
     uv_timer_start(&srv->tick, on_tick, 200, 200);
@@ -1528,6 +1564,9 @@ void nnve_server_shutdown(struct nnve_server *srv)
     }
     uv_check_stop(&srv->check);
     uv_close((uv_handle_t *)&srv->check, on_handle_closed);
+    snv_log_set_buffered(0);
+    uv_prepare_stop(&srv->log_flush);
+    uv_close((uv_handle_t *)&srv->log_flush, on_handle_closed);
     uv_timer_stop(&srv->tick);
     uv_close((uv_handle_t *)&srv->tick, on_handle_closed);
 }

@@ -886,14 +886,58 @@ static void tsi_set_state(struct nnve_state *st, struct nnve_tsi *t, uint8_t sta
     st->c.transitions++;
 }
 
+/* A line built piece by piece, cut at its end (the TSI audit lines, two per activation,
+ * are built without printf). */
+struct audit_line {
+    char *p, *end;
+};
+
+static void al_str(struct audit_line *l, const char *s)
+{
+    while (*s && l->p < l->end)
+        *l->p++ = *s++;
+}
+
+static void al_uint(struct audit_line *l, unsigned long v)
+{
+    char digits[24];
+    int n = 0;
+    do
+        digits[n++] = (char)('0' + v % 10);
+    while ((v /= 10) != 0);
+    while (n && l->p < l->end)
+        *l->p++ = digits[--n];
+}
+
 static void tsi_log(const struct nnve_tsi *t, const char *what, const char *why)
 {
-    char tbuf[SNCP_TSI_ID_STRLEN], vbuf[80];
+    char tbuf[SNCP_TSI_ID_STRLEN], text[1024];
     const struct nnve_vap *vap = t->vc->vap;
-    snv_audit("tsi", "%s tsi=%s vn=%s port=%s tag=%u hypervisor=%s addrs=%u%s%s%s", what,
-              tsi_str(&t->id, tbuf, sizeof tbuf), nnve_vn_format(&vap->vn, vbuf, sizeof vbuf),
-              t->hv->port->name, vap->tag, t->hv->identity, t->n_addrs,
-              t->migrating ? " migrating=yes" : "", why ? " reason=" : "", why ? why : "");
+    struct audit_line l = {text, text + sizeof text - 1};
+    al_str(&l, what);
+    al_str(&l, " tsi=");
+    al_str(&l, tsi_str(&t->id, tbuf, sizeof tbuf));
+    al_str(&l, " vn=");
+    if (vap->vn.has_id)
+        al_uint(&l, vap->vn.id);
+    else
+        al_str(&l, vap->vn.name);
+    al_str(&l, " port=");
+    al_str(&l, t->hv->port->name);
+    al_str(&l, " tag=");
+    al_uint(&l, vap->tag);
+    al_str(&l, " hypervisor=");
+    al_str(&l, t->hv->identity);
+    al_str(&l, " addrs=");
+    al_uint(&l, t->n_addrs);
+    if (t->migrating)
+        al_str(&l, " migrating=yes");
+    if (why) {
+        al_str(&l, " reason=");
+        al_str(&l, why);
+    }
+    *l.p = '\0';
+    snv_audit_text("tsi", text);
 }
 
 static int addrs_equal(const struct nnve_tsi *t, const struct sncp_addr *a, unsigned n)

@@ -19,6 +19,10 @@
  * so the main connection also checkpoints, PASSIVE, right after a commit that leaves more than
  * WAL_CHECKPOINT_FRAMES frames: with no transaction of its own open that one completes (the
  * worker already copied most frames), and journal_size_limit truncates the restarted log file.
+ * That checkpoint blocks the loop (page copies and two syncs), so the worker is not left to
+ * its once-a-second timer under churn: a commit that leaves WAL_WORKER_FRAMES frames asks
+ * for it at once (nnve_store_checkpoint_wanted()), and the loop's own checkpoint only copies
+ * the tail written while the worker ran.
  *
  * A failed write poisons the open transaction: SQLite may have rolled it back already, and
  * the writes after it must not run in autocommit mode.  They are refused and the commit rolls
@@ -113,8 +117,9 @@ struct nnve_store {
     sqlite3 *ckpt_db; /* the checkpoint worker's connection */
     sqlite3_stmt *st[ST_COUNT];
     int in_txn;
-    int txn_failed; /* a write of the open transaction failed */
-    int ckpt_rc;    /* of the last worker checkpoint (read after it is done) */
+    int txn_failed;  /* a write of the open transaction failed */
+    int ckpt_rc;     /* of the last worker checkpoint (read after it is done) */
+    int ckpt_wanted; /* the log has grown enough for the worker to checkpoint now */
     char *path;
     struct nnve_store_stats stats;
     struct snv_ratelimit rl;
@@ -122,7 +127,8 @@ struct nnve_store {
 
 enum {
     ADDR_REC = 23,
-    WAL_CHECKPOINT_FRAMES = 1000,     /* ~4 MiB of pages: the loop checkpoints beyond */
+    WAL_WORKER_FRAMES = 600,          /* ~2.4 MiB of pages: the worker is asked to checkpoint */
+    WAL_CHECKPOINT_FRAMES = 1400,     /* ~5.6 MiB of pages: the loop checkpoints beyond */
     WAL_SIZE_LIMIT = 4 * 1024 * 1024, /* journal_size_limit: restarted log cut to this */
 };
 
@@ -645,6 +651,8 @@ int nnve_store_pair_load(struct nnve_store *s, const char *domain,
 static int wal_hook(void *aux, sqlite3 *db, const char *name, int frames)
 {
     struct nnve_store *s = aux;
+    if (frames >= WAL_WORKER_FRAMES)
+        s->ckpt_wanted = 1;
     if (frames < WAL_CHECKPOINT_FRAMES)
         return SQLITE_OK;
     int rc = sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
@@ -663,6 +671,14 @@ int nnve_store_checkpoint(struct nnve_store *s)
     /* SQLITE_BUSY: another checkpoint runs, or a lock was held: partial, not a failure. */
     s->ckpt_rc = rc == SQLITE_OK || rc == SQLITE_BUSY ? 0 : rc;
     return s->ckpt_rc ? SNCP_E_INTERNAL : 0;
+}
+
+int nnve_store_checkpoint_wanted(struct nnve_store *s)
+{
+    int wanted = s && s->ckpt_wanted;
+    if (s)
+        s->ckpt_wanted = 0;
+    return wanted;
 }
 
 void nnve_store_checkpoint_done(struct nnve_store *s)

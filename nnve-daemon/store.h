@@ -91,6 +91,9 @@ int nnve_store_clear(struct nnve_store *s);
  * nnve_store_checkpoint_done() on the loop's thread once it has returned (counts it). */
 int nnve_store_checkpoint(struct nnve_store *s);
 void nnve_store_checkpoint_done(struct nnve_store *s);
+/* 1 once, after a commit that left the write-ahead log long enough that a worker
+ * checkpoint should start now rather than at its next period; 0 otherwise (or NULL). */
+int nnve_store_checkpoint_wanted(struct nnve_store *s);
 
 struct nnve_store_stats {
     uint64_t commits, writes, errors;

@@ -3,17 +3,48 @@
 # program from BUILD/bench and prints its figures).  Figures only; nothing here passes
 # or fails on speed.
 #   scripts/run-bench.sh BUILD_DIR [NAME_FILTER]
+#
+# Summary table.  Any bench script (or a program it runs) may print lines
+#     TABLE|figure|value|floor|ratio
+# figure: what is measured, with its unit in parentheses, e.g.
+#         "nnve-daemon request p99 at 5000/s, sync=full (ms)";
+# value:  a number;
+# floor:  the physical floor (or ceiling) the value is judged against, measured in the same
+#         run, in the same unit; "-" when there is none;
+# ratio:  value / floor (2 decimals); "-" when there is no floor.
+# No "|" inside a field.  The lines are shown where they occur and collected: at the end this
+# prints one table of all of them (in the order printed) and the machine's load during the
+# run (load averages at the start and at the end, and the number of CPUs).
 set -u
 build=${1:?usage: run-bench.sh BUILD_DIR [FILTER]}
 filter=${2:-}
 top=$(cd "$(dirname "$0")/.." && pwd)
 export SPLITNVE_BUILD=$(cd "$top" && cd "$build" && pwd) SPLITNVE_SRC=$top
+out=$(mktemp)
+trap 'rm -f "$out"' EXIT
+load_start=$(cut -d' ' -f1-3 /proc/loadavg)
 status=0
 for b in "$top"/bench/*.sh; do
     [ -f "$b" ] || continue
     name=$(basename "$b" .sh)
     [ -n "$filter" ] && [[ "$name" != *"$filter"* ]] && continue
     echo "== bench $name"
-    bash "$b" || { echo "bench $name: FAILED (exit $?)"; status=1; }
+    set -o pipefail
+    bash "$b" 2>&1 | tee -a "$out" ||
+        { echo "bench $name: FAILED (exit $?)"; status=1; }
+    set +o pipefail
 done
+load_end=$(cut -d' ' -f1-3 /proc/loadavg)
+echo
+echo "== summary"
+awk -F'|' '
+    { fig[NR] = $2; val[NR] = $3; flo[NR] = $4; rat[NR] = $5
+      if (length($2) > w) w = length($2) }
+    END {
+        if (w < 6) w = 6
+        printf "%-" w "s  %12s  %12s  %6s\n", "figure", "value", "floor", "ratio"
+        for (i = 1; i <= NR; i++)
+            printf "%-" w "s  %12s  %12s  %6s\n", fig[i], val[i], flo[i], rat[i]
+    }' <(grep '^TABLE|' "$out")
+echo "load average (1/5/15 min): $load_start at the start, $load_end at the end; $(nproc) CPUs"
 exit $status

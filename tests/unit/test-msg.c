@@ -1078,6 +1078,45 @@ START_TEST(test_format_truncates)
 }
 END_TEST
 
+/* The identifier formatters behave as snprintf does at every buffer size: the full length
+ * returned, the text cut to cap - 1 bytes and terminated, nothing written past cap. */
+START_TEST(test_identifier_format_truncates)
+{
+    struct sncp_tsi_id id;
+    ck_assert_int_eq(
+        sncp_tsi_id_parse("0123abcd-ef45-4067-89ab-cdef01234567/fe:dc:ba:98:76:54", &id), 0);
+    const char *want = "0123abcd-ef45-4067-89ab-cdef01234567/fe:dc:ba:98:76:54";
+    int full = (int)strlen(want);
+    for (size_t cap = 0; cap <= (size_t)full + 2; cap++) {
+        char buf[80], mac[24], uuid[48];
+        memset(buf, 'X', sizeof buf);
+        ck_assert_int_eq(sncp_tsi_id_format(&id, buf, cap), full);
+        if (cap) {
+            size_t n = cap - 1 < (size_t)full ? cap - 1 : (size_t)full;
+            ck_assert(memcmp(buf, want, n) == 0);
+            ck_assert_int_eq(buf[n], '\0');
+        }
+        ck_assert_int_eq(buf[cap], 'X');
+        if (cap <= 18) {
+            memset(mac, 'X', sizeof mac);
+            ck_assert_int_eq(sncp_mac_format(id.mac, mac, cap), 17);
+            if (cap)
+                ck_assert(strncmp(mac, "fe:dc:ba:98:76:54", cap - 1) == 0 &&
+                          mac[cap - 1 < 17 ? cap - 1 : 17] == '\0');
+            ck_assert_int_eq(mac[cap], 'X');
+        }
+        if (cap <= 37) {
+            memset(uuid, 'X', sizeof uuid);
+            ck_assert_int_eq(sncp_uuid_format(id.uuid, uuid, cap), 36);
+            if (cap)
+                ck_assert(strncmp(uuid, want, cap - 1 < 36 ? cap - 1 : 36) == 0 &&
+                          uuid[cap - 1 < 36 ? cap - 1 : 36] == '\0');
+            ck_assert_int_eq(uuid[cap], 'X');
+        }
+    }
+}
+END_TEST
+
 START_TEST(test_identifiers)
 {
     uint8_t mac[6], uuid[16];
@@ -1178,6 +1217,7 @@ static Suite *msg_suite(void)
     tcase_add_test(tc, test_encode_policy);
     tcase_add_test(tc, test_format_truncates);
     tcase_add_test(tc, test_identifiers);
+    tcase_add_test(tc, test_identifier_format_truncates);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -848,10 +848,12 @@ static void check_pair(void *ctx, uint64_t cookie, const struct sncp_msg *rsp, i
     last_pair_cookie = cookie;
 }
 
-START_TEST(test_random_order_stress)
+/* A connected pair whose client allows max_outstanding requests and checks each response
+ * against its cookie (check_pair); no keepalive gets in the way. */
+static void setup_checking_pair(uint32_t max_outstanding)
 {
     struct sncp_session_config c = base_cfg(SNCP_TLS_CLIENT);
-    c.max_outstanding = 64;
+    c.max_outstanding = max_outstanding;
     c.keepalive_ms = 100000;
     struct sncp_session_config sv = base_cfg(SNCP_TLS_SERVER);
     sv.keepalive_ms = 100000;
@@ -868,34 +870,134 @@ START_TEST(test_random_order_stress)
     sncp_session_start(cli.s, now);
     pump();
     ck_assert_int_eq(cli.connected, 1);
+    pair_mismatch = 0;
+}
+
+/* Sends SYNC_BEGIN requests until target are outstanding, each cookie encoding the xid the
+ * session is going to assign (xid * 7 + 1, see check_pair); *sent counts them. */
+static void fill_outstanding(uint32_t target, int *sent)
+{
+    while (sncp_session_outstanding(cli.s) < target) {
+        struct sncp_msg m;
+        sncp_msg_init(&m, SNCP_MSG_SYNC_BEGIN, 0);
+        uint32_t expect = (uint32_t)*sent + 1;
+        ck_assert_int_eq(sncp_session_send(cli.s, &m, (uint64_t)expect * 7 + 1, now), expect);
+        (*sent)++;
+    }
+    pump();
+}
+
+/* The server answers `count` of the requests it holds (at most all), picked at random;
+ * returns how many it answered. */
+static int answer_random(int count)
+{
+    int done = 0;
+    for (; done < count && srv.n_requests > 0; done++) {
+        int i = rand() % srv.n_requests;
+        ck_assert_int_eq(sncp_session_respond_error(srv.s, &srv.requests[i], 0, 0, NULL, now), 0);
+        srv.requests[i] = srv.requests[--srv.n_requests];
+    }
+    pump();
+    return done;
+}
+
+START_TEST(test_random_order_stress)
+{
+    setup_checking_pair(64);
 
     srand(12345);
     int sent = 0, answered = 0;
     while (answered < 20000) {
-        while (sncp_session_outstanding(cli.s) < 64) {
-            struct sncp_msg m;
-            sncp_msg_init(&m, SNCP_MSG_SYNC_BEGIN, 0);
-            /* The cookie encodes the xid the session is going to assign. */
-            uint32_t expect = (uint32_t)sent + 1;
-            int64_t x = sncp_session_send(cli.s, &m, (uint64_t)expect * 7 + 1, now);
-            ck_assert_int_eq(x, expect);
-            sent++;
-        }
-        pump();
+        fill_outstanding(64, &sent);
         /* Answer a random half of what the server holds, in random order. */
-        int n = srv.n_requests;
-        for (int k = 0; k < n / 2 + 1 && srv.n_requests > 0; k++) {
-            int i = rand() % srv.n_requests;
-            ck_assert_int_eq(sncp_session_respond_error(srv.s, &srv.requests[i], 0, 0, NULL, now),
-                             0);
-            srv.requests[i] = srv.requests[--srv.n_requests];
-            answered++;
-        }
-        pump();
+        answered += answer_random(srv.n_requests / 2 + 1);
         cli.n_responses = 0;
     }
     ck_assert_int_eq(pair_mismatch, 0);
     ck_assert_uint_eq(sncp_session_stats(cli.s)->unmatched, 0);
+    teardown_pair();
+}
+END_TEST
+
+/* The request table starts small, grows while requests are outstanding (in any answer
+ * order) and is released by a tick once none is: every response still finds its request,
+ * and a request sent after the release works. */
+START_TEST(test_outstanding_table_grows_and_shrinks)
+{
+    setup_checking_pair(1000);
+    srand(777);
+    int sent = 0, answered = 0;
+    for (int round = 0; round < 3; round++) {
+        /* 10, 100, then 1000 outstanding: each round grows the table past the last.  A
+         * random third is answered, the rest stays outstanding across the next growth. */
+        fill_outstanding(round == 0 ? 10 : round == 1 ? 100 : 1000, &sent);
+        answered += answer_random(srv.n_requests / 3);
+    }
+    answered += answer_random(srv.n_requests);
+    ck_assert_int_eq(answered, sent);
+    ck_assert_uint_eq(sncp_session_outstanding(cli.s), 0);
+    ck_assert_int_eq(pair_mismatch, 0);
+    ck_assert_uint_eq(sncp_session_stats(cli.s)->unmatched, 0);
+    /* A tick with nothing outstanding releases the table; the next request allocates again. */
+    now += 10;
+    sncp_session_tick(cli.s, now);
+    fill_outstanding(1, &sent);
+    ck_assert_int_eq(srv.n_requests, 1);
+    ck_assert_int_eq(answer_random(1), 1);
+    ck_assert_uint_eq(sncp_session_outstanding(cli.s), 0);
+    ck_assert_int_eq(pair_mismatch, 0);
+    teardown_pair();
+}
+END_TEST
+
+/* Each side's output is fed to the other side at once, from inside the output callback, so
+ * a session's input runs nested in its peer's call and, through the answers, in its own:
+ * the per-call buffers must not be shared between the nested calls. */
+static struct side *nested_peer(struct side *sd)
+{
+    return sd == &cli ? &srv : &cli;
+}
+
+static void cb_output_nested(void *ctx, const uint8_t *data, size_t len)
+{
+    struct side *to = nested_peer(ctx);
+    uint8_t *copy = malloc(len);
+    ck_assert_ptr_nonnull(copy);
+    memcpy(copy, data, len);
+    sncp_session_input(to->s, copy, len, now);
+    free(copy);
+}
+
+START_TEST(test_nested_delivery)
+{
+    setup_pair(NULL, NULL, 1);
+    struct sncp_session_cbs nested = cbs;
+    nested.output = cb_output_nested;
+    sncp_session_destroy(cli.s);
+    sncp_session_destroy(srv.s);
+    struct sncp_session_config cc = base_cfg(SNCP_TLS_CLIENT), sc = base_cfg(SNCP_TLS_SERVER);
+    cli.s = sncp_session_create(&cc, &nested, &cli);
+    srv.s = sncp_session_create(&sc, &nested, &srv);
+    srv.connected = cli.connected = 0;
+    cli.n_responses = 0;
+    srv.auto_respond = 1;
+    sncp_session_start(srv.s, now);
+    sncp_session_start(cli.s, now);
+    ck_assert_int_eq(cli.connected, 1);
+    ck_assert_int_eq(srv.connected, 1);
+    for (int round = 0; round < 20; round++) {
+        sncp_session_cork(cli.s);
+        for (uint32_t i = 0; i < 50; i++)
+            ck_assert_int_gt(send_vn_connect(&cli, 5000 + i, 1000 * (uint64_t)round + i), 0);
+        sncp_session_uncork(cli.s);
+    }
+    ck_assert_int_eq(srv.n_requests, 1000);
+    ck_assert_int_eq(cli.n_responses, 1000);
+    for (int i = 0; i < 1000; i++) {
+        ck_assert_uint_eq(cli.resp_cookie[i], 1000 * (uint64_t)(i / 50) + (uint64_t)(i % 50));
+        ck_assert_int_eq(cli.resp_status[i], SNCP_STATUS_SUCCESS);
+    }
+    ck_assert_int_eq(cli.n_closed + srv.n_closed, 0);
     teardown_pair();
 }
 END_TEST
@@ -973,6 +1075,8 @@ static Suite *session_suite(void)
     tcase_add_test(tc, test_busy_beyond_max_inflight);
     tcase_add_test(tc, test_max_outstanding);
     tcase_add_test(tc, test_random_order_stress);
+    tcase_add_test(tc, test_outstanding_table_grows_and_shrinks);
+    tcase_add_test(tc, test_nested_delivery);
     tcase_add_test(tc, test_close_flushes_outstanding);
     tcase_add_test(tc, test_transport_closed);
     suite_add_tcase(s, tc);

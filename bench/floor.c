@@ -1,0 +1,454 @@
+/* floor.c: the machine's own floors for nnve-daemon's figures, measured in the same run
+ * (called by bench/nnve.sh right before it loads the daemon).
+ *
+ *   floor --fdatasync DIR [--count N]
+ *       N (2,000) writes of 4 KiB, each followed by fdatasync(), cycling over a 4 MiB file in
+ *       DIR (preallocated and synced first, as SQLite reuses its log): p50/p99 in ms.
+ *   floor --echo --pki DIR [--sessions N] [--window W] [--seconds S] [--size B]
+ *       a bare TLS echo over TCP on 127.0.0.1, through lib's TLS engine (sncp_tls) and
+ *       libuv, the server in a child process (as the daemon is): first one session with one
+ *       message in flight (round trip p50/p99), then N (100) sessions with W (64) messages of
+ *       B (96) bytes in flight each for S (2) seconds (round trips/s).  Certificates:
+ *       DIR/nnve.crt for the server, DIR/benchK.crt for session K (bench/nnve-load
+ *       --gen-certs).
+ * Every figure is also printed as a line TABLE|figure|value|-|- (scripts/run-bench.sh).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <uv.h>
+
+#include "sncp-tls.h"
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* ---- fdatasync ---- */
+
+static int fdatasync_floor(const char *dir, unsigned count)
+{
+    enum { BLOCK = 4096, FILE_BYTES = 4 << 20 };
+    char path[4096];
+    snprintf(path, sizeof path, "%s/floor-fdatasync.tmp", dir);
+    int fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return perror(path), 1;
+    static uint8_t block[BLOCK];
+    memset(block, 0xa5, sizeof block);
+    for (off_t off = 0; off < FILE_BYTES; off += BLOCK)
+        if (pwrite(fd, block, BLOCK, off) != BLOCK)
+            return perror(path), close(fd), unlink(path), 1;
+    fsync(fd);
+    uint64_t *ns = calloc(count, sizeof *ns);
+    if (!ns)
+        return close(fd), unlink(path), 1;
+    for (unsigned i = 0; i < count; i++) {
+        block[0] = (uint8_t)i;
+        uint64_t t0 = uv_hrtime();
+        if (pwrite(fd, block, BLOCK, (off_t)(i % (FILE_BYTES / BLOCK)) * BLOCK) != BLOCK ||
+            fdatasync(fd) < 0) {
+            perror(path);
+            free(ns);
+            close(fd);
+            unlink(path);
+            return 1;
+        }
+        ns[i] = uv_hrtime() - t0;
+    }
+    close(fd);
+    unlink(path);
+    qsort(ns, count, sizeof *ns, cmp_u64);
+    double p50 = ns[count / 2] / 1e6, p99 = ns[(size_t)(count * 0.99)] / 1e6;
+    printf("fdatasync: %u writes of 4 KiB in %s: p50 %.3f ms, p99 %.3f ms, max %.3f ms\n", count,
+           dir, p50, p99, ns[count - 1] / 1e6);
+    printf("TABLE|fdatasync p99, 4 KiB write in the state dir (ms)|%.3f|-|-\n", p99);
+    free(ns);
+    return 0;
+}
+
+/* ---- TLS echo ---- */
+
+struct peer {
+    uv_tcp_t tcp;
+    struct sncp_tls *tls;
+    int established;
+    uint64_t rx;      /* client: echoed bytes received */
+    uint64_t sent_at; /* client, window 1: when the message in flight left */
+};
+
+static uv_loop_t *loop;
+static struct sncp_tls_ctx *server_ctx;
+static const char *pki;
+static unsigned n_sessions = 100, window = 64, msg_size = 96;
+static double seconds = 2;
+static struct peer *clients;
+static unsigned n_established, n_closed, n_started;
+static int measuring, done;
+static uint64_t round_trips, measure_t0;
+static uint64_t *rtt_ns;
+static unsigned rtt_n, rtt_cap;
+static uint8_t msg[4096];
+
+struct wreq {
+    uv_write_t req;
+    uint8_t data[];
+};
+
+static void on_written(uv_write_t *req, int status)
+{
+    (void)status;
+    free(req);
+}
+
+static void on_closed(uv_handle_t *h)
+{
+    struct peer *p = h->data;
+    sncp_tls_destroy(p->tls);
+    p->tls = NULL;
+    n_closed++;
+    if (p < clients || p >= clients + n_sessions)
+        free(p);
+}
+
+static void peer_close(struct peer *p)
+{
+    if (!uv_is_closing((uv_handle_t *)&p->tcp))
+        uv_close((uv_handle_t *)&p->tcp, on_closed);
+}
+
+/* Sends what TLS has produced. */
+static void flush(struct peer *p)
+{
+    size_t n = sncp_tls_pending(p->tls);
+    if (!n)
+        return;
+    struct wreq *w = malloc(sizeof *w + n);
+    if (!w)
+        return peer_close(p);
+    n = sncp_tls_drain(p->tls, w->data, n);
+    uv_buf_t b = uv_buf_init((char *)w->data, (unsigned)n);
+    if (uv_write(&w->req, (uv_stream_t *)&p->tcp, &b, 1, on_written) < 0) {
+        free(w);
+        peer_close(p);
+    }
+}
+
+static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    (void)h;
+    (void)suggested;
+    static char rbuf[64 * 1024];
+    *buf = uv_buf_init(rbuf, sizeof rbuf);
+}
+
+static void client_send(struct peer *p)
+{
+    p->sent_at = uv_hrtime();
+    if (sncp_tls_write(p->tls, msg, msg_size) < 0)
+        peer_close(p);
+}
+
+/* Client: count the echoed messages; each one answered sends the next. */
+static void client_plaintext(struct peer *p, size_t n)
+{
+    uint64_t before = p->rx / msg_size;
+    p->rx += n;
+    uint64_t got = p->rx / msg_size - before;
+    for (uint64_t i = 0; i < got; i++) {
+        if (measuring) {
+            round_trips++;
+            if (window == 1 && rtt_n < rtt_cap)
+                rtt_ns[rtt_n++] = uv_hrtime() - p->sent_at;
+        }
+        if (!done)
+            client_send(p);
+    }
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    struct peer *p = s->data;
+    if (nread < 0)
+        return peer_close(p);
+    if (sncp_tls_feed(p->tls, (const uint8_t *)buf->base, (size_t)nread) < 0)
+        return peer_close(p);
+    int client = p >= clients && p < clients + n_sessions;
+    if (!p->established) {
+        int r = sncp_tls_handshake(p->tls);
+        if (r < 0) {
+            fprintf(stderr, "floor: TLS handshake: %s\n", sncp_tls_error(p->tls));
+            return peer_close(p);
+        }
+        if (r == 1) {
+            p->established = 1;
+            if (client) {
+                n_established++;
+                for (unsigned i = 0; i < window; i++)
+                    client_send(p);
+            }
+        }
+    }
+    static uint8_t pt[64 * 1024];
+    int n;
+    while (p->established && (n = sncp_tls_read(p->tls, pt, sizeof pt)) > 0) {
+        if (client)
+            client_plaintext(p, (size_t)n);
+        else if (sncp_tls_write(p->tls, pt, (size_t)n) < 0)
+            return peer_close(p);
+    }
+    if (n < 0 && p->established)
+        return peer_close(p);
+    flush(p);
+}
+
+static void on_connection(uv_stream_t *server, int status)
+{
+    if (status < 0)
+        return;
+    struct peer *p = calloc(1, sizeof *p);
+    if (!p)
+        return;
+    uv_tcp_init(loop, &p->tcp);
+    p->tcp.data = p;
+    p->tls = sncp_tls_create(server_ctx, NULL);
+    if (!p->tls || uv_accept(server, (uv_stream_t *)&p->tcp) < 0) {
+        peer_close(p);
+        return;
+    }
+    uv_tcp_nodelay(&p->tcp, 1);
+    uv_read_start((uv_stream_t *)&p->tcp, alloc_cb, on_read);
+}
+
+static struct sncp_tls_ctx *ctx_for(enum sncp_tls_role role, const char *name)
+{
+    char cert[4096], key[4096], ca[4096], err[256];
+    snprintf(cert, sizeof cert, "%s/%s.crt", pki, name);
+    snprintf(key, sizeof key, "%s/%s.key", pki, name);
+    snprintf(ca, sizeof ca, "%s/ca.crt", pki);
+    struct sncp_tls_ctx *c = sncp_tls_ctx_create(role, cert, key, ca, err, sizeof err);
+    if (!c) {
+        fprintf(stderr, "floor: %s: %s\n", name, err);
+        exit(1);
+    }
+    return c;
+}
+
+/* The echo server (child): accepts until killed; writes its port to fd. */
+static void serve(int port_fd)
+{
+    loop = uv_default_loop();
+    server_ctx = ctx_for(SNCP_TLS_SERVER, "nnve");
+    static uv_tcp_t listener;
+    struct sockaddr_in sa;
+    uv_ip4_addr("127.0.0.1", 0, &sa);
+    uv_tcp_init(loop, &listener);
+    if (uv_tcp_bind(&listener, (const struct sockaddr *)&sa, 0) < 0 ||
+        uv_listen((uv_stream_t *)&listener, 1024, on_connection) < 0)
+        _exit(1);
+    struct sockaddr_storage ss;
+    int len = sizeof ss;
+    uv_tcp_getsockname(&listener, (struct sockaddr *)&ss, &len);
+    uint16_t port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+    if (write(port_fd, &port, sizeof port) != sizeof port)
+        _exit(1);
+    close(port_fd);
+    uv_run(loop, UV_RUN_DEFAULT);
+    _exit(0);
+}
+
+static void on_connect(uv_connect_t *req, int status)
+{
+    struct peer *p = req->data;
+    free(req);
+    if (status < 0) {
+        fprintf(stderr, "floor: connect: %s\n", uv_strerror(status));
+        return peer_close(p);
+    }
+    uv_tcp_nodelay(&p->tcp, 1);
+    uv_read_start((uv_stream_t *)&p->tcp, alloc_cb, on_read);
+    sncp_tls_handshake(p->tls);
+    flush(p);
+}
+
+static uv_timer_t timer;
+
+static void on_timer(uv_timer_t *t)
+{
+    (void)t;
+    if (n_established < n_started && !measuring)
+        return;
+    if (!measuring) {
+        measuring = 1;
+        round_trips = 0;
+        measure_t0 = uv_hrtime();
+        uv_timer_start(&timer, on_timer, (uint64_t)(seconds * 1000), 0);
+        return;
+    }
+    done = 1;
+    uv_timer_stop(&timer);
+    uv_close((uv_handle_t *)&timer, NULL);
+    for (unsigned i = 0; i < n_started; i++)
+        peer_close(&clients[i]);
+}
+
+/* One run: `sessions` clients, `win` messages in flight each; returns round trips/s. */
+static double echo_run(uint16_t port, unsigned sessions, unsigned win, struct sncp_tls_ctx **ctxs)
+{
+    n_sessions = sessions;
+    window = win;
+    n_established = n_closed = n_started = 0;
+    measuring = done = 0;
+    clients = calloc(sessions, sizeof *clients);
+    struct sockaddr_in sa;
+    uv_ip4_addr("127.0.0.1", port, &sa);
+    for (unsigned i = 0; i < sessions; i++) {
+        struct peer *p = &clients[i];
+        uv_tcp_init(loop, &p->tcp);
+        p->tcp.data = p;
+        p->tls = sncp_tls_create(ctxs[i], NULL);
+        uv_connect_t *req = malloc(sizeof *req);
+        req->data = p;
+        if (!p->tls || uv_tcp_connect(req, &p->tcp, (const struct sockaddr *)&sa, on_connect)) {
+            fprintf(stderr, "floor: cannot connect\n");
+            exit(1);
+        }
+        n_started++;
+    }
+    uv_timer_init(loop, &timer);
+    uv_timer_start(&timer, on_timer, 10, 10);
+    uint64_t t1 = 0;
+    while (uv_run(loop, UV_RUN_ONCE)) {
+        if (done && !t1)
+            t1 = uv_hrtime();
+        if (done && n_closed == n_started)
+            break;
+    }
+    double secs = (double)(t1 - measure_t0) / 1e9;
+    free(clients);
+    clients = NULL;
+    return (double)round_trips / secs;
+}
+
+static int echo_floor(void)
+{
+    int fds[2];
+    if (pipe(fds) < 0)
+        return perror("pipe"), 1;
+    pid_t child = fork();
+    if (child < 0)
+        return perror("fork"), 1;
+    if (child == 0) {
+        close(fds[0]);
+        prctl(PR_SET_PDEATHSIG, SIGTERM); /* never outlive the measurement */
+        serve(fds[1]);
+    }
+    close(fds[1]);
+    uint16_t port = 0;
+    if (read(fds[0], &port, sizeof port) != sizeof port) {
+        fprintf(stderr, "floor: the echo server did not start\n");
+        return 1;
+    }
+    close(fds[0]);
+    loop = uv_default_loop();
+    memset(msg, 0x5a, sizeof msg);
+    struct sncp_tls_ctx **ctxs = calloc(n_sessions, sizeof *ctxs);
+    unsigned sessions = n_sessions, win = window;
+    for (unsigned i = 0; i < sessions; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "bench%u", i + 1);
+        ctxs[i] = ctx_for(SNCP_TLS_CLIENT, name);
+    }
+    rtt_cap = 1000000;
+    rtt_ns = calloc(rtt_cap, sizeof *rtt_ns);
+    echo_run(port, 1, 1, ctxs);
+    unsigned n = rtt_n;
+    double p50 = 0, p99 = 0;
+    if (n) {
+        qsort(rtt_ns, n, sizeof *rtt_ns, cmp_u64);
+        p50 = rtt_ns[n / 2] / 1e6;
+        p99 = rtt_ns[(size_t)(n * 0.99)] / 1e6;
+    }
+    printf("tls echo: 1 session, window 1, %u round trips of %u bytes: p50 %.3f ms, p99 %.3f "
+           "ms\n",
+           n, msg_size, p50, p99);
+    printf("TABLE|loopback TLS round trip p99, 1 session (ms)|%.3f|-|-\n", p99);
+    fflush(stdout);
+    double rate = echo_run(port, sessions, win, ctxs);
+    printf("tls echo: %u sessions, window %u, %u bytes: %.0f round trips/s\n", sessions, win,
+           msg_size, rate);
+    printf("TABLE|bare TLS echo, %u sessions (round trips/s)|%.0f|-|-\n", sessions, rate);
+    kill(child, SIGTERM);
+    waitpid(child, NULL, 0);
+    for (unsigned i = 0; i < sessions; i++)
+        sncp_tls_ctx_destroy(ctxs[i]);
+    free(ctxs);
+    free(rtt_ns);
+    return n && rate > 0 ? 0 : 1;
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"fdatasync", required_argument, NULL, 'f'},
+        {"count", required_argument, NULL, 'c'},
+        {"echo", no_argument, NULL, 'e'},
+        {"pki", required_argument, NULL, 'P'},
+        {"sessions", required_argument, NULL, 's'},
+        {"window", required_argument, NULL, 'w'},
+        {"seconds", required_argument, NULL, 'S'},
+        {"size", required_argument, NULL, 'b'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *fs_dir = NULL;
+    unsigned count = 2000;
+    int echo = 0, opt;
+    while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (opt) {
+        case 'f':
+            fs_dir = optarg;
+            break;
+        case 'c':
+            count = (unsigned)atoi(optarg);
+            break;
+        case 'e':
+            echo = 1;
+            break;
+        case 'P':
+            pki = optarg;
+            break;
+        case 's':
+            n_sessions = (unsigned)atoi(optarg);
+            break;
+        case 'w':
+            window = (unsigned)atoi(optarg);
+            break;
+        case 'S':
+            seconds = atof(optarg);
+            break;
+        case 'b':
+            msg_size = (unsigned)atoi(optarg);
+            break;
+        default:
+            return 2;
+        }
+    }
+    if (fs_dir && count)
+        return fdatasync_floor(fs_dir, count);
+    if (echo && pki && n_sessions && window && msg_size && msg_size <= sizeof msg && seconds > 0)
+        return echo_floor();
+    fprintf(stderr, "usage: floor --fdatasync DIR [--count N]\n"
+                    "       floor --echo --pki DIR [--sessions N] [--window W] [--seconds S] "
+                    "[--size BYTES]\n");
+    return 2;
+}
