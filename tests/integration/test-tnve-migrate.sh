@@ -1,0 +1,290 @@
+#!/bin/bash
+# test-tnve-migrate.sh: live migration for real (RFC 8394 §3.3, Req-13).  Two libvirtd
+# instances with the QEMU driver (hosts A and B, tests/qemu/mig-lib.bash), a tnve-agent on
+# each, one nnve-daemon (none backend) authorizing hva for VNs 5001 and 5002 and hvb for 5001
+# only.  One TCG guest, vm1, with one vNIC, is migrated with `virsh migrate --live`:
+#   (1) A -> B and (2) B -> A succeed, make-before-break: the destination's migrate hook
+#       returned with the destination's instance Associated and migrating at the nNVE, before
+#       libvirt started the destination QEMU; at every sample of `nnvectl show tsis` taken
+#       during the migration at least one instance is Activated and never more than two
+#       exist; at the end one instance, the destination's, Activated, with the same tag, and
+#       the source has no VN connection left;
+#   (3) `virsh domjobabort` during a slowed migration (--bandwidth 1);
+#   (4) the destination's hook refuses (VN 5002 not authorized for hvb): virsh's error has the
+#       nNVE's reason;
+#   (5) the destination QEMU is killed during the transfer;
+#   (6) the destination agent is killed during the transfer (the migration then completes and
+#       the agent comes back); (6b) the same with the source agent; (6c) the destination agent
+#       is killed and the migration aborted; (6d) the destination agent restarts while the
+#       migration runs: its instance stays Associated until the switch-over;
+#   (7) nnve-daemon is restarted during the transfer; (7b) the switch-over happens while
+#       nnve-daemon is down;
+#   (8) a post-copy migration;
+# after each: vm1 runs on exactly one host, its TSI is Activated there only, no instance, VN
+# connection or tag is left anywhere, and each agent agrees (mig_converged), and at every
+# sample at least one instance was Activated (while the nNVE answered).
+# Needs root, libvirt-daemon-system, qemu-system-x86, busybox-static, jq, perl, unshare.
+# SPLITNVE_TEST_VERBOSE=1 prints the logs' tails also when the test passes; SPLITNVE_MIG_KEEP=DIR
+# keeps the logs (agents, nnve-daemon, hook calls, libvirt events, journal) in DIR.
+set -u
+B=${SPLITNVE_BUILD:?SPLITNVE_BUILD not set}
+S=${SPLITNVE_SRC:?SPLITNVE_SRC not set}
+T=$(mktemp -d /tmp/tnve-mig.XXXXXX)
+chmod 0755 "$T"
+. "$S/tests/qemu/mig-lib.bash"
+
+T_START=$(qemu_now_ms)
+log() { qlog "$*"; }
+elapsed() { echo "$(($(qemu_now_ms) - $1)) ms"; }
+
+dump() {
+    local f
+    for f in agent-A.log agent-B.log nnve.log hooks-A.log hooks-B.log events-A.log events-B.log journal; do
+        [ -s "$T/$f" ] && { echo "--- $f (tail)"; tail -n 30 "$T/$f"; }
+    done
+    for f in A B; do
+        [ -f "$T/h$f/log/libvirtd.log" ] &&
+            { echo "--- libvirtd $f errors"; grep -E ' error ' "$T/h$f/log/libvirtd.log" | tail -n 10; }
+    done
+    [ -S "$T/nnve.ctl" ] && { echo "--- nnvectl show tsis"; nnvectl show tsis; nnvectl show vns; }
+}
+
+cleanup() {
+    local rc=$?
+    trap - EXIT
+    trap '' PIPE
+    mig_sampler_stop
+    [ $rc -ne 0 ] && [ $rc -ne 77 ] || [ -n "${SPLITNVE_TEST_VERBOSE:-}" ] && dump
+    mig_cleanup
+    if [ -n "${SPLITNVE_MIG_KEEP:-}" ]; then
+        mkdir -p "$SPLITNVE_MIG_KEEP" && cp "$T"/*.log "$T/journal" "$SPLITNVE_MIG_KEEP/" 2>/dev/null
+    fi
+    rm -rf "$T"
+    log "test-tnve-migrate: $([ $rc -eq 0 ] && echo passed || echo "ended (rc=$rc)") in $(elapsed "$T_START")"
+    exit $rc
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+fail() { log "FAIL: $*"; exit 1; }
+ok() { log "ok - $*"; }
+
+why=$(mig_host_check) || { log "SKIP: cannot run here: $why"; exit 77; }
+mig_lock 300 || fail "another migration test run held $MIG_LOCK for 300 s"
+mig_sweep_stale
+t0=$(qemu_now_ms)
+mig_guest || fail "tests/qemu/make-guest.sh $MIG_GUEST_CACHE failed"
+mig_up || fail "the two-host bed did not come up"
+log "two hosts, two agents, one nnve-daemon up in $(elapsed "$t0")"
+
+DOM=vm1 UUID=5e100000-0000-4000-8000-000000000001 MAC=52:54:00:10:00:01
+TSI=$UUID/$MAC
+VM="$DOM/$UUID/$MAC/5001"
+mig_define_start A "$DOM" "$UUID" "$MAC" 5001 || fail "define + start $DOM on A"
+qemu_poll 90 grep -q GUEST-READY "$T/console-$DOM.log" || fail "the guest did not boot"
+why=$(mig_wait_converged 30 "$VM") || fail "after start on A: $why"
+TAG=$(nnvectl --json show tsis | jq -r --arg t "$TSI" '.[] | select(.tsi == $t) | .tag')
+log "$DOM runs on A, TSI activated at hva with tag $TAG, after $(elapsed "$t0")"
+
+# check_samples FILE WHAT: every sample taken while the nNVE answered has >= 1 Activated
+# instance of the TSI and at most 2 instances; prints the counts.
+check_samples() {
+    local s bad
+    s=$(mig_samples "$1" "$TSI")
+    bad=$(jq -c '[.[] | select(.up and (.act < 1 or .n > 2))] | .[0:3]' <<<"$s")
+    [ "$bad" = "[]" ] || fail "$2: samples with no Activated instance or more than two: $bad"
+    log "$2: $(jq -r '"\(length) samples (\([.[] | select(.up | not)] | length) with the nNVE down), \([.[] | select(.act == 2)] | length) with two Activated, \([.[] | select(.n == 2)] | length) with two instances"' <<<"$s")"
+}
+
+converged() { # WHAT WHERE
+    local why
+    why=$(mig_wait_converged 60 "$VM") || fail "$1: $why"
+    [ "$(mig_where "$DOM")" = "$2" ] || fail "$1: $DOM runs on '$(mig_where "$DOM")', want $2"
+}
+
+# --- (1), (2) successful live migrations ---------------------------------------------------
+live() { # SRC DST
+    local src=$1 dst=$2 hook at n
+    rm -f "$T/at-migrate-$dst.json"
+    : >"$T/hooks-$dst.log"
+    mig_sampler_start "$T/samples"
+    t0=$(qemu_now_ms)
+    mig_migrate "$src" "$dst" "$DOM" >"$T/migrate.out" 2>&1 || fail "migrate $src -> $dst: $(cat "$T/migrate.out")"
+    log "virsh migrate $src -> $dst took $(elapsed "$t0")"
+    converged "$src -> $dst" "$dst"
+    mig_sampler_stop
+    check_samples "$T/samples" "$src -> $dst"
+    # the migrate hook (successful) came before libvirt started QEMU (hook "start")
+    hook=$(awk '{ $1 = ""; print }' "$T/hooks-$dst.log" | tr '\n' ';')
+    case "$hook" in
+    *" $DOM migrate begin - rc=0;"*" $DOM start begin -;"*) ;;
+    *) fail "hooks at $dst: want migrate (rc=0) before start, have: $hook" ;;
+    esac
+    at=$(jq -c --arg t "$TSI" '[.[] | select(.tsi == $t) | [.hypervisor, .state, .migrating]] | sort' \
+        "$T/at-migrate-$dst.json" 2>/dev/null)
+    [ "$at" = "[[\"hva\",\"$([ "$src" = A ] && echo activated || echo associated)\",true],[\"hvb\",\"$([ "$src" = B ] && echo activated || echo associated)\",true]]" ] ||
+        fail "when the migrate hook at $dst returned, the nNVE had $at"
+    n=$(nnvectl --json show tsis | jq -r --arg t "$TSI" '.[] | select(.tsi == $t) | .tag')
+    [ "$n" = "$TAG" ] || fail "$src -> $dst: the tag went from $TAG to $n"
+    ok "($3) live migration $src -> $dst: destination associated (migrating) before its QEMU ran, >= 1 Activated throughout, one instance left, tag $TAG"
+}
+live A B 1
+live B A 2
+
+# slowed SRC DST [ARGS...]: starts a migration at 1 MiB/s in the background (pid in MPID) and
+# waits until the source sends RAM.
+slowed() {
+    local src=$1 dst=$2 mark
+    shift 2
+    [ "$(mig_where "$DOM")" = "$src" ] || fail "$DOM runs on '$(mig_where "$DOM")', not on $src"
+    mark=$(mig_event_mark "$src")
+    mig_sampler_start "$T/samples"
+    mig_migrate "$src" "$dst" "$DOM" --bandwidth 1 "$@" >"$T/migrate.out" 2>&1 &
+    MPID=$!
+    mig_wait_transfer "$src" "$DOM" "$mark" 60 || fail "the migration $src -> $dst never sent RAM"
+    # the destination QEMU runs and its instance is there (migrating)
+    qemu_poll 20 mig_qemu_pid "$dst" "$DOM" || fail "no QEMU of $DOM on $dst during the migration"
+}
+# finish_failed WHAT: the background migration fails; vm1 stays on the source.
+migrate_rc() {
+    local rc=0
+    wait "$MPID" || rc=$?
+    MPID=''
+    return $rc
+}
+unthrottle() { mig_virsh "$1" migrate-setspeed "$DOM" --bandwidth 8796093022207 >/dev/null 2>&1; }
+
+# --- (3) domjobabort --------------------------------------------------------------------------
+slowed A B
+mig_virsh A domjobabort "$DOM" >/dev/null || fail "domjobabort"
+migrate_rc && fail "the aborted migration succeeded"
+log "aborted: $(head -n 1 "$T/migrate.out")"
+converged "abort" A
+mig_sampler_stop
+check_samples "$T/samples" "abort"
+ok "(3) domjobabort: $DOM on A only, its TSI Activated at hva only, nothing left of hvb"
+
+# --- (4) the destination's hook refuses ----------------------------------------------------------
+meta5002="<vnics><vnic mac='$MAC' vn-id='5002'/></vnics>"
+mig_virsh A metadata "$DOM" --uri urn:splitnve:vn:1 --key splitnve --live --config --set "$meta5002" ||
+    fail "virsh metadata (VN 5002)"
+VM="$DOM/$UUID/$MAC/5002"
+why=$(mig_wait_converged 30 "$VM") || fail "VN change to 5002: $why"
+mig_sampler_start "$T/samples"
+mig_migrate A B "$DOM" >"$T/migrate.out" 2>&1 && fail "the migration to B succeeded although hvb may not join VN 5002"
+log "refused: $(tr '\n' ' ' <"$T/migrate.out")"
+grep -Eqi 'not[- ]authori[sz]ed' "$T/migrate.out" || fail "virsh's error lacks the nNVE's reason: $(cat "$T/migrate.out")"
+converged "refused" A
+mig_sampler_stop
+check_samples "$T/samples" "refused"
+mig_virsh A metadata "$DOM" --uri urn:splitnve:vn:1 --key splitnve --live --config \
+    --set "<vnics><vnic mac='$MAC' vn-id='5001'/></vnics>" || fail "virsh metadata (VN 5001)"
+VM="$DOM/$UUID/$MAC/5001"
+converged "back to VN 5001" A
+ok "(4) destination hook refused (VN 5002 not authorized for hvb): reason in virsh's error, $DOM stays on A"
+
+# --- (5) the destination QEMU is killed -------------------------------------------------------------
+slowed A B
+kill -KILL "$(mig_qemu_pid B "$DOM")" || fail "kill the destination QEMU"
+migrate_rc && fail "the migration succeeded without its destination QEMU"
+log "destination QEMU killed: $(head -n 1 "$T/migrate.out")"
+converged "destination QEMU killed" A
+mig_sampler_stop
+check_samples "$T/samples" "destination QEMU killed"
+ok "(5) destination QEMU killed: $DOM on A only, nothing left of hvb"
+
+# --- (6) the destination agent is killed -------------------------------------------------------------
+slowed A B
+mig_stop_agent B KILL
+unthrottle A
+migrate_rc || fail "the migration failed with the destination agent killed: $(cat "$T/migrate.out")"
+log "migration A -> B completed with B's agent dead; restarting it"
+mig_start_agent B || fail "agent B did not come back"
+converged "destination agent killed" B
+mig_sampler_stop
+check_samples "$T/samples" "destination agent killed"
+ok "(6) destination agent killed: the migration completed, $DOM on B only, Activated at hvb only"
+
+# --- (6b) the source agent is killed; the migration completes while it is down -----------------------
+slowed B A
+mig_stop_agent B KILL
+unthrottle B
+migrate_rc || fail "the migration failed with the source agent killed: $(cat "$T/migrate.out")"
+mig_start_agent B || fail "agent B did not come back"
+converged "source agent killed" A
+mig_sampler_stop
+check_samples "$T/samples" "source agent killed"
+ok "(6b) source agent killed: the migration completed, $DOM on A only, B's instance swept"
+
+# --- (6c) the destination agent is killed, then the migration is aborted ---------------------------
+slowed A B
+mig_stop_agent B KILL
+mig_virsh A domjobabort "$DOM" >/dev/null || fail "domjobabort"
+migrate_rc && fail "the aborted migration succeeded"
+mig_start_agent B || fail "agent B did not come back"
+converged "destination agent killed, migration aborted" A
+mig_sampler_stop
+check_samples "$T/samples" "destination agent killed, migration aborted"
+ok "(6c) destination agent killed, migration aborted: $DOM on A only, B's instance swept"
+
+# --- (6d) the destination agent restarts while the migration runs ---------------------------------
+# The restarted agent finds the incoming domain by listing (paused, incoming migration): it
+# must hold it Associated for the migration, not activate it while the guest runs at A.
+slowed A B
+mig_stop_agent B KILL
+mig_start_agent B || fail "agent B did not come back"
+log "B's state of $DOM during the migration: $(mig_virsh B domstate "$DOM" --reason 2>&1)"
+sleep 1
+inst=$(nnvectl --json show tsis | jq -c --arg t "$TSI" '[.[] | select(.tsi == $t) | [.hypervisor, .state, .migrating]] | sort')
+[ "$inst" = '[["hva","activated",true],["hvb","associated",true]]' ] ||
+    fail "with the migration under way, after B's agent restarted, the nNVE has $inst"
+unthrottle A
+migrate_rc || fail "the migration failed after B's agent restarted: $(cat "$T/migrate.out")"
+converged "destination agent restarted" B
+mig_sampler_stop
+check_samples "$T/samples" "destination agent restarted"
+ok "(6d) destination agent restarted during the migration: B's instance stayed Associated until the switch-over, $DOM on B only"
+
+# --- (7) nnve-daemon restarted -------------------------------------------------------------------------
+slowed B A
+mig_stop_nnve KILL
+mig_start_nnve || fail "nnve-daemon did not restart"
+unthrottle B
+migrate_rc || fail "the migration failed across an nnve-daemon restart: $(cat "$T/migrate.out")"
+converged "nnve-daemon restarted" A
+mig_sampler_stop
+check_samples "$T/samples" "nnve-daemon restarted"
+ok "(7) nnve-daemon restarted during the migration: $DOM on A only, Activated at hva only"
+
+# --- (7b) the switch-over happens while nnve-daemon is down ------------------------------------------------
+slowed A B
+mig_stop_nnve KILL
+unthrottle A
+migrate_rc || fail "the migration failed with nnve-daemon down: $(cat "$T/migrate.out")"
+mig_start_nnve || fail "nnve-daemon did not restart"
+converged "switch-over with nnve-daemon down" B
+mig_sampler_stop
+check_samples "$T/samples" "switch-over with nnve-daemon down"
+ok "(7b) switch-over while nnve-daemon was down: $DOM on B only, Activated at hvb only"
+
+# --- (8) post-copy -------------------------------------------------------------------------------------------
+slowed B A --postcopy
+mig_virsh B migrate-postcopy "$DOM" >/dev/null || fail "migrate-postcopy"
+migrate_rc || fail "the post-copy migration failed: $(cat "$T/migrate.out")"
+grep -q "for domain '$DOM': Resumed Post-copy" "$T/events-A.log" || fail "no Resumed Post-copy on A: not post-copy"
+converged "post-copy" A
+mig_sampler_stop
+check_samples "$T/samples" "post-copy"
+ok "(8) post-copy migration B -> A: $DOM on A only, Activated at hva only"
+
+# --- the end: destroy; nothing left; clean exits ---------------------------------------------------------
+mig_virsh A destroy "$DOM" >/dev/null || fail "destroy"
+qemu_poll 30 sh -c "[ \"\$('$B/bin/nnvectl' -s '$T/nnve.ctl' --json show tsis | jq length)\" = 0 ]" ||
+    fail "TSIs left after destroy: $(nnvectl --json show tsis)"
+rc=0
+for h in A B; do
+    mig_stop_agent "$h" || rc=$?
+    [ "$rc" -eq 0 ] || fail "agent $h exited with $rc on SIGTERM"
+done
+mig_stop_nnve || rc=$?
+[ "$rc" -eq 0 ] || fail "nnve-daemon exited with $rc on SIGTERM"
+ok "destroy: no TSI left; agents and nnve-daemon exited cleanly"
