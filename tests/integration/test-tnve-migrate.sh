@@ -85,14 +85,11 @@ why=$(mig_wait_converged 30 "$VM") || fail "after start on A: $why"
 TAG=$(nnvectl --json show tsis | jq -r --arg t "$TSI" '.[] | select(.tsi == $t) | .tag')
 log "$DOM runs on A, TSI activated at hva with tag $TAG, after $(elapsed "$t0")"
 
-# check_samples FILE WHAT: every sample taken while the nNVE answered has >= 1 Activated
-# instance of the TSI and at most 2 instances; prints the counts.
+# check_samples FILE WHAT: mig_samples_ok, or fail.
 check_samples() {
-    local s bad
-    s=$(mig_samples "$1" "$TSI")
-    bad=$(jq -c '[.[] | select(.up and (.act < 1 or .n > 2))] | .[0:3]' <<<"$s")
-    [ "$bad" = "[]" ] || fail "$2: samples with no Activated instance or more than two: $bad"
-    log "$2: $(jq -r '"\(length) samples (\([.[] | select(.up | not)] | length) with the nNVE down), \([.[] | select(.act == 2)] | length) with two Activated, \([.[] | select(.n == 2)] | length) with two instances"' <<<"$s")"
+    local out
+    out=$(mig_samples_ok "$1" "$TSI") || fail "$2: samples with no Activated instance or more than two: $out"
+    log "$2: $out"
 }
 
 converged() { # WHAT WHERE
@@ -130,28 +127,16 @@ live() { # SRC DST
 live A B 1
 live B A 2
 
-# slowed SRC DST [ARGS...]: starts a migration at 1 MiB/s in the background (pid in MPID) and
-# waits until the source sends RAM.
+# slowed SRC DST [ARGS...]: a migration at 1 MiB/s under way (mig_start_slowed), sampled.
 slowed() {
-    local src=$1 dst=$2 mark
+    local src=$1 dst=$2
     shift 2
     [ "$(mig_where "$DOM")" = "$src" ] || fail "$DOM runs on '$(mig_where "$DOM")', not on $src"
-    mark=$(mig_event_mark "$src")
     mig_sampler_start "$T/samples"
-    mig_migrate "$src" "$dst" "$DOM" --bandwidth 1 "$@" >"$T/migrate.out" 2>&1 &
-    MPID=$!
-    mig_wait_transfer "$src" "$DOM" "$mark" 60 || fail "the migration $src -> $dst never sent RAM"
-    # the destination QEMU runs and its instance is there (migrating)
-    qemu_poll 20 mig_qemu_pid "$dst" "$DOM" || fail "no QEMU of $DOM on $dst during the migration"
+    mig_start_slowed "$src" "$dst" "$DOM" "$@" || fail "the migration $src -> $dst never got under way"
 }
-# finish_failed WHAT: the background migration fails; vm1 stays on the source.
-migrate_rc() {
-    local rc=0
-    wait "$MPID" || rc=$?
-    MPID=''
-    return $rc
-}
-unthrottle() { mig_virsh "$1" migrate-setspeed "$DOM" --bandwidth 8796093022207 >/dev/null 2>&1; }
+migrate_rc() { mig_wait_migrate; }
+unthrottle() { mig_unthrottle "$1" "$DOM"; }
 
 # --- (3) domjobabort --------------------------------------------------------------------------
 slowed A B

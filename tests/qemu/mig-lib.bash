@@ -26,11 +26,11 @@ MIG_LOCK=/run/lock/splitnve-qemu-mig.lock
 MIG_GUEST_CACHE=${SPLITNVE_QEMU_GUEST:-$S/build/qemu-guest}
 MIG_MEM=${SPLITNVE_MIG_MEM:-96}
 MIG_HOLD_TIME=${MIG_HOLD_TIME:-30s}
-declare -A MIG_UUID=([A]=11111111-1111-4111-8111-11111111111a [B]=22222222-2222-4222-8222-22222222222b)
-declare -A MIG_HOSTNAME=([A]=mig-a.test [B]=mig-b.test)
-declare -A MIG_HV=([A]=hva [B]=hvb)
-declare -A MIG_PORTS=([A]="49152 49183" [B]="49184 49215")
-declare -A MIG_AGENT_PID=() MIG_EVENTS_PID=()
+declare -gA MIG_UUID=([A]=11111111-1111-4111-8111-11111111111a [B]=22222222-2222-4222-8222-22222222222b)
+declare -gA MIG_HOSTNAME=([A]=mig-a.test [B]=mig-b.test)
+declare -gA MIG_HV=([A]=hva [B]=hvb)
+declare -gA MIG_PORTS=([A]="49152 49183" [B]="49184 49215")
+declare -gA MIG_AGENT_PID=() MIG_EVENTS_PID=()
 MIG_NNVE_PID='' MIG_LISTEN_PID='' NNVE_PORT=''
 MIG_DOMAINS=()
 MIG_HOOK_TIMEOUT_S=${MIG_HOOK_TIMEOUT_S:-5}
@@ -523,3 +523,38 @@ mig_wait_converged() {
         sleep 0.2
     done
 }
+
+# mig_samples_ok FILE TSI: 0 when every sample taken while the nNVE answered has at least one
+# Activated instance of TSI and at most two instances, with the counts on stdout; else 1 with
+# the first bad samples on stdout.
+mig_samples_ok() {
+    local s bad
+    s=$(mig_samples "$1" "$2")
+    bad=$(jq -c '[.[] | select(.up and (.act < 1 or .n > 2))] | .[0:3]' <<<"$s")
+    [ "$bad" = "[]" ] || { echo "$bad"; return 1; }
+    jq -r '"\(length) samples (\([.[] | select(.up | not)] | length) with the nNVE down), \([.[] | select(.act == 2)] | length) with two Activated, \([.[] | select(.n == 2)] | length) with two instances"' <<<"$s"
+}
+
+# mig_start_slowed SRC DST NAME [VIRSH-MIGRATE-ARGS...]: starts a migration at 1 MiB/s in the
+# background (its PID in MIG_MPID, its output in $T/migrate.out) and waits (<= 60 s) until
+# the source sends RAM and the destination QEMU runs.  Returns 1 if that does not happen.
+MIG_MPID=''
+mig_start_slowed() {
+    local src=$1 dst=$2 name=$3 mark
+    shift 3
+    mark=$(mig_event_mark "$src")
+    mig_migrate "$src" "$dst" "$name" --bandwidth 1 "$@" >"$T/migrate.out" 2>&1 &
+    MIG_MPID=$!
+    mig_wait_transfer "$src" "$name" "$mark" 60 && qemu_poll 20 mig_qemu_pid "$dst" "$name"
+}
+
+# mig_wait_migrate: waits for the migration mig_start_slowed started; returns virsh's status.
+mig_wait_migrate() {
+    local rc=0
+    wait "$MIG_MPID" || rc=$?
+    MIG_MPID=''
+    return $rc
+}
+
+# mig_unthrottle HOST NAME: the migration of NAME from HOST at full speed again.
+mig_unthrottle() { mig_virsh "$1" migrate-setspeed "$2" --bandwidth 8796093022207 >/dev/null 2>&1; }
