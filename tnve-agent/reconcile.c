@@ -796,6 +796,10 @@ static void dom_apply(struct tnve_rec *r, struct rec_domain *d, enum tnve_effect
         d->prepared_until = 0;
     if (e != TNVE_EFFECT_NONE) {
         d->prepare_set = 0;
+        /* The incoming migration failed (cancelled, destination QEMU gone): the destination
+         * de-associates with MIGRATION set and MIGRATION_SOURCE clear (PROTOCOL.md §9.3). */
+        if (d->incoming && want == SNCP_TSI_INIT)
+            flags = (flags | SNCP_F_MIGRATION) & ~SNCP_F_MIGRATION_SOURCE;
         d->incoming = (flags & SNCP_F_MIGRATION) && !(flags & SNCP_F_MIGRATION_SOURCE) &&
                       want == SNCP_TSI_ASSOCIATED;
     }

@@ -874,6 +874,48 @@ START_TEST(test_migration_incoming_resync)
 }
 END_TEST
 
+/* A failed incoming migration (libvirt: STOPPED/FAILED at the destination, the domain then
+ * gone): the destination's TSI_DEASSOCIATE carries MIGRATION without MIGRATION_SOURCE; a
+ * later stop of a domain that runs here carries no flag. */
+START_TEST(test_migration_incoming_failed)
+{
+    struct tnve_domxml x;
+    struct tnve_rec *r = steady(NULL, &x);
+    tnve_rec_domain_effect(r, x.uuid, TNVE_EFFECT_DEASSOCIATE,
+                           SNCP_F_MIGRATION | SNCP_F_MIGRATION_SOURCE, "stopped/migrated", 3000);
+    tnve_rec_run(r, 3000);
+    answer_ok(r, SNCP_MSG_TSI_DEASSOCIATE, 0, SNCP_TSI_INIT, 3001);
+    tnve_rec_run(r, 3001);
+    answer_ok(r, SNCP_MSG_VN_DISCONNECT, 0, -1, 3002);
+    tnve_rec_domain_effect(r, x.uuid, TNVE_EFFECT_ASSOCIATE, SNCP_F_MIGRATION, "started/migrated",
+                           4000);
+    tnve_rec_run(r, 4000);
+    answer_ok(r, SNCP_MSG_VN_CONNECT, 100, -1, 4001);
+    tnve_rec_run(r, 4001);
+    answer_ok(r, SNCP_MSG_TSI_ASSOCIATE, 100, SNCP_TSI_ASSOCIATED, 4002);
+    tnve_rec_domain_remove(r, x.uuid, 0, 4003);
+    tnve_rec_run(r, 4003);
+    int i = pending(SNCP_MSG_TSI_DEASSOCIATE);
+    ck_assert_int_ge(i, 0);
+    ck_assert_uint_eq(F.sent[i].flags, SNCP_F_MIGRATION);
+    answer_ok(r, SNCP_MSG_TSI_DEASSOCIATE, 0, SNCP_TSI_INIT, 4004);
+    tnve_rec_run(r, 4004);
+    answer_ok(r, SNCP_MSG_VN_DISCONNECT, 0, -1, 4005);
+    /* the same domain started and stopped here: no flag */
+    ck_assert_int_eq(tnve_rec_domain_update(r, &x, TNVE_EFFECT_ACTIVATE, 0, "started", 5000), 0);
+    tnve_rec_run(r, 5000);
+    answer_ok(r, SNCP_MSG_VN_CONNECT, 100, -1, 5001);
+    tnve_rec_run(r, 5001);
+    answer_ok(r, SNCP_MSG_TSI_ACTIVATE, 100, SNCP_TSI_ACTIVATED, 5002);
+    tnve_rec_domain_effect(r, x.uuid, TNVE_EFFECT_DEASSOCIATE, 0, "stopped", 5003);
+    tnve_rec_run(r, 5003);
+    i = pending(SNCP_MSG_TSI_DEASSOCIATE);
+    ck_assert_int_ge(i, 0);
+    ck_assert_uint_eq(F.sent[i].flags, 0);
+    tnve_rec_destroy(r);
+}
+END_TEST
+
 START_TEST(test_addresses_and_vnics)
 {
     struct tnve_domxml x;
@@ -1272,6 +1314,7 @@ static Suite *suite(void)
     tcase_add_test(tc, test_hook_prepare);
     tcase_add_test(tc, test_migration_flags);
     tcase_add_test(tc, test_migration_incoming_resync);
+    tcase_add_test(tc, test_migration_incoming_failed);
     tcase_add_test(tc, test_addresses_and_vnics);
     tcase_add_test(tc, test_vn_change);
     tcase_add_test(tc, test_vn_change_during_outage);
