@@ -385,7 +385,7 @@ mig_cleanup() {
     for h in A B; do
         D=$(mig_dir "$h")
         [ -d "$D" ] || continue
-        mig_stop_agent "$h" KILL
+        mig_stop_agent "$h"
         [ -n "${MIG_EVENTS_PID[$h]:-}" ] && kill "${MIG_EVENTS_PID[$h]}" 2>/dev/null
         MIG_EVENTS_PID[$h]=''
         for f in "$D"/run/qemu/*.pid; do
@@ -412,7 +412,7 @@ mig_cleanup() {
         wait "$p" 2>/dev/null
         rm -f "$D/holder.pid"
     done
-    mig_stop_nnve KILL
+    mig_stop_nnve
     [ -n "$MIG_LISTEN_PID" ] && kill "$MIG_LISTEN_PID" 2>/dev/null
     MIG_LISTEN_PID=''
     return 0
