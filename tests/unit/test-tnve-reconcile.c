@@ -825,22 +825,32 @@ END_TEST
 /* The destination of a migration under way: a SYNC (nNVE restarted, session lost) re-announces
  * its Associated TSI with MIGRATION, since the source's instance still exists (without the
  * flag the nNVE would refuse it, CONFLICT); once the guest resumed here, no more. */
-START_TEST(test_migration_incoming_resync)
+/* steady(), then the domain migrates away (t=3000) and comes back: its TSI is Associated
+ * for the incoming migration (cause `why`) at t=4002. */
+static struct tnve_rec *incoming_associated(struct tnve_domxml *x, const char *why)
 {
-    struct tnve_domxml x;
-    struct tnve_rec *r = steady(NULL, &x);
-    tnve_rec_domain_effect(r, x.uuid, TNVE_EFFECT_DEASSOCIATE,
+    struct tnve_rec *r = steady(NULL, x);
+    tnve_rec_domain_effect(r, x->uuid, TNVE_EFFECT_DEASSOCIATE,
                            SNCP_F_MIGRATION | SNCP_F_MIGRATION_SOURCE, "stopped/migrated", 3000);
     tnve_rec_run(r, 3000);
     answer_ok(r, SNCP_MSG_TSI_DEASSOCIATE, 0, SNCP_TSI_INIT, 3001);
     tnve_rec_run(r, 3001);
     answer_ok(r, SNCP_MSG_VN_DISCONNECT, 0, -1, 3002);
-    tnve_rec_domain_effect(r, x.uuid, TNVE_EFFECT_ASSOCIATE, SNCP_F_MIGRATION, "incoming-migration",
-                           4000);
+    tnve_rec_domain_effect(r, x->uuid, TNVE_EFFECT_ASSOCIATE, SNCP_F_MIGRATION, why, 4000);
     tnve_rec_run(r, 4000);
     answer_ok(r, SNCP_MSG_VN_CONNECT, 100, -1, 4001);
     tnve_rec_run(r, 4001);
+    int i = pending(SNCP_MSG_TSI_ASSOCIATE);
+    ck_assert_int_ge(i, 0);
+    ck_assert_uint_eq(F.sent[i].flags, SNCP_F_MIGRATION);
     answer_ok(r, SNCP_MSG_TSI_ASSOCIATE, 100, SNCP_TSI_ASSOCIATED, 4002);
+    return r;
+}
+
+START_TEST(test_migration_incoming_resync)
+{
+    struct tnve_domxml x;
+    struct tnve_rec *r = incoming_associated(&x, "incoming-migration");
     /* an event that changes nothing keeps the mark */
     tnve_rec_domain_effect(r, x.uuid, TNVE_EFFECT_NONE, 0, "suspended", 4003);
     for (int round = 0; round < 2; round++) {
@@ -880,19 +890,7 @@ END_TEST
 START_TEST(test_migration_incoming_failed)
 {
     struct tnve_domxml x;
-    struct tnve_rec *r = steady(NULL, &x);
-    tnve_rec_domain_effect(r, x.uuid, TNVE_EFFECT_DEASSOCIATE,
-                           SNCP_F_MIGRATION | SNCP_F_MIGRATION_SOURCE, "stopped/migrated", 3000);
-    tnve_rec_run(r, 3000);
-    answer_ok(r, SNCP_MSG_TSI_DEASSOCIATE, 0, SNCP_TSI_INIT, 3001);
-    tnve_rec_run(r, 3001);
-    answer_ok(r, SNCP_MSG_VN_DISCONNECT, 0, -1, 3002);
-    tnve_rec_domain_effect(r, x.uuid, TNVE_EFFECT_ASSOCIATE, SNCP_F_MIGRATION, "started/migrated",
-                           4000);
-    tnve_rec_run(r, 4000);
-    answer_ok(r, SNCP_MSG_VN_CONNECT, 100, -1, 4001);
-    tnve_rec_run(r, 4001);
-    answer_ok(r, SNCP_MSG_TSI_ASSOCIATE, 100, SNCP_TSI_ASSOCIATED, 4002);
+    struct tnve_rec *r = incoming_associated(&x, "started/migrated");
     tnve_rec_domain_remove(r, x.uuid, 0, 4003);
     tnve_rec_run(r, 4003);
     int i = pending(SNCP_MSG_TSI_DEASSOCIATE);
