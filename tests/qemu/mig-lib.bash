@@ -464,7 +464,8 @@ mig_samples() {
 # migrating, in VN; no other TSI instance at the nNVE; each connected VN connection of the
 # nNVE exactly the hypervisors with a TSI in it; as many tags used as connected VNs; on each
 # agent every TSI acknowledged as desired, nothing beyond Init on the host where the guest
-# does not run, and a VN connected only with users.
+# does not run, and a VN connected only with users; the dataplane (the none backend's
+# journal) holds exactly the nNVE's VN connections and TSI instances.
 mig_converged() {
     local spec name uuid mac vn where hv tsis vns tags h want=0 out
     tsis=$(nnvectl --json show tsis 2>&1) || { echo "nnvectl: $tsis"; return 1; }
@@ -500,6 +501,8 @@ mig_converged() {
     out=$(jq -n --argjson v "$vns" --argjson g "$tags" \
         '[$g[] | .domain as $d | {domain: $d, used, want: ([$v[] | select(.domain == $d and .state == "connected")] | length)} | select(.used != .want)]')
     [ "$out" = "[]" ] || { echo "tags used differ from the connected VNs: $out"; return 1; }
+    out=$(diff <(mig_switch_state "$tsis" "$vns") <(mig_journal_state))
+    [ -z "$out" ] || { echo "the dataplane (journal) differs from the nNVE's state: $(echo $out)"; return 1; }
     for h in A B; do
         out=$(tnvectl_on "$h" --json show vns 2>&1) || { echo "tnvectl $h: $out"; return 1; }
         out=$(jq -c '[.[] | select(.connected and .users == 0)]' <<<"$out")
@@ -509,6 +512,32 @@ mig_converged() {
         [ "$out" = "[]" ] || { echo "agent $h has TSIs not acknowledged as desired: $out"; return 1; }
     done
     return 0
+}
+
+# mig_journal_state: what the none backend has installed, replayed from its journal as the
+# backend itself does: "vn PORT TAG VN" and "tsi PORT TSI STATE" lines, sorted.
+mig_journal_state() {
+    awk '{ k = ""; p = ""; t = ""; v = ""; x = ""
+           for (i = 2; i <= NF; i++) {
+               if ($i ~ /^port=/) p = substr($i, 6); else if ($i ~ /^tag=/) t = substr($i, 5)
+               else if ($i ~ /^vn=/) v = substr($i, 4); else if ($i ~ /^tsi=/) x = substr($i, 5)
+           }
+           if ($1 == "add-vn") vn[p " " t " " v] = 1
+           else if ($1 == "remove-vn") delete vn[p " " t " " v]
+           else if ($1 == "associate-tsi" || $1 == "deactivate-tsi") ts[p " " x] = "associated"
+           else if ($1 == "activate-tsi") ts[p " " x] = "activated"
+           else if ($1 == "deassociate-tsi") delete ts[p " " x] }
+         END { for (k in vn) print "vn " k; for (k in ts) print "tsi " k " " ts[k] }' \
+        "$T/journal" 2>/dev/null | sort
+}
+
+# mig_switch_state TSIS_JSON VNS_JSON: the same lines from the nNVE's own view (nnvectl).
+mig_switch_state() {
+    {
+        jq -r '.[] | "tsi \(.port) \(.tsi) \(.state)"' <<<"$1"
+        jq -r '.[] | select(.state == "connected") | .tag as $t | .vn_id as $v |
+            .hypervisors[] | "vn \(if . == "hva" then "pa" else "pb" end) \($t) \($v)"' <<<"$2"
+    } | sort
 }
 
 # mig_wait_converged SECONDS SPEC...: polls mig_converged; on timeout prints the last
