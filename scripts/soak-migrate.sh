@@ -5,7 +5,8 @@
 #   scripts/soak-migrate.sh BUILD_DIR
 # SOAK_MIGRATIONS migrations (default 100), SOAK_MIG_SEED the random seed (default 1).  Each
 # migration is, at random: a plain live migration (half of them), or one with a failure:
-# domjobabort, the destination QEMU killed, the destination or the source agent killed (the
+# domjobabort, the destination QEMU killed (during the transfer, or at the switch-over with the
+# source already paused), the destination or the source agent killed (the
 # migration completes; the agent restarts), the destination agent restarted while the
 # migration runs, nnve-daemon restarted while it runs, or down at the switch-over, or a
 # post-copy migration.  After each: the guest runs on exactly one host (the expected one),
@@ -63,7 +64,8 @@ why=$(mig_wait_converged 60 "$VM") || fail "after start: $why"
 TAG=$(nnvectl --json show tsis | jq -r '.[0].tag')
 
 RANDOM=$SEED
-KINDS=(abort qemu-kill dst-agent-kill src-agent-kill dst-agent-restart nnve-restart nnve-down postcopy)
+KINDS=(abort qemu-kill switchover-kill dst-agent-kill src-agent-kill dst-agent-restart nnve-restart
+    nnve-down postcopy)
 declare -A COUNT=()
 T0=$(qemu_now_ms) SAMPLES=0 TWO_ACT=0 PLAIN_MS=()
 for ITER in $(seq "$N"); do
@@ -83,6 +85,19 @@ for ITER in $(seq "$N"); do
         mig_start_slowed "$src" "$dst" "$DOM" --postcopy || fail "not under way"
         mig_virsh "$src" migrate-postcopy "$DOM" >/dev/null || fail "migrate-postcopy"
         mig_wait_migrate || fail "post-copy: $(cat "$T/migrate.out")"
+        ;;
+    switchover-kill)
+        # the source paused for the switch-over, the destination QEMU stopped, then killed
+        want=$src
+        mark=$(mig_event_mark "$src")
+        mig_start_slowed "$src" "$dst" "$DOM" || fail "not under way"
+        kill -STOP "$(mig_qemu_pid "$dst" "$DOM")" || fail "stop the destination QEMU"
+        mig_virsh "$src" migrate-setmaxdowntime "$DOM" 300000 >/dev/null || fail "migrate-setmaxdowntime"
+        qemu_poll 30 sh -c "tail -n +$((mark + 1)) '$T/events-$src.log' | grep -q \"'$DOM': Suspended Migrated\"" ||
+            fail "the source did not pause for the switch-over"
+        kill -KILL "$(mig_qemu_pid "$dst" "$DOM")" || fail "kill the destination QEMU"
+        mig_wait_migrate && fail "the migration succeeded: $(cat "$T/migrate.out")"
+        mig_virsh "$src" migrate-setmaxdowntime "$DOM" 300 >/dev/null || fail "migrate-setmaxdowntime"
         ;;
     *)
         mig_start_slowed "$src" "$dst" "$DOM" || fail "not under way"

@@ -12,7 +12,8 @@
 #   (3) `virsh domjobabort` during a slowed migration (--bandwidth 1);
 #   (4) the destination's hook refuses (VN 5002 not authorized for hvb): virsh's error has the
 #       nNVE's reason;
-#   (5) the destination QEMU is killed during the transfer;
+#   (5) the destination QEMU is killed during the transfer; (5b) at the switch-over, with the
+#       source paused (and its agent restarted meanwhile: it must keep the guest Activated);
 #   (6) the destination agent is killed during the transfer (the migration then completes and
 #       the agent comes back); (6b) the same with the source agent; (6c) the destination agent
 #       is killed and the migration aborted; (6d) the destination agent restarts while the
@@ -176,6 +177,34 @@ converged "destination QEMU killed" A
 mig_sampler_stop
 check_samples "$T/samples" "destination QEMU killed"
 ok "(5) destination QEMU killed: $DOM on A only, nothing left of hvb"
+
+# --- (5b) the destination QEMU dies at the switch-over, the source already paused ------------------
+# The destination QEMU is stopped (SIGSTOP) during the transfer and the downtime limit raised:
+# the source pauses for the switch-over and waits.  Meanwhile the source agent restarts: it
+# finds the guest paused for a migration, as the source (an outgoing job), and keeps it
+# Activated.  Then the destination QEMU is killed: the source resumes (RESUMED/UNPAUSED).
+mark=$(mig_event_mark A)
+slowed A B
+kill -STOP "$(mig_qemu_pid B "$DOM")" || fail "stop the destination QEMU"
+mig_virsh A migrate-setmaxdowntime "$DOM" 300000 >/dev/null || fail "migrate-setmaxdowntime"
+qemu_poll 30 sh -c "tail -n +$((mark + 1)) '$T/events-A.log' | grep -q \"'$DOM': Suspended Migrated\"" ||
+    fail "the source did not pause for the switch-over"
+mig_stop_agent A KILL
+mig_start_agent A || fail "agent A did not come back"
+log "A's state of $DOM at the switch-over: $(mig_virsh A domstate "$DOM" --reason 2>&1)"
+sleep 1
+inst=$(nnvectl --json show tsis | jq -c --arg t "$TSI" '[.[] | select(.tsi == $t) | [.hypervisor, .state, .migrating]] | sort')
+[ "$inst" = '[["hva","activated",true],["hvb","associated",true]]' ] ||
+    fail "with the source paused at the switch-over, after A's agent restarted, the nNVE has $inst"
+kill -KILL "$(mig_qemu_pid B "$DOM")" || fail "kill the destination QEMU"
+migrate_rc && fail "the migration succeeded without its destination QEMU"
+mig_virsh A migrate-setmaxdowntime "$DOM" 300 >/dev/null || fail "migrate-setmaxdowntime"
+converged "destination QEMU killed at the switch-over" A
+tail -n +$((mark + 1)) "$T/events-A.log" | grep -q "'$DOM': Resumed Unpaused" ||
+    fail "no Resumed Unpaused on A after the failed switch-over"
+mig_sampler_stop
+check_samples "$T/samples" "destination QEMU killed at the switch-over"
+ok "(5b) destination QEMU killed at the switch-over (source paused, its agent restarted): $DOM resumed on A, Activated at hva only"
 
 # --- (6) the destination agent is killed -------------------------------------------------------------
 slowed A B
