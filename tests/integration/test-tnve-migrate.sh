@@ -7,8 +7,9 @@
 #       returned with the destination's instance Associated and migrating at the nNVE, before
 #       libvirt started the destination QEMU; at every sample of `nnvectl show tsis` taken
 #       during the migration at least one instance is Activated and never more than two
-#       exist; at the end one instance, the destination's, Activated, with the same tag, and
-#       the source has no VN connection left;
+#       exist; at the end one instance, the destination's, Activated, with the same tag; a
+#       second guest (vm2, paused) stays on A meanwhile: A keeps its VN connection when vm1
+#       leaves it, B loses its own when vm1 (its last TSI in the VN) leaves B;
 #   (3) `virsh domjobabort` during a slowed migration (--bandwidth 1);
 #   (4) the destination's hook refuses (VN 5002 not authorized for hvb): virsh's error has the
 #       nNVE's reason;
@@ -93,9 +94,10 @@ check_samples() {
     log "$2: $out"
 }
 
+OTHERS=() # specs of other guests of the bed (mig_converged)
 converged() { # WHAT WHERE
     local why
-    why=$(mig_wait_converged 60 "$VM") || fail "$1: $why"
+    why=$(mig_wait_converged 60 "$VM" "${OTHERS[@]}") || fail "$1: $why"
     [ "$(mig_where "$DOM")" = "$2" ] || fail "$1: $DOM runs on '$(mig_where "$DOM")', want $2"
 }
 
@@ -125,8 +127,27 @@ live() { # SRC DST
     [ "$n" = "$TAG" ] || fail "$src -> $dst: the tag went from $TAG to $n"
     ok "($3) live migration $src -> $dst: destination associated (migrating) before its QEMU ran, >= 1 Activated throughout, one instance left, tag $TAG"
 }
+# vn_hypervisors: the hypervisors connected to VN 5001 at the nNVE, sorted, comma-separated.
+vn_hypervisors() {
+    nnvectl --json show vns | jq -r '[.[] | select(.vn_id == 5001 and .state == "connected") | .hypervisors[]] | sort | join(",")'
+}
+# A second guest in VN 5001 stays on A (started paused: no CPU): when vm1 leaves A, A's VN
+# connection must stay (not its last TSI); when vm1 leaves B, B's must go (its last).
+UUID2=5e100000-0000-4000-8000-000000000002 MAC2=52:54:00:10:00:02
+mig_domain_xml vm2 "$UUID2" "$MAC2" 5001 >"$T/vm2.xml"
+MIG_DOMAINS+=(vm2)
+mig_virsh A define "$T/vm2.xml" >/dev/null && mig_virsh A start --paused vm2 >/dev/null ||
+    fail "define + start --paused vm2 on A"
+OTHERS=("vm2/$UUID2/$MAC2/5001")
+converged "vm2 started on A" A
 live A B 1
+[ "$(vn_hypervisors)" = "hva,hvb" ] || fail "after A -> B with vm2 on A, VN 5001 is connected at: $(vn_hypervisors)"
 live B A 2
+[ "$(vn_hypervisors)" = "hva" ] || fail "after B -> A, VN 5001 is connected at: $(vn_hypervisors)"
+mig_virsh A destroy vm2 >/dev/null || fail "destroy vm2"
+OTHERS=()
+converged "vm2 destroyed" A
+ok "the source's VN connection stays while it has another TSI in the VN, and goes with its last"
 
 # slowed SRC DST [ARGS...]: a migration at 1 MiB/s under way (mig_start_slowed), sampled.
 slowed() {
