@@ -871,5 +871,74 @@ teardown
 if [ "$teardown_failed" = 1 ]; then
     die "a daemon did not stop cleanly (see above)"
 fi
+
+# ---- chapter 13: live migration between two hosts with real QEMU guests -----------------
+# Its own sandbox: tests/qemu/mig-lib.bash (two libvirtds with the QEMU driver, each in its
+# own mount + UTS namespace, a tnve-agent on each, one nnve-daemon); skipped with the reason
+# when this machine cannot run QEMU guests under two libvirtds, or with DEMO_MIGRATION=0.
+migration_chapter() {
+    local why pid i mark
+    B=$build S=$top # mig-lib.bash's build and source dirs, and T its sandbox (globals: the
+                    # EXIT trap cleans up with them)
+    heading "13. Live migration: one VM moves from host A to host B" \
+        "Two libvirtd hosts (real QEMU, TCG), a tnve-agent on each, one switch.  The" \
+        "destination's libvirt hook associates the VM's TSI with the MIGRATION flag before its" \
+        "QEMU starts: the switch then holds two instances of the TSI (make-before-break, RFC" \
+        "8394 3.3); at the switch-over B activates, A de-associates, one instance remains."
+    if [ "${DEMO_MIGRATION:-1}" = 0 ]; then
+        note "  skipped (DEMO_MIGRATION=0)"
+        return 0
+    fi
+    T=$(mktemp -d /tmp/tnve-mig.XXXXXX) || return 1
+    chmod 0755 "$T"
+    . "$top/tests/qemu/mig-lib.bash"
+    if ! why=$(mig_host_check); then
+        note "  skipped: this machine cannot run it: $why"
+        rm -rf "$T"
+        return 0
+    fi
+    if ! mig_lock 120; then
+        note "  skipped: another migration run holds $MIG_LOCK"
+        rm -rf "$T"
+        return 0
+    fi
+    mig_sweep_stale
+    trap 'mig_sampler_stop; mig_cleanup; rm -rf "$T"; on_exit' EXIT
+    mig_guest >"$T/guest.log" 2>&1 || { cat "$T/guest.log"; return 1; }
+    mig_up >"$T/up.log" 2>&1 || { cat "$T/up.log"; return 1; }
+    say "  host A: libvirtd $(mig_uri A)"
+    say "  host B: libvirtd $(mig_uri B)"
+    mig_define_start A mover 5e100000-0000-4000-8000-0000000000aa 52:54:00:10:00:aa 5001 || return 1
+    mig_wait_converged 60 mover/5e100000-0000-4000-8000-0000000000aa/52:54:00:10:00:aa/5001 || return 1
+    sub "before: nnvectl show tsis   (mover runs on A: one instance, at hva)"
+    nnvectl show tsis | indent
+    mark=$(wc -l <"$T/nnve.log")
+    printf '%s$ virsh -c HOST-A migrate --live mover HOST-B --bandwidth 30 ...%s\n' "$c_cmd" "$c_off"
+    mig_migrate A B mover --bandwidth 30 >"$T/migrate.out" 2>&1 &
+    pid=$!
+    for i in $(seq 300); do
+        [ "$(nnvectl --json show tsis | jq 'length')" = 2 ] && break
+        sleep 0.05
+    done
+    sub "during: nnvectl show tsis   (B associated with MIGRATION before its QEMU runs; A still forwards)"
+    nnvectl show tsis | indent
+    mig_unthrottle A mover
+    wait "$pid" || { cat "$T/migrate.out"; return 1; }
+    mig_wait_converged 60 mover/5e100000-0000-4000-8000-0000000000aa/52:54:00:10:00:aa/5001 || return 1
+    sub "after: nnvectl show tsis    (mover runs on B: one instance, at hvb, same tag)"
+    nnvectl show tsis | indent
+    sub "the switch's audit log of the move"
+    tail -n +"$((mark + 1))" "$T/nnve.log" | grep -E 'audit (tsi|vn): ' | format_log
+    sub "libvirt's hook calls on B and events on both hosts"
+    sed -E 's/^[0-9.]+ //' "$T/hooks-B.log" | grep -v 'rc=' | sed 's/^/  B hook  /'
+    grep -hE "^[0-9]{4}-.*'lifecycle'" "$T/events-A.log" | sed -E "s/^[0-9-]+ ([0-9:.]+)\+0000: event 'lifecycle' for domain 'mover': /  A \1  /" | tail -n 2
+    grep -hE "^[0-9]{4}-.*'lifecycle'" "$T/events-B.log" | sed -E "s/^[0-9-]+ ([0-9:.]+)\+0000: event 'lifecycle' for domain 'mover': /  B \1  /"
+    mig_virsh B destroy mover >/dev/null
+    mig_sampler_stop
+    mig_cleanup
+    rm -rf "$T"
+    trap on_exit EXIT
+}
+migration_chapter || die "the migration chapter failed"
 printf '\n%sdemo finished: every step converged, everything stopped (%d s).%s\n' "$c_ok" \
     "$SECONDS" "$c_off"

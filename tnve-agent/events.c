@@ -12,14 +12,17 @@
  * | STARTED / BOOTED                   | Associate (if not yet), Activate| -                | yes |
  * | STARTED / RESTORED, FROM_SNAPSHOT, | Associate (if not yet), Activate| -                | yes |
  * |   WAKEUP                           |                                 |                  |     |
- * | STARTED / MIGRATED (incoming)      | Associate                       | MIGRATION        | yes |
+ * | STARTED / MIGRATED (destination,   | Associate                       | MIGRATION        | yes |
+ * |   QEMU started paused)             |                                 |                  |     |
  * | SUSPENDED / PAUSED, IOERROR,       | nothing (a paused VM keeps its  | -                | no  |
  * |   WATCHDOG, API_ERROR, MIGRATED,   |   association, RFC 8394 §2.4)   |                  |     |
  * |   POSTCOPY, POSTCOPY_FAILED        |                                 |                  |     |
  * | SUSPENDED / RESTORED, FROM_SNAPSHOT| Associate (restored paused)     | -                | yes |
  * | RESUMED / UNPAUSED, FROM_SNAPSHOT  | Activate                        | -                | no  |
- * | RESUMED / MIGRATED, POSTCOPY       | Activate (incoming migration    | MIGRATION        | yes |
- * |                                    |   finished)                     |                  |     |
+ * | RESUMED / MIGRATED, POSTCOPY       | Activate (destination: the guest| MIGRATION        | yes |
+ * |   (POSTCOPY when post-copy starts, |   runs here now)                |                  |     |
+ * |   MIGRATED at the switch-over and  |                                 |                  |     |
+ * |   when post-copy ends)             |                                 |                  |     |
  * | RESUMED / POSTCOPY_FAILED          | nothing                         | -                | no  |
  * | STOPPED / SHUTDOWN, DESTROYED,     | De-Associate                    | -                | yes |
  * |   CRASHED, FAILED, FROM_SNAPSHOT   |   (inactive rule when           |                  |     |
@@ -34,7 +37,8 @@
  * | METADATA_CHANGE                    | VN of each vNIC re-read         | -                | yes |
  *
  * Domains found by listing (after every libvirt (re)connect):
- *   running, blocked, in shutdown -> Activated; paused -> unchanged when known, else
+ *   running, blocked, in shutdown -> Activated; paused for an incoming migration ->
+ *   Associated with MIGRATION (decided in virt.c); other paused -> unchanged when known, else
  *   Activated; pmsuspended -> Associated; shut off after a save -> Associated; other shut
  *   off -> the inactive rule; crashed -> Init.
  *

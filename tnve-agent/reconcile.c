@@ -78,6 +78,9 @@ struct rec_domain {
     uint64_t prepared_until; /* hook-prepared, not yet started */
     int prepare_set;         /* the desired state is the hook's (no event since) */
     int prepare_new;         /* the hook made the domain known */
+    int incoming;            /* destination of a migration under way (Associated until the
+                              * guest resumes here): its requests carry MIGRATION, also when
+                              * SYNC re-announces them */
     enum sncp_tsi_state prepare_prev;
 };
 
@@ -793,8 +796,15 @@ static void dom_apply(struct tnve_rec *r, struct rec_domain *d, enum tnve_effect
         snprintf(d->state, sizeof d->state, "%s", state);
     if (e == TNVE_EFFECT_ACTIVATE || e == TNVE_EFFECT_DEASSOCIATE || e == TNVE_EFFECT_INACTIVE)
         d->prepared_until = 0;
-    if (e != TNVE_EFFECT_NONE)
+    if (e != TNVE_EFFECT_NONE) {
         d->prepare_set = 0;
+        /* The incoming migration failed (cancelled, destination QEMU gone): the destination
+         * de-associates with MIGRATION set and MIGRATION_SOURCE clear (PROTOCOL.md §9.3). */
+        if (d->incoming && want == SNCP_TSI_INIT)
+            flags = (flags | SNCP_F_MIGRATION) & ~SNCP_F_MIGRATION_SOURCE;
+        d->incoming = (flags & SNCP_F_MIGRATION) && !(flags & SNCP_F_MIGRATION_SOURCE) &&
+                      want == SNCP_TSI_ASSOCIATED;
+    }
     if (want == d->desired)
         return;
     SNV_INFO("rec", "domain desired domain=%s uuid=%s desired=%s was=%s cause=%s flags=0x%x",
@@ -1151,6 +1161,7 @@ static void dom_revert_prepare(struct tnve_rec *r, const uint8_t uuid[16])
         return;
     d->prepare_set = 0;
     d->prepared_until = 0;
+    d->incoming = 0;
     SNV_INFO("rec", "hook refused, reverting domain=%s uuid=%s", d->name, d->uuid_str);
     if (d->prepare_new) {
         d->removed = 1;
@@ -1267,6 +1278,8 @@ static void tsi_send(struct tnve_rec *r, struct rec_tsi *t, uint8_t type,
             t->out_addr_gen = t->addr_gen;
         }
         m.flags = migration_flags(r, t);
+        if (t->dom && t->dom->incoming && (r->peer_caps & SNCP_CAP_MIGRATION))
+            m.flags |= SNCP_F_MIGRATION;
         break;
     case SNCP_MSG_TSI_DEASSOCIATE:
         m.flags = migration_flags(r, t);

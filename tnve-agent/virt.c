@@ -222,9 +222,30 @@ static void take_xml(struct tnve_virt *v, const uint8_t uuid[16], const char *na
     free(x);
 }
 
+/* 1 when `dom` is the destination of a migration under way.  libvirt (9.0) pauses the
+ * incoming domain with reason MIGRATION, as it pauses the source at the switch-over; only
+ * the source has job statistics: the destination refuses them with OPERATION_UNSUPPORTED
+ * ("available only on the source host"), or, where a libvirt reports them, names the
+ * operation MIGRATION_IN. */
+static int incoming_migration(virDomainPtr dom)
+{
+    int type = 0, nparams = 0, op = 0;
+    virTypedParameterPtr params = NULL;
+    if (virDomainGetJobStats(dom, &type, &params, &nparams, 0) < 0) {
+        virErrorPtr e = virGetLastError();
+        return e && e->code == VIR_ERR_OPERATION_UNSUPPORTED;
+    }
+    int in = virTypedParamsGetInt(params, nparams, VIR_DOMAIN_JOB_OPERATION, &op) == 1 &&
+             op == VIR_DOMAIN_JOB_OPERATION_MIGRATION_IN;
+    virTypedParamsFree(params, nparams);
+    return in;
+}
+
 /* Reads what is needed of `dom` (state, XML) and hands it to the reconciler with the
- * event's effect, or (listing == 1) the effect the domain's state implies.  Returns 1 when
- * libvirt says the domain no longer exists, else 0. */
+ * event's effect, or (listing == 1) the effect the domain's state implies.  A listed domain
+ * paused for an incoming migration is Associated with MIGRATION (the guest still runs at
+ * the source: activating it here would take its traffic away before the switch-over).  Returns 1
+ * when libvirt says the domain no longer exists, else 0. */
 static int refresh(struct tnve_virt *v, virDomainPtr dom, const struct tnve_event_action *a,
                    int listing)
 {
@@ -244,7 +265,12 @@ static int refresh(struct tnve_virt *v, virDomainPtr dom, const struct tnve_even
         int state = 0, reason = 0;
         if (virDomainGetState(dom, &state, &reason, 0) < 0)
             return domain_gone_error();
-        if (listing)
+        if (listing && state == VIR_DOMAIN_PAUSED && reason == VIR_DOMAIN_PAUSED_MIGRATION &&
+            incoming_migration(dom)) {
+            effect = TNVE_EFFECT_ASSOCIATE;
+            flags = SNCP_F_MIGRATION;
+            what = "incoming-migration";
+        } else if (listing)
             effect = tnve_event_effect_for_state(state, reason, known, &what);
         else
             effect = tnve_event_effect_for_state(state, reason, 1, NULL);

@@ -150,6 +150,17 @@ qemu_sweep_stale() {
     return 0
 }
 
+# qemu_hook_env TNVECTL SOCKET TIMEOUT: the shell lines of a hook wrapper that give the
+# project's hook what libvirtd's scrubbed environment lacks: tnvectl's path, the agent's
+# socket, the hook timeout, and the sanitizer options of this run.
+qemu_hook_env() {
+    local v
+    for v in ASAN_OPTIONS LSAN_OPTIONS UBSAN_OPTIONS; do
+        [ -n "${!v:-}" ] && echo "export $v='${!v}'"
+    done
+    echo "export SPLITNVE_TNVECTL='$1' SPLITNVE_SOCKET='$2' SPLITNVE_HOOK_TIMEOUT='$3'"
+}
+
 # qemu_install_hook HOOK TNVECTL SOCKET TIMEOUT [AFTER_PREPARE]: installs a wrapper into the
 # system hook dir that runs the project's hook script HOOK with tnvectl and the agent's socket
 # of this run (libvirtd runs hooks with a scrubbed environment, so they are written into the
@@ -159,7 +170,7 @@ qemu_sweep_stale() {
 # Every call is logged to $T/hook-calls.log.  Never replaces an existing file; inert once $T
 # is gone; removed by qemu_cleanup.
 qemu_install_hook() {
-    local hook=$1 tnvectl=$2 sock=$3 timeout=$4 after=${5:-:} before=${6:-:} name v
+    local hook=$1 tnvectl=$2 sock=$3 timeout=$4 after=${5:-:} before=${6:-:} name
     if [ ! -d "$QEMU_HOOK_DIR" ]; then
         mkdir -p "$QEMU_HOOK_DIR" || return 1
         QEMU_HOOK_DIR_CREATED=1
@@ -173,10 +184,7 @@ qemu_install_hook() {
         echo "# run-dir: $T"
         echo "[ -d '$T' ] || exit 0"
         echo "echo \"\$(date +%T.%N) \$*\" >>'$T/hook-calls.log'"
-        for v in ASAN_OPTIONS LSAN_OPTIONS UBSAN_OPTIONS; do
-            [ -n "${!v:-}" ] && echo "export $v='${!v}'"
-        done
-        echo "export SPLITNVE_TNVECTL='$tnvectl' SPLITNVE_SOCKET='$sock' SPLITNVE_HOOK_TIMEOUT='$timeout'"
+        qemu_hook_env "$tnvectl" "$sock" "$timeout"
         echo "$before"
         echo "/bin/sh '$hook' \"\$@\" || exit \$?"
         echo "if [ \"\$2\" = prepare ]; then"
@@ -261,7 +269,8 @@ qemu_record_events() {
 }
 
 # qemu_domain_xml NAME UUID KERNEL INITRD CONSOLE METADATA IFACE_XML...: a TCG guest booting
-# KERNEL/INITRD directly, serial console into the file CONSOLE, the given interfaces.
+# KERNEL/INITRD directly (QEMU_GUEST_MEM MiB, default 160), serial console appended to the
+# file CONSOLE, the given interfaces.
 qemu_domain_xml() {
     local name=$1 uuid=$2 kernel=$3 initrd=$4 console=$5 meta=$6
     shift 6
@@ -271,7 +280,7 @@ qemu_domain_xml() {
   <uuid>$uuid</uuid>
   <description>run-dir: $T</description>
   <metadata>$meta</metadata>
-  <memory unit='MiB'>160</memory>
+  <memory unit='MiB'>${QEMU_GUEST_MEM:-160}</memory>
   <vcpu>1</vcpu>
   <os>
     <type arch='x86_64' machine='pc'>hvm</type>
@@ -287,7 +296,7 @@ qemu_domain_xml() {
     <emulator>$QEMU_BIN</emulator>
     $*
     <serial type='file'>
-      <source path='$console'/>
+      <source path='$console' append='on'/>
       <target port='0'/>
     </serial>
     <memballoon model='none'/>

@@ -923,6 +923,98 @@ START_TEST(test_migration_flags)
 }
 END_TEST
 
+/* The destination of a migration under way: a SYNC (nNVE restarted, session lost) re-announces
+ * its Associated TSI with MIGRATION, since the source's instance still exists (without the
+ * flag the nNVE would refuse it, CONFLICT); once the guest resumed here, no more. */
+/* steady(), then the domain migrates away (t=3000) and comes back: its TSI is Associated
+ * for the incoming migration (cause `why`) at t=4002. */
+static struct tnve_rec *incoming_associated(struct tnve_domxml *x, const char *why)
+{
+    struct tnve_rec *r = steady(NULL, x);
+    tnve_rec_domain_effect(r, x->uuid, TNVE_EFFECT_DEASSOCIATE,
+                           SNCP_F_MIGRATION | SNCP_F_MIGRATION_SOURCE, "stopped/migrated", 3000);
+    tnve_rec_run(r, 3000);
+    answer_ok(r, SNCP_MSG_TSI_DEASSOCIATE, 0, SNCP_TSI_INIT, 3001);
+    tnve_rec_run(r, 3001);
+    answer_ok(r, SNCP_MSG_VN_DISCONNECT, 0, -1, 3002);
+    tnve_rec_domain_effect(r, x->uuid, TNVE_EFFECT_ASSOCIATE, SNCP_F_MIGRATION, why, 4000);
+    tnve_rec_run(r, 4000);
+    answer_ok(r, SNCP_MSG_VN_CONNECT, 100, -1, 4001);
+    tnve_rec_run(r, 4001);
+    int i = pending(SNCP_MSG_TSI_ASSOCIATE);
+    ck_assert_int_ge(i, 0);
+    ck_assert_uint_eq(F.sent[i].flags, SNCP_F_MIGRATION);
+    answer_ok(r, SNCP_MSG_TSI_ASSOCIATE, 100, SNCP_TSI_ASSOCIATED, 4002);
+    return r;
+}
+
+START_TEST(test_migration_incoming_resync)
+{
+    struct tnve_domxml x;
+    struct tnve_rec *r = incoming_associated(&x, "incoming-migration");
+    /* an event that changes nothing keeps the mark */
+    tnve_rec_domain_effect(r, x.uuid, TNVE_EFFECT_NONE, 0, "suspended", 4003);
+    for (int round = 0; round < 2; round++) {
+        uint64_t t = 5000 + (uint64_t)round * 1000;
+        tnve_rec_session_down(r, t);
+        tnve_rec_session_up(r, t + 1);
+        tnve_rec_run(r, t + 1);
+        answer_ok(r, SNCP_MSG_SYNC_BEGIN, 0, -1, t + 2);
+        tnve_rec_run(r, t + 2);
+        answer_ok(r, SNCP_MSG_VN_CONNECT, 100, -1, t + 3);
+        tnve_rec_run(r, t + 3);
+        int i = pending(round ? SNCP_MSG_TSI_ACTIVATE : SNCP_MSG_TSI_ASSOCIATE);
+        ck_assert_int_ge(i, 0);
+        ck_assert_uint_eq(F.sent[i].flags, round ? 0 : SNCP_F_MIGRATION);
+        answer(r, i, SNCP_STATUS_SUCCESS, 100, round ? SNCP_TSI_ACTIVATED : SNCP_TSI_ASSOCIATED,
+               t + 4);
+        tnve_rec_run(r, t + 4);
+        answer_ok(r, SNCP_MSG_SYNC_END, 0, -1, t + 5);
+        tnve_rec_run(r, t + 5);
+        ck_assert_str_eq(tnve_rec_phase(r), "ready");
+        if (!round) {
+            tnve_rec_domain_effect(r, x.uuid, TNVE_EFFECT_ACTIVATE, SNCP_F_MIGRATION,
+                                   "resumed/migrated", t + 6);
+            tnve_rec_run(r, t + 6);
+            i = pending(SNCP_MSG_TSI_ACTIVATE);
+            ck_assert_uint_eq(F.sent[i].flags, SNCP_F_MIGRATION);
+            answer_ok(r, SNCP_MSG_TSI_ACTIVATE, 100, SNCP_TSI_ACTIVATED, t + 7);
+        }
+    }
+    tnve_rec_destroy(r);
+}
+END_TEST
+
+/* A failed incoming migration (libvirt: STOPPED/FAILED at the destination, the domain then
+ * gone): the destination's TSI_DEASSOCIATE carries MIGRATION without MIGRATION_SOURCE; a
+ * later stop of a domain that runs here carries no flag. */
+START_TEST(test_migration_incoming_failed)
+{
+    struct tnve_domxml x;
+    struct tnve_rec *r = incoming_associated(&x, "started/migrated");
+    tnve_rec_domain_remove(r, x.uuid, 0, 4003);
+    tnve_rec_run(r, 4003);
+    int i = pending(SNCP_MSG_TSI_DEASSOCIATE);
+    ck_assert_int_ge(i, 0);
+    ck_assert_uint_eq(F.sent[i].flags, SNCP_F_MIGRATION);
+    answer_ok(r, SNCP_MSG_TSI_DEASSOCIATE, 0, SNCP_TSI_INIT, 4004);
+    tnve_rec_run(r, 4004);
+    answer_ok(r, SNCP_MSG_VN_DISCONNECT, 0, -1, 4005);
+    /* the same domain started and stopped here: no flag */
+    ck_assert_int_eq(tnve_rec_domain_update(r, &x, TNVE_EFFECT_ACTIVATE, 0, "started", 5000), 0);
+    tnve_rec_run(r, 5000);
+    answer_ok(r, SNCP_MSG_VN_CONNECT, 100, -1, 5001);
+    tnve_rec_run(r, 5001);
+    answer_ok(r, SNCP_MSG_TSI_ACTIVATE, 100, SNCP_TSI_ACTIVATED, 5002);
+    tnve_rec_domain_effect(r, x.uuid, TNVE_EFFECT_DEASSOCIATE, 0, "stopped", 5003);
+    tnve_rec_run(r, 5003);
+    i = pending(SNCP_MSG_TSI_DEASSOCIATE);
+    ck_assert_int_ge(i, 0);
+    ck_assert_uint_eq(F.sent[i].flags, 0);
+    tnve_rec_destroy(r);
+}
+END_TEST
+
 START_TEST(test_addresses_and_vnics)
 {
     struct tnve_domxml x;
@@ -1320,6 +1412,8 @@ static Suite *suite(void)
     tcase_add_test(tc, test_tags_persist);
     tcase_add_test(tc, test_hook_prepare);
     tcase_add_test(tc, test_migration_flags);
+    tcase_add_test(tc, test_migration_incoming_resync);
+    tcase_add_test(tc, test_migration_incoming_failed);
     tcase_add_test(tc, test_addresses_and_vnics);
     tcase_add_test(tc, test_vn_change);
     tcase_add_test(tc, test_vn_change_during_outage);
