@@ -36,7 +36,7 @@ for i in $(seq 1 "$CYCLES"); do
 done
 single=$(tnvectl --json latency/show reset)
 echo "tnve single domain, first of its VN ($CYCLES start + $CYCLES destroy):" \
-    "$(jq -r '"samples=\(.samples) p50_us=\(.p50_us) p90_us=\(.p90_us) p99_us=\(.p99_us) max_us=\(.max_us)"' <<<"$single")"
+    "$(jq -r '"samples=\(.samples) p50_us=\(.p50_us) p90_us=\(.p90_us) p99_us=\(.p99_us) max_us=\(.max_us) | libvirt p50=\(.libvirt.p50_us) p99=\(.libvirt.p99_us) n=\(.libvirt.samples) | hop p50=\(.reader_hop.p50_us) p99=\(.reader_hop.p99_us) | nnve_rtt p50=\(.nnve_rtt.p50_us) p99=\(.nnve_rtt.p99_us) n=\(.nnve_rtt.samples)"' <<<"$single")"
 
 # the same with another domain keeping the VN connected (no VN_CONNECT / VN_DISCONNECT)
 domain_xml 0 rule >"$T/vm0.xml"
@@ -53,7 +53,7 @@ for i in $(seq 1 "$CYCLES"); do
 done
 single=$(tnvectl --json latency/show reset)
 echo "tnve single domain, VN already connected ($CYCLES start + $CYCLES destroy):" \
-    "$(jq -r '"samples=\(.samples) p50_us=\(.p50_us) p90_us=\(.p90_us) p99_us=\(.p99_us) max_us=\(.max_us)"' <<<"$single")"
+    "$(jq -r '"samples=\(.samples) p50_us=\(.p50_us) p90_us=\(.p90_us) p99_us=\(.p99_us) max_us=\(.max_us) | libvirt p50=\(.libvirt.p50_us) p99=\(.libvirt.p99_us) n=\(.libvirt.samples) | hop p50=\(.reader_hop.p50_us) p99=\(.reader_hop.p99_us) | nnve_rtt p50=\(.nnve_rtt.p50_us) p99=\(.nnve_rtt.p99_us) n=\(.nnve_rtt.samples)"' <<<"$single")"
 
 # start storm
 cmds=""
@@ -74,5 +74,5 @@ wait_for "$STORM domains activated" 120 all_active
 t2=$(date +%s%N)
 storm=$(tnvectl --json latency/show)
 echo "tnve start storm ($STORM domains):" \
-    "$(jq -r '"samples=\(.samples) p50_us=\(.p50_us) p90_us=\(.p90_us) p99_us=\(.p99_us) max_us=\(.max_us)"' <<<"$storm")" \
+    "$(jq -r '"samples=\(.samples) p50_us=\(.p50_us) p90_us=\(.p90_us) p99_us=\(.p99_us) max_us=\(.max_us) | libvirt p50=\(.libvirt.p50_us) p99=\(.libvirt.p99_us) n=\(.libvirt.samples) | hop p50=\(.reader_hop.p50_us) p99=\(.reader_hop.p99_us) | nnve_rtt p50=\(.nnve_rtt.p50_us) p99=\(.nnve_rtt.p99_us) n=\(.nnve_rtt.samples)"' <<<"$storm")" \
     "virsh_ms=$(((t1 - t0) / 1000000)) all_acked_ms=$(((t2 - t0) / 1000000))"

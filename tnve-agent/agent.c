@@ -51,7 +51,15 @@ static void op_wake(void *aux)
 static int64_t op_send(void *aux, struct sncp_msg *msg, uint64_t cookie)
 {
     struct tnve_agent *a = aux;
-    return a->nnve ? tnve_nnve_send(a->nnve, msg, cookie) : SNCP_E_NOT_ESTABLISHED;
+    if (!a->nnve)
+        return SNCP_E_NOT_ESTABLISHED;
+    int64_t x = tnve_nnve_send(a->nnve, msg, cookie);
+    if (x > 0) {
+        unsigned slot = (unsigned)(cookie % TNVE_AGENT_RTT_SLOTS);
+        a->rtt[slot].cookie = cookie;
+        a->rtt[slot].sent_ns = uv_hrtime();
+    }
+    return x;
 }
 
 static int op_respond(void *aux, const struct sncp_msg *req, struct sncp_msg *rsp)
@@ -71,14 +79,8 @@ static void op_acked(void *aux, uint64_t stamp)
 {
     struct tnve_agent *a = aux;
     uint64_t now = uv_hrtime();
-    if (!a->latency_us || now < stamp)
-        return;
-    if (a->n_latency >= TNVE_AGENT_LATENCY_MAX) {
-        a->latency_dropped++;
-        return;
-    }
-    uint64_t us = (now - stamp) / 1000;
-    a->latency_us[a->n_latency++] = us > UINT32_MAX ? UINT32_MAX : (uint32_t)us;
+    if (now >= stamp)
+        tnve_lat_add_ns(&a->lat_total, now - stamp);
 }
 
 static void nnve_up(void *aux)
@@ -103,6 +105,11 @@ static void nnve_request(void *aux, const struct sncp_msg *req)
 static void nnve_response(void *aux, uint64_t cookie, const struct sncp_msg *rsp, int err)
 {
     struct tnve_agent *a = aux;
+    unsigned slot = (unsigned)(cookie % TNVE_AGENT_RTT_SLOTS);
+    if (a->rtt[slot].cookie == cookie && !err) {
+        tnve_lat_add_ns(&a->lat_nnve, uv_hrtime() - a->rtt[slot].sent_ns);
+        a->rtt[slot].cookie = 0;
+    }
     tnve_rec_response(a->rec, cookie, rsp, err, uv_now(a->loop));
 }
 
@@ -134,7 +141,10 @@ static void handle_closed(uv_handle_t *h)
         return;
     free(a->config_path);
     free(a->cfg);
-    free(a->latency_us);
+    tnve_lat_uninit(&a->lat_total);
+    tnve_lat_uninit(&a->lat_libvirt);
+    tnve_lat_uninit(&a->lat_hop);
+    tnve_lat_uninit(&a->lat_nnve);
     free(a);
 }
 
@@ -192,7 +202,11 @@ int tnve_agent_create(uv_loop_t *loop, struct tnve_config *cfg, const char *conf
         .prepare_hold_ms = cfg->hook_timeout_ms * 6,
     };
     static const struct tnve_rec_ops ops = {op_send, op_respond, op_wake, op_refresh, op_acked};
-    a->latency_us = calloc(TNVE_AGENT_LATENCY_MAX, sizeof *a->latency_us);
+    /* figures only: a series that cannot be allocated records nothing */
+    tnve_lat_init(&a->lat_total, TNVE_AGENT_LATENCY_MAX);
+    tnve_lat_init(&a->lat_libvirt, TNVE_AGENT_LATENCY_MAX);
+    tnve_lat_init(&a->lat_hop, TNVE_AGENT_LATENCY_MAX);
+    tnve_lat_init(&a->lat_nnve, TNVE_AGENT_LATENCY_MAX);
     a->rec = tnve_rec_create(&rc_cfg, &ops, a);
     if (!a->rec) {
         snprintf(err, errlen, "out of memory");
@@ -262,6 +276,8 @@ int tnve_agent_create(uv_loop_t *loop, struct tnve_config *cfg, const char *conf
         .address_sources = cfg->address_sources,
         .rules = cfg->rules,
         .n_rules = cfg->n_rules,
+        .lat_libvirt = &a->lat_libvirt,
+        .lat_hop = &a->lat_hop,
     };
     rc = tnve_virt_create(loop, &vc, a->rec, &a->virt);
     if (rc < 0) {
@@ -278,8 +294,9 @@ int tnve_agent_create(uv_loop_t *loop, struct tnve_config *cfg, const char *conf
     } else {
         snprintf(nnve, sizeof nnve, "%s:%u", cfg->nnve_address, cfg->nnve_port);
     }
-    SNV_INFO("agent", "started node_id=%s transport=%s nnve=%s libvirt=%s dataplane=%s "
-                      "epoch=%llu",
+    SNV_INFO("agent",
+             "started node_id=%s transport=%s nnve=%s libvirt=%s dataplane=%s "
+             "epoch=%llu",
              cfg->node_id, tnve_transport_name(cfg->transport), nnve, cfg->libvirt_uri,
              cfg->dataplane, (unsigned long long)a->epoch);
     return 0;
@@ -333,8 +350,8 @@ int tnve_agent_reload(struct tnve_agent *a)
         c->connect_timeout_ms != o->connect_timeout_ms;
     if (transport_changed || strcmp(c->libvirt_uri, a->cfg->libvirt_uri) ||
         strcmp(c->nnve_address, a->cfg->nnve_address) || c->nnve_port != a->cfg->nnve_port ||
-        strcmp(c->control_socket, a->cfg->control_socket) || strcmp(c->dataplane, a->cfg->dataplane) ||
-        strcmp(c->state_dir, a->cfg->state_dir))
+        strcmp(c->control_socket, a->cfg->control_socket) ||
+        strcmp(c->dataplane, a->cfg->dataplane) || strcmp(c->state_dir, a->cfg->state_dir))
         SNV_WARN("agent", "reload: changed connection, socket, dataplane or state_dir keys "
                           "take effect after a restart");
     /* The rules array moves into the live config; virt keeps a pointer to it. */
@@ -348,7 +365,7 @@ int tnve_agent_reload(struct tnve_agent *a)
     free(c);
     tnve_rec_set_policy(a->rec, a->cfg->associate_on_define, uv_now(a->loop));
     tnve_virt_set_rules(a->virt, a->cfg->rules, a->cfg->n_rules);
-    SNV_INFO("agent", "configuration reloaded rules=%u associate_on_define=%d",
-             a->cfg->n_rules, a->cfg->associate_on_define);
+    SNV_INFO("agent", "configuration reloaded rules=%u associate_on_define=%d", a->cfg->n_rules,
+             a->cfg->associate_on_define);
     return 0;
 }

@@ -13,16 +13,19 @@
 
 #include "config.h"
 #include "dataplane-provider.h"
+#include "lat.h"
 #include "nnve.h"
 #include "reconcile.h"
 #include "snv-ctl.h"
 #include "virt.h"
 
+enum { TNVE_AGENT_LATENCY_MAX = 200000, TNVE_AGENT_RTT_SLOTS = 256 };
+
 struct tnve_agent {
     uv_loop_t *loop;
-    struct tnve_config *cfg;       /* owned */
-    char *config_path;             /* for reload; NULL when none */
-    uint64_t epoch;                /* SESSION_EPOCH: start time, ms since the Unix epoch */
+    struct tnve_config *cfg; /* owned */
+    char *config_path;       /* for reload; NULL when none */
+    uint64_t epoch;          /* SESSION_EPOCH: start time, ms since the Unix epoch */
     char state_file[TNVE_CONFIG_STR + 32];
     char dp_state_file[TNVE_CONFIG_STR + 32];
     const struct tnve_dp_class *dp_class;
@@ -31,19 +34,20 @@ struct tnve_agent {
     struct tnve_nnve *nnve;
     struct tnve_virt *virt;
     struct snv_ctl_server *ctl;
-    uv_idle_t wake;                /* runs the reconciler on the next loop iteration */
-    uv_timer_t timer;              /* runs it at its next deadline */
+    uv_idle_t wake;   /* runs the reconciler on the next loop iteration */
+    uv_timer_t timer; /* runs it at its next deadline */
     int handles_open;
     int destroying;
     uint64_t reloads;
-    /* event-to-acknowledged latencies in microseconds (the first TNVE_AGENT_LATENCY_MAX
-     * since the last reset), for latency/show and the benchmark */
-    uint32_t *latency_us;
-    unsigned n_latency;
-    uint64_t latency_dropped;
+    /* For latency/show and the benchmarks (the first TNVE_AGENT_LATENCY_MAX samples of each
+     * since the last reset): event-to-acknowledged; of that, the libvirt calls an event's
+     * effect waited for, the hand-off to and from the domain reader thread, and the nNVE's
+     * request round trips. */
+    struct tnve_lat lat_total, lat_libvirt, lat_hop, lat_nnve;
+    struct {
+        uint64_t cookie, sent_ns;
+    } rtt[TNVE_AGENT_RTT_SLOTS]; /* requests in flight, by cookie (a sample per slot) */
 };
-
-enum { TNVE_AGENT_LATENCY_MAX = 200000 };
 
 /* Builds and starts the agent on `loop` (libvirt's event loop must be registered already,
  * tnve_virt_loop_init()).  Takes ownership of cfg.  Returns 0 and *out, or a negative error
