@@ -45,6 +45,7 @@ enum {
     VIRT_MAX_QUEUE = 100000,
     VIRT_MAX_POLL = 4096,
     VIRT_APPLY_SLICE = 32, /* listed domains applied per loop pass */
+    VIRT_LIST_THREADS = 4, /* domain reads of a listing in flight at once */
 };
 
 /* A pseudo event: the reconciler asked for a domain to be read again. */
@@ -372,8 +373,26 @@ static virDomainPtr lookup(virConnectPtr *conn, const char *uri, struct virt_dom
     return NULL;
 }
 
+/* Reads a share of a listing's domains: those at index k, k + step, ... */
+struct list_share {
+    virDomainPtr *doms;
+    struct virt_dom *out;
+    int n, k, step;
+    unsigned sources;
+};
+
+static void *list_share_main(void *arg)
+{
+    struct list_share *sh = arg;
+    for (int i = sh->k; i < sh->n; i += sh->step)
+        if (!sh->out[i].gone)
+            read_dom(sh->doms[i], 1, 1, sh->sources, &sh->out[i]);
+    return NULL;
+}
+
 /* Reader thread: lists every domain with its state, XML and (when running and asked)
- * addresses. */
+ * addresses.  A domain read is a round trip to libvirtd each: VIRT_LIST_THREADS threads
+ * share the connection (libvirt's are thread-safe) to keep several in flight. */
 static void list_domains(virConnectPtr *conn, const char *uri, struct virt_job *j)
 {
     virDomainPtr *doms = NULL;
@@ -399,12 +418,28 @@ static void list_domains(virConnectPtr *conn, const char *uri, struct virt_job *
     if (n && !j->doms) {
         snprintf(j->err, sizeof j->err, "out of memory");
         j->failed = 1;
+    } else {
+        j->n_doms = (unsigned)n;
+        for (int i = 0; i < n; i++)
+            if (virDomainGetUUID(doms[i], j->doms[i].uuid) < 0)
+                j->doms[i].gone = 1; /* cannot happen: the UUID comes with the listing */
+        struct list_share sh[VIRT_LIST_THREADS];
+        pthread_t th[VIRT_LIST_THREADS];
+        int started[VIRT_LIST_THREADS] = {0};
+        for (int k = 0; k < VIRT_LIST_THREADS; k++) {
+            sh[k] = (struct list_share){doms, j->doms, n, k, VIRT_LIST_THREADS, j->sources};
+            if (k > 0 && n > k)
+                started[k] = pthread_create(&th[k], NULL, list_share_main, &sh[k]) == 0;
+        }
+        for (int k = 0; k < VIRT_LIST_THREADS; k++)
+            if (!started[k])
+                list_share_main(&sh[k]); /* this thread's share, and those not started */
+        for (int k = 1; k < VIRT_LIST_THREADS; k++)
+            if (started[k])
+                pthread_join(th[k], NULL);
     }
-    for (int i = 0; i < n; i++) {
-        if (j->doms && virDomainGetUUID(doms[i], j->doms[j->n_doms].uuid) == 0)
-            read_dom(doms[i], 1, 1, j->sources, &j->doms[j->n_doms++]);
+    for (int i = 0; i < n; i++)
         virDomainFree(doms[i]);
-    }
     free(doms);
 }
 
