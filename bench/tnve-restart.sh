@@ -58,6 +58,13 @@ agent_dp=$(sed -n 's/.* dp: port pvid set port=\([^ ]*\) tag=\([0-9]*\) .*/\1 \2
 agent_dp=$((agent_dp + $(grep -c ' dp: port pvid cleared ' <<<"$after" || true)))
 nnve_dp=$(($(journal_changes) - journal_before))
 sent=$(tnvectl --json counters/show | jq -c '.reconciler.sent // .sent // {}' 2>/dev/null)
+# phases, from the agent's log: libvirt connected, inventory complete (listed and applied),
+# SYNC_BEGIN sent
+ts_of() { date -d "$(grep -m1 -- "$1" <<<"$after" | cut -d' ' -f1)" +%s%3N; }
+t_conn=$(ts_of 'connected to libvirt') t_inv=$(ts_of 'domain inventory complete')
+t_sync=$(ts_of 'request SYNC_BEGIN')
+echo "tnve restart phases ms: exec+connect=$((t_conn - t0)) listing=$((t_inv - t_conn))" \
+    "sync_begin=$((t_sync - t_inv)) sync=$((t1 - t_sync))"
 echo "tnve restart ($TSIS TSIs, $DOMS domains): start -> SYNC_END acked ms=$((t1 - t0))" \
     "nnve_dataplane_changes=$nnve_dp agent_dataplane_changes=$agent_dp"
 echo "TABLE|tnve-agent restart, $TSIS TSIs / $DOMS domains: start -> SYNC_END acked (ms)|$((t1 - t0))|-|-"

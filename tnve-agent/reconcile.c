@@ -124,8 +124,10 @@ struct rec_tsi {
  * first SYNC shows whether a TSI still owns it. */
 struct rec_dp_port {
     struct rec_dp_port *next;
+    struct rec_dp_port *hnext; /* in its dp_inherited_hash bucket */
     char ifname[64];
     uint16_t vid;
+    uint64_t owner; /* serial of the TSI that set it again in this run, 0: none yet */
 };
 
 struct rec_waiter {
@@ -140,7 +142,8 @@ struct tnve_rec {
     struct tnve_rec_config cfg;
     char *state_file;
     char *dp_state_file;
-    struct rec_dp_port *dp_inherited; /* until the first SYNC_END */
+    struct rec_dp_port *dp_inherited;                /* until the first SYNC_END */
+    struct rec_dp_port *dp_inherited_hash[REC_HASH]; /* the same, by port name */
     struct tnve_rec_ops ops;
     void *aux;
     enum rec_phase phase;
@@ -490,6 +493,23 @@ static void dp_save(struct tnve_rec *r)
     wake(r);
 }
 
+static unsigned name_hash(const char *name)
+{
+    uint32_t h = 2166136261u; /* FNV-1a */
+    for (; *name; name++)
+        h = (h ^ (uint8_t)*name) * 16777619u;
+    return h % REC_HASH;
+}
+
+/* The previous run's entry for (ifname, vid), or NULL. */
+static struct rec_dp_port *dp_inherited_find(struct tnve_rec *r, const char *ifname, uint16_t vid)
+{
+    for (struct rec_dp_port *p = r->dp_inherited_hash[name_hash(ifname)]; p; p = p->hnext)
+        if (p->vid == vid && !strcmp(p->ifname, ifname))
+            return p;
+    return NULL;
+}
+
 static void dp_flush(struct tnve_rec *r)
 {
     if (r->dp_dirty && r->dp_state_file)
@@ -510,7 +530,8 @@ static void dp_load(struct tnve_rec *r)
         char ifname[64];
         unsigned vid;
         if (line[0] == '#' || sscanf(line, "%63s %u", ifname, &vid) != 2 || vid < SNCP_MIN_VID ||
-            vid > SNCP_MAX_VID || strlen(ifname) >= 16)
+            vid > SNCP_MAX_VID || strlen(ifname) >= 16 ||
+            dp_inherited_find(r, ifname, (uint16_t)vid))
             continue;
         struct rec_dp_port *p = calloc(1, sizeof *p);
         if (!p)
@@ -519,6 +540,9 @@ static void dp_load(struct tnve_rec *r)
         p->vid = (uint16_t)vid;
         p->next = r->dp_inherited;
         r->dp_inherited = p;
+        unsigned h = name_hash(p->ifname);
+        p->hnext = r->dp_inherited_hash[h];
+        r->dp_inherited_hash[h] = p;
         loaded++;
     }
     fclose(f);
@@ -547,11 +571,14 @@ static struct rec_tsi *dp_pending_owner(struct tnve_rec *r, const struct rec_dp_
 static void dp_sweep_inherited(struct tnve_rec *r)
 {
     unsigned removed = 0, adopted = 0;
+    memset(r->dp_inherited_hash, 0, sizeof r->dp_inherited_hash);
     while (r->dp_inherited) {
         struct rec_dp_port *p = r->dp_inherited;
         r->dp_inherited = p->next;
-        int owned = 0;
-        for (const struct rec_tsi *t = r->tsis; t && !owned; t = t->next)
+        /* the TSI that set it again, if it still holds it; else any (a rare search) */
+        const struct rec_tsi *o = p->owner ? tsi_find_serial(r, p->owner) : NULL;
+        int owned = o && o->dp_vid == p->vid && !strcmp(o->dp_ifname, p->ifname);
+        for (const struct rec_tsi *t = r->tsis; t && !owned && p->owner; t = t->next)
             owned = t->dp_vid == p->vid && !strcmp(t->dp_ifname, p->ifname);
         struct rec_tsi *pending = owned ? NULL : dp_pending_owner(r, p);
         if (pending) {
@@ -597,6 +624,7 @@ static void dp_sync(struct tnve_rec *r, struct rec_tsi *t)
         snprintf(t->dp_ifname, sizeof t->dp_ifname, "%s", want ? t->ifname : "");
         return;
     }
+    int cleared = t->dp_vid != 0;
     if (t->dp_vid) {
         int err = r->cfg.dp_class->port_clear(r->cfg.dp, t->dp_ifname, t->dp_vid,
                                               uplink_in_use(r, t, t->dp_vid));
@@ -619,6 +647,13 @@ static void dp_sync(struct tnve_rec *r, struct rec_tsi *t)
         }
         t->dp_vid = want;
         snprintf(t->dp_ifname, sizeof t->dp_ifname, "%s", t->ifname);
+        /* Set again as the previous run left it (an agent restart): the ports file lists
+         * it already, and stays as it is if nothing else changed. */
+        struct rec_dp_port *p = cleared ? NULL : dp_inherited_find(r, t->ifname, want);
+        if (p) {
+            p->owner = t->serial;
+            return;
+        }
     }
     dp_save(r);
 }

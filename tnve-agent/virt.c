@@ -81,6 +81,7 @@ struct virt_dom {
     char err[256];
     struct virt_mac_addrs *macs; /* addresses polled, n_macs of them */
     unsigned n_macs;
+    int done; /* JOB_LIST: read (atomic: set by a reader thread, read by the loop) */
 };
 
 enum virt_job_kind { JOB_READ, JOB_LIST, JOB_ADDRS };
@@ -96,6 +97,7 @@ struct virt_job {
                                      * the loop; JOB_LIST: what the listing found */
     unsigned n_doms;
     int failed; /* JOB_LIST: no listing, see err */
+    int listed; /* JOB_LIST: doms and n_doms are set (atomic, as virt_dom.done) */
     char err[256];
 };
 
@@ -132,7 +134,8 @@ struct tnve_virt {
     int bulk_busy;                /* a job is with the bulk reader */
     int list_wanted;              /* a listing is to start once the bulk reader is free */
     int listing;                  /* an inventory is open (from asking to applying) */
-    struct virt_job *list_result; /* a listing being applied */
+    struct virt_job *list_result; /* the listing being read and applied */
+    int list_complete;            /* the bulk reader is done with list_result */
     unsigned list_pos;
     uint8_t (*touched)[16]; /* domains events changed since the listing began */
     unsigned n_touched, cap_touched;
@@ -346,7 +349,7 @@ static void read_dom(virDomainPtr dom, int want_state, int want_xml, unsigned so
             return;
         }
     }
-    if (sources && (!want_state || d->active))
+    if (sources && (!d->state_ok || d->active))
         read_addrs(dom, sources, d);
 }
 
@@ -373,8 +376,18 @@ static virDomainPtr lookup(virConnectPtr *conn, const char *uri, struct virt_dom
     return NULL;
 }
 
+/* Reader thread: tells the loop that a listing made progress. */
+static void reader_progress(struct virt_reader *r)
+{
+    uv_mutex_lock(&r->lock);
+    if (r->async)
+        uv_async_send(r->async);
+    uv_mutex_unlock(&r->lock);
+}
+
 /* Reads a share of a listing's domains: those at index k, k + step, ... */
 struct list_share {
+    struct virt_reader *r;
     virDomainPtr *doms;
     struct virt_dom *out;
     int n, k, step;
@@ -384,18 +397,91 @@ struct list_share {
 static void *list_share_main(void *arg)
 {
     struct list_share *sh = arg;
-    for (int i = sh->k; i < sh->n; i += sh->step)
+    unsigned count = 0;
+    for (int i = sh->k; i < sh->n; i += sh->step) {
         if (!sh->out[i].gone)
-            read_dom(sh->doms[i], 1, 1, sh->sources, &sh->out[i]);
+            read_dom(sh->doms[i], !sh->out[i].state_ok, 1, sh->sources, &sh->out[i]);
+        __atomic_store_n(&sh->out[i].done, 1, __ATOMIC_RELEASE);
+        if (++count % VIRT_APPLY_SLICE == 0)
+            reader_progress(sh->r); /* the loop applies what is read meanwhile */
+    }
     return NULL;
 }
 
 /* Reader thread: lists every domain with its state, XML and (when running and asked)
  * addresses.  A domain read is a round trip to libvirtd each: VIRT_LIST_THREADS threads
  * share the connection (libvirt's are thread-safe) to keep several in flight. */
-static void list_domains(virConnectPtr *conn, const char *uri, struct virt_job *j)
+/* Reader thread: the domains and, when libvirt can list them with their states in one call
+ * (virConnectGetAllDomainStats), their states.  Returns the count (*doms and, if set,
+ * *stats to free with free_listing()), or -1 with j->err set. */
+static int list_all(virConnectPtr conn, struct virt_job *j, virDomainPtr **doms,
+                    virDomainStatsRecordPtr **stats)
+{
+    *doms = NULL;
+    *stats = NULL;
+    int n = virConnectGetAllDomainStats(conn, VIR_DOMAIN_STATS_STATE, stats, 0);
+    if (n >= 0) {
+        *doms = n ? calloc((size_t)n, sizeof **doms) : NULL;
+        if (n && !*doms) {
+            virDomainStatsRecordListFree(*stats);
+            *stats = NULL;
+            snprintf(j->err, sizeof j->err, "out of memory");
+            return -1;
+        }
+        for (int i = 0; i < n; i++)
+            (*doms)[i] = (*stats)[i]->dom;
+        return n;
+    }
+    virErrorPtr e = virGetLastError();
+    if (!e || e->code != VIR_ERR_NO_SUPPORT) {
+        snprintf(j->err, sizeof j->err, "%s", last_verr());
+        return -1;
+    }
+    n = virConnectListAllDomains(conn, doms, 0);
+    if (n < 0)
+        snprintf(j->err, sizeof j->err, "%s", last_verr());
+    return n;
+}
+
+static void free_listing(virDomainPtr *doms, virDomainStatsRecordPtr *stats, int n)
+{
+    if (stats) {
+        virDomainStatsRecordListFree(stats); /* frees the domains too */
+    } else {
+        for (int i = 0; i < n; i++)
+            virDomainFree(doms[i]);
+    }
+    free(doms);
+}
+
+/* The state in a stats record: 0 and *state, *reason, or -1. */
+static int stats_state(const virDomainStatsRecord *rec, int *state, int *reason)
+{
+    int got = 0;
+    for (int k = 0; k < rec->nparams; k++) {
+        const virTypedParameter *p = &rec->params[k];
+        if (p->type != VIR_TYPED_PARAM_INT)
+            continue;
+        if (!strcmp(p->field, "state.state")) {
+            *state = p->value.i;
+            got |= 1;
+        } else if (!strcmp(p->field, "state.reason")) {
+            *reason = p->value.i;
+            got |= 2;
+        }
+    }
+    return got == 3 ? 0 : -1;
+}
+
+/* Reader thread: lists every domain with its state, XML and (when running and asked)
+ * addresses.  A domain read is a round trip to libvirtd each: VIRT_LIST_THREADS threads
+ * share the connection (libvirt's are thread-safe) to keep several in flight; the loop
+ * applies what is read as it comes. */
+static void list_domains(struct virt_reader *r, virConnectPtr *conn, const char *uri,
+                         struct virt_job *j)
 {
     virDomainPtr *doms = NULL;
+    virDomainStatsRecordPtr *stats = NULL;
     int n = -1;
     for (int attempt = 0; attempt < 2 && n < 0; attempt++) {
         if (!*conn && !(*conn = virConnectOpen(uri))) {
@@ -403,9 +489,8 @@ static void list_domains(virConnectPtr *conn, const char *uri, struct virt_job *
             j->failed = 1;
             return;
         }
-        n = virConnectListAllDomains(*conn, &doms, 0);
+        n = list_all(*conn, j, &doms, &stats);
         if (n < 0) {
-            snprintf(j->err, sizeof j->err, "%s", last_verr());
             virConnectClose(*conn);
             *conn = NULL;
         }
@@ -420,14 +505,21 @@ static void list_domains(virConnectPtr *conn, const char *uri, struct virt_job *
         j->failed = 1;
     } else {
         j->n_doms = (unsigned)n;
-        for (int i = 0; i < n; i++)
-            if (virDomainGetUUID(doms[i], j->doms[i].uuid) < 0)
-                j->doms[i].gone = 1; /* cannot happen: the UUID comes with the listing */
+        for (int i = 0; i < n; i++) {
+            struct virt_dom *d = &j->doms[i];
+            if (virDomainGetUUID(doms[i], d->uuid) < 0)
+                d->gone = 1; /* cannot happen: the UUID comes with the listing */
+            if (stats && stats_state(stats[i], &d->state, &d->reason) == 0) {
+                d->state_ok = 1;
+                d->active = d->state != VIR_DOMAIN_SHUTOFF;
+            }
+        }
+        __atomic_store_n(&j->listed, 1, __ATOMIC_RELEASE);
         struct list_share sh[VIRT_LIST_THREADS];
         pthread_t th[VIRT_LIST_THREADS];
         int started[VIRT_LIST_THREADS] = {0};
         for (int k = 0; k < VIRT_LIST_THREADS; k++) {
-            sh[k] = (struct list_share){doms, j->doms, n, k, VIRT_LIST_THREADS, j->sources};
+            sh[k] = (struct list_share){r, doms, j->doms, n, k, VIRT_LIST_THREADS, j->sources};
             if (k > 0 && n > k)
                 started[k] = pthread_create(&th[k], NULL, list_share_main, &sh[k]) == 0;
         }
@@ -438,16 +530,15 @@ static void list_domains(virConnectPtr *conn, const char *uri, struct virt_job *
             if (started[k])
                 pthread_join(th[k], NULL);
     }
-    for (int i = 0; i < n; i++)
-        virDomainFree(doms[i]);
-    free(doms);
+    free_listing(doms, stats, n);
 }
 
-static void run_job(virConnectPtr *conn, const char *uri, struct virt_job *j)
+static void run_job(struct virt_reader *r, virConnectPtr *conn, struct virt_job *j)
 {
+    const char *uri = r->uri;
     uint64_t t0 = uv_hrtime();
     if (j->kind == JOB_LIST) {
-        list_domains(conn, uri, j);
+        list_domains(r, conn, uri, j);
     } else {
         for (unsigned i = 0; i < j->n_doms; i++) {
             struct virt_dom *d = &j->doms[i];
@@ -487,7 +578,7 @@ static void *reader_main(void *arg)
         struct virt_job *j = r->job;
         r->job = NULL;
         uv_mutex_unlock(&r->lock);
-        run_job(&conn, r->uri, j);
+        run_job(r, &conn, j);
         uv_mutex_lock(&r->lock);
         r->done = j;
         if (r->quit)
@@ -900,40 +991,56 @@ static void list_apply_one(struct tnve_virt *v, const struct virt_dom *d)
     take_addrs(v, d);
 }
 
+/* Closes the listing in v->list_result, which the bulk reader has finished with. */
 static void list_end(struct tnve_virt *v)
 {
     struct virt_job *j = v->list_result;
     v->list_result = NULL;
+    v->list_complete = 0;
     v->listing = 0;
     v->n_touched = 0;
     uv_timer_stop(&v->apply);
     if (j && connected(v) && j->gen == v->conn_gen) {
-        tnve_rec_inventory_end(v->rec, now_ms(v));
-        SNV_INFO("virt", "listed domains count=%u uri=%s", j->n_doms, v->cfg.uri);
+        if (j->failed) {
+            SNV_WARN("virt", "listing domains failed err=%s", j->err);
+        } else {
+            v->listings++;
+            tnve_rec_inventory_end(v->rec, now_ms(v));
+            SNV_INFO("virt", "listed domains count=%u uri=%s", j->n_doms, v->cfg.uri);
+        }
     }
     job_free(j);
 }
 
+/* Applies what the bulk reader has read of the listing so far, a slice per loop pass, in
+ * the listing's order; ends the listing once it is all read and applied. */
 static void apply_cb(uv_timer_t *t)
 {
     struct tnve_virt *v = t->data;
     struct virt_job *j = v->list_result;
     if (v->destroying || !j)
         return;
-    if (!connected(v) || j->gen != v->conn_gen) {
-        /* from an older connection: the new one lists again */
+    /* (j->failed is the reader's until it completes; a failed listing is never listed) */
+    int current = connected(v) && j->gen == v->conn_gen;
+    if (current && __atomic_load_n(&j->listed, __ATOMIC_ACQUIRE)) {
+        unsigned n = 0;
+        while (n < VIRT_APPLY_SLICE && v->list_pos < j->n_doms &&
+               __atomic_load_n(&j->doms[v->list_pos].done, __ATOMIC_ACQUIRE)) {
+            list_apply_one(v, &j->doms[v->list_pos++]);
+            n++;
+        }
+        if (v->list_pos < j->n_doms) {
+            if (n == VIRT_APPLY_SLICE)
+                uv_timer_start(&v->apply, apply_cb, 0, 0);
+            return; /* else the reader's next progress wakes us */
+        }
+    }
+    /* all applied, failed, or from an older connection (the new one lists again): done
+     * once the reader has let go of it */
+    if (v->list_complete) {
         list_end(v);
         bulk_next(v);
-        return;
     }
-    for (unsigned n = 0; n < VIRT_APPLY_SLICE && v->list_pos < j->n_doms; n++)
-        list_apply_one(v, &j->doms[v->list_pos++]);
-    if (v->list_pos < j->n_doms) {
-        uv_timer_start(&v->apply, apply_cb, 0, 0);
-        return;
-    }
-    list_end(v);
-    bulk_next(v);
 }
 
 static void bulk_done_cb(uv_async_t *h)
@@ -942,38 +1049,26 @@ static void bulk_done_cb(uv_async_t *h)
     if (v->destroying)
         return;
     struct virt_job *j = reader_take(v->bulk);
-    if (!j)
-        return;
-    v->bulk_busy = 0;
-    if (!connected(v) || j->gen != v->conn_gen) {
-        if (j->kind == JOB_LIST)
-            v->listing = 0;
-        job_free(j);
-        bulk_next(v);
-        return;
+    if (j) {
+        v->bulk_busy = 0;
+        if (j == v->list_result) {
+            v->list_complete = 1;
+        } else {
+            if (j->kind == JOB_ADDRS && connected(v) && j->gen == v->conn_gen)
+                for (unsigned i = 0; i < j->n_doms; i++)
+                    if (!tnve_rec_domain_busy(v->rec, j->doms[i].uuid))
+                        take_addrs(v, &j->doms[i]);
+            job_free(j);
+        }
     }
-    if (j->kind == JOB_ADDRS) {
-        for (unsigned i = 0; i < j->n_doms; i++)
-            if (!tnve_rec_domain_busy(v->rec, j->doms[i].uuid))
-                take_addrs(v, &j->doms[i]);
-        job_free(j);
+    if (v->list_result)
+        apply_cb(&v->apply); /* progress, or the end of the listing */
+    else
         bulk_next(v);
-        return;
-    }
-    if (j->failed) {
-        SNV_WARN("virt", "listing domains failed err=%s", j->err);
-        v->listing = 0;
-        job_free(j);
-        bulk_next(v);
-        return;
-    }
-    v->listings++;
-    v->list_result = j;
-    v->list_pos = 0;
-    apply_cb(&v->apply);
 }
 
-/* Starts a listing asked for when the bulk reader is free. */
+/* Starts a listing asked for when the bulk reader is free.  The listing is applied while
+ * it is read (bulk_done_cb). */
 static void bulk_next(struct tnve_virt *v)
 {
     if (v->bulk_busy || v->list_result || !v->list_wanted || !connected(v))
@@ -990,6 +1085,9 @@ static void bulk_next(struct tnve_virt *v)
     v->listing = 1;
     v->n_touched = 0;
     v->bulk_busy = 1;
+    v->list_result = j;
+    v->list_pos = 0;
+    v->list_complete = 0;
     reader_post(v, v->bulk, j);
 }
 
@@ -1209,7 +1307,8 @@ void tnve_virt_destroy(struct tnve_virt *v)
     if (v->reading)
         event_free(v->reading);
     v->reading = NULL;
-    job_free(v->list_result);
+    if (v->list_complete) /* else the bulk reader frees it */
+        job_free(v->list_result);
     v->list_result = NULL;
     drop_connection(v);
     uv_close((uv_handle_t *)&v->timer, handle_closed);
