@@ -3,7 +3,7 @@
 # frozen (SIGSTOP) and a listing is asked for (tnvectl resync): the listing is provably in
 # progress (counters say so, and it cannot end while libvirtd is frozen), yet the agent
 # answers its control socket and a start hook, whose domain the nNVE then holds as
-# Associated.  Thawed, the listing ends and keeps every domain.
+# Associated.  Thawed, the listing ends and keeps every domain; the agent exits cleanly.
 . "$SPLITNVE_SRC/tests/tools/tnve-lib.sh"
 
 start_libvirtd
@@ -44,4 +44,8 @@ expect_state "$(uuid_of 1)/$(mac_of 1 1)" activated
 tnvectl --json show domains | jq -e '[.[] | select(.name == "vm1" or .name == "vm2")] | length == 2' >/dev/null ||
     fail "a domain was lost by the listing"
 log "listing ended, vm1 still activated, vm2 still tracked"
+stop_pid "$AGENT_PID"
+rc=$?
+AGENT_PID=
+[ $rc = 0 ] || fail "agent exit status $rc after SIGTERM"
 log "PASS"
