@@ -69,3 +69,9 @@ echo "tnve restart ($TSIS TSIs, $DOMS domains): start -> SYNC_END acked ms=$((t1
     "nnve_dataplane_changes=$nnve_dp agent_dataplane_changes=$agent_dp"
 echo "TABLE|tnve-agent restart, $TSIS TSIs / $DOMS domains: start -> SYNC_END acked (ms)|$((t1 - t0))|-|-"
 echo "TABLE|tnve-agent restart: dataplane changes, nNVE + agent|$((nnve_dp + agent_dp))|-|-"
+# the listing after the (re)connect runs off the loop, which applies it a slice per pass:
+# the longest pass is how long the loop waited for it (the rest of its time other events
+# and the control socket are served)
+hold=$(tnvectl --json counters/show | jq -r '.libvirt_listing_hold_max_us')
+echo "tnve listing of $DOMS domains: the loop held for at most us=$hold at a time"
+echo "TABLE|tnve-agent listing $DOMS domains after a libvirt connect: longest loop hold (us)|$hold|-|-"

@@ -44,12 +44,14 @@
 enum {
     VIRT_MAX_QUEUE = 100000,
     VIRT_MAX_POLL = 4096,
-    VIRT_APPLY_SLICE = 32, /* listed domains applied per loop pass */
+    VIRT_APPLY_SLICE = 32, /* listed domains applied per loop pass, at most */
     VIRT_LIST_THREADS = 4, /* domain reads of a listing in flight at once */
 };
 
 /* A pseudo event: the reconciler asked for a domain to be read again. */
 enum { VIRT_EVENT_REFRESH = 1000 };
+/* and for at most about this long (one domain at least) */
+#define VIRT_APPLY_BUDGET_NS (UINT64_C(2) * 1000 * 1000)
 static const struct tnve_event_action refresh_action = {VIRT_EVENT_REFRESH,   -1, "refreshed",
                                                         TNVE_EFFECT_INACTIVE, 0,  1};
 
@@ -148,6 +150,7 @@ struct tnve_virt {
     unsigned q_len;
     int q_overflow;
     uint64_t events, reconnects, listings, xml_errors, dropped, early_activations;
+    uint64_t list_hold_max_ns; /* the longest a listing held the loop in one pass */
     uint64_t current_event_time;
     char last_error[256];
 };
@@ -1024,11 +1027,16 @@ static void apply_cb(uv_timer_t *t)
     int current = connected(v) && j->gen == v->conn_gen;
     if (current && __atomic_load_n(&j->listed, __ATOMIC_ACQUIRE)) {
         unsigned n = 0;
+        uint64_t t0 = uv_hrtime();
         while (n < VIRT_APPLY_SLICE && v->list_pos < j->n_doms &&
                __atomic_load_n(&j->doms[v->list_pos].done, __ATOMIC_ACQUIRE)) {
             list_apply_one(v, &j->doms[v->list_pos++]);
-            n++;
+            if (++n < VIRT_APPLY_SLICE && uv_hrtime() - t0 >= VIRT_APPLY_BUDGET_NS)
+                n = VIRT_APPLY_SLICE; /* the slice's time is up: the next pass goes on */
         }
+        uint64_t held = uv_hrtime() - t0;
+        if (held > v->list_hold_max_ns)
+            v->list_hold_max_ns = held;
         if (v->list_pos < j->n_doms) {
             if (n == VIRT_APPLY_SLICE)
                 uv_timer_start(&v->apply, apply_cb, 0, 0);
@@ -1357,6 +1365,8 @@ json_t *tnve_virt_json(const struct tnve_virt *v)
     json_object_set_new(o, "xml_errors", json_integer((json_int_t)v->xml_errors));
     json_object_set_new(o, "listing", json_boolean(v->listing));
     json_object_set_new(o, "early_activations", json_integer((json_int_t)v->early_activations));
+    json_object_set_new(o, "listing_hold_max_us",
+                        json_integer((json_int_t)(v->list_hold_max_ns / 1000)));
     json_object_set_new(o, "last_error", json_string(v->last_error));
     return o;
 }
