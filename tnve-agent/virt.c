@@ -46,6 +46,7 @@ enum {
     VIRT_MAX_POLL = 4096,
     VIRT_APPLY_SLICE = 32, /* listed domains applied per loop pass, at most */
     VIRT_LIST_THREADS = 4, /* domain reads of a listing in flight at once */
+    VIRT_DOM_CACHE = 1024, /* domains a reader thread keeps looked up */
 };
 
 /* A pseudo event: the reconciler asked for a domain to be read again. */
@@ -113,6 +114,7 @@ struct virt_reader {
     struct virt_job *done; /* ran, not yet taken by the loop */
     uv_async_t *async;     /* NULL once the loop side is gone */
     int quit;
+    struct dom_cache *cache; /* the thread's own */
 };
 
 struct tnve_virt {
@@ -356,25 +358,81 @@ static void read_dom(virDomainPtr dom, int want_state, int want_xml, unsigned so
         read_addrs(dom, sources, d);
 }
 
-/* Reader thread: looks up d's domain over *conn (opened, and opened again after an error
- * that is not "no such domain", as needed).  NULL when it cannot (d->gone, d->err set). */
-static virDomainPtr lookup(virConnectPtr *conn, const char *uri, struct virt_dom *d)
+/* A reader thread's domains, by UUID (direct-mapped): an event of a domain read before
+ * costs no lookup round trip.  Emptied with the thread's connection; a domain found gone
+ * leaves it. */
+struct dom_cache {
+    struct {
+        uint8_t uuid[16];
+        virDomainPtr dom;
+    } slot[VIRT_DOM_CACHE];
+};
+
+static unsigned cache_index(const uint8_t uuid[16])
 {
+    uint32_t h = 2166136261u; /* FNV-1a */
+    for (int i = 0; i < 16; i++)
+        h = (h ^ uuid[i]) * 16777619u;
+    return h % VIRT_DOM_CACHE;
+}
+
+static void cache_drop(struct dom_cache *c, const uint8_t uuid[16])
+{
+    unsigned i = cache_index(uuid);
+    if (c->slot[i].dom && !memcmp(c->slot[i].uuid, uuid, 16)) {
+        virDomainFree(c->slot[i].dom);
+        c->slot[i].dom = NULL;
+    }
+}
+
+static void cache_clear(struct dom_cache *c)
+{
+    for (unsigned i = 0; i < VIRT_DOM_CACHE; i++) {
+        if (c->slot[i].dom)
+            virDomainFree(c->slot[i].dom);
+        c->slot[i].dom = NULL;
+    }
+}
+
+/* Reader thread: closes *conn (libvirtd may have restarted). */
+static void reader_disconnect(virConnectPtr *conn, struct dom_cache *c)
+{
+    cache_clear(c);
+    virConnectClose(*conn);
+    *conn = NULL;
+}
+
+/* Reader thread: looks up d's domain over *conn (opened, and opened again after an error
+ * that is not "no such domain", as needed).  NULL when it cannot (d->gone, d->err set);
+ * else a reference of the caller's. */
+static virDomainPtr lookup(virConnectPtr *conn, const char *uri, struct dom_cache *c,
+                           struct virt_dom *d)
+{
+    unsigned i = cache_index(d->uuid);
+    if (*conn && c->slot[i].dom && !memcmp(c->slot[i].uuid, d->uuid, 16) &&
+        virDomainRef(c->slot[i].dom) == 0)
+        return c->slot[i].dom;
     for (int attempt = 0; attempt < 2; attempt++) {
         if (!*conn && !(*conn = virConnectOpen(uri))) {
             snprintf(d->err, sizeof d->err, "cannot connect: %s", last_verr());
             return NULL;
         }
         virDomainPtr dom = virDomainLookupByUUID(*conn, d->uuid);
-        if (dom)
+        if (dom) {
+            if (virDomainRef(dom) == 0) {
+                if (c->slot[i].dom)
+                    virDomainFree(c->slot[i].dom);
+                c->slot[i].dom = dom;
+                memcpy(c->slot[i].uuid, d->uuid, 16);
+            }
             return dom;
+        }
         d->gone = domain_gone_error();
         snprintf(d->err, sizeof d->err, "%s", last_verr());
         if (d->gone)
             return NULL;
         /* libvirtd may have restarted: a new connection, once */
-        virConnectClose(*conn);
-        *conn = NULL;
+        reader_disconnect(conn, c);
     }
     return NULL;
 }
@@ -480,8 +538,8 @@ static int stats_state(const virDomainStatsRecord *rec, int *state, int *reason)
  * addresses.  A domain read is a round trip to libvirtd each: VIRT_LIST_THREADS threads
  * share the connection (libvirt's are thread-safe) to keep several in flight; the loop
  * applies what is read as it comes. */
-static void list_domains(struct virt_reader *r, virConnectPtr *conn, const char *uri,
-                         struct virt_job *j)
+static void list_domains(struct virt_reader *r, virConnectPtr *conn, struct dom_cache *c,
+                         const char *uri, struct virt_job *j)
 {
     virDomainPtr *doms = NULL;
     virDomainStatsRecordPtr *stats = NULL;
@@ -493,10 +551,8 @@ static void list_domains(struct virt_reader *r, virConnectPtr *conn, const char 
             return;
         }
         n = list_all(*conn, j, &doms, &stats);
-        if (n < 0) {
-            virConnectClose(*conn);
-            *conn = NULL;
-        }
+        if (n < 0)
+            reader_disconnect(conn, c);
     }
     if (n < 0) {
         j->failed = 1;
@@ -536,16 +592,17 @@ static void list_domains(struct virt_reader *r, virConnectPtr *conn, const char 
     free_listing(doms, stats, n);
 }
 
-static void run_job(struct virt_reader *r, virConnectPtr *conn, struct virt_job *j)
+static void run_job(struct virt_reader *r, virConnectPtr *conn, struct dom_cache *c,
+                    struct virt_job *j)
 {
     const char *uri = r->uri;
     uint64_t t0 = uv_hrtime();
     if (j->kind == JOB_LIST) {
-        list_domains(r, conn, uri, j);
+        list_domains(r, conn, c, uri, j);
     } else {
         for (unsigned i = 0; i < j->n_doms; i++) {
             struct virt_dom *d = &j->doms[i];
-            virDomainPtr dom = lookup(conn, uri, d);
+            virDomainPtr dom = lookup(conn, uri, c, d);
             if (!dom)
                 continue;
             if (j->kind == JOB_READ)
@@ -553,6 +610,8 @@ static void run_job(struct virt_reader *r, virConnectPtr *conn, struct virt_job 
             else
                 read_dom(dom, 0, 0, j->sources, d);
             virDomainFree(dom);
+            if (d->gone)
+                cache_drop(c, d->uuid);
         }
     }
     j->libvirt_ns = uv_hrtime() - t0;
@@ -562,6 +621,8 @@ static void reader_free(struct virt_reader *r)
 {
     job_free(r->job);
     job_free(r->done);
+    cache_clear(r->cache);
+    free(r->cache);
     uv_cond_destroy(&r->cond);
     uv_mutex_destroy(&r->lock);
     free(r->uri);
@@ -581,7 +642,7 @@ static void *reader_main(void *arg)
         struct virt_job *j = r->job;
         r->job = NULL;
         uv_mutex_unlock(&r->lock);
-        run_job(r, &conn, j);
+        run_job(r, &conn, r->cache, j);
         uv_mutex_lock(&r->lock);
         r->done = j;
         if (r->quit)
@@ -590,7 +651,7 @@ static void *reader_main(void *arg)
     }
     uv_mutex_unlock(&r->lock);
     if (conn)
-        virConnectClose(conn);
+        reader_disconnect(&conn, r->cache);
     reader_free(r);
     return NULL;
 }
@@ -602,13 +663,16 @@ static struct virt_reader *reader_start(const char *uri, uv_async_t *async)
         return NULL;
     r->uri = strdup(uri);
     r->async = async;
-    if (!r->uri || uv_mutex_init(&r->lock) < 0) {
+    r->cache = calloc(1, sizeof *r->cache);
+    if (!r->uri || !r->cache || uv_mutex_init(&r->lock) < 0) {
+        free(r->cache);
         free(r->uri);
         free(r);
         return NULL;
     }
     if (uv_cond_init(&r->cond) < 0) {
         uv_mutex_destroy(&r->lock);
+        free(r->cache);
         free(r->uri);
         free(r);
         return NULL;
