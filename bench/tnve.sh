@@ -6,7 +6,10 @@
 #   1. one domain: TNVE_BENCH_CYCLES start/destroy cycles, one at a time (start = VN_CONNECT
 #      + TSI_ACTIVATE, destroy = TSI_DEASSOCIATE; VN_DISCONNECT follows, not timed);
 #   2. a start storm: TNVE_BENCH_STORM domains defined, then all started by one virsh.
-# Prints p50/p90/p99/max in microseconds.  Figures only: nothing fails on speed.
+# Prints p50/p90/p99/max in microseconds, and for the single-domain cases what of it went to
+# libvirt calls, to the domain reader thread's hand-off and to the nNVE's round trips (and
+# TABLE rows: figure, floor = the nNVE round trip p99, ratio).  Figures only: nothing fails
+# on speed.
 . "$SPLITNVE_SRC/tests/tools/tnve-lib.sh"
 CYCLES=${TNVE_BENCH_CYCLES:-100}
 STORM=${TNVE_BENCH_STORM:-1000}
@@ -22,6 +25,19 @@ wait_for "test domain gone" 10 sh -c "[ \"\$('$B/bin/nnvectl' -s '$T/nnve.ctl' -
 acked() { tnvectl --json show tsis | jq -e --arg t "$1" --arg s "$2" '[.[] | select(.tsi == $t and .acked == $s and .pending == "-")] | length == 1'; }
 gone() { tnvectl --json show tsis | jq -e --arg t "$1" '[.[] | select(.tsi == $t and .acked != "init")] | length == 0'; }
 
+# table LABEL JSON: the TABLE rows of one latency/show answer (p99 in microseconds): the
+# whole, the libvirt calls its events waited for, and the nNVE's round trips (the floor
+# the agent cannot go under: one per request on the path).
+table() {
+    local label=$1 j=$2 total nnve
+    total=$(jq -r '.p99_us // "-"' <<<"$j")
+    nnve=$(jq -r '.nnve_rtt.p99_us // "-"' <<<"$j")
+    echo "TABLE|tnve-agent libvirt event -> nNVE ack, $label, p99 (us)|$total|$nnve|$(awk -v a="$total" -v b="$nnve" 'BEGIN { if (b + 0 > 0) printf "%.2f", a / b; else print "-" }')"
+    echo "TABLE|  of which libvirt calls on the path, $label, p99 (us)|$(jq -r '.libvirt.p99_us // 0' <<<"$j")|-|-"
+    echo "TABLE|  of which the reader thread hand-off, $label, p99 (us)|$(jq -r '.reader_hop.p99_us // 0' <<<"$j")|-|-"
+    echo "TABLE|  nNVE request round trip, $label, p99 (us)|$nnve|-|-"
+}
+
 domain_xml 1 rule >"$T/vm1.xml"
 TSI1="$(uuid_of 1)/$(mac_of 1 1)"
 virsh_c "define $T/vm1.xml" >/dev/null
@@ -35,8 +51,9 @@ for i in $(seq 1 "$CYCLES"); do
     wait_for "vm1 gone" 10 gone "$TSI1"
 done
 single=$(tnvectl --json latency/show reset)
+table "one domain, first of its VN" "$single"
 echo "tnve single domain, first of its VN ($CYCLES start + $CYCLES destroy):" \
-    "$(jq -r '"samples=\(.samples) p50_us=\(.p50_us) p90_us=\(.p90_us) p99_us=\(.p99_us) max_us=\(.max_us)"' <<<"$single")"
+    "$(jq -r '"samples=\(.samples) p50_us=\(.p50_us) p90_us=\(.p90_us) p99_us=\(.p99_us) max_us=\(.max_us) | libvirt p50=\(.libvirt.p50_us) p99=\(.libvirt.p99_us) n=\(.libvirt.samples) | hop p50=\(.reader_hop.p50_us) p99=\(.reader_hop.p99_us) | nnve_rtt p50=\(.nnve_rtt.p50_us) p99=\(.nnve_rtt.p99_us) n=\(.nnve_rtt.samples)"' <<<"$single")"
 
 # the same with another domain keeping the VN connected (no VN_CONNECT / VN_DISCONNECT)
 domain_xml 0 rule >"$T/vm0.xml"
@@ -52,8 +69,9 @@ for i in $(seq 1 "$CYCLES"); do
     wait_for "vm1 gone" 10 gone "$TSI1"
 done
 single=$(tnvectl --json latency/show reset)
+table "one domain, VN connected" "$single"
 echo "tnve single domain, VN already connected ($CYCLES start + $CYCLES destroy):" \
-    "$(jq -r '"samples=\(.samples) p50_us=\(.p50_us) p90_us=\(.p90_us) p99_us=\(.p99_us) max_us=\(.max_us)"' <<<"$single")"
+    "$(jq -r '"samples=\(.samples) p50_us=\(.p50_us) p90_us=\(.p90_us) p99_us=\(.p99_us) max_us=\(.max_us) | libvirt p50=\(.libvirt.p50_us) p99=\(.libvirt.p99_us) n=\(.libvirt.samples) | hop p50=\(.reader_hop.p50_us) p99=\(.reader_hop.p99_us) | nnve_rtt p50=\(.nnve_rtt.p50_us) p99=\(.nnve_rtt.p99_us) n=\(.nnve_rtt.samples)"' <<<"$single")"
 
 # start storm
 cmds=""
@@ -74,5 +92,5 @@ wait_for "$STORM domains activated" 120 all_active
 t2=$(date +%s%N)
 storm=$(tnvectl --json latency/show)
 echo "tnve start storm ($STORM domains):" \
-    "$(jq -r '"samples=\(.samples) p50_us=\(.p50_us) p90_us=\(.p90_us) p99_us=\(.p99_us) max_us=\(.max_us)"' <<<"$storm")" \
+    "$(jq -r '"samples=\(.samples) p50_us=\(.p50_us) p90_us=\(.p90_us) p99_us=\(.p99_us) max_us=\(.max_us) | libvirt p50=\(.libvirt.p50_us) p99=\(.libvirt.p99_us) n=\(.libvirt.samples) | hop p50=\(.reader_hop.p50_us) p99=\(.reader_hop.p99_us) | nnve_rtt p50=\(.nnve_rtt.p50_us) p99=\(.nnve_rtt.p99_us) n=\(.nnve_rtt.samples)"' <<<"$storm")" \
     "virsh_ms=$(((t1 - t0) / 1000000)) all_acked_ms=$(((t2 - t0) / 1000000))"

@@ -152,7 +152,16 @@ static void op_wake(void *aux)
 static int64_t op_send(void *aux, struct sncp_msg *msg, uint64_t cookie)
 {
     struct tnve_home *h = aux;
-    return h->nnve ? tnve_nnve_send(h->nnve, msg, cookie) : SNCP_E_NOT_ESTABLISHED;
+    struct tnve_agent *a = h->a;
+    if (!h->nnve)
+        return SNCP_E_NOT_ESTABLISHED;
+    int64_t x = tnve_nnve_send(h->nnve, msg, cookie);
+    if (x > 0 && h->index == a->active) { /* the round trips of the active nNVE */
+        unsigned slot = (unsigned)(cookie % TNVE_AGENT_RTT_SLOTS);
+        a->rtt[slot].cookie = cookie;
+        a->rtt[slot].sent_ns = uv_hrtime();
+    }
+    return x;
 }
 
 static int op_respond(void *aux, const struct sncp_msg *req, struct sncp_msg *rsp)
@@ -174,14 +183,8 @@ static void op_acked(void *aux, uint64_t stamp)
     struct tnve_agent *a = h->a;
     uint64_t now = uv_hrtime();
     /* one sample per change: the active nNVE's acknowledgement */
-    if (!a->latency_us || now < stamp || h->index != a->active)
-        return;
-    if (a->n_latency >= TNVE_AGENT_LATENCY_MAX) {
-        a->latency_dropped++;
-        return;
-    }
-    uint64_t us = (now - stamp) / 1000;
-    a->latency_us[a->n_latency++] = us > UINT32_MAX ? UINT32_MAX : (uint32_t)us;
+    if (now >= stamp && h->index == a->active)
+        tnve_lat_add_ns(&a->lat_total, now - stamp);
 }
 
 int tnve_agent_serves(const struct tnve_home *h, const struct tnve_vn *vn)
@@ -294,7 +297,13 @@ static void nnve_request(void *aux, const struct sncp_msg *req)
 static void nnve_response(void *aux, uint64_t cookie, const struct sncp_msg *rsp, int err)
 {
     struct tnve_home *h = aux;
-    tnve_rec_response(h->rec, cookie, rsp, err, uv_now(h->a->loop));
+    struct tnve_agent *a = h->a;
+    unsigned slot = (unsigned)(cookie % TNVE_AGENT_RTT_SLOTS);
+    if (h->index == a->active && a->rtt[slot].cookie == cookie && !err) {
+        tnve_lat_add_ns(&a->lat_nnve, uv_hrtime() - a->rtt[slot].sent_ns);
+        a->rtt[slot].cookie = 0;
+    }
+    tnve_rec_response(h->rec, cookie, rsp, err, uv_now(a->loop));
 }
 
 int tnve_agent_activate(struct tnve_agent *a, const char *name)
@@ -536,7 +545,10 @@ static void handle_closed(uv_handle_t *h)
         return;
     free(a->config_path);
     free(a->cfg);
-    free(a->latency_us);
+    tnve_lat_uninit(&a->lat_total);
+    tnve_lat_uninit(&a->lat_libvirt);
+    tnve_lat_uninit(&a->lat_hop);
+    tnve_lat_uninit(&a->lat_nnve);
     free(a);
 }
 
@@ -691,7 +703,11 @@ int tnve_agent_create(uv_loop_t *loop, struct tnve_config *cfg, const char *conf
             return -ENOMEM;
         }
     }
-    a->latency_us = calloc(TNVE_AGENT_LATENCY_MAX, sizeof *a->latency_us);
+    /* figures only: a series that cannot be allocated records nothing */
+    tnve_lat_init(&a->lat_total, TNVE_AGENT_LATENCY_MAX);
+    tnve_lat_init(&a->lat_libvirt, TNVE_AGENT_LATENCY_MAX);
+    tnve_lat_init(&a->lat_hop, TNVE_AGENT_LATENCY_MAX);
+    tnve_lat_init(&a->lat_nnve, TNVE_AGENT_LATENCY_MAX);
 
     char sockdir[TNVE_CONFIG_STR];
     snprintf(sockdir, sizeof sockdir, "%s", cfg->control_socket);
@@ -739,6 +755,8 @@ int tnve_agent_create(uv_loop_t *loop, struct tnve_config *cfg, const char *conf
         .address_sources = cfg->address_sources,
         .rules = cfg->rules,
         .n_rules = cfg->n_rules,
+        .lat_libvirt = &a->lat_libvirt,
+        .lat_hop = &a->lat_hop,
     };
     struct tnve_rec *recs[TNVE_MAX_NNVES];
     for (unsigned i = 0; i < a->n_homes; i++)

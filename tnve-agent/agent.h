@@ -23,11 +23,14 @@
 
 #include "config.h"
 #include "dataplane-provider.h"
+#include "lat.h"
 #include "nnve.h"
 #include "reconcile.h"
 #include "snv-ctl.h"
 #include "snv-log.h"
 #include "virt.h"
+
+enum { TNVE_AGENT_LATENCY_MAX = 200000, TNVE_AGENT_RTT_SLOTS = 256 };
 
 struct tnve_agent;
 struct tnve_dp_mux;
@@ -36,52 +39,53 @@ struct agent_prepare;
 /* One nNVE of the host and what talks to it. */
 struct tnve_home {
     struct tnve_agent *a;
-    unsigned index;                /* configuration order = preference */
+    unsigned index;                      /* configuration order = preference */
     const struct tnve_config_nnve *ncfg; /* in a->cfg */
     char state_file[TNVE_CONFIG_STR + 64];
     char dp_state_file[TNVE_CONFIG_STR + 64];
     struct tnve_nnve *nnve;
     struct tnve_rec *rec;
-    int lost;                      /* failed (session or attempt) since it was last up */
-    const char *lost_why;          /* "session lost", "connection attempt failed" */
-    uint64_t activations;          /* times it became the active nNVE */
+    int lost;             /* failed (session or attempt) since it was last up */
+    const char *lost_why; /* "session lost", "connection attempt failed" */
+    uint64_t activations; /* times it became the active nNVE */
 };
 
 struct tnve_agent {
     uv_loop_t *loop;
-    struct tnve_config *cfg;       /* owned */
-    char *config_path;             /* for reload; NULL when none */
-    uint64_t epoch;                /* SESSION_EPOCH: start time, ms since the Unix epoch */
+    struct tnve_config *cfg; /* owned */
+    char *config_path;       /* for reload; NULL when none */
+    uint64_t epoch;          /* SESSION_EPOCH: start time, ms since the Unix epoch */
     const struct tnve_dp_class *dp_class;
     struct tnve_dp *dp;
-    struct tnve_dp_mux *mux;       /* several nNVEs: the reconcilers' shared dataplane */
+    struct tnve_dp_mux *mux; /* several nNVEs: the reconcilers' shared dataplane */
     unsigned n_homes;
     struct tnve_home homes[TNVE_MAX_NNVES];
-    unsigned active;               /* the home serving active-standby VNs */
+    unsigned active; /* the home serving active-standby VNs */
     uint64_t failovers;
     /* VNs whose tag differs between the nNVEs (reported once per episode) */
-    char vn_mismatch[64][80];      /* the VNs' text forms (tnve_vn_format) */
+    char vn_mismatch[64][80]; /* the VNs' text forms (tnve_vn_format) */
     unsigned n_vn_mismatch;
     uint64_t vn_tag_mismatches;
-    uint64_t vn_check_at;          /* next comparison of the nNVEs' tags (uv_now) */
+    uint64_t vn_check_at;             /* next comparison of the nNVEs' tags (uv_now) */
     struct snv_ratelimit vn_check_rl; /* its log lines (the tags come from the nNVEs) */
     int vn_check_due;
     struct agent_prepare *prepares; /* hook requests not answered yet */
     struct tnve_virt *virt;
     struct snv_ctl_server *ctl;
-    uv_idle_t wake;                /* runs the reconciler on the next loop iteration */
-    uv_timer_t timer;              /* runs it at its next deadline */
+    uv_idle_t wake;   /* runs the reconciler on the next loop iteration */
+    uv_timer_t timer; /* runs it at its next deadline */
     int handles_open;
     int destroying;
     uint64_t reloads;
-    /* event-to-acknowledged latencies in microseconds (the first TNVE_AGENT_LATENCY_MAX
-     * since the last reset), for latency/show and the benchmark */
-    uint32_t *latency_us;
-    unsigned n_latency;
-    uint64_t latency_dropped;
+    /* For latency/show and the benchmarks (the first TNVE_AGENT_LATENCY_MAX samples of each
+     * since the last reset): event-to-acknowledged; of that, the libvirt calls an event's
+     * effect waited for, the hand-off to and from the domain reader thread, and the nNVE's
+     * request round trips. */
+    struct tnve_lat lat_total, lat_libvirt, lat_hop, lat_nnve;
+    struct {
+        uint64_t cookie, sent_ns;
+    } rtt[TNVE_AGENT_RTT_SLOTS]; /* requests in flight, by cookie (a sample per slot) */
 };
-
-enum { TNVE_AGENT_LATENCY_MAX = 200000 };
 
 /* Builds and starts the agent on `loop` (libvirt's event loop must be registered already,
  * tnve_virt_loop_init()).  Takes ownership of cfg.  Returns 0 and *out, or a negative error

@@ -247,7 +247,7 @@ static void cmd_resync(struct snv_ctl_req *req, int argc, const char *const argv
         if (tnve_rec_resync(a->homes[i].rec, uv_now(a->loop)) == 0)
             started++;
     json_t *o = json_object();
-    json_object_set_new(o, "libvirt", json_string("re-listed"));
+    json_object_set_new(o, "libvirt", json_string("listing"));
     json_object_set_new(o, "nnve",
                         json_string(started == a->n_homes ? "sync started"
                                     : started             ? "sync started where up"
@@ -273,12 +273,6 @@ static void cmd_activate(struct snv_ctl_req *req, int argc, const char *const ar
     snv_ctl_reply_ok(req, o);
 }
 
-static int cmp_u32(const void *x, const void *y)
-{
-    uint32_t a = *(const uint32_t *)x, b = *(const uint32_t *)y;
-    return a < b ? -1 : a > b;
-}
-
 static void cmd_latency(struct snv_ctl_req *req, int argc, const char *const argv[], void *aux)
 {
     struct tnve_agent *a = aux;
@@ -286,25 +280,20 @@ static void cmd_latency(struct snv_ctl_req *req, int argc, const char *const arg
         snv_ctl_reply_error(req, SNV_CTL_USAGE, "usage: latency/show [reset]");
         return;
     }
-    json_t *o = json_object();
-    unsigned n = a->n_latency;
-    json_object_set_new(o, "samples", json_integer(n));
-    if (n) {
-        uint32_t *v = malloc(n * sizeof *v);
-        if (v) {
-            memcpy(v, a->latency_us, n * sizeof *v);
-            qsort(v, n, sizeof *v, cmp_u32);
-            json_object_set_new(o, "p50_us", json_integer(v[(n - 1) * 50 / 100]));
-            json_object_set_new(o, "p90_us", json_integer(v[(n - 1) * 90 / 100]));
-            json_object_set_new(o, "p99_us", json_integer(v[(n - 1) * 99 / 100]));
-            json_object_set_new(o, "max_us", json_integer(v[n - 1]));
-            free(v);
-        }
+    /* event-to-acknowledged at the top level; its parts in their own objects */
+    json_t *o = tnve_lat_json(&a->lat_total);
+    if (!o) {
+        snv_ctl_reply_error(req, SNV_CTL_FAILED, "out of memory");
+        return;
     }
-    json_object_set_new(o, "dropped", json_integer((json_int_t)a->latency_dropped));
+    json_object_set_new(o, "libvirt", tnve_lat_json(&a->lat_libvirt));
+    json_object_set_new(o, "reader_hop", tnve_lat_json(&a->lat_hop));
+    json_object_set_new(o, "nnve_rtt", tnve_lat_json(&a->lat_nnve));
     if (argc == 1) {
-        a->n_latency = 0;
-        a->latency_dropped = 0;
+        tnve_lat_reset(&a->lat_total);
+        tnve_lat_reset(&a->lat_libvirt);
+        tnve_lat_reset(&a->lat_hop);
+        tnve_lat_reset(&a->lat_nnve);
     }
     snv_ctl_reply_ok(req, o);
 }

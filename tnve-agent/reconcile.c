@@ -43,6 +43,8 @@ enum cookie_kind {
 #define COOKIE_KIND(c) ((unsigned)((c) >> 60))
 #define COOKIE_SERIAL(c) ((c) & ((UINT64_C(1) << 60) - 1))
 
+enum { REC_HASH = 4096 };
+
 struct rec_vn {
     struct rec_vn *next;
     uint64_t serial;
@@ -63,6 +65,9 @@ struct rec_vn {
 
 struct rec_domain {
     struct rec_domain *next;
+    struct rec_domain *hnext; /* in its dom_hash bucket */
+    struct rec_tsi *tsis;     /* its TSIs, oldest first (rec_tsi.dom_next) */
+    int reap;                 /* collect(): freed with its TSIs */
     uint8_t uuid[16];
     char uuid_str[40];
     char name[256];
@@ -86,6 +91,8 @@ struct rec_domain {
 
 struct rec_tsi {
     struct rec_tsi *next;
+    struct rec_tsi *dom_next; /* in its domain's list */
+    struct rec_tsi *snext;    /* in its tsi_hash bucket (by serial) */
     uint64_t serial;
     struct rec_domain *dom;
     struct rec_vn *vn;
@@ -121,8 +128,10 @@ struct rec_tsi {
  * first SYNC shows whether a TSI still owns it. */
 struct rec_dp_port {
     struct rec_dp_port *next;
+    struct rec_dp_port *hnext; /* in its dp_inherited_hash bucket */
     char ifname[64];
     uint16_t vid;
+    uint64_t owner; /* serial of the TSI that set it again in this run, 0: none yet */
 };
 
 struct rec_waiter {
@@ -137,7 +146,8 @@ struct tnve_rec {
     struct tnve_rec_config cfg;
     char *state_file;
     char *dp_state_file;
-    struct rec_dp_port *dp_inherited; /* until the first SYNC_END */
+    struct rec_dp_port *dp_inherited;                /* until the first SYNC_END */
+    struct rec_dp_port *dp_inherited_hash[REC_HASH]; /* the same, by port name */
     struct tnve_rec_ops ops;
     void *aux;
     enum rec_phase phase;
@@ -147,7 +157,12 @@ struct tnve_rec {
     uint64_t stamp;
     uint32_t rng;
     struct rec_domain *domains;
-    struct rec_tsi *tsis;
+    struct rec_tsi *tsis, *tsis_tail;
+    /* indexes: domains by UUID, TSIs by serial (the responses' cookies) */
+    struct rec_domain *dom_hash[REC_HASH];
+    struct rec_tsi *tsi_hash[REC_HASH];
+    int dp_dirty;    /* the ports file is to be rewritten (at the end of the next run) */
+    int window_full; /* the transport took no more requests in this run */
     struct rec_vn *vns;
     struct rec_waiter *waiters;
     int any_gone; /* some vNIC that went away is still held at the nNVE */
@@ -341,19 +356,36 @@ static struct rec_vn *vn_get(struct tnve_rec *r, const struct tnve_vn *vn, int c
     return v;
 }
 
+static unsigned uuid_hash(const uint8_t uuid[16])
+{
+    uint32_t h = 2166136261u; /* FNV-1a */
+    for (int i = 0; i < 16; i++)
+        h = (h ^ uuid[i]) * 16777619u;
+    return h % REC_HASH;
+}
+
 static struct rec_domain *dom_find(const struct tnve_rec *r, const uint8_t uuid[16])
 {
-    for (struct rec_domain *d = r->domains; d; d = d->next)
+    for (struct rec_domain *d = r->dom_hash[uuid_hash(uuid)]; d; d = d->hnext)
         if (!memcmp(d->uuid, uuid, 16))
             return d;
+    return NULL;
+}
+
+static struct rec_tsi *tsi_find_serial(const struct tnve_rec *r, uint64_t serial)
+{
+    for (struct rec_tsi *t = r->tsi_hash[serial % REC_HASH]; t; t = t->snext)
+        if (t->serial == serial)
+            return t;
     return NULL;
 }
 
 static struct rec_tsi *tsi_find_present(const struct tnve_rec *r, const uint8_t uuid[16],
                                         const uint8_t mac[6])
 {
-    for (struct rec_tsi *t = r->tsis; t; t = t->next)
-        if (t->present && !memcmp(t->id.uuid, uuid, 16) && !memcmp(t->id.mac, mac, 6))
+    const struct rec_domain *d = dom_find(r, uuid);
+    for (struct rec_tsi *t = d ? d->tsis : NULL; t; t = t->dom_next)
+        if (t->present && !memcmp(t->id.mac, mac, 6))
             return t;
     return NULL;
 }
@@ -457,11 +489,37 @@ static int dp_write(FILE *f, void *aux)
     return 0;
 }
 
-/* Rewrites the ports file: every port set now, plus the inherited ones still undecided. */
+/* The ports file is to be rewritten (every port set now, plus the inherited ones still
+ * undecided): once per run, not once per port, which a restart with thousands of vNICs
+ * would make quadratic. */
 static void dp_save(struct tnve_rec *r)
 {
-    if (r->dp_state_file)
+    r->dp_dirty = 1;
+    wake(r);
+}
+
+static unsigned name_hash(const char *name)
+{
+    uint32_t h = 2166136261u; /* FNV-1a */
+    for (; *name; name++)
+        h = (h ^ (uint8_t)*name) * 16777619u;
+    return h % REC_HASH;
+}
+
+/* The previous run's entry for (ifname, vid), or NULL. */
+static struct rec_dp_port *dp_inherited_find(struct tnve_rec *r, const char *ifname, uint16_t vid)
+{
+    for (struct rec_dp_port *p = r->dp_inherited_hash[name_hash(ifname)]; p; p = p->hnext)
+        if (p->vid == vid && !strcmp(p->ifname, ifname))
+            return p;
+    return NULL;
+}
+
+static void dp_flush(struct tnve_rec *r)
+{
+    if (r->dp_dirty && r->dp_state_file)
         save_file(r->dp_state_file, "ports file", dp_write, r);
+    r->dp_dirty = 0;
 }
 
 static void dp_load(struct tnve_rec *r)
@@ -477,7 +535,8 @@ static void dp_load(struct tnve_rec *r)
         char ifname[64];
         unsigned vid;
         if (line[0] == '#' || sscanf(line, "%63s %u", ifname, &vid) != 2 || vid < SNCP_MIN_VID ||
-            vid > SNCP_MAX_VID || strlen(ifname) >= 16)
+            vid > SNCP_MAX_VID || strlen(ifname) >= 16 ||
+            dp_inherited_find(r, ifname, (uint16_t)vid))
             continue;
         struct rec_dp_port *p = calloc(1, sizeof *p);
         if (!p)
@@ -486,6 +545,9 @@ static void dp_load(struct tnve_rec *r)
         p->vid = (uint16_t)vid;
         p->next = r->dp_inherited;
         r->dp_inherited = p;
+        unsigned h = name_hash(p->ifname);
+        p->hnext = r->dp_inherited_hash[h];
+        r->dp_inherited_hash[h] = p;
         loaded++;
     }
     fclose(f);
@@ -514,11 +576,14 @@ static struct rec_tsi *dp_pending_owner(struct tnve_rec *r, const struct rec_dp_
 static void dp_sweep_inherited(struct tnve_rec *r)
 {
     unsigned removed = 0, adopted = 0;
+    memset(r->dp_inherited_hash, 0, sizeof r->dp_inherited_hash);
     while (r->dp_inherited) {
         struct rec_dp_port *p = r->dp_inherited;
         r->dp_inherited = p->next;
-        int owned = 0;
-        for (const struct rec_tsi *t = r->tsis; t && !owned; t = t->next)
+        /* the TSI that set it again, if it still holds it; else any (a rare search) */
+        const struct rec_tsi *o = p->owner ? tsi_find_serial(r, p->owner) : NULL;
+        int owned = o && o->dp_vid == p->vid && !strcmp(o->dp_ifname, p->ifname);
+        for (const struct rec_tsi *t = r->tsis; t && !owned && p->owner; t = t->next)
             owned = t->dp_vid == p->vid && !strcmp(t->dp_ifname, p->ifname);
         struct rec_tsi *pending = owned ? NULL : dp_pending_owner(r, p);
         if (pending) {
@@ -564,6 +629,7 @@ static void dp_sync(struct tnve_rec *r, struct rec_tsi *t)
         snprintf(t->dp_ifname, sizeof t->dp_ifname, "%s", want ? t->ifname : "");
         return;
     }
+    int cleared = t->dp_vid != 0;
     if (t->dp_vid) {
         int err = r->cfg.dp_class->port_clear(r->cfg.dp, t->dp_ifname, t->dp_vid,
                                               uplink_in_use(r, t, t->dp_vid));
@@ -586,6 +652,13 @@ static void dp_sync(struct tnve_rec *r, struct rec_tsi *t)
         }
         t->dp_vid = want;
         snprintf(t->dp_ifname, sizeof t->dp_ifname, "%s", t->ifname);
+        /* Set again as the previous run left it (an agent restart): the ports file lists
+         * it already, and stays as it is if nothing else changed. */
+        struct rec_dp_port *p = cleared ? NULL : dp_inherited_find(r, t->ifname, want);
+        if (p) {
+            p->owner = t->serial;
+            return;
+        }
     }
     dp_save(r);
 }
@@ -605,9 +678,18 @@ static void tsi_set_acked(struct tnve_rec *r, struct rec_tsi *t, enum sncp_tsi_s
     dp_sync(r, t);
 }
 
+/* Frees t, taken out of the main list by the caller, and out of the indexes here. */
 static void tsi_free(struct tnve_rec *r, struct rec_tsi *t)
 {
-    (void)r;
+    struct rec_tsi **pt = &r->tsi_hash[t->serial % REC_HASH];
+    while (*pt && *pt != t)
+        pt = &(*pt)->snext;
+    if (*pt)
+        *pt = t->snext;
+    for (pt = &t->dom->tsis; *pt && *pt != t; pt = &(*pt)->dom_next)
+        ;
+    if (*pt)
+        *pt = t->dom_next;
     free(t);
 }
 
@@ -649,8 +731,8 @@ static void waiters_check(struct tnve_rec *r, uint64_t now)
         struct rec_domain *d = dom_find(r, w->uuid);
         int pending = 0, err = 0;
         char reason[700] = "";
-        for (struct rec_tsi *t = r->tsis; d && t; t = t->next) {
-            if (t->dom != d || !t->present || !t->vn->served)
+        for (struct rec_tsi *t = d ? d->tsis : NULL; t; t = t->dom_next) {
+            if (!t->present || !t->vn->served)
                 continue;
             if (t->acked == SNCP_TSI_INIT || t->sync_needed)
                 pending++;
@@ -677,8 +759,8 @@ static void waiters_check(struct tnve_rec *r, uint64_t now)
             waiter_finish(r, w, 0, "associated");
         } else if (now >= w->deadline) {
             char last[340] = "";
-            for (struct rec_tsi *t = r->tsis; t; t = t->next)
-                if (t->dom == d && t->present && t->last_err && !last[0])
+            for (struct rec_tsi *t = d->tsis; t; t = t->dom_next)
+                if (t->present && t->last_err && !last[0])
                     snprintf(last, sizeof last, "; last error: %s", t->last_reason);
             snprintf(reason, sizeof reason, "timed out waiting for the nNVE (%s%s)",
                      r->phase == PHASE_DOWN ? "nNVE unreachable" : tnve_rec_phase(r), last);
@@ -740,11 +822,13 @@ void tnve_rec_destroy(struct tnve_rec *r)
         return;
     while (r->waiters)
         waiter_finish(r, r->waiters, SNCP_E_CLOSED, "agent shutting down");
+    dp_flush(r);
     while (r->tsis) {
         struct rec_tsi *t = r->tsis;
         r->tsis = t->next;
         tsi_free(r, t);
     }
+    r->tsis_tail = NULL;
     while (r->domains) {
         struct rec_domain *d = r->domains;
         r->domains = d->next;
@@ -812,9 +896,7 @@ static void dom_apply(struct tnve_rec *r, struct rec_domain *d, enum tnve_effect
              state ? state : "-", flags);
     d->desired = want;
     d->flags = flags;
-    for (struct rec_tsi *t = r->tsis; t; t = t->next) {
-        if (t->dom != d)
-            continue;
+    for (struct rec_tsi *t = d->tsis; t; t = t->dom_next) {
         t->flags = flags;
         t->stamp = r->stamp;
         /* A new desired state deserves a prompt attempt, not the old failure's backoff. */
@@ -843,6 +925,9 @@ static struct rec_domain *dom_get(struct tnve_rec *r, const struct tnve_domxml *
     d->desired = SNCP_TSI_INIT;
     d->next = r->domains;
     r->domains = d;
+    unsigned h = uuid_hash(d->uuid);
+    d->hnext = r->dom_hash[h];
+    r->dom_hash[h] = d;
     r->st.domains++;
     return d;
 }
@@ -850,9 +935,8 @@ static struct rec_domain *dom_get(struct tnve_rec *r, const struct tnve_domxml *
 /* Makes the TSI set of `d` match the vNICs of `x`. */
 static int dom_sync_vnics(struct tnve_rec *r, struct rec_domain *d, const struct tnve_domxml *x)
 {
-    for (struct rec_tsi *t = r->tsis; t; t = t->next)
-        if (t->dom == d)
-            t->present = -t->present; /* present ones become -1: "not yet seen" */
+    for (struct rec_tsi *t = d->tsis; t; t = t->dom_next)
+        t->present = -t->present; /* present ones become -1: "not yet seen" */
     d->n_vnics = x->n_vnics;
     d->n_unmapped = 0;
     for (unsigned i = 0; i < x->n_vnics; i++) {
@@ -877,8 +961,8 @@ static int dom_sync_vnics(struct tnve_rec *r, struct rec_domain *d, const struct
             continue;
         }
         struct rec_tsi *t = NULL, *same_id = NULL;
-        for (struct rec_tsi *o = r->tsis; o; o = o->next) {
-            if (o->dom != d || memcmp(o->id.mac, v->mac, 6) || o->present == 0)
+        for (struct rec_tsi *o = d->tsis; o; o = o->dom_next) {
+            if (memcmp(o->id.mac, v->mac, 6) || o->present == 0)
                 continue;
             same_id = o;
             if (vn_matches(o->vn, &v->vn)) {
@@ -889,9 +973,8 @@ static int dom_sync_vnics(struct tnve_rec *r, struct rec_domain *d, const struct
         if (!t) {
             /* Back to a VN it left a moment ago: that instance is still held at the nNVE
              * (or on its way out) and is taken back as it is, with no remove/re-add. */
-            for (struct rec_tsi *o = r->tsis; o && !t; o = o->next)
-                if (o->dom == d && !o->present && !memcmp(o->id.mac, v->mac, 6) &&
-                    vn_matches(o->vn, &v->vn))
+            for (struct rec_tsi *o = d->tsis; o && !t; o = o->dom_next)
+                if (!o->present && !memcmp(o->id.mac, v->mac, 6) && vn_matches(o->vn, &v->vn))
                     t = o;
             if (t) {
                 char vbuf[TNVE_VN_STRLEN];
@@ -918,10 +1001,17 @@ static int dom_sync_vnics(struct tnve_rec *r, struct rec_domain *d, const struct
             t->flags = d->flags;
             t->stamp = r->stamp;
             /* append: older objects with the same TSI_ID come first */
-            struct rec_tsi **pt = &r->tsis;
-            while (*pt)
-                pt = &(*pt)->next;
-            *pt = t;
+            if (r->tsis_tail)
+                r->tsis_tail->next = t;
+            else
+                r->tsis = t;
+            r->tsis_tail = t;
+            struct rec_tsi **pd = &d->tsis;
+            while (*pd)
+                pd = &(*pd)->dom_next;
+            *pd = t;
+            t->snext = r->tsi_hash[t->serial % REC_HASH];
+            r->tsi_hash[t->serial % REC_HASH] = t;
             r->st.tsis++;
             char vbuf[TNVE_VN_STRLEN];
             SNV_INFO("rec", "vnic tracked domain=%s tsi=%s vn=%s source=%s%s", d->name, t->id_str,
@@ -934,8 +1024,8 @@ static int dom_sync_vnics(struct tnve_rec *r, struct rec_domain *d, const struct
             dp_sync(r, t);
         }
     }
-    for (struct rec_tsi *t = r->tsis; t; t = t->next) {
-        if (t->dom == d && t->present < 0) {
+    for (struct rec_tsi *t = d->tsis; t; t = t->dom_next) {
+        if (t->present < 0) {
             t->present = 0;
             t->retry_at = 0;
             SNV_INFO("rec", "vnic gone domain=%s tsi=%s", d->name, t->id_str);
@@ -1111,8 +1201,8 @@ int tnve_rec_prepare(struct tnve_rec *r, const struct tnve_domxml *x, uint16_t f
         return err;
     }
     /* A fresh attempt for every vNIC: old failures must not refuse this start. */
-    for (struct rec_tsi *t = r->tsis; t; t = t->next) {
-        if (t->dom == d && t->present) {
+    for (struct rec_tsi *t = d->tsis; t; t = t->dom_next) {
+        if (t->present) {
             t->last_err = 0;
             t->retry_at = 0;
             t->vn->retry_at = 0;
@@ -1170,11 +1260,9 @@ static void dom_revert_prepare(struct tnve_rec *r, const uint8_t uuid[16])
         d->desired = d->prepare_prev;
         snprintf(d->state, sizeof d->state, "hook-refused");
     }
-    for (struct rec_tsi *t = r->tsis; t; t = t->next) {
-        if (t->dom == d) {
-            t->flags = 0;
-            t->stamp = 0;
-        }
+    for (struct rec_tsi *t = d->tsis; t; t = t->dom_next) {
+        t->flags = 0;
+        t->stamp = 0;
     }
     for (struct rec_vn *v = r->vns; v; v = v->next) {
         if (v->last_err && !vn_users(r, v)) {
@@ -1219,9 +1307,16 @@ static void fill_addrs(struct sncp_msg *m, const struct rec_tsi *t)
         sncp_msg_set(m, SNCP_TLV_ADDRESS);
 }
 
+/* Returns 0, or the transport's error; SNCP_E_BUSY with requests of ours in flight means
+ * the transport's window is full: nothing more is sent in this run, and nobody is
+ * penalised for it (a response frees a slot and wakes the next run). */
 static int do_send(struct tnve_rec *r, struct sncp_msg *m, uint64_t cookie)
 {
     int64_t x = r->ops.send(r->aux, m, cookie);
+    if (x == SNCP_E_BUSY && r->st.outstanding) {
+        r->window_full = 1;
+        return (int)x;
+    }
     if (x < 0)
         return (int)x;
     r->st.sent[m->type]++;
@@ -1238,6 +1333,8 @@ static void vn_send(struct tnve_rec *r, struct rec_vn *v, uint8_t type, uint64_t
         fill_preferred(&m, v->tag);
     int err = do_send(r, &m, COOKIE(CK_VN, v->serial));
     char vbuf[TNVE_VN_STRLEN];
+    if (r->window_full)
+        return;
     if (err) {
         v->retry_at = now + backoff(r, ++v->failures, 0);
         SNV_WARN("rec", "send failed vn=%s request=%s err=%s", vn_text(v, vbuf, sizeof vbuf),
@@ -1294,6 +1391,8 @@ static void tsi_send(struct tnve_rec *r, struct rec_tsi *t, uint8_t type,
         break;
     }
     int err = do_send(r, &m, COOKIE(CK_TSI, t->serial));
+    if (r->window_full)
+        return;
     if (err) {
         t->retry_at = now + backoff(r, ++t->failures, 0);
         SNV_WARN("rec", "send failed tsi=%s request=%s err=%s", t->id_str, sncp_msg_type_name(type),
@@ -1303,9 +1402,12 @@ static void tsi_send(struct tnve_rec *r, struct rec_tsi *t, uint8_t type,
     t->out_type = type;
     t->out_target = target;
     char vbuf[TNVE_VN_STRLEN];
-    SNV_INFO("rec", "request %s tsi=%s domain=%s vn=%s flags=0x%x addresses=%u%s",
-             sncp_msg_type_name(type), t->id_str, t->dom->name, vn_text(t->vn, vbuf, sizeof vbuf),
-             m.flags, m.n_addrs, t->sync_needed ? " sync=1" : "");
+    /* A SYNC re-announces every TSI: its requests and responses are debug lines (the SYNC
+     * and each TSI state change have info lines of their own). */
+    snv_log(t->sync_needed ? SNV_LOG_DEBUG : SNV_LOG_INFO, "rec",
+            "request %s tsi=%s domain=%s vn=%s flags=0x%x addresses=%u%s", sncp_msg_type_name(type),
+            t->id_str, t->dom->name, vn_text(t->vn, vbuf, sizeof vbuf), m.flags, m.n_addrs,
+            t->sync_needed ? " sync=1" : "");
 }
 
 static void sync_send(struct tnve_rec *r, uint8_t type)
@@ -1343,10 +1445,12 @@ static uint64_t vn_step(struct tnve_rec *r, struct rec_vn *v, uint64_t now)
         return UINT64_MAX;
     if (now < v->retry_at)
         return v->retry_at;
+    if (r->window_full)
+        return UINT64_MAX; /* a response wakes the next run */
     if (v->failures)
         r->st.retries++;
     vn_send(r, v, type, now);
-    return v->out_type ? UINT64_MAX : v->retry_at;
+    return v->out_type || r->window_full ? UINT64_MAX : v->retry_at;
 }
 
 static uint64_t tsi_step(struct tnve_rec *r, struct rec_tsi *t, uint64_t now)
@@ -1392,6 +1496,8 @@ static uint64_t tsi_step(struct tnve_rec *r, struct rec_tsi *t, uint64_t now)
         return UINT64_MAX; /* the VN (or the old instance) goes first; it wakes us */
     if (now < t->retry_at)
         return t->retry_at;
+    if (r->window_full)
+        return UINT64_MAX; /* a response wakes the next run */
     if (t->failures)
         r->st.retries++;
     if (type == SNCP_MSG_TSI_DEACTIVATE && t->sync_needed)
@@ -1402,7 +1508,7 @@ static uint64_t tsi_step(struct tnve_rec *r, struct rec_tsi *t, uint64_t now)
              : type == SNCP_MSG_TSI_UPDATE     ? t->acked
                                                : want,
              now);
-    return t->out_type ? UINT64_MAX : t->retry_at;
+    return t->out_type || r->window_full ? UINT64_MAX : t->retry_at;
 }
 
 static int sync_complete(const struct tnve_rec *r)
@@ -1422,39 +1528,35 @@ static int sync_complete(const struct tnve_rec *r)
 /* Frees TSIs of gone vNICs and domains once the nNVE holds nothing for them. */
 static void collect(struct tnve_rec *r)
 {
+    for (struct rec_domain *d = r->domains; d; d = d->next) {
+        d->reap = d->removed;
+        for (const struct rec_tsi *t = d->tsis; t && d->reap; t = t->dom_next)
+            if (t->acked != SNCP_TSI_INIT || t->out_type || t->sync_needed)
+                d->reap = 0;
+    }
     struct rec_tsi **pt = &r->tsis;
+    r->tsis_tail = NULL;
     while (*pt) {
         struct rec_tsi *t = *pt;
-        if (tsi_desired(t) == SNCP_TSI_INIT && !t->present && t->acked == SNCP_TSI_INIT &&
-            !t->out_type && !t->sync_needed) {
+        if (t->dom->reap || (tsi_desired(t) == SNCP_TSI_INIT && !t->present &&
+                             t->acked == SNCP_TSI_INIT && !t->out_type && !t->sync_needed)) {
             *pt = t->next;
             r->st.tsis--;
             tsi_free(r, t);
             continue;
         }
+        r->tsis_tail = t;
         pt = &t->next;
     }
     struct rec_domain **pd = &r->domains;
     while (*pd) {
         struct rec_domain *d = *pd;
-        int busy = 0;
-        if (d->removed) {
-            for (struct rec_tsi *t = r->tsis; t && !busy; t = t->next)
-                if (t->dom == d && (t->acked != SNCP_TSI_INIT || t->out_type || t->sync_needed))
-                    busy = 1;
-        }
-        if (d->removed && !busy) {
-            struct rec_tsi **pp = &r->tsis;
-            while (*pp) {
-                struct rec_tsi *t = *pp;
-                if (t->dom == d) {
-                    *pp = t->next;
-                    r->st.tsis--;
-                    tsi_free(r, t);
-                    continue;
-                }
-                pp = &t->next;
-            }
+        if (d->reap) {
+            struct rec_domain **ph = &r->dom_hash[uuid_hash(d->uuid)];
+            while (*ph && *ph != d)
+                ph = &(*ph)->hnext;
+            if (*ph)
+                *ph = d->hnext;
             *pd = d->next;
             r->st.domains--;
             free(d);
@@ -1509,6 +1611,7 @@ uint64_t tnve_rec_run(struct tnve_rec *r, uint64_t now)
     serve_refresh(r);
     uint64_t next = UINT64_MAX;
     r->any_gone = 0;
+    r->window_full = 0;
     for (const struct rec_tsi *t = r->tsis; t && !r->any_gone; t = t->next)
         if (!t->present && (t->acked != SNCP_TSI_INIT || t->out_type))
             r->any_gone = 1;
@@ -1549,6 +1652,7 @@ uint64_t tnve_rec_run(struct tnve_rec *r, uint64_t now)
     for (struct rec_waiter *w = r->waiters; w; w = w->next)
         if (w->deadline < next)
             next = w->deadline;
+    dp_flush(r);
     return next;
 }
 
@@ -1804,9 +1908,9 @@ static void tsi_response(struct tnve_rec *r, struct rec_tsi *t, const struct snc
         } else if (type == SNCP_MSG_TSI_UPDATE) {
             t->addr_acked_gen = t->out_addr_gen;
         }
-        SNV_INFO("rec", "response %s tsi=%s status=success state=%s tag=%u%s",
-                 sncp_msg_type_name(type), t->id_str, sncp_tsi_state_name(s), t->tag,
-                 was_sync ? " sync=1" : "");
+        snv_log(was_sync ? SNV_LOG_DEBUG : SNV_LOG_INFO, "rec",
+                "response %s tsi=%s status=success state=%s tag=%u%s", sncp_msg_type_name(type),
+                t->id_str, sncp_tsi_state_name(s), t->tag, was_sync ? " sync=1" : "");
         tsi_set_acked(r, t, s, type_short(type));
         if (t->stamp && s == tsi_desired(t)) {
             if (r->ops.acked)
@@ -1939,12 +2043,9 @@ void tnve_rec_response(struct tnve_rec *r, uint64_t cookie, const struct sncp_ms
     unsigned kind = COOKIE_KIND(cookie);
     uint64_t serial = COOKIE_SERIAL(cookie);
     if (kind == CK_TSI) {
-        for (struct rec_tsi *t = r->tsis; t; t = t->next)
-            if (t->serial == serial) {
-                if (t->out_type)
-                    tsi_response(r, t, rsp, err, now);
-                break;
-            }
+        struct rec_tsi *t = tsi_find_serial(r, serial);
+        if (t && t->out_type)
+            tsi_response(r, t, rsp, err, now);
     } else if (kind == CK_VN) {
         for (struct rec_vn *v = r->vns; v; v = v->next)
             if (v->serial == serial) {
@@ -2143,8 +2244,8 @@ json_t *tnve_rec_domains_json(const struct tnve_rec *r)
     json_t *a = json_array();
     for (const struct rec_domain *d = r->domains; d; d = d->next) {
         unsigned n = 0;
-        for (const struct rec_tsi *t = r->tsis; t; t = t->next)
-            if (t->dom == d && t->present)
+        for (const struct rec_tsi *t = d->tsis; t; t = t->dom_next)
+            if (t->present)
                 n++;
         json_t *o = json_object();
         json_object_set_new(o, "name", json_string(d->name));

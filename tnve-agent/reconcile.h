@@ -59,7 +59,9 @@ struct tnve_rec_config {
     const char *state_file;        /* last known tags; NULL: not persisted */
     const char *dp_state_file;     /* the vNIC ports the dataplane set, "PORT VID" per line,
                                     * so that a restarted agent can remove what became stale
-                                    * while it was down; NULL: not persisted */
+                                    * while it was down; rewritten by the tnve_rec_run() after
+                                    * a change (and by tnve_rec_destroy()); NULL: not
+                                    * persisted */
     const struct tnve_dp_class *dp_class; /* NULL: no dataplane */
     struct tnve_dp *dp;
     uint32_t seed;                 /* jitter PRNG seed; 0: fixed default */

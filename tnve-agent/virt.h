@@ -5,9 +5,11 @@
  * bounded, jittered exponential backoff.  After every (re)connect it lists all domains and
  * hands each, with its desired state (events.h), to the reconciler; domains that vanished
  * meanwhile are removed.  Lifecycle, device added/removed and metadata-change events are
- * queued and processed in order from the loop; each maps through the event table and, when
- * the table says so, the domain XML is read again.  Running domains' IP addresses are
- * polled with virDomainInterfaceAddresses() and passed on as TSI address updates.
+ * queued and processed in order; each maps through the event table and, when the table
+ * says so, the domain XML is read again (for a start of a known domain: after its
+ * activation).  Running domains' IP addresses are polled with virDomainInterfaceAddresses()
+ * and passed on as TSI address updates.  Domain reads, listings and address polls run on
+ * reader threads (virt.c): the loop never waits for them.
  */
 #ifndef TNVE_VIRT_H
 #define TNVE_VIRT_H 1
@@ -18,18 +20,22 @@
 #include <uv.h>
 
 #include "config.h"
+#include "lat.h"
 #include "reconcile.h"
 
 struct tnve_virt;
 
 struct tnve_virt_config {
     const char *uri;
-    uint32_t keepalive_s;          /* libvirt keepalive interval (count 3); 0 disables */
+    uint32_t keepalive_s; /* libvirt keepalive interval (count 3); 0 disables */
     uint32_t retry_min_ms, retry_max_ms;
-    uint32_t address_poll_ms;      /* 0 disables */
-    unsigned address_sources;      /* 1 << VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_* */
+    uint32_t address_poll_ms;          /* 0 disables */
+    unsigned address_sources;          /* 1 << VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_* */
     const struct tnve_map_rule *rules; /* must stay valid until replaced */
     unsigned n_rules;
+    /* figures (may be NULL): per event whose effect waited for a domain read, the time in
+     * libvirt calls, and the rest of the read (hand-off to the reader thread and back) */
+    struct tnve_lat *lat_libvirt, *lat_hop;
 };
 
 /* Registers nothing with libvirt by itself: tnve_virt_loop_init() must have run.  Starts
@@ -44,9 +50,11 @@ void tnve_virt_destroy(struct tnve_virt *v);
 
 /* Replaces the VN mapping rules (SIGHUP) and re-reads every domain. */
 void tnve_virt_set_rules(struct tnve_virt *v, const struct tnve_map_rule *rules, unsigned n);
-/* Re-lists every domain now (no-op while disconnected). */
+/* Starts listing every domain (no-op while disconnected; after the listing under way when
+ * one is). */
 void tnve_virt_resync(struct tnve_virt *v);
-/* Re-reads one domain (state + XML); removes it when libvirt no longer has it. */
+/* Queues a re-read of one domain (state + XML) after the events queued before it; it is
+ * removed when libvirt no longer has it. */
 void tnve_virt_refresh_domain(struct tnve_virt *v, const uint8_t uuid[16]);
 /* Processes queued events that waited for a hook to finish. */
 void tnve_virt_kick(struct tnve_virt *v);

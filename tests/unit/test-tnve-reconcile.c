@@ -27,6 +27,7 @@ struct fake {
     uint8_t resp_req_type[64];
     int n_resp;
     int fail_send;
+    int window; /* > 0: SNCP_E_BUSY with this many requests unanswered, as a full session */
     int wakes;
     int xid;
 };
@@ -39,6 +40,11 @@ static int64_t f_send(void *aux, struct sncp_msg *m, uint64_t cookie)
     (void)aux;
     if (F.fail_send)
         return SNCP_E_NOT_ESTABLISHED;
+    int unanswered = 0;
+    for (int i = 0; i < F.n; i++)
+        unanswered += !F.answered[i];
+    if (F.window && unanswered >= F.window)
+        return SNCP_E_BUSY;
     ck_assert_int_lt(F.n, MAX_SENT);
     m->xid = (uint32_t)++F.xid;
     F.sent[F.n] = *m;
@@ -270,6 +276,53 @@ static struct tnve_rec *steady(const char *state_file, struct tnve_domxml *x)
     return r;
 }
 
+static json_int_t counter(struct tnve_rec *r, const char *key)
+{
+    json_t *o = tnve_rec_counters_json(r);
+    json_int_t v = json_integer_value(json_object_get(o, key));
+    json_decref(o);
+    return v;
+}
+
+/* More TSIs than the session takes at once: the SYNC goes on as responses free the window,
+ * with no backoff, no retry and no timer while the window is full. */
+START_TEST(test_sync_window_full)
+{
+    struct tnve_rec *r = mk(NULL);
+    F.window = 3;
+    uint32_t vns[] = {5000};
+    struct tnve_domxml x;
+    tnve_rec_session_up(r, 1000);
+    tnve_rec_inventory_begin(r);
+    for (int d = 1; d <= 8; d++) {
+        mk_dom(&x, d, 1, vns);
+        tnve_rec_domain_update(r, &x, TNVE_EFFECT_ACTIVATE, 0, "running", 1000);
+    }
+    tnve_rec_inventory_end(r, 1000);
+    answer_ok(r, SNCP_MSG_SYNC_BEGIN, 0, -1, 1001);
+    tnve_rec_run(r, 1001);
+    answer_ok(r, SNCP_MSG_VN_CONNECT, 100, -1, 1002);
+    ck_assert_uint_eq(tnve_rec_run(r, 1002), UINT64_MAX);
+    ck_assert_int_eq(count_type(SNCP_MSG_TSI_ACTIVATE), 3);
+    for (int done = 1; done <= 8; done++) {
+        answer_ok(r, SNCP_MSG_TSI_ACTIVATE, 100, SNCP_TSI_ACTIVATED, 1002 + (uint64_t)done);
+        uint64_t next = tnve_rec_run(r, 1002 + (uint64_t)done);
+        int sent = done + 3 < 8 ? done + 3 : 8;
+        ck_assert_int_eq(count_type(SNCP_MSG_TSI_ACTIVATE), sent);
+        if (done < 8)
+            ck_assert_uint_eq(next, UINT64_MAX);
+    }
+    ck_assert_int_eq(pending(SNCP_MSG_SYNC_END) >= 0, 1);
+    answer_ok(r, SNCP_MSG_SYNC_END, 0, -1, 1020);
+    tnve_rec_run(r, 1020);
+    ck_assert_str_eq(tnve_rec_phase(r), "ready");
+    ck_assert_int_eq(counter(r, "retries"), 0);
+    ck_assert_int_eq(counter(r, "responses_failed"), 0);
+    ck_assert_int_eq(counter(r, "sent_tsi_activate"), 8);
+    tnve_rec_destroy(r);
+}
+END_TEST
+
 START_TEST(test_sync_and_activate)
 {
     struct tnve_domxml x;
@@ -374,6 +427,7 @@ START_TEST(test_dataplane_pending_activation_keeps_port)
     tnve_rec_run(r, 60000);
     answer(r, pending(SNCP_MSG_TSI_ACTIVATE), SNCP_STATUS_NOT_AUTHORIZED, 0, -1, 60001);
     ck_assert_int_eq(n_dp_calls, 1);
+    tnve_rec_run(r, 60002); /* the ports file is rewritten at the end of a run */
     assert_vnet1_cleared(path, 0);
     tnve_rec_destroy(r);
     ports_file_done(path, dir);
@@ -425,6 +479,7 @@ START_TEST(test_dataplane_ports_across_restart)
     tnve_rec_run(r, 3000);
     answer_ok(r, SNCP_MSG_TSI_DEASSOCIATE, 0, SNCP_TSI_INIT, 3001);
     ck_assert_int_eq(n_dp_calls, 4);
+    tnve_rec_run(r, 3002); /* the ports file is rewritten at the end of a run */
     assert_vnet1_cleared(path, 3);
     tnve_rec_destroy(r);
     ports_file_done(path, dir);
@@ -1400,6 +1455,7 @@ static Suite *suite(void)
     Suite *s = suite_create("tnve-reconcile");
     TCase *tc = tcase_create("core");
     tcase_add_test(tc, test_sync_and_activate);
+    tcase_add_test(tc, test_sync_window_full);
     tcase_add_test(tc, test_lifecycle_and_disconnect);
     tcase_add_test(tc, test_backoff_growth);
     tcase_add_test(tc, test_resync_content);
