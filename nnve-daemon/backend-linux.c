@@ -12,8 +12,10 @@
  *    With remote_vteps = evpn (per-vni only) the device's bridge port also gets learning off
  *    and neigh_suppress on: FRR's zebra installs the remote MACs and neighbour entries, and
  *    the bridge answers ARP/ND for remote TSIs from the latter.
- *  - tsi_activate: one static FDB entry (NTF_MASTER, NUD_NOARP: "static" in `bridge fdb`)
- *    per MAC of the TSI (its TSI_ID MAC and every address's MAC) on (port, tag); for each
+ *  - tsi_activate: one static sticky FDB entry (NTF_MASTER | NTF_STICKY, NUD_NOARP: "static
+ *    sticky" in `bridge fdb`; sticky, else the bridge moves it to any port where it learns
+ *    the MAC, such as the VXLAN port, and the locked port then drops the TSI's frames) per
+ *    MAC of the TSI (its TSI_ID MAC and every address's MAC) on (port, tag); for each
  *    IP+MAC pair a NUD_NOARP neighbour entry on the VLAN's layer-3 interface, which is the
  *    802.1Q device on the bridge with that VLAN ID (an SVI such as br0.100).  A pure layer-2
  *    switch has no such interface: then no neighbour entry is installed (logged at debug;
@@ -165,8 +167,10 @@ struct nlmsghdr *nnve_linux_msg_fdb(void *buf, size_t size, uint16_t type, int i
         vid > VID_MAX || mac == NULL)
         return NULL;
     uint16_t flags = type == RTM_NEWNEIGH ? NLM_F_CREATE | NLM_F_REPLACE : 0;
-    struct nlmsghdr *nlh =
-        put_neigh(buf, size, type, flags, AF_BRIDGE, ifindex, NUD_NOARP, NTF_MASTER);
+    /* sticky: the bridge never moves the entry to a port where it learns the MAC (a remote
+     * VTEP's or the pair switch's flood arriving on the VXLAN port) */
+    uint8_t ntf = type == RTM_NEWNEIGH ? NTF_MASTER | NTF_STICKY : NTF_MASTER;
+    struct nlmsghdr *nlh = put_neigh(buf, size, type, flags, AF_BRIDGE, ifindex, NUD_NOARP, ntf);
     if (nlh == NULL)
         return NULL;
     mnl_attr_put(nlh, NDA_LLADDR, 6, mac);
@@ -1027,7 +1031,7 @@ static int kview_has_static(const struct linux_backend *lb, int ifindex, uint16_
     for (size_t i = 0; i < lb->kv.n_fdb; i++) {
         const struct nnve_linux_fdb *f = &lb->kv.fdb[i];
         if (f->ifindex == ifindex && f->vid == vid && f->master == lb->br_ifindex &&
-            f->state == NUD_NOARP && !memcmp(f->mac, mac, 6))
+            f->state == NUD_NOARP && (f->flags & NTF_STICKY) && !memcmp(f->mac, mac, 6))
             return 1;
     }
     return 0;

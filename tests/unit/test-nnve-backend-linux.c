@@ -150,7 +150,8 @@ START_TEST(fdb_static)
     ck_assert_uint_eq(ndm->ndm_family, AF_BRIDGE);
     ck_assert_int_eq(ndm->ndm_ifindex, 9);
     ck_assert_uint_eq(ndm->ndm_state, NUD_NOARP); /* "static": not local, passes a lock */
-    ck_assert_uint_eq(ndm->ndm_flags, NTF_MASTER);
+    /* sticky: learning the MAC on another port (VXLAN) must not move the entry */
+    ck_assert_uint_eq(ndm->ndm_flags, NTF_MASTER | NTF_STICKY);
     struct attrs a;
     top_attrs(nlh, sizeof *ndm, &a);
     ck_assert_int_eq(a.count, 2);
