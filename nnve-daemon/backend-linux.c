@@ -13,13 +13,17 @@
  *    and neigh_suppress on: FRR's zebra installs the remote MACs and neighbour entries, and
  *    the bridge answers ARP/ND for remote TSIs from the latter.
  *  - tsi_activate: one static FDB entry (NTF_MASTER, NUD_NOARP: "static" in `bridge fdb`)
- *    per MAC of the TSI (its TSI_ID MAC and every address's MAC) on (port, tag); for each
- *    IP+MAC pair a NUD_NOARP neighbour entry on the VLAN's layer-3 interface, which is the
- *    802.1Q device on the bridge with that VLAN ID (an SVI such as br0.100).  A pure layer-2
- *    switch has no such interface: then no neighbour entry is installed (logged at debug;
- *    an EVPN speaker then advertises MAC-only routes).  associate installs nothing
- *    (reservation is bookkeeping); deactivate/deassociate remove exactly what activate
- *    installed; update installs/removes the difference.
+ *    per MAC of the TSI; sticky (NTF_STICKY) unless remote_vteps = evpn: else the bridge
+ *    moves it to any port where it learns the MAC, such as a learning VXLAN port (the other
+ *    switch of a pair flooding the TSI's ARP), and the locked port then drops the TSI's
+ *    frames.  With evpn the VXLAN ports do not learn, and zebra would advertise a sticky
+ *    entry as a sticky MAC, which EVPN never lets move (its TSI_ID MAC and every address's MAC) on
+ * (port, tag); for each IP+MAC pair a NUD_NOARP neighbour entry on the VLAN's layer-3 interface,
+ * which is the 802.1Q device on the bridge with that VLAN ID (an SVI such as br0.100).  A pure
+ * layer-2 switch has no such interface: then no neighbour entry is installed (logged at debug; an
+ * EVPN speaker then advertises MAC-only routes).  associate installs nothing (reservation is
+ * bookkeeping); deactivate/deassociate remove exactly what activate installed; update
+ * installs/removes the difference.
  *  - Anti-spoofing, source MACs: bridge port locking (IFLA_BRPORT_LOCKED, Linux >= 6.1).  A
  *    locked port accepts a frame only when its source MAC has an FDB entry on that port in
  *    the frame's VLAN, so the static entries above are at once the forwarding state and the
@@ -159,14 +163,14 @@ struct nlmsghdr *nnve_linux_msg_vlan(void *buf, size_t size, uint16_t type, int 
 }
 
 struct nlmsghdr *nnve_linux_msg_fdb(void *buf, size_t size, uint16_t type, int ifindex,
-                                    const uint8_t mac[6], uint16_t vid)
+                                    const uint8_t mac[6], uint16_t vid, int sticky)
 {
     if ((type != RTM_NEWNEIGH && type != RTM_DELNEIGH) || ifindex <= 0 || vid < 1 ||
         vid > VID_MAX || mac == NULL)
         return NULL;
     uint16_t flags = type == RTM_NEWNEIGH ? NLM_F_CREATE | NLM_F_REPLACE : 0;
-    struct nlmsghdr *nlh =
-        put_neigh(buf, size, type, flags, AF_BRIDGE, ifindex, NUD_NOARP, NTF_MASTER);
+    uint8_t ntf = type == RTM_NEWNEIGH && sticky ? NTF_MASTER | NTF_STICKY : NTF_MASTER;
+    struct nlmsghdr *nlh = put_neigh(buf, size, type, flags, AF_BRIDGE, ifindex, NUD_NOARP, ntf);
     if (nlh == NULL)
         return NULL;
     mnl_attr_put(nlh, NDA_LLADDR, 6, mac);
@@ -1027,7 +1031,8 @@ static int kview_has_static(const struct linux_backend *lb, int ifindex, uint16_
     for (size_t i = 0; i < lb->kv.n_fdb; i++) {
         const struct nnve_linux_fdb *f = &lb->kv.fdb[i];
         if (f->ifindex == ifindex && f->vid == vid && f->master == lb->br_ifindex &&
-            f->state == NUD_NOARP && !memcmp(f->mac, mac, 6))
+            f->state == NUD_NOARP && ((f->flags & NTF_STICKY) != 0) == !lb->evpn &&
+            !memcmp(f->mac, mac, 6))
             return 1;
     }
     return 0;
@@ -1625,8 +1630,9 @@ static int fdb_op(struct linux_backend *lb, int add, const char *port, int ifind
 {
     char m[SNCP_MAC_STRLEN];
     sncp_mac_format(mac, m, sizeof m);
-    int r = request(lb, nnve_linux_msg_fdb(lb->req, sizeof lb->req,
-                                           add ? RTM_NEWNEIGH : RTM_DELNEIGH, ifindex, mac, tag));
+    int r =
+        request(lb, nnve_linux_msg_fdb(lb->req, sizeof lb->req, add ? RTM_NEWNEIGH : RTM_DELNEIGH,
+                                       ifindex, mac, tag, !lb->evpn));
     if (!add && r == -ENOENT)
         return 0; /* gone, or now pointing at another port (a migration): not ours */
     if (r < 0)

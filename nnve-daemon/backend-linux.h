@@ -100,9 +100,10 @@ struct nlmsghdr *nnve_linux_msg_vlan(void *buf, size_t size, uint16_t type, int 
                                      uint16_t vid, uint16_t vlan_flags, uint32_t vni);
 
 /* RTM_NEWNEIGH (NLM_F_CREATE|NLM_F_REPLACE) or RTM_DELNEIGH of a static bridge FDB entry:
- * AF_BRIDGE, port `ifindex`, NTF_MASTER, NUD_NOARP, NDA_LLADDR mac, NDA_VLAN vid. */
+ * AF_BRIDGE, port `ifindex`, NTF_MASTER (a NEWNEIGH with `sticky` also NTF_STICKY),
+ * NUD_NOARP, NDA_LLADDR mac, NDA_VLAN vid. */
 struct nlmsghdr *nnve_linux_msg_fdb(void *buf, size_t size, uint16_t type, int ifindex,
-                                    const uint8_t mac[6], uint16_t vid);
+                                    const uint8_t mac[6], uint16_t vid, int sticky);
 
 /* RTM_NEWNEIGH (NLM_F_CREATE|NLM_F_APPEND) or RTM_DELNEIGH of a VXLAN flood entry on
  * device `ifindex`: AF_BRIDGE, NTF_SELF, NUD_PERMANENT|NUD_NOARP, NDA_LLADDR all-zero,

@@ -142,7 +142,7 @@ END_TEST
 
 START_TEST(fdb_static)
 {
-    struct nlmsghdr *nlh = nnve_linux_msg_fdb(buf, sizeof buf, RTM_NEWNEIGH, 9, mac1, 100);
+    struct nlmsghdr *nlh = nnve_linux_msg_fdb(buf, sizeof buf, RTM_NEWNEIGH, 9, mac1, 100, 1);
     ck_assert_ptr_nonnull(nlh);
     check_whole(nlh, sizeof(struct ndmsg));
     ck_assert_uint_eq(nlh->nlmsg_flags, NLM_F_REQUEST | NLM_F_CREATE | NLM_F_REPLACE);
@@ -150,7 +150,8 @@ START_TEST(fdb_static)
     ck_assert_uint_eq(ndm->ndm_family, AF_BRIDGE);
     ck_assert_int_eq(ndm->ndm_ifindex, 9);
     ck_assert_uint_eq(ndm->ndm_state, NUD_NOARP); /* "static": not local, passes a lock */
-    ck_assert_uint_eq(ndm->ndm_flags, NTF_MASTER);
+    /* sticky: learning the MAC on another port (VXLAN) must not move the entry */
+    ck_assert_uint_eq(ndm->ndm_flags, NTF_MASTER | NTF_STICKY);
     struct attrs a;
     top_attrs(nlh, sizeof *ndm, &a);
     ck_assert_int_eq(a.count, 2);
@@ -159,14 +160,20 @@ START_TEST(fdb_static)
     ck_assert_int_eq(mnl_attr_validate(a.tb[NDA_VLAN], MNL_TYPE_U16), 0);
     ck_assert_uint_eq(mnl_attr_get_u16(a.tb[NDA_VLAN]), 100);
 
-    nlh = nnve_linux_msg_fdb(buf, sizeof buf, RTM_DELNEIGH, 9, mac1, 100);
+    nlh = nnve_linux_msg_fdb(buf, sizeof buf, RTM_DELNEIGH, 9, mac1, 100, 1);
     ck_assert_ptr_nonnull(nlh);
     ck_assert_uint_eq(nlh->nlmsg_type, RTM_DELNEIGH);
     ck_assert_uint_eq(nlh->nlmsg_flags, NLM_F_REQUEST);
+    ck_assert_uint_eq(((const struct ndmsg *)mnl_nlmsg_get_payload(nlh))->ndm_flags, NTF_MASTER);
 
-    ck_assert_ptr_null(nnve_linux_msg_fdb(buf, sizeof buf, RTM_NEWNEIGH, 9, mac1, 0));
-    ck_assert_ptr_null(nnve_linux_msg_fdb(buf, sizeof buf, RTM_NEWNEIGH, 9, NULL, 10));
-    ck_assert_ptr_null(nnve_linux_msg_fdb(buf, sizeof buf, RTM_NEWLINK, 9, mac1, 10));
+    /* not sticky (remote_vteps = evpn: zebra would advertise a sticky MAC, which cannot move) */
+    nlh = nnve_linux_msg_fdb(buf, sizeof buf, RTM_NEWNEIGH, 9, mac1, 100, 0);
+    ck_assert_ptr_nonnull(nlh);
+    ck_assert_uint_eq(((const struct ndmsg *)mnl_nlmsg_get_payload(nlh))->ndm_flags, NTF_MASTER);
+
+    ck_assert_ptr_null(nnve_linux_msg_fdb(buf, sizeof buf, RTM_NEWNEIGH, 9, mac1, 0, 0));
+    ck_assert_ptr_null(nnve_linux_msg_fdb(buf, sizeof buf, RTM_NEWNEIGH, 9, NULL, 10, 0));
+    ck_assert_ptr_null(nnve_linux_msg_fdb(buf, sizeof buf, RTM_NEWLINK, 9, mac1, 10, 0));
 }
 END_TEST
 
