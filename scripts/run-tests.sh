@@ -41,7 +41,7 @@ for t in "$build"/tests/test-*; do
 done
 for t in "$top"/tests/integration/test-*.sh; do
     [ -f "$t" ] || continue
-    if [ -n "$no_uml" ] && grep -q 'tests/uml/uml-run.sh' "$t"; then
+    if [ -n "$no_uml" ] && grep -q 'tests/uml/uml-run.sh\|racks_host_run' "$t"; then
         [ -n "$filter" ] && [[ "$(basename "$t")" != *"$filter"* ]] && continue
         printf 'LATER %-39s boots User-Mode Linux: runs in the sanitizer stage\n' "$(basename "$t")"
         continue

@@ -240,20 +240,5 @@ uml=$(command -v linux.uml || true)
 [ -n "$uml" ] || { echo "SKIP: linux.uml missing (apt-get install user-mode-linux)"; exit 77; }
 [ -x /usr/lib/frr/zebra ] && [ -x /usr/lib/frr/bgpd ] ||
     { echo "SKIP: FRR missing (apt-get install frr; scripts/install-deps.sh)"; exit 77; }
-command -v jq >/dev/null || { echo "FAIL: jq is not installed (scripts/install-deps.sh)"; exit 1; }
 . "$src/tests/uml/racks-host.bash"
-bin=$(racks_host_bins "$build" "$src") || { echo "$bin"; exit 1; }
-
-tmp=$(mktemp -d) || exit 1
-trap 'rm -rf "$tmp"' EXIT
-"$src/scripts/gen-pki.sh" "$tmp/pki" nnve1 nnve2 hv1a hv1b hv2a hv2b || { echo "FAIL: gen-pki"; exit 1; }
-
-"$src/tests/uml/uml-run.sh" --mem 1G --timeout 400 --share "$tmp" \
-    --env "RACKS_BIN=$bin" --env "RACKS_PKI=$tmp/pki" "$here/test-evpn.sh" --inside
-st=$?
-case $st in
-0) echo "PASS: evpn" ;;
-124 | 125) echo "FAIL: User-Mode Linux is unusable here (uml-run exit $st)" ;;
-*) echo "FAIL: evpn (exit $st)" ;;
-esac
-exit "$st"
+racks_host_run "$src" "$build" evpn "$here/test-evpn.sh" 1G 400 nnve1 nnve2 hv1a hv1b hv2a hv2b

@@ -379,20 +379,5 @@ build=${SPLITNVE_BUILD:-$src/build}
 command -v linux.uml >/dev/null || { echo "SKIP: linux.uml missing (apt-get install user-mode-linux)"; exit 77; }
 [ -f "/usr/lib/uml/modules/$(ls /usr/lib/uml/modules 2>/dev/null | head -n 1)/kernel/drivers/net/bonding/bonding.ko" ] ||
     { echo "SKIP: no bonding.ko in /usr/lib/uml/modules"; exit 77; }
-command -v jq >/dev/null || { echo "FAIL: jq is not installed (scripts/install-deps.sh)"; exit 1; }
 . "$src/tests/uml/racks-host.bash"
-bin=$(racks_host_bins "$build" "$src") || { echo "$bin"; exit 1; }
-
-tmp=$(mktemp -d) || exit 1
-trap 'rm -rf "$tmp"' EXIT
-"$src/scripts/gen-pki.sh" "$tmp/pki" nnve1 nnve2 hv1 hv2 >/dev/null || { echo "FAIL: gen-pki"; exit 1; }
-
-"$src/tests/uml/uml-run.sh" --mem 768M --timeout 240 --share "$tmp" \
-    --env "RACKS_BIN=$bin" --env "RACKS_PKI=$tmp/pki" "$here/test-pair-uml.sh" --inside
-st=$?
-case $st in
-0) echo "PASS: pair-uml" ;;
-124 | 125) echo "FAIL: User-Mode Linux is unusable here (uml-run exit $st)" ;;
-*) echo "FAIL: pair-uml (exit $st)" ;;
-esac
-exit "$st"
+racks_host_run "$src" "$build" pair-uml "$here/test-pair-uml.sh" 768M 240 nnve1 nnve2 hv1 hv2

@@ -320,20 +320,5 @@ fi
 
 # ------------------------------------------------------------------------------ on the host ---
 build=${SPLITNVE_BUILD:-$src/build}
-command -v jq >/dev/null || { echo "FAIL: jq is not installed (scripts/install-deps.sh)"; exit 1; }
 . "$src/tests/uml/racks-host.bash"
-bin=$(racks_host_bins "$build" "$src") || { echo "$bin"; exit 1; }
-
-tmp=$(mktemp -d) || exit 1
-trap 'rm -rf "$tmp"' EXIT
-"$src/scripts/gen-pki.sh" "$tmp/pki" nnve1 nnve2 hv1a hv1b hv2a hv2b || { echo "FAIL: gen-pki"; exit 1; }
-
-"$src/tests/uml/uml-run.sh" --mem 1G --timeout 400 --share "$tmp" \
-    --env "RACKS_BIN=$bin" --env "RACKS_PKI=$tmp/pki" "$here/test-racks.sh" --inside
-st=$?
-case $st in
-0) echo "PASS: racks" ;;
-124 | 125) echo "FAIL: User-Mode Linux is unusable here (uml-run exit $st); this test does not skip" ;;
-*) echo "FAIL: racks (exit $st)" ;;
-esac
-exit "$st"
+racks_host_run "$src" "$build" racks "$here/test-racks.sh" 1G 400 nnve1 nnve2 hv1a hv1b hv2a hv2b

@@ -23,3 +23,30 @@ racks_host_bins() {
     fi
     echo "$ub/bin"
 }
+
+# racks_host_run SRC BUILD NAME SCRIPT MEM TIMEOUT PKI_NAME...: the host side of a UML
+# racks test: the daemons that can run in UML (racks_host_bins), a test PKI with the named
+# certificates, then `SCRIPT --inside` in UML with RACKS_BIN and RACKS_PKI set.  Prints
+# "PASS: NAME" or the reason it failed; returns uml-run's status (1 when it did not run).
+racks_host_run() {
+    local src=$1 build=$2 name=$3 script=$4 mem=$5 limit=$6 bin tmp st
+    shift 6
+    command -v jq >/dev/null || { echo "FAIL: jq is not installed (scripts/install-deps.sh)"; return 1; }
+    bin=$(racks_host_bins "$build" "$src") || { echo "$bin"; return 1; }
+    tmp=$(mktemp -d) || return 1
+    if ! "$src/scripts/gen-pki.sh" "$tmp/pki" "$@" >/dev/null; then
+        echo "FAIL: gen-pki"
+        rm -rf "$tmp"
+        return 1
+    fi
+    "$src/tests/uml/uml-run.sh" --mem "$mem" --timeout "$limit" --share "$tmp" \
+        --env "RACKS_BIN=$bin" --env "RACKS_PKI=$tmp/pki" "$script" --inside
+    st=$?
+    rm -rf "$tmp"
+    case $st in
+    0) echo "PASS: $name" ;;
+    124 | 125) echo "FAIL: User-Mode Linux is unusable here (uml-run exit $st); the test does not skip" ;;
+    *) echo "FAIL: $name (exit $st)" ;;
+    esac
+    return $st
+}
