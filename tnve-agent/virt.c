@@ -32,6 +32,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <libvirt/libvirt.h>
 #include <libvirt/virterror.h>
@@ -426,6 +427,89 @@ static int incoming_migration(virDomainPtr dom)
     return in;
 }
 
+/* incoming_migration() with a bound.  At the source the statistics come from QEMU, which
+ * can stall at the switch-over while the destination does not read (a stopped or dying
+ * destination): the call then waits as long.  The destination refuses at once, without
+ * asking QEMU, so no answer within INCOMING_WAIT_MS means "not the destination".  The
+ * call goes on in a thread of its own, which frees what it holds when it returns. */
+enum { INCOMING_WAIT_MS = 3000 };
+
+struct incoming_q {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    virDomainPtr dom; /* a reference of its own */
+    int done, incoming, refs;
+};
+
+static void incoming_q_put(struct incoming_q *q)
+{
+    pthread_mutex_lock(&q->lock);
+    int last = --q->refs == 0;
+    pthread_mutex_unlock(&q->lock);
+    if (!last)
+        return;
+    virDomainFree(q->dom);
+    pthread_cond_destroy(&q->cond);
+    pthread_mutex_destroy(&q->lock);
+    free(q);
+}
+
+static void *incoming_q_main(void *arg)
+{
+    struct incoming_q *q = arg;
+    int in = incoming_migration(q->dom);
+    pthread_mutex_lock(&q->lock);
+    q->incoming = in;
+    q->done = 1;
+    pthread_cond_signal(&q->cond);
+    pthread_mutex_unlock(&q->lock);
+    incoming_q_put(q);
+    return NULL;
+}
+
+static int incoming_migration_bounded(virDomainPtr dom)
+{
+    struct incoming_q *q = calloc(1, sizeof *q);
+    if (!q || virDomainRef(dom) < 0) {
+        free(q);
+        return incoming_migration(dom);
+    }
+    q->dom = dom;
+    q->refs = 2;
+    pthread_mutex_init(&q->lock, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&q->cond, &ca);
+    pthread_condattr_destroy(&ca);
+    pthread_attr_t ta;
+    pthread_t th;
+    pthread_attr_init(&ta);
+    pthread_attr_setdetachstate(&ta, PTHREAD_CREATE_DETACHED);
+    int started = pthread_create(&th, &ta, incoming_q_main, q) == 0;
+    pthread_attr_destroy(&ta);
+    if (!started) {
+        q->refs = 1;
+        incoming_q_put(q);
+        return incoming_migration(dom);
+    }
+    struct timespec until;
+    clock_gettime(CLOCK_MONOTONIC, &until);
+    until.tv_sec += INCOMING_WAIT_MS / 1000;
+    until.tv_nsec += (long)(INCOMING_WAIT_MS % 1000) * 1000000L;
+    if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&q->lock);
+    while (!q->done && pthread_cond_timedwait(&q->cond, &q->lock, &until) != ETIMEDOUT)
+        ;
+    int in = q->done && q->incoming;
+    pthread_mutex_unlock(&q->lock);
+    incoming_q_put(q);
+    return in;
+}
+
 static void read_dom(virDomainPtr dom, int want_state, int want_xml, unsigned sources,
                      struct virt_dom *d)
 {
@@ -559,7 +643,7 @@ static void *list_share_main(void *arg)
             read_dom(sh->doms[i], !d->state_ok, 1, sh->sources, d);
         if (!d->gone && d->state_ok && d->state == VIR_DOMAIN_PAUSED &&
             d->reason == VIR_DOMAIN_PAUSED_MIGRATION)
-            d->incoming = incoming_migration(sh->doms[i]);
+            d->incoming = incoming_migration_bounded(sh->doms[i]);
         __atomic_store_n(&d->done, 1, __ATOMIC_RELEASE);
         if (++count % VIRT_APPLY_SLICE == 0)
             reader_progress(sh->r); /* the loop applies what is read meanwhile */
