@@ -133,6 +133,7 @@ struct tnve_virt {
     uv_async_t read_async, bulk_async;
     struct virt_reader *reader;   /* events */
     struct virt_reader *bulk;     /* listings, address polls */
+    pthread_t reader_th, bulk_th; /* their threads (joined or detached at destroy) */
     struct virt_event *reading;   /* the event whose domain the reader reads */
     int reading_need_xml;         /* its XML is needed (else only its state) */
     int reading_applied;          /* its effect is applied already: the read follows */
@@ -838,7 +839,7 @@ static void *reader_main(void *arg)
     return NULL;
 }
 
-static struct virt_reader *reader_start(const char *uri, uv_async_t *async)
+static struct virt_reader *reader_start(const char *uri, uv_async_t *async, pthread_t *th)
 {
     struct virt_reader *r = calloc(1, sizeof *r);
     if (!r)
@@ -859,13 +860,21 @@ static struct virt_reader *reader_start(const char *uri, uv_async_t *async)
         free(r);
         return NULL;
     }
-    pthread_t th;
-    if (pthread_create(&th, NULL, reader_main, r) != 0) {
+    if (pthread_create(th, NULL, reader_main, r) != 0) {
         reader_free(r);
         return NULL;
     }
-    pthread_detach(th);
     return r;
+}
+
+/* After reader_stop: waits until the thread has ended, at most until `until` (CLOCK_REALTIME),
+ * so that nothing of it (libxml2 keeps per-thread state, freed as the thread ends) is
+ * still being torn down as the process exits; a thread still inside libvirt then is left
+ * to finish on its own. */
+static void reader_join(pthread_t th, const struct timespec *until)
+{
+    if (pthread_timedjoin_np(th, NULL, until) != 0)
+        pthread_detach(th);
 }
 
 /* Loop side: the thread finishes (and frees the reader) on its own, after a job in
@@ -1536,8 +1545,8 @@ int tnve_virt_create(uv_loop_t *loop, const struct tnve_virt_config *cfg,
     v->timer.data = v->work.data = v->poll.data = v->apply.data = v;
     v->read_async.data = v->bulk_async.data = v;
     v->open_handles = 6;
-    v->reader = reader_start(v->uri, &v->read_async);
-    v->bulk = reader_start(v->uri, &v->bulk_async);
+    v->reader = reader_start(v->uri, &v->read_async, &v->reader_th);
+    v->bulk = reader_start(v->uri, &v->bulk_async, &v->bulk_th);
     if (!v->reader || !v->bulk) {
         SNV_ERR("virt", "cannot start the domain reader threads");
         *out = v;
@@ -1569,6 +1578,13 @@ void tnve_virt_destroy(struct tnve_virt *v)
     v->destroying = 1;
     reader_stop(v->reader);
     reader_stop(v->bulk);
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += 2;
+    if (v->reader)
+        reader_join(v->reader_th, &until);
+    if (v->bulk)
+        reader_join(v->bulk_th, &until);
     v->reader = v->bulk = NULL;
     if (v->reading)
         event_free(v->reading);

@@ -229,7 +229,7 @@ stop_agent() {
     kill -TERM "$APID"
     local rc=0
     wait "$APID" || rc=$?
-    [ "$rc" = 0 ] || fail "agent exited with status $rc after SIGTERM"
+    [ "$rc" = 0 ] || { tail -n 30 "$T"/*.log >&2; fail "agent exited with status $rc after SIGTERM"; }
 }
 agent_conf "nnve_identity = tor9" >"$T/a1.conf"
 run_agent wrong-id "$T/a1.conf" "peer identity 'nnve' does not match expected 'tor9'"
