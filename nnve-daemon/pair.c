@@ -218,18 +218,6 @@ static void out_clear(struct nnve_pair *p)
     p->out_head = p->out_tail = NULL;
 }
 
-static void fill_vn(struct sncp_msg *m, const struct nnve_vn *vn)
-{
-    if (vn->has_id) {
-        m->vn_id = vn->id;
-        sncp_msg_set(m, SNCP_TLV_VN_ID);
-    }
-    if (vn->name[0]) {
-        snprintf(m->vn_name, sizeof m->vn_name, "%s", vn->name);
-        sncp_msg_set(m, SNCP_TLV_VN_NAME);
-    }
-}
-
 static void send_out(struct nnve_pair *p, const struct out *o)
 {
     static struct sncp_msg m;
@@ -253,7 +241,7 @@ static void send_out(struct nnve_pair *p, const struct out *o)
             sncp_msg_set(&m, SNCP_TLV_KEEPALIVE);
         }
         if (o->has_vn)
-            fill_vn(&m, &o->vn);
+            nnve_vn_to_msg(&m, &o->vn);
         if (o->tag) {
             m.tags[0] = (struct sncp_tag){.vid = o->tag, .pcp = SNCP_PCP_NONE};
             m.n_tags = 1;
@@ -273,7 +261,7 @@ static void send_out(struct nnve_pair *p, const struct out *o)
         sncp_msg_set(&m, SNCP_TLV_KEEPALIVE);
     }
     if (o->has_vn)
-        fill_vn(&m, &o->vn);
+        nnve_vn_to_msg(&m, &o->vn);
     if (o->tag) {
         m.preferred_tags[0] = (struct sncp_tag){.vid = o->tag, .pcp = SNCP_PCP_NONE};
         m.n_preferred_tags = 1;

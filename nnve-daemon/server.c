@@ -208,18 +208,6 @@ static void free_pending(struct session *s)
     s->pend_head = s->pend_tail = NULL;
 }
 
-static void fill_vn(struct sncp_msg *m, const struct nnve_vn *vn)
-{
-    if (vn->has_id) {
-        m->vn_id = vn->id;
-        sncp_msg_set(m, SNCP_TLV_VN_ID);
-    }
-    if (vn->name[0]) {
-        snprintf(m->vn_name, sizeof m->vn_name, "%s", vn->name);
-        sncp_msg_set(m, SNCP_TLV_VN_NAME);
-    }
-}
-
 /* A failure RESPONSE with its detail: REASON, ERROR_TLV, the instance's TSI_STATE
  * (INVALID_STATE, CONFLICT) and, for a HELLO refused for its version, our VERSION_RANGE. */
 static void respond_failure(struct session *s, const struct sncp_msg *req, int err,
@@ -312,7 +300,7 @@ static void flush_session(struct session *s, int commit_failed)
                 sncp_msg_set(&rsp, SNCP_TLV_TSI_STATE);
             }
             if (r->has_vn)
-                fill_vn(&rsp, &r->vn);
+                nnve_vn_to_msg(&rsp, &r->vn);
             int rc = sncp_conn_respond(s->conn, &req, &rsp);
             if (rc < 0)
                 snv_log_rl(&srv->rl, SNV_LOG_ERR, "server",

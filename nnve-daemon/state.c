@@ -2987,3 +2987,15 @@ uint64_t nnve_state_reverts(const struct nnve_state *st)
 {
     return st->c.reverts;
 }
+
+void nnve_vn_to_msg(struct sncp_msg *m, const struct nnve_vn *vn)
+{
+    if (vn->has_id) {
+        m->vn_id = vn->id;
+        sncp_msg_set(m, SNCP_TLV_VN_ID);
+    }
+    if (vn->name[0]) {
+        snprintf(m->vn_name, sizeof m->vn_name, "%s", vn->name);
+        sncp_msg_set(m, SNCP_TLV_VN_NAME);
+    }
+}

@@ -217,4 +217,7 @@ void nnve_state_foreach_domain(const struct nnve_state *st, uint64_t now,
                                           unsigned used, unsigned held),
                                void *aux);
 
+/* Sets VN_ID and VN_NAME of m from vn (each when known). */
+void nnve_vn_to_msg(struct sncp_msg *m, const struct nnve_vn *vn);
+
 #endif
