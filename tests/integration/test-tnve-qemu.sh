@@ -32,23 +32,6 @@ NNVE_PID='' AGENT_PID=''
 log() { qlog "$*"; }
 elapsed() { echo "$(($(qemu_now_ms) - $1)) ms"; }
 
-# stop_pid PID: SIGTERM, bounded wait (20 s: ASan builds free slowly), then SIGKILL (99);
-# else the child's exit status (also when it had died before).
-stop_pid() {
-    local pid=$1 i
-    kill -TERM "$pid" 2>/dev/null
-    for i in $(seq 200); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    if kill -0 "$pid" 2>/dev/null; then
-        kill -KILL "$pid" 2>/dev/null
-        wait "$pid" 2>/dev/null
-        return 99
-    fi
-    wait "$pid" 2>/dev/null
-}
-
 dump() {
     local f
     for f in agent.log nnve.log hook-calls.log events.log console-a.log console-b.log; do
@@ -64,9 +47,9 @@ cleanup() {
     trap - EXIT
     trap '' PIPE # a reader gone from our stdout must not cut the cleanup short
     [ $rc -ne 0 ] || [ -n "${SPLITNVE_TEST_VERBOSE:-}" ] && dump
-    [ -n "$AGENT_PID" ] && stop_pid "$AGENT_PID"
+    [ -n "$AGENT_PID" ] && qemu_stop_pid "$AGENT_PID"
     qemu_cleanup
-    [ -n "$NNVE_PID" ] && stop_pid "$NNVE_PID"
+    [ -n "$NNVE_PID" ] && qemu_stop_pid "$NNVE_PID"
     rm -rf "$T"
     log "test-tnve-qemu: $([ $rc -eq 0 ] && echo passed || echo "FAILED (rc=$rc)") in $(elapsed "$T_START")"
     exit $rc
@@ -86,35 +69,15 @@ foreign=$(qemu_foreign_hooks)
 [ -z "$foreign" ] || fail "libvirt would also run these QEMU hooks for the test's domains: $(echo $foreign)"
 
 t0=$(qemu_now_ms)
-mapfile -t guest < <("$S/tests/qemu/make-guest.sh" "$GUEST_CACHE")
-[ "${#guest[@]}" -eq 2 ] || fail "tests/qemu/make-guest.sh $GUEST_CACHE failed"
-cp "${guest[0]}" "$T/kernel" && cp "${guest[1]}" "$T/initrd.img" || fail "copying the guest"
+qemu_guest "$GUEST_CACHE" || fail "tests/qemu/make-guest.sh $GUEST_CACHE failed"
 log "guest kernel + initramfs ready in $(elapsed "$t0")"
 
 # --- nnve-daemon: hv1 may use VN 5001, not 6666 ------------------------------------------
 "$S/scripts/gen-pki.sh" "$T/pki" nnve1 hv1 >"$T/pki.log" 2>&1 || fail "gen-pki.sh: $(cat "$T/pki.log")"
-mkdir -p "$T/nstate" "$T/astate"
-cat >"$T/nnve.conf" <<CONF
-[global]
-listen = 127.0.0.1:0
-cert = $T/pki/nnve1.crt
-key = $T/pki/nnve1.key
-ca = $T/pki/ca.crt
-node_id = tor1
-state_dir = $T/nstate
-control_socket = $T/nnve.ctl
-backend = none
-dataplane_journal = $T/journal
-hold_time = 30s
-
-[domain rack1]
-ports = p1
-tags = 100-199
-
-[hypervisor hv1]
-port = p1
-vns = 5001
-CONF
+{
+    qemu_nnve_global 0
+    printf '\n[domain rack1]\nports = p1\ntags = 100-199\n\n[hypervisor hv1]\nport = p1\nvns = 5001\n'
+} >"$T/nnve.conf"
 "$B/bin/nnve-daemon" -c "$T/nnve.conf" >>"$T/nnve.log" 2>&1 9>&- &
 NNVE_PID=$!
 qemu_note_pid nnve-daemon "$NNVE_PID"
@@ -127,7 +90,7 @@ qemu_poll 20 test -S "$T/nnve.ctl" || fail "no nnve control socket"
 # after a successful prepare (QEMU not started yet): what the nNVE holds at that moment;
 # before the prepare of $DOM_C: 2 s with libvirtd holding the domain (case (c2))
 DOM_C=splitnve-qt-$$-c
-qemu_install_hook "$S/etc/libvirt/hooks/qemu.d/splitnve" "$B/bin/tnvectl" "$T/agent.ctl" 30 \
+qemu_install_hook "$B/bin/tnvectl" "$T/agent.ctl" 30 \
     "'$B/bin/nnvectl' -s '$T/nnve.ctl' --json show tsis >'$T/at-prepare-'\"\$1\"'.json' 2>&1" \
     "case \"\$1 \$2\" in '$DOM_C prepare') sleep 2 ;; esac" ||
     fail "cannot install the hook wrapper into $QEMU_HOOK_DIR"
@@ -140,24 +103,10 @@ qemu_record_events
 
 # --- tnve-agent -----------------------------------------------------------------------------
 HOOK_TIMEOUT_S=5
-cat >"$T/agent.conf" <<CONF
-libvirt_uri = $QEMU_URI
-nnve_address = 127.0.0.1
-nnve_port = $NNVE_PORT
-cert = $T/pki/hv1.crt
-key = $T/pki/hv1.key
-ca = $T/pki/ca.crt
-nnve_identity = nnve1
-node_id = hv1
-dataplane = none
-state_dir = $T/astate
-control_socket = $T/agent.ctl
-hook_timeout = ${HOOK_TIMEOUT_S}s
-retry_min = 200ms
-retry_max = 2s
-keepalive = 2s
-address_poll_interval = 0
-CONF
+{
+    qemu_agent_conf "$QEMU_URI" "$NNVE_PORT" hv1 "$T" "$HOOK_TIMEOUT_S"
+    printf 'retry_min = 200ms\nretry_max = 2s\nkeepalive = 2s\n'
+} >"$T/agent.conf"
 "$B/bin/tnve-agent" -c "$T/agent.conf" >>"$T/agent.log" 2>&1 9>&- &
 AGENT_PID=$!
 qemu_note_pid tnve-agent "$AGENT_PID"
@@ -300,7 +249,7 @@ ok "(d) destroy: TSI $TSI_A1 gone at the nNVE after $(elapsed "$t0")"
 virsh_c undefine "$DOM_B" >/dev/null || fail "undefine $DOM_B"
 
 rc=0
-stop_pid "$NNVE_PID" || rc=$?
+qemu_stop_pid "$NNVE_PID" || rc=$?
 NNVE_PID=''
 [ "$rc" -eq 0 ] || fail "nnve-daemon exited with status $rc on SIGTERM"
 
@@ -321,7 +270,7 @@ grep -q "splitnve: domain $DOM_A not started: ." "$T/start-a2.out" ||
 ok "(e) nNVE unreachable: start refused after $took ms (hook_timeout ${HOOK_TIMEOUT_S}s)"
 virsh_c undefine "$DOM_A" >/dev/null || fail "undefine $DOM_A"
 
-stop_pid "$AGENT_PID" || rc=$?
+qemu_stop_pid "$AGENT_PID" || rc=$?
 AGENT_PID=''
 [ "$rc" -eq 0 ] || fail "tnve-agent exited with status $rc on SIGTERM"
 ok "agent and nnve-daemon exited cleanly"

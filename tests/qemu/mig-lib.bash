@@ -85,13 +85,8 @@ mig_sweep_stale() {
     return 0
 }
 
-# mig_guest: the tiny guest (tests/qemu/make-guest.sh), copied to $T/kernel, $T/initrd.img.
-mig_guest() {
-    local g
-    mapfile -t g < <("$S/tests/qemu/make-guest.sh" "$MIG_GUEST_CACHE")
-    [ "${#g[@]}" -eq 2 ] || return 1
-    cp "${g[0]}" "$T/kernel" && cp "${g[1]}" "$T/initrd.img"
-}
+# mig_guest: the tiny guest (qemu_guest) in $T/kernel, $T/initrd.img.
+mig_guest() { qemu_guest "$MIG_GUEST_CACHE"; }
 
 # mig_pki: CA, nnve1, hva, hvb.
 mig_pki() {
@@ -101,19 +96,8 @@ mig_pki() {
 # mig_nnve_conf: hva may join VNs 5001 and 5002, hvb only 5001 (a migration of a VM in 5002
 # to B is refused by B's hook).
 mig_nnve_conf() {
-    mkdir -p "$T/nstate"
+    qemu_nnve_global "$NNVE_PORT" "$MIG_HOLD_TIME"
     cat <<CONF
-[global]
-listen = 127.0.0.1:$NNVE_PORT
-cert = $T/pki/nnve1.crt
-key = $T/pki/nnve1.key
-ca = $T/pki/ca.crt
-node_id = tor1
-state_dir = $T/nstate
-control_socket = $T/nnve.ctl
-backend = none
-dataplane_journal = $T/journal
-hold_time = $MIG_HOLD_TIME
 
 [domain rack1]
 ports = pa, pb
@@ -149,25 +133,11 @@ mig_start_nnve() {
     qemu_poll 20 sh -c "tail -n +$((before + 1)) '$T/nnve.log' | grep -q 'daemon: started'"
 }
 
-# mig_stop_pid PID [SIGNAL]: sends SIGNAL (default TERM) to a child, waits (<= 20 s: ASan
-# builds free slowly), then SIGKILL (returns 99); else returns the child's exit status.
-mig_stop_pid() {
-    local pid=$1 i
-    [ -n "$pid" ] || return 0
-    kill -"${2:-TERM}" "$pid" 2>/dev/null
-    for i in $(seq 200); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    kill -KILL "$pid" 2>/dev/null && { wait "$pid" 2>/dev/null; return 99; }
-    wait "$pid" 2>/dev/null
-}
-
-# mig_stop_nnve [SIGNAL]: stops nnve-daemon (mig_stop_pid).
+# mig_stop_nnve [SIGNAL]: stops nnve-daemon (qemu_stop_pid).
 mig_stop_nnve() {
     local pid=$MIG_NNVE_PID
     MIG_NNVE_PID=''
-    mig_stop_pid "$pid" "${1:-TERM}"
+    qemu_stop_pid "$pid" "${1:-TERM}"
 }
 
 mig_write_reaper() {
@@ -184,20 +154,9 @@ mig_write_hook() {
     local h=$1 D
     D=$(mig_dir "$h")
     mkdir -p "$D/etc/hooks/qemu.d"
-    {
-        echo "#!/bin/sh"
-        echo "# splitnve migration test bed, host $h: the project's hook, each call logged."
-        echo "[ -d '$T' ] || exit 0"
-        echo "echo \"\$(date +%s.%N) \$*\" >>'$T/hooks-$h.log'"
-        qemu_hook_env "$B/bin/tnvectl" "$D/agent.ctl" $((MIG_HOOK_TIMEOUT_S + 10))
-        echo "/bin/sh '$S/etc/libvirt/hooks/qemu.d/splitnve' \"\$@\""
-        echo "rc=\$?"
-        echo "if [ \$rc = 0 ] && [ \"\$2\" = migrate ]; then"
-        echo "    '$B/bin/nnvectl' -s '$T/nnve.ctl' --json show tsis >'$T/at-migrate-$h.json' 2>&1"
-        echo "fi"
-        echo "echo \"\$(date +%s.%N) \$* rc=\$rc\" >>'$T/hooks-$h.log'"
-        echo "exit \$rc"
-    } >"$D/etc/hooks/qemu.d/splitnve"
+    qemu_hook_wrapper "$T/hooks-$h.log" "$B/bin/tnvectl" "$D/agent.ctl" $((MIG_HOOK_TIMEOUT_S + 10)) \
+        "if [ \"\$2\" = migrate ]; then '$B/bin/nnvectl' -s '$T/nnve.ctl' --json show tsis >'$T/at-migrate-$h.json' 2>&1; fi" \
+        >"$D/etc/hooks/qemu.d/splitnve"
     chmod 0755 "$D/etc/hooks/qemu.d/splitnve"
 }
 
@@ -207,13 +166,8 @@ mig_start_host() {
     D=$(mig_dir "$h")
     caps=$MIG_GUEST_CACHE/libvirt-cache-$h
     read -r pmin pmax <<<"${MIG_PORTS[$h]}"
-    mkdir -p "$D"/{run,lib,log,etc/qemu/networks/autostart,drivers} "$caps"
-    ln -sf "$QEMU_DRIVER_SO" "$D/drivers/"
-    cat >"$D/etc/libvirtd.conf" <<CONF
-unix_sock_group = "root"
-unix_sock_rw_perms = "0770"
-auth_unix_rw = "none"
-auth_unix_ro = "none"
+    mkdir -p "$D"/{run,lib,log,etc/qemu/networks/autostart} "$caps"
+    qemu_libvirtd_files "$D" "$D/etc/libvirtd.conf" <<CONF
 host_uuid = "${MIG_UUID[$h]}"
 log_filters = "1:qemu.qemu_migration 1:util.hook 3:qemu 3:util"
 log_outputs = "1:file:/var/log/libvirt/libvirtd.log"
@@ -271,26 +225,10 @@ mig_record_events() {
 mig_start_agent() {
     local h=$1 D
     D=$(mig_dir "$h")
-    mkdir -p "$D/astate"
-    cat >"$D/agent.conf" <<CONF
-libvirt_uri = $(mig_uri "$h")
-nnve_address = 127.0.0.1
-nnve_port = $NNVE_PORT
-cert = $T/pki/${MIG_HV[$h]}.crt
-key = $T/pki/${MIG_HV[$h]}.key
-ca = $T/pki/ca.crt
-nnve_identity = nnve1
-node_id = ${MIG_HV[$h]}
-dataplane = none
-state_dir = $D/astate
-control_socket = $D/agent.ctl
-hook_timeout = ${MIG_HOOK_TIMEOUT_S}s
-retry_min = 100ms
-retry_max = 1s
-keepalive = 1s
-libvirt_keepalive = 2s
-address_poll_interval = 0
-CONF
+    {
+        qemu_agent_conf "$(mig_uri "$h")" "$NNVE_PORT" "${MIG_HV[$h]}" "$D" "$MIG_HOOK_TIMEOUT_S"
+        printf 'retry_min = 100ms\nretry_max = 1s\nkeepalive = 1s\nlibvirt_keepalive = 2s\n'
+    } >"$D/agent.conf"
     rm -f "$D/agent.ctl"
     "$B/bin/tnve-agent" -c "$D/agent.conf" >>"$T/agent-$h.log" 2>&1 8>&- &
     MIG_AGENT_PID[$h]=$!
@@ -301,11 +239,11 @@ mig_agent_ready() {
     tnvectl_on "$1" --json show session | jq -e '.state == "up" and .sync == "ready"'
 }
 
-# mig_stop_agent HOST [SIGNAL]: stops the agent of HOST (mig_stop_pid).
+# mig_stop_agent HOST [SIGNAL]: stops the agent of HOST (qemu_stop_pid).
 mig_stop_agent() {
     local pid=${MIG_AGENT_PID[$1]:-}
     MIG_AGENT_PID[$1]=''
-    mig_stop_pid "$pid" "${2:-TERM}"
+    qemu_stop_pid "$pid" "${2:-TERM}"
 }
 
 # mig_up: the whole bed: PKI, nnve-daemon, both hosts, both agents, event recorders.

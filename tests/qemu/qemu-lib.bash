@@ -8,7 +8,8 @@
 # installed there lives only for the run (see qemu_install_hook).  One run at a time on a
 # machine (a lock), since one root libvirtd at a time can hold the QEMU driver.
 #
-# The caller sets T (a temp dir) before sourcing and calls qemu_cleanup from its EXIT trap.
+# The caller sets T (a temp dir) and S (the source dir) before sourcing and calls
+# qemu_cleanup from its EXIT trap.
 
 QEMU_LIBVIRTD=/usr/sbin/libvirtd
 QEMU_BIN=/usr/bin/qemu-system-x86_64
@@ -49,6 +50,89 @@ qemu_host_check() {
     command -v virsh >/dev/null || { echo "missing virsh (libvirt-clients)"; return 1; }
     command -v jq >/dev/null || { echo "missing jq"; return 1; }
     return 0
+}
+
+# qemu_libvirtd_files DIR CONF: what a private libvirtd with only the QEMU driver needs:
+# DIR/drivers (for LIBVIRT_DRIVER_DIR) holding the QEMU driver alone (no network driver that
+# would autostart the host's default network), and its config CONF: a Unix socket for root
+# only, no authentication, then the lines on stdin.
+qemu_libvirtd_files() {
+    mkdir -p "$1/drivers" || return 1
+    ln -sf "$QEMU_DRIVER_SO" "$1/drivers/" || return 1
+    {
+        echo 'unix_sock_group = "root"'
+        echo 'unix_sock_rw_perms = "0700"'
+        echo 'auth_unix_rw = "none"'
+        echo 'auth_unix_ro = "none"'
+        cat
+    } >"$2"
+}
+
+# qemu_guest CACHE: the tiny guest (tests/qemu/make-guest.sh, cached in CACHE) copied to
+# $T/kernel and $T/initrd.img.
+qemu_guest() {
+    local g
+    mapfile -t g < <("$S/tests/qemu/make-guest.sh" "$1")
+    [ "${#g[@]}" -eq 2 ] || return 1
+    cp "${g[0]}" "$T/kernel" && cp "${g[1]}" "$T/initrd.img"
+}
+
+# qemu_stop_pid PID [SIGNAL]: sends SIGNAL (default TERM) to a child, waits (<= 20 s: ASan
+# builds free slowly), then SIGKILL (returns 99); else returns the child's exit status (also
+# when it had died before).
+qemu_stop_pid() {
+    local pid=$1 i
+    [ -n "$pid" ] || return 0
+    kill -"${2:-TERM}" "$pid" 2>/dev/null
+    for i in $(seq 200); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill -KILL "$pid" 2>/dev/null && { wait "$pid" 2>/dev/null; return 99; }
+    wait "$pid" 2>/dev/null
+}
+
+# qemu_nnve_global PORT: the [global] section of an nnve-daemon under $T listening on
+# 127.0.0.1:PORT (0: a port of its own, see its "daemon: started" line), PKI in $T/pki
+# (nnve1), state in $T/nstate, control socket $T/nnve.ctl, none backend journaling to
+# $T/journal, hold_time HOLD (default 30s).
+qemu_nnve_global() {
+    mkdir -p "$T/nstate"
+    cat <<CONF
+[global]
+listen = 127.0.0.1:$1
+cert = $T/pki/nnve1.crt
+key = $T/pki/nnve1.key
+ca = $T/pki/ca.crt
+node_id = tor1
+state_dir = $T/nstate
+control_socket = $T/nnve.ctl
+backend = none
+dataplane_journal = $T/journal
+hold_time = ${2:-30s}
+CONF
+}
+
+# qemu_agent_conf URI PORT HV DIR HOOK_TIMEOUT_S: the keys a tnve-agent of this tier has in
+# common: libvirt at URI, the nNVE nnve1 at 127.0.0.1:PORT, identity HV ($T/pki/HV.*), state
+# and control socket in DIR (astate, agent.ctl), the none dataplane.
+qemu_agent_conf() {
+    mkdir -p "$4/astate"
+    cat <<CONF
+libvirt_uri = $1
+nnve_address = 127.0.0.1
+nnve_port = $2
+cert = $T/pki/$3.crt
+key = $T/pki/$3.key
+ca = $T/pki/ca.crt
+nnve_identity = nnve1
+node_id = $3
+dataplane = none
+state_dir = $4/astate
+control_socket = $4/agent.ctl
+hook_timeout = ${5}s
+address_poll_interval = 0
+CONF
 }
 
 # qemu_lock SECONDS: waits (bounded) for the machine-wide lock of the tier; fd 9 holds it
@@ -161,16 +245,38 @@ qemu_hook_env() {
     echo "export SPLITNVE_TNVECTL='$1' SPLITNVE_SOCKET='$2' SPLITNVE_HOOK_TIMEOUT='$3'"
 }
 
-# qemu_install_hook HOOK TNVECTL SOCKET TIMEOUT [AFTER_PREPARE]: installs a wrapper into the
-# system hook dir that runs the project's hook script HOOK with tnvectl and the agent's socket
-# of this run (libvirtd runs hooks with a scrubbed environment, so they are written into the
-# wrapper), keeps HOOK's exit status, and after a successful "prepare" runs the shell
-# snippet AFTER_PREPARE (the domain name in $1): what held while libvirt had not yet started
-# QEMU; the optional shell snippet BEFORE runs before HOOK (arguments as libvirt passes them).
-# Every call is logged to $T/hook-calls.log.  Never replaces an existing file; inert once $T
-# is gone; removed by qemu_cleanup.
+# qemu_hook_wrapper LOG TNVECTL SOCKET TIMEOUT ON_SUCCESS [BEFORE]: a hook wrapper (shell
+# script on stdout) that runs the project's hook (etc/libvirt/hooks/qemu.d/splitnve) with
+# tnvectl and the agent's socket of this run (libvirtd runs hooks with a scrubbed environment,
+# so they are written into the wrapper), logs each call to LOG ("EPOCH argv", then
+# "EPOCH argv rc=N") and keeps the hook's exit status.  The shell snippet BEFORE runs before
+# the hook, ON_SUCCESS after it returned 0 (both see libvirt's arguments: $1 the domain,
+# $2 the operation).  Inert once $T is gone.
+qemu_hook_wrapper() {
+    local log=$1 tnvectl=$2 sock=$3 timeout=$4 on_ok=$5 before=${6:-:}
+    echo "#!/bin/sh"
+    echo "# splitnve real-QEMU test tier: the project's libvirt hook for one test run."
+    echo "# run-dir: $T"
+    echo "[ -d '$T' ] || exit 0"
+    echo "echo \"\$(date +%s.%N) \$*\" >>'$log'"
+    qemu_hook_env "$tnvectl" "$sock" "$timeout"
+    echo "$before"
+    echo "/bin/sh '$S/etc/libvirt/hooks/qemu.d/splitnve' \"\$@\""
+    echo "rc=\$?"
+    echo "if [ \$rc = 0 ]; then"
+    echo "    $on_ok"
+    echo "fi"
+    echo "echo \"\$(date +%s.%N) \$* rc=\$rc\" >>'$log'"
+    echo "exit \$rc"
+}
+
+# qemu_install_hook TNVECTL SOCKET TIMEOUT [AFTER_PREPARE [BEFORE]]: installs a wrapper
+# (qemu_hook_wrapper, calls logged to $T/hook-calls.log) into the system hook dir; after a
+# successful "prepare" it runs the shell snippet AFTER_PREPARE (the domain name in $1): what
+# held while libvirt had not yet started QEMU.  Never replaces an existing file; removed by
+# qemu_cleanup.
 qemu_install_hook() {
-    local hook=$1 tnvectl=$2 sock=$3 timeout=$4 after=${5:-:} before=${6:-:} name
+    local tnvectl=$1 sock=$2 timeout=$3 after=${4:-:} before=${5:-:} name
     if [ ! -d "$QEMU_HOOK_DIR" ]; then
         mkdir -p "$QEMU_HOOK_DIR" || return 1
         QEMU_HOOK_DIR_CREATED=1
@@ -178,20 +284,8 @@ qemu_install_hook() {
     fi
     name=$QEMU_HOOK_DIR/splitnve-qemu-tier.$$
     [ -e "$name" ] && { echo "hook $name exists already"; return 1; }
-    {
-        echo "#!/bin/sh"
-        echo "# splitnve real-QEMU test tier: the project's libvirt hook for one test run."
-        echo "# run-dir: $T"
-        echo "[ -d '$T' ] || exit 0"
-        echo "echo \"\$(date +%T.%N) \$*\" >>'$T/hook-calls.log'"
-        qemu_hook_env "$tnvectl" "$sock" "$timeout"
-        echo "$before"
-        echo "/bin/sh '$hook' \"\$@\" || exit \$?"
-        echo "if [ \"\$2\" = prepare ]; then"
-        echo "    $after"
-        echo "fi"
-        echo "exit 0"
-    } >"$name.tmp.$$" || return 1
+    qemu_hook_wrapper "$T/hook-calls.log" "$tnvectl" "$sock" "$timeout" \
+        "if [ \"\$2\" = prepare ]; then $after; fi" "$before" >"$name.tmp.$$" || return 1
     chmod 0755 "$name.tmp.$$"
     mv -n "$name.tmp.$$" "$name"
     rm -f "$name.tmp.$$"
@@ -217,16 +311,12 @@ qemu_start_virtlogd() {
 # qemu_start_libvirtd: the private libvirtd (QEMU driver only: no network driver that would
 # autostart the host's default network), socket in $T/run.  Waits until it answers.
 qemu_start_libvirtd() {
-    mkdir -p "$T/run" "$T/drivers"
-    ln -sf "$QEMU_DRIVER_SO" "$T/drivers/"
-    cat >"$T/libvirtd.conf" <<CONF
-unix_sock_dir="$T/run"
-unix_sock_rw_perms="0700"
-auth_unix_rw="none"
-auth_unix_ro="none"
-log_level=3
-log_filters="1:util.hook"
-log_outputs="1:file:$T/libvirtd.log"
+    mkdir -p "$T/run"
+    qemu_libvirtd_files "$T" "$T/libvirtd.conf" <<CONF
+unix_sock_dir = "$T/run"
+log_level = 3
+log_filters = "1:util.hook"
+log_outputs = "1:file:$T/libvirtd.log"
 CONF
     # libvirt checks /dev/kvm as the QEMU user (libvirt-qemu) but probes QEMU with
     # CAP_DAC_OVERRIDE: where /dev/kvm is root-only (0600), the probe finds KVM, the check
