@@ -22,16 +22,23 @@ static struct nnve_vn vn(uint32_t id)
     return v;
 }
 
-static void init2(struct nnve_pairtab *a, struct nnve_pairtab *f)
+/* init_pool: T as ROLE over the test pool (100-109, 105 reserved). */
+static void init_pool(struct nnve_pairtab *t, enum nnve_pair_role role)
 {
-    ck_assert_int_eq(nnve_pairtab_init(a, NNVE_PAIR_ALLOCATOR, pool_r, 1, pool_res, 1), 0);
-    ck_assert_int_eq(nnve_pairtab_init(f, NNVE_PAIR_FOLLOWER, pool_r, 1, pool_res, 1), 0);
+    ck_assert_int_eq(nnve_pairtab_init(t, role, pool_r, 1, pool_res, 1), 0);
+}
+
+/* The allocator and the follower of each rule test, fresh for each (a checked fixture). */
+static struct nnve_pairtab a, f;
+
+static void setup_pair(void)
+{
+    init_pool(&a, NNVE_PAIR_ALLOCATOR);
+    init_pool(&f, NNVE_PAIR_FOLLOWER);
 }
 
 START_TEST(test_halves)
 {
-    static struct nnve_pairtab a, f;
-    init2(&a, &f);
     /* 9 VIDs: the allocator the lowest 5 (rounded up), the follower the other 4. */
     ck_assert_uint_eq(a.pool_size, 9);
     ck_assert_uint_eq(a.own_size, 5);
@@ -48,8 +55,6 @@ END_TEST
 
 START_TEST(test_claim_grant)
 {
-    static struct nnve_pairtab a, f;
-    init2(&a, &f);
     struct nnve_vn v1 = vn(5001);
     uint16_t tag, tag2;
     /* Connected follower: ask the allocator first. */
@@ -86,8 +91,6 @@ END_TEST
 
 START_TEST(test_partition_halves_and_split)
 {
-    static struct nnve_pairtab a, f;
-    init2(&a, &f);
     struct nnve_vn v1 = vn(5001), v2 = vn(5002);
     uint16_t ta, tf, tag;
     uint16_t pref = 107, pref_other = 101;
@@ -121,8 +124,6 @@ END_TEST
 
 START_TEST(test_release_needs_the_peers_word)
 {
-    static struct nnve_pairtab a, f;
-    init2(&a, &f);
     struct nnve_vn v1 = vn(5001), v3 = vn(5003);
     uint16_t tag;
     ck_assert_int_eq(nnve_pairtab_acquire(&a, &v1, NULL, 0, 0, &tag), 0);
@@ -163,8 +164,6 @@ END_TEST
 
 START_TEST(test_sync_clears_what_the_peer_dropped)
 {
-    static struct nnve_pairtab a, f;
-    init2(&a, &f);
     struct nnve_vn v1 = vn(5001), v2 = vn(5002);
     int split;
     ck_assert_int_eq(nnve_pairtab_peer_hold(&a, &v1, 106, &split), 0);
@@ -181,7 +180,7 @@ START_TEST(test_sync_clears_what_the_peer_dropped)
     ck_assert(a.rows[107].peer);
     /* Load and dirty tracking. */
     static struct nnve_pairtab b;
-    ck_assert_int_eq(nnve_pairtab_init(&b, NNVE_PAIR_ALLOCATOR, pool_r, 1, pool_res, 1), 0);
+    init_pool(&b, NNVE_PAIR_ALLOCATOR);
     ck_assert_int_eq(nnve_pairtab_load(&b, 101, &v1, 1, 0), 0);
     ck_assert_int_eq(nnve_pairtab_load(&b, 101, &v2, 1, 0), SNCP_E_CONFLICT);
     ck_assert_uint_eq(b.n_dirty, 0);
@@ -280,6 +279,19 @@ static void deliver(int i)
     }
 }
 
+/* heal: the channel is up again; each side sends its SYNC (every binding it holds). */
+static void heal(void)
+{
+    up = 1;
+    for (int k = 0; k < 2; k++) {
+        send_to(1 - k, M_SYNC_BEGIN, 0, 0);
+        for (unsigned t = 1; t <= SNCP_MAX_VID; t++)
+            if (S[k].t.rows[t].used && S[k].t.rows[t].mine)
+                send_to(1 - k, M_HOLD, S[k].t.rows[t].vn.id, (int)t);
+        send_to(1 - k, M_SYNC_END, 0, 0);
+    }
+}
+
 static void check_invariant(void)
 {
     /* No tag is used by VAPs of two VNs, on one switch or across both. */
@@ -307,9 +319,7 @@ START_TEST(test_random_partitions)
     qh[0] = qh[1] = qt[0] = qt[1] = 0;
     up = 0;
     for (int s = 0; s < 2; s++)
-        ck_assert_int_eq(nnve_pairtab_init(&S[s].t, s ? NNVE_PAIR_FOLLOWER : NNVE_PAIR_ALLOCATOR,
-                                           pool_r, 1, pool_res, 1),
-                         0);
+        init_pool(&S[s].t, s ? NNVE_PAIR_FOLLOWER : NNVE_PAIR_ALLOCATOR);
     unsigned splits = 0, partitions = 0;
     for (int step = 0; step < 20000; step++) {
         int r = (int)(random() % 100), s = (int)(random() % 2);
@@ -355,14 +365,7 @@ START_TEST(test_random_partitions)
         } else if (!up) { /* heal: both send their SYNC */
             if (trace)
                 fprintf(stderr, "HEAL\n");
-            up = 1;
-            for (int k = 0; k < 2; k++) {
-                send_to(1 - k, M_SYNC_BEGIN, 0, 0);
-                for (unsigned t = 1; t <= SNCP_MAX_VID; t++)
-                    if (S[k].t.rows[t].used && S[k].t.rows[t].mine)
-                        send_to(1 - k, M_HOLD, S[k].t.rows[t].vn.id, (int)t);
-                send_to(1 - k, M_SYNC_END, 0, 0);
-            }
+            heal();
         }
         check_invariant();
         if (step % 64 == 0)
@@ -370,16 +373,8 @@ START_TEST(test_random_partitions)
     }
     /* Heal for good and let everything be delivered: both tables agree, no tombstone is
      * left, and each binding one side holds is recorded on the other. */
-    if (!up) {
-        up = 1;
-        for (int k = 0; k < 2; k++) {
-            send_to(1 - k, M_SYNC_BEGIN, 0, 0);
-            for (unsigned t = 1; t <= SNCP_MAX_VID; t++)
-                if (S[k].t.rows[t].used && S[k].t.rows[t].mine)
-                    send_to(1 - k, M_HOLD, S[k].t.rows[t].vn.id, (int)t);
-            send_to(1 - k, M_SYNC_END, 0, 0);
-        }
-    }
+    if (!up)
+        heal();
     for (int guard = 0; guard < 100000 && (qh[0] != qt[0] || qh[1] != qt[1]); guard++)
         deliver(qh[0] != qt[0] ? 0 : 1);
     ck_assert(qh[0] == qt[0] && qh[1] == qt[1]);
@@ -400,13 +395,16 @@ END_TEST
 static Suite *suite(void)
 {
     Suite *s = suite_create("nnve-pairtab");
-    TCase *tc = tcase_create("core");
-    tcase_set_timeout(tc, 120);
+    TCase *tc = tcase_create("rules");
+    tcase_add_checked_fixture(tc, setup_pair, NULL);
     tcase_add_test(tc, test_halves);
     tcase_add_test(tc, test_claim_grant);
     tcase_add_test(tc, test_partition_halves_and_split);
     tcase_add_test(tc, test_release_needs_the_peers_word);
     tcase_add_test(tc, test_sync_clears_what_the_peer_dropped);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("random");
+    tcase_set_timeout(tc, 120);
     tcase_add_loop_test(tc, test_random_partitions, 0, 8);
     suite_add_tcase(s, tc);
     return s;
