@@ -18,6 +18,7 @@
 
 #include "sncp-conn-provider.h"
 #include "sncp-error.h"
+#include "snv-addr.h"
 #include "snv-log.h"
 
 enum {
@@ -387,20 +388,6 @@ static void on_refused_closed(uv_handle_t *h)
     free(h->data);
 }
 
-/* Same address, port ignored. */
-static int same_source(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
-{
-    if (a->ss_family != b->ss_family)
-        return 0;
-    if (a->ss_family == AF_INET)
-        return ((const struct sockaddr_in *)a)->sin_addr.s_addr ==
-               ((const struct sockaddr_in *)b)->sin_addr.s_addr;
-    if (a->ss_family == AF_INET6)
-        return !memcmp(&((const struct sockaddr_in6 *)a)->sin6_addr,
-                       &((const struct sockaddr_in6 *)b)->sin6_addr, sizeof(struct in6_addr));
-    return 0;
-}
-
 /* Why a new connection from src may not start its TLS handshake, or NULL if it may.
  * Checked right after accept(), before anything is allocated for the session. */
 static const char *admission_refusal(struct sncp_listener *l, const struct sockaddr_storage *src)
@@ -416,7 +403,7 @@ static const char *admission_refusal(struct sncp_listener *l, const struct socka
     if (l->max_pending_per_source) {
         unsigned n = 0;
         for (const struct tcp_conn *p = l->pending; p; p = p->p_next)
-            n += same_source(&p->src, src);
+            n += snv_addr_equal(&p->src, src, false);
         if (n >= l->max_pending_per_source) {
             l->stats.refused_per_source++;
             return "too many connections before HELLO from this address";

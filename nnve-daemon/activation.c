@@ -11,6 +11,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "snv-addr.h"
 #include "snv-log.h"
 
 enum {
@@ -75,15 +76,7 @@ static bool socket_matches(int fd, const struct sockaddr_storage *want)
         return false;
     struct sockaddr_storage got;
     len = sizeof got;
-    if (getsockname(fd, (struct sockaddr *)&got, &len) < 0 || got.ss_family != want->ss_family)
-        return false;
-    if (got.ss_family == AF_INET) {
-        const struct sockaddr_in *a = (const void *)&got, *b = (const void *)want;
-        return a->sin_port == b->sin_port && a->sin_addr.s_addr == b->sin_addr.s_addr;
-    }
-    const struct sockaddr_in6 *a = (const void *)&got, *b = (const void *)want;
-    return got.ss_family == AF_INET6 && a->sin6_port == b->sin6_port &&
-           !memcmp(&a->sin6_addr, &b->sin6_addr, sizeof a->sin6_addr);
+    return getsockname(fd, (struct sockaddr *)&got, &len) == 0 && snv_addr_equal(&got, want, true);
 }
 
 int nnve_activation_take(const char *addr, uint16_t port)
