@@ -462,6 +462,56 @@ static int ini_cb(void *user, const char *section, const char *name, const char 
     return 1;
 }
 
+static int validate_nnve(const struct tnve_config *cfg, const struct tnve_config_nnve *e, int multi,
+                         char *err, size_t errlen);
+
+/* The [nnve NAME] sections of `f` (read again from the start, after the parse filled cfg):
+ * each must have given its nNVE the keys it needs.  inih calls back for keys only, so a
+ * section without keys never reaches ini_cb and would otherwise vanish without a word.
+ * Returns 0, or SNCP_E_CONFIG with "PATH:LINE: ..." (the section's header line) in err. */
+static int check_nnve_sections(FILE *f, const char *path, const struct tnve_config *cfg, char *err,
+                               size_t errlen)
+{
+    char *buf = NULL;
+    size_t cap = 0;
+    unsigned line = 0;
+    int after_key = 0, rc = 0;
+    rewind(f);
+    while (rc == 0 && getline(&buf, &cap, f) >= 0) {
+        line++;
+        char *s = buf;
+        if (line == 1 && !strncmp(s, "\xEF\xBB\xBF", 3))
+            s += 3; /* a byte order mark, as snv-ini skips it */
+        int indented = *s == ' ' || *s == '\t';
+        s += strspn(s, " \t\r\n");
+        if (!*s || *s == ';' || *s == '#' || (indented && after_key))
+            continue; /* blank, comment, or the continuation of a value (snv-ini.h) */
+        after_key = *s != '[';
+        char *end = strchr(s, ']');
+        if (after_key || !end || strncmp(s + 1, "nnve ", 5))
+            continue;
+        *end = '\0';
+        const char *name = s + 6 + strspn(s + 6, " ");
+        const struct tnve_config_nnve *e = NULL;
+        for (unsigned i = 0; i < cfg->n_nnves && !e; i++)
+            if (!strcmp(cfg->nnves[i].name, name))
+                e = &cfg->nnves[i];
+        char why[400];
+        if (!e) {
+            snprintf(err, errlen,
+                     "%s:%u: [nnve %s] has no keys: an nNVE needs nnve_identity, and "
+                     "nnve_address (transport = tcp) or l2_interface (transport = l2)",
+                     path, line, name);
+            rc = SNCP_E_CONFIG;
+        } else if (validate_nnve(cfg, e, 1, why, sizeof why) < 0) {
+            snprintf(err, errlen, "%s:%u: %s", path, line, why);
+            rc = SNCP_E_CONFIG;
+        }
+    }
+    free(buf);
+    return rc;
+}
+
 int tnve_config_load(const char *path, struct tnve_config *cfg, char *err, size_t errlen)
 {
     FILE *f = fopen(path, "r");
@@ -475,6 +525,10 @@ int tnve_config_load(const char *path, struct tnve_config *cfg, char *err, size_
     /* Long lines, repeated keys and repeated sections are refused there. */
     char ierr[256];
     int line = snv_ini_parse(f, NULL, ini_cb, &st, NULL, ierr, sizeof ierr);
+    if (line == 0 && check_nnve_sections(f, path, cfg, err, errlen) < 0) {
+        fclose(f);
+        return SNCP_E_CONFIG;
+    }
     fclose(f);
     if (line < 0) {
         snprintf(err, errlen, "%s: %s", path, strerror(-line));

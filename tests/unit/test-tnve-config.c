@@ -276,9 +276,26 @@ START_TEST(test_nnve_sections)
     ck_assert_int_eq(tnve_config_validate(c, err, sizeof err), SNCP_E_CONFIG);
     ck_assert_ptr_nonnull(strstr(err, "same nnve_identity"));
     snprintf(text, sizeof text, "%s[nnve sw1]\nnnve_address = a\n", CERTS);
+    ck_assert_int_eq(load(c, text, err, sizeof err), SNCP_E_CONFIG);
+    ck_assert_ptr_nonnull(strstr(err, ":4: [nnve sw1]: configuration key 'nnve_identity'"));
+    /* a section without keys, alone, after the single-nNVE keys, or among others */
+    snprintf(text, sizeof text, "%s[nnve sw1]\n", CERTS);
+    ck_assert_int_eq(load(c, text, err, sizeof err), SNCP_E_CONFIG);
+    ck_assert_ptr_nonnull(strstr(err, ":4: [nnve sw1] has no keys"));
+    snprintf(text, sizeof text, "%snnve_address = a\nnnve_identity = n\n\n[nnve  sw1]\n", CERTS);
+    ck_assert_int_eq(load(c, text, err, sizeof err), SNCP_E_CONFIG);
+    ck_assert_ptr_nonnull(strstr(err, ":7: [nnve sw1] has no keys"));
+    snprintf(text, sizeof text,
+             "%s[nnve sw1]\nnnve_address = a\nnnve_identity = n\n[nnve sw2]\n; none\n"
+             "[agent]\nretry_min = 1s\n",
+             CERTS);
+    ck_assert_int_eq(load(c, text, err, sizeof err), SNCP_E_CONFIG);
+    ck_assert_ptr_nonnull(strstr(err, ":7: [nnve sw2] has no keys"));
+    /* a value continued on an indented line that reads like a section header: no section */
+    snprintf(text, sizeof text, "%s[nnve sw1]\nnnve_address = a\nnnve_identity = n\n  [nnve sw2]\n",
+             CERTS);
     ck_assert_int_eq(load(c, text, err, sizeof err), 0);
-    ck_assert_int_eq(tnve_config_validate(c, err, sizeof err), SNCP_E_CONFIG);
-    ck_assert_ptr_nonnull(strstr(err, "nnve_identity"));
+    ck_assert_str_eq(c->nnves[0].nnve_identity, "n [nnve sw2]");
     /* five nNVEs */
     text[0] = '\0';
     snprintf(text, sizeof text, "%s", CERTS);
