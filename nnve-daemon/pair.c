@@ -10,6 +10,12 @@
  * peer never learns of a binding we could lose.  Any message the pair profile does not
  * allow, and any that contradicts our table (a tag we bind to another VN), closes the
  * session without changing anything: the peer is authenticated but still not trusted.
+ *
+ * HELLO and its answer carry the sender's role.  Besides the pair session (follower to
+ * allocator), an allocator with a `peer` key connects once to ask the peer's role, and a
+ * follower with a `listen` key answers such a HELLO: so two switches configured with one
+ * role (who would bind new tags from the same half) find out, refuse the session, and bind
+ * no new tag until one of them is reconfigured.
  */
 #include "pair.h"
 
@@ -35,7 +41,15 @@ enum pair_state {
 
 static const char *const state_names[] = {"down", "connecting", "handshake", "up"};
 
+/* The sender's role in the CAPABILITIES of HELLO and of its answer (the pair profile,
+ * PROTOCOL.md §17.2): bits that no tNVE capability uses.  Absent: a peer that does not say. */
 enum {
+    PAIR_CAP_ALLOCATOR = 0x10000,
+    PAIR_CAP_FOLLOWER = 0x20000,
+};
+
+enum {
+    PROBE_COOKIE = UINT64_MAX, /* the probe's HELLO (our other requests count up from 1) */
     PAIR_MAX_INFLIGHT = 2 * (SNCP_MAX_VID + 16), /* a whole SYNC fits */
     CLAIM_RETRY_MIN_MS = 10,   /* RETRY_AFTER of a pending claim: twice the last claim's */
     CLAIM_RETRY_MAX_MS = 1000, /* round trip, within these bounds */
@@ -83,9 +97,14 @@ struct nnve_pair {
     struct nnve_domain_cfg dcfg; /* copies of the pool for reloads */
     struct nnve_tag_range *ranges;
     uint16_t *reserved;
-    struct sncp_tls_ctx *tls;
+    struct sncp_tls_ctx *tls;       /* our role's side: server (allocator), client (follower) */
+    struct sncp_tls_ctx *tls_other; /* the other side, for a probe: allocator with `peer`,
+                                     * follower with `listen` */
     struct sncp_listener *listener;
     struct sncp_conn *conn;
+    struct sncp_conn *probe; /* allocator: the connection asking the peer's role */
+    int probe_done;          /* allocator: the peer's role is known, no more probes */
+    int role_conflict;       /* the peer has our role: no new tags until a session is up */
     enum pair_state state;
     int peer_synced; /* the peer's SYNC_END arrived on this session */
     int in_peer_sync;
@@ -218,6 +237,55 @@ static void out_clear(struct nnve_pair *p)
     p->out_head = p->out_tail = NULL;
 }
 
+/* The HELLO TLVs (request: with SESSION_EPOCH) of the pair profile, our role included. */
+static void fill_hello(const struct nnve_pair *p, struct sncp_msg *m, int request)
+{
+    m->version_min = m->version_max = SNCP_VERSION;
+    sncp_msg_set(m, SNCP_TLV_VERSION_RANGE);
+    snprintf(m->node_id, sizeof m->node_id, "%s", p->domain);
+    sncp_msg_set(m, SNCP_TLV_NODE_ID);
+    if (request) {
+        m->session_epoch = p->epoch;
+        sncp_msg_set(m, SNCP_TLV_SESSION_EPOCH);
+    }
+    m->keepalive_ms = p->keepalive_ms;
+    sncp_msg_set(m, SNCP_TLV_KEEPALIVE);
+    m->capabilities = p->role == NNVE_PAIR_ALLOCATOR ? PAIR_CAP_ALLOCATOR : PAIR_CAP_FOLLOWER;
+    sncp_msg_set(m, SNCP_TLV_CAPABILITIES);
+}
+
+/* The role a HELLO or its answer announces, or -1 when it names none or both. */
+static int msg_role(const struct sncp_msg *m)
+{
+    uint32_t caps = sncp_msg_has(m, SNCP_TLV_CAPABILITIES) ? m->capabilities : 0;
+    caps &= PAIR_CAP_ALLOCATOR | PAIR_CAP_FOLLOWER;
+    return caps == PAIR_CAP_ALLOCATOR  ? NNVE_PAIR_ALLOCATOR
+           : caps == PAIR_CAP_FOLLOWER ? NNVE_PAIR_FOLLOWER
+                                       : -1;
+}
+
+static const char *conflict_reason(const struct nnve_pair *p)
+{
+    return p->role == NNVE_PAIR_ALLOCATOR ? "both switches of the pair are configured as allocator"
+                                          : "both switches of the pair are configured as follower";
+}
+
+/* The peer is configured with our role: both would bind new tags from the same half.  From
+ * now until a pair session comes up (which shows two roles), no new tag is bound here; rows
+ * a side holds stay usable.  Counted each time, logged once. */
+static void role_conflict(struct nnve_pair *p, const char *how)
+{
+    p->c.peer_refused++;
+    snprintf(p->last_error, sizeof p->last_error, "role conflict: %s", how);
+    if (p->role_conflict)
+        return;
+    p->role_conflict = 1;
+    SNV_ERR("pair",
+            "role conflict domain=%s peer=%s: %s: no new tags in the domain until one switch "
+            "is reconfigured",
+            p->domain, p->peer_identity, how);
+}
+
 static void send_out(struct nnve_pair *p, const struct out *o)
 {
     static struct sncp_msg m;
@@ -232,14 +300,8 @@ static void send_out(struct nnve_pair *p, const struct out *o)
             sncp_conn_respond_error(p->conn, &req, o->err, 0, o->reason);
             return;
         }
-        if (o->type == SNCP_MSG_HELLO) {
-            m.version_min = m.version_max = SNCP_VERSION;
-            sncp_msg_set(&m, SNCP_TLV_VERSION_RANGE);
-            snprintf(m.node_id, sizeof m.node_id, "%s", p->domain);
-            sncp_msg_set(&m, SNCP_TLV_NODE_ID);
-            m.keepalive_ms = p->keepalive_ms;
-            sncp_msg_set(&m, SNCP_TLV_KEEPALIVE);
-        }
+        if (o->type == SNCP_MSG_HELLO)
+            fill_hello(p, &m, 0);
         if (o->has_vn)
             nnve_vn_to_msg(&m, &o->vn);
         if (o->tag) {
@@ -250,16 +312,8 @@ static void send_out(struct nnve_pair *p, const struct out *o)
         return;
     }
     sncp_msg_init(&m, o->type, 0);
-    if (o->type == SNCP_MSG_HELLO) {
-        m.version_min = m.version_max = SNCP_VERSION;
-        sncp_msg_set(&m, SNCP_TLV_VERSION_RANGE);
-        snprintf(m.node_id, sizeof m.node_id, "%s", p->domain);
-        sncp_msg_set(&m, SNCP_TLV_NODE_ID);
-        m.session_epoch = p->epoch;
-        sncp_msg_set(&m, SNCP_TLV_SESSION_EPOCH);
-        m.keepalive_ms = p->keepalive_ms;
-        sncp_msg_set(&m, SNCP_TLV_KEEPALIVE);
-    }
+    if (o->type == SNCP_MSG_HELLO)
+        fill_hello(p, &m, 1);
     if (o->has_vn)
         nnve_vn_to_msg(&m, &o->vn);
     if (o->tag) {
@@ -307,6 +361,10 @@ static void session_up(struct nnve_pair *p)
     p->state = PS_UP;
     p->c.sessions_up++;
     p->last_error[0] = '\0';
+    if (p->role_conflict)
+        SNV_INFO("pair", "role conflict over domain=%s: the peer has the other role", p->domain);
+    p->role_conflict = 0;
+    p->probe_done = 1;
     snv_log_rl(&p->rl, SNV_LOG_INFO, "pair", "session up domain=%s role=%s peer=%s via=%s",
                p->domain, p->role == NNVE_PAIR_ALLOCATOR ? "allocator" : "follower",
                p->peer_identity, sncp_conn_peer_name(p->conn));
@@ -347,13 +405,37 @@ static void msg_vn(const struct sncp_msg *m, struct nnve_vn *vn)
         snprintf(vn->name, sizeof vn->name, "%s", m->vn_name);
 }
 
+/* A HELLO on the follower's listener: the peer connected as if we were the allocator.  It
+ * is answered with our role and closed (the pair session is the one we open), or refused
+ * with CONFLICT when the peer says it is a follower too. */
+static void probe_hello(struct nnve_pair *p, struct sncp_conn *c, const struct sncp_msg *req)
+{
+    if (strcmp(req->node_id, p->domain)) {
+        p->c.peer_refused++;
+        sncp_conn_respond_error(c, req, SNCP_E_NOT_AUTHORIZED, 0,
+                                "not the same significance domain");
+    } else if (msg_role(req) == (int)p->role) {
+        role_conflict(p, conflict_reason(p));
+        sncp_conn_respond_error(c, req, SNCP_E_CONFLICT, 0, conflict_reason(p));
+    } else {
+        static struct sncp_msg m;
+        sncp_msg_init(&m, SNCP_MSG_RESPONSE, req->xid);
+        fill_hello(p, &m, 0);
+        sncp_conn_respond(c, req, &m);
+    }
+    sncp_conn_close(c);
+}
+
 static void on_request(struct sncp_conn *c, const struct sncp_msg *req)
 {
     struct nnve_pair *p = sncp_conn_data(c);
     char vbuf[80];
     struct nnve_vn vn;
     if (c != p->conn) {
-        sncp_conn_close(c);
+        if (p->role == NNVE_PAIR_FOLLOWER && req->type == SNCP_MSG_HELLO && c != p->probe)
+            probe_hello(p, c, req);
+        else
+            sncp_conn_close(c);
         return;
     }
     if (nnve_state_degraded(p->st)) {
@@ -376,6 +458,11 @@ static void on_request(struct sncp_conn *c, const struct sncp_msg *req)
                        p->peer_identity, p->last_error);
             queue_response(p, req, SNCP_E_NOT_AUTHORIZED, "not the same significance domain", NULL,
                            0, 1);
+            return;
+        }
+        if (msg_role(req) == (int)p->role) {
+            role_conflict(p, conflict_reason(p));
+            queue_response(p, req, SNCP_E_CONFLICT, conflict_reason(p), NULL, 0, 1);
             return;
         }
         sncp_conn_hello_done(c);
@@ -492,20 +579,60 @@ static struct req *req_take(struct nnve_pair *p, uint64_t cookie)
     return NULL;
 }
 
+/* A HELLO answer that says the peer has our role (refused with CONFLICT, or an answer
+ * naming our role): 1 after recording the conflict, else 0. */
+static int hello_conflict(struct nnve_pair *p, const struct sncp_msg *rsp, int status)
+{
+    char how[400];
+    if (status == SNCP_E_CONFLICT)
+        snprintf(how, sizeof how, "the peer refused our HELLO (%s: %s)", sncp_error_token(status),
+                 rsp && rsp->reason[0] ? rsp->reason : sncp_strerror(status));
+    else if (!status && msg_role(rsp) == (int)p->role)
+        snprintf(how, sizeof how, "the peer answered our HELLO as %s too",
+                 p->role == NNVE_PAIR_ALLOCATOR ? "allocator" : "follower");
+    else
+        return 0;
+    role_conflict(p, how);
+    return 1;
+}
+
+/* The answer to the probe's HELLO: the peer's role is known (or it refused us for another
+ * reason); either way no more probes. */
+static void probe_answer(struct nnve_pair *p, struct sncp_conn *c, const struct sncp_msg *rsp,
+                         int status)
+{
+    if (status == SNCP_E_CLOSED)
+        return; /* on_closed probes again */
+    p->probe_done = 1;
+    if (!hello_conflict(p, rsp, status) && status)
+        snv_log_rl(&p->rl, SNV_LOG_WARN, "pair", "the peer refused our role probe domain=%s: %s",
+                   p->domain, rsp && rsp->reason[0] ? rsp->reason : sncp_strerror(status));
+    sncp_conn_close(c);
+}
+
 static void on_response(struct sncp_conn *c, uint64_t cookie, const struct sncp_msg *rsp, int err)
 {
     struct nnve_pair *p = sncp_conn_data(c);
+    int status = err ? err : rsp->status ? sncp_error_from_status(rsp->status) : 0;
+    if (c == p->probe) {
+        if (cookie == PROBE_COOKIE)
+            probe_answer(p, c, err ? NULL : rsp, status);
+        return;
+    }
     struct req *r = req_take(p, cookie);
     char vbuf[80];
     if (!r)
         return;
-    int status = err ? err : rsp->status ? sncp_error_from_status(rsp->status) : 0;
     if (c != p->conn) {
         free(r);
         return;
     }
     switch (r->type) {
     case SNCP_MSG_HELLO:
+        if (hello_conflict(p, err ? NULL : rsp, status)) {
+            sncp_conn_close(c);
+            break;
+        }
         if (status || strcmp(rsp->node_id, p->domain)) {
             p->c.peer_refused++;
             if (status)
@@ -572,6 +699,12 @@ static void start_timer(struct nnve_pair *p);
 static void on_closed(struct sncp_conn *c, int err)
 {
     struct nnve_pair *p = sncp_conn_data(c);
+    if (c == p->probe) {
+        p->probe = NULL;
+        if (!p->probe_done && !p->shutting_down)
+            start_timer(p);
+        return;
+    }
     if (c != p->conn) {
         if (err == SNCP_E_PEER_IDENTITY || err == SNCP_E_TLS_HANDSHAKE) {
             p->c.peer_refused++;
@@ -596,7 +729,7 @@ static void on_closed(struct sncp_conn *c, int err)
         snprintf(p->last_error, sizeof p->last_error, "%s", sncp_strerror(err));
         snv_log_rl(&p->rl, SNV_LOG_WARN, "pair", "refused peer domain=%s: %s", p->domain,
                    sncp_strerror(err));
-    } else if (err) {
+    } else if (err && !p->role_conflict) {
         snprintf(p->last_error, sizeof p->last_error, "%s", sncp_strerror(err));
     }
     nnve_pairtab_session_lost(&p->tab); /* what was not re-announced yet stays held */
@@ -634,6 +767,16 @@ static void on_connected(struct sncp_conn *c, const char *identity)
         return;
     }
     sncp_session_set_tap(sncp_conn_session(c), on_tap, c);
+    if (c == p->probe) {
+        static struct sncp_msg m;
+        sncp_msg_init(&m, SNCP_MSG_HELLO, 0);
+        fill_hello(p, &m, 1);
+        if (sncp_conn_send(c, &m, PROBE_COOKIE) < 0)
+            sncp_conn_close(c);
+        return;
+    }
+    if (p->role == NNVE_PAIR_FOLLOWER && c != p->conn)
+        return; /* on our listener: its HELLO is a probe (probe_hello) */
     if (p->conn && p->conn != c) {
         snv_log_rl(&p->rl, SNV_LOG_INFO, "pair",
                    "a new session of the peer replaces the old one domain=%s", p->domain);
@@ -659,15 +802,16 @@ static const struct sncp_conn_cbs conn_cbs = {
     .closed = on_closed,
 };
 
-static void conn_config(const struct nnve_pair *p, struct sncp_conn_config *cc)
+/* server: for our listener, else for a connection we open. */
+static void conn_config(const struct nnve_pair *p, int server, struct sncp_conn_config *cc)
 {
     memset(cc, 0, sizeof *cc);
-    cc->session.tls = p->tls;
+    cc->session.tls = server == (p->role == NNVE_PAIR_ALLOCATOR) ? p->tls : p->tls_other;
     cc->session.expected_peer = p->peer_identity;
     cc->session.keepalive_ms = p->keepalive_ms;
     cc->session.max_outstanding = PAIR_MAX_INFLIGHT;
     cc->session.max_inflight = PAIR_MAX_INFLIGHT;
-    cc->session.hello_timeout_ms = p->role == NNVE_PAIR_ALLOCATOR ? 10000 : 0;
+    cc->session.hello_timeout_ms = server ? 10000 : 0;
     cc->max_conns = 4;
     cc->max_hello_pending = 2;
     cc->max_hello_pending_per_source = 2;
@@ -676,7 +820,7 @@ static void conn_config(const struct nnve_pair *p, struct sncp_conn_config *cc)
 static void connect_peer(struct nnve_pair *p)
 {
     struct sncp_conn_config cc;
-    conn_config(p, &cc);
+    conn_config(p, 0, &cc);
     struct sncp_conn *c;
     int r = sncp_conn_connect(p->loop, p->peer_host, p->peer_port, &cc, &conn_cbs, p, &c);
     if (r) {
@@ -689,12 +833,28 @@ static void connect_peer(struct nnve_pair *p)
     p->gen++;
 }
 
+/* Allocator with a `peer` key: a connection to the peer's listener whose HELLO asks the
+ * peer's role (probe_answer); the pair session is the one the follower opens. */
+static void probe_peer(struct nnve_pair *p)
+{
+    struct sncp_conn_config cc;
+    conn_config(p, 0, &cc);
+    if (sncp_conn_connect(p->loop, p->peer_host, p->peer_port, &cc, &conn_cbs, p, &p->probe)) {
+        p->probe = NULL;
+        start_timer(p);
+    }
+}
+
 static void on_timer(uv_timer_t *t)
 {
     struct nnve_pair *p = t->data;
     p->timer_active = 0;
-    if (!p->shutting_down && !p->conn)
+    if (p->shutting_down)
+        return;
+    if (p->role == NNVE_PAIR_FOLLOWER && !p->conn)
         connect_peer(p);
+    else if (p->role == NNVE_PAIR_ALLOCATOR && !p->probe && !p->probe_done)
+        probe_peer(p);
 }
 
 static void start_timer(struct nnve_pair *p)
@@ -726,8 +886,15 @@ static int policy_acquire(void *aux, const struct nnve_vn *vn, const uint16_t *p
     char vbuf[80];
     int up = p->state == PS_UP;
     int known = nnve_pairtab_lookup(&p->tab, vn) != 0;
-    int r =
-        nnve_pairtab_acquire(&p->tab, vn, prefs, n_prefs, up && p->role == NNVE_PAIR_FOLLOWER, tag);
+    /* With a role conflict only held rows are used: no half is ours for sure. */
+    int r = nnve_pairtab_acquire(&p->tab, vn, prefs, n_prefs,
+                                 (up && p->role == NNVE_PAIR_FOLLOWER) || p->role_conflict, tag);
+    if (r == SNCP_E_BUSY && p->role_conflict) {
+        snv_log_rl(&p->rl, SNV_LOG_WARN, "pair", "no new tag for vn=%s domain=%s: role conflict",
+                   nnve_vn_format(vn, vbuf, sizeof vbuf), p->domain);
+        *retry_after_ms = CLAIM_RETRY_MAX_MS;
+        return r;
+    }
     if (r == SNCP_E_BUSY) {
         if (!has_claim(p, vn)) {
             queue_request(p, SNCP_MSG_VN_CONNECT, vn, 0);
@@ -774,6 +941,18 @@ static void policy_release(void *aux, const struct nnve_vn *vn, uint16_t tag)
 }
 
 /* ---- lifecycle ------------------------------------------------------------------- */
+
+/* A TLS context of the daemon's certificate for one side of a connection; NULL with err. */
+static struct sncp_tls_ctx *tls_create(const struct nnve_config *cfg, enum sncp_tls_role role,
+                                       char *err, size_t errlen)
+{
+    struct sncp_tls_ctx *t = sncp_tls_ctx_create(role, cfg->cert, cfg->key, cfg->ca, err, errlen);
+    if (t && cfg->crl && sncp_tls_ctx_set_crl(t, cfg->crl, err, errlen)) {
+        sncp_tls_ctx_destroy(t);
+        return NULL;
+    }
+    return t;
+}
 
 int nnve_pair_create(uv_loop_t *loop, const struct nnve_config *cfg, struct nnve_state *st,
                      struct nnve_store *store, struct nnve_pair **out, char *err, size_t errlen)
@@ -827,15 +1006,18 @@ int nnve_pair_create(uv_loop_t *loop, const struct nnve_config *cfg, struct nnve
     }
     nnve_state_foreach_vap(st, p->domain, import_vap, p);
     persist(p);
-    p->tls = sncp_tls_ctx_create(p->role == NNVE_PAIR_ALLOCATOR ? SNCP_TLS_SERVER : SNCP_TLS_CLIENT,
-                                 cfg->cert, cfg->key, cfg->ca, err, errlen);
-    if (!p->tls || (cfg->crl && sncp_tls_ctx_set_crl(p->tls, cfg->crl, err, errlen))) {
+    int allocator = p->role == NNVE_PAIR_ALLOCATOR;
+    int other = allocator ? p->peer_host[0] != '\0' : pc->has_listen;
+    p->tls = tls_create(cfg, allocator ? SNCP_TLS_SERVER : SNCP_TLS_CLIENT, err, errlen);
+    if (other)
+        p->tls_other = tls_create(cfg, allocator ? SNCP_TLS_CLIENT : SNCP_TLS_SERVER, err, errlen);
+    if (!p->tls || (other && !p->tls_other)) {
         nnve_pair_destroy(p);
         return SNCP_E_CONFIG;
     }
-    if (p->role == NNVE_PAIR_ALLOCATOR) {
+    if (pc->has_listen) {
         struct sncp_conn_config cc;
-        conn_config(p, &cc);
+        conn_config(p, 1, &cc);
         r = sncp_listener_create(loop, p->listen_addr, p->listen_port, &cc, &conn_cbs, p,
                                  &p->listener);
         if (r) {
@@ -855,6 +1037,8 @@ int nnve_pair_create(uv_loop_t *loop, const struct nnve_config *cfg, struct nnve
              nnve_pair_port(p), p->tab.pool_size, p->tab.own_size, p->tab.n_rows);
     if (p->role == NNVE_PAIR_FOLLOWER)
         connect_peer(p);
+    else if (p->peer_host[0])
+        probe_peer(p);
     *out = p;
     return 0;
 }
@@ -921,6 +1105,8 @@ void nnve_pair_shutdown(struct nnve_pair *p)
     p->listener = NULL;
     if (p->conn)
         sncp_conn_close(p->conn);
+    if (p->probe)
+        sncp_conn_close(p->probe);
 }
 
 void nnve_pair_destroy(struct nnve_pair *p)
@@ -933,6 +1119,7 @@ void nnve_pair_destroy(struct nnve_pair *p)
         free(r);
     }
     sncp_tls_ctx_destroy(p->tls);
+    sncp_tls_ctx_destroy(p->tls_other);
     free(p->ranges);
     free(p->reserved);
     free(p);
@@ -987,11 +1174,13 @@ json_t *nnve_pair_show(const struct nnve_pair *p)
         (json_int_t)c->releases_received, "partition_binds", (json_int_t)c->partition_binds,
         "conflicts", (json_int_t)c->conflicts, "splits_seen", (json_int_t)c->splits_seen, "syncs",
         (json_int_t)c->syncs);
-    return json_pack("{s:s, s:s, s:s, s:s, s:s, s:b, s:s, s:i, s:i, s:i, s:s, s:o, s:o}", "domain",
-                     p->domain, "role", p->role == NNVE_PAIR_ALLOCATOR ? "allocator" : "follower",
-                     "peer_identity", p->peer_identity, "peer", peer, "state",
-                     state_names[p->state], "synced", p->state == PS_UP && p->peer_synced, "half",
-                     half, "pool_size", (int)p->tab.pool_size, "rows_count", (int)p->tab.n_rows,
-                     "splits", (int)nnve_pairtab_splits(&p->tab), "last_error", p->last_error,
-                     "rows", rows, "counters", cnt);
+    json_t *o = json_pack(
+        "{s:s, s:s, s:s, s:s, s:s, s:b, s:s, s:i, s:i, s:i, s:s, s:o, s:o}", "domain", p->domain,
+        "role", p->role == NNVE_PAIR_ALLOCATOR ? "allocator" : "follower", "peer_identity",
+        p->peer_identity, "peer", peer, "state", state_names[p->state], "synced",
+        p->state == PS_UP && p->peer_synced, "half", half, "pool_size", (int)p->tab.pool_size,
+        "rows_count", (int)p->tab.n_rows, "splits", (int)nnve_pairtab_splits(&p->tab), "last_error",
+        p->last_error, "rows", rows, "counters", cnt);
+    json_object_set_new(o, "role_conflict", json_boolean(p->role_conflict));
+    return o;
 }

@@ -7,7 +7,8 @@
 # TSIs; kill -9 and restart of either changes no tag.  Attacks on the pair listener: a
 # certificate with another identity (refused at the handshake), the peer's own identity
 # with garbage, with another domain and with a HOLD of a tag bound to another VN (each
-# closes the session, nothing changes).
+# closes the session, nothing changes).  Two switches configured with the same role (two
+# allocators, two followers): both refuse the pair session, log it once, bind no new tag.
 source "$(dirname "$0")/nnve-lib.bash"
 "$SPLITNVE_SRC/scripts/gen-pki.sh" "$T/pki" tora torb mallory
 
@@ -140,6 +141,78 @@ wait_for "torb synced" 20 synced torb
 [ "$(sctl torb show pair | jq -r .half)" = 105-109 ] || fail "torb's half"
 grep -q 'pair: session up domain=rack1 role=follower peer=tora' "$T/torb.log" || fail "no session log"
 ok "pair up: allocator tora 100-104, follower torb 105-109"
+
+# ---- misconfigured roles: two allocators, then two followers ---------------------------
+# Both switches would bind new tags from the same half (both halves are still empty here: a
+# VN connected on each side would get tag 100 on both).  HELLO carries the role: the side
+# that meets its own role refuses the session (CONFLICT), both log "pair: role conflict"
+# once (not once per retry), and neither binds a new tag until the roles differ.
+nconf() { grep -c 'pair: role conflict domain=rack1' "$T/$1.log" || true; }
+conflict() { [ "$(sctl "$1" show pair | jq -r .role_conflict)" = true ]; }
+refused() { sctl "$1" show pair | jq .counters.peer_refused; }
+# try_connect SWITCH HV VN: the status of one VN_CONNECT (BUSY not retried).
+try_connect() {
+    local out
+    out=$(printf 'hello node=%s epoch=1\nconnect vn=%s\n' "$2" "$3" |
+        "$CLIENT" --connect "127.0.0.1:${CPORT[$1]}" --cert "$T/pki/$2.crt" --key "$T/pki/$2.key" \
+            --ca "$T/pki/ca.crt" --expect-peer "$1" --timeout 10000) || true
+    status_of "$out" VN_CONNECT
+}
+pair_port() { grep 'pair: started' "$T/$1.log" | tail -1 | sed 's/.*port=\([0-9]*\).*/\1/'; }
+no_new_tags() {
+    [ "$(try_connect tora hv1 5006)" = busy ] || fail "tora bound a new tag with the roles in conflict"
+    [ "$(try_connect torb hv2 5007)" = busy ] || fail "torb bound a new tag with the roles in conflict"
+    [ -z "$(tag_of tora 5006)" ] && [ -z "$(tag_of torb 5007)" ] || fail "a new VN got a tag"
+    [ "$(sctl tora show pair | jq .rows_count)" = 0 ] && [ "$(sctl torb show pair | jq .rows_count)" = 0 ] ||
+        fail "a pair table got a row"
+    no_shared_tag
+}
+c0a=$(nconf tora) c0b=$(nconf torb)
+stop torb
+conf torb allocator "listen = 127.0.0.1:0
+peer = 127.0.0.1:$PAIRPORT"
+start torb
+wait_for "tora sees a second allocator" 20 conflict tora
+wait_for "torb sees a second allocator" 20 conflict torb
+grep 'pair: role conflict' "$T/tora.log" | tail -1 |
+    grep -q 'both switches of the pair are configured as allocator' || fail "tora's log line"
+grep 'pair: role conflict' "$T/torb.log" | tail -1 |
+    grep -q 'the peer refused our HELLO (conflict: both switches' || fail "torb's log line"
+no_new_tags
+[ "$(nconf tora)" = $((c0a + 1)) ] && [ "$(nconf torb)" = $((c0b + 1)) ] || fail "logged more than once"
+ok "two allocators: both refuse the pair session and log it, no new tag bound"
+
+stop torb
+stop tora
+c0a=$(nconf tora) c0b=$(nconf torb)
+conf tora follower "listen = 127.0.0.1:0
+peer = 127.0.0.1:1"
+start tora
+conf torb follower "peer = 127.0.0.1:$(pair_port tora)"
+start torb
+wait_for "tora sees a second follower" 20 conflict tora
+wait_for "torb sees a second follower" 20 conflict torb
+# torb reconnects every 200 ms: each HELLO is refused, the conflict is logged once per side
+wait_for "torb's retries refused" 20 sh -c "[ \$('$BIN/nnvectl' -s '$T/tora.ctl' --json show pair | jq .counters.peer_refused) -ge 3 ]"
+[ "$(refused torb)" -ge 3 ] || fail "torb did not count the refusals"
+grep 'pair: role conflict' "$T/tora.log" | tail -1 |
+    grep -q 'both switches of the pair are configured as follower' || fail "tora's log line"
+no_new_tags
+[ "$(nconf tora)" = $((c0a + 1)) ] && [ "$(nconf torb)" = $((c0b + 1)) ] ||
+    fail "logged per retry: tora $(($(nconf tora) - c0a)), torb $(($(nconf torb) - c0b))"
+ok "two followers: refused at each retry, logged once per side, no new tag bound"
+
+stop torb
+stop tora
+conf tora allocator "listen = 127.0.0.1:0"
+start tora
+PAIRPORT=$(pair_port tora)
+conf torb follower "peer = 127.0.0.1:$PAIRPORT"
+start torb
+wait_for "tora synced with the roles fixed" 20 synced tora
+wait_for "torb synced with the roles fixed" 20 synced torb
+conflict tora || conflict torb && fail "a role conflict is still shown"
+ok "roles fixed: the pair session is up (new VNs get tags below)"
 
 # ---- connected: one tag per VN on both ------------------------------------------------
 t5000a=$(connect tora hv1 5000 01)
