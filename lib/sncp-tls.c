@@ -38,20 +38,26 @@ struct sncp_tls_ctx {
     char crl_file[TLS_PATH_MAX]; /* "" when no CRL is configured */
 };
 
+/* What only the handshake needs: freed when it completes (an idle connection is one of
+ * many, and each keeps only what it still uses). */
+struct tls_handshake {
+    char expected[SNCP_TLS_IDENTITY_MAX];
+    char mismatch_identity[SNCP_TLS_IDENTITY_MAX];
+    char bad_identity[TLS_ERROR_MAX]; /* why the certificate has no usable identity */
+};
+
 struct sncp_tls {
     SSL *ssl;
-    BIO *rbio; /* ciphertext from the peer (we write, OpenSSL reads) */
-    BIO *wbio; /* ciphertext to the peer (OpenSSL writes, we read) */
+    BIO *rbio;                /* ciphertext from the peer (we write, OpenSSL reads) */
+    BIO *wbio;                /* ciphertext to the peer (OpenSSL writes, we read) */
+    struct tls_handshake *hs; /* until the handshake completes */
+    char *identity;           /* the peer's, once established (exact size) */
     enum sncp_tls_role role;
     int established;
     int failed;
     int identity_mismatch;
     int saw_first_byte;
     uint8_t first_byte;
-    char expected[SNCP_TLS_IDENTITY_MAX];
-    char mismatch_identity[SNCP_TLS_IDENTITY_MAX];
-    char bad_identity[TLS_ERROR_MAX]; /* why the certificate has no usable identity */
-    char identity[SNCP_TLS_IDENTITY_MAX];
     char error[TLS_ERROR_MAX];
 };
 
@@ -225,15 +231,18 @@ static int verify_cb(int preverify_ok, X509_STORE_CTX *store)
     struct sncp_tls *t = ssl ? SSL_get_ex_data(ssl, tls_ex_index) : NULL;
     if (!t)
         return preverify_ok;
+    struct tls_handshake *hs = t->hs;
+    if (!hs) /* no verification outside the handshake (no post-handshake authentication) */
+        return 0;
     X509 *cert = X509_STORE_CTX_get_current_cert(store);
     char id[SNCP_TLS_IDENTITY_MAX];
     int match = 0;
-    if (cert_identity(cert, id, sizeof id, t->expected[0] ? t->expected : NULL, &match,
-                      t->bad_identity, sizeof t->bad_identity) < 0 ||
-        (t->expected[0] && !match)) {
+    if (cert_identity(cert, id, sizeof id, hs->expected[0] ? hs->expected : NULL, &match,
+                      hs->bad_identity, sizeof hs->bad_identity) < 0 ||
+        (hs->expected[0] && !match)) {
         t->identity_mismatch = 1;
-        if (!t->bad_identity[0])
-            snprintf(t->mismatch_identity, sizeof t->mismatch_identity, "%s", id);
+        if (!hs->bad_identity[0])
+            snprintf(hs->mismatch_identity, sizeof hs->mismatch_identity, "%s", id);
         X509_STORE_CTX_set_error(store, X509_V_ERR_HOSTNAME_MISMATCH);
         return 0;
     }
@@ -459,15 +468,17 @@ struct sncp_tls *sncp_tls_create(struct sncp_tls_ctx *ctx, const char *expected_
         return NULL;
     clear_errors();
     t->role = ctx->role;
-    if (expected_peer)
-        snprintf(t->expected, sizeof t->expected, "%s", expected_peer);
+    t->hs = calloc(1, sizeof *t->hs);
+    if (t->hs && expected_peer)
+        snprintf(t->hs->expected, sizeof t->hs->expected, "%s", expected_peer);
     t->ssl = SSL_new(ctx->ssl_ctx);
     t->rbio = BIO_new(BIO_s_mem());
     t->wbio = BIO_new(BIO_s_mem());
-    if (!t->ssl || !t->rbio || !t->wbio) {
+    if (!t->hs || !t->ssl || !t->rbio || !t->wbio) {
         SSL_free(t->ssl);
         BIO_free(t->rbio);
         BIO_free(t->wbio);
+        free(t->hs);
         free(t);
         clear_errors();
         return NULL;
@@ -482,8 +493,8 @@ struct sncp_tls *sncp_tls_create(struct sncp_tls_ctx *ctx, const char *expected_
     } else {
         SSL_set_connect_state(t->ssl);
         /* SNI for servers that host several names; only for DNS-like identities. */
-        if (t->expected[0] && !strchr(t->expected, ':'))
-            SSL_set_tlsext_host_name(t->ssl, t->expected);
+        if (t->hs->expected[0] && !strchr(t->hs->expected, ':'))
+            SSL_set_tlsext_host_name(t->ssl, t->hs->expected);
     }
     clear_errors();
     return t;
@@ -494,6 +505,8 @@ void sncp_tls_destroy(struct sncp_tls *t)
     if (!t)
         return;
     SSL_free(t->ssl); /* frees both BIOs */
+    free(t->hs);
+    free(t->identity);
     free(t);
 }
 
@@ -519,12 +532,12 @@ static int record_failure(struct sncp_tls *t, int during_handshake)
     long vr = SSL_get_verify_result(t->ssl);
     t->failed = 1;
 
-    if (t->identity_mismatch) {
-        if (t->bad_identity[0])
-            set_error(t, "peer certificate has no usable identity: %s", t->bad_identity);
+    if (t->identity_mismatch && t->hs) {
+        if (t->hs->bad_identity[0])
+            set_error(t, "peer certificate has no usable identity: %s", t->hs->bad_identity);
         else
-            set_error(t, "peer identity '%s' does not match expected '%s'", t->mismatch_identity,
-                      t->expected);
+            set_error(t, "peer identity '%s' does not match expected '%s'",
+                      t->hs->mismatch_identity, t->hs->expected);
         return SNCP_E_PEER_IDENTITY;
     }
     if (looks_like_plaintext(t) || lib_reason == SSL_R_HTTP_REQUEST ||
@@ -574,19 +587,26 @@ int sncp_tls_handshake(struct sncp_tls *t)
     int r = SSL_do_handshake(t->ssl);
     if (r == 1) {
         X509 *peer = SSL_get1_peer_certificate(t->ssl);
-        char why[TLS_ERROR_MAX];
+        char why[TLS_ERROR_MAX], id[SNCP_TLS_IDENTITY_MAX];
         if (!peer || SSL_get_verify_result(t->ssl) != X509_V_OK ||
-            cert_identity(peer, t->identity, sizeof t->identity, NULL, NULL, why, sizeof why) < 0) {
+            cert_identity(peer, id, sizeof id, NULL, NULL, why, sizeof why) < 0) {
             /* Unreachable with SSL_VERIFY_FAIL_IF_NO_PEER_CERT and the verify callback's
              * identity check, kept as a safety net. */
             X509_free(peer);
             t->failed = 1;
-            t->identity[0] = '\0';
             set_error(t, "peer did not present a verified certificate with an identity");
             clear_errors();
             return SNCP_E_TLS_HANDSHAKE;
         }
         X509_free(peer);
+        if (!(t->identity = strdup(id))) {
+            t->failed = 1;
+            set_error(t, "out of memory");
+            clear_errors();
+            return SNCP_E_TLS_HANDSHAKE;
+        }
+        free(t->hs);
+        t->hs = NULL;
         t->established = 1;
         clear_errors();
         return 1;
