@@ -537,7 +537,7 @@ static int revoked_by(STACK_OF(X509_OBJECT) * objs, X509_NAME *issuer, ASN1_INTE
 int sncp_tls_revoked(const struct sncp_tls *t, const struct sncp_tls_ctx *ctx, char *why,
                      size_t whylen)
 {
-    if (!t->established || !ctx->crl_file[0])
+    if (!t->established || !ctx->crl_file[0] || !t->chain_keys)
         return 0;
     STACK_OF(X509_OBJECT) *objs = X509_STORE_get0_objects(SSL_CTX_get_cert_store(ctx->ssl_ctx));
     const uint8_t *p = t->chain_keys, *end = p + t->chain_keys_len;
@@ -1342,6 +1342,8 @@ size_t sncp_tls_drain(struct sncp_tls *t, uint8_t *buf, size_t cap)
     if (t->rec) {
         struct tls_rec *r = t->rec;
         size_t n = r->out_len - r->out_off < cap ? r->out_len - r->out_off : cap;
+        if (!n)
+            return 0;
         memcpy(buf, r->out + r->out_off, n);
         r->out_off += n;
         return n;
