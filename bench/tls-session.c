@@ -1,7 +1,14 @@
 /* tls-session.c: request/response pairs per second through two SNCP sessions (client and
  * server) wired back to back in memory, TLS included, on one core.
  *
- *   tls-session [SECONDS_PER_RUN]
+ *   tls-session [SECONDS_PER_RUN [IDLE_SESSIONS]]
+ *
+ * First (in a child process, IDLE_SESSIONS pairs, default 200; 0 skips it): the idle memory
+ * per session of each side after the handshake, from the heap in use (mallinfo2, glibc's
+ * thread cache off so that it moves with every allocation and free) and from OpenSSL's own
+ * allocations counted per call site (CRYPTO_set_mem_functions), by component; TABLE rows for
+ * both sides, the server's against the nNVE's 16 KiB goal.  TLS_SESSION_MEMORY_ONLY=1 stops
+ * after it; TLS_SESSION_VERBOSE=1 lists the server's OpenSSL call sites.
  *
  * Generates a throwaway PKI with scripts/gen-pki.sh (found next to the build or through
  * SPLITNVE_SRC), then measures VN_CONNECT -> RESPONSE(LOCAL_TAG) pairs with 1 request in
