@@ -27,18 +27,23 @@ enum {
     DEFAULT_MAX_CONNS = 4096,
 };
 
+/* What only an outgoing connection needs: accepted ones (the nNVE's many idle sessions)
+ * do without these 500 bytes. */
+struct tcp_dial {
+    uv_connect_t connect_req;
+    uv_getaddrinfo_t gai_req;
+    char host[256];
+};
+
 struct tcp_conn {
     struct sncp_conn up;
     uv_tcp_t tcp;
-    uv_connect_t connect_req;
-    uv_getaddrinfo_t gai_req;
     uv_shutdown_t shutdown_req;
-    int resolving;     /* gai_req in flight */
-    int shutting_down; /* shutdown_req in flight */
-    int tcp_closed;    /* close callback of tcp ran */
-    int close_started; /* uv_close(tcp) called */
-    char host[256];
-    uint16_t port;
+    struct tcp_dial *dial; /* outgoing connections only */
+    int resolving;         /* dial->gai_req in flight */
+    int shutting_down;     /* shutdown_req in flight */
+    int tcp_closed;        /* close callback of tcp ran */
+    int close_started;     /* uv_close(tcp) called */
     /* Accepted connections that have not completed HELLO: the listener's pending list. */
     struct tcp_conn *p_prev, *p_next;
     int hello_pending;
@@ -194,7 +199,7 @@ static void tcp_close(struct sncp_conn *c, int graceful)
 {
     struct tcp_conn *tc = tcp_conn_cast(c);
     if (tc->resolving)
-        uv_cancel((uv_req_t *)&tc->gai_req);
+        uv_cancel((uv_req_t *)&tc->dial->gai_req);
     if (tc->close_started)
         return;
     if (graceful && !tc->shutting_down && uv_is_writable((uv_stream_t *)&tc->tcp)) {
@@ -209,7 +214,9 @@ static void tcp_close(struct sncp_conn *c, int graceful)
 
 static void tcp_destroy(struct sncp_conn *c)
 {
-    free(tcp_conn_cast(c));
+    struct tcp_conn *tc = tcp_conn_cast(c);
+    free(tc->dial);
+    free(tc);
 }
 
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
@@ -283,8 +290,8 @@ static int start_connect(struct tcp_conn *tc, const struct sockaddr *sa)
     char name[SNCP_CONN_PEER_NAME_MAX];
     format_addr((const struct sockaddr_storage *)sa, name, sizeof name);
     sncp_conn_set_peer_name(&tc->up, name);
-    tc->connect_req.data = tc;
-    return uv_tcp_connect(&tc->connect_req, &tc->tcp, sa, on_connect);
+    tc->dial->connect_req.data = tc;
+    return uv_tcp_connect(&tc->dial->connect_req, &tc->tcp, sa, on_connect);
 }
 
 static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
@@ -297,8 +304,8 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
         return;
     }
     if (status < 0 || !res) {
-        snv_log_rl(&resolve_rl, SNV_LOG_WARN, "conn", "cannot resolve host=%s err=%s", tc->host,
-                   uv_strerror(status));
+        snv_log_rl(&resolve_rl, SNV_LOG_WARN, "conn", "cannot resolve host=%s err=%s",
+                   tc->dial->host, uv_strerror(status));
         uv_freeaddrinfo(res);
         sncp_conn_transport_failed(&tc->up, -EHOSTUNREACH);
         return;
@@ -336,19 +343,24 @@ int sncp_conn_connect(uv_loop_t *loop, const char *host, uint16_t port,
 {
     *out = NULL;
     ignore_sigpipe();
-    if (!host || !*host || strlen(host) >= sizeof((struct tcp_conn *)0)->host)
+    if (!host || !*host || strlen(host) >= sizeof((struct tcp_dial *)0)->host)
         return -EINVAL;
     struct tcp_conn *tc = calloc(1, sizeof *tc);
-    if (!tc)
+    struct tcp_dial *dial = calloc(1, sizeof *dial);
+    if (!tc || !dial) {
+        free(tc);
+        free(dial);
         return -ENOMEM;
+    }
+    tc->dial = dial;
     int rc = sncp_conn_init(&tc->up, &tcp_class, loop, cfg, SNCP_TLS_CLIENT, cbs, ctx);
     if (rc < 0) {
         sncp_session_destroy(tc->up.session);
+        free(dial);
         free(tc);
         return rc;
     }
-    snprintf(tc->host, sizeof tc->host, "%s", host);
-    tc->port = port;
+    snprintf(dial->host, sizeof dial->host, "%s", host);
     uv_tcp_init(loop, &tc->tcp);
     tc->tcp.data = tc;
 
@@ -365,8 +377,8 @@ int sncp_conn_connect(uv_loop_t *loop, const char *host, uint16_t port,
         memset(&hints, 0, sizeof hints);
         hints.ai_family = AF_UNSPEC;
         hints.ai_socktype = SOCK_STREAM;
-        tc->gai_req.data = tc;
-        rc = uv_getaddrinfo(loop, &tc->gai_req, on_resolved, tc->host, portstr, &hints);
+        dial->gai_req.data = tc;
+        rc = uv_getaddrinfo(loop, &dial->gai_req, on_resolved, dial->host, portstr, &hints);
         if (rc == 0)
             tc->resolving = 1;
     }

@@ -19,7 +19,10 @@
 #include <openssl/bio.h>
 #include <openssl/bn.h>
 #include <openssl/buffer.h>
+#include <openssl/core_names.h>
 #include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/kdf.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
@@ -38,20 +41,34 @@ struct sncp_tls_ctx {
     char crl_file[TLS_PATH_MAX]; /* "" when no CRL is configured */
 };
 
+/* What only the handshake needs: freed when it completes (an idle connection is one of
+ * many, and each keeps only what it still uses). */
+struct tls_handshake {
+    char expected[SNCP_TLS_IDENTITY_MAX];
+    char mismatch_identity[SNCP_TLS_IDENTITY_MAX];
+    char bad_identity[TLS_ERROR_MAX]; /* why the certificate has no usable identity */
+    /* The application traffic secrets, from the key log (server role) */
+    uint8_t c_secret[EVP_MAX_MD_SIZE], s_secret[EVP_MAX_MD_SIZE];
+    size_t c_secret_len, s_secret_len;
+};
+
+struct tls_rec;
+
 struct sncp_tls {
     SSL *ssl;
-    BIO *rbio; /* ciphertext from the peer (we write, OpenSSL reads) */
-    BIO *wbio; /* ciphertext to the peer (OpenSSL writes, we read) */
+    BIO *rbio;                /* ciphertext from the peer (we write, OpenSSL reads) */
+    BIO *wbio;                /* ciphertext to the peer (OpenSSL writes, we read) */
+    struct tls_handshake *hs; /* until the handshake completes */
+    struct tls_rec *rec;      /* an established server connection: ssl is freed */
+    char *identity;           /* the peer's, once established (exact size) */
+    uint8_t *chain_keys;      /* the verified chain's issuers and serials (chain_keys_save) */
+    size_t chain_keys_len;
     enum sncp_tls_role role;
     int established;
     int failed;
     int identity_mismatch;
     int saw_first_byte;
     uint8_t first_byte;
-    char expected[SNCP_TLS_IDENTITY_MAX];
-    char mismatch_identity[SNCP_TLS_IDENTITY_MAX];
-    char bad_identity[TLS_ERROR_MAX]; /* why the certificate has no usable identity */
-    char identity[SNCP_TLS_IDENTITY_MAX];
     char error[TLS_ERROR_MAX];
 };
 
@@ -217,6 +234,86 @@ static int cert_identity(X509 *cert, char *out, size_t cap, const char *expected
     return 0;
 }
 
+/* Decodes exactly `n` bytes of hex from s; returns the position after them or NULL. */
+static const char *hex_decode(const char *s, uint8_t *out, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        int hi = OPENSSL_hexchar2int((unsigned char)s[2 * i]);
+        int lo = hi < 0 ? -1 : OPENSSL_hexchar2int((unsigned char)s[2 * i + 1]);
+        if (lo < 0)
+            return NULL;
+        out[i] = (uint8_t)(hi << 4 | lo);
+    }
+    return s + 2 * n;
+}
+
+/* The server's key log: keeps this handshake's application traffic secrets (for the record
+ * layer it continues on, see rec_create).  A line for another client random is ignored. */
+static void keylog_cb(const SSL *ssl, const char *line)
+{
+    struct sncp_tls *t = SSL_get_ex_data(ssl, tls_ex_index);
+    if (!t || !t->hs)
+        return;
+    static const char cl[] = "CLIENT_TRAFFIC_SECRET_0 ", sv[] = "SERVER_TRAFFIC_SECRET_0 ";
+    uint8_t *dst;
+    size_t *dlen;
+    if (!strncmp(line, cl, sizeof cl - 1)) {
+        dst = t->hs->c_secret;
+        dlen = &t->hs->c_secret_len;
+    } else if (!strncmp(line, sv, sizeof sv - 1)) {
+        dst = t->hs->s_secret;
+        dlen = &t->hs->s_secret_len;
+    } else {
+        return;
+    }
+    uint8_t random[SSL3_RANDOM_SIZE], logged[SSL3_RANDOM_SIZE];
+    const char *p = hex_decode(line + sizeof cl - 1, logged, sizeof logged);
+    if (!p || *p != ' ' || SSL_get_client_random(ssl, random, sizeof random) != sizeof random ||
+        CRYPTO_memcmp(random, logged, sizeof random))
+        return;
+    size_t n = strlen(++p) / 2;
+    if (n == 0 || n > EVP_MAX_MD_SIZE || p[2 * n] != '\0' || !hex_decode(p, dst, n))
+        return;
+    *dlen = n;
+}
+
+/* Keeps the issuer name and serial number of each certificate of the verified peer chain:
+ * all a later revocation check needs (sncp_tls_revoked), without the certificates.  Returns
+ * 0 or -1 (out of memory or an unencodable field). */
+static int chain_keys_save(struct sncp_tls *t)
+{
+    STACK_OF(X509) *chain = SSL_get0_verified_chain(t->ssl);
+    size_t total = 0;
+    for (int i = 0; i < sk_X509_num(chain); i++) {
+        X509 *x = sk_X509_value(chain, i);
+        int a = i2d_ASN1_INTEGER(X509_get0_serialNumber(x), NULL);
+        int b = i2d_X509_NAME(X509_get_issuer_name(x), NULL);
+        if (a <= 0 || b <= 0 || a > 0xffff || b > 0xffff)
+            return -1;
+        total += 4 + (size_t)a + (size_t)b;
+    }
+    uint8_t *buf = total ? malloc(total) : NULL;
+    if (total && !buf)
+        return -1;
+    uint8_t *p = buf;
+    for (int i = 0; i < sk_X509_num(chain); i++) {
+        X509 *x = sk_X509_value(chain, i);
+        uint8_t *len = p;
+        p += 2;
+        int a = i2d_ASN1_INTEGER(X509_get0_serialNumber(x), &p);
+        len[0] = (uint8_t)(a >> 8);
+        len[1] = (uint8_t)a;
+        len = p;
+        p += 2;
+        int b = i2d_X509_NAME(X509_get_issuer_name(x), &p);
+        len[0] = (uint8_t)(b >> 8);
+        len[1] = (uint8_t)b;
+    }
+    t->chain_keys = buf;
+    t->chain_keys_len = total;
+    return 0;
+}
+
 static int verify_cb(int preverify_ok, X509_STORE_CTX *store)
 {
     if (!preverify_ok || X509_STORE_CTX_get_error_depth(store) != 0)
@@ -225,15 +322,18 @@ static int verify_cb(int preverify_ok, X509_STORE_CTX *store)
     struct sncp_tls *t = ssl ? SSL_get_ex_data(ssl, tls_ex_index) : NULL;
     if (!t)
         return preverify_ok;
+    struct tls_handshake *hs = t->hs;
+    if (!hs) /* no verification outside the handshake (no post-handshake authentication) */
+        return 0;
     X509 *cert = X509_STORE_CTX_get_current_cert(store);
     char id[SNCP_TLS_IDENTITY_MAX];
     int match = 0;
-    if (cert_identity(cert, id, sizeof id, t->expected[0] ? t->expected : NULL, &match,
-                      t->bad_identity, sizeof t->bad_identity) < 0 ||
-        (t->expected[0] && !match)) {
+    if (cert_identity(cert, id, sizeof id, hs->expected[0] ? hs->expected : NULL, &match,
+                      hs->bad_identity, sizeof hs->bad_identity) < 0 ||
+        (hs->expected[0] && !match)) {
         t->identity_mismatch = 1;
-        if (!t->bad_identity[0])
-            snprintf(t->mismatch_identity, sizeof t->mismatch_identity, "%s", id);
+        if (!hs->bad_identity[0])
+            snprintf(hs->mismatch_identity, sizeof hs->mismatch_identity, "%s", id);
         X509_STORE_CTX_set_error(store, X509_V_ERR_HOSTNAME_MISMATCH);
         return 0;
     }
@@ -332,6 +432,9 @@ static SSL_CTX *build_ssl_ctx(enum sncp_tls_role role, const char *cert_file, co
          * means no post-handshake bytes. */
         SSL_CTX_set_num_tickets(c, 0);
         SSL_CTX_set_session_cache_mode(c, SSL_SESS_CACHE_OFF);
+        /* The application traffic secrets, for the record layer an established server
+         * connection continues on (rec_create). */
+        SSL_CTX_set_keylog_callback(c, keylog_cb);
     }
     SSL_CTX_set_options(c, SSL_OP_NO_TICKET);
     /* Record buffers only while a record is in transit: idle sessions hold none. */
@@ -411,37 +514,61 @@ int sncp_tls_ctx_set_crl(struct sncp_tls_ctx *ctx, const char *crl_file, char *e
     return rc;
 }
 
+/* Whether a CRL of objs revokes the certificate of that issuer and serial number: the
+ * certificate itself is gone, a stand-in carries the two fields a CRL lookup reads. */
+static int revoked_by(STACK_OF(X509_OBJECT) * objs, X509_NAME *issuer, ASN1_INTEGER *serial)
+{
+    X509 *x = X509_new();
+    if (!x || X509_set_issuer_name(x, issuer) != 1 || X509_set_serialNumber(x, serial) != 1) {
+        X509_free(x);
+        return 0;
+    }
+    int hit = 0;
+    for (int k = 0; k < sk_X509_OBJECT_num(objs) && !hit; k++) {
+        X509_CRL *crl = X509_OBJECT_get0_X509_CRL(sk_X509_OBJECT_value(objs, k));
+        X509_REVOKED *rev = NULL;
+        if (crl && !X509_NAME_cmp(X509_CRL_get_issuer(crl), issuer))
+            hit = X509_CRL_get0_by_cert(crl, &rev, x) == 1;
+    }
+    X509_free(x);
+    return hit;
+}
+
 int sncp_tls_revoked(const struct sncp_tls *t, const struct sncp_tls_ctx *ctx, char *why,
                      size_t whylen)
 {
-    if (!t->established || !ctx->crl_file[0])
+    if (!t->established || !ctx->crl_file[0] || !t->chain_keys)
         return 0;
-    STACK_OF(X509) *chain = SSL_get0_verified_chain(t->ssl);
     STACK_OF(X509_OBJECT) *objs = X509_STORE_get0_objects(SSL_CTX_get_cert_store(ctx->ssl_ctx));
-    for (int i = 0; i < sk_X509_num(chain); i++) {
-        X509 *cert = sk_X509_value(chain, i);
-        for (int k = 0; k < sk_X509_OBJECT_num(objs); k++) {
-            X509_CRL *crl = X509_OBJECT_get0_X509_CRL(sk_X509_OBJECT_value(objs, k));
-            X509_REVOKED *rev = NULL;
-            if (!crl || X509_NAME_cmp(X509_CRL_get_issuer(crl), X509_get_issuer_name(cert)))
-                continue;
-            if (X509_CRL_get0_by_cert(crl, &rev, cert) == 1) {
-                char serial[80] = "?";
-                BIGNUM *bn = ASN1_INTEGER_to_BN(X509_get0_serialNumber(cert), NULL);
-                char *hex = bn ? BN_bn2hex(bn) : NULL;
-                if (hex)
-                    snprintf(serial, sizeof serial, "%s", hex);
-                OPENSSL_free(hex);
-                BN_free(bn);
-                put_err(why, whylen, "%s certificate (serial %s) is revoked",
-                        i == 0 ? "the peer's" : "a CA", serial);
-                clear_errors();
-                return 1;
-            }
+    const uint8_t *p = t->chain_keys, *end = p + t->chain_keys_len;
+    int found = 0;
+    for (int i = 0; p && p < end && !found; i++) {
+        /* Written by chain_keys_save: [len][serial DER][len][issuer DER] per certificate. */
+        size_t a = (size_t)p[0] << 8 | p[1];
+        const uint8_t *q = p + 2;
+        ASN1_INTEGER *serial = d2i_ASN1_INTEGER(NULL, &q, (long)a);
+        q = p + 2 + a;
+        size_t b = (size_t)q[0] << 8 | q[1];
+        const uint8_t *r = q + 2;
+        X509_NAME *issuer = d2i_X509_NAME(NULL, &r, (long)b);
+        p = q + 2 + b;
+        if (serial && issuer && revoked_by(objs, issuer, serial)) {
+            char hexserial[80] = "?";
+            BIGNUM *bn = ASN1_INTEGER_to_BN(serial, NULL);
+            char *hex = bn ? BN_bn2hex(bn) : NULL;
+            if (hex)
+                snprintf(hexserial, sizeof hexserial, "%s", hex);
+            OPENSSL_free(hex);
+            BN_free(bn);
+            put_err(why, whylen, "%s certificate (serial %s) is revoked",
+                    i == 0 ? "the peer's" : "a CA", hexserial);
+            found = 1;
         }
+        ASN1_INTEGER_free(serial);
+        X509_NAME_free(issuer);
     }
     clear_errors();
-    return 0;
+    return found;
 }
 
 void sncp_tls_ctx_destroy(struct sncp_tls_ctx *ctx)
@@ -452,6 +579,504 @@ void sncp_tls_ctx_destroy(struct sncp_tls_ctx *ctx)
     free(ctx);
 }
 
+/* ---- the server's own record layer after the handshake -----------------------------------
+ *
+ * OpenSSL keeps about 21 KB per established connection that its API cannot release while the
+ * connection lives (the SSL object, the SSL_SESSION with the peer's parsed certificate and two
+ * copies of its public key, the record and transcript contexts, the key shares).  An nNVE
+ * holds thousands of mostly idle sessions, so once a server handshake completes the
+ * connection keeps only its application traffic secrets and continues on this record layer
+ * (RFC 8446 §5.2-5.5, §4.6.3, §6), and the SSL object is freed: an idle session then holds
+ * a few hundred bytes of TLS state; cipher contexts and buffers exist only while data is in
+ * transit (sncp_tls_trim).  The secrets come from OpenSSL's key log callback for this
+ * connection's own handshake, checked against its client random.  The peer was authenticated
+ * by OpenSSL before (certificate chain, CRL, identity); what a later revocation check needs is
+ * kept apart (chain_keys_save).  Handed over only in the state where OpenSSL has sent and
+ * read nothing under those secrets (sequence numbers 0): the server sends no tickets, and
+ * OpenSSL reads no record past the client's Finished (no read-ahead; SSL_has_pending is
+ * checked): what follows it in the read BIO is taken over as it is.  The client role (one
+ * session per tNVE) stays on OpenSSL.
+ * Post-handshake messages accepted from the client: KeyUpdate (answered when requested); any
+ * other one, a plaintext record or a change_cipher_spec is fatal (unexpected_message). */
+
+enum {
+    REC_HDR = 5,
+    REC_TAG = 16,
+    REC_IV = 12,
+    REC_PLAIN_MAX = 16384,            /* 2^14 */
+    REC_CT_MAX = REC_PLAIN_MAX + 256, /* RFC 8446 §5.2 */
+    REC_KEY_UPDATE_AFTER = 1 << 24,   /* records under one write key (§5.5) */
+    HS_KEY_UPDATE = 24,
+    ALERT_CLOSE_NOTIFY = 0,
+    ALERT_UNEXPECTED_MESSAGE = 10,
+    ALERT_BAD_RECORD_MAC = 20,
+    ALERT_RECORD_OVERFLOW = 22,
+    ALERT_ILLEGAL_PARAMETER = 47,
+    ALERT_DECODE_ERROR = 50,
+    ALERT_USER_CANCELED = 90,
+    CT_ALERT = 21,
+    CT_HANDSHAKE = 22,
+    CT_APPLICATION_DATA = 23,
+};
+
+struct rec_dir {
+    uint8_t secret[EVP_MAX_MD_SIZE];
+    uint8_t key[32];
+    uint8_t iv[REC_IV];
+    uint64_t seq;
+    EVP_CIPHER_CTX *ctx; /* while data flows (sncp_tls_trim frees it) */
+};
+
+struct tls_rec {
+    const EVP_CIPHER *aead;
+    const char *md_name; /* the suite's hash: "SHA256" or "SHA384" */
+    size_t hash_len, key_len;
+    const char *cipher_name;
+    struct rec_dir rd, wr;
+    uint8_t *in; /* ciphertext received: in[in_off..in_len) */
+    size_t in_off, in_len, in_cap;
+    size_t pt_off, pt_len; /* decrypted application data not handed out yet, inside in */
+    uint8_t *out;          /* ciphertext to send: out[out_off..out_len) */
+    size_t out_off, out_len, out_cap;
+    int peer_closed;
+    int fail; /* sticky error code once the connection failed */
+    int sent_close;
+};
+
+/* HKDF-Expand-Label(secret, label, "", len) (RFC 8446 §7.1). */
+static int expand_label(const struct tls_rec *r, const uint8_t *secret, const char *label,
+                        uint8_t *out, size_t len)
+{
+    uint8_t info[2 + 1 + 6 + 16 + 1];
+    size_t ll = strlen(label);
+    info[0] = (uint8_t)(len >> 8);
+    info[1] = (uint8_t)len;
+    info[2] = (uint8_t)(6 + ll);
+    memcpy(info + 3, "tls13 ", 6);
+    memcpy(info + 9, label, ll);
+    info[9 + ll] = 0;
+    EVP_KDF *kdf = EVP_KDF_fetch(NULL, "HKDF", NULL);
+    EVP_KDF_CTX *kc = kdf ? EVP_KDF_CTX_new(kdf) : NULL;
+    EVP_KDF_free(kdf);
+    if (!kc)
+        return -1;
+    int mode = EVP_KDF_HKDF_MODE_EXPAND_ONLY;
+    OSSL_PARAM p[] = {
+        OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, (char *)r->md_name, 0),
+        OSSL_PARAM_construct_int(OSSL_KDF_PARAM_MODE, &mode),
+        OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_KEY, (void *)secret, r->hash_len),
+        OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_INFO, info, 10 + ll),
+        OSSL_PARAM_construct_end(),
+    };
+    int ok = EVP_KDF_derive(kc, out, len, p) == 1;
+    EVP_KDF_CTX_free(kc);
+    return ok ? 0 : -1;
+}
+
+/* The key and IV of d's current secret; drops a cipher context made with the old key. */
+static int dir_rekey(struct tls_rec *r, struct rec_dir *d)
+{
+    EVP_CIPHER_CTX_free(d->ctx);
+    d->ctx = NULL;
+    d->seq = 0;
+    return expand_label(r, d->secret, "key", d->key, r->key_len) < 0 ||
+                   expand_label(r, d->secret, "iv", d->iv, REC_IV) < 0
+               ? -1
+               : 0;
+}
+
+/* The next traffic secret (KeyUpdate, §7.2). */
+static int dir_update(struct tls_rec *r, struct rec_dir *d)
+{
+    uint8_t next[EVP_MAX_MD_SIZE];
+    if (expand_label(r, d->secret, "traffic upd", next, r->hash_len) < 0)
+        return -1;
+    memcpy(d->secret, next, r->hash_len);
+    OPENSSL_cleanse(next, sizeof next);
+    return dir_rekey(r, d);
+}
+
+static void dir_clear(struct rec_dir *d)
+{
+    EVP_CIPHER_CTX_free(d->ctx);
+    OPENSSL_cleanse(d, sizeof *d);
+}
+
+/* Seals or opens one record in place: buf[0..len) (plus the tag after it when sealing; the
+ * tag is its last REC_TAG bytes when opening), with the 5-byte header as additional data.
+ * Returns 0, or -1 (opening: not authentic). */
+static int dir_crypt(struct tls_rec *r, struct rec_dir *d, int seal, const uint8_t *hdr,
+                     uint8_t *buf, size_t len)
+{
+    if (!d->ctx) {
+        if (!(d->ctx = EVP_CIPHER_CTX_new()) ||
+            EVP_CipherInit_ex(d->ctx, r->aead, NULL, NULL, NULL, seal) != 1 ||
+            EVP_CIPHER_CTX_ctrl(d->ctx, EVP_CTRL_AEAD_SET_IVLEN, REC_IV, NULL) != 1 ||
+            EVP_CipherInit_ex(d->ctx, NULL, NULL, d->key, NULL, seal) != 1) {
+            EVP_CIPHER_CTX_free(d->ctx);
+            d->ctx = NULL;
+            clear_errors();
+            return -1;
+        }
+    }
+    uint8_t nonce[REC_IV];
+    memcpy(nonce, d->iv, REC_IV);
+    for (int i = 0; i < 8; i++)
+        nonce[REC_IV - 1 - i] ^= (uint8_t)(d->seq >> (8 * i));
+    int n = 0, fin = 0;
+    size_t body = seal ? len : len - REC_TAG;
+    if (EVP_CipherInit_ex(d->ctx, NULL, NULL, NULL, nonce, seal) != 1 ||
+        (!seal && EVP_CIPHER_CTX_ctrl(d->ctx, EVP_CTRL_AEAD_SET_TAG, REC_TAG, buf + body) != 1) ||
+        EVP_CipherUpdate(d->ctx, NULL, &n, hdr, REC_HDR) != 1 ||
+        EVP_CipherUpdate(d->ctx, buf, &n, buf, (int)body) != 1 ||
+        EVP_CipherFinal_ex(d->ctx, buf + n, &fin) != 1 ||
+        (seal && EVP_CIPHER_CTX_ctrl(d->ctx, EVP_CTRL_AEAD_GET_TAG, REC_TAG, buf + body) != 1)) {
+        clear_errors();
+        return -1;
+    }
+    d->seq++;
+    return 0;
+}
+
+static int out_reserve(struct tls_rec *r, size_t more)
+{
+    if (r->out_off == r->out_len)
+        r->out_off = r->out_len = 0;
+    if (r->out_len + more <= r->out_cap)
+        return 0;
+    size_t cap = r->out_cap ? r->out_cap : 4096;
+    while (cap < r->out_len + more)
+        cap *= 2;
+    uint8_t *n = realloc(r->out, cap);
+    if (!n)
+        return -ENOMEM;
+    r->out = n;
+    r->out_cap = cap;
+    return 0;
+}
+
+/* Encrypts one record of content type `type` (len <= REC_PLAIN_MAX) into the output. */
+static int rec_seal(struct tls_rec *r, uint8_t type, const uint8_t *data, size_t len)
+{
+    if (r->wr.seq == UINT64_MAX)
+        return SNCP_E_TLS;
+    size_t inner = len + 1, total = REC_HDR + inner + REC_TAG;
+    if (out_reserve(r, total) < 0)
+        return -ENOMEM;
+    uint8_t *p = r->out + r->out_len;
+    p[0] = CT_APPLICATION_DATA;
+    p[1] = 3;
+    p[2] = 3;
+    p[3] = (uint8_t)((inner + REC_TAG) >> 8);
+    p[4] = (uint8_t)(inner + REC_TAG);
+    memcpy(p + REC_HDR, data, len);
+    p[REC_HDR + len] = type;
+    if (dir_crypt(r, &r->wr, 1, p, p + REC_HDR, inner) < 0)
+        return SNCP_E_TLS;
+    r->out_len += total;
+    return 0;
+}
+
+/* Our KeyUpdate (asking the peer to update too if `request`), then the new write key. */
+static int rec_key_update(struct tls_rec *r, int request)
+{
+    const uint8_t msg[5] = {HS_KEY_UPDATE, 0, 0, 1, (uint8_t)(request ? 1 : 0)};
+    int rc = rec_seal(r, CT_HANDSHAKE, msg, sizeof msg);
+    if (rc == 0 && dir_update(r, &r->wr) < 0)
+        rc = SNCP_E_TLS;
+    return rc;
+}
+
+/* A fatal error: sends the alert (best effort) and makes the failure sticky. */
+static int rec_fail(struct sncp_tls *t, int alert, const char *what)
+{
+    struct tls_rec *r = t->rec;
+    clear_errors();
+    if (!r->fail) {
+        if (alert >= 0 && !r->sent_close) {
+            uint8_t a[2] = {2, (uint8_t)alert};
+            rec_seal(r, CT_ALERT, a, sizeof a);
+            r->sent_close = 1;
+        }
+        r->fail = SNCP_E_TLS;
+        t->failed = 1;
+        set_error(t, "%s", what);
+    }
+    return r->fail;
+}
+
+/* The handshake message of one record (§4.6.3): a KeyUpdate, whole, ending the record (a
+ * key change ends a record, §5.1; no client splits a 5-byte message). */
+static int rec_handshake(struct sncp_tls *t, const uint8_t *p, size_t len)
+{
+    struct tls_rec *r = t->rec;
+    if (len < 4 || p[0] != HS_KEY_UPDATE)
+        return rec_fail(t, ALERT_UNEXPECTED_MESSAGE,
+                        "unexpected post-handshake message from the peer");
+    size_t mlen = (size_t)p[1] << 16 | (size_t)p[2] << 8 | p[3];
+    if (mlen != 1 || len < 5)
+        return rec_fail(t, ALERT_DECODE_ERROR, "malformed KeyUpdate from the peer");
+    if (p[4] > 1)
+        return rec_fail(t, ALERT_ILLEGAL_PARAMETER, "malformed KeyUpdate from the peer");
+    if (len != 5)
+        return rec_fail(t, ALERT_UNEXPECTED_MESSAGE, "data after a KeyUpdate in its record");
+    if (dir_update(r, &r->rd) < 0)
+        return rec_fail(t, -1, "cannot derive the next read key");
+    if (p[4] == 1 && !r->sent_close && rec_key_update(r, 0) < 0)
+        return rec_fail(t, -1, "cannot send KeyUpdate");
+    return 0;
+}
+
+/* Opens the next complete record, if any, and acts on it.  Returns 1 when a record was
+ * consumed (application data, if any, is then at in[pt_off..pt_off+pt_len)), 0 when more
+ * input is needed, or a negative error. */
+static int rec_next(struct sncp_tls *t)
+{
+    struct tls_rec *r = t->rec;
+    size_t avail = r->in_len - r->in_off;
+    if (avail < REC_HDR)
+        return 0;
+    uint8_t *h = r->in + r->in_off;
+    size_t len = (size_t)h[3] << 8 | h[4];
+    if (h[0] != CT_APPLICATION_DATA)
+        return rec_fail(t, ALERT_UNEXPECTED_MESSAGE,
+                        "unprotected record from the peer after the handshake");
+    if (h[1] != 3 || h[2] != 3)
+        return rec_fail(t, ALERT_DECODE_ERROR, "wrong record version from the peer");
+    if (len > REC_CT_MAX)
+        return rec_fail(t, ALERT_RECORD_OVERFLOW, "record overflow from the peer");
+    if (len < REC_TAG + 1)
+        return rec_fail(t, ALERT_DECODE_ERROR, "record too short from the peer");
+    if (avail < REC_HDR + len)
+        return 0;
+    uint8_t *body = h + REC_HDR;
+    if (r->rd.seq == UINT64_MAX || dir_crypt(r, &r->rd, 0, h, body, len) < 0)
+        return rec_fail(t, ALERT_BAD_RECORD_MAC, "decryption failed or bad record mac");
+    r->in_off += REC_HDR + len;
+    size_t n = len - REC_TAG;
+    while (n && body[n - 1] == 0) /* the padding */
+        n--;
+    if (!n)
+        return rec_fail(t, ALERT_UNEXPECTED_MESSAGE, "record without a content type");
+    uint8_t type = body[--n];
+    if (n > REC_PLAIN_MAX)
+        return rec_fail(t, ALERT_RECORD_OVERFLOW, "record overflow from the peer");
+    if (type == CT_APPLICATION_DATA) {
+        r->pt_off = (size_t)(body - r->in);
+        r->pt_len = n;
+        return 1;
+    }
+    if (type == CT_HANDSHAKE) {
+        int rc = rec_handshake(t, body, n);
+        return rc < 0 ? rc : 1;
+    }
+    if (type == CT_ALERT) {
+        if (n != 2)
+            return rec_fail(t, ALERT_DECODE_ERROR, "malformed alert from the peer");
+        if (body[1] == ALERT_CLOSE_NOTIFY) {
+            r->peer_closed = 1;
+            set_error(t, "peer sent close_notify");
+            return SNCP_E_PEER_CLOSED;
+        }
+        if (body[1] == ALERT_USER_CANCELED)
+            return 1;
+        char what[80];
+        snprintf(what, sizeof what, "peer refused the session: %s",
+                 SSL_alert_desc_string_long(body[1]));
+        return rec_fail(t, -1, what);
+    }
+    return rec_fail(t, ALERT_UNEXPECTED_MESSAGE, "unexpected record type from the peer");
+}
+
+static int rec_read(struct sncp_tls *t, uint8_t *buf, size_t cap)
+{
+    struct tls_rec *r = t->rec;
+    size_t got = 0;
+    while (got < cap) {
+        if (r->pt_len) {
+            size_t n = r->pt_len < cap - got ? r->pt_len : cap - got;
+            memcpy(buf + got, r->in + r->pt_off, n);
+            r->pt_off += n;
+            r->pt_len -= n;
+            got += n;
+            continue;
+        }
+        if (r->fail || r->peer_closed)
+            break;
+        int rc = rec_next(t);
+        if (rc <= 0) {
+            if (rc < 0 && !got)
+                return rc;
+            break;
+        }
+    }
+    if (!got && r->fail)
+        return r->fail;
+    if (!got && r->peer_closed)
+        return SNCP_E_PEER_CLOSED;
+    /* What is consumed leaves the buffer once nothing is lent out of it. */
+    if (!r->pt_len && r->in_off) {
+        memmove(r->in, r->in + r->in_off, r->in_len - r->in_off);
+        r->in_len -= r->in_off;
+        r->in_off = 0;
+    }
+    return (int)(got > INT32_MAX ? INT32_MAX : got);
+}
+
+static int rec_feed(struct tls_rec *r, const uint8_t *data, size_t len)
+{
+    if (r->in_len + len > r->in_cap) {
+        if (!r->pt_len && r->in_off) {
+            memmove(r->in, r->in + r->in_off, r->in_len - r->in_off);
+            r->in_len -= r->in_off;
+            r->in_off = 0;
+        }
+        size_t cap = r->in_cap ? r->in_cap : 4096;
+        while (cap < r->in_len + len)
+            cap *= 2;
+        if (cap != r->in_cap) {
+            uint8_t *n = realloc(r->in, cap);
+            if (!n)
+                return -ENOMEM;
+            r->in = n;
+            r->in_cap = cap;
+        }
+    }
+    memcpy(r->in + r->in_len, data, len);
+    r->in_len += len;
+    return 0;
+}
+
+static int rec_write(struct sncp_tls *t, const uint8_t *data, size_t len)
+{
+    struct tls_rec *r = t->rec;
+    if (r->fail)
+        return r->fail;
+    if (r->sent_close)
+        return SNCP_E_PEER_CLOSED;
+    while (len) {
+        if (r->wr.seq >= REC_KEY_UPDATE_AFTER && rec_key_update(r, 0) < 0)
+            return rec_fail(t, -1, "cannot update the write key");
+        size_t n = len < REC_PLAIN_MAX ? len : REC_PLAIN_MAX;
+        int rc = rec_seal(r, CT_APPLICATION_DATA, data, n);
+        if (rc == -ENOMEM)
+            return rc;
+        if (rc < 0)
+            return rec_fail(t, -1, "encryption failed");
+        data += n;
+        len -= n;
+    }
+    return 0;
+}
+
+static void rec_trim(struct tls_rec *r)
+{
+    if (r->in_off == r->in_len && !r->pt_len) {
+        free(r->in);
+        r->in = NULL;
+        r->in_off = r->in_len = r->in_cap = 0;
+    }
+    if (r->out_off == r->out_len) {
+        free(r->out);
+        r->out = NULL;
+        r->out_off = r->out_len = r->out_cap = 0;
+    }
+    EVP_CIPHER_CTX_free(r->rd.ctx);
+    r->rd.ctx = NULL;
+    EVP_CIPHER_CTX_free(r->wr.ctx);
+    r->wr.ctx = NULL;
+}
+
+static void rec_destroy(struct tls_rec *r)
+{
+    if (!r)
+        return;
+    dir_clear(&r->rd);
+    dir_clear(&r->wr);
+    free(r->in);
+    free(r->out);
+    free(r);
+}
+
+/* Moves all that a memory BIO holds into buf (*len bytes, the BIO's pending count: it fits). */
+static void bio_move(BIO *b, uint8_t *buf, size_t *len)
+{
+    size_t want = *len;
+    *len = 0;
+    int n;
+    while (*len < want &&
+           (n = BIO_read(b, buf + *len, (int)(want - *len > INT32_MAX ? INT32_MAX : want - *len))) >
+               0)
+        *len += (size_t)n;
+    clear_errors();
+}
+
+/* The keys of a server connection whose handshake just completed: from the key log lines
+ * of this handshake (hs), for the negotiated suite.  Returns NULL (the connection stays on
+ * OpenSSL) when anything is missing or unexpected. */
+static struct tls_rec *rec_create(struct sncp_tls *t)
+{
+    struct tls_handshake *hs = t->hs;
+    const SSL_CIPHER *c = SSL_get_current_cipher(t->ssl);
+    if (!hs || !c || !hs->c_secret_len || hs->c_secret_len != hs->s_secret_len ||
+        SSL_version(t->ssl) != TLS1_3_VERSION || SSL_has_pending(t->ssl) ||
+        SSL_get_shutdown(t->ssl))
+        return NULL;
+    struct tls_rec *r = calloc(1, sizeof *r);
+    if (!r)
+        return NULL;
+    /* The TLS 1.3 suites OpenSSL enables by default (tests/integration/test-tls-suites.sh). */
+    static const struct {
+        uint16_t id;
+        const EVP_CIPHER *(*aead)(void);
+        const char *md_name;
+        size_t key_len, hash_len;
+    } suites[] = {
+        {0x1301, EVP_aes_128_gcm, "SHA256", 16, 32},
+        {0x1302, EVP_aes_256_gcm, "SHA384", 32, 48},
+        {0x1303, EVP_chacha20_poly1305, "SHA256", 32, 32},
+    };
+    uint16_t id = SSL_CIPHER_get_protocol_id(c);
+    for (size_t i = 0; i < sizeof suites / sizeof suites[0]; i++)
+        if (suites[i].id == id) {
+            r->aead = suites[i].aead();
+            r->md_name = suites[i].md_name;
+            r->key_len = suites[i].key_len;
+            r->hash_len = suites[i].hash_len;
+        }
+    r->cipher_name = SSL_CIPHER_get_name(c);
+    if (!r->aead || hs->c_secret_len != r->hash_len) {
+        free(r);
+        return NULL;
+    }
+    memcpy(r->rd.secret, hs->c_secret, r->hash_len);
+    memcpy(r->wr.secret, hs->s_secret, r->hash_len);
+    /* What the BIOs hold moves over: our last handshake bytes not drained yet, the peer's
+     * first records. */
+    r->out_cap = r->out_len = BIO_ctrl_pending(t->wbio);
+    r->in_cap = r->in_len = BIO_ctrl_pending(t->rbio);
+    if ((r->out_cap && !(r->out = malloc(r->out_cap))) ||
+        (r->in_cap && !(r->in = malloc(r->in_cap))) || dir_rekey(r, &r->rd) < 0 ||
+        dir_rekey(r, &r->wr) < 0) {
+        rec_destroy(r);
+        clear_errors();
+        return NULL;
+    }
+    if (r->out)
+        bio_move(t->wbio, r->out, &r->out_len);
+    if (r->in)
+        bio_move(t->rbio, r->in, &r->in_len);
+    return r;
+}
+
+/* Frees the handshake block (it may hold traffic secrets). */
+static void hs_free(struct tls_handshake *hs)
+{
+    if (hs)
+        OPENSSL_cleanse(hs, sizeof *hs);
+    free(hs);
+}
+
 struct sncp_tls *sncp_tls_create(struct sncp_tls_ctx *ctx, const char *expected_peer)
 {
     struct sncp_tls *t = calloc(1, sizeof *t);
@@ -459,15 +1084,17 @@ struct sncp_tls *sncp_tls_create(struct sncp_tls_ctx *ctx, const char *expected_
         return NULL;
     clear_errors();
     t->role = ctx->role;
-    if (expected_peer)
-        snprintf(t->expected, sizeof t->expected, "%s", expected_peer);
+    t->hs = calloc(1, sizeof *t->hs);
+    if (t->hs && expected_peer)
+        snprintf(t->hs->expected, sizeof t->hs->expected, "%s", expected_peer);
     t->ssl = SSL_new(ctx->ssl_ctx);
     t->rbio = BIO_new(BIO_s_mem());
     t->wbio = BIO_new(BIO_s_mem());
-    if (!t->ssl || !t->rbio || !t->wbio) {
+    if (!t->hs || !t->ssl || !t->rbio || !t->wbio) {
         SSL_free(t->ssl);
         BIO_free(t->rbio);
         BIO_free(t->wbio);
+        free(t->hs);
         free(t);
         clear_errors();
         return NULL;
@@ -482,8 +1109,8 @@ struct sncp_tls *sncp_tls_create(struct sncp_tls_ctx *ctx, const char *expected_
     } else {
         SSL_set_connect_state(t->ssl);
         /* SNI for servers that host several names; only for DNS-like identities. */
-        if (t->expected[0] && !strchr(t->expected, ':'))
-            SSL_set_tlsext_host_name(t->ssl, t->expected);
+        if (t->hs->expected[0] && !strchr(t->hs->expected, ':'))
+            SSL_set_tlsext_host_name(t->ssl, t->hs->expected);
     }
     clear_errors();
     return t;
@@ -494,6 +1121,10 @@ void sncp_tls_destroy(struct sncp_tls *t)
     if (!t)
         return;
     SSL_free(t->ssl); /* frees both BIOs */
+    hs_free(t->hs);
+    rec_destroy(t->rec);
+    free(t->identity);
+    free(t->chain_keys);
     free(t);
 }
 
@@ -519,12 +1150,12 @@ static int record_failure(struct sncp_tls *t, int during_handshake)
     long vr = SSL_get_verify_result(t->ssl);
     t->failed = 1;
 
-    if (t->identity_mismatch) {
-        if (t->bad_identity[0])
-            set_error(t, "peer certificate has no usable identity: %s", t->bad_identity);
+    if (t->identity_mismatch && t->hs) {
+        if (t->hs->bad_identity[0])
+            set_error(t, "peer certificate has no usable identity: %s", t->hs->bad_identity);
         else
-            set_error(t, "peer identity '%s' does not match expected '%s'", t->mismatch_identity,
-                      t->expected);
+            set_error(t, "peer identity '%s' does not match expected '%s'",
+                      t->hs->mismatch_identity, t->hs->expected);
         return SNCP_E_PEER_IDENTITY;
     }
     if (looks_like_plaintext(t) || lib_reason == SSL_R_HTTP_REQUEST ||
@@ -574,19 +1205,32 @@ int sncp_tls_handshake(struct sncp_tls *t)
     int r = SSL_do_handshake(t->ssl);
     if (r == 1) {
         X509 *peer = SSL_get1_peer_certificate(t->ssl);
-        char why[TLS_ERROR_MAX];
+        char why[TLS_ERROR_MAX], id[SNCP_TLS_IDENTITY_MAX];
         if (!peer || SSL_get_verify_result(t->ssl) != X509_V_OK ||
-            cert_identity(peer, t->identity, sizeof t->identity, NULL, NULL, why, sizeof why) < 0) {
+            cert_identity(peer, id, sizeof id, NULL, NULL, why, sizeof why) < 0) {
             /* Unreachable with SSL_VERIFY_FAIL_IF_NO_PEER_CERT and the verify callback's
              * identity check, kept as a safety net. */
             X509_free(peer);
             t->failed = 1;
-            t->identity[0] = '\0';
             set_error(t, "peer did not present a verified certificate with an identity");
             clear_errors();
             return SNCP_E_TLS_HANDSHAKE;
         }
         X509_free(peer);
+        if (!(t->identity = strdup(id)) || chain_keys_save(t) < 0) {
+            t->failed = 1;
+            set_error(t, "out of memory");
+            clear_errors();
+            return SNCP_E_TLS_HANDSHAKE;
+        }
+        /* A server connection lets OpenSSL go (see rec_create); if it cannot, it stays. */
+        if (t->role == SNCP_TLS_SERVER && (t->rec = rec_create(t)) != NULL) {
+            SSL_free(t->ssl); /* frees both BIOs */
+            t->ssl = NULL;
+            t->rbio = t->wbio = NULL;
+        }
+        hs_free(t->hs);
+        t->hs = NULL;
         t->established = 1;
         clear_errors();
         return 1;
@@ -607,6 +1251,8 @@ int sncp_tls_feed(struct sncp_tls *t, const uint8_t *data, size_t len)
         t->saw_first_byte = 1;
         t->first_byte = data[0];
     }
+    if (t->rec)
+        return rec_feed(t->rec, data, len);
     while (len) {
         int chunk = len > INT32_MAX ? INT32_MAX : (int)len;
         int n = BIO_write(t->rbio, data, chunk);
@@ -624,6 +1270,8 @@ int sncp_tls_read(struct sncp_tls *t, uint8_t *buf, size_t cap)
 {
     if (t->failed)
         return SNCP_E_TLS;
+    if (t->rec)
+        return rec_read(t, buf, cap);
     size_t got = 0;
     clear_errors();
     while (got < cap) {
@@ -660,6 +1308,8 @@ int sncp_tls_write(struct sncp_tls *t, const uint8_t *data, size_t len)
         return SNCP_E_NOT_ESTABLISHED;
     if (t->failed)
         return SNCP_E_TLS;
+    if (t->rec)
+        return rec_write(t, data, len);
     clear_errors();
     while (len) {
         size_t n = 0;
@@ -680,6 +1330,8 @@ int sncp_tls_write(struct sncp_tls *t, const uint8_t *data, size_t len)
 
 size_t sncp_tls_pending(const struct sncp_tls *t)
 {
+    if (t->rec)
+        return t->rec->out_len - t->rec->out_off;
     return BIO_ctrl_pending(t->wbio);
 }
 
@@ -687,6 +1339,15 @@ size_t sncp_tls_drain(struct sncp_tls *t, uint8_t *buf, size_t cap)
 {
     if (!cap)
         return 0;
+    if (t->rec) {
+        struct tls_rec *r = t->rec;
+        size_t n = r->out_len - r->out_off < cap ? r->out_len - r->out_off : cap;
+        if (!n)
+            return 0;
+        memcpy(buf, r->out + r->out_off, n);
+        r->out_off += n;
+        return n;
+    }
     if (cap > INT32_MAX)
         cap = INT32_MAX;
     int n = BIO_read(t->wbio, buf, (int)cap);
@@ -711,6 +1372,10 @@ static void bio_trim(BIO *b)
 
 void sncp_tls_trim(struct sncp_tls *t)
 {
+    if (t->rec) {
+        rec_trim(t->rec);
+        return;
+    }
     /* SSL_free_buffers() refuses (returns 0) while a record is in transit: nothing to do. */
     SSL_free_buffers(t->ssl);
     bio_trim(t->rbio);
@@ -718,12 +1383,36 @@ void sncp_tls_trim(struct sncp_tls *t)
     clear_errors();
 }
 
+int sncp_tls_key_update(struct sncp_tls *t)
+{
+    if (!t->established)
+        return SNCP_E_NOT_ESTABLISHED;
+    if (t->failed)
+        return SNCP_E_TLS;
+    if (t->rec) {
+        if (t->rec->sent_close)
+            return SNCP_E_TLS;
+        int rc = rec_key_update(t->rec, 1);
+        return rc < 0 ? rec_fail(t, -1, "cannot send KeyUpdate") : 0;
+    }
+    clear_errors();
+    /* Scheduled by SSL_key_update, sent by SSL_do_handshake. */
+    int ok = SSL_key_update(t->ssl, SSL_KEY_UPDATE_REQUESTED) == 1 && SSL_do_handshake(t->ssl) == 1;
+    clear_errors();
+    return ok ? 0 : SNCP_E_TLS;
+}
+
 void sncp_tls_shutdown(struct sncp_tls *t)
 {
     clear_errors();
     /* Only after a completed handshake: before it there is nothing to close politely. */
-    if (t->established && !t->failed)
+    if (t->rec && !t->failed && !t->rec->sent_close) {
+        static const uint8_t close_notify[2] = {1, ALERT_CLOSE_NOTIFY};
+        t->rec->sent_close = 1;
+        rec_seal(t->rec, CT_ALERT, close_notify, sizeof close_notify);
+    } else if (t->ssl && t->established && !t->failed) {
         SSL_shutdown(t->ssl);
+    }
     clear_errors();
 }
 
@@ -743,6 +1432,10 @@ const char *sncp_tls_description(const struct sncp_tls *t, char *buf, size_t cap
         return buf;
     if (!t->established) {
         snprintf(buf, cap, "%s", "none");
+        return buf;
+    }
+    if (t->rec) {
+        snprintf(buf, cap, "TLSv1.3 %s", t->rec->cipher_name);
         return buf;
     }
     const SSL_CIPHER *c = SSL_get_current_cipher(t->ssl);

@@ -6,6 +6,9 @@
  * peer's identity is the first DNS (or URI) subject alternative name of its certificate, or
  * its subject CN when it has no such name, as printable UTF-8 (PROTOCOL.md §11.1): a
  * certificate whose identity is not is refused.
+ * OpenSSL runs every handshake; an established server connection (the nNVE holds thousands)
+ * then continues on this engine's own TLS 1.3 record layer with the traffic secrets of its
+ * handshake, and OpenSSL's per-connection state is freed: idle, it keeps a few hundred bytes.
  */
 #ifndef SNCP_TLS_H
 #define SNCP_TLS_H 1
@@ -72,6 +75,10 @@ size_t sncp_tls_drain(struct sncp_tls *t, uint8_t *buf, size_t cap);
  * when a burst of work is over: an idle connection then holds only its TLS state.  The
  * next feed, read or write allocates again. */
 void sncp_tls_trim(struct sncp_tls *t);
+
+/* Updates our traffic keys and asks the peer to update its own (RFC 8446 §4.6.3): the
+ * KeyUpdate is ready to drain at once.  Returns 0, SNCP_E_NOT_ESTABLISHED or SNCP_E_TLS. */
+int sncp_tls_key_update(struct sncp_tls *t);
 
 /* Sends close_notify (drain afterwards). */
 void sncp_tls_shutdown(struct sncp_tls *t);

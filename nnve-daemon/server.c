@@ -56,7 +56,6 @@ struct session {
     struct session *prev, *next; /* server's list */
     struct session *dirty_next;  /* in the server's flush list */
     int dirty;
-    char identity[SNCP_TLS_IDENTITY_MAX];
     char node_id[SNCP_MAX_NODE_ID_LEN + 1];
     char peer[72];
     char port[SNCP_MAX_PORT_LEN + 1];
@@ -69,6 +68,7 @@ struct session {
     int replaced;       /* a newer session took over the identity */
     struct pending *pend_head, *pend_tail;
     uint64_t requests, failures;
+    char identity[]; /* the peer's certificate identity, at its size (many idle sessions) */
 };
 
 /* An operator action waiting for agents' answers. */
@@ -580,7 +580,8 @@ static int close_if_revoked(struct session *s)
 static void on_connected(struct sncp_conn *c, const char *identity)
 {
     struct nnve_server *srv = sncp_conn_data(c);
-    struct session *s = calloc(1, sizeof *s);
+    size_t id_len = strnlen(identity, SNCP_TLS_IDENTITY_MAX - 1);
+    struct session *s = calloc(1, sizeof *s + id_len + 1);
     if (!s) {
         sncp_conn_close(c);
         return;
@@ -588,7 +589,7 @@ static void on_connected(struct sncp_conn *c, const char *identity)
     s->tag = TAG_SESSION;
     s->srv = srv;
     s->conn = c;
-    snprintf(s->identity, sizeof s->identity, "%s", identity);
+    memcpy(s->identity, identity, id_len);
     snprintf(s->peer, sizeof s->peer, "%s", sncp_conn_peer_name(c));
     const char *ifname;
     if (sncp_conn_l2_peer(c, &ifname, NULL, NULL) == 0)

@@ -392,6 +392,133 @@ START_TEST(test_garbage_after_handshake)
 }
 END_TEST
 
+/* One message each way between an established pair: what one side writes, the other reads. */
+static void exchange(struct sncp_tls *c, struct sncp_tls *s, const char *tag)
+{
+    uint8_t buf[64];
+    char want[32];
+    snprintf(want, sizeof want, "c>s %s", tag);
+    ck_assert_int_eq(sncp_tls_write(c, (const uint8_t *)want, strlen(want)), 0);
+    move(c, s);
+    ck_assert_int_eq(sncp_tls_read(s, buf, sizeof buf), (int)strlen(want));
+    ck_assert_mem_eq(buf, want, strlen(want));
+    snprintf(want, sizeof want, "s>c %s", tag);
+    ck_assert_int_eq(sncp_tls_write(s, (const uint8_t *)want, strlen(want)), 0);
+    move(s, c);
+    ck_assert_int_eq(sncp_tls_read(c, buf, sizeof buf), (int)strlen(want));
+    ck_assert_mem_eq(buf, want, strlen(want));
+}
+
+/* An established server connection runs on its own record layer: KeyUpdate either way (each
+ * side asks the other to update too) keeps the traffic flowing, several times over. */
+START_TEST(test_key_update)
+{
+    struct sncp_tls_ctx *sc = ctx_for(SNCP_TLS_SERVER, "server", "ca.crt");
+    struct sncp_tls_ctx *cc = ctx_for(SNCP_TLS_CLIENT, "client", "ca.crt");
+    struct sncp_tls *s = sncp_tls_create(sc, NULL);
+    struct sncp_tls *c = sncp_tls_create(cc, "server");
+    ck_assert_int_eq(sncp_tls_key_update(s), SNCP_E_NOT_ESTABLISHED);
+    struct pair_result r = run_pair(c, s);
+    ck_assert_int_eq(r.client_rc, 1);
+    ck_assert_int_eq(r.server_rc, 1);
+    char ds[96], dc[96];
+    ck_assert_str_eq(sncp_tls_description(s, ds, sizeof ds),
+                     sncp_tls_description(c, dc, sizeof dc));
+    /* tests/integration/test-tls-suites.sh runs this suite once per cipher suite. */
+    const char *suite = getenv("SNCP_TEST_TLS_SUITE");
+    if (suite)
+        ck_assert_msg(strstr(ds, suite) != NULL, "negotiated '%s', want %s", ds, suite);
+    exchange(c, s, "before");
+    uint8_t buf[64];
+    for (int round = 0; round < 3; round++) {
+        char tag[16];
+        /* The client asks: the server updates its read key, then answers with its own. */
+        ck_assert_int_eq(sncp_tls_key_update(c), 0);
+        ck_assert_uint_gt(move(c, s), 0);
+        ck_assert_int_eq(sncp_tls_read(s, buf, sizeof buf), 0);
+        ck_assert_uint_gt(move(s, c), 0);
+        ck_assert_int_eq(sncp_tls_read(c, buf, sizeof buf), 0);
+        snprintf(tag, sizeof tag, "c%d", round);
+        exchange(c, s, tag);
+        /* The server asks: OpenSSL answers with its next write (exchange's first). */
+        ck_assert_int_eq(sncp_tls_key_update(s), 0);
+        ck_assert_uint_gt(move(s, c), 0);
+        ck_assert_int_eq(sncp_tls_read(c, buf, sizeof buf), 0);
+        snprintf(tag, sizeof tag, "s%d", round);
+        exchange(c, s, tag);
+        sncp_tls_trim(s);
+        sncp_tls_trim(c);
+    }
+    ck_assert_str_eq(sncp_tls_error(s), "");
+    ck_assert_str_eq(sncp_tls_error(c), "");
+    /* Our close_notify reaches the client. */
+    sncp_tls_shutdown(s);
+    move(s, c);
+    ck_assert_int_eq(sncp_tls_read(c, buf, sizeof buf), SNCP_E_PEER_CLOSED);
+    sncp_tls_destroy(c);
+    sncp_tls_destroy(s);
+    sncp_tls_ctx_destroy(cc);
+    sncp_tls_ctx_destroy(sc);
+}
+END_TEST
+
+/* Records an attacker could send to an established server: each one fails the connection
+ * with its reason, and the client is told (an alert) where the record was protected. */
+static void expect_record_refused(const uint8_t *rec, size_t len, int corrupt_real,
+                                  const char *reason)
+{
+    struct sncp_tls_ctx *sc = ctx_for(SNCP_TLS_SERVER, "server", "ca.crt");
+    struct sncp_tls_ctx *cc = ctx_for(SNCP_TLS_CLIENT, "client", "ca.crt");
+    struct sncp_tls *s = sncp_tls_create(sc, NULL);
+    struct sncp_tls *c = sncp_tls_create(cc, "server");
+    struct pair_result r = run_pair(c, s);
+    ck_assert_int_eq(r.server_rc, 1);
+    exchange(c, s, "ok");
+    uint8_t ct[512], buf[64];
+    if (corrupt_real) { /* a real record, one byte changed at offset len */
+        ck_assert_int_eq(sncp_tls_write(c, (const uint8_t *)"payload", 7), 0);
+        size_t n = sncp_tls_drain(c, ct, sizeof ct);
+        ck_assert_uint_gt(n, len);
+        ct[len] ^= 0x01;
+        ck_assert_int_eq(sncp_tls_feed(s, ct, n), 0);
+    } else {
+        ck_assert_int_eq(sncp_tls_feed(s, rec, len), 0);
+    }
+    ck_assert_int_eq(sncp_tls_read(s, buf, sizeof buf), SNCP_E_TLS);
+    ck_assert_msg(strstr(sncp_tls_error(s), reason) != NULL, "server error '%s', want '%s'",
+                  sncp_tls_error(s), reason);
+    /* Failed for good: nothing more is read or written. */
+    ck_assert_int_eq(sncp_tls_read(s, buf, sizeof buf), SNCP_E_TLS);
+    ck_assert_int_lt(sncp_tls_write(s, (const uint8_t *)"x", 1), 0);
+    ck_assert_uint_gt(move(s, c), 0); /* the alert */
+    ck_assert_int_lt(sncp_tls_read(c, buf, sizeof buf), 0);
+    sncp_tls_destroy(c);
+    sncp_tls_destroy(s);
+    sncp_tls_ctx_destroy(cc);
+    sncp_tls_ctx_destroy(sc);
+}
+
+START_TEST(test_records_refused)
+{
+    /* a plaintext alert, a change_cipher_spec, a wrong version, an oversized record, one
+     * too short for a tag */
+    static const uint8_t alert[] = {21, 3, 3, 0, 2, 2, 40};
+    static const uint8_t ccs[] = {20, 3, 3, 0, 1, 1};
+    static const uint8_t version[] = {23, 3, 1, 0, 20};
+    static const uint8_t overflow[] = {23, 3, 3, 0x41, 0x01};
+    static const uint8_t short_rec[] = {23, 3, 3, 0, 16};
+    expect_record_refused(alert, sizeof alert, 0, "unprotected record");
+    expect_record_refused(ccs, sizeof ccs, 0, "unprotected record");
+    expect_record_refused(version, sizeof version, 0, "wrong record version");
+    expect_record_refused(overflow, sizeof overflow, 0, "record overflow");
+    expect_record_refused(short_rec, sizeof short_rec, 0, "record too short");
+    /* a real record altered: in its body, in its tag */
+    expect_record_refused(NULL, 5, 1, "bad record mac");
+    expect_record_refused(NULL, 9, 1, "bad record mac");
+    expect_record_refused(NULL, 5 + 7 + 1 + 15, 1, "bad record mac");
+}
+END_TEST
+
 START_TEST(test_ctx_errors_and_reload)
 {
     char err[256] = "";
@@ -794,6 +921,8 @@ static Suite *tls_suite(void)
     tcase_add_test(tc, test_identity_rule);
     tcase_add_test(tc, test_expected_identity_any_name);
     tcase_add_test(tc, test_crl);
+    tcase_add_test(tc, test_key_update);
+    tcase_add_test(tc, test_records_refused);
     suite_add_tcase(s, tc);
     return s;
 }
