@@ -254,7 +254,8 @@ int main(int argc, char **argv)
         for (unsigned i = 0; i < n_nnves; i++) {
             const struct tnve_config_nnve *e = &list[i];
             if (n_nnves > 1)
-                printf("  [nnve %s] identity=%s preference=%u\n", e->name, e->nnve_identity, i);
+                printf("  [nnve %s] identity=%s preference=%u uplink=%s\n", e->name,
+                       e->nnve_identity, i, e->uplink[0] ? e->uplink : "-");
             if (e->transport == TNVE_TRANSPORT_L2) {
                 char mac[SNCP_MAC_STRLEN] = "(discovery)", group[SNCP_MAC_STRLEN];
                 if (e->nnve_mac_set)

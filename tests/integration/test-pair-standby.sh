@@ -171,6 +171,15 @@ if [ "${1:-}" = "--inside" ]; then
     t1=$(now)
     racks_wait "pings through sw2" 20 replied_after "$R/ping.down" "$t1" || fail "no reply through sw2 after the failover"
     racks_wait "sw1 lets the TSIs go" 20 absent_at sw1 vm1 vm2 || fail "TSIs still at sw1: $(tsi_state sw1 vm1) $(tsi_state sw1 vm2)"
+    # make-before-break: each TSI is activated at sw2 before it is de-associated at sw1
+    for vm in vm1 vm2; do
+        m=$(vm_mac "$vm")
+        act=$(grep "audit tsi: activated tsi=.*/$m" "$R/sw2/nnve.log" | tail -n 1 | cut -d' ' -f1)
+        deas=$(grep "audit tsi: deassociated tsi=.*/$m" "$R/sw1/nnve.log" | tail -n 1 | cut -d' ' -f1)
+        [ -n "$act" ] && [ -n "$deas" ] && ! [[ "$deas" < "$act" ]] &&
+            ok "$vm: activated at sw2 ($act), then de-associated at sw1 ($deas)" ||
+            fail "$vm: activated at sw2 '$act', de-associated at sw1 '$deas'"
+    done
     sleep 1
     ping_stop
     grep -q 'active nNVE changed nnve=sw2 was=sw1 cause=uplink' "$R/hv1/agent.log" &&
@@ -179,7 +188,7 @@ if [ "${1:-}" = "--inside" ]; then
     read -r lost_b sent_b gap_b _ <<<"$(ping_stats "$R/ping.down" "$t0")"
     [ "$gap_b" -ge 0 ] && ok "pings came back after the links went down" || fail "pings did not come back"
     echo "link down: $lost_b of $sent_b replies lost; last reply before to first reply after: ${gap_b} ms"
-    echo "TABLE|active-standby failover (pings, link down)|$gap_b|-|-"
+    echo "TABLE|active-standby failover (pings, link down) (ms)|$gap_b|-|-"
     echo "TABLE|active-standby failover, link down: replies lost (ping every 20 ms)|$lost_b|-|-"
     echo "TABLE|active-standby, kill -9 and restart of the bonds' nNVE: replies lost (ping every 20 ms)|$lost_a|-|-"
 
