@@ -276,6 +276,7 @@ static void select_active(struct tnve_agent *a, const char *cause, const char *w
     if (to != a->active)
         set_active(a, to, cause, why);
 }
+
 static void home_changed(struct tnve_agent *a, const char *why)
 {
     select_active(a, "session", why);

@@ -325,8 +325,15 @@ static void poll_cb(uv_poll_t *p, int status, int events)
     struct tnve_uplinks *u = p->data;
     (void)events;
     if (status < 0) {
-        snv_log_rl(&u->rl, SNV_LOG_ERR, "uplink", "netlink poll failed: %s", uv_strerror(status));
-        return;
+        /* libuv reports the socket's pending error (POLLERR: ENOBUFS after the kernel
+         * dropped notifications) as a failure and stops the handle: poll again, and let
+         * the receive below take the error (and dump again) */
+        int rc = uv_poll_start(&u->poll, UV_READABLE, poll_cb);
+        if (rc < 0) {
+            snv_log_rl(&u->rl, SNV_LOG_ERR, "uplink",
+                       "netlink poll failed, uplinks no longer followed: %s", uv_strerror(rc));
+            return;
+        }
     }
     char buf[MNL_SOCKET_BUFFER_SIZE];
     for (int i = 0; i < BATCH; i++) {
@@ -427,6 +434,13 @@ const char *tnve_uplinks_master(const struct tnve_uplinks *u, unsigned i)
         if (u->bonds[k].link.ifindex == u->w[i].link.master)
             return u->bonds[k].link.name;
     return "";
+}
+
+int tnve_uplinks_set_rcvbuf(struct tnve_uplinks *u, int bytes)
+{
+    if (setsockopt(mnl_socket_get_fd(u->nl), SOL_SOCKET, SO_RCVBUF, &bytes, sizeof bytes) < 0)
+        return -errno;
+    return 0;
 }
 
 json_t *tnve_uplinks_json(const struct tnve_uplinks *u)

@@ -74,6 +74,9 @@ void tnve_uplinks_destroy(struct tnve_uplinks *u);
 enum tnve_uplink_state tnve_uplinks_state(const struct tnve_uplinks *u, unsigned i);
 /* The bond uplink i is a slave of ("" when none known). */
 const char *tnve_uplinks_master(const struct tnve_uplinks *u, unsigned i);
+/* Sets the socket's receive buffer (default 1 MiB; the kernel rounds it up to its minimum):
+ * the tests make notifications overrun it.  0 or -errno. */
+int tnve_uplinks_set_rcvbuf(struct tnve_uplinks *u, int bytes);
 /* Counters: dumps, overruns (ENOBUFS), messages, bad_messages.  New reference. */
 json_t *tnve_uplinks_json(const struct tnve_uplinks *u);
 

@@ -346,6 +346,55 @@ START_TEST(test_watch_veth)
 }
 END_TEST
 
+/* Notifications the kernel could not queue (ENOBUFS): the watcher dumps the links again, and
+ * so sees a link whose notification was dropped. */
+static int many_links(const char *dir)
+{
+    char path[256];
+    snprintf(path, sizeof path, "%s/links.batch", dir);
+    FILE *f = fopen(path, "w");
+    if (!f)
+        return -1;
+    for (int i = 0; i < 60; i++)
+        fprintf(f, "link add x%d type veth peer name y%d\n", i, i);
+    fclose(f);
+    TESTUTIL_RUN("ip", "-batch", path);
+    TESTUTIL_RUN("ip", "link", "add", "up1", "type", "veth", "peer", "name", "sw1");
+    return 0;
+}
+
+START_TEST(test_watch_overrun)
+{
+    if (geteuid() != 0 || unshare(CLONE_NEWNET) != 0) {
+        fprintf(stderr, "test_watch_overrun skipped: needs root (unshare CLONE_NEWNET)\n");
+        return;
+    }
+    char dir[] = "/tmp/tnve-uplink-test.XXXXXX";
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    struct watch_ctx w = {0};
+    const char *names[] = {"up1"};
+    ck_assert_int_eq(tnve_uplinks_create(&loop, names, 1, watch_cb, &w, &w.u), 0);
+    ck_assert(wait_state(&loop, &w, 0, TNVE_UPLINK_ABSENT));
+    ck_assert_int_eq(tnve_uplinks_set_rcvbuf(w.u, 1), 0);
+    /* nothing reads while 120 links and then up1 appear: the queue overflows */
+    ck_assert_int_eq(many_links(dir), 0);
+    ck_assert(wait_state(&loop, &w, 0, TNVE_UPLINK_DOWN));
+    json_t *j = tnve_uplinks_json(w.u);
+    ck_assert_int_ge(json_integer_value(json_object_get(j, "uplink_overruns")), 1);
+    ck_assert_int_ge(json_integer_value(json_object_get(j, "uplink_dumps")), 2);
+    json_decref(j);
+    tnve_uplinks_destroy(w.u);
+    ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
+    ck_assert_int_eq(uv_loop_close(&loop), 0);
+    char path[256];
+    snprintf(path, sizeof path, "%s/links.batch", dir);
+    unlink(path);
+    rmdir(dir);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("tnve-uplink");
@@ -354,6 +403,7 @@ static Suite *suite(void)
     tcase_add_test(tc, test_eval);
     tcase_add_test(tc, test_parse_bond);
     tcase_add_test(tc, test_watch_veth);
+    tcase_add_test(tc, test_watch_overrun);
     tcase_set_timeout(tc, 60);
     suite_add_tcase(s, tc);
     return s;
