@@ -1606,7 +1606,8 @@ static const struct rec_vn *vn_lookup(const struct tnve_rec *r, const struct tnv
     for (const struct rec_vn *v = r->vns; v; v = v->next) {
         if (vn_matches(v, q))
             return v;
-        if (!same && (tnve_vn_designates(q, &v->vn) || tnve_vn_equal(q, &v->vn)))
+        if (!same && (tnve_vn_designates(&v->vn, q) || tnve_vn_designates(q, &v->vn) ||
+                      tnve_vn_equal(q, &v->vn)))
             same = v;
     }
     return same;
