@@ -19,18 +19,10 @@ src=${SPLITNVE_SRC:-$(cd "$here/.." && pwd)}
 
 if [ "${1:-}" = "--inside" ]; then
     . "$src/tests/uml/racks-lib.bash"
-    RACKS_HVS="hv1 hv2"
-    RACKS_VMS="vm1:hv1:5000:blue vm2:hv2:5000:blue"
+    RACKS_HVS=$RACKS_PAIR_HVS
+    RACKS_VMS=$RACKS_PAIR_VMS
     mode=$PAIR_BENCH_MODE
     trap 'racks_stop' EXIT
-    activated_at() { # SW VM...
-        local sw=$1 vm
-        shift
-        for vm in "$@"; do
-            [ "$(tsi_state "$sw" "$vm" | cut -d' ' -f1)" = activated ] || return 1
-        done
-    }
-    replied_after() { awk -v t0="$2" '/bytes from/ { if (substr($1, 2, length($1) - 2) + 0 > t0) f = 1 } END { exit !f }' "$1"; }
     pair_hv_topology || exit 1
     pair_hv_confs "$mode" yes
     racks_start_switch sw1 && racks_start_switch sw2 || exit 1
@@ -40,14 +32,14 @@ if [ "${1:-}" = "--inside" ]; then
     for vm in vm1 vm2; do vm_xml "$vm" >"$R/$vm.xml"; done
     racks_virsh hv1 "define $R/vm1.xml; start vm1" >/dev/null || exit 1
     racks_virsh hv2 "define $R/vm2.xml; start vm2" >/dev/null || exit 1
-    racks_wait "activated at sw1" 30 activated_at sw1 vm1 vm2 || exit 1
+    racks_wait "activated at sw1" 30 tsis_in sw1 activated vm1 vm2 || exit 1
     vm_ping vm1 "$(vm_ip vm2)" 5 || exit 1
     ip netns exec vm1 ping -D -n -i 0.02 -w 60 "$(vm_ip vm2)" >"$R/ping" 2>&1 &
     pinger=$!
     sleep 1
     t0=$(date +%s.%N)
     ip -n sw1 link set swp1 down && ip -n sw1 link set swp2 down || exit 1
-    racks_wait "activated at sw2" 20 activated_at sw2 vm1 vm2 || exit 1
+    racks_wait "activated at sw2" 20 tsis_in sw2 activated vm1 vm2 || exit 1
     t1=$(date +%s.%N)
     racks_wait "pings through sw2" 20 replied_after "$R/ping" "$t1" || exit 1
     sleep 1

@@ -26,8 +26,8 @@ src=${SPLITNVE_SRC:-$(cd "$here/../.." && pwd)}
 # ---------------------------------------------------------------------------- inside UML ---
 if [ "${1:-}" = "--inside" ]; then
     . "$src/tests/uml/racks-lib.bash"
-    RACKS_HVS="hv1 hv2"
-    RACKS_VMS="vm1:hv1:5000:blue vm2:hv2:5000:blue"
+    RACKS_HVS=$RACKS_PAIR_HVS
+    RACKS_VMS=$RACKS_PAIR_VMS
     fails=0
     step() { racks_log "== $*"; }
     ok() { echo "ok: $*"; }
@@ -45,20 +45,6 @@ if [ "${1:-}" = "--inside" ]; then
     }
     trap 'racks_stop' EXIT
 
-    activated_at() { # SW VM...
-        local sw=$1 vm
-        shift
-        for vm in "$@"; do
-            [ "$(tsi_state "$sw" "$vm" | cut -d' ' -f1)" = activated ] || return 1
-        done
-    }
-    absent_at() { # SW VM...
-        local sw=$1 vm
-        shift
-        for vm in "$@"; do
-            [ "$(tsi_state "$sw" "$vm")" = "absent 0" ] || return 1
-        done
-    }
     active_is() { # HV NNVE: the agent's active nNVE
         [ "$(tnvectl_hv "$1" --json show nnves 2>/dev/null | jq -r '.[] | select(.role == "active") | .name')" = "$2" ]
     }
@@ -78,9 +64,6 @@ if [ "${1:-}" = "--inside" ]; then
     ping_stop() {
         kill -INT "$PINGER" 2>/dev/null
         wait "$PINGER" 2>/dev/null
-    }
-    replied_after() { # FILE T0: a reply stamped after T0
-        awk -v t0="$2" '/bytes from/ { if (substr($1, 2, length($1) - 2) + 0 > t0) f = 1 } END { exit !f }' "$1"
     }
 
     step "topology, the switch pair, hypervisors, VMs"
@@ -102,11 +85,12 @@ if [ "${1:-}" = "--inside" ]; then
     for hv in hv1 hv2; do
         [ "$(bond_active "$hv")" = e1 ] || die "$hv bond0 active slave is '$(bond_active "$hv")', not e1"
     done
-    racks_wait "uplink states" 20 all_hvs uplinks_are active backup ||
+    racks_wait "uplink states" 20 all_hvs uplinks_are active backup &&
+        ok "show nnves: uplink e1 active, e2 backup on both hypervisors" ||
         fail "show nnves uplink states: $(tnvectl_hv hv1 --json show nnves | jq -c '[.[] | {name, role, uplink, uplink_state, uplink_bond, preferred}]')"
     all_hvs active_is sw1 && ok "both agents: sw1 (uplink e1 active) is the active nNVE" || fail "active nNVE is not sw1"
-    racks_wait "sw1 activated" 30 activated_at sw1 vm1 vm2 || die "not activated at sw1"
-    absent_at sw2 vm1 vm2 && ok "active-standby: no TSI at sw2" || fail "TSIs at sw2: $(tsi_state sw2 vm1) $(tsi_state sw2 vm2)"
+    racks_wait "sw1 activated" 30 tsis_in sw1 activated vm1 vm2 || die "not activated at sw1"
+    tsis_in sw2 absent vm1 vm2 && ok "active-standby: no TSI at sw2" || fail "TSIs at sw2: $(tsi_state sw2 vm1) $(tsi_state sw2 vm2)"
     tags_before="$(tsi_state sw1 vm1) $(tsi_state sw1 vm2)"
     vm_ping vm1 "$(vm_ip vm2)" 5 && ok "vm1 -> vm2 through sw1" || fail "vm1 cannot reach vm2"
     tnvectl_hv hv1 show nnves
@@ -119,7 +103,7 @@ if [ "${1:-}" = "--inside" ]; then
     sleep 1
     racks_kill sw1 KILL
     racks_wait "agents on sw2" 30 all_hvs active_is sw2 || fail "the agents did not fail over to sw2"
-    racks_wait "sw2 activated" 30 activated_at sw2 vm1 vm2 || fail "not activated at sw2 after the kill"
+    racks_wait "sw2 activated" 30 tsis_in sw2 activated vm1 vm2 || fail "not activated at sw2 after the kill"
     grep -q 'active nNVE changed nnve=sw2 was=sw1 cause=session why="session lost"' "$R/hv1/agent.log" &&
         ok "hv1 logged the failover to sw2 (cause=session)" || fail "no failover log line on hv1"
     pair_kstate sw1 >"$R/k.sw1.killed"
@@ -130,8 +114,8 @@ if [ "${1:-}" = "--inside" ]; then
     racks_wait "agents back on sw1" 30 all_hvs active_is sw1 || fail "the agents did not return to sw1"
     racks_wait "hv1 sessions" 30 pair_agent_ready hv1 || fail "hv1 did not resynchronise with sw1"
     racks_wait "hv2 sessions" 30 pair_agent_ready hv2 || fail "hv2 did not resynchronise with sw1"
-    racks_wait "sw2 lets the TSIs go" 30 absent_at sw2 vm1 vm2 || fail "TSIs still at sw2: $(tsi_state sw2 vm1) $(tsi_state sw2 vm2)"
-    activated_at sw1 vm1 vm2 && ok "TSIs activated at sw1 after the restart" || fail "not activated at sw1 after the restart"
+    racks_wait "sw2 lets the TSIs go" 30 tsis_in sw2 absent vm1 vm2 || fail "TSIs still at sw2: $(tsi_state sw2 vm1) $(tsi_state sw2 vm2)"
+    tsis_in sw1 activated vm1 vm2 && ok "TSIs activated at sw1 after the restart" || fail "not activated at sw1 after the restart"
     grep -q 'active nNVE changed nnve=sw1 was=sw2 cause=session' "$R/hv1/agent.log" &&
         ok "hv1 logged the return to sw1 (cause=session)" || fail "no log line for the return to sw1"
     tags_after="$(tsi_state sw1 vm1) $(tsi_state sw1 vm2)"
@@ -167,10 +151,10 @@ if [ "${1:-}" = "--inside" ]; then
     on_e2() { [ "$(bond_active "$1")" = e2 ]; }
     racks_wait "bonds on e2" 10 all_hvs on_e2 || fail "the bonds did not fail over"
     racks_wait "agents on sw2" 20 all_hvs active_is sw2 || fail "the agents did not move the VN to sw2"
-    racks_wait "sw2 activated" 20 activated_at sw2 vm1 vm2 || fail "not activated at sw2 after the failover"
+    racks_wait "sw2 activated" 20 tsis_in sw2 activated vm1 vm2 || fail "not activated at sw2 after the failover"
     t1=$(now)
     racks_wait "pings through sw2" 20 replied_after "$R/ping.down" "$t1" || fail "no reply through sw2 after the failover"
-    racks_wait "sw1 lets the TSIs go" 20 absent_at sw1 vm1 vm2 || fail "TSIs still at sw1: $(tsi_state sw1 vm1) $(tsi_state sw1 vm2)"
+    racks_wait "sw1 lets the TSIs go" 20 tsis_in sw1 absent vm1 vm2 || fail "TSIs still at sw1: $(tsi_state sw1 vm1) $(tsi_state sw1 vm2)"
     # make-before-break: each TSI is activated at sw2 before it is de-associated at sw1
     for vm in vm1 vm2; do
         m=$(vm_mac "$vm")
@@ -184,7 +168,8 @@ if [ "${1:-}" = "--inside" ]; then
     ping_stop
     grep -q 'active nNVE changed nnve=sw2 was=sw1 cause=uplink' "$R/hv1/agent.log" &&
         ok "hv1 logged the move to sw2 (cause=uplink)" || fail "no cause=uplink log line on hv1"
-    racks_wait "uplink states" 5 all_hvs uplinks_are down active || fail "uplink states after the failover"
+    racks_wait "uplink states" 5 all_hvs uplinks_are down active &&
+        ok "show nnves: uplink e1 down, e2 active on both hypervisors" || fail "uplink states after the failover"
     read -r lost_b sent_b gap_b _ <<<"$(ping_stats "$R/ping.down" "$t0")"
     [ "$gap_b" -ge 0 ] && ok "pings came back after the links went down" || fail "pings did not come back"
     echo "link down: $lost_b of $sent_b replies lost; last reply before to first reply after: ${gap_b} ms"

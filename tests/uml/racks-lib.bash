@@ -428,7 +428,11 @@ agent_acked() {
 # (to sw1 swpN) and e2 (to sw2 swpN) as the uplink of their VLAN-aware br0, management links
 # m1 (to sw1) and m2 (to sw2); VMs vm1 on hv1 and vm2 on hv2, VN blue (5000).
 
-# pair_hv_topology: the namespaces, links, bridges and bonds above.
+RACKS_PAIR_HVS="hv1 hv2"
+RACKS_PAIR_VMS="vm1:hv1:5000:blue vm2:hv2:5000:blue"
+
+# pair_hv_topology: the namespaces, links, bridges and bonds above (set RACKS_HVS and
+# RACKS_VMS to RACKS_PAIR_HVS and RACKS_PAIR_VMS first).
 pair_hv_topology() {
     sysctl -qw net.core.devconf_inherit_init_net=1 net.ipv6.conf.all.disable_ipv6=1 \
         net.ipv6.conf.default.disable_ipv6=1 || return 1
@@ -636,4 +640,16 @@ pair_monitor_changes() {
     { grep -v -E '^$|^(Deleted )?([0-9a-f]{2}:){5}[0-9a-f]{2} dev |^ +state forwarding' "$1"
       grep -E '^(Deleted )?([0-9a-f]{2}:){5}[0-9a-f]{2} dev .*(static|permanent)' "$1"; } |
         grep -v -E '02:00:00:00:00:aa|3999'
+}
+# tsis_in SW STATE VM...: each VM's TSI is in STATE at the switch ("absent": none).
+tsis_in() {
+    local sw=$1 want=$2 vm
+    shift 2
+    for vm in "$@"; do
+        [ "$(tsi_state "$sw" "$vm" | cut -d' ' -f1)" = "$want" ] || return 1
+    done
+}
+# replied_after FILE T0: a `ping -D` output holds a reply stamped after T0.
+replied_after() {
+    awk -v t0="$2" '/bytes from/ { if (substr($1, 2, length($1) - 2) + 0 > t0) f = 1 } END { exit !f }' "$1"
 }
