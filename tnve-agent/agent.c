@@ -187,11 +187,26 @@ static void op_acked(void *aux, uint64_t stamp)
         tnve_lat_add_ns(&a->lat_total, now - stamp);
 }
 
+static int home_up(const struct tnve_home *h);
+
+/* Active-standby: the active nNVE serves the VN; a move is make-before-break: an nNVE that
+ * served it keeps it until the active nNVE holds it (tnve_rec_vn_settled), then lets it go
+ * for good (it does not take it back unless it becomes active again).  So at most the
+ * latest target and the nNVEs that held the VN before hold it, and a flap back to the
+ * previous nNVE (still holding it) ends the move at once. */
 int tnve_agent_serves(const struct tnve_home *h, const struct tnve_vn *vn)
 {
-    if (tnve_config_vn_mode(h->a->cfg, vn) == TNVE_MODE_ACTIVE_ACTIVE)
+    const struct tnve_agent *a = h->a;
+    if (tnve_config_vn_mode(a->cfg, vn) == TNVE_MODE_ACTIVE_ACTIVE)
         return 1;
-    return h->index == h->a->active;
+    if (h->index == a->active)
+        return 1;
+    if (!h->rec || !tnve_rec_vn_served(h->rec, vn))
+        return 0;
+    const struct tnve_home *act = &a->homes[a->active];
+    if (!home_up(act) || !act->rec)
+        return 1;
+    return !tnve_rec_vn_settled(act->rec, vn);
 }
 
 static int op_serves(void *aux, const struct tnve_vn *vn)
@@ -220,40 +235,51 @@ static unsigned mux_rank(void *aux, unsigned leg)
     return leg == a->active ? 0 : 1 + leg;
 }
 
-static void set_active(struct tnve_agent *a, unsigned to, const char *why)
+static void set_active(struct tnve_agent *a, unsigned to, const char *cause, const char *why)
 {
     unsigned from = a->active;
     a->active = to;
     a->failovers++;
     a->homes[to].activations++;
-    SNV_WARN("agent", "active nNVE changed nnve=%s was=%s cause=%s: active-standby VNs move",
-             a->homes[to].ncfg->name, a->homes[from].ncfg->name, why);
+    SNV_WARN("agent",
+             "active nNVE changed nnve=%s was=%s cause=%s why=\"%s\" uplink=%s:%s "
+             "was_uplink=%s:%s session_was=%s: active-standby VNs move",
+             a->homes[to].ncfg->name, a->homes[from].ncfg->name, cause, why,
+             a->homes[to].ncfg->uplink[0] ? a->homes[to].ncfg->uplink : "-",
+             tnve_uplink_state_name(a->homes[to].uplink_state),
+             a->homes[from].ncfg->uplink[0] ? a->homes[from].ncfg->uplink : "-",
+             tnve_uplink_state_name(a->homes[from].uplink_state),
+             home_up(&a->homes[from]) ? "up" : "down");
     uint64_t now = uv_now(a->loop);
     for (unsigned i = 0; i < a->n_homes; i++)
         tnve_rec_serve_changed(a->homes[i].rec, now);
 }
 
-/* Active-standby: the active nNVE stays while its session is up, or has not failed yet
- * (an agent that just started waits for the preferred nNVE's first attempt).  Once it
- * failed, the first other nNVE whose session is up takes over; none up: it stays. */
-static void select_active(struct tnve_agent *a)
+/* Active-standby: tnve_active_choose() over the uplinks' and the sessions' states (see
+ * agent.h).  `cause` ("uplink", "session", "operator") and `why` go into the log line when
+ * the choice changes. */
+static void select_active(struct tnve_agent *a, const char *cause, const char *why)
 {
     if (a->n_homes < 2 || a->destroying)
         return;
-    const struct tnve_home *cur = &a->homes[a->active];
-    if (home_up(cur) || !cur->lost)
-        return;
+    struct tnve_active_in in[TNVE_MAX_NNVES];
     for (unsigned i = 0; i < a->n_homes; i++) {
-        if (i != a->active && home_up(&a->homes[i])) {
-            set_active(a, i, cur->lost_why ? cur->lost_why : "session lost");
-            return;
-        }
+        const struct tnve_home *h = &a->homes[i];
+        in[i].has_uplink = h->ncfg->uplink[0] != '\0';
+        in[i].carrying = tnve_uplink_carrying(h->uplink_state);
+        in[i].up = home_up(h);
+        in[i].lost = h->lost;
     }
+    if (a->override >= 0 && !in[a->override].up)
+        a->override = -1; /* the operator's choice ends with its session */
+    unsigned to = tnve_active_choose(in, a->n_homes, a->active, a->override);
+    if (to != a->active)
+        set_active(a, to, cause, why);
 }
 
-static void home_changed(struct tnve_agent *a)
+static void home_changed(struct tnve_agent *a, const char *why)
 {
-    select_active(a);
+    select_active(a, "session", why);
     if (a->mux)
         tnve_dp_mux_rerank(a->mux);
     prepares_check(a);
@@ -262,10 +288,15 @@ static void home_changed(struct tnve_agent *a)
 static void nnve_up(void *aux)
 {
     struct tnve_home *h = aux;
+    char why[128];
+    snprintf(why, sizeof why, "session up at %s", h->ncfg->name);
     h->lost = 0;
+    /* The choice first: a returning nNVE that becomes active re-announces its VNs in the
+     * SYNC that follows, so it keeps what it held (nothing swept and added again). */
+    select_active(h->a, "session", why);
     tnve_rec_set_peer_caps(h->rec, tnve_nnve_peer_caps(h->nnve));
     tnve_rec_session_up(h->rec, uv_now(h->a->loop));
-    home_changed(h->a);
+    home_changed(h->a, why);
 }
 
 static void nnve_down(void *aux)
@@ -274,7 +305,7 @@ static void nnve_down(void *aux)
     h->lost = 1;
     h->lost_why = "session lost";
     tnve_rec_session_down(h->rec, uv_now(h->a->loop));
-    home_changed(h->a);
+    home_changed(h->a, h->lost_why);
 }
 
 static void nnve_failed(void *aux)
@@ -285,7 +316,7 @@ static void nnve_failed(void *aux)
     h->lost = 1;
     h->lost_why = "connection attempt failed";
     if (h->rec)
-        home_changed(h->a);
+        home_changed(h->a, h->lost_why);
 }
 
 static void nnve_request(void *aux, const struct sncp_msg *req)
@@ -306,6 +337,42 @@ static void nnve_response(void *aux, uint64_t cookie, const struct sncp_msg *rsp
     tnve_rec_response(h->rec, cookie, rsp, err, uv_now(a->loop));
 }
 
+/* A watched uplink changed state: the preference follows the uplink that carries the
+ * traffic; a change of it ends the operator's choice. */
+static void uplinks_changed(void *aux)
+{
+    struct tnve_agent *a = aux;
+    if (a->destroying)
+        return;
+    char states[256] = "";
+    size_t used = 0;
+    struct tnve_active_in in[TNVE_MAX_NNVES];
+    for (unsigned i = 0; i < a->n_homes; i++) {
+        struct tnve_home *h = &a->homes[i];
+        h->uplink_state = tnve_uplinks_state(a->uplinks, i);
+        in[i] = (struct tnve_active_in){.has_uplink = 1,
+                                        .carrying = tnve_uplink_carrying(h->uplink_state)};
+        int n = snprintf(states + used, sizeof states - used, "%s%s=%s", used ? "," : "",
+                         h->ncfg->uplink, tnve_uplink_state_name(h->uplink_state));
+        if (n > 0 && (size_t)n < sizeof states - used)
+            used += (size_t)n;
+    }
+    int p = tnve_active_preferred(in, a->n_homes);
+    if (p != a->preferred) {
+        SNV_INFO("agent", "preferred nNVE changed nnve=%s was=%s uplinks=%s",
+                 p >= 0 ? a->homes[p].ncfg->name : "-",
+                 a->preferred >= 0 ? a->homes[a->preferred].ncfg->name : "-", states);
+        a->preferred = p;
+        a->override = -1;
+    }
+    char why[300];
+    snprintf(why, sizeof why, "uplinks %s", states);
+    select_active(a, "uplink", why);
+    if (a->mux)
+        tnve_dp_mux_rerank(a->mux);
+    prepares_check(a);
+}
+
 int tnve_agent_activate(struct tnve_agent *a, const char *name)
 {
     for (unsigned i = 0; i < a->n_homes; i++) {
@@ -313,10 +380,11 @@ int tnve_agent_activate(struct tnve_agent *a, const char *name)
             continue;
         if (!home_up(&a->homes[i]))
             return -ENETDOWN;
-        if (i != a->active) {
-            set_active(a, i, "operator");
-            home_changed(a);
-        }
+        a->override = (int)i;
+        char why[128];
+        snprintf(why, sizeof why, "tnvectl nnve activate %s", name);
+        select_active(a, "operator", why);
+        home_changed(a, why);
         return 0;
     }
     return -ENOENT;
@@ -644,8 +712,10 @@ static int home_create(struct tnve_agent *a, struct tnve_home *h, char *err, siz
     } else {
         snprintf(where, sizeof where, "%s:%u", e->nnve_address, e->nnve_port);
     }
-    SNV_INFO("agent", "nnve configured name=%s transport=%s nnve=%s identity=%s preference=%u",
-             e->name, tnve_transport_name(e->transport), where, e->nnve_identity, h->index);
+    SNV_INFO("agent",
+             "nnve configured name=%s transport=%s nnve=%s identity=%s preference=%u uplink=%s",
+             e->name, tnve_transport_name(e->transport), where, e->nnve_identity, h->index,
+             e->uplink[0] ? e->uplink : "-");
     return 0;
 }
 
@@ -669,6 +739,8 @@ int tnve_agent_create(uv_loop_t *loop, struct tnve_config *cfg, const char *conf
     a->wake.data = a->timer.data = a;
     a->handles_open = 2;
     a->vn_check_rl = (struct snv_ratelimit)SNV_RATELIMIT_INIT(5, 20);
+    a->override = -1;
+    a->preferred = -1;
     *out = a;
     if (!cfg->n_nnves) {
         tnve_config_single_nnve(cfg, &cfg->nnves[0]);
@@ -746,6 +818,17 @@ int tnve_agent_create(uv_loop_t *loop, struct tnve_config *cfg, const char *conf
             return rc;
     }
 
+    if (a->n_homes > 1 && cfg->nnves[0].uplink[0]) {
+        const char *names[TNVE_MAX_NNVES];
+        for (unsigned i = 0; i < a->n_homes; i++)
+            names[i] = cfg->nnves[i].uplink;
+        rc = tnve_uplinks_create(loop, names, a->n_homes, uplinks_changed, a, &a->uplinks);
+        if (rc < 0) {
+            snprintf(err, errlen, "uplinks: rtnetlink socket: %s", strerror(-rc));
+            return rc;
+        }
+    }
+
     struct tnve_virt_config vc = {
         .uri = cfg->libvirt_uri,
         .keepalive_s = cfg->libvirt_keepalive_s,
@@ -784,6 +867,8 @@ void tnve_agent_destroy(struct tnve_agent *a)
     while (a->prepares)
         prepare_finish(a->prepares, SNCP_E_CLOSED, "agent shutting down");
     a->destroying = 1;
+    tnve_uplinks_destroy(a->uplinks);
+    a->uplinks = NULL;
     tnve_virt_destroy(a->virt);
     a->virt = NULL;
     for (unsigned i = 0; i < a->n_homes; i++) {

@@ -4,12 +4,20 @@
  * A dual-homed host (several [nnve NAME] sections) has one "home" per nNVE: its SNCP
  * session (own reconnect, backoff, SYNC) and its reconciler, each holding the whole desired
  * state from libvirt.  An active-active VN is served by every nNVE; an active-standby VN
- * by the active nNVE only: the first configured one at start; when its session fails (or
- * its first attempts fail) the first other nNVE whose session is up takes over at once.
- * There is no automatic failback: a returning nNVE is resynchronised (SYNC) with what it
- * serves (its active-active TSIs) and the survivor stays active, so nothing moves twice;
- * `tnvectl nnve activate NAME` moves the active-standby VNs by hand.  The reconcilers
- * share the dataplane through a mux (dp-mux.h) that applies one tag per port.
+ * by the active nNVE (tnve_active_choose, uplink.h):
+ *  - with `uplink` in the [nnve] sections: the nNVE whose uplink carries the traffic (the
+ *    bond's active slave, or the link that is up) while its session is up, so the VN
+ *    follows the host's bond; when that session is down, another nNVE whose session is up;
+ *    when it returns, the VNs move back to it;
+ *  - without: the first configured one at start; when its session fails (or its first
+ *    attempts fail) the first other nNVE whose session is up takes over, with no automatic
+ *    failback.
+ * `tnvectl nnve activate NAME` overrides the choice until the next uplink change or until
+ * that nNVE's session is lost.  A move is make-before-break: the previous nNVE keeps a VN
+ * until the new one has acknowledged every TSI of it, and a returning nNVE that becomes
+ * active before its SYNC re-announces what it held (nothing is removed and re-added there).
+ * The reconcilers share the dataplane through a mux (dp-mux.h) that applies one tag per
+ * port.
  *
  * main() parses options and the config file, creates the agent, runs the loop, and on
  * SIGTERM destroys the agent and runs the loop until every handle has closed.
@@ -28,6 +36,7 @@
 #include "reconcile.h"
 #include "snv-ctl.h"
 #include "snv-log.h"
+#include "uplink.h"
 #include "virt.h"
 
 enum { TNVE_AGENT_LATENCY_MAX = 200000, TNVE_AGENT_RTT_SLOTS = 256 };
@@ -45,9 +54,10 @@ struct tnve_home {
     char dp_state_file[TNVE_CONFIG_STR + 64];
     struct tnve_nnve *nnve;
     struct tnve_rec *rec;
-    int lost;             /* failed (session or attempt) since it was last up */
-    const char *lost_why; /* "session lost", "connection attempt failed" */
-    uint64_t activations; /* times it became the active nNVE */
+    int lost;                            /* failed (session or attempt) since it was last up */
+    const char *lost_why;                /* "session lost", "connection attempt failed" */
+    uint64_t activations;                /* times it became the active nNVE */
+    enum tnve_uplink_state uplink_state; /* of ncfg->uplink (UNKNOWN when none) */
 };
 
 struct tnve_agent {
@@ -61,6 +71,9 @@ struct tnve_agent {
     unsigned n_homes;
     struct tnve_home homes[TNVE_MAX_NNVES];
     unsigned active; /* the home serving active-standby VNs */
+    int override;    /* tnvectl nnve activate: that home, until the next uplink change; -1 */
+    int preferred;   /* the home whose uplink carries the traffic, -1 none */
+    struct tnve_uplinks *uplinks; /* NULL without [nnve] uplink keys */
     uint64_t failovers;
     /* VNs whose tag differs between the nNVEs (reported once per episode) */
     char vn_mismatch[64][80]; /* the VNs' text forms (tnve_vn_format) */
@@ -103,7 +116,8 @@ void tnve_agent_destroy(struct tnve_agent *a);
 typedef void tnve_agent_prepare_cb(void *aux, int err, const char *reason);
 int tnve_agent_prepare(struct tnve_agent *a, const struct tnve_domxml *x, uint16_t flags,
                        uint64_t deadline, tnve_agent_prepare_cb *cb, void *aux);
-/* Makes home `name` the active nNVE (its session must be up).  0, -ENOENT, -ENETDOWN. */
+/* Makes home `name` the active nNVE (its session must be up) until the next uplink change
+ * or until its session is lost.  0, -ENOENT, -ENETDOWN. */
 int tnve_agent_activate(struct tnve_agent *a, const char *name);
 /* The name of the active nNVE. */
 const char *tnve_agent_active_name(const struct tnve_agent *a);

@@ -415,6 +415,22 @@ static int ini_cb(void *user, const char *section, const char *name, const char 
             return 0;
         }
     }
+    if (st->nnve && !strcmp(name, "uplink")) {
+        if (set_ifname(st->nnve->uplink, sizeof st->nnve->uplink, value, 0) < 0) {
+            snprintf(st->err, sizeof st->err, "bad interface name for 'uplink': '%s'", value);
+            return 0;
+        }
+        for (unsigned i = 0; i + 1 < c->n_nnves; i++) {
+            if (!strcmp(c->nnves[i].uplink, value)) {
+                snprintf(st->err, sizeof st->err,
+                         "uplink %s given to [nnve %s] and [nnve %s]: each nNVE has its own "
+                         "link",
+                         value, c->nnves[i].name, st->nnve->name);
+                return 0;
+            }
+        }
+        return 1;
+    }
     if (st->nnve) {
         int r = nnve_key(st->nnve, name, value);
         if (r == -ENOENT)
@@ -567,6 +583,19 @@ int tnve_config_load(const char *path, struct tnve_config *cfg, char *err, size_
                          a->name, b->name);
                 return SNCP_E_CONFIG;
             }
+        }
+    }
+    for (unsigned i = 0; i < cfg->n_nnves; i++) {
+        if (!cfg->nnves[i].uplink[0] != !cfg->nnves[0].uplink[0]) {
+            const struct tnve_config_nnve *with =
+                cfg->nnves[i].uplink[0] ? &cfg->nnves[i] : &cfg->nnves[0];
+            const struct tnve_config_nnve *without =
+                with == &cfg->nnves[0] ? &cfg->nnves[i] : &cfg->nnves[0];
+            snprintf(err, errlen,
+                     "%s: [nnve %s] has no 'uplink' but [nnve %s] has one: give every nNVE its "
+                     "uplink, or none",
+                     path, without->name, with->name);
+            return SNCP_E_CONFIG;
         }
     }
     if (!cfg->n_nnves) {

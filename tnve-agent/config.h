@@ -57,6 +57,10 @@ struct tnve_config_nnve {
     uint8_t l2_discovery_mac[6];
     char nnve_name[SNCP_L2_MAX_NAME_LEN + 1];
     char nnve_identity[TNVE_CONFIG_STR];
+    /* [nnve NAME] only: the hypervisor interface cabled to this nNVE's switch (e.g. a slave
+     * of an active-backup bond); "" none.  Set for every [nnve] section or for none; when
+     * set, active-standby VNs follow the uplink that carries the traffic. */
+    char uplink[64];
 };
 
 struct tnve_config {

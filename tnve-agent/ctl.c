@@ -141,6 +141,14 @@ static json_t *home_session_json(struct tnve_agent *a, unsigned i)
     json_decref(n);
     json_object_set_new(o, "sync", json_string(tnve_rec_phase(h->rec)));
     json_object_set_new(o, "activations", json_integer((json_int_t)h->activations));
+    json_object_set_new(o, "uplink", json_string(h->ncfg->uplink[0] ? h->ncfg->uplink : "-"));
+    json_object_set_new(
+        o, "uplink_state",
+        json_string(h->ncfg->uplink[0] ? tnve_uplink_state_name(h->uplink_state) : "-"));
+    const char *bond = tnve_uplinks_master(a->uplinks, i);
+    json_object_set_new(o, "uplink_bond", json_string(*bond ? bond : "-"));
+    json_object_set_new(o, "preferred", json_boolean(a->preferred == (int)i));
+    json_object_set_new(o, "override", json_boolean(a->override == (int)i));
     return o;
 }
 
@@ -174,8 +182,9 @@ static void cmd_nnves(struct snv_ctl_req *req, int argc, const char *const argv[
     json_t *arr = json_array();
     for (unsigned i = 0; i < a->n_homes; i++) {
         json_t *full = home_session_json(a, i), *o = json_object();
-        const char *keys[] = {"name",     "role",     "state",       "sync",      "nnve",
-                              "identity", "sessions", "activations", "last_error"};
+        const char *keys[] = {"name",         "role",        "state",       "sync",      "uplink",
+                              "uplink_state", "uplink_bond", "preferred",   "override",  "nnve",
+                              "identity",     "sessions",    "activations", "last_error"};
         for (size_t k = 0; k < sizeof keys / sizeof keys[0]; k++)
             json_object_set(o, keys[k], json_object_get(full, keys[k]));
         json_decref(full);
@@ -212,6 +221,11 @@ static void cmd_counters(struct snv_ctl_req *req, int argc, const char *const ar
         json_t *mx = tnve_dp_mux_json(a->mux);
         json_object_update(o, mx);
         json_decref(mx);
+        if (a->uplinks) {
+            json_t *ux = tnve_uplinks_json(a->uplinks);
+            json_object_update(o, ux);
+            json_decref(ux);
+        }
         json_t *arr = json_array();
         for (unsigned i = 0; i < a->n_homes; i++) {
             json_t *c = json_object();

@@ -85,10 +85,15 @@ static const char usage_text[] =
     "                        single-nNVE keys: transport, nnve_address, nnve_port,\n"
     "                        l2_interface, nnve_mac, l2_vlan, l2_ethertype,\n"
     "                        l2_discovery_mac, nnve_name, nnve_identity (required)\n"
+    "                        and uplink: the interface cabled to that switch (e.g. a\n"
+    "                        slave of an active-backup bond); in every section or none\n"
     "  mode                  active-standby (default: the active nNVE, the first one\n"
     "                        up, serves the VN; the next takes over when its session\n"
     "                        fails; no automatic failback) or active-active (every nNVE\n"
-    "                        serves it); per VN with mode = in its [map] section\n"
+    "                        serves it); per VN with mode = in its [map] section.  With\n"
+    "                        uplink set, the active nNVE is the one whose uplink carries\n"
+    "                        the traffic (the bond's active slave, or the link that is\n"
+    "                        up) while its session is up, with failback\n"
     "Durations take ms, s, m, h suffixes; a plain number is seconds.\n"
     "\n"
     "VN of a vNIC: the domain <metadata> element in namespace urn:splitnve:vn:1, e.g.\n"
@@ -249,7 +254,8 @@ int main(int argc, char **argv)
         for (unsigned i = 0; i < n_nnves; i++) {
             const struct tnve_config_nnve *e = &list[i];
             if (n_nnves > 1)
-                printf("  [nnve %s] identity=%s preference=%u\n", e->name, e->nnve_identity, i);
+                printf("  [nnve %s] identity=%s preference=%u uplink=%s\n", e->name,
+                       e->nnve_identity, i, e->uplink[0] ? e->uplink : "-");
             if (e->transport == TNVE_TRANSPORT_L2) {
                 char mac[SNCP_MAC_STRLEN] = "(discovery)", group[SNCP_MAC_STRLEN];
                 if (e->nnve_mac_set)

@@ -10,11 +10,11 @@
 #include <linux/if_link.h>
 #include <linux/netlink.h>
 #include <linux/rtnetlink.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/time.h>
-
 
 /* Starts an rtnetlink link message: header + zeroed ifinfomsg.  NULL if `size` is short. */
 static struct nlmsghdr *put_link_header(void *buf, size_t size, uint16_t type, uint16_t flags,
@@ -164,29 +164,70 @@ static int info_data_cb(const struct nlattr *attr, void *data)
     return MNL_CB_OK;
 }
 
+static int bond_data_cb(const struct nlattr *attr, void *data)
+{
+    struct tnve_nl_link *link = data;
+    switch (mnl_attr_get_type(attr)) {
+    case IFLA_BOND_MODE:
+        if (mnl_attr_validate(attr, MNL_TYPE_U8) == 0)
+            link->bond_mode = mnl_attr_get_u8(attr);
+        break;
+    case IFLA_BOND_ACTIVE_SLAVE:
+        if (mnl_attr_validate(attr, MNL_TYPE_U32) == 0 && mnl_attr_get_u32(attr) <= INT32_MAX)
+            link->bond_active_slave = (int)mnl_attr_get_u32(attr);
+        break;
+    default:
+        break;
+    }
+    return MNL_CB_OK;
+}
+
+static int bond_slave_data_cb(const struct nlattr *attr, void *data)
+{
+    struct tnve_nl_link *link = data;
+    if (mnl_attr_get_type(attr) == IFLA_BOND_SLAVE_STATE &&
+        mnl_attr_validate(attr, MNL_TYPE_U8) == 0)
+        link->bond_slave_state = mnl_attr_get_u8(attr);
+    return MNL_CB_OK;
+}
+
 struct linkinfo_state {
     struct tnve_nl_link *link;
     const struct nlattr *data;
+    const struct nlattr *slave_data;
 };
+
+/* Copies a string attribute into dst[cap] when it fits (else leaves dst as it is). */
+static void copy_str_attr(const struct nlattr *attr, char *dst, size_t cap)
+{
+    if (mnl_attr_validate(attr, MNL_TYPE_STRING) != 0)
+        return;
+    size_t n = mnl_attr_get_payload_len(attr);
+    const char *s = mnl_attr_get_str(attr);
+    size_t k = strnlen(s, n);
+    if (k < cap) {
+        memcpy(dst, s, k);
+        dst[k] = '\0';
+    }
+}
 
 static int linkinfo_cb(const struct nlattr *attr, void *data)
 {
     struct linkinfo_state *st = data;
     switch (mnl_attr_get_type(attr)) {
     case IFLA_INFO_KIND:
-        if (mnl_attr_validate(attr, MNL_TYPE_STRING) == 0) {
-            size_t n = mnl_attr_get_payload_len(attr);
-            const char *s = mnl_attr_get_str(attr);
-            size_t k = strnlen(s, n);
-            if (k < sizeof st->link->kind) {
-                memcpy(st->link->kind, s, k);
-                st->link->kind[k] = '\0';
-            }
-        }
+        copy_str_attr(attr, st->link->kind, sizeof st->link->kind);
+        break;
+    case IFLA_INFO_SLAVE_KIND:
+        copy_str_attr(attr, st->link->slave_kind, sizeof st->link->slave_kind);
         break;
     case IFLA_INFO_DATA:
         if (mnl_attr_validate(attr, MNL_TYPE_NESTED) == 0)
             st->data = attr;
+        break;
+    case IFLA_INFO_SLAVE_DATA:
+        if (mnl_attr_validate(attr, MNL_TYPE_NESTED) == 0)
+            st->slave_data = attr;
         break;
     default:
         break;
@@ -230,6 +271,14 @@ static int link_attr_cb(const struct nlattr *attr, void *data)
         if (mnl_attr_validate(attr, MNL_TYPE_NESTED) == 0)
             st->linkinfo = attr;
         break;
+    case IFLA_OPERSTATE:
+        if (mnl_attr_validate(attr, MNL_TYPE_U8) == 0)
+            st->link->operstate = mnl_attr_get_u8(attr);
+        break;
+    case IFLA_CARRIER:
+        if (mnl_attr_validate(attr, MNL_TYPE_U8) == 0)
+            st->link->carrier = mnl_attr_get_u8(attr) != 0;
+        break;
     case IFLA_AF_SPEC:
         if (mnl_attr_validate(attr, MNL_TYPE_NESTED) == 0)
             st->af_spec = attr;
@@ -245,6 +294,11 @@ int tnve_nl_link_parse(const struct nlmsghdr *nlh, struct tnve_nl_link *link,
 {
     memset(link, 0, sizeof *link);
     link->vlan_filtering = -1;
+    link->operstate = -1;
+    link->carrier = -1;
+    link->bond_mode = -1;
+    link->bond_active_slave = -1;
+    link->bond_slave_state = -1;
     if (vlans != NULL)
         tnve_nl_vlans_clear(vlans);
     if (nlh->nlmsg_type != RTM_NEWLINK || nlh->nlmsg_len < mnl_nlmsg_size(sizeof(struct ifinfomsg)))
@@ -252,6 +306,7 @@ int tnve_nl_link_parse(const struct nlmsghdr *nlh, struct tnve_nl_link *link,
     const struct ifinfomsg *ifm = mnl_nlmsg_get_payload(nlh);
     link->ifindex = ifm->ifi_index;
     link->family = ifm->ifi_family;
+    link->flags = ifm->ifi_flags;
     if (link->ifindex <= 0)
         return -EINVAL;
 
@@ -265,6 +320,13 @@ int tnve_nl_link_parse(const struct nlmsghdr *nlh, struct tnve_nl_link *link,
         (void)mnl_attr_parse_nested(st.linkinfo, linkinfo_cb, &li);
         if (li.data != NULL && strcmp(link->kind, "bridge") == 0)
             (void)mnl_attr_parse_nested(li.data, info_data_cb, link);
+        if (li.data != NULL && strcmp(link->kind, "bond") == 0) {
+            /* the kernel leaves IFLA_BOND_ACTIVE_SLAVE out when the bond has none */
+            link->bond_active_slave = 0;
+            (void)mnl_attr_parse_nested(li.data, bond_data_cb, link);
+        }
+        if (li.slave_data != NULL && strcmp(link->slave_kind, "bond") == 0)
+            (void)mnl_attr_parse_nested(li.slave_data, bond_slave_data_cb, link);
     }
     if (st.af_spec != NULL) {
         link->has_af_spec = 1;

@@ -37,6 +37,16 @@ struct tnve_nl_link {
     int vlan_filtering;   /* bridges: IFLA_BR_VLAN_FILTERING 0/1; -1 when not reported */
     int has_af_spec;      /* 1 when the message carried IFLA_AF_SPEC (bridge VLAN data) */
     unsigned char family; /* ifi_family */
+    unsigned flags;       /* ifi_flags (IFF_UP, IFF_LOWER_UP, ...) */
+    int operstate;        /* IFLA_OPERSTATE (IF_OPER_*); -1 when not reported */
+    int carrier;          /* IFLA_CARRIER 0/1; -1 when not reported */
+    char slave_kind[16];  /* IFLA_LINKINFO/IFLA_INFO_SLAVE_KIND, "" when absent */
+    /* kind "bond": IFLA_BOND_MODE (-1: not reported) and IFLA_BOND_ACTIVE_SLAVE (0: the
+     * bond reported none, -1: no bond data at all) */
+    int bond_mode;
+    int bond_active_slave;
+    /* slave_kind "bond": IFLA_BOND_SLAVE_STATE (0 active, 1 backup; -1 not reported) */
+    int bond_slave_state;
 };
 
 /* Builders.  Each writes one request into `buf` (`size` bytes) and returns its header, or

@@ -1599,6 +1599,41 @@ static unsigned serve_refresh(struct tnve_rec *r)
     return changed;
 }
 
+/* The VN object naming the same VN as `q` (read-only lookup, either form). */
+static const struct rec_vn *vn_lookup(const struct tnve_rec *r, const struct tnve_vn *q)
+{
+    const struct rec_vn *same = NULL;
+    for (const struct rec_vn *v = r->vns; v; v = v->next) {
+        if (vn_matches(v, q))
+            return v;
+        if (!same && (tnve_vn_designates(&v->vn, q) || tnve_vn_designates(q, &v->vn) ||
+                      tnve_vn_equal(q, &v->vn)))
+            same = v;
+    }
+    return same;
+}
+
+int tnve_rec_vn_served(const struct tnve_rec *r, const struct tnve_vn *vn)
+{
+    const struct rec_vn *v = vn_lookup(r, vn);
+    return v && v->served;
+}
+
+int tnve_rec_vn_settled(const struct tnve_rec *r, const struct tnve_vn *vn)
+{
+    const struct rec_vn *v = vn_lookup(r, vn);
+    if (!v || !v->served || !session_usable(r) || v->out_type || v->sync_needed)
+        return 0;
+    for (const struct rec_tsi *t = r->tsis; t; t = t->next) {
+        if (t->vn != v)
+            continue;
+        enum sncp_tsi_state want = tsi_desired(t);
+        if (t->acked != want || t->out_type || (t->sync_needed && want != SNCP_TSI_INIT))
+            return 0;
+    }
+    return 1;
+}
+
 void tnve_rec_serve_changed(struct tnve_rec *r, uint64_t now)
 {
     if (serve_refresh(r))

@@ -145,6 +145,15 @@ unsigned tnve_rec_prepare_cancel(struct tnve_rec *r, void *aux, int refused);
  * associated and activated, at once, without the previous failures' backoff). */
 void tnve_rec_serve_changed(struct tnve_rec *r, uint64_t now);
 
+/* Whether VN `vn` (any form naming it) is served here now (the last answer of ops->serves);
+ * 0 for a VN this reconciler does not know. */
+int tnve_rec_vn_served(const struct tnve_rec *r, const struct tnve_vn *vn);
+/* Whether this nNVE holds VN `vn` as desired: served, the session usable, and every TSI of
+ * the VN acknowledged in its desired state with nothing outstanding or left to SYNC (a
+ * dual-homed host's make-before-break: the previous nNVE lets the VN go after that).  1 for
+ * a served VN without TSIs; 0 for a VN this reconciler does not know. */
+int tnve_rec_vn_settled(const struct tnve_rec *r, const struct tnve_vn *vn);
+
 /* What the reconciler may use towards the nNVE. */
 #define TNVE_REC_CAPS_ALL SNCP_CAPS_IMPLEMENTED
 /* The nNVE's CAPABILITIES from the HELLO response; call before tnve_rec_session_up().

@@ -132,7 +132,7 @@ expect_at 2 "$TSI2" activated 15
 [ "$(session | jq -r .active)" = sw2 ] || fail "sw2 did not become active"
 [ "$(tag_at 2 "$TSI2")" = "$RED" ] || fail "red got tag $(tag_at 2 "$TSI2") at sw2, $RED at sw1"
 tnvectl --json show counters | jq -e '.failovers == 1' >/dev/null || fail "failovers counter: $(tnvectl --json show counters | jq -c '{failovers}')"
-grep -q "active nNVE changed nnve=sw2 was=sw1 cause=session lost" "$T/agent.log" || fail "no log line for the failover"
+grep -q "active nNVE changed nnve=sw2 was=sw1 cause=session why=\"session lost\"" "$T/agent.log" || fail "no log line for the failover"
 size=$(stat -c %s "$T/j2.before")
 cmp -n "$size" "$T/j2.before" "$T/n2/journal" || fail "sw2's journal was rewritten"
 tail -c +$((size + 1)) "$T/n2/journal" >"$T/j2.new"
@@ -226,7 +226,7 @@ wait_for "sw2 active after sw1's first attempt failed" 20 sh -c "'$B/bin/tnvectl
 expect_at 2 "$TSI2" activated
 expect_at 2 "$TSI3" activated
 [ "$(tag_at 2 "$TSI4")" = "$BLUE" ] || fail "blue's tag at sw2 changed across the agent restart"
-grep -q "active nNVE changed nnve=sw2 was=sw1 cause=connection attempt failed" "$T/agent.log" || fail "no failover log line"
+grep -q "active nNVE changed nnve=sw2 was=sw1 cause=session why=\"connection attempt failed\"" "$T/agent.log" || fail "no failover log line"
 log "agent restarted with sw1 down: sw2 active once sw1's attempt timed out, red there"
 
 # ---- soak (scripts/soak.sh: TNVE_DUAL_SOAK_OPS random steps): VM starts and stops, kill -9

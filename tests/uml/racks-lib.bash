@@ -421,3 +421,235 @@ agent_acked() {
     [ "$(tnvectl_hv "$hv" --json show tsis 2>/dev/null | jq -r --arg m "$(vm_mac "$1")" \
         '[ .[] | select(.mac == $m) ][0].acked // "absent"')" = "$2" ]
 }
+
+# ---- a ToR pair with dual-homed hypervisors (test-pair-standby.sh, bench/pair-standby.sh) ----
+# Switches sw1, sw2 (br0 + vxlan0 external, mgmt bridge, underlay u1/u2, one [pair] domain
+# rack1); hypervisors hv1, hv2 with an active-backup bond0 (miimon 100, no primary) over e1
+# (to sw1 swpN) and e2 (to sw2 swpN) as the uplink of their VLAN-aware br0, management links
+# m1 (to sw1) and m2 (to sw2); VMs vm1 on hv1 and vm2 on hv2, VN blue (5000).
+
+RACKS_PAIR_HVS="hv1 hv2"
+RACKS_PAIR_VMS="vm1:hv1:5000:blue vm2:hv2:5000:blue"
+
+# pair_hv_topology: the namespaces, links, bridges and bonds above (set RACKS_HVS and
+# RACKS_VMS to RACKS_PAIR_HVS and RACKS_PAIR_VMS first).
+pair_hv_topology() {
+    sysctl -qw net.core.devconf_inherit_init_net=1 net.ipv6.conf.all.disable_ipv6=1 \
+        net.ipv6.conf.default.disable_ipv6=1 || return 1
+    modprobe -d /run/uml-modules bonding max_bonds=0 || return 1
+    local b=$R/topo.batch s h n
+    mkdir -p "$R" || return 1
+    {
+        for n in sw1 sw2 hv1 hv2 vm1 vm2; do echo "netns add $n"; done
+        echo "link add u1 netns sw1 type veth peer name u2 netns sw2"
+        for s in 1 2; do
+            for h in 1 2; do
+                echo "link add swp$h netns sw$s type veth peer name e$s netns hv$h"
+                echo "link add m-hv$h netns sw$s type veth peer name m$s netns hv$h"
+            done
+        done
+        for h in 1 2; do echo "link add vnet$h netns hv$h type veth peer name eth0 netns vm$h"; done
+    } >"$b"
+    ip -batch "$b" || return 1
+    for s in 1 2; do
+        {
+            echo "link set lo up"
+            echo "addr add 198.51.100.$s/24 dev u$s"
+            echo "link set u$s up"
+            echo "link add br0 type bridge vlan_filtering 1"
+            echo "link add vxlan0 type vxlan dstport 4789 external"
+            echo "link set vxlan0 master br0"
+            echo "link set dev vxlan0 type bridge_slave vlan_tunnel on"
+            echo "link add mgmt type bridge"
+            echo "addr add $(mgmt_ip_of "sw$s")/28 dev mgmt"
+            echo "link set mgmt up"
+            for h in 1 2; do
+                echo "link set m-hv$h master mgmt"
+                echo "link set m-hv$h up"
+                echo "link set swp$h master br0"
+                echo "link set swp$h up"
+            done
+            echo "link set vxlan0 up"
+            echo "link set br0 up"
+        } >"$b"
+        ip -n "sw$s" -batch "$b" || return 1
+    done
+    for h in 1 2; do
+        {
+            echo "link set lo up"
+            echo "link add bond0 type bond mode active-backup miimon 100"
+            echo "link set e1 master bond0"
+            echo "link set e2 master bond0"
+            echo "link add br0 type bridge vlan_filtering 1 vlan_default_pvid 0"
+            echo "link set bond0 master br0"
+            echo "link set bond0 up"
+            echo "addr add 203.0.113.$((1 + h))/28 dev m1"
+            echo "addr add 203.0.113.$((17 + h))/28 dev m2"
+            echo "link set m1 up"
+            echo "link set m2 up"
+            echo "link set vnet$h master br0"
+            echo "link set vnet$h up"
+            echo "link set br0 up"
+        } >"$b"
+        ip -n "hv$h" -batch "$b" || return 1
+    done
+    for n in vm1 vm2; do
+        {
+            echo "link set lo up"
+            echo "link set eth0 address $(vm_mac "$n")"
+            echo "addr add $(vm_ip "$n")/24 dev eth0"
+            echo "link set eth0 up"
+        } >"$b"
+        ip -n "$n" -batch "$b" || return 1
+    done
+}
+
+# pair_hv_confs MODE [UPLINKS]: both switches' and both agents' configurations; the agents
+# serve VN blue in MODE (active-standby or active-active); UPLINKS "yes" gives each [nnve]
+# section its uplink (e1 for sw1, e2 for sw2).
+pair_hv_confs() {
+    local mode=$1 uplinks=${2:-no} s h
+    for s in 1 2; do
+        mkdir -p "$R/sw$s/state"
+        cat >"$R/sw$s/nnve.conf" <<CONF
+[global]
+listen = $(mgmt_ip_of "sw$s"):8394
+cert = $RP/nnve$s.crt
+key = $RP/nnve$s.key
+ca = $RP/ca.crt
+node_id = nnve$s
+state_dir = $R/sw$s/state
+control_socket = $R/sw$s/ctl
+backend = linux
+sync = normal
+hold_time = 30s
+keepalive = 1s
+log_level = info
+
+[linux]
+bridge = br0
+vxlan_mode = external
+vxlan_device = vxlan0
+remote_vteps = 198.51.100.$((3 - s))
+anti_spoofing = on
+
+[domain rack1]
+ports = swp1, swp2
+tags = 100-199
+
+[vn blue]
+id = 5000
+
+[hypervisor hv1]
+port = swp1
+vns = blue
+
+[hypervisor hv2]
+port = swp2
+vns = blue
+
+[pair]
+domain = rack1
+role = $([ "$s" = 1 ] && echo allocator || echo follower)
+peer_identity = nnve$((3 - s))
+retry = 200ms
+$([ "$s" = 1 ] && echo "listen = 198.51.100.1:8395" || echo "peer = 198.51.100.1:8395")
+CONF
+    done
+    for h in 1 2; do
+        mkdir -p "$R/hv$h/state"
+        cat >"$R/hv$h/agent.conf" <<CONF
+libvirt_uri = $(racks_uri "hv$h")
+cert = $RP/hv$h.crt
+key = $RP/hv$h.key
+ca = $RP/ca.crt
+node_id = hv$h
+uplink = bond0
+dataplane = linux
+bridge = br0
+state_dir = $R/hv$h/state
+control_socket = $R/hv$h/ctl
+retry_min = 100ms
+retry_max = 1s
+keepalive = 1s
+libvirt_keepalive = 2s
+address_poll_interval = 1s
+address_sources = lease
+connect_timeout = 3s
+mode = $mode
+
+[nnve sw1]
+nnve_address = 203.0.113.1
+nnve_port = 8394
+nnve_identity = nnve1
+$([ "$uplinks" = yes ] && echo "uplink = e1")
+
+[nnve sw2]
+nnve_address = 203.0.113.17
+nnve_port = 8394
+nnve_identity = nnve2
+$([ "$uplinks" = yes ] && echo "uplink = e2")
+CONF
+    done
+}
+
+# pair_up SW: the switch's pair session is up and synced.
+pair_up() {
+    [ "$(nnvectl_sw "$1" --json show pair 2>/dev/null | jq -r '"\(.state) \(.synced)"')" = "up true" ]
+}
+# pair_agent_ready HV: both of the agent's sessions up and in sync.
+pair_agent_ready() {
+    tnvectl_hv "$1" --json show session 2>/dev/null |
+        jq -e '(.nnves | length == 2) and all(.nnves[]; .state == "up" and .sync == "ready")' >/dev/null
+}
+# bond_active HV: the bond's active slave (e1, e2 or "None").
+bond_active() {
+    ip netns exec "$1" cat /proc/net/bonding/bond0 | awk '/Currently Active Slave/ { print $4 }'
+}
+# ping_stats FILE T0: of a `ping -D` output, "LOST SENT GAP_MS MAXGAP_MS": replies lost, echo
+# requests sent, the longest time between two consecutive replies of which the second came
+# after T0 (seconds since the epoch, as ping -D prints them; for a failure at T0: from the
+# last reply before it to the first reply after it; -1 when no reply came after T0), and the
+# longest time between two consecutive replies over the whole run.
+ping_stats() {
+    awk -v t0="$2" '
+        /bytes from/ {
+            t = substr($1, 2, length($1) - 2) + 0
+            if (prev && t - prev > maxgap) maxgap = t - prev
+            if (prev && t > t0 && t - prev > gap) gap = t - prev
+            if (t > t0) after = 1
+            prev = t
+        }
+        /packets transmitted/ { sent = $1; got = $4 }
+        END {
+            printf "%d %d %d %d\n", sent - got, sent, after ? int(gap * 1000 + 0.5) : -1,
+                int(maxgap * 1000 + 0.5)
+        }' "$1"
+}
+# pair_kstate SW: the switch's kernel state that its daemon owns (learned FDB entries come
+# and go with the traffic and are left out).
+pair_kstate() {
+    bridge -n "$1" vlan show
+    bridge -n "$1" fdb show | grep -E ' (static|permanent)' | sort
+    bridge -n "$1" -d link show | sed -E 's/ state [a-z]+//'
+    ip netns exec "$1" nft list ruleset
+}
+# pair_monitor_changes FILE: the daemon-made events of a `bridge monitor vlan fdb` output
+# (not learned entries; not the control entry 02:00:00:00:00:aa).
+pair_monitor_changes() {
+    { grep -v -E '^$|^(Deleted )?([0-9a-f]{2}:){5}[0-9a-f]{2} dev |^ +state forwarding' "$1"
+      grep -E '^(Deleted )?([0-9a-f]{2}:){5}[0-9a-f]{2} dev .*(static|permanent)' "$1"; } |
+        grep -v -E '02:00:00:00:00:aa|3999'
+}
+# tsis_in SW STATE VM...: each VM's TSI is in STATE at the switch ("absent": none).
+tsis_in() {
+    local sw=$1 want=$2 vm
+    shift 2
+    for vm in "$@"; do
+        [ "$(tsi_state "$sw" "$vm" | cut -d' ' -f1)" = "$want" ] || return 1
+    done
+}
+# replied_after FILE T0: a `ping -D` output holds a reply stamped after T0.
+replied_after() {
+    awk -v t0="$2" '/bytes from/ { if (substr($1, 2, length($1) - 2) + 0 > t0) f = 1 } END { exit !f }' "$1"
+}

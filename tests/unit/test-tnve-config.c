@@ -309,6 +309,54 @@ START_TEST(test_nnve_sections)
 }
 END_TEST
 
+/* [nnve NAME] uplink = IFNAME: in every section or none, one link per nNVE, a valid name. */
+START_TEST(test_nnve_uplinks)
+{
+    struct tnve_config *c = malloc(sizeof *c);
+    char err[512];
+    char text[2048];
+    static const char two[] = "[nnve sw1]\nnnve_address = a\nnnve_identity = n1\n%s"
+                              "[nnve sw2]\nnnve_address = b\nnnve_identity = n2\n%s";
+    char fmt[512];
+    snprintf(fmt, sizeof fmt, "%%s%s", two);
+    snprintf(text, sizeof text, fmt, CERTS, "uplink = e1\n", "uplink = e2\n");
+    ck_assert_int_eq(load(c, text, err, sizeof err), 0);
+    ck_assert_str_eq(c->nnves[0].uplink, "e1");
+    ck_assert_str_eq(c->nnves[1].uplink, "e2");
+    ck_assert_str_eq(c->uplink, "");
+    ck_assert_int_eq(tnve_config_validate(c, err, sizeof err), 0);
+    /* neither: today's behaviour */
+    snprintf(text, sizeof text, fmt, CERTS, "", "");
+    ck_assert_int_eq(load(c, text, err, sizeof err), 0);
+    ck_assert_str_eq(c->nnves[0].uplink, "");
+    /* one only */
+    snprintf(text, sizeof text, fmt, CERTS, "", "uplink = e2\n");
+    ck_assert_int_eq(load(c, text, err, sizeof err), SNCP_E_CONFIG);
+    ck_assert_ptr_nonnull(strstr(err, "[nnve sw1] has no 'uplink' but [nnve sw2] has one"));
+    /* the same link for both, twice in one section, a bad name */
+    snprintf(text, sizeof text, fmt, CERTS, "uplink = e1\n", "uplink = e1\n");
+    ck_assert_int_eq(load(c, text, err, sizeof err), SNCP_E_CONFIG);
+    ck_assert_ptr_nonnull(strstr(err, ":11: uplink e1 given to [nnve sw1] and [nnve sw2]"));
+    snprintf(text, sizeof text, fmt, CERTS, "uplink = e1\nuplink = e3\n", "uplink = e2\n");
+    ck_assert_int_eq(load(c, text, err, sizeof err), SNCP_E_CONFIG);
+    ck_assert_ptr_nonnull(strstr(err, ":8: "));
+    snprintf(text, sizeof text, fmt, CERTS, "uplink = a/b\n", "uplink = e2\n");
+    ck_assert_int_eq(load(c, text, err, sizeof err), SNCP_E_CONFIG);
+    ck_assert_ptr_nonnull(strstr(err, ":7: bad interface name for 'uplink': 'a/b'"));
+    snprintf(text, sizeof text, fmt, CERTS, "uplink = 0123456789abcdefg\n", "uplink = e2\n");
+    ck_assert_int_eq(load(c, text, err, sizeof err), SNCP_E_CONFIG);
+    ck_assert_ptr_nonnull(strstr(err, ":7: bad interface name"));
+    /* the top-level uplink stays the dataplane's */
+    snprintf(text, sizeof text, "%suplink = bond0\n", CERTS);
+    size_t used = strlen(text);
+    snprintf(text + used, sizeof text - used, two, "uplink = e1\n", "uplink = e2\n");
+    ck_assert_int_eq(load(c, text, err, sizeof err), 0);
+    ck_assert_str_eq(c->uplink, "bond0");
+    ck_assert_str_eq(c->nnves[1].uplink, "e2");
+    free(c);
+}
+END_TEST
+
 /* mode per host and per VN ([map] mode), looked up by ID, name or both. */
 START_TEST(test_vn_modes)
 {
@@ -353,6 +401,7 @@ static Suite *suite(void)
     tcase_add_test(tc, test_validate_across_keys);
     tcase_add_test(tc, test_strict_lines);
     tcase_add_test(tc, test_nnve_sections);
+    tcase_add_test(tc, test_nnve_uplinks);
     tcase_add_test(tc, test_vn_modes);
     suite_add_tcase(s, tc);
     return s;

@@ -822,15 +822,23 @@ START_TEST(test_serves_failover)
     ck_assert_int_eq(F.n, n + 1);
     ck_assert_int_eq(F.sent[n].type, SNCP_MSG_VN_CONNECT);
     ck_assert_uint_eq(F.sent[n].vn_id, 5001);
+    /* make-before-break: served, but not settled while its activation is not acknowledged */
+    const struct tnve_vn q5001 = {.id = 5001}, q7777 = {.id = 7777};
+    ck_assert_int_eq(tnve_rec_vn_served(r, &q5001), 1);
+    ck_assert_int_eq(tnve_rec_vn_settled(r, &q5001), 0);
     answer_ok(r, SNCP_MSG_VN_CONNECT, 101, -1, 9002);
     tnve_rec_run(r, 9002);
     int i = pending(SNCP_MSG_TSI_ACTIVATE);
     ck_assert_int_ge(i, 0);
     ck_assert_uint_eq(F.sent[i].vn_id, 5001);
     ck_assert_uint_eq(F.sent[i].flags & SNCP_F_MIGRATION, 0);
+    ck_assert_int_eq(tnve_rec_vn_settled(r, &q5001), 0);
     answer_ok(r, SNCP_MSG_TSI_ACTIVATE, 101, SNCP_TSI_ACTIVATED, 9003);
     tnve_rec_run(r, 9003);
     ck_assert_str_eq(tsi_field(r, 1, "acked", b, sizeof b), "activated");
+    ck_assert_int_eq(tnve_rec_vn_settled(r, &q5001), 1);
+    ck_assert_int_eq(tnve_rec_vn_served(r, &q7777), 0);
+    ck_assert_int_eq(tnve_rec_vn_settled(r, &q7777), 0);
 
     /* a hook for another domain in the served VN waits for its association; withdrawn,
      * its callback never runs and the domain is no longer busy */
@@ -862,6 +870,13 @@ START_TEST(test_serves_failover)
     }
     ck_assert_int_ge(count_type(SNCP_MSG_TSI_DEASSOCIATE), 1);
     ck_assert_str_eq(tsi_field(r, 0, "acked", b, sizeof b), "activated");
+    ck_assert_int_eq(tnve_rec_vn_served(r, &q5001), 0);
+    ck_assert_int_eq(tnve_rec_vn_settled(r, &q5001), 0);
+    /* a session down: nothing is settled until the SYNC after it */
+    const struct tnve_vn q5000 = {.id = 5000};
+    ck_assert_int_eq(tnve_rec_vn_settled(r, &q5000), 1);
+    tnve_rec_session_down(r, 9100);
+    ck_assert_int_eq(tnve_rec_vn_settled(r, &q5000), 0);
     unserved_vn = 0;
     tnve_rec_destroy(r);
 }
