@@ -16,13 +16,19 @@
  * once when opened: a connection that has never read does not know the WAL exists, and a
  * checkpoint on it does nothing.  Under sustained churn the worker never catches the writer
  * (the log is only restarted when a checkpoint has copied every frame before the next write),
- * so the main connection also checkpoints, PASSIVE, right after a commit that leaves more than
- * WAL_CHECKPOINT_FRAMES frames: with no transaction of its own open that one completes (the
- * worker already copied most frames), and journal_size_limit truncates the restarted log file.
- * That checkpoint blocks the loop (page copies and two syncs), so the worker is not left to
- * its once-a-second timer under churn: a commit that leaves WAL_WORKER_FRAMES frames asks
- * for it at once (nnve_store_checkpoint_wanted()), and the loop's own checkpoint only copies
- * the tail written while the worker ran.
+ * so the main connection also checkpoints, PASSIVE, right after a commit: with no transaction of
+ * its own open that one completes, and the next write transaction restarts the log.  That
+ * checkpoint blocks the loop (the copy, a sync of the log, of the database, and the restarted
+ * log's header sync after it): every request that arrives meanwhile waits for it, so it runs
+ * seldom and small: at the first commit after a worker checkpoint ended (only the frames
+ * committed while the worker ran are left to copy) once the log holds WAL_RESTART_FRAMES
+ * frames, and after any commit only if the worker has fallen WAL_CHECKPOINT_FRAMES behind.
+ * A commit that leaves WAL_WORKER_FRAMES frames asks for the worker at once
+ * (nnve_store_checkpoint_wanted()), so under churn it runs pass after pass.  Where requests
+ * pause, the worker catches up on its own and the next write restarts the log for free.
+ * journal_size_limit is above the restart size: the log file is overwritten in place rather
+ * than cut and regrown at each restart (a truncate on the loop, and syncs of a growing file
+ * that must also write its size).
  *
  * A failed write poisons the open transaction: SQLite may have rolled it back already, and
  * the writes after it must not run in autocommit mode.  They are refused and the commit rolls
@@ -120,6 +126,7 @@ struct nnve_store {
     int txn_failed;  /* a write of the open transaction failed */
     int ckpt_rc;     /* of the last worker checkpoint (read after it is done) */
     int ckpt_wanted; /* the log has grown enough for the worker to checkpoint now */
+    int ckpt_tail;   /* a worker checkpoint ended and no commit came since */
     char *path;
     struct nnve_store_stats stats;
     struct snv_ratelimit rl;
@@ -127,9 +134,10 @@ struct nnve_store {
 
 enum {
     ADDR_REC = 23,
-    WAL_WORKER_FRAMES = 600,          /* ~2.4 MiB of pages: the worker is asked to checkpoint */
-    WAL_CHECKPOINT_FRAMES = 1400,     /* ~5.6 MiB of pages: the loop checkpoints beyond */
-    WAL_SIZE_LIMIT = 4 * 1024 * 1024, /* journal_size_limit: restarted log cut to this */
+    WAL_WORKER_FRAMES = 600,           /* ~2.4 MiB of pages: the worker is asked to checkpoint */
+    WAL_RESTART_FRAMES = 8192,         /* ~32 MiB: the loop copies the tail after a worker pass */
+    WAL_CHECKPOINT_FRAMES = 32768,     /* ~128 MiB: the loop checkpoints after any commit */
+    WAL_SIZE_LIMIT = 40 * 1024 * 1024, /* journal_size_limit: restarted log cut to this */
 };
 
 static int wal_hook(void *aux, sqlite3 *db, const char *name, int frames);
@@ -647,13 +655,18 @@ int nnve_store_pair_load(struct nnve_store *s, const char *domain,
     return ret;
 }
 
-/* After each commit on the main connection: checkpoint there when the worker lags behind. */
+/* After each commit on the main connection: checkpoint there, so that the next write
+ * transaction restarts the log, at the first commit after a worker checkpoint once the log
+ * holds WAL_RESTART_FRAMES (only the frames committed while the worker ran are left to copy),
+ * or after any commit once the worker has fallen WAL_CHECKPOINT_FRAMES behind. */
 static int wal_hook(void *aux, sqlite3 *db, const char *name, int frames)
 {
     struct nnve_store *s = aux;
+    int tail = s->ckpt_tail;
+    s->ckpt_tail = 0;
     if (frames >= WAL_WORKER_FRAMES)
         s->ckpt_wanted = 1;
-    if (frames < WAL_CHECKPOINT_FRAMES)
+    if (frames < WAL_CHECKPOINT_FRAMES && !(tail && frames >= WAL_RESTART_FRAMES))
         return SQLITE_OK;
     int rc = sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
     if (rc == SQLITE_OK) {
@@ -683,6 +696,7 @@ int nnve_store_checkpoint_wanted(struct nnve_store *s)
 
 void nnve_store_checkpoint_done(struct nnve_store *s)
 {
+    s->ckpt_tail = 1;
     if (s->ckpt_rc) {
         s->stats.checkpoint_failures++;
         snv_log_rl(&s->rl, SNV_LOG_ERR, "store", "checkpoint failed: %s",
