@@ -23,9 +23,11 @@
  * seldom and small: at the first commit after a worker checkpoint ended (only the frames
  * committed while the worker ran are left to copy) once the log holds WAL_RESTART_FRAMES
  * frames, and after any commit only if the worker has fallen WAL_CHECKPOINT_FRAMES behind.
- * A commit that leaves WAL_WORKER_FRAMES frames asks for the worker at once
- * (nnve_store_checkpoint_wanted()), so under churn it runs pass after pass.  Where requests
- * pause, the worker catches up on its own and the next write restarts the log for free.
+ * A commit that leaves WAL_WORKER_FRAMES frames more than the last worker pass left asks for
+ * the worker at once (nnve_store_checkpoint_wanted()): not at every commit of a long log,
+ * since each pass syncs the log and the database while the loop's commits sync the log.
+ * Where requests pause, the worker catches up on its own and the next write restarts the log
+ * for free.
  * journal_size_limit is above the restart size: the log file is overwritten in place rather
  * than cut and regrown at each restart (a truncate on the loop, and syncs of a growing file
  * that must also write its size).
@@ -127,6 +129,8 @@ struct nnve_store {
     int ckpt_rc;     /* of the last worker checkpoint (read after it is done) */
     int ckpt_wanted; /* the log has grown enough for the worker to checkpoint now */
     int ckpt_tail;   /* a worker checkpoint ended and no commit came since */
+    int wal_frames;  /* frames in the log after the last commit */
+    int ckpt_base;   /* frames in the log when the last worker checkpoint ended */
     char *path;
     struct nnve_store_stats stats;
     struct snv_ratelimit rl;
@@ -664,7 +668,10 @@ static int wal_hook(void *aux, sqlite3 *db, const char *name, int frames)
     struct nnve_store *s = aux;
     int tail = s->ckpt_tail;
     s->ckpt_tail = 0;
-    if (frames >= WAL_WORKER_FRAMES)
+    s->wal_frames = frames;
+    if (frames < s->ckpt_base) /* the log restarted */
+        s->ckpt_base = 0;
+    if (frames - s->ckpt_base >= WAL_WORKER_FRAMES)
         s->ckpt_wanted = 1;
     if (frames < WAL_CHECKPOINT_FRAMES && !(tail && frames >= WAL_RESTART_FRAMES))
         return SQLITE_OK;
@@ -697,6 +704,7 @@ int nnve_store_checkpoint_wanted(struct nnve_store *s)
 void nnve_store_checkpoint_done(struct nnve_store *s)
 {
     s->ckpt_tail = 1;
+    s->ckpt_base = s->wal_frames;
     if (s->ckpt_rc) {
         s->stats.checkpoint_failures++;
         snv_log_rl(&s->rl, SNV_LOG_ERR, "store", "checkpoint failed: %s",
