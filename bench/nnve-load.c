@@ -23,7 +23,11 @@
  *      `window` requests in flight per session; the daemon's VmRSS is sampled every 10,000
  *      TSIs (RSS per TSI from the growth);
  *   2. latency: deactivate/activate toggles of existing TSIs at --rate requests/s spread over
- *      the sessions, p50/p99/max of request latency (send to response);
+ *      the sessions, open loop (a timer with the request period sends each one when it is
+ *      due, whatever the responses do): 1 s of warm-up, then 3 s measured: p50/p99/max of
+ *      request latency from each request's due time to its response (a late send counts
+ *      against the latency, no coordinated omission), and how late the requests left (the
+ *      generator's own delay: if it is large the machine starved the generator);
  *   3. serial (with --serial N): N deactivate/activate toggles on one session, one request
  *      in flight (window 1): p50/p99 latency and requests/s;
  *   4. sessions: more sessions up to --max-sessions concurrent ones, each through HELLO;
@@ -36,6 +40,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/timerfd.h>
+#include <time.h>
+#include <unistd.h>
 
 #include <openssl/ec.h>
 #include <openssl/evp.h>
@@ -138,9 +145,12 @@ static uint64_t t_start, t_end, total_acked, errors;
 static long rss_base_kb, rss_samples[64];
 static unsigned n_rss;
 static uv_timer_t timer;
-static uint64_t *lat_send, *lat_ns;
-static unsigned lat_cap, lat_sent, lat_done;
-static uint64_t lat_phase_end;
+enum { LAT_WARMUP_MS = 1000, LAT_MEASURE_MS = 3000 };
+static uint64_t *lat_send, *lat_ns, *lat_lag_ns;
+static unsigned lat_cap, lat_warmup, lat_sent, lat_done;
+static uint64_t lat_t0;
+static uv_poll_t lat_poll;
+static int lat_tfd = -1;
 static uint64_t sess_t0;
 static const char *l2_ifname;
 static unsigned first_id = 1, hold_ms;
@@ -250,6 +260,7 @@ static void finish(void)
 }
 
 static void start_latency(void);
+static void lat_stop(void);
 static void start_serial(void);
 static void serial_next(void);
 static void start_sessions(void);
@@ -372,7 +383,7 @@ static void on_response(struct sncp_conn *c, uint64_t cookie, const struct sncp_
         if (k < lat_cap)
             lat_ns[k] = uv_hrtime() - lat_send[k];
         lat_done++;
-        if (lat_done == lat_sent && uv_now(loop) >= lat_phase_end)
+        if (lat_done == lat_cap)
             start_serial();
     }
 }
@@ -409,6 +420,7 @@ static void on_closed(struct sncp_conn *c, int err)
                 sncp_conn_close(sessions[i].conn);
     }
     if (n_closed == n_open && !uv_is_closing((uv_handle_t *)&timer)) {
+        lat_stop();
         uv_close((uv_handle_t *)&timer, NULL);
         sncp_l2_port_destroy(l2_port);
         l2_port = NULL;
@@ -453,27 +465,47 @@ static int cmp_u64(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-static void on_lat_tick(uv_timer_t *t)
+/* Open loop: request k of the phase is due at lat_t0 + k / rate, whatever the responses do;
+ * its latency runs from that due time (a generator that falls behind does not hide the
+ * delay that made it late: no coordinated omission), and how late it actually left is kept
+ * apart (lat_lag_ns) to show a starved generator.  The first LAT_WARMUP_MS are sent but not
+ * counted: the daemon is still folding the throughput phase's log into its database. */
+static void lat_send_due(void)
 {
-    (void)t;
-    if (uv_now(loop) >= lat_phase_end) {
-        uv_timer_stop(&timer);
-        if (lat_done == lat_sent)
-            start_serial();
-        return;
-    }
-    /* keep up with rate requests/s since the phase began, round robin over the sessions */
-    uint64_t elapsed_ms = uv_now(loop) - (lat_phase_end - 3000);
-    uint64_t due = (uint64_t)rate * elapsed_ms / 1000;
+    uint64_t due = (uv_hrtime() - lat_t0) * rate / 1000000000u + 1;
     while (lat_sent < due && lat_sent < lat_cap) {
         struct sess *s = &sessions[lat_sent % n_sessions];
         unsigned k = s->toggle++;
         enum sncp_msg_type type = (k & 1) ? SNCP_MSG_TSI_ACTIVATE : SNCP_MSG_TSI_DEACTIVATE;
-        lat_send[lat_sent] = uv_hrtime();
+        lat_send[lat_sent] = lat_t0 + (uint64_t)lat_sent * 1000000000u / rate;
+        lat_lag_ns[lat_sent] = uv_hrtime() - lat_send[lat_sent];
         send_tsi(s, type, (k / 2) % (s->share ? s->share : 1),
                  COOKIE_LAT * 1000000000ull + lat_sent);
         lat_sent++;
     }
+    if (lat_sent >= lat_cap)
+        uv_poll_stop(&lat_poll);
+}
+
+/* Closes the latency phase's timer (once). */
+static void lat_stop(void)
+{
+    if (lat_tfd < 0)
+        return;
+    uv_close((uv_handle_t *)&lat_poll, NULL);
+    close(lat_tfd);
+    lat_tfd = -1;
+}
+
+static void on_lat_tick(uv_poll_t *p, int status, int events)
+{
+    (void)p;
+    (void)status;
+    (void)events;
+    uint64_t expirations;
+    if (read(lat_tfd, &expirations, sizeof expirations) < 0 && errno != EAGAIN)
+        perror("nnve-load: timerfd");
+    lat_send_due();
 }
 
 static void start_latency(void)
@@ -483,11 +515,25 @@ static void start_latency(void)
         start_serial();
         return;
     }
-    lat_cap = rate * 4;
+    lat_warmup = rate * LAT_WARMUP_MS / 1000;
+    lat_cap = lat_warmup + rate * LAT_MEASURE_MS / 1000;
     lat_send = calloc(lat_cap, sizeof *lat_send);
     lat_ns = calloc(lat_cap, sizeof *lat_ns);
-    lat_phase_end = uv_now(loop) + 3000;
-    uv_timer_start(&timer, on_lat_tick, 1, 1);
+    lat_lag_ns = calloc(lat_cap, sizeof *lat_lag_ns);
+    /* A timer with the request period: libuv's count whole milliseconds (at 5,000/s they
+     * would send bursts of 5, up to 1 ms late). */
+    lat_tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+    if (lat_tfd < 0 || !lat_send || !lat_ns || !lat_lag_ns) {
+        perror("nnve-load: latency phase");
+        exit(1);
+    }
+    uint64_t period = 1000000000u / rate;
+    struct timespec ts = {(time_t)(period / 1000000000u), (long)(period % 1000000000u)};
+    struct itimerspec its = {ts, ts};
+    timerfd_settime(lat_tfd, 0, &its, NULL);
+    uv_poll_init(loop, &lat_poll, lat_tfd);
+    lat_t0 = uv_hrtime();
+    uv_poll_start(&lat_poll, UV_READABLE, on_lat_tick);
 }
 
 /* Ends the latency phase (once, from whichever of its timer or its last response sees the
@@ -496,17 +542,21 @@ static void start_serial(void)
 {
     if (phase != P_LATENCY)
         return;
-    uv_timer_stop(&timer);
-    unsigned n = lat_done;
+    lat_stop();
+    unsigned n = lat_done > lat_warmup ? lat_done - lat_warmup : 0;
     if (n) {
-        qsort(lat_ns, n, sizeof *lat_ns, cmp_u64);
-        printf("latency: %u requests at %u/s over %u sessions: p50 %.3f ms, p99 %.3f ms, "
-               "max %.3f ms\n",
-               n, rate, n_sessions, lat_ns[n / 2] / 1e6, lat_ns[(size_t)(n * 0.99)] / 1e6,
-               lat_ns[n - 1] / 1e6);
+        uint64_t *l = lat_ns + lat_warmup, *lag = lat_lag_ns + lat_warmup;
+        qsort(l, n, sizeof *l, cmp_u64);
+        qsort(lag, n, sizeof *lag, cmp_u64);
+        printf("latency: %u requests at %u/s over %u sessions (after %u ms at that rate), from "
+               "each one's due time: p50 %.3f ms, p99 %.3f ms, max %.3f ms; sent late by: p99 "
+               "%.3f ms, max %.3f ms\n",
+               n, rate, n_sessions, (unsigned)LAT_WARMUP_MS, l[n / 2] / 1e6,
+               l[(size_t)(n * 0.99)] / 1e6, l[n - 1] / 1e6, lag[(size_t)(n * 0.99)] / 1e6,
+               lag[n - 1] / 1e6);
         char fig[160];
         snprintf(fig, sizeof fig, "nnve-daemon request p99 at %u/s, %s (ms)", rate, label);
-        table(fig, lat_ns[(size_t)(n * 0.99)] / 1e6, latency_floor_ms, 3);
+        table(fig, l[(size_t)(n * 0.99)] / 1e6, latency_floor_ms, 3);
         fflush(stdout);
     }
     phase = P_SERIAL;
@@ -697,6 +747,7 @@ int main(int argc, char **argv)
     free(sessions);
     free(lat_send);
     free(lat_ns);
+    free(lat_lag_ns);
     free(serial_ns);
     uv_loop_close(loop);
     if (l2_ifname)

@@ -13,8 +13,15 @@
 # 2 x fdatasync p99 + TLS round trip p99 (sync=full), the throughput's is the echo's rate.
 # The idle memory per session comes from a third, fresh daemon: 1 session, then up to
 # NNVE_BENCH_MAX_SESSIONS idle ones.  TABLE lines: see scripts/run-bench.sh.
+# NNVE_BENCH_RT=PRIO runs all of it (floors, daemon, generator) at SCHED_FIFO priority PRIO:
+# on a machine shared with busy neighbours the generator then sends on time ("sent late by"
+# in the latency line) and the figures are the software's and the disk's, not the queue for
+# a CPU.  Off by default (it needs CAP_SYS_NICE and takes CPU from the neighbours).
 set -euo pipefail
 : "${SPLITNVE_BUILD:?}" "${SPLITNVE_SRC:?}"
+if [ -n "${NNVE_BENCH_RT:-}" ] && [ -z "${NNVE_BENCH_RT_ON:-}" ]; then
+    NNVE_BENCH_RT_ON=1 exec chrt -f "$NNVE_BENCH_RT" bash "$0" "$@"
+fi
 T=$(mktemp -d)
 DPID=
 cleanup() {
@@ -75,7 +82,7 @@ run_mode() {
         sleep 0.1
     done
     [ -n "$port" ] || { echo "nnve bench: daemon did not start"; cat "$T/daemon-$mode.log"; exit 1; }
-    echo "-- nnve-daemon sync=$mode on 127.0.0.1:$port, pid $DPID; $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg)"
+    echo "-- nnve-daemon sync=$mode on 127.0.0.1:$port, pid $DPID; $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg)${NNVE_BENCH_RT:+, SCHED_FIFO $NNVE_BENCH_RT}"
     "$SPLITNVE_BUILD/bench/nnve-load" --connect "127.0.0.1:$port" --pki "$T/pki" --pid "$DPID" \
         "${load_opts[@]}"
     kill -TERM "$DPID"

@@ -144,6 +144,7 @@ struct nnve_server {
     uint64_t recover_at;         /* degraded: next attempt to store the whole state */
     uint32_t recover_ms;         /* ... and the interval, doubled after each failure */
     uint64_t checkpoint_commits; /* store commits at the last checkpoint */
+    uint64_t second_commits;     /* store commits at the last whole second's tick */
     unsigned ticks;
     int busy;      /* requests were answered since the last idle check */
     int heap_used; /* ... and the heap was not trimmed since */
@@ -432,10 +433,17 @@ static void on_tick(uv_timer_t *t)
         }
         srv->busy = 0;
     }
-    /* About once a second, fold the write-ahead log into the database off the loop. */
-    if (srv->store && srv->ticks % 5 == 0 &&
-        nnve_store_stats(srv->store)->commits != srv->checkpoint_commits)
-        checkpoint_start(srv);
+    /* After a second without a commit, fold the write-ahead log into the database off the
+     * loop.  Not while requests come: a checkpoint that copies the whole log makes the next
+     * commit restart it, and a restarted log's header is synced before that commit's own
+     * sync (two syncs for the requests that wait on it); the worker's syncs also slow the
+     * commit's.  A busy log asks for the worker itself (nnve_store_checkpoint_wanted()). */
+    if (srv->store && srv->ticks % 5 == 0) {
+        uint64_t commits = nnve_store_stats(srv->store)->commits;
+        if (commits == srv->second_commits && commits != srv->checkpoint_commits)
+            checkpoint_start(srv);
+        srv->second_commits = commits;
+    }
 }
 
 /* ---- HELLO ------------------------------------------------------------------------ */

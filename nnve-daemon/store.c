@@ -16,13 +16,21 @@
  * once when opened: a connection that has never read does not know the WAL exists, and a
  * checkpoint on it does nothing.  Under sustained churn the worker never catches the writer
  * (the log is only restarted when a checkpoint has copied every frame before the next write),
- * so the main connection also checkpoints, PASSIVE, right after a commit that leaves more than
- * WAL_CHECKPOINT_FRAMES frames: with no transaction of its own open that one completes (the
- * worker already copied most frames), and journal_size_limit truncates the restarted log file.
- * That checkpoint blocks the loop (page copies and two syncs), so the worker is not left to
- * its once-a-second timer under churn: a commit that leaves WAL_WORKER_FRAMES frames asks
- * for it at once (nnve_store_checkpoint_wanted()), and the loop's own checkpoint only copies
- * the tail written while the worker ran.
+ * so the main connection also checkpoints, PASSIVE, right after a commit: with no transaction of
+ * its own open that one completes, and the next write transaction restarts the log.  That
+ * checkpoint blocks the loop (the copy, a sync of the log, of the database, and the restarted
+ * log's header sync after it): every request that arrives meanwhile waits for it, so it runs
+ * seldom and small: at the first commit after a worker checkpoint ended (only the frames
+ * committed while the worker ran are left to copy) once the log holds WAL_RESTART_FRAMES
+ * frames, and after any commit only if the worker has fallen WAL_CHECKPOINT_FRAMES behind.
+ * A commit that leaves WAL_WORKER_FRAMES frames more than the last worker pass left asks for
+ * the worker at once (nnve_store_checkpoint_wanted()): not at every commit of a long log,
+ * since each pass syncs the log and the database while the loop's commits sync the log.
+ * Where requests pause, the worker catches up on its own and the next write restarts the log
+ * for free.
+ * journal_size_limit is above the restart size: the log file is overwritten in place rather
+ * than cut and regrown at each restart (a truncate on the loop, and syncs of a growing file
+ * that must also write its size).
  *
  * A failed write poisons the open transaction: SQLite may have rolled it back already, and
  * the writes after it must not run in autocommit mode.  They are refused and the commit rolls
@@ -43,11 +51,13 @@
 #include "store.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <time.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <sqlite3.h>
 
@@ -120,6 +130,10 @@ struct nnve_store {
     int txn_failed;  /* a write of the open transaction failed */
     int ckpt_rc;     /* of the last worker checkpoint (read after it is done) */
     int ckpt_wanted; /* the log has grown enough for the worker to checkpoint now */
+    int ckpt_tail;   /* a worker checkpoint ended and no commit came since */
+    int wal_frames;  /* frames in the log after the last commit */
+    int ckpt_base;   /* frames in the log when the last worker checkpoint ended */
+    int db_fd;       /* the database file, for the worker's sync (-1: none) */
     char *path;
     struct nnve_store_stats stats;
     struct snv_ratelimit rl;
@@ -127,9 +141,10 @@ struct nnve_store {
 
 enum {
     ADDR_REC = 23,
-    WAL_WORKER_FRAMES = 600,          /* ~2.4 MiB of pages: the worker is asked to checkpoint */
-    WAL_CHECKPOINT_FRAMES = 1400,     /* ~5.6 MiB of pages: the loop checkpoints beyond */
-    WAL_SIZE_LIMIT = 4 * 1024 * 1024, /* journal_size_limit: restarted log cut to this */
+    WAL_WORKER_FRAMES = 600,           /* ~2.4 MiB of pages: the worker is asked to checkpoint */
+    WAL_RESTART_FRAMES = 8192,         /* ~32 MiB: the loop copies the tail after a worker pass */
+    WAL_CHECKPOINT_FRAMES = 32768,     /* ~128 MiB: the loop checkpoints after any commit */
+    WAL_SIZE_LIMIT = 40 * 1024 * 1024, /* journal_size_limit: restarted log cut to this */
 };
 
 static int wal_hook(void *aux, sqlite3 *db, const char *name, int frames);
@@ -184,6 +199,7 @@ int nnve_store_open(const char *dir, enum nnve_sync_mode sync, struct nnve_store
     if (!s)
         return -ENOMEM;
     s->rl = (struct snv_ratelimit)SNV_RATELIMIT_INIT(1, 5);
+    s->db_fd = -1;
     s->path = strdup(path);
     if (!s->path) {
         free(s);
@@ -224,6 +240,9 @@ int nnve_store_open(const char *dir, enum nnve_sync_mode sync, struct nnve_store
         nnve_store_close(s);
         return SNCP_E_INTERNAL;
     }
+    /* Closed only after both connections (closing a descriptor of the file drops the
+     * process's POSIX locks on it, SQLite's included). */
+    s->db_fd = open(path, O_RDONLY | O_CLOEXEC);
     for (int i = 0; i < ST_COUNT; i++) {
         if (sqlite3_prepare_v3(s->db, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &s->st[i],
                                NULL) != SQLITE_OK) {
@@ -246,6 +265,8 @@ void nnve_store_close(struct nnve_store *s)
         sqlite3_finalize(s->st[i]);
     sqlite3_close(s->ckpt_db);
     sqlite3_close(s->db);
+    if (s->db_fd >= 0)
+        close(s->db_fd);
     free(s->path);
     free(s);
 }
@@ -647,13 +668,21 @@ int nnve_store_pair_load(struct nnve_store *s, const char *domain,
     return ret;
 }
 
-/* After each commit on the main connection: checkpoint there when the worker lags behind. */
+/* After each commit on the main connection: checkpoint there, so that the next write
+ * transaction restarts the log, at the first commit after a worker checkpoint once the log
+ * holds WAL_RESTART_FRAMES (only the frames committed while the worker ran are left to copy),
+ * or after any commit once the worker has fallen WAL_CHECKPOINT_FRAMES behind. */
 static int wal_hook(void *aux, sqlite3 *db, const char *name, int frames)
 {
     struct nnve_store *s = aux;
-    if (frames >= WAL_WORKER_FRAMES)
+    int tail = s->ckpt_tail;
+    s->ckpt_tail = 0;
+    s->wal_frames = frames;
+    if (frames < s->ckpt_base) /* the log restarted */
+        s->ckpt_base = 0;
+    if (frames - s->ckpt_base >= WAL_WORKER_FRAMES)
         s->ckpt_wanted = 1;
-    if (frames < WAL_CHECKPOINT_FRAMES)
+    if (frames < WAL_CHECKPOINT_FRAMES && !(tail && frames >= WAL_RESTART_FRAMES))
         return SQLITE_OK;
     int rc = sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
     if (rc == SQLITE_OK) {
@@ -667,9 +696,16 @@ static int wal_hook(void *aux, sqlite3 *db, const char *name, int frames)
 
 int nnve_store_checkpoint(struct nnve_store *s)
 {
-    int rc = sqlite3_wal_checkpoint_v2(s->ckpt_db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+    int copied = 0;
+    int rc = sqlite3_wal_checkpoint_v2(s->ckpt_db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, &copied);
     /* SQLITE_BUSY: another checkpoint runs, or a lock was held: partial, not a failure. */
     s->ckpt_rc = rc == SQLITE_OK || rc == SQLITE_BUSY ? 0 : rc;
+    /* SQLite syncs the database only after a checkpoint that reached the end of the log,
+     * which under churn leaves it to the loop's: that sync would write back every page the
+     * worker copied since.  Here, off the loop, they go now (the loop's sync then only
+     * writes the tail).  Nothing depends on it for durability: the log keeps the frames. */
+    if (s->ckpt_rc == 0 && copied > 0 && s->db_fd >= 0)
+        fdatasync(s->db_fd);
     return s->ckpt_rc ? SNCP_E_INTERNAL : 0;
 }
 
@@ -683,6 +719,8 @@ int nnve_store_checkpoint_wanted(struct nnve_store *s)
 
 void nnve_store_checkpoint_done(struct nnve_store *s)
 {
+    s->ckpt_tail = 1;
+    s->ckpt_base = s->wal_frames;
     if (s->ckpt_rc) {
         s->stats.checkpoint_failures++;
         snv_log_rl(&s->rl, SNV_LOG_ERR, "store", "checkpoint failed: %s",
