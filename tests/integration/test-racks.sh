@@ -302,20 +302,7 @@ if [ "${1:-}" = "--inside" ]; then
         [[ $rules != *192.168.0.* && $rules != *52:54:00:00:00:* ]] && ok "$sw: no TSI filter left" || fail "$sw filters left: $rules"
     done
 
-    step "daemons stop cleanly"
-    for n in hv1a hv1b hv2a hv2b sw1 sw2; do
-        racks_kill "$n"
-        st=$?
-        [ "$st" = 0 ] && ok "$n exit 0" || fail "$n exit $st after SIGTERM"
-    done
-
-    if [ "$fails" -ne 0 ]; then
-        dump_logs
-        echo "inside UML: $fails check(s) failed"
-        exit 1
-    fi
-    echo "inside UML: all checks passed"
-    exit 0
+    racks_finish hv1a hv1b hv2a hv2b sw1 sw2
 fi
 
 # ------------------------------------------------------------------------------ on the host ---
