@@ -28,21 +28,7 @@ src=${SPLITNVE_SRC:-$(cd "$here/../.." && pwd)}
 if [ "${1:-}" = "--inside" ]; then
     . "$src/tests/uml/racks-lib.bash"
     . "$src/tests/uml/evpn-lib.bash"
-    fails=0
-    step() { racks_log "== $*"; }
-    ok() { echo "ok: $*"; }
-    fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
-    dump_logs() {
-        local f
-        for f in "$R"/sw?/nnve.log /run/frr/sw?/zebra.log /run/frr/sw?/bgpd.log; do
-            [ -f "$f" ] && { echo "--- $f (tail)"; tail -n 15 "$f"; }
-        done
-    }
-    die() {
-        echo "FAIL: $*"
-        dump_logs
-        exit 1
-    }
+    racks_test_init 15 "$R/sw?/nnve.log" "/run/frr/sw?/zebra.log" "/run/frr/sw?/bgpd.log"
     trap 'racks_stop; frr_stop' EXIT
     all_activated() { # SW VM...
         local sw=$1 vm out

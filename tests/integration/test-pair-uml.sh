@@ -32,21 +32,7 @@ src=${SPLITNVE_SRC:-$(cd "$here/../.." && pwd)}
 if [ "${1:-}" = "--inside" ]; then
     . "$src/tests/uml/racks-lib.bash"
     . "$src/tests/uml/pair-lib.bash"
-    fails=0
-    step() { racks_log "== $*"; }
-    ok() { echo "ok: $*"; }
-    fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
-    dump_logs() {
-        local f
-        for f in "$R"/sw?/nnve.log "$R"/hv?/agent.log; do
-            [ -f "$f" ] && { echo "--- $f (tail)"; tail -n 25 "$f"; }
-        done
-    }
-    die() {
-        echo "FAIL: $*"
-        dump_logs
-        exit 1
-    }
+    racks_test_init 25 "$R/sw?/nnve.log" "$R/hv?/agent.log"
     trap 'racks_stop' EXIT
 
     # kstate SW: the switch's kernel state that the daemon owns (learned FDB entries come
@@ -56,12 +42,6 @@ if [ "${1:-}" = "--inside" ]; then
         bridge -n "$1" fdb show | grep -E ' (static|permanent)' | sort
         bridge -n "$1" -d link show | sed -E 's/ state [a-z]+//'
         ip netns exec "$1" nft list ruleset
-    }
-    # monitor_changes FILE: the daemon-made events of a `bridge monitor vlan fdb` output.
-    monitor_changes() {
-        { grep -v -E '^$|^(Deleted )?([0-9a-f]{2}:){5}[0-9a-f]{2} dev |^ +state forwarding' "$1"
-          grep -E '^(Deleted )?([0-9a-f]{2}:){5}[0-9a-f]{2} dev .*(static|permanent)' "$1"; } |
-            grep -v -E '02:00:00:00:00:aa|3999'
     }
     # ping_window start NAME DST: a continuous ping vm1 -> DST (every 50 ms, at most 90 s).
     # ping_window stop NAME WHAT [MAXLOST]: stops it and reports the lost replies; fails when
@@ -200,8 +180,6 @@ fi
 
 # ------------------------------------------------------------------------------ on the host ---
 build=${SPLITNVE_BUILD:-$src/build}
-command -v linux.uml >/dev/null || { echo "SKIP: linux.uml missing (apt-get install user-mode-linux)"; exit 77; }
-[ -f "/usr/lib/uml/modules/$(ls /usr/lib/uml/modules 2>/dev/null | head -n 1)/kernel/drivers/net/bonding/bonding.ko" ] ||
-    { echo "SKIP: no bonding.ko in /usr/lib/uml/modules"; exit 77; }
 . "$src/tests/uml/racks-host.bash"
+racks_host_need_bonding
 racks_host_run "$src" "$build" pair-uml "$here/test-pair-uml.sh" 768M 240 nnve1 nnve2 hv1 hv2

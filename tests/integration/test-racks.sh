@@ -27,22 +27,7 @@ src=${SPLITNVE_SRC:-$(cd "$here/../.." && pwd)}
 # ---------------------------------------------------------------------------- inside UML ---
 if [ "${1:-}" = "--inside" ]; then
     . "$src/tests/uml/racks-lib.bash"
-    fails=0
-    step() { racks_log "== $*"; }
-    ok() { echo "ok: $*"; }
-    fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
-    die() {
-        echo "FAIL: $*"
-        dump_logs
-        racks_stop
-        exit 1
-    }
-    dump_logs() {
-        local f
-        for f in "$R"/sw?/nnve.log "$R"/hv*/agent.log; do
-            [ -f "$f" ] && { echo "--- $f (tail)"; tail -n 25 "$f"; }
-        done
-    }
+    racks_test_init 25 "$R/sw?/nnve.log" "$R/hv*/agent.log"
     expect() { # WHAT GOT WANT
         [ "$2" = "$3" ] && ok "$1 [$2]" || fail "$1: [$2], want [$3]"
     }

@@ -155,3 +155,11 @@ active_slave() {
 both_slaves_up() {
     [ "$(ip netns exec "$1" cat /proc/net/bonding/bond0 | grep -c 'MII Status: up')" = 3 ]
 }
+# monitor_changes FILE: the daemon-made events of a `bridge monitor vlan fdb` output (learned
+# entries come and go with the traffic; the tests' control changes, MAC 02:00:00:00:00:aa,
+# are left out too).
+monitor_changes() {
+    { grep -v -E '^$|^(Deleted )?([0-9a-f]{2}:){5}[0-9a-f]{2} dev |^ +state forwarding' "$1"
+      grep -E '^(Deleted )?([0-9a-f]{2}:){5}[0-9a-f]{2} dev .*(static|permanent)' "$1"; } |
+        grep -v -E '02:00:00:00:00:aa'
+}

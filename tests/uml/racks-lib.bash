@@ -370,10 +370,33 @@ racks_stop() {
     for n in sw1 sw2; do racks_kill "$n"; done
 }
 
+# racks_test_init LINES LOG...: the checks of a test inside UML: `fails` (their count), step,
+# ok, fail, die (fail, logs, exit 1) and dump_logs (the last LINES lines of each LOG that
+# exists; a LOG may be a quoted glob, expanded when the logs are dumped).
+racks_test_init() {
+    fails=0
+    RACKS_TEST_LOG_LINES=$1
+    shift
+    RACKS_TEST_LOGS="$*"
+    step() { racks_log "== $*"; }
+    ok() { echo "ok: $*"; }
+    fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
+    die() {
+        echo "FAIL: $*"
+        dump_logs
+        exit 1
+    }
+    dump_logs() {
+        local f
+        for f in $RACKS_TEST_LOGS; do
+            [ -f "$f" ] && { echo "--- $f (tail)"; tail -n "$RACKS_TEST_LOG_LINES" "$f"; }
+        done
+    }
+}
+
 # racks_finish NAME...: the end of a test inside UML (counterpart of racks_host_run): stops
 # each NAME with SIGTERM in order (each must exit 0), then exits 0 when the test's `fails`
-# is 0, else calls the test's dump_logs and exits 1.  The test defines step, ok, fail,
-# dump_logs and fails.
+# is 0, else calls dump_logs and exits 1 (see racks_test_init).
 racks_finish() {
     local n st
     step "daemons stop cleanly"
