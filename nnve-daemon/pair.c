@@ -712,6 +712,8 @@ static void on_timer(uv_timer_t *t)
     } else if (p->state != PS_UP) {
         snprintf(p->last_error, sizeof p->last_error, "no session within %llu ms",
                  (unsigned long long)PAIR_ATTEMPT_KEEPALIVES * p->keepalive_ms);
+        snv_log_rl(&p->rl, SNV_LOG_WARN, "pair", "attempt abandoned domain=%s peer=%s:%u: %s",
+                   p->domain, p->peer_host, p->peer_port, p->last_error);
         sncp_conn_close(p->conn); /* on_closed retries */
     }
 }

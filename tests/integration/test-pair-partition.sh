@@ -153,6 +153,10 @@ if [ "${1:-}" = "--inside" ]; then
     racks_wait "red and green at sw1" 30 activated_at sw1 vm3 vm4 vm5 vm6 || fail "not activated at sw1: $(switch_view sw1)"
     racks_wait "red and green at sw2" 30 activated_at sw2 vm3 vm4 vm5 vm6 || fail "not activated at sw2: $(switch_view sw2)"
     pair_down sw2 || fail "the pair session came back during the partition"
+    # the follower's attempts behind the partition end at their deadline (a connect left to
+    # the kernel's SYN retries would delay the heal by up to half a minute)
+    grep -q 'pair: attempt abandoned' "$R/sw2/nnve.log" && ok "sw2 abandons its attempts behind the partition and retries" ||
+        fail "sw2 never abandoned a connection attempt behind the partition"
     for vm in vm3 vm5; do
         t1=$(tag_at sw1 "$vm") t2=$(tag_at sw2 "$vm")
         in_half "$t1" sw1 && in_half "$t2" sw2 && ok "$(vm_field "$vm" 4): tag $t1 at sw1 (its half), $t2 at sw2 (its half)" ||
