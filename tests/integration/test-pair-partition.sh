@@ -63,19 +63,27 @@ if [ "${1:-}" = "--inside" ]; then
               else "\(.vlan) \(.tunid)" end'
     }
     bindings() {
-        local sw e vm t
+        local sw hv port t
         for sw in sw1 sw2; do
             nnvectl_sw "$sw" --json show pair | jq -r --arg w "$sw/pair" '.rows[] | "\($w) \(.tag) \(.vn_id)"'
             nnvectl_sw "$sw" --json show vns | jq -r --arg w "$sw/vap" '.[] | "\($w) \(.tag) \(.vn_id)"'
             nnvectl_sw "$sw" --json show tsis | jq -r --arg w "$sw/tsi" '.[] | "\($w) \(.tag) \(.vn_id)"'
             kernel_map "$sw" | sed "s|^|$sw/kernel |"
         done
-        for e in $RACKS_VMS; do
-            vm=${e%%:*}
-            t=$(port_tag "$vm")
-            [ "$t" != 0 ] && echo "$(vm_field "$vm" 2)/vnet$(vm_num "$vm") $t $(vn_of "$vm")"
+        pvids | while read -r hv port t; do
+            [ -n "${VN_OF_PORT[$port]:-}" ] && echo "$hv/$port $t ${VN_OF_PORT[$port]}"
         done
     }
+    # pvids: "HV PORT PVID" of every bridge port with a PVID on both hypervisors.
+    pvids() {
+        local hv
+        for hv in hv1 hv2; do
+            bridge -n "$hv" -j vlan show | jq -r --arg h "$hv" '.[] | .ifname as $i | .vlans[]
+                | select(.flags // [] | any(. == "PVID")) | "\($h) \($i) \(.vlan)"'
+        done
+    }
+    declare -A VN_OF_PORT=()
+    for e in $RACKS_VMS; do VN_OF_PORT[vnet$(vm_num "${e%%:*}")]=$(vn_of "${e%%:*}"); done
     # one_vn_per_tag FILE: no tag with two VNIs among the lines of FILE; the collisions are
     # printed otherwise.
     one_vn_per_tag() {
@@ -93,13 +101,22 @@ if [ "${1:-}" = "--inside" ]; then
     table() { nnvectl_sw "$1" --json show pair | jq -r '.rows[] | "\(.tag) \(.vn_id) \(.mine) \(.peer)"' | sort; }
     mirrored() { table "$1" | awk '{ print $1, $2, $4, $3 }'; }
     tables_agree() { [ "$(table sw1)" = "$(mirrored sw2)" ] && [ -n "$(table sw1)" ]; }
-    # snapshot: per VM, its tag at sw1 and sw2 and its vNIC port's tag.
+    # snapshot: per VM, its tag at sw1 and sw2 and its vNIC port's tag (0: none), from one
+    # listing of each switch and hypervisor.
     snapshot() {
-        local e vm
-        for e in $RACKS_VMS; do
-            vm=${e%%:*}
-            echo "$vm $(tag_at sw1 "$vm") $(tag_at sw2 "$vm") $(port_tag "$vm")"
-        done
+        local sw
+        {
+            for sw in sw1 sw2; do
+                nnvectl_sw "$sw" --json show tsis | jq -r --arg s "$sw" '.[] | "\($s) \(.tsi | .[-17:]) \(.tag)"'
+            done
+            pvids | sed 's/^hv[0-9]* /port /'
+            echo vms $RACKS_VMS
+        } 2>/dev/null | awk '
+        $1 == "vms" { for (i = 2; i <= NF; i++) { split($i, f, ":"); vms[++n] = f[1] }; next }
+        $1 == "port" { port[$2] = $3; next }
+        { tag[$1 " " $2] = $3 }
+        END { for (i = 1; i <= n; i++) { k = substr(vms[i], 3) + 0; m = sprintf("52:54:00:00:00:%02x", k)
+                  print vms[i], tag["sw1 " m] + 0, tag["sw2 " m] + 0, port["vnet" k] + 0 } }'
     }
     in_half() { # TAG SW
         local lo hi
@@ -245,10 +262,10 @@ if [ "${1:-}" = "--inside" ]; then
         km=$(kernel_map "$sw" | sort)
         [ "$km" = "$vaps" ] && ok "$sw: its kernel tunnel map is its VAPs" || fail "$sw kernel map [$km], VAPs [$vaps]"
     done
-    for e in $RACKS_VMS; do
-        vm=${e%%:*}
-        grep -q " $(vm_mac "$vm") " <<<"$lv" || continue
-        agent_acked "$vm" activated || fail "$vm not acknowledged activated by its agent"
+    for hv in hv1 hv2; do
+        acked=$(tnvectl_hv "$hv" --json show tsis | jq -r '.[] | select(.acked == "activated") | .mac' | sort -u)
+        [ "$acked" = "$(awk -v h="$hv" '$1 == h { print $2 }' <<<"$lv")" ] && ok "$hv: its agent has exactly the running VMs activated" ||
+            fail "$hv agent activated [$acked], libvirt [$lv]"
     done
     for e in "vm1 vm2" "vm3 vm4" "vm5 vm6"; do
         read -r a b <<<"$e"
