@@ -53,6 +53,11 @@ enum {
     PAIR_MAX_INFLIGHT = 2 * (SNCP_MAX_VID + 16), /* a whole SYNC fits */
     CLAIM_RETRY_MIN_MS = 10,   /* RETRY_AFTER of a pending claim: twice the last claim's */
     CLAIM_RETRY_MAX_MS = 1000, /* round trip, within these bounds */
+    /* The follower's attempt (TCP, TLS, HELLO) not up within this many keepalive intervals
+     * is abandoned and retried: behind a partition that drops packets, a TCP connect would
+     * sit in the kernel's SYN retries for minutes and, once the partition ends, wait for
+     * the next retransmission (up to half a minute) before the heal. */
+    PAIR_ATTEMPT_KEEPALIVES = 3,
 };
 
 /* A message waiting for the group commit. */
@@ -695,6 +700,7 @@ static void on_response(struct sncp_conn *c, uint64_t cookie, const struct sncp_
 }
 
 static void start_timer(struct nnve_pair *p);
+static void on_timer(uv_timer_t *t);
 
 static void on_closed(struct sncp_conn *c, int err)
 {
@@ -738,8 +744,11 @@ static void on_closed(struct sncp_conn *c, int err)
     p->in_peer_sync = 0;
     p->peer_synced = 0;
     p->gen++;
-    if (p->role == NNVE_PAIR_FOLLOWER && !p->shutting_down)
+    if (p->role == NNVE_PAIR_FOLLOWER && !p->shutting_down) {
+        uv_timer_stop(&p->timer); /* the attempt's deadline: the retry replaces it */
+        p->timer_active = 0;
         start_timer(p);
+    }
 }
 
 /* Every message of the pair session must decode: one that does not ends the session
@@ -831,6 +840,8 @@ static void connect_peer(struct nnve_pair *p)
     p->conn = c;
     p->state = PS_CONNECTING;
     p->gen++;
+    p->timer_active = 1;
+    uv_timer_start(&p->timer, on_timer, (uint64_t)PAIR_ATTEMPT_KEEPALIVES * p->keepalive_ms, 0);
 }
 
 /* Allocator with a `peer` key: a connection to the peer's listener whose HELLO asks the
@@ -845,16 +856,26 @@ static void probe_peer(struct nnve_pair *p)
     }
 }
 
+/* The follower's retry (no connection) or the deadline of its attempt (not up yet); the
+ * allocator's next role probe. */
 static void on_timer(uv_timer_t *t)
 {
     struct nnve_pair *p = t->data;
     p->timer_active = 0;
     if (p->shutting_down)
         return;
-    if (p->role == NNVE_PAIR_FOLLOWER && !p->conn)
+    if (p->role == NNVE_PAIR_ALLOCATOR) {
+        if (!p->probe && !p->probe_done)
+            probe_peer(p);
+    } else if (!p->conn) {
         connect_peer(p);
-    else if (p->role == NNVE_PAIR_ALLOCATOR && !p->probe && !p->probe_done)
-        probe_peer(p);
+    } else if (p->state != PS_UP) {
+        snprintf(p->last_error, sizeof p->last_error, "no session within %llu ms",
+                 (unsigned long long)PAIR_ATTEMPT_KEEPALIVES * p->keepalive_ms);
+        snv_log_rl(&p->rl, SNV_LOG_WARN, "pair", "attempt abandoned domain=%s peer=%s:%u: %s",
+                   p->domain, p->peer_host, p->peer_port, p->last_error);
+        sncp_conn_close(p->conn); /* on_closed retries */
+    }
 }
 
 static void start_timer(struct nnve_pair *p)

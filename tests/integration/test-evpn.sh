@@ -28,21 +28,7 @@ src=${SPLITNVE_SRC:-$(cd "$here/../.." && pwd)}
 if [ "${1:-}" = "--inside" ]; then
     . "$src/tests/uml/racks-lib.bash"
     . "$src/tests/uml/evpn-lib.bash"
-    fails=0
-    step() { racks_log "== $*"; }
-    ok() { echo "ok: $*"; }
-    fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
-    dump_logs() {
-        local f
-        for f in "$R"/sw?/nnve.log /run/frr/sw?/zebra.log /run/frr/sw?/bgpd.log; do
-            [ -f "$f" ] && { echo "--- $f (tail)"; tail -n 15 "$f"; }
-        done
-    }
-    die() {
-        echo "FAIL: $*"
-        dump_logs
-        exit 1
-    }
+    racks_test_init 15 "$R/sw?/nnve.log" "/run/frr/sw?/zebra.log" "/run/frr/sw?/bgpd.log"
     trap 'racks_stop; frr_stop' EXIT
     all_activated() { # SW VM...
         local sw=$1 vm out
@@ -219,19 +205,7 @@ if [ "${1:-}" = "--inside" ]; then
     vm_ping vm2 "$(vm_ip vm1)" 5 && ok "vm2 (rack 1) -> vm1 (now rack 2)" || fail "vm2 cannot reach the moved vm1"
     vm_ping vm4 "$(vm_ip vm1)" 3 && ok "vm4 (rack 2) -> vm1 (same rack now)" || fail "vm4 cannot reach the moved vm1"
 
-    step "daemons stop cleanly"
-    for n in hv1a hv1b hv2a hv2b sw1 sw2; do
-        racks_kill "$n"
-        st=$?
-        [ "$st" = 0 ] || fail "$n exit $st after SIGTERM"
-    done
-    if [ "$fails" -ne 0 ]; then
-        dump_logs
-        echo "inside UML: $fails check(s) failed"
-        exit 1
-    fi
-    echo "inside UML: all checks passed"
-    exit 0
+    racks_finish hv1a hv1b hv2a hv2b sw1 sw2
 fi
 
 # ------------------------------------------------------------------------------ on the host ---

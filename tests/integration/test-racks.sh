@@ -27,22 +27,7 @@ src=${SPLITNVE_SRC:-$(cd "$here/../.." && pwd)}
 # ---------------------------------------------------------------------------- inside UML ---
 if [ "${1:-}" = "--inside" ]; then
     . "$src/tests/uml/racks-lib.bash"
-    fails=0
-    step() { racks_log "== $*"; }
-    ok() { echo "ok: $*"; }
-    fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
-    die() {
-        echo "FAIL: $*"
-        dump_logs
-        racks_stop
-        exit 1
-    }
-    dump_logs() {
-        local f
-        for f in "$R"/sw?/nnve.log "$R"/hv*/agent.log; do
-            [ -f "$f" ] && { echo "--- $f (tail)"; tail -n 25 "$f"; }
-        done
-    }
+    racks_test_init 25 "$R/sw?/nnve.log" "$R/hv*/agent.log"
     expect() { # WHAT GOT WANT
         [ "$2" = "$3" ] && ok "$1 [$2]" || fail "$1: [$2], want [$3]"
     }
@@ -302,20 +287,7 @@ if [ "${1:-}" = "--inside" ]; then
         [[ $rules != *192.168.0.* && $rules != *52:54:00:00:00:* ]] && ok "$sw: no TSI filter left" || fail "$sw filters left: $rules"
     done
 
-    step "daemons stop cleanly"
-    for n in hv1a hv1b hv2a hv2b sw1 sw2; do
-        racks_kill "$n"
-        st=$?
-        [ "$st" = 0 ] && ok "$n exit 0" || fail "$n exit $st after SIGTERM"
-    done
-
-    if [ "$fails" -ne 0 ]; then
-        dump_logs
-        echo "inside UML: $fails check(s) failed"
-        exit 1
-    fi
-    echo "inside UML: all checks passed"
-    exit 0
+    racks_finish hv1a hv1b hv2a hv2b sw1 sw2
 fi
 
 # ------------------------------------------------------------------------------ on the host ---

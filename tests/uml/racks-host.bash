@@ -50,3 +50,11 @@ racks_host_run() {
     esac
     return $st
 }
+
+# racks_host_need_bonding: exits 77 (skip) with the reason when User-Mode Linux or its bonding
+# module (the pair tests' dual-homed hosts) is missing.
+racks_host_need_bonding() {
+    command -v linux.uml >/dev/null || { echo "SKIP: linux.uml missing (apt-get install user-mode-linux)"; exit 77; }
+    [ -f "/usr/lib/uml/modules/$(ls /usr/lib/uml/modules 2>/dev/null | head -n 1)/kernel/drivers/net/bonding/bonding.ko" ] ||
+        { echo "SKIP: no bonding.ko in /usr/lib/uml/modules"; exit 77; }
+}

@@ -58,7 +58,7 @@ racks_topology() {
     # new namespaces inherit disable_ipv6: no autoconfiguration chatter in the monitors
     sysctl -qw net.core.devconf_inherit_init_net=1 net.ipv6.conf.all.disable_ipv6=1 \
         net.ipv6.conf.default.disable_ipv6=1 || return 1
-    local b=$R/topo.batch hv vm e n
+    local b=$R/topo.batch hv n mports ports
     mkdir -p "$R" || return 1
     {
         for n in sw1 sw2 acc1 $RACKS_HVS; do echo "netns add $n"; done
@@ -71,39 +71,18 @@ racks_topology() {
         for hv in $RACKS_HVS; do
             echo "link add m0 netns $hv type veth peer name m-$hv netns $(switch_of "$hv")"
         done
-        for e in $RACKS_VMS; do
-            vm=${e%%:*}
-            hv=$(vm_field "$vm" 2)
-            echo "netns add $vm"
-            echo "link add vnet$(vm_num "$vm") netns $hv type veth peer name eth0 netns $vm"
-        done
+        racks_vm_links
     } >"$b"
     ip -batch "$b" || return 1
     local s
     for s in 1 2; do
+        mports="" ports=swp1
+        for hv in $RACKS_HVS; do
+            [ "$(switch_of "$hv")" = "sw$s" ] && mports+=" m-$hv"
+        done
+        [ "$s" = 2 ] && ports="swp1 swp2"
         {
-            echo "link set lo up"
-            echo "addr add 198.51.100.$s/24 dev u$s"
-            echo "link set u$s up"
-            echo "link add br0 type bridge vlan_filtering 1"
-            echo "link add vxlan0 type vxlan dstport 4789 external"
-            echo "link set vxlan0 master br0"
-            echo "link set dev vxlan0 type bridge_slave vlan_tunnel on"
-            echo "link add mgmt type bridge"
-            echo "addr add $(mgmt_ip_of "sw$s")/28 dev mgmt"
-            echo "link set mgmt up"
-            for hv in $RACKS_HVS; do
-                [ "$(switch_of "$hv")" = "sw$s" ] || continue
-                echo "link set m-$hv master mgmt"
-                echo "link set m-$hv up"
-            done
-            for n in swp1 swp2; do
-                [ "$s" = 1 ] && [ "$n" = swp2 ] && continue
-                echo "link set $n master br0"
-                echo "link set $n up"
-            done
-            echo "link set vxlan0 up"
-            echo "link set br0 up"
+            racks_switch_batch "sw$s" "$mports" "$ports"
             # layer-3 interfaces (no address) of the rack's first two tags: the backend
             # installs neighbour entries of Activated TSIs there, for an EVPN speaker
             for n in 0 1; do
@@ -129,17 +108,67 @@ racks_topology() {
             echo "link set up0 up"
             echo "addr add 203.0.113.$(( (s - 1) * 16 + i ))/28 dev m0"
             echo "link set m0 up"
-            for e in $RACKS_VMS; do
-                vm=${e%%:*}
-                [ "$(vm_field "$vm" 2)" = "$hv" ] || continue
-                echo "link set vnet$(vm_num "$vm") master br0"
-                echo "link set vnet$(vm_num "$vm") up"
-            done
+            racks_hv_vnets "$hv"
             echo "link set br0 up"
         } >"$b"
         ip -n "$hv" -batch "$b" || return 1
         i=$((i + 1))
     done
+    racks_vms_up
+}
+
+# racks_switch_batch SWITCH MGMT_PORTS BRIDGE_PORTS: the ip batch that sets up a switch
+# namespace whose links exist: underlay address on uN, the VLAN-aware br0 with the external
+# vxlan0 (vlan_tunnel) and BRIDGE_PORTS, the management bridge with MGMT_PORTS.
+racks_switch_batch() {
+    local s=${1#sw} n
+    echo "link set lo up"
+    echo "addr add 198.51.100.$s/24 dev u$s"
+    echo "link set u$s up"
+    echo "link add br0 type bridge vlan_filtering 1"
+    echo "link add vxlan0 type vxlan dstport 4789 external"
+    echo "link set vxlan0 master br0"
+    echo "link set dev vxlan0 type bridge_slave vlan_tunnel on"
+    echo "link add mgmt type bridge"
+    echo "addr add $(mgmt_ip_of "$1")/28 dev mgmt"
+    echo "link set mgmt up"
+    for n in $2; do
+        echo "link set $n master mgmt"
+        echo "link set $n up"
+    done
+    for n in $3; do
+        echo "link set $n master br0"
+        echo "link set $n up"
+    done
+    echo "link set vxlan0 up"
+    echo "link set br0 up"
+}
+
+# racks_vm_links: the ip batch lines (in the initial namespace) that create every VM's
+# namespace and its veth pair vnetK (in its hypervisor) - eth0 (in the VM).
+racks_vm_links() {
+    local e vm
+    for e in $RACKS_VMS; do
+        vm=${e%%:*}
+        echo "netns add $vm"
+        echo "link add vnet$(vm_num "$vm") netns $(vm_field "$vm" 2) type veth peer name eth0 netns $vm"
+    done
+}
+
+# racks_hv_vnets HV: the ip batch lines (in HV) that put HV's vNIC ports on its br0.
+racks_hv_vnets() {
+    local e vm
+    for e in $RACKS_VMS; do
+        vm=${e%%:*}
+        [ "$(vm_field "$vm" 2)" = "$1" ] || continue
+        echo "link set vnet$(vm_num "$vm") master br0"
+        echo "link set vnet$(vm_num "$vm") up"
+    done
+}
+
+# racks_vms_up: every VM namespace of RACKS_VMS (its eth0 exists) gets its MAC and address.
+racks_vms_up() {
+    local e vm b=$R/topo.batch
     for e in $RACKS_VMS; do
         vm=${e%%:*}
         {
@@ -167,12 +196,11 @@ racks_wait() {
     done
 }
 
-# racks_write_switch_conf SWITCH: nnve-daemon's configuration for sw1 or sw2.
-racks_write_switch_conf() {
-    local sw=$1 s=${1#sw} hv
-    mkdir -p "$R/$sw/state"
-    {
-        cat <<CONF
+# racks_switch_conf_head SWITCH REMOTE_VTEPS: the [global] and [linux] sections of the
+# switch's nnve-daemon configuration.
+racks_switch_conf_head() {
+    local sw=$1 s=${1#sw}
+    cat <<CONF
 [global]
 listen = $(mgmt_ip_of "$sw"):8394
 cert = $RP/nnve$s.crt
@@ -191,9 +219,19 @@ log_level = info
 bridge = br0
 vxlan_mode = external
 vxlan_device = vxlan0
-remote_vteps = 198.51.100.$((3 - s))
+remote_vteps = $2
 anti_spoofing = on
 
+CONF
+}
+
+# racks_write_switch_conf SWITCH: nnve-daemon's configuration for sw1 or sw2.
+racks_write_switch_conf() {
+    local sw=$1 s=${1#sw} hv
+    mkdir -p "$R/$sw/state"
+    {
+        racks_switch_conf_head "$sw" "198.51.100.$((3 - s))"
+        cat <<CONF
 [domain rack$s]
 ports = swp1, swp2
 tags = $((s * 100))-$((s * 100 + 99))
@@ -245,25 +283,20 @@ CONF
 
 racks_uri() { echo "test+unix:///default?socket=$R/$1/run/libvirt-sock"; }
 
-# racks_start_agent HV: tnve-agent in the hypervisor namespace (dataplane linux on br0/up0).
-racks_start_agent() {
-    local hv=$1 d=$R/$1 sw
-    sw=$(switch_of "$hv")
-    mkdir -p "$d/state"
-    [ -f "$d/agent.conf" ] || cat >"$d/agent.conf" <<CONF
-libvirt_uri = $(racks_uri "$hv")
-nnve_address = $(mgmt_ip_of "$sw")
-nnve_port = 8394
-cert = $RP/$hv.crt
-key = $RP/$hv.key
+# racks_agent_conf_head HV UPLINK: the settings of HV's tnve-agent configuration other
+# than its nNVEs (dataplane linux on br0 with UPLINK).
+racks_agent_conf_head() {
+    cat <<CONF
+libvirt_uri = $(racks_uri "$1")
+cert = $RP/$1.crt
+key = $RP/$1.key
 ca = $RP/ca.crt
-nnve_identity = nnve${sw#sw}
-node_id = $hv
-uplink = up0
+node_id = $1
+uplink = $2
 dataplane = linux
 bridge = br0
-state_dir = $d/state
-control_socket = $d/ctl
+state_dir = $R/$1/state
+control_socket = $R/$1/ctl
 retry_min = 100ms
 retry_max = 1s
 keepalive = 1s
@@ -271,6 +304,18 @@ libvirt_keepalive = 2s
 address_poll_interval = 1s
 address_sources = lease
 CONF
+}
+
+# racks_start_agent HV: tnve-agent in the hypervisor namespace (dataplane linux on br0/up0).
+racks_start_agent() {
+    local hv=$1 d=$R/$1 sw
+    sw=$(switch_of "$hv")
+    mkdir -p "$d/state"
+    [ -f "$d/agent.conf" ] || {
+        racks_agent_conf_head "$hv" up0
+        printf 'nnve_address = %s\nnnve_port = 8394\nnnve_identity = nnve%s\n' \
+            "$(mgmt_ip_of "$sw")" "${sw#sw}"
+    } >"$d/agent.conf"
     rm -f "$d/ctl"
     ip netns exec "$hv" "$RB/tnve-agent" -c "$d/agent.conf" >>"$d/agent.log" 2>&1 &
     RACKS_PID[$hv]=$!
@@ -323,6 +368,50 @@ racks_stop() {
         case $n in lv-*) racks_kill "$n" ;; esac
     done
     for n in sw1 sw2; do racks_kill "$n"; done
+}
+
+# racks_test_init LINES LOG...: the checks of a test inside UML: `fails` (their count), step,
+# ok, fail, die (fail, logs, exit 1) and dump_logs (the last LINES lines of each LOG that
+# exists; a LOG may be a quoted glob, expanded when the logs are dumped).
+racks_test_init() {
+    fails=0
+    RACKS_TEST_LOG_LINES=$1
+    shift
+    RACKS_TEST_LOGS="$*"
+    step() { racks_log "== $*"; }
+    ok() { echo "ok: $*"; }
+    fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
+    die() {
+        echo "FAIL: $*"
+        dump_logs
+        exit 1
+    }
+    dump_logs() {
+        local f
+        for f in $RACKS_TEST_LOGS; do
+            [ -f "$f" ] && { echo "--- $f (tail)"; tail -n "$RACKS_TEST_LOG_LINES" "$f"; }
+        done
+    }
+}
+
+# racks_finish NAME...: the end of a test inside UML (counterpart of racks_host_run): stops
+# each NAME with SIGTERM in order (each must exit 0), then exits 0 when the test's `fails`
+# is 0, else calls dump_logs and exits 1 (see racks_test_init).
+racks_finish() {
+    local n st
+    step "daemons stop cleanly"
+    for n in "$@"; do
+        racks_kill "$n"
+        st=$?
+        [ "$st" = 0 ] && ok "$n exit 0" || fail "$n exit $st after SIGTERM"
+    done
+    if [ "$fails" -ne 0 ]; then
+        dump_logs
+        echo "inside UML: $fails check(s) failed"
+        exit 1
+    fi
+    echo "inside UML: all checks passed"
+    exit 0
 }
 
 # vm_xml VM: the domain XML of a VM (see the head of this file for the filler interfaces).
