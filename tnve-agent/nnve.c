@@ -7,10 +7,10 @@
  * from the attempt's start; in HELLO the sooner of that and hello_timeout after the TLS
  * handshake, which the session itself bounds by hello_timeout from the transport up); UP
  * over L2: the interface check.  A silent established session ends by the session's
- * dead-peer rule (3 x the nNVE's announced keepalive).  The port lives as long as one connection:
- * it is destroyed when that connection closed (the port frees itself once its socket and
- * connections are gone). destroy closes everything and the struct is freed when the last close
- * callback ran.
+ * dead-peer rule (3 x the nNVE's announced keepalive).  The port lives as long as one
+ * connection: it is destroyed when that connection closed (the port frees itself once its
+ * socket and connections are gone).  destroy closes everything and the struct is freed when
+ * the last close callback ran.
  */
 #include "nnve.h"
 
@@ -70,6 +70,7 @@ struct tnve_nnve {
     const char *prev_cause;
     uint64_t attempt_started;
     int hello_deadline; /* the timer runs hello_timeout, not the connect deadline */
+    int session_lost;   /* the session was up: on_closed logs "session lost" */
     uint64_t up_since;
     struct snv_ratelimit rl;
 };
@@ -246,13 +247,13 @@ static void schedule_reconnect(struct tnve_nnve *n)
         n->cbs.failed(n->aux);
 }
 
+/* The session ended: reports down at once (also from the first CLOSED response, before the
+ * connection's closed callback); on_closed logs it with the cause, known by then. */
 static void go_down(struct tnve_nnve *n)
 {
     if (n->state == ST_UP) {
         n->state = ST_CONNECTING;
-        SNV_WARN("nnve", "session lost peer=%s identity=%s err=%s cause=%s nnve=%s", n->via,
-                 n->peer_identity, n->last_error[0] ? n->last_error : "-",
-                 *n->cause ? n->cause : "session-error", n->name);
+        n->session_lost = 1;
         if (n->cbs.down)
             n->cbs.down(n->aux);
     }
@@ -410,16 +411,16 @@ static void on_request(struct sncp_conn *c, const struct sncp_msg *req)
     n->cbs.request(n->aux, req);
 }
 
-/* The cause token of a connection that closed with err (0: orderly) in state st, when no
+/* The cause token of a connection that closed with err (0: orderly), up or not, when no
  * more precise one was recorded: the session's own timeouts are the TLS handshake's (before
  * HELLO, bounded by hello_timeout) and dead peer (once up). */
-static const char *failure_cause(enum nnve_state st, int err)
+static const char *failure_cause(int was_up, int err)
 {
     if (!err)
         return "closed";
     if (err == SNCP_E_TIMEOUT)
-        return st == ST_UP ? "dead-peer" : "hello-timeout";
-    return st == ST_UP ? "session-error" : "connect-failed";
+        return was_up ? "dead-peer" : "hello-timeout";
+    return was_up ? "session-error" : "connect-failed";
 }
 
 static void on_closed(struct sncp_conn *c, int err)
@@ -439,15 +440,19 @@ static void on_closed(struct sncp_conn *c, int err)
     } else if (!err && !n->last_error[0]) {
         snprintf(n->last_error, sizeof n->last_error, "closed by the nNVE");
     }
+    int was_up = n->state == ST_UP || n->session_lost;
     if (!*n->cause)
-        n->cause = failure_cause(n->state, err);
+        n->cause = failure_cause(was_up, err);
     if (!n->destroying) {
         char where[160];
-        if (n->state == ST_UP)
-            go_down(n);
+        go_down(n);
+        if (was_up)
+            SNV_WARN("nnve", "session lost peer=%s identity=%s err=%s cause=%s nnve=%s", n->via,
+                     n->peer_identity, n->last_error[0] ? n->last_error : "-", n->cause, n->name);
         else
             snv_log_rl(&n->rl, SNV_LOG_WARN, "nnve", "connection failed %s err=%s cause=%s nnve=%s",
                        target(n, where, sizeof where), n->last_error, n->cause, n->name);
+        n->session_lost = 0;
         n->state = ST_IDLE;
         schedule_reconnect(n);
     }
