@@ -244,6 +244,7 @@ START_TEST(test_missing_interface)
     ck_assert(!tnve_nnve_is_up(t.n));
     json_t *o = tnve_nnve_json(t.n);
     ck_assert_str_eq(jstr(o, "last_error"), "interface hv9 does not exist");
+    ck_assert_str_eq(jstr(o, "cause"), "link-down");
     json_decref(o);
     ck_assert_int_eq(plug("hv9", "p9"), 0);
     ck_assert(run_until(is_up, 10000));
@@ -270,6 +271,7 @@ START_TEST(test_interface_down_and_up)
     run_until(testutil_never, 500);
     json_t *o = tnve_nnve_json(t.n);
     ck_assert_str_eq(jstr(o, "last_error"), "interface hv2 is down");
+    ck_assert_str_eq(jstr(o, "cause"), "link-down");
     json_decref(o);
     const char *up[] = {"ip", "link", "set", "hv2", "up", NULL};
     ck_assert_int_eq(testutil_run(up), 0);
@@ -292,6 +294,7 @@ START_TEST(test_unanswered_discovery)
     json_t *o = tnve_nnve_json(t.n);
     ck_assert_str_eq(jstr(o, "last_error"),
                      "no session within 300 ms (no nNVE answered the discovery)");
+    ck_assert_str_eq(jstr(o, "cause"), "connect-timeout");
     ck_assert_str_eq(jstr(o, "nnve_mac"), "");
     json_decref(o);
     teardown();
