@@ -337,6 +337,10 @@ static void on_connected(struct sncp_conn *c, const char *peer_identity)
 static void hello_response(struct tnve_nnve *n, struct sncp_conn *c, const struct sncp_msg *rsp,
                            int err)
 {
+    /* The connection ended with HELLO unanswered (our deadline, the nNVE closing): not a
+     * refusal; on_closed follows and reports why. */
+    if (!rsp && err == SNCP_E_CLOSED)
+        return;
     if (!err && rsp->status != SNCP_STATUS_SUCCESS)
         err = sncp_error_from_status(rsp->status);
     if (err) {
