@@ -8,7 +8,12 @@
 #      TSIs are served by sw2 throughout (failover 0; checked: sw2 logs no change for them);
 #   2. sw1 restarts; resync = from its "session established" to its "sync: end" with the
 #      agent (sw1's log), the TSIs it holds re-announced one by one, the active-standby
-#      ones swept.
+#      ones swept;
+#   3. the active nNVE (sw2 now) goes silent (kill -STOP): failover = from the stop to the
+#      last active-standby TSI activated at sw1; the agent notices after 3 x sw2's announced
+#      keepalive (default 10 s; cause=dead-peer);
+#   4. the agent restarts while the first nNVE (sw1, active) is frozen: from the agent's
+#      start to its "active nNVE changed nnve=sw2" (hello_timeout, default 4 s).
 # The control plane's times: the dataplane keeps forwarding on the survivor meanwhile.
 # Figures only: nothing fails on speed.  Also prints TABLE|figure|value|-|- lines.
 . "$SPLITNVE_SRC/tests/tools/tnve-lib.sh"
@@ -38,6 +43,8 @@ count_is() { [ "$(count_at "$1" "$2")" = "$3" ]; }
 ms_of() { date -d "$1" +%s%3N; } # an ISO log timestamp in ms since the epoch
 nnve_ready() { tnvectl --json show session | jq -e --arg n "$1" '.nnves[] | select(.name == $n) | .state == "up" and .sync == "ready"'; }
 table() { echo "TABLE|$1|$2|-|-"; }
+# a frozen switch is thawed at exit, so that its stop by PID works
+cleanup_more() { for p in "${SW_PID[@]}"; do [ -n "$p" ] && kill -CONT "$p" 2>/dev/null; done; }
 
 "$S/scripts/gen-pki.sh" "$T/pki" nnve1 nnve2 hv1 >/dev/null 2>&1 || fail "gen-pki"
 start_libvirtd
@@ -122,3 +129,30 @@ resync=$(($(ms_of "$(echo "$endl" | awk '{print $1}')") - $(ms_of "$est")))
 echo "resync of the returning nNVE ($(count_at 1 5000) TSIs kept): established->sync_end_ms=$resync" \
     "restart->agent_ready_ms=$((t_ready - t_start)) ($(echo "$endl" | grep -o 'tsis=[0-9]* vns=[0-9]* swept_tsis=[0-9]*'))"
 table "resync of a returning nNVE, $((N_DOM * PER)) TSIs (ms)" "$resync"
+
+# ---- 3. the active nNVE goes silent
+t_stop=$(date +%s%3N)
+kill -STOP "${SW_PID[2]}"
+wait_for "$N_AS red TSIs at sw1" 300 count_is 1 5001 "$N_AS"
+t_moved=$(date +%s%3N)
+detect=$(grep 'session lost .*cause=dead-peer nnve=sw2' "$T/agent.log" | tail -n 1 | awk '{print $1}')
+[ -n "$detect" ] || fail "no dead-peer line for sw2"
+echo "failover from a silent active nNVE ($N_AS TSIs): stop->dead_peer_ms=$(($(ms_of "$detect") - t_stop))" \
+    "stop->all_activated_ms=$((t_moved - t_stop))"
+table "active-standby failover, silent nNVE, established session (ms)" $((t_moved - t_stop))
+kill -CONT "${SW_PID[2]}"
+wait_for "sw2 resynchronised" 900 nnve_ready sw2
+
+# ---- 4. the agent starts while the first nNVE is silent
+stop_pid "$AGENT_PID" || fail "agent did not exit cleanly"
+AGENT_PID=
+kill -STOP "${SW_PID[1]}"
+lines=$(wc -l <"$T/agent.log")
+t_start=$(date +%s%3N)
+"$B/bin/tnve-agent" -c "$T/agent.conf" --log-level warn >>"$T/agent.log" 2>&1 &
+AGENT_PID=$!
+wait_for "the agent's failover to sw2" 120 sh -c "tail -n +$((lines + 1)) '$T/agent.log' | grep -q 'active nNVE changed nnve=sw2'"
+sw=$(tail -n +$((lines + 1)) "$T/agent.log" | grep -m1 'active nNVE changed nnve=sw2' | awk '{print $1}')
+echo "failover at agent start, first nNVE silent: start->switched_ms=$(($(ms_of "$sw") - t_start))"
+table "active-standby failover, silent nNVE (ms)" $(($(ms_of "$sw") - t_start))
+kill -CONT "${SW_PID[1]}"

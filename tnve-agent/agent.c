@@ -683,6 +683,8 @@ static int home_create(struct tnve_agent *a, struct tnve_home *h, char *err, siz
         .l2_ethertype = e->l2_ethertype,
         .nnve_name = e->nnve_name,
         .connect_timeout_ms = cfg->connect_timeout_ms,
+        .hello_timeout_ms = cfg->hello_timeout_ms,
+        .name = e->name,
         .cert = cfg->cert,
         .key = cfg->key,
         .ca = cfg->ca,
@@ -910,7 +912,8 @@ int tnve_agent_reload(struct tnve_agent *a)
     a->reloads++;
     const struct tnve_config *o = a->cfg;
     if (c->n_nnves != o->n_nnves || memcmp(c->nnves, o->nnves, c->n_nnves * sizeof c->nnves[0]) ||
-        c->connect_timeout_ms != o->connect_timeout_ms || strcmp(c->libvirt_uri, o->libvirt_uri) ||
+        c->connect_timeout_ms != o->connect_timeout_ms ||
+        c->hello_timeout_ms != o->hello_timeout_ms || strcmp(c->libvirt_uri, o->libvirt_uri) ||
         strcmp(c->control_socket, o->control_socket) || strcmp(c->dataplane, o->dataplane) ||
         strcmp(c->state_dir, o->state_dir) || c->mode != o->mode)
         SNV_WARN("agent", "reload: changed nNVE, connection, mode, socket, dataplane or "

@@ -34,6 +34,7 @@ void tnve_config_defaults(struct tnve_config *cfg)
     cfg->retry_min_ms = 500;
     cfg->retry_max_ms = 30000;
     cfg->connect_timeout_ms = 15000;
+    cfg->hello_timeout_ms = 4000;
     cfg->request_timeout_ms = 10000;
     cfg->address_poll_ms = 30000;
     cfg->address_sources = (1u << VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_LEASE) |
@@ -323,6 +324,7 @@ static int agent_key(struct tnve_config *c, const char *k, const char *v)
         {"retry_max", &c->retry_max_ms, 10},
         {"request_timeout", &c->request_timeout_ms, 100},
         {"connect_timeout", &c->connect_timeout_ms, 100},
+        {"hello_timeout", &c->hello_timeout_ms, 100},
         {"address_poll_interval", &c->address_poll_ms, 0},
     };
     for (size_t i = 0; i < sizeof durations / sizeof durations[0]; i++) {

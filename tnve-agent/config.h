@@ -90,6 +90,7 @@ struct tnve_config {
     uint32_t libvirt_keepalive_s;          /* default 5 (count 3) */
     uint32_t retry_min_ms, retry_max_ms;   /* default 500 ms, 30 s */
     uint32_t connect_timeout_ms;           /* connection attempt until TLS up, default 15 s */
+    uint32_t hello_timeout_ms;             /* TLS handshake, then HELLO answer: default 4 s */
     uint32_t request_timeout_ms;           /* default 10 s */
     uint32_t address_poll_ms;              /* default 30 s; 0 disables */
     unsigned address_sources;              /* bit set of 1 << VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_* */

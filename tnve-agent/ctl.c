@@ -182,9 +182,9 @@ static void cmd_nnves(struct snv_ctl_req *req, int argc, const char *const argv[
     json_t *arr = json_array();
     for (unsigned i = 0; i < a->n_homes; i++) {
         json_t *full = home_session_json(a, i), *o = json_object();
-        const char *keys[] = {"name",         "role",        "state",       "sync",      "uplink",
-                              "uplink_state", "uplink_bond", "preferred",   "override",  "nnve",
-                              "identity",     "sessions",    "activations", "last_error"};
+        const char *keys[] = {"name",         "role",        "state",       "sync",       "uplink",
+                              "uplink_state", "uplink_bond", "preferred",   "override",   "nnve",
+                              "identity",     "sessions",    "activations", "last_error", "cause"};
         for (size_t k = 0; k < sizeof keys / sizeof keys[0]; k++)
             json_object_set(o, keys[k], json_object_get(full, keys[k]));
         json_decref(full);

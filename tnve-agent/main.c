@@ -58,6 +58,8 @@ static const char usage_text[] =
     "  l2_discovery_mac      l2: group address of discovery (03:53:4e:43:50:01)\n"
     "  nnve_name             l2: accept only the nNVE advertising this name (any)\n"
     "  connect_timeout       limit of one connection attempt up to the accepted HELLO (15s)\n"
+    "  hello_timeout         once TCP is up: limit of the TLS handshake, then of the HELLO\n"
+    "                        answer; a silent nNVE fails over after it (4s)\n"
     "  cert, key, ca         PEM files: our certificate, its key, the CA (required)\n"
     "  nnve_identity         the nNVE certificate identity to insist on (required)\n"
     "  crl                   PEM file of CRLs checked at every handshake (re-read on\n"
@@ -272,9 +274,9 @@ int main(int argc, char **argv)
         }
         if (n_nnves > 1)
             printf("  mode=%s (per VN: [map] mode)\n", tnve_mode_name(cfg->mode));
-        printf("  libvirt_uri=%s identity=%s node_id=%s connect_timeout=%ums\n", cfg->libvirt_uri,
-               cfg->nnve_identity[0] ? cfg->nnve_identity : "(any)", cfg->node_id,
-               cfg->connect_timeout_ms);
+        printf("  libvirt_uri=%s identity=%s node_id=%s connect_timeout=%ums hello_timeout=%ums\n",
+               cfg->libvirt_uri, cfg->nnve_identity[0] ? cfg->nnve_identity : "(any)", cfg->node_id,
+               cfg->connect_timeout_ms, cfg->hello_timeout_ms);
         printf("  dataplane=%s uplink=%s state_dir=%s control_socket=%s\n", cfg->dataplane,
                cfg->uplink[0] ? cfg->uplink : "-", cfg->state_dir, cfg->control_socket);
         printf("  associate_on_define=%s hook_timeout=%ums retry=%u..%ums rules=%u\n",

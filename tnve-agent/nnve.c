@@ -3,10 +3,14 @@
  * States: IDLE (waiting for the reconnect timer) -> CONNECTING (TCP or L2 discovery/open,
  * then TLS) -> HELLO (sent, awaiting the answer) -> UP.  The struct owns one uv_timer, at
  * most one sncp_conn and, over L2, at most one sncp_l2_port.  The timer's meaning follows
- * the state: IDLE: reconnect; CONNECTING/HELLO: the attempt's deadline; UP over L2: the
- * interface check.  The port lives as long as one connection: it is destroyed when that
- * connection closed (the port frees itself once its socket and connections are gone).
- * destroy closes everything and the struct is freed when the last close callback ran.
+ * the state: IDLE: reconnect; CONNECTING/HELLO: the attempt's deadline (connect_timeout
+ * from the attempt's start; in HELLO the sooner of that and hello_timeout after the TLS
+ * handshake, which the session itself bounds by hello_timeout from the transport up); UP
+ * over L2: the interface check.  A silent established session ends by the session's
+ * dead-peer rule (3 x the nNVE's announced keepalive).  The port lives as long as one
+ * connection: it is destroyed when that connection closed (the port frees itself once its
+ * socket and connections are gone).  destroy closes everything and the struct is freed when
+ * the last close callback ran.
  */
 #include "nnve.h"
 
@@ -28,6 +32,7 @@ enum nnve_state { ST_IDLE, ST_CONNECTING, ST_HELLO, ST_UP };
 
 enum {
     DEFAULT_CONNECT_TIMEOUT_MS = 15000,
+    DEFAULT_HELLO_TIMEOUT_MS = 4000,
     LINK_CHECK_MS = 1000, /* how often an L2 session checks its interface */
 };
 
@@ -35,6 +40,7 @@ struct tnve_nnve {
     uv_loop_t *loop;
     struct tnve_nnve_config cfg;
     char *address, *cert, *key, *ca, *identity, *node_id, *uplink, *l2_interface, *nnve_name;
+    char *name;
     int l2;              /* the L2 transport */
     uint8_t nnve_mac[6]; /* configured (cfg.nnve_mac points here) */
     uint8_t discovery_mac[6];
@@ -60,6 +66,11 @@ struct tnve_nnve {
     uint32_t hold_time_ms, peer_keepalive_ms, peer_caps;
     char last_error[512]; /* of the current attempt or session */
     char prev_error[512]; /* of the attempt before, shown while the next one runs */
+    const char *cause;    /* token of last_error's failure (static); "" none */
+    const char *prev_cause;
+    uint64_t attempt_started;
+    int hello_deadline; /* the timer runs hello_timeout, not the connect deadline */
+    int session_lost;   /* the session was up: on_closed logs "session lost" */
     uint64_t up_since;
     struct snv_ratelimit rl;
 };
@@ -81,6 +92,7 @@ static void maybe_free(struct tnve_nnve *n)
     free(n->uplink);
     free(n->l2_interface);
     free(n->nnve_name);
+    free(n->name);
     free(n);
 }
 
@@ -183,6 +195,7 @@ static void check_link(struct tnve_nnve *n)
     }
     snprintf(n->last_error, sizeof n->last_error, "interface %s %s", n->cfg.l2_interface,
              rc == -ENODEV && ifindex ? "was re-created" : link_problem(rc));
+    n->cause = "link-down";
     SNV_WARN("nnve", "l2 interface lost if=%s err=%s, closing the session", n->cfg.l2_interface,
              n->last_error);
     drop_port(n); /* aborts the connection: on_closed follows */
@@ -200,11 +213,19 @@ static void timer_cb(uv_timer_t *t)
             check_link(n);
     } else {
         char where[160];
-        snprintf(n->last_error, sizeof n->last_error, "no session within %u ms%s",
-                 n->cfg.connect_timeout_ms,
-                 n->l2 && !n->cfg.nnve_mac && !n->found ? " (no nNVE answered the discovery)" : "");
-        snv_log_rl(&n->rl, SNV_LOG_WARN, "nnve", "connect timed out %s err=%s",
-                   target(n, where, sizeof where), n->last_error);
+        if (n->hello_deadline) {
+            n->cause = "hello-timeout";
+            snprintf(n->last_error, sizeof n->last_error,
+                     "no HELLO answer within %u ms of the TLS handshake", n->cfg.hello_timeout_ms);
+        } else {
+            n->cause = "connect-timeout";
+            snprintf(n->last_error, sizeof n->last_error, "no session within %u ms%s",
+                     n->cfg.connect_timeout_ms,
+                     n->l2 && !n->cfg.nnve_mac && !n->found ? " (no nNVE answered the discovery)"
+                                                            : "");
+        }
+        snv_log_rl(&n->rl, SNV_LOG_WARN, "nnve", "connect timed out %s err=%s cause=%s nnve=%s",
+                   target(n, where, sizeof where), n->last_error, n->cause, n->name);
         if (n->l2)
             drop_port(n); /* aborts at once, whatever the channel's state */
         else
@@ -226,12 +247,13 @@ static void schedule_reconnect(struct tnve_nnve *n)
         n->cbs.failed(n->aux);
 }
 
+/* The session ended: reports down at once (also from the first CLOSED response, before the
+ * connection's closed callback); on_closed logs it with the cause, known by then. */
 static void go_down(struct tnve_nnve *n)
 {
     if (n->state == ST_UP) {
         n->state = ST_CONNECTING;
-        SNV_WARN("nnve", "session lost peer=%s identity=%s err=%s", n->via, n->peer_identity,
-                 n->last_error[0] ? n->last_error : "-");
+        n->session_lost = 1;
         if (n->cbs.down)
             n->cbs.down(n->aux);
     }
@@ -250,8 +272,19 @@ static int close_if_revoked(struct tnve_nnve *n)
              "detail=%s",
              sncp_conn_peer_name(n->conn), sncp_tls_peer_identity(t), why);
     snprintf(n->last_error, sizeof n->last_error, "%s", why);
+    n->cause = "revoked";
     sncp_conn_close(n->conn);
     return 1;
+}
+
+/* HELLO sent: the answer is due within hello_timeout, and the attempt's connect deadline
+ * still holds if it comes sooner. */
+static void arm_hello_deadline(struct tnve_nnve *n)
+{
+    uint64_t spent = uv_now(n->loop) - n->attempt_started;
+    uint64_t left = spent < n->cfg.connect_timeout_ms ? n->cfg.connect_timeout_ms - spent : 1;
+    n->hello_deadline = n->cfg.hello_timeout_ms < left;
+    uv_timer_start(&n->timer, timer_cb, n->hello_deadline ? n->cfg.hello_timeout_ms : left, 0);
 }
 
 static void on_connected(struct sncp_conn *c, const char *peer_identity)
@@ -295,6 +328,7 @@ static void on_connected(struct sncp_conn *c, const char *peer_identity)
         return;
     }
     n->state = ST_HELLO;
+    arm_hello_deadline(n);
     SNV_INFO("nnve", "tls established peer=%s identity=%s, HELLO sent node_id=%s epoch=%llu",
              sncp_conn_peer_name(c), peer_identity, n->cfg.node_id,
              (unsigned long long)n->cfg.epoch);
@@ -303,6 +337,10 @@ static void on_connected(struct sncp_conn *c, const char *peer_identity)
 static void hello_response(struct tnve_nnve *n, struct sncp_conn *c, const struct sncp_msg *rsp,
                            int err)
 {
+    /* The connection ended with HELLO unanswered (our deadline, the nNVE closing): not a
+     * refusal; on_closed follows and reports why. */
+    if (!rsp && err == SNCP_E_CLOSED)
+        return;
     if (!err && rsp->status != SNCP_STATUS_SUCCESS)
         err = sncp_error_from_status(rsp->status);
     if (err) {
@@ -313,7 +351,9 @@ static void hello_response(struct tnve_nnve *n, struct sncp_conn *c, const struc
         snprintf(n->last_error, sizeof n->last_error, "HELLO refused: %s%s%s%s",
                  sncp_error_token(err), rsp && rsp->reason[0] ? ": " : "", rsp ? rsp->reason : "",
                  range);
-        snv_log_rl(&n->rl, SNV_LOG_ERR, "nnve", "%s", n->last_error);
+        n->cause = "hello-refused";
+        snv_log_rl(&n->rl, SNV_LOG_ERR, "nnve", "%s cause=%s nnve=%s", n->last_error, n->cause,
+                   n->name);
         sncp_conn_close(c);
         return;
     }
@@ -329,12 +369,19 @@ static void hello_response(struct tnve_nnve *n, struct sncp_conn *c, const struc
     n->ups++;
     n->last_error[0] = '\0';
     n->prev_error[0] = '\0';
+    n->cause = n->prev_cause = "";
     n->up_since = uv_now(n->loop);
     SNV_INFO("nnve",
              "session up transport=%s peer=%s identity=%s node_id=%s port=%s "
              "hold_time_ms=%u keepalive_ms=%u",
              n->l2 ? "l2" : "tcp", n->via, n->peer_identity, n->peer_node_id,
              n->peer_port[0] ? n->peer_port : "-", n->hold_time_ms, n->peer_keepalive_ms);
+    uint64_t dead_ms = 3 * (uint64_t)(n->peer_keepalive_ms ? n->peer_keepalive_ms : 10000);
+    if (n->hold_time_ms && dead_ms > n->hold_time_ms)
+        SNV_WARN("nnve",
+                 "a silent nNVE is declared failed only after %llu ms (3 x its keepalive), "
+                 "beyond its hold_time_ms=%u nnve=%s",
+                 (unsigned long long)dead_ms, n->hold_time_ms, n->name);
     uv_timer_stop(&n->timer);
     if (n->l2)
         uv_timer_start(&n->timer, timer_cb, LINK_CHECK_MS, 0);
@@ -368,6 +415,18 @@ static void on_request(struct sncp_conn *c, const struct sncp_msg *req)
     n->cbs.request(n->aux, req);
 }
 
+/* The cause token of a connection that closed with err (0: orderly), up or not, when no
+ * more precise one was recorded: the session's own timeouts are the TLS handshake's (before
+ * HELLO, bounded by hello_timeout) and dead peer (once up). */
+static const char *failure_cause(int was_up, int err)
+{
+    if (!err)
+        return "closed";
+    if (err == SNCP_E_TIMEOUT)
+        return was_up ? "dead-peer" : "hello-timeout";
+    return was_up ? "session-error" : "connect-failed";
+}
+
 static void on_closed(struct sncp_conn *c, int err)
 {
     struct tnve_nnve *n = sncp_conn_data(c);
@@ -385,13 +444,19 @@ static void on_closed(struct sncp_conn *c, int err)
     } else if (!err && !n->last_error[0]) {
         snprintf(n->last_error, sizeof n->last_error, "closed by the nNVE");
     }
+    int was_up = n->state == ST_UP || n->session_lost;
+    if (!*n->cause)
+        n->cause = failure_cause(was_up, err);
     if (!n->destroying) {
         char where[160];
-        if (n->state == ST_UP)
-            go_down(n);
+        go_down(n);
+        if (was_up)
+            SNV_WARN("nnve", "session lost peer=%s identity=%s err=%s cause=%s nnve=%s", n->via,
+                     n->peer_identity, n->last_error[0] ? n->last_error : "-", n->cause, n->name);
         else
-            snv_log_rl(&n->rl, SNV_LOG_WARN, "nnve", "connection failed %s err=%s",
-                       target(n, where, sizeof where), n->last_error);
+            snv_log_rl(&n->rl, SNV_LOG_WARN, "nnve", "connection failed %s err=%s cause=%s nnve=%s",
+                       target(n, where, sizeof where), n->last_error, n->cause, n->name);
+        n->session_lost = 0;
         n->state = ST_IDLE;
         schedule_reconnect(n);
     }
@@ -438,9 +503,15 @@ static void nnve_connect(struct tnve_nnve *n)
     cc.session.expected_peer = n->cfg.identity && *n->cfg.identity ? n->cfg.identity : NULL;
     cc.session.keepalive_ms = n->cfg.keepalive_ms;
     cc.session.request_timeout_ms = n->cfg.request_timeout_ms;
-    if (n->last_error[0])
+    cc.session.handshake_timeout_ms = n->cfg.hello_timeout_ms;
+    if (n->last_error[0]) {
         memcpy(n->prev_error, n->last_error, sizeof n->prev_error);
+        n->prev_cause = n->cause;
+    }
     n->last_error[0] = '\0';
+    n->cause = "";
+    n->hello_deadline = 0;
+    n->attempt_started = uv_now(n->loop);
     n->connects++;
     n->state = ST_CONNECTING;
     n->found = 0;
@@ -454,9 +525,10 @@ static void nnve_connect(struct tnve_nnve *n)
         drop_port(n);
         if (!n->last_error[0])
             snprintf(n->last_error, sizeof n->last_error, "%s", sncp_strerror(err));
+        n->cause = n->l2 ? "link-down" : "connect-failed";
         char where[160];
-        snv_log_rl(&n->rl, SNV_LOG_WARN, "nnve", "connect failed %s err=%s",
-                   target(n, where, sizeof where), n->last_error);
+        snv_log_rl(&n->rl, SNV_LOG_WARN, "nnve", "connect failed %s err=%s cause=%s nnve=%s",
+                   target(n, where, sizeof where), n->last_error, n->cause, n->name);
         schedule_reconnect(n);
         return;
     }
@@ -488,6 +560,8 @@ int tnve_nnve_create(uv_loop_t *loop, const struct tnve_nnve_config *cfg,
     n->uplink = dup_or_null(cfg->uplink);
     n->l2_interface = dup_or_null(cfg->l2_interface);
     n->nnve_name = dup_or_null(cfg->nnve_name);
+    n->name = dup_or_null(cfg->name && *cfg->name ? cfg->name : "-");
+    n->cause = n->prev_cause = "";
     n->l2 = cfg->l2_interface && *cfg->l2_interface;
     if (cfg->nnve_mac) {
         memcpy(n->nnve_mac, cfg->nnve_mac, 6);
@@ -500,6 +574,8 @@ int tnve_nnve_create(uv_loop_t *loop, const struct tnve_nnve_config *cfg,
     n->cfg.nnve_name = n->nnve_name;
     if (!n->cfg.connect_timeout_ms)
         n->cfg.connect_timeout_ms = DEFAULT_CONNECT_TIMEOUT_MS;
+    if (!n->cfg.hello_timeout_ms)
+        n->cfg.hello_timeout_ms = DEFAULT_HELLO_TIMEOUT_MS;
     n->cfg.address = n->address;
     n->cfg.cert = n->cert;
     n->cfg.key = n->key;
@@ -515,7 +591,8 @@ int tnve_nnve_create(uv_loop_t *loop, const struct tnve_nnve_config *cfg,
     n->aux = aux;
     n->rng = (uint32_t)(cfg->epoch ^ (cfg->epoch >> 32)) | 1;
     n->rl = (struct snv_ratelimit)SNV_RATELIMIT_INIT(1, 5);
-    if ((!n->l2 && !n->address) || !n->cert || !n->key || !n->ca || !n->node_id) {
+    n->cfg.name = n->name;
+    if (!n->name || (!n->l2 && !n->address) || !n->cert || !n->key || !n->ca || !n->node_id) {
         snprintf(err, errlen, "nNVE address (or L2 interface), cert, key and ca are required");
         n->destroying = 1;
         maybe_free(n);
@@ -649,6 +726,7 @@ json_t *tnve_nnve_json(const struct tnve_nnve *n)
     json_object_set_new(o, "sessions", json_integer((json_int_t)n->ups));
     json_object_set_new(o, "last_error",
                         json_string(n->last_error[0] ? n->last_error : n->prev_error));
+    json_object_set_new(o, "cause", json_string(n->last_error[0] ? n->cause : n->prev_cause));
     if (n->conn && n->state == ST_UP) {
         const struct sncp_session_stats *st = sncp_session_stats(sncp_conn_session(n->conn));
         json_object_set_new(o, "bytes_in", json_integer((json_int_t)st->bytes_in));

@@ -5,8 +5,12 @@
  * checks its certificate identity, sends HELLO (NODE_ID, SESSION_EPOCH = the agent's start
  * time in ms, KEEPALIVE, CAPABILITIES and the uplink's MAC when known) and reports the
  * session up once the HELLO is accepted.  Any loss (refused connection, TLS failure, HELLO
- * refused, dead peer, an attempt not up within connect_timeout_ms, the L2 interface missing
- * or going down) reports down and reconnects after a bounded, jittered exponential backoff.
+ * refused, dead peer, an attempt not up within connect_timeout_ms, a TLS handshake or a
+ * HELLO answer not within hello_timeout_ms, the L2 interface missing or going down) reports
+ * down and reconnects after a bounded, jittered exponential backoff.  Each failure has a
+ * cause token (tnve_nnve_json "cause", `cause=` in the log lines): connect-failed,
+ * connect-timeout, hello-timeout, hello-refused, dead-peer (no message for 3 x the nNVE's
+ * announced keepalive), closed, session-error, revoked, link-down.
  * Over L2 every attempt opens the interface afresh, so an interface that was re-created or
  * changed its MAC is picked up; while the session is up the interface is checked every
  * second and an interface that went away or down ends the session at once.
@@ -33,6 +37,9 @@ struct tnve_nnve_config {
     uint16_t l2_ethertype;         /* L2: 0: the default 0x88B5 */
     const char *nnve_name;         /* L2: only an nNVE advertising this name; NULL/"" any */
     uint32_t connect_timeout_ms;   /* attempt until HELLO accepted; 0: 15 s */
+    uint32_t hello_timeout_ms;     /* once the transport is up: the TLS handshake, then the
+                                    * HELLO answer, each within this; 0: 4 s */
+    const char *name;              /* the nNVE's name in log lines (nnve=); NULL: "-" */
     const char *cert, *key, *ca;
     const char *crl;               /* PEM CRL checked at every handshake; NULL/"": none */
     const char *identity;          /* expected nNVE identity; NULL/"" accepts any */
@@ -77,7 +84,7 @@ uint32_t tnve_nnve_peer_caps(const struct tnve_nnve *n);
 int tnve_nnve_reload(struct tnve_nnve *n, const char *crl, char *err, size_t errlen);
 /* Session state for session/show: state, transport, nnve (TCP address:port or L2
  * interface/MAC), identity, node_id, port, hold_time_ms, keepalive_ms, epoch, connects,
- * last_error, the session counters; over L2 also interface, nnve_mac (configured or found),
+ * last_error, cause (of the last failure, see above; "" none), the session counters; over L2 also interface, nnve_mac (configured or found),
  * discovery, vlan and the channel's counters.  New reference. */
 json_t *tnve_nnve_json(const struct tnve_nnve *n);
 

@@ -50,6 +50,7 @@ START_TEST(test_defaults)
     ck_assert_int_eq(c->nnve_mac_set, 0);
     ck_assert_uint_eq(c->l2_vlan, 0);
     ck_assert_uint_eq(c->connect_timeout_ms, 15000);
+    ck_assert_uint_eq(c->hello_timeout_ms, 4000);
     ck_assert_str_eq(tnve_config_l2_interface(c), "");
     free(c);
 }
@@ -62,7 +63,8 @@ START_TEST(test_l2_keys)
     snprintf(text, sizeof text,
              "%stransport = l2\nl2_interface = eth1\nnnve_mac = 02:00:00:00:00:01\n"
              "l2_vlan = 4094\nl2_ethertype = 0x88B6\nl2_discovery_mac = 03:53:4e:43:50:07\n"
-             "nnve_name = tor1\nconnect_timeout = 3s\nuplink = bond0\nnnve_identity = tor1\n",
+             "nnve_name = tor1\nconnect_timeout = 3s\nuplink = bond0\nnnve_identity = tor1\n"
+             "hello_timeout = 1500ms\n",
              CERTS);
     ck_assert_msg(load(c, text, err, sizeof err) == 0, "%s", err);
     ck_assert_msg(tnve_config_validate(c, err, sizeof err) == 0, "%s", err);
@@ -77,6 +79,7 @@ START_TEST(test_l2_keys)
     ck_assert_uint_eq(c->l2_ethertype, 0x88B6);
     ck_assert_str_eq(c->nnve_name, "tor1");
     ck_assert_uint_eq(c->connect_timeout_ms, 3000);
+    ck_assert_uint_eq(c->hello_timeout_ms, 1500);
 
     /* decimal EtherType; the interface defaults to the uplink; no nnve_mac: discovery */
     snprintf(text, sizeof text,
@@ -125,6 +128,8 @@ START_TEST(test_bad_values)
         "l2_ethertype = 0x10000\n",
         "nnve_name = 0123456789012345678901234567890123456789012345678901234567890123456789\n",
         "connect_timeout = 50ms\n",
+        "hello_timeout = 50ms\n",
+        "hello_timeout = soon\n",
     };
     struct tnve_config *c = malloc(sizeof *c);
     char err[512], text[512], expect[128];

@@ -7,7 +7,8 @@
  * created by the test that starts without it).  Covered: discovery and a configured nNVE
  * MAC (with a VLAN), what session/show reports, the uplink MAC in HELLO, an interface that
  * is missing at start, one that goes down and up while the session is up, discovery that
- * nobody answers (connect_timeout), and destroy in every state with the loop closing
+ * nobody answers (connect_timeout), an nNVE that never answers HELLO (hello_timeout, well
+ * before connect_timeout), and destroy in every state with the loop closing
  * cleanly.  Needs root: skipped otherwise.
  */
 #include <check.h>
@@ -65,6 +66,8 @@ static struct {
     uint16_t hello_vlan;
     struct tnve_nnve *n;
     int ups, downs;
+    int mute_hello;            /* the nNVE leaves HELLO unanswered */
+    uint32_t hello_timeout_ms; /* the agent's; 0: its default */
 } t;
 
 static void srv_request(struct sncp_conn *c, const struct sncp_msg *req)
@@ -74,6 +77,8 @@ static void srv_request(struct sncp_conn *c, const struct sncp_msg *req)
     rsp.status = SNCP_STATUS_SUCCESS;
     if (req->type == SNCP_MSG_HELLO) {
         t.hellos++;
+        if (t.mute_hello)
+            return;
         t.hello_has_uplink = req->n_uplink_macs > 0;
         if (t.hello_has_uplink)
             memcpy(t.hello_uplink, req->uplink_macs[0], 6);
@@ -146,6 +151,7 @@ static void start_agent(const char *ifname, const uint8_t *mac, uint16_t vlan,
         .l2_vlan = vlan,
         .nnve_name = nnve_name,
         .connect_timeout_ms = connect_timeout_ms,
+        .hello_timeout_ms = t.hello_timeout_ms,
         .cert = cert,
         .key = key,
         .ca = ca,
@@ -244,6 +250,7 @@ START_TEST(test_missing_interface)
     ck_assert(!tnve_nnve_is_up(t.n));
     json_t *o = tnve_nnve_json(t.n);
     ck_assert_str_eq(jstr(o, "last_error"), "interface hv9 does not exist");
+    ck_assert_str_eq(jstr(o, "cause"), "link-down");
     json_decref(o);
     ck_assert_int_eq(plug("hv9", "p9"), 0);
     ck_assert(run_until(is_up, 10000));
@@ -270,12 +277,32 @@ START_TEST(test_interface_down_and_up)
     run_until(testutil_never, 500);
     json_t *o = tnve_nnve_json(t.n);
     ck_assert_str_eq(jstr(o, "last_error"), "interface hv2 is down");
+    ck_assert_str_eq(jstr(o, "cause"), "link-down");
     json_decref(o);
     const char *up[] = {"ip", "link", "set", "hv2", "up", NULL};
     ck_assert_int_eq(testutil_run(up), 0);
     ck_assert(run_until(is_up, 10000));
     ck_assert_int_eq(t.ups, 2);
     ck_assert_int_eq(t.hellos, 2);
+    teardown();
+}
+END_TEST
+
+START_TEST(test_unanswered_hello)
+{
+    /* The channel and TLS come up but HELLO is never answered: each attempt ends at
+     * hello_timeout (not the minute of connect_timeout), with the cause reported. */
+    setup();
+    t.mute_hello = 1;
+    t.hello_timeout_ms = 300;
+    start_agent("hv1", NULL, 0, "tor-test", 60000);
+    ck_assert(run_until(retried_twice, 8000));
+    ck_assert_int_eq(t.ups, 0);
+    ck_assert_int_ge(t.hellos, 2);
+    json_t *o = tnve_nnve_json(t.n);
+    ck_assert_str_eq(jstr(o, "last_error"), "no HELLO answer within 300 ms of the TLS handshake");
+    ck_assert_str_eq(jstr(o, "cause"), "hello-timeout");
+    json_decref(o);
     teardown();
 }
 END_TEST
@@ -292,6 +319,7 @@ START_TEST(test_unanswered_discovery)
     json_t *o = tnve_nnve_json(t.n);
     ck_assert_str_eq(jstr(o, "last_error"),
                      "no session within 300 ms (no nNVE answered the discovery)");
+    ck_assert_str_eq(jstr(o, "cause"), "connect-timeout");
     ck_assert_str_eq(jstr(o, "nnve_mac"), "");
     json_decref(o);
     teardown();
@@ -319,6 +347,7 @@ static Suite *suite(void)
     tcase_add_test(tc, test_configured_mac_and_vlan);
     tcase_add_test(tc, test_missing_interface);
     tcase_add_test(tc, test_interface_down_and_up);
+    tcase_add_test(tc, test_unanswered_hello);
     tcase_add_test(tc, test_unanswered_discovery);
     tcase_add_test(tc, test_destroy_while_opening);
     suite_add_tcase(s, tc);
