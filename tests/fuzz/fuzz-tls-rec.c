@@ -722,6 +722,8 @@ static const struct seed {
     SEED("inner-outer-ccs", 2, OP_SEAL_INNER, 1, 20, 1, 1, OP_FEED, 0, 0, OP_READ_ALL, 0),
     SEED("inner-bad-ku", 0, OP_SEAL_INNER, 0, 6, HS_KEY_UPDATE, 0, 0, 1, 2, CT_HANDSHAKE, OP_FEED,
          0, 0, OP_READ_ALL, 0),
+    SEED("inner-ku-trailing", 2, OP_SEAL_INNER, 0, 7, HS_KEY_UPDATE, 0, 0, 1, 0, 0x42, CT_HANDSHAKE,
+         OP_FEED, 0, 0, OP_READ_ALL, 0, 0),
     SEED("big-overflow", 1, OP_SEAL_BIG, 0x40, 0x01, 0, 'z', OP_FEED, 0, 0, OP_READ_ALL, 0x40, 0),
     SEED("big-max-padded", 2, OP_SEAL_BIG, 0x40, 0x00, 200, 'z', OP_FEED, 0, 0, OP_READ_ALL, 0x10,
          0),
