@@ -197,9 +197,11 @@ FUZZ_CFLAGS := -std=c11 -D_GNU_SOURCE -g -O1 -Ilib $(PKG_CFLAGS) -DSPLITNVE_VERS
 $(FUZZ_STAMP): FORCE
 	$(call stamp_rule,FUZZ_CFLAGS=$(FUZZ_CFLAGS) LIBS=$(PKG_LIBS) -lm -lpthread)
 
+# A white-box target that includes a library source ('#include "sncp-tls.c"') leaves it out.
+fuzz_included = $(patsubst %,lib/%,$(shell sed -n 's/^\#include "\(.*\.c\)"/\1/p' $(1)))
 build/fuzz/%: tests/fuzz/%.c $(LIB_SRC) $(wildcard lib/*.h) $(FUZZ_STAMP)
 	@mkdir -p $(dir $@)
-	clang $(FUZZ_CFLAGS) -o $@ $< $(LIB_SRC) $(PKG_LIBS) -lm -lpthread
+	clang $(FUZZ_CFLAGS) -o $@ $< $(filter-out $(call fuzz_included,$<),$(LIB_SRC)) $(PKG_LIBS) -lm -lpthread
 
 deps:
 	@scripts/install-deps.sh

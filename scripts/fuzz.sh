@@ -4,7 +4,8 @@
 #   scripts/fuzz.sh run SECONDS     fuzz each target for SECONDS; new crashes are kept in
 #                                   tests/fuzz/crashes/TARGET/ for replay by make check
 # Seeds: tests/fuzz/corpus/TARGET/ (generated from proto/vectors by the target's own
-# -seed_from_vectors mode where it has one) and tests/fuzz/crashes/TARGET/.
+# -seed_from_vectors mode where it has one, or written by its -write_seeds=DIR mode) and
+# tests/fuzz/crashes/TARGET/.
 set -eu
 top=$(cd "$(dirname "$0")/.." && pwd)
 mode=${1:?usage: fuzz.sh replay|run SECONDS}

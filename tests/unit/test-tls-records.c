@@ -274,6 +274,91 @@ START_TEST(test_update_requested)
 }
 END_TEST
 
+/* The mirror opens the next record the server sent (draining its output as needed): returns
+ * the inner content type, with the content in out[0..*len). */
+static uint8_t open_next(struct fixture *f, uint8_t *buf, size_t cap, size_t *have, uint8_t *out,
+                         size_t *len)
+{
+    *have += sncp_tls_drain(f->s, buf + *have, cap - *have);
+    ck_assert_uint_ge(*have, REC_HDR);
+    ck_assert_int_eq(buf[0], CT_APPLICATION_DATA);
+    size_t rlen = (size_t)buf[3] << 8 | buf[4];
+    ck_assert_uint_ge(rlen, REC_TAG + 1);
+    ck_assert_uint_ge(*have, REC_HDR + rlen);
+    ck_assert_int_eq(dir_crypt(&f->m, &f->m.rd, 0, buf, buf + REC_HDR, rlen), 0);
+    *len = rlen - REC_TAG - 1; /* the server does not pad */
+    uint8_t type = buf[REC_HDR + *len];
+    memcpy(out, buf + REC_HDR, *len);
+    memmove(buf, buf + REC_HDR + rlen, *have - REC_HDR - rlen);
+    *have -= REC_HDR + rlen;
+    return type;
+}
+
+/* After REC_KEY_UPDATE_AFTER records under one key (RFC 8446 §5.5), the server's next write
+ * starts with a KeyUpdate (not asking for the client's) and continues under the next key. */
+START_TEST(test_auto_key_update)
+{
+    struct fixture f;
+    setup(&f);
+    struct tls_rec *r = f.s->rec;
+    r->wr.seq = f.m.rd.seq = REC_KEY_UPDATE_AFTER - 1;
+    uint8_t old_secret[EVP_MAX_MD_SIZE];
+    memcpy(old_secret, r->wr.secret, r->hash_len);
+    /* One write of two records: the first one is the last under the old key. */
+    static uint8_t data[REC_PLAIN_MAX + 1], got[REC_PLAIN_MAX + 1];
+    for (size_t i = 0; i < sizeof data; i++)
+        data[i] = (uint8_t)(i * 7);
+    ck_assert_int_eq(sncp_tls_write(f.s, data, sizeof data), 0);
+    static uint8_t buf[2 * (REC_HDR + REC_CT_MAX)];
+    size_t have = 0, len;
+    ck_assert_int_eq(open_next(&f, buf, sizeof buf, &have, got, &len), CT_APPLICATION_DATA);
+    ck_assert_uint_eq(len, REC_PLAIN_MAX);
+    ck_assert_mem_eq(got, data, REC_PLAIN_MAX);
+    ck_assert(f.m.rd.seq == REC_KEY_UPDATE_AFTER);
+    ck_assert_int_eq(open_next(&f, buf, sizeof buf, &have, got, &len), CT_HANDSHAKE);
+    static const uint8_t ku[] = {HS_KEY_UPDATE, 0, 0, 1, 0};
+    ck_assert_uint_eq(len, sizeof ku);
+    ck_assert_mem_eq(got, ku, sizeof ku);
+    ck_assert_int_eq(dir_update(&f.m, &f.m.rd), 0);
+    ck_assert_int_eq(open_next(&f, buf, sizeof buf, &have, got, &len), CT_APPLICATION_DATA);
+    ck_assert_uint_eq(len, 1);
+    ck_assert_int_eq(got[0], data[REC_PLAIN_MAX]);
+    ck_assert_uint_eq(have, 0);
+    ck_assert_uint_eq(sncp_tls_pending(f.s), 0);
+    /* The server is under its next key, at its second record, in step with the mirror. */
+    ck_assert(r->wr.seq == 1 && f.m.rd.seq == 1);
+    ck_assert_int_ne(memcmp(old_secret, r->wr.secret, r->hash_len), 0);
+    ck_assert_mem_eq(f.m.rd.secret, r->wr.secret, r->hash_len);
+    /* Our own key did not change: the client's records still open. */
+    seal(&f, CT_APPLICATION_DATA, "still", 5);
+    expect_data(&f, "still");
+    teardown(&f);
+}
+END_TEST
+
+/* The read sequence number never wraps (RFC 8446 §5.3): the record that would need
+ * UINT64_MAX is fatal, the last one before it is not. */
+START_TEST(test_read_seq_limit)
+{
+    struct fixture f;
+    setup(&f);
+    struct tls_rec *r = f.s->rec;
+    r->rd.seq = f.m.wr.seq = UINT64_MAX - 1;
+    seal(&f, CT_APPLICATION_DATA, "last", 4);
+    expect_data(&f, "last");
+    ck_assert(r->rd.seq == UINT64_MAX);
+    /* The mirror's rec_seal refuses that number too: seal it by hand. */
+    ck_assert_int_eq(rec_seal(&f.m, CT_APPLICATION_DATA, (const uint8_t *)"x", 1), SNCP_E_TLS);
+    uint8_t rec[REC_HDR + 5 + REC_TAG] = {
+        CT_APPLICATION_DATA, 3, 3, 0, 5 + REC_TAG, 'w', 'r', 'a', 'p', CT_APPLICATION_DATA};
+    ck_assert_int_eq(dir_crypt(&f.m, &f.m.wr, 1, rec, rec + REC_HDR, 5), 0);
+    ck_assert_int_eq(sncp_tls_feed(f.s, rec, sizeof rec), 0);
+    expect_refused(&f, "decryption failed or bad record mac");
+    ck_assert(r->rd.seq == UINT64_MAX); /* not wrapped */
+    teardown(&f);
+}
+END_TEST
+
 static Suite *records_suite(void)
 {
     Suite *s = suite_create("sncp-tls-records");
@@ -284,6 +369,8 @@ static Suite *records_suite(void)
     tcase_add_test(tc, test_overflow);
     tcase_add_test(tc, test_replay_reorder_old_key);
     tcase_add_test(tc, test_update_requested);
+    tcase_add_test(tc, test_auto_key_update);
+    tcase_add_test(tc, test_read_seq_limit);
     suite_add_tcase(s, tc);
     return s;
 }
