@@ -85,19 +85,31 @@ XML
     wait_for "vn $v at sw3" 30 vn_at 3 "$v"
 done
 sleep 0.5 # the last log lines
-waits=()
+# at LOG PATTERN: the ms timestamp of the first line matching PATTERN (0: none)
+at() { local l; l=$(grep -m1 -- "$2" "$1" | awk '{print $1}'); [ -n "$l" ] && ms_of "$l" || echo 0; }
+median() { printf '%s\n' "$@" | sort -n | sed -n "$((($# + 1) / 2))p"; }
+waits=() steps_a=() steps_b=() steps_c=() steps_d=()
 for i in $(seq 1 "$N_NEW"); do
     v=$((6000 + i))
-    req=$(grep -m1 "request VN_CONNECT vn=$v[^0-9]" "$T/hv2/agent.log" | awk '{print $1}')
+    req=$(at "$T/hv2/agent.log" "request VN_CONNECT vn=$v[^0-9]")
     ok=$(grep "response VN_CONNECT vn=$v[^0-9].*status=success" "$T/hv2/agent.log" | tail -n 1 | awk '{print $1}')
-    [ -n "$req" ] && [ -n "$ok" ] || fail "no VN_CONNECT lines of vn $v in hv2's log"
-    waits+=($(($(ms_of "$ok") - $(ms_of "$req"))))
+    [ "$req" != 0 ] && [ -n "$ok" ] || fail "no VN_CONNECT lines of vn $v in hv2's log"
+    ok=$(ms_of "$ok")
+    waits+=($((ok - req)))
+    # where it goes: the allocator grants, the follower stores the grant, connects the VN
+    granted=$(at "$T/n3.log" "pair: granted domain=d2 vn=$v[^0-9]")
+    stored=$(at "$T/n4.log" "pair: claim granted domain=d2 vn=$v[^0-9]")
+    conn=$(at "$T/n4.log" "vn: connected hypervisor=hv2 vn=$v[^0-9]")
+    steps_a+=($((granted - req))) steps_b+=($((stored - granted)))
+    steps_c+=($((conn - stored))) steps_d+=($((ok - conn)))
 done
-sorted=($(printf '%s\n' "${waits[@]}" | sort -n))
-med=${sorted[$((N_NEW / 2))]}
+med=$(median "${waits[@]}")
 echo "new VN at the follower ($N_NEW VNs, one at a time): VN_CONNECT->last SUCCESS ms:" \
-    "median=$med max=${sorted[$((N_NEW - 1))]} all=${waits[*]}" \
+    "median=$med all=${waits[*]}" \
     "(follower: $(swctl 4 --json show counters | jq -c '.pair_deferred_total // {}'))"
+echo "  medians, ms: agent request->allocator granted $(median "${steps_a[@]}")," \
+    "->follower stored the grant $(median "${steps_b[@]}"), ->follower connected the VN" \
+    "$(median "${steps_c[@]}"), ->agent got SUCCESS $(median "${steps_d[@]}")"
 table "new VN at the follower, connect → SUCCESS (ms)" "$med"
 stop_pid "$AGENT2_PID"
 sw_kill 3
