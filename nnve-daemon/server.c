@@ -115,7 +115,7 @@ struct counters {
     uint64_t sessions_closed_error;
     uint64_t commit_failures;
     uint64_t requests_sent, requests_failed;
-    uint64_t deferred, deferred_done, deferred_busy, deferred_refused;
+    uint64_t deferred, deferred_done, deferred_busy, deferred_refused, deferred_dropped;
     /* from closed sessions' lib stats */
     uint64_t malformed, busy_rejected, timeouts, unmatched;
 };
@@ -412,6 +412,7 @@ static void defer_drop(struct session *s)
         *pp = d->next;
         s->n_deferred--;
         srv->n_deferred--;
+        srv->c.deferred_dropped++;
         free(d);
     }
 }
@@ -1228,11 +1229,13 @@ static void each_counter(const struct nnve_server *srv, counter_fn *fn, void *au
            pc->splits_seen);
         fn(aux, "pair_syncs_total", "pair resynchronisations completed", NULL, NULL, pc->syncs);
         static const char dh[] = "requests held for a tag claim instead of BUSY (held), then "
-                                 "answered, BUSY after all, or refused the wait (BUSY at once)";
+                                 "answered, BUSY after all or dropped with their session, or "
+                                 "refused the wait (BUSY at once)";
         fn(aux, "pair_deferred_total", dh, "result", "held", c->deferred);
         fn(aux, "pair_deferred_total", dh, "result", "answered", c->deferred_done);
         fn(aux, "pair_deferred_total", dh, "result", "busy", c->deferred_busy);
         fn(aux, "pair_deferred_total", dh, "result", "refused", c->deferred_refused);
+        fn(aux, "pair_deferred_total", dh, "result", "dropped", c->deferred_dropped);
         fn(aux, "pair_deferred", "requests waiting for a tag claim now", NULL, NULL,
            srv->n_deferred);
     }

@@ -364,8 +364,9 @@ ok "attacks: other identity refused, bad domain refused, garbage and conflict cl
 
 # ---- a hypervisor pipelining requests for many new VNs at the follower -----------------
 # hv1 sends six VN_CONNECTs of new VNs in one write: four wait for their claims (the
-# bound per session), two are answered BUSY at once; every one is answered, the session
-# stays open, hv2's VNs and the pair's one-tag-per-VN rule are untouched.
+# bound per session), two are answered BUSY at once; the session goes on, the held ones
+# are answered (or freed with the session), hv2's VNs and the one-tag-per-VN rule are
+# untouched.
 vn5001=$(sctl torb show vns | jq -c '[.[] | select(.vn_id == 5001)]')
 held0=$(deferred held) refused0=$(deferred refused)
 raw=""
@@ -380,11 +381,32 @@ out=$(printf 'hello node=hv1 epoch=1\nraw %s\nconnect vn=5000\n' "$raw" |
     fail "bound per session: $(sctl torb show counters | jq -c .pair_deferred_total)"
 wait_for "held requests answered" 10 sh -c "[ \"\$('$BIN/nnvectl' -s '$T/torb.ctl' --json show counters | jq .pair_deferred)\" = 0 ]"
 c=$(sctl torb show counters | jq .pair_deferred_total)
-[ "$(echo "$c" | jq '.held == .answered + .busy')" = true ] || fail "a held request was lost: $c"
+[ "$(echo "$c" | jq '.held == .answered + .busy + .dropped')" = true ] ||
+    fail "a held request was lost: $c"
 [ "$(sctl torb show vns | jq -c '[.[] | select(.vn_id == 5001)]')" = "$vn5001" ] ||
     fail "hv1's requests changed vn 5001"
 no_shared_tag
-ok "pipelined new VNs: 4 held for their claims, 2 BUSY at once, all answered, nothing else changed"
+ok "pipelined new VNs: 4 held for their claims, 2 BUSY at once, none left, nothing else changed"
 
+# ---- held requests when their session ends and when the switch stops ------------------
+# The allocator frozen (its claims unanswered): requests held at torb when their
+# hypervisor goes away, and when torb is stopped, are freed; torb exits cleanly (no leak).
+kill -STOP "${SPID[tora]}"
+raw=$(printf '0103000000000014%08x0007000400001776' 200)
+printf 'hello node=hv1 epoch=1\nraw %s\n' "$raw" |
+    "$CLIENT" --connect "127.0.0.1:${CPORT[torb]}" --cert "$T/pki/hv1.crt" --key "$T/pki/hv1.key" \
+        --ca "$T/pki/ca.crt" --expect-peer torb --timeout 10000 >/dev/null || fail "client (close)"
+raw=$(printf '0103000000000014%08x0007000400001777' 201)
+printf 'hello node=hv1 epoch=1\nraw %s\nsleep 20000\n' "$raw" |
+    "$CLIENT" --connect "127.0.0.1:${CPORT[torb]}" --cert "$T/pki/hv1.crt" --key "$T/pki/hv1.key" \
+        --ca "$T/pki/ca.crt" --expect-peer torb --timeout 30000 >"$T/held.out" 2>&1 &
+CPIDS+=($!)
+wait_for "the request reached torb" 10 grep -q '"RAW"' "$T/held.out"
+c=$(sctl torb show counters | jq '.pair_deferred_total + {now: .pair_deferred}')
+echo "held at stop: $(echo "$c" | jq -c .)"
+[ "$(echo "$c" | jq '.held == .answered + .busy + .dropped + .now')" = true ] ||
+    fail "held requests unaccounted for: $c"
 stop torb
+kill -CONT "${SPID[tora]}"
 stop tora
+ok "held requests freed when their session ends and at stop"
