@@ -1,8 +1,8 @@
 #!/bin/bash
 # Benchmark of a ToR pair (run by scripts/run-bench.sh): two nnve-daemons sharing the domain
 # rack (tags 1-4094).  Figures: VN connects per second on the allocator and on the follower
-# (each new VN there is a claim to the allocator, answered BUSY meanwhile and retried by the
-# client after RETRY_AFTER), then how long the pair takes to resynchronise its table
+# (each new VN there is a claim to the allocator; the request waits for the grant, or is
+# answered BUSY and retried by the client after RETRY_AFTER beyond the wait's bounds), then how long the pair takes to resynchronise its table
 # (session up to "synchronised" on both) after a restart of the follower and after a
 # kill -9 of the allocator.  Figures only.
 set -euo pipefail

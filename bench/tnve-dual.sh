@@ -14,6 +14,7 @@
 #      keepalive (default 10 s; cause=dead-peer);
 #   4. the agent restarts while the first nNVE (sw1, active) is frozen: from the agent's
 #      start to its "active nNVE changed nnve=sw2" (hello_timeout, default 4 s).
+#   0. (first) a new VN at the follower of a ToR pair: VN_CONNECT to SUCCESS, see below.
 # The control plane's times: the dataplane keeps forwarding on the survivor meanwhile.
 # Figures only: nothing fails on speed.  Also prints TABLE|figure|value|-|- lines.
 . "$SPLITNVE_SRC/tests/tools/tnve-lib.sh"
@@ -46,7 +47,81 @@ table() { echo "TABLE|$1|$2|-|-"; }
 # a frozen switch is thawed at exit, so that its stop by PID works
 cleanup_more() { for p in "${SW_PID[@]}"; do [ -n "$p" ] && kill -CONT "$p" 2>/dev/null; done; }
 
-"$S/scripts/gen-pki.sh" "$T/pki" nnve1 nnve2 hv1 >/dev/null 2>&1 || fail "gen-pki"
+"$S/scripts/gen-pki.sh" "$T/pki" nnve1 nnve2 nnve3 nnve4 hv1 hv2 >/dev/null 2>&1 || fail "gen-pki"
+
+# ---- 0. new VNs at a ToR pair's follower: sw3 (allocator) and sw4 (follower) share domain
+# d2; a second agent hv2 (its own libvirtd, retry times at their defaults) is dual-homed
+# to them.  Each of TNVE_DUAL_NEW_VNS VMs, started one at a time, brings a new VN: the
+# follower claims its tag from the allocator first.  Figure: from the agent's first
+# VN_CONNECT of the VN to its last SUCCESS (the follower's; the agent's log).
+N_NEW=${TNVE_DUAL_NEW_VNS:-20}
+pair_sections() { # ROLE PEER_IDENTITY PAIR_LINE
+    printf '[domain d2]\nports = *\ntags = 100-199\n\n[hypervisor hv2]\nport = p2\nvns = 6000-6999\n\n'
+    printf '[pair]\ndomain = d2\nrole = %s\npeer_identity = %s\n%s\n' "$1" "$2" "$3"
+}
+SW_SECTIONS=$(pair_sections allocator nnve4 "listen = 127.0.0.1:0") sw_start 3
+pport=$(grep 'pair: started' "$T/n3.log" | tail -1 | sed 's/.*port=\([0-9]*\).*/\1/')
+SW_SECTIONS=$(pair_sections follower nnve3 "peer = 127.0.0.1:$pport") sw_start 4
+pair_synced() { [ "$(swctl "$1" --json show pair | jq -r .synced)" = true ]; }
+wait_for "pair sw3-sw4 synchronised" 30 pair_synced 4
+start_libvirtd_in "$T/hv2"
+URI2="test+unix:///default?socket=$T/hv2/run/libvirt-sock"
+{
+    agent_conf_common hv2 "$T/hv2" "$URI2" pair | sed '/^retry_m/d'
+    printf 'mode = active-active\naddress_poll_interval = 0\n\n'
+    agent_pair_conf 3 4
+} >"$T/hv2/agent.conf"
+"$B/bin/tnve-agent" -c "$T/hv2/agent.conf" --log-level info >>"$T/hv2/agent.log" 2>&1 &
+AGENT2_PID=$!
+hv2_ready() {
+    "$B/bin/tnvectl" -s "$T/hv2/agent.ctl" --json show session |
+        jq -e '(.nnves | length == 2) and all(.nnves[]; .state == "up" and .sync == "ready")'
+}
+wait_for "hv2 sessions" 30 hv2_ready
+vn_at() { swctl "$1" --json show vns | jq -e --argjson v "$2" 'any(.[]; .vn_id == $v)'; }
+for i in $(seq 1 "$N_NEW"); do
+    v=$((6000 + i))
+    cat >"$T/hv2/p$i.xml" <<XML
+<domain type='test'><name>pvm$i</name><uuid>$(uuid_of $((5000 + i)))</uuid><memory unit='KiB'>65536</memory>
+<os><type arch='x86_64'>hvm</type></os>
+<metadata><splitnve:vnics xmlns:splitnve='urn:splitnve:vn:1'><splitnve:vnic mac='$(mac_of $((5000 + i)) 1)' vn-id='$v'/></splitnve:vnics></metadata>
+<devices><interface type='bridge'><mac address='$(mac_of $((5000 + i)) 1)'/><source bridge='br-p'/></interface></devices></domain>
+XML
+    virsh -q -c "$URI2" "define $T/hv2/p$i.xml; start pvm$i" >/dev/null 2>&1 || fail "pvm$i"
+    wait_for "vn $v at sw4" 30 vn_at 4 "$v"
+    wait_for "vn $v at sw3" 30 vn_at 3 "$v"
+done
+sleep 0.5 # the last log lines
+# at LOG PATTERN: the ms timestamp of the first line matching PATTERN (0: none)
+at() { local l; l=$(grep -m1 -- "$2" "$1" | awk '{print $1}'); [ -n "$l" ] && ms_of "$l" || echo 0; }
+median() { printf '%s\n' "$@" | sort -n | sed -n "$((($# + 1) / 2))p"; }
+waits=() steps_a=() steps_b=() steps_c=() steps_d=()
+for i in $(seq 1 "$N_NEW"); do
+    v=$((6000 + i))
+    req=$(at "$T/hv2/agent.log" "request VN_CONNECT vn=$v[^0-9]")
+    ok=$(grep "response VN_CONNECT vn=$v[^0-9].*status=success" "$T/hv2/agent.log" | tail -n 1 | awk '{print $1}')
+    [ "$req" != 0 ] && [ -n "$ok" ] || fail "no VN_CONNECT lines of vn $v in hv2's log"
+    ok=$(ms_of "$ok")
+    waits+=($((ok - req)))
+    # where it goes: the allocator grants, the follower stores the grant, connects the VN
+    granted=$(at "$T/n3.log" "pair: granted domain=d2 vn=$v[^0-9]")
+    stored=$(at "$T/n4.log" "pair: claim granted domain=d2 vn=$v[^0-9]")
+    conn=$(at "$T/n4.log" "vn: connected hypervisor=hv2 vn=$v[^0-9]")
+    steps_a+=($((granted - req))) steps_b+=($((stored - granted)))
+    steps_c+=($((conn - stored))) steps_d+=($((ok - conn)))
+done
+med=$(median "${waits[@]}")
+echo "new VN at the follower ($N_NEW VNs, one at a time): VN_CONNECT->last SUCCESS ms:" \
+    "median=$med all=${waits[*]}" \
+    "(follower: $(swctl 4 --json show counters | jq -c '.pair_deferred_total // {}'))"
+echo "  medians, ms: agent request->allocator granted $(median "${steps_a[@]}")," \
+    "->follower stored the grant $(median "${steps_b[@]}"), ->follower connected the VN" \
+    "$(median "${steps_c[@]}"), ->agent got SUCCESS $(median "${steps_d[@]}")"
+table "new VN at the follower, connect → SUCCESS (ms)" "$med"
+stop_pid "$AGENT2_PID"
+sw_kill 3
+sw_kill 4
+
 start_libvirtd
 sw_start 1
 sw_start 2

@@ -45,6 +45,25 @@ struct pending {
     struct nnve_result res;
 };
 
+/* A request whose VN's tag is being claimed from the ToR pair's allocator (PROTOCOL.md
+ * §17.3): instead of BUSY it waits, and is applied again once the claim is answered, the
+ * pair session drops, or DEFER_MAX_MS passed.  BUSY changes nothing, so applying it again
+ * is the hypervisor's own retry, done here without the round trip. */
+struct deferred {
+    struct deferred *next;
+    struct session *s;
+    uint64_t deadline;
+    struct nnve_vn vn;
+    struct nnve_result res; /* the BUSY answer, given as is at shutdown */
+    struct sncp_msg req;
+};
+
+enum {
+    DEFER_MAX_MS = 1000,       /* a claim's answer is awaited this long, then BUSY as before */
+    DEFER_MAX_PER_SESSION = 4, /* waiting requests of one session, ... */
+    DEFER_MAX = 256,           /* ... and of all: beyond, BUSY at once */
+};
+
 /* A connection's data is the server until TLS completes, then its session: both start with
  * a tag telling them apart. */
 enum { TAG_SERVER = 0x5e5e0001, TAG_SESSION = 0x5e5e0002 };
@@ -67,6 +86,7 @@ struct session {
     struct nnve_hv *hv; /* after a successful HELLO */
     int replaced;       /* a newer session took over the identity */
     struct pending *pend_head, *pend_tail;
+    unsigned n_deferred;
     uint64_t requests, failures;
     char identity[]; /* the peer's certificate identity, at its size (many idle sessions) */
 };
@@ -95,6 +115,7 @@ struct counters {
     uint64_t sessions_closed_error;
     uint64_t commit_failures;
     uint64_t requests_sent, requests_failed;
+    uint64_t deferred, deferred_done, deferred_busy, deferred_refused, deferred_dropped;
     /* from closed sessions' lib stats */
     uint64_t malformed, busy_rejected, timeouts, unmatched;
 };
@@ -154,6 +175,8 @@ struct nnve_server {
     struct counters c;
     struct snv_ratelimit rl, rl_auth, rl_req;
     struct nnve_pair *pair;
+    struct deferred *deferred;
+    unsigned n_deferred;
 };
 
 static void session_mark_dirty(struct session *s)
@@ -335,12 +358,117 @@ static void sessions_rebind(struct nnve_server *srv)
 
 static void checkpoint_start(struct nnve_server *srv);
 
+/* Applies a deferred request again (or, at shutdown or for a session that lost its
+ * hypervisor, gives its BUSY) and queues the answer; frees d. */
+static void defer_answer(struct nnve_server *srv, struct deferred *d)
+{
+    struct session *s = d->s;
+    s->n_deferred--;
+    srv->n_deferred--;
+    struct nnve_result res = d->res;
+    int err = SNCP_E_BUSY;
+    if (s->hv && !s->replaced && !srv->shutting_down) {
+        err = nnve_state_request(srv->state, s->hv, &d->req, uv_now(srv->loop), &res);
+        nnve_pair_claim_wait(srv->pair, NULL); /* a new claim: answered BUSY as before */
+    }
+    if (err)
+        s->failures++;
+    if (err == SNCP_E_BUSY)
+        srv->c.deferred_busy++;
+    else
+        srv->c.deferred_done++;
+    queue(s, &d->req, err, &res, 0, 0);
+    free(d);
+}
+
+/* Answers the deferred requests of session `only` (NULL: of all) whose claim was answered,
+ * whose pair session dropped or whose time is up; with `all`, every one of them. */
+static void defer_run(struct nnve_server *srv, const struct session *only, int all)
+{
+    uint64_t now = uv_now(srv->loop);
+    for (struct deferred **pp = &srv->deferred; *pp;) {
+        struct deferred *d = *pp;
+        int wait = !all && !srv->shutting_down && d->s->hv && now < d->deadline &&
+                   nnve_pair_claim_pending(srv->pair, &d->vn);
+        if ((only && d->s != only) || wait) {
+            pp = &d->next;
+            continue;
+        }
+        *pp = d->next;
+        defer_answer(srv, d);
+    }
+}
+
+/* Frees the deferred requests of a closed session, unanswered. */
+static void defer_drop(struct session *s)
+{
+    struct nnve_server *srv = s->srv;
+    for (struct deferred **pp = &srv->deferred; *pp && s->n_deferred;) {
+        struct deferred *d = *pp;
+        if (d->s != s) {
+            pp = &d->next;
+            continue;
+        }
+        *pp = d->next;
+        s->n_deferred--;
+        srv->n_deferred--;
+        srv->c.deferred_dropped++;
+        free(d);
+    }
+}
+
+/* Keeps a request refused BUSY for a pending claim until the claim is answered.  Returns 1
+ * when it waits, 0 when it is to be answered now (no claim, over the bounds, no memory). */
+static int defer(struct session *s, const struct sncp_msg *req, const struct nnve_result *res)
+{
+    struct nnve_server *srv = s->srv;
+    struct nnve_vn vn;
+    if (!nnve_pair_claim_wait(srv->pair, &vn))
+        return 0;
+    if (s->n_deferred >= DEFER_MAX_PER_SESSION || srv->n_deferred >= DEFER_MAX) {
+        srv->c.deferred_refused++;
+        snv_log_rl(&srv->rl_req, SNV_LOG_WARN, "session",
+                   "too many requests waiting for a pair claim hypervisor=%s: BUSY", s->identity);
+        return 0;
+    }
+    struct deferred *d = malloc(sizeof *d);
+    if (!d)
+        return 0;
+    d->s = s;
+    d->deadline = uv_now(srv->loop) + DEFER_MAX_MS;
+    d->vn = vn;
+    d->res = *res;
+    d->req = *req;
+    d->next = srv->deferred;
+    srv->deferred = d;
+    s->n_deferred++;
+    srv->n_deferred++;
+    srv->c.deferred++;
+    return 1;
+}
+
+/* Whether req may be applied before the session's deferred requests: only a VN_CONNECT or
+ * VN_DISCONNECT of another VN (by VN_ID) keeps them waiting, so the requests of one VN
+ * take effect in the order received (PROTOCOL.md §3.3). */
+static int defer_may_pass(const struct session *s, const struct sncp_msg *req)
+{
+    if ((req->type != SNCP_MSG_VN_CONNECT && req->type != SNCP_MSG_VN_DISCONNECT) ||
+        !sncp_msg_has(req, SNCP_TLV_VN_ID))
+        return 0;
+    for (const struct deferred *d = s->srv->deferred; d; d = d->next)
+        if (d->s == s && (!sncp_msg_has(&d->req, SNCP_TLV_VN_ID) || d->req.vn_id == req->vn_id))
+            return 0;
+    return 1;
+}
+
 /* Group commit, then the responses of this loop iteration.  A failed group is undone in
  * the state (rebuilt from the store). */
 static void on_check(uv_check_t *h)
 {
     struct nnve_server *srv = h->data;
     int failed = 0;
+    if (srv->deferred)
+        defer_run(srv, NULL, 0); /* into this group: its answers leave after the commit */
     if (nnve_state_commit(srv->state, uv_now(srv->loop))) {
         srv->c.commit_failures++;
         failed = 1;
@@ -626,6 +754,8 @@ static void on_request(struct sncp_conn *c, const struct sncp_msg *req)
     if (req->type <= SNCP_MSG_TYPE_MAX)
         srv->c.msgs_in[req->type]++;
     s->requests++;
+    if (s->n_deferred && !defer_may_pass(s, req))
+        defer_run(srv, s, 1);
     if (req->type == SNCP_MSG_HELLO) {
         if (s->hv || s->pend_head) {
             queue_error(s, req, SNCP_E_UNEXPECTED_MESSAGE, 0, "second HELLO", 0);
@@ -644,6 +774,9 @@ static void on_request(struct sncp_conn *c, const struct sncp_msg *req)
     }
     struct nnve_result res;
     int err = nnve_state_request(srv->state, s->hv, req, uv_now(srv->loop), &res);
+    if (err == SNCP_E_BUSY && defer(s, req, &res))
+        return;
+    nnve_pair_claim_wait(srv->pair, NULL);
     if (err) {
         s->failures++;
         if (err == SNCP_E_NOT_AUTHORIZED)
@@ -715,6 +848,7 @@ static void on_closed(struct sncp_conn *c, int err)
             pp = &(*pp)->dirty_next;
         *pp = s->dirty_next;
     }
+    defer_drop(s);
     free_pending(s);
     if (s->prev)
         s->prev->next = s->next;
@@ -1094,6 +1228,16 @@ static void each_counter(const struct nnve_server *srv, counter_fn *fn, void *au
         fn(aux, "pair_splits_total", "VNs seen with two tags after a partition", NULL, NULL,
            pc->splits_seen);
         fn(aux, "pair_syncs_total", "pair resynchronisations completed", NULL, NULL, pc->syncs);
+        static const char dh[] = "requests held for a tag claim instead of BUSY (held), then "
+                                 "answered, BUSY after all or dropped with their session, or "
+                                 "refused the wait (BUSY at once)";
+        fn(aux, "pair_deferred_total", dh, "result", "held", c->deferred);
+        fn(aux, "pair_deferred_total", dh, "result", "answered", c->deferred_done);
+        fn(aux, "pair_deferred_total", dh, "result", "busy", c->deferred_busy);
+        fn(aux, "pair_deferred_total", dh, "result", "refused", c->deferred_refused);
+        fn(aux, "pair_deferred_total", dh, "result", "dropped", c->deferred_dropped);
+        fn(aux, "pair_deferred", "requests waiting for a tag claim now", NULL, NULL,
+           srv->n_deferred);
     }
     fn(aux, "hypervisors", "hypervisors with state", NULL, NULL, sc.hypervisors);
     fn(aux, "hypervisors_held", "hypervisors in hold after session loss", NULL, NULL,

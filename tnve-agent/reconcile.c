@@ -182,10 +182,17 @@ static uint32_t rng_next(struct tnve_rec *r)
     return x;
 }
 
-/* retry_min * 2^(n-1), capped at retry_max, times a jitter in [0.75, 1.25), still capped;
- * never below the peer's RETRY_AFTER. */
+enum { RETRY_AFTER_MIN_MS = 10 };
+
+/* retry_min * 2^(n-1), capped at retry_max, times a jitter in [0.75, 1.25), still capped.
+ * A peer's RETRY_AFTER is honoured as given instead (within [10 ms, retry_max]): it knows
+ * when the request can succeed (e.g. a ToR pair's tag being agreed, PROTOCOL.md §17.3). */
 static uint64_t backoff(struct tnve_rec *r, unsigned n, uint32_t retry_after)
 {
+    if (retry_after)
+        return retry_after < RETRY_AFTER_MIN_MS    ? RETRY_AFTER_MIN_MS
+               : retry_after > r->cfg.retry_max_ms ? r->cfg.retry_max_ms
+                                                   : retry_after;
     uint64_t d = r->cfg.retry_min_ms;
     for (unsigned i = 1; i < n && d < r->cfg.retry_max_ms; i++)
         d *= 2;
@@ -194,8 +201,6 @@ static uint64_t backoff(struct tnve_rec *r, unsigned n, uint32_t retry_after)
     d = d * (750 + rng_next(r) % 500) / 1000;
     if (d > r->cfg.retry_max_ms)
         d = r->cfg.retry_max_ms;
-    if (d < retry_after)
-        d = retry_after;
     return d ? d : 1;
 }
 

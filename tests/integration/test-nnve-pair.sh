@@ -9,6 +9,8 @@
 # with garbage, with another domain and with a HOLD of a tag bound to another VN (each
 # closes the session, nothing changes).  Two switches configured with the same role (two
 # allocators, two followers): both refuse the pair session, log it once, bind no new tag.
+# A new VN at the follower waits for the allocator's grant instead of being answered BUSY
+# (a bounded number of such requests per session: a hypervisor pipelining more gets BUSY).
 source "$(dirname "$0")/nnve-lib.bash"
 "$SPLITNVE_SRC/scripts/gen-pki.sh" "$T/pki" tora torb mallory
 
@@ -43,7 +45,7 @@ ports = swp1, swp2
 tags = 100-109
 [hypervisor hv1]
 port = swp1
-vns = 5000-5010
+vns = 5000-5010, 6000-6009
 [hypervisor hv2]
 port = swp2
 vns = 5000-5010
@@ -217,7 +219,15 @@ ok "roles fixed: the pair session is up (new VNs get tags below)"
 # ---- connected: one tag per VN on both ------------------------------------------------
 t5000a=$(connect tora hv1 5000 01)
 t5000b=$(connect torb hv1 5000 02)
-t5001b=$(connect torb hv2 5001 03) # the follower claims it first
+# The follower claims vn 5001 first: its answer waits for the grant (no BUSY; a client
+# that does not retry BUSY gets the tag).
+deferred() { sctl torb show counters | jq -r ".pair_deferred_total.$1"; }
+held0=$(deferred held) answered0=$(deferred answered)
+[ "$(try_connect torb hv2 5001)" = success ] || fail "torb answered a new VN without its tag"
+[ "$(deferred held)" = $((held0 + 1)) ] && [ "$(deferred answered)" = $((answered0 + 1)) ] ||
+    fail "the new VN was not held for the grant: $(sctl torb show counters | jq -c .pair_deferred_total)"
+[ "$(deferred busy)" = 0 ] || fail "a held request was answered BUSY"
+t5001b=$(connect torb hv2 5001 03)
 t5001a=$(connect tora hv2 5001 04)
 [ "$t5000a" = "$t5000b" ] || fail "vn 5000: tora $t5000a, torb $t5000b"
 [ "$t5001a" = "$t5001b" ] || fail "vn 5001: tora $t5001a, torb $t5001b"
@@ -352,5 +362,51 @@ wait_for "tora back" 20 synced tora
 no_shared_tag
 ok "attacks: other identity refused, bad domain refused, garbage and conflict closed, no change"
 
+# ---- a hypervisor pipelining requests for many new VNs at the follower -----------------
+# hv1 sends six VN_CONNECTs of new VNs in one write: four wait for their claims (the
+# bound per session), two are answered BUSY at once; the session goes on, the held ones
+# are answered (or freed with the session), hv2's VNs and the one-tag-per-VN rule are
+# untouched.
+vn5001=$(sctl torb show vns | jq -c '[.[] | select(.vn_id == 5001)]')
+held0=$(deferred held) refused0=$(deferred refused)
+raw=""
+for i in 0 1 2 3 4 5; do raw="$raw$(printf '0103000000000014%08x000700040000%04x' $((100 + i)) $((6000 + i)))"; done
+out=$(printf 'hello node=hv1 epoch=1\nraw %s\nconnect vn=5000\n' "$raw" |
+    "$CLIENT" --connect "127.0.0.1:${CPORT[torb]}" --cert "$T/pki/hv1.crt" --key "$T/pki/hv1.key" \
+        --ca "$T/pki/ca.crt" --expect-peer torb --timeout 10000) || fail "pipelining client: $out"
+[ "$(echo "$out" | jq -c 'select(.type=="RAW") | .statuses')" = '{"busy":2}' ] ||
+    fail "the requests over the bound were not answered BUSY at once: $out"
+[ "$(status_of "$out" VN_CONNECT)" = success ] || fail "the session did not go on: $out"
+[ "$(deferred held)" = $((held0 + 4)) ] && [ "$(deferred refused)" = $((refused0 + 2)) ] ||
+    fail "bound per session: $(sctl torb show counters | jq -c .pair_deferred_total)"
+wait_for "held requests answered" 10 sh -c "[ \"\$('$BIN/nnvectl' -s '$T/torb.ctl' --json show counters | jq .pair_deferred)\" = 0 ]"
+c=$(sctl torb show counters | jq .pair_deferred_total)
+[ "$(echo "$c" | jq '.held == .answered + .busy + .dropped')" = true ] ||
+    fail "a held request was lost: $c"
+[ "$(sctl torb show vns | jq -c '[.[] | select(.vn_id == 5001)]')" = "$vn5001" ] ||
+    fail "hv1's requests changed vn 5001"
+no_shared_tag
+ok "pipelined new VNs: 4 held for their claims, 2 BUSY at once, none left, nothing else changed"
+
+# ---- held requests when their session ends and when the switch stops ------------------
+# The allocator frozen (its claims unanswered): requests held at torb when their
+# hypervisor goes away, and when torb is stopped, are freed; torb exits cleanly (no leak).
+kill -STOP "${SPID[tora]}"
+raw=$(printf '0103000000000014%08x0007000400001776' 200)
+printf 'hello node=hv1 epoch=1\nraw %s\n' "$raw" |
+    "$CLIENT" --connect "127.0.0.1:${CPORT[torb]}" --cert "$T/pki/hv1.crt" --key "$T/pki/hv1.key" \
+        --ca "$T/pki/ca.crt" --expect-peer torb --timeout 10000 >/dev/null || fail "client (close)"
+raw=$(printf '0103000000000014%08x0007000400001777' 201)
+printf 'hello node=hv1 epoch=1\nraw %s\nsleep 20000\n' "$raw" |
+    "$CLIENT" --connect "127.0.0.1:${CPORT[torb]}" --cert "$T/pki/hv1.crt" --key "$T/pki/hv1.key" \
+        --ca "$T/pki/ca.crt" --expect-peer torb --timeout 30000 >"$T/held.out" 2>&1 &
+CPIDS+=($!)
+wait_for "the request reached torb" 10 grep -q '"RAW"' "$T/held.out"
+c=$(sctl torb show counters | jq '.pair_deferred_total + {now: .pair_deferred}')
+echo "held at stop: $(echo "$c" | jq -c .)"
+[ "$(echo "$c" | jq '.held == .answered + .busy + .dropped + .now')" = true ] ||
+    fail "held requests unaccounted for: $c"
 stop torb
+kill -CONT "${SPID[tora]}"
 stop tora
+ok "held requests freed when their session ends and at stop"

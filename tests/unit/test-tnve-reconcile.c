@@ -175,6 +175,8 @@ static int count_type(uint8_t type)
     return c;
 }
 
+static uint32_t answer_retry_after; /* > 0: answer() sends RETRY_AFTER */
+
 static void answer(struct tnve_rec *r, int i, uint16_t status, uint16_t tag, int state,
                    uint64_t now)
 {
@@ -197,6 +199,10 @@ static void answer(struct tnve_rec *r, int i, uint16_t status, uint16_t tag, int
     if (status != SNCP_STATUS_SUCCESS) {
         snprintf(RSP.reason, sizeof RSP.reason, "test says %s", sncp_status_token(status));
         sncp_msg_set(&RSP, SNCP_TLV_REASON);
+    }
+    if (answer_retry_after) {
+        RSP.retry_after_ms = answer_retry_after;
+        sncp_msg_set(&RSP, SNCP_TLV_RETRY_AFTER);
     }
     tnve_rec_response(r, F.cookie[i], &RSP, 0, now);
 }
@@ -571,6 +577,37 @@ START_TEST(test_backoff_growth)
     char b[64];
     ck_assert_str_eq(tsi_field(r, 0, "acked", b, sizeof b), "associated");
     ck_assert_str_eq(tsi_field(r, 0, "failures", b, sizeof b), "0");
+    tnve_rec_destroy(r);
+}
+END_TEST
+
+/* A failure with RETRY_AFTER is retried after it (not after the backoff from retry_min),
+ * within [10 ms, retry_max]: a ToR pair's follower asks for a short wait while it agrees a
+ * tag (PROTOCOL.md §17.3). */
+START_TEST(test_retry_after_honoured)
+{
+    struct tnve_domxml x;
+    struct tnve_rec *r = steady(NULL, &x);
+    tnve_rec_domain_effect(r, x.uuid, TNVE_EFFECT_ASSOCIATE, 0, "saved", 10000);
+    uint64_t now = 10000;
+    tnve_rec_run(r, now);
+    static const uint32_t given[] = {20, 3, 100000, 20};
+    static const uint64_t want[] = {20, 10, 1600, 20};
+    for (int k = 0; k < 4; k++) {
+        int idx = F.n - 1;
+        ck_assert_int_eq(F.sent[idx].type, SNCP_MSG_TSI_DEACTIVATE);
+        answer_retry_after = given[k];
+        answer(r, idx, SNCP_STATUS_BUSY, 0, -1, now);
+        answer_retry_after = 0;
+        uint64_t t = now;
+        while (F.n == idx + 1) {
+            t++;
+            ck_assert_uint_lt(t - now, 4000);
+            tnve_rec_run(r, t);
+        }
+        ck_assert_uint_eq(t - now, want[k]);
+        now = t;
+    }
     tnve_rec_destroy(r);
 }
 END_TEST
@@ -1473,6 +1510,7 @@ static Suite *suite(void)
     tcase_add_test(tc, test_sync_window_full);
     tcase_add_test(tc, test_lifecycle_and_disconnect);
     tcase_add_test(tc, test_backoff_growth);
+    tcase_add_test(tc, test_retry_after_honoured);
     tcase_add_test(tc, test_resync_content);
     tcase_add_test(tc, test_sync_invalid_state);
     tcase_add_test(tc, test_peer_deassociate_converges);
