@@ -235,6 +235,29 @@ static unsigned mux_rank(void *aux, unsigned leg)
     return leg == a->active ? 0 : 1 + leg;
 }
 
+/* The mux's retag log lines: the VN leg `leg`'s nNVE has connected under `tag`. */
+static void mux_vn_name(void *aux, unsigned leg, uint16_t tag, char *buf, size_t cap)
+{
+    struct tnve_agent *a = aux;
+    snprintf(buf, cap, "-");
+    if (leg >= a->n_homes || !a->homes[leg].rec)
+        return;
+    unsigned n = tnve_rec_vn_tags(a->homes[leg].rec, NULL, 0);
+    struct tnve_rec_vn_tag *vt = n ? calloc(n, sizeof *vt) : NULL;
+    if (!vt)
+        return;
+    n = tnve_rec_vn_tags(a->homes[leg].rec, vt, n);
+    for (unsigned i = 0; i < n; i++) {
+        if (vt[i].tag == tag) {
+            char name[TNVE_VN_STRLEN];
+            tnve_vn_format(&vt[i].vn, name, sizeof name);
+            snprintf(buf, cap, "%s", name);
+            break;
+        }
+    }
+    free(vt);
+}
+
 static void set_active(struct tnve_agent *a, unsigned to, const char *cause, const char *why)
 {
     unsigned from = a->active;
@@ -277,11 +300,11 @@ static void select_active(struct tnve_agent *a, const char *cause, const char *w
         set_active(a, to, cause, why);
 }
 
-static void home_changed(struct tnve_agent *a, const char *why)
+static void home_changed(struct tnve_agent *a, const char *cause, const char *why)
 {
-    select_active(a, "session", why);
+    select_active(a, cause, why);
     if (a->mux)
-        tnve_dp_mux_rerank(a->mux);
+        tnve_dp_mux_rerank(a->mux, cause);
     prepares_check(a);
 }
 
@@ -296,7 +319,7 @@ static void nnve_up(void *aux)
     select_active(h->a, "session", why);
     tnve_rec_set_peer_caps(h->rec, tnve_nnve_peer_caps(h->nnve));
     tnve_rec_session_up(h->rec, uv_now(h->a->loop));
-    home_changed(h->a, why);
+    home_changed(h->a, "session", why);
 }
 
 static void nnve_down(void *aux)
@@ -305,7 +328,7 @@ static void nnve_down(void *aux)
     h->lost = 1;
     h->lost_why = "session lost";
     tnve_rec_session_down(h->rec, uv_now(h->a->loop));
-    home_changed(h->a, h->lost_why);
+    home_changed(h->a, "session", h->lost_why);
 }
 
 static void nnve_failed(void *aux)
@@ -316,7 +339,7 @@ static void nnve_failed(void *aux)
     h->lost = 1;
     h->lost_why = "connection attempt failed";
     if (h->rec)
-        home_changed(h->a, h->lost_why);
+        home_changed(h->a, "session", h->lost_why);
 }
 
 static void nnve_request(void *aux, const struct sncp_msg *req)
@@ -367,9 +390,10 @@ static void uplinks_changed(void *aux)
     }
     char why[300];
     snprintf(why, sizeof why, "uplinks %s", states);
+    /* the ports of VNs bound under two tags (a partition of a ToR pair) follow the uplink */
     select_active(a, "uplink", why);
     if (a->mux)
-        tnve_dp_mux_rerank(a->mux);
+        tnve_dp_mux_rerank(a->mux, "uplink");
     prepares_check(a);
 }
 
@@ -383,8 +407,7 @@ int tnve_agent_activate(struct tnve_agent *a, const char *name)
         a->override = (int)i;
         char why[128];
         snprintf(why, sizeof why, "tnvectl nnve activate %s", name);
-        select_active(a, "operator", why);
-        home_changed(a, why);
+        home_changed(a, "operator", why);
         return 0;
     }
     return -ENOENT;
@@ -776,6 +799,7 @@ int tnve_agent_create(uv_loop_t *loop, struct tnve_config *cfg, const char *conf
             snprintf(err, errlen, "out of memory");
             return -ENOMEM;
         }
+        tnve_dp_mux_set_vn_name(a->mux, mux_vn_name);
     }
     /* figures only: a series that cannot be allocated records nothing */
     tnve_lat_init(&a->lat_total, TNVE_AGENT_LATENCY_MAX);

@@ -32,6 +32,7 @@ struct tnve_dp_mux {
     struct tnve_dp legs[MUX_MAX_LEGS];
     char names[MUX_MAX_LEGS][64];
     tnve_dp_mux_rank_fn *rank;
+    tnve_dp_mux_vn_name_fn *vn_name;
     void *aux;
     struct mux_port *ports;
     unsigned n_ports, n_mismatched;
@@ -112,21 +113,24 @@ static void check_mismatch(struct tnve_dp_mux *m, struct mux_port *p, int best)
     }
 }
 
-/* Applies the best-ranked leg's tag on p.  `uplink_hint`: the calling leg still has other
- * ports on the tag it lets go.  0 or the backend's error (the previous tag stays). */
-static int port_apply(struct tnve_dp_mux *m, struct mux_port *p, int uplink_hint)
+int tnve_dp_mux_choose(const uint16_t *want, const unsigned *rank, unsigned n)
 {
     int best = -1;
-    unsigned best_rank = 0;
-    for (unsigned i = 0; i < m->n_legs; i++) {
-        if (!p->want[i])
-            continue;
-        unsigned rank = m->rank ? m->rank(m->aux, i) : i;
-        if (best < 0 || rank < best_rank) {
+    for (unsigned i = 0; i < n; i++)
+        if (want[i] && (best < 0 || rank[i] < rank[best]))
             best = (int)i;
-            best_rank = rank;
-        }
-    }
+    return best;
+}
+
+/* Applies the best-ranked leg's tag on p.  `uplink_hint`: the calling leg still has other
+ * ports on the tag it lets go.  `cause`: why, for the log line of a retag.  0 or the
+ * backend's error (the previous tag stays). */
+static int port_apply(struct tnve_dp_mux *m, struct mux_port *p, int uplink_hint, const char *cause)
+{
+    unsigned ranks[MUX_MAX_LEGS];
+    for (unsigned i = 0; i < m->n_legs; i++)
+        ranks[i] = m->rank ? m->rank(m->aux, i) : i;
+    int best = tnve_dp_mux_choose(p->want, ranks, m->n_legs);
     check_mismatch(m, p, best);
     uint16_t want = best >= 0 ? p->want[best] : 0;
     if (want == p->applied)
@@ -139,9 +143,13 @@ static int port_apply(struct tnve_dp_mux *m, struct mux_port *p, int uplink_hint
             return err;
         }
         p->applied = want;
-        if (old)
-            SNV_INFO("dp", "port moved to the preferred nNVE's tag port=%s tag=%u was=%u from=%s",
-                     p->ifname, want, old, m->names[best]);
+        if (old) {
+            char vn[96] = "-";
+            if (m->vn_name)
+                m->vn_name(m->aux, (unsigned)best, want, vn, sizeof vn);
+            SNV_INFO("dp", "retag vn=%s port=%s tag %u -> %u cause=%s nnve=%s", vn, p->ifname, old,
+                     want, cause, m->names[best]);
+        }
     }
     if (old) {
         /* port_set left only `want` on the port; this takes `old` off the uplink when no
@@ -174,7 +182,7 @@ static int mux_port_set(struct tnve_dp *leg, const char *ifname, uint16_t vid)
     }
     uint16_t prev = p->want[leg->index];
     p->want[leg->index] = vid;
-    int err = port_apply(m, p, 0);
+    int err = port_apply(m, p, 0, "nnve");
     if (err < 0) {
         p->want[leg->index] = prev;
         port_free_if_unused(m, p);
@@ -188,7 +196,7 @@ static int mux_port_clear(struct tnve_dp *leg, const char *ifname, uint16_t vid,
     struct mux_port *p = port_find(m, ifname);
     if (p && p->want[leg->index] == vid) {
         p->want[leg->index] = 0;
-        int err = port_apply(m, p, uplink_in_use);
+        int err = port_apply(m, p, uplink_in_use, "release");
         port_free_if_unused(m, p);
         return err;
     }
@@ -268,10 +276,15 @@ struct tnve_dp *tnve_dp_mux_leg(struct tnve_dp_mux *m, unsigned i)
     return i < m->n_legs ? &m->legs[i] : NULL;
 }
 
-void tnve_dp_mux_rerank(struct tnve_dp_mux *m)
+void tnve_dp_mux_set_vn_name(struct tnve_dp_mux *m, tnve_dp_mux_vn_name_fn *fn)
+{
+    m->vn_name = fn;
+}
+
+void tnve_dp_mux_rerank(struct tnve_dp_mux *m, const char *cause)
 {
     for (struct mux_port *p = m->ports; p; p = p->next) {
-        int err = port_apply(m, p, 0);
+        int err = port_apply(m, p, 0, cause);
         if (err < 0)
             SNV_ERR("dp", "dataplane set failed port=%s err=%s", p->ifname, sncp_strerror(err));
     }

@@ -20,6 +20,11 @@
 #      no VLAN or static FDB entry removed or added by the heal), each switch's TSIs, VAPs, pair rows
 #      and kernel maps equal what the libvirtds run; pings in every VN and to the VXLAN peer
 #   5. a VN started after the heal (white, vm7) gets one tag on both, from the allocator
+#   6. sw1's host ports go down, the management sessions stay up: the bonds fail over to e2,
+#      and the agents (`uplink = e1` / `uplink = e2` added here to each [nnve] section of
+#      their configurations) put sw2's tags on the vNIC ports of red and green (logged as
+#      `retag vn=... tag X -> Y cause=uplink`); pings in red, green, blue and to the VXLAN
+#      peer go through sw2; still one VN per tag everywhere
 # Skips (77) when User-Mode Linux or its bonding module is missing.
 set -u
 
@@ -35,6 +40,15 @@ if [ "${1:-}" = "--inside" ]; then
     . "$src/tests/uml/pair-lib.bash"
     racks_test_init 30 "$R/sw?/nnve.log" "$R/hv?/agent.log"
     trap 'racks_stop' EXIT
+
+    # each [nnve] section names the bond slave cabled to its switch (e1 -> sw1, e2 -> sw2),
+    # written into the agents' configurations before they start
+    eval "start_agent_unwatched() $(declare -f racks_start_agent | tail -n +2)"
+    racks_start_agent() {
+        grep -q '^uplink = e1$' "$R/$1/agent.conf" ||
+            sed -i -e '/^\[nnve sw1\]$/a uplink = e1' -e '/^\[nnve sw2\]$/a uplink = e2' "$R/$1/agent.conf"
+        start_agent_unwatched "$@"
+    }
 
     # partition on|off: drops (or passes again) the pair session's TCP port on the underlay
     # bridge, both directions; VXLAN and everything else still pass.
@@ -281,6 +295,47 @@ if [ "${1:-}" = "--inside" ]; then
         fail "white: sw1 $w1, sw2 $w2, port $(port_tag vm7)"
     racks_wait "tables agree" 10 tables_agree || fail "the pair tables differ after white"
     check_one_vn_per_tag "after white"
+
+    step "6. sw1's host ports go down: the bonds fail over to e2, the split VNs follow"
+    for hv in hv1 hv2; do
+        [ "$(tnvectl_hv "$hv" --json show nnves | jq -r '[.[] | .uplink] | join(" ")')" = "e1 e2" ] &&
+            ok "$hv: show nnves lists the uplinks e1 (sw1) and e2 (sw2)" || fail "$hv: uplinks $(tnvectl_hv "$hv" --json show nnves | jq -c '[.[] | .uplink]')"
+    done
+    red2=$(tag_at sw2 vm3) green2=$(tag_at sw2 vm5)
+    ip netns exec vm3 ping -n -i 0.05 -w 60 "$(vm_ip vm4)" >"$R/ping.red" 2>&1 &
+    pinger=$!
+    sleep 1
+    ip -n sw1 link set swp1 down && ip -n sw1 link set swp2 down || fail "cannot take sw1's host ports down"
+    on_e2() { [ "$(active_slave hv1) $(active_slave hv2)" = "e2 e2" ]; }
+    racks_wait "bonds on e2" 20 on_e2 || fail "the bonds did not fail over: $(active_slave hv1) $(active_slave hv2)"
+    split_on_sw2() {
+        [ "$(port_tag vm3) $(port_tag vm4) $(port_tag vm5) $(port_tag vm6)" = "$red2 $(tag_at sw2 vm4) $green2 $(tag_at sw2 vm6)" ]
+    }
+    racks_wait "split VNs on sw2's tags" 20 split_on_sw2 &&
+        ok "red and green: the vNIC ports carry sw2's tags ($red2, $green2)" ||
+        fail "vNIC ports red $(port_tag vm3)/$(port_tag vm4), green $(port_tag vm5)/$(port_tag vm6); sw2's tags $red2, $green2"
+    [ "$(port_tag vm1) $(port_tag vm2) $(port_tag vm7)" = "$blue $blue $w1" ] &&
+        ok "blue and white keep their one tag on the vNIC ports" ||
+        fail "blue/white ports $(port_tag vm1) $(port_tag vm2) $(port_tag vm7)"
+    retags=0
+    for vm in vm3 vm4 vm5 vm6; do
+        hv=$(vm_field "$vm" 2)
+        grep -q "retag vn=$(vn_of "$vm")/$(vm_field "$vm" 4) port=vnet$(vm_num "$vm") tag $(tag_at sw1 "$vm") -> $(tag_at sw2 "$vm") cause=uplink" "$R/$hv/agent.log" &&
+            retags=$((retags + 1)) || fail "$hv: no retag logged for $vm"
+    done
+    [ "$retags" = 4 ] && ok "the agents logged the 4 retags (retag vn=... tag X -> Y cause=uplink)"
+    for e in "vm3 vm4" "vm5 vm6" "vm1 vm2"; do
+        read -r a b <<<"$e"
+        vm_ping "$a" "$(vm_ip "$b")" 5 && ok "$(vm_field "$a" 4): $a -> $b through sw2" || fail "$(vm_field "$a" 4): $a cannot reach $b through sw2"
+    done
+    vm_ping vm1 "$REM_IP" 5 && ok "blue: vm1 -> the VXLAN peer through sw2" || fail "vm1 cannot reach the VXLAN peer through sw2"
+    vm_ping vm3 "$(vm_ip vm6)" && fail "red vm3 reached green vm6 through sw2" || ok "red and green stay apart on sw2"
+    kill -INT "$pinger" 2>/dev/null
+    wait "$pinger" 2>/dev/null
+    read -r sent got <<<"$(awk '/packets transmitted/ { print $1, $4 }' "$R/ping.red")"
+    echo "red vm3 -> vm4 (every 50 ms) across the bond failover: $((${sent:-0} - ${got:-0})) of ${sent:-0} replies lost"
+    echo "TABLE|split VN across a bond failover after a heal: replies lost (ping every 50 ms)|$((${sent:-0} - ${got:-0}))|-|-"
+    check_one_vn_per_tag "after the bond failover"
 
     racks_finish hv1 hv2 sw1 sw2
 fi

@@ -124,7 +124,7 @@ START_TEST(test_mismatch_preferred_tag)
     ck_assert_int_eq(counter(m, "tag_mismatches"), 1);
     /* the preference moves to sw2: its tag goes on */
     preferred = 1;
-    tnve_dp_mux_rerank(m);
+    tnve_dp_mux_rerank(m, "uplink");
     ck_assert_int_eq(n_calls, 5);
     ck_assert_str_eq(calls[3], "set vnet0 150");
     ck_assert_str_eq(calls[4], "clear vnet0 102 0");
@@ -161,6 +161,85 @@ START_TEST(test_failed_set_and_stale_ports)
 }
 END_TEST
 
+/* The choice of the port's tag: the lowest-ranked leg that holds the port. */
+START_TEST(test_choose)
+{
+    /* a split VN: sw1 binds 120, sw2 150; the bond's switch ranks first */
+    uint16_t want[3] = {120, 150, 0};
+    unsigned r_sw1[3] = {0, 2, 3}, r_sw2[3] = {1, 0, 3};
+    ck_assert_int_eq(tnve_dp_mux_choose(want, r_sw1, 3), 0);
+    ck_assert_int_eq(tnve_dp_mux_choose(want, r_sw2, 3), 1);
+    /* a leg that does not hold the port is never chosen, whatever its rank */
+    unsigned r_leg3[3] = {2, 1, 0};
+    ck_assert_int_eq(tnve_dp_mux_choose(want, r_leg3, 3), 1);
+    /* equal ranks: configuration order */
+    unsigned r_eq[3] = {5, 5, 5};
+    ck_assert_int_eq(tnve_dp_mux_choose(want, r_eq, 3), 0);
+    /* nobody holds it */
+    uint16_t none[3] = {0, 0, 0};
+    ck_assert_int_eq(tnve_dp_mux_choose(none, r_sw1, 3), -1);
+    ck_assert_int_eq(tnve_dp_mux_choose(want, r_sw1, 0), -1);
+}
+END_TEST
+
+/* The VN's name in the retag log line: what the agent's callback says for leg and tag. */
+static unsigned named_leg;
+static uint16_t named_tag;
+
+static void vn_name(void *aux, unsigned leg, uint16_t tag, char *buf, size_t cap)
+{
+    (void)aux;
+    named_leg = leg;
+    named_tag = tag;
+    snprintf(buf, cap, "red");
+}
+
+/* A VN split across the pair follows the preference back and forth; a VN with one tag at
+ * both nNVEs never moves. */
+START_TEST(test_split_follows_rerank)
+{
+    struct tnve_dp_mux *m = mk();
+    tnve_dp_mux_set_vn_name(m, vn_name);
+    ck_assert_int_eq(set(m, 0, "vnet3", 120), 0); /* red: sw1's tag */
+    ck_assert_int_eq(set(m, 1, "vnet3", 150), 0); /* red: sw2's tag */
+    ck_assert_int_eq(set(m, 0, "vnet1", 100), 0); /* blue: one tag */
+    ck_assert_int_eq(set(m, 1, "vnet1", 100), 0);
+    ck_assert_int_eq(n_calls, 2);
+    ck_assert_str_eq(calls[0], "set vnet3 120");
+    ck_assert_str_eq(calls[1], "set vnet1 100");
+    /* the bond fails over to sw2 */
+    preferred = 1;
+    tnve_dp_mux_rerank(m, "uplink");
+    ck_assert_int_eq(n_calls, 4);
+    ck_assert_str_eq(calls[2], "set vnet3 150");
+    ck_assert_str_eq(calls[3], "clear vnet3 120 0");
+    ck_assert_uint_eq(named_leg, 1);
+    ck_assert_uint_eq(named_tag, 150);
+    /* a rerank with no change in preference changes nothing */
+    tnve_dp_mux_rerank(m, "session");
+    ck_assert_int_eq(n_calls, 4);
+    /* and back to sw1 */
+    preferred = 0;
+    tnve_dp_mux_rerank(m, "uplink");
+    ck_assert_int_eq(n_calls, 6);
+    ck_assert_str_eq(calls[4], "set vnet3 120");
+    ck_assert_str_eq(calls[5], "clear vnet3 150 0");
+    ck_assert_uint_eq(named_leg, 0);
+    /* a failed set leaves the port on its tag, and the next rerank tries again */
+    preferred = 1;
+    fail_set = 1;
+    tnve_dp_mux_rerank(m, "uplink");
+    ck_assert_int_eq(n_calls, 6);
+    ck_assert_int_eq(counter(m, "dp_mux_errors"), 1);
+    fail_set = 0;
+    tnve_dp_mux_rerank(m, "uplink");
+    ck_assert_int_eq(n_calls, 8);
+    ck_assert_str_eq(calls[6], "set vnet3 150");
+    ck_assert_int_eq(counter(m, "tag_mismatches"), 1);
+    tnve_dp_mux_destroy(m);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("tnve-dp-mux");
@@ -168,6 +247,8 @@ static Suite *suite(void)
     tcase_add_test(tc, test_same_tag_set_once);
     tcase_add_test(tc, test_mismatch_preferred_tag);
     tcase_add_test(tc, test_failed_set_and_stale_ports);
+    tcase_add_test(tc, test_choose);
+    tcase_add_test(tc, test_split_follows_rerank);
     suite_add_tcase(s, tc);
     return s;
 }
