@@ -1,7 +1,7 @@
 #!/bin/bash
 # bench/pair-standby.sh: inside User-Mode Linux, what a dual-homed hypervisor's VM loses when
 # its active-backup bond fails over between the two switches of a ToR pair
-# (tests/uml/racks-lib.bash, pair_hv_topology; the scenario of
+# (the topology of tests/uml/pair-lib.bash; the scenario of
 # tests/integration/test-pair-standby.sh, phase b).
 #
 # vm1 (hv1) pings vm2 (hv2) every 20 ms (ping -D); after 1 s sw1's host ports go down, both
@@ -18,20 +18,14 @@ here=$(cd "$(dirname "$0")" && pwd)
 src=${SPLITNVE_SRC:-$(cd "$here/.." && pwd)}
 
 if [ "${1:-}" = "--inside" ]; then
-    . "$src/tests/uml/racks-lib.bash"
-    RACKS_HVS=$RACKS_PAIR_HVS
-    RACKS_VMS=$RACKS_PAIR_VMS
     mode=$PAIR_BENCH_MODE
+    PAIR_MODE=$mode
+    PAIR_UPLINKS="e1 e2"
+    . "$src/tests/uml/racks-lib.bash"
+    . "$src/tests/uml/pair-lib.bash"
     trap 'racks_stop' EXIT
-    pair_hv_topology || exit 1
-    pair_hv_confs "$mode" yes
-    racks_start_switch sw1 && racks_start_switch sw2 || exit 1
-    racks_wait "pair session up" 30 pair_up sw2 || exit 1
-    for hv in hv1 hv2; do racks_start_libvirtd "$hv" && racks_start_agent "$hv" || exit 1; done
-    for hv in hv1 hv2; do racks_wait "$hv sessions" 30 pair_agent_ready "$hv" || exit 1; done
-    for vm in vm1 vm2; do vm_xml "$vm" >"$R/$vm.xml"; done
-    racks_virsh hv1 "define $R/vm1.xml; start vm1" >/dev/null || exit 1
-    racks_virsh hv2 "define $R/vm2.xml; start vm2" >/dev/null || exit 1
+    pair_start || exit 1
+    pair_vms_start vm1 vm2 || exit 1
     racks_wait "activated at sw1" 30 tsis_in sw1 activated vm1 vm2 || exit 1
     vm_ping vm1 "$(vm_ip vm2)" 5 || exit 1
     ip netns exec vm1 ping -D -n -i 0.02 -w 60 "$(vm_ip vm2)" >"$R/ping" 2>&1 &

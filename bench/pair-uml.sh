@@ -27,9 +27,7 @@ if [ "${1:-}" = "--inside" ]; then
     cycles=${PAIR_BENCH_CYCLES:-3}
     bail() { echo "pair-uml bench: $*"; tail -n 20 "$R"/sw?/nnve.log; exit 1; }
     pair_start >/dev/null || bail "start-up failed"
-    for vm in vm1 vm2; do vm_xml "$vm" >"$R/$vm.xml"; done
-    racks_virsh hv1 "define $R/vm1.xml; start vm1" >/dev/null || bail "virsh vm1"
-    racks_virsh hv2 "define $R/vm2.xml; start vm2" >/dev/null || bail "virsh vm2"
+    pair_vms_start vm1 vm2 || bail "VMs not started"
     both() { activated_at sw1 vm1 vm2 && activated_at sw2 vm1 vm2; }
     racks_wait "VMs activated" 30 both || bail "VMs not activated"
     vm_ping vm1 "$(vm_ip vm2)" 5 && vm_ping vm1 "$REM_IP" 5 || bail "no ping before the first failure"

@@ -2,7 +2,7 @@
 # test-pair-standby.sh: active-standby VNs follow the hypervisor's bond (RFC 8394 Req-3), with
 # real packets.
 #
-# Inside User-Mode Linux (tests/uml/racks-lib.bash, pair_hv_topology): a ToR pair sw1, sw2
+# Inside User-Mode Linux, the topology of tests/uml/pair-lib.bash: a ToR pair sw1, sw2
 # (nnve-daemon, `linux` backend, one [pair] domain) and two hypervisors hv1, hv2, each with an
 # active-backup bond0 over e1 (to sw1) and e2 (to sw2), its private libvirtd and tnve-agent
 # with two [nnve] sections, `mode = active-standby` and `uplink = e1` / `uplink = e2`.  VMs
@@ -25,24 +25,11 @@ src=${SPLITNVE_SRC:-$(cd "$here/../.." && pwd)}
 
 # ---------------------------------------------------------------------------- inside UML ---
 if [ "${1:-}" = "--inside" ]; then
+    PAIR_MODE=active-standby
+    PAIR_UPLINKS="e1 e2"
     . "$src/tests/uml/racks-lib.bash"
-    RACKS_HVS=$RACKS_PAIR_HVS
-    RACKS_VMS=$RACKS_PAIR_VMS
-    fails=0
-    step() { racks_log "== $*"; }
-    ok() { echo "ok: $*"; }
-    fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
-    dump_logs() {
-        local f
-        for f in "$R"/sw?/nnve.log "$R"/hv?/agent.log; do
-            [ -f "$f" ] && { echo "--- $f (tail)"; tail -n 30 "$f"; }
-        done
-    }
-    die() {
-        echo "FAIL: $*"
-        dump_logs
-        exit 1
-    }
+    . "$src/tests/uml/pair-lib.bash"
+    racks_test_init 30 "$R/sw?/nnve.log" "$R/hv?/agent.log"
     trap 'racks_stop' EXIT
 
     active_is() { # HV NNVE: the agent's active nNVE
@@ -67,23 +54,12 @@ if [ "${1:-}" = "--inside" ]; then
     }
 
     step "topology, the switch pair, hypervisors, VMs"
-    pair_hv_topology || die "topology"
-    pair_hv_confs active-standby yes
-    racks_start_switch sw1 || die "sw1"
-    racks_start_switch sw2 || die "sw2"
-    racks_wait "pair session up" 30 pair_up sw2 || die "the pair session did not come up"
-    for hv in hv1 hv2; do racks_start_libvirtd "$hv" || die "libvirtd $hv"; done
-    for hv in hv1 hv2; do racks_start_agent "$hv" || die "agent $hv"; done
-    racks_wait "hv1 sessions" 30 pair_agent_ready hv1 || die "hv1 has not both sessions"
-    racks_wait "hv2 sessions" 30 pair_agent_ready hv2 || die "hv2 has not both sessions"
-    vm_xml vm1 >"$R/vm1.xml"
-    vm_xml vm2 >"$R/vm2.xml"
-    racks_virsh hv1 "define $R/vm1.xml; start vm1" >/dev/null || die "virsh vm1"
-    racks_virsh hv2 "define $R/vm2.xml; start vm2" >/dev/null || die "virsh vm2"
+    pair_start || die "start-up"
+    pair_vms_start vm1 vm2 || die "VMs"
 
     step "0. the bonds are on e1: the VN is at sw1 only"
     for hv in hv1 hv2; do
-        [ "$(bond_active "$hv")" = e1 ] || die "$hv bond0 active slave is '$(bond_active "$hv")', not e1"
+        [ "$(active_slave "$hv")" = e1 ] || die "$hv bond0 active slave is '$(active_slave "$hv")', not e1"
     done
     racks_wait "uplink states" 20 all_hvs uplinks_are active backup &&
         ok "show nnves: uplink e1 active, e2 backup on both hypervisors" ||
@@ -112,8 +88,8 @@ if [ "${1:-}" = "--inside" ]; then
     racks_start_switch sw1 || die "sw1 restart"
     racks_wait "pair session up again" 30 pair_up sw2 || fail "the pair session did not come back"
     racks_wait "agents back on sw1" 30 all_hvs active_is sw1 || fail "the agents did not return to sw1"
-    racks_wait "hv1 sessions" 30 pair_agent_ready hv1 || fail "hv1 did not resynchronise with sw1"
-    racks_wait "hv2 sessions" 30 pair_agent_ready hv2 || fail "hv2 did not resynchronise with sw1"
+    racks_wait "hv1 sessions" 30 agent_ready hv1 || fail "hv1 did not resynchronise with sw1"
+    racks_wait "hv2 sessions" 30 agent_ready hv2 || fail "hv2 did not resynchronise with sw1"
     racks_wait "sw2 lets the TSIs go" 30 tsis_in sw2 absent vm1 vm2 || fail "TSIs still at sw2: $(tsi_state sw2 vm1) $(tsi_state sw2 vm2)"
     tsis_in sw1 activated vm1 vm2 && ok "TSIs activated at sw1 after the restart" || fail "not activated at sw1 after the restart"
     grep -q 'active nNVE changed nnve=sw1 was=sw2 cause=session' "$R/hv1/agent.log" &&
@@ -130,7 +106,7 @@ if [ "${1:-}" = "--inside" ]; then
     kill "$mon1" 2>/dev/null
     wait "$mon1" 2>/dev/null
     grep -q 02:00:00:00:00:aa "$R/mon.sw1" || fail "the monitor missed the control change"
-    pair_monitor_changes "$R/mon.sw1" >"$R/mon.sw1.changes"
+    monitor_changes "$R/mon.sw1" >"$R/mon.sw1.changes"
     [ -s "$R/mon.sw1.changes" ] && { sed 's/^/   monitor| /' "$R/mon.sw1.changes" | head -n 20; fail "sw1: VLAN or static FDB entries changed across the kill and restart"; } ||
         ok "sw1: no VLAN or static FDB entry removed or added across the kill and restart (bridge monitor)"
     pair_kstate sw1 >"$R/k.sw1.after"
@@ -148,7 +124,7 @@ if [ "${1:-}" = "--inside" ]; then
     sleep 1
     t0=$(now)
     ip -n sw1 link set swp1 down && ip -n sw1 link set swp2 down || fail "links down"
-    on_e2() { [ "$(bond_active "$1")" = e2 ]; }
+    on_e2() { [ "$(active_slave "$1")" = e2 ]; }
     racks_wait "bonds on e2" 10 all_hvs on_e2 || fail "the bonds did not fail over"
     racks_wait "agents on sw2" 20 all_hvs active_is sw2 || fail "the agents did not move the VN to sw2"
     racks_wait "sw2 activated" 20 tsis_in sw2 activated vm1 vm2 || fail "not activated at sw2 after the failover"
@@ -177,25 +153,11 @@ if [ "${1:-}" = "--inside" ]; then
     echo "TABLE|active-standby failover, link down: replies lost (ping every 20 ms)|$lost_b|-|-"
     echo "TABLE|active-standby, kill -9 and restart of the bonds' nNVE: replies lost (ping every 20 ms)|$lost_a|-|-"
 
-    step "daemons stop cleanly"
-    for n in hv1 hv2 sw1 sw2; do
-        racks_kill "$n"
-        st=$?
-        [ "$st" = 0 ] || fail "$n exit $st after SIGTERM"
-    done
-    if [ "$fails" -ne 0 ]; then
-        dump_logs
-        echo "inside UML: $fails check(s) failed"
-        exit 1
-    fi
-    echo "inside UML: all checks passed"
-    exit 0
+    racks_finish hv1 hv2 sw1 sw2
 fi
 
 # ------------------------------------------------------------------------------ on the host ---
 build=${SPLITNVE_BUILD:-$src/build}
-command -v linux.uml >/dev/null || { echo "SKIP: linux.uml missing (apt-get install user-mode-linux)"; exit 77; }
-[ -f "/usr/lib/uml/modules/$(ls /usr/lib/uml/modules 2>/dev/null | head -n 1)/kernel/drivers/net/bonding/bonding.ko" ] ||
-    { echo "SKIP: no bonding.ko in /usr/lib/uml/modules"; exit 77; }
 . "$src/tests/uml/racks-host.bash"
+racks_host_need_bonding
 racks_host_run "$src" "$build" pair-standby "$here/test-pair-standby.sh" 768M 180 nnve1 nnve2 hv1 hv2

@@ -35,14 +35,6 @@ if [ "${1:-}" = "--inside" ]; then
     racks_test_init 25 "$R/sw?/nnve.log" "$R/hv?/agent.log"
     trap 'racks_stop' EXIT
 
-    # kstate SW: the switch's kernel state that the daemon owns (learned FDB entries come
-    # and go with the traffic and are left out).
-    kstate() {
-        bridge -n "$1" vlan show
-        bridge -n "$1" fdb show | grep -E ' (static|permanent)' | sort
-        bridge -n "$1" -d link show | sed -E 's/ state [a-z]+//'
-        ip netns exec "$1" nft list ruleset
-    }
     # ping_window start NAME DST: a continuous ping vm1 -> DST (every 50 ms, at most 90 s).
     # ping_window stop NAME WHAT [MAXLOST]: stops it and reports the lost replies; fails when
     # fewer than 20 were sent, none answered, or more than MAXLOST (when given) were lost
@@ -72,10 +64,7 @@ if [ "${1:-}" = "--inside" ]; then
 
     step "topology, the switch pair, hypervisors, VMs"
     pair_start || die "start-up"
-    vm_xml vm1 >"$R/vm1.xml"
-    vm_xml vm2 >"$R/vm2.xml"
-    racks_virsh hv1 "define $R/vm1.xml; start vm1" >/dev/null || die "virsh vm1"
-    racks_virsh hv2 "define $R/vm2.xml; start vm2" >/dev/null || die "virsh vm2"
+    pair_vms_start vm1 vm2 || die "VMs"
 
     step "1. both TSIs activated at both switches with one tag; pings"
     racks_wait "sw1 activated" 30 activated_at sw1 vm1 vm2 || die "not activated at sw1"
@@ -108,8 +97,8 @@ if [ "${1:-}" = "--inside" ]; then
     done
 
     step "2. kill -9 of nnve-daemon on sw1 under a continuous ping"
-    kstate sw1 >"$R/k.sw1.before"
-    kstate sw2 >"$R/k.sw2.before"
+    pair_kstate sw1 >"$R/k.sw1.before"
+    pair_kstate sw2 >"$R/k.sw2.before"
     bridge -n sw2 monitor vlan fdb >"$R/mon.sw2" 2>&1 &
     mon2=$!
     bridge -n sw1 monitor vlan fdb >"$R/mon.sw1" 2>&1 &
@@ -119,7 +108,7 @@ if [ "${1:-}" = "--inside" ]; then
     sleep 1
     racks_kill sw1 KILL
     sleep 3
-    kstate sw2 >"$R/k.sw2.killed"
+    pair_kstate sw2 >"$R/k.sw2.killed"
     diff "$R/k.sw2.before" "$R/k.sw2.killed" >"$R/k.diff" && ok "sw2 kernel state unchanged 3 s after the kill" ||
         { sed 's/^/   diff| /' "$R/k.diff" | head -n 20; fail "sw2 kernel state changed after sw1's kill"; }
     ping_window stop kill "the kill" 3
@@ -154,7 +143,7 @@ if [ "${1:-}" = "--inside" ]; then
             ok "$sw: no VLAN or static FDB entry removed or added across the kill and restart (bridge monitor)"
     done
     for sw in sw1 sw2; do
-        kstate "$sw" >"$R/k.$sw.after"
+        pair_kstate "$sw" >"$R/k.$sw.after"
         diff "$R/k.$sw.before" "$R/k.$sw.after" >"$R/k.diff" && ok "$sw kernel state after the restart = before the kill" ||
             { sed 's/^/   diff| /' "$R/k.diff" | head -n 20; fail "$sw kernel state differs after the restart"; }
     done

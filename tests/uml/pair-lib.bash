@@ -8,19 +8,23 @@
 #           remote VTEP rem u3 198.51.100.3 (VXLAN and the pair session both cross it)
 #   hypervisors hv1, hv2: active-backup bond0 over e1 (-> sw1) and e2 (-> sw2) as the uplink
 #           of the VLAN-aware br0, management links m1 (-> sw1) and m2 (-> sw2), a private
-#           libvirtd, tnve-agent with two [nnve] sections (PAIR_MODE, active-active)
+#           libvirtd, tnve-agent with two [nnve] sections: `mode = PAIR_MODE` (default
+#           active-active) and, when PAIR_UPLINKS names two links ("e1 e2"), `uplink = e1`
+#           in [nnve sw1] and `uplink = e2` in [nnve sw2] (VNs follow the bond's active link)
 #   rem:    a plain VXLAN peer outside the rack: vxlan device vx0 (VNI 5000, flood entries
 #           toward both switches, learning) with REM_IP/REM_MAC, i.e. a host of VN blue
 #           behind another VTEP; both switches list it in remote_vteps
 #   VMs:    RACKS_VMS (vmK:hvN:vn_id:vn_name), namespaces behind vnetK on their hypervisor;
 #           PAIR_VNS lists every VN the switches know ("name:id ...")
 #
-# Used by tests/integration/test-pair-uml.sh, test-pair-partition.sh and bench/pair-uml.sh.
+# Used by tests/integration/test-pair-uml.sh, test-pair-partition.sh, test-pair-standby.sh,
+# bench/pair-uml.sh and bench/pair-standby.sh.
 
 RACKS_HVS="hv1 hv2"
 RACKS_VMS=${PAIR_VMS:-"vm1:hv1:5000:blue vm2:hv2:5000:blue"}
 PAIR_VNS=${PAIR_VNS:-"blue:5000"}
 PAIR_MODE=${PAIR_MODE:-active-active}
+PAIR_UPLINKS=${PAIR_UPLINKS:-}
 REM_IP=192.168.0.250
 REM_MAC=52:54:00:00:00:fa
 
@@ -88,9 +92,10 @@ pair_topology() {
     racks_vms_up
 }
 
-# pair_confs: both switches' and both agents' configurations.
+# pair_confs: both switches' and both agents' configurations (PAIR_MODE, PAIR_UPLINKS).
 pair_confs() {
-    local s h e vns=""
+    local s h e vns="" up
+    read -r -a up <<<"$PAIR_UPLINKS"
     for e in $PAIR_VNS; do vns+="${vns:+, }${e%%:*}"; done
     for s in 1 2; do
         mkdir -p "$R/sw$s/state"
@@ -112,6 +117,7 @@ pair_confs() {
             for s in 1 2; do
                 printf '\n[nnve sw%s]\nnnve_address = %s\nnnve_port = 8394\nnnve_identity = nnve%s\n' \
                     "$s" "$(mgmt_ip_of "sw$s")" "$s"
+                if [ -n "${up[s - 1]:-}" ]; then printf 'uplink = %s\n' "${up[s - 1]}"; fi
             done
         } >"$R/hv$h/agent.conf"
     done
@@ -130,24 +136,41 @@ pair_start() {
     for n in hv1 hv2; do racks_wait "$n sessions" 30 agent_ready "$n" || return 1; done
 }
 
+# pair_vms_start VM...: defines and starts each VM on its hypervisor.  0, or 1 with the
+# reason printed.
+pair_vms_start() {
+    local vm hv
+    for vm in "$@"; do
+        hv=$(vm_field "$vm" 2)
+        vm_xml "$vm" >"$R/$vm.xml"
+        racks_virsh "$hv" "define $R/$vm.xml; start $vm" >/dev/null || { echo "virsh $vm"; return 1; }
+    done
+}
+
 pair_up() { # SW: the pair session is up and synced
     [ "$(nnvectl_sw "$1" --json show pair 2>/dev/null | jq -r '"\(.state) \(.synced)"')" = "up true" ]
 }
 pair_down() { # SW: the switch has no pair session
     [ "$(nnvectl_sw "$1" --json show pair 2>/dev/null | jq -r .state)" != up ]
 }
-activated_at() { # SW VM...
-    local sw=$1 vm
-    shift
+# tsis_in SW STATE VM...: each VM's TSI is in STATE at the switch ("absent": none).
+tsis_in() {
+    local sw=$1 want=$2 vm
+    shift 2
     for vm in "$@"; do
-        [ "$(tsi_state "$sw" "$vm" | cut -d' ' -f1)" = activated ] || return 1
+        [ "$(tsi_state "$sw" "$vm" | cut -d' ' -f1)" = "$want" ] || return 1
     done
+}
+activated_at() { # SW VM...
+    local sw=$1
+    shift
+    tsis_in "$sw" activated "$@"
 }
 agent_ready() { # HV: both sessions up and in sync
     tnvectl_hv "$1" --json show session 2>/dev/null |
         jq -e '(.nnves | length == 2) and all(.nnves[]; .state == "up" and .sync == "ready")' >/dev/null
 }
-# active_slave HV: the bond's active slave (e1: toward sw1, e2: toward sw2).
+# active_slave HV: the bond's active slave (e1: toward sw1, e2: toward sw2, or "None").
 active_slave() {
     ip netns exec "$1" cat /proc/net/bonding/bond0 | awk '/Currently Active Slave/ { print $4 }'
 }
@@ -162,4 +185,36 @@ monitor_changes() {
     { grep -v -E '^$|^(Deleted )?([0-9a-f]{2}:){5}[0-9a-f]{2} dev |^ +state forwarding' "$1"
       grep -E '^(Deleted )?([0-9a-f]{2}:){5}[0-9a-f]{2} dev .*(static|permanent)' "$1"; } |
         grep -v -E '02:00:00:00:00:aa'
+}
+# pair_kstate SW: the switch's kernel state that its daemon owns (learned FDB entries come
+# and go with the traffic and are left out).
+pair_kstate() {
+    bridge -n "$1" vlan show
+    bridge -n "$1" fdb show | grep -E ' (static|permanent)' | sort
+    bridge -n "$1" -d link show | sed -E 's/ state [a-z]+//'
+    ip netns exec "$1" nft list ruleset
+}
+# ping_stats FILE T0: of a `ping -D` output, "LOST SENT GAP_MS MAXGAP_MS": replies lost, echo
+# requests sent, the longest time between two consecutive replies of which the second came
+# after T0 (seconds since the epoch, as ping -D prints them; for a failure at T0: from the
+# last reply before it to the first reply after it; -1 when no reply came after T0), and the
+# longest time between two consecutive replies over the whole run.
+ping_stats() {
+    awk -v t0="$2" '
+        /bytes from/ {
+            t = substr($1, 2, length($1) - 2) + 0
+            if (prev && t - prev > maxgap) maxgap = t - prev
+            if (prev && t > t0 && t - prev > gap) gap = t - prev
+            if (t > t0) after = 1
+            prev = t
+        }
+        /packets transmitted/ { sent = $1; got = $4 }
+        END {
+            printf "%d %d %d %d\n", sent - got, sent, after ? int(gap * 1000 + 0.5) : -1,
+                int(maxgap * 1000 + 0.5)
+        }' "$1"
+}
+# replied_after FILE T0: a `ping -D` output holds a reply stamped after T0.
+replied_after() {
+    awk -v t0="$2" '/bytes from/ { if (substr($1, 2, length($1) - 2) + 0 > t0) f = 1 } END { exit !f }' "$1"
 }
