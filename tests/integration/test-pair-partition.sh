@@ -21,9 +21,9 @@
 #      and kernel maps equal what the libvirtds run; pings in every VN and to the VXLAN peer
 #   5. a VN started after the heal (white, vm7) gets one tag on both, from the allocator
 #   6. sw1's host ports go down, the management sessions stay up: the bonds fail over to e2,
-#      and the agents (`uplink = e1` / `uplink = e2` added here to each [nnve] section of
-#      their configurations) put sw2's tags on the vNIC ports of red and green (logged as
-#      `retag vn=... tag X -> Y cause=uplink`); pings in red, green, blue and to the VXLAN
+#      and the agents (`uplink = e1` / `uplink = e2` in their [nnve] sections) put sw2's
+#      tags on the vNIC ports of red and green (logged as `retag vn=... tag X -> Y
+#      cause=uplink`); pings in red, green, blue and to the VXLAN
 #      peer go through sw2; still one VN per tag everywhere
 # Skips (77) when User-Mode Linux or its bonding module is missing.
 set -u
@@ -37,18 +37,11 @@ if [ "${1:-}" = "--inside" ]; then
               vm5:hv1:5002:green vm6:hv2:5002:green vm7:hv1:5003:white"
     PAIR_VNS="blue:5000 red:5001 green:5002 white:5003"
     . "$src/tests/uml/racks-lib.bash"
+    # each [nnve] section names the bond slave cabled to its switch (e1 -> sw1, e2 -> sw2)
+    PAIR_UPLINKS="e1 e2"
     . "$src/tests/uml/pair-lib.bash"
     racks_test_init 30 "$R/sw?/nnve.log" "$R/hv?/agent.log"
     trap 'racks_stop' EXIT
-
-    # each [nnve] section names the bond slave cabled to its switch (e1 -> sw1, e2 -> sw2),
-    # written into the agents' configurations before they start
-    eval "start_agent_unwatched() $(declare -f racks_start_agent | tail -n +2)"
-    racks_start_agent() {
-        grep -q '^uplink = e1$' "$R/$1/agent.conf" ||
-            sed -i -e '/^\[nnve sw1\]$/a uplink = e1' -e '/^\[nnve sw2\]$/a uplink = e2' "$R/$1/agent.conf"
-        start_agent_unwatched "$@"
-    }
 
     # partition on|off: drops (or passes again) the pair session's TCP port on the underlay
     # bridge, both directions; VXLAN and everything else still pass.
