@@ -641,6 +641,7 @@ struct tls_rec {
     int peer_closed;
     int fail; /* sticky error code once the connection failed */
     int sent_close;
+    int ku_answered; /* a KeyUpdate answered the peer's request, no data sealed since */
 };
 
 /* HKDF-Expand-Label(secret, label, "", len) (RFC 8446 §7.1). */
@@ -740,8 +741,11 @@ static int dir_crypt(struct tls_rec *r, struct rec_dir *d, int seal, const uint8
 
 static int out_reserve(struct tls_rec *r, size_t more)
 {
-    if (r->out_off == r->out_len)
-        r->out_off = r->out_len = 0;
+    if (r->out_len + more > r->out_cap && r->out_off) { /* drained bytes leave first */
+        memmove(r->out, r->out + r->out_off, r->out_len - r->out_off);
+        r->out_len -= r->out_off;
+        r->out_off = 0;
+    }
     if (r->out_len + more <= r->out_cap)
         return 0;
     size_t cap = r->out_cap ? r->out_cap : 4096;
@@ -774,6 +778,8 @@ static int rec_seal(struct tls_rec *r, uint8_t type, const uint8_t *data, size_t
     if (dir_crypt(r, &r->wr, 1, p, p + REC_HDR, inner) < 0)
         return SNCP_E_TLS;
     r->out_len += total;
+    if (type == CT_APPLICATION_DATA)
+        r->ku_answered = 0;
     return 0;
 }
 
@@ -822,8 +828,13 @@ static int rec_handshake(struct sncp_tls *t, const uint8_t *p, size_t len)
         return rec_fail(t, ALERT_UNEXPECTED_MESSAGE, "data after a KeyUpdate in its record");
     if (dir_update(r, &r->rd) < 0)
         return rec_fail(t, -1, "cannot derive the next read key");
-    if (p[4] == 1 && !r->sent_close && rec_key_update(r, 0) < 0)
-        return rec_fail(t, -1, "cannot send KeyUpdate");
+    /* Requests received while we send no data get one answer (§4.6.3): a storm of them
+     * costs no more output than it is answered by. */
+    if (p[4] == 1 && !r->sent_close && !r->ku_answered) {
+        if (rec_key_update(r, 0) < 0)
+            return rec_fail(t, -1, "cannot send KeyUpdate");
+        r->ku_answered = 1;
+    }
     return 0;
 }
 
@@ -854,13 +865,14 @@ static int rec_next(struct sncp_tls *t)
         return rec_fail(t, ALERT_BAD_RECORD_MAC, "decryption failed or bad record mac");
     r->in_off += REC_HDR + len;
     size_t n = len - REC_TAG;
+    /* §5.4: the content, its type and the padding together stay within 2^14 + 1 */
+    if (n > REC_PLAIN_MAX + 1)
+        return rec_fail(t, ALERT_RECORD_OVERFLOW, "record overflow from the peer");
     while (n && body[n - 1] == 0) /* the padding */
         n--;
     if (!n)
         return rec_fail(t, ALERT_UNEXPECTED_MESSAGE, "record without a content type");
     uint8_t type = body[--n];
-    if (n > REC_PLAIN_MAX)
-        return rec_fail(t, ALERT_RECORD_OVERFLOW, "record overflow from the peer");
     if (type == CT_APPLICATION_DATA) {
         r->pt_off = (size_t)(body - r->in);
         r->pt_len = n;

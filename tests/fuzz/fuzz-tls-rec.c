@@ -221,6 +221,10 @@ static void judge(struct rec_model *rm, uint8_t type, unsigned version, const ui
         rm->alert = ALERT_BAD_RECORD_MAC;
         return;
     }
+    if (len > REC_PLAIN_MAX + 1) { /* §5.4: padding included */
+        rm->alert = ALERT_RECORD_OVERFLOW;
+        return;
+    }
     size_t n = len;
     while (n && in[n - 1] == 0)
         n--;
@@ -229,10 +233,6 @@ static void judge(struct rec_model *rm, uint8_t type, unsigned version, const ui
         return;
     }
     uint8_t ct = in[--n];
-    if (n > REC_PLAIN_MAX) {
-        rm->alert = ALERT_RECORD_OVERFLOW;
-        return;
-    }
     rm->alert = ALERT_UNEXPECTED_MESSAGE;
     switch (ct) {
     case CT_APPLICATION_DATA:

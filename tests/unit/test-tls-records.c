@@ -359,6 +359,82 @@ START_TEST(test_read_seq_limit)
 }
 END_TEST
 
+/* §5.4: the padding counts against the 2^14 + 1 bytes of an inner plaintext. */
+START_TEST(test_padded_overflow)
+{
+    struct fixture f;
+    static uint8_t inner[REC_PLAIN_MAX + 200]; /* sealed with one more zero after it */
+    setup(&f);
+    memset(inner, 'p', REC_PLAIN_MAX - 10);
+    inner[REC_PLAIN_MAX - 10] = CT_APPLICATION_DATA; /* 2^14 + 1 in all: accepted */
+    seal(&f, 0, inner, REC_PLAIN_MAX);
+    deliver(&f);
+    static uint8_t buf[REC_PLAIN_MAX];
+    ck_assert_int_eq(sncp_tls_read(f.s, buf, sizeof buf), REC_PLAIN_MAX - 10);
+    teardown(&f);
+
+    setup(&f);
+    memset(inner, 'p', REC_PLAIN_MAX);
+    inner[REC_PLAIN_MAX] = CT_APPLICATION_DATA; /* 2^14 of data, 199 + 1 bytes of padding */
+    seal(&f, 0, inner, sizeof inner);
+    expect_refused(&f, "record overflow");
+    teardown(&f);
+}
+END_TEST
+
+/* §4.6.3: KeyUpdates asking for ours while the server sends nothing get one answer; the
+ * next request after the server's data gets another. */
+START_TEST(test_update_storm)
+{
+    struct fixture f;
+    setup(&f);
+    static const uint8_t ku[] = {HS_KEY_UPDATE, 0, 0, 1, 1};
+    for (int i = 0; i < 100; i++) {
+        seal(&f, CT_HANDSHAKE, ku, sizeof ku);
+        ck_assert_int_eq(dir_update(&f.m, &f.m.wr), 0);
+    }
+    seal(&f, CT_APPLICATION_DATA, "ping", 4);
+    expect_data(&f, "ping");
+    uint8_t buf[256], msg[64];
+    size_t have = 0, len;
+    ck_assert_int_eq(open_next(&f, buf, sizeof buf, &have, msg, &len), CT_HANDSHAKE);
+    ck_assert_uint_eq(len, 5);
+    ck_assert_int_eq(msg[4], 0);
+    ck_assert_int_eq(dir_update(&f.m, &f.m.rd), 0);
+    ck_assert_uint_eq(have, 0);
+    ck_assert_uint_eq(sncp_tls_pending(f.s), 0); /* one answer for the hundred */
+    ck_assert_int_eq(sncp_tls_write(f.s, (const uint8_t *)"pong", 4), 0);
+    ck_assert_int_eq(open_next(&f, buf, sizeof buf, &have, msg, &len), CT_APPLICATION_DATA);
+    seal(&f, CT_HANDSHAKE, ku, sizeof ku);
+    ck_assert_int_eq(dir_update(&f.m, &f.m.wr), 0);
+    seal(&f, CT_HANDSHAKE, ku, sizeof ku);
+    ck_assert_int_eq(dir_update(&f.m, &f.m.wr), 0);
+    expect_data(&f, "");
+    ck_assert_int_eq(open_next(&f, buf, sizeof buf, &have, msg, &len), CT_HANDSHAKE);
+    ck_assert_int_eq(dir_update(&f.m, &f.m.rd), 0);
+    ck_assert_uint_eq(have + sncp_tls_pending(f.s), 0);
+    teardown(&f);
+}
+END_TEST
+
+/* An owner that drains a little less than is pending each time: the output buffer holds
+ * what is pending, not all that was ever written. */
+START_TEST(test_partial_drain)
+{
+    struct fixture f;
+    setup(&f);
+    uint8_t data[100] = {0}, buf[256];
+    for (int i = 0; i < 2000; i++) {
+        ck_assert_int_eq(sncp_tls_write(f.s, data, sizeof data), 0);
+        size_t want = sncp_tls_pending(f.s) - 1;
+        ck_assert_uint_eq(sncp_tls_drain(f.s, buf, want), want);
+    }
+    ck_assert_uint_eq(sncp_tls_pending(f.s), 1);
+    ck_assert_uint_le(f.s->rec->out_cap, 4096);
+    teardown(&f);
+}
+END_TEST
+
 static Suite *records_suite(void)
 {
     Suite *s = suite_create("sncp-tls-records");
@@ -371,6 +447,9 @@ static Suite *records_suite(void)
     tcase_add_test(tc, test_update_requested);
     tcase_add_test(tc, test_auto_key_update);
     tcase_add_test(tc, test_read_seq_limit);
+    tcase_add_test(tc, test_padded_overflow);
+    tcase_add_test(tc, test_update_storm);
+    tcase_add_test(tc, test_partial_drain);
     suite_add_tcase(s, tc);
     return s;
 }
