@@ -358,8 +358,30 @@ static void sessions_rebind(struct nnve_server *srv)
 
 static void checkpoint_start(struct nnve_server *srv);
 
+/* Counts and (debug) logs a request that failed with err (0: nothing). */
+static void request_failed(struct session *s, const struct sncp_msg *req, int err)
+{
+    if (!err)
+        return;
+    s->failures++;
+    if (err == SNCP_E_NOT_AUTHORIZED)
+        s->srv->c.not_authorized++;
+    if (snv_log_get_level() >= SNV_LOG_DEBUG)
+        snv_log_rl(&s->srv->rl_req, SNV_LOG_DEBUG, "session",
+                   "request failed hypervisor=%s type=%s xid=%u status=%s", s->identity,
+                   sncp_msg_type_name(req->type), req->xid, sncp_error_token(err));
+}
+
+/* Whether a deferred request of s may still be applied: s has its hypervisor and is not
+ * closing (closed for a revoked certificate or a withdrawn identity at a reload, its close
+ * callback not run yet: what it asked for before is not applied after). */
+static int defer_live(struct session *s)
+{
+    return s->hv && !s->replaced && !sncp_session_is_closed(sncp_conn_session(s->conn));
+}
+
 /* Applies a deferred request again (or, at shutdown or for a session that lost its
- * hypervisor, gives its BUSY) and queues the answer; frees d. */
+ * hypervisor or is closing, gives its BUSY) and queues the answer; frees d. */
 static void defer_answer(struct nnve_server *srv, struct deferred *d)
 {
     struct session *s = d->s;
@@ -367,12 +389,11 @@ static void defer_answer(struct nnve_server *srv, struct deferred *d)
     srv->n_deferred--;
     struct nnve_result res = d->res;
     int err = SNCP_E_BUSY;
-    if (s->hv && !s->replaced && !srv->shutting_down) {
+    if (defer_live(s) && !srv->shutting_down) {
         err = nnve_state_request(srv->state, s->hv, &d->req, uv_now(srv->loop), &res);
         nnve_pair_claim_wait(srv->pair, NULL); /* a new claim: answered BUSY as before */
     }
-    if (err)
-        s->failures++;
+    request_failed(s, &d->req, err);
     if (err == SNCP_E_BUSY)
         srv->c.deferred_busy++;
     else
@@ -388,7 +409,7 @@ static void defer_run(struct nnve_server *srv, const struct session *only, int a
     uint64_t now = uv_now(srv->loop);
     for (struct deferred **pp = &srv->deferred; *pp;) {
         struct deferred *d = *pp;
-        int wait = !all && !srv->shutting_down && d->s->hv && now < d->deadline &&
+        int wait = !all && !srv->shutting_down && defer_live(d->s) && now < d->deadline &&
                    nnve_pair_claim_pending(srv->pair, &d->vn);
         if ((only && d->s != only) || wait) {
             pp = &d->next;
@@ -777,15 +798,7 @@ static void on_request(struct sncp_conn *c, const struct sncp_msg *req)
     if (err == SNCP_E_BUSY && defer(s, req, &res))
         return;
     nnve_pair_claim_wait(srv->pair, NULL);
-    if (err) {
-        s->failures++;
-        if (err == SNCP_E_NOT_AUTHORIZED)
-            srv->c.not_authorized++;
-        if (snv_log_get_level() >= SNV_LOG_DEBUG)
-            snv_log_rl(&srv->rl_req, SNV_LOG_DEBUG, "session",
-                       "request failed hypervisor=%s type=%s xid=%u status=%s", s->identity,
-                       sncp_msg_type_name(req->type), req->xid, sncp_error_token(err));
-    }
+    request_failed(s, req, err);
     queue(s, req, err, &res, 0, 0);
 }
 

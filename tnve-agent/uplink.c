@@ -108,7 +108,9 @@ unsigned tnve_active_choose(const struct tnve_active_in *in, unsigned n, unsigne
 
 /* ---------------------------------------------------------------- the watcher */
 
-enum { MAX_BONDS = 64, RCVBUF = 1 << 20, BATCH = 64, RETRY_MS = 200 };
+/* RECV_SIZE: a link message with many altnames passes a page (MNL_SOCKET_BUFFER_SIZE);
+ * libmnl's advice for dumps is 32 KiB */
+enum { MAX_BONDS = 64, RCVBUF = 1 << 20, BATCH = 64, RETRY_MS = 200, RECV_SIZE = 32768 };
 
 struct watched {
     char name[IF_NAMESIZE];
@@ -335,15 +337,17 @@ static void poll_cb(uv_poll_t *p, int status, int events)
             return;
         }
     }
-    char buf[MNL_SOCKET_BUFFER_SIZE];
+    char buf[RECV_SIZE];
     for (int i = 0; i < BATCH; i++) {
         ssize_t n = mnl_socket_recvfrom(u->nl, buf, sizeof buf);
         if (n < 0) {
-            if (errno == ENOBUFS) {
-                /* notifications were dropped: what we hold may be stale */
+            if (errno == ENOBUFS || errno == ENOSPC) {
+                /* notifications were dropped, or one did not fit the buffer (libmnl:
+                 * ENOSPC for MSG_TRUNC): what we hold may be stale */
                 u->overruns++;
                 snv_log_rl(&u->rl, SNV_LOG_WARN, "uplink",
-                           "netlink notifications lost (ENOBUFS): dumping the links again");
+                           "netlink notifications lost (%s): dumping the links again",
+                           errno == ENOBUFS ? "ENOBUFS" : "truncated");
                 dump_start(u);
                 continue;
             }

@@ -395,6 +395,48 @@ START_TEST(test_watch_overrun)
 }
 END_TEST
 
+/* A link whose messages pass a page (many altnames): neither its dump entry nor its
+ * notifications may be cut off and lost. */
+static int big_link(const char *dir)
+{
+    char path[256];
+    snprintf(path, sizeof path, "%s/big.batch", dir);
+    FILE *f = fopen(path, "w");
+    if (!f)
+        return -1;
+    fprintf(f, "link add up1 type veth peer name sw1\n");
+    for (int i = 0; i < 40; i++)
+        fprintf(f, "link property add dev up1 altname a%02d%0124d\n", i, 0);
+    fclose(f);
+    TESTUTIL_RUN("ip", "-batch", path);
+    unlink(path);
+    return 0;
+}
+
+START_TEST(test_watch_big_message)
+{
+    if (geteuid() != 0 || unshare(CLONE_NEWNET) != 0) {
+        fprintf(stderr, "test_watch_big_message skipped: needs root (unshare CLONE_NEWNET)\n");
+        return;
+    }
+    char dir[] = "/tmp/tnve-uplink-test.XXXXXX";
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    ck_assert_int_eq(big_link(dir), 0);
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    struct watch_ctx w = {0};
+    const char *names[] = {"up1"};
+    ck_assert_int_eq(tnve_uplinks_create(&loop, names, 1, watch_cb, &w, &w.u), 0);
+    ck_assert(wait_state(&loop, &w, 0, TNVE_UPLINK_DOWN)); /* from the dump */
+    ck_assert_int_eq(ip_links(1), 0);
+    ck_assert(wait_state(&loop, &w, 0, TNVE_UPLINK_UP)); /* from a notification */
+    tnve_uplinks_destroy(w.u);
+    ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
+    ck_assert_int_eq(uv_loop_close(&loop), 0);
+    rmdir(dir);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("tnve-uplink");
@@ -404,6 +446,7 @@ static Suite *suite(void)
     tcase_add_test(tc, test_parse_bond);
     tcase_add_test(tc, test_watch_veth);
     tcase_add_test(tc, test_watch_overrun);
+    tcase_add_test(tc, test_watch_big_message);
     tcase_set_timeout(tc, 60);
     suite_add_tcase(s, tc);
     return s;
