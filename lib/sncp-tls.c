@@ -639,8 +639,7 @@ struct tls_rec {
     uint8_t *out;          /* ciphertext to send: out[out_off..out_len) */
     size_t out_off, out_len, out_cap;
     int peer_closed;
-    int fail; /* sticky error code once the connection failed */
-    int sent_close;
+    int sent_close;  /* close_notify sent (a failure is sncp_tls.failed) */
     int ku_answered; /* a KeyUpdate answered the peer's request, no data sealed since */
 };
 
@@ -793,22 +792,20 @@ static int rec_key_update(struct tls_rec *r, int request)
     return rc;
 }
 
-/* A fatal error: sends the alert (best effort) and makes the failure sticky. */
+/* A fatal error: sends the alert (best effort, not after close_notify) and makes the
+ * failure sticky.  Returns SNCP_E_TLS. */
 static int rec_fail(struct sncp_tls *t, int alert, const char *what)
 {
-    struct tls_rec *r = t->rec;
     clear_errors();
-    if (!r->fail) {
-        if (alert >= 0 && !r->sent_close) {
+    if (!t->failed) {
+        if (alert >= 0 && !t->rec->sent_close) {
             uint8_t a[2] = {2, (uint8_t)alert};
-            rec_seal(r, CT_ALERT, a, sizeof a);
-            r->sent_close = 1;
+            rec_seal(t->rec, CT_ALERT, a, sizeof a);
         }
-        r->fail = SNCP_E_TLS;
         t->failed = 1;
         set_error(t, "%s", what);
     }
-    return r->fail;
+    return SNCP_E_TLS;
 }
 
 /* The handshake message of one record (§4.6.3): a KeyUpdate, whole, ending the record (a
@@ -913,7 +910,7 @@ static int rec_read(struct sncp_tls *t, uint8_t *buf, size_t cap)
             got += n;
             continue;
         }
-        if (r->fail || r->peer_closed)
+        if (r->peer_closed)
             break;
         int rc = rec_next(t);
         if (rc <= 0) {
@@ -922,8 +919,6 @@ static int rec_read(struct sncp_tls *t, uint8_t *buf, size_t cap)
             break;
         }
     }
-    if (!got && r->fail)
-        return r->fail;
     if (!got && r->peer_closed)
         return SNCP_E_PEER_CLOSED;
     /* What is consumed leaves the buffer once nothing is lent out of it. */
@@ -962,8 +957,6 @@ static int rec_feed(struct tls_rec *r, const uint8_t *data, size_t len)
 static int rec_write(struct sncp_tls *t, const uint8_t *data, size_t len)
 {
     struct tls_rec *r = t->rec;
-    if (r->fail)
-        return r->fail;
     if (r->sent_close)
         return SNCP_E_PEER_CLOSED;
     while (len) {
