@@ -41,15 +41,19 @@ struct sncp_tls_ctx {
     char crl_file[TLS_PATH_MAX]; /* "" when no CRL is configured */
 };
 
+/* The application traffic secrets of one handshake, from its key log (keylog_take). */
+struct tls_secrets {
+    uint8_t c[EVP_MAX_MD_SIZE], s[EVP_MAX_MD_SIZE]; /* the client's and the server's */
+    size_t c_len, s_len;
+};
+
 /* What only the handshake needs: freed when it completes (an idle connection is one of
  * many, and each keeps only what it still uses). */
 struct tls_handshake {
     char expected[SNCP_TLS_IDENTITY_MAX];
     char mismatch_identity[SNCP_TLS_IDENTITY_MAX];
     char bad_identity[TLS_ERROR_MAX]; /* why the certificate has no usable identity */
-    /* The application traffic secrets, from the key log (server role) */
-    uint8_t c_secret[EVP_MAX_MD_SIZE], s_secret[EVP_MAX_MD_SIZE];
-    size_t c_secret_len, s_secret_len;
+    struct tls_secrets keys;          /* server role */
 };
 
 struct tls_rec;
@@ -247,34 +251,42 @@ static const char *hex_decode(const char *s, uint8_t *out, size_t n)
     return s + 2 * n;
 }
 
-/* The server's key log: keeps this handshake's application traffic secrets (for the record
- * layer it continues on, see rec_create).  A line for another client random is ignored. */
-static void keylog_cb(const SSL *ssl, const char *line)
+/* Takes an application traffic secret of ssl's own handshake from one of its key log lines
+ * into k.  Returns 1 when the line gave one, 0 for a line of another kind, -1 for one that
+ * does not decode or is of another handshake (another client random). */
+static int keylog_take(const SSL *ssl, const char *line, struct tls_secrets *k)
 {
-    struct sncp_tls *t = SSL_get_ex_data(ssl, tls_ex_index);
-    if (!t || !t->hs)
-        return;
     static const char cl[] = "CLIENT_TRAFFIC_SECRET_0 ", sv[] = "SERVER_TRAFFIC_SECRET_0 ";
     uint8_t *dst;
     size_t *dlen;
     if (!strncmp(line, cl, sizeof cl - 1)) {
-        dst = t->hs->c_secret;
-        dlen = &t->hs->c_secret_len;
+        dst = k->c;
+        dlen = &k->c_len;
     } else if (!strncmp(line, sv, sizeof sv - 1)) {
-        dst = t->hs->s_secret;
-        dlen = &t->hs->s_secret_len;
+        dst = k->s;
+        dlen = &k->s_len;
     } else {
-        return;
+        return 0;
     }
     uint8_t random[SSL3_RANDOM_SIZE], logged[SSL3_RANDOM_SIZE];
     const char *p = hex_decode(line + sizeof cl - 1, logged, sizeof logged);
     if (!p || *p != ' ' || SSL_get_client_random(ssl, random, sizeof random) != sizeof random ||
         CRYPTO_memcmp(random, logged, sizeof random))
-        return;
+        return -1;
     size_t n = strlen(++p) / 2;
     if (n == 0 || n > EVP_MAX_MD_SIZE || p[2 * n] != '\0' || !hex_decode(p, dst, n))
-        return;
+        return -1;
     *dlen = n;
+    return 1;
+}
+
+/* The server's key log: keeps this handshake's application traffic secrets (for the record
+ * layer it continues on, see rec_create). */
+static void keylog_cb(const SSL *ssl, const char *line)
+{
+    struct sncp_tls *t = SSL_get_ex_data(ssl, tls_ex_index);
+    if (t && t->hs)
+        keylog_take(ssl, line, &t->hs->keys);
 }
 
 /* Keeps the issuer name and serial number of each certificate of the verified peer chain:
@@ -1023,7 +1035,7 @@ static struct tls_rec *rec_create(struct sncp_tls *t)
 {
     struct tls_handshake *hs = t->hs;
     const SSL_CIPHER *c = SSL_get_current_cipher(t->ssl);
-    if (!hs || !c || !hs->c_secret_len || hs->c_secret_len != hs->s_secret_len ||
+    if (!hs || !c || !hs->keys.c_len || hs->keys.c_len != hs->keys.s_len ||
         SSL_version(t->ssl) != TLS1_3_VERSION || SSL_has_pending(t->ssl) ||
         SSL_get_shutdown(t->ssl))
         return NULL;
@@ -1050,12 +1062,12 @@ static struct tls_rec *rec_create(struct sncp_tls *t)
             r->hash_len = suites[i].hash_len;
         }
     r->cipher_name = SSL_CIPHER_get_name(c);
-    if (!r->aead || hs->c_secret_len != r->hash_len) {
+    if (!r->aead || hs->keys.c_len != r->hash_len) {
         free(r);
         return NULL;
     }
-    memcpy(r->rd.secret, hs->c_secret, r->hash_len);
-    memcpy(r->wr.secret, hs->s_secret, r->hash_len);
+    memcpy(r->rd.secret, hs->keys.c, r->hash_len);
+    memcpy(r->wr.secret, hs->keys.s, r->hash_len);
     /* What the BIOs hold moves over: our last handshake bytes not drained yet, the peer's
      * first records. */
     r->out_cap = r->out_len = BIO_ctrl_pending(t->wbio);

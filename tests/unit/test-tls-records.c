@@ -14,28 +14,12 @@
 
 static char pki_dir[256];
 
-/* The client's traffic secrets, from its key log. */
-static uint8_t cli_secret[EVP_MAX_MD_SIZE], srv_secret[EVP_MAX_MD_SIZE];
-static size_t cli_secret_len, srv_secret_len;
+/* The client's traffic secrets, from its key log (parsed as the server parses its own). */
+static struct tls_secrets cli_keys;
 
 static void client_keylog(const SSL *ssl, const char *line)
 {
-    (void)ssl;
-    static const char cl[] = "CLIENT_TRAFFIC_SECRET_0 ", sv[] = "SERVER_TRAFFIC_SECRET_0 ";
-    uint8_t *dst = NULL;
-    size_t *len = NULL;
-    if (!strncmp(line, cl, sizeof cl - 1)) {
-        dst = cli_secret;
-        len = &cli_secret_len;
-    } else if (!strncmp(line, sv, sizeof sv - 1)) {
-        dst = srv_secret;
-        len = &srv_secret_len;
-    } else {
-        return;
-    }
-    const char *hex = strchr(line + sizeof cl - 1, ' ') + 1;
-    *len = strlen(hex) / 2;
-    ck_assert_ptr_nonnull(hex_decode(hex, dst, *len));
+    ck_assert_int_ge(keylog_take(ssl, line, &cli_keys), 0);
 }
 
 struct fixture {
@@ -61,7 +45,7 @@ static void setup(struct fixture *f)
     ck_assert_ptr_nonnull(f->sc);
     ck_assert_ptr_nonnull(f->cc);
     SSL_CTX_set_keylog_callback(f->cc->ssl_ctx, client_keylog);
-    cli_secret_len = srv_secret_len = 0;
+    memset(&cli_keys, 0, sizeof cli_keys);
     f->s = sncp_tls_create(f->sc, "client");
     f->c = sncp_tls_create(f->cc, "server");
     for (int i = 0; i < 10 && !(sncp_tls_established(f->s) && sncp_tls_established(f->c)); i++) {
@@ -75,14 +59,14 @@ static void setup(struct fixture *f)
     ck_assert_ptr_null(f->s->ssl);
     ck_assert_ptr_null(f->c->rec); /* the client did not */
     const struct tls_rec *r = f->s->rec;
-    ck_assert_uint_eq(cli_secret_len, r->hash_len);
-    ck_assert_uint_eq(srv_secret_len, r->hash_len);
+    ck_assert_uint_eq(cli_keys.c_len, r->hash_len);
+    ck_assert_uint_eq(cli_keys.s_len, r->hash_len);
     f->m.aead = r->aead;
     f->m.md_name = r->md_name;
     f->m.hash_len = r->hash_len;
     f->m.key_len = r->key_len;
-    memcpy(f->m.wr.secret, cli_secret, cli_secret_len);
-    memcpy(f->m.rd.secret, srv_secret, srv_secret_len);
+    memcpy(f->m.wr.secret, cli_keys.c, cli_keys.c_len);
+    memcpy(f->m.rd.secret, cli_keys.s, cli_keys.s_len);
     ck_assert_int_eq(dir_rekey(&f->m, &f->m.wr), 0);
     ck_assert_int_eq(dir_rekey(&f->m, &f->m.rd), 0);
 }
