@@ -639,11 +639,21 @@ struct rec_dir {
     EVP_CIPHER_CTX *ctx; /* while data flows (sncp_tls_trim frees it) */
 };
 
+/* The TLS 1.3 suites OpenSSL enables by default (tests/integration/test-tls-suites.sh). */
+static const struct rec_suite {
+    uint16_t id;
+    const char *name; /* as SSL_CIPHER_get_name() */
+    const EVP_CIPHER *(*aead)(void);
+    const char *md_name; /* the suite's hash */
+    size_t key_len, hash_len;
+} rec_suites[] = {
+    {0x1301, "TLS_AES_128_GCM_SHA256", EVP_aes_128_gcm, "SHA256", 16, 32},
+    {0x1302, "TLS_AES_256_GCM_SHA384", EVP_aes_256_gcm, "SHA384", 32, 48},
+    {0x1303, "TLS_CHACHA20_POLY1305_SHA256", EVP_chacha20_poly1305, "SHA256", 32, 32},
+};
+
 struct tls_rec {
-    const EVP_CIPHER *aead;
-    const char *md_name; /* the suite's hash: "SHA256" or "SHA384" */
-    size_t hash_len, key_len;
-    const char *cipher_name;
+    const struct rec_suite *suite;
     struct rec_dir rd, wr;
     uint8_t *in; /* ciphertext received: in[in_off..in_len) */
     size_t in_off, in_len, in_cap;
@@ -674,9 +684,9 @@ static int expand_label(const struct tls_rec *r, const uint8_t *secret, const ch
         return -1;
     int mode = EVP_KDF_HKDF_MODE_EXPAND_ONLY;
     OSSL_PARAM p[] = {
-        OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, (char *)r->md_name, 0),
+        OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, (char *)r->suite->md_name, 0),
         OSSL_PARAM_construct_int(OSSL_KDF_PARAM_MODE, &mode),
-        OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_KEY, (void *)secret, r->hash_len),
+        OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_KEY, (void *)secret, r->suite->hash_len),
         OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_INFO, info, 10 + ll),
         OSSL_PARAM_construct_end(),
     };
@@ -691,7 +701,7 @@ static int dir_rekey(struct tls_rec *r, struct rec_dir *d)
     EVP_CIPHER_CTX_free(d->ctx);
     d->ctx = NULL;
     d->seq = 0;
-    return expand_label(r, d->secret, "key", d->key, r->key_len) < 0 ||
+    return expand_label(r, d->secret, "key", d->key, r->suite->key_len) < 0 ||
                    expand_label(r, d->secret, "iv", d->iv, REC_IV) < 0
                ? -1
                : 0;
@@ -701,9 +711,9 @@ static int dir_rekey(struct tls_rec *r, struct rec_dir *d)
 static int dir_update(struct tls_rec *r, struct rec_dir *d)
 {
     uint8_t next[EVP_MAX_MD_SIZE];
-    if (expand_label(r, d->secret, "traffic upd", next, r->hash_len) < 0)
+    if (expand_label(r, d->secret, "traffic upd", next, r->suite->hash_len) < 0)
         return -1;
-    memcpy(d->secret, next, r->hash_len);
+    memcpy(d->secret, next, r->suite->hash_len);
     OPENSSL_cleanse(next, sizeof next);
     return dir_rekey(r, d);
 }
@@ -722,7 +732,7 @@ static int dir_crypt(struct tls_rec *r, struct rec_dir *d, int seal, const uint8
 {
     if (!d->ctx) {
         if (!(d->ctx = EVP_CIPHER_CTX_new()) ||
-            EVP_CipherInit_ex(d->ctx, r->aead, NULL, NULL, NULL, seal) != 1 ||
+            EVP_CipherInit_ex(d->ctx, r->suite->aead(), NULL, NULL, NULL, seal) != 1 ||
             EVP_CIPHER_CTX_ctrl(d->ctx, EVP_CTRL_AEAD_SET_IVLEN, REC_IV, NULL) != 1 ||
             EVP_CipherInit_ex(d->ctx, NULL, NULL, d->key, NULL, seal) != 1) {
             EVP_CIPHER_CTX_free(d->ctx);
@@ -1042,32 +1052,16 @@ static struct tls_rec *rec_create(struct sncp_tls *t)
     struct tls_rec *r = calloc(1, sizeof *r);
     if (!r)
         return NULL;
-    /* The TLS 1.3 suites OpenSSL enables by default (tests/integration/test-tls-suites.sh). */
-    static const struct {
-        uint16_t id;
-        const EVP_CIPHER *(*aead)(void);
-        const char *md_name;
-        size_t key_len, hash_len;
-    } suites[] = {
-        {0x1301, EVP_aes_128_gcm, "SHA256", 16, 32},
-        {0x1302, EVP_aes_256_gcm, "SHA384", 32, 48},
-        {0x1303, EVP_chacha20_poly1305, "SHA256", 32, 32},
-    };
     uint16_t id = SSL_CIPHER_get_protocol_id(c);
-    for (size_t i = 0; i < sizeof suites / sizeof suites[0]; i++)
-        if (suites[i].id == id) {
-            r->aead = suites[i].aead();
-            r->md_name = suites[i].md_name;
-            r->key_len = suites[i].key_len;
-            r->hash_len = suites[i].hash_len;
-        }
-    r->cipher_name = SSL_CIPHER_get_name(c);
-    if (!r->aead || hs->keys.c_len != r->hash_len) {
+    for (size_t i = 0; i < sizeof rec_suites / sizeof rec_suites[0]; i++)
+        if (rec_suites[i].id == id)
+            r->suite = &rec_suites[i];
+    if (!r->suite || hs->keys.c_len != r->suite->hash_len) {
         free(r);
         return NULL;
     }
-    memcpy(r->rd.secret, hs->keys.c, r->hash_len);
-    memcpy(r->wr.secret, hs->keys.s, r->hash_len);
+    memcpy(r->rd.secret, hs->keys.c, r->suite->hash_len);
+    memcpy(r->wr.secret, hs->keys.s, r->suite->hash_len);
     /* What the BIOs hold moves over: our last handshake bytes not drained yet, the peer's
      * first records. */
     r->out_cap = r->out_len = BIO_ctrl_pending(t->wbio);
@@ -1452,7 +1446,7 @@ const char *sncp_tls_description(const struct sncp_tls *t, char *buf, size_t cap
         return buf;
     }
     if (t->rec) {
-        snprintf(buf, cap, "TLSv1.3 %s", t->rec->cipher_name);
+        snprintf(buf, cap, "TLSv1.3 %s", t->rec->suite->name);
         return buf;
     }
     const SSL_CIPHER *c = SSL_get_current_cipher(t->ssl);

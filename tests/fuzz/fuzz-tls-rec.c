@@ -125,16 +125,6 @@ static uint8_t s_byte(uint64_t i)
     return (uint8_t)(i * 131 + (i >> 9) + 7);
 }
 
-static const struct {
-    const EVP_CIPHER *(*aead)(void);
-    const char *md_name, *name;
-    size_t key_len, hash_len;
-} suites[] = {
-    {EVP_aes_128_gcm, "SHA256", "TLS_AES_128_GCM_SHA256", 16, 32},
-    {EVP_aes_256_gcm, "SHA384", "TLS_AES_256_GCM_SHA384", 32, 48},
-    {EVP_chacha20_poly1305, "SHA256", "TLS_CHACHA20_POLY1305_SHA256", 32, 32},
-};
-
 static void setup(unsigned suite)
 {
     memset(&S, 0, sizeof S);
@@ -148,22 +138,15 @@ static void setup(unsigned suite)
     t->established = 1;
     t->rec = r;
     S.t = t;
-    r->aead = suites[suite].aead();
-    r->md_name = suites[suite].md_name;
-    r->cipher_name = suites[suite].name;
-    r->key_len = suites[suite].key_len;
-    r->hash_len = suites[suite].hash_len;
-    for (size_t i = 0; i < r->hash_len; i++) {
+    r->suite = &rec_suites[suite];
+    for (size_t i = 0; i < r->suite->hash_len; i++) {
         r->rd.secret[i] = (uint8_t)(i * 7 + 1);  /* the client's traffic secret */
         r->wr.secret[i] = (uint8_t)(i * 13 + 5); /* the server's */
     }
     struct tls_rec *m = &S.m;
-    m->aead = r->aead;
-    m->md_name = r->md_name;
-    m->key_len = r->key_len;
-    m->hash_len = r->hash_len;
-    memcpy(m->wr.secret, r->rd.secret, r->hash_len);
-    memcpy(m->rd.secret, r->wr.secret, r->hash_len);
+    m->suite = r->suite;
+    memcpy(m->wr.secret, r->rd.secret, r->suite->hash_len);
+    memcpy(m->rd.secret, r->wr.secret, r->suite->hash_len);
     CHECK(dir_rekey(r, &r->rd) == 0 && dir_rekey(r, &r->wr) == 0);
     CHECK(dir_rekey(m, &m->rd) == 0 && dir_rekey(m, &m->wr) == 0);
     memcpy(S.prev_rd_secret, r->rd.secret, sizeof S.prev_rd_secret);
@@ -457,7 +440,7 @@ static void read_all(size_t cap)
             const struct tls_rec *r = S.t->rec;
             CHECK(r->in_off == r->in_len && r->pt_len == 0);
             CHECK(r->rd.seq == S.m.wr.seq);
-            CHECK(!memcmp(r->rd.secret, S.m.wr.secret, r->hash_len));
+            CHECK(!memcmp(r->rd.secret, S.m.wr.secret, r->suite->hash_len));
         }
         break;
     case V_CLOSE:
@@ -507,12 +490,12 @@ static void check_state(void)
         S.failed = 1;
         S.pending_at_fail = sncp_tls_pending(t);
     }
-    if (!memcmp(S.prev_rd_secret, r->rd.secret, r->hash_len))
+    if (!memcmp(S.prev_rd_secret, r->rd.secret, r->suite->hash_len))
         CHECK(r->rd.seq >= S.prev_rd_seq);
-    if (!memcmp(S.prev_wr_secret, r->wr.secret, r->hash_len))
+    if (!memcmp(S.prev_wr_secret, r->wr.secret, r->suite->hash_len))
         CHECK(r->wr.seq >= S.prev_wr_seq);
-    memcpy(S.prev_rd_secret, r->rd.secret, r->hash_len);
-    memcpy(S.prev_wr_secret, r->wr.secret, r->hash_len);
+    memcpy(S.prev_rd_secret, r->rd.secret, r->suite->hash_len);
+    memcpy(S.prev_wr_secret, r->wr.secret, r->suite->hash_len);
     S.prev_rd_seq = r->rd.seq;
     S.prev_wr_seq = r->wr.seq;
 }
@@ -647,7 +630,7 @@ static void step(struct input *in)
     case OP_JUMP_WRITE: {
         uint8_t b = take(in);
         mirror_drain(0);
-        CHECK(S.m.rd.seq == r->wr.seq && !memcmp(S.m.rd.secret, r->wr.secret, r->hash_len));
+        CHECK(S.m.rd.seq == r->wr.seq && !memcmp(S.m.rd.secret, r->wr.secret, r->suite->hash_len));
         r->wr.seq = S.m.rd.seq = jump_target(b);
         S.prev_wr_seq = r->wr.seq;
         break;
@@ -658,7 +641,7 @@ static void step(struct input *in)
         if (S.fed != S.stream_len || r->in_off != r->in_len || S.cut != SIZE_MAX || t->failed ||
             r->peer_closed)
             break;
-        CHECK(S.m.wr.seq == r->rd.seq && !memcmp(S.m.wr.secret, r->rd.secret, r->hash_len));
+        CHECK(S.m.wr.seq == r->rd.seq && !memcmp(S.m.wr.secret, r->rd.secret, r->suite->hash_len));
         r->rd.seq = S.m.wr.seq = jump_target(b) + (b & 0x80 ? 1 : 0);
         S.prev_rd_seq = r->rd.seq;
         break;
@@ -686,7 +669,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         CHECK(!S.got_alert || S.alert_desc == ALERT_CLOSE_NOTIFY);
     CHECK(S.s_received == S.s_written);
     CHECK(S.m.rd.seq == S.t->rec->wr.seq &&
-          !memcmp(S.m.rd.secret, S.t->rec->wr.secret, S.t->rec->hash_len));
+          !memcmp(S.m.rd.secret, S.t->rec->wr.secret, S.t->rec->suite->hash_len));
     teardown();
     return 0;
 }

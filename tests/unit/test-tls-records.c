@@ -59,12 +59,9 @@ static void setup(struct fixture *f)
     ck_assert_ptr_null(f->s->ssl);
     ck_assert_ptr_null(f->c->rec); /* the client did not */
     const struct tls_rec *r = f->s->rec;
-    ck_assert_uint_eq(cli_keys.c_len, r->hash_len);
-    ck_assert_uint_eq(cli_keys.s_len, r->hash_len);
-    f->m.aead = r->aead;
-    f->m.md_name = r->md_name;
-    f->m.hash_len = r->hash_len;
-    f->m.key_len = r->key_len;
+    ck_assert_uint_eq(cli_keys.c_len, r->suite->hash_len);
+    ck_assert_uint_eq(cli_keys.s_len, r->suite->hash_len);
+    f->m.suite = r->suite;
     memcpy(f->m.wr.secret, cli_keys.c, cli_keys.c_len);
     memcpy(f->m.rd.secret, cli_keys.s, cli_keys.s_len);
     ck_assert_int_eq(dir_rekey(&f->m, &f->m.wr), 0);
@@ -287,7 +284,7 @@ START_TEST(test_auto_key_update)
     struct tls_rec *r = f.s->rec;
     r->wr.seq = f.m.rd.seq = REC_KEY_UPDATE_AFTER - 1;
     uint8_t old_secret[EVP_MAX_MD_SIZE];
-    memcpy(old_secret, r->wr.secret, r->hash_len);
+    memcpy(old_secret, r->wr.secret, r->suite->hash_len);
     /* One write of two records: the first one is the last under the old key. */
     static uint8_t data[REC_PLAIN_MAX + 1], got[REC_PLAIN_MAX + 1];
     for (size_t i = 0; i < sizeof data; i++)
@@ -311,8 +308,8 @@ START_TEST(test_auto_key_update)
     ck_assert_uint_eq(sncp_tls_pending(f.s), 0);
     /* The server is under its next key, at its second record, in step with the mirror. */
     ck_assert(r->wr.seq == 1 && f.m.rd.seq == 1);
-    ck_assert_int_ne(memcmp(old_secret, r->wr.secret, r->hash_len), 0);
-    ck_assert_mem_eq(f.m.rd.secret, r->wr.secret, r->hash_len);
+    ck_assert_int_ne(memcmp(old_secret, r->wr.secret, r->suite->hash_len), 0);
+    ck_assert_mem_eq(f.m.rd.secret, r->wr.secret, r->suite->hash_len);
     /* Our own key did not change: the client's records still open. */
     seal(&f, CT_APPLICATION_DATA, "still", 5);
     expect_data(&f, "still");
