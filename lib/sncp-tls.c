@@ -760,6 +760,33 @@ static int dir_crypt(struct tls_rec *r, struct rec_dir *d, int seal, const uint8
     return 0;
 }
 
+/* Makes *buf (*cap bytes; 4 KiB at first, then doubled) hold at least `need` bytes.
+ * Returns 0 or -ENOMEM (the buffer unchanged). */
+static int buf_reserve(uint8_t **buf, size_t *cap, size_t need)
+{
+    if (need <= *cap)
+        return 0;
+    size_t c = *cap ? *cap : 4096;
+    while (c < need)
+        c *= 2;
+    uint8_t *n = realloc(*buf, c);
+    if (!n)
+        return -ENOMEM;
+    *buf = n;
+    *cap = c;
+    return 0;
+}
+
+/* Drops the input consumed, in[0..in_off), unless decrypted data is lent out of it. */
+static void in_compact(struct tls_rec *r)
+{
+    if (!r->pt_len && r->in_off) {
+        memmove(r->in, r->in + r->in_off, r->in_len - r->in_off);
+        r->in_len -= r->in_off;
+        r->in_off = 0;
+    }
+}
+
 static int out_reserve(struct tls_rec *r, size_t more)
 {
     if (r->out_len + more > r->out_cap && r->out_off) { /* drained bytes leave first */
@@ -767,17 +794,7 @@ static int out_reserve(struct tls_rec *r, size_t more)
         r->out_len -= r->out_off;
         r->out_off = 0;
     }
-    if (r->out_len + more <= r->out_cap)
-        return 0;
-    size_t cap = r->out_cap ? r->out_cap : 4096;
-    while (cap < r->out_len + more)
-        cap *= 2;
-    uint8_t *n = realloc(r->out, cap);
-    if (!n)
-        return -ENOMEM;
-    r->out = n;
-    r->out_cap = cap;
-    return 0;
+    return buf_reserve(&r->out, &r->out_cap, r->out_len + more);
 }
 
 /* Encrypts one record of content type `type` (len <= REC_PLAIN_MAX) into the output. */
@@ -943,34 +960,16 @@ static int rec_read(struct sncp_tls *t, uint8_t *buf, size_t cap)
     }
     if (!got && r->peer_closed)
         return SNCP_E_PEER_CLOSED;
-    /* What is consumed leaves the buffer once nothing is lent out of it. */
-    if (!r->pt_len && r->in_off) {
-        memmove(r->in, r->in + r->in_off, r->in_len - r->in_off);
-        r->in_len -= r->in_off;
-        r->in_off = 0;
-    }
+    in_compact(r);
     return (int)(got > INT32_MAX ? INT32_MAX : got);
 }
 
 static int rec_feed(struct tls_rec *r, const uint8_t *data, size_t len)
 {
-    if (r->in_len + len > r->in_cap) {
-        if (!r->pt_len && r->in_off) {
-            memmove(r->in, r->in + r->in_off, r->in_len - r->in_off);
-            r->in_len -= r->in_off;
-            r->in_off = 0;
-        }
-        size_t cap = r->in_cap ? r->in_cap : 4096;
-        while (cap < r->in_len + len)
-            cap *= 2;
-        if (cap != r->in_cap) {
-            uint8_t *n = realloc(r->in, cap);
-            if (!n)
-                return -ENOMEM;
-            r->in = n;
-            r->in_cap = cap;
-        }
-    }
+    if (r->in_len + len > r->in_cap)
+        in_compact(r);
+    if (buf_reserve(&r->in, &r->in_cap, r->in_len + len) < 0)
+        return -ENOMEM;
     memcpy(r->in + r->in_len, data, len);
     r->in_len += len;
     return 0;
