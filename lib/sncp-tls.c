@@ -718,6 +718,17 @@ static int dir_update(struct tls_rec *r, struct rec_dir *d)
     return dir_rekey(r, d);
 }
 
+/* Sets r's suite and its read and write traffic secrets (suite->hash_len bytes each), and
+ * derives their keys.  Returns 0 or -1. */
+static int rec_keys(struct tls_rec *r, const struct rec_suite *suite, const uint8_t *rd_secret,
+                    const uint8_t *wr_secret)
+{
+    r->suite = suite;
+    memcpy(r->rd.secret, rd_secret, suite->hash_len);
+    memcpy(r->wr.secret, wr_secret, suite->hash_len);
+    return dir_rekey(r, &r->rd) < 0 || dir_rekey(r, &r->wr) < 0 ? -1 : 0;
+}
+
 static void dir_clear(struct rec_dir *d)
 {
     EVP_CIPHER_CTX_free(d->ctx);
@@ -1048,26 +1059,23 @@ static struct tls_rec *rec_create(struct sncp_tls *t)
         SSL_version(t->ssl) != TLS1_3_VERSION || SSL_has_pending(t->ssl) ||
         SSL_get_shutdown(t->ssl))
         return NULL;
-    struct tls_rec *r = calloc(1, sizeof *r);
-    if (!r)
-        return NULL;
+    const struct rec_suite *suite = NULL;
     uint16_t id = SSL_CIPHER_get_protocol_id(c);
     for (size_t i = 0; i < sizeof rec_suites / sizeof rec_suites[0]; i++)
         if (rec_suites[i].id == id)
-            r->suite = &rec_suites[i];
-    if (!r->suite || hs->keys.c_len != r->suite->hash_len) {
-        free(r);
+            suite = &rec_suites[i];
+    if (!suite || hs->keys.c_len != suite->hash_len)
         return NULL;
-    }
-    memcpy(r->rd.secret, hs->keys.c, r->suite->hash_len);
-    memcpy(r->wr.secret, hs->keys.s, r->suite->hash_len);
+    struct tls_rec *r = calloc(1, sizeof *r);
+    if (!r)
+        return NULL;
     /* What the BIOs hold moves over: our last handshake bytes not drained yet, the peer's
      * first records. */
     r->out_cap = r->out_len = BIO_ctrl_pending(t->wbio);
     r->in_cap = r->in_len = BIO_ctrl_pending(t->rbio);
     if ((r->out_cap && !(r->out = malloc(r->out_cap))) ||
-        (r->in_cap && !(r->in = malloc(r->in_cap))) || dir_rekey(r, &r->rd) < 0 ||
-        dir_rekey(r, &r->wr) < 0) {
+        (r->in_cap && !(r->in = malloc(r->in_cap))) ||
+        rec_keys(r, suite, hs->keys.c, hs->keys.s) < 0) {
         rec_destroy(r);
         clear_errors();
         return NULL;

@@ -138,17 +138,13 @@ static void setup(unsigned suite)
     t->established = 1;
     t->rec = r;
     S.t = t;
-    r->suite = &rec_suites[suite];
-    for (size_t i = 0; i < r->suite->hash_len; i++) {
-        r->rd.secret[i] = (uint8_t)(i * 7 + 1);  /* the client's traffic secret */
-        r->wr.secret[i] = (uint8_t)(i * 13 + 5); /* the server's */
+    uint8_t c_secret[EVP_MAX_MD_SIZE], s_secret[EVP_MAX_MD_SIZE];
+    for (size_t i = 0; i < rec_suites[suite].hash_len; i++) {
+        c_secret[i] = (uint8_t)(i * 7 + 1);
+        s_secret[i] = (uint8_t)(i * 13 + 5);
     }
-    struct tls_rec *m = &S.m;
-    m->suite = r->suite;
-    memcpy(m->wr.secret, r->rd.secret, r->suite->hash_len);
-    memcpy(m->rd.secret, r->wr.secret, r->suite->hash_len);
-    CHECK(dir_rekey(r, &r->rd) == 0 && dir_rekey(r, &r->wr) == 0);
-    CHECK(dir_rekey(m, &m->rd) == 0 && dir_rekey(m, &m->wr) == 0);
+    CHECK(rec_keys(r, &rec_suites[suite], c_secret, s_secret) == 0);
+    CHECK(rec_keys(&S.m, &rec_suites[suite], s_secret, c_secret) == 0);
     memcpy(S.prev_rd_secret, r->rd.secret, sizeof S.prev_rd_secret);
     memcpy(S.prev_wr_secret, r->wr.secret, sizeof S.prev_wr_secret);
 }

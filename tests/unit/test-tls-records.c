@@ -61,11 +61,7 @@ static void setup(struct fixture *f)
     const struct tls_rec *r = f->s->rec;
     ck_assert_uint_eq(cli_keys.c_len, r->suite->hash_len);
     ck_assert_uint_eq(cli_keys.s_len, r->suite->hash_len);
-    f->m.suite = r->suite;
-    memcpy(f->m.wr.secret, cli_keys.c, cli_keys.c_len);
-    memcpy(f->m.rd.secret, cli_keys.s, cli_keys.s_len);
-    ck_assert_int_eq(dir_rekey(&f->m, &f->m.wr), 0);
-    ck_assert_int_eq(dir_rekey(&f->m, &f->m.rd), 0);
+    ck_assert_int_eq(rec_keys(&f->m, r->suite, cli_keys.s, cli_keys.c), 0);
 }
 
 static void teardown(struct fixture *f)
