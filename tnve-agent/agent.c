@@ -288,7 +288,6 @@ static void select_active(struct tnve_agent *a, const char *cause, const char *w
     struct tnve_active_in in[TNVE_MAX_NNVES];
     for (unsigned i = 0; i < a->n_homes; i++) {
         const struct tnve_home *h = &a->homes[i];
-        in[i].has_uplink = h->ncfg->uplink[0] != '\0';
         in[i].carrying = tnve_uplink_carrying(h->uplink_state);
         in[i].up = home_up(h);
         in[i].lost = h->lost;
@@ -373,8 +372,7 @@ static void uplinks_changed(void *aux)
     for (unsigned i = 0; i < a->n_homes; i++) {
         struct tnve_home *h = &a->homes[i];
         h->uplink_state = tnve_uplinks_state(a->uplinks, i);
-        in[i] = (struct tnve_active_in){.has_uplink = 1,
-                                        .carrying = tnve_uplink_carrying(h->uplink_state)};
+        in[i] = (struct tnve_active_in){.carrying = tnve_uplink_carrying(h->uplink_state)};
         int n = snprintf(states + used, sizeof states - used, "%s%s=%s", used ? "," : "",
                          h->ncfg->uplink, tnve_uplink_state_name(h->uplink_state));
         if (n > 0 && (size_t)n < sizeof states - used)

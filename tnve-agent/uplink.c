@@ -83,7 +83,7 @@ enum tnve_uplink_state tnve_uplink_eval(const struct tnve_nl_link *link,
 int tnve_active_preferred(const struct tnve_active_in *in, unsigned n)
 {
     for (unsigned i = 0; i < n; i++)
-        if (in[i].has_uplink && in[i].carrying)
+        if (in[i].carrying)
             return (int)i;
     return -1;
 }

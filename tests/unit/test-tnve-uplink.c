@@ -24,7 +24,6 @@
 static void set_in(struct tnve_active_in *in, const char *const *spec, unsigned n)
 {
     for (unsigned i = 0; i < n; i++) {
-        in[i].has_uplink = spec[i][0] != '-';
         in[i].carrying = spec[i][0] == 'C';
         in[i].up = spec[i][1] == 'U';
         in[i].lost = spec[i][2] == 'L';
