@@ -258,6 +258,23 @@ static void mux_vn_name(void *aux, unsigned leg, uint16_t tag, char *buf, size_t
     free(vt);
 }
 
+/* The state of home h's uplink (UNKNOWN without one): the watcher's. */
+static enum tnve_uplink_state home_uplink(const struct tnve_home *h)
+{
+    return tnve_uplinks_state(h->a->uplinks, h->index);
+}
+
+/* What tnve_active_choose() decides on, per home. */
+static void active_inputs(const struct tnve_agent *a, struct tnve_active_in *in)
+{
+    for (unsigned i = 0; i < a->n_homes; i++) {
+        const struct tnve_home *h = &a->homes[i];
+        in[i].carrying = tnve_uplink_carrying(home_uplink(h));
+        in[i].up = home_up(h);
+        in[i].lost = h->lost;
+    }
+}
+
 static void set_active(struct tnve_agent *a, unsigned to, const char *cause, const char *why)
 {
     unsigned from = a->active;
@@ -269,9 +286,9 @@ static void set_active(struct tnve_agent *a, unsigned to, const char *cause, con
              "was_uplink=%s:%s session_was=%s: active-standby VNs move",
              a->homes[to].ncfg->name, a->homes[from].ncfg->name, cause, why,
              a->homes[to].ncfg->uplink[0] ? a->homes[to].ncfg->uplink : "-",
-             tnve_uplink_state_name(a->homes[to].uplink_state),
+             tnve_uplink_state_name(home_uplink(&a->homes[to])),
              a->homes[from].ncfg->uplink[0] ? a->homes[from].ncfg->uplink : "-",
-             tnve_uplink_state_name(a->homes[from].uplink_state),
+             tnve_uplink_state_name(home_uplink(&a->homes[from])),
              home_up(&a->homes[from]) ? "up" : "down");
     uint64_t now = uv_now(a->loop);
     for (unsigned i = 0; i < a->n_homes; i++)
@@ -286,13 +303,7 @@ static void select_active(struct tnve_agent *a, const char *cause, const char *w
     if (a->n_homes < 2 || a->destroying)
         return;
     struct tnve_active_in in[TNVE_MAX_NNVES];
-    for (unsigned i = 0; i < a->n_homes; i++) {
-        const struct tnve_home *h = &a->homes[i];
-        in[i].has_uplink = h->ncfg->uplink[0] != '\0';
-        in[i].carrying = tnve_uplink_carrying(h->uplink_state);
-        in[i].up = home_up(h);
-        in[i].lost = h->lost;
-    }
+    active_inputs(a, in);
     if (a->override >= 0 && !in[a->override].up)
         a->override = -1; /* the operator's choice ends with its session */
     unsigned to = tnve_active_choose(in, a->n_homes, a->active, a->override);
@@ -369,17 +380,15 @@ static void uplinks_changed(void *aux)
         return;
     char states[256] = "";
     size_t used = 0;
-    struct tnve_active_in in[TNVE_MAX_NNVES];
     for (unsigned i = 0; i < a->n_homes; i++) {
-        struct tnve_home *h = &a->homes[i];
-        h->uplink_state = tnve_uplinks_state(a->uplinks, i);
-        in[i] = (struct tnve_active_in){.has_uplink = 1,
-                                        .carrying = tnve_uplink_carrying(h->uplink_state)};
+        const struct tnve_home *h = &a->homes[i];
         int n = snprintf(states + used, sizeof states - used, "%s%s=%s", used ? "," : "",
-                         h->ncfg->uplink, tnve_uplink_state_name(h->uplink_state));
+                         h->ncfg->uplink, tnve_uplink_state_name(home_uplink(h)));
         if (n > 0 && (size_t)n < sizeof states - used)
             used += (size_t)n;
     }
+    struct tnve_active_in in[TNVE_MAX_NNVES];
+    active_inputs(a, in);
     int p = tnve_active_preferred(in, a->n_homes);
     if (p != a->preferred) {
         SNV_INFO("agent", "preferred nNVE changed nnve=%s was=%s uplinks=%s",

@@ -54,10 +54,9 @@ struct tnve_home {
     char dp_state_file[TNVE_CONFIG_STR + 64];
     struct tnve_nnve *nnve;
     struct tnve_rec *rec;
-    int lost;                            /* failed (session or attempt) since it was last up */
-    const char *lost_why;                /* "session lost", "connection attempt failed" */
-    uint64_t activations;                /* times it became the active nNVE */
-    enum tnve_uplink_state uplink_state; /* of ncfg->uplink (UNKNOWN when none) */
+    int lost;             /* failed (session or attempt) since it was last up */
+    const char *lost_why; /* "session lost", "connection attempt failed" */
+    uint64_t activations; /* times it became the active nNVE */
 };
 
 struct tnve_agent {

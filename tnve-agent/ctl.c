@@ -142,9 +142,10 @@ static json_t *home_session_json(struct tnve_agent *a, unsigned i)
     json_object_set_new(o, "sync", json_string(tnve_rec_phase(h->rec)));
     json_object_set_new(o, "activations", json_integer((json_int_t)h->activations));
     json_object_set_new(o, "uplink", json_string(h->ncfg->uplink[0] ? h->ncfg->uplink : "-"));
-    json_object_set_new(
-        o, "uplink_state",
-        json_string(h->ncfg->uplink[0] ? tnve_uplink_state_name(h->uplink_state) : "-"));
+    json_object_set_new(o, "uplink_state",
+                        json_string(h->ncfg->uplink[0]
+                                        ? tnve_uplink_state_name(tnve_uplinks_state(a->uplinks, i))
+                                        : "-"));
     const char *bond = tnve_uplinks_master(a->uplinks, i);
     json_object_set_new(o, "uplink_bond", json_string(*bond ? bond : "-"));
     json_object_set_new(o, "preferred", json_boolean(a->preferred == (int)i));

@@ -49,6 +49,11 @@ struct nlmsghdr *tnve_nl_msg_getlink(void *buf, size_t size, const char *name, i
     return nlh;
 }
 
+struct nlmsghdr *tnve_nl_msg_link_dump(void *buf, size_t size)
+{
+    return put_link_header(buf, size, RTM_GETLINK, NLM_F_DUMP, AF_UNSPEC, 0);
+}
+
 struct nlmsghdr *tnve_nl_msg_bridge_dump(void *buf, size_t size, uint32_t ext_mask)
 {
     struct nlmsghdr *nlh = put_link_header(buf, size, RTM_GETLINK, NLM_F_DUMP, AF_BRIDGE, 0);

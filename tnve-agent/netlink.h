@@ -58,6 +58,9 @@ struct tnve_nl_link {
 struct nlmsghdr *tnve_nl_msg_getlink(void *buf, size_t size, const char *name, int ifindex,
                                      uint32_t ext_mask);
 
+/* RTM_GETLINK dump of every link (AF_UNSPEC), as the uplink watcher asks for it. */
+struct nlmsghdr *tnve_nl_msg_link_dump(void *buf, size_t size);
+
 /* RTM_GETLINK dump of every bridge and bridge port (AF_BRIDGE) with IFLA_EXT_MASK
  * `ext_mask` (RTEXT_FILTER_BRVLAN or RTEXT_FILTER_BRVLAN_COMPRESSED for the VLAN lists). */
 struct nlmsghdr *tnve_nl_msg_bridge_dump(void *buf, size_t size, uint32_t ext_mask);

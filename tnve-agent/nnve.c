@@ -4,8 +4,8 @@
  * then TLS) -> HELLO (sent, awaiting the answer) -> UP.  The struct owns one uv_timer, at
  * most one sncp_conn and, over L2, at most one sncp_l2_port.  The timer's meaning follows
  * the state: IDLE: reconnect; CONNECTING/HELLO: the attempt's deadline (connect_timeout
- * from the attempt's start; in HELLO the sooner of that and hello_timeout after the TLS
- * handshake, which the session itself bounds by hello_timeout from the transport up); UP
+ * from the attempt's start; the session itself bounds the TLS handshake and then the HELLO
+ * answer by hello_timeout each, sncp_session_config.hello_timeout_ms); UP
  * over L2: the interface check.  A silent established session ends by the session's
  * dead-peer rule (3 x the nNVE's announced keepalive).  The port lives as long as one
  * connection: it is destroyed when that connection closed (the port frees itself once its
@@ -68,9 +68,7 @@ struct tnve_nnve {
     char prev_error[512]; /* of the attempt before, shown while the next one runs */
     const char *cause;    /* token of last_error's failure (static); "" none */
     const char *prev_cause;
-    uint64_t attempt_started;
-    int hello_deadline; /* the timer runs hello_timeout, not the connect deadline */
-    int session_lost;   /* the session was up: on_closed logs "session lost" */
+    int session_lost; /* the session was up: on_closed logs "session lost" */
     uint64_t up_since;
     struct snv_ratelimit rl;
 };
@@ -213,17 +211,10 @@ static void timer_cb(uv_timer_t *t)
             check_link(n);
     } else {
         char where[160];
-        if (n->hello_deadline) {
-            n->cause = "hello-timeout";
-            snprintf(n->last_error, sizeof n->last_error,
-                     "no HELLO answer within %u ms of the TLS handshake", n->cfg.hello_timeout_ms);
-        } else {
-            n->cause = "connect-timeout";
-            snprintf(n->last_error, sizeof n->last_error, "no session within %u ms%s",
-                     n->cfg.connect_timeout_ms,
-                     n->l2 && !n->cfg.nnve_mac && !n->found ? " (no nNVE answered the discovery)"
-                                                            : "");
-        }
+        n->cause = "connect-timeout";
+        snprintf(n->last_error, sizeof n->last_error, "no session within %u ms%s",
+                 n->cfg.connect_timeout_ms,
+                 n->l2 && !n->cfg.nnve_mac && !n->found ? " (no nNVE answered the discovery)" : "");
         snv_log_rl(&n->rl, SNV_LOG_WARN, "nnve", "connect timed out %s err=%s cause=%s nnve=%s",
                    target(n, where, sizeof where), n->last_error, n->cause, n->name);
         if (n->l2)
@@ -277,16 +268,6 @@ static int close_if_revoked(struct tnve_nnve *n)
     return 1;
 }
 
-/* HELLO sent: the answer is due within hello_timeout, and the attempt's connect deadline
- * still holds if it comes sooner. */
-static void arm_hello_deadline(struct tnve_nnve *n)
-{
-    uint64_t spent = uv_now(n->loop) - n->attempt_started;
-    uint64_t left = spent < n->cfg.connect_timeout_ms ? n->cfg.connect_timeout_ms - spent : 1;
-    n->hello_deadline = n->cfg.hello_timeout_ms < left;
-    uv_timer_start(&n->timer, timer_cb, n->hello_deadline ? n->cfg.hello_timeout_ms : left, 0);
-}
-
 static void on_connected(struct sncp_conn *c, const char *peer_identity)
 {
     struct tnve_nnve *n = sncp_conn_data(c);
@@ -328,7 +309,6 @@ static void on_connected(struct sncp_conn *c, const char *peer_identity)
         return;
     }
     n->state = ST_HELLO;
-    arm_hello_deadline(n);
     SNV_INFO("nnve", "tls established peer=%s identity=%s, HELLO sent node_id=%s epoch=%llu",
              sncp_conn_peer_name(c), peer_identity, n->cfg.node_id,
              (unsigned long long)n->cfg.epoch);
@@ -364,6 +344,7 @@ static void hello_response(struct tnve_nnve *n, struct sncp_conn *c, const struc
     n->peer_caps = sncp_msg_has(rsp, SNCP_TLV_CAPABILITIES) ? rsp->capabilities : 0;
     snprintf(n->peer_node_id, sizeof n->peer_node_id, "%s", rsp->node_id);
     snprintf(n->peer_port, sizeof n->peer_port, "%s", rsp->port);
+    sncp_conn_hello_done(c);
     n->state = ST_UP;
     n->failures = 0;
     n->ups++;
@@ -416,8 +397,8 @@ static void on_request(struct sncp_conn *c, const struct sncp_msg *req)
 }
 
 /* The cause token of a connection that closed with err (0: orderly), up or not, when no
- * more precise one was recorded: the session's own timeouts are the TLS handshake's (before
- * HELLO, bounded by hello_timeout) and dead peer (once up). */
+ * more precise one was recorded: the session's own timeouts are the TLS handshake's and the
+ * HELLO answer's (before up, each bounded by hello_timeout) and dead peer (once up). */
 static const char *failure_cause(int was_up, int err)
 {
     if (!err)
@@ -433,7 +414,11 @@ static void on_closed(struct sncp_conn *c, int err)
     n->conn = NULL;
     uv_timer_stop(&n->timer);
     drop_port(n);
-    if (err && !n->last_error[0]) {
+    if (err == SNCP_E_TIMEOUT && n->state == ST_HELLO && !n->last_error[0]) {
+        /* the session's HELLO deadline (hello_timeout_ms) */
+        snprintf(n->last_error, sizeof n->last_error,
+                 "no HELLO answer within %u ms of the TLS handshake", n->cfg.hello_timeout_ms);
+    } else if (err && !n->last_error[0]) {
         const char *detail = sncp_session_error(sncp_conn_session(c));
         const char *what = sncp_strerror(err);
         /* The detail often starts with the error's own text ("TLS handshake failed: ..."). */
@@ -504,14 +489,15 @@ static void nnve_connect(struct tnve_nnve *n)
     cc.session.keepalive_ms = n->cfg.keepalive_ms;
     cc.session.request_timeout_ms = n->cfg.request_timeout_ms;
     cc.session.handshake_timeout_ms = n->cfg.hello_timeout_ms;
+    /* the HELLO answer is due within hello_timeout of the TLS handshake (the session's
+     * deadline, ended by sncp_conn_hello_done); the connect deadline still holds */
+    cc.session.hello_timeout_ms = n->cfg.hello_timeout_ms;
     if (n->last_error[0]) {
         memcpy(n->prev_error, n->last_error, sizeof n->prev_error);
         n->prev_cause = n->cause;
     }
     n->last_error[0] = '\0';
     n->cause = "";
-    n->hello_deadline = 0;
-    n->attempt_started = uv_now(n->loop);
     n->connects++;
     n->state = ST_CONNECTING;
     n->found = 0;

@@ -83,7 +83,7 @@ enum tnve_uplink_state tnve_uplink_eval(const struct tnve_nl_link *link,
 int tnve_active_preferred(const struct tnve_active_in *in, unsigned n)
 {
     for (unsigned i = 0; i < n; i++)
-        if (in[i].has_uplink && in[i].carrying)
+        if (in[i].carrying)
             return (int)i;
     return -1;
 }
@@ -168,14 +168,10 @@ static int dump_start(struct tnve_uplinks *u)
         return 0;
     }
     char buf[MNL_SOCKET_BUFFER_SIZE];
-    struct nlmsghdr *nlh = mnl_nlmsg_put_header(buf);
-    nlh->nlmsg_type = RTM_GETLINK;
-    nlh->nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
+    struct nlmsghdr *nlh = tnve_nl_msg_link_dump(buf, sizeof buf);
     if (++u->seq == 0)
         u->seq = 1;
     nlh->nlmsg_seq = u->seq;
-    struct ifinfomsg *ifm = mnl_nlmsg_put_extra_header(nlh, sizeof *ifm);
-    ifm->ifi_family = AF_UNSPEC;
     if (mnl_socket_sendto(u->nl, nlh, nlh->nlmsg_len) < 0) {
         int err = -errno;
         snv_log_rl(&u->rl, SNV_LOG_WARN, "uplink", "link dump request failed: %s (retrying)",

@@ -41,10 +41,9 @@ enum tnve_uplink_state tnve_uplink_eval(const struct tnve_nl_link *link,
 
 /* The choice of the active nNVE among n (pure).  Per nNVE: */
 struct tnve_active_in {
-    int has_uplink; /* an uplink is configured for it */
-    int carrying;   /* that uplink carries the traffic (tnve_uplink_carrying) */
-    int up;         /* its session is up */
-    int lost;       /* it failed (session or attempt) since it was last up */
+    int carrying; /* its uplink carries the traffic (tnve_uplink_carrying); 0 without one */
+    int up;       /* its session is up */
+    int lost;     /* it failed (session or attempt) since it was last up */
 };
 /* The preferred nNVE: the first whose uplink carries the traffic, or -1 (no uplink
  * configured, none carrying, or the states are not known). */

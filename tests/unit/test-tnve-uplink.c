@@ -24,7 +24,6 @@
 static void set_in(struct tnve_active_in *in, const char *const *spec, unsigned n)
 {
     for (unsigned i = 0; i < n; i++) {
-        in[i].has_uplink = spec[i][0] != '-';
         in[i].carrying = spec[i][0] == 'C';
         in[i].up = spec[i][1] == 'U';
         in[i].lost = spec[i][2] == 'L';
@@ -256,6 +255,7 @@ END_TEST
 /* ---- the watcher on real links ---- */
 
 struct watch_ctx {
+    uv_loop_t loop;
     struct tnve_uplinks *u;
     unsigned calls;
 };
@@ -265,13 +265,38 @@ static void watch_cb(void *aux)
     ((struct watch_ctx *)aux)->calls++;
 }
 
+/* Moves the test into a network namespace of its own; 0 (and a word why) when it cannot. */
+static int private_netns(const char *test)
+{
+    if (geteuid() == 0 && unshare(CLONE_NEWNET) == 0)
+        return 1;
+    fprintf(stderr, "%s skipped: needs root (unshare CLONE_NEWNET)\n", test);
+    return 0;
+}
+
+/* A loop and a watcher of the n names on it. */
+static void watch_start(struct watch_ctx *w, const char *const *names, unsigned n)
+{
+    memset(w, 0, sizeof *w);
+    uv_loop_init(&w->loop);
+    ck_assert_int_eq(tnve_uplinks_create(&w->loop, names, n, watch_cb, w, &w->u), 0);
+}
+
+/* Destroys the watcher; every handle closes and the loop with them. */
+static void watch_stop(struct watch_ctx *w)
+{
+    tnve_uplinks_destroy(w->u);
+    ck_assert_int_eq(uv_run(&w->loop, UV_RUN_DEFAULT), 0);
+    ck_assert_int_eq(uv_loop_close(&w->loop), 0);
+}
+
 /* Runs the loop until uplink i is in state want (at most ~5 s).  1 when it is. */
-static int wait_state(uv_loop_t *loop, struct watch_ctx *w, unsigned i, enum tnve_uplink_state want)
+static int wait_state(struct watch_ctx *w, unsigned i, enum tnve_uplink_state want)
 {
     for (int k = 0; k < 500; k++) {
         if (tnve_uplinks_state(w->u, i) == want)
             return 1;
-        uv_run(loop, UV_RUN_NOWAIT);
+        uv_run(&w->loop, UV_RUN_NOWAIT);
         usleep(10000);
     }
     fprintf(stderr, "uplink %u: state %s, want %s\n", i,
@@ -309,40 +334,34 @@ static int ip_links(int step)
 
 START_TEST(test_watch_veth)
 {
-    if (geteuid() != 0 || unshare(CLONE_NEWNET) != 0) {
-        fprintf(stderr, "test_watch_veth skipped: needs root (unshare CLONE_NEWNET)\n");
+    if (!private_netns("test_watch_veth"))
         return;
-    }
-    uv_loop_t loop;
-    uv_loop_init(&loop);
-    struct watch_ctx w = {0};
+    struct watch_ctx w;
     const char *names[] = {"up1", "", "lo"};
-    ck_assert_int_eq(tnve_uplinks_create(&loop, names, 3, watch_cb, &w, &w.u), 0);
+    watch_start(&w, names, 3);
     /* a name that does not exist yet, one not watched, one that exists and is up */
-    ck_assert(wait_state(&loop, &w, 0, TNVE_UPLINK_ABSENT));
+    ck_assert(wait_state(&w, 0, TNVE_UPLINK_ABSENT));
     ck_assert_int_eq(tnve_uplinks_state(w.u, 1), TNVE_UPLINK_UNKNOWN);
     ck_assert_int_eq(tnve_uplinks_state(w.u, 9), TNVE_UPLINK_UNKNOWN);
     ck_assert_int_eq(ip_links(0), 0); /* it appears, down */
-    ck_assert(wait_state(&loop, &w, 0, TNVE_UPLINK_DOWN));
+    ck_assert(wait_state(&w, 0, TNVE_UPLINK_DOWN));
     unsigned calls = w.calls;
     ck_assert_int_eq(ip_links(1), 0); /* up with a carrier */
-    ck_assert(wait_state(&loop, &w, 0, TNVE_UPLINK_UP));
+    ck_assert(wait_state(&w, 0, TNVE_UPLINK_UP));
     ck_assert_uint_gt(w.calls, calls);
     ck_assert_int_eq(ip_links(2), 0); /* the far end goes down: no carrier */
-    ck_assert(wait_state(&loop, &w, 0, TNVE_UPLINK_DOWN));
+    ck_assert(wait_state(&w, 0, TNVE_UPLINK_DOWN));
     ck_assert_int_eq(ip_links(3), 0); /* renamed away */
-    ck_assert(wait_state(&loop, &w, 0, TNVE_UPLINK_ABSENT));
+    ck_assert(wait_state(&w, 0, TNVE_UPLINK_ABSENT));
     ck_assert_int_eq(ip_links(4), 0); /* and back */
-    ck_assert(wait_state(&loop, &w, 0, TNVE_UPLINK_DOWN));
+    ck_assert(wait_state(&w, 0, TNVE_UPLINK_DOWN));
     ck_assert_int_eq(ip_links(5), 0); /* removed */
-    ck_assert(wait_state(&loop, &w, 0, TNVE_UPLINK_ABSENT));
+    ck_assert(wait_state(&w, 0, TNVE_UPLINK_ABSENT));
     json_t *j = tnve_uplinks_json(w.u);
     ck_assert_int_ge(json_integer_value(json_object_get(j, "uplink_dumps")), 1);
     ck_assert_int_eq(json_integer_value(json_object_get(j, "uplink_bad_messages")), 0);
     json_decref(j);
-    tnve_uplinks_destroy(w.u);
-    ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
-    ck_assert_int_eq(uv_loop_close(&loop), 0);
+    watch_stop(&w);
 }
 END_TEST
 
@@ -365,29 +384,23 @@ static int many_links(const char *dir)
 
 START_TEST(test_watch_overrun)
 {
-    if (geteuid() != 0 || unshare(CLONE_NEWNET) != 0) {
-        fprintf(stderr, "test_watch_overrun skipped: needs root (unshare CLONE_NEWNET)\n");
+    if (!private_netns("test_watch_overrun"))
         return;
-    }
     char dir[] = "/tmp/tnve-uplink-test.XXXXXX";
     ck_assert_ptr_nonnull(mkdtemp(dir));
-    uv_loop_t loop;
-    uv_loop_init(&loop);
-    struct watch_ctx w = {0};
+    struct watch_ctx w;
     const char *names[] = {"up1"};
-    ck_assert_int_eq(tnve_uplinks_create(&loop, names, 1, watch_cb, &w, &w.u), 0);
-    ck_assert(wait_state(&loop, &w, 0, TNVE_UPLINK_ABSENT));
+    watch_start(&w, names, 1);
+    ck_assert(wait_state(&w, 0, TNVE_UPLINK_ABSENT));
     ck_assert_int_eq(tnve_uplinks_set_rcvbuf(w.u, 1), 0);
     /* nothing reads while 120 links and then up1 appear: the queue overflows */
     ck_assert_int_eq(many_links(dir), 0);
-    ck_assert(wait_state(&loop, &w, 0, TNVE_UPLINK_DOWN));
+    ck_assert(wait_state(&w, 0, TNVE_UPLINK_DOWN));
     json_t *j = tnve_uplinks_json(w.u);
     ck_assert_int_ge(json_integer_value(json_object_get(j, "uplink_overruns")), 1);
     ck_assert_int_ge(json_integer_value(json_object_get(j, "uplink_dumps")), 2);
     json_decref(j);
-    tnve_uplinks_destroy(w.u);
-    ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
-    ck_assert_int_eq(uv_loop_close(&loop), 0);
+    watch_stop(&w);
     char path[256];
     snprintf(path, sizeof path, "%s/links.batch", dir);
     unlink(path);
@@ -415,24 +428,18 @@ static int big_link(const char *dir)
 
 START_TEST(test_watch_big_message)
 {
-    if (geteuid() != 0 || unshare(CLONE_NEWNET) != 0) {
-        fprintf(stderr, "test_watch_big_message skipped: needs root (unshare CLONE_NEWNET)\n");
+    if (!private_netns("test_watch_big_message"))
         return;
-    }
     char dir[] = "/tmp/tnve-uplink-test.XXXXXX";
     ck_assert_ptr_nonnull(mkdtemp(dir));
     ck_assert_int_eq(big_link(dir), 0);
-    uv_loop_t loop;
-    uv_loop_init(&loop);
-    struct watch_ctx w = {0};
+    struct watch_ctx w;
     const char *names[] = {"up1"};
-    ck_assert_int_eq(tnve_uplinks_create(&loop, names, 1, watch_cb, &w, &w.u), 0);
-    ck_assert(wait_state(&loop, &w, 0, TNVE_UPLINK_DOWN)); /* from the dump */
+    watch_start(&w, names, 1);
+    ck_assert(wait_state(&w, 0, TNVE_UPLINK_DOWN)); /* from the dump */
     ck_assert_int_eq(ip_links(1), 0);
-    ck_assert(wait_state(&loop, &w, 0, TNVE_UPLINK_UP)); /* from a notification */
-    tnve_uplinks_destroy(w.u);
-    ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
-    ck_assert_int_eq(uv_loop_close(&loop), 0);
+    ck_assert(wait_state(&w, 0, TNVE_UPLINK_UP)); /* from a notification */
+    watch_stop(&w);
     rmdir(dir);
 }
 END_TEST
