@@ -122,8 +122,6 @@ struct nnve_pair {
     struct req *reqs;
     uint64_t next_cookie;
     uint32_t claim_rtt_ms; /* of the last claim answered */
-    int claim_wait;        /* the last tag request waits for a claim (nnve_pair_claim_wait) */
-    struct nnve_vn claim_wait_vn;
     struct nnve_tag_policy policy;
     struct nnve_pair_counters c;
     char last_error[640];
@@ -925,8 +923,6 @@ static int policy_acquire(void *aux, const struct nnve_vn *vn, const uint16_t *p
         }
         uint32_t ms = 2 * p->claim_rtt_ms + CLAIM_RETRY_MIN_MS;
         *retry_after_ms = ms > CLAIM_RETRY_MAX_MS ? CLAIM_RETRY_MAX_MS : ms;
-        p->claim_wait = 1;
-        p->claim_wait_vn = *vn;
         return r;
     }
     if (r) {
@@ -948,16 +944,6 @@ static int policy_acquire(void *aux, const struct nnve_vn *vn, const uint16_t *p
         p->c.holds_sent++;
     }
     return 0;
-}
-
-int nnve_pair_claim_wait(struct nnve_pair *p, struct nnve_vn *vn)
-{
-    if (!p || !p->claim_wait)
-        return 0;
-    p->claim_wait = 0;
-    if (vn)
-        *vn = p->claim_wait_vn;
-    return 1;
 }
 
 int nnve_pair_claim_pending(const struct nnve_pair *p, const struct nnve_vn *vn)

@@ -53,8 +53,7 @@ struct deferred {
     struct deferred *next;
     struct session *s;
     uint64_t deadline;
-    struct nnve_vn vn;
-    struct nnve_result res; /* the BUSY answer, given as is at shutdown */
+    struct nnve_result res; /* the BUSY answer (busy_vn: the VN claimed), given as is at shutdown */
     struct sncp_msg req;
 };
 
@@ -389,10 +388,8 @@ static void defer_answer(struct nnve_server *srv, struct deferred *d)
     srv->n_deferred--;
     struct nnve_result res = d->res;
     int err = SNCP_E_BUSY;
-    if (defer_live(s) && !srv->shutting_down) {
+    if (defer_live(s) && !srv->shutting_down)
         err = nnve_state_request(srv->state, s->hv, &d->req, uv_now(srv->loop), &res);
-        nnve_pair_claim_wait(srv->pair, NULL); /* a new claim: answered BUSY as before */
-    }
     request_failed(s, &d->req, err);
     if (err == SNCP_E_BUSY)
         srv->c.deferred_busy++;
@@ -410,7 +407,7 @@ static void defer_run(struct nnve_server *srv, const struct session *only, int a
     for (struct deferred **pp = &srv->deferred; *pp;) {
         struct deferred *d = *pp;
         int wait = !all && !srv->shutting_down && defer_live(d->s) && now < d->deadline &&
-                   nnve_pair_claim_pending(srv->pair, &d->vn);
+                   nnve_pair_claim_pending(srv->pair, &d->res.busy_vn);
         if ((only && d->s != only) || wait) {
             pp = &d->next;
             continue;
@@ -438,13 +435,13 @@ static void defer_drop(struct session *s)
     }
 }
 
-/* Keeps a request refused BUSY for a pending claim until the claim is answered.  Returns 1
- * when it waits, 0 when it is to be answered now (no claim, over the bounds, no memory). */
+/* Keeps a request refused BUSY (res) for a pending claim until the claim is answered.
+ * Returns 1 when it waits, 0 when it is to be answered now (no claim, over the bounds, no
+ * memory). */
 static int defer(struct session *s, const struct sncp_msg *req, const struct nnve_result *res)
 {
     struct nnve_server *srv = s->srv;
-    struct nnve_vn vn;
-    if (!nnve_pair_claim_wait(srv->pair, &vn))
+    if (!res->retry_after_ms || !nnve_pair_claim_pending(srv->pair, &res->busy_vn))
         return 0;
     if (s->n_deferred >= DEFER_MAX_PER_SESSION || srv->n_deferred >= DEFER_MAX) {
         srv->c.deferred_refused++;
@@ -457,7 +454,6 @@ static int defer(struct session *s, const struct sncp_msg *req, const struct nnv
         return 0;
     d->s = s;
     d->deadline = uv_now(srv->loop) + DEFER_MAX_MS;
-    d->vn = vn;
     d->res = *res;
     d->req = *req;
     d->next = srv->deferred;
@@ -797,7 +793,6 @@ static void on_request(struct sncp_conn *c, const struct sncp_msg *req)
     int err = nnve_state_request(srv->state, s->hv, req, uv_now(srv->loop), &res);
     if (err == SNCP_E_BUSY && defer(s, req, &res))
         return;
-    nnve_pair_claim_wait(srv->pair, NULL);
     request_failed(s, req, err);
     queue(s, req, err, &res, 0, 0);
 }
