@@ -175,7 +175,6 @@ struct nnve_server {
     struct snv_ratelimit rl, rl_auth, rl_req;
     struct nnve_pair *pair;
     struct deferred *deferred;
-    unsigned n_deferred;
 };
 
 static void session_mark_dirty(struct session *s)
@@ -371,6 +370,13 @@ static void request_failed(struct session *s, const struct sncp_msg *req, int er
                    sncp_msg_type_name(req->type), req->xid, sncp_error_token(err));
 }
 
+/* The requests held now: each one held is answered, BUSY after all or dropped once. */
+static uint64_t defer_count(const struct nnve_server *srv)
+{
+    const struct counters *c = &srv->c;
+    return c->deferred - c->deferred_done - c->deferred_busy - c->deferred_dropped;
+}
+
 /* Whether a deferred request of s may still be applied: s has its hypervisor and is not
  * closing (closed for a revoked certificate or a withdrawn identity at a reload, its close
  * callback not run yet: what it asked for before is not applied after). */
@@ -385,7 +391,6 @@ static void defer_answer(struct nnve_server *srv, struct deferred *d)
 {
     struct session *s = d->s;
     s->n_deferred--;
-    srv->n_deferred--;
     struct nnve_result res = d->res;
     int err = SNCP_E_BUSY;
     if (defer_live(s) && !srv->shutting_down)
@@ -429,7 +434,6 @@ static void defer_drop(struct session *s)
         }
         *pp = d->next;
         s->n_deferred--;
-        srv->n_deferred--;
         srv->c.deferred_dropped++;
         free(d);
     }
@@ -443,7 +447,7 @@ static int defer(struct session *s, const struct sncp_msg *req, const struct nnv
     struct nnve_server *srv = s->srv;
     if (!res->retry_after_ms || !nnve_pair_claim_pending(srv->pair, &res->busy_vn))
         return 0;
-    if (s->n_deferred >= DEFER_MAX_PER_SESSION || srv->n_deferred >= DEFER_MAX) {
+    if (s->n_deferred >= DEFER_MAX_PER_SESSION || defer_count(srv) >= DEFER_MAX) {
         srv->c.deferred_refused++;
         snv_log_rl(&srv->rl_req, SNV_LOG_WARN, "session",
                    "too many requests waiting for a pair claim hypervisor=%s: BUSY", s->identity);
@@ -459,7 +463,6 @@ static int defer(struct session *s, const struct sncp_msg *req, const struct nnv
     d->next = srv->deferred;
     srv->deferred = d;
     s->n_deferred++;
-    srv->n_deferred++;
     srv->c.deferred++;
     return 1;
 }
@@ -1245,7 +1248,7 @@ static void each_counter(const struct nnve_server *srv, counter_fn *fn, void *au
         fn(aux, "pair_deferred_total", dh, "result", "refused", c->deferred_refused);
         fn(aux, "pair_deferred_total", dh, "result", "dropped", c->deferred_dropped);
         fn(aux, "pair_deferred", "requests waiting for a tag claim now", NULL, NULL,
-           srv->n_deferred);
+           defer_count(srv));
     }
     fn(aux, "hypervisors", "hypervisors with state", NULL, NULL, sc.hypervisors);
     fn(aux, "hypervisors_held", "hypervisors in hold after session loss", NULL, NULL,
