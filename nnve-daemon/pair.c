@@ -116,7 +116,6 @@ struct nnve_pair {
     uint64_t gen; /* session generation */
     uint64_t epoch;
     uv_timer_t timer;
-    int timer_active;
     int shutting_down;
     struct out *out_head, *out_tail;
     struct req *reqs;
@@ -746,7 +745,6 @@ static void on_closed(struct sncp_conn *c, int err)
     p->gen++;
     if (p->role == NNVE_PAIR_FOLLOWER && !p->shutting_down) {
         uv_timer_stop(&p->timer); /* the attempt's deadline: the retry replaces it */
-        p->timer_active = 0;
         start_timer(p);
     }
 }
@@ -840,7 +838,6 @@ static void connect_peer(struct nnve_pair *p)
     p->conn = c;
     p->state = PS_CONNECTING;
     p->gen++;
-    p->timer_active = 1;
     uv_timer_start(&p->timer, on_timer, (uint64_t)PAIR_ATTEMPT_KEEPALIVES * p->keepalive_ms, 0);
 }
 
@@ -861,7 +858,6 @@ static void probe_peer(struct nnve_pair *p)
 static void on_timer(uv_timer_t *t)
 {
     struct nnve_pair *p = t->data;
-    p->timer_active = 0;
     if (p->shutting_down)
         return;
     if (p->role == NNVE_PAIR_ALLOCATOR) {
@@ -880,10 +876,8 @@ static void on_timer(uv_timer_t *t)
 
 static void start_timer(struct nnve_pair *p)
 {
-    if (p->timer_active)
-        return;
-    p->timer_active = 1;
-    uv_timer_start(&p->timer, on_timer, p->retry_ms, 0);
+    if (!uv_is_active((uv_handle_t *)&p->timer))
+        uv_timer_start(&p->timer, on_timer, p->retry_ms, 0);
 }
 
 /* ---- the tag policy -------------------------------------------------------------- */
