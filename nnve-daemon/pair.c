@@ -116,14 +116,11 @@ struct nnve_pair {
     uint64_t gen; /* session generation */
     uint64_t epoch;
     uv_timer_t timer;
-    int timer_active;
     int shutting_down;
     struct out *out_head, *out_tail;
     struct req *reqs;
     uint64_t next_cookie;
     uint32_t claim_rtt_ms; /* of the last claim answered */
-    int claim_wait;        /* the last tag request waits for a claim (nnve_pair_claim_wait) */
-    struct nnve_vn claim_wait_vn;
     struct nnve_tag_policy policy;
     struct nnve_pair_counters c;
     char last_error[640];
@@ -748,7 +745,6 @@ static void on_closed(struct sncp_conn *c, int err)
     p->gen++;
     if (p->role == NNVE_PAIR_FOLLOWER && !p->shutting_down) {
         uv_timer_stop(&p->timer); /* the attempt's deadline: the retry replaces it */
-        p->timer_active = 0;
         start_timer(p);
     }
 }
@@ -842,7 +838,6 @@ static void connect_peer(struct nnve_pair *p)
     p->conn = c;
     p->state = PS_CONNECTING;
     p->gen++;
-    p->timer_active = 1;
     uv_timer_start(&p->timer, on_timer, (uint64_t)PAIR_ATTEMPT_KEEPALIVES * p->keepalive_ms, 0);
 }
 
@@ -863,7 +858,6 @@ static void probe_peer(struct nnve_pair *p)
 static void on_timer(uv_timer_t *t)
 {
     struct nnve_pair *p = t->data;
-    p->timer_active = 0;
     if (p->shutting_down)
         return;
     if (p->role == NNVE_PAIR_ALLOCATOR) {
@@ -882,10 +876,8 @@ static void on_timer(uv_timer_t *t)
 
 static void start_timer(struct nnve_pair *p)
 {
-    if (p->timer_active)
-        return;
-    p->timer_active = 1;
-    uv_timer_start(&p->timer, on_timer, p->retry_ms, 0);
+    if (!uv_is_active((uv_handle_t *)&p->timer))
+        uv_timer_start(&p->timer, on_timer, p->retry_ms, 0);
 }
 
 /* ---- the tag policy -------------------------------------------------------------- */
@@ -925,8 +917,6 @@ static int policy_acquire(void *aux, const struct nnve_vn *vn, const uint16_t *p
         }
         uint32_t ms = 2 * p->claim_rtt_ms + CLAIM_RETRY_MIN_MS;
         *retry_after_ms = ms > CLAIM_RETRY_MAX_MS ? CLAIM_RETRY_MAX_MS : ms;
-        p->claim_wait = 1;
-        p->claim_wait_vn = *vn;
         return r;
     }
     if (r) {
@@ -948,16 +938,6 @@ static int policy_acquire(void *aux, const struct nnve_vn *vn, const uint16_t *p
         p->c.holds_sent++;
     }
     return 0;
-}
-
-int nnve_pair_claim_wait(struct nnve_pair *p, struct nnve_vn *vn)
-{
-    if (!p || !p->claim_wait)
-        return 0;
-    p->claim_wait = 0;
-    if (vn)
-        *vn = p->claim_wait_vn;
-    return 1;
 }
 
 int nnve_pair_claim_pending(const struct nnve_pair *p, const struct nnve_vn *vn)

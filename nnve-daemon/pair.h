@@ -60,11 +60,8 @@ json_t *nnve_pair_show(const struct nnve_pair *p);
 const struct nnve_pair_counters *nnve_pair_counters(const struct nnve_pair *p);
 /* 1 while the pair session is up (HELLO done). */
 int nnve_pair_connected(const struct nnve_pair *p);
-/* 1 when the tag request since the previous call (in nnve_state_request()) was refused
- * BUSY because the VN's tag is being claimed from the allocator; *vn (if not NULL) then
- * holds the VN.  Clears that mark.  0 for p NULL. */
-int nnve_pair_claim_wait(struct nnve_pair *p, struct nnve_vn *vn);
-/* 1 while a claim of vn is on its way or waits for its answer (session up). */
+/* 1 while a claim of vn is on its way or waits for its answer (session up); 0 for p
+ * NULL. */
 int nnve_pair_claim_pending(const struct nnve_pair *p, const struct nnve_vn *vn);
 
 #endif

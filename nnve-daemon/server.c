@@ -53,8 +53,7 @@ struct deferred {
     struct deferred *next;
     struct session *s;
     uint64_t deadline;
-    struct nnve_vn vn;
-    struct nnve_result res; /* the BUSY answer, given as is at shutdown */
+    struct nnve_result res; /* the BUSY answer (busy_vn: the VN claimed), given as is at shutdown */
     struct sncp_msg req;
 };
 
@@ -176,7 +175,6 @@ struct nnve_server {
     struct snv_ratelimit rl, rl_auth, rl_req;
     struct nnve_pair *pair;
     struct deferred *deferred;
-    unsigned n_deferred;
 };
 
 static void session_mark_dirty(struct session *s)
@@ -372,6 +370,13 @@ static void request_failed(struct session *s, const struct sncp_msg *req, int er
                    sncp_msg_type_name(req->type), req->xid, sncp_error_token(err));
 }
 
+/* The requests held now: each one held is answered, BUSY after all or dropped once. */
+static uint64_t defer_count(const struct nnve_server *srv)
+{
+    const struct counters *c = &srv->c;
+    return c->deferred - c->deferred_done - c->deferred_busy - c->deferred_dropped;
+}
+
 /* Whether a deferred request of s may still be applied: s has its hypervisor and is not
  * closing (closed for a revoked certificate or a withdrawn identity at a reload, its close
  * callback not run yet: what it asked for before is not applied after). */
@@ -386,13 +391,10 @@ static void defer_answer(struct nnve_server *srv, struct deferred *d)
 {
     struct session *s = d->s;
     s->n_deferred--;
-    srv->n_deferred--;
     struct nnve_result res = d->res;
     int err = SNCP_E_BUSY;
-    if (defer_live(s) && !srv->shutting_down) {
+    if (defer_live(s) && !srv->shutting_down)
         err = nnve_state_request(srv->state, s->hv, &d->req, uv_now(srv->loop), &res);
-        nnve_pair_claim_wait(srv->pair, NULL); /* a new claim: answered BUSY as before */
-    }
     request_failed(s, &d->req, err);
     if (err == SNCP_E_BUSY)
         srv->c.deferred_busy++;
@@ -410,7 +412,7 @@ static void defer_run(struct nnve_server *srv, const struct session *only, int a
     for (struct deferred **pp = &srv->deferred; *pp;) {
         struct deferred *d = *pp;
         int wait = !all && !srv->shutting_down && defer_live(d->s) && now < d->deadline &&
-                   nnve_pair_claim_pending(srv->pair, &d->vn);
+                   nnve_pair_claim_pending(srv->pair, &d->res.busy_vn);
         if ((only && d->s != only) || wait) {
             pp = &d->next;
             continue;
@@ -432,21 +434,20 @@ static void defer_drop(struct session *s)
         }
         *pp = d->next;
         s->n_deferred--;
-        srv->n_deferred--;
         srv->c.deferred_dropped++;
         free(d);
     }
 }
 
-/* Keeps a request refused BUSY for a pending claim until the claim is answered.  Returns 1
- * when it waits, 0 when it is to be answered now (no claim, over the bounds, no memory). */
+/* Keeps a request refused BUSY (res) for a pending claim until the claim is answered.
+ * Returns 1 when it waits, 0 when it is to be answered now (no claim, over the bounds, no
+ * memory). */
 static int defer(struct session *s, const struct sncp_msg *req, const struct nnve_result *res)
 {
     struct nnve_server *srv = s->srv;
-    struct nnve_vn vn;
-    if (!nnve_pair_claim_wait(srv->pair, &vn))
+    if (!res->retry_after_ms || !nnve_pair_claim_pending(srv->pair, &res->busy_vn))
         return 0;
-    if (s->n_deferred >= DEFER_MAX_PER_SESSION || srv->n_deferred >= DEFER_MAX) {
+    if (s->n_deferred >= DEFER_MAX_PER_SESSION || defer_count(srv) >= DEFER_MAX) {
         srv->c.deferred_refused++;
         snv_log_rl(&srv->rl_req, SNV_LOG_WARN, "session",
                    "too many requests waiting for a pair claim hypervisor=%s: BUSY", s->identity);
@@ -457,13 +458,11 @@ static int defer(struct session *s, const struct sncp_msg *req, const struct nnv
         return 0;
     d->s = s;
     d->deadline = uv_now(srv->loop) + DEFER_MAX_MS;
-    d->vn = vn;
     d->res = *res;
     d->req = *req;
     d->next = srv->deferred;
     srv->deferred = d;
     s->n_deferred++;
-    srv->n_deferred++;
     srv->c.deferred++;
     return 1;
 }
@@ -797,7 +796,6 @@ static void on_request(struct sncp_conn *c, const struct sncp_msg *req)
     int err = nnve_state_request(srv->state, s->hv, req, uv_now(srv->loop), &res);
     if (err == SNCP_E_BUSY && defer(s, req, &res))
         return;
-    nnve_pair_claim_wait(srv->pair, NULL);
     request_failed(s, req, err);
     queue(s, req, err, &res, 0, 0);
 }
@@ -1250,7 +1248,7 @@ static void each_counter(const struct nnve_server *srv, counter_fn *fn, void *au
         fn(aux, "pair_deferred_total", dh, "result", "refused", c->deferred_refused);
         fn(aux, "pair_deferred_total", dh, "result", "dropped", c->deferred_dropped);
         fn(aux, "pair_deferred", "requests waiting for a tag claim now", NULL, NULL,
-           srv->n_deferred);
+           defer_count(srv));
     }
     fn(aux, "hypervisors", "hypervisors with state", NULL, NULL, sc.hypervisors);
     fn(aux, "hypervisors_held", "hypervisors in hold after session loss", NULL, NULL,

@@ -130,6 +130,7 @@ struct nnve_state {
     struct snv_ratelimit rl;
     const struct nnve_tag_policy *tag_policy; /* a domain shared with a ToR pair peer */
     uint32_t retry_after_ms;                  /* set by tag_policy->acquire with SNCP_E_BUSY */
+    struct nnve_vn busy_vn;                   /* ... and the VN it was called for */
 };
 
 /* Every state change is an audit line (snv_audit(), never rate-limited: RFC 8394 section
@@ -361,6 +362,8 @@ static int vap_acquire(struct nnve_state *st, struct nnve_domain *d, const struc
             /* The pair decides; the local pool only mirrors it (a tag it cannot take, in
              * use by a lingering VAP of another VN, would break the one-VN-per-tag rule). */
             r = tp->acquire(tp->aux, vn, p, n, &tag, &st->retry_after_ms);
+            if (r == SNCP_E_BUSY)
+                st->busy_vn = *vn;
             if (!r && nnve_tagpool_claim(d->pool, tag, now) == -EBUSY) {
                 SNV_ERR("pair", "agreed tag in local use domain=%s vn=%s tag=%u", d->name,
                         nnve_vn_format(vn, vbuf, sizeof vbuf), tag);
@@ -1787,6 +1790,7 @@ int nnve_state_request(struct nnve_state *st, struct nnve_hv *hv, const struct s
     int r = state_request(st, hv, req, now, res);
     if (r == SNCP_E_BUSY && st->retry_after_ms) {
         res->retry_after_ms = st->retry_after_ms;
+        res->busy_vn = st->busy_vn;
         res->reason = "the VN's tag is being agreed with the ToR pair peer";
     }
     if ((r == SNCP_E_INVALID_STATE || r == SNCP_E_CONFLICT) && !res->has_tsi_state &&

@@ -35,6 +35,7 @@ struct nnve_result {
     uint16_t error_tlv;      /* on failure: the TLV at fault, or 0 */
     const char *reason;      /* on failure: static text, or NULL */
     uint32_t retry_after_ms; /* on failure (BUSY): RETRY_AFTER, or 0 */
+    struct nnve_vn busy_vn;  /* ... and with it, the VN whose tag the tag policy refused */
 };
 
 struct nnve_state_counters {
