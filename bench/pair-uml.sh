@@ -13,7 +13,7 @@
 #          cycle fails the other switch)
 # From ping's own timestamps: the gap between the last reply before the failure and the
 # first reply after it (the longest time between two consecutive replies from the event on),
-# and the pings lost (sequence numbers with no reply; nothing else fails during a run).  The
+# and the pings lost (echo requests with no reply; nothing else fails during a run).  The
 # floor of a gap is the ping interval (20 ms).  Figures only.
 set -u
 
@@ -31,7 +31,6 @@ if [ "${1:-}" = "--inside" ]; then
     both() { activated_at sw1 vm1 vm2 && activated_at sw2 vm1 vm2; }
     racks_wait "VMs activated" 30 both || bail "VMs not activated"
     vm_ping vm1 "$(vm_ip vm2)" 5 && vm_ping vm1 "$REM_IP" 5 || bail "no ping before the first failure"
-    now_us() { echo $(($(date +%s%N) / 1000)); }
     # measure NAME EVENT_CMD...: pings to vm2 and to the VXLAN peer around EVENT_CMD; appends
     # "gap_ms lost" to $R/NAME.rack and $R/NAME.rem.
     measure() {
@@ -42,22 +41,14 @@ if [ "${1:-}" = "--inside" ]; then
         ip netns exec vm1 ping -D -n -i 0.02 -c 250 -W 1 "$REM_IP" >"$R/ping.rem" 2>&1 &
         p2=$!
         sleep 1.5
-        t=$(now_us)
+        t=$(date +%s.%N)
         "$@"
         wait "$p1" "$p2"
+        # the longest time between two consecutive replies from just before the event on,
+        # and the echo requests with no reply in the whole run (ping waited for the last ones)
         for dst in rack rem; do
-            # the replies' timestamps (us) and sequence numbers: the longest time between two
-            # consecutive replies from just before the event on, and the sequence numbers
-            # with no reply in the whole run (ping waited for the last ones)
-            awk -v t="$t" -F'[][ =]+' '/bytes from/ {
-                    for (i = 1; i <= NF; i++) if ($i == "icmp_seq") seq = $(i + 1)
-                    split($2, a, "."); ts = a[1] * 1000000 + substr(a[2] "000000", 1, 6)
-                    if (n++ == 0) first = seq
-                    if (prev && ts >= t && ts - prev > gap) gap = ts - prev
-                    prev = ts; last = seq
-                }
-                END { if (n < 2) { print "-1 -1"; exit }
-                      printf "%.1f %d\n", gap / 1000, last - first + 1 - n }' "$R/ping.$dst" >>"$R/$name.$dst"
+            read -r lost _ gap _ <<<"$(ping_stats "$R/ping.$dst" "$t")"
+            echo "$gap $lost" >>"$R/$name.$dst"
         done
     }
     active_switch() { [ "$(active_slave hv1)" = e2 ] && echo sw2 || echo sw1; }

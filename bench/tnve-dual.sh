@@ -42,10 +42,8 @@ id = 5001"
 count_at() { swctl "$1" --json show tsis | jq --arg v "$2" '[.[] | select(.state == "activated" and (.vn_id | tostring) == $v)] | length'; }
 count_is() { [ "$(count_at "$1" "$2")" = "$3" ]; }
 ms_of() { date -d "$1" +%s%3N; } # an ISO log timestamp in ms since the epoch
-nnve_ready() { tnvectl --json show session | jq -e --arg n "$1" '.nnves[] | select(.name == $n) | .state == "up" and .sync == "ready"'; }
 table() { echo "TABLE|$1|$2|-|-"; }
-# a frozen switch is thawed at exit, so that its stop by PID works
-cleanup_more() { for p in "${SW_PID[@]}"; do [ -n "$p" ] && kill -CONT "$p" 2>/dev/null; done; }
+cleanup_more() { sw_thaw_all; }
 
 "$S/scripts/gen-pki.sh" "$T/pki" nnve1 nnve2 nnve3 nnve4 hv1 hv2 >/dev/null 2>&1 || fail "gen-pki"
 
@@ -125,21 +123,9 @@ sw_kill 4
 start_libvirtd
 sw_start 1
 sw_start 2
-{
-    agent_conf_common hv1 "$T" "$URI" pair
-    cat <<CONF
-request_timeout = 30s
+pair_agent_conf "request_timeout = 30s
 address_poll_interval = 0
-mode = active-standby
-
-$(agent_pair_conf 1 2)
-[map default-net]
-network = default
-vn_id = 5000
-vn_name = blue
-mode = active-active
-CONF
-} >"$T/agent.conf"
+mode = active-standby" >"$T/agent.conf"
 "$B/bin/tnve-agent" -c "$T/agent.conf" --log-level warn >>"$T/agent.log" 2>&1 &
 AGENT_PID=$!
 wait_for "agent control socket" 10 test -S "$T/agent.ctl"

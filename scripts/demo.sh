@@ -299,8 +299,11 @@ teardown() {
     fi
 }
 
+# on_exit [RC]: RC, when given, is the status the script exits with (an EXIT trap that runs
+# other commands first passes the status it was entered with).
 on_exit() {
     local rc=$?
+    [ $# -eq 0 ] || rc=$1
     trap - EXIT INT TERM
     teardown
     [ "$teardown_failed" = 0 ] || [ "$rc" -ne 0 ] || rc=1
@@ -903,7 +906,7 @@ migration_chapter() {
         return 0
     fi
     mig_sweep_stale
-    trap 'mig_sampler_stop; mig_cleanup; rm -rf "$T"; on_exit' EXIT
+    trap 'mig_rc=$?; mig_sampler_stop; mig_cleanup; rm -rf "$T"; on_exit "$mig_rc"' EXIT
     mig_guest >"$T/guest.log" 2>&1 || { cat "$T/guest.log"; return 1; }
     mig_up >"$T/up.log" 2>&1 || { cat "$T/up.log"; return 1; }
     say "  host A: libvirtd $(mig_uri A)"

@@ -27,6 +27,15 @@ expect_line() { # FILE REGEX WHAT
     grep -Eq -- "$2" "$1" || fail "demo output lacks $3 (/$2/)"
 }
 
+# show_tail_if_failed FILE N BEFORE: the last N lines of the run's output FILE when a check
+# failed since the failure count was BEFORE (the output goes with the temp dir; a run can
+# exit 0 and still lack its final line).
+show_tail_if_failed() {
+    [ "$fails" -gt "$3" ] || return 0
+    echo "---- last $2 lines of $(basename "$1") ----"
+    tail -n "$2" "$1"
+}
+
 # leftovers DIR: processes whose command line names the demo's sandbox directory.
 leftovers() {
     local p
@@ -37,13 +46,11 @@ leftovers() {
 
 # ---- the story ---------------------------------------------------------------------------
 t0=$SECONDS
+before=$fails
 timeout 300 bash "$demo" "$build" </dev/null >"$tmp/demo.out" 2>&1
 rc=$?
 echo "demo: exit $rc after $((SECONDS - t0)) s"
-if [ "$rc" -ne 0 ]; then
-    fail "scripts/demo.sh exited with status $rc"
-    tail -n 60 "$tmp/demo.out"
-fi
+[ "$rc" -eq 0 ] || fail "scripts/demo.sh exited with status $rc"
 
 out=$tmp/demo.out
 steps=$(grep -c 'converged in [0-9]* ms' "$out")
@@ -77,8 +84,10 @@ else
     left=$(leftovers "$sandbox")
     [ -z "$left" ] || fail "processes left running from $sandbox: $left"
 fi
+show_tail_if_failed "$out" 60 "$before"
 
 # ---- a step that cannot converge ---------------------------------------------------------
+before=$fails
 DEMO_TAG_HOLD_DOWN=1h DEMO_TIMEOUT=2 timeout 300 bash "$demo" "$build" </dev/null \
     >"$tmp/stuck.out" 2>&1
 rc=$?
@@ -93,18 +102,18 @@ if [ -n "$sandbox" ]; then
     left=$(leftovers "$sandbox")
     [ -z "$left" ] || fail "the failed demo left processes running: $left"
 fi
+show_tail_if_failed "$tmp/stuck.out" 40 "$before"
 
 # ---- DATAPLANE=uml: the same control plane with real packets inside User-Mode Linux ---------
+before=$fails
 DATAPLANE=uml timeout 300 bash "$demo" "$build" </dev/null >"$tmp/uml.out" 2>&1
 rc=$?
-if [ "$rc" -ne 0 ]; then
-    fail "DATAPLANE=uml exited $rc"
-    tail -n 40 "$tmp/uml.out"
-fi
+[ "$rc" -eq 0 ] || fail "DATAPLANE=uml exited $rc"
 expect_line "$tmp/uml.out" 'vm1 \(blue\) -> vm4 \(blue\): reaches  \[as expected\]' "the cross-rack ping"
 expect_line "$tmp/uml.out" 'vm3 \(red\) -> vm1 \(blue\): blocked  \[as expected\]' "VN isolation"
 expect_line "$tmp/uml.out" 'demo complete' "the clean end"
 grep -q UNEXPECTED "$tmp/uml.out" && fail "a DATAPLANE=uml step went wrong"
+show_tail_if_failed "$tmp/uml.out" 40 "$before"
 
 if [ "$fails" -ne 0 ]; then
     echo "test-demo: $fails failure(s)"

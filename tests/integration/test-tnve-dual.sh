@@ -36,18 +36,11 @@ id = 5001
 [vn green]
 id = 5002"
 
-# state_at N TSI / tag_at N TSI: the TSI at switch N ("absent" when not there).
-state_at() { swctl "$1" --json show tsis | jq -r --arg t "$2" '[.[] | select(.tsi == $t)][0].state // "absent"'; }
+# tag_at N TSI: the TSI's tag at switch N ("none" when not there).
 tag_at() { swctl "$1" --json show tsis | jq -r --arg t "$2" '[.[] | select(.tsi == $t)][0].tag // "none"'; }
-state_at_is() { [ "$(state_at "$1" "$2")" = "$3" ]; }
-expect_at() { wait_for "tsi $2 -> $3 at sw$1 (now: $(state_at "$1" "$2"))" "${4:-15}" state_at_is "$1" "$2" "$3"; }
-# tsis_at N: the sorted "tsi state" lines of switch N.
-tsis_at() { swctl "$1" --json show tsis | jq -r '.[] | "\(.tsi) \(.state)"' | sort; }
-session() { tnvectl --json show session; }
 both_ready() {
     session | jq -e '(.nnves | length == 2) and all(.nnves[]; .state == "up" and .sync == "ready")'
 }
-nnve_ready() { session | jq -e --arg n "$1" '.nnves[] | select(.name == $n) | .state == "up" and .sync == "ready"'; }
 
 "$S/scripts/gen-pki.sh" "$T/pki" nnve1 nnve2 hv1 >/dev/null 2>&1 || fail "gen-pki"
 start_libvirtd
@@ -57,30 +50,16 @@ sw_start 2
 # the agent's memory of sw2's tags: green had 150 there (sw1 will give it its lowest free)
 mkdir -p "$T/astate"
 printf '5002 green 150\n' >"$T/astate/tnve-agent.sw2.tags"
-{
-    agent_conf_common hv1 "$T" "$URI" pair
-    # the test driver gives every domain one address: not learnt (the nNVE would see two
-    # TSIs of a VN claim it); a dead switch's held port accepts and never answers: an
-    # attempt gives up after connect_timeout
-    cat <<CONF
-mode = active-standby
+# the test driver gives every domain one address: not learnt (the nNVE would see two TSIs
+# of a VN claim it); a dead switch's held port accepts and never answers: an attempt gives
+# up after connect_timeout
+pair_agent_conf "mode = active-standby
 address_poll_interval = 0
-connect_timeout = 3s
-
-$(agent_pair_conf 1 2)
-[map default-net]
-network = default
-vn_id = 5000
-vn_name = blue
-mode = active-active
-
-[map green-net]
+connect_timeout = 3s" "[map green-net]
 network = green
 vn_id = 5002
 vn_name = green
-mode = active-active
-CONF
-} >"$T/agent.conf"
+mode = active-active" >"$T/agent.conf"
 "$B/bin/tnve-agent" --check-config -c "$T/agent.conf" >"$T/check.out" 2>&1 || { cat "$T/check.out"; fail "check-config"; }
 grep -q "nnve sw2" "$T/check.out" || fail "check-config does not list the nNVEs: $(cat "$T/check.out")"
 # the single-nNVE keys and [nnve] sections do not mix: refused with the file and line

@@ -33,15 +33,8 @@ vns = blue, red
 id = 5000
 [vn red]
 id = 5001"
-# a frozen switch is thawed at exit, so that its stop by PID works
-cleanup_more() { for p in "${SW_PID[@]}"; do [ -n "$p" ] && kill -CONT "$p" 2>/dev/null; done; }
+cleanup_more() { sw_thaw_all; }
 
-state_at() { swctl "$1" --json show tsis | jq -r --arg t "$2" '[.[] | select(.tsi == $t)][0].state // "absent"'; }
-state_at_is() { [ "$(state_at "$1" "$2")" = "$3" ]; }
-expect_at() { wait_for "tsi $2 -> $3 at sw$1 (now: $(state_at "$1" "$2"))" "${4:-15}" state_at_is "$1" "$2" "$3"; }
-tsis_at() { swctl "$1" --json show tsis | jq -r '.[] | "\(.tsi) \(.state)"' | sort; }
-session() { tnvectl --json show session; }
-nnve_ready() { session | jq -e --arg n "$1" '.nnves[] | select(.name == $n) | .state == "up" and .sync == "ready"'; }
 both_ready() { nnve_ready sw1 && nnve_ready sw2; }
 # failed_with NAME CAUSE...: show nnves reports NAME not up, its last failure one of CAUSEs
 failed_with() {
@@ -62,22 +55,10 @@ journal_same() {
 start_libvirtd
 sw_start 1
 sw_start 2
-{
-    agent_conf_common hv1 "$T" "$URI" pair
-    cat <<CONF
-mode = active-standby
+pair_agent_conf "mode = active-standby
 address_poll_interval = 0
 connect_timeout = 600s
-hello_timeout = 1s
-
-$(agent_pair_conf 1 2)
-[map default-net]
-network = default
-vn_id = 5000
-vn_name = blue
-mode = active-active
-CONF
-} >"$T/agent.conf"
+hello_timeout = 1s" >"$T/agent.conf"
 # hello_timeout's validation: FILE:LINE for a value below the minimum
 sed 's/^hello_timeout = 1s/hello_timeout = 10ms/' "$T/agent.conf" >"$T/bad.conf"
 line=$(grep -n '^hello_timeout' "$T/bad.conf" | cut -d: -f1)

@@ -277,6 +277,41 @@ agent_pair_conf() {
     done
 }
 
+# The pair's state, seen by the tests of a dual-homed agent: state_at N TSI, the TSI's state
+# at swN ("absent" when not there); expect_at N TSI STATE [SECONDS]; tsis_at N, the sorted
+# "tsi state" lines of swN; session, the agent's show session; nnve_ready NAME, its session
+# to NAME up and in sync.
+state_at() { swctl "$1" --json show tsis | jq -r --arg t "$2" '[.[] | select(.tsi == $t)][0].state // "absent"'; }
+state_at_is() { [ "$(state_at "$1" "$2")" = "$3" ]; }
+expect_at() { wait_for "tsi $2 -> $3 at sw$1 (now: $(state_at "$1" "$2"))" "${4:-15}" state_at_is "$1" "$2" "$3"; }
+tsis_at() { swctl "$1" --json show tsis | jq -r '.[] | "\(.tsi) \(.state)"' | sort; }
+session() { tnvectl --json show session; }
+nnve_ready() { session | jq -e --arg n "$1" '.nnves[] | select(.name == $n) | .state == "up" and .sync == "ready"'; }
+# sw_thaw_all: kill -CONT every switch (a frozen one is thawed at exit so that its stop by
+# PID works: call it from cleanup_more).
+sw_thaw_all() {
+    local p
+    for p in "${SW_PID[@]}"; do [ -n "$p" ] && kill -CONT "$p" 2>/dev/null; done
+}
+
+# pair_agent_conf KEYS [SECTIONS]: the config of agent hv1 of the pair sw1, sw2: the common
+# keys, KEYS, the two [nnve] sections, network default as VN blue (5000, active-active),
+# then SECTIONS.
+pair_agent_conf() {
+    agent_conf_common hv1 "$T" "$URI" pair
+    cat <<CONF
+$1
+
+$(agent_pair_conf 1 2)
+[map default-net]
+network = default
+vn_id = 5000
+vn_name = blue
+mode = active-active
+CONF
+    [ -z "${2:-}" ] || printf '\n%s\n' "$2"
+}
+
 # virsh_c ARGS: one virsh command line against the test's libvirtd.  `managedsave DOMAIN`
 # goes through tests/tools/virt-managedsave: virsh's job watcher can miss the end of a save.
 virsh_c() {
