@@ -67,6 +67,7 @@ struct sncp_conn {
     uint64_t timer_due; /* absolute uv_now() time the timer is armed for, 0 if idle */
     int nesting;        /* conn calls into the session in progress */
     int rearm_pending;
+    uint64_t connect_deadline; /* uv_now() time connect_timeout_ms runs out, 0: none */
 
     int err;           /* the reason reported to `closed` */
     int transport_err; /* what the transport reported (0: EOF) */
@@ -79,7 +80,8 @@ struct sncp_conn {
 };
 
 /* Initialises the common part: copies cfg and cbs, creates the session (role given) and
- * the timer.  Returns 0 or -ENOMEM (nothing to undo then but the provider's own struct). */
+ * the timer, armed for the connect deadline of a client with cfg->connect_timeout_ms.
+ * Returns 0 or -ENOMEM (nothing to undo then but the provider's own struct). */
 int sncp_conn_init(struct sncp_conn *c, const struct sncp_conn_class *cls, uv_loop_t *loop,
                    const struct sncp_conn_config *cfg, enum sncp_tls_role role,
                    const struct sncp_conn_cbs *cbs, void *data);

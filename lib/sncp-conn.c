@@ -2,8 +2,8 @@
  *
  * Glues a session (sncp-session) to a provider (sncp-conn-provider.h): received bytes go
  * into the session, the session's output goes to the provider's write(), the session's
- * deadlines run on one uv_timer per connection.  It also owns the teardown order, which
- * is the same for every transport:
+ * deadlines and the connect deadline (connect_timeout_ms) run on one uv_timer per
+ * connection.  It also owns the teardown order, which is the same for every transport:
  *
  *   session ends (orderly close, protocol failure)  -> graceful transport close, bounded
  *                                                      in time by the timer
@@ -106,6 +106,13 @@ static void on_timer(uv_timer_t *t)
             c->cls->close(c, 0);
         return;
     }
+    if (c->connect_deadline && uv_now(c->loop) >= c->connect_deadline) {
+        /* An attempt that is not up in time is a failed one: abort it whatever its stage
+         * (a TCP connect in SYN retries, an unanswered L2 discovery, a silent peer). */
+        c->connect_deadline = 0;
+        sncp_conn_transport_failed(c, SNCP_E_CONNECT_TIMEOUT);
+        return;
+    }
     conn_rearm(c);
 }
 
@@ -126,6 +133,8 @@ static void conn_rearm(struct sncp_conn *c)
     c->nesting--;
     if (c->closing || c->session_done)
         return;
+    if (c->connect_deadline && c->connect_deadline < due)
+        due = c->connect_deadline;
     if (due == UINT64_MAX) {
         if (c->timer_due) {
             uv_timer_stop(&c->timer);
@@ -192,6 +201,11 @@ int sncp_conn_init(struct sncp_conn *c, const struct sncp_conn_class *cls, uv_lo
         return -ENOMEM;
     uv_timer_init(loop, &c->timer);
     c->timer.data = c;
+    if (role == SNCP_TLS_CLIENT && cfg->connect_timeout_ms) {
+        c->connect_deadline = uv_now(loop) + cfg->connect_timeout_ms;
+        c->timer_due = c->connect_deadline;
+        uv_timer_start(&c->timer, on_timer, cfg->connect_timeout_ms, 0);
+    }
     return 0;
 }
 
@@ -297,6 +311,7 @@ void sncp_conn_uncork(struct sncp_conn *c)
 
 void sncp_conn_hello_done(struct sncp_conn *c)
 {
+    c->connect_deadline = 0; /* the armed timer, if any, fires early and re-ticks */
     if (c->listener)
         sncp_listener_conn_hello_done(c->listener, c);
     sncp_session_hello_done(c->session);

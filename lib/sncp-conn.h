@@ -32,7 +32,8 @@ struct sncp_conn_cbs {
     void (*connected)(struct sncp_conn *c, const char *peer_identity);
     void (*request)(struct sncp_conn *c, const struct sncp_msg *req);
     void (*response)(struct sncp_conn *c, uint64_t cookie, const struct sncp_msg *rsp, int err);
-    /* Final: err 0 for an orderly close, else why (also connect failures: -ECONNREFUSED ...). */
+    /* Final: err 0 for an orderly close, else why (also connect failures: -ECONNREFUSED ...,
+     * SNCP_E_CONNECT_TIMEOUT when connect_timeout_ms ran out). */
     void (*closed)(struct sncp_conn *c, int err);
 };
 
@@ -45,6 +46,15 @@ struct sncp_conn_config {
      * either is closed right after accept, before its TLS handshake costs anything. */
     unsigned max_hello_pending;
     unsigned max_hello_pending_per_source;
+    /* Connecting side only (sncp_conn_connect, sncp_conn_connect_l2), 0: no limit.  The whole
+     * attempt must be up this many ms after the connect call: name resolution, TCP connect
+     * or L2 discovery and open, TLS handshake, and the HELLO exchange until the owner calls
+     * sncp_conn_hello_done() (an owner that has no HELLO calls it once it deems the
+     * connection established).  Otherwise the connection is aborted (no close_notify) and
+     * `closed` runs with SNCP_E_CONNECT_TIMEOUT.  Bounds what the session's own deadlines
+     * (handshake_timeout_ms, hello_timeout_ms) do not: a connect that hangs in SYN retries
+     * or an L2 discovery nobody answers. */
+    uint32_t connect_timeout_ms;
 };
 
 /* A listener's refusals at accept (counters since its creation) and its connections before
@@ -92,8 +102,9 @@ int sncp_conn_respond_error(struct sncp_conn *c, const struct sncp_msg *req, int
 void sncp_conn_cork(struct sncp_conn *c);
 void sncp_conn_uncork(struct sncp_conn *c);
 
-/* The owner accepted the peer's HELLO: the connection no longer counts against the
- * listener's max_hello_pending limits and the session's HELLO deadline stops. */
+/* The owner accepted the peer's HELLO (or, connecting, its answer to ours): the connection
+ * no longer counts against the listener's max_hello_pending limits, and the session's HELLO
+ * deadline and the connect deadline (connect_timeout_ms) stop. */
 void sncp_conn_hello_done(struct sncp_conn *c);
 
 /* Orderly close (close_notify, then the transport). */

@@ -43,7 +43,8 @@
     XX(NOT_ESTABLISHED, 261, "not-established", "session not established")                     \
     XX(TOO_BIG, 262, "too-big", "message exceeds the maximum size")                            \
     XX(CONFIG, 263, "config-error", "configuration error")                                     \
-    XX(CLOSED, 264, "closed", "session closed")
+    XX(CLOSED, 264, "closed", "session closed")                                                \
+    XX(CONNECT_TIMEOUT, 265, "connect-timeout", "not connected in time")
 
 enum sncp_status {
 #define SNCP_XX_STATUS(name, n, token, text) SNCP_STATUS_##name = n,

@@ -5,11 +5,14 @@
  * misbehave (plaintext, never reading) are raw libuv sockets driven by the test.  The PKI is
  * generated at test time by scripts/gen-pki.sh into a temporary directory.
  */
+#include <arpa/inet.h>
 #include <check.h>
 #include <errno.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -672,6 +675,79 @@ START_TEST(test_timers_on_the_loop)
 }
 END_TEST
 
+/* A 127.0.0.1 socket that listens (backlog 0) and never accepts: a connect either completes
+ * into the kernel's queue and then hears nothing, or, once that queue is full, hangs in SYN
+ * retries.  Returns the fd; *port gets the port. */
+static int silent_listener(uint16_t *port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    ck_assert_int_ge(fd, 0);
+    struct sockaddr_in a;
+    memset(&a, 0, sizeof a);
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ck_assert_int_eq(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+    ck_assert_int_eq(listen(fd, 0), 0);
+    socklen_t len = sizeof a;
+    ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+    *port = ntohs(a.sin_port);
+    return fd;
+}
+
+START_TEST(test_connect_timeout)
+{
+    loop_setup();
+    /* Attempts to a peer that never answers end at connect_timeout_ms with their own error,
+     * long before the TLS handshake's deadline (10 s by default), whatever stage they hang
+     * in; the listener is closed only after they ended. */
+    uint16_t port;
+    int fd = silent_listener(&port);
+    struct peer cli[3] = {{.label = "client0"}, {.label = "client1"}, {.label = "client2"}};
+    struct sncp_conn_config ccfg = conn_cfg(client_ctx);
+    ccfg.connect_timeout_ms = 200;
+    for (int i = 0; i < 3; i++) {
+        struct sncp_conn *c = NULL;
+        ck_assert_int_eq(sncp_conn_connect(&loop, "127.0.0.1", port, &ccfg, &peer_cbs, &cli[i], &c),
+                         0);
+    }
+    for (int i = 0; i < 3; i++) {
+        ck_assert_msg(run_until(&cli[i].closed, 5000), "%s never closed", cli[i].label);
+        ck_assert_int_eq(cli[i].closed_err, SNCP_E_CONNECT_TIMEOUT);
+        ck_assert_int_eq(cli[i].connected, 0);
+    }
+    close(fd);
+    ck_assert_str_eq(sncp_error_token(SNCP_E_CONNECT_TIMEOUT), "connect-timeout");
+
+    /* A connection whose owner accepted the HELLO answer (sncp_conn_hello_done) outlives the
+     * deadline; on the accepting side connect_timeout_ms means nothing (its owner never
+     * calls sncp_conn_hello_done here). */
+    struct peer srv = {.label = "server"}, ok = {.label = "client"};
+    struct sncp_conn_config scfg = conn_cfg(server_ctx);
+    scfg.connect_timeout_ms = 200;
+    struct sncp_listener *l = listen_on(&srv, &scfg);
+    ccfg.connect_timeout_ms = 3000;
+    struct sncp_conn *c = NULL;
+    ck_assert_int_eq(
+        sncp_conn_connect(&loop, "127.0.0.1", sncp_listener_port(l), &ccfg, &peer_cbs, &ok, &c), 0);
+    ck_assert(run_until(&ok.connected, 5000));
+    send_hello(c, 1);
+    ck_assert(run_until(&ok.n_responses, 5000));
+    ck_assert_int_eq(ok.last_rsp.status, SNCP_STATUS_SUCCESS);
+    sncp_conn_hello_done(c);
+    int never = 0;
+    run_until(&never, 3500); /* past both deadlines */
+    ck_assert_int_eq(ok.closed, 0);
+    ck_assert_int_eq(srv.closed, 0);
+    sncp_conn_close(c);
+    ck_assert(run_until(&ok.closed, 5000));
+    ck_assert_int_eq(ok.closed_err, 0);
+    ck_assert(run_until(&srv.closed, 5000));
+    ck_assert_int_eq(srv.closed_err, 0);
+    sncp_listener_destroy(l);
+    loop_teardown();
+}
+END_TEST
+
 static Suite *conn_suite(void)
 {
     Suite *s = suite_create("sncp-conn");
@@ -687,6 +763,7 @@ static Suite *conn_suite(void)
     tcase_add_test(tc, test_connect_by_name);
     tcase_add_test(tc, test_close_while_resolving);
     tcase_add_test(tc, test_timers_on_the_loop);
+    tcase_add_test(tc, test_connect_timeout);
     suite_add_tcase(s, tc);
     return s;
 }
