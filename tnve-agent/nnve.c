@@ -3,14 +3,14 @@
  * States: IDLE (waiting for the reconnect timer) -> CONNECTING (TCP or L2 discovery/open,
  * then TLS) -> HELLO (sent, awaiting the answer) -> UP.  The struct owns one uv_timer, at
  * most one sncp_conn and, over L2, at most one sncp_l2_port.  The timer's meaning follows
- * the state: IDLE: reconnect; CONNECTING/HELLO: the attempt's deadline (connect_timeout
- * from the attempt's start; the session itself bounds the TLS handshake and then the HELLO
- * answer by hello_timeout each, sncp_session_config.hello_timeout_ms); UP
- * over L2: the interface check.  A silent established session ends by the session's
- * dead-peer rule (3 x the nNVE's announced keepalive).  The port lives as long as one
- * connection: it is destroyed when that connection closed (the port frees itself once its
- * socket and connections are gone).  destroy closes everything and the struct is freed when
- * the last close callback ran.
+ * the state: IDLE: reconnect; UP over L2: the interface check.  The connection bounds
+ * CONNECTING/HELLO itself: the whole attempt by connect_timeout from its start
+ * (sncp_conn_config.connect_timeout_ms, SNCP_E_CONNECT_TIMEOUT), the TLS handshake and then
+ * the HELLO answer by hello_timeout each (sncp_session_config.hello_timeout_ms).  A silent
+ * established session ends by the session's dead-peer rule (3 x the nNVE's announced
+ * keepalive).  The port lives as long as one connection: it is destroyed when that
+ * connection closed (the port frees itself once its socket and connections are gone).
+ * destroy closes everything and the struct is freed when the last close callback ran.
  */
 #include "nnve.h"
 
@@ -204,24 +204,23 @@ static void timer_cb(uv_timer_t *t)
     struct tnve_nnve *n = t->data;
     if (n->destroying)
         return;
-    if (!n->conn) {
+    if (!n->conn)
         nnve_connect(n);
-    } else if (n->state == ST_UP) {
-        if (n->l2)
-            check_link(n);
-    } else {
-        char where[160];
-        n->cause = "connect-timeout";
-        snprintf(n->last_error, sizeof n->last_error, "no session within %u ms%s",
-                 n->cfg.connect_timeout_ms,
-                 n->l2 && !n->cfg.nnve_mac && !n->found ? " (no nNVE answered the discovery)" : "");
-        snv_log_rl(&n->rl, SNV_LOG_WARN, "nnve", "connect timed out %s err=%s cause=%s nnve=%s",
-                   target(n, where, sizeof where), n->last_error, n->cause, n->name);
-        if (n->l2)
-            drop_port(n); /* aborts at once, whatever the channel's state */
-        else
-            sncp_conn_close(n->conn);
-    }
+    else if (n->state == ST_UP && n->l2)
+        check_link(n);
+}
+
+/* The connection's connect deadline (connect_timeout) ended the attempt, whatever its
+ * stage: records and logs why. */
+static void connect_timed_out(struct tnve_nnve *n)
+{
+    char where[160];
+    n->cause = "connect-timeout";
+    snprintf(n->last_error, sizeof n->last_error, "no session within %u ms%s",
+             n->cfg.connect_timeout_ms,
+             n->l2 && !n->cfg.nnve_mac && !n->found ? " (no nNVE answered the discovery)" : "");
+    snv_log_rl(&n->rl, SNV_LOG_WARN, "nnve", "connect timed out %s err=%s cause=%s nnve=%s",
+               target(n, where, sizeof where), n->last_error, n->cause, n->name);
 }
 
 static void schedule_reconnect(struct tnve_nnve *n)
@@ -317,7 +316,7 @@ static void on_connected(struct sncp_conn *c, const char *peer_identity)
 static void hello_response(struct tnve_nnve *n, struct sncp_conn *c, const struct sncp_msg *rsp,
                            int err)
 {
-    /* The connection ended with HELLO unanswered (our deadline, the nNVE closing): not a
+    /* The connection ended with HELLO unanswered (a deadline, the nNVE closing): not a
      * refusal; on_closed follows and reports why. */
     if (!rsp && err == SNCP_E_CLOSED)
         return;
@@ -363,7 +362,6 @@ static void hello_response(struct tnve_nnve *n, struct sncp_conn *c, const struc
                  "a silent nNVE is declared failed only after %llu ms (3 x its keepalive), "
                  "beyond its hold_time_ms=%u nnve=%s",
                  (unsigned long long)dead_ms, n->hold_time_ms, n->name);
-    uv_timer_stop(&n->timer);
     if (n->l2)
         uv_timer_start(&n->timer, timer_cb, LINK_CHECK_MS, 0);
     if (n->cbs.up)
@@ -414,7 +412,9 @@ static void on_closed(struct sncp_conn *c, int err)
     n->conn = NULL;
     uv_timer_stop(&n->timer);
     drop_port(n);
-    if (err == SNCP_E_TIMEOUT && n->state == ST_HELLO && !n->last_error[0]) {
+    if (err == SNCP_E_CONNECT_TIMEOUT && !n->destroying) {
+        connect_timed_out(n);
+    } else if (err == SNCP_E_TIMEOUT && n->state == ST_HELLO && !n->last_error[0]) {
         /* the session's HELLO deadline (hello_timeout_ms) */
         snprintf(n->last_error, sizeof n->last_error,
                  "no HELLO answer within %u ms of the TLS handshake", n->cfg.hello_timeout_ms);
@@ -492,6 +492,7 @@ static void nnve_connect(struct tnve_nnve *n)
     /* the HELLO answer is due within hello_timeout of the TLS handshake (the session's
      * deadline, ended by sncp_conn_hello_done); the connect deadline still holds */
     cc.session.hello_timeout_ms = n->cfg.hello_timeout_ms;
+    cc.connect_timeout_ms = n->cfg.connect_timeout_ms; /* also ended by sncp_conn_hello_done */
     if (n->last_error[0]) {
         memcpy(n->prev_error, n->last_error, sizeof n->prev_error);
         n->prev_cause = n->cause;
@@ -516,9 +517,7 @@ static void nnve_connect(struct tnve_nnve *n)
         snv_log_rl(&n->rl, SNV_LOG_WARN, "nnve", "connect failed %s err=%s cause=%s nnve=%s",
                    target(n, where, sizeof where), n->last_error, n->cause, n->name);
         schedule_reconnect(n);
-        return;
     }
-    uv_timer_start(&n->timer, timer_cb, n->cfg.connect_timeout_ms, 0);
 }
 
 static char *dup_or_null(const char *s)
