@@ -54,9 +54,10 @@ enum {
     CLAIM_RETRY_MIN_MS = 10,   /* RETRY_AFTER of a pending claim: twice the last claim's */
     CLAIM_RETRY_MAX_MS = 1000, /* round trip, within these bounds */
     /* The follower's attempt (TCP, TLS, HELLO) not up within this many keepalive intervals
-     * is abandoned and retried: behind a partition that drops packets, a TCP connect would
-     * sit in the kernel's SYN retries for minutes and, once the partition ends, wait for
-     * the next retransmission (up to half a minute) before the heal. */
+     * is abandoned (the connection's connect_timeout_ms) and retried: behind a partition
+     * that drops packets, a TCP connect would sit in the kernel's SYN retries for minutes
+     * and, once the partition ends, wait for the next retransmission (up to half a minute)
+     * before the heal. */
     PAIR_ATTEMPT_KEEPALIVES = 3,
 };
 
@@ -652,6 +653,7 @@ static void on_response(struct sncp_conn *c, uint64_t cookie, const struct sncp_
         }
         if (rsp->keepalive_ms)
             sncp_session_set_peer_keepalive(sncp_conn_session(c), rsp->keepalive_ms);
+        sncp_conn_hello_done(c); /* ends the attempt's deadline */
         session_up(p);
         break;
     case SNCP_MSG_VN_CONNECT:
@@ -701,6 +703,13 @@ static void on_response(struct sncp_conn *c, uint64_t cookie, const struct sncp_
 static void start_timer(struct nnve_pair *p);
 static void on_timer(uv_timer_t *t);
 
+/* How long the follower's attempt may take to come up (connect_timeout_ms). */
+static uint32_t attempt_ms(const struct nnve_pair *p)
+{
+    uint64_t ms = (uint64_t)PAIR_ATTEMPT_KEEPALIVES * p->keepalive_ms;
+    return ms > UINT32_MAX ? UINT32_MAX : (uint32_t)ms;
+}
+
 static void on_closed(struct sncp_conn *c, int err)
 {
     struct nnve_pair *p = sncp_conn_data(c);
@@ -729,6 +738,10 @@ static void on_closed(struct sncp_conn *c, int err)
         snv_log_rl(&p->rl, SNV_LOG_WARN, "pair",
                    "session down domain=%s peer=%s err=%s: allocating from our half", p->domain,
                    p->peer_identity, err ? sncp_error_token(err) : "closed");
+    } else if (err == SNCP_E_CONNECT_TIMEOUT) {
+        snprintf(p->last_error, sizeof p->last_error, "no session within %u ms", attempt_ms(p));
+        snv_log_rl(&p->rl, SNV_LOG_WARN, "pair", "attempt abandoned domain=%s peer=%s:%u: %s",
+                   p->domain, p->peer_host, p->peer_port, p->last_error);
     } else if (err == SNCP_E_PEER_IDENTITY || err == SNCP_E_TLS_HANDSHAKE) {
         p->c.peer_refused++;
         snprintf(p->last_error, sizeof p->last_error, "%s", sncp_strerror(err));
@@ -743,10 +756,8 @@ static void on_closed(struct sncp_conn *c, int err)
     p->in_peer_sync = 0;
     p->peer_synced = 0;
     p->gen++;
-    if (p->role == NNVE_PAIR_FOLLOWER && !p->shutting_down) {
-        uv_timer_stop(&p->timer); /* the attempt's deadline: the retry replaces it */
+    if (p->role == NNVE_PAIR_FOLLOWER && !p->shutting_down)
         start_timer(p);
-    }
 }
 
 /* Every message of the pair session must decode: one that does not ends the session
@@ -828,6 +839,7 @@ static void connect_peer(struct nnve_pair *p)
 {
     struct sncp_conn_config cc;
     conn_config(p, 0, &cc);
+    cc.connect_timeout_ms = attempt_ms(p); /* until session_up */
     struct sncp_conn *c;
     int r = sncp_conn_connect(p->loop, p->peer_host, p->peer_port, &cc, &conn_cbs, p, &c);
     if (r) {
@@ -838,7 +850,6 @@ static void connect_peer(struct nnve_pair *p)
     p->conn = c;
     p->state = PS_CONNECTING;
     p->gen++;
-    uv_timer_start(&p->timer, on_timer, (uint64_t)PAIR_ATTEMPT_KEEPALIVES * p->keepalive_ms, 0);
 }
 
 /* Allocator with a `peer` key: a connection to the peer's listener whose HELLO asks the
@@ -853,8 +864,7 @@ static void probe_peer(struct nnve_pair *p)
     }
 }
 
-/* The follower's retry (no connection) or the deadline of its attempt (not up yet); the
- * allocator's next role probe. */
+/* The follower's retry (no connection); the allocator's next role probe. */
 static void on_timer(uv_timer_t *t)
 {
     struct nnve_pair *p = t->data;
@@ -865,12 +875,6 @@ static void on_timer(uv_timer_t *t)
             probe_peer(p);
     } else if (!p->conn) {
         connect_peer(p);
-    } else if (p->state != PS_UP) {
-        snprintf(p->last_error, sizeof p->last_error, "no session within %llu ms",
-                 (unsigned long long)PAIR_ATTEMPT_KEEPALIVES * p->keepalive_ms);
-        snv_log_rl(&p->rl, SNV_LOG_WARN, "pair", "attempt abandoned domain=%s peer=%s:%u: %s",
-                   p->domain, p->peer_host, p->peer_port, p->last_error);
-        sncp_conn_close(p->conn); /* on_closed retries */
     }
 }
 
