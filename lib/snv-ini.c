@@ -3,9 +3,10 @@
  * The reader sees every physical line before inih does: it counts lines, refuses one that
  * does not fit inih's buffer, records section headers (refusing a repeated one), and joins
  * continuation lines (indented, after a key) to the pending value; inih sees only blank
- * lines in their place.  The handler wrapper holds each key's value back until the next
- * line that is not a continuation, then checks the key against the section's keys and
- * calls the caller's handler.
+ * lines in their place; it also tells the optional section callback about each header.
+ * The handler wrapper holds each key's value back until the next line that is not a
+ * continuation, then checks the key against the section's keys and calls the caller's
+ * handler.
  */
 #include "snv-ini.h"
 
@@ -35,6 +36,7 @@ struct ini_parse {
     FILE *file;
     const char *text;
     snv_ini_handler *handler;
+    snv_ini_section_handler *on_section;
     void *user;
     unsigned *user_line;
     char *err;
@@ -68,6 +70,12 @@ static void fail(struct ini_parse *p, unsigned line, const char *fmt, ...)
         vsnprintf(p->err, p->errlen, fmt, ap);
         va_end(ap);
     }
+}
+
+static void fail_nomem(struct ini_parse *p)
+{
+    p->nomem = 1;
+    fail(p, 0, "out of memory");
 }
 
 static void seen_clear(struct seen_list *l)
@@ -123,8 +131,7 @@ static void flush(struct ini_parse *p)
             fail(p, p->key_line, "key \"%s\" repeated%s%s%s (first at line %u)", p->key,
                  *p->section ? " in [" : "", p->section, *p->section ? "]" : "", k->line);
         } else if (seen_add(&p->keys, p->key, strlen(p->key), p->key_line)) {
-            p->nomem = 1;
-            fail(p, 0, "out of memory");
+            fail_nomem(p);
         } else {
             if (p->user_line)
                 *p->user_line = p->key_line;
@@ -146,8 +153,7 @@ static int append(struct ini_parse *p, const char *s)
     }
     char *v = realloc(p->value, p->value_len + n + 2);
     if (!v) {
-        p->nomem = 1;
-        fail(p, 0, "out of memory");
+        fail_nomem(p);
         return -1;
     }
     p->value = v;
@@ -168,10 +174,8 @@ static int on_key(void *user, const char *section, const char *key, const char *
     p->key = strdup(key);
     p->key_line = p->line;
     if (!p->section || !p->key || append(p, value ? value : "")) {
-        if (!p->stop) {
-            p->nomem = 1;
-            fail(p, 0, "out of memory");
-        }
+        if (!p->stop)
+            fail_nomem(p);
         pending_clear(p);
         return 0;
     }
@@ -195,28 +199,40 @@ static void normalize(char *s)
     *w = '\0';
 }
 
-static void on_section(struct ini_parse *p, const char *start)
+static void on_header(struct ini_parse *p, const char *start)
 {
     const char *end = strchr(start + 1, ']');
     if (!end)
         return; /* inih reports the syntax error */
     char *name = strndup(start + 1, (size_t)(end - start - 1));
     if (!name) {
-        p->nomem = 1;
-        fail(p, 0, "out of memory");
+        fail_nomem(p);
         return;
     }
     normalize(name);
     const struct seen *s = seen_find(&p->sections, name);
     if (s)
         fail(p, p->line, "section [%s] repeated (first at line %u)", name, s->line);
-    else if (seen_add(&p->sections, name, strlen(name), p->line)) {
-        p->nomem = 1;
-        fail(p, 0, "out of memory");
-    }
+    else if (seen_add(&p->sections, name, strlen(name), p->line))
+        fail_nomem(p);
     free(name);
     seen_clear(&p->keys);
     p->after_key = 0;
+    if (!p->stop && p->on_section) {
+        /* as written, which is what the handler gets (up to inih's length) */
+        char *raw = strndup(start + 1, (size_t)(end - start - 1));
+        if (!raw) {
+            fail_nomem(p);
+            return;
+        }
+        if (p->user_line)
+            *p->user_line = p->line;
+        if (!p->on_section(p->user, raw, p->line)) {
+            p->stop = 1; /* the callee's reason is its own */
+            p->err_line = p->line;
+        }
+        free(raw);
+    }
 }
 
 /* Reads one physical line into str (at most num - 1 bytes); NULL at the end or to stop. */
@@ -286,7 +302,7 @@ static char *reader(char *str, int num, void *stream)
     if (p->stop)
         return NULL;
     if (*s == '[')
-        on_section(p, s);
+        on_header(p, s);
     else
         p->after_key = 1;
     return p->stop ? NULL : str;
@@ -295,10 +311,18 @@ static char *reader(char *str, int num, void *stream)
 int snv_ini_parse(FILE *file, const char *text, snv_ini_handler *handler, void *user,
                   unsigned *line, char *err, size_t errlen)
 {
+    return snv_ini_parse_sections(file, text, handler, NULL, user, line, err, errlen);
+}
+
+int snv_ini_parse_sections(FILE *file, const char *text, snv_ini_handler *handler,
+                           snv_ini_section_handler *on_section, void *user, unsigned *line,
+                           char *err, size_t errlen)
+{
     struct ini_parse p = {
         .file = file,
         .text = text ? text : "",
         .handler = handler,
+        .on_section = on_section,
         .user = user,
         .user_line = line,
         .err = err,

@@ -12,6 +12,8 @@
  * A value may continue on the following lines when they are indented: they are joined to
  * it with one space, and the handler sees the whole value once (at the key's line), so a
  * long list can be written over several short lines.
+ * inih calls back for keys only; snv_ini_parse_sections() also tells the caller about each
+ * section header, with its line, so that a section without keys can be seen too.
  */
 #ifndef SNV_INI_H
 #define SNV_INI_H 1
@@ -29,5 +31,20 @@ typedef int snv_ini_handler(void *user, const char *section, const char *key, co
  * on one of the errors above (err: the reason, without file or line); or -ENOMEM. */
 int snv_ini_parse(FILE *file, const char *text, snv_ini_handler *handler, void *user,
                   unsigned *line, char *err, size_t errlen);
+
+/* Called once at each section header, at `line`, after the handler has seen every key before
+ * it and before it sees any key of the section.  `section` is the text between the brackets
+ * up to the first ']', as written (not trimmed, blanks not collapsed, not cut at inih's
+ * section length).  A header without ']', or repeating an earlier one, is refused instead.
+ * The parse may still fail later: act on what was seen only when it returns 0.  Returns
+ * nonzero to go on, 0 to stop (the callee has recorded why). */
+typedef int snv_ini_section_handler(void *user, const char *section, unsigned line);
+
+/* snv_ini_parse(), calling `on_section` (if not NULL) at each section header as well; *line
+ * holds the header's line while it runs.  Returns as snv_ini_parse(); when `on_section`
+ * stops, the header's line. */
+int snv_ini_parse_sections(FILE *file, const char *text, snv_ini_handler *handler,
+                           snv_ini_section_handler *on_section, void *user, unsigned *line,
+                           char *err, size_t errlen);
 
 #endif

@@ -132,6 +132,12 @@ static int parse_sources(const char *v, unsigned *out)
     return 0;
 }
 
+/* An [nnve NAME] section header: NAME as ini_cb takes it, and the header's line. */
+struct nnve_header {
+    char *name;
+    unsigned line;
+};
+
 struct parse_state {
     struct tnve_config *cfg;
     char section[128];
@@ -139,7 +145,11 @@ struct parse_state {
     struct tnve_config_nnve *nnve; /* the [nnve] section being read */
     int top_nnve_keys;             /* single-nNVE keys given at the top or in [agent] */
     char err[200];
-    char agent_keys[4096]; /* "\nkey\n..." given at the top or in [agent]: one place */
+    char agent_keys[4096];       /* "\nkey\n..." given at the top or in [agent]: one place */
+    struct nnve_header *headers; /* every [nnve NAME] header, in file order */
+    size_t n_headers;
+    size_t cap_headers;
+    int nomem;
 };
 
 /* An interface name key: a valid Linux name, or "" where `empty_ok` (the key unset). */
@@ -483,33 +493,51 @@ static int ini_cb(void *user, const char *section, const char *name, const char 
 static int validate_nnve(const struct tnve_config *cfg, const struct tnve_config_nnve *e, int multi,
                          char *err, size_t errlen);
 
-/* The [nnve NAME] sections of `f` (read again from the start, after the parse filled cfg):
- * each must have given its nNVE the keys it needs.  inih calls back for keys only, so a
- * section without keys never reaches ini_cb and would otherwise vanish without a word.
- * Returns 0, or SNCP_E_CONFIG with "PATH:LINE: ..." (the section's header line) in err. */
-static int check_nnve_sections(FILE *f, const char *path, const struct tnve_config *cfg, char *err,
-                               size_t errlen)
+/* Records each [nnve NAME] header with its line: inih calls back for keys only, so a section
+ * without keys never reaches ini_cb and would otherwise vanish without a word. */
+static int section_cb(void *user, const char *section, unsigned line)
 {
-    char *buf = NULL;
-    size_t cap = 0;
-    unsigned line = 0;
-    int after_key = 0, rc = 0;
-    rewind(f);
-    while (rc == 0 && getline(&buf, &cap, f) >= 0) {
-        line++;
-        char *s = buf;
-        if (line == 1 && !strncmp(s, "\xEF\xBB\xBF", 3))
-            s += 3; /* a byte order mark, as snv-ini skips it */
-        int indented = *s == ' ' || *s == '\t';
-        s += strspn(s, " \t\r\n");
-        if (!*s || *s == ';' || *s == '#' || (indented && after_key))
-            continue; /* blank, comment, or the continuation of a value (snv-ini.h) */
-        after_key = *s != '[';
-        char *end = strchr(s, ']');
-        if (after_key || !end || strncmp(s + 1, "nnve ", 5))
-            continue;
-        *end = '\0';
-        const char *name = s + 6 + strspn(s + 6, " ");
+    struct parse_state *st = user;
+    if (strncmp(section, "nnve ", 5))
+        return 1;
+    if (st->n_headers == st->cap_headers) {
+        size_t cap = st->cap_headers ? st->cap_headers * 2 : 8;
+        struct nnve_header *v = realloc(st->headers, cap * sizeof *v);
+        if (!v) {
+            st->nomem = 1;
+            return 0;
+        }
+        st->headers = v;
+        st->cap_headers = cap;
+    }
+    const char *name = section + 5 + strspn(section + 5, " ");
+    char *copy = strdup(name);
+    if (!copy) {
+        st->nomem = 1;
+        return 0;
+    }
+    st->headers[st->n_headers++] = (struct nnve_header){copy, line};
+    return 1;
+}
+
+static void parse_state_uninit(struct parse_state *st)
+{
+    for (size_t i = 0; i < st->n_headers; i++)
+        free(st->headers[i].name);
+    free(st->headers);
+    st->headers = NULL;
+    st->n_headers = st->cap_headers = 0;
+}
+
+/* The [nnve NAME] sections seen while parsing (after the parse filled cfg): each must have
+ * given its nNVE the keys it needs.  Returns 0, or SNCP_E_CONFIG with "PATH:LINE: ..." (the
+ * section's header line) in err. */
+static int check_nnve_sections(const struct parse_state *st, const char *path,
+                               const struct tnve_config *cfg, char *err, size_t errlen)
+{
+    for (size_t h = 0; h < st->n_headers; h++) {
+        const char *name = st->headers[h].name;
+        unsigned line = st->headers[h].line;
         const struct tnve_config_nnve *e = NULL;
         for (unsigned i = 0; i < cfg->n_nnves && !e; i++)
             if (!strcmp(cfg->nnves[i].name, name))
@@ -520,14 +548,14 @@ static int check_nnve_sections(FILE *f, const char *path, const struct tnve_conf
                      "%s:%u: [nnve %s] has no keys: an nNVE needs nnve_identity, and "
                      "nnve_address (transport = tcp) or l2_interface (transport = l2)",
                      path, line, name);
-            rc = SNCP_E_CONFIG;
-        } else if (validate_nnve(cfg, e, 1, why, sizeof why) < 0) {
+            return SNCP_E_CONFIG;
+        }
+        if (validate_nnve(cfg, e, 1, why, sizeof why) < 0) {
             snprintf(err, errlen, "%s:%u: %s", path, line, why);
-            rc = SNCP_E_CONFIG;
+            return SNCP_E_CONFIG;
         }
     }
-    free(buf);
-    return rc;
+    return 0;
 }
 
 int tnve_config_load(const char *path, struct tnve_config *cfg, char *err, size_t errlen)
@@ -542,12 +570,14 @@ int tnve_config_load(const char *path, struct tnve_config *cfg, char *err, size_
     st.section[0] = '\0';
     /* Long lines, repeated keys and repeated sections are refused there. */
     char ierr[256];
-    int line = snv_ini_parse(f, NULL, ini_cb, &st, NULL, ierr, sizeof ierr);
-    if (line == 0 && check_nnve_sections(f, path, cfg, err, errlen) < 0) {
-        fclose(f);
-        return SNCP_E_CONFIG;
-    }
+    int line = snv_ini_parse_sections(f, NULL, ini_cb, section_cb, &st, NULL, ierr, sizeof ierr);
     fclose(f);
+    if (st.nomem)
+        line = -ENOMEM;
+    int rc = line == 0 ? check_nnve_sections(&st, path, cfg, err, errlen) : 0;
+    parse_state_uninit(&st);
+    if (rc < 0)
+        return rc;
     if (line < 0) {
         snprintf(err, errlen, "%s: %s", path, strerror(-line));
         return line;
