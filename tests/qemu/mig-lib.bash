@@ -29,7 +29,13 @@ MIG_HOLD_TIME=${MIG_HOLD_TIME:-30s}
 declare -gA MIG_UUID=([A]=11111111-1111-4111-8111-11111111111a [B]=22222222-2222-4222-8222-22222222222b)
 declare -gA MIG_HOSTNAME=([A]=mig-a.test [B]=mig-b.test)
 declare -gA MIG_HV=([A]=hva [B]=hvb)
-declare -gA MIG_PORTS=([A]="49152 49183" [B]="49184 49215")
+# Migration ports: above the kernel's ephemeral range (up to 60999 by default), where a
+# test's own connections cannot take them, and in a slot of 64 picked by the PID, so two
+# beds on one machine (a soak beside make check) seldom share one; libvirtd skips a port in
+# use within its range anyway.
+MIG_PORT_BASE=$((61000 + ($$ % 70) * 64))
+declare -gA MIG_PORTS=([A]="$MIG_PORT_BASE $((MIG_PORT_BASE + 31))"
+    [B]="$((MIG_PORT_BASE + 32)) $((MIG_PORT_BASE + 63))")
 declare -gA MIG_AGENT_PID=() MIG_EVENTS_PID=()
 MIG_NNVE_PID='' MIG_LISTEN_PID='' NNVE_PORT=''
 MIG_DOMAINS=()
