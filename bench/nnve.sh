@@ -17,6 +17,11 @@
 # on a machine shared with busy neighbours the generator then sends on time ("sent late by"
 # in the latency line) and the figures are the software's and the disk's, not the queue for
 # a CPU.  Off by default (it needs CAP_SYS_NICE and takes CPU from the neighbours).
+# A quick latency-only run (about 15 s): NNVE_BENCH_SYNC=full NNVE_BENCH_TSIS=20000
+# NNVE_BENCH_MAX_SESSIONS=100; compare builds alternately, several runs each (one run's p99
+# moves by 2x with the neighbours' load).  With sync=full the daemon does one fdatasync per
+# group commit (of the WAL); what the p99 has above that comes mostly from the WAL checkpoints
+# (store.c: the worker's passes, and the loop's blocking one that lets the log restart).
 set -euo pipefail
 : "${SPLITNVE_BUILD:?}" "${SPLITNVE_SRC:?}"
 if [ -n "${NNVE_BENCH_RT:-}" ] && [ -z "${NNVE_BENCH_RT_ON:-}" ]; then

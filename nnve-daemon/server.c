@@ -18,6 +18,8 @@
 #include "server.h"
 
 #include <errno.h>
+#include <pthread.h>
+#include <sched.h>
 #include <inttypes.h>
 #include <malloc.h>
 #include <net/if.h>
@@ -161,8 +163,9 @@ struct nnve_server {
     uv_timer_t tick;
     uv_work_t checkpoint;
     int checkpoint_running;
-    uint64_t recover_at;         /* degraded: next attempt to store the whole state */
-    uint32_t recover_ms;         /* ... and the interval, doubled after each failure */
+    int checkpoint_idle; /* the worker may run its checkpoints at SCHED_IDLE (idle_probe()) */
+    uint64_t recover_at; /* degraded: next attempt to store the whole state */
+    uint32_t recover_ms; /* ... and the interval, doubled after each failure */
     uint64_t checkpoint_commits; /* store commits at the last checkpoint */
     uint64_t second_commits;     /* store commits at the last whole second's tick */
     unsigned ticks;
@@ -524,10 +527,41 @@ static void on_log_flush(uv_prepare_t *h)
     snv_log_flush();
 }
 
+/* Sets the calling thread to SCHED_IDLE, saving its policy in *pol and *old.  Returns 0 or
+ * -errno. */
+static int sched_idle_enter(int *pol, struct sched_param *old)
+{
+    struct sched_param idle = {.sched_priority = 0};
+    int e = pthread_getschedparam(pthread_self(), pol, old);
+    if (!e)
+        e = pthread_setschedparam(pthread_self(), SCHED_IDLE, &idle);
+    return -e;
+}
+
+/* Whether a thread may go to SCHED_IDLE and come back (leaving it needs CAP_SYS_NICE or an
+ * RLIMIT_NICE that allows the thread's nice value): tried on a thread of its own, since a
+ * pool thread that could not come back would run everything after at idle priority. */
+static void *idle_probe(void *arg)
+{
+    int pol, *ok = arg;
+    struct sched_param old;
+    *ok = !sched_idle_enter(&pol, &old) && !pthread_setschedparam(pthread_self(), pol, &old);
+    return NULL;
+}
+
+/* A checkpoint copies and syncs pages while the loop commits: at SCHED_IDLE it runs on CPU
+ * time nobody else wants, instead of delaying the loop (or a client on the same machine)
+ * between a request's arrival and its commit.  It never holds a lock the loop waits for
+ * (PASSIVE, busy_timeout 0; see store.c), so a starved pass only leaves the log longer. */
 static void checkpoint_work(uv_work_t *w)
 {
     struct nnve_server *srv = w->data;
+    int pol = 0;
+    struct sched_param old = {0};
+    int idle = srv->checkpoint_idle && !sched_idle_enter(&pol, &old);
     nnve_store_checkpoint(srv->store);
+    if (idle)
+        pthread_setschedparam(pthread_self(), pol, &old);
 }
 
 static void checkpoint_done(uv_work_t *w, int status)
@@ -1610,6 +1644,9 @@ int nnve_server_create(uv_loop_t *loop, const struct nnve_config *cfg, struct sn
         free(srv);
         return r;
     }
+    pthread_t probe;
+    if (!pthread_create(&probe, NULL, idle_probe, &srv->checkpoint_idle))
+        pthread_join(probe, NULL);
     uv_check_init(loop, &srv->check);
     srv->check.data = srv;
     uv_check_start(&srv->check, on_check);
