@@ -417,10 +417,23 @@ int snv_ratelimit_allow(struct snv_ratelimit *rl, uint64_t now_ms)
     return 0;
 }
 
+/* Logs a line `rl` allowed, ending with "suppressed=N" when rl suppressed lines before. */
+static void vlog_rl(struct snv_ratelimit *rl, enum snv_log_level level, const char *module,
+                    const char *fmt, va_list ap)
+{
+    char suffix[40];
+
+    suffix[0] = '\0';
+    if (rl->suppressed) {
+        snprintf(suffix, sizeof suffix, " suppressed=%llu", (unsigned long long)rl->suppressed);
+        rl->suppressed = 0;
+    }
+    vlog_suffix(level, module, suffix, fmt, ap);
+}
+
 void snv_log_rl(struct snv_ratelimit *rl, enum snv_log_level level, const char *module,
                 const char *fmt, ...)
 {
-    char suffix[40];
     va_list ap;
 
     /* A line filtered by level neither spends a token nor counts as suppressed. */
@@ -428,13 +441,29 @@ void snv_log_rl(struct snv_ratelimit *rl, enum snv_log_level level, const char *
         return;
     if (!snv_ratelimit_allow(rl, snv_now_ms()))
         return;
-    suffix[0] = '\0';
-    if (rl->suppressed) {
-        snprintf(suffix, sizeof suffix, " suppressed=%llu", (unsigned long long)rl->suppressed);
-        rl->suppressed = 0;
+    va_start(ap, fmt);
+    vlog_rl(rl, level, module, fmt, ap);
+    va_end(ap);
+}
+
+void snv_log_rl2(struct snv_ratelimit *own, struct snv_ratelimit *all, enum snv_log_level level,
+                 const char *module, const char *fmt, ...)
+{
+    va_list ap;
+    uint64_t now = snv_now_ms();
+
+    if (level > log_level)
+        return;
+    if (!snv_ratelimit_allow(own, now))
+        return;
+    if (!snv_ratelimit_allow(all, now)) {
+        all->suppressed--; /* counted where the line belongs */
+        own->suppressed++;
+        own->tokens_milli += 1000;
+        return;
     }
     va_start(ap, fmt);
-    vlog_suffix(level, module, suffix, fmt, ap);
+    vlog_rl(own, level, module, fmt, ap);
     va_end(ap);
 }
 

@@ -94,6 +94,13 @@ int snv_ratelimit_allow(struct snv_ratelimit *rl, uint64_t now_ms);
 void snv_log_rl(struct snv_ratelimit *rl, enum snv_log_level level, const char *module,
                 const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 
+/* The same through two limiters: `own` (one peer's share) first, then `all` (everyone's),
+ * so one peer over its share cannot spend the lines of the others.  A line refused by
+ * either counts as suppressed in `own` (a token `own` gave is given back when `all`
+ * refuses), and the next line through `own` ends with "suppressed=N". */
+void snv_log_rl2(struct snv_ratelimit *own, struct snv_ratelimit *all, enum snv_log_level level,
+                 const char *module, const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+
 /* Milliseconds on the monotonic clock (for the daemons; state machines take `now`). */
 uint64_t snv_now_ms(void);
 

@@ -104,11 +104,17 @@ struct nnve_hv {
     uint8_t syncing;
     void *session;
     const struct nnve_hv_cfg *hc; /* its [hypervisor] section in st->cfg, or NULL */
+    struct snv_ratelimit rl;      /* its share of the refusals logged (HV_LOG_RATE) */
     struct nnve_vn *moved;        /* VNs removed by a move to another domain, to notify */
     unsigned n_moved;
 };
 
 enum { FAIL_BACKEND = 1, FAIL_STORE = 2 };
+
+/* A hypervisor's refusals are logged at most HV_LOG_RATE lines/s (bursts of HV_LOG_BURST),
+ * and everyone's at most ALL_LOG_RATE (ALL_LOG_BURST): one hypervisor sending nothing but
+ * refused requests cannot hide the refusals of the others. */
+enum { HV_LOG_RATE = 5, HV_LOG_BURST = 20, ALL_LOG_RATE = 50, ALL_LOG_BURST = 200 };
 
 struct nnve_state {
     const struct nnve_config *cfg;
@@ -127,7 +133,7 @@ struct nnve_state {
     struct nnve_hmap tsis;  /* by TSI_ID */
     struct nnve_hmap addrs; /* by (VAP, address): struct addr_owner */
     struct nnve_state_counters c;
-    struct snv_ratelimit rl;
+    struct snv_ratelimit rl;                  /* everyone's refusals logged (ALL_LOG_RATE) */
     const struct nnve_tag_policy *tag_policy; /* a domain shared with a ToR pair peer */
     uint32_t retry_after_ms;                  /* set by tag_policy->acquire with SNCP_E_BUSY */
     struct nnve_vn busy_vn;                   /* ... and the VN it was called for */
@@ -478,8 +484,8 @@ static const char *log_str(const char *s, char *buf, size_t cap)
 
 /* vn_resolve for a request of hv; a refusal about the VN's identity (NO_SUCH_VN, CONFLICT)
  * is logged (`policy: refused: VN not in the catalogue`, rate-limited). */
-static int vn_resolve_msg(struct nnve_state *st, const struct nnve_hv *hv,
-                          const struct sncp_msg *req, struct nnve_vn *out, struct nnve_result *res)
+static int vn_resolve_msg(struct nnve_state *st, struct nnve_hv *hv, const struct sncp_msg *req,
+                          struct nnve_vn *out, struct nnve_result *res)
 {
     int has_id = sncp_msg_has(req, SNCP_TLV_VN_ID);
     const char *name = sncp_msg_has(req, SNCP_TLV_VN_NAME) ? req->vn_name : NULL;
@@ -488,11 +494,11 @@ static int vn_resolve_msg(struct nnve_state *st, const struct nnve_hv *hv,
         char idbuf[16] = "none", nbuf[4 * SNCP_MAX_VN_NAME_LEN + 1];
         if (has_id)
             snprintf(idbuf, sizeof idbuf, "%u", (unsigned)req->vn_id);
-        snv_log_rl(&st->rl, SNV_LOG_WARN, "policy",
-                   "refused: VN not in the catalogue hypervisor=%s vn_id=%s vn_name=\"%s\" "
-                   "request=%s status=%s",
-                   hv->identity, idbuf, log_str(name ? name : "", nbuf, sizeof nbuf),
-                   sncp_msg_type_name(req->type), sncp_error_token(r));
+        snv_log_rl2(&hv->rl, &st->rl, SNV_LOG_WARN, "policy",
+                    "refused: VN not in the catalogue hypervisor=%s vn_id=%s vn_name=\"%s\" "
+                    "request=%s status=%s",
+                    hv->identity, idbuf, log_str(name ? name : "", nbuf, sizeof nbuf),
+                    sncp_msg_type_name(req->type), sncp_error_token(r));
     }
     return r;
 }
@@ -505,15 +511,15 @@ static int vn_granted(const struct nnve_hv *hv, const struct nnve_vn *vn)
 
 /* Authorizes a request of hv about the resolved VN `vn`: NOT_AUTHORIZED unless granted.
  * Refusals are logged (`policy: refused`, rate-limited). */
-static int vn_authorize(struct nnve_state *st, const struct nnve_hv *hv, const struct nnve_vn *vn,
+static int vn_authorize(struct nnve_state *st, struct nnve_hv *hv, const struct nnve_vn *vn,
                         const struct sncp_msg *req, struct nnve_result *res)
 {
     if (vn_granted(hv, vn))
         return 0;
     char vbuf[80];
-    snv_log_rl(&st->rl, SNV_LOG_WARN, "policy",
-               "refused: VN not authorized hypervisor=%s vn=%s request=%s status=not-authorized",
-               hv->identity, nnve_vn_format(vn, vbuf, sizeof vbuf), sncp_msg_type_name(req->type));
+    snv_log_rl2(&hv->rl, &st->rl, SNV_LOG_WARN, "policy",
+                "refused: VN not authorized hypervisor=%s vn=%s request=%s status=not-authorized",
+                hv->identity, nnve_vn_format(vn, vbuf, sizeof vbuf), sncp_msg_type_name(req->type));
     res->error_tlv = sncp_msg_has(req, SNCP_TLV_VN_ID) || !sncp_msg_has(req, SNCP_TLV_VN_NAME)
                          ? SNCP_TLV_VN_ID
                          : SNCP_TLV_VN_NAME;
@@ -522,12 +528,12 @@ static int vn_authorize(struct nnve_state *st, const struct nnve_hv *hv, const s
 }
 
 /* A per-hypervisor limit refusal: RESOURCE_LIMIT with the reason, logged. */
-static int limit_refuse(struct nnve_state *st, const struct nnve_hv *hv, const char *limit,
+static int limit_refuse(struct nnve_state *st, struct nnve_hv *hv, const char *limit,
                         unsigned value, const char *reason, struct nnve_result *res)
 {
-    snv_log_rl(&st->rl, SNV_LOG_WARN, "policy",
-               "refused: limit reached hypervisor=%s limit=%s value=%u status=resource-limit",
-               hv->identity, limit, value);
+    snv_log_rl2(&hv->rl, &st->rl, SNV_LOG_WARN, "policy",
+                "refused: limit reached hypervisor=%s limit=%s value=%u status=resource-limit",
+                hv->identity, limit, value);
     res->reason = reason;
     return SNCP_E_RESOURCE_LIMIT;
 }
@@ -730,19 +736,19 @@ static int owners_add(struct nnve_state *st, const struct nnve_vap *vap,
  * does not exist yet): the TSI MAC and every address usable by a host (sncp_addr_check) and
  * none held by another TSI in the VAP.  Returns 0, SNCP_E_INVALID_VALUE or SNCP_E_CONFLICT
  * with res->error_tlv and res->reason; each refusal is logged (rate-limited). */
-static int addrs_claim_check(struct nnve_state *st, const struct nnve_hv *hv,
-                             const struct nnve_vap *vap, const struct nnve_vn *vn,
-                             const struct sncp_tsi_id *id, const struct sncp_addr *addrs,
-                             unsigned n, struct nnve_result *res)
+static int addrs_claim_check(struct nnve_state *st, struct nnve_hv *hv, const struct nnve_vap *vap,
+                             const struct nnve_vn *vn, const struct sncp_tsi_id *id,
+                             const struct sncp_addr *addrs, unsigned n, struct nnve_result *res)
 {
     char tbuf[SNCP_TSI_ID_STRLEN], vbuf[80], abuf[SNCP_ADDR_STRLEN];
     const char *why = NULL;
     if (sncp_mac_check(id->mac, &why)) {
         res->error_tlv = SNCP_TLV_TSI_ID;
         res->reason = why;
-        snv_log_rl(&st->rl, SNV_LOG_WARN, "policy",
-                   "invalid TSI MAC refused hypervisor=%s tsi=%s vn=%s reason=\"%s\"", hv->identity,
-                   tsi_str(id, tbuf, sizeof tbuf), nnve_vn_format(vn, vbuf, sizeof vbuf), why);
+        snv_log_rl2(&hv->rl, &st->rl, SNV_LOG_WARN, "policy",
+                    "invalid TSI MAC refused hypervisor=%s tsi=%s vn=%s reason=\"%s\"",
+                    hv->identity, tsi_str(id, tbuf, sizeof tbuf),
+                    nnve_vn_format(vn, vbuf, sizeof vbuf), why);
         return SNCP_E_INVALID_VALUE;
     }
     for (unsigned i = 0; i < n; i++)
@@ -750,11 +756,11 @@ static int addrs_claim_check(struct nnve_state *st, const struct nnve_hv *hv,
             res->error_tlv = SNCP_TLV_ADDRESS;
             res->reason = why;
             sncp_addr_format(&addrs[i], abuf, sizeof abuf);
-            snv_log_rl(&st->rl, SNV_LOG_WARN, "policy",
-                       "invalid address refused hypervisor=%s tsi=%s vn=%s address=%s "
-                       "reason=\"%s\"",
-                       hv->identity, tsi_str(id, tbuf, sizeof tbuf),
-                       nnve_vn_format(vn, vbuf, sizeof vbuf), abuf, why);
+            snv_log_rl2(&hv->rl, &st->rl, SNV_LOG_WARN, "policy",
+                        "invalid address refused hypervisor=%s tsi=%s vn=%s address=%s "
+                        "reason=\"%s\"",
+                        hv->identity, tsi_str(id, tbuf, sizeof tbuf),
+                        nnve_vn_format(vn, vbuf, sizeof vbuf), abuf, why);
             return SNCP_E_INVALID_VALUE;
         }
     if (!vap || !nnve_hmap_count(&st->addrs))
@@ -769,13 +775,13 @@ static int addrs_claim_check(struct nnve_state *st, const struct nnve_hv *hv,
         res->error_tlv = i == 0 ? SNCP_TLV_TSI_ID : SNCP_TLV_ADDRESS;
         res->reason = i == 0 ? "TSI MAC held by another TSI in this VN"
                              : "address held by another TSI in this VN";
-        snv_log_rl(&st->rl, SNV_LOG_WARN, "policy",
-                   "address conflict refused hypervisor=%s tsi=%s vn=%s domain=%s address=%s "
-                   "owner=%s",
-                   hv->identity, tsi_str(id, tbuf, sizeof tbuf),
-                   nnve_vn_format(vn, vbuf, sizeof vbuf), vap->domain->name,
-                   addr_key_str(&keys[i], abuf, sizeof abuf),
-                   tsi_str(&o->owner, obuf, sizeof obuf));
+        snv_log_rl2(&hv->rl, &st->rl, SNV_LOG_WARN, "policy",
+                    "address conflict refused hypervisor=%s tsi=%s vn=%s domain=%s address=%s "
+                    "owner=%s",
+                    hv->identity, tsi_str(id, tbuf, sizeof tbuf),
+                    nnve_vn_format(vn, vbuf, sizeof vbuf), vap->domain->name,
+                    addr_key_str(&keys[i], abuf, sizeof abuf),
+                    tsi_str(&o->owner, obuf, sizeof obuf));
         return SNCP_E_CONFLICT;
     }
     return 0;
@@ -1092,6 +1098,7 @@ static struct nnve_hv *hv_create(struct nnve_state *st, const char *identity,
     }
     hv->port = port;
     hv->hc = nnve_config_find_hv(st->cfg, identity);
+    hv->rl = (struct snv_ratelimit)SNV_RATELIMIT_INIT(HV_LOG_RATE, HV_LOG_BURST);
     port->n_hvs++;
     st->c.hypervisors++;
     return hv;
@@ -1258,7 +1265,7 @@ void *nnve_state_hv_session(const struct nnve_hv *hv)
  * share of the domain's tag pool when the connection needs a tag nobody else holds (a VAP
  * shared with other hypervisors costs the pool nothing).  Returns 0 or
  * SNCP_E_RESOURCE_LIMIT (logged). */
-static int vnconn_admit(struct nnve_state *st, const struct nnve_hv *hv, const struct nnve_vn *vn,
+static int vnconn_admit(struct nnve_state *st, struct nnve_hv *hv, const struct nnve_vn *vn,
                         struct nnve_result *res)
 {
     struct nnve_hv_limits l = hv_limits(st, hv);
@@ -1295,10 +1302,10 @@ static int req_vn_connect(struct nnve_state *st, struct nnve_hv *hv, const struc
         if (r) {
             if (r == SNCP_E_TAG_POOL_EXHAUSTED) {
                 res->reason = "local tag pool exhausted";
-                snv_log_rl(&st->rl, SNV_LOG_WARN, "vap",
-                           "tag pool exhausted domain=%s "
-                           "hypervisor=%s",
-                           hv->port->domain->name, hv->identity);
+                snv_log_rl2(&hv->rl, &st->rl, SNV_LOG_WARN, "vap",
+                            "tag pool exhausted domain=%s "
+                            "hypervisor=%s",
+                            hv->port->domain->name, hv->identity);
             }
             return r;
         }
@@ -1336,9 +1343,8 @@ static int req_vn_disconnect(struct nnve_state *st, struct nnve_hv *hv, const st
 
 /* A TSI has at most two instances: the source and the destination of a migration.
  * Returns 0, or SNCP_E_CONFLICT (logged) when `id` has two already. */
-static int tsi_third_check(struct nnve_state *st, const struct nnve_hv *hv,
-                           const struct nnve_vn *vn, const struct sncp_tsi_id *id,
-                           struct nnve_result *res)
+static int tsi_third_check(struct nnve_state *st, struct nnve_hv *hv, const struct nnve_vn *vn,
+                           const struct sncp_tsi_id *id, struct nnve_result *res)
 {
     unsigned n = 0;
     struct nnve_hmap_iter it;
@@ -1348,9 +1354,9 @@ static int tsi_third_check(struct nnve_state *st, const struct nnve_hv *hv,
     if (n < 2)
         return 0;
     char tbuf[SNCP_TSI_ID_STRLEN], vbuf[80];
-    snv_log_rl(&st->rl, SNV_LOG_WARN, "policy",
-               "third TSI instance refused hypervisor=%s tsi=%s vn=%s instances=%u", hv->identity,
-               tsi_str(id, tbuf, sizeof tbuf), nnve_vn_format(vn, vbuf, sizeof vbuf), n);
+    snv_log_rl2(&hv->rl, &st->rl, SNV_LOG_WARN, "policy",
+                "third TSI instance refused hypervisor=%s tsi=%s vn=%s instances=%u", hv->identity,
+                tsi_str(id, tbuf, sizeof tbuf), nnve_vn_format(vn, vbuf, sizeof vbuf), n);
     res->error_tlv = SNCP_TLV_TSI_ID;
     res->reason = "TSI has two instances already (migration source and destination)";
     return SNCP_E_CONFLICT;
@@ -2664,7 +2670,7 @@ int nnve_state_create(const struct nnve_config *cfg, struct nnve_backend *be,
     st->cfg = cfg;
     st->be = be;
     st->store = st->db = store;
-    st->rl = (struct snv_ratelimit)SNV_RATELIMIT_INIT(5, 20);
+    st->rl = (struct snv_ratelimit)SNV_RATELIMIT_INIT(ALL_LOG_RATE, ALL_LOG_BURST);
     nnve_hmap_init(&st->hvs);
     nnve_hmap_init(&st->ports);
     nnve_hmap_init(&st->vaps);

@@ -355,6 +355,51 @@ START_TEST(test_log_rl_suppressed_suffix)
 }
 END_TEST
 
+/* One peer flooding spends its own share only: another peer's line still gets through the
+ * shared limiter, and what the shared limiter refuses is counted for the peer it belonged
+ * to (its own token given back). */
+START_TEST(test_log_rl2_one_peer_cannot_silence_another)
+{
+    struct snv_ratelimit all = SNV_RATELIMIT_INIT(1, 4);
+    struct snv_ratelimit a = SNV_RATELIMIT_INIT(1, 2), b = SNV_RATELIMIT_INIT(1, 2);
+    struct snv_ratelimit c1 = SNV_RATELIMIT_INIT(1, 2), c2 = SNV_RATELIMIT_INIT(1, 2);
+    struct capture c;
+
+    snv_log_open("t", SNV_LOG_STDERR);
+    snv_log_set_level(SNV_LOG_INFO);
+    capture_begin(&c);
+    for (int i = 0; i < 50; i++)
+        snv_log_rl2(&a, &all, SNV_LOG_WARN, "policy", "refused hypervisor=a n=%d", i);
+    snv_log_rl2(&b, &all, SNV_LOG_WARN, "policy", "refused hypervisor=b n=%d", 0);
+    /* the shared budget (4) is now spent by a (2), b (1) and c1 (1) */
+    snv_log_rl2(&c1, &all, SNV_LOG_WARN, "policy", "refused hypervisor=c1 n=%d", 0);
+    snv_log_rl2(&c2, &all, SNV_LOG_WARN, "policy", "refused hypervisor=c2 n=%d", 0);
+    /* Filtered by level: neither logged nor counted. */
+    snv_log_rl2(&c2, &all, SNV_LOG_DEBUG, "policy", "debug n=%d", 1);
+    char *text = capture_end(&c);
+
+    ck_assert_int_eq(count_lines(text), 4);
+    ck_assert_ptr_nonnull(strstr(text, "hypervisor=a n=1\n"));
+    ck_assert_ptr_null(strstr(text, "hypervisor=a n=2"));
+    ck_assert_ptr_nonnull(strstr(text, "hypervisor=b n=0\n"));
+    ck_assert_ptr_nonnull(strstr(text, "hypervisor=c1 n=0\n"));
+    ck_assert_ptr_null(strstr(text, "hypervisor=c2"));
+    ck_assert_uint_eq(a.suppressed, 48);
+    ck_assert_uint_eq(all.suppressed, 0);
+    ck_assert_uint_eq(c2.suppressed, 1);
+    ck_assert_uint_eq(c2.tokens_milli, 2000); /* given back */
+
+    /* c2's next line, once the shared budget is back, says what it lost. */
+    all.tokens_milli = 1000;
+    capture_begin(&c);
+    snv_log_rl2(&c2, &all, SNV_LOG_WARN, "policy", "refused hypervisor=c2 n=%d", 2);
+    free(text);
+    text = capture_end(&c);
+    ck_assert_ptr_nonnull(strstr(text, "warn policy: refused hypervisor=c2 n=2 suppressed=1\n"));
+    free(text);
+}
+END_TEST
+
 START_TEST(test_now_ms_monotonic)
 {
     uint64_t a = snv_now_ms();
@@ -395,6 +440,7 @@ static Suite *log_suite(void)
     tcase_add_test(tc, test_rl_huge_gap_no_overflow);
     tcase_add_test(tc, test_rl_zero_burst_means_one);
     tcase_add_test(tc, test_log_rl_suppressed_suffix);
+    tcase_add_test(tc, test_log_rl2_one_peer_cannot_silence_another);
     tcase_add_test(tc, test_now_ms_monotonic);
     suite_add_tcase(s, tc);
     return s;
