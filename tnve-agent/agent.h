@@ -92,11 +92,12 @@ struct tnve_agent {
     /* For latency/show and the benchmarks (the first TNVE_AGENT_LATENCY_MAX samples of each
      * since the last reset): event-to-acknowledged; of that, the libvirt calls an event's
      * effect waited for, the hand-off to and from the domain reader thread, and the nNVE's
-     * request round trips. */
-    struct tnve_lat lat_total, lat_libvirt, lat_hop, lat_nnve;
+     * request round trips, and of each round trip the time this agent's loop was busy (not
+     * waiting in the poll), in which a response that came is not read. */
+    struct tnve_lat lat_total, lat_libvirt, lat_hop, lat_nnve, lat_nnve_busy;
     struct {
-        uint64_t cookie, sent_ns;
-    } rtt[TNVE_AGENT_RTT_SLOTS]; /* requests in flight, by cookie (a sample per slot) */
+        uint64_t cookie, sent_ns, idle_ns; /* idle_ns: the loop's idle time at the send */
+    } rtt[TNVE_AGENT_RTT_SLOTS];           /* requests in flight, by cookie (a sample per slot) */
 };
 
 /* Builds and starts the agent on `loop` (libvirt's event loop must be registered already,

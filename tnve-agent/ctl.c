@@ -303,12 +303,16 @@ static void cmd_latency(struct snv_ctl_req *req, int argc, const char *const arg
     }
     json_object_set_new(o, "libvirt", tnve_lat_json(&a->lat_libvirt));
     json_object_set_new(o, "reader_hop", tnve_lat_json(&a->lat_hop));
-    json_object_set_new(o, "nnve_rtt", tnve_lat_json(&a->lat_nnve));
+    json_t *rtt = tnve_lat_json(&a->lat_nnve);
+    if (rtt)
+        json_object_set_new(rtt, "loop_busy", tnve_lat_json(&a->lat_nnve_busy));
+    json_object_set_new(o, "nnve_rtt", rtt);
     if (argc == 1) {
         tnve_lat_reset(&a->lat_total);
         tnve_lat_reset(&a->lat_libvirt);
         tnve_lat_reset(&a->lat_hop);
         tnve_lat_reset(&a->lat_nnve);
+        tnve_lat_reset(&a->lat_nnve_busy);
     }
     snv_ctl_reply_ok(req, o);
 }

@@ -148,6 +148,8 @@ wait_for "vm7 moved to VN 5001 after SIGHUP" 10 sh -c "'$B/bin/nnvectl' -s '$T/n
 log "SIGHUP: mapping rules reloaded, vm7 moved to VN 5001"
 
 tnvectl show counters >/dev/null || fail "show counters"
+# latency/show: every nNVE round trip recorded has its loop-busy part, never more than it
+tnvectl --json latency/show | jq -e '.nnve_rtt.samples > 0 and .nnve_rtt.loop_busy.samples == .nnve_rtt.samples and .nnve_rtt.loop_busy.max_us <= .nnve_rtt.max_us' >/dev/null || fail "latency/show: nnve_rtt.loop_busy missing or inconsistent"
 stop_pid "$AGENT_PID"; rc=$?; AGENT_PID=
 [ $rc = 0 ] || fail "agent exit status $rc after SIGTERM"
 stop_pid "$NNVE_PID"; rc=$?; NNVE_PID=
