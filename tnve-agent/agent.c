@@ -178,14 +178,17 @@ static void op_refresh(void *aux, const uint8_t uuid[16])
         tnve_virt_refresh_domain(h->a->virt, uuid);
 }
 
-static void op_acked(void *aux, uint64_t stamp)
+static void op_acked(void *aux, uint64_t stamp, enum sncp_tsi_state state)
 {
     struct tnve_home *h = aux;
     struct tnve_agent *a = h->a;
     uint64_t now = uv_hrtime();
     /* one sample per change: the active nNVE's acknowledgement */
-    if (now >= stamp && h->index == a->active)
+    if (now >= stamp && h->index == a->active) {
         tnve_lat_add_ns(&a->lat_total, now - stamp);
+        if (state <= SNCP_TSI_ACTIVATED)
+            tnve_lat_add_ns(&a->lat_state[state], now - stamp);
+    }
 }
 
 static int home_up(const struct tnve_home *h);
@@ -654,6 +657,8 @@ static void handle_closed(uv_handle_t *h)
     tnve_lat_uninit(&a->lat_hop);
     tnve_lat_uninit(&a->lat_nnve);
     tnve_lat_uninit(&a->lat_nnve_busy);
+    for (int s = 0; s <= SNCP_TSI_ACTIVATED; s++)
+        tnve_lat_uninit(&a->lat_state[s]);
     free(a);
 }
 
@@ -822,6 +827,8 @@ int tnve_agent_create(uv_loop_t *loop, struct tnve_config *cfg, const char *conf
     tnve_lat_init(&a->lat_hop, TNVE_AGENT_LATENCY_MAX);
     tnve_lat_init(&a->lat_nnve, TNVE_AGENT_LATENCY_MAX);
     tnve_lat_init(&a->lat_nnve_busy, TNVE_AGENT_LATENCY_MAX);
+    for (int s = 0; s <= SNCP_TSI_ACTIVATED; s++)
+        tnve_lat_init(&a->lat_state[s], TNVE_AGENT_LATENCY_MAX);
 
     char sockdir[TNVE_CONFIG_STR];
     snprintf(sockdir, sizeof sockdir, "%s", cfg->control_socket);

@@ -95,6 +95,7 @@ struct tnve_agent {
      * request round trips, and of each round trip the time this agent's loop was busy (not
      * waiting in the poll), in which a response that came is not read. */
     struct tnve_lat lat_total, lat_libvirt, lat_hop, lat_nnve, lat_nnve_busy;
+    struct tnve_lat lat_state[SNCP_TSI_ACTIVATED + 1]; /* lat_total by the state reached */
     struct {
         uint64_t cookie, sent_ns, idle_ns; /* idle_ns: the loop's idle time at the send */
     } rtt[TNVE_AGENT_RTT_SLOTS];           /* requests in flight, by cookie (a sample per slot) */

@@ -307,7 +307,14 @@ static void cmd_latency(struct snv_ctl_req *req, int argc, const char *const arg
     if (rtt)
         json_object_set_new(rtt, "loop_busy", tnve_lat_json(&a->lat_nnve_busy));
     json_object_set_new(o, "nnve_rtt", rtt);
+    json_t *by = json_object();
+    for (int s = 0; by && s <= SNCP_TSI_ACTIVATED; s++)
+        json_object_set_new(by, sncp_tsi_state_name((enum sncp_tsi_state)s),
+                            tnve_lat_json(&a->lat_state[s]));
+    json_object_set_new(o, "by_state", by);
     if (argc == 1) {
+        for (int s = 0; s <= SNCP_TSI_ACTIVATED; s++)
+            tnve_lat_reset(&a->lat_state[s]);
         tnve_lat_reset(&a->lat_total);
         tnve_lat_reset(&a->lat_libvirt);
         tnve_lat_reset(&a->lat_hop);

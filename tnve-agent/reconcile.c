@@ -105,6 +105,7 @@ struct rec_tsi {
     uint16_t tag;
     uint8_t out_type;
     enum sncp_tsi_state out_target;
+    int out_behind_connect; /* the request went out behind its VN's VN_CONNECT */
     uint32_t out_addr_gen;
     int sync_needed, sync_tried;
     int sync_deactivate; /* SYNC: ASSOCIATE met INVALID_STATE, DEACTIVATE next */
@@ -1406,6 +1407,7 @@ static void tsi_send(struct tnve_rec *r, struct rec_tsi *t, uint8_t type,
     }
     t->out_type = type;
     t->out_target = target;
+    t->out_behind_connect = !t->vn->acked;
     char vbuf[TNVE_VN_STRLEN];
     /* A SYNC re-announces every TSI: its requests and responses are debug lines (the SYNC
      * and each TSI state change have info lines of their own). */
@@ -1458,6 +1460,22 @@ static uint64_t vn_step(struct tnve_rec *r, struct rec_vn *v, uint64_t now)
     return v->out_type || r->window_full ? UINT64_MAX : v->retry_at;
 }
 
+/* Whether t's ASSOCIATE or ACTIVATE may go now: its VN is connected, or the VN's first
+ * VN_CONNECT is out (outside a SYNC) and t has not failed: the request then follows it on the
+ * session, the nNVE applies the two in that order (PROTOCOL.md §3.3) and commits them
+ * together, and the first vNIC of a VN is up after one round trip instead of two.  Should the
+ * connection fail, the nNVE answers the TSI request NO_SUCH_VN and t waits for the VN's
+ * retry as it would have. */
+static int tsi_vn_ready(const struct rec_tsi *t)
+{
+    const struct rec_vn *v = t->vn;
+    if (v->sync_needed)
+        return 0;
+    if (v->acked)
+        return !v->out_type;
+    return v->out_type == SNCP_MSG_VN_CONNECT && !v->failures && !t->failures;
+}
+
 static uint64_t tsi_step(struct tnve_rec *r, struct rec_tsi *t, uint64_t now)
 {
     if (t->out_type)
@@ -1497,7 +1515,7 @@ static uint64_t tsi_step(struct tnve_rec *r, struct rec_tsi *t, uint64_t now)
     if (!type)
         return UINT64_MAX;
     if ((type == SNCP_MSG_TSI_ASSOCIATE || type == SNCP_MSG_TSI_ACTIVATE) &&
-        (!t->vn->acked || t->vn->sync_needed || t->vn->out_type || tsi_blocked(r, t)))
+        (!tsi_vn_ready(t) || tsi_blocked(r, t)))
         return UINT64_MAX; /* the VN (or the old instance) goes first; it wakes us */
     if (now < t->retry_at)
         return t->retry_at;
@@ -1906,6 +1924,14 @@ static void tsi_response(struct tnve_rec *r, struct rec_tsi *t, const struct snc
         return;
     if (!err && rsp->status != SNCP_STATUS_SUCCESS)
         err = sncp_error_from_status(rsp->status);
+    if (err == SNCP_E_NO_SUCH_VN && t->out_behind_connect && !t->vn->acked && !t->vn->out_type &&
+        t->vn->failures) {
+        /* It followed its VN's VN_CONNECT, which failed (and was logged): t is not at fault
+         * and waits for the VN's retry. */
+        r->st.failed++;
+        t->retry_at = now;
+        return;
+    }
     if (err == SNCP_E_NO_SUCH_TSI &&
         (type == SNCP_MSG_TSI_DEACTIVATE || type == SNCP_MSG_TSI_DEASSOCIATE ||
          type == SNCP_MSG_TSI_UPDATE)) {
@@ -1954,7 +1980,7 @@ static void tsi_response(struct tnve_rec *r, struct rec_tsi *t, const struct snc
         tsi_set_acked(r, t, s, type_short(type));
         if (t->stamp && s == tsi_desired(t)) {
             if (r->ops.acked)
-                r->ops.acked(r->aux, t->stamp);
+                r->ops.acked(r->aux, t->stamp, s);
             t->stamp = 0;
         }
         return;

@@ -42,9 +42,9 @@ struct tnve_rec_ops {
     void (*wake)(void *aux);
     /* A domain prepared by the hook never started: re-read it from libvirt.  May be NULL. */
     void (*refresh_domain)(void *aux, const uint8_t uuid[16]);
-    /* A TSI reached the desired state set while the stamp `stamp` was current (see
+    /* A TSI reached the desired state `state` set while the stamp `stamp` was current (see
      * tnve_rec_set_stamp): for event-to-acknowledged latency.  May be NULL. */
-    void (*acked)(void *aux, uint64_t stamp);
+    void (*acked)(void *aux, uint64_t stamp, enum sncp_tsi_state state);
     /* Whether this reconciler's nNVE is to hold the TSIs of VN `vn` now (a dual-homed host:
      * an active-standby VN is held by the active nNVE only).  The TSIs of a VN it does not
      * serve are desired Init here, and a hook does not wait for them.  Asked again at every

@@ -73,8 +73,9 @@ static void f_wake(void *aux)
 static uint64_t acked_stamp;
 static int acked_calls;
 
-static void f_acked(void *aux, uint64_t stamp)
+static void f_acked(void *aux, uint64_t stamp, enum sncp_tsi_state state)
 {
+    (void)state;
     (void)aux;
     acked_calls++;
     acked_stamp = stamp;
@@ -538,6 +539,53 @@ START_TEST(test_lifecycle_and_disconnect)
 }
 END_TEST
 
+/* The first vNIC of a VN: its request goes right behind the VN_CONNECT (one round trip,
+ * PROTOCOL.md §3.3).  A refused connection makes the request fail NO_SUCH_VN; that is not
+ * the TSI's failure: it waits for the VN, whose retry is not pipelined, and goes once the
+ * VN is connected. */
+START_TEST(test_first_tsi_follows_vn_connect)
+{
+    struct tnve_domxml x, y;
+    struct tnve_rec *r = steady(NULL, &x);
+    uint32_t vns[] = {6000};
+    mk_dom(&y, 2, 1, vns);
+    tnve_rec_domain_update(r, &y, TNVE_EFFECT_ACTIVATE, 0, "running", 2000);
+    int n = F.n;
+    tnve_rec_run(r, 2000);
+    ck_assert_int_eq(F.n, n + 2);
+    ck_assert_int_eq(F.sent[n].type, SNCP_MSG_VN_CONNECT);
+    ck_assert_uint_eq(F.sent[n].vn_id, 6000);
+    ck_assert_int_eq(F.sent[n + 1].type, SNCP_MSG_TSI_ACTIVATE);
+    ck_assert_uint_eq(F.sent[n + 1].vn_id, 6000);
+    ck_assert_int_eq(memcmp(F.sent[n + 1].tsi.uuid, y.uuid, 16), 0);
+    answer(r, n, SNCP_STATUS_NOT_AUTHORIZED, 0, -1, 2001);
+    answer(r, n + 1, SNCP_STATUS_NO_SUCH_VN, 0, -1, 2001);
+    char b[64]; /* not the TSI's failure */
+    ck_assert_str_eq(tsi_field(r, 1, "failures", b, sizeof b), "0");
+    ck_assert_str_eq(tsi_field(r, 1, "acked", b, sizeof b), "init");
+    /* the VN's retry goes alone; the TSI follows its success */
+    for (uint64_t t = 2001; t < 4000 && F.n == n + 2; t += 50)
+        tnve_rec_run(r, t);
+    ck_assert_int_eq(F.n, n + 3);
+    ck_assert_int_eq(F.sent[n + 2].type, SNCP_MSG_VN_CONNECT);
+    answer(r, n + 2, SNCP_STATUS_SUCCESS, 102, -1, 4000);
+    tnve_rec_run(r, 4000);
+    ck_assert_int_eq(F.n, n + 4);
+    ck_assert_int_eq(F.sent[n + 3].type, SNCP_MSG_TSI_ACTIVATE);
+    answer(r, n + 3, SNCP_STATUS_SUCCESS, 102, SNCP_TSI_ACTIVATED, 4001);
+    ck_assert_str_eq(tsi_field(r, 1, "acked", b, sizeof b), "activated");
+    ck_assert_str_eq(tsi_field(r, 1, "tag", b, sizeof b), "102");
+    /* a second vNIC in the connected VN: no VN_CONNECT */
+    struct tnve_domxml z;
+    mk_dom(&z, 3, 1, vns);
+    tnve_rec_domain_update(r, &z, TNVE_EFFECT_ACTIVATE, 0, "running", 4002);
+    tnve_rec_run(r, 4002);
+    ck_assert_int_eq(F.n, n + 5);
+    ck_assert_int_eq(F.sent[n + 4].type, SNCP_MSG_TSI_ACTIVATE);
+    tnve_rec_destroy(r);
+}
+END_TEST
+
 START_TEST(test_backoff_growth)
 {
     struct tnve_domxml x;
@@ -856,15 +904,17 @@ START_TEST(test_serves_failover)
     tnve_rec_serve_changed(r, 9001);
     tnve_rec_run(r, 9001);
     ck_assert_int_eq(vn_served(r, 5001), 1);
-    ck_assert_int_eq(F.n, n + 1);
+    ck_assert_int_eq(F.n, n + 2); /* the activation follows the VN_CONNECT at once */
     ck_assert_int_eq(F.sent[n].type, SNCP_MSG_VN_CONNECT);
     ck_assert_uint_eq(F.sent[n].vn_id, 5001);
+    ck_assert_int_eq(F.sent[n + 1].type, SNCP_MSG_TSI_ACTIVATE);
     /* make-before-break: served, but not settled while its activation is not acknowledged */
     const struct tnve_vn q5001 = {.id = 5001}, q7777 = {.id = 7777};
     ck_assert_int_eq(tnve_rec_vn_served(r, &q5001), 1);
     ck_assert_int_eq(tnve_rec_vn_settled(r, &q5001), 0);
     answer_ok(r, SNCP_MSG_VN_CONNECT, 101, -1, 9002);
     tnve_rec_run(r, 9002);
+    ck_assert_int_eq(F.n, n + 2);
     int i = pending(SNCP_MSG_TSI_ACTIVATE);
     ck_assert_int_ge(i, 0);
     ck_assert_uint_eq(F.sent[i].vn_id, 5001);
@@ -947,6 +997,8 @@ START_TEST(test_hook_prepare)
     ck_assert_int_eq(tnve_rec_prepare(r, &z, 0, 12000, hook_cb, &h2, 3000), 0);
     tnve_rec_run(r, 3000);
     answer(r, pending(SNCP_MSG_VN_CONNECT), SNCP_STATUS_NOT_AUTHORIZED, 0, -1, 3001);
+    /* the association sent right behind it finds no VN */
+    answer(r, pending(SNCP_MSG_TSI_ASSOCIATE), SNCP_STATUS_NO_SUCH_VN, 0, -1, 3001);
     ck_assert_int_eq(h2.called, 1);
     ck_assert_int_eq(h2.err, SNCP_E_NOT_AUTHORIZED);
     ck_assert_ptr_nonnull(strstr(h2.reason, "8000"));
@@ -1509,6 +1561,7 @@ static Suite *suite(void)
     tcase_add_test(tc, test_sync_and_activate);
     tcase_add_test(tc, test_sync_window_full);
     tcase_add_test(tc, test_lifecycle_and_disconnect);
+    tcase_add_test(tc, test_first_tsi_follows_vn_connect);
     tcase_add_test(tc, test_backoff_growth);
     tcase_add_test(tc, test_retry_after_honoured);
     tcase_add_test(tc, test_resync_content);
