@@ -355,13 +355,21 @@ static void read_file(const char *path, char *buf, size_t cap)
     fclose(f);
 }
 
+/* The ports file as the runs so far left it: its writer thread done with what they handed
+ * over (the reconciler still alive, as a kill -9 would find it). */
+static void read_ports(struct tnve_rec *r, const char *path, char *buf, size_t cap)
+{
+    tnve_rec_wait_files(r);
+    read_file(path, buf, cap);
+}
+
 /* Call `call` of the recording dataplane cleared vnet1_0's tag 100 (uplink unused) and the
  * ports file no longer lists it. */
-static void assert_vnet1_cleared(const char *path, int call)
+static void assert_vnet1_cleared(struct tnve_rec *r, const char *path, int call)
 {
     char buf[512];
     ck_assert_str_eq(dp_calls[call], "clear vnet1_0 100 0");
-    read_file(path, buf, sizeof buf);
+    read_ports(r, path, buf, sizeof buf);
     ck_assert_ptr_null(strstr(buf, "vnet1_0"));
 }
 
@@ -415,7 +423,7 @@ START_TEST(test_dataplane_pending_activation_keeps_port)
 
     struct tnve_rec *r = restart_failing_activate(path, &x, SNCP_STATUS_BUSY);
     ck_assert_int_eq(n_dp_calls, 0);
-    read_file(path, buf, sizeof buf);
+    read_ports(r, path, buf, sizeof buf);
     ck_assert_ptr_nonnull(strstr(buf, "\nvnet1_0 100\n"));
     tnve_rec_run(r, 60000);
     answer_ok(r, SNCP_MSG_TSI_ACTIVATE, 100, SNCP_TSI_ACTIVATED, 60001);
@@ -423,7 +431,7 @@ START_TEST(test_dataplane_pending_activation_keeps_port)
     char b[64];
     ck_assert_str_eq(tsi_field(r, 0, "acked", b, sizeof b), "activated");
     ck_assert_int_eq(n_dp_calls, 0);
-    read_file(path, buf, sizeof buf);
+    read_ports(r, path, buf, sizeof buf);
     ck_assert_ptr_nonnull(strstr(buf, "\nvnet1_0 100\n"));
     tnve_rec_destroy(r);
 
@@ -434,7 +442,7 @@ START_TEST(test_dataplane_pending_activation_keeps_port)
     answer(r, pending(SNCP_MSG_TSI_ACTIVATE), SNCP_STATUS_NOT_AUTHORIZED, 0, -1, 60001);
     ck_assert_int_eq(n_dp_calls, 1);
     tnve_rec_run(r, 60002); /* the ports file is rewritten at the end of a run */
-    assert_vnet1_cleared(path, 0);
+    assert_vnet1_cleared(r, path, 0);
     tnve_rec_destroy(r);
     ports_file_done(path, dir);
 }
@@ -454,7 +462,7 @@ START_TEST(test_dataplane_ports_across_restart)
     struct tnve_rec *r = steady(NULL, &x);
     ck_assert_int_eq(n_dp_calls, 1);
     ck_assert_str_eq(dp_calls[0], "set vnet1_0 100");
-    read_file(path, buf, sizeof buf);
+    read_ports(r, path, buf, sizeof buf);
     ck_assert_ptr_nonnull(strstr(buf, "\nvnet1_0 100\n"));
     tnve_rec_destroy(r); /* an agent stop (or kill -9) leaves the dataplane as it is */
     ck_assert_int_eq(n_dp_calls, 1);
@@ -476,7 +484,7 @@ START_TEST(test_dataplane_ports_across_restart)
         seen100 += !strcmp(dp_calls[i], "clear vnet8 100 1");
     }
     ck_assert_int_eq(seen77 + seen100, 2);
-    read_file(path, buf, sizeof buf);
+    read_ports(r, path, buf, sizeof buf);
     ck_assert_ptr_nonnull(strstr(buf, "\nvnet1_0 100\n"));
     ck_assert_ptr_null(strstr(buf, "vnet9"));
     ck_assert_ptr_null(strstr(buf, "vnet8"));
@@ -486,7 +494,7 @@ START_TEST(test_dataplane_ports_across_restart)
     answer_ok(r, SNCP_MSG_TSI_DEASSOCIATE, 0, SNCP_TSI_INIT, 3001);
     ck_assert_int_eq(n_dp_calls, 4);
     tnve_rec_run(r, 3002); /* the ports file is rewritten at the end of a run */
-    assert_vnet1_cleared(path, 3);
+    assert_vnet1_cleared(r, path, 3);
     tnve_rec_destroy(r);
     ports_file_done(path, dir);
 }
