@@ -6,9 +6,11 @@
  * flags, address updates.
  */
 #include <check.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "../../tnve-agent/reconcile.h"
@@ -346,13 +348,18 @@ START_TEST(test_sync_and_activate)
 }
 END_TEST
 
-static void read_file(const char *path, char *buf, size_t cap)
+/* Reads what is left of `f` into buf (cap >= 1) and closes it. */
+static void read_close(FILE *f, char *buf, size_t cap)
 {
-    FILE *f = fopen(path, "r");
     ck_assert_ptr_nonnull(f);
     size_t n = fread(buf, 1, cap - 1, f);
     buf[n] = '\0';
     fclose(f);
+}
+
+static void read_file(const char *path, char *buf, size_t cap)
+{
+    read_close(fopen(path, "r"), buf, cap);
 }
 
 /* The ports file as the runs so far left it: its writer thread done with what they handed
@@ -497,6 +504,88 @@ START_TEST(test_dataplane_ports_across_restart)
     assert_vnet1_cleared(r, path, 3);
     tnve_rec_destroy(r);
     ports_file_done(path, dir);
+}
+END_TEST
+
+/* stderr (the log) goes to a temporary file until log_end(), which returns what was
+ * written (static buffer). */
+static FILE *log_file;
+static int log_saved_fd = -1;
+
+static void log_begin(void)
+{
+    fflush(stderr);
+    log_file = tmpfile();
+    ck_assert_ptr_nonnull(log_file);
+    log_saved_fd = dup(STDERR_FILENO);
+    ck_assert_int_ge(log_saved_fd, 0);
+    ck_assert_int_ge(dup2(fileno(log_file), STDERR_FILENO), 0);
+}
+
+static const char *log_end(void)
+{
+    static char text[16384];
+    fflush(stderr);
+    ck_assert_int_ge(dup2(log_saved_fd, STDERR_FILENO), 0);
+    close(log_saved_fd);
+    rewind(log_file);
+    read_close(log_file, text, sizeof text);
+    return text;
+}
+
+static int count_str(const char *text, const char *what)
+{
+    int n = 0;
+    for (const char *p = text; (p = strstr(p, what)) != NULL; p += strlen(what))
+        n++;
+    return n;
+}
+
+/* The ports file is written by a thread, which logs nothing: a failed write (its directory
+ * is missing) is logged from the reconciler's own calls, once per failure, with the same
+ * message as a synchronous write had; later runs with nothing to write log nothing more,
+ * and once the directory is back the next change is written. */
+START_TEST(test_dataplane_ports_write_failure_logged)
+{
+    char dir[] = "/tmp/tnve-rec-XXXXXX";
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    char sub[128], path[160], line[256], buf[512];
+    snprintf(sub, sizeof sub, "%s/state", dir);
+    snprintf(path, sizeof path, "%s/ports", sub);
+    snprintf(line, sizeof line, "cannot write ports file path=%s err=%s", path, strerror(ENOENT));
+    mk_dp_state_file = path;
+    n_dp_calls = 0;
+    struct tnve_domxml x;
+    log_begin();
+    struct tnve_rec *r = steady(NULL, &x);
+    tnve_rec_wait_files(r);
+    const char *text = log_end();
+    ck_assert_int_eq(n_dp_calls, 1);
+    /* the set of the port, and SYNC_END's sweep of the previous run's: one or two writes */
+    ck_assert_int_ge(count_str(text, line), 1);
+    ck_assert_int_le(count_str(text, line), 2);
+
+    log_begin();
+    for (uint64_t t = 3000; t < 3500; t += 100)
+        tnve_rec_run(r, t);
+    tnve_rec_wait_files(r);
+    ck_assert_int_eq(count_str(log_end(), "cannot write"), 0);
+
+    ck_assert_int_eq(mkdir(sub, 0755), 0);
+    log_begin();
+    tnve_rec_domain_effect(r, x.uuid, TNVE_EFFECT_DEASSOCIATE, 0, "stopped", 4000);
+    tnve_rec_run(r, 4000);
+    answer_ok(r, SNCP_MSG_TSI_DEASSOCIATE, 0, SNCP_TSI_INIT, 4001);
+    tnve_rec_run(r, 4002);
+    tnve_rec_wait_files(r);
+    ck_assert_int_eq(count_str(log_end(), "cannot write"), 0);
+    ck_assert_int_eq(n_dp_calls, 2);
+    read_ports(r, path, buf, sizeof buf);
+    ck_assert_ptr_null(strstr(buf, "vnet1_0"));
+    ck_assert_ptr_nonnull(strstr(buf, "# tnve-agent: vNIC ports"));
+    tnve_rec_destroy(r);
+    ports_file_done(path, sub);
+    rmdir(dir);
 }
 END_TEST
 
@@ -1539,6 +1628,7 @@ static Suite *suite(void)
     tcase_add_test(tc, test_inventory_sweeps_domains);
     tcase_add_test(tc, test_dataplane_ports_across_restart);
     tcase_add_test(tc, test_dataplane_pending_activation_keeps_port);
+    tcase_add_test(tc, test_dataplane_ports_write_failure_logged);
     tcase_add_test(tc, test_serves_failover);
     suite_add_tcase(s, tc);
     return s;
