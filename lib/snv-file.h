@@ -33,8 +33,8 @@ struct snv_file_bg;
  * thread.  Returns NULL with errno set on failure. */
 struct snv_file_bg *snv_file_bg_create(const char *path, mode_t mode);
 
-/* Hands over the file's new complete content: takes ownership of `buf` (from malloc, `len`
- * bytes), which replaces any content not started yet. */
+/* Hands over the file's new complete content: takes ownership of `buf` (malloc'd, `len`
+ * bytes, not NULL), which replaces any content not started yet. */
 void snv_file_bg_put(struct snv_file_bg *bg, char *buf, size_t len);
 
 /* Builds the new content with `writer` in memory, on the calling thread, and puts it.

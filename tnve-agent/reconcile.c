@@ -261,15 +261,15 @@ static void set_reason(char *dst, size_t cap, int err, const struct sncp_msg *rs
 
 /* ---------------------------------------------------------------- tag file */
 
-/* The agent's small state files are replaced whole through snv_file_write_atomic(), so a
- * crash leaves the old file or the complete new one, and a symlink planted at the path is
- * replaced, never followed. */
 static void file_error(const char *what, const char *path, int err)
 {
     SNV_WARN("rec", "cannot write %s path=%s err=%s", what, path, strerror(-err));
 }
 
-/* The tag file changes rarely (a VN's tag), so it is written at once, on the loop. */
+/* The agent's small state files are replaced whole through snv_file_write_atomic(), so a
+ * crash leaves the old file or the complete new one, and a symlink planted at the path is
+ * replaced, never followed.  The tag file changes rarely (a VN's tag): it is written here,
+ * on the loop; the ports file off the loop (dp_flush). */
 static void save_file(const char *path, const char *what, snv_file_writer *writer, void *aux)
 {
     int err = snv_file_write_atomic(path, 0644, writer, aux);
