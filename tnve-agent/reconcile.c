@@ -147,6 +147,7 @@ struct tnve_rec {
     struct tnve_rec_config cfg;
     char *state_file;
     char *dp_state_file;
+    struct snv_file_bg *dp_writer;                   /* writes dp_state_file off the loop */
     struct rec_dp_port *dp_inherited;                /* until the first SYNC_END */
     struct rec_dp_port *dp_inherited_hash[REC_HASH]; /* the same, by port name */
     struct tnve_rec_ops ops;
@@ -261,14 +262,20 @@ static void set_reason(char *dst, size_t cap, int err, const struct sncp_msg *rs
 
 /* ---------------------------------------------------------------- tag file */
 
+static void file_error(const char *what, const char *path, int err)
+{
+    SNV_WARN("rec", "cannot write %s path=%s err=%s", what, path, strerror(-err));
+}
+
 /* The agent's small state files are replaced whole through snv_file_write_atomic(), so a
  * crash leaves the old file or the complete new one, and a symlink planted at the path is
- * replaced, never followed. */
+ * replaced, never followed.  The tag file changes rarely (a VN's tag): it is written here,
+ * on the loop; the ports file off the loop (dp_flush). */
 static void save_file(const char *path, const char *what, snv_file_writer *writer, void *aux)
 {
     int err = snv_file_write_atomic(path, 0644, writer, aux);
     if (err < 0)
-        SNV_WARN("rec", "cannot write %s path=%s err=%s", what, path, strerror(-err));
+        file_error(what, path, err);
 }
 
 static int tags_write(FILE *f, void *aux)
@@ -521,11 +528,41 @@ static struct rec_dp_port *dp_inherited_find(struct tnve_rec *r, const char *ifn
     return NULL;
 }
 
+/* The ports file changes with every tag a vNIC port gets or loses, and its two fsyncs would
+ * hold the loop a millisecond or more each time: its content is built here, on the loop,
+ * and written by dp_writer's thread (the newest content wins, in order).  A failed write
+ * is logged from the loop by dp_file_check(), at a later run. */
 static void dp_flush(struct tnve_rec *r)
 {
-    if (r->dp_dirty && r->dp_state_file)
-        save_file(r->dp_state_file, "ports file", dp_write, r);
+    if (r->dp_dirty && r->dp_writer) {
+        int err = snv_file_bg_write(r->dp_writer, dp_write, r);
+        if (err < 0)
+            file_error("ports file", r->dp_state_file, err);
+    }
     r->dp_dirty = 0;
+}
+
+/* While a ports file write is under way, runs come this often to log its failure. */
+enum { DP_FILE_CHECK_MS = 100 };
+
+/* Logs a ports file write that failed since the last call.  Returns whether one is still
+ * under way. */
+static int dp_file_check(struct tnve_rec *r)
+{
+    if (!r->dp_writer)
+        return 0;
+    int err;
+    int busy = snv_file_bg_poll(r->dp_writer, &err);
+    if (err < 0)
+        file_error("ports file", r->dp_state_file, err);
+    return busy;
+}
+
+void tnve_rec_wait_files(struct tnve_rec *r)
+{
+    if (r->dp_writer)
+        snv_file_bg_wait(r->dp_writer);
+    dp_file_check(r);
 }
 
 static void dp_load(struct tnve_rec *r)
@@ -804,7 +841,9 @@ struct tnve_rec *tnve_rec_create(const struct tnve_rec_config *cfg, const struct
     r->cfg.state_file = r->state_file;
     if (cfg->dp_state_file) {
         r->dp_state_file = strdup(cfg->dp_state_file);
-        if (!r->dp_state_file) {
+        r->dp_writer = r->dp_state_file ? snv_file_bg_create(r->dp_state_file, 0644) : NULL;
+        if (!r->dp_writer) {
+            free(r->dp_state_file);
             free(r->state_file);
             free(r);
             return NULL;
@@ -829,6 +868,8 @@ void tnve_rec_destroy(struct tnve_rec *r)
     while (r->waiters)
         waiter_finish(r, r->waiters, SNCP_E_CLOSED, "agent shutting down");
     dp_flush(r);
+    tnve_rec_wait_files(r);
+    snv_file_bg_destroy(r->dp_writer);
     while (r->tsis) {
         struct rec_tsi *t = r->tsis;
         r->tsis = t->next;
@@ -1711,6 +1752,8 @@ uint64_t tnve_rec_run(struct tnve_rec *r, uint64_t now)
         if (w->deadline < next)
             next = w->deadline;
     dp_flush(r);
+    if (dp_file_check(r) && now + DP_FILE_CHECK_MS < next)
+        next = now + DP_FILE_CHECK_MS;
     return next;
 }
 

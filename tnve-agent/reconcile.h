@@ -59,9 +59,12 @@ struct tnve_rec_config {
     const char *state_file;        /* last known tags; NULL: not persisted */
     const char *dp_state_file;     /* the vNIC ports the dataplane set, "PORT VID" per line,
                                     * so that a restarted agent can remove what became stale
-                                    * while it was down; rewritten by the tnve_rec_run() after
-                                    * a change (and by tnve_rec_destroy()); NULL: not
-                                    * persisted */
+                                    * while it was down; the tnve_rec_run() after a change
+                                    * hands the new content to a thread of its own, which
+                                    * writes it durably without holding the loop (newest
+                                    * content wins, see tnve_rec_wait_files()), and
+                                    * tnve_rec_destroy() writes the last content before it
+                                    * returns; NULL: not persisted */
     const struct tnve_dp_class *dp_class; /* NULL: no dataplane */
     struct tnve_dp *dp;
     uint32_t seed;                 /* jitter PRNG seed; 0: fixed default */
@@ -70,12 +73,18 @@ struct tnve_rec_config {
 };
 
 /* Creates the reconciler (loads the tag file when configured; a missing file is fine).
- * Strings and the dataplane in cfg must outlive it.  Returns NULL on allocation failure. */
+ * Strings and the dataplane in cfg must outlive it.  Returns NULL on allocation failure or
+ * when the ports file's writer thread cannot start. */
 struct tnve_rec *tnve_rec_create(const struct tnve_rec_config *cfg, const struct tnve_rec_ops *ops,
                                  void *aux);
-/* Frees everything; pending hook waiters are answered with SNCP_E_CLOSED first.  The
- * dataplane is left as it is (an agent restart must not disturb the switch).  Accepts NULL. */
+/* Frees everything; pending hook waiters are answered with SNCP_E_CLOSED first, and the
+ * ports file holds the last content before it returns.  The dataplane is left as it is (an
+ * agent restart must not disturb the switch).  Accepts NULL. */
 void tnve_rec_destroy(struct tnve_rec *r);
+/* Waits until the ports file holds what the last tnve_rec_run() handed over, and logs a
+ * failed write (tnve_rec_run() does so itself once the write ended).  Blocks the caller
+ * for the disk: for tests and shutdown. */
+void tnve_rec_wait_files(struct tnve_rec *r);
 
 /* Replaces the associate_on_define policy (SIGHUP); inactive domains follow it. */
 void tnve_rec_set_policy(struct tnve_rec *r, int associate_on_define, uint64_t now);

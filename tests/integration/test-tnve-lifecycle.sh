@@ -47,6 +47,8 @@ TAG1=$(tag_of "$TSI1")
 expect_state "$TSI2" activated
 TAG2=$(tag_of "$TSI2")
 wait_for "tags file rewritten" 10 sh -c "[ ! -L '$T/astate/tnve-agent.tags' ] && grep -q '^5001 red ' '$T/astate/tnve-agent.tags'"
+# the ports file is written by a thread of the agent: it lists the vNIC ports of vm1 and vm2
+wait_for "ports file rewritten" 10 sh -c "[ ! -L '$T/astate/tnve-agent.ports' ] && [ \$(grep -c ' $TAG1\$' '$T/astate/tnve-agent.ports') = 1 ] && [ \$(grep -c ' $TAG2\$' '$T/astate/tnve-agent.ports') = 1 ]"
 [ "$(cat "$T/victim-tags")" = precious ] || fail "tags file written through a planted symlink"
 [ "$(cat "$T/victim-ports")" = precious ] || fail "ports file written through a planted symlink"
 log "planted symlinks at the tags and ports files replaced, not followed"

@@ -6,9 +6,11 @@
  * flags, address updates.
  */
 #include <check.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "../../tnve-agent/reconcile.h"
@@ -347,22 +349,35 @@ START_TEST(test_sync_and_activate)
 }
 END_TEST
 
-static void read_file(const char *path, char *buf, size_t cap)
+/* Reads what is left of `f` into buf (cap >= 1) and closes it. */
+static void read_close(FILE *f, char *buf, size_t cap)
 {
-    FILE *f = fopen(path, "r");
     ck_assert_ptr_nonnull(f);
     size_t n = fread(buf, 1, cap - 1, f);
     buf[n] = '\0';
     fclose(f);
 }
 
+static void read_file(const char *path, char *buf, size_t cap)
+{
+    read_close(fopen(path, "r"), buf, cap);
+}
+
+/* The ports file as the runs so far left it: its writer thread done with what they handed
+ * over (the reconciler still alive, as a kill -9 would find it). */
+static void read_ports(struct tnve_rec *r, const char *path, char *buf, size_t cap)
+{
+    tnve_rec_wait_files(r);
+    read_file(path, buf, cap);
+}
+
 /* Call `call` of the recording dataplane cleared vnet1_0's tag 100 (uplink unused) and the
  * ports file no longer lists it. */
-static void assert_vnet1_cleared(const char *path, int call)
+static void assert_vnet1_cleared(struct tnve_rec *r, const char *path, int call)
 {
     char buf[512];
     ck_assert_str_eq(dp_calls[call], "clear vnet1_0 100 0");
-    read_file(path, buf, sizeof buf);
+    read_ports(r, path, buf, sizeof buf);
     ck_assert_ptr_null(strstr(buf, "vnet1_0"));
 }
 
@@ -416,7 +431,7 @@ START_TEST(test_dataplane_pending_activation_keeps_port)
 
     struct tnve_rec *r = restart_failing_activate(path, &x, SNCP_STATUS_BUSY);
     ck_assert_int_eq(n_dp_calls, 0);
-    read_file(path, buf, sizeof buf);
+    read_ports(r, path, buf, sizeof buf);
     ck_assert_ptr_nonnull(strstr(buf, "\nvnet1_0 100\n"));
     tnve_rec_run(r, 60000);
     answer_ok(r, SNCP_MSG_TSI_ACTIVATE, 100, SNCP_TSI_ACTIVATED, 60001);
@@ -424,7 +439,7 @@ START_TEST(test_dataplane_pending_activation_keeps_port)
     char b[64];
     ck_assert_str_eq(tsi_field(r, 0, "acked", b, sizeof b), "activated");
     ck_assert_int_eq(n_dp_calls, 0);
-    read_file(path, buf, sizeof buf);
+    read_ports(r, path, buf, sizeof buf);
     ck_assert_ptr_nonnull(strstr(buf, "\nvnet1_0 100\n"));
     tnve_rec_destroy(r);
 
@@ -435,7 +450,7 @@ START_TEST(test_dataplane_pending_activation_keeps_port)
     answer(r, pending(SNCP_MSG_TSI_ACTIVATE), SNCP_STATUS_NOT_AUTHORIZED, 0, -1, 60001);
     ck_assert_int_eq(n_dp_calls, 1);
     tnve_rec_run(r, 60002); /* the ports file is rewritten at the end of a run */
-    assert_vnet1_cleared(path, 0);
+    assert_vnet1_cleared(r, path, 0);
     tnve_rec_destroy(r);
     ports_file_done(path, dir);
 }
@@ -455,7 +470,7 @@ START_TEST(test_dataplane_ports_across_restart)
     struct tnve_rec *r = steady(NULL, &x);
     ck_assert_int_eq(n_dp_calls, 1);
     ck_assert_str_eq(dp_calls[0], "set vnet1_0 100");
-    read_file(path, buf, sizeof buf);
+    read_ports(r, path, buf, sizeof buf);
     ck_assert_ptr_nonnull(strstr(buf, "\nvnet1_0 100\n"));
     tnve_rec_destroy(r); /* an agent stop (or kill -9) leaves the dataplane as it is */
     ck_assert_int_eq(n_dp_calls, 1);
@@ -477,7 +492,7 @@ START_TEST(test_dataplane_ports_across_restart)
         seen100 += !strcmp(dp_calls[i], "clear vnet8 100 1");
     }
     ck_assert_int_eq(seen77 + seen100, 2);
-    read_file(path, buf, sizeof buf);
+    read_ports(r, path, buf, sizeof buf);
     ck_assert_ptr_nonnull(strstr(buf, "\nvnet1_0 100\n"));
     ck_assert_ptr_null(strstr(buf, "vnet9"));
     ck_assert_ptr_null(strstr(buf, "vnet8"));
@@ -487,9 +502,91 @@ START_TEST(test_dataplane_ports_across_restart)
     answer_ok(r, SNCP_MSG_TSI_DEASSOCIATE, 0, SNCP_TSI_INIT, 3001);
     ck_assert_int_eq(n_dp_calls, 4);
     tnve_rec_run(r, 3002); /* the ports file is rewritten at the end of a run */
-    assert_vnet1_cleared(path, 3);
+    assert_vnet1_cleared(r, path, 3);
     tnve_rec_destroy(r);
     ports_file_done(path, dir);
+}
+END_TEST
+
+/* stderr (the log) goes to a temporary file until log_end(), which returns what was
+ * written (static buffer). */
+static FILE *log_file;
+static int log_saved_fd = -1;
+
+static void log_begin(void)
+{
+    fflush(stderr);
+    log_file = tmpfile();
+    ck_assert_ptr_nonnull(log_file);
+    log_saved_fd = dup(STDERR_FILENO);
+    ck_assert_int_ge(log_saved_fd, 0);
+    ck_assert_int_ge(dup2(fileno(log_file), STDERR_FILENO), 0);
+}
+
+static const char *log_end(void)
+{
+    static char text[16384];
+    fflush(stderr);
+    ck_assert_int_ge(dup2(log_saved_fd, STDERR_FILENO), 0);
+    close(log_saved_fd);
+    rewind(log_file);
+    read_close(log_file, text, sizeof text);
+    return text;
+}
+
+static int count_str(const char *text, const char *what)
+{
+    int n = 0;
+    for (const char *p = text; (p = strstr(p, what)) != NULL; p += strlen(what))
+        n++;
+    return n;
+}
+
+/* The ports file is written by a thread, which logs nothing: a failed write (its directory
+ * is missing) is logged from the reconciler's own calls, once per failure, with the same
+ * message as a synchronous write had; later runs with nothing to write log nothing more,
+ * and once the directory is back the next change is written. */
+START_TEST(test_dataplane_ports_write_failure_logged)
+{
+    char dir[] = "/tmp/tnve-rec-XXXXXX";
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    char sub[128], path[160], line[256], buf[512];
+    snprintf(sub, sizeof sub, "%s/state", dir);
+    snprintf(path, sizeof path, "%s/ports", sub);
+    snprintf(line, sizeof line, "cannot write ports file path=%s err=%s", path, strerror(ENOENT));
+    mk_dp_state_file = path;
+    n_dp_calls = 0;
+    struct tnve_domxml x;
+    log_begin();
+    struct tnve_rec *r = steady(NULL, &x);
+    tnve_rec_wait_files(r);
+    const char *text = log_end();
+    ck_assert_int_eq(n_dp_calls, 1);
+    /* the set of the port, and SYNC_END's sweep of the previous run's: one or two writes */
+    ck_assert_int_ge(count_str(text, line), 1);
+    ck_assert_int_le(count_str(text, line), 2);
+
+    log_begin();
+    for (uint64_t t = 3000; t < 3500; t += 100)
+        tnve_rec_run(r, t);
+    tnve_rec_wait_files(r);
+    ck_assert_int_eq(count_str(log_end(), "cannot write"), 0);
+
+    ck_assert_int_eq(mkdir(sub, 0755), 0);
+    log_begin();
+    tnve_rec_domain_effect(r, x.uuid, TNVE_EFFECT_DEASSOCIATE, 0, "stopped", 4000);
+    tnve_rec_run(r, 4000);
+    answer_ok(r, SNCP_MSG_TSI_DEASSOCIATE, 0, SNCP_TSI_INIT, 4001);
+    tnve_rec_run(r, 4002);
+    tnve_rec_wait_files(r);
+    ck_assert_int_eq(count_str(log_end(), "cannot write"), 0);
+    ck_assert_int_eq(n_dp_calls, 2);
+    read_ports(r, path, buf, sizeof buf);
+    ck_assert_ptr_null(strstr(buf, "vnet1_0"));
+    ck_assert_ptr_nonnull(strstr(buf, "# tnve-agent: vNIC ports"));
+    tnve_rec_destroy(r);
+    ports_file_done(path, sub);
+    rmdir(dir);
 }
 END_TEST
 
@@ -1584,6 +1681,7 @@ static Suite *suite(void)
     tcase_add_test(tc, test_inventory_sweeps_domains);
     tcase_add_test(tc, test_dataplane_ports_across_restart);
     tcase_add_test(tc, test_dataplane_pending_activation_keeps_port);
+    tcase_add_test(tc, test_dataplane_ports_write_failure_logged);
     tcase_add_test(tc, test_serves_failover);
     suite_add_tcase(s, tc);
     return s;
