@@ -52,6 +52,8 @@ run() {
         printf 'cert = %s\nkey = %s\nca = %s\n' "$T/pki/nnve.crt" "$T/pki/nnve.key" "$T/pki/ca.crt"
         printf 'state_dir = %s\ncontrol_socket = %s\n' "$T/state-$transport" "$T/ctl-$transport"
         printf 'max_tsis_per_session = 1000000\n'
+        # the load generator opens every session at once, from one address
+        printf 'max_hello_pending_per_source = %d\n' "$sessions"
         printf '[domain rack]\nports = swp1\ntags = 1-4094\n'
         for i in $(seq "$sessions"); do
             printf '[hypervisor bench%d]\nport = swp1\nvns = 5000-5099\n' "$i"
@@ -82,9 +84,12 @@ for r in $(seq "$rounds"); do
     run l2
 done
 
-# median FILE PATTERN FIELD: the median of the number before FIELD's unit on lines matching
+# median FILE PATTERN FIELD: the median, over the lines matching PATTERN, of the number after
+# FIELD's first occurrence on each (a latency line has a second p99, of the sends' lateness)
 median() {
-    grep "$2" "$1" | sed -n "s/.*$3 \([0-9.]*\).*/\1/p" | sort -g | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'
+    grep "$2" "$1" | while IFS= read -r l; do
+        grep -o "$3 [0-9.]*" <<<"$l" | head -n 1 | awk '{print $NF}'
+    done | sort -g | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'
 }
 echo "-- summary: medians of $rounds rounds, [L2/TCP]"
 for fig in "throughput|activations/s|in [0-9.]* s:" "latency|p50 ms|p50" "latency|p99 ms|p99" \
