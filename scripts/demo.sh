@@ -875,6 +875,23 @@ if [ "$teardown_failed" = 1 ]; then
     die "a daemon did not stop cleanly (see above)"
 fi
 
+# What the two hosts say when the migration chapter fails (its files go with it): the
+# migration's output, the guest's state on each host, and the last lines of its QEMU log,
+# libvirtd's errors, the agents' warnings and the destination's hook calls.
+mig_explain() {
+    local h D
+    say "  virsh migrate: $(tr '\n' ' ' <"$T/migrate.out" 2>/dev/null)"
+    for h in A B; do
+        D=$(mig_dir "$h")
+        say "  host $h: mover is $(mig_virsh "$h" domstate mover --reason 2>&1 | head -n 1)"
+        tail -n 5 "$D/log/qemu/mover.log" 2>/dev/null | sed "s/^/  $h qemu: /"
+        grep -E ': (error|warning) : ' "$D/log/libvirtd.log" 2>/dev/null | tail -n 5 | sed "s/^/  $h libvirtd: /"
+        grep -E ' (warn|err) ' "$T/agent-$h.log" 2>/dev/null | tail -n 5 | sed "s/^/  $h agent: /"
+    done
+    tail -n 5 "$T/hooks-B.log" 2>/dev/null | sed 's/^/  B hook: /'
+}
+
+
 # ---- chapter 13: live migration between two hosts with real QEMU guests -----------------
 # Its own sandbox: tests/qemu/mig-lib.bash (two libvirtds with the QEMU driver, each in its
 # own mount + UTS namespace, a tnve-agent on each, one nnve-daemon); skipped with the reason
@@ -926,8 +943,9 @@ migration_chapter() {
     sub "during: nnvectl show tsis   (B associated with MIGRATION before its QEMU runs; A still forwards)"
     nnvectl show tsis | indent
     mig_unthrottle A mover
-    wait "$pid" || { cat "$T/migrate.out"; return 1; }
-    mig_wait_converged 60 mover/5e100000-0000-4000-8000-0000000000aa/52:54:00:10:00:aa/5001 || return 1
+    wait "$pid" || { cat "$T/migrate.out"; mig_explain; return 1; }
+    mig_wait_converged 60 mover/5e100000-0000-4000-8000-0000000000aa/52:54:00:10:00:aa/5001 ||
+        { mig_explain; return 1; }
     sub "after: nnvectl show tsis    (mover runs on B: one instance, at hvb, same tag)"
     nnvectl show tsis | indent
     sub "the switch's audit log of the move"
