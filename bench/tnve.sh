@@ -7,7 +7,8 @@
 #      + TSI_ACTIVATE, destroy = TSI_DEASSOCIATE; VN_DISCONNECT follows, not timed);
 #   2. a start storm: TNVE_BENCH_STORM domains defined, then all started by one virsh.
 # Prints p50/p90/p99/max in microseconds, starts and stops apart (`by_state`: the state the
-# change reached), and for the single-domain cases what of it went to libvirt calls, to the domain reader thread's hand-off and to the nNVE's round trips (and
+# change reached), and for the single-domain cases what of it went to libvirt calls, to the
+# domain reader thread's hand-off and to the nNVE's round trips (and
 # TABLE rows: figure, floor = the nNVE round trip p99, ratio); of the round trips, the time
 # the agent's own loop was busy (a response that came then waited for it).  Figures only:
 # nothing fails on speed.
@@ -42,6 +43,11 @@ table() {
     echo "TABLE|    of which the agent's loop busy, $label, p99 (us)|$(jq -r '.nnve_rtt.loop_busy.p99_us // 0' <<<"$j")|-|-"
 }
 
+# summary JSON: one latency/show answer on one line (microseconds)
+summary() {
+    jq -r '"samples=\(.samples) p50_us=\(.p50_us) p90_us=\(.p90_us) p99_us=\(.p99_us) max_us=\(.max_us) | libvirt p50=\(.libvirt.p50_us) p99=\(.libvirt.p99_us) n=\(.libvirt.samples) | hop p50=\(.reader_hop.p50_us) p99=\(.reader_hop.p99_us) | nnve_rtt p50=\(.nnve_rtt.p50_us) p99=\(.nnve_rtt.p99_us) n=\(.nnve_rtt.samples) loop_busy p50=\(.nnve_rtt.loop_busy.p50_us) p99=\(.nnve_rtt.loop_busy.p99_us) | starts p50=\(.by_state.activated.p50_us) p99=\(.by_state.activated.p99_us) | stops p50=\(.by_state.init.p50_us) p99=\(.by_state.init.p99_us)"' <<<"$1"
+}
+
 domain_xml 1 rule >"$T/vm1.xml"
 TSI1="$(uuid_of 1)/$(mac_of 1 1)"
 virsh_c "define $T/vm1.xml" >/dev/null
@@ -57,7 +63,7 @@ done
 single=$(tnvectl --json latency/show reset)
 table "one domain, first of its VN" "$single"
 echo "tnve single domain, first of its VN ($CYCLES start + $CYCLES destroy):" \
-    "$(jq -r '"samples=\(.samples) p50_us=\(.p50_us) p90_us=\(.p90_us) p99_us=\(.p99_us) max_us=\(.max_us) | libvirt p50=\(.libvirt.p50_us) p99=\(.libvirt.p99_us) n=\(.libvirt.samples) | hop p50=\(.reader_hop.p50_us) p99=\(.reader_hop.p99_us) | nnve_rtt p50=\(.nnve_rtt.p50_us) p99=\(.nnve_rtt.p99_us) n=\(.nnve_rtt.samples) loop_busy p50=\(.nnve_rtt.loop_busy.p50_us) p99=\(.nnve_rtt.loop_busy.p99_us) | starts p50=\(.by_state.activated.p50_us) p99=\(.by_state.activated.p99_us) | stops p50=\(.by_state.init.p50_us) p99=\(.by_state.init.p99_us)"' <<<"$single")"
+    "$(summary "$single")"
 
 # the same with another domain keeping the VN connected (no VN_CONNECT / VN_DISCONNECT)
 domain_xml 0 rule >"$T/vm0.xml"
@@ -75,7 +81,7 @@ done
 single=$(tnvectl --json latency/show reset)
 table "one domain, VN connected" "$single"
 echo "tnve single domain, VN already connected ($CYCLES start + $CYCLES destroy):" \
-    "$(jq -r '"samples=\(.samples) p50_us=\(.p50_us) p90_us=\(.p90_us) p99_us=\(.p99_us) max_us=\(.max_us) | libvirt p50=\(.libvirt.p50_us) p99=\(.libvirt.p99_us) n=\(.libvirt.samples) | hop p50=\(.reader_hop.p50_us) p99=\(.reader_hop.p99_us) | nnve_rtt p50=\(.nnve_rtt.p50_us) p99=\(.nnve_rtt.p99_us) n=\(.nnve_rtt.samples) loop_busy p50=\(.nnve_rtt.loop_busy.p50_us) p99=\(.nnve_rtt.loop_busy.p99_us) | starts p50=\(.by_state.activated.p50_us) p99=\(.by_state.activated.p99_us) | stops p50=\(.by_state.init.p50_us) p99=\(.by_state.init.p99_us)"' <<<"$single")"
+    "$(summary "$single")"
 
 # start storm
 cmds=""
@@ -96,5 +102,5 @@ wait_for "$STORM domains activated" 120 all_active
 t2=$(date +%s%N)
 storm=$(tnvectl --json latency/show)
 echo "tnve start storm ($STORM domains):" \
-    "$(jq -r '"samples=\(.samples) p50_us=\(.p50_us) p90_us=\(.p90_us) p99_us=\(.p99_us) max_us=\(.max_us) | libvirt p50=\(.libvirt.p50_us) p99=\(.libvirt.p99_us) n=\(.libvirt.samples) | hop p50=\(.reader_hop.p50_us) p99=\(.reader_hop.p99_us) | nnve_rtt p50=\(.nnve_rtt.p50_us) p99=\(.nnve_rtt.p99_us) n=\(.nnve_rtt.samples) loop_busy p50=\(.nnve_rtt.loop_busy.p50_us) p99=\(.nnve_rtt.loop_busy.p99_us) | starts p50=\(.by_state.activated.p50_us) p99=\(.by_state.activated.p99_us) | stops p50=\(.by_state.init.p50_us) p99=\(.by_state.init.p99_us)"' <<<"$storm")" \
+    "$(summary "$storm")" \
     "virsh_ms=$(((t1 - t0) / 1000000)) all_acked_ms=$(((t2 - t0) / 1000000))"
