@@ -48,6 +48,7 @@ enum {
     VIRT_APPLY_SLICE = 32, /* listed domains applied per loop pass, at most */
     VIRT_LIST_THREADS = 4, /* domain reads of a listing in flight at once */
     VIRT_DOM_CACHE = 1024, /* domains a reader thread keeps looked up */
+    VIRT_EARLY_QUEUE = 64, /* events queued, at most, for a stop to be applied early */
 };
 
 /* A pseudo event: the reconciler asked for a domain to be read again. */
@@ -155,7 +156,7 @@ struct tnve_virt {
     struct virt_event *q_head, *q_tail;
     unsigned q_len;
     int q_overflow;
-    uint64_t events, reconnects, listings, xml_errors, dropped, early_activations;
+    uint64_t events, reconnects, listings, xml_errors, dropped, early_activations, early_stops;
     uint64_t list_hold_max_ns; /* the longest a listing held the loop in one pass */
     uint64_t current_event_time;
     char last_error[256];
@@ -990,6 +991,18 @@ static void event_apply(struct tnve_virt *v, const struct virt_event *e, const s
     v->current_event_time = 0;
 }
 
+/* 1 when an event of the domain waits in the queue, or the queue is too long to look
+ * (the events are then being processed late). */
+static int queued_after(const struct tnve_virt *v, const uint8_t uuid[16])
+{
+    if (v->q_len > VIRT_EARLY_QUEUE)
+        return 1;
+    for (const struct virt_event *q = v->q_head; q; q = q->next)
+        if (!memcmp(q->uuid, uuid, 16))
+            return 1;
+    return 0;
+}
+
 /* Logs e; returns its action, or NULL when there is no connection to read it from. */
 static const struct tnve_event_action *event_begin(struct tnve_virt *v, const struct virt_event *e)
 {
@@ -1025,10 +1038,20 @@ static int event_start(struct tnve_virt *v, struct virt_event *e)
         event_apply(v, e, NULL);
         v->early_activations++;
         applied = 1;
+    } else if (known && e->event == VIR_DOMAIN_EVENT_STOPPED && a->effect == TNVE_EFFECT_INACTIVE &&
+               !queued_after(v, e->uuid)) {
+        /* A stop of a known domain, received now (nothing of the domain waits behind
+         * it): the effect of a shut-off state goes out at once.  Its state and XML follow
+         * and settle it as a listing would: a transient domain is gone, one started again
+         * meanwhile runs (its start event follows too), a --config change applies. */
+        event_apply(v, e, NULL);
+        v->early_stops++;
+        applied = 1;
     }
-    /* A stop of a known domain: its state decides the effect, its XML (the persistent
-     * definition again) follows. */
-    int then_xml = known && need_state && e->event == VIR_DOMAIN_EVENT_STOPPED;
+    /* A stop of a known domain processed late: its state decides the effect (an event
+     * processed late never undoes a newer state), its XML (the persistent definition
+     * again) follows. */
+    int then_xml = !applied && known && need_state && e->event == VIR_DOMAIN_EVENT_STOPPED;
     struct virt_job *j = job_new(JOB_READ, 1);
     if (!j) {
         if (!applied)
@@ -1091,6 +1114,9 @@ static void read_done_cb(uv_async_t *h)
                 job_free(j);
                 return;
             }
+        } else if (j->want_state) {
+            /* a stop applied early: the domain as read now settles it */
+            event_apply(v, e, &j->doms[0]);
         } else if (!j->doms[0].gone) {
             /* the live XML of a domain activated from its definition */
             const struct tnve_event_action *a = event_action(e);
@@ -1639,6 +1665,7 @@ json_t *tnve_virt_json(const struct tnve_virt *v)
     json_object_set_new(o, "xml_errors", json_integer((json_int_t)v->xml_errors));
     json_object_set_new(o, "listing", json_boolean(v->listing));
     json_object_set_new(o, "early_activations", json_integer((json_int_t)v->early_activations));
+    json_object_set_new(o, "early_stops", json_integer((json_int_t)v->early_stops));
     json_object_set_new(o, "listing_hold_max_us",
                         json_integer((json_int_t)(v->list_hold_max_ns / 1000)));
     json_object_set_new(o, "last_error", json_string(v->last_error));

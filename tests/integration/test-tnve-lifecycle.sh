@@ -95,6 +95,34 @@ expect_state "$TSI2" absent
 wait_for "agent forgot the domains" 10 sh -c "'$B/bin/tnvectl' -s '$T/agent.ctl' --json show domains | jq -e '[.[] | select(.name | startswith(\"vm\"))] | length == 0'"
 log "undefine: nothing left"
 
+# A stop received as it happens goes out at once, with no libvirt call on its path (the
+# domain's state and XML are read after it, and settle it): a transient domain is gone
+# after its stop; a stop and a start at once end activated.
+early_stops() { tnvectl --json show counters | jq -r '.libvirt_early_stops // 0'; }
+domain_xml 7 rule >"$T/vm7.xml"
+TSI7="$(uuid_of 7)/$(mac_of 7 1)"
+virsh_c "create $T/vm7.xml" >/dev/null || fail "create vm7 (transient)"
+expect_state "$TSI7" activated
+e0=$(early_stops)
+tnvectl latency/show reset >/dev/null
+virsh_c "destroy vm7" >/dev/null || fail "destroy vm7"
+expect_state "$TSI7" absent
+wait_for "agent forgot the transient vm7" 10 sh -c "'$B/bin/tnvectl' -s '$T/agent.ctl' --json show domains | jq -e '[.[] | select(.name == \"vm7\")] | length == 0'"
+[ "$(early_stops)" = $((e0 + 1)) ] || fail "the stop of vm7 was not applied early (early_stops $e0 -> $(early_stops))"
+tnvectl --json latency/show | jq -e '.by_state.init.samples == 1 and .libvirt.samples == 0' >/dev/null ||
+    fail "a stop waited for libvirt: $(tnvectl --json latency/show | jq -c '{by_state, libvirt}')"
+log "stop: de-associated before libvirt was asked; the transient domain is forgotten"
+domain_xml 8 rule >"$T/vm8.xml"
+TSI8="$(uuid_of 8)/$(mac_of 8 1)"
+virsh_c "define $T/vm8.xml; start vm8" >/dev/null || fail "vm8"
+expect_state "$TSI8" activated
+virsh_c "destroy vm8; start vm8" >/dev/null || fail "destroy and start vm8"
+wait_for "vm8 settled activated" 10 sh -c "'$B/bin/tnvectl' -s '$T/agent.ctl' --json show tsis | jq -e --arg t '$TSI8' '.[] | select(.tsi == \$t) | .acked == \"activated\" and .desired == \"activated\" and .pending == \"-\"'"
+expect_state "$TSI8" activated
+virsh_c "destroy vm8; undefine vm8" >/dev/null || fail "undefine vm8"
+expect_state "$TSI8" absent
+log "stop then start at once: activated"
+
 # metadata set on a running domain with virsh metadata moves the vNIC to another VN
 domain_xml 4 rule >"$T/vm4.xml"
 TSI4="$(uuid_of 4)/$(mac_of 4 1)"
