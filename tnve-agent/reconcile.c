@@ -163,8 +163,11 @@ struct tnve_rec {
     /* indexes: domains by UUID, TSIs by serial (the responses' cookies) */
     struct rec_domain *dom_hash[REC_HASH];
     struct rec_tsi *tsi_hash[REC_HASH];
-    int dp_dirty;    /* the ports file is to be rewritten (at the end of the next run) */
-    int window_full; /* the transport took no more requests in this run */
+    int dp_dirty;         /* the ports file is to be rewritten (at the end of the next run) */
+    int dp_failed;        /* a ports file write failed: the next run sets its retry */
+    uint64_t dp_retry_at; /* then: when it is written again (0: not to) */
+    unsigned dp_retry_ms; /* the delay of the last retry (0: the last write went through) */
+    int window_full;      /* the transport took no more requests in this run */
     struct rec_vn *vns;
     struct rec_waiter *waiters;
     int any_gone; /* some vNIC that went away is still held at the nNVE */
@@ -535,6 +538,7 @@ static struct rec_dp_port *dp_inherited_find(struct tnve_rec *r, const char *ifn
 static void dp_flush(struct tnve_rec *r)
 {
     if (r->dp_dirty && r->dp_writer) {
+        r->dp_retry_at = 0; /* this content replaces the retry's */
         int err = snv_file_bg_write(r->dp_writer, dp_write, r);
         if (err < 0)
             file_error("ports file", r->dp_state_file, err);
@@ -542,20 +546,49 @@ static void dp_flush(struct tnve_rec *r)
     r->dp_dirty = 0;
 }
 
-/* While a ports file write is under way, runs come this often to log its failure. */
-enum { DP_FILE_CHECK_MS = 100 };
+/* While a ports file write is under way, runs come this often to log its failure.  A failed
+ * write is tried again, with nothing changed, after 1 s, then twice as long each time it
+ * fails again, up to 30 s: a full disk or a missing directory mended leaves no stale file
+ * for the next start to trust until some port changes. */
+enum { DP_FILE_CHECK_MS = 100, DP_RETRY_MIN_MS = 1000, DP_RETRY_MAX_MS = 30000 };
 
-/* Logs a ports file write that failed since the last call.  Returns whether one is still
- * under way. */
+/* Logs a ports file write that failed since the last call (the next run sets its retry).
+ * Returns whether one is still under way. */
 static int dp_file_check(struct tnve_rec *r)
 {
     if (!r->dp_writer)
         return 0;
     int err;
     int busy = snv_file_bg_poll(r->dp_writer, &err);
-    if (err < 0)
+    if (err < 0) {
         file_error("ports file", r->dp_state_file, err);
+        r->dp_failed = 1;
+    } else if (!busy && !r->dp_failed && !r->dp_retry_at) {
+        r->dp_retry_ms = 0; /* what was handed over last is on disk */
+    }
     return busy;
+}
+
+/* The ports file's part of a run at `now`: hands over its new content (or the retry's), and
+ * lowers *next to when the run is wanted again for it. */
+static void dp_file_run(struct tnve_rec *r, uint64_t now, uint64_t *next)
+{
+    if (r->dp_retry_at && now >= r->dp_retry_at) {
+        r->dp_retry_at = 0;
+        r->dp_dirty = 1;
+    }
+    dp_flush(r);
+    if (dp_file_check(r) && now + DP_FILE_CHECK_MS < *next)
+        *next = now + DP_FILE_CHECK_MS;
+    if (r->dp_failed) {
+        r->dp_failed = 0;
+        r->dp_retry_ms = r->dp_retry_ms ? r->dp_retry_ms * 2 : DP_RETRY_MIN_MS;
+        if (r->dp_retry_ms > DP_RETRY_MAX_MS)
+            r->dp_retry_ms = DP_RETRY_MAX_MS;
+        r->dp_retry_at = now + r->dp_retry_ms;
+    }
+    if (r->dp_retry_at && r->dp_retry_at < *next)
+        *next = r->dp_retry_at;
 }
 
 void tnve_rec_wait_files(struct tnve_rec *r)
@@ -1751,9 +1784,7 @@ uint64_t tnve_rec_run(struct tnve_rec *r, uint64_t now)
     for (struct rec_waiter *w = r->waiters; w; w = w->next)
         if (w->deadline < next)
             next = w->deadline;
-    dp_flush(r);
-    if (dp_file_check(r) && now + DP_FILE_CHECK_MS < next)
-        next = now + DP_FILE_CHECK_MS;
+    dp_file_run(r, now, &next);
     return next;
 }
 

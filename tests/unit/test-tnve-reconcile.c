@@ -544,8 +544,9 @@ static int count_str(const char *text, const char *what)
 
 /* The ports file is written by a thread, which logs nothing: a failed write (its directory
  * is missing) is logged from the reconciler's own calls, once per failure, with the same
- * message as a synchronous write had; later runs with nothing to write log nothing more,
- * and once the directory is back the next change is written. */
+ * message as a synchronous write had; runs before its retry log nothing more; the retry
+ * comes 1 s after, then 2 s after it fails again; once the directory is back the retry
+ * writes the file with nothing changed, and the next change is written too. */
 START_TEST(test_dataplane_ports_write_failure_logged)
 {
     char dir[] = "/tmp/tnve-rec-XXXXXX";
@@ -566,18 +567,39 @@ START_TEST(test_dataplane_ports_write_failure_logged)
     ck_assert_int_ge(count_str(text, line), 1);
     ck_assert_int_le(count_str(text, line), 2);
 
+    /* The failure was found by a run of steady() (the last at about 1006) or by the wait:
+     * the retry comes 1 s after the run that found it. */
     log_begin();
-    for (uint64_t t = 3000; t < 3500; t += 100)
+    uint64_t next = tnve_rec_run(r, 1010);
+    ck_assert_uint_ge(next, 2000);
+    ck_assert_uint_le(next, 2010);
+    for (uint64_t t = 1100; t < 2000; t += 100)
         tnve_rec_run(r, t);
     tnve_rec_wait_files(r);
     ck_assert_int_eq(count_str(log_end(), "cannot write"), 0);
 
+    log_begin();
+    tnve_rec_run(r, 2010); /* the retry, failing again: the next one 2 s after */
+    tnve_rec_wait_files(r);
+    ck_assert_int_eq(count_str(log_end(), line), 1);
+    ck_assert_uint_eq(tnve_rec_run(r, 2010), 4010);
+
     ck_assert_int_eq(mkdir(sub, 0755), 0);
     log_begin();
-    tnve_rec_domain_effect(r, x.uuid, TNVE_EFFECT_DEASSOCIATE, 0, "stopped", 4000);
-    tnve_rec_run(r, 4000);
-    answer_ok(r, SNCP_MSG_TSI_DEASSOCIATE, 0, SNCP_TSI_INIT, 4001);
-    tnve_rec_run(r, 4002);
+    tnve_rec_run(r, 3000);
+    tnve_rec_wait_files(r);
+    ck_assert_int_eq(access(path, F_OK), -1); /* not before its time */
+    tnve_rec_run(r, 4010);
+    read_ports(r, path, buf, sizeof buf);
+    ck_assert_ptr_nonnull(strstr(buf, "vnet1_0 100"));
+    ck_assert_int_eq(count_str(log_end(), "cannot write"), 0);
+    ck_assert_int_eq(n_dp_calls, 1);
+
+    log_begin();
+    tnve_rec_domain_effect(r, x.uuid, TNVE_EFFECT_DEASSOCIATE, 0, "stopped", 7000);
+    tnve_rec_run(r, 7000);
+    answer_ok(r, SNCP_MSG_TSI_DEASSOCIATE, 0, SNCP_TSI_INIT, 7001);
+    tnve_rec_run(r, 7002);
     tnve_rec_wait_files(r);
     ck_assert_int_eq(count_str(log_end(), "cannot write"), 0);
     ck_assert_int_eq(n_dp_calls, 2);
