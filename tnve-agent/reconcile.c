@@ -143,6 +143,13 @@ struct rec_waiter {
     void *aux;
 };
 
+/* The retry of a state file write that failed (retry_arm()). */
+struct file_retry {
+    int failed;  /* a write failed: the next run sets the retry */
+    uint64_t at; /* then: when the file is written again (0: not to) */
+    unsigned ms; /* the delay of the last retry (0: the last write went through) */
+};
+
 struct tnve_rec {
     struct tnve_rec_config cfg;
     char *state_file;
@@ -163,11 +170,9 @@ struct tnve_rec {
     /* indexes: domains by UUID, TSIs by serial (the responses' cookies) */
     struct rec_domain *dom_hash[REC_HASH];
     struct rec_tsi *tsi_hash[REC_HASH];
-    int dp_dirty;         /* the ports file is to be rewritten (at the end of the next run) */
-    int dp_failed;        /* a ports file write failed: the next run sets its retry */
-    uint64_t dp_retry_at; /* then: when it is written again (0: not to) */
-    unsigned dp_retry_ms; /* the delay of the last retry (0: the last write went through) */
-    int window_full;      /* the transport took no more requests in this run */
+    int dp_dirty; /* the ports file is to be rewritten (at the end of the next run) */
+    struct file_retry tags_retry, dp_retry;
+    int window_full; /* the transport took no more requests in this run */
     struct rec_vn *vns;
     struct rec_waiter *waiters;
     int any_gone; /* some vNIC that went away is still held at the nNVE */
@@ -270,15 +275,45 @@ static void file_error(const char *what, const char *path, int err)
     SNV_WARN("rec", "cannot write %s path=%s err=%s", what, path, strerror(-err));
 }
 
+/* A state file whose write failed (a full disk, a missing directory) is written again with
+ * nothing changed: 1 s after the run that found the failure, then twice as long each time it
+ * fails again, up to every 30 s, until a write goes through.  Else it would stay stale, and
+ * the next start trust it, for as long as nothing changed. */
+enum { RETRY_MIN_MS = 1000, RETRY_MAX_MS = 30000 };
+
+/* At a run at `now`: a failure found since the last run sets the retry; lowers *next to it. */
+static void retry_arm(struct file_retry *fr, uint64_t now, uint64_t *next)
+{
+    if (fr->failed) {
+        fr->failed = 0;
+        fr->ms = fr->ms ? fr->ms * 2 : RETRY_MIN_MS;
+        if (fr->ms > RETRY_MAX_MS)
+            fr->ms = RETRY_MAX_MS;
+        fr->at = now + fr->ms;
+    }
+    if (fr->at && fr->at < *next)
+        *next = fr->at;
+}
+
+/* Whether the retry is due at `now` (it is then taken). */
+static int retry_due(struct file_retry *fr, uint64_t now)
+{
+    if (!fr->at || now < fr->at)
+        return 0;
+    fr->at = 0;
+    return 1;
+}
+
 /* The agent's small state files are replaced whole through snv_file_write_atomic(), so a
  * crash leaves the old file or the complete new one, and a symlink planted at the path is
  * replaced, never followed.  The tag file changes rarely (a VN's tag): it is written here,
  * on the loop; the ports file off the loop (dp_flush). */
-static void save_file(const char *path, const char *what, snv_file_writer *writer, void *aux)
+static int save_file(const char *path, const char *what, snv_file_writer *writer, void *aux)
 {
     int err = snv_file_write_atomic(path, 0644, writer, aux);
     if (err < 0)
         file_error(what, path, err);
+    return err;
 }
 
 static int tags_write(FILE *f, void *aux)
@@ -294,8 +329,15 @@ static int tags_write(FILE *f, void *aux)
 
 static void tags_save(struct tnve_rec *r)
 {
-    if (r->state_file)
-        save_file(r->state_file, "tag file", tags_write, r);
+    if (!r->state_file)
+        return;
+    r->tags_retry.at = 0; /* this content replaces the retry's */
+    if (save_file(r->state_file, "tag file", tags_write, r) < 0) {
+        r->tags_retry.failed = 1;
+        wake(r); /* for the run that sets the retry */
+    } else {
+        r->tags_retry.ms = 0;
+    }
 }
 
 static struct rec_vn *vn_get(struct tnve_rec *r, const struct tnve_vn *vn, int create);
@@ -538,7 +580,7 @@ static struct rec_dp_port *dp_inherited_find(struct tnve_rec *r, const char *ifn
 static void dp_flush(struct tnve_rec *r)
 {
     if (r->dp_dirty && r->dp_writer) {
-        r->dp_retry_at = 0; /* this content replaces the retry's */
+        r->dp_retry.at = 0; /* this content replaces the retry's */
         int err = snv_file_bg_write(r->dp_writer, dp_write, r);
         if (err < 0)
             file_error("ports file", r->dp_state_file, err);
@@ -546,11 +588,9 @@ static void dp_flush(struct tnve_rec *r)
     r->dp_dirty = 0;
 }
 
-/* While a ports file write is under way, runs come this often to log its failure.  A failed
- * write is tried again, with nothing changed, after 1 s, then twice as long each time it
- * fails again, up to 30 s: a full disk or a missing directory mended leaves no stale file
- * for the next start to trust until some port changes. */
-enum { DP_FILE_CHECK_MS = 100, DP_RETRY_MIN_MS = 1000, DP_RETRY_MAX_MS = 30000 };
+/* While a ports file write is under way, runs come this often to log its failure (and set
+ * its retry, see retry_arm()). */
+enum { DP_FILE_CHECK_MS = 100 };
 
 /* Logs a ports file write that failed since the last call (the next run sets its retry).
  * Returns whether one is still under way. */
@@ -562,9 +602,9 @@ static int dp_file_check(struct tnve_rec *r)
     int busy = snv_file_bg_poll(r->dp_writer, &err);
     if (err < 0) {
         file_error("ports file", r->dp_state_file, err);
-        r->dp_failed = 1;
-    } else if (!busy && !r->dp_failed && !r->dp_retry_at) {
-        r->dp_retry_ms = 0; /* what was handed over last is on disk */
+        r->dp_retry.failed = 1;
+    } else if (!busy && !r->dp_retry.failed && !r->dp_retry.at) {
+        r->dp_retry.ms = 0; /* what was handed over last is on disk */
     }
     return busy;
 }
@@ -573,22 +613,12 @@ static int dp_file_check(struct tnve_rec *r)
  * lowers *next to when the run is wanted again for it. */
 static void dp_file_run(struct tnve_rec *r, uint64_t now, uint64_t *next)
 {
-    if (r->dp_retry_at && now >= r->dp_retry_at) {
-        r->dp_retry_at = 0;
+    if (retry_due(&r->dp_retry, now))
         r->dp_dirty = 1;
-    }
     dp_flush(r);
     if (dp_file_check(r) && now + DP_FILE_CHECK_MS < *next)
         *next = now + DP_FILE_CHECK_MS;
-    if (r->dp_failed) {
-        r->dp_failed = 0;
-        r->dp_retry_ms = r->dp_retry_ms ? r->dp_retry_ms * 2 : DP_RETRY_MIN_MS;
-        if (r->dp_retry_ms > DP_RETRY_MAX_MS)
-            r->dp_retry_ms = DP_RETRY_MAX_MS;
-        r->dp_retry_at = now + r->dp_retry_ms;
-    }
-    if (r->dp_retry_at && r->dp_retry_at < *next)
-        *next = r->dp_retry_at;
+    retry_arm(&r->dp_retry, now, next);
 }
 
 void tnve_rec_wait_files(struct tnve_rec *r)
@@ -1784,6 +1814,9 @@ uint64_t tnve_rec_run(struct tnve_rec *r, uint64_t now)
     for (struct rec_waiter *w = r->waiters; w; w = w->next)
         if (w->deadline < next)
             next = w->deadline;
+    if (retry_due(&r->tags_retry, now))
+        tags_save(r);
+    retry_arm(&r->tags_retry, now, &next);
     dp_file_run(r, now, &next);
     return next;
 }

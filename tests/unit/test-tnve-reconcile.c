@@ -542,6 +542,22 @@ static int count_str(const char *text, const char *what)
     return n;
 }
 
+/* A state file in a directory still to be made: the test's directory (made), the missing
+ * one, the file's path and the line a failed write of it logs. */
+struct missing_dir {
+    char dir[32], sub[128], path[160], line[256];
+};
+
+static void missing_dir_init(struct missing_dir *m, const char *file, const char *what)
+{
+    snprintf(m->dir, sizeof m->dir, "/tmp/tnve-rec-XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(m->dir));
+    snprintf(m->sub, sizeof m->sub, "%s/state", m->dir);
+    snprintf(m->path, sizeof m->path, "%s/%s", m->sub, file);
+    snprintf(m->line, sizeof m->line, "cannot write %s path=%s err=%s", what, m->path,
+             strerror(ENOENT));
+}
+
 /* The ports file is written by a thread, which logs nothing: a failed write (its directory
  * is missing) is logged from the reconciler's own calls, once per failure, with the same
  * message as a synchronous write had; runs before its retry log nothing more; the retry
@@ -549,12 +565,10 @@ static int count_str(const char *text, const char *what)
  * writes the file with nothing changed, and the next change is written too. */
 START_TEST(test_dataplane_ports_write_failure_logged)
 {
-    char dir[] = "/tmp/tnve-rec-XXXXXX";
-    ck_assert_ptr_nonnull(mkdtemp(dir));
-    char sub[128], path[160], line[256], buf[512];
-    snprintf(sub, sizeof sub, "%s/state", dir);
-    snprintf(path, sizeof path, "%s/ports", sub);
-    snprintf(line, sizeof line, "cannot write ports file path=%s err=%s", path, strerror(ENOENT));
+    struct missing_dir m;
+    missing_dir_init(&m, "ports", "ports file");
+    const char *sub = m.sub, *path = m.path, *line = m.line;
+    char buf[512];
     mk_dp_state_file = path;
     n_dp_calls = 0;
     struct tnve_domxml x;
@@ -608,7 +622,7 @@ START_TEST(test_dataplane_ports_write_failure_logged)
     ck_assert_ptr_nonnull(strstr(buf, "# tnve-agent: vNIC ports"));
     tnve_rec_destroy(r);
     ports_file_done(path, sub);
-    rmdir(dir);
+    rmdir(m.dir);
 }
 END_TEST
 
@@ -963,6 +977,36 @@ START_TEST(test_tags_persist)
     tnve_rec_destroy(r);
     unlink(path);
     rmdir(dir);
+}
+END_TEST
+
+/* The tag file is written on the loop: a failed write (its directory is missing) is logged,
+ * and written again with nothing changed at its retry (shared with the ports file, see
+ * test_dataplane_ports_write_failure_logged for the delays): not before, and then whole. */
+START_TEST(test_tags_write_retried)
+{
+    struct missing_dir m;
+    missing_dir_init(&m, "tags", "tag file");
+    char buf[512];
+    struct tnve_domxml x;
+    log_begin();
+    struct tnve_rec *r = steady(m.path, &x);
+    ck_assert_int_ge(count_str(log_end(), m.line), 1);
+    uint64_t retry = tnve_rec_run(r, 1010);
+    ck_assert_uint_gt(retry, 1010);
+    ck_assert_uint_le(retry, 1010 + 30000);
+    ck_assert_int_eq(mkdir(m.sub, 0755), 0);
+    log_begin();
+    tnve_rec_run(r, retry - 1);
+    ck_assert_int_eq(access(m.path, F_OK), -1);
+    tnve_rec_run(r, retry);
+    ck_assert_int_eq(count_str(log_end(), "cannot write"), 0);
+    read_file(m.path, buf, sizeof buf);
+    ck_assert_ptr_nonnull(strstr(buf, " 100\n"));
+    tnve_rec_destroy(r);
+    unlink(m.path);
+    rmdir(m.sub);
+    rmdir(m.dir);
 }
 END_TEST
 
@@ -1691,6 +1735,7 @@ static Suite *suite(void)
     tcase_add_test(tc, test_peer_caps_none);
     tcase_add_test(tc, test_vectors_as_sent);
     tcase_add_test(tc, test_tags_persist);
+    tcase_add_test(tc, test_tags_write_retried);
     tcase_add_test(tc, test_hook_prepare);
     tcase_add_test(tc, test_migration_flags);
     tcase_add_test(tc, test_migration_incoming_resync);
