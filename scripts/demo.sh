@@ -877,9 +877,10 @@ fi
 
 # What the two hosts say when the migration chapter fails (its files go with it): the
 # migration's output, the guest's state on each host, and the last lines of its QEMU log,
-# libvirtd's errors, the agents' warnings and the destination's hook calls.
+# libvirtd's errors, the agents' warnings, the destination's hook calls, the lifecycle
+# events on both hosts and the guest's serial console.
 mig_explain() {
-    local h D
+    local h D c n
     say "  virsh migrate: $(tr '\n' ' ' <"$T/migrate.out" 2>/dev/null)"
     for h in A B; do
         D=$(mig_dir "$h")
@@ -889,6 +890,17 @@ mig_explain() {
         grep -E ' (warn|err) ' "$T/agent-$h.log" 2>/dev/null | tail -n 5 | sed "s/^/  $h agent: /"
     done
     tail -n 5 "$T/hooks-B.log" 2>/dev/null | sed 's/^/  B hook: /'
+    for h in A B; do
+        grep -hE "^[0-9]{4}-.*'lifecycle' for domain 'mover'" "$T/events-$h.log" 2>/dev/null |
+            tail -n 4 | sed "s/^/  $h event: /"
+    done
+    # a guest that stops on its own right after the switch-over (panic=-1 reboots it, and
+    # on_reboot=destroy stops it) says why on its serial console, shared by both hosts: from
+    # its kernel's first complaint, else its last lines
+    c="$T/console-mover.log"
+    n=$(grep -n -m1 -E 'BUG|WARNING|Oops|Kernel panic|general protection|RIP:' "$c" 2>/dev/null | cut -d: -f1)
+    if [ -n "$n" ]; then sed -n "$n,$((n + 29))p" "$c"; else tail -n 5 "$c" 2>/dev/null; fi |
+        sed 's/^/  guest console: /'
 }
 
 
