@@ -105,30 +105,28 @@ static int fdatasync_floor(const char *dir, unsigned count, unsigned gap_ms)
     }
     close(fd);
     unlink(path);
+    double wait_p99 = gap_ms ? 0 : commit_wait_p99(ns, count);
+    qsort(ns, count, sizeof *ns, cmp_u64);
+    double p50 = ns[count / 2] / 1e6, p99 = ns[(size_t)(count * 0.99)] / 1e6,
+           max = ns[count - 1] / 1e6;
+    free(ns);
     if (gap_ms) {
-        qsort(ns, count, sizeof *ns, cmp_u64);
-        double p50 = ns[count / 2] / 1e6, p99 = ns[(size_t)(count * 0.99)] / 1e6;
         printf("fdatasync, one at a time: %u writes of 4 KiB in %s, %u ms apart: p50 %.3f ms, "
                "p99 %.3f ms, max %.3f ms\n",
-               count, dir, gap_ms, p50, p99, ns[count - 1] / 1e6);
+               count, dir, gap_ms, p50, p99, max);
         printf("TABLE|fdatasync p99, 4 KiB write %u ms after the last (a lone request's sync) "
                "(ms)|%.3f|-|-\n",
                gap_ms, p99);
-        free(ns);
         return 0;
     }
-    double wait_p99 = commit_wait_p99(ns, count);
-    qsort(ns, count, sizeof *ns, cmp_u64);
-    double p50 = ns[count / 2] / 1e6, p99 = ns[(size_t)(count * 0.99)] / 1e6;
     printf("fdatasync: %u writes of 4 KiB in %s: p50 %.3f ms, p99 %.3f ms, max %.3f ms; a "
            "request arriving at a random moment waits for the one in progress and the next: "
            "p99 %.3f ms\n",
-           count, dir, p50, p99, ns[count - 1] / 1e6, wait_p99);
+           count, dir, p50, p99, max, wait_p99);
     printf("TABLE|fdatasync p99, 4 KiB write in the state dir (ms)|%.3f|-|-\n", p99);
     printf("TABLE|fdatasync, in progress + next for a request at a random moment, p99 (ms)|%.3f|-|-"
            "\n",
            wait_p99);
-    free(ns);
     return 0;
 }
 

@@ -582,8 +582,10 @@ static void dp_flush(struct tnve_rec *r)
     if (r->dp_dirty && r->dp_writer) {
         r->dp_retry.at = 0; /* this content replaces the retry's */
         int err = snv_file_bg_write(r->dp_writer, dp_write, r);
-        if (err < 0)
+        if (err < 0) {
             file_error("ports file", r->dp_state_file, err);
+            r->dp_retry.failed = 1;
+        }
     }
     r->dp_dirty = 0;
 }
