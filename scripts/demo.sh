@@ -936,7 +936,7 @@ mig_settle() {
 # Returns 0 once mover runs on B and the switch and both agents agree, 2 when the guest's
 # kernel panicked during the move (it then runs nowhere), 1 on any other failure.
 mig_move() {
-    local pid i rc=0 deadline
+    local pid i rc=0 deadline why='' where
     : >"$T/hooks-B.log"
     ev_mark_a=$(mig_event_mark A) ev_mark_b=$(mig_event_mark B)
     sub "before: nnvectl show tsis   (mover runs on A: one instance, at hva)"
@@ -957,14 +957,19 @@ mig_move() {
     deadline=$((SECONDS + 60))
     while [ "$SECONDS" -lt "$deadline" ]; do
         mig_panicked && return 2
+        where=$(mig_where mover)
         if [ "$rc" = 0 ]; then
-            [ "$(mig_where mover)" = B ] &&
-                mig_converged "mover/$MOVER_UUID/$MOVER_MAC/5001" >/dev/null && return 0
-        elif [ -n "$(mig_where mover)" ]; then
+            if [ "$where" = B ]; then
+                why=$(mig_converged "mover/$MOVER_UUID/$MOVER_MAC/5001") && return 0
+            else
+                why="mover runs on '${where:-no host}' after the move"
+            fi
+        elif [ -n "$where" ]; then
             return 1
         fi
         sleep 0.2
     done
+    [ -n "$why" ] && say "  after the move, for 60 s: $why"
     return 1
 }
 
