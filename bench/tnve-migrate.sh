@@ -33,7 +33,7 @@ mig_up >"$T/up.log" 2>&1 || die "the two-host bed did not come up: $(cat "$T/up.
 DOM=vm1 UUID=5e100000-0000-4000-8000-000000000001 MAC=52:54:00:10:00:01
 TSI=$UUID/$MAC VM="$DOM/$UUID/$MAC/5001"
 mig_define_start A "$DOM" "$UUID" "$MAC" 5001 || die "define + start $DOM on A"
-qemu_poll 90 grep -q GUEST-READY "$T/console-$DOM.log" || die "the guest did not boot"
+mig_wait_booted "$DOM" || die "the guest did not boot"
 why=$(mig_wait_converged 60 "$VM") || die "after start: $why"
 
 ms() { echo $(($(date -d "$1" +%s%N) / 1000000)); }

@@ -64,18 +64,23 @@ FAIL_LOGS+=(vsh.out) # its errors, should a cycle not converge
 exec 7>"$T/vsh.in"
 vsh() { echo "$*" >&7; }
 
+# cycles: CYCLES start/destroy cycles of vm1, one at a time.
+cycles() {
+    for _ in $(seq 1 "$CYCLES"); do
+        vsh "start vm1"
+        sleep 0.05 # let the measured exchange run without the poller competing for the CPU
+        wait_for "vm1 activated" 10 acked "$TSI1" activated
+        vsh "destroy vm1"
+        sleep 0.05
+        wait_for "vm1 gone" 10 gone "$TSI1"
+    done
+}
+
 domain_xml 1 rule >"$T/vm1.xml"
 TSI1="$(uuid_of 1)/$(mac_of 1 1)"
 virsh_c "define $T/vm1.xml" >/dev/null
 tnvectl latency/show reset >/dev/null
-for i in $(seq 1 "$CYCLES"); do
-    vsh "start vm1"
-    sleep 0.05 # let the measured exchange run without the poller competing for the CPU
-    wait_for "vm1 activated" 10 acked "$TSI1" activated
-    vsh "destroy vm1"
-    sleep 0.05
-    wait_for "vm1 gone" 10 gone "$TSI1"
-done
+cycles
 single=$(tnvectl --json latency/show reset)
 table "one domain, first of its VN" "$single"
 echo "tnve single domain, first of its VN ($CYCLES start + $CYCLES destroy):" \
@@ -86,14 +91,7 @@ domain_xml 0 rule >"$T/vm0.xml"
 virsh_c "define $T/vm0.xml; start vm0" >/dev/null
 wait_for "vm0 activated" 10 acked "$(uuid_of 0)/$(mac_of 0 1)" activated
 tnvectl latency/show reset >/dev/null
-for i in $(seq 1 "$CYCLES"); do
-    vsh "start vm1"
-    sleep 0.05
-    wait_for "vm1 activated" 10 acked "$TSI1" activated
-    vsh "destroy vm1"
-    sleep 0.05
-    wait_for "vm1 gone" 10 gone "$TSI1"
-done
+cycles
 exec 7>&- # virsh reads its end and leaves
 wait "$VSH_PID" || { cat "$T/vsh.out"; fail "the cycles' virsh failed"; }
 single=$(tnvectl --json latency/show reset)

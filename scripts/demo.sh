@@ -911,22 +911,12 @@ mig_panic_lines() {
     if [ -n "$n" ]; then sed -n "$n,$((n + 29))p" "$T/console.now"; else tail -n 5 "$T/console.now"; fi
 }
 
-# mig_panicked: mover runs on neither host and its kernel panicked since its last start.
-mig_panicked() {
-    [ -z "$(mig_where mover)" ] &&
-        tail -n +"$((mover_console + 1))" "$T/console-mover.log" | grep -q 'Kernel panic'
-}
-
-# mig_settle: mover (just started on A) booted (GUEST-READY on its console) and has been up
-# for MIG_SETTLE_S more seconds, and the switch holds its TSI activated at hva.  A TCG guest
-# moved in the first seconds after its boot now and then crashes at the switch-over (its
-# init segfaults and the kernel panics), so the demo lets it settle as the tests do.
-MIG_SETTLE_S=${MIG_SETTLE_S:-3}
+# mig_settle: mover (just started on A) has booted and settled (mig_wait_booted), and the
+# switch holds its TSI activated at hva.
 mig_settle() {
     local why
-    qemu_poll 90 sh -c "tail -n +$((mover_console + 1)) '$T/console-mover.log' | grep -q GUEST-READY" ||
+    mig_wait_booted mover "$mover_console" ||
         { say "  mover did not boot on host A within 90 s"; mig_panic_lines | sed 's/^/  guest console: /'; return 1; }
-    sleep "$MIG_SETTLE_S"
     why=$(mig_wait_converged 60 "mover/$MOVER_UUID/$MOVER_MAC/5001") ||
         { say "  after the start on A: $why"; return 1; }
 }
@@ -956,8 +946,10 @@ mig_move() {
     # kernel panic on its console; the move may then have failed too).
     deadline=$((SECONDS + 60))
     while [ "$SECONDS" -lt "$deadline" ]; do
-        mig_panicked && return 2
         where=$(mig_where mover)
+        # the guest runs nowhere and its kernel panicked since its last start
+        [ -z "$where" ] && tail -n +"$((mover_console + 1))" "$T/console-mover.log" |
+            grep -q 'Kernel panic' && return 2
         if [ "$rc" = 0 ]; then
             if [ "$where" = B ]; then
                 why=$(mig_converged "mover/$MOVER_UUID/$MOVER_MAC/5001") && return 0
@@ -1023,8 +1015,8 @@ migration_chapter() {
         say "  the guest's kernel panicked during the move, so libvirt stopped it (a fault inside"
         say "  the TCG guest, not of the switch or the agents); its console:"
         mig_panic_lines | sed 's/^/  guest console: /'
-        mig_wait_converged 60 >"$T/why" ||
-            { say "  then the switch did not let go of it: $(cat "$T/why")"; mig_explain; return 1; }
+        why=$(mig_wait_converged 60) ||
+            { say "  then the switch did not let go of it: $why"; mig_explain; return 1; }
         say "  the switch and both agents released it (no instance, VN connection or tag left);"
         say "  starting it again on host A and moving it once more"
         mover_console=$(wc -l <"$T/console-mover.log")

@@ -60,6 +60,7 @@ mig_up || fail "the two-host bed did not come up"
 DOM=vm1 UUID=5e100000-0000-4000-8000-000000000001 MAC=52:54:00:10:00:01
 TSI=$UUID/$MAC VM="$DOM/$UUID/$MAC/5001"
 mig_define_start A "$DOM" "$UUID" "$MAC" 5001 || fail "define + start $DOM on A"
+mig_wait_booted "$DOM" || fail "the guest did not boot"
 why=$(mig_wait_converged 60 "$VM") || fail "after start: $why"
 TAG=$(nnvectl --json show tsis | jq -r '.[0].tag')
 

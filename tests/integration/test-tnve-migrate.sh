@@ -82,7 +82,7 @@ DOM=vm1 UUID=5e100000-0000-4000-8000-000000000001 MAC=52:54:00:10:00:01
 TSI=$UUID/$MAC
 VM="$DOM/$UUID/$MAC/5001"
 mig_define_start A "$DOM" "$UUID" "$MAC" 5001 || fail "define + start $DOM on A"
-qemu_poll 90 grep -q GUEST-READY "$T/console-$DOM.log" || fail "the guest did not boot"
+mig_wait_booted "$DOM" || fail "the guest did not boot"
 why=$(mig_wait_converged 30 "$VM") || fail "after start on A: $why"
 TAG=$(nnvectl --json show tsis | jq -r --arg t "$TSI" '.[] | select(.tsi == $t) | .tag')
 log "$DOM runs on A, TSI activated at hva with tag $TAG, after $(elapsed "$t0")"

@@ -286,6 +286,17 @@ mig_define_start() {
     mig_virsh "$h" define "$T/$name.xml" >/dev/null && mig_virsh "$h" start "$name" >/dev/null
 }
 
+# mig_wait_booted NAME [FROM]: the guest NAME printed GUEST-READY on its console after line
+# FROM (0: since the file began; within 90 s), then MIG_SETTLE_S (3) seconds more.  A TCG
+# guest moved in its first seconds now and then crashes at the switch-over (its memory
+# comes over wrong: init segfaults and the kernel panics), so every move starts from a
+# guest that has settled.
+MIG_SETTLE_S=${MIG_SETTLE_S:-3}
+mig_wait_booted() {
+    qemu_poll 90 sh -c "tail -n +$((${2:-0} + 1)) '$T/console-$1.log' | grep -q GUEST-READY" || return 1
+    sleep "$MIG_SETTLE_S"
+}
+
 # mig_state HOST NAME: libvirt's state of NAME on HOST ("running", "paused", "shut off"),
 # empty when HOST does not know it.
 mig_state() { mig_virsh "$1" domstate "$2" 2>/dev/null | head -n 1; }
