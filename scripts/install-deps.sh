@@ -7,7 +7,7 @@ PKGS="build-essential pkg-config libvirt-dev libxml2-dev libssl-dev libuv1-dev c
 libmnl-dev libnftables-dev nftables libinih-dev libjansson-dev libsqlite3-dev openssl
 libvirt-daemon-system libvirt-clients qemu-system-x86 user-mode-linux iproute2 kmod
 iputils-ping clang libclang-rt-14-dev llvm jq procps psmisc busybox-static binutils xz-utils
-util-linux systemd sqlite3 frr"
+util-linux systemd sqlite3 frr strace"
 
 missing=""
 for p in $PKGS; do

@@ -20,6 +20,7 @@ source "$(dirname "$0")/nnve-lib.bash"
 
 durable_cleanup() {
     local rc=$?
+    set +e # (exit $rc) below must not end the script before cleanup runs
     if [ -n "$DPID" ]; then kill -9 "$DPID" 2>/dev/null || true; wait "$DPID" 2>/dev/null || true; fi
     DPID=
     release_reader
