@@ -3,7 +3,7 @@
 # networking the host kernel lacks (802.1Q, VLAN-aware bridges).
 #
 #   tests/uml/uml-run.sh [--mem 256M] [--timeout SECONDS] [--share DIR]... [--env NAME[=VALUE]]...
-#                        SCRIPT [ARGS...]
+#                        [--disk FILE] SCRIPT [ARGS...]
 #
 # The UML root file system is the host's own root (hostfs, read-only), so host-built binaries
 # run unchanged inside.  The init script mounts proc, sysfs, tmpfs on /run and /tmp, creates
@@ -19,6 +19,13 @@
 #   - UML_RESULTS names a read-write directory whose content is copied to the host directory
 #     given in the environment variable UML_RUN_KEEP (if set) after the run.
 #   - SCRIPT runs directly when executable, else with bash; stdin is /dev/null.
+#   - --disk FILE: the host file FILE (e.g. an ext4 image) is the block device /dev/ubdb.
+#     The guest caches its writes as any kernel does; they reach FILE when written back or
+#     synced.
+#   - /run/uml/power-cut [STATUS] ends the machine at once, as a power cut: it saves SCRIPT's
+#     output so far and STATUS (default 0) as the result, then stops the kernel without a
+#     sync or an unmount, so that what the guest's page cache held for --disk is lost and
+#     FILE keeps only what had reached it.
 #   - UML_RUN=1, PATH, HOME=/root, TERM=dumb, SPLITNVE_BUILD, SPLITNVE_SRC, ASAN_OPTIONS, UBSAN_OPTIONS,
 #     LSAN_OPTIONS, CK_DEFAULT_TIMEOUT (when set here), and every --env NAME[=VALUE].
 #
@@ -37,6 +44,7 @@ mem=256M
 timeout_s=120
 shares=()
 envs=()
+disk=
 
 usage() {
     awk 'NR == 1 { next } /^#/ { sub(/^# ?/, ""); print; next } { exit }' "$0" >&2
@@ -58,6 +66,8 @@ while [ $# -gt 0 ]; do
     --share=*) shares+=("${1#--share=}"); shift ;;
     --env) [ $# -ge 2 ] || usage; envs+=("$2"); shift 2 ;;
     --env=*) envs+=("${1#--env=}"); shift ;;
+    --disk) [ $# -ge 2 ] || usage; disk=$2; shift 2 ;;
+    --disk=*) disk=${1#--disk=}; shift ;;
     -h|--help) usage ;;
     --) shift; break ;;
     -*) echo "$prog: unknown option $1" >&2; usage ;;
@@ -67,6 +77,11 @@ done
 [ $# -ge 1 ] || usage
 [[ $mem =~ ^[0-9]+[KMG]?$ ]] || die 2 "bad --mem '$mem' (e.g. 256M)"
 [[ $timeout_s =~ ^[0-9]+$ ]] && [ "$timeout_s" -gt 0 ] || die 2 "bad --timeout '$timeout_s'"
+if [ -n "$disk" ]; then
+    [ -f "$disk" ] && [ -w "$disk" ] || die 2 "--disk $disk: not a writable file"
+    disk=$(cd "$(dirname "$disk")" && pwd -P)/$(basename "$disk")
+    [[ $disk != *[,=\ ]* ]] || die 2 "--disk $disk: the path may not hold a comma, '=' or a space"
+fi
 
 script=$1
 shift
@@ -212,11 +227,25 @@ poweroff -f >/dev/null 2>&1
 echo o >/proc/sysrq-trigger
 EOF
 chmod 0755 "$work/init"
+# The power cut: SCRIPT's output and the status reach the host first (fsync of those two
+# files only: a global sync would write the disk's cached blocks too), then the kernel
+# stops as a reset does (sysrq b: no sync, no unmount; with noreboot UML exits).
+cat >"$work/power-cut" <<'EOF'
+#!/bin/bash
+st=${1:-0}
+sync /run/uml/results/output 2>/dev/null
+echo "$st" >/run/uml/results/status.new && sync /run/uml/results/status.new &&
+    mv /run/uml/results/status.new /run/uml/results/status && sync /run/uml/results/status
+echo 1 >/proc/sys/kernel/sysrq
+echo b >/proc/sysrq-trigger
+sleep 10
+EOF
+chmod 0755 "$work/power-cut"
 
 t0=$(date +%s.%N)
 # Own session and process group (setsid does not fork here: a background job of a script is
 # not a group leader), so that cleanup can kill every host process of this UML.
-setsid "$uml" mem="$mem" rootfstype=hostfs rootflags=/ ro \
+setsid "$uml" mem="$mem" rootfstype=hostfs rootflags=/ ro ${disk:+ubd1=$disk} \
     con0=null,fd:1 con=null ssl=null quiet noreboot panic=1 \
     umid="uml-run-$$" uml_dir="$work/umldir" init="$work/init" \
     </dev/null >"$work/console.log" 2>&1 &
