@@ -109,7 +109,7 @@ if [ "${1:-}" = "--inside" ]; then
         fail "sw2 lacks sw1's type-3 routes"
     blue2=$(tag_of sw2 vm4)
     racks_wait "sw2 kernel: vm1 behind sw1" 10 remote_mac sw2 5000 "$M1" 198.51.100.1 &&
-        ip -n sw2 neigh show dev "br0.$blue2" nud all | grep -q "^$(vm_ip vm1) .*$M1 extern_learn" &&
+        has_neigh sw2 "br0.$blue2" "$(vm_ip vm1)" "$M1" &&
         ok "sw2 kernel: vm1's MAC on vx-5000 toward 198.51.100.1 and its neighbour on br0.$blue2 (zebra's)" ||
         fail "sw2 kernel lacks vm1's remote entries: $(bridge -n sw2 fdb show dev vx-5000 | grep "$M1")"
     mp=$(nnvectl_sw sw1 --json show mappings | jq -c --arg m "$M1" '.[] | select(.tsi | endswith($m)) | [.vni, .vtep, .ips, .state]')
@@ -122,6 +122,11 @@ if [ "${1:-}" = "--inside" ]; then
     vm_ping vm3 "$(vm_ip vm4)" && fail "vm3 (red) reached vm4 (blue)" || ok "vm3 (red) cannot reach vm4 (blue)"
 
     step "ARP suppression: vm4 answers no ARP; sw1 answers vm1's request for it"
+    # sw1 answers from the neighbour entry zebra installs for vm4's MAC+IP route, which
+    # comes once sw2 has vm4's address: wait for it rather than race it
+    blue1=$(tag_of sw1 vm1)
+    racks_wait "sw1: vm4's neighbour entry (zebra's)" 20 has_neigh sw1 "br0.$blue1" "$(vm_ip vm4)" "$M4" ||
+        fail "sw1 has no neighbour entry of vm4: $(ip -n sw1 neigh show dev "br0.$blue1" nud all)"
     ip netns exec vm4 sysctl -qw net.ipv4.conf.all.arp_ignore=8 net.ipv4.conf.eth0.arp_ignore=8
     # control: without suppression on sw1's vx-5000 port nobody answers
     bridge -n sw1 link set dev vx-5000 neigh_suppress off

@@ -102,3 +102,5 @@ no_mac() { ! bridge -n "$1" fdb show dev "vx-$2" | grep -q "^$3 "; }
 evpn_routes() { vt "$1" 'show bgp l2vpn evpn route json'; }
 # has_route SWITCH TEXT: the switch's EVPN table has a route whose key contains TEXT.
 has_route() { evpn_routes "$1" | grep -qF "\"$2"; }
+# has_neigh SW DEV IP MAC: SW's neighbour entry IP -> MAC on DEV, installed by zebra.
+has_neigh() { ip -n "$1" neigh show dev "$2" nud all | grep -q "^$3 .*$4 extern_learn"; }
