@@ -15,8 +15,8 @@
  * (the loop applying and writing the next group meanwhile, answers leaving once a sync begun
  * after their commit returned; synchronous=NORMAL plus an fdatasync of the log) was built and
  * measured at 5,000 requests/s on 2 CPUs shared with the load generator: the p50 went up by
- * 0.03-0.18 ms (the hand-off to that thread and back, twice a request), the p99 was no better
- * (0.55-1.21 ms against 0.45-0.93 over alternating runs) and the throughput the same.  A
+ * 0.03-0.20 ms (the hand-off to that thread and back, twice a request), the p99 was no better
+ * (median 0.83 ms against 0.67 over 11 alternating runs each) and the throughput the same.  A
  * request waits for the sync in progress when it came and for its own either way; only the
  * loop's work on the next group overlaps, and on a fast disk that work is small.
  * WAL checkpoints (copying the log into the database file, with its own fsync) mostly run off
