@@ -92,8 +92,8 @@ CPIDS=()
 trace_attach "error=EIO"
 printf 'hello node=hv1 epoch=1\nconnect vn=5001\nsleep 500\nconnect vn=5001\nquit\n' >"$T/hv1.script"
 stamped hv1
-wait_for "hv1's VN_CONNECTs answered" 20 \
-    bash -c "[ \$(grep -c '\"request\":\"VN_CONNECT\"' '$T/hv1.out') -ge 2 ]"
+two_connects() { [ "$(grep -cF '"request":"VN_CONNECT"' "$T/hv1.out")" -ge 2 ]; }
+wait_for "hv1's VN_CONNECTs answered" 20 two_connects
 statuses=$(grep -F '"request":"VN_CONNECT"' "$T/hv1.out" | cut -d' ' -f2- | jq -r .status |
     sort -u | paste -sd,)
 [ "$statuses" = internal-error ] || fail "VN_CONNECT over failing syncs: $statuses"
@@ -107,7 +107,8 @@ ok "failing syncs: INTERNAL_ERROR, the retry too; degraded mode; memory holds wh
 trace_detach
 wait "${CPIDS[@]}" 2>/dev/null || true
 CPIDS=()
-wait_for "leaving degraded mode" 20 bash -c "[ \"\$('$BIN/nnvectl' -s '$T/ctl' --json show counters | jq -r .degraded)\" = 0 ]"
+not_degraded() { [ "$(counter degraded)" = 0 ]; }
+wait_for "leaving degraded mode" 20 not_degraded
 grep -q 'info state: leaving degraded mode' "$T/daemon.log" || fail "no info line leaving degraded mode"
 [ "$(vns)" = '[5000]' ] || fail "after recovery: $(vns)"
 printf 'hello node=hv1 epoch=1\nconnect vn=5001\nquit\n' >"$T/hv1.script"

@@ -79,11 +79,6 @@ done
 # shellcheck source=tests/uml/racks-host.bash
 source "$src/tests/uml/racks-host.bash"
 bin=$(racks_host_bins "$SPLITNVE_BUILD" "$src") || fail "$bin"
-client=$bin/../tests/tools/sncp-client
-if [ ! -x "$client" ]; then
-    make -C "$src" -j2 BUILD="$(dirname "$bin")" SAN=ubsan "$(dirname "$bin")/tests/tools/sncp-client" \
-        >/dev/null 2>&1 || fail "cannot build $client"
-fi
 T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT
 "$src/scripts/gen-pki.sh" "$T/pki" nnve hv1 >/dev/null || fail "gen-pki"
