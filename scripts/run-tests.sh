@@ -17,7 +17,7 @@ logs=$build/test-logs
 mkdir -p "$logs"
 export SPLITNVE_BUILD=$build SPLITNVE_SRC=$top CK_DEFAULT_TIMEOUT=${CK_DEFAULT_TIMEOUT:-60}
 
-pass=0 fail=0 skip=0 failed=() skipped=()
+pass=0 fail=0 skip=0 failed=() skipped=() reasons=()
 run() { # name cmd...
     local name=$1 st; shift
     [ -n "$filter" ] && [[ "$name" != *"$filter"* ]] && return 0
@@ -32,6 +32,9 @@ run() { # name cmd...
     else
         fail=$((fail + 1)); failed+=("$name"); printf 'FAIL %-40s %3ds\n' "$name" $((SECONDS - t0))
         tail -n 60 "$logs/$name.log" | sed 's/^/    | /'
+        # the test's own first failure line (scripts: "FAIL: ...", Check: "file:line:F:..."),
+        # repeated in the summary so that it survives a reader who sees only the last lines
+        reasons+=("$name: $(grep -m 1 -E 'FAIL:|:[FE]:' "$logs/$name.log" | cut -c 1-300)")
     fi
 }
 
@@ -50,4 +53,8 @@ for t in "$top"/tests/integration/test-*.sh; do
 done
 
 echo "run-tests ($build): ${pass} passed, ${fail} failed, ${skip} skipped${skipped:+ (${skipped[*]})}"
-[ "$fail" -eq 0 ] || { echo "failed: ${failed[*]}"; exit 1; }
+[ "$fail" -eq 0 ] || {
+    printf '  %s\n' "${reasons[@]}"
+    echo "failed: ${failed[*]} (logs: $logs)"
+    exit 1
+}

@@ -208,7 +208,7 @@ mark=$(mig_event_mark A)
 slowed A B
 kill -STOP "$(mig_qemu_pid B "$DOM")" || fail "stop the destination QEMU"
 mig_virsh A migrate-setmaxdowntime "$DOM" 300000 >/dev/null || fail "migrate-setmaxdowntime"
-qemu_poll 30 sh -c "tail -n +$((mark + 1)) '$T/events-A.log' | grep -q \"'$DOM': Suspended Migrated\"" ||
+mig_wait_event A "$mark" 30 "'$DOM': Suspended Migrated" ||
     fail "the source did not pause for the switch-over"
 mig_stop_agent A KILL
 mig_start_agent A || fail "agent A did not come back"
@@ -221,7 +221,7 @@ kill -KILL "$(mig_qemu_pid B "$DOM")" || fail "kill the destination QEMU"
 migrate_rc && fail "the migration succeeded without its destination QEMU"
 mig_virsh A migrate-setmaxdowntime "$DOM" 300 >/dev/null || fail "migrate-setmaxdowntime"
 converged "destination QEMU killed at the switch-over" A
-tail -n +$((mark + 1)) "$T/events-A.log" | grep -q "'$DOM': Resumed Unpaused" ||
+mig_wait_event A "$mark" 10 "'$DOM': Resumed Unpaused" ||
     fail "no Resumed Unpaused on A after the failed switch-over"
 mig_sampler_stop
 check_samples "$T/samples" "destination QEMU killed at the switch-over"
@@ -305,7 +305,7 @@ ok "(7b) switch-over while nnve-daemon was down: $DOM on B only, Activated at hv
 slowed B A --postcopy
 mig_virsh B migrate-postcopy "$DOM" >/dev/null || fail "migrate-postcopy"
 migrate_rc || fail "the post-copy migration failed: $(cat "$T/migrate.out")"
-grep -q "for domain '$DOM': Resumed Post-copy" "$T/events-A.log" || fail "no Resumed Post-copy on A: not post-copy"
+mig_wait_event A 0 10 "for domain '$DOM': Resumed Post-copy" || fail "no Resumed Post-copy on A: not post-copy"
 converged "post-copy" A
 mig_sampler_stop
 check_samples "$T/samples" "post-copy"

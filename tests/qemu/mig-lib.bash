@@ -197,6 +197,7 @@ CONF
     : >"$T/hooks-$h.log"
     LIBVIRT_DRIVER_DIR=$D/drivers unshare --mount --uts --propagation private -- /bin/sh -c "
         set -e
+        mkdir -p /etc/libvirt /run/libvirt /var/lib/libvirt /var/cache/libvirt /var/log/libvirt
         mount --bind '$D/etc' /etc/libvirt
         mount --bind '$D/run' /run/libvirt
         mount --bind '$D/lib' /var/lib/libvirt
@@ -325,11 +326,17 @@ mig_qemu_pid() {
     [ -n "$p" ] && qemu_alive "$p" && echo "$p"
 }
 
+# mig_wait_event HOST MARK SECONDS TEXT: a line holding TEXT (fixed string) appears in HOST's
+# event log after line MARK, within SECONDS.  libvirt delivers events to the recording client
+# asynchronously: an event can arrive after the state change it reports is visible to an API
+# call, so a check for one polls.
+mig_wait_event() {
+    qemu_poll "$3" sh -c 'tail -n +"$(($2 + 1))" "$1" | grep -qF -- "$3"' sh "$T/events-$1.log" "$2" "$4"
+}
+
 # mig_wait_transfer HOST NAME MARK SECONDS: the source's QEMU sends RAM: a migration-iteration
 # event of NAME on HOST after line MARK of its event log.
-mig_wait_transfer() {
-    qemu_poll "$4" sh -c "tail -n +$(($3 + 1)) '$T/events-$1.log' | grep -q \"'migration-iteration' for domain '$2'\""
-}
+mig_wait_transfer() { mig_wait_event "$1" "$3" "$4" "'migration-iteration' for domain '$2'"; }
 
 mig_event_mark() { wc -l <"$T/events-$1.log"; }
 
