@@ -208,9 +208,10 @@ deps:
 
 FORCE:
 
-# The tests that boot User-Mode Linux run once, in the sanitizer stage (UBSan inside UML).
+# The tests that boot User-Mode Linux (UBSan inside UML) and the long whole-system ones
+# run once, in the sanitizer stage (scripts/run-tests.sh --plain-stage).
 check: deps
-	$(MAKE) check-plain RUN_TESTS_FLAGS=--no-uml
+	$(MAKE) check-plain RUN_TESTS_FLAGS=--plain-stage
 	$(MAKE) check-san
 	$(MAKE) fuzz-replay
 	@echo "make check: all stages passed"

@@ -1,15 +1,18 @@
 #!/bin/bash
 # Runs every test of one build: the Check unit suites, then the integration tests.
-#   scripts/run-tests.sh [--no-uml] BUILD_DIR [NAME_FILTER]
+#   scripts/run-tests.sh [--plain-stage] BUILD_DIR [NAME_FILTER]
 # Each test's output goes to BUILD_DIR/test-logs/NAME.log and is printed when it fails.
 # A test that exits 77 is skipped (its last line says why); a skip is listed, never a pass.
-# --no-uml leaves out the tests that boot User-Mode Linux: `make check` runs those once, in
-# its sanitizer stage (inside UML that is a UBSan build, as ASan cannot run there).
+# --plain-stage leaves out the tests that `make check` runs once, in its sanitizer stage:
+# those that boot User-Mode Linux (inside UML that is a UBSan build, as ASan cannot run
+# there), and the long whole-system tests that carry the line "# run-tests: sanitizer stage"
+# (the demo, the model-based random test): run twice they would take the time of a dozen
+# others, and the sanitizer build finds all that the plain one would, and more.
 # Ends with the line "N passed, N failed, N skipped" and exits non-zero if anything failed.
 set -u
-no_uml=
-[ "${1:-}" = --no-uml ] && { no_uml=1; shift; }
-build=${1:?usage: run-tests.sh [--no-uml] BUILD_DIR [FILTER]}
+plain_stage=
+[ "${1:-}" = --plain-stage ] && { plain_stage=1; shift; }
+build=${1:?usage: run-tests.sh [--plain-stage] BUILD_DIR [FILTER]}
 filter=${2:-}
 top=$(cd "$(dirname "$0")/.." && pwd)
 build=$(cd "$top" && cd "$build" && pwd)
@@ -44,10 +47,18 @@ for t in "$build"/tests/test-*; do
 done
 for t in "$top"/tests/integration/test-*.sh; do
     [ -f "$t" ] || continue
-    if [ -n "$no_uml" ] && grep -q 'tests/uml/uml-run.sh\|racks_host_run' "$t"; then
-        [ -n "$filter" ] && [[ "$(basename "$t")" != *"$filter"* ]] && continue
-        printf 'LATER %-39s boots User-Mode Linux: runs in the sanitizer stage\n' "$(basename "$t")"
-        continue
+    if [ -n "$plain_stage" ]; then
+        later=
+        if grep -q 'tests/uml/uml-run.sh\|racks_host_run' "$t"; then
+            later='boots User-Mode Linux: runs in the sanitizer stage'
+        elif grep -qx '# run-tests: sanitizer stage' "$t"; then
+            later='long whole-system test: runs once, in the sanitizer stage'
+        fi
+        if [ -n "$later" ]; then
+            [ -n "$filter" ] && [[ "$(basename "$t")" != *"$filter"* ]] && continue
+            printf 'LATER %-39s %s\n' "$(basename "$t")" "$later"
+            continue
+        fi
     fi
     run "$(basename "$t")" bash "$t"
 done

@@ -8,6 +8,8 @@
 # cannot converge (a tag hold-down longer than the step deadline) must end the demo with
 # status 1 and a message naming the step.  Last, DATAPLANE=uml (two racks inside User-Mode
 # Linux) must exit 0 with a cross-rack ping that reaches and a cross-VN ping that is blocked.
+# `make check` runs it once, with the sanitizers (`make demo` runs the plain build):
+# run-tests: sanitizer stage
 set -u
 
 src=${SPLITNVE_SRC:-$(cd "$(dirname "$0")/../.." && pwd)}

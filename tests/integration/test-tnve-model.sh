@@ -19,6 +19,8 @@
 #
 # No process substitution: under load bash 5.2 can lose track of its child and wait for ever.
 # Seeded: TNVE_MODEL_SEED (printed, with a replay line, on failure); TNVE_MODEL_OPS steps.
+# `make check` runs it once, with the sanitizers (a new seed each run; `make soak` runs it long):
+# run-tests: sanitizer stage
 . "$SPLITNVE_SRC/tests/tools/tnve-lib.sh"
 
 SEED=${TNVE_MODEL_SEED:-$(($(date +%s%N) / 1000 % 1000000))}
