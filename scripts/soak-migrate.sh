@@ -94,7 +94,7 @@ for ITER in $(seq "$N"); do
         mig_start_slowed "$src" "$dst" "$DOM" || fail "not under way"
         kill -STOP "$(mig_qemu_pid "$dst" "$DOM")" || fail "stop the destination QEMU"
         mig_virsh "$src" migrate-setmaxdowntime "$DOM" 300000 >/dev/null || fail "migrate-setmaxdowntime"
-        qemu_poll 30 sh -c "tail -n +$((mark + 1)) '$T/events-$src.log' | grep -q \"'$DOM': Suspended Migrated\"" ||
+        mig_wait_event "$src" "$mark" 30 "'$DOM': Suspended Migrated" ||
             fail "the source did not pause for the switch-over"
         kill -KILL "$(mig_qemu_pid "$dst" "$DOM")" || fail "kill the destination QEMU"
         mig_wait_migrate && fail "the migration succeeded: $(cat "$T/migrate.out")"

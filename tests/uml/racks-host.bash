@@ -2,9 +2,10 @@
 
 # racks_host_bins BUILD SRC: prints the directory of daemons and ctl tools that can run
 # inside UML (its ../tests/tools holds the test tools they need: virt-managedsave and
-# sncp-client).  A plain or UBSan build is used as it is; for an ASan build (whose programs cannot map their shadow memory in UML) a
-# UBSan-only build of the same sources is made in BUILD-ubsan (incremental; build/asan ->
-# build/asan-ubsan).  Returns 1 with the reason on stdout when there is none.
+# sncp-client).  A plain or UBSan build is used as it is; for an ASan build (whose programs
+# cannot map their shadow memory in UML) a UBSan-only build of the same sources is made in
+# BUILD-ubsan (incremental; build/asan -> build/asan-ubsan).  Returns 1 with the reason on
+# stdout when there is none.
 racks_host_bins() {
     local build=$1 src=$2 b
     for b in bin/nnve-daemon bin/nnvectl bin/tnve-agent bin/tnvectl tests/tools/virt-managedsave \

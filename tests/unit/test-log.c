@@ -161,21 +161,25 @@ START_TEST(test_audit_never_filtered_or_throttled)
 }
 END_TEST
 
+/* The logger's clock: time() reads a coarse copy of it that may lag by a timer tick, so a
+ * line logged just after a second began could look later than time() after it. */
+static time_t realtime_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return ts.tv_sec;
+}
+
 START_TEST(test_line_time_is_utc_now)
 {
     struct capture c;
 
     snv_log_open("t", SNV_LOG_STDERR);
-    /* The logger's clock: time() reads a coarse copy of it that may lag by a timer tick, so
-     * a line logged just after a second began could look later than time() after it. */
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    time_t before = ts.tv_sec;
+    time_t before = realtime_now();
     capture_begin(&c);
     SNV_ERR("m", "x");
     char *text = capture_end(&c);
-    clock_gettime(CLOCK_REALTIME, &ts);
-    time_t after = ts.tv_sec;
+    time_t after = realtime_now();
 
     struct tm tm;
     memset(&tm, 0, sizeof tm);
