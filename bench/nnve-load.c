@@ -16,6 +16,10 @@
  *             p99's floor, and a bare TLS echo's round trips/s over as many sessions (its
  *             floor for transitions/s is twice that: one activation is two transitions); the
  *             throughput row is printed only with --echo-rate
+ *   --ctl SOCKET: the daemon's control socket: the latency phase also reports what the
+ *             daemon measured over its window (latency/show: from decoding each request
+ *             to its answer, and the group commits), reset when the first measured request
+ *             is due (from a thread: the generator keeps its timing) and read at the end
  *
  * Phases, each reported on stdout:
  *   1. throughput: --sessions sessions (identities bench1..) each activate their share of
@@ -37,6 +41,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,6 +59,7 @@
 #include "sncp-conn-l2.h"
 #include "sncp-conn.h"
 #include "sncp-msg.h"
+#include "snv-ctl.h"
 #include "snv-log.h"
 
 /* ---- certificates ---- */
@@ -162,6 +168,9 @@ static unsigned serial_n, serial_done;
 static uint64_t *serial_ns, serial_t0, serial_sent_at;
 static const char *label = "";
 static double latency_floor_ms, echo_rate;
+static const char *ctl_path; /* --ctl: the daemon's control socket */
+static pthread_t ctl_reset;  /* resets the daemon's latency histograms */
+static int ctl_reset_started;
 static long rss_sess0_kb;
 /* The idle memory per session the nNVE aims at (the row's floor column). */
 #define IDLE_GOAL_KIB 16.0
@@ -465,6 +474,63 @@ static int cmp_u64(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
+static void *ctl_reset_main(void *arg)
+{
+    (void)arg;
+    const char *argv[] = {"latency/show", "reset"};
+    json_t *res = NULL;
+    char err[256];
+    if (snv_ctl_call(ctl_path, 2, argv, 5000, &res, err, sizeof err) != SNV_CTL_OK)
+        fprintf(stderr, "nnve-load: %s: latency/show reset failed: %s\n", ctl_path, err);
+    json_decref(res);
+    return NULL;
+}
+
+/* One line of what the daemon measured (--ctl): `key`'s histogram in ms, and its row. */
+static void daemon_row(json_t *res, const char *key, const char *what, const char *figure)
+{
+    json_t *h = NULL;
+    for (size_t i = 0; i < json_array_size(res); i++) {
+        const char *w = json_string_value(json_object_get(json_array_get(res, i), "what"));
+        if (w && !strcmp(w, key))
+            h = json_array_get(res, i);
+    }
+    json_int_t n = json_integer_value(json_object_get(h, "samples"));
+    if (!n)
+        return;
+    double p50 = (double)json_integer_value(json_object_get(h, "p50_us")) / 1e3,
+           p99 = (double)json_integer_value(json_object_get(h, "p99_us")) / 1e3,
+           max = (double)json_integer_value(json_object_get(h, "max_us")) / 1e3;
+    printf("  inside nnve-daemon, %s: %lld samples, p50 %.3f ms, p99 %.3f ms, max %.3f ms\n", what,
+           (long long)n, p50, p99, max);
+    char fig[160];
+    snprintf(fig, sizeof fig, "  of which %s, p99 (ms)", figure);
+    table(fig, p99, 0, 3);
+}
+
+/* The daemon's own figures over the measured window (--ctl). */
+static void daemon_latency(void)
+{
+    if (!ctl_path)
+        return;
+    if (ctl_reset_started)
+        pthread_join(ctl_reset, NULL);
+    ctl_reset_started = 0;
+    const char *argv[] = {"latency/show"};
+    json_t *res = NULL;
+    char err[256];
+    if (snv_ctl_call(ctl_path, 1, argv, 5000, &res, err, sizeof err) != SNV_CTL_OK) {
+        fprintf(stderr, "nnve-load: %s: latency/show failed: %s\n", ctl_path, err);
+        json_decref(res);
+        return;
+    }
+    daemon_row(res, "request", "from decoding a request to its answer",
+               "inside nnve-daemon, decoded to answered");
+    daemon_row(res, "commit", "group commits (log written and synced)",
+               "its group commits (log written and synced)");
+    json_decref(res);
+}
+
 /* Open loop: request k of the phase is due at lat_t0 + k / rate, whatever the responses do;
  * its latency runs from that due time (a generator that falls behind does not hide the
  * delay that made it late: no coordinated omission), and how late it actually left is kept
@@ -473,6 +539,8 @@ static int cmp_u64(const void *a, const void *b)
 static void lat_send_due(void)
 {
     uint64_t due = (uv_hrtime() - lat_t0) * rate / 1000000000u + 1;
+    if (ctl_path && !ctl_reset_started && due > lat_warmup)
+        ctl_reset_started = !pthread_create(&ctl_reset, NULL, ctl_reset_main, NULL);
     while (lat_sent < due && lat_sent < lat_cap) {
         struct sess *s = &sessions[lat_sent % n_sessions];
         unsigned k = s->toggle++;
@@ -557,6 +625,7 @@ static void start_serial(void)
         char fig[160];
         snprintf(fig, sizeof fig, "nnve-daemon request p99 at %u/s, %s (ms)", rate, label);
         table(fig, l[(size_t)(n * 0.99)] / 1e6, latency_floor_ms, 3);
+        daemon_latency();
         fflush(stdout);
     }
     phase = P_SERIAL;
@@ -624,6 +693,7 @@ int main(int argc, char **argv)
         {"label", required_argument, NULL, 'l'},
         {"latency-floor", required_argument, NULL, 'f'},
         {"echo-rate", required_argument, NULL, 'e'},
+        {"ctl", required_argument, NULL, 'c'},
         {NULL, 0, NULL, 0},
     };
     const char *gen = NULL, *target = NULL;
@@ -681,6 +751,9 @@ int main(int argc, char **argv)
         case 'e':
             echo_rate = atof(optarg);
             break;
+        case 'c':
+            ctl_path = optarg;
+            break;
         case 'M':
             if (sncp_mac_parse(optarg, l2_nnve_mac)) {
                 fprintf(stderr, "nnve-load: bad MAC address \"%s\"\n", optarg);
@@ -700,7 +773,7 @@ int main(int argc, char **argv)
                         "                 [--tsis N (multiple of sessions)] [--rate N] "
                         "[--max-sessions N] [--window N] [--serial N]\n"
                         "                 [--vlan VID] [--first N (identity benchN first)] "
-                        "[--hold MS]\n"
+                        "[--hold MS] [--ctl SOCKET]\n"
                         "       nnve-load --gen-certs DIR COUNT\n");
         return 2;
     }

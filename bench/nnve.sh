@@ -20,8 +20,10 @@
 # A quick latency-only run (about 15 s): NNVE_BENCH_SYNC=full NNVE_BENCH_TSIS=20000
 # NNVE_BENCH_MAX_SESSIONS=100; compare builds alternately, several runs each (one run's p99
 # moves by 2x with the neighbours' load).  With sync=full the daemon does one fdatasync per
-# group commit (of the WAL); what the p99 has above that comes mostly from the WAL checkpoints
-# (store.c: the worker's passes, and the loop's blocking one that lets the log restart).
+# group commit (of the WAL).  The latency run also prints what the daemon measured over the
+# same window (nnvectl show latency): each request from its decoding to its answer, and the
+# group commits.  What the client's p99 has above the first is the wait in the socket for
+# the commit in progress, TLS both ways, and the generator's own delays on CPUs it shares.
 set -euo pipefail
 : "${SPLITNVE_BUILD:?}" "${SPLITNVE_SRC:?}"
 if [ -n "${NNVE_BENCH_RT:-}" ] && [ -z "${NNVE_BENCH_RT_ON:-}" ]; then
@@ -76,7 +78,7 @@ run_mode() {
         echo=$(table_value "bare TLS echo" "$T/floor-$mode")
         [ "$mode" = full ] && floor_ms=$(awk -v f="$fsync_p99" -v r="$rtt_p99" 'BEGIN { print 2 * f + r }')
         load_opts=(--sessions "$sessions" --tsis "$tsis" --rate 5000 --max-sessions "$sessions"
-            --label "sync=$mode" --latency-floor "$floor_ms" --echo-rate "$echo")
+            --label "sync=$mode" --latency-floor "$floor_ms" --echo-rate "$echo" --ctl "$T/ctl-$mode")
     fi
     "$SPLITNVE_BUILD/bin/nnve-daemon" -c "$T/n.conf" 2>"$T/daemon-$mode.log" &
     DPID=$!

@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 struct ctl_ctx {
     struct nnve_state *state;
@@ -107,6 +108,21 @@ static void cmd_counters(struct snv_ctl_req *req, int argc, const char *const ar
     snv_ctl_reply_ok(req, nnve_server_show_counters(c->srv));
 }
 
+static void cmd_latency(struct snv_ctl_req *req, int argc, const char *const argv[], void *aux)
+{
+    struct ctl_ctx *c = aux;
+    if (argc == 1 && strcmp(argv[0], "reset")) {
+        snv_ctl_reply_error(req, SNV_CTL_USAGE, "usage: latency/show [reset]");
+        return;
+    }
+    json_t *o = nnve_server_show_latency(c->srv, argc == 1);
+    if (!o) {
+        snv_ctl_reply_error(req, SNV_CTL_FAILED, "out of memory");
+        return;
+    }
+    snv_ctl_reply_ok(req, o);
+}
+
 static void cmd_vn_disconnect(struct snv_ctl_req *req, int argc, const char *const argv[],
                               void *aux)
 {
@@ -155,6 +171,7 @@ int nnve_ctl_register(struct snv_ctl_server *ctl, struct nnve_state *state, stru
         {"tag/show", "", 0, 0, cmd_tags},
         {"pair/show", "", 0, 0, cmd_pair},
         {"counters/show", "", 0, 0, cmd_counters},
+        {"latency/show", "[reset]", 0, 1, cmd_latency},
         {"vn/disconnect", "HYPERVISOR VN", 2, 2, cmd_vn_disconnect},
         {"tsi/deactivate", "TSI [ADDRESS...]", 1, 1 + 64, cmd_tsi_deactivate},
         {"tsi/deassociate", "TSI", 1, 1, cmd_tsi_deassociate},

@@ -23,6 +23,13 @@ static const char help[] =
     "                                vn_id, vn_name, vni, macs, ips, local vtep, state\n"
     "  show tags                     local tag pools per domain (size, used, held, free)\n"
     "  show counters                 counters (messages, statuses, sessions, TSIs, drops)\n"
+    "  show latency [reset]          how long hypervisors' requests took inside the daemon\n"
+    "                                (request: from decoding to the answer written, which\n"
+    "                                waits for the group commit) and the group commits\n"
+    "                                (commit: the log written and synced): samples, p50,\n"
+    "                                p90, p99, p99.9, max and mean in microseconds, since\n"
+    "                                the start or the last reset; reset empties them after\n"
+    "                                showing (the metrics file has both as histograms)\n"
     "  show pair                     the ToR pair sharing a domain: peer, state, role, the\n"
     "                                half this switch allocates from, the shared tag table\n"
     "  vn disconnect HYPERVISOR VN   disconnect a hypervisor from a VN (VN ID or name); its\n"
@@ -54,6 +61,7 @@ int main(int argc, char **argv)
         {"show mappings", "mapping/show"},
         {"show tags", "tag/show"},
         {"show counters", "counters/show"},
+        {"show latency", "latency/show"},
         {"show pair", "pair/show"},
         {"vn disconnect", "vn/disconnect"},
         {"tsi deactivate", "tsi/deactivate"},

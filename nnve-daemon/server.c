@@ -44,6 +44,7 @@ struct pending {
     uint8_t close_after;   /* refuse: close the session once this is written */
     uint8_t version_range; /* a failure that carries our VERSION_RANGE (HELLO, §8.3) */
     int err;
+    uint64_t queued_us; /* when the request was decoded and applied (monotonic) */
     struct nnve_result res;
 };
 
@@ -178,6 +179,9 @@ struct nnve_server {
     struct snv_ratelimit rl, rl_auth, rl_req;
     struct nnve_pair *pair;
     struct deferred *deferred;
+    /* From a request's decoding to its answer handed to TLS: its wait for the group
+     * commit, the commit, and the answers written before it in the same loop turn. */
+    struct snv_hist request_us;
 };
 
 static void session_mark_dirty(struct session *s)
@@ -200,6 +204,7 @@ static struct pending *queue(struct session *s, const struct sncp_msg *req, int 
     p->xid = req->xid;
     p->type = req->type;
     p->err = err;
+    p->queued_us = uv_hrtime() / 1000;
     p->hello = (uint8_t)hello;
     p->close_after = (uint8_t)close_after;
     if (res)
@@ -271,6 +276,7 @@ static void respond_failure(struct session *s, const struct sncp_msg *req, int e
 /* Writes s's queued responses. */
 static void flush_session(struct session *s, int commit_failed)
 {
+    uint64_t now_us = uv_hrtime() / 1000;
     static struct sncp_msg req, rsp;
     struct nnve_server *srv = s->srv;
     int close = 0;
@@ -332,6 +338,7 @@ static void flush_session(struct session *s, int commit_failed)
                            "cannot encode response hypervisor=%s type=%s err=%s", s->identity,
                            sncp_msg_type_name(p->type), sncp_strerror(rc));
         }
+        snv_hist_add_us(&srv->request_us, now_us - p->queued_us);
         close |= p->close_after;
         free(p);
     }
@@ -1432,9 +1439,44 @@ static void prom_row(void *aux, const char *name, const char *help, const char *
 
 static int prom_write(FILE *f, void *aux)
 {
+    const struct nnve_server *srv = aux;
     struct prom p = {.f = f};
-    each_counter(aux, prom_row, &p);
+    each_counter(srv, prom_row, &p);
+    snv_hist_write_prom(&srv->request_us, f, "nnve_request_seconds",
+                        "from a request's decoding to its answer written (seconds)");
+    if (srv->store)
+        snv_hist_write_prom(&nnve_store_stats(srv->store)->commit_us, f,
+                            "nnve_store_commit_seconds",
+                            "group commits: the log written and synced (seconds)");
     return 0;
+}
+
+/* One row of latency/show: {"what": what, then the histogram's fields}. */
+static json_t *latency_row(const char *what, const struct snv_hist *h)
+{
+    json_t *row = json_pack("{s:s}", "what", what), *o = snv_hist_json(h);
+    if (!row || !o || json_object_update(row, o)) {
+        json_decref(row);
+        row = NULL;
+    }
+    json_decref(o);
+    return row;
+}
+
+json_t *nnve_server_show_latency(struct nnve_server *srv, int reset)
+{
+    json_t *a = json_array();
+    if (!a)
+        return NULL;
+    json_array_append_new(a, latency_row("request", &srv->request_us));
+    if (srv->store)
+        json_array_append_new(a, latency_row("commit", &nnve_store_stats(srv->store)->commit_us));
+    if (reset) {
+        snv_hist_init(&srv->request_us);
+        if (srv->store)
+            nnve_store_reset_latency(srv->store);
+    }
+    return a;
 }
 
 int nnve_server_write_metrics(const struct nnve_server *srv, const char *path)

@@ -50,6 +50,10 @@ uint16_t nnve_server_port(const struct nnve_server *srv);
 /* ctl: JSON views and operator actions (reply later, when the agents answered). */
 json_t *nnve_server_show_sessions(const struct nnve_server *srv);
 json_t *nnve_server_show_counters(const struct nnve_server *srv);
+/* latency/show: one object per histogram, "what" ("request", then "commit" when there is
+ * a store) and the fields of snv_hist_json(); with reset != 0 both are emptied after.  New
+ * reference, NULL on allocation failure. */
+json_t *nnve_server_show_latency(struct nnve_server *srv, int reset);
 void nnve_server_op_vn_disconnect(struct nnve_server *srv, struct snv_ctl_req *req,
                                   const char *identity, const char *vn);
 void nnve_server_op_tsi(struct nnve_server *srv, struct snv_ctl_req *req, enum sncp_msg_type type,

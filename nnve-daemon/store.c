@@ -292,6 +292,13 @@ static int fail(struct nnve_store *s, const char *what)
     return SNCP_E_INTERNAL;
 }
 
+static uint64_t monotonic_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
+
 static int step(struct nnve_store *s, enum stmt_id id)
 {
     sqlite3_stmt *st = s->st[id];
@@ -376,7 +383,10 @@ int nnve_store_commit(struct nnve_store *s)
         nnve_store_rollback(s);
         return SNCP_E_INTERNAL;
     }
-    if (step(s, ST_COMMIT)) {
+    uint64_t t0 = monotonic_us();
+    int r = step(s, ST_COMMIT);
+    snv_hist_add_us(&s->stats.commit_us, monotonic_us() - t0);
+    if (r) {
         nnve_store_rollback(s);
         return SNCP_E_INTERNAL;
     }
@@ -388,6 +398,11 @@ int nnve_store_commit(struct nnve_store *s)
 const struct nnve_store_stats *nnve_store_stats(const struct nnve_store *s)
 {
     return &s->stats;
+}
+
+void nnve_store_reset_latency(struct nnve_store *s)
+{
+    snv_hist_init(&s->stats.commit_us);
 }
 
 int nnve_store_hv_put(struct nnve_store *s, const char *identity, const char *port)

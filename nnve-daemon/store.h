@@ -14,6 +14,7 @@
 #include "backend-provider.h"
 #include "config.h"
 #include "sncp-msg.h"
+#include "snv-hist.h"
 
 struct nnve_store;
 
@@ -98,8 +99,13 @@ int nnve_store_checkpoint_wanted(struct nnve_store *s);
 struct nnve_store_stats {
     uint64_t commits, writes, errors;
     uint64_t checkpoints, checkpoint_failures; /* by the worker and by the loop */
+    /* How long each group commit held the loop: the log's writes, its sync, and a
+     * checkpoint when the commit runs one (failed commits included). */
+    struct snv_hist commit_us;
 };
 const struct nnve_store_stats *nnve_store_stats(const struct nnve_store *s);
+/* Empties the commit histogram (the counters stay). */
+void nnve_store_reset_latency(struct nnve_store *s);
 /* Current sizes of the database file and of its write-ahead log (0 when absent). */
 void nnve_store_sizes(const struct nnve_store *s, uint64_t *db_bytes, uint64_t *wal_bytes);
 

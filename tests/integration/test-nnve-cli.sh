@@ -1,7 +1,8 @@
 #!/bin/bash
 # nnve-daemon's command line and operation: --help, --version, --check-config (with a
 # line-numbered error), the commented sample config, IPv6 listening, SIGHUP reload (policy and
-# pools, sessions kept unless their identity lost authorization), the Prometheus textfile.
+# pools, sessions kept unless their identity lost authorization), the Prometheus textfile,
+# show latency and the latency histograms.
 source "$(dirname "$0")/nnve-lib.bash"
 
 "$BIN/nnve-daemon" --help | grep -q '^EXIT STATUS' || fail "--help"
@@ -44,6 +45,29 @@ grep -q '^# TYPE nnve_tsi_transitions_total counter' "$T/nnve.prom" || fail "met
 wait_for "tags per domain metric" 5 grep -q '^nnve_tags_in_use{domain="rack1"} 2$' "$T/nnve.prom"
 grep -q '^nnve_responses_sent_total{status="success"}' "$T/nnve.prom" || fail "status metric"
 ok "Prometheus textfile"
+
+# Latency: two HELLOs and two VN_CONNECTs answered, each committed first.
+lat=$(ctl show latency | jq 'map({(.what): .}) | add')
+echo "$lat" | jq -e '.request.samples >= 4 and .commit.samples >= 2
+    and .request.p50_us <= .request.p99_us and .request.p99_us <= .request.max_us
+    and .commit.p99_us <= .commit.max_us' >/dev/null || fail "show latency: $lat"
+# the answers waited for their commits
+echo "$lat" | jq -e '.request.max_us >= .commit.p50_us' >/dev/null || fail "request under commit: $lat"
+wait_for "latency histograms in the metrics" 5 grep -q '^nnve_store_commit_seconds_count [1-9]' "$T/nnve.prom"
+grep -q '^# TYPE nnve_request_seconds histogram$' "$T/nnve.prom" || fail "request histogram type"
+inf=$(sed -n 's/^nnve_request_seconds_bucket{le="+Inf"} //p' "$T/nnve.prom")
+count=$(sed -n 's/^nnve_request_seconds_count //p' "$T/nnve.prom")
+[ -n "$inf" ] && [ "$inf" = "$count" ] || fail "+Inf bucket $inf against count $count"
+# cumulative: each bucket holds at least the one before
+sed -n 's/^nnve_store_commit_seconds_bucket{le="[^"]*"} //p' "$T/nnve.prom" |
+    awk 'NR > 1 && $1 < prev { bad = 1 } { prev = $1 } END { exit bad || NR != 17 }' ||
+    fail "commit histogram buckets: $(grep commit_seconds_bucket "$T/nnve.prom")"
+ctl show latency reset >/dev/null
+lat=$(ctl show latency | jq 'map({(.what): .}) | add')
+echo "$lat" | jq -e '.request.samples == 0 and .commit.samples == 0' >/dev/null || fail "after reset: $lat"
+rc=0; "$BIN/nnvectl" -s "$T/ctl" show latency bogus >/dev/null 2>&1 || rc=$?
+[ $rc -eq 2 ] || fail "show latency bogus: exit $rc"
+ok "show latency and the latency histograms"
 
 tag5001=$(ctl show vns | jq '.[] | select(.vn_id==5001) | .tag')
 # Reload: hv2 loses its authorization, rack1's pool moves; hv1's session stays.
