@@ -34,10 +34,9 @@
  * frames, and after any commit only if the worker has fallen WAL_CHECKPOINT_FRAMES behind.
  * A commit that leaves WAL_WORKER_FRAMES frames more than the last worker pass left asks for
  * the worker at once (nnve_store_checkpoint_wanted()): not at every commit of a long log,
- * since each pass syncs the log and writes the database back while the loop's commits sync
- * the log.  WAL_WORKER_FRAMES trades the worker's passes (each syncs the log and writes the
- * database back, and competes for the disk and a CPU with the loop's commits) against the
- * tail the loop copies:
+ * since each pass syncs the log and the database while the loop's commits sync the log.
+ * WAL_WORKER_FRAMES trades the worker's passes (each syncs the log and the database, and
+ * competes for the disk and a CPU with the loop's commits) against the tail the loop copies:
  * at 5,000 toggles/s with sync=full, passes every 600 frames put the request p99 at about
  * 1.2 ms, every 2048 frames at about 0.6-0.8 ms (bench/nnve.sh); the worker runs at
  * SCHED_IDLE where the daemon may (server.c).
@@ -148,7 +147,7 @@ struct nnve_store {
     int ckpt_tail;   /* a worker checkpoint ended and no commit came since */
     int wal_frames;  /* frames in the log after the last commit */
     int ckpt_base;   /* frames in the log when the last worker checkpoint ended */
-    int db_fd;       /* the database file, for the worker's write-back (-1: none) */
+    int db_fd;       /* the database file, for the worker's sync (-1: none) */
     char *path;
     struct nnve_store_stats stats;
     struct snv_ratelimit rl;
@@ -159,7 +158,6 @@ enum {
     WAL_WORKER_FRAMES = 2048,          /* ~8 MiB of pages: the worker is asked to checkpoint */
     WAL_RESTART_FRAMES = 8192,         /* ~32 MiB: the loop copies the tail after a worker pass */
     WAL_CHECKPOINT_FRAMES = 32768,     /* ~128 MiB: the loop checkpoints after any commit */
-    WRITE_BACK_CHUNK = 64 * 1024,      /* the worker's write-back of copied pages, per wait */
     WAL_SIZE_LIMIT = 40 * 1024 * 1024, /* journal_size_limit: restarted log cut to this */
 };
 
@@ -725,36 +723,21 @@ static int wal_hook(void *aux, sqlite3 *db, const char *name, int frames)
     return SQLITE_OK;
 }
 
-/* SQLite syncs the database only after a checkpoint that reached the end of the log, which
- * under churn leaves it to the loop's: that sync would write back every page the worker
- * copied since.  The worker writes them back itself, WRITE_BACK_CHUNK bytes at a time, each
- * chunk written and waited for: the disk then never holds more than one chunk of them ahead
- * of a commit's sync of the log, which waits for what is in flight.  An fdatasync of the
- * whole file here (as before) queued megabytes at once plus a cache flush, and the loop's
- * commits that came meanwhile waited 1-7 ms (seen at every worker pass in a trace of the
- * latency bench); in chunks they no longer line up with the passes.  No cache flush: nothing
- * depends on these pages being durable before the loop's checkpoint syncs the database (the
- * log keeps the frames until then).  Errors are left to that sync, which reports them. */
-static void write_back(int fd)
-{
-    struct stat sb;
-    if (fstat(fd, &sb))
-        return;
-    for (off_t off = 0; off < sb.st_size; off += WRITE_BACK_CHUNK)
-        if (sync_file_range(fd, off, WRITE_BACK_CHUNK,
-                            SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE |
-                                SYNC_FILE_RANGE_WAIT_AFTER))
-            return;
-}
-
 int nnve_store_checkpoint(struct nnve_store *s)
 {
     int copied = 0;
     int rc = sqlite3_wal_checkpoint_v2(s->ckpt_db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, &copied);
     /* SQLITE_BUSY: another checkpoint runs, or a lock was held: partial, not a failure. */
     s->ckpt_rc = rc == SQLITE_OK || rc == SQLITE_BUSY ? 0 : rc;
+    /* SQLite syncs the database only after a checkpoint that reached the end of the log,
+     * which under churn leaves it to the loop's: that sync would write back every page the
+     * worker copied since.  Here, off the loop, they go now (the loop's sync then only
+     * writes the tail).  Nothing depends on it for durability: the log keeps the frames.
+     * Writing them back in 64 KiB chunks without this flush (tried) shortened the loop's
+     * worst commits at 20,000 TSIs but left the flush to the loop's checkpoint, whose
+     * commits then stalled for 30-68 ms at 100,000 TSIs (bench/nnve.sh). */
     if (s->ckpt_rc == 0 && copied > 0 && s->db_fd >= 0)
-        write_back(s->db_fd);
+        fdatasync(s->db_fd);
     return s->ckpt_rc ? SNCP_E_INTERNAL : 0;
 }
 
