@@ -74,6 +74,7 @@
 #include <unistd.h>
 
 #include <sqlite3.h>
+#include <uv.h>
 
 #include "snv-log.h"
 
@@ -292,13 +293,6 @@ static int fail(struct nnve_store *s, const char *what)
     return SNCP_E_INTERNAL;
 }
 
-static uint64_t monotonic_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
-}
-
 static int step(struct nnve_store *s, enum stmt_id id)
 {
     sqlite3_stmt *st = s->st[id];
@@ -383,9 +377,9 @@ int nnve_store_commit(struct nnve_store *s)
         nnve_store_rollback(s);
         return SNCP_E_INTERNAL;
     }
-    uint64_t t0 = monotonic_us();
+    uint64_t t0 = uv_hrtime(); /* the clock of the server's request histogram */
     int r = step(s, ST_COMMIT);
-    snv_hist_add_us(&s->stats.commit_us, monotonic_us() - t0);
+    snv_hist_add_us(&s->stats.commit_us, (uv_hrtime() - t0) / 1000);
     if (r) {
         nnve_store_rollback(s);
         return SNCP_E_INTERNAL;
