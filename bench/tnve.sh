@@ -8,9 +8,11 @@
 #   2. a start storm: TNVE_BENCH_STORM domains defined, then all started by one virsh.
 # Prints p50/p90/p99/max in microseconds, starts and stops apart (`by_state`: the state the
 # change reached), and for the single-domain cases what of it went to libvirt calls, to the
-# domain reader thread's hand-off and to the nNVE's round trips (and
-# TABLE rows: figure, floor = the nNVE round trip p99, ratio); of the round trips, the time
-# the agent's own loop was busy (a response that came then waited for it).  First, what the
+# domain reader thread's hand-off, to the agent itself (event to request written) and to
+# the nNVE's round trips (and TABLE rows: figure, floor = the nNVE round trip p99, ratio);
+# of the round trips, the time the agent's own loop was busy (a response that came then
+# waited for it), and the nNVE's own share (nnvectl latency/show: decoded to answered, and
+# its commits).  First, what the
 # nNVE's disk gives a lone request: fdatasync of a 4 KiB write 80 ms after the last (on a
 # virtual disk several times one that follows another).  Figures only: nothing fails on
 # speed.
@@ -29,9 +31,10 @@ wait_for "test domain gone" 10 sh -c "[ \"\$('$B/bin/nnvectl' -s '$T/nnve.ctl' -
 acked() { tnvectl --json show tsis | jq -e --arg t "$1" --arg s "$2" '[.[] | select(.tsi == $t and .acked == $s and .pending == "-")] | length == 1'; }
 gone() { tnvectl --json show tsis | jq -e --arg t "$1" '[.[] | select(.tsi == $t and .acked != "init")] | length == 0'; }
 
-# table LABEL JSON: the TABLE rows of one latency/show answer (p99 in microseconds): the
-# whole, the libvirt calls its events waited for, and the nNVE's round trips (the floor
-# the agent cannot go under: one per request on the path).
+# table LABEL JSON INSIDE: the TABLE rows of one latency/show answer (p99 in microseconds):
+# the whole, the libvirt calls its events waited for, the agent's own share, and the nNVE's
+# round trips (the floor the agent cannot go under: one per request on the path); INSIDE,
+# the nNVE's own figures over the same window (nnvectl latency/show): its share of those.
 table() {
     local label=$1 j=$2 total nnve
     total=$(jq -r '.p99_us // "-"' <<<"$j")
@@ -41,13 +44,27 @@ table() {
     echo "TABLE|  stops alone (to init), $label, p99 (us)|$(jq -r '.by_state.init.p99_us // "-"' <<<"$j")|-|-"
     echo "TABLE|  of which libvirt calls on the path, $label, p99 (us)|$(jq -r '.libvirt.p99_us // 0' <<<"$j")|-|-"
     echo "TABLE|  of which the reader thread hand-off, $label, p99 (us)|$(jq -r '.reader_hop.p99_us // 0' <<<"$j")|-|-"
+    echo "TABLE|  of which the agent's own, event to request sent, $label, p99 (us)|$(jq -r '.to_send.p99_us // "-"' <<<"$j")|-|-"
     echo "TABLE|  nNVE request round trip, $label, p99 (us)|$nnve|-|-"
     echo "TABLE|    of which the agent's loop busy, $label, p99 (us)|$(jq -r '.nnve_rtt.loop_busy.p99_us // 0' <<<"$j")|-|-"
+    echo "TABLE|    of which inside nnve-daemon, decoded to answered, $label, p99 (us)|$(jq -r '.[] | select(.what == "request") | .p99_us // "-"' <<<"$3")|-|-"
+    echo "TABLE|      of which its commits (log written and synced), $label, p99 (us)|$(jq -r '.[] | select(.what == "commit") | .p99_us // "-"' <<<"$3")|-|-"
+}
+
+# daemon_summary JSON: the nNVE's own figures (nnvectl latency/show) on one line
+daemon_summary() {
+    jq -r 'map("\(.what) p50=\(.p50_us) p99=\(.p99_us) n=\(.samples)") | "inside nnve-daemon: " + join(" | ")' <<<"$1"
+}
+
+# reset: both sides' latency figures start again
+reset() {
+    tnvectl latency/show reset >/dev/null
+    nnvectl latency/show reset >/dev/null
 }
 
 # summary JSON: one latency/show answer on one line (microseconds)
 summary() {
-    jq -r '"samples=\(.samples) p50_us=\(.p50_us) p90_us=\(.p90_us) p99_us=\(.p99_us) max_us=\(.max_us) | libvirt p50=\(.libvirt.p50_us) p99=\(.libvirt.p99_us) n=\(.libvirt.samples) | hop p50=\(.reader_hop.p50_us) p99=\(.reader_hop.p99_us) | nnve_rtt p50=\(.nnve_rtt.p50_us) p99=\(.nnve_rtt.p99_us) n=\(.nnve_rtt.samples) loop_busy p50=\(.nnve_rtt.loop_busy.p50_us) p99=\(.nnve_rtt.loop_busy.p99_us) | starts p50=\(.by_state.activated.p50_us) p99=\(.by_state.activated.p99_us) | stops p50=\(.by_state.init.p50_us) p99=\(.by_state.init.p99_us)"' <<<"$1"
+    jq -r '"samples=\(.samples) p50_us=\(.p50_us) p90_us=\(.p90_us) p99_us=\(.p99_us) max_us=\(.max_us) | libvirt p50=\(.libvirt.p50_us) p99=\(.libvirt.p99_us) n=\(.libvirt.samples) | hop p50=\(.reader_hop.p50_us) p99=\(.reader_hop.p99_us) | to_send p50=\(.to_send.p50_us) p99=\(.to_send.p99_us) | nnve_rtt p50=\(.nnve_rtt.p50_us) p99=\(.nnve_rtt.p99_us) n=\(.nnve_rtt.samples) loop_busy p50=\(.nnve_rtt.loop_busy.p50_us) p99=\(.nnve_rtt.loop_busy.p99_us) | starts p50=\(.by_state.activated.p50_us) p99=\(.by_state.activated.p99_us) | stops p50=\(.by_state.init.p50_us) p99=\(.by_state.init.p99_us)"' <<<"$1"
 }
 
 # What the nNVE's disk gives a lone request: one 4 KiB write and fdatasync every 80 ms, as
@@ -79,25 +96,29 @@ cycles() {
 domain_xml 1 rule >"$T/vm1.xml"
 TSI1="$(uuid_of 1)/$(mac_of 1 1)"
 virsh_c "define $T/vm1.xml" >/dev/null
-tnvectl latency/show reset >/dev/null
+reset
 cycles
 single=$(tnvectl --json latency/show reset)
-table "one domain, first of its VN" "$single"
+inside=$(nnvectl --json latency/show reset)
+table "one domain, first of its VN" "$single" "$inside"
 echo "tnve single domain, first of its VN ($CYCLES start + $CYCLES destroy):" \
     "$(summary "$single")"
+daemon_summary "$inside"
 
 # the same with another domain keeping the VN connected (no VN_CONNECT / VN_DISCONNECT)
 domain_xml 0 rule >"$T/vm0.xml"
 virsh_c "define $T/vm0.xml; start vm0" >/dev/null
 wait_for "vm0 activated" 10 acked "$(uuid_of 0)/$(mac_of 0 1)" activated
-tnvectl latency/show reset >/dev/null
+reset
 cycles
 exec 7>&- # virsh reads its end and leaves
 wait "$VSH_PID" || { cat "$T/vsh.out"; fail "the cycles' virsh failed"; }
 single=$(tnvectl --json latency/show reset)
-table "one domain, VN connected" "$single"
+inside=$(nnvectl --json latency/show reset)
+table "one domain, VN connected" "$single" "$inside"
 echo "tnve single domain, VN already connected ($CYCLES start + $CYCLES destroy):" \
     "$(summary "$single")"
+daemon_summary "$inside"
 
 # start storm
 cmds=""

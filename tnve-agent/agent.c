@@ -16,6 +16,7 @@
 /* ---------------------------------------------------------------- reconciler plumbing */
 
 static void run_rec(struct tnve_agent *a);
+static void run_written(struct tnve_agent *a);
 static void prepares_check(struct tnve_agent *a);
 
 static void timer_cb(uv_timer_t *t)
@@ -113,7 +114,16 @@ static void run_rec(struct tnve_agent *a)
     uint64_t now = uv_now(a->loop);
     uint64_t next = UINT64_MAX;
     for (unsigned i = 0; i < a->n_homes; i++) {
+        /* one write per nNVE for the whole run (a start's VN_CONNECT and TSI_ACTIVATE) */
+        a->in_run = 1;
+        a->run_start_ns = uv_hrtime();
+        if (a->homes[i].nnve)
+            tnve_nnve_cork(a->homes[i].nnve);
         uint64_t n = tnve_rec_run(a->homes[i].rec, now);
+        if (a->homes[i].nnve)
+            tnve_nnve_uncork(a->homes[i].nnve);
+        a->in_run = 0;
+        run_written(a);
         if (n < next)
             next = n;
     }
@@ -189,6 +199,36 @@ static void op_acked(void *aux, uint64_t stamp, enum sncp_tsi_state state)
         if (state <= SNCP_TSI_ACTIVATED)
             tnve_lat_add_ns(&a->lat_state[state], now - stamp);
     }
+}
+
+static void op_sent(void *aux, uint64_t stamp)
+{
+    struct tnve_home *h = aux;
+    struct tnve_agent *a = h->a;
+    if (h->index != a->active)
+        return;
+    if (a->in_run && a->n_run_sent < TNVE_AGENT_RUN_SENT) {
+        a->run_sent[a->n_run_sent++] = stamp; /* taken when the run's write is done */
+        return;
+    }
+    uint64_t now = uv_hrtime();
+    if (now >= stamp)
+        tnve_lat_add_ns(&a->lat_send, now - stamp);
+}
+
+/* The run's requests were written (uncorked): their round trips start now. */
+static void run_written(struct tnve_agent *a)
+{
+    uint64_t now = uv_hrtime(), idle = uv_metrics_idle_time(a->loop);
+    for (unsigned i = 0; i < TNVE_AGENT_RTT_SLOTS; i++)
+        if (a->rtt[i].cookie && a->rtt[i].sent_ns >= a->run_start_ns) {
+            a->rtt[i].sent_ns = now;
+            a->rtt[i].idle_ns = idle;
+        }
+    for (unsigned i = 0; i < a->n_run_sent; i++)
+        if (now >= a->run_sent[i])
+            tnve_lat_add_ns(&a->lat_send, now - a->run_sent[i]);
+    a->n_run_sent = 0;
 }
 
 static int home_up(const struct tnve_home *h);
@@ -657,6 +697,7 @@ static void handle_closed(uv_handle_t *h)
     tnve_lat_uninit(&a->lat_hop);
     tnve_lat_uninit(&a->lat_nnve);
     tnve_lat_uninit(&a->lat_nnve_busy);
+    tnve_lat_uninit(&a->lat_send);
     for (int s = 0; s <= SNCP_TSI_ACTIVATED; s++)
         tnve_lat_uninit(&a->lat_state[s]);
     free(a);
@@ -707,6 +748,7 @@ static int home_create(struct tnve_agent *a, struct tnve_home *h, char *err, siz
         .wake = op_wake,
         .refresh_domain = op_refresh,
         .acked = op_acked,
+        .sent = op_sent,
         .serves = op_serves,
     };
     h->rec = tnve_rec_create(&rc_cfg, &ops, h);
@@ -827,6 +869,7 @@ int tnve_agent_create(uv_loop_t *loop, struct tnve_config *cfg, const char *conf
     tnve_lat_init(&a->lat_hop, TNVE_AGENT_LATENCY_MAX);
     tnve_lat_init(&a->lat_nnve, TNVE_AGENT_LATENCY_MAX);
     tnve_lat_init(&a->lat_nnve_busy, TNVE_AGENT_LATENCY_MAX);
+    tnve_lat_init(&a->lat_send, TNVE_AGENT_LATENCY_MAX);
     for (int s = 0; s <= SNCP_TSI_ACTIVATED; s++)
         tnve_lat_init(&a->lat_state[s], TNVE_AGENT_LATENCY_MAX);
 

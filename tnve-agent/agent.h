@@ -39,7 +39,7 @@
 #include "uplink.h"
 #include "virt.h"
 
-enum { TNVE_AGENT_LATENCY_MAX = 200000, TNVE_AGENT_RTT_SLOTS = 256 };
+enum { TNVE_AGENT_LATENCY_MAX = 200000, TNVE_AGENT_RTT_SLOTS = 256, TNVE_AGENT_RUN_SENT = 64 };
 
 struct tnve_agent;
 struct tnve_dp_mux;
@@ -94,11 +94,17 @@ struct tnve_agent {
      * effect waited for, the hand-off to and from the domain reader thread, and the nNVE's
      * request round trips, and of each round trip the time this agent's loop was busy (not
      * waiting in the poll), in which a response that came is not read. */
-    struct tnve_lat lat_total, lat_libvirt, lat_hop, lat_nnve, lat_nnve_busy;
+    struct tnve_lat lat_total, lat_libvirt, lat_hop, lat_nnve, lat_nnve_busy, lat_send;
     struct tnve_lat lat_state[SNCP_TSI_ACTIVATED + 1]; /* lat_total by the state reached */
     struct {
         uint64_t cookie, sent_ns, idle_ns; /* idle_ns: the loop's idle time at the send */
     } rtt[TNVE_AGENT_RTT_SLOTS];           /* requests in flight, by cookie (a sample per slot) */
+    /* A reconciler run's requests leave together when it ends (corked): their round trips
+     * start then, and the event-to-sent samples of the run (the first RUN_SENT) are taken
+     * then too. */
+    uint64_t run_start_ns, run_sent[TNVE_AGENT_RUN_SENT];
+    unsigned n_run_sent;
+    int in_run;
 };
 
 /* Builds and starts the agent on `loop` (libvirt's event loop must be registered already,

@@ -303,6 +303,7 @@ static void cmd_latency(struct snv_ctl_req *req, int argc, const char *const arg
     }
     json_object_set_new(o, "libvirt", tnve_lat_json(&a->lat_libvirt));
     json_object_set_new(o, "reader_hop", tnve_lat_json(&a->lat_hop));
+    json_object_set_new(o, "to_send", tnve_lat_json(&a->lat_send));
     json_t *rtt = tnve_lat_json(&a->lat_nnve);
     if (rtt)
         json_object_set_new(rtt, "loop_busy", tnve_lat_json(&a->lat_nnve_busy));
@@ -320,6 +321,7 @@ static void cmd_latency(struct snv_ctl_req *req, int argc, const char *const arg
         tnve_lat_reset(&a->lat_hop);
         tnve_lat_reset(&a->lat_nnve);
         tnve_lat_reset(&a->lat_nnve_busy);
+        tnve_lat_reset(&a->lat_send);
     }
     snv_ctl_reply_ok(req, o);
 }

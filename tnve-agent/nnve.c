@@ -44,6 +44,7 @@ struct tnve_nnve {
     int l2;              /* the L2 transport */
     uint8_t nnve_mac[6]; /* configured (cfg.nnve_mac points here) */
     uint8_t discovery_mac[6];
+    struct sncp_conn *corked;          /* the connection tnve_nnve_cork() corked */
     struct sncp_l2_port *port;         /* L2: the port of the current connection */
     int ifindex;                       /* L2: the interface's index when the port opened */
     uint8_t found_mac[6];              /* L2: the nNVE's MAC of the current/last session */
@@ -626,6 +627,24 @@ int64_t tnve_nnve_send(struct tnve_nnve *n, struct sncp_msg *msg, uint64_t cooki
     if (!n->conn || n->state != ST_UP || n->destroying || cookie == 0)
         return SNCP_E_NOT_ESTABLISHED;
     return sncp_conn_send(n->conn, msg, cookie);
+}
+
+/* The connection is freed only once libuv closed its handles (on_closed, a later loop
+ * phase), so the one corked here is still there to uncork, even if it closed meanwhile. */
+void tnve_nnve_cork(struct tnve_nnve *n)
+{
+    if (n->conn && !n->corked && !n->destroying) {
+        n->corked = n->conn;
+        sncp_conn_cork(n->corked);
+    }
+}
+
+void tnve_nnve_uncork(struct tnve_nnve *n)
+{
+    struct sncp_conn *c = n->corked;
+    n->corked = NULL;
+    if (c)
+        sncp_conn_uncork(c);
 }
 
 int tnve_nnve_respond(struct tnve_nnve *n, const struct sncp_msg *req, struct sncp_msg *rsp)

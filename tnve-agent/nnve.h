@@ -74,6 +74,11 @@ void tnve_nnve_destroy(struct tnve_nnve *n);
  * Cookie 0 is reserved. */
 int64_t tnve_nnve_send(struct tnve_nnve *n, struct sncp_msg *msg, uint64_t cookie);
 int tnve_nnve_respond(struct tnve_nnve *n, const struct sncp_msg *req, struct sncp_msg *rsp);
+/* Batches the requests sent until tnve_nnve_uncork() into few TLS records and one write
+ * (sncp_conn_cork): a start's VN_CONNECT and TSI_ACTIVATE leave together.  Not nested; call
+ * both within one callback of the loop (the connection outlives it). */
+void tnve_nnve_cork(struct tnve_nnve *n);
+void tnve_nnve_uncork(struct tnve_nnve *n);
 
 int tnve_nnve_is_up(const struct tnve_nnve *n);
 /* The CAPABILITIES the nNVE advertised in its HELLO response (0 when absent or not up). */

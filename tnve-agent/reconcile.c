@@ -123,6 +123,7 @@ struct rec_tsi {
     char dp_ifname[64];
     int dp_adopted; /* dp_vid is the previous run's, kept for the activation under way */
     uint64_t stamp; /* of the desired-state change not yet acknowledged */
+    int stamp_sent; /* a request for that change has left (ops.sent was told) */
 };
 
 /* A vNIC port the previous run of the agent had set (from the ports file), kept until the
@@ -1011,6 +1012,7 @@ static void dom_apply(struct tnve_rec *r, struct rec_domain *d, enum tnve_effect
     for (struct rec_tsi *t = d->tsis; t; t = t->dom_next) {
         t->flags = flags;
         t->stamp = r->stamp;
+        t->stamp_sent = 0;
         /* A new desired state deserves a prompt attempt, not the old failure's backoff. */
         t->retry_at = 0;
         t->failures = 0;
@@ -1505,6 +1507,11 @@ static void tsi_send(struct tnve_rec *r, struct rec_tsi *t, uint8_t type,
     int err = do_send(r, &m, COOKIE(CK_TSI, t->serial));
     if (r->window_full)
         return;
+    if (!err && t->stamp && !t->stamp_sent) {
+        t->stamp_sent = 1;
+        if (r->ops.sent)
+            r->ops.sent(r->aux, t->stamp);
+    }
     if (err) {
         t->retry_at = now + backoff(r, ++t->failures, 0);
         SNV_WARN("rec", "send failed tsi=%s request=%s err=%s", t->id_str, sncp_msg_type_name(type),

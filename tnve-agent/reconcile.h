@@ -50,6 +50,9 @@ struct tnve_rec_ops {
      * serve are desired Init here, and a hook does not wait for them.  Asked again at every
      * tnve_rec_run() and tnve_rec_serve_changed().  May be NULL: every VN is served. */
     int (*serves)(void *aux, const struct tnve_vn *vn);
+    /* The first request for the change of stamp `stamp` left for the nNVE (once per TSI and
+     * change, as acked): the agent's own share of that latency.  May be NULL. */
+    void (*sent)(void *aux, uint64_t stamp);
 };
 
 struct tnve_rec_config {

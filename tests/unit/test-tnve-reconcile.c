@@ -92,7 +92,17 @@ static int f_serves(void *aux, const struct tnve_vn *vn)
     return !unserved_vn || vn->id != unserved_vn;
 }
 
-static const struct tnve_rec_ops OPS = {f_send, f_respond, f_wake, NULL, f_acked, f_serves};
+static uint64_t sent_stamp;
+static int sent_calls;
+
+static void f_sent(void *aux, uint64_t stamp)
+{
+    (void)aux;
+    sent_calls++;
+    sent_stamp = stamp;
+}
+
+static const struct tnve_rec_ops OPS = {f_send, f_respond, f_wake, NULL, f_acked, f_serves, f_sent};
 
 /* A dataplane that records its calls, "set PORT VID" / "clear PORT VID IN_USE". */
 static char dp_calls[16][64];
@@ -632,19 +642,23 @@ START_TEST(test_lifecycle_and_disconnect)
     struct tnve_rec *r = steady(NULL, &x);
     int n = F.n;
     /* managed save / pmsuspend: Deactivate, stays associated */
-    acked_calls = 0;
+    acked_calls = sent_calls = 0;
     tnve_rec_set_stamp(r, 123456);
     tnve_rec_domain_effect(r, x.uuid, TNVE_EFFECT_ASSOCIATE, 0, "pmsuspended", 2000);
     tnve_rec_set_stamp(r, 0);
+    ck_assert_int_eq(sent_calls, 0);
     tnve_rec_run(r, 2000);
     ck_assert_int_eq(F.n, n + 1);
     ck_assert_int_eq(F.sent[n].type, SNCP_MSG_TSI_DEACTIVATE);
     ck_assert_int_eq(acked_calls, 0);
+    ck_assert_int_eq(sent_calls, 1); /* the agent's own share: once, when it left */
+    ck_assert_uint_eq(sent_stamp, 123456);
     answer_ok(r, SNCP_MSG_TSI_DEACTIVATE, 0, SNCP_TSI_ASSOCIATED, 2001);
     ck_assert_int_eq(acked_calls, 1); /* event-to-acknowledged latency probe */
     ck_assert_uint_eq(acked_stamp, 123456);
     tnve_rec_run(r, 2001);
     ck_assert_int_eq(F.n, n + 1);
+    ck_assert_int_eq(sent_calls, 1);
     /* resume: Activate */
     tnve_rec_domain_effect(r, x.uuid, TNVE_EFFECT_ACTIVATE, 0, "resumed", 2002);
     tnve_rec_run(r, 2002);
