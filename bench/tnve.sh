@@ -5,6 +5,8 @@
 # driver), a real nnve-daemon and the agent over TLS on 127.0.0.1.
 #   1. one domain: TNVE_BENCH_CYCLES start/destroy cycles, one at a time (start = VN_CONNECT
 #      + TSI_ACTIVATE, destroy = TSI_DEASSOCIATE; VN_DISCONNECT follows, not timed);
+#      the same with another domain keeping the VN connected; then TNVE_BENCH_IDLE_CYCLES
+#      (8) more of those, each start and stop 2.5 s after the last change (a quiet switch);
 #   2. a start storm: TNVE_BENCH_STORM domains defined, then all started by one virsh.
 # Prints p50/p90/p99/max in microseconds, starts and stops apart (`by_state`: the state the
 # change reached), and for the single-domain cases what of it went to libvirt calls, to the
@@ -19,6 +21,7 @@
 . "$SPLITNVE_SRC/tests/tools/tnve-lib.sh"
 CYCLES=${TNVE_BENCH_CYCLES:-100}
 STORM=${TNVE_BENCH_STORM:-1000}
+IDLE_CYCLES=${TNVE_BENCH_IDLE_CYCLES:-8}
 
 start_libvirtd
 start_nnve
@@ -111,12 +114,35 @@ virsh_c "define $T/vm0.xml; start vm0" >/dev/null
 wait_for "vm0 activated" 10 acked "$(uuid_of 0)/$(mac_of 0 1)" activated
 reset
 cycles
-exec 7>&- # virsh reads its end and leaves
-wait "$VSH_PID" || { cat "$T/vsh.out"; fail "the cycles' virsh failed"; }
 single=$(tnvectl --json latency/show reset)
 inside=$(nnvectl --json latency/show reset)
 table "one domain, VN connected" "$single" "$inside"
 echo "tnve single domain, VN already connected ($CYCLES start + $CYCLES destroy):" \
+    "$(summary "$single")"
+daemon_summary "$inside"
+
+# The same after an idle spell: each start and stop 2.5 s after the last change, as on a
+# quiet switch (the nNVE has folded its log into its database by then).  Few samples:
+# p50 and max.
+reset
+for _ in $(seq 1 "$IDLE_CYCLES"); do
+    sleep 2.5
+    vsh "start vm1"
+    sleep 0.05 # as in cycles
+    wait_for "vm1 activated" 10 acked "$TSI1" activated
+    sleep 2.5
+    vsh "destroy vm1"
+    sleep 0.05
+    wait_for "vm1 gone" 10 gone "$TSI1"
+done
+exec 7>&- # virsh reads its end and leaves
+wait "$VSH_PID" || { cat "$T/vsh.out"; fail "the cycles' virsh failed"; }
+single=$(tnvectl --json latency/show reset)
+inside=$(nnvectl --json latency/show reset)
+echo "TABLE|tnve-agent libvirt event -> nNVE ack, one domain after 2.5 s idle, p50 (us)|$(jq -r '.p50_us // "-"' <<<"$single")|-|-"
+echo "TABLE|  the same, max of $((2 * IDLE_CYCLES)) (us)|$(jq -r '.max_us // "-"' <<<"$single")|-|-"
+echo "TABLE|  of which the nNVE's commits, p50 (us)|$(jq -r '.[] | select(.what == "commit") | .p50_us // "-"' <<<"$inside")|-|-"
+echo "tnve single domain after 2.5 s idle ($IDLE_CYCLES start + $IDLE_CYCLES destroy):" \
     "$(summary "$single")"
 daemon_summary "$inside"
 

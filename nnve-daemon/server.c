@@ -168,6 +168,7 @@ struct nnve_server {
     uint64_t recover_at; /* degraded: next attempt to store the whole state */
     uint32_t recover_ms; /* ... and the interval, doubled after each failure */
     uint64_t checkpoint_commits; /* store commits at the last checkpoint */
+    int checkpoint_idle_pass;    /* the running checkpoint is an idle spell's (on_tick) */
     uint64_t second_commits;     /* store commits at the last whole second's tick */
     unsigned ticks;
     int busy;      /* requests were answered since the last idle check */
@@ -577,6 +578,12 @@ static void checkpoint_done(uv_work_t *w, int status)
     if (status == 0)
         nnve_store_checkpoint_done(srv->store);
     srv->checkpoint_running = 0;
+    /* After an idle spell's checkpoint that no commit followed: the log is restarted now
+     * rather than by the next request's commit (nnve_store_restart_log()). */
+    if (status == 0 && srv->checkpoint_idle_pass &&
+        nnve_store_stats(srv->store)->commits == srv->checkpoint_commits)
+        nnve_store_restart_log(srv->store);
+    srv->checkpoint_idle_pass = 0;
 }
 
 /* Runs a checkpoint on the worker thread, unless one is running. */
@@ -629,8 +636,11 @@ static void on_tick(uv_timer_t *t)
      * commit's.  A busy log asks for the worker itself (nnve_store_checkpoint_wanted()). */
     if (srv->store && srv->ticks % 5 == 0) {
         uint64_t commits = nnve_store_stats(srv->store)->commits;
-        if (commits == srv->second_commits && commits != srv->checkpoint_commits)
+        if (commits == srv->second_commits && commits != srv->checkpoint_commits &&
+            !srv->checkpoint_running) {
             checkpoint_start(srv);
+            srv->checkpoint_idle_pass = srv->checkpoint_running;
+        }
         srv->second_commits = commits;
     }
 }
@@ -1322,6 +1332,9 @@ static void each_counter(const struct nnve_server *srv, counter_fn *fn, void *au
         fn(aux, "store_checkpoints_total", "WAL checkpoints run", NULL, NULL, ss->checkpoints);
         fn(aux, "store_checkpoint_failures_total", "WAL checkpoints that failed", NULL, NULL,
            ss->checkpoint_failures);
+        fn(aux, "store_idle_log_restarts_total",
+           "WAL restarts done after an idle checkpoint, off any request's path", NULL, NULL,
+           ss->idle_log_restarts);
         fn(aux, "store_commits_total", "group commits", NULL, NULL,
            nnve_store_stats(srv->store)->commits);
         fn(aux, "store_writes_total", "rows written", NULL, NULL,

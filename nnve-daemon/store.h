@@ -95,10 +95,16 @@ void nnve_store_checkpoint_done(struct nnve_store *s);
 /* 1 once, after a commit that left the write-ahead log long enough that a worker
  * checkpoint should start now rather than at its next period; 0 otherwise (or NULL). */
 int nnve_store_checkpoint_wanted(struct nnve_store *s);
+/* After a worker checkpoint that copied the whole log, with no transaction open: restarts
+ * the log now, in a small transaction of its own (two syncs with sync = full), so that the
+ * next commit does not (see store.c).  Otherwise does nothing.  Returns 0, or
+ * SNCP_E_INTERNAL when that write failed (logged; nothing of the state is lost). */
+int nnve_store_restart_log(struct nnve_store *s);
 
 struct nnve_store_stats {
     uint64_t commits, writes, errors;
     uint64_t checkpoints, checkpoint_failures; /* by the worker and by the loop */
+    uint64_t idle_log_restarts;                /* nnve_store_restart_log() */
     /* How long each group commit held the loop: the log's writes, its sync, and a
      * checkpoint when the commit runs one (failed commits included). */
     struct snv_hist commit_us;

@@ -503,6 +503,71 @@ START_TEST(test_checkpoint)
 }
 END_TEST
 
+/* The log header's checkpoint sequence number (bytes 12-15, big-endian): it changes each
+ * time the log restarts. */
+static uint32_t wal_seq(void)
+{
+    char path[128];
+    unsigned char h[16];
+    snprintf(path, sizeof path, "%s/nnve-daemon.db-wal", dir);
+    FILE *f = fopen(path, "rb");
+    ck_assert_ptr_nonnull(f);
+    ck_assert_uint_eq(fread(h, 1, sizeof h, f), sizeof h);
+    fclose(f);
+    return (uint32_t)h[12] << 24 | (uint32_t)h[13] << 16 | (uint32_t)h[14] << 8 | h[15];
+}
+
+/* An idle spell's checkpoint copies the whole log; the write after it restarts the log (its
+ * header synced, then its frames: two syncs).  nnve_store_restart_log() does that restart
+ * itself right after the checkpoint, so that the next request's commit appends (one sync);
+ * and the log's file has its working size from the start (no commit extends it). */
+START_TEST(test_idle_log_restart)
+{
+    struct nnve_store *s;
+    char err[256];
+    uint64_t db, wal;
+    ck_assert_int_eq(nnve_store_open(dir, NNVE_SYNC_FULL, &s, err, sizeof err), 0);
+    nnve_store_sizes(s, &db, &wal);
+    ck_assert_msg(wal >= 2048u * (4096 + 24), "log file not preallocated: %llu bytes",
+                  (unsigned long long)wal);
+    struct nnve_vn vn = {.id = 5000, .has_id = 1};
+    struct sncp_tsi_id tsi = {.mac = {0x52}};
+    ck_assert_int_eq(nnve_store_tsi_put(s, "hv1", &vn, &tsi, 2, 0, NULL, 0), 0);
+    ck_assert_int_eq(nnve_store_commit(s), 0);
+    /* without it: the first commit after a whole checkpoint restarts the log */
+    ck_assert_int_eq(nnve_store_checkpoint(s), 0);
+    nnve_store_checkpoint_done(s);
+    uint32_t seq = wal_seq();
+    ck_assert_int_eq(nnve_store_tsi_put(s, "hv1", &vn, &tsi, 3, 0, NULL, 0), 0);
+    ck_assert_int_eq(nnve_store_commit(s), 0);
+    ck_assert_uint_ne(wal_seq(), seq);
+    /* with it: the restart is done before, and the commit after it appends */
+    ck_assert_int_eq(nnve_store_checkpoint(s), 0);
+    nnve_store_checkpoint_done(s);
+    uint64_t commits = nnve_store_stats(s)->commits;
+    seq = wal_seq();
+    ck_assert_int_eq(nnve_store_restart_log(s), 0);
+    ck_assert_uint_eq(nnve_store_stats(s)->idle_log_restarts, 1);
+    ck_assert_uint_eq(nnve_store_stats(s)->commits, commits); /* not a group commit */
+    ck_assert_uint_ne(wal_seq(), seq);
+    seq = wal_seq();
+    ck_assert_int_eq(nnve_store_tsi_put(s, "hv1", &vn, &tsi, 2, 0, NULL, 0), 0);
+    ck_assert_int_eq(nnve_store_commit(s), 0);
+    ck_assert_uint_eq(wal_seq(), seq);
+    /* nothing without a new whole checkpoint, nor with a transaction open */
+    ck_assert_int_eq(nnve_store_restart_log(s), 0);
+    ck_assert_int_eq(nnve_store_checkpoint(s), 0);
+    nnve_store_checkpoint_done(s);
+    ck_assert_int_eq(nnve_store_tsi_put(s, "hv1", &vn, &tsi, 3, 0, NULL, 0), 0);
+    ck_assert_int_eq(nnve_store_restart_log(s), 0);
+    ck_assert_uint_eq(nnve_store_stats(s)->idle_log_restarts, 1);
+    ck_assert_int_eq(nnve_store_commit(s), 0);
+    nnve_store_close(s);
+    ck_assert_int_eq(rows("SELECT value FROM meta WHERE key = 'idle_log_restarts'"), 1);
+    ck_assert_int_eq(rows("SELECT state FROM tsi"), 3);
+}
+END_TEST
+
 /* The state over a store that fails: the group is undone, the daemon stays degraded (every
  * request refused, nothing written) until the whole state is stored again. */
 START_TEST(test_state_store_failure)
@@ -588,6 +653,7 @@ int main(void)
     tcase_add_test(tc, test_state_restart);
     tcase_add_test(tc, test_failed_write_poisons_transaction);
     tcase_add_test(tc, test_checkpoint);
+    tcase_add_test(tc, test_idle_log_restart);
     tcase_add_test(tc, test_state_store_failure);
     tcase_set_timeout(tc, 30);
     suite_add_tcase(s, tc);
