@@ -10,12 +10,18 @@
 # others, and the sanitizer build finds all that the plain one would, and more.
 # Ends with the line "N passed, N failed, N skipped" and exits non-zero if anything failed.
 set -u
+usage() { sed -n '2,11s/^# \{0,1\}//p' "$0"; }
+case ${1:-} in
+-h | --help) usage; exit 0 ;;
+-*) [ "$1" = --plain-stage ] || { echo "run-tests.sh: unknown option $1" >&2; usage >&2; exit 2; } ;;
+esac
 plain_stage=
 [ "${1:-}" = --plain-stage ] && { plain_stage=1; shift; }
 build=${1:?usage: run-tests.sh [--plain-stage] BUILD_DIR [FILTER]}
 filter=${2:-}
 top=$(cd "$(dirname "$0")/.." && pwd)
-build=$(cd "$top" && cd "$build" && pwd)
+build=$(cd "$top" && cd "$build" 2>/dev/null && pwd) ||
+    { echo "run-tests.sh: ${1}: no such build directory (make builds build/)" >&2; exit 2; }
 logs=$build/test-logs
 mkdir -p "$logs"
 export SPLITNVE_BUILD=$build SPLITNVE_SRC=$top CK_DEFAULT_TIMEOUT=${CK_DEFAULT_TIMEOUT:-60}
