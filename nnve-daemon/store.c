@@ -201,19 +201,22 @@ static void wal_preallocate(struct nnve_store *s)
     if (off >= want || (uint64_t)fs.f_bavail * fs.f_frsize < 4 * (uint64_t)want)
         return;
     static const char zeros[65536];
-    while (off < want) {
+    int e = 0;
+    while (off < want && !e) {
         size_t n = want - off < (off_t)sizeof zeros ? (size_t)(want - off) : sizeof zeros;
         ssize_t w = pwrite(s->wal_fd, zeros, n, off);
-        if (w <= 0)
-            break;
-        off += w;
+        if (w > 0)
+            off += w;
+        else
+            e = w < 0 ? errno : ENOSPC;
     }
-    if (off < want || fdatasync(s->wal_fd)) {
+    if (!e && fdatasync(s->wal_fd))
+        e = errno;
+    if (e) {
         if (ftruncate(s->wal_fd, sb.st_size)) {
             /* the zeros stay: never read as frames, only room taken */
         }
-        snv_log(SNV_LOG_INFO, "store", "log file not preallocated path=%s: %s", wal,
-                strerror(errno));
+        snv_log(SNV_LOG_INFO, "store", "log file not preallocated path=%s: %s", wal, strerror(e));
     }
 }
 
