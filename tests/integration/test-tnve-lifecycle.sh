@@ -180,8 +180,8 @@ log "SIGHUP: mapping rules reloaded, vm7 moved to VN 5001"
 tnvectl show counters >/dev/null || fail "show counters"
 # latency/show: every nNVE round trip recorded has its loop-busy part, never more than it
 tnvectl --json latency/show | jq -e '.nnve_rtt.samples > 0 and .nnve_rtt.loop_busy.samples == .nnve_rtt.samples and .nnve_rtt.loop_busy.max_us <= .nnve_rtt.max_us' >/dev/null || fail "latency/show: nnve_rtt.loop_busy missing or inconsistent"
-# the agent's own share: one sample per change that was sent, never more than the whole
-tnvectl --json latency/show | jq -e '.to_send.samples > 0 and .to_send.samples >= .samples and .to_send.p50_us <= .p50_us' >/dev/null || fail "latency/show: to_send missing or inconsistent"
+# the agent's own share: a sample per change whose request left, less than the whole
+tnvectl --json latency/show | jq -e '.to_send.samples > 0 and .to_send.p50_us <= .p50_us' >/dev/null || fail "latency/show: to_send missing or inconsistent"
 # and by the state reached: starts and stops happened, and the split adds up to the whole
 tnvectl --json latency/show | jq -e '.by_state.activated.samples > 0 and .by_state.init.samples > 0 and ([.by_state[].samples] | add) == .samples' >/dev/null || fail "latency/show: by_state missing or inconsistent"
 stop_pid "$AGENT_PID"; rc=$?; AGENT_PID=
