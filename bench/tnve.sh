@@ -84,25 +84,29 @@ FAIL_LOGS+=(vsh.out) # its errors, should a cycle not converge
 exec 7>"$T/vsh.in"
 vsh() { echo "$*" >&7; }
 
-# cycles: CYCLES start/destroy cycles of vm1, one at a time.
+# cycles N [GAP]: N start/destroy cycles of vm1, one at a time, each start and destroy
+# GAP seconds after the last change (default none); then $single and $inside hold both
+# sides' latency figures over them (reset before).
 cycles() {
-    for _ in $(seq 1 "$CYCLES"); do
+    reset
+    for _ in $(seq 1 "$1"); do
+        [ -n "${2:-}" ] && sleep "$2"
         vsh "start vm1"
         sleep 0.05 # let the measured exchange run without the poller competing for the CPU
         wait_for "vm1 activated" 10 acked "$TSI1" activated
+        [ -n "${2:-}" ] && sleep "$2"
         vsh "destroy vm1"
         sleep 0.05
         wait_for "vm1 gone" 10 gone "$TSI1"
     done
+    single=$(tnvectl --json latency/show reset)
+    inside=$(nnvectl --json latency/show reset)
 }
 
 domain_xml 1 rule >"$T/vm1.xml"
 TSI1="$(uuid_of 1)/$(mac_of 1 1)"
 virsh_c "define $T/vm1.xml" >/dev/null
-reset
-cycles
-single=$(tnvectl --json latency/show reset)
-inside=$(nnvectl --json latency/show reset)
+cycles "$CYCLES"
 table "one domain, first of its VN" "$single" "$inside"
 echo "tnve single domain, first of its VN ($CYCLES start + $CYCLES destroy):" \
     "$(summary "$single")"
@@ -112,10 +116,7 @@ daemon_summary "$inside"
 domain_xml 0 rule >"$T/vm0.xml"
 virsh_c "define $T/vm0.xml; start vm0" >/dev/null
 wait_for "vm0 activated" 10 acked "$(uuid_of 0)/$(mac_of 0 1)" activated
-reset
-cycles
-single=$(tnvectl --json latency/show reset)
-inside=$(nnvectl --json latency/show reset)
+cycles "$CYCLES"
 table "one domain, VN connected" "$single" "$inside"
 echo "tnve single domain, VN already connected ($CYCLES start + $CYCLES destroy):" \
     "$(summary "$single")"
@@ -124,21 +125,9 @@ daemon_summary "$inside"
 # The same after an idle spell: each start and stop 2.5 s after the last change, as on a
 # quiet switch (the nNVE has folded its log into its database by then).  Few samples:
 # p50 and max.
-reset
-for _ in $(seq 1 "$IDLE_CYCLES"); do
-    sleep 2.5
-    vsh "start vm1"
-    sleep 0.05 # as in cycles
-    wait_for "vm1 activated" 10 acked "$TSI1" activated
-    sleep 2.5
-    vsh "destroy vm1"
-    sleep 0.05
-    wait_for "vm1 gone" 10 gone "$TSI1"
-done
+cycles "$IDLE_CYCLES" 2.5
 exec 7>&- # virsh reads its end and leaves
 wait "$VSH_PID" || { cat "$T/vsh.out"; fail "the cycles' virsh failed"; }
-single=$(tnvectl --json latency/show reset)
-inside=$(nnvectl --json latency/show reset)
 echo "TABLE|tnve-agent libvirt event -> nNVE ack, one domain after 2.5 s idle, p50 (us)|$(jq -r '.p50_us // "-"' <<<"$single")|-|-"
 echo "TABLE|  the same, max of $((2 * IDLE_CYCLES)) (us)|$(jq -r '.max_us // "-"' <<<"$single")|-|-"
 echo "TABLE|  of which the nNVE's commits, p50 (us)|$(jq -r '.[] | select(.what == "commit") | .p50_us // "-"' <<<"$inside")|-|-"
