@@ -8,11 +8,16 @@
  *       the next (commit_wait_p99()).  With G, one write and sync every G ms instead of back
  *       to back: what a lone request's commit costs (on a virtual disk a sync after an idle
  *       spell costs several times one that follows another), p50/p99 only.
- *   floor --echo --pki DIR [--sessions N] [--window W] [--seconds S] [--size B]
+ *   floor --echo --pki DIR [--sessions N] [--window W] [--seconds S] [--size B] [--rate R]
  *       a bare TLS echo over TCP on 127.0.0.1, through lib's TLS engine (sncp_tls) and
  *       libuv, the server in a child process (as the daemon is): first one session with one
- *       message in flight (round trip p50/p99), then N (100) sessions with W (64) messages of
- *       B (96) bytes in flight each for S (2) seconds (round trips/s).  Certificates:
+ *       message in flight (round trip p50/p99); with R, then R messages/s over N sessions
+ *       sent as bench/nnve-load's latency phase sends its requests (a timer with the period
+ *       1/R, open loop, 1 s of warm-up then 3 s counted, each round trip from its message's
+ *       due time): the floor of that phase's figure, which pays what the back-to-back round
+ *       trip does not (the timer's wake-up, waking an idle CPU for each message); then N
+ *       (100) sessions with W (64) messages of B (96) bytes in flight each for S (2) seconds
+ *       (round trips/s).  Certificates:
  *       DIR/nnve.crt for the server, DIR/benchK.crt for session K (bench/nnve-load
  *       --gen-certs).
  * Every figure is also printed as a line TABLE|figure|value|-|- (scripts/run-bench.sh).
@@ -25,6 +30,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/timerfd.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -132,12 +138,15 @@ static int fdatasync_floor(const char *dir, unsigned count, unsigned gap_ms)
 
 /* ---- TLS echo ---- */
 
+enum { PACED_QUEUE = 64 }; /* a paced session's messages in flight (ring of indexes) */
+
 struct peer {
     uv_tcp_t tcp;
     struct sncp_tls *tls;
     int established;
-    uint64_t rx;      /* client: echoed bytes received */
-    uint64_t sent_at; /* client, window 1: when the message in flight left */
+    uint64_t rx;                            /* client: echoed bytes received */
+    uint64_t sent_at;                       /* client, window 1: when the message in flight left */
+    unsigned q[PACED_QUEUE], q_head, q_len; /* client, paced: its messages in flight */
 };
 
 static uv_loop_t *loop;
@@ -152,6 +161,15 @@ static uint64_t round_trips, measure_t0;
 static uint64_t *rtt_ns;
 static unsigned rtt_n, rtt_cap;
 static uint8_t msg[4096];
+
+/* The paced run (--rate): message k is due at paced_t0 + k / rate, sent by a timer with the
+ * request period on session k % sessions; its round trip runs from that due time. */
+static unsigned paced_rate;
+static int paced;
+static uint64_t paced_t0, paced_sent, paced_done, paced_warmup, paced_cap;
+static uint64_t *paced_due, *paced_ns, *paced_lag_ns;
+static int paced_tfd = -1;
+static uv_poll_t paced_poll;
 
 struct wreq {
     uv_write_t req;
@@ -219,6 +237,17 @@ static void client_plaintext(struct peer *p, size_t n)
     p->rx += n;
     uint64_t got = p->rx / msg_size - before;
     for (uint64_t i = 0; i < got; i++) {
+        if (paced) {
+            if (!p->q_len)
+                continue;
+            unsigned k = p->q[p->q_head];
+            p->q_head = (p->q_head + 1) % PACED_QUEUE;
+            p->q_len--;
+            paced_ns[k] = uv_hrtime() - paced_due[k];
+            if (++paced_done == paced_cap)
+                done = 1;
+            continue;
+        }
         if (measuring) {
             round_trips++;
             if (window == 1 && rtt_n < rtt_cap)
@@ -247,7 +276,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
             p->established = 1;
             if (client) {
                 n_established++;
-                for (unsigned i = 0; i < window; i++)
+                for (unsigned i = 0; i < window && !paced; i++)
                     client_send(p);
             }
         }
@@ -336,6 +365,26 @@ static void on_connect(uv_connect_t *req, int status)
 
 static uv_timer_t timer;
 
+/* Opens `sessions` client sessions (clients[i] with ctxs[i]) to the echo on port. */
+static void connect_all(uint16_t port, unsigned sessions, struct sncp_tls_ctx **ctxs)
+{
+    struct sockaddr_in sa;
+    uv_ip4_addr("127.0.0.1", port, &sa);
+    for (unsigned i = 0; i < sessions; i++) {
+        struct peer *p = &clients[i];
+        uv_tcp_init(loop, &p->tcp);
+        p->tcp.data = p;
+        p->tls = sncp_tls_create(ctxs[i], NULL);
+        uv_connect_t *req = malloc(sizeof *req);
+        req->data = p;
+        if (!p->tls || uv_tcp_connect(req, &p->tcp, (const struct sockaddr *)&sa, on_connect)) {
+            fprintf(stderr, "floor: cannot connect\n");
+            exit(1);
+        }
+        n_started++;
+    }
+}
+
 static void on_timer(uv_timer_t *t)
 {
     (void)t;
@@ -363,21 +412,7 @@ static double echo_run(uint16_t port, unsigned sessions, unsigned win, struct sn
     n_established = n_closed = n_started = 0;
     measuring = done = 0;
     clients = calloc(sessions, sizeof *clients);
-    struct sockaddr_in sa;
-    uv_ip4_addr("127.0.0.1", port, &sa);
-    for (unsigned i = 0; i < sessions; i++) {
-        struct peer *p = &clients[i];
-        uv_tcp_init(loop, &p->tcp);
-        p->tcp.data = p;
-        p->tls = sncp_tls_create(ctxs[i], NULL);
-        uv_connect_t *req = malloc(sizeof *req);
-        req->data = p;
-        if (!p->tls || uv_tcp_connect(req, &p->tcp, (const struct sockaddr *)&sa, on_connect)) {
-            fprintf(stderr, "floor: cannot connect\n");
-            exit(1);
-        }
-        n_started++;
-    }
+    connect_all(port, sessions, ctxs);
     uv_timer_init(loop, &timer);
     uv_timer_start(&timer, on_timer, 10, 10);
     uint64_t t1 = 0;
@@ -391,6 +426,128 @@ static double echo_run(uint16_t port, unsigned sessions, unsigned win, struct sn
     free(clients);
     clients = NULL;
     return (double)round_trips / secs;
+}
+
+/* Sends the messages that are due (open loop: whatever the echoes do).  A session with
+ * PACED_QUEUE messages in flight skips its turn: that message is lost to the figures, which
+ * then count fewer samples (printed). */
+static void paced_send_due(void)
+{
+    uint64_t now = uv_hrtime();
+    uint64_t due = (now - paced_t0) * paced_rate / 1000000000u + 1;
+    while (paced_sent < due && paced_sent < paced_cap) {
+        uint64_t k = paced_sent++;
+        struct peer *p = &clients[k % n_sessions];
+        paced_due[k] = paced_t0 + k * 1000000000u / paced_rate;
+        paced_lag_ns[k] = uv_hrtime() - paced_due[k];
+        if (p->q_len == PACED_QUEUE || !p->established) {
+            paced_cap--;
+            continue;
+        }
+        p->q[(p->q_head + p->q_len++) % PACED_QUEUE] = (unsigned)k;
+        if (sncp_tls_write(p->tls, msg, msg_size) < 0)
+            peer_close(p);
+        flush(p);
+    }
+    if (paced_sent >= paced_cap)
+        uv_poll_stop(&paced_poll);
+}
+
+static void on_paced_tick(uv_poll_t *h, int status, int events)
+{
+    (void)h;
+    (void)status;
+    (void)events;
+    uint64_t expirations;
+    if (read(paced_tfd, &expirations, sizeof expirations) < 0 && errno != EAGAIN)
+        perror("floor: timerfd");
+    paced_send_due();
+}
+
+static void on_paced_start(uv_timer_t *t)
+{
+    if (n_established < n_started)
+        return;
+    uv_timer_stop(t);
+    uint64_t period = 1000000000u / paced_rate;
+    struct timespec ts = {(time_t)(period / 1000000000u), (long)(period % 1000000000u)};
+    struct itimerspec its = {ts, ts};
+    timerfd_settime(paced_tfd, 0, &its, NULL);
+    paced_t0 = uv_hrtime();
+    uv_poll_start(&paced_poll, UV_READABLE, on_paced_tick);
+}
+
+static double pct(uint64_t *v, size_t n, double q)
+{
+    return n ? (double)v[(size_t)((double)n * q)] / 1e6 : 0;
+}
+
+/* The paced run: `sessions` clients, `paced_rate` messages/s spread over them as nnve-load's
+ * latency phase sends its requests (1 s of warm-up, then 3 s counted), each message's round
+ * trip from its due time.  Prints p50/p99/max and how late the messages left; returns the
+ * p99 in ms (0 if nothing was measured). */
+static double paced_run(uint16_t port, unsigned sessions, struct sncp_tls_ctx **ctxs)
+{
+    n_sessions = sessions;
+    window = 1;
+    n_established = n_closed = n_started = 0;
+    measuring = done = 0;
+    paced = 1;
+    paced_warmup = paced_rate;
+    paced_cap = paced_warmup + 3 * (uint64_t)paced_rate;
+    paced_sent = paced_done = 0;
+    uint64_t cap = paced_cap;
+    paced_due = calloc(cap, sizeof *paced_due);
+    paced_ns = calloc(cap, sizeof *paced_ns);
+    paced_lag_ns = calloc(cap, sizeof *paced_lag_ns);
+    clients = calloc(sessions, sizeof *clients);
+    paced_tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+    if (!paced_due || !paced_ns || !paced_lag_ns || !clients || paced_tfd < 0) {
+        perror("floor: paced run");
+        exit(1);
+    }
+    uv_poll_init(loop, &paced_poll, paced_tfd);
+    connect_all(port, sessions, ctxs);
+    uv_timer_init(loop, &timer);
+    uv_timer_start(&timer, on_paced_start, 10, 10);
+    int closing = 0;
+    while (uv_run(loop, UV_RUN_ONCE)) {
+        if (done && !closing) {
+            closing = 1;
+            uv_close((uv_handle_t *)&paced_poll, NULL);
+            uv_close((uv_handle_t *)&timer, NULL);
+            for (unsigned i = 0; i < n_started; i++)
+                peer_close(&clients[i]);
+        }
+        if (closing && n_closed == n_started)
+            break;
+    }
+    close(paced_tfd);
+    paced_tfd = -1;
+    paced = 0;
+    /* the counted messages: the ones sent after the warm-up that were answered */
+    size_t n = 0;
+    for (uint64_t k = paced_warmup; k < paced_sent; k++)
+        if (paced_ns[k]) {
+            paced_ns[n] = paced_ns[k];
+            paced_lag_ns[n++] = paced_lag_ns[k];
+        }
+    qsort(paced_ns, n, sizeof *paced_ns, cmp_u64);
+    qsort(paced_lag_ns, n, sizeof *paced_lag_ns, cmp_u64);
+    double p99 = pct(paced_ns, n, 0.99);
+    printf("tls echo: %u messages/s over %u sessions, %zu counted (after 1 s): from each one's "
+           "due time p50 %.3f ms, p99 %.3f ms, max %.3f ms; sent late by p99 %.3f ms\n",
+           paced_rate, sessions, n, pct(paced_ns, n, 0.5), p99, n ? paced_ns[n - 1] / 1e6 : 0,
+           pct(paced_lag_ns, n, 0.99));
+    printf("TABLE|loopback TLS round trip p99, %u/s over %u sessions (ms)|%.3f|-|-\n", paced_rate,
+           sessions, p99);
+    fflush(stdout);
+    free(paced_due);
+    free(paced_ns);
+    free(paced_lag_ns);
+    free(clients);
+    clients = NULL;
+    return p99;
 }
 
 static int echo_floor(void)
@@ -437,6 +594,7 @@ static int echo_floor(void)
            n, msg_size, p50, p99);
     printf("TABLE|loopback TLS round trip p99, 1 session (ms)|%.3f|-|-\n", p99);
     fflush(stdout);
+    double paced_p99 = paced_rate ? paced_run(port, sessions, ctxs) : 1;
     double rate = echo_run(port, sessions, win, ctxs);
     printf("tls echo: %u sessions, window %u, %u bytes: %.0f round trips/s\n", sessions, win,
            msg_size, rate);
@@ -447,17 +605,23 @@ static int echo_floor(void)
         sncp_tls_ctx_destroy(ctxs[i]);
     free(ctxs);
     free(rtt_ns);
-    return n && rate > 0 ? 0 : 1;
+    return n && rate > 0 && paced_p99 > 0 ? 0 : 1;
 }
 
 int main(int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"fdatasync", required_argument, NULL, 'f'}, {"count", required_argument, NULL, 'c'},
-        {"gap-ms", required_argument, NULL, 'g'},    {"echo", no_argument, NULL, 'e'},
-        {"pki", required_argument, NULL, 'P'},       {"sessions", required_argument, NULL, 's'},
-        {"window", required_argument, NULL, 'w'},    {"seconds", required_argument, NULL, 'S'},
-        {"size", required_argument, NULL, 'b'},      {NULL, 0, NULL, 0},
+        {"fdatasync", required_argument, NULL, 'f'},
+        {"count", required_argument, NULL, 'c'},
+        {"gap-ms", required_argument, NULL, 'g'},
+        {"echo", no_argument, NULL, 'e'},
+        {"pki", required_argument, NULL, 'P'},
+        {"sessions", required_argument, NULL, 's'},
+        {"window", required_argument, NULL, 'w'},
+        {"seconds", required_argument, NULL, 'S'},
+        {"size", required_argument, NULL, 'b'},
+        {"rate", required_argument, NULL, 'r'},
+        {NULL, 0, NULL, 0},
     };
     const char *fs_dir = NULL;
     unsigned count = 2000, gap_ms = 0;
@@ -491,6 +655,9 @@ int main(int argc, char **argv)
         case 'b':
             msg_size = (unsigned)atoi(optarg);
             break;
+        case 'r':
+            paced_rate = (unsigned)atoi(optarg);
+            break;
         default:
             return 2;
         }
@@ -501,6 +668,6 @@ int main(int argc, char **argv)
         return echo_floor();
     fprintf(stderr, "usage: floor --fdatasync DIR [--count N] [--gap-ms G]\n"
                     "       floor --echo --pki DIR [--sessions N] [--window W] [--seconds S] "
-                    "[--size BYTES]\n");
+                    "[--size BYTES] [--rate R]\n");
     return 2;
 }

@@ -20,6 +20,8 @@
  *             daemon measured over its window (latency/show: from decoding each request
  *             to its answer, and the group commits), reset when the first measured request
  *             is due (from a thread: the generator keeps its timing) and read at the end
+ *   --dump FILE: writes the latency phase's measured requests to FILE, one line each: when
+ *             it was due (ns from the phase's start), its latency and how late it left (ns)
  *
  * Phases, each reported on stdout:
  *   1. throughput: --sessions sessions (identities bench1..) each activate their share of
@@ -31,7 +33,8 @@
  *      due, whatever the responses do): 1 s of warm-up, then 3 s measured: p50/p99/max of
  *      request latency from each request's due time to its response (a late send counts
  *      against the latency, no coordinated omission), and how late the requests left (the
- *      generator's own delay: if it is large the machine starved the generator);
+ *      generator's own delay: if it is large the machine starved the generator), and how
+ *      the slowest 1 % fall in time (in bursts behind a stall of the machine, or spread);
  *   3. serial (with --serial N): N deactivate/activate toggles on one session, one request
  *      in flight (window 1): p50/p99 latency and requests/s;
  *   4. sessions: more sessions up to --max-sessions concurrent ones, each through HELLO;
@@ -167,6 +170,7 @@ static struct sncp_l2_port *l2_port;
 static unsigned serial_n, serial_done;
 static uint64_t *serial_ns, serial_t0, serial_sent_at;
 static const char *label = "";
+static const char *dump_path; /* --dump: the latency phase's requests, one line each */
 static double latency_floor_ms, echo_rate;
 static const char *ctl_path; /* --ctl: the daemon's control socket */
 static pthread_t ctl_reset;  /* resets the daemon's latency histograms */
@@ -604,6 +608,43 @@ static void start_latency(void)
     uv_poll_start(&lat_poll, UV_READABLE, on_lat_tick);
 }
 
+/* How the slowest 1 % of the measured requests fall in time: in bursts (requests due within
+ * LAT_BURST_GAP_NS of the previous slow one), as behind one stall of the machine (a sync the
+ * disk held, a CPU taken away) that every request during it waits out, or spread evenly.
+ * Before the latencies are sorted; the line is printed after the latency's. */
+#define LAT_BURST_GAP_NS 1000000u
+static void lat_bursts(unsigned n, char *line, size_t size)
+{
+    *line = 0;
+    uint64_t *sorted = malloc(n * sizeof *sorted);
+    if (!sorted)
+        return;
+    memcpy(sorted, lat_ns + lat_warmup, n * sizeof *sorted);
+    qsort(sorted, n, sizeof *sorted, cmp_u64);
+    uint64_t p99 = sorted[(size_t)(n * 0.99)], last = 0, first = 0, longest_ns = 0;
+    unsigned slow = 0, bursts = 0, in_burst = 0, longest = 0;
+    for (unsigned k = lat_warmup; k < lat_warmup + n; k++) {
+        if (lat_ns[k] < p99)
+            continue;
+        if (!slow || lat_send[k] - last > LAT_BURST_GAP_NS) {
+            bursts++;
+            in_burst = 0;
+            first = lat_send[k];
+        }
+        slow++;
+        last = lat_send[k];
+        if (++in_burst > longest || (in_burst == longest && last - first > longest_ns)) {
+            longest = in_burst;
+            longest_ns = last - first;
+        }
+    }
+    snprintf(line, size,
+             "  the slowest 1%% (%u requests of %.3f ms or more) in %u bursts (due within 1 ms of "
+             "another slow one); the largest: %u requests due over %.1f ms\n",
+             slow, p99 / 1e6, bursts, longest, longest_ns / 1e6);
+    free(sorted);
+}
+
 /* Ends the latency phase (once, from whichever of its timer or its last response sees the
  * end first) and starts the serial one. */
 static void start_serial(void)
@@ -612,6 +653,17 @@ static void start_serial(void)
         return;
     lat_stop();
     unsigned n = lat_done > lat_warmup ? lat_done - lat_warmup : 0;
+    if (dump_path && n) {
+        FILE *df = fopen(dump_path, "w");
+        for (unsigned k = lat_warmup; df && k < lat_done; k++)
+            fprintf(df, "%" PRIu64 " %" PRIu64 " %" PRIu64 "\n", lat_send[k] - lat_t0, lat_ns[k],
+                    lat_lag_ns[k]);
+        if (!df || fclose(df))
+            perror(dump_path);
+    }
+    char bursts[256] = "";
+    if (n)
+        lat_bursts(n, bursts, sizeof bursts);
     if (n) {
         uint64_t *l = lat_ns + lat_warmup, *lag = lat_lag_ns + lat_warmup;
         qsort(l, n, sizeof *l, cmp_u64);
@@ -622,6 +674,7 @@ static void start_serial(void)
                n, rate, n_sessions, (unsigned)LAT_WARMUP_MS, l[n / 2] / 1e6,
                l[(size_t)(n * 0.99)] / 1e6, l[n - 1] / 1e6, lag[(size_t)(n * 0.99)] / 1e6,
                lag[n - 1] / 1e6);
+        fputs(bursts, stdout);
         char fig[160];
         snprintf(fig, sizeof fig, "nnve-daemon request p99 at %u/s, %s (ms)", rate, label);
         table(fig, l[(size_t)(n * 0.99)] / 1e6, latency_floor_ms, 3);
@@ -694,6 +747,7 @@ int main(int argc, char **argv)
         {"latency-floor", required_argument, NULL, 'f'},
         {"echo-rate", required_argument, NULL, 'e'},
         {"ctl", required_argument, NULL, 'c'},
+        {"dump", required_argument, NULL, 'D'},
         {NULL, 0, NULL, 0},
     };
     const char *gen = NULL, *target = NULL;
@@ -739,6 +793,9 @@ int main(int argc, char **argv)
         case 'F':
             first_id = (unsigned)atoi(optarg);
             break;
+        case 'D':
+            dump_path = optarg;
+            break;
         case 'H':
             hold_ms = (unsigned)atoi(optarg);
             break;
@@ -773,7 +830,7 @@ int main(int argc, char **argv)
                         "                 [--tsis N (multiple of sessions)] [--rate N] "
                         "[--max-sessions N] [--window N] [--serial N]\n"
                         "                 [--vlan VID] [--first N (identity benchN first)] "
-                        "[--hold MS] [--ctl SOCKET]\n"
+                        "[--hold MS] [--ctl SOCKET] [--dump FILE]\n"
                         "       nnve-load --gen-certs DIR COUNT\n");
         return 2;
     }
