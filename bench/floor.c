@@ -1,13 +1,17 @@
 /* floor.c: the machine's own floors for nnve-daemon's figures, measured in the same run
  * (called by bench/nnve.sh right before it loads the daemon).
  *
- *   floor --fdatasync DIR [--count N] [--gap-ms G]
+ *   floor --fdatasync DIR [--count N] [--gap-ms G | --rate R]
  *       N (2,000) writes of 4 KiB, each followed by fdatasync(), cycling over a 4 MiB file in
  *       DIR (preallocated and synced first, as SQLite reuses its log): p50/p99 in ms, and
  *       the p99 wait of a request arriving at a random moment for the sync in progress and
  *       the next (commit_wait_p99()).  With G, one write and sync every G ms instead of back
  *       to back: what a lone request's commit costs (on a virtual disk a sync after an idle
- *       spell costs several times one that follows another), p50/p99 only.
+ *       spell costs several times one that follows another), p50/p99 only.  With R, then N
+ *       more at R per second, one due every 1/R s (back to back only when one overran): the
+ *       syncs of a daemon that commits each request of a load at R requests/s alone, whose
+ *       CPU goes idle between them (on a virtual machine waking it for the completion costs
+ *       more than a sync that follows another at once): p50/p99.
  *   floor --echo --pki DIR [--sessions N] [--window W] [--seconds S] [--size B] [--rate R]
  *       a bare TLS echo over TCP on 127.0.0.1, through lib's TLS engine (sncp_tls) and
  *       libuv, the server in a child process (as the daemon is): first one session with one
@@ -32,11 +36,14 @@
 #include <sys/prctl.h>
 #include <sys/timerfd.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <uv.h>
 
 #include "sncp-tls.h"
+
+enum { FLOOR_FILE_BYTES = 4 << 20 }; /* the fdatasync floor's file */
 
 static int cmp_u64(const void *a, const void *b)
 {
@@ -77,37 +84,57 @@ static double commit_wait_p99(const uint64_t *ns, unsigned count)
     return p99;
 }
 
-static int fdatasync_floor(const char *dir, unsigned count, unsigned gap_ms)
+/* count writes of 4 KiB, each followed by fdatasync(), cycling over the file; with gap_ms
+ * one every gap_ms ms after the last ended, with period_ns one due every period_ns (a sleep
+ * until it is due; back to back when behind), else back to back.  ns[i]: sync i's time.
+ * Returns 0 or -1 (errno). */
+static int sync_run(int fd, unsigned count, unsigned gap_ms, uint64_t period_ns, uint64_t *ns)
 {
-    enum { BLOCK = 4096, FILE_BYTES = 4 << 20 };
+    enum { BLOCK = 4096 };
+    static uint8_t block[BLOCK];
+    memset(block, 0xa5, sizeof block);
+    uint64_t due = uv_hrtime();
+    for (unsigned i = 0; i < count; i++) {
+        if (period_ns) {
+            due += period_ns;
+            struct timespec ts = {(time_t)(due / 1000000000u), (long)(due % 1000000000u)};
+            if (uv_hrtime() < due)
+                clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL);
+        }
+        block[0] = (uint8_t)i;
+        uint64_t t0 = uv_hrtime();
+        if (pwrite(fd, block, BLOCK, (off_t)(i % (FLOOR_FILE_BYTES / BLOCK)) * BLOCK) != BLOCK ||
+            fdatasync(fd) < 0)
+            return -1;
+        ns[i] = uv_hrtime() - t0;
+        if (gap_ms)
+            usleep(gap_ms * 1000);
+    }
+    return 0;
+}
+
+static int fdatasync_floor(const char *dir, unsigned count, unsigned gap_ms, unsigned rate)
+{
     char path[4096];
     snprintf(path, sizeof path, "%s/floor-fdatasync.tmp", dir);
     int fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (fd < 0)
         return perror(path), 1;
-    static uint8_t block[BLOCK];
+    static uint8_t block[4096];
     memset(block, 0xa5, sizeof block);
-    for (off_t off = 0; off < FILE_BYTES; off += BLOCK)
-        if (pwrite(fd, block, BLOCK, off) != BLOCK)
+    for (off_t off = 0; off < FLOOR_FILE_BYTES; off += sizeof block)
+        if (pwrite(fd, block, sizeof block, off) != sizeof block)
             return perror(path), close(fd), unlink(path), 1;
     fsync(fd);
-    uint64_t *ns = calloc(count, sizeof *ns);
-    if (!ns)
-        return close(fd), unlink(path), 1;
-    for (unsigned i = 0; i < count; i++) {
-        block[0] = (uint8_t)i;
-        uint64_t t0 = uv_hrtime();
-        if (pwrite(fd, block, BLOCK, (off_t)(i % (FILE_BYTES / BLOCK)) * BLOCK) != BLOCK ||
-            fdatasync(fd) < 0) {
-            perror(path);
-            free(ns);
-            close(fd);
-            unlink(path);
-            return 1;
-        }
-        ns[i] = uv_hrtime() - t0;
-        if (gap_ms)
-            usleep(gap_ms * 1000);
+    uint64_t *ns = calloc(count, sizeof *ns), *paced_ns = calloc(count, sizeof *ns);
+    if (!ns || !paced_ns || sync_run(fd, count, gap_ms, 0, ns) < 0 ||
+        (rate && !gap_ms && sync_run(fd, count, 0, 1000000000u / rate, paced_ns) < 0)) {
+        perror(path);
+        free(ns);
+        free(paced_ns);
+        close(fd);
+        unlink(path);
+        return 1;
     }
     close(fd);
     unlink(path);
@@ -117,6 +144,7 @@ static int fdatasync_floor(const char *dir, unsigned count, unsigned gap_ms)
            max = ns[count - 1] / 1e6;
     free(ns);
     if (gap_ms) {
+        free(paced_ns);
         printf("fdatasync, one at a time: %u writes of 4 KiB in %s, %u ms apart: p50 %.3f ms, "
                "p99 %.3f ms, max %.3f ms\n",
                count, dir, gap_ms, p50, p99, max);
@@ -133,6 +161,16 @@ static int fdatasync_floor(const char *dir, unsigned count, unsigned gap_ms)
     printf("TABLE|fdatasync, in progress + next for a request at a random moment, p99 (ms)|%.3f|-|-"
            "\n",
            wait_p99);
+    if (rate) {
+        qsort(paced_ns, count, sizeof *paced_ns, cmp_u64);
+        printf("fdatasync at %u/s (one due every %.0f us, as a commit per request at that rate): "
+               "%u writes of 4 KiB: p50 %.3f ms, p99 %.3f ms, max %.3f ms\n",
+               rate, 1e6 / rate, count, paced_ns[count / 2] / 1e6,
+               paced_ns[(size_t)(count * 0.99)] / 1e6, paced_ns[count - 1] / 1e6);
+        printf("TABLE|fdatasync p99, 4 KiB write, %u/s (ms)|%.3f|-|-\n", rate,
+               paced_ns[(size_t)(count * 0.99)] / 1e6);
+    }
+    free(paced_ns);
     return 0;
 }
 
@@ -663,10 +701,10 @@ int main(int argc, char **argv)
         }
     }
     if (fs_dir && count)
-        return fdatasync_floor(fs_dir, count, gap_ms);
+        return fdatasync_floor(fs_dir, count, gap_ms, paced_rate);
     if (echo && pki && n_sessions && window && msg_size && msg_size <= sizeof msg && seconds > 0)
         return echo_floor();
-    fprintf(stderr, "usage: floor --fdatasync DIR [--count N] [--gap-ms G]\n"
+    fprintf(stderr, "usage: floor --fdatasync DIR [--count N] [--gap-ms G | --rate R]\n"
                     "       floor --echo --pki DIR [--sessions N] [--window W] [--seconds S] "
                     "[--size BYTES] [--rate R]\n");
     return 2;
