@@ -661,10 +661,9 @@ static void start_serial(void)
         if (!df || fclose(df))
             perror(dump_path);
     }
-    char bursts[256] = "";
-    if (n)
-        lat_bursts(n, bursts, sizeof bursts);
     if (n) {
+        char bursts[256];
+        lat_bursts(n, bursts, sizeof bursts);
         uint64_t *l = lat_ns + lat_warmup, *lag = lat_lag_ns + lat_warmup;
         qsort(l, n, sizeof *l, cmp_u64);
         qsort(lag, n, sizeof *lag, cmp_u64);
