@@ -44,12 +44,19 @@
 
 #include "sncp-tls.h"
 
-enum { FLOOR_FILE_BYTES = 4 << 20 }; /* the fdatasync floor's file */
+enum { FLOOR_FILE_BYTES = 4 << 20, FLOOR_BLOCK = 4096 }; /* the fdatasync floor's file, writes */
+static uint8_t block[FLOOR_BLOCK];                       /* what they write (0xa5...) */
 
 static int cmp_u64(const void *a, const void *b)
 {
     uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
     return x < y ? -1 : x > y;
+}
+
+/* The q quantile of the n sorted durations v (ns), in ms; 0 when there are none. */
+static double pct(const uint64_t *v, size_t n, double q)
+{
+    return n ? (double)v[(size_t)((double)n * q)] / 1e6 : 0;
 }
 
 /* ---- fdatasync ---- */
@@ -91,9 +98,6 @@ static double commit_wait_p99(const uint64_t *ns, unsigned count)
  * Returns 0 or -1 (errno). */
 static int sync_run(int fd, unsigned count, unsigned gap_ms, uint64_t period_ns, uint64_t *ns)
 {
-    enum { BLOCK = 4096 };
-    static uint8_t block[BLOCK];
-    memset(block, 0xa5, sizeof block);
     uint64_t due = uv_hrtime();
     for (unsigned i = 0; i < count; i++) {
         if (period_ns) {
@@ -104,7 +108,8 @@ static int sync_run(int fd, unsigned count, unsigned gap_ms, uint64_t period_ns,
         }
         block[0] = (uint8_t)i;
         uint64_t t0 = uv_hrtime();
-        if (pwrite(fd, block, BLOCK, (off_t)(i % (FLOOR_FILE_BYTES / BLOCK)) * BLOCK) != BLOCK ||
+        if (pwrite(fd, block, FLOOR_BLOCK,
+                   (off_t)(i % (FLOOR_FILE_BYTES / FLOOR_BLOCK)) * FLOOR_BLOCK) != FLOOR_BLOCK ||
             fdatasync(fd) < 0)
             return -1;
         ns[i] = uv_hrtime() - t0;
@@ -121,7 +126,6 @@ static int fdatasync_floor(const char *dir, unsigned count, unsigned gap_ms, uns
     int fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (fd < 0)
         return perror(path), 1;
-    static uint8_t block[4096];
     memset(block, 0xa5, sizeof block);
     for (off_t off = 0; off < FLOOR_FILE_BYTES; off += sizeof block)
         if (pwrite(fd, block, sizeof block, off) != sizeof block)
@@ -141,8 +145,7 @@ static int fdatasync_floor(const char *dir, unsigned count, unsigned gap_ms, uns
     unlink(path);
     double wait_p99 = gap_ms ? 0 : commit_wait_p99(ns, count);
     qsort(ns, count, sizeof *ns, cmp_u64);
-    double p50 = ns[count / 2] / 1e6, p99 = ns[(size_t)(count * 0.99)] / 1e6,
-           max = ns[count - 1] / 1e6;
+    double p50 = pct(ns, count, 0.5), p99 = pct(ns, count, 0.99), max = ns[count - 1] / 1e6;
     free(ns);
     if (gap_ms) {
         free(paced_ns);
@@ -166,10 +169,10 @@ static int fdatasync_floor(const char *dir, unsigned count, unsigned gap_ms, uns
         qsort(paced_ns, count, sizeof *paced_ns, cmp_u64);
         printf("fdatasync at %u/s (one due every %.0f us, as a commit per request at that rate): "
                "%u writes of 4 KiB: p50 %.3f ms, p99 %.3f ms, max %.3f ms\n",
-               rate, 1e6 / rate, count, paced_ns[count / 2] / 1e6,
-               paced_ns[(size_t)(count * 0.99)] / 1e6, paced_ns[count - 1] / 1e6);
+               rate, 1e6 / rate, count, pct(paced_ns, count, 0.5), pct(paced_ns, count, 0.99),
+               paced_ns[count - 1] / 1e6);
         printf("TABLE|fdatasync p99, 4 KiB write, %u/s (ms)|%.3f|-|-\n", rate,
-               paced_ns[(size_t)(count * 0.99)] / 1e6);
+               pct(paced_ns, count, 0.99));
     }
     free(paced_ns);
     return 0;
@@ -206,9 +209,15 @@ static uint8_t msg[4096];
 static unsigned paced_rate;
 static int paced;
 static uint64_t paced_t0, paced_sent, paced_done, paced_warmup, paced_cap;
-static uint64_t *paced_due, *paced_ns, *paced_lag_ns;
+static uint64_t *paced_ns, *paced_lag_ns;
 static int paced_tfd = -1;
 static uv_poll_t paced_poll;
+
+/* When paced message k is due. */
+static uint64_t paced_due(uint64_t k)
+{
+    return paced_t0 + k * 1000000000u / paced_rate;
+}
 
 struct wreq {
     uv_write_t req;
@@ -282,7 +291,7 @@ static void client_plaintext(struct peer *p, size_t n)
             unsigned k = p->q[p->q_head];
             p->q_head = (p->q_head + 1) % PACED_QUEUE;
             p->q_len--;
-            paced_ns[k] = uv_hrtime() - paced_due[k];
+            paced_ns[k] = uv_hrtime() - paced_due(k);
             if (++paced_done == paced_cap)
                 done = 1;
             continue;
@@ -477,8 +486,7 @@ static void paced_send_due(void)
     while (paced_sent < due && paced_sent < paced_cap) {
         uint64_t k = paced_sent++;
         struct peer *p = &clients[k % n_sessions];
-        paced_due[k] = paced_t0 + k * 1000000000u / paced_rate;
-        paced_lag_ns[k] = uv_hrtime() - paced_due[k];
+        paced_lag_ns[k] = uv_hrtime() - paced_due(k);
         if (p->q_len == PACED_QUEUE || !p->established || !p->tls ||
             uv_is_closing((uv_handle_t *)&p->tcp)) {
             paced_cap--;
@@ -526,11 +534,6 @@ static void on_paced_start(uv_timer_t *t)
     uv_poll_start(&paced_poll, UV_READABLE, on_paced_tick);
 }
 
-static double pct(uint64_t *v, size_t n, double q)
-{
-    return n ? (double)v[(size_t)((double)n * q)] / 1e6 : 0;
-}
-
 /* The paced run: `sessions` clients, `paced_rate` messages/s spread over them as nnve-load's
  * latency phase sends its requests (1 s of warm-up, then 3 s counted), each message's round
  * trip from its due time.  Prints p50/p99/max and how late the messages left; returns the
@@ -545,13 +548,11 @@ static double paced_run(uint16_t port, unsigned sessions, struct sncp_tls_ctx **
     paced_warmup = paced_rate;
     paced_cap = paced_warmup + 3 * (uint64_t)paced_rate;
     paced_sent = paced_done = 0;
-    uint64_t cap = paced_cap;
-    paced_due = calloc(cap, sizeof *paced_due);
-    paced_ns = calloc(cap, sizeof *paced_ns);
-    paced_lag_ns = calloc(cap, sizeof *paced_lag_ns);
+    paced_ns = calloc(paced_cap, sizeof *paced_ns);
+    paced_lag_ns = calloc(paced_cap, sizeof *paced_lag_ns);
     clients = calloc(sessions, sizeof *clients);
     paced_tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
-    if (!paced_due || !paced_ns || !paced_lag_ns || !clients || paced_tfd < 0) {
+    if (!paced_ns || !paced_lag_ns || !clients || paced_tfd < 0) {
         perror("floor: paced run");
         exit(1);
     }
@@ -592,7 +593,6 @@ static double paced_run(uint16_t port, unsigned sessions, struct sncp_tls_ctx **
         printf("TABLE|loopback TLS round trip p99, %u/s over %u sessions (ms)|%.3f|-|-\n",
                paced_rate, sessions, p99);
     fflush(stdout);
-    free(paced_due);
     free(paced_ns);
     free(paced_lag_ns);
     free(clients);
@@ -633,12 +633,8 @@ static int echo_floor(void)
     rtt_ns = calloc(rtt_cap, sizeof *rtt_ns);
     echo_run(port, 1, 1, ctxs);
     unsigned n = rtt_n;
-    double p50 = 0, p99 = 0;
-    if (n) {
-        qsort(rtt_ns, n, sizeof *rtt_ns, cmp_u64);
-        p50 = rtt_ns[n / 2] / 1e6;
-        p99 = rtt_ns[(size_t)(n * 0.99)] / 1e6;
-    }
+    qsort(rtt_ns, n, sizeof *rtt_ns, cmp_u64);
+    double p50 = pct(rtt_ns, n, 0.5), p99 = pct(rtt_ns, n, 0.99);
     printf("tls echo: 1 session, window 1, %u round trips of %u bytes: p50 %.3f ms, p99 %.3f "
            "ms\n",
            n, msg_size, p50, p99);

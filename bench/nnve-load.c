@@ -608,20 +608,14 @@ static void start_latency(void)
     uv_poll_start(&lat_poll, UV_READABLE, on_lat_tick);
 }
 
-/* How the slowest 1 % of the measured requests fall in time: in bursts (requests due within
- * LAT_BURST_GAP_NS of the previous slow one), as behind one stall of the machine (a sync the
- * disk held, a CPU taken away) that every request during it waits out, or spread evenly.
- * Before the latencies are sorted; the line is printed after the latency's. */
+/* Prints how the slowest 1 % of the n measured requests (latency p99 ns or more) fall in
+ * time: in bursts (requests due within LAT_BURST_GAP_NS of the previous slow one), as behind
+ * one stall of the machine (a sync the disk held, a CPU taken away) that every request
+ * during it waits out, or spread evenly.  lat_ns in the order the requests were due. */
 #define LAT_BURST_GAP_NS 1000000u
-static void lat_bursts(unsigned n, char *line, size_t size)
+static void lat_bursts(unsigned n, uint64_t p99)
 {
-    *line = 0;
-    uint64_t *sorted = malloc(n * sizeof *sorted);
-    if (!sorted)
-        return;
-    memcpy(sorted, lat_ns + lat_warmup, n * sizeof *sorted);
-    qsort(sorted, n, sizeof *sorted, cmp_u64);
-    uint64_t p99 = sorted[(size_t)(n * 0.99)], last = 0, first = 0, longest_ns = 0;
+    uint64_t last = 0, first = 0, longest_ns = 0;
     unsigned slow = 0, bursts = 0, in_burst = 0, longest = 0;
     for (unsigned k = lat_warmup; k < lat_warmup + n; k++) {
         if (lat_ns[k] < p99)
@@ -638,11 +632,9 @@ static void lat_bursts(unsigned n, char *line, size_t size)
             longest_ns = last - first;
         }
     }
-    snprintf(line, size,
-             "  the slowest 1%% (%u requests of %.3f ms or more) in %u bursts (due within 1 ms of "
-             "another slow one); the largest: %u requests due over %.1f ms\n",
-             slow, p99 / 1e6, bursts, longest, longest_ns / 1e6);
-    free(sorted);
+    printf("  the slowest 1%% (%u requests of %.3f ms or more) in %u bursts (due within 1 ms of "
+           "another slow one); the largest: %u requests due over %.1f ms\n",
+           slow, p99 / 1e6, bursts, longest, longest_ns / 1e6);
 }
 
 /* Ends the latency phase (once, from whichever of its timer or its last response sees the
@@ -662,9 +654,13 @@ static void start_serial(void)
             perror(dump_path);
     }
     if (n) {
-        char bursts[256];
-        lat_bursts(n, bursts, sizeof bursts);
-        uint64_t *l = lat_ns + lat_warmup, *lag = lat_lag_ns + lat_warmup;
+        /* sorted apart: lat_ns keeps the order the requests were due in (lat_bursts()) */
+        uint64_t *l = malloc(n * sizeof *l), *lag = lat_lag_ns + lat_warmup;
+        if (!l) {
+            perror("nnve-load: latency phase");
+            exit(1);
+        }
+        memcpy(l, lat_ns + lat_warmup, n * sizeof *l);
         qsort(l, n, sizeof *l, cmp_u64);
         qsort(lag, n, sizeof *lag, cmp_u64);
         printf("latency: %u requests at %u/s over %u sessions (after %u ms at that rate), from "
@@ -673,10 +669,11 @@ static void start_serial(void)
                n, rate, n_sessions, (unsigned)LAT_WARMUP_MS, l[n / 2] / 1e6,
                l[(size_t)(n * 0.99)] / 1e6, l[n - 1] / 1e6, lag[(size_t)(n * 0.99)] / 1e6,
                lag[n - 1] / 1e6);
-        fputs(bursts, stdout);
+        lat_bursts(n, l[(size_t)(n * 0.99)]);
         char fig[160];
         snprintf(fig, sizeof fig, "nnve-daemon request p99 at %u/s, %s (ms)", rate, label);
         table(fig, l[(size_t)(n * 0.99)] / 1e6, latency_floor_ms, 3);
+        free(l);
         daemon_latency();
         fflush(stdout);
     }
