@@ -20,7 +20,7 @@
 #       is killed and the migration aborted; (6d) the destination agent restarts while the
 #       migration runs: its instance stays Associated until the switch-over;
 #   (7) nnve-daemon is restarted during the transfer; (7b) the switch-over happens while
-#       nnve-daemon is down;
+#       nnve-daemon is down, and the source's agent resynchronises first;
 #   (8) a post-copy migration;
 # after each: vm1 runs on exactly one host, its TSI is Activated there only, no instance, VN
 # connection or tag is left anywhere, and each agent agrees (mig_converged), and at every
@@ -291,11 +291,21 @@ check_samples "$T/samples" "nnve-daemon restarted"
 ok "(7) nnve-daemon restarted during the migration: $DOM on A only, Activated at hva only"
 
 # --- (7b) the switch-over happens while nnve-daemon is down ------------------------------------------------
+# When the nNVE is back, the source's agent resynchronises first (the destination's is held
+# with SIGSTOP): it must tell the leave as a migration source's, so that the nNVE activates
+# the destination's instance before it removes the source's; a sweep at SYNC_END would leave
+# none Activated until the destination re-announced its own.
 slowed A B
 mig_stop_nnve KILL
 unthrottle A
 migrate_rc || fail "the migration failed with nnve-daemon down: $(cat "$T/migrate.out")"
-mig_start_nnve || fail "nnve-daemon did not restart"
+kill -STOP "${MIG_AGENT_PID[B]}" || fail "stop agent B"
+mig_start_nnve || { kill -CONT "${MIG_AGENT_PID[B]}"; fail "nnve-daemon did not restart"; }
+qemu_poll 30 mig_agent_ready A >/dev/null
+inst=$(nnvectl --json show tsis | jq -c --arg t "$TSI" '[.[] | select(.tsi == $t) | [.hypervisor, .state]] | sort')
+kill -CONT "${MIG_AGENT_PID[B]}" || fail "continue agent B"
+[ "$inst" = '[["hvb","activated"]]' ] ||
+    fail "after the source's agent resynchronised (the destination's held), the nNVE has $inst"
 converged "switch-over with nnve-daemon down" B
 mig_sampler_stop
 check_samples "$T/samples" "switch-over with nnve-daemon down"

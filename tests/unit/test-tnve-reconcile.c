@@ -1417,6 +1417,45 @@ START_TEST(test_vn_change)
 }
 END_TEST
 
+/* The guest migrates away (or, the second time, stops) while the session is down.  The SYNC
+ * after it de-associates the migrated instance as a migration source before SYNC_END, so
+ * that the nNVE activates the destination's first; the stopped one is left to the sweep. */
+START_TEST(test_migration_source_during_outage)
+{
+    for (int migrated = 1; migrated >= 0; migrated--) {
+        struct tnve_domxml x;
+        struct tnve_rec *r = steady(NULL, &x);
+        const uint16_t f = migrated ? SNCP_F_MIGRATION | SNCP_F_MIGRATION_SOURCE : 0;
+        tnve_rec_session_down(r, 2000);
+        tnve_rec_domain_effect(r, x.uuid, TNVE_EFFECT_DEASSOCIATE, f,
+                               migrated ? "stopped/migrated" : "stopped/destroyed", 2100);
+        tnve_rec_domain_remove(r, x.uuid, 0, 2200);
+        tnve_rec_run(r, 2200);
+        int base = F.n;
+        tnve_rec_session_up(r, 3000);
+        ck_assert_int_eq(pending(SNCP_MSG_SYNC_BEGIN), base);
+        answer_ok(r, SNCP_MSG_SYNC_BEGIN, 0, -1, 3001);
+        tnve_rec_run(r, 3001);
+        int d = pending(SNCP_MSG_TSI_DEASSOCIATE);
+        if (migrated) {
+            ck_assert_int_gt(d, base);
+            ck_assert_uint_eq(F.sent[d].flags, f);
+            ck_assert_int_lt(pending(SNCP_MSG_SYNC_END), 0); /* the leave goes first */
+            answer_ok(r, SNCP_MSG_TSI_DEASSOCIATE, 0, SNCP_TSI_INIT, 3002);
+            tnve_rec_run(r, 3002);
+        } else {
+            ck_assert_int_lt(d, 0);
+        }
+        ck_assert_int_gt(pending(SNCP_MSG_SYNC_END), base);
+        answer_ok(r, SNCP_MSG_SYNC_END, 0, -1, 3003);
+        tnve_rec_run(r, 3003);
+        ck_assert_str_eq(tnve_rec_phase(r), "ready");
+        ck_assert_uint_eq(n_tsis(r), 0);
+        tnve_rec_destroy(r);
+    }
+}
+END_TEST
+
 /* The VN of a running vNIC changes while the session is down: the SYNC after it
  * de-associates the old instance, then activates the new one, then ends. */
 START_TEST(test_vn_change_during_outage)
@@ -1754,6 +1793,7 @@ static Suite *suite(void)
     tcase_add_test(tc, test_migration_flags);
     tcase_add_test(tc, test_migration_incoming_resync);
     tcase_add_test(tc, test_migration_incoming_failed);
+    tcase_add_test(tc, test_migration_source_during_outage);
     tcase_add_test(tc, test_addresses_and_vnics);
     tcase_add_test(tc, test_vn_change);
     tcase_add_test(tc, test_vn_change_during_outage);
