@@ -156,8 +156,12 @@ if [ "${1:-}" = "--inside" ]; then
     racks_wait "blue activated at both" 30 activated_both vm1 vm2 ||
         die "blue not activated at both switches"
     blue=$(tag_at sw1 vm1)
-    [ "$(tag_at sw2 vm2)" = "$blue" ] && in_half "$blue" sw1 && ok "blue has tag $blue on both switches (sw1's half)" ||
+    if [ "$(tag_at sw2 vm2)" = "$blue" ] && in_half "$blue" sw1; then
+        ok "blue has tag $blue on both switches (sw1's half)"
+    else
         fail "blue's tags: sw1 $blue, sw2 $(tag_at sw2 vm2)"
+        grep -H ' pair: ' "$R/sw1/nnve.log" "$R/sw2/nnve.log" | head -n 40
+    fi
     vm_ping vm1 "$(vm_ip vm2)" 5 && ok "blue: vm1 -> vm2" || fail "blue: vm1 cannot reach vm2"
 
     step "2. partition: the pair session's port is dropped on the underlay"
