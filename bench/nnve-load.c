@@ -663,16 +663,16 @@ static void start_serial(void)
         memcpy(l, lat_ns + lat_warmup, n * sizeof *l);
         qsort(l, n, sizeof *l, cmp_u64);
         qsort(lag, n, sizeof *lag, cmp_u64);
+        uint64_t p99 = l[(size_t)(n * 0.99)];
         printf("latency: %u requests at %u/s over %u sessions (after %u ms at that rate), from "
                "each one's due time: p50 %.3f ms, p99 %.3f ms, max %.3f ms; sent late by: p99 "
                "%.3f ms, max %.3f ms\n",
-               n, rate, n_sessions, (unsigned)LAT_WARMUP_MS, l[n / 2] / 1e6,
-               l[(size_t)(n * 0.99)] / 1e6, l[n - 1] / 1e6, lag[(size_t)(n * 0.99)] / 1e6,
-               lag[n - 1] / 1e6);
-        lat_bursts(n, l[(size_t)(n * 0.99)]);
+               n, rate, n_sessions, (unsigned)LAT_WARMUP_MS, l[n / 2] / 1e6, p99 / 1e6,
+               l[n - 1] / 1e6, lag[(size_t)(n * 0.99)] / 1e6, lag[n - 1] / 1e6);
+        lat_bursts(n, p99);
         char fig[160];
         snprintf(fig, sizeof fig, "nnve-daemon request p99 at %u/s, %s (ms)", rate, label);
-        table(fig, l[(size_t)(n * 0.99)] / 1e6, latency_floor_ms, 3);
+        table(fig, p99 / 1e6, latency_floor_ms, 3);
         free(l);
         daemon_latency();
         fflush(stdout);

@@ -1470,17 +1470,6 @@ static uint16_t migration_flags(const struct tnve_rec *r, const struct rec_tsi *
     return t->flags & (SNCP_F_MIGRATION | SNCP_F_MIGRATION_SOURCE);
 }
 
-/* t's guest left this host by a completed migration while t was Activated at the nNVE (the
- * session was down, so the leave was not told).  During SYNC it is de-associated as a
- * migration source, not left to the sweep: the nNVE then activates the destination's
- * Associated instance before it removes this one (PROTOCOL.md §9.3, RFC 8394 §3.3), where a
- * sweep would leave neither Activated until the destination re-announces its own. */
-static int tsi_left_by_migration(const struct tnve_rec *r, const struct rec_tsi *t)
-{
-    return t->acked == SNCP_TSI_ACTIVATED &&
-           migration_flags(r, t) == (SNCP_F_MIGRATION | SNCP_F_MIGRATION_SOURCE);
-}
-
 static void tsi_send(struct tnve_rec *r, struct rec_tsi *t, uint8_t type,
                      enum sncp_tsi_state target, uint64_t now)
 {
@@ -1600,6 +1589,19 @@ static int tsi_vn_ready(const struct rec_tsi *t)
     return v->out_type == SNCP_MSG_VN_CONNECT && !v->failures && !t->failures;
 }
 
+/* During SYNC, t (its desired state Init) is de-associated before SYNC_END rather than left
+ * to the sweep: the old VN's instance of a moved vNIC (tsi_blocks_move()), and an instance
+ * Activated when the session was lost whose guest then left by a completed migration.  The
+ * latter goes as a migration source's leave: the nNVE then activates the destination's
+ * Associated instance before it removes this one (PROTOCOL.md §9.3, RFC 8394 §3.3), where a
+ * sweep would leave neither Activated until the destination re-announces its own. */
+static int tsi_sync_leaves_first(const struct tnve_rec *r, const struct rec_tsi *t)
+{
+    return tsi_blocks_move(r, t) ||
+           (t->acked == SNCP_TSI_ACTIVATED &&
+            migration_flags(r, t) == (SNCP_F_MIGRATION | SNCP_F_MIGRATION_SOURCE));
+}
+
 static uint64_t tsi_step(struct tnve_rec *r, struct rec_tsi *t, uint64_t now)
 {
     if (t->out_type)
@@ -1612,9 +1614,8 @@ static uint64_t tsi_step(struct tnve_rec *r, struct rec_tsi *t, uint64_t now)
         if (r->phase != PHASE_SYNCING || t->sync_tried)
             return UINT64_MAX;
         if (want == SNCP_TSI_INIT) {
-            /* Left alone, SYNC_END sweeps it.  Two go first: an old VN of a moved vNIC, and
-             * an instance whose guest migrated away while the session was down. */
-            if (!tsi_blocks_move(r, t) && !tsi_left_by_migration(r, t))
+            /* Left alone, SYNC_END sweeps it. */
+            if (!tsi_sync_leaves_first(r, t))
                 return UINT64_MAX;
             type = SNCP_MSG_TSI_DEASSOCIATE;
         } else
@@ -1660,13 +1661,13 @@ static uint64_t tsi_step(struct tnve_rec *r, struct rec_tsi *t, uint64_t now)
 }
 
 /* SYNC_END waits for t: a re-announcement not yet tried (unless its VN's failed or an old
- * instance's de-association did), or the leave of a migration source. */
+ * instance's de-association did), or a de-association that goes first. */
 static int sync_waits_for(const struct tnve_rec *r, const struct rec_tsi *t)
 {
     if (!t->sync_needed || t->sync_tried)
         return 0;
     if (tsi_desired(t) == SNCP_TSI_INIT)
-        return tsi_left_by_migration(r, t);
+        return tsi_sync_leaves_first(r, t);
     return !(t->vn->sync_tried && t->vn->sync_needed) && !tsi_blocked_by_tried(r, t);
 }
 
