@@ -42,6 +42,7 @@
 
 #include <uv.h>
 
+#include "cpu-ticks.h"
 #include "sncp-tls.h"
 
 enum { FLOOR_FILE_BYTES = 4 << 20, FLOOR_BLOCK = 4096 }; /* the fdatasync floor's file, writes */
@@ -132,8 +133,15 @@ static int fdatasync_floor(const char *dir, unsigned count, unsigned gap_ms, uns
             return perror(path), close(fd), unlink(path), 1;
     fsync(fd);
     uint64_t *ns = calloc(count, sizeof *ns), *paced_ns = calloc(count, sizeof *ns);
-    if (!ns || !paced_ns || sync_run(fd, count, gap_ms, 0, ns) < 0 ||
-        (rate && !gap_ms && sync_run(fd, count, 0, 1000000000u / rate, paced_ns) < 0)) {
+    struct cpu_ticks ticks[2] = {{0}}; /* around the paced syncs */
+    int e = !ns || !paced_ns || sync_run(fd, count, gap_ms, 0, ns) < 0;
+    if (!e && rate && !gap_ms) {
+        cpu_ticks_read(&ticks[0]);
+        e = sync_run(fd, count, 0, 1000000000u / rate, paced_ns) < 0;
+        if (!e)
+            cpu_ticks_read(&ticks[1]);
+    }
+    if (e) {
         perror(path);
         free(ns);
         free(paced_ns);
@@ -173,6 +181,9 @@ static int fdatasync_floor(const char *dir, unsigned count, unsigned gap_ms, uns
                paced_ns[count - 1] / 1e6);
         printf("TABLE|fdatasync p99, 4 KiB write, %u/s (ms)|%.3f|-|-\n", rate,
                pct(paced_ns, count, 0.99));
+        char what[64];
+        snprintf(what, sizeof what, "fdatasync at %u/s", rate);
+        cpu_ticks_print(what, &ticks[0], &ticks[1]);
     }
     free(paced_ns);
     return 0;
@@ -210,6 +221,8 @@ static unsigned paced_rate;
 static int paced;
 static uint64_t paced_t0, paced_sent, paced_done, paced_warmup, paced_cap;
 static uint64_t *paced_ns, *paced_lag_ns;
+static struct cpu_ticks paced_ticks[2]; /* at the first counted message's due time, at the end */
+static int paced_ticks_taken;
 static int paced_tfd = -1;
 static uv_poll_t paced_poll;
 
@@ -483,6 +496,10 @@ static void paced_send_due(void)
 {
     uint64_t now = uv_hrtime();
     uint64_t due = (now - paced_t0) * paced_rate / 1000000000u + 1;
+    if (due > paced_warmup && !paced_ticks_taken) {
+        paced_ticks_taken = 1;
+        cpu_ticks_read(&paced_ticks[0]);
+    }
     while (paced_sent < due && paced_sent < paced_cap) {
         uint64_t k = paced_sent++;
         struct peer *p = &clients[k % n_sessions];
@@ -548,6 +565,7 @@ static double paced_run(uint16_t port, unsigned sessions, struct sncp_tls_ctx **
     paced_warmup = paced_rate;
     paced_cap = paced_warmup + 3 * (uint64_t)paced_rate;
     paced_sent = paced_done = 0;
+    paced_ticks_taken = 0;
     paced_ns = calloc(paced_cap, sizeof *paced_ns);
     paced_lag_ns = calloc(paced_cap, sizeof *paced_lag_ns);
     clients = calloc(sessions, sizeof *clients);
@@ -572,6 +590,7 @@ static double paced_run(uint16_t port, unsigned sessions, struct sncp_tls_ctx **
         if (closing && n_closed == n_started)
             break;
     }
+    cpu_ticks_read(&paced_ticks[1]);
     close(paced_tfd);
     paced_tfd = -1;
     paced = 0;
@@ -592,6 +611,9 @@ static double paced_run(uint16_t port, unsigned sessions, struct sncp_tls_ctx **
     if (n)
         printf("TABLE|loopback TLS round trip p99, %u/s over %u sessions (ms)|%.3f|-|-\n",
                paced_rate, sessions, p99);
+    char what[64];
+    snprintf(what, sizeof what, "TLS echo at %u/s", paced_rate);
+    cpu_ticks_print(what, &paced_ticks[0], &paced_ticks[1]);
     fflush(stdout);
     free(paced_ns);
     free(paced_lag_ns);

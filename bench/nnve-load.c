@@ -59,6 +59,7 @@
 #include <openssl/x509v3.h>
 #include <uv.h>
 
+#include "cpu-ticks.h"
 #include "sncp-conn-l2.h"
 #include "sncp-conn.h"
 #include "sncp-msg.h"
@@ -157,6 +158,8 @@ static uv_timer_t timer;
 enum { LAT_WARMUP_MS = 1000, LAT_MEASURE_MS = 3000 };
 static uint64_t *lat_send, *lat_ns, *lat_lag_ns;
 static unsigned lat_cap, lat_warmup, lat_sent, lat_done;
+static struct cpu_ticks lat_ticks[2]; /* at the first counted request's due time, at the end */
+static int lat_ticks_taken;
 static uint64_t lat_t0;
 static uv_poll_t lat_poll;
 static int lat_tfd = -1;
@@ -543,6 +546,10 @@ static void daemon_latency(void)
 static void lat_send_due(void)
 {
     uint64_t due = (uv_hrtime() - lat_t0) * rate / 1000000000u + 1;
+    if (due > lat_warmup && !lat_ticks_taken) {
+        lat_ticks_taken = 1;
+        cpu_ticks_read(&lat_ticks[0]);
+    }
     if (ctl_path && !ctl_reset_started && due > lat_warmup)
         ctl_reset_started = !pthread_create(&ctl_reset, NULL, ctl_reset_main, NULL);
     while (lat_sent < due && lat_sent < lat_cap) {
@@ -644,6 +651,7 @@ static void start_serial(void)
     if (phase != P_LATENCY)
         return;
     lat_stop();
+    cpu_ticks_read(&lat_ticks[1]);
     unsigned n = lat_done > lat_warmup ? lat_done - lat_warmup : 0;
     if (dump_path && n) {
         FILE *df = fopen(dump_path, "w");
@@ -675,6 +683,8 @@ static void start_serial(void)
         table(fig, p99 / 1e6, latency_floor_ms, 3);
         free(l);
         daemon_latency();
+        snprintf(fig, sizeof fig, "requests at %u/s, %s", rate, label);
+        cpu_ticks_print(fig, &lat_ticks[0], &lat_ticks[1]);
         fflush(stdout);
     }
     phase = P_SERIAL;

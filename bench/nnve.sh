@@ -30,6 +30,10 @@
 # same window (nnvectl show latency): each request from its decoding to its answer, and the
 # group commits.  What the client's p99 has above the first is the wait in the socket for
 # the commit in progress, TLS both ways, and the generator's own delays on CPUs it shares.
+# Each paced window (the two floors' and the latency phase's) is followed by the CPU time the
+# host stole from this machine during it (bench/cpu-ticks.h): a window with much stolen time
+# measured the neighbours, and a floor and a figure measured under different steal do not
+# compare.
 set -euo pipefail
 : "${SPLITNVE_BUILD:?}" "${SPLITNVE_SRC:?}"
 if [ -n "${NNVE_BENCH_RT:-}" ] && [ -z "${NNVE_BENCH_RT_ON:-}" ]; then
