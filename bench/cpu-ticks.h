@@ -31,11 +31,11 @@ static inline void cpu_ticks_read(struct cpu_ticks *t)
     t->all = v[0] + v[1] + v[2] + v[3] + v[4] + v[5] + v[6] + v[7];
 }
 
-/* Prints, for the window from *a to *b: "  the machine meanwhile (WHAT): ..." and the line
- * TABLE|  CPU time stolen by the host meanwhile, WHAT (ms)|N|-|- .  Nothing when either
- * read failed. */
+/* Prints, for the window from *a to *b: "  the machine meanwhile (WHAT): ...", and with
+ * table_row the line TABLE|  CPU time stolen by the host meanwhile, WHAT (ms)|N|-|- .
+ * Nothing when either read failed. */
 static inline void cpu_ticks_print(const char *what, const struct cpu_ticks *a,
-                                   const struct cpu_ticks *b)
+                                   const struct cpu_ticks *b, int table_row)
 {
     long hz = sysconf(_SC_CLK_TCK);
     if (!a->ok || !b->ok || hz <= 0 || b->all < a->all)
@@ -46,7 +46,8 @@ static inline void cpu_ticks_print(const char *what, const struct cpu_ticks *a,
     printf("  the machine meanwhile (%s): CPU time stolen by the host %.0f ms, idle waiting for "
            "I/O %.0f ms, of %.0f CPU-ms (%ld CPUs)\n",
            what, steal, iowait, (double)(b->all - a->all) * ms, sysconf(_SC_NPROCESSORS_ONLN));
-    printf("TABLE|  CPU time stolen by the host meanwhile, %s (ms)|%.0f|-|-\n", what, steal);
+    if (table_row)
+        printf("TABLE|  CPU time stolen by the host meanwhile, %s (ms)|%.0f|-|-\n", what, steal);
 }
 
 #endif

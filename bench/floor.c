@@ -183,7 +183,7 @@ static int fdatasync_floor(const char *dir, unsigned count, unsigned gap_ms, uns
                pct(paced_ns, count, 0.99));
         char what[64];
         snprintf(what, sizeof what, "fdatasync at %u/s", rate);
-        cpu_ticks_print(what, &ticks[0], &ticks[1]);
+        cpu_ticks_print(what, &ticks[0], &ticks[1], 1);
     }
     free(paced_ns);
     return 0;
@@ -613,7 +613,7 @@ static double paced_run(uint16_t port, unsigned sessions, struct sncp_tls_ctx **
                paced_rate, sessions, p99);
     char what[64];
     snprintf(what, sizeof what, "TLS echo at %u/s", paced_rate);
-    cpu_ticks_print(what, &paced_ticks[0], &paced_ticks[1]);
+    cpu_ticks_print(what, &paced_ticks[0], &paced_ticks[1], 1);
     fflush(stdout);
     free(paced_ns);
     free(paced_lag_ns);

@@ -683,8 +683,8 @@ static void start_serial(void)
         table(fig, p99 / 1e6, latency_floor_ms, 3);
         free(l);
         daemon_latency();
-        snprintf(fig, sizeof fig, "requests at %u/s, %s", rate, label);
-        cpu_ticks_print(fig, &lat_ticks[0], &lat_ticks[1]);
+        snprintf(fig, sizeof fig, "requests at %u/s%s%s", rate, label[0] ? ", " : "", label);
+        cpu_ticks_print(fig, &lat_ticks[0], &lat_ticks[1], label[0] != 0);
         fflush(stdout);
     }
     phase = P_SERIAL;
