@@ -31,12 +31,37 @@ static inline void cpu_ticks_read(struct cpu_ticks *t)
     t->all = v[0] + v[1] + v[2] + v[3] + v[4] + v[5] + v[6] + v[7];
 }
 
-/* Prints, for the window from *a to *b: "  the machine meanwhile (WHAT): ...", and with
- * table_row the line TABLE|  CPU time stolen by the host meanwhile, WHAT (ms)|N|-|- .
- * Nothing when either read failed. */
-static inline void cpu_ticks_print(const char *what, const struct cpu_ticks *a,
-                                   const struct cpu_ticks *b, int table_row)
+/* One measured window: its start is read once (the first cpu_window_start() after
+ * cpu_window_init()), its end at cpu_window_end(). */
+struct cpu_window {
+    struct cpu_ticks start, end;
+    int started;
+};
+
+static inline void cpu_window_init(struct cpu_window *w)
 {
+    *w = (struct cpu_window){0};
+}
+
+static inline void cpu_window_start(struct cpu_window *w)
+{
+    if (!w->started) {
+        w->started = 1;
+        cpu_ticks_read(&w->start);
+    }
+}
+
+static inline void cpu_window_end(struct cpu_window *w)
+{
+    cpu_ticks_read(&w->end);
+}
+
+/* Prints, for window w: "  the machine meanwhile (WHAT): ...", and with table_row the line
+ * TABLE|  CPU time stolen by the host meanwhile, WHAT (ms)|N|-|- .  Nothing when either
+ * read failed or the window never started. */
+static inline void cpu_window_print(const struct cpu_window *w, const char *what, int table_row)
+{
+    const struct cpu_ticks *a = &w->start, *b = &w->end;
     long hz = sysconf(_SC_CLK_TCK);
     if (!a->ok || !b->ok || hz <= 0 || b->all < a->all)
         return;

@@ -133,13 +133,14 @@ static int fdatasync_floor(const char *dir, unsigned count, unsigned gap_ms, uns
             return perror(path), close(fd), unlink(path), 1;
     fsync(fd);
     uint64_t *ns = calloc(count, sizeof *ns), *paced_ns = calloc(count, sizeof *ns);
-    struct cpu_ticks ticks[2] = {{0}}; /* around the paced syncs */
+    struct cpu_window win; /* around the paced syncs */
+    cpu_window_init(&win);
     int e = !ns || !paced_ns || sync_run(fd, count, gap_ms, 0, ns) < 0;
     if (!e && rate && !gap_ms) {
-        cpu_ticks_read(&ticks[0]);
+        cpu_window_start(&win);
         e = sync_run(fd, count, 0, 1000000000u / rate, paced_ns) < 0;
         if (!e)
-            cpu_ticks_read(&ticks[1]);
+            cpu_window_end(&win);
     }
     if (e) {
         perror(path);
@@ -183,7 +184,7 @@ static int fdatasync_floor(const char *dir, unsigned count, unsigned gap_ms, uns
                pct(paced_ns, count, 0.99));
         char what[64];
         snprintf(what, sizeof what, "fdatasync at %u/s", rate);
-        cpu_ticks_print(what, &ticks[0], &ticks[1], 1);
+        cpu_window_print(&win, what, 1);
     }
     free(paced_ns);
     return 0;
@@ -221,8 +222,7 @@ static unsigned paced_rate;
 static int paced;
 static uint64_t paced_t0, paced_sent, paced_done, paced_warmup, paced_cap;
 static uint64_t *paced_ns, *paced_lag_ns;
-static struct cpu_ticks paced_ticks[2]; /* at the first counted message's due time, at the end */
-static int paced_ticks_taken;
+static struct cpu_window paced_window; /* from the first counted message's due time */
 static int paced_tfd = -1;
 static uv_poll_t paced_poll;
 
@@ -496,10 +496,8 @@ static void paced_send_due(void)
 {
     uint64_t now = uv_hrtime();
     uint64_t due = (now - paced_t0) * paced_rate / 1000000000u + 1;
-    if (due > paced_warmup && !paced_ticks_taken) {
-        paced_ticks_taken = 1;
-        cpu_ticks_read(&paced_ticks[0]);
-    }
+    if (due > paced_warmup)
+        cpu_window_start(&paced_window);
     while (paced_sent < due && paced_sent < paced_cap) {
         uint64_t k = paced_sent++;
         struct peer *p = &clients[k % n_sessions];
@@ -565,7 +563,7 @@ static double paced_run(uint16_t port, unsigned sessions, struct sncp_tls_ctx **
     paced_warmup = paced_rate;
     paced_cap = paced_warmup + 3 * (uint64_t)paced_rate;
     paced_sent = paced_done = 0;
-    paced_ticks_taken = 0;
+    cpu_window_init(&paced_window);
     paced_ns = calloc(paced_cap, sizeof *paced_ns);
     paced_lag_ns = calloc(paced_cap, sizeof *paced_lag_ns);
     clients = calloc(sessions, sizeof *clients);
@@ -590,7 +588,7 @@ static double paced_run(uint16_t port, unsigned sessions, struct sncp_tls_ctx **
         if (closing && n_closed == n_started)
             break;
     }
-    cpu_ticks_read(&paced_ticks[1]);
+    cpu_window_end(&paced_window);
     close(paced_tfd);
     paced_tfd = -1;
     paced = 0;
@@ -613,7 +611,7 @@ static double paced_run(uint16_t port, unsigned sessions, struct sncp_tls_ctx **
                paced_rate, sessions, p99);
     char what[64];
     snprintf(what, sizeof what, "TLS echo at %u/s", paced_rate);
-    cpu_ticks_print(what, &paced_ticks[0], &paced_ticks[1], 1);
+    cpu_window_print(&paced_window, what, 1);
     fflush(stdout);
     free(paced_ns);
     free(paced_lag_ns);

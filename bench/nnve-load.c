@@ -158,8 +158,7 @@ static uv_timer_t timer;
 enum { LAT_WARMUP_MS = 1000, LAT_MEASURE_MS = 3000 };
 static uint64_t *lat_send, *lat_ns, *lat_lag_ns;
 static unsigned lat_cap, lat_warmup, lat_sent, lat_done;
-static struct cpu_ticks lat_ticks[2]; /* at the first counted request's due time, at the end */
-static int lat_ticks_taken;
+static struct cpu_window lat_window; /* from the first counted request's due time */
 static uint64_t lat_t0;
 static uv_poll_t lat_poll;
 static int lat_tfd = -1;
@@ -546,10 +545,8 @@ static void daemon_latency(void)
 static void lat_send_due(void)
 {
     uint64_t due = (uv_hrtime() - lat_t0) * rate / 1000000000u + 1;
-    if (due > lat_warmup && !lat_ticks_taken) {
-        lat_ticks_taken = 1;
-        cpu_ticks_read(&lat_ticks[0]);
-    }
+    if (due > lat_warmup)
+        cpu_window_start(&lat_window);
     if (ctl_path && !ctl_reset_started && due > lat_warmup)
         ctl_reset_started = !pthread_create(&ctl_reset, NULL, ctl_reset_main, NULL);
     while (lat_sent < due && lat_sent < lat_cap) {
@@ -651,7 +648,7 @@ static void start_serial(void)
     if (phase != P_LATENCY)
         return;
     lat_stop();
-    cpu_ticks_read(&lat_ticks[1]);
+    cpu_window_end(&lat_window);
     unsigned n = lat_done > lat_warmup ? lat_done - lat_warmup : 0;
     if (dump_path && n) {
         FILE *df = fopen(dump_path, "w");
@@ -684,7 +681,7 @@ static void start_serial(void)
         free(l);
         daemon_latency();
         snprintf(fig, sizeof fig, "requests at %u/s%s%s", rate, label[0] ? ", " : "", label);
-        cpu_ticks_print(fig, &lat_ticks[0], &lat_ticks[1], label[0] != 0);
+        cpu_window_print(&lat_window, fig, label[0] != 0);
         fflush(stdout);
     }
     phase = P_SERIAL;
